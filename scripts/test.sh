@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a fresh Debian machine of this kind (as root), then run the whole suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for pkg in slapd ldap-utils libldap2-dev libsasl2-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" > /tmp/pyldapd-apt.log 2>&1 \
+    || { cat /tmp/pyldapd-apt.log; exit 1; }
+fi
+# Debian's package may start its own slapd; the tests start their own servers on free ports.
+if command -v service >/dev/null 2>&1; then service slapd stop >/dev/null 2>&1 || true; fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+echo "== installing Python packages"
+.venv/bin/python -m pip install -q --upgrade pip > /dev/null
+.venv/bin/python -m pip install -q -e ".[test,fast]"
+
+echo "== ruff"
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+
+echo "== pytest"
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,36 @@
+"""What the server asks of a database, independent of how it is stored.
+
+A database holds one naming context (its suffix). Reads and writes happen in transactions; a write transaction
+commits durably when its `with` block ends without an exception and aborts otherwise.
+DNs given to these methods are normalized DNs (`pyldapd.model.dn.normalize_dn`), except `Entry.dn`, which keeps
+the user's spelling.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Scope(IntEnum):
+    BASE = 0
+    ONE = 1
+    SUB = 2
+    CHILDREN = 3  # OpenLDAP's "subordinate" scope: the subtree without its base
+
+
+class StorageError(Exception):
+    """Base class of the errors a database reports to the server."""
+
+
+class NoSuchEntry(StorageError):
+    def __init__(self, ndn: str, matched_dn: str = "") -> None:
+        super().__init__(ndn)
+        self.matched_dn = matched_dn  # the user-spelled DN of the nearest existing ancestor, or ""
+
+
+class AlreadyExists(StorageError):
+    pass
+
+
+class NotAllowedOnNonLeaf(StorageError):
+    pass

@@ -1,0 +1,1260 @@
+"""The LMDB storage backend: pyldapd's counterpart of OpenLDAP's back-mdb.
+
+Storage layout
+--------------
+One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with these named sub-databases:
+
+``id2entry``   8-byte big-endian entry id -> entry record (below).
+``dn2id``      normalized DN (UTF-8) -> 8-byte id.
+``children``   the DN tree: dupsort, 8-byte parent id -> 8-byte child ids (the suffix entry's parent is id 0).
+               One-level scope is one duplicate run; subtree scope walks it depth first from the base, so it costs
+               one lookup per entry in the subtree and never scans the rest of the database; entries come out
+               parents first. (A reversed-DN key range would make subtrees one range scan but makes one-level
+               scope scan the whole subtree; slapd's back-mdb also keeps a parent -> children tree.)
+``eq``         dupsort: ``type key + 0x00 + normalized value`` -> ids   (equality index)
+``pres``       dupsort: ``type key`` -> ids                              (presence index)
+``sub``        dupsort: ``type key + 0x00 + marker + gram`` -> ids      (substring index, see `_grams`)
+``approx``     dupsort: ``type key + 0x00 + approx_key(normalized value)`` -> ids  (approximate index)
+``uuid``       entryUUID as 16 raw bytes -> id (always maintained)
+``csn``        dupsort: normalized entryCSN -> ids (always maintained; ordered, so `csn_after` is a range scan)
+``meta``       internal: format version, next id, which indexes are built
+``aux``        `put_raw_metadata` / `get_raw_metadata` side table for the server (contextCSN cache, ...)
+
+Index keys use the attribute *type* key (``cn`` for ``cn;lang-en`` too); a filter on a type also looks up its
+subtypes. Keys longer than `_MAX_KEY` bytes are cut and completed with a hash (a collision only adds a
+candidate: indexes return supersets, the caller evaluates the filter). An index is used by searches only once it
+is *built*: configured when the database was empty, or rebuilt with `MdbDatabase.reindex` (like slapindex).
+Configured indexes are maintained by every write from the moment they are configured.
+
+The substring index stores, per value (normalized by the type's substrings rule, as a string): its prefixes of
+1..3 characters (marker 0x01), its suffixes of 1..3 characters (marker 0x03) and all its 3-grams (marker 0x02).
+An initial (final) component uses its prefix (suffix) key and its 3-grams; an any component of 3 characters or
+more uses its 3-grams; shorter any components add no constraint. A substrings filter with no usable component
+is unindexed.
+
+Entry record (``id2entry`` value)::
+
+    struct ">BQIII": format version (1), parent id, len(ndn), len(dn), len(user blob)
+    ndn (UTF-8) | dn as given (UTF-8) | user attributes | operational attributes
+
+The two attribute blobs are ``encode_partial_attribute_list`` outputs (PartialAttribute TLVs, ready to send);
+operational means the schema says so, unknown types count as user attributes.
+
+Entries returned and the cache
+------------------------------
+Entries are decoded once and kept in an LRU cache (id -> (record bytes, Entry)); a cached Entry is returned only
+if the record read in the current transaction is byte-identical to the one it was decoded from, so the cache is
+always coherent with the transaction's snapshot (and with other processes writing the same database).
+**Entries returned by this module are shared and must be treated as read-only: call ``entry.copy()`` before
+changing one** (``Entry.copy`` drops the encoded blobs, which is right for a modified entry).
+
+Transactions
+------------
+``read()`` opens a snapshot; many may be open at once, readers never block the writer. ``search`` and the other
+iterators are lazy generators bound to their transaction: consume them inside the ``with`` block.
+``write()`` opens the one write transaction (a second `write()` from another thread waits; from the same thread,
+while one is open, it raises StorageError rather than deadlocking). It commits when the block exits cleanly and
+aborts on an exception. Durability: with ``sync=True`` (the default) a commit is fsynced (data and meta pages)
+before ``__exit__`` returns, so it survives kill -9 and power loss; ``sync=False`` is for bulk loads, call
+`MdbDatabase.sync` (or `close`) at the end.
+
+Map size
+--------
+``maxsize`` is the initial LMDB map size. The map grows by itself: before a write transaction starts, if more
+than 3/4 of the map is in use it is doubled; if a write still hits MDB_MAP_FULL, the transaction is aborted, the
+map doubled, and the transaction's low-level writes replayed (the caller never sees it). There is no upper cap
+unless ``max_mapsize`` is given (slapd's behaviour, where ``maxsize`` is a hard limit, is
+``max_mapsize=maxsize``); past the cap a write raises StorageError("database full"). Growing invalidates open
+read transactions in this process (py-lmdb rule); a `ReadTxn` notices and transparently renews its snapshot, so a
+lazy search that spans a growth may see changes committed meanwhile (this is rare: growth doubles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import lmdb
+
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
+from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
+from pyldapd.model.entry import Attribute, Entry
+from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
+from pyldapd.protocol.ldap import decode_partial_attribute_list, encode_partial_attribute_list
+
+__all__ = ["MdbDatabase", "ReadTxn", "WriteTxn", "open_database", "INDEX_KINDS"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+INDEX_KINDS = frozenset({"eq", "pres", "sub", "approx"})
+_KIND_ALIASES = {
+    "eq": "eq",
+    "equality": "eq",
+    "pres": "pres",
+    "present": "pres",
+    "sub": "sub",
+    "substr": "sub",
+    "substring": "sub",
+    "subinitial": "sub",
+    "subany": "sub",
+    "subfinal": "sub",
+    "approx": "approx",
+}
+
+_HDR = struct.Struct(">BQIII")
+_HDR_SIZE = _HDR.size
+_ID = struct.Struct(">Q")
+_pack_id = _ID.pack
+_MAX_KEY = 480  # LMDB's default max key size is 511
+_GRAM = 3
+_ROOT_PARENT = bytes(8)  # parent id of the suffix entry
+
+_M_NEXT_ID = b"next_id"
+_M_VERSION = b"version"
+_M_BUILT = b"built_indexes"
+
+_INDEX_DBS = ("eq", "pres", "sub", "approx")
+_ALL_INDEX_DBS = (*_INDEX_DBS, "uuid", "csn")
+
+_SUB_PREFIX = b"\x01"
+_SUB_GRAM = b"\x02"
+_SUB_SUFFIX = b"\x03"
+
+_SMALL_SET = 16  # candidate sets this small are not narrowed further
+_PROBE_RATIO = 4  # an And part this many times larger than the current set is probed, not read
+
+
+def _unpack_id(b: bytes) -> int:
+    return int.from_bytes(b, "big")
+
+
+def _ikey(prefix: bytes, value: bytes) -> bytes:
+    key = prefix + value
+    if len(key) > _MAX_KEY:
+        # hashed keys are longer than any plain key, so they never collide with one
+        key = key[: _MAX_KEY - 31] + hashlib.sha256(key).digest()
+    return key
+
+
+def _grams(text: str) -> list[str]:
+    return [text[i : i + _GRAM] for i in range(len(text) - _GRAM + 1)]
+
+
+def _value_sub_keys(prefix: bytes, text: str, out: set[bytes]) -> None:
+    n = len(text)
+    for i in range(1, min(n, _GRAM) + 1):
+        out.add(_ikey(prefix + _SUB_PREFIX, text[:i].encode("utf-8", "surrogatepass")))
+        out.add(_ikey(prefix + _SUB_SUFFIX, text[-i:].encode("utf-8", "surrogatepass")))
+    for g in _grams(text):
+        out.add(_ikey(prefix + _SUB_GRAM, g.encode("utf-8", "surrogatepass")))
+
+
+class _IndexKeys:
+    """The index keys of one entry, one set per index sub-database."""
+
+    __slots__ = ("eq", "pres", "sub", "approx", "uuid", "csn")
+
+    def __init__(self) -> None:
+        self.eq: set[bytes] = set()
+        self.pres: set[bytes] = set()
+        self.sub: set[bytes] = set()
+        self.approx: set[bytes] = set()
+        self.uuid: set[bytes] = set()
+        self.csn: set[bytes] = set()
+
+
+# Query plans: ("keys", dbname, [key, ...]) = union of the ids under those keys; ("and", [plans]);
+# ("or", [plans]); ("empty",). None stands for "not indexed" (every entry in scope is a candidate).
+_Plan = tuple[Any, ...]
+_EMPTY: _Plan = ("empty",)
+
+
+class MdbDatabase:
+    """One naming context stored in LMDB. See the module docstring for the layout and the rules."""
+
+    def __init__(
+        self,
+        directory: str,
+        schema: Any,
+        suffix: str,
+        *,
+        maxsize: int = 10 * 2**30,
+        indexes: Mapping[str, Iterable[str]] | None = None,
+        sync: bool = True,
+        max_mapsize: int | None = None,
+        cache_size: int = 10_000,
+        max_readers: int = 1024,
+    ) -> None:
+        self.directory = directory
+        self.schema = schema
+        self.suffix = suffix
+        self.suffix_ndn = normalize_dn(suffix, schema)
+        self.sync_writes = sync
+        self.max_mapsize = max_mapsize
+        self.cache_size = cache_size
+        os.makedirs(directory, exist_ok=True)
+        mapsize = max(int(maxsize), 64 * 1024)
+        if max_mapsize is not None:
+            mapsize = min(mapsize, max_mapsize)
+        self.env = lmdb.open(
+            directory,
+            map_size=mapsize,
+            subdir=True,
+            max_dbs=16,
+            max_readers=max_readers,
+            sync=sync,
+            metasync=sync,
+            readahead=False,
+            lock=True,
+        )
+        self._psize = self.env.stat()["psize"]
+        dup = {"dupsort": True, "dupfixed": True}
+        self.dbs: dict[str, Any] = {
+            "id2entry": self.env.open_db(b"id2entry"),
+            "dn2id": self.env.open_db(b"dn2id"),
+            "children": self.env.open_db(b"children", **dup),
+            "eq": self.env.open_db(b"eq", **dup),
+            "pres": self.env.open_db(b"pres", **dup),
+            "sub": self.env.open_db(b"sub", **dup),
+            "approx": self.env.open_db(b"approx", **dup),
+            "uuid": self.env.open_db(b"uuid", **dup),
+            "csn": self.env.open_db(b"csn", **dup),
+            "meta": self.env.open_db(b"meta"),
+            "aux": self.env.open_db(b"aux"),
+        }
+        self._id2entry = self.dbs["id2entry"]
+        self._dn2id = self.dbs["dn2id"]
+        self._children = self.dbs["children"]
+        self._gen = 0  # bumped whenever the map is resized (which invalidates open transactions)
+        self._write_lock = threading.Lock()
+        self._writer: int | None = None  # thread ident of the open write transaction
+        self._cache: OrderedDict[int, tuple[bytes, Entry]] = OrderedDict()
+        self._type_cache: dict[str, Any] = {}
+        self._key_cache: dict[str, str] = {}
+        self._config: dict[str, frozenset[str]] = {}  # type key -> index kinds maintained on writes
+        self._built: set[tuple[str, str]] = set()  # (type key, kind) usable by searches
+        self._closed = False
+        self._built_new: set[tuple[str, str]] = set()
+        with self.env.begin(write=True) as txn:
+            version = txn.get(_M_VERSION, db=self.dbs["meta"])
+            if version is None:
+                txn.put(_M_VERSION, str(FORMAT_VERSION).encode(), db=self.dbs["meta"])
+                txn.put(_M_NEXT_ID, _pack_id(1), db=self.dbs["meta"])
+            elif int(version) != FORMAT_VERSION:
+                raise StorageError(f"{directory}: unsupported database format {version.decode()}")
+        self.set_indexes(indexes or {})
+
+    # --- schema helpers ---------------------------------------------------------------------------------------
+
+    def set_schema(self, schema: Any) -> None:
+        """Use a new schema (after a schema change); index configuration is re-resolved."""
+        self.schema = schema
+        self._type_cache.clear()
+        self._key_cache.clear()
+        self._cache.clear()
+
+    def _type(self, base: str) -> Any:
+        try:
+            return self._type_cache[base]
+        except KeyError:
+            at = self.schema.attribute_type(base)
+            self._type_cache[base] = at
+            return at
+
+    def _attr_key(self, name: str) -> str:
+        try:
+            return self._key_cache[name]
+        except KeyError:
+            key = self.schema.attribute_key(name)
+            if len(self._key_cache) > 10_000:
+                self._key_cache.clear()
+            self._key_cache[name] = key
+            return key
+
+    def _expand_types(self, at: Any) -> list[Any]:
+        """at and all its subtypes (transitively)."""
+        out = [at]
+        seen = {at.key}
+        i = 0
+        while i < len(out):
+            for sub in self.schema.subtypes(out[i]) or ():
+                if sub.key not in seen:
+                    seen.add(sub.key)
+                    out.append(sub)
+            i += 1
+        return out
+
+    # --- index configuration ----------------------------------------------------------------------------------
+
+    def _resolve_indexes(self, indexes: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+        config: dict[str, set[str]] = {}
+        for name, kinds in indexes.items():
+            at = self._type(name.strip().lower()) if name else None
+            if at is None:
+                at = self.schema.attribute_type(name)
+            if at is None:
+                log.warning("index: unknown attribute type %r ignored", name)
+                continue
+            wanted: set[str] = set()
+            for k in kinds:
+                kind = _KIND_ALIASES.get(k.strip().lower())
+                if kind is None:
+                    log.warning("index: unknown index type %r for %s ignored", k, name)
+                else:
+                    wanted.add(kind)
+            # an index on a supertype covers its subtypes, as in slapd
+            for t in self._expand_types(at):
+                config.setdefault(t.key, set()).update(wanted)
+        return {k: frozenset(v) for k, v in config.items() if v}
+
+    def set_indexes(self, indexes: Mapping[str, Iterable[str]]) -> None:
+        """Configure the attribute indexes (attribute name -> kinds).
+
+        Index data of removed indexes is deleted. Added indexes are maintained from now on, but searches use them
+        only after `reindex` (or immediately if the database is empty).
+        """
+        config = self._resolve_indexes(indexes)
+        wanted = {(k, kind) for k, kinds in config.items() for kind in kinds}
+
+        def work(w: WriteTxn) -> None:
+            txn = w._t
+            meta = self.dbs["meta"]
+            raw = txn.get(_M_BUILT, db=meta)
+            built = set()
+            if raw:
+                for line in raw.decode().split("\n"):
+                    if line:
+                        k, _, kind = line.partition("\x00")
+                        built.add((k, kind))
+            for key, kind in sorted(built - wanted):
+                self._drop_index(txn, key, kind)
+            built &= wanted
+            if txn.stat(self._id2entry)["entries"] == 0:
+                built = set(wanted)
+            txn.put(_M_BUILT, "\n".join(sorted(f"{k}\x00{v}" for k, v in built)).encode(), db=meta)
+            self._built_new = built
+
+        self._run_maintenance(work)
+        self._config = config
+        self._built = self._built_new
+        missing = sorted(wanted - self._built)
+        if missing:
+            log.warning(
+                "indexes not built yet (run reindex / 'pyldapd index'): %s",
+                ", ".join(f"{k} {v}" for k, v in missing),
+            )
+
+    def _drop_index(self, txn: Any, key: str, kind: str) -> None:
+        db = self.dbs[kind]
+        prefix = key.encode() if kind == "pres" else key.encode() + b"\x00"
+        cur = txn.cursor(db)
+        if not cur.set_range(prefix):
+            return
+        while True:
+            k = cur.key()
+            if not (k == prefix if kind == "pres" else k.startswith(prefix)):
+                break
+            if not cur.delete(dupdata=True):
+                break
+            if not cur.key():  # cursor ran past the end
+                break
+
+    @property
+    def indexes_built(self) -> set[tuple[str, str]]:
+        return set(self._built)
+
+    def reindex(self) -> int:
+        """Rebuild every index (attribute indexes, entryUUID, entryCSN) from the entries, like slapindex.
+
+        Returns the number of entries processed. Runs in one write transaction.
+        """
+        result = [0]
+
+        def work(w: WriteTxn) -> None:
+            txn = w._t
+            for name in _ALL_INDEX_DBS:
+                txn.drop(self.dbs[name], delete=False)
+            n = 0
+            cur = txn.cursor(self._id2entry)
+            for k, rec in cur.iternext(keys=True, values=True):
+                eid = _unpack_id(k)
+                entry = self._decode(eid, rec)
+                keys = self._index_keys(entry)
+                idb = k
+                for name in _ALL_INDEX_DBS:
+                    db = self.dbs[name]
+                    for key in getattr(keys, name):
+                        txn.put(key, idb, db=db)
+                n += 1
+            built = {(k, kind) for k, kinds in self._config.items() for kind in kinds}
+            txn.put(
+                _M_BUILT, "\n".join(sorted(f"{k}\x00{v}" for k, v in built)).encode(), db=self.dbs["meta"]
+            )
+            self._built_new = built
+            result[0] = n
+
+        self._run_maintenance(work)
+        self._built = self._built_new
+        return result[0]
+
+    # --- transactions -----------------------------------------------------------------------------------------
+
+    def read(self) -> ReadTxn:
+        """A read transaction (a snapshot); use as a context manager."""
+        return ReadTxn(self)
+
+    def write(self) -> WriteTxn:
+        """The write transaction; use as a context manager (commit on clean exit, abort on exception)."""
+        return WriteTxn(self)
+
+    def _begin_read(self) -> Any:
+        try:
+            return self.env.begin(write=False, buffers=False)
+        except lmdb.MapResizedError:
+            # another process grew the map; adopt its size
+            self._resize(0)
+            return self.env.begin(write=False, buffers=False)
+
+    def _begin_write(self) -> Any:
+        self._maybe_grow()
+        try:
+            return self.env.begin(write=True, buffers=False)
+        except lmdb.MapResizedError:
+            self._resize(0)
+            return self.env.begin(write=True, buffers=False)
+
+    def _acquire_write(self) -> None:
+        me = threading.get_ident()
+        if self._writer == me:
+            raise StorageError("a write transaction is already open in this thread")
+        self._write_lock.acquire()
+        self._writer = me
+
+    def _release_write(self) -> None:
+        self._writer = None
+        self._write_lock.release()
+
+    def _resize(self, size: int) -> None:
+        self.env.set_mapsize(size)
+        self._gen += 1
+
+    def _map_used(self) -> tuple[int, int]:
+        info = self.env.info()
+        return (info["last_pgno"] + 1) * self._psize, info["map_size"]
+
+    def _maybe_grow(self) -> None:
+        used, size = self._map_used()
+        if used * 4 > size * 3:
+            self._grow(size)
+
+    def _grow(self, size: int | None = None) -> None:
+        """Double the map size (up to max_mapsize); raise StorageError when it cannot grow."""
+        if size is None:
+            size = self.env.info()["map_size"]
+        new = size * 2
+        if self.max_mapsize is not None:
+            new = min(new, self.max_mapsize)
+            if new <= size:
+                raise StorageError("database full (maxsize reached)")
+        log.info("growing the LMDB map of %s from %d to %d bytes", self.directory, size, new)
+        self._resize(new)
+
+    def _run_maintenance(self, work: Any) -> None:
+        """Run work(WriteTxn) in a write transaction, redoing it from scratch if the map is full."""
+        self._acquire_write()
+        try:
+            while True:
+                w = WriteTxn(self, replayable=False)
+                w._t = self._begin_write()
+                try:
+                    work(w)
+                    w._t.commit()
+                    self._cache.clear()
+                    return
+                except lmdb.MapFullError:
+                    w._t.abort()
+                    self._grow()
+                except BaseException:
+                    w._t.abort()
+                    raise
+        finally:
+            self._release_write()
+
+    # --- encoding ---------------------------------------------------------------------------------------------
+
+    def _encode(self, entry: Entry, ndn: str, parent: bytes) -> tuple[bytes, bytes, bytes]:
+        """(record, user blob, operational blob)"""
+        user: list[tuple[str, list[bytes]]] = []
+        oper: list[tuple[str, list[bytes]]] = []
+        for key, attr in entry.attrs.items():
+            if not attr.values:
+                continue
+            at = self._type(key.partition(";")[0])
+            (oper if at is not None and at.operational else user).append((attr.name, attr.values))
+        ublob = encode_partial_attribute_list(user)
+        oblob = encode_partial_attribute_list(oper)
+        bndn = ndn.encode("utf-8", "surrogateescape")
+        bdn = entry.dn.encode("utf-8", "surrogateescape")
+        head = _HDR.pack(FORMAT_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
+        return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
+
+    def _decode(self, eid: int, rec: bytes) -> Entry:
+        cached = self._cache.get(eid)
+        if cached is not None and cached[0] == rec:
+            self._cache.move_to_end(eid)
+            return cached[1]
+        _v, _parent, ln, ld, lu = _HDR.unpack_from(rec)
+        o = _HDR_SIZE + ln
+        dn = rec[o : o + ld].decode("utf-8", "surrogateescape")
+        o += ld
+        ublob = rec[o : o + lu]
+        oblob = rec[o + lu :]
+        attrs: dict[str, Attribute] = {}
+        key_of = self._attr_key
+        for blob in (ublob, oblob):
+            if not blob:
+                continue
+            for name, values in decode_partial_attribute_list(blob):
+                key = key_of(name)
+                prev = attrs.get(key)
+                if prev is None:
+                    attrs[key] = Attribute(name, values)
+                else:
+                    prev.values.extend(values)
+        entry = Entry(dn, attrs, eid, ublob, oblob)
+        if self.cache_size > 0:
+            cache = self._cache
+            cache[eid] = (rec, entry)
+            if len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        return entry
+
+    def _index_keys(self, entry: Entry) -> _IndexKeys:
+        out = _IndexKeys()
+        config = self._config
+        for key, attr in entry.attrs.items():
+            base = key.partition(";")[0]
+            if base == "entryuuid" or base == "entrycsn":
+                at = self._type(base)
+                norm = at.equality.normalize if at is not None and at.equality is not None else None
+                target = out.uuid if base == "entryuuid" else out.csn
+                for v in attr.values:
+                    n = norm(v) if norm is not None else v
+                    if n is not None and (base != "entryuuid" or len(n) == 16):
+                        target.add(n)
+            kinds = config.get(base)
+            if not kinds:
+                continue
+            at = self._type(base)
+            if at is None:
+                continue
+            prefix = base.encode() + b"\x00"
+            if "pres" in kinds:
+                out.pres.add(base.encode())
+            if "eq" in kinds and base == "objectclass":
+                closure = self.schema.object_class_closure  # (objectClass=person) finds inetOrgPersons too
+                for v in attr.values:
+                    for n in closure(v):
+                        out.eq.add(_ikey(prefix, n))
+            elif "eq" in kinds and at.equality is not None and not getattr(at.equality, "_word", False):
+                normalize = at.equality.normalize
+                for v in attr.values:
+                    n = normalize(v)
+                    if n is not None:
+                        out.eq.add(_ikey(prefix, n))
+            if "sub" in kinds and at.substr is not None:
+                nsub = at.substr.normalize_substring
+                for v in attr.values:
+                    text = nsub(v)
+                    if text:
+                        _value_sub_keys(prefix, text, out.sub)
+            if "approx" in kinds and at.equality is not None:
+                normalize = at.equality.normalize
+                for v in attr.values:
+                    n = normalize(v)
+                    if n is not None:
+                        out.approx.add(_ikey(prefix, _approx_key(n)))
+        return out
+
+    # --- misc -------------------------------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Flush everything to disk (needed after writes with sync=False)."""
+        self.env.sync(True)
+
+    def stat(self) -> dict[str, Any]:
+        used, size = self._map_used()
+        return {"map_size": size, "map_used": used, "entries": self.env.stat()["entries"]}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self.sync_writes:
+            self.env.sync(True)
+        self._cache.clear()
+        self.env.close()
+
+    def __enter__(self) -> MdbDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _approx_key(value: bytes) -> bytes:
+    from pyldapd.model.schema import approx_key
+
+    return approx_key(value)
+
+
+class ReadTxn:
+    """A read-only snapshot of the database. Use as a context manager; `close()` ends it explicitly."""
+
+    def __init__(self, db: MdbDatabase) -> None:
+        self.db = db
+        self._gen = db._gen
+        self._t: Any = db._begin_read()
+
+    # -- plumbing --
+
+    def __enter__(self) -> ReadTxn:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        t = self._t
+        if t is not None:
+            self._t = None
+            if self._gen == self.db._gen:
+                t.abort()
+
+    def _check(self) -> Any:
+        """The lmdb transaction, renewed if a map resize invalidated it."""
+        if self._gen != self.db._gen:
+            if self._t is None:
+                raise StorageError("transaction is closed")
+            self._gen = self.db._gen
+            self._t = self.db._begin_read()
+        t = self._t
+        if t is None:
+            raise StorageError("transaction is closed")
+        return t
+
+    def _id_of(self, ndn: str) -> bytes | None:
+        return self._check().get(ndn.encode("utf-8", "surrogateescape"), db=self.db._dn2id)
+
+    def _entry(self, idb: bytes) -> Entry | None:
+        rec = self._check().get(idb, db=self.db._id2entry)
+        if rec is None:
+            return None
+        return self.db._decode(_unpack_id(idb), rec)
+
+    def _child_ids(self, idb: bytes) -> list[bytes]:
+        cur = self._check().cursor(self.db._children)
+        if not cur.set_key(idb):
+            return []
+        return list(cur.iternext_dup(keys=False, values=True))
+
+    # -- lookups --
+
+    def get(self, ndn: str) -> Entry | None:
+        idb = self._id_of(ndn)
+        return None if idb is None else self._entry(idb)
+
+    def get_by_id(self, entry_id: int) -> Entry | None:
+        return self._entry(_pack_id(entry_id))
+
+    def id_of(self, ndn: str) -> int | None:
+        idb = self._id_of(ndn)
+        return None if idb is None else _unpack_id(idb)
+
+    def exists(self, ndn: str) -> bool:
+        return self._id_of(ndn) is not None
+
+    def has_children(self, ndn: str) -> bool:
+        idb = self._id_of(ndn)
+        if idb is None:
+            return False
+        cur = self._check().cursor(self.db._children)
+        return cur.set_key(idb)
+
+    def nearest_ancestor(self, ndn: str) -> Entry | None:
+        """The deepest existing entry strictly above ndn (within this database), or None."""
+        suffix = self.db.suffix_ndn
+        p = ndn
+        while p and p != suffix:
+            p = parent_dn(p)
+            if p != suffix and not is_descendant(p, suffix):
+                return None
+            entry = self.get(p)
+            if entry is not None:
+                return entry
+        return None
+
+    def _matched(self, ndn: str) -> str:
+        entry = self.nearest_ancestor(ndn)
+        return entry.dn if entry is not None else ""
+
+    def count(self) -> int:
+        return int(self._check().stat(self.db._id2entry)["entries"])
+
+    def children(self, ndn: str) -> Iterator[Entry]:
+        idb = self._id_of(ndn)
+        if idb is None:
+            return
+        for cid in self._child_ids(idb):
+            entry = self._entry(cid)
+            if entry is not None:
+                yield entry
+
+    def by_uuid(self, uuid: bytes) -> Entry | None:
+        idb = self._check().get(bytes(uuid), db=self.db.dbs["uuid"])
+        return None if idb is None else self._entry(idb)
+
+    def csn_after(self, csn: str | bytes) -> Iterator[Entry]:
+        """Entries whose entryCSN is greater than csn, in ascending entryCSN order."""
+        raw = csn.encode() if isinstance(csn, str) else bytes(csn)
+        at = self.db._type("entrycsn")
+        if at is not None and at.equality is not None:
+            raw = at.equality.normalize(raw) or raw
+        cur = self._check().cursor(self.db.dbs["csn"])
+        ids: list[bytes] = []
+        if cur.set_range(raw):
+            for k, v in cur.iternext(keys=True, values=True):
+                if k != raw:
+                    ids.append(v)
+        del cur
+        for idb in ids:
+            entry = self._entry(idb)
+            if entry is not None:
+                yield entry
+
+    def get_raw_metadata(self, key: bytes) -> bytes | None:
+        return self._check().get(key, db=self.db.dbs["aux"])
+
+    # -- search --
+
+    def search(self, base_ndn: str, scope: Scope, filter: Filter | None = None) -> Iterator[Entry]:
+        """Entries in scope that may match `filter` (a superset: the caller evaluates the filter).
+
+        Indexed filters yield ids ascending; unindexed one-level scans yield children by id, unindexed subtree
+        scans yield depth first, parents before children. Lazy: stop iterating whenever you like.
+        A missing base yields nothing: check `exists`/`nearest_ancestor` first for noSuchObject and matchedDN.
+        """
+        db = self.db
+        base_id = self._id_of(base_ndn)
+        if base_id is None:
+            return
+        if scope == Scope.BASE:
+            entry = self._entry(base_id)
+            if entry is not None:
+                yield entry
+            return
+        plan = self._plan(filter) if filter is not None else None
+        if plan is not None and plan[0] == "empty":
+            return
+        if plan is not None and scope == Scope.ONE:
+            cur = self._check().cursor(db._children)
+            nchildren = cur.count() if cur.set_key(base_id) else 0
+            del cur
+            if nchildren <= self._estimate(plan):
+                plan = None
+        if plan is None:
+            yield from self._scan_scope(base_id, scope)
+            return
+        ids = sorted(self._ids(plan))
+        whole_db = scope == Scope.SUB and base_ndn == db.suffix_ndn
+        base_b = base_ndn.encode("utf-8", "surrogateescape")
+        base_pid = _unpack_id(base_id)
+        id2entry = db._id2entry
+        for i in ids:
+            idb = _pack_id(i)
+            rec = self._check().get(idb, db=id2entry)
+            if rec is None:
+                continue
+            if not whole_db:
+                _v, parent, ln, _ld, _lu = _HDR.unpack_from(rec)
+                if scope == Scope.ONE:
+                    if parent != base_pid:
+                        continue
+                else:
+                    ndn_b = rec[_HDR_SIZE : _HDR_SIZE + ln]
+                    if ndn_b == base_b:
+                        if scope == Scope.CHILDREN:
+                            continue
+                    elif not is_descendant(ndn_b.decode("utf-8", "surrogateescape"), base_ndn):
+                        continue
+            yield db._decode(i, rec)
+
+    def _scan_scope(self, base_id: bytes, scope: Scope) -> Iterator[Entry]:
+        if scope == Scope.ONE:
+            for cid in self._child_ids(base_id):
+                entry = self._entry(cid)
+                if entry is not None:
+                    yield entry
+            return
+        # depth first, parents before children, siblings by id
+        stack: list[bytes] = [base_id]
+        first = True
+        while stack:
+            idb = stack.pop()
+            if not (first and scope == Scope.CHILDREN):
+                entry = self._entry(idb)
+                if entry is not None:
+                    yield entry
+            first = False
+            kids = self._child_ids(idb)
+            if kids:
+                kids.reverse()
+                stack.extend(kids)
+
+    # -- query planning --
+
+    def _plan(self, f: Filter) -> _Plan | None:
+        db = self.db
+        if isinstance(f, And):
+            parts = [p for p in (self._plan(x) for x in f.filters) if p is not None]
+            if not parts:
+                return None
+            if any(p[0] == "empty" for p in parts):
+                return _EMPTY
+            return parts[0] if len(parts) == 1 else ("and", parts)
+        if isinstance(f, Or):
+            if not f.filters:
+                return _EMPTY
+            parts = []
+            for x in f.filters:
+                p = self._plan(x)
+                if p is None:
+                    return None
+                if p[0] != "empty":
+                    parts.append(p)
+            if not parts:
+                return _EMPTY
+            return parts[0] if len(parts) == 1 else ("or", parts)
+        if isinstance(f, (Equality, Present, Substrings, Approx)):
+            desc = f.attr
+            base = desc.partition(";")[0]
+            at = db._type(base.lower()) or db.schema.attribute_type(base)
+            if at is None:
+                return None  # unknown attribute: the evaluator decides (Undefined)
+            if isinstance(f, Present) and at.key == "objectclass":
+                return None  # every entry has one
+            if isinstance(f, Equality) and at.key == "entryuuid" and at.equality is not None:
+                n = at.equality.normalize(f.value)
+                if n is not None and len(n) == 16:
+                    return ("keys", "uuid", [n])
+            plans: list[_Plan] = []
+            for t in db._expand_types(at):
+                p = self._plan_type(f, t)
+                if p is None:
+                    return None
+                if p[0] != "empty":
+                    plans.append(p)
+            if not plans:
+                return _EMPTY
+            if len(plans) == 1:
+                return plans[0]
+            if all(p[0] == "keys" and p[1] == plans[0][1] for p in plans):
+                return ("keys", plans[0][1], [k for p in plans for k in p[2]])
+            return ("or", plans)
+        return None  # Not, ordering, extensible: unindexed
+
+    def _plan_type(self, f: Filter, at: Any) -> _Plan | None:
+        built = self.db._built
+        key = at.key
+        prefix = key.encode() + b"\x00"
+        if isinstance(f, Equality):
+            rule = at.equality
+            if (key, "eq") not in built or rule is None or getattr(rule, "_word", False):
+                return None
+            n = rule.normalize(f.value)
+            if n is None:
+                return _EMPTY  # Undefined for every value of this type
+            return ("keys", "eq", [_ikey(prefix, n)])
+        if isinstance(f, Present):
+            if (key, "pres") not in built:
+                return None
+            return ("keys", "pres", [key.encode()])
+        if isinstance(f, Approx):
+            # keyed by approx_key of the equality-normalized value, as the filter evaluator compares (for rules
+            # it has no approximate form for it compares normalized values: equal values give equal keys)
+            rule = at.equality
+            if (key, "approx") not in built or rule is None:
+                return None
+            n = rule.normalize(f.value)
+            if n is None:
+                return _EMPTY
+            return ("keys", "approx", [_ikey(prefix, _approx_key(n))])
+        if isinstance(f, Substrings):
+            rule = at.substr
+            if (key, "sub") not in built or rule is None:
+                return None
+            nsub = rule.normalize_substring
+            keys: list[bytes] = []
+
+            def enc(s: str) -> bytes:
+                return s.encode("utf-8", "surrogatepass")
+
+            if f.initial is not None:
+                c = nsub(f.initial)
+                if c is None:
+                    return _EMPTY
+                if c:
+                    keys.append(_ikey(prefix + _SUB_PREFIX, enc(c[:_GRAM])))
+                    keys.extend(_ikey(prefix + _SUB_GRAM, enc(g)) for g in _grams(c))
+            for piece in f.any:
+                c = nsub(piece)
+                if c is None:
+                    return _EMPTY
+                keys.extend(_ikey(prefix + _SUB_GRAM, enc(g)) for g in _grams(c))
+            if f.final is not None:
+                c = nsub(f.final)
+                if c is None:
+                    return _EMPTY
+                if c:
+                    keys.append(_ikey(prefix + _SUB_SUFFIX, enc(c[-_GRAM:])))
+                    keys.extend(_ikey(prefix + _SUB_GRAM, enc(g)) for g in _grams(c))
+            if not keys:
+                return None
+            unique = list(dict.fromkeys(keys))
+            if len(unique) == 1:
+                return ("keys", "sub", unique)
+            return ("and", [("keys", "sub", [k]) for k in unique])
+        return None
+
+    def _estimate(self, plan: _Plan) -> int:
+        kind = plan[0]
+        if kind == "keys":
+            cur = self._check().cursor(self.db.dbs[plan[1]])
+            return sum(cur.count() for k in plan[2] if cur.set_key(k))
+        if kind == "and":
+            return min(self._estimate(p) for p in plan[1])
+        if kind == "or":
+            return sum(self._estimate(p) for p in plan[1])
+        return 0
+
+    def _ids(self, plan: _Plan) -> set[int]:
+        kind = plan[0]
+        if kind == "keys":
+            cur = self._check().cursor(self.db.dbs[plan[1]])
+            out: set[int] = set()
+            for k in plan[2]:
+                if cur.set_key(k):
+                    out.update(map(_unpack_id, cur.iternext_dup(keys=False, values=True)))
+            return out
+        if kind == "or":
+            out = set()
+            for p in plan[1]:
+                out |= self._ids(p)
+            return out
+        if kind == "and":
+            parts = sorted(((self._estimate(p), p) for p in plan[1]), key=lambda x: x[0])
+            result = self._ids(parts[0][1])
+            for est, p in parts[1:]:
+                if len(result) <= _SMALL_SET:
+                    break
+                if est > _PROBE_RATIO * len(result):
+                    if p[0] != "keys":
+                        continue  # a superset is fine
+                    cur = self._check().cursor(self.db.dbs[p[1]])
+                    keys = p[2]
+                    result = {i for i in result if any(cur.set_key_dup(k, _pack_id(i)) for k in keys)}
+                else:
+                    result &= self._ids(p)
+            return result
+        return set()
+
+
+class WriteTxn(ReadTxn):
+    """The write transaction. Commits on a clean exit from the `with` block, aborts on an exception."""
+
+    def __init__(self, db: MdbDatabase, *, replayable: bool = True) -> None:
+        self.db = db
+        self._gen = db._gen
+        self._t = None
+        self._replayable = replayable
+        self._log: list[tuple[int, Any, bytes, bytes | None]] = []  # low-level writes, replayed after a grow
+        self._touched: set[int] = set()
+        self._entered = False
+
+    def __enter__(self) -> WriteTxn:
+        self.db._acquire_write()
+        try:
+            self._t = self.db._begin_write()
+            self._gen = self.db._gen
+        except BaseException:
+            self.db._release_write()
+            raise
+        self._entered = True
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if et is None:
+                self._commit()
+            else:
+                self._abort()
+        finally:
+            self._t = None
+            self._entered = False
+            self.db._release_write()
+
+    def _commit(self) -> None:
+        while True:
+            try:
+                self._t.commit()
+                break
+            except lmdb.MapFullError:
+                self._regrow()
+        self._invalidate()
+
+    def _abort(self) -> None:
+        if self._t is not None:
+            self._t.abort()
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        cache = self.db._cache
+        for i in self._touched:
+            cache.pop(i, None)
+        self._touched.clear()
+
+    def _check(self) -> Any:
+        t = self._t
+        if t is None:
+            raise StorageError("write transaction is not open (use it as a context manager)")
+        return t
+
+    def close(self) -> None:  # a write transaction ends with its `with` block
+        pass
+
+    def _regrow(self) -> None:
+        """Map full: abort, grow the map, start over and replay the low-level writes done so far."""
+        if not self._replayable:
+            raise StorageError("map full in a non-replayable transaction")
+        self._t.abort()
+        self._t = None
+        self.db._grow()
+        self._t = self.db.env.begin(write=True, buffers=False)
+        self._gen = self.db._gen
+        t = self._t
+        for op, dbh, key, value in self._log:
+            if op == 0:
+                t.put(key, value, db=dbh)
+            else:
+                t.delete(key, value if value is not None else b"", db=dbh)
+
+    def _op(self, fn: Any, *args: Any) -> Any:
+        mark = len(self._log)
+        while True:
+            try:
+                return fn(*args)
+            except lmdb.MapFullError:
+                del self._log[mark:]
+                self._regrow()
+
+    # low-level writes, logged for replay
+    def _put(self, key: bytes, value: bytes, dbh: Any) -> None:
+        self._t.put(key, value, db=dbh)
+        self._log.append((0, dbh, key, value))
+
+    def _del(self, key: bytes, value: bytes | None, dbh: Any) -> None:
+        self._t.delete(key, value if value is not None else b"", db=dbh)
+        self._log.append((1, dbh, key, value))
+
+    def _apply_index(self, idb: bytes, old: _IndexKeys | None, new: _IndexKeys | None) -> None:
+        dbs = self.db.dbs
+        for name in _ALL_INDEX_DBS:
+            o = getattr(old, name) if old is not None else set()
+            n = getattr(new, name) if new is not None else set()
+            if o == n:
+                continue
+            dbh = dbs[name]
+            for k in o - n:
+                self._del(k, idb, dbh)
+            for k in n - o:
+                self._put(k, idb, dbh)
+
+    # -- operations --
+
+    def put_raw_metadata(self, key: bytes, value: bytes) -> None:
+        self._op(self._put, key, value, self.db.dbs["aux"])
+
+    def delete_raw_metadata(self, key: bytes) -> None:
+        if self._check().get(key, db=self.db.dbs["aux"]) is not None:
+            self._op(self._del, key, None, self.db.dbs["aux"])
+
+    def add(self, entry: Entry) -> int:
+        """Store a new entry; returns its id and sets entry.id and its encoded blobs."""
+        return self._op(self._add, entry)
+
+    def _add(self, entry: Entry) -> int:
+        db = self.db
+        t = self._check()
+        ndn = normalize_dn(entry.dn, db.schema)
+        bndn = ndn.encode("utf-8", "surrogateescape")
+        if t.get(bndn, db=db._dn2id) is not None:
+            raise AlreadyExists(ndn)
+        if ndn == db.suffix_ndn:
+            pid = _ROOT_PARENT
+        else:
+            if not is_descendant(ndn, db.suffix_ndn):
+                raise StorageError(f"{entry.dn!r} is not within the naming context {db.suffix!r}")
+            pndn = parent_dn(ndn)
+            pid = t.get(pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
+            if pid is None:
+                raise NoSuchEntry(pndn, matched_dn=self._matched(pndn) if pndn != db.suffix_ndn else "")
+        meta = db.dbs["meta"]
+        eid = _unpack_id(t.get(_M_NEXT_ID, db=meta))
+        idb = _pack_id(eid)
+        rec, ublob, oblob = db._encode(entry, ndn, pid)
+        self._put(_M_NEXT_ID, _pack_id(eid + 1), meta)
+        self._put(idb, rec, db._id2entry)
+        self._put(bndn, idb, db._dn2id)
+        self._put(pid, idb, db._children)
+        self._apply_index(idb, None, db._index_keys(entry))
+        self._touched.add(eid)
+        entry.id = eid
+        entry.encoded_user = ublob
+        entry.encoded_operational = oblob
+        return eid
+
+    def _load(self, ndn: str) -> tuple[bytes, bytes, Entry]:
+        """(id, record, entry) of an existing entry, or NoSuchEntry."""
+        idb = self._id_of(ndn)
+        rec = None if idb is None else self._check().get(idb, db=self.db._id2entry)
+        if idb is None or rec is None:
+            raise NoSuchEntry(ndn, matched_dn=self._matched(ndn))
+        return idb, rec, self.db._decode(_unpack_id(idb), rec)
+
+    def modify(self, ndn: str, entry: Entry) -> None:
+        """Replace the stored content of ndn with `entry` (same DN). Sets entry.id and its encoded blobs."""
+        self._op(self._modify, ndn, entry)
+
+    def _modify(self, ndn: str, entry: Entry) -> None:
+        db = self.db
+        idb, rec, old = self._load(ndn)
+        if entry.dn != old.dn and normalize_dn(entry.dn, db.schema) != ndn:
+            raise StorageError(f"modify cannot change the DN ({old.dn!r} -> {entry.dn!r}); use rename")
+        pid = rec[1:9]
+        new_rec, ublob, oblob = db._encode(entry, ndn, pid)
+        self._apply_index(idb, db._index_keys(old), db._index_keys(entry))
+        self._put(idb, new_rec, db._id2entry)
+        eid = _unpack_id(idb)
+        db._cache.pop(eid, None)
+        self._touched.add(eid)
+        entry.id = eid
+        entry.encoded_user = ublob
+        entry.encoded_operational = oblob
+
+    def delete(self, ndn: str) -> Entry:
+        """Remove a leaf entry; returns it."""
+        return self._op(self._delete, ndn)
+
+    def _delete(self, ndn: str) -> Entry:
+        db = self.db
+        idb, rec, old = self._load(ndn)
+        if self._check().cursor(db._children).set_key(idb):
+            raise NotAllowedOnNonLeaf(ndn)
+        pid = rec[1:9]
+        self._apply_index(idb, db._index_keys(old), None)
+        self._del(ndn.encode("utf-8", "surrogateescape"), None, db._dn2id)
+        self._del(idb, None, db._id2entry)
+        self._del(pid, idb, db._children)
+        eid = _unpack_id(idb)
+        db._cache.pop(eid, None)
+        self._touched.add(eid)
+        return old
+
+    def rename(self, ndn: str, entry: Entry) -> None:
+        """Move/rename ndn to entry.dn (content as given); descendants follow, only their DNs change."""
+        self._op(self._rename, ndn, entry)
+
+    def _rename(self, ndn: str, entry: Entry) -> None:
+        db = self.db
+        t = self._check()
+        idb, rec, old = self._load(ndn)
+        new_ndn = normalize_dn(entry.dn, db.schema)
+        old_pid = rec[1:9]
+        new_pid = old_pid
+        if new_ndn != ndn:
+            if ndn == db.suffix_ndn:
+                raise StorageError("the suffix entry cannot be renamed")
+            if not is_descendant(new_ndn, db.suffix_ndn):
+                raise StorageError(f"{entry.dn!r} is not within the naming context {db.suffix!r}")
+            if t.get(new_ndn.encode("utf-8", "surrogateescape"), db=db._dn2id) is not None:
+                raise AlreadyExists(new_ndn)
+            new_pndn = parent_dn(new_ndn)
+            if new_pndn == ndn or is_descendant(new_pndn, ndn):
+                raise StorageError("an entry cannot be moved below itself")
+            pid = t.get(new_pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
+            if pid is None:
+                raise NoSuchEntry(new_pndn, matched_dn=self._matched(new_pndn))
+            new_pid = pid
+        new_rec, ublob, oblob = db._encode(entry, new_ndn, new_pid)
+        self._apply_index(idb, db._index_keys(old), db._index_keys(entry))
+        self._put(idb, new_rec, db._id2entry)
+        if new_ndn != ndn:
+            self._del(ndn.encode("utf-8", "surrogateescape"), None, db._dn2id)
+            self._put(new_ndn.encode("utf-8", "surrogateescape"), idb, db._dn2id)
+        if new_pid != old_pid:
+            self._del(old_pid, idb, db._children)
+            self._put(new_pid, idb, db._children)
+        eid = _unpack_id(idb)
+        db._cache.pop(eid, None)
+        self._touched.add(eid)
+        entry.id = eid
+        entry.encoded_user = ublob
+        entry.encoded_operational = oblob
+        if new_ndn != ndn or entry.dn != old.dn:
+            self._move_descendants(idb, ndn, new_ndn, entry.dn)
+
+    def _move_descendants(self, top: bytes, old_ndn: str, new_ndn: str, new_dn: str) -> None:
+        db = self.db
+        t = self._check()
+        stack: list[tuple[bytes, str, str, str]] = [(top, old_ndn, new_ndn, new_dn)]
+        while stack:
+            pidb, p_old_ndn, p_new_ndn, p_new_dn = stack.pop()
+            for cid in self._child_ids(pidb):
+                rec = t.get(cid, db=db._id2entry)
+                if rec is None:
+                    continue
+                _v, parent, ln, ld, lu = _HDR.unpack_from(rec)
+                c_old_ndn = rec[_HDR_SIZE : _HDR_SIZE + ln].decode("utf-8", "surrogateescape")
+                c_old_dn = rec[_HDR_SIZE + ln : _HDR_SIZE + ln + ld].decode("utf-8", "surrogateescape")
+                body = rec[_HDR_SIZE + ln + ld :]
+                rdn_n = c_old_ndn[: len(c_old_ndn) - len(p_old_ndn) - 1]
+                c_new_ndn = f"{rdn_n},{p_new_ndn}"
+                c_new_dn = f"{split_rdn(c_old_dn)[0]},{p_new_dn}"
+                bn = c_new_ndn.encode("utf-8", "surrogateescape")
+                bd = c_new_dn.encode("utf-8", "surrogateescape")
+                new_rec = _HDR.pack(FORMAT_VERSION, parent, len(bn), len(bd), lu) + bn + bd + body
+                self._put(cid, new_rec, db._id2entry)
+                if c_new_ndn != c_old_ndn:
+                    self._del(c_old_ndn.encode("utf-8", "surrogateescape"), None, db._dn2id)
+                    self._put(bn, cid, db._dn2id)
+                eid = _unpack_id(cid)
+                db._cache.pop(eid, None)
+                self._touched.add(eid)
+                stack.append((cid, c_old_ndn, c_new_ndn, c_new_dn))
+
+
+def open_database(directory: str, schema: Any, suffix: str, **kw: Any) -> MdbDatabase:
+    """Open (creating if needed) the LMDB database of `suffix` in `directory`."""
+    return MdbDatabase(directory, schema, suffix, **kw)

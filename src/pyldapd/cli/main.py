@@ -1,0 +1,170 @@
+"""`pyldapd` command line: `serve` takes slapd's flags; the tools mirror slapd's tools."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+
+from pyldapd.config.model import LOG_LEVELS, ServerConfig, parse_log_level
+from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
+from pyldapd.server.log import Logger
+
+DEFAULT_URLS = "ldap://127.0.0.1:3890/"
+QUICKSTART_DIR = "pyldapd-data"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyldapd", description="An LDAPv3 directory server in Python.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server in the foreground (slapd)", add_help=False)
+    serve.add_argument("--help", action="help", help="show this help and exit")
+    serve.add_argument("-f", dest="config_file", help="slapd.conf file")
+    serve.add_argument("-F", dest="config_dir", help="slapd.d configuration directory")
+    serve.add_argument(
+        "-h", dest="urls", help=f'listener URLs, e.g. "{DEFAULT_URLS} ldapi://%%2Ftmp%%2Fsock/"'
+    )
+    serve.add_argument(
+        "-d", dest="debug", action="append", help="log level (names or numbers, as slapd's -d)"
+    )
+    serve.add_argument("-c", dest="cookies", action="append", default=[], help="rid=NNN,csn=... sync cookie")
+    serve.add_argument(
+        "--data-dir",
+        default=QUICKSTART_DIR,
+        help="with no -f/-F: folder for the quick-start config and database",
+    )
+
+    test = commands.add_parser("test", help="check a configuration (slaptest)")
+    test.add_argument("-f", dest="config_file", required=True)
+    test.add_argument("-u", dest="dry", action="store_true", help="dry run: do not open databases")
+    test.add_argument("-Q", dest="quiet", action="count", default=0)
+
+    passwd = commands.add_parser("passwd", help="hash a password (slappasswd)", add_help=False)
+    passwd.add_argument("--help", action="help", help="show this help and exit")
+    passwd.add_argument("-s", dest="secret", help="the secret (prompted for when absent)")
+    passwd.add_argument("-h", dest="scheme", default="{SSHA}", help="scheme, e.g. {SSHA}, {SHA}, {CLEARTEXT}")
+    passwd.add_argument("-T", dest="secret_file", help="read the secret from this file")
+    return parser
+
+
+def quickstart_config(data_dir: str) -> str:
+    """Write (once) a ready slapd.conf and sample data under data_dir; returns the config path."""
+    data_dir = os.path.abspath(data_dir)
+    os.makedirs(os.path.join(data_dir, "db"), exist_ok=True)
+    conf = os.path.join(data_dir, "slapd.conf")
+    if not os.path.exists(conf):
+        template = resources.files("pyldapd.data").joinpath("quickstart.conf").read_text()
+        text = template.replace("pidfile pyldapd.pid", f"pidfile {data_dir}/pyldapd.pid")
+        text = text.replace("directory db", f"directory {data_dir}/db")
+        with open(conf, "w") as handle:
+            handle.write(text)
+    return conf
+
+
+def load_sample_data(config: ServerConfig, log: Logger) -> None:
+    """Fill an empty quick-start database with the sample entries, as the rootdn."""
+    from pyldapd.model.ldif import LDIFContent, parse_ldif
+    from pyldapd.protocol.ldap import AddRequest
+    from pyldapd.server.app import build_schema
+    from pyldapd.server.directory import Directory, Session
+
+    schema = build_schema(config)
+    directory = Directory(config, schema)
+    try:
+        backend = directory.backends[0]
+        with backend.db.read() as txn:
+            if txn.count():
+                return
+        session = Session(conn_id=0, bind_dn=backend.config.rootdn, bind_ndn=backend.rootdn_ndn)
+        sample = resources.files("pyldapd.data").joinpath("sample.ldif").read_text()
+        count = 0
+        for record in parse_ldif(sample):
+            if isinstance(record, LDIFContent):
+                directory.add(session, AddRequest(record.dn, record.attributes), [])
+                count += 1
+        log.error(f"quick start: loaded {count} sample entries under {backend.config.suffix}")
+    finally:
+        directory.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    log = Logger(LOG_LEVELS["stats"])
+    quickstart = not args.config_file and not args.config_dir
+    if args.config_dir and not args.config_file:
+        log.error("pyldapd: -F (slapd.d) is not supported by this version yet; use -f slapd.conf")
+        return 1
+    path = quickstart_config(args.data_dir) if quickstart else args.config_file
+    try:
+        config = load_slapd_conf(path)
+    except ConfigError as exc:
+        log.error(f"pyldapd: {exc}")
+        return 1
+    for warning in config.warnings:
+        log.error(f"warning: {warning}")
+    log.level = config.loglevel
+    if args.debug:
+        try:
+            log.level = parse_log_level(args.debug)
+        except ValueError as exc:
+            log.error(f"pyldapd: -d: {exc}")
+            return 1
+    if quickstart:
+        load_sample_data(config, log)
+    urls = args.urls or DEFAULT_URLS
+    if quickstart and not args.urls:
+        urls = f"{DEFAULT_URLS} ldapi://{os.path.abspath(args.data_dir).replace('/', '%2F')}%2Fldapi/"
+    from pyldapd.server.app import run_server
+
+    return run_server(config, urls, log)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    try:
+        config = load_slapd_conf(args.config_file)
+        from pyldapd.server.app import StartupError, build_schema
+
+        build_schema(config)
+    except (ConfigError, StartupError) as exc:
+        print(f"pyldapd: {exc}", file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not args.quiet:
+        print("config file testing succeeded", file=sys.stderr)
+    return 0
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from pyldapd.model.passwords import hash_password
+
+    if args.secret is not None:
+        secret = args.secret.encode()
+    elif args.secret_file:
+        with open(args.secret_file, "rb") as handle:
+            secret = handle.read().split(b"\n", 1)[0]
+    else:
+        import getpass
+
+        first = getpass.getpass("New password: ")
+        if first != getpass.getpass("Re-enter new password: "):
+            print("Password values do not match", file=sys.stderr)
+            return 1
+        secret = first.encode()
+    try:
+        print(hash_password(secret, args.scheme).decode())
+    except ValueError as exc:
+        print(f"pyldapd passwd: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"serve": cmd_serve, "test": cmd_test, "passwd": cmd_passwd}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

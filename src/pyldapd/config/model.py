@@ -1,0 +1,114 @@
+"""One configuration model for the whole server, whichever file it was read from.
+
+slapd.conf (and, later, a slapd.d directory) are parsed into these objects; the server only ever reads these.
+Directives pyldapd knows but does not act on yet are kept in `extra` so that nothing an admin wrote is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# OpenLDAP's log levels (slapd.conf(5), "loglevel").
+LOG_LEVELS: dict[str, int] = {
+    "any": -1,
+    "trace": 1,
+    "packets": 2,
+    "args": 4,
+    "conns": 8,
+    "ber": 16,
+    "filter": 32,
+    "config": 64,
+    "acl": 128,
+    "stats": 256,
+    "stats2": 512,
+    "shell": 1024,
+    "parse": 2048,
+    "sync": 16384,
+    "none": 32768,
+}
+
+DEFAULT_MAX_PDU = 262143  # slapd's sockbuf_max_incoming for anonymous sessions
+DEFAULT_MAX_PDU_AUTH = 4194303  # slapd's sockbuf_max_incoming_auth
+
+
+def parse_log_level(words: list[str]) -> int:
+    """Combine loglevel words or numbers (decimal or hex) as slapd does."""
+    level = 0
+    for word in words:
+        for part in word.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name = part.lower()
+            if name in LOG_LEVELS:
+                value = LOG_LEVELS[name]
+                if value == LOG_LEVELS["none"]:
+                    continue
+                level |= value
+                continue
+            try:
+                level |= int(part, 0)
+            except ValueError:
+                raise ValueError(f"unknown level {part!r}") from None
+    return level
+
+
+@dataclass
+class DatabaseConfig:
+    type: str  # "mdb" (also for "hdb"/"bdb"), "config", "monitor", "frontend"
+    declared_type: str = ""  # the name the admin used, e.g. "hdb"
+    suffixes: list[str] = field(default_factory=list)
+    rootdn: str = ""
+    rootpw: bytes = b""
+    directory: str = ""
+    maxsize: int = 0
+    indexes: dict[str, set[str]] = field(default_factory=dict)
+    sizelimit: int | None = None
+    timelimit: int | None = None
+    readonly: bool = False
+    access: list[str] = field(default_factory=list)
+    limits: list[str] = field(default_factory=list)
+    syncrepl: list[str] = field(default_factory=list)
+    updateref: list[str] = field(default_factory=list)
+    updatedn: str = ""
+    multiprovider: bool = False
+    overlays: list[OverlayConfig] = field(default_factory=list)
+    extra: list[tuple[str, list[str]]] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def suffix(self) -> str:
+        return self.suffixes[0] if self.suffixes else ""
+
+
+@dataclass
+class OverlayConfig:
+    name: str
+    settings: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+@dataclass
+class ServerConfig:
+    schema_files: list[str] = field(default_factory=list)
+    module_paths: list[str] = field(default_factory=list)
+    modules: list[str] = field(default_factory=list)
+    pidfile: str = ""
+    argsfile: str = ""
+    loglevel: int = LOG_LEVELS["stats"]
+    sizelimit: int = 500  # slapd's default soft size limit
+    timelimit: int = 3600  # slapd's default time limit
+    idletimeout: int = 0
+    max_pdu: int = DEFAULT_MAX_PDU
+    max_pdu_auth: int = DEFAULT_MAX_PDU_AUTH
+    max_filter_depth: int = 1000
+    password_hash: list[str] = field(default_factory=lambda: ["{SSHA}"])
+    server_ids: list[tuple[int, str]] = field(default_factory=list)
+    access: list[str] = field(default_factory=list)  # frontend ACLs (before the first database)
+    databases: list[DatabaseConfig] = field(default_factory=list)
+    extra: list[tuple[str, list[str]]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # Inline schema definitions (attributetype/objectclass/objectidentifier lines in slapd.conf), in order.
+    schema_definitions: list[tuple[str, str]] = field(default_factory=list)
+
+    def data_databases(self) -> list[DatabaseConfig]:
+        return [db for db in self.databases if db.type == "mdb"]

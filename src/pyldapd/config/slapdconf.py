@@ -1,0 +1,399 @@
+"""slapd.conf(5): read OpenLDAP's configuration file format into the config model.
+
+The tokenizer follows slapd: a line that starts with white space continues the previous one, `#` starts a
+comment line, words are separated by white space, double quotes group words and a backslash escapes the next
+character. An error names the file, the line and what is wrong, and nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pyldapd.config.model import DatabaseConfig, OverlayConfig, ServerConfig, parse_log_level
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, line: int, message: str) -> None:
+        super().__init__(f"{source}: line {line}: {message}")
+        self.source = source
+        self.line = line
+
+
+@dataclass
+class Directive:
+    words: list[str]
+    raw: str  # the logical line as written (continuations joined), for schema definitions
+    source: str
+    line: int
+
+    @property
+    def name(self) -> str:
+        return self.words[0].lower()
+
+    @property
+    def args(self) -> list[str]:
+        return self.words[1:]
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(self.source, self.line, message)
+
+
+KNOWN_MODULES = {
+    "back_mdb", "back_hdb", "back_bdb", "back_monitor", "back_ldif", "syncprov", "accesslog", "ppolicy",
+    "memberof", "refint", "unique", "back_null", "dynlist", "constraint", "auditlog",
+}  # fmt: skip
+
+# Global directives slapd knows that pyldapd accepts and keeps without acting on them (yet).
+ACCEPTED_GLOBAL = {
+    "allow", "disallow", "attributeoptions", "authid-rewrite", "authz-policy", "authz-regexp", "concurrency",
+    "conn_max_pending", "conn_max_pending_auth", "defaultsearchbase", "gentlehup", "index_hash64",
+    "index_intlen", "index_substr_if_maxlen", "index_substr_if_minlen", "index_substr_any_len",
+    "index_substr_any_step", "listener-threads", "localssf", "logfile", "password-crypt-salt-format",
+    "pluginlog", "referral", "require", "reverse-lookup", "rootdse", "sasl-auxprops", "sasl-host",
+    "sasl-realm", "sasl-secprops", "sasl-cbinding", "schemadn", "security", "sortvals", "tcp-buffer", "threads",
+    "threadqueues", "tool-threads", "writetimeout", "ditcontentrule", "logfile-rotate", "tlscacertificatefile",
+    "tlscacertificatepath", "tlscertificatefile", "tlscertificatekeyfile", "tlsciphersuite", "tlsprotocolmin",
+    "tlsverifyclient", "tlsrandfile", "tlsdhparamfile", "tlsecname", "tlscrlcheck", "tlscrlfile",
+    "ldapsyntax", "limits",
+}  # fmt: skip
+
+ACCEPTED_DATABASE = {
+    "add_content_acl", "extra_attrs", "hidden", "lastmod", "lastbind", "mirrormode", "monitoring", "restrict",
+    "schemadn", "security", "subordinate", "sync_use_subentry", "maxderefdepth", "checkpoint", "dbnosync",
+    "envflags", "idlexp", "maxentrysize", "maxreaders", "mode", "multival", "rtxnsize", "searchstack",
+    "requires", "cachesize", "idlcachesize", "dncachesize", "dbconfig", "dbpagesize", "shm_key", "linearindex",
+    "lockdetect", "cachefree", "checksum", "dbnolocking",
+}  # fmt: skip
+
+DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
+                    "frontend": "frontend"}  # fmt: skip
+
+INDEX_KINDS = {
+    "eq",
+    "pres",
+    "sub",
+    "approx",
+    "subinitial",
+    "subany",
+    "subfinal",
+    "nolang",
+    "nosubtypes",
+    "notags",
+}
+
+
+def tokenize(line: str) -> list[str]:
+    words: list[str] = []
+    current: list[str] = []
+    in_word = False
+    quoted = False
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and i + 1 < len(line):
+            current.append(line[i + 1])
+            in_word = True
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+            in_word = True
+        elif ch.isspace() and not quoted:
+            if in_word:
+                words.append("".join(current))
+                current = []
+                in_word = False
+        else:
+            current.append(ch)
+            in_word = True
+        i += 1
+    if quoted:
+        raise ValueError("unbalanced quote")
+    if in_word:
+        words.append("".join(current))
+    return words
+
+
+def read_directives(path: str) -> Iterator[Directive]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise ConfigError(path, 0, f"cannot read file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, 0, "file is not UTF-8") from None
+    logical: list[tuple[int, str]] = []
+    for number, text in enumerate(lines, 1):
+        if text.startswith("#"):
+            continue
+        if text[:1].isspace():
+            if text.strip() and logical:
+                logical[-1] = (logical[-1][0], logical[-1][1] + " " + text.strip())
+            continue
+        if text.strip():
+            logical.append((number, text.strip()))
+    for number, text in logical:
+        try:
+            words = tokenize(text)
+        except ValueError as exc:
+            raise ConfigError(path, number, str(exc)) from None
+        if words:
+            yield Directive(words, text, path, number)
+
+
+def parse_size_limit(directive: Directive) -> int:
+    """`sizelimit 500`, `sizelimit unlimited` or `sizelimit size.soft=500 size.hard=1000` (soft wins)."""
+    value = -1
+    for word in directive.args:
+        text = word.split("=", 1)[1] if "=" in word else word
+        if "=" in word and ".hard" in word.split("=", 1)[0]:
+            continue
+        if text.lower() in ("unlimited", "none"):
+            value = 0
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise directive.error(f"{directive.name}: invalid value {word!r}") from None
+        if value < 0:
+            raise directive.error(f"{directive.name}: value must not be negative")
+    if value < 0:
+        raise directive.error(f"{directive.name}: a value is required")
+    return value
+
+
+def parse_maxsize(directive: Directive) -> int:
+    try:
+        value = int(one_arg(directive))
+    except ValueError:
+        raise directive.error("maxsize: a number of bytes is required") from None
+    if value <= 0:
+        raise directive.error("maxsize: must be positive")
+    return value
+
+
+def one_arg(directive: Directive) -> str:
+    if len(directive.args) != 1:
+        raise directive.error(
+            f"{directive.words[0]}: exactly one argument expected, got {len(directive.args)}"
+        )
+    return directive.args[0]
+
+
+def parse_index(directive: Directive, indexes: dict[str, set[str]]) -> None:
+    """`index attr[,attr...] [eq,pres,sub,approx]` and `index default eq`."""
+    if not 1 <= len(directive.args) <= 2:
+        raise directive.error("index: usage is index <attr>[,<attr>...] [pres,eq,approx,sub]")
+    kinds = {"eq"} if len(directive.args) == 1 else set()
+    if len(directive.args) == 2:
+        for kind in directive.args[1].split(","):
+            kind = kind.strip().lower()
+            if kind not in INDEX_KINDS:
+                raise directive.error(f"index: unknown index type {kind!r}")
+            if kind.startswith("sub"):
+                kind = "sub"
+            if kind in ("nolang", "nosubtypes", "notags"):
+                continue
+            kinds.add(kind)
+    for attr in directive.args[0].split(","):
+        attr = attr.strip()
+        if attr:
+            indexes.setdefault(attr, set()).update(kinds)
+
+
+def parse_server_id(directive: Directive) -> tuple[int, str]:
+    if not 1 <= len(directive.args) <= 2:
+        raise directive.error("serverID: usage is serverID <number> [<URL>]")
+    try:
+        number = int(directive.args[0], 0)
+    except ValueError:
+        raise directive.error(f"serverID: {directive.args[0]!r} is not a number") from None
+    if not 0 <= number <= 4095:
+        raise directive.error("serverID: must be between 0 and 4095")
+    return number, directive.args[1] if len(directive.args) == 2 else ""
+
+
+class SlapdConfParser:
+    def __init__(self) -> None:
+        self.config = ServerConfig()
+        self.database: DatabaseConfig | None = None
+        self.overlay: OverlayConfig | None = None
+        self.include_stack: list[str] = []
+
+    def parse(self, path: str) -> ServerConfig:
+        self.parse_file(path)
+        return self.config
+
+    def parse_file(self, path: str) -> None:
+        real = os.path.realpath(path)
+        if real in self.include_stack:
+            raise ConfigError(path, 0, "include loop")
+        self.include_stack.append(real)
+        try:
+            for directive in read_directives(path):
+                self.apply(directive)
+        finally:
+            self.include_stack.pop()
+
+    def apply(self, d: Directive) -> None:
+        name = d.name
+        config = self.config
+        if name == "include":
+            target = one_arg(d)
+            if not os.path.isabs(target):
+                target = os.path.join(os.path.dirname(d.source), target)
+            if not os.path.exists(target):
+                raise d.error(f"include: cannot open {target!r}")
+            self.parse_file(target)
+        elif name in ("attributetype", "attributetypes", "objectclass", "objectclasses", "objectidentifier"):
+            config.schema_definitions.append((f"{d.source}:{d.line}", d.raw))
+        elif name == "modulepath":
+            config.module_paths.append(one_arg(d))
+        elif name == "moduleload":
+            if not d.args:
+                raise d.error("moduleload: a module name is required")
+            module = os.path.basename(d.args[0]).split(".")[0]
+            config.modules.append(module)
+            if module not in KNOWN_MODULES:
+                config.warnings.append(
+                    f"{d.source}: line {d.line}: module {module!r} is unknown to pyldapd, ignored"
+                )
+        elif name == "database":
+            self.begin_database(d)
+        elif name == "backend":
+            one_arg(d)
+        elif name == "overlay":
+            if self.database is None:
+                raise d.error("overlay: must follow a database directive")
+            self.overlay = OverlayConfig(one_arg(d).lower())
+            self.database.overlays.append(self.overlay)
+        elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
+            self.overlay.settings.append((name, d.args))
+        elif self.database is not None and self.database.type != "frontend":
+            self.apply_database(d, self.database)
+        else:
+            self.apply_global(d)
+
+    def begin_database(self, d: Directive) -> None:
+        declared = one_arg(d).lower()
+        kind = DATABASE_ALIASES.get(declared)
+        if kind is None:
+            raise d.error(
+                f"database: unknown database type {declared!r} (pyldapd has mdb, hdb, bdb, config, monitor)"
+            )
+        self.database = DatabaseConfig(type=kind, declared_type=declared, source=f"{d.source}:{d.line}")
+        self.overlay = None
+        if kind == "frontend":
+            return
+        self.config.databases.append(self.database)
+
+    def apply_global(self, d: Directive) -> None:
+        config = self.config
+        name = d.name
+        if name == "pidfile":
+            config.pidfile = one_arg(d)
+        elif name == "argsfile":
+            config.argsfile = one_arg(d)
+        elif name == "loglevel":
+            try:
+                config.loglevel = parse_log_level(d.args)
+            except ValueError as exc:
+                raise d.error(f"loglevel: {exc}") from None
+        elif name == "sizelimit":
+            config.sizelimit = parse_size_limit(d)
+        elif name == "timelimit":
+            config.timelimit = parse_size_limit(d)
+        elif name == "idletimeout":
+            config.idletimeout = self.int_arg(d)
+        elif name == "sockbuf_max_incoming":
+            config.max_pdu = self.int_arg(d)
+        elif name == "sockbuf_max_incoming_auth":
+            config.max_pdu_auth = self.int_arg(d)
+        elif name == "maxfilterdepth":
+            config.max_filter_depth = self.int_arg(d)
+        elif name == "password-hash":
+            if not d.args:
+                raise d.error("password-hash: a scheme is required")
+            config.password_hash = d.args
+        elif name in ("serverid",):
+            config.server_ids.append(parse_server_id(d))
+        elif name == "access":
+            config.access.append(" ".join(d.args))
+        elif name in ACCEPTED_GLOBAL or name in ACCEPTED_DATABASE:
+            config.extra.append((name, d.args))
+        else:
+            raise d.error(f"unknown directive <{d.words[0]}> outside backend info and database definitions")
+
+    def apply_database(self, d: Directive, db: DatabaseConfig) -> None:
+        name = d.name
+        if name == "suffix":
+            suffix = one_arg(d)
+            if db.type in ("config", "monitor"):
+                raise d.error(f"suffix: the {db.type} database's suffix is fixed")
+            db.suffixes.append(suffix)
+        elif name == "rootdn":
+            db.rootdn = one_arg(d)
+        elif name == "rootpw":
+            db.rootpw = one_arg(d).encode()
+        elif name == "directory":
+            db.directory = one_arg(d)
+        elif name == "maxsize":
+            db.maxsize = parse_maxsize(d)
+        elif name == "index":
+            parse_index(d, db.indexes)
+        elif name == "sizelimit":
+            db.sizelimit = parse_size_limit(d)
+        elif name == "timelimit":
+            db.timelimit = parse_size_limit(d)
+        elif name == "readonly":
+            db.readonly = one_arg(d).lower() in ("on", "true", "yes")
+        elif name == "access":
+            db.access.append(" ".join(d.args))
+        elif name == "limits":
+            db.limits.append(" ".join(d.args))
+        elif name == "syncrepl":
+            db.syncrepl.append(" ".join(d.args))
+        elif name == "updateref":
+            db.updateref.append(one_arg(d))
+        elif name == "updatedn":
+            db.updatedn = one_arg(d)
+        elif name in ("mirrormode", "multiprovider", "multimaster"):
+            db.multiprovider = one_arg(d).lower() in ("on", "true", "yes")
+        elif name in ACCEPTED_DATABASE:
+            db.extra.append((name, d.args))
+        elif name in ("serverid",):
+            self.config.server_ids.append(parse_server_id(d))
+        elif name in ACCEPTED_GLOBAL:
+            db.extra.append((name, d.args))
+        else:
+            raise d.error(f"unknown directive <{d.words[0]}> inside backend database definition")
+
+    @staticmethod
+    def int_arg(d: Directive) -> int:
+        try:
+            value = int(one_arg(d), 0)
+        except ValueError:
+            raise d.error(f"{d.words[0]}: {d.args[0]!r} is not a number") from None
+        if value < 0:
+            raise d.error(f"{d.words[0]}: must not be negative")
+        return value
+
+
+def validate(config: ServerConfig, source: str) -> None:
+    """Checks slapd makes once the whole file is read."""
+    for db in config.databases:
+        if db.type != "mdb":
+            continue
+        where, _, line = db.source.rpartition(":")
+        if not db.suffixes:
+            raise ConfigError(where, int(line or 0), f"database {db.declared_type}: no suffix given")
+        if not db.directory:
+            raise ConfigError(where, int(line or 0), f"database {db.declared_type}: no directory given")
+
+
+def load_slapd_conf(path: str) -> ServerConfig:
+    config = SlapdConfParser().parse(path)
+    validate(config, path)
+    return config

@@ -1,0 +1,843 @@
+"""LDAP search filters (RFC 4511 section 4.5.1, string form RFC 4515).
+
+The AST below is shared by the protocol codec (which decodes filters off the wire into it), the storage layer
+(which turns it into index lookups) and the evaluator (which tests an entry against it).
+Attribute names are kept as the client sent them; the schema resolves them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    filters: tuple[Filter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    filters: tuple[Filter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    filter: Filter
+
+
+@dataclass(frozen=True, slots=True)
+class Equality:
+    attr: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Substrings:
+    attr: str
+    initial: bytes | None
+    any: tuple[bytes, ...]
+    final: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class GreaterOrEqual:
+    attr: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LessOrEqual:
+    attr: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Present:
+    attr: str
+
+
+@dataclass(frozen=True, slots=True)
+class Approx:
+    attr: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Extensible:
+    rule: str | None
+    attr: str | None
+    value: bytes
+    dn_attributes: bool = False
+
+
+Filter = And | Or | Not | Equality | Substrings | GreaterOrEqual | LessOrEqual | Present | Approx | Extensible
+
+
+# =============================================================================================================
+# String form (RFC 4515), attribute lists and evaluation. Everything below works on the AST above.
+# =============================================================================================================
+
+import string  # noqa: E402
+from collections.abc import Callable, Iterable  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+if TYPE_CHECKING:
+    from pyldapd.model.entry import Entry
+
+
+class FilterError(ValueError):
+    """A filter string that cannot be parsed."""
+
+
+MAX_FILTER_DEPTH = 200
+"""Deepest nesting of '&', '|' and '!' accepted by parse_filter (and expected of decoders)."""
+
+_HEXDIGITS = frozenset(string.hexdigits)
+_ATTR_CHARS = frozenset(string.ascii_letters + string.digits + "-.;_")
+_LEGACY_ESCAPES = frozenset("*()\\")
+
+
+def _unescape(raw: str, pos: int) -> bytes:
+    """Unescape an assertion value: '\\XX' hex pairs, and the legacy '\\*' '\\(' '\\)' '\\\\'."""
+    if "\\" not in raw:
+        return raw.encode("utf-8")
+    out = bytearray()
+    i = 0
+    n = len(raw)
+    while i < n:
+        k = raw.find("\\", i)
+        if k < 0:
+            out += raw[i:].encode("utf-8")
+            break
+        out += raw[i:k].encode("utf-8")
+        if k + 2 < n and raw[k + 1] in _HEXDIGITS and raw[k + 2] in _HEXDIGITS:
+            out.append(int(raw[k + 1 : k + 3], 16))
+            i = k + 3
+        elif k + 1 < n and raw[k + 1] in _LEGACY_ESCAPES:
+            out += raw[k + 1].encode("ascii")
+            i = k + 2
+        else:
+            raise FilterError(f"bad filter: invalid escape at offset {pos + k}")
+    return bytes(out)
+
+
+def _split_stars(raw: str) -> list[str]:
+    """Split a raw (still escaped) value on its unescaped '*'."""
+    if "*" not in raw:
+        return [raw]
+    if "\\" not in raw:
+        return raw.split("*")
+    pieces: list[str] = []
+    start = 0
+    i = 0
+    n = len(raw)
+    while i < n:
+        c = raw[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "*":
+            pieces.append(raw[start:i])
+            start = i + 1
+        i += 1
+    pieces.append(raw[start:])
+    return pieces
+
+
+def _check_attr(attr: str, pos: int) -> str:
+    if not attr or not _ATTR_CHARS.issuperset(attr):
+        raise FilterError(f"bad filter: invalid attribute description {attr!r} at offset {pos}")
+    return attr
+
+
+def _skip_ws(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _item_end(s: str, i: int) -> int:
+    """Index of the ')' closing a simple item starting at s[i] (balanced parentheses allowed, as libldap does)."""
+    depth = 0
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    raise FilterError("bad filter: missing ')'")
+
+
+def _parse_item(text: str, pos: int) -> Filter:
+    k = text.find("=")
+    if k <= 0:
+        if k == 0:
+            raise FilterError(f"bad filter: missing attribute description at offset {pos}")
+        raise FilterError(f"bad filter: missing '=' in item at offset {pos}")
+    raw = text[k + 1 :]
+    op = text[k - 1]
+    if op == "~":
+        return Approx(_check_attr(text[: k - 1], pos), _unescape(raw, pos + k + 1))
+    if op == ">":
+        return GreaterOrEqual(_check_attr(text[: k - 1], pos), _unescape(raw, pos + k + 1))
+    if op == "<":
+        return LessOrEqual(_check_attr(text[: k - 1], pos), _unescape(raw, pos + k + 1))
+    if op == ":":
+        parts = text[: k - 1].split(":")
+        attr: str | None = parts[0] or None
+        if attr is not None:
+            _check_attr(attr, pos)
+        rest = parts[1:]
+        dn_attributes = False
+        if rest and rest[0].lower() == "dn":
+            dn_attributes = True
+            rest = rest[1:]
+        rule: str | None = None
+        if rest:
+            if len(rest) != 1 or not rest[0]:
+                raise FilterError(f"bad filter: invalid extensible match at offset {pos}")
+            rule = _check_attr(rest[0], pos)
+        if attr is None and rule is None:
+            raise FilterError(f"bad filter: extensible match needs a type or a rule at offset {pos}")
+        return Extensible(rule, attr, _unescape(raw, pos + k + 1), dn_attributes)
+    attr_name = _check_attr(text[:k], pos)
+    pieces = _split_stars(raw)
+    if len(pieces) == 1:
+        return Equality(attr_name, _unescape(raw, pos + k + 1))
+    if len(pieces) == 2 and not pieces[0] and not pieces[1]:
+        return Present(attr_name)
+    initial = _unescape(pieces[0], pos) if pieces[0] else None
+    final = _unescape(pieces[-1], pos) if pieces[-1] else None
+    middle = tuple(_unescape(p, pos) for p in pieces[1:-1] if p)
+    return Substrings(attr_name, initial, middle, final)
+
+
+def _parse_at(s: str, i: int, depth: int) -> tuple[Filter, int]:
+    """Parse one parenthesised filter at s[i] (after optional spaces); return it and the index after ')'."""
+    i = _skip_ws(s, i)
+    if i >= len(s) or s[i] != "(":
+        raise FilterError(f"bad filter: '(' expected at offset {i}")
+    if depth > MAX_FILTER_DEPTH:
+        raise FilterError("bad filter: nested too deeply")
+    i = _skip_ws(s, i + 1)
+    if i >= len(s):
+        raise FilterError("bad filter: unexpected end")
+    c = s[i]
+    if c in "&|":
+        i += 1
+        subs: list[Filter] = []
+        while True:
+            i = _skip_ws(s, i)
+            if i >= len(s):
+                raise FilterError("bad filter: missing ')'")
+            if s[i] == ")":
+                break
+            sub, i = _parse_at(s, i, depth + 1)
+            subs.append(sub)
+        return (And(tuple(subs)) if c == "&" else Or(tuple(subs))), i + 1
+    if c == "!":
+        sub, i = _parse_at(s, i + 1, depth + 1)
+        i = _skip_ws(s, i)
+        if i >= len(s) or s[i] != ")":
+            raise FilterError(f"bad filter: ')' expected at offset {i}")
+        return Not(sub), i + 1
+    if c == "(":
+        raise FilterError(f"bad filter: unexpected '(' at offset {i}")
+    end = _item_end(s, i)
+    return _parse_item(s[i:end], i), end + 1
+
+
+def parse_filter(s: str) -> Filter:
+    """Parse an RFC 4515 filter string. The outer parentheses may be left out, as ldapsearch allows.
+
+    Also accepted, as OpenLDAP's libldap does: legacy escapes ('\\*', '\\(', '\\)', '\\\\'), spaces between
+    the filters of a list, balanced parentheses inside values, and the RFC 4526 absolute true "(&)" and
+    false "(|)". Raises FilterError.
+    """
+    text = s.strip()
+    if not text:
+        raise FilterError("bad filter: empty")
+    if text[0] != "(":
+        text = "(" + text + ")"
+    f, i = _parse_at(text, 0, 0)
+    if _skip_ws(text, i) != len(text):
+        raise FilterError(f"bad filter: trailing characters at offset {i}")
+    return f
+
+
+_ESCAPE_TABLE = {c: f"\\{c:02X}" for c in range(256) if c < 0x20 or c == 0x7F or chr(c) in "()*\\"}
+
+
+def escape_filter_value(value: bytes, *, escape_non_ascii: bool = True) -> str:
+    """Escape an assertion value for a filter string.
+
+    Like libldap's ldap_bv2escaped_filter_value (what slapd prints in its logs): '(' ')' '*' '\\', control
+    characters, DEL and every byte >= 0x80 become '\\XX'. With escape_non_ascii=False, valid UTF-8 stays
+    readable and only bytes of invalid UTF-8 are hex-escaped.
+    """
+    if value.isascii():
+        text = value.decode("ascii")
+        if text.isprintable() and not any(c in text for c in "()*\\"):
+            return text
+        return "".join(_ESCAPE_TABLE.get(ord(c), c) for c in text)
+    if not escape_non_ascii:
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return "".join(_ESCAPE_TABLE.get(ord(c), c) if ord(c) < 0x80 else c for c in text)
+    return "".join(f"\\{b:02X}" if b >= 0x80 or b in _ESCAPE_TABLE else chr(b) for b in value)
+
+
+def filter_to_string(f: Filter, *, escape_non_ascii: bool = True) -> str:
+    """The RFC 4515 string of a filter, as slapd prints it in its logs, e.g. '(&(objectClass=person)(cn=J*))'."""
+    parts: list[str] = []
+    _to_string(f, parts, escape_non_ascii)
+    return "".join(parts)
+
+
+def _to_string(f: Filter, out: list[str], ena: bool) -> None:
+    if isinstance(f, Equality):
+        out += ("(", f.attr, "=", escape_filter_value(f.value, escape_non_ascii=ena), ")")
+    elif isinstance(f, And | Or):
+        out.append("(&" if isinstance(f, And) else "(|")
+        for sub in f.filters:
+            _to_string(sub, out, ena)
+        out.append(")")
+    elif isinstance(f, Not):
+        out.append("(!")
+        _to_string(f.filter, out, ena)
+        out.append(")")
+    elif isinstance(f, Present):
+        out += ("(", f.attr, "=*)")
+    elif isinstance(f, Substrings):
+        out += ("(", f.attr, "=")
+        if f.initial is not None:
+            out.append(escape_filter_value(f.initial, escape_non_ascii=ena))
+        out.append("*")
+        for piece in f.any:
+            out += (escape_filter_value(piece, escape_non_ascii=ena), "*")
+        if f.final is not None:
+            out.append(escape_filter_value(f.final, escape_non_ascii=ena))
+        out.append(")")
+    elif isinstance(f, GreaterOrEqual):
+        out += ("(", f.attr, ">=", escape_filter_value(f.value, escape_non_ascii=ena), ")")
+    elif isinstance(f, LessOrEqual):
+        out += ("(", f.attr, "<=", escape_filter_value(f.value, escape_non_ascii=ena), ")")
+    elif isinstance(f, Approx):
+        out += ("(", f.attr, "~=", escape_filter_value(f.value, escape_non_ascii=ena), ")")
+    elif isinstance(f, Extensible):
+        out += ("(", f.attr or "")
+        if f.dn_attributes:
+            out.append(":dn")
+        if f.rule:
+            out += (":", f.rule)
+        out += (":=", escape_filter_value(f.value, escape_non_ascii=ena), ")")
+    else:  # pragma: no cover - the AST is closed
+        raise TypeError(f"not a filter: {f!r}")
+
+
+def filter_attributes(f: Filter) -> set[str]:
+    """The attribute descriptions a filter names, as written (extensible matches without a type add none)."""
+    out: set[str] = set()
+    stack: list[Filter] = [f]
+    while stack:
+        g = stack.pop()
+        if isinstance(g, And | Or):
+            stack.extend(g.filters)
+        elif isinstance(g, Not):
+            stack.append(g.filter)
+        elif isinstance(g, Extensible):
+            if g.attr:
+                out.add(g.attr)
+        else:
+            out.add(g.attr)
+    return out
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------
+
+Tri = bool | None
+"""Three-valued result: True, False, or None for Undefined (RFC 4511 section 4.5.1.7)."""
+Matcher = Callable[["Entry"], Tri]
+
+_BIT_AND = "1.2.840.113556.1.4.803"
+_BIT_OR = "1.2.840.113556.1.4.804"
+# Equality rules whose values are text, for which '~=' compares approximate keys; other types fall back to equality.
+_APPROX_RULES = frozenset(
+    {
+        "2.5.13.2",  # caseIgnoreMatch
+        "2.5.13.5",  # caseExactMatch
+        "2.5.13.11",  # caseIgnoreListMatch
+        "2.5.13.31",  # directoryStringFirstComponentMatch
+        "1.3.6.1.4.1.1466.109.114.1",  # caseExactIA5Match
+        "1.3.6.1.4.1.1466.109.114.2",  # caseIgnoreIA5Match
+    }
+)
+
+
+def _true(entry: Entry) -> Tri:
+    return True
+
+
+def _false(entry: Entry) -> Tri:
+    return False
+
+
+def _undefined(entry: Entry) -> Tri:
+    return None
+
+
+def _approx_key_function() -> Callable[[bytes], bytes] | None:
+    try:
+        from pyldapd.model.schema import approx_key
+    except ImportError:  # pragma: no cover - the schema module provides it
+        return None
+    return approx_key
+
+
+def _int_or_none(value: bytes) -> int | None:
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+class FilterEvaluator:
+    """Test entries against filters with a schema's matching rules.
+
+    `compile(f)` does the per-filter work once (attribute resolution, assertion normalisation) and returns a
+    function of an entry; use it for every candidate of a search. `matches(f, entry)` is the one-shot form
+    (it keeps a small cache of compiled filters). `compile3`/`evaluate` give the three-valued result.
+    """
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+        self._compiled: dict[Filter, Matcher] = {}
+        self._approx_key = _approx_key_function()
+
+    # public API ------------------------------------------------------------------------------------------
+
+    def compile(self, f: Filter) -> Callable[[Entry], bool]:
+        """A function entry -> bool (Undefined counts as False)."""
+        fn = self.compile3(f)
+
+        def match(entry: Entry) -> bool:
+            return fn(entry) is True
+
+        return match
+
+    def compile3(self, f: Filter) -> Matcher:
+        """A function entry -> True / False / None (Undefined)."""
+        fn = self._compiled.get(f)
+        if fn is None:
+            fn = self._compile(f, 0)
+            if len(self._compiled) > 1024:
+                self._compiled.clear()
+            self._compiled[f] = fn
+        return fn
+
+    def matches(self, f: Filter, entry: Entry) -> bool:
+        return self.compile3(f)(entry) is True
+
+    def evaluate(self, f: Filter, entry: Entry) -> Tri:
+        return self.compile3(f)(entry)
+
+    # compilation -----------------------------------------------------------------------------------------
+
+    def _compile(self, f: Filter, depth: int) -> Matcher:
+        if depth > MAX_FILTER_DEPTH:
+            return _undefined
+        if isinstance(f, Equality):
+            return self._equality(f.attr, f.value, approx=False)
+        if isinstance(f, And):
+            return self._and([self._compile(g, depth + 1) for g in f.filters])
+        if isinstance(f, Or):
+            return self._or([self._compile(g, depth + 1) for g in f.filters])
+        if isinstance(f, Not):
+            inner = self._compile(f.filter, depth + 1)
+            if inner is _true:
+                return _false
+            if inner is _false:
+                return _true
+            if inner is _undefined:
+                return _undefined
+
+            def negate(entry: Entry) -> Tri:
+                r = inner(entry)
+                return None if r is None else not r
+
+            return negate
+        if isinstance(f, Present):
+            return self._present(f.attr)
+        if isinstance(f, Substrings):
+            return self._substrings(f)
+        if isinstance(f, GreaterOrEqual):
+            return self._ordering(f.attr, f.value, greater=True)
+        if isinstance(f, LessOrEqual):
+            return self._ordering(f.attr, f.value, greater=False)
+        if isinstance(f, Approx):
+            return self._equality(f.attr, f.value, approx=True)
+        if isinstance(f, Extensible):
+            return self._extensible(f)
+        raise TypeError(f"not a filter: {f!r}")  # pragma: no cover
+
+    @staticmethod
+    def _and(subs: list[Matcher]) -> Matcher:
+        if any(s is _false for s in subs):
+            return _false
+        subs = [s for s in subs if s is not _true]
+        if not subs:
+            return _true
+        if len(subs) == 1:
+            return subs[0]
+
+        def conj(entry: Entry) -> Tri:
+            result: Tri = True
+            for s in subs:
+                r = s(entry)
+                if r is False:
+                    return False
+                if r is None:
+                    result = None
+            return result
+
+        return conj
+
+    @staticmethod
+    def _or(subs: list[Matcher]) -> Matcher:
+        if any(s is _true for s in subs):
+            return _true
+        subs = [s for s in subs if s is not _false]
+        if not subs:
+            return _false
+        if len(subs) == 1:
+            return subs[0]
+
+        def disj(entry: Entry) -> Tri:
+            result: Tri = False
+            for s in subs:
+                r = s(entry)
+                if r is True:
+                    return True
+                if r is None:
+                    result = None
+            return result
+
+        return disj
+
+    def _resolve(
+        self, description: str
+    ) -> tuple[Any, Callable[[Entry], list[tuple[Any, list[bytes]]]]] | None:
+        """The attribute type of a description and a function giving an entry's matching (type, values)."""
+        at, options = self.schema.split_description(description)
+        if at is None:
+            return None
+        by_key: dict[str, Any] = {sub.key: sub for sub in self.schema.subtypes(at)}
+        if at.key not in by_key:
+            by_key[at.key] = at
+        wanted = frozenset(o.lower() for o in options)
+        single = [(at.key, at)] if len(by_key) == 1 else list(by_key.items())
+
+        def values(entry: Entry) -> list[tuple[Any, list[bytes]]]:
+            attrs = entry.attrs
+            out: list[tuple[Any, list[bytes]]] = []
+            if not wanted:
+                for key, sub in single:
+                    a = attrs.get(key)
+                    if a is not None and a.values:
+                        out.append((sub, a.values))
+            for key in attrs:
+                if ";" in key:
+                    base, _, opts = key.partition(";")
+                    sub = by_key.get(base)
+                    if sub is not None and wanted.issubset(opts.split(";")):
+                        a = attrs[key]
+                        if a.values:
+                            out.append((sub, a.values))
+            return out
+
+        return at, values
+
+    def _object_class_equality(self, wanted: bytes) -> Matcher:
+        """slapd's objectSubClassMatch: an entry of class inetOrgPerson is also a person and a top."""
+        closure = self.schema.object_class_closure
+
+        def object_class(entry: Entry) -> Tri:
+            attribute = entry.attrs.get("objectclass")
+            return attribute is not None and any(wanted in closure(v) for v in attribute.values)
+
+        return object_class
+
+    def _present(self, description: str) -> Matcher:
+        at, options = self.schema.split_description(description)
+        if at is None:
+            return _false
+        if at.key == "objectclass" and not options:
+            return _true
+        resolved = self._resolve(description)
+        assert resolved is not None
+        values = resolved[1]
+
+        def present(entry: Entry) -> Tri:
+            return bool(values(entry))
+
+        return present
+
+    def _equality(self, description: str, assertion: bytes, approx: bool) -> Matcher:
+        resolved = self._resolve(description)
+        if resolved is None:
+            return _undefined
+        at, values = resolved
+        rule = at.equality
+        if rule is None:
+            return _undefined
+        wanted = rule.normalize(assertion)
+        if wanted is None:
+            return _undefined
+        if at.key == "objectclass":
+            return self._object_class_equality(wanted)
+        approx_key = self._approx_key if approx and rule.oid in _APPROX_RULES else None
+        if approx_key is not None:
+            wanted = approx_key(wanted)
+        # the assertion, normalised by each rule met (subtypes may have their own)
+        by_rule: dict[int, bytes | None] = {id(rule): wanted}
+
+        def assertion_for(r: Any) -> bytes | None:
+            key = id(r)
+            if key not in by_rule:
+                a = r.normalize(assertion)
+                if a is not None and approx_key is not None and r.oid in _APPROX_RULES:
+                    a = approx_key(a)
+                by_rule[key] = a
+            return by_rule[key]
+
+        word = bool(getattr(rule, "_word", False))
+
+        def equality(entry: Entry) -> Tri:
+            result: Tri = False
+            for sub, vals in values(entry):
+                r = sub.equality
+                if r is None:
+                    result = None
+                    continue
+                a = wanted if r is rule else assertion_for(r)
+                if a is None:
+                    result = None
+                    continue
+                if word or getattr(r, "_word", False):
+                    if any(r.matches(v, assertion) for v in vals):
+                        return True
+                    continue
+                norm = r.normalize
+                if approx_key is not None and r.oid in _APPROX_RULES:
+                    for v in vals:
+                        nv = norm(v)
+                        if nv is not None and approx_key(nv) == a:
+                            return True
+                else:
+                    for v in vals:
+                        if norm(v) == a:
+                            return True
+            return result
+
+        return equality
+
+    def _ordering(self, description: str, assertion: bytes, greater: bool) -> Matcher:
+        resolved = self._resolve(description)
+        if resolved is None:
+            return _undefined
+        at, values = resolved
+        rule = at.ordering
+        if rule is None:
+            return _undefined
+        wanted = rule.ordering_key(assertion)
+        if wanted is None:
+            return _undefined
+
+        def ordering(entry: Entry) -> Tri:
+            result: Tri = False
+            for sub, vals in values(entry):
+                r = sub.ordering
+                if r is None:
+                    result = None
+                    continue
+                key_of = r.ordering_key
+                for v in vals:
+                    k = key_of(v)
+                    if k is None:
+                        continue
+                    try:
+                        if (k >= wanted) if greater else (k <= wanted):
+                            return True
+                    except TypeError:
+                        result = None
+            return result
+
+        return ordering
+
+    def _substrings(self, f: Substrings) -> Matcher:
+        resolved = self._resolve(f.attr)
+        if resolved is None:
+            return _undefined
+        at, values = resolved
+        rule = at.substr
+        if rule is None:
+            return _undefined
+        initial, middle, final = f.initial, f.any, f.final
+        # an assertion piece that is not valid for the rule makes the filter Undefined
+        for piece in (initial, *middle, final):
+            if piece is not None and rule.normalize_substring(piece) is None:
+                return _undefined
+
+        def substrings(entry: Entry) -> Tri:
+            for sub, vals in values(entry):
+                r = sub.substr or rule
+                for v in vals:
+                    if r.match_substrings(v, initial, middle, final):
+                        return True
+            return False
+
+        return substrings
+
+    # extensible match ----------------------------------------------------------------------------------------
+
+    def _usable(self, rule: Any, at: Any) -> bool:
+        """Can `rule` apply to values of `at` (same syntax, or one of the type's own rules)?"""
+        if rule is at.equality or rule is at.ordering or rule is at.substr:
+            return True
+        syntax = getattr(at, "syntax", None)
+        syntax_oid = getattr(syntax, "oid", syntax)
+        if syntax_oid == rule.syntax_oid:
+            return True
+        eq = at.equality
+        return eq is not None and eq.syntax_oid == rule.syntax_oid
+
+    def _value_test(self, rule: Any, assertion: bytes) -> Callable[[bytes], Tri] | None:
+        """A test of one value against the assertion under `rule`; None if the assertion is invalid."""
+        if rule.oid in (_BIT_AND, _BIT_OR):
+            mask = _int_or_none(assertion)
+            if mask is None:
+                return None
+            bit_and = rule.oid == _BIT_AND
+
+            def bits(value: bytes) -> Tri:
+                n = _int_or_none(value)
+                if n is None:
+                    return None
+                return (n & mask) == mask if bit_and else (n & mask) != 0
+
+            return bits
+        if getattr(rule, "_word", False):
+            return lambda value: rule.matches(value, assertion)
+        wanted = rule.normalize(assertion)
+        if wanted is None:
+            return None
+        norm = rule.normalize
+        return lambda value: norm(value) == wanted
+
+    def _extensible(self, f: Extensible) -> Matcher:
+        schema = self.schema
+        rule: Any = None
+        if f.rule is not None:
+            rule = schema.matching_rule(f.rule)
+            if rule is None:
+                return _undefined
+        at: Any = None
+        values: Callable[[Entry], list[tuple[Any, list[bytes]]]] | None = None
+        if f.attr is not None:
+            resolved = self._resolve(f.attr)
+            if resolved is None:
+                return _undefined
+            at, values = resolved
+            if rule is None:
+                rule = at.equality
+                if rule is None:
+                    return _undefined
+            elif not self._usable(rule, at):
+                return _undefined
+        test = self._value_test(rule, f.value)
+        if test is None:
+            return _undefined
+        usable_cache: dict[str, bool] = {}
+
+        def usable_key(key: str) -> Any:
+            base = key.partition(";")[0]
+            ok = usable_cache.get(base)
+            if ok is None:
+                sub = schema.attribute_type(base)
+                ok = sub is not None and self._usable(rule, sub)
+                usable_cache[base] = ok
+            return ok
+
+        def test_values(vals: Iterable[bytes]) -> Tri:
+            result: Tri = False
+            for v in vals:
+                r = test(v)
+                if r:
+                    return True
+                if r is None:
+                    result = None
+            return result
+
+        subkeys: frozenset[str] = frozenset()
+        if at is not None:
+            subkeys = frozenset(sub.key for sub in schema.subtypes(at)) | {at.key}
+
+        dn_attributes = f.dn_attributes
+
+        def dn_values(entry: Entry) -> list[bytes]:
+            from pyldapd.model.dn import DNError, parse_dn
+
+            try:
+                rdns = parse_dn(entry.dn)
+            except DNError:
+                return []
+            out: list[bytes] = []
+            for rdn in rdns:
+                for t, v in rdn:
+                    sub = schema.attribute_type(t)
+                    if sub is None:
+                        continue
+                    if at is not None:
+                        if sub.key in subkeys:
+                            out.append(v.encode("utf-8"))
+                    elif usable_key(sub.key):
+                        out.append(v.encode("utf-8"))
+            return out
+
+        def extensible(entry: Entry) -> Tri:
+            result: Tri = False
+            if values is not None:
+                for _sub, vals in values(entry):
+                    r = test_values(vals)
+                    if r:
+                        return True
+                    if r is None:
+                        result = None
+            else:
+                for key, a in entry.attrs.items():
+                    if usable_key(key):
+                        r = test_values(a.values)
+                        if r:
+                            return True
+                        if r is None:
+                            result = None
+            if dn_attributes:
+                r = test_values(dn_values(entry))
+                if r:
+                    return True
+                if r is None:
+                    result = None
+            return result
+
+        return extensible

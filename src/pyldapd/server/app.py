@@ -1,0 +1,181 @@
+"""The running server: schema and databases from the config, listeners from -h, clean shutdown on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import signal
+import sys
+
+from pyldapd.config.model import ServerConfig
+from pyldapd.model.schema import Schema
+from pyldapd.server.connection import LDAPConnection
+from pyldapd.server.directory import Directory, Session
+from pyldapd.server.listeners import ListenerURL, parse_listener_urls
+from pyldapd.server.log import Logger
+
+
+class StartupError(Exception):
+    pass
+
+
+def build_schema(config: ServerConfig) -> Schema:
+    """pyldapd's own schema files, then whatever the config includes (a file slapd also reads may repeat them)."""
+    schema = Schema.default()
+    for source, text in config.schema_definitions:
+        if already_defined(schema, text):
+            continue
+        try:
+            schema.load_text(text, source)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+    return schema
+
+
+DEFINITION_OID = re.compile(r"^\s*(attributetypes?|objectclass(?:es)?)\s*\(\s*([\w.:;-]+)", re.IGNORECASE)
+
+
+def already_defined(schema: Schema, text: str) -> bool:
+    """Debian's core.schema and friends define what pyldapd's own files define: the same OID is skipped."""
+    match = DEFINITION_OID.match(text)
+    if match is None:
+        return False
+    oid = match.group(2)
+    if match.group(1).lower().startswith("attribute"):
+        return schema.attribute_type(oid) is not None
+    return schema.object_class(oid) is not None
+
+
+def choose_server_id(config: ServerConfig, urls: list[ListenerURL]) -> int:
+    """A bare `serverID N` is this server's; with URLs, the one that names one of our listeners (slapd's rule)."""
+    if not config.server_ids:
+        return 0
+    with_urls = [(sid, url) for sid, url in config.server_ids if url]
+    if not with_urls:
+        return config.server_ids[0][0]
+    ours = {normalize_url(u.text) for u in urls}
+    for sid, url in with_urls:
+        if normalize_url(url) in ours:
+            return sid
+    raise StartupError(
+        "serverID: none of the configured URLs ("
+        + ", ".join(url for _, url in with_urls)
+        + ") matches a listener ("
+        + ", ".join(u.text for u in urls)
+        + ")"
+    )
+
+
+def normalize_url(url: str) -> str:
+    return url.lower().rstrip("/")
+
+
+class Server:
+    def __init__(self, config: ServerConfig, urls: list[ListenerURL], log: Logger) -> None:
+        self.config = config
+        self.urls = urls
+        self.log = log
+        self.schema = build_schema(config)
+        self.server_id = choose_server_id(config, urls)
+        self.directory = Directory(config, self.schema, self.server_id)
+        self.connections: set[LDAPConnection] = set()
+        self.listeners: list[asyncio.AbstractServer] = []
+        self.conn_ids = itertools.count(1000)
+        self.stopping = asyncio.Event()
+
+    def new_session(self, local: bool) -> Session:
+        return Session(conn_id=next(self.conn_ids), local=local)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for url in self.urls:
+            if url.scheme == "ldaps":
+                raise StartupError(f"{url.text}: ldaps:// needs TLS, which this build does not configure yet")
+            if url.scheme == "ldapi":
+                if os.path.exists(url.path):
+                    os.unlink(url.path)
+                server = await loop.create_unix_server(
+                    lambda u=url: LDAPConnection(self, u.text, True), path=url.path
+                )
+                os.chmod(url.path, 0o777)
+            else:
+                host = url.host or None
+                server = await loop.create_server(
+                    lambda u=url: LDAPConnection(self, u.text, False),
+                    host=host,
+                    port=url.port,
+                    reuse_address=True,
+                )
+            self.listeners.append(server)
+        self.log.error(
+            f"pyldapd starting (serverID {self.server_id}) on {' '.join(u.text for u in self.urls)}"
+        )
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self.log.error("pyldapd shutting down")
+        for listener in self.listeners:
+            listener.close()
+        for connection in list(self.connections):
+            connection.close()
+        for listener in self.listeners:
+            await listener.wait_closed()
+        for url in self.urls:
+            if url.scheme == "ldapi" and os.path.exists(url.path):
+                os.unlink(url.path)
+        self.directory.close()
+        self.log.error("slapd stopped.")
+
+
+def write_pid_files(config: ServerConfig, argv: list[str]) -> None:
+    if config.pidfile:
+        with open(config.pidfile, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+    if config.argsfile:
+        with open(config.argsfile, "w") as handle:
+            handle.write(" ".join(argv) + "\n")
+
+
+def remove_pid_files(config: ServerConfig) -> None:
+    for path in (config.pidfile, config.argsfile):
+        if path and os.path.exists(path):
+            os.unlink(path)
+
+
+def run_server(config: ServerConfig, urls_text: str, log: Logger) -> int:
+    try:
+        urls = parse_listener_urls(urls_text)
+    except ValueError as exc:
+        log.error(str(exc))
+        return 1
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+
+    async def main() -> None:
+        server = Server(config, urls, log)
+        await server.run()
+
+    write_pid_files(config, sys.argv)
+    try:
+        runner(main())
+    except (StartupError, OSError) as exc:
+        log.error(f"pyldapd: {exc}")
+        return 1
+    finally:
+        remove_pid_files(config)
+    return 0

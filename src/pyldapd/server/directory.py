@@ -1,0 +1,689 @@
+"""The directory: databases, schema and the LDAP operations on them, independent of connections and sockets.
+
+Each handler takes a Session (who is asking) and a decoded request, and either returns response PDUs or raises
+LDAPError. Searches stream their entries through a `send` callback so large results are not held in memory twice.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
+from pyldapd.backends.mdb import MdbDatabase
+from pyldapd.config.model import DatabaseConfig, ServerConfig
+from pyldapd.model.csn import CSNGenerator
+from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
+from pyldapd.model.entry import Entry
+from pyldapd.model.filter import FilterEvaluator
+from pyldapd.model.passwords import hash_password, verify_password
+from pyldapd.model.schema import Schema
+from pyldapd.protocol import controls as ctl
+from pyldapd.protocol import ldap
+from pyldapd.protocol.ldap import Control, ResultCode
+from pyldapd.server.entries import (
+    add_rdn_values,
+    apply_modifications,
+    check_entry,
+    check_no_user_modification,
+    entry_from_attributes,
+    equality_key,
+    normalize_or_fail,
+    remove_rdn_values,
+    resolve_type,
+)
+from pyldapd.server.errors import LDAPError
+
+SUBSCHEMA_DN = "cn=Subschema"
+PEERCRED_SUFFIX = "cn=peercred,cn=external,cn=auth"
+VENDOR_VERSION = "pyldapd 0.1.0"
+
+SUPPORTED_CONTROLS = [
+    ctl.MANAGE_DSA_IT,
+    ctl.PAGED_RESULTS,
+    ctl.ASSERTION,
+    ctl.PRE_READ,
+    ctl.POST_READ,
+]
+SUPPORTED_EXTENSIONS = [ctl.WHO_AM_I, ctl.PASSWORD_MODIFY]
+SUPPORTED_FEATURES = [
+    "1.3.6.1.1.14",  # Modify-Increment
+    "1.3.6.1.4.1.4203.1.5.1",  # all operational attributes ("+")
+    "1.3.6.1.4.1.4203.1.5.2",  # attributes by object class ("@class")
+    "1.3.6.1.4.1.4203.1.5.3",  # absolute true and false filters
+    "1.3.6.1.4.1.4203.1.5.4",  # language tag options
+    "1.3.6.1.4.1.4203.1.5.5",  # language range options
+]
+# Operational attributes slapd computes on the fly instead of storing.
+COMPUTED = ("hasSubordinates", "entryDN", "subschemaSubentry")
+
+
+def generalized_time(now: float | None = None) -> bytes:
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(now if now is not None else time.time())).encode()
+
+
+@dataclass
+class Session:
+    """What the directory needs to know about the client of one connection."""
+
+    conn_id: int
+    peer: str = ""
+    local: bool = False  # came in over ldapi://
+    peer_uid: int | None = None
+    peer_gid: int | None = None
+    bind_dn: str = ""
+    bind_ndn: str = ""
+    paged: dict[bytes, PagedSearch] = field(default_factory=dict)
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.bind_ndn
+
+
+@dataclass
+class PagedSearch:
+    request_key: tuple
+    remaining: list[int]
+
+
+class Backend:
+    """One configured data database: its config, its storage and its normalized names."""
+
+    def __init__(self, config: DatabaseConfig, schema: Schema) -> None:
+        self.config = config
+        self.schema = schema
+        os.makedirs(config.directory, exist_ok=True)
+        indexes = dict(config.indexes)
+        indexes.setdefault("objectClass", set()).add("eq")
+        kwargs = {"maxsize": config.maxsize} if config.maxsize else {}
+        self.db = MdbDatabase(config.directory, schema, config.suffix, indexes=indexes, **kwargs)
+        self.suffix_ndn = normalize_dn(config.suffix, schema)
+        self.rootdn_ndn = normalize_dn(config.rootdn, schema) if config.rootdn else ""
+
+    def holds(self, ndn: str) -> bool:
+        return ndn == self.suffix_ndn or is_descendant(ndn, self.suffix_ndn)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Directory:
+    def __init__(self, config: ServerConfig, schema: Schema, server_id: int = 0) -> None:
+        self.config = config
+        self.schema = schema
+        self.server_id = server_id
+        self.csn = CSNGenerator(server_id)
+        self.filters = FilterEvaluator(schema)
+        self.backends = [Backend(db, schema) for db in config.data_databases()]
+        self.subschema_ndn = normalize_dn(SUBSCHEMA_DN, schema)
+        self.started = generalized_time()
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+
+    # -- lookups ---------------------------------------------------------------------------------------------
+
+    def backend_for(self, ndn: str) -> Backend | None:
+        best = None
+        for backend in self.backends:
+            if backend.holds(ndn) and (best is None or len(backend.suffix_ndn) > len(best.suffix_ndn)):
+                best = backend
+        return best
+
+    @staticmethod
+    def require_authentication(session: Session) -> None:
+        """slapd's frontend refuses anonymous updates before a database sees them."""
+        if session.anonymous:
+            raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
+
+    def require_backend(self, ndn: str, *, update: bool = False) -> Backend:
+        backend = self.backend_for(ndn)
+        if backend is None:
+            if update:  # slapd: no database and no default referral for this DN
+                raise LDAPError(ResultCode.unwillingToPerform, "no global superior knowledge")
+            raise LDAPError(ResultCode.noSuchObject, "")
+        return backend
+
+    def is_root(self, session: Session, backend: Backend) -> bool:
+        return bool(session.bind_ndn) and session.bind_ndn == backend.rootdn_ndn
+
+    def limits_for(self, session: Session, backend: Backend | None) -> tuple[int, int]:
+        if backend is not None and self.is_root(session, backend):
+            return 0, 0
+        size = self.config.sizelimit
+        seconds = self.config.timelimit
+        if backend is not None:
+            if backend.config.sizelimit is not None:
+                size = backend.config.sizelimit
+            if backend.config.timelimit is not None:
+                seconds = backend.config.timelimit
+        return size, seconds
+
+    # -- bind ------------------------------------------------------------------------------------------------
+
+    def bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
+        """Authenticate; returns (dn, ndn) of the new identity. Raises LDAPError on failure."""
+        if request.version != 3:
+            raise LDAPError(ResultCode.protocolError, "requested protocol version not allowed")
+        if request.sasl_mechanism is not None:
+            return self.sasl_bind(session, request)
+        password = request.password or b""
+        if not request.name:
+            if password:
+                raise LDAPError(
+                    ResultCode.unwillingToPerform, "unauthenticated bind (DN with no password) disallowed"
+                )
+            return "", ""
+        ndn = normalize_or_fail(self.schema, request.name)
+        if not password:
+            raise LDAPError(
+                ResultCode.unwillingToPerform, "unauthenticated bind (DN with no password) disallowed"
+            )
+        backend = self.backend_for(ndn)
+        if backend is None:
+            raise LDAPError(ResultCode.invalidCredentials)
+        if ndn == backend.rootdn_ndn and backend.config.rootpw:
+            if verify_password(password, backend.config.rootpw):
+                return request.name, ndn
+            raise LDAPError(ResultCode.invalidCredentials)
+        with backend.db.read() as txn:
+            entry = txn.get(ndn)
+        if entry is None:
+            raise LDAPError(ResultCode.invalidCredentials)
+        for stored in entry.get("userpassword"):
+            if verify_password(password, stored):
+                return entry.dn, ndn
+        raise LDAPError(ResultCode.invalidCredentials)
+
+    def sasl_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
+        mechanism = (request.sasl_mechanism or "").upper()
+        if mechanism != "EXTERNAL":
+            raise LDAPError(ResultCode.authMethodNotSupported, "SASL(-4): no mechanism available: ")
+        if not session.local or session.peer_uid is None:
+            raise LDAPError(ResultCode.inappropriateAuthentication, "SASL(-4): no mechanism available: ")
+        dn = f"gidNumber={session.peer_gid}+uidNumber={session.peer_uid},{PEERCRED_SUFFIX}"
+        requested = (request.sasl_credentials or b"").decode("utf-8", "replace")
+        if requested and requested not in ("dn:" + dn, "u:"):
+            raise LDAPError(ResultCode.insufficientAccessRights, "SASL(-14): authorization failure: ")
+        return dn, dn.lower()
+
+    # -- search ----------------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        session: Session,
+        message_id: int,
+        request: ldap.SearchRequest,
+        controls: list[Control],
+        send: Callable[[bytes], None],
+    ) -> tuple[int, list[Control], str]:
+        """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
+        base_ndn = normalize_or_fail(self.schema, request.base)
+        scope = Scope(request.scope) if request.scope in (0, 1, 2, 3) else None
+        if scope is None:
+            raise LDAPError(ResultCode.protocolError, "invalid scope")
+        manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
+        paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
+        selection = AttributeSelection(self.schema, request.attributes, request.types_only)
+        matches = self.filters.compile(request.filter)
+        if base_ndn == "" and scope == Scope.BASE:
+            entry = self.root_dse()
+            if matches(entry):
+                send(ldap.encode_search_result_entry(message_id, "", selection.encode(entry, None)))
+                return 1, [], ""
+            return 0, [], ""
+        if base_ndn == self.subschema_ndn:
+            if scope != Scope.BASE:
+                return 0, [], ""
+            entry = self.subschema_entry()
+            if matches(entry):
+                send(ldap.encode_search_result_entry(message_id, entry.dn, selection.encode(entry, None)))
+                return 1, [], ""
+            return 0, [], ""
+        backend = self.backend_for(base_ndn)
+        if backend is None:
+            raise LDAPError(ResultCode.noSuchObject, "")
+        size_limit, time_limit = self.limits_for(session, backend)
+        if request.size_limit and (not size_limit or request.size_limit < size_limit):
+            size_limit = request.size_limit
+        if request.time_limit and (not time_limit or request.time_limit < time_limit):
+            time_limit = request.time_limit
+        deadline = time.monotonic() + time_limit if time_limit else None
+        with backend.db.read() as txn:
+            base = txn.get(base_ndn)
+            if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
+                nearest = txn.nearest_ancestor(base_ndn) if base is None else None
+                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+            has_children = txn.has_children if selection.wants_has_subordinates else None
+            if paged is not None:
+                return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
+                                         manage_dsa_it, send)  # fmt: skip
+            sent = 0
+            checked = 0
+            for entry in txn.search(base_ndn, scope, request.filter):
+                checked += 1
+                if deadline is not None and checked % 64 == 0 and time.monotonic() > deadline:
+                    raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
+                if not manage_dsa_it and is_glue(entry):
+                    continue
+                if not matches(entry):
+                    continue
+                if size_limit and sent >= size_limit:
+                    raise SizeLimitExceeded(sent)
+                send(
+                    ldap.encode_search_result_entry(
+                        message_id, entry.dn, selection.encode(entry, has_children)
+                    )
+                )
+                sent += 1
+        return sent, [], ""
+
+    def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
+                     send) -> tuple[int, list[Control], str]:  # fmt: skip
+        try:
+            page = ctl.decode_paged_results(paged.value or b"")
+        except Exception as exc:
+            raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
+        key = (request.base.lower(), request.scope, repr(request.filter), tuple(request.attributes))
+        if page.cookie:
+            state = session.paged.pop(page.cookie, None)
+            if state is None or state.request_key != key:
+                raise LDAPError(ResultCode.unwillingToPerform, "paged results cookie is invalid")
+            remaining = state.remaining
+        else:
+            remaining = []
+            for entry in txn.search(
+                normalize_dn(request.base, self.schema), Scope(request.scope), request.filter
+            ):
+                if (manage_dsa_it or not is_glue(entry)) and matches(entry):
+                    remaining.append(entry.id)
+        if page.size == 0:
+            return 0, [paged_control(0, b"")], ""
+        has_children = txn.has_children if selection.wants_has_subordinates else None
+        sent = 0
+        while remaining and sent < page.size:
+            entry = txn.get_by_id(remaining.pop(0))
+            if entry is None:
+                continue
+            send(ldap.encode_search_result_entry(message_id, entry.dn, selection.encode(entry, has_children)))
+            sent += 1
+        cookie = b""
+        if remaining:
+            cookie = secrets.token_bytes(8)
+            session.paged[cookie] = PagedSearch(key, remaining)
+        return sent, [paged_control(0, cookie)], ""
+
+    def root_dse(self) -> Entry:
+        entry = Entry("")
+        put = entry.put
+        put("objectclass", "objectClass", [b"top", b"OpenLDAProotDSE"])
+        put("structuralobjectclass", "structuralObjectClass", [b"OpenLDAProotDSE"])
+        put("namingcontexts", "namingContexts", [b.config.suffix.encode() for b in self.backends])
+        put("supportedcontrol", "supportedControl", [oid.encode() for oid in sorted(SUPPORTED_CONTROLS)])
+        put("supportedextension", "supportedExtension", [oid.encode() for oid in SUPPORTED_EXTENSIONS])
+        put("supportedfeatures", "supportedFeatures", [oid.encode() for oid in SUPPORTED_FEATURES])
+        put("supportedldapversion", "supportedLDAPVersion", [b"3"])
+        put("supportedsaslmechanisms", "supportedSASLMechanisms", [b"EXTERNAL"])
+        put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
+        put("vendorname", "vendorName", [b"pyldapd"])
+        put("vendorversion", "vendorVersion", [VENDOR_VERSION.encode()])
+        put("entrydn", "entryDN", [b""])
+        return entry
+
+    def subschema_entry(self) -> Entry:
+        entry = Entry(SUBSCHEMA_DN)
+        entry.put("objectclass", "objectClass", [b"top", b"subentry", b"subschema", b"extensibleObject"])
+        entry.put("cn", "cn", [b"Subschema"])
+        entry.put("structuralobjectclass", "structuralObjectClass", [b"subentry"])
+        entry.put("createtimestamp", "createTimestamp", [self.started])
+        entry.put("modifytimestamp", "modifyTimestamp", [self.started])
+        entry.put("entrydn", "entryDN", [SUBSCHEMA_DN.encode()])
+        entry.put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
+        for name, values in self.schema.subschema_values().items():
+            entry.put(name.lower(), name, values)
+        return entry
+
+    # -- writes ----------------------------------------------------------------------------------------------
+
+    def require_write(self, session: Session, backend: Backend, what: str) -> None:
+        """Until access control lands, slapd's default policy: everyone may read, only the rootdn may write."""
+        if backend.config.readonly:
+            raise LDAPError(ResultCode.unwillingToPerform, "operation restricted")
+        if not self.is_root(session, backend):
+            raise LDAPError(ResultCode.insufficientAccessRights, f"no write access to {what}")
+
+    def stamp(self, entry: Entry, session: Session, *, created: bool) -> str:
+        csn = self.csn.next()
+        now = generalized_time()
+        who = (session.bind_dn or "").encode()
+        if created:
+            entry.put("entryuuid", "entryUUID", [str(uuid.uuid1()).encode()])
+            entry.put("creatorsname", "creatorsName", [who])
+            entry.put("createtimestamp", "createTimestamp", [now])
+        entry.put("entrycsn", "entryCSN", [csn.encode()])
+        entry.put("modifiersname", "modifiersName", [who])
+        entry.put("modifytimestamp", "modifyTimestamp", [now])
+        return csn
+
+    def add(self, session: Session, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
+        ndn = normalize_or_fail(self.schema, request.dn)
+        if not request.dn:
+            raise LDAPError(ResultCode.unwillingToPerform, "root DSE already exists")
+        backend = self.require_backend(ndn, update=True)
+        self.require_authentication(session)
+        check_no_user_modification(self.schema, (name for name, _ in request.attributes))
+        entry = entry_from_attributes(self.schema, request.dn, request.attributes)
+        add_rdn_values(self.schema, entry, split_rdn(request.dn)[0])  # slapd adds missing naming values
+        structural = check_entry(self.schema, entry)
+        entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
+        with backend.db.write() as txn:
+            if txn.exists(ndn):
+                raise LDAPError(ResultCode.entryAlreadyExists, "")
+            parent = None
+            if ndn != backend.suffix_ndn:
+                parent_ndn = split_rdn(ndn)[1]
+                parent = txn.get(parent_ndn)
+                if parent is None:
+                    nearest = txn.nearest_ancestor(ndn)
+                    raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+            self.require_write(session, backend, "parent" if parent is not None else "entry")
+            self.check_assertion(controls, parent if parent is not None else Entry(""))
+            self.stamp(entry, session, created=True)
+            try:
+                txn.add(entry)
+            except AlreadyExists:
+                raise LDAPError(ResultCode.entryAlreadyExists, "") from None
+            except NoSuchEntry as exc:
+                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=exc.matched_dn) from None
+        return self.read_controls(controls, None, entry)
+
+    def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
+        ndn = normalize_or_fail(self.schema, request.dn)
+        backend = self.require_backend(ndn, update=True)
+        self.require_authentication(session)
+        check_no_user_modification(self.schema, (c.attr for c in request.changes), "modify")
+        for change in request.changes:
+            resolve_type(self.schema, change.attr)
+        with backend.db.write() as txn:
+            current = self.existing(txn, ndn)
+            self.require_write(session, backend, "entry")
+            self.check_assertion(controls, current)
+            entry = current.copy()
+            apply_modifications(self.schema, entry, request.changes)
+            old_structural = current.first("structuralobjectclass")
+            structural = check_entry(self.schema, entry)
+            if old_structural is not None and structural.name.lower() != old_structural.decode().lower():
+                raise LDAPError(
+                    ResultCode.objectClassViolation,
+                    f"structural object class modification from '{old_structural.decode()}' to "
+                    f"'{structural.name}' not allowed",
+                )
+            self.stamp(entry, session, created=False)
+            txn.modify(ndn, entry)
+        return self.read_controls(controls, current, entry)
+
+    def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
+        ndn = normalize_or_fail(self.schema, request.dn)
+        backend = self.require_backend(ndn, update=True)
+        self.require_authentication(session)
+        with backend.db.write() as txn:
+            current = self.existing(txn, ndn)
+            self.require_write(session, backend, "entry")
+            self.check_assertion(controls, current)
+            try:
+                txn.delete(ndn)
+            except NotAllowedOnNonLeaf:
+                raise LDAPError(
+                    ResultCode.notAllowedOnNonLeaf, "subordinate objects must be deleted first"
+                ) from None
+        self.csn.next()  # a delete is a change too: later CSNs must sort after it
+        return self.read_controls(controls, current, None)
+
+    def modify_dn(
+        self, session: Session, request: ldap.ModifyDNRequest, controls: list[Control]
+    ) -> list[Control]:
+        ndn = normalize_or_fail(self.schema, request.dn)
+        backend = self.require_backend(ndn, update=True)
+        self.require_authentication(session)
+        try:
+            new_rdn_parts = parse_dn(request.new_rdn)
+        except DNError:
+            raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN") from None
+        if len(new_rdn_parts) != 1:
+            raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN")
+        old_rdn, old_parent = split_rdn(request.dn)
+        parent_dn = old_parent if request.new_superior is None else request.new_superior
+        new_dn = f"{request.new_rdn},{parent_dn}" if parent_dn else request.new_rdn
+        new_ndn = normalize_or_fail(self.schema, new_dn)
+        if ndn == backend.suffix_ndn:
+            raise LDAPError(ResultCode.unwillingToPerform, "cannot rename the suffix entry")
+        if self.backend_for(new_ndn) is not backend:
+            raise LDAPError(ResultCode.affectsMultipleDSAs, "cannot move entry to another database")
+        if new_ndn == ndn or is_descendant(new_ndn, ndn):
+            if new_ndn != ndn:
+                raise LDAPError(ResultCode.unwillingToPerform, "cannot move an entry below itself")
+        with backend.db.write() as txn:
+            current = self.existing(txn, ndn)
+            self.require_write(session, backend, "entry")
+            self.check_assertion(controls, current)
+            new_parent_ndn = split_rdn(new_ndn)[1]
+            if request.new_superior is not None and txn.get(new_parent_ndn) is None:
+                raise LDAPError(ResultCode.noSuchObject, "new superior not found")
+            if new_ndn != ndn and txn.exists(new_ndn):
+                raise LDAPError(ResultCode.entryAlreadyExists, "")
+            entry = current.copy()
+            entry.dn = new_dn
+            if request.delete_old_rdn:
+                remove_rdn_values(self.schema, entry, old_rdn, request.new_rdn)
+            add_rdn_values(self.schema, entry, request.new_rdn)
+            check_entry(self.schema, entry)
+            self.stamp(entry, session, created=False)
+            try:
+                txn.rename(ndn, entry)
+            except AlreadyExists:
+                raise LDAPError(ResultCode.entryAlreadyExists, "") from None
+            except NoSuchEntry:
+                raise LDAPError(ResultCode.noSuchObject, "new superior not found") from None
+        return self.read_controls(controls, current, entry)
+
+    def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
+        ndn = normalize_or_fail(self.schema, request.dn)
+        at = resolve_type(self.schema, request.attr)
+        if ndn == "":
+            entry = self.root_dse()
+        elif ndn == self.subschema_ndn:
+            entry = self.subschema_entry()
+        else:
+            backend = self.require_backend(ndn)
+            with backend.db.read() as txn:
+                entry = self.existing(txn, ndn)
+        self.check_assertion(controls, entry)
+        if at.equality is None:
+            raise LDAPError(ResultCode.inappropriateMatching, f"{request.attr}: no equality matching rule")
+        wanted = at.equality.normalize(request.value)
+        if wanted is None:
+            raise LDAPError(ResultCode.invalidAttributeSyntax, "value does not conform to assertion syntax")
+        found = False
+        for subtype in self.schema.subtypes(at):
+            for value in entry.get(subtype.key):
+                found = True
+                if equality_key(at, value) == wanted:
+                    return ResultCode.compareTrue
+        if not found:
+            raise LDAPError(ResultCode.noSuchAttribute, "")
+        return ResultCode.compareFalse
+
+    # -- extended operations ---------------------------------------------------------------------------------
+
+    def password_modify(self, session: Session, value: bytes | None) -> bytes | None:
+        try:
+            request = ctl.decode_password_modify_request(value or b"")
+        except Exception as exc:
+            raise LDAPError(ResultCode.protocolError, "password modify request is malformed") from exc
+        if session.anonymous and request.user_identity is None:
+            raise LDAPError(ResultCode.unwillingToPerform, "only authenticated users may change passwords")
+        target_dn = request.user_identity.decode() if request.user_identity is not None else session.bind_dn
+        if target_dn.startswith("dn:"):
+            target_dn = target_dn[3:]
+        ndn = normalize_or_fail(self.schema, target_dn)
+        backend = self.require_backend(ndn)
+        generated = None
+        new_password = request.new_password
+        if new_password is None:
+            new_password = generated = secrets.token_urlsafe(9).encode()
+        scheme = self.config.password_hash[0] if self.config.password_hash else "{SSHA}"
+        with backend.db.write() as txn:
+            current = self.existing(txn, ndn)
+            if not self.is_root(session, backend):
+                if session.bind_ndn != ndn:
+                    raise LDAPError(ResultCode.insufficientAccessRights, "no write access to entry")
+                if request.old_password is not None and not any(
+                    verify_password(request.old_password, v) for v in current.get("userpassword")
+                ):
+                    raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
+                self.require_write(session, backend, "entry")
+            entry = current.copy()
+            entry.put("userpassword", "userPassword", [hash_password(new_password, scheme)])
+            self.stamp(entry, session, created=False)
+            txn.modify(ndn, entry)
+        return ctl.encode_password_modify_response(generated) if generated is not None else None
+
+    def who_am_i(self, session: Session) -> bytes:
+        return f"dn:{session.bind_dn}".encode() if session.bind_dn else b""
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def existing(txn, ndn: str) -> Entry:
+        entry = txn.get(ndn)
+        if entry is None:
+            nearest = txn.nearest_ancestor(ndn)
+            raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+        return entry
+
+    def check_assertion(self, controls: list[Control], entry: Entry) -> None:
+        for control in controls:
+            if control.oid == ctl.ASSERTION:
+                try:
+                    assertion = ctl.decode_assertion(control.value or b"")
+                except Exception as exc:
+                    raise LDAPError(ResultCode.protocolError, "assertion control is malformed") from exc
+                if not self.filters.matches(assertion, entry):
+                    raise LDAPError(ResultCode.assertionFailed, "")
+
+    def read_controls(
+        self, controls: list[Control], before: Entry | None, after: Entry | None
+    ) -> list[Control]:
+        """Pre-Read and Post-Read (RFC 4527) response controls."""
+        response: list[Control] = []
+        for control in controls:
+            if control.oid not in (ctl.PRE_READ, ctl.POST_READ):
+                continue
+            entry = before if control.oid == ctl.PRE_READ else after
+            if entry is None:
+                continue
+            try:
+                attributes = ctl.decode_read_request(control.value or b"")
+            except Exception as exc:
+                raise LDAPError(ResultCode.protocolError, "read entry control is malformed") from exc
+            selection = AttributeSelection(self.schema, attributes, False)
+            blob = selection.encode(entry, None)
+            response.append(Control(control.oid, False, ctl.encode_read_entry(entry.dn, blob)))
+        return response
+
+
+class SizeLimitExceeded(Exception):
+    def __init__(self, sent: int) -> None:
+        super().__init__(sent)
+        self.sent = sent
+
+
+def is_glue(entry: Entry) -> bool:
+    attribute = entry.attrs.get("objectclass")
+    return attribute is not None and any(v.lower() == b"glue" for v in attribute.values)
+
+
+class AttributeSelection:
+    """Which attributes of an entry a search returns (RFC 4511 4.5.1.8, with `+` and `@class` of RFC 3673/4529)."""
+
+    def __init__(self, schema: Schema, requested: list[str], types_only: bool) -> None:
+        self.schema = schema
+        self.types_only = types_only
+        self.all_user = not requested
+        self.all_operational = False
+        self.keys: set[str] = set()
+        self.only_none = False
+        for name in requested:
+            if name == "*":
+                self.all_user = True
+            elif name == "+":
+                self.all_operational = True
+            elif name == "1.1":
+                self.only_none = len(requested) == 1
+            elif name.startswith("@"):
+                oc = schema.object_class(name[1:])
+                if oc is not None:
+                    self.keys.update(at.key for at in oc.all_must())
+                    self.keys.update(at.key for at in oc.all_may())
+            else:
+                at = schema.attribute_type(name.split(";", 1)[0])
+                if at is not None:
+                    self.keys.update(sub.key for sub in schema.subtypes(at))
+        if self.only_none:
+            self.all_user = False
+        computed_keys = {c.lower() for c in COMPUTED}
+        self.computed = [c for c in COMPUTED if self.all_operational or c.lower() in self.keys]
+        self.wants_has_subordinates = "hasSubordinates" in self.computed
+        self.fast_user_only = (
+            self.all_user and not self.keys and not self.types_only and not self.all_operational
+        )
+        self.fast_all = self.all_user and self.all_operational and not self.types_only
+        self.keys -= computed_keys
+
+    def encode(self, entry: Entry, has_children: Callable[[str], bool] | None) -> bytes:
+        if self.only_none:
+            return b""
+        if self.fast_user_only and entry.encoded_user is not None:
+            return entry.encoded_user
+        if self.fast_all and entry.encoded_user is not None and entry.encoded_operational is not None:
+            return entry.encoded_user + entry.encoded_operational + self.encode_computed(entry, has_children)
+        chosen: list[tuple[str, list[bytes]]] = []
+        for key, attribute in entry.attrs.items():
+            base = key.split(";", 1)[0]
+            at = self.schema.attribute_type(base)
+            operational = at is not None and at.operational
+            if base in self.keys or (self.all_operational if operational else self.all_user):
+                chosen.append((attribute.name, [] if self.types_only else attribute.values))
+        blob = ldap.encode_partial_attribute_list(chosen)
+        return blob + self.encode_computed(entry, has_children)
+
+    def encode_computed(self, entry: Entry, has_children: Callable[[str], bool] | None) -> bytes:
+        if not self.computed:
+            return b""
+        values: list[tuple[str, list[bytes]]] = []
+        for name in self.computed:
+            if entry.attrs.get(name.lower()) is not None:
+                continue  # the root DSE and subschema entries carry their own
+            if name == "entryDN":
+                value = entry.dn.encode()
+            elif name == "subschemaSubentry":
+                value = SUBSCHEMA_DN.encode()
+            else:
+                children = False
+                if has_children is not None and entry.dn:
+                    try:
+                        children = has_children(normalize_dn(entry.dn, self.schema))
+                    except DNError:
+                        children = False
+                value = b"TRUE" if children else b"FALSE"
+            values.append((name, [] if self.types_only else [value]))
+        return ldap.encode_partial_attribute_list(values)
+
+
+def paged_control(size: int, cookie: bytes) -> Control:
+    return Control(ctl.PAGED_RESULTS, False, ctl.encode_paged_results(ctl.PagedResults(size, cookie)))

@@ -1,0 +1,310 @@
+"""Turning client-supplied attributes into entries, and checking entries against the schema.
+
+Result codes and messages follow slapd's (schema_check.c, mods.c) so that clients and scripts that look at them
+see the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from pyldapd.model.dn import DNError, normalize_dn, pretty_dn, rdn_attributes, split_rdn
+from pyldapd.model.entry import Attribute, Entry
+from pyldapd.model.schema import AttributeType, ObjectClass, Schema
+from pyldapd.protocol.ldap import ResultCode
+from pyldapd.server.errors import LDAPError
+
+OBJECT_CLASS = "objectclass"
+DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
+
+
+def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes]) -> list[bytes]:
+    """Store DN-valued attributes in slapd's pretty form (`UID=X, OU=People` becomes `uid=X,ou=People`)."""
+    if at.syntax.oid != DN_SYNTAX:
+        return list(values)
+    return [pretty_dn(v.decode(), schema).encode() for v in values]
+
+
+def equality_key(at: AttributeType | None, value: bytes) -> bytes:
+    """What makes two values "the same value" of an attribute; raw bytes when the type has no equality rule."""
+    if at is not None and at.equality is not None:
+        normalized = at.equality.normalize(value)
+        if normalized is not None:
+            return normalized
+    return value
+
+
+def resolve_type(schema: Schema, description: str) -> AttributeType:
+    at, _ = schema.split_description(description)
+    if at is None:
+        raise LDAPError(ResultCode.undefinedAttributeType, f"{description}: attribute type undefined")
+    return at
+
+
+def validate_values(at: AttributeType, description: str, values: Sequence[bytes], verb: str = "") -> None:
+    prefix = f"{verb}: " if verb else ""
+    for index, value in enumerate(values):
+        if not at.syntax.validate(value):
+            raise LDAPError(
+                ResultCode.invalidAttributeSyntax, f"{prefix}{description}: value #{index} invalid per syntax"
+            )
+
+
+def entry_from_attributes(
+    schema: Schema, dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]]
+) -> Entry:
+    """Build an entry from an AddRequest's attribute list, refusing what slapd refuses."""
+    entry = Entry(dn)
+    seen: dict[str, set[bytes]] = {}
+    for description, values in attributes:
+        at = resolve_type(schema, description)
+        if not values:
+            raise LDAPError(ResultCode.protocolError, f"{description}: no values for attribute type")
+        validate_values(at, description, values)
+        values = prettify(schema, at, values)
+        key = schema.attribute_key(description)
+        keys = seen.setdefault(key, set())
+        attribute = entry.attrs.get(key)
+        if attribute is None:
+            attribute = entry.attrs[key] = Attribute(description, [])
+        for index, value in enumerate(values):
+            normalized = equality_key(at, value)
+            if normalized in keys:
+                raise LDAPError(
+                    ResultCode.attributeOrValueExists,
+                    f"{description}: value #{index} provided more than once",
+                )
+            keys.add(normalized)
+            attribute.values.append(value)
+    return entry
+
+
+def check_no_user_modification(schema: Schema, descriptions: Iterable[str], verb: str = "") -> None:
+    prefix = f"{verb}: " if verb else ""
+    for description in descriptions:
+        at, _ = schema.split_description(description)
+        if at is not None and at.no_user_modification:
+            raise LDAPError(
+                ResultCode.constraintViolation, f"{prefix}{description}: no user modification allowed"
+            )
+
+
+def object_classes(schema: Schema, entry: Entry) -> list[ObjectClass]:
+    classes = []
+    for value in entry.get(OBJECT_CLASS):
+        name = value.decode("utf-8", "replace")
+        oc = schema.object_class(name)
+        if oc is None:
+            raise LDAPError(
+                ResultCode.invalidAttributeSyntax, f"objectClass: value #0 invalid per syntax ({name})"
+            )
+        classes.append(oc)
+    return classes
+
+
+def superclasses(oc: ObjectClass) -> set[str]:
+    found: set[str] = set()
+    stack = [oc]
+    while stack:
+        current = stack.pop()
+        if current.oid in found:
+            continue
+        found.add(current.oid)
+        stack.extend(current.sup)
+    return found
+
+
+def structural_class(classes: list[ObjectClass]) -> ObjectClass | None:
+    """The one structural class all other structural classes of the entry derive from, as X.501 requires."""
+    structural = [oc for oc in classes if oc.kind == "STRUCTURAL"]
+    if not structural:
+        return None
+    best = structural[0]
+    for oc in structural[1:]:
+        if best.oid in superclasses(oc):
+            best = oc
+        elif oc.oid not in superclasses(best):
+            raise LDAPError(
+                ResultCode.objectClassViolation,
+                f"invalid structural object class chain ({best.name}/{oc.name})",
+            )
+    return best
+
+
+def check_entry(schema: Schema, entry: Entry, *, check_rdn: bool = True) -> ObjectClass:
+    """Schema checks slapd makes on every add, modify and rename; returns the structural object class."""
+    if not entry.get(OBJECT_CLASS):
+        raise LDAPError(ResultCode.objectClassViolation, "no objectClass attribute")
+    classes = object_classes(schema, entry)
+    structural = structural_class(classes)
+    if structural is None:
+        raise LDAPError(ResultCode.objectClassViolation, "no structural object class provided")
+    extensible = any(oc.name.lower() == "extensibleobject" for oc in classes)
+    allowed: set[str] = set()
+    for oc in classes:
+        for at in oc.all_must():
+            allowed.add(at.key)
+            if not any(key.split(";", 1)[0] == at.key for key in entry.attrs):
+                raise LDAPError(
+                    ResultCode.objectClassViolation,
+                    f"object class '{oc.name}' requires attribute '{at.name}'",
+                )
+        allowed.update(at.key for at in oc.all_may())
+    for attribute in entry.attrs.values():
+        at, _ = schema.split_description(attribute.name)
+        if at is None:
+            raise LDAPError(ResultCode.undefinedAttributeType, f"{attribute.name}: attribute type undefined")
+        if at.single_value and len(attribute.values) > 1:
+            raise LDAPError(
+                ResultCode.constraintViolation, f"attribute '{attribute.name}' cannot have multiple values"
+            )
+        if at.operational or extensible:
+            continue
+        if not allowed_by(at, allowed):
+            raise LDAPError(ResultCode.objectClassViolation, f"attribute '{attribute.name}' not allowed")
+    if check_rdn:
+        check_rdn_values(schema, entry)
+    return structural
+
+
+def allowed_by(at: AttributeType, allowed: set[str]) -> bool:
+    current: AttributeType | None = at
+    while current is not None:
+        if current.key in allowed:
+            return True
+        current = current.sup
+    return False
+
+
+def check_rdn_values(schema: Schema, entry: Entry) -> None:
+    rdn, _ = split_rdn(entry.dn)
+    for attr, value in rdn_attributes(rdn):
+        at = schema.attribute_type(attr)
+        if at is None:
+            raise LDAPError(ResultCode.namingViolation, f"naming attribute '{attr}' is not defined")
+        wanted = equality_key(at, value.encode())
+        if not any(equality_key(at, v) == wanted for v in entry.get(at.key)):
+            raise LDAPError(
+                ResultCode.namingViolation, f"value of naming attribute '{attr}' is not present in entry"
+            )
+
+
+def add_rdn_values(schema: Schema, entry: Entry, rdn: str) -> None:
+    """Put the RDN's values into the entry when they are not there yet (modify DN does this)."""
+    for attr, value in rdn_attributes(rdn):
+        at = schema.attribute_type(attr)
+        if at is None:
+            raise LDAPError(ResultCode.invalidDNSyntax, f"invalid new RDN: undefined attribute type {attr}")
+        raw = value.encode()
+        attribute = entry.attrs.get(at.key)
+        if attribute is None:
+            entry.attrs[at.key] = Attribute(attr, [raw])
+            continue
+        wanted = equality_key(at, raw)
+        if not any(equality_key(at, v) == wanted for v in attribute.values):
+            attribute.values.append(raw)
+
+
+def remove_rdn_values(schema: Schema, entry: Entry, old_rdn: str, new_rdn: str) -> None:
+    keep = {(a.lower(), v) for a, v in rdn_attributes(new_rdn)}
+    for attr, value in rdn_attributes(old_rdn):
+        at = schema.attribute_type(attr)
+        if at is None or (attr.lower(), value) in keep:
+            continue
+        attribute = entry.attrs.get(at.key)
+        if attribute is None:
+            continue
+        wanted = equality_key(at, value.encode())
+        attribute.values = [v for v in attribute.values if equality_key(at, v) != wanted]
+        if not attribute.values:
+            del entry.attrs[at.key]
+
+
+def normalize_or_fail(schema: Schema, dn: str) -> str:
+    try:
+        return normalize_dn(dn, schema)
+    except DNError as exc:
+        raise LDAPError(ResultCode.invalidDNSyntax, "invalid DN") from exc
+
+
+MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3
+
+
+def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None:
+    """Apply a ModifyRequest's changes in order to `entry` (a private copy), as RFC 4511 section 4.6 says."""
+    for change in changes:
+        description = change.attr
+        at = resolve_type(schema, description)
+        key = schema.attribute_key(description)
+        attribute = entry.attrs.get(key)
+        op = change.operation
+        if op == MOD_ADD:
+            if not change.values:
+                raise LDAPError(ResultCode.protocolError, f"modify/add: {description}: no values given")
+            validate_values(at, description, change.values, "modify/add")
+            change_values = prettify(schema, at, change.values)
+            if attribute is None:
+                attribute = entry.attrs[key] = Attribute(description, [])
+            present = {equality_key(at, v) for v in attribute.values}
+            for index, value in enumerate(change_values):
+                normalized = equality_key(at, value)
+                if normalized in present:
+                    raise LDAPError(
+                        ResultCode.attributeOrValueExists,
+                        f"modify/add: {description}: value #{index} already exists",
+                    )
+                present.add(normalized)
+                attribute.values.append(value)
+        elif op == MOD_DELETE:
+            if attribute is None:
+                raise LDAPError(
+                    ResultCode.noSuchAttribute, f"modify/delete: {description}: no such attribute"
+                )
+            if not change.values:
+                del entry.attrs[key]
+                continue
+            remaining = list(attribute.values)
+            for index, value in enumerate(change.values):
+                wanted = equality_key(at, value)
+                kept = [v for v in remaining if equality_key(at, v) != wanted]
+                if len(kept) == len(remaining):
+                    raise LDAPError(
+                        ResultCode.noSuchAttribute, f"modify/delete: {description}: value #{index} not found"
+                    )
+                remaining = kept
+            if remaining:
+                attribute.values = remaining
+            else:
+                del entry.attrs[key]
+        elif op == MOD_REPLACE:
+            validate_values(at, description, change.values, "modify/replace")
+            change_values = prettify(schema, at, change.values)
+            unique: dict[bytes, bytes] = {}
+            for index, value in enumerate(change_values):
+                normalized = equality_key(at, value)
+                if normalized in unique:
+                    raise LDAPError(
+                        ResultCode.attributeOrValueExists,
+                        f"modify/replace: {description}: value #{index} provided more than once",
+                    )
+                unique[normalized] = value
+            entry.put(key, description if attribute is None else attribute.name, change_values)
+        elif op == MOD_INCREMENT:
+            if attribute is None:
+                raise LDAPError(
+                    ResultCode.noSuchAttribute, f"modify/increment: {description}: no such attribute"
+                )
+            if len(change.values) != 1:
+                raise LDAPError(
+                    ResultCode.protocolError, f"modify/increment: {description}: one value required"
+                )
+            try:
+                delta = int(change.values[0])
+                attribute.values = [str(int(v) + delta).encode() for v in attribute.values]
+            except ValueError:
+                raise LDAPError(
+                    ResultCode.constraintViolation,
+                    f"modify/increment: {description}: value is not an integer",
+                ) from None
+        else:
+            raise LDAPError(ResultCode.protocolError, f"unrecognized modify operation {op}")

@@ -1,0 +1,172 @@
+"""Start real servers for tests: pyldapd and Debian's slapd, on free loopback ports, stopped by pid.
+
+Every wait here is bounded; a server that does not come up fails the test with its log attached.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SLAPD = "/usr/sbin/slapd"
+SCHEMA_DIR = "/etc/ldap/schema"
+SUFFIX = "dc=example,dc=com"
+ROOTDN = "cn=admin,dc=example,dc=com"
+ROOTPW = "secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def slapd_conf(directory: Path, *, indexes: str = "", extra_global: str = "", extra_db: str = "",
+               schema_includes: bool = True, modules: bool = False) -> str:  # fmt: skip
+    """One slapd.conf that both Debian's slapd and pyldapd start from."""
+    lines = []
+    if schema_includes:
+        for name in ("core", "cosine", "inetorgperson", "nis"):
+            lines.append(f"include {SCHEMA_DIR}/{name}.schema")
+    if modules:
+        lines += ["modulepath /usr/lib/ldap", "moduleload back_mdb"]
+    lines.append(extra_global)
+    lines += [
+        "database mdb",
+        f'suffix "{SUFFIX}"',
+        f'rootdn "{ROOTDN}"',
+        f"rootpw {ROOTPW}",
+        f"directory {directory}",
+        "maxsize 104857600",
+        indexes or "index objectClass eq\nindex uid,cn,sn,mail eq,pres,sub\nindex uidNumber eq",
+        extra_db,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class RunningServer:
+    name: str
+    process: subprocess.Popen
+    port: int
+    ldapi_path: str
+    log_path: Path
+    workdir: Path
+    config_path: Path
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldapi_url(self) -> str:
+        return "ldapi://" + self.ldapi_path.replace("/", "%2F")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def start_process(name: str, argv: list[str], port: int, ldapi_path: str, workdir: Path, config_path: Path,
+                  env: dict | None = None) -> RunningServer:  # fmt: skip
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+    server = RunningServer(name, process, port, ldapi_path, log_path, workdir, config_path, argv)
+    try:
+        wait_for(lambda: port_open(port) or process.poll() is not None, 30, what=f"{name} to listen")
+    except TimeoutError:
+        server.kill()
+        raise RuntimeError(f"{name} did not start:\n{server.log()}") from None
+    if process.poll() is not None:
+        raise RuntimeError(f"{name} exited with {process.returncode}:\n{server.log()}")
+    return server
+
+
+def start_pyldapd(workdir: Path, conf_text: str, *, name: str = "pyldapd", port: int | None = None,
+                  debug: str = "stats", extra_args: list[str] | None = None) -> RunningServer:  # fmt: skip
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{name}.conf"
+    config_path.write_text(conf_text)
+    port = port or free_port()
+    ldapi_path = str(workdir / f"{name}.sock")
+    urls = f"ldap://127.0.0.1:{port}/ ldapi://{ldapi_path.replace('/', '%2F')}/"
+    argv = [
+        sys.executable,
+        "-m",
+        "pyldapd.cli.main",
+        "serve",
+        "-f",
+        str(config_path),
+        "-h",
+        urls,
+        "-d",
+        debug,
+    ]
+    argv += extra_args or []
+    return start_process(name, argv, port, ldapi_path, workdir, config_path)
+
+
+def start_slapd(
+    workdir: Path, conf_text: str, *, name: str = "slapd", port: int | None = None
+) -> RunningServer:
+    if not os.path.exists(SLAPD):
+        raise RuntimeError("Debian's slapd is not installed (the test command installs it)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / f"{name}.conf"
+    config_path.write_text(conf_text)
+    port = port or free_port()
+    ldapi_path = str(workdir / f"{name}.sock")
+    urls = f"ldap://127.0.0.1:{port}/ ldapi://{ldapi_path.replace('/', '%2F')}/"
+    argv = [SLAPD, "-f", str(config_path), "-h", urls, "-d", "0"]
+    return start_process(name, argv, port, ldapi_path, workdir, config_path)
+
+
+def ldap_tool(tool: str, *args: str, input: str | None = None, check: bool = False,
+              timeout: float = 30) -> subprocess.CompletedProcess:  # fmt: skip
+    path = shutil.which(tool)
+    if path is None:
+        raise RuntimeError(f"{tool} is not installed (the test command installs ldap-utils)")
+    env = dict(os.environ, LDAPTLS_REQCERT="never", LDAPNOINIT="1")
+    return subprocess.run([path, *args], input=input, capture_output=True, text=True, timeout=timeout,
+                          check=check, env=env)  # fmt: skip

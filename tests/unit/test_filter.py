@@ -1,0 +1,320 @@
+"""Filter strings (RFC 4515) and evaluation (pyldapd.model.filter)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyldapd.model.entry import Entry
+from pyldapd.model.filter import (
+    And,
+    Approx,
+    Equality,
+    Extensible,
+    Filter,
+    FilterError,
+    FilterEvaluator,
+    GreaterOrEqual,
+    LessOrEqual,
+    Not,
+    Or,
+    Present,
+    Substrings,
+    filter_attributes,
+    filter_to_string,
+    parse_filter,
+)
+from pyldapd.model.schema import Schema
+
+
+@pytest.fixture(scope="module")
+def schema() -> Schema:
+    return Schema.default()
+
+
+@pytest.fixture(scope="module")
+def ev(schema: Schema) -> FilterEvaluator:
+    return FilterEvaluator(schema)
+
+
+def make_entry(schema: Schema, dn: str, **attrs: list[str] | str) -> Entry:
+    entry = Entry(dn)
+    for name, values in attrs.items():
+        desc = name.replace("__", ";").replace("_", "-")
+        vals = [values] if isinstance(values, str) else values
+        entry.put(schema.attribute_key(desc), desc, [v.encode() for v in vals])
+    return entry
+
+
+@pytest.fixture(scope="module")
+def john(schema: Schema) -> Entry:
+    return make_entry(
+        schema,
+        "uid=jsmith,ou=People,dc=example,dc=com",
+        objectClass=["top", "person", "organizationalPerson", "inetOrgPerson"],
+        uid="jsmith",
+        cn="John Smith",
+        sn="Smith",
+        cn__lang_en="Johnny",
+        telephoneNumber="+1-555-0100",
+        description="likes (parens) and * stars",
+        mail="John.Smith@Example.COM",
+        employeeNumber="42",
+    )
+
+
+# --- parsing ----------------------------------------------------------------------------------------------------
+
+PARSED: list[tuple[str, Filter]] = [
+    ("(uid=jdoe)", Equality("uid", b"jdoe")),
+    ("uid=jdoe", Equality("uid", b"jdoe")),
+    ("(cn=*)", Present("cn")),
+    ("(cn=J*)", Substrings("cn", b"J", (), None)),
+    ("(cn=*J)", Substrings("cn", None, (), b"J")),
+    ("(cn=a*b*c*d)", Substrings("cn", b"a", (b"b", b"c"), b"d")),
+    ("(cn=*b*)", Substrings("cn", None, (b"b",), None)),
+    ("(cn=\\2a)", Equality("cn", b"*")),
+    ("(cn=\\*\\(\\)\\\\)", Equality("cn", b"*()\\")),
+    ("(cn=\\c3\\a9)", Equality("cn", "é".encode())),
+    ("(cn=é)", Equality("cn", "é".encode())),
+    ("(cn=)", Equality("cn", b"")),
+    ("(n>=5)", GreaterOrEqual("n", b"5")),
+    ("(n<=5)", LessOrEqual("n", b"5")),
+    ("(cn~=jon)", Approx("cn", b"jon")),
+    ("(cn:dn:2.5.13.5:=John)", Extensible("2.5.13.5", "cn", b"John", True)),
+    ("(:dn:caseExactMatch:=x)", Extensible("caseExactMatch", None, b"x", True)),
+    ("(:caseExactMatch:=x)", Extensible("caseExactMatch", None, b"x", False)),
+    ("(ou:=People)", Extensible(None, "ou", b"People", False)),
+    ("(ou:DN:=People)", Extensible(None, "ou", b"People", True)),
+    ("(cn;lang-en=x)", Equality("cn;lang-en", b"x")),
+    (
+        "(&(objectClass=person)(cn=J*))",
+        And((Equality("objectClass", b"person"), Substrings("cn", b"J", (), None))),
+    ),
+    ("(| (a=1) (b=2) )", Or((Equality("a", b"1"), Equality("b", b"2")))),
+    ("(!(a=1))", Not(Equality("a", b"1"))),
+    ("(&)", And(())),
+    ("(|)", Or(())),
+    ("  (a=1)  ", Equality("a", b"1")),
+    ("(cn=a(b))", Equality("cn", b"a(b)")),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), PARSED)
+def test_parse(text: str, expected: Filter) -> None:
+    assert parse_filter(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "(",
+        "()",
+        "(cn)",
+        "(=x)",
+        "(cn=x",
+        "(cn=x))",
+        "(cn=\\zz)",
+        "(cn=\\4)",
+        "(!(a=1)(b=2))",
+        "(&(a=1)",
+        "(c n=x)",
+        "(:=x)",
+        "(cn:a:b:=x)",
+        "a=1)(b=2",
+        "((a=1))",
+    ],
+)
+def test_parse_errors(text: str) -> None:
+    with pytest.raises(FilterError):
+        parse_filter(text)
+
+
+def test_depth_bound() -> None:
+    deep = "(!" * 300 + "(a=1)" + ")" * 300
+    with pytest.raises(FilterError):
+        parse_filter(deep)
+    ok = "(!" * 100 + "(a=1)" + ")" * 100
+    assert isinstance(parse_filter(ok), Not)
+
+
+def test_to_string() -> None:
+    assert filter_to_string(parse_filter("(uid=jdoe)")) == "(uid=jdoe)"
+    assert (
+        filter_to_string(parse_filter("(&(objectClass=person)(cn=J*))")) == "(&(objectClass=person)(cn=J*))"
+    )
+    assert filter_to_string(Equality("cn", b"a*(b)\\\x00")) == "(cn=a\\2A\\28b\\29\\5C\\00)"
+    # like libldap's ldap_bv2escaped_filter_value: bytes >= 0x80 are escaped (what slapd logs)
+    assert filter_to_string(Equality("cn", "é".encode())) == "(cn=\\C3\\A9)"
+    assert filter_to_string(Equality("cn", "é".encode()), escape_non_ascii=False) == "(cn=é)"
+    assert filter_to_string(Equality("cn", b"\xff"), escape_non_ascii=False) == "(cn=\\FF)"
+    assert filter_to_string(Extensible("2.5.13.5", "cn", b"x", True)) == "(cn:dn:2.5.13.5:=x)"
+    assert filter_to_string(Extensible("caseExactMatch", None, b"x")) == "(:caseExactMatch:=x)"
+    assert filter_to_string(Substrings("cn", None, (b"a", b"b"), None)) == "(cn=*a*b*)"
+    assert filter_to_string(And(())) == "(&)"
+
+
+_attr = st.sampled_from(["cn", "sn", "objectClass", "cn;lang-en", "2.5.4.3", "uidNumber"])
+_value = st.binary(max_size=8)
+_piece = st.binary(min_size=1, max_size=5)
+_leaf = st.one_of(
+    st.builds(Equality, _attr, _value),
+    st.builds(Present, _attr),
+    st.builds(GreaterOrEqual, _attr, _value),
+    st.builds(LessOrEqual, _attr, _value),
+    st.builds(Approx, _attr, _value),
+    st.builds(
+        Substrings,
+        _attr,
+        st.one_of(st.none(), _piece),
+        st.lists(_piece, max_size=3).map(tuple),
+        st.one_of(st.none(), _piece),
+    ).filter(lambda s: s.initial is not None or s.any or s.final is not None),
+    st.builds(
+        Extensible,
+        st.one_of(st.none(), st.sampled_from(["caseExactMatch", "2.5.13.2"])),
+        st.one_of(st.none(), _attr),
+        _value,
+        st.booleans(),
+    ).filter(lambda e: e.rule is not None or e.attr is not None),
+)
+_filters = st.recursive(
+    _leaf,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3).map(lambda fs: And(tuple(fs))),
+        st.lists(children, max_size=3).map(lambda fs: Or(tuple(fs))),
+        st.builds(Not, children),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400)
+@given(_filters, st.booleans())
+def test_round_trip(f: Filter, escape_non_ascii: bool) -> None:
+    text = filter_to_string(f, escape_non_ascii=escape_non_ascii)
+    assert parse_filter(text) == f
+
+
+def test_filter_attributes() -> None:
+    f = parse_filter("(&(cn=a)(|(sn=b)(!(mail=*)))(:caseExactMatch:=x)(ou:dn:=y))")
+    assert filter_attributes(f) == {"cn", "sn", "mail", "ou"}
+
+
+# --- evaluation --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("(cn=JOHN*)", True),
+        ("(cn=john smith)", True),
+        ("(cn=  John   Smith )", True),
+        ("(cn=*SMI*)", True),
+        ("(cn=*smith)", True),
+        ("(cn=smith*)", False),
+        ("(telephoneNumber=+1 555 0100)", True),
+        ("(telephoneNumber=*5550100)", True),
+        ("(employeeNumber=42)", True),
+        ("(name=smith)", True),
+        ("(name=johnny)", True),
+        ("(name=J*)", True),
+        ("(cn;lang-en=johnny)", True),
+        ("(cn;lang-en=john smith)", False),
+        ("(cn;lang-fr=johnny)", False),
+        ("(cn=johnny)", True),
+        ("(cn=*)", True),
+        ("(cn;lang-en=*)", True),
+        ("(cn;lang-de=*)", False),
+        ("(name=*)", True),
+        ("(objectClass=*)", True),
+        ("(objectClass=person)", True),
+        ("(objectClass=PERSON)", True),
+        ("(objectClass=2.5.6.6)", True),
+        ("(objectClass=groupOfNames)", False),
+        ("(uid=JSMITH)", True),
+        ("(mail=john.smith@example.com)", True),
+        ("(description=*\\28parens\\29*)", True),
+        ("(description=*\\2a*)", True),
+        ("(givenName=*)", False),
+        ("(givenName=x)", False),
+        ("(!(givenName=x))", True),
+        ("(&(objectClass=person)(cn=J*))", True),
+        ("(|(uid=nobody)(sn=smith))", True),
+        ("(&)", True),
+        ("(|)", False),
+        ("(cn~=jon smyth)", True),
+        ("(sn~=smyth)", True),
+        ("(sn~=jones)", False),
+        ("(ou:dn:=People)", True),
+        ("(ou:=People)", False),
+        ("(dc:dn:=example)", True),
+        ("(:dn:caseIgnoreMatch:=people)", True),
+        ("(:dn:caseExactMatch:=people)", False),
+        ("(:dn:caseExactMatch:=People)", True),
+        ("(:caseExactMatch:=Smith)", True),
+        ("(cn:caseExactMatch:=John Smith)", True),
+        ("(cn:caseExactMatch:=john smith)", False),
+        ("(cn:2.5.13.2:=JOHN SMITH)", True),
+        ("(name:dn:=people)", True),
+    ],
+)
+def test_evaluate(ev: FilterEvaluator, john: Entry, text: str, expected: bool) -> None:
+    f = parse_filter(text)
+    assert ev.matches(f, john) is expected
+    assert ev.compile(f)(john) is expected
+
+
+def test_integer_ordering(ev: FilterEvaluator, schema: Schema) -> None:
+    e = make_entry(schema, "cn=x,dc=example,dc=com", objectClass="posixAccount", cn="x", uidNumber="1000")
+    assert ev.matches(parse_filter("(uidNumber>=999)"), e)
+    assert ev.matches(parse_filter("(uidNumber>=1000)"), e)
+    assert not ev.matches(parse_filter("(uidNumber>=10000)"), e)  # numeric, not string, ordering
+    assert ev.matches(parse_filter("(uidNumber<=1000)"), e)
+    assert ev.matches(parse_filter("(uidNumber<=20000)"), e)
+    assert not ev.matches(parse_filter("(uidNumber<=999)"), e)
+    assert ev.matches(parse_filter("(uidNumber=1000)"), e)
+    # bitwise extensible rules (uidNumber 1000 = 0b1111101000)
+    assert ev.matches(parse_filter("(uidNumber:1.2.840.113556.1.4.803:=40)"), e)
+    assert not ev.matches(parse_filter("(uidNumber:1.2.840.113556.1.4.803:=41)"), e)
+    assert ev.matches(parse_filter("(uidNumber:1.2.840.113556.1.4.804:=41)"), e)
+
+
+def test_undefined_semantics(ev: FilterEvaluator, john: Entry) -> None:
+    # an invalid assertion value for the syntax: Undefined, and so is its negation
+    for text in ("(employeeNumber>=abc)", "(uidNumber=abc)", "(unknownAttr=x)", "(cn:nosuchRule:=x)"):
+        f = parse_filter(text)
+        assert ev.evaluate(f, john) is None, text
+        assert ev.evaluate(Not(f), john) is None, text
+        assert not ev.matches(f, john)
+        assert not ev.matches(Not(f), john)
+    undefined = parse_filter("(unknownAttr=x)")
+    true = parse_filter("(cn=john smith)")
+    false = parse_filter("(cn=nobody)")
+    assert ev.evaluate(And((undefined, true)), john) is None
+    assert ev.evaluate(And((undefined, false)), john) is False
+    assert ev.evaluate(Or((undefined, true)), john) is True
+    assert ev.evaluate(Or((undefined, false)), john) is None
+    assert ev.matches(Not(And((undefined, false))), john)
+    # present on an unknown attribute is False, not Undefined (RFC 4511 4.5.1.7.5)
+    assert ev.evaluate(parse_filter("(unknownAttr=*)"), john) is False
+    assert ev.matches(parse_filter("(!(unknownAttr=*))"), john)
+    # no ordering rule for cn: Undefined
+    assert ev.evaluate(parse_filter("(mail>=a)"), john) is None
+
+
+def test_approx_falls_back_to_equality(ev: FilterEvaluator, schema: Schema) -> None:
+    e = make_entry(schema, "cn=x,dc=example,dc=com", cn="x", uidNumber="1000")
+    assert ev.matches(parse_filter("(uidNumber~=1000)"), e)
+    assert not ev.matches(parse_filter("(uidNumber~=1001)"), e)
+
+
+def test_compile_reuse(ev: FilterEvaluator, schema: Schema) -> None:
+    match = ev.compile(parse_filter("(&(objectClass=person)(|(cn=a*)(sn=b)))"))
+    entries = [
+        make_entry(schema, f"cn={n},dc=x", objectClass="person", cn=n, sn=s)
+        for n, s in [("alice", "x"), ("bob", "b"), ("carol", "c")]
+    ]
+    assert [match(e) for e in entries] == [True, True, False]
