@@ -85,6 +85,11 @@ class Server:
         self.conn_ids = itertools.count(1000)
         self.stopping = asyncio.Event()
 
+    def refresh_replication(self, backend) -> None:
+        """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
+        consumer per `syncrepl` value (new rids started, removed ones stopped). Called at start and whenever
+        cn=config changes a database's olcSyncrepl, olcOverlay=syncprov, olcMultiProvider or olcServerID."""
+
     def new_session(self, local: bool) -> Session:
         return Session(conn_id=next(self.conn_ids), local=local)
 
