@@ -90,6 +90,11 @@ class Server:
         consumer per `syncrepl` value (new rids started, removed ones stopped). Called at start and whenever
         cn=config changes a database's olcSyncrepl, olcOverlay=syncprov, olcMultiProvider or olcServerID."""
 
+    def set_server_id(self, server_id: int) -> None:
+        """olcServerID changed at run time: new CSNs carry the new ID, never lower than any issued before."""
+        self.server_id = server_id
+        self.directory.set_server_id(server_id)
+
     def new_session(self, local: bool) -> Session:
         return Session(conn_id=next(self.conn_ids), local=local)
 

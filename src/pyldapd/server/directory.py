@@ -126,6 +126,12 @@ class Directory:
         for backend in self.backends:
             backend.close()
 
+    def set_server_id(self, server_id: int) -> None:
+        last = self.csn.next()
+        self.server_id = server_id
+        self.csn = CSNGenerator(server_id)
+        self.csn.observe(last)
+
     # -- lookups ---------------------------------------------------------------------------------------------
 
     def backend_for(self, ndn: str) -> Backend | None:
