@@ -117,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         urls = f"{DEFAULT_URLS} ldapi://{os.path.abspath(args.data_dir).replace('/', '%2F')}%2Fldapi/"
     from pyldapd.server.app import run_server
 
-    return run_server(config, urls, log)
+    return run_server(config, urls, log, args.cookies)
 
 
 def cmd_test(args: argparse.Namespace) -> int:

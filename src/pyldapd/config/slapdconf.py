@@ -354,7 +354,7 @@ class SlapdConfParser:
         elif name == "limits":
             db.limits.append(" ".join(d.args))
         elif name == "syncrepl":
-            db.syncrepl.append(" ".join(d.args))
+            db.syncrepl.append(d.raw.split(None, 1)[1] if d.args else "")  # keep the quoting
         elif name == "updateref":
             db.updateref.append(one_arg(d))
         elif name == "updatedn":

@@ -10,11 +10,15 @@ import signal
 import sys
 
 from pyldapd.config.model import ServerConfig
+from pyldapd.model.dn import normalize_dn
 from pyldapd.model.schema import Schema
+from pyldapd.replication.consumer import SyncConsumer
+from pyldapd.replication.provider import ProviderSettings, SyncProvider
+from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
 from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
-from pyldapd.server.log import Logger
+from pyldapd.server.log import SYNC, Logger
 
 
 class StartupError(Exception):
@@ -73,13 +77,22 @@ def normalize_url(url: str) -> str:
 
 
 class Server:
-    def __init__(self, config: ServerConfig, urls: list[ListenerURL], log: Logger) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        urls: list[ListenerURL],
+        log: Logger,
+        cookies: dict[int, str] | None = None,
+    ) -> None:
         self.config = config
         self.urls = urls
         self.log = log
         self.schema = build_schema(config)
         self.server_id = choose_server_id(config, urls)
         self.directory = Directory(config, self.schema, self.server_id)
+        self.directory.log = log
+        self.directory.server = self
+        self.cookies: dict[int, str] = dict(cookies or {})
         self.connections: set[LDAPConnection] = set()
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
@@ -89,6 +102,41 @@ class Server:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
         consumer per `syncrepl` value (new rids started, removed ones stopped). Called at start and whenever
         cn=config changes a database's olcSyncrepl, olcOverlay=syncprov, olcMultiProvider or olcServerID."""
+        overlay = next((o for o in backend.config.overlays if o.name == "syncprov"), None)
+        if overlay is None and backend.provider is not None:
+            backend.provider.close()
+            backend.provider = None
+        elif overlay is not None:
+            settings = ProviderSettings.from_overlay(overlay.settings)
+            if backend.provider is None:
+                backend.provider = SyncProvider(self.directory, backend, settings)
+            else:
+                backend.provider.settings = settings
+        wanted: dict[int, SyncreplSpec] = {}
+        for text in backend.config.syncrepl:
+            spec = parse_syncrepl(text)
+            if self.points_at_self(backend, spec):
+                self.log.log(SYNC, f"syncrepl rid={spec.rid:03d}: provider is this server, ignored")
+                continue
+            wanted[spec.rid] = spec
+        for rid, consumer in list(backend.consumers.items()):
+            if rid not in wanted or wanted[rid].text != consumer.spec.text:
+                del backend.consumers[rid]
+                asyncio.get_running_loop().create_task(consumer.stop())
+        for rid, spec in wanted.items():
+            if rid not in backend.consumers:
+                consumer = SyncConsumer(self.directory, backend, spec, self.cookies.pop(rid, None))
+                backend.consumers[rid] = consumer
+                consumer.start()
+
+    def points_at_self(self, backend, spec: SyncreplSpec) -> bool:
+        """slapd ignores a stanza for its own suffix whose provider URL is one of its own listeners."""
+        try:
+            base = normalize_dn(spec.searchbase, self.schema)
+        except ValueError:
+            return False
+        ours = {normalize_url(u.text) for u in self.urls}
+        return base == backend.suffix_ndn and normalize_url(spec.provider) in ours
 
     def set_server_id(self, server_id: int) -> None:
         """olcServerID changed at run time: new CSNs carry the new ID, never lower than any issued before."""
@@ -122,6 +170,8 @@ class Server:
         self.log.error(
             f"pyldapd starting (serverID {self.server_id}) on {' '.join(u.text for u in self.urls)}"
         )
+        for backend in self.directory.backends:
+            self.refresh_replication(backend)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -137,6 +187,10 @@ class Server:
         self.log.error("pyldapd shutting down")
         for listener in self.listeners:
             listener.close()
+        for backend in self.directory.backends:
+            for consumer in list(backend.consumers.values()):
+                await consumer.stop()
+            backend.consumers.clear()
         for connection in list(self.connections):
             connection.close()
         for listener in self.listeners:
@@ -163,7 +217,21 @@ def remove_pid_files(config: ServerConfig) -> None:
             os.unlink(path)
 
 
-def run_server(config: ServerConfig, urls_text: str, log: Logger) -> int:
+def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
+    """`-c rid=NNN[,sid=SSS][,csn=...]`: a cookie that replaces the stored one on that consumer's first run."""
+    overrides: dict[int, str] = {}
+    for value in values:
+        fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+        if "rid" not in fields or not fields["rid"].isdigit():
+            raise StartupError(f"-c {value}: a rid=NNN is required")
+        rid = int(fields["rid"])
+        if rid in overrides:
+            raise StartupError(f"-c: rid {rid:03d} given twice")
+        overrides[rid] = value
+    return overrides
+
+
+def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None) -> int:
     try:
         urls = parse_listener_urls(urls_text)
     except ValueError as exc:
@@ -177,7 +245,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger) -> int:
         runner = asyncio.run
 
     async def main() -> None:
-        server = Server(config, urls, log)
+        server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
         await server.run()
 
     write_pid_files(config, sys.argv)

@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from pyldapd.server.app import Server
 
 # Controls the server understands; any other control marked critical fails the operation (RFC 4511 4.1.11).
-KNOWN_CONTROLS = {ctl.MANAGE_DSA_IT, ctl.PAGED_RESULTS, ctl.ASSERTION, ctl.PRE_READ, ctl.POST_READ}
+KNOWN_CONTROLS = {
+    ctl.MANAGE_DSA_IT,
+    ctl.PAGED_RESULTS,
+    ctl.ASSERTION,
+    ctl.PRE_READ,
+    ctl.POST_READ,
+    ctl.SYNC_REQUEST,
+}
 # Operations whose controls may include Pre/Post-Read and Assertion.
 EXTENDED_RESULT_NAME_TAG = 0x8A
 EXTENDED_RESULT_VALUE_TAG = 0x8B
@@ -79,6 +86,7 @@ class LDAPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.directory.connection_closed(self)
         if self.idle_handle is not None:
             self.idle_handle.cancel()
         self.log.log(
@@ -178,6 +186,7 @@ class LDAPConnection(asyncio.Protocol):
             self.log.log(
                 STATS, f"conn={self.session.conn_id} op={self.current_op} ABANDON msg={op.message_id}"
             )
+            self.directory.stop_sync_search(self, op.message_id, None)
             return
         tag = RESPONSE_TAGS.get(type(op))
         if tag is None:
@@ -198,6 +207,10 @@ class LDAPConnection(asyncio.Protocol):
         directory = self.directory
         session = self.session
         if isinstance(op, ldap.SearchRequest):
+            sync = ctl.find_control(controls, ctl.SYNC_REQUEST)
+            if sync is not None:
+                directory.sync_search(self, mid, op, controls, sync)
+                return
             try:
                 sent, response_controls, text = directory.search(session, mid, op, controls, self.send)
             except SizeLimitExceeded as exc:
@@ -237,6 +250,16 @@ class LDAPConnection(asyncio.Protocol):
             value = self.directory.password_modify(self.session, op.value)
             extra = tlv(EXTENDED_RESULT_VALUE_TAG, value) if value is not None else b""
             self.result(mid, tag, ResultCode.success, extra=extra)
+        elif op.name == ctl.CANCEL:
+            try:
+                target = ctl.decode_cancel_request(op.value)
+            except ldap.ProtocolError:
+                self.result(mid, tag, ResultCode.protocolError, "cancel request is malformed")
+                return
+            if self.directory.stop_sync_search(self, target, ResultCode.cancelled):
+                self.result(mid, tag, ResultCode.success)
+            else:
+                self.result(mid, tag, ResultCode.noSuchOperation)
         elif op.name == ctl.START_TLS:
             name_extra = tlv(EXTENDED_RESULT_NAME_TAG, op.name.encode())
             self.result(mid, tag, ResultCode.unavailable, "Could not initialize TLS", extra=name_extra)

@@ -12,11 +12,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
 from pyldapd.backends.mdb import MdbDatabase
 from pyldapd.config.model import DatabaseConfig, ServerConfig
-from pyldapd.model.csn import CSNGenerator
+from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
 from pyldapd.model.entry import Entry
 from pyldapd.model.filter import FilterEvaluator
@@ -25,6 +26,7 @@ from pyldapd.model.schema import Schema
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
+from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState
 from pyldapd.server.entries import (
     add_rdn_values,
     apply_modifications,
@@ -37,19 +39,24 @@ from pyldapd.server.entries import (
     resolve_type,
 )
 from pyldapd.server.errors import LDAPError
+from pyldapd.server.log import Logger
+
+if TYPE_CHECKING:
+    from pyldapd.replication.provider import SyncProvider
 
 SUBSCHEMA_DN = "cn=Subschema"
 PEERCRED_SUFFIX = "cn=peercred,cn=external,cn=auth"
 VENDOR_VERSION = "pyldapd 0.1.0"
 
 SUPPORTED_CONTROLS = [
+    ctl.SYNC_REQUEST,
     ctl.MANAGE_DSA_IT,
     ctl.PAGED_RESULTS,
     ctl.ASSERTION,
     ctl.PRE_READ,
     ctl.POST_READ,
 ]
-SUPPORTED_EXTENSIONS = [ctl.WHO_AM_I, ctl.PASSWORD_MODIFY]
+SUPPORTED_EXTENSIONS = [ctl.WHO_AM_I, ctl.PASSWORD_MODIFY, ctl.CANCEL]
 SUPPORTED_FEATURES = [
     "1.3.6.1.1.14",  # Modify-Increment
     "1.3.6.1.4.1.4203.1.5.1",  # all operational attributes ("+")
@@ -103,11 +110,56 @@ class Backend:
         self.db = MdbDatabase(config.directory, schema, config.suffix, indexes=indexes, **kwargs)
         self.suffix_ndn = normalize_dn(config.suffix, schema)
         self.rootdn_ndn = normalize_dn(config.rootdn, schema) if config.rootdn else ""
+        self.context = ContextState()
+        self.provider: SyncProvider | None = None  # the syncprov overlay, when configured
+        self.consumers: dict[int, Any] = {}  # rid -> SyncConsumer
+
+    @property
+    def shadow(self) -> bool:
+        """A consumer database that does not take client writes (syncrepl without multiprovider)."""
+        return bool(self.config.syncrepl) and not self.config.multiprovider
 
     def holds(self, ndn: str) -> bool:
         return ndn == self.suffix_ndn or is_descendant(ndn, self.suffix_ndn)
 
+    def restore_context(self, server_id: int) -> None:
+        """contextCSN at start: the persisted vector, raised by this server's own newer entryCSNs."""
+        with self.db.read() as txn:
+            suffix = txn.get(self.suffix_ndn)
+            self.context.load(
+                txn.get_raw_metadata(CONTEXT_CSN_KEY), suffix.get("contextcsn") if suffix else []
+            )
+            own = self.context.csns.as_dict().get(server_id)
+            if own is None and self.shadow:
+                return  # a pure consumer learns its state from its provider only
+            for entry in txn.csn_after(own or ""):
+                csn = (entry.first("entrycsn") or b"").decode()
+                if csn and sid_of(csn) == server_id:
+                    self.context.csns.update_csn(csn)
+
+    def write_context_csn(self) -> None:
+        """Copy the in-memory contextCSN vector onto the suffix entry, as syncprov's checkpoint does."""
+        values = self.context.values()
+        if not values:
+            return
+        with self.db.write() as txn:
+            suffix = txn.get(self.suffix_ndn)
+            if suffix is None or suffix.get("contextcsn") == values:
+                return
+            entry = suffix.copy()
+            entry.put("contextcsn", "contextCSN", values)
+            txn.modify(self.suffix_ndn, entry)
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, self.context.encoded())
+
+    def publish(self, change: Change) -> None:
+        """After a commit: the provider pushes the change to persistent searches and logs it."""
+        if self.provider is not None:
+            self.provider.on_change(change)
+
     def close(self) -> None:
+        if self.provider is not None:
+            self.provider.close()
+        self.write_context_csn()
         self.db.close()
 
 
@@ -118,7 +170,12 @@ class Directory:
         self.server_id = server_id
         self.csn = CSNGenerator(server_id)
         self.filters = FilterEvaluator(schema)
+        self.log = Logger(0)
         self.backends = [Backend(db, schema) for db in config.data_databases()]
+        for backend in self.backends:
+            backend.restore_context(server_id)
+            for csn in backend.context.csns.values():
+                self.csn.observe(csn)
         self.subschema_ndn = normalize_dn(SUBSCHEMA_DN, schema)
         self.started = generalized_time()
 
@@ -146,6 +203,16 @@ class Directory:
         """slapd's frontend refuses anonymous updates before a database sees them."""
         if session.anonymous:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
+
+    @staticmethod
+    def check_shadow(backend: Backend, dn: str) -> None:
+        """A read-only consumer refers writes to its provider (updateref), as slapd's single shadow does."""
+        if not backend.shadow:
+            return
+        if backend.config.updateref:
+            urls = [url.rstrip("/") + "/" + dn.replace(" ", "%20") for url in backend.config.updateref]
+            raise LDAPError(ResultCode.referral, "", referrals=urls)
+        raise LDAPError(ResultCode.unwillingToPerform, "shadow context; no update referral")
 
     def require_backend(self, ndn: str, *, update: bool = False) -> Backend:
         backend = self.backend_for(ndn)
@@ -271,7 +338,11 @@ class Directory:
                                          manage_dsa_it, send)  # fmt: skip
             sent = 0
             checked = 0
+            suffix_id = txn.id_of(backend.suffix_ndn)
+            live_context = backend.context.values()
             for entry in txn.search(base_ndn, scope, request.filter):
+                if entry.id == suffix_id and live_context:
+                    entry = with_context_csn(entry, live_context)
                 checked += 1
                 if deadline is not None and checked % 64 == 0 and time.monotonic() > deadline:
                     raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
@@ -324,6 +395,42 @@ class Directory:
             session.paged[cookie] = PagedSearch(key, remaining)
         return sent, [paged_control(0, cookie)], ""
 
+    def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
+                    sync_control: Control) -> bool:  # fmt: skip
+        """An RFC 4533 sync search; the syncprov overlay answers it. True when it stays open (persist)."""
+        base_ndn = normalize_or_fail(self.schema, request.base)
+        backend = self.backend_for(base_ndn)
+        if backend is None or backend.provider is None:
+            if sync_control.critical:
+                raise LDAPError(ResultCode.unavailableCriticalExtension, "critical extension is unavailable")
+            sent, response_controls, text = self.search(
+                conn.session, message_id, request, controls, conn.send
+            )
+            conn.result(message_id, ldap.SEARCH_RESULT_DONE, ResultCode.success, text, nentries=sent)
+            return False
+        try:
+            sync = ctl.decode_sync_request(sync_control.value)
+        except Exception as exc:
+            raise LDAPError(ResultCode.protocolError, "Sync Request control value is malformed") from exc
+        if request.scope not in (0, 1, 2, 3):
+            raise LDAPError(ResultCode.protocolError, "invalid scope")
+        size_limit, _ = self.limits_for(conn.session, backend)
+        if request.size_limit and (not size_limit or request.size_limit < size_limit):
+            size_limit = request.size_limit
+        selection = AttributeSelection(self.schema, request.attributes, request.types_only)
+        matches = self.filters.compile(request.filter)
+        return backend.provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
+                                            base_ndn, size_limit)  # fmt: skip
+
+    def stop_sync_search(self, conn, message_id: int, result: int | None) -> bool:
+        """Abandon (result None) or Cancel (result cancelled) of a persistent search."""
+        return any(b.provider.stop_search(conn, message_id, result) for b in self.backends if b.provider)
+
+    def connection_closed(self, conn) -> None:
+        for backend in self.backends:
+            if backend.provider is not None:
+                backend.provider.connection_closed(conn)
+
     def root_dse(self) -> Entry:
         entry = Entry("")
         put = entry.put
@@ -365,7 +472,7 @@ class Directory:
 
     def stamp(self, entry: Entry, session: Session, *, created: bool) -> str:
         csn = self.csn.next()
-        now = generalized_time()
+        now = (csn[:14] + "Z").encode()  # slapd derives the timestamps from the CSN, so the two agree
         who = (session.bind_dn or "").encode()
         if created:
             entry.put("entryuuid", "entryUUID", [str(uuid.uuid1()).encode()])
@@ -382,6 +489,7 @@ class Directory:
             raise LDAPError(ResultCode.unwillingToPerform, "root DSE already exists")
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
+        self.check_shadow(backend, request.dn)
         check_no_user_modification(self.schema, (name for name, _ in request.attributes))
         entry = entry_from_attributes(self.schema, request.dn, request.attributes)
         add_rdn_values(self.schema, entry, split_rdn(request.dn)[0])  # slapd adds missing naming values
@@ -399,19 +507,22 @@ class Directory:
                     raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             self.require_write(session, backend, "parent" if parent is not None else "entry")
             self.check_assertion(controls, parent if parent is not None else Entry(""))
-            self.stamp(entry, session, created=True)
+            csn = self.stamp(entry, session, created=True)
             try:
                 txn.add(entry)
             except AlreadyExists:
                 raise LDAPError(ResultCode.entryAlreadyExists, "") from None
             except NoSuchEntry as exc:
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=exc.matched_dn) from None
+            backend.context.advance(txn, csn)
+        backend.publish(Change("add", None, entry, csn))
         return self.read_controls(controls, None, entry)
 
     def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
+        self.check_shadow(backend, request.dn)
         check_no_user_modification(self.schema, (c.attr for c in request.changes), "modify")
         for change in request.changes:
             resolve_type(self.schema, change.attr)
@@ -429,14 +540,17 @@ class Directory:
                     f"structural object class modification from '{old_structural.decode()}' to "
                     f"'{structural.name}' not allowed",
                 )
-            self.stamp(entry, session, created=False)
+            csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
+            backend.context.advance(txn, csn)
+        backend.publish(Change("modify", current, entry, csn))
         return self.read_controls(controls, current, entry)
 
     def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
+        self.check_shadow(backend, request.dn)
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
@@ -447,7 +561,9 @@ class Directory:
                 raise LDAPError(
                     ResultCode.notAllowedOnNonLeaf, "subordinate objects must be deleted first"
                 ) from None
-        self.csn.next()  # a delete is a change too: later CSNs must sort after it
+            csn = self.csn.next()  # a delete is a change too: it moves the contextCSN
+            backend.context.advance(txn, csn)
+        backend.publish(Change("delete", current, None, csn))
         return self.read_controls(controls, current, None)
 
     def modify_dn(
@@ -456,6 +572,7 @@ class Directory:
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
+        self.check_shadow(backend, request.dn)
         try:
             new_rdn_parts = parse_dn(request.new_rdn)
         except DNError:
@@ -488,13 +605,15 @@ class Directory:
                 remove_rdn_values(self.schema, entry, old_rdn, request.new_rdn)
             add_rdn_values(self.schema, entry, request.new_rdn)
             check_entry(self.schema, entry)
-            self.stamp(entry, session, created=False)
+            csn = self.stamp(entry, session, created=False)
             try:
                 txn.rename(ndn, entry)
             except AlreadyExists:
                 raise LDAPError(ResultCode.entryAlreadyExists, "") from None
             except NoSuchEntry:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found") from None
+            backend.context.advance(txn, csn)
+        backend.publish(Change("rename", current, entry, csn))
         return self.read_controls(controls, current, entry)
 
     def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
@@ -538,6 +657,7 @@ class Directory:
             target_dn = target_dn[3:]
         ndn = normalize_or_fail(self.schema, target_dn)
         backend = self.require_backend(ndn)
+        self.check_shadow(backend, target_dn)
         generated = None
         new_password = request.new_password
         if new_password is None:
@@ -555,8 +675,10 @@ class Directory:
                 self.require_write(session, backend, "entry")
             entry = current.copy()
             entry.put("userpassword", "userPassword", [hash_password(new_password, scheme)])
-            self.stamp(entry, session, created=False)
+            csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
+            backend.context.advance(txn, csn)
+        backend.publish(Change("modify", current, entry, csn))
         return ctl.encode_password_modify_response(generated) if generated is not None else None
 
     def who_am_i(self, session: Session) -> bytes:
@@ -601,6 +723,15 @@ class Directory:
             blob = selection.encode(entry, None)
             response.append(Control(control.oid, False, ctl.encode_read_entry(entry.dn, blob)))
         return response
+
+
+def with_context_csn(entry: Entry, values: list[bytes]) -> Entry:
+    """The suffix entry as clients see it: contextCSN is the live in-memory vector (syncprov does the same)."""
+    if entry.get("contextcsn") == values:
+        return entry
+    shown = entry.copy()
+    shown.put("contextcsn", "contextCSN", values)
+    return shown
 
 
 class SizeLimitExceeded(Exception):

@@ -1,0 +1,479 @@
+"""The syncrepl consumer: one engine per `syncrepl` directive, as OpenLDAP's syncrepl.c behaves.
+
+It connects to its provider, binds, asks for the changes since its cookie (the database's contextCSN vector) and
+applies them as the database's rootdn would, bypassing access control and the shadow check, keeping the
+provider's operational attributes. refreshOnly polls every `interval`; refreshAndPersist stays connected.
+Failures are retried on the `retry` schedule; the cookie makes every restart incremental.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid as uuidlib
+from typing import TYPE_CHECKING, Any
+
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
+from pyldapd.model.csn import CSNSet, format_cookie, parse_cookie, sid_of
+from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
+from pyldapd.model.entry import Attribute, Entry
+from pyldapd.model.filter import parse_filter
+from pyldapd.protocol import controls as ctl
+from pyldapd.protocol import ldap
+from pyldapd.protocol.ldap import Control, ResultCode
+from pyldapd.replication.client import ClientError, LDAPClient
+from pyldapd.replication.spec import SyncreplSpec
+from pyldapd.replication.state import Change, entry_uuid_bytes, uuid_string
+from pyldapd.server.directory import is_glue
+from pyldapd.server.entries import check_entry
+from pyldapd.server.errors import LDAPError
+from pyldapd.server.log import SYNC
+
+if TYPE_CHECKING:
+    from pyldapd.server.directory import Backend, Directory
+
+# Attributes slapd computes on the fly: never stored from a provider's entry.
+DYNAMIC = {"hasSubordinates", "entryDN", "subschemaSubentry", "contextCSN", "numSubordinates"}
+DYNAMIC_KEYS = {name.lower() for name in DYNAMIC}
+FUTURE_SKEW_SECONDS = 60  # a peer CSN further ahead of our clock than this is worth a warning
+
+
+class ConsumerError(Exception):
+    pass
+
+
+class SyncConsumer:
+    def __init__(self, directory: Directory, backend: Backend, spec: SyncreplSpec,
+                 cookie_override: str | None = None) -> None:  # fmt: skip
+        self.directory = directory
+        self.backend = backend
+        self.spec = spec
+        self.log = directory.log
+        self.cookie_override = cookie_override
+        self.state = "stopped"
+        self.last_error = ""
+        self.conflicts = 0
+        self.task: asyncio.Task | None = None
+        self.client: LDAPClient | None = None
+        self.present: set[bytes] = set()
+        self.refresh_done = False
+        self.provider_sid: int | None = None
+        self.base_ndn = normalize_dn(spec.searchbase, directory.schema)
+        self.filter = parse_filter(spec.filter)
+
+    @property
+    def rid(self) -> int:
+        return self.spec.rid
+
+    def start(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(
+                self.run(), name=f"syncrepl rid={self.rid:03d}"
+            )
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.state = "stopped"
+
+    def note(self, message: str) -> None:
+        self.log.log(SYNC, f"syncrepl rid={self.rid:03d}: {message}")
+
+    # -- scheduling -----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        schedule = [list(step) for step in self.spec.retry]
+        step = 0
+        while True:
+            try:
+                self.state = "connecting"
+                await self.session()
+                schedule = [list(s) for s in self.spec.retry]
+                step = 0
+                if self.spec.persist:
+                    raise ConsumerError("provider ended the persistent search")
+                self.state = "idle"
+                await asyncio.sleep(self.spec.interval)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, OSError, ClientError, ConsumerError, LDAPError, ldap.BERError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+            except Exception as exc:  # a bug in one consumer must not stop the server
+                self.last_error = repr(exc)
+                self.log.error(f"syncrepl rid={self.rid:03d}: internal error: {exc!r}")
+            finally:
+                if self.client is not None:
+                    self.client.close()
+                    self.client = None
+            while step < len(schedule) and schedule[step][1] == 0:
+                step += 1
+            if step >= len(schedule):
+                self.state = "stopped"
+                self.log.error(
+                    f"syncrepl rid={self.rid:03d}: giving up after the retry schedule ({self.last_error})"
+                )
+                return
+            delay, count = schedule[step]
+            if count > 0:
+                schedule[step][1] -= 1
+            self.state = "retrying"
+            self.log.error(f"syncrepl rid={self.rid:03d}: {self.last_error}; retrying in {delay} s")
+            await asyncio.sleep(delay)
+
+    # -- one session ----------------------------------------------------------------------------------------
+
+    def request_cookie(self) -> bytes:
+        own_sid = self.directory.server_id if self.backend.config.multiprovider else None
+        if self.cookie_override is not None:
+            override = parse_cookie(self.cookie_override)
+            self.cookie_override = None
+            return format_cookie(self.rid, own_sid, override.csns).encode()
+        return format_cookie(self.rid, own_sid, self.backend.context.csns.as_dict()).encode()
+
+    async def session(self) -> None:
+        spec = self.spec
+        timeout = spec.network_timeout or None
+        self.client = client = await LDAPClient.connect(spec.provider, timeout=timeout, tls=spec.tls,
+                                                        starttls=spec.starttls)  # fmt: skip
+        await client.bind(spec.bindmethod, spec.binddn, spec.credentials, spec.saslmech, spec.authzid,
+                          timeout=spec.timeout or None)  # fmt: skip
+        cookie = self.request_cookie()
+        mode = ctl.SYNC_MODE_REFRESH_AND_PERSIST if spec.persist else ctl.SYNC_MODE_REFRESH_ONLY
+        controls = [
+            Control(ctl.SYNC_REQUEST, False, ctl.encode_sync_request(ctl.SyncRequest(mode, cookie, True))),
+            Control(ctl.MANAGE_DSA_IT, True, None),
+        ]
+        attrs = list(spec.attrs)
+        if not spec.default_attrs:
+            attrs += [a for a in ("objectClass", "structuralObjectClass", "entryCSN") if a not in attrs]
+        request = ldap.SearchRequest(spec.searchbase, spec.scope, 0, spec.sizelimit, spec.timelimit,
+                                     spec.attrsonly, self.filter, attrs)  # fmt: skip
+        self.present = set()
+        self.refresh_done = False
+        self.state = "refreshing"
+        self.note(f"sync search with cookie {cookie.decode()}")
+        async for message in client.search(request, controls):
+            op = message.op
+            if isinstance(op, ldap.SearchResultEntry):
+                self.on_entry(op, message.controls)
+            elif isinstance(op, ldap.IntermediateResponse) and op.name == ctl.SYNC_INFO:
+                self.on_info(ctl.decode_sync_info(op.value))
+            elif isinstance(op, ldap.SearchResultDone):
+                self.on_done(op, message.controls)
+
+    # -- messages -------------------------------------------------------------------------------------------
+
+    def on_entry(self, op: ldap.SearchResultEntry, controls: list[Control]) -> None:
+        control = ctl.find_control(controls, ctl.SYNC_STATE)
+        if control is None:
+            raise ConsumerError(f"entry {op.dn!r} without a Sync State control")
+        state = ctl.decode_sync_state(control.value)
+        cookie = parse_cookie(state.cookie) if state.cookie else None
+        if cookie is not None and cookie.sid is not None:
+            self.provider_sid = cookie.sid
+        cookie_csn = next(iter(cookie.csns.values()), None) if cookie and cookie.csns else None
+        if cookie_csn is not None and self.too_old(cookie_csn):
+            self.note(f"CSN {cookie_csn} too old, ignoring {op.dn}")
+            return
+        if state.state == ctl.SYNC_STATE_PRESENT:
+            self.present.add(state.entry_uuid)
+            return
+        if state.state == ctl.SYNC_STATE_DELETE:
+            self.delete_by_uuid(state.entry_uuid, cookie_csn or self.directory.csn.next(), cookie_csn)
+            return
+        self.present.add(state.entry_uuid)
+        self.apply_entry(op.dn, op.attributes, state.entry_uuid, cookie_csn)
+
+    def on_info(self, info: ctl.SyncInfo) -> None:
+        if isinstance(info, ctl.SyncInfoNewCookie):
+            self.save_cookie(info.cookie)
+        elif isinstance(info, ctl.SyncInfoIdSet):
+            if info.refresh_deletes:
+                cookie = parse_cookie(info.cookie) if info.cookie else None
+                delete_csn = (cookie.delcsn if cookie else None) or self.directory.csn.next()
+                for entry_uuid in info.uuids:
+                    self.delete_by_uuid(
+                        entry_uuid, delete_csn, None, covered_by=cookie.csns if cookie else None
+                    )
+            else:
+                self.present.update(info.uuids)
+        elif isinstance(info, ctl.SyncInfoRefreshPresent | ctl.SyncInfoRefreshDelete):
+            if self.refresh_done:
+                raise ConsumerError("server sent multiple refreshDone messages")
+            if isinstance(info, ctl.SyncInfoRefreshPresent):
+                self.delete_nonpresent(info.cookie)
+            self.save_cookie(info.cookie)
+            if info.refresh_done:
+                self.refresh_done = True
+                self.state = "persisting"
+                self.note("refresh done, persisting")
+
+    def on_done(self, op: ldap.SearchResultDone, controls: list[Control]) -> None:
+        if op.result_code == ResultCode.syncRefreshRequired:
+            self.note("provider asks for a full reload")
+            self.backend.context.csns = CSNSet()
+            raise ConsumerError("e-syncRefreshRequired: reloading")
+        if op.result_code != ResultCode.success:
+            raise ConsumerError(f"sync search ended with {op.result_code} {op.message}")
+        control = ctl.find_control(controls, ctl.SYNC_DONE)
+        done = ctl.decode_sync_done(control.value) if control is not None else ctl.SyncDone()
+        if not done.refresh_deletes:
+            self.delete_nonpresent(done.cookie)
+        self.save_cookie(done.cookie)
+        self.note("refresh complete")
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def too_old(self, csn: str) -> bool:
+        held = self.backend.context.csns.as_dict().get(sid_of(csn))
+        return held is not None and csn <= held
+
+    def save_cookie(self, raw: bytes | None) -> None:
+        if not raw:
+            return
+        cookie = parse_cookie(raw)
+        if cookie.sid is not None:
+            self.provider_sid = cookie.sid
+        if not cookie.csns:
+            return
+        with self.backend.db.write() as txn:
+            self.backend.context.merge(txn, cookie.csns)
+        for csn in cookie.csns.values():
+            self.observe(csn)
+
+    def observe(self, csn: str) -> None:
+        """Clock safety: never issue a CSN below one seen; warn about a peer far in the future."""
+        self.directory.csn.observe(csn)
+        stamp = csn[:14]
+        now = time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() + FUTURE_SKEW_SECONDS))
+        if stamp > now:
+            self.log.error(
+                f"syncrepl rid={self.rid:03d}: CSN {csn} from server ID {sid_of(csn):03x} is in the future"
+            )
+
+    # -- applying changes -----------------------------------------------------------------------------------
+
+    def incoming_entry(self, dn: str, attributes: list[tuple[str, list[bytes]]], entry_uuid: bytes) -> Entry:
+        schema = self.directory.schema
+        entry = Entry(dn)
+        for name, values in attributes:
+            key = schema.attribute_key(name)
+            if key.split(";", 1)[0] in DYNAMIC_KEYS or not values:
+                continue
+            existing = entry.attrs.get(key)
+            if existing is None:
+                entry.attrs[key] = Attribute(name, list(values))
+            else:
+                existing.values.extend(values)
+        if entry.first("entryuuid") is None:
+            entry.put("entryuuid", "entryUUID", [uuid_string(entry_uuid).encode()])
+        return entry
+
+    def merged(self, local: Entry | None, incoming: Entry) -> Entry:
+        """Partial replication (attrs=/exattrs=): local attributes the stanza does not carry are kept."""
+        spec = self.spec
+        if local is None or (spec.default_attrs and not spec.exattrs):
+            return incoming
+        schema = self.directory.schema
+        carried = set()
+        for name in spec.attrs:
+            if name in ("*", "+"):
+                continue
+            at = schema.attribute_type(name)
+            if at is not None:
+                carried.update(sub.key for sub in schema.subtypes(at))
+        for key, attribute in local.attrs.items():
+            base = key.split(";", 1)[0]
+            at = schema.attribute_type(base)
+            operational = at is not None and at.operational
+            covered = (
+                base in carried
+                or ("*" in spec.attrs and not operational)
+                or ("+" in spec.attrs and operational)
+            )
+            excluded = any(base == (schema.attribute_key(x)) for x in spec.exattrs)
+            if (not covered or excluded) and key not in incoming.attrs:
+                incoming.attrs[key] = Attribute(attribute.name, list(attribute.values))
+        return incoming
+
+    def apply_entry(self, dn: str, attributes: list[tuple[str, list[bytes]]], entry_uuid: bytes,
+                    cookie_csn: str | None) -> None:  # fmt: skip
+        schema = self.directory.schema
+        backend = self.backend
+        try:
+            ndn = normalize_dn(dn, schema)
+        except DNError:
+            raise ConsumerError(f"provider sent an invalid DN {dn!r}") from None
+        if not backend.holds(ndn):
+            self.note(f"{dn} is outside the database, ignored")
+            return
+        incoming = self.incoming_entry(dn, attributes, entry_uuid)
+        incoming_csn = (incoming.first("entrycsn") or b"").decode() or cookie_csn or self.directory.csn.next()
+        if incoming.first("entrycsn") is None:
+            incoming.put("entrycsn", "entryCSN", [incoming_csn.encode()])
+        change: Change | None = None
+        with backend.db.write() as txn:
+            local = txn.by_uuid(entry_uuid)
+            if local is None:
+                existing = txn.get(ndn)
+                if existing is not None:
+                    # a glue entry (or an entry of another identity) holds the DN: the provider's entry replaces it
+                    change = self.replace_local(txn, existing, ndn, incoming, incoming_csn)
+                else:
+                    self.add_with_glue(txn, ndn, self.merged(None, incoming), incoming_csn)
+                    change = Change("add", None, incoming, incoming_csn)
+            else:
+                local_csn = (local.first("entrycsn") or b"").decode()
+                if not is_glue(local) and local_csn and local_csn >= incoming_csn:
+                    if local_csn > incoming_csn:
+                        self.conflict(f"entry {dn} from the provider (CSN {incoming_csn}) is older than ours "
+                                      f"({local_csn}): kept ours")  # fmt: skip
+                    else:
+                        self.note(f"entry {dn} unchanged")
+                else:
+                    change = self.replace_local(txn, local, ndn, incoming, incoming_csn)
+            if self.spec.schemachecking and change is not None and change.after is not None:
+                check_entry(schema, change.after, check_rdn=False)
+            if cookie_csn is not None:
+                backend.context.advance(txn, cookie_csn)
+        self.observe(incoming_csn)
+        if change is not None:
+            change.relay_sid = self.provider_sid
+            change.replicated = True
+            backend.publish(change)
+
+    def replace_local(self, txn, local: Entry, ndn: str, incoming: Entry, csn: str) -> Change:
+        local_ndn = normalize_dn(local.dn, self.directory.schema)
+        new_entry = self.merged(local, incoming)
+        if local_ndn != ndn:
+            parent = split_rdn(ndn)[1]
+            if ndn != self.backend.suffix_ndn and not txn.exists(parent):
+                self.add_glue_ancestors(txn, ndn, incoming.dn, csn)
+            if txn.exists(ndn):
+                blocker = txn.get(ndn)
+                if blocker is not None and is_glue(blocker) and not txn.has_children(ndn):
+                    txn.delete(ndn)
+            txn.rename(local_ndn, new_entry)
+            return Change("rename", local, new_entry, csn)
+        txn.modify(ndn, new_entry)
+        return Change("modify", local, new_entry, csn)
+
+    def add_with_glue(self, txn, ndn: str, entry: Entry, csn: str) -> None:
+        try:
+            txn.add(entry)
+        except NoSuchEntry:
+            self.add_glue_ancestors(txn, ndn, entry.dn, csn)
+            txn.add(entry)
+        except AlreadyExists:
+            txn.modify(ndn, entry)
+
+    def add_glue_ancestors(self, txn, ndn: str, dn: str, csn: str) -> None:
+        """Create the missing entries between the suffix and the entry's parent as glue (objectClass glue)."""
+        suffix = self.backend.suffix_ndn
+        chain: list[tuple[str, str]] = []
+        current, current_dn = split_rdn(ndn)[1], split_rdn(dn)[1]
+        while current and (current == suffix or is_descendant(current, suffix)) and not txn.exists(current):
+            chain.append((current, current_dn))
+            if current == suffix:
+                break
+            current, current_dn = split_rdn(current)[1], split_rdn(current_dn)[1]
+        rootdn = self.backend.config.rootdn.encode()
+        stamp = (csn[:14] + "Z").encode()
+        for _, missing_dn in reversed(chain):
+            glue = Entry(missing_dn)
+            glue.put("objectclass", "objectClass", [b"top", b"glue"])
+            glue.put("structuralobjectclass", "structuralObjectClass", [b"glue"])
+            glue.put("entryuuid", "entryUUID", [str(uuidlib.uuid1()).encode()])
+            glue.put("entrycsn", "entryCSN", [csn.encode()])
+            glue.put("creatorsname", "creatorsName", [rootdn])
+            glue.put("modifiersname", "modifiersName", [rootdn])
+            glue.put("createtimestamp", "createTimestamp", [stamp])
+            glue.put("modifytimestamp", "modifyTimestamp", [stamp])
+            txn.add(glue)
+            self.note(f"added glue entry {glue.dn}")
+
+    def delete_by_uuid(self, entry_uuid: bytes, csn: str, cookie_csn: str | None,
+                       covered_by: dict[int, str] | None = None) -> None:  # fmt: skip
+        backend = self.backend
+        change = None
+        with backend.db.write() as txn:
+            local = txn.by_uuid(entry_uuid)
+            if local is not None and covered_by is not None:
+                local_csn = (local.first("entrycsn") or b"").decode()
+                held = covered_by.get(sid_of(local_csn)) if local_csn else None
+                if held is None or local_csn > held:
+                    local = None  # changed since the provider's state: not this delete's business
+            if local is not None:
+                change = self.delete_local(txn, local, csn)
+            if cookie_csn is not None:
+                backend.context.advance(txn, cookie_csn)
+        if change is not None:
+            change.relay_sid = self.provider_sid
+            change.replicated = True
+            backend.publish(change)
+
+    def delete_local(self, txn, local: Entry, csn: str) -> Change:
+        schema = self.directory.schema
+        ndn = normalize_dn(local.dn, schema)
+        try:
+            txn.delete(ndn)
+        except NotAllowedOnNonLeaf:
+            glue = Entry(local.dn)
+            glue.put("objectclass", "objectClass", [b"top", b"glue"])
+            glue.put("structuralobjectclass", "structuralObjectClass", [b"glue"])
+            glue.put("entryuuid", "entryUUID", local.get("entryuuid"))
+            glue.put("entrycsn", "entryCSN", [csn.encode()])
+            txn.modify(ndn, glue)
+            self.note(f"{local.dn} has children: turned into a glue entry")
+            return Change("delete", local, None, csn)
+        self.delete_empty_glue_parents(txn, ndn)
+        return Change("delete", local, None, csn)
+
+    def delete_empty_glue_parents(self, txn, ndn: str) -> None:
+        parent = split_rdn(ndn)[1]
+        while parent and parent != self.backend.suffix_ndn and is_descendant(parent, self.backend.suffix_ndn):
+            entry = txn.get(parent)
+            if entry is None or not is_glue(entry) or txn.has_children(parent):
+                return
+            txn.delete(parent)
+            parent = split_rdn(parent)[1]
+
+    def delete_nonpresent(self, raw_cookie: bytes | None) -> None:
+        """End of a present phase: what the provider did not mention (and that its state covers) is gone."""
+        cookie = parse_cookie(raw_cookie) if raw_cookie else None
+        covered = cookie.csns if cookie and cookie.csns else self.backend.context.csns.as_dict()
+        matches = self.directory.filters.compile(self.filter)
+        doomed: list[Entry] = []
+        with self.backend.db.read() as txn:
+            for entry in txn.search(self.base_ndn, Scope(self.spec.scope), self.filter):
+                entry_uuid = entry_uuid_bytes(entry)
+                if entry_uuid is None or entry_uuid in self.present or is_glue(entry) or not matches(entry):
+                    continue
+                if normalize_dn(entry.dn, self.directory.schema) == self.backend.suffix_ndn:
+                    continue
+                local_csn = (entry.first("entrycsn") or b"").decode()
+                held = covered.get(sid_of(local_csn)) if local_csn else None
+                if local_csn and (held is None or local_csn > held):
+                    continue
+                doomed.append(entry)
+        doomed.sort(key=lambda e: -e.dn.count(","))  # children before parents
+        for entry in doomed:
+            self.note(f"deleting {entry.dn}: not present at the provider")
+            self.delete_by_uuid(entry_uuid_bytes(entry) or b"", self.directory.csn.next(), None)
+        self.present = set()
+
+    def conflict(self, message: str) -> None:
+        """Every resolved conflict is visible: a log line and a counter (slapd only logs at debug level)."""
+        self.conflicts += 1
+        self.log.error(f"syncrepl rid={self.rid:03d}: conflict: {message}")
+
+    def status(self) -> dict[str, Any]:
+        return {"rid": self.rid, "provider": self.spec.provider, "state": self.state,
+                "last_error": self.last_error, "conflicts": self.conflicts}  # fmt: skip

@@ -1,0 +1,89 @@
+"""Replication state of one database: its contextCSN vector and the record of each committed change.
+
+The vector (one CSN per server ID) is what providers compare cookies with and what a consumer asks from. It is
+kept in memory, written into the database's metadata inside the same LMDB transaction as every change (so a
+`kill -9` never loses track of a committed change, deletes included), and copied onto the suffix entry's
+contextCSN attribute at checkpoints and clean shutdown, where slapcat and OpenLDAP expect it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyldapd.model.csn import CSNSet, sid_of
+from pyldapd.model.entry import Entry
+
+CONTEXT_CSN_KEY = b"contextCSN"
+
+
+@dataclass
+class Change:
+    """One committed write, as the syncprov overlay and the session log see it."""
+
+    kind: str  # "add", "modify", "delete", "rename"
+    before: Entry | None
+    after: Entry | None
+    csn: str
+    relay_sid: int | None = None  # for a replicated write: the server ID of the provider it came from
+    replicated: bool = False
+
+    @property
+    def origin_sid(self) -> int:
+        return sid_of(self.csn)
+
+    @property
+    def entry_uuid(self) -> bytes | None:
+        entry = self.after or self.before
+        return None if entry is None else entry_uuid_bytes(entry)
+
+
+def entry_uuid_bytes(entry: Entry) -> bytes | None:
+    value = entry.first("entryuuid")
+    if value is None:
+        return None
+    text = value.decode("ascii", "replace").replace("-", "")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if len(raw) == 16 else None
+
+
+def uuid_string(raw: bytes) -> str:
+    text = raw.hex()
+    return f"{text[0:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:32]}"
+
+
+class ContextState:
+    """The contextCSN vector of a database."""
+
+    def __init__(self) -> None:
+        self.csns = CSNSet()
+        self.dirty = False  # a write committed without advancing the vector (an older replicated CSN)
+
+    def load(self, stored: bytes | None, suffix_values: list[bytes]) -> None:
+        values: list[bytes] = list(suffix_values)
+        if stored:
+            values += stored.split(b";")
+        self.csns = CSNSet.from_values(values)
+
+    def encoded(self) -> bytes:
+        return ";".join(self.csns.to_values()).encode()
+
+    def advance(self, txn, csn: str) -> bool:
+        """Record a committed change's CSN; persisted in the same transaction. True if the vector moved."""
+        changed = self.csns.update_csn(csn)
+        if changed:
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, self.encoded())
+        else:
+            self.dirty = True
+        return changed
+
+    def merge(self, txn, csns) -> bool:
+        changed = self.csns.merge(csns)
+        if changed:
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, self.encoded())
+        return changed
+
+    def values(self) -> list[bytes]:
+        return [v.encode() for v in self.csns.to_values()]

@@ -1,0 +1,166 @@
+"""LDAP Sync replication with real processes: pyldapd and Debian's slapd as providers and consumers.
+
+Modelled on OpenLDAP's test017 (refreshOnly), test018 (refreshAndPersist, restarts) and filtered/glue scenarios:
+after every step the servers' dumps (user attributes plus entryUUID, entryCSN, timestamps and names) must match.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.replication.helpers import (
+    BASE,
+    add,
+    consumer_conf,
+    dump,
+    modify,
+    person,
+    provider_conf,
+    wait_converged,
+    wait_for,
+)
+from tests.servers import SUFFIX, ldap_tool, start_pyldapd, start_slapd
+
+STARTERS = {"pyldapd": start_pyldapd, "slapd": start_slapd}
+
+
+def start(kind: str, root, name: str, conf_fn, port: int | None = None, **kw):
+    directory = root / name / "db"
+    directory.mkdir(parents=True, exist_ok=True)
+    return STARTERS[kind](
+        root / name, conf_fn(directory, slapd=(kind == "slapd"), **kw), name=name, port=port
+    )
+
+
+CHANGES = f"""dn: uid=u1,ou=People,{SUFFIX}
+changetype: modify
+replace: cn
+cn: Changed One
+-
+add: mail
+mail: u1@example.com
+
+dn: uid=u2,ou=People,{SUFFIX}
+changetype: delete
+
+dn: uid=u3,ou=People,{SUFFIX}
+changetype: modrdn
+newrdn: uid=u3b
+deleteoldrdn: 0
+
+dn: ou=Staff,{SUFFIX}
+changetype: add
+objectClass: organizationalUnit
+ou: Staff
+
+dn: uid=u4,ou=People,{SUFFIX}
+changetype: modrdn
+newrdn: uid=u4
+deleteoldrdn: 1
+newsuperior: ou=Staff,{SUFFIX}
+"""
+
+
+def populate(provider) -> None:
+    add(provider, BASE)
+    add(provider, "\n".join(person(f"u{i}") for i in range(1, 6)))
+
+
+@pytest.mark.parametrize(
+    "provider_kind, consumer_kind",
+    [("pyldapd", "pyldapd"), ("slapd", "pyldapd"), ("pyldapd", "slapd")],
+)
+@pytest.mark.parametrize("type_", ["refreshAndPersist", "refreshOnly"])
+def test_replication_scenario(tmp_path, provider_kind, consumer_kind, type_):
+    provider = start(provider_kind, tmp_path, "provider", provider_conf)
+    consumer = None
+    try:
+        populate(provider)
+        extra = "interval=00:00:00:01" if type_ == "refreshOnly" else ""
+        consumer = start(consumer_kind, tmp_path, "consumer", consumer_conf, provider_url=provider.url,
+                         type_=type_, extra=extra)  # fmt: skip
+        wait_converged([provider, consumer])
+        modify(provider, CHANGES)
+        common = wait_converged([provider, consumer])
+        dns = [dn for dn, _ in common]
+        assert f"dn: uid=u4,ou=Staff,{SUFFIX}" in dns and f"dn: uid=u2,ou=People,{SUFFIX}" not in dns
+        # consumer offline while the provider changes (the session log covers the gap)
+        consumer.stop()
+        modify(provider, f"dn: uid=u5,ou=People,{SUFFIX}\nchangetype: delete\n")
+        add(provider, person("u6", mail="x@y"))
+        modify(provider, f"dn: uid=u1,ou=People,{SUFFIX}\nchangetype: modify\nreplace: sn\nsn: Renamed\n")
+        consumer = start(consumer_kind, tmp_path, "consumer", consumer_conf, provider_url=provider.url,
+                         type_=type_, extra=extra)  # fmt: skip
+        wait_converged([provider, consumer])
+        # provider restart: the consumer resumes from its cookie
+        provider.stop()
+        provider = start(provider_kind, tmp_path, "provider", provider_conf, port=provider.port)
+        modify(
+            provider, f"dn: uid=u6,ou=People,{SUFFIX}\nchangetype: modify\nadd: description\ndescription: x\n"
+        )
+        wait_converged([provider, consumer])
+        # a read-only consumer refers writes to its provider
+        result = ldap_tool("ldapmodify", "-H", consumer.url, "-x", "-D", "cn=admin,dc=example,dc=com", "-w",
+                           "secret", input=f"dn: uid=u1,ou=People,{SUFFIX}\nchangetype: delete\n")  # fmt: skip
+        assert result.returncode == 10, result.stderr
+    finally:
+        provider.stop()
+        if consumer is not None:
+            consumer.stop()
+
+
+@pytest.mark.parametrize("provider_kind", ["pyldapd", "slapd"])
+def test_present_phase_without_session_log(tmp_path, provider_kind):
+    """With no session log the provider sends a present phase; deletes while offline still reach the consumer."""
+    provider = start(provider_kind, tmp_path, "provider", provider_conf, sessionlog=0)
+    consumer = start("pyldapd", tmp_path, "consumer", consumer_conf, provider_url=provider.url)
+    try:
+        populate(provider)
+        wait_converged([provider, consumer])
+        consumer.stop()
+        modify(provider, f"dn: uid=u2,ou=People,{SUFFIX}\nchangetype: delete\n\n"
+                         f"dn: uid=u3,ou=People,{SUFFIX}\nchangetype: delete\n")  # fmt: skip
+        consumer = start("pyldapd", tmp_path, "consumer", consumer_conf, provider_url=provider.url)
+        common = wait_converged([provider, consumer])
+        assert f"dn: uid=u3,ou=People,{SUFFIX}" not in [dn for dn, _ in common]
+    finally:
+        provider.stop()
+        consumer.stop()
+
+
+@pytest.mark.parametrize("provider_kind", ["pyldapd", "slapd"])
+def test_filtered_replication_creates_glue(tmp_path, provider_kind):
+    provider = start(provider_kind, tmp_path, "provider", provider_conf)
+    consumer = start("pyldapd", tmp_path, "consumer", consumer_conf, provider_url=provider.url,
+                     extra='filter="(objectClass=inetOrgPerson)"')  # fmt: skip
+    try:
+        populate(provider)
+        wait_for(lambda: len(dump(consumer)) == 5, what="the five people on the consumer")
+        people = dump(consumer)
+        assert all("uid=u" in dn for dn, _ in people)
+        glue = [
+            entry for entry in dump(consumer, manage=True, attrs=["objectClass"]) if "uid=u" not in entry[0]
+        ]
+        assert sorted(dn for dn, _ in glue) == sorted([f"dn: ou=People,{SUFFIX}", f"dn: {SUFFIX}"])
+        assert all(attrs == ("objectclass: glue", "objectclass: top") for _, attrs in glue)
+        provider_people = [e for e in dump(provider) if "uid=u" in e[0]]
+        assert people == provider_people
+    finally:
+        provider.stop()
+        consumer.stop()
+
+
+def test_cookie_override_forces_reload(tmp_path):
+    provider = start("pyldapd", tmp_path, "provider", provider_conf)
+    consumer = start("pyldapd", tmp_path, "consumer", consumer_conf, provider_url=provider.url)
+    try:
+        populate(provider)
+        wait_converged([provider, consumer])
+        consumer.stop()
+        conf = consumer.config_path.read_text()
+        consumer = start_pyldapd(consumer.workdir, conf, name="consumer", extra_args=["-c", "rid=001"])
+        wait_converged([provider, consumer])
+        assert "sync search with cookie rid=001" in consumer.log() or "rid=001" in consumer.log()
+    finally:
+        provider.stop()
+        consumer.stop()
