@@ -23,7 +23,7 @@ from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.client import ClientError, LDAPClient
 from pyldapd.replication.spec import SyncreplSpec
-from pyldapd.replication.state import Change, entry_uuid_bytes, uuid_string
+from pyldapd.replication.state import Change, entry_uuid_bytes, read_tombstone, uuid_string, write_tombstone
 from pyldapd.server.directory import is_glue
 from pyldapd.server.entries import check_entry
 from pyldapd.server.errors import LDAPError
@@ -321,10 +321,20 @@ class SyncConsumer:
         change: Change | None = None
         with backend.db.write() as txn:
             local = txn.by_uuid(entry_uuid)
-            if local is None:
+            tombstone = read_tombstone(txn, entry_uuid) if local is None else None
+            if local is None and tombstone is not None and tombstone >= incoming_csn:
+                self.conflict(
+                    f"entry {dn} (CSN {incoming_csn}) was deleted here later ({tombstone}): stays deleted"
+                )
+            elif local is None:
                 existing = txn.get(ndn)
-                if existing is not None:
-                    # a glue entry (or an entry of another identity) holds the DN: the provider's entry replaces it
+                existing_csn = (existing.first("entrycsn") or b"").decode() if existing is not None else ""
+                if existing is not None and not is_glue(existing) and existing_csn >= incoming_csn:
+                    # two servers added the same DN: the newer entry wins everywhere
+                    self.conflict(f"entry {dn} (CSN {incoming_csn}) lost to the local entry of the same DN "
+                                  f"({existing_csn})")  # fmt: skip
+                elif existing is not None:
+                    # a glue entry (or an older entry of another identity) holds the DN: the provider's replaces it
                     change = self.replace_local(txn, existing, ndn, incoming, incoming_csn)
                 else:
                     self.add_with_glue(txn, ndn, self.merged(None, incoming), incoming_csn)
@@ -410,6 +420,10 @@ class SyncConsumer:
                 held = covered_by.get(sid_of(local_csn)) if local_csn else None
                 if held is None or local_csn > held:
                     local = None  # changed since the provider's state: not this delete's business
+            local_csn = (local.first("entrycsn") or b"").decode() if local is not None else ""
+            if local is not None and cookie_csn is not None and local_csn > csn:
+                self.conflict(f"delete of {local.dn} (CSN {csn}) is older than the entry ({local_csn}): kept")
+                local = None
             if local is not None:
                 change = self.delete_local(txn, local, csn)
             if cookie_csn is not None:
@@ -422,6 +436,9 @@ class SyncConsumer:
     def delete_local(self, txn, local: Entry, csn: str) -> Change:
         schema = self.directory.schema
         ndn = normalize_dn(local.dn, schema)
+        entry_uuid = entry_uuid_bytes(local)
+        if entry_uuid is not None:
+            write_tombstone(txn, entry_uuid, csn)
         try:
             txn.delete(ndn)
         except NotAllowedOnNonLeaf:

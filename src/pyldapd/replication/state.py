@@ -49,6 +49,19 @@ def entry_uuid_bytes(entry: Entry) -> bytes | None:
     return raw if len(raw) == 16 else None
 
 
+TOMBSTONE_PREFIX = b"tombstone:"
+
+
+def write_tombstone(txn, entry_uuid: bytes, csn: str) -> None:
+    """Remember when an entry was deleted, so that an older change to it arriving later cannot revive it."""
+    txn.put_raw_metadata(TOMBSTONE_PREFIX + entry_uuid, csn.encode())
+
+
+def read_tombstone(txn, entry_uuid: bytes) -> str | None:
+    value = txn.get_raw_metadata(TOMBSTONE_PREFIX + entry_uuid)
+    return value.decode() if value is not None else None
+
+
 def uuid_string(raw: bytes) -> str:
     text = raw.hex()
     return f"{text[0:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:32]}"

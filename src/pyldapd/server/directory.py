@@ -26,7 +26,7 @@ from pyldapd.model.schema import Schema
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
-from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState
+from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState, entry_uuid_bytes, write_tombstone
 from pyldapd.server.entries import (
     add_rdn_values,
     apply_modifications,
@@ -562,6 +562,9 @@ class Directory:
                     ResultCode.notAllowedOnNonLeaf, "subordinate objects must be deleted first"
                 ) from None
             csn = self.csn.next()  # a delete is a change too: it moves the contextCSN
+            entry_uuid = entry_uuid_bytes(current)
+            if entry_uuid is not None:
+                write_tombstone(txn, entry_uuid, csn)
             backend.context.advance(txn, csn)
         backend.publish(Change("delete", current, None, csn))
         return self.read_controls(controls, current, None)
