@@ -357,6 +357,7 @@ class SyncConsumer:
         if change is not None:
             change.relay_sid = self.provider_sid
             change.replicated = True
+            change.in_csn_order = cookie_csn is not None
             backend.publish(change)
 
     def replace_local(self, txn, local: Entry, ndn: str, incoming: Entry, csn: str) -> Change:
@@ -431,6 +432,7 @@ class SyncConsumer:
         if change is not None:
             change.relay_sid = self.provider_sid
             change.replicated = True
+            change.in_csn_order = cookie_csn is not None
             backend.publish(change)
 
     def delete_local(self, txn, local: Entry, csn: str) -> Change:

@@ -168,7 +168,9 @@ class SyncProvider:
     def push(self, ps: PersistentSearch, change: Change) -> None:
         before = self.covers(ps, change.before)
         after = change.kind != "delete" and self.covers(ps, change.after)
-        cookie = format_cookie(ps.rid, self.cookie_sid(), [change.csn]).encode()
+        cookie = (
+            format_cookie(ps.rid, self.cookie_sid(), [change.csn]).encode() if change.in_csn_order else None
+        )
         if after:
             state = ctl.SYNC_STATE_MODIFY if before else ctl.SYNC_STATE_ADD
             assert change.after is not None

@@ -26,6 +26,9 @@ class Change:
     csn: str
     relay_sid: int | None = None  # for a replicated write: the server ID of the provider it came from
     replicated: bool = False
+    # False for changes applied during a consumer's refresh: they arrive in no particular CSN order, so they
+    # are relayed without a cookie (a cookie would tell the next consumer that everything older has arrived).
+    in_csn_order: bool = True
 
     @property
     def origin_sid(self) -> int:
