@@ -124,7 +124,7 @@ def start_process(name: str, argv: list[str], port: int, ldapi_path: str, workdi
 
 
 def start_pyldapd(workdir: Path, conf_text: str, *, name: str = "pyldapd", port: int | None = None,
-                  debug: str = "stats", extra_args: list[str] | None = None) -> RunningServer:  # fmt: skip
+                  debug: str = "stats,sync", extra_args: list[str] | None = None) -> RunningServer:  # fmt: skip
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"{name}.conf"
     config_path.write_text(conf_text)

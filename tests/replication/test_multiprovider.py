@@ -85,6 +85,7 @@ def writes_everywhere(mesh: Mesh) -> None:
     [
         ["pyldapd", "pyldapd"],
         ["pyldapd", "pyldapd", "pyldapd"],
+        ["pyldapd", "pyldapd", "pyldapd", "pyldapd"],
         ["pyldapd", "slapd"],
         ["pyldapd", "pyldapd", "slapd"],
     ],

@@ -99,6 +99,9 @@ def test_replication_scenario(tmp_path, provider_kind, consumer_kind, type_):
             provider, f"dn: uid=u6,ou=People,{SUFFIX}\nchangetype: modify\nadd: description\ndescription: x\n"
         )
         wait_converged([provider, consumer])
+        if consumer_kind == "pyldapd":  # it resumed from its cookie: no reload from scratch
+            requests = [line for line in consumer.log().splitlines() if "sync search with cookie" in line]
+            assert len(requests) >= 2 and all(",csn=" in line for line in requests[1:])
         # a read-only consumer refers writes to its provider
         result = ldap_tool("ldapmodify", "-H", consumer.url, "-x", "-D", "cn=admin,dc=example,dc=com", "-w",
                            "secret", input=f"dn: uid=u1,ou=People,{SUFFIX}\nchangetype: delete\n")  # fmt: skip
@@ -161,6 +164,52 @@ def test_cookie_override_forces_reload(tmp_path):
         consumer = start_pyldapd(consumer.workdir, conf, name="consumer", extra_args=["-c", "rid=001"])
         wait_converged([provider, consumer])
         assert "sync search with cookie rid=001" in consumer.log() or "rid=001" in consumer.log()
+    finally:
+        provider.stop()
+        consumer.stop()
+
+
+def test_partial_replication_attrs_and_exattrs(tmp_path):
+    provider = start("pyldapd", tmp_path, "provider", provider_conf)
+    consumer = start("pyldapd", tmp_path, "consumer", consumer_conf, provider_url=provider.url,
+                     extra='attrs="objectClass,ou,uid,cn,sn,mail" exattrs="mail" schemachecking=off')  # fmt: skip
+    try:
+        populate(provider)
+        modify(provider, f"dn: uid=u1,ou=People,{SUFFIX}\nchangetype: modify\nadd: mail\nmail: a@b\n-\n"
+                         "add: description\ndescription: not replicated\n")  # fmt: skip
+        wait_for(
+            lambda: any("uid=u1" in dn for dn, _ in dump(consumer, attrs=["cn"])), what="u1 on the consumer"
+        )
+        wait_for(lambda: dict(dump(consumer, attrs=["*"])).get(f"dn: uid=u1,ou=People,{SUFFIX}") is not None,
+                 what="u1")  # fmt: skip
+        attrs = dict(dump(consumer, attrs=["*"]))[f"dn: uid=u1,ou=People,{SUFFIX}"]
+        assert "cn: U1 Person" in attrs
+        assert not any(a.startswith(("mail:", "description:")) for a in attrs)
+    finally:
+        provider.stop()
+        consumer.stop()
+
+
+def test_ldapi_sasl_external_consumer_and_checkpoint(tmp_path):
+    provider = start("pyldapd", tmp_path, "provider", provider_conf)
+    url = provider.ldapi_url + "/"
+    conf = lambda directory, slapd=False: consumer_conf(directory, url, updateref=False).replace(  # noqa: E731
+        'bindmethod=simple binddn="cn=admin,dc=example,dc=com" credentials=secret',
+        "bindmethod=sasl saslmech=EXTERNAL",
+    )
+    consumer = start("pyldapd", tmp_path, "consumer", conf)
+    try:
+        populate(provider)
+        wait_converged([provider, consumer])
+        # the live contextCSN is visible on the suffix; after a clean stop it is stored there too
+        live = dict(dump(provider, attrs=["contextCSN"], base=SUFFIX))[f"dn: {SUFFIX}"]
+        assert any(a.startswith("contextcsn: ") for a in live)
+        provider.stop()
+        provider = start("pyldapd", tmp_path, "provider", provider_conf, port=provider.port)
+        stored = dict(dump(provider, attrs=["contextCSN"], base=SUFFIX))[f"dn: {SUFFIX}"]
+        assert stored == live
+        consumer_state = dict(dump(consumer, attrs=["contextCSN"], base=SUFFIX))[f"dn: {SUFFIX}"]
+        assert consumer_state == live  # any consumer can become a provider: it holds the provider's state
     finally:
         provider.stop()
         consumer.stop()

@@ -7,6 +7,7 @@ import os
 import sys
 from importlib import resources
 
+from pyldapd.cli import passwd as passwd_cli
 from pyldapd.config.model import LOG_LEVELS, ServerConfig, parse_log_level
 from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
 from pyldapd.server.log import Logger
@@ -36,16 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with no -f/-F: folder for the quick-start config and database",
     )
 
-    test = commands.add_parser("test", help="check a configuration (slaptest)")
-    test.add_argument("-f", dest="config_file", required=True)
-    test.add_argument("-u", dest="dry", action="store_true", help="dry run: do not open databases")
-    test.add_argument("-Q", dest="quiet", action="count", default=0)
+    from pyldapd.cli.tools import register
+
+    parser.set_defaults(tool_handlers=register(commands))  # add, cat, index, test (slapadd, slapcat, ...)
 
     passwd = commands.add_parser("passwd", help="hash a password (slappasswd)", add_help=False)
     passwd.add_argument("--help", action="help", help="show this help and exit")
-    passwd.add_argument("-s", dest="secret", help="the secret (prompted for when absent)")
-    passwd.add_argument("-h", dest="scheme", default="{SSHA}", help="scheme, e.g. {SSHA}, {SHA}, {CLEARTEXT}")
-    passwd.add_argument("-T", dest="secret_file", help="read the secret from this file")
+    passwd_cli.add_arguments(passwd)  # cli/passwd.py: slappasswd's flags
+
+    from pyldapd.cli import cluster, status
+
+    status.add_parser(commands).set_defaults(replication_handler=status.run)  # cli/status.py
+    cluster.add_parser(commands).set_defaults(replication_handler=cluster.run)  # cli/cluster.py
     return parser
 
 
@@ -137,32 +140,14 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
-    from pyldapd.model.passwords import hash_password
-
-    if args.secret is not None:
-        secret = args.secret.encode()
-    elif args.secret_file:
-        with open(args.secret_file, "rb") as handle:
-            secret = handle.read().split(b"\n", 1)[0]
-    else:
-        import getpass
-
-        first = getpass.getpass("New password: ")
-        if first != getpass.getpass("Re-enter new password: "):
-            print("Password values do not match", file=sys.stderr)
-            return 1
-        secret = first.encode()
-    try:
-        print(hash_password(secret, args.scheme).decode())
-    except ValueError as exc:
-        print(f"pyldapd passwd: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return passwd_cli.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"serve": cmd_serve, "test": cmd_test, "passwd": cmd_passwd}
+    if getattr(args, "replication_handler", None) is not None:  # status, cluster
+        return args.replication_handler(args)
+    handlers = {"serve": cmd_serve, "passwd": cmd_passwd, **args.tool_handlers}
     return handlers[args.command](args)
 
 

@@ -53,6 +53,70 @@ def parse_log_level(words: list[str]) -> int:
     return level
 
 
+SECURITY_FACTORS = (
+    "ssf", "transport", "tls", "sasl", "update_ssf", "update_transport", "update_tls", "update_sasl",
+    "simple_bind",
+)  # fmt: skip
+TLS_VERIFY_LEVELS = {"never": "never", "allow": "allow", "try": "try", "demand": "demand", "hard": "demand",
+                     "true": "demand"}  # fmt: skip
+
+
+@dataclass
+class SecurityFactors:
+    """slapd's `security` directive (olcSecurity): minimum strength factors, 0 = no requirement."""
+
+    ssf: int = 0
+    transport: int = 0
+    tls: int = 0
+    sasl: int = 0
+    update_ssf: int = 0
+    update_transport: int = 0
+    update_tls: int = 0
+    update_sasl: int = 0
+    simple_bind: int = 0
+
+    @classmethod
+    def parse(cls, words: list[str], into: SecurityFactors | None = None) -> SecurityFactors:
+        """`ssf=128 simple_bind=64 ...`; ValueError names the word slapd would reject."""
+        factors = into if into is not None else cls()
+        for word in words:
+            name, sep, value = word.partition("=")
+            name = name.lower()
+            if not sep or name not in SECURITY_FACTORS:
+                raise ValueError(f"unknown factor {word!r}")
+            try:
+                number = int(value, 0)
+            except ValueError:
+                raise ValueError(f"unable to parse factor {word!r}") from None
+            if number < 0:
+                raise ValueError(f"unable to parse factor {word!r}")
+            setattr(factors, name, number)
+        return factors
+
+    def words(self) -> list[str]:
+        return [f"{name}={getattr(self, name)}" for name in SECURITY_FACTORS if getattr(self, name)]
+
+
+@dataclass
+class TLSConfig:
+    """slapd's global TLS* directives (olcTLS*). TLS is on when a certificate and its key are configured."""
+
+    certificate_file: str = ""
+    certificate_key_file: str = ""
+    ca_certificate_file: str = ""
+    ca_certificate_path: str = ""
+    verify_client: str = "never"  # never | allow | try | demand (hard and true are demand)
+    protocol_min: str = ""  # e.g. "3.3" = TLS 1.2
+    cipher_suite: str = ""
+    dh_param_file: str = ""
+    crl_check: str = "none"
+    crl_file: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.certificate_file and self.certificate_key_file)
+
+
 @dataclass
 class DatabaseConfig:
     type: str  # "mdb" (also for "hdb"/"bdb"), "config", "monitor", "frontend"
@@ -67,12 +131,15 @@ class DatabaseConfig:
     timelimit: int | None = None
     readonly: bool = False
     access: list[str] = field(default_factory=list)
+    access_sources: list[str] = field(default_factory=list)  # "file:line" of each access line
     limits: list[str] = field(default_factory=list)
+    limits_sources: list[str] = field(default_factory=list)
     syncrepl: list[str] = field(default_factory=list)
     updateref: list[str] = field(default_factory=list)
     updatedn: str = ""
     multiprovider: bool = False
     overlays: list[OverlayConfig] = field(default_factory=list)
+    security: SecurityFactors = field(default_factory=SecurityFactors)
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     source: str = ""
 
@@ -101,10 +168,21 @@ class ServerConfig:
     max_pdu: int = DEFAULT_MAX_PDU
     max_pdu_auth: int = DEFAULT_MAX_PDU_AUTH
     max_filter_depth: int = 1000
+    # hardening (server/limits.py): open connections, outstanding operations per connection (slapd's
+    # conn_max_pending[_auth]), attribute values/descriptions per request
+    max_connections: int = 4096
+    conn_max_pending: int = 100
+    conn_max_pending_auth: int = 1000
+    max_request_values: int = 10_000
     password_hash: list[str] = field(default_factory=lambda: ["{SSHA}"])
+    password_crypt_salt_format: str = ""  # for {CRYPT}; "" = slapd's default "%s"
     server_ids: list[tuple[int, str]] = field(default_factory=list)
     access: list[str] = field(default_factory=list)  # frontend ACLs (before the first database)
+    access_sources: list[str] = field(default_factory=list)  # "file:line" of each access line
     databases: list[DatabaseConfig] = field(default_factory=list)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    security: SecurityFactors = field(default_factory=SecurityFactors)  # global (frontend) requirements
+    local_ssf: int = 71  # slapd's localSSF: the strength of an ldapi:// connection
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # Inline schema definitions (attributetype/objectclass/objectidentifier lines in slapd.conf), in order.

@@ -11,7 +11,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pyldapd.config.model import DatabaseConfig, OverlayConfig, ServerConfig, parse_log_level
+from pyldapd.config.model import (
+    TLS_VERIFY_LEVELS,
+    DatabaseConfig,
+    OverlayConfig,
+    SecurityFactors,
+    ServerConfig,
+    TLSConfig,
+    parse_log_level,
+)
 
 
 class ConfigError(Exception):
@@ -215,6 +223,43 @@ def parse_server_id(directive: Directive) -> tuple[int, str]:
     return number, directive.args[1] if len(directive.args) == 2 else ""
 
 
+# slapd.conf TLS directive -> TLSConfig field
+TLS_DIRECTIVES = {
+    "tlscertificatefile": "certificate_file",
+    "tlscertificatekeyfile": "certificate_key_file",
+    "tlscacertificatefile": "ca_certificate_file",
+    "tlscacertificatepath": "ca_certificate_path",
+    "tlsverifyclient": "verify_client",
+    "tlsprotocolmin": "protocol_min",
+    "tlsciphersuite": "cipher_suite",
+    "tlsdhparamfile": "dh_param_file",
+    "tlscrlcheck": "crl_check",
+    "tlscrlfile": "crl_file",
+}
+
+
+def apply_tls_directive(d: Directive, tls: TLSConfig) -> None:
+    value = " ".join(d.args) if d.name == "tlsciphersuite" else one_arg(d)
+    if d.name == "tlsverifyclient":
+        if value.lower() not in TLS_VERIFY_LEVELS:
+            raise d.error(f"{d.words[0]}: unknown level {value!r} (never, allow, try, demand, hard)")
+        value = TLS_VERIFY_LEVELS[value.lower()]
+    elif d.name == "tlsprotocolmin":
+        major, _, minor = value.partition(".")
+        if not major.isdigit() or (minor and not minor.isdigit()):
+            raise d.error(f"{d.words[0]}: invalid version {value!r} (e.g. 3.3 for TLS 1.2)")
+    elif d.name == "tlscrlcheck" and value.lower() not in ("none", "peer", "all"):
+        raise d.error(f"{d.words[0]}: unknown level {value!r} (none, peer, all)")
+    setattr(tls, TLS_DIRECTIVES[d.name], value)
+
+
+def apply_security(d: Directive, factors: SecurityFactors) -> None:
+    try:
+        SecurityFactors.parse(d.args, factors)
+    except ValueError as exc:
+        raise d.error(f"{d.words[0]}: {exc}") from None
+
+
 class SlapdConfParser:
     def __init__(self) -> None:
         self.config = ServerConfig()
@@ -313,6 +358,8 @@ class SlapdConfParser:
             config.max_pdu_auth = self.int_arg(d)
         elif name == "maxfilterdepth":
             config.max_filter_depth = self.int_arg(d)
+        elif name in ("conn_max_pending", "conn_max_pending_auth"):  # server/limits.py
+            setattr(config, name, self.int_arg(d))
         elif name == "password-hash":
             if not d.args:
                 raise d.error("password-hash: a scheme is required")
@@ -320,7 +367,16 @@ class SlapdConfParser:
         elif name in ("serverid",):
             config.server_ids.append(parse_server_id(d))
         elif name == "access":
-            config.access.append(" ".join(d.args))
+            config.access.append(access_text(d))
+            config.access_sources.append(f"{d.source}:{d.line}")
+        elif name in TLS_DIRECTIVES:
+            apply_tls_directive(d, config.tls)
+        elif name == "security":
+            apply_security(d, config.security)
+        elif name == "localssf":
+            config.local_ssf = self.int_arg(d)
+        elif name == "password-crypt-salt-format":
+            config.password_crypt_salt_format = one_arg(d)
         elif name in ACCEPTED_GLOBAL or name in ACCEPTED_DATABASE:
             config.extra.append((name, d.args))
         else:
@@ -350,9 +406,11 @@ class SlapdConfParser:
         elif name == "readonly":
             db.readonly = one_arg(d).lower() in ("on", "true", "yes")
         elif name == "access":
-            db.access.append(" ".join(d.args))
+            db.access.append(access_text(d))
+            db.access_sources.append(f"{d.source}:{d.line}")
         elif name == "limits":
-            db.limits.append(" ".join(d.args))
+            db.limits.append(limits_text(d))
+            db.limits_sources.append(f"{d.source}:{d.line}")
         elif name == "syncrepl":
             db.syncrepl.append(d.raw.split(None, 1)[1] if d.args else "")  # keep the quoting
         elif name == "updateref":
@@ -361,6 +419,8 @@ class SlapdConfParser:
             db.updatedn = one_arg(d)
         elif name in ("mirrormode", "multiprovider", "multimaster"):
             db.multiprovider = one_arg(d).lower() in ("on", "true", "yes")
+        elif name == "security":
+            apply_security(d, db.security)
         elif name in ACCEPTED_DATABASE:
             db.extra.append((name, d.args))
         elif name in ("serverid",):
@@ -379,6 +439,27 @@ class SlapdConfParser:
         if value < 0:
             raise d.error(f"{d.words[0]}: must not be negative")
         return value
+
+
+def access_text(d: Directive) -> str:
+    """An `access` line's text after the keyword, quoting kept; its syntax is checked here (file and line)."""
+    from pyldapd.server.acl import ACLError, parse_access
+
+    try:
+        parse_access(d.args)
+    except ACLError as exc:
+        raise d.error(f"access: {exc}") from None
+    return d.raw.split(None, 1)[1] if d.args else ""
+
+
+def limits_text(d: Directive) -> str:
+    from pyldapd.server.searchlimits import LimitsError, parse_limits
+
+    try:
+        parse_limits(d.args)
+    except LimitsError as exc:
+        raise d.error(f"limits: {exc}") from None
+    return d.raw.split(None, 1)[1] if d.args else ""
 
 
 def validate(config: ServerConfig, source: str) -> None:

@@ -210,8 +210,10 @@ class SyncConsumer:
             if isinstance(info, ctl.SyncInfoRefreshPresent):
                 self.delete_nonpresent(info.cookie)
             self.save_cookie(info.cookie)
+            self.present = set()
             if info.refresh_done:
                 self.refresh_done = True
+                self.last_error = ""
                 self.state = "persisting"
                 self.note("refresh done, persisting")
 
@@ -227,6 +229,7 @@ class SyncConsumer:
         if not done.refresh_deletes:
             self.delete_nonpresent(done.cookie)
         self.save_cookie(done.cookie)
+        self.last_error = ""
         self.note("refresh complete")
 
     # -- state ----------------------------------------------------------------------------------------------
@@ -263,9 +266,11 @@ class SyncConsumer:
     def incoming_entry(self, dn: str, attributes: list[tuple[str, list[bytes]]], entry_uuid: bytes) -> Entry:
         schema = self.directory.schema
         entry = Entry(dn)
+        excluded = {schema.attribute_key(name) for name in self.spec.exattrs}
         for name, values in attributes:
             key = schema.attribute_key(name)
-            if key.split(";", 1)[0] in DYNAMIC_KEYS or not values:
+            base = key.split(";", 1)[0]
+            if base in DYNAMIC_KEYS or base in excluded or not values:
                 continue
             existing = entry.attrs.get(key)
             if existing is None:

@@ -231,13 +231,12 @@ class SyncProvider:
         consumer_state = {
             sid: csn for sid, csn in (cookie.csns if cookie else {}).items() if sid in provider_state
         }
-        if cookie is not None and cookie.csns and not provider_state:
-            raise LDAPError(ResultCode.unwillingToPerform, "consumer has state info but provider doesn't!")
         own = self.server_id
         if own in consumer_state and consumer_state[own] > provider_state.get(own, ""):
             raise LDAPError(ResultCode.unwillingToPerform, "consumer state is newer than provider!")
         persist = sync.mode == ctl.SYNC_MODE_REFRESH_AND_PERSIST
         send = conn.send
+        end_cookie: str | None = None
         sent = 0
 
         def send_entry(entry: Entry) -> None:
@@ -252,17 +251,26 @@ class SyncProvider:
 
         with self.backend.db.read() as txn:
             base = txn.get(base_ndn)
-            if base is None:
+            if not provider_state:
+                # A provider with no state yet (a new, empty node of a cluster): slapd refuses a consumer that has
+                # state (53, and the consumer waits for its retry); pyldapd sends what it holds, as an initial
+                # load, so a new mesh converges without waiting for retries.
+                if base is not None:
+                    for entry in txn.search(base_ndn, Scope(request.scope), request.filter):
+                        if visible(entry):
+                            send_entry(entry)
+                refresh_deletes, end_cookie = True, None
+            elif base is None:
                 nearest = txn.nearest_ancestor(base_ndn)
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
-            if not cookie or not cookie.csns or set(consumer_state) != set(provider_state):
+            elif not cookie or not cookie.csns or set(consumer_state) != set(provider_state):
                 # initial content, or a state we cannot compare with ours: everything, as adds
                 initial = not cookie or not cookie.csns
                 for entry in txn.search(base_ndn, Scope(request.scope), request.filter):
                     if visible(entry):
                         send_entry(entry)
                 refresh_deletes = initial or self.settings.nopresent
-                end_cookie: str | None = self.full_cookie(rid)
+                end_cookie = self.full_cookie(rid)
             else:
                 behind = [sid for sid in provider_state if consumer_state[sid] < provider_state[sid]]
                 if not behind and not self.backend.context.dirty:

@@ -10,6 +10,7 @@ import signal
 import sys
 
 from pyldapd.config.model import ServerConfig
+from pyldapd.config.slapdconf import ConfigError
 from pyldapd.model.dn import normalize_dn
 from pyldapd.model.schema import Schema
 from pyldapd.replication.consumer import SyncConsumer
@@ -19,6 +20,7 @@ from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
+from pyldapd.server.tls import TLSSetupError, build_context
 
 
 class StartupError(Exception):
@@ -87,6 +89,11 @@ class Server:
         self.config = config
         self.urls = urls
         self.log = log
+        try:  # TLS* directives -> the context for ldaps:// and StartTLS (None: TLS not configured)
+            self.tls_context = build_context(config.tls, log.error)
+        except TLSSetupError as exc:
+            raise StartupError(str(exc)) from None
+        self.tls_tasks: set[asyncio.Task] = set()  # StartTLS handshakes under way
         self.schema = build_schema(config)
         self.server_id = choose_server_id(config, urls)
         self.directory = Directory(config, self.schema, self.server_id)
@@ -149,8 +156,8 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for url in self.urls:
-            if url.scheme == "ldaps":
-                raise StartupError(f"{url.text}: ldaps:// needs TLS, which this build does not configure yet")
+            if url.scheme == "ldaps" and self.tls_context is None:
+                raise StartupError(f"{url.text}: ldaps:// needs TLSCertificateFile and TLSCertificateKeyFile")
             if url.scheme == "ldapi":
                 if os.path.exists(url.path):
                     os.unlink(url.path)
@@ -165,6 +172,7 @@ class Server:
                     host=host,
                     port=url.port,
                     reuse_address=True,
+                    ssl=self.tls_context if url.scheme == "ldaps" else None,
                 )
             self.listeners.append(server)
         self.log.error(
@@ -251,7 +259,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
     write_pid_files(config, sys.argv)
     try:
         runner(main())
-    except (StartupError, OSError) as exc:
+    except (StartupError, OSError, ConfigError) as exc:  # ConfigError: access/limits checked on start
         log.error(f"pyldapd: {exc}")
         return 1
     finally:

@@ -15,9 +15,11 @@ from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ber import tlv
 from pyldapd.protocol.ldap import Control, ResultCode
+from pyldapd.server import limits
 from pyldapd.server.directory import SizeLimitExceeded
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
+from pyldapd.server.tls import check_security, setup_session, start_tls
 
 if TYPE_CHECKING:
     from pyldapd.server.app import Server
@@ -60,6 +62,10 @@ class LDAPConnection(asyncio.Protocol):
         self.closing = False
         self.op_count = 0
         self.idle_handle: asyncio.TimerHandle | None = None
+        self.starting_tls = False  # StartTLS answered, handshake pending: nothing more is read in the clear
+        self.write_paused = False  # set by pause_writing (flow control, server/limits.py)
+        self.held_pdus: list[bytes] = []
+        self.tls_backlog = bytearray()
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
 
@@ -81,7 +87,11 @@ class LDAPConnection(asyncio.Protocol):
             self.session.peer = f"IP={peer[0]}:{peer[1]}" if peer else "IP=?"
         fd = sock.fileno() if sock is not None else -1
         self.log.log(STATS, f"conn={conn} fd={fd} ACCEPT from {self.session.peer} ({self.listener_url})")
+        if limits.too_many_connections(self):  # server/limits.py: accepted, told why, closed
+            self.disconnect(ResultCode.unavailable, "too many connections")
+            return
         self.server.connections.add(self)
+        setup_session(self, transport)  # strength factors; ldaps:// is already encrypted here
         self.reset_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -96,17 +106,26 @@ class LDAPConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.starting_tls:  # StartTLS handshake under way (server/tls.py): held until it is complete
+            self.tls_backlog += data
+            return
         self.reset_idle()
         try:
             pdus = self.framer.feed(data)
         except ldap.ProtocolError as exc:
             self.disconnect(ResultCode.protocolError, f"{exc}")
             return
-        for pdu in pdus:
-            if self.closing:
+        self.process_pdus(pdus)
+
+    def process_pdus(self, pdus: list[bytes]) -> None:
+        for index, pdu in enumerate(pdus):
+            if self.closing or self.starting_tls:
+                return
+            if self.write_paused:  # the client is not reading its responses: hold the rest (server/limits.py)
+                self.held_pdus = pdus[index:] + self.held_pdus
                 return
             try:
-                message = ldap.decode_message(pdu)
+                message = ldap.decode_message(pdu, limits.filter_depth(self.server.config.max_filter_depth))
             except ldap.BERError as exc:
                 self.log.log(STATS, f"conn={self.session.conn_id} op={self.op_count} BER error: {exc}")
                 self.disconnect(ResultCode.protocolError, "decoding error")
@@ -123,6 +142,28 @@ class LDAPConnection(asyncio.Protocol):
                     self.send(
                         ldap.encode_result(message.message_id, tag, ResultCode.other, "", "internal error")
                     )
+
+    def pause_writing(self) -> None:
+        """Responses pile up unread: stop reading requests until the client catches up (flow control)."""
+        self.write_paused = True
+        if self.transport is not None and not self.closing:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is None or self.closing:
+            return
+        held, self.held_pdus = self.held_pdus, []
+        if held:
+            self.process_pdus(held)
+        if not self.write_paused and not self.closing:
+            try:
+                self.transport.resume_reading()
+            except RuntimeError:
+                pass
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -199,6 +240,8 @@ class LDAPConnection(asyncio.Protocol):
                             nentries=0)  # fmt: skip
                 return
         try:
+            limits.check_request(self, op)  # outstanding operations, values per request
+            check_security(self, op)
             self.handle(mid, op, message.controls, tag)
         except LDAPError as exc:
             self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
@@ -225,7 +268,7 @@ class LDAPConnection(asyncio.Protocol):
             if self.log.level & STATS:
                 mech = "SIMPLE" if op.sasl_mechanism is None else op.sasl_mechanism
                 self.log.write(f'conn={session.conn_id} op={self.current_op} BIND dn="{dn}" mech={mech} '
-                               f"ssf=0")  # fmt: skip
+                               f"ssf={session.ssf}")  # fmt: skip
             self.result(mid, tag, ResultCode.success)
         elif isinstance(op, ldap.AddRequest):
             self.result(mid, tag, ResultCode.success, controls=directory.add(session, op, controls))
@@ -241,7 +284,6 @@ class LDAPConnection(asyncio.Protocol):
             self.extended(mid, op, tag)
 
     def extended(self, mid: int, op: ldap.ExtendedRequest, tag: int) -> None:
-        name_extra = b""
         if op.name == ctl.WHO_AM_I:
             value = self.directory.who_am_i(self.session)
             extra = tlv(EXTENDED_RESULT_VALUE_TAG, value)
@@ -261,8 +303,7 @@ class LDAPConnection(asyncio.Protocol):
             else:
                 self.result(mid, tag, ResultCode.noSuchOperation)
         elif op.name == ctl.START_TLS:
-            name_extra = tlv(EXTENDED_RESULT_NAME_TAG, op.name.encode())
-            self.result(mid, tag, ResultCode.unavailable, "Could not initialize TLS", extra=name_extra)
+            start_tls(self, mid, op, tag)  # server/tls.py; unavailable when TLS is not configured
         else:
             self.result(mid, tag, ResultCode.protocolError, "unsupported extended operation")
 

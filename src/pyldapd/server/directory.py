@@ -39,7 +39,9 @@ from pyldapd.server.entries import (
     resolve_type,
 )
 from pyldapd.server.errors import LDAPError
+from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
+from pyldapd.server.searchlimits import search_limits
 
 if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
@@ -85,6 +87,12 @@ class Session:
     bind_dn: str = ""
     bind_ndn: str = ""
     paged: dict[bytes, PagedSearch] = field(default_factory=dict)
+    # security strength factors (server/tls.py): overall, transport (ldapi's localSSF), TLS cipher bits
+    ssf: int = 0
+    transport_ssf: int = 0
+    tls_ssf: int = 0
+    tls: bool = False
+    tls_authzid: str = ""  # the verified client certificate's subject DN, for SASL EXTERNAL
 
     @property
     def anonymous(self) -> bool:
@@ -100,14 +108,15 @@ class PagedSearch:
 class Backend:
     """One configured data database: its config, its storage and its normalized names."""
 
-    def __init__(self, config: DatabaseConfig, schema: Schema) -> None:
+    def __init__(self, config: DatabaseConfig, schema: Schema, *, sync: bool = True) -> None:
         self.config = config
         self.schema = schema
         os.makedirs(config.directory, exist_ok=True)
         indexes = dict(config.indexes)
         indexes.setdefault("objectClass", set()).add("eq")
         kwargs = {"maxsize": config.maxsize} if config.maxsize else {}
-        self.db = MdbDatabase(config.directory, schema, config.suffix, indexes=indexes, **kwargs)
+        # sync=False: bulk loads (`pyldapd add -q`), which call db.sync() at the end
+        self.db = MdbDatabase(config.directory, schema, config.suffix, indexes=indexes, sync=sync, **kwargs)
         self.suffix_ndn = normalize_dn(config.suffix, schema)
         self.rootdn_ndn = normalize_dn(config.rootdn, schema) if config.rootdn else ""
         self.context = ContextState()
@@ -178,6 +187,10 @@ class Directory:
                 self.csn.observe(csn)
         self.subschema_ndn = normalize_dn(SUBSCHEMA_DN, schema)
         self.started = generalized_time()
+        from pyldapd.server.monitor import Monitor
+
+        self.monitor = Monitor(self)  # the read-only cn=Monitor tree (server/monitor.py)
+        self.access = AccessControl(self)  # access control (server/acl.py, server/guard.py)
 
     def close(self) -> None:
         for backend in self.backends:
@@ -225,6 +238,19 @@ class Directory:
     def is_root(self, session: Session, backend: Backend) -> bool:
         return bool(session.bind_ndn) and session.bind_ndn == backend.rootdn_ndn
 
+    def lookup_entry(self, ndn: str) -> Entry | None:
+        """An entry by normalized DN from whichever database holds it (group lookups of access control)."""
+        backend = self.backend_for(ndn)
+        if backend is None:
+            return None
+        with backend.db.read() as txn:
+            return txn.get(ndn)
+
+    def search_limits(self, session: Session, backend: Backend | None, request: ldap.SearchRequest,
+                      base_ndn: str = "") -> tuple[int, int]:  # fmt: skip
+        """(size, seconds) a search runs with, 0 meaning unlimited: `limits`, sizelimit/timelimit, the request."""
+        return search_limits(self, session, backend, request, base_ndn)
+
     def limits_for(self, session: Session, backend: Backend | None) -> tuple[int, int]:
         if backend is not None and self.is_root(session, backend):
             return 0, 0
@@ -268,6 +294,8 @@ class Directory:
             entry = txn.get(ndn)
         if entry is None:
             raise LDAPError(ResultCode.invalidCredentials)
+        if not self.access.check_bind(session, backend, entry, ndn):
+            raise LDAPError(ResultCode.invalidCredentials)
         for stored in entry.get("userpassword"):
             if verify_password(password, stored):
                 return entry.dn, ndn
@@ -277,6 +305,11 @@ class Directory:
         mechanism = (request.sasl_mechanism or "").upper()
         if mechanism != "EXTERNAL":
             raise LDAPError(ResultCode.authMethodNotSupported, "SASL(-4): no mechanism available: ")
+        if session.tls_authzid:  # a client certificate (server/tls.py)
+            from pyldapd.server.tls import external_identity
+
+            requested = (request.sasl_credentials or b"").decode("utf-8", "replace")
+            return external_identity(session, self.schema, requested)
         if not session.local or session.peer_uid is None:
             raise LDAPError(ResultCode.inappropriateAuthentication, "SASL(-4): no mechanism available: ")
         dn = f"gidNumber={session.peer_gid}+uidNumber={session.peer_uid},{PEERCRED_SUFFIX}"
@@ -304,38 +337,50 @@ class Directory:
         paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
+        if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
+            return self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send), [], ""
+        special = None
         if base_ndn == "" and scope == Scope.BASE:
-            entry = self.root_dse()
-            if matches(entry):
-                send(ldap.encode_search_result_entry(message_id, "", selection.encode(entry, None)))
-                return 1, [], ""
-            return 0, [], ""
-        if base_ndn == self.subschema_ndn:
+            special = self.root_dse()
+        elif base_ndn == self.subschema_ndn:
             if scope != Scope.BASE:
                 return 0, [], ""
-            entry = self.subschema_entry()
-            if matches(entry):
-                send(ldap.encode_search_result_entry(message_id, entry.dn, selection.encode(entry, None)))
-                return 1, [], ""
-            return 0, [], ""
+            special = self.subschema_entry()
+        if special is not None:  # entries no database holds: the frontend's (global) access rules
+            guard = self.access.search_guard(session, None, request.filter)
+            if guard is not None:
+                denied = guard.base_denied(special, base_ndn)
+                if denied is not None:
+                    raise LDAPError(denied, "")
+                blob = guard.encode(special, selection, None) if guard.matches(special) else None
+            else:
+                blob = selection.encode(special, None) if matches(special) else None
+            if blob is None:
+                return 0, [], ""
+            send(ldap.encode_search_result_entry(message_id, special.dn, blob))
+            return 1, [], ""
         backend = self.backend_for(base_ndn)
         if backend is None:
             raise LDAPError(ResultCode.noSuchObject, "")
-        size_limit, time_limit = self.limits_for(session, backend)
-        if request.size_limit and (not size_limit or request.size_limit < size_limit):
-            size_limit = request.size_limit
-        if request.time_limit and (not time_limit or request.time_limit < time_limit):
-            time_limit = request.time_limit
+        size_limit, time_limit = self.search_limits(session, backend, request, base_ndn)
         deadline = time.monotonic() + time_limit if time_limit else None
         with backend.db.read() as txn:
+            guard = self.access.search_guard(session, backend, request.filter, txn)
             base = txn.get(base_ndn)
             if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
+                if guard is not None and base is None:
+                    raise self.access.not_found(session, backend, txn, base_ndn)
                 nearest = txn.nearest_ancestor(base_ndn) if base is None else None
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+            if guard is not None:
+                denied = guard.base_denied(base, base_ndn)
+                if denied is not None:
+                    raise LDAPError(denied, "")
+                matches = guard.matches
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
-                                         manage_dsa_it, send)  # fmt: skip
+                                         manage_dsa_it, send, guard)  # fmt: skip
             sent = 0
             checked = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
@@ -352,16 +397,18 @@ class Directory:
                     continue
                 if size_limit and sent >= size_limit:
                     raise SizeLimitExceeded(sent)
-                send(
-                    ldap.encode_search_result_entry(
-                        message_id, entry.dn, selection.encode(entry, has_children)
-                    )
-                )
+                if guard is not None:
+                    blob = guard.encode(entry, selection, has_children)
+                    if blob is None:
+                        continue  # no read access to the entry: slapd leaves it out silently
+                else:
+                    blob = selection.encode(entry, has_children)
+                send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
                 sent += 1
         return sent, [], ""
 
     def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send) -> tuple[int, list[Control], str]:  # fmt: skip
+                     send, guard=None) -> tuple[int, list[Control], str]:  # fmt: skip
         try:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
@@ -387,7 +434,11 @@ class Directory:
             entry = txn.get_by_id(remaining.pop(0))
             if entry is None:
                 continue
-            send(ldap.encode_search_result_entry(message_id, entry.dn, selection.encode(entry, has_children)))
+            blob = selection.encode(entry, has_children) if guard is None else guard.encode(entry, selection,
+                                                                                            has_children)  # fmt: skip
+            if blob is None:
+                continue
+            send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
             sent += 1
         cookie = b""
         if remaining:
@@ -414,11 +465,12 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, "Sync Request control value is malformed") from exc
         if request.scope not in (0, 1, 2, 3):
             raise LDAPError(ResultCode.protocolError, "invalid scope")
-        size_limit, _ = self.limits_for(conn.session, backend)
-        if request.size_limit and (not size_limit or request.size_limit < size_limit):
-            size_limit = request.size_limit
+        size_limit, _ = self.search_limits(conn.session, backend, request, base_ndn)
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
+        guard = self.access.search_guard(conn.session, backend, request.filter)
+        if guard is not None:
+            selection, matches = guard.for_sync(backend, base_ndn, selection)
         return backend.provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
                                             base_ndn, size_limit)  # fmt: skip
 
@@ -445,6 +497,7 @@ class Directory:
         put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
         put("vendorname", "vendorName", [b"pyldapd"])
         put("vendorversion", "vendorVersion", [VENDOR_VERSION.encode()])
+        put("monitorcontext", "monitorContext", [b"cn=Monitor"])
         put("entrydn", "entryDN", [b""])
         return entry
 
@@ -464,11 +517,9 @@ class Directory:
     # -- writes ----------------------------------------------------------------------------------------------
 
     def require_write(self, session: Session, backend: Backend, what: str) -> None:
-        """Until access control lands, slapd's default policy: everyone may read, only the rootdn may write."""
+        """A `readonly` database refuses every update; who may write what is access control's (guard.py)."""
         if backend.config.readonly:
             raise LDAPError(ResultCode.unwillingToPerform, "operation restricted")
-        if not self.is_root(session, backend):
-            raise LDAPError(ResultCode.insufficientAccessRights, f"no write access to {what}")
 
     def stamp(self, entry: Entry, session: Session, *, created: bool) -> str:
         csn = self.csn.next()
@@ -499,13 +550,14 @@ class Directory:
             if txn.exists(ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             parent = None
+            parent_ndn = split_rdn(ndn)[1]
             if ndn != backend.suffix_ndn:
-                parent_ndn = split_rdn(ndn)[1]
                 parent = txn.get(parent_ndn)
                 if parent is None:
                     nearest = txn.nearest_ancestor(ndn)
                     raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             self.require_write(session, backend, "parent" if parent is not None else "entry")
+            self.access.check_add(session, backend, txn, entry, ndn, parent, parent_ndn)
             self.check_assertion(controls, parent if parent is not None else Entry(""))
             csn = self.stamp(entry, session, created=True)
             try:
@@ -530,6 +582,7 @@ class Directory:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.check_assertion(controls, current)
+            self.access.check_modify(session, backend, txn, current, ndn, request.changes)
             entry = current.copy()
             apply_modifications(self.schema, entry, request.changes)
             old_structural = current.first("structuralobjectclass")
@@ -554,6 +607,7 @@ class Directory:
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
+            self.access.check_delete(session, backend, txn, current, ndn)
             self.check_assertion(controls, current)
             try:
                 txn.delete(ndn)
@@ -600,6 +654,9 @@ class Directory:
             new_parent_ndn = split_rdn(new_ndn)[1]
             if request.new_superior is not None and txn.get(new_parent_ndn) is None:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found")
+            self.access.check_rename(session, backend, txn, current, ndn, new_parent_ndn,
+                                     request.new_superior is not None, old_rdn, request.new_rdn,
+                                     request.delete_old_rdn)  # fmt: skip
             if new_ndn != ndn and txn.exists(new_ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             entry = current.copy()
@@ -622,6 +679,7 @@ class Directory:
     def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
         ndn = normalize_or_fail(self.schema, request.dn)
         at = resolve_type(self.schema, request.attr)
+        backend = None
         if ndn == "":
             entry = self.root_dse()
         elif ndn == self.subschema_ndn:
@@ -629,7 +687,22 @@ class Directory:
         else:
             backend = self.require_backend(ndn)
             with backend.db.read() as txn:
+                if txn.get(ndn) is None and self.access.configured:
+                    raise self.access.not_found(session, backend, txn, ndn)
                 entry = self.existing(txn, ndn)
+        may_compare, disclose = compare_allowed(
+            self.access, session, backend, entry, ndn, at.key, request.value
+        )
+        try:
+            if not may_compare:
+                raise LDAPError(ResultCode.insufficientAccessRights, "")
+            return self.compare_values(at, request, controls, entry)
+        except LDAPError as exc:
+            if not disclose:  # slapd hides the entry from who may not even know it is there
+                raise LDAPError(ResultCode.noSuchObject, "") from None
+            raise exc
+
+    def compare_values(self, at, request: ldap.CompareRequest, controls: list[Control], entry: Entry) -> int:
         self.check_assertion(controls, entry)
         if at.equality is None:
             raise LDAPError(ResultCode.inappropriateMatching, f"{request.attr}: no equality matching rule")
@@ -668,16 +741,18 @@ class Directory:
         scheme = self.config.password_hash[0] if self.config.password_hash else "{SSHA}"
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
+            hashed = hash_password(new_password, scheme, self.config.password_crypt_salt_format or None)
             if not self.is_root(session, backend):
-                if session.bind_ndn != ndn:
-                    raise LDAPError(ResultCode.insufficientAccessRights, "no write access to entry")
-                if request.old_password is not None and not any(
-                    verify_password(request.old_password, v) for v in current.get("userpassword")
+                if (
+                    request.old_password is not None
+                    and session.bind_ndn == ndn
+                    and not any(verify_password(request.old_password, v) for v in current.get("userpassword"))
                 ):
                     raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
                 self.require_write(session, backend, "entry")
+                self.access.check_password_modify(session, backend, txn, current, ndn, hashed)
             entry = current.copy()
-            entry.put("userpassword", "userPassword", [hash_password(new_password, scheme)])
+            entry.put("userpassword", "userPassword", [hashed])
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
             backend.context.advance(txn, csn)
@@ -806,9 +881,15 @@ class AttributeSelection:
         if not self.computed:
             return b""
         values: list[tuple[str, list[bytes]]] = []
+        special = entry.attrs.get("entrydn") is not None  # the root DSE and subschema entries carry their own
         for name in self.computed:
-            if entry.attrs.get(name.lower()) is not None:
-                continue  # the root DSE and subschema entries carry their own
+            own = entry.attrs.get(name.lower())
+            if own is not None:
+                if not self.all_operational:  # else the loop over the entry's attributes sent it
+                    values.append((own.name, [] if self.types_only else own.values))
+                continue
+            if special and name == "hasSubordinates":
+                continue  # slapd shows none for them
             if name == "entryDN":
                 value = entry.dn.encode()
             elif name == "subschemaSubentry":

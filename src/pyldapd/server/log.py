@@ -22,7 +22,7 @@ FILTER = LOG_LEVELS["filter"]
 
 
 class Logger:
-    def __init__(self, level: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, level: int, stream: TextIO | None = None) -> None:
         self.level = level
         self.stream = stream
 
@@ -35,7 +35,7 @@ class Logger:
 
     def write(self, message: str) -> None:
         stamp = time.time()
-        self.stream.write(f"{int(stamp):x}.{int((stamp % 1) * 1e8):08x} {message}\n")
+        (self.stream or sys.stderr).write(f"{int(stamp):x}.{int((stamp % 1) * 1e8):08x} {message}\n")
 
     def error(self, message: str) -> None:
         """Errors are always shown, whatever the level (slapd prints them at level 0 on stderr)."""

@@ -1,0 +1,85 @@
+"""Protective limits on what one client may ask of the server (hardening), with defaults for a small machine.
+
+- connections: at most `ServerConfig.max_connections` open at once (default 4096, and never more than the
+  process's open-file limit allows); one more is accepted, told "too many connections" in a Notice of
+  Disconnection (unavailable, 52) and closed.
+- outstanding operations per connection: slapd's `conn_max_pending` (100 anonymous) and `conn_max_pending_auth`
+  (1000 bound). A pyldapd connection runs one operation at a time, to its end, before reading the next, so the
+  operations outstanding on it are the one being run plus its persistent (refreshAndPersist) searches; a request
+  beyond the limit gets busy (51). Pipelined requests wait in the socket, and when a client does not read its
+  responses the connection stops reading requests (transport flow control) until it does.
+- filter nesting: `maxfilterdepth` (slapd's default 1000), capped at `FILTER_DEPTH_CAP` because filters are
+  decoded and evaluated recursively; a deeper filter is a protocol error (the connection is closed).
+- values per request: at most `ServerConfig.max_request_values` attribute values (add, modify) or attribute
+  descriptions (search attribute list, add/modify attributes) in one request (default 10,000):
+  adminLimitExceeded (11). slapd has no such limit (only the PDU size, `sockbuf_max_incoming[_auth]`).
+- PDU size (`sockbuf_max_incoming[_auth]`), `idletimeout`, `sizelimit`/`timelimit` are enforced where they
+  always were (connection.py, directory.py).
+"""
+
+from __future__ import annotations
+
+import resource
+from typing import TYPE_CHECKING
+
+from pyldapd.protocol import ldap
+from pyldapd.protocol.ldap import ResultCode
+from pyldapd.server.errors import LDAPError
+
+if TYPE_CHECKING:
+    from pyldapd.server.connection import LDAPConnection
+
+FILTER_DEPTH_CAP = 200
+FD_RESERVE = 64  # descriptors kept for databases, logs, listeners
+
+
+def connection_limit(configured: int) -> int:
+    """The configured maximum, lowered to what the open-file limit allows."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return configured
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, soft - FD_RESERVE))
+
+
+def too_many_connections(conn: LDAPConnection) -> bool:
+    server = conn.server
+    return len(server.connections) >= connection_limit(server.config.max_connections)
+
+
+def filter_depth(configured: int) -> int:
+    return max(1, min(configured, FILTER_DEPTH_CAP))
+
+
+def outstanding(conn: LDAPConnection) -> int:
+    """Operations outstanding on the connection besides the one arriving: its persistent searches."""
+    count = 0
+    for backend in conn.directory.backends:
+        provider = getattr(backend, "provider", None)
+        if provider is not None:
+            count += sum(1 for ps in provider.psearches if ps.conn is conn)
+    return count
+
+
+def request_size(op) -> int:
+    """Values and attribute descriptions a request carries."""
+    if isinstance(op, ldap.AddRequest):
+        return sum(1 + len(values) for _name, values in op.attributes)
+    if isinstance(op, ldap.ModifyRequest):
+        return sum(1 + len(change.values) for change in op.changes)
+    if isinstance(op, ldap.SearchRequest):
+        return len(op.attributes)
+    return 0
+
+
+def check_request(conn: LDAPConnection, op) -> None:
+    """Raise LDAPError when the request goes beyond a limit (see the module docstring)."""
+    config = conn.server.config
+    limit = config.conn_max_pending_auth if conn.session.bind_ndn else config.conn_max_pending
+    if limit and outstanding(conn) + 1 > limit:
+        raise LDAPError(ResultCode.busy, "too many pending operations")
+    maximum = config.max_request_values
+    if maximum and request_size(op) > maximum:
+        raise LDAPError(ResultCode.adminLimitExceeded, f"too many values in the request (limit {maximum})")

@@ -1,0 +1,193 @@
+"""Protective limits (server/limits.py): connections, idle timeout, outstanding operations, filter depth, values per
+request. Every wait is bounded."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import ldap as pyldap
+import pytest
+
+from pyldapd.model import filter as flt
+from pyldapd.protocol import controls as ctl
+from pyldapd.protocol import ldap as pdu
+from tests.servers import (
+    ROOTDN,
+    ROOTPW,
+    SUFFIX,
+    free_port,
+    ldap_tool,
+    slapd_conf,
+    start_process,
+    start_pyldapd,
+)
+
+SUFFIX_LDIF = (
+    "dn: dc=example,dc=com\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n"
+)
+
+
+def read_messages(sock: socket.socket, count: int, timeout: float = 5.0) -> list[pdu.LDAPMessage]:
+    framer = pdu.MessageFramer(1 << 24)
+    out: list[pdu.LDAPMessage] = []
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not data:
+            break
+        out += [pdu.decode_message(p, 1000) for p in framer.feed(data)]
+    return out
+
+
+def search(message_id: int, f, controls=()) -> bytes:
+    request = pdu.SearchRequest(SUFFIX, 0, 0, 0, 0, False, f, ["1.1"])
+    return pdu.encode_message(pdu.LDAPMessage(message_id, request, list(controls)))
+
+
+def nested(depth: int):
+    f = flt.Present("objectClass")
+    for _ in range(depth):
+        f = flt.Not(f)
+    return f
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return True
+    except TimeoutError:
+        return False
+
+
+def test_idletimeout_closes_idle_connections(tmp_path):
+    server = start_pyldapd(tmp_path / "s", "idletimeout 1\n" + slapd_conf(tmp_path / "s" / "db"))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", server.port)) as idle,
+            socket.create_connection(("127.0.0.1", server.port)) as busy,
+        ):
+            started = time.monotonic()
+            for message_id in range(1, 5):  # a connection in use stays open
+                busy.sendall(search(message_id, flt.Present("objectClass")))
+                assert read_messages(busy, 1)
+                time.sleep(0.4)
+            assert closed_within(idle, 5.0)
+            assert time.monotonic() - started < 5.0
+            busy.sendall(search(9, flt.Present("objectClass")))
+            assert read_messages(busy, 1)[0].message_id == 9
+        assert "idle timeout" in server.log()
+    finally:
+        server.stop()
+
+
+def test_too_many_values_in_one_request(pyldapd):
+    conn = pyldap.initialize(pyldapd.url)
+    conn.simple_bind_s(ROOTDN, ROOTPW)
+    conn.add_s(SUFFIX, [("objectClass", [b"dcObject", b"organization"]), ("o", [b"E"]), ("dc", [b"example"])])
+    many = [str(i).encode() for i in range(10_001)]
+    with pytest.raises(pyldap.ADMINLIMIT_EXCEEDED):
+        conn.add_s(f"cn=big,{SUFFIX}", [("objectClass", [b"person"]), ("cn", [b"big"]), ("sn", [b"x"]),
+                                         ("description", many)])  # fmt: skip
+    with pytest.raises(pyldap.ADMINLIMIT_EXCEEDED):
+        conn.modify_s(SUFFIX, [(pyldap.MOD_ADD, "description", many)])
+    conn.add_s(f"cn=fine,{SUFFIX}", [("objectClass", [b"person"]), ("cn", [b"fine"]), ("sn", [b"x"]),
+                                      ("description", many[:5000])])  # fmt: skip
+    assert len(conn.search_s(f"cn=fine,{SUFFIX}", pyldap.SCOPE_BASE)[0][1]["description"]) == 5000
+    conn.unbind_s()
+
+
+def test_filter_depth_limit(tmp_path):
+    server = start_pyldapd(tmp_path / "s", "maxfilterdepth 20\n" + slapd_conf(tmp_path / "s" / "db"))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(search(1, nested(10)))
+            reply = read_messages(sock, 1)
+            assert isinstance(reply[0].op, pdu.SearchResultDone)
+            sock.sendall(search(2, nested(30)))
+            notice = read_messages(sock, 1)[0]
+            assert notice.message_id == 0 and notice.op.result_code == pdu.ResultCode.protocolError
+        assert ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", "", "-s", "base").returncode == 0
+    finally:
+        server.stop()
+
+
+def test_default_filter_depth_is_capped_safely(pyldapd):
+    with socket.create_connection(("127.0.0.1", pyldapd.port)) as sock:
+        sock.sendall(search(1, nested(150)))
+        assert isinstance(read_messages(sock, 1)[0].op, pdu.SearchResultDone)
+        sock.sendall(search(2, nested(600)))
+        assert read_messages(sock, 1)[0].message_id == 0  # notice of disconnection, not a crash
+    assert "Traceback" not in pyldapd.log()
+    assert ldap_tool("ldapsearch", "-x", "-H", pyldapd.url, "-b", "", "-s", "base").returncode == 0
+
+
+def test_connection_limit_turns_away_extra_connections(tmp_path):
+    workdir = tmp_path / "s"
+    workdir.mkdir()
+    conf = workdir / "pyldapd.conf"
+    conf.write_text(slapd_conf(workdir / "db"))
+    port = free_port()
+    sock_path = str(workdir / "pyldapd.sock")
+    urls = f"ldap://127.0.0.1:{port}/"
+    argv = ["prlimit", "--nofile=80:80", sys.executable, "-m", "pyldapd.cli.main", "serve", "-f", str(conf),
+            "-h", urls, "-d", "stats"]  # fmt: skip
+    server = start_process(
+        "pyldapd", argv, port, sock_path, workdir, conf
+    )  # 80 - 64 reserved: 16 connections
+    try:
+        time.sleep(0.3)  # the readiness probe's connection is gone
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(24)]
+        try:
+            turned_away = 0
+            for sock in socks:
+                sock.sendall(search(1, flt.Present("objectClass")))
+                reply = read_messages(sock, 1)
+                if reply and reply[0].message_id == 0:
+                    assert reply[0].op.result_code == pdu.ResultCode.unavailable
+                    turned_away += 1
+            assert turned_away == 24 - 16
+        finally:
+            for sock in socks:
+                sock.close()
+        time.sleep(0.3)
+        assert ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", "", "-s", "base").returncode == 0
+        assert "too many connections" in server.log()
+    finally:
+        server.stop()
+
+
+def test_outstanding_operations_limit_answers_busy(tmp_path):
+    conf = "conn_max_pending 2\n" + slapd_conf(tmp_path / "s" / "db", extra_db="overlay syncprov")
+    server = start_pyldapd(tmp_path / "s", conf)
+    try:
+        assert (
+            ldap_tool(
+                "ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=SUFFIX_LDIF
+            ).returncode
+            == 0
+        )
+        persist = pdu.Control(ctl.SYNC_REQUEST, True,
+                              ctl.encode_sync_request(ctl.SyncRequest(ctl.SYNC_MODE_REFRESH_AND_PERSIST)))  # fmt: skip
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(search(1, flt.Present("objectClass"), [persist]))  # stays outstanding
+            time.sleep(0.5)
+            sock.sendall(search(2, flt.Present("objectClass")))  # 2 outstanding: allowed
+            sock.sendall(search(3, flt.Present("objectClass"), [persist]))  # second persistent search
+            sock.sendall(search(4, flt.Present("objectClass")))  # would be the third: busy
+            done = {}
+            for message in read_messages(sock, 20, timeout=3):
+                if isinstance(message.op, pdu.SearchResultDone):
+                    done[message.message_id] = message.op.result_code
+            assert done.get(2) == pdu.ResultCode.success
+            assert done.get(4) == pdu.ResultCode.busy
+            assert 1 not in done
+    finally:
+        server.stop()

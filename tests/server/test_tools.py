@@ -1,0 +1,307 @@
+"""The offline tools against their OpenLDAP counterparts: `pyldapd add/cat/index/test` vs slapadd, slapcat,
+slapindex and slaptest, on databases made from one slapd.conf."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pyldapd.model.ldif import LDIFContent, parse_ldif
+from tests.data import BASE_LDIF
+from tests.servers import ROOTDN, SUFFIX, ldap_tool, slapd_conf, start_pyldapd
+
+SLAPADD, SLAPCAT, SLAPTEST = "/usr/sbin/slapadd", "/usr/sbin/slapcat", "/usr/sbin/slaptest"
+LIMIT = 120  # seconds, every tool run
+
+
+def run(*argv: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=LIMIT)
+
+
+def pyldapd(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return run(sys.executable, "-m", "pyldapd.cli.main", *args, input=input)
+
+
+def make_conf(tmp_path: Path, name: str, *, slapd: bool = False, **kw) -> Path:
+    db = tmp_path / f"{name}-db"
+    db.mkdir(parents=True, exist_ok=True)
+    conf = tmp_path / f"{name}.conf"
+    conf.write_text(slapd_conf(db, modules=slapd, **kw))
+    return conf
+
+
+def entries(ldif: str) -> dict[str, dict[str, list[bytes]]]:
+    """dn (lowercased) -> {attribute (lowercased): values}."""
+    out = {}
+    for record in parse_ldif(ldif):
+        assert isinstance(record, LDIFContent)
+        out[record.dn.lower()] = {name.lower(): sorted(values) for name, values in record.attributes}
+    return out
+
+
+def dns_in_order(ldif: str) -> list[str]:
+    return [record.dn.lower() for record in parse_ldif(ldif)]
+
+
+def test_cat_and_add_round_trip_with_slapcat_and_slapadd(tmp_path):
+    ours = make_conf(tmp_path, "ours")
+    theirs = make_conf(tmp_path, "theirs", slapd=True)
+    again = make_conf(tmp_path, "again")
+    added = pyldapd("add", "-f", str(ours), input=BASE_LDIF)
+    assert added.returncode == 0, added.stderr
+    dumped = pyldapd("cat", "-f", str(ours))
+    assert dumped.returncode == 0, dumped.stderr
+    ours_entries = entries(dumped.stdout)
+    assert len(ours_entries) == len(entries(BASE_LDIF))
+    order = dns_in_order(dumped.stdout)
+    for index, dn in enumerate(order):  # parents before children
+        parent = dn.split(",", 1)[1] if "," in dn and dn != SUFFIX else ""
+        assert dn == SUFFIX or order.index(parent) < index
+    # Debian's slapadd loads pyldapd's dump, and slapcat gives back exactly the same entries
+    (tmp_path / "dump.ldif").write_text(dumped.stdout)
+    loaded = run(SLAPADD, "-q", "-f", str(theirs), "-l", str(tmp_path / "dump.ldif"))
+    assert loaded.returncode == 0, loaded.stderr
+    slapcat = run(SLAPCAT, "-f", str(theirs))
+    assert slapcat.returncode == 0, slapcat.stderr
+    assert entries(slapcat.stdout) == ours_entries
+    # and pyldapd add loads slapcat's dump into the same entries again (entryUUID, entryCSN, timestamps kept)
+    (tmp_path / "slapcat.ldif").write_text(slapcat.stdout)
+    reloaded = pyldapd("add", "-q", "-f", str(again), "-l", str(tmp_path / "slapcat.ldif"))
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert entries(pyldapd("cat", "-f", str(again)).stdout) == ours_entries
+    # a server started on the restored database answers with the data
+    server = start_pyldapd(tmp_path / "serve", again.read_text())
+    try:
+        found = ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", SUFFIX, "(uid=jdoe)", "entryUUID")
+        assert found.returncode == 0, found.stderr
+        uuid = ours_entries[f"uid=jdoe,ou=people,{SUFFIX}"]["entryuuid"][0].decode()
+        assert f"entryUUID: {uuid}" in found.stdout
+    finally:
+        server.stop()
+
+
+def test_add_generates_what_slapadd_generates(tmp_path):
+    ours = make_conf(tmp_path, "ours")
+    theirs = make_conf(tmp_path, "theirs", slapd=True)
+    (tmp_path / "in.ldif").write_text(BASE_LDIF)
+    assert pyldapd("add", "-f", str(ours), "-l", str(tmp_path / "in.ldif")).returncode == 0
+    assert run(SLAPADD, "-f", str(theirs), "-l", str(tmp_path / "in.ldif")).returncode == 0
+    mine = entries(pyldapd("cat", "-f", str(ours)).stdout)
+    slapd = entries(run(SLAPCAT, "-f", str(theirs)).stdout)
+    assert mine.keys() == slapd.keys()
+    for dn, attrs in slapd.items():
+        assert set(mine[dn]) == set(attrs), dn
+        for name in ("structuralobjectclass", "creatorsname", "modifiersname", "objectclass", "cn"):
+            assert mine[dn].get(name) == attrs.get(name), (dn, name)
+        assert mine[dn]["creatorsname"] == [ROOTDN.encode()]
+        csn = mine[dn]["entrycsn"][0].decode()
+        assert csn.endswith("#000#000000") and mine[dn]["createtimestamp"][0].decode() == csn[:14] + "Z"
+
+
+def test_add_w_writes_the_greatest_csn_per_server_id_like_slapadd(tmp_path):
+    records = BASE_LDIF.strip().split("\n\n")
+    csns = ["20240101000000.000001Z#000000#001#000000", "20240101000000.000009Z#000000#002#000000",
+            "20240101000000.000005Z#000000#001#000000", "20240101000000.000003Z#000000#002#000000"]  # fmt: skip
+    text = ""
+    for index, record in enumerate(records):
+        if index < len(csns):
+            record += f"\nentryCSN: {csns[index]}"
+        text += record + "\n\n"
+    ldif = tmp_path / "csn.ldif"
+    ldif.write_text(text)
+    ours = make_conf(tmp_path, "ours")
+    theirs = make_conf(tmp_path, "theirs", slapd=True)
+    assert pyldapd("add", "-w", "-S", "3", "-f", str(ours), "-l", str(ldif)).returncode == 0
+    assert run(SLAPADD, "-w", "-S", "3", "-f", str(theirs), "-l", str(ldif)).returncode == 0
+    mine = entries(pyldapd("cat", "-f", str(ours)).stdout)[SUFFIX]["contextcsn"]
+    slapd = entries(run(SLAPCAT, "-f", str(theirs)).stdout)[SUFFIX]["contextcsn"]
+    by_sid = lambda values: {v.decode().split("#")[2]: v for v in values}  # noqa: E731
+    assert set(by_sid(mine)) == set(by_sid(slapd)) == {"001", "002", "003"}
+    assert by_sid(mine)["001"] == by_sid(slapd)["001"] == csns[2].encode()
+    assert by_sid(mine)["002"] == by_sid(slapd)["002"] == csns[1].encode()
+    # sid 3: the newest CSN generated for the entries that had none
+    generated = [a["entrycsn"][0] for a in entries(pyldapd("cat", "-f", str(ours)).stdout).values()]
+    assert by_sid(mine)["003"] == max(c for c in generated if b"#003#" in c)
+
+
+BAD_LDIF = f"""\
+dn: {SUFFIX}
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: uid=nosn,{SUFFIX}
+objectClass: person
+uid: nosn
+cn: No Surname
+
+dn: cn=after,{SUFFIX}
+objectClass: person
+cn: after
+sn: After
+
+dn: cn=elsewhere,dc=other,dc=org
+objectClass: person
+cn: elsewhere
+sn: Elsewhere
+"""
+
+
+def test_add_errors_stop_or_continue_like_slapadd(tmp_path):
+    (tmp_path / "bad.ldif").write_text(BAD_LDIF)
+    results = {}
+    for flags in ([], ["-c"]):
+        ours = make_conf(tmp_path, "ours" + "".join(flags))
+        theirs = make_conf(tmp_path, "theirs" + "".join(flags), slapd=True)
+        mine = pyldapd("add", *flags, "-f", str(ours), "-l", str(tmp_path / "bad.ldif"))
+        slapd = run(SLAPADD, *flags, "-f", str(theirs), "-l", str(tmp_path / "bad.ldif"))
+        assert mine.returncode == slapd.returncode == (0 if flags else 1)  # -c: bad entries skipped, exit 0
+        assert (
+            f"dn=\"uid=nosn,{SUFFIX}\" (line=7): (65) object class 'person' requires attribute 'sn'"
+            in mine.stderr
+        )
+        assert "(line=7): (65)" in slapd.stderr
+        mine_dns = set(entries(pyldapd("cat", "-f", str(ours)).stdout))
+        assert mine_dns == set(entries(run(SLAPCAT, "-f", str(theirs)).stdout))
+        results[bool(flags)] = (mine_dns, mine.stderr)
+    assert results[False][0] == {SUFFIX}  # stopped at the first error
+    assert results[True][0] == {SUFFIX, f"cn=after,{SUFFIX}"}  # went on
+    assert 'not configured to hold "cn=elsewhere,dc=other,dc=org"' in results[True][1]
+
+
+def test_add_waits_for_parents_and_reports_missing_ones(tmp_path):
+    ours = make_conf(tmp_path, "ours")
+    records = BASE_LDIF.strip().split("\n\n")
+    shuffled = "\n\n".join(reversed(records)) + "\n\n"
+    assert pyldapd("add", "-q", "-f", str(ours), input=shuffled).returncode == 0
+    assert entries(pyldapd("cat", "-f", str(ours)).stdout).keys() == entries(BASE_LDIF).keys()
+    orphan = f"dn: cn=orphan,ou=Nowhere,{SUFFIX}\nobjectClass: person\ncn: orphan\nsn: O\n"
+    result = pyldapd("add", "-f", str(ours), input=orphan)
+    assert result.returncode == 1
+    assert "Error, entries missing!" in result.stderr and f"ou=nowhere,{SUFFIX}" in result.stderr
+
+
+def test_database_selection_b_and_n(tmp_path):
+    other_db = tmp_path / "other-db"
+    other_db.mkdir()
+    extra = (
+        f'database mdb\nsuffix "dc=other,dc=org"\nrootdn "cn=admin,dc=other,dc=org"\ndirectory {other_db}\n'
+    )
+    conf = make_conf(tmp_path, "two", extra_db="\n" + extra)
+    other = "dn: dc=other,dc=org\nobjectClass: dcObject\nobjectClass: organization\no: Other\ndc: other\n"
+    assert pyldapd("add", "-b", "dc=other,dc=org", "-f", str(conf), input=other).returncode == 0
+    assert pyldapd("add", "-n", "1", "-f", str(conf), input=BASE_LDIF).returncode == 0
+    second = entries(pyldapd("cat", "-n", "2", "-f", str(conf)).stdout)
+    assert list(second) == ["dc=other,dc=org"]
+    assert second["dc=other,dc=org"]["creatorsname"] == [b"cn=admin,dc=other,dc=org"]
+    assert len(entries(pyldapd("cat", "-b", f"ou=People,{SUFFIX}", "-f", str(conf)).stdout)) == len(
+        entries(BASE_LDIF)
+    )  # -b selects the database, not a subtree
+    wrong_db = pyldapd("add", "-n", "1", "-f", str(conf), input=other)
+    assert (
+        wrong_db.returncode == 1
+        and "database #1 (dc=example,dc=com) not configured to hold" in wrong_db.stderr
+    )
+    for args, text in ((["-n", "0"], "config database"), (["-n", "3"], "out of range"),
+                       (["-b", "dc=nowhere"], "no backend"), (["-b", SUFFIX, "-n", "1"], "mutually exclusive")):  # fmt: skip
+        result = pyldapd("cat", *args, "-f", str(conf))
+        assert result.returncode == 1 and text in result.stderr, (args, result.stderr)
+    missing = pyldapd("cat", "-F", str(tmp_path / "slapd.d"))
+    assert missing.returncode == 1 and missing.stderr.strip()
+
+
+def test_cat_filter_url_subtree_and_wrap(tmp_path):
+    conf = make_conf(tmp_path, "ours")
+    long_value = "x" * 200
+    data = (
+        BASE_LDIF
+        + f"\ndn: cn=long,{SUFFIX}\nobjectClass: person\ncn: long\nsn: S\ndescription: {long_value}\n"
+    )
+    assert pyldapd("add", "-f", str(conf), input=data).returncode == 0
+    jdoe = pyldapd("cat", "-f", str(conf), "-a", "(uid=jdoe)").stdout
+    assert list(entries(jdoe)) == [f"uid=jdoe,ou=people,{SUFFIX}"]
+    one = pyldapd(
+        "cat", "-f", str(conf), "-H", f"ldap:///ou=People,{SUFFIX}??one?(objectClass=inetOrgPerson)"
+    )
+    people = {dn for dn in entries(BASE_LDIF) if dn.endswith(f",ou=people,{SUFFIX}")}
+    assert one.returncode == 0 and set(entries(one.stdout)) == people
+    subtree = pyldapd("cat", "-f", str(conf), "-s", f"ou=People,{SUFFIX}").stdout
+    assert set(entries(subtree)) == people | {f"ou=people,{SUFFIX}"}
+    wrapped = pyldapd("cat", "-f", str(conf), "-a", "(cn=long)").stdout
+    assert max(len(line) for line in wrapped.splitlines()) == 78
+    assert max(len(line) for line in pyldapd("cat", "-f", str(conf), "-a", "(cn=long)", "-o", "ldif_wrap=40")
+               .stdout.splitlines()) == 40  # fmt: skip
+    unwrapped = pyldapd("cat", "-f", str(conf), "-a", "(cn=long)", "-o", "ldif_wrap=no").stdout
+    assert f"description: {long_value}" in unwrapped.splitlines()
+    out = tmp_path / "out.ldif"
+    assert pyldapd("cat", "-f", str(conf), "-l", str(out)).returncode == 0
+    assert len(entries(out.read_text())) == len(entries(data))
+    assert pyldapd("cat", "-f", str(conf), "-a", "(uid=").returncode == 1
+
+
+def test_index_builds_a_newly_configured_index(tmp_path):
+    from pyldapd.config.slapdconf import load_slapd_conf
+    from pyldapd.server.app import build_schema
+    from pyldapd.server.directory import Backend
+
+    db = tmp_path / "db"
+    db.mkdir()
+    plain = tmp_path / "plain.conf"
+    plain.write_text(slapd_conf(db, indexes="index objectClass eq"))
+    assert pyldapd("add", "-f", str(plain), input=BASE_LDIF).returncode == 0
+    indexed = tmp_path / "indexed.conf"
+    indexed.write_text(slapd_conf(db, indexes="index objectClass eq\nindex uid,mail eq,sub"))
+
+    def built() -> set[tuple[str, str]]:
+        config = load_slapd_conf(str(indexed))
+        backend = Backend(config.databases[0], build_schema(config))
+        try:
+            return backend.db.indexes_built
+        finally:
+            backend.db.close()
+
+    assert ("uid", "eq") not in built()  # configured after the data was loaded
+    assert pyldapd("index", "-f", str(indexed), "-q").returncode == 0
+    assert {("uid", "eq"), ("uid", "sub"), ("mail", "eq")} <= built()
+    bad = pyldapd("index", "-f", str(indexed), "noSuchAttribute")
+    assert bad.returncode == 1 and "undefined" in bad.stderr
+    assert pyldapd("index", "-f", str(indexed), "uid").returncode == 0
+    # the server finds entries through the new index
+    server = start_pyldapd(tmp_path / "serve", indexed.read_text())
+    try:
+        found = ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", SUFFIX, "(uid=*smi*)", "1.1")
+        assert found.returncode == 0 and f"uid=asmith,ou=People,{SUFFIX}" in found.stdout
+    finally:
+        server.stop()
+
+
+def test_test_exit_codes_match_slaptest(tmp_path):
+    good = make_conf(tmp_path, "good", slapd=True)
+    empty = tmp_path / "empty.conf"  # the directory exists, no database in it yet: only -u succeeds
+    empty.write_text(good.read_text().replace(str(tmp_path / "good-db"), str(tmp_path / "empty-db")))
+    (tmp_path / "empty-db").mkdir()
+    loaded = run(SLAPADD, "-f", str(good), input=BASE_LDIF.split("\n\n")[0] + "\n")
+    assert loaded.returncode == 0, loaded.stderr
+    nodir = tmp_path / "nodir.conf"
+    nodir.write_text(good.read_text().replace(str(tmp_path / "good-db"), str(tmp_path / "missing")))
+    bogus = tmp_path / "bogus.conf"
+    bogus.write_text(good.read_text() + "bogusdirective x\n")
+    for conf, code in ((good, 0), (nodir, 1), (bogus, 1)):
+        for flags in ([], ["-u"], ["-Q"], ["-v"]):
+            mine = pyldapd("test", *flags, "-f", str(conf))
+            slapd = run(SLAPTEST, *flags, "-f", str(conf))
+            assert mine.returncode == slapd.returncode == code, (conf.name, flags, mine.stderr, slapd.stderr)
+            if code == 0:
+                said = "config file testing succeeded" in mine.stderr
+                assert said == ("config file testing succeeded" in slapd.stderr) == (flags != ["-Q"])
+            else:
+                assert "bad configuration file!" in mine.stderr
+    for flags, code in (([], 1), (["-u"], 0)):
+        mine = pyldapd("test", *flags, "-f", str(empty))
+        assert mine.returncode == run(SLAPTEST, *flags, "-f", str(empty)).returncode == code, mine.stderr
+    quiet = pyldapd("test", "-Q", "-f", str(bogus))
+    assert (
+        "bogusdirective" not in quiet.stderr and "bogusdirective" in pyldapd("test", "-f", str(bogus)).stderr
+    )
