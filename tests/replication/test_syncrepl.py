@@ -53,11 +53,23 @@ changetype: add
 objectClass: organizationalUnit
 ou: Staff
 
+dn: uid=u7,ou=Staff,{SUFFIX}
+changetype: add
+objectClass: inetOrgPerson
+cn: Seven
+sn: u7
+uid: u7
+
 dn: uid=u4,ou=People,{SUFFIX}
 changetype: modrdn
 newrdn: uid=u4
 deleteoldrdn: 1
-newsuperior: ou=Staff,{SUFFIX}
+newsuperior: ou=Groups,{SUFFIX}
+
+dn: ou=Staff,{SUFFIX}
+changetype: modrdn
+newrdn: ou=Team
+deleteoldrdn: 1
 """
 
 
@@ -83,7 +95,11 @@ def test_replication_scenario(tmp_path, provider_kind, consumer_kind, type_):
         modify(provider, CHANGES)
         common = wait_converged([provider, consumer])
         dns = [dn for dn, _ in common]
-        assert f"dn: uid=u4,ou=Staff,{SUFFIX}" in dns and f"dn: uid=u2,ou=People,{SUFFIX}" not in dns
+        assert (
+            f"dn: uid=u4,ou=Groups,{SUFFIX}" in dns
+            and f"dn: uid=u7,ou=Team,{SUFFIX}" in dns
+            and f"dn: uid=u2,ou=People,{SUFFIX}" not in dns
+        )
         # consumer offline while the provider changes (the session log covers the gap)
         consumer.stop()
         modify(provider, f"dn: uid=u5,ou=People,{SUFFIX}\nchangetype: delete\n")
@@ -213,3 +229,33 @@ def test_ldapi_sasl_external_consumer_and_checkpoint(tmp_path):
     finally:
         provider.stop()
         consumer.stop()
+
+
+@pytest.mark.parametrize("provider_kind", ["pyldapd", "slapd"])
+def test_consumer_over_starttls(tmp_path, provider_kind):
+    """starttls=critical with tls_cacert and tls_reqcert=demand: the replication link is encrypted and verified."""
+    from tests.certs import make_pki, tls_conf
+
+    pki = make_pki(tmp_path / "pki")
+    directory = tmp_path / "provider" / "db"
+    directory.mkdir(parents=True)
+    conf = provider_conf(directory, slapd=provider_kind == "slapd").replace(
+        "database mdb", tls_conf(pki) + "database mdb", 1
+    )
+    provider = STARTERS[provider_kind](tmp_path / "provider", conf, name="provider")
+    extra = f"starttls=critical tls_cacert={pki.ca_cert} tls_reqcert=demand"
+    consumer = start("pyldapd", tmp_path, "consumer", consumer_conf, provider_url=provider.url, extra=extra)
+    bad = None
+    try:
+        populate(provider)
+        wait_converged([provider, consumer])
+        # a consumer that cannot verify the provider's certificate does not replicate, and says why
+        bad = start("pyldapd", tmp_path / "bad", "consumer", consumer_conf, provider_url=provider.url,
+                    extra=f"starttls=critical tls_cacert={pki.other_ca_cert}")  # fmt: skip
+        wait_for(lambda: "certificate verify failed" in bad.log(), what="a TLS verification error")
+        assert dump(bad) == []
+    finally:
+        provider.stop()
+        consumer.stop()
+        if bad is not None:
+            bad.stop()

@@ -7,6 +7,7 @@ decoded messages.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator
 
@@ -42,6 +43,16 @@ def tls_context(settings: dict[str, str]) -> ssl.SSLContext:
     return context
 
 
+def set_keepalive(sock: socket.socket | None, idle: int, probes: int, interval: int) -> None:
+    """syncrepl's keepalive=idle:probes:interval as TCP keepalive options (0 keeps the system default)."""
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPCNT", probes), ("TCP_KEEPINTVL", interval)):
+        if value and hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class LDAPClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -52,7 +63,7 @@ class LDAPClient:
 
     @classmethod
     async def connect(cls, url: str, *, timeout: float | None = None, tls: dict[str, str] | None = None,
-                      starttls: str = "no") -> LDAPClient:  # fmt: skip
+                      starttls: str = "no", keepalive: tuple[int, int, int] = (0, 0, 0)) -> LDAPClient:  # fmt: skip
         target = parse_listener_url(url)
         tls = tls or {}
         if target.scheme == "ldapi":
@@ -63,6 +74,8 @@ class LDAPClient:
         else:
             opening = asyncio.open_connection(target.host or "localhost", target.port, limit=MAX_PDU)
         reader, writer = await asyncio.wait_for(opening, timeout or None)
+        if target.scheme != "ldapi" and any(keepalive):
+            set_keepalive(writer.get_extra_info("socket"), *keepalive)
         client = cls(reader, writer)
         if starttls in ("yes", "critical") and target.scheme == "ldap":
             response = await client.request(ldap.ExtendedRequest(ctl.START_TLS, None))

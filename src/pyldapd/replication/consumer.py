@@ -141,7 +141,7 @@ class SyncConsumer:
         spec = self.spec
         timeout = spec.network_timeout or None
         self.client = client = await LDAPClient.connect(spec.provider, timeout=timeout, tls=spec.tls,
-                                                        starttls=spec.starttls)  # fmt: skip
+                                                        starttls=spec.starttls, keepalive=spec.keepalive)  # fmt: skip
         await client.bind(spec.bindmethod, spec.binddn, spec.credentials, spec.saslmech, spec.authzid,
                           timeout=spec.timeout or None)  # fmt: skip
         cookie = self.request_cookie()
