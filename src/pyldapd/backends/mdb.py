@@ -149,6 +149,16 @@ def _grams(text: str) -> list[str]:
 
 
 def _value_sub_keys(prefix: bytes, text: str, out: set[bytes]) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) == len(text) and len(prefix) + 1 + _GRAM <= _MAX_KEY:
+        # ASCII (the common case): byte slices are character slices, and no key needs hashing
+        n = len(data)
+        head, tail, gram = prefix + _SUB_PREFIX, prefix + _SUB_SUFFIX, prefix + _SUB_GRAM
+        short = min(n, _GRAM) + 1
+        out.update([head + data[:i] for i in range(1, short)])
+        out.update([tail + data[-i:] for i in range(1, short)])
+        out.update([gram + data[i : i + _GRAM] for i in range(n - _GRAM + 1)])
+        return
     n = len(text)
     for i in range(1, min(n, _GRAM) + 1):
         out.add(_ikey(prefix + _SUB_PREFIX, text[:i].encode("utf-8", "surrogatepass")))
