@@ -148,3 +148,20 @@ def test_same_dn_added_on_two_nodes_converges(mesh_factory):
     twins = [attrs for dn, attrs in common if dn == f"dn: uid=twin,ou=People,{SUFFIX}"]
     assert len(twins) == 1
     assert dump(mesh.nodes[0]) == dump(mesh.nodes[1])
+
+
+def test_server_id_urls_that_match_no_listener_stop_startup(tmp_path):
+    import subprocess
+    import sys
+
+    directory = tmp_path / "db"
+    directory.mkdir()
+    conf = tmp_path / "node.conf"
+    conf.write_text(
+        slapd_conf(directory, extra_global="serverID 1 ldap://127.0.0.1:1/\nserverID 2 ldap://127.0.0.1:2/\n")
+    )
+    port = free_port()
+    result = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "serve", "-f", str(conf), "-h",
+                             f"ldap://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1
+    assert "ldap://127.0.0.1:1/" in result.stderr and f"ldap://127.0.0.1:{port}/" in result.stderr
