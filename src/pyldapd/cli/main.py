@@ -41,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.set_defaults(tool_handlers=register(commands))  # add, cat, index, test (slapadd, slapcat, ...)
 
+    init = commands.add_parser("init", help="write the slapd.d of a fresh install")
+    init.add_argument("-F", dest="config_dir", required=True, help="slapd.d directory to create")
+    init.add_argument("--suffix", required=True)
+    init.add_argument("--rootdn", required=True)
+    init.add_argument("--rootpw", required=True)
+    init.add_argument("--db-type", choices=["mdb", "hdb", "bdb"], default="mdb")
+    init.add_argument("--directory", help="database folder (default: db beside the slapd.d)")
+
     passwd = commands.add_parser("passwd", help="hash a password (slappasswd)", add_help=False)
     passwd.add_argument("--help", action="help", help="show this help and exit")
     passwd_cli.add_arguments(passwd)  # cli/passwd.py: slappasswd's flags
@@ -95,15 +103,23 @@ def load_sample_data(config: ServerConfig, log: Logger) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     log = Logger(LOG_LEVELS["stats"])
     quickstart = not args.config_file and not args.config_dir
-    if args.config_dir and not args.config_file:
-        log.error("pyldapd: -F (slapd.d) is not supported by this version yet; use -f slapd.conf")
-        return 1
-    path = quickstart_config(args.data_dir) if quickstart else args.config_file
-    try:
-        config = load_slapd_conf(path)
-    except ConfigError as exc:
-        log.error(f"pyldapd: {exc}")
-        return 1
+    config_entries = None
+    if args.config_dir:
+        from pyldapd.config.cnconfig import config_from_entries, read_slapd_d
+
+        try:
+            config_entries = read_slapd_d(args.config_dir)
+            config = config_from_entries(config_entries)
+        except (OSError, ValueError) as exc:
+            log.error(f"pyldapd: -F {args.config_dir}: {exc}")
+            return 1
+    else:
+        path = quickstart_config(args.data_dir) if quickstart else args.config_file
+        try:
+            config = load_slapd_conf(path)
+        except ConfigError as exc:
+            log.error(f"pyldapd: {exc}")
+            return 1
     for warning in config.warnings:
         log.error(f"warning: {warning}")
     log.level = config.loglevel
@@ -120,7 +136,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
         urls = f"{DEFAULT_URLS} ldapi://{os.path.abspath(args.data_dir).replace('/', '%2F')}%2Fldapi/"
     from pyldapd.server.app import run_server
 
-    return run_server(config, urls, log, args.cookies)
+    return run_server(
+        config, urls, log, args.cookies, config_dir=args.config_dir, config_entries=config_entries
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """A fresh install's slapd.d (cn=config, schema, frontend, config, monitor, the data database as {2}) and the
+    suffix entry in its database, as Debian's slapd package leaves them."""
+    from pyldapd.config.cnconfig import entries_from_config, write_slapd_d
+    from pyldapd.config.slapdd import init_config
+    from pyldapd.model.passwords import hash_password
+    from pyldapd.protocol.ldap import AddRequest
+    from pyldapd.server.app import build_schema
+    from pyldapd.server.directory import Directory, Session
+
+    target = os.path.abspath(args.config_dir)
+    if os.path.exists(os.path.join(target, "cn=config.ldif")):
+        print(f"pyldapd init: {args.config_dir} already holds a configuration", file=sys.stderr)
+        return 1
+    data = args.directory or os.path.join(os.path.dirname(target), "db")
+    os.makedirs(data, exist_ok=True)
+    rootpw = hash_password(args.rootpw.encode(), "{SSHA}")
+    config = init_config(args.suffix, args.rootdn, rootpw, args.db_type, data)
+    write_slapd_d(target, entries_from_config(config))
+    directory = Directory(config, build_schema(config))
+    try:
+        backend = directory.backends[0]
+        rdn_attr, _, rdn_value = args.suffix.split(",", 1)[0].partition("=")
+        classes = {
+            "dc": [b"dcObject", b"organization"],
+            "o": [b"organization"],
+            "ou": [b"organizationalUnit"],
+        }
+        attributes = [("objectClass", classes.get(rdn_attr.strip().lower(), [b"organization", b"extensibleObject"])),
+                      (rdn_attr.strip(), [rdn_value.strip().encode()])]  # fmt: skip
+        if rdn_attr.strip().lower() == "dc":
+            attributes.append(("o", [rdn_value.strip().encode()]))
+        session = Session(conn_id=0, bind_dn=args.rootdn, bind_ndn=backend.rootdn_ndn)
+        with backend.db.read() as txn:
+            exists = txn.exists(backend.suffix_ndn)
+        if not exists:
+            directory.add(session, AddRequest(args.suffix, attributes), [])
+    finally:
+        directory.close()
+    print(f"pyldapd init: wrote {args.config_dir} (database olcDatabase={{2}}{args.db_type} in {data})")
+    return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -147,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "replication_handler", None) is not None:  # status, cluster
         return args.replication_handler(args)
-    handlers = {"serve": cmd_serve, "passwd": cmd_passwd, **args.tool_handlers}
+    handlers = {"serve": cmd_serve, "init": cmd_init, "passwd": cmd_passwd, **args.tool_handlers}
     return handlers[args.command](args)
 
 

@@ -150,6 +150,71 @@ class Server:
         self.server_id = server_id
         self.directory.set_server_id(server_id)
 
+    def check_config(self, config: ServerConfig) -> None:
+        """Refuse a cn=config change the running server could not take (nothing is applied yet)."""
+        from pyldapd.server.configdb import validate_config
+
+        validate_config(config)
+        choose_server_id(config, self.urls)
+        running = self.directory.backends
+        new = config.data_databases()
+        if len(new) != len(running) or any(b.config.suffix.lower() != d.suffix.lower() or b.config.directory != d.directory
+                                           for b, d in zip(running, new, strict=False)):  # fmt: skip
+            raise ValueError("adding, removing or moving databases needs a restart")
+        schema = self.schema.copy()
+        for source, text in config.schema_definitions:
+            if not already_defined(schema, text):
+                schema.load_text(text, source)
+        old_access = (self.config.access, [b.config.access for b in running])
+        try:
+            self.config.access = config.access
+            for backend, db in zip(running, new, strict=True):
+                backend.config.access, db.access = db.access, backend.config.access
+            from pyldapd.server.guard import AccessControl
+
+            AccessControl(self.directory)
+        finally:
+            self.config.access = old_access[0]
+            for backend, db, access in zip(running, new, old_access[1], strict=True):
+                db.access, backend.config.access = backend.config.access, access
+
+    def apply_config(self, config: ServerConfig) -> None:
+        """Make a validated cn=config change effective now, without a restart."""
+        from pyldapd.model.filter import FilterEvaluator
+        from pyldapd.server.guard import AccessControl
+
+        current = self.config
+        current.loglevel = config.loglevel
+        self.log.level = config.loglevel
+        current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
+        current.idletimeout = config.idletimeout
+        current.password_hash = config.password_hash
+        current.access, current.access_sources = config.access, config.access_sources
+        for source, text in config.schema_definitions:
+            if not already_defined(self.schema, text):
+                self.schema.load_text(text, source)
+        current.schema_definitions = config.schema_definitions
+        self.directory.filters = FilterEvaluator(self.schema)
+        if config.server_ids != current.server_ids:
+            current.server_ids = config.server_ids
+            server_id = choose_server_id(current, self.urls)
+            if server_id != self.server_id:
+                self.set_server_id(server_id)
+        for backend, db in zip(self.directory.backends, config.data_databases(), strict=True):
+            target = backend.config
+            for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "readonly", "access", "access_sources",
+                         "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays"):  # fmt: skip
+                setattr(target, name, getattr(db, name))
+            backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
+            if db.indexes != target.indexes:
+                target.indexes = db.indexes
+                indexes = dict(db.indexes)
+                indexes.setdefault("objectClass", set()).add("eq")
+                backend.db.set_indexes(indexes)
+                backend.db.reindex()
+            self.refresh_replication(backend)
+        self.directory.access = AccessControl(self.directory)
+
     def new_session(self, local: bool) -> Session:
         return Session(conn_id=next(self.conn_ids), local=local)
 
@@ -239,7 +304,8 @@ def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
     return overrides
 
 
-def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None) -> int:
+def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None, *,
+               config_dir: str | None = None, config_entries: list | None = None) -> int:  # fmt: skip
     try:
         urls = parse_listener_urls(urls_text)
     except ValueError as exc:
@@ -254,6 +320,10 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
 
     async def main() -> None:
         server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
+        if config_dir is not None:
+            from pyldapd.server.configdb import ConfigDatabase
+
+            server.directory.configdb = ConfigDatabase(server, config_dir, config_entries or [])
         await server.run()
 
     write_pid_files(config, sys.argv)

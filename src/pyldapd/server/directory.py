@@ -27,6 +27,7 @@ from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState, entry_uuid_bytes, write_tombstone
+from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
     add_rdn_values,
     apply_modifications,
@@ -180,6 +181,7 @@ class Directory:
         self.csn = CSNGenerator(server_id)
         self.filters = FilterEvaluator(schema)
         self.log = Logger(0)
+        self.configdb: ConfigDatabase | None = None  # cn=config, when the server runs from a slapd.d
         self.backends = [Backend(db, schema) for db in config.data_databases()]
         for backend in self.backends:
             backend.restore_context(server_id)
@@ -329,6 +331,8 @@ class Directory:
         send: Callable[[bytes], None],
     ) -> tuple[int, list[Control], str]:
         """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
+        if self.configdb is not None and names_config(request.base):
+            return self.configdb.search(session, message_id, request, AttributeSelection, send), [], ""
         base_ndn = normalize_or_fail(self.schema, request.base)
         scope = Scope(request.scope) if request.scope in (0, 1, 2, 3) else None
         if scope is None:
@@ -535,6 +539,8 @@ class Directory:
         return csn
 
     def add(self, session: Session, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
+        if self.configdb is not None and names_config(request.dn):
+            return self.configdb.add(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
         if not request.dn:
             raise LDAPError(ResultCode.unwillingToPerform, "root DSE already exists")
@@ -571,6 +577,8 @@ class Directory:
         return self.read_controls(controls, None, entry)
 
     def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
+        if self.configdb is not None and names_config(request.dn):
+            return self.configdb.modify(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
@@ -600,6 +608,8 @@ class Directory:
         return self.read_controls(controls, current, entry)
 
     def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
+        if self.configdb is not None and names_config(request.dn):
+            return self.configdb.delete(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
@@ -626,6 +636,8 @@ class Directory:
     def modify_dn(
         self, session: Session, request: ldap.ModifyDNRequest, controls: list[Control]
     ) -> list[Control]:
+        if self.configdb is not None and names_config(request.dn):
+            raise LDAPError(ResultCode.unwillingToPerform, "renaming is not supported in cn=config")
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
@@ -677,6 +689,8 @@ class Directory:
         return self.read_controls(controls, current, entry)
 
     def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
+        if self.configdb is not None and names_config(request.dn):
+            return self.configdb.compare(session, request)
         ndn = normalize_or_fail(self.schema, request.dn)
         at = resolve_type(self.schema, request.attr)
         backend = None

@@ -1,0 +1,475 @@
+"""cn=config (slapd-config(5)): the configuration as LDAP entries, and the slapd.d directory that stores them.
+
+The entries are the source of truth of a server run with `-F`: `config_from_entries` turns them into the same
+ServerConfig that slapd.conf gives, `entries_from_config` goes the other way (`pyldapd init`, and
+`pyldapd test -f slapd.conf -F DIR` as slaptest converts). A slapd.d directory holds one LDIF file per entry,
+named by its RDN, each under the folder of its parent, with slapd's CRC32 header; every write replaces a file
+atomically (temporary file, fsync, rename, fsync of the folder), so a crash leaves the old or the new file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+import zlib
+from importlib import resources
+from pathlib import Path
+
+from pyldapd.config.model import LOG_LEVELS, DatabaseConfig, OverlayConfig, ServerConfig, parse_log_level
+from pyldapd.model.entry import Attribute, Entry
+from pyldapd.model.ldif import LDIFContent, format_entry, parse_ldif
+from pyldapd.model.schema import Schema
+
+CONFIG_DN = "cn=config"
+SCHEMA_DN = "cn=schema,cn=config"
+HEADER = "# AUTO-GENERATED FILE - DO NOT EDIT!! Use ldapmodify.\n# CRC32 {crc:08x}\n"
+ORDER_PREFIX = re.compile(r"^\{(-?\d+)\}")
+DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig"}
+# Names the seed how-to prints that slapd 2.5 does not know: accepted, stored under the real names.
+ALIASES = {
+    "olcsyncprovcheckpoint": "olcSpCheckpoint",
+    "olcsyncprovsessionlog": "olcSpSessionlog",
+    "olcsyncprovnopresent": "olcSpNoPresent",
+    "olcsyncprovreloadhint": "olcSpReloadHint",
+    "olcmirrormode": "olcMultiProvider",
+}
+SYNCPROV_SETTINGS = {
+    "olcspcheckpoint": "syncprov-checkpoint",
+    "olcspsessionlog": "syncprov-sessionlog",
+    "olcspnopresent": "syncprov-nopresent",
+    "olcspreloadhint": "syncprov-reloadhint",
+}
+# 2.4's database classes, kept for configs written for it: the same LMDB backend here.
+EXTRA_DEFINITIONS = """
+objectclass ( 2.25.23394782990751888070443023800080686380.100.1 NAME 'olcHdbConfig' SUP olcMdbConfig STRUCTURAL )
+objectclass ( 2.25.23394782990751888070443023800080686380.100.2 NAME 'olcBdbConfig' SUP olcMdbConfig STRUCTURAL )
+"""
+
+
+@functools.cache
+def _config_schema() -> Schema:
+    schema = Schema.default()
+    schema.load_text(resources.files("pyldapd.config").joinpath("olc.schema").read_text(), "olc.schema")
+    schema.load_text(EXTRA_DEFINITIONS, "pyldapd")
+    return schema
+
+
+def config_schema() -> Schema:
+    """The schema of the cn=config tree: the standard schemas plus slapd-config(5)'s olc* types and classes."""
+    return _config_schema()
+
+
+def strip_order(value: str) -> str:
+    return ORDER_PREFIX.sub("", value, count=1)
+
+
+def order_of(value: str) -> int | None:
+    match = ORDER_PREFIX.match(value)
+    return int(match.group(1)) if match else None
+
+
+def canonical_name(schema: Schema, description: str) -> str:
+    alias = ALIASES.get(description.lower())
+    if alias is not None:
+        return alias
+    at = schema.attribute_type(description)
+    return at.name if at is not None else description
+
+
+def is_ordered(schema: Schema, description: str) -> bool:
+    at = schema.attribute_type(description)
+    return at is not None and any(name.upper() == "X-ORDERED" and "VALUES" in [v.upper() for v in values]
+                                  for name, values in getattr(at, "extensions", ()))  # fmt: skip
+
+
+def number_values(values: list[bytes]) -> list[bytes]:
+    """X-ORDERED 'VALUES': every value carries its position as `{n}`."""
+    return [f"{{{i}}}{strip_order(v.decode())}".encode() for i, v in enumerate(values)]
+
+
+def make_entry(dn: str, attributes: list[tuple[str, list[str | bytes]]]) -> Entry:
+    schema = config_schema()
+    entry = Entry(dn)
+    for name, values in attributes:
+        encoded = [v.encode() if isinstance(v, str) else v for v in values]
+        if not encoded:
+            continue
+        key = schema.attribute_key(name)
+        if key in entry.attrs:
+            entry.attrs[key].values.extend(encoded)
+        else:
+            entry.attrs[key] = Attribute(name, encoded)
+    return entry
+
+
+def values(entry: Entry, name: str) -> list[str]:
+    return [v.decode("utf-8", "replace") for v in entry.get(config_schema().attribute_key(name))]
+
+
+def first(entry: Entry, name: str, default: str = "") -> str:
+    found = values(entry, name)
+    return found[0] if found else default
+
+
+def truth(value: str) -> bool:
+    return value.strip().upper() in ("TRUE", "ON", "YES", "1")
+
+
+# -- model -> entries ---------------------------------------------------------------------------------------
+
+
+def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
+    """One cn={n}name entry per schema file, its definitions as numbered olcAttributeTypes/olcObjectClasses."""
+    groups: dict[str, dict[str, list[str]]] = {}
+    for source, text in definitions:
+        name = Path(source.rsplit(":", 1)[0]).stem
+        keyword, _, body = text.strip().partition(" ")
+        kind = keyword.lower()
+        group = groups.setdefault(
+            name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
+        )
+        if kind.startswith("attributetype"):
+            group["olcAttributeTypes"].append(body.strip())
+        elif kind.startswith("objectclass"):
+            group["olcObjectClasses"].append(body.strip())
+        elif kind == "objectidentifier":
+            group["olcObjectIdentifier"].append(body.strip())
+    entries = []
+    for index, (name, group) in enumerate(groups.items()):
+        attributes: list[tuple[str, list[str | bytes]]] = [("objectClass", ["olcSchemaConfig"]),
+                                                           ("cn", [f"{{{index}}}{name}"])]  # fmt: skip
+        for attr, items in group.items():
+            attributes.append((attr, [f"{{{i}}}{item}" for i, item in enumerate(items)]))
+        entries.append(make_entry(f"cn={{{index}}}{name},{SCHEMA_DN}", attributes))
+    return entries
+
+
+def shipped_schema_definitions() -> list[tuple[str, str]]:
+    """pyldapd's own core, cosine, nis and inetorgperson files, as (source, definition) pairs."""
+    out: list[tuple[str, str]] = []
+    folder = resources.files("pyldapd.model").joinpath("schema_files")
+    for name in ("core", "cosine", "nis", "inetorgperson"):
+        text = folder.joinpath(f"{name}.schema").read_text()
+        statement: list[str] = []
+        for line in text.splitlines() + [""]:
+            if line.startswith("#"):
+                continue
+            if line[:1].isspace() and statement:
+                statement.append(line.strip())
+                continue
+            if statement:
+                out.append((f"{name}.schema", " ".join(statement)))
+            statement = [line.strip()] if line.strip() else []
+    return out
+
+
+def level_words(level: int) -> list[str]:
+    if level == 0:
+        return ["none"]
+    names = [
+        name for name, bit in LOG_LEVELS.items() if bit > 0 and bit != LOG_LEVELS["none"] and level & bit
+    ]
+    return names or [str(level)]
+
+
+def database_entry(index: int, db: DatabaseConfig) -> Entry:
+    kind = db.declared_type if db.declared_type in DATA_TYPES else "mdb"
+    attributes: list[tuple[str, list[str | bytes]]] = [
+        ("objectClass", ["olcDatabaseConfig", DATA_TYPES[kind]]),
+        ("olcDatabase", [f"{{{index}}}{kind}"]),
+        ("olcDbDirectory", [db.directory]),
+        ("olcSuffix", list(db.suffixes)),
+        ("olcAccess", [f"{{{i}}}{text}" for i, text in enumerate(db.access)]),
+        ("olcLimits", [f"{{{i}}}{text}" for i, text in enumerate(db.limits)]),
+        ("olcRootDN", [db.rootdn] if db.rootdn else []),
+        ("olcRootPW", [db.rootpw] if db.rootpw else []),
+        ("olcSyncrepl", [f"{{{i}}}{text}" for i, text in enumerate(db.syncrepl)]),
+        ("olcUpdateRef", list(db.updateref)),
+        ("olcMultiProvider", ["TRUE"] if db.multiprovider else []),
+        ("olcReadOnly", ["TRUE"] if db.readonly else []),
+        ("olcDbIndex", [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]),
+        ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize else []),
+        ("olcSizeLimit", [str(db.sizelimit)] if db.sizelimit is not None else []),
+        ("olcTimeLimit", [str(db.timelimit)] if db.timelimit is not None else []),
+    ]
+    return make_entry(f"olcDatabase={{{index}}}{kind},{CONFIG_DN}", attributes)
+
+
+def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
+    classes = ["olcOverlayConfig"] + (["olcSyncProvConfig"] if overlay.name == "syncprov" else [])
+    attributes: list[tuple[str, list[str | bytes]]] = [("objectClass", classes),
+                                                       ("olcOverlay", [f"{{{index}}}{overlay.name}"])]  # fmt: skip
+    reverse = {v: k for k, v in SYNCPROV_SETTINGS.items()}
+    schema = config_schema()
+    for name, args in overlay.settings:
+        key = reverse.get(name.lower())
+        if key is not None:
+            attributes.append((schema.attribute_type(key).name, [" ".join(args)]))
+    return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
+
+
+def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = True) -> list[Entry]:
+    """The cn=config tree of a configuration, in slapd's order (parents first)."""
+    global_attrs: list[tuple[str, list[str | bytes]]] = [
+        ("objectClass", ["olcGlobal"]),
+        ("cn", ["config"]),
+        ("olcArgsFile", [config.argsfile] if config.argsfile else []),
+        ("olcPidFile", [config.pidfile] if config.pidfile else []),
+        ("olcLogLevel", level_words(config.loglevel)),
+        ("olcIdleTimeout", [str(config.idletimeout)] if config.idletimeout else []),
+        ("olcServerID", [f"{sid} {url}".strip() for sid, url in config.server_ids]),
+        ("olcTLSCertificateFile", [config.tls.certificate_file] if config.tls.certificate_file else []),
+        (
+            "olcTLSCertificateKeyFile",
+            [config.tls.certificate_key_file] if config.tls.certificate_key_file else [],
+        ),
+        (
+            "olcTLSCACertificateFile",
+            [config.tls.ca_certificate_file] if config.tls.ca_certificate_file else [],
+        ),
+        ("olcTLSVerifyClient", [config.tls.verify_client] if config.tls.certificate_file else []),
+    ]
+    entries = [make_entry(CONFIG_DN, global_attrs)]
+    if config.modules:
+        entries.append(make_entry(f"cn=module{{0}},{CONFIG_DN}", [
+            ("objectClass", ["olcModuleList"]), ("cn", ["module{0}"]),
+            ("olcModulePath", config.module_paths[:1]),
+            ("olcModuleLoad", [f"{{{i}}}{m}" for i, m in enumerate(config.modules)])]))  # fmt: skip
+    entries.append(make_entry(SCHEMA_DN, [("objectClass", ["olcSchemaConfig"]), ("cn", ["schema"])]))
+    definitions = list(config.schema_definitions)
+    if include_shipped_schema and not definitions:
+        definitions = shipped_schema_definitions()
+    entries += schema_entries(definitions)
+    frontend = [("objectClass", ["olcDatabaseConfig", "olcFrontendConfig"]), ("olcDatabase", ["{-1}frontend"]),
+                ("olcAccess", [f"{{{i}}}{text}" for i, text in enumerate(config.access)]),
+                ("olcSizeLimit", [str(config.sizelimit)]),
+                ("olcPasswordHash", list(config.password_hash))]  # fmt: skip
+    entries.append(make_entry(f"olcDatabase={{-1}}frontend,{CONFIG_DN}", frontend))
+    root_access = "to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * break"
+    entries.append(make_entry(f"olcDatabase={{0}}config,{CONFIG_DN}", [
+        ("objectClass", ["olcDatabaseConfig"]), ("olcDatabase", ["{0}config"]),
+        ("olcAccess", ["{0}" + root_access]), ("olcRootDN", ["cn=admin,cn=config"])]))  # fmt: skip
+    entries.append(make_entry(f"olcDatabase={{1}}monitor,{CONFIG_DN}", [
+        ("objectClass", ["olcDatabaseConfig", "olcMonitorConfig"]), ("olcDatabase", ["{1}monitor"])]))  # fmt: skip
+    for offset, db in enumerate(config.data_databases()):
+        entry = database_entry(offset + 2, db)
+        entries.append(entry)
+        for index, overlay in enumerate(db.overlays):
+            entries.append(overlay_entry(entry.dn, index, overlay))
+    return entries
+
+
+# -- entries -> model ---------------------------------------------------------------------------------------
+
+
+def parse_index_value(text: str, indexes: dict[str, set[str]]) -> None:
+    words = text.split()
+    if not words or len(words) > 2:
+        raise ValueError(f"olcDbIndex: invalid value {text!r}")
+    kinds = {"eq"} if len(words) == 1 else {k.strip().lower() for k in words[1].split(",") if k.strip()}
+    kinds = {"sub" if k.startswith("sub") else k for k in kinds} - {"nolang", "nosubtypes", "notags"}
+    unknown = kinds - {"eq", "pres", "sub", "approx"}
+    if unknown:
+        raise ValueError(f"olcDbIndex: unknown index type {sorted(unknown)[0]!r}")
+    for attr in words[0].split(","):
+        if attr.strip():
+            indexes.setdefault(attr.strip(), set()).update(kinds)
+
+
+def parse_server_id(text: str) -> tuple[int, str]:
+    words = strip_order(text).split()
+    if not 1 <= len(words) <= 2:
+        raise ValueError(f"olcServerID: invalid value {text!r}")
+    try:
+        number = int(words[0], 10)
+    except ValueError:
+        number = int(words[0], 16)
+    if not 0 <= number <= 4095:
+        raise ValueError("olcServerID: must be between 0 and 4095")
+    return number, words[1] if len(words) == 2 else ""
+
+
+def ordered_texts(entry: Entry, name: str) -> list[str]:
+    items = values(entry, name)
+    items.sort(key=lambda v: order_of(v) if order_of(v) is not None else 1 << 30)
+    return [strip_order(v) for v in items]
+
+
+def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
+    name = strip_order(first(entry, "olcDatabase")).lower()
+    db = DatabaseConfig(type="mdb", declared_type=name, source=entry.dn)
+    db.suffixes = values(entry, "olcSuffix")
+    db.rootdn = first(entry, "olcRootDN")
+    db.rootpw = first(entry, "olcRootPW").encode()
+    db.directory = first(entry, "olcDbDirectory")
+    db.maxsize = int(first(entry, "olcDbMaxSize", "0") or 0)
+    for text in values(entry, "olcDbIndex"):
+        parse_index_value(text, db.indexes)
+    db.access = ordered_texts(entry, "olcAccess")
+    db.access_sources = [f"{entry.dn}: olcAccess {{{i}}}" for i in range(len(db.access))]
+    db.limits = ordered_texts(entry, "olcLimits")
+    db.limits_sources = [f"{entry.dn}: olcLimits {{{i}}}" for i in range(len(db.limits))]
+    db.syncrepl = ordered_texts(entry, "olcSyncrepl")
+    db.updateref = values(entry, "olcUpdateRef")
+    db.multiprovider = truth(first(entry, "olcMultiProvider", "FALSE"))
+    db.readonly = truth(first(entry, "olcReadOnly", "FALSE"))
+    if first(entry, "olcSizeLimit"):
+        db.sizelimit = int(first(entry, "olcSizeLimit").split("=")[-1].replace("unlimited", "0"))
+    if first(entry, "olcTimeLimit"):
+        db.timelimit = int(first(entry, "olcTimeLimit").split("=")[-1].replace("unlimited", "0"))
+    for child in sorted(children, key=lambda e: order_of(first(e, "olcOverlay")) or 0):
+        overlay = OverlayConfig(strip_order(first(child, "olcOverlay")).lower())
+        for attribute in child.attrs.values():
+            setting = SYNCPROV_SETTINGS.get(attribute.name.lower())
+            if setting is not None:
+                for value in attribute.values:
+                    overlay.settings.append((setting, value.decode().split()))
+        db.overlays.append(overlay)
+    return db
+
+
+def config_from_entries(entries: list[Entry]) -> ServerConfig:
+    config = ServerConfig()
+    by_parent: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_parent.setdefault(entry.dn.split(",", 1)[1].lower() if "," in entry.dn else "", []).append(entry)
+    root = next((e for e in entries if e.dn.lower() == CONFIG_DN), None)
+    if root is None:
+        raise ValueError("no cn=config entry")
+    config.argsfile = first(root, "olcArgsFile")
+    config.pidfile = first(root, "olcPidFile")
+    levels = [word for value in values(root, "olcLogLevel") for word in value.split()]
+    config.loglevel = parse_log_level(levels) if levels else 0
+    config.idletimeout = int(first(root, "olcIdleTimeout", "0") or 0)
+    config.server_ids = [parse_server_id(v) for v in values(root, "olcServerID")]
+    tls = config.tls
+    tls.certificate_file = first(root, "olcTLSCertificateFile")
+    tls.certificate_key_file = first(root, "olcTLSCertificateKeyFile")
+    tls.ca_certificate_file = first(root, "olcTLSCACertificateFile")
+    tls.ca_certificate_path = first(root, "olcTLSCACertificatePath")
+    tls.verify_client = first(root, "olcTLSVerifyClient", "never").lower()
+    tls.protocol_min = first(root, "olcTLSProtocolMin")
+    tls.cipher_suite = first(root, "olcTLSCipherSuite")
+    for entry in by_parent.get(SCHEMA_DN, []):
+        source = strip_order(first(entry, "cn"))
+        for name, keyword in (("olcObjectIdentifier", "objectidentifier"), ("olcAttributeTypes", "attributetype"),
+                              ("olcObjectClasses", "objectclass")):  # fmt: skip
+            for text in ordered_texts(entry, name):
+                config.schema_definitions.append((f"{source}.schema", f"{keyword} {text}"))
+    for module in by_parent.get(CONFIG_DN, []):
+        if module.dn.lower().startswith("cn=module"):
+            config.module_paths += values(module, "olcModulePath")
+            config.modules += [strip_order(v) for v in values(module, "olcModuleLoad")]
+    databases = sorted((e for e in by_parent.get(CONFIG_DN, []) if e.dn.lower().startswith("olcdatabase=")),
+                       key=lambda e: order_of(first(e, "olcDatabase")) or 0)  # fmt: skip
+    for entry in databases:
+        name = strip_order(first(entry, "olcDatabase")).lower()
+        if name == "frontend":
+            config.access = ordered_texts(entry, "olcAccess")
+            config.access_sources = [f"{entry.dn}: olcAccess {{{i}}}" for i in range(len(config.access))]
+            if first(entry, "olcSizeLimit"):
+                config.sizelimit = int(first(entry, "olcSizeLimit").split("=")[-1].replace("unlimited", "0"))
+            if values(entry, "olcPasswordHash"):
+                config.password_hash = values(entry, "olcPasswordHash")
+        elif name in DATA_TYPES:
+            config.databases.append(database_from_entry(entry, by_parent.get(entry.dn.lower(), [])))
+    return config
+
+
+# -- slapd.d ------------------------------------------------------------------------------------------------
+
+
+def entry_path(directory: Path, dn: str) -> Path:
+    """cn=config -> DIR/cn=config.ldif; olcDatabase={1}mdb,cn=config -> DIR/cn=config/olcDatabase={1}mdb.ldif."""
+    rdns = split_dn(dn)
+    folder = directory
+    for rdn in reversed(rdns[1:]):
+        folder = folder / rdn
+    return folder / f"{rdns[0]}.ldif"
+
+
+def split_dn(dn: str) -> list[str]:
+    parts, current, escaped = [], [], False
+    for ch in dn:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            current.append(ch)
+            escaped = True
+        elif ch == ",":
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current).strip())
+    return parts
+
+
+def entry_ldif(entry: Entry) -> str:
+    rdn = split_dn(entry.dn)[0]
+    body = format_entry(rdn, [(a.name, a.values) for a in entry.attrs.values()], wrap=78)
+    return HEADER.format(crc=zlib.crc32(body.encode())) + body
+
+
+def write_file_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def write_slapd_d(directory: str | Path, entries: list[Entry]) -> None:
+    root = Path(directory)
+    for entry in entries:
+        write_file_atomically(entry_path(root, entry.dn), entry_ldif(entry))
+
+
+def remove_entry_file(directory: str | Path, dn: str) -> None:
+    path = entry_path(Path(directory), dn)
+    if path.exists():
+        path.unlink()
+    folder = path.with_suffix("")
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def read_slapd_d(directory: str | Path) -> list[Entry]:
+    """Every entry of a slapd.d directory, parents first; the DN of each is rebuilt from its path."""
+    root = Path(directory)
+    top = root / "cn=config.ldif"
+    if not top.exists():
+        raise ValueError(f"{directory}: no cn=config.ldif (not a slapd.d directory)")
+    entries: list[Entry] = []
+
+    def load(path: Path, parent_dn: str) -> None:
+        text = path.read_text(encoding="utf-8")
+        records = [r for r in parse_ldif(text) if isinstance(r, LDIFContent)]
+        if len(records) != 1:
+            raise ValueError(f"{path}: expected one entry")
+        rdn = path.stem
+        dn = f"{rdn},{parent_dn}" if parent_dn else rdn
+        entries.append(make_entry(dn, [(name, list(vals)) for name, vals in records[0].attributes]))
+        folder = path.with_suffix("")
+        if folder.is_dir():
+            for child in sorted(folder.glob("*.ldif"), key=lambda p: (p.stem.split("=")[0], order_of(
+                    p.stem.split("=", 1)[1]) or 0, p.stem)):  # fmt: skip
+                load(child, dn)
+
+    load(top, "")
+    return entries

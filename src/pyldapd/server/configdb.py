@@ -1,0 +1,295 @@
+"""The cn=config database served over LDAP: read and changed at run time, as slapd's back-config.
+
+Every accepted change is validated by building the whole configuration it leads to (an invalid change is refused
+and changes nothing), applied to the running server (overlays, consumers, server ID, access, indexes, schema,
+limits, log level), then written to the slapd.d directory, file by file, atomically.
+Only root over ldapi (SASL EXTERNAL) and the config database's rootdn may read or change it, as Debian's
+default `olcAccess` on `olcDatabase={0}config` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pyldapd.backends.base import Scope
+from pyldapd.config.cnconfig import (
+    CONFIG_DN,
+    SCHEMA_DN,
+    canonical_name,
+    config_from_entries,
+    config_schema,
+    first,
+    is_ordered,
+    order_of,
+    remove_entry_file,
+    split_dn,
+    strip_order,
+    write_slapd_d,
+)
+from pyldapd.config.model import ServerConfig
+from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parent_dn
+from pyldapd.model.entry import Attribute, Entry
+from pyldapd.model.filter import FilterEvaluator
+from pyldapd.protocol import ldap
+from pyldapd.protocol.ldap import Control, ResultCode
+from pyldapd.server.errors import LDAPError
+
+if TYPE_CHECKING:
+    from pyldapd.server.app import Server
+
+ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
+
+
+def names_config(dn: str) -> bool:
+    """Does this DN (as the client wrote it) lie in cn=config? Checked before normalizing: the main schema
+    does not know the olc* attribute types that config DNs use."""
+    last = split_dn(dn.strip())[-1].replace(" ", "").lower()
+    return last == CONFIG_DN
+
+
+class ConfigDatabase:
+    def __init__(self, server: Server, directory: str, entries: list[Entry]) -> None:
+        self.server = server
+        self.path = directory
+        self.schema = config_schema()
+        self.filters = FilterEvaluator(self.schema)
+        self.entries: dict[str, Entry] = {}
+        for entry in entries:
+            self.entries[self.ndn(entry.dn)] = entry
+
+    # -- names and rights -----------------------------------------------------------------------------------
+
+    def ndn(self, dn: str) -> str:
+        try:
+            return normalize_dn(dn, self.schema)
+        except DNError:
+            raise LDAPError(ResultCode.invalidDNSyntax, "invalid DN") from None
+
+    def rootdn_ndn(self) -> str:
+        entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
+        rootdn = first(entry, "olcRootDN") if entry is not None else ""
+        return self.ndn(rootdn) if rootdn else ""
+
+    def allowed(self, session: Any) -> bool:
+        ndn = session.bind_ndn
+        return bool(ndn) and (ndn == ROOT_PEERCRED or ndn == self.rootdn_ndn())
+
+    def require_write(self, session: Any) -> None:
+        if session.anonymous:
+            raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
+        if not self.allowed(session):
+            raise LDAPError(ResultCode.insufficientAccessRights, "no write access to entry")
+
+    # -- search and compare ---------------------------------------------------------------------------------
+
+    def search(self, session: Any, message_id: int, request: ldap.SearchRequest, selection_factory: Callable,
+               send: Callable[[bytes], None]) -> int:  # fmt: skip
+        base = self.ndn(request.base)
+        if not self.allowed(session) or base not in self.entries:
+            raise LDAPError(ResultCode.noSuchObject, "")
+        from pyldapd.replication.provider import in_scope
+
+        matches = self.filters.compile(request.filter)
+        selection = selection_factory(self.schema, request.attributes, request.types_only)
+        sent = 0
+        for ndn, entry in self.entries.items():
+            if in_scope(ndn, base, Scope(request.scope)) and matches(entry):
+                send(
+                    ldap.encode_search_result_entry(
+                        message_id, entry.dn, selection.encode(entry, self.has_children)
+                    )
+                )
+                sent += 1
+        return sent
+
+    def has_children(self, ndn: str) -> bool:
+        return any(is_descendant(other, ndn) for other in self.entries)
+
+    def compare(self, session: Any, request: ldap.CompareRequest) -> int:
+        ndn = self.ndn(request.dn)
+        if not self.allowed(session) or ndn not in self.entries:
+            raise LDAPError(ResultCode.noSuchObject, "")
+        at = self.schema.attribute_type(canonical_name(self.schema, request.attr))
+        if at is None:
+            raise LDAPError(ResultCode.undefinedAttributeType, f"{request.attr}: attribute type undefined")
+        stored = self.entries[ndn].get(at.key)
+        if not stored:
+            raise LDAPError(ResultCode.noSuchAttribute, "")
+        wanted = at.equality.normalize(request.value) if at.equality else request.value
+        normalize = at.equality.normalize if at.equality else (lambda v: v)
+        return (
+            ResultCode.compareTrue if any(normalize(v) == wanted for v in stored) else ResultCode.compareFalse
+        )
+
+    # -- updates --------------------------------------------------------------------------------------------
+
+    def modify(self, session: Any, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
+        self.require_write(session)
+        ndn = self.ndn(request.dn)
+        current = self.entries.get(ndn)
+        if current is None:
+            raise LDAPError(ResultCode.noSuchObject, "")
+        entry = current.copy()
+        for change in request.changes:
+            self.apply_change(entry, change)
+        self.commit({ndn: entry}, [])
+        return []
+
+    def apply_change(self, entry: Entry, change: ldap.Change) -> None:
+        name = canonical_name(self.schema, change.attr)
+        at = self.schema.attribute_type(name)
+        if at is None:
+            raise LDAPError(ResultCode.undefinedAttributeType, f"{change.attr}: attribute type undefined")
+        key = at.key
+        ordered = is_ordered(self.schema, name)
+        current = [v.decode() for v in entry.get(key)]
+        if ordered:
+            current = [strip_order(v) for v in sorted(current, key=lambda v: order_of(v) or 0)]
+        incoming = [v.decode("utf-8", "replace") for v in change.values]
+        op = change.operation
+        if op == ldap.MOD_ADD:
+            if not incoming:
+                raise LDAPError(ResultCode.protocolError, f"modify/add: {name}: no values given")
+            for value in incoming:
+                position = order_of(value) if ordered else None
+                body = strip_order(value) if ordered else value
+                if not ordered and any(self.same(at, body, v) for v in current):
+                    raise LDAPError(
+                        ResultCode.attributeOrValueExists, f"modify/add: {name}: value #0 already exists"
+                    )
+                if position is None or position >= len(current):
+                    current.append(body)
+                else:
+                    current.insert(max(position, 0), body)
+            if at.single_value and len(current) > 1:
+                raise LDAPError(
+                    ResultCode.constraintViolation, f"attribute '{name}' cannot have multiple values"
+                )
+        elif op == ldap.MOD_DELETE:
+            if not current:
+                raise LDAPError(ResultCode.noSuchAttribute, f"modify/delete: {name}: no such attribute")
+            if not incoming:
+                current = []
+            for value in incoming:
+                position = order_of(value) if ordered else None
+                body = strip_order(value) if ordered else value
+                if position is not None and (not body or (0 <= position < len(current) and self.same(
+                        at, body, current[position]))):  # fmt: skip
+                    if not 0 <= position < len(current):
+                        raise LDAPError(ResultCode.noSuchAttribute, f"modify/delete: {name}: no such value")
+                    del current[position]
+                    continue
+                kept = [v for v in current if not self.same(at, body, v)]
+                if len(kept) == len(current):
+                    raise LDAPError(ResultCode.noSuchAttribute, f"modify/delete: {name}: no such value")
+                current = kept
+        elif op == ldap.MOD_REPLACE:
+            current = [strip_order(v) for v in incoming] if ordered else incoming
+        else:
+            raise LDAPError(
+                ResultCode.unwillingToPerform, f"modify/increment: {name}: not supported in cn=config"
+            )
+        stored = [f"{{{i}}}{v}" for i, v in enumerate(current)] if ordered else current
+        entry.put(key, at.name, [v.encode() for v in stored])
+
+    @staticmethod
+    def same(at, a: str, b: str) -> bool:
+        if at.equality is None:
+            return a == b
+        return at.equality.normalize(a.encode()) == at.equality.normalize(b.encode())
+
+    def add(self, session: Any, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
+        self.require_write(session)
+        rdn, _, parent = request.dn.partition(",")
+        parent_ndn = self.ndn(parent)
+        if parent_ndn not in self.entries:
+            raise LDAPError(ResultCode.noSuchObject, "")
+        attr, _, value = rdn.partition("=")
+        attr_name = canonical_name(self.schema, attr.strip())
+        siblings = [e for n, e in self.entries.items() if parent_dn(n) == parent_ndn and
+                    n.split("=", 1)[0] == attr_name.lower()]  # fmt: skip
+        if attr_name.lower() in ("oloverlay", "olcoverlay", "cn") and order_of(value) is None and (
+                attr_name.lower() == "olcoverlay" or parent_ndn == self.ndn(SCHEMA_DN)):  # fmt: skip
+            value = f"{{{len(siblings)}}}{value}"
+        elif attr_name.lower() == "olcdatabase":
+            raise LDAPError(ResultCode.unwillingToPerform, "adding databases at run time is not supported")
+        dn = f"{attr_name}={value},{parent}"
+        ndn = self.ndn(dn)
+        if ndn in self.entries:
+            raise LDAPError(ResultCode.entryAlreadyExists, "")
+        entry = Entry(dn)
+        for description, values in request.attributes:
+            name = canonical_name(self.schema, description)
+            at = self.schema.attribute_type(name)
+            if at is None:
+                raise LDAPError(ResultCode.undefinedAttributeType, f"{description}: attribute type undefined")
+            texts = [v.decode("utf-8", "replace") for v in values]
+            if is_ordered(self.schema, name):
+                texts = [f"{{{i}}}{strip_order(t)}" for i, t in enumerate(texts)]
+            if at.key == attr_name.lower():
+                texts = [value]
+            existing = entry.attrs.get(at.key)
+            if existing is not None:
+                existing.values.extend(t.encode() for t in texts)
+            else:
+                entry.attrs[at.key] = Attribute(at.name, [t.encode() for t in texts])
+        naming = self.schema.attribute_type(attr_name)
+        if naming is not None and naming.key not in entry.attrs:
+            entry.attrs[naming.key] = Attribute(naming.name, [value.encode()])
+        for oc in entry.get("objectclass"):
+            if self.schema.object_class(oc.decode()) is None:
+                raise LDAPError(ResultCode.invalidAttributeSyntax, "objectClass: value #0 invalid per syntax")
+        self.commit({ndn: entry}, [])
+        return []
+
+    def delete(self, session: Any, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
+        self.require_write(session)
+        ndn = self.ndn(request.dn)
+        if ndn not in self.entries:
+            raise LDAPError(ResultCode.noSuchObject, "")
+        if not ndn.startswith("olcoverlay="):
+            raise LDAPError(ResultCode.unwillingToPerform, "operation not supported within namingContext")
+        if self.has_children(ndn):
+            raise LDAPError(ResultCode.notAllowedOnNonLeaf, "subordinate objects must be deleted first")
+        self.commit({}, [ndn])
+        return []
+
+    # -- commit ---------------------------------------------------------------------------------------------
+
+    def commit(self, changed: dict[str, Entry], removed: list[str]) -> None:
+        """Validate the configuration the change leads to, apply it to the server, then persist it."""
+        candidate = dict(self.entries)
+        for ndn in removed:
+            del candidate[ndn]
+        candidate.update(changed)
+        ordered = sorted(candidate.items(), key=lambda item: item[0].count(","))
+        try:
+            new_config = config_from_entries([e for _, e in ordered])
+            self.server.check_config(new_config)
+        except LDAPError:
+            raise
+        except Exception as exc:
+            raise LDAPError(ResultCode.other, f"<{type(exc).__name__}> {exc}") from None
+        self.server.apply_config(new_config)
+        removed_dns = [self.entries[ndn].dn for ndn in removed]
+        self.entries = {ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)}
+        write_slapd_d(self.path, list(changed.values()))
+        for dn in removed_dns:
+            remove_entry_file(self.path, dn)
+
+    def sorted_keys(self, entries: dict[str, Entry]) -> list[str]:
+        keys = list(self.entries)
+        for key in entries:
+            if key not in keys:
+                keys.append(key)
+        return [k for k in keys if k in entries]
+
+
+def validate_config(config: ServerConfig) -> None:
+    """What a running slapd would refuse in a configuration change (used before anything is applied)."""
+    from pyldapd.replication.spec import parse_syncrepl
+
+    for db in config.data_databases():
+        for text in db.syncrepl:
+            parse_syncrepl(text)

@@ -1,0 +1,269 @@
+"""cn=config at run time over ldapi:/// with SASL EXTERNAL, exactly as the seed how-to does it.
+
+Two pyldapd servers made by `pyldapd init --db-type hdb` get the how-to's own LDIF (addresses filled in, the `-`
+separator the printed page lost restored, nothing else changed) through the real ldapadd/ldapmodify, and then its
+test section: testuser1 added on the first is found on the second, testuser2 the other way round.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pyldapd.config import cnconfig
+from tests.servers import SLAPD, free_port, ldap_tool, slapd_conf, start_process, wait_for
+
+ADMIN = ["-x", "-D", "cn=admin,dc=example,dc=com", "-w", "admin_password"]
+SYNCPROV_LDIF = """dn: olcOverlay=syncprov,olcDatabase={2}hdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcSyncProvConfig
+olcOverlay: syncprov
+olcSyncProvCheckpoint: 100 10
+olcSyncProvSessionlog: 100
+"""
+MMR_LDIF = """dn: cn=config
+changetype: modify
+add: olcServerID
+olcServerID: {own_id} {own_url}
+
+dn: olcDatabase={{2}}hdb,cn=config
+changetype: modify
+add: olcSyncRepl
+olcSyncRepl: rid={rid}
+  provider={other_url}
+  bindmethod=simple
+  binddn="cn=admin,dc=example,dc=com"
+  credentials=admin_password
+  searchbase="dc=example,dc=com"
+  scope=sub
+  schemachecking=on
+  type=refreshAndPersist
+  retry="60 +"
+-
+add: olcMirrorMode
+olcMirrorMode: TRUE
+"""
+TESTUSER = """dn: uid=testuser{n},ou=People,dc=example,dc=com
+objectClass: inetOrgPerson
+objectClass: posixAccount
+objectClass: top
+cn: Test User {n}
+sn: User
+uid: testuser{n}
+uidNumber: 100{n}
+gidNumber: 100{n}
+homeDirectory: /home/testuser{n}
+"""
+
+
+def pyldapd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyldapd.cli.main", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)  # fmt: skip
+
+
+class Node:
+    def __init__(self, root: Path, name: str, db_type: str = "hdb") -> None:
+        self.dir = root / name
+        self.dir.mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"ldap://127.0.0.1:{self.port}/"
+        self.socket = str(self.dir / "ldapi")
+        self.ldapi = "ldapi://" + self.socket.replace("/", "%2F")
+        self.name = name
+        result = pyldapd("init", "-F", str(self.dir / "slapd.d"), "--suffix", "dc=example,dc=com", "--rootdn",
+                         "cn=admin,dc=example,dc=com", "--rootpw", "admin_password", "--db-type", db_type)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        self.server = None
+
+    def start(self):
+        argv = [sys.executable, "-m", "pyldapd.cli.main", "serve", "-F", str(self.dir / "slapd.d"), "-h",
+                f"{self.url} {self.ldapi}/", "-d", "stats,sync"]  # fmt: skip
+        self.server = start_process(self.name, argv, self.port, self.socket, self.dir, self.dir / "slapd.d")
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def external(self, tool: str, ldif: str) -> subprocess.CompletedProcess:
+        return ldap_tool(tool, "-Y", "EXTERNAL", "-Q", "-H", self.ldapi, input=ldif)
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    made: list[Node] = []
+
+    def make(name: str, db_type: str = "hdb") -> Node:
+        node = Node(tmp_path, name, db_type)
+        made.append(node)
+        node.start()
+        return node
+
+    yield make
+    for node in made:
+        node.stop()
+
+
+def test_init_serve_and_access(nodes):
+    node = nodes("a")
+    result = ldap_tool(
+        "ldapsearch", "-Y", "EXTERNAL", "-Q", "-H", node.ldapi, "-LLL", "-b", "cn=config", "dn"
+    )
+    assert result.returncode == 0, result.stderr
+    dns = [line[4:] for line in result.stdout.splitlines() if line.startswith("dn: ")]
+    for dn in ("cn=config", "cn=schema,cn=config", "cn={0}core,cn=schema,cn=config", "olcDatabase={-1}frontend,cn=config",
+               "olcDatabase={0}config,cn=config", "olcDatabase={1}monitor,cn=config", "olcDatabase={2}hdb,cn=config"):  # fmt: skip
+        assert dn in dns
+    # only root over ldapi may read or change cn=config
+    assert ldap_tool("ldapsearch", "-x", "-H", node.url, "-b", "cn=config", "-s", "base").returncode == 32
+    assert ldap_tool("ldapsearch", *ADMIN, "-H", node.url, "-b", "cn=config", "-s", "base").returncode == 32
+    change = "dn: cn=config\nchangetype: modify\nreplace: olcLogLevel\nolcLogLevel: stats\n"
+    assert ldap_tool("ldapmodify", *ADMIN, "-H", node.url, input=change).returncode == 50
+    assert (
+        ldap_tool(
+            "ldapsearch", "-x", "-H", node.url, "-LLL", "-b", "dc=example,dc=com", "-s", "base"
+        ).returncode
+        == 0
+    )
+
+
+def test_seed_howto_on_two_pyldapd_servers(nodes):
+    first, second = nodes("first"), nodes("second")
+    for own, other, own_id, rid in ((first, second, 1, "002"), (second, first, 2, "001")):
+        # Step 1 / Step 2 of the how-to: the syncprov overlay, then the multi-master settings
+        result = own.external("ldapadd", SYNCPROV_LDIF)
+        assert result.returncode == 0, result.stderr
+        result = own.external("ldapmodify", MMR_LDIF.format(own_id=own_id, own_url=own.url, rid=rid,
+                                                            other_url=other.url))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    people = "dn: ou=People,dc=example,dc=com\nobjectClass: organizationalUnit\nou: People\n"
+    assert ldap_tool("ldapadd", *ADMIN, "-H", first.url, input=people).returncode == 0
+    # 5. Testing: an entry added on the first master is found on the second, and the other way round
+    assert ldap_tool("ldapadd", *ADMIN, "-H", first.url, input=TESTUSER.format(n=1)).returncode == 0
+
+    def found(node: Node, uid: str) -> bool:
+        result = ldap_tool(
+            "ldapsearch", "-x", "-H", node.url, "-LLL", "-b", "dc=example,dc=com", f"(uid={uid})"
+        )
+        return f"dn: uid={uid},ou=People,dc=example,dc=com" in result.stdout
+
+    wait_for(lambda: found(second, "testuser1"), 30, what="testuser1 on the second master")
+    assert ldap_tool("ldapadd", *ADMIN, "-H", second.url, input=TESTUSER.format(n=2)).returncode == 0
+    # the first master's consumer met the second before it had syncprov: like slapd it waits for its 60 s retry
+    wait_for(lambda: found(first, "testuser2"), 90, what="testuser2 on the first master")
+    # the configuration survives a restart, stored under the real attribute names
+    first.stop()
+    first.start()
+    result = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-Q", "-H", first.ldapi, "-LLL", "-b", "cn=config",
+                       "(|(olcServerID=*)(olcSyncrepl=*)(olcSpCheckpoint=*))", "olcServerID", "olcSyncrepl",
+                       "olcMultiProvider", "olcSpCheckpoint", "olcSpSessionlog")  # fmt: skip
+    text = result.stdout.replace("\n ", "")
+    assert f"olcServerID: 1 {first.url}" in text and "olcSyncrepl: {0}rid=002" in text
+    assert (
+        "olcMultiProvider: TRUE" in text
+        and "olcSpCheckpoint: 100 10" in text
+        and "olcSpSessionlog: 100" in text
+    )
+    # its consumer, started from the restored configuration, picks up what the second master gets
+    assert ldap_tool("ldapadd", *ADMIN, "-H", second.url, input=TESTUSER.format(n=3)).returncode == 0
+    wait_for(lambda: found(first, "testuser3"), 30, what="testuser3 on the restarted first master")
+
+
+def test_invalid_change_is_refused_and_changes_nothing(nodes):
+    node = nodes("a")
+    path = node.dir / "slapd.d" / "cn=config" / "olcDatabase={2}hdb.ldif"
+    before = path.read_text()
+    bad = (
+        "dn: olcDatabase={2}hdb,cn=config\nchangetype: modify\nadd: olcSyncrepl\nolcSyncrepl: rid=1 bogus=x\n"
+    )
+    result = node.external("ldapmodify", bad)
+    assert result.returncode == 80, result.stderr
+    undefined = "dn: cn=config\nchangetype: modify\nadd: olcNoSuchThing\nolcNoSuchThing: 1\n"
+    assert node.external("ldapmodify", undefined).returncode == 17
+    assert path.read_text() == before
+    good = "dn: olcDatabase={2}hdb,cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: mail eq\n"
+    assert node.external("ldapmodify", good).returncode == 0
+    assert "olcDbIndex: mail eq" in path.read_text()
+
+
+def test_howto_ldif_on_slapd_and_pyldapd_alike(tmp_path, nodes):
+    """slapd 2.5 refuses the how-to's olcSyncProv* names (undefined attribute type); pyldapd accepts them as
+    aliases. With the real names both accept the same LDIF."""
+    node = nodes("py", "mdb")
+    conf = tmp_path / "slapd.conf"
+    (tmp_path / "slapd-db").mkdir()
+    root = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+    config_db = f'moduleload syncprov\ndatabase config\naccess to * by dn.exact="{root}" manage by * break'
+    conf.write_text(slapd_conf(tmp_path / "slapd-db", modules=True, extra_global=config_db))
+    (tmp_path / "slapd.d").mkdir()
+    # slaptest writes the slapd.d, then fails to open the (still empty) database read-only: that is expected
+    result = subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (tmp_path / "slapd.d" / "cn=config.ldif").exists(), result.stderr
+    port = free_port()
+    sock = str(tmp_path / "slapd.sock")
+    slapd = start_process("slapd", [SLAPD, "-F", str(tmp_path / "slapd.d"), "-h",
+                                    f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/", "-d", "0"],
+                          port, sock, tmp_path, conf)  # fmt: skip
+    try:
+        slapd_ldapi = "ldapi://" + sock.replace("/", "%2F")
+
+        def both(ldif_for) -> tuple[int, int]:
+            theirs = ldap_tool(
+                "ldapmodify", "-Y", "EXTERNAL", "-Q", "-H", slapd_ldapi, input=ldif_for("{1}mdb")
+            )
+            ours = node.external("ldapmodify", ldif_for("{2}mdb"))
+            return theirs.returncode, ours.returncode
+
+        def overlay(names: tuple[str, str]):
+            return lambda db: (f"dn: olcOverlay=syncprov,olcDatabase={db},cn=config\nchangetype: add\n"
+                               "objectClass: olcOverlayConfig\nobjectClass: olcSyncProvConfig\nolcOverlay: syncprov\n"
+                               f"{names[0]}: 100 10\n{names[1]}: 100\n")  # fmt: skip
+
+        # the one difference: the how-to's names are pyldapd aliases, undefined in slapd 2.5
+        assert both(overlay(("olcSyncProvCheckpoint", "olcSyncProvSessionlog"))) == (17, 0)
+        theirs = ldap_tool("ldapmodify", "-Y", "EXTERNAL", "-Q", "-H", slapd_ldapi,
+                           input=overlay(("olcSpCheckpoint", "olcSpSessionlog"))("{1}mdb"))  # fmt: skip
+        assert theirs.returncode == 0, theirs.stderr
+        for ldif in (
+            "dn: cn=config\nchangetype: modify\nadd: olcServerID\nolcServerID: 5\n",
+            "dn: cn=config\nchangetype: modify\nadd: olcNoSuchThing\nolcNoSuchThing: x\n",
+            "dn: cn=config\nchangetype: modify\nreplace: olcLogLevel\nolcLogLevel: stats sync\n",
+            "dn: olcDatabase={db},cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: mail eq,sub\n",
+            "dn: olcDatabase={db},cn=config\nchangetype: modify\nadd: olcAccess\nolcAccess: to * by * read\n",
+        ):
+            theirs, ours = both(lambda db, text=ldif: text.replace("{db}", db))
+            assert ours == theirs, ldif
+    finally:
+        slapd.stop()
+
+
+def test_atomic_writes_leave_old_or_new(tmp_path, monkeypatch):
+    target = tmp_path / "cn=config.ldif"
+    cnconfig.write_file_atomically(target, "old\n")
+
+    def crash(*args, **kwargs):
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr(cnconfig.os, "replace", crash)
+    with pytest.raises(OSError):
+        cnconfig.write_file_atomically(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["cn=config.ldif"]
+
+
+def test_slaptest_style_conversion_runs(tmp_path):
+    conf = tmp_path / "slapd.conf"
+    (tmp_path / "db").mkdir()
+    conf.write_text(slapd_conf(tmp_path / "db", extra_global="serverID 3\n", extra_db="overlay syncprov\n"
+                               "syncprov-checkpoint 10 1\n"))  # fmt: skip
+    result = pyldapd("test", "-f", str(conf), "-F", str(tmp_path / "slapd.d"))
+    assert result.returncode == 0, result.stderr
+    config = cnconfig.config_from_entries(cnconfig.read_slapd_d(tmp_path / "slapd.d"))
+    assert config.server_ids == [(3, "")]
+    assert config.databases[0].overlays[0].settings == [("syncprov-checkpoint", ["10", "1"])]
+    assert time.time() > 0
