@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -190,15 +189,14 @@ def test_invalid_change_is_refused_and_changes_nothing(nodes):
     assert "olcDbIndex: mail eq" in path.read_text()
 
 
-def test_howto_ldif_on_slapd_and_pyldapd_alike(tmp_path, nodes):
-    """slapd 2.5 refuses the how-to's olcSyncProv* names (undefined attribute type); pyldapd accepts them as
-    aliases. With the real names both accept the same LDIF."""
-    node = nodes("py", "mdb")
+def start_slapd_with_cn_config(tmp_path: Path):
+    """Debian's slapd running from a slapd.d that slaptest made, root allowed to manage cn=config over ldapi."""
     conf = tmp_path / "slapd.conf"
     (tmp_path / "slapd-db").mkdir()
     root = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
     config_db = f'moduleload syncprov\ndatabase config\naccess to * by dn.exact="{root}" manage by * break'
-    conf.write_text(slapd_conf(tmp_path / "slapd-db", modules=True, extra_global=config_db))
+    text = slapd_conf(tmp_path / "slapd-db", modules=True, extra_global=config_db)
+    conf.write_text(text.replace("rootpw secret", "rootpw admin_password"))  # the how-to's password
     (tmp_path / "slapd.d").mkdir()
     # slaptest writes the slapd.d, then fails to open the (still empty) database read-only: that is expected
     result = subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")],
@@ -206,11 +204,60 @@ def test_howto_ldif_on_slapd_and_pyldapd_alike(tmp_path, nodes):
     assert (tmp_path / "slapd.d" / "cn=config.ldif").exists(), result.stderr
     port = free_port()
     sock = str(tmp_path / "slapd.sock")
+    url = f"ldap://127.0.0.1:{port}/"
     slapd = start_process("slapd", [SLAPD, "-F", str(tmp_path / "slapd.d"), "-h",
-                                    f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/", "-d", "0"],
+                                    f"{url} ldapi://{sock.replace('/', '%2F')}/", "-d", "0"],
                           port, sock, tmp_path, conf)  # fmt: skip
+    return slapd, "ldapi://" + sock.replace("/", "%2F"), url
+
+
+def test_seed_howto_with_pyldapd_and_slapd(tmp_path, nodes):
+    """The how-to on one pyldapd and one Debian slapd (slapd gets the attribute names it knows)."""
+    first = nodes("first", "mdb")
+    slapd, slapd_ldapi, slapd_url = start_slapd_with_cn_config(tmp_path)
     try:
-        slapd_ldapi = "ldapi://" + sock.replace("/", "%2F")
+        real_names = SYNCPROV_LDIF.replace("olcSyncProvCheckpoint", "olcSpCheckpoint").replace(
+            "olcSyncProvSessionlog", "olcSpSessionlog")  # fmt: skip
+        slapd_steps = [
+            ("ldapadd", real_names.replace("{2}hdb", "{1}mdb")),
+            ("ldapmodify", MMR_LDIF.format(own_id=2, own_url=slapd_url, rid="001", other_url=first.url)
+             .replace("{2}hdb", "{1}mdb")),
+        ]  # fmt: skip
+        pyldapd_steps = [
+            ("ldapadd", SYNCPROV_LDIF.replace("{2}hdb", "{2}mdb")),
+            ("ldapmodify", MMR_LDIF.format(own_id=1, own_url=first.url, rid="002", other_url=slapd_url)
+             .replace("{2}hdb", "{2}mdb")),
+        ]  # fmt: skip
+        for tool, ldif in pyldapd_steps:
+            result = first.external(tool, ldif)
+            assert result.returncode == 0, result.stderr
+        for tool, ldif in slapd_steps:
+            result = ldap_tool(tool, "-Y", "EXTERNAL", "-Q", "-H", slapd_ldapi, input=ldif)
+            assert result.returncode == 0, result.stderr
+        people = "dn: ou=People,dc=example,dc=com\nobjectClass: organizationalUnit\nou: People\n"
+        assert ldap_tool("ldapadd", *ADMIN, "-H", first.url, input=people).returncode == 0
+        assert ldap_tool("ldapadd", *ADMIN, "-H", first.url, input=TESTUSER.format(n=1)).returncode == 0
+
+        def found(url: str, uid: str) -> bool:
+            result = ldap_tool(
+                "ldapsearch", "-x", "-H", url, "-LLL", "-b", "dc=example,dc=com", f"(uid={uid})"
+            )
+            return f"dn: uid={uid},ou=People,dc=example,dc=com" in result.stdout
+
+        wait_for(lambda: found(slapd_url, "testuser1"), 90, what="testuser1 on slapd")
+        result = ldap_tool("ldapadd", *ADMIN, "-H", slapd_url, input=TESTUSER.format(n=2))
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: found(first.url, "testuser2"), 90, what="testuser2 on pyldapd")
+    finally:
+        slapd.stop()
+
+
+def test_howto_ldif_on_slapd_and_pyldapd_alike(tmp_path, nodes):
+    """slapd 2.5 refuses the how-to's olcSyncProv* names (undefined attribute type); pyldapd accepts them as
+    aliases. With the real names both accept the same LDIF."""
+    node = nodes("py", "mdb")
+    slapd, slapd_ldapi, _ = start_slapd_with_cn_config(tmp_path)
+    try:
 
         def both(ldif_for) -> tuple[int, int]:
             theirs = ldap_tool(
@@ -233,7 +280,7 @@ def test_howto_ldif_on_slapd_and_pyldapd_alike(tmp_path, nodes):
             "dn: cn=config\nchangetype: modify\nadd: olcServerID\nolcServerID: 5\n",
             "dn: cn=config\nchangetype: modify\nadd: olcNoSuchThing\nolcNoSuchThing: x\n",
             "dn: cn=config\nchangetype: modify\nreplace: olcLogLevel\nolcLogLevel: stats sync\n",
-            "dn: olcDatabase={db},cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: mail eq,sub\n",
+            "dn: olcDatabase={db},cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: description eq,sub\n",
             "dn: olcDatabase={db},cn=config\nchangetype: modify\nadd: olcAccess\nolcAccess: to * by * read\n",
         ):
             theirs, ours = both(lambda db, text=ldif: text.replace("{db}", db))
@@ -261,9 +308,15 @@ def test_slaptest_style_conversion_runs(tmp_path):
     (tmp_path / "db").mkdir()
     conf.write_text(slapd_conf(tmp_path / "db", extra_global="serverID 3\n", extra_db="overlay syncprov\n"
                                "syncprov-checkpoint 10 1\n"))  # fmt: skip
+    suffix = tmp_path / "suffix.ldif"
+    suffix.write_text(
+        "dn: dc=example,dc=com\nobjectClass: dcObject\nobjectClass: organization\no: x\ndc: example\n"
+    )
+    assert (
+        pyldapd("add", "-q", "-f", str(conf), "-l", str(suffix)).returncode == 0
+    )  # slaptest opens the database
     result = pyldapd("test", "-f", str(conf), "-F", str(tmp_path / "slapd.d"))
     assert result.returncode == 0, result.stderr
     config = cnconfig.config_from_entries(cnconfig.read_slapd_d(tmp_path / "slapd.d"))
     assert config.server_ids == [(3, "")]
     assert config.databases[0].overlays[0].settings == [("syncprov-checkpoint", ["10", "1"])]
-    assert time.time() > 0

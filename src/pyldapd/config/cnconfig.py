@@ -274,8 +274,12 @@ def parse_index_value(text: str, indexes: dict[str, set[str]]) -> None:
     if unknown:
         raise ValueError(f"olcDbIndex: unknown index type {sorted(unknown)[0]!r}")
     for attr in words[0].split(","):
-        if attr.strip():
-            indexes.setdefault(attr.strip(), set()).update(kinds)
+        name = attr.strip()
+        if not name:
+            continue
+        if any(existing.lower() == name.lower() for existing in indexes):
+            raise ValueError(f'<olcDbIndex> duplicate index definition for attr "{name}"')
+        indexes[name] = set(kinds)
 
 
 def parse_server_id(text: str) -> tuple[int, str]:
