@@ -320,3 +320,47 @@ def test_slaptest_style_conversion_runs(tmp_path):
     config = cnconfig.config_from_entries(cnconfig.read_slapd_d(tmp_path / "slapd.d"))
     assert config.server_ids == [(3, "")]
     assert config.databases[0].overlays[0].settings == [("syncprov-checkpoint", ["10", "1"])]
+
+
+def test_schema_and_access_changes_apply_at_once(nodes):
+    node = nodes("a")
+    schema = (
+        "dn: cn=local,cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: local\n"
+        "olcAttributeTypes: ( 1.3.6.1.4.1.99999.1.1 NAME 'badgeNumber' EQUALITY caseIgnoreMatch "
+        "SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )\n"
+        "olcObjectClasses: ( 1.3.6.1.4.1.99999.2.1 NAME 'badgeHolder' AUXILIARY MAY badgeNumber )\n"
+    )
+    result = node.external("ldapadd", schema)
+    assert result.returncode == 0, result.stderr
+    assert (node.dir / "slapd.d" / "cn=config" / "cn=schema" / "cn={4}local.ldif").exists()
+    person = ("dn: cn=Bo,dc=example,dc=com\nobjectClass: person\nobjectClass: badgeHolder\ncn: Bo\nsn: B\n"
+              "badgeNumber: 42\n")  # fmt: skip
+    result = ldap_tool("ldapadd", *ADMIN, "-H", node.url, input=person)
+    assert result.returncode == 0, result.stderr
+    search = [
+        "ldapsearch",
+        "-x",
+        "-H",
+        node.url,
+        "-LLL",
+        "-b",
+        "dc=example,dc=com",
+        "(badgeNumber=42)",
+        "1.1",
+    ]
+    assert "dn: cn=Bo,dc=example,dc=com" in ldap_tool(*search).stdout
+    # an access rule added over ldapi: anonymous users no longer read the data, the rootdn still does
+    acl = ("dn: olcDatabase={2}hdb,cn=config\nchangetype: modify\nadd: olcAccess\n"
+           "olcAccess: to * by users read by * none\n")  # fmt: skip
+    result = node.external("ldapmodify", acl)
+    assert result.returncode == 0, result.stderr
+    assert "dn: cn=Bo" not in ldap_tool(*search).stdout
+    assert "dn: cn=Bo" in ldap_tool(search[0], *ADMIN, *search[2:]).stdout
+    # olcLogLevel applies at once: the stats lines stop
+    result = node.external(
+        "ldapmodify", "dn: cn=config\nchangetype: modify\nreplace: olcLogLevel\nolcLogLevel: none\n"
+    )
+    assert result.returncode == 0, result.stderr
+    before = node.server.log().count(" SRCH ")
+    ldap_tool(*search)
+    assert node.server.log().count(" SRCH ") == before
