@@ -39,7 +39,7 @@ def make_ldif(count: int) -> str:
             f"givenName: User\nuid: user{i}\nmail: user{i}@example.com\nuserPassword: pw{i}\n"
             f"telephoneNumber: +1 555 {i:06d}\ndescription: benchmark entry {i}\n"
         )
-    return "\n".join(parts)
+    return "\n".join(parts) + "\n"
 
 
 class Client:

@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_core import make_ldif  # noqa: E402  (the same generated people in every benchmark)
 from pyldapd.model.filter import Present, Substrings  # noqa: E402
 from pyldapd.protocol import ldap  # noqa: E402
 from tests.replication.helpers import consumer_conf, provider_conf  # noqa: E402
@@ -43,21 +44,6 @@ from tests.servers import ROOTDN, ROOTPW, SUFFIX, ldap_tool, start_pyldapd, star
 
 PEOPLE = f"ou=People,{SUFFIX}"
 STARTERS = {"pyldapd": start_pyldapd, "slapd": start_slapd}
-
-
-def make_ldif(count: int) -> str:
-    """The same generated people as bench_core.py."""
-    parts = [
-        f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n",
-        f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: People\n",
-    ]
-    for i in range(count):
-        parts.append(
-            f"dn: uid=user{i},{PEOPLE}\nobjectClass: inetOrgPerson\ncn: User Number {i}\nsn: Number{i}\n"
-            f"givenName: User\nuid: user{i}\nmail: user{i}@example.com\nuserPassword: pw{i}\n"
-            f"telephoneNumber: +1 555 {i:06d}\ndescription: benchmark entry {i}\n"
-        )
-    return "\n".join(parts) + "\n"
 
 
 class Conn:

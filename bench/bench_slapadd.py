@@ -20,24 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_core import make_ldif  # noqa: E402  (the same generated people in every benchmark)
 from tests.servers import slapd_conf  # noqa: E402
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
-
-
-def make_ldif(count: int) -> str:
-    parts = [
-        f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n",
-        f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: People\n",
-    ]
-    for i in range(count):
-        parts.append(
-            f"dn: uid=user{i},{PEOPLE}\nobjectClass: inetOrgPerson\ncn: User Number {i}\nsn: Number{i}\n"
-            f"givenName: User\nuid: user{i}\nmail: user{i}@example.com\nuserPassword: pw{i}\n"
-            f"telephoneNumber: +1 555 {i:06d}\ndescription: benchmark entry {i}\n"
-        )
-    return "\n".join(parts) + "\n"
 
 
 def timed(argv: list[str]) -> float:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
+from pyldapd.model.dn import DNError, normalize_dn
+from pyldapd.server import acl
 
 UNLIMITED = -1
 SOFT = 0  # a hard limit that follows the soft one
@@ -168,15 +169,10 @@ def parse_limits(words: list[str], source: str = "") -> LimitsRule:
 
 
 def dn_style_matches(style: str, pattern: str, ndn: str) -> bool:
-    if style == "exact":
-        return ndn == pattern
-    if style == "sub":
-        return ndn == pattern or is_descendant(ndn, pattern)
-    if style == "children":
-        return ndn != pattern and is_descendant(ndn, pattern)
-    if style == "one":
-        return ndn != pattern and split_rdn(ndn)[1] == pattern
-    return False
+    """The DN styles `limits` shares with `access` (exact is access's base)."""
+    if style not in ("exact", "sub", "children", "one"):
+        return False
+    return acl.dn_matches("base" if style == "exact" else style, pattern, ndn)
 
 
 class Limits:
