@@ -38,13 +38,13 @@ from bench_replication import Conn, connect, percentile  # noqa: E402
 
 from pyldapd.model.filter import Present  # noqa: E402
 from pyldapd.protocol import ldap  # noqa: E402
+from tests.replication import helpers  # noqa: E402
 from tests.servers import (  # noqa: E402
     ROOTDN,
     ROOTPW,
     SUFFIX,
     free_port,
     ldap_tool,
-    slapd_conf,
     start_pyldapd,
     start_slapd,
 )
@@ -54,21 +54,9 @@ STARTERS = {"pyldapd": start_pyldapd, "slapd": start_slapd}
 
 
 def mesh_conf(directory: Path, ports: list[int], *, slapd: bool, sessionlog: int) -> str:
-    urls = [f"ldap://127.0.0.1:{port}/" for port in ports]
-    glob = "loglevel none\n" + "".join(f"serverID {i + 1} {url}\n" for i, url in enumerate(urls))
-    if slapd:
-        glob += "moduleload syncprov\n"
-    stanzas = "".join(
-        f'syncrepl rid={i + 1:03d} provider={url} bindmethod=simple binddn="{ROOTDN}" credentials={ROOTPW} '
-        f'searchbase="{SUFFIX}" type=refreshAndPersist retry="1 +" timeout=3\n'
-        for i, url in enumerate(urls)
+    return helpers.mesh_conf(
+        directory, ports, slapd=slapd, sessionlog=sessionlog, extra_global="loglevel none\n"
     )
-    db = (
-        stanzas
-        + f"mirrormode on\noverlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog {sessionlog}\n"
-    )
-    indexes = "index objectClass eq\nindex entryUUID,entryCSN eq\nindex uid eq"
-    return slapd_conf(directory, indexes=indexes, modules=slapd, extra_global=glob, extra_db=db)
 
 
 def seed_ldif(nodes: int, per_node: int) -> str:

@@ -63,6 +63,28 @@ def consumer_conf(directory, provider_url: str, *, rid: int = 1, type_: str = "r
     return slapd_conf(directory, indexes=indexes, modules=slapd, extra_db=db)
 
 
+def mesh_conf(
+    directory, ports: list[int], *, slapd: bool, sessionlog: int = 1000, extra_global: str = ""
+) -> str:
+    """A multi-provider node: serverID with URLs, one syncrepl stanza per node (its own is ignored), mirrormode,
+    syncprov. The same text starts Debian's slapd and pyldapd."""
+    urls = [f"ldap://127.0.0.1:{port}/" for port in ports]
+    glob = extra_global + "".join(f"serverID {i + 1} {url}\n" for i, url in enumerate(urls))
+    if slapd:
+        glob += "moduleload syncprov\n"
+    stanzas = "".join(
+        f'syncrepl rid={i + 1:03d} provider={url} bindmethod=simple binddn="{ROOTDN}" credentials={ROOTPW} '
+        f'searchbase="{SUFFIX}" type=refreshAndPersist retry="1 +" timeout=3\n'
+        for i, url in enumerate(urls)
+    )
+    db = (
+        stanzas
+        + f"mirrormode on\noverlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog {sessionlog}\n"
+    )
+    indexes = "index objectClass eq\nindex entryUUID,entryCSN eq\nindex uid eq"
+    return slapd_conf(directory, indexes=indexes, modules=slapd, extra_global=glob, extra_db=db)
+
+
 def modify(server, ldif: str) -> None:
     result = ldap_tool("ldapmodify", "-H", server.url, *ADMIN, "-c", input=ldif)
     assert result.returncode == 0, f"{result.stderr}\n{server.log()[-3000:]}"

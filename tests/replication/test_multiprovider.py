@@ -9,25 +9,10 @@ import signal
 
 import pytest
 
-from tests.replication.helpers import BASE, add, dump, modify, person, wait_converged
+from tests.replication.helpers import BASE, add, dump, mesh_conf, modify, person, wait_converged
 from tests.servers import ROOTDN, ROOTPW, SUFFIX, free_port, slapd_conf, start_pyldapd, start_slapd
 
 STARTERS = {"pyldapd": start_pyldapd, "slapd": start_slapd}
-
-
-def mesh_conf(directory, index: int, ports: list[int], *, slapd: bool) -> str:
-    urls = [f"ldap://127.0.0.1:{port}/" for port in ports]
-    glob = "".join(f"serverID {i + 1} {url}\n" for i, url in enumerate(urls))
-    if slapd:
-        glob += "moduleload syncprov\n"
-    stanzas = "".join(
-        f'syncrepl rid={i + 1:03d} provider={url} bindmethod=simple binddn="{ROOTDN}" credentials={ROOTPW} '
-        f'searchbase="{SUFFIX}" type=refreshAndPersist retry="1 +" timeout=3\n'
-        for i, url in enumerate(urls)
-    )
-    db = stanzas + "mirrormode on\noverlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 1000\n"
-    indexes = "index objectClass eq\nindex entryUUID,entryCSN eq\nindex uid eq"
-    return slapd_conf(directory, indexes=indexes, modules=slapd, extra_global=glob, extra_db=db)
 
 
 class Mesh:
@@ -42,7 +27,7 @@ class Mesh:
         name = f"node{index + 1}"
         directory = self.root / name / "db"
         directory.mkdir(parents=True, exist_ok=True)
-        conf = mesh_conf(directory, index, self.ports, slapd=(kind == "slapd"))
+        conf = mesh_conf(directory, self.ports, slapd=(kind == "slapd"))
         self.nodes[index] = STARTERS[kind](self.root / name, conf, name=name, port=self.ports[index])
         return self.nodes[index]
 
