@@ -364,3 +364,118 @@ def test_schema_and_access_changes_apply_at_once(nodes):
     before = node.server.log().count(" SRCH ")
     ldap_tool(*search)
     assert node.server.log().count(" SRCH ") == before
+
+
+REFUSED_ALIKE = [
+    # (LDIF with {db} for the data database's RDN value, tool)
+    ("dn: {db},cn=config\nchangetype: modify\nadd: olcMultiProvider\nolcMultiProvider: TRUE\n", "ldapmodify"),
+    ("dn: {db},cn=config\nchangetype: modify\nadd: olcMirrorMode\nolcMirrorMode: TRUE\n", "ldapmodify"),
+    ("dn: {db},cn=config\nchangetype: modify\nadd: olcUpdateRef\nolcUpdateRef: ldap://x/\n", "ldapmodify"),
+    ("dn: {db},cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: nosuchattr eq\n", "ldapmodify"),
+    ("dn: {db},cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: mail frob\n", "ldapmodify"),
+    ("dn: {db},cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: objectClass eq\n", "ldapmodify"),
+    ("dn: {db},cn=config\nchangetype: modify\nadd: olcSyncrepl\nolcSyncrepl: rid=1 bogus=x\n", "ldapmodify"),
+    (
+        "dn: {db},cn=config\nchangetype: modify\nadd: olcAccess\nolcAccess: to * by * frobnicate\n",
+        "ldapmodify",
+    ),
+    ("dn: {db},cn=config\nchangetype: modify\ndelete: olcAccess\nolcAccess: {9}\n", "ldapmodify"),
+    ("dn: {db},cn=config\nchangetype: modify\nreplace: olcDatabase\nolcDatabase: {5}mdb\n", "ldapmodify"),
+    ("dn: cn=config\nchangetype: modify\nadd: olcServerID\nolcServerID: 99999\n", "ldapmodify"),
+    ("dn: cn=config\nchangetype: modify\nreplace: olcLogLevel\nolcLogLevel: frob\n", "ldapmodify"),
+    ("dn: cn=config\nchangetype: modify\nreplace: olcIdleTimeout\nolcIdleTimeout: abc\n", "ldapmodify"),
+    ("dn: cn=config\nchangetype: modify\nadd: objectClass\nobjectClass: olcSchemaConfig\n", "ldapmodify"),
+    ("dn: cn=config\nchangetype: modify\nadd: olcSuffix\nolcSuffix: dc=x\n", "ldapmodify"),
+    (
+        "dn: olcOverlay=syncprov,{db},cn=config\nchangetype: add\nobjectClass: olcOverlayConfig\n"
+        "objectClass: olcSyncProvConfig\nolcOverlay: syncprov\nolcSpCheckpoint: abc\n",
+        "ldapmodify",
+    ),
+    (
+        "dn: olcOverlay=syncprov,{db},cn=config\nchangetype: add\nobjectClass: olcOverlayConfig\n"
+        "objectClass: olcSyncProvConfig\nolcOverlay: syncprov\nolcSpSessionlog: abc\n",
+        "ldapmodify",
+    ),
+    (
+        "dn: olcOverlay=syncprov,{db},cn=config\nchangetype: add\nobjectClass: olcOverlayConfig\n"
+        "objectClass: olcFrobConfig\nolcOverlay: syncprov\n",
+        "ldapmodify",
+    ),
+    (
+        "dn: olcOverlay=frobover,{db},cn=config\nchangetype: add\nobjectClass: olcOverlayConfig\n"
+        "olcOverlay: frobover\n",
+        "ldapmodify",
+    ),
+    (
+        "dn: cn=l3,cn=schema,cn=config\nchangetype: add\nobjectClass: olcSchemaConfig\ncn: l3\n"
+        "olcAttributeTypes: ( 1.3.6.1.4.1.99999.1.3 NAME 'x' SYNTAX 9.9.9 )\n",
+        "ldapmodify",
+    ),
+    (
+        "dn: cn={1}l4,cn=schema,cn=config\nchangetype: add\nobjectClass: olcSchemaConfig\ncn: {1}l4\n",
+        "ldapmodify",
+    ),
+    (
+        "dn: olcOverlay={0}syncprov,{db},cn=config\nchangetype: modify\nreplace: olcSpCheckpoint\n"
+        "olcSpCheckpoint: 5 5\n",
+        "ldapmodify",
+    ),
+    ("cn={0}core,cn=schema,cn=config\n", "ldapdelete"),
+    ("cn=config\n", "ldapdelete"),
+    ("olcDatabase={0}config,cn=config\n", "ldapdelete"),
+]
+
+
+def test_refused_changes_alike_with_slapd(tmp_path, nodes):
+    """Refused changes get slapd's result code and message and leave slapd.d as it was; then the overlay's
+    life cycle (add without index -> {0}, a second one refused, delete) and X-ORDERED olcAccess edits match."""
+    node = nodes("py", "mdb")
+    slapd, slapd_ldapi, _ = start_slapd_with_cn_config(tmp_path)
+    files = sorted((node.dir / "slapd.d").rglob("*.ldif"))
+    before = {path: path.read_text() for path in files}
+    try:
+
+        def both(ldif: str, tool: str = "ldapmodify"):
+            theirs = ldap_tool(tool, "-Y", "EXTERNAL", "-Q", "-H", slapd_ldapi,
+                               input=ldif.replace("{db}", "olcDatabase={1}mdb"))  # fmt: skip
+            ours = node.external(tool, ldif.replace("{db}", "olcDatabase={2}mdb"))
+            return ((theirs.returncode, theirs.stderr.replace("{1}mdb", "{2}mdb").strip()),
+                    (ours.returncode, ours.stderr.strip()))  # fmt: skip
+
+        for ldif, tool in REFUSED_ALIKE:
+            theirs, ours = both(ldif, tool)
+            assert theirs[0] != 0 and ours == theirs, ldif
+        assert {path: path.read_text() for path in sorted((node.dir / "slapd.d").rglob("*.ldif"))} == before
+
+        def read(base: str, *attrs: str) -> tuple[str, str]:
+            out = []
+            for url, db in ((slapd_ldapi, "{1}mdb"), (node.ldapi, "{2}mdb")):
+                result = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-Q", "-H", url, "-LLL", "-o", "ldif-wrap=no",
+                                   "-b", base.replace("{db}", f"olcDatabase={db}"), *attrs)  # fmt: skip
+                out.append(result.stdout.replace("{1}mdb", "{2}mdb"))
+            return out[0], out[1]
+
+        overlay = ("dn: olcOverlay=syncprov,{db},cn=config\nchangetype: add\nobjectClass: olcOverlayConfig\n"
+                   "objectClass: olcSyncProvConfig\nolcOverlay: syncprov\nolcSpCheckpoint: 100 10\n")  # fmt: skip
+        assert both(overlay) == ((0, ""), (0, ""))
+        assert both(overlay)[1][0] == 80  # already in list
+        theirs, ours = read("{db},cn=config", "-s", "one", "dn")
+        assert ours == theirs and "olcOverlay={0}syncprov" in ours
+        assert (node.dir / "slapd.d/cn=config/olcDatabase={2}mdb/olcOverlay={0}syncprov.ldif").exists()
+        assert both("olcOverlay={0}syncprov,{db},cn=config\n", "ldapdelete") == ((0, ""), (0, ""))
+        assert not (node.dir / "slapd.d/cn=config/olcDatabase={2}mdb/olcOverlay={0}syncprov.ldif").exists()
+        edits = "dn: {db},cn=config\nchangetype: modify\n"
+        for change in ("replace: olcAccess\nolcAccess: to attrs=userPassword by self write by * auth\n"
+                       "olcAccess: to * by * read\n",
+                       'add: olcAccess\nolcAccess: {0}to dn.base="" by * read\n',
+                       'add: olcAccess\nolcAccess: {1}to dn.base="cn=x" by * read\nolcAccess: {1}to dn.base="cn=y" by * read\n',
+                       'add: olcAccess\nolcAccess: {99}to dn.base="cn=w" by * read\n',
+                       "delete: olcAccess\nolcAccess: {1}\n",
+                       'delete: olcAccess\nolcAccess: to dn.base="cn=w" by * read\n'):  # fmt: skip
+            assert both(edits + change) == ((0, ""), (0, "")), change
+            theirs, ours = read("{db},cn=config", "-s", "base", "olcAccess")
+            assert ours == theirs, change
+        theirs, ours = read("olcDatabase={9}mdb,cn=config", "-s", "base")
+        assert ours == theirs
+    finally:
+        slapd.stop()

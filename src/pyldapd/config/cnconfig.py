@@ -41,6 +41,12 @@ SYNCPROV_SETTINGS = {
     "olcspnopresent": "syncprov-nopresent",
     "olcspreloadhint": "syncprov-reloadhint",
 }
+
+
+class ConfigValueError(ValueError):
+    """A value slapd's config handlers refuse; the text is the message slapd sends back (result 80)."""
+
+
 # 2.4's database classes, kept for configs written for it: the same LMDB backend here.
 EXTRA_DEFINITIONS = """
 objectclass ( 2.25.23394782990751888070443023800080686380.100.1 NAME 'olcHdbConfig' SUP olcMdbConfig STRUCTURAL )
@@ -267,31 +273,31 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
 def parse_index_value(text: str, indexes: dict[str, set[str]]) -> None:
     words = text.split()
     if not words or len(words) > 2:
-        raise ValueError(f"olcDbIndex: invalid value {text!r}")
+        raise ConfigValueError(f'<olcDbIndex> invalid value "{text}"')
     kinds = {"eq"} if len(words) == 1 else {k.strip().lower() for k in words[1].split(",") if k.strip()}
     kinds = {"sub" if k.startswith("sub") else k for k in kinds} - {"nolang", "nosubtypes", "notags"}
     unknown = kinds - {"eq", "pres", "sub", "approx"}
     if unknown:
-        raise ValueError(f"olcDbIndex: unknown index type {sorted(unknown)[0]!r}")
+        raise ConfigValueError(f'index type "{sorted(unknown)[0]}" undefined')
     for attr in words[0].split(","):
         name = attr.strip()
         if not name:
             continue
         if any(existing.lower() == name.lower() for existing in indexes):
-            raise ValueError(f'<olcDbIndex> duplicate index definition for attr "{name}"')
+            raise ConfigValueError(f'<olcDbIndex> duplicate index definition for attr "{name}"')
         indexes[name] = set(kinds)
 
 
 def parse_server_id(text: str) -> tuple[int, str]:
     words = strip_order(text).split()
     if not 1 <= len(words) <= 2:
-        raise ValueError(f"olcServerID: invalid value {text!r}")
+        raise ConfigValueError("<olcServerID> illegal server ID")
     try:
-        number = int(words[0], 10)
+        number = int(words[0], 0 if words[0].lower().startswith("0x") else 10)
     except ValueError:
-        number = int(words[0], 16)
+        raise ConfigValueError("<olcServerID> illegal server ID") from None
     if not 0 <= number <= 4095:
-        raise ValueError("olcServerID: must be between 0 and 4095")
+        raise ConfigValueError("<olcServerID> illegal server ID")
     return number, words[1] if len(words) == 2 else ""
 
 
@@ -345,7 +351,10 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.argsfile = first(root, "olcArgsFile")
     config.pidfile = first(root, "olcPidFile")
     levels = [word for value in values(root, "olcLogLevel") for word in value.split()]
-    config.loglevel = parse_log_level(levels) if levels else 0
+    try:
+        config.loglevel = parse_log_level(levels) if levels else 0
+    except ValueError:
+        raise ConfigValueError("<olcLogLevel> unknown level") from None
     config.idletimeout = int(first(root, "olcIdleTimeout", "0") or 0)
     config.server_ids = [parse_server_id(v) for v in values(root, "olcServerID")]
     tls = config.tls

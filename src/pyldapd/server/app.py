@@ -154,8 +154,7 @@ class Server:
         """Refuse a cn=config change the running server could not take (nothing is applied yet)."""
         from pyldapd.server.configdb import validate_config
 
-        validate_config(config)
-        choose_server_id(config, self.urls)
+        validate_config(config)  # a serverID URL naming no listener is accepted at run time, as slapd does
         running = self.directory.backends
         new = config.data_databases()
         if len(new) != len(running) or any(b.config.suffix.lower() != d.suffix.lower() or b.config.directory != d.directory
@@ -197,7 +196,10 @@ class Server:
         self.directory.filters = FilterEvaluator(self.schema)
         if config.server_ids != current.server_ids:
             current.server_ids = config.server_ids
-            server_id = choose_server_id(current, self.urls)
+            try:
+                server_id = choose_server_id(current, self.urls)
+            except StartupError:  # no URL names a listener: slapd keeps the ID it has
+                server_id = self.server_id
             if server_id != self.server_id:
                 self.set_server_id(server_id)
         for backend, db in zip(self.directory.backends, config.data_databases(), strict=True):

@@ -9,6 +9,7 @@ default `olcAccess` on `olcDatabase={0}config` says.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from pyldapd.backends.base import Scope
 from pyldapd.config.cnconfig import (
     CONFIG_DN,
     SCHEMA_DN,
+    ConfigValueError,
     canonical_name,
     config_from_entries,
     config_schema,
@@ -33,12 +35,19 @@ from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.filter import FilterEvaluator
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
+from pyldapd.server.entries import check_entry, validate_values
 from pyldapd.server.errors import LDAPError
 
 if TYPE_CHECKING:
     from pyldapd.server.app import Server
 
 ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
+OVERLAYS = ("syncprov",)  # the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
+SYNTAX_OID = re.compile(r"\bSYNTAX\s+'?([0-9.]+)", re.IGNORECASE)
+
+
+def rdn_type(ndn: str) -> str:
+    return ndn.split("=", 1)[0].strip().lower()
 
 
 def names_config(dn: str) -> bool:
@@ -79,14 +88,15 @@ class ConfigDatabase:
         if session.anonymous:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         if not self.allowed(session):
-            raise LDAPError(ResultCode.insufficientAccessRights, "no write access to entry")
+            raise LDAPError(ResultCode.insufficientAccessRights, "")
 
     # -- search and compare ---------------------------------------------------------------------------------
 
     def search(self, session: Any, message_id: int, request: ldap.SearchRequest, selection_factory: Callable,
                send: Callable[[bytes], None]) -> int:  # fmt: skip
         base = self.ndn(request.base)
-        if not self.allowed(session) or base not in self.entries:
+        self.lookup(base)
+        if not self.allowed(session):
             raise LDAPError(ResultCode.noSuchObject, "")
         from pyldapd.replication.provider import in_scope
 
@@ -103,12 +113,25 @@ class ConfigDatabase:
                 sent += 1
         return sent
 
+    def lookup(self, ndn: str) -> Entry:
+        """The entry, or noSuchObject with the closest existing superior as matchedDN (as slapd, whoever asks)."""
+        entry = self.entries.get(ndn)
+        if entry is not None:
+            return entry
+        parent = ndn
+        while parent:
+            parent = parent_dn(parent)
+            if parent in self.entries:
+                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=self.entries[parent].dn)
+        raise LDAPError(ResultCode.noSuchObject, "")
+
     def has_children(self, ndn: str) -> bool:
         return any(is_descendant(other, ndn) for other in self.entries)
 
     def compare(self, session: Any, request: ldap.CompareRequest) -> int:
         ndn = self.ndn(request.dn)
-        if not self.allowed(session) or ndn not in self.entries:
+        self.lookup(ndn)
+        if not self.allowed(session):
             raise LDAPError(ResultCode.noSuchObject, "")
         at = self.schema.attribute_type(canonical_name(self.schema, request.attr))
         if at is None:
@@ -125,16 +148,55 @@ class ConfigDatabase:
     # -- updates --------------------------------------------------------------------------------------------
 
     def modify(self, session: Any, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
-        self.require_write(session)
+        if session.anonymous:
+            raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         ndn = self.ndn(request.dn)
-        current = self.entries.get(ndn)
-        if current is None:
-            raise LDAPError(ResultCode.noSuchObject, "")
+        current = self.lookup(ndn)
+        self.require_write(session)
         entry = current.copy()
+        naming = self.schema.attribute_type(rdn_type(ndn))
         for change in request.changes:
+            at = self.schema.attribute_type(canonical_name(self.schema, change.attr))
+            if at is not None and at.key == "objectclass":
+                raise LDAPError(ResultCode.unwillingToPerform, "objectclass modification disallowed")
+            if at is not None and naming is not None and at.key == naming.key:
+                raise LDAPError(ResultCode.notAllowedOnRDN, "Use modrdn to change the entry name")
             self.apply_change(entry, change)
+            if change.values and change.operation in (ldap.MOD_ADD, ldap.MOD_REPLACE):
+                self.check_shadow(entry, canonical_name(self.schema, change.attr))
+        check_entry(self.schema, entry, check_rdn=False)
+        self.check_schema_values(ndn, entry)
         self.commit({ndn: entry}, [])
         return []
+
+    def check_values(self, at, description: str, values: list[bytes]) -> None:
+        validate_values(at, description, values)
+        if at.key == "objectclass":
+            for index, value in enumerate(values):
+                if self.schema.object_class(value.decode("utf-8", "replace")) is None:
+                    raise LDAPError(
+                        ResultCode.invalidAttributeSyntax, f"objectClass: value #{index} invalid per syntax"
+                    )
+        if at.key == "olcspcheckpoint":
+            for value in values:
+                words = value.split()
+                if len(words) != 2 or not all(w.isdigit() for w in words):
+                    raise LDAPError(
+                        ResultCode.constraintViolation, "<olcSpCheckpoint> missing <ops> <minutes> argument"
+                    )
+
+    def check_shadow(self, entry: Entry, name: str) -> None:
+        """olcMultiProvider and olcUpdateRef need a consumer (olcSyncrepl or olcUpdateDN) already in place:
+        slapd applies a modify's changes in order, an add's attributes in the object class's MAY order."""
+        if not entry.dn.lower().startswith("olcdatabase="):
+            return
+        shadow = bool(entry.get("olcsyncrepl") or entry.get("olcupdatedn"))
+        if shadow:
+            return
+        if name.lower() == "olcmultiprovider":
+            raise LDAPError(ResultCode.other, "<olcMultiProvider> database is not a shadow")
+        if name.lower() == "olcupdateref":
+            raise LDAPError(ResultCode.other, "<olcUpdateRef> must appear after syncrepl or updatedn")
 
     def apply_change(self, entry: Entry, change: ldap.Change) -> None:
         name = canonical_name(self.schema, change.attr)
@@ -146,6 +208,7 @@ class ConfigDatabase:
         current = [v.decode() for v in entry.get(key)]
         if ordered:
             current = [strip_order(v) for v in sorted(current, key=lambda v: order_of(v) or 0)]
+        self.check_values(at, change.attr, change.values)
         incoming = [v.decode("utf-8", "replace") for v in change.values]
         op = change.operation
         if op == ldap.MOD_ADD:
@@ -200,20 +263,38 @@ class ConfigDatabase:
         return at.equality.normalize(a.encode()) == at.equality.normalize(b.encode())
 
     def add(self, session: Any, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
-        self.require_write(session)
+        if session.anonymous:
+            raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         rdn, _, parent = request.dn.partition(",")
         parent_ndn = self.ndn(parent)
         if parent_ndn not in self.entries:
-            raise LDAPError(ResultCode.noSuchObject, "")
+            self.lookup(parent_ndn)
+        self.require_write(session)
+        for description, values in request.attributes:  # values first, as slapd checks them before the name
+            at = self.schema.attribute_type(canonical_name(self.schema, description))
+            if at is None:
+                raise LDAPError(ResultCode.undefinedAttributeType, f"{description}: attribute type undefined")
+            self.check_values(at, description, values)
         attr, _, value = rdn.partition("=")
+        value = value.strip()
         attr_name = canonical_name(self.schema, attr.strip())
         siblings = [e for n, e in self.entries.items() if parent_dn(n) == parent_ndn and
-                    n.split("=", 1)[0] == attr_name.lower()]  # fmt: skip
-        if attr_name.lower() in ("oloverlay", "olcoverlay", "cn") and order_of(value) is None and (
-                attr_name.lower() == "olcoverlay" or parent_ndn == self.ndn(SCHEMA_DN)):  # fmt: skip
-            value = f"{{{len(siblings)}}}{value}"
+                    rdn_type(n) == attr_name.lower()]  # fmt: skip
+        position = order_of(value)
+        if attr_name.lower() == "olcoverlay":
+            name = strip_order(value).lower()
+            if name not in OVERLAYS:
+                raise LDAPError(ResultCode.other, "<olcOverlay> handler exited with 1")
+            if any(strip_order(first(e, "olcOverlay")).lower() == name for e in siblings):
+                raise LDAPError(ResultCode.other, f'overlay_config(): overlay "{name}" already in list')
+            value = f"{{{len(siblings)}}}{strip_order(value)}"  # one overlay of a kind: always the last
+        elif attr_name.lower() == "cn" and parent_ndn == self.ndn(SCHEMA_DN):
+            if position is not None and 0 <= position < len(siblings):
+                raise LDAPError(ResultCode.unwillingToPerform, "operation requires sibling renumbering")
+            value = f"{{{len(siblings)}}}{strip_order(value)}"
         elif attr_name.lower() == "olcdatabase":
-            raise LDAPError(ResultCode.unwillingToPerform, "adding databases at run time is not supported")
+            # slapd 2.5 starts a new database at once; pyldapd needs a restart for that
+            raise LDAPError(ResultCode.unwillingToPerform, "pyldapd: adding a database needs a restart")
         dn = f"{attr_name}={value},{parent}"
         ndn = self.ndn(dn)
         if ndn in self.entries:
@@ -240,18 +321,30 @@ class ConfigDatabase:
         for oc in entry.get("objectclass"):
             if self.schema.object_class(oc.decode()) is None:
                 raise LDAPError(ResultCode.invalidAttributeSyntax, "objectClass: value #0 invalid per syntax")
+        for name in ("olcMultiProvider", "olcUpdateRef"):
+            if entry.get(name.lower()):
+                self.check_shadow(entry, name)
+        check_entry(self.schema, entry, check_rdn=False)
+        self.check_schema_values(ndn, entry)
         self.commit({ndn: entry}, [])
         return []
 
     def delete(self, session: Any, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
-        self.require_write(session)
+        if session.anonymous:
+            raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         ndn = self.ndn(request.dn)
-        if ndn not in self.entries:
-            raise LDAPError(ResultCode.noSuchObject, "")
-        if not ndn.startswith("olcoverlay="):
-            raise LDAPError(ResultCode.unwillingToPerform, "operation not supported within namingContext")
+        self.lookup(ndn)
+        self.require_write(session)
         if self.has_children(ndn):
-            raise LDAPError(ResultCode.notAllowedOnNonLeaf, "subordinate objects must be deleted first")
+            raise LDAPError(ResultCode.notAllowedOnNonLeaf, "")
+        if rdn_type(ndn) == "olcdatabase":
+            kind = strip_order(first(self.entries[ndn], "olcDatabase")).lower()
+            if kind in ("frontend", "config"):
+                raise LDAPError(ResultCode.unwillingToPerform, "Cannot delete config or frontend database")
+            # slapd 2.5 removes the database and renumbers the others; pyldapd needs a restart for that
+            raise LDAPError(ResultCode.unwillingToPerform, "pyldapd: deleting a database needs a restart")
+        if rdn_type(ndn) != "olcoverlay":
+            raise LDAPError(ResultCode.unwillingToPerform, "")
         self.commit({}, [ndn])
         return []
 
@@ -266,17 +359,79 @@ class ConfigDatabase:
         ordered = sorted(candidate.items(), key=lambda item: item[0].count(","))
         try:
             new_config = config_from_entries([e for _, e in ordered])
+            self.check_indexes(new_config)
             self.server.check_config(new_config)
         except LDAPError:
             raise
         except Exception as exc:
-            raise LDAPError(ResultCode.other, f"<{type(exc).__name__}> {exc}") from None
+            raise LDAPError(ResultCode.other, self.slapd_message(exc)) from None
         self.server.apply_config(new_config)
         removed_dns = [self.entries[ndn].dn for ndn in removed]
         self.entries = {ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)}
         write_slapd_d(self.path, list(changed.values()))
         for dn in removed_dns:
             remove_entry_file(self.path, dn)
+
+    def check_schema_values(self, ndn: str, entry: Entry) -> None:
+        """New attribute types name syntaxes slapd knows (pyldapd's Schema accepts unknown ones)."""
+        if parent_dn(ndn) != self.ndn(SCHEMA_DN):
+            return
+        for value in entry.get("olcattributetypes"):
+            match = SYNTAX_OID.search(value.decode("utf-8", "replace"))
+            if match and self.server.schema.syntax(match.group(1)) is None:
+                raise LDAPError(ResultCode.other, f'olcAttributeTypes: Syntax not found: "{match.group(1)}"')
+
+    def check_indexes(self, config: ServerConfig) -> None:
+        """olcDbIndex names attribute types of the data schema (with this change's schema additions)."""
+        from pyldapd.server.app import already_defined
+
+        schema = None
+        for db in config.data_databases():
+            for attr in db.indexes:
+                if self.server.schema.attribute_type(attr) is not None:
+                    continue
+                if schema is None:
+                    schema = self.server.schema.copy()
+                    for source, text in config.schema_definitions:
+                        if not already_defined(schema, text):
+                            schema.load_text(text, source)
+                if schema.attribute_type(attr) is None:
+                    raise ConfigValueError(f'index attribute "{attr}" undefined')
+        from pyldapd.config.slapdconf import tokenize
+        from pyldapd.server.searchlimits import Limits
+
+        for db in config.data_databases():
+            Limits(db.limits, db.limits_sources, lambda dn: normalize_dn(dn, self.server.schema), tokenize)
+
+    def slapd_message(self, exc: Exception) -> str:
+        """The text slapd sends for a refused config value; pyldapd's own explanation goes to the log."""
+        from pyldapd.config.slapdconf import ConfigError
+        from pyldapd.model.schema import SchemaError
+        from pyldapd.replication.spec import SyncreplError
+        from pyldapd.server.acl import ACLError
+        from pyldapd.server.searchlimits import LimitsError
+
+        text = str(exc)
+        self.server.log.error(f"cn=config change refused: {text}")
+        if isinstance(exc, ConfigValueError):
+            return text
+        if isinstance(exc, SyncreplError):
+            if text.startswith("Malformed"):
+                return 'Error: Malformed "syncrepl" line in slapd config file' + text.split(" line", 1)[1].replace(
+                    ":", ",", 1)  # fmt: skip
+            return "Error: parse_syncrepl_line: " + text.removeprefix("syncrepl: ")
+        if isinstance(exc, SchemaError):
+            duplicate = re.search(r"(attributetype|objectclass) \S+: name '([^']+)' is already used", text)
+            if duplicate and duplicate.group(1) == "attributetype":
+                return f'olcAttributeTypes: Inconsistent duplicate attributeType: "{duplicate.group(2)}"'
+            if duplicate:
+                return f'olcObjectClasses: Duplicate objectClass: "{duplicate.group(2)}"'
+            return f"<olcAttributeTypes> {text}"
+        if isinstance(exc, LimitsError):
+            return "<olcLimits> unable to parse value"
+        if isinstance(exc, (ConfigError, ACLError)):
+            return "<olcAccess> handler exited with 1"
+        return text
 
     def sorted_keys(self, entries: dict[str, Entry]) -> list[str]:
         keys = list(self.entries)
