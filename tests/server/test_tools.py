@@ -305,3 +305,100 @@ def test_test_exit_codes_match_slaptest(tmp_path):
     assert (
         "bogusdirective" not in quiet.stderr and "bogusdirective" in pyldapd("test", "-f", str(bogus)).stderr
     )
+
+
+def people_ldif(count: int, *, bad_at: int, duplicate_at: int) -> str:
+    """ou=People with `count` people, big enough for several chunks of a parallel load; the person at
+    `bad_at` lacks sn (objectClassViolation) and the one at `duplicate_at` repeats uid=user10."""
+    parts = [
+        BASE_LDIF.split("\n\n")[0] + "\n",
+        f"dn: ou=People,{SUFFIX}\nobjectClass: organizationalUnit\nou: People\n",
+    ]
+    for i in range(count):
+        uid = "user10" if i == duplicate_at else f"user{i}"
+        sn = "" if i == bad_at else f"sn: Number{i}\n"
+        parts.append(
+            f"dn: uid={uid},ou=People,{SUFFIX}\nobjectClass: inetOrgPerson\ncn: User Number {i}\n{sn}"
+            f"uid: {uid}\nmail: {uid}@example.com\ndescription: {'entry padding ' * 16}{i}\n"
+        )
+    return "\n".join(parts)
+
+
+def search_dns(port: int, filter_: str) -> set[str]:
+    result = ldap_tool("ldapsearch", "-LLL", "-x", "-H", f"ldap://127.0.0.1:{port}", "-D", ROOTDN, "-w", "secret",
+                       "-b", SUFFIX, "-z", "0", filter_, "1.1", check=True)  # fmt: skip
+    return {line[4:].lower() for line in result.stdout.splitlines() if line.startswith("dn: ")}
+
+
+def test_parallel_add_matches_slapadd_and_its_indexes_answer(tmp_path):
+    """tool-threads 2 on an LDIF of several chunks, with a schema error and a duplicate in later chunks (-c):
+    the same entries as slapadd, errors reported with their lines; a server on the database then finds
+    entries through every index kind; every entry has its own entryUUID and entryCSN."""
+    count = 2500
+    text = people_ldif(count, bad_at=1700, duplicate_at=2000)
+    assert len(text) > 3 * 256 * 1024  # several chunks for the workers
+    (tmp_path / "people.ldif").write_text(text)
+    ours = make_conf(tmp_path, "ours", extra_global="tool-threads 2")
+    theirs = make_conf(tmp_path, "theirs", slapd=True, extra_global="tool-threads 2")
+    mine = pyldapd("add", "-c", "-q", "-f", str(ours), "-l", str(tmp_path / "people.ldif"))
+    slapd = run(SLAPADD, "-c", "-q", "-f", str(theirs), "-l", str(tmp_path / "people.ldif"))
+    assert mine.returncode == slapd.returncode == 1, (mine.stderr, slapd.stderr)  # -c, but a DN existed
+    bad_line = text[: text.index("dn: uid=user1700,")].count("\n") + 1
+    dup_line = text[: text.index("dn: uid=user10,", text.index("dn: uid=user1999,"))].count("\n") + 1
+    reported = [f'dn="uid=user1700,ou=People,{SUFFIX}" (line={bad_line}): (65) object class \'inetOrgPerson\' '
+                "requires attribute 'sn'",
+                f'could not add entry dn="uid=user10,ou=People,{SUFFIX}" (line={dup_line}): txn_aborted! '
+                "MDB_KEYEXIST: Key/data pair already exists (-30799)"]  # fmt: skip
+    assert [line for line in mine.stderr.splitlines() if line.startswith("pyldapd add: ")] == [
+        f"pyldapd add: {line}" for line in reported
+    ]
+    assert [line for line in slapd.stderr.splitlines() if line.startswith("slapadd: ")] == [
+        f"slapadd: {line}" for line in reported
+    ]
+    mine_entries = entries(pyldapd("cat", "-f", str(ours)).stdout)
+    slapd_entries = entries(run(SLAPCAT, "-f", str(theirs)).stdout)
+    # slapadd -q loses the entry before the refused one too (its aborted transaction held it); we keep it
+    assert slapd_entries.keys() <= mine_entries.keys()
+    assert mine_entries.keys() - slapd_entries.keys() <= {f"uid=user1999,ou=people,{SUFFIX}"}
+    assert len(mine_entries) == count + 2 - 2
+    for dn, attrs in slapd_entries.items():
+        for name in ("objectclass", "cn", "sn", "uid", "mail", "description", "structuralobjectclass"):
+            assert mine_entries[dn].get(name) == attrs.get(name), (dn, name)
+    for name in ("entryuuid", "entrycsn"):
+        values = [attrs[name][0] for attrs in mine_entries.values()]
+        assert len(set(values)) == len(values), name
+    server = start_pyldapd(tmp_path / "serve", ours.read_text())
+    try:
+        people = {f"uid=user{i},ou=people,{SUFFIX}".lower() for i in range(count) if i not in (1700, 2000)}
+        assert search_dns(server.port, "(objectClass=person)") == people
+        assert search_dns(server.port, "(uid=user123*)") == {d for d in people if d.startswith("uid=user123")}
+        assert search_dns(server.port, "(cn=*mber 24*)") == {d for d in people if d.startswith("uid=user24")}
+        assert search_dns(server.port, "(sn=*99)") == {d for d in people if d.split(",")[0].endswith("99")}
+        assert search_dns(server.port, "(mail=user2222@example.com)") == {
+            f"uid=user2222,ou=people,{SUFFIX}".lower()
+        }
+        assert search_dns(server.port, "(&(sn=*)(uid=user17*))") == {
+            d for d in people if d.startswith("uid=user17")
+        }
+    finally:
+        server.stop()
+
+
+def test_parallel_add_waits_for_parents_across_chunks_like_the_serial_one(tmp_path):
+    """Children first and their parent last, several chunks apart, and one child whose parent never comes: the
+    parallel load stores and reports exactly what the serial one does."""
+    records = people_ldif(1500, bad_at=-1, duplicate_at=-1).split("\n\n")
+    suffix, people, persons = records[0], records[1], records[2:]
+    orphan = f"dn: cn=orphan,ou=Nowhere,{SUFFIX}\nobjectClass: person\ncn: orphan\nsn: O\n"
+    text = "\n\n".join([suffix, *persons[:700], orphan.strip(), *persons[700:], people]) + "\n"
+    (tmp_path / "late.ldif").write_text(text)
+    results = {}
+    for threads in (1, 2):
+        conf = make_conf(tmp_path, f"t{threads}", extra_global=f"tool-threads {threads}")
+        loaded = pyldapd("add", "-q", "-f", str(conf), "-l", str(tmp_path / "late.ldif"))
+        assert loaded.returncode == 1 and "Error, entries missing!" in loaded.stderr
+        stored = entries(pyldapd("cat", "-f", str(conf)).stdout)
+        results[threads] = (loaded.stderr, {dn: {k: v for k, v in a.items() if k in ("cn", "uid", "mail")}
+                                            for dn, a in stored.items()})  # fmt: skip
+        assert len(stored) == 1502
+    assert results[1] == results[2]

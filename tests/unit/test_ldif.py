@@ -228,3 +228,50 @@ def test_round_trip(dn: str, attributes: list[tuple[str, list[bytes]]], wrap: in
     assert isinstance(record, LDIFContent)
     assert record.dn == dn
     assert record.attributes == expected
+
+
+PLAIN_SAMPLES = [
+    "version: 1\ndn: dc=a\ndc: a\n\ndn: cn=x,dc=a\nobjectClass: person\ncn: x\nCN: y\nsn:: eg==\n",
+    "version: 1\n\n\ndn: dc=a\ndc: a\n\n\n\ndn: cn=b,dc=a\ncn:b\nsn:  two spaces\n\n",
+    "dn: cn=c,dc=a\nchangetype: modify\nreplace: sn\nsn: z\n-\n\ndn: cn=d,dc=a\nchangetype: delete\n",
+    "dn:: Y249w6k=\ncn: \xc3\xa9\n\ndn: cn=e,dc=a\ncontrol: 1.2.3 true\nchangetype: delete\n",
+    "dn: cn=f,dc=a\nnocolon\n",
+    "dn: cn=g,dc=a\ndn: cn=h\n",
+    "cn: first line is not dn\n",
+    "version: 2\ndn: cn=a\n",
+    "dn: cn=i,dc=a\n: empty name\n",
+    "dn: cn=j,dc=a\nchangetype: add\ncn: j\n\ndn: cn=k,dc=a\nchangetype: modrdn\nnewrdn: cn=l\ndeleteoldrdn: 1\n",
+    "dn: cn=m,dc=a\ncn: m",
+]
+
+
+def _outcome(records: object) -> object:
+    try:
+        return [(type(r).__name__, vars(r)) for r in records]  # type: ignore[attr-defined]
+    except LDIFError as exc:
+        return ("error", str(exc), exc.line)
+
+
+@pytest.mark.parametrize("text", PLAIN_SAMPLES)
+def test_plain_reader_reads_as_the_line_reader(text: str) -> None:
+    """LDIF without folding, comments or CRs takes a faster path; it reads exactly as the line reader."""
+    from pyldapd.model import ldif
+
+    data = text.encode("latin-1")
+    assert not ldif._NEEDS_LINE_READER.search(data)
+    for first_line, header in ((1, True), (41, False)):
+        plain = _outcome(ldif._parse_plain(data, True, first_line, header))
+        lines = _outcome(ldif._parse_lines(data, True, first_line, header))
+        assert plain == lines
+
+
+@given(st.lists(st.sampled_from(["dn: cn=a", "cn: b", "sn:: eg==", "", "x", "changetype: add", "version: 1",
+                                 "dn: cn=c", "Description:  d", "control: 1.2"]), max_size=12))  # fmt: skip
+@settings(max_examples=300, deadline=None)
+def test_plain_reader_agrees_on_random_line_soups(lines: list[str]) -> None:
+    from pyldapd.model import ldif
+
+    data = ("\n".join(lines) + "\n").encode()
+    assert _outcome(ldif._parse_plain(data, True, 1, True)) == _outcome(
+        ldif._parse_lines(data, True, 1, True)
+    )

@@ -677,3 +677,121 @@ def test_open_database(tmp_path: Path, schema: Any) -> None:
             assert r.count() == 0 and r.get(db.suffix_ndn) is None
     finally:
         db.close()
+
+
+# --- index values: runs of ids ---------------------------------------------------------------------------------
+
+
+def _index_state(db: MdbDatabase) -> dict[tuple[str, bytes], set[int]]:
+    """(index, key) -> ids, read raw; asserts that every key's values are sorted, disjoint runs of <= 63 ids."""
+    from pyldapd.backends import mdb
+
+    out: dict[tuple[str, bytes], set[int]] = {}
+    with db.env.begin() as txn:
+        for name in ("eq", "pres", "sub", "approx", "uuid", "csn"):
+            last: dict[bytes, int] = {}
+            for key, run in txn.cursor(db=db.dbs[name]).iternext(keys=True, values=True):
+                assert run and len(run) % 8 == 0 and len(run) // 8 <= mdb._RUN_MAX, (name, key)
+                ids = mdb._run_ids(run)
+                assert list(ids) == sorted(set(ids)), (name, key, ids)
+                assert ids[0] > last.get(key, 0), (name, key, "runs overlap")
+                last[key] = ids[-1]
+                out.setdefault((name, key), set()).update(ids)
+    return out
+
+
+def _expected_index(db: MdbDatabase) -> dict[tuple[str, bytes], set[int]]:
+    out: dict[tuple[str, bytes], set[int]] = {}
+    with db.env.begin() as txn:
+        for k, rec in txn.cursor(db=db.dbs["id2entry"]).iternext(keys=True, values=True):
+            eid = int.from_bytes(k, "big")
+            keys = db.codec.index_keys(db._decode(eid, rec))
+            for name in ("eq", "pres", "sub", "approx", "uuid", "csn"):
+                for key in getattr(keys, name):
+                    out.setdefault((name, key), set()).add(eid)
+    return out
+
+
+def test_index_runs_stay_exact_through_bulk_and_online_writes(tmp_path: Path, schema: Any) -> None:
+    """Bulk batches (with entries left out and stored later inside a batch's id range), then online adds,
+    modifies that move ids between keys with far more than 63 ids, deletes and a reindex: the index always
+    holds exactly the entries' keys, as disjoint sorted runs."""
+    import random
+
+    from pyldapd.backends.mdb import IndexBatch
+
+    rnd = random.Random(4533)
+    db = MdbDatabase(str(tmp_path / "db"), schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)
+    try:
+        base_ids = {}
+        with db.write() as w:
+            w.add(make_entry(schema, SUFFIX, objectClass=["top", "domain"], dc="example"))
+            base_ids[SUFFIX] = w.add(ou(schema, f"ou=a,{SUFFIX}", "a"))
+            first = w.next_id()
+        names = ["John Doe", "Alice Smith", "Bob Smithers", "Carol Jones"]
+        left_out: list[tuple[int, str, bytes]] = []
+        eid = first
+        for _chunk in range(3):  # three bulk batches of 150 entries (far more than 63 per cn key)
+            batch = IndexBatch(db.codec)
+            stored: list[tuple[int, str, bytes]] = []
+            for _ in range(150):
+                entry = person(schema, f"uid=b{eid},ou=a,{SUFFIX}", f"b{eid}", rnd.choice(names))
+                ndn = normalize_dn(entry.dn, schema)
+                record = db.codec.encode(entry, ndn, bytes(8))[0]
+                if rnd.random() < 0.1:
+                    left_out.append((eid, ndn, record))
+                else:
+                    batch.add(entry, eid.to_bytes(8, "big"))
+                    stored.append((eid, ndn, record))
+                eid += 1
+            with db.write() as w:
+                w.reserve_ids(eid)
+                for i, ndn, record in stored:
+                    w.add_encoded(i, ndn, record, index=False)
+                w.add_index_batch(batch.sealed())
+        assert _index_state(db) == _expected_index(db)
+        with db.write() as w:  # stored late, inside the batches' id ranges, with keys of their own
+            for i, ndn, record in left_out:
+                w.add_encoded(i, ndn, record, index=True)
+        assert _index_state(db) == _expected_index(db)
+        with db.write() as w:
+            for i in range(40):
+                w.add(person(schema, f"uid=o{i},ou=a,{SUFFIX}", f"o{i}", rnd.choice(names)))
+        all_ndns = [n(schema, f"uid=b{i},ou=a,{SUFFIX}") for i in range(first, eid)]
+        for step in range(200):
+            with db.write() as w:
+                ndn = rnd.choice(all_ndns)
+                entry = w.get(ndn)
+                if entry is None:
+                    continue
+                if step % 10 == 9:
+                    w.delete(ndn)
+                else:
+                    changed = entry.copy()
+                    changed.put("cn", "cn", [rnd.choice(names).encode()])
+                    w.modify(ndn, changed)
+        assert _index_state(db) == _expected_index(db)
+        with db.read() as r:  # searches read runs
+            f = Equality("cn", b"alice smith")
+            expected = {
+                e.dn for e in r.search(n(schema, SUFFIX), Scope.SUB) if e.get("cn") == [b"Alice Smith"]
+            }
+            assert {e.dn for e in r.search(n(schema, SUFFIX), Scope.SUB, f)} >= expected
+        before = _index_state(db)
+        db.reindex()
+        assert _index_state(db) == before == _expected_index(db)
+    finally:
+        db.close()
+
+
+def test_version_1_database_refused(tmp_path: Path, schema: Any) -> None:
+    import lmdb
+
+    from pyldapd.backends.mdb import MdbDatabase as Mdb
+
+    env = lmdb.open(str(tmp_path / "old"), max_dbs=16)
+    with env.begin(write=True) as txn:
+        txn.put(b"version", b"1", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with pytest.raises(StorageError, match="format 1"):
+        Mdb(str(tmp_path / "old"), schema, SUFFIX)

@@ -11,14 +11,20 @@ One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with th
                one lookup per entry in the subtree and never scans the rest of the database; entries come out
                parents first. (A reversed-DN key range would make subtrees one range scan but makes one-level
                scope scan the whole subtree; slapd's back-mdb also keeps a parent -> children tree.)
-``eq``         dupsort: ``type key + 0x00 + normalized value`` -> ids   (equality index)
-``pres``       dupsort: ``type key`` -> ids                              (presence index)
-``sub``        dupsort: ``type key + 0x00 + marker + gram`` -> ids      (substring index, see `_grams`)
-``approx``     dupsort: ``type key + 0x00 + approx_key(normalized value)`` -> ids  (approximate index)
-``uuid``       entryUUID as 16 raw bytes -> id (always maintained)
-``csn``        dupsort: normalized entryCSN -> ids (always maintained; ordered, so `csn_after` is a range scan)
-``meta``       internal: format version, next id, which indexes are built
+``eq``         dupsort: ``type key + 0x00 + normalized value`` -> id runs   (equality index)
+``pres``       dupsort: ``type key`` -> id runs                              (presence index)
+``sub``        dupsort: ``type key + 0x00 + marker + gram`` -> id runs      (substring index, see `_grams`)
+``approx``     dupsort: ``type key + 0x00 + approx_key(normalized value)`` -> id runs  (approximate index)
+``uuid``       dupsort: entryUUID as 16 raw bytes -> id run (always maintained)
+``csn``        dupsort: normalized entryCSN -> id runs (always maintained; ordered: `csn_after` is a range scan)
+``meta``       internal: format version (2), next id, which indexes are built
 ``aux``        `put_raw_metadata` / `get_raw_metadata` side table for the server (contextCSN cache, ...)
+
+An index value is a *run*: 1 to 63 sorted 8-byte ids (dupsort values are keys of an LMDB sub-database, so at most
+511 bytes). The runs of one key are disjoint id ranges, so the run that holds or would hold an id is found with
+one cursor seek (`_find_run`). A bulk load writes one run per key for up to 63 entries instead of one value per
+entry and key (`IndexBatch`), which makes it six times fewer LMDB writes; single writes add an id to the run
+whose range holds it or extend the run just below it (version 1 databases had one id per value).
 
 Index keys use the attribute *type* key (``cn`` for ``cn;lang-en`` too); a filter on a type also looks up its
 subtypes. Keys longer than `_MAX_KEY` bytes are cut and completed with a hash (a collision only adds a
@@ -71,12 +77,13 @@ lazy search that spans a growth may see changes committed meanwhile (this is rar
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
 import struct
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -93,7 +100,8 @@ __all__ = ["MdbDatabase", "ReadTxn", "WriteTxn", "open_database", "INDEX_KINDS"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of the database layout; 1 had one id per index value
+_RECORD_VERSION = 1
 INDEX_KINDS = frozenset({"eq", "pres", "sub", "approx"})
 _KIND_ALIASES = {
     "eq": "eq",
@@ -144,6 +152,38 @@ def _ikey(prefix: bytes, value: bytes) -> bytes:
     return key
 
 
+_RUN_MAX = 63  # ids per index value: dupsort values are keys of a sub-database, so at most 511 bytes
+_RUNS = [struct.Struct(f">{n}Q") for n in range(_RUN_MAX + 1)]
+
+
+def _run_ids(run: bytes) -> tuple[int, ...]:
+    return _RUNS[len(run) >> 3].unpack(run)
+
+
+def _split_runs(key: bytes, ids: list[bytes], keys_out: list[bytes], runs_out: list[bytes]) -> None:
+    """Sorted ids (8 bytes each) as values of at most _RUN_MAX ids."""
+    for i in range(0, len(ids), _RUN_MAX):
+        keys_out.append(key)
+        runs_out.append(b"".join(ids[i : i + _RUN_MAX]))
+
+
+def _find_run(cur: Any, key: bytes, idb: bytes) -> bytes | None:
+    """The value of `key` whose id range holds idb, with the cursor on it; None if no range holds it.
+
+    The values of one key are disjoint id ranges (writes keep them so), ordered by their first id.
+    """
+    if cur.set_range_dup(key, idb):
+        run = cur.value()
+        if run[:8] == idb:
+            return run
+        if not cur.prev_dup():
+            return None
+    elif not (cur.set_key(key) and cur.last_dup()):
+        return None
+    run = cur.value()
+    return run if run[:8] <= idb <= run[-8:] else None
+
+
 def _grams(text: str) -> list[str]:
     return [text[i : i + _GRAM] for i in range(len(text) - _GRAM + 1)]
 
@@ -167,6 +207,9 @@ def _value_sub_keys(prefix: bytes, text: str, out: set[bytes]) -> None:
         out.add(_ikey(prefix + _SUB_GRAM, g.encode("utf-8", "surrogatepass")))
 
 
+_NO_INDEX = object()  # an attribute that no index covers
+
+
 class _IndexKeys:
     """The index keys of one entry, one set per index sub-database."""
 
@@ -185,6 +228,238 @@ class _IndexKeys:
 # ("or", [plans]); ("empty",). None stands for "not indexed" (every entry in scope is a candidate).
 _Plan = tuple[Any, ...]
 _EMPTY: _Plan = ("empty",)
+
+
+class EntryCodec:
+    """What an entry becomes in the database: its id2entry record and its index keys.
+
+    A pure function of the schema and the index configuration, without the LMDB environment, so that a bulk
+    load can encode entries in worker processes while one process writes (`pyldapd.cli.bulkload`).
+    """
+
+    def __init__(self, schema: Any) -> None:
+        self.schema = schema
+        self._type_cache: dict[str, Any] = {}
+        self._key_cache: dict[str, str] = {}
+        self._index_config: dict[str, frozenset[str]] = {}
+        self._plans: dict[str, Any] = {}  # attribute description key -> `_index_plan`
+        self._operational: dict[str, bool] = {}  # attribute description key -> stored as operational
+
+    @property
+    def index_config(self) -> dict[str, frozenset[str]]:
+        """type key -> index kinds maintained on writes"""
+        return self._index_config
+
+    @index_config.setter
+    def index_config(self, config: dict[str, frozenset[str]]) -> None:
+        self._index_config = config
+        self._plans = {}
+
+    def set_schema(self, schema: Any) -> None:
+        self.schema = schema
+        self._type_cache.clear()
+        self._key_cache.clear()
+        self._plans = {}
+        self._operational = {}
+
+    def attribute_type(self, base: str) -> Any:
+        try:
+            return self._type_cache[base]
+        except KeyError:
+            at = self.schema.attribute_type(base)
+            self._type_cache[base] = at
+            return at
+
+    def attribute_key(self, name: str) -> str:
+        try:
+            return self._key_cache[name]
+        except KeyError:
+            key = self.schema.attribute_key(name)
+            if len(self._key_cache) > 10_000:
+                self._key_cache.clear()
+            self._key_cache[name] = key
+            return key
+
+    def expand_types(self, at: Any) -> list[Any]:
+        """at and all its subtypes (transitively)."""
+        out = [at]
+        seen = {at.key}
+        i = 0
+        while i < len(out):
+            for sub in self.schema.subtypes(out[i]) or ():
+                if sub.key not in seen:
+                    seen.add(sub.key)
+                    out.append(sub)
+            i += 1
+        return out
+
+    def resolve_indexes(self, indexes: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+        config: dict[str, set[str]] = {}
+        for name, kinds in indexes.items():
+            at = self.attribute_type(name.strip().lower()) if name else None
+            if at is None:
+                at = self.schema.attribute_type(name)
+            if at is None:
+                log.warning("index: unknown attribute type %r ignored", name)
+                continue
+            wanted: set[str] = set()
+            for k in kinds:
+                kind = _KIND_ALIASES.get(k.strip().lower())
+                if kind is None:
+                    log.warning("index: unknown index type %r for %s ignored", k, name)
+                else:
+                    wanted.add(kind)
+            # an index on a supertype covers its subtypes, as in slapd
+            for t in self.expand_types(at):
+                config.setdefault(t.key, set()).update(wanted)
+        return {k: frozenset(v) for k, v in config.items() if v}
+
+    def encode(self, entry: Entry, ndn: str, parent: bytes) -> tuple[bytes, bytes, bytes]:
+        """(record, user blob, operational blob)"""
+        user: list[tuple[str, list[bytes]]] = []
+        oper: list[tuple[str, list[bytes]]] = []
+        operational = self._operational
+        for key, attr in entry.attrs.items():
+            if not attr.values:
+                continue
+            kind = operational.get(key)
+            if kind is None:
+                at = self.attribute_type(key.partition(";")[0])
+                kind = operational[key] = at is not None and at.operational
+            (oper if kind else user).append((attr.name, attr.values))
+        ublob = encode_partial_attribute_list(user)
+        oblob = encode_partial_attribute_list(oper)
+        bndn = ndn.encode("utf-8", "surrogateescape")
+        bdn = entry.dn.encode("utf-8", "surrogateescape")
+        head = _HDR.pack(_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
+        return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
+
+    def index_keys(self, entry: Entry) -> _IndexKeys:
+        out = _IndexKeys()
+        plans = self._plans
+        for key, attr in entry.attrs.items():
+            plan = plans.get(key)
+            if plan is None:
+                plan = plans[key] = self._index_plan(key)
+            if plan is not _NO_INDEX:
+                plan(attr.values, out)
+        return out
+
+    def _index_plan(self, key: str) -> Any:
+        """What indexing the values of one attribute description means: a function (values, out), or _NO_INDEX."""
+        base = key.partition(";")[0]
+        at = self.attribute_type(base)
+        steps: list[Any] = []
+        if base in ("entryuuid", "entrycsn"):
+            norm = at.equality.normalize if at is not None and at.equality is not None else None
+            uuid = base == "entryuuid"
+
+            def internal(values: list[bytes], out: _IndexKeys) -> None:
+                target = out.uuid if uuid else out.csn
+                for v in values:
+                    n = norm(v) if norm is not None else v
+                    if n is not None and (not uuid or len(n) == 16):
+                        target.add(n)
+
+            steps.append(internal)
+        kinds = self.index_config.get(base)
+        if kinds and at is not None:
+            prefix = base.encode() + b"\x00"
+            if "pres" in kinds:
+                present = base.encode()
+                steps.append(lambda values, out: out.pres.add(present))
+            if "eq" in kinds and base == "objectclass":
+                closure = self.schema.object_class_closure  # (objectClass=person) finds inetOrgPersons too
+                cache: dict[bytes, list[bytes]] = {}
+
+                def classes(values: list[bytes], out: _IndexKeys) -> None:
+                    for v in values:
+                        keys = cache.get(v)
+                        if keys is None:
+                            keys = cache[v] = [_ikey(prefix, n) for n in closure(v)]
+                        out.eq.update(keys)
+
+                steps.append(classes)
+            elif "eq" in kinds and at.equality is not None and not getattr(at.equality, "_word", False):
+                normalize = at.equality.normalize
+
+                def equality(values: list[bytes], out: _IndexKeys) -> None:
+                    for v in values:
+                        n = normalize(v)
+                        if n is not None:
+                            k = prefix + n
+                            out.eq.add(k if len(k) <= _MAX_KEY else _ikey(prefix, n))
+
+                steps.append(equality)
+            if "sub" in kinds and at.substr is not None:
+                nsub = at.substr.normalize_substring
+
+                def substrings(values: list[bytes], out: _IndexKeys) -> None:
+                    for v in values:
+                        text = nsub(v)
+                        if text:
+                            _value_sub_keys(prefix, text, out.sub)
+
+                steps.append(substrings)
+            if "approx" in kinds and at.equality is not None:
+                anorm = at.equality.normalize
+
+                def approx(values: list[bytes], out: _IndexKeys) -> None:
+                    for v in values:
+                        n = anorm(v)
+                        if n is not None:
+                            out.approx.add(_ikey(prefix, _approx_key(n)))
+
+                steps.append(approx)
+        if not steps:
+            return _NO_INDEX
+        if len(steps) == 1:
+            return steps[0]
+
+        def all_steps(values: list[bytes], out: _IndexKeys) -> None:
+            for step in steps:
+                step(values, out)
+
+        return all_steps
+
+
+class IndexBatch:
+    """The index keys of many entries, grouped by key: what a bulk load writes in one sorted pass per index.
+
+    Ids must be added in increasing order and be greater than any id already in the database (a bulk load's ids
+    are reserved fresh), so that the values written never overlap stored ones. `sealed()` is the compact,
+    picklable form `WriteTxn.add_index_batch` takes: per index sub-database, keys and values, sorted.
+    """
+
+    __slots__ = ("codec", "groups")
+
+    def __init__(self, codec: EntryCodec) -> None:
+        self.codec = codec
+        self.groups: dict[str, defaultdict[bytes, list[bytes]]] = {
+            name: defaultdict(list) for name in _ALL_INDEX_DBS
+        }
+
+    def add(self, entry: Entry, idb: bytes) -> None:
+        keys = self.codec.index_keys(entry)
+        for name, group in self.groups.items():
+            for key in getattr(keys, name):
+                group[key].append(idb)
+
+    def sealed(self) -> dict[str, tuple[list[bytes], list[bytes]]]:
+        out = {}
+        for name, group in self.groups.items():
+            if group:
+                keys: list[bytes] = []
+                runs: list[bytes] = []
+                for key in sorted(group):
+                    ids = group[key]
+                    if len(ids) == 1:
+                        keys.append(key)
+                        runs.append(ids[0])
+                    else:
+                        _split_runs(key, ids, keys, runs)
+                out[name] = (keys, runs)
+        return out
 
 
 class MdbDatabase:
@@ -226,18 +501,30 @@ class MdbDatabase:
             lock=True,
         )
         self._psize = self.env.stat()["psize"]
+        meta = self.env.open_db(b"meta")
+        with self.env.begin(write=True) as txn:  # before the sub-databases, whose flags changed in version 2
+            version = txn.get(_M_VERSION, db=meta)
+            if version is None:
+                txn.put(_M_VERSION, str(FORMAT_VERSION).encode(), db=meta)
+                txn.put(_M_NEXT_ID, _pack_id(1), db=meta)
+            elif int(version) != FORMAT_VERSION:
+                self.env.close()
+                raise StorageError(
+                    f"{directory}: database format {version.decode()}, this pyldapd reads {FORMAT_VERSION}; "
+                    "export it with the pyldapd that wrote it (pyldapd cat) and load it again (pyldapd add)"
+                )
         dup = {"dupsort": True, "dupfixed": True}
         self.dbs: dict[str, Any] = {
             "id2entry": self.env.open_db(b"id2entry"),
             "dn2id": self.env.open_db(b"dn2id"),
             "children": self.env.open_db(b"children", **dup),
-            "eq": self.env.open_db(b"eq", **dup),
-            "pres": self.env.open_db(b"pres", **dup),
-            "sub": self.env.open_db(b"sub", **dup),
-            "approx": self.env.open_db(b"approx", **dup),
-            "uuid": self.env.open_db(b"uuid", **dup),
-            "csn": self.env.open_db(b"csn", **dup),
-            "meta": self.env.open_db(b"meta"),
+            "eq": self.env.open_db(b"eq", dupsort=True),
+            "pres": self.env.open_db(b"pres", dupsort=True),
+            "sub": self.env.open_db(b"sub", dupsort=True),
+            "approx": self.env.open_db(b"approx", dupsort=True),
+            "uuid": self.env.open_db(b"uuid", dupsort=True),
+            "csn": self.env.open_db(b"csn", dupsort=True),
+            "meta": meta,
             "aux": self.env.open_db(b"aux"),
         }
         self._id2entry = self.dbs["id2entry"]
@@ -247,83 +534,24 @@ class MdbDatabase:
         self._write_lock = threading.Lock()
         self._writer: int | None = None  # thread ident of the open write transaction
         self._cache: OrderedDict[int, tuple[bytes, Entry]] = OrderedDict()
-        self._type_cache: dict[str, Any] = {}
-        self._key_cache: dict[str, str] = {}
-        self._config: dict[str, frozenset[str]] = {}  # type key -> index kinds maintained on writes
+        self.codec = EntryCodec(schema)
+        self._type = self.codec.attribute_type
+        self._attr_key = self.codec.attribute_key
+        self._expand_types = self.codec.expand_types
+        self._encode = self.codec.encode
+        self._index_keys = self.codec.index_keys
         self._built: set[tuple[str, str]] = set()  # (type key, kind) usable by searches
         self._closed = False
         self._built_new: set[tuple[str, str]] = set()
-        with self.env.begin(write=True) as txn:
-            version = txn.get(_M_VERSION, db=self.dbs["meta"])
-            if version is None:
-                txn.put(_M_VERSION, str(FORMAT_VERSION).encode(), db=self.dbs["meta"])
-                txn.put(_M_NEXT_ID, _pack_id(1), db=self.dbs["meta"])
-            elif int(version) != FORMAT_VERSION:
-                raise StorageError(f"{directory}: unsupported database format {version.decode()}")
         self.set_indexes(indexes or {})
-
-    # --- schema helpers ---------------------------------------------------------------------------------------
 
     def set_schema(self, schema: Any) -> None:
         """Use a new schema (after a schema change); index configuration is re-resolved."""
         self.schema = schema
-        self._type_cache.clear()
-        self._key_cache.clear()
+        self.codec.set_schema(schema)
         self._cache.clear()
 
-    def _type(self, base: str) -> Any:
-        try:
-            return self._type_cache[base]
-        except KeyError:
-            at = self.schema.attribute_type(base)
-            self._type_cache[base] = at
-            return at
-
-    def _attr_key(self, name: str) -> str:
-        try:
-            return self._key_cache[name]
-        except KeyError:
-            key = self.schema.attribute_key(name)
-            if len(self._key_cache) > 10_000:
-                self._key_cache.clear()
-            self._key_cache[name] = key
-            return key
-
-    def _expand_types(self, at: Any) -> list[Any]:
-        """at and all its subtypes (transitively)."""
-        out = [at]
-        seen = {at.key}
-        i = 0
-        while i < len(out):
-            for sub in self.schema.subtypes(out[i]) or ():
-                if sub.key not in seen:
-                    seen.add(sub.key)
-                    out.append(sub)
-            i += 1
-        return out
-
     # --- index configuration ----------------------------------------------------------------------------------
-
-    def _resolve_indexes(self, indexes: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
-        config: dict[str, set[str]] = {}
-        for name, kinds in indexes.items():
-            at = self._type(name.strip().lower()) if name else None
-            if at is None:
-                at = self.schema.attribute_type(name)
-            if at is None:
-                log.warning("index: unknown attribute type %r ignored", name)
-                continue
-            wanted: set[str] = set()
-            for k in kinds:
-                kind = _KIND_ALIASES.get(k.strip().lower())
-                if kind is None:
-                    log.warning("index: unknown index type %r for %s ignored", k, name)
-                else:
-                    wanted.add(kind)
-            # an index on a supertype covers its subtypes, as in slapd
-            for t in self._expand_types(at):
-                config.setdefault(t.key, set()).update(wanted)
-        return {k: frozenset(v) for k, v in config.items() if v}
 
     def set_indexes(self, indexes: Mapping[str, Iterable[str]]) -> None:
         """Configure the attribute indexes (attribute name -> kinds).
@@ -331,7 +559,7 @@ class MdbDatabase:
         Index data of removed indexes is deleted. Added indexes are maintained from now on, but searches use them
         only after `reindex` (or immediately if the database is empty).
         """
-        config = self._resolve_indexes(indexes)
+        config = self.codec.resolve_indexes(indexes)
         wanted = {(k, kind) for k, kinds in config.items() for kind in kinds}
 
         def work(w: WriteTxn) -> None:
@@ -353,7 +581,7 @@ class MdbDatabase:
             self._built_new = built
 
         self._run_maintenance(work)
-        self._config = config
+        self.codec.index_config = config
         self._built = self._built_new
         missing = sorted(wanted - self._built)
         if missing:
@@ -393,18 +621,16 @@ class MdbDatabase:
             for name in _ALL_INDEX_DBS:
                 txn.drop(self.dbs[name], delete=False)
             n = 0
+            batch = IndexBatch(self.codec)
             cur = txn.cursor(self._id2entry)
-            for k, rec in cur.iternext(keys=True, values=True):
-                eid = _unpack_id(k)
-                entry = self._decode(eid, rec)
-                keys = self._index_keys(entry)
-                idb = k
-                for name in _ALL_INDEX_DBS:
-                    db = self.dbs[name]
-                    for key in getattr(keys, name):
-                        txn.put(key, idb, db=db)
+            for k, rec in cur.iternext(keys=True, values=True):  # in id order, as IndexBatch wants
+                batch.add(self._decode(_unpack_id(k), rec), k)
                 n += 1
-            built = {(k, kind) for k, kinds in self._config.items() for kind in kinds}
+                if n % 10_000 == 0:
+                    self._write_batch(txn, batch)
+                    batch = IndexBatch(self.codec)
+            self._write_batch(txn, batch)
+            built = {(k, kind) for k, kinds in self.codec.index_config.items() for kind in kinds}
             txn.put(
                 _M_BUILT, "\n".join(sorted(f"{k}\x00{v}" for k, v in built)).encode(), db=self.dbs["meta"]
             )
@@ -414,6 +640,10 @@ class MdbDatabase:
         self._run_maintenance(work)
         self._built = self._built_new
         return result[0]
+
+    def _write_batch(self, txn: Any, batch: IndexBatch) -> None:
+        for name, items in _batch_items(batch.sealed(), None):
+            txn.cursor(db=self.dbs[name]).putmulti(items, dupdata=True)
 
     # --- transactions -----------------------------------------------------------------------------------------
 
@@ -500,22 +730,6 @@ class MdbDatabase:
 
     # --- encoding ---------------------------------------------------------------------------------------------
 
-    def _encode(self, entry: Entry, ndn: str, parent: bytes) -> tuple[bytes, bytes, bytes]:
-        """(record, user blob, operational blob)"""
-        user: list[tuple[str, list[bytes]]] = []
-        oper: list[tuple[str, list[bytes]]] = []
-        for key, attr in entry.attrs.items():
-            if not attr.values:
-                continue
-            at = self._type(key.partition(";")[0])
-            (oper if at is not None and at.operational else user).append((attr.name, attr.values))
-        ublob = encode_partial_attribute_list(user)
-        oblob = encode_partial_attribute_list(oper)
-        bndn = ndn.encode("utf-8", "surrogateescape")
-        bdn = entry.dn.encode("utf-8", "surrogateescape")
-        head = _HDR.pack(FORMAT_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
-        return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
-
     def _decode(self, eid: int, rec: bytes) -> Entry:
         cached = self._cache.get(eid)
         if cached is not None and cached[0] == rec:
@@ -546,53 +760,6 @@ class MdbDatabase:
             if len(cache) > self.cache_size:
                 cache.popitem(last=False)
         return entry
-
-    def _index_keys(self, entry: Entry) -> _IndexKeys:
-        out = _IndexKeys()
-        config = self._config
-        for key, attr in entry.attrs.items():
-            base = key.partition(";")[0]
-            if base == "entryuuid" or base == "entrycsn":
-                at = self._type(base)
-                norm = at.equality.normalize if at is not None and at.equality is not None else None
-                target = out.uuid if base == "entryuuid" else out.csn
-                for v in attr.values:
-                    n = norm(v) if norm is not None else v
-                    if n is not None and (base != "entryuuid" or len(n) == 16):
-                        target.add(n)
-            kinds = config.get(base)
-            if not kinds:
-                continue
-            at = self._type(base)
-            if at is None:
-                continue
-            prefix = base.encode() + b"\x00"
-            if "pres" in kinds:
-                out.pres.add(base.encode())
-            if "eq" in kinds and base == "objectclass":
-                closure = self.schema.object_class_closure  # (objectClass=person) finds inetOrgPersons too
-                for v in attr.values:
-                    for n in closure(v):
-                        out.eq.add(_ikey(prefix, n))
-            elif "eq" in kinds and at.equality is not None and not getattr(at.equality, "_word", False):
-                normalize = at.equality.normalize
-                for v in attr.values:
-                    n = normalize(v)
-                    if n is not None:
-                        out.eq.add(_ikey(prefix, n))
-            if "sub" in kinds and at.substr is not None:
-                nsub = at.substr.normalize_substring
-                for v in attr.values:
-                    text = nsub(v)
-                    if text:
-                        _value_sub_keys(prefix, text, out.sub)
-            if "approx" in kinds and at.equality is not None:
-                normalize = at.equality.normalize
-                for v in attr.values:
-                    n = normalize(v)
-                    if n is not None:
-                        out.approx.add(_ikey(prefix, _approx_key(n)))
-        return out
 
     # --- misc -------------------------------------------------------------------------------------------------
 
@@ -731,8 +898,8 @@ class ReadTxn:
                 yield entry
 
     def by_uuid(self, uuid: bytes) -> Entry | None:
-        idb = self._check().get(bytes(uuid), db=self.db.dbs["uuid"])
-        return None if idb is None else self._entry(idb)
+        run = self._check().get(bytes(uuid), db=self.db.dbs["uuid"])
+        return None if run is None else self._entry(run[:8])
 
     def csn_after(self, csn: str | bytes) -> Iterator[Entry]:
         """Entries whose entryCSN is greater than csn, in ascending entryCSN order."""
@@ -745,7 +912,7 @@ class ReadTxn:
         if cur.set_range(raw):
             for k, v in cur.iternext(keys=True, values=True):
                 if k != raw:
-                    ids.append(v)
+                    ids.extend([v[i : i + 8] for i in range(0, len(v), 8)])
         del cur
         for idb in ids:
             entry = self._entry(idb)
@@ -754,6 +921,10 @@ class ReadTxn:
 
     def get_raw_metadata(self, key: bytes) -> bytes | None:
         return self._check().get(key, db=self.db.dbs["aux"])
+
+    def next_id(self) -> int:
+        """The id the next added entry gets."""
+        return _unpack_id(self._check().get(_M_NEXT_ID, db=self.db.dbs["meta"]))
 
     # -- search --
 
@@ -950,7 +1121,11 @@ class ReadTxn:
         kind = plan[0]
         if kind == "keys":
             cur = self._check().cursor(self.db.dbs[plan[1]])
-            return sum(cur.count() for k in plan[2] if cur.set_key(k))
+            total = 0
+            for k in plan[2]:
+                if cur.set_key(k):
+                    total += sum(len(run) for run in cur.iternext_dup(keys=False, values=True)) >> 3
+            return total
         if kind == "and":
             return min(self._estimate(p) for p in plan[1])
         if kind == "or":
@@ -964,7 +1139,8 @@ class ReadTxn:
             out: set[int] = set()
             for k in plan[2]:
                 if cur.set_key(k):
-                    out.update(map(_unpack_id, cur.iternext_dup(keys=False, values=True)))
+                    for run in cur.iternext_dup(keys=False, values=True):
+                        out.update(_RUNS[len(run) >> 3].unpack(run))
             return out
         if kind == "or":
             out = set()
@@ -982,11 +1158,33 @@ class ReadTxn:
                         continue  # a superset is fine
                     cur = self._check().cursor(self.db.dbs[p[1]])
                     keys = p[2]
-                    result = {i for i in result if any(cur.set_key_dup(k, _pack_id(i)) for k in keys)}
+                    result = {i for i in result if any(_run_holds(cur, k, i) for k in keys)}
                 else:
                     result &= self._ids(p)
             return result
         return set()
+
+
+def _batch_items(
+    sealed: Mapping[str, tuple[list[bytes], list[bytes]]], skip: set[bytes] | None
+) -> Iterator[tuple[str, list[tuple[bytes, bytes]]]]:
+    """(index sub-database, sorted (key, value) pairs) of an `IndexBatch.sealed()`, without the ids in skip."""
+    for name, (keys, runs) in sealed.items():
+        if skip:
+            items = []
+            for key, run in zip(keys, runs, strict=True):
+                kept = b"".join([run[i : i + 8] for i in range(0, len(run), 8) if run[i : i + 8] not in skip])
+                if kept:
+                    items.append((key, kept))
+        else:
+            items = list(zip(keys, runs, strict=True))
+        if items:
+            yield name, items
+
+
+def _run_holds(cur: Any, key: bytes, eid: int) -> bool:
+    run = _find_run(cur, key, _pack_id(eid))
+    return run is not None and eid in _run_ids(run)
 
 
 class WriteTxn(ReadTxn):
@@ -1113,10 +1311,51 @@ class WriteTxn(ReadTxn):
             if o == n:
                 continue
             dbh = dbs[name]
+            cur = self._t.cursor(db=dbh)
             for k in o - n:
-                self._del(k, idb, dbh)
+                self._index_del(cur, k, idb, dbh)
             for k in n - o:
-                self._put(k, idb, dbh)
+                self._index_put(cur, k, idb, dbh)
+
+    def _index_put(self, cur: Any, key: bytes, idb: bytes, dbh: Any) -> None:
+        """Add an id to a key: into the value whose range holds it, else appended to the value just below
+        (when it has room), else as a value of its own; values stay disjoint ranges."""
+        run = _find_run(cur, key, idb)
+        if run is None:
+            if cur.set_range_dup(key, idb):
+                below = cur.value() if cur.prev_dup() else None
+            else:
+                below = cur.value() if cur.set_key(key) and cur.last_dup() else None
+            if below is None or len(below) >> 3 >= _RUN_MAX:
+                self._put(key, idb, dbh)
+                return
+            run, ids = below, [*_run_ids(below), _unpack_id(idb)]
+        else:
+            ids = list(_run_ids(run))
+            eid = _unpack_id(idb)
+            at = bisect.bisect_left(ids, eid)
+            if at < len(ids) and ids[at] == eid:
+                return
+            ids.insert(at, eid)
+        self._del(key, run, dbh)
+        if len(ids) <= _RUN_MAX:
+            self._put(key, _RUNS[len(ids)].pack(*ids), dbh)
+        else:
+            half = len(ids) // 2
+            self._put(key, _RUNS[half].pack(*ids[:half]), dbh)
+            self._put(key, _RUNS[len(ids) - half].pack(*ids[half:]), dbh)
+
+    def _index_del(self, cur: Any, key: bytes, idb: bytes, dbh: Any) -> None:
+        run = _find_run(cur, key, idb)
+        if run is None:
+            return
+        eid = _unpack_id(idb)
+        ids = [i for i in _run_ids(run) if i != eid]
+        if len(ids) == len(run) >> 3:
+            return
+        self._del(key, run, dbh)
+        if ids:
+            self._put(key, _RUNS[len(ids)].pack(*ids), dbh)
 
     # -- operations --
 
@@ -1172,6 +1411,51 @@ class WriteTxn(ReadTxn):
         entry.encoded_user = ublob
         entry.encoded_operational = oblob
         return eid
+
+    # -- bulk loads (pyldapd add): entries encoded elsewhere by `EntryCodec`, ids reserved in advance --
+
+    def reserve_ids(self, end: int) -> None:
+        """Ids below `end` are taken: entries will be stored under them with `add_encoded`."""
+        meta = self.db.dbs["meta"]
+        if _unpack_id(self._check().get(_M_NEXT_ID, db=meta)) < end:
+            self._op(self._put, _M_NEXT_ID, _pack_id(end), meta)
+
+    def add_encoded(self, eid: int, ndn: str, record: bytes, *, index: bool) -> None:
+        """Store a record made by `EntryCodec.encode` (any parent id) under a reserved id.
+
+        Its parent must exist (NoSuchEntry otherwise, AlreadyExists if the DN does). index=False: the caller
+        writes the entry's index keys itself (`IndexBatch`, then `add_index_batch`).
+        """
+        self._op(self._add_encoded, eid, ndn, record, index)
+
+    def _add_encoded(self, eid: int, ndn: str, record: bytes, index: bool) -> None:
+        db = self.db
+        t = self._check()
+        bndn = ndn.encode("utf-8", "surrogateescape")
+        if t.get(bndn, db=db._dn2id) is not None:
+            raise AlreadyExists(ndn)
+        if ndn == db.suffix_ndn:
+            pid = _ROOT_PARENT
+        else:
+            pndn = parent_dn(ndn)
+            pid = t.get(pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
+            if pid is None:
+                raise NoSuchEntry(pndn)
+        idb = _pack_id(eid)
+        record = record[:1] + pid + record[9:]  # the header's parent id (see the module docstring)
+        self._put(idb, record, db._id2entry)
+        self._put(bndn, idb, db._dn2id)
+        self._put(pid, idb, db._children)
+        if index:
+            self._apply_index(idb, None, db._index_keys(db._decode(eid, record)))
+        self._touched.add(eid)
+
+    def add_index_batch(
+        self, sealed: Mapping[str, tuple[list[bytes], list[bytes]]], skip: set[bytes] | None = None
+    ) -> None:
+        """Write an `IndexBatch.sealed()`, leaving out the ids in `skip` (entries that were not stored)."""
+        for name, items in _batch_items(sealed, skip):
+            self._op(self._put_many, items, self.db.dbs[name])
 
     def _load(self, ndn: str) -> tuple[bytes, bytes, Entry]:
         """(id, record, entry) of an existing entry, or NoSuchEntry."""
@@ -1282,7 +1566,7 @@ class WriteTxn(ReadTxn):
                 c_new_dn = f"{split_rdn(c_old_dn)[0]},{p_new_dn}"
                 bn = c_new_ndn.encode("utf-8", "surrogateescape")
                 bd = c_new_dn.encode("utf-8", "surrogateescape")
-                new_rec = _HDR.pack(FORMAT_VERSION, parent, len(bn), len(bd), lu) + bn + bd + body
+                new_rec = _HDR.pack(_RECORD_VERSION, parent, len(bn), len(bd), lu) + bn + bd + body
                 self._put(cid, new_rec, db._id2entry)
                 if c_new_ndn != c_old_ndn:
                     self._del(c_old_ndn.encode("utf-8", "surrogateescape"), None, db._dn2id)

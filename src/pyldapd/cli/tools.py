@@ -17,19 +17,12 @@ import os
 import sys
 import time
 import urllib.parse
-import uuid
-from collections.abc import Iterator
-from typing import TextIO
 
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
-from pyldapd.model.csn import CSNGenerator, CSNSet, parse_csn
-from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parent_dn
-from pyldapd.model.entry import Attribute, Entry
-from pyldapd.model.ldif import DEFAULT_WRAP, LDIFChange, LDIFError, format_entry, parse_ldif
+from pyldapd.model.dn import DNError, is_descendant, normalize_dn
+from pyldapd.model.ldif import DEFAULT_WRAP, format_entry
 from pyldapd.model.schema import Schema
-
-BATCH = 1000  # entries per write transaction in `pyldapd add`
 
 
 class ToolError(Exception):
@@ -142,225 +135,6 @@ def run_tool(name: str, body, args: argparse.Namespace) -> int:
 # --- pyldapd add (slapadd) ------------------------------------------------------------------------------------
 
 
-class Progress:
-    """slapadd's progress meter, on a terminal only."""
-
-    def __init__(self, total_lines: int, stream: TextIO) -> None:
-        self.total = max(total_lines, 1)
-        self.stream = stream
-        self.enabled = stream.isatty()
-        self.start = time.monotonic()
-        self.last = 0.0
-        self.entries = 0
-
-    def update(self, line: int, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < 0.5:
-            return
-        self.last = now
-        done = min(line / self.total, 1.0)
-        elapsed = now - self.start
-        eta = elapsed / done - elapsed if done > 0 else 0.0
-        bar = "#" * int(done * 20)
-        rate = self.entries / elapsed if elapsed > 0 else 0.0
-        self.stream.write(
-            f"\r{bar:<20} {done * 100:6.2f}% eta {clock(eta)} elapsed {clock(elapsed)} spd {rate:8.0f} e/s "
-        )
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.enabled:
-            self.update(self.total, force=True)
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600:02d}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
-
-
-class Loader:
-    """Turns LDIF records into stored entries as slapadd does (see `cmd_add`)."""
-
-    def __init__(self, backend, schema: Schema, number: int, args: argparse.Namespace, err: TextIO) -> None:
-        self.backend = backend
-        self.db = backend.db
-        self.schema = schema
-        self.number = number
-        self.args = args
-        self.err = err
-        self.schema_check = not args.no_schema_check and "schema-check=no" not in args.options
-        self.value_check = not args.quick or "value-check=yes" in args.options
-        self.csn = CSNGenerator(args.sid)
-        who = (backend.config.rootdn or "").encode()
-        self.who = who
-        self.max_csns = CSNSet()
-        self.errors = 0
-        self.added = 0
-        self.waiting: dict[str, list[tuple[int, str, Entry]]] = {}  # missing parent ndn -> children
-        self.dry_added: set[str] = set()
-        self.suffix_ndn = backend.suffix_ndn
-
-    def error(self, text: str) -> None:
-        self.errors += 1
-        print(f"pyldapd add: {text}", file=self.err)
-
-    # -- building ----------------------------------------------------------------------------------------------
-
-    def prepare(self, record) -> tuple[str, Entry] | None:
-        """(ndn, entry) ready to store, or None after reporting an error."""
-        from pyldapd.server.entries import check_entry, object_classes, structural_class
-        from pyldapd.server.errors import LDAPError
-
-        line = record.line
-        if isinstance(record, LDIFChange) and record.changetype != "add":
-            self.error(f'dn="{record.dn}" (line={line}): changetype {record.changetype} is not supported')
-            return None
-        try:
-            ndn = normalize_dn(record.dn, self.schema)
-        except DNError:
-            self.error(f'could not parse entry (line={line}): invalid DN "{record.dn}"')
-            return None
-        if ndn != self.suffix_ndn and not is_descendant(ndn, self.suffix_ndn):
-            self.error(
-                f"line {line}: database #{self.number} ({self.backend.config.suffix}) not configured to hold "
-                f'"{record.dn}"; no database configured for that naming context'
-            )
-            return None
-        try:
-            entry = self.build(record.dn, record.attributes)
-            if self.schema_check:
-                structural = check_entry(self.schema, entry)
-            else:
-                try:
-                    structural = structural_class(object_classes(self.schema, entry))
-                except LDAPError:
-                    structural = None
-        except LDAPError as exc:
-            print(f"Entry ({record.dn}): {exc.message}", file=self.err)
-            self.error(f'dn="{record.dn}" (line={line}): ({exc.code}) {exc.message}')
-            return None
-        self.stamp(entry, structural)
-        if self.args.write_context:
-            csn = entry.first("entrycsn")
-            if csn is not None:
-                try:
-                    parse_csn(csn)
-                    self.max_csns.update_csn(csn.decode())
-                except ValueError:
-                    pass
-        return ndn, entry
-
-    def build(self, dn: str, attributes) -> Entry:
-        """The entry as given: types must be defined, values unique; syntax checked unless -q."""
-        from pyldapd.protocol.ldap import ResultCode
-        from pyldapd.server.entries import entry_from_attributes, resolve_type
-        from pyldapd.server.errors import LDAPError
-
-        if self.value_check:
-            return entry_from_attributes(self.schema, dn, attributes)
-        entry = Entry(dn)
-        key_of = self.schema.attribute_key
-        for description, values in attributes:
-            resolve_type(self.schema, description)
-            key = key_of(description)
-            attribute = entry.attrs.get(key)
-            if attribute is None:
-                entry.attrs[key] = Attribute(description, list(values))
-            else:
-                attribute.values.extend(values)
-            if len(entry.attrs[key].values) > 1 and len(set(entry.attrs[key].values)) != len(
-                entry.attrs[key].values
-            ):
-                raise LDAPError(
-                    ResultCode.attributeOrValueExists, f"{description}: value provided more than once"
-                )
-        return entry
-
-    def stamp(self, entry: Entry, structural) -> None:
-        """Add the operational attributes slapadd generates when the LDIF does not carry them."""
-        attrs = entry.attrs
-        if structural is not None and "structuralobjectclass" not in attrs:
-            attrs["structuralobjectclass"] = Attribute("structuralObjectClass", [structural.name.encode()])
-        csn_value = entry.first("entrycsn")
-        if csn_value is None:
-            csn_value = self.csn.next().encode()
-        else:
-            try:
-                self.csn.observe(csn_value)
-            except ValueError:
-                pass
-        now = csn_value[:14] + b"Z" if csn_value[:14].isdigit() else time.strftime("%Y%m%d%H%M%SZ").encode()
-        if "entryuuid" not in attrs:
-            attrs["entryuuid"] = Attribute("entryUUID", [str(uuid.uuid1()).encode()])
-        if "creatorsname" not in attrs:
-            attrs["creatorsname"] = Attribute("creatorsName", [self.who])
-        if "createtimestamp" not in attrs:
-            attrs["createtimestamp"] = Attribute("createTimestamp", [now])
-        if "entrycsn" not in attrs:
-            attrs["entrycsn"] = Attribute("entryCSN", [csn_value])
-        if "modifiersname" not in attrs:
-            attrs["modifiersname"] = Attribute("modifiersName", [self.who])
-        if "modifytimestamp" not in attrs:
-            attrs["modifytimestamp"] = Attribute("modifyTimestamp", [now])
-
-    # -- storing -----------------------------------------------------------------------------------------------
-
-    def exists(self, txn, ndn: str) -> bool:
-        return ndn in self.dry_added or (txn is not None and txn.exists(ndn))
-
-    def store(self, txn, line: int, ndn: str, entry: Entry) -> None:
-        """Add one entry (txn None: dry run); a child whose parent is not loaded yet waits for it."""
-        if self.exists(txn, ndn):
-            self.error(
-                f'could not add entry dn="{entry.dn}" (line={line}): txn_aborted! MDB_KEYEXIST: '
-                "Key/data pair already exists (-30799)"
-            )
-            return
-        if ndn != self.suffix_ndn:
-            pndn = parent_dn(ndn)
-            if not self.exists(txn, pndn):
-                self.waiting.setdefault(pndn, []).append((line, ndn, entry))
-                return
-        stack = [(line, ndn, entry)]
-        while stack:
-            line, ndn, entry = stack.pop()
-            if txn is None:
-                self.dry_added.add(ndn)
-            else:
-                txn.add(entry, bulk=True)
-            self.added += 1
-            children = self.waiting.pop(ndn, None)
-            if children:
-                stack.extend(reversed(children))
-
-    def write_context_csn(self) -> None:
-        """-w: the suffix entry's contextCSN becomes the greatest entryCSN per server ID (merged with its own)."""
-        from pyldapd.replication.state import CONTEXT_CSN_KEY
-
-        if not self.max_csns:
-            return
-        with self.db.write() as txn:
-            suffix = txn.get(self.suffix_ndn)
-            if suffix is None:
-                print("pyldapd add: -w: the suffix entry is not in the database; contextCSN not written",
-                      file=self.err)  # fmt: skip
-                return
-            csns = CSNSet.from_values(suffix.get("contextcsn"))
-            stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
-            if stored:
-                csns.merge(CSNSet.from_values(stored.split(b";")))
-            csns.merge(self.max_csns)
-            values = [v.encode() for v in csns.to_values()]
-            entry = suffix.copy()
-            entry.put("contextcsn", "contextCSN", values)
-            txn.modify(self.suffix_ndn, entry)
-            txn.put_raw_metadata(CONTEXT_CSN_KEY, b";".join(values))
-
-
 def read_input(path: str | None) -> bytes:
     if path is None or path == "-":
         return sys.stdin.buffer.read()
@@ -371,75 +145,59 @@ def read_input(path: str | None) -> bytes:
         raise ToolError(f"{path}: {exc.strerror}") from None
 
 
-def records(data: bytes, skip_to: int) -> Iterator:
-    for record in parse_ldif(data):
-        if record.line >= skip_to:
-            yield record
-
-
 def cmd_add(args: argparse.Namespace) -> int:
     """slapadd: parents may come after their children within one load (they wait); entries whose parent never
-    comes are reported at the end ("Error, entries missing!") and not stored (slapadd stores them as orphans)."""
+    comes are reported at the end ("Error, entries missing!") and not stored (slapadd stores them as orphans).
+    The work is spread over `tool-threads` processes (`pyldapd.cli.bulkload`)."""
+    from pyldapd.backends.mdb import EntryCodec
+    from pyldapd.cli.bulkload import LoadOptions, default_workers, load_ldif
+    from pyldapd.server.app import StartupError, build_schema
+    from pyldapd.server.directory import Backend, stored_indexes
+
     err = sys.stderr
     config = load_config(args)
     data = read_input(args.ldif)
-    schema, number, backend = open_backend(config, args, sync=not args.quick)
-    loader = Loader(backend, schema, number, args, err)
-    progress = Progress(data.count(b"\n") + 1, err)
-    dry = args.dry_run
-    stream = records(data, args.jump or 0)
-    failed = False
     try:
-        done = False
-        while not done and not failed:
-            batch = []
-            try:
-                for record in stream:
-                    batch.append(record)
-                    if len(batch) >= BATCH:
-                        break
-                else:
-                    done = True
-            except LDIFError as exc:
-                loader.error(f"could not parse entry ({exc})")
-                done = True
-                failed = True
-            txn_cm = None if dry else backend.db.write()
-            txn = txn_cm.__enter__() if txn_cm is not None else None
-            try:
-                for record in batch:
-                    prepared = loader.prepare(record)
-                    if prepared is not None:
-                        loader.store(txn, record.line, *prepared)
-                    if loader.errors and not args.continue_:
-                        failed = True
-                        break
-                    progress.entries = loader.added
-                    progress.update(record.line)
-            except BaseException:
-                if txn_cm is not None:
-                    txn_cm.__exit__(*sys.exc_info())
-                raise
-            if txn_cm is not None:
-                txn_cm.__exit__(None, None, None)
-        progress.finish()
-        if loader.waiting:
+        schema = build_schema(config)
+    except StartupError as exc:
+        raise ToolError(str(exc)) from None
+    number, dbconfig = select_database(config, schema, args)
+    if not dbconfig.directory:
+        raise ToolError(f"database #{number} ({dbconfig.suffix}) has no directory")
+    codec = EntryCodec(schema)
+    codec.index_config = codec.resolve_indexes(stored_indexes(dbconfig))
+    options = LoadOptions(
+        number=number,
+        suffix=dbconfig.suffix,
+        rootdn=dbconfig.rootdn or "",
+        schema_check=not args.no_schema_check and "schema-check=no" not in args.options,
+        value_check=not args.quick or "value-check=yes" in args.options,
+        write_context=args.write_context,
+        continue_=args.continue_,
+        dry_run=args.dry_run,
+        skip_to=args.jump or 0,
+        server_id=args.sid,
+        workers=default_workers(config.tool_threads),
+    )
+    writer, db = load_ldif(
+        data, schema, codec, options, lambda: Backend(dbconfig, schema, sync=not args.quick).db, err
+    )
+    failed = writer.failed
+    try:
+        if writer.waiting:
             failed = True  # even with -c, as slapadd
-            print("Error, entries missing!", file=err)
-            for pndn, children in sorted(loader.waiting.items(), key=lambda item: item[1][0][0]):
-                print(f"  entry (line={children[0][0]}): {pndn}", file=err)
-                for line, _ndn, entry in children:
-                    print(f'  not added: dn="{entry.dn}" (line={line})', file=err)
-        if not dry and args.write_context and (not failed or args.continue_):
-            loader.write_context_csn()
-        if not dry and args.quick:
-            backend.db.sync()
+            writer.report_missing()
+        if not args.dry_run and args.write_context and (not failed or args.continue_):
+            writer.write_context_csn()
+        if not args.dry_run and args.quick:
+            db.sync()
     finally:
-        backend.db.close()
+        db.close()
     if args.verbose:
-        print(f"added {loader.added} entries", file=err)
-    # with -c, slapadd ignores bad entries (exit 0) but not missing parents or unreadable LDIF
-    return 1 if failed or (loader.errors and not args.continue_) else 0
+        print(f"added {writer.added} entries", file=err)
+    # with -c, slapadd skips bad entries (exit 0) but not entries the database refuses, missing parents or
+    # unreadable LDIF
+    return 1 if failed or writer.put_failed or (writer.errors and not args.continue_) else 0
 
 
 # --- pyldapd cat (slapcat) ------------------------------------------------------------------------------------

@@ -225,6 +225,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcPidFile", [config.pidfile] if config.pidfile else []),
         ("olcLogLevel", level_words(config.loglevel)),
         ("olcIdleTimeout", [str(config.idletimeout)] if config.idletimeout else []),
+        ("olcToolThreads", [str(config.tool_threads)] if config.tool_threads else []),
         ("olcServerID", [f"{sid} {url}".strip() for sid, url in config.server_ids]),
         ("olcTLSCertificateFile", [config.tls.certificate_file] if config.tls.certificate_file else []),
         (
@@ -356,6 +357,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     except ValueError:
         raise ConfigValueError("<olcLogLevel> unknown level") from None
     config.idletimeout = int(first(root, "olcIdleTimeout", "0") or 0)
+    config.tool_threads = int(first(root, "olcToolThreads", "0") or 0)
     config.server_ids = [parse_server_id(v) for v in values(root, "olcServerID")]
     tls = config.tls
     tls.certificate_file = first(root, "olcTLSCertificateFile")

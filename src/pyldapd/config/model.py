@@ -165,6 +165,7 @@ class ServerConfig:
     sizelimit: int = 500  # slapd's default soft size limit
     timelimit: int = 3600  # slapd's default time limit
     idletimeout: int = 0
+    tool_threads: int = 0  # slapd's tool-threads; 0 (not set): `pyldapd add` uses one process per CPU
     max_pdu: int = DEFAULT_MAX_PDU
     max_pdu_auth: int = DEFAULT_MAX_PDU_AUTH
     max_filter_depth: int = 1000

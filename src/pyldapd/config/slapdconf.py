@@ -61,7 +61,7 @@ ACCEPTED_GLOBAL = {
     "index_substr_any_step", "listener-threads", "localssf", "logfile", "password-crypt-salt-format",
     "pluginlog", "referral", "require", "reverse-lookup", "rootdse", "sasl-auxprops", "sasl-host",
     "sasl-realm", "sasl-secprops", "sasl-cbinding", "schemadn", "security", "sortvals", "tcp-buffer", "threads",
-    "threadqueues", "tool-threads", "writetimeout", "ditcontentrule", "logfile-rotate", "tlscacertificatefile",
+    "threadqueues", "writetimeout", "ditcontentrule", "logfile-rotate", "tlscacertificatefile",
     "tlscacertificatepath", "tlscertificatefile", "tlscertificatekeyfile", "tlsciphersuite", "tlsprotocolmin",
     "tlsverifyclient", "tlsrandfile", "tlsdhparamfile", "tlsecname", "tlscrlcheck", "tlscrlfile",
     "ldapsyntax", "limits",
@@ -352,6 +352,8 @@ class SlapdConfParser:
             config.timelimit = parse_size_limit(d)
         elif name == "idletimeout":
             config.idletimeout = self.int_arg(d)
+        elif name == "tool-threads":
+            config.tool_threads = self.int_arg(d)
         elif name == "sockbuf_max_incoming":
             config.max_pdu = self.int_arg(d)
         elif name == "sockbuf_max_incoming_auth":

@@ -41,6 +41,9 @@ _CSN_RE = re.compile(
 _CSN23_RE = re.compile(r"(\d{14})Z#([0-9a-fA-F]{6})#([0-9a-fA-F]{2})#([0-9a-fA-F]{6})\Z")
 
 
+_last_second: tuple[int, str] = (-1, "")  # (Unix second, its YYYYmmddHHMMSS) of the CSN formatted last
+
+
 class CSN(NamedTuple):
     """A parsed CSN. Tuple order (time, count, sid, mod) is the string order."""
 
@@ -50,12 +53,16 @@ class CSN(NamedTuple):
     mod: int = 0
 
     def format(self) -> str:
+        global _last_second
         seconds, micro = divmod(self.time_us, 1_000_000)
-        t = time.gmtime(seconds)
-        return (
-            f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}"
-            f".{micro:06d}Z#{self.count:06x}#{self.sid:03x}#{self.mod:06x}"
-        )
+        last_seconds, prefix = _last_second
+        if seconds != last_seconds:
+            t = time.gmtime(seconds)
+            prefix = (
+                f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}"
+            )
+            _last_second = (seconds, prefix)  # CSNs come in bursts within one second
+        return f"{prefix}.{micro:06d}Z#{self.count:06x}#{self.sid:03x}#{self.mod:06x}"
 
     def __str__(self) -> str:
         return self.format()
@@ -130,14 +137,22 @@ class CSNGenerator:
     from elsewhere so that no CSN issued afterwards is lower than them. Thread-safe.
     """
 
-    def __init__(self, server_id: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, server_id: int, clock: Callable[[], float] = time.time, *, lane: int = 0, lanes: int = 1
+    ) -> None:
+        """lane/lanes: generators that share a server ID at the same time (processes of one bulk load) stay
+        apart by using only the counters equal to their lane modulo lanes."""
         if not 0 <= server_id <= MAX_SID:
             raise ValueError(f"server ID out of range 0..4095: {server_id}")
+        if not 0 <= lane < lanes:
+            raise ValueError(f"lane {lane} out of range 0..{lanes - 1}")
         self.server_id = server_id
         self._clock = clock
         self._lock = threading.Lock()
         self._time_us = 0
-        self._count = 0
+        self._count = lane
+        self._lane = lane
+        self._lanes = lanes
 
     def next(self) -> str:
         return self.next_csn().format()
@@ -147,12 +162,12 @@ class CSNGenerator:
         with self._lock:
             if now > self._time_us:
                 self._time_us = now
-                self._count = 0
-            elif self._count < _MAX_COUNT:
-                self._count += 1
+                self._count = self._lane
+            elif self._count + self._lanes <= _MAX_COUNT:
+                self._count += self._lanes
             else:
                 self._time_us += 1
-                self._count = 0
+                self._count = self._lane
             return CSN(self._time_us, self._count, self.server_id, 0)
 
     def observe(self, csn: str | bytes | CSN) -> None:
@@ -161,7 +176,9 @@ class CSNGenerator:
         with self._lock:
             # next() then issues (time, count + 1) at least, which sorts above the observed CSN whatever its sid
             if (c.time_us, c.count) > (self._time_us, self._count):
-                self._time_us, self._count = c.time_us, c.count
+                # the next CSN is above it, in this generator's lane
+                self._time_us = c.time_us
+                self._count = c.count - (c.count - self._lane) % self._lanes
 
 
 class CSNSet(Mapping[int, str]):

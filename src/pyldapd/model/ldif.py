@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
@@ -70,12 +71,12 @@ LDIFRecord = LDIFContent | LDIFChange
 _MOD_OPS = ("add", "delete", "replace", "increment")
 
 
-def _logical_lines(data: bytes) -> Iterator[tuple[int, bytes | None]]:
+def _logical_lines(data: bytes, first_line: int = 1) -> Iterator[tuple[int, bytes | None]]:
     """(line number, unfolded line) pairs; None marks a record separator (blank line). Comments dropped."""
     current: list[bytes] | None = None
     start = 0
     in_comment = False
-    for number, raw in enumerate(data.split(b"\n"), 1):
+    for number, raw in enumerate(data.split(b"\n"), first_line):
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         if raw.startswith(b" "):
@@ -182,12 +183,24 @@ def _parse_control(value: bytes, number: int) -> LDIFControl:
     return LDIFControl(oid, critical, cvalue)
 
 
-def parse_ldif(text: str | bytes, *, allow_urls: bool = True) -> Iterator[LDIFRecord]:
-    """Read LDIF content or change records. Raises LDIFError (with its line number) on malformed input."""
+def parse_ldif(
+    text: str | bytes, *, allow_urls: bool = True, first_line: int = 1, header: bool = True
+) -> Iterator[LDIFRecord]:
+    """Read LDIF content or change records. Raises LDIFError (with its line number) on malformed input.
+
+    A part of a longer LDIF cut at a blank line reads the same with the number of its first line and
+    header=False (only the start of a file may hold the "version:" line).
+    """
     data = text.encode("utf-8") if isinstance(text, str) else text
+    if _NEEDS_LINE_READER.search(data):
+        return _parse_lines(data, allow_urls, first_line, header)
+    return _parse_plain(data, allow_urls, first_line, header)
+
+
+def _parse_lines(data: bytes, allow_urls: bool, first_line: int, header: bool) -> Iterator[LDIFRecord]:
     record: list[tuple[int, bytes]] = []
-    first = True
-    for number, line in _logical_lines(data):
+    first = header
+    for number, line in _logical_lines(data, first_line):
         if line is None:
             if record:
                 yield _record(record, allow_urls)
@@ -203,6 +216,62 @@ def parse_ldif(text: str | bytes, *, allow_urls: bool = True) -> Iterator[LDIFRe
         record.append((number, line))
     if record:
         yield _record(record, allow_urls)
+
+
+# What only the line-by-line reader handles: folded lines, comments, CR LF, lines of blanks (separators).
+_NEEDS_LINE_READER = re.compile(rb"(?:\A|\n)[ #\t\v\f]|\r")
+
+
+def _parse_plain(data: bytes, allow_urls: bool, line: int, header: bool) -> Iterator[LDIFRecord]:
+    """parse_ldif for LDIF without folded lines, comments or CRs (what slapcat and most tools write): records
+    are the text between blank lines, lines are split once. Anything unusual goes to `_record`."""
+    for block in data.split(b"\n\n"):
+        text = block.lstrip(b"\n")
+        start = line + len(block) - len(text)  # each leading newline is one more blank line
+        line += block.count(b"\n") + 2
+        if not text:
+            continue
+        lines = text.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        if header:
+            header = False
+            if lines[0][:8].lower() == b"version:":
+                version = lines[0][8:].strip()
+                if version != b"1":
+                    raise LDIFError(f"unsupported LDIF version {version.decode('ascii', 'replace')}", start)
+                del lines[0]
+                start += 1
+                if not lines:
+                    continue
+        yield _plain_record(lines, start, allow_urls)
+
+
+def _plain_record(lines: list[bytes], start: int, allow_urls: bool) -> LDIFRecord:
+    name, colon, value = lines[0].partition(b":")
+    if name.lower() == b"dn" and value[:1] not in (b":", b"<"):
+        pairs: list[tuple[str, list[bytes]]] = []
+        index: dict[str, list[bytes]] = {}
+        for raw in lines[1:]:
+            name, colon, value = raw.partition(b":")
+            if not colon or value[:1] in (b":", b"<") or not name.isascii():
+                break
+            text = name.decode("ascii").strip()
+            low = text.lower()
+            if not text or low in ("dn", "changetype", "control"):
+                break
+            values = index.get(low)
+            if values is None:
+                index[low] = values = []
+                pairs.append((text, values))
+            values.append(value.lstrip(b" "))
+        else:
+            try:
+                dn = lines[0][3:].lstrip(b" ").decode("utf-8")
+            except UnicodeDecodeError:
+                raise LDIFError("DN is not UTF-8", start) from None
+            return LDIFContent(dn, pairs, start)
+    return _record(list(enumerate(lines, start)), allow_urls)
 
 
 def _record(lines: list[tuple[int, bytes]], allow_urls: bool) -> LDIFRecord:

@@ -507,6 +507,8 @@ class Schema:
         self._closure_cache: dict[bytes, tuple[bytes, ...]] = {}
         self._split_cache: dict[str, tuple[AttributeType | None, tuple[str, ...]]] = {}
         self._key_cache: dict[str, str] = {}
+        # facts other modules derive from the schema (e.g. per object class set rules), dropped on every change
+        self.derived: dict[str, dict] = {}
         if system:
             for syntax in builtin_syntaxes():
                 self._syntaxes[syntax.oid] = syntax
@@ -746,6 +748,7 @@ class Schema:
     # Internals ---------------------------------------------------------------------------------------------
 
     def _changed(self) -> None:
+        self.derived = {}
         self._closure_cache.clear()
         self._subtypes_cache.clear()
         self._split_cache.clear()

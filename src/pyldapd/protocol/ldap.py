@@ -940,20 +940,24 @@ def encode_partial_attribute_list(attrs: Iterable[tuple[str, Sequence[bytes]]]) 
     Two such blobs concatenate into a valid list; ``encode_search_result_entry`` wraps one.
     """
     out = []
+    octets, sets, seqs = _OCTETS_SHORT, _SET_SHORT, _SEQ_SHORT
     for name, values in attrs:
-        vals = []
-        for v in values:
-            n = len(v)
-            vals.append(bytes((0x04, n)) + v if n < 0x80 else b"\x04" + encode_length(n) + v)
+        vals = [octets[len(v)] + v if len(v) < 0x80 else b"\x04" + encode_length(len(v)) + v for v in values]
         val_set = b"".join(vals)
         type_ = name.encode("utf-8")
         n = len(type_)
-        body = bytes((0x04, n)) + type_ if n < 0x80 else b"\x04" + encode_length(n) + type_
+        head = octets[n] + type_ if n < 0x80 else b"\x04" + encode_length(n) + type_
         n = len(val_set)
-        body += bytes((0x31, n)) + val_set if n < 0x80 else b"\x31" + encode_length(n) + val_set
+        body = head + (sets[n] + val_set if n < 0x80 else b"\x31" + encode_length(n) + val_set)
         n = len(body)
-        out.append(bytes((0x30, n)) + body if n < 0x80 else b"\x30" + encode_length(n) + body)
+        out.append(seqs[n] + body if n < 0x80 else b"\x30" + encode_length(n) + body)
     return b"".join(out)
+
+
+# tag + short length headers of OCTET STRING, SET and SEQUENCE TLVs
+_OCTETS_SHORT = [bytes((0x04, n)) for n in range(0x80)]
+_SET_SHORT = [bytes((0x31, n)) for n in range(0x80)]
+_SEQ_SHORT = [bytes((0x30, n)) for n in range(0x80)]
 
 
 def decode_partial_attribute_list(blob: bytes) -> list[tuple[str, list[bytes]]]:

@@ -106,6 +106,13 @@ class PagedSearch:
     remaining: list[int]
 
 
+def stored_indexes(config: DatabaseConfig) -> dict[str, set[str]]:
+    """The indexes a database keeps: its `index` lines, and objectClass eq always (every search has one)."""
+    indexes = {name: set(kinds) for name, kinds in config.indexes.items()}
+    indexes.setdefault("objectClass", set()).add("eq")
+    return indexes
+
+
 class Backend:
     """One configured data database: its config, its storage and its normalized names."""
 
@@ -113,8 +120,7 @@ class Backend:
         self.config = config
         self.schema = schema
         os.makedirs(config.directory, exist_ok=True)
-        indexes = dict(config.indexes)
-        indexes.setdefault("objectClass", set()).add("eq")
+        indexes = stored_indexes(config)
         kwargs = {"maxsize": config.maxsize} if config.maxsize else {}
         # sync=False: bulk loads (`pyldapd add -q`), which call db.sync() at the end
         self.db = MdbDatabase(config.directory, schema, config.suffix, indexes=indexes, sync=sync, **kwargs)

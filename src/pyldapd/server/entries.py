@@ -131,25 +131,58 @@ def structural_class(classes: list[ObjectClass]) -> ObjectClass | None:
     return best
 
 
+class _ClassRules:
+    """What a set of object classes demands and allows, worked out once per schema and set of values."""
+
+    __slots__ = ("structural", "must", "allowed", "extensible", "verdicts")
+
+    def __init__(self, classes: list[ObjectClass], structural: ObjectClass) -> None:
+        self.structural = structural
+        self.must: list[tuple[ObjectClass, AttributeType]] = []
+        allowed: set[str] = set()
+        for oc in classes:
+            for at in oc.all_must():
+                allowed.add(at.key)
+                self.must.append((oc, at))
+            allowed.update(at.key for at in oc.all_may())
+        self.allowed = allowed
+        self.extensible = any(oc.name.lower() == "extensibleobject" for oc in classes)
+        self.verdicts: dict[str, bool] = {}  # attribute type key -> allowed by these classes
+
+
+def _class_rules(schema: Schema, entry: Entry, values: list[bytes]) -> _ClassRules:
+    cache = schema.derived.get("class rules")
+    if cache is None:
+        cache = schema.derived["class rules"] = {}
+    key = tuple(values)
+    rules = cache.get(key)
+    if rules is None:
+        classes = object_classes(schema, entry)
+        structural = structural_class(classes)
+        if structural is None:
+            raise LDAPError(ResultCode.objectClassViolation, "no structural object class provided")
+        rules = _ClassRules(classes, structural)
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[key] = rules
+    return rules
+
+
 def check_entry(schema: Schema, entry: Entry, *, check_rdn: bool = True) -> ObjectClass:
     """Schema checks slapd makes on every add, modify and rename; returns the structural object class."""
-    if not entry.get(OBJECT_CLASS):
+    values = entry.get(OBJECT_CLASS)
+    if not values:
         raise LDAPError(ResultCode.objectClassViolation, "no objectClass attribute")
-    classes = object_classes(schema, entry)
-    structural = structural_class(classes)
-    if structural is None:
-        raise LDAPError(ResultCode.objectClassViolation, "no structural object class provided")
-    extensible = any(oc.name.lower() == "extensibleobject" for oc in classes)
-    allowed: set[str] = set()
-    for oc in classes:
-        for at in oc.all_must():
-            allowed.add(at.key)
-            if not any(key.split(";", 1)[0] == at.key for key in entry.attrs):
+    rules = _class_rules(schema, entry, values)
+    if rules.must:
+        present = {key.partition(";")[0] for key in entry.attrs}
+        for oc, at in rules.must:
+            if at.key not in present:
                 raise LDAPError(
                     ResultCode.objectClassViolation,
                     f"object class '{oc.name}' requires attribute '{at.name}'",
                 )
-        allowed.update(at.key for at in oc.all_may())
+    verdicts = rules.verdicts
     for attribute in entry.attrs.values():
         at, _ = schema.split_description(attribute.name)
         if at is None:
@@ -158,13 +191,16 @@ def check_entry(schema: Schema, entry: Entry, *, check_rdn: bool = True) -> Obje
             raise LDAPError(
                 ResultCode.constraintViolation, f"attribute '{attribute.name}' cannot have multiple values"
             )
-        if at.operational or extensible:
+        if at.operational or rules.extensible:
             continue
-        if not allowed_by(at, allowed):
+        allowed = verdicts.get(at.key)
+        if allowed is None:
+            allowed = verdicts[at.key] = allowed_by(at, rules.allowed)
+        if not allowed:
             raise LDAPError(ResultCode.objectClassViolation, f"attribute '{attribute.name}' not allowed")
     if check_rdn:
         check_rdn_values(schema, entry)
-    return structural
+    return rules.structural
 
 
 def allowed_by(at: AttributeType, allowed: set[str]) -> bool:

@@ -1,0 +1,533 @@
+"""`pyldapd add` (slapadd): an LDIF file into a stopped server's LMDB database, as fast as Python allows.
+
+How the work is split
+---------------------
+The LDIF is cut at blank lines into chunks of about `CHUNK_BYTES`. Each chunk gets a range of entry ids up front
+(one per possible record: blank-line runs + 1), so everything but the writes can happen in any process:
+parsing the records, checking each entry against the schema, adding the operational attributes slapadd adds,
+encoding the id2entry record and computing the index keys, sorted per index (`EntryPreparer`). The writer, this
+process, takes chunk results in LDIF order, one write transaction per chunk: it resolves parents, stores the
+records and writes the chunk's index keys in one sorted pass per index (`Writer`). A profile of the serial load
+showed the preparing at three quarters of the time, so with `tool-threads` worker processes (one per CPU unless
+the config says otherwise, as slapd's `tool-threads`) the writer is what bounds the rate.
+
+What slapadd users rely on is kept: errors are reported in LDIF order with their line numbers; without -c the
+load stops at the first one and what came before it is stored; a child may come before its parent (it waits for
+it, and its index keys are computed when it is stored); entries whose parent never comes are reported at the end.
+Ids of records that were not stored (errors, comments) are gaps, which nothing depends on.
+
+Workers are forked before the database is opened (an LMDB environment must not cross a fork) and inherit the
+LDIF bytes, so only offsets go to them; at most two chunks per worker are in flight, which bounds memory. Each
+worker stamps CSNs in its own lane of the counter field (`CSNGenerator` lanes), so no two entries share one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TextIO
+
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry
+from pyldapd.backends.mdb import EntryCodec, IndexBatch
+from pyldapd.model.csn import CSNGenerator, CSNSet, parse_csn
+from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parent_dn
+from pyldapd.model.entry import Attribute, Entry
+from pyldapd.model.ldif import LDIFChange, LDIFError, parse_ldif
+from pyldapd.model.schema import Schema
+
+CHUNK_BYTES = 256 * 1024  # LDIF bytes per chunk: about 800 of the benchmark's entries
+IN_FLIGHT_PER_WORKER = 2
+
+__all__ = ["LoadOptions", "load_ldif", "Progress", "split_chunks"]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What `pyldapd add` was asked to do (the flags that matter once the database is chosen)."""
+
+    number: int  # slapd's database number, for messages
+    suffix: str
+    rootdn: str
+    schema_check: bool = True
+    value_check: bool = True  # attribute syntax checks (not with -q, as slapadd)
+    write_context: bool = False  # -w
+    continue_: bool = False  # -c
+    dry_run: bool = False  # -u
+    skip_to: int = 0  # -j: records before this line are skipped
+    server_id: int = 0  # -S
+    workers: int = 1
+    clock_seq: int = field(default_factory=lambda: random.getrandbits(14))  # of entryUUIDs, + the lane
+
+
+class Chunk(NamedTuple):
+    start: int  # byte offsets in the LDIF
+    end: int
+    first_line: int
+    first_id: int
+    ids: int  # ids reserved for its records
+
+
+class Prepared(NamedTuple):
+    """A record ready to store."""
+
+    line: int
+    dn: str
+    ndn: str
+    eid: int
+    record: bytes  # `EntryCodec.encode` output (parent id filled in by the writer)
+    csn: bytes | None  # its entryCSN, for -w
+
+
+class Refused(NamedTuple):
+    """A record that is not stored; `notes` are printed as they are, `error` after "pyldapd add: "."""
+
+    line: int
+    notes: tuple[str, ...]
+    error: str
+    fatal: bool  # unreadable LDIF: nothing after it is read, even with -c
+
+
+class ChunkResult(NamedTuple):
+    outcomes: list[Prepared | Refused]
+    index: dict[str, tuple[list[bytes], list[list[bytes]]]]  # `IndexBatch.sealed()`
+    last_line: int
+    end_id: int  # ids below it are reserved
+
+
+def split_chunks(data: bytes, first_id: int, size: int = CHUNK_BYTES) -> list[Chunk]:
+    """Cut the LDIF at blank lines (always record boundaries) after every `size` bytes."""
+    chunks: list[Chunk] = []
+    start, line, next_id = 0, 1, first_id
+    while start < len(data):
+        ends = [k for k in (data.find(b"\n\n", start + size), data.find(b"\n\r\n", start + size)) if k >= 0]
+        end = min(ends) + 1 if ends else len(data)
+        ids = data.count(b"\n\n", start, end) + data.count(b"\n\r\n", start, end) + 1
+        chunks.append(Chunk(start, end, line, next_id, ids))
+        line += data.count(b"\n", start, end)
+        next_id += ids
+        start = end
+    return chunks
+
+
+class EntryPreparer:
+    """Turns the records of a chunk into stored-ready records and index keys, as slapadd checks them."""
+
+    def __init__(
+        self, schema: Schema, codec: EntryCodec, options: LoadOptions, *, lane: int = 0, lanes: int = 1
+    ) -> None:
+        self.schema = schema
+        self.codec = codec
+        self.options = options
+        self.suffix_ndn = normalize_dn(options.suffix, schema)
+        self.who = options.rootdn.encode()
+        self.csn = CSNGenerator(options.server_id, lane=lane, lanes=lanes)
+        self.uuids = TimeUUIDs(options.clock_seq + lane)
+
+    def prepare_chunk(self, data: bytes, chunk: Chunk) -> ChunkResult:
+        options = self.options
+        outcomes: list[Prepared | Refused] = []
+        index = IndexBatch(self.codec)
+        eid = chunk.first_id
+        records = parse_ldif(
+            data[chunk.start : chunk.end], first_line=chunk.first_line, header=chunk.start == 0
+        )
+        try:
+            for record in records:
+                if record.line < options.skip_to:
+                    continue
+                outcome, entry = self.prepare(record, eid)
+                outcomes.append(outcome)
+                if entry is not None:
+                    index.add(entry, eid.to_bytes(8, "big"))
+                elif not options.continue_:
+                    break  # the writer stops here: preparing more is wasted
+                eid += 1
+        except LDIFError as exc:
+            outcomes.append(Refused(exc.line or 0, (), f"could not parse entry ({exc})", True))
+        last_line = chunk.first_line + data.count(b"\n", chunk.start, chunk.end)
+        return ChunkResult(outcomes, index.sealed(), last_line, chunk.first_id + chunk.ids)
+
+    def prepare(self, record: Any, eid: int) -> tuple[Prepared | Refused, Entry | None]:
+        """The record ready to store and its entry, or why it is refused and None."""
+        from pyldapd.server.entries import check_entry, object_classes, structural_class
+        from pyldapd.server.errors import LDAPError
+
+        line = record.line
+        if isinstance(record, LDIFChange) and record.changetype != "add":
+            text = f'dn="{record.dn}" (line={line}): changetype {record.changetype} is not supported'
+            return Refused(line, (), text, False), None
+        try:
+            ndn = normalize_dn(record.dn, self.schema)
+        except DNError:
+            return Refused(
+                line, (), f'could not parse entry (line={line}): invalid DN "{record.dn}"', False
+            ), None
+        if ndn != self.suffix_ndn and not is_descendant(ndn, self.suffix_ndn):
+            return Refused(
+                line,
+                (),
+                f"line {line}: database #{self.options.number} ({self.options.suffix}) not configured to hold "
+                f'"{record.dn}"; no database configured for that naming context',
+                False,
+            ), None
+        try:
+            entry = self.build(record.dn, record.attributes)
+            if self.options.schema_check:
+                structural = check_entry(self.schema, entry)
+            else:
+                try:
+                    structural = structural_class(object_classes(self.schema, entry))
+                except LDAPError:
+                    structural = None
+        except LDAPError as exc:
+            return Refused(
+                line,
+                (f"Entry ({record.dn}): {exc.message}",),
+                f'dn="{record.dn}" (line={line}): ({exc.code}) {exc.message}',
+                False,
+            ), None
+        csn = self.stamp(entry, structural)
+        record_bytes = self.codec.encode(entry, ndn, bytes(8))[0]
+        csn_kept = csn if self.options.write_context else None
+        return Prepared(line, record.dn, ndn, eid, record_bytes, csn_kept), entry
+
+    def build(self, dn: str, attributes: Any) -> Entry:
+        """The entry as given: types must be defined, values unique; syntax checked unless -q."""
+        from pyldapd.protocol.ldap import ResultCode
+        from pyldapd.server.entries import entry_from_attributes, resolve_type
+        from pyldapd.server.errors import LDAPError
+
+        if self.options.value_check:
+            return entry_from_attributes(self.schema, dn, attributes)
+        entry = Entry(dn)
+        attrs = entry.attrs
+        key_of = self.schema.attribute_key
+        for description, values in attributes:
+            resolve_type(self.schema, description)
+            key = key_of(description)
+            attribute = attrs.get(key)
+            if attribute is None:
+                attribute = attrs[key] = Attribute(description, list(values))
+            else:
+                attribute.values.extend(values)
+            if len(attribute.values) > 1 and len(set(attribute.values)) != len(attribute.values):
+                raise LDAPError(
+                    ResultCode.attributeOrValueExists, f"{description}: value provided more than once"
+                )
+        return entry
+
+    def stamp(self, entry: Entry, structural: Any) -> bytes:
+        """Add the operational attributes slapadd generates when the LDIF does not carry them; the entryCSN."""
+        attrs = entry.attrs
+        if structural is not None and "structuralobjectclass" not in attrs:
+            attrs["structuralobjectclass"] = Attribute("structuralObjectClass", [structural.name.encode()])
+        csn_value = entry.first("entrycsn")
+        if csn_value is None:
+            csn_value = self.csn.next().encode()
+            attrs["entrycsn"] = Attribute("entryCSN", [csn_value])
+        else:
+            try:
+                self.csn.observe(csn_value)
+            except ValueError:
+                pass
+        now = csn_value[:14] + b"Z" if csn_value[:14].isdigit() else time.strftime("%Y%m%d%H%M%SZ").encode()
+        if "entryuuid" not in attrs:
+            attrs["entryuuid"] = Attribute("entryUUID", [self.uuids.next()])
+        if "creatorsname" not in attrs:
+            attrs["creatorsname"] = Attribute("creatorsName", [self.who])
+        if "createtimestamp" not in attrs:
+            attrs["createtimestamp"] = Attribute("createTimestamp", [now])
+        if "modifiersname" not in attrs:
+            attrs["modifiersname"] = Attribute("modifiersName", [self.who])
+        if "modifytimestamp" not in attrs:
+            attrs["modifytimestamp"] = Attribute("modifyTimestamp", [now])
+        return csn_value
+
+
+class TimeUUIDs:
+    """Version 1 (time-based) UUIDs as slapadd makes for entryUUID, about ten times faster than uuid.uuid1().
+
+    The 60-bit timestamp counts 100 ns steps and never repeats within a process; processes of one load differ
+    in their clock sequence (one random base for the load, plus their lane).
+    """
+
+    _EPOCH = 0x01B21DD213814000  # 1582-10-15 to 1970-01-01 in 100 ns steps
+
+    def __init__(self, clock_seq: int) -> None:
+        clock_seq &= 0x3FFF
+        self._tail = f"-{(clock_seq >> 8) | 0x80:02x}{clock_seq & 0xFF:02x}-{uuid.getnode():012x}"
+        self._last = 0
+
+    def next(self) -> bytes:
+        stamp = max(time.time_ns() // 100 + self._EPOCH, self._last + 1)
+        self._last = stamp
+        return (
+            f"{stamp & 0xFFFFFFFF:08x}-{(stamp >> 32) & 0xFFFF:04x}-{(stamp >> 48) & 0x0FFF | 0x1000:04x}"
+            f"{self._tail}"
+        ).encode()
+
+
+class Writer:
+    """Stores chunk results in LDIF order (see the module docstring)."""
+
+    def __init__(self, db: Any, options: LoadOptions, err: TextIO) -> None:
+        self.db = db
+        self.options = options
+        self.err = err
+        self.suffix_ndn = db.suffix_ndn
+        self.errors = 0
+        self.added = 0
+        self.failed = False  # stopped: an error without -c, or unreadable LDIF
+        self.put_failed = False  # an entry the database refused (exists): slapadd exits 1 for it even with -c
+        self.waiting: dict[str, list[Prepared]] = {}  # missing parent ndn -> children, in LDIF order
+        self.dry_added: set[str] = set()
+        self.max_csns = CSNSet()
+
+    def error(self, text: str) -> None:
+        self.errors += 1
+        print(f"pyldapd add: {text}", file=self.err)
+
+    def take(self, result: ChunkResult) -> None:
+        if self.options.dry_run:
+            self._take(None, result)
+            return
+        with self.db.write() as txn:
+            self._take(txn, result)
+
+    def _take(self, txn: Any, result: ChunkResult) -> None:
+        unstored: set[bytes] = set()  # ids whose index keys in result.index must not be written
+        for position, outcome in enumerate(result.outcomes):
+            if isinstance(outcome, Refused):
+                for note in outcome.notes:
+                    print(note, file=self.err)
+                self.error(outcome.error)
+                if outcome.fatal:
+                    self.failed = True
+            elif not self.store(txn, outcome):
+                unstored.add(outcome.eid.to_bytes(8, "big"))
+            if self.errors and not self.options.continue_:
+                self.failed = True
+            if self.failed:
+                for later in result.outcomes[position + 1 :]:
+                    if isinstance(later, Prepared):
+                        unstored.add(later.eid.to_bytes(8, "big"))
+                break
+        if txn is None:
+            return
+        txn.reserve_ids(result.end_id)
+        txn.add_index_batch(result.index, unstored)
+
+    def exists(self, txn: Any, ndn: str) -> bool:
+        return ndn in self.dry_added or (txn is not None and txn.exists(ndn))
+
+    def store(self, txn: Any, prepared: Prepared) -> bool:
+        """Store one record with the index keys of its chunk (True), or report it or make it wait (False)."""
+        ndn = prepared.ndn
+        if self.exists(txn, ndn):
+            self.refuse_existing(prepared)
+            return False
+        if ndn != self.suffix_ndn:
+            pndn = parent_dn(ndn)
+            if not self.exists(txn, pndn):
+                self.waiting.setdefault(pndn, []).append(prepared)
+                return False
+        self._put(txn, prepared, index=False)
+        stack = list(reversed(self.waiting.pop(ndn, ())))
+        while stack:  # children that came first, stored now with index keys of their own
+            child = stack.pop()
+            if self.exists(txn, child.ndn):
+                self.refuse_existing(child)
+                continue
+            self._put(txn, child, index=True)
+            stack.extend(reversed(self.waiting.pop(child.ndn, ())))
+        return True
+
+    def refuse_existing(self, prepared: Prepared) -> None:
+        self.put_failed = True
+        self.error(
+            f'could not add entry dn="{prepared.dn}" (line={prepared.line}): txn_aborted! MDB_KEYEXIST: '
+            "Key/data pair already exists (-30799)"
+        )
+
+    def _put(self, txn: Any, prepared: Prepared, *, index: bool) -> None:
+        if txn is None:
+            self.dry_added.add(prepared.ndn)
+        else:
+            try:
+                txn.add_encoded(prepared.eid, prepared.ndn, prepared.record, index=index)
+            except (AlreadyExists, NoSuchEntry) as exc:  # checked just before: a bug if it happens
+                raise RuntimeError(f"{prepared.dn}: {exc}") from exc
+        self.added += 1
+        if prepared.csn is not None:
+            try:
+                parse_csn(prepared.csn)
+                self.max_csns.update_csn(prepared.csn.decode())
+            except ValueError:
+                pass
+
+    def report_missing(self) -> None:
+        """slapadd's "Error, entries missing!" report, for children whose parent never came."""
+        print("Error, entries missing!", file=self.err)
+        for pndn, children in sorted(self.waiting.items(), key=lambda item: item[1][0].line):
+            print(f"  entry (line={children[0].line}): {pndn}", file=self.err)
+            for child in children:
+                print(f'  not added: dn="{child.dn}" (line={child.line})', file=self.err)
+
+    def write_context_csn(self) -> None:
+        """-w: the suffix entry's contextCSN becomes the greatest entryCSN per server ID (merged with its own)."""
+        from pyldapd.replication.state import CONTEXT_CSN_KEY
+
+        if not self.max_csns:
+            return
+        with self.db.write() as txn:
+            suffix = txn.get(self.suffix_ndn)
+            if suffix is None:
+                print("pyldapd add: -w: the suffix entry is not in the database; contextCSN not written",
+                      file=self.err)  # fmt: skip
+                return
+            csns = CSNSet.from_values(suffix.get("contextcsn"))
+            stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
+            if stored:
+                csns.merge(CSNSet.from_values(stored.split(b";")))
+            csns.merge(self.max_csns)
+            values = [v.encode() for v in csns.to_values()]
+            entry = suffix.copy()
+            entry.put("contextcsn", "contextCSN", values)
+            txn.modify(self.suffix_ndn, entry)
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, b";".join(values))
+
+
+# --- worker processes -----------------------------------------------------------------------------------------
+
+_worker_data: bytes = b""  # the LDIF, set before the pool forks
+_worker_preparer: EntryPreparer | None = None
+_worker_setup: tuple[Schema, EntryCodec, LoadOptions] | None = None
+
+
+def _start_worker(lanes: Any) -> None:
+    global _worker_preparer
+    assert _worker_setup is not None
+    schema, codec, options = _worker_setup
+    _worker_preparer = EntryPreparer(schema, codec, options, lane=lanes.get(), lanes=options.workers)
+
+
+def _prepare_in_worker(chunk: Chunk) -> ChunkResult:
+    assert _worker_preparer is not None
+    return _worker_preparer.prepare_chunk(_worker_data, chunk)
+
+
+def load_ldif(
+    data: bytes, schema: Schema, codec: EntryCodec, options: LoadOptions, open_db: Any, err: TextIO
+) -> tuple[Writer, Any]:
+    """Load `data` into the database `open_db()` opens; returns the writer (counts, errors) and the database,
+    still open (the caller syncs and closes it). Workers are started before the database is opened."""
+    global _worker_data, _worker_setup
+    progress = Progress(data.count(b"\n") + 1, err)
+    pool = None
+    workers = options.workers
+    if workers > 1 and len(data) > CHUNK_BYTES:
+        context = multiprocessing.get_context("fork")
+        lanes = context.SimpleQueue()
+        for lane in range(workers):
+            lanes.put(lane)
+        _worker_data, _worker_setup = data, (schema, codec, options)
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(lanes,))
+    try:
+        db = open_db()
+        try:
+            with db.read() as txn:
+                first_id = txn.next_id()
+            writer = Writer(db, options, err)
+            chunks = split_chunks(data, first_id)
+            if pool is None:
+                preparer = EntryPreparer(schema, codec, options)
+                results = (preparer.prepare_chunk(data, chunk) for chunk in chunks)
+            else:
+                results = _in_order(pool, chunks, workers * IN_FLIGHT_PER_WORKER)
+            for result in results:
+                writer.take(result)
+                progress.entries = writer.added
+                progress.update(result.last_line)
+                if writer.failed:
+                    break
+            progress.finish()
+        except BaseException:
+            db.close()
+            raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        _worker_data, _worker_setup = b"", None
+    return writer, db
+
+
+def _in_order(pool: Any, chunks: list[Chunk], window: int) -> Any:
+    """Chunk results in LDIF order, with at most `window` chunks handed out and not yet taken."""
+    pending: deque[Any] = deque()
+    queued = iter(chunks)
+    for chunk in queued:
+        pending.append(pool.apply_async(_prepare_in_worker, (chunk,)))
+        if len(pending) >= window:
+            break
+    while pending:
+        result = pending.popleft().get()
+        for chunk in queued:
+            pending.append(pool.apply_async(_prepare_in_worker, (chunk,)))
+            break
+        yield result
+
+
+def default_workers(configured: int) -> int:
+    """tool-threads as configured, else one process per CPU this process may run on."""
+    if configured > 0:
+        return configured
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Progress:
+    """slapadd's progress meter, on a terminal only."""
+
+    def __init__(self, total_lines: int, stream: TextIO) -> None:
+        self.total = max(total_lines, 1)
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.entries = 0
+
+    def update(self, line: int, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < 0.5:
+            return
+        self.last = now
+        done = min(line / self.total, 1.0)
+        elapsed = now - self.start
+        eta = elapsed / done - elapsed if done > 0 else 0.0
+        bar = "#" * int(done * 20)
+        rate = self.entries / elapsed if elapsed > 0 else 0.0
+        self.stream.write(
+            f"\r{bar:<20} {done * 100:6.2f}% eta {clock(eta)} elapsed {clock(elapsed)} spd {rate:8.0f} e/s "
+        )
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.update(self.total, force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s"
