@@ -203,3 +203,89 @@ def test_bind_results_alike(pair):
     for args in cases:
         slapd, ours = run_both(pair, "ldapwhoami", "-x", *args)
         assert (ours.returncode, ours.stdout) == (slapd.returncode, slapd.stdout), args
+
+
+P = "ou=People,dc=example,dc=com"
+# Schema checks on add, modify and modify DN: result code, diagnostic text and matched DN as slapd gives them.
+SCHEMA_CHECKS = [
+    # structural class rules and chains
+    f"dn: uid=s1,{P}\nchangetype: add\nobjectClass: account\nobjectClass: organizationalUnit\nuid: s1\nou: s1\n",
+    f"dn: uid=s2,{P}\nchangetype: add\nobjectClass: posixAccount\nuid: s2\ncn: s2\nuidNumber: 1\ngidNumber: 1\n"
+    "homeDirectory: /h\n",
+    f"dn: cn=s3,{P}\nchangetype: add\nobjectClass: top\nobjectClass: simpleSecurityObject\ncn: s3\n"
+    "userPassword: x\n",
+    f"dn: cn=s4,{P}\nchangetype: add\ncn: s4\nsn: s4\n",
+    f"dn: cn=s5,{P}\nchangetype: add\nobjectClass: person\nobjectClass: nosuchclass\ncn: s5\nsn: s5\n",
+    # MUST and MAY
+    f"dn: cn=m1,{P}\nchangetype: add\nobjectClass: person\nobjectClass: posixAccount\ncn: m1\nsn: m1\nuid: m1\n",
+    f"dn: cn=m2,{P}\nchangetype: add\nobjectClass: person\ncn: m2\nsn: m2\nmail: m2@example.com\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: objectClass\nobjectClass: posixAccount\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: homeDirectory\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nadd: loginShell\nloginShell: /bin/sh\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nreplace: objectClass\nobjectClass: person\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\ndelete: objectClass\nobjectClass: inetOrgPerson\n",
+    # single value
+    f"dn: cn=v1,{P}\nchangetype: add\nobjectClass: account\nobjectClass: posixAccount\nuid: v1\ncn: v1\n"
+    "uidNumber: 1\nuidNumber: 2\ngidNumber: 1\nhomeDirectory: /h\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: uidNumber\nuidNumber: 7\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: preferredLanguage\npreferredLanguage: en\npreferredLanguage: fr\n",
+    # attribute syntaxes
+    f"dn: uid=y1,{P}\nchangetype: add\nobjectClass: account\nobjectClass: posixAccount\nuid: y1\ncn: y1\n"
+    "uidNumber: one\ngidNumber: 1\nhomeDirectory: /h\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nadd: seeAlso\nseeAlso: not a dn\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nreplace: telephoneNumber\ntelephoneNumber: \n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nreplace: mail\nmail: caf\xe9@example.com\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nreplace: c\nc: USA\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nreplace: createTimestamp\ncreateTimestamp: yesterday\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nadd: objectClass\nobjectClass: 1.2.3.4.5\n",
+    # undefined types, options
+    f"dn: uid=bwong,{P}\nchangetype: modify\nadd: nosuchattr;lang-en\nnosuchattr;lang-en: x\n",
+    f"dn: uid=u1,{P}\nchangetype: add\nobjectClass: account\nuid: u1\nx-undefined: 1\n",
+    # NO-USER-MODIFICATION
+    f"dn: uid=n1,{P}\nchangetype: add\nobjectClass: account\nuid: n1\nentryCSN: 20200101000000.000000Z#000000#000#000000\n",
+    f"dn: uid=n2,{P}\nchangetype: add\nobjectClass: account\nuid: n2\nstructuralObjectClass: account\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\nreplace: modifiersName\nmodifiersName: cn=x\n",
+    f"dn: uid=bwong,{P}\nchangetype: modify\ndelete: entryUUID\n",
+    # naming
+    f"dn: uid=r1+cn=r1,{P}\nchangetype: add\nobjectClass: account\nuid: r1\n",
+    f"dn: description=r2,{P}\nchangetype: add\nobjectClass: account\nuid: r2\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: uid\nuid: jdoe\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modrdn\nnewrdn: mail=x@example.com\ndeleteoldrdn: 1\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modrdn\nnewrdn: gecos=x\ndeleteoldrdn: 1\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modrdn\nnewrdn: uid=a+uid=b\ndeleteoldrdn: 1\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modrdn\nnewrdn: uidNumber=abc\ndeleteoldrdn: 0\n",
+    # extensibleObject admits any defined type, never undefined ones
+    f"dn: cn=e1,{P}\nchangetype: add\nobjectClass: person\nobjectClass: extensibleObject\ncn: e1\nsn: e1\n"
+    "x-undefined: 1\n",
+    # matching
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: cn\ncn: not a value\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: cn\ncn: Johnny\ncn: JOHN doe\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nreplace: description\ndescription: a\ndescription: b\ndescription: A\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: cn\ncn: nope\ncn: nope2\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nreplace: uid\nuid: other\n",
+    f"dn: uid=x1,{P}\nchangetype: add\nobjectClass: account\nuid: x1\ndescription: a\ndescription: b\n"
+    "description: A\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: facsimileTelephoneNumber\nfacsimileTelephoneNumber: +1 555\n"
+    "facsimileTelephoneNumber: +1 555\n",
+]
+
+
+def additional_info(stderr: str) -> list[str]:
+    return [
+        line.strip() for line in stderr.splitlines() if "additional info:" in line or "matched DN:" in line
+    ]
+
+
+@pytest.mark.parametrize("ldif", SCHEMA_CHECKS)
+def test_schema_checks_answer_as_slapd(pair, ldif):
+    """Result code, diagnostic text and matched DN; an update slapd accepts must leave both servers alike."""
+    slapd, ours = run_both(pair, "ldapmodify", *ADMIN, input=ldif)
+    assert ours.returncode == slapd.returncode, (slapd.stderr, ours.stderr)
+    assert additional_info(ours.stderr) == additional_info(slapd.stderr), (slapd.stderr, ours.stderr)
+    if slapd.returncode == 0:  # accepted by both: undo it on both the same way
+        dn = ldif.split("\n", 1)[0][4:]
+        if "changetype: add" in ldif:
+            slapd, ours = run_both(pair, "ldapdelete", *ADMIN, dn)
+            assert ours.returncode == slapd.returncode == 0
+        else:
+            pytest.fail("the corpus's modifies must fail (nothing undoes them)")

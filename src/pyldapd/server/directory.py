@@ -29,12 +29,16 @@ from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState, entry_uuid_bytes, write_tombstone
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
+    MOD_ADD,
+    MOD_REPLACE,
     add_rdn_values,
     apply_modifications,
     check_entry,
     check_no_user_modification,
+    check_request_values,
     entry_from_attributes,
     equality_key,
+    known_classes,
     normalize_or_fail,
     remove_rdn_values,
     resolve_type,
@@ -589,9 +593,13 @@ class Directory:
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
         self.check_shadow(backend, request.dn)
-        check_no_user_modification(self.schema, (c.attr for c in request.changes), "modify")
-        for change in request.changes:
-            resolve_type(self.schema, change.attr)
+        for change in request.changes:  # slapd's slap_mods_check, then its NO-USER-MODIFICATION check
+            at = resolve_type(self.schema, change.attr)
+            if change.operation in (MOD_ADD, MOD_REPLACE):
+                check_request_values(at, change.attr, change.values)
+                if at.key == "objectclass":
+                    known_classes(self.schema, change.values, change.attr)
+        check_no_user_modification(self.schema, (c.attr for c in request.changes))
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
@@ -599,14 +607,7 @@ class Directory:
             self.access.check_modify(session, backend, txn, current, ndn, request.changes)
             entry = current.copy()
             apply_modifications(self.schema, entry, request.changes)
-            old_structural = current.first("structuralobjectclass")
-            structural = check_entry(self.schema, entry)
-            if old_structural is not None and structural.name.lower() != old_structural.decode().lower():
-                raise LDAPError(
-                    ResultCode.objectClassViolation,
-                    f"structural object class modification from '{old_structural.decode()}' to "
-                    f"'{structural.name}' not allowed",
-                )
+            check_entry(self.schema, entry, old_structural=current.first("structuralobjectclass"))
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
             backend.context.advance(txn, csn)
@@ -654,6 +655,10 @@ class Directory:
             raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN") from None
         if len(new_rdn_parts) != 1:
             raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN")
+        try:
+            normalize_dn(request.new_rdn, self.schema)
+        except DNError:
+            raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN") from None
         old_rdn, old_parent = split_rdn(request.dn)
         parent_dn = old_parent if request.new_superior is None else request.new_superior
         new_dn = f"{request.new_rdn},{parent_dn}" if parent_dn else request.new_rdn

@@ -41,13 +41,29 @@ def resolve_type(schema: Schema, description: str) -> AttributeType:
     return at
 
 
-def validate_values(at: AttributeType, description: str, values: Sequence[bytes], verb: str = "") -> None:
-    prefix = f"{verb}: " if verb else ""
+def validate_values(at: AttributeType, description: str, values: Sequence[bytes]) -> None:
     for index, value in enumerate(values):
         if not at.syntax.validate(value):
             raise LDAPError(
-                ResultCode.invalidAttributeSyntax, f"{prefix}{description}: value #{index} invalid per syntax"
+                ResultCode.invalidAttributeSyntax, f"{description}: value #{index} invalid per syntax"
             )
+
+
+def check_request_values(at: AttributeType, description: str, values: Sequence[bytes]) -> None:
+    """The values of one attribute of an add or one change of a modify, as slapd's slap_mods_check: syntax,
+    one value for a single-valued type, no value twice."""
+    validate_values(at, description, values)
+    if len(values) > 1:
+        if at.single_value:
+            raise LDAPError(ResultCode.constraintViolation, f"{description}: multiple values provided")
+        first_of: dict[bytes, int] = {}
+        for index, value in enumerate(values):
+            first = first_of.setdefault(equality_key(at, value), index)
+            if first != index:
+                raise LDAPError(
+                    ResultCode.attributeOrValueExists,
+                    f"{description}: value #{first} provided more than once",
+                )
 
 
 def entry_from_attributes(
@@ -60,7 +76,7 @@ def entry_from_attributes(
         at = resolve_type(schema, description)
         if not values:
             raise LDAPError(ResultCode.protocolError, f"{description}: no values for attribute type")
-        validate_values(at, description, values)
+        check_request_values(at, description, values)
         values = prettify(schema, at, values)
         key = schema.attribute_key(description)
         keys = seen.setdefault(key, set())
@@ -90,13 +106,18 @@ def check_no_user_modification(schema: Schema, descriptions: Iterable[str], verb
 
 
 def object_classes(schema: Schema, entry: Entry) -> list[ObjectClass]:
+    return known_classes(schema, entry.get(OBJECT_CLASS))
+
+
+def known_classes(
+    schema: Schema, values: Sequence[bytes], description: str = "objectClass"
+) -> list[ObjectClass]:
     classes = []
-    for value in entry.get(OBJECT_CLASS):
-        name = value.decode("utf-8", "replace")
-        oc = schema.object_class(name)
+    for index, value in enumerate(values):
+        oc = schema.object_class(value.decode("utf-8", "replace"))
         if oc is None:
             raise LDAPError(
-                ResultCode.invalidAttributeSyntax, f"objectClass: value #0 invalid per syntax ({name})"
+                ResultCode.invalidAttributeSyntax, f"{description}: value #{index} invalid per syntax"
             )
         classes.append(oc)
     return classes
@@ -168,21 +189,11 @@ def _class_rules(schema: Schema, entry: Entry, values: list[bytes]) -> _ClassRul
     return rules
 
 
-def check_entry(schema: Schema, entry: Entry, *, check_rdn: bool = True) -> ObjectClass:
-    """Schema checks slapd makes on every add, modify and rename; returns the structural object class."""
-    values = entry.get(OBJECT_CLASS)
-    if not values:
-        raise LDAPError(ResultCode.objectClassViolation, "no objectClass attribute")
-    rules = _class_rules(schema, entry, values)
-    if rules.must:
-        present = {key.partition(";")[0] for key in entry.attrs}
-        for oc, at in rules.must:
-            if at.key not in present:
-                raise LDAPError(
-                    ResultCode.objectClassViolation,
-                    f"object class '{oc.name}' requires attribute '{at.name}'",
-                )
-    verdicts = rules.verdicts
+def check_entry(
+    schema: Schema, entry: Entry, *, check_rdn: bool = True, old_structural: bytes | None = None
+) -> ObjectClass:
+    """Schema checks slapd makes on every add, modify and rename, in its order; returns the structural object
+    class. old_structural: the entry's structural class before a modify (it may not change)."""
     for attribute in entry.attrs.values():
         at, _ = schema.split_description(attribute.name)
         if at is None:
@@ -191,15 +202,38 @@ def check_entry(schema: Schema, entry: Entry, *, check_rdn: bool = True) -> Obje
             raise LDAPError(
                 ResultCode.constraintViolation, f"attribute '{attribute.name}' cannot have multiple values"
             )
-        if at.operational or rules.extensible:
+    values = entry.get(OBJECT_CLASS)
+    if not values:
+        raise LDAPError(ResultCode.objectClassViolation, "no objectClass attribute")
+    rules = _class_rules(schema, entry, values)
+    if old_structural is not None and rules.structural.name.lower() != old_structural.decode().lower():
+        raise LDAPError(
+            ResultCode.objectClassModsProhibited,
+            f"structural object class modification from '{old_structural.decode()}' to "
+            f"'{rules.structural.name}' not allowed",
+        )
+    if check_rdn:
+        check_rdn_values(schema, entry)
+    if rules.must:
+        present = {key.partition(";")[0] for key in entry.attrs}
+        for oc, at in rules.must:
+            if at.key not in present:
+                raise LDAPError(
+                    ResultCode.objectClassViolation,
+                    f"object class '{oc.name}' requires attribute '{at.name}'",
+                )
+    if rules.extensible:
+        return rules.structural
+    verdicts = rules.verdicts
+    for attribute in entry.attrs.values():
+        at, _ = schema.split_description(attribute.name)
+        if at.operational:
             continue
         allowed = verdicts.get(at.key)
         if allowed is None:
             allowed = verdicts[at.key] = allowed_by(at, rules.allowed)
         if not allowed:
             raise LDAPError(ResultCode.objectClassViolation, f"attribute '{attribute.name}' not allowed")
-    if check_rdn:
-        check_rdn_values(schema, entry)
     return rules.structural
 
 
@@ -218,8 +252,11 @@ def check_rdn_values(schema: Schema, entry: Entry) -> None:
         at = schema.attribute_type(attr)
         if at is None:
             raise LDAPError(ResultCode.namingViolation, f"naming attribute '{attr}' is not defined")
+        present = entry.get(at.key)
+        if not present:
+            raise LDAPError(ResultCode.namingViolation, f"naming attribute '{attr}' is not present in entry")
         wanted = equality_key(at, value.encode())
-        if not any(equality_key(at, v) == wanted for v in entry.get(at.key)):
+        if not any(equality_key(at, v) == wanted for v in present):
             raise LDAPError(
                 ResultCode.namingViolation, f"value of naming attribute '{attr}' is not present in entry"
             )
@@ -277,7 +314,7 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
         if op == MOD_ADD:
             if not change.values:
                 raise LDAPError(ResultCode.protocolError, f"modify/add: {description}: no values given")
-            validate_values(at, description, change.values, "modify/add")
+            validate_values(at, description, change.values)
             change_values = prettify(schema, at, change.values)
             if attribute is None:
                 attribute = entry.attrs[key] = Attribute(description, [])
@@ -300,12 +337,12 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
                 del entry.attrs[key]
                 continue
             remaining = list(attribute.values)
-            for index, value in enumerate(change.values):
+            for value in change.values:
                 wanted = equality_key(at, value)
                 kept = [v for v in remaining if equality_key(at, v) != wanted]
                 if len(kept) == len(remaining):
                     raise LDAPError(
-                        ResultCode.noSuchAttribute, f"modify/delete: {description}: value #{index} not found"
+                        ResultCode.noSuchAttribute, f"modify/delete: {description}: no such value"
                     )
                 remaining = kept
             if remaining:
@@ -313,7 +350,7 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
             else:
                 del entry.attrs[key]
         elif op == MOD_REPLACE:
-            validate_values(at, description, change.values, "modify/replace")
+            validate_values(at, description, change.values)
             change_values = prettify(schema, at, change.values)
             unique: dict[bytes, bytes] = {}
             for index, value in enumerate(change_values):
