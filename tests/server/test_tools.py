@@ -402,3 +402,49 @@ def test_parallel_add_waits_for_parents_across_chunks_like_the_serial_one(tmp_pa
                                             for dn, a in stored.items()})  # fmt: skip
         assert len(stored) == 1502
     assert results[1] == results[2]
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_add_stops_with_an_error_when_a_worker_dies(tmp_path):
+    """kill -9 of a worker process: `pyldapd add` ends with a message and exit 1 instead of waiting forever, and
+    leaves no process behind; the database still opens and holds whole entries only."""
+    import os
+    import signal
+    import time
+
+    (tmp_path / "many.ldif").write_text(people_ldif(30000, bad_at=-1, duplicate_at=-1))
+    conf = make_conf(tmp_path, "w", extra_global="tool-threads 2")
+    loading = subprocess.Popen([sys.executable, "-m", "pyldapd.cli.main", "add", "-q", "-f", str(conf), "-l",
+                                str(tmp_path / "many.ldif")], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers) < 2 and time.monotonic() < deadline and loading.poll() is None:
+            workers = children_of(loading.pid)
+            time.sleep(0.02)
+        assert len(workers) >= 2, "the load started no worker processes"
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = loading.communicate(timeout=LIMIT)
+        assert loading.returncode == 1
+        assert "worker process ended abruptly" in stderr
+    finally:
+        if loading.poll() is None:
+            loading.kill()
+            loading.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    stored = entries(pyldapd("cat", "-f", str(conf)).stdout)
+    assert all(len(attrs.get("uid", [])) == 1 for dn, attrs in stored.items() if dn.startswith("uid="))

@@ -29,6 +29,9 @@ import random
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TextIO
 
@@ -421,6 +424,14 @@ def _prepare_in_worker(chunk: Chunk) -> ChunkResult:
     return _worker_preparer.prepare_chunk(_worker_data, chunk)
 
 
+class LoadError(Exception):
+    """The load could not go on (a worker process died); what was committed before stays."""
+
+
+def _worker_ready() -> None:
+    pass
+
+
 def load_ldif(
     data: bytes, schema: Schema, codec: EntryCodec, options: LoadOptions, open_db: Any, err: TextIO
 ) -> tuple[Writer, Any]:
@@ -430,14 +441,19 @@ def load_ldif(
     progress = Progress(data.count(b"\n") + 1, err)
     pool = None
     workers = options.workers
-    if workers > 1 and len(data) > CHUNK_BYTES:
-        context = multiprocessing.get_context("fork")
-        lanes = context.SimpleQueue()
-        for lane in range(workers):
-            lanes.put(lane)
-        _worker_data, _worker_setup = data, (schema, codec, options)
-        pool = context.Pool(workers, initializer=_start_worker, initargs=(lanes,))
     try:
+        if workers > 1 and len(data) > CHUNK_BYTES:
+            context = multiprocessing.get_context("fork")
+            lanes = context.SimpleQueue()
+            for lane in range(workers):
+                lanes.put(lane)
+            _worker_data, _worker_setup = data, (schema, codec, options)
+            # a process pool that notices a worker dying (multiprocessing.Pool would wait for it forever)
+            pool = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_start_worker, initargs=(lanes,)
+            )
+            for started in [pool.submit(_worker_ready) for _ in range(workers)]:
+                started.result()
         db = open_db()
         try:
             with db.read() as txn:
@@ -459,26 +475,29 @@ def load_ldif(
         except BaseException:
             db.close()
             raise
+    except BrokenProcessPool:
+        raise LoadError(
+            "a worker process ended abruptly (killed, or out of memory?); the chunks committed before stay"
+        ) from None
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
         _worker_data, _worker_setup = b"", None
     return writer, db
 
 
-def _in_order(pool: Any, chunks: list[Chunk], window: int) -> Any:
+def _in_order(pool: ProcessPoolExecutor, chunks: list[Chunk], window: int) -> Iterator[ChunkResult]:
     """Chunk results in LDIF order, with at most `window` chunks handed out and not yet taken."""
-    pending: deque[Any] = deque()
+    pending: deque[Future[ChunkResult]] = deque()
     queued = iter(chunks)
     for chunk in queued:
-        pending.append(pool.apply_async(_prepare_in_worker, (chunk,)))
+        pending.append(pool.submit(_prepare_in_worker, chunk))
         if len(pending) >= window:
             break
     while pending:
-        result = pending.popleft().get()
+        result = pending.popleft().result()
         for chunk in queued:
-            pending.append(pool.apply_async(_prepare_in_worker, (chunk,)))
+            pending.append(pool.submit(_prepare_in_worker, chunk))
             break
         yield result
 

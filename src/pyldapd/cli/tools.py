@@ -150,7 +150,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     comes are reported at the end ("Error, entries missing!") and not stored (slapadd stores them as orphans).
     The work is spread over `tool-threads` processes (`pyldapd.cli.bulkload`)."""
     from pyldapd.backends.mdb import EntryCodec
-    from pyldapd.cli.bulkload import LoadOptions, default_workers, load_ldif
+    from pyldapd.cli.bulkload import LoadError, LoadOptions, default_workers, load_ldif
     from pyldapd.server.app import StartupError, build_schema
     from pyldapd.server.directory import Backend, stored_indexes
 
@@ -179,9 +179,12 @@ def cmd_add(args: argparse.Namespace) -> int:
         server_id=args.sid,
         workers=default_workers(config.tool_threads),
     )
-    writer, db = load_ldif(
-        data, schema, codec, options, lambda: Backend(dbconfig, schema, sync=not args.quick).db, err
-    )
+    try:
+        writer, db = load_ldif(
+            data, schema, codec, options, lambda: Backend(dbconfig, schema, sync=not args.quick).db, err
+        )
+    except LoadError as exc:
+        raise ToolError(str(exc)) from None
     failed = writer.failed
     try:
         if writer.waiting:
