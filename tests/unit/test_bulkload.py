@@ -79,3 +79,21 @@ def test_time_uuids_are_version_1_increasing_and_unique_per_lane() -> None:
     assert times == sorted(set(times))
     assert parsed[0].clock_seq != parsed[2000].clock_seq
     assert abs(parsed[-1].time - uuid.uuid1().time) < 10**8  # within 10 s of the system's own
+
+
+def test_tool_threads_from_slapd_conf_and_slapd_d(tmp_path) -> None:
+    """slapd.conf's tool-threads and cn=config's olcToolThreads set the number of load processes."""
+    from pyldapd.cli.bulkload import default_workers
+    from pyldapd.config.cnconfig import config_from_entries, entries_from_config, read_slapd_d, write_slapd_d
+    from pyldapd.config.slapdconf import load_slapd_conf
+
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(f'tool-threads 3\ndatabase mdb\nsuffix "dc=x"\ndirectory {tmp_path}\n')
+    config = load_slapd_conf(str(conf))
+    assert config.tool_threads == 3 and default_workers(config.tool_threads) == 3
+    write_slapd_d(tmp_path / "slapd.d", entries_from_config(config))
+    (root,) = [e for e in read_slapd_d(tmp_path / "slapd.d") if e.dn.lower() == "cn=config"]
+    assert root.get("olctoolthreads") == [b"3"]
+    assert config_from_entries(read_slapd_d(tmp_path / "slapd.d")).tool_threads == 3
+    conf.write_text(f'database mdb\nsuffix "dc=x"\ndirectory {tmp_path}\n')
+    assert default_workers(load_slapd_conf(str(conf)).tool_threads) >= 1  # not set: one per CPU
