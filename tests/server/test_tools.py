@@ -448,3 +448,27 @@ def test_add_stops_with_an_error_when_a_worker_dies(tmp_path):
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     stored = entries(pyldapd("cat", "-f", str(conf)).stdout)
     assert all(len(attrs.get("uid", [])) == 1 for dn, attrs in stored.items() if dn.startswith("uid="))
+
+
+def test_add_dry_run_and_jump_like_slapadd(tmp_path):
+    """-u checks everything and writes nothing; -j N starts at line N (records before it are skipped) and
+    loads what slapadd -j N loads; both through the parallel load."""
+    text = people_ldif(1500, bad_at=900, duplicate_at=-1)
+    (tmp_path / "p.ldif").write_text(text)
+    dry = make_conf(tmp_path, "dry", extra_global="tool-threads 2")
+    checked = pyldapd("add", "-u", "-c", "-f", str(dry), "-l", str(tmp_path / "p.ldif"))
+    assert checked.returncode == 0 and "uid=user900" in checked.stderr
+    assert entries(pyldapd("cat", "-f", str(dry)).stdout) == {}
+    jump = text[: text.index("dn: uid=user700,")].count("\n") + 1
+    ours = make_conf(tmp_path, "ours", extra_global="tool-threads 2")
+    theirs = make_conf(tmp_path, "theirs", slapd=True)
+    base = "\n\n".join(text.split("\n\n")[:2]) + "\n"  # the suffix and ou=People, for the jumped load
+    assert pyldapd("add", "-f", str(ours), input=base).returncode == 0
+    assert run(SLAPADD, "-f", str(theirs), input=base).returncode == 0
+    mine = pyldapd("add", "-q", "-c", "-j", str(jump), "-f", str(ours), "-l", str(tmp_path / "p.ldif"))
+    slapd = run(SLAPADD, "-q", "-c", "-j", str(jump), "-f", str(theirs), "-l", str(tmp_path / "p.ldif"))
+    assert mine.returncode == slapd.returncode == 0, (mine.stderr, slapd.stderr)
+    mine_dns = set(entries(pyldapd("cat", "-f", str(ours)).stdout))
+    assert mine_dns == set(entries(run(SLAPCAT, "-f", str(theirs)).stdout))
+    assert f"uid=user699,ou=people,{SUFFIX}" not in mine_dns and f"uid=user700,ou=people,{SUFFIX}" in mine_dns
+    assert len(mine_dns) == 2 + 800 - 1  # user700..user1499 but user900

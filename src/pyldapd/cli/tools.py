@@ -106,10 +106,9 @@ def select_database(
     raise ToolError("no data database is configured")
 
 
-def open_backend(config: ServerConfig, args: argparse.Namespace, *, sync: bool = True):
-    """(schema, database number, Backend) for the selected database."""
+def tool_database(config: ServerConfig, args: argparse.Namespace) -> tuple[Schema, int, DatabaseConfig]:
+    """(schema, database number, its config) for the database -b / -n select."""
     from pyldapd.server.app import StartupError, build_schema
-    from pyldapd.server.directory import Backend
 
     try:
         schema = build_schema(config)
@@ -118,6 +117,14 @@ def open_backend(config: ServerConfig, args: argparse.Namespace, *, sync: bool =
     number, dbconfig = select_database(config, schema, args)
     if not dbconfig.directory:
         raise ToolError(f"database #{number} ({dbconfig.suffix}) has no directory")
+    return schema, number, dbconfig
+
+
+def open_backend(config: ServerConfig, args: argparse.Namespace, *, sync: bool = True):
+    """(schema, database number, Backend) for the selected database."""
+    from pyldapd.server.directory import Backend
+
+    schema, number, dbconfig = tool_database(config, args)
     return schema, number, Backend(dbconfig, schema, sync=sync)
 
 
@@ -151,19 +158,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     The work is spread over `tool-threads` processes (`pyldapd.cli.bulkload`)."""
     from pyldapd.backends.mdb import EntryCodec
     from pyldapd.cli.bulkload import LoadError, LoadOptions, default_workers, load_ldif
-    from pyldapd.server.app import StartupError, build_schema
     from pyldapd.server.directory import Backend, stored_indexes
 
     err = sys.stderr
     config = load_config(args)
     data = read_input(args.ldif)
-    try:
-        schema = build_schema(config)
-    except StartupError as exc:
-        raise ToolError(str(exc)) from None
-    number, dbconfig = select_database(config, schema, args)
-    if not dbconfig.directory:
-        raise ToolError(f"database #{number} ({dbconfig.suffix}) has no directory")
+    schema, number, dbconfig = tool_database(config, args)
     codec = EntryCodec(schema)
     codec.index_config = codec.resolve_indexes(stored_indexes(dbconfig))
     options = LoadOptions(
