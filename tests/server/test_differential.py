@@ -289,3 +289,28 @@ def test_schema_checks_answer_as_slapd(pair, ldif):
             assert ours.returncode == slapd.returncode == 0
         else:
             pytest.fail("the corpus's modifies must fail (nothing undoes them)")
+
+
+def test_subschema_publishes_included_definitions_as_slapd(pair):
+    """Every attribute type and object class the config's schema files define (outside the system schema both
+    servers have built in) is published in cn=Subschema exactly as slapd publishes it: DESC, names as written."""
+    from pyldapd.model.schema import Schema
+
+    published = []
+    for server in pair:
+        result = ldap_tool("ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-x", "-H", server.url, "-b", "cn=Subschema",
+                           "-s", "base", "(objectClass=*)", "attributeTypes", "objectClasses", check=True)  # fmt: skip
+        published.append({line.split(": ", 1)[1] for line in result.stdout.splitlines()
+                          if line.startswith(("attributeTypes: ", "objectClasses: "))})  # fmt: skip
+    system = Schema()
+    system_oids = {a.oid for a in system.all_attribute_types()} | {o.oid for o in system.all_object_classes()}
+    from_files = Schema()
+    for name in ("core", "cosine", "inetorgperson", "nis"):
+        from_files.load_file(f"/etc/ldap/schema/{name}.schema")
+    wanted = {
+        e.oid for e in [*from_files.all_attribute_types(), *from_files.all_object_classes()]
+    } - system_oids
+    assert len(wanted) > 150
+    slapd, ours = ({d for d in defs if d.split()[1] in wanted} for defs in published)
+    assert len(slapd) == len(wanted)
+    assert ours == slapd

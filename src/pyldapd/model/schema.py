@@ -865,11 +865,12 @@ class Schema:
             definition += f" DESC '{_escape(str(fields['DESC']))}'"
         if "OBSOLETE" in fields:
             definition += " OBSOLETE"
+        # references as written, as slapd publishes them (MUST domainComponent, not dc)
         if sup is not None:
-            definition += f" SUP {sup.name}"
-        for keyword, rule in (("EQUALITY", equality), ("ORDERING", ordering), ("SUBSTR", substr)):
-            if rule is not None:
-                definition += f" {keyword} {rule.name}"
+            definition += f" SUP {sups[0]}"  # type: ignore[index]
+        for keyword in ("EQUALITY", "ORDERING", "SUBSTR"):
+            if keyword in fields:
+                definition += f" {keyword} {fields[keyword]}"
         if syntax_token is not None and syntax is not None:
             definition += f" SYNTAX {syntax.oid}" + (f"{{{syntax_len}}}" if syntax_len else "")
         for flag in ("SINGLE-VALUE", "COLLECTIVE", "NO-USER-MODIFICATION"):
@@ -940,11 +941,11 @@ class Schema:
         if "OBSOLETE" in fields:
             definition += " OBSOLETE"
         if sup:
-            definition += " SUP " + _oids(tuple(s.name for s in sup))
+            definition += " SUP " + _oids(tuple(fields["SUP"]))  # type: ignore[arg-type]
         definition += " " + kind
         for keyword, found in lists.items():
             if found:
-                definition += f" {keyword} " + _oids(tuple(a.name for a in found))
+                definition += f" {keyword} " + _oids(tuple(fields[keyword]))  # type: ignore[arg-type]
         definition += _extensions_text(tuple(extensions)) + " )"
 
         existing = self._oc_by_key.get(oid)

@@ -28,8 +28,10 @@ class StartupError(Exception):
 
 
 def build_schema(config: ServerConfig) -> Schema:
-    """pyldapd's own schema files, then whatever the config includes (a file slapd also reads may repeat them)."""
-    schema = Schema.default()
+    """The schema a config asks for, as slapd builds it: the system schema, then the definitions the config
+    includes, as written (so cn=Subschema shows their DESC and names as slapd does). A config that includes no
+    schema gets pyldapd's own copies of core, cosine, inetorgperson and nis."""
+    schema = Schema() if config.schema_definitions else Schema.default()
     for source, text in config.schema_definitions:
         if already_defined(schema, text):
             continue
@@ -44,7 +46,7 @@ DEFINITION_OID = re.compile(r"^\s*(attributetypes?|objectclass(?:es)?)\s*\(\s*([
 
 
 def already_defined(schema: Schema, text: str) -> bool:
-    """Debian's core.schema and friends define what pyldapd's own files define: the same OID is skipped."""
+    """A definition of an OID the schema has already (the system schema's, or one repeated) is skipped."""
     match = DEFINITION_OID.match(text)
     if match is None:
         return False
