@@ -23,8 +23,9 @@ One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with th
 An index value is a *run*: 1 to 63 sorted 8-byte ids (dupsort values are keys of an LMDB sub-database, so at most
 511 bytes). The runs of one key are disjoint id ranges, so the run that holds or would hold an id is found with
 one cursor seek (`_find_run`). A bulk load writes one run per key for up to 63 entries instead of one value per
-entry and key (`IndexBatch`), which makes it six times fewer LMDB writes; single writes add an id to the run
-whose range holds it or extend the run just below it (version 1 databases had one id per value).
+entry and key (`IndexBatch`), which makes it six times fewer LMDB writes. A single write adds an id to the run
+whose range holds it, else as a value of its own; a new entry's id is above every range, so its keys are
+written without a lookup (version 1 databases had one id per value).
 
 Index keys use the attribute *type* key (``cn`` for ``cn;lang-en`` too); a filter on a type also looks up its
 subtypes. Keys longer than `_MAX_KEY` bytes are cut and completed with a hash (a collision only adds a
@@ -1198,7 +1199,6 @@ class WriteTxn(ReadTxn):
         self._log: list[tuple[int, Any, bytes, bytes | None]] = []  # low-level writes, replayed after a grow
         self._touched: set[int] = set()
         self._entered = False
-        self._bulk: dict[str, list[tuple[bytes, bytes]]] = {}  # index writes deferred by add(bulk=True)
 
     def __enter__(self) -> WriteTxn:
         self.db._acquire_write()
@@ -1225,8 +1225,6 @@ class WriteTxn(ReadTxn):
             self.db._release_write()
 
     def _commit(self) -> None:
-        if self._bulk:
-            self.flush_bulk()
         while True:
             try:
                 self._t.commit()
@@ -1236,7 +1234,6 @@ class WriteTxn(ReadTxn):
         self._invalidate()
 
     def _abort(self) -> None:
-        self._bulk.clear()
         if self._t is not None:
             self._t.abort()
         self._invalidate()
@@ -1292,18 +1289,15 @@ class WriteTxn(ReadTxn):
         self._t.cursor(db=dbh).putmulti(items, dupdata=True)
         self._log.append((2, dbh, items, None))  # type: ignore[arg-type]
 
-    def flush_bulk(self) -> None:
-        """Write the index keys deferred by `add(entry, bulk=True)`, sorted, one pass per index."""
-        bulk, self._bulk = self._bulk, {}
-        for name, items in bulk.items():
-            items.sort()
-            self._op(self._put_many, items, self.db.dbs[name])
-
     def _del(self, key: bytes, value: bytes | None, dbh: Any) -> None:
         self._t.delete(key, value if value is not None else b"", db=dbh)
         self._log.append((1, dbh, key, value))
 
-    def _apply_index(self, idb: bytes, old: _IndexKeys | None, new: _IndexKeys | None) -> None:
+    def _apply_index(
+        self, idb: bytes, old: _IndexKeys | None, new: _IndexKeys | None, *, fresh: bool = False
+    ) -> None:
+        """Index changes of one entry. fresh: its id is above every stored id (a new entry), so no stored value's
+        range can hold it and its keys are written as they are."""
         dbs = self.db.dbs
         for name in _ALL_INDEX_DBS:
             o = getattr(old, name) if old is not None else set()
@@ -1311,6 +1305,10 @@ class WriteTxn(ReadTxn):
             if o == n:
                 continue
             dbh = dbs[name]
+            if fresh:
+                for k in n:
+                    self._put(k, idb, dbh)
+                continue
             cur = self._t.cursor(db=dbh)
             for k in o - n:
                 self._index_del(cur, k, idb, dbh)
@@ -1318,25 +1316,18 @@ class WriteTxn(ReadTxn):
                 self._index_put(cur, k, idb, dbh)
 
     def _index_put(self, cur: Any, key: bytes, idb: bytes, dbh: Any) -> None:
-        """Add an id to a key: into the value whose range holds it, else appended to the value just below
-        (when it has room), else as a value of its own; values stay disjoint ranges."""
+        """Add an id to a key: into the value whose range holds it (values stay disjoint ranges), else as a
+        value of its own."""
         run = _find_run(cur, key, idb)
         if run is None:
-            if cur.set_range_dup(key, idb):
-                below = cur.value() if cur.prev_dup() else None
-            else:
-                below = cur.value() if cur.set_key(key) and cur.last_dup() else None
-            if below is None or len(below) >> 3 >= _RUN_MAX:
-                self._put(key, idb, dbh)
-                return
-            run, ids = below, [*_run_ids(below), _unpack_id(idb)]
-        else:
-            ids = list(_run_ids(run))
-            eid = _unpack_id(idb)
-            at = bisect.bisect_left(ids, eid)
-            if at < len(ids) and ids[at] == eid:
-                return
-            ids.insert(at, eid)
+            self._put(key, idb, dbh)
+            return
+        ids = list(_run_ids(run))
+        eid = _unpack_id(idb)
+        at = bisect.bisect_left(ids, eid)
+        if at < len(ids) and ids[at] == eid:
+            return
+        ids.insert(at, eid)
         self._del(key, run, dbh)
         if len(ids) <= _RUN_MAX:
             self._put(key, _RUNS[len(ids)].pack(*ids), dbh)
@@ -1366,15 +1357,11 @@ class WriteTxn(ReadTxn):
         if self._check().get(key, db=self.db.dbs["aux"]) is not None:
             self._op(self._del, key, None, self.db.dbs["aux"])
 
-    def add(self, entry: Entry, *, bulk: bool = False) -> int:
-        """Store a new entry; returns its id and sets entry.id and its encoded blobs.
+    def add(self, entry: Entry) -> int:
+        """Store a new entry; returns its id and sets entry.id and its encoded blobs."""
+        return self._op(self._add, entry)
 
-        bulk=True (offline loads): the entry's index keys are written sorted at commit or `flush_bulk`, much
-        faster for many entries; until then searches in this transaction do not see them through indexes.
-        """
-        return self._op(self._add, entry, bulk)
-
-    def _add(self, entry: Entry, bulk: bool = False) -> int:
+    def _add(self, entry: Entry) -> int:
         db = self.db
         t = self._check()
         ndn = normalize_dn(entry.dn, db.schema)
@@ -1398,14 +1385,7 @@ class WriteTxn(ReadTxn):
         self._put(idb, rec, db._id2entry)
         self._put(bndn, idb, db._dn2id)
         self._put(pid, idb, db._children)
-        if bulk:
-            keys = db._index_keys(entry)
-            for name in _ALL_INDEX_DBS:
-                values = getattr(keys, name)
-                if values:
-                    self._bulk.setdefault(name, []).extend([(k, idb) for k in values])
-        else:
-            self._apply_index(idb, None, db._index_keys(entry))
+        self._apply_index(idb, None, db._index_keys(entry), fresh=True)
         self._touched.add(eid)
         entry.id = eid
         entry.encoded_user = ublob
