@@ -382,16 +382,7 @@ class EntryCodec:
 
                 steps.append(classes)
             elif "eq" in kinds and at.equality is not None and not getattr(at.equality, "_word", False):
-                normalize = at.equality.normalize
-
-                def equality(values: list[bytes], out: _IndexKeys) -> None:
-                    for v in values:
-                        n = normalize(v)
-                        if n is not None:
-                            k = prefix + n
-                            out.eq.add(k if len(k) <= _MAX_KEY else _ikey(prefix, n))
-
-                steps.append(equality)
+                steps.append(_value_keys(at.equality.normalize, lambda n, p=prefix: _ikey(p, n), "eq"))
             if "sub" in kinds and at.substr is not None:
                 nsub = at.substr.normalize_substring
 
@@ -403,15 +394,9 @@ class EntryCodec:
 
                 steps.append(substrings)
             if "approx" in kinds and at.equality is not None:
-                anorm = at.equality.normalize
-
-                def approx(values: list[bytes], out: _IndexKeys) -> None:
-                    for v in values:
-                        n = anorm(v)
-                        if n is not None:
-                            out.approx.add(_ikey(prefix, _approx_key(n)))
-
-                steps.append(approx)
+                steps.append(
+                    _value_keys(at.equality.normalize, lambda n, p=prefix: _ikey(p, _approx_key(n)), "approx")
+                )
         if not steps:
             return _NO_INDEX
         if len(steps) == 1:
@@ -422,6 +407,19 @@ class EntryCodec:
                 step(values, out)
 
         return all_steps
+
+
+def _value_keys(normalize: Any, to_key: Any, index: str) -> Any:
+    """An `_index_plan` step: one key per value (normalized; None: the value has no key) into out.<index>."""
+
+    def step(values: list[bytes], out: _IndexKeys) -> None:
+        keys = getattr(out, index)
+        for v in values:
+            n = normalize(v)
+            if n is not None:
+                keys.add(to_key(n))
+
+    return step
 
 
 class IndexBatch:
@@ -1361,22 +1359,28 @@ class WriteTxn(ReadTxn):
         """Store a new entry; returns its id and sets entry.id and its encoded blobs."""
         return self._op(self._add, entry)
 
-    def _add(self, entry: Entry) -> int:
+    def _place(self, ndn: str, dn: str) -> tuple[bytes, bytes]:
+        """(DN key, parent id) for a new entry; AlreadyExists, StorageError (outside the suffix), NoSuchEntry."""
         db = self.db
         t = self._check()
-        ndn = normalize_dn(entry.dn, db.schema)
         bndn = ndn.encode("utf-8", "surrogateescape")
         if t.get(bndn, db=db._dn2id) is not None:
             raise AlreadyExists(ndn)
         if ndn == db.suffix_ndn:
-            pid = _ROOT_PARENT
-        else:
-            if not is_descendant(ndn, db.suffix_ndn):
-                raise StorageError(f"{entry.dn!r} is not within the naming context {db.suffix!r}")
-            pndn = parent_dn(ndn)
-            pid = t.get(pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
-            if pid is None:
-                raise NoSuchEntry(pndn, matched_dn=self._matched(pndn) if pndn != db.suffix_ndn else "")
+            return bndn, _ROOT_PARENT
+        if not is_descendant(ndn, db.suffix_ndn):
+            raise StorageError(f"{dn!r} is not within the naming context {db.suffix!r}")
+        pndn = parent_dn(ndn)
+        pid = t.get(pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
+        if pid is None:
+            raise NoSuchEntry(pndn, matched_dn=self._matched(pndn) if pndn != db.suffix_ndn else "")
+        return bndn, pid
+
+    def _add(self, entry: Entry) -> int:
+        db = self.db
+        t = self._check()
+        ndn = normalize_dn(entry.dn, db.schema)
+        bndn, pid = self._place(ndn, entry.dn)
         meta = db.dbs["meta"]
         eid = _unpack_id(t.get(_M_NEXT_ID, db=meta))
         idb = _pack_id(eid)
@@ -1410,17 +1414,7 @@ class WriteTxn(ReadTxn):
 
     def _add_encoded(self, eid: int, ndn: str, record: bytes, index: bool) -> None:
         db = self.db
-        t = self._check()
-        bndn = ndn.encode("utf-8", "surrogateescape")
-        if t.get(bndn, db=db._dn2id) is not None:
-            raise AlreadyExists(ndn)
-        if ndn == db.suffix_ndn:
-            pid = _ROOT_PARENT
-        else:
-            pndn = parent_dn(ndn)
-            pid = t.get(pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
-            if pid is None:
-                raise NoSuchEntry(pndn)
+        bndn, pid = self._place(ndn, ndn)
         idb = _pack_id(eid)
         record = record[:1] + pid + record[9:]  # the header's parent id (see the module docstring)
         self._put(idb, record, db._id2entry)
