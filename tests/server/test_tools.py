@@ -178,9 +178,18 @@ def test_add_waits_for_parents_and_reports_missing_ones(tmp_path):
     assert pyldapd("add", "-q", "-f", str(ours), input=shuffled).returncode == 0
     assert entries(pyldapd("cat", "-f", str(ours)).stdout).keys() == entries(BASE_LDIF).keys()
     orphan = f"dn: cn=orphan,ou=Nowhere,{SUFFIX}\nobjectClass: person\ncn: orphan\nsn: O\n"
-    result = pyldapd("add", "-f", str(ours), input=orphan)
-    assert result.returncode == 1
-    assert "Error, entries missing!" in result.stderr and f"ou=nowhere,{SUFFIX}" in result.stderr
+    after = f"dn: cn=after,{SUFFIX}\nobjectClass: person\ncn: after\nsn: A\n"
+    fresh, theirs = make_conf(tmp_path, "fresh"), make_conf(tmp_path, "theirs", slapd=True)
+    ldif = records[0] + "\n\n" + orphan + "\n" + after
+    result = pyldapd("add", "-f", str(fresh), input=ldif)
+    slapd = run(SLAPADD, "-f", str(theirs), input=ldif)
+    assert result.returncode == slapd.returncode == 1
+    report = ["Error, entries missing!", f"  entry 2: ou=nowhere,{SUFFIX}"]
+    assert result.stderr.splitlines()[:2] == slapd.stderr.splitlines()[-2:] == report
+    line = ldif[: ldif.index("dn: cn=orphan")].count("\n") + 1
+    assert f'  not added: dn="cn=orphan,ou=Nowhere,{SUFFIX}" (line={line})' in result.stderr
+    # slapd stores the orphan where no search reaches it; pyldapd leaves it out
+    assert set(entries(pyldapd("cat", "-f", str(fresh)).stdout)) == {SUFFIX, f"cn=after,{SUFFIX}"}
 
 
 def test_database_selection_b_and_n(tmp_path):

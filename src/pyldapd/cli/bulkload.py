@@ -287,7 +287,8 @@ class Writer:
         self.added = 0
         self.failed = False  # stopped: an error without -c, or unreadable LDIF
         self.put_failed = False  # an entry the database refused (exists): slapadd exits 1 for it even with -c
-        self.waiting: dict[str, list[Prepared]] = {}  # missing parent ndn -> children, in LDIF order
+        self.waiting: dict[str, list[tuple[int, Prepared]]] = {}  # missing parent -> (record number, child)
+        self.records = 0  # LDIF records read so far
         self.dry_added: set[str] = set()
         self.max_csns = CSNSet()
 
@@ -305,11 +306,13 @@ class Writer:
     def _take(self, txn: Any, result: ChunkResult) -> None:
         unstored: set[bytes] = set()  # ids whose index keys in result.index must not be written
         for position, outcome in enumerate(result.outcomes):
+            self.records += 1
             if isinstance(outcome, Refused):
                 for note in outcome.notes:
                     print(note, file=self.err)
                 self.error(outcome.error)
                 if outcome.fatal:
+                    self.records -= 1  # unreadable LDIF is no record
                     self.failed = True
             elif not self.store(txn, outcome):
                 unstored.add(outcome.eid.to_bytes(8, "big"))
@@ -337,17 +340,17 @@ class Writer:
         if ndn != self.suffix_ndn:
             pndn = parent_dn(ndn)
             if not self.exists(txn, pndn):
-                self.waiting.setdefault(pndn, []).append(prepared)
+                self.waiting.setdefault(pndn, []).append((self.records, prepared))
                 return False
         self._put(txn, prepared, index=False)
-        stack = list(reversed(self.waiting.pop(ndn, ())))
+        stack = [child for _, child in reversed(self.waiting.pop(ndn, ()))]
         while stack:  # children that came first, stored now with index keys of their own
             child = stack.pop()
             if self.exists(txn, child.ndn):
                 self.refuse_existing(child)
                 continue
             self._put(txn, child, index=True)
-            stack.extend(reversed(self.waiting.pop(child.ndn, ())))
+            stack.extend(grandchild for _, grandchild in reversed(self.waiting.pop(child.ndn, ())))
         return True
 
     def refuse_existing(self, prepared: Prepared) -> None:
@@ -374,11 +377,12 @@ class Writer:
                 pass
 
     def report_missing(self) -> None:
-        """slapadd's "Error, entries missing!" report, for children whose parent never came."""
+        """slapadd's "Error, entries missing!" report (with the number of the first record that named the missing
+        parent), then the entries not added (slapadd stores them, unreachable; pyldapd does not)."""
         print("Error, entries missing!", file=self.err)
-        for pndn, children in sorted(self.waiting.items(), key=lambda item: item[1][0].line):
-            print(f"  entry (line={children[0].line}): {pndn}", file=self.err)
-            for child in children:
+        for pndn, children in sorted(self.waiting.items(), key=lambda item: item[1][0][0]):
+            print(f"  entry {children[0][0]}: {pndn}", file=self.err)
+            for _, child in children:
                 print(f'  not added: dn="{child.dn}" (line={child.line})', file=self.err)
 
     def write_context_csn(self) -> None:
