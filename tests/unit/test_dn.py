@@ -273,3 +273,32 @@ def test_rdn_attributes() -> None:
     assert rdn_attributes("cn=a\\2Bb+sn=c") == [("cn", "a+b"), ("sn", "c")]
     with pytest.raises(DNError):
         rdn_attributes("cn=a,dc=b")
+
+
+_SCHEMA = Schema.default()
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["cn", "CN", " ou", "uid ", "dc", "2.5.4.3", "sn", "mail"]),
+                  st.text(alphabet="abcXYZ019 .-=@é", min_size=0, max_size=6)),
+        min_size=0, max_size=5,
+    ),
+    st.sampled_from([",", ", ", " ,"]),
+)  # fmt: skip
+@settings(max_examples=400, deadline=None)
+def test_normalize_fast_path_equals_the_full_parser(rdns: list[tuple[str, str]], comma: str) -> None:
+    """A DN without escapes goes through the first-RDN fast path; it normalizes (or fails) as the full parser."""
+    from pyldapd.model import dn as dnmod
+
+    schema = _SCHEMA
+    text = comma.join(f"{t}={v}" for t, v in rdns)
+    try:
+        expected: object = dnmod._normalize_rdns(dnmod._parse(text), schema)
+    except DNError:
+        expected = DNError
+    try:
+        got: object = dnmod._normalize(text, schema)
+    except DNError:
+        got = DNError
+    assert got == expected, text

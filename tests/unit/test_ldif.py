@@ -258,7 +258,7 @@ def test_plain_reader_reads_as_the_line_reader(text: str) -> None:
     from pyldapd.model import ldif
 
     data = text.encode("latin-1")
-    assert not ldif._NEEDS_LINE_READER.search(data)
+    assert not ldif._needs_line_reader(data)
     for first_line, header in ((1, True), (41, False)):
         plain = _outcome(ldif._parse_plain(data, True, first_line, header))
         lines = _outcome(ldif._parse_lines(data, True, first_line, header))

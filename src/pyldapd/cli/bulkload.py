@@ -107,8 +107,10 @@ def split_chunks(data: bytes, first_id: int, size: int = CHUNK_BYTES) -> list[Ch
     chunks: list[Chunk] = []
     start, line, next_id = 0, 1, first_id
     while start < len(data):
-        ends = [k for k in (data.find(b"\n\n", start + size), data.find(b"\n\r\n", start + size)) if k >= 0]
-        end = min(ends) + 1 if ends else len(data)
+        lf = data.find(b"\n\n", start + size)
+        crlf = data.find(b"\n\r\n", start + size, len(data) if lf < 0 else lf)  # never past the LF cut
+        cut = crlf if crlf >= 0 else lf
+        end = cut + 1 if cut >= 0 else len(data)
         ids = data.count(b"\n\n", start, end) + data.count(b"\n\r\n", start, end) + 1
         chunks.append(Chunk(start, end, line, next_id, ids))
         line += data.count(b"\n", start, end)

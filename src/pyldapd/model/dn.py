@@ -360,8 +360,19 @@ def _join_rdn(avas: list[tuple[str, str]]) -> str:
 
 
 def _normalize(dn: str, schema: Any) -> str:
+    if not _SLOW_CHARS.intersection(dn):
+        # the common case: the first RDN parsed alone, the rest (the parent, shared by siblings) from the cache
+        rdn, comma, rest = dn.partition(",")
+        first = _parse_fast(rdn)
+        if first is not None and len(first) == 1 and (not comma or rest.strip(" ")):
+            head = _normalize_rdns([[(t, v, False) for t, v in first[0]]], schema)
+            return head + "," + normalize_dn(rest, schema) if comma else head
+    return _normalize_rdns(_parse(dn), schema)
+
+
+def _normalize_rdns(rdns: list[list[tuple[str, str, bool]]], schema: Any) -> str:
     parts: list[str] = []
-    for rdn in _parse(dn):
+    for rdn in rdns:
         avas: list[tuple[str, str]] = []
         for atype, value, binary in rdn:
             at, encoded = _check_ava(atype, value, binary, schema)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import re
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
@@ -192,7 +191,7 @@ def parse_ldif(
     header=False (only the start of a file may hold the "version:" line).
     """
     data = text.encode("utf-8") if isinstance(text, str) else text
-    if _NEEDS_LINE_READER.search(data):
+    if _needs_line_reader(data):
         return _parse_lines(data, allow_urls, first_line, header)
     return _parse_plain(data, allow_urls, first_line, header)
 
@@ -218,8 +217,13 @@ def _parse_lines(data: bytes, allow_urls: bool, first_line: int, header: bool) -
         yield _record(record, allow_urls)
 
 
-# What only the line-by-line reader handles: folded lines, comments, CR LF, lines of blanks (separators).
-_NEEDS_LINE_READER = re.compile(rb"(?:\A|\n)[ #\t\v\f]|\r")
+_LINE_READER_MARKS = (b"\n ", b"\n#", b"\n\t", b"\n\v", b"\n\f", b"\r")
+
+
+def _needs_line_reader(data: bytes) -> bool:
+    """What only the line-by-line reader handles: folded lines, comments, CR LF, lines of blanks (separators).
+    (Six substring scans are much faster than one regular expression over a large chunk.)"""
+    return data[:1] in (b" ", b"#", b"\t", b"\v", b"\f") or any(mark in data for mark in _LINE_READER_MARKS)
 
 
 def _parse_plain(data: bytes, allow_urls: bool, line: int, header: bool) -> Iterator[LDIFRecord]:
