@@ -196,9 +196,11 @@ def _value_sub_keys(prefix: bytes, text: str, out: set[bytes]) -> None:
         n = len(data)
         head, tail, gram = prefix + _SUB_PREFIX, prefix + _SUB_SUFFIX, prefix + _SUB_GRAM
         short = min(n, _GRAM) + 1
-        out.update([head + data[:i] for i in range(1, short)])
-        out.update([tail + data[-i:] for i in range(1, short)])
-        out.update([gram + data[i : i + _GRAM] for i in range(n - _GRAM + 1)])
+        out.update(
+            [head + data[:i] for i in range(1, short)]
+            + [tail + data[-i:] for i in range(1, short)]
+            + [gram + data[i : i + _GRAM] for i in range(n - _GRAM + 1)]
+        )
         return
     n = len(text)
     for i in range(1, min(n, _GRAM) + 1):

@@ -42,6 +42,15 @@ from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parent_dn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.ldif import LDIFChange, LDIFError, parse_ldif
 from pyldapd.model.schema import Schema
+from pyldapd.protocol.ldap import ResultCode
+from pyldapd.server.entries import (
+    check_entry,
+    entry_from_attributes,
+    object_classes,
+    resolve_type,
+    structural_class,
+)
+from pyldapd.server.errors import LDAPError
 
 CHUNK_BYTES = 256 * 1024  # LDIF bytes per chunk: about 800 of the benchmark's entries
 IN_FLIGHT_PER_WORKER = 2
@@ -132,6 +141,7 @@ class EntryPreparer:
         self.who = options.rootdn.encode()
         self.csn = CSNGenerator(options.server_id, lane=lane, lanes=lanes)
         self.uuids = TimeUUIDs(options.clock_seq + lane)
+        self._keys: dict[str, str] = {}  # attribute description -> Entry.attrs key, for defined types
 
     def prepare_chunk(self, data: bytes, chunk: Chunk) -> ChunkResult:
         options = self.options
@@ -159,9 +169,6 @@ class EntryPreparer:
 
     def prepare(self, record: Any, eid: int) -> tuple[Prepared | Refused, Entry | None]:
         """The record ready to store and its entry, or why it is refused and None."""
-        from pyldapd.server.entries import check_entry, object_classes, structural_class
-        from pyldapd.server.errors import LDAPError
-
         line = record.line
         if isinstance(record, LDIFChange) and record.changetype != "add":
             text = f'dn="{record.dn}" (line={line}): changetype {record.changetype} is not supported'
@@ -203,18 +210,16 @@ class EntryPreparer:
 
     def build(self, dn: str, attributes: Any) -> Entry:
         """The entry as given: types must be defined, values unique; syntax checked unless -q."""
-        from pyldapd.protocol.ldap import ResultCode
-        from pyldapd.server.entries import entry_from_attributes, resolve_type
-        from pyldapd.server.errors import LDAPError
-
         if self.options.value_check:
             return entry_from_attributes(self.schema, dn, attributes)
         entry = Entry(dn)
         attrs = entry.attrs
-        key_of = self.schema.attribute_key
+        keys = self._keys
         for description, values in attributes:
-            resolve_type(self.schema, description)
-            key = key_of(description)
+            key = keys.get(description)
+            if key is None:
+                resolve_type(self.schema, description)  # LDAPError for an undefined type
+                key = keys[description] = self.schema.attribute_key(description)
             attribute = attrs.get(key)
             if attribute is None:
                 attribute = attrs[key] = Attribute(description, list(values))
