@@ -97,3 +97,19 @@ def test_tool_threads_from_slapd_conf_and_slapd_d(tmp_path) -> None:
     assert config_from_entries(read_slapd_d(tmp_path / "slapd.d")).tool_threads == 3
     conf.write_text(f'database mdb\nsuffix "dc=x"\ndirectory {tmp_path}\n')
     assert default_workers(load_slapd_conf(str(conf)).tool_threads) >= 1  # not set: one per CPU
+
+
+def test_a_mapped_file_cuts_and_reads_as_its_bytes(tmp_path) -> None:
+    """`pyldapd add -l FILE` maps the file: chunks, line counts and records are those of the same bytes."""
+    import mmap
+
+    from pyldapd.cli.bulkload import count_lines
+
+    data = _ldif([120] * 30, [1, 2, 3] * 10, False)
+    path = tmp_path / "x.ldif"
+    path.write_bytes(data)
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert count_lines(mapped) == data.count(b"\n")
+        assert split_chunks(mapped, 1, size=500) == split_chunks(data, 1, size=500)
+        for chunk in split_chunks(mapped, 1, size=500):
+            assert mapped[chunk.start : chunk.end] == data[chunk.start : chunk.end]

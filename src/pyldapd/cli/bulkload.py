@@ -23,6 +23,7 @@ worker stamps CSNs in its own lane of the counter field (`CSNGenerator` lanes), 
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
 import os
 import random
@@ -111,7 +112,15 @@ class ChunkResult(NamedTuple):
     end_id: int  # ids below it are reserved
 
 
-def split_chunks(data: bytes, first_id: int, size: int = CHUNK_BYTES) -> list[Chunk]:
+LDIFData = bytes | mmap.mmap  # a file is mapped, not read: workers share its pages and memory stays small
+
+
+def count_lines(data: LDIFData) -> int:
+    step = 1 << 24
+    return sum(data[i : i + step].count(b"\n") for i in range(0, len(data), step))
+
+
+def split_chunks(data: LDIFData, first_id: int, size: int = CHUNK_BYTES) -> list[Chunk]:
     """Cut the LDIF at blank lines (always record boundaries) after every `size` bytes."""
     chunks: list[Chunk] = []
     start, line, next_id = 0, 1, first_id
@@ -120,9 +129,10 @@ def split_chunks(data: bytes, first_id: int, size: int = CHUNK_BYTES) -> list[Ch
         crlf = data.find(b"\n\r\n", start + size, len(data) if lf < 0 else lf)  # never past the LF cut
         cut = crlf if crlf >= 0 else lf
         end = cut + 1 if cut >= 0 else len(data)
-        ids = data.count(b"\n\n", start, end) + data.count(b"\n\r\n", start, end) + 1
+        text = data[start:end]
+        ids = text.count(b"\n\n") + text.count(b"\n\r\n") + 1
         chunks.append(Chunk(start, end, line, next_id, ids))
-        line += data.count(b"\n", start, end)
+        line += text.count(b"\n")
         next_id += ids
         start = end
     return chunks
@@ -143,14 +153,13 @@ class EntryPreparer:
         self.uuids = TimeUUIDs(options.clock_seq + lane)
         self._keys: dict[str, str] = {}  # attribute description -> Entry.attrs key, for defined types
 
-    def prepare_chunk(self, data: bytes, chunk: Chunk) -> ChunkResult:
+    def prepare_chunk(self, data: LDIFData, chunk: Chunk) -> ChunkResult:
         options = self.options
         outcomes: list[Prepared | Refused] = []
         index = IndexBatch(self.codec)
         eid = chunk.first_id
-        records = parse_ldif(
-            data[chunk.start : chunk.end], first_line=chunk.first_line, header=chunk.start == 0
-        )
+        text = data[chunk.start : chunk.end]
+        records = parse_ldif(text, first_line=chunk.first_line, header=chunk.start == 0)
         try:
             for record in records:
                 if record.line < options.skip_to:
@@ -164,7 +173,7 @@ class EntryPreparer:
                 eid += 1
         except LDIFError as exc:
             outcomes.append(Refused(exc.line or 0, (), f"could not parse entry ({exc})", True))
-        last_line = chunk.first_line + data.count(b"\n", chunk.start, chunk.end)
+        last_line = chunk.first_line + text.count(b"\n")
         return ChunkResult(outcomes, index.sealed(), last_line, chunk.first_id + chunk.ids)
 
     def prepare(self, record: Any, eid: int) -> tuple[Prepared | Refused, Entry | None]:
@@ -418,7 +427,7 @@ class Writer:
 
 # --- worker processes -----------------------------------------------------------------------------------------
 
-_worker_data: bytes = b""  # the LDIF, set before the pool forks
+_worker_data: LDIFData = b""  # the LDIF, set before the pool forks
 _worker_preparer: EntryPreparer | None = None
 _worker_setup: tuple[Schema, EntryCodec, LoadOptions] | None = None
 
@@ -444,12 +453,12 @@ def _worker_ready() -> None:
 
 
 def load_ldif(
-    data: bytes, schema: Schema, codec: EntryCodec, options: LoadOptions, open_db: Any, err: TextIO
+    data: LDIFData, schema: Schema, codec: EntryCodec, options: LoadOptions, open_db: Any, err: TextIO
 ) -> tuple[Writer, Any]:
     """Load `data` into the database `open_db()` opens; returns the writer (counts, errors) and the database,
     still open (the caller syncs and closes it). Workers are started before the database is opened."""
     global _worker_data, _worker_setup
-    progress = Progress(data.count(b"\n") + 1, err)
+    progress = Progress(count_lines(data) + 1, err)
     pool = None
     workers = options.workers
     try:

@@ -13,6 +13,7 @@ then every `database` of the config in order (monitor included), from 1.
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import sys
 import time
@@ -142,12 +143,16 @@ def run_tool(name: str, body, args: argparse.Namespace) -> int:
 # --- pyldapd add (slapadd) ------------------------------------------------------------------------------------
 
 
-def read_input(path: str | None) -> bytes:
+def read_input(path: str | None) -> bytes | mmap.mmap:
+    """The LDIF: standard input read whole, a file mapped (read-only; the load's workers share its pages)."""
     if path is None or path == "-":
         return sys.stdin.buffer.read()
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            try:
+                return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):  # empty, or not mappable (a pipe given as a path)
+                return handle.read()
     except OSError as exc:
         raise ToolError(f"{path}: {exc.strerror}") from None
 
@@ -196,6 +201,8 @@ def cmd_add(args: argparse.Namespace) -> int:
             db.sync()
     finally:
         db.close()
+        if isinstance(data, mmap.mmap):
+            data.close()
     if args.verbose:
         print(f"added {writer.added} entries", file=err)
     # with -c, slapadd skips bad entries (exit 0) but not entries the database refuses, missing parents or
