@@ -17,7 +17,7 @@ it, and its index keys are computed when it is stored); entries whose parent nev
 Ids of records that were not stored (errors, comments) are gaps, which nothing depends on.
 
 Workers are forked before the database is opened (an LMDB environment must not cross a fork) and inherit the
-LDIF bytes, so only offsets go to them; at most two chunks per worker are in flight, which bounds memory. Each
+LDIF (a mapped file, or the bytes read from standard input), so only offsets go to them; at most two chunks per worker are in flight, which bounds memory. Each
 worker stamps CSNs in its own lane of the counter field (`CSNGenerator` lanes), so no two entries share one.
 """
 
@@ -344,28 +344,21 @@ class Writer:
         txn.reserve_ids(result.end_id)
         txn.add_index_batch(result.index, unstored)
 
-    def exists(self, txn: Any, ndn: str) -> bool:
-        return ndn in self.dry_added or (txn is not None and txn.exists(ndn))
-
     def store(self, txn: Any, prepared: Prepared) -> bool:
         """Store one record with the index keys of its chunk (True), or report it or make it wait (False)."""
-        ndn = prepared.ndn
-        if self.exists(txn, ndn):
+        state = self._store_one(txn, prepared, index=False)
+        if state == "exists":
             self.refuse_existing(prepared)
             return False
-        if ndn != self.suffix_ndn:
-            pndn = parent_dn(ndn)
-            if not self.exists(txn, pndn):
-                self.waiting.setdefault(pndn, []).append((self.records, prepared))
-                return False
-        self._put(txn, prepared, index=False)
-        stack = [child for _, child in reversed(self.waiting.pop(ndn, ()))]
+        if state == "no parent":
+            self.waiting.setdefault(parent_dn(prepared.ndn), []).append((self.records, prepared))
+            return False
+        stack = [child for _, child in reversed(self.waiting.pop(prepared.ndn, ()))]
         while stack:  # children that came first, stored now with index keys of their own
             child = stack.pop()
-            if self.exists(txn, child.ndn):
+            if self._store_one(txn, child, index=True) == "exists":
                 self.refuse_existing(child)
                 continue
-            self._put(txn, child, index=True)
             stack.extend(grandchild for _, grandchild in reversed(self.waiting.pop(child.ndn, ())))
         return True
 
@@ -376,14 +369,22 @@ class Writer:
             "Key/data pair already exists (-30799)"
         )
 
-    def _put(self, txn: Any, prepared: Prepared, *, index: bool) -> None:
+    def _store_one(self, txn: Any, prepared: Prepared, *, index: bool) -> str:
+        """ "stored", or why not: "exists", "no parent" (txn None, -u: against what this load stored)."""
+        ndn = prepared.ndn
         if txn is None:
-            self.dry_added.add(prepared.ndn)
+            if ndn in self.dry_added:
+                return "exists"
+            if ndn != self.suffix_ndn and parent_dn(ndn) not in self.dry_added:
+                return "no parent"
+            self.dry_added.add(ndn)
         else:
             try:
-                txn.add_encoded(prepared.eid, prepared.ndn, prepared.record, index=index)
-            except (AlreadyExists, NoSuchEntry) as exc:  # checked just before: a bug if it happens
-                raise RuntimeError(f"{prepared.dn}: {exc}") from exc
+                txn.add_encoded(prepared.eid, ndn, prepared.record, index=index)
+            except AlreadyExists:
+                return "exists"
+            except NoSuchEntry:
+                return "no parent"
         self.added += 1
         if prepared.csn is not None:
             try:
@@ -391,6 +392,7 @@ class Writer:
                 self.max_csns.update_csn(prepared.csn.decode())
             except ValueError:
                 pass
+        return "stored"
 
     def report_missing(self) -> None:
         """slapadd's "Error, entries missing!" report (with the number of the first record that named the missing

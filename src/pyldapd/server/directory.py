@@ -29,16 +29,13 @@ from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState, entry_uuid_bytes, write_tombstone
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
-    MOD_ADD,
-    MOD_REPLACE,
     add_rdn_values,
     apply_modifications,
+    check_changes,
     check_entry,
     check_no_user_modification,
-    check_request_values,
     entry_from_attributes,
     equality_key,
-    known_classes,
     normalize_or_fail,
     remove_rdn_values,
     resolve_type,
@@ -593,13 +590,7 @@ class Directory:
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
         self.check_shadow(backend, request.dn)
-        for change in request.changes:  # slapd's slap_mods_check, then its NO-USER-MODIFICATION check
-            at = resolve_type(self.schema, change.attr)
-            if change.operation in (MOD_ADD, MOD_REPLACE):
-                check_request_values(at, change.attr, change.values)
-                if at.key == "objectclass":
-                    known_classes(self.schema, change.values, change.attr)
-        check_no_user_modification(self.schema, (c.attr for c in request.changes))
+        check_changes(self.schema, request.changes)
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")

@@ -194,10 +194,12 @@ def check_entry(
 ) -> ObjectClass:
     """Schema checks slapd makes on every add, modify and rename, in its order; returns the structural object
     class. old_structural: the entry's structural class before a modify (it may not change)."""
+    typed: list[tuple[Attribute, AttributeType]] = []
     for attribute in entry.attrs.values():
         at, _ = schema.split_description(attribute.name)
         if at is None:
             raise LDAPError(ResultCode.undefinedAttributeType, f"{attribute.name}: attribute type undefined")
+        typed.append((attribute, at))
         if at.single_value and len(attribute.values) > 1:
             raise LDAPError(
                 ResultCode.constraintViolation, f"attribute '{attribute.name}' cannot have multiple values"
@@ -225,8 +227,7 @@ def check_entry(
     if rules.extensible:
         return rules.structural
     verdicts = rules.verdicts
-    for attribute in entry.attrs.values():
-        at, _ = schema.split_description(attribute.name)
+    for attribute, at in typed:
         if at.operational:
             continue
         allowed = verdicts.get(at.key)
@@ -303,8 +304,21 @@ def normalize_or_fail(schema: Schema, dn: str) -> str:
 MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3
 
 
+def check_changes(schema: Schema, changes: Sequence) -> None:
+    """A ModifyRequest's changes on their own, as slapd's slap_mods_check and then its NO-USER-MODIFICATION
+    check: types defined, added and replacing values valid (`check_request_values`), known object classes."""
+    for change in changes:
+        at = resolve_type(schema, change.attr)
+        if change.operation in (MOD_ADD, MOD_REPLACE):
+            check_request_values(at, change.attr, change.values)
+            if at.key == OBJECT_CLASS:
+                known_classes(schema, change.values, change.attr)
+    check_no_user_modification(schema, (c.attr for c in changes))
+
+
 def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None:
-    """Apply a ModifyRequest's changes in order to `entry` (a private copy), as RFC 4511 section 4.6 says."""
+    """Apply a ModifyRequest's changes, checked by `check_changes`, in order to `entry` (a private copy), as
+    RFC 4511 section 4.6 says."""
     for change in changes:
         description = change.attr
         at = resolve_type(schema, description)
@@ -314,7 +328,6 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
         if op == MOD_ADD:
             if not change.values:
                 raise LDAPError(ResultCode.protocolError, f"modify/add: {description}: no values given")
-            validate_values(at, description, change.values)
             change_values = prettify(schema, at, change.values)
             if attribute is None:
                 attribute = entry.attrs[key] = Attribute(description, [])
@@ -350,17 +363,7 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
             else:
                 del entry.attrs[key]
         elif op == MOD_REPLACE:
-            validate_values(at, description, change.values)
             change_values = prettify(schema, at, change.values)
-            unique: dict[bytes, bytes] = {}
-            for index, value in enumerate(change_values):
-                normalized = equality_key(at, value)
-                if normalized in unique:
-                    raise LDAPError(
-                        ResultCode.attributeOrValueExists,
-                        f"modify/replace: {description}: value #{index} provided more than once",
-                    )
-                unique[normalized] = value
             entry.put(key, description if attribute is None else attribute.name, change_values)
         elif op == MOD_INCREMENT:
             if attribute is None:
