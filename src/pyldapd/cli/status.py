@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,17 @@ def add_parser(commands) -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON document")
     status.add_argument("--timeout", type=float, default=10.0, help="per-server network timeout (seconds)")
     status.add_argument("--wait", type=float, default=0.0, help="poll up to this many seconds for agreement")
+    status.add_argument(
+        "--conflicts",
+        action="store_true",
+        help="list each server's journal of replication conflicts (cn=Conflicts in cn=Monitor)",
+    )
+    status.add_argument(
+        "--state",
+        metavar="FILE",
+        default="",
+        help="remember each server's lag in FILE, to show a server that is down with its last known lag",
+    )
     return status
 
 
@@ -75,8 +87,12 @@ class NodeState:
     server_id: int | None = None
     base: str = ""
     context: dict[int, str] = field(default_factory=dict)
+    # a cn=Monitor with consumer states was readable (pyldapd's, or slapd's back-monitor)
     monitor: bool = False
     consumers: list[dict[str, Any]] = field(default_factory=list)
+    conflicts_total: int | None = None  # None: the server keeps no conflict journal (slapd)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    last_seen: dict[str, Any] | None = None  # for a server that is down: what --state FILE remembers of it
     entries: dict[str, tuple[str, str]] = field(default_factory=dict)  # entryUUID -> (dn, entryCSN)
 
 
@@ -163,19 +179,7 @@ async def read_node(target: Target, base: str, timeout: float) -> NodeState:
                 pass
         code, found = await search(client, MONITOR_DN, 2, "(objectClass=*)", ["*", "+"], timeout)
         if code == 0:
-            for entry in found:
-                if entry.dn.lower() == MONITOR_DN.lower() and first(entry, "pyldapdServerID"):
-                    state.monitor = True
-                    state.server_id = int(first(entry, "pyldapdServerID"))
-                elif first(entry, "pyldapdSyncRid"):
-                    rid = int(first(entry, "pyldapdSyncRid"))
-                    state.consumers.append({
-                        "rid": rid, "provider": first(entry, "labeledURI"),
-                        "searchbase": first(entry, "namingContexts"), "state": first(entry, "pyldapdSyncState"),
-                        "last_error": first(entry, "pyldapdLastError"),
-                        "conflicts": int(first(entry, "pyldapdConflicts", "0")),
-                    })  # fmt: skip
-            state.consumers.sort(key=lambda c: c["rid"])
+            read_monitor(state, found)
         manage = [Control(ctl.MANAGE_DSA_IT, False, None), Control(ctl.PAGED_RESULTS, False, b"")]
         code, found = await search(client, state.base, 2, "(objectClass=*)", ["entryUUID", "entryCSN"], timeout,
                                    manage)  # fmt: skip
@@ -190,6 +194,77 @@ async def read_node(target: Target, base: str, timeout: float) -> NodeState:
         if client is not None:
             client.close()
     return state
+
+
+def read_monitor(state: NodeState, found: list[ldap.SearchResultEntry]) -> None:
+    """Server ID, consumers and conflict journal from a cn=Monitor tree: pyldapd's own attributes, or those of
+    slapd's back-monitor (2.5 and later publish one olmSyncReplInstance entry per consumer, under its database:
+    olmSRProviderURIList, olmSRSyncPhase, olmSRLastContact, olmSRLastCookieRcvd/Sent, ...)."""
+    sid_from_cookie: int | None = None
+    for entry in found:
+        classes = {c.lower() for c in values(entry, "objectClass")}
+        if entry.dn.lower() == MONITOR_DN.lower() and first(entry, "pyldapdServerID"):
+            state.monitor = True
+            state.server_id = int(first(entry, "pyldapdServerID"))
+        elif first(entry, "pyldapdSyncRid") and first(entry, "pyldapdSyncState"):
+            state.monitor = True
+            state.consumers.append({
+                "rid": int(first(entry, "pyldapdSyncRid")), "provider": first(entry, "labeledURI"),
+                "searchbase": first(entry, "namingContexts"), "state": first(entry, "pyldapdSyncState"),
+                "last_error": first(entry, "pyldapdLastError"),
+                "conflicts": int(first(entry, "pyldapdConflicts", "0")),
+            })  # fmt: skip
+        elif "olmsyncreplinstance" in classes or first(entry, "olmSRSyncPhase"):
+            state.monitor = True
+            name = first(entry, "cn")  # "Consumer 001": slapd names the entry after the rid
+            digits = "".join(ch for ch in name if ch.isdigit())
+            sent = first(entry, "olmSRLastCookieSent")
+            cookie_sid = cookie_field(sent, "sid")
+            if cookie_sid is not None:
+                sid_from_cookie = cookie_sid
+            state.consumers.append({
+                "rid": int(digits) if digits else 0,
+                "provider": " ".join(values(entry, "olmSRProviderURIList")),
+                "searchbase": "", "state": first(entry, "olmSRSyncPhase").lower(),
+                "last_error": first(entry, "olmSRLastError"),  # not in 2.5; harmless when absent
+                "conflicts": None,
+                "last_contact": first(entry, "olmSRLastContact"),
+                "last_cookie": first(entry, "olmSRLastCookieRcvd"),
+            })  # fmt: skip
+        elif first(entry, "pyldapdConflictKind"):
+            state.conflicts.append({
+                "number": int("0" + "".join(ch for ch in first(entry, "cn") if ch.isdigit())),
+                "kind": first(entry, "pyldapdConflictKind"), "dn": first(entry, "pyldapdConflictDN"),
+                "winner_csn": first(entry, "pyldapdWinnerCSN"), "loser_csn": first(entry, "pyldapdLoserCSN"),
+                "winner_sid": int(first(entry, "pyldapdWinnerServerID", "-1")),
+                "loser_sid": int(first(entry, "pyldapdLoserServerID", "-1")),
+                "rid": int(first(entry, "pyldapdSyncRid", "0")), "time": first(entry, "createTimestamp"),
+                "resolution": first(entry, "description"),
+            })  # fmt: skip
+        elif entry.dn.lower().startswith("cn=conflicts,") and first(entry, "monitorCounter"):
+            state.conflicts_total = (state.conflicts_total or 0) + int(first(entry, "monitorCounter"))
+    for conflict in state.conflicts:
+        for key in ("winner_sid", "loser_sid"):
+            if conflict[key] < 0:
+                conflict[key] = None
+    if state.conflicts and state.conflicts_total is None:
+        state.conflicts_total = len(state.conflicts)
+    state.conflicts.sort(key=lambda c: (c["time"], c["number"]))
+    state.consumers.sort(key=lambda c: c["rid"])
+    if state.server_id is None and sid_from_cookie is not None:
+        # a multi-provider slapd consumer sends its own server ID in its cookie (rid=001,sid=002,...)
+        state.server_id = sid_from_cookie
+
+
+def cookie_field(cookie: str, name: str) -> int | None:
+    for part in cookie.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == name:
+            try:
+                return int(value.strip(), 16 if name == "sid" else 10)
+            except ValueError:
+                return None
+    return None
 
 
 # -- comparing ----------------------------------------------------------------------------------------------
@@ -265,10 +340,19 @@ def compare(nodes: list[NodeState], base: str) -> dict[str, Any]:
                             "dns": dns if len(dns) > 1 else None})  # fmt: skip
     differences.sort(key=lambda d: d["dn"].lower())
     contexts_agree = len({tuple(sorted(n.context.items())) for n in live}) <= 1
+    # a server that is down: how old is the newest change of its server ID that the others hold (no state needed)
+    down: dict[str, Any] = {}
+    overall = max(newest.values(), default="")
+    for node in nodes:
+        if node.error and node.server_id is not None and node.server_id in newest and overall:
+            csn = newest[node.server_id]
+            down[node.url] = {"server_id": node.server_id, "csn": csn,
+                              "behind": round(csn_seconds(overall) - csn_seconds(csn), 6)}  # fmt: skip
     agree = (not [n for n in nodes if n.error] and contexts_agree and all(s["agree"] for s in subtrees)
              and not differences)  # fmt: skip
     return {"newest": {f"{s:03x}": c for s, c in sorted(newest.items())}, "lag": lag, "subtrees": subtrees,
-            "differences": differences, "contexts_agree": contexts_agree, "agree": agree}  # fmt: skip
+            "differences": differences, "contexts_agree": contexts_agree, "agree": agree,
+            "down": down}  # fmt: skip
 
 
 # -- output -------------------------------------------------------------------------------------------------
@@ -288,6 +372,10 @@ def report(nodes: list[NodeState], result: dict[str, Any]) -> dict[str, Any]:
                 "lag": result["lag"].get(n.url),
                 "consumers": n.consumers if n.monitor else None,
                 "entries": len(n.entries),
+                "conflicts_total": n.conflicts_total,
+                "conflicts": n.conflicts if n.conflicts_total is not None else None,
+                "last_seen": n.last_seen,
+                "last_change_seen_by_others": result.get("down", {}).get(n.url),
             }
             for n in nodes
         ],  # fmt: skip
@@ -298,12 +386,34 @@ def report(nodes: list[NodeState], result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def print_text(nodes: list[NodeState], result: dict[str, Any], out) -> None:
+def conflict_line(c: dict[str, Any]) -> str:
+    def side(csn: str, sid: int | None) -> str:
+        return f"{csn or 'unknown'}" + (f" (sid {sid:03x})" if sid is not None else "")
+
+    return (f"#{c['number']} {c['time']} {c['kind']} {c['dn']}: winner {side(c['winner_csn'], c['winner_sid'])}, "
+            f"loser {side(c['loser_csn'], c['loser_sid'])}: {c['resolution']}")  # fmt: skip
+
+
+def print_down(node: NodeState, result: dict[str, Any], out) -> None:
+    """What is known of a server that did not answer: its last state from --state, and the others' view."""
+    if node.last_seen:
+        lag = node.last_seen.get("lag")
+        text = "n/a" if lag is None else f"{lag:.3f} s"
+        print(f"  last seen {node.last_seen.get('time', '?')}: lag {text}, contextCSN "
+              f"{' '.join(node.last_seen.get('contextCSN', {}).values()) or '(none)'}", file=out)  # fmt: skip
+    seen = result.get("down", {}).get(node.url)
+    if seen:
+        print(f"  newest change from server ID {seen['server_id']:03x} held by the others: {seen['csn']} "
+              f"({seen['behind']:.3f} s before the newest change of the cluster)", file=out)  # fmt: skip
+
+
+def print_text(nodes: list[NodeState], result: dict[str, Any], out, show_conflicts: bool = False) -> None:
     for node in nodes:
         sid = "n/a" if node.server_id is None else str(node.server_id)
         print(f"server {node.url}", file=out)
         if node.error:
             print(f"  UNREACHABLE: {node.error}", file=out)
+            print_down(node, result, out)
             continue
         print(f"  serverID {sid}  {node.vendor}  {len(node.entries)} entries under {node.base}", file=out)
         lags = result["lag"].get(node.url, {})
@@ -318,13 +428,29 @@ def print_text(nodes: list[NodeState], result: dict[str, Any], out) -> None:
         overall = "n/a" if not worst else ("missing sids" if None in worst else f"{max(worst):.3f} s")
         print(f"  lag behind the most advanced server: {overall}", file=out)
         if not node.monitor:
-            print("  syncrepl: n/a (no pyldapd cn=Monitor)", file=out)
+            print("  syncrepl: n/a (cn=Monitor not readable: slapd needs `database monitor`)", file=out)
         elif not node.consumers:
             print("  syncrepl: no consumers", file=out)
         for c in node.consumers:
             error = f"  (last error: {c['last_error']})" if c["last_error"] else ""
-            print(f"  syncrepl rid={c['rid']:03d} {c['provider']} {c['state']} conflicts={c['conflicts']}{error}",
-                  file=out)  # fmt: skip
+            if c["conflicts"] is None:  # slapd: phase, last contact and cookie from its back-monitor
+                contact = f" last contact {c['last_contact']}" if c.get("last_contact") else ""
+                cookie = f" cookie {c['last_cookie']}" if c.get("last_cookie") else ""
+                print(
+                    f"  syncrepl rid={c['rid']:03d} {c['provider']} {c['state']}{contact}{cookie}{error}",
+                    file=out,
+                )
+            else:
+                print(f"  syncrepl rid={c['rid']:03d} {c['provider']} {c['state']} conflicts={c['conflicts']}{error}",
+                      file=out)  # fmt: skip
+        if node.conflicts_total is None:
+            if node.monitor:
+                print("  conflicts: n/a (this server keeps no conflict journal)", file=out)
+        else:
+            kept = f", the last {len(node.conflicts)} listed" if show_conflicts and node.conflicts else ""
+            print(f"  conflicts: {node.conflicts_total} recorded since start{kept}", file=out)
+            for c in node.conflicts if show_conflicts else []:
+                print("    " + conflict_line(c), file=out)
     print("convergence (digest of entryUUID and entryCSN per subtree):", file=out)
     for subtree in result["subtrees"]:
         digests = subtree["digests"]
@@ -424,14 +550,59 @@ def run(args: argparse.Namespace, out=None) -> int:
     deadline = time.monotonic() + max(args.wait, 0.0)
     while True:
         nodes = asyncio.run(gather(targets, base, args.timeout))
+        if args.state:
+            recall(args.state, nodes)
         common = base or next((n.base for n in nodes if n.base), "")
         result = compare(nodes, common)
         if result["agree"] or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
+    if args.state:
+        remember(args.state, nodes, result)
     if args.json:
         json.dump(report(nodes, result), out, indent=2)
         out.write("\n")
     else:
-        print_text(nodes, result, out)
+        print_text(nodes, result, out, show_conflicts=args.conflicts)
     return 0 if result["agree"] else 1
+
+
+# -- the state file (--state): a server that is down is shown with its last known lag --------------------------
+
+
+def load_state(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def recall(path: str, nodes: list[NodeState]) -> None:
+    known = load_state(path)
+    for node in nodes:
+        seen = known.get(node.url)
+        if node.error and isinstance(seen, dict):
+            node.last_seen = seen
+            if node.server_id is None and isinstance(seen.get("server_id"), int):
+                node.server_id = seen["server_id"]
+
+
+def remember(path: str, nodes: list[NodeState], result: dict[str, Any]) -> None:
+    """Each answering server's lag and state, written atomically; servers that are down keep their entry."""
+    known = load_state(path)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for node in nodes:
+        if node.error:
+            continue
+        lags = [v for v in (result["lag"].get(node.url) or {}).values() if v is not None]
+        known[node.url] = {"time": now, "server_id": node.server_id, "lag": max(lags) if lags else None,
+                           "contextCSN": {f"{s:03x}": c for s, c in sorted(node.context.items())}}  # fmt: skip
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(temporary, "w") as handle:
+            json.dump(known, handle, indent=2)
+        os.replace(temporary, path)
+    except OSError as exc:
+        print(f"pyldapd status: cannot write {path}: {exc}", file=sys.stderr)

@@ -14,7 +14,7 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
-from pyldapd.model.csn import CSNSet, format_cookie, parse_cookie, sid_of
+from pyldapd.model.csn import CSNSet, format_cookie, parse_cookie, parse_csn, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.filter import parse_filter
@@ -22,6 +22,7 @@ from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.client import ClientError, LDAPClient
+from pyldapd.replication.conflicts import csn_sid, journal_of
 from pyldapd.replication.spec import SyncreplSpec
 from pyldapd.replication.state import Change, entry_uuid_bytes, read_tombstone, uuid_string, write_tombstone
 from pyldapd.server.directory import is_glue
@@ -328,18 +329,26 @@ class SyncConsumer:
             local = txn.by_uuid(entry_uuid)
             tombstone = read_tombstone(txn, entry_uuid) if local is None else None
             if local is None and tombstone is not None and tombstone >= incoming_csn:
-                self.conflict(
-                    f"entry {dn} (CSN {incoming_csn}) was deleted here later ({tombstone}): stays deleted"
-                )
+                if self.is_news(incoming_csn):
+                    self.conflict(
+                        "delete", dn, tombstone, incoming_csn, "a change older than its delete: stays deleted"
+                    )
             elif local is None:
+                if tombstone is not None and self.concurrent(tombstone, incoming_csn):
+                    self.conflict("delete", dn, incoming_csn, tombstone,
+                                  "deleted here, changed later there: the newer change brings it back")  # fmt: skip
                 existing = txn.get(ndn)
                 existing_csn = (existing.first("entrycsn") or b"").decode() if existing is not None else ""
                 if existing is not None and not is_glue(existing) and existing_csn >= incoming_csn:
                     # two servers added the same DN: the newer entry wins everywhere
-                    self.conflict(f"entry {dn} (CSN {incoming_csn}) lost to the local entry of the same DN "
-                                  f"({existing_csn})")  # fmt: skip
+                    if self.is_news(incoming_csn):
+                        self.conflict("add", dn, existing_csn, incoming_csn,
+                                      "two adds of one DN: the incoming, older one discarded")  # fmt: skip
                 elif existing is not None:
                     # a glue entry (or an older entry of another identity) holds the DN: the provider's replaces it
+                    if not is_glue(existing):
+                        self.conflict("add", dn, incoming_csn, existing_csn,
+                                      "two adds of one DN: the local, older one replaced")  # fmt: skip
                     change = self.replace_local(txn, existing, ndn, incoming, incoming_csn)
                 else:
                     self.add_with_glue(txn, ndn, self.merged(None, incoming), incoming_csn)
@@ -347,12 +356,15 @@ class SyncConsumer:
             else:
                 local_csn = (local.first("entrycsn") or b"").decode()
                 if not is_glue(local) and local_csn and local_csn >= incoming_csn:
-                    if local_csn > incoming_csn:
-                        self.conflict(f"entry {dn} from the provider (CSN {incoming_csn}) is older than ours "
-                                      f"({local_csn}): kept ours")  # fmt: skip
-                    else:
+                    if local_csn > incoming_csn and self.is_news(incoming_csn):
+                        self.conflict("modify", dn, local_csn, incoming_csn,
+                                      "the incoming change is older than the local entry: discarded")  # fmt: skip
+                    elif local_csn == incoming_csn:
                         self.note(f"entry {dn} unchanged")
                 else:
+                    if not is_glue(local) and self.concurrent(local_csn, incoming_csn):
+                        self.conflict("modify", dn, incoming_csn, local_csn,
+                                      "a local change not yet replicated, overridden by a newer one")  # fmt: skip
                     change = self.replace_local(txn, local, ndn, incoming, incoming_csn)
             if self.spec.schemachecking and change is not None and change.after is not None:
                 check_entry(schema, change.after, check_rdn=False)
@@ -414,6 +426,12 @@ class SyncConsumer:
             glue.put("modifytimestamp", "modifyTimestamp", [stamp])
             txn.add(glue)
             self.note(f"added glue entry {glue.dn}")
+            if (
+                self.backend.config.multiprovider
+            ):  # every node holds the whole tree: a missing parent is a conflict
+                self.conflict(
+                    "glue", glue.dn, csn, "", f"parent of {dn} missing here: created as a glue entry"
+                )
 
     def delete_by_uuid(self, entry_uuid: bytes, csn: str, cookie_csn: str | None,
                        covered_by: dict[int, str] | None = None) -> None:  # fmt: skip
@@ -425,11 +443,22 @@ class SyncConsumer:
                 local_csn = (local.first("entrycsn") or b"").decode()
                 held = covered_by.get(sid_of(local_csn)) if local_csn else None
                 if held is None or local_csn > held:
-                    local = None  # changed since the provider's state: not this delete's business
+                    # changed since the provider's state: the provider deleted a version it had not seen
+                    # (its delete CSN is known only from the cookie's delcsn; else csn was made here and means nothing)
+                    delete_csn = csn if csn_sid(csn) != self.directory.server_id else ""
+                    self.conflict("delete", local.dn, local_csn, delete_csn,
+                                  "deleted there, changed here since: the entry stays")  # fmt: skip
+                    local = None
             local_csn = (local.first("entrycsn") or b"").decode() if local is not None else ""
             if local is not None and cookie_csn is not None and local_csn > csn:
-                self.conflict(f"delete of {local.dn} (CSN {csn}) is older than the entry ({local_csn}): kept")
+                if self.is_news(csn):
+                    self.conflict(
+                        "delete", local.dn, local_csn, csn, "a delete older than the entry: the entry stays"
+                    )
                 local = None
+            elif local is not None and cookie_csn is not None and self.concurrent(local_csn, csn):
+                self.conflict("delete", local.dn, csn, local_csn,
+                              "a local change not yet replicated, overridden by a newer delete")  # fmt: skip
             if local is not None:
                 change = self.delete_local(txn, local, csn)
             if cookie_csn is not None:
@@ -456,6 +485,8 @@ class SyncConsumer:
             glue.put("entrycsn", "entryCSN", [csn.encode()])
             txn.modify(ndn, glue)
             self.note(f"{local.dn} has children: turned into a glue entry")
+            self.conflict("glue", local.dn, csn, (local.first("entrycsn") or b"").decode(),
+                          "deleted there, has children here: turned into a glue entry")  # fmt: skip
             return Change("delete", local, None, csn)
         self.delete_empty_glue_parents(txn, ndn)
         return Change("delete", local, None, csn)
@@ -493,10 +524,43 @@ class SyncConsumer:
             self.delete_by_uuid(entry_uuid_bytes(entry) or b"", self.directory.csn.next(), None)
         self.present = set()
 
-    def conflict(self, message: str) -> None:
-        """Every resolved conflict is visible: a log line and a counter (slapd only logs at debug level)."""
+    def conflict(self, kind: str, dn: str, winner_csn: str, loser_csn: str, resolution: str) -> None:
+        """Every resolved conflict is visible: a log line at the default level, a counter per consumer and the
+        database's journal (cn=Monitor). slapd only logs these at debug level."""
         self.conflicts += 1
-        self.log.error(f"syncrepl rid={self.rid:03d}: conflict: {message}")
+        record = journal_of(self.backend).record(kind, dn, winner_csn, loser_csn, resolution, self.rid)
+        self.log.error(f"syncrepl rid={self.rid:03d}: {record.log_text()}")
+
+    def is_news(self, csn: str) -> bool:
+        """An incoming change this node had not received before (the discarding side of a conflict): newer than
+        what the contextCSN vector holds of its server ID. An older one is a copy of a change seen already (a
+        full reload, a second path), whose conflict, if any, was recorded when it first came."""
+        held = self.backend.context.csns.as_dict().get(csn_sid(csn) or 0)
+        return held is None or csn > held
+
+    def concurrent(self, local_csn: str, incoming_csn: str) -> bool:
+        """Is the local version, overridden by a newer incoming change, a write the sender had not seen?
+
+        Only this node's own writes count (a version replicated here from elsewhere is recorded by its origin).
+        The rule: the origin of the incoming change (or the provider relaying it) had a persistent sync search
+        on this node, registered before the incoming change was made. From its registration on, every local
+        write is pushed to it in commit order, and its refresh sent whatever came before; so it had this node's
+        version when it made its own (up to the network's delay). Otherwise (the link was down, as in a
+        partition) the two writes were concurrent. The comparison uses the incoming CSN's time, so it is as
+        exact as the servers' clocks agree."""
+        own = self.directory.server_id
+        if not local_csn or csn_sid(local_csn) != own or local_csn >= incoming_csn:
+            return False
+        provider = self.backend.provider
+        senders = {csn_sid(incoming_csn), self.provider_sid} - {None}
+        try:
+            made = parse_csn(incoming_csn).time_us / 1_000_000
+        except ValueError:
+            return True
+        for ps in provider.psearches if provider is not None else []:
+            if ps.consumer_sid in senders and getattr(ps, "registered_at", made + 1) <= made:
+                return False
+        return True
 
     def status(self) -> dict[str, Any]:
         return {"rid": self.rid, "provider": self.spec.provider, "state": self.state,

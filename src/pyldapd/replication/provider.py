@@ -106,6 +106,8 @@ class PersistentSearch:
         self.rid = rid
         self.consumer_sid = consumer_sid
         self.manage_dsa_it = manage_dsa_it
+        # from here on every change is pushed to it: replication/consumer.py tells concurrent writes by it
+        self.registered_at = time.time()
 
 
 def in_scope(ndn: str, base_ndn: str, scope: Scope) -> bool:

@@ -34,6 +34,7 @@ from pyldapd.backends.base import Scope
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn
 from pyldapd.model.entry import Entry
 from pyldapd.protocol import ldap
+from pyldapd.replication.conflicts import conflict_monitor_entries, install_conflict_schema
 from pyldapd.server.errors import LDAPError
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def install_schema(schema) -> None:
     for oid, name, rest in MONITOR_SCHEMA:
         if schema.attribute_type(oid) is None and schema.attribute_type(name) is None:
             schema.load_text(f"attributetype ( {oid} NAME '{name}' {rest} )", "<monitor>")
+    install_conflict_schema(schema, ARC)
 
 
 class Monitor:
@@ -139,6 +141,7 @@ class Monitor:
             except Exception:  # a counter is not worth failing the search for
                 pass
             entries.append(db)
+            entries += conflict_monitor_entries(backend, db.dn, container)
 
         entries.append(container("cn=Syncrepl,cn=Monitor", "Syncrepl", "the syncrepl consumers"))
         for backend in directory.backends:
