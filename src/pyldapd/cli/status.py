@@ -203,6 +203,9 @@ def read_monitor(state: NodeState, found: list[ldap.SearchResultEntry]) -> None:
     sid_from_cookie: int | None = None
     for entry in found:
         classes = {c.lower() for c in values(entry, "objectClass")}
+        if entry.dn.lower() == MONITOR_DN.lower() and not state.vendor and first(entry, "monitoredInfo"):
+            # slapd's root DSE names no vendor; its monitor does: "OpenLDAP: slapd 2.5.13+dfsg-5 (...)"
+            state.vendor = first(entry, "monitoredInfo").replace(": ", " ", 1).split(" (", 1)[0].strip()
         if entry.dn.lower() == MONITOR_DN.lower() and first(entry, "pyldapdServerID"):
             state.monitor = True
             state.server_id = int(first(entry, "pyldapdServerID"))
@@ -445,7 +448,7 @@ def print_text(nodes: list[NodeState], result: dict[str, Any], out, show_conflic
                       file=out)  # fmt: skip
         if node.conflicts_total is None:
             if node.monitor:
-                print("  conflicts: n/a (this server keeps no conflict journal)", file=out)
+                print("  conflicts: not counted (no conflict journal in its cn=Monitor)", file=out)
         else:
             kept = f", the last {len(node.conflicts)} listed" if show_conflicts and node.conflicts else ""
             print(f"  conflicts: {node.conflicts_total} recorded since start{kept}", file=out)
