@@ -23,11 +23,12 @@ ADMIN = ["-x", "-D", ROOTDN, "-w", ROOTPW]
 PYLDAPD = [sys.executable, "-m", "pyldapd.cli.main"]
 
 
-def node_conf(directory, index: int, ports: list[int], links: dict[tuple[int, int], LinkProxy]) -> str:
+def node_conf(directory, index: int, ports: list[int], links: dict[tuple[int, int], LinkProxy],
+              sync_type: str = "refreshAndPersist") -> str:  # fmt: skip
     glob = "".join(f"serverID {i + 1} ldap://127.0.0.1:{port}/\n" for i, port in enumerate(ports))
     stanzas = "".join(
         f'syncrepl rid={j + 1:03d} provider={links[(index, j)].url} bindmethod=simple binddn="{ROOTDN}" '
-        f'credentials={ROOTPW} searchbase="{SUFFIX}" type=refreshAndPersist retry="1 +" timeout=3\n'
+        f'credentials={ROOTPW} searchbase="{SUFFIX}" type={sync_type} retry="1 +" timeout=3\n'
         for j in range(len(ports))
         if j != index
     )
@@ -159,6 +160,36 @@ def test_partition_conflicts_visible_on_both_nodes(tmp_path):
                 (NEW1.lower(), 1, 2),
                 (JDOE.lower(), 1, 2),
             }
+    finally:
+        for node in nodes:
+            node.stop()
+        for link in links.values():
+            link.close()
+
+
+def test_updates_in_turn_are_not_conflicts_with_refresh_only(tmp_path):
+    """refreshOnly polls: a node overriding its own write with a peer's later one, made after the peer's poll had
+    fetched it, is an ordinary update, not a conflict."""
+    ports = [free_port(), free_port()]
+    links = {(i, j): LinkProxy(ports[j]) for i in range(2) for j in range(2) if i != j}
+    nodes: list = []
+    try:
+        for index in range(2):
+            directory = tmp_path / f"node{index + 1}" / "db"
+            directory.mkdir(parents=True)
+            conf = node_conf(directory, index, ports, links, "refreshOnly interval=00:00:00:01")
+            nodes.append(start_pyldapd(tmp_path / f"node{index + 1}", conf, name=f"node{index + 1}",
+                                       port=ports[index], debug="0"))  # fmt: skip
+        one, two = nodes
+        add(one, BASE + "\n" + person("jdoe"))
+        wait_converged(nodes)
+        for turn in range(4):
+            node = nodes[turn % 2]
+            modify(node, f"dn: {JDOE}\nchangetype: modify\nreplace: description\ndescription: turn {turn}\n")
+            wait_converged(nodes)
+        assert [conflict_lines(n) for n in nodes] == [[], []]
+        assert [journal(n) for n in nodes] == [[], []]
+        assert "monitorCounter: 0" in monitor(one, "cn=Conflicts,cn=Database 1,cn=Databases,cn=Monitor")
     finally:
         for node in nodes:
             node.stop()

@@ -542,14 +542,21 @@ class SyncConsumer:
         """Is the local version, overridden by a newer incoming change, a write the sender had not seen?
 
         Only this node's own writes count (a version replicated here from elsewhere is recorded by its origin).
-        The rule: the origin of the incoming change (or the provider relaying it) had a persistent sync search
-        on this node, registered before the incoming change was made. From its registration on, every local
-        write is pushed to it in commit order, and its refresh sent whatever came before; so it had this node's
-        version when it made its own (up to the network's delay). Otherwise (the link was down, as in a
-        partition) the two writes were concurrent. The comparison uses the incoming CSN's time, so it is as
-        exact as the servers' clocks agree."""
+        The rule: the origin of the incoming change (or the provider relaying it) had the local version before
+        it made its own, if it had a persistent sync search on this node registered before then (from its
+        registration on, every local write is pushed to it in commit order), or a refresh that covered the local
+        version was sent to it before then (refreshOnly polls). Otherwise (the link was down, as in a partition)
+        the two writes were concurrent. "Then" is the time in the incoming CSN, so the rule is as exact as the
+        servers' clocks agree."""
         own = self.directory.server_id
-        if not local_csn or csn_sid(local_csn) != own or local_csn >= incoming_csn:
+        if not self.backend.config.multiprovider:
+            return False  # a plain consumer makes no writes of its own (and shares server ID 0 with its provider)
+        if (
+            not local_csn
+            or csn_sid(local_csn) != own
+            or csn_sid(incoming_csn) == own
+            or local_csn >= incoming_csn
+        ):
             return False
         provider = self.backend.provider
         senders = {csn_sid(incoming_csn), self.provider_sid} - {None}
@@ -557,9 +564,16 @@ class SyncConsumer:
             made = parse_csn(incoming_csn).time_us / 1_000_000
         except ValueError:
             return True
-        for ps in provider.psearches if provider is not None else []:
+        if provider is None:
+            return True
+        for ps in provider.psearches:
             if ps.consumer_sid in senders and getattr(ps, "registered_at", made + 1) <= made:
                 return False
+        # a refresh (refreshOnly polls too) that carried the local version to the sender before it wrote
+        for sid in senders:
+            for sent_at, covered in getattr(provider, "served", {}).get(sid, ()):
+                if covered >= local_csn and sent_at <= made:
+                    return False
         return True
 
     def status(self) -> dict[str, Any]:

@@ -128,6 +128,9 @@ class SyncProvider:
         self.schema = directory.schema
         self.log = directory.log
         self.psearches: list[PersistentSearch] = []
+        # per consumer server ID, its last refreshes: (when sent, this server's own CSN they covered); the
+        # consumer engine reads them to tell a concurrent write from a later one (replication/consumer.py)
+        self.served: dict[int, deque[tuple[float, str]]] = {}
         self.session_log = SessionLog(settings.sessionlog, backend.context.csns.as_dict())
         self.ops_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
@@ -303,6 +306,10 @@ class SyncProvider:
                             send_entry(entry)
                     end_cookie = self.full_cookie(rid)
         encoded_cookie = end_cookie.encode() if end_cookie is not None else None
+        if consumer_sid is not None:
+            self.served.setdefault(consumer_sid, deque(maxlen=16)).append(
+                (time.time(), provider_state.get(own, ""))
+            )
         if persist:
             if refresh_deletes:
                 info: ctl.SyncInfo = ctl.SyncInfoRefreshDelete(encoded_cookie, True)
