@@ -195,3 +195,82 @@ def test_updates_in_turn_are_not_conflicts_with_refresh_only(tmp_path):
             node.stop()
         for link in links.values():
             link.close()
+
+
+def test_delete_versus_modify_conflicts_on_both_nodes(tmp_path):
+    """Across a partition one node deletes an entry and the other modifies it; the newer change wins on both
+    nodes and both record the conflict (kind `delete`), whichever is newer."""
+    ports = [free_port(), free_port()]
+    links = {(i, j): LinkProxy(ports[j]) for i in range(2) for j in range(2) if i != j}
+    nodes: list = []
+    x, y = f"uid=x,{PEOPLE}", f"uid=y,{PEOPLE}"
+
+    def partition() -> None:
+        for link in links.values():
+            link.cut()
+        wait_for(lambda: all(consumer_states(n) != ["persisting"] for n in nodes), 30, "the partition")
+
+    def heal(first: tuple[int, int], node, count: int) -> None:
+        # one direction first, so that each node sees the other's version (see the test above)
+        links[first].heal()
+        wait_for(lambda: len(journal(node)) >= count, 30, f"{node.name}'s journal")
+        for link in links.values():
+            link.heal()
+        wait_converged(nodes)
+
+    def delete(node, dn: str) -> None:
+        result = ldap_tool("ldapdelete", "-H", node.url, *ADMIN, dn)
+        assert result.returncode == 0, result.stderr
+
+    try:
+        for index in range(2):
+            directory = tmp_path / f"node{index + 1}" / "db"
+            directory.mkdir(parents=True)
+            nodes.append(start_pyldapd(tmp_path / f"node{index + 1}", node_conf(directory, index, ports, links),
+                                       name=f"node{index + 1}", port=ports[index], debug="0"))  # fmt: skip
+        one, two = nodes
+        add(one, BASE + "\n" + person("x"))
+        wait_converged(nodes)
+        # both server IDs in both contextCSNs, as in a mesh where both nodes write: refreshes then replay
+        # deletes with their CSNs from the session log (a present phase cannot tell a delete at the provider
+        # from an add it has not received yet)
+        add(two, person("y"))
+        wait_converged(nodes)
+        wait_for(
+            lambda: all(consumer_states(n) == ["persisting"] for n in nodes), 30, "both consumers persisting"
+        )
+
+        # x: deleted on node 2, modified later on node 1: the modify wins, x stays everywhere
+        partition()
+        delete(two, x)
+        modify(one, f"dn: {x}\nchangetype: modify\nreplace: description\ndescription: kept\n")
+        modified = entry_csn(one, x)
+        heal((0, 1), one, 1)
+        assert [entry_csn(n, x) for n in nodes] == [modified, modified]
+        wait_for(lambda: len(journal(two)) >= 1, 20, "node 2's journal")
+        for node in nodes:
+            [record] = [r for r in journal(node) if r["pyldapdConflictDN"].lower() == x.lower()]
+            assert record["pyldapdConflictKind"] == "delete" and record["pyldapdWinnerCSN"] == modified
+            assert record["pyldapdLoserServerID"] == "2" and record["pyldapdLoserCSN"] < modified
+            assert any(x in line and modified in line for line in conflict_lines(node))
+
+        # y: modified on node 1, deleted later on node 2: the delete wins, y is gone everywhere
+        partition()
+        modify(one, f"dn: {y}\nchangetype: modify\nreplace: description\ndescription: lost\n")
+        lost = entry_csn(one, y)
+        delete(two, y)
+        heal((1, 0), two, 2)
+        for node in nodes:
+            result = ldap_tool("ldapsearch", "-H", node.url, *ADMIN, "-b", y, "-s", "base")
+            assert result.returncode == 32, result.stdout
+        wait_for(lambda: len(journal(one)) >= 2, 20, "node 1's journal")
+        for node in nodes:
+            [record] = [r for r in journal(node) if r["pyldapdConflictDN"].lower() == y.lower()]
+            assert record["pyldapdConflictKind"] == "delete" and record["pyldapdLoserCSN"] == lost
+            assert record["pyldapdWinnerServerID"] == "2" and record["pyldapdWinnerCSN"] > lost
+            assert any(y in line and lost in line for line in conflict_lines(node))
+    finally:
+        for node in nodes:
+            node.stop()
+        for link in links.values():
+            link.close()

@@ -58,7 +58,9 @@ def test_status_reads_slapd_monitor_and_remembers_a_down_node(tmp_path):
         slapd_node = report["servers"][1]
         assert slapd_node["server_id"] == 2 and slapd_node["vendor"].startswith("OpenLDAP")
         [consumer] = slapd_node["consumers"]
-        assert consumer["rid"] == 1 and consumer["provider"] == urls[0] + "/" and consumer["state"] == "persist"
+        assert (
+            consumer["rid"] == 1 and consumer["provider"] == urls[0] + "/" and consumer["state"] == "persist"
+        )
         assert consumer["last_contact"] and consumer["last_cookie"].startswith("rid=001,sid=001,csn=")
         assert slapd_node["conflicts_total"] is None  # slapd keeps no conflict journal
 

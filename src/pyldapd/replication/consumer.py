@@ -200,9 +200,8 @@ class SyncConsumer:
                 cookie = parse_cookie(info.cookie) if info.cookie else None
                 delete_csn = (cookie.delcsn if cookie else None) or self.directory.csn.next()
                 for entry_uuid in info.uuids:
-                    self.delete_by_uuid(
-                        entry_uuid, delete_csn, None, covered_by=cookie.csns if cookie else None
-                    )
+                    self.delete_by_uuid(entry_uuid, delete_csn, None, covered_by=cookie.csns if cookie else None,
+                                        csn_known=bool(cookie and cookie.delcsn))  # fmt: skip
             else:
                 self.present.update(info.uuids)
         elif isinstance(info, ctl.SyncInfoRefreshPresent | ctl.SyncInfoRefreshDelete):
@@ -434,8 +433,11 @@ class SyncConsumer:
                 )
 
     def delete_by_uuid(self, entry_uuid: bytes, csn: str, cookie_csn: str | None,
-                       covered_by: dict[int, str] | None = None) -> None:  # fmt: skip
+                       covered_by: dict[int, str] | None = None, csn_known: bool = False) -> None:  # fmt: skip
+        """csn is the delete's own when it came with it (persist cookie, or a refresh's delcsn): then the
+        newer of the delete and the local entry wins; otherwise (present phase) the provider's word stands."""
         backend = self.backend
+        csn_known = csn_known or cookie_csn is not None
         change = None
         with backend.db.write() as txn:
             local = txn.by_uuid(entry_uuid)
@@ -450,13 +452,13 @@ class SyncConsumer:
                                   "deleted there, changed here since: the entry stays")  # fmt: skip
                     local = None
             local_csn = (local.first("entrycsn") or b"").decode() if local is not None else ""
-            if local is not None and cookie_csn is not None and local_csn > csn:
+            if local is not None and csn_known and local_csn > csn:
                 if self.is_news(csn):
                     self.conflict(
                         "delete", local.dn, local_csn, csn, "a delete older than the entry: the entry stays"
                     )
                 local = None
-            elif local is not None and cookie_csn is not None and self.concurrent(local_csn, csn):
+            elif local is not None and csn_known and self.concurrent(local_csn, csn):
                 self.conflict("delete", local.dn, csn, local_csn,
                               "a local change not yet replicated, overridden by a newer delete")  # fmt: skip
             if local is not None:
