@@ -274,3 +274,53 @@ def test_delete_versus_modify_conflicts_on_both_nodes(tmp_path):
             node.stop()
         for link in links.values():
             link.close()
+
+
+def test_delete_of_a_parent_versus_add_of_a_child_makes_glue_on_both_nodes(tmp_path):
+    """Across a partition node 1 deletes ou=Groups and node 2 adds an entry under it: node 2 keeps the parent as a
+    glue entry (it has a child here) and node 1 creates it as glue (the child's parent is missing); both record a
+    `glue` conflict, and the child is on both nodes."""
+    ports = [free_port(), free_port()]
+    links = {(i, j): LinkProxy(ports[j]) for i in range(2) for j in range(2) if i != j}
+    nodes: list = []
+    groups = f"ou=Groups,{SUFFIX}"
+    child = f"cn=team,{groups}"
+    try:
+        for index in range(2):
+            directory = tmp_path / f"node{index + 1}" / "db"
+            directory.mkdir(parents=True)
+            nodes.append(start_pyldapd(tmp_path / f"node{index + 1}", node_conf(directory, index, ports, links),
+                                       name=f"node{index + 1}", port=ports[index], debug="0"))  # fmt: skip
+        one, two = nodes
+        add(one, BASE)
+        wait_converged(nodes)
+        add(two, person("y"))  # both server IDs in both states (see the test above)
+        wait_converged(nodes)
+        wait_for(
+            lambda: all(consumer_states(n) == ["persisting"] for n in nodes), 30, "both consumers persisting"
+        )
+
+        for link in links.values():
+            link.cut()
+        wait_for(lambda: all(consumer_states(n) != ["persisting"] for n in nodes), 30, "the partition")
+        result = ldap_tool("ldapdelete", "-H", one.url, *ADMIN, groups)
+        assert result.returncode == 0, result.stderr
+        add(two, f"dn: {child}\nobjectClass: groupOfNames\ncn: team\nmember: {ROOTDN}\n")
+        links[(1, 0)].heal()  # node 2 first receives the delete of the parent of its new entry
+        wait_for(lambda: len(journal(two)) >= 1, 30, "node 2's journal")
+        links[(0, 1)].heal()
+        wait_for(lambda: len(journal(one)) >= 1, 30, "node 1's journal")
+        for node in nodes:
+            [record] = journal(node)
+            assert (
+                record["pyldapdConflictKind"] == "glue"
+                and record["pyldapdConflictDN"].lower() == groups.lower()
+            )
+            assert any(groups in line and "glue" in line for line in conflict_lines(node))
+            result = ldap_tool("ldapsearch", "-H", node.url, *ADMIN, "-b", child, "-s", "base", "1.1")
+            assert result.returncode == 0, result.stderr
+    finally:
+        for node in nodes:
+            node.stop()
+        for link in links.values():
+            link.close()
