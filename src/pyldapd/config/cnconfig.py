@@ -224,6 +224,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcArgsFile", [config.argsfile] if config.argsfile else []),
         ("olcPidFile", [config.pidfile] if config.pidfile else []),
         ("olcLogLevel", level_words(config.loglevel)),
+        ("olcLogFile", [config.logfile] if config.logfile else []),
         ("olcIdleTimeout", [str(config.idletimeout)] if config.idletimeout else []),
         ("olcToolThreads", [str(config.tool_threads)] if config.tool_threads else []),
         ("olcServerID", [f"{sid} {url}".strip() for sid, url in config.server_ids]),
@@ -351,6 +352,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
         raise ValueError("no cn=config entry")
     config.argsfile = first(root, "olcArgsFile")
     config.pidfile = first(root, "olcPidFile")
+    config.logfile = first(root, "olcLogFile")
     levels = [word for value in values(root, "olcLogLevel") for word in value.split()]
     try:
         config.loglevel = parse_log_level(levels) if levels else 0

@@ -53,6 +53,24 @@ def parse_log_level(words: list[str]) -> int:
     return level
 
 
+def parse_logfile_rotate(words: list[str], error) -> tuple[int, int, int]:
+    """OpenLDAP 2.6's `logfile-rotate <max> <Mbytes> <hours>`: max 1..99, Mbytes and hours >= 0, not both 0.
+    `error(text)` makes the exception to raise (a file:line one for slapd.conf)."""
+    if len(words) != 3:
+        raise error("logfile-rotate: usage is logfile-rotate <max> <Mbytes> <hours>")
+    try:
+        keep, mbytes, hours = (int(w, 10) for w in words)
+    except ValueError:
+        raise error(f"logfile-rotate: invalid number in {' '.join(words)!r}") from None
+    if not 1 <= keep <= 99:
+        raise error(f"logfile-rotate: max {keep} must be in the range 1-99")
+    if mbytes < 0 or hours < 0:
+        raise error("logfile-rotate: Mbytes and hours must not be negative")
+    if mbytes == 0 and hours == 0:
+        raise error("logfile-rotate: at least one of Mbytes or hours must be non-zero")
+    return keep, mbytes, hours
+
+
 SECURITY_FACTORS = (
     "ssf", "transport", "tls", "sasl", "update_ssf", "update_transport", "update_tls", "update_sasl",
     "simple_bind",
@@ -162,6 +180,9 @@ class ServerConfig:
     pidfile: str = ""
     argsfile: str = ""
     loglevel: int = LOG_LEVELS["stats"]
+    logfile: str = ""  # `logfile` / olcLogFile: debug lines copied to this file
+    logfile_only: bool = False  # OpenLDAP 2.6 `logfile-only`: not to stderr as well
+    logfile_rotate: tuple[int, int, int] | None = None  # OpenLDAP 2.6 `logfile-rotate max Mbytes hours`
     sizelimit: int = 500  # slapd's default soft size limit
     timelimit: int = 3600  # slapd's default time limit
     idletimeout: int = 0

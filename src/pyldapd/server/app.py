@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 
+from pyldapd.backends.mdb import FORMAT_VERSION
 from pyldapd.config.model import ServerConfig
 from pyldapd.config.slapdconf import ConfigError
 from pyldapd.model.dn import normalize_dn
@@ -20,6 +21,7 @@ from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
+from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.tls import TLSSetupError, build_context
 
 
@@ -100,12 +102,17 @@ class Server:
         self.server_id = choose_server_id(config, urls)
         self.directory = Directory(config, self.schema, self.server_id)
         self.directory.log = log
+        for backend in self.directory.backends:
+            if backend.db.upgraded_from is not None:
+                log.error(f"{backend.config.directory}: database upgraded in place from format "
+                          f"{backend.db.upgraded_from} to {FORMAT_VERSION}")  # fmt: skip
         self.directory.server = self
         self.cookies: dict[int, str] = dict(cookies or {})
         self.connections: set[LDAPConnection] = set()
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
         self.stopping = asyncio.Event()
+        self.service: Service | None = None  # -u/-g, sd_notify (server/service.py)
 
     def refresh_replication(self, backend) -> None:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
@@ -187,6 +194,10 @@ class Server:
         current = self.config
         current.loglevel = config.loglevel
         self.log.level = config.loglevel
+        if config.logfile != current.logfile:  # olcLogFile changed: lines go to the new file from now on
+            current.logfile = config.logfile
+            if self.service is not None:
+                self.service.reopen_logfile(current)
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.idletimeout = config.idletimeout
         current.password_hash = config.password_hash
@@ -244,16 +255,26 @@ class Server:
                     ssl=self.tls_context if url.scheme == "ldaps" else None,
                 )
             self.listeners.append(server)
+        if self.service is not None:  # listeners bound, databases open: now the user the service runs as
+            self.service.after_bind(self)
         self.log.error(
             f"pyldapd starting (serverID {self.server_id}) on {' '.join(u.text for u in self.urls)}"
         )
         for backend in self.directory.backends:
             self.refresh_replication(backend)
+        if self.service is not None:
+            self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
+
+    def stop_signal(self, sig: signal.Signals) -> None:
+        if not self.stopping.is_set():
+            self.log.error(f"daemon: shutdown requested and initiated ({sig.name}).")
+        self.stopping.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+        for sig in STOP_SIGNALS:  # slapd's: each one a clean shutdown (checkpoint, pid file removed)
+            loop.add_signal_handler(sig, self.stop_signal, sig)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)  # slapd's "wake": not the default (death)
         await self.start()
         try:
             await self.stopping.wait()
@@ -262,6 +283,8 @@ class Server:
 
     async def shutdown(self) -> None:
         self.log.error("pyldapd shutting down")
+        if self.service is not None:
+            self.service.notify("STOPPING=1")
         for listener in self.listeners:
             listener.close()
         for backend in self.directory.backends:
@@ -309,7 +332,8 @@ def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
 
 
 def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None, *,
-               config_dir: str | None = None, config_entries: list | None = None) -> int:  # fmt: skip
+               config_dir: str | None = None, config_entries: list | None = None,
+               service: Service | None = None) -> int:  # fmt: skip
     try:
         urls = parse_listener_urls(urls_text)
     except ValueError as exc:
@@ -324,6 +348,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
 
     async def main() -> None:
         server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
+        server.service = service
         if config_dir is not None:
             from pyldapd.server.configdb import ConfigDatabase
 
@@ -337,5 +362,10 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
         log.error(f"pyldapd: {exc}")
         return 1
     finally:
-        remove_pid_files(config)
+        try:
+            remove_pid_files(config)
+        except OSError as exc:  # after -u, the pid file's folder must be writable by that user (as for slapd)
+            log.error(f"pyldapd: {exc}")
+        if service is not None:
+            service.close()
     return 0
