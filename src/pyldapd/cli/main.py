@@ -198,6 +198,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     syslog = None if foreground else SyslogSink(args.service_name, SYSLOG_FACILITIES[args.facility.lower()])
     log.configure(foreground=foreground, syslog=syslog, logfile=logfile, logfile_only=config.logfile_only)
+    if notifier.problem:
+        log.error(f"pyldapd: warning: {notifier.problem}")
     service = Service(identity, log, config, args.config_dir, notifier)
     if quickstart:
         load_sample_data(config, log)

@@ -40,7 +40,8 @@ def stamp_line(message: str) -> str:
 
 class SyslogSink:
     """RFC 3164 datagrams to the local syslog socket, as glibc's syslog(3) sends them. The socket is connected
-    once (before privileges are dropped); when it cannot be reached, lines go to stderr instead of being lost."""
+    once (before privileges are dropped); when it cannot be reached or its queue is full, lines go to stderr
+    (the journal, under systemd) instead of being lost or stalling the server."""
 
     def __init__(self, ident: str, facility: int, path: str | None = None) -> None:
         self.ident = ident
@@ -54,6 +55,7 @@ class SyslogSink:
         try:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.connect(self.path)
+            sock.setblocking(False)  # a syslog daemon that cannot keep up must not stall the server
             self.sock = sock
         except OSError as exc:
             self.sock = None
@@ -72,6 +74,9 @@ class SyslogSink:
                 return
             try:
                 self.sock.send(data)
+                return
+            except BlockingIOError:  # its queue is full: this line goes to stderr rather than nowhere
+                sys.stderr.write(stamp_line(message))
                 return
             except OSError:
                 self.sock.close()

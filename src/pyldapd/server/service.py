@@ -77,6 +77,7 @@ class Notifier:
     def __init__(self, address: str | None = None) -> None:
         address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
         self.sock: socket.socket | None = None
+        self.problem = ""
         if not address:
             return
         if address.startswith("@"):
@@ -84,9 +85,11 @@ class Notifier:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             sock.connect(address)
-        except OSError as exc:
+        except OSError as exc:  # as sd_notify(3): not being able to tell is no reason not to serve
             sock.close()
-            raise ServiceError(f"NOTIFY_SOCKET {address!r}: {exc.strerror}") from None
+            self.problem = f"NOTIFY_SOCKET {address!r}: {exc.strerror}"
+            return
+        sock.setblocking(False)  # a stalled manager must not stall the server
         self.sock = sock
 
     def send(self, *fields: str) -> None:
