@@ -222,14 +222,15 @@ def test_privilege_drop_matches_slapd_identity(open_dir: Path) -> None:
     argv = [SLAPD, "-u", SERVICE_USER, "-g", SERVICE_USER, "-d", "0", "-f", str(open_dir / "slapd.conf"), "-h",
             f"ldap://127.0.0.1:{port}/"]  # fmt: skip
     slapd = start_process("slapd", argv, port, "", open_dir, open_dir / "slapd.conf")
-    ours = start_pyldapd(open_dir / "ours", slapd_conf(open_dir / "ours" / "db"), extra_args=["-u", SERVICE_USER,
-                         "-g", SERVICE_USER])  # fmt: skip
+    ours = None
     try:
+        ours = start_pyldapd(open_dir / "ours", slapd_conf(open_dir / "ours" / "db"),
+                             extra_args=["-u", SERVICE_USER, "-g", SERVICE_USER])  # fmt: skip
         wait_for(lambda: "running as uid" in ours.log(), 15, what="the privilege drop")
         assert proc_ids(ours.process.pid) == proc_ids(slapd.process.pid)
     finally:
         slapd.stop()
-        assert ours.stop() == 0
+        assert ours is None or ours.stop() == 0
 
 
 # --- syslog ---------------------------------------------------------------------------------------------------------
@@ -338,10 +339,10 @@ def test_logfile_rotate(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "text"),
     [
-        ("logfile-rotate 100 1 0", "range 1-99"),
-        ("logfile-rotate 2 0 0", "at least one of Mbytes or hours"),
+        ("logfile-rotate 100 1 0", '<logfile-rotate> invalid max value "100" must be 1-99'),
+        ("logfile-rotate 2 0 0", "<logfile-rotate> Mbyte and hours cannot both be zero"),
         ("logfile-rotate 2 1", "usage is logfile-rotate"),
-        ("logfile-rotate 2 x 1", "invalid number"),
+        ("logfile-rotate 2 x 1", '<logfile-rotate> invalid Mbyte value "x"'),
         ("logfile-only maybe", "on or off"),
     ],
 )
@@ -527,3 +528,55 @@ def test_serve_upgrades_format_1_database(tmp_path: Path) -> None:
         assert found.stdout.count("dn: ") == 1
     finally:
         again.stop()
+
+
+def test_logfile_settings_over_cn_config(tmp_path: Path) -> None:
+    """olcLogFile, olcLogFileOnly and olcLogFileRotate (OpenLDAP 2.6's cn=config names) are set over ldapi at
+    run time: lines go to the new file at once, the values are written to slapd.d and read back at the next start;
+    an invalid rotation is refused with slapd's text and changes nothing."""
+    init = run(
+        "init", "-F", str(tmp_path / "slapd.d"), "--suffix", SUFFIX, "--rootdn", ROOTDN, "--rootpw", ROOTPW
+    )
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    ldapi = str(tmp_path / "ldapi")
+    ldapi_url = "ldapi://" + ldapi.replace("/", "%2F")
+    argv = [*PYLDAPD, "serve", "-F", str(tmp_path / "slapd.d"), "-h", f"ldap://127.0.0.1:{port}/ {ldapi_url}/",
+            "-d", "stats"]  # fmt: skip
+    logfile = tmp_path / "logs.txt"  # not pyldapd.log: start_process puts stderr there
+
+    def modify(ldif: str) -> subprocess.CompletedProcess:
+        return ldap_tool("ldapmodify", "-Y", "EXTERNAL", "-H", ldapi_url, input=ldif)
+
+    server = start_process("pyldapd", argv, port, ldapi, tmp_path, tmp_path / "slapd.d")
+    try:
+        result = modify(f"dn: cn=config\nchangetype: modify\nreplace: olcLogFile\nolcLogFile: {logfile}\n-\n"
+                        "replace: olcLogFileRotate\nolcLogFileRotate: 3 10 24\n")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        ldap_tool("ldapsearch", "-x", "-H", f"ldap://127.0.0.1:{port}", "-b", SUFFIX, "(uid=marker)")
+        wait_for(
+            lambda: logfile.exists() and "(uid=marker)" in logfile.read_text(), 10, what="the new logfile"
+        )
+        refused = modify(
+            "dn: cn=config\nchangetype: modify\nreplace: olcLogFileRotate\nolcLogFileRotate: 0 1 0\n"
+        )
+        assert refused.returncode != 0
+        assert '<olcLogFileRotate> invalid max value "0" must be 1-99' in refused.stderr
+        stored = (tmp_path / "slapd.d" / "cn=config.ldif").read_text().replace("\n ", "")  # unfolded
+        assert f"olcLogFile: {logfile}" in stored and "olcLogFileRotate: 3 10 24" in stored
+        result = modify("dn: cn=config\nchangetype: modify\nreplace: olcLogFileOnly\nolcLogFileOnly: TRUE\n")
+        assert result.returncode == 0, result.stderr
+        ldap_tool("ldapsearch", "-x", "-H", f"ldap://127.0.0.1:{port}", "-b", SUFFIX, "(uid=second)")
+        wait_for(lambda: "(uid=second)" in logfile.read_text(), 10, what="the second search in the logfile")
+        assert "(uid=second)" not in server.log()  # logfile-only: not on stderr any more
+    finally:
+        assert server.stop() == 0
+    again = start_process("again", argv, port, ldapi, tmp_path, tmp_path / "slapd.d")
+    try:
+        ldap_tool("ldapsearch", "-x", "-H", f"ldap://127.0.0.1:{port}", "-b", SUFFIX, "(uid=third)")
+        wait_for(lambda: "(uid=third)" in logfile.read_text(), 10, what="the logfile after a restart")
+        config = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-H", ldapi_url, "-LLL", "-b", "cn=config", "-s", "base",
+                           "olcLogFileRotate", "olcLogFileOnly")  # fmt: skip
+        assert "olcLogFileRotate: 3 10 24" in config.stdout and "olcLogFileOnly: TRUE" in config.stdout
+    finally:
+        assert again.stop() == 0

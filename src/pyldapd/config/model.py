@@ -54,20 +54,24 @@ def parse_log_level(words: list[str]) -> int:
 
 
 def parse_logfile_rotate(words: list[str], error) -> tuple[int, int, int]:
-    """OpenLDAP 2.6's `logfile-rotate <max> <Mbytes> <hours>`: max 1..99, Mbytes and hours >= 0, not both 0.
-    `error(text)` makes the exception to raise (a file:line one for slapd.conf)."""
+    """OpenLDAP 2.6's `logfile-rotate <max> <Mbytes> <hours>` with slapd's checks and texts: max 1..99, Mbytes
+    and hours not both 0. `error(text)` makes the exception to raise (a file:line one for slapd.conf)."""
     if len(words) != 3:
-        raise error("logfile-rotate: usage is logfile-rotate <max> <Mbytes> <hours>")
-    try:
-        keep, mbytes, hours = (int(w, 10) for w in words)
-    except ValueError:
-        raise error(f"logfile-rotate: invalid number in {' '.join(words)!r}") from None
+        raise error("<logfile-rotate> usage is logfile-rotate <max> <Mbyte> <hours>")
+    values = []
+    for what, word in zip(("max", "Mbyte", "hours"), words, strict=True):
+        try:
+            value = int(word, 0)  # strtoul base 0, as lutil_atoux: 0x.. and 0.. accepted
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise error(f'<logfile-rotate> invalid {what} value "{word}"')
+        values.append(value)
+    keep, mbytes, hours = values
     if not 1 <= keep <= 99:
-        raise error(f"logfile-rotate: max {keep} must be in the range 1-99")
-    if mbytes < 0 or hours < 0:
-        raise error("logfile-rotate: Mbytes and hours must not be negative")
+        raise error(f'<logfile-rotate> invalid max value "{words[0]}" must be 1-99')
     if mbytes == 0 and hours == 0:
-        raise error("logfile-rotate: at least one of Mbytes or hours must be non-zero")
+        raise error("<logfile-rotate> Mbyte and hours cannot both be zero")
     return keep, mbytes, hours
 
 

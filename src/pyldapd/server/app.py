@@ -194,8 +194,10 @@ class Server:
         current = self.config
         current.loglevel = config.loglevel
         self.log.level = config.loglevel
-        if config.logfile != current.logfile:  # olcLogFile changed: lines go to the new file from now on
-            current.logfile = config.logfile
+        logging = ("logfile", "logfile_only", "logfile_rotate")
+        if any(getattr(config, name) != getattr(current, name) for name in logging):
+            for name in logging:  # olcLogFile* changed: lines go to the new file, rotated anew, from now on
+                setattr(current, name, getattr(config, name))
             if self.service is not None:
                 self.service.reopen_logfile(current)
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit

@@ -155,11 +155,13 @@ class Logger:
         self.syslog: SyslogSink | None = None
         self.logfile: LogFile | None = None
         self.logfile_only = False
+        self.foreground = True
 
     def configure(self, *, foreground: bool, syslog: SyslogSink | None = None, logfile: LogFile | None = None,
                   logfile_only: bool = False) -> None:  # fmt: skip
         """Service mode (no -d): syslog; foreground debug mode: stderr; a logfile besides either, or instead
         of stderr with `logfile-only`."""
+        self.foreground = foreground
         self.syslog = None if foreground else syslog
         self.logfile = logfile
         self.logfile_only = logfile_only

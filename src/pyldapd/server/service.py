@@ -160,7 +160,13 @@ class Service:
 
     def reopen_logfile(self, config: ServerConfig) -> None:
         old = self.log.logfile
-        self.log.logfile = open_logfile(config)
+        try:
+            new = open_logfile(config)
+        except OSError as exc:  # validated already; a file that cannot be opened keeps the old one
+            self.log.error(f"pyldapd: logfile {config.logfile}: {exc.strerror}")
+            return
+        self.log.configure(foreground=self.log.foreground, syslog=self.log.syslog, logfile=new,
+                           logfile_only=config.logfile_only)  # fmt: skip
         if old is not None:
             old.close()
 
