@@ -36,6 +36,7 @@ from tests.servers import (
     slapd_conf,
     start_process,
     start_pyldapd,
+    start_slapd,
     wait_for,
 )
 
@@ -93,6 +94,47 @@ def test_each_slapd_stop_signal_stops_cleanly(tmp_path: Path, signame: str) -> N
     assert f"shutdown requested and initiated ({signame})" in server.log()
     assert "slapd stopped." in server.log()
     assert len(suffix_context_csn(server.config_path)) == 1
+
+
+def gentle_hup_outcome(server) -> list:
+    """What a bound client sees across a SIGHUP under `gentlehup on`, and how the server ends."""
+    add_as_root(server.url, SUFFIX_LDIF + "\n" + ENTRY)
+    conn = ldap.initialize(server.url)
+    conn.simple_bind_s(ROOTDN, ROOTPW)
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: not port_open(server.port), 15, what="the listener to close")
+    seen: list = [server.process.poll()]
+    seen.append(conn.search_s(f"uid=svc,{SUFFIX}", ldap.SCOPE_BASE, "(objectClass=*)", ["uid"]))
+    try:
+        conn.modify_s(f"uid=svc,{SUFFIX}", [(ldap.MOD_REPLACE, "description", [b"x"])])
+        seen.append("modified")
+    except ldap.LDAPError as exc:
+        seen.append((type(exc).__name__, exc.args[0].get("info")))
+    seen.append(server.process.poll())  # still serving the client it has
+    conn.unbind_s()
+    wait_for(lambda: server.process.poll() is not None, 20, what="the server to stop once idle")
+    seen.append(server.process.returncode)
+    return seen
+
+
+def test_gentlehup_alike_slapd(tmp_path: Path) -> None:
+    """`gentlehup on`: SIGHUP closes the listeners, the connected client still reads but its writes get
+    unwillingToPerform "operation restricted", and the server exits 0 once the client unbinds; as slapd."""
+    ours = start_pyldapd(tmp_path / "ours", slapd_conf(tmp_path / "ours" / "db", extra_global="gentlehup on"))
+    try:
+        mine = gentle_hup_outcome(ours)
+    finally:
+        ours.stop()
+    (tmp_path / "slapd" / "db").mkdir(parents=True)
+    slapd = start_slapd(tmp_path / "slapd", slapd_conf(tmp_path / "slapd" / "db", extra_global="gentlehup on",
+                                                       modules=True))  # fmt: skip
+    try:
+        theirs = gentle_hup_outcome(slapd)
+    finally:
+        slapd.stop()
+    assert mine == theirs
+    assert mine[2] == ("UNWILLING_TO_PERFORM", "operation restricted") and mine[-1] == 0
+    assert "slapd gentle shutdown" in ours.log()
 
 
 # --- -V, -o, -l, -u, -g checks, alike with slapd -----------------------------------------------------------------

@@ -113,6 +113,10 @@ class Server:
         self.conn_ids = itertools.count(1000)
         self.stopping = asyncio.Event()
         self.service: Service | None = None  # -u/-g, sd_notify (server/service.py)
+        self.gentle = (
+            False  # a `gentlehup` SIGHUP came: no new clients, no writes, stop when the last one goes
+        )
+        self.gentle_task: asyncio.Task | None = None
 
     def refresh_replication(self, backend) -> None:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
@@ -268,9 +272,31 @@ class Server:
             self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
 
     def stop_signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP and gentlehup(self.config) and not self.gentle and not self.stopping.is_set():
+            self.gentle_shutdown()
+            return
         if not self.stopping.is_set():
             self.log.error(f"daemon: shutdown requested and initiated ({sig.name}).")
         self.stopping.set()
+
+    def gentle_shutdown(self) -> None:
+        """slapd's `gentlehup on`: SIGHUP closes the listeners and restricts writes on every database (as
+        `readonly` does: unwillingToPerform "operation restricted"); the server stops once the last client has
+        gone. Another stop signal (or a second SIGHUP) stops it at once."""
+        self.gentle = True
+        self.log.error("slapd gentle shutdown")
+        for listener in self.listeners:
+            listener.close()
+        for backend in self.directory.backends:
+            backend.config.readonly = True
+        self.gentle_task = asyncio.get_running_loop().create_task(self.stop_when_idle())
+
+    async def stop_when_idle(self) -> None:
+        while self.connections and not self.stopping.is_set():
+            await asyncio.sleep(0.1)
+        if not self.stopping.is_set():
+            self.log.error("daemon: no active streams, shutdown initiated.")
+            self.stopping.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -307,6 +333,12 @@ class Server:
                     self.log.error(f"pyldapd: cannot remove {url.path}: {exc.strerror}")
         self.directory.close()
         self.log.error("slapd stopped.")
+
+
+def gentlehup(config: ServerConfig) -> bool:
+    """slapd.conf's global `gentlehup on|off` (kept with the directives read as given)."""
+    values = [args for name, args in config.extra if name == "gentlehup"]
+    return bool(values) and bool(values[-1]) and values[-1][0].lower() in ("on", "true", "yes")
 
 
 def write_pid_files(config: ServerConfig, argv: list[str]) -> None:
