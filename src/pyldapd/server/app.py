@@ -113,9 +113,8 @@ class Server:
         self.conn_ids = itertools.count(1000)
         self.stopping = asyncio.Event()
         self.service: Service | None = None  # -u/-g, sd_notify (server/service.py)
-        self.gentle = (
-            False  # a `gentlehup` SIGHUP came: no new clients, no writes, stop when the last one goes
-        )
+        # a `gentlehup` SIGHUP came: no new clients, no writes, stop when the last one goes
+        self.gentle = False
         self.gentle_task: asyncio.Task | None = None
 
     def refresh_replication(self, backend) -> None:
