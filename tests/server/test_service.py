@@ -344,6 +344,21 @@ def test_syslog_without_debug_mode(tmp_path: Path) -> None:
         sink.close()
     assert any("slapd stopped." in m for m in sink.received)
     assert "SRCH" not in log_path.read_text()
+    # a start that fails is told on stderr too, where whoever started it looks
+    sink = DatagramSink(str(tmp_path / "log2.sock"))
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        argv[argv.index("-h") + 1] = f"ldap://127.0.0.1:{busy.getsockname()[1]}/"
+        failed = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                                env=dict(env, PYLDAPD_SYSLOG_SOCKET=sink.address))  # fmt: skip
+        assert failed.returncode == 1
+        assert failed.stderr.count("address already in use") == 1
+        sink.wait_for("address already in use")
+    finally:
+        busy.close()
+        sink.close()
 
 
 # --- logfile and logfile-rotate --------------------------------------------------------------------------------------

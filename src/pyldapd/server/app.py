@@ -267,6 +267,7 @@ class Server:
         )
         for backend in self.directory.backends:
             self.refresh_replication(backend)
+        self.log.starting = False
         if self.service is not None:
             self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
 

@@ -156,6 +156,7 @@ class Logger:
         self.logfile: LogFile | None = None
         self.logfile_only = False
         self.foreground = True
+        self.starting = True  # set False once the listeners are up (server/app.py)
 
     def configure(self, *, foreground: bool, syslog: SyslogSink | None = None, logfile: LogFile | None = None,
                   logfile_only: bool = False) -> None:  # fmt: skip
@@ -186,8 +187,12 @@ class Logger:
             self.logfile.write(line)
 
     def error(self, message: str) -> None:
-        """Errors are always shown, whatever the level (slapd prints them at level 0 on stderr)."""
+        """Errors are always shown, whatever the level (slapd prints them at level 0 on stderr). Until the server
+        is up they also go to stderr in service mode, so a failed start is seen by who started it."""
         self.write(message)
+        syslog_on_stderr = self.syslog is not None and self.syslog.sock is None  # its fallback wrote it there
+        if self.starting and not self.to_stderr and self.stream is None and not syslog_on_stderr:
+            sys.stderr.write(stamp_line(message))
 
     def close(self) -> None:
         if self.syslog is not None:
