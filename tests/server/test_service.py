@@ -637,3 +637,19 @@ def test_logfile_settings_over_cn_config(tmp_path: Path) -> None:
         assert "olcLogFileRotate: 3 10 24" in config.stdout and "olcLogFileOnly: TRUE" in config.stdout
     finally:
         assert again.stop() == 0
+
+
+def test_serve_refuses_a_newer_database_format_cleanly(tmp_path: Path) -> None:
+    """A database from a newer pyldapd is not touched: a clear message and exit 1, no traceback."""
+    import lmdb
+
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(slapd_conf(tmp_path / "db"))
+    env = lmdb.open(str(tmp_path / "db"), max_dbs=16)
+    with env.begin(write=True) as txn:
+        txn.put(b"version", b"3", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    result = run("serve", "-f", str(conf), "-h", f"ldap://127.0.0.1:{free_port()}/", "-d", "stats")
+    assert result.returncode == 1
+    assert "database format 3 was written by a newer pyldapd" in result.stderr
+    assert "Traceback" not in result.stderr

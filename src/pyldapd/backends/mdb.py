@@ -544,8 +544,9 @@ class MdbDatabase:
             elif int(version) != FORMAT_VERSION:
                 self.env.close()
                 raise StorageError(
-                    f"{directory}: database format {version.decode()}, this pyldapd reads {FORMAT_VERSION}; "
-                    "export it with the pyldapd that wrote it (pyldapd cat) and load it again (pyldapd add)"
+                    f"{directory}: database format {version.decode()} was written by a newer pyldapd, this one "
+                    f"reads formats 1 to {FORMAT_VERSION}; run that pyldapd, or export the data with it "
+                    "(pyldapd cat) and load it here (pyldapd add)"
                 )
         dup = {"dupsort": True, "dupfixed": True}
         self.dbs: dict[str, Any] = {

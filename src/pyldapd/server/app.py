@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 
+from pyldapd.backends.base import StorageError
 from pyldapd.backends.mdb import FORMAT_VERSION
 from pyldapd.config.model import ServerConfig
 from pyldapd.config.slapdconf import ConfigError
@@ -400,7 +401,12 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
     write_pid_files(config, sys.argv)
     try:
         runner(main())
-    except (StartupError, OSError, ConfigError) as exc:  # ConfigError: access/limits checked on start
+    except (
+        StartupError,
+        OSError,
+        ConfigError,
+        StorageError,
+    ) as exc:  # ConfigError: access/limits checked on start
         log.error(f"pyldapd: {exc}")
         return 1
     finally:

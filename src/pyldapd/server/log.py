@@ -103,12 +103,11 @@ class LogFile:
         self.open()
 
     def open(self) -> None:
-        self.handle = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 (kept open)
-        self.size = self.handle.tell()
-        try:
-            self.opened = time.time() if self.size == 0 else os.stat(self.path).st_mtime
-        except OSError:
-            self.opened = time.time()
+        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o640)  # slapd's mode for it
+        self.handle = open(fd, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 (kept open)
+        st = os.fstat(fd)
+        self.size = st.st_size
+        self.opened = st.st_ctime  # slapd's measure of the file's age ("not strictly true but close enough")
 
     def due(self, extra: int) -> bool:
         if not self.keep:
@@ -126,7 +125,6 @@ class LogFile:
             if os.path.exists(source):
                 os.replace(source, older)
         self.open()
-        self.opened = time.time()
 
     def write(self, line: str) -> None:
         if self.handle is None:
