@@ -401,12 +401,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
     write_pid_files(config, sys.argv)
     try:
         runner(main())
-    except (
-        StartupError,
-        OSError,
-        ConfigError,
-        StorageError,
-    ) as exc:  # ConfigError: access/limits checked on start
+    except (StartupError, OSError, ConfigError, StorageError) as exc:  # ConfigError: access/limits, on start
         log.error(f"pyldapd: {exc}")
         return 1
     finally:
