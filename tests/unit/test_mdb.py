@@ -784,14 +784,69 @@ def test_index_runs_stay_exact_through_bulk_and_online_writes(tmp_path: Path, sc
         db.close()
 
 
-def test_version_1_database_refused(tmp_path: Path, schema: Any) -> None:
+def test_newer_database_format_refused(tmp_path: Path, schema: Any) -> None:
     import lmdb
 
     from pyldapd.backends.mdb import MdbDatabase as Mdb
 
-    env = lmdb.open(str(tmp_path / "old"), max_dbs=16)
+    env = lmdb.open(str(tmp_path / "new"), max_dbs=16)
     with env.begin(write=True) as txn:
-        txn.put(b"version", b"1", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"version", b"3", db=env.open_db(b"meta", txn=txn))
     env.close()
-    with pytest.raises(StorageError, match="format 1"):
-        Mdb(str(tmp_path / "old"), schema, SUFFIX)
+    with pytest.raises(StorageError, match="format 3"):
+        Mdb(str(tmp_path / "new"), schema, SUFFIX)
+
+
+def test_version_1_database_upgraded_in_place(tmp_path: Path, schema: Any) -> None:
+    """A format-1 database (one id per index value, DUPFIXED) is rewritten as runs at open, in one transaction,
+    and answers indexed searches exactly as before; 150 entries under one key make runs of 63, 63 and 24."""
+    import lmdb
+
+    from pyldapd.backends.mdb import FORMAT_VERSION
+    from tests.format1 import rewrite_as_format_1
+
+    path = str(tmp_path / "old")
+    db = MdbDatabase(path, schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)
+    base_tree(db, schema)
+    with db.write() as w:
+        for i in range(150):
+            w.add(person(schema, f"uid=u{i},ou=People,dc=Example,dc=com", f"u{i}", f"User {i} Smith"))
+    filters = [Equality("objectclass", b"inetorgperson"), Equality("uid", b"u42"), Present("mail"),
+               Substrings("cn", b"user 1", (), None), Equality("cn", b"alice smith")]  # fmt: skip
+    with db.read() as r:
+        before = [sorted(dns(r.search(n(schema, SUFFIX), Scope.SUB, f))) for f in filters]
+    db.close()
+    assert rewrite_as_format_1(path) > 150
+    env = lmdb.open(path, max_dbs=16)
+    with env.begin() as txn:
+        assert env.open_db(b"eq", txn=txn, dupsort=True, dupfixed=True).flags(txn)["dupfixed"]
+    env.close()
+
+    upgraded = MdbDatabase(path, schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)
+    try:
+        assert upgraded.upgraded_from == 1
+        with upgraded.read() as r:
+            assert [sorted(dns(r.search(n(schema, SUFFIX), Scope.SUB, f))) for f in filters] == before
+        assert len(before[0]) == 153 and before[1] == ["uid=u42,ou=People,dc=Example,dc=com"]
+        with upgraded.write() as w:  # and it takes writes in the new format
+            w.add(person(schema, "uid=new,ou=People,dc=Example,dc=com", "new", "New Smith"))
+        with upgraded.read() as r:
+            assert dns(r.search(n(schema, SUFFIX), Scope.SUB, Equality("uid", b"new"))) == [
+                "uid=new,ou=People,dc=Example,dc=com"
+            ]
+    finally:
+        upgraded.close()
+    env = lmdb.open(path, max_dbs=16)
+    with env.begin() as txn:
+        assert txn.get(b"version", db=env.open_db(b"meta", txn=txn)) == str(FORMAT_VERSION).encode()
+        eq = env.open_db(b"eq", txn=txn, dupsort=True)
+        assert not eq.flags(txn)["dupfixed"]
+        per_key: dict[bytes, list[int]] = {}
+        for key, run in txn.cursor(eq).iternext():
+            per_key.setdefault(key, []).append(len(run) // 8)
+        runs = max(per_key.values(), key=sum)  # objectClass top: all 158 entries
+        assert sum(runs) == 158 and max(runs) == 63 and len(runs) >= 3, runs
+    env.close()
+    again = MdbDatabase(path, schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)
+    assert again.upgraded_from is None  # upgraded once
+    again.close()

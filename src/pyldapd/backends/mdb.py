@@ -168,6 +168,35 @@ def _split_runs(key: bytes, ids: list[bytes], keys_out: list[bytes], runs_out: l
         runs_out.append(b"".join(ids[i : i + _RUN_MAX]))
 
 
+def _upgrade_from_1(env: Any, txn: Any, meta: Any) -> None:
+    """Format 1 -> 2, in place, inside the caller's write transaction (a crash leaves format 1, and the next
+    start upgrades again). Format 1 kept one 8-byte id per index value in DUPFIXED sub-databases; format 2
+    keeps runs of up to _RUN_MAX sorted ids in DUPSORT ones. Keys, entry records and the DN tree are the same.
+    LMDB cannot change a sub-database's flags, so each index is read whole (key -> sorted ids; duplicates come
+    out in id order), dropped, made again with the new flags and written as runs."""
+    for name in ("eq", "pres", "sub", "approx", "uuid", "csn"):
+        old = env.open_db(name.encode(), txn=txn, dupsort=True, dupfixed=True)
+        keys: list[bytes] = []
+        runs: list[bytes] = []
+        with txn.cursor(old) as cur:
+            current: bytes | None = None
+            ids: list[bytes] = []
+            for key, idb in cur.iternext(keys=True, values=True):
+                if key != current:
+                    if current is not None:
+                        _split_runs(current, ids, keys, runs)
+                    current, ids = key, []
+                ids.append(idb)
+            if current is not None:
+                _split_runs(current, ids, keys, runs)
+        txn.drop(old, delete=True)
+        new = env.open_db(name.encode(), txn=txn, dupsort=True)
+        with txn.cursor(new) as cur:
+            for key, run in zip(keys, runs, strict=True):
+                cur.put(key, run, dupdata=True)
+    txn.put(_M_VERSION, str(FORMAT_VERSION).encode(), db=meta)
+
+
 def _find_run(cur: Any, key: bytes, idb: bytes) -> bytes | None:
     """The value of `key` whose id range holds idb, with the cursor on it; None if no range holds it.
 
@@ -502,17 +531,22 @@ class MdbDatabase:
             lock=True,
         )
         self._psize = self.env.stat()["psize"]
+        self.upgraded_from: int | None = None  # the format this database had before being upgraded at open
         meta = self.env.open_db(b"meta")
         with self.env.begin(write=True) as txn:  # before the sub-databases, whose flags changed in version 2
             version = txn.get(_M_VERSION, db=meta)
             if version is None:
                 txn.put(_M_VERSION, str(FORMAT_VERSION).encode(), db=meta)
                 txn.put(_M_NEXT_ID, _pack_id(1), db=meta)
+            elif int(version) == 1:
+                _upgrade_from_1(self.env, txn, meta)  # in this transaction: all or nothing
+                self.upgraded_from = 1
             elif int(version) != FORMAT_VERSION:
                 self.env.close()
                 raise StorageError(
-                    f"{directory}: database format {version.decode()}, this pyldapd reads {FORMAT_VERSION}; "
-                    "export it with the pyldapd that wrote it (pyldapd cat) and load it again (pyldapd add)"
+                    f"{directory}: database format {version.decode()} was written by a newer pyldapd, this one "
+                    f"reads formats 1 to {FORMAT_VERSION}; run that pyldapd, or export the data with it "
+                    "(pyldapd cat) and load it here (pyldapd add)"
                 )
         dup = {"dupsort": True, "dupfixed": True}
         self.dbs: dict[str, Any] = {

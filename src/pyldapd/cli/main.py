@@ -10,7 +10,7 @@ from importlib import resources
 from pyldapd.cli import passwd as passwd_cli
 from pyldapd.config.model import LOG_LEVELS, ServerConfig, parse_log_level
 from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
-from pyldapd.server.log import Logger
+from pyldapd.server.log import SYSLOG_FACILITIES, Logger, SyslogSink
 
 DEFAULT_URLS = "ldap://127.0.0.1:3890/"
 QUICKSTART_DIR = "pyldapd-data"
@@ -18,6 +18,7 @@ QUICKSTART_DIR = "pyldapd-data"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyldapd", description="An LDAPv3 directory server in Python.")
+    parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server in the foreground (slapd)", add_help=False)
@@ -31,6 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
         "-d", dest="debug", action="append", help="log level (names or numbers, as slapd's -d)"
     )
     serve.add_argument("-c", dest="cookies", action="append", default=[], help="rid=NNN,csn=... sync cookie")
+    # slapd's service flags (slapd(8)); see cmd_serve for what each does here
+    serve.add_argument("-u", dest="user", help="user (name or id) to run as once the listeners are bound")
+    serve.add_argument("-g", dest="group", help="group (name or id) to run as")
+    serve.add_argument("-r", dest="chroot", help="sandbox directory to chroot to (refused: see README)")
+    serve.add_argument("-n", dest="service_name", default="pyldapd", help="service name (syslog ident)")
+    serve.add_argument("-l", dest="facility", default="LOCAL4", help="syslog facility LOCAL0..LOCAL7")
+    serve.add_argument("-s", dest="syslog_level", action="append", help="syslog log level (as loglevel)")
+    serve.add_argument("-o", dest="options", action="append", default=[], help="slp=off (the only option)")
+    serve.add_argument(
+        "-V", dest="version", action="count", default=0, help="print the version (-VV: and exit)"
+    )
     serve.add_argument(
         "--data-dir",
         default=QUICKSTART_DIR,
@@ -58,6 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_parser(commands).set_defaults(replication_handler=status.run)  # cli/status.py
     cluster.add_parser(commands).set_defaults(replication_handler=cluster.run)  # cli/cluster.py
     return parser
+
+
+def version_text() -> str:
+    from pyldapd import __version__
+    from pyldapd.backends.mdb import FORMAT_VERSION
+
+    return f"pyldapd {__version__} (database format {FORMAT_VERSION})"
+
+
+def check_service_options(args: argparse.Namespace) -> str | None:
+    """slapd's -r, -l and -o checked before anything starts; the error text, or None."""
+    if args.chroot:
+        # slapd reads its config inside the sandbox after chroot(2); a Python server also needs its interpreter,
+        # libraries and lazily imported modules there, so pyldapd refuses rather than half-work
+        return "-r: chroot is not supported by pyldapd (use systemd's RootDirectory= or a container)"
+    if args.facility.lower() not in SYSLOG_FACILITIES:
+        return f"-l {args.facility}: unknown syslog facility (LOCAL0..LOCAL7)"
+    for option in args.options:
+        name, _, value = option.partition("=")
+        if name.lower() != "slp":
+            return f"-o {option}: unknown option (supported: slp)"
+        if value.lower() != "off":  # slapd built without SLP (Debian's) refuses every slp value
+            return "SLP support is not available"
+    return None
 
 
 def quickstart_config(data_dir: str) -> str:
@@ -101,7 +137,26 @@ def load_sample_data(config: ServerConfig, log: Logger) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Logging as slapd: `-d LEVEL` (non-zero) is the foreground debug mode, lines on stderr; without -d, or with
+    `-d 0` (what a systemd unit runs), lines go to syslog at the config's loglevel (or -s). pyldapd never forks
+    to the background (slapd does without -d): a service manager runs it, and the quick start (no -f/-F) logs on
+    stderr as with -d. A `logfile` gets a copy of every line."""
     log = Logger(LOG_LEVELS["stats"])
+    if args.version:
+        print(version_text(), file=sys.stderr)  # slapd prints its version on stderr
+        if args.version > 1:
+            return 0
+    problem = check_service_options(args)
+    if problem:
+        log.error(f"pyldapd: {problem}")
+        return 1
+    from pyldapd.server.service import Notifier, Service, ServiceError, open_logfile, resolve_identity
+
+    try:
+        identity = resolve_identity(args.user, args.group)
+    except ServiceError as exc:
+        log.error(f"pyldapd: {exc}")
+        return 1
     quickstart = not args.config_file and not args.config_dir
     config_entries = None
     if args.config_dir:
@@ -123,12 +178,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         log.error(f"warning: {warning}")
     log.level = config.loglevel
-    if args.debug:
-        try:
-            log.level = parse_log_level(args.debug)
-        except ValueError as exc:
-            log.error(f"pyldapd: -d: {exc}")
-            return 1
+    debug = 0
+    try:
+        if args.debug:
+            debug = parse_log_level(args.debug)
+        if args.syslog_level:
+            log.level = parse_log_level(args.syslog_level)
+    except ValueError as exc:
+        log.error(f"pyldapd: {'-d' if args.debug and not debug else '-d/-s'}: {exc}")
+        return 1
+    if debug:
+        log.level = debug
+    foreground = bool(debug) or (quickstart and not args.debug)
+    try:
+        logfile = open_logfile(config)
+        notifier = Notifier()
+    except (OSError, ServiceError) as exc:
+        log.error(f"pyldapd: {exc}")
+        return 1
+    syslog = None if foreground else SyslogSink(args.service_name, SYSLOG_FACILITIES[args.facility.lower()])
+    log.configure(foreground=foreground, syslog=syslog, logfile=logfile, logfile_only=config.logfile_only)
+    if notifier.problem:
+        log.error(f"pyldapd: warning: {notifier.problem}")
+    service = Service(identity, log, config, args.config_dir, notifier)
     if quickstart:
         load_sample_data(config, log)
     urls = args.urls or DEFAULT_URLS
@@ -137,7 +209,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pyldapd.server.app import run_server
 
     return run_server(
-        config, urls, log, args.cookies, config_dir=args.config_dir, config_entries=config_entries
+        config,
+        urls,
+        log,
+        args.cookies,
+        config_dir=args.config_dir,
+        config_entries=config_entries,
+        service=service,
     )
 
 

@@ -17,7 +17,14 @@ import zlib
 from importlib import resources
 from pathlib import Path
 
-from pyldapd.config.model import LOG_LEVELS, DatabaseConfig, OverlayConfig, ServerConfig, parse_log_level
+from pyldapd.config.model import (
+    LOG_LEVELS,
+    DatabaseConfig,
+    OverlayConfig,
+    ServerConfig,
+    parse_log_level,
+    parse_logfile_rotate,
+)
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.ldif import LDIFContent, format_entry, parse_ldif
 from pyldapd.model.schema import Schema
@@ -224,6 +231,9 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcArgsFile", [config.argsfile] if config.argsfile else []),
         ("olcPidFile", [config.pidfile] if config.pidfile else []),
         ("olcLogLevel", level_words(config.loglevel)),
+        ("olcLogFile", [config.logfile] if config.logfile else []),
+        ("olcLogFileOnly", ["TRUE"] if config.logfile_only else []),  # OpenLDAP 2.6's
+        ("olcLogFileRotate", [" ".join(map(str, config.logfile_rotate))] if config.logfile_rotate else []),
         ("olcIdleTimeout", [str(config.idletimeout)] if config.idletimeout else []),
         ("olcToolThreads", [str(config.tool_threads)] if config.tool_threads else []),
         ("olcServerID", [f"{sid} {url}".strip() for sid, url in config.server_ids]),
@@ -351,6 +361,13 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
         raise ValueError("no cn=config entry")
     config.argsfile = first(root, "olcArgsFile")
     config.pidfile = first(root, "olcPidFile")
+    config.logfile = first(root, "olcLogFile")
+    config.logfile_only = first(root, "olcLogFileOnly").upper() == "TRUE"
+    if first(root, "olcLogFileRotate"):
+        config.logfile_rotate = parse_logfile_rotate(
+            first(root, "olcLogFileRotate").split(),
+            lambda text: ConfigValueError(text.replace("<logfile-rotate>", "<olcLogFileRotate>")),
+        )
     levels = [word for value in values(root, "olcLogLevel") for word in value.split()]
     try:
         config.loglevel = parse_log_level(levels) if levels else 0

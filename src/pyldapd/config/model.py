@@ -53,6 +53,28 @@ def parse_log_level(words: list[str]) -> int:
     return level
 
 
+def parse_logfile_rotate(words: list[str], error) -> tuple[int, int, int]:
+    """OpenLDAP 2.6's `logfile-rotate <max> <Mbytes> <hours>` with slapd's checks and texts: max 1..99, Mbytes
+    and hours not both 0. `error(text)` makes the exception to raise (a file:line one for slapd.conf)."""
+    if len(words) != 3:
+        raise error("<logfile-rotate> usage is logfile-rotate <max> <Mbyte> <hours>")
+    values = []
+    for what, word in zip(("max", "Mbyte", "hours"), words, strict=True):
+        try:
+            value = int(word, 0)  # strtoul base 0, as lutil_atoux: 0x.. and 0.. accepted
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise error(f'<logfile-rotate> invalid {what} value "{word}"')
+        values.append(value)
+    keep, mbytes, hours = values
+    if not 1 <= keep <= 99:
+        raise error(f'<logfile-rotate> invalid max value "{words[0]}" must be 1-99')
+    if mbytes == 0 and hours == 0:
+        raise error("<logfile-rotate> Mbyte and hours cannot both be zero")
+    return keep, mbytes, hours
+
+
 SECURITY_FACTORS = (
     "ssf", "transport", "tls", "sasl", "update_ssf", "update_transport", "update_tls", "update_sasl",
     "simple_bind",
@@ -162,6 +184,9 @@ class ServerConfig:
     pidfile: str = ""
     argsfile: str = ""
     loglevel: int = LOG_LEVELS["stats"]
+    logfile: str = ""  # `logfile` / olcLogFile: debug lines copied to this file
+    logfile_only: bool = False  # OpenLDAP 2.6 `logfile-only`: not to stderr as well
+    logfile_rotate: tuple[int, int, int] | None = None  # OpenLDAP 2.6 `logfile-rotate max Mbytes hours`
     sizelimit: int = 500  # slapd's default soft size limit
     timelimit: int = 3600  # slapd's default time limit
     idletimeout: int = 0

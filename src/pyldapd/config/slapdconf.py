@@ -19,6 +19,7 @@ from pyldapd.config.model import (
     ServerConfig,
     TLSConfig,
     parse_log_level,
+    parse_logfile_rotate,
 )
 
 
@@ -58,10 +59,10 @@ ACCEPTED_GLOBAL = {
     "allow", "disallow", "attributeoptions", "authid-rewrite", "authz-policy", "authz-regexp", "concurrency",
     "conn_max_pending", "conn_max_pending_auth", "defaultsearchbase", "gentlehup", "index_hash64",
     "index_intlen", "index_substr_if_maxlen", "index_substr_if_minlen", "index_substr_any_len",
-    "index_substr_any_step", "listener-threads", "localssf", "logfile", "password-crypt-salt-format",
+    "index_substr_any_step", "listener-threads", "localssf", "password-crypt-salt-format",
     "pluginlog", "referral", "require", "reverse-lookup", "rootdse", "sasl-auxprops", "sasl-host",
     "sasl-realm", "sasl-secprops", "sasl-cbinding", "schemadn", "security", "sortvals", "tcp-buffer", "threads",
-    "threadqueues", "writetimeout", "ditcontentrule", "logfile-rotate", "tlscacertificatefile",
+    "threadqueues", "writetimeout", "ditcontentrule", "tlscacertificatefile",
     "tlscacertificatepath", "tlscertificatefile", "tlscertificatekeyfile", "tlsciphersuite", "tlsprotocolmin",
     "tlsverifyclient", "tlsrandfile", "tlsdhparamfile", "tlsecname", "tlscrlcheck", "tlscrlfile",
     "ldapsyntax", "limits",
@@ -188,6 +189,13 @@ def one_arg(directive: Directive) -> str:
             f"{directive.words[0]}: exactly one argument expected, got {len(directive.args)}"
         )
     return directive.args[0]
+
+
+def parse_on_off(directive: Directive) -> bool:
+    value = one_arg(directive).lower()
+    if value not in ("on", "off", "true", "false", "yes", "no"):
+        raise directive.error(f"{directive.words[0]}: on or off expected, got {value!r}")
+    return value in ("on", "true", "yes")
 
 
 def parse_index(directive: Directive, indexes: dict[str, set[str]]) -> None:
@@ -346,6 +354,12 @@ class SlapdConfParser:
                 config.loglevel = parse_log_level(d.args)
             except ValueError as exc:
                 raise d.error(f"loglevel: {exc}") from None
+        elif name == "logfile":
+            config.logfile = one_arg(d)
+        elif name == "logfile-only":
+            config.logfile_only = parse_on_off(d)
+        elif name == "logfile-rotate":
+            config.logfile_rotate = parse_logfile_rotate(d.args, d.error)
         elif name == "sizelimit":
             config.sizelimit = parse_size_limit(d)
         elif name == "timelimit":

@@ -9,6 +9,8 @@ import re
 import signal
 import sys
 
+from pyldapd.backends.base import StorageError
+from pyldapd.backends.mdb import FORMAT_VERSION
 from pyldapd.config.model import ServerConfig
 from pyldapd.config.slapdconf import ConfigError
 from pyldapd.model.dn import normalize_dn
@@ -20,6 +22,7 @@ from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
+from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.tls import TLSSetupError, build_context
 
 
@@ -100,12 +103,20 @@ class Server:
         self.server_id = choose_server_id(config, urls)
         self.directory = Directory(config, self.schema, self.server_id)
         self.directory.log = log
+        for backend in self.directory.backends:
+            if backend.db.upgraded_from is not None:
+                log.error(f"{backend.config.directory}: database upgraded in place from format "
+                          f"{backend.db.upgraded_from} to {FORMAT_VERSION}")  # fmt: skip
         self.directory.server = self
         self.cookies: dict[int, str] = dict(cookies or {})
         self.connections: set[LDAPConnection] = set()
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
         self.stopping = asyncio.Event()
+        self.service: Service | None = None  # -u/-g, sd_notify (server/service.py)
+        # a `gentlehup` SIGHUP came: no new clients, no writes, stop when the last one goes
+        self.gentle = False
+        self.gentle_task: asyncio.Task | None = None
 
     def refresh_replication(self, backend) -> None:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
@@ -187,6 +198,12 @@ class Server:
         current = self.config
         current.loglevel = config.loglevel
         self.log.level = config.loglevel
+        logging = ("logfile", "logfile_only", "logfile_rotate")
+        if any(getattr(config, name) != getattr(current, name) for name in logging):
+            for name in logging:  # olcLogFile* changed: lines go to the new file, rotated anew, from now on
+                setattr(current, name, getattr(config, name))
+            if self.service is not None:
+                self.service.reopen_logfile(current)
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.idletimeout = config.idletimeout
         current.password_hash = config.password_hash
@@ -244,16 +261,49 @@ class Server:
                     ssl=self.tls_context if url.scheme == "ldaps" else None,
                 )
             self.listeners.append(server)
+        if self.service is not None:  # listeners bound, databases open: now the user the service runs as
+            self.service.after_bind(self)
         self.log.error(
             f"pyldapd starting (serverID {self.server_id}) on {' '.join(u.text for u in self.urls)}"
         )
         for backend in self.directory.backends:
             self.refresh_replication(backend)
+        self.log.starting = False
+        if self.service is not None:
+            self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
+
+    def stop_signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP and gentlehup(self.config) and not self.gentle and not self.stopping.is_set():
+            self.gentle_shutdown()
+            return
+        if not self.stopping.is_set():
+            self.log.error(f"daemon: shutdown requested and initiated ({sig.name}).")
+        self.stopping.set()
+
+    def gentle_shutdown(self) -> None:
+        """slapd's `gentlehup on`: SIGHUP closes the listeners and restricts writes on every database (as
+        `readonly` does: unwillingToPerform "operation restricted"); the server stops once the last client has
+        gone. Another stop signal (or a second SIGHUP) stops it at once."""
+        self.gentle = True
+        self.log.error("slapd gentle shutdown")
+        for listener in self.listeners:
+            listener.close()
+        for backend in self.directory.backends:
+            backend.config.readonly = True
+        self.gentle_task = asyncio.get_running_loop().create_task(self.stop_when_idle())
+
+    async def stop_when_idle(self) -> None:
+        while self.connections and not self.stopping.is_set():
+            await asyncio.sleep(0.1)
+        if not self.stopping.is_set():
+            self.log.error("daemon: no active streams, shutdown initiated.")
+            self.stopping.set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+        for sig in STOP_SIGNALS:  # slapd's: each one a clean shutdown (checkpoint, pid file removed)
+            loop.add_signal_handler(sig, self.stop_signal, sig)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)  # slapd's "wake": not the default (death)
         await self.start()
         try:
             await self.stopping.wait()
@@ -262,6 +312,8 @@ class Server:
 
     async def shutdown(self) -> None:
         self.log.error("pyldapd shutting down")
+        if self.service is not None:
+            self.service.notify("STOPPING=1")
         for listener in self.listeners:
             listener.close()
         for backend in self.directory.backends:
@@ -273,10 +325,21 @@ class Server:
         for listener in self.listeners:
             await listener.wait_closed()
         for url in self.urls:
-            if url.scheme == "ldapi" and os.path.exists(url.path):
-                os.unlink(url.path)
+            if url.scheme == "ldapi":
+                try:
+                    os.unlink(url.path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:  # after -u, a root-owned folder: left for the next start to replace
+                    self.log.error(f"pyldapd: cannot remove {url.path}: {exc.strerror}")
         self.directory.close()
         self.log.error("slapd stopped.")
+
+
+def gentlehup(config: ServerConfig) -> bool:
+    """slapd.conf's global `gentlehup on|off` (kept with the directives read as given)."""
+    values = [args for name, args in config.extra if name == "gentlehup"]
+    return bool(values) and bool(values[-1]) and values[-1][0].lower() in ("on", "true", "yes")
 
 
 def write_pid_files(config: ServerConfig, argv: list[str]) -> None:
@@ -290,8 +353,11 @@ def write_pid_files(config: ServerConfig, argv: list[str]) -> None:
 
 def remove_pid_files(config: ServerConfig) -> None:
     for path in (config.pidfile, config.argsfile):
-        if path and os.path.exists(path):
-            os.unlink(path)
+        if path:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
@@ -309,7 +375,8 @@ def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
 
 
 def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None, *,
-               config_dir: str | None = None, config_entries: list | None = None) -> int:  # fmt: skip
+               config_dir: str | None = None, config_entries: list | None = None,
+               service: Service | None = None) -> int:  # fmt: skip
     try:
         urls = parse_listener_urls(urls_text)
     except ValueError as exc:
@@ -324,6 +391,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
 
     async def main() -> None:
         server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
+        server.service = service
         if config_dir is not None:
             from pyldapd.server.configdb import ConfigDatabase
 
@@ -333,9 +401,14 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
     write_pid_files(config, sys.argv)
     try:
         runner(main())
-    except (StartupError, OSError, ConfigError) as exc:  # ConfigError: access/limits checked on start
+    except (StartupError, OSError, ConfigError, StorageError) as exc:  # ConfigError: access/limits, on start
         log.error(f"pyldapd: {exc}")
         return 1
     finally:
-        remove_pid_files(config)
+        try:
+            remove_pid_files(config)
+        except OSError as exc:  # after -u, the pid file's folder must be writable by that user (as for slapd)
+            log.error(f"pyldapd: {exc}")
+        if service is not None:
+            service.close()
     return 0

@@ -104,11 +104,12 @@ class Monitor:
     def entries(self) -> list[Entry]:
         directory = self.directory
         server = getattr(directory, "server", None)
+        from pyldapd.backends.mdb import FORMAT_VERSION
         from pyldapd.server.directory import VENDOR_VERSION
 
         entries = []
         top = container(MONITOR_DN, "Monitor", "pyldapd monitor: the server, its databases, its consumers")
-        top.put("monitoredinfo", "monitoredInfo", [VENDOR_VERSION.encode()])
+        top.put("monitoredinfo", "monitoredInfo", [VENDOR_VERSION.encode(), f"database format {FORMAT_VERSION}".encode()])  # fmt: skip
         top.put("pyldapdserverid", "pyldapdServerID", [str(directory.server_id).encode()])
         if server is not None and server.urls:
             top.put("labeleduri", "labeledURI", [u.text.encode() for u in server.urls])

@@ -1,0 +1,192 @@
+"""Running as a system service, as slapd does: `-u user -g group` (privileges dropped once the listeners are bound
+and the databases open), systemd's readiness protocol, slapd's stop signals.
+
+Files owned accordingly. slapd itself chowns nothing (Debian's maintainer scripts chown /var/lib/ldap and
+/etc/ldap/slapd.d to openldap). A packaged pyldapd has no such scripts to lean on, so before it drops privileges
+it hands to the service user what it must still write: each database directory and its files, the slapd.d tree
+(cn=config changes are written back), the pid and args files and the logfile, and the ldapi sockets it created.
+Folders above those stay as they are: the pid file's and logfile's folders must be writable by that user for the
+pid file to be removed at stop and the logfile rotated (as /run/slapd and /var/log/slapd are for slapd).
+
+sd_notify. systemd's protocol is one datagram of `KEY=VALUE` lines to the unix socket named by $NOTIFY_SOCKET
+(an abstract address when it starts with `@`); it needs no library. The socket is connected at start-up, while
+still root, so the messages still reach systemd after the privilege drop.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import signal
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyldapd.config.model import ServerConfig
+from pyldapd.server.log import LogFile, Logger
+
+if TYPE_CHECKING:
+    from pyldapd.server.app import Server
+
+# slapd stops cleanly on each of these (daemon.c: SIGHUP unless gentlehup, SIGINT, SIGTERM, SIGUSR2).
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
+class ServiceError(Exception):
+    pass
+
+
+@dataclass
+class Identity:
+    """Who to become: -u (a name or a number) and -g (likewise); with -u alone, the user's own group."""
+
+    uid: int | None = None
+    gid: int | None = None
+    user_name: str | None = None
+
+    @property
+    def changes(self) -> bool:
+        return self.uid is not None or self.gid is not None
+
+
+def resolve_identity(user: str | None, group: str | None) -> Identity:
+    identity = Identity()
+    if user:
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except (KeyError, OverflowError):
+            if not user.isdigit():
+                raise ServiceError(f"-u {user}: no such user") from None
+            identity.uid = int(user)  # a bare number names a uid even without a passwd entry, as in slapd
+        else:
+            identity.uid, identity.gid, identity.user_name = entry.pw_uid, entry.pw_gid, entry.pw_name
+    if group:
+        try:
+            identity.gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+        except (KeyError, OverflowError):
+            if not group.isdigit():
+                raise ServiceError(f"-g {group}: no such group") from None
+            identity.gid = int(group)
+    return identity
+
+
+class Notifier:
+    """sd_notify(3) without libsystemd: no-op when $NOTIFY_SOCKET is not set."""
+
+    def __init__(self, address: str | None = None) -> None:
+        address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
+        self.sock: socket.socket | None = None
+        self.problem = ""
+        if not address:
+            return
+        if address.startswith("@"):
+            address = "\0" + address[1:]
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.connect(address)
+        except OSError as exc:  # as sd_notify(3): not being able to tell is no reason not to serve
+            sock.close()
+            self.problem = f"NOTIFY_SOCKET {address!r}: {exc.strerror}"
+            return
+        sock.setblocking(False)  # a stalled manager must not stall the server
+        self.sock = sock
+
+    def send(self, *fields: str) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.send("\n".join(fields).encode())
+        except OSError:
+            pass  # systemd gone (or never listening): nothing to tell
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class Service:
+    def __init__(self, identity: Identity, log: Logger, config: ServerConfig, config_dir: str | None = None,
+                 notifier: Notifier | None = None) -> None:  # fmt: skip
+        self.identity = identity
+        self.log = log
+        self.config = config
+        self.config_dir = config_dir
+        self.notifier = notifier or Notifier("")
+
+    def notify(self, *fields: str) -> None:
+        self.notifier.send(*fields, f"MAINPID={os.getpid()}")
+
+    def owned_paths(self, server: Server) -> list[tuple[str, bool]]:
+        """(path, recursive) of what the service user must be able to write after the drop."""
+        paths: list[tuple[str, bool]] = [(b.config.directory, True) for b in server.directory.backends]
+        if self.config_dir:
+            paths.append((self.config_dir, True))
+        for path in (self.config.pidfile, self.config.argsfile, self.config.logfile):
+            if path:
+                paths.append((path, False))
+        paths += [(u.path, False) for u in server.urls if u.scheme == "ldapi"]
+        return paths
+
+    def after_bind(self, server: Server) -> None:
+        identity = self.identity
+        if not identity.changes:
+            return
+        uid = -1 if identity.uid is None else identity.uid
+        gid = -1 if identity.gid is None else identity.gid
+        if os.geteuid() == 0:
+            for path, recursive in self.owned_paths(server):
+                chown_tree(path, uid, gid, recursive)
+        try:
+            if identity.gid is not None and identity.gid != os.getegid():
+                if identity.user_name:
+                    os.initgroups(identity.user_name, identity.gid)
+                else:
+                    os.setgroups([identity.gid])
+                os.setgid(identity.gid)
+            elif identity.user_name and os.geteuid() == 0:
+                os.initgroups(identity.user_name, os.getegid())
+            if identity.uid is not None and identity.uid != os.geteuid():
+                os.setuid(identity.uid)
+        except OSError as exc:
+            from pyldapd.server.app import StartupError
+
+            who = " ".join(
+                f"-{k} {v}" for k, v in (("u", identity.uid), ("g", identity.gid)) if v is not None
+            )
+            raise StartupError(f"{who}: cannot change identity: {exc.strerror}") from None
+        self.log.error(f"pyldapd: running as uid {os.getuid()} gid {os.getgid()}")
+
+    def reopen_logfile(self, config: ServerConfig) -> None:
+        old = self.log.logfile
+        try:
+            new = open_logfile(config)
+        except OSError as exc:  # validated already; a file that cannot be opened keeps the old one
+            self.log.error(f"pyldapd: logfile {config.logfile}: {exc.strerror}")
+            return
+        self.log.configure(foreground=self.log.foreground, syslog=self.log.syslog, logfile=new,
+                           logfile_only=config.logfile_only)  # fmt: skip
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        self.notifier.close()
+        self.log.close()
+
+
+def open_logfile(config: ServerConfig) -> LogFile | None:
+    if not config.logfile:
+        return None
+    keep, mbytes, hours = config.logfile_rotate or (0, 0, 0)
+    return LogFile(config.logfile, keep, mbytes, hours)
+
+
+def chown_tree(path: str, uid: int, gid: int, recursive: bool) -> None:
+    if not os.path.lexists(path):
+        return
+    os.lchown(path, uid, gid)
+    if recursive and os.path.isdir(path) and not os.path.islink(path):
+        for top, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(top, name), uid, gid)

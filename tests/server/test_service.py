@@ -1,0 +1,655 @@
+"""pyldapd run as a system service, as slapd is: -u/-g privilege drop, syslog (-n, -l, -s), logfile with
+logfile-rotate, slapd's stop signals, -V, -o, the shipped systemd unit and default file run as systemd would run
+them, and a database of the previous format upgraded at start.
+
+Every test runs real `pyldapd serve` processes over real sockets; the syslog daemon and systemd are played by
+unix datagram sockets the test owns (PYLDAPD_SYSLOG_SOCKET is pyldapd's documented seam for the syslog path)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import ldap
+import pytest
+
+from tests.servers import (
+    ROOTDN,
+    ROOTPW,
+    SLAPD,
+    SUFFIX,
+    free_port,
+    ldap_tool,
+    port_open,
+    slapd_conf,
+    start_process,
+    start_pyldapd,
+    start_slapd,
+    wait_for,
+)
+
+PYLDAPD = [sys.executable, "-m", "pyldapd.cli.main"]
+REPO = Path(__file__).resolve().parents[2]
+SERVICE_USER = "openldap"  # Debian's slapd package made it; the tests run as root, as the CI does
+ENTRY = "dn: uid=svc,dc=example,dc=com\nobjectClass: account\nuid: svc\n"
+SUFFIX_LDIF = (
+    "dn: dc=example,dc=com\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n"
+)
+
+
+def run(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*PYLDAPD, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def add_as_root(url: str, ldif: str) -> None:
+    result = ldap_tool("ldapadd", "-x", "-H", url, "-D", ROOTDN, "-w", ROOTPW, input=ldif)
+    assert result.returncode == 0, result.stderr
+
+
+def suffix_context_csn(conf: Path) -> list[str]:
+    """contextCSN on the suffix entry in the stopped server's database (what slapcat shows)."""
+    result = run("cat", "-f", str(conf), "-b", SUFFIX)
+    assert result.returncode == 0, result.stderr
+    return re.findall(r"^contextCSN: (.+)$", result.stdout.split("\n\n")[0], re.MULTILINE)
+
+
+def provider_conf(workdir: Path, extra_global: str = "") -> str:
+    return slapd_conf(workdir / "db", extra_global=extra_global, extra_db="overlay syncprov\n")
+
+
+# --- slapd's stop signals -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signame", ["SIGHUP", "SIGINT", "SIGTERM", "SIGUSR2"])
+def test_each_slapd_stop_signal_stops_cleanly(tmp_path: Path, signame: str) -> None:
+    """SIGHUP, SIGINT, SIGTERM and SIGUSR2 each stop pyldapd as slapd: exit 0, the pid and args files removed,
+    contextCSN checkpointed onto the suffix entry. SIGUSR1 (slapd's wake-up) does not stop it."""
+    pidfile, argsfile = tmp_path / "run" / "pyldapd.pid", tmp_path / "run" / "pyldapd.args"
+    pidfile.parent.mkdir()
+    server = start_pyldapd(tmp_path, provider_conf(tmp_path, f"pidfile {pidfile}\nargsfile {argsfile}\n"))
+    try:
+        add_as_root(server.url, SUFFIX_LDIF + "\n" + ENTRY)
+        assert pidfile.read_text().strip() == str(server.process.pid)
+        assert "serve" in argsfile.read_text()
+        server.process.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        assert server.process.poll() is None
+        assert ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", SUFFIX, "(uid=svc)").returncode == 0
+    finally:
+        code = server.stop(getattr(signal, signame))
+    assert code == 0, server.log()
+    assert not pidfile.exists() and not argsfile.exists()
+    assert f"shutdown requested and initiated ({signame})" in server.log()
+    assert "slapd stopped." in server.log()
+    assert len(suffix_context_csn(server.config_path)) == 1
+
+
+def gentle_hup_outcome(server) -> list:
+    """What a bound client sees across a SIGHUP under `gentlehup on`, and how the server ends."""
+    add_as_root(server.url, SUFFIX_LDIF + "\n" + ENTRY)
+    conn = ldap.initialize(server.url)
+    conn.simple_bind_s(ROOTDN, ROOTPW)
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: not port_open(server.port), 15, what="the listener to close")
+    seen: list = [server.process.poll()]
+    seen.append(conn.search_s(f"uid=svc,{SUFFIX}", ldap.SCOPE_BASE, "(objectClass=*)", ["uid"]))
+    try:
+        conn.modify_s(f"uid=svc,{SUFFIX}", [(ldap.MOD_REPLACE, "description", [b"x"])])
+        seen.append("modified")
+    except ldap.LDAPError as exc:
+        seen.append((type(exc).__name__, exc.args[0].get("info")))
+    seen.append(server.process.poll())  # still serving the client it has
+    conn.unbind_s()
+    wait_for(lambda: server.process.poll() is not None, 20, what="the server to stop once idle")
+    seen.append(server.process.returncode)
+    return seen
+
+
+def test_gentlehup_alike_slapd(tmp_path: Path) -> None:
+    """`gentlehup on`: SIGHUP closes the listeners, the connected client still reads but its writes get
+    unwillingToPerform "operation restricted", and the server exits 0 once the client unbinds; as slapd."""
+    ours = start_pyldapd(tmp_path / "ours", slapd_conf(tmp_path / "ours" / "db", extra_global="gentlehup on"))
+    try:
+        mine = gentle_hup_outcome(ours)
+    finally:
+        ours.stop()
+    (tmp_path / "slapd" / "db").mkdir(parents=True)
+    slapd = start_slapd(tmp_path / "slapd", slapd_conf(tmp_path / "slapd" / "db", extra_global="gentlehup on",
+                                                       modules=True))  # fmt: skip
+    try:
+        theirs = gentle_hup_outcome(slapd)
+    finally:
+        slapd.stop()
+    assert mine == theirs
+    assert mine[2] == ("UNWILLING_TO_PERFORM", "operation restricted") and mine[-1] == 0
+    assert "slapd gentle shutdown" in ours.log()
+
+
+# --- -V, -o, -l, -u, -g checks, alike with slapd -----------------------------------------------------------------
+
+
+def test_version_flags(tmp_path: Path) -> None:
+    """`--version` and `serve -VV` print the version and the database format and exit 0 (slapd's -VV);
+    `serve -V` prints it and goes on starting (slapd's -V)."""
+    from pyldapd import __version__
+    from pyldapd.backends.mdb import FORMAT_VERSION
+
+    text = f"pyldapd {__version__} (database format {FORMAT_VERSION})"
+    result = run("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, text)
+    result = run("serve", "-VV")
+    assert (result.returncode, result.stderr.strip()) == (0, text)
+    server = start_pyldapd(tmp_path, slapd_conf(tmp_path / "db"), extra_args=["-V"])
+    try:
+        assert server.log().startswith(text)
+    finally:
+        assert server.stop() == 0
+
+
+BAD_OPTIONS = [
+    (["-o", "slp=on"], "SLP support is not available"),
+    (["-o", "slp=(srvtype=ldap)"], "SLP support is not available"),
+    (["-o", "frob=1"], ""),
+    (["-l", "LOCAL9"], ""),
+    (["-u", "no-such-user-here"], ""),
+    (["-g", "no-such-group-here"], ""),
+    (["-s", "frob"], 'unrecognized log level "frob"'),
+]
+
+
+@pytest.mark.parametrize(("flags", "slapd_text"), BAD_OPTIONS)
+def test_refused_service_options_alike_slapd(tmp_path: Path, flags: list[str], slapd_text: str) -> None:
+    """A service option slapd refuses is refused by pyldapd with exit 1 before anything starts (slapd's own
+    message where slapd prints one; slapd prints nothing for a bad -l/-u/-g)."""
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(slapd_conf(tmp_path / "db", modules=True))
+    slapd = subprocess.run([SLAPD, *flags, "-d", "0", "-f", str(conf), "-h", f"ldap://127.0.0.1:{free_port()}/"],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    ours = run("serve", *flags, "-d", "0", "-f", str(conf), "-h", f"ldap://127.0.0.1:{free_port()}/")
+    assert slapd.returncode == ours.returncode == 1, ours.stderr
+    assert slapd_text in slapd.stderr
+    if "SLP" in slapd_text:
+        assert slapd_text in ours.stderr
+    assert ours.stderr.strip() and "Traceback" not in ours.stderr
+    assert not (tmp_path / "db" / "data.mdb").exists()  # nothing opened
+
+
+def test_slp_off_accepted(tmp_path: Path) -> None:
+    """`-o slp=off` asks for what pyldapd always does (no SLP registration): it starts."""
+    server = start_pyldapd(tmp_path, slapd_conf(tmp_path / "db"), extra_args=["-o", "slp=off"])
+    assert server.stop() == 0
+
+
+def test_chroot_refused_clearly(tmp_path: Path) -> None:
+    result = run("serve", "-r", str(tmp_path), "-f", str(tmp_path / "none.conf"))
+    assert result.returncode == 1 and "-r: chroot is not supported" in result.stderr
+
+
+# --- -u / -g ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def open_dir():
+    """A folder the service user can reach after the drop (pytest's tmp_path is under a root-only 0700 folder,
+    as /root would be)."""
+    path = Path(tempfile.mkdtemp(prefix="pyldapd-service-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def proc_ids(pid: int) -> tuple[list[int], list[int], list[int]]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = {line.split(":")[0]: line.split(":")[1].split() for line in status.splitlines()}
+    return (
+        [int(x) for x in fields["Uid"]],
+        [int(x) for x in fields["Gid"]],
+        [int(x) for x in fields["Groups"]],
+    )
+
+
+def test_privilege_drop_after_bind(open_dir: Path) -> None:
+    """Started as root with -u openldap -g openldap on a fresh database: the listeners are bound and the
+    database opened as root, then every uid and gid of the process is openldap's, the files it must still write
+    are openldap's, and writes, the checkpoint at stop and the pid file removal work as that user."""
+    assert os.geteuid() == 0, "this test starts pyldapd as root, as a service manager does"
+    user = pwd.getpwnam(SERVICE_USER)
+    run_dir = open_dir / "run"  # like /run/slapd: the service user's, so the pid file can be removed at stop
+    run_dir.mkdir()
+    os.chown(run_dir, user.pw_uid, user.pw_gid)
+    pidfile, logfile = run_dir / "pyldapd.pid", run_dir / "pyldapd.log"
+    conf = provider_conf(open_dir, f"pidfile {pidfile}\nlogfile {logfile}\n")
+    server = start_pyldapd(open_dir, conf, extra_args=["-u", SERVICE_USER, "-g", SERVICE_USER])
+    try:
+        wait_for(lambda: "running as uid" in server.log(), 15, what="the privilege drop")
+        uids, gids, groups = proc_ids(server.process.pid)
+        assert uids == [user.pw_uid] * 4 and gids == [user.pw_gid] * 4, server.log()
+        assert 0 not in groups and user.pw_gid in groups
+        owned = [open_dir / "db" / "data.mdb", open_dir / "db" / "lock.mdb", open_dir / "db", pidfile, logfile,
+                 Path(server.ldapi_path)]  # fmt: skip
+        for path in owned:
+            st = os.stat(path)
+            assert (path, st.st_uid, st.st_gid) == (path, user.pw_uid, user.pw_gid)
+        add_as_root(server.url, SUFFIX_LDIF + "\n" + ENTRY)  # LMDB writes as openldap
+        who = ldap_tool("ldapwhoami", "-Y", "EXTERNAL", "-H", server.ldapi_url)
+        assert who.returncode == 0, who.stderr
+        assert "SRCH" not in logfile.read_text() and "ADD dn=" in logfile.read_text()
+    finally:
+        assert server.stop() == 0, server.log()
+    assert not pidfile.exists()
+    assert len(suffix_context_csn(server.config_path)) == 1
+
+
+def test_privilege_drop_matches_slapd_identity(open_dir: Path) -> None:
+    """slapd -u openldap -g openldap and pyldapd with the same flags end with the same uid, gid and groups."""
+    assert os.geteuid() == 0
+    user = pwd.getpwnam(SERVICE_USER)
+    conf_text = slapd_conf(open_dir / "slapd-db", modules=True)
+    (open_dir / "slapd-db").mkdir()
+    os.chown(open_dir / "slapd-db", user.pw_uid, user.pw_gid)  # slapd opens its database after the drop
+    port = free_port()
+    (open_dir / "slapd.conf").write_text(conf_text)
+    argv = [SLAPD, "-u", SERVICE_USER, "-g", SERVICE_USER, "-d", "0", "-f", str(open_dir / "slapd.conf"), "-h",
+            f"ldap://127.0.0.1:{port}/"]  # fmt: skip
+    slapd = start_process("slapd", argv, port, "", open_dir, open_dir / "slapd.conf")
+    ours = None
+    try:
+        ours = start_pyldapd(open_dir / "ours", slapd_conf(open_dir / "ours" / "db"),
+                             extra_args=["-u", SERVICE_USER, "-g", SERVICE_USER])  # fmt: skip
+        wait_for(lambda: "running as uid" in ours.log(), 15, what="the privilege drop")
+        assert proc_ids(ours.process.pid) == proc_ids(slapd.process.pid)
+    finally:
+        slapd.stop()
+        assert ours is None or ours.stop() == 0
+
+
+# --- syslog ---------------------------------------------------------------------------------------------------------
+
+
+class DatagramSink:
+    """A unix datagram socket playing the syslog daemon or systemd's notify socket."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self.sock.settimeout(0.2)
+        self.received: list[str] = []
+        self.closed = threading.Event()
+        self.reader = threading.Thread(target=self.read, daemon=True)  # read at once, as a daemon would
+        self.reader.start()
+
+    def read(self) -> None:
+        while not self.closed.is_set():
+            try:
+                self.received.append(self.sock.recv(1 << 20).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def wait_for(self, needle: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in list(self.received):
+                if needle in message:
+                    return message
+            time.sleep(0.05)
+        raise TimeoutError(f"no datagram with {needle!r} in {timeout}s: {self.received[-5:]}")
+
+    def close(self) -> None:
+        self.closed.set()
+        self.reader.join(5)
+        self.sock.close()
+
+
+def test_syslog_without_debug_mode(tmp_path: Path) -> None:
+    """Without -d (and with -d 0) lines go to syslog, as slapd's do: ident -n, facility -l, severity debug;
+    stderr stays quiet. -s sets the level syslog gets."""
+    sink = DatagramSink(str(tmp_path / "log.sock"))
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(slapd_conf(tmp_path / "db"))
+    port = free_port()
+    argv = [*PYLDAPD, "serve", "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/", "-d", "0", "-n", "dirsrv",
+            "-l", "LOCAL3", "-s", "stats"]  # fmt: skip
+    env = dict(os.environ, PYLDAPD_SYSLOG_SOCKET=sink.address)
+    log_path = tmp_path / "stderr.log"
+    with open(log_path, "wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: port_open(port) or process.poll() is not None, 30, what="pyldapd to listen")
+        assert process.poll() is None, log_path.read_text()
+        ldap_tool("ldapsearch", "-x", "-H", f"ldap://127.0.0.1:{port}", "-b", SUFFIX, "(uid=nobody)")
+        line = sink.wait_for(" SRCH base=")
+        # LOCAL3 (19) * 8 + LOG_DEBUG (7) = 159; "Mmm dd hh:mm:ss ident[pid]: message", as syslog(3) sends
+        assert re.match(
+            rf"<159>\w{{3}} [ \d]\d \d\d:\d\d:\d\d dirsrv\[{process.pid}\]: conn=\d+ op=\d+ SRCH ", line
+        )
+        assert any("pyldapd starting" in m for m in sink.received)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        sink.close()
+    assert any("slapd stopped." in m for m in sink.received)
+    assert "SRCH" not in log_path.read_text()
+    # a start that fails is told on stderr too, where whoever started it looks
+    sink = DatagramSink(str(tmp_path / "log2.sock"))
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        argv[argv.index("-h") + 1] = f"ldap://127.0.0.1:{busy.getsockname()[1]}/"
+        failed = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                                env=dict(env, PYLDAPD_SYSLOG_SOCKET=sink.address))  # fmt: skip
+        assert failed.returncode == 1
+        assert failed.stderr.count("address already in use") == 1
+        sink.wait_for("address already in use")
+    finally:
+        busy.close()
+        sink.close()
+
+
+# --- logfile and logfile-rotate --------------------------------------------------------------------------------------
+
+
+def test_logfile_rotate(tmp_path: Path) -> None:
+    """`logfile` gets every line; `logfile-rotate 2 1 0` moves it aside to .01 (then .02) before it grows past
+    1 MB, and keeps no more than two old files."""
+    logfile = tmp_path / "logs" / "pyldapd.log"
+    logfile.parent.mkdir()
+    server = start_pyldapd(tmp_path, slapd_conf(tmp_path / "db", extra_global=f"logfile {logfile}\n"
+                                                "logfile-rotate 2 1 0\n"), debug="stats")  # fmt: skip
+    try:
+        conn = ldap.initialize(server.url)
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        big = (
+            "(|" + "".join(f"(cn={uuid.uuid4().hex * 40})" for _ in range(250)) + ")"
+        )  # ~330 kB per SRCH line
+        conn.add_s(SUFFIX, [("objectClass", [b"dcObject", b"organization"]), ("dc", [b"example"]),
+                            ("o", [b"Example"])])  # fmt: skip
+        for _ in range(10):
+            assert conn.search_s(SUFFIX, ldap.SCOPE_SUBTREE, big, ["1.1"]) == []
+        conn.unbind_s()
+        wait_for(lambda: (logfile.parent / "pyldapd.log.02").exists(), 10, what="two rotations")
+    finally:
+        assert server.stop() == 0
+    names = sorted(p.name for p in logfile.parent.iterdir())
+    assert names == ["pyldapd.log", "pyldapd.log.01", "pyldapd.log.02"]
+    for path in logfile.parent.iterdir():
+        assert path.stat().st_size <= 1024 * 1024
+    assert "slapd stopped." in logfile.read_text()
+    assert server.log().count(" SRCH base=") == 10  # -d stats: stderr gets every line too (logfile copies)
+
+
+@pytest.mark.parametrize(
+    ("line", "text"),
+    [
+        ("logfile-rotate 100 1 0", '<logfile-rotate> invalid max value "100" must be 1-99'),
+        ("logfile-rotate 2 0 0", "<logfile-rotate> Mbyte and hours cannot both be zero"),
+        ("logfile-rotate 2 1", "usage is logfile-rotate"),
+        ("logfile-rotate 2 x 1", '<logfile-rotate> invalid Mbyte value "x"'),
+        ("logfile-only maybe", "on or off"),
+    ],
+)
+def test_logfile_rotate_refused(tmp_path: Path, line: str, text: str) -> None:
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(slapd_conf(tmp_path / "db", extra_global=line))
+    result = run("test", "-f", str(conf))
+    assert result.returncode == 1 and text in result.stderr and "slapd.conf" in result.stderr
+
+
+# --- the systemd unit and the default file -------------------------------------------------------------------------
+
+
+def read_env_file(text: str) -> dict[str, str]:
+    """EnvironmentFile= as systemd reads it: KEY=VALUE lines, # comments, quotes around the value removed."""
+    env = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+def expand_exec(command: str, env: dict[str, str]) -> list[str]:
+    """ExecStart= as systemd expands it: `${VAR}` is one argument (empty if unset), a word `$VAR` is split at
+    whitespace into arguments (none if empty)."""
+    argv: list[str] = []
+    for word in shlex.split(command):
+        whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
+        if whole:
+            argv += env.get(whole.group(1), "").split()
+            continue
+        argv.append(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env.get(m.group(1), ""), word))
+    return argv
+
+
+def read_unit(path: Path) -> dict[str, dict[str, str]]:
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        assert current is not None
+        current[key.strip()] = value.strip()
+    return sections
+
+
+def test_systemd_unit_command_line(open_dir: Path) -> None:
+    """The shipped unit's ExecStart, with the shipped default file edited as an admin would (config, listeners),
+    run as systemd runs it: as root, NOTIFY_SOCKET set (an abstract socket here). READY=1 arrives once the
+    listeners answer, the process runs as SLAPD_USER, and the unit's KillSignal stops it cleanly (STOPPING=1,
+    exit 0)."""
+    assert os.geteuid() == 0
+    unit = read_unit(REPO / "contrib" / "pyldapd.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify" and service["EnvironmentFile"] == "-/etc/default/pyldapd"
+    default = (REPO / "contrib" / "default" / "pyldapd").read_text()
+    shipped = read_env_file(default)
+    assert {"SLAPD_CONF", "SLAPD_USER", "SLAPD_GROUP", "SLAPD_SERVICES", "SLAPD_OPTIONS"} <= shipped.keys()
+    assert shipped["SLAPD_USER"] == SERVICE_USER
+
+    user = pwd.getpwnam(shipped["SLAPD_USER"])
+    port = free_port()
+    ldapi = open_dir / "run" / "ldapi"
+    ldapi.parent.mkdir()
+    conf = open_dir / "slapd.conf"
+    conf.write_text(slapd_conf(open_dir / "db", extra_global=f"pidfile {open_dir}/run/pyldapd.pid\n"))
+    os.chown(ldapi.parent, user.pw_uid, user.pw_gid)
+    edited = default.replace("SLAPD_CONF=/etc/pyldapd/slapd.conf", f"SLAPD_CONF={conf}")
+    edited = re.sub(r"^SLAPD_SERVICES=.*$", f'SLAPD_SERVICES="ldap://127.0.0.1:{port}/ ldapi://'
+                    f'{str(ldapi).replace("/", "%2F")}/"', edited, flags=re.MULTILINE)  # fmt: skip
+    edited = re.sub(
+        r"^SLAPD_OPTIONS=.*$", 'SLAPD_OPTIONS="-n pyldapd-test -o slp=off"', edited, flags=re.MULTILINE
+    )
+    argv = expand_exec(service["ExecStart"], read_env_file(edited))
+    assert argv[:4] == ["/usr/bin/pyldapd", "serve", "-d", "0"]
+    assert argv[-4:] == ["-n", "pyldapd-test", "-o", "slp=off"]
+    argv[0] = shutil.which("pyldapd", path=str(Path(sys.executable).parent)) or "pyldapd"
+
+    notify = DatagramSink(f"@pyldapd-notify-{uuid.uuid4().hex}")
+    syslog = DatagramSink(str(open_dir / "syslog.sock"))
+    env = {"PATH": os.environ["PATH"], "NOTIFY_SOCKET": notify.address, "PYLDAPD_SYSLOG_SOCKET": syslog.address,
+           "LANG": "C.UTF-8"}  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd="/")
+    try:
+        ready = notify.wait_for("READY=1", 30)
+        assert f"MAINPID={process.pid}" in ready
+        assert port_open(port)  # listening before READY=1
+        uids, gids, _ = proc_ids(process.pid)
+        assert uids == [user.pw_uid] * 4 and gids == [user.pw_gid] * 4
+        result = ldap_tool("ldapsearch", "-x", "-H", f"ldap://127.0.0.1:{port}", "-s", "base", "-b", "", "+")
+        assert result.returncode == 0 and "namingContexts: dc=example,dc=com" in result.stdout
+        whoami = ldap_tool("ldapwhoami", "-Y", "EXTERNAL", "-H", "ldapi://" + str(ldapi).replace("/", "%2F"))
+        assert whoami.returncode == 0, whoami.stderr
+        syslog.wait_for("pyldapd-test[")
+    finally:
+        process.send_signal(getattr(signal, service.get("KillSignal", "SIGTERM")))
+        code = process.wait(30)
+        output = process.stdout.read().decode() if process.stdout else ""
+    assert code == 0, output
+    assert "Traceback" not in output
+    notify.wait_for("STOPPING=1", 5)
+    notify.close()
+    syslog.close()
+    assert not (open_dir / "run" / "pyldapd.pid").exists()
+
+
+# --- upgrade from the previous database format --------------------------------------------------------------------
+
+
+def test_serve_upgrades_format_1_database(tmp_path: Path) -> None:
+    """A database written in format 1 (one id per index value) is upgraded in place by `pyldapd serve`, which
+    says so, answers searches through the upgraded indexes exactly as slapd answers on the same data, and shows
+    the format in cn=Monitor."""
+    from tests.format1 import rewrite_as_format_1
+
+    people = "".join(
+        f"\ndn: uid=user{i},dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: user{i}\ncn: User {i}\n"
+        f"sn: Number{i % 7}\nmail: user{i}@example.com\n"
+        for i in range(200)
+    )
+    ldif = tmp_path / "data.ldif"
+    ldif.write_text(SUFFIX_LDIF + people)
+    conf_text = slapd_conf(tmp_path / "db")
+    conf = tmp_path / "pyldapd.conf"
+    conf.write_text(conf_text)
+    loaded = run("add", "-q", "-f", str(conf), "-l", str(ldif))
+    assert loaded.returncode == 0, loaded.stderr
+    assert rewrite_as_format_1(str(tmp_path / "db")) > 200
+
+    server = start_pyldapd(tmp_path, conf_text, name="pyldapd")
+    slapd_dir = tmp_path / "slapd"
+    slapd_conf_path = slapd_dir / "slapd.conf"
+    slapd_dir.mkdir()
+    slapd_conf_path.write_text(slapd_conf(slapd_dir / "db", modules=True))
+    (slapd_dir / "db").mkdir()
+    subprocess.run(["/usr/sbin/slapadd", "-q", "-f", str(slapd_conf_path), "-l", str(ldif)], check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+    port = free_port()
+    slapd = start_process("slapd", [SLAPD, "-f", str(slapd_conf_path), "-h", f"ldap://127.0.0.1:{port}/", "-d",
+                          "0"], port, "", slapd_dir, slapd_conf_path)  # fmt: skip
+    try:
+        assert "database upgraded in place from format 1 to 2" in server.log()
+        for query in [
+            "(uid=user42)",
+            "(sn=number3)",
+            "(cn=User 1*)",
+            "(mail=*)",
+            "(&(objectClass=person)(sn=*5))",
+        ]:
+            ours = ldap_tool(
+                "ldapsearch", "-x", "-LLL", "-H", server.url, "-b", SUFFIX, "-z", "0", query, "dn"
+            )
+            theirs = ldap_tool(
+                "ldapsearch", "-x", "-LLL", "-H", slapd.url, "-b", SUFFIX, "-z", "0", query, "dn"
+            )
+            assert (ours.returncode, sorted(ours.stdout.split("\n\n"))) == (
+                theirs.returncode,
+                sorted(theirs.stdout.split("\n\n")),
+            ), query
+            assert ours.stdout.count("dn: ") >= 1
+        add_as_root(server.url, ENTRY.replace("uid=svc,", "uid=after,").replace("uid: svc", "uid: after"))
+        monitor = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-H", server.ldapi_url, "-b", "cn=Monitor", "-s",
+                            "base", "monitoredInfo")  # fmt: skip
+        assert "monitoredInfo: database format 2" in monitor.stdout, monitor.stdout + monitor.stderr
+    finally:
+        assert server.stop() == 0
+        slapd.stop()
+    again = start_pyldapd(tmp_path, conf_text, name="again")
+    try:
+        assert "upgraded" not in again.log()
+        found = ldap_tool("ldapsearch", "-x", "-LLL", "-H", again.url, "-b", SUFFIX, "(uid=after)", "dn")
+        assert found.stdout.count("dn: ") == 1
+    finally:
+        again.stop()
+
+
+def test_logfile_settings_over_cn_config(tmp_path: Path) -> None:
+    """olcLogFile, olcLogFileOnly and olcLogFileRotate (OpenLDAP 2.6's cn=config names) are set over ldapi at
+    run time: lines go to the new file at once, the values are written to slapd.d and read back at the next start;
+    an invalid rotation is refused with slapd's text and changes nothing."""
+    init = run(
+        "init", "-F", str(tmp_path / "slapd.d"), "--suffix", SUFFIX, "--rootdn", ROOTDN, "--rootpw", ROOTPW
+    )
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    ldapi = str(tmp_path / "ldapi")
+    ldapi_url = "ldapi://" + ldapi.replace("/", "%2F")
+    argv = [*PYLDAPD, "serve", "-F", str(tmp_path / "slapd.d"), "-h", f"ldap://127.0.0.1:{port}/ {ldapi_url}/",
+            "-d", "stats"]  # fmt: skip
+    logfile = tmp_path / "logs.txt"  # not pyldapd.log: start_process puts stderr there
+
+    def modify(ldif: str) -> subprocess.CompletedProcess:
+        return ldap_tool("ldapmodify", "-Y", "EXTERNAL", "-H", ldapi_url, input=ldif)
+
+    server = start_process("pyldapd", argv, port, ldapi, tmp_path, tmp_path / "slapd.d")
+    try:
+        result = modify(f"dn: cn=config\nchangetype: modify\nreplace: olcLogFile\nolcLogFile: {logfile}\n-\n"
+                        "replace: olcLogFileRotate\nolcLogFileRotate: 3 10 24\n")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        ldap_tool("ldapsearch", "-x", "-H", f"ldap://127.0.0.1:{port}", "-b", SUFFIX, "(uid=marker)")
+        wait_for(
+            lambda: logfile.exists() and "(uid=marker)" in logfile.read_text(), 10, what="the new logfile"
+        )
+        refused = modify(
+            "dn: cn=config\nchangetype: modify\nreplace: olcLogFileRotate\nolcLogFileRotate: 0 1 0\n"
+        )
+        assert refused.returncode != 0
+        assert '<olcLogFileRotate> invalid max value "0" must be 1-99' in refused.stderr
+        stored = (tmp_path / "slapd.d" / "cn=config.ldif").read_text().replace("\n ", "")  # unfolded
+        assert f"olcLogFile: {logfile}" in stored and "olcLogFileRotate: 3 10 24" in stored
+        result = modify("dn: cn=config\nchangetype: modify\nreplace: olcLogFileOnly\nolcLogFileOnly: TRUE\n")
+        assert result.returncode == 0, result.stderr
+        ldap_tool("ldapsearch", "-x", "-H", f"ldap://127.0.0.1:{port}", "-b", SUFFIX, "(uid=second)")
+        wait_for(lambda: "(uid=second)" in logfile.read_text(), 10, what="the second search in the logfile")
+        assert "(uid=second)" not in server.log()  # logfile-only: not on stderr any more
+    finally:
+        assert server.stop() == 0
+    again = start_process("again", argv, port, ldapi, tmp_path, tmp_path / "slapd.d")
+    try:
+        ldap_tool("ldapsearch", "-x", "-H", f"ldap://127.0.0.1:{port}", "-b", SUFFIX, "(uid=third)")
+        wait_for(lambda: "(uid=third)" in logfile.read_text(), 10, what="the logfile after a restart")
+        config = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-H", ldapi_url, "-LLL", "-b", "cn=config", "-s", "base",
+                           "olcLogFileRotate", "olcLogFileOnly")  # fmt: skip
+        assert "olcLogFileRotate: 3 10 24" in config.stdout and "olcLogFileOnly: TRUE" in config.stdout
+    finally:
+        assert again.stop() == 0
+
+
+def test_serve_refuses_a_newer_database_format_cleanly(tmp_path: Path) -> None:
+    """A database from a newer pyldapd is not touched: a clear message and exit 1, no traceback."""
+    import lmdb
+
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(slapd_conf(tmp_path / "db"))
+    env = lmdb.open(str(tmp_path / "db"), max_dbs=16)
+    with env.begin(write=True) as txn:
+        txn.put(b"version", b"3", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    result = run("serve", "-f", str(conf), "-h", f"ldap://127.0.0.1:{free_port()}/", "-d", "stats")
+    assert result.returncode == 1
+    assert "database format 3 was written by a newer pyldapd" in result.stderr
+    assert "Traceback" not in result.stderr
