@@ -20,6 +20,7 @@ from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
+from pyldapd.server.stats import Stats
 from pyldapd.server.tls import TLSSetupError, build_context
 
 
@@ -105,6 +106,8 @@ class Server:
         self.connections: set[LDAPConnection] = set()
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
+        self.stats = Stats()  # counters of cn=Monitor and /metrics (server/stats.py)
+        self.http_listeners: list[asyncio.AbstractServer] = []  # http:// in -h (server/metrics.py)
         self.stopping = asyncio.Event()
 
     def refresh_replication(self, backend) -> None:
@@ -225,6 +228,11 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for url in self.urls:
+            if url.scheme == "http":  # metrics and health checks (server/metrics.py), not an LDAP listener
+                from pyldapd.server.metrics import start_http
+
+                self.http_listeners.append(await start_http(self, url.host, url.port))
+                continue
             if url.scheme == "ldaps" and self.tls_context is None:
                 raise StartupError(f"{url.text}: ldaps:// needs TLSCertificateFile and TLSCertificateKeyFile")
             if url.scheme == "ldapi":
@@ -262,7 +270,7 @@ class Server:
 
     async def shutdown(self) -> None:
         self.log.error("pyldapd shutting down")
-        for listener in self.listeners:
+        for listener in self.listeners + self.http_listeners:
             listener.close()
         for backend in self.directory.backends:
             for consumer in list(backend.consumers.values()):
@@ -270,7 +278,7 @@ class Server:
             backend.consumers.clear()
         for connection in list(self.connections):
             connection.close()
-        for listener in self.listeners:
+        for listener in self.listeners + self.http_listeners:
             await listener.wait_closed()
         for url in self.urls:
             if url.scheme == "ldapi" and os.path.exists(url.path):
