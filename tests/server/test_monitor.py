@@ -374,3 +374,31 @@ def test_consumer_entries(tmp_path):
         if consumer is not None:
             consumer.stop()
         provider.stop()
+
+
+def test_cn_config_monitor_database_rules_apply_at_once(tmp_path):
+    """`pyldapd init`'s olcDatabase={1}monitor: no rule, so everyone reads (slapd's default); an olcAccess added
+    over ldapi takes effect on the next search."""
+    from tests.server.test_cnconfig import Node
+
+    node = Node(tmp_path, "node")
+    node.start()
+    try:
+        server = node.server
+        code, tree = monitor(server, "(objectClass=*)", who=["-x"], base="cn=Monitor")
+        assert code == 0 and "cn=Bind,cn=Operations,cn=Monitor" in tree
+        # a rule that does not parse is refused as on the data database (whose answer is slapd's, test_cnconfig)
+        bad = "changetype: modify\nadd: olcAccess\nolcAccess: to * by * frobnicate\n"
+        refused = node.external("ldapmodify", f"dn: olcDatabase={{1}}monitor,cn=config\n{bad}")
+        on_data = node.external("ldapmodify", f"dn: olcDatabase={{2}}hdb,cn=config\n{bad}")
+        assert refused.returncode == on_data.returncode != 0
+        assert refused.stderr.splitlines()[-2:] == on_data.stderr.splitlines()[-2:]
+        change = node.external("ldapmodify", "dn: olcDatabase={1}monitor,cn=config\nchangetype: modify\n"
+                               "add: olcAccess\nolcAccess: to * by users read by * none\n")  # fmt: skip
+        assert change.returncode == 0, change.stderr
+        code, tree = monitor(server, "(objectClass=*)", who=["-x"], base="cn=Monitor")
+        assert code == 32 and not tree
+        code, tree = monitor(server, "(objectClass=*)", who=["-x", "-D", ROOTDN, "-w", "admin_password"])
+        assert code == 0 and "cn=Bind,cn=Operations,cn=Monitor" in tree
+    finally:
+        node.stop()

@@ -102,6 +102,7 @@ class Server:
         self.directory = Directory(config, self.schema, self.server_id)
         self.directory.log = log
         self.directory.server = self
+        self.directory.monitor.validate(config)  # the monitor database's access lines
         self.cookies: dict[int, str] = dict(cookies or {})
         self.connections: set[LDAPConnection] = set()
         self.listeners: list[asyncio.AbstractServer] = []
@@ -177,6 +178,7 @@ class Server:
             from pyldapd.server.guard import AccessControl
 
             AccessControl(self.directory)
+            self.directory.monitor.validate(config)
         finally:
             self.config.access = old_access[0]
             for backend, db, access in zip(running, new, old_access[1], strict=True):
@@ -220,6 +222,10 @@ class Server:
                 backend.db.set_indexes(indexes)
                 backend.db.reindex()
             self.refresh_replication(backend)
+        for target, db in zip(current.databases, config.databases, strict=False):
+            if target.type == db.type == "monitor":  # its rules and root, read by server/monitor.py
+                for name in ("rootdn", "rootpw", "access", "access_sources"):
+                    setattr(target, name, getattr(db, name))
         self.directory.access = AccessControl(self.directory)
 
     def new_session(self, local: bool) -> Session:

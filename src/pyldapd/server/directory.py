@@ -349,8 +349,9 @@ class Directory:
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
-            return self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send,
-                                       request.filter), [], ""
+            sent = self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send,
+                                       request.filter)  # fmt: skip
+            return sent, [], ""
         special = None
         if base_ndn == "" and scope == Scope.BASE:
             special = self.root_dse()

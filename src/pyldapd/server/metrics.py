@@ -140,7 +140,9 @@ class ServerCollector:
                     lag.add_metric([suffix, str(sid)], max(now - seconds, 0.0))
             for rid, consumer in sorted(backend.consumers.items()):
                 labels = [suffix, f"{rid:03d}"]
-                seconds = held.get(getattr(consumer, "provider_sid", None))
+                sid = getattr(consumer, "provider_sid", None)
+                # a provider without a serverID names none in its cookies: the newest change held stands for it
+                seconds = held.get(sid) if sid is not None else max(filter(None, held.values()), default=None)
                 if seconds is not None:
                     consumer_lag.add_metric(labels, max(now - seconds, 0.0))
                 refreshed.add_metric(labels, 1 if getattr(consumer, "refreshed_once", False) else 0)

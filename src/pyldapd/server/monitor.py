@@ -306,6 +306,13 @@ class Monitor:
             self._policy = (control, built)
         return self._policy[1]
 
+    def validate(self, config) -> None:
+        """Refuse a monitor database's bad access lines (ConfigError naming the line), as slapd does on reading."""
+        for db in config.databases:
+            if db.type == "monitor":
+                self.directory.access.build(db.access, getattr(db, "access_sources", []), config.access,
+                                            getattr(config, "access_sources", []))  # fmt: skip
+
     def reader(self, session: Session, request_filter: Any = None):
         """How `session` reads cn=Monitor: "all", a SearchGuard (per entry and attribute), or None (nothing)."""
         db = self.database()
