@@ -305,6 +305,33 @@ def test_monitor_access_as_slapd(guarded, who):
         assert answers["pyldapd"][1]["cn=Total,cn=Connections,cn=Monitor"] is True
 
 
+@pytest.mark.parametrize("who", ["anonymous", "jdoe", "asmith", "monitor"])
+def test_compare_as_slapd(guarded, who):
+    """ldapcompare on cn=Monitor entries: the same answers under the same rules (jdoe may not see counters)."""
+    identities = {"anonymous": ["-x"], "jdoe": ["-x", "-D", JDOE, "-w", "secret1"],
+                  "asmith": ["-x", "-D", f"uid=asmith,ou=People,{SUFFIX}", "-w", "secret2"], "monitor": MONITOR_ROOT}  # fmt: skip
+    checks = [("cn=Current,cn=Connections,cn=Monitor", "monitorCounter:1"),
+              ("cn=Current,cn=Connections,cn=Monitor", "monitorCounter:7"),
+              ("cn=Current,cn=Connections,cn=Monitor", "cn:Current"),
+              ("cn=Database 1,cn=Databases,cn=Monitor", "monitoredInfo:mdb"),
+              ("cn=Nothing,cn=Connections,cn=Monitor", "cn:Nothing"),
+              ("cn=Monitor", "monitorCounter:1")]  # fmt: skip
+    answers = {}
+    for server in guarded:
+        answers[server.name] = [ldap_tool("ldapcompare", "-H", server.url, *identities[who], dn, assertion).returncode
+                                for dn, assertion in checks]  # fmt: skip
+    assert answers["pyldapd"] == answers["slapd"]
+    if who == "monitor":
+        assert answers["pyldapd"] == [
+            6,
+            5,
+            6,
+            6,
+            32,
+            16,
+        ]  # TRUE, FALSE, TRUE, TRUE, noSuchObject, noSuchAttribute
+
+
 def test_without_monitor_database_pyldapd_defaults(tmp_path):
     """No `database monitor`: the rootdn of a database and root over ldapi read cn=Monitor; with access rules
     configured, anonymous gets noSuchObject (README)."""

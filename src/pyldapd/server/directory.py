@@ -702,6 +702,8 @@ class Directory:
             entry = self.root_dse()
         elif ndn == self.subschema_ndn:
             entry = self.subschema_entry()
+        elif self.monitor.handles(ndn):  # cn=Monitor: its own rules (server/monitor.py)
+            return self.monitor.compare(session, ndn, at, request, controls)
         else:
             backend = self.require_backend(ndn)
             with backend.db.read() as txn:

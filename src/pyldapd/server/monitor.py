@@ -604,6 +604,26 @@ class Monitor:
             sent += 1
         return sent
 
+    def compare(self, session: Session, ndn: str, at, request, controls) -> int:
+        """A compare on a cn=Monitor entry, under the same rules as a search (slapd answers both)."""
+        from pyldapd.server.acl import COMPARE
+
+        reader = self.reader(session)
+        if reader is None:
+            raise LDAPError(ldap.ResultCode.noSuchObject, "")
+        by_ndn = {normalize_dn(e.dn, self.directory.schema): e for e in self.entries()}
+        entry = by_ndn.get(ndn)
+        guard = None if reader == "all" else reader
+        if entry is None:
+            matched = self.matched(ndn, by_ndn) if guard is None else ""
+            raise LDAPError(ldap.ResultCode.noSuchObject, "", matched_dn=matched)
+        if guard is not None and not guard.can(entry, ndn, at.key, COMPARE, request.value):
+            # slapd hides the entry from who may not even know it is there
+            if not guard.discloses(entry, ndn):
+                raise LDAPError(ldap.ResultCode.noSuchObject, "")
+            raise LDAPError(ldap.ResultCode.insufficientAccessRights, "")
+        return self.directory.compare_values(at, request, controls, entry)
+
     @staticmethod
     def matched(ndn: str, by_ndn: dict[str, Entry]) -> str:
         while "," in ndn:
