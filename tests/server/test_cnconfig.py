@@ -319,7 +319,7 @@ def test_slaptest_style_conversion_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     config = cnconfig.config_from_entries(cnconfig.read_slapd_d(tmp_path / "slapd.d"))
     assert config.server_ids == [(3, "")]
-    assert config.databases[0].overlays[0].settings == [("syncprov-checkpoint", ["10", "1"])]
+    assert config.data_databases()[0].overlays[0].settings == [("syncprov-checkpoint", ["10", "1"])]
 
 
 def test_schema_and_access_changes_apply_at_once(nodes):

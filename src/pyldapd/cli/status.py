@@ -201,6 +201,7 @@ def read_monitor(state: NodeState, found: list[ldap.SearchResultEntry]) -> None:
     slapd's back-monitor (2.5 and later publish one olmSyncReplInstance entry per consumer, under its database:
     olmSRProviderURIList, olmSRSyncPhase, olmSRLastContact, olmSRLastCookieRcvd/Sent, ...)."""
     sid_from_cookie: int | None = None
+    olm_consumers: list[dict] = []  # slapd's entries; pyldapd publishes both kinds, and its own say more
     for entry in found:
         classes = {c.lower() for c in values(entry, "objectClass")}
         if entry.dn.lower() == MONITOR_DN.lower() and not state.vendor and first(entry, "monitoredInfo"):
@@ -225,7 +226,7 @@ def read_monitor(state: NodeState, found: list[ldap.SearchResultEntry]) -> None:
             cookie_sid = cookie_field(sent, "sid")
             if cookie_sid is not None:
                 sid_from_cookie = cookie_sid
-            state.consumers.append({
+            olm_consumers.append({
                 "rid": int(digits) if digits else 0,
                 "provider": " ".join(values(entry, "olmSRProviderURIList")),
                 "searchbase": "", "state": first(entry, "olmSRSyncPhase").lower(),
@@ -246,6 +247,8 @@ def read_monitor(state: NodeState, found: list[ldap.SearchResultEntry]) -> None:
             })  # fmt: skip
         elif entry.dn.lower().startswith("cn=conflicts,") and first(entry, "monitorCounter"):
             state.conflicts_total = (state.conflicts_total or 0) + int(first(entry, "monitorCounter"))
+    if not state.consumers:
+        state.consumers = olm_consumers
     for conflict in state.conflicts:
         for key in ("winner_sid", "loser_sid"):
             if conflict[key] < 0:

@@ -407,6 +407,9 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
                 config.password_hash = values(entry, "olcPasswordHash")
         elif name in DATA_TYPES:
             config.databases.append(database_from_entry(entry, by_parent.get(entry.dn.lower(), [])))
+        elif name == "monitor":  # its rootdn and access rules govern cn=Monitor (server/monitor.py)
+            config.databases.append(database_from_entry(entry, []))
+            config.databases[-1].type = "monitor"
     return config
 
 

@@ -86,6 +86,13 @@ class LDAPClient:
                 raise ClientError(f"StartTLS refused: {response.op.message}", response.op.result_code)
         return client
 
+    def local_address(self) -> str:
+        """This end of the connection as slapd's monitor writes addresses (IP=host:port), for olmSRConnection."""
+        name = self.writer.get_extra_info("sockname")
+        if isinstance(name, tuple) and len(name) >= 2:
+            return f"IP={name[0]}:{name[1]}"
+        return f"PATH={name}" if name else ""
+
     def send(self, op, controls: list[Control] | None = None) -> int:
         message_id = self.next_id
         self.next_id += 1

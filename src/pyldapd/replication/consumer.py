@@ -59,6 +59,11 @@ class SyncConsumer:
         self.present: set[bytes] = set()
         self.refresh_done = False
         self.provider_sid: int | None = None
+        # cn=Monitor's olmSR* attributes and /readyz (server/monitor.py, server/metrics.py)
+        self.last_connect = self.last_contact = self.next_connect = 0.0
+        self.last_cookie_sent = self.last_cookie_rcvd = b""
+        self.local_address = ""
+        self.refreshed_once = False
         self.base_ndn = normalize_dn(spec.searchbase, directory.schema)
         self.filter = parse_filter(spec.filter)
 
@@ -125,6 +130,7 @@ class SyncConsumer:
             if count > 0:
                 schedule[step][1] -= 1
             self.state = "retrying"
+            self.next_connect = time.time() + delay
             self.log.error(f"syncrepl rid={self.rid:03d}: {self.last_error}; retrying in {delay} s")
             await asyncio.sleep(delay)
 
@@ -143,9 +149,10 @@ class SyncConsumer:
         timeout = spec.network_timeout or None
         self.client = client = await LDAPClient.connect(spec.provider, timeout=timeout, tls=spec.tls,
                                                         starttls=spec.starttls, keepalive=spec.keepalive)  # fmt: skip
+        self.last_connect, self.local_address = time.time(), client.local_address()
         await client.bind(spec.bindmethod, spec.binddn, spec.credentials, spec.saslmech, spec.authzid,
                           timeout=spec.timeout or None)  # fmt: skip
-        cookie = self.request_cookie()
+        cookie = self.last_cookie_sent = self.request_cookie()
         mode = ctl.SYNC_MODE_REFRESH_AND_PERSIST if spec.persist else ctl.SYNC_MODE_REFRESH_ONLY
         controls = [
             Control(ctl.SYNC_REQUEST, False, ctl.encode_sync_request(ctl.SyncRequest(mode, cookie, True))),
@@ -161,6 +168,7 @@ class SyncConsumer:
         self.state = "refreshing"
         self.note(f"sync search with cookie {cookie.decode()}")
         async for message in client.search(request, controls):
+            self.last_contact = time.time()
             op = message.op
             if isinstance(op, ldap.SearchResultEntry):
                 self.on_entry(op, message.controls)
@@ -212,7 +220,7 @@ class SyncConsumer:
             self.save_cookie(info.cookie)
             self.present = set()
             if info.refresh_done:
-                self.refresh_done = True
+                self.refresh_done = self.refreshed_once = True
                 self.last_error = ""
                 self.state = "persisting"
                 self.note("refresh done, persisting")
@@ -230,6 +238,7 @@ class SyncConsumer:
             self.delete_nonpresent(done.cookie)
         self.save_cookie(done.cookie)
         self.last_error = ""
+        self.refreshed_once = True
         self.note("refresh complete")
 
     # -- state ----------------------------------------------------------------------------------------------
@@ -241,6 +250,7 @@ class SyncConsumer:
     def save_cookie(self, raw: bytes | None) -> None:
         if not raw:
             return
+        self.last_cookie_rcvd = raw
         cookie = parse_cookie(raw)
         if cookie.sid is not None:
             self.provider_sid = cookie.sid

@@ -23,6 +23,7 @@ from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
 from pyldapd.server.service import STOP_SIGNALS, Service
+from pyldapd.server.stats import Stats
 from pyldapd.server.tls import TLSSetupError, build_context
 
 
@@ -108,10 +109,13 @@ class Server:
                 log.error(f"{backend.config.directory}: database upgraded in place from format "
                           f"{backend.db.upgraded_from} to {FORMAT_VERSION}")  # fmt: skip
         self.directory.server = self
+        self.directory.monitor.validate(config)  # the monitor database's access lines
         self.cookies: dict[int, str] = dict(cookies or {})
         self.connections: set[LDAPConnection] = set()
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
+        self.stats = Stats()  # counters of cn=Monitor and /metrics (server/stats.py)
+        self.http_listeners: list[asyncio.AbstractServer] = []  # http:// in -h (server/metrics.py)
         self.stopping = asyncio.Event()
         self.service: Service | None = None  # -u/-g, sd_notify (server/service.py)
         # a `gentlehup` SIGHUP came: no new clients, no writes, stop when the last one goes
@@ -185,6 +189,7 @@ class Server:
             from pyldapd.server.guard import AccessControl
 
             AccessControl(self.directory)
+            self.directory.monitor.validate(config)
         finally:
             self.config.access = old_access[0]
             for backend, db, access in zip(running, new, old_access[1], strict=True):
@@ -234,6 +239,10 @@ class Server:
                 backend.db.set_indexes(indexes)
                 backend.db.reindex()
             self.refresh_replication(backend)
+        for target, db in zip(current.databases, config.databases, strict=False):
+            if target.type == db.type == "monitor":  # its rules and root, read by server/monitor.py
+                for name in ("rootdn", "rootpw", "access", "access_sources"):
+                    setattr(target, name, getattr(db, name))
         self.directory.access = AccessControl(self.directory)
 
     def new_session(self, local: bool) -> Session:
@@ -242,6 +251,11 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for url in self.urls:
+            if url.scheme == "http":  # metrics and health checks (server/metrics.py), not an LDAP listener
+                from pyldapd.server.metrics import start_http
+
+                self.http_listeners.append(await start_http(self, url.host, url.port))
+                continue
             if url.scheme == "ldaps" and self.tls_context is None:
                 raise StartupError(f"{url.text}: ldaps:// needs TLSCertificateFile and TLSCertificateKeyFile")
             if url.scheme == "ldapi":
@@ -314,7 +328,7 @@ class Server:
         self.log.error("pyldapd shutting down")
         if self.service is not None:
             self.service.notify("STOPPING=1")
-        for listener in self.listeners:
+        for listener in self.listeners + self.http_listeners:
             listener.close()
         for backend in self.directory.backends:
             for consumer in list(backend.consumers.values()):
@@ -322,7 +336,7 @@ class Server:
             backend.consumers.clear()
         for connection in list(self.connections):
             connection.close()
-        for listener in self.listeners:
+        for listener in self.listeners + self.http_listeners:
             await listener.wait_closed()
         for url in self.urls:
             if url.scheme == "ldapi":

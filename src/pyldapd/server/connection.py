@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import time
 from typing import TYPE_CHECKING
 
 from pyldapd.model.filter import filter_to_string
@@ -19,6 +20,7 @@ from pyldapd.server import limits
 from pyldapd.server.directory import SizeLimitExceeded
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
+from pyldapd.server.stats import RESPONSE_TAGS as STATS_RESPONSE_NAMES
 from pyldapd.server.tls import check_security, setup_session, start_tls
 
 if TYPE_CHECKING:
@@ -66,11 +68,15 @@ class LDAPConnection(asyncio.Protocol):
         self.write_paused = False  # set by pause_writing (flow control, server/limits.py)
         self.held_pdus: list[bytes] = []
         self.tls_backlog = bytearray()
+        self.stats = server.stats  # server/stats.py: counters for cn=Monitor and /metrics
+        self.opened_at = self.active_at = time.time()  # cn=Monitor's monitorConnectionStart/ActivityTime
+        self.ops_completed = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.stats.connections_total += 1
         sock = transport.get_extra_info("socket")
         conn = self.session.conn_id
         if self.local:
@@ -110,6 +116,8 @@ class LDAPConnection(asyncio.Protocol):
             self.tls_backlog += data
             return
         self.reset_idle()
+        self.stats.received(data)
+        self.active_at = time.time()
         try:
             pdus = self.framer.feed(data)
         except ldap.ProtocolError as exc:
@@ -169,6 +177,7 @@ class LDAPConnection(asyncio.Protocol):
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.stats.sent(data)
             self.transport.write(data)
 
     def reset_idle(self) -> None:
@@ -199,6 +208,8 @@ class LDAPConnection(asyncio.Protocol):
                controls: list[Control] | None = None, extra: bytes = b"", referrals=None, nentries=None) -> None:  # fmt: skip
         self.send(ldap.encode_result(message_id, tag, code, matched, text, referrals=referrals, extra=extra,
                                      controls=controls or None))  # fmt: skip
+        self.stats.complete(STATS_RESPONSE_NAMES.get(tag, "Extended"), code, self.elapsed())
+        self.ops_completed += 1
         if self.log.level & STATS:
             op = self.current_op
             if tag == ldap.SEARCH_RESULT_DONE:
@@ -209,7 +220,10 @@ class LDAPConnection(asyncio.Protocol):
                                f"qtime=0.000000 etime={self.etime()} text={text}")  # fmt: skip
 
     def etime(self) -> str:
-        return f"{asyncio.get_running_loop().time() - self.op_started:.6f}"
+        return f"{self.elapsed():.6f}"
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.op_started
 
     # -- dispatch ---------------------------------------------------------------------------------------------
 
@@ -217,10 +231,12 @@ class LDAPConnection(asyncio.Protocol):
         op = message.op
         self.current_op = self.op_count
         self.op_count += 1
-        self.op_started = asyncio.get_running_loop().time()
+        self.op_started = time.monotonic()  # not loop.time(): uvloop's is cached per loop iteration
         mid = message.message_id
+        self.stats.initiate(getattr(op, "TAG", 0))
         if isinstance(op, ldap.UnbindRequest):
             self.log.log(STATS, f"conn={self.session.conn_id} op={self.current_op} UNBIND")
+            self.stats.finish("Unbind")
             self.close()
             return
         if isinstance(op, ldap.AbandonRequest):
@@ -228,6 +244,8 @@ class LDAPConnection(asyncio.Protocol):
                 STATS, f"conn={self.session.conn_id} op={self.current_op} ABANDON msg={op.message_id}"
             )
             self.directory.stop_sync_search(self, op.message_id, None)
+            self.stats.finish("Abandon")
+            self.ops_completed += 1
             return
         tag = RESPONSE_TAGS.get(type(op))
         if tag is None:

@@ -294,7 +294,7 @@ class Directory:
             )
         backend = self.backend_for(ndn)
         if backend is None:
-            raise LDAPError(ResultCode.invalidCredentials)
+            return self.monitor.bind_root(request.name, ndn, password)  # the monitor database's rootdn/rootpw
         if ndn == backend.rootdn_ndn and backend.config.rootpw:
             if verify_password(password, backend.config.rootpw):
                 return request.name, ndn
@@ -349,7 +349,9 @@ class Directory:
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
-            return self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send), [], ""
+            sent = self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send,
+                                       request.filter)  # fmt: skip
+            return sent, [], ""
         special = None
         if base_ndn == "" and scope == Scope.BASE:
             special = self.root_dse()
@@ -700,6 +702,8 @@ class Directory:
             entry = self.root_dse()
         elif ndn == self.subschema_ndn:
             entry = self.subschema_entry()
+        elif self.monitor.handles(ndn):  # cn=Monitor: its own rules (server/monitor.py)
+            return self.monitor.compare(session, ndn, at, request, controls)
         else:
             backend = self.require_backend(ndn)
             with backend.db.read() as txn:

@@ -1,4 +1,5 @@
-"""Listener URLs as slapd's -h takes them: ldap://host:port/, ldaps://..., ldapi://%2Fpath%2Fto%2Fsocket/."""
+"""Listener URLs as slapd's -h takes them: ldap://host:port/, ldaps://..., ldapi://%2Fpath%2Fto%2Fsocket/,
+and pyldapd's http://host:port/ for metrics and health checks (server/metrics.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ DEFAULT_LDAPI_PATH = "/var/run/slapd/ldapi"  # where Debian's libldap looks for 
 
 @dataclass(frozen=True)
 class ListenerURL:
-    scheme: str  # ldap, ldaps, ldapi
+    scheme: str  # ldap, ldaps, ldapi, http
     host: str
     port: int
     path: str  # ldapi socket path
@@ -24,13 +25,15 @@ class ListenerURL:
 def parse_listener_url(text: str) -> ListenerURL:
     scheme, sep, rest = text.partition("://")
     scheme = scheme.lower()
-    if not sep or scheme not in ("ldap", "ldaps", "ldapi"):
-        raise ValueError(f"invalid listener URL {text!r} (expected ldap://, ldaps:// or ldapi://)")
+    if not sep or scheme not in ("ldap", "ldaps", "ldapi", "http"):
+        raise ValueError(f"invalid listener URL {text!r} (expected ldap://, ldaps://, ldapi:// or http://)")
     hostport = rest.split("/", 1)[0]
     if scheme == "ldapi":
         path = unquote(hostport) if hostport else DEFAULT_LDAPI_PATH
         return ListenerURL(scheme, "", 0, path, text)
-    default_port = 636 if scheme == "ldaps" else 389
+    if scheme == "http" and rest.split("/", 1)[1:] not in ([], [""]):
+        raise ValueError(f"invalid listener URL {text!r}: the metrics listener takes no path")
+    default_port = {"ldaps": 636, "http": 80}.get(scheme, 389)
     host, port = hostport, default_port
     if hostport.startswith("["):
         end = hostport.find("]")

@@ -1,34 +1,44 @@
-"""A small, read-only `cn=Monitor` tree, in the spirit of slapd's back-monitor, built afresh on every search.
+"""A read-only `cn=Monitor` tree as slapd's back-monitor shows it (slapd-monitor(5)), built afresh on every search.
 
-    cn=Monitor                              the server: version, server ID, listeners, start time
-    cn=Databases,cn=Monitor                 container
-      cn=Database N,cn=Databases,...        one per data database: suffix (namingContexts), live contextCSN
-    cn=Syncrepl,cn=Monitor                  container
-      cn=Consumer RID,cn=Syncrepl,...       one per syncrepl consumer: rid, provider, searchbase, state,
-                                            last error, conflicts resolved
+slapd's subsystems, with the same DNs, object classes and attribute names:
 
-Schema. Every entry is a structural `applicationProcess` (core; MUST cn) with the auxiliary `extensibleObject`,
-so no object class is invented. Attribute types: `cn`, `description`, `labeledURI` (listener and provider URLs),
-`namingContexts` (the suffix of a database, the searchbase of a consumer), `contextCSN`, `createTimestamp`, all
-already in the schema; OpenLDAP's own back-monitor types `monitoredInfo` (1.3.6.1.4.1.4203.666.1.55.1: the
-version, a database's type) and `monitorCounter` (1.3.6.1.4.1.4203.666.1.55.3: entry counts), added with
-OpenLDAP's OIDs when the schema lacks them; and five of pyldapd's own (`pyldapdServerID`, `pyldapdSyncRid`,
-`pyldapdSyncState`, `pyldapdLastError`, `pyldapdConflicts`, plus `pyldapdProviderServerID`) under an OID arc
-made from a UUID (2.25.<uuid>, ITU-T X.667), which needs no registration. Like slapd's monitor attributes they
-are all operational (USAGE dSAOperation, NO-USER-MODIFICATION): ask for `+` (or name them) to see them.
+    cn=Monitor                                  monitorServer: version (monitoredInfo)
+    cn=Backends / cn=Backend N                  the backend types (config, monitor, mdb)
+    cn=Connections                              cn=Total, cn=Current, cn=Max File Descriptors (monitorCounter),
+      cn=Connection NNNN                        one per client: peer, listener, bind DN, operations, times
+    cn=Databases                                cn=Frontend, cn=Database N (N as slapd numbers them: 0 is
+      cn=Database N                             cn=config), with olmMDB* (pages, map size, readers, entries)
+        cn=Consumer RID                         syncrepl state as OpenLDAP 2.6 publishes it (olmSR*)
+    cn=Listeners / cn=Listener N                the -h URLs
+    cn=Log, cn=SASL, cn=TLS                     containers (nothing to report)
+    cn=Operations / cn=Bind ... cn=Extended     monitorOpInitiated / monitorOpCompleted per operation type
+    cn=Overlays / cn=Overlay N                  the overlays pyldapd has (syncprov)
+    cn=Statistics / cn=Bytes, PDU, Entries, Referrals   what was sent to clients (server/stats.py)
+    cn=Threads / cn=Max ...                     the event loop as slapd's thread pool would describe it: one
+    cn=Time / cn=Start, cn=Current, cn=Uptime
+    cn=Waiters / cn=Read, cn=Write
 
-Access. Readable by (1) the rootdn of any database (a data database or a `database monitor` section), (2) root
-on the local host, `gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth` over ldapi://, and the user the
-server runs as, by the same route, and (3) anyone at all when the configuration has no `access` line anywhere
-(slapd's default policy is then `access to * by * read`, and it would apply to a monitor database too). With
-access rules configured, everybody else gets noSuchObject, as slapd answers for an entry they may not see.
+and pyldapd's own, kept for `pyldapd status`: `pyldapdServerID` on cn=Monitor, contextCSN / entry count /
+role on each data database, and cn=Syncrepl / cn=Consumer RID (rid, provider, state, last error, conflicts).
+
+Schema. The object classes and attribute types are OpenLDAP's, with its OIDs (back-monitor's init.c, back-mdb's
+monitor.c, 2.6's syncrepl.c), added when the schema lacks them; like slapd's they are operational (dSAOperation):
+ask for `+`. pyldapd's own types sit under an OID arc made from a UUID (2.25.<uuid>, ITU-T X.667).
+
+Access (`may_read` and `reader`, the one place it is decided). With a `database monitor` section: as slapd, its
+rootdn reads everything, else its `access` lines followed by the global ones decide per entry and attribute, and
+with no access line at all everyone reads (slapd's default `access to * by * read`). Without one, pyldapd's
+defaults: any database's rootdn, root (or the server's own user) over ldapi://, and anyone when the
+configuration has no `access` line anywhere. Who may not read gets noSuchObject, as slapd answers.
 """
 
 from __future__ import annotations
 
 import os
+import resource
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn
@@ -36,6 +46,7 @@ from pyldapd.model.entry import Entry
 from pyldapd.protocol import ldap
 from pyldapd.replication.conflicts import conflict_monitor_entries, install_conflict_schema
 from pyldapd.server.errors import LDAPError
+from pyldapd.server.stats import OPERATIONS, Stats
 
 if TYPE_CHECKING:
     from pyldapd.server.directory import Directory, Session
@@ -44,13 +55,87 @@ MONITOR_DN = "cn=Monitor"
 PEERCRED_SUFFIX = "cn=peercred,cn=external,cn=auth"
 # pyldapd's own OID arc: 2.25 followed by a UUID as a decimal integer (X.667), minted once for this project.
 ARC = "2.25.23394782990751888070443023800080686380"
+ZERO_TIME = b"00000101000000Z"  # slapd's value of an olmSR* time that has not happened
 
+_OLM = "1.3.6.1.4.1.4203.666.1.55"  # olmAttributes
+_OLM_OC = "1.3.6.1.4.1.4203.666.3.16"  # olmObjectClasses
+_MDB = f"{_OLM}.0.1.1"  # olmMDBAttributes = olmDatabaseAttributes:1
+_SR = f"{_OLM}.0.2.1"  # olmSyncReplAttributes = olmOverlayAttributes:1
 _INT = "EQUALITY integerMatch ORDERING integerOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27"
 _TEXT = "EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15"
+_DN = "EQUALITY distinguishedNameMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.12"
+_BOOL = "EQUALITY booleanMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.7 SINGLE-VALUE"
 _OP = "NO-USER-MODIFICATION USAGE dSAOperation"
+_COUNTER = f"SUP monitorCounter {_OP}"
+_INFO = f"SUP monitoredInfo {_OP}"
+_STAMP = f"SUP monitorTimestamp SINGLE-VALUE {_OP}"
+# (OID, name, the rest of the definition), in dependency order
 MONITOR_SCHEMA = [
-    ("1.3.6.1.4.1.4203.666.1.55.1", "monitoredInfo", f"DESC 'monitored info' {_TEXT}{{32768}} {_OP}"),
-    ("1.3.6.1.4.1.4203.666.1.55.3", "monitorCounter", f"DESC 'monitor counter' {_INT} {_OP}"),
+    (f"{_OLM}.1", "monitoredInfo", f"DESC 'monitored info' {_TEXT}{{32768}} {_OP}"),
+    (f"{_OLM}.2", "managedInfo", "DESC 'monitor managed info' SUP name"),
+    (f"{_OLM}.3", "monitorCounter", f"DESC 'monitor counter' {_INT} {_OP}"),
+    (f"{_OLM}.4", "monitorOpCompleted", f"DESC 'monitor completed operations' {_COUNTER}"),
+    (f"{_OLM}.5", "monitorOpInitiated", f"DESC 'monitor initiated operations' {_COUNTER}"),
+    (f"{_OLM}.6", "monitorConnectionNumber", f"DESC 'monitor connection number' {_COUNTER}"),
+    (f"{_OLM}.7", "monitorConnectionAuthzDN", f"DESC 'monitor connection authorization DN' {_DN} {_OP}"),
+    (f"{_OLM}.8", "monitorConnectionLocalAddress", f"DESC 'monitor connection local address' {_INFO}"),
+    (f"{_OLM}.9", "monitorConnectionPeerAddress", f"DESC 'monitor connection peer address' {_INFO}"),
+    (
+        f"{_OLM}.10",
+        "monitorTimestamp",
+        "DESC 'monitor timestamp' EQUALITY generalizedTimeMatch ORDERING "
+        f"generalizedTimeOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.24 SINGLE-VALUE {_OP}",
+    ),  # fmt: skip
+    (f"{_OLM}.11", "monitorOverlay", f"DESC 'name of overlays defined for a given database' {_INFO}"),
+    (f"{_OLM}.12", "readOnly", f"DESC 'read/write status of a given database' {_BOOL} USAGE dSAOperation"),
+    (f"{_OLM}.14", "monitorConnectionProtocol", f"DESC 'monitor connection protocol' {_INFO}"),
+    (
+        f"{_OLM}.15",
+        "monitorConnectionOpsReceived",
+        f"DESC 'monitor number of operations received' {_COUNTER}",
+    ),
+    (f"{_OLM}.16", "monitorConnectionOpsExecuting", f"DESC 'monitor operations in execution' {_COUNTER}"),
+    (f"{_OLM}.17", "monitorConnectionOpsPending", f"DESC 'monitor pending operations' {_COUNTER}"),
+    (f"{_OLM}.18", "monitorConnectionOpsCompleted", f"DESC 'monitor operations completed' {_COUNTER}"),
+    (f"{_OLM}.23", "monitorConnectionListener", f"DESC 'monitor connection listener' {_INFO}"),
+    (f"{_OLM}.24", "monitorConnectionPeerDomain", f"DESC 'monitor connection peer domain' {_INFO}"),
+    (f"{_OLM}.25", "monitorConnectionStartTime", f"DESC 'monitor connection start time' {_STAMP}"),
+    (f"{_OLM}.26", "monitorConnectionActivityTime", f"DESC 'monitor connection activity time' {_STAMP}"),
+    (f"{_OLM}.27", "monitorIsShadow", f"DESC 'TRUE if the database is shadow' {_BOOL} USAGE dSAOperation"),
+    (
+        f"{_OLM}.28",
+        "monitorUpdateRef",
+        "DESC 'update referral for shadow databases' SUP monitoredInfo SINGLE-VALUE USAGE dSAOperation",
+    ),  # fmt: skip
+    (
+        f"{_OLM}.29",
+        "monitorRuntimeConfig",
+        f"DESC 'TRUE if component allows runtime configuration' {_BOOL} USAGE dSAOperation",
+    ),  # fmt: skip
+    (f"{_OLM}.31", "monitorConnectionOpsAsync", f"DESC 'monitor asynchronous operations' {_COUNTER}"),
+    (
+        f"{_OLM}.0.1.1",
+        "olmDbDirectory",
+        f"DESC 'Path name of the directory where the database environment resides' {_INFO}",
+    ),  # fmt: skip
+    (f"{_MDB}.1", "olmMDBPagesMax", f"DESC 'Maximum number of pages' {_COUNTER}"),
+    (f"{_MDB}.2", "olmMDBPagesUsed", f"DESC 'Number of pages in use' {_COUNTER}"),
+    (f"{_MDB}.4", "olmMDBReadersMax", f"DESC 'Maximum number of readers' {_COUNTER}"),
+    (f"{_MDB}.5", "olmMDBReadersUsed", f"DESC 'Number of readers in use' {_COUNTER}"),
+    (f"{_MDB}.6", "olmMDBEntries", f"DESC 'Number of entries in DB' {_COUNTER}"),
+    (f"{_MDB}.7", "olmMDBPageSize", f"DESC 'DB page size' {_COUNTER}"),
+    (f"{_SR}.1", "olmSRProviderURIList", f"DESC 'List of provider URIs for this consumer instance' {_INFO}"),
+    (
+        f"{_SR}.2",
+        "olmSRConnection",
+        f"DESC 'Local address:port of connection to provider' SUP monitoredInfo SINGLE-VALUE {_OP}",
+    ),  # fmt: skip
+    (f"{_SR}.3", "olmSRSyncPhase", f"DESC 'Current syncrepl mode' SUP monitoredInfo SINGLE-VALUE {_OP}"),
+    (f"{_SR}.4", "olmSRNextConnect", f"DESC 'Scheduled time of next connection attempt' {_STAMP}"),
+    (f"{_SR}.5", "olmSRLastConnect", f"DESC 'Time last connected to provider' {_STAMP}"),
+    (f"{_SR}.6", "olmSRLastContact", f"DESC 'Time last message received from provider' {_STAMP}"),
+    (f"{_SR}.7", "olmSRLastCookieRcvd", f"DESC 'Last sync cookie received from provider' {_INFO}"),
+    (f"{_SR}.8", "olmSRLastCookieSent", f"DESC 'Last sync cookie sent to provider' {_INFO}"),
     (f"{ARC}.1.1", "pyldapdServerID", f"DESC 'server ID of this server CSNs' {_INT} SINGLE-VALUE {_OP}"),
     (f"{ARC}.1.2", "pyldapdSyncRid", f"DESC 'syncrepl replica ID' {_INT} SINGLE-VALUE {_OP}"),
     (f"{ARC}.1.3", "pyldapdSyncState", f"DESC 'syncrepl consumer state' {_TEXT} SINGLE-VALUE {_OP}"),
@@ -58,14 +143,119 @@ MONITOR_SCHEMA = [
     (f"{ARC}.1.5", "pyldapdConflicts", f"DESC 'conflicts resolved' {_INT} SINGLE-VALUE {_OP}"),
     (f"{ARC}.1.6", "pyldapdProviderServerID", f"DESC 'server ID of a provider' {_INT} SINGLE-VALUE {_OP}"),
 ]
+_MONITOR_MAY = "description $ seeAlso $ labeledURI $ monitoredInfo $ managedInfo $ monitorOverlay"
+MONITOR_CLASSES = [
+    (
+        f"{_OLM_OC}.1",
+        "monitor",
+        f"DESC 'OpenLDAP system monitoring' SUP top STRUCTURAL MUST cn MAY ( {_MONITOR_MAY} )",
+    ),
+    (f"{_OLM_OC}.2", "monitorServer", "DESC 'Server monitoring root entry' SUP monitor STRUCTURAL"),
+    (f"{_OLM_OC}.3", "monitorContainer", "DESC 'monitor container class' SUP monitor STRUCTURAL"),
+    (f"{_OLM_OC}.4", "monitorCounterObject", "DESC 'monitor counter class' SUP monitor STRUCTURAL"),
+    (f"{_OLM_OC}.5", "monitorOperation", "DESC 'monitor operation class' SUP monitor STRUCTURAL"),
+    (f"{_OLM_OC}.6", "monitorConnection", "DESC 'monitor connection class' SUP monitor STRUCTURAL"),
+    (f"{_OLM_OC}.7", "managedObject", "DESC 'monitor managed entity class' SUP monitor STRUCTURAL"),
+    (f"{_OLM_OC}.8", "monitoredObject", "DESC 'monitor monitored entity class' SUP monitor STRUCTURAL"),
+    (
+        f"{_OLM_OC}.0.1.1.2",
+        "olmMDBDatabase",
+        "SUP top AUXILIARY MAY ( olmDbDirectory $ olmMDBPagesMax $ "
+        "olmMDBPagesUsed $ olmMDBReadersMax $ olmMDBReadersUsed $ olmMDBEntries $ olmMDBPageSize )",
+    ),  # fmt: skip
+    (
+        f"{_OLM_OC}.0.2.1.1",
+        "olmSyncReplInstance",
+        "SUP monitoredObject STRUCTURAL MAY ( olmSRProviderURIList $ "
+        "olmSRConnection $ olmSRSyncPhase $ olmSRNextConnect $ olmSRLastConnect $ olmSRLastContact $ "
+        "olmSRLastCookieRcvd $ olmSRLastCookieSent )",
+    ),  # fmt: skip
+]
+
+# slapd's descriptions of its subsystems' containers
+CONTAINERS = {
+    "Backends": "This subsystem contains information about available backends.",
+    "Connections": "This subsystem contains information about connections.",
+    "Databases": "This subsystem contains information about configured databases.",
+    "Listeners": "This subsystem contains information about active listeners.",
+    "Log": "This subsystem contains information about logging.",
+    "Operations": "This subsystem contains information about performed operations.",
+    "Overlays": "This subsystem contains information about available overlays.",
+    "SASL": "This subsystem contains information about SASL.",
+    "Statistics": "This subsystem contains statistics.",
+    "Threads": "This subsystem contains information about threads.",
+    "Time": "This subsystem contains information about time.",
+    "TLS": "This subsystem contains information about TLS.",
+    "Waiters": "This subsystem contains information about read/write waiters.",
+}
+BACKEND_TYPES = ("config", "monitor", "mdb")
+OVERLAY_TYPES = ("syncprov",)
 
 
 def install_schema(schema) -> None:
-    """Add the monitor attribute types the schema does not have yet (by OID or by name)."""
+    """Add the monitor attribute types and object classes the schema does not have yet (by OID or by name)."""
     for oid, name, rest in MONITOR_SCHEMA:
         if schema.attribute_type(oid) is None and schema.attribute_type(name) is None:
             schema.load_text(f"attributetype ( {oid} NAME '{name}' {rest} )", "<monitor>")
+    for oid, name, rest in MONITOR_CLASSES:
+        if schema.object_class(oid) is None and schema.object_class(name) is None:
+            schema.load_text(f"objectclass ( {oid} NAME '{name}' {rest} )", "<monitor>")
     install_conflict_schema(schema, ARC)
+
+
+def gentime(seconds: float) -> bytes:
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(seconds)).encode()
+
+
+def value(v: Any) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, bool):
+        return b"TRUE" if v else b"FALSE"
+    return str(v).encode()
+
+
+def address(name: Any) -> str:
+    """A socket address as slapd's monitor writes it: IP=host:port, or PATH=/socket for ldapi://."""
+    if isinstance(name, tuple) and len(name) >= 2:
+        host = f"[{name[0]}]" if ":" in str(name[0]) else name[0]
+        return f"IP={host}:{name[1]}"
+    return f"PATH={name}" if name else ""
+
+
+class Tree:
+    """The entries of one search, in slapd's order, with helpers to add them."""
+
+    def __init__(self, stamp: bytes, creator: str) -> None:
+        self.entries: list[Entry] = []
+        self.stamp = stamp
+        self.creator = creator.encode()
+
+    def add(self, dn: str, object_class: str, **attrs: Any) -> Entry:
+        """An entry; keyword arguments are attribute names (values: one value, or a list)."""
+        entry = Entry(dn)
+        cn = dn.split(",", 1)[0].split("=", 1)[1]
+        entry.put("objectclass", "objectClass", [object_class.encode()])
+        entry.put("structuralobjectclass", "structuralObjectClass", [object_class.encode()])
+        entry.put("cn", "cn", [cn.encode()])
+        if self.creator:
+            entry.put("creatorsname", "creatorsName", [self.creator])
+            entry.put("modifiersname", "modifiersName", [self.creator])
+        entry.put("createtimestamp", "createTimestamp", [self.stamp])
+        entry.put("modifytimestamp", "modifyTimestamp", [self.stamp])
+        for name, values in attrs.items():
+            put(entry, name, values)
+        self.entries.append(entry)  # entryDN and hasSubordinates are computed when sent
+        return entry
+
+    def container(self, name: str, **attrs: Any) -> Entry:
+        return self.add(f"cn={name},{MONITOR_DN}", "monitorContainer", description=CONTAINERS[name], **attrs)
+
+
+def put(entry: Entry, name: str, values: Any) -> None:
+    items = values if isinstance(values, list) else [values]
+    if items:
+        entry.put(name.lower(), name, [value(v) for v in items])
 
 
 class Monitor:
@@ -73,13 +263,74 @@ class Monitor:
         self.directory = directory
         install_schema(directory.schema)
         self.ndn = normalize_dn(MONITOR_DN, directory.schema)
+        self._policy: tuple[Any, Any] | None = None  # (AccessControl it was built for, Policy)
 
     def handles(self, ndn: str) -> bool:
         return ndn == self.ndn or is_descendant(ndn, self.ndn)
 
     # -- access ----------------------------------------------------------------------------------------------
 
+    def database(self):
+        """The `database monitor` section, when the configuration has one."""
+        return next((db for db in self.directory.config.databases if db.type == "monitor"), None)
+
+    def is_monitor_root(self, session: Session, db) -> bool:
+        if not (db.rootdn and session.bind_ndn):
+            return False
+        try:
+            return session.bind_ndn == normalize_dn(db.rootdn, self.directory.schema)
+        except DNError:
+            return False
+
+    def bind_root(self, dn: str, ndn: str, password: bytes) -> tuple[str, str]:
+        """A simple bind as the `database monitor` rootdn with its rootpw (slapd allows it); else
+        invalidCredentials, as for any DN no database holds."""
+        from pyldapd.model.passwords import verify_password
+
+        db = self.database()
+        if db is not None and db.rootdn and db.rootpw:
+            try:
+                root_ndn = normalize_dn(db.rootdn, self.directory.schema)
+            except DNError:
+                root_ndn = ""
+            if ndn == root_ndn and verify_password(password, db.rootpw):
+                return dn, ndn
+        raise LDAPError(ldap.ResultCode.invalidCredentials)
+
+    def policy(self, db):
+        """The monitor database's access rules followed by the global ones (slapd's order), built once per
+        access-control generation (cn=config changes build a new AccessControl)."""
+        control = self.directory.access
+        if self._policy is None or self._policy[0] is not control:
+            config = self.directory.config
+            built = control.build(db.access, getattr(db, "access_sources", []), config.access,
+                                  getattr(config, "access_sources", []))  # fmt: skip
+            self._policy = (control, built)
+        return self._policy[1]
+
+    def validate(self, config) -> None:
+        """Refuse a monitor database's bad access lines (ConfigError naming the line), as slapd does on reading."""
+        for db in config.databases:
+            if db.type == "monitor":
+                self.directory.access.build(db.access, getattr(db, "access_sources", []), config.access,
+                                            getattr(config, "access_sources", []))  # fmt: skip
+
+    def reader(self, session: Session, request_filter: Any = None):
+        """How `session` reads cn=Monitor: "all", a SearchGuard (per entry and attribute), or None (nothing)."""
+        db = self.database()
+        if db is None:
+            return "all" if self.may_read(session) else None
+        if self.is_monitor_root(session, db):
+            return "all"
+        policy = self.policy(db)
+        if policy.default:  # no access line anywhere: slapd's `access to * by * read`
+            return "all"
+        from pyldapd.server.guard import SearchGuard
+
+        return SearchGuard(self.directory.access, policy, session, None, request_filter, None)
+
     def may_read(self, session: Session) -> bool:
+        """pyldapd's rule when no `database monitor` is configured (see the module's docstring)."""
         config = self.directory.config
         if not config.access and not any(db.access for db in config.databases):
             return True
@@ -88,13 +339,6 @@ class Monitor:
             return False
         if any(ndn == b.rootdn_ndn for b in self.directory.backends):
             return True
-        for db in config.databases:
-            if db.type == "monitor" and db.rootdn:
-                try:
-                    if ndn == normalize_dn(db.rootdn, self.directory.schema):
-                        return True
-                except DNError:
-                    pass
         local = {f"gidnumber=0+uidnumber=0,{PEERCRED_SUFFIX}",
                  f"gidnumber={os.getgid()}+uidnumber={os.getuid()},{PEERCRED_SUFFIX}"}  # fmt: skip
         return ndn in local
@@ -102,81 +346,253 @@ class Monitor:
     # -- the tree ---------------------------------------------------------------------------------------------
 
     def entries(self) -> list[Entry]:
+        from pyldapd.server.directory import SUPPORTED_CONTROLS, VENDOR_VERSION
+
         directory = self.directory
         server = getattr(directory, "server", None)
         from pyldapd.backends.mdb import FORMAT_VERSION
-        from pyldapd.server.directory import VENDOR_VERSION
 
-        entries = []
-        top = container(MONITOR_DN, "Monitor", "pyldapd monitor: the server, its databases, its consumers")
-        top.put("monitoredinfo", "monitoredInfo", [VENDOR_VERSION.encode(), f"database format {FORMAT_VERSION}".encode()])  # fmt: skip
-        top.put("pyldapdserverid", "pyldapdServerID", [str(directory.server_id).encode()])
+        stats: Stats = getattr(server, "stats", None) or Stats()
+        now = time.time()
+        monitor_db = self.database()
+        tree = Tree(directory.started, monitor_db.rootdn if monitor_db is not None else "")
+
+        top = tree.add(MONITOR_DN, "monitorServer", monitoredInfo=[VENDOR_VERSION, f"database format {FORMAT_VERSION}"], description=[
+            "This subtree contains monitoring/managing objects.",
+            "This object contains information about this server.",
+            "Most of the information is held in operational attributes, which must be explicitly requested."])  # fmt: skip
+        put(top, "pyldapdServerID", directory.server_id)
         if server is not None and server.urls:
-            top.put("labeleduri", "labeledURI", [u.text.encode() for u in server.urls])
-        top.put("createtimestamp", "createTimestamp", [directory.started])
-        entries.append(top)
+            put(top, "labeledURI", [u.text for u in server.urls if u.scheme != "http"])
 
-        entries.append(container("cn=Databases,cn=Monitor", "Databases", "the data databases"))
-        for index, backend in enumerate(directory.backends, 1):
-            db = container(f"cn=Database {index},cn=Databases,cn=Monitor", f"Database {index}", "")
-            db.put(
-                "monitoredinfo",
-                "monitoredInfo",
-                [(backend.config.declared_type or backend.config.type).encode()],
-            )
-            db.put("namingcontexts", "namingContexts", [s.encode() for s in backend.config.suffixes])
+        # databases as slapd numbers them: 0 is cn=config, then the configuration's order
+        numbered = [db for db in directory.config.databases if db.type not in ("frontend", "config")]
+        db_number = {id(db): index for index, db in enumerate(numbered, 1)}
+        backend_number = {name: index for index, name in enumerate(BACKEND_TYPES)}
+
+        controls = list(SUPPORTED_CONTROLS)
+        tree.container("Backends", monitoredInfo=list(BACKEND_TYPES))
+        for name, index in backend_number.items():
+            users = [0] if name == "config" else [db_number[id(d)] for d in numbered if d.type == name]
+            tree.add(f"cn=Backend {index},cn=Backends,{MONITOR_DN}", "monitoredObject", monitoredInfo=name,
+                     monitorRuntimeConfig=True, supportedControl=controls,
+                     seeAlso=[f"cn=Database {n},cn=Databases,{MONITOR_DN}" for n in users])  # fmt: skip
+
+        self.connections(tree, server, stats)
+        self.databases(tree, numbered, db_number, backend_number)
+        self.listeners(tree, server)
+        tree.container("Log")
+        tree.container("Operations", monitorOpInitiated=sum(stats.initiated.values()),
+                       monitorOpCompleted=sum(stats.completed.values()))  # fmt: skip
+        for name in OPERATIONS:
+            tree.add(f"cn={name},cn=Operations,{MONITOR_DN}", "monitorOperation",
+                     monitorOpInitiated=stats.initiated[name], monitorOpCompleted=stats.completed[name])  # fmt: skip
+        tree.container("Overlays", monitoredInfo=list(OVERLAY_TYPES))
+        for index, name in enumerate(OVERLAY_TYPES):
+            tree.add(f"cn=Overlay {index},cn=Overlays,{MONITOR_DN}", "monitoredObject", monitoredInfo=name,
+                     monitorRuntimeConfig=True)  # fmt: skip
+        tree.container("SASL")
+        tree.container("Statistics")
+        for name, count in (("Bytes", stats.bytes_sent), ("PDU", stats.pdus_sent),
+                            ("Entries", stats.entries_sent), ("Referrals", stats.references_sent)):  # fmt: skip
+            tree.add(f"cn={name},cn=Statistics,{MONITOR_DN}", "monitorCounterObject", monitorCounter=count)
+        self.threads(tree)
+        tree.container("Time")
+        tree.add(f"cn=Start,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(stats.started))
+        tree.add(f"cn=Current,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(now))
+        tree.add(f"cn=Uptime,cn=Time,{MONITOR_DN}", "monitoredObject", monitoredInfo=int(now - stats.started))
+        tree.container("TLS")
+        tree.container("Waiters")
+        connections = list(getattr(server, "connections", ()))
+        tree.add(f"cn=Read,cn=Waiters,{MONITOR_DN}", "monitorCounterObject", monitorCounter=len(connections))
+        tree.add(f"cn=Write,cn=Waiters,{MONITOR_DN}", "monitorCounterObject",
+                 monitorCounter=sum(1 for c in connections if getattr(c, "write_paused", False)))  # fmt: skip
+        self.syncrepl(tree)
+        return tree.entries
+
+    def connections(self, tree: Tree, server, stats: Stats) -> None:
+        connections = sorted(getattr(server, "connections", ()), key=lambda c: c.session.conn_id)
+        tree.container("Connections")
+        for conn in connections:
+            session = conn.session
+            transport = getattr(conn, "transport", None)
+            local = address(transport.get_extra_info("sockname")) if transport is not None else ""
+            executing = max(conn.op_count - getattr(conn, "ops_completed", 0), 0)
+            tree.add(f"cn=Connection {session.conn_id},cn=Connections,{MONITOR_DN}", "monitorConnection",
+                     monitorConnectionNumber=session.conn_id, monitorConnectionProtocol=3,
+                     monitorConnectionOpsReceived=conn.op_count, monitorConnectionOpsExecuting=executing,
+                     monitorConnectionOpsPending=len(getattr(conn, "held_pdus", ())),
+                     monitorConnectionOpsCompleted=getattr(conn, "ops_completed", 0),
+                     monitorConnectionOpsAsync=0, monitorConnectionAuthzDN=session.bind_dn.encode(),
+                     monitorConnectionListener=conn.listener_url, monitorConnectionPeerDomain="unknown",
+                     monitorConnectionPeerAddress=session.peer, monitorConnectionLocalAddress=local or [],
+                     monitorConnectionStartTime=gentime(getattr(conn, "opened_at", 0)),
+                     monitorConnectionActivityTime=gentime(getattr(conn, "active_at", 0)))  # fmt: skip
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        tree.add(f"cn=Max File Descriptors,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
+                 monitorCounter=limit if limit != resource.RLIM_INFINITY else 0)  # fmt: skip
+        tree.add(f"cn=Total,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
+                 monitorCounter=stats.connections_total)  # fmt: skip
+        tree.add(f"cn=Current,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
+                 monitorCounter=len(connections))  # fmt: skip
+
+    def databases(self, tree: Tree, numbered: list, db_number: dict, backend_number: dict) -> None:
+        directory = self.directory
+        suffixes = [s for db in numbered if db.type == "mdb" for s in db.suffixes]
+        tree.container("Databases", readOnly=False, namingContexts=[b"", b"cn=config", *map(str.encode, suffixes)],
+                       monitorContext=MONITOR_DN)  # fmt: skip
+        tree.add(f"cn=Frontend,cn=Databases,{MONITOR_DN}", "monitoredObject", monitoredInfo="frontend",
+                 monitorIsShadow=False, namingContexts=b"", readOnly=False)  # fmt: skip
+        tree.add(f"cn=Database 0,cn=Databases,{MONITOR_DN}", "monitoredObject", monitoredInfo="config",
+                 monitorIsShadow=False, namingContexts="cn=config", readOnly=False,
+                 seeAlso=f"cn=Backend {backend_number['config']},cn=Backends,{MONITOR_DN}")  # fmt: skip
+        backends = {id(b.config): b for b in directory.backends}
+        for db in numbered:
+            number = db_number[id(db)]
+            dn = f"cn=Database {number},cn=Databases,{MONITOR_DN}"
+            see_also = f"cn=Backend {backend_number.get(db.type, 0)},cn=Backends,{MONITOR_DN}"
+            if db.type == "monitor":
+                tree.add(dn, "monitoredObject", monitoredInfo="monitor", monitorIsShadow=False,
+                         monitorContext=MONITOR_DN, readOnly=False, seeAlso=see_also)  # fmt: skip
+                continue
+            backend = backends.get(id(db))
+            if backend is None:
+                continue
+            entry = tree.add(dn, "monitoredObject", monitoredInfo=db.declared_type or db.type,
+                             monitorIsShadow=backend.shadow, namingContexts=list(db.suffixes),
+                             readOnly=bool(db.readonly), seeAlso=see_also,
+                             monitorOverlay=[o.name for o in db.overlays])  # fmt: skip
+            entry.attrs["objectclass"].values.append(b"olmMDBDatabase")
+            if backend.shadow and db.updateref:
+                put(entry, "monitorUpdateRef", db.updateref[0])
+            self.mdb_figures(entry, backend)
+            # pyldapd's own: the live contextCSN vector, the entry count and the database's role
             values = backend.context.values()
             if values:
-                db.put("contextcsn", "contextCSN", values)
+                entry.put("contextcsn", "contextCSN", values)
             roles = []
             if backend.provider is not None:
                 roles.append("provider (syncprov)")
-            if backend.consumers or backend.config.syncrepl:
-                roles.append("multi-provider consumer" if backend.config.multiprovider else "consumer")
-            if backend.config.readonly:
+            if backend.consumers or db.syncrepl:
+                roles.append("multi-provider consumer" if db.multiprovider else "consumer")
+            if db.readonly:
                 roles.append("read-only")
-            db.put("description", "description", [", ".join(roles or ["standalone"]).encode()])
-            try:
-                with backend.db.read() as txn:
-                    db.put("monitorcounter", "monitorCounter", [str(txn.count()).encode()])
-            except Exception:  # a counter is not worth failing the search for
-                pass
-            entries.append(db)
-            entries += conflict_monitor_entries(backend, db.dn, container)
+            put(entry, "description", ", ".join(roles or ["standalone"]))
+            for rid in sorted(backend.consumers):
+                self.consumer_entry(tree, dn, backend.consumers[rid])
+            conflict_monitor_entries(
+                backend, dn, lambda dn, cn, text: tree.add(dn, "monitorContainer", description=text)
+            )
 
-        entries.append(container("cn=Syncrepl,cn=Monitor", "Syncrepl", "the syncrepl consumers"))
-        for backend in directory.backends:
+    @staticmethod
+    def mdb_figures(entry: Entry, backend) -> None:
+        try:
+            env = backend.db.env
+            info, stat = env.info(), env.stat()
+            with backend.db.read() as txn:
+                count = txn.count()
+        except Exception:  # figures are not worth failing the search for
+            return
+        put(entry, "olmMDBPagesMax", info["map_size"] // stat["psize"])
+        put(entry, "olmMDBPagesUsed", info["last_pgno"] + 1)
+        put(entry, "olmMDBReadersMax", info["max_readers"])
+        put(entry, "olmMDBReadersUsed", info["num_readers"])
+        put(entry, "olmMDBEntries", count)
+        put(entry, "olmMDBPageSize", stat["psize"])
+        put(entry, "olmDbDirectory", os.path.join(backend.config.directory, ""))
+        put(entry, "monitorCounter", count)
+
+    @staticmethod
+    def consumer_entry(tree: Tree, database_dn: str, consumer) -> None:
+        """OpenLDAP 2.6's syncrepl status entry (olmSyncReplInstance) under the consumer's database."""
+        connected = getattr(consumer, "client", None) is not None
+
+        def stamp(seconds: float) -> bytes:
+            return gentime(seconds) if seconds else ZERO_TIME
+
+        tree.add(f"cn=Consumer {consumer.rid:03d},{database_dn}", "olmSyncReplInstance",
+                 olmSRProviderURIList=consumer.spec.provider,
+                 olmSRConnection=getattr(consumer, "local_address", "") if connected else b"",
+                 olmSRSyncPhase="Persist" if consumer.refresh_done else "Refresh",
+                 olmSRNextConnect=stamp(0 if connected else getattr(consumer, "next_connect", 0)),
+                 olmSRLastConnect=stamp(getattr(consumer, "last_connect", 0)),
+                 olmSRLastContact=stamp(getattr(consumer, "last_contact", 0)),
+                 olmSRLastCookieRcvd=getattr(consumer, "last_cookie_rcvd", b""),
+                 olmSRLastCookieSent=getattr(consumer, "last_cookie_sent", b""))  # fmt: skip
+
+    @staticmethod
+    def listeners(tree: Tree, server) -> None:
+        tree.container("Listeners")
+        urls = [u for u in getattr(server, "urls", ()) if u.scheme != "http"]
+        sockets = [listener.sockets for listener in getattr(server, "listeners", ())]
+        for index, url in enumerate(urls):
+            local = ""
+            if index < len(sockets) and sockets[index]:
+                local = address(sockets[index][0].getsockname())
+            tree.add(f"cn=Listener {index},cn=Listeners,{MONITOR_DN}", "monitoredObject",
+                     monitorConnectionLocalAddress=local or [], labeledURI=url.text)  # fmt: skip
+
+    @staticmethod
+    def threads(tree: Tree) -> None:
+        """One event loop does all the work: slapd's thread pool figures for a pool of one, always running."""
+        tree.container("Threads")
+        for name, info, description in (
+            ("Max", 1, "Maximum number of threads as configured"),
+            ("Max Pending", 0, "Maximum number of pending threads"),
+            ("Open", 1, "Number of open threads"),
+            ("Starting", 0, "Number of threads being started"),
+            ("Active", 1, "Number of active threads"),
+            ("Pending", 0, "Number of pending threads"),
+            ("Backload", 1, "Number of active plus pending threads"),
+            ("State", "running", "Thread pool state"),
+            ("Runqueue", None, "Queue of running threads - besides those handling operations"),
+            ("Tasklist", None, "List of running plus standby threads - besides those handling operations"),
+        ):
+            tree.add(f"cn={name},cn=Threads,{MONITOR_DN}", "monitoredObject",
+                     monitoredInfo=[] if info is None else info, description=description)  # fmt: skip
+
+    def syncrepl(self, tree: Tree) -> None:
+        """pyldapd's own consumer entries (read by `pyldapd status`)."""
+        tree.add(f"cn=Syncrepl,{MONITOR_DN}", "monitorContainer", description="the syncrepl consumers")
+        for backend in self.directory.backends:
             for rid in sorted(backend.consumers):
                 consumer = backend.consumers[rid]
                 status = consumer.status()
-                name = f"Consumer {rid:03d}"
-                entry = container(f"cn={name},cn=Syncrepl,cn=Monitor", name, f"syncrepl rid={rid:03d}")
-                entry.put("pyldapdsyncrid", "pyldapdSyncRid", [str(rid).encode()])
-                entry.put("labeleduri", "labeledURI", [str(status.get("provider", "")).encode()])
-                entry.put("namingcontexts", "namingContexts", [consumer.spec.searchbase.encode()])
-                entry.put("pyldapdsyncstate", "pyldapdSyncState", [str(status.get("state", "")).encode()])
+                entry = tree.add(f"cn=Consumer {rid:03d},cn=Syncrepl,{MONITOR_DN}", "monitoredObject",
+                                 description=f"syncrepl rid={rid:03d}", pyldapdSyncRid=rid,
+                                 labeledURI=str(status.get("provider", "")),
+                                 namingContexts=consumer.spec.searchbase,
+                                 pyldapdSyncState=str(status.get("state", "")),
+                                 pyldapdConflicts=status.get("conflicts", 0))  # fmt: skip
                 last_error = str(status.get("last_error") or "").strip()
                 if last_error:
-                    entry.put("pyldapdlasterror", "pyldapdLastError", [last_error.encode()])
-                entry.put("pyldapdconflicts", "pyldapdConflicts", [str(status.get("conflicts", 0)).encode()])
+                    put(entry, "pyldapdLastError", last_error)
                 if getattr(consumer, "provider_sid", None) is not None:
-                    entry.put("pyldapdproviderserverid", "pyldapdProviderServerID",
-                              [str(consumer.provider_sid).encode()])  # fmt: skip
-                entries.append(entry)
-        return entries
+                    put(entry, "pyldapdProviderServerID", consumer.provider_sid)
 
     # -- search -----------------------------------------------------------------------------------------------
 
     def search(self, session: Session, message_id: int, base_ndn: str, scope: Scope, matches: Callable,
-               selection, send: Callable[[bytes], None]) -> int:  # fmt: skip
+               selection, send: Callable[[bytes], None], request_filter: Any = None) -> int:  # fmt: skip
         """Answer a search whose base is in cn=Monitor; returns the number of entries sent."""
-        if not self.may_read(session):
+        reader = self.reader(session, request_filter)
+        if reader is None:
             raise LDAPError(ldap.ResultCode.noSuchObject, "")
         entries = self.entries()
         schema = self.directory.schema
         by_ndn = {normalize_dn(e.dn, schema): e for e in entries}
-        if base_ndn not in by_ndn:
-            raise LDAPError(ldap.ResultCode.noSuchObject, "", matched_dn=self.matched(base_ndn, by_ndn))
+        guard = None if reader == "all" else reader
+        base = by_ndn.get(base_ndn)
+        if base is None or (guard is not None and not guard.discloses(base, base_ndn)):
+            matched = self.matched(base_ndn, by_ndn)
+            if guard is not None and matched and not guard.discloses(by_ndn[normalize_dn(matched, schema)]):
+                matched = ""
+            raise LDAPError(ldap.ResultCode.noSuchObject, "", matched_dn=matched)
+        if guard is not None:
+            denied = guard.base_denied(base, base_ndn)
+            if denied is not None:
+                raise LDAPError(denied, "")
+            matches = guard.matches
         parents = {ndn: ndn.split(",", 1)[1] if "," in ndn else "" for ndn in by_ndn}
         with_children = set(parents.values())
         sent = 0
@@ -185,10 +601,35 @@ class Monitor:
                 continue
             if not matches(entry):
                 continue
-            send(ldap.encode_search_result_entry(
-                message_id, entry.dn, selection.encode(entry, lambda n: n in with_children)))  # fmt: skip
+            if guard is not None:
+                blob = guard.encode(entry, selection, lambda n: n in with_children)
+                if blob is None:
+                    continue
+            else:
+                blob = selection.encode(entry, lambda n: n in with_children)
+            send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
             sent += 1
         return sent
+
+    def compare(self, session: Session, ndn: str, at, request, controls) -> int:
+        """A compare on a cn=Monitor entry, under the same rules as a search (slapd answers both)."""
+        from pyldapd.server.acl import COMPARE
+
+        reader = self.reader(session)
+        if reader is None:
+            raise LDAPError(ldap.ResultCode.noSuchObject, "")
+        by_ndn = {normalize_dn(e.dn, self.directory.schema): e for e in self.entries()}
+        entry = by_ndn.get(ndn)
+        guard = None if reader == "all" else reader
+        if entry is None:
+            matched = self.matched(ndn, by_ndn) if guard is None else ""
+            raise LDAPError(ldap.ResultCode.noSuchObject, "", matched_dn=matched)
+        if guard is not None and not guard.can(entry, ndn, at.key, COMPARE, request.value):
+            # slapd hides the entry from who may not even know it is there
+            if not guard.discloses(entry, ndn):
+                raise LDAPError(ldap.ResultCode.noSuchObject, "")
+            raise LDAPError(ldap.ResultCode.insufficientAccessRights, "")
+        return self.directory.compare_values(at, request, controls, entry)
 
     @staticmethod
     def matched(ndn: str, by_ndn: dict[str, Entry]) -> str:
@@ -207,14 +648,3 @@ def in_scope(ndn: str, base: str, scope: Scope, parent: str) -> bool:
     if scope == Scope.SUB:
         return ndn == base or is_descendant(ndn, base)
     return is_descendant(ndn, base)  # children
-
-
-def container(dn: str, cn: str, description: str) -> Entry:
-    entry = Entry(dn)
-    entry.put("objectclass", "objectClass", [b"top", b"applicationProcess", b"extensibleObject"])
-    entry.put("structuralobjectclass", "structuralObjectClass", [b"applicationProcess"])
-    entry.put("cn", "cn", [cn.encode()])
-    if description:
-        entry.put("description", "description", [description.encode()])
-    entry.put("entrydn", "entryDN", [dn.encode()])
-    return entry
