@@ -166,6 +166,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     from pyldapd.server.directory import Backend, stored_indexes
 
     err = sys.stderr
+    if args.dbnum == 0:
+        return add_config(args)
     config = load_config(args)
     data = read_input(args.ldif)
     schema, number, dbconfig = tool_database(config, args)
@@ -208,6 +210,27 @@ def cmd_add(args: argparse.Namespace) -> int:
     # with -c, slapadd skips bad entries (exit 0) but not entries the database refuses, missing parents or
     # unreadable LDIF
     return 1 if failed or writer.put_failed or (writer.errors and not args.continue_) else 0
+
+
+def add_config(args: argparse.Namespace) -> int:
+    """slapadd -n0 -F DIR: cn=config entries from LDIF into a slapd.d (made when DIR is empty), as slapd's config
+    backend takes them in tool mode. With -f slapd.conf there is no slapd.d to add to (slapd refuses it too)."""
+    from pyldapd.config.slapdd import ConfigImportError, import_config_ldif
+
+    if not args.config_dir or args.config_file:
+        raise ToolError("-n0: the config database needs -F slapd.d (a slapd.conf is not an LDAP database)")
+    data = read_input(args.ldif)
+    text = bytes(data).decode("utf-8", "surrogateescape")
+    if isinstance(data, mmap.mmap):
+        data.close()
+    try:
+        written = import_config_ldif(args.config_dir, text, dry_run=args.dry_run)
+    except ConfigImportError as exc:
+        raise ToolError(str(exc)) from None
+    if args.verbose:
+        for dn in written:
+            print(f'added: "{dn}"', file=sys.stderr)
+    return 0
 
 
 # --- pyldapd cat (slapcat) ------------------------------------------------------------------------------------
