@@ -36,15 +36,27 @@ KNOWN_FAILURES: list[tuple[str, str]] = [
     ("Tests/t_cext.py::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
     ("Tests/t_edit.py::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
     ("Tests/t_ldap_sasl.py::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
-    ("Tests/t_ldap_syncrepl.py::TestSyncrepl::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
+    (
+        "Tests/t_ldap_syncrepl.py::TestSyncrepl::*",
+        "olcAuthzRegexp: root over ldapi is not mapped to the rootdn",
+    ),
     ("Tests/t_ldapobject.py::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
     # with the mapping in place, these remain:
     ("Tests/t_cext.py::*::test_simple_anonymous_bind", "olcAllows: bind_v2 (LDAPv2 binds get err=2)"),
     ("Tests/t_cext.py::*::test_invalid_credentials", "olcAllows: bind_v2 (LDAPv2 binds get err=2)"),
-    ("Tests/t_cext.py::*::test_passwd", "Password Modify by the rootdn with a wrong old password succeeds (53)"),
-    ("Tests/t_ldapobject.py::*::test_passwd_s", "Password Modify by the rootdn with a wrong old password (53)"),
+    (
+        "Tests/t_cext.py::*::test_passwd",
+        "Password Modify by the rootdn with a wrong old password succeeds (53)",
+    ),
+    (
+        "Tests/t_ldapobject.py::*::test_passwd_s",
+        "Password Modify by the rootdn with a wrong old password (53)",
+    ),
     ("Tests/t_ldapobject.py::*::test_find_unique_entry", "a client size limit is not applied to the rootdn"),
-    ("Tests/t_ldapobject.py::*::test006_sasl_*", "olcAuthzRegexp: the mapped identity (WhoAmI) of SASL EXTERNAL"),
+    (
+        "Tests/t_ldapobject.py::*::test006_sasl_*",
+        "olcAuthzRegexp: the mapped identity (WhoAmI) of SASL EXTERNAL",
+    ),
     ("Tests/t_ldapobject.py::*::test101_reconnect_sasl_external", "olcAuthzRegexp: WhoAmI after EXTERNAL"),
 ]
 

@@ -225,7 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "replication_handler", None) is not None:  # status, cluster
         return args.replication_handler(args)
-    handlers = {"serve": cmd_serve, "init": cmd_init, "passwd": cmd_passwd, "compat-links": cmd_compat_links, **args.tool_handlers}
+    handlers = {
+        "serve": cmd_serve,
+        "init": cmd_init,
+        "passwd": cmd_passwd,
+        "compat-links": cmd_compat_links,
+        **args.tool_handlers,
+    }
     return handlers[args.command](args)
 
 

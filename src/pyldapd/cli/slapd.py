@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"slap{tool}: not provided by pyldapd", file=sys.stderr)
         return 1
     if tool not in TOOLS:
-        print(f'unrecognized tool "{tool}"; known: {", ".join(TOOLS)}', file=sys.stderr)
+        print(f'program name "slap{tool}" unrecognized; aborting...', file=sys.stderr)  # slapd's words
         return 1
     return pyldapd_main([TOOLS[tool], *rest])
 

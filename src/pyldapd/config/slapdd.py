@@ -20,6 +20,7 @@ from pyldapd.config.cnconfig import (
     order_of,
     read_slapd_d,
     split_dn,
+    strip_order,
     write_slapd_d,
 )
 from pyldapd.config.model import DatabaseConfig, ServerConfig
@@ -82,7 +83,7 @@ def _rdn_parts(dn: str) -> tuple[str, str, str]:
 
 def _sibling_orders(entries: dict[str, Entry], parent_key: str, attr: str) -> list[int]:
     found = []
-    for key, entry in entries.items():
+    for key in entries:
         if key.partition(",")[2] != parent_key or not key.startswith(attr.lower() + "="):
             continue
         value = key.partition("=")[2].split(",")[0]
@@ -153,7 +154,7 @@ def _structural_class(schema, entry: Entry, where: str) -> str:
     for name in names:
         oc = schema.object_class(name)
         if oc is None:
-            raise ConfigImportError(f"{where}: objectClass \"{name}\" is not known")
+            raise ConfigImportError(f'{where}: objectClass "{name}" is not known')
         if oc.kind == "STRUCTURAL" and structural is None:
             structural = oc.name
     # slapd's olcDatabaseConfig/olcMdbConfig chain: the most derived class is the structural one
@@ -173,6 +174,28 @@ def _superiors(oc) -> set[str]:
             seen.add(sup.name)
             todo.extend(sup.sup)
     return seen
+
+
+DEFINITION_OID = re.compile(r"^\s*\(\s*([\w.:;-]+)")
+SCHEMA_KINDS = (("olcattributetypes", "olcAttributeTypes", "attributeType"),
+                ("olcobjectclasses", "olcObjectClasses", "objectClass"))  # fmt: skip
+
+
+def _check_schema_duplicates(entries: dict[str, Entry], entry: Entry, key: str, where: str) -> None:
+    """A schema entry may not define again an OID that another cn=schema child defines (slapd: "Duplicate
+    attributeType"), so loading core.ldif twice fails as it does in slapd."""
+    for attr_key, name, kind in SCHEMA_KINDS:
+        known = set()
+        for other_key, other in entries.items():
+            if other_key != key and other_key.partition(",")[2] == SCHEMA_PARENT:
+                for value in other.get(attr_key):
+                    match = DEFINITION_OID.match(strip_order(value.decode("utf-8", "replace")))
+                    if match:
+                        known.add(match.group(1).lower())
+        for value in entry.get(attr_key):
+            match = DEFINITION_OID.match(strip_order(value.decode("utf-8", "replace")))
+            if match and match.group(1).lower() in known:
+                raise ConfigImportError(f'{where}: {name}: Duplicate {kind}: "{match.group(1)}"')
 
 
 def import_config_ldif(directory: str, text: str, *, dry_run: bool = False) -> list[str]:
@@ -222,6 +245,8 @@ def import_config_ldif(directory: str, text: str, *, dry_run: bool = False) -> l
                 canonical_name(schema, naming_attr), [naming_value.encode()]
             )
         _order_values(schema, entry)
+        if parent == SCHEMA_PARENT:
+            _check_schema_duplicates(entries, entry, key, where)
         _stamp(entry, csn_gen, _structural_class(schema, entry, where))
         generated.discard(key)
         entries[key] = entry
@@ -238,7 +263,11 @@ def import_config_ldif(directory: str, text: str, *, dry_run: bool = False) -> l
                 extra_key = dn_key(extra_dn)
                 if extra_key not in entries:
                     extra = make_entry(extra_dn, attributes)
-                    _stamp(extra, csn_gen, "olcSchemaConfig" if extra_key == SCHEMA_PARENT else "olcDatabaseConfig")
+                    _stamp(
+                        extra,
+                        csn_gen,
+                        "olcSchemaConfig" if extra_key == SCHEMA_PARENT else "olcDatabaseConfig",
+                    )
                     entries[extra_key] = extra
                     generated.add(extra_key)
                     written.append(extra_key)

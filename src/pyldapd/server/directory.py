@@ -499,9 +499,9 @@ class Directory:
         put = entry.put
         put("objectclass", "objectClass", [b"top", b"OpenLDAProotDSE"])
         put("structuralobjectclass", "structuralObjectClass", [b"OpenLDAProotDSE"])
-        # slapd names the config and monitor databases only where they exist, and no vendor attributes
-        if self.configdb is not None:
-            put("configcontext", "configContext", [b"cn=config"])
+        # slapd always has its config database (slapd.conf or not) and names the monitor database only where
+        # one is configured; it shows no vendor attributes
+        put("configcontext", "configContext", [b"cn=config"])
         put("namingcontexts", "namingContexts", [b.config.suffix.encode() for b in self.backends])
         put("supportedcontrol", "supportedControl", [oid.encode() for oid in sorted(SUPPORTED_CONTROLS)])
         put("supportedextension", "supportedExtension", [oid.encode() for oid in SUPPORTED_EXTENSIONS])
