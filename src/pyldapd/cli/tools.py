@@ -292,6 +292,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
     from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
     from pyldapd.replication.state import CONTEXT_CSN_KEY, ContextState
 
+    if args.dbnum == 0:
+        return cat_config(args)
     config = load_config(args)
     wrap = parse_wrap(args.options)
     url_base, url_scope, url_filter = parse_ldap_url(args.url) if args.url else ("", None, "")
@@ -339,6 +341,41 @@ def cmd_cat(args: argparse.Namespace) -> int:
                 out.flush()
     finally:
         backend.db.close()
+    return 0
+
+
+def cat_config(args: argparse.Namespace) -> int:
+    """slapcat -n0 -F DIR: the cn=config entries of a slapd.d, parents first, as stored."""
+    from pyldapd.config.cnconfig import config_schema, read_slapd_d
+    from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
+
+    if not args.config_dir or args.config_file:
+        raise ToolError("-n0: the config database needs -F slapd.d")
+    try:
+        found = read_slapd_d(args.config_dir)
+    except (OSError, ValueError) as exc:
+        raise ToolError(str(exc)) from None
+    schema = config_schema()
+    matchers = []
+    for text in (args.filter,):
+        if text:
+            try:
+                matchers.append(FilterEvaluator(schema).compile(parse_filter(text)))
+            except FilterError as exc:
+                raise ToolError(f'bad filter "{text}": {exc}') from None
+    base = normalize_dn(args.subtree, schema) if args.subtree else ""
+    wrap = parse_wrap(args.options)
+    out = open(args.ldif, "w", encoding="utf-8") if args.ldif else sys.stdout
+    try:
+        for entry in found:
+            ndn = normalize_dn(entry.dn, schema)
+            if base and ndn != base and not is_descendant(ndn, base):
+                continue
+            if all(match(entry) for match in matchers):
+                out.write(format_entry(entry.dn, [(a.name, a.values) for a in entry.attrs.values()], wrap))
+    finally:
+        if out is not sys.stdout:
+            out.close()
     return 0
 
 
