@@ -147,22 +147,21 @@ def _stamp(entry: Entry, csn_gen, structural: str) -> None:
 
 
 def _structural_class(schema, entry: Entry, where: str) -> str:
+    """The entry's structural class: the most derived STRUCTURAL one (olcMdbConfig over olcDatabaseConfig)."""
     names = [v.decode() for v in entry.get("objectclass")]
     if not names:
         raise ConfigImportError(f"{where}: no objectClass")
-    structural = None
+    classes = []
     for name in names:
         oc = schema.object_class(name)
         if oc is None:
             raise ConfigImportError(f'{where}: objectClass "{name}" is not known')
-        if oc.kind == "STRUCTURAL" and structural is None:
-            structural = oc.name
-    # slapd's olcDatabaseConfig/olcMdbConfig chain: the most derived class is the structural one
-    for name in names:
-        oc = schema.object_class(name)
-        if oc.kind == "STRUCTURAL" and structural and oc.name != structural and structural in _superiors(oc):
-            structural = oc.name
-    return structural or names[0]
+        classes.append(oc)
+    structural = [oc for oc in classes if oc.kind == "STRUCTURAL"]
+    for oc in structural:
+        if not any(oc.name in _superiors(other) for other in structural if other is not oc):
+            return oc.name
+    return classes[0].name
 
 
 def _superiors(oc) -> set[str]:
