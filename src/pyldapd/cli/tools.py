@@ -166,7 +166,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     from pyldapd.server.directory import Backend, stored_indexes
 
     err = sys.stderr
-    if args.dbnum == 0:
+    if names_config_database(args):
         return add_config(args)
     config = load_config(args)
     data = read_input(args.ldif)
@@ -210,6 +210,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     # with -c, slapadd skips bad entries (exit 0) but not entries the database refuses, missing parents or
     # unreadable LDIF
     return 1 if failed or writer.put_failed or (writer.errors and not args.continue_) else 0
+
+
+def names_config_database(args: argparse.Namespace) -> bool:
+    """-n0 or -b cn=config: the config database (slapd's database 0)."""
+    if args.dbnum == 0 and args.suffix is not None:
+        raise ToolError("-b and -n are mutually exclusive")
+    if args.dbnum == 0:
+        return True
+    return args.suffix is not None and args.suffix.replace(" ", "").lower() == "cn=config"
 
 
 def add_config(args: argparse.Namespace) -> int:
@@ -292,7 +301,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
     from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
     from pyldapd.replication.state import CONTEXT_CSN_KEY, ContextState
 
-    if args.dbnum == 0:
+    if names_config_database(args):
         return cat_config(args)
     config = load_config(args)
     wrap = parse_wrap(args.options)
