@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     passwd.add_argument("--help", action="help", help="show this help and exit")
     passwd_cli.add_arguments(passwd)  # cli/passwd.py: slappasswd's flags
 
+    links = commands.add_parser(
+        "compat-links", help="make links named slapd, slapadd, ... to pyldapd's slapd-compatible program"
+    )
+    links.add_argument("directory", help="folder for the links (put it first in PATH, or SLAPD/SBIN/BIN)")
+
     from pyldapd.cli import cluster, status
 
     status.add_parser(commands).set_defaults(replication_handler=status.run)  # cli/status.py
@@ -282,11 +287,29 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     return passwd_cli.run(args)
 
 
+def cmd_compat_links(args: argparse.Namespace) -> int:
+    from pyldapd.cli.slapd import make_links
+
+    try:
+        for path in make_links(args.directory):
+            print(path)
+    except OSError as exc:
+        print(f"pyldapd compat-links: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "replication_handler", None) is not None:  # status, cluster
         return args.replication_handler(args)
-    handlers = {"serve": cmd_serve, "init": cmd_init, "passwd": cmd_passwd, **args.tool_handlers}
+    handlers = {
+        "serve": cmd_serve,
+        "init": cmd_init,
+        "passwd": cmd_passwd,
+        "compat-links": cmd_compat_links,
+        **args.tool_handlers,
+    }
     return handlers[args.command](args)
 
 

@@ -166,6 +166,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     from pyldapd.server.directory import Backend, stored_indexes
 
     err = sys.stderr
+    if names_config_database(args):
+        return add_config(args)
     config = load_config(args)
     data = read_input(args.ldif)
     schema, number, dbconfig = tool_database(config, args)
@@ -208,6 +210,36 @@ def cmd_add(args: argparse.Namespace) -> int:
     # with -c, slapadd skips bad entries (exit 0) but not entries the database refuses, missing parents or
     # unreadable LDIF
     return 1 if failed or writer.put_failed or (writer.errors and not args.continue_) else 0
+
+
+def names_config_database(args: argparse.Namespace) -> bool:
+    """-n0 or -b cn=config: the config database (slapd's database 0)."""
+    if args.dbnum == 0 and args.suffix is not None:
+        raise ToolError("-b and -n are mutually exclusive")
+    if args.dbnum == 0:
+        return True
+    return args.suffix is not None and args.suffix.replace(" ", "").lower() == "cn=config"
+
+
+def add_config(args: argparse.Namespace) -> int:
+    """slapadd -n0 -F DIR: cn=config entries from LDIF into a slapd.d (made when DIR is empty), as slapd's config
+    backend takes them in tool mode. With -f slapd.conf there is no slapd.d to add to (slapd refuses it too)."""
+    from pyldapd.config.slapdd import ConfigImportError, import_config_ldif
+
+    if not args.config_dir or args.config_file:
+        raise ToolError("-n0: the config database needs -F slapd.d (a slapd.conf is not an LDAP database)")
+    data = read_input(args.ldif)
+    text = bytes(data).decode("utf-8", "surrogateescape")
+    if isinstance(data, mmap.mmap):
+        data.close()
+    try:
+        written = import_config_ldif(args.config_dir, text, dry_run=args.dry_run)
+    except ConfigImportError as exc:
+        raise ToolError(str(exc)) from None
+    if args.verbose:
+        for dn in written:
+            print(f'added: "{dn}"', file=sys.stderr)
+    return 0
 
 
 # --- pyldapd cat (slapcat) ------------------------------------------------------------------------------------
@@ -269,6 +301,8 @@ def cmd_cat(args: argparse.Namespace) -> int:
     from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
     from pyldapd.replication.state import CONTEXT_CSN_KEY, ContextState
 
+    if names_config_database(args):
+        return cat_config(args)
     config = load_config(args)
     wrap = parse_wrap(args.options)
     url_base, url_scope, url_filter = parse_ldap_url(args.url) if args.url else ("", None, "")
@@ -316,6 +350,41 @@ def cmd_cat(args: argparse.Namespace) -> int:
                 out.flush()
     finally:
         backend.db.close()
+    return 0
+
+
+def cat_config(args: argparse.Namespace) -> int:
+    """slapcat -n0 -F DIR: the cn=config entries of a slapd.d, parents first, as stored."""
+    from pyldapd.config.cnconfig import config_schema, read_slapd_d
+    from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
+
+    if not args.config_dir or args.config_file:
+        raise ToolError("-n0: the config database needs -F slapd.d")
+    try:
+        found = read_slapd_d(args.config_dir)
+    except (OSError, ValueError) as exc:
+        raise ToolError(str(exc)) from None
+    schema = config_schema()
+    matchers = []
+    for text in (args.filter,):
+        if text:
+            try:
+                matchers.append(FilterEvaluator(schema).compile(parse_filter(text)))
+            except FilterError as exc:
+                raise ToolError(f'bad filter "{text}": {exc}') from None
+    base = normalize_dn(args.subtree, schema) if args.subtree else ""
+    wrap = parse_wrap(args.options)
+    out = open(args.ldif, "w", encoding="utf-8") if args.ldif else sys.stdout
+    try:
+        for entry in found:
+            ndn = normalize_dn(entry.dn, schema)
+            if base and ndn != base and not is_descendant(ndn, base):
+                continue
+            if all(match(entry) for match in matchers):
+                out.write(format_entry(entry.dn, [(a.name, a.values) for a in entry.attrs.values()], wrap))
+    finally:
+        if out is not sys.stdout:
+            out.close()
     return 0
 
 

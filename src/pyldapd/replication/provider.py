@@ -256,6 +256,11 @@ class SyncProvider:
 
         with self.backend.db.read() as txn:
             base = txn.get(base_ndn)
+            if not provider_state and base is None and persist:
+                # An empty database: slapd 2.5 ends a refreshAndPersist search with noSuchObject (a refreshOnly
+                # one gets refresh-done with no cookie, as below); nothing stays registered for later entries.
+                nearest = txn.nearest_ancestor(base_ndn)
+                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             if not provider_state:
                 # A provider with no state yet (a new, empty node of a cluster): slapd refuses a consumer that has
                 # state (53, and the consumer waits for its retry); pyldapd sends what it holds, as an initial

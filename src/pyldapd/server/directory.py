@@ -501,6 +501,9 @@ class Directory:
         put = entry.put
         put("objectclass", "objectClass", [b"top", b"OpenLDAProotDSE"])
         put("structuralobjectclass", "structuralObjectClass", [b"OpenLDAProotDSE"])
+        # slapd always has its config database (slapd.conf or not) and names the monitor database only where
+        # one is configured; it shows no vendor attributes
+        put("configcontext", "configContext", [b"cn=config"])
         put("namingcontexts", "namingContexts", [b.config.suffix.encode() for b in self.backends])
         put("supportedcontrol", "supportedControl", [oid.encode() for oid in sorted(SUPPORTED_CONTROLS)])
         put("supportedextension", "supportedExtension", [oid.encode() for oid in SUPPORTED_EXTENSIONS])
@@ -508,11 +511,19 @@ class Directory:
         put("supportedldapversion", "supportedLDAPVersion", [b"3"])
         put("supportedsaslmechanisms", "supportedSASLMechanisms", [b"EXTERNAL"])
         put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
-        put("vendorname", "vendorName", [b"pyldapd"])
-        put("vendorversion", "vendorVersion", [VENDOR_VERSION.encode()])
-        put("monitorcontext", "monitorContext", [b"cn=Monitor"])
+        if self.has_monitor_database():
+            put("monitorcontext", "monitorContext", [b"cn=Monitor"])
         put("entrydn", "entryDN", [b""])
         return entry
+
+    def has_monitor_database(self) -> bool:
+        """`database monitor` in slapd.conf, or an olcDatabase=...monitor entry in cn=config."""
+        if any(db.type == "monitor" for db in self.config.databases):
+            return True
+        return self.configdb is not None and any(
+            ndn.startswith("olcdatabase=") and ndn.split(",", 1)[0].endswith("monitor")
+            for ndn in self.configdb.entries
+        )
 
     def subschema_entry(self) -> Entry:
         entry = Entry(SUBSCHEMA_DN)
