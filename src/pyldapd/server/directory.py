@@ -363,8 +363,10 @@ class Directory:
                 denied = guard.base_denied(special, base_ndn)
                 if denied is not None:
                     raise LDAPError(denied, "")
+                self.check_assertion(controls, special, session, None)
                 blob = guard.encode(special, selection, None) if guard.matches(special) else None
             else:
+                self.check_assertion(controls, special, session, None)
                 blob = selection.encode(special, None) if matches(special) else None
             if blob is None:
                 return 0, [], ""
@@ -388,6 +390,7 @@ class Directory:
                 if denied is not None:
                     raise LDAPError(denied, "")
                 matches = guard.matches
+            self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
@@ -571,8 +574,8 @@ class Directory:
                     raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             self.require_write(session, backend, "parent" if parent is not None else "entry")
             self.access.check_add(session, backend, txn, entry, ndn, parent, parent_ndn)
-            self.check_assertion(controls, parent if parent is not None else Entry(""))
             csn = self.stamp(entry, session, created=True)
+            self.check_assertion(controls, entry, session, backend, txn)  # slapd tests the new entry
             try:
                 txn.add(entry)
             except AlreadyExists:
@@ -580,8 +583,9 @@ class Directory:
             except NoSuchEntry as exc:
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=exc.matched_dn) from None
             backend.context.advance(txn, csn)
+            response = self.read_controls(controls, None, entry, session, backend, txn)
         backend.publish(Change("add", None, entry, csn))
-        return self.read_controls(controls, None, entry)
+        return response
 
     def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
@@ -594,7 +598,7 @@ class Directory:
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
-            self.check_assertion(controls, current)
+            self.check_assertion(controls, current, session, backend, txn)
             self.access.check_modify(session, backend, txn, current, ndn, request.changes)
             entry = current.copy()
             apply_modifications(self.schema, entry, request.changes)
@@ -602,8 +606,9 @@ class Directory:
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
             backend.context.advance(txn, csn)
+            response = self.read_controls(controls, current, entry, session, backend, txn)
         backend.publish(Change("modify", current, entry, csn))
-        return self.read_controls(controls, current, entry)
+        return response
 
     def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
@@ -616,7 +621,7 @@ class Directory:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.access.check_delete(session, backend, txn, current, ndn)
-            self.check_assertion(controls, current)
+            self.check_assertion(controls, current, session, backend, txn)
             try:
                 txn.delete(ndn)
             except NotAllowedOnNonLeaf:
@@ -628,8 +633,9 @@ class Directory:
             if entry_uuid is not None:
                 write_tombstone(txn, entry_uuid, csn)
             backend.context.advance(txn, csn)
+            response = self.read_controls(controls, current, None, session, backend, txn)
         backend.publish(Change("delete", current, None, csn))
-        return self.read_controls(controls, current, None)
+        return response
 
     def modify_dn(
         self, session: Session, request: ldap.ModifyDNRequest, controls: list[Control]
@@ -664,7 +670,8 @@ class Directory:
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
-            self.check_assertion(controls, current)
+            self.access.check_rename_parent(session, backend, txn, ndn, request.new_superior is not None)
+            self.check_assertion(controls, current, session, backend, txn)
             new_parent_ndn = split_rdn(new_ndn)[1]
             if request.new_superior is not None and txn.get(new_parent_ndn) is None:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found")
@@ -687,8 +694,9 @@ class Directory:
             except NoSuchEntry:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found") from None
             backend.context.advance(txn, csn)
+            response = self.read_controls(controls, current, entry, session, backend, txn)
         backend.publish(Change("rename", current, entry, csn))
-        return self.read_controls(controls, current, entry)
+        return response
 
     def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
         if self.configdb is not None and names_config(request.dn):
@@ -712,6 +720,7 @@ class Directory:
         try:
             if not may_compare:
                 raise LDAPError(ResultCode.insufficientAccessRights, "")
+            self.check_assertion(controls, entry, session, backend)
             return self.compare_values(at, request, controls, entry)
         except LDAPError as exc:
             if not disclose:  # slapd hides the entry from who may not even know it is there
@@ -719,7 +728,6 @@ class Directory:
             raise exc
 
     def compare_values(self, at, request: ldap.CompareRequest, controls: list[Control], entry: Entry) -> int:
-        self.check_assertion(controls, entry)
         if at.equality is None:
             raise LDAPError(ResultCode.inappropriateMatching, f"{request.attr}: no equality matching rule")
         wanted = at.equality.normalize(request.value)
@@ -788,20 +796,30 @@ class Directory:
             raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
         return entry
 
-    def check_assertion(self, controls: list[Control], entry: Entry) -> None:
+    def check_assertion(self, controls: list[Control], entry: Entry, session: Session | None = None,
+                        backend: Backend | None = None, txn: Any = None) -> None:  # fmt: skip
+        """The Assertion control (RFC 4528), with the requester's `search` access on each attribute it tests."""
         for control in controls:
             if control.oid == ctl.ASSERTION:
                 try:
                     assertion = ctl.decode_assertion(control.value or b"")
                 except Exception as exc:
                     raise LDAPError(ResultCode.protocolError, "assertion control is malformed") from exc
-                if not self.filters.matches(assertion, entry):
+                if session is None:
+                    holds = self.filters.matches(assertion, entry)
+                else:
+                    holds = self.access.assertion_holds(session, backend, entry, assertion, txn)
+                if not holds:
                     raise LDAPError(ResultCode.assertionFailed, "")
 
-    def read_controls(
-        self, controls: list[Control], before: Entry | None, after: Entry | None
-    ) -> list[Control]:
-        """Pre-Read and Post-Read (RFC 4527) response controls."""
+    def read_controls(self, controls: list[Control], before: Entry | None, after: Entry | None,
+                      session: Session | None = None, backend: Backend | None = None,
+                      txn: Any = None) -> list[Control]:  # fmt: skip
+        """Pre-Read and Post-Read (RFC 4527) response controls, holding only what the requester may read.
+
+        Called inside the write transaction: when a critical control cannot return its entry (no `read` on
+        it), the operation fails with insufficientAccessRights and nothing is written. (slapd aborts the
+        transaction there too, but still answers success; an acknowledged change must not be lost.)"""
         response: list[Control] = []
         for control in controls:
             if control.oid not in (ctl.PRE_READ, ctl.POST_READ):
@@ -814,7 +832,14 @@ class Directory:
             except Exception as exc:
                 raise LDAPError(ResultCode.protocolError, "read entry control is malformed") from exc
             selection = AttributeSelection(self.schema, attributes, False)
-            blob = selection.encode(entry, None)
+            if session is None:
+                blob: bytes | None = selection.encode(entry, None)
+            else:
+                blob = self.access.read_entry(session, backend, entry, selection, txn)
+            if blob is None:
+                if control.critical:
+                    raise LDAPError(ResultCode.insufficientAccessRights, "")
+                continue  # slapd leaves the control out
             response.append(Control(control.oid, False, ctl.encode_read_entry(entry.dn, blob)))
         return response
 

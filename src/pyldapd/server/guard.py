@@ -215,6 +215,21 @@ class AccessControl:
         if not self.check_modlist(session, backend, entry, ndn, changes, txn):
             raise self.deny("")
 
+    def check_rename_parent(
+        self, session: Session, backend: Backend, txn: Any, ndn: str, moved: bool
+    ) -> None:
+        """back-mdb's first modrdn check (before the assertion): write (wdel when moved) on the old parent's
+        children."""
+        if self.directory.is_root(session, backend):
+            return
+        parent_ndn = split_rdn(ndn)[1]
+        parent = txn.get(parent_ndn)
+        if parent is None:
+            raise self.deny("no write access to parent's children")
+        need = acl.DELETE if moved else acl.WRITE
+        if not self.allowed(session, backend, parent, parent_ndn, CHILDREN, need, txn):
+            raise self.deny("no write access to parent's children")
+
     def check_rename(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str,
                      new_parent_ndn: str, moved: bool, old_rdn: str, new_rdn: str,
                      delete_old_rdn: bool) -> None:  # fmt: skip
@@ -223,13 +238,6 @@ class AccessControl:
         ctx = self.context(txn, backend)
         if not self.allowed(session, backend, entry, ndn, ENTRY, acl.WRITE, txn, ctx=ctx):
             raise self.deny("no write access to old entry")
-        parent_ndn = split_rdn(ndn)[1]
-        parent = txn.get(parent_ndn)
-        if parent is None:
-            raise self.deny("no write access to parent")
-        need = acl.DELETE if moved else acl.WRITE
-        if not self.allowed(session, backend, parent, parent_ndn, CHILDREN, need, txn, ctx=ctx):
-            raise self.deny("no write access to old parent's children")
         if moved:
             new_parent = txn.get(new_parent_ndn)
             if new_parent is not None and not self.allowed(session, backend, new_parent, new_parent_ndn,
@@ -272,6 +280,27 @@ class AccessControl:
         if policy.default:
             return None
         return SearchGuard(self, policy, session, backend, request_filter, txn)
+
+    # -- controls that return or test an entry's values --------------------------------------------------
+
+    def read_entry(self, session: Session, backend: Backend | None, entry: Entry, selection: Any,
+                   txn: Any = None) -> bytes | None:  # fmt: skip
+        """The attribute list a Pre-Read/Post-Read control returns, as slapd's send_search_entry builds it:
+        `read` on the entry, then on each attribute and value; None when the entry itself may not be read."""
+        has_children = txn.has_children if txn is not None and selection.wants_has_subordinates else None
+        guard = self.search_guard(session, backend, None, txn)
+        if guard is None:
+            return selection.encode(entry, has_children)
+        return guard.encode(entry, selection, has_children)
+
+    def assertion_holds(self, session: Session, backend: Backend | None, entry: Entry, assertion: Any,
+                        txn: Any = None) -> bool:  # fmt: skip
+        """The Assertion control's filter, evaluated as slapd's test_filter does: `search` access per attribute,
+        a denied assertion is Undefined, and only True lets the operation go on."""
+        guard = self.search_guard(session, backend, assertion, txn)
+        if guard is None:
+            return self.directory.filters.matches(assertion, entry)
+        return guard.matches(entry)
 
 
 class SearchGuard:
