@@ -27,6 +27,7 @@ access to attrs=userPassword by self write by anonymous auth by * none
 access to attrs=description by users write by * read
 access to dn.subtree="{HIDDEN}" by users =w by * none
 access to * by * read
+limits dn.this.subtree="{MANY}" size.unchecked=10
 limits dn.exact="{JDOE}" size=unlimited
 limits dn.exact="{ASMITH}" size.pr=3 size.prtotal=8
 limits dn.exact="{CJONES}" size.prtotal=disabled
@@ -263,6 +264,18 @@ def test_paged_search_limits(pair, who, paging, size):
           "(objectClass=*)", "1.1", count_only=True)  # fmt: skip
 
 
+@pytest.mark.parametrize("who", ["anonymous", "jdoe", "rootdn"])
+@pytest.mark.parametrize("scope", ["sub", "one"])
+@pytest.mark.parametrize("filter_", ["(description=*)", "(cn=m1)", "(objectClass=*)"])
+@pytest.mark.parametrize("paging", ["", "pr=2/noprompt"])
+def test_unchecked_limit(pair, who, scope, filter_, paging):
+    """size.unchecked=10 under ou=Many (11 entries in the subtree, 10 one level down): more candidates than
+    that and the search is refused before any entry is sent."""
+    extra = ["-E", paging] if paging else []
+    alike(pair, "ldapsearch", *IDENTITIES[who], "-LLL", *extra, "-b", MANY, "-s", scope, filter_, "1.1",
+          count_only=True)  # fmt: skip
+
+
 # -- sync searches: what the consumer's identity may read, within its limits ----------------------------------
 
 
@@ -286,7 +299,8 @@ def test_sync_refresh(pair, who, base):
 
 
 @pytest.mark.parametrize("who", ["anonymous", "asmith", "rootdn"])
-@pytest.mark.parametrize("missing", [f"uid=nobody,{HIDDEN}", f"uid=x,ou=y,{HIDDEN}", f"uid=x,ou=y,{PEOPLE}"])
+@pytest.mark.parametrize("missing", [f"uid=nobody,{HIDDEN}", f"uid=x,ou=y,{HIDDEN}", f"uid=x,ou=y,{PEOPLE}",
+                                     f"uid=nobody,{PEOPLE}", f"cn=x,cn=m1,{MANY}"])  # fmt: skip
 def test_matched_dn_of_missing_entries(pair, who, missing):
     ident = IDENTITIES[who]
     alike(pair, "ldapsearch", *ident, "-LLL", "-b", missing, "(objectClass=*)")

@@ -6,6 +6,7 @@ LDAPError. Searches stream their entries through a `send` callback so large resu
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import time
@@ -43,7 +44,14 @@ from pyldapd.server.entries import (
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
-from pyldapd.server.searchlimits import search_limits
+from pyldapd.server.searchlimits import (
+    LimitSet,
+    check_search_allowed,
+    limit_set,
+    paged_size_limit,
+    request_limits,
+    search_limits,
+)
 
 if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
@@ -105,6 +113,7 @@ class Session:
 class PagedSearch:
     request_key: tuple
     remaining: list[int]
+    count: int = 0  # entries sent by the earlier pages (the size limits bound the whole search)
 
 
 def stored_indexes(config: DatabaseConfig) -> dict[str, set[str]]:
@@ -346,6 +355,8 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, "invalid scope")
         manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
         paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
+        if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
+            paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
@@ -375,7 +386,9 @@ class Directory:
         backend = self.backend_for(base_ndn)
         if backend is None:
             raise LDAPError(ResultCode.noSuchObject, "")
-        size_limit, time_limit = self.search_limits(session, backend, request, base_ndn)
+        limits = limit_set(self, session, backend, base_ndn)
+        check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
+        size_limit, time_limit = request_limits(limits, request)
         deadline = time.monotonic() + time_limit if time_limit else None
         with backend.db.read() as txn:
             guard = self.access.search_guard(session, backend, request.filter, txn)
@@ -394,12 +407,12 @@ class Directory:
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
-                                         manage_dsa_it, send, guard)  # fmt: skip
+                                         manage_dsa_it, send, guard, limits, deadline)  # fmt: skip
             sent = 0
             checked = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
-            for entry in txn.search(base_ndn, scope, request.filter):
+            for entry in self.candidates(txn, base_ndn, scope, request, limits):
                 if entry.id == suffix_id and live_context:
                     entry = with_context_csn(entry, live_context)
                 checked += 1
@@ -421,23 +434,44 @@ class Directory:
                 sent += 1
         return sent, [], ""
 
+    @staticmethod
+    def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
+        """The entries the database hands over for the filter; `size.unchecked=N` refuses a search with more
+        than N of them before anything is sent (adminLimitExceeded), as back-mdb counts its candidates."""
+        found = txn.search(base_ndn, scope, request.filter)
+        unchecked = limits.unchecked if limits is not None else -1
+        if unchecked > 0:
+            first = list(itertools.islice(found, unchecked + 1))
+            if len(first) > unchecked:
+                raise LDAPError(ResultCode.adminLimitExceeded, "")
+            return iter(first)
+        return found
+
     def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send, guard=None) -> tuple[int, list[Control], str]:  # fmt: skip
+                     send, guard=None, limits=None, deadline=None) -> tuple[int, list[Control], str]:  # fmt: skip
+        """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
+        each request may send what is left of them, and the search ends with sizeLimitExceeded there."""
         try:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
             raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
         key = (request.base.lower(), request.scope, repr(request.filter), tuple(request.attributes))
+        count = 0
         if page.cookie:
             state = session.paged.pop(page.cookie, None)
             if state is None or state.request_key != key:
                 raise LDAPError(ResultCode.unwillingToPerform, "paged results cookie is invalid")
             remaining = state.remaining
-        else:
+            count = state.count
+        size_limit = paged_size_limit(limits, request.size_limit, count, page.size)
+        if not page.cookie:
             remaining = []
-            for entry in txn.search(
-                normalize_dn(request.base, self.schema), Scope(request.scope), request.filter
-            ):
+            checked = 0
+            for entry in self.candidates(txn, normalize_dn(request.base, self.schema), Scope(request.scope),
+                                         request, limits):  # fmt: skip
+                checked += 1
+                if deadline is not None and checked % 64 == 0 and time.monotonic() > deadline:
+                    raise LDAPError(ResultCode.timeLimitExceeded, "")
                 if (manage_dsa_it or not is_glue(entry)) and matches(entry):
                     remaining.append(entry.id)
         if page.size == 0:
@@ -445,6 +479,8 @@ class Directory:
         has_children = txn.has_children if selection.wants_has_subordinates else None
         sent = 0
         while remaining and sent < page.size:
+            if size_limit >= 0 and sent >= size_limit:
+                raise SizeLimitExceeded(sent)
             entry = txn.get_by_id(remaining.pop(0))
             if entry is None:
                 continue
@@ -457,7 +493,7 @@ class Directory:
         cookie = b""
         if remaining:
             cookie = secrets.token_bytes(8)
-            session.paged[cookie] = PagedSearch(key, remaining)
+            session.paged[cookie] = PagedSearch(key, remaining, count + sent)
         return sent, [paged_control(0, cookie)], ""
 
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
@@ -479,7 +515,13 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, "Sync Request control value is malformed") from exc
         if request.scope not in (0, 1, 2, 3):
             raise LDAPError(ResultCode.protocolError, "invalid scope")
-        size_limit, _ = self.search_limits(conn.session, backend, request, base_ndn)
+        limits = limit_set(self, conn.session, backend, base_ndn)
+        check_search_allowed(limits)
+        size_limit, _ = request_limits(limits, request)
+        if limits is not None and limits.unchecked > 0:  # the refresh's candidates, counted as for a search
+            with backend.db.read() as txn:
+                for _entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
+                    pass
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
         guard = self.access.search_guard(conn.session, backend, request.filter)
@@ -668,9 +710,16 @@ class Directory:
             if new_ndn != ndn:
                 raise LDAPError(ResultCode.unwillingToPerform, "cannot move an entry below itself")
         with backend.db.write() as txn:
-            current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
+            # back-mdb's order: the parent (missing: noSuchObject naming nothing), write on its children, and
+            # only then the entry (missing: the parent is the matched DN)
+            parent = txn.get(split_rdn(ndn)[1])
+            if parent is None:
+                raise LDAPError(ResultCode.noSuchObject, "")
             self.access.check_rename_parent(session, backend, txn, ndn, request.new_superior is not None)
+            current = txn.get(ndn)
+            if current is None:
+                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=parent.dn)
             self.check_assertion(controls, current, session, backend, txn)
             new_parent_ndn = split_rdn(new_ndn)[1]
             if request.new_superior is not None and txn.get(new_parent_ndn) is None:
@@ -945,6 +994,13 @@ class AttributeSelection:
                 value = b"TRUE" if children else b"FALSE"
             values.append((name, [] if self.types_only else [value]))
         return ldap.encode_partial_attribute_list(values)
+
+
+def paged_page_size(control: Control) -> int:
+    try:
+        return ctl.decode_paged_results(control.value or b"").size
+    except Exception as exc:
+        raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
 
 
 def paged_control(size: int, cookie: bytes) -> Control:
