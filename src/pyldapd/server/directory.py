@@ -527,6 +527,11 @@ class Directory:
         guard = self.access.search_guard(conn.session, backend, request.filter)
         if guard is not None:
             selection, matches = guard.for_sync(backend, base_ndn, selection)
+        if any(c.oid == ctl.ASSERTION for c in controls):  # tested on the base, as for any search
+            with backend.db.read() as txn:
+                base = txn.get(base_ndn)
+                if base is not None:
+                    self.check_assertion(controls, base, conn.session, backend, txn)
         return backend.provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
                                             base_ndn, size_limit)  # fmt: skip
 
@@ -770,22 +775,34 @@ class Directory:
             if not may_compare:
                 raise LDAPError(ResultCode.insufficientAccessRights, "")
             self.check_assertion(controls, entry, session, backend)
-            return self.compare_values(at, request, controls, entry)
+
+            def may_compare_subtype(key: str) -> bool:
+                return compare_allowed(self.access, session, backend, entry, ndn, key, request.value)[0]
+
+            return self.compare_values(at, request, controls, entry, may_compare_subtype)
         except LDAPError as exc:
             if not disclose:  # slapd hides the entry from who may not even know it is there
                 raise LDAPError(ResultCode.noSuchObject, "") from None
             raise exc
 
-    def compare_values(self, at, request: ldap.CompareRequest, controls: list[Control], entry: Entry) -> int:
+    def compare_values(self, at, request: ldap.CompareRequest, controls: list[Control], entry: Entry,
+                       may_compare: Callable[[str], bool] | None = None) -> int:  # fmt: skip
+        """slapd's slap_compare_entry: the entry's attributes of the asserted type and its subtypes, in the
+        entry's order; a subtype the requester may not compare ends the compare with insufficientAccessRights."""
         if at.equality is None:
             raise LDAPError(ResultCode.inappropriateMatching, f"{request.attr}: no equality matching rule")
         wanted = at.equality.normalize(request.value)
         if wanted is None:
             raise LDAPError(ResultCode.invalidAttributeSyntax, "value does not conform to assertion syntax")
+        keys = {subtype.key for subtype in self.schema.subtypes(at)}
         found = False
-        for subtype in self.schema.subtypes(at):
-            for value in entry.get(subtype.key):
-                found = True
+        for key, attribute in entry.attrs.items():
+            if key not in keys or not attribute.values:
+                continue
+            found = True
+            if key != at.key and may_compare is not None and not may_compare(key):
+                raise LDAPError(ResultCode.insufficientAccessRights, "")
+            for value in attribute.values:
                 if equality_key(at, value) == wanted:
                     return ResultCode.compareTrue
         if not found:

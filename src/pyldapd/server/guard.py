@@ -368,11 +368,22 @@ class SearchGuard:
         key = self.control.attr_key(attr)
         value = getattr(f, "value", None) if isinstance(f, flt.Equality | flt.Approx | flt.GreaterOrEqual |
                                                          flt.LessOrEqual) else None  # fmt: skip
+        at = self.schema.attribute_type(attr.split(";", 1)[0])
+        subkeys = {sub.key for sub in self.schema.subtypes(at)} - {key} if at is not None else set()
 
         def guarded(entry: Entry) -> Any:
             ndn = getattr(entry, "_acl_ndn", None) or self.ndn(entry)
             if not self.can(entry, ndn, key, SEARCH, value):
                 return None
+            if subkeys:
+                # slapd's test_filter checks `search` on each subtype present (cn, title... under name): a
+                # denied one cannot match, and makes the result Undefined unless an allowed one matches
+                denied = {k.split(";", 1)[0] for k in entry.attrs if k.split(";", 1)[0] in subkeys}
+                denied = {k for k in denied if not self.can(entry, ndn, k, SEARCH, value)}
+                if denied:
+                    view = Entry(entry.dn, {k: a for k, a in entry.attrs.items()
+                                            if k.split(";", 1)[0] not in denied}, entry.id)  # fmt: skip
+                    return True if leaf(view) is True else None
             return leaf(entry)
 
         return guarded
