@@ -376,3 +376,39 @@ def test_sync_persist_sends_only_readable_changes(pair, who, tmp_path):
         out.close()
     assert ours == slapd
     assert any("description: persist" in line for _dn, lines in ours for line in lines)
+
+
+# -- the sizelimit directive's specifiers (slapd.conf(5) `limits` syntax) --------------------------------------
+
+DIRECTIVE_GLOBAL = "sizelimit size.soft=3 size.hard=6\ntimelimit time.soft=600 time.hard=unlimited"
+DIRECTIVE_DB = "sizelimit size.prtotal=unlimited size.pr=4\naccess to * by * read"
+
+
+@pytest.fixture(scope="module")
+def directive_pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sizelimit-directive")
+    servers = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            (root / name / "db").mkdir(parents=True, exist_ok=True)
+            conf = slapd_conf(
+                root / name / "db", modules=True, extra_global=DIRECTIVE_GLOBAL, extra_db=DIRECTIVE_DB
+            )
+            server = start(root / name, conf, name=name)
+            servers.append(server)
+            result = ldap_tool("ldapadd", "-H", server.url, *IDENTITIES["rootdn"], input=BASE_LDIF)
+            assert result.returncode == 0, f"{name}: {result.stderr}\n{server.log()}"
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.parametrize("size", ["0", "5", "8"])
+@pytest.mark.parametrize("paging", ["", "pr=2/noprompt", "pr=4/noprompt", "pr=5/noprompt"])
+def test_sizelimit_directive_specifiers(directive_pair, size, paging):
+    """size.hard caps what a client may ask for, size.pr the page size, size.prtotal=unlimited lets a paged
+    search go past the size limits."""
+    extra = ["-E", paging] if paging else []
+    alike(directive_pair, "ldapsearch", "-x", "-LLL", "-z", size, *extra, "-b", SUFFIX, "(objectClass=*)", "1.1",
+          count_only=True)  # fmt: skip

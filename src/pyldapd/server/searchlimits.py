@@ -121,6 +121,19 @@ def apply_setting(limits: LimitSet, kind: str, qualifier: str, value: str) -> No
         raise LimitsError(f'unknown limit "{kind}"')
 
 
+def apply_directive_word(limits: LimitSet, kind: str, word: str) -> None:
+    """One word of a `sizelimit`/`timelimit` directive: a bare number (or `unlimited`) is the soft limit with the
+    hard one following it, else a `size.<qualifier>=`/`time.<qualifier>=` specifier as in `limits`."""
+    left, eq, value = word.partition("=")
+    if not eq:
+        apply_setting(limits, kind, "", word)
+        return
+    name, _, qualifier = left.lower().partition(".")
+    if name != kind:
+        raise LimitsError(f'unknown limit "{word}"')
+    apply_setting(limits, kind, qualifier, value)
+
+
 def parse_limits(words: list[str], source: str = "") -> LimitsRule:
     if len(words) < 2:
         raise LimitsError("a selector and at least one limit are required")
@@ -254,9 +267,21 @@ def database_defaults(directory: Any, backend: Any) -> LimitSet:
             size = backend.config.sizelimit
         if backend.config.timelimit is not None:
             seconds = backend.config.timelimit
-    return LimitSet(
+    limits = LimitSet(
         size_soft=size or UNLIMITED, size_hard=SOFT, time_soft=seconds or UNLIMITED, time_hard=SOFT
     )
+    # the directives' other specifiers (hard, unchecked, pr, prtotal), global ones first: a database starts from
+    # the frontend's limits (slapd copies them); soft values come from the numbers above
+    sources = [config] + ([backend.config] if backend is not None else [])
+    for kind in ("size", "time"):
+        for source in sources:
+            for word in getattr(source, f"{kind}limit_words", []):
+                left, eq, _value = word.partition("=")
+                if not eq or left.lower() == kind:
+                    setattr(limits, f"{kind}_hard", SOFT)  # a plain soft limit resets the hard one
+                elif left.lower() != f"{kind}.soft":
+                    apply_directive_word(limits, kind, word)
+    return limits
 
 
 def compiled_limits(directory: Any, backend: Any) -> Limits | None:
