@@ -363,6 +363,20 @@ class SearchGuard:
             return negate
         leaf = self.evaluator.compile3(f)
         attr = getattr(f, "attr", None)
+        if isinstance(f, flt.Extensible) and not attr:
+            # a matching rule on every attribute (slapd's test_mra_filter): the attributes this session may not
+            # search are passed over, as if the entry did not have them
+            def guarded_any(entry: Entry) -> Any:
+                ndn = getattr(entry, "_acl_ndn", None) or self.ndn(entry)
+                bases = {k.split(";", 1)[0] for k in entry.attrs}
+                denied = {k for k in bases if not self.can(entry, ndn, k, SEARCH, f.value)}
+                if not denied:
+                    return leaf(entry)
+                view = Entry(entry.dn, {k: a for k, a in entry.attrs.items()
+                                        if k.split(";", 1)[0] not in denied}, entry.id)  # fmt: skip
+                return leaf(view)
+
+            return guarded_any
         if not attr:
             return leaf
         key = self.control.attr_key(attr)
@@ -370,6 +384,8 @@ class SearchGuard:
                                                          flt.LessOrEqual) else None  # fmt: skip
         at = self.schema.attribute_type(attr.split(";", 1)[0])
         subkeys = {sub.key for sub in self.schema.subtypes(at)} - {key} if at is not None else set()
+        if isinstance(f, flt.Extensible):
+            subkeys = set()  # slapd's test_mra_filter checks the asserted type only
 
         def guarded(entry: Entry) -> Any:
             ndn = getattr(entry, "_acl_ndn", None) or self.ndn(entry)
