@@ -9,7 +9,9 @@ import re
 import subprocess
 import time
 
+import ldap
 import pytest
+from ldap.controls import SimplePagedResultsControl
 
 from tests.data import BASE_LDIF
 from tests.server.test_differential import canonical
@@ -423,3 +425,26 @@ def test_sizelimit_directive_specifiers(directive_pair, size, paging):
     extra = ["-E", paging] if paging else []
     alike(directive_pair, "ldapsearch", "-x", "-LLL", "-z", size, *extra, "-b", SUFFIX, "(objectClass=*)", "1.1",
           count_only=True)  # fmt: skip
+
+
+def test_paged_search_continued_after_a_rebind(pair):
+    """The filter of a paged search is tested as the session is when each page is asked for: a search begun as
+    the rootdn on userPassword and continued anonymously shows nothing more (as slapd)."""
+    answers = []
+    for server in pair:
+        conn = ldap.initialize(server.url)
+        try:
+            conn.simple_bind_s(ROOTDN, ROOTPW)
+            control = SimplePagedResultsControl(True, size=1, cookie=b"")
+            filter_ = "(|(userPassword=secret1)(userPassword=secret2)(userPassword=secret3))"
+            msgid = conn.search_ext(SUFFIX, ldap.SCOPE_SUBTREE, filter_, ["1.1"], serverctrls=[control])
+            _t, first, _m, controls = conn.result3(msgid)
+            cookie = next(c.cookie for c in controls if c.controlType == control.controlType)
+            conn.simple_bind_s("", "")
+            control.cookie = cookie
+            msgid = conn.search_ext(SUFFIX, ldap.SCOPE_SUBTREE, filter_, ["1.1"], serverctrls=[control])
+            _t, rest, _m, _controls = conn.result3(msgid)
+            answers.append((len(first), sorted(dn for dn, _a in rest)))
+        finally:
+            conn.unbind_s()
+    assert answers[1] == answers[0] == (1, [])

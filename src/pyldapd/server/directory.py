@@ -484,6 +484,8 @@ class Directory:
             entry = txn.get_by_id(remaining.pop(0))
             if entry is None:
                 continue
+            if page.cookie and not matches(entry):
+                continue  # later pages test the filter as the session is now (slapd: a cursor over candidates)
             blob = selection.encode(entry, has_children) if guard is None else guard.encode(entry, selection,
                                                                                             has_children)  # fmt: skip
             if blob is None:
