@@ -75,3 +75,7 @@ def test_monitor_is_for_the_rootdn(quickstart):
         quickstart, "-x", "-D", ROOTDN, "-w", "secret", "-b", "cn=Monitor", "(objectClass=*)", "1.1"
     )
     assert result.returncode == 0 and "dn: cn=Monitor" in result.stdout
+    # and the user the server runs as, over ldapi:// (SASL EXTERNAL)
+    result = ldap_tool("ldapsearch", "-H", quickstart.ldapi_url, "-Y", "EXTERNAL", "-Q", "-LLL", "-b", "cn=Monitor",
+                       "-s", "base", "(objectClass=*)", "1.1")  # fmt: skip
+    assert result.returncode == 0 and "dn: cn=Monitor" in result.stdout, result
