@@ -254,6 +254,18 @@ def test_assertion_on_modify(pair, who, assertion):
           input=modify(JDOE, "description", f"{who} {assertion}"))  # fmt: skip
 
 
+@pytest.mark.parametrize("who", ["asmith", "rootdn"])
+@pytest.mark.parametrize("parent", [PEOPLE, HIDDEN, f"ou=nowhere,{SUFFIX}"])
+@pytest.mark.parametrize("assertion", ["(cn=N)", "(cn=x)", "(userPassword=pw)", "(creatorsName=*)", "(sn=*)"])
+def test_assertion_on_add(pair, who, parent, assertion):
+    """The assertion is tested on the entry being added (operational attributes included), before its parent or
+    the access rules are looked at, as back-mdb does."""
+    dn = f"cn=N,{parent}"
+    add = f"dn: {dn}\nchangetype: add\nobjectClass: person\ncn: N\nsn: N\nuserPassword: pw\n"
+    if alike(pair, "ldapmodify", *IDENTITIES[who], "-e", f"!assert={assertion}", input=add).returncode == 0:
+        alike(pair, "ldapdelete", *IDENTITIES["rootdn"], dn)
+
+
 @pytest.mark.parametrize("assertion", ["(userPassword=hidden1)", "(userPassword=wrong)", "(description=*)"])
 def test_assertion_on_hidden_entry(pair, assertion):
     alike(pair, "ldapmodify", *IDENTITIES["asmith"], "-e", f"!assert={assertion}",

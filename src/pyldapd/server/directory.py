@@ -612,6 +612,9 @@ class Directory:
         structural = check_entry(self.schema, entry)
         entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
         with backend.db.write() as txn:
+            # back-mdb tests the assertion on the new entry, its operational attributes added, before anything
+            csn = self.stamp(entry, session, created=True)
+            self.check_assertion(controls, entry, session, backend, txn)
             if txn.exists(ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             parent = None
@@ -623,8 +626,6 @@ class Directory:
                     raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             self.require_write(session, backend, "parent" if parent is not None else "entry")
             self.access.check_add(session, backend, txn, entry, ndn, parent, parent_ndn)
-            csn = self.stamp(entry, session, created=True)
-            self.check_assertion(controls, entry, session, backend, txn)  # slapd tests the new entry
             try:
                 txn.add(entry)
             except AlreadyExists:
