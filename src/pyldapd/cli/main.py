@@ -110,6 +110,10 @@ def quickstart_config(data_dir: str) -> str:
         template = resources.files("pyldapd.data").joinpath("quickstart.conf").read_text()
         text = template.replace("pidfile pyldapd.pid", f"pidfile {data_dir}/pyldapd.pid")
         text = text.replace("directory db", f"directory {data_dir}/db")
+        # the rootdn's password is never stored in clear: a fresh salt for every quick-start folder
+        from pyldapd.model.passwords import hash_password
+
+        text = text.replace("\nrootpw secret\n", f"\nrootpw {hash_password(b'secret', '{SSHA}').decode()}\n")
         with open(conf, "w") as handle:
             handle.write(text)
     return conf

@@ -151,6 +151,8 @@ class DatabaseConfig:
     indexes: dict[str, set[str]] = field(default_factory=dict)
     sizelimit: int | None = None
     timelimit: int | None = None
+    sizelimit_words: list[str] = field(default_factory=list)  # as written: size.hard=, size.pr=, ...
+    timelimit_words: list[str] = field(default_factory=list)
     readonly: bool = False
     access: list[str] = field(default_factory=list)
     access_sources: list[str] = field(default_factory=list)  # "file:line" of each access line
@@ -189,6 +191,8 @@ class ServerConfig:
     logfile_rotate: tuple[int, int, int] | None = None  # OpenLDAP 2.6 `logfile-rotate max Mbytes hours`
     sizelimit: int = 500  # slapd's default soft size limit
     timelimit: int = 3600  # slapd's default time limit
+    sizelimit_words: list[str] = field(default_factory=list)  # as written: size.hard=, size.pr=, ...
+    timelimit_words: list[str] = field(default_factory=list)
     idletimeout: int = 0
     tool_threads: int = 0  # slapd's tool-threads; 0 (not set): `pyldapd add` uses one process per CPU
     max_pdu: int = DEFAULT_MAX_PDU

@@ -152,25 +152,28 @@ def read_directives(path: str) -> Iterator[Directive]:
             yield Directive(words, text, path, number)
 
 
-def parse_size_limit(directive: Directive) -> int:
-    """`sizelimit 500`, `sizelimit unlimited` or `sizelimit size.soft=500 size.hard=1000` (soft wins)."""
-    value = -1
-    for word in directive.args:
-        text = word.split("=", 1)[1] if "=" in word else word
-        if "=" in word and ".hard" in word.split("=", 1)[0]:
-            continue
-        if text.lower() in ("unlimited", "none"):
-            value = 0
-            continue
-        try:
-            value = int(text)
-        except ValueError:
-            raise directive.error(f"{directive.name}: invalid value {word!r}") from None
-        if value < 0:
-            raise directive.error(f"{directive.name}: value must not be negative")
-    if value < 0:
+def parse_size_limit(directive: Directive) -> int | None:
+    """`sizelimit 500`, `sizelimit unlimited` or slapd's specifiers (`size.soft=500 size.hard=1000 size.pr=50
+    size.prtotal=... size.unchecked=...`, `time.soft=`/`time.hard=`): the soft limit the line sets (0 for
+    unlimited), None when it sets only others. Every word is checked here; the directive's words are kept
+    (`sizelimit_words`) and server/searchlimits.py applies the rest."""
+    from pyldapd.server.searchlimits import LimitsError, LimitSet, apply_directive_word
+
+    kind = "size" if directive.name == "sizelimit" else "time"
+    if not directive.args:
         raise directive.error(f"{directive.name}: a value is required")
-    return value
+    soft = None
+    for word in directive.args:
+        try:
+            apply_directive_word(LimitSet(), kind, word)
+        except LimitsError as exc:
+            raise directive.error(f"{directive.name}: {exc}") from None
+        left, eq, text = word.partition("=")
+        if eq and left.lower() not in (kind, f"{kind}.soft"):
+            continue
+        value = text if eq else word
+        soft = 0 if value.lower() in ("unlimited", "none", "-1") else int(value)
+    return soft
 
 
 def parse_maxsize(directive: Directive) -> int:
@@ -360,10 +363,11 @@ class SlapdConfParser:
             config.logfile_only = parse_on_off(d)
         elif name == "logfile-rotate":
             config.logfile_rotate = parse_logfile_rotate(d.args, d.error)
-        elif name == "sizelimit":
-            config.sizelimit = parse_size_limit(d)
-        elif name == "timelimit":
-            config.timelimit = parse_size_limit(d)
+        elif name in ("sizelimit", "timelimit"):
+            soft = parse_size_limit(d)
+            if soft is not None:
+                setattr(config, name, soft)
+            getattr(config, f"{name}_words").extend(d.args)
         elif name == "idletimeout":
             config.idletimeout = self.int_arg(d)
         elif name == "tool-threads":
@@ -415,10 +419,11 @@ class SlapdConfParser:
             db.maxsize = parse_maxsize(d)
         elif name == "index":
             parse_index(d, db.indexes)
-        elif name == "sizelimit":
-            db.sizelimit = parse_size_limit(d)
-        elif name == "timelimit":
-            db.timelimit = parse_size_limit(d)
+        elif name in ("sizelimit", "timelimit"):
+            soft = parse_size_limit(d)
+            if soft is not None:
+                setattr(db, name, soft)
+            getattr(db, f"{name}_words").extend(d.args)
         elif name == "readonly":
             db.readonly = one_arg(d).lower() in ("on", "true", "yes")
         elif name == "access":

@@ -6,6 +6,7 @@ LDAPError. Searches stream their entries through a `send` callback so large resu
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import time
@@ -43,7 +44,14 @@ from pyldapd.server.entries import (
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
-from pyldapd.server.searchlimits import search_limits
+from pyldapd.server.searchlimits import (
+    LimitSet,
+    check_search_allowed,
+    limit_set,
+    paged_size_limit,
+    request_limits,
+    search_limits,
+)
 
 if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
@@ -105,6 +113,7 @@ class Session:
 class PagedSearch:
     request_key: tuple
     remaining: list[int]
+    count: int = 0  # entries sent by the earlier pages (the size limits bound the whole search)
 
 
 def stored_indexes(config: DatabaseConfig) -> dict[str, set[str]]:
@@ -346,6 +355,8 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, "invalid scope")
         manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
         paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
+        if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
+            paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
@@ -365,8 +376,10 @@ class Directory:
                 denied = guard.base_denied(special, base_ndn)
                 if denied is not None:
                     raise LDAPError(denied, "")
+                self.check_assertion(controls, special, session, None)
                 blob = guard.encode(special, selection, None) if guard.matches(special) else None
             else:
+                self.check_assertion(controls, special, session, None)
                 blob = selection.encode(special, None) if matches(special) else None
             if blob is None:
                 return 0, [], ""
@@ -375,7 +388,9 @@ class Directory:
         backend = self.backend_for(base_ndn)
         if backend is None:
             raise LDAPError(ResultCode.noSuchObject, "")
-        size_limit, time_limit = self.search_limits(session, backend, request, base_ndn)
+        limits = limit_set(self, session, backend, base_ndn)
+        check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
+        size_limit, time_limit = request_limits(limits, request)
         deadline = time.monotonic() + time_limit if time_limit else None
         with backend.db.read() as txn:
             guard = self.access.search_guard(session, backend, request.filter, txn)
@@ -390,15 +405,16 @@ class Directory:
                 if denied is not None:
                     raise LDAPError(denied, "")
                 matches = guard.matches
+            self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
-                                         manage_dsa_it, send, guard)  # fmt: skip
+                                         manage_dsa_it, send, guard, limits, deadline)  # fmt: skip
             sent = 0
             checked = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
-            for entry in txn.search(base_ndn, scope, request.filter):
+            for entry in self.candidates(txn, base_ndn, scope, request, limits):
                 if entry.id == suffix_id and live_context:
                     entry = with_context_csn(entry, live_context)
                 checked += 1
@@ -420,23 +436,44 @@ class Directory:
                 sent += 1
         return sent, [], ""
 
+    @staticmethod
+    def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
+        """The entries the database hands over for the filter; `size.unchecked=N` refuses a search with more
+        than N of them before anything is sent (adminLimitExceeded), as back-mdb counts its candidates."""
+        found = txn.search(base_ndn, scope, request.filter)
+        unchecked = limits.unchecked if limits is not None else -1
+        if unchecked > 0:
+            first = list(itertools.islice(found, unchecked + 1))
+            if len(first) > unchecked:
+                raise LDAPError(ResultCode.adminLimitExceeded, "")
+            return iter(first)
+        return found
+
     def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send, guard=None) -> tuple[int, list[Control], str]:  # fmt: skip
+                     send, guard=None, limits=None, deadline=None) -> tuple[int, list[Control], str]:  # fmt: skip
+        """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
+        each request may send what is left of them, and the search ends with sizeLimitExceeded there."""
         try:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
             raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
         key = (request.base.lower(), request.scope, repr(request.filter), tuple(request.attributes))
+        count = 0
         if page.cookie:
             state = session.paged.pop(page.cookie, None)
             if state is None or state.request_key != key:
                 raise LDAPError(ResultCode.unwillingToPerform, "paged results cookie is invalid")
             remaining = state.remaining
-        else:
+            count = state.count
+        size_limit = paged_size_limit(limits, request.size_limit, count, page.size)
+        if not page.cookie:
             remaining = []
-            for entry in txn.search(
-                normalize_dn(request.base, self.schema), Scope(request.scope), request.filter
-            ):
+            checked = 0
+            for entry in self.candidates(txn, normalize_dn(request.base, self.schema), Scope(request.scope),
+                                         request, limits):  # fmt: skip
+                checked += 1
+                if deadline is not None and checked % 64 == 0 and time.monotonic() > deadline:
+                    raise LDAPError(ResultCode.timeLimitExceeded, "")
                 if (manage_dsa_it or not is_glue(entry)) and matches(entry):
                     remaining.append(entry.id)
         if page.size == 0:
@@ -444,9 +481,13 @@ class Directory:
         has_children = txn.has_children if selection.wants_has_subordinates else None
         sent = 0
         while remaining and sent < page.size:
+            if size_limit >= 0 and sent >= size_limit:
+                raise SizeLimitExceeded(sent)
             entry = txn.get_by_id(remaining.pop(0))
             if entry is None:
                 continue
+            if page.cookie and not matches(entry):
+                continue  # later pages test the filter as the session is now (slapd: a cursor over candidates)
             blob = selection.encode(entry, has_children) if guard is None else guard.encode(entry, selection,
                                                                                             has_children)  # fmt: skip
             if blob is None:
@@ -456,7 +497,7 @@ class Directory:
         cookie = b""
         if remaining:
             cookie = secrets.token_bytes(8)
-            session.paged[cookie] = PagedSearch(key, remaining)
+            session.paged[cookie] = PagedSearch(key, remaining, count + sent)
         return sent, [paged_control(0, cookie)], ""
 
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
@@ -478,12 +519,23 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, "Sync Request control value is malformed") from exc
         if request.scope not in (0, 1, 2, 3):
             raise LDAPError(ResultCode.protocolError, "invalid scope")
-        size_limit, _ = self.search_limits(conn.session, backend, request, base_ndn)
+        limits = limit_set(self, conn.session, backend, base_ndn)
+        check_search_allowed(limits)
+        size_limit, _ = request_limits(limits, request)
+        if limits is not None and limits.unchecked > 0:  # the refresh's candidates, counted as for a search
+            with backend.db.read() as txn:
+                for _entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
+                    pass
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
         guard = self.access.search_guard(conn.session, backend, request.filter)
         if guard is not None:
             selection, matches = guard.for_sync(backend, base_ndn, selection)
+        if any(c.oid == ctl.ASSERTION for c in controls):  # tested on the base, as for any search
+            with backend.db.read() as txn:
+                base = txn.get(base_ndn)
+                if base is not None:
+                    self.check_assertion(controls, base, conn.session, backend, txn)
         return backend.provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
                                             base_ndn, size_limit)  # fmt: skip
 
@@ -573,6 +625,9 @@ class Directory:
         structural = check_entry(self.schema, entry)
         entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
         with backend.db.write() as txn:
+            # back-mdb tests the assertion on the new entry, its operational attributes added, before anything
+            csn = self.stamp(entry, session, created=True)
+            self.check_assertion(controls, entry, session, backend, txn)
             if txn.exists(ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             parent = None
@@ -584,8 +639,6 @@ class Directory:
                     raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             self.require_write(session, backend, "parent" if parent is not None else "entry")
             self.access.check_add(session, backend, txn, entry, ndn, parent, parent_ndn)
-            self.check_assertion(controls, parent if parent is not None else Entry(""))
-            csn = self.stamp(entry, session, created=True)
             try:
                 txn.add(entry)
             except AlreadyExists:
@@ -593,8 +646,9 @@ class Directory:
             except NoSuchEntry as exc:
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=exc.matched_dn) from None
             backend.context.advance(txn, csn)
+            response = self.read_controls(controls, None, entry, session, backend, txn)
         backend.publish(Change("add", None, entry, csn))
-        return self.read_controls(controls, None, entry)
+        return response
 
     def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
@@ -607,7 +661,7 @@ class Directory:
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
-            self.check_assertion(controls, current)
+            self.check_assertion(controls, current, session, backend, txn)
             self.access.check_modify(session, backend, txn, current, ndn, request.changes)
             entry = current.copy()
             apply_modifications(self.schema, entry, request.changes)
@@ -615,8 +669,9 @@ class Directory:
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
             backend.context.advance(txn, csn)
+            response = self.read_controls(controls, current, entry, session, backend, txn)
         backend.publish(Change("modify", current, entry, csn))
-        return self.read_controls(controls, current, entry)
+        return response
 
     def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
@@ -629,7 +684,7 @@ class Directory:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.access.check_delete(session, backend, txn, current, ndn)
-            self.check_assertion(controls, current)
+            self.check_assertion(controls, current, session, backend, txn)
             try:
                 txn.delete(ndn)
             except NotAllowedOnNonLeaf:
@@ -641,8 +696,9 @@ class Directory:
             if entry_uuid is not None:
                 write_tombstone(txn, entry_uuid, csn)
             backend.context.advance(txn, csn)
+            response = self.read_controls(controls, current, None, session, backend, txn)
         backend.publish(Change("delete", current, None, csn))
-        return self.read_controls(controls, current, None)
+        return response
 
     def modify_dn(
         self, session: Session, request: ldap.ModifyDNRequest, controls: list[Control]
@@ -675,9 +731,17 @@ class Directory:
             if new_ndn != ndn:
                 raise LDAPError(ResultCode.unwillingToPerform, "cannot move an entry below itself")
         with backend.db.write() as txn:
-            current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
-            self.check_assertion(controls, current)
+            # back-mdb's order: the parent (missing: noSuchObject naming nothing), write on its children, and
+            # only then the entry (missing: the parent is the matched DN)
+            parent = txn.get(split_rdn(ndn)[1])
+            if parent is None:
+                raise LDAPError(ResultCode.noSuchObject, "")
+            self.access.check_rename_parent(session, backend, txn, ndn, request.new_superior is not None)
+            current = txn.get(ndn)
+            if current is None:
+                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=parent.dn)
+            self.check_assertion(controls, current, session, backend, txn)
             new_parent_ndn = split_rdn(new_ndn)[1]
             if request.new_superior is not None and txn.get(new_parent_ndn) is None:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found")
@@ -700,8 +764,9 @@ class Directory:
             except NoSuchEntry:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found") from None
             backend.context.advance(txn, csn)
+            response = self.read_controls(controls, current, entry, session, backend, txn)
         backend.publish(Change("rename", current, entry, csn))
-        return self.read_controls(controls, current, entry)
+        return response
 
     def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
         if self.configdb is not None and names_config(request.dn):
@@ -727,23 +792,35 @@ class Directory:
         try:
             if not may_compare:
                 raise LDAPError(ResultCode.insufficientAccessRights, "")
-            return self.compare_values(at, request, controls, entry)
+            self.check_assertion(controls, entry, session, backend)
+
+            def may_compare_subtype(key: str) -> bool:
+                return compare_allowed(self.access, session, backend, entry, ndn, key, request.value)[0]
+
+            return self.compare_values(at, request, controls, entry, may_compare_subtype)
         except LDAPError as exc:
             if not disclose:  # slapd hides the entry from who may not even know it is there
                 raise LDAPError(ResultCode.noSuchObject, "") from None
             raise exc
 
-    def compare_values(self, at, request: ldap.CompareRequest, controls: list[Control], entry: Entry) -> int:
-        self.check_assertion(controls, entry)
+    def compare_values(self, at, request: ldap.CompareRequest, controls: list[Control], entry: Entry,
+                       may_compare: Callable[[str], bool] | None = None) -> int:  # fmt: skip
+        """slapd's slap_compare_entry: the entry's attributes of the asserted type and its subtypes, in the
+        entry's order; a subtype the requester may not compare ends the compare with insufficientAccessRights."""
         if at.equality is None:
             raise LDAPError(ResultCode.inappropriateMatching, f"{request.attr}: no equality matching rule")
         wanted = at.equality.normalize(request.value)
         if wanted is None:
             raise LDAPError(ResultCode.invalidAttributeSyntax, "value does not conform to assertion syntax")
+        keys = {subtype.key for subtype in self.schema.subtypes(at)}
         found = False
-        for subtype in self.schema.subtypes(at):
-            for value in entry.get(subtype.key):
-                found = True
+        for key, attribute in entry.attrs.items():
+            if key not in keys or not attribute.values:
+                continue
+            found = True
+            if key != at.key and may_compare is not None and not may_compare(key):
+                raise LDAPError(ResultCode.insufficientAccessRights, "")
+            for value in attribute.values:
                 if equality_key(at, value) == wanted:
                     return ResultCode.compareTrue
         if not found:
@@ -803,20 +880,30 @@ class Directory:
             raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
         return entry
 
-    def check_assertion(self, controls: list[Control], entry: Entry) -> None:
+    def check_assertion(self, controls: list[Control], entry: Entry, session: Session | None = None,
+                        backend: Backend | None = None, txn: Any = None) -> None:  # fmt: skip
+        """The Assertion control (RFC 4528), with the requester's `search` access on each attribute it tests."""
         for control in controls:
             if control.oid == ctl.ASSERTION:
                 try:
                     assertion = ctl.decode_assertion(control.value or b"")
                 except Exception as exc:
                     raise LDAPError(ResultCode.protocolError, "assertion control is malformed") from exc
-                if not self.filters.matches(assertion, entry):
+                if session is None:
+                    holds = self.filters.matches(assertion, entry)
+                else:
+                    holds = self.access.assertion_holds(session, backend, entry, assertion, txn)
+                if not holds:
                     raise LDAPError(ResultCode.assertionFailed, "")
 
-    def read_controls(
-        self, controls: list[Control], before: Entry | None, after: Entry | None
-    ) -> list[Control]:
-        """Pre-Read and Post-Read (RFC 4527) response controls."""
+    def read_controls(self, controls: list[Control], before: Entry | None, after: Entry | None,
+                      session: Session | None = None, backend: Backend | None = None,
+                      txn: Any = None) -> list[Control]:  # fmt: skip
+        """Pre-Read and Post-Read (RFC 4527) response controls, holding only what the requester may read.
+
+        Called inside the write transaction: when a critical control cannot return its entry (no `read` on
+        it), the operation fails with insufficientAccessRights and nothing is written. (slapd aborts the
+        transaction there too, but still answers success; an acknowledged change must not be lost.)"""
         response: list[Control] = []
         for control in controls:
             if control.oid not in (ctl.PRE_READ, ctl.POST_READ):
@@ -829,7 +916,14 @@ class Directory:
             except Exception as exc:
                 raise LDAPError(ResultCode.protocolError, "read entry control is malformed") from exc
             selection = AttributeSelection(self.schema, attributes, False)
-            blob = selection.encode(entry, None)
+            if session is None:
+                blob: bytes | None = selection.encode(entry, None)
+            else:
+                blob = self.access.read_entry(session, backend, entry, selection, txn)
+            if blob is None:
+                if control.critical:
+                    raise LDAPError(ResultCode.insufficientAccessRights, "")
+                continue  # slapd leaves the control out
             response.append(Control(control.oid, False, ctl.encode_read_entry(entry.dn, blob)))
         return response
 
@@ -935,6 +1029,13 @@ class AttributeSelection:
                 value = b"TRUE" if children else b"FALSE"
             values.append((name, [] if self.types_only else [value]))
         return ldap.encode_partial_attribute_list(values)
+
+
+def paged_page_size(control: Control) -> int:
+    try:
+        return ctl.decode_paged_results(control.value or b"").size
+    except Exception as exc:
+        raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
 
 
 def paged_control(size: int, cookie: bytes) -> Control:

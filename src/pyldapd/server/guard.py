@@ -215,6 +215,21 @@ class AccessControl:
         if not self.check_modlist(session, backend, entry, ndn, changes, txn):
             raise self.deny("")
 
+    def check_rename_parent(
+        self, session: Session, backend: Backend, txn: Any, ndn: str, moved: bool
+    ) -> None:
+        """back-mdb's first modrdn check (before the assertion): write (wdel when moved) on the old parent's
+        children."""
+        if self.directory.is_root(session, backend):
+            return
+        parent_ndn = split_rdn(ndn)[1]
+        parent = txn.get(parent_ndn)
+        if parent is None:
+            raise self.deny("no write access to parent's children")
+        need = acl.DELETE if moved else acl.WRITE
+        if not self.allowed(session, backend, parent, parent_ndn, CHILDREN, need, txn):
+            raise self.deny("no write access to parent's children")
+
     def check_rename(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str,
                      new_parent_ndn: str, moved: bool, old_rdn: str, new_rdn: str,
                      delete_old_rdn: bool) -> None:  # fmt: skip
@@ -223,13 +238,6 @@ class AccessControl:
         ctx = self.context(txn, backend)
         if not self.allowed(session, backend, entry, ndn, ENTRY, acl.WRITE, txn, ctx=ctx):
             raise self.deny("no write access to old entry")
-        parent_ndn = split_rdn(ndn)[1]
-        parent = txn.get(parent_ndn)
-        if parent is None:
-            raise self.deny("no write access to parent")
-        need = acl.DELETE if moved else acl.WRITE
-        if not self.allowed(session, backend, parent, parent_ndn, CHILDREN, need, txn, ctx=ctx):
-            raise self.deny("no write access to old parent's children")
         if moved:
             new_parent = txn.get(new_parent_ndn)
             if new_parent is not None and not self.allowed(session, backend, new_parent, new_parent_ndn,
@@ -272,6 +280,27 @@ class AccessControl:
         if policy.default:
             return None
         return SearchGuard(self, policy, session, backend, request_filter, txn)
+
+    # -- controls that return or test an entry's values --------------------------------------------------
+
+    def read_entry(self, session: Session, backend: Backend | None, entry: Entry, selection: Any,
+                   txn: Any = None) -> bytes | None:  # fmt: skip
+        """The attribute list a Pre-Read/Post-Read control returns, as slapd's send_search_entry builds it:
+        `read` on the entry, then on each attribute and value; None when the entry itself may not be read."""
+        has_children = txn.has_children if txn is not None and selection.wants_has_subordinates else None
+        guard = self.search_guard(session, backend, None, txn)
+        if guard is None:
+            return selection.encode(entry, has_children)
+        return guard.encode(entry, selection, has_children)
+
+    def assertion_holds(self, session: Session, backend: Backend | None, entry: Entry, assertion: Any,
+                        txn: Any = None) -> bool:  # fmt: skip
+        """The Assertion control's filter, evaluated as slapd's test_filter does: `search` access per attribute,
+        a denied assertion is Undefined, and only True lets the operation go on."""
+        guard = self.search_guard(session, backend, assertion, txn)
+        if guard is None:
+            return self.directory.filters.matches(assertion, entry)
+        return guard.matches(entry)
 
 
 class SearchGuard:
@@ -334,16 +363,43 @@ class SearchGuard:
             return negate
         leaf = self.evaluator.compile3(f)
         attr = getattr(f, "attr", None)
+        if isinstance(f, flt.Extensible) and not attr:
+            # a matching rule on every attribute (slapd's test_mra_filter): the attributes this session may not
+            # search are passed over, as if the entry did not have them
+            def guarded_any(entry: Entry) -> Any:
+                ndn = getattr(entry, "_acl_ndn", None) or self.ndn(entry)
+                bases = {k.split(";", 1)[0] for k in entry.attrs}
+                denied = {k for k in bases if not self.can(entry, ndn, k, SEARCH, f.value)}
+                if not denied:
+                    return leaf(entry)
+                view = Entry(entry.dn, {k: a for k, a in entry.attrs.items()
+                                        if k.split(";", 1)[0] not in denied}, entry.id)  # fmt: skip
+                return leaf(view)
+
+            return guarded_any
         if not attr:
             return leaf
         key = self.control.attr_key(attr)
         value = getattr(f, "value", None) if isinstance(f, flt.Equality | flt.Approx | flt.GreaterOrEqual |
                                                          flt.LessOrEqual) else None  # fmt: skip
+        at = self.schema.attribute_type(attr.split(";", 1)[0])
+        subkeys = {sub.key for sub in self.schema.subtypes(at)} - {key} if at is not None else set()
+        if isinstance(f, flt.Extensible):
+            subkeys = set()  # slapd's test_mra_filter checks the asserted type only
 
         def guarded(entry: Entry) -> Any:
             ndn = getattr(entry, "_acl_ndn", None) or self.ndn(entry)
             if not self.can(entry, ndn, key, SEARCH, value):
                 return None
+            if subkeys:
+                # slapd's test_filter checks `search` on each subtype present (cn, title... under name): a
+                # denied one cannot match, and makes the result Undefined unless an allowed one matches
+                denied = {k.split(";", 1)[0] for k in entry.attrs if k.split(";", 1)[0] in subkeys}
+                denied = {k for k in denied if not self.can(entry, ndn, k, SEARCH, value)}
+                if denied:
+                    view = Entry(entry.dn, {k: a for k, a in entry.attrs.items()
+                                            if k.split(";", 1)[0] not in denied}, entry.id)  # fmt: skip
+                    return True if leaf(view) is True else None
             return leaf(entry)
 
         return guarded

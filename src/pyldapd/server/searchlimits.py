@@ -6,6 +6,9 @@ and `time[.soft|.hard]=`, with `unlimited` (and `soft` for a hard limit). The fi
 database wins; unspecified values come from the database's (or the global) `sizelimit`/`timelimit`.
 
 Numbers follow slapd's convention internally: -1 is unlimited, and a hard limit of 0 means "same as soft".
+`size.unchecked` 0 (`disabled`) refuses every search; `size.pr` is the largest page size allowed (0 or -1: any),
+`size.pr=noEstimate` only hides an estimate pyldapd never sends; `size.prtotal` caps the entries of a whole paged
+search (0/`hard`: the hard size limit, -1 unlimited, -2 `disabled`: no paged searches), as limits_check does.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pyldapd.model.dn import DNError, normalize_dn
+from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server import acl
+from pyldapd.server.errors import LDAPError
 
 UNLIMITED = -1
 SOFT = 0  # a hard limit that follows the soft one
+DISABLED = -2  # size.prtotal=disabled
+MAX_LIMIT = 2147483647  # a client's "as many as allowed" (slapd's SLAP_MAX_LIMIT)
 
 
 class LimitsError(ValueError):
@@ -33,8 +40,9 @@ class LimitSet:
     time_soft: int = 3600
     time_hard: int = SOFT
     unchecked: int = UNLIMITED
-    paged: int = UNLIMITED
-    paged_total: int | None = None
+    paged: int = 0  # size.pr: 0 or -1 is no page size limit
+    paged_total: int = 0  # size.prtotal: 0 follows the hard limit
+    paged_hide: bool = False  # size.pr=noEstimate
 
 
 @dataclass
@@ -88,11 +96,15 @@ def apply_setting(limits: LimitSet, kind: str, qualifier: str, value: str) -> No
         elif qualifier == "hard":
             limits.size_hard = number(value, allow_soft=True)
         elif qualifier == "unchecked":
-            limits.unchecked = number(value, extra=("disabled",))
+            limits.unchecked = 0 if value.lower() == "disabled" else number(value)
         elif qualifier == "pr":
-            limits.paged = number(value, extra=("noestimate",))
+            if value.lower() == "noestimate":
+                limits.paged_hide = True
+            else:
+                limits.paged = number(value)
         elif qualifier == "prtotal":
-            limits.paged_total = number(value, extra=("hard", "disabled"))
+            lower = value.lower()
+            limits.paged_total = DISABLED if lower == "disabled" else 0 if lower == "hard" else number(value)
         else:
             raise LimitsError(f'unknown size limit qualifier "{qualifier}"')
     elif kind == "time":
@@ -107,6 +119,19 @@ def apply_setting(limits: LimitSet, kind: str, qualifier: str, value: str) -> No
             raise LimitsError(f'unknown time limit qualifier "{qualifier}"')
     else:
         raise LimitsError(f'unknown limit "{kind}"')
+
+
+def apply_directive_word(limits: LimitSet, kind: str, word: str) -> None:
+    """One word of a `sizelimit`/`timelimit` directive: a bare number (or `unlimited`) is the soft limit with the
+    hard one following it, else a `size.<qualifier>=`/`time.<qualifier>=` specifier as in `limits`."""
+    left, eq, value = word.partition("=")
+    if not eq:
+        apply_setting(limits, kind, "", word)
+        return
+    name, _, qualifier = left.lower().partition(".")
+    if name != kind:
+        raise LimitsError(f'unknown limit "{word}"')
+    apply_setting(limits, kind, qualifier, value)
 
 
 def parse_limits(words: list[str], source: str = "") -> LimitsRule:
@@ -242,9 +267,21 @@ def database_defaults(directory: Any, backend: Any) -> LimitSet:
             size = backend.config.sizelimit
         if backend.config.timelimit is not None:
             seconds = backend.config.timelimit
-    return LimitSet(
+    limits = LimitSet(
         size_soft=size or UNLIMITED, size_hard=SOFT, time_soft=seconds or UNLIMITED, time_hard=SOFT
     )
+    # the directives' other specifiers (hard, unchecked, pr, prtotal), global ones first: a database starts from
+    # the frontend's limits (slapd copies them); soft values come from the numbers above
+    sources = [config] + ([backend.config] if backend is not None else [])
+    for kind in ("size", "time"):
+        for source in sources:
+            for word in getattr(source, f"{kind}limit_words", []):
+                left, eq, _value = word.partition("=")
+                if not eq or left.lower() == kind:
+                    setattr(limits, f"{kind}_hard", SOFT)  # a plain soft limit resets the hard one
+                elif left.lower() != f"{kind}.soft":
+                    apply_directive_word(limits, kind, word)
+    return limits
 
 
 def compiled_limits(directory: Any, backend: Any) -> Limits | None:
@@ -261,12 +298,11 @@ def compiled_limits(directory: Any, backend: Any) -> Limits | None:
     return cache[key]
 
 
-def search_limits(
-    directory: Any, session: Any, backend: Any, request: Any, base_ndn: str = ""
-) -> tuple[int, int]:
-    """(size, seconds) for a search, 0 meaning unlimited, as slapd's limits_check computes them."""
+def limit_set(directory: Any, session: Any, backend: Any, base_ndn: str = "") -> LimitSet | None:
+    """The limits of this session's searches in `backend`: the first matching `limits` line over the
+    database's defaults; None for its rootdn (no limits)."""
     if backend is not None and directory.is_root(session, backend):
-        return 0, 0
+        return None
     limits = database_defaults(directory, backend)
     compiled = compiled_limits(directory, backend)
     if compiled is not None and compiled.rules:
@@ -274,6 +310,70 @@ def search_limits(
         rule = compiled.select(session.bind_ndn, base_ndn, ctx.in_group)
         if rule is not None:
             limits = rule.limits(limits)
+    return limits
+
+
+def search_limits(
+    directory: Any, session: Any, backend: Any, request: Any, base_ndn: str = ""
+) -> tuple[int, int]:
+    """(size, seconds) for a search, 0 meaning unlimited, as slapd's limits_check computes them."""
+    return request_limits(limit_set(directory, session, backend, base_ndn), request)
+
+
+def request_limits(limits: LimitSet | None, request: Any) -> tuple[int, int]:
+    """(size, seconds) of a search under `limits` (None: the rootdn), 0 meaning unlimited."""
+    if limits is None:  # the rootdn gets what it asks for, and no limit when it asks for none
+        return max(request.size_limit, 0), max(request.time_limit, 0)
     size = effective(request.size_limit, limits.size_soft, limits.size_hard)
     seconds = effective(request.time_limit, limits.time_soft, limits.time_hard)
     return max(size, 0), max(seconds, 0)
+
+
+def check_search_allowed(limits: LimitSet | None) -> None:
+    """`size.unchecked=disabled`: the search does not even reach the database (adminLimitExceeded)."""
+    if limits is not None and limits.unchecked == 0:
+        raise LDAPError(ResultCode.adminLimitExceeded, "")
+
+
+def paged_size_limit(limits: LimitSet | None, requested: int, count: int, page_size: int) -> int:
+    """How many entries one request of a paged search may return before sizeLimitExceeded (-1: no limit).
+
+    slapd's limits_check for a pagedResults request: `count` entries went out in the earlier pages; the size
+    limit, `size.prtotal` or the hard limit bounds the whole search, `size.pr` the page size."""
+    if limits is None:  # the rootdn: only what the client asked for
+        return UNLIMITED if requested == 0 else max(requested - count, 0)
+    if limits.unchecked == 0:
+        raise LDAPError(ResultCode.adminLimitExceeded, "")
+    if limits.paged_total == DISABLED:
+        raise LDAPError(ResultCode.adminLimitExceeded, "pagedResults control not allowed")
+    if limits.paged > 0 and page_size > limits.paged:
+        raise LDAPError(ResultCode.adminLimitExceeded, "illegal pagedResults page size")
+    if limits.paged_total == 0:
+        total = limits.size_soft if limits.size_hard == SOFT else limits.size_hard
+    else:
+        total = limits.paged_total
+    if total == UNLIMITED:
+        slimit = UNLIMITED if requested in (0, MAX_LIMIT) else requested - count
+    else:
+        if requested == MAX_LIMIT or requested > total:
+            requested = bound = total
+        elif requested == 0:
+            bound = total
+        else:
+            bound = requested
+        left = bound - count
+        if left >= 0:
+            slimit = left if limits.paged <= 0 or left < limits.paged else limits.paged + 1
+        elif limits.paged > 0:
+            slimit = limits.paged + 1
+        else:
+            slimit = limits.size_hard
+    if requested == 0:
+        return slimit
+    if slimit > 0:
+        if requested - count > slimit:
+            raise LDAPError(ResultCode.adminLimitExceeded, "")
+        return slimit
+    if slimit == 0:
+        return 0
+    return requested
