@@ -13,6 +13,7 @@ import pytest
 from pyldapd.model import filter as flt
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap as pdu
+from pyldapd.protocol.ber import tlv
 from tests.servers import (
     ROOTDN,
     ROOTPW,
@@ -119,11 +120,26 @@ def test_filter_depth_limit(tmp_path):
         server.stop()
 
 
-def test_default_filter_depth_is_capped_safely(pyldapd):
+def raw_nested_search(message_id: int, depth: int) -> bytes:
+    """A search whose filter is `depth` nested '!' around (objectClass=*), built by hand: the codec's encoder
+    recurses once per level, the test process has Python's default recursion limit."""
+    f = tlv(0x87, b"objectClass")
+    for _ in range(depth):
+        f = tlv(0xA2, f)
+    body = (tlv(0x04, SUFFIX.encode()) + tlv(0x0A, b"\x00") + tlv(0x0A, b"\x00") + tlv(0x02, b"\x00")
+            + tlv(0x02, b"\x00") + tlv(0x01, b"\x00") + f + tlv(0x30, tlv(0x04, b"1.1")))  # fmt: skip
+    return tlv(0x30, tlv(0x02, bytes([message_id])) + tlv(0x63, body))
+
+
+def test_default_filter_depth_is_slapds_and_safe(pyldapd):
+    """slapd's default maxfilterdepth (1000) holds: the deepest filter allowed is answered, one level more is a
+    protocol error; neither crashes the server."""
     with socket.create_connection(("127.0.0.1", pyldapd.port)) as sock:
         sock.sendall(search(1, nested(150)))
         assert isinstance(read_messages(sock, 1)[0].op, pdu.SearchResultDone)
-        sock.sendall(search(2, nested(600)))
+        sock.sendall(raw_nested_search(2, 1000))
+        assert isinstance(read_messages(sock, 1)[0].op, pdu.SearchResultDone)
+        sock.sendall(raw_nested_search(3, 1001))
         assert read_messages(sock, 1)[0].message_id == 0  # notice of disconnection, not a crash
     assert "Traceback" not in pyldapd.log()
     assert ldap_tool("ldapsearch", "-x", "-H", pyldapd.url, "-b", "", "-s", "base").returncode == 0

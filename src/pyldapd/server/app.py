@@ -16,6 +16,7 @@ from pyldapd.model.schema import Schema
 from pyldapd.replication.consumer import SyncConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
+from pyldapd.server import limits
 from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
@@ -91,6 +92,7 @@ class Server:
         self.config = config
         self.urls = urls
         self.log = log
+        limits.allow_filter_recursion(config.max_filter_depth)
         try:  # TLS* directives -> the context for ldaps:// and StartTLS (None: TLS not configured)
             self.tls_context = build_context(config.tls, log.error)
         except TLSSetupError as exc:

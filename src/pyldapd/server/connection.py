@@ -128,7 +128,8 @@ class LDAPConnection(asyncio.Protocol):
                 message = ldap.decode_message(pdu, limits.filter_depth(self.server.config.max_filter_depth))
             except ldap.BERError as exc:
                 self.log.log(STATS, f"conn={self.session.conn_id} op={self.op_count} BER error: {exc}")
-                self.disconnect(ResultCode.protocolError, "decoding error")
+                deep = isinstance(exc, ldap.FilterDepthError)  # slapd names this one
+                self.disconnect(ResultCode.protocolError, str(exc) if deep else "decoding error")
                 return
             try:
                 self.dispatch(message)

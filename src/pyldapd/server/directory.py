@@ -742,8 +742,8 @@ class Directory:
             request = ctl.decode_password_modify_request(value or b"")
         except Exception as exc:
             raise LDAPError(ResultCode.protocolError, "password modify request is malformed") from exc
-        if session.anonymous and request.user_identity is None:
-            raise LDAPError(ResultCode.unwillingToPerform, "only authenticated users may change passwords")
+        if session.anonymous:  # slapd's passwd.c: before the identity is even looked at
+            raise LDAPError(ResultCode.strongerAuthRequired, "only authenticated users may change passwords")
         target_dn = request.user_identity.decode() if request.user_identity is not None else session.bind_dn
         if target_dn.startswith("dn:"):
             target_dn = target_dn[3:]

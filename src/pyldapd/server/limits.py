@@ -20,8 +20,10 @@
 from __future__ import annotations
 
 import resource
+import sys
 from typing import TYPE_CHECKING
 
+from pyldapd.model.filter import MAX_MATCH_DEPTH
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server.errors import LDAPError
@@ -29,7 +31,8 @@ from pyldapd.server.errors import LDAPError
 if TYPE_CHECKING:
     from pyldapd.server.connection import LDAPConnection
 
-FILTER_DEPTH_CAP = 200
+FILTER_DEPTH_CAP = MAX_MATCH_DEPTH  # model/filter.py
+FRAMES_PER_FILTER_LEVEL = 4
 FD_RESERVE = 64  # descriptors kept for databases, logs, listeners
 
 
@@ -51,6 +54,14 @@ def too_many_connections(conn: LDAPConnection) -> bool:
 
 def filter_depth(configured: int) -> int:
     return max(1, min(configured, FILTER_DEPTH_CAP))
+
+
+def allow_filter_recursion(configured: int) -> None:
+    """Filters are walked recursively (decode, compile, match, index planning, access checks, logging), a few
+    Python frames per nesting level: the interpreter's limit is raised to hold the deepest filter accepted."""
+    needed = FRAMES_PER_FILTER_LEVEL * filter_depth(configured) + 1000
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
 
 
 def outstanding(conn: LDAPConnection) -> int:
