@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from pyldapd.config.model import ServerConfig
 from pyldapd.config.slapdconf import ConfigError
@@ -104,7 +105,9 @@ class Server:
         self.directory.log = log
         self.directory.server = self
         self.cookies: dict[int, str] = dict(cookies or {})
-        self.connections: set[LDAPConnection] = set()
+        self.connections: dict[LDAPConnection, None] = {}  # in accept order (eviction, server/limits.py)
+        # slow password checks ({ARGON2}...) run here, one per CPU: bounded CPU and memory, the loop stays free
+        self.password_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="password")
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
         self.stopping = asyncio.Event()
@@ -191,6 +194,8 @@ class Server:
         self.log.level = config.loglevel
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.idletimeout = config.idletimeout
+        current.writetimeout = config.writetimeout
+        current.conn_max_pending, current.conn_max_pending_auth = config.conn_max_pending, config.conn_max_pending_auth
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
         for source, text in config.schema_definitions:
@@ -277,6 +282,7 @@ class Server:
         for url in self.urls:
             if url.scheme == "ldapi" and os.path.exists(url.path):
                 os.unlink(url.path)
+        self.password_pool.shutdown(wait=True, cancel_futures=True)
         self.directory.close()
         self.log.error("slapd stopped.")
 
@@ -332,6 +338,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
             server.directory.configdb = ConfigDatabase(server, config_dir, config_entries or [])
         await server.run()
 
+    limits.raise_descriptor_limit()  # the descriptors are the real bound on connections
     write_pid_files(config, sys.argv)
     try:
         runner(main())

@@ -16,7 +16,7 @@ from pyldapd.protocol import ldap
 from pyldapd.protocol.ber import tlv
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.server import limits
-from pyldapd.server.directory import SizeLimitExceeded
+from pyldapd.server.directory import PasswordCheck, SizeLimitExceeded
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
 from pyldapd.server.tls import check_security, setup_session, start_tls
@@ -62,6 +62,10 @@ class LDAPConnection(asyncio.Protocol):
         self.closing = False
         self.op_count = 0
         self.idle_handle: asyncio.TimerHandle | None = None
+        self.pdu_handle: asyncio.TimerHandle | None = None  # a request began arriving: it must complete in time
+        self.write_handle: asyncio.TimerHandle | None = None  # writes blocked: writetimeout
+        self.last_active = 0.0  # loop time of the last complete request (eviction order, server/limits.py)
+        self.busy = False  # an operation waits on a worker thread (password check): requests are held
         self.starting_tls = False  # StartTLS answered, handshake pending: nothing more is read in the clear
         self.write_paused = False  # set by pause_writing (flow control, server/limits.py)
         self.held_pdus: list[bytes] = []
@@ -87,18 +91,25 @@ class LDAPConnection(asyncio.Protocol):
             self.session.peer = f"IP={peer[0]}:{peer[1]}" if peer else "IP=?"
         fd = sock.fileno() if sock is not None else -1
         self.log.log(STATS, f"conn={conn} fd={fd} ACCEPT from {self.session.peer} ({self.listener_url})")
-        if limits.too_many_connections(self):  # server/limits.py: accepted, told why, closed
-            self.disconnect(ResultCode.unavailable, "too many connections")
-            return
-        self.server.connections.add(self)
+        self.last_active = asyncio.get_running_loop().time()
+        if limits.at_capacity(self.server):  # descriptors all in use: an idle connection makes room
+            victim = limits.eviction_victim(self.server)
+            if victim is None:  # nothing to evict: accepted, told why, closed
+                self.disconnect(ResultCode.unavailable, "too many connections")
+                return
+            self.server.connections.pop(victim, None)
+            self.log.log(STATS, f"conn={victim.session.conn_id} evicted for conn={conn}")
+            victim.disconnect(ResultCode.unavailable, "too many connections")
+        self.server.connections[self] = None
         setup_session(self, transport)  # strength factors; ldaps:// is already encrypted here
         self.reset_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        self.server.connections.pop(self, None)
         self.directory.connection_closed(self)
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
+        for handle in (self.idle_handle, self.pdu_handle, self.write_handle):
+            if handle is not None:
+                handle.cancel()
         self.log.log(
             STATS, f"conn={self.session.conn_id} fd=-1 closed" + (" (connection lost)" if exc else "")
         )
@@ -115,13 +126,36 @@ class LDAPConnection(asyncio.Protocol):
         except ldap.ProtocolError as exc:
             self.disconnect(ResultCode.protocolError, f"{exc}")
             return
+        if pdus:
+            self.last_active = asyncio.get_running_loop().time()
+        self.watch_partial_pdu(bool(pdus))
         self.process_pdus(pdus)
+
+    def watch_partial_pdu(self, completed: bool) -> None:
+        """A request that began arriving must be complete within limits.pdu_timeout: more octets do not extend
+        the time (a client sending a byte a second keeps no descriptor), a completed request does."""
+        if not self.framer.buffered:
+            if self.pdu_handle is not None:
+                self.pdu_handle.cancel()
+                self.pdu_handle = None
+            return
+        if self.pdu_handle is None or completed:
+            if self.pdu_handle is not None:
+                self.pdu_handle.cancel()
+            timeout = limits.pdu_timeout(self.server.config.idletimeout)
+            self.pdu_handle = asyncio.get_running_loop().call_later(timeout, self.pdu_timed_out, timeout)
+
+    def pdu_timed_out(self, timeout: int) -> None:
+        self.pdu_handle = None
+        self.log.log(STATS, f"conn={self.session.conn_id} closing: request incomplete after {timeout}s")
+        self.close()
 
     def process_pdus(self, pdus: list[bytes]) -> None:
         for index, pdu in enumerate(pdus):
             if self.closing or self.starting_tls:
                 return
-            if self.write_paused:  # the client is not reading its responses: hold the rest (server/limits.py)
+            if self.write_paused or self.busy:  # responses unread (server/limits.py), or an operation waits on
+                # a worker thread: the rest is held, in order
                 self.held_pdus = pdus[index:] + self.held_pdus
                 return
             try:
@@ -147,15 +181,29 @@ class LDAPConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """Responses pile up unread: stop reading requests until the client catches up (flow control)."""
         self.write_paused = True
+        timeout = self.server.config.writetimeout
+        if timeout and self.write_handle is None:
+            self.write_handle = asyncio.get_running_loop().call_later(timeout, self.write_timed_out)
         if self.transport is not None and not self.closing:
             try:
                 self.transport.pause_reading()
             except RuntimeError:
                 pass
 
+    def write_timed_out(self) -> None:
+        """slapd's writetimeout: a write blocked this long ends the connection (what it holds is dropped)."""
+        self.write_handle = None
+        self.log.log(STATS, f"conn={self.session.conn_id} closing: write timeout")
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.transport is None or self.closing:
+        if self.write_handle is not None:
+            self.write_handle.cancel()
+            self.write_handle = None
+        if self.transport is None or self.closing or self.busy:
             return
         held, self.held_pdus = self.held_pdus, []
         if held:
@@ -181,6 +229,11 @@ class LDAPConnection(asyncio.Protocol):
         self.idle_handle = asyncio.get_running_loop().call_later(timeout, self.idle_timeout)
 
     def idle_timeout(self) -> None:
+        # slapd leaves a connection alone while it has operations under way (persistent searches included)
+        busy = self.busy or self.write_paused or limits.outstanding(self)
+        if busy and not self.closing:
+            self.reset_idle()
+            return
         self.log.log(STATS, f"conn={self.session.conn_id} idle timeout")
         self.close()
 
@@ -263,14 +316,15 @@ class LDAPConnection(asyncio.Protocol):
             self.result(mid, tag, ResultCode.success, text, controls=response_controls, nentries=sent)
         elif isinstance(op, ldap.BindRequest):
             session.bind_dn, session.bind_ndn = "", ""
-            dn, ndn = directory.bind(session, op)
-            session.bind_dn, session.bind_ndn = dn, ndn
-            self.framer.max_pdu_size = self.server.config.max_pdu_auth if ndn else self.server.config.max_pdu
-            if self.log.level & STATS:
-                mech = "SIMPLE" if op.sasl_mechanism is None else op.sasl_mechanism
-                self.log.write(f'conn={session.conn_id} op={self.current_op} BIND dn="{dn}" mech={mech} '
-                               f"ssf={session.ssf}")  # fmt: skip
-            self.result(mid, tag, ResultCode.success)
+            outcome = directory.prepare_bind(session, op)
+            if isinstance(outcome, PasswordCheck):
+                if outcome.slow:
+                    self.check_password_in_thread(mid, op, tag, outcome)
+                    return
+                if not outcome.verify():
+                    raise LDAPError(ResultCode.invalidCredentials)
+                outcome = (outcome.dn, outcome.ndn)
+            self.bound(mid, op, tag, *outcome)
         elif isinstance(op, ldap.AddRequest):
             self.result(mid, tag, ResultCode.success, controls=directory.add(session, op, controls))
         elif isinstance(op, ldap.ModifyRequest):
@@ -283,6 +337,52 @@ class LDAPConnection(asyncio.Protocol):
             self.result(mid, tag, directory.compare(session, op, controls))
         elif isinstance(op, ldap.ExtendedRequest):
             self.extended(mid, op, tag)
+
+    def bound(self, mid: int, op: ldap.BindRequest, tag: int, dn: str, ndn: str) -> None:
+        session = self.session
+        session.bind_dn, session.bind_ndn = dn, ndn
+        self.framer.max_pdu_size = self.server.config.max_pdu_auth if ndn else self.server.config.max_pdu
+        if self.log.level & STATS:
+            mech = "SIMPLE" if op.sasl_mechanism is None else op.sasl_mechanism
+            self.log.write(f'conn={session.conn_id} op={self.current_op} BIND dn="{dn}" mech={mech} '
+                           f"ssf={session.ssf}")  # fmt: skip
+        self.result(mid, tag, ResultCode.success)
+
+    def check_password_in_thread(self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck) -> None:
+        """A slow scheme ({ARGON2}...) is verified on a worker thread (the hash releases the GIL) while the loop
+        serves other connections; this connection's next requests wait, in order, as slapd's bind does."""
+        self.busy = True
+        if self.transport is not None:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.server.password_pool, check.verify)
+        future.add_done_callback(lambda done: self.password_checked(mid, op, tag, check, done))
+
+    def password_checked(self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck,
+                         done: asyncio.Future) -> None:  # fmt: skip
+        self.busy = False
+        if self.closing or self.transport is None or self.transport.is_closing():
+            return
+        try:
+            valid = done.result()
+        except Exception as exc:  # a broken stored value fails this bind, never the server
+            self.log.error(f"conn={self.session.conn_id} password check failed: {exc!r}")
+            valid = False
+        if valid:
+            self.bound(mid, op, tag, check.dn, check.ndn)
+        else:
+            self.result(mid, tag, ResultCode.invalidCredentials, nentries=0)
+        held, self.held_pdus = self.held_pdus, []
+        if held:
+            self.process_pdus(held)
+        if not (self.busy or self.write_paused or self.closing):
+            try:
+                self.transport.resume_reading()
+            except RuntimeError:
+                pass
 
     def extended(self, mid: int, op: ldap.ExtendedRequest, tag: int) -> None:
         if op.name == ctl.WHO_AM_I:

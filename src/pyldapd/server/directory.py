@@ -101,6 +101,28 @@ class Session:
         return not self.bind_ndn
 
 
+# Schemes whose check costs milliseconds of CPU (memory-hard or iterated): verified on a worker thread so that
+# the event loop keeps serving other clients (server/connection.py).
+SLOW_SCHEMES = ("{ARGON2}", "{PBKDF2", "{CRYPT}")
+
+
+@dataclass
+class PasswordCheck:
+    """A simple bind that is valid so far and waits for its password to be checked against the stored values."""
+
+    dn: str
+    ndn: str
+    password: bytes
+    stored: list[bytes]
+
+    @property
+    def slow(self) -> bool:
+        return any(value[:9].upper().startswith(s.encode()) for value in self.stored for s in SLOW_SCHEMES)
+
+    def verify(self) -> bool:
+        return any(verify_password(self.password, value) for value in self.stored)
+
+
 @dataclass
 class PagedSearch:
     request_key: tuple
@@ -276,6 +298,16 @@ class Directory:
 
     def bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
         """Authenticate; returns (dn, ndn) of the new identity. Raises LDAPError on failure."""
+        outcome = self.prepare_bind(session, request)
+        if isinstance(outcome, PasswordCheck):
+            if not outcome.verify():
+                raise LDAPError(ResultCode.invalidCredentials)
+            return outcome.dn, outcome.ndn
+        return outcome
+
+    def prepare_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str] | PasswordCheck:
+        """A bind up to its password check: (dn, ndn) when no password is involved, else the check to run
+        (the connection runs slow schemes on a worker thread). Raises LDAPError on failure."""
         if request.version != 3:
             raise LDAPError(ResultCode.protocolError, "requested protocol version not allowed")
         if request.sasl_mechanism is not None:
@@ -296,19 +328,14 @@ class Directory:
         if backend is None:
             raise LDAPError(ResultCode.invalidCredentials)
         if ndn == backend.rootdn_ndn and backend.config.rootpw:
-            if verify_password(password, backend.config.rootpw):
-                return request.name, ndn
-            raise LDAPError(ResultCode.invalidCredentials)
+            return PasswordCheck(request.name, ndn, password, [backend.config.rootpw])
         with backend.db.read() as txn:
             entry = txn.get(ndn)
         if entry is None:
             raise LDAPError(ResultCode.invalidCredentials)
         if not self.access.check_bind(session, backend, entry, ndn):
             raise LDAPError(ResultCode.invalidCredentials)
-        for stored in entry.get("userpassword"):
-            if verify_password(password, stored):
-                return entry.dn, ndn
-        raise LDAPError(ResultCode.invalidCredentials)
+        return PasswordCheck(entry.dn, ndn, password, list(entry.get("userpassword")))
 
     def sasl_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
         mechanism = (request.sasl_mechanism or "").upper()

@@ -29,6 +29,7 @@ from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server.errors import LDAPError
 
 if TYPE_CHECKING:
+    from pyldapd.server.app import Server
     from pyldapd.server.connection import LDAPConnection
 
 FILTER_DEPTH_CAP = MAX_MATCH_DEPTH  # model/filter.py
@@ -36,20 +37,73 @@ FRAMES_PER_FILTER_LEVEL = 4
 FD_RESERVE = 64  # descriptors kept for databases, logs, listeners
 
 
+PDU_ARRIVAL_TIMEOUT = 30  # seconds a request that began arriving has to complete (idletimeout if shorter)
+
+
+def raise_descriptor_limit() -> int:
+    """The open-file soft limit raised to the hard one at start (the real bound on connections); returns it."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    except (OSError, ValueError):
+        return 0
+    return soft
+
+
 def connection_limit(configured: int) -> int:
-    """The configured maximum, lowered to what the open-file limit allows."""
+    """Connections open at once: what the open-file limit allows, lowered to the configured maximum if any."""
     try:
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (OSError, ValueError):
-        return configured
+        soft = resource.RLIM_INFINITY
     if soft == resource.RLIM_INFINITY:
-        return configured
-    return max(1, min(configured, soft - FD_RESERVE))
+        return configured or 1 << 20
+    allowed = max(1, soft - FD_RESERVE)
+    return min(configured, allowed) if configured else allowed
 
 
-def too_many_connections(conn: LDAPConnection) -> bool:
-    server = conn.server
+def at_capacity(server: Server) -> bool:
     return len(server.connections) >= connection_limit(server.config.max_connections)
+
+
+def eviction_rank(conn: LDAPConnection) -> int | None:
+    """How readily a connection gives its descriptor to a new one: 0 nothing complete received yet, 1 anonymous
+    and idle, 2 bound and idle; None never (the rootdn, an operation or a write under way, StartTLS)."""
+    if conn.closing or conn.starting_tls or conn.busy or conn.held_pdus:
+        return None
+    session = conn.session
+    if session.bind_ndn and any(session.bind_ndn == b.rootdn_ndn for b in conn.directory.backends):
+        return None
+    transport = conn.transport
+    if transport is None or transport.get_write_buffer_size() or outstanding(conn):
+        return None
+    if conn.op_count == 0:
+        return 0
+    return 2 if session.bind_ndn else 1
+
+
+def eviction_victim(server: Server) -> LDAPConnection | None:
+    """The connection to close so that a new one is served when the descriptors are all in use: the oldest that
+    never completed a request, else the longest idle anonymous one, else the longest idle bound one. A flood of
+    silent or trickling connections so cannot lock out new clients, the rootdn or ldapi://."""
+    best: LDAPConnection | None = None
+    best_key: tuple[int, float] | None = None
+    for conn in server.connections:  # accept order: the oldest first
+        rank = eviction_rank(conn)
+        if rank is None:
+            continue
+        if rank == 0:
+            return conn
+        key = (rank, conn.last_active)
+        if best_key is None or key < best_key:
+            best, best_key = conn, key
+    return best
+
+
+def pdu_timeout(idletimeout: int) -> int:
+    return min(idletimeout, PDU_ARRIVAL_TIMEOUT) if idletimeout else PDU_ARRIVAL_TIMEOUT
 
 
 def filter_depth(configured: int) -> int:
