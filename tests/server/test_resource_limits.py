@@ -4,15 +4,32 @@ has an answer; every wait is bounded."""
 
 from __future__ import annotations
 
+import resource
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import ldap as pyldap
 import pytest
 
+from pyldapd.model.passwords import hash_password
+from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap as pdu
 from pyldapd.protocol.ber import tlv
-from tests.servers import ROOTDN, ROOTPW, SUFFIX, ldap_tool, slapd_conf, start_pyldapd, start_slapd
+from tests.servers import (
+    ROOTDN,
+    ROOTPW,
+    SUFFIX,
+    free_port,
+    ldap_tool,
+    slapd_conf,
+    start_process,
+    start_pyldapd,
+    start_slapd,
+    wait_for,
+)
 
 SUFFIX_LDIF = (
     "dn: dc=example,dc=com\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n"
@@ -114,3 +131,263 @@ def test_anonymous_password_modify_needs_authentication(pair, identity):
         answers[name] = info.value.args[0]["info"]
         conn.unbind_s()
     assert answers["pyldapd"] == answers["slapd"] == "only authenticated users may change passwords"
+
+
+# -- connections ------------------------------------------------------------------------------------------------
+
+
+def raise_own_descriptor_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= needed, "the test needs more descriptors"
+
+
+def open_flood(port: int, count: int) -> list[socket.socket]:
+    """`count` connections, each established (the server's accept queue took it) before the next."""
+    socks = []
+    deadline = time.monotonic() + 90
+    while len(socks) < count and time.monotonic() < deadline:
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        except OSError:
+            pass
+    assert len(socks) == count, f"only {len(socks)} connections"
+    return socks
+
+
+def wait_accepted(server, count: int) -> None:
+    """Until the server has logged `count` more accepts (pyldapd), or 3 seconds (slapd logs nothing here)."""
+    if server.name != "pyldapd":
+        time.sleep(3)
+        return
+    wait_for(lambda: server.log().count(" ACCEPT from ") >= count, 60, interval=0.5, what=f"{count} accepts")
+
+
+def serves_everyone(server, *, timeout: float = 10) -> list[str]:
+    """An anonymous search, a rootdn bind and search over ldap://, an EXTERNAL search over ldapi://: what failed."""
+    failed = []
+    checks = {
+        "anonymous": ["-x", "-H", server.url, "-b", "", "-s", "base"],
+        "rootdn": ["-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, "-b", SUFFIX, "-s", "base"],
+        "ldapi": ["-Y", "EXTERNAL", "-H", server.ldapi_url, "-b", "", "-s", "base"],
+    }
+    for name, args in checks.items():
+        started = time.monotonic()
+        try:
+            done = ldap_tool("ldapsearch", *args, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            failed.append(f"{name}: no answer in {timeout}s")
+            continue
+        if done.returncode != 0 or time.monotonic() - started > timeout:
+            failed.append(f"{name}: {done.returncode} {done.stderr.strip()}")
+    return failed
+
+
+def test_silent_connections_beyond_4096_lock_nobody_out(tmp_path):
+    """4,200 connections that send nothing: slapd and pyldapd (no connection cap but the descriptors) still
+    serve anonymous, rootdn and ldapi clients. pyldapd turned everyone away at 4,096."""
+    raise_own_descriptor_limit(4_200 * 2 + 200)
+    for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+        (tmp_path / name / "db").mkdir(parents=True)
+        server = start(tmp_path / name, slapd_conf(tmp_path / name / "db", modules=True))
+        socks: list[socket.socket] = []
+        try:
+            assert ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW,
+                             input=SUFFIX_LDIF).returncode == 0  # fmt: skip
+            socks = open_flood(server.port, 4_200)
+            wait_accepted(server, 4_200)
+            assert serves_everyone(server) == [], name
+        finally:
+            for sock in socks:
+                sock.close()
+            server.stop()
+
+
+def prlimited_pyldapd(workdir: Path, conf_text: str, nofile: int):
+    """pyldapd with a small descriptor limit, so that a test reaches it with a few thousand sockets."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "pyldapd.conf"
+    conf.write_text(conf_text)
+    port = free_port()
+    sock_path = str(workdir / "pyldapd.sock")
+    urls = f"ldap://127.0.0.1:{port}/ ldapi://{sock_path.replace('/', '%2F')}/"
+    argv = ["prlimit", f"--nofile={nofile}:{nofile}", sys.executable, "-m", "pyldapd.cli.main", "serve", "-f",
+            str(conf), "-h", urls, "-d", "stats"]  # fmt: skip
+    return start_process("pyldapd", argv, port, sock_path, workdir, conf)
+
+
+def test_flood_at_the_descriptor_limit_evicts_idle_connections(tmp_path):
+    """2,000 connections (half silent, half sending a byte a second) against a server allowed 536: new anonymous,
+    rootdn and ldapi clients are served, a bound rootdn connection opened before the flood survives it."""
+    raise_own_descriptor_limit(2_000 + 200)
+    db = tmp_path / "s" / "db"
+    db.mkdir(parents=True)
+    server = prlimited_pyldapd(tmp_path / "s", slapd_conf(db), 600)
+    socks: list[socket.socket] = []
+    admin = None
+    try:
+        assert ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW,
+                         input=SUFFIX_LDIF).returncode == 0  # fmt: skip
+        admin = pyldap.initialize(server.url)
+        admin.simple_bind_s(ROOTDN, ROOTPW)
+        socks = open_flood(server.port, 2_000)
+        wait_accepted(server, 2_000)
+        trickle = socks[1::2]
+        for _ in range(3):  # a byte a second from every other connection: a request that never ends
+            time.sleep(1)
+            for sock in trickle:
+                try:
+                    sock.send(b"\x30" if _ == 0 else b"\x84")
+                except OSError:
+                    pass
+        assert serves_everyone(server) == []
+        assert admin.search_s(SUFFIX, pyldap.SCOPE_BASE, attrlist=["1.1"])  # the rootdn is never evicted
+        assert "evicted for conn=" in server.log()
+    finally:
+        for sock in socks:
+            sock.close()
+        if admin is not None:
+            admin.unbind_s()
+        server.stop()
+
+
+def test_request_that_never_completes_is_cut(tmp_path):
+    """A request sent a byte at a time does not keep its connection: it must arrive within the idletimeout (or
+    30 s), however busy the trickle; complete requests on another connection are unaffected."""
+    server = start_pyldapd(tmp_path / "s", "idletimeout 2\n" + slapd_conf(tmp_path / "s" / "db"))
+    try:
+        request = raw_search("", tlv(0x87, b"objectClass"))
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            started = time.monotonic()
+            closed = False
+            for octet in request[:-1]:  # one octet every 0.4 s: idle never, complete never
+                try:
+                    sock.send(bytes([octet]))
+                except OSError:
+                    closed = True
+                    break
+                sock.settimeout(0.4)
+                try:
+                    if sock.recv(4096) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    pass
+                if time.monotonic() - started > 15:
+                    break
+            assert closed
+            assert time.monotonic() - started < 10
+        assert "request incomplete after 2s" in server.log()
+    finally:
+        server.stop()
+
+
+def test_writetimeout_closes_a_connection_that_reads_nothing(tmp_path):
+    """slapd's writetimeout: a client that sends requests but never reads the answers is disconnected once a
+    write has been blocked that long; before, the directive was accepted and ignored."""
+    server = start_pyldapd(tmp_path / "s", "writetimeout 2\n" + slapd_conf(tmp_path / "s" / "db"))
+    try:
+        request = pdu.SearchRequest("cn=Subschema", 0, 0, 0, 0, False, pdu.Present("objectClass"), ["*", "+"])
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(2)
+            sent = 0
+            try:
+                for message_id in range(1, 2001):
+                    sock.sendall(pdu.encode_message(pdu.LDAPMessage(message_id, request)))
+                    sent += 1
+            except (TimeoutError, OSError):
+                pass  # the server stopped reading: it waits for the client to read
+            wait_for(lambda: "write timeout" in server.log(), 15, what="write timeout")
+            done = 0
+            framer = pdu.MessageFramer(1 << 24)
+            deadline = time.monotonic() + 10
+            try:
+                while time.monotonic() < deadline:
+                    data = sock.recv(1 << 16)
+                    if not data:
+                        break
+                    done += sum(1 for p in framer.feed(data) if p[-20:] and b"\x65" in p[:12])
+            except (TimeoutError, ConnectionResetError):
+                pass
+            assert done < sent  # the connection ended before its answers were all written
+        assert ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", "", "-s", "base").returncode == 0
+    finally:
+        server.stop()
+
+
+def test_idletimeout_spares_a_persistent_search(tmp_path):
+    """slapd closes idle connections, not ones with an operation under way: a refreshAndPersist search outlives
+    idletimeout while a silent connection does not."""
+    conf = "idletimeout 1\n" + slapd_conf(tmp_path / "s" / "db", extra_db="overlay syncprov")
+    server = start_pyldapd(tmp_path / "s", conf)
+    try:
+        assert ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW,
+                         input=SUFFIX_LDIF).returncode == 0  # fmt: skip
+        persist = pdu.Control(ctl.SYNC_REQUEST, True,
+                              ctl.encode_sync_request(ctl.SyncRequest(ctl.SYNC_MODE_REFRESH_AND_PERSIST)))  # fmt: skip
+        request = pdu.SearchRequest(SUFFIX, 2, 0, 0, 0, False, pdu.Present("objectClass"), ["1.1"])
+        with (
+            socket.create_connection(("127.0.0.1", server.port)) as sync,
+            socket.create_connection(("127.0.0.1", server.port)) as idle,
+        ):
+            sync.sendall(pdu.encode_message(pdu.LDAPMessage(1, request, [persist])))
+            assert read_messages(sync, 2)  # the refresh
+            time.sleep(3.5)
+            idle.settimeout(1)
+            assert idle.recv(4096) == b""  # closed by idletimeout
+            added = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW,
+                              input=f"dn: cn=late,{SUFFIX}\nobjectClass: person\ncn: late\nsn: x\n")  # fmt: skip
+            assert added.returncode == 0
+            news = read_messages(sync, 1, timeout=5)
+            assert news and news[0] != "EOF" and news[0].message_id == 1  # still open, still told
+    finally:
+        server.stop()
+
+
+# -- slow password schemes --------------------------------------------------------------------------------------
+
+
+def bind_pdu(message_id: int, dn: str, password: bytes) -> bytes:
+    return pdu.encode_message(pdu.LDAPMessage(message_id, pdu.BindRequest(3, dn, password)))
+
+
+def test_argon2_wrong_passwords_do_not_stop_service(tmp_path):
+    """4 clients sending wrong passwords for an {ARGON2} account (each check ~0.1-0.3 s of CPU): another
+    client's root DSE searches are answered within seconds each, and the binds all get invalidCredentials."""
+    server = start_pyldapd(tmp_path / "s", slapd_conf(tmp_path / "s" / "db"))
+    try:
+        hashed = hash_password(b"right", "{ARGON2}").decode()
+        ldif = (
+            SUFFIX_LDIF
+            + f"\ndn: cn=slow,{SUFFIX}\nobjectClass: person\ncn: slow\nsn: x\nuserPassword: {hashed}\n"
+        )
+        assert (
+            ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=ldif).returncode
+            == 0
+        )
+        binders = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+        try:
+            for sock in binders:  # 8 binds each, pipelined: 32 checks queued at once
+                sock.sendall(b"".join(bind_pdu(i, f"cn=slow,{SUFFIX}", b"wrong") for i in range(1, 9)))
+            slowest = 0.0
+            for _ in range(5):
+                started = time.monotonic()
+                done = ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", "", "-s", "base", timeout=30)
+                slowest = max(slowest, time.monotonic() - started)
+                assert done.returncode == 0
+            assert slowest < 3.0, f"a root DSE search took {slowest:.1f}s"
+            for sock in binders:
+                answers = read_messages(sock, 8, timeout=60)
+                assert [a.op.result_code for a in answers] == [pdu.ResultCode.invalidCredentials] * 8
+                assert [a.message_id for a in answers] == list(range(1, 9))
+        finally:
+            for sock in binders:
+                sock.close()
+        good = pyldap.initialize(server.url)
+        good.simple_bind_s(f"cn=slow,{SUFFIX}", "right")
+        assert good.whoami_s() == f"dn:cn=slow,{SUFFIX}"
+        good.unbind_s()
+    finally:
+        server.stop()

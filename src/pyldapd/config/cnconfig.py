@@ -227,8 +227,10 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcIdleTimeout", [str(config.idletimeout)] if config.idletimeout else []),
         ("olcWriteTimeout", [str(config.writetimeout)] if config.writetimeout else []),
         ("olcConnMaxPending", [str(config.conn_max_pending)] if config.conn_max_pending != 100 else []),
-        ("olcConnMaxPendingAuth",
-         [str(config.conn_max_pending_auth)] if config.conn_max_pending_auth != 1000 else []),  # fmt: skip
+        (
+            "olcConnMaxPendingAuth",
+            [str(config.conn_max_pending_auth)] if config.conn_max_pending_auth != 1000 else [],
+        ),  # fmt: skip
         ("olcToolThreads", [str(config.tool_threads)] if config.tool_threads else []),
         ("olcServerID", [f"{sid} {url}".strip() for sid, url in config.server_ids]),
         ("olcTLSCertificateFile", [config.tls.certificate_file] if config.tls.certificate_file else []),

@@ -24,6 +24,10 @@ from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
 from pyldapd.server.tls import TLSSetupError, build_context
 
+LISTEN_BACKLOG = (
+    1024  # slapd's SLAPD_LISTEN_BACKLOG (asyncio's default is 100): a burst of connects is queued
+)
+
 
 class StartupError(Exception):
     pass
@@ -107,7 +111,9 @@ class Server:
         self.cookies: dict[int, str] = dict(cookies or {})
         self.connections: dict[LDAPConnection, None] = {}  # in accept order (eviction, server/limits.py)
         # slow password checks ({ARGON2}...) run here, one per CPU: bounded CPU and memory, the loop stays free
-        self.password_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="password")
+        self.password_pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, thread_name_prefix="password"
+        )
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
         self.stopping = asyncio.Event()
@@ -195,7 +201,10 @@ class Server:
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.idletimeout = config.idletimeout
         current.writetimeout = config.writetimeout
-        current.conn_max_pending, current.conn_max_pending_auth = config.conn_max_pending, config.conn_max_pending_auth
+        current.conn_max_pending, current.conn_max_pending_auth = (
+            config.conn_max_pending,
+            config.conn_max_pending_auth,
+        )
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
         for source, text in config.schema_definitions:
@@ -238,7 +247,7 @@ class Server:
                 if os.path.exists(url.path):
                     os.unlink(url.path)
                 server = await loop.create_unix_server(
-                    lambda u=url: LDAPConnection(self, u.text, True), path=url.path
+                    lambda u=url: LDAPConnection(self, u.text, True), path=url.path, backlog=LISTEN_BACKLOG
                 )
                 os.chmod(url.path, 0o777)
             else:
@@ -248,6 +257,7 @@ class Server:
                     host=host,
                     port=url.port,
                     reuse_address=True,
+                    backlog=LISTEN_BACKLOG,
                     ssl=self.tls_context if url.scheme == "ldaps" else None,
                 )
             self.listeners.append(server)

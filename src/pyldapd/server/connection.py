@@ -62,7 +62,9 @@ class LDAPConnection(asyncio.Protocol):
         self.closing = False
         self.op_count = 0
         self.idle_handle: asyncio.TimerHandle | None = None
-        self.pdu_handle: asyncio.TimerHandle | None = None  # a request began arriving: it must complete in time
+        self.pdu_handle: asyncio.TimerHandle | None = (
+            None  # a request began arriving: it must complete in time
+        )
         self.write_handle: asyncio.TimerHandle | None = None  # writes blocked: writetimeout
         self.last_active = 0.0  # loop time of the last complete request (eviction order, server/limits.py)
         self.busy = False  # an operation waits on a worker thread (password check): requests are held
@@ -154,7 +156,9 @@ class LDAPConnection(asyncio.Protocol):
         for index, pdu in enumerate(pdus):
             if self.closing or self.starting_tls:
                 return
-            if self.write_paused or self.busy:  # responses unread (server/limits.py), or an operation waits on
+            if (
+                self.write_paused or self.busy
+            ):  # responses unread (server/limits.py), or an operation waits on
                 # a worker thread: the rest is held, in order
                 self.held_pdus = pdus[index:] + self.held_pdus
                 return
@@ -348,7 +352,9 @@ class LDAPConnection(asyncio.Protocol):
                            f"ssf={session.ssf}")  # fmt: skip
         self.result(mid, tag, ResultCode.success)
 
-    def check_password_in_thread(self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck) -> None:
+    def check_password_in_thread(
+        self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck
+    ) -> None:
         """A slow scheme ({ARGON2}...) is verified on a worker thread (the hash releases the GIL) while the loop
         serves other connections; this connection's next requests wait, in order, as slapd's bind does."""
         self.busy = True
