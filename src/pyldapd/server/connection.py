@@ -62,9 +62,7 @@ class LDAPConnection(asyncio.Protocol):
         self.closing = False
         self.op_count = 0
         self.idle_handle: asyncio.TimerHandle | None = None
-        self.pdu_handle: asyncio.TimerHandle | None = (
-            None  # a request began arriving: it must complete in time
-        )
+        self.pdu_handle: asyncio.TimerHandle | None = None  # a request began: it must complete in time
         self.write_handle: asyncio.TimerHandle | None = None  # writes blocked: writetimeout
         self.last_active = 0.0  # loop time of the last complete request (eviction order, server/limits.py)
         self.busy = False  # an operation waits on a worker thread (password check): requests are held
@@ -156,10 +154,8 @@ class LDAPConnection(asyncio.Protocol):
         for index, pdu in enumerate(pdus):
             if self.closing or self.starting_tls:
                 return
-            if (
-                self.write_paused or self.busy
-            ):  # responses unread (server/limits.py), or an operation waits on
-                # a worker thread: the rest is held, in order
+            if self.write_paused or self.busy:  # responses unread (server/limits.py) or a password check
+                # under way on a worker thread: the rest is held, in order
                 self.held_pdus = pdus[index:] + self.held_pdus
                 return
             try:
