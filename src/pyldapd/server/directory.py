@@ -10,8 +10,9 @@ import os
 import secrets
 import time
 import uuid
+from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
@@ -88,7 +89,8 @@ class Session:
     peer_gid: int | None = None
     bind_dn: str = ""
     bind_ndn: str = ""
-    paged: dict[bytes, PagedSearch] = field(default_factory=dict)
+    paged: PagedSearch | None = None  # the connection's one open paged search (slapd's rule)
+    paged_cookies: int = 0  # cookies issued so far: the next one is this plus one
     # security strength factors (server/tls.py): overall, transport (ldapi's localSSF), TLS cipher bits
     ssf: int = 0
     transport_ssf: int = 0
@@ -125,8 +127,13 @@ class PasswordCheck:
 
 @dataclass
 class PagedSearch:
+    """A paged search between pages: the request it answers, the ids of the matching entries (8 bytes each, one
+    block the allocator can give back), where the next page starts, and the cookie that continues it."""
+
     request_key: tuple
-    remaining: list[int]
+    ids: array
+    position: int = 0
+    cookie: int = 0
 
 
 def stored_indexes(config: DatabaseConfig) -> dict[str, set[str]]:
@@ -451,25 +458,36 @@ class Directory:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
             raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
-        key = (request.base.lower(), request.scope, repr(request.filter), tuple(request.attributes))
-        if page.cookie:
-            state = session.paged.pop(page.cookie, None)
-            if state is None or state.request_key != key:
+        key = (request.base.lower(), request.scope, request.filter, tuple(request.attributes))
+        # One paged search per connection, cookies numbered per connection, checked as slapd's
+        # parsePagedResults does: a cookie never issued is a protocol error, an earlier one is refused.
+        state = session.paged
+        if page.cookie:  # a refused cookie leaves the open search as it was
+            number = int.from_bytes(page.cookie, "little") if len(page.cookie) == 8 else -1
+            if not 0 < number <= session.paged_cookies:
+                raise LDAPError(ResultCode.protocolError, "paged results cookie is invalid")
+            if state is None or number != state.cookie:
+                raise LDAPError(ResultCode.unwillingToPerform, "paged results cookie is invalid or old")
+            if state.request_key != key:  # slapd would go on with the new request from the old position
                 raise LDAPError(ResultCode.unwillingToPerform, "paged results cookie is invalid")
-            remaining = state.remaining
-        else:
-            remaining = []
+            session.paged = None
+        else:  # a new paged search: the connection's previous one (if any) is abandoned
+            session.paged = None
+            ids = array("Q")
             for entry in txn.search(
                 normalize_dn(request.base, self.schema), Scope(request.scope), request.filter
             ):
                 if (manage_dsa_it or not is_glue(entry)) and matches(entry):
-                    remaining.append(entry.id)
+                    ids.append(entry.id)
+            state = PagedSearch(key, ids)
         if page.size == 0:
             return 0, [paged_control(0, b"")], ""
         has_children = txn.has_children if selection.wants_has_subordinates else None
         sent = 0
-        while remaining and sent < page.size:
-            entry = txn.get_by_id(remaining.pop(0))
+        ids, position = state.ids, state.position
+        while position < len(ids) and sent < page.size:
+            entry = txn.get_by_id(ids[position])
+            position += 1
             if entry is None:
                 continue
             blob = selection.encode(entry, has_children) if guard is None else guard.encode(entry, selection,
@@ -478,11 +496,15 @@ class Directory:
                 continue
             send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
             sent += 1
-        cookie = b""
-        if remaining:
-            cookie = secrets.token_bytes(8)
-            session.paged[cookie] = PagedSearch(key, remaining)
-        return sent, [paged_control(0, cookie)], ""
+        if position >= len(ids):
+            return sent, [paged_control(0, b"")], ""
+        if position > 4096 and position * 2 > len(ids):  # what was sent is given back as the search goes
+            del ids[:position]
+            position = 0
+        session.paged_cookies += 1
+        state.position, state.cookie = position, session.paged_cookies
+        session.paged = state
+        return sent, [paged_control(0, state.cookie.to_bytes(8, "little"))], ""
 
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync_control: Control) -> bool:  # fmt: skip
