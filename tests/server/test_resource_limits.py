@@ -481,3 +481,38 @@ def test_paged_searches_hold_bounded_memory(tmp_path):
         wait_for(lambda: server_rss_mb(server) - before < 8, 10, what="memory given back")
     finally:
         server.stop()
+
+
+# -- configuration ----------------------------------------------------------------------------------------------
+
+
+def test_limit_directives_become_the_olc_attributes_slaptest_writes(tmp_path):
+    """writetimeout and conn_max_pending[_auth] reach cn=config as slaptest converts them, and come back."""
+    from pyldapd.config.cnconfig import config_from_entries, entries_from_config
+    from pyldapd.config.slapdconf import load_slapd_conf
+
+    (tmp_path / "db").mkdir()
+    conf = tmp_path / "slapd.conf"
+    conf.write_text("writetimeout 7\nconn_max_pending 50\nconn_max_pending_auth 500\n"
+                    + slapd_conf(tmp_path / "db", modules=True))  # fmt: skip
+    (tmp_path / "slapd.d").mkdir()
+    made = subprocess.run(["/usr/sbin/slapadd", "-f", str(conf)], input=SUFFIX_LDIF, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr  # slaptest opens the database read-only: it must exist
+    converted = subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")],
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert converted.returncode == 0, converted.stderr
+    theirs = {}
+    for line in (tmp_path / "slapd.d" / "cn=config.ldif").read_text().splitlines():
+        name, _, value = line.partition(": ")
+        if name in ("olcWriteTimeout", "olcConnMaxPending", "olcConnMaxPendingAuth"):
+            theirs[name] = value
+    config = load_slapd_conf(str(conf))
+    assert (config.writetimeout, config.conn_max_pending, config.conn_max_pending_auth) == (7, 50, 500)
+    root = entries_from_config(config)[0]
+    ours = {name: root.get(name.lower())[0].decode() for name in theirs}
+    assert (
+        ours == theirs == {"olcWriteTimeout": "7", "olcConnMaxPending": "50", "olcConnMaxPendingAuth": "500"}
+    )
+    again = config_from_entries(entries_from_config(config))
+    assert (again.writetimeout, again.conn_max_pending, again.conn_max_pending_auth) == (7, 50, 500)
