@@ -23,6 +23,7 @@ from tests.servers import (
     slapd_conf,
     start_process,
     start_pyldapd,
+    wait_for,
 )
 
 SUFFIX_LDIF = (
@@ -145,7 +146,8 @@ def test_default_filter_depth_is_slapds_and_safe(pyldapd):
     assert ldap_tool("ldapsearch", "-x", "-H", pyldapd.url, "-b", "", "-s", "base").returncode == 0
 
 
-def test_connection_limit_turns_away_extra_connections(tmp_path):
+def test_connection_limit_evicts_the_oldest_silent_connections(tmp_path):
+    """At the descriptor limit a new connection is served and the oldest that never sent a request makes room."""
     workdir = tmp_path / "s"
     workdir.mkdir()
     conf = workdir / "pyldapd.conf"
@@ -162,14 +164,15 @@ def test_connection_limit_turns_away_extra_connections(tmp_path):
         time.sleep(0.3)  # the readiness probe's connection is gone
         socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(24)]
         try:
-            turned_away = 0
-            for sock in socks:
+            wait_for(lambda: server.log().count(" ACCEPT from ") >= 25, 10, what="24 accepts")  # + the probe
+            turned_away = []
+            for index, sock in enumerate(socks):
                 sock.sendall(search(1, flt.Present("objectClass")))
                 reply = read_messages(sock, 1)
                 if reply and reply[0].message_id == 0:
                     assert reply[0].op.result_code == pdu.ResultCode.unavailable
-                    turned_away += 1
-            assert turned_away == 24 - 16
+                    turned_away.append(index)
+            assert turned_away == list(range(24 - 16))  # the 8 oldest, evicted for the 8 newest
         finally:
             for sock in socks:
                 sock.close()

@@ -1,20 +1,34 @@
 """Protective limits on what one client may ask of the server (hardening), with defaults for a small machine.
 
-- connections: at most `ServerConfig.max_connections` open at once (default 4096, and never more than the
-  process's open-file limit allows); one more is accepted, told "too many connections" in a Notice of
-  Disconnection (unavailable, 52) and closed.
+- connections: the open-file limit is the bound (raised from soft to hard at start; `FD_RESERVE` descriptors
+  kept for databases, logs, listeners), lowered to `ServerConfig.max_connections` if set. When the descriptors
+  are all in use, a new connection is not refused: the oldest connection that never completed a request is
+  closed to make room, else the longest idle anonymous one, else the longest idle bound one (`eviction_victim`),
+  each told "too many connections" in a Notice of Disconnection (unavailable, 52). The rootdn and connections
+  with an operation, a write or StartTLS under way are never evicted; only when nothing can be is the new
+  connection told so and closed. A flood of silent or trickling connections so locks out neither new clients,
+  nor the rootdn, nor ldapi://. Listeners queue 1024 connects (slapd's SLAPD_LISTEN_BACKLOG).
+- request arrival: a request that began arriving must be complete within `PDU_ARRIVAL_TIMEOUT` (30 s, or the
+  idletimeout if shorter); more octets do not extend it. slapd has no such bound (a byte a second keeps a slapd
+  connection), pyldapd's choice so that half-sent requests cannot hold descriptors.
+- `idletimeout` (slapd's): a connection without requests that long is closed, unless it has an operation under
+  way (a persistent search, a password check, a blocked write), as slapd. `writetimeout` (slapd's): a
+  connection whose writes stay blocked (the transport's buffer over its high-water mark) that long is closed.
 - outstanding operations per connection: slapd's `conn_max_pending` (100 anonymous) and `conn_max_pending_auth`
   (1000 bound). A pyldapd connection runs one operation at a time, to its end, before reading the next, so the
   operations outstanding on it are the one being run plus its persistent (refreshAndPersist) searches; a request
   beyond the limit gets busy (51). Pipelined requests wait in the socket, and when a client does not read its
   responses the connection stops reading requests (transport flow control) until it does.
-- filter nesting: `maxfilterdepth` (slapd's default 1000), capped at `FILTER_DEPTH_CAP` because filters are
-  decoded and evaluated recursively; a deeper filter is a protocol error (the connection is closed).
+- filter nesting: `maxfilterdepth` (slapd's default 1000: 1000 nested and/or/not sets are answered), at most
+  `FILTER_DEPTH_CAP`; deeper is a protocol error, "filter nested too deeply", the connection closed (slapd's
+  answer). Filters are walked recursively, so the interpreter's recursion limit is raised to match at start.
+- DNs: longer than 8192 octets (slapd's SLAP_LDAPDN_MAXLEN) is invalidDNSyntax (model/dn.py).
+- paged results: one open paged search per connection (server/directory.py), as slapd.
 - values per request: at most `ServerConfig.max_request_values` attribute values (add, modify) or attribute
   descriptions (search attribute list, add/modify attributes) in one request (default 10,000):
   adminLimitExceeded (11). slapd has no such limit (only the PDU size, `sockbuf_max_incoming[_auth]`).
-- PDU size (`sockbuf_max_incoming[_auth]`), `idletimeout`, `sizelimit`/`timelimit` are enforced where they
-  always were (connection.py, directory.py).
+- PDU size (`sockbuf_max_incoming[_auth]`), `sizelimit`/`timelimit` are enforced where they always were
+  (connection.py, directory.py).
 """
 
 from __future__ import annotations
