@@ -259,6 +259,8 @@ class Server:
                     reuse_address=True,
                     backlog=LISTEN_BACKLOG,
                     ssl=self.tls_context if url.scheme == "ldaps" else None,
+                    # a handshake holds a descriptor before the connection counts: bounded like a request
+                    ssl_handshake_timeout=limits.PDU_ARRIVAL_TIMEOUT if url.scheme == "ldaps" else None,
                 )
             self.listeners.append(server)
         self.log.error(

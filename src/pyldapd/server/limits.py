@@ -87,14 +87,16 @@ def eviction_rank(conn: LDAPConnection) -> int | None:
     and idle, 2 bound and idle; None never (the rootdn, an operation or a write under way, StartTLS)."""
     if conn.closing or conn.starting_tls or conn.busy or conn.held_pdus:
         return None
+    transport = conn.transport
+    if transport is None or transport.get_write_buffer_size():
+        return None
+    if conn.op_count == 0:  # nothing asked yet: no identity, no operation
+        return 0
     session = conn.session
     if session.bind_ndn and any(session.bind_ndn == b.rootdn_ndn for b in conn.directory.backends):
         return None
-    transport = conn.transport
-    if transport is None or transport.get_write_buffer_size() or outstanding(conn):
+    if outstanding(conn):
         return None
-    if conn.op_count == 0:
-        return 0
     return 2 if session.bind_ndn else 1
 
 
