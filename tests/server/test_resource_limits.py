@@ -516,3 +516,58 @@ def test_limit_directives_become_the_olc_attributes_slaptest_writes(tmp_path):
     )
     again = config_from_entries(entries_from_config(config))
     assert (again.writetimeout, again.conn_max_pending, again.conn_max_pending_auth) == (7, 50, 500)
+
+
+def passwd_pdu(message_id: int, user: str, old: bytes, new: bytes) -> bytes:
+    value = tlv(0x30, tlv(0x80, user.encode()) + tlv(0x81, old) + tlv(0x82, new))
+    request = pdu.ExtendedRequest(ctl.PASSWORD_MODIFY, value)
+    return pdu.encode_message(pdu.LDAPMessage(message_id, request))
+
+
+def test_argon2_password_changes_do_not_stop_service(tmp_path):
+    """Password Modify under `password-hash {ARGON2}` (hash the new, check the old) from 4 bound clients at once:
+    root DSE searches from another client are answered within seconds each; every change is made, in order."""
+    acl = "access to attrs=userPassword by self write by anonymous auth\naccess to * by * read"
+    conf = "password-hash {ARGON2}\n" + slapd_conf(tmp_path / "s" / "db", extra_db=acl)
+    server = start_pyldapd(tmp_path / "s", conf)
+    try:
+        hashed = hash_password(b"p0", "{ARGON2}").decode()
+        ldif = SUFFIX_LDIF + "".join(f"\ndn: cn=u{k},{SUFFIX}\nobjectClass: person\ncn: u{k}\nsn: x\n"
+                                     f"userPassword: {hashed}\n" for k in range(4))  # fmt: skip
+        assert (
+            ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=ldif).returncode
+            == 0
+        )
+        clients = []
+        try:
+            for k in range(4):
+                sock = socket.create_connection(("127.0.0.1", server.port))
+                sock.sendall(
+                    bind_pdu(1, f"cn=u{k},{SUFFIX}", b"p0")
+                )  # one slow check to bind, then 4 changes
+                sock.sendall(b"".join(passwd_pdu(i, f"cn=u{k},{SUFFIX}", f"p{i - 2}".encode(), f"p{i - 1}".encode())
+                                      for i in range(2, 6)))  # fmt: skip
+                clients.append(sock)
+            slowest = 0.0
+            for _ in range(5):
+                started = time.monotonic()
+                assert (
+                    ldap_tool(
+                        "ldapsearch", "-x", "-H", server.url, "-b", "", "-s", "base", timeout=30
+                    ).returncode
+                    == 0
+                )
+                slowest = max(slowest, time.monotonic() - started)
+            assert slowest < 3.0, f"a root DSE search took {slowest:.1f}s"
+            for sock in clients:
+                answers = read_messages(sock, 5, timeout=90)
+                assert [(a.message_id, a.op.result_code) for a in answers] == [(i, 0) for i in range(1, 6)]
+        finally:
+            for sock in clients:
+                sock.close()
+        for k in range(4):
+            conn = pyldap.initialize(server.url)
+            conn.simple_bind_s(f"cn=u{k},{SUFFIX}", "p4")
+            conn.unbind_s()
+    finally:
+        server.stop()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pyldapd.model.filter import filter_to_string
 from pyldapd.protocol import controls as ctl
@@ -351,32 +352,37 @@ class LDAPConnection(asyncio.Protocol):
     def check_password_in_thread(
         self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck
     ) -> None:
-        """A slow scheme ({ARGON2}...) is verified on a worker thread (the hash releases the GIL) while the loop
-        serves other connections; this connection's next requests wait, in order, as slapd's bind does."""
+        def then(valid: bool) -> None:
+            if not valid:
+                raise LDAPError(ResultCode.invalidCredentials)
+            self.bound(mid, op, tag, check.dn, check.ndn)
+
+        self.in_thread(mid, tag, check.verify, then)
+
+    def in_thread(self, mid: int, tag: int, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        """Slow password work ({ARGON2}...) runs on a worker thread (the hash releases the GIL) while the loop
+        serves other connections; `then` answers on the loop. This connection's next requests wait, in order,
+        as behind any slapd bind."""
         self.busy = True
         if self.transport is not None:
             try:
                 self.transport.pause_reading()
             except RuntimeError:
                 pass
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.server.password_pool, check.verify)
-        future.add_done_callback(lambda done: self.password_checked(mid, op, tag, check, done))
+        future = asyncio.get_running_loop().run_in_executor(self.server.password_pool, work)
+        future.add_done_callback(lambda done: self.thread_done(mid, tag, done, then))
 
-    def password_checked(self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck,
-                         done: asyncio.Future) -> None:  # fmt: skip
+    def thread_done(self, mid: int, tag: int, done: asyncio.Future, then: Callable[[Any], None]) -> None:
         self.busy = False
         if self.closing or self.transport is None or self.transport.is_closing():
             return
         try:
-            valid = done.result()
-        except Exception as exc:  # a broken stored value fails this bind, never the server
-            self.log.error(f"conn={self.session.conn_id} password check failed: {exc!r}")
-            valid = False
-        if valid:
-            self.bound(mid, op, tag, check.dn, check.ndn)
-        else:
-            self.result(mid, tag, ResultCode.invalidCredentials, nentries=0)
+            then(done.result())
+        except LDAPError as exc:
+            self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
+        except Exception as exc:  # a broken stored value fails this operation, never the server
+            self.log.error(f"conn={self.session.conn_id} password work failed: {exc!r}")
+            self.result(mid, tag, ResultCode.other, "internal error", nentries=0)
         held, self.held_pdus = self.held_pdus, []
         if held:
             self.process_pdus(held)
@@ -392,9 +398,18 @@ class LDAPConnection(asyncio.Protocol):
             extra = tlv(EXTENDED_RESULT_VALUE_TAG, value)
             self.result(mid, tag, ResultCode.success, extra=extra)
         elif op.name == ctl.PASSWORD_MODIFY:
-            value = self.directory.password_modify(self.session, op.value)
-            extra = tlv(EXTENDED_RESULT_VALUE_TAG, value) if value is not None else b""
-            self.result(mid, tag, ResultCode.success, extra=extra)
+            change = self.directory.prepare_password_modify(self.session, op.value)
+
+            def then(_: None) -> None:
+                value = self.directory.finish_password_modify(self.session, change)
+                extra = tlv(EXTENDED_RESULT_VALUE_TAG, value) if value is not None else b""
+                self.result(mid, tag, ResultCode.success, extra=extra)
+
+            if change.slow:  # {ARGON2} and the like: hashed and checked on a worker thread
+                self.in_thread(mid, tag, change.compute, then)
+            else:
+                change.compute()
+                then(None)
         elif op.name == ctl.CANCEL:
             try:
                 target = ctl.decode_cancel_request(op.value)

@@ -126,6 +126,33 @@ class PasswordCheck:
 
 
 @dataclass
+class PasswordChange:
+    """A Password Modify between its checks and its write: the hashing and the old password's check to run."""
+
+    ndn: str
+    backend: Any
+    new_password: bytes
+    generated: bytes | None
+    scheme: str
+    salt_format: str
+    old_password: bytes | None  # to check against `stored` (a user changing their own password)
+    stored: list[bytes]
+    hashed: bytes = b""
+    old_valid: bool = True
+
+    @property
+    def slow(self) -> bool:
+        if any(self.scheme.upper().startswith(s) for s in SLOW_SCHEMES):
+            return True
+        return self.old_password is not None and PasswordCheck("", "", b"", self.stored).slow
+
+    def compute(self) -> None:
+        self.hashed = hash_password(self.new_password, self.scheme, self.salt_format or None)
+        if self.old_password is not None:
+            self.old_valid = any(verify_password(self.old_password, value) for value in self.stored)
+
+
+@dataclass
 class PagedSearch:
     """A paged search between pages: the request it answers, the ids of the matching entries (8 bytes each, one
     block the allocator can give back), where the next page starts, and the cookie that continues it."""
@@ -786,7 +813,8 @@ class Directory:
 
     # -- extended operations ---------------------------------------------------------------------------------
 
-    def password_modify(self, session: Session, value: bytes | None) -> bytes | None:
+    def prepare_password_modify(self, session: Session, value: bytes | None) -> PasswordChange:
+        """Password Modify up to its hashing and old-password check (see `password_modify`)."""
         try:
             request = ctl.decode_password_modify_request(value or b"")
         except Exception as exc:
@@ -804,15 +832,26 @@ class Directory:
         if new_password is None:
             new_password = generated = secrets.token_urlsafe(9).encode()
         scheme = self.config.password_hash[0] if self.config.password_hash else "{SSHA}"
+        with backend.db.read() as txn:
+            stored = list(self.existing(txn, ndn).get("userpassword"))
+        old = request.old_password
+        check_old = old is not None and not self.is_root(session, backend) and session.bind_ndn == ndn
+        return PasswordChange(ndn, backend, new_password, generated, scheme, self.config.password_crypt_salt_format,
+                              old if check_old else None, stored)  # fmt: skip
+
+    def password_modify(self, session: Session, value: bytes | None) -> bytes | None:
+        """Password Modify (RFC 3062) at once; the connection runs `change.compute` on a worker thread when the
+        scheme is slow ({ARGON2}...)."""
+        change = self.prepare_password_modify(session, value)
+        change.compute()
+        return self.finish_password_modify(session, change)
+
+    def finish_password_modify(self, session: Session, change: PasswordChange) -> bytes | None:
+        backend, ndn, hashed = change.backend, change.ndn, change.hashed
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
-            hashed = hash_password(new_password, scheme, self.config.password_crypt_salt_format or None)
             if not self.is_root(session, backend):
-                if (
-                    request.old_password is not None
-                    and session.bind_ndn == ndn
-                    and not any(verify_password(request.old_password, v) for v in current.get("userpassword"))
-                ):
+                if not change.old_valid:
                     raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
                 self.require_write(session, backend, "entry")
                 self.access.check_password_modify(session, backend, txn, current, ndn, hashed)
@@ -822,6 +861,7 @@ class Directory:
             txn.modify(ndn, entry)
             backend.context.advance(txn, csn)
         backend.publish(Change("modify", current, entry, csn))
+        generated = change.generated
         return ctl.encode_password_modify_response(generated) if generated is not None else None
 
     def who_am_i(self, session: Session) -> bytes:
