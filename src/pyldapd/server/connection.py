@@ -148,6 +148,11 @@ class LDAPConnection(asyncio.Protocol):
 
     def pdu_timed_out(self, timeout: int) -> None:
         self.pdu_handle = None
+        if self.closing or not self.framer.buffered:  # e.g. StartTLS dropped the half-framed request
+            return
+        if self.write_paused or self.busy or self.starting_tls:  # the server stopped reading, not the client
+            self.pdu_handle = asyncio.get_running_loop().call_later(timeout, self.pdu_timed_out, timeout)
+            return
         self.log.log(STATS, f"conn={self.session.conn_id} closing: request incomplete after {timeout}s")
         self.close()
 
