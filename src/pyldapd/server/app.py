@@ -109,6 +109,7 @@ class Server:
         self.directory.log = log
         self.directory.server = self
         self.cookies: dict[int, str] = dict(cookies or {})
+        self.trim_handle: asyncio.TimerHandle | None = None  # memory handed back soon (server/limits.py)
         self.connections: dict[LDAPConnection, None] = {}  # in accept order (eviction, server/limits.py)
         # slow password checks ({ARGON2}...) run here, one per CPU: bounded CPU and memory, the loop stays free
         self.password_pool = ThreadPoolExecutor(

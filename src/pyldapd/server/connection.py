@@ -108,6 +108,9 @@ class LDAPConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.pop(self, None)
         self.directory.connection_closed(self)
+        if self.session.paged is not None:  # an open paged search: its ids are freed with the session
+            self.session.paged = None
+            limits.give_back_memory(self.server)
         for handle in (self.idle_handle, self.pdu_handle, self.write_handle):
             if handle is not None:
                 handle.cancel()

@@ -33,6 +33,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import resource
 import sys
 from typing import TYPE_CHECKING
@@ -116,6 +118,26 @@ def eviction_victim(server: Server) -> LDAPConnection | None:
         if best_key is None or key < best_key:
             best, best_key = conn, key
     return best
+
+
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def give_back_memory(server: Server) -> None:
+    """glibc keeps freed heap for reuse: after a connection's paged-search state is freed, it is handed back to
+    the system (malloc_trim), at most once a second."""
+    if server.trim_handle is not None:
+        return
+
+    def trim() -> None:
+        server.trim_handle = None
+        _malloc_trim()
+
+    server.trim_handle = asyncio.get_running_loop().call_later(1.0, trim)
 
 
 def pdu_timeout(idletimeout: int) -> int:
