@@ -284,38 +284,68 @@ def test_request_that_never_completes_is_cut(tmp_path):
         server.stop()
 
 
+def assert_cut_when_not_reading(server) -> None:
+    """A client sends searches for cn=Subschema and never reads: the server's writes block, and once they have
+    been blocked for writetimeout the connection ends before all the answers are written."""
+    request = pdu.SearchRequest("cn=Subschema", 0, 0, 0, 0, False, pdu.Present("objectClass"), ["*", "+"])
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(2)
+        sent = 0
+        try:
+            for message_id in range(1, 2001):
+                sock.sendall(pdu.encode_message(pdu.LDAPMessage(message_id, request)))
+                sent += 1
+        except (TimeoutError, OSError):
+            pass  # the server stopped reading: it waits for the client to read
+        wait_for(lambda: "write timeout" in server.log(), 15, what="write timeout")
+        done = 0
+        framer = pdu.MessageFramer(1 << 24)
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                data = sock.recv(1 << 16)
+                if not data:
+                    break
+                done += sum(
+                    isinstance(pdu.decode_message(p).op, pdu.SearchResultDone) for p in framer.feed(data)
+                )
+        except (TimeoutError, ConnectionResetError):
+            pass
+        assert done < sent  # the connection ended before its answers were all written
+
+
 def test_writetimeout_closes_a_connection_that_reads_nothing(tmp_path):
     """slapd's writetimeout: a client that sends requests but never reads the answers is disconnected once a
     write has been blocked that long; before, the directive was accepted and ignored."""
     server = start_pyldapd(tmp_path / "s", "writetimeout 2\n" + slapd_conf(tmp_path / "s" / "db"))
     try:
-        request = pdu.SearchRequest("cn=Subschema", 0, 0, 0, 0, False, pdu.Present("objectClass"), ["*", "+"])
-        with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.settimeout(2)
-            sent = 0
-            try:
-                for message_id in range(1, 2001):
-                    sock.sendall(pdu.encode_message(pdu.LDAPMessage(message_id, request)))
-                    sent += 1
-            except (TimeoutError, OSError):
-                pass  # the server stopped reading: it waits for the client to read
-            wait_for(lambda: "write timeout" in server.log(), 15, what="write timeout")
-            done = 0
-            framer = pdu.MessageFramer(1 << 24)
-            deadline = time.monotonic() + 10
-            try:
-                while time.monotonic() < deadline:
-                    data = sock.recv(1 << 16)
-                    if not data:
-                        break
-                    done += sum(1 for p in framer.feed(data) if p[-20:] and b"\x65" in p[:12])
-            except (TimeoutError, ConnectionResetError):
-                pass
-            assert done < sent  # the connection ended before its answers were all written
+        assert_cut_when_not_reading(server)
         assert ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", "", "-s", "base").returncode == 0
     finally:
         server.stop()
+
+
+def test_limit_attributes_change_at_run_time_over_cn_config(tmp_path):
+    """olcWriteTimeout, olcConnMaxPending[Auth] replaced over ldapi:// take effect at once and are kept."""
+    from tests.server.test_cnconfig import Node
+
+    node = Node(tmp_path, "n")
+    node.start()
+    try:
+        change = ("dn: cn=config\nchangetype: modify\nreplace: olcWriteTimeout\nolcWriteTimeout: 2\n-\n"
+                  "replace: olcConnMaxPending\nolcConnMaxPending: 20\n-\n"
+                  "replace: olcConnMaxPendingAuth\nolcConnMaxPendingAuth: 200\n")  # fmt: skip
+        done = node.external("ldapmodify", change)
+        assert done.returncode == 0, done.stderr
+        shown = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-Q", "-H", node.ldapi, "-LLL", "-b", "cn=config", "-s",
+                          "base", "olcWriteTimeout", "olcConnMaxPending", "olcConnMaxPendingAuth")  # fmt: skip
+        assert {"olcWriteTimeout: 2", "olcConnMaxPending: 20", "olcConnMaxPendingAuth: 200"} <= set(
+            shown.stdout.splitlines()
+        )
+        assert_cut_when_not_reading(node.server)
+    finally:
+        node.stop()
 
 
 def test_idletimeout_spares_a_persistent_search(tmp_path):
