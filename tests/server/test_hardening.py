@@ -13,6 +13,7 @@ import pytest
 from pyldapd.model import filter as flt
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap as pdu
+from pyldapd.protocol.ber import tlv
 from tests.servers import (
     ROOTDN,
     ROOTPW,
@@ -22,6 +23,7 @@ from tests.servers import (
     slapd_conf,
     start_process,
     start_pyldapd,
+    wait_for,
 )
 
 SUFFIX_LDIF = (
@@ -119,17 +121,33 @@ def test_filter_depth_limit(tmp_path):
         server.stop()
 
 
-def test_default_filter_depth_is_capped_safely(pyldapd):
+def raw_nested_search(message_id: int, depth: int) -> bytes:
+    """A search whose filter is `depth` nested '!' around (objectClass=*), built by hand: the codec's encoder
+    recurses once per level, the test process has Python's default recursion limit."""
+    f = tlv(0x87, b"objectClass")
+    for _ in range(depth):
+        f = tlv(0xA2, f)
+    body = (tlv(0x04, SUFFIX.encode()) + tlv(0x0A, b"\x00") + tlv(0x0A, b"\x00") + tlv(0x02, b"\x00")
+            + tlv(0x02, b"\x00") + tlv(0x01, b"\x00") + f + tlv(0x30, tlv(0x04, b"1.1")))  # fmt: skip
+    return tlv(0x30, tlv(0x02, bytes([message_id])) + tlv(0x63, body))
+
+
+def test_default_filter_depth_is_slapds_and_safe(pyldapd):
+    """slapd's default maxfilterdepth (1000) holds: the deepest filter allowed is answered, one level more is a
+    protocol error; neither crashes the server."""
     with socket.create_connection(("127.0.0.1", pyldapd.port)) as sock:
         sock.sendall(search(1, nested(150)))
         assert isinstance(read_messages(sock, 1)[0].op, pdu.SearchResultDone)
-        sock.sendall(search(2, nested(600)))
+        sock.sendall(raw_nested_search(2, 1000))
+        assert isinstance(read_messages(sock, 1)[0].op, pdu.SearchResultDone)
+        sock.sendall(raw_nested_search(3, 1001))
         assert read_messages(sock, 1)[0].message_id == 0  # notice of disconnection, not a crash
     assert "Traceback" not in pyldapd.log()
     assert ldap_tool("ldapsearch", "-x", "-H", pyldapd.url, "-b", "", "-s", "base").returncode == 0
 
 
-def test_connection_limit_turns_away_extra_connections(tmp_path):
+def test_connection_limit_evicts_the_oldest_silent_connections(tmp_path):
+    """At the descriptor limit a new connection is served and the oldest that never sent a request makes room."""
     workdir = tmp_path / "s"
     workdir.mkdir()
     conf = workdir / "pyldapd.conf"
@@ -146,14 +164,15 @@ def test_connection_limit_turns_away_extra_connections(tmp_path):
         time.sleep(0.3)  # the readiness probe's connection is gone
         socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(24)]
         try:
-            turned_away = 0
-            for sock in socks:
+            wait_for(lambda: server.log().count(" ACCEPT from ") >= 25, 10, what="24 accepts")  # + the probe
+            turned_away = []
+            for index, sock in enumerate(socks):
                 sock.sendall(search(1, flt.Present("objectClass")))
                 reply = read_messages(sock, 1)
                 if reply and reply[0].message_id == 0:
                     assert reply[0].op.result_code == pdu.ResultCode.unavailable
-                    turned_away += 1
-            assert turned_away == 24 - 16
+                    turned_away.append(index)
+            assert turned_away == list(range(24 - 16))  # the 8 oldest, evicted for the 8 newest
         finally:
             for sock in socks:
                 sock.close()

@@ -235,6 +235,12 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcLogFileOnly", ["TRUE"] if config.logfile_only else []),  # OpenLDAP 2.6's
         ("olcLogFileRotate", [" ".join(map(str, config.logfile_rotate))] if config.logfile_rotate else []),
         ("olcIdleTimeout", [str(config.idletimeout)] if config.idletimeout else []),
+        ("olcWriteTimeout", [str(config.writetimeout)] if config.writetimeout else []),
+        ("olcConnMaxPending", [str(config.conn_max_pending)] if config.conn_max_pending != 100 else []),
+        (
+            "olcConnMaxPendingAuth",
+            [str(config.conn_max_pending_auth)] if config.conn_max_pending_auth != 1000 else [],
+        ),  # fmt: skip
         ("olcToolThreads", [str(config.tool_threads)] if config.tool_threads else []),
         ("olcServerID", [f"{sid} {url}".strip() for sid, url in config.server_ids]),
         ("olcTLSCertificateFile", [config.tls.certificate_file] if config.tls.certificate_file else []),
@@ -374,6 +380,9 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     except ValueError:
         raise ConfigValueError("<olcLogLevel> unknown level") from None
     config.idletimeout = int(first(root, "olcIdleTimeout", "0") or 0)
+    config.writetimeout = int(first(root, "olcWriteTimeout", "0") or 0)
+    config.conn_max_pending = int(first(root, "olcConnMaxPending", "100") or 100)
+    config.conn_max_pending_auth = int(first(root, "olcConnMaxPendingAuth", "1000") or 1000)
     config.tool_threads = int(first(root, "olcToolThreads", "0") or 0)
     config.server_ids = [parse_server_id(v) for v in values(root, "olcServerID")]
     tls = config.tls

@@ -194,13 +194,14 @@ class ServerConfig:
     sizelimit_words: list[str] = field(default_factory=list)  # as written: size.hard=, size.pr=, ...
     timelimit_words: list[str] = field(default_factory=list)
     idletimeout: int = 0
+    writetimeout: int = 0  # seconds a blocked write may wait before the connection is closed (0: never)
     tool_threads: int = 0  # slapd's tool-threads; 0 (not set): `pyldapd add` uses one process per CPU
     max_pdu: int = DEFAULT_MAX_PDU
     max_pdu_auth: int = DEFAULT_MAX_PDU_AUTH
     max_filter_depth: int = 1000
-    # hardening (server/limits.py): open connections, outstanding operations per connection (slapd's
-    # conn_max_pending[_auth]), attribute values/descriptions per request
-    max_connections: int = 4096
+    # hardening (server/limits.py): open connections (0: as many as the descriptor limit allows), outstanding
+    # operations per connection (slapd's conn_max_pending[_auth]), attribute values/descriptions per request
+    max_connections: int = 0
     conn_max_pending: int = 100
     conn_max_pending_auth: int = 1000
     max_request_values: int = 10_000

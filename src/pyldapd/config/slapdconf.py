@@ -380,6 +380,8 @@ class SlapdConfParser:
             config.max_filter_depth = self.int_arg(d)
         elif name in ("conn_max_pending", "conn_max_pending_auth"):  # server/limits.py
             setattr(config, name, self.int_arg(d))
+        elif name == "writetimeout":  # server/connection.py
+            config.writetimeout = self.int_arg(d)
         elif name == "password-hash":
             if not d.args:
                 raise d.error("password-hash: a scheme is required")

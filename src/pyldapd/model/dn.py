@@ -315,6 +315,9 @@ def _cache_for(schema: Any) -> dict[str, str]:
     return entry[1]
 
 
+MAX_DN_LENGTH = 8192  # slapd's SLAP_LDAPDN_MAXLEN: a longer DN (in octets) is invalidDNSyntax
+
+
 def normalize_dn(dn: str, schema: Any) -> str:
     """Return the normalized DN used as database key (see the module docstring); raise DNError if invalid.
 
@@ -324,7 +327,9 @@ def normalize_dn(dn: str, schema: Any) -> str:
     hit = cache.get(dn)
     if hit is not None:
         return hit
-    result = _normalize(dn, schema)
+    if len(dn) > MAX_DN_LENGTH // 4 and len(dn.encode("utf-8", "surrogatepass")) > MAX_DN_LENGTH:
+        raise DNError("invalid DN: longer than 8192 octets")
+    result = _normalize(dn, schema, cache)
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
     cache[dn] = result
@@ -359,15 +364,40 @@ def _join_rdn(avas: list[tuple[str, str]]) -> str:
     return "+".join(f"{t}={v}" for t, v in avas)
 
 
-def _normalize(dn: str, schema: Any) -> str:
-    if not _SLOW_CHARS.intersection(dn):
-        # the common case: the first RDN parsed alone, the rest (the parent, shared by siblings) from the cache
-        rdn, comma, rest = dn.partition(",")
+def _normalize(dn: str, schema: Any, cache: dict[str, str] | None = None) -> str:
+    if cache is None:
+        cache = _cache_for(schema)
+    if _SLOW_CHARS.intersection(dn):
+        return _normalize_rdns(_parse(dn), schema)
+    # The common case: RDNs taken off the left one at a time until a parent is in the cache (siblings share
+    # it), then each parent normalized and cached from the right. A loop, not recursion: a DN may hold
+    # thousands of RDNs.
+    heads: list[tuple[str, str]] = []  # (the DN from this RDN on, its first RDN normalized)
+    rest = dn
+    tail = ""
+    while True:
+        rdn, comma, after = rest.partition(",")
         first = _parse_fast(rdn)
-        if first is not None and len(first) == 1 and (not comma or rest.strip(" ")):
-            head = _normalize_rdns([[(t, v, False) for t, v in first[0]]], schema)
-            return head + "," + normalize_dn(rest, schema) if comma else head
-    return _normalize_rdns(_parse(dn), schema)
+        if first is None or len(first) != 1 or (comma and not after.strip(" ")):
+            if not heads:
+                return _normalize_rdns(_parse(dn), schema)
+            tail = _normalize_rdns(_parse(rest), schema)
+            break
+        heads.append((rest, _normalize_rdns([[(t, v, False) for t, v in first[0]]], schema)))
+        if not comma:
+            break
+        rest = after
+        hit = cache.get(rest)
+        if hit is not None:
+            tail = hit
+            break
+    result = tail
+    for index in range(len(heads) - 1, -1, -1):
+        text, head = heads[index]
+        result = head + "," + result if result else head
+        if index and len(cache) < _CACHE_LIMIT:
+            cache[text] = result
+    return result
 
 
 def _normalize_rdns(rdns: list[list[tuple[str, str, bool]]], schema: Any) -> str:

@@ -90,7 +90,11 @@ class FilterError(ValueError):
 
 
 MAX_FILTER_DEPTH = 200
-"""Deepest nesting of '&', '|' and '!' accepted by parse_filter (and expected of decoders)."""
+"""Deepest nesting of '&', '|' and '!' accepted by parse_filter (filters written in the config)."""
+
+MAX_MATCH_DEPTH = 4000
+"""Deepest nesting compiled (decoders stop at maxfilterdepth, slapd's default 1000, at most this). Walks are
+recursive: the server raises the interpreter's recursion limit to match (server/limits.py)."""
 
 _HEXDIGITS = frozenset(string.hexdigits)
 _ATTR_CHARS = frozenset(string.ascii_letters + string.digits + "-.;_")
@@ -455,7 +459,7 @@ class FilterEvaluator:
     # compilation -----------------------------------------------------------------------------------------
 
     def _compile(self, f: Filter, depth: int) -> Matcher:
-        if depth > MAX_FILTER_DEPTH:
+        if depth > MAX_MATCH_DEPTH:
             return _undefined
         if isinstance(f, Equality):
             return self._equality(f.attr, f.value, approx=False)

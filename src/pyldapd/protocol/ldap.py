@@ -552,15 +552,20 @@ def _read_extensible(buf: bytes, start: int, stop: int) -> Extensible:
     return Extensible(rule, attr, buf[vs:ve], dn_attributes)
 
 
+class FilterDepthError(ProtocolError):
+    """A filter nested deeper than allowed (slapd: protocolError, "filter nested too deeply")."""
+
+
 def _read_filter(buf: bytes, pos: int, end: int, depth: int) -> tuple[Filter, int]:
-    """Decode the Filter TLV at ``pos``; ``depth`` is the nesting levels still allowed."""
-    if depth <= 0:
-        raise ProtocolError("filter nested too deeply")
+    """Decode the Filter TLV at ``pos``; ``depth`` is the and/or/not levels still allowed (slapd's count: with
+    maxfilterdepth 1000, 1000 nested sets around a simple filter are answered, 1001 are not)."""
     tag, start, stop = read_tlv(buf, pos, end)
     if tag == FILTER_EQUALITY:
         return Equality(*_read_ava(buf, start, stop)), stop
     if tag == FILTER_PRESENT:
         return Present(_str(buf, start, stop)), stop
+    if depth <= 0 and tag in (FILTER_AND, FILTER_OR, FILTER_NOT):
+        raise FilterDepthError("filter nested too deeply")
     if tag == FILTER_AND or tag == FILTER_OR:
         parts = []
         p = start

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from pyldapd.backends.base import StorageError
 from pyldapd.backends.mdb import FORMAT_VERSION
@@ -18,6 +19,7 @@ from pyldapd.model.schema import Schema
 from pyldapd.replication.consumer import SyncConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
+from pyldapd.server import limits
 from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
@@ -25,6 +27,10 @@ from pyldapd.server.log import SYNC, Logger
 from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.stats import Stats
 from pyldapd.server.tls import TLSSetupError, build_context
+
+LISTEN_BACKLOG = (
+    1024  # slapd's SLAPD_LISTEN_BACKLOG (asyncio's default is 100): a burst of connects is queued
+)
 
 
 class StartupError(Exception):
@@ -95,6 +101,7 @@ class Server:
         self.config = config
         self.urls = urls
         self.log = log
+        limits.allow_filter_recursion(config.max_filter_depth)
         try:  # TLS* directives -> the context for ldaps:// and StartTLS (None: TLS not configured)
             self.tls_context = build_context(config.tls, log.error)
         except TLSSetupError as exc:
@@ -111,7 +118,12 @@ class Server:
         self.directory.server = self
         self.directory.monitor.validate(config)  # the monitor database's access lines
         self.cookies: dict[int, str] = dict(cookies or {})
-        self.connections: set[LDAPConnection] = set()
+        self.trim_handle: asyncio.TimerHandle | None = None  # memory handed back soon (server/limits.py)
+        self.connections: dict[LDAPConnection, None] = {}  # in accept order (eviction, server/limits.py)
+        # slow password checks ({ARGON2}...) run here, one per CPU: bounded CPU and memory, the loop stays free
+        self.password_pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, thread_name_prefix="password"
+        )
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
         self.stats = Stats()  # counters of cn=Monitor and /metrics (server/stats.py)
@@ -211,6 +223,11 @@ class Server:
                 self.service.reopen_logfile(current)
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.idletimeout = config.idletimeout
+        current.writetimeout = config.writetimeout
+        current.conn_max_pending, current.conn_max_pending_auth = (
+            config.conn_max_pending,
+            config.conn_max_pending_auth,
+        )
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
         for source, text in config.schema_definitions:
@@ -262,7 +279,7 @@ class Server:
                 if os.path.exists(url.path):
                     os.unlink(url.path)
                 server = await loop.create_unix_server(
-                    lambda u=url: LDAPConnection(self, u.text, True), path=url.path
+                    lambda u=url: LDAPConnection(self, u.text, True), path=url.path, backlog=LISTEN_BACKLOG
                 )
                 os.chmod(url.path, 0o777)
             else:
@@ -272,7 +289,10 @@ class Server:
                     host=host,
                     port=url.port,
                     reuse_address=True,
+                    backlog=LISTEN_BACKLOG,
                     ssl=self.tls_context if url.scheme == "ldaps" else None,
+                    # a handshake holds a descriptor before the connection counts: bounded like a request
+                    ssl_handshake_timeout=limits.PDU_ARRIVAL_TIMEOUT if url.scheme == "ldaps" else None,
                 )
             self.listeners.append(server)
         if self.service is not None:  # listeners bound, databases open: now the user the service runs as
@@ -346,6 +366,7 @@ class Server:
                     pass
                 except OSError as exc:  # after -u, a root-owned folder: left for the next start to replace
                     self.log.error(f"pyldapd: cannot remove {url.path}: {exc.strerror}")
+        self.password_pool.shutdown(wait=True, cancel_futures=True)
         self.directory.close()
         self.log.error("slapd stopped.")
 
@@ -412,6 +433,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
             server.directory.configdb = ConfigDatabase(server, config_dir, config_entries or [])
         await server.run()
 
+    limits.raise_descriptor_limit()  # the descriptors are the real bound on connections
     write_pid_files(config, sys.argv)
     try:
         runner(main())

@@ -9,7 +9,8 @@ import asyncio
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pyldapd.model.filter import filter_to_string
 from pyldapd.protocol import controls as ctl
@@ -17,7 +18,7 @@ from pyldapd.protocol import ldap
 from pyldapd.protocol.ber import tlv
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.server import limits
-from pyldapd.server.directory import SizeLimitExceeded
+from pyldapd.server.directory import PasswordCheck, SizeLimitExceeded
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
 from pyldapd.server.stats import RESPONSE_TAGS as STATS_RESPONSE_NAMES
@@ -64,6 +65,10 @@ class LDAPConnection(asyncio.Protocol):
         self.closing = False
         self.op_count = 0
         self.idle_handle: asyncio.TimerHandle | None = None
+        self.pdu_handle: asyncio.TimerHandle | None = None  # a request began: it must complete in time
+        self.write_handle: asyncio.TimerHandle | None = None  # writes blocked: writetimeout
+        self.last_active = 0.0  # loop time of the last complete request (eviction order, server/limits.py)
+        self.busy = False  # an operation waits on a worker thread (password check): requests are held
         self.starting_tls = False  # StartTLS answered, handshake pending: nothing more is read in the clear
         self.write_paused = False  # set by pause_writing (flow control, server/limits.py)
         self.held_pdus: list[bytes] = []
@@ -93,18 +98,28 @@ class LDAPConnection(asyncio.Protocol):
             self.session.peer = f"IP={peer[0]}:{peer[1]}" if peer else "IP=?"
         fd = sock.fileno() if sock is not None else -1
         self.log.log(STATS, f"conn={conn} fd={fd} ACCEPT from {self.session.peer} ({self.listener_url})")
-        if limits.too_many_connections(self):  # server/limits.py: accepted, told why, closed
-            self.disconnect(ResultCode.unavailable, "too many connections")
-            return
-        self.server.connections.add(self)
+        self.last_active = asyncio.get_running_loop().time()
+        if limits.at_capacity(self.server):  # descriptors all in use: an idle connection makes room
+            victim = limits.eviction_victim(self.server)
+            if victim is None:  # nothing to evict: accepted, told why, closed
+                self.disconnect(ResultCode.unavailable, "too many connections")
+                return
+            self.server.connections.pop(victim, None)
+            self.log.log(STATS, f"conn={victim.session.conn_id} evicted for conn={conn}")
+            victim.disconnect(ResultCode.unavailable, "too many connections")
+        self.server.connections[self] = None
         setup_session(self, transport)  # strength factors; ldaps:// is already encrypted here
         self.reset_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        self.server.connections.pop(self, None)
         self.directory.connection_closed(self)
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
+        if self.session.paged is not None:  # an open paged search: its ids are freed with the session
+            self.session.paged = None
+            limits.give_back_memory(self.server)
+        for handle in (self.idle_handle, self.pdu_handle, self.write_handle):
+            if handle is not None:
+                handle.cancel()
         self.log.log(
             STATS, f"conn={self.session.conn_id} fd=-1 closed" + (" (connection lost)" if exc else "")
         )
@@ -123,20 +138,49 @@ class LDAPConnection(asyncio.Protocol):
         except ldap.ProtocolError as exc:
             self.disconnect(ResultCode.protocolError, f"{exc}")
             return
+        if pdus:
+            self.last_active = asyncio.get_running_loop().time()
+        self.watch_partial_pdu(bool(pdus))
         self.process_pdus(pdus)
+
+    def watch_partial_pdu(self, completed: bool) -> None:
+        """A request that began arriving must be complete within limits.pdu_timeout: more octets do not extend
+        the time (a client sending a byte a second keeps no descriptor), a completed request does."""
+        if not self.framer.buffered:
+            if self.pdu_handle is not None:
+                self.pdu_handle.cancel()
+                self.pdu_handle = None
+            return
+        if self.pdu_handle is None or completed:
+            if self.pdu_handle is not None:
+                self.pdu_handle.cancel()
+            timeout = limits.pdu_timeout(self.server.config.idletimeout)
+            self.pdu_handle = asyncio.get_running_loop().call_later(timeout, self.pdu_timed_out, timeout)
+
+    def pdu_timed_out(self, timeout: int) -> None:
+        self.pdu_handle = None
+        if self.closing or not self.framer.buffered:  # e.g. StartTLS dropped the half-framed request
+            return
+        if self.write_paused or self.busy or self.starting_tls:  # the server stopped reading, not the client
+            self.pdu_handle = asyncio.get_running_loop().call_later(timeout, self.pdu_timed_out, timeout)
+            return
+        self.log.log(STATS, f"conn={self.session.conn_id} closing: request incomplete after {timeout}s")
+        self.close()
 
     def process_pdus(self, pdus: list[bytes]) -> None:
         for index, pdu in enumerate(pdus):
             if self.closing or self.starting_tls:
                 return
-            if self.write_paused:  # the client is not reading its responses: hold the rest (server/limits.py)
+            if self.write_paused or self.busy:  # responses unread (server/limits.py) or a password check
+                # under way on a worker thread: the rest is held, in order
                 self.held_pdus = pdus[index:] + self.held_pdus
                 return
             try:
                 message = ldap.decode_message(pdu, limits.filter_depth(self.server.config.max_filter_depth))
             except ldap.BERError as exc:
                 self.log.log(STATS, f"conn={self.session.conn_id} op={self.op_count} BER error: {exc}")
-                self.disconnect(ResultCode.protocolError, "decoding error")
+                deep = isinstance(exc, ldap.FilterDepthError)  # slapd names this one
+                self.disconnect(ResultCode.protocolError, str(exc) if deep else "decoding error")
                 return
             try:
                 self.dispatch(message)
@@ -154,15 +198,29 @@ class LDAPConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """Responses pile up unread: stop reading requests until the client catches up (flow control)."""
         self.write_paused = True
+        timeout = self.server.config.writetimeout
+        if timeout and self.write_handle is None:
+            self.write_handle = asyncio.get_running_loop().call_later(timeout, self.write_timed_out)
         if self.transport is not None and not self.closing:
             try:
                 self.transport.pause_reading()
             except RuntimeError:
                 pass
 
+    def write_timed_out(self) -> None:
+        """slapd's writetimeout: a write blocked this long ends the connection (what it holds is dropped)."""
+        self.write_handle = None
+        self.log.log(STATS, f"conn={self.session.conn_id} closing: write timeout")
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.transport is None or self.closing:
+        if self.write_handle is not None:
+            self.write_handle.cancel()
+            self.write_handle = None
+        if self.transport is None or self.closing or self.busy:
             return
         held, self.held_pdus = self.held_pdus, []
         if held:
@@ -189,6 +247,11 @@ class LDAPConnection(asyncio.Protocol):
         self.idle_handle = asyncio.get_running_loop().call_later(timeout, self.idle_timeout)
 
     def idle_timeout(self) -> None:
+        # slapd leaves a connection alone while it has operations under way (persistent searches included)
+        busy = self.busy or self.write_paused or limits.outstanding(self)
+        if busy and not self.closing:
+            self.reset_idle()
+            return
         self.log.log(STATS, f"conn={self.session.conn_id} idle timeout")
         self.close()
 
@@ -280,14 +343,15 @@ class LDAPConnection(asyncio.Protocol):
             self.result(mid, tag, ResultCode.success, text, controls=response_controls, nentries=sent)
         elif isinstance(op, ldap.BindRequest):
             session.bind_dn, session.bind_ndn = "", ""
-            dn, ndn = directory.bind(session, op)
-            session.bind_dn, session.bind_ndn = dn, ndn
-            self.framer.max_pdu_size = self.server.config.max_pdu_auth if ndn else self.server.config.max_pdu
-            if self.log.level & STATS:
-                mech = "SIMPLE" if op.sasl_mechanism is None else op.sasl_mechanism
-                self.log.write(f'conn={session.conn_id} op={self.current_op} BIND dn="{dn}" mech={mech} '
-                               f"ssf={session.ssf}")  # fmt: skip
-            self.result(mid, tag, ResultCode.success)
+            outcome = directory.prepare_bind(session, op)
+            if isinstance(outcome, PasswordCheck):
+                if outcome.slow:
+                    self.check_password_in_thread(mid, op, tag, outcome)
+                    return
+                if not outcome.verify():
+                    raise LDAPError(ResultCode.invalidCredentials)
+                outcome = (outcome.dn, outcome.ndn)
+            self.bound(mid, op, tag, *outcome)
         elif isinstance(op, ldap.AddRequest):
             self.result(mid, tag, ResultCode.success, controls=directory.add(session, op, controls))
         elif isinstance(op, ldap.ModifyRequest):
@@ -301,15 +365,77 @@ class LDAPConnection(asyncio.Protocol):
         elif isinstance(op, ldap.ExtendedRequest):
             self.extended(mid, op, tag)
 
+    def bound(self, mid: int, op: ldap.BindRequest, tag: int, dn: str, ndn: str) -> None:
+        session = self.session
+        session.bind_dn, session.bind_ndn = dn, ndn
+        self.framer.max_pdu_size = self.server.config.max_pdu_auth if ndn else self.server.config.max_pdu
+        if self.log.level & STATS:
+            mech = "SIMPLE" if op.sasl_mechanism is None else op.sasl_mechanism
+            self.log.write(f'conn={session.conn_id} op={self.current_op} BIND dn="{dn}" mech={mech} '
+                           f"ssf={session.ssf}")  # fmt: skip
+        self.result(mid, tag, ResultCode.success)
+
+    def check_password_in_thread(
+        self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck
+    ) -> None:
+        def then(valid: bool) -> None:
+            if not valid:
+                raise LDAPError(ResultCode.invalidCredentials)
+            self.bound(mid, op, tag, check.dn, check.ndn)
+
+        self.in_thread(mid, tag, check.verify, then)
+
+    def in_thread(self, mid: int, tag: int, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
+        """Slow password work ({ARGON2}...) runs on a worker thread (the hash releases the GIL) while the loop
+        serves other connections; `then` answers on the loop. This connection's next requests wait, in order,
+        as behind any slapd bind."""
+        self.busy = True
+        if self.transport is not None:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+        future = asyncio.get_running_loop().run_in_executor(self.server.password_pool, work)
+        future.add_done_callback(lambda done: self.thread_done(mid, tag, done, then))
+
+    def thread_done(self, mid: int, tag: int, done: asyncio.Future, then: Callable[[Any], None]) -> None:
+        self.busy = False
+        if self.closing or self.transport is None or self.transport.is_closing():
+            return
+        try:
+            then(done.result())
+        except LDAPError as exc:
+            self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
+        except Exception as exc:  # a broken stored value fails this operation, never the server
+            self.log.error(f"conn={self.session.conn_id} password work failed: {exc!r}")
+            self.result(mid, tag, ResultCode.other, "internal error", nentries=0)
+        held, self.held_pdus = self.held_pdus, []
+        if held:
+            self.process_pdus(held)
+        if not (self.busy or self.write_paused or self.closing):
+            try:
+                self.transport.resume_reading()
+            except RuntimeError:
+                pass
+
     def extended(self, mid: int, op: ldap.ExtendedRequest, tag: int) -> None:
         if op.name == ctl.WHO_AM_I:
             value = self.directory.who_am_i(self.session)
             extra = tlv(EXTENDED_RESULT_VALUE_TAG, value)
             self.result(mid, tag, ResultCode.success, extra=extra)
         elif op.name == ctl.PASSWORD_MODIFY:
-            value = self.directory.password_modify(self.session, op.value)
-            extra = tlv(EXTENDED_RESULT_VALUE_TAG, value) if value is not None else b""
-            self.result(mid, tag, ResultCode.success, extra=extra)
+            change = self.directory.prepare_password_modify(self.session, op.value)
+
+            def then(_: None) -> None:
+                value = self.directory.finish_password_modify(self.session, change)
+                extra = tlv(EXTENDED_RESULT_VALUE_TAG, value) if value is not None else b""
+                self.result(mid, tag, ResultCode.success, extra=extra)
+
+            if change.slow:  # {ARGON2} and the like: hashed and checked on a worker thread
+                self.in_thread(mid, tag, change.compute, then)
+            else:
+                change.compute()
+                then(None)
         elif op.name == ctl.CANCEL:
             try:
                 target = ctl.decode_cancel_request(op.value)

@@ -11,8 +11,9 @@ import os
 import secrets
 import time
 import uuid
+from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
@@ -96,7 +97,8 @@ class Session:
     peer_gid: int | None = None
     bind_dn: str = ""
     bind_ndn: str = ""
-    paged: dict[bytes, PagedSearch] = field(default_factory=dict)
+    paged: PagedSearch | None = None  # the connection's one open paged search (slapd's rule)
+    paged_cookies: int = 0  # cookies issued so far: the next one is this plus one
     # security strength factors (server/tls.py): overall, transport (ldapi's localSSF), TLS cipher bits
     ssf: int = 0
     transport_ssf: int = 0
@@ -109,10 +111,64 @@ class Session:
         return not self.bind_ndn
 
 
+# Schemes whose check costs milliseconds of CPU (memory-hard or iterated): verified on a worker thread so that
+# the event loop keeps serving other clients (server/connection.py).
+SLOW_SCHEMES = ("{ARGON2}", "{PBKDF2", "{CRYPT}")
+
+
+@dataclass
+class PasswordCheck:
+    """A simple bind that is valid so far and waits for its password to be checked against the stored values."""
+
+    dn: str
+    ndn: str
+    password: bytes
+    stored: list[bytes]
+
+    @property
+    def slow(self) -> bool:
+        return any(value[:9].upper().startswith(s.encode()) for value in self.stored for s in SLOW_SCHEMES)
+
+    def verify(self) -> bool:
+        return any(verify_password(self.password, value) for value in self.stored)
+
+
+@dataclass
+class PasswordChange:
+    """A Password Modify between its checks and its write: the hashing and the old password's check to run."""
+
+    ndn: str
+    backend: Any
+    new_password: bytes
+    generated: bytes | None
+    scheme: str
+    salt_format: str
+    old_password: bytes | None  # to check against `stored` (a user changing their own password)
+    stored: list[bytes]
+    hashed: bytes = b""
+    old_valid: bool = True
+
+    @property
+    def slow(self) -> bool:
+        if any(self.scheme.upper().startswith(s) for s in SLOW_SCHEMES):
+            return True
+        return self.old_password is not None and PasswordCheck("", "", b"", self.stored).slow
+
+    def compute(self) -> None:
+        self.hashed = hash_password(self.new_password, self.scheme, self.salt_format or None)
+        if self.old_password is not None:
+            self.old_valid = any(verify_password(self.old_password, value) for value in self.stored)
+
+
 @dataclass
 class PagedSearch:
+    """A paged search between pages: the request it answers, the ids of the matching entries (8 bytes each, one
+    block the allocator can give back), where the next page starts, and the cookie that continues it."""
+
     request_key: tuple
-    remaining: list[int]
+    ids: array
+    position: int = 0
+    cookie: int = 0
     count: int = 0  # entries sent by the earlier pages (the size limits bound the whole search)
 
 
@@ -285,6 +341,16 @@ class Directory:
 
     def bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
         """Authenticate; returns (dn, ndn) of the new identity. Raises LDAPError on failure."""
+        outcome = self.prepare_bind(session, request)
+        if isinstance(outcome, PasswordCheck):
+            if not outcome.verify():
+                raise LDAPError(ResultCode.invalidCredentials)
+            return outcome.dn, outcome.ndn
+        return outcome
+
+    def prepare_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str] | PasswordCheck:
+        """A bind up to its password check: (dn, ndn) when no password is involved, else the check to run
+        (the connection runs slow schemes on a worker thread). Raises LDAPError on failure."""
         if request.version != 3:
             raise LDAPError(ResultCode.protocolError, "requested protocol version not allowed")
         if request.sasl_mechanism is not None:
@@ -305,19 +371,14 @@ class Directory:
         if backend is None:
             return self.monitor.bind_root(request.name, ndn, password)  # the monitor database's rootdn/rootpw
         if ndn == backend.rootdn_ndn and backend.config.rootpw:
-            if verify_password(password, backend.config.rootpw):
-                return request.name, ndn
-            raise LDAPError(ResultCode.invalidCredentials)
+            return PasswordCheck(request.name, ndn, password, [backend.config.rootpw])
         with backend.db.read() as txn:
             entry = txn.get(ndn)
         if entry is None:
             raise LDAPError(ResultCode.invalidCredentials)
         if not self.access.check_bind(session, backend, entry, ndn):
             raise LDAPError(ResultCode.invalidCredentials)
-        for stored in entry.get("userpassword"):
-            if verify_password(password, stored):
-                return entry.dn, ndn
-        raise LDAPError(ResultCode.invalidCredentials)
+        return PasswordCheck(entry.dn, ndn, password, list(entry.get("userpassword")))
 
     def sasl_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
         mechanism = (request.sasl_mechanism or "").upper()
@@ -457,17 +518,25 @@ class Directory:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
             raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
-        key = (request.base.lower(), request.scope, repr(request.filter), tuple(request.attributes))
+        key = (request.base.lower(), request.scope, request.filter, tuple(request.attributes))
+        # One paged search per connection, cookies numbered per connection, checked as slapd's
+        # parsePagedResults does: a cookie never issued is a protocol error, an earlier one is refused.
+        state = session.paged
         count = 0
-        if page.cookie:
-            state = session.paged.pop(page.cookie, None)
-            if state is None or state.request_key != key:
+        if page.cookie:  # a refused cookie leaves the open search as it was
+            number = int.from_bytes(page.cookie, "little") if len(page.cookie) == 8 else -1
+            if not 0 < number <= session.paged_cookies:
+                raise LDAPError(ResultCode.protocolError, "paged results cookie is invalid")
+            if state is None or number != state.cookie:
+                raise LDAPError(ResultCode.unwillingToPerform, "paged results cookie is invalid or old")
+            if state.request_key != key:  # slapd would go on with the new request from the old position
                 raise LDAPError(ResultCode.unwillingToPerform, "paged results cookie is invalid")
-            remaining = state.remaining
+            session.paged = None
             count = state.count
         size_limit = paged_size_limit(limits, request.size_limit, count, page.size)
-        if not page.cookie:
-            remaining = []
+        if not page.cookie:  # a new paged search: the connection's previous one (if any) is abandoned
+            session.paged = None
+            ids = array("Q")
             checked = 0
             for entry in self.candidates(txn, normalize_dn(request.base, self.schema), Scope(request.scope),
                                          request, limits):  # fmt: skip
@@ -475,15 +544,18 @@ class Directory:
                 if deadline is not None and checked % 64 == 0 and time.monotonic() > deadline:
                     raise LDAPError(ResultCode.timeLimitExceeded, "")
                 if (manage_dsa_it or not is_glue(entry)) and matches(entry):
-                    remaining.append(entry.id)
+                    ids.append(entry.id)
+            state = PagedSearch(key, ids)
         if page.size == 0:
             return 0, [paged_control(0, b"")], ""
         has_children = txn.has_children if selection.wants_has_subordinates else None
         sent = 0
-        while remaining and sent < page.size:
+        ids, position = state.ids, state.position
+        while position < len(ids) and sent < page.size:
             if size_limit >= 0 and sent >= size_limit:
                 raise SizeLimitExceeded(sent)
-            entry = txn.get_by_id(remaining.pop(0))
+            entry = txn.get_by_id(ids[position])
+            position += 1
             if entry is None:
                 continue
             if page.cookie and not matches(entry):
@@ -494,11 +566,15 @@ class Directory:
                 continue
             send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
             sent += 1
-        cookie = b""
-        if remaining:
-            cookie = secrets.token_bytes(8)
-            session.paged[cookie] = PagedSearch(key, remaining, count + sent)
-        return sent, [paged_control(0, cookie)], ""
+        if position >= len(ids):
+            return sent, [paged_control(0, b"")], ""
+        if position > 4096 and position * 2 > len(ids):  # what was sent is given back as the search goes
+            del ids[:position]
+            position = 0
+        session.paged_cookies += 1
+        state.position, state.cookie, state.count = position, session.paged_cookies, count + sent
+        session.paged = state
+        return sent, [paged_control(0, state.cookie.to_bytes(8, "little"))], ""
 
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync_control: Control) -> bool:  # fmt: skip
@@ -829,13 +905,14 @@ class Directory:
 
     # -- extended operations ---------------------------------------------------------------------------------
 
-    def password_modify(self, session: Session, value: bytes | None) -> bytes | None:
+    def prepare_password_modify(self, session: Session, value: bytes | None) -> PasswordChange:
+        """Password Modify up to its hashing and old-password check (see `password_modify`)."""
         try:
             request = ctl.decode_password_modify_request(value or b"")
         except Exception as exc:
             raise LDAPError(ResultCode.protocolError, "password modify request is malformed") from exc
-        if session.anonymous and request.user_identity is None:
-            raise LDAPError(ResultCode.unwillingToPerform, "only authenticated users may change passwords")
+        if session.anonymous:  # slapd's passwd.c: before the identity is even looked at
+            raise LDAPError(ResultCode.strongerAuthRequired, "only authenticated users may change passwords")
         target_dn = request.user_identity.decode() if request.user_identity is not None else session.bind_dn
         if target_dn.startswith("dn:"):
             target_dn = target_dn[3:]
@@ -847,15 +924,26 @@ class Directory:
         if new_password is None:
             new_password = generated = secrets.token_urlsafe(9).encode()
         scheme = self.config.password_hash[0] if self.config.password_hash else "{SSHA}"
+        with backend.db.read() as txn:
+            stored = list(self.existing(txn, ndn).get("userpassword"))
+        old = request.old_password
+        check_old = old is not None and not self.is_root(session, backend) and session.bind_ndn == ndn
+        return PasswordChange(ndn, backend, new_password, generated, scheme, self.config.password_crypt_salt_format,
+                              old if check_old else None, stored)  # fmt: skip
+
+    def password_modify(self, session: Session, value: bytes | None) -> bytes | None:
+        """Password Modify (RFC 3062) at once; the connection runs `change.compute` on a worker thread when the
+        scheme is slow ({ARGON2}...)."""
+        change = self.prepare_password_modify(session, value)
+        change.compute()
+        return self.finish_password_modify(session, change)
+
+    def finish_password_modify(self, session: Session, change: PasswordChange) -> bytes | None:
+        backend, ndn, hashed = change.backend, change.ndn, change.hashed
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
-            hashed = hash_password(new_password, scheme, self.config.password_crypt_salt_format or None)
             if not self.is_root(session, backend):
-                if (
-                    request.old_password is not None
-                    and session.bind_ndn == ndn
-                    and not any(verify_password(request.old_password, v) for v in current.get("userpassword"))
-                ):
+                if not change.old_valid:
                     raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
                 self.require_write(session, backend, "entry")
                 self.access.check_password_modify(session, backend, txn, current, ndn, hashed)
@@ -865,6 +953,7 @@ class Directory:
             txn.modify(ndn, entry)
             backend.context.advance(txn, csn)
         backend.publish(Change("modify", current, entry, csn))
+        generated = change.generated
         return ctl.encode_password_modify_response(generated) if generated is not None else None
 
     def who_am_i(self, session: Session) -> bytes:
