@@ -13,7 +13,7 @@ import time
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
-from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
 from pyldapd.model.csn import CSNSet, format_cookie, parse_cookie, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Attribute, Entry
@@ -105,6 +105,10 @@ class SyncConsumer:
                 raise
             except (TimeoutError, OSError, ClientError, ConsumerError, LDAPError, ldap.BERError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
+            except StorageError as exc:
+                # A change could not be stored (failed commit: I/O error, disk full): nothing of it moved the
+                # state, so the next session asks again from the last committed cookie.
+                self.last_error = f"could not store a change: {exc}"
             except Exception as exc:  # a bug in one consumer must not stop the server
                 self.last_error = repr(exc)
                 self.log.error(f"syncrepl rid={self.rid:03d}: internal error: {exc!r}")
@@ -329,7 +333,8 @@ class SyncConsumer:
             tombstone = read_tombstone(txn, entry_uuid) if local is None else None
             if local is None and tombstone is not None and tombstone >= incoming_csn:
                 self.conflict(
-                    f"entry {dn} (CSN {incoming_csn}) was deleted here later ({tombstone}): stays deleted"
+                    f"entry {dn} (CSN {incoming_csn}) was deleted here later ({tombstone}): stays deleted",
+                    txn,
                 )
             elif local is None:
                 existing = txn.get(ndn)
@@ -337,7 +342,7 @@ class SyncConsumer:
                 if existing is not None and not is_glue(existing) and existing_csn >= incoming_csn:
                     # two servers added the same DN: the newer entry wins everywhere
                     self.conflict(f"entry {dn} (CSN {incoming_csn}) lost to the local entry of the same DN "
-                                  f"({existing_csn})")  # fmt: skip
+                                  f"({existing_csn})", txn)  # fmt: skip
                 elif existing is not None:
                     # a glue entry (or an older entry of another identity) holds the DN: the provider's replaces it
                     change = self.replace_local(txn, existing, ndn, incoming, incoming_csn)
@@ -349,7 +354,7 @@ class SyncConsumer:
                 if not is_glue(local) and local_csn and local_csn >= incoming_csn:
                     if local_csn > incoming_csn:
                         self.conflict(f"entry {dn} from the provider (CSN {incoming_csn}) is older than ours "
-                                      f"({local_csn}): kept ours")  # fmt: skip
+                                      f"({local_csn}): kept ours", txn)  # fmt: skip
                     else:
                         self.note(f"entry {dn} unchanged")
                 else:
@@ -428,7 +433,9 @@ class SyncConsumer:
                     local = None  # changed since the provider's state: not this delete's business
             local_csn = (local.first("entrycsn") or b"").decode() if local is not None else ""
             if local is not None and cookie_csn is not None and local_csn > csn:
-                self.conflict(f"delete of {local.dn} (CSN {csn}) is older than the entry ({local_csn}): kept")
+                self.conflict(
+                    f"delete of {local.dn} (CSN {csn}) is older than the entry ({local_csn}): kept", txn
+                )
                 local = None
             if local is not None:
                 change = self.delete_local(txn, local, csn)
@@ -493,10 +500,18 @@ class SyncConsumer:
             self.delete_by_uuid(entry_uuid_bytes(entry) or b"", self.directory.csn.next(), None)
         self.present = set()
 
-    def conflict(self, message: str) -> None:
-        """Every resolved conflict is visible: a log line and a counter (slapd only logs at debug level)."""
-        self.conflicts += 1
-        self.log.error(f"syncrepl rid={self.rid:03d}: conflict: {message}")
+    def conflict(self, message: str, txn=None) -> None:
+        """Every resolved conflict is visible: a log line and a counter (slapd only logs at debug level), once
+        the transaction that resolved it (when given) has committed."""
+
+        def resolved() -> None:
+            self.conflicts += 1
+            self.log.error(f"syncrepl rid={self.rid:03d}: conflict: {message}")
+
+        if txn is None:
+            resolved()
+        else:
+            txn.on_commit(resolved)
 
     def status(self) -> dict[str, Any]:
         return {"rid": self.rid, "provider": self.spec.provider, "state": self.state,

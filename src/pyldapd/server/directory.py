@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
-from pyldapd.backends.mdb import MdbDatabase
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
+from pyldapd.backends.mdb import MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
@@ -114,6 +116,18 @@ def stored_indexes(config: DatabaseConfig) -> dict[str, set[str]]:
     return indexes
 
 
+@contextmanager
+def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
+    """The write transaction of a client operation. When LMDB cannot store it (a failed commit: I/O error, disk
+    full; the map at its maximum size) nothing of it happened and the client gets result 80 with back-mdb's
+    text; in-memory state (contextCSN, session log, persistent searches) has not moved either."""
+    try:
+        with backend.db.write() as txn:
+            yield txn
+    except StorageError as exc:
+        raise LDAPError(ResultCode.other, failed) from exc
+
+
 class Backend:
     """One configured data database: its config, its storage and its normalized names."""
 
@@ -176,7 +190,11 @@ class Backend:
     def close(self) -> None:
         if self.provider is not None:
             self.provider.close()
-        self.write_context_csn()
+        try:
+            self.write_context_csn()
+        except StorageError as exc:
+            # the vector is in the metadata already; its copy on the suffix entry waits for a later run
+            print(f"contextCSN not copied onto {self.config.suffix}: {exc}", file=sys.stderr)
         self.db.close()
 
 
@@ -559,7 +577,7 @@ class Directory:
         add_rdn_values(self.schema, entry, split_rdn(request.dn)[0])  # slapd adds missing naming values
         structural = check_entry(self.schema, entry)
         entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
-        with backend.db.write() as txn:
+        with storing(backend, "txn_commit failed") as txn:
             if txn.exists(ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             parent = None
@@ -591,7 +609,7 @@ class Directory:
         self.require_authentication(session)
         self.check_shadow(backend, request.dn)
         check_changes(self.schema, request.changes)
-        with backend.db.write() as txn:
+        with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.check_assertion(controls, current)
@@ -612,7 +630,7 @@ class Directory:
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
         self.check_shadow(backend, request.dn)
-        with backend.db.write() as txn:
+        with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.access.check_delete(session, backend, txn, current, ndn)
@@ -661,7 +679,7 @@ class Directory:
         if new_ndn == ndn or is_descendant(new_ndn, ndn):
             if new_ndn != ndn:
                 raise LDAPError(ResultCode.unwillingToPerform, "cannot move an entry below itself")
-        with backend.db.write() as txn:
+        with storing(backend, "txn_commit failed") as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.check_assertion(controls, current)
@@ -755,7 +773,7 @@ class Directory:
         if new_password is None:
             new_password = generated = secrets.token_urlsafe(9).encode()
         scheme = self.config.password_hash[0] if self.config.password_hash else "{SSHA}"
-        with backend.db.write() as txn:
+        with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
             hashed = hash_password(new_password, scheme, self.config.password_crypt_salt_format or None)
             if not self.is_root(session, backend):
