@@ -142,6 +142,30 @@ def test_local_write_with_failed_commit_changes_nothing(tmp_path, monkeypatch):
         server.stop()
 
 
+def test_failed_checkpoint_costs_no_client_result_and_no_consumer_change(tmp_path, monkeypatch):
+    """A checkpoint (contextCSN copied onto the suffix entry) is a write of its own after a committed change: its
+    failure must neither turn the client's committed write into an error nor keep the change from consumers."""
+    conf = provider_conf(db_dir(tmp_path, "prov")).replace(
+        "syncprov-checkpoint 100 10", "syncprov-checkpoint 1 0"
+    )
+    # write commits: 1 the suffix entry, 2 its checkpoint (fails), 3 ou=People, 4 its checkpoint...
+    provider = start_with_fault(monkeypatch, "2", tmp_path / "prov", conf, name="prov")
+    consumer = None
+    try:
+        consumer = start_pyldapd(
+            tmp_path / "cons", consumer_conf(db_dir(tmp_path, "cons"), provider.url), name="cons"
+        )
+        wait_for(lambda: "refresh done" in consumer.log(), 20, "the consumer to persist")
+        add(provider, BASE)  # every entry acknowledged, the first one despite its failed checkpoint
+        assert "syncprov: checkpoint of contextCSN failed" in provider.log()
+        wait_same([provider, consumer])
+        assert context_csn(consumer) == context_csn(provider)
+    finally:
+        if consumer is not None:
+            consumer.stop()
+        provider.stop()
+
+
 # -- a consumer whose commit fails ------------------------------------------------------------------------------
 
 
