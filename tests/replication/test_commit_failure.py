@@ -28,7 +28,7 @@ from tests.replication.helpers import (
 from tests.servers import SUFFIX, free_port, ldap_tool, start_pyldapd, start_slapd
 
 FAULT = "PYLDAPD_FAULT_COMMIT"
-FAILED = "mdb_txn_commit: Input/output error"
+FAILED = "mdb_txn_commit: "  # then "Input/output error" or "No space left on device"
 
 
 def start_with_fault(monkeypatch, fault: str, workdir: Path, conf: str, **kw):
@@ -216,7 +216,12 @@ def test_consumer_refresh_cookie_with_failed_commit_does_not_move_state(tmp_path
         # The vector must not claim the provider's state it could not store (before: it showed it and asked
         # the provider for nothing more, while its database lacked the cookie).
         assert context_csn(consumer) == []
-        wait_for(lambda: failures(consumer) >= 2, 30, "the consumer to ask again from its stored state")
+        asked = consumer.log().count("sync search with cookie")
+        wait_for(
+            lambda: consumer.log().count("sync search with cookie") > asked, 30, "the consumer to ask again"
+        )
+        requests = [line for line in consumer.log().splitlines() if "sync search with cookie" in line]
+        assert "csn=" not in requests[-1], requests  # from the state it stored, not from the one it failed to
         assert context_csn(consumer) == []
         consumer.stop()
         consumer = start_pyldapd(tmp_path / "cons", conf, name="cons", port=consumer.port)
@@ -248,7 +253,7 @@ def test_mesh_node_with_failed_commits_loses_nothing(tmp_path, monkeypatch):
         flag.touch()
         add(nodes[0], person("from1"))
         add(nodes[1], person("from2"))
-        wait_for(lambda: failures(nodes[2]) >= 2, 30, "node3's commits to fail")
+        wait_for(lambda: failures(nodes[2]) >= 1, 30, "node3's commits to fail")
         flag.unlink()
         add(nodes[0], person("after1"))
         add(nodes[1], person("after2"))
