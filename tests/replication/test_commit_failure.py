@@ -166,6 +166,57 @@ def test_failed_checkpoint_costs_no_client_result_and_no_consumer_change(tmp_pat
         provider.stop()
 
 
+def fill_until_refused(server, disk: SmallDisk) -> list[tuple[int, str]]:
+    """Add 20 KB entries until the disk is full; then a modify. Returns (result code, text) of both refusals."""
+    add(server, BASE)
+    blob = "x" * 20_000
+    for i in range(400):  # 8 MB at most, twice the disk
+        if i == 50:
+            disk.fill()
+        result = ldap_tool("ldapadd", "-H", server.url, *ADMIN, input=person(f"big{i}", description=blob))
+        if result.returncode:
+            break
+    else:
+        raise AssertionError(f"{server.name}: the disk never filled up")
+    refused = [(result.returncode, result.stderr.rsplit("additional info: ", 1)[-1].strip())]
+    last_csn = identities(server)[f"uid=big{i - 1},ou=people,{SUFFIX}"][1]
+    assert f"uid=big{i},ou=people,{SUFFIX}" not in identities(server)
+    modify = (
+        f"dn: uid=big0,ou=People,{SUFFIX}\nchangetype: modify\nreplace: description\ndescription: {blob}y\n"
+    )
+    result = ldap_tool("ldapmodify", "-H", server.url, *ADMIN, input=modify)
+    refused.append((result.returncode, result.stderr.rsplit("additional info: ", 1)[-1].strip()))
+    assert context_csn(server) == [last_csn], server.name  # the live vector claims no refused write
+    disk.enlarge()
+    add(server, person(f"big{i}", description=blob))  # room again: the same add now succeeds
+    return refused
+
+
+def test_client_writes_on_a_full_disk_are_refused_as_slapd_does(tmp_path, monkeypatch):
+    results = {}
+    for kind in ("pyldapd", "slapd"):
+        disk = SmallDisk(tmp_path / f"{kind}-disk", 4)
+        try:
+            if kind == "slapd" and not disk.mounted:
+                # no tmpfs for slapd here: what slapd 2.5 answered on a full tmpfs (back-mdb's texts)
+                results[kind] = [(80, "txn_commit failed"), (80, "commit failed")]
+                continue
+            conf = provider_conf(disk.path, slapd=(kind == "slapd"))
+            if kind == "slapd":
+                server = start_slapd(tmp_path / kind, conf, name=kind)
+            elif disk.fault is None:
+                server = start_pyldapd(tmp_path / kind, conf, name=kind)
+            else:
+                server = start_with_fault(monkeypatch, disk.fault, tmp_path / kind, conf, name=kind)
+            try:
+                results[kind] = fill_until_refused(server, disk)
+            finally:
+                server.stop()
+        finally:
+            disk.release()
+    assert results["pyldapd"] == results["slapd"] == [(80, "txn_commit failed"), (80, "commit failed")]
+
+
 # -- a consumer whose commit fails ------------------------------------------------------------------------------
 
 
