@@ -179,14 +179,15 @@ def fill_until_refused(server, disk: SmallDisk) -> list[tuple[int, str]]:
     else:
         raise AssertionError(f"{server.name}: the disk never filled up")
     refused = [(result.returncode, result.stderr.rsplit("additional info: ", 1)[-1].strip())]
-    last_csn = identities(server)[f"uid=big{i - 1},ou=people,{SUFFIX}"][1]
     assert f"uid=big{i},ou=people,{SUFFIX}" not in identities(server)
+    # a modify that needs 200 KB more than the disk has
     modify = (
-        f"dn: uid=big0,ou=People,{SUFFIX}\nchangetype: modify\nreplace: description\ndescription: {blob}y\n"
+        f"dn: uid=big0,ou=People,{SUFFIX}\nchangetype: modify\nadd: description\ndescription: {blob * 10}\n"
     )
     result = ldap_tool("ldapmodify", "-H", server.url, *ADMIN, input=modify)
     refused.append((result.returncode, result.stderr.rsplit("additional info: ", 1)[-1].strip()))
-    assert context_csn(server) == [last_csn], server.name  # the live vector claims no refused write
+    # the live vector claims no refused write: it is the newest entryCSN stored
+    assert context_csn(server) == [max(csn for _, csn in identities(server).values())], server.name
     disk.enlarge()
     add(server, person(f"big{i}", description=blob))  # room again: the same add now succeeds
     return refused
