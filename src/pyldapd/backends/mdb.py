@@ -85,7 +85,7 @@ import os
 import struct
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -97,7 +97,7 @@ from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
 from pyldapd.protocol.ldap import decode_partial_attribute_list, encode_partial_attribute_list
 
-__all__ = ["MdbDatabase", "ReadTxn", "WriteTxn", "open_database", "INDEX_KINDS"]
+__all__ = ["CommitFailed", "MdbDatabase", "ReadTxn", "WriteTxn", "open_database", "INDEX_KINDS"]
 
 log = logging.getLogger(__name__)
 
@@ -1217,6 +1217,39 @@ def _batch_items(
             yield name, items
 
 
+class CommitFailed(StorageError):
+    """LMDB refused to commit a write transaction (I/O error, disk full...): nothing of it was stored."""
+
+
+class _CommitFault:
+    """Test-only fault injection, off unless PYLDAPD_FAULT_COMMIT is set (read once, at import).
+
+    ``N`` fails the Nth write commit of the process, ``N-M`` the Nth to the Mth; a path (``/...``) fails every
+    write commit while that file exists. A failed commit is aborted and raises as a real I/O error would.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.path: str | None = None
+        self.first = self.last = 0
+        self.count = 0
+        if spec.startswith("/"):
+            self.path = spec
+        elif spec:
+            first, _, last = spec.partition("-")
+            self.first = int(first)
+            self.last = int(last) if last else self.first
+
+    def hit(self) -> bool:
+        if self.path is not None:
+            return os.path.exists(self.path)
+        self.count += 1
+        return self.first <= self.count <= self.last
+
+
+_FAULT_SPEC = os.environ.get("PYLDAPD_FAULT_COMMIT", "")
+_FAULT = _CommitFault(_FAULT_SPEC) if _FAULT_SPEC else None
+
+
 def _run_holds(cur: Any, key: bytes, eid: int) -> bool:
     run = _find_run(cur, key, _pack_id(eid))
     return run is not None and eid in _run_ids(run)
@@ -1233,6 +1266,15 @@ class WriteTxn(ReadTxn):
         self._log: list[tuple[int, Any, bytes, bytes | None]] = []  # low-level writes, replayed after a grow
         self._touched: set[int] = set()
         self._entered = False
+        # Effects on in-memory state (replication state, counters) that must happen only if this transaction
+        # commits: run in order after a successful commit, dropped on abort or a failed commit.
+        self._on_commit: list[Callable[[], None]] = []
+        # per-transaction working copies of such state, keyed by their owner
+        self.pending: dict[Any, Any] = {}
+
+    def on_commit(self, effect: Callable[[], None]) -> None:
+        """Run `effect` once this transaction has committed (never if it aborts or its commit fails)."""
+        self._on_commit.append(effect)
 
     def __enter__(self) -> WriteTxn:
         self.db._acquire_write()
@@ -1259,15 +1301,30 @@ class WriteTxn(ReadTxn):
             self.db._release_write()
 
     def _commit(self) -> None:
-        while True:
-            try:
-                self._t.commit()
-                break
-            except lmdb.MapFullError:
-                self._regrow()
-        self._invalidate()
+        effects, self._on_commit = self._on_commit, []
+        self.pending = {}
+        try:
+            while True:
+                try:
+                    if _FAULT is not None and _FAULT.hit():
+                        self._t.abort()
+                        raise lmdb.Error("mdb_txn_commit: Input/output error (PYLDAPD_FAULT_COMMIT)")
+                    self._t.commit()
+                    break
+                except lmdb.MapFullError:
+                    self._regrow()
+        except lmdb.Error as exc:
+            # mdb_txn_commit failed: LMDB has already freed the transaction and nothing of it is stored
+            log.error("commit failed in %s: %s", self.db.directory, exc)
+            raise CommitFailed(str(exc)) from exc
+        finally:
+            self._invalidate()
+        for effect in effects:
+            effect()
 
     def _abort(self) -> None:
+        self._on_commit = []
+        self.pending = {}
         if self._t is not None:
             self._t.abort()
         self._invalidate()

@@ -13,7 +13,7 @@ import time
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
-from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
 from pyldapd.model.csn import CSNSet, format_cookie, parse_cookie, parse_csn, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Attribute, Entry
@@ -111,6 +111,10 @@ class SyncConsumer:
                 raise
             except (TimeoutError, OSError, ClientError, ConsumerError, LDAPError, ldap.BERError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
+            except StorageError as exc:
+                # A change could not be stored (failed commit: I/O error, disk full): nothing of it moved the
+                # state, so the next session asks again from the last committed cookie.
+                self.last_error = f"could not store a change: {exc}"
             except Exception as exc:  # a bug in one consumer must not stop the server
                 self.last_error = repr(exc)
                 self.log.error(f"syncrepl rid={self.rid:03d}: internal error: {exc!r}")
@@ -340,24 +344,29 @@ class SyncConsumer:
             if local is None and tombstone is not None and tombstone >= incoming_csn:
                 if self.is_news(incoming_csn):
                     self.conflict(
-                        "delete", dn, tombstone, incoming_csn, "a change older than its delete: stays deleted"
+                        "delete",
+                        dn,
+                        tombstone,
+                        incoming_csn,
+                        "a change older than its delete: stays deleted",
+                        txn=txn,
                     )
             elif local is None:
                 if tombstone is not None and self.concurrent(tombstone, incoming_csn):
                     self.conflict("delete", dn, incoming_csn, tombstone,
-                                  "deleted here, changed later there: the newer change brings it back")  # fmt: skip
+                                  "deleted here, changed later there: the newer change brings it back", txn=txn)  # fmt: skip
                 existing = txn.get(ndn)
                 existing_csn = (existing.first("entrycsn") or b"").decode() if existing is not None else ""
                 if existing is not None and not is_glue(existing) and existing_csn >= incoming_csn:
                     # two servers added the same DN: the newer entry wins everywhere
                     if self.is_news(incoming_csn):
                         self.conflict("add", dn, existing_csn, incoming_csn,
-                                      "two adds of one DN: the incoming, older one discarded")  # fmt: skip
+                                      "two adds of one DN: the incoming, older one discarded", txn=txn)  # fmt: skip
                 elif existing is not None:
                     # a glue entry (or an older entry of another identity) holds the DN: the provider's replaces it
                     if not is_glue(existing):
                         self.conflict("add", dn, incoming_csn, existing_csn,
-                                      "two adds of one DN: the local, older one replaced")  # fmt: skip
+                                      "two adds of one DN: the local, older one replaced", txn=txn)  # fmt: skip
                     change = self.replace_local(txn, existing, ndn, incoming, incoming_csn)
                 else:
                     self.add_with_glue(txn, ndn, self.merged(None, incoming), incoming_csn)
@@ -367,13 +376,13 @@ class SyncConsumer:
                 if not is_glue(local) and local_csn and local_csn >= incoming_csn:
                     if local_csn > incoming_csn and self.is_news(incoming_csn):
                         self.conflict("modify", dn, local_csn, incoming_csn,
-                                      "the incoming change is older than the local entry: discarded")  # fmt: skip
+                                      "the incoming change is older than the local entry: discarded", txn=txn)  # fmt: skip
                     elif local_csn == incoming_csn:
                         self.note(f"entry {dn} unchanged")
                 else:
                     if not is_glue(local) and self.concurrent(local_csn, incoming_csn):
                         self.conflict("modify", dn, incoming_csn, local_csn,
-                                      "a local change not yet replicated, overridden by a newer one")  # fmt: skip
+                                      "a local change not yet replicated, overridden by a newer one", txn=txn)  # fmt: skip
                     change = self.replace_local(txn, local, ndn, incoming, incoming_csn)
             if self.spec.schemachecking and change is not None and change.after is not None:
                 check_entry(schema, change.after, check_rdn=False)
@@ -439,7 +448,7 @@ class SyncConsumer:
                 self.backend.config.multiprovider
             ):  # every node holds the whole tree: a missing parent is a conflict
                 self.conflict(
-                    "glue", glue.dn, csn, "", f"parent of {dn} missing here: created as a glue entry"
+                    "glue", glue.dn, csn, "", f"parent of {dn} missing here: created as a glue entry", txn=txn
                 )
 
     def delete_by_uuid(self, entry_uuid: bytes, csn: str, cookie_csn: str | None,
@@ -459,18 +468,23 @@ class SyncConsumer:
                     # (its delete CSN is known only from the cookie's delcsn; else csn was made here and means nothing)
                     delete_csn = csn if csn_sid(csn) != self.directory.server_id else ""
                     self.conflict("delete", local.dn, local_csn, delete_csn,
-                                  "deleted there, changed here since: the entry stays")  # fmt: skip
+                                  "deleted there, changed here since: the entry stays", txn=txn)  # fmt: skip
                     local = None
             local_csn = (local.first("entrycsn") or b"").decode() if local is not None else ""
             if local is not None and csn_known and local_csn > csn:
                 if self.is_news(csn):
                     self.conflict(
-                        "delete", local.dn, local_csn, csn, "a delete older than the entry: the entry stays"
+                        "delete",
+                        local.dn,
+                        local_csn,
+                        csn,
+                        "a delete older than the entry: the entry stays",
+                        txn=txn,
                     )
                 local = None
             elif local is not None and csn_known and self.concurrent(local_csn, csn):
                 self.conflict("delete", local.dn, csn, local_csn,
-                              "a local change not yet replicated, overridden by a newer delete")  # fmt: skip
+                              "a local change not yet replicated, overridden by a newer delete", txn=txn)  # fmt: skip
             if local is not None:
                 change = self.delete_local(txn, local, csn)
             if cookie_csn is not None:
@@ -498,7 +512,7 @@ class SyncConsumer:
             txn.modify(ndn, glue)
             self.note(f"{local.dn} has children: turned into a glue entry")
             self.conflict("glue", local.dn, csn, (local.first("entrycsn") or b"").decode(),
-                          "deleted there, has children here: turned into a glue entry")  # fmt: skip
+                          "deleted there, has children here: turned into a glue entry", txn=txn)  # fmt: skip
             return Change("delete", local, None, csn)
         self.delete_empty_glue_parents(txn, ndn)
         return Change("delete", local, None, csn)
@@ -536,12 +550,22 @@ class SyncConsumer:
             self.delete_by_uuid(entry_uuid_bytes(entry) or b"", self.directory.csn.next(), None)
         self.present = set()
 
-    def conflict(self, kind: str, dn: str, winner_csn: str, loser_csn: str, resolution: str) -> None:
+    def conflict(
+        self, kind: str, dn: str, winner_csn: str, loser_csn: str, resolution: str, txn=None
+    ) -> None:
         """Every resolved conflict is visible: a log line at the default level, a counter per consumer and the
-        database's journal (cn=Monitor). slapd only logs these at debug level."""
-        self.conflicts += 1
-        record = journal_of(self.backend).record(kind, dn, winner_csn, loser_csn, resolution, self.rid)
-        self.log.error(f"syncrepl rid={self.rid:03d}: {record.log_text()}")
+        database's journal (cn=Monitor), once the transaction that resolved it (when given) has committed. slapd
+        only logs these at debug level."""
+
+        def resolved() -> None:
+            self.conflicts += 1
+            record = journal_of(self.backend).record(kind, dn, winner_csn, loser_csn, resolution, self.rid)
+            self.log.error(f"syncrepl rid={self.rid:03d}: {record.log_text()}")
+
+        if txn is None:
+            resolved()
+        else:
+            txn.on_commit(resolved)
 
     def is_news(self, csn: str) -> bool:
         """An incoming change this node had not received before (the discarding side of a conflict): newer than

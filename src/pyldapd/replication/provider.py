@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyldapd.backends.base import Scope
+from pyldapd.backends.base import Scope, StorageError
 from pyldapd.model.csn import CSNGenerator, format_cookie, parse_cookie, sid_of
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn
 from pyldapd.model.entry import Entry
@@ -148,7 +148,6 @@ class SyncProvider:
         """Called after every committed write to the database, in commit order."""
         self.session_log.add(change)
         self.ops_since_checkpoint += 1
-        self.maybe_checkpoint()
         for ps in list(self.psearches):
             if ps.consumer_sid is not None and ps.consumer_sid in (change.origin_sid, change.relay_sid):
                 self.log.log(SYNC, f"syncprov: skipping sid {ps.consumer_sid:03x} for rid={ps.rid:03d}")
@@ -158,6 +157,9 @@ class SyncProvider:
             except Exception as exc:  # one broken consumer must not stop the others
                 self.log.error(f"syncprov: dropping persistent search of rid={ps.rid:03d}: {exc!r}")
                 self.remove(ps)
+        # After the fan-out: a checkpoint is a write of its own, and its failure must cost neither the consumers
+        # their change nor the client its (committed) result.
+        self.maybe_checkpoint()
 
     def covers(self, ps: PersistentSearch, entry: Entry | None) -> bool:
         if entry is None:
@@ -396,7 +398,13 @@ class SyncProvider:
 
     def checkpoint(self) -> None:
         """Copy the contextCSN vector onto the suffix entry (no timestamps touched, not replicated)."""
-        self.backend.write_context_csn()
+        try:
+            self.backend.write_context_csn()
+        except StorageError as exc:
+            # The vector stays safe in the database's metadata; the bookkeeping stays due, so the next change
+            # (or the shutdown) tries again.
+            self.log.error(f"syncprov: checkpoint of contextCSN failed: {exc}")
+            return
         self.ops_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
 

@@ -71,7 +71,12 @@ def uuid_string(raw: bytes) -> str:
 
 
 class ContextState:
-    """The contextCSN vector of a database."""
+    """The contextCSN vector of a database.
+
+    It moves only with a commit: `advance` and `merge` work on a copy held by the write transaction and written
+    into it; the copy replaces the vector once LMDB has committed. A failed commit leaves the vector as it was,
+    so a consumer asks its provider again from the last state it really stored.
+    """
 
     def __init__(self) -> None:
         self.csns = CSNSet()
@@ -84,22 +89,47 @@ class ContextState:
         self.csns = CSNSet.from_values(values)
 
     def encoded(self) -> bytes:
-        return ";".join(self.csns.to_values()).encode()
+        return encode_csns(self.csns)
+
+    def _working(self, txn) -> _Pending:
+        """This transaction's copy of the state, installed when (and only if) the transaction commits."""
+        pending = txn.pending.get(self)
+        if pending is None:
+            pending = txn.pending[self] = _Pending(self.csns.copy())
+            txn.on_commit(lambda: self._install(pending))
+        return pending
+
+    def _install(self, pending: _Pending) -> None:
+        self.csns = pending.csns
+        if pending.dirty:
+            self.dirty = True
 
     def advance(self, txn, csn: str) -> bool:
-        """Record a committed change's CSN; persisted in the same transaction. True if the vector moved."""
-        changed = self.csns.update_csn(csn)
+        """Record a change's CSN in the transaction; the vector moves when it commits. True if it will move."""
+        pending = self._working(txn)
+        changed = pending.csns.update_csn(csn)
         if changed:
-            txn.put_raw_metadata(CONTEXT_CSN_KEY, self.encoded())
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, encode_csns(pending.csns))
         else:
-            self.dirty = True
+            pending.dirty = True
         return changed
 
     def merge(self, txn, csns) -> bool:
-        changed = self.csns.merge(csns)
+        pending = self._working(txn)
+        changed = pending.csns.merge(csns)
         if changed:
-            txn.put_raw_metadata(CONTEXT_CSN_KEY, self.encoded())
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, encode_csns(pending.csns))
         return changed
 
     def values(self) -> list[bytes]:
         return [v.encode() for v in self.csns.to_values()]
+
+
+@dataclass
+class _Pending:
+    csns: CSNSet
+    dirty: bool = False
+
+
+def encode_csns(csns: CSNSet) -> bytes:
+    return ";".join(csns.to_values()).encode()

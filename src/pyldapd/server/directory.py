@@ -9,15 +9,17 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import sys
 import time
 import uuid
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
-from pyldapd.backends.mdb import MdbDatabase
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
+from pyldapd.backends.mdb import MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
@@ -179,6 +181,18 @@ def stored_indexes(config: DatabaseConfig) -> dict[str, set[str]]:
     return indexes
 
 
+@contextmanager
+def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
+    """The write transaction of a client operation. When LMDB cannot store it (a failed commit: I/O error, disk
+    full; the map at its maximum size) nothing of it happened and the client gets result 80 with back-mdb's
+    text; in-memory state (contextCSN, session log, persistent searches) has not moved either."""
+    try:
+        with backend.db.write() as txn:
+            yield txn
+    except StorageError as exc:
+        raise LDAPError(ResultCode.other, failed) from exc
+
+
 class Backend:
     """One configured data database: its config, its storage and its normalized names."""
 
@@ -241,7 +255,11 @@ class Backend:
     def close(self) -> None:
         if self.provider is not None:
             self.provider.close()
-        self.write_context_csn()
+        try:
+            self.write_context_csn()
+        except StorageError as exc:
+            # the vector is in the metadata already; its copy on the suffix entry waits for a later run
+            print(f"contextCSN not copied onto {self.config.suffix}: {exc}", file=sys.stderr)
         self.db.close()
 
 
@@ -700,7 +718,7 @@ class Directory:
         add_rdn_values(self.schema, entry, split_rdn(request.dn)[0])  # slapd adds missing naming values
         structural = check_entry(self.schema, entry)
         entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
-        with backend.db.write() as txn:
+        with storing(backend, "txn_commit failed") as txn:
             # back-mdb tests the assertion on the new entry, its operational attributes added, before anything
             csn = self.stamp(entry, session, created=True)
             self.check_assertion(controls, entry, session, backend, txn)
@@ -734,7 +752,7 @@ class Directory:
         self.require_authentication(session)
         self.check_shadow(backend, request.dn)
         check_changes(self.schema, request.changes)
-        with backend.db.write() as txn:
+        with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.check_assertion(controls, current, session, backend, txn)
@@ -756,7 +774,7 @@ class Directory:
         backend = self.require_backend(ndn, update=True)
         self.require_authentication(session)
         self.check_shadow(backend, request.dn)
-        with backend.db.write() as txn:
+        with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.access.check_delete(session, backend, txn, current, ndn)
@@ -806,7 +824,7 @@ class Directory:
         if new_ndn == ndn or is_descendant(new_ndn, ndn):
             if new_ndn != ndn:
                 raise LDAPError(ResultCode.unwillingToPerform, "cannot move an entry below itself")
-        with backend.db.write() as txn:
+        with storing(backend, "txn_commit failed") as txn:
             self.require_write(session, backend, "entry")
             # back-mdb's order: the parent (missing: noSuchObject naming nothing), write on its children, and
             # only then the entry (missing: the parent is the matched DN)
@@ -940,7 +958,7 @@ class Directory:
 
     def finish_password_modify(self, session: Session, change: PasswordChange) -> bytes | None:
         backend, ndn, hashed = change.backend, change.ndn, change.hashed
-        with backend.db.write() as txn:
+        with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
             if not self.is_root(session, backend):
                 if not change.old_valid:
