@@ -12,6 +12,7 @@ the Nth to the Mth write commit of the process.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.replication.helpers import (
@@ -148,7 +149,15 @@ def test_failed_checkpoint_costs_no_client_result_and_no_consumer_change(tmp_pat
     conf = provider_conf(db_dir(tmp_path, "prov")).replace(
         "syncprov-checkpoint 100 10", "syncprov-checkpoint 1 0"
     )
-    # write commits: 1 the suffix entry, 2 its checkpoint (fails), 3 ou=People, 4 its checkpoint...
+    # The suffix entry is loaded offline: a refreshAndPersist search of an empty database gets 32 (slapd 2.5),
+    # and the consumer must be in its persist stage before the change whose checkpoint fails.
+    suffix_entry, rest = BASE.split("\n\n", 1)
+    (tmp_path / "load.conf").write_text(conf)
+    (tmp_path / "suffix.ldif").write_text(suffix_entry + "\n")
+    loaded = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "add", "-f", str(tmp_path / "load.conf"),
+                             "-l", str(tmp_path / "suffix.ldif")], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    # write commits: 1 ou=People, 2 its checkpoint (fails), 3 the next entry, 4 its checkpoint...
     provider = start_with_fault(monkeypatch, "2", tmp_path / "prov", conf, name="prov")
     consumer = None
     try:
@@ -156,7 +165,7 @@ def test_failed_checkpoint_costs_no_client_result_and_no_consumer_change(tmp_pat
             tmp_path / "cons", consumer_conf(db_dir(tmp_path, "cons"), provider.url), name="cons"
         )
         wait_for(lambda: "refresh done" in consumer.log(), 20, "the consumer to persist")
-        add(provider, BASE)  # every entry acknowledged, the first one despite its failed checkpoint
+        add(provider, rest)  # every entry acknowledged, the first one despite its failed checkpoint
         assert "syncprov: checkpoint of contextCSN failed" in provider.log()
         wait_same([provider, consumer])
         assert context_csn(consumer) == context_csn(provider)
