@@ -19,6 +19,7 @@ from pyldapd.server import limits
 from pyldapd.server.directory import SizeLimitExceeded
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
+from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.tls import check_security, setup_session, start_tls
 
 if TYPE_CHECKING:
@@ -284,6 +285,8 @@ class LDAPConnection(asyncio.Protocol):
             self.extended(mid, op, tag)
 
     def extended(self, mid: int, op: ldap.ExtendedRequest, tag: int) -> None:
+        if op.name in (ctl.WHO_AM_I, ctl.CANCEL, ctl.START_TLS):  # Password Modify: at its target's database
+            check_restrictions(self.directory, self.session, None, "extended", op.name)
         if op.name == ctl.WHO_AM_I:
             value = self.directory.who_am_i(self.session)
             extra = tlv(EXTENDED_RESULT_VALUE_TAG, value)

@@ -7,6 +7,7 @@ LDAPError. Searches stream their entries through a `send` callback so large resu
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 import uuid
@@ -20,7 +21,7 @@ from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
 from pyldapd.model.entry import Entry
-from pyldapd.model.filter import FilterEvaluator
+from pyldapd.model.filter import FilterEvaluator, parse_filter
 from pyldapd.model.passwords import hash_password, verify_password
 from pyldapd.model.schema import Schema
 from pyldapd.protocol import controls as ctl
@@ -43,6 +44,7 @@ from pyldapd.server.entries import (
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
+from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.searchlimits import search_limits
 
 if TYPE_CHECKING:
@@ -95,6 +97,8 @@ class Session:
     tls_ssf: int = 0
     tls: bool = False
     tls_authzid: str = ""  # the verified client certificate's subject DN, for SASL EXTERNAL
+    protocol: int = 0  # the version of the last bind request (slapd's c_protocol; 0: no bind yet)
+    auth_method: str = ""  # "simple" or "sasl" after a successful bind (require strong/sasl)
 
     @property
     def anonymous(self) -> bool:
@@ -221,12 +225,6 @@ class Directory:
         return best
 
     @staticmethod
-    def require_authentication(session: Session) -> None:
-        """slapd's frontend refuses anonymous updates before a database sees them."""
-        if session.anonymous:
-            raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
-
-    @staticmethod
     def check_shadow(backend: Backend, dn: str) -> None:
         """A read-only consumer refers writes to its provider (updateref), as slapd's single shadow does."""
         if not backend.shadow:
@@ -236,9 +234,13 @@ class Directory:
             raise LDAPError(ResultCode.referral, "", referrals=urls)
         raise LDAPError(ResultCode.unwillingToPerform, "shadow context; no update referral")
 
-    def require_backend(self, ndn: str, *, update: bool = False) -> Backend:
+    def require_backend(self, ndn: str, *, update: bool = False, search_scope: int | None = None,
+                        dn: str | None = None) -> Backend:  # fmt: skip
         backend = self.backend_for(ndn)
         if backend is None:
+            if self.config.referral:  # slapd's default referral (`referral`, olcReferral), with the DN in it
+                raise LDAPError(ResultCode.referral, "", referrals=[referral_url(self.config.referral,
+                                dn if dn is not None else ndn, search_scope)])  # fmt: skip
             if update:  # slapd: no database and no default referral for this DN
                 raise LDAPError(ResultCode.unwillingToPerform, "no global superior knowledge")
             raise LDAPError(ResultCode.noSuchObject, "")
@@ -275,28 +277,50 @@ class Directory:
     # -- bind ------------------------------------------------------------------------------------------------
 
     def bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
-        """Authenticate; returns (dn, ndn) of the new identity. Raises LDAPError on failure."""
-        if request.version != 3:
-            raise LDAPError(ResultCode.protocolError, "requested protocol version not allowed")
+        """Authenticate; returns (dn, ndn) of the new identity. Raises LDAPError on failure.
+        The checks and their order are slapd's do_bind/fe_op_bind (allow, disallow, restrict)."""
+        session.auth_method = ""
+        ndn = normalize_or_fail(self.schema, request.name) if request.name else ""
+        if request.version not in (2, 3):
+            raise LDAPError(ResultCode.protocolError, "requested protocol version not supported")
+        if request.version < 3 and "bind_v2" not in self.config.allows:
+            raise LDAPError(
+                ResultCode.protocolError, "historical protocol version requested, use LDAPv3 instead"
+            )
+        session.protocol = request.version  # set whether or not the bind succeeds, as slapd does
         if request.sasl_mechanism is not None:
-            return self.sasl_bind(session, request)
+            if request.version < 3:
+                raise LDAPError(ResultCode.protocolError, "SASL bind requires LDAPv3")
+            check_restrictions(self, session, None, "bind")
+            dn, sasl_ndn = self.sasl_bind(session, request)
+            mapped = self.authz_map(sasl_ndn)
+            if mapped:
+                dn = sasl_ndn = mapped
+            session.auth_method = "sasl"
+            return dn, sasl_ndn
         password = request.password or b""
-        if not request.name:
-            if password:
+        allows = self.config.allows
+        if not password or not ndn:  # slapd's "anonymous" binds
+            if password and "bind_anon_cred" not in allows:
+                raise LDAPError(ResultCode.invalidCredentials)
+            if ndn and "bind_anon_dn" not in allows:
                 raise LDAPError(
                     ResultCode.unwillingToPerform, "unauthenticated bind (DN with no password) disallowed"
                 )
+            if "bind_anon" in self.config.disallows:
+                raise LDAPError(ResultCode.inappropriateAuthentication, "anonymous bind disallowed")
+            check_restrictions(self, session, None, "bind")
+            session.auth_method = "simple"
             return "", ""
-        ndn = normalize_or_fail(self.schema, request.name)
-        if not password:
-            raise LDAPError(
-                ResultCode.unwillingToPerform, "unauthenticated bind (DN with no password) disallowed"
-            )
+        if "bind_simple" in self.config.disallows:
+            raise LDAPError(ResultCode.unwillingToPerform, "unwilling to perform simple authentication")
         backend = self.backend_for(ndn)
         if backend is None:
             raise LDAPError(ResultCode.invalidCredentials)
+        check_restrictions(self, session, backend, "bind")
         if ndn == backend.rootdn_ndn and backend.config.rootpw:
             if verify_password(password, backend.config.rootpw):
+                session.auth_method = "simple"
                 return request.name, ndn
             raise LDAPError(ResultCode.invalidCredentials)
         with backend.db.read() as txn:
@@ -307,8 +331,63 @@ class Directory:
             raise LDAPError(ResultCode.invalidCredentials)
         for stored in entry.get("userpassword"):
             if verify_password(password, stored):
+                session.auth_method = "simple"
                 return entry.dn, ndn
         raise LDAPError(ResultCode.invalidCredentials)
+
+    def authz_map(self, ndn: str) -> str:
+        """authz-regexp (olcAuthzRegexp): the first rule whose regular expression matches the SASL identity
+        (a normalized DN such as gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth) maps it, with $1..$9
+        replaced, to a DN or to an LDAP URL searched for exactly one entry. '' when nothing maps it."""
+        for pattern, replacement in self.config.authz_regexp:
+            try:
+                match = re.search(pattern, ndn, re.IGNORECASE)
+            except re.error:
+                continue
+            if match is None:
+                continue
+            groups = [match.group(0)] + [g or "" for g in match.groups()]
+            target = re.sub(r"\$(\d)", lambda m, g=groups: g[int(m.group(1))] if int(m.group(1)) < len(g)
+                            else "", replacement)  # fmt: skip
+            return self.authz_target(target)  # slapd stops at the first matching rule
+        return ""
+
+    def authz_target(self, target: str) -> str:
+        lower = target.lower()
+        if lower.startswith("ldap:///"):
+            from urllib.parse import unquote
+
+            parts = (target[len("ldap:///") :].split("?") + ["", "", ""])[:4]
+            base, _attrs, scope_text, filter_text = (unquote(p) for p in parts)
+            scopes = {"": Scope.BASE, "base": Scope.BASE, "one": Scope.ONE, "sub": Scope.SUB,
+                      "children": Scope.CHILDREN, "subordinate": Scope.CHILDREN}  # fmt: skip
+            scope = scopes.get(scope_text.lower())
+            try:
+                base_ndn = normalize_dn(base, self.schema)
+                search_filter = parse_filter(filter_text or "(objectClass=*)")
+            except (DNError, ValueError):
+                return ""
+            backend = self.backend_for(base_ndn)
+            if backend is None or scope is None:
+                return ""
+            found = []
+            with backend.db.read() as txn:
+                if txn.get(base_ndn) is None:
+                    return ""
+                for entry in txn.search(base_ndn, scope, search_filter):
+                    if self.filters.matches(search_filter, entry) and not is_glue(entry):
+                        found.append(normalize_dn(entry.dn, self.schema))
+                        if len(found) > 1:
+                            return ""  # slapd wants exactly one entry
+            return found[0] if found else ""
+        for prefix in ("dn.exact:", "dn.base:", "dn:"):
+            if lower.startswith(prefix):
+                target = target[len(prefix) :]
+                break
+        try:
+            return normalize_dn(target, self.schema)
+        except (DNError, ValueError):
+            return ""
 
     def sasl_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
         mechanism = (request.sasl_mechanism or "").upper()
@@ -358,6 +437,7 @@ class Directory:
                 return 0, [], ""
             special = self.subschema_entry()
         if special is not None:  # entries no database holds: the frontend's (global) access rules
+            check_restrictions(self, session, None, "search")
             guard = self.access.search_guard(session, None, request.filter)
             if guard is not None:
                 denied = guard.base_denied(special, base_ndn)
@@ -370,9 +450,8 @@ class Directory:
                 return 0, [], ""
             send(ldap.encode_search_result_entry(message_id, special.dn, blob))
             return 1, [], ""
-        backend = self.backend_for(base_ndn)
-        if backend is None:
-            raise LDAPError(ResultCode.noSuchObject, "")
+        backend = self.require_backend(base_ndn, search_scope=request.scope, dn=request.base)
+        check_restrictions(self, session, backend, "search")
         size_limit, time_limit = self.search_limits(session, backend, request, base_ndn)
         deadline = time.monotonic() + time_limit if time_limit else None
         with backend.db.read() as txn:
@@ -551,8 +630,8 @@ class Directory:
         ndn = normalize_or_fail(self.schema, request.dn)
         if not request.dn:
             raise LDAPError(ResultCode.unwillingToPerform, "root DSE already exists")
-        backend = self.require_backend(ndn, update=True)
-        self.require_authentication(session)
+        backend = self.require_backend(ndn, update=True, dn=request.dn)
+        check_restrictions(self, session, backend, "add")
         self.check_shadow(backend, request.dn)
         check_no_user_modification(self.schema, (name for name, _ in request.attributes))
         entry = entry_from_attributes(self.schema, request.dn, request.attributes)
@@ -587,8 +666,8 @@ class Directory:
         if self.configdb is not None and names_config(request.dn):
             return self.configdb.modify(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
-        backend = self.require_backend(ndn, update=True)
-        self.require_authentication(session)
+        backend = self.require_backend(ndn, update=True, dn=request.dn)
+        check_restrictions(self, session, backend, "modify")
         self.check_shadow(backend, request.dn)
         check_changes(self.schema, request.changes)
         with backend.db.write() as txn:
@@ -609,8 +688,8 @@ class Directory:
         if self.configdb is not None and names_config(request.dn):
             return self.configdb.delete(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
-        backend = self.require_backend(ndn, update=True)
-        self.require_authentication(session)
+        backend = self.require_backend(ndn, update=True, dn=request.dn)
+        check_restrictions(self, session, backend, "delete")
         self.check_shadow(backend, request.dn)
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
@@ -637,8 +716,8 @@ class Directory:
         if self.configdb is not None and names_config(request.dn):
             raise LDAPError(ResultCode.unwillingToPerform, "renaming is not supported in cn=config")
         ndn = normalize_or_fail(self.schema, request.dn)
-        backend = self.require_backend(ndn, update=True)
-        self.require_authentication(session)
+        backend = self.require_backend(ndn, update=True, dn=request.dn)
+        check_restrictions(self, session, backend, "rename")
         self.check_shadow(backend, request.dn)
         try:
             new_rdn_parts = parse_dn(request.new_rdn)
@@ -697,11 +776,14 @@ class Directory:
         at = resolve_type(self.schema, request.attr)
         backend = None
         if ndn == "":
+            check_restrictions(self, session, None, "compare")
             entry = self.root_dse()
         elif ndn == self.subschema_ndn:
+            check_restrictions(self, session, None, "compare")
             entry = self.subschema_entry()
         else:
-            backend = self.require_backend(ndn)
+            backend = self.require_backend(ndn, dn=request.dn)
+            check_restrictions(self, session, backend, "compare")
             with backend.db.read() as txn:
                 if txn.get(ndn) is None and self.access.configured:
                     raise self.access.not_found(session, backend, txn, ndn)
@@ -748,27 +830,32 @@ class Directory:
         if target_dn.startswith("dn:"):
             target_dn = target_dn[3:]
         ndn = normalize_or_fail(self.schema, target_dn)
+        backend = self.backend_for(ndn)
+        if backend is None and request.old_password is not None:
+            raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
         backend = self.require_backend(ndn)
+        check_restrictions(self, session, backend, "extended", ctl.PASSWORD_MODIFY)
         self.check_shadow(backend, target_dn)
         generated = None
         new_password = request.new_password
         if new_password is None:
             new_password = generated = secrets.token_urlsafe(9).encode()
-        scheme = self.config.password_hash[0] if self.config.password_hash else "{SSHA}"
+        schemes = self.config.password_hash or ["{SSHA}"]
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
-            hashed = hash_password(new_password, scheme, self.config.password_crypt_salt_format or None)
+            # slapd checks the old password whoever asks, the rootdn included (passwd.c)
+            if request.old_password is not None and not any(
+                verify_password(request.old_password, v) for v in current.get("userpassword")
+            ):
+                raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
+            # one value per password-hash scheme, as slapd stores them
+            hashed = [hash_password(new_password, scheme, self.config.password_crypt_salt_format or None)
+                      for scheme in schemes]  # fmt: skip
             if not self.is_root(session, backend):
-                if (
-                    request.old_password is not None
-                    and session.bind_ndn == ndn
-                    and not any(verify_password(request.old_password, v) for v in current.get("userpassword"))
-                ):
-                    raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
                 self.require_write(session, backend, "entry")
-                self.access.check_password_modify(session, backend, txn, current, ndn, hashed)
+                self.access.check_password_modify(session, backend, txn, current, ndn, hashed[0])
             entry = current.copy()
-            entry.put("userpassword", "userPassword", [hashed])
+            entry.put("userpassword", "userPassword", hashed)
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
             backend.context.advance(txn, csn)
@@ -817,6 +904,17 @@ class Directory:
             blob = selection.encode(entry, None)
             response.append(Control(control.oid, False, ctl.encode_read_entry(entry.dn, blob)))
         return response
+
+
+def referral_url(url: str, dn: str, scope: int | None) -> str:
+    """slapd's referral_rewrite: the default referral's URL with the request's DN (and a search's scope)."""
+    from urllib.parse import quote
+
+    head = url.split("/", 3)
+    base = "/".join(head[:3]) + "/" + quote(dn, safe=",=+@:;'")
+    if scope is None:
+        return base
+    return base + "??" + {0: "base", 1: "one", 2: "sub", 3: "subordinate"}.get(scope, "sub")
 
 
 def with_context_csn(entry: Entry, values: list[bytes]) -> Entry:

@@ -266,7 +266,7 @@ def search_limits(
 ) -> tuple[int, int]:
     """(size, seconds) for a search, 0 meaning unlimited, as slapd's limits_check computes them."""
     if backend is not None and directory.is_root(session, backend):
-        return 0, 0
+        return request.size_limit, request.time_limit  # root skips the server's limits, not its own request's
     limits = database_defaults(directory, backend)
     compiled = compiled_limits(directory, backend)
     if compiled is not None and compiled.rules:

@@ -1,0 +1,334 @@
+"""No directive is silently ignored (issue 10): allow, disallow, require, restrict, authz-regexp, referral, rootdn
+limits and Password Modify side by side with Debian's slapd (same slapd.conf, same requests, same result code and
+text), and a table over every directive pyldapd knows: each has its effect, is tuning only, or is refused with
+file and line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ldap
+import pytest
+
+from tests.data import BASE_LDIF
+from tests.servers import ROOTDN, ROOTPW, SLAPD, slapd_conf, start_pyldapd, start_slapd
+
+SUFFIX = "dc=example,dc=com"
+PEOPLE = f"ou=People,{SUFFIX}"
+JDOE = f"uid=jdoe,{PEOPLE}"
+
+
+def offline_load(name: str, conf_path: Path, ldif: str, workdir: Path) -> None:
+    """Load the data before the server starts: the configs under test may refuse writes."""
+    path = workdir / "load.ldif"
+    path.write_text(ldif)
+    if name == "slapd":
+        argv = [SLAPD.replace("slapd", "slapadd"), "-f", str(conf_path), "-l", str(path)]
+        if not os.path.exists(argv[0]):
+            argv = [SLAPD, "-T", "add", "-f", str(conf_path), "-l", str(path)]
+    else:
+        argv = [sys.executable, "-m", "pyldapd.cli.main", "add", "-f", str(conf_path), "-l", str(path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (name, result.stdout, result.stderr)
+
+
+def start_pair(root: Path, extra_global: str, extra_db: str) -> list:
+    servers = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            workdir = root / name
+            (workdir / "db").mkdir(parents=True, exist_ok=True)
+            conf = slapd_conf(workdir / "db", modules=True, extra_global=extra_global, extra_db=extra_db)
+            conf_path = workdir / "load.conf"
+            conf_path.write_text(conf)
+            offline_load(name, conf_path, BASE_LDIF, workdir)
+            servers.append(start(workdir, conf, name=name))
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
+def outcome(url: str, action, version: int = 3):
+    """(result code, diagnostic text, value) of `action(conn)` on a fresh python-ldap connection."""
+    conn = ldap.initialize(url)
+    conn.protocol_version = version
+    conn.set_option(ldap.OPT_REFERRALS, 0)
+    try:
+        value = action(conn)
+        return 0, "", value
+    except ldap.LDAPError as exc:
+        info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        value = sorted(info.get("ref", [])) if info.get("ref") else None
+        return info.get("result", -1), info.get("info", ""), value
+    finally:
+        conn.unbind_s()
+
+
+def assert_same(pair, action, *, ldapi: bool = False, version: int = 3, expect: int | None = None):
+    results = [outcome(s.ldapi_url if ldapi else s.url, action, version) for s in pair]
+    assert results[1] == results[0], f"slapd {results[0]} / pyldapd {results[1]}"
+    if expect is not None:
+        assert results[0][0] == expect, results[0]
+    return results[0]
+
+
+def search_dns(conn, base=SUFFIX, filterstr="(objectClass=*)", sizelimit=0):
+    msgid = conn.search_ext(base, ldap.SCOPE_SUBTREE, filterstr, ["1.1"], sizelimit=sizelimit)
+    dns = []
+    try:
+        while True:
+            kind, data = conn.result(msgid, all=0)
+            if kind == ldap.RES_SEARCH_RESULT:
+                break
+            dns += [dn.lower() for dn, _ in data]
+    except ldap.SIZELIMIT_EXCEEDED:
+        return ("sizelimit", len(dns))
+    return sorted(dns)
+
+
+def bound(dn: str, password: str, then):
+    def action(conn):
+        conn.simple_bind_s(dn, password)
+        return then(conn) if then is not None else "bound"
+
+    return action
+
+
+def modify_description(dn: str = JDOE, value: str = "changed"):
+    return lambda conn: conn.modify_s(dn, [(ldap.MOD_REPLACE, "description", [value.encode()])]) and None
+
+
+# -- disallow bind_anon, require authc, restrict write, allow bind_v2, rootdn limits and Password Modify ------
+
+RESTRICTED_GLOBAL = "disallow bind_anon\nrequire authc\nallow bind_v2"
+RESTRICTED_DB = "restrict write"
+
+
+@pytest.fixture(scope="module")
+def restricted(tmp_path_factory):
+    pair = start_pair(tmp_path_factory.mktemp("restricted"), RESTRICTED_GLOBAL, RESTRICTED_DB)
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+def test_anonymous_bind_disallowed(restricted):
+    code, text, _ = assert_same(restricted, bound("", "", None), expect=ldap.INAPPROPRIATE_AUTH.errnum)
+    assert text == "anonymous bind disallowed"
+
+
+def test_anonymous_search_requires_authentication(restricted):
+    code, text, _ = assert_same(restricted, search_dns, expect=ldap.UNWILLING_TO_PERFORM.errnum)
+    assert text == "authentication required"
+
+
+def test_authenticated_search_allowed(restricted):
+    assert_same(restricted, bound(JDOE, "secret1", search_dns), expect=0)
+
+
+def test_unauthenticated_and_anonymous_credential_binds(restricted):
+    assert_same(restricted, bound(JDOE, "", None), expect=ldap.UNWILLING_TO_PERFORM.errnum)
+    assert_same(restricted, bound("", "secret", None), expect=ldap.INVALID_CREDENTIALS.errnum)
+
+
+def test_restrict_write_refuses_rootdn_modify(restricted):
+    code, text, _ = assert_same(restricted, bound(ROOTDN, ROOTPW, modify_description()),
+                                expect=ldap.UNWILLING_TO_PERFORM.errnum)  # fmt: skip
+    assert text == "operation restricted"
+
+
+def test_restrict_write_leaves_compare(restricted):
+    def compare(conn):
+        return conn.compare_s(JDOE, "uid", b"jdoe")
+
+    assert_same(restricted, bound(ROOTDN, ROOTPW, compare), expect=0)
+
+
+def test_ldapv2_bind_allowed(restricted):
+    assert_same(restricted, bound(JDOE, "secret1", search_dns), version=2, expect=0)
+
+
+def test_rootdn_gets_its_own_size_limit(restricted):
+    result = assert_same(restricted, bound(ROOTDN, ROOTPW, lambda c: search_dns(c, sizelimit=2)), expect=0)
+    assert result[2] == ("sizelimit", 2)
+
+
+def test_rootdn_password_modify_checks_old_password(restricted):
+    def wrong_old(conn):
+        return conn.passwd_s(JDOE, "not-the-password", "new-secret")
+
+    code, text, _ = assert_same(restricted, bound(ROOTDN, ROOTPW, wrong_old),
+                                expect=ldap.UNWILLING_TO_PERFORM.errnum)  # fmt: skip
+    assert text == "unwilling to verify old password"
+    assert_same(restricted, bound(JDOE, "secret1", lambda c: c.whoami_s()), expect=0)  # unchanged
+
+
+# -- authz-regexp with SASL EXTERNAL over ldapi, require sasl, default referral ------------------------------
+
+
+def authz_global() -> str:
+    uid = os.getuid()
+    return (
+        f'authz-regexp "^gidnumber=[0-9]+[+]uidnumber={uid},cn=peercred,cn=external,cn=auth$" "{ROOTDN}"\n'
+        "referral ldap://referral.example.org/"
+    )
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    pair = start_pair(tmp_path_factory.mktemp("authz"), authz_global(), "require sasl")
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+def external(then):
+    def action(conn):
+        conn.sasl_non_interactive_bind_s("EXTERNAL")
+        return then(conn)
+
+    return action
+
+
+def test_external_identity_mapped_to_rootdn(mapped):
+    code, _, value = assert_same(mapped, external(lambda c: c.whoami_s()), ldapi=True, expect=0)
+    assert value.lower() == f"dn:{ROOTDN}".lower()
+
+
+def test_mapped_rootdn_has_rootdn_powers(mapped):
+    assert_same(mapped, external(modify_description(value="by root over ldapi")), ldapi=True, expect=0)
+
+
+def test_require_sasl_refuses_simple_binds(mapped):
+    code, text, _ = assert_same(
+        mapped, bound(JDOE, "secret1", search_dns), expect=ldap.STRONG_AUTH_REQUIRED.errnum
+    )
+    assert text == "SASL authentication required"
+    assert_same(mapped, external(search_dns), ldapi=True, expect=0)
+
+
+def test_default_referral_outside_naming_contexts(mapped):
+    def search_elsewhere(conn):
+        return search_dns(conn, base="dc=elsewhere,dc=org")
+
+    code, text, _ = assert_same(mapped, search_elsewhere, expect=ldap.REFERRAL.errnum)
+    assert "ldap://referral.example.org/dc=elsewhere,dc=org??sub" in text
+
+    def add_elsewhere(conn):
+        conn.sasl_non_interactive_bind_s("EXTERNAL")
+        return conn.add_s("cn=x,dc=elsewhere,dc=org", [("objectClass", [b"device"]), ("cn", [b"x"])])
+
+    assert_same(mapped, add_elsewhere, ldapi=True, expect=ldap.REFERRAL.errnum)
+
+
+# -- every directive pyldapd knows -------------------------------------------------------------------------------
+
+# What each directive does in pyldapd: "refused" (file and line), "tuning" (kept, changes no answer, README
+# table), "delegated" (implemented by another part: logfile, writetimeout, TLS), or the test showing its effect.
+REFUSED_SAMPLES = {
+    "attributeoptions": "x-hidden lang-", "authz-policy": "to", "defaultsearchbase": SUFFIX, "gentlehup": "on",
+    "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on", "rootdse": "/tmp/rootdse.ldif",
+    "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
+    "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
+    "ditcontentrule": "( 2.5.6.6 NAME 'person' )", "limits": "users size=3", "hidden": "on", "lastmod": "off",
+    "monitoring": "off", "add_content_acl": "on", "sync_use_subentry": "on", "extra_attrs": "memberOf",
+    "subordinate": "advertise", "maxderefdepth": "5", "maxentrysize": "1000", "mode": "0644",
+    "authid-rewriteengine": "on", "lastbind": "on",
+}  # fmt: skip
+TUNING = {
+    "concurrency", "index_hash64", "index_intlen", "index_substr_if_maxlen", "index_substr_if_minlen",
+    "index_substr_any_len", "index_substr_any_step", "listener-threads", "tcp-buffer", "threads", "threadqueues",
+    "checkpoint", "dbnosync", "envflags", "idlexp", "maxreaders", "multival", "rtxnsize", "searchstack",
+    "cachesize", "idlcachesize", "dncachesize", "dbconfig", "dbpagesize", "shm_key", "linearindex", "lockdetect",
+    "cachefree", "checksum", "dbnolocking",
+}  # fmt: skip
+DELEGATED = {"logfile", "logfile-rotate", "writetimeout", "tlsrandfile", "tlsecname"}
+BEHAVIOUR = {
+    "allow": "test_ldapv2_bind_allowed", "disallow": "test_anonymous_bind_disallowed",
+    "require": "test_anonymous_search_requires_authentication", "restrict": "test_restrict_write_refuses_rootdn_modify",
+    "authz-regexp": "test_external_identity_mapped_to_rootdn", "referral": "test_default_referral_outside_naming_contexts",
+    "ldapsyntax": "test_ldapsyntax_directive_defines_a_syntax",
+}  # fmt: skip
+DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs",
+                 "subordinate", "maxderefdepth", "maxentrysize", "mode", "lastbind"}  # fmt: skip
+
+
+def test_every_directive_has_a_verdict():
+    """A directive added to pyldapd's accepted sets without a verdict here fails this test."""
+    from pyldapd.config import slapdconf
+
+    known = slapdconf.ACCEPTED_GLOBAL | slapdconf.ACCEPTED_DATABASE | set(slapdconf.DEFAULT_ONLY)
+    verdicts = set(REFUSED_SAMPLES) | TUNING | DELEGATED | set(BEHAVIOUR)
+    assert known - verdicts == set()
+    for name in BEHAVIOUR.values():
+        assert name in globals(), name
+
+
+def parse_with(tmp_path: Path, directive: str, *, in_database: bool):
+    from pyldapd.config.slapdconf import load_slapd_conf
+
+    lines = ["# a comment", f"database mdb\nsuffix {SUFFIX}\ndirectory {tmp_path}" if in_database else ""]
+    text = "\n".join(lines) + "\n" + directive + "\n"
+    path = tmp_path / "slapd.conf"
+    path.write_text(text)
+    return load_slapd_conf(str(path)), text.splitlines().index(directive) + 1, str(path)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_SAMPLES))
+def test_unsupported_directive_refused_with_file_and_line(tmp_path, name):
+    from pyldapd.config.slapdconf import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_with(tmp_path, f"{name} {REFUSED_SAMPLES[name]}", in_database=name in DATABASE_ONLY)
+    path = str(tmp_path / "slapd.conf")
+    assert str(info.value).startswith(f"{path}: line ")
+    assert "not supported by pyldapd" in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(TUNING))
+def test_tuning_directive_kept(tmp_path, name):
+    global_section = name in {"concurrency", "listener-threads", "tcp-buffer", "threads", "threadqueues"} or \
+        name.startswith("index_")  # fmt: skip
+    config, _, _ = parse_with(tmp_path, f"{name} 4", in_database=not global_section)
+    kept = config.extra if global_section else config.databases[0].extra
+    assert (name, ["4"]) in kept
+
+
+def test_unsupported_directive_with_slapd_default_is_accepted(tmp_path):
+    config, _, _ = parse_with(tmp_path, "lastmod on", in_database=True)
+    assert config.databases[0].suffixes == [SUFFIX]
+
+
+def test_keyword_errors_name_file_and_line(tmp_path):
+    from pyldapd.config.slapdconf import ConfigError
+
+    for directive in (
+        "allow bind_v3",
+        "disallow everything",
+        "require authc none",
+        "restrict extended=1.2.3",
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_with(tmp_path, directive, in_database=False)
+        assert "line 3" in str(info.value), directive
+
+
+def test_ldapsyntax_directive_defines_a_syntax(tmp_path):
+    config, _, _ = parse_with(
+        tmp_path, "ldapsyntax ( 1.3.6.1.4.1.99999.9 DESC 'my syntax' )", in_database=False
+    )
+    assert any("1.3.6.1.4.1.99999.9" in text for _, text in config.schema_definitions)
+
+
+def test_refused_directive_stops_the_server(tmp_path):
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(slapd_conf(tmp_path / "db", extra_db="hidden on"))
+    result = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-f", str(conf)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert "hidden: not supported by pyldapd" in result.stderr + result.stdout
