@@ -14,7 +14,7 @@ import ldap
 import pytest
 
 from tests.data import BASE_LDIF
-from tests.servers import ROOTDN, ROOTPW, SLAPD, slapd_conf, start_pyldapd, start_slapd
+from tests.servers import ROOTDN, ROOTPW, SLAPD, ldap_tool, slapd_conf, start_pyldapd, start_slapd
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -35,7 +35,7 @@ def offline_load(name: str, conf_path: Path, ldif: str, workdir: Path) -> None:
     assert result.returncode == 0, (name, result.stdout, result.stderr)
 
 
-def start_pair(root: Path, extra_global: str, extra_db: str) -> list:
+def start_pair(root: Path, extra_global: str, extra_db: str, ldif: str = BASE_LDIF) -> list:
     servers = []
     try:
         for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
@@ -44,7 +44,7 @@ def start_pair(root: Path, extra_global: str, extra_db: str) -> list:
             conf = slapd_conf(workdir / "db", modules=True, extra_global=extra_global, extra_db=extra_db)
             conf_path = workdir / "load.conf"
             conf_path.write_text(conf)
-            offline_load(name, conf_path, BASE_LDIF, workdir)
+            offline_load(name, conf_path, ldif, workdir)
             servers.append(start(workdir, conf, name=name))
     except BaseException:
         for server in servers:
@@ -226,12 +226,76 @@ def test_default_referral_outside_naming_contexts(mapped):
     assert_same(mapped, add_elsewhere, ldapi=True, expect=ldap.REFERRAL.errnum)
 
 
+# -- authz-policy and the Proxied Authorization control (RFC 4370) ----------------------------------------------
+
+ASMITH = f"uid=asmith,{PEOPLE}"
+PROXY_LDIF = BASE_LDIF.replace(
+    "userPassword: secret1\n",
+    "userPassword: secret1\nauthzTo: dn.regex:^uid=[^,]+,ou=[Pp]eople,dc=example,dc=com$\n",
+)
+PROXY_GLOBAL = 'authz-policy to\nauthz-regexp "^uid=([^,]+),cn=auth$" "uid=$1,ou=People,dc=example,dc=com"'
+
+
+@pytest.fixture(scope="module")
+def proxying(tmp_path_factory):
+    pair = start_pair(tmp_path_factory.mktemp("proxy"), PROXY_GLOBAL, "", ldif=PROXY_LDIF)
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+def as_proxy(authzid: str, then=None, critical: bool = True):
+    from ldap.controls import LDAPControl
+    from ldap.extop import ExtendedRequest
+
+    control = LDAPControl("2.16.840.1.113730.3.4.18", critical, encodedControlValue=authzid.encode())
+
+    def action(conn):
+        if then == "whoami":
+            return conn.extop_s(ExtendedRequest("1.3.6.1.4.1.4203.1.11.3", None), serverctrls=[control])[1]
+        if then == "modify":
+            return conn.modify_ext_s(ASMITH, [(ldap.MOD_REPLACE, "description", [b"by proxy"])],
+                                     serverctrls=[control]) and None  # fmt: skip
+        msgid = conn.search_ext(ASMITH, ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"], serverctrls=[control])
+        return [dn.lower() for dn, _ in conn.result(msgid)[1]]
+
+    return action
+
+
+@pytest.mark.parametrize("who, password, authzid, expect", [
+    (JDOE, "secret1", f"dn:{ASMITH}", 0),  # authzTo of jdoe names every person
+    (JDOE, "secret1", "u:asmith", 0),  # u: through authz-regexp
+    (ASMITH, "secret2", f"dn:{JDOE}", 123),  # asmith has no authzTo
+    (ROOTDN, ROOTPW, f"dn:{JDOE}", 0),  # a rootdn may be anyone in its database
+    ("", "", f"dn:{JDOE}", 123),  # anonymous proxying is not allowed
+    (JDOE, "secret1", "nonsense", 123),  # not an authzId
+    (JDOE, "secret1", f"dn:{JDOE}", 0),  # itself
+    (JDOE, "secret1", "dn:cn=nobody,dc=example,dc=com", 123),
+])  # fmt: skip
+def test_proxied_authorization_alike(proxying, who, password, authzid, expect):
+    for then in ("whoami", None):
+        assert_same(proxying, bound(who, password, as_proxy(authzid, then)), expect=expect)
+
+
+def test_proxied_identity_writes(proxying):
+    """The proxied identity is who writes: with no access rules only a rootdn may, so jdoe acting as asmith
+    gets 50 like jdoe would, and the rootdn acting as jdoe is refused as jdoe."""
+    assert_same(proxying, bound(JDOE, "secret1", as_proxy(f"dn:{ASMITH}", "modify")), expect=50)
+    assert_same(proxying, bound(ROOTDN, ROOTPW, as_proxy(f"dn:{JDOE}", "modify")), expect=50)
+
+
+def test_proxied_authorization_non_critical_accepted(proxying):
+    assert_same(
+        proxying, bound(JDOE, "secret1", as_proxy(f"dn:{ASMITH}", "whoami", critical=False)), expect=0
+    )
+
+
 # -- every directive pyldapd knows -------------------------------------------------------------------------------
 
 # What each directive does in pyldapd: "refused" (file and line), "tuning" (kept, changes no answer, README
 # table), "delegated" (implemented by another part: logfile, writetimeout, TLS), or the test showing its effect.
 REFUSED_SAMPLES = {
-    "attributeoptions": "x-hidden lang-", "authz-policy": "to", "defaultsearchbase": SUFFIX, "gentlehup": "on",
+    "attributeoptions": "x-hidden lang-", "defaultsearchbase": SUFFIX, "gentlehup": "on",
     "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on", "rootdse": "/tmp/rootdse.ldif",
     "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
     "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
@@ -252,7 +316,7 @@ BEHAVIOUR = {
     "allow": "test_ldapv2_bind_allowed", "disallow": "test_anonymous_bind_disallowed",
     "require": "test_anonymous_search_requires_authentication", "restrict": "test_restrict_write_refuses_rootdn_modify",
     "authz-regexp": "test_external_identity_mapped_to_rootdn", "referral": "test_default_referral_outside_naming_contexts",
-    "ldapsyntax": "test_ldapsyntax_directive_defines_a_syntax",
+    "ldapsyntax": "test_ldapsyntax_directive_defines_a_syntax", "authz-policy": "test_proxied_authorization_alike",
 }  # fmt: skip
 DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs",
                  "subordinate", "maxderefdepth", "maxentrysize", "mode", "lastbind"}  # fmt: skip
@@ -332,3 +396,108 @@ def test_refused_directive_stops_the_server(tmp_path):
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode != 0
     assert "hidden: not supported by pyldapd" in result.stderr + result.stdout
+
+
+# -- cn=config: the same attributes over LDAP ------------------------------------------------------------------
+
+
+def test_slaptest_conversion_keeps_access_directives(tmp_path):
+    """A slapd.d written by Debian's slaptest (with every default it adds) reads back with the same effect."""
+    from pyldapd.config import cnconfig
+
+    (tmp_path / "db").mkdir()
+    extra_global = (RESTRICTED_GLOBAL + '\nrestrict extended=1.3.6.1.4.1.4203.1.11.3\nauthz-regexp "^x$" "cn=y"\n'
+                    "referral ldap://referral.example.org/\nsecurity simple_bind=64")  # fmt: skip
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(slapd_conf(tmp_path / "db", modules=True, extra_global=extra_global,
+                               extra_db="restrict read\nrequire sasl"))  # fmt: skip
+    (tmp_path / "slapd.d").mkdir()
+    subprocess.run(
+        ["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")],
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip  (it then fails to open the empty database read-only: expected)
+    config = cnconfig.config_from_entries(cnconfig.read_slapd_d(tmp_path / "slapd.d"))
+    assert config.allows == ["bind_v2"] and config.disallows == ["bind_anon"]
+    assert config.requires == ["authc"]
+    assert config.authz_regexp == [("^x$", "cn=y")]
+    assert config.referral == "ldap://referral.example.org/"
+    assert config.security.simple_bind == 64
+    from pyldapd.server.restrictions import restricted_ops
+
+    assert "exop:1.3.6.1.4.1.4203.1.11.3" in restricted_ops(config.restrict)
+    db = config.data_databases()[0]
+    assert {"search", "compare"} <= restricted_ops(db.restrict) and "sasl" in db.requires
+
+
+def test_every_olc_attribute_has_a_verdict():
+    """Each attribute type of olc.schema is read, tuning only, delegated, default-only or refused (80)."""
+    from pyldapd.config import cnconfig
+    from pyldapd.model.entry import Entry
+
+    read = (cnconfig.GLOBAL_READ | cnconfig.FRONTEND_READ | cnconfig.DATABASE_READ | cnconfig.OVERLAY_READ
+            | cnconfig.MODULE_READ | {"olcattributetypes", "olcobjectclasses", "olcobjectidentifier",
+                                      "olcldapsyntaxes"})  # fmt: skip
+    kept = cnconfig.TUNING_OLC | cnconfig.DELEGATED_OLC | cnconfig.INFORMATIONAL_OLC
+    refused = []
+    for at in cnconfig.config_schema().all_attribute_types():
+        key = at.key
+        if not key.startswith("olc") or key in read or key in kept:
+            continue
+        entry = Entry("olcDatabase={1}mdb,cn=config")
+        entry.put(key, at.name, [b"pyldapd-test-value"])
+        with pytest.raises(cnconfig.ConfigValueError, match=f"<{at.name}> not supported by pyldapd"):
+            cnconfig.check_supported(entry, cnconfig.DATABASE_READ, database=True)
+        if key in cnconfig.DEFAULT_OLC:
+            entry.put(key, at.name, [sorted(cnconfig.DEFAULT_OLC[key])[-1].upper().encode()])
+            cnconfig.check_supported(entry, cnconfig.DATABASE_READ, database=True)
+        refused.append(key)
+    assert {"olchidden", "olcsubordinate", "olcrootdse", "olcsaslhost", "olcdefaultsearchbase"} <= set(
+        refused
+    )
+
+
+def test_cn_config_access_changes_alike_with_slapd(tmp_path):
+    """olcDisallows, olcRequires and bad keywords over cn=config, on Debian's slapd and on pyldapd at run time;
+    an attribute pyldapd does not implement is refused with 80 where slapd takes it."""
+    from tests.server.test_cnconfig import Node, start_slapd_with_cn_config
+
+    node = Node(tmp_path, "py", "mdb")
+    node.start()
+    slapd, slapd_ldapi, slapd_url = start_slapd_with_cn_config(tmp_path)
+    try:
+        urls = {"slapd": (slapd_ldapi, slapd_url), "pyldapd": (node.ldapi, node.url)}
+
+        def both(tool: str, *args: str, ldif: str | None = None, admin: bool = False):
+            out = []
+            for name, (ldapi, url) in urls.items():
+                if admin:
+                    db = "olcDatabase={1}mdb" if name == "slapd" else "olcDatabase={2}mdb"
+                    result = ldap_tool(tool, "-Y", "EXTERNAL", "-Q", "-H", ldapi,
+                                       input=(ldif or "").replace("{db}", db))  # fmt: skip
+                else:
+                    result = ldap_tool(tool, "-H", url, *args)
+                out.append((result.returncode, result.stderr.strip()))
+            return out
+
+        def change(attr_ldif: str, dn: str = "cn=config"):
+            return both("ldapmodify", ldif=f"dn: {dn}\nchangetype: modify\n{attr_ldif}", admin=True)
+
+        assert both("ldapwhoami", "-x") == [(0, ""), (0, "")]
+        assert change("add: olcDisallows\nolcDisallows: bind_anon\n") == [(0, ""), (0, "")]
+        theirs, ours = both("ldapwhoami", "-x")
+        assert theirs[0] == 48 and ours == theirs
+        theirs, ours = change("add: olcAllows\nolcAllows: bind_v4\n")
+        assert theirs[0] != 0 and ours == theirs
+        assert change("delete: olcDisallows\n") == [(0, ""), (0, "")]
+        assert change("add: olcRequires\nolcRequires: authc\n", "olcDatabase={-1}frontend,cn=config") == \
+            [(0, ""), (0, "")]  # fmt: skip
+        theirs, ours = both("ldapsearch", "-x", "-b", "", "-s", "base", "1.1")
+        assert theirs[0] == 53 and ours == theirs
+        theirs, ours = change("replace: olcHidden\nolcHidden: TRUE\n", "{db},cn=config")
+        assert theirs == (0, "")
+        assert ours[0] == 80 and "<olcHidden> not supported by pyldapd" in ours[1]
+        assert "olcHidden" not in (node.dir / "slapd.d/cn=config/olcDatabase={2}mdb.ldif").read_text()
+    finally:
+        slapd.stop()
+        node.stop()

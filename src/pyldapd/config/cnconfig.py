@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pyldapd.config.model import (
     ALLOW_WORDS,
+    AUTHZ_POLICIES,
     DISALLOW_WORDS,
     LOG_LEVELS,
     REQUIRE_WORDS,
@@ -76,7 +77,7 @@ DELEGATED_OLC = {
 }  # fmt: skip
 # not implemented: accepted only with slapd's default value (slaptest writes these), refused otherwise
 DEFAULT_OLC = {
-    "olcattributeoptions": {"lang-"}, "olcauthzpolicy": {"none"}, "olcgentlehup": {"false"},
+    "olcattributeoptions": {"lang-"}, "olcgentlehup": {"false"},
     "olcreverselookup": {"false"}, "olcsaslauxpropsdontusecopyignore": {"false"},
     "olcsaslsecprops": {"noplain,noanonymous"}, "olcaddcontentacl": {"false"}, "olclastmod": {"true"},
     "olclastbind": {"false"}, "olcmaxderefdepth": {"0", "15"}, "olcschemadn": {"cn=subschema"},
@@ -90,7 +91,7 @@ GLOBAL_READ = {
     "olctlscertificatefile", "olctlscertificatekeyfile", "olctlscacertificatefile", "olctlscacertificatepath",
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
     "olcrestrict", "olcauthzregexp", "olcreferral", "olcsecurity", "olclocalssf", "olcsockbufmaxincoming",
-    "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat",
+    "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat", "olcauthzpolicy",
 }  # fmt: skip
 FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "olcpasswordhash", "olcrequires",
                  "olcrestrict", "olcsecurity"}  # fmt: skip
@@ -354,6 +355,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcRestrict", list(config.restrict)),
         ("olcAuthzRegexp", [f'{{{i}}}"{m}" "{r}"' for i, (m, r) in enumerate(config.authz_regexp)]),
         ("olcReferral", [config.referral] if config.referral else []),
+        ("olcAuthzPolicy", [config.authz_policy] if config.authz_policy != "none" else []),
         ("olcSecurity", config.security.words()),
     ]
     entries = [make_entry(CONFIG_DN, global_attrs)]
@@ -480,6 +482,9 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.restrict = keyword_values(root, "olcRestrict", RESTRICT_WORDS, extended_oid=True)
     config.authz_regexp = authz_rules(root)
     config.referral = first(root, "olcReferral")
+    config.authz_policy = first(root, "olcAuthzPolicy", "none").lower()
+    if config.authz_policy not in AUTHZ_POLICIES:
+        raise ConfigValueError("<olcAuthzPolicy> unknown policy")
     config.security = security_of(root)
     for attr, name in (("local_ssf", "olcLocalSSF"), ("max_pdu", "olcSockbufMaxIncoming"),
                        ("max_pdu_auth", "olcSockbufMaxIncomingAuth"), ("max_filter_depth", "olcMaxFilterDepth")):  # fmt: skip

@@ -68,6 +68,7 @@ DISALLOW_WORDS = ("bind_anon", "bind_simple", "tls_2_anon", "tls_authc", "proxy_
 REQUIRE_WORDS = ("bind", "ldapv3", "authc", "sasl", "strong", "none")
 RESTRICT_WORDS = ("read", "write", "add", "delete", "rename", "modify", "modrdn", "compare", "search", "bind",
                   "extended", "all")  # fmt: skip
+AUTHZ_POLICIES = ("none", "from", "to", "any", "all")
 # `restrict extended=<OID>`: the extended operations slapd can restrict one by one
 RESTRICTABLE_EXOPS = ("1.3.6.1.4.1.1466.20037", "1.3.6.1.4.1.4203.1.11.1", "1.3.6.1.4.1.4203.1.11.3",
                       "1.3.6.1.1.8")  # fmt: skip
@@ -228,6 +229,9 @@ class ServerConfig:
     restrict: list[str] = field(default_factory=list)
     authz_regexp: list[tuple[str, str]] = field(default_factory=list)  # (match, replacement), in order
     referral: str = ""  # default referral for DNs outside every naming context
+    authz_policy: str = (
+        "none"  # none, from, to, any, all: who may assume another identity (authzTo/authzFrom)
+    )
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # Inline schema definitions (attributetype/objectclass/objectidentifier lines in slapd.conf), in order.

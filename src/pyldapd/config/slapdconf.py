@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pyldapd.config.model import (
     ALLOW_WORDS,
+    AUTHZ_POLICIES,
     DISALLOW_WORDS,
     REQUIRE_WORDS,
     RESTRICT_WORDS,
@@ -76,7 +77,7 @@ DELEGATED_GLOBAL = {"logfile", "logfile-rotate", "writetimeout", "tlsrandfile", 
 # Directives slapd knows that pyldapd does not implement: refused with file and line, except with the value
 # that is slapd's default (then they change nothing and are accepted).
 DEFAULT_ONLY = {
-    "gentlehup": "off", "reverse-lookup": "off", "schemadn": "cn=subschema", "authz-policy": "none",
+    "gentlehup": "off", "reverse-lookup": "off", "schemadn": "cn=subschema",
     "sortvals": None, "attributeoptions": None, "pluginlog": None, "rootdse": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": None, "sasl-cbinding": None, "ditcontentrule": None,
     "defaultsearchbase": None, "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
@@ -503,6 +504,11 @@ class SlapdConfParser:
             config.disallows += keywords(d, DISALLOW_WORDS)
         elif name in ("authz-regexp", "sasl-regexp", "saslregexp"):
             config.authz_regexp.append(authz_regexp(d))
+        elif name in ("authz-policy", "sasl-authz-policy"):
+            policy = one_arg(d).lower()
+            if policy not in AUTHZ_POLICIES:
+                raise d.error(f"{d.words[0]}: unknown policy {d.args[0]!r} (none, from, to, any, all)")
+            config.authz_policy = policy
         elif name == "referral":
             url = one_arg(d)
             if not url.lower().startswith(("ldap://", "ldaps://", "ldapi://")):

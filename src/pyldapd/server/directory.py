@@ -12,7 +12,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
@@ -51,11 +51,15 @@ if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
 
 SUBSCHEMA_DN = "cn=Subschema"
+PROXIED_AUTHORIZATION_DENIED = 123  # RFC 4370
+ORDER_PREFIX = re.compile(r"^\{\d+\}")  # X-ORDERED 'VALUES' (authzTo, authzFrom)
 PEERCRED_SUFFIX = "cn=peercred,cn=external,cn=auth"
 VENDOR_VERSION = "pyldapd 0.1.0"
 
 SUPPORTED_CONTROLS = [
     ctl.SYNC_REQUEST,
+    ctl.PROXIED_AUTHZ,
+    ctl.DONT_USE_COPY,
     ctl.MANAGE_DSA_IT,
     ctl.PAGED_RESULTS,
     ctl.ASSERTION,
@@ -352,34 +356,164 @@ class Directory:
             return self.authz_target(target)  # slapd stops at the first matching rule
         return ""
 
+    # -- proxied authorization (RFC 4370) and authz-policy ------------------------------------------------------
+
+    def proxied_session(self, session: Session, controls: list[Control]) -> Session:
+        """The identity an operation runs as: the session's, or the one its Proxied Authorization control asks
+        for when authz-policy allows it (slapd's parseProxyAuthz and slap_sasl_authorized, same codes/texts)."""
+        found = [c for c in controls if c.oid == ctl.PROXIED_AUTHZ]
+        if not found:
+            return session
+        control = found[0]
+        if len(found) > 1:
+            raise LDAPError(ResultCode.protocolError, "proxy authorization control specified multiple times")
+        if control.value is None:
+            raise LDAPError(ResultCode.protocolError, "proxy authorization control value absent")
+        if "proxy_authz_non_critical" in self.config.disallows and not control.critical:
+            raise LDAPError(
+                ResultCode.protocolError, "proxied authorization criticality of FALSE not allowed"
+            )
+        if "proxy_authz_anon" not in self.config.allows and session.anonymous:
+            raise LDAPError(PROXIED_AUTHORIZATION_DENIED, "anonymous proxied authorization not allowed")
+        if not control.value:
+            return replace(session, bind_dn="", bind_ndn="")
+        target = self.authzid_to_dn(control.value.decode("utf-8", "replace"))
+        if target is None:
+            raise LDAPError(PROXIED_AUTHORIZATION_DENIED, "authzId mapping failed")
+        if not self.authorized(session.bind_ndn, target):
+            raise LDAPError(PROXIED_AUTHORIZATION_DENIED, "not authorized to assume identity")
+        return replace(session, bind_dn=target, bind_ndn=target)
+
+    def authzid_to_dn(self, authzid: str) -> str | None:
+        """An authzId (RFC 4513 5.2.1.8): dn:<DN>, or u:<user> as uid=<user>,cn=auth through authz-regexp."""
+        lower = authzid.lower()
+        if lower.startswith("dn:"):
+            try:
+                return normalize_dn(authzid[3:], self.schema)
+            except (DNError, ValueError):
+                return None
+        if lower.startswith("u:") and len(authzid) > 2:
+            user = authzid[2:].replace("\\", "\\5c").replace(",", "\\,").replace("+", "\\+")
+            try:
+                ndn = normalize_dn(f"uid={user},cn=auth", self.schema)
+            except (DNError, ValueError):
+                return None
+            return self.authz_map(ndn) or ndn
+        return None
+
+    def authorized(self, authc: str, authz: str) -> bool:
+        """May `authc` act as `authz`? Itself, a rootdn for DNs of its database, then authz-policy's rules."""
+        if not authz:
+            return True
+        if not authc:
+            return False
+        if authc == authz:
+            return True
+        backend = self.backend_for(authz)
+        if backend is not None and authc == backend.rootdn_ndn:
+            return True
+        policy = self.config.authz_policy
+        if policy in ("to", "any", "all"):
+            ok = self.authz_rules_allow(authc, "authzto", authz)
+            if ok != (policy == "all"):  # "all" needs both rules; the others are satisfied by one
+                return ok
+        if policy in ("from", "any", "all"):
+            return self.authz_rules_allow(authz, "authzfrom", authc)
+        return False
+
+    def authz_rules_allow(self, owner: str, attribute: str, candidate: str) -> bool:
+        """Does a value of `owner`'s authzTo/authzFrom name `candidate` (dn[.style]:, dn.regex:, ldap:///, group:)?"""
+        entry = self.lookup_entry(owner)
+        if entry is None:
+            return False
+        for raw in entry.get(attribute):
+            rule = ORDER_PREFIX.sub("", raw.decode("utf-8", "replace"), count=1)
+            if self.authz_rule_matches(rule, candidate):
+                return True
+        return False
+
+    def authz_rule_matches(self, rule: str, candidate: str) -> bool:
+        lower = rule.lower()
+        if lower.startswith("ldap:///"):
+            return candidate in self.authz_target_all(rule)
+        if lower.startswith(("group:", "group/")):
+            head, _, dn = rule.partition(":")
+            parts = head.split("/")
+            attr = parts[2] if len(parts) > 2 else "member"
+            try:
+                group = self.lookup_entry(normalize_dn(dn, self.schema))
+            except (DNError, ValueError):
+                return False
+            if group is None:
+                return False
+            for value in group.get(attr.lower()):
+                try:
+                    if normalize_dn(value.decode("utf-8", "replace"), self.schema) == candidate:
+                        return True
+                except (DNError, ValueError):
+                    continue
+            return False
+        if lower.startswith("u:"):
+            return self.authzid_to_dn(rule) == candidate
+        style, sep, value = rule.partition(":")
+        if not sep or not style.lower().startswith("dn"):
+            style, value = "dn", rule  # a bare DN
+        style = style.lower().split(".", 1)[1] if "." in style else "exact"
+        if style == "regex":
+            try:
+                return re.search(value, candidate) is not None
+            except re.error:
+                return False
+        try:
+            dn = normalize_dn(value, self.schema)
+        except (DNError, ValueError):
+            return False
+        if style in ("exact", "base"):
+            return candidate == dn
+        if style in ("subtree", "sub"):
+            return candidate == dn or is_descendant(candidate, dn)
+        if style == "children":
+            return is_descendant(candidate, dn)
+        if style in ("onelevel", "one"):
+            return is_descendant(candidate, dn) and split_rdn(candidate)[1] == dn
+        return False
+
+    def authz_target_all(self, url: str) -> list[str]:
+        return self.authz_search(url, limit=None)
+
+    def authz_search(self, url: str, limit: int | None) -> list[str]:
+        """Normalized DNs of the entries an ldap:///base??scope?filter URL names (internal search, no ACL)."""
+        from urllib.parse import unquote
+
+        parts = (url[len("ldap:///") :].split("?") + ["", "", ""])[:4]
+        base, _attrs, scope_text, filter_text = (unquote(p) for p in parts)
+        scopes = {"": Scope.BASE, "base": Scope.BASE, "one": Scope.ONE, "sub": Scope.SUB,
+                  "children": Scope.CHILDREN, "subordinate": Scope.CHILDREN}  # fmt: skip
+        scope = scopes.get(scope_text.lower())
+        try:
+            base_ndn = normalize_dn(base, self.schema)
+            search_filter = parse_filter(filter_text or "(objectClass=*)")
+        except (DNError, ValueError):
+            return []
+        backend = self.backend_for(base_ndn)
+        if backend is None or scope is None:
+            return []
+        found: list[str] = []
+        with backend.db.read() as txn:
+            if txn.get(base_ndn) is None:
+                return []
+            for entry in txn.search(base_ndn, scope, search_filter):
+                if self.filters.matches(search_filter, entry) and not is_glue(entry):
+                    found.append(normalize_dn(entry.dn, self.schema))
+                    if limit is not None and len(found) >= limit:
+                        break
+        return found
+
     def authz_target(self, target: str) -> str:
         lower = target.lower()
         if lower.startswith("ldap:///"):
-            from urllib.parse import unquote
-
-            parts = (target[len("ldap:///") :].split("?") + ["", "", ""])[:4]
-            base, _attrs, scope_text, filter_text = (unquote(p) for p in parts)
-            scopes = {"": Scope.BASE, "base": Scope.BASE, "one": Scope.ONE, "sub": Scope.SUB,
-                      "children": Scope.CHILDREN, "subordinate": Scope.CHILDREN}  # fmt: skip
-            scope = scopes.get(scope_text.lower())
-            try:
-                base_ndn = normalize_dn(base, self.schema)
-                search_filter = parse_filter(filter_text or "(objectClass=*)")
-            except (DNError, ValueError):
-                return ""
-            backend = self.backend_for(base_ndn)
-            if backend is None or scope is None:
-                return ""
-            found = []
-            with backend.db.read() as txn:
-                if txn.get(base_ndn) is None:
-                    return ""
-                for entry in txn.search(base_ndn, scope, search_filter):
-                    if self.filters.matches(search_filter, entry) and not is_glue(entry):
-                        found.append(normalize_dn(entry.dn, self.schema))
-                        if len(found) > 1:
-                            return ""  # slapd wants exactly one entry
-            return found[0] if found else ""
+            found = self.authz_search(target, limit=2)
+            return found[0] if len(found) == 1 else ""  # slapd wants exactly one entry
         for prefix in ("dn.exact:", "dn.base:", "dn:"):
             if lower.startswith(prefix):
                 target = target[len(prefix) :]
@@ -403,7 +537,12 @@ class Directory:
         dn = f"gidNumber={session.peer_gid}+uidNumber={session.peer_uid},{PEERCRED_SUFFIX}"
         requested = (request.sasl_credentials or b"").decode("utf-8", "replace")
         if requested and requested not in ("dn:" + dn, "u:"):
-            raise LDAPError(ResultCode.insufficientAccessRights, "SASL(-14): authorization failure: ")
+            # another identity: allowed by authz-policy (authzTo/authzFrom) or a rootdn, as slapd decides
+            authc = self.authz_map(dn.lower()) or dn.lower()
+            target = self.authzid_to_dn(requested)
+            if target is None or not self.authorized(authc, target):
+                raise LDAPError(ResultCode.insufficientAccessRights, "SASL(-14): authorization failure: ")
+            return target, target
         return dn, dn.lower()
 
     # -- search ----------------------------------------------------------------------------------------------
