@@ -80,7 +80,7 @@ DEFAULT_OLC = {
     "olcattributeoptions": {"lang-"}, "olcgentlehup": {"false"},
     "olcreverselookup": {"false"}, "olcsaslauxpropsdontusecopyignore": {"false"},
     "olcsaslsecprops": {"noplain,noanonymous"}, "olcaddcontentacl": {"false"}, "olclastmod": {"true"},
-    "olclastbind": {"false"}, "olcmaxderefdepth": {"0", "15"}, "olcschemadn": {"cn=subschema"},
+"olcmaxderefdepth": {"0", "15"}, "olcschemadn": {"cn=subschema"},
     "olcsyncusesubentry": {"false"}, "olcmonitoring": {"true", "false"}, "olcdbmode": {"0600"},
     "olcdbmaxentrysize": {"0"}, "olchidden": {"false"}, "olcdisabled": {"false"},
 }  # fmt: skip
@@ -94,11 +94,11 @@ GLOBAL_READ = {
     "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat", "olcauthzpolicy",
 }  # fmt: skip
 FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "olcpasswordhash", "olcrequires",
-                 "olcrestrict", "olcsecurity"}  # fmt: skip
+                 "olcrestrict", "olcsecurity", "olclastbind"}  # fmt: skip
 DATABASE_READ = {
     "olcdatabase", "olcsuffix", "olcrootdn", "olcrootpw", "olcdbdirectory", "olcdbmaxsize", "olcdbindex",
     "olcaccess", "olclimits", "olcsyncrepl", "olcupdateref", "olcupdatedn", "olcmultiprovider", "olcreadonly",
-    "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity",
+    "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind",
 }  # fmt: skip
 OVERLAY_READ = {"olcoverlay", *SYNCPROV_SETTINGS}
 MODULE_READ = {"olcmodulepath", "olcmoduleload"}
@@ -311,6 +311,7 @@ def database_entry(index: int, db: DatabaseConfig) -> Entry:
         ("olcRestrict", list(db.restrict)),
         ("olcSecurity", db.security.words()),
         ("olcUpdateDN", [db.updatedn] if db.updatedn else []),
+        ("olcLastBind", ["TRUE"] if db.lastbind else []),
     ]
     return make_entry(f"olcDatabase={{{index}}}{kind},{CONFIG_DN}", attributes)
 
@@ -436,6 +437,7 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.restrict = keyword_values(entry, "olcRestrict", RESTRICT_WORDS, extended_oid=True)
     db.security = security_of(entry)
     db.updatedn = first(entry, "olcUpdateDN")
+    db.lastbind = truth(first(entry, "olcLastBind", "FALSE"))
     db.suffixes = values(entry, "olcSuffix")
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()

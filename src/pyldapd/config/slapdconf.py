@@ -82,15 +82,18 @@ DEFAULT_ONLY = {
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": None, "sasl-cbinding": None, "ditcontentrule": None,
     "defaultsearchbase": None, "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
     "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": None,
-    "maxentrysize": None, "mode": None, "lastbind": "off", "limits": None,
+    "maxentrysize": None, "mode": None, "limits": None,
 }  # fmt: skip
 UNSUPPORTED_PREFIXES = ("authid-rewrite", "authz-rewrite")
 # Everything pyldapd reads besides the directives it parses one by one (tests/server/test_directives.py goes
 # through these sets: each directive works, is tuning only, or is refused).
 ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if k not in (
     "hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs", "subordinate",
-    "maxderefdepth", "maxentrysize", "mode", "lastbind", "limits")}  # fmt: skip
+    "maxderefdepth", "maxentrysize", "mode", "limits")}  # fmt: skip
 ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
+# parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
+IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
+               "ldapsyntax"}  # fmt: skip
 
 DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
                     "frontend": "frontend"}  # fmt: skip
@@ -480,6 +483,11 @@ class SlapdConfParser:
             db.multiprovider = one_arg(d).lower() in ("on", "true", "yes")
         elif name == "security":
             apply_security(d, db.security)
+        elif name == "lastbind":
+            value = one_arg(d).lower()
+            if value not in ("on", "off", "true", "false", "yes", "no"):
+                raise d.error(f"lastbind: invalid value {d.args[0]!r} (on or off)")
+            db.lastbind = value in ("on", "true", "yes")
         elif self.apply_access_directive(d, db):
             pass
         elif name in DEFAULT_ONLY or name.startswith(UNSUPPORTED_PREFIXES):

@@ -325,6 +325,8 @@ class Directory:
         if ndn == backend.rootdn_ndn and backend.config.rootpw:
             if verify_password(password, backend.config.rootpw):
                 session.auth_method = "simple"
+                if backend.config.lastbind:  # only when the rootdn also has an entry
+                    self.record_last_bind(backend, ndn)
                 return request.name, ndn
             raise LDAPError(ResultCode.invalidCredentials)
         with backend.db.read() as txn:
@@ -336,8 +338,28 @@ class Directory:
         for stored in entry.get("userpassword"):
             if verify_password(password, stored):
                 session.auth_method = "simple"
+                if backend.config.lastbind:
+                    self.record_last_bind(backend, ndn)
                 return entry.dn, ndn
         raise LDAPError(ResultCode.invalidCredentials)
+
+    def record_last_bind(self, backend: Backend, ndn: str) -> None:
+        """`lastbind on`: pwdLastSuccess, written as the rootdn with the usual modify bookkeeping (slapd's
+        fe_op_lastbind), at most once a second; a read-only consumer stores it without replicating it."""
+        now = generalized_time()
+        with backend.db.write() as txn:
+            current = txn.get(ndn)
+            if current is None or (current.first("pwdlastsuccess") or b"") >= now:
+                return
+            entry = current.copy()
+            entry.put("pwdlastsuccess", "pwdLastSuccess", [now])
+            if backend.shadow:
+                txn.modify(ndn, entry)
+                return
+            csn = self.stamp(entry, Session(conn_id=0, bind_dn=backend.config.rootdn), created=False)
+            txn.modify(ndn, entry)
+            backend.context.advance(txn, csn)
+        backend.publish(Change("modify", current, entry, csn))
 
     def authz_map(self, ndn: str) -> str:
         """authz-regexp (olcAuthzRegexp): the first rule whose regular expression matches the SASL identity
