@@ -295,7 +295,8 @@ def test_proxied_authorization_non_critical_accepted(proxying):
 
 @pytest.fixture(scope="module")
 def lastbind(tmp_path_factory):
-    pair = start_pair(tmp_path_factory.mktemp("lastbind"), "", "lastbind on")
+    pair = start_pair(tmp_path_factory.mktemp("lastbind"), f"password-hash {{SSHA}} {{SHA}}\ndefaultsearchbase {PEOPLE}",
+                      "lastbind on")  # fmt: skip
     yield pair
     for server in pair:
         server.stop()
@@ -322,12 +323,127 @@ def test_lastbind_records_pwdlastsuccess(lastbind):
     assert_same(lastbind, lambda c: sorted(read_entry(c, ASMITH, ["+"])), expect=0)  # same operational names
 
 
+def test_default_search_base(lastbind):
+    def search(scope):
+        def action(conn):
+            conn.simple_bind_s(ROOTDN, ROOTPW)
+            return sorted(dn.lower() for dn, _ in conn.search_s("", scope, "(objectClass=*)", ["1.1"]))
+
+        return action
+
+    result = assert_same(lastbind, search(ldap.SCOPE_SUBTREE), expect=0)
+    assert result[2] and all(dn.endswith(PEOPLE.lower()) for dn in result[2])
+    assert_same(lastbind, search(ldap.SCOPE_ONELEVEL), expect=0)
+    assert_same(lastbind, search(ldap.SCOPE_BASE), expect=0)  # the root DSE, as always
+
+
+def test_password_hash_schemes_on_password_modify(lastbind):
+    """password-hash with two schemes: Password Modify stores one value per scheme; {SHA} is deterministic."""
+    import base64
+    import hashlib
+
+    def change_and_read(conn):
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        conn.passwd_s(f"uid=bwong,{PEOPLE}", None, "hashed-pw")
+        values = conn.search_s(f"uid=bwong,{PEOPLE}", ldap.SCOPE_BASE, "(objectClass=*)", ["userPassword"])
+        return sorted(v.split(b"}")[0] + b"}" for v in values[0][1]["userPassword"]), values[0][1][
+            "userPassword"
+        ]
+
+    results = [outcome(server.url, change_and_read) for server in lastbind]
+    assert results[0][0] == results[1][0] == 0
+    assert results[0][2][0] == results[1][2][0] == [b"{SHA}", b"{SSHA}"]
+    sha = b"{SHA}" + base64.b64encode(hashlib.sha1(b"hashed-pw").digest())
+    assert sha in results[0][2][1] and sha in results[1][2][1]
+    assert_same(lastbind, bound(f"uid=bwong,{PEOPLE}", "hashed-pw", None), expect=0)
+
+
+# -- allow, require and restrict variants -------------------------------------------------------------------------
+
+VARIANT_GLOBAL = ("allow bind_anon_cred bind_anon_dn update_anon bind_v2\nrequire bind LDAPv3\n"
+                  "restrict read extended=1.3.6.1.4.1.4203.1.11.3")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    pair = start_pair(tmp_path_factory.mktemp("variants"), VARIANT_GLOBAL, "")
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+def test_require_bind_before_anything(variants):
+    code, text, _ = assert_same(variants, search_dns, expect=ldap.OPERATIONS_ERROR.errnum)
+    assert text == "BIND required"
+
+    def root_dse(conn):
+        return conn.search_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"])
+
+    assert_same(variants, root_dse, expect=ldap.OPERATIONS_ERROR.errnum)
+
+
+def test_require_ldapv3_after_ldapv2_bind(variants):
+    code, text, _ = assert_same(variants, bound(JDOE, "secret1", search_dns), version=2,
+                                expect=ldap.OPERATIONS_ERROR.errnum)  # fmt: skip
+    assert text == "operation restricted to LDAPv3 clients"
+
+
+def test_restrict_read_and_one_extended_operation(variants):
+    code, text, _ = assert_same(
+        variants, bound(JDOE, "secret1", search_dns), expect=ldap.UNWILLING_TO_PERFORM.errnum
+    )
+    assert text == "read operations restricted"
+    code, text, _ = assert_same(variants, bound(JDOE, "secret1", lambda c: c.whoami_s()),
+                                expect=ldap.UNWILLING_TO_PERFORM.errnum)  # fmt: skip
+    assert text == "read operations restricted"  # slapd names the read restriction first
+    # Password Modify is neither: it reaches access control, which gives jdoe no write access
+    assert_same(variants, bound(JDOE, "secret1", lambda c: c.passwd_s(JDOE, "secret1", "secret1")),
+                expect=ldap.INSUFFICIENT_ACCESS.errnum)  # fmt: skip
+
+
+def test_allowed_anonymous_binds_and_updates(variants):
+    assert_same(variants, bound("", "secret", None), expect=0)  # bind_anon_cred
+    assert_same(variants, bound(JDOE, "", None), expect=0)  # bind_anon_dn: anonymous
+    # update_anon: an anonymous modify reaches access control, which lets anonymous read only
+    assert_same(variants, bound("", "", modify_description()), expect=ldap.INSUFFICIENT_ACCESS.errnum)
+
+
+STRONG_DB = "require strong\nrestrict compare"
+
+
+@pytest.fixture(scope="module")
+def strong(tmp_path_factory):
+    pair = start_pair(tmp_path_factory.mktemp("strong"), "disallow bind_simple", STRONG_DB)
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+def test_disallow_simple_binds(strong):
+    code, text, _ = assert_same(strong, bound(JDOE, "secret1", None), expect=ldap.UNWILLING_TO_PERFORM.errnum)
+    assert text == "unwilling to perform simple authentication"
+    assert_same(strong, bound("", "", None), expect=0)  # anonymous is not a simple authentication
+
+
+def test_require_strong_and_restrict_compare(strong):
+    code, text, _ = assert_same(strong, search_dns, expect=ldap.STRONG_AUTH_REQUIRED.errnum)
+    assert text == "strong(er) authentication required"
+    assert_same(strong, external(search_dns), ldapi=True, expect=0)
+
+    def compare(conn):
+        conn.sasl_non_interactive_bind_s("EXTERNAL")
+        return conn.compare_s(JDOE, "uid", b"jdoe")
+
+    code, text, _ = assert_same(strong, compare, ldapi=True, expect=ldap.UNWILLING_TO_PERFORM.errnum)
+    assert text == "operation restricted"
+
+
 # -- every directive pyldapd knows -------------------------------------------------------------------------------
 
 # What each directive does in pyldapd: "refused" (file and line), "tuning" (kept, changes no answer, README
 # table), "delegated" (implemented by another part: logfile, writetimeout, TLS), or the test showing its effect.
 REFUSED_SAMPLES = {
-    "attributeoptions": "x-hidden lang-", "defaultsearchbase": SUFFIX, "gentlehup": "on",
+    "attributeoptions": "x-hidden lang-", "gentlehup": "on",
     "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on", "rootdse": "/tmp/rootdse.ldif",
     "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
     "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
@@ -349,7 +465,7 @@ BEHAVIOUR = {
     "require": "test_anonymous_search_requires_authentication", "restrict": "test_restrict_write_refuses_rootdn_modify",
     "authz-regexp": "test_external_identity_mapped_to_rootdn", "referral": "test_default_referral_outside_naming_contexts",
     "ldapsyntax": "test_ldapsyntax_directive_defines_a_syntax", "authz-policy": "test_proxied_authorization_alike",
-    "lastbind": "test_lastbind_records_pwdlastsuccess",
+    "lastbind": "test_lastbind_records_pwdlastsuccess", "defaultsearchbase": "test_default_search_base",
 }  # fmt: skip
 DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs",
                  "subordinate", "maxderefdepth", "maxentrysize", "mode"}  # fmt: skip
@@ -486,9 +602,7 @@ def test_every_olc_attribute_has_a_verdict():
             entry.put(key, at.name, [sorted(cnconfig.DEFAULT_OLC[key])[-1].upper().encode()])
             cnconfig.check_supported(entry, cnconfig.DATABASE_READ, database=True)
         refused.append(key)
-    assert {"olchidden", "olcsubordinate", "olcrootdse", "olcsaslhost", "olcdefaultsearchbase"} <= set(
-        refused
-    )
+    assert {"olchidden", "olcsubordinate", "olcrootdse", "olcsaslhost", "olcplugin"} <= set(refused)
 
 
 def test_cn_config_access_changes_alike_with_slapd(tmp_path):

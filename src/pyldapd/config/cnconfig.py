@@ -92,6 +92,7 @@ GLOBAL_READ = {
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
     "olcrestrict", "olcauthzregexp", "olcreferral", "olcsecurity", "olclocalssf", "olcsockbufmaxincoming",
     "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat", "olcauthzpolicy",
+    "olcdefaultsearchbase",
 }  # fmt: skip
 FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "olcpasswordhash", "olcrequires",
                  "olcrestrict", "olcsecurity", "olclastbind"}  # fmt: skip
@@ -356,6 +357,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcRestrict", list(config.restrict)),
         ("olcAuthzRegexp", [f'{{{i}}}"{m}" "{r}"' for i, (m, r) in enumerate(config.authz_regexp)]),
         ("olcReferral", [config.referral] if config.referral else []),
+        ("olcDefaultSearchBase", [config.default_search_base] if config.default_search_base else []),
         ("olcAuthzPolicy", [config.authz_policy] if config.authz_policy != "none" else []),
         ("olcSecurity", config.security.words()),
     ]
@@ -484,6 +486,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.restrict = keyword_values(root, "olcRestrict", RESTRICT_WORDS, extended_oid=True)
     config.authz_regexp = authz_rules(root)
     config.referral = first(root, "olcReferral")
+    config.default_search_base = first(root, "olcDefaultSearchBase")
     config.authz_policy = first(root, "olcAuthzPolicy", "none").lower()
     if config.authz_policy not in AUTHZ_POLICIES:
         raise ConfigValueError("<olcAuthzPolicy> unknown policy")

@@ -229,9 +229,9 @@ class ServerConfig:
     restrict: list[str] = field(default_factory=list)
     authz_regexp: list[tuple[str, str]] = field(default_factory=list)  # (match, replacement), in order
     referral: str = ""  # default referral for DNs outside every naming context
-    authz_policy: str = (
-        "none"  # none, from, to, any, all: who may assume another identity (authzTo/authzFrom)
-    )
+    default_search_base: str = ""  # `defaultsearchbase`: the base of non-base searches with an empty base
+    # authz-policy: none, from, to, any or all: who may assume another identity (authzTo/authzFrom)
+    authz_policy: str = "none"
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # Inline schema definitions (attributetype/objectclass/objectidentifier lines in slapd.conf), in order.

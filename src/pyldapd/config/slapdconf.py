@@ -80,7 +80,7 @@ DEFAULT_ONLY = {
     "gentlehup": "off", "reverse-lookup": "off", "schemadn": "cn=subschema",
     "sortvals": None, "attributeoptions": None, "pluginlog": None, "rootdse": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": None, "sasl-cbinding": None, "ditcontentrule": None,
-    "defaultsearchbase": None, "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
+    "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
     "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": None,
     "maxentrysize": None, "mode": None, "limits": None,
 }  # fmt: skip
@@ -93,7 +93,7 @@ ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if
 ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
-               "ldapsyntax"}  # fmt: skip
+               "ldapsyntax", "defaultsearchbase"}  # fmt: skip
 
 DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
                     "frontend": "frontend"}  # fmt: skip
@@ -517,6 +517,14 @@ class SlapdConfParser:
             if policy not in AUTHZ_POLICIES:
                 raise d.error(f"{d.words[0]}: unknown policy {d.args[0]!r} (none, from, to, any, all)")
             config.authz_policy = policy
+        elif name == "defaultsearchbase":
+            config.default_search_base = one_arg(d)
+            from pyldapd.model.dn import DNError, parse_dn
+
+            try:
+                parse_dn(config.default_search_base)
+            except DNError:
+                raise d.error(f"defaultsearchbase: invalid DN {d.args[0]!r}") from None
         elif name == "referral":
             url = one_arg(d)
             if not url.lower().startswith(("ldap://", "ldaps://", "ldapi://")):

@@ -580,6 +580,8 @@ class Directory:
         """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
         if self.configdb is not None and names_config(request.base):
             return self.configdb.search(session, message_id, request, AttributeSelection, send), [], ""
+        if not request.base and request.scope != 0 and self.config.default_search_base:
+            request = replace(request, base=self.config.default_search_base)  # slapd's defaultsearchbase
         base_ndn = normalize_or_fail(self.schema, request.base)
         scope = Scope(request.scope) if request.scope in (0, 1, 2, 3) else None
         if scope is None:
