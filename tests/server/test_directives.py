@@ -413,7 +413,7 @@ STRONG_DB = "require strong\nrestrict compare"
 
 @pytest.fixture(scope="module")
 def strong(tmp_path_factory):
-    pair = start_pair(tmp_path_factory.mktemp("strong"), "disallow bind_simple", STRONG_DB)
+    pair = start_pair(tmp_path_factory.mktemp("strong"), "disallow bind_simple\nreadonly on", STRONG_DB)
     yield pair
     for server in pair:
         server.stop()
@@ -436,6 +436,45 @@ def test_require_strong_and_restrict_compare(strong):
 
     code, text, _ = assert_same(strong, compare, ldapi=True, expect=ldap.UNWILLING_TO_PERFORM.errnum)
     assert text == "operation restricted"
+
+
+def test_global_readonly(strong):
+    code, text, _ = assert_same(strong, external(modify_description()), ldapi=True,
+                                expect=ldap.UNWILLING_TO_PERFORM.errnum)  # fmt: skip
+    assert text == "operation restricted"
+
+
+SHADOW_DB = f"""updatedn "{JDOE}"
+access to * by dn.exact="{JDOE}" write by * read"""
+
+
+@pytest.fixture(scope="module")
+def shadow(tmp_path_factory):
+    pair = start_pair(tmp_path_factory.mktemp("shadow"), "", SHADOW_DB)
+    yield pair
+    for server in pair:
+        server.stop()
+
+
+def test_updatedn_writes_to_a_consumer(shadow):
+    """On a read-only consumer only the updatedn may write; others (the rootdn too) are told it is a shadow."""
+    assert_same(shadow, bound(JDOE, "secret1", modify_description(ASMITH)), expect=0)
+    code, text, _ = assert_same(shadow, bound(ROOTDN, ROOTPW, modify_description(ASMITH)),
+                                expect=ldap.UNWILLING_TO_PERFORM.errnum)  # fmt: skip
+    assert text == "shadow context; no update referral"
+
+
+def test_updatedn_and_syncrepl_exclude_each_other(tmp_path):
+    """As in slapd 2.5: each makes the database a shadow, so the second is refused (file and line)."""
+    from pyldapd.config.slapdconf import ConfigError
+
+    syncrepl = (f'syncrepl rid=001 provider=ldap://127.0.0.1:9/ bindmethod=simple binddn="{ROOTDN}" '
+                f'credentials=x searchbase="{SUFFIX}"')  # fmt: skip
+    updatedn = f'updatedn "{JDOE}"'
+    with pytest.raises(ConfigError, match="<updatedn> database already shadowed"):
+        parse_with(tmp_path, f"{syncrepl}\n{updatedn}", in_database=True)
+    with pytest.raises(ConfigError, match="syncrepl: database already shadowed"):
+        parse_with(tmp_path, f"{updatedn}\n{syncrepl}", in_database=True)
 
 
 # -- every directive pyldapd knows -------------------------------------------------------------------------------
@@ -466,6 +505,7 @@ BEHAVIOUR = {
     "authz-regexp": "test_external_identity_mapped_to_rootdn", "referral": "test_default_referral_outside_naming_contexts",
     "ldapsyntax": "test_ldapsyntax_directive_defines_a_syntax", "authz-policy": "test_proxied_authorization_alike",
     "lastbind": "test_lastbind_records_pwdlastsuccess", "defaultsearchbase": "test_default_search_base",
+    "readonly": "test_global_readonly",
 }  # fmt: skip
 DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs",
                  "subordinate", "maxderefdepth", "maxentrysize", "mode"}  # fmt: skip

@@ -85,17 +85,16 @@ DEFAULT_OLC = {
     "olcdbmaxentrysize": {"0"}, "olchidden": {"false"}, "olcdisabled": {"false"},
 }  # fmt: skip
 INFORMATIONAL_OLC = {"olcconfigfile", "olcconfigdir"}  # where slapd read its config: no effect
-DEFAULT_OLC["olcreadonly"] = {"false"}  # a read-only server (global olcReadOnly) is not implemented
 GLOBAL_READ = {
     "olcargsfile", "olcpidfile", "olcloglevel", "olcidletimeout", "olctoolthreads", "olcserverid",
     "olctlscertificatefile", "olctlscertificatekeyfile", "olctlscacertificatefile", "olctlscacertificatepath",
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
     "olcrestrict", "olcauthzregexp", "olcreferral", "olcsecurity", "olclocalssf", "olcsockbufmaxincoming",
     "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat", "olcauthzpolicy",
-    "olcdefaultsearchbase",
+    "olcdefaultsearchbase", "olcreadonly",
 }  # fmt: skip
 FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "olcpasswordhash", "olcrequires",
-                 "olcrestrict", "olcsecurity", "olclastbind"}  # fmt: skip
+                 "olcrestrict", "olcsecurity", "olclastbind", "olcreadonly"}  # fmt: skip
 DATABASE_READ = {
     "olcdatabase", "olcsuffix", "olcrootdn", "olcrootpw", "olcdbdirectory", "olcdbmaxsize", "olcdbindex",
     "olcaccess", "olclimits", "olcsyncrepl", "olcupdateref", "olcupdatedn", "olcmultiprovider", "olcreadonly",
@@ -358,6 +357,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcAuthzRegexp", [f'{{{i}}}"{m}" "{r}"' for i, (m, r) in enumerate(config.authz_regexp)]),
         ("olcReferral", [config.referral] if config.referral else []),
         ("olcDefaultSearchBase", [config.default_search_base] if config.default_search_base else []),
+        ("olcReadOnly", ["TRUE"] if config.readonly else []),
         ("olcAuthzPolicy", [config.authz_policy] if config.authz_policy != "none" else []),
         ("olcSecurity", config.security.words()),
     ]
@@ -487,6 +487,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.authz_regexp = authz_rules(root)
     config.referral = first(root, "olcReferral")
     config.default_search_base = first(root, "olcDefaultSearchBase")
+    config.readonly = truth(first(root, "olcReadOnly", "FALSE"))
     config.authz_policy = first(root, "olcAuthzPolicy", "none").lower()
     if config.authz_policy not in AUTHZ_POLICIES:
         raise ConfigValueError("<olcAuthzPolicy> unknown policy")
@@ -540,6 +541,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
             )
             config.restrict = sorted(set(config.restrict) | set(
                 keyword_values(entry, "olcRestrict", RESTRICT_WORDS, extended_oid=True)))  # fmt: skip
+            config.readonly = config.readonly or truth(first(entry, "olcReadOnly", "FALSE"))
             frontend_security = security_of(entry)
             if frontend_security.words():
                 config.security = frontend_security

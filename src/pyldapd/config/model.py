@@ -229,6 +229,7 @@ class ServerConfig:
     restrict: list[str] = field(default_factory=list)
     authz_regexp: list[tuple[str, str]] = field(default_factory=list)  # (match, replacement), in order
     referral: str = ""  # default referral for DNs outside every naming context
+    readonly: bool = False  # global `readonly` (olcReadOnly on the frontend): every database refuses updates
     default_search_base: str = ""  # `defaultsearchbase`: the base of non-base searches with an empty base
     # authz-policy: none, from, to, any or all: who may assume another identity (authzTo/authzFrom)
     authz_policy: str = "none"

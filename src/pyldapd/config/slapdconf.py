@@ -93,7 +93,7 @@ ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if
 ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
-               "ldapsyntax", "defaultsearchbase"}  # fmt: skip
+               "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
 
 DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
                     "frontend": "frontend"}  # fmt: skip
@@ -433,6 +433,8 @@ class SlapdConfParser:
             config.local_ssf = self.int_arg(d)
         elif name == "password-crypt-salt-format":
             config.password_crypt_salt_format = one_arg(d)
+        elif name == "readonly":
+            config.readonly = one_arg(d).lower() in ("on", "true", "yes")
         elif self.apply_access_directive(d, None):
             pass
         elif name in ("ldapsyntax", "ldapsyntaxes"):
@@ -474,10 +476,14 @@ class SlapdConfParser:
             db.limits.append(limits_text(d))
             db.limits_sources.append(f"{d.source}:{d.line}")
         elif name == "syncrepl":
+            if db.updatedn:  # slapd: updatedn and syncrepl each make the database a shadow, only one may
+                raise d.error("syncrepl: database already shadowed.")
             db.syncrepl.append(d.raw.split(None, 1)[1] if d.args else "")  # keep the quoting
         elif name == "updateref":
             db.updateref.append(one_arg(d))
         elif name == "updatedn":
+            if db.syncrepl:  # slapd: syncrepl has already made the database a shadow
+                raise d.error("<updatedn> database already shadowed")
             db.updatedn = one_arg(d)
         elif name in ("mirrormode", "multiprovider", "multimaster"):
             db.multiprovider = one_arg(d).lower() in ("on", "true", "yes")

@@ -191,7 +191,7 @@ class Server:
         current.idletimeout = config.idletimeout
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
-        for name in ("allows", "disallows", "requires", "restrict", "authz_regexp", "referral", "authz_policy", "default_search_base", "security",
+        for name in ("allows", "disallows", "requires", "restrict", "authz_regexp", "referral", "authz_policy", "default_search_base", "readonly", "security",
                      "local_ssf", "max_pdu", "max_pdu_auth", "max_filter_depth", "password_crypt_salt_format"):  # fmt: skip
             setattr(current, name, getattr(config, name))
         for source, text in config.schema_definitions:

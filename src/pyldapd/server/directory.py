@@ -228,11 +228,17 @@ class Directory:
                 best = backend
         return best
 
-    @staticmethod
-    def check_shadow(backend: Backend, dn: str) -> None:
-        """A read-only consumer refers writes to its provider (updateref), as slapd's single shadow does."""
-        if not backend.shadow:
+    def check_shadow(self, backend: Backend, dn: str, session: Session | None = None) -> None:
+        """A read-only consumer refers writes to its provider (updateref), as slapd's single shadow does,
+        except those of its `updatedn` (slapd's be_isupdate; an updatedn alone makes a database a shadow)."""
+        if not backend.shadow and not (backend.config.updatedn and not backend.config.multiprovider):
             return
+        if session is not None and session.bind_ndn and backend.config.updatedn:
+            try:
+                if normalize_dn(backend.config.updatedn, self.schema) == session.bind_ndn:
+                    return
+            except DNError:
+                pass
         if backend.config.updateref:
             urls = [url.rstrip("/") + "/" + dn.replace(" ", "%20") for url in backend.config.updateref]
             raise LDAPError(ResultCode.referral, "", referrals=urls)
@@ -579,6 +585,7 @@ class Directory:
     ) -> tuple[int, list[Control], str]:
         """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
         if self.configdb is not None and names_config(request.base):
+            check_restrictions(self, session, None, "search")
             return self.configdb.search(session, message_id, request, AttributeSelection, send), [], ""
         if not request.base and request.scope != 0 and self.config.default_search_base:
             request = replace(request, base=self.config.default_search_base)  # slapd's defaultsearchbase
@@ -591,6 +598,7 @@ class Directory:
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
+            check_restrictions(self, session, None, "search")
             return self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send), [], ""
         special = None
         if base_ndn == "" and scope == Scope.BASE:
@@ -789,13 +797,14 @@ class Directory:
 
     def add(self, session: Session, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
+            check_restrictions(self, session, None, "add")
             return self.configdb.add(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
         if not request.dn:
             raise LDAPError(ResultCode.unwillingToPerform, "root DSE already exists")
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "add")
-        self.check_shadow(backend, request.dn)
+        self.check_shadow(backend, request.dn, session)
         check_no_user_modification(self.schema, (name for name, _ in request.attributes))
         entry = entry_from_attributes(self.schema, request.dn, request.attributes)
         add_rdn_values(self.schema, entry, split_rdn(request.dn)[0])  # slapd adds missing naming values
@@ -827,11 +836,12 @@ class Directory:
 
     def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
+            check_restrictions(self, session, None, "modify")
             return self.configdb.modify(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "modify")
-        self.check_shadow(backend, request.dn)
+        self.check_shadow(backend, request.dn, session)
         check_changes(self.schema, request.changes)
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
@@ -849,11 +859,12 @@ class Directory:
 
     def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
+            check_restrictions(self, session, None, "delete")
             return self.configdb.delete(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "delete")
-        self.check_shadow(backend, request.dn)
+        self.check_shadow(backend, request.dn, session)
         with backend.db.write() as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
@@ -881,7 +892,7 @@ class Directory:
         ndn = normalize_or_fail(self.schema, request.dn)
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "rename")
-        self.check_shadow(backend, request.dn)
+        self.check_shadow(backend, request.dn, session)
         try:
             new_rdn_parts = parse_dn(request.new_rdn)
         except DNError:
@@ -934,6 +945,7 @@ class Directory:
 
     def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
         if self.configdb is not None and names_config(request.dn):
+            check_restrictions(self, session, None, "compare")
             return self.configdb.compare(session, request)
         ndn = normalize_or_fail(self.schema, request.dn)
         at = resolve_type(self.schema, request.attr)
@@ -998,7 +1010,7 @@ class Directory:
             raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
         backend = self.require_backend(ndn)
         check_restrictions(self, session, backend, "extended", ctl.PASSWORD_MODIFY)
-        self.check_shadow(backend, target_dn)
+        self.check_shadow(backend, target_dn, session)
         generated = None
         new_password = request.new_password
         if new_password is None:

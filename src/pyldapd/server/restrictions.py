@@ -76,8 +76,8 @@ def check_restrictions(directory: Any, session: Any, backend: Any, op: str, exop
         if "ldapv3" in requires and session.protocol and session.protocol < 3:
             raise LDAPError(ResultCode.operationsError, "operation restricted to LDAPv3 clients")
     exop_key = "exop:" + exop if exop else ""
-    if flag in ops or (exop_key and exop_key in ops) or (backend is not None and backend.config.readonly
-                                                          and update):  # fmt: skip
+    readonly = config.readonly or (backend is not None and backend.config.readonly)
+    if flag in ops or (exop_key and exop_key in ops) or (readonly and update):
         if (ops & (READS | WRITES | {"bind", "extended"})) == READS:
             text = "read operations restricted"
         elif exop_key and exop_key in ops:
