@@ -477,6 +477,39 @@ def test_updatedn_and_syncrepl_exclude_each_other(tmp_path):
         parse_with(tmp_path, f"{updatedn}\n{syncrepl}", in_database=True)
 
 
+# -- StartTLS after a bind: tls_2_anon, tls_authc -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("disallow", ["", "disallow tls_2_anon", "disallow tls_2_anon tls_authc"])
+def test_starttls_after_bind(tmp_path, disallow):
+    """slapd makes a bound session anonymous on StartTLS unless tls_2_anon is disallowed; tls_authc refuses it."""
+    from tests.certs import make_pki
+    from tests.server.test_tls import start
+
+    pki = make_pki(tmp_path / "pki")
+    servers = [start(kind, tmp_path / kind, pki, extra_global=disallow) for kind in ("slapd", "pyldapd")]
+    try:
+        results = []
+        for server in servers:
+
+            def action(conn):
+                conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(pki.ca_cert))
+                conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+                conn.simple_bind_s(ROOTDN, ROOTPW)
+                conn.start_tls_s()
+                return conn.whoami_s()
+
+            results.append(outcome(server.url, action))
+        assert results[1] == results[0]
+        expected = {"": (0, "", ""), "disallow tls_2_anon": (0, "", f"dn:{ROOTDN}")}
+        assert results[0] == expected.get(
+            disallow, (ldap.OPERATIONS_ERROR.errnum, "cannot start TLS after authentication", None)
+        )
+    finally:
+        for server in servers:
+            server.stop()
+
+
 # -- every directive pyldapd knows -------------------------------------------------------------------------------
 
 # What each directive does in pyldapd: "refused" (file and line), "tuning" (kept, changes no answer, README
