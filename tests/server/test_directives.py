@@ -605,6 +605,13 @@ def test_keyword_errors_name_file_and_line(tmp_path):
         assert "line 3" in str(info.value), directive
 
 
+def test_unknown_overlay_refused(tmp_path):
+    from pyldapd.config.slapdconf import ConfigError
+
+    with pytest.raises(ConfigError, match="line 5: overlay memberof: not supported by pyldapd"):
+        parse_with(tmp_path, "overlay memberof", in_database=True)
+
+
 def test_ldapsyntax_directive_defines_a_syntax(tmp_path):
     config, _, _ = parse_with(
         tmp_path, "ldapsyntax ( 1.3.6.1.4.1.99999.9 DESC 'my syntax' )", in_database=False
@@ -719,6 +726,14 @@ def test_cn_config_access_changes_alike_with_slapd(tmp_path):
         assert theirs == (0, "")
         assert ours[0] == 80 and "<olcHidden> not supported by pyldapd" in ours[1]
         assert "olcHidden" not in (node.dir / "slapd.d/cn=config/olcDatabase={2}mdb.ldif").read_text()
+        # last: once root over ldapi is mapped to the rootdn it may no longer manage cn=config (on both)
+        mapping = (
+            'add: olcAuthzRegexp\nolcAuthzRegexp: "^gidnumber=0[+]uidnumber=0,cn=peercred,.*$" "{ROOTDN}"\n'
+        )
+        assert change(mapping.replace("{ROOTDN}", "cn=admin,dc=example,dc=com")) == [(0, ""), (0, "")]
+        whoami = [ldap_tool("ldapwhoami", "-Y", "EXTERNAL", "-Q", "-H", ldapi).stdout.strip()
+                  for ldapi, _ in urls.values()]  # fmt: skip
+        assert whoami == ["dn:cn=admin,dc=example,dc=com"] * 2
     finally:
         slapd.stop()
         node.stop()

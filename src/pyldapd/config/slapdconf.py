@@ -95,6 +95,8 @@ ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"l
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
                "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
 
+OVERLAYS = ("syncprov",)  # the overlays pyldapd implements
+
 DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
                     "frontend": "frontend"}  # fmt: skip
 
@@ -366,6 +368,8 @@ class SlapdConfParser:
         elif name == "overlay":
             if self.database is None:
                 raise d.error("overlay: must follow a database directive")
+            if one_arg(d).lower() not in OVERLAYS:  # an overlay that would do nothing is refused
+                raise d.error(f"overlay {d.args[0]}: not supported by pyldapd (it has {', '.join(OVERLAYS)})")
             self.overlay = OverlayConfig(one_arg(d).lower())
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
