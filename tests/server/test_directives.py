@@ -357,6 +357,15 @@ def test_password_hash_schemes_on_password_modify(lastbind):
     assert sha in results[0][2][1] and sha in results[1][2][1]
     assert_same(lastbind, bound(f"uid=bwong,{PEOPLE}", "hashed-pw", None), expect=0)
 
+    def modify_and_read(conn):  # a modify stores the value as given: slapd hashes only in Password Modify
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        conn.modify_s(f"uid=bwong,{PEOPLE}", [(ldap.MOD_REPLACE, "userPassword", [b"clear-pw"])])
+        return conn.search_s(f"uid=bwong,{PEOPLE}", ldap.SCOPE_BASE, "(objectClass=*)", ["userPassword"])[0][
+            1
+        ]
+
+    assert assert_same(lastbind, modify_and_read, expect=0)[2] == {"userPassword": [b"clear-pw"]}
+
 
 # -- allow, require and restrict variants -------------------------------------------------------------------------
 
@@ -603,6 +612,13 @@ def test_keyword_errors_name_file_and_line(tmp_path):
         with pytest.raises(ConfigError) as info:
             parse_with(tmp_path, directive, in_database=False)
         assert "line 3" in str(info.value), directive
+
+
+def test_unknown_password_hash_refused(tmp_path):
+    from pyldapd.config.slapdconf import ConfigError
+
+    with pytest.raises(ConfigError, match="line 3: <password-hash> scheme not available"):
+        parse_with(tmp_path, "password-hash {NOSUCH}", in_database=False)
 
 
 def test_unknown_overlay_refused(tmp_path):

@@ -552,7 +552,11 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
             if first(entry, "olcSizeLimit"):
                 config.sizelimit = int(first(entry, "olcSizeLimit").split("=")[-1].replace("unlimited", "0"))
             if values(entry, "olcPasswordHash"):
+                from pyldapd.config.slapdconf import scheme_available
+
                 config.password_hash = values(entry, "olcPasswordHash")
+                if not all(scheme_available(scheme) for scheme in config.password_hash):
+                    raise ConfigValueError("<olcPasswordHash> scheme not available")
         elif name in DATA_TYPES:
             config.databases.append(database_from_entry(entry, by_parent.get(entry.dn.lower(), [])))
     return config

@@ -282,6 +282,16 @@ def apply_security(d: Directive, factors: SecurityFactors) -> None:
         raise d.error(f"{d.words[0]}: {exc}") from None
 
 
+def scheme_available(scheme: str) -> bool:
+    from pyldapd.model.passwords import hash_password
+
+    try:
+        hash_password(b"x", scheme)
+    except ValueError:
+        return False
+    return True
+
+
 def keywords(d: Directive, allowed: tuple[str, ...], *, extended_oid: bool = False) -> list[str]:
     if not d.args:
         raise d.error(f"{d.words[0]}: at least one keyword is required")
@@ -423,6 +433,8 @@ class SlapdConfParser:
         elif name == "password-hash":
             if not d.args:
                 raise d.error("password-hash: a scheme is required")
+            if not all(scheme_available(scheme) for scheme in d.args):
+                raise d.error("<password-hash> scheme not available")
             config.password_hash = d.args
         elif name in ("serverid",):
             config.server_ids.append(parse_server_id(d))
