@@ -233,7 +233,11 @@ PROXY_LDIF = BASE_LDIF.replace(
     "userPassword: secret1\n",
     "userPassword: secret1\nauthzTo: dn.regex:^uid=[^,]+,ou=[Pp]eople,dc=example,dc=com$\n",
 )
-PROXY_GLOBAL = 'authz-policy to\nauthz-regexp "^uid=([^,]+),cn=auth$" "uid=$1,ou=People,dc=example,dc=com"'
+PROXY_GLOBAL = """authz-policy to
+authz-regexp "^uid=mail-([^,]+),cn=auth$" "ldap:///ou=People,dc=example,dc=com??one?(mail=$1@example.com)"
+authz-regexp "^uid=everyone,cn=auth$" "ldap:///ou=People,dc=example,dc=com??one?(objectClass=person)"
+authz-regexp "^uid=([^,]+),cn=auth$" "uid=$1,ou=People,dc=example,dc=com"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +269,9 @@ def as_proxy(authzid: str, then=None, critical: bool = True):
 @pytest.mark.parametrize("who, password, authzid, expect", [
     (JDOE, "secret1", f"dn:{ASMITH}", 0),  # authzTo of jdoe names every person
     (JDOE, "secret1", "u:asmith", 0),  # u: through authz-regexp
+    (ASMITH, "secret2", "u:mail-john.smith", 123),  # an LDAP URL search finds jdoe: asmith may not be him
+    (JDOE, "secret1", "u:mail-john.smith", 0),  # ... and jdoe may be himself
+    (JDOE, "secret1", "u:everyone", 123),  # a search finding several entries maps nothing
     (ASMITH, "secret2", f"dn:{JDOE}", 123),  # asmith has no authzTo
     (ROOTDN, ROOTPW, f"dn:{JDOE}", 0),  # a rootdn may be anyone in its database
     ("", "", f"dn:{JDOE}", 123),  # anonymous proxying is not allowed
