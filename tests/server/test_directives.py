@@ -760,3 +760,27 @@ def test_cn_config_access_changes_alike_with_slapd(tmp_path):
     finally:
         slapd.stop()
         node.stop()
+
+
+def test_conversion_round_trip(tmp_path):
+    """The cn=config form of these directives (as `pyldapd init`/conversion write it) reads back the same."""
+    from pyldapd.config import cnconfig
+
+    extra_global = (RESTRICTED_GLOBAL + "\nrestrict extended=1.3.6.1.4.1.4203.1.11.3 bind\n" + PROXY_GLOBAL
+                    + f"referral ldap://referral.example.org/\ndefaultsearchbase {PEOPLE}\nreadonly on")  # fmt: skip
+    conf = tmp_path / "slapd.conf"
+    (tmp_path / "db").mkdir()
+    conf.write_text(slapd_conf(tmp_path / "db", extra_global=extra_global,
+                               extra_db="require sasl\nrestrict compare\nlastbind on\nsecurity ssf=1"))  # fmt: skip
+    from pyldapd.config.slapdconf import load_slapd_conf
+
+    original = load_slapd_conf(str(conf))
+    cnconfig.write_slapd_d(tmp_path / "slapd.d", cnconfig.entries_from_config(original))
+    converted = cnconfig.config_from_entries(cnconfig.read_slapd_d(tmp_path / "slapd.d"))
+    for name in ("allows", "disallows", "requires", "authz_regexp", "authz_policy", "referral", "default_search_base",
+                 "readonly"):  # fmt: skip
+        assert getattr(converted, name) == getattr(original, name), name
+    assert sorted(converted.restrict) == sorted(original.restrict)
+    db, before = converted.data_databases()[0], original.data_databases()[0]
+    assert (db.requires, db.restrict, db.lastbind, db.security) == (before.requires, before.restrict, True,
+                                                                     before.security)  # fmt: skip
