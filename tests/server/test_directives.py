@@ -204,6 +204,17 @@ def test_mapped_rootdn_has_rootdn_powers(mapped):
     assert_same(mapped, external(modify_description(value="by root over ldapi")), ldapi=True, expect=0)
 
 
+@pytest.mark.parametrize("authzid", [f"dn:{JDOE}", "dn:uid=nobody,dc=elsewhere,dc=org", "u:jdoe"])
+def test_external_bind_with_authzid(mapped, authzid):
+    """SASL EXTERNAL asking for another identity: root over ldapi is the rootdn here, which may be anyone in
+    its own database (slapd_sasl_authorized); u:jdoe is uid=jdoe,cn=auth, which no rule maps."""
+    results = []
+    for server in mapped:
+        result = ldap_tool("ldapwhoami", "-Y", "EXTERNAL", "-Q", "-X", authzid, "-H", server.ldapi_url)
+        results.append((result.returncode, result.stdout.strip().lower(), result.stderr.strip()))
+    assert results[1] == results[0]
+
+
 def test_require_sasl_refuses_simple_binds(mapped):
     code, text, _ = assert_same(
         mapped, bound(JDOE, "secret1", search_dns), expect=ldap.STRONG_AUTH_REQUIRED.errnum

@@ -302,8 +302,9 @@ class Directory:
             if request.version < 3:
                 raise LDAPError(ResultCode.protocolError, "SASL bind requires LDAPv3")
             check_restrictions(self, session, None, "bind")
-            dn, sasl_ndn = self.sasl_bind(session, request)
-            mapped = self.authz_map(sasl_ndn)
+            dn, sasl_ndn, granted = self.sasl_bind(session, request)
+            # the authentication identity goes through authz-regexp; a granted other authzid is already final
+            mapped = "" if granted else self.authz_map(sasl_ndn)
             if mapped:
                 dn = sasl_ndn = mapped
             session.auth_method = "sasl"
@@ -551,7 +552,8 @@ class Directory:
         except (DNError, ValueError):
             return ""
 
-    def sasl_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
+    def sasl_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str, bool]:
+        """(dn, ndn, whether that is another identity the authzid asked for and authz-policy granted)."""
         mechanism = (request.sasl_mechanism or "").upper()
         if mechanism != "EXTERNAL":
             raise LDAPError(ResultCode.authMethodNotSupported, "SASL(-4): no mechanism available: ")
@@ -559,7 +561,7 @@ class Directory:
             from pyldapd.server.tls import external_identity
 
             requested = (request.sasl_credentials or b"").decode("utf-8", "replace")
-            return external_identity(session, self.schema, requested)
+            return (*external_identity(session, self.schema, requested), False)
         if not session.local or session.peer_uid is None:
             raise LDAPError(ResultCode.inappropriateAuthentication, "SASL(-4): no mechanism available: ")
         dn = f"gidNumber={session.peer_gid}+uidNumber={session.peer_uid},{PEERCRED_SUFFIX}"
@@ -569,9 +571,11 @@ class Directory:
             authc = self.authz_map(dn.lower()) or dn.lower()
             target = self.authzid_to_dn(requested)
             if target is None or not self.authorized(authc, target):
-                raise LDAPError(ResultCode.insufficientAccessRights, "SASL(-14): authorization failure: ")
-            return target, target
-        return dn, dn.lower()
+                raise LDAPError(
+                    ResultCode.insufficientAccessRights, "SASL(-14): authorization failure: not authorized"
+                )
+            return target, target, True
+        return dn, dn.lower(), False
 
     # -- search ----------------------------------------------------------------------------------------------
 
