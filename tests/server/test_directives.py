@@ -795,3 +795,24 @@ def test_conversion_round_trip(tmp_path):
     db, before = converted.data_databases()[0], original.data_databases()[0]
     assert (db.requires, db.restrict, db.lastbind, db.security) == (before.requires, before.restrict, True,
                                                                      before.security)  # fmt: skip
+
+
+def test_authz_regexp_maps_a_client_certificate(tmp_path):
+    """SASL EXTERNAL over TLS: the certificate's subject goes through authz-regexp as on ldapi."""
+    from tests.certs import make_pki
+    from tests.server.test_tls import outcome as tool_outcome
+    from tests.server.test_tls import start, tool
+
+    pki = make_pki(tmp_path / "pki")
+    mapping = f'authz-regexp "^cn=client,o=test$" "{ROOTDN}"'
+    servers = [
+        start(kind, tmp_path / kind, pki, verify="demand", extra_global=mapping)
+        for kind in ("slapd", "pyldapd")
+    ]
+    try:
+        results = [tool_outcome(tool(pki, "ldapwhoami", "-Y", "EXTERNAL", "-H", server.ldaps_url, cert=True),
+                                show_stdout=True) for server in servers]  # fmt: skip
+        assert results[1] == results[0] == (0, "", f"dn:{ROOTDN}")
+    finally:
+        for server in servers:
+            server.stop()
