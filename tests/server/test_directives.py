@@ -613,8 +613,10 @@ def test_tuning_directive_kept(tmp_path, name):
     assert (name, ["4"]) in kept
 
 
-def test_unsupported_directive_with_slapd_default_is_accepted(tmp_path):
-    config, _, _ = parse_with(tmp_path, "lastmod on", in_database=True)
+@pytest.mark.parametrize("directive", ["lastmod on", "hidden off", "mode 0600", "maxderefdepth 15",
+                                       "sasl-secprops noplain,noanonymous", "attributeoptions lang-"])  # fmt: skip
+def test_unsupported_directive_with_slapd_default_is_accepted(tmp_path, directive):
+    config, _, _ = parse_with(tmp_path, directive, in_database=True)
     assert config.databases[0].suffixes == [SUFFIX]
 
 

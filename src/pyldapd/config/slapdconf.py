@@ -78,11 +78,11 @@ DELEGATED_GLOBAL = {"logfile", "logfile-rotate", "writetimeout", "tlsrandfile", 
 # that is slapd's default (then they change nothing and are accepted).
 DEFAULT_ONLY = {
     "gentlehup": "off", "reverse-lookup": "off", "schemadn": "cn=subschema",
-    "sortvals": None, "attributeoptions": None, "pluginlog": None, "rootdse": None, "sasl-auxprops": None,
-    "sasl-host": None, "sasl-realm": None, "sasl-secprops": None, "sasl-cbinding": None, "ditcontentrule": None,
-    "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
-    "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": None,
-    "maxentrysize": None, "mode": None, "limits": None,
+    "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "rootdse": None, "sasl-auxprops": None,
+    "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
+    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
+    "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": "15",
+    "maxentrysize": "0", "mode": "0600", "limits": None,
 }  # fmt: skip
 UNSUPPORTED_PREFIXES = ("authid-rewrite", "authz-rewrite")
 # Everything pyldapd reads besides the directives it parses one by one (tests/server/test_directives.py goes
