@@ -641,6 +641,21 @@ def test_unknown_password_hash_refused(tmp_path):
         parse_with(tmp_path, "password-hash {NOSUCH}", in_database=False)
 
 
+@pytest.mark.parametrize("section, directive", [("config", "access to * by * manage"),
+                                                ("config", "rootpw secret"), ("monitor", "access to * by * read"),
+                                                ("monitor", "rootpw secret")])  # fmt: skip
+def test_config_and_monitor_sections_refuse_what_they_would_ignore(tmp_path, section, directive):
+    from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
+
+    path = tmp_path / "slapd.conf"
+    path.write_text(f"database {section}\nrootdn cn=admin,cn={section}\n{directive}\n".replace(
+        "rootdn cn=admin,cn=config\n", ""))  # fmt: skip
+    with pytest.raises(ConfigError, match=f"not supported by pyldapd in database {section}"):
+        load_slapd_conf(str(path))
+    path.write_text("database monitor\nrootdn cn=admin,cn=monitor\n")  # the monitor's rootdn may read it
+    assert load_slapd_conf(str(path)).databases[0].rootdn == "cn=admin,cn=monitor"
+
+
 def test_unknown_overlay_refused(tmp_path):
     from pyldapd.config.slapdconf import ConfigError
 

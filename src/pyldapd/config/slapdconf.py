@@ -464,6 +464,16 @@ class SlapdConfParser:
 
     def apply_database(self, d: Directive, db: DatabaseConfig) -> None:
         name = d.name
+        # pyldapd serves cn=config only from a slapd.d (-F), and cn=Monitor with a fixed read rule that names
+        # the monitor's rootdn: nothing else written in those sections would have an effect
+        if db.type == "config":
+            raise d.error(
+                f"{d.words[0]}: not supported by pyldapd in database config (cn=config needs -F slapd.d)"
+            )
+        if db.type == "monitor" and name != "rootdn":
+            raise d.error(
+                f"{d.words[0]}: not supported by pyldapd in database monitor (cn=Monitor's rules are fixed)"
+            )
         if name == "suffix":
             suffix = one_arg(d)
             if db.type in ("config", "monitor"):
