@@ -777,6 +777,10 @@ def test_cn_config_access_changes_alike_with_slapd(tmp_path):
         assert theirs == (0, "")
         assert ours[0] == 80 and "<olcHidden> not supported by pyldapd" in ours[1]
         assert "olcHidden" not in (node.dir / "slapd.d/cn=config/olcDatabase={2}mdb.ldif").read_text()
+        # the config and monitor databases' rules are fixed in pyldapd: a change to them is refused, not dropped
+        theirs, ours = both("ldapmodify", ldif="dn: olcDatabase={0}config,cn=config\nchangetype: modify\n"
+                            "add: olcAccess\nolcAccess: to * by * read\n", admin=True)  # fmt: skip
+        assert theirs == (0, "") and ours[0] == 53 and "<olcAccess> not supported by pyldapd" in ours[1]
         # last: once root over ldapi is mapped to the rootdn it may no longer manage cn=config (on both)
         mapping = (
             'add: olcAuthzRegexp\nolcAuthzRegexp: "^gidnumber=0[+]uidnumber=0,cn=peercred,.*$" "{ROOTDN}"\n'
