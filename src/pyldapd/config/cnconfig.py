@@ -18,10 +18,17 @@ from importlib import resources
 from pathlib import Path
 
 from pyldapd.config.model import (
+    ALLOW_WORDS,
+    AUTHZ_POLICIES,
+    DISALLOW_WORDS,
     LOG_LEVELS,
+    REQUIRE_WORDS,
+    RESTRICT_WORDS,
     DatabaseConfig,
     OverlayConfig,
+    SecurityFactors,
     ServerConfig,
+    parse_keywords,
     parse_log_level,
     parse_logfile_rotate,
 )
@@ -52,6 +59,105 @@ SYNCPROV_SETTINGS = {
 
 class ConfigValueError(ValueError):
     """A value slapd's config handlers refuse; the text is the message slapd sends back (result 80)."""
+
+
+# What pyldapd does with each olc* attribute of the entries it reads (cn=config, the frontend, the data
+# databases, their overlays). Attributes read by config_from_entries are not listed. tests/server/
+# test_directives.py goes through olc.schema: every attribute is read, tuning only, delegated, or refused.
+TUNING_OLC = {
+    "olcconcurrency", "olcindexsubstrifmaxlen", "olcindexsubstrifminlen", "olcindexsubstranylen",
+    "olcindexsubstranystep", "olcindexhash64", "olcindexintlen", "olclistenerthreads", "olcthreads",
+    "olcthreadqueues", "olctcpbuffer", "olcdbcheckpoint", "olcdbnosync", "olcdbenvflags", "olcbkmdbidlexp",
+    "olcdbmaxreaders", "olcdbmultival", "olcdbrtxnsize", "olcdbsearchstack",
+}  # fmt: skip
+# implemented by other parts of pyldapd (logging, write timeouts, pending operations, TLS)
+DELEGATED_OLC = {
+    "olclogfile", "olcwritetimeout", "olcconnmaxpending", "olcconnmaxpendingauth", "olctlscrlcheck",
+    "olctlscrlfile", "olctlsdhparamfile", "olctlsrandfile", "olctlsecname", "olctlscacertificate",
+    "olctlscertificate", "olctlscertificatekey",
+}  # fmt: skip
+# not implemented: accepted only with slapd's default value (slaptest writes these), refused otherwise
+DEFAULT_OLC = {
+    "olcattributeoptions": {"lang-"}, "olcgentlehup": {"false"},
+    "olcreverselookup": {"false"}, "olcsaslauxpropsdontusecopyignore": {"false"},
+    "olcsaslsecprops": {"noplain,noanonymous"}, "olcaddcontentacl": {"false"}, "olclastmod": {"true"},
+"olcmaxderefdepth": {"0", "15"}, "olcschemadn": {"cn=subschema"},
+    "olcsyncusesubentry": {"false"}, "olcmonitoring": {"true", "false"}, "olcdbmode": {"0600"},
+    "olcdbmaxentrysize": {"0"}, "olchidden": {"false"}, "olcdisabled": {"false"},
+}  # fmt: skip
+INFORMATIONAL_OLC = {"olcconfigfile", "olcconfigdir"}  # where slapd read its config: no effect
+GLOBAL_READ = {
+    "olcargsfile", "olcpidfile", "olcloglevel", "olcidletimeout", "olctoolthreads", "olcserverid",
+    "olctlscertificatefile", "olctlscertificatekeyfile", "olctlscacertificatefile", "olctlscacertificatepath",
+    "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
+    "olcrestrict", "olcauthzregexp", "olcreferral", "olcsecurity", "olclocalssf", "olcsockbufmaxincoming",
+    "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat", "olcauthzpolicy",
+    "olcdefaultsearchbase", "olcreadonly",
+}  # fmt: skip
+FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "olcpasswordhash", "olcrequires",
+                 "olcrestrict", "olcsecurity", "olclastbind", "olcreadonly"}  # fmt: skip
+DATABASE_READ = {
+    "olcdatabase", "olcsuffix", "olcrootdn", "olcrootpw", "olcdbdirectory", "olcdbmaxsize", "olcdbindex",
+    "olcaccess", "olclimits", "olcsyncrepl", "olcupdateref", "olcupdatedn", "olcmultiprovider", "olcreadonly",
+    "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind",
+}  # fmt: skip
+OVERLAY_READ = {"olcoverlay", *SYNCPROV_SETTINGS}
+MODULE_READ = {"olcmodulepath", "olcmoduleload"}
+
+
+def check_supported(entry: Entry, read: set[str], *, database: bool = False) -> None:
+    """Refuse an olc* attribute pyldapd would otherwise keep without acting on it (slapd's result 80)."""
+    for key, attribute in entry.attrs.items():
+        if not key.startswith("olc") or key in read or key in TUNING_OLC or key in DELEGATED_OLC:
+            continue
+        if key in INFORMATIONAL_OLC:
+            continue
+        allowed = DEFAULT_OLC.get(key)
+        if key == "olcmonitoring" and database:
+            allowed = {"true"}  # cn=Monitor always shows the data databases
+        if allowed is not None and all(
+            v.decode("utf-8", "replace").lower() in allowed for v in attribute.values
+        ):
+            continue
+        raise ConfigValueError(f"<{attribute.name}> not supported by pyldapd")
+
+
+def keyword_values(
+    entry: Entry, name: str, allowed: tuple[str, ...], *, extended_oid: bool = False
+) -> list[str]:
+    words = [word for value in values(entry, name) for word in value.split()]
+    try:
+        return parse_keywords(words, allowed, extended_oid=extended_oid)
+    except ValueError:
+        raise ConfigValueError(f"<{name}> unknown feature") from None
+
+
+def words_keeping_escapes(text: str) -> list[str]:
+    """Whitespace-separated words, double quotes grouping, backslashes kept: slapd reads an olcAuthzRegexp
+    value so (`gidnumber=0\\+uidnumber=0,...` keeps its `\\+`), where slapd.conf's reader removes one level."""
+    return [quoted or bare for quoted, bare in re.findall(r'"((?:[^"\\]|\\.)*)"|(\S+)', text)]
+
+
+def authz_rules(entry: Entry) -> list[tuple[str, str]]:
+    rules = []
+    for text in ordered_texts(entry, "olcAuthzRegexp"):
+        try:
+            words = words_keeping_escapes(text)
+            if len(words) != 2:
+                raise ValueError(text)
+            re.compile(words[0])
+        except (ValueError, re.error):
+            raise ConfigValueError(f'<olcAuthzRegexp> invalid value "{text}"') from None
+        rules.append((words[0], words[1]))
+    return rules
+
+
+def security_of(entry: Entry) -> SecurityFactors:
+    words = [word for value in values(entry, "olcSecurity") for word in value.split()]
+    try:
+        return SecurityFactors.parse(words)
+    except ValueError:
+        raise ConfigValueError("<olcSecurity> unknown factor") from None
 
 
 # 2.4's database classes, kept for configs written for it: the same LMDB backend here.
@@ -206,6 +312,11 @@ def database_entry(index: int, db: DatabaseConfig) -> Entry:
         ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize else []),
         ("olcSizeLimit", [str(db.sizelimit)] if db.sizelimit is not None else []),
         ("olcTimeLimit", [str(db.timelimit)] if db.timelimit is not None else []),
+        ("olcRequires", list(db.requires)),
+        ("olcRestrict", list(db.restrict)),
+        ("olcSecurity", db.security.words()),
+        ("olcUpdateDN", [db.updatedn] if db.updatedn else []),
+        ("olcLastBind", ["TRUE"] if db.lastbind else []),
     ]
     return make_entry(f"olcDatabase={{{index}}}{kind},{CONFIG_DN}", attributes)
 
@@ -253,6 +364,16 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
             [config.tls.ca_certificate_file] if config.tls.ca_certificate_file else [],
         ),
         ("olcTLSVerifyClient", [config.tls.verify_client] if config.tls.certificate_file else []),
+        ("olcAllows", list(config.allows)),
+        ("olcDisallows", list(config.disallows)),
+        ("olcRequires", list(config.requires)),
+        ("olcRestrict", list(config.restrict)),
+        ("olcAuthzRegexp", [f'{{{i}}}"{m}" "{r}"' for i, (m, r) in enumerate(config.authz_regexp)]),
+        ("olcReferral", [config.referral] if config.referral else []),
+        ("olcDefaultSearchBase", [config.default_search_base] if config.default_search_base else []),
+        ("olcReadOnly", ["TRUE"] if config.readonly else []),
+        ("olcAuthzPolicy", [config.authz_policy] if config.authz_policy != "none" else []),
+        ("olcSecurity", config.security.words()),
     ]
     entries = [make_entry(CONFIG_DN, global_attrs)]
     if config.modules:
@@ -326,7 +447,13 @@ def ordered_texts(entry: Entry, name: str) -> list[str]:
 
 def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     name = strip_order(first(entry, "olcDatabase")).lower()
+    check_supported(entry, DATABASE_READ, database=True)
     db = DatabaseConfig(type="mdb", declared_type=name, source=entry.dn)
+    db.requires = keyword_values(entry, "olcRequires", REQUIRE_WORDS)
+    db.restrict = keyword_values(entry, "olcRestrict", RESTRICT_WORDS, extended_oid=True)
+    db.security = security_of(entry)
+    db.updatedn = first(entry, "olcUpdateDN")
+    db.lastbind = truth(first(entry, "olcLastBind", "FALSE"))
     db.suffixes = values(entry, "olcSuffix")
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()
@@ -347,6 +474,7 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     if first(entry, "olcTimeLimit"):
         db.timelimit = int(first(entry, "olcTimeLimit").split("=")[-1].replace("unlimited", "0"))
     for child in sorted(children, key=lambda e: order_of(first(e, "olcOverlay")) or 0):
+        check_supported(child, OVERLAY_READ)
         overlay = OverlayConfig(strip_order(first(child, "olcOverlay")).lower())
         for attribute in child.attrs.values():
             setting = SYNCPROV_SETTINGS.get(attribute.name.lower())
@@ -365,6 +493,24 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     root = next((e for e in entries if e.dn.lower() == CONFIG_DN), None)
     if root is None:
         raise ValueError("no cn=config entry")
+    check_supported(root, GLOBAL_READ)
+    config.allows = keyword_values(root, "olcAllows", ALLOW_WORDS)
+    config.disallows = keyword_values(root, "olcDisallows", DISALLOW_WORDS)
+    config.requires = keyword_values(root, "olcRequires", REQUIRE_WORDS)
+    config.restrict = keyword_values(root, "olcRestrict", RESTRICT_WORDS, extended_oid=True)
+    config.authz_regexp = authz_rules(root)
+    config.referral = first(root, "olcReferral")
+    config.default_search_base = first(root, "olcDefaultSearchBase")
+    config.readonly = truth(first(root, "olcReadOnly", "FALSE"))
+    config.authz_policy = first(root, "olcAuthzPolicy", "none").lower()
+    if config.authz_policy not in AUTHZ_POLICIES:
+        raise ConfigValueError("<olcAuthzPolicy> unknown policy")
+    config.security = security_of(root)
+    for attr, name in (("local_ssf", "olcLocalSSF"), ("max_pdu", "olcSockbufMaxIncoming"),
+                       ("max_pdu_auth", "olcSockbufMaxIncomingAuth"), ("max_filter_depth", "olcMaxFilterDepth")):  # fmt: skip
+        if first(root, name):
+            setattr(config, attr, int(first(root, name)))
+    config.password_crypt_salt_format = first(root, "olcPasswordCryptSaltFormat")
     config.argsfile = first(root, "olcArgsFile")
     config.pidfile = first(root, "olcPidFile")
     config.logfile = first(root, "olcLogFile")
@@ -394,13 +540,17 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     tls.protocol_min = first(root, "olcTLSProtocolMin")
     tls.cipher_suite = first(root, "olcTLSCipherSuite")
     for entry in by_parent.get(SCHEMA_DN, []):
+        check_supported(
+            entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses"}
+        )
         source = strip_order(first(entry, "cn"))
         for name, keyword in (("olcObjectIdentifier", "objectidentifier"), ("olcAttributeTypes", "attributetype"),
-                              ("olcObjectClasses", "objectclass")):  # fmt: skip
+                              ("olcLdapSyntaxes", "ldapsyntax"), ("olcObjectClasses", "objectclass")):  # fmt: skip
             for text in ordered_texts(entry, name):
                 config.schema_definitions.append((f"{source}.schema", f"{keyword} {text}"))
     for module in by_parent.get(CONFIG_DN, []):
         if module.dn.lower().startswith("cn=module"):
+            check_supported(module, MODULE_READ)
             config.module_paths += values(module, "olcModulePath")
             config.modules += [strip_order(v) for v in values(module, "olcModuleLoad")]
     databases = sorted((e for e in by_parent.get(CONFIG_DN, []) if e.dn.lower().startswith("olcdatabase=")),
@@ -408,12 +558,29 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     for entry in databases:
         name = strip_order(first(entry, "olcDatabase")).lower()
         if name == "frontend":
+            check_supported(entry, FRONTEND_READ)
+            # slapd keeps the global require/restrict/security on the frontend: both entries show them
+            config.requires = sorted(
+                set(config.requires) | set(keyword_values(entry, "olcRequires", REQUIRE_WORDS))
+            )
+            config.restrict = sorted(set(config.restrict) | set(
+                keyword_values(entry, "olcRestrict", RESTRICT_WORDS, extended_oid=True)))  # fmt: skip
+            config.readonly = config.readonly or truth(first(entry, "olcReadOnly", "FALSE"))
+            frontend_security = security_of(entry)
+            if frontend_security.words():
+                config.security = frontend_security
+            if first(entry, "olcTimeLimit"):
+                config.timelimit = int(first(entry, "olcTimeLimit").split("=")[-1].replace("unlimited", "0"))
             config.access = ordered_texts(entry, "olcAccess")
             config.access_sources = [f"{entry.dn}: olcAccess {{{i}}}" for i in range(len(config.access))]
             if first(entry, "olcSizeLimit"):
                 config.sizelimit = int(first(entry, "olcSizeLimit").split("=")[-1].replace("unlimited", "0"))
             if values(entry, "olcPasswordHash"):
+                from pyldapd.config.slapdconf import scheme_available
+
                 config.password_hash = values(entry, "olcPasswordHash")
+                if not all(scheme_available(scheme) for scheme in config.password_hash):
+                    raise ConfigValueError("<olcPasswordHash> scheme not available")
         elif name in DATA_TYPES:
             config.databases.append(database_from_entry(entry, by_parent.get(entry.dn.lower(), [])))
         elif name == "monitor":  # its rootdn and access rules govern cn=Monitor (server/monitor.py)

@@ -83,6 +83,41 @@ TLS_VERIFY_LEVELS = {"never": "never", "allow": "allow", "try": "try", "demand":
                      "true": "demand"}  # fmt: skip
 
 
+# slapd.conf(5) keywords of allow, disallow, require and restrict (slapd's config.c tables).
+ALLOW_WORDS = ("bind_v2", "bind_anon_cred", "bind_anon_dn", "update_anon", "proxy_authz_anon")
+DISALLOW_WORDS = ("bind_anon", "bind_simple", "tls_2_anon", "tls_authc", "proxy_authz_non_critical",
+                  "dontusecopy_non_critical")  # fmt: skip
+REQUIRE_WORDS = ("bind", "ldapv3", "authc", "sasl", "strong", "none")
+RESTRICT_WORDS = ("read", "write", "add", "delete", "rename", "modify", "modrdn", "compare", "search", "bind",
+                  "extended", "all")  # fmt: skip
+AUTHZ_POLICIES = ("none", "from", "to", "any", "all")
+# `restrict extended=<OID>`: the extended operations slapd can restrict one by one
+RESTRICTABLE_EXOPS = ("1.3.6.1.4.1.1466.20037", "1.3.6.1.4.1.4203.1.11.1", "1.3.6.1.4.1.4203.1.11.3",
+                      "1.3.6.1.1.8")  # fmt: skip
+
+
+def parse_keywords(words: list[str], allowed: tuple[str, ...], *, extended_oid: bool = False) -> list[str]:
+    """Keywords of allow/disallow/require/restrict, lowercased; ValueError names the unknown one.
+    `restrict extended=<OID>` restricts one extended operation."""
+    result: list[str] = []
+    for word in words:
+        lower = word.lower()
+        if extended_oid and lower.startswith("extended="):
+            oid = word.split("=", 1)[1]
+            if oid not in RESTRICTABLE_EXOPS:
+                raise ValueError(f"unknown feature {word}")
+            result.append("extended=" + oid)
+            continue
+        if lower not in allowed:
+            raise ValueError(f"unknown feature {word}")
+        if lower == "none":  # slapd: only first, wiping what was set before (require)
+            if result:
+                raise ValueError(f'"none" (#{words.index(word)}) must be listed first')
+            continue
+        result.append(lower)
+    return result
+
+
 @dataclass
 class SecurityFactors:
     """slapd's `security` directive (olcSecurity): minimum strength factors, 0 = no requirement."""
@@ -164,6 +199,9 @@ class DatabaseConfig:
     multiprovider: bool = False
     overlays: list[OverlayConfig] = field(default_factory=list)
     security: SecurityFactors = field(default_factory=SecurityFactors)
+    requires: list[str] = field(default_factory=list)  # `require` (olcRequires), server/restrictions.py
+    restrict: list[str] = field(default_factory=list)  # `restrict` (olcRestrict)
+    lastbind: bool = False  # `lastbind` (olcLastBind): pwdLastSuccess written on each successful bind
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     source: str = ""
 
@@ -214,6 +252,17 @@ class ServerConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)
     security: SecurityFactors = field(default_factory=SecurityFactors)  # global (frontend) requirements
     local_ssf: int = 71  # slapd's localSSF: the strength of an ldapi:// connection
+    # server/restrictions.py: slapd's allow/disallow (global), require/restrict (frontend, inherited)
+    allows: list[str] = field(default_factory=list)
+    disallows: list[str] = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)
+    restrict: list[str] = field(default_factory=list)
+    authz_regexp: list[tuple[str, str]] = field(default_factory=list)  # (match, replacement), in order
+    referral: str = ""  # default referral for DNs outside every naming context
+    readonly: bool = False  # global `readonly` (olcReadOnly on the frontend): every database refuses updates
+    default_search_base: str = ""  # `defaultsearchbase`: the base of non-base searches with an empty base
+    # authz-policy: none, from, to, any or all: who may assume another identity (authzTo/authzFrom)
+    authz_policy: str = "none"
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # Inline schema definitions (attributetype/objectclass/objectidentifier lines in slapd.conf), in order.

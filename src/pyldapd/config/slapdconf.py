@@ -8,16 +8,23 @@ character. An error names the file, the line and what is wrong, and nothing is s
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyldapd.config.model import (
+    ALLOW_WORDS,
+    AUTHZ_POLICIES,
+    DISALLOW_WORDS,
+    REQUIRE_WORDS,
+    RESTRICT_WORDS,
     TLS_VERIFY_LEVELS,
     DatabaseConfig,
     OverlayConfig,
     SecurityFactors,
     ServerConfig,
     TLSConfig,
+    parse_keywords,
     parse_log_level,
     parse_logfile_rotate,
 )
@@ -54,27 +61,42 @@ KNOWN_MODULES = {
     "memberof", "refint", "unique", "back_null", "dynlist", "constraint", "auditlog",
 }  # fmt: skip
 
-# Global directives slapd knows that pyldapd accepts and keeps without acting on them (yet).
-ACCEPTED_GLOBAL = {
-    "allow", "disallow", "attributeoptions", "authid-rewrite", "authz-policy", "authz-regexp", "concurrency",
-    "conn_max_pending", "conn_max_pending_auth", "defaultsearchbase", "gentlehup", "index_hash64",
-    "index_intlen", "index_substr_if_maxlen", "index_substr_if_minlen", "index_substr_any_len",
-    "index_substr_any_step", "listener-threads", "localssf", "password-crypt-salt-format",
-    "pluginlog", "referral", "require", "reverse-lookup", "rootdse", "sasl-auxprops", "sasl-host",
-    "sasl-realm", "sasl-secprops", "sasl-cbinding", "schemadn", "security", "sortvals", "tcp-buffer", "threads",
-    "threadqueues", "writetimeout", "ditcontentrule", "tlscacertificatefile",
-    "tlscacertificatepath", "tlscertificatefile", "tlscertificatekeyfile", "tlsciphersuite", "tlsprotocolmin",
-    "tlsverifyclient", "tlsrandfile", "tlsdhparamfile", "tlsecname", "tlscrlcheck", "tlscrlfile",
-    "ldapsyntax", "limits",
+# Directives of slapd.conf(5) that only tune slapd's own threads, caches and storage layout: pyldapd accepts and
+# keeps them (README, "accepted, tuning only"); they change no answer. dbnosync asks for less durability than
+# pyldapd gives: every write is committed with sync anyway.
+TUNING_GLOBAL = {
+    "concurrency", "index_hash64", "index_intlen", "index_substr_if_maxlen", "index_substr_if_minlen",
+    "index_substr_any_len", "index_substr_any_step", "listener-threads", "tcp-buffer", "threads", "threadqueues",
 }  # fmt: skip
+TUNING_DATABASE = {
+    "checkpoint", "dbnosync", "envflags", "idlexp", "maxreaders", "multival", "rtxnsize", "searchstack",
+    "cachesize", "idlcachesize", "dncachesize", "dbconfig", "dbpagesize", "shm_key", "linearindex", "lockdetect",
+    "cachefree", "checksum", "dbnolocking",
+}  # fmt: skip
+# Implemented by other parts of pyldapd (their own helpers): kept as they are here.
+DELEGATED_GLOBAL = {"logfile", "logfile-rotate", "writetimeout", "tlsrandfile", "tlsecname", "gentlehup"}
+# Directives slapd knows that pyldapd does not implement: refused with file and line, except with the value
+# that is slapd's default (then they change nothing and are accepted).
+DEFAULT_ONLY = {
+    "reverse-lookup": "off", "schemadn": "cn=subschema",
+    "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "rootdse": None, "sasl-auxprops": None,
+    "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
+    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
+    "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": "15",
+    "maxentrysize": "0", "mode": "0600", "limits": None,
+}  # fmt: skip
+UNSUPPORTED_PREFIXES = ("authid-rewrite", "authz-rewrite")
+# Everything pyldapd reads besides the directives it parses one by one (tests/server/test_directives.py goes
+# through these sets: each directive works, is tuning only, or is refused).
+ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if k not in (
+    "hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs", "subordinate",
+    "maxderefdepth", "maxentrysize", "mode", "limits")}  # fmt: skip
+ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
+# parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
+IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
+               "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
 
-ACCEPTED_DATABASE = {
-    "add_content_acl", "extra_attrs", "hidden", "lastmod", "lastbind", "mirrormode", "monitoring", "restrict",
-    "schemadn", "security", "subordinate", "sync_use_subentry", "maxderefdepth", "checkpoint", "dbnosync",
-    "envflags", "idlexp", "maxentrysize", "maxreaders", "mode", "multival", "rtxnsize", "searchstack",
-    "requires", "cachesize", "idlcachesize", "dncachesize", "dbconfig", "dbpagesize", "shm_key", "linearindex",
-    "lockdetect", "cachefree", "checksum", "dbnolocking",
-}  # fmt: skip
+OVERLAYS = ("syncprov",)  # the overlays pyldapd implements
 
 DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
                     "frontend": "frontend"}  # fmt: skip
@@ -271,6 +293,50 @@ def apply_security(d: Directive, factors: SecurityFactors) -> None:
         raise d.error(f"{d.words[0]}: {exc}") from None
 
 
+def scheme_available(scheme: str) -> bool:
+    from pyldapd.model.passwords import hash_password
+
+    try:
+        hash_password(b"x", scheme)
+    except ValueError:
+        return False
+    return True
+
+
+def keywords(d: Directive, allowed: tuple[str, ...], *, extended_oid: bool = False) -> list[str]:
+    if not d.args:
+        raise d.error(f"{d.words[0]}: at least one keyword is required")
+    try:
+        return parse_keywords(d.args, allowed, extended_oid=extended_oid)
+    except ValueError as exc:
+        raise d.error(f"<{d.words[0]}> {exc}") from None
+
+
+def authz_regexp(d: Directive) -> tuple[str, str]:
+    if len(d.args) != 2:
+        raise d.error(f"{d.words[0]}: usage is {d.words[0]} <match> <replace>")
+    try:
+        re.compile(d.args[0])
+    except re.error as exc:
+        raise d.error(f"{d.words[0]}: invalid regular expression {d.args[0]!r}: {exc}") from None
+    return d.args[0], d.args[1]
+
+
+def refuse_unsupported(d: Directive) -> None:
+    """A directive pyldapd does not implement: fine with slapd's default value, refused otherwise."""
+    default = DEFAULT_ONLY.get(d.name)
+    if (
+        default is not None
+        and len(d.args) == 1
+        and d.args[0].lower() in {default, *BOOLEAN_ALIASES.get(default, ())}
+    ):
+        return
+    raise d.error(f"{d.words[0]}: not supported by pyldapd")
+
+
+BOOLEAN_ALIASES = {"on": ("true", "yes", "1"), "off": ("false", "no", "0")}
+
+
 class SlapdConfParser:
     def __init__(self) -> None:
         self.config = ServerConfig()
@@ -323,6 +389,8 @@ class SlapdConfParser:
         elif name == "overlay":
             if self.database is None:
                 raise d.error("overlay: must follow a database directive")
+            if one_arg(d).lower() not in OVERLAYS:  # an overlay that would do nothing is refused
+                raise d.error(f"overlay {d.args[0]}: not supported by pyldapd (it has {', '.join(OVERLAYS)})")
             self.overlay = OverlayConfig(one_arg(d).lower())
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
@@ -385,6 +453,8 @@ class SlapdConfParser:
         elif name == "password-hash":
             if not d.args:
                 raise d.error("password-hash: a scheme is required")
+            if not all(scheme_available(scheme) for scheme in d.args):
+                raise d.error("<password-hash> scheme not available")
             config.password_hash = d.args
         elif name in ("serverid",):
             config.server_ids.append(parse_server_id(d))
@@ -399,13 +469,29 @@ class SlapdConfParser:
             config.local_ssf = self.int_arg(d)
         elif name == "password-crypt-salt-format":
             config.password_crypt_salt_format = one_arg(d)
-        elif name in ACCEPTED_GLOBAL or name in ACCEPTED_DATABASE:
+        elif name == "readonly":
+            config.readonly = one_arg(d).lower() in ("on", "true", "yes")
+        elif self.apply_access_directive(d, None):
+            pass
+        elif name in ("ldapsyntax", "ldapsyntaxes"):
+            config.schema_definitions.append((f"{d.source}:{d.line}", d.raw))
+        elif name in DEFAULT_ONLY or name.startswith(UNSUPPORTED_PREFIXES):
+            refuse_unsupported(d)
+        elif name in TUNING_GLOBAL or name in TUNING_DATABASE or name in DELEGATED_GLOBAL:
             config.extra.append((name, d.args))
         else:
             raise d.error(f"unknown directive <{d.words[0]}> outside backend info and database definitions")
 
     def apply_database(self, d: Directive, db: DatabaseConfig) -> None:
         name = d.name
+        # pyldapd serves cn=config only from a slapd.d (-F), and cn=Monitor with a fixed read rule that names
+        # the monitor's rootdn: nothing else written in those sections would have an effect
+        if db.type == "config":
+            raise d.error(
+                f"{d.words[0]}: not supported by pyldapd in database config (cn=config needs -F slapd.d)"
+            )
+        if db.type == "monitor" and name not in ("rootdn", "rootpw", "access"):
+            raise d.error(f"{d.words[0]}: not supported by pyldapd in database monitor")
         if name == "suffix":
             suffix = one_arg(d)
             if db.type in ("config", "monitor"):
@@ -435,23 +521,79 @@ class SlapdConfParser:
             db.limits.append(limits_text(d))
             db.limits_sources.append(f"{d.source}:{d.line}")
         elif name == "syncrepl":
+            if db.updatedn:  # slapd: updatedn and syncrepl each make the database a shadow, only one may
+                raise d.error("syncrepl: database already shadowed.")
             db.syncrepl.append(d.raw.split(None, 1)[1] if d.args else "")  # keep the quoting
         elif name == "updateref":
             db.updateref.append(one_arg(d))
         elif name == "updatedn":
+            if db.syncrepl:  # slapd: syncrepl has already made the database a shadow
+                raise d.error("<updatedn> database already shadowed")
             db.updatedn = one_arg(d)
         elif name in ("mirrormode", "multiprovider", "multimaster"):
             db.multiprovider = one_arg(d).lower() in ("on", "true", "yes")
         elif name == "security":
             apply_security(d, db.security)
-        elif name in ACCEPTED_DATABASE:
+        elif name == "lastbind":
+            value = one_arg(d).lower()
+            if value not in ("on", "off", "true", "false", "yes", "no"):
+                raise d.error(f"lastbind: invalid value {d.args[0]!r} (on or off)")
+            db.lastbind = value in ("on", "true", "yes")
+        elif self.apply_access_directive(d, db):
+            pass
+        elif name in DEFAULT_ONLY or name.startswith(UNSUPPORTED_PREFIXES):
+            refuse_unsupported(d)
+        elif name in TUNING_DATABASE:
             db.extra.append((name, d.args))
         elif name in ("serverid",):
             self.config.server_ids.append(parse_server_id(d))
-        elif name in ACCEPTED_GLOBAL:
+        elif name in TUNING_GLOBAL or name in DELEGATED_GLOBAL:
             db.extra.append((name, d.args))
         else:
             raise d.error(f"unknown directive <{d.words[0]}> inside backend database definition")
+
+    def apply_access_directive(self, d: Directive, db: DatabaseConfig | None) -> bool:
+        """allow, disallow, authz-regexp, referral (global only, wherever written, as in slapd); require and
+        restrict (global or per database). False when `d` is none of these."""
+        config = self.config
+        name = d.name
+        if name == "allow":
+            config.allows += keywords(d, ALLOW_WORDS)
+        elif name == "disallow":
+            config.disallows += keywords(d, DISALLOW_WORDS)
+        elif name in ("authz-regexp", "sasl-regexp", "saslregexp"):
+            config.authz_regexp.append(authz_regexp(d))
+        elif name in ("authz-policy", "sasl-authz-policy"):
+            policy = one_arg(d).lower()
+            if policy not in AUTHZ_POLICIES:
+                raise d.error(f"{d.words[0]}: unknown policy {d.args[0]!r} (none, from, to, any, all)")
+            config.authz_policy = policy
+        elif name == "defaultsearchbase":
+            config.default_search_base = one_arg(d)
+            from pyldapd.model.dn import DNError, parse_dn
+
+            try:
+                parse_dn(config.default_search_base)
+            except DNError:
+                raise d.error(f"defaultsearchbase: invalid DN {d.args[0]!r}") from None
+        elif name == "referral":
+            url = one_arg(d)
+            if not url.lower().startswith(("ldap://", "ldaps://", "ldapi://")):
+                raise d.error(f"referral: invalid URL {url!r}")
+            config.referral = url
+        elif name == "require":
+            words = keywords(d, REQUIRE_WORDS)
+            if db is None:
+                config.requires = words
+            else:
+                db.requires = words
+        elif name == "restrict":
+            words = keywords(d, RESTRICT_WORDS, extended_oid=True)
+            target = config if db is None else db
+            target.restrict = sorted(set(target.restrict) | set(words))
+        else:
+            return False
+        return True
 
     @staticmethod
     def int_arg(d: Directive) -> int:

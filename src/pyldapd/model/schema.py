@@ -420,6 +420,12 @@ attributetype ( 2.5.18.5 NAME 'administrativeRole' EQUALITY objectIdentifierMatc
 attributetype ( 2.5.18.6 NAME 'subtreeSpecification'
     SYNTAX 1.3.6.1.4.1.1466.115.121.1.45 SINGLE-VALUE USAGE directoryOperation )
 
+# Written on each successful bind by databases with `lastbind on` (slapd 2.5 has it built in)
+attributetype ( 1.3.6.1.4.1.42.2.27.8.1.29 NAME 'pwdLastSuccess'
+    DESC 'The timestamp of the last successful authentication' EQUALITY generalizedTimeMatch
+    ORDERING generalizedTimeOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.24
+    SINGLE-VALUE NO-USER-MODIFICATION USAGE directoryOperation )
+
 # Referrals (RFC 3296) and proxy authorization rules (OpenLDAP)
 attributetype ( 2.16.840.1.113730.3.1.34 NAME 'ref' EQUALITY caseExactMatch
     SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 USAGE distributedOperation )

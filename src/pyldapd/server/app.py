@@ -230,6 +230,9 @@ class Server:
         )
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
+        for name in ("allows", "disallows", "requires", "restrict", "authz_regexp", "referral", "authz_policy", "default_search_base", "readonly", "security",
+                     "local_ssf", "max_pdu", "max_pdu_auth", "max_filter_depth", "password_crypt_salt_format"):  # fmt: skip
+            setattr(current, name, getattr(config, name))
         for source, text in config.schema_definitions:
             if not already_defined(self.schema, text):
                 self.schema.load_text(text, source)
@@ -246,7 +249,8 @@ class Server:
         for backend, db in zip(self.directory.backends, config.data_databases(), strict=True):
             target = backend.config
             for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "readonly", "access", "access_sources",
-                         "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays"):  # fmt: skip
+                         "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
+                         "requires", "restrict", "security", "updatedn", "lastbind"):  # fmt: skip
                 setattr(target, name, getattr(db, name))
             backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
             if db.indexes != target.indexes:

@@ -153,6 +153,7 @@ class ConfigDatabase:
         ndn = self.ndn(request.dn)
         current = self.lookup(ndn)
         self.require_write(session)
+        self.check_fixed_database(ndn, current, request.changes)
         entry = current.copy()
         naming = self.schema.attribute_type(rdn_type(ndn))
         for change in request.changes:
@@ -168,6 +169,20 @@ class ConfigDatabase:
         self.check_schema_values(ndn, entry)
         self.commit({ndn: entry}, [])
         return []
+
+    def check_fixed_database(self, ndn: str, entry: Entry, changes: list[ldap.Change]) -> None:
+        """The config and monitor databases have fixed rules in pyldapd (root over ldapi and the config
+        rootdn; see server/monitor.py): only the config database's olcRootDN, which those rules use, changes."""
+        if rdn_type(ndn) != "olcdatabase":
+            return
+        kind = strip_order(first(entry, "olcDatabase")).lower()
+        if kind not in ("config", "monitor"):
+            return
+        for change in changes:
+            name = canonical_name(self.schema, change.attr)
+            if not (kind == "config" and name.lower() == "olcrootdn"):
+                raise LDAPError(ResultCode.unwillingToPerform,
+                                f"<{name}> not supported by pyldapd on the {kind} database")  # fmt: skip
 
     def check_values(self, at, description: str, values: list[bytes]) -> None:
         validate_values(at, description, values)

@@ -21,6 +21,7 @@ from pyldapd.server import limits
 from pyldapd.server.directory import PasswordCheck, SizeLimitExceeded
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
+from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.stats import RESPONSE_TAGS as STATS_RESPONSE_NAMES
 from pyldapd.server.tls import check_security, setup_session, start_tls
 
@@ -35,6 +36,8 @@ KNOWN_CONTROLS = {
     ctl.PRE_READ,
     ctl.POST_READ,
     ctl.SYNC_REQUEST,
+    ctl.PROXIED_AUTHZ,
+    ctl.DONT_USE_COPY,  # every entry is the server's own: reading "the original" is the normal read
 }
 # Operations whose controls may include Pre/Post-Read and Assertion.
 EXTENDED_RESULT_NAME_TAG = 0x8A
@@ -323,13 +326,30 @@ class LDAPConnection(asyncio.Protocol):
         try:
             limits.check_request(self, op)  # outstanding operations, values per request
             check_security(self, op)
-            self.handle(mid, op, message.controls, tag)
+            session = self.request_session(op, message.controls)
+            self.handle(mid, op, message.controls, tag, session)
         except LDAPError as exc:
             self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
 
-    def handle(self, mid: int, op, controls: list[Control], tag: int) -> None:
+    def request_session(self, op, controls: list[Control]):
+        """The identity this operation runs as (Proxied Authorization), after slapd's control checks."""
+        copies = [c for c in controls if c.oid == ctl.DONT_USE_COPY]
+        if copies:
+            if len(copies) > 1:
+                raise LDAPError(ResultCode.protocolError, "dontUseCopy control specified multiple times")
+            if copies[0].value is not None:
+                raise LDAPError(ResultCode.protocolError, "dontUseCopy control value not absent")
+            if "dontusecopy_non_critical" in self.server.config.disallows and not copies[0].critical:
+                raise LDAPError(ResultCode.protocolError, "dontUseCopy criticality of FALSE not allowed")
+        if isinstance(op, ldap.BindRequest):
+            return self.session
+        if isinstance(op, ldap.ExtendedRequest) and op.name not in (ctl.WHO_AM_I, ctl.PASSWORD_MODIFY):
+            return self.session
+        return self.directory.proxied_session(self.session, controls)
+
+    def handle(self, mid: int, op, controls: list[Control], tag: int, session=None) -> None:
         directory = self.directory
-        session = self.session
+        session = session if session is not None else self.session
         if isinstance(op, ldap.SearchRequest):
             sync = ctl.find_control(controls, ctl.SYNC_REQUEST)
             if sync is not None:
@@ -350,7 +370,7 @@ class LDAPConnection(asyncio.Protocol):
                     return
                 if not outcome.verify():
                     raise LDAPError(ResultCode.invalidCredentials)
-                outcome = (outcome.dn, outcome.ndn)
+                outcome = directory.finish_bind(session, outcome)
             self.bound(mid, op, tag, *outcome)
         elif isinstance(op, ldap.AddRequest):
             self.result(mid, tag, ResultCode.success, controls=directory.add(session, op, controls))
@@ -363,7 +383,7 @@ class LDAPConnection(asyncio.Protocol):
         elif isinstance(op, ldap.CompareRequest):
             self.result(mid, tag, directory.compare(session, op, controls))
         elif isinstance(op, ldap.ExtendedRequest):
-            self.extended(mid, op, tag)
+            self.extended(mid, op, tag, session)
 
     def bound(self, mid: int, op: ldap.BindRequest, tag: int, dn: str, ndn: str) -> None:
         session = self.session
@@ -381,7 +401,7 @@ class LDAPConnection(asyncio.Protocol):
         def then(valid: bool) -> None:
             if not valid:
                 raise LDAPError(ResultCode.invalidCredentials)
-            self.bound(mid, op, tag, check.dn, check.ndn)
+            self.bound(mid, op, tag, *self.directory.finish_bind(self.session, check))
 
         self.in_thread(mid, tag, check.verify, then)
 
@@ -418,16 +438,19 @@ class LDAPConnection(asyncio.Protocol):
             except RuntimeError:
                 pass
 
-    def extended(self, mid: int, op: ldap.ExtendedRequest, tag: int) -> None:
+    def extended(self, mid: int, op: ldap.ExtendedRequest, tag: int, session=None) -> None:
+        session = session if session is not None else self.session
+        if op.name in (ctl.WHO_AM_I, ctl.CANCEL, ctl.START_TLS):  # Password Modify: at its target's database
+            check_restrictions(self.directory, session, None, "extended", op.name)
         if op.name == ctl.WHO_AM_I:
-            value = self.directory.who_am_i(self.session)
+            value = self.directory.who_am_i(session)
             extra = tlv(EXTENDED_RESULT_VALUE_TAG, value)
             self.result(mid, tag, ResultCode.success, extra=extra)
         elif op.name == ctl.PASSWORD_MODIFY:
-            change = self.directory.prepare_password_modify(self.session, op.value)
+            change = self.directory.prepare_password_modify(session, op.value)
 
             def then(_: None) -> None:
-                value = self.directory.finish_password_modify(self.session, change)
+                value = self.directory.finish_password_modify(session, change)
                 extra = tlv(EXTENDED_RESULT_VALUE_TAG, value) if value is not None else b""
                 self.result(mid, tag, ResultCode.success, extra=extra)
 

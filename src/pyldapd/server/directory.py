@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import secrets
 import sys
 import time
@@ -15,7 +16,7 @@ import uuid
 from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
@@ -24,7 +25,7 @@ from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
 from pyldapd.model.entry import Entry
-from pyldapd.model.filter import FilterEvaluator
+from pyldapd.model.filter import FilterEvaluator, parse_filter
 from pyldapd.model.passwords import hash_password, verify_password
 from pyldapd.model.schema import Schema
 from pyldapd.protocol import controls as ctl
@@ -47,6 +48,7 @@ from pyldapd.server.entries import (
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
+from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.searchlimits import (
     LimitSet,
     check_search_allowed,
@@ -60,11 +62,15 @@ if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
 
 SUBSCHEMA_DN = "cn=Subschema"
+PROXIED_AUTHORIZATION_DENIED = 123  # RFC 4370
+ORDER_PREFIX = re.compile(r"^\{\d+\}")  # X-ORDERED 'VALUES' (authzTo, authzFrom)
 PEERCRED_SUFFIX = "cn=peercred,cn=external,cn=auth"
 VENDOR_VERSION = "pyldapd 0.1.0"
 
 SUPPORTED_CONTROLS = [
     ctl.SYNC_REQUEST,
+    ctl.PROXIED_AUTHZ,
+    ctl.DONT_USE_COPY,
     ctl.MANAGE_DSA_IT,
     ctl.PAGED_RESULTS,
     ctl.ASSERTION,
@@ -107,6 +113,8 @@ class Session:
     tls_ssf: int = 0
     tls: bool = False
     tls_authzid: str = ""  # the verified client certificate's subject DN, for SASL EXTERNAL
+    protocol: int = 0  # the version of the last bind request (slapd's c_protocol; 0: no bind yet)
+    auth_method: str = ""  # "simple" or "sasl" after a successful bind (require strong/sasl)
 
     @property
     def anonymous(self) -> bool:
@@ -126,6 +134,7 @@ class PasswordCheck:
     ndn: str
     password: bytes
     stored: list[bytes]
+    backend: Any = None  # the database whose rootdn or entry it is (for `lastbind`)
 
     @property
     def slow(self) -> bool:
@@ -143,21 +152,23 @@ class PasswordChange:
     backend: Any
     new_password: bytes
     generated: bytes | None
-    scheme: str
+    schemes: list[str]  # one value per `password-hash` scheme, as slapd stores them
     salt_format: str
-    old_password: bytes | None  # to check against `stored` (a user changing their own password)
+    old_password: bytes | None  # to check against `stored`
     stored: list[bytes]
-    hashed: bytes = b""
+    hashed: list[bytes] = field(default_factory=list)
     old_valid: bool = True
 
     @property
     def slow(self) -> bool:
-        if any(self.scheme.upper().startswith(s) for s in SLOW_SCHEMES):
+        if any(scheme.upper().startswith(s) for scheme in self.schemes for s in SLOW_SCHEMES):
             return True
         return self.old_password is not None and PasswordCheck("", "", b"", self.stored).slow
 
     def compute(self) -> None:
-        self.hashed = hash_password(self.new_password, self.scheme, self.salt_format or None)
+        self.hashed = [
+            hash_password(self.new_password, scheme, self.salt_format or None) for scheme in self.schemes
+        ]
         if self.old_password is not None:
             self.old_valid = any(verify_password(self.old_password, value) for value in self.stored)
 
@@ -303,25 +314,29 @@ class Directory:
                 best = backend
         return best
 
-    @staticmethod
-    def require_authentication(session: Session) -> None:
-        """slapd's frontend refuses anonymous updates before a database sees them."""
-        if session.anonymous:
-            raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
-
-    @staticmethod
-    def check_shadow(backend: Backend, dn: str) -> None:
-        """A read-only consumer refers writes to its provider (updateref), as slapd's single shadow does."""
-        if not backend.shadow:
+    def check_shadow(self, backend: Backend, dn: str, session: Session | None = None) -> None:
+        """A read-only consumer refers writes to its provider (updateref), as slapd's single shadow does,
+        except those of its `updatedn` (slapd's be_isupdate; an updatedn alone makes a database a shadow)."""
+        if not backend.shadow and not (backend.config.updatedn and not backend.config.multiprovider):
             return
+        if session is not None and session.bind_ndn and backend.config.updatedn:
+            try:
+                if normalize_dn(backend.config.updatedn, self.schema) == session.bind_ndn:
+                    return
+            except DNError:
+                pass
         if backend.config.updateref:
             urls = [url.rstrip("/") + "/" + dn.replace(" ", "%20") for url in backend.config.updateref]
             raise LDAPError(ResultCode.referral, "", referrals=urls)
         raise LDAPError(ResultCode.unwillingToPerform, "shadow context; no update referral")
 
-    def require_backend(self, ndn: str, *, update: bool = False) -> Backend:
+    def require_backend(self, ndn: str, *, update: bool = False, search_scope: int | None = None,
+                        dn: str | None = None) -> Backend:  # fmt: skip
         backend = self.backend_for(ndn)
         if backend is None:
+            if self.config.referral:  # slapd's default referral (`referral`, olcReferral), with the DN in it
+                raise LDAPError(ResultCode.referral, "", referrals=[referral_url(self.config.referral,
+                                dn if dn is not None else ndn, search_scope)])  # fmt: skip
             if update:  # slapd: no database and no default referral for this DN
                 raise LDAPError(ResultCode.unwillingToPerform, "no global superior knowledge")
             raise LDAPError(ResultCode.noSuchObject, "")
@@ -363,42 +378,278 @@ class Directory:
         if isinstance(outcome, PasswordCheck):
             if not outcome.verify():
                 raise LDAPError(ResultCode.invalidCredentials)
-            return outcome.dn, outcome.ndn
+            return self.finish_bind(session, outcome)
         return outcome
+
+    def finish_bind(self, session: Session, check: PasswordCheck) -> tuple[str, str]:
+        """A simple bind whose password verified: slapd's bookkeeping (auth method, `lastbind`)."""
+        session.auth_method = "simple"
+        if check.backend is not None and check.backend.config.lastbind:  # the rootdn: only with an entry
+            self.record_last_bind(check.backend, check.ndn)
+        return check.dn, check.ndn
 
     def prepare_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str] | PasswordCheck:
         """A bind up to its password check: (dn, ndn) when no password is involved, else the check to run
-        (the connection runs slow schemes on a worker thread). Raises LDAPError on failure."""
-        if request.version != 3:
-            raise LDAPError(ResultCode.protocolError, "requested protocol version not allowed")
+        (the connection runs slow schemes on a worker thread). Raises LDAPError on failure.
+        The checks and their order are slapd's do_bind/fe_op_bind (allow, disallow, restrict)."""
+        session.auth_method = ""
+        ndn = normalize_or_fail(self.schema, request.name) if request.name else ""
+        if request.version not in (2, 3):
+            raise LDAPError(ResultCode.protocolError, "requested protocol version not supported")
+        if request.version < 3 and "bind_v2" not in self.config.allows:
+            raise LDAPError(
+                ResultCode.protocolError, "historical protocol version requested, use LDAPv3 instead"
+            )
+        session.protocol = request.version  # set whether or not the bind succeeds, as slapd does
         if request.sasl_mechanism is not None:
-            return self.sasl_bind(session, request)
+            if request.version < 3:
+                raise LDAPError(ResultCode.protocolError, "SASL bind requires LDAPv3")
+            check_restrictions(self, session, None, "bind")
+            dn, sasl_ndn, granted = self.sasl_bind(session, request)
+            # the authentication identity goes through authz-regexp; a granted other authzid is already final
+            mapped = "" if granted else self.authz_map(sasl_ndn)
+            if mapped:
+                dn = sasl_ndn = mapped
+            session.auth_method = "sasl"
+            return dn, sasl_ndn
         password = request.password or b""
-        if not request.name:
-            if password:
+        allows = self.config.allows
+        if not password or not ndn:  # slapd's "anonymous" binds
+            if password and "bind_anon_cred" not in allows:
+                raise LDAPError(ResultCode.invalidCredentials)
+            if ndn and "bind_anon_dn" not in allows:
                 raise LDAPError(
                     ResultCode.unwillingToPerform, "unauthenticated bind (DN with no password) disallowed"
                 )
+            if "bind_anon" in self.config.disallows:
+                raise LDAPError(ResultCode.inappropriateAuthentication, "anonymous bind disallowed")
+            check_restrictions(self, session, None, "bind")
+            session.auth_method = "simple"
             return "", ""
-        ndn = normalize_or_fail(self.schema, request.name)
-        if not password:
-            raise LDAPError(
-                ResultCode.unwillingToPerform, "unauthenticated bind (DN with no password) disallowed"
-            )
+        if "bind_simple" in self.config.disallows:
+            raise LDAPError(ResultCode.unwillingToPerform, "unwilling to perform simple authentication")
         backend = self.backend_for(ndn)
         if backend is None:
-            return self.monitor.bind_root(request.name, ndn, password)  # the monitor database's rootdn/rootpw
+            dn_ndn = self.monitor.bind_root(
+                request.name, ndn, password
+            )  # the monitor database's rootdn/rootpw
+            session.auth_method = "simple"
+            return dn_ndn
+        check_restrictions(self, session, backend, "bind")
         if ndn == backend.rootdn_ndn and backend.config.rootpw:
-            return PasswordCheck(request.name, ndn, password, [backend.config.rootpw])
+            return PasswordCheck(request.name, ndn, password, [backend.config.rootpw], backend)
         with backend.db.read() as txn:
             entry = txn.get(ndn)
         if entry is None:
             raise LDAPError(ResultCode.invalidCredentials)
         if not self.access.check_bind(session, backend, entry, ndn):
             raise LDAPError(ResultCode.invalidCredentials)
-        return PasswordCheck(entry.dn, ndn, password, list(entry.get("userpassword")))
+        return PasswordCheck(entry.dn, ndn, password, list(entry.get("userpassword")), backend)
 
-    def sasl_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str]:
+    def record_last_bind(self, backend: Backend, ndn: str) -> None:
+        """`lastbind on`: pwdLastSuccess, written as the rootdn with the usual modify bookkeeping (slapd's
+        fe_op_lastbind), at most once a second; a read-only consumer stores it without replicating it."""
+        now = generalized_time()
+        with backend.db.write() as txn:
+            current = txn.get(ndn)
+            if current is None or (current.first("pwdlastsuccess") or b"") >= now:
+                return
+            entry = current.copy()
+            entry.put("pwdlastsuccess", "pwdLastSuccess", [now])
+            if backend.shadow:
+                txn.modify(ndn, entry)
+                return
+            csn = self.stamp(entry, Session(conn_id=0, bind_dn=backend.config.rootdn), created=False)
+            txn.modify(ndn, entry)
+            backend.context.advance(txn, csn)
+        backend.publish(Change("modify", current, entry, csn))
+
+    def authz_map(self, ndn: str) -> str:
+        """authz-regexp (olcAuthzRegexp): the first rule whose regular expression matches the SASL identity
+        (a normalized DN such as gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth) maps it, with $1..$9
+        replaced, to a DN or to an LDAP URL searched for exactly one entry. '' when nothing maps it."""
+        for pattern, replacement in self.config.authz_regexp:
+            try:
+                match = re.search(pattern, ndn, re.IGNORECASE)
+            except re.error:
+                continue
+            if match is None:
+                continue
+            groups = [match.group(0)] + [g or "" for g in match.groups()]
+            target = re.sub(r"\$(\d)", lambda m, g=groups: g[int(m.group(1))] if int(m.group(1)) < len(g)
+                            else "", replacement)  # fmt: skip
+            return self.authz_target(target)  # slapd stops at the first matching rule
+        return ""
+
+    # -- proxied authorization (RFC 4370) and authz-policy ------------------------------------------------------
+
+    def proxied_session(self, session: Session, controls: list[Control]) -> Session:
+        """The identity an operation runs as: the session's, or the one its Proxied Authorization control asks
+        for when authz-policy allows it (slapd's parseProxyAuthz and slap_sasl_authorized, same codes/texts)."""
+        found = [c for c in controls if c.oid == ctl.PROXIED_AUTHZ]
+        if not found:
+            return session
+        control = found[0]
+        if len(found) > 1:
+            raise LDAPError(ResultCode.protocolError, "proxy authorization control specified multiple times")
+        if control.value is None:
+            raise LDAPError(ResultCode.protocolError, "proxy authorization control value absent")
+        if "proxy_authz_non_critical" in self.config.disallows and not control.critical:
+            raise LDAPError(
+                ResultCode.protocolError, "proxied authorization criticality of FALSE not allowed"
+            )
+        if "proxy_authz_anon" not in self.config.allows and session.anonymous:
+            raise LDAPError(PROXIED_AUTHORIZATION_DENIED, "anonymous proxied authorization not allowed")
+        if not control.value:
+            return replace(session, bind_dn="", bind_ndn="")
+        target = self.authzid_to_dn(control.value.decode("utf-8", "replace"))
+        if target is None:
+            raise LDAPError(PROXIED_AUTHORIZATION_DENIED, "authzId mapping failed")
+        if not self.authorized(session.bind_ndn, target):
+            raise LDAPError(PROXIED_AUTHORIZATION_DENIED, "not authorized to assume identity")
+        return replace(session, bind_dn=target, bind_ndn=target)
+
+    def authzid_to_dn(self, authzid: str) -> str | None:
+        """An authzId (RFC 4513 5.2.1.8): dn:<DN>, or u:<user> as uid=<user>,cn=auth through authz-regexp."""
+        lower = authzid.lower()
+        if lower.startswith("dn:"):
+            try:
+                return normalize_dn(authzid[3:], self.schema)
+            except (DNError, ValueError):
+                return None
+        if lower.startswith("u:") and len(authzid) > 2:
+            user = authzid[2:].replace("\\", "\\5c").replace(",", "\\,").replace("+", "\\+")
+            try:
+                ndn = normalize_dn(f"uid={user},cn=auth", self.schema)
+            except (DNError, ValueError):
+                return None
+            return self.authz_map(ndn) or ndn
+        return None
+
+    def authorized(self, authc: str, authz: str) -> bool:
+        """May `authc` act as `authz`? Itself, a rootdn for DNs of its database, then authz-policy's rules."""
+        if not authz:
+            return True
+        if not authc:
+            return False
+        if authc == authz:
+            return True
+        backend = self.backend_for(authz)
+        if backend is not None and authc == backend.rootdn_ndn:
+            return True
+        policy = self.config.authz_policy
+        if policy in ("to", "any", "all"):
+            ok = self.authz_rules_allow(authc, "authzto", authz)
+            if ok != (policy == "all"):  # "all" needs both rules; the others are satisfied by one
+                return ok
+        if policy in ("from", "any", "all"):
+            return self.authz_rules_allow(authz, "authzfrom", authc)
+        return False
+
+    def authz_rules_allow(self, owner: str, attribute: str, candidate: str) -> bool:
+        """Does a value of `owner`'s authzTo/authzFrom name `candidate` (dn[.style]:, dn.regex:, ldap:///, group:)?"""
+        entry = self.lookup_entry(owner)
+        if entry is None:
+            return False
+        for raw in entry.get(attribute):
+            rule = ORDER_PREFIX.sub("", raw.decode("utf-8", "replace"), count=1)
+            if self.authz_rule_matches(rule, candidate):
+                return True
+        return False
+
+    def authz_rule_matches(self, rule: str, candidate: str) -> bool:
+        lower = rule.lower()
+        if lower.startswith("ldap:///"):
+            return candidate in self.authz_target_all(rule)
+        if lower.startswith(("group:", "group/")):
+            head, _, dn = rule.partition(":")
+            parts = head.split("/")
+            attr = parts[2] if len(parts) > 2 else "member"
+            try:
+                group = self.lookup_entry(normalize_dn(dn, self.schema))
+            except (DNError, ValueError):
+                return False
+            if group is None:
+                return False
+            for value in group.get(attr.lower()):
+                try:
+                    if normalize_dn(value.decode("utf-8", "replace"), self.schema) == candidate:
+                        return True
+                except (DNError, ValueError):
+                    continue
+            return False
+        if lower.startswith("u:"):
+            return self.authzid_to_dn(rule) == candidate
+        style, sep, value = rule.partition(":")
+        if not sep or not style.lower().startswith("dn"):
+            style, value = "dn", rule  # a bare DN
+        style = style.lower().split(".", 1)[1] if "." in style else "exact"
+        if style == "regex":
+            try:
+                return re.search(value, candidate) is not None
+            except re.error:
+                return False
+        try:
+            dn = normalize_dn(value, self.schema)
+        except (DNError, ValueError):
+            return False
+        if style in ("exact", "base"):
+            return candidate == dn
+        if style in ("subtree", "sub"):
+            return candidate == dn or is_descendant(candidate, dn)
+        if style == "children":
+            return is_descendant(candidate, dn)
+        if style in ("onelevel", "one"):
+            return is_descendant(candidate, dn) and split_rdn(candidate)[1] == dn
+        return False
+
+    def authz_target_all(self, url: str) -> list[str]:
+        return self.authz_search(url, limit=None)
+
+    def authz_search(self, url: str, limit: int | None) -> list[str]:
+        """Normalized DNs of the entries an ldap:///base??scope?filter URL names (internal search, no ACL)."""
+        from urllib.parse import unquote
+
+        parts = (url[len("ldap:///") :].split("?") + ["", "", ""])[:4]
+        base, _attrs, scope_text, filter_text = (unquote(p) for p in parts)
+        scopes = {"": Scope.BASE, "base": Scope.BASE, "one": Scope.ONE, "sub": Scope.SUB,
+                  "children": Scope.CHILDREN, "subordinate": Scope.CHILDREN}  # fmt: skip
+        scope = scopes.get(scope_text.lower())
+        try:
+            base_ndn = normalize_dn(base, self.schema)
+            search_filter = parse_filter(filter_text or "(objectClass=*)")
+        except (DNError, ValueError):
+            return []
+        backend = self.backend_for(base_ndn)
+        if backend is None or scope is None:
+            return []
+        found: list[str] = []
+        with backend.db.read() as txn:
+            if txn.get(base_ndn) is None:
+                return []
+            for entry in txn.search(base_ndn, scope, search_filter):
+                if self.filters.matches(search_filter, entry) and not is_glue(entry):
+                    found.append(normalize_dn(entry.dn, self.schema))
+                    if limit is not None and len(found) >= limit:
+                        break
+        return found
+
+    def authz_target(self, target: str) -> str:
+        lower = target.lower()
+        if lower.startswith("ldap:///"):
+            found = self.authz_search(target, limit=2)
+            return found[0] if len(found) == 1 else ""  # slapd wants exactly one entry
+        for prefix in ("dn.exact:", "dn.base:", "dn:"):
+            if lower.startswith(prefix):
+                target = target[len(prefix) :]
+                break
+        try:
+            return normalize_dn(target, self.schema)
+        except (DNError, ValueError):
+            return ""
+
+    def sasl_bind(self, session: Session, request: ldap.BindRequest) -> tuple[str, str, bool]:
+        """(dn, ndn, whether that is another identity the authzid asked for and authz-policy granted)."""
         mechanism = (request.sasl_mechanism or "").upper()
         if mechanism != "EXTERNAL":
             raise LDAPError(ResultCode.authMethodNotSupported, "SASL(-4): no mechanism available: ")
@@ -406,14 +657,21 @@ class Directory:
             from pyldapd.server.tls import external_identity
 
             requested = (request.sasl_credentials or b"").decode("utf-8", "replace")
-            return external_identity(session, self.schema, requested)
+            return (*external_identity(session, self.schema, requested), False)
         if not session.local or session.peer_uid is None:
             raise LDAPError(ResultCode.inappropriateAuthentication, "SASL(-4): no mechanism available: ")
         dn = f"gidNumber={session.peer_gid}+uidNumber={session.peer_uid},{PEERCRED_SUFFIX}"
         requested = (request.sasl_credentials or b"").decode("utf-8", "replace")
         if requested and requested not in ("dn:" + dn, "u:"):
-            raise LDAPError(ResultCode.insufficientAccessRights, "SASL(-14): authorization failure: ")
-        return dn, dn.lower()
+            # another identity: allowed by authz-policy (authzTo/authzFrom) or a rootdn, as slapd decides
+            authc = self.authz_map(dn.lower()) or dn.lower()
+            target = self.authzid_to_dn(requested)
+            if target is None or not self.authorized(authc, target):
+                raise LDAPError(
+                    ResultCode.insufficientAccessRights, "SASL(-14): authorization failure: not authorized"
+                )
+            return target, target, True
+        return dn, dn.lower(), False
 
     # -- search ----------------------------------------------------------------------------------------------
 
@@ -427,7 +685,10 @@ class Directory:
     ) -> tuple[int, list[Control], str]:
         """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
         if self.configdb is not None and names_config(request.base):
+            check_restrictions(self, session, None, "search")
             return self.configdb.search(session, message_id, request, AttributeSelection, send), [], ""
+        if not request.base and request.scope != 0 and self.config.default_search_base:
+            request = replace(request, base=self.config.default_search_base)  # slapd's defaultsearchbase
         base_ndn = normalize_or_fail(self.schema, request.base)
         scope = Scope(request.scope) if request.scope in (0, 1, 2, 3) else None
         if scope is None:
@@ -439,6 +700,7 @@ class Directory:
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
+            check_restrictions(self, session, None, "search")
             sent = self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send,
                                        request.filter)  # fmt: skip
             return sent, [], ""
@@ -450,6 +712,7 @@ class Directory:
                 return 0, [], ""
             special = self.subschema_entry()
         if special is not None:  # entries no database holds: the frontend's (global) access rules
+            check_restrictions(self, session, None, "search")
             guard = self.access.search_guard(session, None, request.filter)
             if guard is not None:
                 denied = guard.base_denied(special, base_ndn)
@@ -464,9 +727,8 @@ class Directory:
                 return 0, [], ""
             send(ldap.encode_search_result_entry(message_id, special.dn, blob))
             return 1, [], ""
-        backend = self.backend_for(base_ndn)
-        if backend is None:
-            raise LDAPError(ResultCode.noSuchObject, "")
+        backend = self.require_backend(base_ndn, search_scope=request.scope, dn=request.base)
+        check_restrictions(self, session, backend, "search")
         limits = limit_set(self, session, backend, base_ndn)
         check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
         size_limit, time_limit = request_limits(limits, request)
@@ -706,13 +968,14 @@ class Directory:
 
     def add(self, session: Session, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
+            check_restrictions(self, session, None, "add")
             return self.configdb.add(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
         if not request.dn:
             raise LDAPError(ResultCode.unwillingToPerform, "root DSE already exists")
-        backend = self.require_backend(ndn, update=True)
-        self.require_authentication(session)
-        self.check_shadow(backend, request.dn)
+        backend = self.require_backend(ndn, update=True, dn=request.dn)
+        check_restrictions(self, session, backend, "add")
+        self.check_shadow(backend, request.dn, session)
         check_no_user_modification(self.schema, (name for name, _ in request.attributes))
         entry = entry_from_attributes(self.schema, request.dn, request.attributes)
         add_rdn_values(self.schema, entry, split_rdn(request.dn)[0])  # slapd adds missing naming values
@@ -746,11 +1009,12 @@ class Directory:
 
     def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
+            check_restrictions(self, session, None, "modify")
             return self.configdb.modify(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
-        backend = self.require_backend(ndn, update=True)
-        self.require_authentication(session)
-        self.check_shadow(backend, request.dn)
+        backend = self.require_backend(ndn, update=True, dn=request.dn)
+        check_restrictions(self, session, backend, "modify")
+        self.check_shadow(backend, request.dn, session)
         check_changes(self.schema, request.changes)
         with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
@@ -769,11 +1033,12 @@ class Directory:
 
     def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
+            check_restrictions(self, session, None, "delete")
             return self.configdb.delete(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
-        backend = self.require_backend(ndn, update=True)
-        self.require_authentication(session)
-        self.check_shadow(backend, request.dn)
+        backend = self.require_backend(ndn, update=True, dn=request.dn)
+        check_restrictions(self, session, backend, "delete")
+        self.check_shadow(backend, request.dn, session)
         with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
@@ -800,9 +1065,9 @@ class Directory:
         if self.configdb is not None and names_config(request.dn):
             raise LDAPError(ResultCode.unwillingToPerform, "renaming is not supported in cn=config")
         ndn = normalize_or_fail(self.schema, request.dn)
-        backend = self.require_backend(ndn, update=True)
-        self.require_authentication(session)
-        self.check_shadow(backend, request.dn)
+        backend = self.require_backend(ndn, update=True, dn=request.dn)
+        check_restrictions(self, session, backend, "rename")
+        self.check_shadow(backend, request.dn, session)
         try:
             new_rdn_parts = parse_dn(request.new_rdn)
         except DNError:
@@ -864,18 +1129,22 @@ class Directory:
 
     def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
         if self.configdb is not None and names_config(request.dn):
+            check_restrictions(self, session, None, "compare")
             return self.configdb.compare(session, request)
         ndn = normalize_or_fail(self.schema, request.dn)
         at = resolve_type(self.schema, request.attr)
         backend = None
         if ndn == "":
+            check_restrictions(self, session, None, "compare")
             entry = self.root_dse()
         elif ndn == self.subschema_ndn:
+            check_restrictions(self, session, None, "compare")
             entry = self.subschema_entry()
         elif self.monitor.handles(ndn):  # cn=Monitor: its own rules (server/monitor.py)
             return self.monitor.compare(session, ndn, at, request, controls)
         else:
-            backend = self.require_backend(ndn)
+            backend = self.require_backend(ndn, dn=request.dn)
+            check_restrictions(self, session, backend, "compare")
             with backend.db.read() as txn:
                 if txn.get(ndn) is None and self.access.configured:
                     raise self.access.not_found(session, backend, txn, ndn)
@@ -935,19 +1204,21 @@ class Directory:
         if target_dn.startswith("dn:"):
             target_dn = target_dn[3:]
         ndn = normalize_or_fail(self.schema, target_dn)
+        backend = self.backend_for(ndn)
+        if backend is None and request.old_password is not None:
+            raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
         backend = self.require_backend(ndn)
-        self.check_shadow(backend, target_dn)
+        check_restrictions(self, session, backend, "extended", ctl.PASSWORD_MODIFY)
+        self.check_shadow(backend, target_dn, session)
         generated = None
         new_password = request.new_password
         if new_password is None:
             new_password = generated = secrets.token_urlsafe(9).encode()
-        scheme = self.config.password_hash[0] if self.config.password_hash else "{SSHA}"
+        schemes = self.config.password_hash or ["{SSHA}"]
         with backend.db.read() as txn:
             stored = list(self.existing(txn, ndn).get("userpassword"))
-        old = request.old_password
-        check_old = old is not None and not self.is_root(session, backend) and session.bind_ndn == ndn
-        return PasswordChange(ndn, backend, new_password, generated, scheme, self.config.password_crypt_salt_format,
-                              old if check_old else None, stored)  # fmt: skip
+        return PasswordChange(ndn, backend, new_password, generated, schemes, self.config.password_crypt_salt_format,
+                              request.old_password, stored)  # fmt: skip
 
     def password_modify(self, session: Session, value: bytes | None) -> bytes | None:
         """Password Modify (RFC 3062) at once; the connection runs `change.compute` on a worker thread when the
@@ -960,13 +1231,14 @@ class Directory:
         backend, ndn, hashed = change.backend, change.ndn, change.hashed
         with storing(backend, "commit failed") as txn:
             current = self.existing(txn, ndn)
+            # slapd checks the old password whoever asks, the rootdn included (passwd.c)
+            if not change.old_valid:
+                raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
             if not self.is_root(session, backend):
-                if not change.old_valid:
-                    raise LDAPError(ResultCode.unwillingToPerform, "unwilling to verify old password")
                 self.require_write(session, backend, "entry")
-                self.access.check_password_modify(session, backend, txn, current, ndn, hashed)
+                self.access.check_password_modify(session, backend, txn, current, ndn, hashed[0])
             entry = current.copy()
-            entry.put("userpassword", "userPassword", [hashed])
+            entry.put("userpassword", "userPassword", hashed)
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
             backend.context.advance(txn, csn)
@@ -1033,6 +1305,17 @@ class Directory:
                 continue  # slapd leaves the control out
             response.append(Control(control.oid, False, ctl.encode_read_entry(entry.dn, blob)))
         return response
+
+
+def referral_url(url: str, dn: str, scope: int | None) -> str:
+    """slapd's referral_rewrite: the default referral's URL with the request's DN (and a search's scope)."""
+    from urllib.parse import quote
+
+    head = url.split("/", 3)
+    base = "/".join(head[:3]) + "/" + quote(dn, safe=",=+@:;'")
+    if scope is None:
+        return base
+    return base + "??" + {0: "base", 1: "one", 2: "sub", 3: "subordinate"}.get(scope, "sub")
 
 
 def with_context_csn(entry: Entry, values: list[bytes]) -> Entry:

@@ -244,6 +244,13 @@ def start_tls(conn: LDAPConnection, message_id: int, op: ldap.ExtendedRequest, t
         conn.result(message_id, tag, ResultCode.operationsError,
                     "cannot start TLS when operations are outstanding", extra=name)  # fmt: skip
         return
+    disallows = conn.server.config.disallows
+    if "tls_2_anon" not in disallows and conn.session.bind_ndn:  # slapd: StartTLS makes the session anonymous
+        conn.session.bind_dn, conn.session.bind_ndn, conn.session.auth_method = "", "", ""
+    if "tls_authc" in disallows and conn.session.bind_ndn:
+        conn.result(message_id, tag, ResultCode.operationsError, "cannot start TLS after authentication",
+                    extra=name)  # fmt: skip
+        return
     if context is None:
         conn.result(message_id, tag, ResultCode.unavailable, "Could not initialize TLS", extra=name)
         return
