@@ -542,7 +542,7 @@ def test_starttls_after_bind(tmp_path, disallow):
 # What each directive does in pyldapd: "refused" (file and line), "tuning" (kept, changes no answer, README
 # table), "delegated" (implemented by another part: logfile, writetimeout, TLS), or the test showing its effect.
 REFUSED_SAMPLES = {
-    "attributeoptions": "x-hidden lang-", "gentlehup": "on",
+    "attributeoptions": "x-hidden lang-",
     "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on", "rootdse": "/tmp/rootdse.ldif",
     "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
     "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
@@ -558,7 +558,7 @@ TUNING = {
     "cachesize", "idlcachesize", "dncachesize", "dbconfig", "dbpagesize", "shm_key", "linearindex", "lockdetect",
     "cachefree", "checksum", "dbnolocking",
 }  # fmt: skip
-DELEGATED = {"logfile", "logfile-rotate", "writetimeout", "tlsrandfile", "tlsecname"}
+DELEGATED = {"logfile", "logfile-rotate", "writetimeout", "tlsrandfile", "tlsecname", "gentlehup"}
 BEHAVIOUR = {
     "allow": "test_ldapv2_bind_allowed", "disallow": "test_anonymous_bind_disallowed",
     "require": "test_anonymous_search_requires_authentication", "restrict": "test_restrict_write_refuses_rootdn_modify",
@@ -642,8 +642,8 @@ def test_unknown_password_hash_refused(tmp_path):
 
 
 @pytest.mark.parametrize("section, directive", [("config", "access to * by * manage"),
-                                                ("config", "rootpw secret"), ("monitor", "access to * by * read"),
-                                                ("monitor", "rootpw secret")])  # fmt: skip
+                                                ("config", "rootpw secret"), ("monitor", "suffix cn=Monitor"),
+                                                ("monitor", "index cn eq")])  # fmt: skip
 def test_config_and_monitor_sections_refuse_what_they_would_ignore(tmp_path, section, directive):
     from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
 

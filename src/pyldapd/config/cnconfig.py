@@ -72,13 +72,13 @@ TUNING_OLC = {
 }  # fmt: skip
 # implemented by other parts of pyldapd (logging, write timeouts, pending operations, TLS)
 DELEGATED_OLC = {
-    "olclogfile", "olcwritetimeout", "olcconnmaxpending", "olcconnmaxpendingauth", "olctlscrlcheck",
+    "olclogfile", "olclogfileonly", "olclogfilerotate", "olcgentlehup", "olcwritetimeout", "olcconnmaxpending", "olcconnmaxpendingauth", "olctlscrlcheck",
     "olctlscrlfile", "olctlsdhparamfile", "olctlsrandfile", "olctlsecname", "olctlscacertificate",
     "olctlscertificate", "olctlscertificatekey",
 }  # fmt: skip
 # not implemented: accepted only with slapd's default value (slaptest writes these), refused otherwise
 DEFAULT_OLC = {
-    "olcattributeoptions": {"lang-"}, "olcgentlehup": {"false"},
+    "olcattributeoptions": {"lang-"},
     "olcreverselookup": {"false"}, "olcsaslauxpropsdontusecopyignore": {"false"},
     "olcsaslsecprops": {"noplain,noanonymous"}, "olcaddcontentacl": {"false"}, "olclastmod": {"true"},
 "olcmaxderefdepth": {"0", "15"}, "olcschemadn": {"cn=subschema"},

@@ -171,8 +171,9 @@ class ConfigDatabase:
         return []
 
     def check_fixed_database(self, ndn: str, entry: Entry, changes: list[ldap.Change]) -> None:
-        """The config and monitor databases have fixed rules in pyldapd (root over ldapi and the config
-        rootdn; see server/monitor.py): only the config database's olcRootDN, which those rules use, changes."""
+        """The config database has fixed rules in pyldapd (root over ldapi and the config rootdn): only its
+        olcRootDN, which those rules use, changes. The monitor database takes its rootdn, rootpw and access
+        rules (server/monitor.py), nothing else."""
         if rdn_type(ndn) != "olcdatabase":
             return
         kind = strip_order(first(entry, "olcDatabase")).lower()
@@ -180,7 +181,8 @@ class ConfigDatabase:
             return
         for change in changes:
             name = canonical_name(self.schema, change.attr)
-            if not (kind == "config" and name.lower() == "olcrootdn"):
+            allowed = {"olcrootdn"} if kind == "config" else {"olcrootdn", "olcrootpw", "olcaccess"}
+            if name.lower() not in allowed:
                 raise LDAPError(ResultCode.unwillingToPerform,
                                 f"<{name}> not supported by pyldapd on the {kind} database")  # fmt: skip
 
