@@ -96,9 +96,9 @@ def test_each_slapd_stop_signal_stops_cleanly(tmp_path: Path, signame: str) -> N
     assert len(suffix_context_csn(server.config_path)) == 1
 
 
-def gentle_hup_outcome(server) -> list:
+def gentle_hup_outcome(server, ldif: str = SUFFIX_LDIF + "\n" + ENTRY) -> list:
     """What a bound client sees across a SIGHUP under `gentlehup on`, and how the server ends."""
-    add_as_root(server.url, SUFFIX_LDIF + "\n" + ENTRY)
+    add_as_root(server.url, ldif)
     conn = ldap.initialize(server.url)
     conn.simple_bind_s(ROOTDN, ROOTPW)
     server.process.send_signal(signal.SIGHUP)
@@ -653,3 +653,39 @@ def test_serve_refuses_a_newer_database_format_cleanly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "database format 3 was written by a newer pyldapd" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- olcGentleHUP (cn=config's gentlehup) -------------------------------------------------------------------------
+
+
+def test_gentlehup_set_over_cn_config(tmp_path: Path) -> None:
+    """olcGentleHUP: TRUE set over ldapi at run time makes the next SIGHUP gentle, as `gentlehup on` does (the
+    same outcome as slapd's, test_gentlehup_alike_slapd); it is written to slapd.d and read back at a start."""
+    init = run(
+        "init", "-F", str(tmp_path / "slapd.d"), "--suffix", SUFFIX, "--rootdn", ROOTDN, "--rootpw", ROOTPW
+    )
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    ldapi = str(tmp_path / "ldapi")
+    ldapi_url = "ldapi://" + ldapi.replace("/", "%2F")
+    argv = [*PYLDAPD, "serve", "-F", str(tmp_path / "slapd.d"), "-h", f"ldap://127.0.0.1:{port}/ {ldapi_url}/",
+            "-d", "stats"]  # fmt: skip
+    gentle = "dn: cn=config\nchangetype: modify\nreplace: olcGentleHUP\nolcGentleHUP: TRUE\n"
+    for attempt in ("set at run time", "read from slapd.d"):
+        server = start_process("pyldapd", argv, port, ldapi, tmp_path, tmp_path / "slapd.d")
+        try:
+            if attempt == "set at run time":
+                result = ldap_tool("ldapmodify", "-Y", "EXTERNAL", "-H", ldapi_url, input=gentle)
+                assert result.returncode == 0, result.stderr
+                stored = (tmp_path / "slapd.d" / "cn=config.ldif").read_text()
+                assert "olcGentleHUP: TRUE" in stored
+            other = f"dn: uid=other,{SUFFIX}\nobjectClass: account\nuid: other\n"  # uid=svc is there by now
+            seen = gentle_hup_outcome(server, ENTRY if attempt == "set at run time" else other)
+        finally:
+            server.stop()
+        assert seen[0] is None and seen[2] == ("UNWILLING_TO_PERFORM", "operation restricted"), (
+            attempt,
+            seen,
+        )
+        assert seen[3] is None and seen[-1] == 0, (attempt, seen, server.log())
+        assert "slapd gentle shutdown" in server.log()

@@ -211,6 +211,8 @@ class Server:
                 self.service.reopen_logfile(current)
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.idletimeout = config.idletimeout
+        gentle = [d for d in config.extra if d[0] == "gentlehup"]  # olcGentleHUP: read by the next SIGHUP
+        current.extra = [d for d in current.extra if d[0] != "gentlehup"] + gentle
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
         for source, text in config.schema_definitions:
@@ -351,7 +353,8 @@ class Server:
 
 
 def gentlehup(config: ServerConfig) -> bool:
-    """slapd.conf's global `gentlehup on|off` (kept with the directives read as given)."""
+    """slapd.conf's global `gentlehup on|off` or cn=config's olcGentleHUP (kept with the directives read as
+    given)."""
     values = [args for name, args in config.extra if name == "gentlehup"]
     return bool(values) and bool(values[-1]) and values[-1][0].lower() in ("on", "true", "yes")
 
