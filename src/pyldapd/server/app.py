@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import signal
+import socket
 import sys
 
 from pyldapd.backends.base import StorageError
@@ -121,6 +122,7 @@ class Server:
         # a `gentlehup` SIGHUP came: no new clients, no writes, stop when the last one goes
         self.gentle = False
         self.gentle_task: asyncio.Task | None = None
+        self.prebound: dict[str, list[socket.socket]] = {}  # -r: listeners bound before the chroot
 
     def refresh_replication(self, backend) -> None:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
@@ -260,6 +262,14 @@ class Server:
                 continue
             if url.scheme == "ldaps" and self.tls_context is None:
                 raise StartupError(f"{url.text}: ldaps:// needs TLSCertificateFile and TLSCertificateKeyFile")
+            if url.text in self.prebound:
+                for sock in self.prebound.pop(url.text):
+                    self.listeners.append(await (
+                        loop.create_unix_server(lambda u=url: LDAPConnection(self, u.text, True), sock=sock)
+                        if url.scheme == "ldapi" else loop.create_server(
+                            lambda u=url: LDAPConnection(self, u.text, False), sock=sock,
+                            ssl=self.tls_context if url.scheme == "ldaps" else None)))  # fmt: skip
+                continue
             if url.scheme == "ldapi":
                 if os.path.exists(url.path):
                     os.unlink(url.path)
@@ -393,7 +403,8 @@ def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
 
 def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None, *,
                config_dir: str | None = None, config_entries: list | None = None,
-               service: Service | None = None) -> int:  # fmt: skip
+               service: Service | None = None, prebound: dict[str, list[socket.socket]] | None = None,
+               ) -> int:  # fmt: skip
     try:
         urls = parse_listener_urls(urls_text)
     except ValueError as exc:
@@ -409,6 +420,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
     async def main() -> None:
         server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
         server.service = service
+        server.prebound = dict(prebound or {})
         if config_dir is not None:
             from pyldapd.server.configdb import ConfigDatabase
 
