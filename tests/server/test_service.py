@@ -800,3 +800,39 @@ def test_chroot_with_privilege_drop_and_syslog(tmp_path: Path) -> None:
         sink.close()
     assert code == 0, (tmp_path / "stderr.log").read_text()
     assert any("slapd stopped." in m for m in sink.received)
+
+
+def test_chroot_serves_tls_from_inside(tmp_path: Path) -> None:
+    """TLS under -r: the certificate files are read after the chroot (paths inside the sandbox, as slapd reads
+    them) and ldaps:// and StartTLS work with OpenSSL loaded before it; a bind checks a hashed password."""
+    from tests.certs import make_pki
+
+    root = tmp_path / "root"
+    pki = make_pki(root / "tls")
+    tls = (f"TLSCACertificateFile /tls/{pki.ca_cert.name}\nTLSCertificateFile /tls/{pki.server_cert.name}\n"
+           f"TLSCertificateKeyFile /tls/{pki.server_key.name}\n")  # fmt: skip
+    sandbox(root, slapd_conf(Path("/db"), extra_global=tls))
+    port, ldaps_port = free_port(), free_port()
+    argv = [*PYLDAPD, "serve", "-r", str(root), "-f", "/slapd.conf", "-d", "stats", "-h",
+            f"ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"]  # fmt: skip
+    server = start_process("pyldapd", argv, port, str(tmp_path / "none.sock"), tmp_path, root / "slapd.conf")
+    try:
+        entry = ENTRY.replace("uid: svc", "uid: svc\nobjectClass: simpleSecurityObject\nuserPassword: x")
+        add_as_root(server.url, SUFFIX_LDIF + "\n" + entry)
+        passwd = ldap_tool("ldappasswd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, "-s", "pw",
+                           f"uid=svc,{SUFFIX}")  # fmt: skip
+        assert passwd.returncode == 0, passwd.stderr
+        env = dict(
+            os.environ,
+            LDAPCONF=os.devnull,
+            LDAPRC=os.devnull,
+            LDAPTLS_CACERT=str(pki.ca_cert),
+            LDAPTLS_REQCERT="demand",
+        )  # the server shows the certificate it read inside the sandbox
+        for how in (["-H", f"ldaps://127.0.0.1:{ldaps_port}"], ["-H", server.url, "-ZZ"]):
+            found = subprocess.run(["ldapwhoami", "-o", "nettimeout=10", "-x", *how, "-D", f"uid=svc,{SUFFIX}",
+                                    "-w", "pw"], capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+            assert (found.returncode, found.stdout.strip()) == (0, f"dn:uid=svc,{SUFFIX}"), found.stderr
+    finally:
+        assert server.stop() == 0, server.log()
+    assert "Traceback" not in server.log()

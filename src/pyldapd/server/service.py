@@ -287,7 +287,9 @@ def bind_sandbox_listeners(urls: list[ListenerURL]) -> dict[str, list[socket.soc
 
 
 def enter_sandbox(path: str) -> None:
-    """slapd's -r: chdir(dir), chroot(dir) (relative paths then start at the sandbox's root)."""
+    """slapd's -r: chdir(dir), chroot(dir), so relative paths then start at the sandbox's root. A relative dir is
+    taken from the current folder (slapd's chroot after its chdir would look for dir/dir)."""
+    path = os.path.abspath(path)
     for step, call in (("chdir", os.chdir), ("chroot", os.chroot)):
         try:
             call(path)
