@@ -96,9 +96,9 @@ def test_each_slapd_stop_signal_stops_cleanly(tmp_path: Path, signame: str) -> N
     assert len(suffix_context_csn(server.config_path)) == 1
 
 
-def gentle_hup_outcome(server) -> list:
+def gentle_hup_outcome(server, ldif: str = SUFFIX_LDIF + "\n" + ENTRY) -> list:
     """What a bound client sees across a SIGHUP under `gentlehup on`, and how the server ends."""
-    add_as_root(server.url, SUFFIX_LDIF + "\n" + ENTRY)
+    add_as_root(server.url, ldif)
     conn = ldap.initialize(server.url)
     conn.simple_bind_s(ROOTDN, ROOTPW)
     server.process.send_signal(signal.SIGHUP)
@@ -166,6 +166,7 @@ BAD_OPTIONS = [
     (["-u", "no-such-user-here"], ""),
     (["-g", "no-such-group-here"], ""),
     (["-s", "frob"], 'unrecognized log level "frob"'),
+    (["-r", "/no-such-sandbox-here"], "chdir: No such file or directory"),
 ]
 
 
@@ -180,7 +181,7 @@ def test_refused_service_options_alike_slapd(tmp_path: Path, flags: list[str], s
     ours = run("serve", *flags, "-d", "0", "-f", str(conf), "-h", f"ldap://127.0.0.1:{free_port()}/")
     assert slapd.returncode == ours.returncode == 1, ours.stderr
     assert slapd_text in slapd.stderr
-    if "SLP" in slapd_text:
+    if "SLP" in slapd_text or "chdir" in slapd_text:
         assert slapd_text in ours.stderr
     assert ours.stderr.strip() and "Traceback" not in ours.stderr
     assert not (tmp_path / "db" / "data.mdb").exists()  # nothing opened
@@ -192,9 +193,11 @@ def test_slp_off_accepted(tmp_path: Path) -> None:
     assert server.stop() == 0
 
 
-def test_chroot_refused_clearly(tmp_path: Path) -> None:
-    result = run("serve", "-r", str(tmp_path), "-f", str(tmp_path / "none.conf"))
-    assert result.returncode == 1 and "-r: chroot is not supported" in result.stderr
+def test_chroot_needs_a_config(tmp_path: Path) -> None:
+    """-r with the quick start (no -f/-F) is refused: its files are pyldapd's own, outside any sandbox."""
+    result = run("serve", "-r", str(tmp_path), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1 and "-r: a sandbox needs -f or -F" in result.stderr
+    assert not (tmp_path / "data").exists()
 
 
 # --- -u / -g ------------------------------------------------------------------------------------------------------
@@ -653,3 +656,183 @@ def test_serve_refuses_a_newer_database_format_cleanly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "database format 3 was written by a newer pyldapd" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- olcGentleHUP (cn=config's gentlehup) -------------------------------------------------------------------------
+
+
+def test_gentlehup_set_over_cn_config(tmp_path: Path) -> None:
+    """olcGentleHUP: TRUE set over ldapi at run time makes the next SIGHUP gentle, as `gentlehup on` does (the
+    same outcome as slapd's, test_gentlehup_alike_slapd); it is written to slapd.d and read back at a start."""
+    init = run(
+        "init", "-F", str(tmp_path / "slapd.d"), "--suffix", SUFFIX, "--rootdn", ROOTDN, "--rootpw", ROOTPW
+    )
+    assert init.returncode == 0, init.stderr
+    port = free_port()
+    ldapi = str(tmp_path / "ldapi")
+    ldapi_url = "ldapi://" + ldapi.replace("/", "%2F")
+    argv = [*PYLDAPD, "serve", "-F", str(tmp_path / "slapd.d"), "-h", f"ldap://127.0.0.1:{port}/ {ldapi_url}/",
+            "-d", "stats"]  # fmt: skip
+    gentle = "dn: cn=config\nchangetype: modify\nreplace: olcGentleHUP\nolcGentleHUP: TRUE\n"
+    for attempt in ("set at run time", "read from slapd.d"):
+        server = start_process("pyldapd", argv, port, ldapi, tmp_path, tmp_path / "slapd.d")
+        try:
+            if attempt == "set at run time":
+                result = ldap_tool("ldapmodify", "-Y", "EXTERNAL", "-H", ldapi_url, input=gentle)
+                assert result.returncode == 0, result.stderr
+                stored = (tmp_path / "slapd.d" / "cn=config.ldif").read_text()
+                assert "olcGentleHUP: TRUE" in stored
+            other = f"dn: uid=other,{SUFFIX}\nobjectClass: account\nuid: other\n"  # uid=svc is there by now
+            seen = gentle_hup_outcome(server, ENTRY if attempt == "set at run time" else other)
+        finally:
+            server.stop()
+        assert seen[0] is None and seen[2] == ("UNWILLING_TO_PERFORM", "operation restricted"), (
+            attempt,
+            seen,
+        )
+        assert seen[3] is None and seen[-1] == 0, (attempt, seen, server.log())
+        assert "slapd gentle shutdown" in server.log()
+
+
+# --- -r (chroot) --------------------------------------------------------------------------------------------------
+
+
+def sandbox(root: Path, conf_text: str) -> Path:
+    """A chroot folder holding what slapd's config names, at the same paths inside: the config, the schema
+    files it includes and the (empty) database folder. Nothing of Python or of the system."""
+    (root / "db").mkdir(parents=True)
+    shutil.copytree("/etc/ldap/schema", root / "etc" / "ldap" / "schema")
+    (root / "slapd.conf").write_text(conf_text)
+    return root
+
+
+def sandbox_session(server) -> list:
+    """What a client sees of a server in a sandbox: an add, a search over TCP and over ldapi (bound outside)."""
+    add_as_root(server.url, SUFFIX_LDIF + "\n" + ENTRY)
+    found = ldap_tool(
+        "ldapsearch", "-Y", "EXTERNAL", "-H", server.ldapi_url, "-LLL", "-b", SUFFIX, "(uid=svc)"
+    )
+    assert found.returncode == 0, found.stderr
+    return [found.stdout.split("\n")[0], os.readlink(f"/proc/{server.process.pid}/root"),
+            os.readlink(f"/proc/{server.process.pid}/cwd")]  # fmt: skip
+
+
+def start_in_sandbox(
+    name: str, command: list[str], root: Path, workdir: Path, extra: list[str] | None = None
+):
+    port = free_port()
+    ldapi = str(workdir / f"{name}.sock")  # outside the sandbox, as the listeners are bound before the chroot
+    argv = [*command, "-r", str(root), "-f", "/slapd.conf", "-h",
+            f"ldap://127.0.0.1:{port}/ ldapi://{ldapi.replace('/', '%2F')}/", *(extra or [])]  # fmt: skip
+    return start_process(name, argv, port, ldapi, workdir, root / "slapd.conf")
+
+
+def test_chroot_alike_slapd(tmp_path: Path) -> None:
+    """`-r DIR` as slapd's: listeners bound first (the ldapi socket outside DIR), then chroot(DIR), then the
+    config (-f /slapd.conf), its includes, `directory /db` and the pid file read or made inside DIR. Debian's
+    slapd runs in the same layout once its back_mdb module is copied in (it loads it while reading the config,
+    after the chroot); pyldapd needs nothing of Python inside: it loaded every module before."""
+    assert os.geteuid() == 0, "chroot(2) needs root, as slapd's -r does"
+    conf = slapd_conf(Path("/db"), extra_global="pidfile /run.pid")
+    ours_root = sandbox(tmp_path / "ours", conf)
+    ours = start_in_sandbox("pyldapd", [*PYLDAPD, "serve", "-d", "stats"], ours_root, tmp_path)
+    try:
+        mine = sandbox_session(ours)
+        assert (ours_root / "run.pid").read_text().strip() == str(ours.process.pid)
+        assert (ours_root / "db" / "data.mdb").exists() and not (tmp_path / "db").exists()
+    finally:
+        assert ours.stop() == 0, ours.log()
+    assert "slapd stopped." in ours.log() and "Traceback" not in ours.log()
+    assert not (ours_root / "run.pid").exists()
+    assert len(suffix_context_csn_in(ours_root)) == 1  # checkpointed at stop, in the sandbox's database
+
+    theirs_root = sandbox(tmp_path / "slapd", slapd_conf(Path("/db"), extra_global="pidfile /run.pid",
+                                                          modules=True))  # fmt: skip
+    (theirs_root / "usr" / "lib" / "ldap").mkdir(parents=True)
+    for module in Path("/usr/lib/ldap").glob("back_mdb*"):
+        shutil.copy2(module, theirs_root / "usr" / "lib" / "ldap", follow_symlinks=False)
+    slapd = start_in_sandbox("slapd", [SLAPD, "-d", "0"], theirs_root, tmp_path)
+    try:
+        theirs = sandbox_session(slapd)
+        assert (theirs_root / "run.pid").read_text().strip() == str(slapd.process.pid)
+    finally:
+        slapd.stop()  # slapd aborts at stop in a chroot without libgcc_s.so.1 (glibc needs it for pthread_exit)
+    assert mine[0] == theirs[0] == f"dn: uid=svc,{SUFFIX}"
+    assert (mine[1], mine[2]) == (str(ours_root), str(ours_root))
+    assert (theirs[1], theirs[2]) == (str(theirs_root), str(theirs_root))
+
+
+def suffix_context_csn_in(root: Path) -> list[str]:
+    """contextCSN of the suffix in a sandbox's database, read from outside with the config's paths rebased."""
+    conf = root.parent / f"{root.name}-outside.conf"
+    text = (root / "slapd.conf").read_text().replace("directory /db", f"directory {root / 'db'}")
+    conf.write_text(text.replace("include /", f"include {root}/"))
+    return suffix_context_csn(conf)
+
+
+def test_chroot_with_privilege_drop_and_syslog(tmp_path: Path) -> None:
+    """-r with -u/-g and no -d: the syslog socket (outside the sandbox) still gets the lines written after the
+    chroot, the process runs as openldap with its groups (resolved before the chroot: no /etc/passwd inside),
+    the database inside is openldap's, and a write and the stop work."""
+    assert os.geteuid() == 0
+    user = pwd.getpwnam(SERVICE_USER)
+    sink = DatagramSink(str(tmp_path / "log.sock"))
+    root = sandbox(tmp_path / "root", slapd_conf(Path("/db")))
+    port = free_port()
+    argv = [*PYLDAPD, "serve", "-r", str(root), "-f", "/slapd.conf", "-h", f"ldap://127.0.0.1:{port}/",
+            "-u", SERVICE_USER, "-g", SERVICE_USER, "-s", "stats"]  # fmt: skip
+    env = dict(os.environ, PYLDAPD_SYSLOG_SOCKET=sink.address)
+    with open(tmp_path / "stderr.log", "wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: port_open(port) or process.poll() is not None, 30, what="pyldapd to listen")
+        assert process.poll() is None, (tmp_path / "stderr.log").read_text()
+        sink.wait_for("running as uid")
+        uids, gids, groups = proc_ids(process.pid)
+        assert uids == [user.pw_uid] * 4 and gids == [user.pw_gid] * 4
+        assert sorted(groups) == sorted(set(os.getgrouplist(SERVICE_USER, user.pw_gid)))
+        assert os.stat(root / "db" / "data.mdb").st_uid == user.pw_uid
+        add_as_root(f"ldap://127.0.0.1:{port}", SUFFIX_LDIF + "\n" + ENTRY)
+        sink.wait_for(f'ADD dn="uid=svc,{SUFFIX}"')
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(20)
+        sink.close()
+    assert code == 0, (tmp_path / "stderr.log").read_text()
+    assert any("slapd stopped." in m for m in sink.received)
+
+
+def test_chroot_serves_tls_from_inside(tmp_path: Path) -> None:
+    """TLS under -r: the certificate files are read after the chroot (paths inside the sandbox, as slapd reads
+    them) and ldaps:// and StartTLS work with OpenSSL loaded before it; a bind checks a hashed password."""
+    from tests.certs import make_pki
+
+    root = tmp_path / "root"
+    pki = make_pki(root / "tls")
+    tls = (f"TLSCACertificateFile /tls/{pki.ca_cert.name}\nTLSCertificateFile /tls/{pki.server_cert.name}\n"
+           f"TLSCertificateKeyFile /tls/{pki.server_key.name}\n")  # fmt: skip
+    sandbox(root, slapd_conf(Path("/db"), extra_global=tls))
+    port, ldaps_port = free_port(), free_port()
+    argv = [*PYLDAPD, "serve", "-r", str(root), "-f", "/slapd.conf", "-d", "stats", "-h",
+            f"ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"]  # fmt: skip
+    server = start_process("pyldapd", argv, port, str(tmp_path / "none.sock"), tmp_path, root / "slapd.conf")
+    try:
+        entry = ENTRY.replace("uid: svc", "uid: svc\nobjectClass: simpleSecurityObject\nuserPassword: x")
+        add_as_root(server.url, SUFFIX_LDIF + "\n" + entry)
+        passwd = ldap_tool("ldappasswd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, "-s", "pw",
+                           f"uid=svc,{SUFFIX}")  # fmt: skip
+        assert passwd.returncode == 0, passwd.stderr
+        env = dict(
+            os.environ,
+            LDAPCONF=os.devnull,
+            LDAPRC=os.devnull,
+            LDAPTLS_CACERT=str(pki.ca_cert),
+            LDAPTLS_REQCERT="demand",
+        )  # the server shows the certificate it read inside the sandbox
+        for how in (["-H", f"ldaps://127.0.0.1:{ldaps_port}"], ["-H", server.url, "-ZZ"]):
+            found = subprocess.run(["ldapwhoami", "-o", "nettimeout=10", "-x", *how, "-D", f"uid=svc,{SUFFIX}",
+                                    "-w", "pw"], capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+            assert (found.returncode, found.stdout.strip()) == (0, f"dn:uid=svc,{SUFFIX}"), found.stderr
+    finally:
+        assert server.stop() == 0, server.log()
+    assert "Traceback" not in server.log()

@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     # slapd's service flags (slapd(8)); see cmd_serve for what each does here
     serve.add_argument("-u", dest="user", help="user (name or id) to run as once the listeners are bound")
     serve.add_argument("-g", dest="group", help="group (name or id) to run as")
-    serve.add_argument("-r", dest="chroot", help="sandbox directory to chroot to (refused: see README)")
+    serve.add_argument(
+        "-r", dest="chroot", help="sandbox directory to chroot to once the listeners are bound"
+    )
     serve.add_argument("-n", dest="service_name", default="pyldapd", help="service name (syslog ident)")
     serve.add_argument("-l", dest="facility", default="LOCAL4", help="syslog facility LOCAL0..LOCAL7")
     serve.add_argument("-s", dest="syslog_level", action="append", help="syslog log level (as loglevel)")
@@ -86,10 +88,9 @@ def version_text() -> str:
 
 def check_service_options(args: argparse.Namespace) -> str | None:
     """slapd's -r, -l and -o checked before anything starts; the error text, or None."""
-    if args.chroot:
-        # slapd reads its config inside the sandbox after chroot(2); a Python server also needs its interpreter,
-        # libraries and lazily imported modules there, so pyldapd refuses rather than half-work
-        return "-r: chroot is not supported by pyldapd (use systemd's RootDirectory= or a container)"
+    if args.chroot and not args.config_file and not args.config_dir:
+        # the quick start writes and reads its files beside pyldapd's own, outside any sandbox
+        return "-r: a sandbox needs -f or -F (a path inside it)"
     if args.facility.lower() not in SYSLOG_FACILITIES:
         return f"-l {args.facility}: unknown syslog facility (LOCAL0..LOCAL7)"
     for option in args.options:
@@ -167,6 +168,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.error(f"pyldapd: {exc}")
         return 1
     quickstart = not args.config_file and not args.config_dir
+    notifier = Notifier()  # connected now: $NOTIFY_SOCKET is outside a -r sandbox
+    urls = args.urls or DEFAULT_URLS
+    if quickstart and not args.urls:
+        urls = f"{DEFAULT_URLS} ldapi://{os.path.abspath(args.data_dir).replace('/', '%2F')}%2Fldapi/"
+    early_syslog, prebound = None, None
+    if args.chroot:  # slapd's order: syslog connected, listeners bound, chroot; then the config read inside
+        from pyldapd.server.listeners import parse_listener_urls
+        from pyldapd.server.service import bind_sandbox_listeners, enter_sandbox, preload_for_sandbox
+
+        try:
+            debugging = bool(args.debug) and bool(parse_log_level(args.debug))
+        except ValueError:
+            debugging = True  # reported below, before anything runs
+        if not debugging:
+            early_syslog = SyslogSink(args.service_name, SYSLOG_FACILITIES[args.facility.lower()])
+        try:
+            preload_for_sandbox()
+            prebound = bind_sandbox_listeners(parse_listener_urls(urls))
+            enter_sandbox(args.chroot)
+        except (ValueError, ServiceError) as exc:
+            log.error(f"pyldapd: {exc}")
+            return 1
     config_entries = None
     if args.config_dir:
         from pyldapd.config.cnconfig import config_from_entries, read_slapd_d
@@ -201,20 +224,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     foreground = bool(debug) or (quickstart and not args.debug)
     try:
         logfile = open_logfile(config)
-        notifier = Notifier()
     except (OSError, ServiceError) as exc:
         log.error(f"pyldapd: {exc}")
         return 1
-    syslog = None if foreground else SyslogSink(args.service_name, SYSLOG_FACILITIES[args.facility.lower()])
+    syslog = (
+        None
+        if foreground
+        else early_syslog or SyslogSink(args.service_name, SYSLOG_FACILITIES[args.facility.lower()])
+    )
     log.configure(foreground=foreground, syslog=syslog, logfile=logfile, logfile_only=config.logfile_only)
     if notifier.problem:
         log.error(f"pyldapd: warning: {notifier.problem}")
     service = Service(identity, log, config, args.config_dir, notifier)
     if quickstart:
         load_sample_data(config, log)
-    urls = args.urls or DEFAULT_URLS
-    if quickstart and not args.urls:
-        urls = f"{DEFAULT_URLS} ldapi://{os.path.abspath(args.data_dir).replace('/', '%2F')}%2Fldapi/"
     from pyldapd.server.app import run_server
 
     return run_server(
@@ -225,6 +248,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config_dir=args.config_dir,
         config_entries=config_entries,
         service=service,
+        prebound=prebound,
     )
 
 

@@ -334,6 +334,14 @@ def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
     return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
 
 
+def gentlehup_value(config: ServerConfig) -> str:
+    """olcGentleHUP from slapd.conf's last `gentlehup on|off` ("" when not set)."""
+    values = [args for name, args in config.extra if name == "gentlehup" and args]
+    if not values:
+        return ""
+    return "TRUE" if values[-1][0].lower() in ("on", "true", "yes") else "FALSE"
+
+
 def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = True) -> list[Entry]:
     """The cn=config tree of a configuration, in slapd's order (parents first)."""
     global_attrs: list[tuple[str, list[str | bytes]]] = [
@@ -353,6 +361,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
             [str(config.conn_max_pending_auth)] if config.conn_max_pending_auth != 1000 else [],
         ),  # fmt: skip
         ("olcToolThreads", [str(config.tool_threads)] if config.tool_threads else []),
+        ("olcGentleHUP", [gentlehup_value(config)] if gentlehup_value(config) else []),
         ("olcServerID", [f"{sid} {url}".strip() for sid, url in config.server_ids]),
         ("olcTLSCertificateFile", [config.tls.certificate_file] if config.tls.certificate_file else []),
         (
@@ -530,6 +539,8 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.conn_max_pending = int(first(root, "olcConnMaxPending", "100") or 100)
     config.conn_max_pending_auth = int(first(root, "olcConnMaxPendingAuth", "1000") or 1000)
     config.tool_threads = int(first(root, "olcToolThreads", "0") or 0)
+    if first(root, "olcGentleHUP"):  # kept as slapd.conf's `gentlehup` is, where the server reads it
+        config.extra.append(("gentlehup", ["on" if truth(first(root, "olcGentleHUP")) else "off"]))
     config.server_ids = [parse_server_id(v) for v in values(root, "olcServerID")]
     tls = config.tls
     tls.certificate_file = first(root, "olcTLSCertificateFile")

@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import signal
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -133,6 +134,7 @@ class Server:
         # a `gentlehup` SIGHUP came: no new clients, no writes, stop when the last one goes
         self.gentle = False
         self.gentle_task: asyncio.Task | None = None
+        self.prebound: dict[str, list[socket.socket]] = {}  # -r: listeners bound before the chroot
 
     def refresh_replication(self, backend) -> None:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
@@ -228,6 +230,8 @@ class Server:
             config.conn_max_pending,
             config.conn_max_pending_auth,
         )
+        gentle = [d for d in config.extra if d[0] == "gentlehup"]  # olcGentleHUP: read by the next SIGHUP
+        current.extra = [d for d in current.extra if d[0] != "gentlehup"] + gentle
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
         for name in ("allows", "disallows", "requires", "restrict", "authz_regexp", "referral", "authz_policy", "default_search_base", "readonly", "security",
@@ -279,6 +283,14 @@ class Server:
                 continue
             if url.scheme == "ldaps" and self.tls_context is None:
                 raise StartupError(f"{url.text}: ldaps:// needs TLSCertificateFile and TLSCertificateKeyFile")
+            if url.text in self.prebound:
+                for sock in self.prebound.pop(url.text):
+                    self.listeners.append(await (
+                        loop.create_unix_server(lambda u=url: LDAPConnection(self, u.text, True), sock=sock)
+                        if url.scheme == "ldapi" else loop.create_server(
+                            lambda u=url: LDAPConnection(self, u.text, False), sock=sock,
+                            ssl=self.tls_context if url.scheme == "ldaps" else None)))  # fmt: skip
+                continue
             if url.scheme == "ldapi":
                 if os.path.exists(url.path):
                     os.unlink(url.path)
@@ -376,7 +388,8 @@ class Server:
 
 
 def gentlehup(config: ServerConfig) -> bool:
-    """slapd.conf's global `gentlehup on|off` (kept with the directives read as given)."""
+    """slapd.conf's global `gentlehup on|off` or cn=config's olcGentleHUP (kept with the directives read as
+    given)."""
     values = [args for name, args in config.extra if name == "gentlehup"]
     return bool(values) and bool(values[-1]) and values[-1][0].lower() in ("on", "true", "yes")
 
@@ -415,7 +428,8 @@ def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
 
 def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None, *,
                config_dir: str | None = None, config_entries: list | None = None,
-               service: Service | None = None) -> int:  # fmt: skip
+               service: Service | None = None, prebound: dict[str, list[socket.socket]] | None = None,
+               ) -> int:  # fmt: skip
     try:
         urls = parse_listener_urls(urls_text)
     except ValueError as exc:
@@ -431,6 +445,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
     async def main() -> None:
         server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
         server.service = service
+        server.prebound = dict(prebound or {})
         if config_dir is not None:
             from pyldapd.server.configdb import ConfigDatabase
 

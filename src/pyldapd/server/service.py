@@ -8,6 +8,17 @@ it hands to the service user what it must still write: each database directory a
 Folders above those stay as they are: the pid file's and logfile's folders must be writable by that user for the
 pid file to be removed at stop and the logfile rotated (as /run/slapd and /var/log/slapd are for slapd).
 
+Sandbox (`-r dir`), in slapd's order (main.c): the syslog socket is connected (slapd's openlog with LOG_NDELAY)
+and the listeners bound, then chdir(dir) and chroot(dir), then -u/-g, then the configuration is read and the
+databases opened: -f/-F, `directory`, the pid file, TLS files, logfile are all paths inside dir; ldapi sockets are
+bound outside (slapd cannot remove them at stop either, and neither does pyldapd). slapd is one binary with its
+libraries mapped before the chroot; Python loads modules and data files lazily, so everything pyldapd could load
+later (all its modules, the stdlib and third-party modules it imports inside functions, the shipped schema files,
+OpenSSL's and the time zone's data) is loaded first and nothing of Python is needed inside dir. User and group
+names are resolved, with the user's supplementary groups, before the chroot: dir needs no /etc/passwd (slapd
+resolves them inside). Host names in syncrepl provider URLs are resolved inside dir, as for slapd (/etc/hosts or
+/etc/resolv.conf there, or IP addresses).
+
 sd_notify. systemd's protocol is one datagram of `KEY=VALUE` lines to the unix socket named by $NOTIFY_SOCKET
 (an abstract address when it starts with `@`); it needs no library. The socket is connected at start-up, while
 still root, so the messages still reach systemd after the privilege drop.
@@ -24,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyldapd.config.model import ServerConfig
+from pyldapd.server.listeners import ListenerURL
 from pyldapd.server.log import LogFile, Logger
 
 if TYPE_CHECKING:
@@ -44,6 +56,7 @@ class Identity:
     uid: int | None = None
     gid: int | None = None
     user_name: str | None = None
+    groups: list[int] | None = None  # the user's supplementary groups (initgroups), read before any chroot
 
     @property
     def changes(self) -> bool:
@@ -68,6 +81,8 @@ def resolve_identity(user: str | None, group: str | None) -> Identity:
             if not group.isdigit():
                 raise ServiceError(f"-g {group}: no such group") from None
             identity.gid = int(group)
+    if identity.user_name and identity.gid is not None:
+        identity.groups = os.getgrouplist(identity.user_name, identity.gid)
     return identity
 
 
@@ -140,13 +155,10 @@ class Service:
                 chown_tree(path, uid, gid, recursive)
         try:
             if identity.gid is not None and identity.gid != os.getegid():
-                if identity.user_name:
-                    os.initgroups(identity.user_name, identity.gid)
-                else:
-                    os.setgroups([identity.gid])
+                os.setgroups(identity.groups or [identity.gid])  # initgroups(3)'s list, read before a chroot
                 os.setgid(identity.gid)
-            elif identity.user_name and os.geteuid() == 0:
-                os.initgroups(identity.user_name, os.getegid())
+            elif identity.groups and os.geteuid() == 0:
+                os.setgroups(identity.groups)
             if identity.uid is not None and identity.uid != os.geteuid():
                 os.setuid(identity.uid)
         except OSError as exc:
@@ -190,3 +202,97 @@ def chown_tree(path: str, uid: int, gid: int, recursive: bool) -> None:
         for top, dirs, files in os.walk(path):
             for name in dirs + files:
                 os.lchown(os.path.join(top, name), uid, gid)
+
+
+# Loaded inside functions (by pyldapd or by the stdlib on first use): imported before a chroot, each package
+# with all its submodules (lmdb, for one, imports a helper module when the first environment opens).
+LAZY_MODULES = ("crypt", "getpass", "ssl", "traceback")
+LAZY_PACKAGES = ("argon2", "asyncio", "concurrent", "encodings", "lmdb", "pyldapd", "uvloop")
+NOT_PRELOADED = ("lmdb.cffi",)  # py-lmdb's other binding (unused: the C extension is): importing it compiles
+
+
+def preload_for_sandbox() -> None:
+    """Load now what the server could otherwise load from the file system later (see the module's text)."""
+    import ctypes
+    import hashlib
+    import importlib
+    import pkgutil
+    import ssl
+    import time
+    import warnings
+
+    with warnings.catch_warnings():  # crypt's deprecation notice is not the admin's concern
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name in LAZY_MODULES:
+            importlib.import_module(name)
+        for name in LAZY_PACKAGES:
+            try:
+                package = importlib.import_module(name)
+            except ImportError:  # optional (uvloop, argon2): the server will not ask for it either
+                continue
+            for info in pkgutil.walk_packages(package.__path__, f"{name}."):
+                if info.name.endswith("__main__") or "test" in info.name or info.name in NOT_PRELOADED:
+                    continue
+                try:
+                    importlib.import_module(info.name)
+                except Exception:  # noqa: BLE001 (another platform's or an unused backend's module)
+                    pass
+    from pyldapd.config.cnconfig import config_schema
+    from pyldapd.model.schema import Schema
+
+    Schema.default()  # the shipped schema files, read once and cached
+    config_schema()  # olc.schema, likewise
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # OpenSSL's configuration and providers loaded
+    hashlib.sha256(b"").digest()
+    try:  # glibc loads it for thread exit and cancellation ("libgcc_s.so.1 must be installed": slapd's abort)
+        ctypes.CDLL("libgcc_s.so.1")
+    except OSError:
+        pass
+    time.localtime()  # the time zone read once: glibc keeps it (log times stay local, not UTC)
+
+
+def bind_sandbox_listeners(urls: list[ListenerURL]) -> dict[str, list[socket.socket]]:
+    """The LDAP listeners bound before a chroot, as slapd binds them (ldapi paths outside the sandbox; host
+    names resolved outside it). The server takes them over when it starts (Server.start)."""
+    bound: dict[str, list[socket.socket]] = {}
+    try:
+        for url in urls:
+            if url.scheme == "http":  # the metrics listener is bound at start, a TCP port needs no file
+                continue
+            socks: list[socket.socket] = []
+            bound[url.text] = socks
+            if url.scheme == "ldapi":
+                if os.path.exists(url.path):
+                    os.unlink(url.path)
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.bind(url.path)
+                os.chmod(url.path, 0o777)
+                continue
+            for family, kind, proto, _, address in socket.getaddrinfo(
+                url.host or None, url.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            ):
+                sock = socket.socket(family, kind, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as asyncio's create_server: one socket per family
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        for socks in bound.values():
+            for sock in socks:
+                sock.close()
+        raise ServiceError(f"{url.text}: {exc.strerror or exc}") from None
+    return bound
+
+
+def enter_sandbox(path: str) -> None:
+    """slapd's -r: chdir(dir), chroot(dir), so relative paths then start at the sandbox's root. A relative dir is
+    taken from the current folder (slapd's chroot after its chdir would look for dir/dir)."""
+    path = os.path.abspath(path)
+    for step, call in (("chdir", os.chdir), ("chroot", os.chroot)):
+        try:
+            call(path)
+        except OSError as exc:
+            raise ServiceError(f"-r {path}: {step}: {exc.strerror}") from None
+    os.chdir("/")
