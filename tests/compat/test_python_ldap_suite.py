@@ -31,35 +31,8 @@ SUITE_TIMEOUT = 600  # seconds for one run of the whole suite (about 20 s with s
 # that other changes of issue 10 bring (authz-regexp, bind_v2, Password Modify's old password, size limits for the
 # rootdn); drop an entry when its cause is fixed. With those in place (and olcAuthzRegexp keeping the `\+` of
 # slapdtest's rule as slapd's cn=config does), all 262 pass and this list is empty.
-KNOWN_FAILURES: list[tuple[str, str]] = [
-    # slapdtest adds its base entries over ldapi with SASL EXTERNAL as root, which `olcAuthzRegexp` maps to the
-    # rootdn; without that mapping these classes fail in setUpClass (ldapadd: err=50)
-    ("Tests/t_cext.py::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
-    ("Tests/t_edit.py::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
-    ("Tests/t_ldap_sasl.py::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
-    (
-        "Tests/t_ldap_syncrepl.py::TestSyncrepl::*",
-        "olcAuthzRegexp: root over ldapi is not mapped to the rootdn",
-    ),
-    ("Tests/t_ldapobject.py::*", "olcAuthzRegexp: root over ldapi is not mapped to the rootdn"),
-    # with the mapping in place, these remain:
-    ("Tests/t_cext.py::*::test_simple_anonymous_bind", "olcAllows: bind_v2 (LDAPv2 binds get err=2)"),
-    ("Tests/t_cext.py::*::test_invalid_credentials", "olcAllows: bind_v2 (LDAPv2 binds get err=2)"),
-    (
-        "Tests/t_cext.py::*::test_passwd",
-        "Password Modify by the rootdn with a wrong old password succeeds (53)",
-    ),
-    (
-        "Tests/t_ldapobject.py::*::test_passwd_s",
-        "Password Modify by the rootdn with a wrong old password (53)",
-    ),
-    ("Tests/t_ldapobject.py::*::test_find_unique_entry", "a client size limit is not applied to the rootdn"),
-    (
-        "Tests/t_ldapobject.py::*::test006_sasl_*",
-        "olcAuthzRegexp: the mapped identity (WhoAmI) of SASL EXTERNAL",
-    ),
-    ("Tests/t_ldapobject.py::*::test101_reconnect_sasl_external", "olcAuthzRegexp: WhoAmI after EXTERNAL"),
-]
+# Every test that passes against Debian's slapd passes with pyldapd: nothing is known to fail.
+KNOWN_FAILURES: list[tuple[str, str]] = []
 
 
 def cache_dir() -> Path:
