@@ -462,7 +462,7 @@ class FilterEvaluator:
         if isinstance(f, And):
             return self._and([self._compile(g, depth + 1) for g in f.filters])
         if isinstance(f, Or):
-            return self._or([self._compile(g, depth + 1) for g in f.filters])
+            return self._or(self._or_parts(f.filters, depth + 1))
         if isinstance(f, Not):
             inner = self._compile(f.filter, depth + 1)
             if inner is _true:
@@ -534,6 +534,89 @@ class FilterEvaluator:
             return result
 
         return disj
+
+    def _or_parts(self, filters: tuple[Filter, ...], depth: int) -> list[Matcher]:
+        """The members of an OR compiled; equality terms on one attribute become one set membership test."""
+        groups: dict[str, list[bytes]] = {}
+        for g in filters:
+            if isinstance(g, Equality):
+                groups.setdefault(g.attr.lower(), []).append(g.value)
+        if all(len(v) < 2 for v in groups.values()):
+            return [self._compile(g, depth) for g in filters]
+        out: list[Matcher] = []
+        done: set[str] = set()
+        for g in filters:
+            if isinstance(g, Equality):
+                key = g.attr.lower()
+                values = groups[key]
+                if len(values) > 1:
+                    if key not in done:
+                        done.add(key)
+                        out.append(self._equality_set(g.attr, values))
+                    continue
+            out.append(self._compile(g, depth))
+        return out
+
+    def _equality_set(self, description: str, assertions: list[bytes]) -> Matcher:
+        """OR of `description=a` for every a in assertions: each entry value normalised once, then looked up.
+
+        Same three-valued result as the terms one by one: True if one matches; else Undefined if a term is
+        Undefined (an assertion invalid for a rule met, a subtype without equality rule); else False.
+        """
+        resolved = self._resolve(description)
+        if resolved is None:
+            return _undefined
+        at, values = resolved
+        rule = at.equality
+        if rule is None:
+            return _undefined
+        if at.key == "objectclass" or getattr(rule, "_word", False):
+            return self._or([self._equality(description, a, approx=False) for a in assertions])
+        # the assertions normalised by each rule met (subtypes may have their own): (set, some were invalid)
+        by_rule: dict[int, tuple[frozenset[bytes], bool]] = {}
+
+        def assertions_for(r: Any) -> tuple[frozenset[bytes], bool]:
+            key = id(r)
+            found = by_rule.get(key)
+            if found is None:
+                normalised = [r.normalize(a) for a in assertions]
+                found = frozenset(n for n in normalised if n is not None), None in normalised
+                by_rule[key] = found
+            return found
+
+        wanted, invalid = assertions_for(rule)
+        if not wanted:
+            return _undefined
+        if invalid:  # those terms are Undefined for every entry (as _equality compiles them)
+            by_rule[id(rule)] = wanted, False
+
+        def equality_set(entry: Entry) -> Tri:
+            result: Tri = False
+            for sub, vals in values(entry):
+                r = sub.equality
+                if r is None:
+                    result = None
+                    continue
+                if r is rule:
+                    targets = wanted
+                else:
+                    targets, some_invalid = assertions_for(r)
+                    if some_invalid:
+                        result = None
+                if getattr(r, "_word", False):
+                    originals = [a for a in assertions if r.normalize(a) is not None]
+                    if any(r.matches(v, a) for a in originals for v in vals):
+                        return True
+                    continue
+                norm = r.normalize
+                for v in vals:
+                    if norm(v) in targets:
+                        return True
+            return result
+
+        if invalid:
+            return self._or([equality_set, _undefined])
+        return equality_set
 
     def _resolve(
         self, description: str
