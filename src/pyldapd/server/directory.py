@@ -6,6 +6,7 @@ LDAPError. Searches stream their entries through a `send` callback so large resu
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import time
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope
+from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, TooManyCandidates
 from pyldapd.backends.mdb import MdbDatabase
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
@@ -43,7 +44,7 @@ from pyldapd.server.entries import (
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
-from pyldapd.server.searchlimits import search_limits
+from pyldapd.server.searchlimits import search_limits, unchecked_limit
 
 if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
@@ -375,6 +376,9 @@ class Directory:
             raise LDAPError(ResultCode.noSuchObject, "")
         size_limit, time_limit = self.search_limits(session, backend, request, base_ndn)
         deadline = time.monotonic() + time_limit if time_limit else None
+        unchecked = unchecked_limit(self, session, backend, base_ndn)
+        if unchecked == 0:  # `size.unchecked=disabled`: slapd refuses before the database is asked
+            raise LDAPError(ResultCode.adminLimitExceeded, "")
         with backend.db.read() as txn:
             guard = self.access.search_guard(session, backend, request.filter, txn)
             base = txn.get(base_ndn)
@@ -391,17 +395,23 @@ class Directory:
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
-                                         manage_dsa_it, send, guard)  # fmt: skip
+                                         manage_dsa_it, send, guard, unchecked=unchecked,
+                                         deadline=deadline)  # fmt: skip
             sent = 0
-            checked = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
-            for entry in txn.search(base_ndn, scope, request.filter):
+            candidates = txn.search(base_ndn, scope, request.filter, unchecked=unchecked)
+            try:
+                first = next(candidates, None)  # the candidates are counted (size.unchecked) before any entry
+            except TooManyCandidates:
+                raise LDAPError(ResultCode.adminLimitExceeded, "") from None
+            clock = time.monotonic
+            for entry in itertools.chain((first,) if first is not None else (), candidates):
+                # before each candidate, as back-mdb does: the bound is on the work, not only on what is sent
+                if deadline is not None and clock() > deadline:
+                    raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
                 if entry.id == suffix_id and live_context:
                     entry = with_context_csn(entry, live_context)
-                checked += 1
-                if deadline is not None and checked % 64 == 0 and time.monotonic() > deadline:
-                    raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
                 if not manage_dsa_it and is_glue(entry):
                     continue
                 if not matches(entry):
@@ -419,7 +429,8 @@ class Directory:
         return sent, [], ""
 
     def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send, guard=None) -> tuple[int, list[Control], str]:  # fmt: skip
+                     send, guard=None, *, unchecked: int = -1, deadline: float | None = None
+                     ) -> tuple[int, list[Control], str]:  # fmt: skip
         try:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
@@ -432,11 +443,17 @@ class Directory:
             remaining = state.remaining
         else:
             remaining = []
-            for entry in txn.search(
-                normalize_dn(request.base, self.schema), Scope(request.scope), request.filter
-            ):
-                if (manage_dsa_it or not is_glue(entry)) and matches(entry):
-                    remaining.append(entry.id)
+            candidates = txn.search(
+                normalize_dn(request.base, self.schema), Scope(request.scope), request.filter, unchecked=unchecked
+            )
+            try:
+                for entry in candidates:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
+                    if (manage_dsa_it or not is_glue(entry)) and matches(entry):
+                        remaining.append(entry.id)
+            except TooManyCandidates:
+                raise LDAPError(ResultCode.adminLimitExceeded, "") from None
         if page.size == 0:
             return 0, [paged_control(0, b"")], ""
         has_children = txn.has_children if selection.wants_has_subordinates else None

@@ -266,7 +266,7 @@ def search_limits(
 ) -> tuple[int, int]:
     """(size, seconds) for a search, 0 meaning unlimited, as slapd's limits_check computes them."""
     if backend is not None and directory.is_root(session, backend):
-        return 0, 0
+        return max(request.size_limit, 0), max(request.time_limit, 0)  # no limits but the client's own
     limits = database_defaults(directory, backend)
     compiled = compiled_limits(directory, backend)
     if compiled is not None and compiled.rules:
@@ -277,3 +277,18 @@ def search_limits(
     size = effective(request.size_limit, limits.size_soft, limits.size_hard)
     seconds = effective(request.time_limit, limits.time_soft, limits.time_hard)
     return max(size, 0), max(seconds, 0)
+
+
+def unchecked_limit(directory: Any, session: Any, backend: Any, base_ndn: str = "") -> int:
+    """`size.unchecked` for a search (slapd's limits_get): -1 unlimited, 0 disabled (no search at all), else the
+    most candidates a search may examine. The rootdn has none."""
+    if backend is None or directory.is_root(session, backend):
+        return UNLIMITED
+    compiled = compiled_limits(directory, backend)
+    if compiled is None or not compiled.rules:
+        return UNLIMITED
+    rule = compiled.select(session.bind_ndn, base_ndn, directory.access.context().in_group)
+    if rule is None:
+        return UNLIMITED
+    unchecked = rule.limits(LimitSet()).unchecked
+    return 0 if unchecked == -2 else unchecked  # -2: "disabled"
