@@ -114,7 +114,9 @@ def timed_search(port: int, flt: Or, bind: bool) -> tuple[float, int, int, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entries", type=int, default=10000)
     parser.add_argument("--terms", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each search; the best is kept")
@@ -155,7 +157,9 @@ def main() -> None:
             finally:
                 server.stop()
     print(f"\n{args.entries} entries, OR of {args.terms} uid= terms, best of {args.repeat}")
-    print(f"{'search':10} {'slapd s':>9} {'pyldapd s':>10} {'ratio':>7} {'entries':>8}  root DSE slowest (ms)")
+    print(
+        f"{'search':10} {'slapd s':>9} {'pyldapd s':>10} {'ratio':>7} {'entries':>8}  root DSE slowest (ms)"
+    )
     for case, _flt, _bind in cases:
         ours, theirs = results["pyldapd"][case], results["slapd"][case]
         print(f"{case:10} {theirs[0]:9.3f} {ours[0]:10.3f} {ours[0] / theirs[0]:7.2f} {ours[2]:8}  "

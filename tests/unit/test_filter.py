@@ -322,7 +322,18 @@ def test_compile_reuse(ev: FilterEvaluator, schema: Schema) -> None:
 
 # --- large ORs: equality terms on one attribute are one set lookup ---------------------------------------------
 
-_OR_ATTRS = ["cn", "CN", "name", "sn", "uid", "uidNumber", "cn;lang-en", "objectClass", "unknownAttr", "member"]
+_OR_ATTRS = [
+    "cn",
+    "CN",
+    "name",
+    "sn",
+    "uid",
+    "uidNumber",
+    "cn;lang-en",
+    "objectClass",
+    "unknownAttr",
+    "member",
+]
 _OR_VALUES = ["john smith", " John  SMITH ", "Johnny", "smith", "jsmith", "42", "1000", "abc", "person", "",
               "uid=jsmith,ou=People,dc=example,dc=com", "x"]  # fmt: skip
 _or_terms = st.lists(

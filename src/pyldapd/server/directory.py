@@ -444,7 +444,10 @@ class Directory:
         else:
             remaining = []
             candidates = txn.search(
-                normalize_dn(request.base, self.schema), Scope(request.scope), request.filter, unchecked=unchecked
+                normalize_dn(request.base, self.schema),
+                Scope(request.scope),
+                request.filter,
+                unchecked=unchecked,
             )
             try:
                 for entry in candidates:
