@@ -1051,8 +1051,19 @@ class ReadTxn:
             if not f.filters:
                 return _EMPTY
             parts = []
+            groups: dict[str, list[bytes]] = {}
             for x in f.filters:
-                p = self._plan(x)
+                if isinstance(x, Equality):
+                    groups.setdefault(x.attr, []).append(x.value)
+            planned: set[str] = set()
+            for x in f.filters:
+                if isinstance(x, Equality) and len(values := groups[x.attr]) > 1:
+                    if x.attr in planned:
+                        continue  # planned with the first term of its group
+                    planned.add(x.attr)
+                    p = self._plan_equalities(x.attr, values)
+                else:
+                    p = self._plan(x)
                 if p is None:
                     return None
                 if p[0] != "empty":
@@ -1087,6 +1098,32 @@ class ReadTxn:
                 return ("keys", plans[0][1], [k for p in plans for k in p[2]])
             return ("or", plans)
         return None  # Not, ordering, extensible: unindexed
+
+    def _plan_equalities(self, desc: str, values: list[bytes]) -> _Plan | None:
+        """The plan of an OR of `desc=value` terms: the attribute resolved once, one key per value and type."""
+        db = self.db
+        base = desc.partition(";")[0]
+        at = db._type(base.lower()) or db.schema.attribute_type(base)
+        if at is None:
+            return None  # unknown attribute: the evaluator decides (Undefined)
+        if at.key == "entryuuid":
+            plans = [self._plan(Equality(desc, v)) for v in values]
+            if any(p is None for p in plans):
+                return None
+            found = [p for p in plans if p is not None and p[0] != "empty"]
+            return _union(found) if found else _EMPTY
+        keys: list[bytes] = []
+        for t in db._expand_types(at):
+            rule = t.equality
+            if (t.key, "eq") not in db._built or rule is None or getattr(rule, "_word", False):
+                return None
+            prefix = t.key.encode() + b"\x00"
+            normalize = rule.normalize
+            for v in values:
+                n = normalize(v)
+                if n is not None:  # else Undefined for every value of this type: no key
+                    keys.append(_ikey(prefix, n))
+        return ("keys", "eq", list(dict.fromkeys(keys))) if keys else _EMPTY
 
     def _plan_type(self, f: Filter, at: Any) -> _Plan | None:
         built = self.db._built
