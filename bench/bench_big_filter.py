@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -61,11 +62,16 @@ class Client:
         self.pending: list[bytes] = []
         self.next_id = 1
 
-    def request(self, op) -> tuple[ldap.LDAPMessage, int]:
-        """Send one request; return its final response and the number of entries that came before it."""
+    def encode(self, op) -> bytes:
+        """The PDU of a request with the next message id (encode ahead to time only the server)."""
         message_id = self.next_id
         self.next_id += 1
-        self.sock.sendall(ldap.encode_message(ldap.LDAPMessage(message_id, op, [])))
+        return ldap.encode_message(ldap.LDAPMessage(message_id, op, []))
+
+    def request(self, op: Any) -> tuple[ldap.LDAPMessage, int]:
+        """Send one request (an operation, or a PDU from `encode`); return its final response and the number
+        of entries that came before it."""
+        self.sock.sendall(op if isinstance(op, bytes) else self.encode(op))
         entries = 0
         while True:
             while not self.pending:
@@ -109,8 +115,9 @@ def timed_search(port: int, flt: Or, bind: bool) -> tuple[float, int, int, float
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
     time.sleep(0.1)
+    pdu = client.encode(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
     began = time.perf_counter()
-    reply, entries = client.request(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
+    reply, entries = client.request(pdu)
     elapsed = time.perf_counter() - began
     done.set()
     prober.join(120)

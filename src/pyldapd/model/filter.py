@@ -537,24 +537,30 @@ class FilterEvaluator:
 
     def _or_parts(self, filters: tuple[Filter, ...], depth: int) -> list[Matcher]:
         """The members of an OR compiled; equality terms on one attribute become one set membership test."""
-        groups: dict[str, list[bytes]] = {}
+        groups: dict[str, tuple[Equality, list[bytes]]] = {}
+        order: list[Filter | str] = []  # members, and in place of each group its first term's key
         for g in filters:
-            if isinstance(g, Equality):
-                groups.setdefault(g.attr.lower(), []).append(g.value)
-        if all(len(v) < 2 for v in groups.values()):
-            return [self._compile(g, depth) for g in filters]
-        out: list[Matcher] = []
-        done: set[str] = set()
-        for g in filters:
-            if isinstance(g, Equality):
+            if type(g) is Equality:
                 key = g.attr.lower()
-                values = groups[key]
-                if len(values) > 1:
-                    if key not in done:
-                        done.add(key)
-                        out.append(self._equality_set(g.attr, values))
-                    continue
-            out.append(self._compile(g, depth))
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = (g, [g.value])
+                    order.append(key)
+                else:
+                    group[1].append(g.value)
+            else:
+                order.append(g)
+        out: list[Matcher] = []
+        for item in order:
+            if type(item) is str:
+                first, values = groups[item]
+                out.append(
+                    self._compile(first, depth)
+                    if len(values) == 1
+                    else self._equality_set(first.attr, values)
+                )
+            else:
+                out.append(self._compile(item, depth))  # type: ignore[arg-type]
         return out
 
     def _equality_set(self, description: str, assertions: list[bytes]) -> Matcher:

@@ -348,8 +348,8 @@ class Directory:
         manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
         paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
-        matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
+            matches = self.filters.compile(request.filter)
             return self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send), [], ""
         special = None
         if base_ndn == "" and scope == Scope.BASE:
@@ -366,7 +366,9 @@ class Directory:
                     raise LDAPError(denied, "")
                 blob = guard.encode(special, selection, None) if guard.matches(special) else None
             else:
-                blob = selection.encode(special, None) if matches(special) else None
+                blob = (
+                    selection.encode(special, None) if self.filters.matches(request.filter, special) else None
+                )
             if blob is None:
                 return 0, [], ""
             send(ldap.encode_search_result_entry(message_id, special.dn, blob))
@@ -387,11 +389,12 @@ class Directory:
                     raise self.access.not_found(session, backend, txn, base_ndn)
                 nearest = txn.nearest_ancestor(base_ndn) if base is None else None
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+            # compiled once: by access control (with `search` checks) or plainly
+            matches = self.filters.compile(request.filter) if guard is None else guard.matches
             if guard is not None:
                 denied = guard.base_denied(base, base_ndn)
                 if denied is not None:
                     raise LDAPError(denied, "")
-                matches = guard.matches
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
