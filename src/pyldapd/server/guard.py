@@ -420,6 +420,8 @@ class SearchGuard:
         ndn = self.ndn(entry)
         if not self.readable(entry, ndn):
             return None
+        if getattr(selection, "only_none", False):  # "1.1": no attribute to check
+            return selection.encode(entry, has_children)
         shown, sel = self.visible_entry(entry, ndn, selection)
         return sel.encode(shown, has_children)
 
