@@ -389,3 +389,15 @@ def test_big_or_costs_one_lookup_per_attribute(ev: FilterEvaluator, schema: Sche
     _CountingAttrs.lookups = 0
     assert [match(e) for e in entries] == [True, True, True, False]
     assert _CountingAttrs.lookups <= 2 * len(entries)
+
+
+def test_big_filters_are_not_kept(schema: Schema) -> None:
+    ev = FilterEvaluator(schema)
+    small = parse_filter("(&(objectClass=person)(|(cn=a*)(sn=b)))")
+    ev.compile3(small)
+    for n in range(20):  # distinct 10,000-term ORs: compiled each time, none held by the cache
+        ev.compile3(Or(tuple(Equality("uid", f"user{n}-{i}".encode()) for i in range(10_000))))
+        ev.compile3(
+            And((Equality("cn", b"x"), Or(tuple(Equality("sn", f"{n}{i}".encode()) for i in range(100)))))
+        )
+    assert list(ev._compiled) == [small]

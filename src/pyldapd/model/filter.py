@@ -385,6 +385,28 @@ _APPROX_RULES = frozenset(
 )
 
 
+_CACHED_NODES = 64
+"""Filters with more nodes than this are compiled for each search, not kept (see FilterEvaluator.compile3)."""
+
+
+def _small(f: Filter) -> bool:
+    """Has `f` at most _CACHED_NODES nodes? (Stops counting there.)"""
+    stack: list[Filter] = [f]
+    nodes = 0
+    while stack:
+        nodes += 1
+        if nodes > _CACHED_NODES:
+            return False
+        g = stack.pop()
+        if isinstance(g, And | Or):
+            if len(g.filters) > _CACHED_NODES:
+                return False
+            stack.extend(g.filters)
+        elif isinstance(g, Not):
+            stack.append(g.filter)
+    return True
+
+
 def _true(entry: Entry) -> Tri:
     return True
 
@@ -438,6 +460,8 @@ class FilterEvaluator:
 
     def compile3(self, f: Filter) -> Matcher:
         """A function entry -> True / False / None (Undefined)."""
+        if not _small(f):  # hashing it costs as much as compiling it, and keeping it costs memory
+            return self._compile(f, 0)
         fn = self._compiled.get(f)
         if fn is None:
             fn = self._compile(f, 0)
