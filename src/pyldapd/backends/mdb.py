@@ -1051,19 +1051,20 @@ class ReadTxn:
             if not f.filters:
                 return _EMPTY
             parts = []
-            groups: dict[str, list[bytes]] = {}
+            groups: dict[str, list[bytes]] = {}  # equality terms by attribute, planned together
+            order: list[Filter | str] = []  # the other members, and each group's attribute
             for x in f.filters:
-                if isinstance(x, Equality):
-                    groups.setdefault(x.attr, []).append(x.value)
-            planned: set[str] = set()
-            for x in f.filters:
-                if isinstance(x, Equality) and len(values := groups[x.attr]) > 1:
-                    if x.attr in planned:
-                        continue  # planned with the first term of its group
-                    planned.add(x.attr)
-                    p = self._plan_equalities(x.attr, values)
+                if type(x) is Equality:
+                    values = groups.get(x.attr)
+                    if values is None:
+                        groups[x.attr] = [x.value]
+                        order.append(x.attr)
+                    else:
+                        values.append(x.value)
                 else:
-                    p = self._plan(x)
+                    order.append(x)
+            for item in order:
+                p = self._plan_equalities(item, groups[item]) if type(item) is str else self._plan(item)  # type: ignore[arg-type]
                 if p is None:
                     return None
                 if p[0] != "empty":
@@ -1122,7 +1123,8 @@ class ReadTxn:
             for v in values:
                 n = normalize(v)
                 if n is not None:  # else Undefined for every value of this type: no key
-                    keys.append(_ikey(prefix, n))
+                    k = prefix + n
+                    keys.append(k if len(k) <= _MAX_KEY else _ikey(prefix, n))
         return ("keys", "eq", list(dict.fromkeys(keys))) if keys else _EMPTY
 
     def _plan_type(self, f: Filter, at: Any) -> _Plan | None:
