@@ -225,6 +225,17 @@ def test_size_unchecked_as_slapd(pair, who: str | None, base: str, scope: str, f
     assert ours[0] == code
 
 
+@pytest.mark.parametrize(
+    ("flt", "code"), [("(description=benchmark entry 5)", 11), (big_or([f"user{i}" for i in range(30)]), 0)]
+)
+def test_size_unchecked_paged_as_slapd(pair, flt: str, code: int) -> None:
+    slapd, ours = ldapsearch_both(
+        pair, "-D", UNCHECKED, "-w", "pw2", "-E", "pr=10/noprompt", "-b", SUFFIX, flt, "1.1"
+    )
+    assert ours == slapd
+    assert ours[0] == code
+
+
 def test_rootdn_requested_size_limit_as_slapd(pair) -> None:
     """The rootdn has no configured limits, but the limits its own request asks for apply (slapd's
     limits_check)."""
