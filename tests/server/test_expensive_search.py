@@ -208,6 +208,9 @@ def ldapsearch_both(pair, *args: str) -> list[tuple[int, str, int]]:
         (UNCHECKED, SMALL, "sub", "(description=small*)", 0),
         (UNCHECKED, SUFFIX, "sub", big_or([f"user{i}" for i in range(99)]), 0),  # 99 candidates
         (UNCHECKED, SUFFIX, "sub", big_or([f"user{i}" for i in range(150)]), 11),  # 150 candidates
+        (UNCHECKED, PEOPLE, "one", big_or([f"user{i}" for i in range(150)]), 11),
+        (UNCHECKED, SMALL, "children", "(description=small*)", 0),
+        (UNCHECKED, PEOPLE, "children", "(description=small*)", 11),
         (UNCHECKED, SUFFIX, "base", "(description=*)", 0),
         (DISABLED, SUFFIX, "base", "(objectClass=*)", 11),
         (DISABLED, SMALL, "one", "(cn=s1)", 11),
