@@ -28,6 +28,7 @@ DISABLED = f"uid=user3,{PEOPLE}"  # limits: size.unchecked=disabled
 # Debian's default access rules: searches go through access control (a search check per filter term)
 LIMITS = f"""\
 access to attrs=userPassword by self write by anonymous auth by * none
+access to attrs=sn by users read by * none
 access to * by * read
 limits dn.exact="{TIMED}" time=1
 limits dn.exact="{UNCHECKED}" size.unchecked=100 size=unlimited
@@ -156,6 +157,23 @@ def test_big_or_inside_and_and_not(pair) -> None:
             conn.unbind_s()
         assert answers[0] == answers[1], flt[:80]
         assert answers[1], flt[:80]
+
+
+@pytest.mark.parametrize("who", [None, f"uid=user5,{PEOPLE}"], ids=["anonymous", "user"])
+@pytest.mark.parametrize(
+    "flt",
+    [
+        "(|(sn=Number5)(sn=Number6)(SN=Number7)(uid=user8)(uid=user9))",
+        "(!(|(sn=Number5)(sn=Number6)))",
+        "(&(|(uid=user1)(uid=user2)(uid=user3))(!(|(sn=Number1)(sn=Number2))))",
+        big_or([f"Number{i}" for i in range(0, 300, 3)], "sn"),
+    ],
+)
+def test_or_groups_under_access_control_as_slapd(pair, who: str | None, flt: str) -> None:
+    """Anonymous may not search sn: a group of sn terms is Undefined for it, as each term is in slapd."""
+    bind = [] if who is None else ["-D", who, "-w", "pw5"]
+    slapd, ours = ldapsearch_both(pair, *bind, "-b", PEOPLE, "-s", "one", flt, "1.1")
+    assert ours == slapd
 
 
 def test_timelimit_bounds_the_work(pair) -> None:
