@@ -197,8 +197,8 @@ def database_entry(index: int, db: DatabaseConfig) -> Entry:
         ("olcReadOnly", ["TRUE"] if db.readonly else []),
         ("olcDbIndex", [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]),
         ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize else []),
-        ("olcSizeLimit", [str(db.sizelimit)] if db.sizelimit is not None else []),
-        ("olcTimeLimit", [str(db.timelimit)] if db.timelimit is not None else []),
+        ("olcSizeLimit", limit_values(db.sizelimit, db.limit_settings, "size")),
+        ("olcTimeLimit", limit_values(db.timelimit, db.limit_settings, "time")),
     ]
     return make_entry(f"olcDatabase={{{index}}}{kind},{CONFIG_DN}", attributes)
 
@@ -251,7 +251,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
     entries += schema_entries(definitions)
     frontend = [("objectClass", ["olcDatabaseConfig", "olcFrontendConfig"]), ("olcDatabase", ["{-1}frontend"]),
                 ("olcAccess", [f"{{{i}}}{text}" for i, text in enumerate(config.access)]),
-                ("olcSizeLimit", [str(config.sizelimit)]),
+                ("olcSizeLimit", limit_values(config.sizelimit, config.limit_settings, "size")),
                 ("olcPasswordHash", list(config.password_hash))]  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{-1}}frontend,{CONFIG_DN}", frontend))
     root_access = "to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * break"
@@ -308,6 +308,31 @@ def ordered_texts(entry: Entry, name: str) -> list[str]:
     return [strip_order(v) for v in items]
 
 
+def limit_values(soft: int | None, settings: list[str], kind: str) -> list[str]:
+    """olcSizeLimit/olcTimeLimit: the soft limit (0: unlimited) and the `size.hard=`, `size.unchecked=`... words."""
+    words = [w for w in settings if w.startswith(kind + ".")]
+    if not words:
+        return [str(soft)] if soft is not None else []
+    if soft is not None:
+        words.insert(0, f"{kind}.soft={soft or 'unlimited'}")
+    return [" ".join(words)]
+
+
+def read_limit(text: str, kind: str, settings: list[str]) -> int | None:
+    """The soft limit of an olcSizeLimit/olcTimeLimit value (None if it sets none); its other words go to
+    `settings`."""
+    soft = None
+    for word in text.split():
+        key, eq, value = word.partition("=")
+        qualifier = key.lower().partition(".")[2] if eq else ""
+        if qualifier not in ("", "soft"):
+            settings.append(f"{kind}.{qualifier}={value}")
+            continue
+        value = value if eq else word
+        soft = 0 if value.lower() in ("unlimited", "none") else int(value)
+    return soft
+
+
 def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     name = strip_order(first(entry, "olcDatabase")).lower()
     db = DatabaseConfig(type="mdb", declared_type=name, source=entry.dn)
@@ -327,9 +352,9 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.multiprovider = truth(first(entry, "olcMultiProvider", "FALSE"))
     db.readonly = truth(first(entry, "olcReadOnly", "FALSE"))
     if first(entry, "olcSizeLimit"):
-        db.sizelimit = int(first(entry, "olcSizeLimit").split("=")[-1].replace("unlimited", "0"))
+        db.sizelimit = read_limit(first(entry, "olcSizeLimit"), "size", db.limit_settings)
     if first(entry, "olcTimeLimit"):
-        db.timelimit = int(first(entry, "olcTimeLimit").split("=")[-1].replace("unlimited", "0"))
+        db.timelimit = read_limit(first(entry, "olcTimeLimit"), "time", db.limit_settings)
     for child in sorted(children, key=lambda e: order_of(first(e, "olcOverlay")) or 0):
         overlay = OverlayConfig(strip_order(first(child, "olcOverlay")).lower())
         for attribute in child.attrs.values():
@@ -385,7 +410,8 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
             config.access = ordered_texts(entry, "olcAccess")
             config.access_sources = [f"{entry.dn}: olcAccess {{{i}}}" for i in range(len(config.access))]
             if first(entry, "olcSizeLimit"):
-                config.sizelimit = int(first(entry, "olcSizeLimit").split("=")[-1].replace("unlimited", "0"))
+                soft = read_limit(first(entry, "olcSizeLimit"), "size", config.limit_settings)
+                config.sizelimit = config.sizelimit if soft is None else soft
             if values(entry, "olcPasswordHash"):
                 config.password_hash = values(entry, "olcPasswordHash")
         elif name in DATA_TYPES:

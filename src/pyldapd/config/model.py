@@ -129,6 +129,8 @@ class DatabaseConfig:
     indexes: dict[str, set[str]] = field(default_factory=dict)
     sizelimit: int | None = None
     timelimit: int | None = None
+    # the words of sizelimit/timelimit other than the soft limit: size.hard=, size.unchecked=, time.hard=...
+    limit_settings: list[str] = field(default_factory=list)
     readonly: bool = False
     access: list[str] = field(default_factory=list)
     access_sources: list[str] = field(default_factory=list)  # "file:line" of each access line
@@ -164,6 +166,8 @@ class ServerConfig:
     loglevel: int = LOG_LEVELS["stats"]
     sizelimit: int = 500  # slapd's default soft size limit
     timelimit: int = 3600  # slapd's default time limit
+    # the words of sizelimit/timelimit other than the soft limit: size.hard=, size.unchecked=, time.hard=...
+    limit_settings: list[str] = field(default_factory=list)
     idletimeout: int = 0
     tool_threads: int = 0  # slapd's tool-threads; 0 (not set): `pyldapd add` uses one process per CPU
     max_pdu: int = DEFAULT_MAX_PDU

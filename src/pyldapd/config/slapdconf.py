@@ -151,13 +151,26 @@ def read_directives(path: str) -> Iterator[Directive]:
             yield Directive(words, text, path, number)
 
 
-def parse_size_limit(directive: Directive) -> int:
-    """`sizelimit 500`, `sizelimit unlimited` or `sizelimit size.soft=500 size.hard=1000` (soft wins)."""
-    value = -1
+# qualifiers of `sizelimit`/`timelimit` words other than the soft limit, and the keywords each takes
+_LIMIT_QUALIFIERS = {
+    ("size", "hard"): ("soft",),
+    ("size", "unchecked"): ("disabled",),
+    ("size", "pr"): ("noestimate",),
+    ("size", "prtotal"): ("hard", "disabled"),
+    ("time", "hard"): ("soft",),
+}
+
+
+def parse_size_limit(directive: Directive, current: int | None = None) -> int | None:
+    """The soft limit of `sizelimit 500`, `sizelimit unlimited` or `sizelimit size.soft=500 size.hard=1000`
+    (`timelimit` alike); `current` when the line sets only other qualifiers (see `limit_qualifiers`)."""
+    value: int | None = None
     for word in directive.args:
-        text = word.split("=", 1)[1] if "=" in word else word
-        if "=" in word and ".hard" in word.split("=", 1)[0]:
-            continue
+        key, eq, text = word.partition("=")
+        if not eq:
+            text = word
+        elif key.lower().partition(".")[2] not in ("", "soft"):
+            continue  # size.hard=, size.unchecked=...: limit_qualifiers
         if text.lower() in ("unlimited", "none"):
             value = 0
             continue
@@ -167,9 +180,35 @@ def parse_size_limit(directive: Directive) -> int:
             raise directive.error(f"{directive.name}: invalid value {word!r}") from None
         if value < 0:
             raise directive.error(f"{directive.name}: value must not be negative")
-    if value < 0:
-        raise directive.error(f"{directive.name}: a value is required")
+    if value is None:
+        if not limit_qualifiers(directive):
+            raise directive.error(f"{directive.name}: a value is required")
+        return current
     return value
+
+
+def limit_qualifiers(directive: Directive) -> list[str]:
+    """The words of a `sizelimit`/`timelimit` line other than its soft limit, checked: `size.hard=`,
+    `size.unchecked=`, `size.pr=`, `size.prtotal=`, `time.hard=` (server/searchlimits.py applies them)."""
+    out = []
+    for word in directive.args:
+        key, eq, text = word.partition("=")
+        kind, _, qualifier = key.lower().partition(".")
+        if not eq or qualifier in ("", "soft"):
+            continue
+        keywords = _LIMIT_QUALIFIERS.get((kind, qualifier))
+        if keywords is None or kind != directive.name.lower()[:4]:
+            raise directive.error(f"{directive.name}: unknown limit {word!r}")
+        lower = text.lower()
+        if lower not in ("unlimited", "none", *keywords):
+            try:
+                ok = int(text) >= -1
+            except ValueError:
+                ok = False
+            if not ok:
+                raise directive.error(f"{directive.name}: invalid value {word!r}")
+        out.append(f"{kind}.{qualifier}={text}")
+    return out
 
 
 def parse_maxsize(directive: Directive) -> int:
@@ -347,9 +386,11 @@ class SlapdConfParser:
             except ValueError as exc:
                 raise d.error(f"loglevel: {exc}") from None
         elif name == "sizelimit":
-            config.sizelimit = parse_size_limit(d)
+            config.sizelimit = parse_size_limit(d, config.sizelimit) or 0
+            config.limit_settings += limit_qualifiers(d)
         elif name == "timelimit":
-            config.timelimit = parse_size_limit(d)
+            config.timelimit = parse_size_limit(d, config.timelimit) or 0
+            config.limit_settings += limit_qualifiers(d)
         elif name == "idletimeout":
             config.idletimeout = self.int_arg(d)
         elif name == "tool-threads":
@@ -402,9 +443,11 @@ class SlapdConfParser:
         elif name == "index":
             parse_index(d, db.indexes)
         elif name == "sizelimit":
-            db.sizelimit = parse_size_limit(d)
+            db.sizelimit = parse_size_limit(d, db.sizelimit)
+            db.limit_settings += limit_qualifiers(d)
         elif name == "timelimit":
-            db.timelimit = parse_size_limit(d)
+            db.timelimit = parse_size_limit(d, db.timelimit)
+            db.limit_settings += limit_qualifiers(d)
         elif name == "readonly":
             db.readonly = one_arg(d).lower() in ("on", "true", "yes")
         elif name == "access":

@@ -188,6 +188,7 @@ class Server:
         current.loglevel = config.loglevel
         self.log.level = config.loglevel
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
+        current.limit_settings = config.limit_settings
         current.idletimeout = config.idletimeout
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
@@ -207,7 +208,8 @@ class Server:
         for backend, db in zip(self.directory.backends, config.data_databases(), strict=True):
             target = backend.config
             for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "readonly", "access", "access_sources",
-                         "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays"):  # fmt: skip
+                         "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
+                         "limit_settings"):  # fmt: skip
                 setattr(target, name, getattr(db, name))
             backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
             if db.indexes != target.indexes:

@@ -242,9 +242,22 @@ def database_defaults(directory: Any, backend: Any) -> LimitSet:
             size = backend.config.sizelimit
         if backend.config.timelimit is not None:
             seconds = backend.config.timelimit
-    return LimitSet(
+    limits = LimitSet(
         size_soft=size or UNLIMITED, size_hard=SOFT, time_soft=seconds or UNLIMITED, time_hard=SOFT
     )
+    # `sizelimit size.hard=... size.unchecked=...` words: the global ones, unless the database sets that limit
+    words = list(getattr(config, "limit_settings", []))
+    if backend is not None:
+        own = backend.config
+        words = [
+            w for w in words if getattr(own, "sizelimit" if w.startswith("size") else "timelimit") is None
+        ]
+        words += getattr(own, "limit_settings", [])
+    for word in words:
+        key, _, value = word.partition("=")
+        kind, _, qualifier = key.partition(".")
+        apply_setting(limits, kind, qualifier, value)
+    return limits
 
 
 def compiled_limits(directory: Any, backend: Any) -> Limits | None:
@@ -284,11 +297,10 @@ def unchecked_limit(directory: Any, session: Any, backend: Any, base_ndn: str = 
     most candidates a search may examine. The rootdn has none."""
     if backend is None or directory.is_root(session, backend):
         return UNLIMITED
+    limits = database_defaults(directory, backend)  # `sizelimit size.unchecked=`
     compiled = compiled_limits(directory, backend)
-    if compiled is None or not compiled.rules:
-        return UNLIMITED
-    rule = compiled.select(session.bind_ndn, base_ndn, directory.access.context().in_group)
-    if rule is None:
-        return UNLIMITED
-    unchecked = rule.limits(LimitSet()).unchecked
-    return 0 if unchecked == -2 else unchecked  # -2: "disabled"
+    if compiled is not None and compiled.rules:
+        rule = compiled.select(session.bind_ndn, base_ndn, directory.access.context().in_group)
+        if rule is not None:
+            limits = rule.limits(limits)
+    return 0 if limits.unchecked == -2 else limits.unchecked  # -2: "disabled"
