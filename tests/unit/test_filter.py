@@ -318,3 +318,86 @@ def test_compile_reuse(ev: FilterEvaluator, schema: Schema) -> None:
         for n, s in [("alice", "x"), ("bob", "b"), ("carol", "c")]
     ]
     assert [match(e) for e in entries] == [True, True, False]
+
+
+# --- large ORs: equality terms on one attribute are one set lookup ---------------------------------------------
+
+_OR_ATTRS = [
+    "cn",
+    "CN",
+    "name",
+    "sn",
+    "uid",
+    "uidNumber",
+    "cn;lang-en",
+    "objectClass",
+    "unknownAttr",
+    "member",
+]
+_OR_VALUES = ["john smith", " John  SMITH ", "Johnny", "smith", "jsmith", "42", "1000", "abc", "person", "",
+              "uid=jsmith,ou=People,dc=example,dc=com", "x"]  # fmt: skip
+_or_terms = st.lists(
+    st.one_of(
+        st.builds(Equality, st.sampled_from(_OR_ATTRS), st.sampled_from(_OR_VALUES).map(str.encode)),
+        st.builds(Present, st.sampled_from(_OR_ATTRS)),
+        st.builds(Approx, st.sampled_from(_OR_ATTRS), st.sampled_from(_OR_VALUES).map(str.encode)),
+    ),
+    max_size=12,
+)
+
+
+def _or_one_by_one(ev: FilterEvaluator, terms: list[Filter], entry: Entry) -> bool | None:
+    result: bool | None = False
+    for term in terms:
+        r = ev.evaluate(term, entry)
+        if r is True:
+            return True
+        if r is None:
+            result = None
+    return result
+
+
+@settings(max_examples=300, deadline=None)
+@given(_or_terms)
+def test_or_of_equalities_same_as_one_by_one(ev: FilterEvaluator, john: Entry, terms: list[Filter]) -> None:
+    other = make_entry(ev.schema, "cn=x,dc=example,dc=com", objectClass="person", cn="x", uidNumber="1000",
+                       member="UID=JSMITH, ou=people,dc=example,dc=com")  # fmt: skip
+    for entry in (john, other):
+        assert ev.evaluate(Or(tuple(terms)), entry) == _or_one_by_one(ev, terms, entry), terms
+        expected = _or_one_by_one(ev, terms, entry)
+        assert ev.evaluate(Not(Or(tuple(terms))), entry) == (None if expected is None else not expected)
+
+
+class _CountingAttrs(dict):
+    lookups = 0
+
+    def get(self, key, default=None):
+        type(self).lookups += 1
+        return super().get(key, default)
+
+
+def test_big_or_costs_one_lookup_per_attribute(ev: FilterEvaluator, schema: Schema) -> None:
+    # 10,000 uid terms and 10,000 uidNumber terms: evaluation reads each attribute once, not once per term
+    terms = [Equality("uid", f"user{i}".encode()) for i in range(10_000)]
+    terms += [Equality("uidNumber", str(i).encode()) for i in range(10_000, 20_000)]
+    match = ev.compile3(Or(tuple(terms)))
+    entries = []
+    for uid, number in [("user9999", "1"), ("USER5", "1"), ("nobody", "19999"), ("nobody", "5")]:
+        entry = make_entry(schema, f"uid={uid},dc=x", uid=uid, uidNumber=number)
+        entry.attrs = _CountingAttrs(entry.attrs)
+        entries.append(entry)
+    _CountingAttrs.lookups = 0
+    assert [match(e) for e in entries] == [True, True, True, False]
+    assert _CountingAttrs.lookups <= 2 * len(entries)
+
+
+def test_big_filters_are_not_kept(schema: Schema) -> None:
+    ev = FilterEvaluator(schema)
+    small = parse_filter("(&(objectClass=person)(|(cn=a*)(sn=b)))")
+    ev.compile3(small)
+    for n in range(20):  # distinct 10,000-term ORs: compiled each time, none held by the cache
+        ev.compile3(Or(tuple(Equality("uid", f"user{n}-{i}".encode()) for i in range(10_000))))
+        ev.compile3(
+            And((Equality("cn", b"x"), Or(tuple(Equality("sn", f"{n}{i}".encode()) for i in range(100)))))
+        )
+    assert list(ev._compiled) == [small]

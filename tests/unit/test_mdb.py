@@ -457,6 +457,20 @@ FILTERS: list[Filter] = [
     Equality("cn;lang-en", b"john doe"),
     Substrings("cn;x-foo", None, (b"smith",), None),
     Equality("entryUUID", b"not-a-uuid"),
+    # ORs of many equality terms: planned as one key list per index
+    Or(tuple(Equality("uid", f"u{i}".encode()) for i in range(0, 400, 7)) + (Equality("UID", b"U14"),)),
+    Or(
+        (
+            Equality("cn", b"john doe"),
+            Equality("CN", b"eve li"),
+            Equality("uid", b"u3"),
+            Equality("uid", b"u4"),
+        )
+    ),
+    Or((Equality("name", b"john doe"), Equality("name", b"alice smith"))),  # subtypes not all indexed
+    Or((Equality("entryUUID", b"not-a-uuid"), Equality("entryUUID", b"x"))),
+    Or((Equality("unknownAttr", b"x"), Equality("unknownAttr", b"y"), Equality("uid", b"u1"))),
+    And((Or(tuple(Equality("uid", f"u{i}".encode()) for i in range(50))), Equality("cn", b"john doe"))),
 ]
 
 
@@ -499,6 +513,31 @@ def test_index_narrows(tmp_path: Path, schema: Any) -> None:
             assert cands(Or(())) == 0
             assert cands(Not(Equality("uid", b"u1"))) == total
             assert cands(Present("description")) == total
+            many = Or(tuple(Equality("uid", f"u{i}".encode()) for i in range(0, 600, 2)))
+            assert cands(many) == 150
+            forty = Or(tuple(Equality("uid", f"u{i}".encode()) for i in range(40)))
+            assert cands(And((many, forty))) == 20  # intersection, from the smaller set
+
+
+def test_unchecked_counts_candidates_as_back_mdb(tmp_path: Path, schema: Any) -> None:
+    from pyldapd.backends.base import TooManyCandidates
+
+    with MdbDatabase(str(tmp_path / "db"), schema, SUFFIX, indexes=INDEXES) as db:
+        _populate(db, schema, 300)
+        base = n(schema, SUFFIX)
+        with db.read() as r:
+            many = Or(tuple(Equality("uid", f"u{i}".encode()) for i in range(0, 300, 2)))  # 150 candidates
+            assert len(list(r.search(base, Scope.SUB, many, unchecked=150))) == 150
+            with pytest.raises(TooManyCandidates):
+                next(r.search(base, Scope.SUB, many, unchecked=149))
+            # unindexed: every entry of the database is a candidate, unless the scope is smaller
+            with pytest.raises(TooManyCandidates):
+                next(r.search(base, Scope.SUB, Present("description"), unchecked=200))
+            assert len(list(r.search(n(schema, f"ou=a,{SUFFIX}"), Scope.ONE, Present("description"),
+                                     unchecked=100))) == 100  # fmt: skip
+            with pytest.raises(TooManyCandidates):  # the subtree counts its base
+                next(r.search(n(schema, f"ou=a,{SUFFIX}"), Scope.SUB, Present("description"), unchecked=100))
+            assert next(r.search(base, Scope.BASE, Present("description"), unchecked=1)).dn == SUFFIX
 
 
 def test_uuid_and_csn(db: MdbDatabase, schema: Any) -> None:

@@ -34,3 +34,11 @@ class AlreadyExists(StorageError):
 
 class NotAllowedOnNonLeaf(StorageError):
     pass
+
+
+class TooManyCandidates(StorageError):
+    """A search would examine more candidates than its `size.unchecked` limit allows (slapd's back-mdb)."""
+
+    def __init__(self, candidates: int) -> None:
+        super().__init__(candidates)
+        self.candidates = candidates

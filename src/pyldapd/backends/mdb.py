@@ -91,7 +91,14 @@ from typing import Any
 
 import lmdb
 
-from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
+from pyldapd.backends.base import (
+    AlreadyExists,
+    NoSuchEntry,
+    NotAllowedOnNonLeaf,
+    Scope,
+    StorageError,
+    TooManyCandidates,
+)
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
@@ -963,12 +970,17 @@ class ReadTxn:
 
     # -- search --
 
-    def search(self, base_ndn: str, scope: Scope, filter: Filter | None = None) -> Iterator[Entry]:
+    def search(
+        self, base_ndn: str, scope: Scope, filter: Filter | None = None, *, unchecked: int = -1
+    ) -> Iterator[Entry]:
         """Entries in scope that may match `filter` (a superset: the caller evaluates the filter).
 
         Indexed filters yield ids ascending; unindexed one-level scans yield children by id, unindexed subtree
         scans yield depth first, parents before children. Lazy: stop iterating whenever you like.
         A missing base yields nothing: check `exists`/`nearest_ancestor` first for noSuchObject and matchedDN.
+        `unchecked` >= 0 is slapd's `size.unchecked`: TooManyCandidates is raised (before any entry) when both
+        the candidates (the index's answer, or every entry of the database when the filter is not indexed)
+        and the entries in scope are more than that, as back-mdb decides.
         """
         db = self.db
         base_id = self._id_of(base_ndn)
@@ -982,16 +994,22 @@ class ReadTxn:
         plan = self._plan(filter) if filter is not None else None
         if plan is not None and plan[0] == "empty":
             return
+        ids = sorted(self._ids(plan)) if plan is not None and unchecked >= 0 else None
+        if unchecked >= 0:
+            candidates = len(ids) if ids is not None else self.count()
+            if candidates > unchecked and self._scope_size(base_ndn, base_id, scope, unchecked) > unchecked:
+                raise TooManyCandidates(candidates)
         if plan is not None and scope == Scope.ONE:
             cur = self._check().cursor(db._children)
             nchildren = cur.count() if cur.set_key(base_id) else 0
             del cur
-            if nchildren <= self._estimate(plan):
+            if nchildren <= (len(ids) if ids is not None else self._estimate(plan)):
                 plan = None
         if plan is None:
             yield from self._scan_scope(base_id, scope)
             return
-        ids = sorted(self._ids(plan))
+        if ids is None:
+            ids = sorted(self._ids(plan))
         whole_db = scope == Scope.SUB and base_ndn == db.suffix_ndn
         base_b = base_ndn.encode("utf-8", "surrogateescape")
         base_pid = _unpack_id(base_id)
@@ -1014,6 +1032,21 @@ class ReadTxn:
                     elif not is_descendant(ndn_b.decode("utf-8", "surrogateescape"), base_ndn):
                         continue
             yield db._decode(i, rec)
+
+    def _scope_size(self, base_ndn: str, base_id: bytes, scope: Scope, stop: int) -> int:
+        """Entries in scope, as back-mdb counts them for `size.unchecked` (a subtree counts its base), or any
+        number above `stop` once it is known to be larger."""
+        if scope == Scope.ONE:
+            cur = self._check().cursor(self.db._children)
+            return cur.count() if cur.set_key(base_id) else 0
+        if base_ndn == self.db.suffix_ndn:
+            return self.count()
+        size = 0
+        stack = [base_id]
+        while stack and size <= stop:
+            size += 1
+            stack.extend(self._child_ids(stack.pop()))
+        return size
 
     def _scan_scope(self, base_id: bytes, scope: Scope) -> Iterator[Entry]:
         if scope == Scope.ONE:
@@ -1052,15 +1085,27 @@ class ReadTxn:
             if not f.filters:
                 return _EMPTY
             parts = []
+            groups: dict[str, list[bytes]] = {}  # equality terms by attribute, planned together
+            order: list[Filter | str] = []  # the other members, and each group's attribute
             for x in f.filters:
-                p = self._plan(x)
+                if type(x) is Equality:
+                    values = groups.get(x.attr)
+                    if values is None:
+                        groups[x.attr] = [x.value]
+                        order.append(x.attr)
+                    else:
+                        values.append(x.value)
+                else:
+                    order.append(x)
+            for item in order:
+                p = self._plan_equalities(item, groups[item]) if type(item) is str else self._plan(item)  # type: ignore[arg-type]
                 if p is None:
                     return None
                 if p[0] != "empty":
                     parts.append(p)
             if not parts:
                 return _EMPTY
-            return parts[0] if len(parts) == 1 else ("or", parts)
+            return parts[0] if len(parts) == 1 else _union(parts)
         if isinstance(f, (Equality, Present, Substrings, Approx)):
             desc = f.attr
             base = desc.partition(";")[0]
@@ -1088,6 +1133,33 @@ class ReadTxn:
                 return ("keys", plans[0][1], [k for p in plans for k in p[2]])
             return ("or", plans)
         return None  # Not, ordering, extensible: unindexed
+
+    def _plan_equalities(self, desc: str, values: list[bytes]) -> _Plan | None:
+        """The plan of an OR of `desc=value` terms: the attribute resolved once, one key per value and type."""
+        db = self.db
+        base = desc.partition(";")[0]
+        at = db._type(base.lower()) or db.schema.attribute_type(base)
+        if at is None:
+            return None  # unknown attribute: the evaluator decides (Undefined)
+        if at.key == "entryuuid":
+            plans = [self._plan(Equality(desc, v)) for v in values]
+            if any(p is None for p in plans):
+                return None
+            found = [p for p in plans if p is not None and p[0] != "empty"]
+            return _union(found) if found else _EMPTY
+        keys: list[bytes] = []
+        for t in db._expand_types(at):
+            rule = t.equality
+            if (t.key, "eq") not in db._built or rule is None or getattr(rule, "_word", False):
+                return None
+            prefix = t.key.encode() + b"\x00"
+            normalize = rule.normalize
+            for v in values:
+                n = normalize(v)
+                if n is not None:  # else Undefined for every value of this type: no key
+                    k = prefix + n
+                    keys.append(k if len(k) <= _MAX_KEY else _ikey(prefix, n))
+        return ("keys", "eq", list(dict.fromkeys(keys))) if keys else _EMPTY
 
     def _plan_type(self, f: Filter, at: Any) -> _Plan | None:
         built = self.db._built
@@ -1172,7 +1244,7 @@ class ReadTxn:
         if kind == "keys":
             cur = self._check().cursor(self.db.dbs[plan[1]])
             out: set[int] = set()
-            for k in plan[2]:
+            for k in sorted(plan[2]):  # in key order: neighbouring lookups share B-tree pages
                 if cur.set_key(k):
                     for run in cur.iternext_dup(keys=False, values=True):
                         out.update(_RUNS[len(run) >> 3].unpack(run))
@@ -1188,7 +1260,8 @@ class ReadTxn:
             for est, p in parts[1:]:
                 if len(result) <= _SMALL_SET:
                     break
-                if est > _PROBE_RATIO * len(result):
+                # probing costs a lookup per (candidate, key): only when far cheaper than reading the part
+                if est > _PROBE_RATIO * len(result) and (p[0] != "keys" or len(p[2]) * len(result) <= est):
                     if p[0] != "keys":
                         continue  # a superset is fine
                     cur = self._check().cursor(self.db.dbs[p[1]])
@@ -1198,6 +1271,20 @@ class ReadTxn:
                     result &= self._ids(p)
             return result
         return set()
+
+
+def _union(parts: list[_Plan]) -> _Plan:
+    """An OR of plans: the keys of one index merged into one lookup list (an OR of 10,000 equality terms is
+    one pass over one cursor, not 10,000 plans)."""
+    keys: dict[str, dict[bytes, None]] = {}
+    rest: list[_Plan] = []
+    for p in parts:
+        if p[0] == "keys":
+            keys.setdefault(p[1], {}).update(dict.fromkeys(p[2]))
+        else:
+            rest.append(p)
+    merged = [("keys", index, list(ks)) for index, ks in keys.items()] + rest
+    return merged[0] if len(merged) == 1 else ("or", merged)
 
 
 def _batch_items(

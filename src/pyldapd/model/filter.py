@@ -389,6 +389,28 @@ _APPROX_RULES = frozenset(
 )
 
 
+_CACHED_NODES = 64
+"""Filters with more nodes than this are compiled for each search, not kept (see FilterEvaluator.compile3)."""
+
+
+def _small(f: Filter) -> bool:
+    """Has `f` at most _CACHED_NODES nodes? (Stops counting there.)"""
+    stack: list[Filter] = [f]
+    nodes = 0
+    while stack:
+        nodes += 1
+        if nodes > _CACHED_NODES:
+            return False
+        g = stack.pop()
+        if isinstance(g, And | Or):
+            if len(g.filters) > _CACHED_NODES:
+                return False
+            stack.extend(g.filters)
+        elif isinstance(g, Not):
+            stack.append(g.filter)
+    return True
+
+
 def _true(entry: Entry) -> Tri:
     return True
 
@@ -442,6 +464,8 @@ class FilterEvaluator:
 
     def compile3(self, f: Filter) -> Matcher:
         """A function entry -> True / False / None (Undefined)."""
+        if not _small(f):  # hashing it costs as much as compiling it, and keeping it costs memory
+            return self._compile(f, 0)
         fn = self._compiled.get(f)
         if fn is None:
             fn = self._compile(f, 0)
@@ -466,7 +490,7 @@ class FilterEvaluator:
         if isinstance(f, And):
             return self._and([self._compile(g, depth + 1) for g in f.filters])
         if isinstance(f, Or):
-            return self._or([self._compile(g, depth + 1) for g in f.filters])
+            return self._or(self._or_parts(f.filters, depth + 1))
         if isinstance(f, Not):
             inner = self._compile(f.filter, depth + 1)
             if inner is _true:
@@ -538,6 +562,95 @@ class FilterEvaluator:
             return result
 
         return disj
+
+    def _or_parts(self, filters: tuple[Filter, ...], depth: int) -> list[Matcher]:
+        """The members of an OR compiled; equality terms on one attribute become one set membership test."""
+        groups: dict[str, tuple[Equality, list[bytes]]] = {}
+        order: list[Filter | str] = []  # members, and in place of each group its first term's key
+        for g in filters:
+            if type(g) is Equality:
+                key = g.attr.lower()
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = (g, [g.value])
+                    order.append(key)
+                else:
+                    group[1].append(g.value)
+            else:
+                order.append(g)
+        out: list[Matcher] = []
+        for item in order:
+            if type(item) is str:
+                first, values = groups[item]
+                out.append(
+                    self._compile(first, depth)
+                    if len(values) == 1
+                    else self._equality_set(first.attr, values)
+                )
+            else:
+                out.append(self._compile(item, depth))  # type: ignore[arg-type]
+        return out
+
+    def _equality_set(self, description: str, assertions: list[bytes]) -> Matcher:
+        """OR of `description=a` for every a in assertions: each entry value normalised once, then looked up.
+
+        Same three-valued result as the terms one by one: True if one matches; else Undefined if a term is
+        Undefined (an assertion invalid for a rule met, a subtype without equality rule); else False.
+        """
+        resolved = self._resolve(description)
+        if resolved is None:
+            return _undefined
+        at, values = resolved
+        rule = at.equality
+        if rule is None:
+            return _undefined
+        if at.key == "objectclass" or getattr(rule, "_word", False):
+            return self._or([self._equality(description, a, approx=False) for a in assertions])
+        # the assertions normalised by each rule met (subtypes may have their own): (set, some were invalid)
+        by_rule: dict[int, tuple[frozenset[bytes], bool]] = {}
+
+        def assertions_for(r: Any) -> tuple[frozenset[bytes], bool]:
+            key = id(r)
+            found = by_rule.get(key)
+            if found is None:
+                normalised = [r.normalize(a) for a in assertions]
+                found = frozenset(n for n in normalised if n is not None), None in normalised
+                by_rule[key] = found
+            return found
+
+        wanted, invalid = assertions_for(rule)
+        if not wanted:
+            return _undefined
+        if invalid:  # those terms are Undefined for every entry (as _equality compiles them)
+            by_rule[id(rule)] = wanted, False
+
+        def equality_set(entry: Entry) -> Tri:
+            result: Tri = False
+            for sub, vals in values(entry):
+                r = sub.equality
+                if r is None:
+                    result = None
+                    continue
+                if r is rule:
+                    targets = wanted
+                else:
+                    targets, some_invalid = assertions_for(r)
+                    if some_invalid:
+                        result = None
+                if getattr(r, "_word", False):
+                    originals = [a for a in assertions if r.normalize(a) is not None]
+                    if any(r.matches(v, a) for a in originals for v in vals):
+                        return True
+                    continue
+                norm = r.normalize
+                for v in vals:
+                    if norm(v) in targets:
+                        return True
+            return result
+
+        if invalid:
+            return self._or([equality_set, _undefined])
+        return equality_set
 
     def _resolve(
         self, description: str

@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
+from pyldapd.backends.base import (
+    AlreadyExists,
+    NoSuchEntry,
+    NotAllowedOnNonLeaf,
+    Scope,
+    StorageError,
+    TooManyCandidates,
+)
 from pyldapd.backends.mdb import MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
@@ -698,9 +705,9 @@ class Directory:
         if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
             paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
         selection = AttributeSelection(self.schema, request.attributes, request.types_only)
-        matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
             check_restrictions(self, session, None, "search")
+            matches = self.filters.compile(request.filter)
             sent = self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send,
                                        request.filter)  # fmt: skip
             return sent, [], ""
@@ -722,7 +729,9 @@ class Directory:
                 blob = guard.encode(special, selection, None) if guard.matches(special) else None
             else:
                 self.check_assertion(controls, special, session, None)
-                blob = selection.encode(special, None) if matches(special) else None
+                blob = (
+                    selection.encode(special, None) if self.filters.matches(request.filter, special) else None
+                )
             if blob is None:
                 return 0, [], ""
             send(ldap.encode_search_result_entry(message_id, special.dn, blob))
@@ -741,26 +750,27 @@ class Directory:
                     raise self.access.not_found(session, backend, txn, base_ndn)
                 nearest = txn.nearest_ancestor(base_ndn) if base is None else None
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+            # compiled once: by access control (with `search` checks) or plainly
+            matches = self.filters.compile(request.filter) if guard is None else guard.matches
             if guard is not None:
                 denied = guard.base_denied(base, base_ndn)
                 if denied is not None:
                     raise LDAPError(denied, "")
-                matches = guard.matches
             self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
                                          manage_dsa_it, send, guard, limits, deadline)  # fmt: skip
             sent = 0
-            checked = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
+            clock = time.monotonic
             for entry in self.candidates(txn, base_ndn, scope, request, limits):
+                # before each candidate, as back-mdb does: the bound is on the work, not only on what is sent
+                if deadline is not None and clock() > deadline:
+                    raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
                 if entry.id == suffix_id and live_context:
                     entry = with_context_csn(entry, live_context)
-                checked += 1
-                if deadline is not None and checked % 64 == 0 and time.monotonic() > deadline:
-                    raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
                 if not manage_dsa_it and is_glue(entry):
                     continue
                 if not matches(entry):
@@ -781,14 +791,13 @@ class Directory:
     def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
         """The entries the database hands over for the filter; `size.unchecked=N` refuses a search with more
         than N of them before anything is sent (adminLimitExceeded), as back-mdb counts its candidates."""
-        found = txn.search(base_ndn, scope, request.filter)
-        unchecked = limits.unchecked if limits is not None else -1
-        if unchecked > 0:
-            first = list(itertools.islice(found, unchecked + 1))
-            if len(first) > unchecked:
-                raise LDAPError(ResultCode.adminLimitExceeded, "")
-            return iter(first)
-        return found
+        unchecked = limits.unchecked if limits is not None and limits.unchecked > 0 else -1
+        found = txn.search(base_ndn, scope, request.filter, unchecked=unchecked)
+        try:
+            first = next(found, None)  # the database counts its candidates before it hands over any entry
+        except TooManyCandidates:
+            raise LDAPError(ResultCode.adminLimitExceeded, "") from None
+        return itertools.chain((first,) if first is not None else (), found)
 
     def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
                      send, guard=None, limits=None, deadline=None) -> tuple[int, list[Control], str]:  # fmt: skip
@@ -817,12 +826,10 @@ class Directory:
         if not page.cookie:  # a new paged search: the connection's previous one (if any) is abandoned
             session.paged = None
             ids = array("Q")
-            checked = 0
-            for entry in self.candidates(txn, normalize_dn(request.base, self.schema), Scope(request.scope),
-                                         request, limits):  # fmt: skip
-                checked += 1
-                if deadline is not None and checked % 64 == 0 and time.monotonic() > deadline:
-                    raise LDAPError(ResultCode.timeLimitExceeded, "")
+            base_ndn = normalize_dn(request.base, self.schema)
+            for entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
                 if (manage_dsa_it or not is_glue(entry)) and matches(entry):
                     ids.append(entry.id)
             state = PagedSearch(key, ids)

@@ -339,8 +339,8 @@ class SearchGuard:
     # the filter, with `search` access per assertion
     def compile(self, f: Any) -> Callable[[Entry], Any]:
         if isinstance(f, flt.And | flt.Or):
-            subs = [self.compile(g) for g in f.filters]
             is_and = isinstance(f, flt.And)
+            subs = [self.compile(g) for g in f.filters] if is_and else self.compile_or(f.filters)
 
             def combine(entry: Entry) -> Any:
                 result: Any = is_and
@@ -404,6 +404,31 @@ class SearchGuard:
 
         return guarded
 
+    def compile_or(self, filters: tuple[Any, ...]) -> list[Callable[[Entry], Any]]:
+        """An OR's members; its equality terms on one attribute as one: one `search` check and one set lookup
+        per entry, not one per term, when no rule looks at asserted values (`val=`, `self`)."""
+        if self.per_value:
+            return [self.compile(g) for g in filters]
+        groups: dict[str, list[Any]] = {}
+        for g in filters:
+            if isinstance(g, flt.Equality):
+                groups.setdefault(g.attr.lower(), []).append(g)
+        out: list[Callable[[Entry], Any]] = []
+        for g in filters:
+            group = groups.get(g.attr.lower()) if isinstance(g, flt.Equality) else None
+            if group is None or len(group) == 1:
+                out.append(self.compile(g))
+            elif group[0] is g:
+                leaf = self.evaluator.compile3(flt.Or(tuple(group)))
+                key = self.control.attr_key(g.attr)
+
+                def guarded(entry: Entry, leaf: Any = leaf, key: str = key) -> Any:
+                    ndn = getattr(entry, "_acl_ndn", None) or self.ndn(entry)
+                    return leaf(entry) if self.can(entry, ndn, key, SEARCH) else None
+
+                out.append(guarded)
+        return out
+
     def matches(self, entry: Entry) -> bool:
         return self.matcher is None or self.matcher(entry) is True
 
@@ -451,6 +476,8 @@ class SearchGuard:
         ndn = self.ndn(entry)
         if not self.readable(entry, ndn):
             return None
+        if getattr(selection, "only_none", False):  # "1.1": no attribute to check
+            return selection.encode(entry, has_children)
         shown, sel = self.visible_entry(entry, ndn, selection)
         return sel.encode(shown, has_children)
 
