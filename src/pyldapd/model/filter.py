@@ -78,7 +78,7 @@ Filter = And | Or | Not | Equality | Substrings | GreaterOrEqual | LessOrEqual |
 # =============================================================================================================
 
 import string  # noqa: E402
-from collections.abc import Callable, Iterable  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 if TYPE_CHECKING:
@@ -841,3 +841,65 @@ class FilterEvaluator:
             return result
 
         return extensible
+
+
+# values-return filter (matchedValues control, RFC 3876) ------------------------------------------------------------
+
+ValuesFilter = Callable[[str, str, list[bytes]], list[bytes]]
+"""(attribute key, attribute name, values) -> the values to return."""
+
+
+def values_return_filter(evaluator: FilterEvaluator, items: Sequence[Filter | None]) -> ValuesFilter | None:
+    """The values a ValuesReturnFilter selects, as slapd's filter_matched_values: a value is kept when one item
+    matches it on its own, testing attributes of the item's type or a subtype of it (with its options). Items of
+    no simple choice (None) and approxMatch items match nothing (slapd has no branch for them); an empty filter
+    selects everything (slapd then has no filter at all). None when no filtering applies."""
+    from pyldapd.model.entry import Attribute, Entry
+
+    if not items:
+        return None
+    tests: list[Callable[[Entry], bool]] = []
+    for item in items:
+        if item is None or isinstance(item, Approx):
+            continue
+        if isinstance(item, Present):
+            resolved = evaluator._resolve(item.attr)
+            if resolved is None:
+                continue  # an unknown type: False for every value
+            present_values = resolved[1]
+            tests.append(lambda view, of=present_values: bool(of(view)))
+        elif isinstance(item, Equality) and _is_object_class(evaluator, item.attr):
+            # objectIdentifierMatch on the value itself: no superclass closure as in a search filter
+            tests.append(_object_class_value_test(evaluator, item))
+        else:
+            matcher = evaluator.compile3(item)
+            tests.append(lambda view, m=matcher: m(view) is True)
+
+    def select(key: str, name: str, values: list[bytes]) -> list[bytes]:
+        kept = []
+        for value in values:
+            view = Entry("", {key: Attribute(name, [value])})
+            if any(test(view) for test in tests):
+                kept.append(value)
+        return kept
+
+    return select
+
+
+def _is_object_class(evaluator: FilterEvaluator, description: str) -> bool:
+    at, _ = evaluator.schema.split_description(description)
+    return at is not None and at.key == "objectclass"
+
+
+def _object_class_value_test(evaluator: FilterEvaluator, item: Equality) -> Callable[[Entry], bool]:
+    at, _ = evaluator.schema.split_description(item.attr)
+    rule = at.equality
+    wanted = rule.normalize(item.value) if rule is not None else None
+    resolved = evaluator._resolve(item.attr)
+
+    def test(view: Entry) -> bool:
+        if wanted is None or resolved is None:
+            return False
+        return any(rule.normalize(v) == wanted for _sub, vals in resolved[1](view) for v in vals)
+
+    return test

@@ -21,7 +21,7 @@ from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
 from pyldapd.model.entry import Entry
-from pyldapd.model.filter import FilterEvaluator
+from pyldapd.model.filter import FilterEvaluator, ValuesFilter, values_return_filter
 from pyldapd.model.passwords import hash_password, verify_password
 from pyldapd.model.schema import Schema
 from pyldapd.protocol import controls as ctl
@@ -67,6 +67,7 @@ SUPPORTED_CONTROLS = [
     ctl.ASSERTION,
     ctl.PRE_READ,
     ctl.POST_READ,
+    ctl.VALUES_RETURN_FILTER,
 ]
 SUPPORTED_EXTENSIONS = [ctl.WHO_AM_I, ctl.PASSWORD_MODIFY, ctl.CANCEL]
 SUPPORTED_FEATURES = [
@@ -357,7 +358,8 @@ class Directory:
         paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
         if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
             paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
-        selection = AttributeSelection(self.schema, request.attributes, request.types_only)
+        selection = AttributeSelection(self.schema, request.attributes, request.types_only,
+                                       self.matched_values(controls))  # fmt: skip
         matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
             sent = self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send,
@@ -435,6 +437,18 @@ class Directory:
                 send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
                 sent += 1
         return sent, [], ""
+
+    def matched_values(self, controls: list[Control]) -> ValuesFilter | None:
+        """The matchedValues control's filter (RFC 3876), applied to the values each entry returns; access
+        control is checked on every value before it (GuardedSelection), so the filter reveals nothing hidden."""
+        control = ctl.find_control(controls, ctl.VALUES_RETURN_FILTER)
+        if control is None:
+            return None
+        try:
+            items = ctl.decode_values_return_filter(control.value)
+        except ldap.ProtocolError as exc:  # the connection refuses these first; kept for other callers
+            raise LDAPError(ResultCode.protocolError, str(exc)) from None
+        return values_return_filter(self.filters, items)
 
     @staticmethod
     def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
@@ -526,7 +540,8 @@ class Directory:
             with backend.db.read() as txn:
                 for _entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
                     pass
-        selection = AttributeSelection(self.schema, request.attributes, request.types_only)
+        selection = AttributeSelection(self.schema, request.attributes, request.types_only,
+                                       self.matched_values(controls))  # fmt: skip
         matches = self.filters.compile(request.filter)
         guard = self.access.search_guard(conn.session, backend, request.filter)
         if guard is not None:
@@ -951,9 +966,12 @@ def is_glue(entry: Entry) -> bool:
 class AttributeSelection:
     """Which attributes of an entry a search returns (RFC 4511 4.5.1.8, with `+` and `@class` of RFC 3673/4529)."""
 
-    def __init__(self, schema: Schema, requested: list[str], types_only: bool) -> None:
+    def __init__(self, schema: Schema, requested: list[str], types_only: bool,
+                 values_filter: ValuesFilter | None = None) -> None:  # fmt: skip
         self.schema = schema
         self.types_only = types_only
+        # the matchedValues control's filter; slapd ignores it when only types are asked for
+        self.values_filter = None if types_only else values_filter
         self.all_user = not requested
         self.all_operational = False
         self.keys: set[str] = set()
@@ -981,8 +999,8 @@ class AttributeSelection:
         self.wants_has_subordinates = "hasSubordinates" in self.computed
         self.fast_user_only = (
             self.all_user and not self.keys and not self.types_only and not self.all_operational
-        )
-        self.fast_all = self.all_user and self.all_operational and not self.types_only
+        ) and self.values_filter is None
+        self.fast_all = self.all_user and self.all_operational and not self.types_only and self.values_filter is None
         self.keys -= computed_keys
 
     def encode(self, entry: Entry, has_children: Callable[[str], bool] | None) -> bytes:
@@ -998,7 +1016,12 @@ class AttributeSelection:
             at = self.schema.attribute_type(base)
             operational = at is not None and at.operational
             if base in self.keys or (self.all_operational if operational else self.all_user):
-                chosen.append((attribute.name, [] if self.types_only else attribute.values))
+                values = [] if self.types_only else attribute.values
+                if self.values_filter is not None:
+                    values = self.values_filter(key, attribute.name, values)
+                    if not values:
+                        continue  # slapd's send_search_entry leaves out a stored attribute with no value kept
+                chosen.append((attribute.name, values))
         blob = ldap.encode_partial_attribute_list(chosen)
         return blob + self.encode_computed(entry, has_children)
 
@@ -1011,7 +1034,10 @@ class AttributeSelection:
             own = entry.attrs.get(name.lower())
             if own is not None:
                 if not self.all_operational:  # else the loop over the entry's attributes sent it
-                    values.append((own.name, [] if self.types_only else own.values))
+                    own_values = [] if self.types_only else own.values
+                    if self.values_filter is not None:
+                        own_values = self.values_filter(name.lower(), own.name, own_values)
+                    values.append((own.name, own_values))
                 continue
             if special and name == "hasSubordinates":
                 continue  # slapd shows none for them
@@ -1027,7 +1053,11 @@ class AttributeSelection:
                     except DNError:
                         children = False
                 value = b"TRUE" if children else b"FALSE"
-            values.append((name, [] if self.types_only else [value]))
+            computed = [] if self.types_only else [value]
+            if self.values_filter is not None:
+                # slapd sends an operational attribute it computes even when no value is kept
+                computed = self.values_filter(name.lower(), name, computed)
+            values.append((name, computed))
         return ldap.encode_partial_attribute_list(values)
 
 
