@@ -868,9 +868,6 @@ def values_return_filter(evaluator: FilterEvaluator, items: Sequence[Filter | No
                 continue  # an unknown type: False for every value
             present_values = resolved[1]
             tests.append(lambda view, of=present_values: bool(of(view)))
-        elif isinstance(item, Equality) and _is_object_class(evaluator, item.attr):
-            # objectIdentifierMatch on the value itself: no superclass closure as in a search filter
-            tests.append(_object_class_value_test(evaluator, item))
         else:
             matcher = evaluator.compile3(item)
             tests.append(lambda view, m=matcher: m(view) is True)
@@ -886,20 +883,16 @@ def values_return_filter(evaluator: FilterEvaluator, items: Sequence[Filter | No
     return select
 
 
-def _is_object_class(evaluator: FilterEvaluator, description: str) -> bool:
-    at, _ = evaluator.schema.split_description(description)
-    return at is not None and at.key == "objectclass"
-
-
-def _object_class_value_test(evaluator: FilterEvaluator, item: Equality) -> Callable[[Entry], bool]:
-    at, _ = evaluator.schema.split_description(item.attr)
-    rule = at.equality
-    wanted = rule.normalize(item.value) if rule is not None else None
-    resolved = evaluator._resolve(item.attr)
-
-    def test(view: Entry) -> bool:
-        if wanted is None or resolved is None:
-            return False
-        return any(rule.normalize(v) == wanted for _sub, vals in resolved[1](view) for v in vals)
-
-    return test
+def values_return_diagnostic(evaluator: FilterEvaluator, items: Sequence[Filter | None]) -> str:
+    """The text slapd leaves on the search result after parsing a ValuesReturnFilter: the last one its item
+    parsers set (they ignore the item's error but keep its text)."""
+    schema = evaluator.schema
+    text = ""
+    for item in items:
+        if isinstance(item, Present):
+            if schema.split_description(item.attr)[0] is None:
+                text = "attribute type undefined"
+        elif isinstance(item, Extensible):
+            if item.rule is not None and schema.matching_rule(item.rule) is None:
+                text = "matching rule not recognized"
+    return text

@@ -230,7 +230,10 @@ def decode_values_return_filter(value: bytes | None) -> list[Filter | None]:
     items: list[Filter | None] = []
     while r.more():
         start = r.pos
-        tag, _, stop = read_tlv(r.buf, start, r.end)
+        try:
+            tag, _, stop = read_tlv(r.buf, start, r.end)
+        except BERError:
+            break  # an element that does not fit ends the list (slapd's ber_next_element), not the connection
         r.pos = stop
         items.append(decode_filter(r.buf[start:stop]) if tag in _SIMPLE_FILTER_TAGS else None)
     return items

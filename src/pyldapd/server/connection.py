@@ -275,7 +275,9 @@ class LDAPConnection(asyncio.Protocol):
             return True
         if not isinstance(op, ldap.SearchRequest):
             if any(c.critical for c in found):
-                self.result(mid, tag, ResultCode.unavailableCriticalExtension, "critical extension is unavailable")
+                self.result(
+                    mid, tag, ResultCode.unavailableCriticalExtension, "critical extension is unavailable"
+                )
                 return False
             return True
         if len(found) > 1:

@@ -21,7 +21,7 @@ from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
 from pyldapd.model.entry import Entry
-from pyldapd.model.filter import FilterEvaluator, ValuesFilter, values_return_filter
+from pyldapd.model.filter import FilterEvaluator, ValuesFilter, values_return_diagnostic, values_return_filter
 from pyldapd.model.passwords import hash_password, verify_password
 from pyldapd.model.schema import Schema
 from pyldapd.protocol import controls as ctl
@@ -358,19 +358,19 @@ class Directory:
         paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
         if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
             paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
-        selection = AttributeSelection(self.schema, request.attributes, request.types_only,
-                                       self.matched_values(controls))  # fmt: skip
+        values_filter, diagnostic = self.matched_values(controls)
+        selection = AttributeSelection(self.schema, request.attributes, request.types_only, values_filter)
         matches = self.filters.compile(request.filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
             sent = self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send,
                                        request.filter)  # fmt: skip
-            return sent, [], ""
+            return sent, [], diagnostic
         special = None
         if base_ndn == "" and scope == Scope.BASE:
             special = self.root_dse()
         elif base_ndn == self.subschema_ndn:
             if scope != Scope.BASE:
-                return 0, [], ""
+                return 0, [], diagnostic
             special = self.subschema_entry()
         if special is not None:  # entries no database holds: the frontend's (global) access rules
             guard = self.access.search_guard(session, None, request.filter)
@@ -384,9 +384,9 @@ class Directory:
                 self.check_assertion(controls, special, session, None)
                 blob = selection.encode(special, None) if matches(special) else None
             if blob is None:
-                return 0, [], ""
+                return 0, [], diagnostic
             send(ldap.encode_search_result_entry(message_id, special.dn, blob))
-            return 1, [], ""
+            return 1, [], diagnostic
         backend = self.backend_for(base_ndn)
         if backend is None:
             raise LDAPError(ResultCode.noSuchObject, "")
@@ -411,7 +411,7 @@ class Directory:
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
-                                         manage_dsa_it, send, guard, limits, deadline)  # fmt: skip
+                                         manage_dsa_it, send, guard, limits, deadline, diagnostic)  # fmt: skip
             sent = 0
             checked = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
@@ -436,19 +436,20 @@ class Directory:
                     blob = selection.encode(entry, has_children)
                 send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
                 sent += 1
-        return sent, [], ""
+        return sent, [], diagnostic
 
-    def matched_values(self, controls: list[Control]) -> ValuesFilter | None:
-        """The matchedValues control's filter (RFC 3876), applied to the values each entry returns; access
-        control is checked on every value before it (GuardedSelection), so the filter reveals nothing hidden."""
+    def matched_values(self, controls: list[Control]) -> tuple[ValuesFilter | None, str]:
+        """The matchedValues control's filter (RFC 3876), applied to the values each entry returns, and the text
+        its parsing leaves for the result; access control is checked on every value before the filter
+        (GuardedSelection), so the filter reveals nothing hidden."""
         control = ctl.find_control(controls, ctl.VALUES_RETURN_FILTER)
         if control is None:
-            return None
+            return None, ""
         try:
             items = ctl.decode_values_return_filter(control.value)
         except ldap.ProtocolError as exc:  # the connection refuses these first; kept for other callers
             raise LDAPError(ResultCode.protocolError, str(exc)) from None
-        return values_return_filter(self.filters, items)
+        return values_return_filter(self.filters, items), values_return_diagnostic(self.filters, items)
 
     @staticmethod
     def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
@@ -464,7 +465,7 @@ class Directory:
         return found
 
     def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send, guard=None, limits=None, deadline=None) -> tuple[int, list[Control], str]:  # fmt: skip
+                     send, guard=None, limits=None, deadline=None, diagnostic="") -> tuple[int, list[Control], str]:  # fmt: skip
         """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
         each request may send what is left of them, and the search ends with sizeLimitExceeded there."""
         try:
@@ -491,7 +492,7 @@ class Directory:
                 if (manage_dsa_it or not is_glue(entry)) and matches(entry):
                     remaining.append(entry.id)
         if page.size == 0:
-            return 0, [paged_control(0, b"")], ""
+            return 0, [paged_control(0, b"")], diagnostic
         has_children = txn.has_children if selection.wants_has_subordinates else None
         sent = 0
         while remaining and sent < page.size:
@@ -512,7 +513,7 @@ class Directory:
         if remaining:
             cookie = secrets.token_bytes(8)
             session.paged[cookie] = PagedSearch(key, remaining, count + sent)
-        return sent, [paged_control(0, cookie)], ""
+        return sent, [paged_control(0, cookie)], diagnostic
 
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync_control: Control) -> bool:  # fmt: skip
@@ -541,7 +542,7 @@ class Directory:
                 for _entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
                     pass
         selection = AttributeSelection(self.schema, request.attributes, request.types_only,
-                                       self.matched_values(controls))  # fmt: skip
+                                       self.matched_values(controls)[0])  # fmt: skip
         matches = self.filters.compile(request.filter)
         guard = self.access.search_guard(conn.session, backend, request.filter)
         if guard is not None:
@@ -1000,7 +1001,9 @@ class AttributeSelection:
         self.fast_user_only = (
             self.all_user and not self.keys and not self.types_only and not self.all_operational
         ) and self.values_filter is None
-        self.fast_all = self.all_user and self.all_operational and not self.types_only and self.values_filter is None
+        self.fast_all = (
+            self.all_user and self.all_operational and not self.types_only and self.values_filter is None
+        )
         self.keys -= computed_keys
 
     def encode(self, entry: Entry, has_children: Callable[[str], bool] | None) -> bytes:
