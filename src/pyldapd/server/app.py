@@ -210,6 +210,7 @@ class Server:
             if self.service is not None:
                 self.service.reopen_logfile(current)
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
+        current.sizelimit_words, current.timelimit_words = config.sizelimit_words, config.timelimit_words
         current.idletimeout = config.idletimeout
         current.password_hash = config.password_hash
         current.access, current.access_sources = config.access, config.access_sources
@@ -228,8 +229,9 @@ class Server:
                 self.set_server_id(server_id)
         for backend, db in zip(self.directory.backends, config.data_databases(), strict=True):
             target = backend.config
-            for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "readonly", "access", "access_sources",
-                         "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays"):  # fmt: skip
+            for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "sizelimit_words", "timelimit_words",
+                         "readonly", "access", "access_sources", "limits", "limits_sources", "syncrepl", "updateref",
+                         "multiprovider", "overlays"):  # fmt: skip
                 setattr(target, name, getattr(db, name))
             backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
             if db.indexes != target.indexes:
