@@ -536,7 +536,9 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, "invalid scope")
         limits = limit_set(self, conn.session, backend, base_ndn)
         check_search_allowed(limits)
-        size_limit, _ = request_limits(limits, request)
+        size_limit, time_limit = request_limits(limits, request)
+        # the refresh runs under the search's time limit, as back-mdb's search loop under syncprov
+        deadline = time.monotonic() + time_limit if time_limit else None
         if limits is not None and limits.unchecked > 0:  # the refresh's candidates, counted as for a search
             with backend.db.read() as txn:
                 for _entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
@@ -553,7 +555,7 @@ class Directory:
                 if base is not None:
                     self.check_assertion(controls, base, conn.session, backend, txn)
         return backend.provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
-                                            base_ndn, size_limit)  # fmt: skip
+                                            base_ndn, size_limit, deadline)  # fmt: skip
 
     def stop_sync_search(self, conn, message_id: int, result: int | None) -> bool:
         """Abandon (result None) or Cancel (result cancelled) of a persistent search."""
