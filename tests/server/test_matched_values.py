@@ -212,3 +212,26 @@ def test_matched_values_in_root_dse(pair) -> None:
             "ldapsearch", "-LLL", "-x", "-H", server.url, "-b", "", "-s", "base", "supportedControl"
         )
         assert f"supportedControl: {MV_OID}" in out.stdout.splitlines(), server.name
+
+
+def test_matched_values_in_cn_config(tmp_path) -> None:
+    """cn=config over ldapi, with the config schema's types: the values slapd returns."""
+    from tests.server.test_cnconfig import Node, start_slapd_with_cn_config
+
+    node = Node(tmp_path, "py", "mdb")
+    node.start()
+    (tmp_path / "s").mkdir()
+    slapd, slapd_ldapi, _ = start_slapd_with_cn_config(tmp_path / "s")
+    try:
+        for mv_filter in ("(objectClass=olcGlobal)", "(cn=*)", "(objectClass=olcGlobal)(cn=config)"):
+            out = []
+            for ldapi in (slapd_ldapi, node.ldapi):
+                result = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-Q", "-H", ldapi, "-LLL", "-b", "cn=config",
+                                   "-s", "base", "-E", f"!mv={mv_filter}")  # fmt: skip
+                assert result.returncode == 0, result.stderr
+                out.append(canonical(result.stdout))
+            assert out[1] == out[0], mv_filter
+        assert out[0] == [("dn: cn=config", ("cn: config", "objectclass: olcGlobal"))]
+    finally:
+        slapd.stop()
+        node.stop()

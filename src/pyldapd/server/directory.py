@@ -349,7 +349,17 @@ class Directory:
     ) -> tuple[int, list[Control], str]:
         """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
         if self.configdb is not None and names_config(request.base):
-            return self.configdb.search(session, message_id, request, AttributeSelection, send), [], ""
+            items = self.values_return_items(controls)
+
+            def selection_factory(
+                schema: Schema, attributes: list[str], types_only: bool
+            ) -> AttributeSelection:
+                # cn=config's own schema matches the filter's values
+                values_filter = values_return_filter(FilterEvaluator(schema), items) if items else None
+                return AttributeSelection(schema, attributes, types_only, values_filter)
+
+            sent = self.configdb.search(session, message_id, request, selection_factory, send)
+            return sent, [], values_return_diagnostic(self.filters, items) if items else ""
         base_ndn = normalize_or_fail(self.schema, request.base)
         scope = Scope(request.scope) if request.scope in (0, 1, 2, 3) else None
         if scope is None:
@@ -442,14 +452,20 @@ class Directory:
         """The matchedValues control's filter (RFC 3876), applied to the values each entry returns, and the text
         its parsing leaves for the result; access control is checked on every value before the filter
         (GuardedSelection), so the filter reveals nothing hidden."""
+        items = self.values_return_items(controls)
+        if items is None:
+            return None, ""
+        return values_return_filter(self.filters, items), values_return_diagnostic(self.filters, items)
+
+    @staticmethod
+    def values_return_items(controls: list[Control]) -> list | None:
         control = ctl.find_control(controls, ctl.VALUES_RETURN_FILTER)
         if control is None:
-            return None, ""
+            return None
         try:
-            items = ctl.decode_values_return_filter(control.value)
+            return ctl.decode_values_return_filter(control.value)
         except ldap.ProtocolError as exc:  # the connection refuses these first; kept for other callers
             raise LDAPError(ResultCode.protocolError, str(exc)) from None
-        return values_return_filter(self.filters, items), values_return_diagnostic(self.filters, items)
 
     @staticmethod
     def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
