@@ -132,7 +132,7 @@ def test_matched_values_paged_and_sync(pair) -> None:
                      "(objectClass=*)", "userPassword", "uid")  # fmt: skip
 
 
-def raw(server, who: str, controls: list[RequestControl], op: str = "search"):
+def raw(server, who: str, controls: list[RequestControl], op: str = "search", attrs: tuple = ("cn", "mail")):
     """(result name, info or entries) of one operation with these controls, over python-ldap."""
     conn = ldap.initialize(server.url)
     conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
@@ -141,7 +141,7 @@ def raw(server, who: str, controls: list[RequestControl], op: str = "search"):
         if who != "anonymous":
             conn.simple_bind_s(*BINDS[who])
         if op == "search":
-            found = conn.search_ext_s(PEOPLE, ldap.SCOPE_SUBTREE, "(uid=jdoe)", ["cn", "mail"],
+            found = conn.search_ext_s(PEOPLE, ldap.SCOPE_SUBTREE, "(uid=jdoe)", list(attrs),
                                       serverctrls=controls)  # fmt: skip
             return "success", sorted((dn, sorted((k, sorted(v)) for k, v in a.items())) for dn, a in found)
         if op == "compare":
@@ -158,8 +158,10 @@ def raw(server, who: str, controls: list[RequestControl], op: str = "search"):
         conn.unbind_s()
 
 
-def raw_alike(pair, who: str, controls: list[RequestControl], op: str = "search"):
-    slapd, ours = (raw(server, who, controls, op) for server in pair)
+def raw_alike(
+    pair, who: str, controls: list[RequestControl], op: str = "search", attrs: tuple = ("cn", "mail")
+):
+    slapd, ours = (raw(server, who, controls, op, attrs) for server in pair)
     assert ours == slapd, (controls, op)
     return slapd
 
@@ -183,6 +185,14 @@ def test_matched_values_raw_values(pair) -> None:
     assert got == ("success", [(JDOE, [])])
     two = b"\x30\x12\x87\x04mail\xa3\x0a\x04\x02cn\x04\x04John"
     raw_alike(pair, "rootdn", [mv(two)])
+    # an operational attribute slapd computes comes with no value rather than not at all
+    computed = raw_alike(pair, "anonymous", [mv(MAIL_PRESENT)], attrs=("hasSubordinates", "entryDN", "mail"))
+    assert computed[1] == [
+        (JDOE, [("entryDN", []), ("hasSubordinates", []), ("mail", [b"john.smith@example.com"])])
+    ]
+    everything_operational = raw_alike(pair, "anonymous", [mv(MAIL_PRESENT)], attrs=("+",))
+    assert everything_operational[1] == [(JDOE, [("entryDN", []), ("hasSubordinates", []),
+                                                 ("subschemaSubentry", [])])]  # fmt: skip
     assert raw_alike(pair, "anonymous", [mv(MAIL_PRESENT, critical=False)])[1] == [
         (JDOE, [("mail", [b"john.smith@example.com"])])
     ]
