@@ -273,3 +273,36 @@ def test_fuzz_decoders(decoder: object, value: bytes) -> None:
             decoder(data)  # type: ignore[operator]
         except ProtocolError:
             pass
+
+
+def test_values_return_filter_decode() -> None:
+    items = [Present("mail"), Equality("cn", b"Johnny")]
+    value = c.encode_values_return_filter(items)
+    assert c.decode_values_return_filter(value) == items
+    assert c.VALUES_RETURN_FILTER == "1.2.826.0.1.3344810.2.3"
+    # an item of another choice is kept as None (it selects nothing); an empty list is no filter at all
+    assert c.decode_values_return_filter(b"\x30\x0c\xa0\x0a\x87\x02cn\x87\x04mail") == [None]
+    assert c.decode_values_return_filter(b"\x30\x00") == []
+    # an element overrunning the list ends it, as slapd's ber_next_element does
+    assert c.decode_values_return_filter(b"\x30\x09\x87\x04mail\x87\x05a") == [Present("mail")]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "valuesReturnFilter control value is absent"),
+        (b"", "valuesReturnFilter control value is empty"),
+    ],
+)
+def test_values_return_filter_missing(value: bytes | None, message: str) -> None:
+    with pytest.raises(c.ControlValueError, match=message):
+        c.decode_values_return_filter(value)
+
+
+@pytest.mark.parametrize(
+    "value", [b"\x04\x02ab", b"\x30\x04\xa3\x02\x04\x00", b"\x30\x02\x87", b"\x30\x05\x87\x02cn"]
+)
+def test_values_return_filter_malformed(value: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        c.decode_values_return_filter(value)
+    assert not isinstance(info.value, c.ControlValueError)

@@ -401,3 +401,29 @@ def test_big_filters_are_not_kept(schema: Schema) -> None:
             And((Equality("cn", b"x"), Or(tuple(Equality("sn", f"{n}{i}".encode()) for i in range(100)))))
         )
     assert list(ev._compiled) == [small]
+
+
+def test_values_return_filter(ev: FilterEvaluator, schema: Schema) -> None:
+    from pyldapd.model.filter import values_return_diagnostic, values_return_filter
+
+    def kept(text: str, desc: str, values: list[str]) -> list[str]:
+        select = values_return_filter(ev, [parse_filter(f) for f in text.split("|")])
+        assert select is not None
+        return [v.decode() for v in select(schema.attribute_key(desc), desc, [v.encode() for v in values])]
+
+    assert kept("(cn=J*)", "cn", ["John Smith", "Bob", "johnny"]) == ["John Smith", "johnny"]
+    assert kept("(name=bob)", "cn", ["John", "Bob"]) == ["Bob"]  # a subtype of the asserted type
+    assert kept("(cn;lang-en=*)", "cn", ["John"]) == []  # options: only cn;lang-en
+    assert kept("(cn=Johnny)", "cn;lang-en", ["Johnny", "J"]) == ["Johnny"]
+    assert kept("(uidNumber>=10)|(uidNumber<=2)", "uidNumber", ["1", "5", "12"]) == ["1", "12"]
+    assert kept("(cn~=Jon)", "cn", ["Jon"]) == []  # approxMatch selects nothing, as in slapd
+    assert kept("(objectClass=person)", "objectClass", ["inetOrgPerson", "top"]) == ["inetOrgPerson"]
+    assert kept("(foo=*)", "cn", ["x"]) == []
+    assert kept("(:caseExactMatch:=Bob)", "cn", ["Bob", "bob"]) == ["Bob"]
+    assert values_return_filter(ev, []) is None  # no item: no filtering (slapd has no filter then)
+    assert values_return_filter(ev, [None])("cn", "cn", [b"x"]) == []
+    assert (
+        values_return_diagnostic(ev, [parse_filter("(foo=*)"), Present("cn")]) == "attribute type undefined"
+    )
+    assert values_return_diagnostic(ev, [parse_filter("(cn:1.2.3:=x)")]) == "matching rule not recognized"
+    assert values_return_diagnostic(ev, [parse_filter("(cn=x)")]) == ""

@@ -16,6 +16,7 @@ import tempfile
 import zlib
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyldapd.config.model import (
     ALLOW_WORDS,
@@ -35,6 +36,9 @@ from pyldapd.config.model import (
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.ldif import LDIFContent, format_entry, parse_ldif
 from pyldapd.model.schema import Schema
+
+if TYPE_CHECKING:
+    from pyldapd.server.searchlimits import LimitSet
 
 CONFIG_DN = "cn=config"
 SCHEMA_DN = "cn=schema,cn=config"
@@ -293,7 +297,72 @@ def level_words(level: int) -> list[str]:
     return names or [str(level)]
 
 
-def database_entry(index: int, db: DatabaseConfig) -> Entry:
+def limits_of(config: ServerConfig, db: DatabaseConfig | None) -> LimitSet:
+    """The limits a database (None: the frontend) has without `limits` lines, as slapd holds them."""
+    from types import SimpleNamespace
+
+    from pyldapd.server.searchlimits import database_defaults
+
+    backend = SimpleNamespace(config=db) if db is not None else None
+    return database_defaults(SimpleNamespace(config=config), backend)
+
+
+def limit_text(kind: str, lim: LimitSet, frontend: LimitSet | None) -> list[str]:
+    """olcSizeLimit/olcTimeLimit as slapd writes them (limits_unparse_one): each specifier that differs from
+    the defaults, the soft one left out of a database when it is the frontend's; no value when nothing is set."""
+
+    def number(n: int, names: dict[int, str]) -> str:
+        return names.get(n, str(n)) + " "
+
+    unlimited = {-1: "unlimited"}
+    out = ""
+    if kind == "size":
+        hard = lim.size_hard
+        if lim.size_soft != 500 and not (frontend is not None and lim.size_soft == frontend.size_soft):
+            out += (" size.soft=" if hard else "") + number(lim.size_soft, unlimited)
+        if hard:
+            out += " size.hard=" + number(hard, unlimited)
+        if lim.unchecked != -1:
+            out += " size.unchecked=" + number(lim.unchecked, {0: "disabled"})
+        if lim.paged_hide:
+            out += " size.pr=noEstimate "
+        if lim.paged:
+            out += " size.pr=" + number(lim.paged, unlimited)
+        if lim.paged_total:
+            out += " size.prtotal=" + number(lim.paged_total, {-1: "unlimited", -2: "disabled"})
+    else:
+        hard = lim.time_hard
+        if lim.time_soft != 3600 and not (frontend is not None and lim.time_soft == frontend.time_soft):
+            out += (" time.soft=" if hard else "") + number(lim.time_soft, unlimited)
+        if hard:
+            out += " time.hard=" + number(hard, unlimited)
+    return [out[:-1]] if out else []
+
+
+def parse_limit_text(attribute: str, text: str, source: str) -> tuple[int | None, list[str]]:
+    """An olcSizeLimit/olcTimeLimit value read as its sizelimit/timelimit line: (soft limit or None, words)."""
+    from pyldapd.config.slapdconf import ConfigError, Directive, parse_size_limit
+
+    name = "sizelimit" if attribute == "olcSizeLimit" else "timelimit"
+    words = text.split()
+    try:
+        return parse_size_limit(Directive([name, *words], text, source, 0)), words
+    except ConfigError as exc:
+        raise ConfigValueError(f"<{attribute}> {str(exc).split(': line 0: ', 1)[-1]}") from None
+
+
+def read_limits(entry: Entry, target: ServerConfig | DatabaseConfig) -> None:
+    for attribute, name in (("olcSizeLimit", "sizelimit"), ("olcTimeLimit", "timelimit")):
+        text = first(entry, attribute)
+        if not text:
+            continue
+        soft, words = parse_limit_text(attribute, text, entry.dn)
+        if soft is not None:
+            setattr(target, name, soft)
+        setattr(target, f"{name}_words", words)
+
+
+def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None = None) -> Entry:
     kind = db.declared_type if db.declared_type in DATA_TYPES else "mdb"
     attributes: list[tuple[str, list[str | bytes]]] = [
         ("objectClass", ["olcDatabaseConfig", DATA_TYPES[kind]]),
@@ -310,14 +379,21 @@ def database_entry(index: int, db: DatabaseConfig) -> Entry:
         ("olcReadOnly", ["TRUE"] if db.readonly else []),
         ("olcDbIndex", [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]),
         ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize else []),
-        ("olcSizeLimit", [str(db.sizelimit)] if db.sizelimit is not None else []),
-        ("olcTimeLimit", [str(db.timelimit)] if db.timelimit is not None else []),
         ("olcRequires", list(db.requires)),
         ("olcRestrict", list(db.restrict)),
         ("olcSecurity", db.security.words()),
         ("olcUpdateDN", [db.updatedn] if db.updatedn else []),
         ("olcLastBind", ["TRUE"] if db.lastbind else []),
     ]
+    if config is None:
+        attributes += [
+            ("olcSizeLimit", [str(db.sizelimit)] if db.sizelimit is not None else []),
+            ("olcTimeLimit", [str(db.timelimit)] if db.timelimit is not None else []),
+        ]
+    else:  # every specifier, as slaptest writes them
+        lim, frontend = limits_of(config, db), limits_of(config, None)
+        attributes += [("olcSizeLimit", limit_text("size", lim, frontend)),
+                       ("olcTimeLimit", limit_text("time", lim, frontend))]  # fmt: skip
     return make_entry(f"olcDatabase={{{index}}}{kind},{CONFIG_DN}", attributes)
 
 
@@ -383,6 +459,9 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcReadOnly", ["TRUE"] if config.readonly else []),
         ("olcAuthzPolicy", [config.authz_policy] if config.authz_policy != "none" else []),
         ("olcSecurity", config.security.words()),
+        # slaptest writes the global limits here as well as in the frontend's entry
+        ("olcSizeLimit", limit_text("size", limits_of(config, None), None)),
+        ("olcTimeLimit", limit_text("time", limits_of(config, None), None)),
     ]
     entries = [make_entry(CONFIG_DN, global_attrs)]
     if config.modules:
@@ -397,7 +476,8 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
     entries += schema_entries(definitions)
     frontend = [("objectClass", ["olcDatabaseConfig", "olcFrontendConfig"]), ("olcDatabase", ["{-1}frontend"]),
                 ("olcAccess", [f"{{{i}}}{text}" for i, text in enumerate(config.access)]),
-                ("olcSizeLimit", [str(config.sizelimit)]),
+                ("olcSizeLimit", limit_text("size", limits_of(config, None), None)),
+                ("olcTimeLimit", limit_text("time", limits_of(config, None), None)),
                 ("olcPasswordHash", list(config.password_hash))]  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{-1}}frontend,{CONFIG_DN}", frontend))
     root_access = "to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * break"
@@ -407,7 +487,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
     entries.append(make_entry(f"olcDatabase={{1}}monitor,{CONFIG_DN}", [
         ("objectClass", ["olcDatabaseConfig", "olcMonitorConfig"]), ("olcDatabase", ["{1}monitor"])]))  # fmt: skip
     for offset, db in enumerate(config.data_databases()):
-        entry = database_entry(offset + 2, db)
+        entry = database_entry(offset + 2, db, config)
         entries.append(entry)
         for index, overlay in enumerate(db.overlays):
             entries.append(overlay_entry(entry.dn, index, overlay))
@@ -478,10 +558,7 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.updateref = values(entry, "olcUpdateRef")
     db.multiprovider = truth(first(entry, "olcMultiProvider", "FALSE"))
     db.readonly = truth(first(entry, "olcReadOnly", "FALSE"))
-    if first(entry, "olcSizeLimit"):
-        db.sizelimit = int(first(entry, "olcSizeLimit").split("=")[-1].replace("unlimited", "0"))
-    if first(entry, "olcTimeLimit"):
-        db.timelimit = int(first(entry, "olcTimeLimit").split("=")[-1].replace("unlimited", "0"))
+    read_limits(entry, db)
     for child in sorted(children, key=lambda e: order_of(first(e, "olcOverlay")) or 0):
         check_supported(child, OVERLAY_READ)
         overlay = OverlayConfig(strip_order(first(child, "olcOverlay")).lower())
@@ -521,6 +598,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
             setattr(config, attr, int(first(root, name)))
     config.password_crypt_salt_format = first(root, "olcPasswordCryptSaltFormat")
     config.argsfile = first(root, "olcArgsFile")
+    read_limits(root, config)  # the frontend's entry, read later, has the last word
     config.pidfile = first(root, "olcPidFile")
     config.logfile = first(root, "olcLogFile")
     config.logfile_only = first(root, "olcLogFileOnly").upper() == "TRUE"
@@ -584,8 +662,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
                 config.timelimit = int(first(entry, "olcTimeLimit").split("=")[-1].replace("unlimited", "0"))
             config.access = ordered_texts(entry, "olcAccess")
             config.access_sources = [f"{entry.dn}: olcAccess {{{i}}}" for i in range(len(config.access))]
-            if first(entry, "olcSizeLimit"):
-                config.sizelimit = int(first(entry, "olcSizeLimit").split("=")[-1].replace("unlimited", "0"))
+            read_limits(entry, config)
             if values(entry, "olcPasswordHash"):
                 from pyldapd.config.slapdconf import scheme_available
 

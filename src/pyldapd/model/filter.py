@@ -78,7 +78,7 @@ Filter = And | Or | Not | Equality | Substrings | GreaterOrEqual | LessOrEqual |
 # =============================================================================================================
 
 import string  # noqa: E402
-from collections.abc import Callable, Iterable  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 if TYPE_CHECKING:
@@ -958,3 +958,58 @@ class FilterEvaluator:
             return result
 
         return extensible
+
+
+# values-return filter (matchedValues control, RFC 3876) ------------------------------------------------------------
+
+ValuesFilter = Callable[[str, str, list[bytes]], list[bytes]]
+"""(attribute key, attribute name, values) -> the values to return."""
+
+
+def values_return_filter(evaluator: FilterEvaluator, items: Sequence[Filter | None]) -> ValuesFilter | None:
+    """The values a ValuesReturnFilter selects, as slapd's filter_matched_values: a value is kept when one item
+    matches it on its own, testing attributes of the item's type or a subtype of it (with its options). Items of
+    no simple choice (None) and approxMatch items match nothing (slapd has no branch for them); an empty filter
+    selects everything (slapd then has no filter at all). None when no filtering applies."""
+    from pyldapd.model.entry import Attribute, Entry
+
+    if not items:
+        return None
+    tests: list[Callable[[Entry], bool]] = []
+    for item in items:
+        if item is None or isinstance(item, Approx):
+            continue
+        if isinstance(item, Present):
+            resolved = evaluator._resolve(item.attr)
+            if resolved is None:
+                continue  # an unknown type: False for every value
+            present_values = resolved[1]
+            tests.append(lambda view, of=present_values: bool(of(view)))
+        else:
+            matcher = evaluator.compile3(item)
+            tests.append(lambda view, m=matcher: m(view) is True)
+
+    def select(key: str, name: str, values: list[bytes]) -> list[bytes]:
+        kept = []
+        for value in values:
+            view = Entry("", {key: Attribute(name, [value])})
+            if any(test(view) for test in tests):
+                kept.append(value)
+        return kept
+
+    return select
+
+
+def values_return_diagnostic(evaluator: FilterEvaluator, items: Sequence[Filter | None]) -> str:
+    """The text slapd leaves on the search result after parsing a ValuesReturnFilter: the last one its item
+    parsers set (they ignore the item's error but keep its text)."""
+    schema = evaluator.schema
+    text = ""
+    for item in items:
+        if isinstance(item, Present):
+            if schema.split_description(item.attr)[0] is None:
+                text = "attribute type undefined"
+        elif isinstance(item, Extensible):
+            if item.rule is not None and schema.matching_rule(item.rule) is None:
+                text = "matching rule not recognized"
+    return text

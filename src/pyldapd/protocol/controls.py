@@ -42,6 +42,7 @@ PAGED_RESULTS = "1.2.840.113556.1.4.319"
 ASSERTION = "1.3.6.1.1.12"
 PRE_READ = "1.3.6.1.1.13.1"
 POST_READ = "1.3.6.1.1.13.2"
+VALUES_RETURN_FILTER = "1.2.826.0.1.3344810.2.3"  # matchedValues (RFC 3876)
 SYNC_REQUEST = "1.3.6.1.4.1.4203.1.9.1.1"
 SYNC_STATE = "1.3.6.1.4.1.4203.1.9.1.2"
 SYNC_DONE = "1.3.6.1.4.1.4203.1.9.1.3"
@@ -200,6 +201,44 @@ def decode_assertion(value: bytes | None, max_depth: int = DEFAULT_MAX_FILTER_DE
     if value is None:
         raise ProtocolError("assertion control without a value")
     return decode_filter(value, max_depth)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Matched Values (RFC 3876): ValuesReturnFilter ::= SEQUENCE OF SimpleFilterItem
+
+# The SimpleFilterItem choices: equalityMatch, substrings, greaterOrEqual, lessOrEqual, present, approxMatch,
+# extensibleMatch (the Filter tags of the same items)
+_SIMPLE_FILTER_TAGS = frozenset({0xA3, 0xA4, 0xA5, 0xA6, 0x87, 0xA8, 0xA9})
+
+
+class ControlValueError(ProtocolError):
+    """A control value absent or empty where one is required: answered with protocolError, the connection
+    stays (other malformed values end it, as slapd's get_vrFilter does)."""
+
+
+def encode_values_return_filter(items: Sequence[Filter]) -> bytes:
+    return tlv(0x30, b"".join([encode_filter(f) for f in items]))
+
+
+@_guard
+def decode_values_return_filter(value: bytes | None) -> list[Filter | None]:
+    """The items of a ValuesReturnFilter; None for an item of another choice (and, or, not...), which slapd
+    skips as Undefined (it matches no value)."""
+    if value is None:
+        raise ControlValueError("valuesReturnFilter control value is absent")
+    if not value:
+        raise ControlValueError("valuesReturnFilter control value is empty")
+    r = _outer(value)
+    items: list[Filter | None] = []
+    while r.more():
+        start = r.pos
+        try:
+            tag, _, stop = read_tlv(r.buf, start, r.end)
+        except BERError:
+            break  # an element that does not fit ends the list (slapd's ber_next_element), not the connection
+        r.pos = stop
+        items.append(decode_filter(r.buf[start:stop]) if tag in _SIMPLE_FILTER_TAGS else None)
+    return items
 
 
 # ---------------------------------------------------------------------------------------------------------------

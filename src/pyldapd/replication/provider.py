@@ -221,8 +221,9 @@ class SyncProvider:
 
     def sync_search(self, conn: Any, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync: ctl.SyncRequest, selection: Any, matches: Callable[[Entry], bool], base_ndn: str,
-                    size_limit: int) -> bool:  # fmt: skip
-        """Run the refresh stage; True when the search stays open for the persist stage."""
+                    size_limit: int, deadline: float | None = None) -> bool:  # fmt: skip
+        """Run the refresh stage; True when the search stays open for the persist stage. Past `deadline`
+        (time.monotonic()) the refresh ends with timeLimitExceeded, as back-mdb checks it for each candidate."""
         manage = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
         cookie = None
         if sync.cookie:
@@ -254,6 +255,8 @@ class SyncProvider:
             sent += 1
 
         def visible(entry: Entry) -> bool:
+            if deadline is not None and time.monotonic() > deadline:
+                raise LDAPError(ResultCode.timeLimitExceeded, "")
             return (manage or not is_glue(entry)) and matches(entry)
 
         with self.backend.db.read() as txn:

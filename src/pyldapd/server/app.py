@@ -224,6 +224,7 @@ class Server:
             if self.service is not None:
                 self.service.reopen_logfile(current)
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
+        current.sizelimit_words, current.timelimit_words = config.sizelimit_words, config.timelimit_words
         current.idletimeout = config.idletimeout
         current.writetimeout = config.writetimeout
         current.conn_max_pending, current.conn_max_pending_auth = (
@@ -252,7 +253,7 @@ class Server:
                 self.set_server_id(server_id)
         for backend, db in zip(self.directory.backends, config.data_databases(), strict=True):
             target = backend.config
-            for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "readonly", "access", "access_sources",
+            for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "sizelimit_words", "timelimit_words", "readonly", "access", "access_sources",
                          "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
                          "requires", "restrict", "security", "updatedn", "lastbind"):  # fmt: skip
                 setattr(target, name, getattr(db, name))

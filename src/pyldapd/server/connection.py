@@ -38,6 +38,7 @@ KNOWN_CONTROLS = {
     ctl.SYNC_REQUEST,
     ctl.PROXIED_AUTHZ,
     ctl.DONT_USE_COPY,  # every entry is the server's own: reading "the original" is the normal read
+    ctl.VALUES_RETURN_FILTER,
 }
 # Operations whose controls may include Pre/Post-Read and Assertion.
 EXTENDED_RESULT_NAME_TAG = 0x8A
@@ -323,6 +324,8 @@ class LDAPConnection(asyncio.Protocol):
                 self.result(mid, tag, ResultCode.unavailableCriticalExtension, "critical extension is unavailable",
                             nentries=0)  # fmt: skip
                 return
+        if not self.check_values_return_filter(mid, op, tag, message.controls):
+            return
         try:
             limits.check_request(self, op)  # outstanding operations, values per request
             check_security(self, op)
@@ -330,6 +333,33 @@ class LDAPConnection(asyncio.Protocol):
             self.handle(mid, op, message.controls, tag, session)
         except LDAPError as exc:
             self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
+
+    def check_values_return_filter(self, mid: int, op, tag: int, controls: list[Control]) -> bool:
+        """The matchedValues control as slapd's get_ctrls parses it: search only (critical elsewhere: 12), once,
+        with a value; a value that does not decode ends the connection. False when the operation is answered."""
+        found = [c for c in controls if c.oid == ctl.VALUES_RETURN_FILTER]
+        if not found:
+            return True
+        if not isinstance(op, ldap.SearchRequest):
+            if any(c.critical for c in found):
+                self.result(
+                    mid, tag, ResultCode.unavailableCriticalExtension, "critical extension is unavailable"
+                )
+                return False
+            return True
+        if len(found) > 1:
+            self.result(mid, tag, ResultCode.protocolError, "valuesReturnFilter control specified multiple times",
+                        nentries=0)  # fmt: skip
+            return False
+        try:
+            ctl.decode_values_return_filter(found[0].value)
+        except ctl.ControlValueError as exc:
+            self.result(mid, tag, ResultCode.protocolError, str(exc), nentries=0)
+            return False
+        except ldap.ProtocolError:
+            self.disconnect(ResultCode.protocolError, "error decoding vrFilter")
+            return False
+        return True
 
     def request_session(self, op, controls: list[Control]):
         """The identity this operation runs as (Proxied Authorization), after slapd's control checks."""

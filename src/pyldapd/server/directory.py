@@ -32,7 +32,13 @@ from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
 from pyldapd.model.entry import Entry
-from pyldapd.model.filter import FilterEvaluator, parse_filter
+from pyldapd.model.filter import (
+    FilterEvaluator,
+    ValuesFilter,
+    parse_filter,
+    values_return_diagnostic,
+    values_return_filter,
+)
 from pyldapd.model.passwords import hash_password, verify_password
 from pyldapd.model.schema import Schema
 from pyldapd.protocol import controls as ctl
@@ -83,6 +89,7 @@ SUPPORTED_CONTROLS = [
     ctl.ASSERTION,
     ctl.PRE_READ,
     ctl.POST_READ,
+    ctl.VALUES_RETURN_FILTER,
 ]
 SUPPORTED_EXTENSIONS = [ctl.WHO_AM_I, ctl.PASSWORD_MODIFY, ctl.CANCEL]
 SUPPORTED_FEATURES = [
@@ -693,7 +700,17 @@ class Directory:
         """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
         if self.configdb is not None and names_config(request.base):
             check_restrictions(self, session, None, "search")
-            return self.configdb.search(session, message_id, request, AttributeSelection, send), [], ""
+            items = self.values_return_items(controls)
+
+            def selection_factory(
+                schema: Schema, attributes: list[str], types_only: bool
+            ) -> AttributeSelection:
+                # cn=config's own schema matches the filter's values
+                values_filter = values_return_filter(FilterEvaluator(schema), items) if items else None
+                return AttributeSelection(schema, attributes, types_only, values_filter)
+
+            sent = self.configdb.search(session, message_id, request, selection_factory, send)
+            return sent, [], values_return_diagnostic(self.filters, items) if items else ""
         if not request.base and request.scope != 0 and self.config.default_search_base:
             request = replace(request, base=self.config.default_search_base)  # slapd's defaultsearchbase
         base_ndn = normalize_or_fail(self.schema, request.base)
@@ -704,19 +721,20 @@ class Directory:
         paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
         if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
             paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
-        selection = AttributeSelection(self.schema, request.attributes, request.types_only)
+        values_filter, diagnostic = self.matched_values(controls)
+        selection = AttributeSelection(self.schema, request.attributes, request.types_only, values_filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
             check_restrictions(self, session, None, "search")
             matches = self.filters.compile(request.filter)
             sent = self.monitor.search(session, message_id, base_ndn, scope, matches, selection, send,
                                        request.filter)  # fmt: skip
-            return sent, [], ""
+            return sent, [], diagnostic
         special = None
         if base_ndn == "" and scope == Scope.BASE:
             special = self.root_dse()
         elif base_ndn == self.subschema_ndn:
             if scope != Scope.BASE:
-                return 0, [], ""
+                return 0, [], diagnostic
             special = self.subschema_entry()
         if special is not None:  # entries no database holds: the frontend's (global) access rules
             check_restrictions(self, session, None, "search")
@@ -733,9 +751,9 @@ class Directory:
                     selection.encode(special, None) if self.filters.matches(request.filter, special) else None
                 )
             if blob is None:
-                return 0, [], ""
+                return 0, [], diagnostic
             send(ldap.encode_search_result_entry(message_id, special.dn, blob))
-            return 1, [], ""
+            return 1, [], diagnostic
         backend = self.require_backend(base_ndn, search_scope=request.scope, dn=request.base)
         check_restrictions(self, session, backend, "search")
         limits = limit_set(self, session, backend, base_ndn)
@@ -760,7 +778,7 @@ class Directory:
             has_children = txn.has_children if selection.wants_has_subordinates else None
             if paged is not None:
                 return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
-                                         manage_dsa_it, send, guard, limits, deadline)  # fmt: skip
+                                         manage_dsa_it, send, guard, limits, deadline, diagnostic)  # fmt: skip
             sent = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
@@ -785,7 +803,26 @@ class Directory:
                     blob = selection.encode(entry, has_children)
                 send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
                 sent += 1
-        return sent, [], ""
+        return sent, [], diagnostic
+
+    def matched_values(self, controls: list[Control]) -> tuple[ValuesFilter | None, str]:
+        """The matchedValues control's filter (RFC 3876), applied to the values each entry returns, and the text
+        its parsing leaves for the result; access control is checked on every value before the filter
+        (GuardedSelection), so the filter reveals nothing hidden."""
+        items = self.values_return_items(controls)
+        if items is None:
+            return None, ""
+        return values_return_filter(self.filters, items), values_return_diagnostic(self.filters, items)
+
+    @staticmethod
+    def values_return_items(controls: list[Control]) -> list | None:
+        control = ctl.find_control(controls, ctl.VALUES_RETURN_FILTER)
+        if control is None:
+            return None
+        try:
+            return ctl.decode_values_return_filter(control.value)
+        except ldap.ProtocolError as exc:  # the connection refuses these first; kept for other callers
+            raise LDAPError(ResultCode.protocolError, str(exc)) from None
 
     @staticmethod
     def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
@@ -800,7 +837,7 @@ class Directory:
         return itertools.chain((first,) if first is not None else (), found)
 
     def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send, guard=None, limits=None, deadline=None) -> tuple[int, list[Control], str]:  # fmt: skip
+                     send, guard=None, limits=None, deadline=None, diagnostic="") -> tuple[int, list[Control], str]:  # fmt: skip
         """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
         each request may send what is left of them, and the search ends with sizeLimitExceeded there."""
         try:
@@ -834,7 +871,7 @@ class Directory:
                     ids.append(entry.id)
             state = PagedSearch(key, ids)
         if page.size == 0:
-            return 0, [paged_control(0, b"")], ""
+            return 0, [paged_control(0, b"")], diagnostic
         has_children = txn.has_children if selection.wants_has_subordinates else None
         sent = 0
         ids, position = state.ids, state.position
@@ -854,14 +891,14 @@ class Directory:
             send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
             sent += 1
         if position >= len(ids):
-            return sent, [paged_control(0, b"")], ""
+            return sent, [paged_control(0, b"")], diagnostic
         if position > 4096 and position * 2 > len(ids):  # what was sent is given back as the search goes
             del ids[:position]
             position = 0
         session.paged_cookies += 1
         state.position, state.cookie, state.count = position, session.paged_cookies, count + sent
         session.paged = state
-        return sent, [paged_control(0, state.cookie.to_bytes(8, "little"))], ""
+        return sent, [paged_control(0, state.cookie.to_bytes(8, "little"))], diagnostic
 
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync_control: Control) -> bool:  # fmt: skip
@@ -884,12 +921,15 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, "invalid scope")
         limits = limit_set(self, conn.session, backend, base_ndn)
         check_search_allowed(limits)
-        size_limit, _ = request_limits(limits, request)
+        size_limit, time_limit = request_limits(limits, request)
+        # the refresh runs under the search's time limit, as back-mdb's search loop under syncprov
+        deadline = time.monotonic() + time_limit if time_limit else None
         if limits is not None and limits.unchecked > 0:  # the refresh's candidates, counted as for a search
             with backend.db.read() as txn:
                 for _entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
                     pass
-        selection = AttributeSelection(self.schema, request.attributes, request.types_only)
+        selection = AttributeSelection(self.schema, request.attributes, request.types_only,
+                                       self.matched_values(controls)[0])  # fmt: skip
         matches = self.filters.compile(request.filter)
         guard = self.access.search_guard(conn.session, backend, request.filter)
         if guard is not None:
@@ -900,7 +940,7 @@ class Directory:
                 if base is not None:
                     self.check_assertion(controls, base, conn.session, backend, txn)
         return backend.provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
-                                            base_ndn, size_limit)  # fmt: skip
+                                            base_ndn, size_limit, deadline)  # fmt: skip
 
     def stop_sync_search(self, conn, message_id: int, result: int | None) -> bool:
         """Abandon (result None) or Cancel (result cancelled) of a persistent search."""
@@ -1348,9 +1388,12 @@ def is_glue(entry: Entry) -> bool:
 class AttributeSelection:
     """Which attributes of an entry a search returns (RFC 4511 4.5.1.8, with `+` and `@class` of RFC 3673/4529)."""
 
-    def __init__(self, schema: Schema, requested: list[str], types_only: bool) -> None:
+    def __init__(self, schema: Schema, requested: list[str], types_only: bool,
+                 values_filter: ValuesFilter | None = None) -> None:  # fmt: skip
         self.schema = schema
         self.types_only = types_only
+        # the matchedValues control's filter; slapd ignores it when only types are asked for
+        self.values_filter = None if types_only else values_filter
         self.all_user = not requested
         self.all_operational = False
         self.keys: set[str] = set()
@@ -1378,8 +1421,10 @@ class AttributeSelection:
         self.wants_has_subordinates = "hasSubordinates" in self.computed
         self.fast_user_only = (
             self.all_user and not self.keys and not self.types_only and not self.all_operational
+        ) and self.values_filter is None
+        self.fast_all = (
+            self.all_user and self.all_operational and not self.types_only and self.values_filter is None
         )
-        self.fast_all = self.all_user and self.all_operational and not self.types_only
         self.keys -= computed_keys
 
     def encode(self, entry: Entry, has_children: Callable[[str], bool] | None) -> bytes:
@@ -1395,7 +1440,12 @@ class AttributeSelection:
             at = self.schema.attribute_type(base)
             operational = at is not None and at.operational
             if base in self.keys or (self.all_operational if operational else self.all_user):
-                chosen.append((attribute.name, [] if self.types_only else attribute.values))
+                values = [] if self.types_only else attribute.values
+                if self.values_filter is not None:
+                    values = self.values_filter(key, attribute.name, values)
+                    if not values:
+                        continue  # slapd's send_search_entry leaves out a stored attribute with no value kept
+                chosen.append((attribute.name, values))
         blob = ldap.encode_partial_attribute_list(chosen)
         return blob + self.encode_computed(entry, has_children)
 
@@ -1408,7 +1458,10 @@ class AttributeSelection:
             own = entry.attrs.get(name.lower())
             if own is not None:
                 if not self.all_operational:  # else the loop over the entry's attributes sent it
-                    values.append((own.name, [] if self.types_only else own.values))
+                    own_values = [] if self.types_only else own.values
+                    if self.values_filter is not None:
+                        own_values = self.values_filter(name.lower(), own.name, own_values)
+                    values.append((own.name, own_values))
                 continue
             if special and name == "hasSubordinates":
                 continue  # slapd shows none for them
@@ -1424,7 +1477,11 @@ class AttributeSelection:
                     except DNError:
                         children = False
                 value = b"TRUE" if children else b"FALSE"
-            values.append((name, [] if self.types_only else [value]))
+            computed = [] if self.types_only else [value]
+            if self.values_filter is not None:
+                # slapd sends an operational attribute it computes even when no value is kept
+                computed = self.values_filter(name.lower(), name, computed)
+            values.append((name, computed))
         return ldap.encode_partial_attribute_list(values)
 
 
