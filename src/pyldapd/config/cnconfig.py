@@ -96,7 +96,7 @@ GLOBAL_READ = {
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
     "olcrestrict", "olcauthzregexp", "olcreferral", "olcsecurity", "olclocalssf", "olcsockbufmaxincoming",
     "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat", "olcauthzpolicy",
-    "olcdefaultsearchbase", "olcreadonly",
+    "olcdefaultsearchbase", "olcreadonly", "olcsizelimit", "olctimelimit",
 }  # fmt: skip
 FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "olcpasswordhash", "olcrequires",
                  "olcrestrict", "olcsecurity", "olclastbind", "olcreadonly"}  # fmt: skip
