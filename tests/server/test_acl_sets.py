@@ -67,13 +67,23 @@ access to dn.subtree="{PEOPLE}" attrs=uidNumber
     by set="user/noSuchAttribute | this" read
     by set="user | [x] & [y]" read
     by set="[asmith] | this/uid & user/uid" read
+    by set="{"(" * 70}this{")" * 70}" read
     by * none
+access to dn.subtree="{PEOPLE}" attrs=street
+    by set.expand="[$2] | user" read
+    by * none
+access to dn.subtree="{PEOPLE}" attrs=st
+    by set.expand="[$1] & this/-1" read
+    by * none
+access to dn.exact="{ALL}"
+    by set="[{ALL}]/member* & user" write
+    by * read
 access to *
     by * read
 """
 
 SETUP = (
-    f"dn: {ASMITH}\nchangetype: modify\nadd: manager\nmanager: {CJONES}\n-\nadd: roomNumber\nroomNumber: 12\n\n"
+    f"dn: {ASMITH}\nchangetype: modify\nadd: manager\nmanager: {CJONES}\n-\nadd: roomNumber\nroomNumber: 12\n-\nadd: street\nstreet: 1 Main St\n-\nadd: st\nst: CA\n\n"
     f"dn: {JDOE}\nchangetype: modify\nadd: manager\nmanager: UID=ASMITH, ou=People,dc=EXAMPLE,dc=com\n-\n"
     "add: roomNumber\nroomNumber: 7\n\n"
     f"dn: {CJONES}\nchangetype: modify\nadd: userPassword\nuserPassword: secret3\n-\nadd: seeAlso\n"
@@ -155,7 +165,14 @@ CASES = [
     ("asmith", JDOE, "uidNumber", True),
     ("cjones", ASMITH, "uidNumber", False),
     ("cjones", CJONES, "uidNumber", True),
-    ("anonymous", CJONES, "uidNumber", False),  # and malformed sets never match
+    ("anonymous", CJONES, "uidNumber", False),  # and malformed sets never match, nor ones nested too deep
+    (
+        "asmith",
+        ASMITH,
+        "street",
+        False,
+    ),  # $2 names no submatch of a dn.subtree target: no match, not [] | user
+    ("anonymous", ASMITH, "st", True),  # $1 of dn.subtree is the suffix part, the normalized pattern
 ]
 
 
@@ -224,3 +241,17 @@ def test_malformed_expression_accepted_as_slaptest_accepts_it(tmp_path):
     )
     assert slaptest.returncode == 0, slaptest.stderr
     assert load_slapd_conf(str(path)).databases[0].access
+
+
+def test_nested_groups_line_of_openldap_test_acl_conf(set_pair):
+    """tests/data/slapd-acl.conf: `by set="[cn=Alumni Assoc Staff,...]/member* & user" write` on the group."""
+    codes = []
+    for who in ("jdoe", "asmith", "cjones", "bwong"):
+        change = f"dn: {ALL}\nchangetype: modify\nadd: description\ndescription: by {who}\n"
+        slapd, ours = both(set_pair, "ldapmodify", *IDENTITIES[who], input=change)
+        assert ours.returncode == slapd.returncode, (who, slapd.stderr, ours.stderr)
+        codes.append(slapd.returncode)
+    assert codes == [0, 0, 50, 0]  # jdoe and bwong through cn=admins, asmith directly
+    assert_alike(
+        set_pair, "ldapsearch", "-x", "-LLL", "-b", ALL, "-s", "base", "(objectClass=*)", "description"
+    )

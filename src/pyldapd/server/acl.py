@@ -433,12 +433,25 @@ def add_set_who(who: Who, modifiers: list[str], pattern: str, text: str) -> None
     if not pattern:
         raise ACLError(f'no set is defined in "access {text}"')
     who.has_set = True
-    do_expand = SET_STYLES[style]
-    who.conditions.append(
-        lambda w, t, g, c, p=pattern, ex=do_expand: evaluate_set(
-            expand(p, g) if ex else p, w.ndn, t.ndn, c, t.entry
-        )
-    )
+    if not SET_STYLES[style]:
+        who.conditions.append(lambda w, t, g, c, p=pattern: evaluate_set(p, w.ndn, t.ndn, c, t.entry))
+        return
+
+    def expanded(w: Accessor, t: Target, g: list[str], c: Any, p: str = pattern) -> bool:
+        # slapd's acl_string_expand: a $n naming no submatch makes the clause not match
+        for m in _SET_REFS.finditer(p):
+            if m.group(0) == "$$":
+                continue
+            n = m.group(1) or m.group(2)
+            if n is None or int(n) >= len(g) or g[int(n)] is None:
+                return False
+        return evaluate_set(expand(p, g), w.ndn, t.ndn, c, t.entry)
+
+    who.conditions.append(expanded)
+
+
+# $$ (a dollar), $n, ${n}, ${dn}; ${vn} (a val.regex submatch) is not available here and matches nothing
+_SET_REFS = re.compile(r"\$\$|\$(?:(\d)|\{d?(\d+)\}|\{[^}]*\}?)")
 
 
 def self_matches(user: str, target: str, level: int) -> bool:
@@ -662,6 +675,8 @@ class AccessContext:
         # (base ndn, scope, filter) -> entries, internally and without access control (sets' ldap:/// URLs)
         self.search = search
         self.groups: dict[tuple[str, str, str, str], bool] = {}
+        # what set elements gave, for this one operation (the database does not change under it)
+        self.set_cache: dict[tuple[bytes, str, tuple[str, ...]], list[bytes]] = {}
 
     def set_values(self, entry: Entry, at: Any, options: tuple[str, ...]) -> list[bytes]:
         """The normalized values of one attribute description (slapd's a_nvals; no subtypes, as attr_find)."""
@@ -680,16 +695,25 @@ class AccessContext:
         """The values of `at` in the entry a set element names: a DN (read as the backend reads it, no access
         control), or an ldap:///base?attrs?scope?filter URL (an internal search as the rootdn)."""
         text = name.decode("utf-8", "replace")
+        cache_key = (name, at.key, options)
+        cached = self.set_cache.get(cache_key)
+        if cached is not None:
+            return cached
         if text[:8].lower() == "ldap:///":
-            return self.set_search(text, at, options)
-        try:
-            ndn = self.normalize(text)
-        except (DNError, ValueError):
-            return []
-        if at.key == "entrydn":
-            return [ndn.encode("utf-8")]
-        source = entry if entry is not None and ndn == this else self.lookup(ndn)
-        return self.set_values(source, at, options) if source is not None else []
+            values = self.set_search(text, at, options)
+        else:
+            try:
+                ndn = self.normalize(text)
+            except (DNError, ValueError):
+                return []
+            if at.key == "entrydn":
+                return [ndn.encode("utf-8")]
+            if entry is not None and ndn == this:
+                return self.set_values(entry, at, options)  # the entry being checked, maybe not stored yet
+            source = self.lookup(ndn)
+            values = self.set_values(source, at, options) if source is not None else []
+        self.set_cache[cache_key] = values
+        return values
 
     def set_search(self, url: str, at: Any, options: tuple[str, ...]) -> list[bytes]:
         parts = url[8:].split("?")
@@ -853,8 +877,17 @@ def evaluate_set(expression: str, user: str, this: str, ctx: Any, entry: Entry |
         return False
 
 
+class _SetStack(list):
+    """slapd's evaluation stack holds 64 items: a deeper expression is an error, not unbounded work."""
+
+    def append(self, item: Any) -> None:
+        if len(self) >= 63:
+            raise SetSyntaxError("overflow")
+        super().append(item)
+
+
 def _evaluate_set(text: str, user: str, this: str, ctx: Any, entry: Entry | None) -> list[bytes]:
-    stack: list[Any] = []
+    stack = _SetStack()
 
     def top() -> Any:
         return stack[-1] if stack else None
