@@ -75,6 +75,9 @@ access to dn.subtree="{PEOPLE}" attrs=street
 access to dn.subtree="{PEOPLE}" attrs=st
     by set.expand="[$1] & this/-1" read
     by * none
+access to dn.subtree="{PEOPLE}" attrs=l
+    by set="user | [x]" read
+    by * none
 access to dn.exact="{ALL}"
     by set="[{ALL}]/member* & user" write
     by * read
@@ -83,7 +86,7 @@ access to *
 """
 
 SETUP = (
-    f"dn: {ASMITH}\nchangetype: modify\nadd: manager\nmanager: {CJONES}\n-\nadd: roomNumber\nroomNumber: 12\n-\nadd: street\nstreet: 1 Main St\n-\nadd: st\nst: CA\n\n"
+    f"dn: {ASMITH}\nchangetype: modify\nadd: manager\nmanager: {CJONES}\n-\nadd: roomNumber\nroomNumber: 12\n-\nadd: street\nstreet: 1 Main St\n-\nadd: st\nst: CA\n-\nadd: l\nl: Springfield\n\n"
     f"dn: {JDOE}\nchangetype: modify\nadd: manager\nmanager: UID=ASMITH, ou=People,dc=EXAMPLE,dc=com\n-\n"
     "add: roomNumber\nroomNumber: 7\n\n"
     f"dn: {CJONES}\nchangetype: modify\nadd: userPassword\nuserPassword: secret3\n-\nadd: seeAlso\n"
@@ -172,7 +175,9 @@ CASES = [
         "street",
         False,
     ),  # $2 names no submatch of a dn.subtree target: no match, not [] | user
-    ("anonymous", ASMITH, "st", True),  # $1 of dn.subtree is the suffix part, the normalized pattern
+    ("anonymous", ASMITH, "st", True),
+    ("anonymous", ASMITH, "l", False),  # anonymous: `user` is no DN at all (an error), not the empty one
+    ("cjones", ASMITH, "l", True),  # $1 of dn.subtree is the suffix part, the normalized pattern
 ]
 
 
