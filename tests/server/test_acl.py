@@ -132,7 +132,7 @@ def test_value_rules():
 @pytest.mark.parametrize(
     "line",
     ["by * read", "to", "to * read", "to dn.nosuch=x by * read", "to * by * read stopp extra",
-     'to dn.regex="(" by * read', "to filter=(cn=x by * read", "to * by set=x read"],
+     'to dn.regex="(" by * read', "to filter=(cn=x by * read", "to * by set.one=x read"],
 )  # fmt: skip
 def test_parse_errors(line):
     with pytest.raises(ACLError):

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Entry
@@ -148,6 +149,7 @@ class Who:
         self.self_only = False
         self.control = STOP
         self.text = ""
+        self.has_set = False  # slapd allows one `set` per `by` clause
 
     def matches(self, who: Accessor, target: Target, groups: list[str], ctx: Any) -> bool:
         if self.self_only:
@@ -406,10 +408,50 @@ def parse_who(who: Who, word: str, rule: Rule, text: str) -> None:
         except ValueError:
             raise ACLError(f'{name}: "{right}" is not a number in "access {text}"') from None
         who.conditions.append(lambda w, t, g, c, name=name, need=need: getattr(w, name) >= need)
-    elif name in ("set", "dynacl", "aci"):
+    elif name == "set":
+        add_set_who(who, modifiers, right, text)
+    elif name in ("dynacl", "aci"):
         raise ACLError(f'<who> "{name}" is not supported by pyldapd in "access {text}"')
     else:
         raise ACLError(f'unknown <who> clause "{word}" in "access {text}"')
+
+
+SET_STYLES = {"": False, "exact": False, "base": False, "baseobject": False, "expand": True, "regex": True}
+OTHER_STYLES = ("one", "onelevel", "sub", "subtree", "children", "ip", "ipv6", "path")
+
+
+def add_set_who(who: Who, modifiers: list[str], pattern: str, text: str) -> None:
+    """`set[.exact|.expand]="<expression>"`, read as slapd's aclparse.c reads it; the expression itself is only
+    checked when evaluated (a malformed one never matches), as in slapd."""
+    style = modifiers[0].lower() if modifiers else ""
+    if style.startswith("level") or style in OTHER_STYLES:
+        raise ACLError(f'inappropriate style "{style}" in by clause in "access {text}"')
+    if style not in SET_STYLES:
+        raise ACLError(f'unknown style "{style}" in by clause in "access {text}"')
+    if who.has_set:
+        raise ACLError(f'set attribute already specified in "access {text}"')
+    if not pattern:
+        raise ACLError(f'no set is defined in "access {text}"')
+    who.has_set = True
+    if not SET_STYLES[style]:
+        who.conditions.append(lambda w, t, g, c, p=pattern: evaluate_set(p, w.ndn, t.ndn, c, t.entry))
+        return
+
+    def expanded(w: Accessor, t: Target, g: list[str], c: Any, p: str = pattern) -> bool:
+        # slapd's acl_string_expand: a $n naming no submatch makes the clause not match
+        for m in _SET_REFS.finditer(p):
+            if m.group(0) == "$$":
+                continue
+            n = m.group(1) or m.group(2)
+            if n is None or int(n) >= len(g) or g[int(n)] is None:
+                return False
+        return evaluate_set(expand(p, g), w.ndn, t.ndn, c, t.entry)
+
+    who.conditions.append(expanded)
+
+
+# $$ (a dollar), $n, ${n}, ${dn}; ${vn} (a val.regex submatch) is not available here and matches nothing
+_SET_REFS = re.compile(r"\$\$|\$(?:(\d)|\{d?(\d+)\}|\{[^}]*\}?)")
 
 
 def self_matches(user: str, target: str, level: int) -> bool:
@@ -619,13 +661,91 @@ def is_dn_syntax(at: Any) -> bool:
     )
 
 
+URL_SCOPES = {"": 0, "base": 0, "one": 1, "onelevel": 1, "sub": 2, "subtree": 2, "children": 3, "subord": 3,
+              "subordinate": 3}  # fmt: skip
+
+
 class AccessContext:
     """What evaluating `who` clauses needs from the directory: group and DN lookups, value normalization."""
 
-    def __init__(self, schema: Any, lookup: Callable[[str], Entry | None]) -> None:
+    def __init__(self, schema: Any, lookup: Callable[[str], Entry | None],
+                 search: Callable[[str, int, Any], list[Entry]] | None = None) -> None:  # fmt: skip
         self.schema = schema
         self.lookup = lookup
+        # (base ndn, scope, filter) -> entries, internally and without access control (sets' ldap:/// URLs)
+        self.search = search
         self.groups: dict[tuple[str, str, str, str], bool] = {}
+        # what set elements gave, for this one operation (the database does not change under it)
+        self.set_cache: dict[tuple[bytes, str, tuple[str, ...]], list[bytes]] = {}
+
+    def set_values(self, entry: Entry, at: Any, options: tuple[str, ...]) -> list[bytes]:
+        """The normalized values of one attribute description (slapd's a_nvals; no subtypes, as attr_find)."""
+        key = at.key + (";" + ";".join(sorted(options)) if options else "")
+        values = entry.get(key)
+        if at.equality is None:
+            return list(values)
+        out = []
+        for value in values:
+            normalized = at.equality.normalize(value)
+            out.append(value if normalized is None else normalized)
+        return out
+
+    def set_gather(self, name: bytes, at: Any, options: tuple[str, ...], this: str, entry: Entry | None
+                   ) -> list[bytes]:  # fmt: skip
+        """The values of `at` in the entry a set element names: a DN (read as the backend reads it, no access
+        control), or an ldap:///base?attrs?scope?filter URL (an internal search as the rootdn)."""
+        text = name.decode("utf-8", "replace")
+        cache_key = (name, at.key, options)
+        cached = self.set_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        if text[:8].lower() == "ldap:///":
+            values = self.set_search(text, at, options)
+        else:
+            try:
+                ndn = self.normalize(text)
+            except (DNError, ValueError):
+                return []
+            if at.key == "entrydn":
+                return [ndn.encode("utf-8")]
+            if entry is not None and ndn == this:
+                return self.set_values(entry, at, options)  # the entry being checked, maybe not stored yet
+            source = self.lookup(ndn)
+            values = self.set_values(source, at, options) if source is not None else []
+        self.set_cache[cache_key] = values
+        return values
+
+    def set_search(self, url: str, at: Any, options: tuple[str, ...]) -> list[bytes]:
+        parts = url[8:].split("?")
+        if len(parts) > 5 or self.search is None:
+            return []
+        parts += [""] * (5 - len(parts))
+        dn, attrs, scope_text, filter_text, exts = (unquote(p) for p in parts)
+        if exts:
+            return []  # slapd: extensions must be absent
+        scope = URL_SCOPES.get(scope_text.lower())
+        if scope is None:
+            return []
+        try:
+            base = self.normalize(dn)
+            parsed = parse_filter(filter_text or "(objectClass=*)")
+        except (DNError, ValueError, FilterError):
+            return []
+        wanted = []
+        for description in (a for a in attrs.split(",") if a):
+            known, opts = self.schema.split_description(description)
+            if known is not None:
+                wanted.append((known, opts))
+        wanted.append((at, options))
+        out: list[bytes] = []
+        for found in self.search(base, scope, parsed):
+            for known, opts in wanted:
+                if known.key == "entrydn":
+                    values = [self.normalize(found.dn).encode("utf-8")]
+                else:
+                    values = self.set_values(found, known, opts)
+                out = set_join(out, "|", values)
+        return out
 
     def normalize(self, dn: str) -> str:
         return normalize_dn(dn, self.schema)
@@ -689,3 +809,215 @@ class AccessContext:
         if not value and target.value:
             return False
         return dn_matches(style, pattern, value)
+
+
+# -- sets (slapd.access(5) "SETS", OpenLDAP's sets.c) ------------------------------------------------------
+#
+# A set expression is evaluated the way slapd's slap_set_filter does: left to right with one stack, no operator
+# precedence, and any syntax error found on the way making the clause not match (slapd does not check the
+# expression when it reads the configuration). Sets are lists of byte strings compared exactly: `this` and
+# `user` are normalized DNs, attribute steps give normalized values, `[literals]` stay as written.
+
+
+class SetSyntaxError(Exception):
+    """The expression cannot be evaluated: the `by set` clause does not match."""
+
+
+_SET_OPS = "|&+"
+
+
+def _is_set(item: object) -> bool:
+    return isinstance(item, list)
+
+
+def _attr_char(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch in "-.;")
+
+
+def set_join(left: list[bytes], op: str, right: list[bytes]) -> list[bytes]:
+    if op == "|":
+        out = list(left)
+        out.extend(v for v in dict.fromkeys(right) if v not in left)
+        return out
+    if op == "&":
+        if not left or not right:
+            return []
+        short, other = (left, right) if len(left) < len(right) else (right, left)
+        return [v for v in short if v in other]
+    if op == "+":
+        out = []
+        for lv in left:
+            for rv in right:
+                joined = rv if not lv else lv if not rv else lv + rv
+                if joined not in out:
+                    out.append(joined)
+        return out
+    raise SetSyntaxError(op)  # slapd's join of an unknown operator ("(" or "/") fails
+
+
+def set_parents(values: list[bytes], level: int | None) -> list[bytes]:
+    """`/-N` (each DN's Nth parent) or `/-*` (each DN and all its ancestors, up to the empty DN)."""
+    out: list[bytes] = []
+    for value in values:
+        chain = [value]
+        current = value.decode("utf-8", "replace")
+        while current:
+            current = split_rdn(current)[1]
+            chain.append(current.encode("utf-8"))
+        picked = chain if level is None else [chain[min(level, len(chain) - 1)]]
+        out.extend(v for v in picked if v not in out)
+    return out
+
+
+def evaluate_set(expression: str, user: str, this: str, ctx: Any, entry: Entry | None) -> bool:
+    """True when `expression` gives a non-empty set; a syntax error gives False, as in slapd."""
+    try:
+        return bool(_evaluate_set(expression, user, this, ctx, entry))
+    except SetSyntaxError:
+        return False
+
+
+class _SetStack(list):
+    """slapd's evaluation stack holds 64 items: a deeper expression is an error, not unbounded work."""
+
+    def append(self, item: Any) -> None:
+        if len(self) >= 63:
+            raise SetSyntaxError("overflow")
+        super().append(item)
+
+
+def _evaluate_set(text: str, user: str, this: str, ctx: Any, entry: Entry | None) -> list[bytes]:
+    stack = _SetStack()
+
+    def top() -> Any:
+        return stack[-1] if stack else None
+
+    def pop() -> Any:
+        return stack.pop() if stack else None
+
+    def is_op(item: Any) -> bool:
+        return not _is_set(item)  # an empty stack counts as an operator, as slapd's NULL does
+
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        i += 1
+        if c in " \t\n\r":
+            continue
+        if c == "(":
+            if _is_set(top()):
+                raise SetSyntaxError(c)
+            stack.append("(")
+        elif c == ")":
+            value = pop()
+            if is_op(value):
+                raise SetSyntaxError(c)
+            if top() == "(":
+                pop()
+                stack.append(value)
+            elif is_op(top()):
+                op, left = pop(), pop()
+                pop()
+                if left is None:
+                    raise SetSyntaxError(c)
+                stack.append(set_join(left, op, value))
+            else:
+                raise SetSyntaxError(c)
+        elif c in _SET_OPS:
+            value = pop()
+            if is_op(value):
+                raise SetSyntaxError(c)
+            if top() is None or top() == "(":
+                stack.append(value)
+            elif is_op(top()):
+                op, left = pop(), pop()
+                stack.append(set_join(left, op, value))
+            else:
+                raise SetSyntaxError(c)
+            stack.append(c)
+        elif c == "[":
+            if top() == "/" or _is_set(top()):
+                raise SetSyntaxError(c)
+            end = text.find("]", i)
+            if end < 0:
+                raise SetSyntaxError(c)
+            stack.append([text[i:end].encode("utf-8")])
+            i = end + 1
+        elif c == "-" and top() == "/" and i < n and (text[i] == "*" or text[i].isdigit()):
+            pop()
+            if text[i] == "*":
+                stack.append(set_parents(pop() or [], None))
+                i += 1
+            else:
+                j = i
+                while j < n and text[j].isdigit():
+                    j += 1
+                level = int(text[i:j])
+                value = pop() or []
+                stack.append(set_parents(value, level) if level else value)
+                i = j
+        elif c in "-/":
+            if c == "-":  # `->` is another spelling of `/`
+                if i >= n or text[i] != ">":
+                    raise SetSyntaxError(c)
+                i += 1
+            if is_op(top()):
+                raise SetSyntaxError(c)
+            stack.append("/")
+        else:
+            if not (c.isascii() and c.isalnum()):
+                raise SetSyntaxError(c)
+            start = i - 1
+            j = i
+            while j < n and _attr_char(text[j]):
+                if text[j] == "-" and not (j + 1 < n and _attr_char(text[j + 1])):
+                    break
+                j += 1
+            name = text[start:j]
+            stop = text[j] if j < n else ""
+            i = j
+            if name in ("this", "user"):
+                if top() == "/" or _is_set(top()):
+                    raise SetSyntaxError(name)
+                if name == "user" and not user:
+                    raise SetSyntaxError(name)  # slapd: the anonymous identity is a null DN, not a value
+                stack.append([(this if name == "this" else user).encode("utf-8")])
+                continue
+            if top() != "/":
+                raise SetSyntaxError(name)
+            pop()
+            base = pop() or []
+            closure = stop == "*"
+            if closure:
+                i += 1
+            stack.append(set_chase(base, name, closure, ctx, this, entry))
+    value = pop()
+    if is_op(value):
+        raise SetSyntaxError("end")
+    if top() is not None:
+        if not is_op(top()):
+            raise SetSyntaxError("end")
+        op, left = pop(), pop()
+        if left is None:
+            raise SetSyntaxError("end")
+        value = set_join(left, op, value)
+    return value
+
+
+def set_chase(values: list[bytes], attr: str, closure: bool, ctx: Any, this: str, entry: Entry | None
+              ) -> list[bytes]:  # fmt: skip
+    """`set/attr`: the values of attr of every DN in the set; `set/attr*` adds those of the values found, until
+    nothing new comes (the transitive closure, e.g. nested groups)."""
+    at, options = ctx.schema.split_description(attr)
+    if at is None:
+        raise SetSyntaxError(attr)  # slap_bv2ad fails: a syntax error
+    out: list[bytes] = []
+    for value in values:
+        out = set_join(out, "|", ctx.set_gather(value, at, options, this, entry))
+    if closure:
+        k = 0
+        while k < len(out) and k < 10_000:  # bounded: each pass appends only values not seen yet
+            out = set_join(out, "|", ctx.set_gather(out[k], at, options, this, entry))
+            k += 1
+    return out

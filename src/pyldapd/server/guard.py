@@ -123,7 +123,17 @@ class AccessControl:
                 return txn.get(ndn)
             return self.directory.lookup_entry(ndn)
 
-        return AccessContext(self.schema, lookup)
+        def search(base_ndn: str, scope: int, request_filter: Any) -> list[Entry]:
+            # a set's ldap:/// URL: slapd searches the database holding the base, as its rootdn, without limits
+            db = self.directory.backend_for(base_ndn)
+            if db is None:
+                return []
+            if txn is not None and db is backend:
+                return internal_search(self.directory, txn, base_ndn, scope, request_filter)
+            with db.db.read() as reader:
+                return internal_search(self.directory, reader, base_ndn, scope, request_filter)
+
+        return AccessContext(self.schema, lookup, search)
 
     def allowed(self, session: Session, backend: Backend | None, entry: Entry | None, ndn: str, attr: str,
                 need: int, value: bytes | None = None, txn: Any = None, *,
@@ -480,6 +490,26 @@ class SearchGuard:
             return selection.encode(entry, has_children)
         shown, sel = self.visible_entry(entry, ndn, selection)
         return sel.encode(shown, has_children)
+
+
+def internal_search(
+    directory: Directory, txn: Any, base_ndn: str, scope: int, request_filter: Any
+) -> list[Entry]:
+    """Entries of one database under base_ndn in scope (0 base, 1 one, 2 sub, 3 children) matching the filter."""
+    base = txn.get(base_ndn)
+    if base is None:
+        return []
+    found = [base] if scope in (0, 2) else []
+    if scope != 0:
+        level = [base]
+        while level and len(found) < 1_000_000:  # bounded: a tree has finitely many levels
+            level = [
+                child for parent in level for child in txn.children(normalize_dn(parent.dn, directory.schema))
+            ]
+            found.extend(level)
+            if scope == 1:
+                break
+    return [entry for entry in found if directory.filters.matches(request_filter, entry)]
 
 
 def compare_allowed(control: AccessControl, session: Session, backend: Backend | None, entry: Entry, ndn: str,
