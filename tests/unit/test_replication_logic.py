@@ -309,3 +309,20 @@ def test_clock_safety_and_future_warning(tmp_path, capsys):
     consumer.observe("29990101000000.000000Z#000000#007#000000")
     assert consumer.directory.csn.next() > "29990101000000.000000Z#000000#007#000000"
     assert "from server ID 007 is in the future" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("syncdata=accesslog logbase=cn=accesslog", "delta-syncrepl is not supported"),
+        ("syncdata=changelog", "delta-syncrepl is not supported"),
+        ("suffixmassage=dc=other", "suffixmassage is not supported"),
+        ("strictrefresh", "strictrefresh is not supported"),
+        ("manageDSAit=on", "manageDSAit=on is not supported"),
+    ],
+)
+def test_syncrepl_keywords_without_effect_are_refused(extra, message):
+    """A keyword pyldapd would not act on is refused, never replicated around (nothing accepted and ignored)."""
+    with pytest.raises(SyncreplError, match=message):
+        parse_syncrepl(f"rid=001 provider=ldap://127.0.0.1:389/ searchbase=dc=example,dc=com {extra}")
+    assert parse_syncrepl("rid=001 provider=ldap://x/ searchbase=dc=x syncdata=default managedsait=off")

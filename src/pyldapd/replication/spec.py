@@ -203,6 +203,12 @@ def apply_keyword(spec: SyncreplSpec, key: str, value: str) -> None:
     elif key == "syncdata":
         if value.lower() not in ("default", "accesslog", "changelog"):
             raise ValueError(f"unknown syncdata {value!r}")
+        if value.lower() != "default":  # refused rather than replicated as plain syncrepl
+            raise ValueError(f"syncdata={value}: delta-syncrepl is not supported by pyldapd yet")
         spec.syncdata = value.lower()
+    elif key in ("suffixmassage", "strictrefresh"):
+        raise ValueError(f"{key} is not supported by pyldapd")
+    elif key == "managedsait" and value.lower() not in ("off", "no", "false", "0"):
+        raise ValueError("manageDSAit=on is not supported by pyldapd")
     elif key == "version" and value != "3":
         raise ValueError("only version 3 is supported")
