@@ -19,7 +19,7 @@ from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLea
 from pyldapd.backends.mdb import MdbDatabase
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
-from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
+from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
 from pyldapd.model.entry import Entry
 from pyldapd.model.filter import FilterEvaluator
 from pyldapd.model.passwords import hash_password, verify_password
@@ -754,7 +754,12 @@ class Directory:
             if new_ndn != ndn and txn.exists(new_ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             entry = current.copy()
-            entry.dn = new_dn
+            # slapd names the entry with the pretty new RDN under the entry's own stored parent (or the pretty new
+            # superior), not the request's spelling (`ou=Alumni Association, ou=People` loses its spaces)
+            stored_parent = split_rdn(current.dn)[1] if request.new_superior is None else parent_dn
+            stored_parent = pretty_dn(stored_parent, self.schema) if stored_parent else ""
+            rdn_pretty = pretty_dn(request.new_rdn, self.schema)
+            entry.dn = f"{rdn_pretty},{stored_parent}" if stored_parent else rdn_pretty
             if request.delete_old_rdn:
                 remove_rdn_values(self.schema, entry, old_rdn, request.new_rdn)
             add_rdn_values(self.schema, entry, request.new_rdn)
