@@ -23,6 +23,7 @@ from typing import Any
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Entry
 from pyldapd.model.filter import FilterError, parse_filter
+from pyldapd.server.aclsets import SetError, SetEvaluator, parse_set
 
 # Privileges, as slapd's letters: d x c s r a z m (w = a + z).
 DISCLOSE, AUTH, COMPARE, SEARCH, READ, ADD, DELETE, MANAGE = (1 << i for i in range(8))
@@ -406,7 +407,18 @@ def parse_who(who: Who, word: str, rule: Rule, text: str) -> None:
         except ValueError:
             raise ACLError(f'{name}: "{right}" is not a number in "access {text}"') from None
         who.conditions.append(lambda w, t, g, c, name=name, need=need: getattr(w, name) >= need)
-    elif name in ("set", "dynacl", "aci"):
+    elif name == "set":
+        if style not in ("", "exact", "expand"):
+            raise ACLError(f'set style "{style}" is not supported by pyldapd in "access {text}"')
+        try:
+            parsed = parse_set(right)
+        except SetError as exc:
+            raise ACLError(f'{exc} in "access {text}"') from None
+        if do_expand or style == "expand":
+            who.conditions.append(lambda w, t, g, c, text=right: c.set_true(parse_set(expand(text, g)), w, t))
+        else:
+            who.conditions.append(lambda w, t, g, c, parsed=parsed: c.set_true(parsed, w, t))
+    elif name in ("dynacl", "aci"):
         raise ACLError(f'<who> "{name}" is not supported by pyldapd in "access {text}"')
     else:
         raise ACLError(f'unknown <who> clause "{word}" in "access {text}"')
@@ -635,6 +647,12 @@ class AccessContext:
             return normalize_dn(value.decode("utf-8"), self.schema)
         except (DNError, UnicodeDecodeError, ValueError):
             return ""
+
+    def set_true(self, parsed: list[Any], who: Accessor, target: Target) -> bool:
+        try:
+            return SetEvaluator(self.schema, self.lookup).true(parsed, target.ndn, who.ndn)
+        except SetError:  # an expanded set that does not parse grants nothing
+            return False
 
     def dnattr(self, user: str, target: Target, attr: str) -> bool:
         if not user or target.entry is None:

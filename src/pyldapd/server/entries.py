@@ -23,9 +23,24 @@ def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes]) -> list
     objectClass values under the class's primary name (slapd's objectClassPretty: `groupofnames` -> `groupOfNames`)."""
     if at.oid == OBJECT_CLASS_OID:
         return [_class_name(schema, v) for v in values]
+    if at.syntax.oid == NAME_AND_UID_SYNTAX:
+        return [_pretty_name_and_uid(schema, v) for v in values]
     if at.syntax.oid != DN_SYNTAX:
         return list(values)
     return [pretty_dn(v.decode(), schema).encode() for v in values]
+
+
+NAME_AND_UID_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.34"
+
+
+def _pretty_name_and_uid(schema: Schema, value: bytes) -> bytes:
+    """slapd's nameUIDPretty: the DN part in pretty form, the optional `#'0101'B` kept as it is."""
+    text = value.decode(errors="replace")
+    name, sep, uid = text.rpartition("#'") if text.endswith("'B") and "#'" in text else (text, "", "")
+    try:
+        return (pretty_dn(name, schema) + sep + uid).encode()
+    except (DNError, ValueError):
+        return value  # validation refuses it, with slapd's words
 
 
 OBJECT_CLASS_OID = "2.5.4.0"
