@@ -79,7 +79,11 @@ def cache_dir() -> Path:
 def debian_mirror() -> str:
     """The Debian mirror this machine's apt uses (deb.debian.org unless its sources say otherwise)."""
     folder = Path("/etc/apt/sources.list.d")
-    texts = [p.read_text(errors="replace") for p in sorted(folder.glob("*")) if p.is_file()] if folder.is_dir() else []
+    texts = (
+        [p.read_text(errors="replace") for p in sorted(folder.glob("*")) if p.is_file()]
+        if folder.is_dir()
+        else []
+    )
     if Path("/etc/apt/sources.list").is_file():
         texts.append(Path("/etc/apt/sources.list").read_text(errors="replace"))
     for text in texts:
@@ -153,8 +157,16 @@ def build_ldif_filter(source: Path) -> Path:
     if cc is None:
         raise RuntimeError("a C compiler (cc) is needed to build OpenLDAP's tests/progs/ldif-filter")
     subprocess.run(
-        [cc, "-O", "-w", f"-I{out}", f"-I{source / 'include'}", "-o", str(binary),
-         str(source / "tests" / "progs" / "ldif-filter.c")],
+        [
+            cc,
+            "-O",
+            "-w",
+            f"-I{out}",
+            f"-I{source / 'include'}",
+            "-o",
+            str(binary),
+            str(source / "tests" / "progs" / "ldif-filter.c"),
+        ],
         check=True,
         capture_output=True,
         timeout=120,
@@ -199,8 +211,17 @@ def make_tree(root: Path, server: str) -> Path:
     _symlink(source / "servers" / "slapd" / "schema", slapd_dir / "schema")
     if server == "slapd":
         # the configs' `modulepath ../servers/slapd/back-ldap/` and `moduleload ../servers/slapd/overlays/x.la`
-        for folder in ("back-mdb", "back-ldap", "back-meta", "back-asyncmeta", "back-relay", "back-sql", "back-null",
-                       "back-perl", "overlays"):
+        for folder in (
+            "back-mdb",
+            "back-ldap",
+            "back-meta",
+            "back-asyncmeta",
+            "back-relay",
+            "back-sql",
+            "back-null",
+            "back-perl",
+            "overlays",
+        ):
             _symlink(DEBIAN_MODULES, slapd_dir / folder)
     _symlink("/usr/bin", root / "clients" / "tools")
     tests = root / "tests"
