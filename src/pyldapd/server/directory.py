@@ -611,12 +611,13 @@ class Directory:
         return csn
 
     def add(self, session: Session, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
-        ndn = normalize_or_fail(self.schema, request.dn)
         if not request.attributes:
-            # slapd's do_add refuses an empty attribute list before any backend sees it
+            # slapd's do_add refuses an empty attribute list (after checking the DN) before any backend sees it
+            normalize_or_fail(self.schema, request.dn)
             raise LDAPError(ResultCode.protocolError, "no attributes provided")
         if self.configdb is not None and names_config(request.dn):
             return self.configdb.add(session, request, controls)
+        ndn = normalize_or_fail(self.schema, request.dn)
         if not request.dn:
             raise LDAPError(ResultCode.unwillingToPerform, "root DSE already exists")
         backend = self.require_backend(ndn, update=True)
