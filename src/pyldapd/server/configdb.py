@@ -78,7 +78,19 @@ class ConfigDatabase:
     def rootdn_ndn(self) -> str:
         entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
         rootdn = first(entry, "olcRootDN") if entry is not None else ""
-        return self.ndn(rootdn) if rootdn else ""
+        # slapd's config database has `cn=config` as its rootdn when none is set (usable once olcRootPW is)
+        return self.ndn(rootdn) if rootdn else "cn=config"
+
+    def bind_root(self, ndn: str, password: bytes) -> bool | None:
+        """A simple bind as the config database's olcRootDN: True/False when its olcRootPW is set and `ndn` is
+        that rootdn (slapd binds `cn=config` with olcRootPW), None when the bind is not the config rootdn's."""
+        entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
+        rootpw = first(entry, "olcRootPW") if entry is not None else ""
+        if not rootpw or not ndn or ndn != self.rootdn_ndn():
+            return None
+        from pyldapd.model.passwords import verify_password
+
+        return verify_password(password, rootpw.encode())
 
     def allowed(self, session: Any) -> bool:
         ndn = session.bind_ndn

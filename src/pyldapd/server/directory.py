@@ -302,6 +302,12 @@ class Directory:
                 ResultCode.unwillingToPerform, "unauthenticated bind (DN with no password) disallowed"
             )
         backend = self.backend_for(ndn)
+        if backend is None and self.configdb is not None:
+            verified = self.configdb.bind_root(ndn, password)  # olcRootDN/olcRootPW of olcDatabase={0}config
+            if verified is not None:
+                if verified:
+                    return request.name, ndn
+                raise LDAPError(ResultCode.invalidCredentials)
         if backend is None:
             return self.monitor.bind_root(request.name, ndn, password)  # the monitor database's rootdn/rootpw
         if ndn == backend.rootdn_ndn and backend.config.rootpw:
