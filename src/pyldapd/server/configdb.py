@@ -305,8 +305,12 @@ class ConfigDatabase:
                 raise LDAPError(ResultCode.unwillingToPerform, "operation requires sibling renumbering")
             value = f"{{{len(siblings)}}}{strip_order(value)}"
         elif attr_name.lower() == "olcdatabase":
-            # slapd 2.5 starts a new database at once; pyldapd needs a restart for that
-            raise LDAPError(ResultCode.unwillingToPerform, "pyldapd: adding a database needs a restart")
+            # slapd 2.5 starts a new database at once. pyldapd does so for one added after the others (no number,
+            # or the next one); one inserted before others would renumber them, which needs a restart
+            following = sum(1 for e in siblings if (order_of(first(e, "olcDatabase")) or 0) >= 0)
+            if position is not None and position != following:
+                raise LDAPError(ResultCode.unwillingToPerform, "pyldapd: inserting a database needs a restart")
+            value = f"{{{following}}}{strip_order(value)}"
         dn = f"{attr_name}={value},{parent}"
         ndn = self.ndn(dn)
         if ndn in self.entries:

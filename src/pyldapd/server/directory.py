@@ -139,11 +139,13 @@ class Backend:
         self.context = ContextState()
         self.provider: SyncProvider | None = None  # the syncprov overlay, when configured
         self.consumers: dict[int, Any] = {}  # rid -> SyncConsumer
+        # syncrepl stanzas naming this server itself as provider: slapd ignores them, so they make no shadow
+        self.self_syncrepl = 0
 
     @property
     def shadow(self) -> bool:
         """A consumer database that does not take client writes (syncrepl without multiprovider)."""
-        return bool(self.config.syncrepl) and not self.config.multiprovider
+        return len(self.config.syncrepl) > self.self_syncrepl and not self.config.multiprovider
 
     def holds(self, ndn: str) -> bool:
         return ndn == self.suffix_ndn or is_descendant(ndn, self.suffix_ndn)
@@ -209,6 +211,15 @@ class Directory:
 
         self.monitor = Monitor(self)  # the read-only cn=Monitor tree (server/monitor.py)
         self.access = AccessControl(self)  # access control (server/acl.py, server/guard.py)
+
+    def add_backend(self, db: DatabaseConfig) -> Backend:
+        """Open a database added at run time (cn=config) after the others."""
+        backend = Backend(db, self.schema)
+        backend.restore_context(self.server_id)
+        for csn in backend.context.csns.values():
+            self.csn.observe(csn)
+        self.backends.append(backend)
+        return backend
 
     def close(self) -> None:
         for backend in self.backends:
