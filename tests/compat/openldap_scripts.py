@@ -24,6 +24,7 @@ Run by hand:  .venv/bin/python -m tests.compat.openldap_scripts [slapd|pyldapd] 
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -254,13 +255,17 @@ def make_tree(root: Path, server: str) -> Path:
 
 
 def free_base_port(count: int = 7, tries: int = 200) -> int:
-    """A base port such that base+1..base+count are free on loopback (defines.sh uses BASEPORT+1..+6)."""
+    """A base port such that base+1..base+count are free on loopback (defines.sh uses BASEPORT+1..+6). Taken below
+    the kernel's ephemeral range: the scripts stop and restart servers on the same port, and a port of that range
+    can meanwhile become the source port of some outgoing connection (or another test's free port)."""
+    low, high = 20000, 32000
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = min(high, ephemeral_low) if ephemeral_low > low + 1000 else high
+    except (OSError, ValueError, IndexError):
+        pass
     for _ in range(tries):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65000:
-            continue
+        base = random.randrange(low, high - count - 1)
         ok = True
         for port in range(base + 1, base + count + 1):
             with socket.socket() as probe:
