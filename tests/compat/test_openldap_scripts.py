@@ -148,14 +148,19 @@ def test_config_rootdn_and_a_database_added_at_run_time(tmp_path: Path, server: 
         assert wrong.returncode == 49, wrong.stderr
         who = ldap_tool("ldapwhoami", "-x", "-H", url, "-D", "cn=config", "-w", "sEcret")
         assert (who.returncode, who.stdout.strip()) == (0, "dn:cn=config"), who.stderr
-        database = """dn: olcDatabase={1}mdb,cn=config
+        # test049's stanza: a syncrepl naming this very server, which slapd ignores (no shadow: writes are taken)
+        database = f"""dn: olcDatabase={{1}}mdb,cn=config
 objectClass: olcDatabaseConfig
 objectClass: olcMdbConfig
-olcDatabase: {1}mdb
+olcDatabase: {{1}}mdb
 olcSuffix: dc=example,dc=com
 olcDbDirectory: ./db
 olcRootDN: cn=Manager,dc=example,dc=com
 olcRootPW: secret
+olcSyncRepl: rid=002 provider={url} binddn="cn=Manager,dc=example,dc=com" bindmethod=simple
+  credentials=secret searchbase="dc=example,dc=com" type=refreshAndPersist
+  retry="3 5 300 5" timeout=3
+olcUpdateRef: {url}
 """
         added = ldap_tool("ldapadd", "-x", "-H", url, "-D", "cn=config", "-w", "sEcret", input=database)
         assert added.returncode == 0, added.stderr
