@@ -66,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
         import secrets
 
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz1234567890./"
-        sys.stdout.write("".join(secrets.choice(alphabet) for _ in range(8)) + ("" if args.no_newline else "\n"))
+        sys.stdout.write(
+            "".join(secrets.choice(alphabet) for _ in range(8)) + ("" if args.no_newline else "\n")
+        )
         return 0
     scheme = args.scheme or ("{CRYPT}" if args.salt_format else "{SSHA}")
     secret = read_secret(args)

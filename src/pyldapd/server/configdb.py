@@ -309,7 +309,9 @@ class ConfigDatabase:
             # or the next one); one inserted before others would renumber them, which needs a restart
             following = sum(1 for e in siblings if (order_of(first(e, "olcDatabase")) or 0) >= 0)
             if position is not None and position != following:
-                raise LDAPError(ResultCode.unwillingToPerform, "pyldapd: inserting a database needs a restart")
+                raise LDAPError(
+                    ResultCode.unwillingToPerform, "pyldapd: inserting a database needs a restart"
+                )
             value = f"{{{following}}}{strip_order(value)}"
         dn = f"{attr_name}={value},{parent}"
         ndn = self.ndn(dn)
