@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scheme: {SSHA} (default), {SHA}, {SSHA256}, {SSHA512}, {MD5}, {SMD5}, {CRYPT}, "
                              "{PBKDF2-SHA512}, {ARGON2}, {CLEARTEXT}, ...")  # fmt: skip
     parser.add_argument("-T", dest="secret_file", help="hash the contents of this file (all of it)")
+    parser.add_argument("-g", dest="generate", action="store_true", help="generate a random password")
     parser.add_argument("-n", dest="no_newline", action="store_true", help="omit the trailing newline")
     parser.add_argument(
         "-c", dest="salt_format", help="crypt(3) salt format, e.g. '$6$%%.16s' (implies {CRYPT})"
@@ -54,6 +55,21 @@ def read_secret(args: argparse.Namespace) -> bytes | None:
 def run(args: argparse.Namespace) -> int:
     from pyldapd.model.passwords import hash_password
 
+    if args.generate:
+        # slappasswd -g prints a generated 8-character password in clear (lutil_passwd_generate's alphabet)
+        if args.secret_file:
+            print("Option -g incompatible with -T", file=sys.stderr)
+            return 1
+        if args.secret is not None:
+            print("New password already provided", file=sys.stderr)
+            return 1
+        import secrets
+
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz1234567890./"
+        sys.stdout.write(
+            "".join(secrets.choice(alphabet) for _ in range(8)) + ("" if args.no_newline else "\n")
+        )
+        return 0
     scheme = args.scheme or ("{CRYPT}" if args.salt_format else "{SSHA}")
     secret = read_secret(args)
     if secret is None:

@@ -41,7 +41,18 @@ def tool_of(argv0: str, args: list[str]) -> tuple[str | None, list[str]]:
             continue
         rest.append(arg)
         i += 1
-    return tool, rest
+    return resolve_tool(tool) if tool is not None else None, rest
+
+
+# slapd's table of tools, in its order: `-T` takes a tool's full name after "slap", else the first tool whose name
+# starts with what was given (`-Ta` is slapadd, `-Tc` slapcat, `-Tp` slappasswd), as OpenLDAP's test scripts run them
+TOOL_ORDER = ("add", "cat", "dn", "index", "modify", "passwd", "schema", "test", "auth", "acl")
+
+
+def resolve_tool(tool: str) -> str:
+    if tool in TOOL_ORDER or not tool:
+        return tool
+    return next((name for name in TOOL_ORDER if name.startswith(tool)), tool)
 
 
 def server_args(args: list[str]) -> list[str]:

@@ -364,8 +364,8 @@ class SlapdConfParser:
         config = self.config
         if name == "include":
             target = one_arg(d)
-            if not os.path.isabs(target):
-                target = os.path.join(os.path.dirname(d.source), target)
+            # a relative path is opened from the working folder, as slapd's fopen() does (OpenLDAP's test
+            # scripts run slapd from tests/ with `include ./schema/core.schema`)
             if not os.path.exists(target):
                 raise d.error(f"include: cannot open {target!r}")
             self.parse_file(target)

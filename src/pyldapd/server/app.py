@@ -151,10 +151,12 @@ class Server:
             else:
                 backend.provider.settings = settings
         wanted: dict[int, SyncreplSpec] = {}
+        backend.self_syncrepl = 0
         for text in backend.config.syncrepl:
             spec = parse_syncrepl(text)
             if self.points_at_self(backend, spec):
                 self.log.log(SYNC, f"syncrepl rid={spec.rid:03d}: provider is this server, ignored")
+                backend.self_syncrepl += 1
                 continue
             wanted[spec.rid] = spec
         for rid, consumer in list(backend.consumers.items()):
@@ -187,7 +189,7 @@ class Server:
 
         validate_config(config)  # a serverID URL naming no listener is accepted at run time, as slapd does
         running = self.directory.backends
-        new = config.data_databases()
+        new = config.data_databases()[: len(running)]  # databases added after the others start at once
         if len(new) != len(running) or any(b.config.suffix.lower() != d.suffix.lower() or b.config.directory != d.directory
                                            for b, d in zip(running, new, strict=False)):  # fmt: skip
             raise ValueError("adding, removing or moving databases needs a restart")
@@ -251,7 +253,8 @@ class Server:
                 server_id = self.server_id
             if server_id != self.server_id:
                 self.set_server_id(server_id)
-        for backend, db in zip(self.directory.backends, config.data_databases(), strict=True):
+        added = config.data_databases()[len(self.directory.backends) :]
+        for backend, db in zip(self.directory.backends, config.data_databases(), strict=False):
             target = backend.config
             for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "sizelimit_words", "timelimit_words", "readonly", "access", "access_sources",
                          "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
@@ -269,7 +272,12 @@ class Server:
             if target.type == db.type == "monitor":  # its rules and root, read by server/monitor.py
                 for name in ("rootdn", "rootpw", "access", "access_sources"):
                     setattr(target, name, getattr(db, name))
+        for db in added:  # a database added over cn=config: opened and serving now, as slapd's
+            self.directory.add_backend(db)
+            current.databases.append(db)
         self.directory.access = AccessControl(self.directory)
+        for backend in self.directory.backends[len(self.directory.backends) - len(added) :]:
+            self.refresh_replication(backend)
 
     def new_session(self, local: bool) -> Session:
         return Session(conn_id=next(self.conn_ids), local=local)

@@ -78,7 +78,19 @@ class ConfigDatabase:
     def rootdn_ndn(self) -> str:
         entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
         rootdn = first(entry, "olcRootDN") if entry is not None else ""
-        return self.ndn(rootdn) if rootdn else ""
+        # slapd's config database has `cn=config` as its rootdn when none is set (usable once olcRootPW is)
+        return self.ndn(rootdn) if rootdn else "cn=config"
+
+    def bind_root(self, ndn: str, password: bytes) -> bool | None:
+        """A simple bind as the config database's olcRootDN: True/False when its olcRootPW is set and `ndn` is
+        that rootdn (slapd binds `cn=config` with olcRootPW), None when the bind is not the config rootdn's."""
+        entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
+        rootpw = first(entry, "olcRootPW") if entry is not None else ""
+        if not rootpw or not ndn or ndn != self.rootdn_ndn():
+            return None
+        from pyldapd.model.passwords import verify_password
+
+        return verify_password(password, rootpw.encode())
 
     def allowed(self, session: Any) -> bool:
         ndn = session.bind_ndn
@@ -310,8 +322,14 @@ class ConfigDatabase:
                 raise LDAPError(ResultCode.unwillingToPerform, "operation requires sibling renumbering")
             value = f"{{{len(siblings)}}}{strip_order(value)}"
         elif attr_name.lower() == "olcdatabase":
-            # slapd 2.5 starts a new database at once; pyldapd needs a restart for that
-            raise LDAPError(ResultCode.unwillingToPerform, "pyldapd: adding a database needs a restart")
+            # slapd 2.5 starts a new database at once. pyldapd does so for one added after the others (no number,
+            # or the next one); one inserted before others would renumber them, which needs a restart
+            following = sum(1 for e in siblings if (order_of(first(e, "olcDatabase")) or 0) >= 0)
+            if position is not None and position != following:
+                raise LDAPError(
+                    ResultCode.unwillingToPerform, "pyldapd: inserting a database needs a restart"
+                )
+            value = f"{{{following}}}{strip_order(value)}"
         dn = f"{attr_name}={value},{parent}"
         ndn = self.ndn(dn)
         if ndn in self.entries:

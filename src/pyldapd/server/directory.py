@@ -30,7 +30,7 @@ from pyldapd.backends.base import (
 from pyldapd.backends.mdb import MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
-from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, split_rdn
+from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
 from pyldapd.model.entry import Entry
 from pyldapd.model.filter import (
     FilterEvaluator,
@@ -234,11 +234,13 @@ class Backend:
         self.context = ContextState()
         self.provider: SyncProvider | None = None  # the syncprov overlay, when configured
         self.consumers: dict[int, Any] = {}  # rid -> SyncConsumer
+        # syncrepl stanzas naming this server itself as provider: slapd ignores them, so they make no shadow
+        self.self_syncrepl = 0
 
     @property
     def shadow(self) -> bool:
         """A consumer database that does not take client writes (syncrepl without multiprovider)."""
-        return bool(self.config.syncrepl) and not self.config.multiprovider
+        return len(self.config.syncrepl) > self.self_syncrepl and not self.config.multiprovider
 
     def holds(self, ndn: str) -> bool:
         return ndn == self.suffix_ndn or is_descendant(ndn, self.suffix_ndn)
@@ -308,6 +310,15 @@ class Directory:
 
         self.monitor = Monitor(self)  # the read-only cn=Monitor tree (server/monitor.py)
         self.access = AccessControl(self)  # access control (server/acl.py, server/guard.py)
+
+    def add_backend(self, db: DatabaseConfig) -> Backend:
+        """Open a database added at run time (cn=config) after the others."""
+        backend = Backend(db, self.schema)
+        backend.restore_context(self.server_id)
+        for csn in backend.context.csns.values():
+            self.csn.observe(csn)
+        self.backends.append(backend)
+        return backend
 
     def close(self) -> None:
         for backend in self.backends:
@@ -443,6 +454,12 @@ class Directory:
         if "bind_simple" in self.config.disallows:
             raise LDAPError(ResultCode.unwillingToPerform, "unwilling to perform simple authentication")
         backend = self.backend_for(ndn)
+        if backend is None and self.configdb is not None:
+            verified = self.configdb.bind_root(ndn, password)  # olcRootDN/olcRootPW of olcDatabase={0}config
+            if verified is not None:
+                if verified:
+                    return request.name, ndn
+                raise LDAPError(ResultCode.invalidCredentials)
         if backend is None:
             dn_ndn = self.monitor.bind_root(
                 request.name, ndn, password
@@ -1014,6 +1031,10 @@ class Directory:
         return csn
 
     def add(self, session: Session, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
+        if not request.attributes:
+            # slapd's do_add refuses an empty attribute list (after checking the DN) before any backend sees it
+            normalize_or_fail(self.schema, request.dn)
+            raise LDAPError(ResultCode.protocolError, "no attributes provided")
         if self.configdb is not None and names_config(request.dn):
             check_restrictions(self, session, None, "add")
             return self.configdb.add(session, request, controls)
@@ -1157,7 +1178,12 @@ class Directory:
             if new_ndn != ndn and txn.exists(new_ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             entry = current.copy()
-            entry.dn = new_dn
+            # slapd names the entry with the pretty new RDN under the entry's own stored parent (or the pretty new
+            # superior), not the request's spelling (`ou=Alumni Association, ou=People` loses its spaces)
+            stored_parent = split_rdn(current.dn)[1] if request.new_superior is None else parent_dn
+            stored_parent = pretty_dn(stored_parent, self.schema) if stored_parent else ""
+            rdn_pretty = pretty_dn(request.new_rdn, self.schema)
+            entry.dn = f"{rdn_pretty},{stored_parent}" if stored_parent else rdn_pretty
             if request.delete_old_rdn:
                 remove_rdn_values(self.schema, entry, old_rdn, request.new_rdn)
             add_rdn_values(self.schema, entry, request.new_rdn)

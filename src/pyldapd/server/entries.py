@@ -19,10 +19,43 @@ DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
 
 
 def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes]) -> list[bytes]:
-    """Store DN-valued attributes in slapd's pretty form (`UID=X, OU=People` becomes `uid=X,ou=People`)."""
+    """Store DN-valued attributes in slapd's pretty form (`UID=X, OU=People` becomes `uid=X,ou=People`), and
+    objectClass values under the class's primary name (slapd's objectClassPretty: `groupofnames` -> `groupOfNames`)."""
+    if at.oid == OBJECT_CLASS_OID:
+        return [_class_name(schema, v) for v in values]
+    if at.syntax.oid == NAME_AND_UID_SYNTAX:
+        return [_pretty_name_and_uid(schema, v) for v in values]
     if at.syntax.oid != DN_SYNTAX:
         return list(values)
     return [pretty_dn(v.decode(), schema).encode() for v in values]
+
+
+NAME_AND_UID_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.34"
+
+
+def _pretty_name_and_uid(schema: Schema, value: bytes) -> bytes:
+    """slapd's nameUIDPretty: the DN part in pretty form, the optional `#'0101'B` kept as it is."""
+    text = value.decode(errors="replace")
+    name, sep, uid = text.rpartition("#'") if text.endswith("'B") and "#'" in text else (text, "", "")
+    try:
+        return (pretty_dn(name, schema) + sep + uid).encode()
+    except (DNError, ValueError):
+        return value  # validation refuses it, with slapd's words
+
+
+OBJECT_CLASS_OID = "2.5.4.0"
+
+
+def _class_name(schema: Schema, value: bytes) -> bytes:
+    oc = schema.object_class(value.decode(errors="replace"))
+    return value if oc is None else oc.name.encode()
+
+
+def stored_description(at: AttributeType, description: str) -> str:
+    """The name an attribute is kept under: slapd keeps its type's primary name (`objectclass` and `2.5.4.0` are
+    stored and returned as `objectClass`), options as given."""
+    _, sep, options = description.partition(";")
+    return at.name + sep + options
 
 
 def equality_key(at: AttributeType | None, value: bytes) -> bytes:
@@ -82,7 +115,7 @@ def entry_from_attributes(
         keys = seen.setdefault(key, set())
         attribute = entry.attrs.get(key)
         if attribute is None:
-            attribute = entry.attrs[key] = Attribute(description, [])
+            attribute = entry.attrs[key] = Attribute(stored_description(at, description), [])
         for index, value in enumerate(values):
             normalized = equality_key(at, value)
             if normalized in keys:
@@ -330,7 +363,7 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
                 raise LDAPError(ResultCode.protocolError, f"modify/add: {description}: no values given")
             change_values = prettify(schema, at, change.values)
             if attribute is None:
-                attribute = entry.attrs[key] = Attribute(description, [])
+                attribute = entry.attrs[key] = Attribute(stored_description(at, description), [])
             present = {equality_key(at, v) for v in attribute.values}
             for index, value in enumerate(change_values):
                 normalized = equality_key(at, value)
@@ -364,7 +397,9 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
                 del entry.attrs[key]
         elif op == MOD_REPLACE:
             change_values = prettify(schema, at, change.values)
-            entry.put(key, description if attribute is None else attribute.name, change_values)
+            # slapd's replace deletes the attribute and adds it anew: it moves to the end of the entry
+            entry.attrs.pop(key, None)
+            entry.put(key, stored_description(at, description), change_values)
         elif op == MOD_INCREMENT:
             if attribute is None:
                 raise LDAPError(

@@ -451,11 +451,15 @@ class SearchGuard:
         shown = Entry(entry.dn, {}, entry.id)
         for key, attribute in entry.attrs.items():
             base = key.split(";", 1)[0]
-            if not self.can(entry, ndn, base, READ):
-                continue
             if self.per_value and not selection.types_only:
+                # slapd's send_search_entry checks each value only: a `val=` rule can grant one value of an
+                # attribute that the attribute-wide rules deny; an attribute with no readable value is left out
                 values = [v for v in attribute.values if self.can(entry, ndn, base, READ, v)]
+                if not values:
+                    continue
             else:
+                if not self.can(entry, ndn, base, READ):
+                    continue
                 values = attribute.values
             shown.attrs[key] = Attribute(attribute.name, values)
         if selection.computed:
