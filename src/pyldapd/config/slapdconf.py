@@ -8,8 +8,10 @@ character. An error names the file, the line and what is wrong, and nothing is s
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pyldapd.config.model import (
     TLS_VERIFY_LEVELS,
@@ -202,12 +204,14 @@ def parse_index(directive: Directive, indexes: dict[str, set[str]]) -> None:
     """`index attr[,attr...] [eq,pres,sub,approx]` and `index default eq`."""
     if not 1 <= len(directive.args) <= 2:
         raise directive.error("index: usage is index <attr>[,<attr>...] [pres,eq,approx,sub]")
-    kinds = {"eq"} if len(directive.args) == 1 else set()
+    kinds = set(indexes.get("default", ())) if len(directive.args) == 1 else set()
+    if len(directive.args) == 1 and not kinds:
+        raise directive.error("no indexes selected")  # slapd: a type, or an earlier `index default`
     if len(directive.args) == 2:
         for kind in directive.args[1].split(","):
             kind = kind.strip().lower()
             if kind not in INDEX_KINDS:
-                raise directive.error(f"index: unknown index type {kind!r}")
+                raise directive.error(f'index type "{kind}" undefined')
             if kind.startswith("sub"):
                 kind = "sub"
             if kind in ("nolang", "nosubtypes", "notags"):
@@ -229,6 +233,51 @@ def parse_server_id(directive: Directive) -> tuple[int, str]:
     if not 0 <= number <= 4095:
         raise directive.error("serverID: must be between 0 and 4095")
     return number, directive.args[1] if len(directive.args) == 2 else ""
+
+
+# Equality rules slapd has no index keys for (schema_init.c: no indexer)
+_UNINDEXABLE_EQUALITY = frozenset(
+    {
+        "2.5.13.22",  # presentationAddressMatch
+        "2.5.13.24",  # protocolInformationMatch
+        "2.5.13.35",  # certificateMatch
+        "2.5.13.39",  # certificateListMatch
+        "2.5.13.46",  # attributeCertificateMatch
+        "1.3.6.1.4.1.4203.666.4.1",  # authPasswordMatch
+        "1.3.6.1.4.1.4203.666.4.12",  # authzMatch
+        "1.3.6.1.4.1.4203.666.4.13",  # privateKeyMatch
+    }
+)
+_ENTRY_DN = "1.3.6.1.1.20"
+_DEFINITION_OID = re.compile(r"^\s*(attributetypes?|objectclass(?:es)?)\s*\(\s*([\w.:;-]+)", re.IGNORECASE)
+
+
+def check_index(directive: Directive, schema: Any, seen: set[str]) -> None:
+    """slapd's checks of an `index` line (back-mdb attr.c), against the schema defined so far: each attribute is
+    defined, may be indexed, has the matching rules its index types need, and is not indexed twice."""
+    from pyldapd.model.matching import APPROX_RULES
+
+    kinds = {k.strip().lower() for k in directive.args[1].split(",")} if len(directive.args) == 2 else set()
+    for attr in directive.args[0].split(","):
+        attr = attr.strip()
+        if not attr or attr.lower() == "default":
+            continue
+        base, _, options = attr.partition(";")
+        at = schema.attribute_type(base)
+        if at is None:
+            raise directive.error(f'index attribute "{attr}" undefined')
+        if at.oid == _ENTRY_DN or "binary" in options.lower().split(";"):
+            raise directive.error(f'index of attribute "{attr}" disallowed')
+        if "approx" in kinds and (at.equality is None or at.equality.oid not in APPROX_RULES):
+            raise directive.error(f'approx index of attribute "{attr}" disallowed')
+        if "eq" in kinds and (at.equality is None or at.equality.oid in _UNINDEXABLE_EQUALITY):
+            raise directive.error(f'equality index of attribute "{attr}" disallowed')
+        if kinds & {"sub", "subinitial", "subany", "subfinal"} and at.substr is None:
+            raise directive.error(f'substr index of attribute "{attr}" disallowed')
+        key = at.oid + (";" + options.lower() if options else "")
+        if key in seen:
+            raise directive.error(f'duplicate index definition for attr "{attr}"')
+        seen.add(key)
 
 
 # slapd.conf TLS directive -> TLSConfig field
@@ -274,10 +323,49 @@ class SlapdConfParser:
         self.database: DatabaseConfig | None = None
         self.overlay: OverlayConfig | None = None
         self.include_stack: list[str] = []
+        # index lines are checked against the schema defined before them, as slapd does; a file that includes no
+        # schema gets pyldapd's default one, so its index lines wait for the end of the file
+        self._schema: Any = None
+        self._schema_loaded = 0
+        self._indexed: dict[int, set[str]] = {}  # id(database) -> attributes indexed
+        self._pending_indexes: list[tuple[Directive, DatabaseConfig]] = []
 
     def parse(self, path: str) -> ServerConfig:
         self.parse_file(path)
+        if self._pending_indexes:
+            schema = self.schema_so_far()
+            if schema is None:
+                from pyldapd.model.schema import Schema
+
+                schema = Schema.default()
+            for d, db in self._pending_indexes:
+                check_index(d, schema, self._indexed.setdefault(id(db), set()))
         return self.config
+
+    def schema_so_far(self) -> Any:
+        """The schema the definitions read so far make (None when there is none yet)."""
+        definitions = self.config.schema_definitions
+        if not definitions:
+            return None
+        from pyldapd.model.schema import Schema
+
+        if self._schema is None:
+            self._schema = Schema()
+        for source, text in definitions[self._schema_loaded :]:
+            match = _DEFINITION_OID.match(text)
+            if match is not None:
+                oid = match.group(2)
+                if match.group(1).lower().startswith("attribute"):
+                    if self._schema.attribute_type(oid) is not None:
+                        continue
+                elif self._schema.object_class(oid) is not None:
+                    continue
+            try:
+                self._schema.load_text(text, source)
+            except ValueError:
+                pass  # the server reports schema errors when it builds its schema
+        self._schema_loaded = len(definitions)
+        return self._schema
 
     def parse_file(self, path: str) -> None:
         real = os.path.realpath(path)
@@ -411,10 +499,23 @@ class SlapdConfParser:
             db.rootpw = one_arg(d).encode()
         elif name == "directory":
             db.directory = one_arg(d)
+            if db.type == "mdb":
+                # slapd refuses a directory that is not there (it never creates one)
+                try:
+                    if not os.path.isdir(db.directory):
+                        os.stat(db.directory)
+                        raise d.error("invalid path: Not a directory")
+                except OSError as exc:
+                    raise d.error(f"invalid path: {exc.strerror}") from None
         elif name == "maxsize":
             db.maxsize = parse_maxsize(d)
         elif name == "index":
             parse_index(d, db.indexes)
+            schema = self.schema_so_far()
+            if schema is None:
+                self._pending_indexes.append((d, db))
+            else:
+                check_index(d, schema, self._indexed.setdefault(id(db), set()))
         elif name == "sizelimit":
             db.sizelimit = parse_size_limit(d)
         elif name == "timelimit":
