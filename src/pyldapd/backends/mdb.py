@@ -532,21 +532,28 @@ class MdbDatabase:
         self.sync_writes = sync
         self.max_mapsize = max_mapsize
         self.cache_size = cache_size
-        os.makedirs(directory, exist_ok=True)
         mapsize = max(int(maxsize), 64 * 1024)
         if max_mapsize is not None:
             mapsize = min(mapsize, max_mapsize)
-        self.env = lmdb.open(
-            directory,
-            map_size=mapsize,
-            subdir=True,
-            max_dbs=16,
-            max_readers=max_readers,
-            sync=sync,
-            metasync=sync,
-            readahead=False,
-            lock=True,
-        )
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self.env = lmdb.open(
+                directory,
+                map_size=mapsize,
+                subdir=True,
+                max_dbs=16,
+                max_readers=max_readers,
+                sync=sync,
+                metasync=sync,
+                readahead=False,
+                lock=True,
+            )
+        except (OSError, lmdb.Error) as exc:
+            # as slapd's mdb_db_open, a clear message rather than a traceback (unwritable, not a database...)
+            reason = (
+                exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).rpartition(": ")[2]
+            )
+            raise StorageError(f'database "{suffix}" cannot be opened: {directory}: {reason}') from None
         self._psize = self.env.stat()["psize"]
         self.upgraded_from: int | None = None  # the format this database had before being upgraded at open
         meta = self.env.open_db(b"meta")

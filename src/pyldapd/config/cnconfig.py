@@ -138,7 +138,8 @@ def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
     groups: dict[str, dict[str, list[str]]] = {}
     for source, text in definitions:
         name = Path(source.rsplit(":", 1)[0]).stem
-        keyword, _, body = text.strip().partition(" ")
+        # the keyword may be followed by a tab (Debian's inetorgperson.schema: "objectclass\t( 2.16...")
+        keyword, body = (text.split(None, 1) + [""])[:2]
         kind = keyword.lower()
         group = groups.setdefault(
             name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
@@ -223,6 +224,30 @@ def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
     return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
 
 
+DEBIAN_MODULE_PATH = "/usr/lib/ldap"
+# overlays Debian's slapd builds as modules of the same name
+OVERLAY_MODULES = frozenset(
+    {"syncprov", "accesslog", "auditlog", "constraint", "dynlist", "memberof", "ppolicy", "refint", "unique"}
+)
+
+
+def needed_modules(config: ServerConfig) -> list[str]:
+    """The modules a slapd.d must load for Debian's slapd to read it: those the configuration loads, and the
+    ones its database types and overlays live in (Debian builds back_mdb and the overlays as modules; a
+    slapd.d without them is refused at the first olcDb* attribute)."""
+    modules = list(config.modules)
+    have = {os.path.basename(m).split(".")[0].lower() for m in modules}
+    wanted: list[str] = []
+    for db in config.data_databases():
+        wanted.append("back_mdb")
+        wanted += [o.name for o in db.overlays if o.name in OVERLAY_MODULES]
+    for name in wanted:
+        if name not in have:
+            have.add(name)
+            modules.append(name)
+    return modules
+
+
 def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = True) -> list[Entry]:
     """The cn=config tree of a configuration, in slapd's order (parents first)."""
     global_attrs: list[tuple[str, list[str | bytes]]] = [
@@ -249,11 +274,12 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcTLSVerifyClient", [config.tls.verify_client] if config.tls.certificate_file else []),
     ]
     entries = [make_entry(CONFIG_DN, global_attrs)]
-    if config.modules:
+    modules = needed_modules(config)
+    if modules:
         entries.append(make_entry(f"cn=module{{0}},{CONFIG_DN}", [
             ("objectClass", ["olcModuleList"]), ("cn", ["module{0}"]),
-            ("olcModulePath", config.module_paths[:1]),
-            ("olcModuleLoad", [f"{{{i}}}{m}" for i, m in enumerate(config.modules)])]))  # fmt: skip
+            ("olcModulePath", config.module_paths[:1] or [DEBIAN_MODULE_PATH]),
+            ("olcModuleLoad", [f"{{{i}}}{m}" for i, m in enumerate(modules)])]))  # fmt: skip
     entries.append(make_entry(SCHEMA_DN, [("objectClass", ["olcSchemaConfig"]), ("cn", ["schema"])]))
     definitions = list(config.schema_definitions)
     if include_shipped_schema and not definitions:
