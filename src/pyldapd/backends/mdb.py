@@ -91,7 +91,14 @@ from typing import Any
 
 import lmdb
 
-from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
+from pyldapd.backends.base import (
+    AlreadyExists,
+    DatabaseFull,
+    NoSuchEntry,
+    NotAllowedOnNonLeaf,
+    Scope,
+    StorageError,
+)
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
@@ -756,8 +763,10 @@ class MdbDatabase:
 
     def _maybe_grow(self) -> None:
         used, size = self._map_used()
-        if used * 4 > size * 3:
-            self._grow(size)
+        if used * 4 > size * 3 and (self.max_mapsize is None or size < self.max_mapsize):
+            self._grow(
+                size
+            )  # at the cap, a write that does not fit fails (MapFullError) rather than this one
 
     def _grow(self, size: int | None = None) -> None:
         """Double the map size (up to max_mapsize); raise StorageError when it cannot grow."""
@@ -767,7 +776,7 @@ class MdbDatabase:
         if self.max_mapsize is not None:
             new = min(new, self.max_mapsize)
             if new <= size:
-                raise StorageError("database full (maxsize reached)")
+                raise DatabaseFull("database full (maxsize reached)")
         log.info("growing the LMDB map of %s from %d to %d bytes", self.directory, size, new)
         self._resize(new)
 
@@ -1321,7 +1330,7 @@ class WriteTxn(ReadTxn):
     def _regrow(self) -> None:
         """Map full: abort, grow the map, start over and replay the low-level writes done so far."""
         if not self._replayable:
-            raise StorageError("map full in a non-replayable transaction")
+            raise DatabaseFull("map full in a non-replayable transaction")
         self._t.abort()
         self._t = None
         self.db._grow()
