@@ -106,3 +106,24 @@ def test_slaptest_tree_loads_in_pyldapd(tmp_path):
         assert found.returncode == 0 and f"dn: {SUFFIX}" in found.stdout, found.stderr + server.log()
     finally:
         server.stop()
+
+
+def test_tree_changed_over_cn_config_still_loads_in_slapd(tmp_path):
+    """An overlay added over cn=config to an `init` tree: the tree keeps loading in slapd (syncprov's module is
+    added to cn=module{0}), and the overlay serves in pyldapd."""
+    tree = tmp_path / "slapd.d"
+    result = pyldapd("init", "-F", str(tree), "--suffix", SUFFIX, "--rootdn", ROOTDN, "--rootpw", ROOTPW)
+    assert result.returncode == 0, result.stderr
+    server = start("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "serve", "-F", str(tree), "-d", "0"],
+                   tmp_path)  # fmt: skip
+    try:
+        overlay = ("dn: olcOverlay=syncprov,olcDatabase={2}mdb,cn=config\nobjectClass: olcOverlayConfig\n"
+                   "objectClass: olcSyncProvConfig\nolcOverlay: syncprov\n")  # fmt: skip
+        added = ldap_tool("ldapadd", "-Y", "EXTERNAL", "-Q", "-H", server.ldapi_url, input=overlay)
+        assert added.returncode == 0, added.stderr + server.log()
+    finally:
+        server.stop()
+    module = (tree / "cn=config" / "cn=module{0}.ldif").read_text()
+    assert "olcModuleLoad: {0}back_mdb" in module and "olcModuleLoad: {1}syncprov" in module
+    check = run(SLAPTEST, "-u", "-F", str(tree))
+    assert check.returncode == 0, check.stderr

@@ -248,6 +248,27 @@ def needed_modules(config: ServerConfig) -> list[str]:
     return modules
 
 
+def module_entry_for(config: ServerConfig, current: Entry | None) -> Entry | None:
+    """The cn=module{0} entry a slapd.d needs after a cn=config change (an overlay or database added): the
+    current one with the missing modules appended, or None when nothing is missing."""
+    modules = needed_modules(config)
+    loaded = [strip_order(v) for v in values(current, "olcModuleLoad")] if current is not None else []
+    have = {os.path.basename(m).split(".")[0].lower() for m in loaded}
+    missing = [m for m in modules if os.path.basename(m).split(".")[0].lower() not in have]
+    if not missing:
+        return None
+    if current is None:
+        return make_entry(f"cn=module{{0}},{CONFIG_DN}", [
+            ("objectClass", ["olcModuleList"]), ("cn", ["module{0}"]),
+            ("olcModulePath", config.module_paths[:1] or [DEBIAN_MODULE_PATH]),
+            ("olcModuleLoad", [f"{{{i}}}{m}" for i, m in enumerate(missing)])])  # fmt: skip
+    entry = current.copy()
+    key = config_schema().attribute_key("olcModuleLoad")
+    added = [f"{{{len(loaded) + i}}}{m}".encode() for i, m in enumerate(missing)]
+    entry.put(key, "olcModuleLoad", [*current.get(key), *added])
+    return entry
+
+
 def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = True) -> list[Entry]:
     """The cn=config tree of a configuration, in slapd's order (parents first)."""
     global_attrs: list[tuple[str, list[str | bytes]]] = [

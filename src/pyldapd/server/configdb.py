@@ -23,6 +23,7 @@ from pyldapd.config.cnconfig import (
     config_schema,
     first,
     is_ordered,
+    module_entry_for,
     order_of,
     remove_entry_file,
     split_dn,
@@ -366,6 +367,11 @@ class ConfigDatabase:
         except Exception as exc:
             raise LDAPError(ResultCode.other, self.slapd_message(exc)) from None
         self.server.apply_config(new_config)
+        # the modules Debian's slapd needs for what the tree now holds, so that it still loads the tree
+        module_ndn = self.ndn(f"cn=module{{0}},{CONFIG_DN}")
+        module = module_entry_for(new_config, candidate.get(module_ndn))
+        if module is not None:
+            candidate[module_ndn] = changed[module_ndn] = module
         removed_dns = [self.entries[ndn].dn for ndn in removed]
         self.entries = {ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)}
         write_slapd_d(self.path, list(changed.values()))
