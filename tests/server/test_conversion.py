@@ -127,3 +127,21 @@ def test_tree_changed_over_cn_config_still_loads_in_slapd(tmp_path):
     assert "olcModuleLoad: {0}back_mdb" in module and "olcModuleLoad: {1}syncprov" in module
     check = run(SLAPTEST, "-u", "-F", str(tree))
     assert check.returncode == 0, check.stderr
+
+
+def test_slapd_d_with_missing_directory_refused_like_slapd(tmp_path):
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(conf_text(tmp_path / "db", modules=True))
+    tree = tmp_path / "slapd.d"
+    tree.mkdir()
+    run(SLAPTEST, "-f", str(conf), "-F", str(tree))
+    (tmp_path / "db").rmdir()
+    theirs = run(SLAPTEST, "-u", "-F", str(tree))
+    assert theirs.returncode != 0
+    words = "config error processing olcDatabase={1}mdb,cn=config: olcDbDirectory: value #0: invalid path: No such"
+    assert words in theirs.stderr
+    for command in (["test", "-u", "-F", str(tree)], ["cat", "-F", str(tree)],
+                    ["serve", "-F", str(tree), "-h", f"ldap://127.0.0.1:{free_port()}/", "-d", "0"]):  # fmt: skip
+        ours = pyldapd(*command)
+        assert ours.returncode != 0 and words in ours.stderr and "Traceback" not in ours.stderr, ours.stderr
+    assert not (tmp_path / "db").exists()

@@ -70,8 +70,9 @@ Map size
 ``maxsize`` is the initial LMDB map size. The map grows by itself: before a write transaction starts, if more
 than 3/4 of the map is in use it is doubled; if a write still hits MDB_MAP_FULL, the transaction is aborted, the
 map doubled, and the transaction's low-level writes replayed (the caller never sees it). There is no upper cap
-unless ``max_mapsize`` is given (slapd's behaviour, where ``maxsize`` is a hard limit, is
-``max_mapsize=maxsize``); past the cap a write raises StorageError("database full"). Growing invalidates open
+unless ``max_mapsize`` is given; the server gives ``max_mapsize=maxsize`` when the config sets ``maxsize``
+(slapd's hard limit). Past the cap a write raises DatabaseFull (answered as back-mdb answers MDB_MAP_FULL:
+80 with "entry store failed" for an add...), and nothing of it is stored. Growing invalidates open
 read transactions in this process (py-lmdb rule); a `ReadTxn` notices and transparently renews its snapshot, so a
 lazy search that spans a growth may see changes committed meanwhile (this is rare: growth doubles).
 """

@@ -58,7 +58,10 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
             raise ToolError(
                 "-F: slapd.d configuration is not supported by this build; use -f slapd.conf"
             ) from None
-        return slapdd.load_slapd_d(args.config_dir)
+        try:
+            return slapdd.load_slapd_d(args.config_dir)
+        except (ValueError, OSError) as exc:  # a refused slapd.d value, as slapd reports it (no traceback)
+            raise ToolError(str(exc)) from None
     if not args.config_file:
         raise ToolError("a configuration is required: -f slapd.conf or -F slapd.d")
     return load_slapd_conf(args.config_file)

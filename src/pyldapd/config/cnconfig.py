@@ -372,6 +372,15 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()
     db.directory = first(entry, "olcDbDirectory")
+    if db.directory and not os.path.isdir(db.directory):  # slapd refuses it (it never creates one)
+        try:
+            os.stat(db.directory)
+            reason = "Not a directory"
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        raise ConfigValueError(
+            f"config error processing {entry.dn}: olcDbDirectory: value #0: invalid path: {reason}"
+        )
     db.maxsize = int(first(entry, "olcDbMaxSize", "0") or 0)
     for text in values(entry, "olcDbIndex"):
         parse_index_value(text, db.indexes)
