@@ -39,6 +39,9 @@ CASES = [
     ("directory under a regular file", "directory {file}/sub\nindex cn eq"),
     ("directory is a regular file", "directory {file}\nindex cn eq"),
     ("index before the error", "directory {db}\nindex cn eq\nindex sn approx\nindex mail fooBar"),
+    ("readonly with a bad value", "directory {db}\nreadonly maybe"),
+    ("suffix served twice", 'directory {db}\ndatabase mdb\nsuffix "DC=Example, dc=com"\ndirectory {db}'),
+    ("suffix not a DN", 'directory {db}\ndatabase mdb\nsuffix "not a dn"\ndirectory {db}'),
 ]
 
 GOOD = [
@@ -115,3 +118,12 @@ def test_messages_name_the_problem(tmp_path):
         conf = write_case(tmp_path, body)
         assert words in slaptest(conf)[1]
         assert words in pyldapd("test", "-f", str(conf))[1]
+
+
+def test_unknown_overlay_refused(tmp_path):
+    """slapd: 'overlay "foo" not found' (it names no line); pyldapd refuses the same line and names it."""
+    conf = write_case(tmp_path, "directory {db}\noverlay foo")
+    code, out = slaptest(conf)
+    assert code != 0 and 'overlay "foo" not found' in out
+    code, text = pyldapd("test", "-u", "-f", str(conf))
+    assert code != 0 and f'{conf}: line 10: overlay "foo" not found' in text, text

@@ -408,7 +408,12 @@ class SlapdConfParser:
         elif name == "overlay":
             if self.database is None:
                 raise d.error("overlay: must follow a database directive")
-            self.overlay = OverlayConfig(one_arg(d).lower())
+            overlay = one_arg(d).lower()
+            if overlay != "syncprov":  # the one overlay pyldapd implements; slapd refuses names it has not loaded
+                if overlay in KNOWN_MODULES:
+                    raise d.error(f'overlay "{overlay}" is not implemented by pyldapd')
+                raise d.error(f'overlay "{overlay}" not found')
+            self.overlay = OverlayConfig(overlay)
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
             self.overlay.settings.append((name, d.args))
@@ -492,6 +497,7 @@ class SlapdConfParser:
             suffix = one_arg(d)
             if db.type in ("config", "monitor"):
                 raise d.error(f"suffix: the {db.type} database's suffix is fixed")
+            self.check_suffix(d, db, suffix)
             db.suffixes.append(suffix)
         elif name == "rootdn":
             db.rootdn = one_arg(d)
@@ -521,7 +527,10 @@ class SlapdConfParser:
         elif name == "timelimit":
             db.timelimit = parse_size_limit(d)
         elif name == "readonly":
-            db.readonly = one_arg(d).lower() in ("on", "true", "yes")
+            value = one_arg(d).lower()
+            if value not in ("on", "true", "yes", "off", "false", "no"):
+                raise d.error("<readonly> invalid value")  # slapd's words
+            db.readonly = value in ("on", "true", "yes")
         elif name == "access":
             db.access.append(access_text(d))
             db.access_sources.append(f"{d.source}:{d.line}")
@@ -546,6 +555,29 @@ class SlapdConfParser:
             db.extra.append((name, d.args))
         else:
             raise d.error(f"unknown directive <{d.words[0]}> inside backend database definition")
+
+    def check_suffix(self, d: Directive, db: DatabaseConfig, suffix: str) -> None:
+        """slapd refuses a suffix that is not a DN, or one a preceding database serves already."""
+        from pyldapd.model.dn import DNError, parse_dn
+
+        def key(dn: str) -> tuple:
+            return tuple(tuple((t.lower(), v.lower()) for t, v in rdn) for rdn in parse_dn(dn))
+
+        try:
+            wanted = key(suffix)
+        except DNError:
+            raise d.error("<suffix> invalid DN 21 (Invalid syntax)") from None
+        for other in self.config.databases:
+            for served in other.suffixes:
+                try:
+                    same = key(served) == wanted
+                except DNError:
+                    continue
+                if same:
+                    raise d.error(
+                        f'<suffix> namingContext "{suffix}" already served by a preceding '
+                        f'{other.declared_type} database serving namingContext "{served}"'
+                    )
 
     @staticmethod
     def int_arg(d: Directive) -> int:
