@@ -687,6 +687,7 @@ def _word_break(c: str) -> bool:
     return not c.isascii() or c.isspace() or c.isdigit() or (c.isprintable() and not c.isalnum())
 
 
+@lru_cache(maxsize=_CACHE)
 def metaphone(word: str) -> str:
     """slapd's phonetic() key of one word: its letters up to the first digit, punctuation or space, as metaphone.
 
