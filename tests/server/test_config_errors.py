@@ -127,3 +127,46 @@ def test_unknown_overlay_refused(tmp_path):
     assert code != 0 and 'overlay "foo" not found' in out
     code, text = pyldapd("test", "-u", "-f", str(conf))
     assert code != 0 and f'{conf}: line 10: overlay "foo" not found' in text, text
+
+
+def test_cn_config_index_values_refused_like_slapd(tmp_path):
+    """olcDbIndex values added over cn=config: the same refusals (80) and texts as slapd's."""
+    from tests.servers import SLAPD, ldap_tool, start_process
+
+    def start(name: str, argv: list[str], workdir: Path):
+        sock = str(workdir / f"{name}.sock")
+        port = free_port()
+        urls = f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/"
+        return start_process(name, [*argv, "-h", urls], port, sock, workdir, workdir)
+
+    conf = tmp_path / "slapd.conf"
+    (tmp_path / "db").mkdir()
+    conf.write_text(HEAD.replace('database mdb\nsuffix "dc=example,dc=com"\n', "")
+                    + "database config\naccess to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,"
+                    f'cn=auth manage\ndatabase mdb\nsuffix "dc=example,dc=com"\ndirectory {tmp_path / "db"}\n')  # fmt: skip
+    theirs_tree = tmp_path / "slapd.d"
+    theirs_tree.mkdir()
+    subprocess.run([SLAPTEST, "-f", str(conf), "-F", str(theirs_tree)], capture_output=True, timeout=60)
+    ours_tree = tmp_path / "ours" / "slapd.d"
+    code, text = pyldapd("init", "-F", str(ours_tree), "--suffix", "dc=example,dc=com", "--rootdn",
+                         "cn=admin,dc=example,dc=com", "--rootpw", "x")  # fmt: skip
+    assert code == 0, text
+    servers = []
+    try:
+        servers.append(start("slapd", [SLAPD, "-F", str(theirs_tree), "-d", "0"], tmp_path))
+        servers.append(start("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "serve", "-F", str(ours_tree),
+                                         "-d", "0"], tmp_path / "ours"))  # fmt: skip
+        answers = []
+        for server, db in zip(servers, ("{1}mdb", "{2}mdb"), strict=True):
+            got = []
+            for value in ("fooBar eq", "telephoneNumber approx", "userPassword sub", "entryDN eq", "cn foo",
+                          "mail approx", "sn eq", "surname pres", "givenName eq,sub,approx"):  # fmt: skip
+                change = f"dn: olcDatabase={db},cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: {value}\n"
+                result = ldap_tool("ldapmodify", "-Y", "EXTERNAL", "-Q", "-H", server.ldapi_url, input=change)
+                info = [line.strip() for line in result.stderr.splitlines() if "additional info" in line]
+                got.append((value, result.returncode, info))
+            answers.append(got)
+        assert answers[1] == answers[0]
+    finally:
+        for server in servers:
+            server.stop()

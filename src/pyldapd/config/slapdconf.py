@@ -252,32 +252,40 @@ _ENTRY_DN = "1.3.6.1.1.20"
 _DEFINITION_OID = re.compile(r"^\s*(attributetypes?|objectclass(?:es)?)\s*\(\s*([\w.:;-]+)", re.IGNORECASE)
 
 
-def check_index(directive: Directive, schema: Any, seen: set[str]) -> None:
-    """slapd's checks of an `index` line (back-mdb attr.c), against the schema defined so far: each attribute is
-    defined, may be indexed, has the matching rules its index types need, and is not indexed twice."""
+def index_problem(attr: str, kinds: set[str], schema: Any, seen: set[str]) -> str | None:
+    """What slapd says against indexing attr with kinds (back-mdb attr.c), or None: the attribute is defined,
+    may be indexed, has the matching rules the kinds need, and is not indexed twice (seen: those indexed)."""
     from pyldapd.model.matching import APPROX_RULES
 
+    base, _, options = attr.partition(";")
+    at = schema.attribute_type(base)
+    if at is None:
+        return f'index attribute "{attr}" undefined'
+    if at.oid == _ENTRY_DN or "binary" in options.lower().split(";"):
+        return f'index of attribute "{attr}" disallowed'
+    if "approx" in kinds and (at.equality is None or at.equality.oid not in APPROX_RULES):
+        return f'approx index of attribute "{attr}" disallowed'
+    if "eq" in kinds and (at.equality is None or at.equality.oid in _UNINDEXABLE_EQUALITY):
+        return f'equality index of attribute "{attr}" disallowed'
+    if kinds & {"sub", "subinitial", "subany", "subfinal"} and at.substr is None:
+        return f'substr index of attribute "{attr}" disallowed'
+    key = at.oid + (";" + options.lower() if options else "")
+    if key in seen:
+        return f'duplicate index definition for attr "{attr}"'
+    seen.add(key)
+    return None
+
+
+def check_index(directive: Directive, schema: Any, seen: set[str]) -> None:
+    """slapd's checks of an `index` line, against the schema defined before it."""
     kinds = {k.strip().lower() for k in directive.args[1].split(",")} if len(directive.args) == 2 else set()
     for attr in directive.args[0].split(","):
         attr = attr.strip()
         if not attr or attr.lower() == "default":
             continue
-        base, _, options = attr.partition(";")
-        at = schema.attribute_type(base)
-        if at is None:
-            raise directive.error(f'index attribute "{attr}" undefined')
-        if at.oid == _ENTRY_DN or "binary" in options.lower().split(";"):
-            raise directive.error(f'index of attribute "{attr}" disallowed')
-        if "approx" in kinds and (at.equality is None or at.equality.oid not in APPROX_RULES):
-            raise directive.error(f'approx index of attribute "{attr}" disallowed')
-        if "eq" in kinds and (at.equality is None or at.equality.oid in _UNINDEXABLE_EQUALITY):
-            raise directive.error(f'equality index of attribute "{attr}" disallowed')
-        if kinds & {"sub", "subinitial", "subany", "subfinal"} and at.substr is None:
-            raise directive.error(f'substr index of attribute "{attr}" disallowed')
-        key = at.oid + (";" + options.lower() if options else "")
-        if key in seen:
-            raise directive.error(f'duplicate index definition for attr "{attr}"')
-        seen.add(key)
+        problem = index_problem(attr, kinds, schema, seen)
+        if problem is not None:
+            raise directive.error(problem)
 
 
 # slapd.conf TLS directive -> TLSConfig field
