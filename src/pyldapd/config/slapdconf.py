@@ -417,7 +417,8 @@ class SlapdConfParser:
             if self.database is None:
                 raise d.error("overlay: must follow a database directive")
             overlay = one_arg(d).lower()
-            if overlay != "syncprov":  # the one overlay pyldapd implements; slapd refuses names it has not loaded
+            # syncprov is the one overlay pyldapd implements; slapd refuses names it has not loaded
+            if overlay != "syncprov":
                 if overlay in KNOWN_MODULES:
                     raise d.error(f'overlay "{overlay}" is not implemented by pyldapd')
                 raise d.error(f'overlay "{overlay}" not found')
