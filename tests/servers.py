@@ -47,7 +47,9 @@ def port_open(port: int) -> bool:
 
 def slapd_conf(directory: Path, *, indexes: str = "", extra_global: str = "", extra_db: str = "",
                schema_includes: bool = True, modules: bool = False) -> str:  # fmt: skip
-    """One slapd.conf that both Debian's slapd and pyldapd start from."""
+    """One slapd.conf that both Debian's slapd and pyldapd start from (its database directory is made here: both
+    refuse a directory that is not there)."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
     lines = []
     if schema_includes:
         for name in ("core", "cosine", "inetorgperson", "nis"):

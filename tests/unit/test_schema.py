@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyldapd.model.schema import SCHEMA_DIR, Schema, SchemaError, approx_key
+from pyldapd.model.matching import approx_filter_keys, approx_keys, approx_match, metaphone
+from pyldapd.model.schema import SCHEMA_DIR, Schema, SchemaError
 
 DEBIAN = Path("/etc/ldap/schema")
 FILES = ("core", "cosine", "nis", "inetorgperson")
@@ -423,12 +424,25 @@ def test_every_referenced_rule_resolves_and_has_functions(schema: Schema) -> Non
 
 
 def test_approx(schema: Schema) -> None:
-    assert approx_key(b"Smith") == approx_key(b"SMYTH")
-    assert approx_key(b"John  Smith") == approx_key(b"jon smyth")
-    assert approx_key(b"Robert") == approx_key(b"Rupert")
-    assert approx_key(b"Smith") != approx_key(b"Jones")
-    assert approx_key("Müller".encode()) == approx_key(b"Muller")
-    assert approx_key(b"1234") == b"1234"
+    # slapd's metaphone keys (phonetic.c), as Debian's slapd selects (tests/server/test_approx.py compares)
+    assert metaphone("Smith") == metaphone("SMYTH") == "SM0"
+    assert metaphone("Test7") == metaphone("Test0") == "TST"  # letters up to the first digit
+    assert (metaphone("Robert"), metaphone("Rupert"), metaphone("Box")) == (
+        "RRT",
+        "RPRT",
+        "KS",
+    )  # B only last
+    assert (metaphone("Knight"), metaphone("Xavier"), metaphone("Wheeler")) == ("NKT", "SFR", "WLR")
+    assert metaphone("7") == metaphone("") == ""
+    assert approx_match(b"john smith", b"jon smyth")
+    assert approx_match(b"john smith", b"smyth")
+    assert not approx_match(b"john smith", b"smith john")  # words in order
+    assert approx_match("müller".encode(), b"muller")
+    assert approx_match(b"42 street", b"7")  # a word without letters matches one
+    assert not approx_match(b"smith", b"")
+    assert approx_keys(b"42 john smith") == [b"JN", b"SM0"]
+    assert approx_filter_keys(b"agent 7") == [b"AGNT", b""]
+    assert approx_filter_keys(b" ") is None
 
 
 # --- syntaxes -----------------------------------------------------------------------------------------------

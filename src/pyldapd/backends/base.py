@@ -22,6 +22,10 @@ class StorageError(Exception):
     """Base class of the errors a database reports to the server."""
 
 
+class DatabaseFull(StorageError):
+    """The write does not fit in the database's maxsize (LMDB's MDB_MAP_FULL); nothing of it is stored."""
+
+
 class NoSuchEntry(StorageError):
     def __init__(self, ndn: str, matched_dn: str = "") -> None:
         super().__init__(ndn)

@@ -14,7 +14,7 @@ One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with th
 ``eq``         dupsort: ``type key + 0x00 + normalized value`` -> id runs   (equality index)
 ``pres``       dupsort: ``type key`` -> id runs                              (presence index)
 ``sub``        dupsort: ``type key + 0x00 + marker + gram`` -> id runs      (substring index, see `_grams`)
-``approx``     dupsort: ``type key + 0x00 + approx_key(normalized value)`` -> id runs  (approximate index)
+``approx``     dupsort: ``type key + 0x00 + phonetic key of a word`` -> id runs  (approximate index)
 ``uuid``       dupsort: entryUUID as 16 raw bytes -> id run (always maintained)
 ``csn``        dupsort: normalized entryCSN -> id runs (always maintained; ordered: `csn_after` is a range scan)
 ``meta``       internal: format version (2), next id, which indexes are built
@@ -70,8 +70,9 @@ Map size
 ``maxsize`` is the initial LMDB map size. The map grows by itself: before a write transaction starts, if more
 than 3/4 of the map is in use it is doubled; if a write still hits MDB_MAP_FULL, the transaction is aborted, the
 map doubled, and the transaction's low-level writes replayed (the caller never sees it). There is no upper cap
-unless ``max_mapsize`` is given (slapd's behaviour, where ``maxsize`` is a hard limit, is
-``max_mapsize=maxsize``); past the cap a write raises StorageError("database full"). Growing invalidates open
+unless ``max_mapsize`` is given; the server gives ``max_mapsize=maxsize`` when the config sets ``maxsize``
+(slapd's hard limit). Past the cap a write raises DatabaseFull (answered as back-mdb answers MDB_MAP_FULL:
+80 with "entry store failed" for an add...), and nothing of it is stored. Growing invalidates open
 read transactions in this process (py-lmdb rule); a `ReadTxn` notices and transparently renews its snapshot, so a
 lazy search that spans a growth may see changes committed meanwhile (this is rare: growth doubles).
 """
@@ -93,6 +94,7 @@ import lmdb
 
 from pyldapd.backends.base import (
     AlreadyExists,
+    DatabaseFull,
     NoSuchEntry,
     NotAllowedOnNonLeaf,
     Scope,
@@ -102,6 +104,8 @@ from pyldapd.backends.base import (
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
+from pyldapd.model.matching import APPROX_RULES as _APPROX_RULES
+from pyldapd.model.matching import approx_filter_keys, approx_keys
 from pyldapd.protocol.ldap import decode_partial_attribute_list, encode_partial_attribute_list
 
 __all__ = ["CommitFailed", "MdbDatabase", "ReadTxn", "WriteTxn", "open_database", "INDEX_KINDS"]
@@ -136,6 +140,7 @@ _ROOT_PARENT = bytes(8)  # parent id of the suffix entry
 _M_NEXT_ID = b"next_id"
 _M_VERSION = b"version"
 _M_BUILT = b"built_indexes"
+_M_APPROX_KEYS = b"approx-keys"  # which phonetic keys the approx index holds
 
 _INDEX_DBS = ("eq", "pres", "sub", "approx")
 _ALL_INDEX_DBS = (*_INDEX_DBS, "uuid", "csn")
@@ -432,9 +437,7 @@ class EntryCodec:
 
                 steps.append(substrings)
             if "approx" in kinds and at.equality is not None:
-                steps.append(
-                    _value_keys(at.equality.normalize, lambda n, p=prefix: _ikey(p, _approx_key(n)), "approx")
-                )
+                steps.append(_approx_value_keys(at.equality, prefix))
         if not steps:
             return _NO_INDEX
         if len(steps) == 1:
@@ -456,6 +459,22 @@ def _value_keys(normalize: Any, to_key: Any, index: str) -> Any:
             n = normalize(v)
             if n is not None:
                 keys.add(to_key(n))
+
+    return step
+
+
+def _approx_value_keys(rule: Any, prefix: bytes) -> Any:
+    """An `_index_plan` step for an approx index: as slapd's approxIndexer, a key per word (its phonetic key) of
+    each value under rules with an approximate form; under other rules slapd indexes the equality key."""
+    normalize = rule.normalize
+    if rule.oid not in _APPROX_RULES:
+        return _value_keys(normalize, lambda n: _ikey(prefix, n), "approx")
+
+    def step(values: list[bytes], out: _IndexKeys) -> None:
+        for v in values:
+            n = normalize(v)
+            if n is not None:
+                out.approx.update(_ikey(prefix, k) for k in approx_keys(n))
 
     return step
 
@@ -522,21 +541,28 @@ class MdbDatabase:
         self.sync_writes = sync
         self.max_mapsize = max_mapsize
         self.cache_size = cache_size
-        os.makedirs(directory, exist_ok=True)
         mapsize = max(int(maxsize), 64 * 1024)
         if max_mapsize is not None:
             mapsize = min(mapsize, max_mapsize)
-        self.env = lmdb.open(
-            directory,
-            map_size=mapsize,
-            subdir=True,
-            max_dbs=16,
-            max_readers=max_readers,
-            sync=sync,
-            metasync=sync,
-            readahead=False,
-            lock=True,
-        )
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self.env = lmdb.open(
+                directory,
+                map_size=mapsize,
+                subdir=True,
+                max_dbs=16,
+                max_readers=max_readers,
+                sync=sync,
+                metasync=sync,
+                readahead=False,
+                lock=True,
+            )
+        except (OSError, lmdb.Error) as exc:
+            # as slapd's mdb_db_open, a clear message rather than a traceback (unwritable, not a database...)
+            reason = (
+                exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).rpartition(": ")[2]
+            )
+            raise StorageError(f'database "{suffix}" cannot be opened: {directory}: {reason}') from None
         self._psize = self.env.stat()["psize"]
         self.upgraded_from: int | None = None  # the format this database had before being upgraded at open
         meta = self.env.open_db(b"meta")
@@ -614,6 +640,11 @@ class MdbDatabase:
                     if line:
                         k, _, kind = line.partition("\x00")
                         built.add((k, kind))
+            if txn.get(_M_APPROX_KEYS, db=meta) != b"metaphone":
+                # approx indexes written before the keys were slapd's metaphone ones cannot serve searches now
+                built = {(k, kind) for k, kind in built if kind != "approx"}
+                txn.drop(self.dbs["approx"], delete=False)
+                txn.put(_M_APPROX_KEYS, b"metaphone", db=meta)
             for key, kind in sorted(built - wanted):
                 self._drop_index(txn, key, kind)
             built &= wanted
@@ -734,8 +765,10 @@ class MdbDatabase:
 
     def _maybe_grow(self) -> None:
         used, size = self._map_used()
-        if used * 4 > size * 3:
-            self._grow(size)
+        if used * 4 > size * 3 and (self.max_mapsize is None or size < self.max_mapsize):
+            self._grow(
+                size
+            )  # at the cap, a write that does not fit fails (MapFullError) rather than this one
 
     def _grow(self, size: int | None = None) -> None:
         """Double the map size (up to max_mapsize); raise StorageError when it cannot grow."""
@@ -745,7 +778,7 @@ class MdbDatabase:
         if self.max_mapsize is not None:
             new = min(new, self.max_mapsize)
             if new <= size:
-                raise StorageError("database full (maxsize reached)")
+                raise DatabaseFull("database full (maxsize reached)")
         log.info("growing the LMDB map of %s from %d to %d bytes", self.directory, size, new)
         self._resize(new)
 
@@ -827,12 +860,6 @@ class MdbDatabase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _approx_key(value: bytes) -> bytes:
-    from pyldapd.model.schema import approx_key
-
-    return approx_key(value)
 
 
 class ReadTxn:
@@ -1178,15 +1205,23 @@ class ReadTxn:
                 return None
             return ("keys", "pres", [key.encode()])
         if isinstance(f, Approx):
-            # keyed by approx_key of the equality-normalized value, as the filter evaluator compares (for rules
-            # it has no approximate form for it compares normalized values: equal values give equal keys)
+            # as slapd's approx_candidates: the entries having every word's phonetic key (the filter is then
+            # tested on each); a word without letters has an empty key, under which slapd finds nothing; rules
+            # without an approximate form are keyed by the normalized value
             rule = at.equality
             if (key, "approx") not in built or rule is None:
                 return None
             n = rule.normalize(f.value)
             if n is None:
                 return _EMPTY
-            return ("keys", "approx", [_ikey(prefix, _approx_key(n))])
+            if rule.oid not in _APPROX_RULES:
+                return ("keys", "approx", [_ikey(prefix, n)])
+            words = approx_filter_keys(n)
+            if not words:
+                return None
+            if not all(words):
+                return _EMPTY
+            return ("and", [("keys", "approx", [_ikey(prefix, k)]) for k in dict.fromkeys(words)])
         if isinstance(f, Substrings):
             rule = at.substr
             if (key, "sub") not in built or rule is None:
@@ -1434,7 +1469,7 @@ class WriteTxn(ReadTxn):
     def _regrow(self) -> None:
         """Map full: abort, grow the map, start over and replay the low-level writes done so far."""
         if not self._replayable:
-            raise StorageError("map full in a non-replayable transaction")
+            raise DatabaseFull("map full in a non-replayable transaction")
         self._t.abort()
         self._t = None
         self.db._grow()

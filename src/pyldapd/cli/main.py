@@ -97,8 +97,8 @@ def check_service_options(args: argparse.Namespace) -> str | None:
         name, _, value = option.partition("=")
         if name.lower() != "slp":
             return f"-o {option}: unknown option (supported: slp)"
-        if value.lower() != "off":  # slapd built without SLP (Debian's) refuses every slp value
-            return "SLP support is not available"
+        if value.lower() != "off":  # slapd built without SLP (Debian's) says so and starts all the same
+            print("pyldapd: SLP support is not available", file=sys.stderr)
     return None
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import mmap
 import os
+import re
 import sys
 import time
 import urllib.parse
 
+from pyldapd.backends.base import StorageError
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn
@@ -56,15 +58,26 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
             raise ToolError(
                 "-F: slapd.d configuration is not supported by this build; use -f slapd.conf"
             ) from None
-        return slapdd.load_slapd_d(args.config_dir)
+        try:
+            return slapdd.load_slapd_d(args.config_dir)
+        except (ValueError, OSError) as exc:  # a refused slapd.d value, as slapd reports it (no traceback)
+            raise ToolError(str(exc)) from None
     if not args.config_file:
         raise ToolError("a configuration is required: -f slapd.conf or -F slapd.d")
     return load_slapd_conf(args.config_file)
 
 
-def numbered_databases(config: ServerConfig) -> list[DatabaseConfig]:
-    """slapd's numbering: index 0 is the config database, then the configured databases in order."""
-    return [db for db in config.databases if db.type not in ("config", "frontend")]
+_TREE_NUMBER = re.compile(r"^olcDatabase=\{(-?\d+)\}", re.IGNORECASE)
+
+
+def numbered_databases(config: ServerConfig) -> list[tuple[int, DatabaseConfig]]:
+    """slapd's numbers (-n): 0 is the config database; from a slapd.conf, the configured databases in order from
+    1; from a slapd.d, the {N} of each olcDatabase entry (a tree `pyldapd init` writes has {1}monitor, {2}mdb)."""
+    out: list[tuple[int, DatabaseConfig]] = []
+    for position, db in enumerate((d for d in config.databases if d.type not in ("config", "frontend")), 1):
+        match = _TREE_NUMBER.match(db.source or "")
+        out.append((int(match.group(1)) if match else position, db))
+    return out
 
 
 def select_database(
@@ -77,12 +90,16 @@ def select_database(
     if args.dbnum is not None:
         if args.dbnum == 0:
             raise ToolError("-n 0: the config database is not supported by this tool")
-        if not 0 < args.dbnum <= len(databases):
+        last = max((n for n, _ in databases), default=0)
+        db = dict(databases).get(args.dbnum)
+        if db is None and 0 < args.dbnum <= last:
+            # a slapd.d's {1}monitor, as slapcat says of it
+            raise ToolError("database doesn't support necessary operations.")
+        if db is None:
             raise ToolError(
                 "Database number selected via -n is out of range\n"
-                f"Must be in the range 0 to {len(databases)} (the number of configured databases)"
+                f"Must be in the range 0 to {last} (the number of configured databases)"
             )
-        db = databases[args.dbnum - 1]
         if db.type != "mdb":
             raise ToolError(f"database #{args.dbnum} ({db.type}) does not support tool mode")
         return args.dbnum, db
@@ -92,7 +109,7 @@ def select_database(
         except DNError:
             raise ToolError(f'invalid suffix "{args.suffix}"') from None
         best: tuple[int, DatabaseConfig] | None = None
-        for number, db in enumerate(databases, 1):
+        for number, db in databases:
             for suffix in db.suffixes:
                 ndn = normalize_dn(suffix, schema)
                 if ndn == wanted or is_descendant(wanted, ndn):
@@ -101,7 +118,7 @@ def select_database(
         if best is None or best[1].type != "mdb":
             raise ToolError(f'slap_init no backend for "{args.suffix}"')
         return best
-    for number, db in enumerate(databases, 1):
+    for number, db in databases:
         if db.type == "mdb":
             return number, db
     raise ToolError("no data database is configured")
@@ -135,7 +152,7 @@ def run_tool(name: str, body, args: argparse.Namespace) -> int:
     except ToolError as exc:
         print(f"pyldapd {name}: {exc}", file=sys.stderr)
         return 1
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         print(f"pyldapd {name}: {exc}", file=sys.stderr)
         return 1
 
@@ -445,7 +462,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         config = load_config(args)
         build_schema(config)
         problems = []
-        for number, db in enumerate(numbered_databases(config), 1):
+        for number, db in numbered_databases(config):
             if args.dbnum is not None and args.dbnum != number:
                 continue
             if db.type == "mdb" and not db.directory:

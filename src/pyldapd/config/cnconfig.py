@@ -248,7 +248,8 @@ def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
     groups: dict[str, dict[str, list[str]]] = {}
     for source, text in definitions:
         name = Path(source.rsplit(":", 1)[0]).stem
-        keyword, _, body = text.strip().partition(" ")
+        # the keyword may be followed by a tab (Debian's inetorgperson.schema: "objectclass\t( 2.16...")
+        keyword, body = (text.split(None, 1) + [""])[:2]
         kind = keyword.lower()
         group = groups.setdefault(
             name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
@@ -418,6 +419,51 @@ def gentlehup_value(config: ServerConfig) -> str:
     return "TRUE" if values[-1][0].lower() in ("on", "true", "yes") else "FALSE"
 
 
+DEBIAN_MODULE_PATH = "/usr/lib/ldap"
+# overlays Debian's slapd builds as modules of the same name
+OVERLAY_MODULES = frozenset(
+    {"syncprov", "accesslog", "auditlog", "constraint", "dynlist", "memberof", "ppolicy", "refint", "unique"}
+)
+
+
+def needed_modules(config: ServerConfig) -> list[str]:
+    """The modules a slapd.d must load for Debian's slapd to read it: those the configuration loads, and the
+    ones its database types and overlays live in (Debian builds back_mdb and the overlays as modules; a
+    slapd.d without them is refused at the first olcDb* attribute)."""
+    modules = list(config.modules)
+    have = {os.path.basename(m).split(".")[0].lower() for m in modules}
+    wanted: list[str] = []
+    for db in config.data_databases():
+        wanted.append("back_mdb")
+        wanted += [o.name for o in db.overlays if o.name in OVERLAY_MODULES]
+    for name in wanted:
+        if name not in have:
+            have.add(name)
+            modules.append(name)
+    return modules
+
+
+def module_entry_for(config: ServerConfig, current: Entry | None) -> Entry | None:
+    """The cn=module{0} entry a slapd.d needs after a cn=config change (an overlay or database added): the
+    current one with the missing modules appended, or None when nothing is missing."""
+    modules = needed_modules(config)
+    loaded = [strip_order(v) for v in values(current, "olcModuleLoad")] if current is not None else []
+    have = {os.path.basename(m).split(".")[0].lower() for m in loaded}
+    missing = [m for m in modules if os.path.basename(m).split(".")[0].lower() not in have]
+    if not missing:
+        return None
+    if current is None:
+        return make_entry(f"cn=module{{0}},{CONFIG_DN}", [
+            ("objectClass", ["olcModuleList"]), ("cn", ["module{0}"]),
+            ("olcModulePath", config.module_paths[:1] or [DEBIAN_MODULE_PATH]),
+            ("olcModuleLoad", [f"{{{i}}}{m}" for i, m in enumerate(missing)])])  # fmt: skip
+    entry = current.copy()
+    key = config_schema().attribute_key("olcModuleLoad")
+    added = [f"{{{len(loaded) + i}}}{m}".encode() for i, m in enumerate(missing)]
+    entry.put(key, "olcModuleLoad", [*current.get(key), *added])
+    return entry
+
+
 def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = True) -> list[Entry]:
     """The cn=config tree of a configuration, in slapd's order (parents first)."""
     global_attrs: list[tuple[str, list[str | bytes]]] = [
@@ -464,11 +510,12 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcTimeLimit", limit_text("time", limits_of(config, None), None)),
     ]
     entries = [make_entry(CONFIG_DN, global_attrs)]
-    if config.modules:
+    modules = needed_modules(config)
+    if modules:
         entries.append(make_entry(f"cn=module{{0}},{CONFIG_DN}", [
             ("objectClass", ["olcModuleList"]), ("cn", ["module{0}"]),
-            ("olcModulePath", config.module_paths[:1]),
-            ("olcModuleLoad", [f"{{{i}}}{m}" for i, m in enumerate(config.modules)])]))  # fmt: skip
+            ("olcModulePath", config.module_paths[:1] or [DEBIAN_MODULE_PATH]),
+            ("olcModuleLoad", [f"{{{i}}}{m}" for i, m in enumerate(modules)])]))  # fmt: skip
     entries.append(make_entry(SCHEMA_DN, [("objectClass", ["olcSchemaConfig"]), ("cn", ["schema"])]))
     definitions = list(config.schema_definitions)
     if include_shipped_schema and not definitions:
@@ -547,6 +594,15 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()
     db.directory = first(entry, "olcDbDirectory")
+    if db.directory and not os.path.isdir(db.directory):  # slapd refuses it (it never creates one)
+        try:
+            os.stat(db.directory)
+            reason = "Not a directory"
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        raise ConfigValueError(
+            f"config error processing {entry.dn}: olcDbDirectory: value #0: invalid path: {reason}"
+        )
     db.maxsize = int(first(entry, "olcDbMaxSize", "0") or 0)
     for text in values(entry, "olcDbIndex"):
         parse_index_value(text, db.indexes)

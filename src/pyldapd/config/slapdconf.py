@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pyldapd.config.model import (
     ALLOW_WORDS,
@@ -227,12 +228,14 @@ def parse_index(directive: Directive, indexes: dict[str, set[str]]) -> None:
     """`index attr[,attr...] [eq,pres,sub,approx]` and `index default eq`."""
     if not 1 <= len(directive.args) <= 2:
         raise directive.error("index: usage is index <attr>[,<attr>...] [pres,eq,approx,sub]")
-    kinds = {"eq"} if len(directive.args) == 1 else set()
+    kinds = set(indexes.get("default", ())) if len(directive.args) == 1 else set()
+    if len(directive.args) == 1 and not kinds:
+        raise directive.error("no indexes selected")  # slapd: a type, or an earlier `index default`
     if len(directive.args) == 2:
         for kind in directive.args[1].split(","):
             kind = kind.strip().lower()
             if kind not in INDEX_KINDS:
-                raise directive.error(f"index: unknown index type {kind!r}")
+                raise directive.error(f'index type "{kind}" undefined')
             if kind.startswith("sub"):
                 kind = "sub"
             if kind in ("nolang", "nosubtypes", "notags"):
@@ -254,6 +257,59 @@ def parse_server_id(directive: Directive) -> tuple[int, str]:
     if not 0 <= number <= 4095:
         raise directive.error("serverID: must be between 0 and 4095")
     return number, directive.args[1] if len(directive.args) == 2 else ""
+
+
+# Equality rules slapd has no index keys for (schema_init.c: no indexer)
+_UNINDEXABLE_EQUALITY = frozenset(
+    {
+        "2.5.13.22",  # presentationAddressMatch
+        "2.5.13.24",  # protocolInformationMatch
+        "2.5.13.35",  # certificateMatch
+        "2.5.13.39",  # certificateListMatch
+        "2.5.13.46",  # attributeCertificateMatch
+        "1.3.6.1.4.1.4203.666.4.1",  # authPasswordMatch
+        "1.3.6.1.4.1.4203.666.4.12",  # authzMatch
+        "1.3.6.1.4.1.4203.666.4.13",  # privateKeyMatch
+    }
+)
+_ENTRY_DN = "1.3.6.1.1.20"
+_DEFINITION_OID = re.compile(r"^\s*(attributetypes?|objectclass(?:es)?)\s*\(\s*([\w.:;-]+)", re.IGNORECASE)
+
+
+def index_problem(attr: str, kinds: set[str], schema: Any, seen: set[str]) -> str | None:
+    """What slapd says against indexing attr with kinds (back-mdb attr.c), or None: the attribute is defined,
+    may be indexed, has the matching rules the kinds need, and is not indexed twice (seen: those indexed)."""
+    from pyldapd.model.matching import APPROX_RULES
+
+    base, _, options = attr.partition(";")
+    at = schema.attribute_type(base)
+    if at is None:
+        return f'index attribute "{attr}" undefined'
+    if at.oid == _ENTRY_DN or "binary" in options.lower().split(";"):
+        return f'index of attribute "{attr}" disallowed'
+    if "approx" in kinds and (at.equality is None or at.equality.oid not in APPROX_RULES):
+        return f'approx index of attribute "{attr}" disallowed'
+    if "eq" in kinds and (at.equality is None or at.equality.oid in _UNINDEXABLE_EQUALITY):
+        return f'equality index of attribute "{attr}" disallowed'
+    if kinds & {"sub", "subinitial", "subany", "subfinal"} and at.substr is None:
+        return f'substr index of attribute "{attr}" disallowed'
+    key = at.oid + (";" + options.lower() if options else "")
+    if key in seen:
+        return f'duplicate index definition for attr "{attr}"'
+    seen.add(key)
+    return None
+
+
+def check_index(directive: Directive, schema: Any, seen: set[str]) -> None:
+    """slapd's checks of an `index` line, against the schema defined before it."""
+    kinds = {k.strip().lower() for k in directive.args[1].split(",")} if len(directive.args) == 2 else set()
+    for attr in directive.args[0].split(","):
+        attr = attr.strip()
+        if not attr or attr.lower() == "default":
+            continue
+        problem = index_problem(attr, kinds, schema, seen)
+        if problem is not None:
+            raise directive.error(problem)
 
 
 # slapd.conf TLS directive -> TLSConfig field
@@ -343,10 +399,49 @@ class SlapdConfParser:
         self.database: DatabaseConfig | None = None
         self.overlay: OverlayConfig | None = None
         self.include_stack: list[str] = []
+        # index lines are checked against the schema defined before them, as slapd does; a file that includes no
+        # schema gets pyldapd's default one, so its index lines wait for the end of the file
+        self._schema: Any = None
+        self._schema_loaded = 0
+        self._indexed: dict[int, set[str]] = {}  # id(database) -> attributes indexed
+        self._pending_indexes: list[tuple[Directive, DatabaseConfig]] = []
 
     def parse(self, path: str) -> ServerConfig:
         self.parse_file(path)
+        if self._pending_indexes:
+            schema = self.schema_so_far()
+            if schema is None:
+                from pyldapd.model.schema import Schema
+
+                schema = Schema.default()
+            for d, db in self._pending_indexes:
+                check_index(d, schema, self._indexed.setdefault(id(db), set()))
         return self.config
+
+    def schema_so_far(self) -> Any:
+        """The schema the definitions read so far make (None when there is none yet)."""
+        definitions = self.config.schema_definitions
+        if not definitions:
+            return None
+        from pyldapd.model.schema import Schema
+
+        if self._schema is None:
+            self._schema = Schema()
+        for source, text in definitions[self._schema_loaded :]:
+            match = _DEFINITION_OID.match(text)
+            if match is not None:
+                oid = match.group(2)
+                if match.group(1).lower().startswith("attribute"):
+                    if self._schema.attribute_type(oid) is not None:
+                        continue
+                elif self._schema.object_class(oid) is not None:
+                    continue
+            try:
+                self._schema.load_text(text, source)
+            except ValueError:
+                pass  # the server reports schema errors when it builds its schema
+        self._schema_loaded = len(definitions)
+        return self._schema
 
     def parse_file(self, path: str) -> None:
         real = os.path.realpath(path)
@@ -389,9 +484,13 @@ class SlapdConfParser:
         elif name == "overlay":
             if self.database is None:
                 raise d.error("overlay: must follow a database directive")
-            if one_arg(d).lower() not in OVERLAYS:  # an overlay that would do nothing is refused
-                raise d.error(f"overlay {d.args[0]}: not supported by pyldapd (it has {', '.join(OVERLAYS)})")
-            self.overlay = OverlayConfig(one_arg(d).lower())
+            overlay = one_arg(d).lower()
+            # syncprov is the one overlay pyldapd implements; slapd refuses names it has not loaded
+            if overlay != "syncprov":
+                if overlay in KNOWN_MODULES:
+                    raise d.error(f'overlay "{overlay}" is not implemented by pyldapd')
+                raise d.error(f'overlay "{overlay}" not found')
+            self.overlay = OverlayConfig(overlay)
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
             self.overlay.settings.append((name, d.args))
@@ -496,6 +595,7 @@ class SlapdConfParser:
             suffix = one_arg(d)
             if db.type in ("config", "monitor"):
                 raise d.error(f"suffix: the {db.type} database's suffix is fixed")
+            self.check_suffix(d, db, suffix)
             db.suffixes.append(suffix)
         elif name == "rootdn":
             db.rootdn = one_arg(d)
@@ -503,17 +603,33 @@ class SlapdConfParser:
             db.rootpw = one_arg(d).encode()
         elif name == "directory":
             db.directory = one_arg(d)
+            if db.type == "mdb":
+                # slapd refuses a directory that is not there (it never creates one)
+                try:
+                    if not os.path.isdir(db.directory):
+                        os.stat(db.directory)
+                        raise d.error("invalid path: Not a directory")
+                except OSError as exc:
+                    raise d.error(f"invalid path: {exc.strerror}") from None
         elif name == "maxsize":
             db.maxsize = parse_maxsize(d)
         elif name == "index":
             parse_index(d, db.indexes)
+            schema = self.schema_so_far()
+            if schema is None:
+                self._pending_indexes.append((d, db))
+            else:
+                check_index(d, schema, self._indexed.setdefault(id(db), set()))
         elif name in ("sizelimit", "timelimit"):
             soft = parse_size_limit(d)
             if soft is not None:
                 setattr(db, name, soft)
             getattr(db, f"{name}_words").extend(d.args)
         elif name == "readonly":
-            db.readonly = one_arg(d).lower() in ("on", "true", "yes")
+            value = one_arg(d).lower()
+            if value not in ("on", "true", "yes", "off", "false", "no"):
+                raise d.error("<readonly> invalid value")  # slapd's words
+            db.readonly = value in ("on", "true", "yes")
         elif name == "access":
             db.access.append(access_text(d))
             db.access_sources.append(f"{d.source}:{d.line}")
@@ -594,6 +710,29 @@ class SlapdConfParser:
         else:
             return False
         return True
+
+    def check_suffix(self, d: Directive, db: DatabaseConfig, suffix: str) -> None:
+        """slapd refuses a suffix that is not a DN, or one a preceding database serves already."""
+        from pyldapd.model.dn import DNError, parse_dn
+
+        def key(dn: str) -> tuple:
+            return tuple(tuple((t.lower(), v.lower()) for t, v in rdn) for rdn in parse_dn(dn))
+
+        try:
+            wanted = key(suffix)
+        except DNError:
+            raise d.error("<suffix> invalid DN 21 (Invalid syntax)") from None
+        for other in self.config.databases:
+            for served in other.suffixes:
+                try:
+                    same = key(served) == wanted
+                except DNError:
+                    continue
+                if same:
+                    raise d.error(
+                        f'<suffix> namingContext "{suffix}" already served by a preceding '
+                        f'{other.declared_type} database serving namingContext "{served}"'
+                    )
 
     @staticmethod
     def int_arg(d: Directive) -> int:

@@ -81,6 +81,8 @@ import string  # noqa: E402
 from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
+from pyldapd.model.matching import APPROX_RULES, approx_match  # noqa: E402
+
 if TYPE_CHECKING:
     from pyldapd.model.entry import Entry
 
@@ -376,17 +378,7 @@ Matcher = Callable[["Entry"], Tri]
 
 _BIT_AND = "1.2.840.113556.1.4.803"
 _BIT_OR = "1.2.840.113556.1.4.804"
-# Equality rules whose values are text, for which '~=' compares approximate keys; other types fall back to equality.
-_APPROX_RULES = frozenset(
-    {
-        "2.5.13.2",  # caseIgnoreMatch
-        "2.5.13.5",  # caseExactMatch
-        "2.5.13.11",  # caseIgnoreListMatch
-        "2.5.13.31",  # directoryStringFirstComponentMatch
-        "1.3.6.1.4.1.1466.109.114.1",  # caseExactIA5Match
-        "1.3.6.1.4.1.1466.109.114.2",  # caseIgnoreIA5Match
-    }
-)
+_APPROX_RULES = APPROX_RULES  # '~=' is slapd's approxMatch under these, equality under others
 
 
 _CACHED_NODES = 64
@@ -423,14 +415,6 @@ def _undefined(entry: Entry) -> Tri:
     return None
 
 
-def _approx_key_function() -> Callable[[bytes], bytes] | None:
-    try:
-        from pyldapd.model.schema import approx_key
-    except ImportError:  # pragma: no cover - the schema module provides it
-        return None
-    return approx_key
-
-
 def _int_or_none(value: bytes) -> int | None:
     try:
         return int(value.strip())
@@ -449,7 +433,6 @@ class FilterEvaluator:
     def __init__(self, schema: Any) -> None:
         self.schema = schema
         self._compiled: dict[Filter, Matcher] = {}
-        self._approx_key = _approx_key_function()
 
     # public API ------------------------------------------------------------------------------------------
 
@@ -723,19 +706,13 @@ class FilterEvaluator:
             return _undefined
         if at.key == "objectclass":
             return self._object_class_equality(wanted)
-        approx_key = self._approx_key if approx and rule.oid in _APPROX_RULES else None
-        if approx_key is not None:
-            wanted = approx_key(wanted)
         # the assertion, normalised by each rule met (subtypes may have their own)
         by_rule: dict[int, bytes | None] = {id(rule): wanted}
 
         def assertion_for(r: Any) -> bytes | None:
             key = id(r)
             if key not in by_rule:
-                a = r.normalize(assertion)
-                if a is not None and approx_key is not None and r.oid in _APPROX_RULES:
-                    a = approx_key(a)
-                by_rule[key] = a
+                by_rule[key] = r.normalize(assertion)
             return by_rule[key]
 
         word = bool(getattr(rule, "_word", False))
@@ -756,10 +733,11 @@ class FilterEvaluator:
                         return True
                     continue
                 norm = r.normalize
-                if approx_key is not None and r.oid in _APPROX_RULES:
+                if approx and r.oid in _APPROX_RULES:
+                    # slapd's approxMatch: the assertion's words, phonetically, in order among the value's
                     for v in vals:
                         nv = norm(v)
-                        if nv is not None and approx_key(nv) == a:
+                        if nv is not None and approx_match(nv, a):
                             return True
                 else:
                     for v in vals:

@@ -641,3 +641,204 @@ def builtin_matching_rules(schema: Schema | None = None) -> list[MatchingRule]:
         MatchingRule(oid, (name,), syntax_oid, kind, factory, schema=schema)
         for oid, name, syntax_oid, kind, factory in _RULE_TABLE
     ]
+
+
+# --- approximate matching (slapd's approxMatch with its default metaphone, servers/slapd/phonetic.c) -------------
+
+# Letter classes of slapd's metaphone: 1 vowel AEIOU, 2 FJLMNR kept as they are, 4 CGPST, 8 EIY front vowels, 16 BDH
+_MP_CLASS = dict(
+    zip(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        (1, 16, 4, 16, 9, 2, 4, 16, 9, 2, 0, 2, 2, 2, 1, 4, 0, 2, 4, 4, 1, 0, 0, 0, 8, 0),
+        strict=True,
+    )
+)
+_MP_MAX = 4  # slapd's MAXPHONEMELEN
+
+# Equality rules slapd gives an approximate form (directoryStringApproxMatch, IA5StringApproxMatch); `~=` under
+# any other rule is equality
+APPROX_RULES = frozenset(
+    {
+        "2.5.13.2",  # caseIgnoreMatch
+        "2.5.13.5",  # caseExactMatch
+        "1.3.6.1.4.1.1466.109.114.1",  # caseExactIA5Match
+        "1.3.6.1.4.1.1466.109.114.2",  # caseIgnoreIA5Match
+    }
+)
+
+# Equality rules slapd gives an approximate form (directoryStringApproxMatch, IA5StringApproxMatch); `~=` on
+# other types is equality
+APPROX_ = frozenset(
+    {
+        "2.5.13.2",  # caseIgnoreMatch
+        "2.5.13.5",  # caseExactMatch
+        "1.3.6.1.4.1.1466.109.114.1",  # caseExactIA5Match
+        "1.3.6.1.4.1.1466.109.114.2",  # caseIgnoreIA5Match
+    }
+)
+
+
+def _mp(c: str, bit: int) -> bool:
+    return bool(_MP_CLASS.get(c, 0) & bit)
+
+
+def _word_break(c: str) -> bool:
+    # slapd's iswordbreak: not ASCII, space, punctuation or digit
+    return not c.isascii() or c.isspace() or c.isdigit() or (c.isprintable() and not c.isalnum())
+
+
+@lru_cache(maxsize=_CACHE)
+def metaphone(word: str) -> str:
+    """slapd's phonetic() key of one word: its letters up to the first digit, punctuation or space, as metaphone.
+
+    A transcription of the rules of OpenLDAP's phonetic.c (Parker's metaphone with the University of Michigan
+    changes, quirks included: a B is kept only as the last letter), so `~=` selects what slapd selects.
+    """
+    letters: list[str] = []
+    for c in word:
+        if _word_break(c) or len(letters) >= 31:
+            break
+        if c.isalpha():
+            letters.append(c.upper())
+    if not letters:
+        return ""
+    # four NULs before (slapd looks back up to four places) and after (it looks ahead up to three)
+    s = ["\0"] * 4 + letters + ["\0"] * 4
+    n = 4
+    end = 4 + len(letters)
+    first, second = s[n], s[n + 1]
+    if first in "PKG" and second == "N" or first == "A" and second == "E" or first == "W" and second == "R":
+        s[n] = "\0"
+        n += 1
+    elif first == "W" and second == "H":
+        s[n + 1] = s[n]
+        s[n] = "\0"
+        n += 1
+    elif first == "X":
+        s[n] = "S"
+    start = n
+    out: list[str] = []
+    ks = False
+    while n <= end and len(out) < _MP_MAX:
+        c = s[n]
+        if ks:
+            ks = False
+            out.append("S")
+            n += 1
+            continue
+        prev, nxt, nxt2 = s[n - 1], s[n + 1], s[n + 2]
+        if prev == c and c != "C":
+            n += 1
+            continue
+        if _mp(c, 2) or (n == start and _mp(c, 1)):
+            out.append(c)
+        elif c == "B":
+            if n == end - 1 and prev != "M":
+                out.append("B")
+        elif c == "C":
+            if prev != "S" or not _mp(nxt, 8):
+                if nxt == "I" and nxt2 == "A":
+                    out.append("X")
+                elif _mp(nxt, 8):
+                    out.append("S")
+                elif nxt == "H":
+                    out.append("K" if (n == start and not _mp(nxt2, 1)) or prev == "S" else "X")
+                else:
+                    out.append("K")
+        elif c == "D":
+            out.append("J" if nxt == "G" and _mp(nxt2, 8) else "T")
+        elif c == "G":
+            if (
+                (nxt != "J" or _mp(nxt2, 1))
+                and (nxt != "N" or (n + 1 < end and (nxt2 != "E" or s[n + 3] != "D")))
+                and (prev != "D" or not _mp(nxt, 8))
+            ):
+                out.append("G" if _mp(nxt, 8) and nxt2 != "G" else "K")
+            elif nxt == "H" and not _mp(s[n - 3], 16) and s[n - 4] != "H":
+                out.append("F")
+        elif c == "H":
+            if not _mp(prev, 4) and (not _mp(prev, 1) or _mp(nxt, 1)):
+                out.append("H")
+        elif c == "K":
+            if prev != "C":
+                out.append("K")
+        elif c == "P":
+            out.append("F" if nxt == "H" else "P")
+        elif c == "Q":
+            out.append("K")
+        elif c == "S":
+            out.append("X" if nxt == "H" or (nxt == "I" and nxt2 in "OA" and nxt2 != "\0") else "S")
+        elif c == "T":
+            if nxt == "I" and nxt2 in "OA" and nxt2 != "\0":
+                out.append("X")
+            elif nxt == "H":
+                out.append("0")
+            elif nxt != "C" or nxt2 != "H":
+                out.append("T")
+        elif c == "V":
+            out.append("F")
+        elif c in "WY":
+            if _mp(nxt, 1):
+                out.append(c)
+        elif c == "X":
+            if n == start:
+                out.append("S")
+            else:
+                out.append("K")
+                ks = True
+        elif c == "Z":
+            out.append("S")
+        n += 1
+    return "".join(out)
+
+
+def _approx_text(value: bytes) -> str | None:
+    # slapd's UTF8bvnormalize(LDAP_UTF8_APPROX): compatibility decomposition, only the ASCII characters kept
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if c.isascii())
+
+
+def approx_keys(value: bytes) -> list[bytes]:
+    """The approx index keys of an (equality-normalised) value, as slapd's approxIndexer: the phonetic key of each
+    space-separated word, words without letters giving none."""
+    text = _approx_text(value)
+    if text is None:
+        return []
+    return [k.encode() for k in (metaphone(w) for w in text.split(" ") if w) if k]
+
+
+def approx_filter_keys(assertion: bytes) -> list[bytes] | None:
+    """The keys an approx filter looks up (slapd's approxFilter): one per word, empty for a word without letters.
+    None when the assertion has no word (then the index cannot narrow the search)."""
+    text = _approx_text(assertion)
+    if text is None:
+        return None
+    keys = [metaphone(w).encode() for w in text.split(" ") if w]
+    return keys or None
+
+
+def approx_match(value: bytes, assertion: bytes) -> bool:
+    """slapd's approxMatch on (equality-normalised) values: every word of the assertion has the phonetic key of a
+    word of the value, in the same order; an assertion without words matches nothing."""
+    text = _approx_text(value)
+    wanted = _approx_text(assertion)
+    if text is None or wanted is None:
+        return False
+    codes = [metaphone(w) for w in text.split(" ")]
+    nextavail = 0
+    for word in wanted.split(" "):
+        if not word:
+            continue
+        code = metaphone(word)
+        for i in range(nextavail, len(codes)):
+            if codes[i] == code:
+                nextavail = i + 1
+                break
+        else:
+            return False
+    return nextavail > 0

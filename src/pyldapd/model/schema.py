@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyldapd.model.matching import MatchingRule, builtin_matching_rules, prep_ignore
+from pyldapd.model.matching import MatchingRule, builtin_matching_rules
 from pyldapd.model.syntaxes import Syntax, builtin_syntaxes
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "Schema",
     "SchemaError",
     "Syntax",
-    "approx_key",
 ]
 
 SCHEMA_DIR = Path(__file__).parent / "schema_files"
@@ -448,46 +446,6 @@ objectclass ( 1.3.6.1.4.1.4203.666.3.4 NAME 'glue' SUP top STRUCTURAL )
 objectclass ( 1.3.6.1.4.1.4203.666.3.5 NAME 'syncConsumerSubentry' AUXILIARY MAY syncreplCookie )
 objectclass ( 1.3.6.1.4.1.4203.666.3.6 NAME 'syncProviderSubentry' AUXILIARY MAY contextCSN )
 """
-
-
-# --- approximate matching ---------------------------------------------------------------------------------
-
-_SOUNDEX = str.maketrans("bfpvcgjkqsxzdtlmnr", "111122222222334556")
-_WORD_RE = re.compile(r"[^\W_]+")
-
-
-def _phonetic(word: str) -> str:
-    if word.isdigit() or not word.isascii():
-        return word
-    first = word[0]
-    coded = word.translate(_SOUNDEX)
-    out = [first]
-    last = coded[0]
-    for ch in coded[1:]:
-        if ch in "hw":
-            continue  # h and w do not separate two equal codes
-        if ch.isdigit() and ch != last:
-            out.append(ch)
-            if len(out) == 4:
-                break
-        last = ch  # a vowel resets, so equal codes around it both count
-    return "".join(out).ljust(4, "0")
-
-
-def approx_key(value: bytes) -> bytes:
-    """The key of `~=` (approximate) matching: two values match approximately when their keys are equal.
-
-    slapd uses a phonetic algorithm; this is a Soundex code (first letter and three consonant classes) of each
-    word of the case-folded value, accents removed, words kept in order and joined by spaces; words made of
-    digits, or in a script Soundex does not cover, are kept as they are. So 'Smith' ~= 'Smyth', 'Jon Smith' ~=
-    'John Smyth'. Values that are not UTF-8 are compared as they are.
-    """
-    text = prep_ignore(value)
-    if text is None:
-        return value
-    if not text.isascii():
-        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return " ".join(_phonetic(w) for w in _WORD_RE.findall(text)).encode("utf-8")
 
 
 # --- the schema -------------------------------------------------------------------------------------------

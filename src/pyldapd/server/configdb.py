@@ -23,6 +23,7 @@ from pyldapd.config.cnconfig import (
     config_schema,
     first,
     is_ordered,
+    module_entry_for,
     order_of,
     remove_entry_file,
     split_dn,
@@ -401,6 +402,11 @@ class ConfigDatabase:
         except Exception as exc:
             raise LDAPError(ResultCode.other, self.slapd_message(exc)) from None
         self.server.apply_config(new_config)
+        # the modules Debian's slapd needs for what the tree now holds, so that it still loads the tree
+        module_ndn = self.ndn(f"cn=module{{0}},{CONFIG_DN}")
+        module = module_entry_for(new_config, candidate.get(module_ndn))
+        if module is not None:
+            candidate[module_ndn] = changed[module_ndn] = module
         removed_dns = [self.entries[ndn].dn for ndn in removed]
         self.entries = {ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)}
         write_slapd_d(self.path, list(changed.values()))
@@ -418,20 +424,24 @@ class ConfigDatabase:
 
     def check_indexes(self, config: ServerConfig) -> None:
         """olcDbIndex names attribute types of the data schema (with this change's schema additions)."""
+        from pyldapd.config.slapdconf import index_problem
         from pyldapd.server.app import already_defined
 
         schema = None
         for db in config.data_databases():
-            for attr in db.indexes:
-                if self.server.schema.attribute_type(attr) is not None:
+            seen: set[str] = set()
+            for attr, kinds in db.indexes.items():
+                if attr.lower() == "default":
                     continue
-                if schema is None:
+                if schema is None and self.server.schema.attribute_type(attr.partition(";")[0]) is None:
                     schema = self.server.schema.copy()
                     for source, text in config.schema_definitions:
                         if not already_defined(schema, text):
                             schema.load_text(text, source)
-                if schema.attribute_type(attr) is None:
-                    raise ConfigValueError(f'index attribute "{attr}" undefined')
+                # slapd's checks and words (disallowed index types, duplicates by alias)
+                problem = index_problem(attr, set(kinds), schema or self.server.schema, seen)
+                if problem is not None:
+                    raise ConfigValueError(problem)
         from pyldapd.config.slapdconf import tokenize
         from pyldapd.server.searchlimits import Limits
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pyldapd.backends.base import DatabaseFull
 from pyldapd.model.filter import filter_to_string
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
@@ -44,6 +45,12 @@ KNOWN_CONTROLS = {
 EXTENDED_RESULT_NAME_TAG = 0x8A
 EXTENDED_RESULT_VALUE_TAG = 0x8B
 
+MAP_FULL_TEXT = {
+    ldap.ADD_RESPONSE: "entry store failed",
+    ldap.MODIFY_RESPONSE: "entry update failed",
+    ldap.DEL_RESPONSE: "entry delete failed",
+    ldap.MODIFY_DN_RESPONSE: "DN index add failed",
+}
 RESPONSE_TAGS = {
     ldap.BindRequest: ldap.BIND_RESPONSE,
     ldap.SearchRequest: ldap.SEARCH_RESULT_DONE,
@@ -333,6 +340,8 @@ class LDAPConnection(asyncio.Protocol):
             self.handle(mid, op, message.controls, tag, session)
         except LDAPError as exc:
             self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
+        except DatabaseFull:  # past maxsize: back-mdb's answer to MDB_MAP_FULL for this operation
+            self.result(mid, tag, ResultCode.other, MAP_FULL_TEXT.get(tag, "internal error"), nentries=0)
 
     def check_values_return_filter(self, mid: int, op, tag: int, controls: list[Control]) -> bool:
         """The matchedValues control as slapd's get_ctrls parses it: search only (critical elsewhere: 12), once,

@@ -226,7 +226,8 @@ class Backend:
         self.schema = schema
         os.makedirs(config.directory, exist_ok=True)
         indexes = stored_indexes(config)
-        kwargs = {"maxsize": config.maxsize} if config.maxsize else {}
+        # maxsize is slapd's hard limit on the map; without it the map grows as needed
+        kwargs = {"maxsize": config.maxsize, "max_mapsize": config.maxsize} if config.maxsize else {}
         # sync=False: bulk loads (`pyldapd add -q`), which call db.sync() at the end
         self.db = MdbDatabase(config.directory, schema, config.suffix, indexes=indexes, sync=sync, **kwargs)
         self.suffix_ndn = normalize_dn(config.suffix, schema)
