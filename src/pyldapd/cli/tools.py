@@ -100,8 +100,8 @@ def select_database(
                 "Database number selected via -n is out of range\n"
                 f"Must be in the range 0 to {last} (the number of configured databases)"
             )
-        if db.type != "mdb":
-            raise ToolError(f"database #{args.dbnum} ({db.type}) does not support tool mode")
+        if db.type != "mdb":  # the monitor database, as slapcat says of it
+            raise ToolError("database doesn't support necessary operations.")
         return args.dbnum, db
     if args.suffix is not None:
         try:

@@ -583,7 +583,8 @@ def ordered_texts(entry: Entry, name: str) -> list[str]:
 
 def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     name = strip_order(first(entry, "olcDatabase")).lower()
-    check_supported(entry, DATABASE_READ, database=True)
+    # slapd writes olcMonitoring: FALSE for the config and monitor databases (they are not monitored)
+    check_supported(entry, DATABASE_READ, database=name not in ("config", "monitor"))
     db = DatabaseConfig(type="mdb", declared_type=name, source=entry.dn)
     db.requires = keyword_values(entry, "olcRequires", REQUIRE_WORDS)
     db.restrict = keyword_values(entry, "olcRestrict", RESTRICT_WORDS, extended_oid=True)

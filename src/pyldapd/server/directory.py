@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import (
     AlreadyExists,
+    DatabaseFull,
     NoSuchEntry,
     NotAllowedOnNonLeaf,
     Scope,
@@ -214,6 +215,8 @@ def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
     try:
         with backend.db.write() as txn:
             yield txn
+    except DatabaseFull:
+        raise  # past maxsize: the connection answers as back-mdb answers MDB_MAP_FULL for the operation
     except StorageError as exc:
         raise LDAPError(ResultCode.other, failed) from exc
 
