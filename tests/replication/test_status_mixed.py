@@ -41,6 +41,7 @@ def test_status_reads_slapd_monitor_and_remembers_a_down_node(tmp_path):
             )
         py, sl = nodes
         add(py, BASE + "\n" + person("jdoe"))
+        wait_converged(nodes)  # ou=People must have reached slapd before an entry is added under it there
         add(sl, person("fromslapd"))
         wait_converged(nodes)
         urls = [n.url for n in nodes]
