@@ -666,18 +666,6 @@ APPROX_RULES = frozenset(
     }
 )
 
-# Equality rules slapd gives an approximate form (directoryStringApproxMatch, IA5StringApproxMatch); `~=` on
-# other types is equality
-APPROX_ = frozenset(
-    {
-        "2.5.13.2",  # caseIgnoreMatch
-        "2.5.13.5",  # caseExactMatch
-        "1.3.6.1.4.1.1466.109.114.1",  # caseExactIA5Match
-        "1.3.6.1.4.1.1466.109.114.2",  # caseIgnoreIA5Match
-    }
-)
-
-
 def _mp(c: str, bit: int) -> bool:
     return bool(_MP_CLASS.get(c, 0) & bit)
 
