@@ -401,9 +401,14 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
                 ("olcPasswordHash", list(config.password_hash))]  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{-1}}frontend,{CONFIG_DN}", frontend))
     root_access = "to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * break"
+    # slapd.conf's `database config` section: its rootdn (slapd's default: cn=config) and rootpw
+    config_db = next((db for db in config.databases if db.type == "config"), None)
+    config_rootdn = (config_db.rootdn or "cn=config") if config_db is not None else "cn=admin,cn=config"
+    config_rootpw = [config_db.rootpw] if config_db is not None and config_db.rootpw else []
     entries.append(make_entry(f"olcDatabase={{0}}config,{CONFIG_DN}", [
         ("objectClass", ["olcDatabaseConfig"]), ("olcDatabase", ["{0}config"]),
-        ("olcAccess", ["{0}" + root_access]), ("olcRootDN", ["cn=admin,cn=config"])]))  # fmt: skip
+        ("olcAccess", ["{0}" + root_access]), ("olcRootDN", [config_rootdn]),
+        ("olcRootPW", config_rootpw)]))  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{1}}monitor,{CONFIG_DN}", [
         ("objectClass", ["olcDatabaseConfig", "olcMonitorConfig"]), ("olcDatabase", ["{1}monitor"])]))  # fmt: skip
     for offset, db in enumerate(config.data_databases()):

@@ -80,6 +80,13 @@ class ConfigDatabase:
         rootdn = first(entry, "olcRootDN") if entry is not None else ""
         return self.ndn(rootdn) if rootdn else ""
 
+    def root_password(self, ndn: str) -> bytes:
+        """olcRootPW of the config database when `ndn` is its rootdn (b"": no simple bind as the rootdn)."""
+        entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
+        if entry is None or not ndn or ndn != self.rootdn_ndn():
+            return b""
+        return entry.first("olcrootpw") or b""
+
     def allowed(self, session: Any) -> bool:
         ndn = session.bind_ndn
         return bool(ndn) and (ndn == ROOT_PEERCRED or ndn == self.rootdn_ndn())
@@ -172,8 +179,8 @@ class ConfigDatabase:
 
     def check_fixed_database(self, ndn: str, entry: Entry, changes: list[ldap.Change]) -> None:
         """The config database has fixed rules in pyldapd (root over ldapi and the config rootdn): only its
-        olcRootDN, which those rules use, changes. The monitor database takes its rootdn, rootpw and access
-        rules (server/monitor.py), nothing else."""
+        olcRootDN and olcRootPW, which those rules and the rootdn's bind use, change. The monitor database takes
+        its rootdn, rootpw and access rules (server/monitor.py), nothing else."""
         if rdn_type(ndn) != "olcdatabase":
             return
         kind = strip_order(first(entry, "olcDatabase")).lower()
@@ -181,7 +188,7 @@ class ConfigDatabase:
             return
         for change in changes:
             name = canonical_name(self.schema, change.attr)
-            allowed = {"olcrootdn"} if kind == "config" else {"olcrootdn", "olcrootpw", "olcaccess"}
+            allowed = {"olcrootdn", "olcrootpw"} if kind == "config" else {"olcrootdn", "olcrootpw", "olcaccess"}
             if name.lower() not in allowed:
                 raise LDAPError(ResultCode.unwillingToPerform,
                                 f"<{name}> not supported by pyldapd on the {kind} database")  # fmt: skip

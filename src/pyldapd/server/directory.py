@@ -429,6 +429,10 @@ class Directory:
         if "bind_simple" in self.config.disallows:
             raise LDAPError(ResultCode.unwillingToPerform, "unwilling to perform simple authentication")
         backend = self.backend_for(ndn)
+        config_pw = self.configdb.root_password(ndn) if backend is None and self.configdb is not None else b""
+        if config_pw:  # the config database's rootdn (olcRootPW on olcDatabase={0}config): any transport
+            check_restrictions(self, session, None, "bind")
+            return PasswordCheck(request.name, ndn, password, [config_pw])
         if backend is None:
             dn_ndn = self.monitor.bind_root(
                 request.name, ndn, password
