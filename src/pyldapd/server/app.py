@@ -206,11 +206,22 @@ class Server:
                 (added or dropped) and not databases_may_change):  # fmt: skip
             raise ValueError("changing a database's suffix or directory needs a restart")
         served = [b.suffix_ndn for b, _ in kept]
+
+        def under(dn: str, suffix: str) -> bool:
+            try:
+                ndn, base = normalize_dn(dn, self.schema), normalize_dn(suffix, self.schema)
+            except ValueError:
+                return False
+            return ndn == base or ndn.endswith("," + base)
+
         for db in added:  # slapd's checks when it opens a database added over cn=config
             if not os.path.isdir(db.directory):
                 raise ConfigValueError("olcDbDirectory: value #0: invalid path: No such file or directory")
-            if not db.suffixes:
-                raise ConfigValueError("<olcDbDirectory> failed startup")
+            if db.rootpw and not any(under(db.rootdn, suffix) for suffix in db.suffixes):
+                raise ConfigValueError("<olcRootPW> can only be set when rootdn is under suffix")
+            if not db.suffixes:  # slapd names the last olcMdbConfig setting it handled
+                last = "olcDbMaxSize" if db.maxsize else "olcDbIndex" if db.indexes else "olcDbDirectory"
+                raise ConfigValueError(f"<{last}> failed startup")
             for suffix in db.suffixes:
                 try:
                     ndn = normalize_dn(suffix, self.schema)
