@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import SLAPD, SUFFIX, free_port, ldap_tool, slapd_conf, start_process, wait_for
+from tests.servers import (
+    SLAPD,
+    SUFFIX,
+    free_port,
+    ldap_tool,
+    slapd_conf,
+    start_process,
+    start_pyldapd,
+    start_slapd,
+    wait_for,
+)
 
 CONFIGPW = "configpw"
 CONFIG_ADMIN = ["-x", "-D", "cn=config", "-w", CONFIGPW]
@@ -262,3 +272,38 @@ def test_database_changes_alike_with_slapd(nodes):
             "ldapsearch", "-LLL", "-b", "", "-s", "base", "namingContexts", auth=["-x"]
         ).stdout
         assert "dc=three,dc=com" not in contexts and "dc=two,dc=com" in contexts
+
+
+def test_slapd_conf_serves_cn_config_in_memory_alike_with_slapd(tmp_path):
+    """slapd -f with `database config` + `rootpw`, as OpenLDAP's test scripts start it: cn=config is served
+    from the file, the rootdn binds, a database is added at run time (numbered after the file's), in memory."""
+    servers = []
+    try:
+        for name, start in (("slapd", start_slapd), ("py", start_pyldapd)):
+            folder = tmp_path / name
+            (folder / "db").mkdir(parents=True)
+            (folder / "db2").mkdir()
+            extra = f"database config\nrootpw {CONFIGPW}\n"
+            servers.append((start(folder, slapd_conf(folder / "db", modules=True, extra_global=extra), name=name),
+                            folder))  # fmt: skip
+        results = []
+        for server, folder in servers:
+            steps = [ldap_tool("ldapwhoami", *CONFIG_ADMIN, "-H", server.url)]
+            ldif = (f"dn: olcDatabase=mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n"
+                    f"olcDatabase: mdb\nolcSuffix: dc=two,dc=com\nolcDbDirectory: {folder / 'db2'}\n"
+                    "olcRootDN: cn=admin,dc=two,dc=com\nolcRootPW: secret\n")  # fmt: skip
+            steps.append(ldap_tool("ldapadd", *CONFIG_ADMIN, "-H", server.url, input=ldif))
+            top = "dn: dc=two,dc=com\nobjectClass: dcObject\nobjectClass: organization\no: two\ndc: two\n"
+            steps.append(ldap_tool("ldapadd", "-x", "-D", "cn=admin,dc=two,dc=com", "-w", "secret", "-H",
+                                   server.url, input=top))  # fmt: skip
+            steps.append(ldap_tool("ldapsearch", *CONFIG_ADMIN, "-H", server.url, "-LLL", "-b", "cn=config", "-s",
+                                   "one", "(olcDatabase=*)", "olcSuffix"))  # fmt: skip
+            steps.append(ldap_tool("ldapsearch", "-x", "-H", server.url, "-LLL", "-b", "dc=two,dc=com", "dn"))
+            results.append([(r.returncode, r.stdout, r.stderr) for r in steps])
+        assert results[0] == results[1]
+        assert [r[0] for r in results[1]] == [0] * 5
+        assert "dn: olcDatabase={2}mdb,cn=config\nolcSuffix: dc=two,dc=com" in results[1][3][1]
+        assert not list(tmp_path.glob("py/**/*.ldif"))
+    finally:
+        for server, _ in servers:
+            server.stop()

@@ -244,7 +244,8 @@ def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
     groups: dict[str, dict[str, list[str]]] = {}
     for source, text in definitions:
         name = Path(source.rsplit(":", 1)[0]).stem
-        keyword, _, body = text.strip().partition(" ")
+        words = text.strip().split(None, 1)  # the keyword may be followed by a tab (Debian's schema files)
+        keyword, body = words[0], words[1] if len(words) > 1 else ""
         kind = keyword.lower()
         group = groups.setdefault(
             name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
@@ -344,6 +345,7 @@ def gentlehup_value(config: ServerConfig) -> str:
 
 def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = True) -> list[Entry]:
     """The cn=config tree of a configuration, in slapd's order (parents first)."""
+    defaults = ServerConfig()
     global_attrs: list[tuple[str, list[str | bytes]]] = [
         ("objectClass", ["olcGlobal"]),
         ("cn", ["config"]),
@@ -383,7 +385,16 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcReadOnly", ["TRUE"] if config.readonly else []),
         ("olcAuthzPolicy", [config.authz_policy] if config.authz_policy != "none" else []),
         ("olcSecurity", config.security.words()),
-    ]
+        # settings that apply_config carries over at run time: kept when a slapd.conf's cn=config is served
+        ("olcLocalSSF", [str(config.local_ssf)] if config.local_ssf != defaults.local_ssf else []),
+        ("olcSockbufMaxIncoming", [str(config.max_pdu)] if config.max_pdu != defaults.max_pdu else []),
+        ("olcSockbufMaxIncomingAuth", [str(config.max_pdu_auth)] if config.max_pdu_auth != defaults.max_pdu_auth
+         else []),
+        ("olcMaxFilterDepth", [str(config.max_filter_depth)] if config.max_filter_depth != defaults.max_filter_depth
+         else []),
+        ("olcPasswordCryptSaltFormat", [config.password_crypt_salt_format] if config.password_crypt_salt_format
+         else []),
+    ]  # fmt: skip
     entries = [make_entry(CONFIG_DN, global_attrs)]
     if config.modules:
         entries.append(make_entry(f"cn=module{{0}},{CONFIG_DN}", [
@@ -398,6 +409,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
     frontend = [("objectClass", ["olcDatabaseConfig", "olcFrontendConfig"]), ("olcDatabase", ["{-1}frontend"]),
                 ("olcAccess", [f"{{{i}}}{text}" for i, text in enumerate(config.access)]),
                 ("olcSizeLimit", [str(config.sizelimit)]),
+                ("olcTimeLimit", [str(config.timelimit)] if config.timelimit != defaults.timelimit else []),
                 ("olcPasswordHash", list(config.password_hash))]  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{-1}}frontend,{CONFIG_DN}", frontend))
     root_access = "to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * break"

@@ -547,6 +547,10 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
             from pyldapd.server.configdb import ConfigDatabase
 
             server.directory.configdb = ConfigDatabase(server, config_dir, config_entries or [])
+        elif any(db.type == "config" for db in config.databases):  # slapd -f: cn=config in memory
+            from pyldapd.server.configdb import ConfigDatabase
+
+            server.directory.configdb = ConfigDatabase.in_memory(server, config)
         await server.run()
 
     limits.raise_descriptor_limit()  # the descriptors are the real bound on connections

@@ -59,7 +59,25 @@ def names_config(dn: str) -> bool:
 
 
 class ConfigDatabase:
-    def __init__(self, server: Server, directory: str, entries: list[Entry]) -> None:
+    @classmethod
+    def in_memory(cls, server: Server, config: ServerConfig) -> ConfigDatabase:
+        """slapd -f with a `database config` section: cn=config made from the slapd.conf, changed at run time
+        in memory only (slapd writes nothing without -F). Databases are numbered from {1} in file order."""
+        from pyldapd.config.cnconfig import entries_from_config
+
+        monitor = any(db.type == "monitor" for db in config.databases)
+        entries = [e for e in entries_from_config(config) if monitor or not (
+            e.dn.lower().startswith("olcdatabase=") and strip_order(first(e, "olcDatabase")).lower() == "monitor")]  # fmt: skip
+        database = cls(server, None, entries)
+        existing = database.data_databases(database.entries)
+        changed, removed = database.renumbered([e for _, e in existing], existing)
+        for ndn in removed:
+            del database.entries[ndn]
+        database.entries.update(changed)
+        database.entries = tree_order(database.entries)
+        return database
+
+    def __init__(self, server: Server, directory: str | None, entries: list[Entry]) -> None:
         self.server = server
         self.path = directory
         self.schema = config_schema()
@@ -474,6 +492,8 @@ class ConfigDatabase:
         self.entries = {ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)}
         if removed and changed:
             self.entries = tree_order(self.entries)
+        if self.path is None:  # served from a slapd.conf: nothing is written, as slapd without -F
+            return
         write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
         for dn in removed_dns:
             remove_entry_file(self.path, dn)
