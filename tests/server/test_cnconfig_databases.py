@@ -262,6 +262,15 @@ def test_database_changes_alike_with_slapd(nodes):
     for make in refused:
         a, b = both("ldapadd", make)
         assert a[0] != 0 and a == b, make(ours)
+    # one difference: slapd 2.5.13 opens a second database on a folder in use; pyldapd refuses (LMDB must not
+    # open one environment twice in a process), naming the last setting as slapd's failed startups do
+    for rdn in ("olcDatabase=mdb", "olcDatabase={1}mdb"):
+        refused_here = outcome(
+            ours.tool("ldapadd", input=database_ldif(ours, "dc=two,dc=com", "db", rdn=rdn)), ours
+        )
+        assert refused_here[0] == 80 and refused_here[1].endswith(
+            "additional info: <olcDbIndex> failed startup"
+        )
     a, b = both("ldapdelete", lambda n: "", "olcDatabase={0}config,cn=config")
     assert a[0] == 53 and a == b
     assert both("ldapadd", lambda n: database_ldif(n, "dc=two,dc=com", "db2")) == [(0, "")] * 2

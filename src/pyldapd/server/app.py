@@ -202,6 +202,19 @@ class Server:
 
         validate_config(config)  # a serverID URL naming no listener is accepted at run time, as slapd does
         kept, added, dropped = self.match_databases(config)
+        shared = [db for db in config.data_databases() if db.directory and [os.path.realpath(d.directory) for d in
+                  config.data_databases()].count(os.path.realpath(db.directory)) > 1]  # fmt: skip
+        if (
+            shared and databases_may_change
+        ):  # a database added on the folder of another: LMDB refuses to open it
+            running = {
+                (b.config.suffix.lower(), os.path.realpath(b.config.directory))
+                for b in self.directory.backends
+            }
+            db = next((d for d in shared if (d.suffix.lower(), os.path.realpath(d.directory)) not in running),
+                      shared[-1])  # fmt: skip
+            last = "olcDbMaxSize" if db.maxsize else "olcDbIndex" if db.indexes else "olcDbDirectory"
+            raise ConfigValueError(f"<{last}> failed startup")
         if any(b.config.suffix.lower() != d.suffix.lower() for b, d in kept) or (
                 (added or dropped) and not databases_may_change):  # fmt: skip
             raise ValueError("changing a database's suffix or directory needs a restart")
@@ -214,13 +227,17 @@ class Server:
                 return False
             return ndn == base or ndn.endswith("," + base)
 
+        folders = [os.path.realpath(db.directory) for db in config.data_databases() if db.directory]
         for db in added:  # slapd's checks when it opens a database added over cn=config
             if not os.path.isdir(db.directory):
                 raise ConfigValueError("olcDbDirectory: value #0: invalid path: No such file or directory")
+            # slapd names the last olcMdbConfig setting it handled when the database does not start
+            last = "olcDbMaxSize" if db.maxsize else "olcDbIndex" if db.indexes else "olcDbDirectory"
+            if folders.count(os.path.realpath(db.directory)) > 1:  # in use by another database (LMDB's lock)
+                raise ConfigValueError(f"<{last}> failed startup")
             if db.rootpw and not any(under(db.rootdn, suffix) for suffix in db.suffixes):
                 raise ConfigValueError("<olcRootPW> can only be set when rootdn is under suffix")
-            if not db.suffixes:  # slapd names the last olcMdbConfig setting it handled
-                last = "olcDbMaxSize" if db.maxsize else "olcDbIndex" if db.indexes else "olcDbDirectory"
+            if not db.suffixes:
                 raise ConfigValueError(f"<{last}> failed startup")
             for suffix in db.suffixes:
                 try:
