@@ -327,3 +327,38 @@ def test_slapd_conf_serves_cn_config_in_memory_alike_with_slapd(tmp_path):
     finally:
         for server, _ in servers:
             server.stop()
+
+
+def test_config_rootdn_defaults_to_cn_config(tmp_path):
+    """A slapd.d made by `slapadd -n0` whose olcDatabase={0}config has olcRootPW and no olcRootDN: the rootdn is
+    cn=config (slapd's default), on slapd and pyldapd alike."""
+    outcomes = []
+    for name, program in (("slapd", "/usr/sbin/slapadd"), ("py", None)):
+        folder = tmp_path / name
+        (folder / "db").mkdir(parents=True)
+        (folder / "slapd.d").mkdir()
+        ldif = (f"dn: cn=config\nobjectClass: olcGlobal\ncn: config\n\n"
+                "dn: cn=module,cn=config\nobjectClass: olcModuleList\ncn: module\nolcModuleLoad: back_mdb\n\n"
+                f"dn: olcDatabase={{0}}config,cn=config\nobjectClass: olcDatabaseConfig\nolcDatabase: {{0}}config\n"
+                f"olcRootPW: {CONFIGPW}\n\n"
+                "dn: olcDatabase=mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n"
+                f"olcDatabase: mdb\nolcSuffix: {SUFFIX}\nolcDbDirectory: {folder / 'db'}\n")  # fmt: skip
+        (folder / "config.ldif").write_text(ldif)
+        tool = [program] if program else [sys.executable, "-m", "pyldapd.cli.main", "add"]
+        made = subprocess.run([*tool, "-n0", "-F", str(folder / "slapd.d"), "-l", str(folder / "config.ldif")],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        port = free_port()
+        sock = str(folder / "ldapi")
+        urls = f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/"
+        argv = ([SLAPD, "-F", str(folder / "slapd.d"), "-h", urls, "-d", "0"] if program else
+                [sys.executable, "-m", "pyldapd.cli.main", "serve", "-F", str(folder / "slapd.d"), "-h", urls, "-d", "0"])  # fmt: skip
+        server = start_process(name, argv, port, sock, folder, folder / "slapd.d")
+        try:
+            url = f"ldap://127.0.0.1:{port}"
+            found = [ldap_tool("ldapwhoami", *CONFIG_ADMIN, "-H", url),
+                     ldap_tool("ldapsearch", *CONFIG_ADMIN, "-H", url, "-LLL", "-b", "cn=config", "-s", "base", "dn")]  # fmt: skip
+            outcomes.append([(r.returncode, r.stdout) for r in found])
+        finally:
+            server.stop()
+    assert outcomes[0] == outcomes[1] == [(0, "dn:cn=config\n"), (0, "dn: cn=config\n\n")]

@@ -96,8 +96,9 @@ class ConfigDatabase:
 
     def rootdn_ndn(self) -> str:
         entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
-        rootdn = first(entry, "olcRootDN") if entry is not None else ""
-        return self.ndn(rootdn) if rootdn else ""
+        if entry is None:
+            return ""
+        return self.ndn(first(entry, "olcRootDN") or CONFIG_DN)  # slapd's default rootdn: cn=config
 
     def root_password(self, ndn: str) -> bytes:
         """olcRootPW of the config database when `ndn` is its rootdn (b"": no simple bind as the rootdn)."""
