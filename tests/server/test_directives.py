@@ -642,7 +642,7 @@ def test_unknown_password_hash_refused(tmp_path):
 
 
 @pytest.mark.parametrize("section, directive", [("config", "access to * by * manage"),
-                                                ("config", "rootpw secret"), ("monitor", "suffix cn=Monitor"),
+                                                ("config", "index cn eq"), ("monitor", "suffix cn=Monitor"),
                                                 ("monitor", "index cn eq")])  # fmt: skip
 def test_config_and_monitor_sections_refuse_what_they_would_ignore(tmp_path, section, directive):
     from pyldapd.config.slapdconf import ConfigError, load_slapd_conf

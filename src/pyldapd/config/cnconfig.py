@@ -248,8 +248,8 @@ def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
     groups: dict[str, dict[str, list[str]]] = {}
     for source, text in definitions:
         name = Path(source.rsplit(":", 1)[0]).stem
-        # the keyword may be followed by a tab (Debian's inetorgperson.schema: "objectclass\t( 2.16...")
-        keyword, body = (text.split(None, 1) + [""])[:2]
+        words = text.strip().split(None, 1)  # the keyword may be followed by a tab (Debian's schema files)
+        keyword, body = words[0], words[1] if len(words) > 1 else ""
         kind = keyword.lower()
         group = groups.setdefault(
             name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
@@ -466,6 +466,7 @@ def module_entry_for(config: ServerConfig, current: Entry | None) -> Entry | Non
 
 def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = True) -> list[Entry]:
     """The cn=config tree of a configuration, in slapd's order (parents first)."""
+    defaults = ServerConfig()
     global_attrs: list[tuple[str, list[str | bytes]]] = [
         ("objectClass", ["olcGlobal"]),
         ("cn", ["config"]),
@@ -508,7 +509,16 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         # slaptest writes the global limits here as well as in the frontend's entry
         ("olcSizeLimit", limit_text("size", limits_of(config, None), None)),
         ("olcTimeLimit", limit_text("time", limits_of(config, None), None)),
-    ]
+        # settings that apply_config carries over at run time: kept when a slapd.conf's cn=config is served
+        ("olcLocalSSF", [str(config.local_ssf)] if config.local_ssf != defaults.local_ssf else []),
+        ("olcSockbufMaxIncoming", [str(config.max_pdu)] if config.max_pdu != defaults.max_pdu else []),
+        ("olcSockbufMaxIncomingAuth", [str(config.max_pdu_auth)] if config.max_pdu_auth != defaults.max_pdu_auth
+         else []),
+        ("olcMaxFilterDepth", [str(config.max_filter_depth)] if config.max_filter_depth != defaults.max_filter_depth
+         else []),
+        ("olcPasswordCryptSaltFormat", [config.password_crypt_salt_format] if config.password_crypt_salt_format
+         else []),
+    ]  # fmt: skip
     entries = [make_entry(CONFIG_DN, global_attrs)]
     modules = needed_modules(config)
     if modules:
@@ -528,9 +538,14 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
                 ("olcPasswordHash", list(config.password_hash))]  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{-1}}frontend,{CONFIG_DN}", frontend))
     root_access = "to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * break"
+    # slapd.conf's `database config` section: its rootdn (slapd's default: cn=config) and rootpw
+    config_db = next((db for db in config.databases if db.type == "config"), None)
+    config_rootdn = (config_db.rootdn or "cn=config") if config_db is not None else "cn=admin,cn=config"
+    config_rootpw = [config_db.rootpw] if config_db is not None and config_db.rootpw else []
     entries.append(make_entry(f"olcDatabase={{0}}config,{CONFIG_DN}", [
         ("objectClass", ["olcDatabaseConfig"]), ("olcDatabase", ["{0}config"]),
-        ("olcAccess", ["{0}" + root_access]), ("olcRootDN", ["cn=admin,cn=config"])]))  # fmt: skip
+        ("olcAccess", ["{0}" + root_access]), ("olcRootDN", [config_rootdn]),
+        ("olcRootPW", config_rootpw)]))  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{1}}monitor,{CONFIG_DN}", [
         ("objectClass", ["olcDatabaseConfig", "olcMonitorConfig"]), ("olcDatabase", ["{1}monitor"])]))  # fmt: skip
     for offset, db in enumerate(config.data_databases()):

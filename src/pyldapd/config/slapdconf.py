@@ -585,7 +585,9 @@ class SlapdConfParser:
         name = d.name
         # pyldapd serves cn=config only from a slapd.d (-F), and cn=Monitor with a fixed read rule that names
         # the monitor's rootdn: nothing else written in those sections would have an effect
-        if db.type == "config":
+        # (slapd.conf(5) lets the config database have a rootdn, default cn=config, and its rootpw: test scripts
+        # bind so to add databases at run time; they are written to the slapd.d's olcDatabase={0}config)
+        if db.type == "config" and name not in ("rootdn", "rootpw"):
             raise d.error(
                 f"{d.words[0]}: not supported by pyldapd in database config (cn=config needs -F slapd.d)"
             )

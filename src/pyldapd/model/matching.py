@@ -666,6 +666,7 @@ APPROX_RULES = frozenset(
     }
 )
 
+
 def _mp(c: str, bit: int) -> bool:
     return bool(_MP_CLASS.get(c, 0) & bit)
 

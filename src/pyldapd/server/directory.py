@@ -315,15 +315,6 @@ class Directory:
         self.monitor = Monitor(self)  # the read-only cn=Monitor tree (server/monitor.py)
         self.access = AccessControl(self)  # access control (server/acl.py, server/guard.py)
 
-    def add_backend(self, db: DatabaseConfig) -> Backend:
-        """Open a database added at run time (cn=config) after the others."""
-        backend = Backend(db, self.schema)
-        backend.restore_context(self.server_id)
-        for csn in backend.context.csns.values():
-            self.csn.observe(csn)
-        self.backends.append(backend)
-        return backend
-
     def close(self) -> None:
         for backend in self.backends:
             backend.close()
@@ -458,12 +449,10 @@ class Directory:
         if "bind_simple" in self.config.disallows:
             raise LDAPError(ResultCode.unwillingToPerform, "unwilling to perform simple authentication")
         backend = self.backend_for(ndn)
-        if backend is None and self.configdb is not None:
-            verified = self.configdb.bind_root(ndn, password)  # olcRootDN/olcRootPW of olcDatabase={0}config
-            if verified is not None:
-                if verified:
-                    return request.name, ndn
-                raise LDAPError(ResultCode.invalidCredentials)
+        config_pw = self.configdb.root_password(ndn) if backend is None and self.configdb is not None else b""
+        if config_pw:  # the config database's rootdn (olcRootPW on olcDatabase={0}config): any transport
+            check_restrictions(self, session, None, "bind")
+            return PasswordCheck(request.name, ndn, password, [config_pw])
         if backend is None:
             dn_ndn = self.monitor.bind_root(
                 request.name, ndn, password
