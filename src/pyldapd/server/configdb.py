@@ -551,7 +551,8 @@ class ConfigDatabase:
         text = str(exc)
         self.server.log.error(f"cn=config change refused: {text}")
         if isinstance(exc, ConfigValueError):
-            return text
+            # slapd prefixes "config error processing <dn>: " when it reads slapd.d, not in an LDAP result
+            return re.sub(r"^config error processing [^:]*: ", "", text)
         if isinstance(exc, SyncreplError):
             if text.startswith("Malformed"):
                 return 'Error: Malformed "syncrepl" line in slapd config file' + text.split(" line", 1)[1].replace(
