@@ -28,6 +28,7 @@ import math
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,26 +133,32 @@ def bound_client(port: int) -> Client:
     return client
 
 
-def heavy_or(port: int, args, width: int) -> str:
+def heavy_or(port: int, args, width: int, rnd: int) -> tuple[float, str]:
     """An anonymous search whose filter is an OR of --terms uid= terms naming every 25th user."""
     flt = Or(tuple(Equality("uid", uid(i * 25, width).encode()) for i in range(args.terms)))
     client = Client(port)
     client.sock.settimeout(TIMEOUT)
-    reply, entries = client.request(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
+    pdu = client.encode(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
+    began = time.perf_counter()
+    reply, entries = client.request(pdu)
+    elapsed = time.perf_counter() - began
     client.close()
-    return f"result {reply.op.result_code}, {entries} entries"
+    return elapsed, f"result {reply.op.result_code}, {entries} entries"
 
 
-def heavy_unindexed(port: int, args, width: int) -> str:
+def heavy_unindexed(port: int, args, width: int, rnd: int) -> tuple[float, str]:
     """A subtree search over every user on an attribute without an index (description), as the rootdn."""
     client = bound_client(port)
     flt = Equality("description", f"benchmark entry {args.users // 2}".encode())
-    reply, entries = client.request(ldap.SearchRequest(PEOPLE, 2, 0, 0, 0, False, flt, ["1.1"]))
+    pdu = client.encode(ldap.SearchRequest(PEOPLE, 2, 0, 0, 0, False, flt, ["1.1"]))
+    began = time.perf_counter()
+    reply, entries = client.request(pdu)
+    elapsed = time.perf_counter() - began
     client.close()
-    return f"result {reply.op.result_code}, {entries} entries"
+    return elapsed, f"result {reply.op.result_code}, {entries} entries"
 
 
-def heavy_slow_reader(port: int, args, width: int) -> str:
+def heavy_slow_reader(port: int, args, width: int, rnd: int) -> tuple[float, str]:
     """All of ou=Items read by a client with a 16 KB receive buffer, 8 KB per 100 ms for --seconds, then at
     full speed (so the phase stays bounded)."""
     sock = socket.socket()
@@ -163,8 +170,8 @@ def heavy_slow_reader(port: int, args, width: int) -> str:
     pending: list[bytes] = []
     while not pending:
         pending.extend(framer.feed(sock.recv(65536)))
-    pending.clear()
     search = ldap.SearchRequest(ITEMS, 2, 0, 0, 0, False, Present("objectClass"), [])
+    began = time.perf_counter()
     sock.sendall(ldap.encode_message(ldap.LDAPMessage(2, search, [])))
     slow_until = time.monotonic() + args.seconds
     entries = 0
@@ -178,64 +185,94 @@ def heavy_slow_reader(port: int, args, width: int) -> str:
             if isinstance(message.op, ldap.SearchResultEntry):
                 entries += 1
             elif not isinstance(message.op, ldap.SearchResultReference):
+                elapsed = time.perf_counter() - began
                 sock.close()
-                return f"result {message.op.result_code}, {entries} entries, slow for {args.seconds:g} s"
+                return (
+                    elapsed,
+                    f"result {message.op.result_code}, {entries} entries, slow for {args.seconds:g} s",
+                )
         if slow:
             time.sleep(0.1)
     raise RuntimeError("slow reader: no end of the result")
 
 
-def heavy_many_values(port: int, args, width: int) -> str:
-    """One modify adding --values description values to one entry, as the rootdn."""
+def heavy_many_values(port: int, args, width: int, rnd: int) -> tuple[float, str]:
+    """One modify adding --values description values to a new entry (one per round), as the rootdn."""
     client = bound_client(port)
+    dn = f"cn=many{rnd},{SUFFIX}"
+    attrs = [("objectClass", [b"device"]), ("cn", [f"many{rnd}".encode()])]
+    reply, _ = client.request(ldap.AddRequest(dn, attrs))
+    if reply.op.result_code != 0:
+        raise RuntimeError(f"add {dn}: {reply.op}")
     values = [f"value {i:07d}".encode() for i in range(args.values)]
-    pdu = client.encode(ldap.ModifyRequest(MANY, [Change(0, "description", values)]))
+    pdu = client.encode(ldap.ModifyRequest(dn, [Change(0, "description", values)]))
+    began = time.perf_counter()
     reply, _ = client.request(pdu)
+    elapsed = time.perf_counter() - began
     client.close()
-    return f"result {reply.op.result_code}, {len(pdu) // 1024} KB PDU"
+    text = f" ({reply.op.message})" if reply.op.message else ""
+    return elapsed, f"result {reply.op.result_code}{text}, {len(pdu) // 1024} KB PDU"
 
 
-def heavy_burst(port: int, args, width: int) -> str:
-    """--burst modifies sent at once on one connection (pipelined), then every response read."""
-    client = bound_client(port)
-    pdus = b"".join(
-        client.encode(
-            ldap.ModifyRequest(
-                f"uid={uid(i % args.users, width)},{PEOPLE}",
-                [Change(2, "description", [f"burst {i}".encode()])],
-            )
-        )  # fmt: skip
-        for i in range(args.burst)
-    )
-    sender = threading.Thread(target=client.sock.sendall, args=(pdus,), daemon=True)
-    sender.start()
+def heavy_burst(port: int, args, width: int, rnd: int) -> tuple[float, str]:
+    """--burst modifies sent at once over 4 connections (pipelined; under slapd's conn_max_pending_auth of
+    1000, beyond which slapd closes the connection), then every response read."""
+    conns = 4
+    clients = [bound_client(port) for _ in range(conns)]
+    per = args.burst // conns
     codes: dict[int, int] = {}
-    for _ in range(args.burst):
-        while not client.pending:
-            data = client.sock.recv(1 << 20)
-            if not data:
-                raise ConnectionError("server closed the connection")
-            client.pending.extend(client.framer.feed(data))
-        code = ldap.decode_message(client.pending.pop(0)).op.result_code
-        codes[code] = codes.get(code, 0) + 1
-    sender.join(TIMEOUT)
-    client.close()
-    return f"{args.burst} modifies, result codes {codes}"
+    lock = threading.Lock()
+
+    def one(c: int) -> None:
+        client = clients[c]
+        pdus = b"".join(
+            client.encode(
+                ldap.ModifyRequest(
+                    f"uid={uid((c * per + i) % args.users, width)},{PEOPLE}",
+                    [Change(2, "description", [f"burst {rnd} {i}".encode()])],
+                )
+            )  # fmt: skip
+            for i in range(per)
+        )
+        client.sock.sendall(pdus)  # the responses (14 bytes each) fit in the socket buffers meanwhile
+        for _ in range(per):
+            while not client.pending:
+                data = client.sock.recv(1 << 20)
+                if not data:
+                    raise ConnectionError("server closed the connection")
+                client.pending.extend(client.framer.feed(data))
+            code = ldap.decode_message(client.pending.pop(0)).op.result_code
+            with lock:
+                codes[code] = codes.get(code, 0) + 1
+
+    threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in range(conns)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    elapsed = time.perf_counter() - began
+    for client in clients:
+        client.close()
+    return elapsed, f"{per * conns} modifies on {conns} connections, result codes {codes}"
 
 
-HEAVY: tuple[tuple[str, Callable[..., str]], ...] = (
-    ("OR of 10,000 uid= terms, anonymous", heavy_or),
-    ("unindexed subtree search, all users", heavy_unindexed),
-    ("large result read slowly", heavy_slow_reader),
-    ("modify adding many values", heavy_many_values),
-    ("burst of pipelined modifies", heavy_burst),
+HEAVY: tuple[tuple[str, Callable[..., tuple[float, str]], bool], ...] = (
+    ("OR of 10,000 uid= terms, anonymous", heavy_or, True),
+    ("unindexed subtree search, all users", heavy_unindexed, True),
+    ("large result read slowly", heavy_slow_reader, False),
+    ("modify adding many values", heavy_many_values, True),
+    ("burst of pipelined modifies", heavy_burst, True),
 )
 
 
-def with_light_client(port: int, heavy: Callable[[], str]) -> tuple[float, str, list[float]]:
-    """Run `heavy` while another connection sends root DSE base searches one after another (5 ms apart);
-    return the heavy request's seconds, its outcome and the latencies (ms) of the light searches that were
-    in flight at some moment while it ran (those before or after it would only dilute the tail)."""
+def with_light_client(
+    port: int, heavy: Callable[[int], tuple[float, str]], repeat: float
+) -> tuple[list[float], str, list[float]]:
+    """Run `heavy` (again and again for `repeat` seconds, at least once) while another connection sends root
+    DSE base searches one after another (5 ms apart); return the heavy request's times (s), its last outcome
+    and the latencies (ms) of the light searches in flight at some moment while it ran (those before or after
+    would only dilute the tail)."""
     done = threading.Event()
     samples: list[tuple[float, float]] = []  # (sent, answered)
 
@@ -260,11 +297,17 @@ def with_light_client(port: int, heavy: Callable[[], str]) -> tuple[float, str, 
     prober = threading.Thread(target=light, daemon=True)
     prober.start()
     time.sleep(0.2)
+    times: list[float] = []
     began = time.perf_counter()
-    try:
-        outcome = heavy()
-    except (OSError, RuntimeError) as exc:
-        outcome = f"failed: {exc!r}"
+    for rnd in range(10_000):
+        try:
+            elapsed, outcome = heavy(rnd)
+        except (OSError, RuntimeError) as exc:
+            outcome = f"failed: {exc!r}"
+            break
+        times.append(elapsed)
+        if time.perf_counter() - began >= repeat:
+            break
     ended = time.perf_counter()
     time.sleep(0.05)
     done.set()
@@ -272,7 +315,11 @@ def with_light_client(port: int, heavy: Callable[[], str]) -> tuple[float, str, 
     latencies = [
         (answered - sent) * 1000 for sent, answered in samples if answered >= began and sent <= ended
     ]
-    return ended - began, outcome, latencies
+    return times, outcome, latencies
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -317,14 +364,16 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
         print(f"{name:8} searches {figures['search']:.0f}/s, with modifies {figures['search+mod']:.0f}/s "
               f"(modifies {figures['mod+search']:.0f}/s), modifies alone {figures['modify']:.0f}/s",
               file=sys.stderr)  # fmt: skip
-        for label, heavy in HEAVY:
-            elapsed, outcome, latencies = with_light_client(
-                server.port, lambda h=heavy: h(server.port, args, width)
+        for label, heavy, again in HEAVY:
+            times, outcome, latencies = with_light_client(
+                server.port,
+                lambda rnd, h=heavy: h(server.port, args, width, rnd),
+                args.seconds if again else 0,
             )
-            figures[label] = (elapsed, outcome, latencies)
-            print(f"{name:8} {label}: {elapsed:.2f} s ({outcome}); root DSE p50 {percentile(latencies, 0.5):.1f} "
-                  f"p99 {percentile(latencies, 0.99):.1f} max {max(latencies, default=0):.1f} ms "
-                  f"of {len(latencies)}", file=sys.stderr)  # fmt: skip
+            figures[label] = (times, outcome, latencies)
+            print(f"{name:8} {label}: median {median(times):.3f} s of {len(times)} ({outcome}); root DSE "
+                  f"p50 {percentile(latencies, 0.5):.1f} p99 {percentile(latencies, 0.99):.1f} "
+                  f"max {max(latencies, default=0):.1f} ms of {len(latencies)}", file=sys.stderr)  # fmt: skip
         if server.process.poll() is not None:
             raise RuntimeError(f"{name} died:\n{server.log()[-3000:]}")
     finally:
@@ -377,9 +426,10 @@ def main() -> None:
         ours["search+mod"], extra=share)  # fmt: skip
     row("  those modifies", slapd["mod+search"], ours["mod+search"])
     row("modifies alone (ldclt attreplace, 4 threads)", slapd["modify"], ours["modify"])
-    for label, _heavy in HEAVY:
+    for label, _heavy, _again in HEAVY:
         theirs, mine = slapd[label], ours[label]
-        row(f"{label}: its time", theirs[0], mine[0], "{:.2f} s")
+        row(f"{label}: its time, median", median(theirs[0]), median(mine[0]), "{:.3f} s",
+            (f" ({len(theirs[0])})", f" ({len(mine[0])})"))  # fmt: skip
         for p, title in ((0.5, "p50"), (0.99, "p99")):
             row(
                 f"  root DSE meanwhile, {title}",
