@@ -234,9 +234,17 @@ def heavy_burst(port: int, args, width: int, rnd: int) -> tuple[float, str]:
     clients = [bound_client(port) for _ in range(conns)]
     per = args.burst // conns
     codes: dict[int, int] = {}
+    errors: list[str] = []
     lock = threading.Lock()
 
     def one(c: int) -> None:
+        try:
+            send_and_read(c)
+        except OSError as exc:
+            with lock:
+                errors.append(repr(exc))
+
+    def send_and_read(c: int) -> None:
         client = clients[c]
         pdus = b"".join(
             client.encode(
@@ -244,7 +252,7 @@ def heavy_burst(port: int, args, width: int, rnd: int) -> tuple[float, str]:
                     f"uid={uid((c * per + i) % args.users, width)},{PEOPLE}",
                     [Change(2, "description", [f"burst {rnd} {i}".encode()])],
                 )
-            )  # fmt: skip
+            )
             for i in range(per)
         )
         client.sock.sendall(pdus)  # the responses (14 bytes each) fit in the socket buffers meanwhile
@@ -267,6 +275,8 @@ def heavy_burst(port: int, args, width: int, rnd: int) -> tuple[float, str]:
     elapsed = time.perf_counter() - began
     for client in clients:
         client.close()
+    if errors:
+        raise RuntimeError(f"burst: {errors[0]} (result codes so far {codes})")
     return elapsed, f"{per * conns} modifies on {conns} connections, result codes {codes}"
 
 
