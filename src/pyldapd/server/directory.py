@@ -58,6 +58,7 @@ from pyldapd.server.entries import (
     remove_rdn_values,
     resolve_type,
 )
+from pyldapd.overlays.base import OverlayStack, WriteOp
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
@@ -199,6 +200,11 @@ class PagedSearch:
     count: int = 0  # entries sent by the earlier pages (the size limits bound the whole search)
 
 
+def who(session: Session) -> tuple[int, str]:
+    """The connection and authorization identity an overlay records for an operation."""
+    return session.conn_id, session.bind_dn
+
+
 def stored_indexes(config: DatabaseConfig) -> dict[str, set[str]]:
     """The indexes a database keeps: its `index` lines, and objectClass eq always (every search has one)."""
     indexes = {name: set(kinds) for name, kinds in config.indexes.items()}
@@ -232,8 +238,18 @@ class Backend:
         self.suffix_ndn = normalize_dn(config.suffix, schema)
         self.rootdn_ndn = normalize_dn(config.rootdn, schema) if config.rootdn else ""
         self.context = ContextState()
-        self.provider: SyncProvider | None = None  # the syncprov overlay, when configured
+        self.overlays = OverlayStack()  # overlays/base.py: the engine calls them around every write
         self.consumers: dict[int, Any] = {}  # rid -> SyncConsumer
+
+    @property
+    def provider(self) -> SyncProvider | None:
+        """The syncprov overlay, when configured (sync searches are answered by it)."""
+        return self.overlays.get("syncprov")  # type: ignore[return-value]
+
+    @provider.setter
+    def provider(self, provider: SyncProvider | None) -> None:
+        self.overlays.set("syncprov", provider)
+        self.overlays.order = [o.name for o in self.config.overlays]
 
     @property
     def shadow(self) -> bool:
@@ -273,13 +289,11 @@ class Backend:
             txn.put_raw_metadata(CONTEXT_CSN_KEY, self.context.encoded())
 
     def publish(self, change: Change) -> None:
-        """After a commit: the provider pushes the change to persistent searches and logs it."""
-        if self.provider is not None:
-            self.provider.on_change(change)
+        """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches)."""
+        self.overlays.after_commit(change)
 
     def close(self) -> None:
-        if self.provider is not None:
-            self.provider.close()
+        self.overlays.close()
         try:
             self.write_context_csn()
         except StorageError as exc:
@@ -475,6 +489,9 @@ class Directory:
                 return
             csn = self.stamp(entry, Session(conn_id=0, bind_dn=backend.config.rootdn), created=False)
             txn.modify(ndn, entry)
+            changes = [ldap.Change(ldap.MOD_REPLACE, "pwdLastSuccess", [now])]
+            backend.overlays.in_txn(WriteOp("modify", entry.dn, current, entry, csn, 0, backend.config.rootdn,
+                                            changes=changes), txn)  # fmt: skip
             backend.context.advance(txn, csn)
         backend.publish(Change("modify", current, entry, csn))
 
@@ -1049,6 +1066,7 @@ class Directory:
                 raise LDAPError(ResultCode.entryAlreadyExists, "") from None
             except NoSuchEntry as exc:
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=exc.matched_dn) from None
+            backend.overlays.in_txn(WriteOp("add", request.dn, None, entry, csn, *who(session)), txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, None, entry, session, backend, txn)
         backend.publish(Change("add", None, entry, csn))
@@ -1073,6 +1091,8 @@ class Directory:
             check_entry(self.schema, entry, old_structural=current.first("structuralobjectclass"))
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
+            op = WriteOp("modify", request.dn, current, entry, csn, *who(session), changes=request.changes)
+            backend.overlays.in_txn(op, txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, entry, session, backend, txn)
         backend.publish(Change("modify", current, entry, csn))
@@ -1101,6 +1121,7 @@ class Directory:
             entry_uuid = entry_uuid_bytes(current)
             if entry_uuid is not None:
                 write_tombstone(txn, entry_uuid, csn)
+            backend.overlays.in_txn(WriteOp("delete", request.dn, current, None, csn, *who(session)), txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, None, session, backend, txn)
         backend.publish(Change("delete", current, None, csn))
@@ -1169,6 +1190,9 @@ class Directory:
                 raise LDAPError(ResultCode.entryAlreadyExists, "") from None
             except NoSuchEntry:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found") from None
+            op = WriteOp("rename", request.dn, current, entry, csn, *who(session), new_rdn=request.new_rdn,
+                         delete_old_rdn=request.delete_old_rdn, new_superior=request.new_superior)  # fmt: skip
+            backend.overlays.in_txn(op, txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, entry, session, backend, txn)
         backend.publish(Change("rename", current, entry, csn))
@@ -1288,6 +1312,10 @@ class Directory:
             entry.put("userpassword", "userPassword", hashed)
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
+            # slapd's Password Modify is a modify of userPassword through the overlays
+            changes = [ldap.Change(ldap.MOD_REPLACE, "userPassword", list(hashed))]
+            backend.overlays.in_txn(WriteOp("modify", entry.dn, current, entry, csn, *who(session),
+                                            changes=changes), txn)  # fmt: skip
             backend.context.advance(txn, csn)
         backend.publish(Change("modify", current, entry, csn))
         generated = change.generated
