@@ -96,7 +96,9 @@ ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"l
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
                "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
 
-OVERLAYS = ("syncprov",)  # the overlays pyldapd implements
+OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
+# slapo-accesslog(5)'s directives (no "accesslog-" prefix)
+ACCESSLOG_DIRECTIVES = ("logdb", "logops", "logpurge", "logsuccess", "logold", "logoldattr", "logbase")
 
 DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
                     "frontend": "frontend"}  # fmt: skip
@@ -394,6 +396,15 @@ class SlapdConfParser:
             self.overlay = OverlayConfig(one_arg(d).lower())
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
+            self.overlay.settings.append((name, d.args))
+        elif self.overlay is not None and self.overlay.name == "accesslog" and name in ACCESSLOG_DIRECTIVES:
+            from pyldapd.overlays.accesslog import AccesslogSettings
+
+            try:  # checked now, so that a wrong value names its file and line
+                AccesslogSettings.parse([*self.overlay.settings, (name, d.args)])
+            except ValueError as exc:
+                if not str(exc).startswith("logdb: the accesslog"):
+                    raise d.error(str(exc)) from None
             self.overlay.settings.append((name, d.args))
         elif self.database is not None and self.database.type != "frontend":
             self.apply_database(d, self.database)

@@ -19,9 +19,9 @@ from pyldapd.backends.base import Scope, StorageError
 from pyldapd.model.csn import CSNGenerator, format_cookie, parse_cookie, sid_of
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn
 from pyldapd.model.entry import Entry
+from pyldapd.overlays.base import Overlay
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
-from pyldapd.overlays.base import Overlay
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.state import Change, entry_uuid_bytes
 from pyldapd.server.directory import is_glue

@@ -6,6 +6,7 @@ LDAPError. Searches stream their entries through a `send` callback so large resu
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -40,7 +41,8 @@ from pyldapd.model.filter import (
     values_return_filter,
 )
 from pyldapd.model.passwords import hash_password, verify_password
-from pyldapd.model.schema import Schema
+from pyldapd.model.schema import SCHEMA_DIR, Schema
+from pyldapd.overlays.base import Overlay, OverlayStack, WriteOp
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
@@ -58,7 +60,6 @@ from pyldapd.server.entries import (
     remove_rdn_values,
     resolve_type,
 )
-from pyldapd.overlays.base import OverlayStack, WriteOp
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
@@ -200,6 +201,24 @@ class PagedSearch:
     count: int = 0  # entries sent by the earlier pages (the size limits bound the whole search)
 
 
+def logs_failures(kind: str) -> Callable[[Callable[..., list[Control]]], Callable[..., list[Control]]]:
+    """A client write that fails is reported to the database's overlays (accesslog logs failures too)."""
+
+    def wrap(method: Callable[..., list[Control]]) -> Callable[..., list[Control]]:
+        @functools.wraps(method)
+        def run(self: Directory, session: Session, request: Any, controls: list[Control]) -> list[Control]:
+            try:
+                return method(self, session, request, controls)
+            except LDAPError as exc:
+                if exc.code != ResultCode.referral:  # sent on before any database saw it
+                    self.write_failed(kind, session, request, exc)
+                raise
+
+        return run
+
+    return wrap
+
+
 def who(session: Session) -> tuple[int, str]:
     """The connection and authorization identity an overlay records for an operation."""
     return session.conn_id, session.bind_dn
@@ -326,6 +345,39 @@ class Directory:
     def close(self) -> None:
         for backend in self.backends:
             backend.close()
+
+    def configure_overlays(self, backend: Backend) -> None:
+        """Build (or follow a config change of) a database's overlay stack; syncprov is set up with the
+        replication (server/app.py), the others here."""
+        from pyldapd.overlays.accesslog import AccessLog, AccesslogSettings
+
+        def make(name: str) -> Overlay | None:
+            if name == "accesslog":
+                return AccessLog(self, backend, AccesslogSettings.parse(settings[name]))
+            return None
+
+        settings = {o.name: o.settings for o in backend.config.overlays}
+        if "accesslog" in settings and self.schema.attribute_type("reqStart") is None:  # added over cn=config
+            self.schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))
+        backend.overlays.configure([o.name for o in backend.config.overlays], make)
+        running = backend.overlays.get("accesslog")
+        if isinstance(running, AccessLog):
+            running.settings = AccesslogSettings.parse(settings["accesslog"])
+            running.start()
+
+    def write_failed(self, kind: str, session: Session, request: Any, exc: LDAPError) -> None:
+        """A write answered with an error: overlays that log failures (accesslog) are told."""
+        try:
+            backend = self.backend_for(normalize_dn(request.dn, self.schema))
+        except ValueError:
+            return
+        if backend is None:
+            return
+        for overlay in backend.overlays.running():
+            failed = getattr(overlay, "failed", None)
+            if failed is not None:
+                failed(kind, request.dn, session.conn_id, session.bind_dn, int(exc.code), exc.message,
+                       changes=getattr(request, "changes", None), request=request)  # fmt: skip
 
     def set_server_id(self, server_id: int) -> None:
         last = self.csn.next()
@@ -1030,6 +1082,7 @@ class Directory:
         entry.put("modifytimestamp", "modifyTimestamp", [now])
         return csn
 
+    @logs_failures("add")
     def add(self, session: Session, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
             check_restrictions(self, session, None, "add")
@@ -1072,6 +1125,7 @@ class Directory:
         backend.publish(Change("add", None, entry, csn))
         return response
 
+    @logs_failures("modify")
     def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
             check_restrictions(self, session, None, "modify")
@@ -1098,6 +1152,7 @@ class Directory:
         backend.publish(Change("modify", current, entry, csn))
         return response
 
+    @logs_failures("delete")
     def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
             check_restrictions(self, session, None, "delete")
@@ -1127,6 +1182,7 @@ class Directory:
         backend.publish(Change("delete", current, None, csn))
         return response
 
+    @logs_failures("rename")
     def modify_dn(
         self, session: Session, request: ldap.ModifyDNRequest, controls: list[Control]
     ) -> list[Control]:
