@@ -640,6 +640,8 @@ def limits_text(d: Directive) -> str:
 
 def validate(config: ServerConfig, source: str) -> None:
     """Checks slapd makes once the whole file is read."""
+    from pyldapd.overlays.accesslog import check_database
+
     for db in config.databases:
         if db.type != "mdb":
             continue
@@ -648,6 +650,10 @@ def validate(config: ServerConfig, source: str) -> None:
             raise ConfigError(where, int(line or 0), f"database {db.declared_type}: no suffix given")
         if not db.directory:
             raise ConfigError(where, int(line or 0), f"database {db.declared_type}: no directory given")
+        try:
+            check_database(config, db)
+        except ValueError as exc:
+            raise ConfigError(where, int(line or 0), f"overlay accesslog: {exc}") from None
 
 
 def load_slapd_conf(path: str) -> ServerConfig:

@@ -51,9 +51,10 @@ def parse_age(text: str) -> int:
     if match is None:
         raise ValueError(f"invalid interval {text!r} (expected [ddd+]hh:mm[:ss])")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    if days > 25000 or minutes > 59 or seconds > 59 or (days and hours > 23):
-        raise ValueError(f"invalid interval {text!r} (expected [ddd+]hh:mm[:ss])")
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds  # slapd checks no field's range but the days'
+    if days > 25000 or total < 1:
+        raise ValueError(f"invalid interval {text!r} (expected [ddd+]hh:mm[:ss], at least one second)")
+    return total
 
 
 def parse_ops(words: list[str]) -> set[str]:
@@ -118,8 +119,6 @@ class AccesslogSettings:
             if len(args) != 2:
                 raise ValueError("expects <age> <period>")
             self.purge_age, self.purge_period = parse_age(args[0]), parse_age(args[1])
-            if self.purge_period <= 0:
-                raise ValueError("the purge period must not be zero")
         elif name == "logsuccess":
             self.success = truth(args[0])
         elif name == "logold":
@@ -323,10 +322,10 @@ class AccessLog(Overlay):
             names |= {n.lower() for n in STAMPS}
             if op_name == "modify":
                 names |= {self.key(c.attr) for c in op.changes}
-            elif op_name == "modrdn" and op.delete_old_rdn:
-                names |= {
-                    self.key(part.split("=", 1)[0]) for part in re.split(r"(?<!\\)\+", split_rdn(op.dn)[0])
-                }
+            elif op_name == "modrdn":  # the RDN attributes the rename adds values to or removes them from
+                rdns = [op.new_rdn] + ([split_rdn(op.dn)[0]] if op.delete_old_rdn else [])
+                parts = [part for rdn in rdns for part in re.split(r"(?<!\\)\+", rdn)]
+                names |= {self.key(part.split("=", 1)[0]) for part in parts}
             keys = [k for k in before.attrs if k in names]
         return [f"{before.attrs[k].name}: ".encode() + v for k in keys for v in before.attrs[k].values]
 
@@ -409,3 +408,25 @@ class AccessLog(Overlay):
                     txn.delete(normalize_dn(child.dn, self.directory.schema))
                     removed += 1
         return removed
+
+
+def check_accesslog(config: Any) -> None:
+    """What slapd refuses in a whole configuration: an accesslog overlay without a usable logdb (ValueError)."""
+
+    for db in config.data_databases():
+        check_database(config, db)
+
+
+def check_database(config: Any, db: Any) -> None:
+    def plain(dn: str) -> str:
+        return ",".join(part.strip().lower() for part in dn.split(","))
+
+    for overlay in db.overlays:
+        if overlay.name != "accesslog":
+            continue
+        settings = AccesslogSettings.parse(overlay.settings)
+        logdb = plain(settings.logdb)
+        if logdb in (plain(s) for s in db.suffixes):
+            raise ValueError(f"logdb {settings.logdb}: the log database cannot be the logged database")
+        if not any(logdb in (plain(s) for s in other.suffixes) for other in config.data_databases()):
+            raise ValueError(f'logdb {settings.logdb}: "{settings.logdb}" is not a database suffix')

@@ -1,0 +1,276 @@
+"""The accesslog overlay (issue 11): the log entries pyldapd writes are those Debian's slapd writes for the same
+config and the same operations (times, session numbers, UUIDs and CSNs aside), logops / logsuccess / logbase
+filter as slapd's, logpurge removes old entries, the cn=config form slaptest writes is read, and a change and its
+log entry are committed together (outbox: a record left between the two steps is moved at the next start)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import (
+    ROOTDN,
+    ROOTPW,
+    SUFFIX,
+    free_port,
+    ldap_tool,
+    slapd_conf,
+    start_process,
+    start_pyldapd,
+    start_slapd,
+    wait_for,
+)
+
+# what differs between two runs whatever the server: times, sessions, generated identifiers
+VARYING = {"reqstart", "reqend", "reqsession", "entryuuid", "reqentryuuid", "entrycsn", "createtimestamp",
+           "modifytimestamp"}  # fmt: skip
+VARYING_IN_VALUES = re.compile(r"^(entryUUID|entryCSN|createTimestamp|modifyTimestamp):([-+=#]?) .*$", re.I)
+TOP = f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n"
+PERSON = f"dn: cn=x,{SUFFIX}\nobjectClass: person\ncn: x\nsn: y\ndescription: d1\n\n"
+MODIFY = (f"dn: cn=x,{SUFFIX}\nchangetype: modify\nreplace: description\ndescription: d2\n-\nadd: sn\nsn: z\n-\n"
+          "delete: sn\nsn: y\n-\nadd: telephoneNumber\ntelephoneNumber: 1 234\n\n")  # fmt: skip
+FAILING = f"dn: cn=x,{SUFFIX}\nchangetype: modify\ndelete: telephoneNumber\ntelephoneNumber: 999\n\n"
+RENAME = f"dn: cn=x,{SUFFIX}\nchangetype: modrdn\nnewrdn: cn=w\ndeleteoldrdn: 1\n\n"
+MOVE = f"dn: cn=w,{SUFFIX}\nchangetype: modrdn\nnewrdn: cn=v\ndeleteoldrdn: 0\nnewsuperior: ou=b,{SUFFIX}\n\n"
+
+
+def conf_for(workdir: Path, overlay: str, *, log_extra: str = "") -> str:
+    """The example database with `overlay accesslog` (and `overlay`'s lines), its log database declared first."""
+    (workdir / "db").mkdir(parents=True, exist_ok=True)
+    (workdir / "log").mkdir(parents=True, exist_ok=True)
+    logdb = (f"database mdb\nsuffix cn=accesslog\nrootdn cn=accesslog\ndirectory {workdir / 'log'}\n"
+             f"index reqStart eq\n{log_extra}")  # fmt: skip
+    return slapd_conf(workdir / "db", modules=True, extra_global="moduleload accesslog\n" + logdb,
+                      extra_db="overlay accesslog\nlogdb cn=accesslog\n" + overlay)  # fmt: skip
+
+
+def admin(server) -> list[str]:
+    return ["-x", "-D", ROOTDN, "-w", ROOTPW, "-H", server.url]
+
+
+def modify(server, ldif: str) -> int:
+    return ldap_tool("ldapmodify", *admin(server), input=ldif).returncode
+
+
+def read_log(server, *attrs: str) -> list[dict[str, list[str]]]:
+    """The log database's entries, in reqStart order, as {attribute (lower case): values}."""
+    result = ldap_tool("ldapsearch", *admin(server), "-LLL", "-o", "ldif-wrap=no", "-b", "cn=accesslog",
+                       "(objectClass=*)", *(attrs or ("*", "entryCSN")))  # fmt: skip
+    assert result.returncode in (0, 32), result.stderr + server.log()[-2000:]
+    entries = []
+    for block in result.stdout.strip().split("\n\n"):
+        entry: dict[str, list[str]] = {}
+        for line in block.splitlines():
+            name, _, value = line.partition(": ")
+            entry.setdefault(name.lower(), []).append(value)
+        if entry:
+            entries.append(entry)
+    return sorted(entries, key=lambda e: e.get("reqstart", [""])[0])
+
+
+def comparable(entries: list[dict[str, list[str]]]) -> list[dict[str, list[str]]]:
+    """Entries without what varies from run to run; multi-valued attributes as sorted lists."""
+    out = []
+    for entry in entries:
+        kept = {}
+        for name, values in entry.items():
+            if name in VARYING or name == "dn":
+                continue
+            kept[name] = sorted(VARYING_IN_VALUES.sub(r"\1:\2 *", v) for v in values)
+        kept["dn"] = [re.sub(r"^reqStart=[0-9.]+Z", "reqStart=*", entry["dn"][0])]
+        out.append(kept)
+    return out
+
+
+def run_scenario(workdir: Path, start, overlay: str, steps: list[str]) -> list[dict[str, list[str]]]:
+    server = start(workdir, conf_for(workdir, overlay))
+    try:
+        assert ldap_tool("ldapadd", *admin(server), input=TOP + PERSON).returncode == 0
+        for ldif in steps:
+            if ldif.startswith("delete "):
+                ldap_tool("ldapdelete", *admin(server), ldif.split(" ", 1)[1])
+            else:
+                modify(server, ldif)
+        entries = read_log(server)
+        check_consistency(entries)
+        return comparable(entries)
+    finally:
+        server.stop()
+
+
+def check_consistency(entries: list[dict[str, list[str]]]) -> None:
+    """What holds on both servers: each write's log entry carries the change's CSN and the entry's UUID."""
+    for entry in entries:
+        if "reqtype" not in entry:
+            continue
+        csns = [v.split(" ", 1)[1] for v in entry.get("reqmod", []) if v.lower().startswith("entrycsn:")]
+        if entry["reqresult"] == ["0"] and csns:
+            assert entry["entrycsn"] == csns, entry
+
+
+def both(tmp_path: Path, overlay: str, steps: list[str]) -> list[dict[str, list[str]]]:
+    expected = run_scenario(tmp_path / "slapd", start_slapd, overlay, steps)
+    got = run_scenario(tmp_path / "pyldapd", start_pyldapd, overlay, steps)
+    assert got == expected
+    return got
+
+
+def test_log_entries_as_slapd_writes_them(tmp_path):
+    ou = f"dn: ou=b,{SUFFIX}\nchangetype: add\nobjectClass: organizationalUnit\nou: b\n\n"
+    steps = [MODIFY, FAILING, RENAME, ou, MOVE, f"delete cn=v,ou=b,{SUFFIX}"]
+    entries = both(tmp_path, "logops writes\nlogold (objectClass=person)\nlogoldattr description", steps)
+    types = [(e.get("reqtype", ["container"])[0], e.get("reqresult", [""])[0]) for e in entries]
+    assert types == [("container", ""), ("add", "0"), ("add", "0"), ("modify", "0"), ("modify", "16"),
+                     ("modrdn", "0"), ("add", "0"), ("modrdn", "0"), ("delete", "0")]  # fmt: skip
+    renamed = entries[5]
+    assert renamed["reqold"] == sorted(["cn: x", "description: d2", "entryCSN: *", "modifiersName: " + ROOTDN,
+                                        "modifyTimestamp: *"])  # fmt: skip
+    assert entries[7]["reqnewsuperior"] == [f"ou=b,{SUFFIX}"]
+
+
+def test_logsuccess_and_logops_filter_as_slapd(tmp_path):
+    steps = [MODIFY, FAILING, RENAME, f"delete cn=nothere,{SUFFIX}", f"delete cn=w,{SUFFIX}"]
+    entries = both(tmp_path, "logops add delete\nlogsuccess TRUE", steps)
+    assert [e.get("reqtype", ["container"])[0] for e in entries] == ["container", "add", "add", "delete"]
+
+
+def test_logbase_as_slapd(tmp_path):
+    ou = f"dn: ou=b,{SUFFIX}\nchangetype: add\nobjectClass: organizationalUnit\nou: b\n\n"
+    inside = f"dn: cn=in,ou=b,{SUFFIX}\nchangetype: add\nobjectClass: person\ncn: in\nsn: s\n\n"
+    steps = [ou, inside, MODIFY, f"delete cn=in,ou=b,{SUFFIX}", f"delete cn=x,{SUFFIX}"]
+    entries = both(tmp_path, f"logops add\nlogbase delete ou=b,{SUFFIX}", steps)
+    assert [(e.get("reqtype", ["-"])[0], e.get("reqdn", ["-"])[0]) for e in entries][1:] == [
+        ("add", SUFFIX), ("add", f"cn=x,{SUFFIX}"), ("add", f"ou=b,{SUFFIX}"), ("add", f"cn=in,ou=b,{SUFFIX}"),
+        ("delete", f"cn=in,ou=b,{SUFFIX}")]  # fmt: skip
+
+
+@pytest.mark.parametrize("start", [start_slapd, start_pyldapd], ids=["slapd", "pyldapd"])
+def test_logpurge_removes_old_entries(tmp_path, start):
+    server = start(tmp_path, conf_for(tmp_path, "logops writes\nlogpurge 00:00:02 00:00:01"))
+    try:
+        assert ldap_tool("ldapadd", *admin(server), input=TOP + PERSON).returncode == 0
+        assert len(read_log(server)) == 3
+        wait_for(lambda: len(read_log(server)) == 1, 20, what="the purge")  # the container stays
+        assert modify(server, MODIFY) == 0
+        assert [e.get("reqtype") for e in read_log(server)] == [None, ["modify"]]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("text", ["00:00:02 00:00:01", "1+00:00 01:00", "00:90 00:01", "1+02:03:04 00:00:30"])
+def test_logpurge_intervals_slapd_accepts(tmp_path, text):
+    from pyldapd.overlays.accesslog import parse_age
+
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(conf_for(tmp_path, f"logops writes\nlogpurge {text}"))
+    slaptest = subprocess.run(["/usr/sbin/slaptest", "-u", "-f", str(conf)], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+    assert slaptest.returncode == 0, slaptest.stderr
+    mine = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-u", "-f", str(conf)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert mine.returncode == 0, mine.stderr
+    assert all(parse_age(part) > 0 for part in text.split())
+
+
+@pytest.mark.parametrize(
+    "overlay",
+    ["logops writes\nlogpurge 00:00 00:01", "logops writes\nlogpurge 1+00 00:01", "logops nonsense",
+     "logops writes\nlogsuccess maybe"],
+)  # fmt: skip
+def test_bad_values_refused_as_slaptest_refuses_them(tmp_path, overlay):
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(conf_for(tmp_path, overlay))
+    slaptest = subprocess.run(["/usr/sbin/slaptest", "-u", "-f", str(conf)], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+    assert slaptest.returncode != 0
+    mine = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-u", "-f", str(conf)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert mine.returncode != 0 and "line" in mine.stderr, mine.stderr
+
+
+def test_logging_reads_is_refused_not_ignored(tmp_path):
+    """slapd logs searches and binds too; pyldapd logs writes only so far, and says so instead of starting."""
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(conf_for(tmp_path, "logops writes reads"))
+    mine = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-u", "-f", str(conf)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert mine.returncode != 0 and "not supported by pyldapd" in mine.stderr, mine.stderr
+
+
+def test_cn_config_form_slaptest_writes(tmp_path):
+    """slaptest turns the slapd.conf into olcOverlay={0}accesslog with olcAccessLog* values: pyldapd runs it."""
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(
+        conf_for(tmp_path, "logops writes\nlogsuccess TRUE\nlogold (objectClass=*)\nlogoldattr sn")
+    )
+    (tmp_path / "slapd.d").mkdir()
+    subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")], capture_output=True,
+                   timeout=60)  # fmt: skip
+    overlay_files = list((tmp_path / "slapd.d").rglob("olcOverlay={0}accesslog.ldif"))
+    assert overlay_files and "olcAccessLogOld: (objectClass=*)" in overlay_files[0].read_text()
+    port = free_port()
+    sock = str(tmp_path / "p.sock")
+    argv = [sys.executable, "-m", "pyldapd.cli.main", "serve", "-F", str(tmp_path / "slapd.d"), "-h",
+            f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/", "-d", "stats"]  # fmt: skip
+    server = start_process("pyldapd", argv, port, sock, tmp_path, conf)
+    try:
+        assert ldap_tool("ldapadd", *admin(server), input=TOP + PERSON).returncode == 0
+        assert modify(server, FAILING) != 0  # logsuccess TRUE: not logged
+        assert modify(server, MODIFY) == 0
+        entries = read_log(server)
+        assert [e.get("reqtype", ["-"])[0] for e in entries] == ["-", "add", "add", "modify"]
+        assert "sn: y" in entries[3]["reqold"] and "description: d1" in entries[3]["reqold"]
+    finally:
+        server.stop()
+
+
+def test_failed_commit_logs_nothing_and_an_interrupted_move_completes_at_start(tmp_path, monkeypatch):
+    """A change whose commit fails leaves no log entry. The log entry of a committed change whose move into the
+    log database failed (then kill -9) is there after the restart; one whose outbox record could not be removed
+    is not stored twice. PYLDAPD_FAULT_COMMIT=N fails the Nth write commit of the process: a start makes none
+    (empty outbox), so a write's commit is 1, its log entry's 2, the outbox removal 3."""
+    fault = tmp_path / "fail-commits"
+    conf = conf_for(tmp_path, "logops writes")
+    monkeypatch.setenv("PYLDAPD_FAULT_COMMIT", str(fault))
+    server = start_pyldapd(tmp_path, conf)
+    monkeypatch.delenv("PYLDAPD_FAULT_COMMIT")
+    try:
+        assert ldap_tool("ldapadd", *admin(server), input=TOP + PERSON).returncode == 0
+        fault.touch()
+        result = ldap_tool("ldapmodify", *admin(server), input=MODIFY)
+        assert result.returncode == 80, result.stderr
+        fault.unlink()
+        assert [e.get("reqtype", ["-"])[0] for e in read_log(server)] == ["-", "add", "add"]
+        entry = ldap_tool(
+            "ldapsearch", *admin(server), "-LLL", "-b", f"cn=x,{SUFFIX}", "-s", "base", "sn"
+        ).stdout
+        assert "sn: y" in entry and "sn: z" not in entry  # the failed modify changed nothing
+    finally:
+        server.stop()
+    for failing, name in (("2", "move"), ("3", "removal")):
+        monkeypatch.setenv("PYLDAPD_FAULT_COMMIT", failing)
+        server = start_pyldapd(tmp_path, conf, name=f"fail-{name}")
+        monkeypatch.delenv("PYLDAPD_FAULT_COMMIT")
+        try:
+            description = (
+                f"dn: cn=x,{SUFFIX}\nchangetype: modify\nreplace: description\ndescription: {name}\n\n"
+            )
+            assert (
+                modify(server, description) == 0
+            )  # acknowledged: the change and its outbox record committed
+            if name == "move":
+                assert len(read_log(server)) == 3 and "left in the outbox" in server.log()
+        finally:
+            server.kill()
+        server = start_pyldapd(tmp_path, conf, name=f"after-{name}")
+        try:
+            entries = read_log(server)
+            assert f"description:= {name}" in entries[-1]["reqmod"]
+            assert sum(1 for e in entries if f"description:= {name}" in e.get("reqmod", [])) == 1
+        finally:
+            server.stop()
+    assert [e.get("reqtype", ["-"])[0] for e in entries] == ["-", "add", "add", "modify", "modify"]
