@@ -28,9 +28,10 @@ from pyldapd.model.filter import parse_filter
 from pyldapd.overlays.base import Overlay, WriteOp
 from pyldapd.protocol import ldap
 
+from pyldapd.replication.state import Change
+
 if TYPE_CHECKING:
     from pyldapd.backends.mdb import WriteTxn
-    from pyldapd.replication.state import Change
 
 OUTBOX = b"accesslog/"
 WRITES = ("add", "delete", "modify", "modrdn")
@@ -353,14 +354,19 @@ class AccessLog(Overlay):
         schema = self.directory.schema
         ndn = normalize_dn(entry.dn, schema)
         csn = (entry.first("entrycsn") or b"").decode()
+        added = []
         with log.db.write() as txn:
             if txn.exists(ndn):
                 return
             if not txn.exists(log.suffix_ndn):
-                txn.add(self.container(log, csn))
+                added.append(self.container(log, csn))
+                txn.add(added[-1])
             txn.add(entry)
+            added.append(entry)
             if csn:
                 log.context.advance(txn, csn)
+        for stored in added:  # the log database's own overlays (syncprov for delta-syncrepl consumers)
+            log.publish(Change("add", None, stored, csn))
 
     @staticmethod
     def container(log: Any, csn: str) -> Entry:
@@ -400,14 +406,16 @@ class AccessLog(Overlay):
         if log is None:
             return 0
         cutoff = microtime(now - self.settings.purge_age).encode()
-        removed = 0
+        removed = []
         with log.db.write() as txn:
             for child in list(txn.search(log.suffix_ndn, Scope.ONE)):
                 started = child.first("reqstart")
                 if started is not None and started < cutoff:
                     txn.delete(normalize_dn(child.dn, self.directory.schema))
-                    removed += 1
-        return removed
+                    removed.append(child)
+        for child in removed:
+            log.publish(Change("delete", child, None, (child.first("entrycsn") or b"").decode()))
+        return len(removed)
 
 
 def check_accesslog(config: Any) -> None:
