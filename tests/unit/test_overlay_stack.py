@@ -40,7 +40,9 @@ def test_hooks_run_last_configured_first_and_dropped_overlays_close():
 def test_an_overlay_managed_elsewhere_keeps_its_configured_place():
     calls: list[str] = []
     stack = OverlayStack()
-    stack.configure(["syncprov", "accesslog"], lambda name: Recorder(name, calls) if name != "syncprov" else None)
+    stack.configure(
+        ["syncprov", "accesslog"], lambda name: Recorder(name, calls) if name != "syncprov" else None
+    )
     assert [o.name for o in stack.running()] == ["accesslog"]
     stack.set("syncprov", Recorder("syncprov", calls))  # the replication setup makes syncprov
     assert [o.name for o in stack.running()] == ["accesslog", "syncprov"]

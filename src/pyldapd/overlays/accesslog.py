@@ -27,7 +27,6 @@ from pyldapd.model.entry import Entry
 from pyldapd.model.filter import parse_filter
 from pyldapd.overlays.base import Overlay, WriteOp
 from pyldapd.protocol import ldap
-
 from pyldapd.replication.state import Change
 
 if TYPE_CHECKING:

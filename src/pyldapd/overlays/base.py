@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from pyldapd.model.entry import Entry
     from pyldapd.replication.state import Change
 
+BOOKKEEPING = ("entrycsn", "modifiersname", "modifytimestamp")
+
 
 @dataclass
 class WriteOp:
@@ -120,10 +122,12 @@ def replicated_op(change: Change, authz_dn: str) -> WriteOp:
     if change.kind in ("modify", "rename") and before is not None and after is not None:
         for key, attribute in after.attrs.items():
             old = before.attrs.get(key)
+            if key in BOOKKEEPING:
+                continue  # set by every write: overlays read them from the entry, as for a client's modify
             if old is None or list(old.values) != list(attribute.values):
                 op.changes.append(ldap.Change(ldap.MOD_REPLACE, attribute.name, list(attribute.values)))
         for key, attribute in before.attrs.items():
-            if key not in after.attrs:
+            if key not in after.attrs and key not in BOOKKEEPING:
                 op.changes.append(ldap.Change(ldap.MOD_DELETE, attribute.name, []))
     if change.kind == "rename" and after is not None:
         rdn, parent = split_rdn(after.dn)
