@@ -15,6 +15,7 @@ import pytest
 from tests.servers import (
     ROOTDN,
     ROOTPW,
+    SLAPD,
     SUFFIX,
     free_port,
     ldap_tool,
@@ -28,7 +29,8 @@ from tests.servers import (
 # what differs between two runs whatever the server: times, sessions, generated identifiers
 VARYING = {"reqstart", "reqend", "reqsession", "entryuuid", "reqentryuuid", "entrycsn", "createtimestamp",
            "modifytimestamp"}  # fmt: skip
-VARYING_IN_VALUES = re.compile(r"^(entryUUID|entryCSN|createTimestamp|modifyTimestamp):([-+=#]?) .*$", re.I)
+VARYING_IN_VALUES = re.compile(r"^(entryUUID|entryCSN|createTimestamp|modifyTimestamp|userPassword):([-+=#]?) .*$",
+                               re.I)  # fmt: skip
 TOP = f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n"
 PERSON = f"dn: cn=x,{SUFFIX}\nobjectClass: person\ncn: x\nsn: y\ndescription: d1\n\n"
 MODIFY = (f"dn: cn=x,{SUFFIX}\nchangetype: modify\nreplace: description\ndescription: d2\n-\nadd: sn\nsn: z\n-\n"
@@ -97,6 +99,10 @@ def run_scenario(workdir: Path, start, overlay: str, steps: list[str]) -> list[d
         for ldif in steps:
             if ldif.startswith("delete "):
                 ldap_tool("ldapdelete", *admin(server), ldif.split(" ", 1)[1])
+            elif ldif.startswith("passwd "):  # Password Modify: logged as the modify of userPassword it is
+                assert (
+                    ldap_tool("ldappasswd", *admin(server), "-s", "pw", ldif.split(" ", 1)[1]).returncode == 0
+                )
             else:
                 modify(server, ldif)
         entries = read_log(server)
@@ -125,11 +131,11 @@ def both(tmp_path: Path, overlay: str, steps: list[str]) -> list[dict[str, list[
 
 def test_log_entries_as_slapd_writes_them(tmp_path):
     ou = f"dn: ou=b,{SUFFIX}\nchangetype: add\nobjectClass: organizationalUnit\nou: b\n\n"
-    steps = [MODIFY, FAILING, RENAME, ou, MOVE, f"delete cn=v,ou=b,{SUFFIX}"]
+    steps = [MODIFY, FAILING, RENAME, ou, MOVE, f"passwd cn=v,ou=b,{SUFFIX}", f"delete cn=v,ou=b,{SUFFIX}"]
     entries = both(tmp_path, "logops writes\nlogold (objectClass=person)\nlogoldattr description", steps)
     types = [(e.get("reqtype", ["container"])[0], e.get("reqresult", [""])[0]) for e in entries]
     assert types == [("container", ""), ("add", "0"), ("add", "0"), ("modify", "0"), ("modify", "16"),
-                     ("modrdn", "0"), ("add", "0"), ("modrdn", "0"), ("delete", "0")]  # fmt: skip
+                     ("modrdn", "0"), ("add", "0"), ("modrdn", "0"), ("modify", "0"), ("delete", "0")]  # fmt: skip
     renamed = entries[5]
     assert renamed["reqold"] == sorted(["cn: x", "description: d2", "entryCSN: *", "modifiersName: " + ROOTDN,
                                         "modifyTimestamp: *"])  # fmt: skip
@@ -323,3 +329,46 @@ def test_a_consumer_logs_the_changes_it_applies_as_slapd(tmp_path):
         for consumer in consumers.values():
             consumer.stop()
         provider.stop()
+
+
+def test_overlay_added_over_cn_config_as_slapd(tmp_path):
+    """olcOverlay=accesslog added at run time to a database of slaptest's slapd.d: a logdb naming no database is
+    refused with slapd's result and text, a good one logs the next writes, on slapd and pyldapd alike."""
+    root = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+    outcomes = {}
+    for name, argv in (("slapd", [SLAPD, "-d", "0"]),
+                       ("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "serve", "-d", "stats"])):  # fmt: skip
+        workdir = tmp_path / name
+        config_db = f'database config\naccess to * by dn.exact="{root}" manage by * break\n'
+        conf = workdir / "slapd.conf"
+        text = slapd_conf(workdir / "db", modules=True,
+                          extra_global="moduleload accesslog\n" + config_db + log_database(workdir))  # fmt: skip
+        conf.write_text(text)
+        (workdir / "slapd.d").mkdir()
+        # slaptest writes the slapd.d, then cannot open the empty databases read-only: expected
+        subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(workdir / "slapd.d")], capture_output=True,
+                       timeout=60)  # fmt: skip
+        port, sock = free_port(), str(workdir / "s.sock")
+        urls = f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/"
+        server = start_process(
+            name, [*argv, "-F", str(workdir / "slapd.d"), "-h", urls], port, sock, workdir, conf
+        )
+        ldapi = ["-Y", "EXTERNAL", "-H", "ldapi://" + sock.replace("/", "%2F")]
+        try:
+            overlay = ("dn: olcOverlay=accesslog,olcDatabase={2}mdb,cn=config\nobjectClass: olcOverlayConfig\n"
+                       "objectClass: olcAccessLogConfig\nolcOverlay: accesslog\n")  # fmt: skip
+            bad = ldap_tool("ldapadd", *ldapi, input=overlay + "olcAccessLogDB: cn=nothing\n\n")
+            good = ldap_tool(
+                "ldapadd", *ldapi, input=overlay + "olcAccessLogDB: cn=accesslog\nolcAccessLogOps: add\n\n"
+            )
+            assert good.returncode == 0, good.stderr
+            assert ldap_tool("ldapadd", *admin(server), input=TOP + PERSON).returncode == 0
+            assert modify(server, MODIFY) == 0  # not logged: logops add
+            stored = ldap_tool("ldapsearch", *ldapi, "-LLL", "-o", "ldif-wrap=no", "-b",
+                               "olcOverlay={0}accesslog,olcDatabase={2}mdb,cn=config", "-s", "base").stdout  # fmt: skip
+            outcomes[name] = (bad.returncode, bad.stderr.splitlines()[-1], comparable(read_log(server)),
+                              sorted(line for line in stored.splitlines() if line.startswith("olc")))  # fmt: skip
+        finally:
+            server.stop()
+    assert outcomes["pyldapd"] == outcomes["slapd"]
+    assert outcomes["slapd"][0] == 80 and len(outcomes["slapd"][2]) == 3

@@ -436,4 +436,6 @@ def check_database(config: Any, db: Any) -> None:
         if logdb in (plain(s) for s in db.suffixes):
             raise ValueError(f"logdb {settings.logdb}: the log database cannot be the logged database")
         if not any(logdb in (plain(s) for s in other.suffixes) for other in config.data_databases()):
-            raise ValueError(f'logdb {settings.logdb}: "{settings.logdb}" is not a database suffix')
+            from pyldapd.config.cnconfig import ConfigValueError
+
+            raise ConfigValueError("<olcAccessLogDB> no matching backend found for suffix")  # slapd's words

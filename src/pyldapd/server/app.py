@@ -50,9 +50,15 @@ def build_schema(config: ServerConfig) -> Schema:
             schema.load_text(text, source)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-    if any(o.name == "accesslog" for db in config.databases for o in db.overlays):
+    if uses_accesslog(config) and schema.attribute_type("reqStart") is None:
         schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))  # built into slapd's accesslog module
     return schema
+
+
+def uses_accesslog(config: ServerConfig) -> bool:
+    """slapd has the accesslog schema once its module is loaded (or built in and the overlay configured)."""
+    loaded = {os.path.basename(m).split(".")[0].lower() for m in config.modules}
+    return "accesslog" in loaded or any(o.name == "accesslog" for db in config.databases for o in db.overlays)
 
 
 DEFINITION_OID = re.compile(r"^\s*(attributetypes?|objectclass(?:es)?)\s*\(\s*([\w.:;-]+)", re.IGNORECASE)
