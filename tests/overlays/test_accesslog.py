@@ -372,3 +372,16 @@ def test_overlay_added_over_cn_config_as_slapd(tmp_path):
             server.stop()
     assert outcomes["pyldapd"] == outcomes["slapd"]
     assert outcomes["slapd"][0] == 80 and len(outcomes["slapd"][2]) == 3
+
+
+def test_failed_writes_logged_as_slapd(tmp_path):
+    """logsuccess FALSE (the default): refused adds carry the attributes they would have stored, as slapd's."""
+    duplicate = PERSON.replace("\nobjectClass", "\nchangetype: add\nobjectClass", 1)
+    orphan = f"dn: cn=q,ou=nope,{SUFFIX}\nchangetype: add\nobjectClass: person\ncn: q\nsn: q\n\n"
+    entries = both(
+        tmp_path,
+        "logops writes",
+        [duplicate, orphan, f"delete cn=zz,{SUFFIX}", RENAME.replace("cn=x", "cn=zz")],
+    )
+    assert [(e["reqtype"][0], e["reqresult"][0]) for e in entries[3:]] == [("add", "68"), ("add", "32"),
+                                                                          ("delete", "32"), ("modrdn", "32")]  # fmt: skip

@@ -222,15 +222,40 @@ class AccessLog(Overlay):
             kind, dn, before, None, self.directory.csn.next(), conn_id, authz_dn, changes=changes or []
         )
         if request is not None and kind == "rename":
-            op.new_rdn, op.delete_old_rdn, op.new_superior = (
-                request.new_rdn,
-                request.delete_old_rdn,
-                request.new_superior,
-            )
+            op.new_rdn, op.delete_old_rdn = request.new_rdn, request.delete_old_rdn
+            op.new_superior = request.new_superior
+        if kind == "add" and request is not None:
+            op.after = self.attempted_entry(request, op.csn, authz_dn)
+            op.before = None
+            if before is not None:  # entryAlreadyExists: slapd names the entry that is there
+                op.changes = [before]
         try:
             self.store(self.log_entry(op, op_name, result, text))
         except StorageError as exc:
             self.directory.log.error(f"accesslog: log entry of a failed {op_name} not stored: {exc}")
+
+    def attempted_entry(self, request: Any, csn: str, authz_dn: str) -> Entry:
+        """The entry a failed add would have stored: the client's attributes and the operational ones slapd's
+        front end adds before the database refuses it."""
+        from pyldapd.server.entries import check_entry, entry_from_attributes
+
+        try:
+            entry = entry_from_attributes(self.directory.schema, request.dn, request.attributes)
+        except Exception:  # noqa: BLE001 (a request bad enough to fail here is logged without its attributes)
+            return Entry(request.dn)
+        try:
+            structural = check_entry(self.directory.schema, entry)
+            entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
+        except Exception:  # noqa: BLE001, S110 (schema errors are the failure being logged)
+            pass
+        stamp = (csn[:14] + "Z").encode()
+        entry.put("entryuuid", "entryUUID", [str(uuidlib.uuid1()).encode()])
+        entry.put("creatorsname", "creatorsName", [authz_dn.encode()])
+        entry.put("createtimestamp", "createTimestamp", [stamp])
+        entry.put("entrycsn", "entryCSN", [csn.encode()])
+        entry.put("modifiersname", "modifiersName", [authz_dn.encode()])
+        entry.put("modifytimestamp", "modifyTimestamp", [stamp])
+        return entry
 
     # -- the log entry ---------------------------------------------------------------------------------------
 
@@ -294,6 +319,8 @@ class AccessLog(Overlay):
             parent = op.new_superior if op.new_superior is not None else split_rdn(op.dn)[1]
             entry.put("reqnewdn", "reqNewDN", [(f"{op.new_rdn},{parent}" if parent else op.new_rdn).encode()])
         target = op.after if op.after is not None else op.before
+        if op_name == "add" and op.changes:  # a failed add of an existing DN: that entry's UUID
+            target = op.changes[0]
         if target is not None and target.get("entryuuid"):
             entry.put("reqentryuuid", "reqEntryUUID", target.get("entryuuid"))
         rootdn = (log.config.rootdn or "").encode()
