@@ -214,9 +214,10 @@ def test_logging_reads_is_refused_not_ignored(tmp_path):
 def test_cn_config_form_slaptest_writes(tmp_path):
     """slaptest turns the slapd.conf into olcOverlay={0}accesslog with olcAccessLog* values: pyldapd runs it."""
     conf = tmp_path / "slapd.conf"
-    conf.write_text(
-        conf_for(tmp_path, "logops writes\nlogsuccess TRUE\nlogold (objectClass=*)\nlogoldattr sn")
+    overlay = (
+        f"logops writes\nlogsuccess TRUE\nlogold (objectClass=*)\nlogoldattr sn\nlogbase delete ou=b,{SUFFIX}"
     )
+    conf.write_text(conf_for(tmp_path, overlay))
     (tmp_path / "slapd.d").mkdir()
     subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")], capture_output=True,
                    timeout=60)  # fmt: skip
@@ -385,3 +386,32 @@ def test_failed_writes_logged_as_slapd(tmp_path):
     )
     assert [(e["reqtype"][0], e["reqresult"][0]) for e in entries[3:]] == [("add", "68"), ("add", "32"),
                                                                           ("delete", "32"), ("modrdn", "32")]  # fmt: skip
+
+
+def test_slapd_d_written_with_slaptest_values(tmp_path):
+    """`pyldapd test -f -F` writes the olcAccessLog* values slaptest writes (slapd's canonical forms: `writes`
+    for the four write operations, [d+]hh:mm intervals, quoted logbase DN, logoldattr newest first)."""
+    overlay = ("logops writes add\nlogsuccess TRUE\nlogold (objectClass=*)\nlogoldattr sn cn description\n"
+               f"logbase delete|modify ou=b,{SUFFIX}\nlogpurge 07+00:00 00:00:30")  # fmt: skip
+    written = {}
+    tools = (
+        ("slapd", ["/usr/sbin/slaptest"]),
+        ("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "test"]),
+    )
+    for name, argv in tools:
+        workdir = tmp_path / name
+        conf = workdir / "slapd.conf"
+        conf.parent.mkdir()
+        conf.write_text(conf_for(workdir, overlay))
+        (workdir / "slapd.d").mkdir()
+        # both write the slapd.d, then fail to open the empty databases read-only: expected
+        subprocess.run(
+            [*argv, "-f", str(conf), "-F", str(workdir / "slapd.d")], capture_output=True, timeout=60
+        )
+        found = list((workdir / "slapd.d").rglob("olcOverlay={0}accesslog.ldif"))
+        assert found, name
+        written[name] = [
+            line for line in found[0].read_text().splitlines() if line.startswith("olcAccessLog")
+        ]
+    assert written["pyldapd"] == written["slapd"]
+    assert "olcAccessLogPurge: 7+00:00 00:00:30" in written["slapd"]

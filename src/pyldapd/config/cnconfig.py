@@ -418,19 +418,18 @@ def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
                                                        ("olcOverlay", [f"{{{index}}}{overlay.name}"])]  # fmt: skip
     reverse = {v: k for k, v in OVERLAY_SETTINGS.items()}
     schema = config_schema()
+    if overlay.name == "accesslog":  # slapd's canonical values, in its attribute order
+        from pyldapd.overlays.accesslog import olc_values
+
+        written = olc_values(overlay.settings)
+        for key, name in ACCESSLOG_SETTINGS.items():
+            if name in written:
+                attributes.append((schema.attribute_type(key).name, list(written[name])))
+        return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
     for name, args in overlay.settings:
         key = reverse.get(name.lower())
-        if key is None:
-            continue
-        attribute_name = schema.attribute_type(key).name
-        value = " ".join(args)
-        if key == "olcaccesslogsuccess":
-            value = "TRUE" if value.lower() in ("true", "on", "yes", "1") else "FALSE"
-        previous = next((a for a in attributes if a[0] == attribute_name), None)
-        if previous is not None and key in ("olcaccesslogops", "olcaccesslogoldattr", "olcaccesslogbase"):
-            previous[1].append(value)  # multi-valued: one value per directive line
-        else:
-            attributes.append((attribute_name, [value]))
+        if key is not None:
+            attributes.append((schema.attribute_type(key).name, [" ".join(args)]))
     return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
 
 

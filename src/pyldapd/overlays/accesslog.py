@@ -112,7 +112,7 @@ class AccesslogSettings:
         if not args:
             raise ValueError("missing value")
         if name == "logdb":
-            self.logdb = " ".join(args)
+            self.logdb = " ".join(args).strip('"')  # cn=config values keep slapd's quotes
         elif name == "logops":
             self.ops |= parse_ops(args)
         elif name == "logpurge":
@@ -129,7 +129,7 @@ class AccesslogSettings:
         elif name == "logbase":
             if len(args) < 2:
                 raise ValueError("expects <operations> <base DN>")
-            self.bases.append((parse_ops(args[0].split("|")), " ".join(args[1:])))
+            self.bases.append((parse_ops(args[0].split("|")), " ".join(args[1:]).strip('"')))
         else:
             raise ValueError("unknown accesslog directive")
 
@@ -466,3 +466,44 @@ def check_database(config: Any, db: Any) -> None:
             from pyldapd.config.cnconfig import ConfigValueError
 
             raise ConfigValueError("<olcAccessLogDB> no matching backend found for suffix")  # slapd's words
+
+
+def verbs(ops: set[str]) -> list[str]:
+    """slapd's mask_to_verbs: the group names a set covers whole, then the single operations left, in its order."""
+    words, left = [], set(ops)
+    for word in ("all", "writes", "session", "reads", *ALL_OPS):
+        members = set(OP_NAMES.get(word, (word,)))
+        if members <= left:
+            words.append(word)
+            left -= members
+    return words
+
+
+def unparse_age(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{days}+" if days else "") + f"{hours:02d}:{minutes:02d}" + (f":{secs:02d}" if secs else "")
+
+
+def olc_values(settings: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """The olcAccessLog* values slapd writes for these directives (cn=config form), by directive name."""
+    parsed = AccesslogSettings()
+    for name, args in settings:
+        parsed.apply(name.lower(), args)
+    values: dict[str, list[str]] = {}
+    if parsed.logdb:
+        values["logdb"] = [parsed.logdb]
+    if parsed.ops:
+        values["logops"] = verbs(parsed.ops)
+    if parsed.purge_age:
+        values["logpurge"] = [f"{unparse_age(parsed.purge_age)} {unparse_age(parsed.purge_period)}"]
+    if any(name.lower() == "logsuccess" for name, _ in settings):
+        values["logsuccess"] = ["TRUE" if parsed.success else "FALSE"]
+    if parsed.old_filter:
+        values["logold"] = [parsed.old_filter]
+    if parsed.old_attrs:
+        values["logoldattr"] = parsed.old_attrs[::-1]  # slapd keeps them newest first
+    if parsed.bases:
+        values["logbase"] = [f'{"|".join(verbs(ops))} "{base}"' for ops, base in parsed.bases]
+    return values
