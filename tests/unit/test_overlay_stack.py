@@ -48,3 +48,12 @@ def test_an_overlay_managed_elsewhere_keeps_its_configured_place():
     assert [o.name for o in stack.running()] == ["accesslog", "syncprov"]
     stack.set("syncprov", None)
     assert [o.name for o in stack.running()] == ["accesslog"]
+
+
+def test_only_overlays_with_a_transaction_hook_are_writers():
+    class AfterOnly(Overlay):
+        name = "after"
+
+    stack = OverlayStack()
+    stack.configure(["after", "rec"], lambda name: AfterOnly() if name == "after" else Recorder(name, []))
+    assert [o.name for o in stack.writers()] == ["rec"]

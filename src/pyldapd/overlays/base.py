@@ -93,8 +93,12 @@ class OverlayStack:
         """The overlays in calling order: last configured first."""
         return [self.instances[n] for n in reversed(self.order) if n in self.instances]
 
+    def writers(self) -> list[Overlay]:
+        """The running overlays that act inside write transactions (the others keep the base's no-op)."""
+        return [o for o in self.running() if type(o).in_txn is not Overlay.in_txn]
+
     def in_txn(self, op: WriteOp, txn: WriteTxn) -> None:
-        for overlay in self.running():
+        for overlay in self.writers():
             overlay.in_txn(op, txn)
 
     def after_commit(self, change: Change) -> None:

@@ -387,7 +387,7 @@ class SyncConsumer:
                     change = self.replace_local(txn, local, ndn, incoming, incoming_csn)
             if self.spec.schemachecking and change is not None and change.after is not None:
                 check_entry(schema, change.after, check_rdn=False)
-            if change is not None:
+            if change is not None and backend.overlays.writers():  # the diff is made only for an overlay's use
                 backend.overlays.in_txn(replicated_op(change, self.authz_dn()), txn)
             if cookie_csn is not None:
                 backend.context.advance(txn, cookie_csn)
@@ -494,7 +494,8 @@ class SyncConsumer:
                               "a local change not yet replicated, overridden by a newer delete", txn=txn)  # fmt: skip
             if local is not None:
                 change = self.delete_local(txn, local, csn)
-                backend.overlays.in_txn(replicated_op(change, self.authz_dn()), txn)
+                if backend.overlays.writers():
+                    backend.overlays.in_txn(replicated_op(change, self.authz_dn()), txn)
             if cookie_csn is not None:
                 backend.context.advance(txn, cookie_csn)
         if change is not None:
