@@ -243,7 +243,8 @@ def test_failed_commit_logs_nothing_and_an_interrupted_move_completes_at_start(t
     """A change whose commit fails leaves no log entry. The log entry of a committed change whose move into the
     log database failed (then kill -9) is there after the restart; one whose outbox record could not be removed
     is not stored twice. PYLDAPD_FAULT_COMMIT=N fails the Nth write commit of the process: a start makes none
-    (empty outbox), so a write's commit is 1, its log entry's 2, the outbox removal 3."""
+    (empty outbox), so a write's commit is 1, its log entry's 2; the next write's commit (3) also removes the
+    moved record from the outbox."""
     fault = tmp_path / "fail-commits"
     conf = conf_for(tmp_path, "logops writes")
     monkeypatch.setenv("PYLDAPD_FAULT_COMMIT", str(fault))
@@ -270,21 +271,27 @@ def test_failed_commit_logs_nothing_and_an_interrupted_move_completes_at_start(t
             description = (
                 f"dn: cn=x,{SUFFIX}\nchangetype: modify\nreplace: description\ndescription: {name}\n\n"
             )
-            assert (
-                modify(server, description) == 0
-            )  # acknowledged: the change and its outbox record committed
+            # acknowledged: the change and its outbox record committed
+            assert modify(server, description) == 0
             if name == "move":
                 assert len(read_log(server)) == 3 and "left in the outbox" in server.log()
+            else:  # the next write fails: its removal of the moved record with it
+                assert modify(server, description.replace("removal", "lost")) == 80
         finally:
             server.kill()
         server = start_pyldapd(tmp_path, conf, name=f"after-{name}")
         try:
             entries = read_log(server)
-            assert f"description:= {name}" in entries[-1]["reqmod"]
-            assert sum(1 for e in entries if f"description:= {name}" in e.get("reqmod", [])) == 1
+            assert [e["reqresult"] for e in entries if f"description:= {name}" in e.get("reqmod", [])] == [
+                ["0"]
+            ]
+            # the failed write is logged as failed (logsuccess FALSE), as slapd logs a write its database refused
+            assert [e["reqresult"] for e in entries if "description:= lost" in e.get("reqmod", [])] == (
+                [["80"]] if name == "removal" else []
+            )
         finally:
             server.stop()
-    assert [e.get("reqtype", ["-"])[0] for e in entries] == ["-", "add", "add", "modify", "modify"]
+    assert [e.get("reqtype", ["-"])[0] for e in entries] == ["-", "add", "add", "modify", "modify", "modify"]
 
 
 def test_a_consumer_logs_the_changes_it_applies_as_slapd(tmp_path):

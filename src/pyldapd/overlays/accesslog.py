@@ -164,6 +164,9 @@ class AccessLog(Overlay):
         self.last_start = 0.0
         self.purge_handle: asyncio.TimerHandle | None = None
         self.old_filter = parse_filter(settings.old_filter) if settings.old_filter else None
+        # outbox records already in the log database: removed by the next write transaction of the main
+        # database (one commit per write saved), or at close; a replay of one is skipped (same DN)
+        self.moved: list[bytes] = []
 
     # -- configuration ---------------------------------------------------------------------------------------
 
@@ -186,6 +189,11 @@ class AccessLog(Overlay):
     # -- hooks -----------------------------------------------------------------------------------------------
 
     def in_txn(self, op: WriteOp, txn: WriteTxn) -> None:
+        if self.moved:
+            done = list(self.moved)
+            for key in done:
+                txn.delete_raw_metadata(key)
+            txn.on_commit(lambda: self.forget(done))
         op_name = KIND_OP[op.kind]
         if self.log_backend is None or not self.wants(op_name, normalize_dn(op.dn, self.directory.schema)):
             return
@@ -197,12 +205,29 @@ class AccessLog(Overlay):
 
     def start(self) -> None:
         self.flush()  # records a crash left between the commit and the move
+        self.tidy()
         self.schedule_purge()
 
     def close(self) -> None:
         if self.purge_handle is not None:
             self.purge_handle.cancel()
             self.purge_handle = None
+        self.tidy()
+
+    def forget(self, keys: list[bytes]) -> None:
+        self.moved = [k for k in self.moved if k not in keys]
+
+    def tidy(self) -> None:
+        """Remove the moved records from the outbox now (at start and close: no write to carry it)."""
+        if not self.moved:
+            return
+        try:
+            with self.backend.db.write() as txn:
+                for key in self.moved:
+                    txn.delete_raw_metadata(key)
+            self.moved = []
+        except StorageError as exc:  # a later start skips them: their DNs are in the log database
+            self.directory.log.error(f"accesslog: outbox not tidied: {exc}")
 
     def failed(self, kind: str, dn: str, conn_id: int, authz_dn: str, result: int, text: str,
                changes: list[Any] | None = None, request: Any = None) -> None:  # fmt: skip
@@ -366,10 +391,11 @@ class AccessLog(Overlay):
         with self.backend.db.read() as txn:
             records = txn.raw_metadata_items(OUTBOX)
         for key, data in records:
+            if key in self.moved:
+                continue
             try:
                 self.store(decode_entry(data))
-                with self.backend.db.write() as txn:
-                    txn.delete_raw_metadata(key)
+                self.moved.append(key)
             except StorageError as exc:  # stays in the outbox: moved at the next write or the next start
                 self.directory.log.error(f"accesslog: {key.decode()} left in the outbox: {exc}")
                 return
