@@ -160,13 +160,17 @@ class AccessLog(Overlay):
     def __init__(self, directory: Any, backend: Any, settings: AccesslogSettings) -> None:
         self.directory = directory
         self.backend = backend
-        self.settings = settings
         self.last_start = 0.0
         self.purge_handle: asyncio.TimerHandle | None = None
-        self.old_filter = parse_filter(settings.old_filter) if settings.old_filter else None
+        self.configure(settings)
         # outbox records already in the log database: removed by the next write transaction of the main
         # database (one commit per write saved), or at close; a replay of one is skipped (same DN)
         self.moved: list[bytes] = []
+
+    def configure(self, settings: AccesslogSettings) -> None:
+        """New settings (cn=config); a changed purge period takes effect at the next run."""
+        self.settings = settings
+        self.old_filter = parse_filter(settings.old_filter) if settings.old_filter else None
 
     # -- configuration ---------------------------------------------------------------------------------------
 
@@ -455,7 +459,7 @@ class AccessLog(Overlay):
     def purge(self, now: float) -> int:
         """Delete the log entries whose reqStart is older than `age` (slapd's log_old_lookup/purge)."""
         log = self.log_backend
-        if log is None:
+        if log is None or not self.settings.purge_age:  # logpurge removed over cn=config meanwhile
             return 0
         cutoff = microtime(now - self.settings.purge_age).encode()
         removed = []

@@ -211,7 +211,10 @@ def logs_failures(kind: str) -> Callable[[Callable[..., list[Control]]], Callabl
                 return method(self, session, request, controls)
             except LDAPError as exc:
                 if exc.code != ResultCode.referral:  # sent on before any database saw it
-                    self.write_failed(kind, session, request, exc)
+                    try:
+                        self.write_failed(kind, session, request, exc)
+                    except Exception as failure:  # noqa: BLE001 (the client gets its own error, not this one)
+                        self.log.error(f"overlays: failed {kind} not recorded: {failure!r}")
                 raise
 
         return run
@@ -362,7 +365,7 @@ class Directory:
         backend.overlays.configure([o.name for o in backend.config.overlays], make)
         running = backend.overlays.get("accesslog")
         if isinstance(running, AccessLog):
-            running.settings = AccesslogSettings.parse(settings["accesslog"])
+            running.configure(AccesslogSettings.parse(settings["accesslog"]))
             running.start()
 
     def write_failed(self, kind: str, session: Session, request: Any, exc: LDAPError) -> None:
