@@ -422,3 +422,31 @@ def test_slapd_d_written_with_slaptest_values(tmp_path):
         ]
     assert written["pyldapd"] == written["slapd"]
     assert "olcAccessLogPurge: 7+00:00 00:00:30" in written["slapd"]
+
+
+@pytest.mark.parametrize("start", [start_slapd, start_pyldapd], ids=["slapd", "pyldapd"])
+def test_syncprov_on_the_log_database_pushes_new_log_entries(tmp_path, start):
+    """What a delta-syncrepl consumer relies on: a persistent sync search on cn=accesslog receives the log
+    entry of each new write (the log database's own overlays see the entries accesslog adds)."""
+    conf = conf_for(tmp_path, "logops writes").replace(
+        "index reqStart eq\n", "index reqStart eq\noverlay syncprov\n"
+    )
+    if start is start_slapd:
+        conf = conf.replace("moduleload accesslog", "moduleload accesslog\nmoduleload syncprov")
+    server = start(tmp_path, conf)
+    out = tmp_path / "persist.ldif"
+    try:
+        assert ldap_tool("ldapadd", *admin(server), input=TOP).returncode == 0
+        with open(out, "w") as sink:
+            search = subprocess.Popen(["ldapsearch", *admin(server), "-LLL", "-b", "cn=accesslog", "-E", "sync=rp",
+                                       "(objectClass=auditWriteObject)", "reqDN"], stdout=sink,
+                                      stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_for(lambda: f"reqDN: {SUFFIX}" in out.read_text(), 20, what="the refresh")
+            assert ldap_tool("ldapadd", *admin(server), input=PERSON).returncode == 0
+            wait_for(lambda: f"reqDN: cn=x,{SUFFIX}" in out.read_text(), 20, what="the persist push")
+        finally:
+            search.terminate()
+            search.wait(10)
+    finally:
+        server.stop()
