@@ -14,6 +14,7 @@ and before each later move. An operation that fails changes nothing in the main 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import re
 import time
@@ -135,8 +136,10 @@ class AccesslogSettings:
 
 
 def microtime(seconds: float) -> str:
-    whole = int(seconds)
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1e6):06d}Z"
+    whole, micro = divmod(
+        round(seconds * 1e6), 1_000_000
+    )  # rounded: float steps of 1e-6 land on the microsecond
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(whole)) + f".{micro:06d}Z"
 
 
 def encode_entry(entry: Entry) -> bytes:
@@ -156,11 +159,11 @@ def decode_entry(data: bytes) -> Entry:
 
 class AccessLog(Overlay):
     name = "accesslog"
+    last_issued = 0.0  # the latest reqStart handed out, shared by all instances
 
     def __init__(self, directory: Any, backend: Any, settings: AccesslogSettings) -> None:
         self.directory = directory
         self.backend = backend
-        self.last_start = 0.0
         self.purge_handle: asyncio.TimerHandle | None = None
         self.configure(settings)
         # outbox records already in the log database: removed by the next write transaction of the main
@@ -289,9 +292,10 @@ class AccessLog(Overlay):
     # -- the log entry ---------------------------------------------------------------------------------------
 
     def next_start(self) -> float:
-        """reqStart: now, to the microsecond, always after the previous one (it names the log entry)."""
-        now = max(time.time(), self.last_start + 2e-6)
-        self.last_start = now
+        """reqStart: now, to the microsecond, after the previous one of every accesslog of this process (it
+        names the log entry, and two logged databases may share a log database)."""
+        now = max(time.time(), AccessLog.last_issued + 2e-6)
+        AccessLog.last_issued = now
         return now
 
     def log_entry(self, op: WriteOp, op_name: str, result: int, text: str) -> Entry:
@@ -412,8 +416,15 @@ class AccessLog(Overlay):
         csn = (entry.first("entrycsn") or b"").decode()
         added = []
         with log.db.write() as txn:
-            if txn.exists(ndn):
-                return
+            for _ in range(1000):
+                existing = txn.get(ndn)
+                if existing is None:
+                    break
+                if existing.first("entrycsn") == entry.first("entrycsn"):
+                    return  # a replayed outbox record: stored already
+                # another record holds this reqStart (the clock stepped back since): the next microsecond
+                entry = self.restarted(entry, existing.first("reqstart") or b"")
+                ndn = normalize_dn(entry.dn, schema)
             if not txn.exists(log.suffix_ndn):
                 added.append(self.container(log, csn))
                 txn.add(added[-1])
@@ -423,6 +434,16 @@ class AccessLog(Overlay):
                 log.context.advance(txn, csn)
         for stored in added:  # the log database's own overlays (syncprov for delta-syncrepl consumers)
             log.publish(Change("add", None, stored, csn))
+
+    def restarted(self, entry: Entry, taken: bytes) -> Entry:
+        text = taken.decode()
+        start = calendar.timegm(time.strptime(text[:14], "%Y%m%d%H%M%S")) + int(text[15:21] or 0) / 1e6
+        moved = entry.copy()
+        req_start = microtime(start + 2e-6)
+        moved.dn = f"reqStart={req_start},{self.log_backend.config.suffix}"
+        moved.put("reqstart", "reqStart", [req_start.encode()])
+        moved.put("reqend", "reqEnd", [microtime(start + 3e-6).encode()])
+        return moved
 
     @staticmethod
     def container(log: Any, csn: str) -> Entry:
