@@ -387,7 +387,8 @@ class SyncConsumer:
                     change = self.replace_local(txn, local, ndn, incoming, incoming_csn)
             if self.spec.schemachecking and change is not None and change.after is not None:
                 check_entry(schema, change.after, check_rdn=False)
-            if change is not None and backend.overlays.writers():  # the diff is made only for an overlay's use
+            # the replicated operation (a diff of the entries) is made only for an overlay that uses it
+            if change is not None and backend.overlays.writers():
                 backend.overlays.in_txn(replicated_op(change, self.authz_dn()), txn)
             if cookie_csn is not None:
                 backend.context.advance(txn, cookie_csn)

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from pyldapd.server.app import Server
 
 ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
-OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
+# the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
+OVERLAYS = ("syncprov", "accesslog")
 SYNTAX_OID = re.compile(r"\bSYNTAX\s+'?([0-9.]+)", re.IGNORECASE)
 
 
