@@ -60,6 +60,19 @@ SYNCPROV_SETTINGS = {
     "olcspreloadhint": "syncprov-reloadhint",
 }
 
+# slapo-accesslog(5): olcAccessLog* <-> the slapd.conf directive
+ACCESSLOG_SETTINGS = {
+    "olcaccesslogdb": "logdb",
+    "olcaccesslogops": "logops",
+    "olcaccesslogpurge": "logpurge",
+    "olcaccesslogsuccess": "logsuccess",
+    "olcaccesslogold": "logold",
+    "olcaccesslogoldattr": "logoldattr",
+    "olcaccesslogbase": "logbase",
+}
+OVERLAY_SETTINGS = {**SYNCPROV_SETTINGS, **ACCESSLOG_SETTINGS}
+OVERLAY_CLASSES = {"syncprov": "olcSyncProvConfig", "accesslog": "olcAccessLogConfig"}
+
 
 class ConfigValueError(ValueError):
     """A value slapd's config handlers refuse; the text is the message slapd sends back (result 80)."""
@@ -105,7 +118,7 @@ DATABASE_READ = {
     "olcaccess", "olclimits", "olcsyncrepl", "olcupdateref", "olcupdatedn", "olcmultiprovider", "olcreadonly",
     "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind",
 }  # fmt: skip
-OVERLAY_READ = {"olcoverlay", *SYNCPROV_SETTINGS}
+OVERLAY_READ = {"olcoverlay", *OVERLAY_SETTINGS}
 MODULE_READ = {"olcmodulepath", "olcmoduleload"}
 
 
@@ -399,11 +412,21 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
 
 
 def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
-    classes = ["olcOverlayConfig"] + (["olcSyncProvConfig"] if overlay.name == "syncprov" else [])
+    classes = ["olcOverlayConfig"] + (
+        [OVERLAY_CLASSES[overlay.name]] if overlay.name in OVERLAY_CLASSES else []
+    )
     attributes: list[tuple[str, list[str | bytes]]] = [("objectClass", classes),
                                                        ("olcOverlay", [f"{{{index}}}{overlay.name}"])]  # fmt: skip
-    reverse = {v: k for k, v in SYNCPROV_SETTINGS.items()}
+    reverse = {v: k for k, v in OVERLAY_SETTINGS.items()}
     schema = config_schema()
+    if overlay.name == "accesslog":  # slapd's canonical values, in its attribute order
+        from pyldapd.overlays.accesslog import olc_values
+
+        written = olc_values(overlay.settings)
+        for key, name in ACCESSLOG_SETTINGS.items():
+            if name in written:
+                attributes.append((schema.attribute_type(key).name, list(written[name])))
+        return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
     for name, args in overlay.settings:
         key = reverse.get(name.lower())
         if key is not None:
@@ -635,7 +658,7 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
         check_supported(child, OVERLAY_READ)
         overlay = OverlayConfig(strip_order(first(child, "olcOverlay")).lower())
         for attribute in child.attrs.values():
-            setting = SYNCPROV_SETTINGS.get(attribute.name.lower())
+            setting = OVERLAY_SETTINGS.get(attribute.name.lower())
             if setting is not None:
                 for value in attribute.values:
                     overlay.settings.append((setting, value.decode().split()))

@@ -97,7 +97,9 @@ ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"l
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
                "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
 
-OVERLAYS = ("syncprov",)  # the overlays pyldapd implements
+OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
+# slapo-accesslog(5)'s directives (no "accesslog-" prefix)
+ACCESSLOG_DIRECTIVES = ("logdb", "logops", "logpurge", "logsuccess", "logold", "logoldattr", "logbase")
 
 DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
                     "frontend": "frontend"}  # fmt: skip
@@ -494,6 +496,15 @@ class SlapdConfParser:
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
             self.overlay.settings.append((name, d.args))
+        elif self.overlay is not None and self.overlay.name == "accesslog" and name in ACCESSLOG_DIRECTIVES:
+            from pyldapd.overlays.accesslog import AccesslogSettings
+
+            try:  # checked now, so that a wrong value names its file and line
+                AccesslogSettings.parse([*self.overlay.settings, (name, d.args)])
+            except ValueError as exc:
+                if not str(exc).startswith("logdb: the accesslog"):
+                    raise d.error(str(exc)) from None
+            self.overlay.settings.append((name, d.args))
         elif self.database is not None and self.database.type != "frontend":
             self.apply_database(d, self.database)
         else:
@@ -770,6 +781,8 @@ def limits_text(d: Directive) -> str:
 
 def validate(config: ServerConfig, source: str) -> None:
     """Checks slapd makes once the whole file is read."""
+    from pyldapd.overlays.accesslog import check_database
+
     for db in config.databases:
         if db.type != "mdb":
             continue
@@ -778,6 +791,10 @@ def validate(config: ServerConfig, source: str) -> None:
             raise ConfigError(where, int(line or 0), f"database {db.declared_type}: no suffix given")
         if not db.directory:
             raise ConfigError(where, int(line or 0), f"database {db.declared_type}: no directory given")
+        try:
+            check_database(config, db)
+        except ValueError as exc:
+            raise ConfigError(where, int(line or 0), f"overlay accesslog: {exc}") from None
 
 
 def load_slapd_conf(path: str) -> ServerConfig:

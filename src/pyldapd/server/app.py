@@ -16,7 +16,7 @@ from pyldapd.backends.mdb import FORMAT_VERSION
 from pyldapd.config.model import ServerConfig
 from pyldapd.config.slapdconf import ConfigError
 from pyldapd.model.dn import normalize_dn
-from pyldapd.model.schema import Schema
+from pyldapd.model.schema import SCHEMA_DIR, Schema
 from pyldapd.replication.consumer import SyncConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
@@ -50,7 +50,15 @@ def build_schema(config: ServerConfig) -> Schema:
             schema.load_text(text, source)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
+    if uses_accesslog(config) and schema.attribute_type("reqStart") is None:
+        schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))  # built into slapd's accesslog module
     return schema
+
+
+def uses_accesslog(config: ServerConfig) -> bool:
+    """slapd has the accesslog schema once its module is loaded (or built in and the overlay configured)."""
+    loaded = {os.path.basename(m).split(".")[0].lower() for m in config.modules}
+    return "accesslog" in loaded or any(o.name == "accesslog" for db in config.databases for o in db.overlays)
 
 
 DEFINITION_OID = re.compile(r"^\s*(attributetypes?|objectclass(?:es)?)\s*\(\s*([\w.:;-]+)", re.IGNORECASE)
@@ -140,6 +148,7 @@ class Server:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
         consumer per `syncrepl` value (new rids started, removed ones stopped). Called at start and whenever
         cn=config changes a database's olcSyncrepl, olcOverlay=syncprov, olcMultiProvider or olcServerID."""
+        self.directory.configure_overlays(backend)  # the other overlays of the database's stack
         overlay = next((o for o in backend.config.overlays if o.name == "syncprov"), None)
         if overlay is None and backend.provider is not None:
             backend.provider.close()

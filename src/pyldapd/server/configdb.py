@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from pyldapd.server.app import Server
 
 ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
-OVERLAYS = ("syncprov",)  # the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
+# the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
+OVERLAYS = ("syncprov", "accesslog")
 SYNTAX_OID = re.compile(r"\bSYNTAX\s+'?([0-9.]+)", re.IGNORECASE)
 
 
@@ -599,8 +600,10 @@ def tree_order(entries: dict[str, Entry]) -> dict[str, Entry]:
 
 def validate_config(config: ServerConfig) -> None:
     """What a running slapd would refuse in a configuration change (used before anything is applied)."""
+    from pyldapd.overlays.accesslog import check_accesslog
     from pyldapd.replication.spec import parse_syncrepl
 
+    check_accesslog(config)
     for db in config.data_databases():
         for text in db.syncrepl:
             parse_syncrepl(text)
