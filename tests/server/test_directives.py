@@ -543,7 +543,7 @@ def test_starttls_after_bind(tmp_path, disallow):
 # table), "delegated" (implemented by another part: logfile, writetimeout, TLS), or the test showing its effect.
 REFUSED_SAMPLES = {
     "attributeoptions": "x-hidden lang-",
-    "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on", "rootdse": "/tmp/rootdse.ldif",
+    "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on",
     "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
     "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
     "ditcontentrule": "( 2.5.6.6 NAME 'person' )", "limits": "users size=3", "hidden": "on", "lastmod": "off",
@@ -565,7 +565,7 @@ BEHAVIOUR = {
     "authz-regexp": "test_external_identity_mapped_to_rootdn", "referral": "test_default_referral_outside_naming_contexts",
     "ldapsyntax": "test_ldapsyntax_directive_defines_a_syntax", "authz-policy": "test_proxied_authorization_alike",
     "lastbind": "test_lastbind_records_pwdlastsuccess", "defaultsearchbase": "test_default_search_base",
-    "readonly": "test_global_readonly",
+    "readonly": "test_global_readonly", "rootdse": "test_rootdse_file_adds_attributes",
 }  # fmt: skip
 DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs",
                  "subordinate", "maxderefdepth", "maxentrysize", "mode"}  # fmt: skip
@@ -733,7 +733,7 @@ def test_every_olc_attribute_has_a_verdict():
             entry.put(key, at.name, [sorted(cnconfig.DEFAULT_OLC[key])[-1].upper().encode()])
             cnconfig.check_supported(entry, cnconfig.DATABASE_READ, database=True)
         refused.append(key)
-    assert {"olchidden", "olcsubordinate", "olcrootdse", "olcsaslhost", "olcplugin"} <= set(refused)
+    assert {"olchidden", "olcsubordinate", "olcsaslhost", "olcplugin"} <= set(refused)
 
 
 def test_cn_config_access_changes_alike_with_slapd(tmp_path):
@@ -837,3 +837,26 @@ def test_authz_regexp_maps_a_client_certificate(tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_rootdse_file_adds_attributes(tmp_path):
+    """`rootdse FILE`: the LDIF file's attributes are added to the root DSE, as slapd adds them; a file that
+    cannot be read is refused at its line."""
+    ldif = tmp_path / "rootdse.ldif"
+    ldif.write_text("dn:\nvendorName: The pyldapd test\ndescription: extra root DSE value\n")
+    answers = []
+    for kind in ("slapd", "pyldapd"):
+        conf = slapd_conf(tmp_path / kind / "db", extra_global=f"rootdse {ldif}", modules=True)
+        server = (start_slapd if kind == "slapd" else start_pyldapd)(tmp_path / kind, conf)
+        try:
+            found = ldap_tool("ldapsearch", "-x", "-LLL", "-H", server.url, "-s", "base", "-b", "",
+                              "vendorName", "description")  # fmt: skip
+            answers.append((found.returncode, sorted(found.stdout.split("\n"))))
+        finally:
+            server.stop()
+    assert answers[1] == answers[0]
+    assert "vendorName: The pyldapd test" in answers[1][1]
+    from pyldapd.config.slapdconf import ConfigError
+
+    with pytest.raises(ConfigError, match="line 3: rootdse: could not read"):
+        parse_with(tmp_path, f"rootdse {tmp_path / 'missing.ldif'}", in_database=False)

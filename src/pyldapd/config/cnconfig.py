@@ -109,7 +109,7 @@ GLOBAL_READ = {
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
     "olcrestrict", "olcauthzregexp", "olcreferral", "olcsecurity", "olclocalssf", "olcsockbufmaxincoming",
     "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat", "olcauthzpolicy",
-    "olcdefaultsearchbase", "olcreadonly", "olcsizelimit", "olctimelimit",
+    "olcdefaultsearchbase", "olcreadonly", "olcsizelimit", "olctimelimit", "olcrootdse",
 }  # fmt: skip
 FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "olcpasswordhash", "olcrequires",
                  "olcrestrict", "olcsecurity", "olclastbind", "olcreadonly"}  # fmt: skip
@@ -526,6 +526,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcAuthzRegexp", [f'{{{i}}}"{m}" "{r}"' for i, (m, r) in enumerate(config.authz_regexp)]),
         ("olcReferral", [config.referral] if config.referral else []),
         ("olcDefaultSearchBase", [config.default_search_base] if config.default_search_base else []),
+        ("olcRootDSE", list(config.rootdse_files)),
         ("olcReadOnly", ["TRUE"] if config.readonly else []),
         ("olcAuthzPolicy", [config.authz_policy] if config.authz_policy != "none" else []),
         ("olcSecurity", config.security.words()),
@@ -682,6 +683,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.authz_regexp = authz_rules(root)
     config.referral = first(root, "olcReferral")
     config.default_search_base = first(root, "olcDefaultSearchBase")
+    config.rootdse_files = values(root, "olcRootDSE")
     config.readonly = truth(first(root, "olcReadOnly", "FALSE"))
     config.authz_policy = first(root, "olcAuthzPolicy", "none").lower()
     if config.authz_policy not in AUTHZ_POLICIES:

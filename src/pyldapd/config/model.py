@@ -261,6 +261,9 @@ class ServerConfig:
     referral: str = ""  # default referral for DNs outside every naming context
     readonly: bool = False  # global `readonly` (olcReadOnly on the frontend): every database refuses updates
     default_search_base: str = ""  # `defaultsearchbase`: the base of non-base searches with an empty base
+    rootdse_files: list[str] = field(
+        default_factory=list
+    )  # `rootdse`: LDIF files of extra root DSE attributes
     # authz-policy: none, from, to, any or all: who may assume another identity (authzTo/authzFrom)
     authz_policy: str = "none"
     extra: list[tuple[str, list[str]]] = field(default_factory=list)

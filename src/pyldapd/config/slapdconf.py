@@ -80,7 +80,7 @@ DELEGATED_GLOBAL = {"logfile", "logfile-rotate", "writetimeout", "tlsrandfile", 
 # that is slapd's default (then they change nothing and are accepted).
 DEFAULT_ONLY = {
     "reverse-lookup": "off", "schemadn": "cn=subschema",
-    "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "rootdse": None, "sasl-auxprops": None,
+    "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
     "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
     "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": "15",
@@ -95,6 +95,7 @@ ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if
 ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
+               "rootdse",
                "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
 
 OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
@@ -705,6 +706,13 @@ class SlapdConfParser:
                 parse_dn(config.default_search_base)
             except DNError:
                 raise d.error(f"defaultsearchbase: invalid DN {d.args[0]!r}") from None
+        elif name == "rootdse":
+            path = one_arg(d)
+            try:
+                read_rootdse(path)
+            except (OSError, ValueError) as exc:
+                raise d.error(f'rootdse: could not read "{path}": {exc}') from None
+            config.rootdse_files.append(path)
         elif name == "referral":
             url = one_arg(d)
             if not url.lower().startswith(("ldap://", "ldaps://", "ldapi://")):
@@ -801,3 +809,18 @@ def load_slapd_conf(path: str) -> ServerConfig:
     config = SlapdConfParser().parse(path)
     validate(config, path)
     return config
+
+
+def read_rootdse(path: str) -> list[tuple[str, list[bytes]]]:
+    """The attributes of a `rootdse` LDIF file (one entry with an empty DN), added to the root DSE as slapd adds
+    them; a relative path is taken from the working folder, as slapd opens it."""
+    from pyldapd.model.ldif import LDIFContent, parse_ldif
+
+    with open(path, "rb") as handle:
+        records = list(parse_ldif(handle.read(), allow_urls=False))
+    attributes: list[tuple[str, list[bytes]]] = []
+    for record in records:
+        if not isinstance(record, LDIFContent) or record.dn.strip():
+            raise ValueError("only the root DSE (an entry with an empty DN) may be given")
+        attributes += record.attributes
+    return attributes

@@ -1050,8 +1050,28 @@ class Directory:
         put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
         if self.has_monitor_database():
             put("monitorcontext", "monitorContext", [b"cn=Monitor"])
+        for name, values in self.rootdse_attributes():  # `rootdse` files: added to what slapd produces
+            key = self.schema.attribute_key(name)
+            current = entry.attrs.get(key)
+            put(key, current.name if current else name, [*(current.values if current else []), *values])
         put("entrydn", "entryDN", [b""])
         return entry
+
+    def rootdse_attributes(self) -> list[tuple[str, list[bytes]]]:
+        """The attributes of the config's `rootdse` files (olcRootDSE), read once per list of files."""
+        from pyldapd.config.slapdconf import read_rootdse
+
+        files = tuple(self.config.rootdse_files)
+        cached = getattr(self, "_rootdse", None)
+        if cached is None or cached[0] != files:
+            attributes = []
+            for path in files:
+                try:
+                    attributes += read_rootdse(path)
+                except (OSError, ValueError) as exc:  # checked when the config was read; gone since
+                    self.log.error(f"rootdse: {path}: {exc}")
+            cached = self._rootdse = (files, attributes)
+        return cached[1]
 
     def has_monitor_database(self) -> bool:
         """`database monitor` in slapd.conf, or an olcDatabase=...monitor entry in cn=config."""
