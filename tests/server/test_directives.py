@@ -547,7 +547,7 @@ REFUSED_SAMPLES = {
     "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
     "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
     "ditcontentrule": "( 2.5.6.6 NAME 'person' )", "limits": "users size=3", "hidden": "on", "lastmod": "off",
-    "monitoring": "off", "add_content_acl": "on", "sync_use_subentry": "on", "extra_attrs": "memberOf",
+    "monitoring": "off", "sync_use_subentry": "on", "extra_attrs": "memberOf",
     "subordinate": "advertise", "maxderefdepth": "5", "maxentrysize": "1000", "mode": "0644",
     "authid-rewriteengine": "on",
 }  # fmt: skip
@@ -566,8 +566,9 @@ BEHAVIOUR = {
     "ldapsyntax": "test_ldapsyntax_directive_defines_a_syntax", "authz-policy": "test_proxied_authorization_alike",
     "lastbind": "test_lastbind_records_pwdlastsuccess", "defaultsearchbase": "test_default_search_base",
     "readonly": "test_global_readonly", "rootdse": "test_rootdse_file_adds_attributes",
+    "add_content_acl": "test_add_content_acl_checks_each_attribute",
 }  # fmt: skip
-DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs",
+DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs",
                  "subordinate", "maxderefdepth", "maxentrysize", "mode"}  # fmt: skip
 
 
@@ -860,3 +861,31 @@ def test_rootdse_file_adds_attributes(tmp_path):
 
     with pytest.raises(ConfigError, match="line 3: rootdse: could not read"):
         parse_with(tmp_path, f"rootdse {tmp_path / 'missing.ldif'}", in_database=False)
+
+
+def test_add_content_acl_checks_each_attribute(tmp_path):
+    """`add_content_acl on`: an add needs `add` access to each attribute it brings (slapd's acl_check_modlist),
+    result 50 "no write access to attribute"; off, only the entry and its parent are checked."""
+    rules = (f'access to attrs=description by dn.exact="uid=jdoe,ou=People,{SUFFIX}" read by * read\n'
+             f'access to * by dn.exact="uid=jdoe,ou=People,{SUFFIX}" write by * read\n')  # fmt: skip
+    new = (f"dn: uid=new,ou=People,{SUFFIX}\nobjectClass: inetOrgPerson\ncn: New\nsn: New\nuid: new\n"
+           "description: not allowed\n")  # fmt: skip
+    answers = []
+    for kind in ("slapd", "pyldapd"):
+        for flag in ("off", "on"):
+            conf = slapd_conf(
+                tmp_path / kind / flag / "db", extra_db=f"add_content_acl {flag}\n{rules}", modules=True
+            )
+            server = (start_slapd if kind == "slapd" else start_pyldapd)(tmp_path / kind / flag, conf)
+            try:
+                loaded = ldap_tool(
+                    "ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=BASE_LDIF
+                )
+                assert loaded.returncode == 0, loaded.stderr
+                added = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", f"uid=jdoe,ou=People,{SUFFIX}", "-w",
+                                  "secret1", input=new)  # fmt: skip
+                answers.append((kind, flag, added.returncode, added.stderr.strip().splitlines()[-1:]))
+            finally:
+                server.stop()
+    assert [a[1:] for a in answers[2:]] == [a[1:] for a in answers[:2]]
+    assert [a[2] for a in answers[2:]] == [0, 50]

@@ -116,7 +116,7 @@ FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "ol
 DATABASE_READ = {
     "olcdatabase", "olcsuffix", "olcrootdn", "olcrootpw", "olcdbdirectory", "olcdbmaxsize", "olcdbindex",
     "olcaccess", "olclimits", "olcsyncrepl", "olcupdateref", "olcupdatedn", "olcmultiprovider", "olcreadonly",
-    "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind",
+    "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind", "olcaddcontentacl",
 }  # fmt: skip
 OVERLAY_READ = {"olcoverlay", *OVERLAY_SETTINGS}
 MODULE_READ = {"olcmodulepath", "olcmoduleload"}
@@ -398,6 +398,7 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
         ("olcSecurity", db.security.words()),
         ("olcUpdateDN", [db.updatedn] if db.updatedn else []),
         ("olcLastBind", ["TRUE"] if db.lastbind else []),
+        ("olcAddContentAcl", ["TRUE"] if db.add_content_acl else []),
     ]
     if config is None:
         attributes += [
@@ -630,6 +631,7 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.security = security_of(entry)
     db.updatedn = first(entry, "olcUpdateDN")
     db.lastbind = truth(first(entry, "olcLastBind", "FALSE"))
+    db.add_content_acl = truth(first(entry, "olcAddContentAcl", "FALSE"))
     db.suffixes = values(entry, "olcSuffix")
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()

@@ -202,6 +202,9 @@ class DatabaseConfig:
     requires: list[str] = field(default_factory=list)  # `require` (olcRequires), server/restrictions.py
     restrict: list[str] = field(default_factory=list)  # `restrict` (olcRestrict)
     lastbind: bool = False  # `lastbind` (olcLastBind): pwdLastSuccess written on each successful bind
+    add_content_acl: bool = (
+        False  # `add_content_acl` (olcAddContentAcl): adds check write access per attribute
+    )
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     source: str = ""
 

@@ -82,7 +82,7 @@ DEFAULT_ONLY = {
     "reverse-lookup": "off", "schemadn": "cn=subschema",
     "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
-    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
+    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on",
     "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": "15",
     "maxentrysize": "0", "mode": "0600", "limits": None,
 }  # fmt: skip
@@ -90,12 +90,12 @@ UNSUPPORTED_PREFIXES = ("authid-rewrite", "authz-rewrite")
 # Everything pyldapd reads besides the directives it parses one by one (tests/server/test_directives.py goes
 # through these sets: each directive works, is tuning only, or is refused).
 ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if k not in (
-    "hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs", "subordinate",
+    "hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs", "subordinate",
     "maxderefdepth", "maxentrysize", "mode", "limits")}  # fmt: skip
 ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
-               "rootdse",
+               "rootdse", "add_content_acl",
                "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
 
 OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
@@ -669,6 +669,11 @@ class SlapdConfParser:
             if value not in ("on", "off", "true", "false", "yes", "no"):
                 raise d.error(f"lastbind: invalid value {d.args[0]!r} (on or off)")
             db.lastbind = value in ("on", "true", "yes")
+        elif name == "add_content_acl":
+            value = one_arg(d).lower()
+            if value not in ("on", "off", "true", "false", "yes", "no"):
+                raise d.error(f"add_content_acl: invalid value {d.args[0]!r} (on or off)")
+            db.add_content_acl = value in ("on", "true", "yes")
         elif self.apply_access_directive(d, db):
             pass
         elif name in DEFAULT_ONLY or name.startswith(UNSUPPORTED_PREFIXES):

@@ -331,7 +331,7 @@ class Server:
             target = backend.config
             for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "sizelimit_words", "timelimit_words", "readonly", "access", "access_sources",
                          "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
-                         "requires", "restrict", "security", "updatedn", "lastbind"):  # fmt: skip
+                         "requires", "restrict", "security", "updatedn", "lastbind", "add_content_acl"):  # fmt: skip
                 setattr(target, name, getattr(db, name))
             backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
             if db.indexes != target.indexes:
