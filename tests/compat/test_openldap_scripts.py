@@ -137,7 +137,7 @@ def test_config_rootdn_and_a_database_added_at_run_time(tmp_path: Path, server: 
     cn=config and write to it at once, as test049/test050/test059 do."""
     program = slapd_program(server)
     (tmp_path / "slapd.d").mkdir()
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     done = subprocess.run([program, "-Ta", "-F", "slapd.d", "-n", "0"], input=config_only_ldif(tmp_path, "sEcret", server == "slapd"),
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr

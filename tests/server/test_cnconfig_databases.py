@@ -106,7 +106,7 @@ def database_ldif(node: Node, suffix: str, folder: str, rdn: str = "olcDatabase=
 def test_conversion_writes_config_rootdn_and_rootpw(tmp_path):
     """slapd.conf's `database config` takes rootpw (rootdn defaults to cn=config, as slaptest writes it)."""
     conf = tmp_path / "slapd.conf"
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     conf.write_text(slapd_conf(tmp_path / "db", extra_global="database config\nrootpw configpw\n"))
     result = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-f", str(conf), "-F",
                              str(tmp_path / "slapd.d")], capture_output=True, text=True, timeout=60)  # fmt: skip

@@ -687,7 +687,7 @@ def test_slaptest_conversion_keeps_access_directives(tmp_path):
     """A slapd.d written by Debian's slaptest (with every default it adds) reads back with the same effect."""
     from pyldapd.config import cnconfig
 
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     extra_global = (RESTRICTED_GLOBAL + '\nrestrict extended=1.3.6.1.4.1.4203.1.11.3\nauthz-regexp "^x$" "cn=y"\n'
                     "referral ldap://referral.example.org/\nsecurity simple_bind=64")  # fmt: skip
     conf = tmp_path / "slapd.conf"
@@ -802,7 +802,7 @@ def test_conversion_round_trip(tmp_path):
     extra_global = (RESTRICTED_GLOBAL + "\nrestrict extended=1.3.6.1.4.1.4203.1.11.3 bind\n" + PROXY_GLOBAL
                     + f"referral ldap://referral.example.org/\ndefaultsearchbase {PEOPLE}\nreadonly on")  # fmt: skip
     conf = tmp_path / "slapd.conf"
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     conf.write_text(slapd_conf(tmp_path / "db", extra_global=extra_global,
                                extra_db="require sasl\nrestrict compare\nlastbind on\nsecurity ssf=1"))  # fmt: skip
     from pyldapd.config.slapdconf import load_slapd_conf
