@@ -24,9 +24,7 @@ PASSING = [
     "test000-rootdse",
     "test001-slapadd",
     "test002-populate",
-    "test003-search",
     "test004-modify",
-    "test005-modrdn",
     "test006-acls",
     "test017-syncreplication-refresh",
     "test018-syncreplication-persist",
@@ -37,9 +35,13 @@ PASSING = [
 
 # The others, each with the first divergence it hits (where the next session should start).
 NOT_YET: dict[str, str] = {
+    "test003-search": "its ditcontentrules.conf has `ditcontentrule`: DIT content rules are not implemented, so the "
+    "directive is refused at its line (rather than read and ignored).",
+    "test005-modrdn": "its slapd.1.conf has a `subordinate` (glued) database: glue is not implemented, so the "
+    "directive is refused at its line (rather than read and ignored).",
     "test033-glue-syncrepl": "slapadd with no -b/-n: slapd takes the first database that is not a glue subordinate "
     "(dc=example,dc=com) and its glue routes each entry to the subordinate holding it; pyldapd takes the first "
-    "database and refuses the others' entries. Behind it: `subordinate` (glue) is accepted but not implemented.",
+    "database and refuses the others' entries. Behind it: `subordinate` (glue) is not implemented (refused).",
     "test049-sync-config": "syncrepl of cn=config itself (olcSyncRepl on olcDatabase={0}config, syncprov over "
     "cn=config): the consumer never receives the provider's new database, so its data is not replicated.",
     "test050-syncrepl-multiprovider": "syncrepl of cn=config between the four servers (as test049): "
@@ -135,7 +137,7 @@ def test_config_rootdn_and_a_database_added_at_run_time(tmp_path: Path, server: 
     cn=config and write to it at once, as test049/test050/test059 do."""
     program = slapd_program(server)
     (tmp_path / "slapd.d").mkdir()
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     done = subprocess.run([program, "-Ta", "-F", "slapd.d", "-n", "0"], input=config_only_ldif(tmp_path, "sEcret", server == "slapd"),
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr

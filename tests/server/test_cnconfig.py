@@ -305,7 +305,7 @@ def test_atomic_writes_leave_old_or_new(tmp_path, monkeypatch):
 
 def test_slaptest_style_conversion_runs(tmp_path):
     conf = tmp_path / "slapd.conf"
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     conf.write_text(slapd_conf(tmp_path / "db", extra_global="serverID 3\n", extra_db="overlay syncprov\n"
                                "syncprov-checkpoint 10 1\n"))  # fmt: skip
     suffix = tmp_path / "suffix.ldif"

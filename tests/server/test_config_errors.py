@@ -140,7 +140,7 @@ def test_cn_config_index_values_refused_like_slapd(tmp_path):
         return start_process(name, [*argv, "-h", urls], port, sock, workdir, workdir)
 
     conf = tmp_path / "slapd.conf"
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     conf.write_text(HEAD.replace('database mdb\nsuffix "dc=example,dc=com"\n', "")
                     + "database config\naccess to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,"
                     f'cn=auth manage\ndatabase mdb\nsuffix "dc=example,dc=com"\ndirectory {tmp_path / "db"}\n')  # fmt: skip

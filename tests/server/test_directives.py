@@ -543,11 +543,11 @@ def test_starttls_after_bind(tmp_path, disallow):
 # table), "delegated" (implemented by another part: logfile, writetimeout, TLS), or the test showing its effect.
 REFUSED_SAMPLES = {
     "attributeoptions": "x-hidden lang-",
-    "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on", "rootdse": "/tmp/rootdse.ldif",
+    "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on",
     "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
     "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
     "ditcontentrule": "( 2.5.6.6 NAME 'person' )", "limits": "users size=3", "hidden": "on", "lastmod": "off",
-    "monitoring": "off", "add_content_acl": "on", "sync_use_subentry": "on", "extra_attrs": "memberOf",
+    "monitoring": "off", "sync_use_subentry": "on", "extra_attrs": "memberOf",
     "subordinate": "advertise", "maxderefdepth": "5", "maxentrysize": "1000", "mode": "0644",
     "authid-rewriteengine": "on",
 }  # fmt: skip
@@ -565,9 +565,10 @@ BEHAVIOUR = {
     "authz-regexp": "test_external_identity_mapped_to_rootdn", "referral": "test_default_referral_outside_naming_contexts",
     "ldapsyntax": "test_ldapsyntax_directive_defines_a_syntax", "authz-policy": "test_proxied_authorization_alike",
     "lastbind": "test_lastbind_records_pwdlastsuccess", "defaultsearchbase": "test_default_search_base",
-    "readonly": "test_global_readonly",
+    "readonly": "test_global_readonly", "rootdse": "test_rootdse_file_adds_attributes",
+    "add_content_acl": "test_add_content_acl_checks_each_attribute",
 }  # fmt: skip
-DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs",
+DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs",
                  "subordinate", "maxderefdepth", "maxentrysize", "mode"}  # fmt: skip
 
 
@@ -642,7 +643,7 @@ def test_unknown_password_hash_refused(tmp_path):
 
 
 @pytest.mark.parametrize("section, directive", [("config", "access to * by * manage"),
-                                                ("config", "rootpw secret"), ("monitor", "suffix cn=Monitor"),
+                                                ("config", "index cn eq"), ("monitor", "suffix cn=Monitor"),
                                                 ("monitor", "index cn eq")])  # fmt: skip
 def test_config_and_monitor_sections_refuse_what_they_would_ignore(tmp_path, section, directive):
     from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
@@ -686,7 +687,7 @@ def test_slaptest_conversion_keeps_access_directives(tmp_path):
     """A slapd.d written by Debian's slaptest (with every default it adds) reads back with the same effect."""
     from pyldapd.config import cnconfig
 
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     extra_global = (RESTRICTED_GLOBAL + '\nrestrict extended=1.3.6.1.4.1.4203.1.11.3\nauthz-regexp "^x$" "cn=y"\n'
                     "referral ldap://referral.example.org/\nsecurity simple_bind=64")  # fmt: skip
     conf = tmp_path / "slapd.conf"
@@ -733,7 +734,7 @@ def test_every_olc_attribute_has_a_verdict():
             entry.put(key, at.name, [sorted(cnconfig.DEFAULT_OLC[key])[-1].upper().encode()])
             cnconfig.check_supported(entry, cnconfig.DATABASE_READ, database=True)
         refused.append(key)
-    assert {"olchidden", "olcsubordinate", "olcrootdse", "olcsaslhost", "olcplugin"} <= set(refused)
+    assert {"olchidden", "olcsubordinate", "olcsaslhost", "olcplugin"} <= set(refused)
 
 
 def test_cn_config_access_changes_alike_with_slapd(tmp_path):
@@ -801,7 +802,7 @@ def test_conversion_round_trip(tmp_path):
     extra_global = (RESTRICTED_GLOBAL + "\nrestrict extended=1.3.6.1.4.1.4203.1.11.3 bind\n" + PROXY_GLOBAL
                     + f"referral ldap://referral.example.org/\ndefaultsearchbase {PEOPLE}\nreadonly on")  # fmt: skip
     conf = tmp_path / "slapd.conf"
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     conf.write_text(slapd_conf(tmp_path / "db", extra_global=extra_global,
                                extra_db="require sasl\nrestrict compare\nlastbind on\nsecurity ssf=1"))  # fmt: skip
     from pyldapd.config.slapdconf import load_slapd_conf
@@ -837,3 +838,54 @@ def test_authz_regexp_maps_a_client_certificate(tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_rootdse_file_adds_attributes(tmp_path):
+    """`rootdse FILE`: the LDIF file's attributes are added to the root DSE, as slapd adds them; a file that
+    cannot be read is refused at its line."""
+    ldif = tmp_path / "rootdse.ldif"
+    ldif.write_text("dn:\nvendorName: The pyldapd test\ndescription: extra root DSE value\n")
+    answers = []
+    for kind in ("slapd", "pyldapd"):
+        conf = slapd_conf(tmp_path / kind / "db", extra_global=f"rootdse {ldif}", modules=True)
+        server = (start_slapd if kind == "slapd" else start_pyldapd)(tmp_path / kind, conf)
+        try:
+            found = ldap_tool("ldapsearch", "-x", "-LLL", "-H", server.url, "-s", "base", "-b", "",
+                              "vendorName", "description")  # fmt: skip
+            answers.append((found.returncode, sorted(found.stdout.split("\n"))))
+        finally:
+            server.stop()
+    assert answers[1] == answers[0]
+    assert "vendorName: The pyldapd test" in answers[1][1]
+    from pyldapd.config.slapdconf import ConfigError
+
+    with pytest.raises(ConfigError, match="line 3: rootdse: could not read"):
+        parse_with(tmp_path, f"rootdse {tmp_path / 'missing.ldif'}", in_database=False)
+
+
+def test_add_content_acl_checks_each_attribute(tmp_path):
+    """`add_content_acl on`: an add needs `add` access to each attribute it brings (slapd's acl_check_modlist),
+    result 50 "no write access to attribute"; off, only the entry and its parent are checked."""
+    rules = (f'access to attrs=description by dn.exact="uid=jdoe,ou=People,{SUFFIX}" read by * read\n'
+             f'access to * by dn.exact="uid=jdoe,ou=People,{SUFFIX}" write by * read\n')  # fmt: skip
+    new = (f"dn: uid=new,ou=People,{SUFFIX}\nobjectClass: inetOrgPerson\ncn: New\nsn: New\nuid: new\n"
+           "description: not allowed\n")  # fmt: skip
+    answers = []
+    for kind in ("slapd", "pyldapd"):
+        for flag in ("off", "on"):
+            conf = slapd_conf(
+                tmp_path / kind / flag / "db", extra_db=f"add_content_acl {flag}\n{rules}", modules=True
+            )
+            server = (start_slapd if kind == "slapd" else start_pyldapd)(tmp_path / kind / flag, conf)
+            try:
+                loaded = ldap_tool(
+                    "ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=BASE_LDIF
+                )
+                assert loaded.returncode == 0, loaded.stderr
+                added = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", f"uid=jdoe,ou=People,{SUFFIX}", "-w",
+                                  "secret1", input=new)  # fmt: skip
+                answers.append((kind, flag, added.returncode, added.stderr.strip().splitlines()[-1:]))
+            finally:
+                server.stop()
+    assert [a[1:] for a in answers[2:]] == [a[1:] for a in answers[:2]]
+    assert [a[2] for a in answers[2:]] == [0, 50]

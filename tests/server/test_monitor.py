@@ -336,7 +336,7 @@ def test_without_monitor_database_pyldapd_defaults(tmp_path):
     """No `database monitor`: the rootdn of a database and root over ldapi read cn=Monitor; with access rules
     configured, anonymous gets noSuchObject (README)."""
     conf = slapd_conf(tmp_path / "db", extra_db=f'access to * by dn.exact="{JDOE}" read by * none')
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     server = start_pyldapd(tmp_path, conf)
     try:
         code, tree = monitor(server, "(objectClass=*)", "pyldapdServerID", who=["-x", "-D", ROOTDN, "-w", ROOTPW],

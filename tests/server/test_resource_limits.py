@@ -478,7 +478,7 @@ def test_paged_searches_hold_bounded_memory(tmp_path):
     a connection keeps only its latest one, as slapd, so the server's memory does not grow with them (before:
     every cookie kept its list of entries, 18 MB here, 0.8 MB a search over 20,000 entries)."""
     conf = slapd_conf(tmp_path / "db")
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     (tmp_path / "load.conf").write_text(conf)
     ldif = SUFFIX_LDIF + "".join(f"\ndn: uid=u{i},{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: user {i}\n"
                                  f"sn: x\n" for i in range(4_000))  # fmt: skip
@@ -521,7 +521,7 @@ def test_limit_directives_become_the_olc_attributes_slaptest_writes(tmp_path):
     from pyldapd.config.cnconfig import config_from_entries, entries_from_config
     from pyldapd.config.slapdconf import load_slapd_conf
 
-    (tmp_path / "db").mkdir()
+    (tmp_path / "db").mkdir(exist_ok=True)
     conf = tmp_path / "slapd.conf"
     conf.write_text("writetimeout 7\nconn_max_pending 50\nconn_max_pending_auth 500\n"
                     + slapd_conf(tmp_path / "db", modules=True))  # fmt: skip

@@ -26,7 +26,7 @@ SLOW_FILTER = "(|" + "".join(f"(description=*y{j}*)" for j in range(ASSERTIONS))
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("sync-time-limit")
-    (root / "db").mkdir()
+    (root / "db").mkdir(exist_ok=True)
     conf = slapd_conf(root / "db", modules=True, extra_global="moduleload syncprov\ntimelimit 1\nsizelimit unlimited",
                       extra_db="access to * by * read\noverlay syncprov")  # fmt: skip
     running = start_pyldapd(root, conf)

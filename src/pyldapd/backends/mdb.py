@@ -991,6 +991,17 @@ class ReadTxn:
     def get_raw_metadata(self, key: bytes) -> bytes | None:
         return self._check().get(key, db=self.db.dbs["aux"])
 
+    def raw_metadata_items(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """The side table's records whose key starts with prefix, in key order."""
+        items = []
+        with self._check().cursor(db=self.db.dbs["aux"]) as cur:
+            if cur.set_range(prefix):
+                for key, value in cur:
+                    if not key.startswith(prefix):
+                        break
+                    items.append((bytes(key), bytes(value)))
+        return items
+
     def next_id(self) -> int:
         """The id the next added entry gets."""
         return _unpack_id(self._check().get(_M_NEXT_ID, db=self.db.dbs["meta"]))

@@ -60,6 +60,19 @@ SYNCPROV_SETTINGS = {
     "olcspreloadhint": "syncprov-reloadhint",
 }
 
+# slapo-accesslog(5): olcAccessLog* <-> the slapd.conf directive
+ACCESSLOG_SETTINGS = {
+    "olcaccesslogdb": "logdb",
+    "olcaccesslogops": "logops",
+    "olcaccesslogpurge": "logpurge",
+    "olcaccesslogsuccess": "logsuccess",
+    "olcaccesslogold": "logold",
+    "olcaccesslogoldattr": "logoldattr",
+    "olcaccesslogbase": "logbase",
+}
+OVERLAY_SETTINGS = {**SYNCPROV_SETTINGS, **ACCESSLOG_SETTINGS}
+OVERLAY_CLASSES = {"syncprov": "olcSyncProvConfig", "accesslog": "olcAccessLogConfig"}
+
 
 class ConfigValueError(ValueError):
     """A value slapd's config handlers refuse; the text is the message slapd sends back (result 80)."""
@@ -96,16 +109,16 @@ GLOBAL_READ = {
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
     "olcrestrict", "olcauthzregexp", "olcreferral", "olcsecurity", "olclocalssf", "olcsockbufmaxincoming",
     "olcsockbufmaxincomingauth", "olcmaxfilterdepth", "olcpasswordcryptsaltformat", "olcauthzpolicy",
-    "olcdefaultsearchbase", "olcreadonly", "olcsizelimit", "olctimelimit",
+    "olcdefaultsearchbase", "olcreadonly", "olcsizelimit", "olctimelimit", "olcrootdse",
 }  # fmt: skip
 FRONTEND_READ = {"olcdatabase", "olcaccess", "olcsizelimit", "olctimelimit", "olcpasswordhash", "olcrequires",
                  "olcrestrict", "olcsecurity", "olclastbind", "olcreadonly"}  # fmt: skip
 DATABASE_READ = {
     "olcdatabase", "olcsuffix", "olcrootdn", "olcrootpw", "olcdbdirectory", "olcdbmaxsize", "olcdbindex",
     "olcaccess", "olclimits", "olcsyncrepl", "olcupdateref", "olcupdatedn", "olcmultiprovider", "olcreadonly",
-    "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind",
+    "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind", "olcaddcontentacl",
 }  # fmt: skip
-OVERLAY_READ = {"olcoverlay", *SYNCPROV_SETTINGS}
+OVERLAY_READ = {"olcoverlay", *OVERLAY_SETTINGS}
 MODULE_READ = {"olcmodulepath", "olcmoduleload"}
 
 
@@ -248,8 +261,8 @@ def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
     groups: dict[str, dict[str, list[str]]] = {}
     for source, text in definitions:
         name = Path(source.rsplit(":", 1)[0]).stem
-        # the keyword may be followed by a tab (Debian's inetorgperson.schema: "objectclass\t( 2.16...")
-        keyword, body = (text.split(None, 1) + [""])[:2]
+        words = text.strip().split(None, 1)  # the keyword may be followed by a tab (Debian's schema files)
+        keyword, body = words[0], words[1] if len(words) > 1 else ""
         kind = keyword.lower()
         group = groups.setdefault(
             name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
@@ -385,6 +398,7 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
         ("olcSecurity", db.security.words()),
         ("olcUpdateDN", [db.updatedn] if db.updatedn else []),
         ("olcLastBind", ["TRUE"] if db.lastbind else []),
+        ("olcAddContentAcl", ["TRUE"] if db.add_content_acl else []),
     ]
     if config is None:
         attributes += [
@@ -399,11 +413,21 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
 
 
 def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
-    classes = ["olcOverlayConfig"] + (["olcSyncProvConfig"] if overlay.name == "syncprov" else [])
+    classes = ["olcOverlayConfig"] + (
+        [OVERLAY_CLASSES[overlay.name]] if overlay.name in OVERLAY_CLASSES else []
+    )
     attributes: list[tuple[str, list[str | bytes]]] = [("objectClass", classes),
                                                        ("olcOverlay", [f"{{{index}}}{overlay.name}"])]  # fmt: skip
-    reverse = {v: k for k, v in SYNCPROV_SETTINGS.items()}
+    reverse = {v: k for k, v in OVERLAY_SETTINGS.items()}
     schema = config_schema()
+    if overlay.name == "accesslog":  # slapd's canonical values, in its attribute order
+        from pyldapd.overlays.accesslog import olc_values
+
+        written = olc_values(overlay.settings)
+        for key, name in ACCESSLOG_SETTINGS.items():
+            if name in written:
+                attributes.append((schema.attribute_type(key).name, list(written[name])))
+        return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
     for name, args in overlay.settings:
         key = reverse.get(name.lower())
         if key is not None:
@@ -466,6 +490,7 @@ def module_entry_for(config: ServerConfig, current: Entry | None) -> Entry | Non
 
 def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = True) -> list[Entry]:
     """The cn=config tree of a configuration, in slapd's order (parents first)."""
+    defaults = ServerConfig()
     global_attrs: list[tuple[str, list[str | bytes]]] = [
         ("objectClass", ["olcGlobal"]),
         ("cn", ["config"]),
@@ -502,13 +527,23 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
         ("olcAuthzRegexp", [f'{{{i}}}"{m}" "{r}"' for i, (m, r) in enumerate(config.authz_regexp)]),
         ("olcReferral", [config.referral] if config.referral else []),
         ("olcDefaultSearchBase", [config.default_search_base] if config.default_search_base else []),
+        ("olcRootDSE", list(config.rootdse_files)),
         ("olcReadOnly", ["TRUE"] if config.readonly else []),
         ("olcAuthzPolicy", [config.authz_policy] if config.authz_policy != "none" else []),
         ("olcSecurity", config.security.words()),
         # slaptest writes the global limits here as well as in the frontend's entry
         ("olcSizeLimit", limit_text("size", limits_of(config, None), None)),
         ("olcTimeLimit", limit_text("time", limits_of(config, None), None)),
-    ]
+        # settings that apply_config carries over at run time: kept when a slapd.conf's cn=config is served
+        ("olcLocalSSF", [str(config.local_ssf)] if config.local_ssf != defaults.local_ssf else []),
+        ("olcSockbufMaxIncoming", [str(config.max_pdu)] if config.max_pdu != defaults.max_pdu else []),
+        ("olcSockbufMaxIncomingAuth", [str(config.max_pdu_auth)] if config.max_pdu_auth != defaults.max_pdu_auth
+         else []),
+        ("olcMaxFilterDepth", [str(config.max_filter_depth)] if config.max_filter_depth != defaults.max_filter_depth
+         else []),
+        ("olcPasswordCryptSaltFormat", [config.password_crypt_salt_format] if config.password_crypt_salt_format
+         else []),
+    ]  # fmt: skip
     entries = [make_entry(CONFIG_DN, global_attrs)]
     modules = needed_modules(config)
     if modules:
@@ -528,9 +563,14 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
                 ("olcPasswordHash", list(config.password_hash))]  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{-1}}frontend,{CONFIG_DN}", frontend))
     root_access = "to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * break"
+    # slapd.conf's `database config` section: its rootdn (slapd's default: cn=config) and rootpw
+    config_db = next((db for db in config.databases if db.type == "config"), None)
+    config_rootdn = (config_db.rootdn or "cn=config") if config_db is not None else "cn=admin,cn=config"
+    config_rootpw = [config_db.rootpw] if config_db is not None and config_db.rootpw else []
     entries.append(make_entry(f"olcDatabase={{0}}config,{CONFIG_DN}", [
         ("objectClass", ["olcDatabaseConfig"]), ("olcDatabase", ["{0}config"]),
-        ("olcAccess", ["{0}" + root_access]), ("olcRootDN", ["cn=admin,cn=config"])]))  # fmt: skip
+        ("olcAccess", ["{0}" + root_access]), ("olcRootDN", [config_rootdn]),
+        ("olcRootPW", config_rootpw)]))  # fmt: skip
     entries.append(make_entry(f"olcDatabase={{1}}monitor,{CONFIG_DN}", [
         ("objectClass", ["olcDatabaseConfig", "olcMonitorConfig"]), ("olcDatabase", ["{1}monitor"])]))  # fmt: skip
     for offset, db in enumerate(config.data_databases()):
@@ -591,6 +631,7 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.security = security_of(entry)
     db.updatedn = first(entry, "olcUpdateDN")
     db.lastbind = truth(first(entry, "olcLastBind", "FALSE"))
+    db.add_content_acl = truth(first(entry, "olcAddContentAcl", "FALSE"))
     db.suffixes = values(entry, "olcSuffix")
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()
@@ -620,7 +661,7 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
         check_supported(child, OVERLAY_READ)
         overlay = OverlayConfig(strip_order(first(child, "olcOverlay")).lower())
         for attribute in child.attrs.values():
-            setting = SYNCPROV_SETTINGS.get(attribute.name.lower())
+            setting = OVERLAY_SETTINGS.get(attribute.name.lower())
             if setting is not None:
                 for value in attribute.values:
                     overlay.settings.append((setting, value.decode().split()))
@@ -644,6 +685,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.authz_regexp = authz_rules(root)
     config.referral = first(root, "olcReferral")
     config.default_search_base = first(root, "olcDefaultSearchBase")
+    config.rootdse_files = values(root, "olcRootDSE")
     config.readonly = truth(first(root, "olcReadOnly", "FALSE"))
     config.authz_policy = first(root, "olcAuthzPolicy", "none").lower()
     if config.authz_policy not in AUTHZ_POLICIES:

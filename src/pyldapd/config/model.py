@@ -202,6 +202,9 @@ class DatabaseConfig:
     requires: list[str] = field(default_factory=list)  # `require` (olcRequires), server/restrictions.py
     restrict: list[str] = field(default_factory=list)  # `restrict` (olcRestrict)
     lastbind: bool = False  # `lastbind` (olcLastBind): pwdLastSuccess written on each successful bind
+    add_content_acl: bool = (
+        False  # `add_content_acl` (olcAddContentAcl): adds check write access per attribute
+    )
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     source: str = ""
 
@@ -261,6 +264,9 @@ class ServerConfig:
     referral: str = ""  # default referral for DNs outside every naming context
     readonly: bool = False  # global `readonly` (olcReadOnly on the frontend): every database refuses updates
     default_search_base: str = ""  # `defaultsearchbase`: the base of non-base searches with an empty base
+    rootdse_files: list[str] = field(
+        default_factory=list
+    )  # `rootdse`: LDIF files of extra root DSE attributes
     # authz-policy: none, from, to, any or all: who may assume another identity (authzTo/authzFrom)
     authz_policy: str = "none"
     extra: list[tuple[str, list[str]]] = field(default_factory=list)

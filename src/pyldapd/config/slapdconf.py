@@ -80,9 +80,9 @@ DELEGATED_GLOBAL = {"logfile", "logfile-rotate", "writetimeout", "tlsrandfile", 
 # that is slapd's default (then they change nothing and are accepted).
 DEFAULT_ONLY = {
     "reverse-lookup": "off", "schemadn": "cn=subschema",
-    "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "rootdse": None, "sasl-auxprops": None,
+    "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
-    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on", "add_content_acl": "off",
+    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on",
     "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": "15",
     "maxentrysize": "0", "mode": "0600", "limits": None,
 }  # fmt: skip
@@ -90,14 +90,17 @@ UNSUPPORTED_PREFIXES = ("authid-rewrite", "authz-rewrite")
 # Everything pyldapd reads besides the directives it parses one by one (tests/server/test_directives.py goes
 # through these sets: each directive works, is tuning only, or is refused).
 ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if k not in (
-    "hidden", "lastmod", "monitoring", "add_content_acl", "sync_use_subentry", "extra_attrs", "subordinate",
+    "hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs", "subordinate",
     "maxderefdepth", "maxentrysize", "mode", "limits")}  # fmt: skip
 ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
+               "rootdse", "add_content_acl",
                "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
 
-OVERLAYS = ("syncprov",)  # the overlays pyldapd implements
+OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
+# slapo-accesslog(5)'s directives (no "accesslog-" prefix)
+ACCESSLOG_DIRECTIVES = ("logdb", "logops", "logpurge", "logsuccess", "logold", "logoldattr", "logbase")
 
 DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
                     "frontend": "frontend"}  # fmt: skip
@@ -494,6 +497,15 @@ class SlapdConfParser:
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
             self.overlay.settings.append((name, d.args))
+        elif self.overlay is not None and self.overlay.name == "accesslog" and name in ACCESSLOG_DIRECTIVES:
+            from pyldapd.overlays.accesslog import AccesslogSettings
+
+            try:  # checked now, so that a wrong value names its file and line
+                AccesslogSettings.parse([*self.overlay.settings, (name, d.args)])
+            except ValueError as exc:
+                if not str(exc).startswith("logdb: the accesslog"):
+                    raise d.error(str(exc)) from None
+            self.overlay.settings.append((name, d.args))
         elif self.database is not None and self.database.type != "frontend":
             self.apply_database(d, self.database)
         else:
@@ -585,7 +597,9 @@ class SlapdConfParser:
         name = d.name
         # pyldapd serves cn=config only from a slapd.d (-F), and cn=Monitor with a fixed read rule that names
         # the monitor's rootdn: nothing else written in those sections would have an effect
-        if db.type == "config":
+        # (slapd.conf(5) lets the config database have a rootdn, default cn=config, and its rootpw: test scripts
+        # bind so to add databases at run time; they are written to the slapd.d's olcDatabase={0}config)
+        if db.type == "config" and name not in ("rootdn", "rootpw"):
             raise d.error(
                 f"{d.words[0]}: not supported by pyldapd in database config (cn=config needs -F slapd.d)"
             )
@@ -655,6 +669,11 @@ class SlapdConfParser:
             if value not in ("on", "off", "true", "false", "yes", "no"):
                 raise d.error(f"lastbind: invalid value {d.args[0]!r} (on or off)")
             db.lastbind = value in ("on", "true", "yes")
+        elif name == "add_content_acl":
+            value = one_arg(d).lower()
+            if value not in ("on", "off", "true", "false", "yes", "no"):
+                raise d.error(f"add_content_acl: invalid value {d.args[0]!r} (on or off)")
+            db.add_content_acl = value in ("on", "true", "yes")
         elif self.apply_access_directive(d, db):
             pass
         elif name in DEFAULT_ONLY or name.startswith(UNSUPPORTED_PREFIXES):
@@ -692,6 +711,13 @@ class SlapdConfParser:
                 parse_dn(config.default_search_base)
             except DNError:
                 raise d.error(f"defaultsearchbase: invalid DN {d.args[0]!r}") from None
+        elif name == "rootdse":
+            path = one_arg(d)
+            try:
+                read_rootdse(path)
+            except (OSError, ValueError) as exc:
+                raise d.error(f'rootdse: could not read "{path}": {exc}') from None
+            config.rootdse_files.append(path)
         elif name == "referral":
             url = one_arg(d)
             if not url.lower().startswith(("ldap://", "ldaps://", "ldapi://")):
@@ -768,6 +794,8 @@ def limits_text(d: Directive) -> str:
 
 def validate(config: ServerConfig, source: str) -> None:
     """Checks slapd makes once the whole file is read."""
+    from pyldapd.overlays.accesslog import check_database
+
     for db in config.databases:
         if db.type != "mdb":
             continue
@@ -776,9 +804,28 @@ def validate(config: ServerConfig, source: str) -> None:
             raise ConfigError(where, int(line or 0), f"database {db.declared_type}: no suffix given")
         if not db.directory:
             raise ConfigError(where, int(line or 0), f"database {db.declared_type}: no directory given")
+        try:
+            check_database(config, db)
+        except ValueError as exc:
+            raise ConfigError(where, int(line or 0), f"overlay accesslog: {exc}") from None
 
 
 def load_slapd_conf(path: str) -> ServerConfig:
     config = SlapdConfParser().parse(path)
     validate(config, path)
     return config
+
+
+def read_rootdse(path: str) -> list[tuple[str, list[bytes]]]:
+    """The attributes of a `rootdse` LDIF file (one entry with an empty DN), added to the root DSE as slapd adds
+    them; a relative path is taken from the working folder, as slapd opens it."""
+    from pyldapd.model.ldif import LDIFContent, parse_ldif
+
+    with open(path, "rb") as handle:
+        records = list(parse_ldif(handle.read(), allow_urls=False))
+    attributes: list[tuple[str, list[bytes]]] = []
+    for record in records:
+        if not isinstance(record, LDIFContent) or record.dn.strip():
+            raise ValueError("only the root DSE (an entry with an empty DN) may be given")
+        attributes += record.attributes
+    return attributes

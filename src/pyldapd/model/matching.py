@@ -122,6 +122,10 @@ def _octet(value: bytes) -> bytes | None:
     return value
 
 
+def _octet_text(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
 # RFC 4517 Integer: no leading zeros, no plus sign, no "-0" (slapd rejects them, so such values and
 # assertions are invalid and a filter on them is Undefined).
 _INTEGER_RE = re.compile(rb"(-?)(0|[1-9][0-9]*)\Z")
@@ -579,6 +583,8 @@ _RULE_TABLE: tuple[tuple[str, str, str, str, Callable[[MatchingRule], None]], ..
     ("2.5.13.16", "bitStringMatch", _S + "6", _EQ, _f_equality(_bit_string)),
     ("2.5.13.17", "octetStringMatch", _S + "40", _EQ, _f_equality(_octet)),
     ("2.5.13.18", "octetStringOrderingMatch", _S + "40", _ORD, _f_ordering(_octet, _octet)),
+    # bytes as they are (latin-1: one character per byte), no case folding, no space handling
+    ("2.5.13.19", "octetStringSubstringsMatch", _S + "58", _SUB, _f_substrings(_octet_text, False)),
     ("2.5.13.20", "telephoneNumberMatch", _S + "50", _EQ, _f_equality(_encode(prep_telephone))),
     ("2.5.13.21", "telephoneNumberSubstringsMatch", _S + "58", _SUB, _f_substrings(prep_telephone, False)),
     ("2.5.13.22", "presentationAddressMatch", _S + "43", _EQ, _f_equality(_lenient_ignore)),
@@ -658,17 +664,6 @@ _MP_MAX = 4  # slapd's MAXPHONEMELEN
 # Equality rules slapd gives an approximate form (directoryStringApproxMatch, IA5StringApproxMatch); `~=` under
 # any other rule is equality
 APPROX_RULES = frozenset(
-    {
-        "2.5.13.2",  # caseIgnoreMatch
-        "2.5.13.5",  # caseExactMatch
-        "1.3.6.1.4.1.1466.109.114.1",  # caseExactIA5Match
-        "1.3.6.1.4.1.1466.109.114.2",  # caseIgnoreIA5Match
-    }
-)
-
-# Equality rules slapd gives an approximate form (directoryStringApproxMatch, IA5StringApproxMatch); `~=` on
-# other types is equality
-APPROX_ = frozenset(
     {
         "2.5.13.2",  # caseIgnoreMatch
         "2.5.13.5",  # caseExactMatch

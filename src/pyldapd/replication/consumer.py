@@ -18,6 +18,7 @@ from pyldapd.model.csn import CSNSet, format_cookie, parse_cookie, parse_csn, si
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.filter import parse_filter
+from pyldapd.overlays.base import replicated_op
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
@@ -386,6 +387,9 @@ class SyncConsumer:
                     change = self.replace_local(txn, local, ndn, incoming, incoming_csn)
             if self.spec.schemachecking and change is not None and change.after is not None:
                 check_entry(schema, change.after, check_rdn=False)
+            # the replicated operation (a diff of the entries) is made only for an overlay that uses it
+            if change is not None and backend.overlays.writers():
+                backend.overlays.in_txn(replicated_op(change, self.authz_dn()), txn)
             if cookie_csn is not None:
                 backend.context.advance(txn, cookie_csn)
         self.observe(incoming_csn)
@@ -394,6 +398,10 @@ class SyncConsumer:
             change.replicated = True
             change.in_csn_order = cookie_csn is not None
             backend.publish(change)
+
+    def authz_dn(self) -> str:
+        """Who a replicated write is made as (slapd's consumer writes as the database's rootdn)."""
+        return self.backend.config.rootdn
 
     def replace_local(self, txn, local: Entry, ndn: str, incoming: Entry, csn: str) -> Change:
         local_ndn = normalize_dn(local.dn, self.directory.schema)
@@ -487,6 +495,8 @@ class SyncConsumer:
                               "a local change not yet replicated, overridden by a newer delete", txn=txn)  # fmt: skip
             if local is not None:
                 change = self.delete_local(txn, local, csn)
+                if backend.overlays.writers():
+                    backend.overlays.in_txn(replicated_op(change, self.authz_dn()), txn)
             if cookie_csn is not None:
                 backend.context.advance(txn, cookie_csn)
         if change is not None:

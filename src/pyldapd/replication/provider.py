@@ -19,6 +19,7 @@ from pyldapd.backends.base import Scope, StorageError
 from pyldapd.model.csn import CSNGenerator, format_cookie, parse_cookie, sid_of
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn
 from pyldapd.model.entry import Entry
+from pyldapd.overlays.base import Overlay
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
@@ -120,7 +121,11 @@ def in_scope(ndn: str, base_ndn: str, scope: Scope) -> bool:
     return is_descendant(ndn, base_ndn)
 
 
-class SyncProvider:
+class SyncProvider(Overlay):
+    """The syncprov overlay: the stack calls after_commit with every committed change."""
+
+    name = "syncprov"
+
     def __init__(self, directory: Directory, backend: Backend, settings: ProviderSettings) -> None:
         self.directory = directory
         self.backend = backend
@@ -143,6 +148,9 @@ class SyncProvider:
         return self.server_id or None  # slapd omits sid= when its server ID is 0
 
     # -- changes --------------------------------------------------------------------------------------------
+
+    def after_commit(self, change: Change) -> None:
+        self.on_change(change)
 
     def on_change(self, change: Change) -> None:
         """Called after every committed write to the database, in commit order."""

@@ -16,7 +16,7 @@ from pyldapd.backends.mdb import FORMAT_VERSION
 from pyldapd.config.model import ServerConfig
 from pyldapd.config.slapdconf import ConfigError
 from pyldapd.model.dn import normalize_dn
-from pyldapd.model.schema import Schema
+from pyldapd.model.schema import SCHEMA_DIR, Schema
 from pyldapd.replication.consumer import SyncConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
@@ -50,7 +50,15 @@ def build_schema(config: ServerConfig) -> Schema:
             schema.load_text(text, source)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
+    if uses_accesslog(config) and schema.attribute_type("reqStart") is None:
+        schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))  # built into slapd's accesslog module
     return schema
+
+
+def uses_accesslog(config: ServerConfig) -> bool:
+    """slapd has the accesslog schema once its module is loaded (or built in and the overlay configured)."""
+    loaded = {os.path.basename(m).split(".")[0].lower() for m in config.modules}
+    return "accesslog" in loaded or any(o.name == "accesslog" for db in config.databases for o in db.overlays)
 
 
 DEFINITION_OID = re.compile(r"^\s*(attributetypes?|objectclass(?:es)?)\s*\(\s*([\w.:;-]+)", re.IGNORECASE)
@@ -140,6 +148,7 @@ class Server:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
         consumer per `syncrepl` value (new rids started, removed ones stopped). Called at start and whenever
         cn=config changes a database's olcSyncrepl, olcOverlay=syncprov, olcMultiProvider or olcServerID."""
+        self.directory.configure_overlays(backend)  # the other overlays of the database's stack
         overlay = next((o for o in backend.config.overlays if o.name == "syncprov"), None)
         if overlay is None and backend.provider is not None:
             backend.provider.close()
@@ -183,16 +192,76 @@ class Server:
         self.server_id = server_id
         self.directory.set_server_id(server_id)
 
-    def check_config(self, config: ServerConfig) -> None:
-        """Refuse a cn=config change the running server could not take (nothing is applied yet)."""
+    def match_databases(self, config: ServerConfig) -> tuple[list, list, list]:
+        """The running databases a new configuration keeps (backend, new config), the ones it adds and the
+        backends it drops: a database is known by its directory (two databases cannot share one)."""
+        running = {os.path.realpath(b.config.directory): b for b in self.directory.backends}
+        kept, added = [], []
+        for db in config.data_databases():
+            backend = running.pop(os.path.realpath(db.directory), None) if db.directory else None
+            if backend is None:
+                added.append(db)
+            else:
+                kept.append((backend, db))
+        return kept, added, list(running.values())
+
+    def check_config(self, config: ServerConfig, *, databases_may_change: bool = False) -> None:
+        """Refuse a cn=config change the running server could not take (nothing is applied yet).
+        `databases_may_change`: an add or delete of an olcDatabase entry, which opens or closes databases."""
+        from pyldapd.config.cnconfig import ConfigValueError
         from pyldapd.server.configdb import validate_config
 
         validate_config(config)  # a serverID URL naming no listener is accepted at run time, as slapd does
-        running = self.directory.backends
-        new = config.data_databases()[: len(running)]  # databases added after the others start at once
-        if len(new) != len(running) or any(b.config.suffix.lower() != d.suffix.lower() or b.config.directory != d.directory
-                                           for b, d in zip(running, new, strict=False)):  # fmt: skip
-            raise ValueError("adding, removing or moving databases needs a restart")
+        kept, added, dropped = self.match_databases(config)
+        shared = [db for db in config.data_databases() if db.directory and [os.path.realpath(d.directory) for d in
+                  config.data_databases()].count(os.path.realpath(db.directory)) > 1]  # fmt: skip
+        if (
+            shared and databases_may_change
+        ):  # a database added on the folder of another: LMDB refuses to open it
+            running = {
+                (b.config.suffix.lower(), os.path.realpath(b.config.directory))
+                for b in self.directory.backends
+            }
+            db = next((d for d in shared if (d.suffix.lower(), os.path.realpath(d.directory)) not in running),
+                      shared[-1])  # fmt: skip
+            last = "olcDbMaxSize" if db.maxsize else "olcDbIndex" if db.indexes else "olcDbDirectory"
+            raise ConfigValueError(f"<{last}> failed startup")
+        if any(b.config.suffix.lower() != d.suffix.lower() for b, d in kept) or (
+                (added or dropped) and not databases_may_change):  # fmt: skip
+            raise ValueError("changing a database's suffix or directory needs a restart")
+        served = [b.suffix_ndn for b, _ in kept]
+
+        def under(dn: str, suffix: str) -> bool:
+            try:
+                ndn, base = normalize_dn(dn, self.schema), normalize_dn(suffix, self.schema)
+            except ValueError:
+                return False
+            return ndn == base or ndn.endswith("," + base)
+
+        folders = [os.path.realpath(db.directory) for db in config.data_databases() if db.directory]
+        for db in added:  # slapd's checks when it opens a database added over cn=config
+            if not os.path.isdir(db.directory):
+                raise ConfigValueError("olcDbDirectory: value #0: invalid path: No such file or directory")
+            # slapd names the last olcMdbConfig setting it handled when the database does not start
+            last = "olcDbMaxSize" if db.maxsize else "olcDbIndex" if db.indexes else "olcDbDirectory"
+            if folders.count(os.path.realpath(db.directory)) > 1:  # in use by another database (LMDB's lock)
+                raise ConfigValueError(f"<{last}> failed startup")
+            if db.rootpw and not any(under(db.rootdn, suffix) for suffix in db.suffixes):
+                raise ConfigValueError("<olcRootPW> can only be set when rootdn is under suffix")
+            if not db.suffixes:
+                raise ConfigValueError(f"<{last}> failed startup")
+            for suffix in db.suffixes:
+                try:
+                    ndn = normalize_dn(suffix, self.schema)
+                except ValueError:
+                    raise ConfigValueError(f'<olcSuffix> invalid DN "{suffix}"') from None
+                if any(ndn == other or ndn.endswith("," + other) for other in served):
+                    raise ConfigValueError(
+                        f'<olcSuffix> namingContext "{suffix}" already served by a preceding {db.declared_type} database'
+                    )
+                served.append(ndn)
+        running = [b for b, _ in kept]
+        new = [d for _, d in kept]
         schema = self.schema.copy()
         for source, text in config.schema_definitions:
             if not already_defined(schema, text):
@@ -204,7 +273,9 @@ class Server:
                 backend.config.access, db.access = db.access, backend.config.access
             from pyldapd.server.guard import AccessControl
 
-            AccessControl(self.directory)
+            control = AccessControl(self.directory)
+            for db in added:
+                control.build(db.access, db.access_sources, config.access, config.access_sources)
             self.directory.monitor.validate(config)
         finally:
             self.config.access = old_access[0]
@@ -216,6 +287,8 @@ class Server:
         from pyldapd.model.filter import FilterEvaluator
         from pyldapd.server.guard import AccessControl
 
+        kept, added, dropped = self.match_databases(config)
+        opened = self.open_databases(added)  # first: a database that cannot open leaves everything as it was
         current = self.config
         current.loglevel = config.loglevel
         self.log.level = config.loglevel
@@ -253,12 +326,12 @@ class Server:
                 server_id = self.server_id
             if server_id != self.server_id:
                 self.set_server_id(server_id)
-        added = config.data_databases()[len(self.directory.backends) :]
-        for backend, db in zip(self.directory.backends, config.data_databases(), strict=False):
+        self.drop_databases(dropped)
+        for backend, db in kept:
             target = backend.config
             for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "sizelimit_words", "timelimit_words", "readonly", "access", "access_sources",
                          "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
-                         "requires", "restrict", "security", "updatedn", "lastbind"):  # fmt: skip
+                         "requires", "restrict", "security", "updatedn", "lastbind", "add_content_acl"):  # fmt: skip
                 setattr(target, name, getattr(db, name))
             backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
             if db.indexes != target.indexes:
@@ -272,12 +345,56 @@ class Server:
             if target.type == db.type == "monitor":  # its rules and root, read by server/monitor.py
                 for name in ("rootdn", "rootpw", "access", "access_sources"):
                     setattr(target, name, getattr(db, name))
-        for db in added:  # a database added over cn=config: opened and serving now, as slapd's
-            self.directory.add_backend(db)
-            current.databases.append(db)
+        if added or dropped:  # the running list in the new order: known databases keep their objects
+            configs = {id(db): backend.config for backend, db in kept}
+            monitor = [db for db in current.databases if db.type == "monitor"]
+            current.databases = [configs.get(id(db), db) if db.type != "monitor" else (monitor or [db])[0]
+                                 for db in config.databases]  # fmt: skip
+            backends = {id(backend.config): backend for backend in self.directory.backends + opened}
+            self.directory.backends = [backends[id(db)] for db in current.data_databases()]
         self.directory.access = AccessControl(self.directory)
-        for backend in self.directory.backends[len(self.directory.backends) - len(added) :]:
+        for backend in opened:  # syncprov and syncrepl of a new database (later overlays: refresh as above)
             self.refresh_replication(backend)
+
+    def open_databases(self, added: list) -> list:
+        """Databases added over cn=config: opened (made if new) and served at once, as slapd 2.5 does."""
+        from pyldapd.server.directory import Backend
+
+        opened = []
+        try:
+            for db in added:
+                backend = Backend(db, self.schema)
+                opened.append(backend)
+                backend.restore_context(self.server_id)
+                for csn in backend.context.csns.values():
+                    self.directory.csn.observe(csn)
+        except StorageError as exc:
+            for backend in opened:
+                backend.db.close()
+            from pyldapd.config.cnconfig import ConfigValueError
+
+            self.log.error(f"pyldapd: a database added over cn=config cannot be opened: {exc}")
+            raise ConfigValueError("<olcDbDirectory> failed startup") from None
+        for backend in opened:
+            self.log.error(f"database {backend.config.suffix} ({backend.config.directory}) opened")
+        return opened
+
+    def drop_databases(self, dropped: list) -> None:
+        """Databases deleted over cn=config: no longer served; closed once their consumers have stopped."""
+        if not dropped:
+            return
+        self.directory.backends = [b for b in self.directory.backends if b not in dropped]
+        for backend in dropped:
+            consumers = list(backend.consumers.values())
+            backend.consumers.clear()
+
+            async def close(backend=backend, consumers=consumers) -> None:
+                for consumer in consumers:
+                    await consumer.stop()
+                backend.close()
+                self.log.error(f"database {backend.config.suffix} ({backend.config.directory}) closed")
+
+            asyncio.get_running_loop().create_task(close())
 
     def new_session(self, local: bool) -> Session:
         return Session(conn_id=next(self.conn_ids), local=local)
@@ -459,6 +576,10 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
             from pyldapd.server.configdb import ConfigDatabase
 
             server.directory.configdb = ConfigDatabase(server, config_dir, config_entries or [])
+        elif any(db.type == "config" for db in config.databases):  # slapd -f: cn=config in memory
+            from pyldapd.server.configdb import ConfigDatabase
+
+            server.directory.configdb = ConfigDatabase.in_memory(server, config)
         await server.run()
 
     limits.raise_descriptor_limit()  # the descriptors are the real bound on connections

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pyldapd.backends.base import Scope
 from pyldapd.config.cnconfig import (
     CONFIG_DN,
+    DATA_TYPES,
     SCHEMA_DN,
     ConfigValueError,
     canonical_name,
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
     from pyldapd.server.app import Server
 
 ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
-OVERLAYS = ("syncprov",)  # the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
+# the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
+OVERLAYS = ("syncprov", "accesslog")
 SYNTAX_OID = re.compile(r"\bSYNTAX\s+'?([0-9.]+)", re.IGNORECASE)
 
 
@@ -59,7 +61,25 @@ def names_config(dn: str) -> bool:
 
 
 class ConfigDatabase:
-    def __init__(self, server: Server, directory: str, entries: list[Entry]) -> None:
+    @classmethod
+    def in_memory(cls, server: Server, config: ServerConfig) -> ConfigDatabase:
+        """slapd -f with a `database config` section: cn=config made from the slapd.conf, changed at run time
+        in memory only (slapd writes nothing without -F). Databases are numbered from {1} in file order."""
+        from pyldapd.config.cnconfig import entries_from_config
+
+        monitor = any(db.type == "monitor" for db in config.databases)
+        entries = [e for e in entries_from_config(config) if monitor or not (
+            e.dn.lower().startswith("olcdatabase=") and strip_order(first(e, "olcDatabase")).lower() == "monitor")]  # fmt: skip
+        database = cls(server, None, entries)
+        existing = database.data_databases(database.entries)
+        changed, removed = database.renumbered([e for _, e in existing], existing)
+        for ndn in removed:
+            del database.entries[ndn]
+        database.entries.update(changed)
+        database.entries = tree_order(database.entries)
+        return database
+
+    def __init__(self, server: Server, directory: str | None, entries: list[Entry]) -> None:
         self.server = server
         self.path = directory
         self.schema = config_schema()
@@ -78,20 +98,16 @@ class ConfigDatabase:
 
     def rootdn_ndn(self) -> str:
         entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
-        rootdn = first(entry, "olcRootDN") if entry is not None else ""
-        # slapd's config database has `cn=config` as its rootdn when none is set (usable once olcRootPW is)
-        return self.ndn(rootdn) if rootdn else "cn=config"
+        if entry is None:
+            return ""
+        return self.ndn(first(entry, "olcRootDN") or CONFIG_DN)  # slapd's default rootdn: cn=config
 
-    def bind_root(self, ndn: str, password: bytes) -> bool | None:
-        """A simple bind as the config database's olcRootDN: True/False when its olcRootPW is set and `ndn` is
-        that rootdn (slapd binds `cn=config` with olcRootPW), None when the bind is not the config rootdn's."""
+    def root_password(self, ndn: str) -> bytes:
+        """olcRootPW of the config database when `ndn` is its rootdn (b"": no simple bind as the rootdn)."""
         entry = self.entries.get(self.ndn("olcDatabase={0}config,cn=config"))
-        rootpw = first(entry, "olcRootPW") if entry is not None else ""
-        if not rootpw or not ndn or ndn != self.rootdn_ndn():
-            return None
-        from pyldapd.model.passwords import verify_password
-
-        return verify_password(password, rootpw.encode())
+        if entry is None or not ndn or ndn != self.rootdn_ndn():
+            return b""
+        return entry.first("olcrootpw") or b""
 
     def allowed(self, session: Any) -> bool:
         ndn = session.bind_ndn
@@ -185,8 +201,8 @@ class ConfigDatabase:
 
     def check_fixed_database(self, ndn: str, entry: Entry, changes: list[ldap.Change]) -> None:
         """The config database has fixed rules in pyldapd (root over ldapi and the config rootdn): only its
-        olcRootDN, which those rules use, changes. The monitor database takes its rootdn, rootpw and access
-        rules (server/monitor.py), nothing else."""
+        olcRootDN and olcRootPW, which those rules and the rootdn's bind use, change. The monitor database takes
+        its rootdn, rootpw and access rules (server/monitor.py), nothing else."""
         if rdn_type(ndn) != "olcdatabase":
             return
         kind = strip_order(first(entry, "olcDatabase")).lower()
@@ -194,7 +210,9 @@ class ConfigDatabase:
             return
         for change in changes:
             name = canonical_name(self.schema, change.attr)
-            allowed = {"olcrootdn"} if kind == "config" else {"olcrootdn", "olcrootpw", "olcaccess"}
+            allowed = (
+                {"olcrootdn", "olcrootpw"} if kind == "config" else {"olcrootdn", "olcrootpw", "olcaccess"}
+            )
             if name.lower() not in allowed:
                 raise LDAPError(ResultCode.unwillingToPerform,
                                 f"<{name}> not supported by pyldapd on the {kind} database")  # fmt: skip
@@ -322,19 +340,23 @@ class ConfigDatabase:
             if position is not None and 0 <= position < len(siblings):
                 raise LDAPError(ResultCode.unwillingToPerform, "operation requires sibling renumbering")
             value = f"{{{len(siblings)}}}{strip_order(value)}"
-        elif attr_name.lower() == "olcdatabase":
-            # slapd 2.5 starts a new database at once. pyldapd does so for one added after the others (no number,
-            # or the next one); one inserted before others would renumber them, which needs a restart
-            following = sum(1 for e in siblings if (order_of(first(e, "olcDatabase")) or 0) >= 0)
-            if position is not None and position != following:
-                raise LDAPError(
-                    ResultCode.unwillingToPerform, "pyldapd: inserting a database needs a restart"
-                )
-            value = f"{{{following}}}{strip_order(value)}"
+        elif attr_name.lower() == "olcdatabase" and parent_ndn == CONFIG_DN:
+            return self.add_database(request, strip_order(value), position)
         dn = f"{attr_name}={value},{parent}"
         ndn = self.ndn(dn)
         if ndn in self.entries:
             raise LDAPError(ResultCode.entryAlreadyExists, "")
+        entry = self.new_entry(dn, attr_name, value, request)
+        for name in ("olcMultiProvider", "olcUpdateRef"):
+            if entry.get(name.lower()):
+                self.check_shadow(entry, name)
+        check_entry(self.schema, entry, check_rdn=False)
+        self.check_schema_values(ndn, entry)
+        self.commit({ndn: entry}, [])
+        return []
+
+    def new_entry(self, dn: str, attr_name: str, value: str, request: ldap.AddRequest) -> Entry:
+        """The entry an add request makes, X-ORDERED values numbered, the naming value as given."""
         entry = Entry(dn)
         for description, values in request.attributes:
             name = canonical_name(self.schema, description)
@@ -357,13 +379,70 @@ class ConfigDatabase:
         for oc in entry.get("objectclass"):
             if self.schema.object_class(oc.decode()) is None:
                 raise LDAPError(ResultCode.invalidAttributeSyntax, "objectClass: value #0 invalid per syntax")
-        for name in ("olcMultiProvider", "olcUpdateRef"):
-            if entry.get(name.lower()):
-                self.check_shadow(entry, name)
+        return entry
+
+    # -- databases added and deleted at run time (slapd 2.5: opened or closed at once, the others renumbered) --
+
+    def data_databases(self, entries: dict[str, Entry]) -> list[tuple[str, Entry]]:
+        """The olcDatabase={n} entries after {0}config (data and monitor databases), in their order."""
+        found = [(ndn, e) for ndn, e in entries.items() if parent_dn(ndn) == CONFIG_DN and
+                 rdn_type(ndn) == "olcdatabase" and (order_of(first(e, "olcDatabase")) or 0) > 0]  # fmt: skip
+        return sorted(found, key=lambda item: order_of(first(item[1], "olcDatabase")) or 0)
+
+    def add_database(self, request: ldap.AddRequest, kind: str, position: int | None) -> list[Control]:
+        kind = kind.lower()
+        if kind in ("frontend", "config", "monitor"):
+            raise LDAPError(ResultCode.unwillingToPerform,
+                            f"pyldapd: a {kind} database cannot be added at run time")  # fmt: skip
+        if kind not in DATA_TYPES:  # slapd has no such backend loaded
+            raise LDAPError(ResultCode.other, "<olcDatabase> failed init")
+        if position is not None and position <= 0:  # {0} is the config database's (slapd: 65, no text)
+            raise LDAPError(ResultCode.objectClassViolation, "")
+        existing = self.data_databases(self.entries)
+        slot = len(existing) if position is None else min(position - 1, len(existing))
+        dn = f"olcDatabase={{{slot + 1}}}{kind},{CONFIG_DN}"
+        entry = self.new_entry(dn, "olcDatabase", f"{{{slot + 1}}}{kind}", request)
         check_entry(self.schema, entry, check_rdn=False)
-        self.check_schema_values(ndn, entry)
-        self.commit({ndn: entry}, [])
+        ordered = [e for _, e in existing]
+        ordered.insert(slot, entry)
+        changed, removed = self.renumbered(ordered, existing)
+        changed[self.ndn(dn)] = entry
+        self.commit(changed, removed, databases_may_change=True)
         return []
+
+    def renumbered(
+        self, ordered: list[Entry], existing: list[tuple[str, Entry]]
+    ) -> tuple[dict[str, Entry], list[str]]:
+        """Number the databases {1}, {2}... in this order: the entries (with their overlays) whose name changes
+        are written anew under the new name and removed under the old one."""
+        changed: dict[str, Entry] = {}
+        removed: list[str] = []
+        old_names = {id(e): ndn for ndn, e in existing}
+        for index, entry in enumerate(ordered, start=1):
+            old_ndn = old_names.get(id(entry))
+            kind = strip_order(first(entry, "olcDatabase"))
+            if old_ndn is None or order_of(first(entry, "olcDatabase")) == index:
+                continue
+            new_dn = f"olcDatabase={{{index}}}{kind},{CONFIG_DN}"
+            moved = entry.copy()
+            moved.dn = new_dn
+            moved.put("olcdatabase", "olcDatabase", [f"{{{index}}}{kind}".encode()])
+            changed[self.ndn(new_dn)] = moved
+            removed.append(old_ndn)
+            for child_ndn, child in list(self.entries.items()):
+                if is_descendant(child_ndn, old_ndn) and child_ndn != old_ndn:
+                    rdns = split_dn(child.dn)
+                    copy = child.copy()
+                    copy.dn = ",".join(rdns[: len(rdns) - 2] + [new_dn])
+                    changed[self.ndn(copy.dn)] = copy
+                    removed.append(child_ndn)
+        return changed, removed
+
+    def delete_database(self, ndn: str) -> None:
+        existing = self.data_databases(self.entries)
+        ordered = [e for n, e in existing if n != ndn]
+        changed, removed = self.renumbered(ordered, existing)
+        self.commit(changed, [ndn, *removed], databases_may_change=True)
 
     def delete(self, session: Any, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if session.anonymous:
@@ -377,8 +456,11 @@ class ConfigDatabase:
             kind = strip_order(first(self.entries[ndn], "olcDatabase")).lower()
             if kind in ("frontend", "config"):
                 raise LDAPError(ResultCode.unwillingToPerform, "Cannot delete config or frontend database")
-            # slapd 2.5 removes the database and renumbers the others; pyldapd needs a restart for that
-            raise LDAPError(ResultCode.unwillingToPerform, "pyldapd: deleting a database needs a restart")
+            if kind == "monitor":
+                raise LDAPError(ResultCode.unwillingToPerform,
+                                "pyldapd: the monitor database cannot be deleted at run time")  # fmt: skip
+            self.delete_database(ndn)  # slapd 2.5 closes it and renumbers the ones after it
+            return []
         if rdn_type(ndn) != "olcoverlay":
             raise LDAPError(ResultCode.unwillingToPerform, "")
         self.commit({}, [ndn])
@@ -386,7 +468,9 @@ class ConfigDatabase:
 
     # -- commit ---------------------------------------------------------------------------------------------
 
-    def commit(self, changed: dict[str, Entry], removed: list[str]) -> None:
+    def commit(
+        self, changed: dict[str, Entry], removed: list[str], *, databases_may_change: bool = False
+    ) -> None:
         """Validate the configuration the change leads to, apply it to the server, then persist it."""
         candidate = dict(self.entries)
         for ndn in removed:
@@ -396,20 +480,29 @@ class ConfigDatabase:
         try:
             new_config = config_from_entries([e for _, e in ordered])
             self.check_indexes(new_config)
-            self.server.check_config(new_config)
+            self.server.check_config(new_config, databases_may_change=databases_may_change)
         except LDAPError:
             raise
         except Exception as exc:
             raise LDAPError(ResultCode.other, self.slapd_message(exc)) from None
-        self.server.apply_config(new_config)
+        try:
+            self.server.apply_config(new_config)
+        except ConfigValueError as exc:  # a database added that could not be opened: nothing was applied
+            raise LDAPError(ResultCode.other, str(exc)) from None
         # the modules Debian's slapd needs for what the tree now holds, so that it still loads the tree
         module_ndn = self.ndn(f"cn=module{{0}},{CONFIG_DN}")
         module = module_entry_for(new_config, candidate.get(module_ndn))
         if module is not None:
             candidate[module_ndn] = changed[module_ndn] = module
-        removed_dns = [self.entries[ndn].dn for ndn in removed]
+        # a renamed entry's old file goes (deepest first, so that emptied folders go too), unless reused
+        removed_dns = sorted((self.entries[ndn].dn for ndn in removed if ndn not in changed),
+                             key=lambda dn: -len(split_dn(dn)))  # fmt: skip
         self.entries = {ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)}
-        write_slapd_d(self.path, list(changed.values()))
+        if removed and changed:
+            self.entries = tree_order(self.entries)
+        if self.path is None:  # served from a slapd.conf: nothing is written, as slapd without -F
+            return
+        write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
         for dn in removed_dns:
             remove_entry_file(self.path, dn)
 
@@ -459,7 +552,8 @@ class ConfigDatabase:
         text = str(exc)
         self.server.log.error(f"cn=config change refused: {text}")
         if isinstance(exc, ConfigValueError):
-            return text
+            # slapd prefixes "config error processing <dn>: " when it reads slapd.d, not in an LDAP result
+            return re.sub(r"^config error processing [^:]*: ", "", text)
         if isinstance(exc, SyncreplError):
             if text.startswith("Malformed"):
                 return 'Error: Malformed "syncrepl" line in slapd config file' + text.split(" line", 1)[1].replace(
@@ -486,10 +580,30 @@ class ConfigDatabase:
         return [k for k in keys if k in entries]
 
 
+def tree_order(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """Parents first, each followed by its children in slapd.d's order (type, then {n}), as read_slapd_d gives."""
+    children: dict[str, list[str]] = {}
+    for ndn in entries:
+        children.setdefault(parent_dn(ndn), []).append(ndn)
+    out: dict[str, Entry] = {}
+
+    def visit(ndn: str) -> None:
+        out[ndn] = entries[ndn]
+        for child in sorted(children.get(ndn, []), key=lambda n: (rdn_type(n), order_of(
+                n.split("=", 1)[1]) or 0, n)):  # fmt: skip
+            visit(child)
+
+    for root in [n for n in entries if parent_dn(n) not in entries]:
+        visit(root)
+    return out
+
+
 def validate_config(config: ServerConfig) -> None:
     """What a running slapd would refuse in a configuration change (used before anything is applied)."""
+    from pyldapd.overlays.accesslog import check_accesslog
     from pyldapd.replication.spec import parse_syncrepl
 
+    check_accesslog(config)
     for db in config.data_databases():
         for text in db.syncrepl:
             parse_syncrepl(text)

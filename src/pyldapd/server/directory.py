@@ -6,6 +6,7 @@ LDAPError. Searches stream their entries through a `send` callback so large resu
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -41,7 +42,8 @@ from pyldapd.model.filter import (
     values_return_filter,
 )
 from pyldapd.model.passwords import hash_password, verify_password
-from pyldapd.model.schema import Schema
+from pyldapd.model.schema import SCHEMA_DIR, Schema
+from pyldapd.overlays.base import Overlay, OverlayStack, WriteOp
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
@@ -200,6 +202,32 @@ class PagedSearch:
     count: int = 0  # entries sent by the earlier pages (the size limits bound the whole search)
 
 
+def logs_failures(kind: str) -> Callable[[Callable[..., list[Control]]], Callable[..., list[Control]]]:
+    """A client write that fails is reported to the database's overlays (accesslog logs failures too)."""
+
+    def wrap(method: Callable[..., list[Control]]) -> Callable[..., list[Control]]:
+        @functools.wraps(method)
+        def run(self: Directory, session: Session, request: Any, controls: list[Control]) -> list[Control]:
+            try:
+                return method(self, session, request, controls)
+            except LDAPError as exc:
+                if exc.code != ResultCode.referral:  # sent on before any database saw it
+                    try:
+                        self.write_failed(kind, session, request, exc)
+                    except Exception as failure:  # noqa: BLE001 (the client gets its own error, not this one)
+                        self.log.error(f"overlays: failed {kind} not recorded: {failure!r}")
+                raise
+
+        return run
+
+    return wrap
+
+
+def who(session: Session) -> tuple[int, str]:
+    """The connection and authorization identity an overlay records for an operation."""
+    return session.conn_id, session.bind_dn
+
+
 def stored_indexes(config: DatabaseConfig) -> dict[str, set[str]]:
     """The indexes a database keeps: its `index` lines, and objectClass eq always (every search has one)."""
     indexes = {name: set(kinds) for name, kinds in config.indexes.items()}
@@ -236,10 +264,20 @@ class Backend:
         self.suffix_ndn = normalize_dn(config.suffix, schema)
         self.rootdn_ndn = normalize_dn(config.rootdn, schema) if config.rootdn else ""
         self.context = ContextState()
-        self.provider: SyncProvider | None = None  # the syncprov overlay, when configured
+        self.overlays = OverlayStack()  # overlays/base.py: the engine calls them around every write
         self.consumers: dict[int, Any] = {}  # rid -> SyncConsumer
         # syncrepl stanzas naming this server itself as provider: slapd ignores them, so they make no shadow
         self.self_syncrepl = 0
+
+    @property
+    def provider(self) -> SyncProvider | None:
+        """The syncprov overlay, when configured (sync searches are answered by it)."""
+        return self.overlays.get("syncprov")  # type: ignore[return-value]
+
+    @provider.setter
+    def provider(self, provider: SyncProvider | None) -> None:
+        self.overlays.set("syncprov", provider)
+        self.overlays.order = [o.name for o in self.config.overlays]
 
     @property
     def shadow(self) -> bool:
@@ -279,13 +317,11 @@ class Backend:
             txn.put_raw_metadata(CONTEXT_CSN_KEY, self.context.encoded())
 
     def publish(self, change: Change) -> None:
-        """After a commit: the provider pushes the change to persistent searches and logs it."""
-        if self.provider is not None:
-            self.provider.on_change(change)
+        """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches)."""
+        self.overlays.after_commit(change)
 
     def close(self) -> None:
-        if self.provider is not None:
-            self.provider.close()
+        self.overlays.close()
         try:
             self.write_context_csn()
         except StorageError as exc:
@@ -315,18 +351,42 @@ class Directory:
         self.monitor = Monitor(self)  # the read-only cn=Monitor tree (server/monitor.py)
         self.access = AccessControl(self)  # access control (server/acl.py, server/guard.py)
 
-    def add_backend(self, db: DatabaseConfig) -> Backend:
-        """Open a database added at run time (cn=config) after the others."""
-        backend = Backend(db, self.schema)
-        backend.restore_context(self.server_id)
-        for csn in backend.context.csns.values():
-            self.csn.observe(csn)
-        self.backends.append(backend)
-        return backend
-
     def close(self) -> None:
         for backend in self.backends:
             backend.close()
+
+    def configure_overlays(self, backend: Backend) -> None:
+        """Build (or follow a config change of) a database's overlay stack; syncprov is set up with the
+        replication (server/app.py), the others here."""
+        from pyldapd.overlays.accesslog import AccessLog, AccesslogSettings
+
+        def make(name: str) -> Overlay | None:
+            if name == "accesslog":
+                return AccessLog(self, backend, AccesslogSettings.parse(settings[name]))
+            return None
+
+        settings = {o.name: o.settings for o in backend.config.overlays}
+        if "accesslog" in settings and self.schema.attribute_type("reqStart") is None:  # added over cn=config
+            self.schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))
+        backend.overlays.configure([o.name for o in backend.config.overlays], make)
+        running = backend.overlays.get("accesslog")
+        if isinstance(running, AccessLog):
+            running.configure(AccesslogSettings.parse(settings["accesslog"]))
+            running.start()
+
+    def write_failed(self, kind: str, session: Session, request: Any, exc: LDAPError) -> None:
+        """A write answered with an error: overlays that log failures (accesslog) are told."""
+        try:
+            backend = self.backend_for(normalize_dn(request.dn, self.schema))
+        except ValueError:
+            return
+        if backend is None:
+            return
+        for overlay in backend.overlays.running():
+            failed = getattr(overlay, "failed", None)
+            if failed is not None:
+                failed(kind, request.dn, session.conn_id, session.bind_dn, int(exc.code), exc.message,
+                       changes=getattr(request, "changes", None), request=request)  # fmt: skip
 
     def set_server_id(self, server_id: int) -> None:
         last = self.csn.next()
@@ -458,12 +518,10 @@ class Directory:
         if "bind_simple" in self.config.disallows:
             raise LDAPError(ResultCode.unwillingToPerform, "unwilling to perform simple authentication")
         backend = self.backend_for(ndn)
-        if backend is None and self.configdb is not None:
-            verified = self.configdb.bind_root(ndn, password)  # olcRootDN/olcRootPW of olcDatabase={0}config
-            if verified is not None:
-                if verified:
-                    return request.name, ndn
-                raise LDAPError(ResultCode.invalidCredentials)
+        config_pw = self.configdb.root_password(ndn) if backend is None and self.configdb is not None else b""
+        if config_pw:  # the config database's rootdn (olcRootPW on olcDatabase={0}config): any transport
+            check_restrictions(self, session, None, "bind")
+            return PasswordCheck(request.name, ndn, password, [config_pw])
         if backend is None:
             dn_ndn = self.monitor.bind_root(
                 request.name, ndn, password
@@ -496,6 +554,9 @@ class Directory:
                 return
             csn = self.stamp(entry, Session(conn_id=0, bind_dn=backend.config.rootdn), created=False)
             txn.modify(ndn, entry)
+            changes = [ldap.Change(ldap.MOD_REPLACE, "pwdLastSuccess", [now])]
+            backend.overlays.in_txn(WriteOp("modify", entry.dn, current, entry, csn, 0, backend.config.rootdn,
+                                            changes=changes), txn)  # fmt: skip
             backend.context.advance(txn, csn)
         backend.publish(Change("modify", current, entry, csn))
 
@@ -989,8 +1050,28 @@ class Directory:
         put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
         if self.has_monitor_database():
             put("monitorcontext", "monitorContext", [b"cn=Monitor"])
+        for name, values in self.rootdse_attributes():  # `rootdse` files: added to what slapd produces
+            key = self.schema.attribute_key(name)
+            current = entry.attrs.get(key)
+            put(key, current.name if current else name, [*(current.values if current else []), *values])
         put("entrydn", "entryDN", [b""])
         return entry
+
+    def rootdse_attributes(self) -> list[tuple[str, list[bytes]]]:
+        """The attributes of the config's `rootdse` files (olcRootDSE), read once per list of files."""
+        from pyldapd.config.slapdconf import read_rootdse
+
+        files = tuple(self.config.rootdse_files)
+        cached = getattr(self, "_rootdse", None)
+        if cached is None or cached[0] != files:
+            attributes = []
+            for path in files:
+                try:
+                    attributes += read_rootdse(path)
+                except (OSError, ValueError) as exc:  # checked when the config was read; gone since
+                    self.log.error(f"rootdse: {path}: {exc}")
+            cached = self._rootdse = (files, attributes)
+        return cached[1]
 
     def has_monitor_database(self) -> bool:
         """`database monitor` in slapd.conf, or an olcDatabase=...monitor entry in cn=config."""
@@ -1034,6 +1115,7 @@ class Directory:
         entry.put("modifytimestamp", "modifyTimestamp", [now])
         return csn
 
+    @logs_failures("add")
     def add(self, session: Session, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
         if not request.attributes:
             # slapd's do_add refuses an empty attribute list (after checking the DN) before any backend sees it
@@ -1074,11 +1156,13 @@ class Directory:
                 raise LDAPError(ResultCode.entryAlreadyExists, "") from None
             except NoSuchEntry as exc:
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=exc.matched_dn) from None
+            backend.overlays.in_txn(WriteOp("add", request.dn, None, entry, csn, *who(session)), txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, None, entry, session, backend, txn)
         backend.publish(Change("add", None, entry, csn))
         return response
 
+    @logs_failures("modify")
     def modify(self, session: Session, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
             check_restrictions(self, session, None, "modify")
@@ -1098,11 +1182,14 @@ class Directory:
             check_entry(self.schema, entry, old_structural=current.first("structuralobjectclass"))
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
+            op = WriteOp("modify", request.dn, current, entry, csn, *who(session), changes=request.changes)
+            backend.overlays.in_txn(op, txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, entry, session, backend, txn)
         backend.publish(Change("modify", current, entry, csn))
         return response
 
+    @logs_failures("delete")
     def delete(self, session: Session, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if self.configdb is not None and names_config(request.dn):
             check_restrictions(self, session, None, "delete")
@@ -1126,11 +1213,13 @@ class Directory:
             entry_uuid = entry_uuid_bytes(current)
             if entry_uuid is not None:
                 write_tombstone(txn, entry_uuid, csn)
+            backend.overlays.in_txn(WriteOp("delete", request.dn, current, None, csn, *who(session)), txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, None, session, backend, txn)
         backend.publish(Change("delete", current, None, csn))
         return response
 
+    @logs_failures("rename")
     def modify_dn(
         self, session: Session, request: ldap.ModifyDNRequest, controls: list[Control]
     ) -> list[Control]:
@@ -1199,6 +1288,9 @@ class Directory:
                 raise LDAPError(ResultCode.entryAlreadyExists, "") from None
             except NoSuchEntry:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found") from None
+            op = WriteOp("rename", request.dn, current, entry, csn, *who(session), new_rdn=request.new_rdn,
+                         delete_old_rdn=request.delete_old_rdn, new_superior=request.new_superior)  # fmt: skip
+            backend.overlays.in_txn(op, txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, entry, session, backend, txn)
         backend.publish(Change("rename", current, entry, csn))
@@ -1318,6 +1410,10 @@ class Directory:
             entry.put("userpassword", "userPassword", hashed)
             csn = self.stamp(entry, session, created=False)
             txn.modify(ndn, entry)
+            # slapd's Password Modify is a modify of userPassword through the overlays
+            changes = [ldap.Change(ldap.MOD_REPLACE, "userPassword", list(hashed))]
+            backend.overlays.in_txn(WriteOp("modify", entry.dn, current, entry, csn, *who(session),
+                                            changes=changes), txn)  # fmt: skip
             backend.context.advance(txn, csn)
         backend.publish(Change("modify", current, entry, csn))
         generated = change.generated

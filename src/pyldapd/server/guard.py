@@ -206,6 +206,10 @@ class AccessControl:
             raise self.deny("no write access to parent")
         if not self.allowed(session, backend, entry, ndn, ENTRY, acl.ADD, txn, ctx=ctx):
             raise self.deny("no write access to entry")
+        if backend.config.add_content_acl:  # slapd's acl_check_modlist on adds: `add` to every value added
+            content = [SimpleChange(0, a.name, list(a.values)) for a in entry.attrs.values()]
+            if not self.check_modlist(session, backend, entry, ndn, content, txn):
+                raise self.deny("no write access to attribute")
 
     def check_delete(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str) -> None:
         if self.directory.is_root(session, backend):

@@ -1,0 +1,476 @@
+"""Concurrency: pyldapd against Debian's slapd under ldclt load and with one heavy client (issue 13).
+
+    .venv/bin/python bench/bench_concurrency.py [--users 10000] [--seconds 10] [--workers N] [--mod-threads 2]
+
+Both servers start from one slapd.conf (same indexes, `threads N` when --workers is given) and are loaded offline
+(`slapadd -q`, `pyldapd add -q`) with the same LDIF: `--users` inetOrgPerson entries uid=user00000... under
+ou=People and `--items` small entries under ou=Items (the large result).
+Both commit durably: slapd's mdb syncs every commit by default, and so does pyldapd. Then each gets:
+
+1. ldclt (389-ds-base) uid= exact searches on random users, 8 threads, anonymous;
+2. the same searches while `--mod-threads` ldclt threads replace `description` of random users (as the rootdn);
+3. modifies alone, 4 ldclt threads;
+4. a light client (root DSE base searches in a loop, on its own connection) timed while one heavy request runs
+   on another: an anonymous OR of 10,000 uid= terms, an unindexed subtree search over all entries, a
+   `--items`-entry result read by a client with a small receive buffer that takes 8 KB per 100 ms for
+   `--seconds` and then drains the rest, a modify adding `--values` values (and one of 9,999, which pyldapd
+   accepts) to a new entry, and a burst of `--burst` modifies pipelined on 4 connections. Each heavy request
+   but the slow read is repeated for `--seconds`; its median time is printed too.
+
+ldclt counts in samples of 10 seconds, so each ldclt phase lasts --seconds rounded up to a multiple of 10.
+Every figure is printed for both servers with the ratio pyldapd/slapd. Not a test: machines differ, ratios
+matter. ldclt: `apt-get install -y 389-ds-base` (Debian) provides /usr/bin/ldclt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_big_filter import Client  # noqa: E402
+
+from pyldapd.model.filter import Equality, Or, Present  # noqa: E402
+from pyldapd.protocol import ldap  # noqa: E402
+from pyldapd.protocol.ldap import Change  # noqa: E402
+from tests.servers import ROOTDN, ROOTPW, SLAPD, slapd_conf, start_pyldapd, start_slapd  # noqa: E402
+
+SUFFIX = "dc=example,dc=com"
+PEOPLE = f"ou=People,{SUFFIX}"
+ITEMS = f"ou=Items,{SUFFIX}"
+INDEXES = "index objectClass eq\nindex uid,cn,sn,mail eq,pres,sub"
+RATE = re.compile(r"Global average rate:\s*[\d.]+/thr\s*\(\s*([\d.]+)/sec\)")
+NOTE = "note: pyldapd accepts `threads {}` as tuning only and does not use it yet: one event loop serves all"
+TIMEOUT = 600.0  # the bound on any one heavy request
+
+
+def uid(i: int, width: int) -> str:
+    return f"user{i:0{width}d}"  # ldclt fills its XXXXX mask with zero-padded numbers
+
+
+def make_ldif(users: int, items: int, width: int) -> str:
+    parts = [
+        f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n",
+        f"dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: People\n",
+        f"dn: {ITEMS}\nobjectClass: organizationalUnit\nou: Items\n",
+    ]
+    for i in range(users):
+        u = uid(i, width)
+        parts.append(
+            f"dn: uid={u},{PEOPLE}\nobjectClass: inetOrgPerson\ncn: User Number {i}\nsn: Number{i}\n"
+            f"uid: {u}\nmail: {u}@example.com\nemployeeNumber: {i}\ndescription: benchmark entry {i}\n"
+        )
+    for i in range(items):
+        parts.append(f"dn: cn=item{i},{ITEMS}\nobjectClass: device\ncn: item{i}\nserialNumber: {i:08d}\n")
+    return "\n".join(parts) + "\n"
+
+
+# -- ldclt phases ---------------------------------------------------------------------------------------------
+
+
+def ldclt(port: int, users: int, width: int, threads: int, samples: int, modify: bool) -> subprocess.Popen:
+    argv = ["ldclt", "-h", "127.0.0.1", "-p", str(port), "-b", PEOPLE, "-f", f"uid=user{'X' * width}",
+            "-r0", f"-R{users - 1}", "-n", str(threads), "-N", str(samples), "-q"]  # fmt: skip
+    if modify:
+        argv += ["-D", ROOTDN, "-w", ROOTPW, "-e", "attreplace=description:XXXXXXXXXX,random"]
+    else:
+        argv += ["-e", "esearch,random"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def ldclt_rate(proc: subprocess.Popen, samples: int, what: str) -> float:
+    try:
+        out, _ = proc.communicate(timeout=samples * 10 + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        raise RuntimeError(f"ldclt ({what}) did not finish") from None
+    match = RATE.search(out)
+    if match is None:
+        raise RuntimeError(f"ldclt ({what}) printed no rate:\n{out}")
+    if "no error occurs" not in out:
+        errors = [line for line in out.splitlines() if "rror" in line]
+        print(f"  ldclt ({what}) reported errors: {errors[:5]}", file=sys.stderr)
+    return float(match.group(1))
+
+
+def ldclt_phases(port: int, args, width: int) -> dict[str, float]:
+    samples = max(1, math.ceil(args.seconds / 10))
+    figures: dict[str, float] = {}
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(ldclt(port, args.users, width, 8, samples, False))
+        figures["search"] = ldclt_rate(procs[-1], samples, "searches alone")
+        procs.append(ldclt(port, args.users, width, 8, samples, False))
+        procs.append(ldclt(port, args.users, width, args.mod_threads, samples, True))
+        figures["search+mod"] = ldclt_rate(procs[-2], samples, "searches with modifies")
+        figures["mod+search"] = ldclt_rate(procs[-1], samples, "modifies with searches")
+        procs.append(ldclt(port, args.users, width, 4, samples, True))
+        figures["modify"] = ldclt_rate(procs[-1], samples, "modifies alone")
+    finally:
+        for proc in procs:  # on an error, no ldclt is left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    return figures
+
+
+# -- a light client while a heavy one runs ---------------------------------------------------------------------
+
+
+def bound_client(port: int) -> Client:
+    client = Client(port)
+    client.sock.settimeout(TIMEOUT)
+    reply, _ = client.request(ldap.BindRequest(3, ROOTDN, ROOTPW.encode(), None, None))
+    if reply.op.result_code != 0:
+        raise RuntimeError(f"bind failed: {reply.op}")
+    return client
+
+
+def heavy_or(port: int, args, width: int, rnd: int) -> tuple[float, str]:
+    """An anonymous search whose filter is an OR of --terms uid= terms naming every 25th user."""
+    flt = Or(tuple(Equality("uid", uid(i * 25, width).encode()) for i in range(args.terms)))
+    client = Client(port)
+    client.sock.settimeout(TIMEOUT)
+    pdu = client.encode(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
+    began = time.perf_counter()
+    reply, entries = client.request(pdu)
+    elapsed = time.perf_counter() - began
+    client.close()
+    return elapsed, f"result {reply.op.result_code}, {entries} entries"
+
+
+def heavy_unindexed(port: int, args, width: int, rnd: int) -> tuple[float, str]:
+    """A subtree search of the whole suffix on an attribute without an index (employeeNumber, which the
+    modifies leave alone: one user matches), as the rootdn."""
+    client = bound_client(port)
+    flt = Equality("employeeNumber", str(args.users // 2).encode())
+    pdu = client.encode(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
+    began = time.perf_counter()
+    reply, entries = client.request(pdu)
+    elapsed = time.perf_counter() - began
+    client.close()
+    return elapsed, f"result {reply.op.result_code}, {entries} entries"
+
+
+def heavy_slow_reader(port: int, args, width: int, rnd: int) -> tuple[float, str]:
+    """All of ou=Items read by a client with a 16 KB receive buffer, 8 KB per 100 ms for --seconds, then at
+    full speed (so the phase stays bounded)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect: the window stays small
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", port))
+    framer = ldap.MessageFramer(1 << 24)
+    sock.sendall(ldap.encode_message(ldap.LDAPMessage(1, ldap.BindRequest(3, ROOTDN, ROOTPW.encode()), [])))
+    pending: list[bytes] = []
+    while not pending:
+        pending.extend(framer.feed(sock.recv(65536)))
+    search = ldap.SearchRequest(ITEMS, 2, 0, 0, 0, False, Present("objectClass"), [])
+    began = time.perf_counter()
+    sock.sendall(ldap.encode_message(ldap.LDAPMessage(2, search, [])))
+    slow_until = time.monotonic() + args.seconds
+    entries = 0
+    for _ in range(10_000_000):  # bounded: each round reads at least one byte or ends
+        slow = time.monotonic() < slow_until
+        data = sock.recv(8192 if slow else 1 << 20)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        for pdu in framer.feed(data):
+            message = ldap.decode_message(pdu)
+            if isinstance(message.op, ldap.SearchResultEntry):
+                entries += 1
+            elif not isinstance(message.op, ldap.SearchResultReference):
+                elapsed = time.perf_counter() - began
+                sock.close()
+                return (
+                    elapsed,
+                    f"result {message.op.result_code}, {entries} entries, slow for {args.seconds:g} s",
+                )
+        if slow:
+            time.sleep(0.1)
+    raise RuntimeError("slow reader: no end of the result")
+
+
+def heavy_many_values(port: int, args, width: int, rnd: int, count: int) -> tuple[float, str]:
+    """One modify adding `count` description values to a new entry, as the rootdn; the entry is deleted
+    afterwards (untimed) so that rounds do not fill the database's maxsize."""
+    client = bound_client(port)
+    dn = f"cn=many{rnd},{SUFFIX}"
+    attrs = [("objectClass", [b"device"]), ("cn", [f"many{rnd}".encode()])]
+    reply, _ = client.request(ldap.AddRequest(dn, attrs))
+    if reply.op.result_code != 0:
+        raise RuntimeError(f"add {dn}: {reply.op}")
+    values = [f"value {i:07d}".encode() for i in range(count)]
+    pdu = client.encode(ldap.ModifyRequest(dn, [Change(0, "description", values)]))
+    began = time.perf_counter()
+    reply, _ = client.request(pdu)
+    elapsed = time.perf_counter() - began
+    deleted, _ = client.request(ldap.DelRequest(dn))
+    client.close()
+    if deleted.op.result_code != 0:
+        raise RuntimeError(f"delete {dn}: {deleted.op}")
+    text = f" ({reply.op.message})" if reply.op.message else ""
+    return elapsed, f"result {reply.op.result_code}{text}, {len(pdu) // 1024} KB PDU"
+
+
+def heavy_burst(port: int, args, width: int, rnd: int) -> tuple[float, str]:
+    """--burst modifies sent at once over 4 connections (pipelined; under slapd's conn_max_pending_auth of
+    1000, beyond which slapd closes the connection), then every response read."""
+    conns = 4
+    clients = [bound_client(port) for _ in range(conns)]
+    per = args.burst // conns
+    codes: dict[int, int] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(c: int) -> None:
+        try:
+            send_and_read(c)
+        except OSError as exc:
+            with lock:
+                errors.append(repr(exc))
+
+    def send_and_read(c: int) -> None:
+        client = clients[c]
+        pdus = b"".join(
+            client.encode(
+                ldap.ModifyRequest(
+                    f"uid={uid((c * per + i) % args.users, width)},{PEOPLE}",
+                    [Change(2, "description", [f"burst {rnd} {i}".encode()])],
+                )
+            )
+            for i in range(per)
+        )
+        client.sock.sendall(pdus)  # the responses (14 bytes each) fit in the socket buffers meanwhile
+        for _ in range(per):
+            while not client.pending:
+                data = client.sock.recv(1 << 20)
+                if not data:
+                    raise ConnectionError("server closed the connection")
+                client.pending.extend(client.framer.feed(data))
+            code = ldap.decode_message(client.pending.pop(0)).op.result_code
+            with lock:
+                codes[code] = codes.get(code, 0) + 1
+
+    threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in range(conns)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    elapsed = time.perf_counter() - began
+    for client in clients:
+        client.close()
+    if errors:
+        raise RuntimeError(f"burst: {errors[0]} (result codes so far {codes})")
+    return elapsed, f"{per * conns} modifies on {conns} connections, result codes {codes}"
+
+
+def heavy_cases(args) -> list[tuple[str, Callable[..., tuple[float, str]], bool]]:
+    """(label, request, repeated for --seconds) of each heavy request."""
+    cases: list[tuple[str, Callable[..., tuple[float, str]], bool]] = [
+        (f"OR of {args.terms:,} uid= terms, anonymous", heavy_or, True),
+        ("unindexed subtree search, all entries", heavy_unindexed, True),
+        (f"{args.items:,}-entry result read slowly", heavy_slow_reader, False),
+    ]
+    # pyldapd refuses a request of more than 10,000 values and descriptions (limits.py): this one it accepts
+    for count in dict.fromkeys((args.values, 9_999)):
+        cases.append(
+            (f"modify adding {count:,} values", functools.partial(heavy_many_values, count=count), True)
+        )
+    cases.append((f"burst of {args.burst:,} pipelined modifies", heavy_burst, True))
+    return cases
+
+
+def with_light_client(
+    port: int, heavy: Callable[[int], tuple[float, str]], repeat: float
+) -> tuple[list[float], str, list[float]]:
+    """Run `heavy` (again and again for `repeat` seconds, at least once) while another connection sends root
+    DSE base searches one after another (5 ms apart); return the heavy request's times (s), its last outcome
+    and the latencies (ms) of the light searches in flight at some moment while it ran (those before or after
+    would only dilute the tail)."""
+    done = threading.Event()
+    samples: list[tuple[float, float]] = []  # (sent, answered)
+
+    def light() -> None:
+        client = Client(port)
+        client.sock.settimeout(TIMEOUT)
+        dse = client.encode(
+            ldap.SearchRequest("", 0, 0, 0, 0, False, Present("objectClass"), ["namingContexts"])
+        )
+        try:
+            for _ in range(1_000_000):
+                if done.is_set():
+                    break
+                sent = time.perf_counter()
+                client.request(dse)  # the same PDU each time: its message id is free once answered
+                samples.append((sent, time.perf_counter()))
+                time.sleep(0.005)
+        except OSError as exc:
+            print(f"  light client failed: {exc!r}", file=sys.stderr)
+        client.close()
+
+    prober = threading.Thread(target=light, daemon=True)
+    prober.start()
+    time.sleep(0.2)
+    times: list[float] = []
+    began = time.perf_counter()
+    for rnd in range(10_000):
+        try:
+            elapsed, outcome = heavy(rnd)
+        except (OSError, RuntimeError) as exc:
+            outcome = f"failed: {exc!r}"
+            break
+        times.append(elapsed)
+        if time.perf_counter() - began >= repeat:
+            break
+    ended = time.perf_counter()
+    time.sleep(0.05)
+    done.set()
+    prober.join(TIMEOUT)
+    latencies = [
+        (answered - sent) * 1000 for sent, answered in samples if answered >= began and sent <= ended
+    ]
+    return times, outcome, latencies
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+# -- the run ----------------------------------------------------------------------------------------------------
+
+
+def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
+    db = root / name / "db"
+    db.mkdir(parents=True)
+    extra_global = "loglevel none" + (f"\nthreads {args.workers}" if args.workers else "")
+    conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global=extra_global)
+    conf_path = root / name / "load.conf"
+    conf_path.write_text(conf)
+    if name == "slapd":
+        load = [SLAPD[: -len("slapd")] + "slapadd", "-q", "-f", str(conf_path), "-l", str(ldif_path)]
+    else:
+        load = [
+            sys.executable,
+            "-m",
+            "pyldapd.cli.main",
+            "add",
+            "-q",
+            "-f",
+            str(conf_path),
+            "-l",
+            str(ldif_path),
+        ]
+    subprocess.run(load, check=True, capture_output=True, timeout=1200)
+    if name == "slapd":
+        server = start_slapd(root / name, conf, name=name)
+    else:
+        server = start_pyldapd(root / name, conf, name=name, debug="none")
+    figures: dict = {}
+    try:
+        figures.update(ldclt_phases(server.port, args, width))
+        print(f"{name:8} searches {figures['search']:.0f}/s, with modifies {figures['search+mod']:.0f}/s "
+              f"(modifies {figures['mod+search']:.0f}/s), modifies alone {figures['modify']:.0f}/s",
+              file=sys.stderr)  # fmt: skip
+        for label, heavy, again in heavy_cases(args):
+            times, outcome, latencies = with_light_client(
+                server.port,
+                lambda rnd, h=heavy: h(server.port, args, width, rnd),
+                args.seconds if again else 0,
+            )
+            figures[label] = (times, outcome, latencies)
+            print(f"{name:8} {label}: median {median(times):.3f} s of {len(times)} ({outcome}); root DSE "
+                  f"p50 {percentile(latencies, 0.5):.1f} p99 {percentile(latencies, 0.99):.1f} "
+                  f"max {max(latencies, default=0):.1f} ms of {len(latencies)}", file=sys.stderr)  # fmt: skip
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{name} died:\n{server.log()[-3000:]}")
+    finally:
+        server.stop()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=10000)
+    parser.add_argument("--items", type=int, default=20000, help="entries of the large result")
+    parser.add_argument("--seconds", type=float, default=10, help="per ldclt phase (10 s samples); slow read")
+    parser.add_argument("--workers", type=int, default=0, help="`threads N` in slapd.conf (default: none)")
+    parser.add_argument("--mod-threads", type=int, default=2, help="ldclt modify threads beside the searches")
+    parser.add_argument("--terms", type=int, default=10000)
+    parser.add_argument("--values", type=int, default=100000)
+    parser.add_argument("--burst", type=int, default=2000)
+    args = parser.parse_args()
+    if shutil.which("ldclt") is None:
+        raise SystemExit(
+            "ldclt not found: it comes with 389-ds-base (Debian: apt-get install -y 389-ds-base)"
+        )
+    width = max(5, len(str(args.users - 1)))
+    if args.workers > 1:
+        print(NOTE.format(args.workers), file=sys.stderr)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="pyldapd-bench-") as tmp:
+        root = Path(tmp)
+        ldif_path = root / "data.ldif"
+        ldif_path.write_text(make_ldif(args.users, args.items, width))
+        for name in ("slapd", "pyldapd"):
+            results[name] = run(name, root, ldif_path, args, width)
+    slapd, ours = results["slapd"], results["pyldapd"]
+    seconds = max(1, math.ceil(args.seconds / 10)) * 10
+    print(f"\n{args.users} users + {args.items} items, ldclt phases of {seconds} s, both durable, "
+          f"threads {args.workers or 'not set (slapd: 16)'}")  # fmt: skip
+    if args.workers > 1:
+        print(NOTE.format(args.workers))
+    print(f"{'figure':52} {'slapd':>16} {'pyldapd':>16} {'ratio':>6}")
+
+    def row(label: str, theirs: float, mine: float, fmt: str = "{:.0f}/s", extra=("", "")) -> None:
+        a, b = fmt.format(theirs) + extra[0], fmt.format(mine) + extra[1]
+        print(f"{label:52} {a:>16} {b:>16} {mine / theirs if theirs else float('nan'):6.2f}")
+
+    row("uid= searches alone (ldclt, 8 threads)", slapd["search"], ours["search"])
+    share = (f" {slapd['search+mod'] / slapd['search']:.0%}", f" {ours['search+mod'] / ours['search']:.0%}")
+    row(f"the same while {args.mod_threads} threads modify (% of alone)", slapd["search+mod"],
+        ours["search+mod"], extra=share)  # fmt: skip
+    row("  those modifies", slapd["mod+search"], ours["mod+search"])
+    row("modifies alone (ldclt attreplace, 4 threads)", slapd["modify"], ours["modify"])
+    for label, _heavy, _again in heavy_cases(args):
+        theirs, mine = slapd[label], ours[label]
+        row(f"{label}: its time, median", median(theirs[0]), median(mine[0]), "{:.3f} s",
+            (f" ({len(theirs[0])})", f" ({len(mine[0])})"))  # fmt: skip
+        for p, title in ((0.5, "p50"), (0.99, "p99")):
+            row(
+                f"  root DSE meanwhile, {title}",
+                percentile(theirs[2], p),
+                percentile(mine[2], p),
+                "{:.1f} ms",
+            )
+        row("  root DSE meanwhile, max", max(theirs[2], default=0), max(mine[2], default=0), "{:.1f} ms",
+            (f" ({len(theirs[2])})", f" ({len(mine[2])})"))  # fmt: skip
+        print(f"  outcome: slapd {theirs[1]}; pyldapd {mine[1]}")
+
+
+if __name__ == "__main__":
+    main()
