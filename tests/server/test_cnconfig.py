@@ -479,3 +479,27 @@ def test_refused_changes_alike_with_slapd(tmp_path, nodes):
         assert ours == theirs
     finally:
         slapd.stop()
+
+
+def test_replication_of_cn_config_itself_is_refused_not_ignored(nodes):
+    """syncprov or syncrepl on olcDatabase={0}config (slapd replicates cn=config itself; pyldapd does not yet):
+    refused over LDAP and in a slapd.d, never stored and ignored."""
+    node = nodes("a")
+    overlay = "dn: olcOverlay=syncprov,olcDatabase={0}config,cn=config\nobjectClass: olcOverlayConfig\n" \
+              "objectClass: olcSyncProvConfig\nolcOverlay: syncprov\n"  # fmt: skip
+    result = node.external("ldapadd", overlay)
+    assert result.returncode == 53 and "not supported by pyldapd on the config database" in result.stderr
+    syncrepl = ("dn: olcDatabase={0}config,cn=config\nchangetype: modify\nadd: olcSyncrepl\nolcSyncrepl: rid=001 "
+                "provider=ldap://127.0.0.1:1/ searchbase=cn=config bindmethod=simple binddn=cn=config "
+                "credentials=x\n")  # fmt: skip
+    assert node.external("ldapmodify", syncrepl).returncode == 53
+    node.stop()
+    path = node.dir / "slapd.d" / "cn=config" / "olcDatabase={0}config.ldif"
+    text = path.read_text().replace(
+        "olcDatabase: {0}config\n", "olcDatabase: {0}config\nolcMirrorMode: TRUE\n"
+    )
+    path.write_text(text)  # a CRC mismatch is only warned about, as by slapd
+    refused = pyldapd("test", "-u", "-F", str(node.dir / "slapd.d"))
+    assert refused.returncode != 0 and "olcMirrorMode> not supported by pyldapd on the config database" in (
+        refused.stderr + refused.stdout
+    )

@@ -770,6 +770,16 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
                     raise ConfigValueError("<olcPasswordHash> scheme not available")
         elif name in DATA_TYPES:
             config.databases.append(database_from_entry(entry, by_parent.get(entry.dn.lower(), [])))
+        elif name == "config":  # its rules are fixed; replication of cn=config itself is not implemented
+            for key in ("olcsyncrepl", "olcmirrormode", "olcmultiprovider", "olcupdateref", "olcupdatedn"):
+                if key in entry.attrs:
+                    raise ConfigValueError(
+                        f"<{entry.attrs[key].name}> not supported by pyldapd on the config database"
+                    )
+            for child in by_parent.get(entry.dn.lower(), []):
+                raise ConfigValueError(
+                    f"{child.dn}: overlays on the config database are not supported by pyldapd"
+                )
         elif name == "monitor":  # its rootdn and access rules govern cn=Monitor (server/monitor.py)
             config.databases.append(database_from_entry(entry, []))
             config.databases[-1].type = "monitor"

@@ -330,6 +330,10 @@ class ConfigDatabase:
                     rdn_type(n) == attr_name.lower()]  # fmt: skip
         position = order_of(value)
         if attr_name.lower() == "olcoverlay":
+            parent_kind = strip_order(first(self.entries[parent_ndn], "olcDatabase")).lower()
+            if parent_kind in ("config", "monitor", "frontend"):  # syncprov over cn=config: not implemented
+                raise LDAPError(ResultCode.unwillingToPerform,
+                                f"<olcOverlay> not supported by pyldapd on the {parent_kind} database")  # fmt: skip
             name = strip_order(value).lower()
             if name not in OVERLAYS:
                 raise LDAPError(ResultCode.other, "<olcOverlay> handler exited with 1")
