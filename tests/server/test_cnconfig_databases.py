@@ -36,7 +36,7 @@ class Node:
 
     def __init__(self, root: Path, name: str, program: str) -> None:
         self.dir = root / name
-        (self.dir / "db").mkdir(parents=True)
+        (self.dir / "db").mkdir(parents=True, exist_ok=True)
         self.name, self.program = name, program
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}/"
@@ -301,7 +301,7 @@ def test_slapd_conf_serves_cn_config_in_memory_alike_with_slapd(tmp_path):
     try:
         for name, start in (("slapd", start_slapd), ("py", start_pyldapd)):
             folder = tmp_path / name
-            (folder / "db").mkdir(parents=True)
+            (folder / "db").mkdir(parents=True, exist_ok=True)
             (folder / "db2").mkdir()
             extra = f"database config\nrootpw {CONFIGPW}\n"
             servers.append((start(folder, slapd_conf(folder / "db", modules=True, extra_global=extra), name=name),
@@ -335,7 +335,7 @@ def test_config_rootdn_defaults_to_cn_config(tmp_path):
     outcomes = []
     for name, program in (("slapd", "/usr/sbin/slapadd"), ("py", None)):
         folder = tmp_path / name
-        (folder / "db").mkdir(parents=True)
+        (folder / "db").mkdir(parents=True, exist_ok=True)
         (folder / "slapd.d").mkdir()
         ldif = (f"dn: cn=config\nobjectClass: olcGlobal\ncn: config\n\n"
                 "dn: cn=module,cn=config\nobjectClass: olcModuleList\ncn: module\nolcModuleLoad: back_mdb\n\n"

@@ -104,7 +104,7 @@ def pair(tmp_path_factory):
         for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
             conf = slapd_conf(root / name / "db", modules=True, extra_global="moduleload back_monitor",
                               extra_db=MONITOR_DB)  # fmt: skip
-            (root / name / "db").mkdir(parents=True)
+            (root / name / "db").mkdir(parents=True, exist_ok=True)
             servers.append(start(root / name, conf, name=name))
         for server in servers:
             load(server)
@@ -277,7 +277,7 @@ def guarded(tmp_path_factory):
         for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
             conf = slapd_conf(root / name / "db", modules=True, extra_global="moduleload back_monitor",
                               extra_db=MONITOR_DB + ACCESS_CONF)  # fmt: skip
-            (root / name / "db").mkdir(parents=True)
+            (root / name / "db").mkdir(parents=True, exist_ok=True)
             servers.append(start(root / name, conf, name=name))
         for server in servers:
             load(server)

@@ -44,7 +44,7 @@ def pair(tmp_path_factory):
     servers = {}
     try:
         for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
-            (root / name / "db").mkdir(parents=True)
+            (root / name / "db").mkdir(parents=True, exist_ok=True)
             servers[name] = start(root / name, slapd_conf(root / name / "db", modules=True))
             added = ldap_tool("ldapadd", "-x", "-H", servers[name].url, "-D", ROOTDN, "-w", ROOTPW,
                               input=SUFFIX_LDIF)  # fmt: skip
@@ -190,7 +190,7 @@ def test_silent_connections_beyond_4096_lock_nobody_out(tmp_path):
     serve anonymous, rootdn and ldapi clients. pyldapd turned everyone away at 4,096."""
     raise_own_descriptor_limit(4_200 * 2 + 200)
     for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
-        (tmp_path / name / "db").mkdir(parents=True)
+        (tmp_path / name / "db").mkdir(parents=True, exist_ok=True)
         server = start(tmp_path / name, slapd_conf(tmp_path / name / "db", modules=True))
         socks: list[socket.socket] = []
         try:

@@ -125,7 +125,7 @@ def test_gentlehup_alike_slapd(tmp_path: Path) -> None:
         mine = gentle_hup_outcome(ours)
     finally:
         ours.stop()
-    (tmp_path / "slapd" / "db").mkdir(parents=True)
+    (tmp_path / "slapd" / "db").mkdir(parents=True, exist_ok=True)
     slapd = start_slapd(tmp_path / "slapd", slapd_conf(tmp_path / "slapd" / "db", extra_global="gentlehup on",
                                                        modules=True))  # fmt: skip
     try:
@@ -721,7 +721,7 @@ def test_gentlehup_set_over_cn_config(tmp_path: Path) -> None:
 def sandbox(root: Path, conf_text: str) -> Path:
     """A chroot folder holding what slapd's config names, at the same paths inside: the config, the schema
     files it includes and the (empty) database folder. Nothing of Python or of the system."""
-    (root / "db").mkdir(parents=True)
+    (root / "db").mkdir(parents=True, exist_ok=True)
     shutil.copytree("/etc/ldap/schema", root / "etc" / "ldap" / "schema")
     (root / "slapd.conf").write_text(conf_text)
     return root

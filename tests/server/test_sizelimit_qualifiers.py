@@ -20,7 +20,7 @@ def pair(tmp_path_factory):
     servers = []
     try:
         for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
-            (root / name / "db").mkdir(parents=True)
+            (root / name / "db").mkdir(parents=True, exist_ok=True)
             conf = slapd_conf(root / name / "db", modules=True, extra_db=DB_LIMITS)
             server = start(root / name, conf, name=name)
             servers.append(server)

@@ -444,6 +444,11 @@ class SlapdConfParser:
             except ValueError:
                 pass  # the server reports schema errors when it builds its schema
         self._schema_loaded = len(definitions)
+        loaded = {m.rsplit("/", 1)[-1].split(".")[0].lower() for m in self.config.modules}
+        if "accesslog" in loaded and self._schema.attribute_type("reqStart") is None:
+            from pyldapd.model.schema import SCHEMA_DIR  # slapd's accesslog module brings its schema
+
+            self._schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))
         return self._schema
 
     def parse_file(self, path: str) -> None:
@@ -488,8 +493,8 @@ class SlapdConfParser:
             if self.database is None:
                 raise d.error("overlay: must follow a database directive")
             overlay = one_arg(d).lower()
-            # syncprov is the one overlay pyldapd implements; slapd refuses names it has not loaded
-            if overlay != "syncprov":
+            # the overlays pyldapd implements; slapd refuses names it has not loaded
+            if overlay not in OVERLAYS:
                 if overlay in KNOWN_MODULES:
                     raise d.error(f'overlay "{overlay}" is not implemented by pyldapd')
                 raise d.error(f'overlay "{overlay}" not found')
