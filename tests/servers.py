@@ -5,6 +5,7 @@ Every wait here is bounded; a server that does not come up fails the test with i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -172,3 +173,27 @@ def ldap_tool(tool: str, *args: str, input: str | None = None, check: bool = Fal
     env = dict(os.environ, LDAPTLS_REQCERT="never", LDAPNOINIT="1")
     return subprocess.run([path, *args], input=input, capture_output=True, text=True, timeout=timeout,
                           check=check, env=env)  # fmt: skip
+
+
+@contextlib.contextmanager
+def slapd_and_pyldapd(root: Path, *, extra_global: str, extra_db: str, loads: list[tuple[str, str]]):
+    """Debian's slapd and pyldapd from one slapd.conf, each loaded with the same (LDIF, tool) steps as the rootdn;
+    yields (slapd, pyldapd) and stops both by pid. The set-up of the differential tests."""
+    servers: list[RunningServer] = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            conf = slapd_conf(root / name / "db", modules=True, extra_global=extra_global, extra_db=extra_db)
+            server = start(root / name, conf, name=name)
+            servers.append(server)
+            for ldif, tool in loads:
+                result = ldap_tool(tool, "-H", server.url, "-x", "-D", ROOTDN, "-w", ROOTPW, input=ldif)
+                assert result.returncode == 0, f"{name}: {result.stderr}\n{server.log()}"
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def on_both(pair, tool: str, *args: str, input: str | None = None) -> list[subprocess.CompletedProcess]:
+    """The same ldap-utils command against each server of a pair."""
+    return [ldap_tool(tool, "-H", server.url, *args, input=input) for server in pair]

@@ -15,7 +15,16 @@ from ldap.controls import SimplePagedResultsControl
 
 from tests.data import BASE_LDIF
 from tests.server.test_differential import canonical
-from tests.servers import ROOTDN, ROOTPW, ldap_tool, slapd_conf, start_pyldapd, start_slapd
+from tests.servers import (
+    ROOTDN,
+    ROOTPW,
+    ldap_tool,
+    on_both,
+    slapd_and_pyldapd,
+    slapd_conf,
+    start_pyldapd,
+    start_slapd,
+)
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -66,25 +75,9 @@ IDENTITIES = {
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp("acl-bypass")
-    servers = []
-    try:
-        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
-            (root / name / "db").mkdir(parents=True, exist_ok=True)
-            conf = slapd_conf(root / name / "db", modules=True, extra_global=GLOBAL, extra_db=ACCESS)
-            server = start(root / name, conf, name=name)
-            servers.append(server)
-            for ldif, tool in ((BASE_LDIF, "ldapadd"), (SETUP, "ldapmodify")):
-                result = ldap_tool(tool, "-H", server.url, *IDENTITIES["rootdn"], input=ldif)
-                assert result.returncode == 0, f"{name}: {result.stderr}\n{server.log()}"
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.stop()
-
-
-def both(pair, tool: str, *args: str, input: str | None = None):
-    return [ldap_tool(tool, "-H", server.url, *args, input=input) for server in pair]
+    with slapd_and_pyldapd(tmp_path_factory.mktemp("acl-bypass"), extra_global=GLOBAL, extra_db=ACCESS,
+                           loads=[(BASE_LDIF, "ldapadd"), (SETUP, "ldapmodify")]) as servers:  # fmt: skip
+        yield servers
 
 
 def messages(stderr: str) -> list[str]:
@@ -97,7 +90,7 @@ SYNC_NOISE = re.compile(r"^(control: |# (refresh|sync|search result|numResponses
 
 
 def alike(pair, tool: str, *args: str, input: str | None = None, count_only: bool = False):
-    slapd, ours = both(pair, tool, *args, input=input)
+    slapd, ours = on_both(pair, tool, *args, input=input)
     where = (tool, args, input)
     assert ours.returncode == slapd.returncode, (where, slapd.stderr, ours.stderr)
     assert messages(ours.stderr) == messages(slapd.stderr), where
@@ -139,7 +132,7 @@ def read_view(output: str) -> str:
 
 
 def alike_read(pair, tool: str, *args: str, input: str | None = None) -> int:
-    slapd, ours = both(pair, tool, *args, input=input)
+    slapd, ours = on_both(pair, tool, *args, input=input)
     where = (tool, args, input)
     assert ours.returncode == slapd.returncode, (where, slapd.stderr, ours.stderr)
     assert messages(ours.stderr) == messages(slapd.stderr), where
@@ -149,7 +142,7 @@ def alike_read(pair, tool: str, *args: str, input: str | None = None) -> int:
 
 def current(pair, dn: str) -> list:
     """The entry as the rootdn sees it on each server."""
-    return [canonical(r.stdout) for r in both(pair, "ldapsearch", *IDENTITIES["rootdn"], "-LLL", "-b", dn, "-s",
+    return [canonical(r.stdout) for r in on_both(pair, "ldapsearch", *IDENTITIES["rootdn"], "-LLL", "-b", dn, "-s",
                                                "base", "(objectClass=*)", "*")]  # fmt: skip
 
 
@@ -165,7 +158,7 @@ def test_read_controls_on_modify(pair, who, target, control):
         # fails); pyldapd keeps the change when the control is not critical, and refuses a critical one (50)
         # so that nothing acknowledged is lost.
         before = current(pair, target)
-        slapd, ours = both(pair, "ldapmodify", *IDENTITIES[who], "-e", control, input=change)
+        slapd, ours = on_both(pair, "ldapmodify", *IDENTITIES[who], "-e", control, input=change)
         assert slapd.returncode == 0 and "control:" not in slapd.stdout + ours.stdout, (
             slapd.stdout,
             ours.stdout,
@@ -305,7 +298,7 @@ def sync_view(output: str) -> list:
 @pytest.mark.parametrize("who", list(IDENTITIES))
 @pytest.mark.parametrize("base", [SUFFIX, HIDDEN, MANY])
 def test_sync_refresh(pair, who, base):
-    slapd, ours = both(pair, "ldapsearch", *IDENTITIES[who], "-LLL", "-E", "sync=ro", "-b", base,
+    slapd, ours = on_both(pair, "ldapsearch", *IDENTITIES[who], "-LLL", "-E", "sync=ro", "-b", base,
                        "(objectClass=*)", "cn", "description", "userPassword")  # fmt: skip
     assert ours.returncode == slapd.returncode, (who, base, slapd.stderr, ours.stderr)
     if slapd.returncode == 4:

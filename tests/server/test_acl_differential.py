@@ -7,7 +7,12 @@ import pytest
 
 from tests.data import BASE_LDIF
 from tests.server.test_differential import STABLE_OPERATIONAL, canonical
-from tests.servers import ROOTDN, ROOTPW, ldap_tool, slapd_conf, start_pyldapd, start_slapd
+from tests.servers import (
+    ROOTDN,
+    ROOTPW,
+    on_both,
+    slapd_and_pyldapd,
+)
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -85,29 +90,13 @@ IDENTITIES = {
 
 @pytest.fixture(scope="module")
 def acl_pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp("acl-differential")
-    servers = []
-    try:
-        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
-            (root / name / "db").mkdir(parents=True, exist_ok=True)
-            conf = slapd_conf(root / name / "db", modules=True, extra_global=GLOBAL, extra_db=ACCESS)
-            server = start(root / name, conf, name=name)
-            servers.append(server)
-            for ldif, tool in ((BASE_LDIF, "ldapadd"), (SETUP, "ldapmodify")):
-                result = ldap_tool(tool, "-H", server.url, *IDENTITIES["rootdn"], input=ldif)
-                assert result.returncode == 0, f"{name}: {result.stderr}\n{server.log()}"
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.stop()
-
-
-def both(pair, tool: str, *args: str, input: str | None = None):
-    return [ldap_tool(tool, "-H", server.url, *args, input=input) for server in pair]
+    with slapd_and_pyldapd(tmp_path_factory.mktemp("acl-differential"), extra_global=GLOBAL, extra_db=ACCESS,
+                           loads=[(BASE_LDIF, "ldapadd"), (SETUP, "ldapmodify")]) as servers:  # fmt: skip
+        yield servers
 
 
 def assert_alike(pair, tool: str, *args: str, input: str | None = None) -> int:
-    slapd, ours = both(pair, tool, *args, input=input)
+    slapd, ours = on_both(pair, tool, *args, input=input)
     assert ours.returncode == slapd.returncode, (tool, args, slapd.stderr, ours.stderr)
     if slapd.returncode == 4:  # size limit: which entries come first is the database's order; count them
         assert len(canonical(ours.stdout)) == len(canonical(slapd.stdout)), (tool, args)
@@ -163,7 +152,7 @@ def test_compare(acl_pair, who, compare):
     ],
 )
 def test_bind_needs_auth_access(acl_pair, args):
-    slapd, ours = both(acl_pair, "ldapwhoami", "-x", *args)
+    slapd, ours = on_both(acl_pair, "ldapwhoami", "-x", *args)
     assert (ours.returncode, ours.stdout) == (slapd.returncode, slapd.stdout), args
 
 
@@ -221,7 +210,7 @@ def test_updates_matrix(acl_pair):
     mismatches = []
     codes = set()
     for tool, args, ldif in write_steps():
-        slapd, ours = both(acl_pair, tool, *args, input=ldif)
+        slapd, ours = on_both(acl_pair, tool, *args, input=ldif)
         codes.add(slapd.returncode)
         if ours.returncode != slapd.returncode or canonical(ours.stdout) != canonical(slapd.stdout):
             mismatches.append(
@@ -239,8 +228,8 @@ def test_password_modify_follows_acls(acl_pair):
         ["-x", "-s", "x", ASMITH],  # anonymous with a target
     ]
     for args in steps:
-        slapd, ours = both(acl_pair, "ldappasswd", "-x", *args)
+        slapd, ours = on_both(acl_pair, "ldappasswd", "-x", *args)
         assert ours.returncode == slapd.returncode, (args, slapd.stderr, ours.stderr)
     for dn, password in ((ASMITH, "newpw2"), (CJONES, "newpw3")):
-        slapd, ours = both(acl_pair, "ldapwhoami", "-x", "-D", dn, "-w", password)
+        slapd, ours = on_both(acl_pair, "ldapwhoami", "-x", "-D", dn, "-w", password)
         assert (ours.returncode, ours.stdout) == (slapd.returncode, slapd.stdout) == (0, f"dn:{dn}\n")

@@ -11,7 +11,7 @@ from ldap.controls import RequestControl
 
 from tests.data import BASE_LDIF
 from tests.server.test_differential import canonical
-from tests.servers import ROOTDN, ROOTPW, ldap_tool, slapd_conf, start_pyldapd, start_slapd
+from tests.servers import ROOTDN, ROOTPW, ldap_tool, slapd_and_pyldapd
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -49,21 +49,9 @@ BINDS = {"jdoe": (JDOE, "secret1"), "bwong": (BWONG, "secret4"), "rootdn": (ROOT
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp("matched-values")
-    servers = []
-    try:
-        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
-            (root / name / "db").mkdir(parents=True, exist_ok=True)
-            conf = slapd_conf(root / name / "db", modules=True, extra_global=GLOBAL, extra_db=ACCESS)
-            server = start(root / name, conf, name=name)
-            servers.append(server)
-            for ldif, tool in ((BASE_LDIF, "ldapadd"), (SETUP, "ldapmodify")):
-                result = ldap_tool(tool, "-H", server.url, *IDENTITIES["rootdn"], input=ldif)
-                assert result.returncode == 0, f"{name}: {result.stderr}\n{server.log()}"
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.stop()
+    with slapd_and_pyldapd(tmp_path_factory.mktemp("matched-values"), extra_global=GLOBAL, extra_db=ACCESS,
+                           loads=[(BASE_LDIF, "ldapadd"), (SETUP, "ldapmodify")]) as servers:  # fmt: skip
+        yield servers
 
 
 def search_alike(pair, *args: str) -> list:
