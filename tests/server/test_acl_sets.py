@@ -8,9 +8,9 @@ import subprocess
 import pytest
 
 from tests.data import BASE_LDIF
-from tests.server.test_acl_differential import IDENTITIES, assert_alike, both
+from tests.server.test_acl_differential import IDENTITIES, assert_alike
 from tests.server.test_differential import STABLE_OPERATIONAL, canonical
-from tests.servers import ROOTDN, ROOTPW, SLAPD, ldap_tool, slapd_conf, start_pyldapd, start_slapd
+from tests.servers import ROOTDN, ROOTPW, SLAPD, ldap_tool, on_both, slapd_conf, start_pyldapd, start_slapd
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -124,7 +124,7 @@ def test_each_set_rule_shows_what_slapd_shows(set_pair, who):
 def visible(pair, who: str, base: str, attr: str) -> list[bool]:
     """Whether each server shows `attr` of `base` to `who`."""
     out = []
-    for result in both(pair, "ldapsearch", *IDENTITIES[who], "-LLL", "-b", base, "-s", "base", "(objectClass=*)",
+    for result in on_both(pair, "ldapsearch", *IDENTITIES[who], "-LLL", "-b", base, "-s", "base", "(objectClass=*)",
                        attr):  # fmt: skip
         assert result.returncode == 0, result.stderr
         lines = [line for _, attrs in canonical(result.stdout) for line in attrs]
@@ -195,7 +195,7 @@ def test_write_through_a_set(set_pair):
     for who, dn, attr in MODIFIES:
         value = "+1 555 0199" if attr == "telephoneNumber" else f"by-{who}@example.com"
         change = f"dn: {dn}\nchangetype: modify\nreplace: {attr}\n{attr}: {value}\n"
-        slapd, ours = both(set_pair, "ldapmodify", *IDENTITIES[who], input=change)
+        slapd, ours = on_both(set_pair, "ldapmodify", *IDENTITIES[who], input=change)
         assert ours.returncode == slapd.returncode, (who, dn, attr, slapd.stderr, ours.stderr)
         codes.append(slapd.returncode)
     assert codes == [0, 0, 50, 50, 8]  # 8: anonymous updates are refused before access control
@@ -253,7 +253,7 @@ def test_nested_groups_line_of_openldap_test_acl_conf(set_pair):
     codes = []
     for who in ("jdoe", "asmith", "cjones", "bwong"):
         change = f"dn: {ALL}\nchangetype: modify\nadd: description\ndescription: by {who}\n"
-        slapd, ours = both(set_pair, "ldapmodify", *IDENTITIES[who], input=change)
+        slapd, ours = on_both(set_pair, "ldapmodify", *IDENTITIES[who], input=change)
         assert ours.returncode == slapd.returncode, (who, slapd.stderr, ours.stderr)
         codes.append(slapd.returncode)
     assert codes == [0, 0, 50, 0]  # jdoe and bwong through cn=admins, asmith directly
