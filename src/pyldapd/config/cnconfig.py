@@ -669,6 +669,29 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     return db
 
 
+def config_database_settings(entry: Entry, children: list[Entry]) -> DatabaseConfig:
+    """olcDatabase={0}config's replication settings (replication/configsync.py): olcSyncrepl,
+    olcMultiProvider, olcUpdateRef, olcUpdateDN and its overlays, of which pyldapd runs syncprov there."""
+    for child in children:
+        if strip_order(first(child, "olcOverlay")).lower() != "syncprov":
+            raise ConfigValueError(
+                f"{child.dn}: only the syncprov overlay is supported on the config database"
+            )
+    db = database_from_entry(entry, children)
+    db.type = "config"
+    db.suffixes = ["cn=config"]
+    if not db.syncrepl and not db.updatedn:  # slapd's checks, also when it reads a slapd.d
+        if db.multiprovider:
+            raise ConfigValueError(
+                f"config error processing {entry.dn}: <olcMultiProvider> database is not a shadow"
+            )
+        if db.updateref:
+            raise ConfigValueError(
+                f"config error processing {entry.dn}: <olcUpdateRef> must appear after syncrepl or updatedn"
+            )
+    return db
+
+
 def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config = ServerConfig()
     by_parent: dict[str, list[Entry]] = {}
@@ -770,16 +793,8 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
                     raise ConfigValueError("<olcPasswordHash> scheme not available")
         elif name in DATA_TYPES:
             config.databases.append(database_from_entry(entry, by_parent.get(entry.dn.lower(), [])))
-        elif name == "config":  # its rules are fixed; replication of cn=config itself is not implemented
-            for key in ("olcsyncrepl", "olcmirrormode", "olcmultiprovider", "olcupdateref", "olcupdatedn"):
-                if key in entry.attrs:
-                    raise ConfigValueError(
-                        f"<{entry.attrs[key].name}> not supported by pyldapd on the config database"
-                    )
-            for child in by_parent.get(entry.dn.lower(), []):
-                raise ConfigValueError(
-                    f"{child.dn}: overlays on the config database are not supported by pyldapd"
-                )
+        elif name == "config":  # its rules are fixed; its replication is replication/configsync.py's
+            config.config_database = config_database_settings(entry, by_parent.get(entry.dn.lower(), []))
         elif name == "monitor":  # its rootdn and access rules govern cn=Monitor (server/monitor.py)
             config.databases.append(database_from_entry(entry, []))
             config.databases[-1].type = "monitor"

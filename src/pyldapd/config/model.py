@@ -252,6 +252,9 @@ class ServerConfig:
     access: list[str] = field(default_factory=list)  # frontend ACLs (before the first database)
     access_sources: list[str] = field(default_factory=list)  # "file:line" of each access line
     databases: list[DatabaseConfig] = field(default_factory=list)
+    # olcDatabase={0}config's replication (syncrepl of cn=config itself, replication/configsync.py): its
+    # syncrepl stanzas, multiprovider, updateref and syncprov overlay; None when it has none of them
+    config_database: DatabaseConfig | None = None
     tls: TLSConfig = field(default_factory=TLSConfig)
     security: SecurityFactors = field(default_factory=SecurityFactors)  # global (frontend) requirements
     local_ssf: int = 71  # slapd's localSSF: the strength of an ldapi:// connection

@@ -444,6 +444,8 @@ class Server:
         )
         for backend in self.directory.backends:
             self.refresh_replication(backend)
+        if self.directory.configdb is not None:  # syncprov and syncrepl of cn=config itself
+            self.directory.configdb.refresh_replication()
         self.log.starting = False
         if self.service is not None:
             self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
@@ -492,10 +494,12 @@ class Server:
             self.service.notify("STOPPING=1")
         for listener in self.listeners + self.http_listeners:
             listener.close()
-        for backend in self.directory.backends:
+        for backend in self.directory.replicated():
             for consumer in list(backend.consumers.values()):
                 await consumer.stop()
             backend.consumers.clear()
+        if self.directory.configdb is not None:
+            self.directory.configdb.backend.close()
         for connection in list(self.connections):
             connection.close()
         for listener in self.listeners + self.http_listeners:

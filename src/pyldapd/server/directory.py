@@ -985,6 +985,10 @@ class Directory:
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync_control: Control) -> bool:  # fmt: skip
         """An RFC 4533 sync search; the syncprov overlay answers it. True when it stays open (persist)."""
+        if self.configdb is not None and names_config(request.base):  # replication of cn=config itself
+            return self.configdb.sync_search(conn, message_id, request, controls, sync_control,
+                                             lambda schema, attrs, types_only: AttributeSelection(
+                                                 schema, attrs, types_only))  # fmt: skip
         base_ndn = normalize_or_fail(self.schema, request.base)
         backend = self.backend_for(base_ndn)
         if backend is None or backend.provider is None:
@@ -1026,10 +1030,14 @@ class Directory:
 
     def stop_sync_search(self, conn, message_id: int, result: int | None) -> bool:
         """Abandon (result None) or Cancel (result cancelled) of a persistent search."""
-        return any(b.provider.stop_search(conn, message_id, result) for b in self.backends if b.provider)
+        return any(b.provider.stop_search(conn, message_id, result) for b in self.replicated() if b.provider)
+
+    def replicated(self) -> list:
+        """The data databases, and cn=config (which has syncprov and syncrepl of its own)."""
+        return self.backends + ([self.configdb.backend] if self.configdb is not None else [])
 
     def connection_closed(self, conn) -> None:
-        for backend in self.backends:
+        for backend in self.replicated():
             if backend.provider is not None:
                 backend.provider.connection_closed(conn)
 
