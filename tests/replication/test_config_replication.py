@@ -1,0 +1,218 @@
+"""Replication of cn=config itself (syncprov over olcDatabase={0}config, olcSyncrepl on it), with real processes.
+
+Laid out as OpenLDAP's test049 does it: each server's slapd.d is made by `slapadd -n0` (pyldapd's `add -n0`) from
+the same two entries, the provider gets the syncprov overlay on its config database, the consumer an olcSyncrepl
+for searchbase cn=config; then schema, a database (with its own syncrepl and syncprov) and changes made over LDAP
+on the provider's cn=config reach the consumer and take effect there: the database is opened and replicates.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import SLAPD, free_port, ldap_tool, start_process, wait_for
+
+CONFIG_PW = "configsecret"
+SUFFIX = "dc=example,dc=com"
+MANAGER = f"cn=Manager,{SUFFIX}"
+MANAGER_PW = "secret"
+SCHEMA_DIR = Path("/etc/ldap/schema")
+# cn=module for Debian's slapd (a modular build); pyldapd has back-mdb and syncprov built in
+DEBIAN_MODULES = """
+dn: cn=module,cn=config
+objectClass: olcModuleList
+cn: module
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: back_mdb
+olcModuleLoad: syncprov
+"""
+
+
+class Node:
+    """One server (pyldapd or Debian's slapd) run from its own slapd.d, in its own folder (./db relative)."""
+
+    def __init__(self, root: Path, name: str, kind: str) -> None:
+        self.dir = root / name
+        (self.dir / "db").mkdir(parents=True)
+        (self.dir / "slapd.d").mkdir()
+        self.kind, self.name = kind, name
+        self.port = free_port()
+        self.url = f"ldap://127.0.0.1:{self.port}/"
+        self.server = None
+        ldif = self.dir / "config.ldif"
+        ldif.write_text("dn: cn=config\nobjectClass: olcGlobal\ncn: config\n\n"
+                        "dn: olcDatabase={0}config,cn=config\nobjectClass: olcDatabaseConfig\n"
+                        f"olcDatabase: {{0}}config\nolcRootPW: {CONFIG_PW}\n"
+                        + (DEBIAN_MODULES if kind == "slapd" else ""))  # fmt: skip
+        if kind == "slapd":
+            argv = [SLAPD, "-T", "add", "-n0", "-F", str(self.dir / "slapd.d"), "-l", str(ldif)]
+        else:
+            argv = [sys.executable, "-m", "pyldapd.cli.main", "add", "-n0", "-F", str(self.dir / "slapd.d"), "-l",
+                    str(ldif)]  # fmt: skip
+        made = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+
+    def start(self) -> None:
+        if self.kind == "slapd":
+            argv = [SLAPD, "-F", "slapd.d", "-h", self.url, "-d", "0"]
+        else:
+            argv = [sys.executable, "-m", "pyldapd.cli.main", "serve", "-F", "slapd.d", "-h", self.url, "-d",
+                    "stats,sync"]  # fmt: skip
+        self.server = start_process(self.name, argv, self.port, "", self.dir, self.dir / "slapd.d")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def log(self) -> str:
+        return self.server.log() if self.server is not None else ""
+
+    def config(self, tool: str, ldif: str) -> None:
+        result = ldap_tool(tool, "-x", "-H", self.url, "-D", "cn=config", "-w", CONFIG_PW, input=ldif)
+        assert result.returncode == 0, f"{self.name}: {result.stderr}\n{self.log()}"
+
+    def dump(
+        self, base: str = "cn=config", *attrs: str, creds: tuple[str, str] = ("cn=config", CONFIG_PW)
+    ) -> str:
+        result = ldap_tool("ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", self.url, "-D", creds[0], "-w",
+                           creds[1], "-b", base, "(objectClass=*)", *attrs)  # fmt: skip
+        return result.stdout if result.returncode == 0 else f"rc={result.returncode} {result.stderr}"
+
+
+@pytest.fixture
+def made(tmp_path):
+    nodes: list[Node] = []
+
+    def make(name: str, kind: str = "pyldapd") -> Node:
+        node = Node(tmp_path, name, kind)
+        nodes.append(node)
+        node.start()
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+def syncprov_on(dn: str) -> str:
+    return f"dn: olcOverlay=syncprov,{dn}\nobjectClass: olcOverlayConfig\nobjectClass: olcSyncProvConfig\n" \
+           "olcOverlay: syncprov\n"  # fmt: skip
+
+
+def config_syncrepl(rid: str, provider: Node) -> str:
+    return (f"dn: olcDatabase={{0}}config,cn=config\nchangetype: modify\nadd: olcSyncRepl\n"
+            f'olcSyncRepl: rid={rid} provider={provider.url} binddn="cn=config" bindmethod=simple '
+            f'credentials={CONFIG_PW} searchbase="cn=config" type=refreshAndPersist retry="1 30" timeout=3\n'
+            f"-\nadd: olcUpdateRef\nolcUpdateRef: {provider.url}\n")  # fmt: skip
+
+
+def database(provider: Node) -> str:
+    return (f"dn: olcDatabase={{1}}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n"
+            f"olcDatabase: {{1}}mdb\nolcSuffix: {SUFFIX}\nolcDbDirectory: ./db\nolcRootDN: {MANAGER}\n"
+            f"olcRootPW: {MANAGER_PW}\nolcSyncRepl: rid=002 provider={provider.url} binddn=\"{MANAGER}\" "
+            f"bindmethod=simple credentials={MANAGER_PW} searchbase=\"{SUFFIX}\" type=refreshAndPersist "
+            f'retry="1 30" timeout=3\nolcUpdateRef: {provider.url}\n\n'
+            + syncprov_on("olcDatabase={1}mdb,cn=config"))  # fmt: skip
+
+
+DATA = f"""dn: {SUFFIX}
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Example
+
+dn: cn=Barbara Jensen,{SUFFIX}
+objectClass: inetOrgPerson
+cn: Barbara Jensen
+sn: Jensen
+"""
+
+
+def schema_includes(*names: str) -> str:
+    return "\n".join(f"include: file://{SCHEMA_DIR / name}.ldif\n" for name in names)
+
+
+def entry_of(dump: str, dn: str) -> str:
+    for block in dump.split("\n\n"):
+        if block.startswith(f"dn: {dn}\n"):
+            return block
+    return ""
+
+
+def value_of(block: str, attr: str) -> str:
+    match = re.search(rf"^{attr}: (.*)$", block, re.MULTILINE | re.IGNORECASE)
+    return match.group(1) if match else ""
+
+
+def test_pyldapd_consumer_of_a_pyldapd_providers_cn_config(made):
+    provider = made("provider")
+    # the provider's own stanza names itself: ignored there (as slapd does), taken by the consumer's copy
+    provider.config("ldapmodify", config_syncrepl("001", provider))
+    provider.config("ldapadd", syncprov_on("olcDatabase={0}config,cn=config"))
+    consumer = made("consumer")
+    consumer.config("ldapmodify", config_syncrepl("001", provider))
+
+    provider.config("ldapadd", schema_includes("core", "cosine", "inetorgperson"))
+    provider.config("ldapadd", database(provider))
+    wait_for(
+        lambda: "olcDatabase={1}mdb,cn=config" in consumer.dump(), 30, what="the database at the consumer"
+    )
+    # the database replicated as configuration took effect: opened, and its own syncrepl stanza runs
+    result = ldap_tool("ldapadd", "-x", "-H", provider.url, "-D", MANAGER, "-w", MANAGER_PW, input=DATA)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "cn=Barbara Jensen" in consumer.dump(SUFFIX, creds=(MANAGER, MANAGER_PW)), 30,
+             what="the data at the consumer")  # fmt: skip
+    # a shadow of its provider: writes to the replicated database are referred there (olcUpdateRef)
+    refused = ldap_tool("ldapadd", "-x", "-H", consumer.url, "-D", MANAGER, "-w", MANAGER_PW,
+                        input=f"dn: cn=Other,{SUFFIX}\nobjectClass: device\ncn: Other\n")  # fmt: skip
+    assert refused.returncode == 10, refused.stderr
+
+    # a modify and a delete on the provider's cn=config are changes of the consumer's
+    provider.config("ldapmodify", "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcDbIndex\n"
+                                  "olcDbIndex: cn eq,sub\n")  # fmt: skip
+    provider.config("ldapdelete", "olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config\n")
+    wait_for(lambda: "olcOverlay={0}syncprov,olcDatabase={1}mdb" not in consumer.dump(), 30,
+             what="the overlay's delete at the consumer")  # fmt: skip
+    assert consumer.dump() == provider.dump()
+    operational = ("entryUUID", "entryCSN", "modifiersName", "modifyTimestamp", "creatorsName")
+    theirs, ours = provider.dump("cn=config", *operational), consumer.dump("cn=config", *operational)
+    for dn in ("olcDatabase={1}mdb,cn=config", "cn={1}cosine,cn=schema,cn=config"):
+        assert entry_of(ours, dn) == entry_of(theirs, dn) != "", dn
+    assert value_of(entry_of(ours, "olcDatabase={1}mdb,cn=config"), "modifiersName") == "cn=config"
+
+    # the consumer keeps its state (contextCSN on cn=config, as slapd) and resumes from it after a restart
+    state = consumer.dump("cn=config", "contextCSN")
+    assert value_of(entry_of(state, "cn=config"), "contextCSN")
+    consumer.stop()
+    provider.config("ldapmodify", "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcSizeLimit\n"
+                                  "olcSizeLimit: 50\n")  # fmt: skip
+    consumer.start()
+    wait_for(lambda: "olcSizeLimit: 50" in consumer.dump(), 30, what="the change made while it was down")
+    assert consumer.dump() == provider.dump()
+
+
+def test_pyldapd_consumer_of_debian_slapds_cn_config(made):
+    """slapd's cn=config replicates into pyldapd: its schema, database and overlay entries (with its module
+    entry, which pyldapd reads) become pyldapd's configuration, and the database replicates."""
+    provider = made("provider", "slapd")
+    provider.config("ldapadd", syncprov_on("olcDatabase={0}config,cn=config"))
+    consumer = made("consumer")
+    consumer.config("ldapmodify", config_syncrepl("001", provider))
+    provider.config("ldapadd", schema_includes("core", "cosine", "inetorgperson"))
+    provider.config("ldapadd", database(provider))
+    wait_for(lambda: "olcOverlay={0}syncprov,olcDatabase={1}mdb" in consumer.dump(), 30,
+             what="the database at the consumer")  # fmt: skip
+    result = ldap_tool("ldapadd", "-x", "-H", provider.url, "-D", MANAGER, "-w", MANAGER_PW, input=DATA)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "cn=Barbara Jensen" in consumer.dump(SUFFIX, creds=(MANAGER, MANAGER_PW)), 30,
+             what="the data at the consumer")  # fmt: skip
+    theirs, ours = provider.dump(), consumer.dump()
+    for dn in ("cn={2}inetorgperson,cn=schema,cn=config", "olcDatabase={1}mdb,cn=config",
+               "olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config", "cn=module{0},cn=config"):  # fmt: skip
+        assert entry_of(ours, dn) == entry_of(theirs, dn) != "", dn
