@@ -216,3 +216,79 @@ def test_pyldapd_consumer_of_debian_slapds_cn_config(made):
     for dn in ("cn={2}inetorgperson,cn=schema,cn=config", "olcDatabase={1}mdb,cn=config",
                "olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config", "cn=module{0},cn=config"):  # fmt: skip
         assert entry_of(ours, dn) == entry_of(theirs, dn) != "", dn
+
+
+def test_two_pyldapd_providers_of_cn_config(made):
+    """test050's layout on two nodes: olcServerID with each node's URL, syncprov and one olcSyncrepl per node on
+    the config database (a node's own stanza ignored there), olcMultiProvider; a database added on one node
+    replicates its data both ways, and a config change made on either node reaches the other."""
+    first, second = made("first"), made("second")
+    nodes = (first, second)
+    for node in nodes:
+        ids = "".join(f"olcServerID: {n} {other.url}\n" for n, other in enumerate(nodes, start=1))
+        node.config("ldapmodify", f"dn: cn=config\nchangetype: modify\nreplace: olcServerID\n{ids}")
+        node.config("ldapadd", syncprov_on("olcDatabase={0}config,cn=config"))
+        stanzas = "".join(
+            f'olcSyncRepl: rid=00{n} provider={other.url} binddn="cn=config" bindmethod=simple '
+            f'credentials={CONFIG_PW} searchbase="cn=config" type=refreshAndPersist retry="1 30" timeout=3\n'
+            for n, other in enumerate(nodes, start=1)
+        )
+        node.config("ldapmodify", "dn: olcDatabase={0}config,cn=config\nchangetype: modify\nadd: olcSyncRepl\n"
+                                  f"{stanzas}-\nadd: olcMultiProvider\nolcMultiProvider: TRUE\n")  # fmt: skip
+    first.config("ldapadd", schema_includes("core", "cosine", "inetorgperson"))
+    data_stanzas = "".join(
+        f'olcSyncRepl: rid=01{n} provider={other.url} binddn="{MANAGER}" bindmethod=simple '
+        f'credentials={MANAGER_PW} searchbase="{SUFFIX}" type=refreshAndPersist retry="1 30" timeout=3\n'
+        for n, other in enumerate(nodes, start=1)
+    )
+    first.config("ldapadd", f"dn: olcDatabase={{1}}mdb,cn=config\nobjectClass: olcDatabaseConfig\n"
+                            f"objectClass: olcMdbConfig\nolcDatabase: {{1}}mdb\nolcSuffix: {SUFFIX}\n"
+                            f"olcDbDirectory: ./db\nolcRootDN: {MANAGER}\nolcRootPW: {MANAGER_PW}\n{data_stanzas}"
+                            "olcMultiProvider: TRUE\n\n" + syncprov_on("olcDatabase={1}mdb,cn=config"))  # fmt: skip
+    wait_for(lambda: "olcOverlay={0}syncprov,olcDatabase={1}mdb" in second.dump(), 30,
+             what="the database at the second node")  # fmt: skip
+    # a config change made on the second node reaches the first
+    second.config("ldapmodify", "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcDbIndex\n"
+                                "olcDbIndex: cn eq\n")  # fmt: skip
+    wait_for(lambda: "olcDbIndex: cn eq" in first.dump(), 30, what="the second node's change at the first")
+    # the database replicates both ways
+    added = ldap_tool("ldapadd", "-x", "-H", first.url, "-D", MANAGER, "-w", MANAGER_PW, input=DATA)
+    assert added.returncode == 0, added.stderr
+    wait_for(lambda: "cn=Barbara Jensen" in second.dump(SUFFIX, creds=(MANAGER, MANAGER_PW)), 30,
+             what="the first node's data at the second")  # fmt: skip
+    added = ldap_tool("ldapadd", "-x", "-H", second.url, "-D", MANAGER, "-w", MANAGER_PW,
+                      input=f"dn: cn=Second,{SUFFIX}\nobjectClass: device\ncn: Second\n")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    wait_for(lambda: "cn=Second" in first.dump(SUFFIX, creds=(MANAGER, MANAGER_PW)), 30,
+             what="the second node's data at the first")  # fmt: skip
+    wait_for(lambda: first.dump() == second.dump(), 30, what="the same cn=config on both nodes")
+    ids = first.dump("cn=config", "entryCSN")
+    assert "#001#" in ids and "#002#" in ids  # changes made on each node, each with its server ID
+
+
+def test_a_tree_without_entryuuids_gets_them_when_it_replicates(tmp_path):
+    """`pyldapd init` writes cn=config entries without entryUUID; once the config database replicates (here:
+    syncprov added on it), each entry gets one, written to slapd.d, so that consumers can tell entries apart."""
+    done = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "init", "-F", str(tmp_path / "slapd.d"),
+                           "--suffix", SUFFIX, "--rootdn", MANAGER, "--rootpw", MANAGER_PW, "--db-type", "mdb"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    files = sorted((tmp_path / "slapd.d").rglob("*.ldif"))
+    assert any("entryUUID" not in f.read_text() for f in files)
+    port, socket_path = free_port(), str(tmp_path / "ldapi")
+    ldapi = "ldapi://" + socket_path.replace("/", "%2F")
+    argv = [sys.executable, "-m", "pyldapd.cli.main", "serve", "-F", "slapd.d", "-h",
+            f"ldap://127.0.0.1:{port}/ {ldapi}/", "-d", "stats"]  # fmt: skip
+    server = start_process("init", argv, port, socket_path, tmp_path, tmp_path / "slapd.d")
+    try:
+        result = ldap_tool("ldapadd", "-Y", "EXTERNAL", "-Q", "-H", ldapi,
+                           input=syncprov_on("olcDatabase={0}config,cn=config"))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        found = ldap_tool(
+            "ldapsearch", "-Y", "EXTERNAL", "-Q", "-H", ldapi, "-LLL", "-b", "cn=config", "entryUUID"
+        )
+        uuids = re.findall(r"^entryUUID: (.*)$", found.stdout, re.MULTILINE)
+        assert len(uuids) == found.stdout.count("dn: ") == len(set(uuids)) > 5
+    finally:
+        server.stop()
+    assert all("entryUUID" in f.read_text() for f in files)

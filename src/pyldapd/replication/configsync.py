@@ -144,6 +144,8 @@ class ConfigBackend:
         return ndn == CONFIG_NDN or is_descendant(ndn, CONFIG_NDN)
 
     def ndn_of_uuid(self, entry_uuid: bytes) -> str | None:
+        if entry_uuid == bytes(16):  # a provider's entry without entryUUID: known by its DN only
+            return None
         for ndn, entry in self.configdb.entries.items():
             if entry_uuid_bytes(entry) == entry_uuid:
                 return ndn

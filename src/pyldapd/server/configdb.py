@@ -554,7 +554,21 @@ class ConfigDatabase:
             asyncio.get_running_loop()
         except RuntimeError:
             return  # not serving (yet): Server.start calls this again
+        settings = self.server.config.config_database
+        if settings is not None and (settings.syncrepl or settings.overlays):
+            self.ensure_identities()
         configsync.refresh(self)
+
+    def ensure_identities(self) -> None:
+        """Replication tells entries apart by entryUUID: entries written without one (`pyldapd init` trees,
+        older slapd.d) get theirs, with entryCSN and the rest, as slapd's slapd.d entries all have them."""
+        missing = [(ndn, e) for ndn, e in self.entries.items() if not e.get("entryuuid")]
+        for ndn, entry in missing:
+            stamped = entry.copy()
+            stamp_entry(stamped, self.server.directory.csn.next(), CONFIG_DN, new=True, schema=self.schema)
+            self.entries[ndn] = stamped
+        if missing and self.path is not None:
+            write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
 
     def publish_local(self, changes: list[Change]) -> None:
         """Changes made here: with syncprov on cn=config, their CSNs join the contextCSN and they go out."""
@@ -746,6 +760,7 @@ def validate_config(config: ServerConfig) -> None:
     from pyldapd.replication.spec import parse_syncrepl
 
     check_accesslog(config)
-    for db in config.data_databases():
+    replicated = config.data_databases() + ([config.config_database] if config.config_database else [])
+    for db in replicated:
         for text in db.syncrepl:
             parse_syncrepl(text)
