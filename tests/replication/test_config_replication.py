@@ -172,6 +172,11 @@ def test_pyldapd_consumer_of_a_pyldapd_providers_cn_config(made):
     refused = ldap_tool("ldapadd", "-x", "-H", consumer.url, "-D", MANAGER, "-w", MANAGER_PW,
                         input=f"dn: cn=Other,{SUFFIX}\nobjectClass: device\ncn: Other\n")  # fmt: skip
     assert refused.returncode == 10, refused.stderr
+    # and so is its cn=config, now a shadow of the provider's (slapd's single shadow: even its rootdn is referred)
+    refused = ldap_tool("ldapmodify", "-x", "-H", consumer.url, "-D", "cn=config", "-w", CONFIG_PW,
+                        input="dn: olcDatabase={-1}frontend,cn=config\nchangetype: modify\nreplace: olcSizeLimit\n"
+                              "olcSizeLimit: 7\n")  # fmt: skip
+    assert refused.returncode == 10 and provider.url in refused.stderr, refused.stderr
 
     # a modify and a delete on the provider's cn=config are changes of the consumer's
     provider.config("ldapmodify", "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nadd: olcDbIndex\n"

@@ -122,11 +122,13 @@ class ConfigDatabase:
         ndn = session.bind_ndn
         return bool(ndn) and (ndn == ROOT_PEERCRED or ndn == self.rootdn_ndn())
 
-    def require_write(self, session: Any) -> None:
+    def require_write(self, session: Any, dn: str = "") -> None:
         if session.anonymous:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         if not self.allowed(session):
             raise LDAPError(ResultCode.insufficientAccessRights, "")
+        # a plain consumer of another server's cn=config refers writes to it, as slapd's single shadow does
+        self.server.directory.check_shadow(self.backend, dn, session)
 
     # -- search and compare ---------------------------------------------------------------------------------
 
@@ -190,7 +192,7 @@ class ConfigDatabase:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         ndn = self.ndn(request.dn)
         current = self.lookup(ndn)
-        self.require_write(session)
+        self.require_write(session, request.dn)
         self.check_fixed_database(ndn, current, request.changes)
         entry = current.copy()
         naming = self.schema.attribute_type(rdn_type(ndn))
@@ -327,7 +329,7 @@ class ConfigDatabase:
         parent_ndn = self.ndn(parent)
         if parent_ndn not in self.entries:
             self.lookup(parent_ndn)
-        self.require_write(session)
+        self.require_write(session, request.dn)
         for description, values in request.attributes:  # values first, as slapd checks them before the name
             at = self.schema.attribute_type(canonical_name(self.schema, description))
             if at is None:
@@ -465,7 +467,7 @@ class ConfigDatabase:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         ndn = self.ndn(request.dn)
         self.lookup(ndn)
-        self.require_write(session)
+        self.require_write(session, request.dn)
         if self.has_children(ndn):
             raise LDAPError(ResultCode.notAllowedOnNonLeaf, "")
         if rdn_type(ndn) == "olcdatabase":
