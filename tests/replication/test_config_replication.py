@@ -297,3 +297,28 @@ def test_a_tree_without_entryuuids_gets_them_when_it_replicates(tmp_path):
     finally:
         server.stop()
     assert all("entryUUID" in f.read_text() for f in files)
+
+
+def test_debian_slapd_consumer_of_a_pyldapd_providers_cn_config(made):
+    """The other way round: Debian's slapd replicates pyldapd's cn=config (entries with pyldapd's entryUUIDs and
+    entryCSNs, its module entry naming slapd's modules) and opens the database it receives."""
+    provider = made("provider")
+    provider.config("ldapadd", syncprov_on("olcDatabase={0}config,cn=config"))
+    consumer = made("consumer", "slapd")
+    consumer.config("ldapmodify", config_syncrepl("001", provider))
+    provider.config("ldapadd", schema_includes("core", "cosine", "inetorgperson"))
+    provider.config("ldapadd", database(provider))
+    wait_for(lambda: "olcOverlay={0}syncprov,olcDatabase={1}mdb" in consumer.dump(), 30,
+             what="the database at slapd")  # fmt: skip
+    result = ldap_tool("ldapadd", "-x", "-H", provider.url, "-D", MANAGER, "-w", MANAGER_PW, input=DATA)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "cn=Barbara Jensen" in consumer.dump(SUFFIX, creds=(MANAGER, MANAGER_PW)), 30,
+             what="the data at slapd")  # fmt: skip
+    theirs, ours = provider.dump(), consumer.dump()
+    for dn in ("cn={2}inetorgperson,cn=schema,cn=config", "olcDatabase={1}mdb,cn=config",
+               "olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config"):  # fmt: skip
+        # slapd shows a config entry's attributes in its own order (ldif-filter's `a` sorts them too)
+        assert sorted(entry_of(ours, dn).splitlines()) == sorted(entry_of(theirs, dn).splitlines()) != [], dn
+    uuids = [value_of(entry_of(node.dump("cn=config", "entryUUID"), "olcDatabase={1}mdb,cn=config"), "entryUUID")
+             for node in (provider, consumer)]  # fmt: skip
+    assert uuids[0] == uuids[1] != ""
