@@ -200,6 +200,11 @@ def test_pyldapd_consumer_of_a_pyldapd_providers_cn_config(made):
     consumer.start()
     wait_for(lambda: "olcSizeLimit: 50" in consumer.dump(), 30, what="the change made while it was down")
     assert consumer.dump() == provider.dump()
+    for node in (provider, consumer):  # the slapd.d trees written along the way load in Debian's slapd
+        node.stop()
+        checked = subprocess.run([SLAPD, "-T", "test", "-u", "-F", "slapd.d"], cwd=node.dir, capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+        assert checked.returncode == 0, checked.stderr
 
 
 def test_pyldapd_consumer_of_debian_slapds_cn_config(made):
