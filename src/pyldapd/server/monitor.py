@@ -554,7 +554,7 @@ class Monitor:
     def syncrepl(self, tree: Tree) -> None:
         """pyldapd's own consumer entries (read by `pyldapd status`)."""
         tree.add(f"cn=Syncrepl,{MONITOR_DN}", "monitorContainer", description="the syncrepl consumers")
-        for backend in self.directory.backends:
+        for backend in self.directory.replicated():  # cn=config's own consumers too
             for rid in sorted(backend.consumers):
                 consumer = backend.consumers[rid]
                 status = consumer.status()
