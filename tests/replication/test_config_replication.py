@@ -200,6 +200,14 @@ def test_pyldapd_consumer_of_a_pyldapd_providers_cn_config(made):
     consumer.start()
     wait_for(lambda: "olcSizeLimit: 50" in consumer.dump(), 30, what="the change made while it was down")
     assert consumer.dump() == provider.dump()
+    # a database deleted on the provider is closed on the consumer (slapd 2.5 deletes databases at run time)
+    provider.config("ldapdelete", "olcDatabase={1}mdb,cn=config\n")
+    wait_for(
+        lambda: "olcDatabase={1}mdb" not in consumer.dump(), 30, what="the database's delete at the consumer"
+    )
+    gone = ldap_tool("ldapsearch", "-x", "-H", consumer.url, "-b", SUFFIX, "-s", "base")
+    assert gone.returncode == 32, gone.stdout + gone.stderr
+    assert consumer.dump() == provider.dump()
     for node in (provider, consumer):  # the slapd.d trees written along the way load in Debian's slapd
         node.stop()
         checked = subprocess.run([SLAPD, "-T", "test", "-u", "-F", "slapd.d"], cwd=node.dir, capture_output=True,
