@@ -253,7 +253,7 @@ class ServerConfig:
     access_sources: list[str] = field(default_factory=list)  # "file:line" of each access line
     databases: list[DatabaseConfig] = field(default_factory=list)
     # olcDatabase={0}config's replication (syncrepl of cn=config itself, replication/configsync.py): its
-    # syncrepl stanzas, multiprovider, updateref and syncprov overlay; None when it has none of them
+    # syncrepl stanzas, multiprovider, updateref and syncprov overlay (None: no olcDatabase={0}config read)
     config_database: DatabaseConfig | None = None
     tls: TLSConfig = field(default_factory=TLSConfig)
     security: SecurityFactors = field(default_factory=SecurityFactors)  # global (frontend) requirements
