@@ -238,6 +238,18 @@ class Server:
                 return False
             return ndn == base or ndn.endswith("," + base)
 
+        def preceding_suffixes(db) -> list[str]:
+            out = []
+            for other in config.data_databases():
+                if other is db:
+                    break
+                for suffix in other.suffixes:
+                    try:
+                        out.append(normalize_dn(suffix, self.schema))
+                    except ValueError:
+                        pass
+            return out
+
         folders = [os.path.realpath(db.directory) for db in config.data_databases() if db.directory]
         for db in added:  # slapd's checks when it opens a database added over cn=config
             if not os.path.isdir(db.directory):
@@ -255,7 +267,9 @@ class Server:
                     ndn = normalize_dn(suffix, self.schema)
                 except ValueError:
                     raise ConfigValueError(f'<olcSuffix> invalid DN "{suffix}"') from None
-                if any(ndn == other or ndn.endswith("," + other) for other in served):
+                # slapd refuses a suffix a database before this one serves (a glued subordinate is inserted
+                # before its superior, which then does not precede it)
+                if any(ndn == other or ndn.endswith("," + other) for other in preceding_suffixes(db)):
                     raise ConfigValueError(
                         f'<olcSuffix> namingContext "{suffix}" already served by a preceding {db.declared_type} database'
                     )

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
 # the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
-OVERLAYS = ("syncprov", "accesslog")
+OVERLAYS = ("syncprov", "accesslog", "glue")
 SYNTAX_OID = re.compile(r"\bSYNTAX\s+'?([0-9.]+)", re.IGNORECASE)
 
 

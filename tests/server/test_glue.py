@@ -1,0 +1,224 @@
+"""Glue (`subordinate`, slapo-glue) side by side with Debian's slapd: one slapd.conf with two subordinate databases
+glued under a superior, loaded by each server's slapadd with no -b (each entry routed to the database holding
+it), then the same slapcat, searches (subtree and one-level across the glue, size limits counted across it,
+paged results, bases inside a subordinate), writes into each part and the root DSE, with the same results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import (
+    ROOTDN,
+    ROOTPW,
+    SCHEMA_DIR,
+    SLAPD,
+    RunningServer,
+    ldap_tool,
+    start_pyldapd,
+    start_slapd,
+)
+
+SUFFIX = "dc=example,dc=com"
+GROUPS = f"ou=Groups,{SUFFIX}"
+PEOPLE = f"ou=People,{SUFFIX}"
+OTHER = f"ou=Other,{SUFFIX}"
+
+
+def entry(dn: str, *lines: str) -> str:
+    return "\n".join([f"dn: {dn}", *lines]) + "\n"
+
+
+def people(n: int) -> list[str]:
+    return [entry(f"uid=u{i},{PEOPLE}", "objectClass: inetOrgPerson", f"uid: u{i}", f"cn: User {i}", f"sn: S{i}")
+            for i in range(n)]  # fmt: skip
+
+
+# children listed before a subordinate's suffix entry and after it: slapadd takes each where it belongs
+LDIF = "\n".join([
+    entry(SUFFIX, "objectClass: dcObject", "objectClass: organization", "dc: example", "o: Example"),
+    entry(GROUPS, "objectClass: organizationalUnit", "ou: Groups"),
+    entry(f"cn=g0,{GROUPS}", "objectClass: groupOfNames", "cn: g0", f"member: {ROOTDN}"),
+    entry(OTHER, "objectClass: organizationalUnit", "ou: Other"),
+    entry(PEOPLE, "objectClass: organizationalUnit", "ou: People"),
+    *people(4),
+    entry(f"cn=g1,{GROUPS}", "objectClass: groupOfNames", "cn: g1", f"member: {ROOTDN}"),
+    entry(f"cn=o0,{OTHER}", "objectClass: organizationalRole", "cn: o0"),
+])  # fmt: skip
+
+
+def glue_conf(root: Path, *, overlays: str = "", global_lines: str = "") -> str:
+    """Two subordinates (Groups not advertised, People advertised) before their superior, as slapd wants them."""
+    lines = [f"include {SCHEMA_DIR}/{name}.schema" for name in ("core", "cosine", "inetorgperson", "nis")]
+    lines += ["modulepath /usr/lib/ldap", "moduleload back_mdb", global_lines]
+    for name, suffix, flag in (("groups", GROUPS, "subordinate"), ("people", PEOPLE, "subordinate advertise"),
+                               ("top", SUFFIX, "")):  # fmt: skip
+        (root / name).mkdir(parents=True, exist_ok=True)
+        lines += ["database mdb", f'suffix "{suffix}"', flag, f'rootdn "{ROOTDN}"', f"directory {root / name}",
+                  "index objectClass eq"]  # fmt: skip
+    lines += [f"rootpw {ROOTPW}", overlays]
+    return "\n".join(lines) + "\n"
+
+
+def tool(
+    server: str, name: str, conf: Path, *args: str, input: str | None = None
+) -> subprocess.CompletedProcess:
+    """slapadd/slapcat of Debian's slapd, or pyldapd's add/cat, on one config."""
+    if server == "slapd":
+        argv = [SLAPD, f"-T{name}", "-f", str(conf), *args]
+    else:
+        argv = [sys.executable, "-m", "pyldapd.cli.main", name, "-f", str(conf), *args]
+    return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
+
+
+def dns(output: str) -> list[str]:
+    """The DNs of LDIF (unwrapped: -o ldif-wrap=no), lowercased, in order."""
+    return [line[4:].strip().lower() for line in output.splitlines() if line.startswith("dn: ")]
+
+
+def part_of(dn: str) -> str:
+    """Which glued database holds a DN."""
+    for label, suffix in (("groups", GROUPS), ("people", PEOPLE)):
+        if dn == suffix.lower() or dn.endswith("," + suffix.lower()):
+            return label
+    return "top"
+
+
+def parts_in_order(found: list[str]) -> list[str]:
+    """The databases in the order their entries come (runs collapsed): glue's search order."""
+    order: list[str] = []
+    for dn in found:
+        if not order or order[-1] != part_of(dn):
+            order.append(part_of(dn))
+    return order
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory):
+    """(slapd, pyldapd) each loaded by its own slapadd from the same glued config, then started."""
+    root = tmp_path_factory.mktemp("glue")
+    servers: list[RunningServer] = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            conf_text = glue_conf(root / name / "db", global_lines="sizelimit 3")
+            conf = root / name / f"{name}.conf"
+            conf.write_text(conf_text)
+            added = tool(name, "add", conf, "-q", input=LDIF)  # no -b, no -n: the superior and its glue
+            assert added.returncode == 0, f"{name}: {added.stderr}"
+            servers.append(start(root / name, conf_text, name=name))
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def search(server: RunningServer, *args: str, bind: bool = True) -> tuple[int, list[str], str]:
+    auth = ["-D", ROOTDN, "-w", ROOTPW] if bind else []
+    result = ldap_tool("ldapsearch", "-x", "-H", server.url, "-LLL", "-o", "ldif-wrap=no", *auth, *args)
+    return result.returncode, dns(result.stdout), result.stderr.strip()
+
+
+def test_slapadd_routes_and_slapcat_lists_the_glued_tree(pair):
+    """After slapadd with no -b: each database holds its own entries (slapcat -b of each suffix), and slapcat
+    with no -b lists the superior then each subordinate, on both."""
+    per_server = []
+    for server in pair:
+        conf = server.config_path
+        listing = {suffix: dns(tool(server.name, "cat", conf, "-b", suffix, "-o", "ldif-wrap=no").stdout)
+                   for suffix in (GROUPS, PEOPLE)}  # fmt: skip
+        whole = dns(tool(server.name, "cat", conf, "-o", "ldif-wrap=no").stdout)
+        per_server.append((listing, whole))
+    (slapd_parts, slapd_whole), (py_parts, py_whole) = per_server
+    assert py_parts == slapd_parts
+    assert sorted(py_parts[GROUPS]) == sorted(
+        [GROUPS.lower(), f"cn=g0,{GROUPS}".lower(), f"cn=g1,{GROUPS}".lower()]
+    )
+    assert sorted(py_whole) == sorted(slapd_whole) and len(py_whole) == 11
+    assert parts_in_order(py_whole) == parts_in_order(slapd_whole) == ["top", "groups", "people"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-b", SUFFIX, "-s", "sub", "(objectClass=*)"),
+        ("-b", SUFFIX, "-s", "one", "(objectClass=*)"),
+        ("-b", SUFFIX, "-s", "sub", "(cn=User 2)"),
+        ("-b", GROUPS, "-s", "sub", "(objectClass=*)"),
+        ("-b", GROUPS, "-s", "base", "(objectClass=*)"),
+        ("-b", PEOPLE, "-s", "one", "(objectClass=*)"),
+        ("-b", SUFFIX, "-s", "children", "(objectClass=*)"),
+        ("-b", f"ou=Missing,{SUFFIX}", "-s", "sub", "(objectClass=*)"),
+        ("-b", f"uid=nobody,{PEOPLE}", "-s", "sub", "(objectClass=*)"),
+        ("-b", SUFFIX, "-s", "sub", "-z", "5", "(objectClass=*)"),
+        ("-b", SUFFIX, "-s", "sub", "-E", "pr=2/noprompt", "(objectClass=*)"),
+    ],
+    ids=[
+        "sub",
+        "one",
+        "filter",
+        "sub-base",
+        "sub-suffix",
+        "in-sub",
+        "children",
+        "missing",
+        "missing-in-sub",
+        "client-size-limit",
+        "paged",
+    ],  # fmt: skip
+)
+def test_glued_searches_alike(pair, args):
+    (slapd_rc, slapd_found, slapd_err), (py_rc, py_found, py_err) = (search(s, *args) for s in pair)
+    assert (py_rc, sorted(py_found)) == (slapd_rc, sorted(slapd_found)), (py_err, slapd_err)
+    assert parts_in_order(py_found) == parts_in_order(slapd_found)
+    assert ("matched DN" in py_err) == ("matched DN" in slapd_err)
+    if "-z" in args:
+        assert py_rc == 4 and len(py_found) == 5  # the limit counts across the glued databases
+
+
+def test_server_size_limit_counts_across_the_glue(pair):
+    """`sizelimit 3` for an anonymous search of the whole tree: 3 entries and sizeLimitExceeded on both."""
+    (slapd_rc, slapd_found, _), (py_rc, py_found, _) = (search(s, "-b", SUFFIX, bind=False) for s in pair)
+    assert (py_rc, len(py_found)) == (slapd_rc, len(slapd_found)) == (4, 3)
+
+
+def test_root_dse_names_only_advertised_subordinates(pair):
+    found = [ldap_tool("ldapsearch", "-x", "-H", s.url, "-LLL", "-s", "base", "-b", "", "namingContexts").stdout
+             for s in pair]  # fmt: skip
+    contexts = [sorted(line.split(": ", 1)[1].lower() for line in text.splitlines() if ":" in line and
+                       line.lower().startswith("namingcontexts")) for text in found]  # fmt: skip
+    assert contexts[1] == contexts[0] == sorted([SUFFIX, PEOPLE.lower()])
+
+
+WRITES = [
+    ("ldapadd", entry(f"uid=new,{PEOPLE}", "objectClass: inetOrgPerson", "uid: new", "cn: New", "sn: N")),
+    ("ldapadd", entry(f"cn=g2,{GROUPS}", "objectClass: groupOfNames", "cn: g2", f"member: {ROOTDN}")),
+    ("ldapadd", entry(f"cn=o1,{OTHER}", "objectClass: organizationalRole", "cn: o1")),
+    ("ldapmodify", f"dn: uid=u1,{PEOPLE}\nchangetype: modify\nreplace: sn\nsn: Changed\n"),
+    ("ldapmodify", f"dn: cn=g0,{GROUPS}\nchangetype: modrdn\nnewrdn: cn=g9\ndeleteoldrdn: 1\n"),
+    (
+        "ldapmodify",
+        f"dn: cn=o0,{OTHER}\nchangetype: modrdn\nnewrdn: cn=o0\ndeleteoldrdn: 1\nnewsuperior: {PEOPLE}\n",
+    ),
+    ("ldapmodify", f"dn: uid=u3,{PEOPLE}\nchangetype: delete\n"),
+    ("ldapmodify", f"dn: {PEOPLE}\nchangetype: delete\n"),
+    ("ldapmodify", f"dn: {GROUPS}\nchangetype: modrdn\nnewrdn: ou=Groups2\ndeleteoldrdn: 1\n"),
+]
+
+
+def test_writes_go_to_the_database_holding_the_dn(pair):
+    """Adds, modifies, renames and deletes in each part (and across parts: affectsMultipleDSAs) with the same
+    results; then the whole tree and each database's own entries are the same on both."""
+    for command, ldif in WRITES:
+        results = [
+            ldap_tool(command, "-x", "-H", s.url, "-D", ROOTDN, "-w", ROOTPW, input=ldif) for s in pair
+        ]
+        assert results[1].returncode == results[0].returncode, (ldif, results[0].stderr, results[1].stderr)
+    (_, slapd_found, _), (_, py_found, _) = (search(s, "-b", SUFFIX) for s in pair)
+    assert sorted(py_found) == sorted(slapd_found)
+    assert f"uid=new,{PEOPLE}".lower() in py_found and f"cn=o1,{OTHER}".lower() in py_found
+    for suffix in (GROUPS, PEOPLE):
+        (_, slapd_part, _), (_, py_part, _) = (search(s, "-b", suffix, "-s", "sub") for s in pair)
+        assert sorted(py_part) == sorted(slapd_part)
