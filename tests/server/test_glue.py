@@ -5,8 +5,11 @@ paged results, bases inside a subordinate), writes into each part and the root D
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +225,70 @@ def test_writes_go_to_the_database_holding_the_dn(pair):
     for suffix in (GROUPS, PEOPLE):
         (_, slapd_part, _), (_, py_part, _) = (search(s, "-b", suffix, "-s", "sub") for s in pair)
         assert sorted(py_part) == sorted(slapd_part)
+
+
+def sync_refresh(server: RunningServer) -> list[str]:
+    """The entries a refreshOnly sync search of the whole tree sends (RFC 4533, ldapsearch -E sync=ro)."""
+    result = ldap_tool("ldapsearch", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, "-LLL", "-o",
+                       "ldif-wrap=no", "-b", SUFFIX, "-E", "!sync=ro", "1.1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return sorted(dns(result.stdout))
+
+
+def persist_sees(
+    server: RunningServer, change: str, wanted: str, refresh_size: int, timeout: float = 20.0
+) -> bool:
+    """A refreshAndPersist sync search of the tree is open (its refresh of `refresh_size` entries read) while
+    `change` is made; True once `wanted` (a DN) comes in its persist stage."""
+    argv = ["ldapsearch", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, "-LLL", "-o", "ldif-wrap=no", "-b",
+            SUFFIX, "-E", "!sync=rp", "1.1"]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        fd = process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        output, before = "", -1
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                output += os.read(fd, 65536).decode(errors="replace")
+            if before < 0 and output.count("dn: ") >= refresh_size:
+                result = ldap_tool(
+                    "ldapmodify", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=change
+                )
+                assert result.returncode == 0, result.stderr
+                before = len(output)
+            if before >= 0 and f"dn: {wanted}".lower() in output[before:].lower():
+                return True
+        return False
+    finally:
+        process.kill()
+        process.wait(5)
+
+
+@pytest.fixture(scope="module")
+def providers(tmp_path_factory: pytest.TempPathFactory):
+    """(slapd, pyldapd) with `overlay glue` then `overlay syncprov` on the superior, loaded by slapadd."""
+    root = tmp_path_factory.mktemp("glue-syncprov")
+    servers: list[RunningServer] = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            conf_text = glue_conf(root / name / "db", overlays="overlay glue\noverlay syncprov",
+                                  global_lines="moduleload syncprov\nserverID 1")  # fmt: skip
+            conf = root / name / f"{name}.conf"
+            conf.write_text(conf_text)
+            added = tool(name, "add", conf, "-q", input=LDIF)
+            assert added.returncode == 0, f"{name}: {added.stderr}"
+            servers.append(start(root / name, conf_text, name=name))
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_syncprov_above_glue_serves_the_whole_tree(providers):
+    """syncprov configured after an explicit glue overlay: its refresh holds the subordinates' entries and its
+    persist stage carries a change made in a subordinate, on both."""
+    refreshed = [sync_refresh(server) for server in providers]
+    assert refreshed[1] == refreshed[0] and len(refreshed[0]) == 11
+    change = f"dn: uid=u2,{PEOPLE}\nchangetype: modify\nreplace: sn\nsn: Persisted\n"
+    assert [persist_sees(server, change, f"uid=u2,{PEOPLE}", 11) for server in providers] == [True, True]

@@ -366,6 +366,7 @@ class Directory:
             backend.restore_context(server_id)
             for csn in backend.context.csns.values():
                 self.csn.observe(csn)
+        glue.merge_contexts(self.backends)
         self.subschema_ndn = normalize_dn(SUBSCHEMA_DN, schema)
         self.started = generalized_time()
         from pyldapd.server.monitor import Monitor

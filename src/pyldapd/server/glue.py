@@ -130,6 +130,20 @@ def publish_to_superior(backend: Backend, change: Change) -> None:
         overlay.after_commit(change)
 
 
+def merge_contexts(backends: list[Backend]) -> None:
+    """At start: a superior whose overlays above glue serve the whole tree holds at least its subordinates'
+    contextCSNs (theirs are written with each change; the superior's copy only at checkpoints)."""
+    for backend in backends:
+        if backend.subordinates and above_glue_names(backend):
+            for sub in backend.subordinates:
+                backend.context.csns.merge(sub.context.csns.as_dict())
+
+
+def above_glue_names(backend: Backend) -> list[str]:
+    order = backend.overlays.order or [o.name for o in backend.config.overlays]
+    return order[order.index("glue") + 1 :] if "glue" in order else []
+
+
 class TreeRead:
     """Read transactions over a glue superior and its subordinates, offering what a database's read
     transaction offers to syncprov, over the whole tree."""
