@@ -53,7 +53,7 @@ LDIF = "\n".join([
 ])  # fmt: skip
 
 
-def glue_conf(root: Path, *, overlays: str = "", global_lines: str = "") -> str:
+def glue_conf(root: Path, *, overlays: str = "", global_lines: str = "", monitor: bool = False) -> str:
     """Two subordinates (Groups not advertised, People advertised) before their superior, as slapd wants them."""
     lines = [f"include {SCHEMA_DIR}/{name}.schema" for name in ("core", "cosine", "inetorgperson", "nis")]
     lines += ["modulepath /usr/lib/ldap", "moduleload back_mdb", global_lines]
@@ -63,6 +63,9 @@ def glue_conf(root: Path, *, overlays: str = "", global_lines: str = "") -> str:
         lines += ["database mdb", f'suffix "{suffix}"', flag, f'rootdn "{ROOTDN}"', f"directory {root / name}",
                   "index objectClass eq"]  # fmt: skip
     lines += [f"rootpw {ROOTPW}", overlays]
+    if monitor:
+        lines[lines.index("moduleload back_mdb")] += "\nmoduleload back_monitor"
+        lines += ["database monitor", f'access to * by dn.exact="{ROOTDN}" read by * none']
     return "\n".join(lines) + "\n"
 
 
@@ -106,7 +109,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory):
     servers: list[RunningServer] = []
     try:
         for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
-            conf_text = glue_conf(root / name / "db", global_lines="sizelimit 3")
+            conf_text = glue_conf(root / name / "db", global_lines="sizelimit 3", monitor=True)
             conf = root / name / f"{name}.conf"
             conf.write_text(conf_text)
             added = tool(name, "add", conf, "-q", input=LDIF)  # no -b, no -n: the superior and its glue
@@ -193,6 +196,20 @@ def test_root_dse_names_only_advertised_subordinates(pair):
     contexts = [sorted(line.split(": ", 1)[1].lower() for line in text.splitlines() if ":" in line and
                        line.lower().startswith("namingcontexts")) for text in found]  # fmt: skip
     assert contexts[1] == contexts[0] == sorted([SUFFIX, PEOPLE.lower()])
+
+
+def test_monitor_shows_the_glue(pair):
+    """cn=Monitor's database entries: a subordinate names its superior (monitorSuperiorDN), the superior lists
+    the glue overlay slapd puts on it."""
+    found = []
+    for server in pair:
+        result = ldap_tool("ldapsearch", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, "-LLL", "-o",
+                           "ldif-wrap=no", "-b", "cn=Databases,cn=Monitor", "-s", "one", "(monitoredInfo=mdb)",
+                           "namingContexts", "monitorSuperiorDN", "monitorOverlay")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        found.append(sorted(line.lower() for line in result.stdout.splitlines() if line.strip()))
+    assert found[1] == found[0]
+    assert f"monitorsuperiordn: {SUFFIX}" in found[0] and "monitoroverlay: glue" in found[0]
 
 
 WRITES = [
@@ -292,3 +309,60 @@ def test_syncprov_above_glue_serves_the_whole_tree(providers):
     assert refreshed[1] == refreshed[0] and len(refreshed[0]) == 11
     change = f"dn: uid=u2,{PEOPLE}\nchangetype: modify\nreplace: sn\nsn: Persisted\n"
     assert [persist_sees(server, change, f"uid=u2,{PEOPLE}", 11) for server in providers] == [True, True]
+
+
+def test_subordinate_over_cn_config_alike(tmp_path):
+    """olcSubordinate over cn=config at run time, on slapd and pyldapd run from slapd.d's that slaptest made: a
+    database inserted before its superior with olcSubordinate: TRUE is glued at once, a glue overlay on it is
+    refused, a bad value is refused, and deleting olcSubordinate unglues it."""
+    from tests.server.test_cnconfig_databases import ADMIN, Node
+
+    nodes = [Node(tmp_path, "slapd", "slapd"), Node(tmp_path, "py", "pyldapd")]
+    extra = f"ou=Extra,{SUFFIX}"
+    try:
+        for node in nodes:
+            node.start()
+            (node.dir / "extra").mkdir()
+
+        def both(tool: str, make, *args: str, auth=None) -> list[tuple[int, str]]:
+            results = []
+            for node in nodes:
+                kwargs = {"auth": auth} if auth is not None else {}
+                result = node.tool(tool, *args, input=make(node) if callable(make) else make, **kwargs)
+                results.append((result.returncode, result.stderr.replace(str(node.dir), "DIR").strip()))
+            return results
+
+        def tree(*args: str) -> list[list[str]]:
+            return [sorted(dns(node.tool("ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-b", SUFFIX, *args, "1.1",
+                                         auth=ADMIN).stdout)) for node in nodes]  # fmt: skip
+
+        sub = lambda n: (  # noqa: E731
+            "dn: olcDatabase={1}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n"
+            f"olcDatabase: {{1}}mdb\nolcSuffix: {extra}\nolcSubordinate: TRUE\nolcDbDirectory: {n.dir / 'extra'}\n"
+            f"olcRootDN: cn=admin,{SUFFIX}\n"
+        )
+        assert both("ldapadd", sub) == [(0, "")] * 2
+        data = lambda n: "\n".join([  # noqa: E731
+            entry(SUFFIX, "objectClass: dcObject", "objectClass: organization", "dc: example", "o: Example"),
+            entry(extra, "objectClass: organizationalUnit", "ou: Extra"),
+            entry(f"cn=x,{extra}", "objectClass: organizationalRole", "cn: x"),
+        ])  # fmt: skip
+        added = both("ldapadd", data, auth=ADMIN)
+        assert added[0] == added[1] and added[0][0] == 0, added
+        whole = tree()
+        assert whole[0] == whole[1] == sorted([SUFFIX, extra.lower(), f"cn=x,{extra}".lower()])
+        one = tree("-s", "one")
+        assert one[0] == one[1] == [extra.lower()]
+        glue_on_sub = "dn: olcOverlay=glue,olcDatabase={1}mdb,cn=config\nobjectClass: olcOverlayConfig\nolcOverlay: glue\n"
+        refused = both("ldapadd", glue_on_sub)
+        assert refused[0][0] != 0 and refused[1][0] == refused[0][0], refused
+        bad = "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\nreplace: olcSubordinate\nolcSubordinate: maybe\n"
+        refused = both("ldapmodify", bad)
+        assert refused[0][0] != 0 and refused[1][0] == refused[0][0], refused
+        unglue = "dn: olcDatabase={1}mdb,cn=config\nchangetype: modify\ndelete: olcSubordinate\n"
+        assert both("ldapmodify", unglue) == [(0, "")] * 2
+        alone = tree()
+        assert alone[0] == alone[1] == [SUFFIX]
+    finally:
+        for node in nodes:
+            node.stop()

@@ -214,14 +214,6 @@ def tool_database(config: ServerConfig, args: argparse.Namespace) -> tuple[Schem
     return schema, number, dbconfig
 
 
-def open_backend(config: ServerConfig, args: argparse.Namespace, *, sync: bool = True):
-    """(schema, database number, Backend) for the selected database."""
-    from pyldapd.server.directory import Backend
-
-    schema, number, dbconfig = tool_database(config, args)
-    return schema, number, Backend(dbconfig, schema, sync=sync)
-
-
 def run_tool(name: str, body, args: argparse.Namespace) -> int:
     try:
         return body(args)
@@ -523,23 +515,28 @@ def cat_config(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """slapindex: rebuild the indexes from the entries. Named attributes must be defined and indexed; every
-    index is rebuilt in any case (the result is the same, slapindex would only touch those)."""
+    index is rebuilt in any case (the result is the same, slapindex would only touch those). A glue superior is
+    reindexed with its subordinates (slapd's glue tool functions), each with its own index configuration."""
+    from pyldapd.server.directory import Backend
+
     config = load_config(args)
-    schema, _number, backend = open_backend(config, args, sync=True)
-    try:
-        indexed = {schema.attribute_key(name) for name in backend.config.indexes} | {"objectclass"}
-        for name in args.attributes:
-            at = schema.attribute_type(name)
-            if at is None:
-                raise ToolError(f"attribute type {name} undefined")
-            if at.key not in indexed:
-                raise ToolError(f"no index configured for {name}")
-        started = time.monotonic()
-        count = backend.db.reindex()
-        if args.verbose and not args.quiet:
-            print(f"indexed {count} entries in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    finally:
-        backend.db.close()
+    schema, number, dbconfig = tool_database(config, args)
+    indexed = {schema.attribute_key(name) for name in dbconfig.indexes} | {"objectclass"}
+    for name in args.attributes:
+        at = schema.attribute_type(name)
+        if at is None:
+            raise ToolError(f"attribute type {name} undefined")
+        if at.key not in indexed:
+            raise ToolError(f"no index configured for {name}")
+    for _part_number, part in glued_tree(config, number, dbconfig, args):
+        backend = Backend(part, schema, sync=True)
+        try:
+            started = time.monotonic()
+            count = backend.db.reindex()
+            if args.verbose and not args.quiet:
+                print(f"indexed {count} entries in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        finally:
+            backend.db.close()
     return 0
 
 

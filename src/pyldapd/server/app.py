@@ -345,7 +345,8 @@ class Server:
             target = backend.config
             for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "sizelimit_words", "timelimit_words", "readonly", "access", "access_sources",
                          "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
-                         "requires", "restrict", "security", "updatedn", "lastbind", "add_content_acl"):  # fmt: skip
+                         "requires", "restrict", "security", "updatedn", "lastbind", "add_content_acl",
+                         "subordinate"):  # fmt: skip
                 setattr(target, name, getattr(db, name))
             backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
             if db.indexes != target.indexes:
@@ -366,6 +367,8 @@ class Server:
                                  for db in config.databases]  # fmt: skip
             backends = {id(backend.config): backend for backend in self.directory.backends + opened}
             self.directory.backends = [backends[id(db)] for db in current.data_databases()]
+        else:
+            self.directory.backends = self.directory.backends  # glue links follow olcSubordinate changes
         self.directory.access = AccessControl(self.directory)
         for backend in opened:  # syncprov and syncrepl of a new database (later overlays: refresh as above)
             self.refresh_replication(backend)
