@@ -575,8 +575,8 @@ DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_
 
 def test_subordinate_glues_under_its_superior(tmp_path):
     """`subordinate`: the glued database's entries come in a subtree search of its superior (the differential
-    tests are tests/server/test_glue.py); a subordinate with no superior after it, or a bad value, is refused at
-    its line as slapd refuses it."""
+    tests are tests/server/test_glue.py); a subordinate with no superior after it, one after its superior, or a
+    bad value, is refused at its line as slapd refuses it."""
     from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
 
     people = f"ou=People,{SUFFIX}"
@@ -587,7 +587,8 @@ def test_subordinate_glues_under_its_superior(tmp_path):
         f'database mdb\nsuffix "{SUFFIX}"\nrootdn "{ROOTDN}"\nrootpw {ROOTPW}\ndirectory {tmp_path / "top"}\n'
     )
     includes = "".join(f"include /etc/ldap/schema/{n}.schema\n" for n in ("core", "cosine"))
-    for text, error in ((includes + top + sub, "glue: no superior found for sub"),
+    for text, error in ((includes + sub, "glue: no superior found for sub"),
+                        (includes + top + sub, "already served by a preceding mdb database"),
                         (includes + sub.replace("subordinate", "subordinate maybe") + top, "subordinate must be")):  # fmt: skip
         (tmp_path / "bad.conf").write_text(text)
         with pytest.raises(ConfigError, match=error) as info:

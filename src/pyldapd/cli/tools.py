@@ -147,15 +147,17 @@ def glued_tree(config: ServerConfig, number: int, dbconfig: DatabaseConfig,
     return out
 
 
-def split_ldif(data: bytes, schema: Schema, tree: list[tuple[int, DatabaseConfig]]) -> list[bytes]:
-    """The LDIF's records cut into one LDIF per database of a glued tree, each record going to the database
-    holding its DN (the most specific suffix). Blank lines stand in for the records that went elsewhere, so
-    the line numbers of messages stay those of the input."""
+def split_ldif(
+    data: bytes, schema: Schema, tree: list[tuple[int, DatabaseConfig]]
+) -> list[tuple[int, bytes]]:
+    """The LDIF's records cut into runs that go to one database of a glued tree each, in input order: (index in
+    `tree`, LDIF). Each record goes to the database holding its DN (the most specific suffix); loading the runs
+    in order is slapadd's order, so an error stops the load where slapd's stops. Blank lines stand in for the
+    records before a run, so the line numbers of messages stay those of the input."""
     from pyldapd.model.ldif import LDIFError, parse_ldif
 
     suffixes = [normalize_dn(db.suffix, schema) for _, db in tree]
-    outputs: list[list[bytes]] = [[] for _ in tree]
-    lines_out = [0] * len(tree)
+    runs: list[tuple[int, list[bytes]]] = []
 
     def place(block: list[bytes], first_line: int) -> None:
         target = 0
@@ -168,12 +170,13 @@ def split_ldif(data: bytes, schema: Schema, tree: list[tuple[int, DatabaseConfig
         for index, suffix in enumerate(suffixes):
             if ndn and (ndn == suffix or is_descendant(ndn, suffix)) and len(suffix) > best:
                 target, best = index, len(suffix)
-        padding = first_line - 1 - lines_out[target]
-        outputs[target].append(b"\n" * max(padding, 0) + b"\n".join(block) + b"\n")
-        lines_out[target] += max(padding, 0) + len(block)
+        if not runs or runs[-1][0] != target:
+            runs.append((target, [b"\n" * (first_line - 1)]))
+        runs[-1][1].append(b"\n".join(block) + b"\n\n")
 
     block: list[bytes] = []
     start = 1
+    first_content = _first_content(data)
     for number, line in enumerate(bytes(data).split(b"\n"), 1):
         if line.rstrip(b"\r") == b"":
             if block:
@@ -181,15 +184,13 @@ def split_ldif(data: bytes, schema: Schema, tree: list[tuple[int, DatabaseConfig
                 block = []
             continue
         if not block:
-            if line.startswith(b"#") or (
-                line.lower().startswith(b"version:") and number == _first_content(data)
-            ):
+            if line.startswith(b"#") or (number == first_content and line.lower().startswith(b"version:")):
                 continue  # comments between records and the version line go nowhere
             start = number
         block.append(line)
     if block:
         place(block, start)
-    return [b"".join(parts) for parts in outputs]
+    return [(target, b"".join(parts)) for target, parts in runs]
 
 
 def _first_content(data: bytes) -> int:
@@ -255,9 +256,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     if len(tree) > 1:  # a glue superior: each entry goes to the database holding it, as slapd's glue does
         status = 0
         try:
-            for (part_number, part), part_data in zip(tree, split_ldif(data, schema, tree), strict=True):
-                if part_data.strip() or part is dbconfig:
-                    status = max(status, add_to_database(args, config, schema, part_number, part, part_data))
+            for target, part_data in split_ldif(data, schema, tree):
+                part_number, part = tree[target]
+                status = max(status, add_to_database(args, config, schema, part_number, part, part_data))
                 if status and not args.continue_:
                     break
         finally:

@@ -766,7 +766,8 @@ class SlapdConfParser:
         return True
 
     def check_suffix(self, d: Directive, db: DatabaseConfig, suffix: str) -> None:
-        """slapd refuses a suffix that is not a DN, or one a preceding database serves already."""
+        """slapd refuses a suffix that is not a DN, or one a preceding database serves already (the same suffix or
+        one above it)."""
         from pyldapd.model.dn import DNError, parse_dn
 
         def key(dn: str) -> tuple:
@@ -779,10 +780,12 @@ class SlapdConfParser:
         for other in self.config.databases:
             for served in other.suffixes:
                 try:
-                    same = key(served) == wanted
+                    held = key(served)
                 except DNError:
                     continue
-                if same:
+                # slapd's select_backend: a preceding database whose suffix is this one or above it (a glued
+                # subordinate must come before its superior)
+                if len(held) <= len(wanted) and wanted[len(wanted) - len(held) :] == held:
                     raise d.error(
                         f'<suffix> namingContext "{suffix}" already served by a preceding '
                         f'{other.declared_type} database serving namingContext "{served}"'

@@ -229,7 +229,6 @@ class Server:
         if any(b.config.suffix.lower() != d.suffix.lower() for b, d in kept) or (
                 (added or dropped) and not databases_may_change):  # fmt: skip
             raise ValueError("changing a database's suffix or directory needs a restart")
-        served = [b.suffix_ndn for b, _ in kept]
 
         def under(dn: str, suffix: str) -> bool:
             try:
@@ -273,7 +272,6 @@ class Server:
                     raise ConfigValueError(
                         f'<olcSuffix> namingContext "{suffix}" already served by a preceding {db.declared_type} database'
                     )
-                served.append(ndn)
         running = [b for b, _ in kept]
         new = [d for _, d in kept]
         schema = self.schema.copy()
