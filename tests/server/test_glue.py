@@ -218,6 +218,27 @@ def test_glued_entries_read_alike(pair):
     assert found[1] == found[0] and len(found[0]) == 11
 
 
+def page_sizes(server: RunningServer, size: int) -> tuple[int, list[int]]:
+    """A paged subtree search of the tree (ldapsearch -E pr=N/noprompt): its result and the entries of each page."""
+    result = ldap_tool("ldapsearch", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, "-o", "ldif-wrap=no", "-b",
+                       SUFFIX, "-E", f"pr={size}/noprompt", "1.1")  # fmt: skip
+    pages, count = [], 0
+    for line in result.stdout.splitlines():
+        if line.startswith("dn: "):
+            count += 1
+        elif line.startswith("# pagedresults:"):
+            pages.append(count)
+            count = 0
+    return result.returncode, pages
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 20])
+def test_paged_results_across_the_glue(pair, size):
+    """Pages over the glued tree hold what slapd's hold (each page full until the end)."""
+    theirs, ours = page_sizes(pair[0], size), page_sizes(pair[1], size)
+    assert ours == theirs and sum(theirs[1]) == 11 and theirs[0] == 0
+
+
 def test_server_size_limit_counts_across_the_glue(pair):
     """`sizelimit 3` for an anonymous search of the whole tree: 3 entries and sizeLimitExceeded on both."""
     (slapd_rc, slapd_found, _), (py_rc, py_found, _) = (search(s, "-b", SUFFIX, bind=False) for s in pair)
