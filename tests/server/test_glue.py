@@ -226,7 +226,7 @@ def page_sizes(server: RunningServer, size: int) -> tuple[int, list[int]]:
     for line in result.stdout.splitlines():
         if line.startswith("dn: "):
             count += 1
-        elif line.startswith("# pagedresults:"):
+        elif line.startswith("# search result"):
             pages.append(count)
             count = 0
     return result.returncode, pages
