@@ -13,6 +13,7 @@ then every `database` of the config in order (monitor included), from 1.
 from __future__ import annotations
 
 import argparse
+import base64
 import mmap
 import os
 import re
@@ -159,11 +160,20 @@ def split_ldif(
     suffixes = [normalize_dn(db.suffix, schema) for _, db in tree]
     runs: list[tuple[int, list[bytes]]] = []
 
+    def record_dn(block: list[bytes]) -> str:
+        first = block[0]
+        if first[:3].lower() == b"dn:" and (len(block) == 1 or not block[1].startswith(b" ")):
+            value = first[3:].rstrip(b"\r")  # one unfolded dn line: no need to parse the record
+            raw = base64.b64decode(value[1:].strip()) if value.startswith(b":") else value.strip()
+            return raw.decode("utf-8")
+        records = list(parse_ldif(b"\n".join(block), allow_urls=True))
+        return records[0].dn if records else ""
+
     def place(block: list[bytes], first_line: int) -> None:
         target = 0
         try:
-            records = list(parse_ldif(b"\n".join(block), allow_urls=True))
-            ndn = normalize_dn(records[0].dn, schema) if records else ""
+            dn = record_dn(block)
+            ndn = normalize_dn(dn, schema) if dn else ""
         except (LDIFError, DNError, ValueError, IndexError, AttributeError):
             ndn = ""  # left to the superior's load, which reports it at its line
         best = -1
