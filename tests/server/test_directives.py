@@ -594,6 +594,13 @@ def test_subordinate_glues_under_its_superior(tmp_path):
         with pytest.raises(ConfigError, match=error) as info:
             load_slapd_conf(str(tmp_path / "bad.conf"))
         assert ":" in str(info.value).split(error)[0]  # file and line
+    (tmp_path / "log").mkdir()
+    logdb = f"database mdb\nsuffix cn=accesslog\ndirectory {tmp_path / 'log'}\n"
+    (tmp_path / "bad.conf").write_text(
+        includes + logdb + top + "overlay glue\noverlay accesslog\nlogdb cn=accesslog\n"
+    )
+    with pytest.raises(ConfigError, match="overlay accesslog above overlay glue: not supported by pyldapd"):
+        load_slapd_conf(str(tmp_path / "bad.conf"))  # it would miss the subordinates' writes: refused
     server = start_pyldapd(tmp_path / "run", includes + sub + top)
     try:
         ldif = (f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: E\n\n"

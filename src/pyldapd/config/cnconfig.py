@@ -678,6 +678,11 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
                 f"glue: backend {db.suffix} is already subordinate, cannot have glue overlay!"
             )
         db.overlays.append(overlay)
+    from pyldapd.server.glue import unsupported_above_glue
+
+    refusal = unsupported_above_glue(db)
+    if refusal is not None:
+        raise ConfigValueError(refusal)
     return db
 
 

@@ -839,10 +839,14 @@ def validate(config: ServerConfig, source: str) -> None:
             check_database(config, db)
         except ValueError as exc:
             raise ConfigError(where, int(line or 0), f"overlay accesslog: {exc}") from None
-    from pyldapd.server.glue import superior_of
+    from pyldapd.server.glue import superior_of, unsupported_above_glue
 
     data = config.data_databases()
     for position, db in enumerate(data):
+        refusal = unsupported_above_glue(db)
+        if refusal is not None:
+            where, _, line = db.source.rpartition(":")
+            raise ConfigError(where, int(line or 0), refusal)
         if db.subordinate and superior_of(data, position) is None:  # slapd: "subordinate config error"
             where, _, line = db.source.rpartition(":")
             raise ConfigError(where, int(line or 0), f"glue: no superior found for sub {db.suffix}!")

@@ -63,6 +63,15 @@ def superior_of(databases: list[DatabaseConfig], position: int, schema: Any = No
     return None
 
 
+def unsupported_above_glue(db: DatabaseConfig) -> str | None:
+    """The refusal for an overlay pyldapd cannot run over a glued tree: accesslog writes its records in the
+    written database's transaction, so above an explicit glue overlay it would miss the subordinates' writes."""
+    names = [o.name for o in db.overlays]
+    if "glue" in names and "accesslog" in names[names.index("glue") + 1 :]:
+        return "overlay accesslog above overlay glue: not supported by pyldapd (configure it before glue)"
+    return None
+
+
 def link(backends: list[Backend], schema: Any) -> None:
     """Set each backend's `superior` and `subordinates` (config order) from the config's subordinate flags. A
     subordinate without a superior (added over cn=config before it) stands alone, as slapd waits for one."""
