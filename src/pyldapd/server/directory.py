@@ -876,22 +876,15 @@ class Directory:
         check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
         size_limit, time_limit = request_limits(limits, request)
         deadline = time.monotonic() + time_limit if time_limit else None
+        # one part, unless the base lies in a glue superior: then its subordinates' below the base too (server/glue.py)
         parts = glue.search_parts(backend, base_ndn, scope)
-        if len(parts) > 1:  # a glue superior: its part and its subordinates' below the base, one stream
-            if paged is not None:
-                return self.glued_paged_search(session, message_id, request, paged, parts, manage_dsa_it,
-                                               selection, send, limits, deadline, diagnostic, controls)  # fmt: skip
-            sent = 0
-            for part, part_base, part_scope, missing_ok in parts:
-                sent = self.search_database(session, message_id, request, controls, send, part, part_base,
-                                            part_scope, selection, manage_dsa_it, limits, size_limit, deadline,
-                                            sent, missing_ok)  # fmt: skip
-            return sent, [], diagnostic
         if paged is not None:
-            return self.glued_paged_search(session, message_id, request, paged, parts, manage_dsa_it, selection,
+            return self.paged_search_parts(session, message_id, request, paged, parts, manage_dsa_it, selection,
                                            send, limits, deadline, diagnostic, controls)  # fmt: skip
-        sent = self.search_database(session, message_id, request, controls, send, backend, base_ndn, scope,
-                                    selection, manage_dsa_it, limits, size_limit, deadline, 0, False)  # fmt: skip
+        sent = 0
+        for part, part_base, part_scope, missing_ok in parts:  # one result stream, one count for the limits
+            sent = self.search_database(session, message_id, request, controls, send, part, part_base, part_scope,
+                                        selection, manage_dsa_it, limits, size_limit, deadline, sent, missing_ok)  # fmt: skip
         return sent, [], diagnostic
 
     def search_base(self, session: Session, controls: list[Control], backend: Backend, txn, guard,
@@ -983,7 +976,7 @@ class Directory:
             raise LDAPError(ResultCode.adminLimitExceeded, "") from None
         return itertools.chain((first,) if first is not None else (), found)
 
-    def glued_paged_search(self, session, message_id, request, paged, parts, manage_dsa_it, selection, send,
+    def paged_search_parts(self, session, message_id, request, paged, parts, manage_dsa_it, selection, send,
                            limits, deadline, diagnostic, controls) -> tuple[int, list[Control], str]:  # fmt: skip
         """A paged search over the parts of a search (one database, or a glue superior's tree): each part's
         read transaction, access rules and filter."""
