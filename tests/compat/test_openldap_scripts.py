@@ -25,12 +25,15 @@ PASSING = [
     "test001-slapadd",
     "test002-populate",
     "test004-modify",
+    "test005-modrdn",
     "test006-acls",
     "test017-syncreplication-refresh",
     "test018-syncreplication-persist",
     "test019-syncreplication-cascade",
+    "test033-glue-syncrepl",
     "test049-sync-config",
     "test050-syncrepl-multiprovider",
+    "test053-syncprov-glue",
     "test054-syncreplication-parallel-load",
     "test061-syncreplication-initiation",
 ]
@@ -39,13 +42,6 @@ PASSING = [
 NOT_YET: dict[str, str] = {
     "test003-search": "its ditcontentrules.conf has `ditcontentrule`: DIT content rules are not implemented, so the "
     "directive is refused at its line (rather than read and ignored).",
-    "test005-modrdn": "its slapd.1.conf has a `subordinate` (glued) database: glue is not implemented, so the "
-    "directive is refused at its line (rather than read and ignored).",
-    "test033-glue-syncrepl": "slapadd with no -b/-n: slapd takes the first database that is not a glue subordinate "
-    "(dc=example,dc=com) and its glue routes each entry to the subordinate holding it; pyldapd takes the first "
-    "database and refuses the others' entries. Behind it: `subordinate` (glue) is not implemented (refused).",
-    "test053-syncprov-glue": "olcOverlay={0}glue (the glue overlay over cn=config): refused with 80, "
-    '"<olcOverlay> handler exited with 1"; glue is not implemented.',
     "test059-consumer-config": "olcDatabase={1}ldif (back-ldif) over cn=config: refused; pyldapd has back-mdb only.",
 }
 

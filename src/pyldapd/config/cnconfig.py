@@ -117,6 +117,7 @@ DATABASE_READ = {
     "olcdatabase", "olcsuffix", "olcrootdn", "olcrootpw", "olcdbdirectory", "olcdbmaxsize", "olcdbindex",
     "olcaccess", "olclimits", "olcsyncrepl", "olcupdateref", "olcupdatedn", "olcmultiprovider", "olcreadonly",
     "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind", "olcaddcontentacl",
+    "olcsubordinate",
 }  # fmt: skip
 OVERLAY_READ = {"olcoverlay", *OVERLAY_SETTINGS}
 MODULE_READ = {"olcmodulepath", "olcmoduleload"}
@@ -383,6 +384,7 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
         ("olcDatabase", [f"{{{index}}}{kind}"]),
         ("olcDbDirectory", [db.directory]),
         ("olcSuffix", list(db.suffixes)),
+        ("olcSubordinate", [db.subordinate] if db.subordinate else []),
         ("olcAccess", [f"{{{i}}}{text}" for i, text in enumerate(db.access)]),
         ("olcLimits", [f"{{{i}}}{text}" for i, text in enumerate(db.limits)]),
         ("olcRootDN", [db.rootdn] if db.rootdn else []),
@@ -656,6 +658,12 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.updateref = values(entry, "olcUpdateRef")
     db.multiprovider = truth(first(entry, "olcMultiProvider", "FALSE"))
     db.readonly = truth(first(entry, "olcReadOnly", "FALSE"))
+    subordinate = first(entry, "olcSubordinate").lower()
+    if subordinate not in ("", "false", "true", "advertise"):  # slapd's config_subordinate
+        raise ConfigValueError('<olcSubordinate> subordinate must be "TRUE", "FALSE" or "advertise"')
+    db.subordinate = {"true": "TRUE", "advertise": "advertise"}.get(subordinate, "")
+    if db.subordinate and not db.suffixes:
+        raise ConfigValueError("<olcSubordinate> subordinate configuration needs a suffix")
     read_limits(entry, db)
     for child in sorted(children, key=lambda e: order_of(first(e, "olcOverlay")) or 0):
         check_supported(child, OVERLAY_READ)
@@ -665,7 +673,16 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
             if setting is not None:
                 for value in attribute.values:
                     overlay.settings.append((setting, value.decode().split()))
+        if overlay.name == "glue" and db.subordinate:  # slapd's glue_db_init
+            raise ConfigValueError(
+                f"glue: backend {db.suffix} is already subordinate, cannot have glue overlay!"
+            )
         db.overlays.append(overlay)
+    from pyldapd.server.glue import unsupported_above_glue
+
+    refusal = unsupported_above_glue(db)
+    if refusal is not None:
+        raise ConfigValueError(refusal)
     return db
 
 

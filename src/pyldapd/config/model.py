@@ -205,6 +205,8 @@ class DatabaseConfig:
     add_content_acl: bool = (
         False  # `add_content_acl` (olcAddContentAcl): adds check write access per attribute
     )
+    # `subordinate [advertise]` (olcSubordinate): "" (not glued), "TRUE" or "advertise" (server/glue.py)
+    subordinate: str = ""
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     source: str = ""
 

@@ -83,22 +83,22 @@ DEFAULT_ONLY = {
     "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
     "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on",
-    "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": "15",
+    "sync_use_subentry": "off", "extra_attrs": None, "maxderefdepth": "15",
     "maxentrysize": "0", "mode": "0600", "limits": None,
 }  # fmt: skip
 UNSUPPORTED_PREFIXES = ("authid-rewrite", "authz-rewrite")
 # Everything pyldapd reads besides the directives it parses one by one (tests/server/test_directives.py goes
 # through these sets: each directive works, is tuning only, or is refused).
 ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if k not in (
-    "hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs", "subordinate",
+    "hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs",
     "maxderefdepth", "maxentrysize", "mode", "limits")}  # fmt: skip
 ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
                "rootdse", "add_content_acl",
-               "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
+               "ldapsyntax", "defaultsearchbase", "readonly", "subordinate"}  # fmt: skip
 
-OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
+OVERLAYS = ("syncprov", "accesslog", "glue")  # the overlays pyldapd implements
 # slapo-accesslog(5)'s directives (no "accesslog-" prefix)
 ACCESSLOG_DIRECTIVES = ("logdb", "logops", "logpurge", "logsuccess", "logold", "logoldattr", "logbase")
 
@@ -381,6 +381,23 @@ def authz_regexp(d: Directive) -> tuple[str, str]:
     return d.args[0], d.args[1]
 
 
+def apply_subordinate(d: Directive, db: DatabaseConfig) -> None:
+    """`subordinate [advertise]`: glue this database under the next database holding its suffix's superior
+    (slapd's config_subordinate and glue_sub_add, their checks and texts)."""
+    if len(d.args) > 1:
+        raise d.error(f"{d.words[0]}: extra cruft after <[advertise]>")
+    if not db.suffixes:
+        raise d.error("subordinate configuration needs a suffix")
+    if any(o.name == "glue" for o in db.overlays):
+        raise d.error(f"glue: backend {db.suffix} already has glue overlay, cannot be a subordinate!")
+    word = d.args[0].lower() if d.args else "true"
+    if word == "false":
+        return
+    if word not in ("true", "advertise"):
+        raise d.error(f'suffix "{db.suffix}": subordinate must be "TRUE", "FALSE" or "advertise"')
+    db.subordinate = "advertise" if word == "advertise" else "TRUE"
+
+
 def refuse_unsupported(d: Directive) -> None:
     """A directive pyldapd does not implement: fine with slapd's default value, refused otherwise."""
     default = DEFAULT_ONLY.get(d.name)
@@ -498,6 +515,10 @@ class SlapdConfParser:
                 if overlay in KNOWN_MODULES:
                     raise d.error(f'overlay "{overlay}" is not implemented by pyldapd')
                 raise d.error(f'overlay "{overlay}" not found')
+            if overlay == "glue" and self.database.subordinate:
+                raise d.error(
+                    f"glue: backend {self.database.suffix} is already subordinate, cannot have glue overlay!"
+                )
             self.overlay = OverlayConfig(overlay)
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
@@ -679,6 +700,8 @@ class SlapdConfParser:
             if value not in ("on", "off", "true", "false", "yes", "no"):
                 raise d.error(f"add_content_acl: invalid value {d.args[0]!r} (on or off)")
             db.add_content_acl = value in ("on", "true", "yes")
+        elif name == "subordinate":
+            apply_subordinate(d, db)
         elif self.apply_access_directive(d, db):
             pass
         elif name in DEFAULT_ONLY or name.startswith(UNSUPPORTED_PREFIXES):
@@ -743,7 +766,8 @@ class SlapdConfParser:
         return True
 
     def check_suffix(self, d: Directive, db: DatabaseConfig, suffix: str) -> None:
-        """slapd refuses a suffix that is not a DN, or one a preceding database serves already."""
+        """slapd refuses a suffix that is not a DN, or one a preceding database serves already (the same suffix or
+        one above it)."""
         from pyldapd.model.dn import DNError, parse_dn
 
         def key(dn: str) -> tuple:
@@ -756,10 +780,12 @@ class SlapdConfParser:
         for other in self.config.databases:
             for served in other.suffixes:
                 try:
-                    same = key(served) == wanted
+                    held = key(served)
                 except DNError:
                     continue
-                if same:
+                # slapd's select_backend: a preceding database whose suffix is this one or above it (a glued
+                # subordinate must come before its superior)
+                if len(held) <= len(wanted) and wanted[len(wanted) - len(held) :] == held:
                     raise d.error(
                         f'<suffix> namingContext "{suffix}" already served by a preceding '
                         f'{other.declared_type} database serving namingContext "{served}"'
@@ -813,6 +839,17 @@ def validate(config: ServerConfig, source: str) -> None:
             check_database(config, db)
         except ValueError as exc:
             raise ConfigError(where, int(line or 0), f"overlay accesslog: {exc}") from None
+    from pyldapd.server.glue import superior_of, unsupported_above_glue
+
+    data = config.data_databases()
+    for position, db in enumerate(data):
+        refusal = unsupported_above_glue(db)
+        if refusal is not None:
+            where, _, line = db.source.rpartition(":")
+            raise ConfigError(where, int(line or 0), refusal)
+        if db.subordinate and superior_of(data, position) is None:  # slapd: "subordinate config error"
+            where, _, line = db.source.rpartition(":")
+            raise ConfigError(where, int(line or 0), f"glue: no superior found for sub {db.suffix}!")
 
 
 def load_slapd_conf(path: str) -> ServerConfig:

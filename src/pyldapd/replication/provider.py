@@ -221,8 +221,17 @@ class SyncProvider(Overlay):
         op = ldap.IntermediateResponse(ctl.SYNC_INFO, ctl.encode_sync_info(info))
         return ldap.encode_message(ldap.LDAPMessage(message_id, op, []))
 
+    def read(self) -> Any:
+        """A read transaction over what this provider serves: its database, or the glued tree when it sits above
+        an explicit glue overlay on the superior (server/glue.py)."""
+        from pyldapd.server import glue
+
+        if self.backend.subordinates and self in glue.above_glue(self.backend):
+            return glue.TreeRead(self.backend)
+        return self.backend.db.read()
+
     def has_children(self, ndn: str) -> bool:
-        with self.backend.db.read() as txn:
+        with self.read() as txn:
             return txn.has_children(ndn)
 
     # -- sync searches --------------------------------------------------------------------------------------
@@ -267,7 +276,7 @@ class SyncProvider(Overlay):
                 raise LDAPError(ResultCode.timeLimitExceeded, "")
             return (manage or not is_glue(entry)) and matches(entry)
 
-        with self.backend.db.read() as txn:
+        with self.read() as txn:
             base = txn.get(base_ndn)
             if not provider_state and base is None and persist:
                 # An empty database: slapd 2.5 ends a refreshAndPersist search with noSuchObject (a refreshOnly

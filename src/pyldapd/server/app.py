@@ -229,7 +229,6 @@ class Server:
         if any(b.config.suffix.lower() != d.suffix.lower() for b, d in kept) or (
                 (added or dropped) and not databases_may_change):  # fmt: skip
             raise ValueError("changing a database's suffix or directory needs a restart")
-        served = [b.suffix_ndn for b, _ in kept]
 
         def under(dn: str, suffix: str) -> bool:
             try:
@@ -237,6 +236,18 @@ class Server:
             except ValueError:
                 return False
             return ndn == base or ndn.endswith("," + base)
+
+        def preceding_suffixes(db) -> list[str]:
+            out = []
+            for other in config.data_databases():
+                if other is db:
+                    break
+                for suffix in other.suffixes:
+                    try:
+                        out.append(normalize_dn(suffix, self.schema))
+                    except ValueError:
+                        pass
+            return out
 
         folders = [os.path.realpath(db.directory) for db in config.data_databases() if db.directory]
         for db in added:  # slapd's checks when it opens a database added over cn=config
@@ -255,11 +266,12 @@ class Server:
                     ndn = normalize_dn(suffix, self.schema)
                 except ValueError:
                     raise ConfigValueError(f'<olcSuffix> invalid DN "{suffix}"') from None
-                if any(ndn == other or ndn.endswith("," + other) for other in served):
+                # slapd refuses a suffix a database before this one serves (a glued subordinate is inserted
+                # before its superior, which then does not precede it)
+                if any(ndn == other or ndn.endswith("," + other) for other in preceding_suffixes(db)):
                     raise ConfigValueError(
                         f'<olcSuffix> namingContext "{suffix}" already served by a preceding {db.declared_type} database'
                     )
-                served.append(ndn)
         running = [b for b, _ in kept]
         new = [d for _, d in kept]
         schema = self.schema.copy()
@@ -331,7 +343,8 @@ class Server:
             target = backend.config
             for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "sizelimit_words", "timelimit_words", "readonly", "access", "access_sources",
                          "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
-                         "requires", "restrict", "security", "updatedn", "lastbind", "add_content_acl"):  # fmt: skip
+                         "requires", "restrict", "security", "updatedn", "lastbind", "add_content_acl",
+                         "subordinate"):  # fmt: skip
                 setattr(target, name, getattr(db, name))
             backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
             if db.indexes != target.indexes:
@@ -352,6 +365,8 @@ class Server:
                                  for db in config.databases]  # fmt: skip
             backends = {id(backend.config): backend for backend in self.directory.backends + opened}
             self.directory.backends = [backends[id(db)] for db in current.data_databases()]
+        else:
+            self.directory.backends = self.directory.backends  # glue links follow olcSubordinate changes
         self.directory.access = AccessControl(self.directory)
         for backend in opened:  # syncprov and syncrepl of a new database (later overlays: refresh as above)
             self.refresh_replication(backend)

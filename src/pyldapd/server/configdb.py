@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 CONFIG_REPLICATION = ("olcsyncrepl", "olcmultiprovider", "olcupdateref")
 ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
 # the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
-OVERLAYS = ("syncprov", "accesslog")
+OVERLAYS = ("syncprov", "accesslog", "glue")
 SYNTAX_OID = re.compile(r"\bSYNTAX\s+'?([0-9.]+)", re.IGNORECASE)
 
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from array import array
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState, entry_uuid_bytes, write_tombstone
+from pyldapd.server import glue
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
     add_rdn_values,
@@ -190,6 +191,22 @@ class PasswordChange:
             self.old_valid = any(verify_password(self.old_password, value) for value in self.stored)
 
 
+SOURCE_SHIFT = 56  # a paged search's ids: the source (glued database) number above the entry id
+SOURCE_ID_MASK = (1 << SOURCE_SHIFT) - 1
+
+
+@dataclass
+class PagedSource:
+    """One database's part of a paged search: its read transaction, access guard, filter, base and scope."""
+
+    txn: Any
+    guard: Any
+    matches: Callable[[Entry], bool]
+    base_ndn: str
+    scope: Scope
+    present: bool = True  # False: a glued subordinate whose suffix entry is not there
+
+
 @dataclass
 class PagedSearch:
     """A paged search between pages: the request it answers, the ids of the matching entries (8 bytes each, one
@@ -268,6 +285,9 @@ class Backend:
         self.consumers: dict[int, Any] = {}  # rid -> SyncConsumer
         # syncrepl stanzas naming this server itself as provider: slapd ignores them, so they make no shadow
         self.self_syncrepl = 0
+        # glue (server/glue.py): the database this subordinate is glued under, and a superior's subordinates
+        self.superior: Backend | None = None
+        self.subordinates: list[Backend] = []
 
     @property
     def provider(self) -> SyncProvider | None:
@@ -319,6 +339,8 @@ class Backend:
     def publish(self, change: Change) -> None:
         """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches)."""
         self.overlays.after_commit(change)
+        if self.superior is not None:
+            glue.publish_to_superior(self, change)
 
     def close(self) -> None:
         self.overlays.close()
@@ -340,16 +362,28 @@ class Directory:
         self.log = Logger(0)
         self.configdb: ConfigDatabase | None = None  # cn=config, when the server runs from a slapd.d
         self.backends = [Backend(db, schema) for db in config.data_databases()]
-        for backend in self.backends:
+        for backend in self._backends:
             backend.restore_context(server_id)
             for csn in backend.context.csns.values():
                 self.csn.observe(csn)
+        glue.merge_contexts(self.backends)
         self.subschema_ndn = normalize_dn(SUBSCHEMA_DN, schema)
         self.started = generalized_time()
         from pyldapd.server.monitor import Monitor
 
         self.monitor = Monitor(self)  # the read-only cn=Monitor tree (server/monitor.py)
         self.access = AccessControl(self)  # access control (server/acl.py, server/guard.py)
+
+    @property
+    def backends(self) -> list[Backend]:
+        return self._backends
+
+    @backends.setter
+    def backends(self, backends: list[Backend]) -> None:
+        """The data databases in config order; setting them (at start, after a cn=config change) glues
+        subordinates to their superiors (server/glue.py)."""
+        self._backends = backends
+        glue.link(backends, self.schema)
 
     def close(self) -> None:
         for backend in self.backends:
@@ -842,26 +876,50 @@ class Directory:
         check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
         size_limit, time_limit = request_limits(limits, request)
         deadline = time.monotonic() + time_limit if time_limit else None
+        # one part, unless the base lies in a glue superior: then its subordinates' below the base too (server/glue.py)
+        parts = glue.search_parts(backend, base_ndn, scope)
+        if paged is not None:
+            return self.paged_search_parts(session, message_id, request, paged, parts, manage_dsa_it, selection,
+                                           send, limits, deadline, diagnostic, controls)  # fmt: skip
+        sent = 0
+        for part, part_base, part_scope, missing_ok in parts:  # one result stream, one count for the limits
+            sent = self.search_database(session, message_id, request, controls, send, part, part_base, part_scope,
+                                        selection, manage_dsa_it, limits, size_limit, deadline, sent, missing_ok)  # fmt: skip
+        return sent, [], diagnostic
+
+    def search_base(self, session: Session, controls: list[Control], backend: Backend, txn, guard,
+                    base_ndn: str, scope: Scope, manage_dsa_it: bool) -> Entry:  # fmt: skip
+        """The search's base entry, or the error a missing (or hidden) one gives; the Assertion control is
+        tested on it."""
+        base = txn.get(base_ndn)
+        if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
+            if guard is not None and base is None:
+                raise self.access.not_found(session, backend, txn, base_ndn)
+            nearest = txn.nearest_ancestor(base_ndn) if base is None else None
+            raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+        if guard is not None:
+            denied = guard.base_denied(base, base_ndn)
+            if denied is not None:
+                raise LDAPError(denied, "")
+        self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
+        return base
+
+    def search_database(self, session: Session, message_id: int, request: ldap.SearchRequest,
+                        controls: list[Control], send: Callable[[bytes], None], backend: Backend, base_ndn: str,
+                        scope: Scope, selection: AttributeSelection, manage_dsa_it: bool, limits: LimitSet | None,
+                        size_limit: int, deadline: float | None, sent: int, missing_ok: bool) -> int:  # fmt: skip
+        """One database's part of a search (the whole search, unless glued): entries sent so far + its own.
+        `missing_ok`: a glued subordinate's suffix that is not there adds nothing (slapd drops its 32)."""
         with backend.db.read() as txn:
             guard = self.access.search_guard(session, backend, request.filter, txn)
-            base = txn.get(base_ndn)
-            if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
-                if guard is not None and base is None:
-                    raise self.access.not_found(session, backend, txn, base_ndn)
-                nearest = txn.nearest_ancestor(base_ndn) if base is None else None
-                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+            if missing_ok:
+                if txn.get(base_ndn) is None:
+                    return sent
+            else:
+                self.search_base(session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it)
             # compiled once: by access control (with `search` checks) or plainly
             matches = self.filters.compile(request.filter) if guard is None else guard.matches
-            if guard is not None:
-                denied = guard.base_denied(base, base_ndn)
-                if denied is not None:
-                    raise LDAPError(denied, "")
-            self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
             has_children = txn.has_children if selection.wants_has_subordinates else None
-            if paged is not None:
-                return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
-                                         manage_dsa_it, send, guard, limits, deadline, diagnostic)  # fmt: skip
-            sent = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
             clock = time.monotonic
@@ -885,7 +943,7 @@ class Directory:
                     blob = selection.encode(entry, has_children)
                 send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
                 sent += 1
-        return sent, [], diagnostic
+        return sent
 
     def matched_values(self, controls: list[Control]) -> tuple[ValuesFilter | None, str]:
         """The matchedValues control's filter (RFC 3876), applied to the values each entry returns, and the text
@@ -918,10 +976,32 @@ class Directory:
             raise LDAPError(ResultCode.adminLimitExceeded, "") from None
         return itertools.chain((first,) if first is not None else (), found)
 
-    def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send, guard=None, limits=None, deadline=None, diagnostic="") -> tuple[int, list[Control], str]:  # fmt: skip
+    def paged_search_parts(self, session, message_id, request, paged, parts, manage_dsa_it, selection, send,
+                           limits, deadline, diagnostic, controls) -> tuple[int, list[Control], str]:  # fmt: skip
+        """A paged search over the parts of a search (one database, or a glue superior's tree): each part's
+        read transaction, access rules and filter."""
+        with ExitStack() as stack:
+            sources: list[PagedSource] = []
+            for part, part_base, part_scope, missing_ok in parts:
+                txn = stack.enter_context(part.db.read())
+                guard = self.access.search_guard(session, part, request.filter, txn)
+                present = True
+                if missing_ok:  # kept in the list even when absent: the ids of later pages number the sources
+                    present = txn.get(part_base) is not None
+                else:
+                    self.search_base(
+                        session, controls, part, txn, guard, part_base, part_scope, manage_dsa_it
+                    )
+                matches = self.filters.compile(request.filter) if guard is None else guard.matches
+                sources.append(PagedSource(txn, guard, matches, part_base, part_scope, present))
+            return self.paged_search(session, message_id, request, paged, sources, selection, manage_dsa_it, send,
+                                     limits, deadline, diagnostic)  # fmt: skip
+
+    def paged_search(self, session, message_id, request, paged, sources: list[PagedSource], selection,
+                     manage_dsa_it, send, limits=None, deadline=None, diagnostic="") -> tuple[int, list[Control], str]:  # fmt: skip
         """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
-        each request may send what is left of them, and the search ends with sizeLimitExceeded there."""
+        each request may send what is left of them, and the search ends with sizeLimitExceeded there. Over a
+        glued tree an id carries its source's number in its top byte."""
         try:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
@@ -945,27 +1025,35 @@ class Directory:
         if not page.cookie:  # a new paged search: the connection's previous one (if any) is abandoned
             session.paged = None
             ids = array("Q")
-            base_ndn = normalize_dn(request.base, self.schema)
-            for entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
-                if (manage_dsa_it or not is_glue(entry)) and matches(entry):
-                    ids.append(entry.id)
+            for number, source in enumerate(sources):
+                if not source.present:
+                    continue
+                for entry in self.candidates(source.txn, source.base_ndn, source.scope, request, limits):
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
+                    if (manage_dsa_it or not is_glue(entry)) and source.matches(entry):
+                        ids.append(number << SOURCE_SHIFT | entry.id)
             state = PagedSearch(key, ids)
         if page.size == 0:
             return 0, [paged_control(0, b"")], diagnostic
-        has_children = txn.has_children if selection.wants_has_subordinates else None
         sent = 0
         ids, position = state.ids, state.position
         while position < len(ids) and sent < page.size:
             if size_limit >= 0 and sent >= size_limit:
                 raise SizeLimitExceeded(sent)
-            entry = txn.get_by_id(ids[position])
+            source = (
+                sources[ids[position] >> SOURCE_SHIFT]
+                if ids[position] >> SOURCE_SHIFT < len(sources)
+                else None
+            )
+            entry = source.txn.get_by_id(ids[position] & SOURCE_ID_MASK) if source is not None else None
             position += 1
-            if entry is None:
+            if entry is None or source is None:
                 continue
-            if page.cookie and not matches(entry):
+            if page.cookie and not source.matches(entry):
                 continue  # later pages test the filter as the session is now (slapd: a cursor over candidates)
+            has_children = source.txn.has_children if selection.wants_has_subordinates else None
+            guard = source.guard
             blob = selection.encode(entry, has_children) if guard is None else guard.encode(entry, selection,
                                                                                             has_children)  # fmt: skip
             if blob is None:
@@ -1049,7 +1137,8 @@ class Directory:
         # slapd always has its config database (slapd.conf or not) and names the monitor database only where
         # one is configured; it shows no vendor attributes
         put("configcontext", "configContext", [b"cn=config"])
-        put("namingcontexts", "namingContexts", [b.config.suffix.encode() for b in self.backends])
+        put("namingcontexts", "namingContexts", [b.config.suffix.encode() for b in self.backends
+                                                 if b.config.subordinate in ("", "advertise")])  # fmt: skip
         put("supportedcontrol", "supportedControl", [oid.encode() for oid in sorted(SUPPORTED_CONTROLS)])
         put("supportedextension", "supportedExtension", [oid.encode() for oid in SUPPORTED_EXTENSIONS])
         put("supportedfeatures", "supportedFeatures", [oid.encode() for oid in SUPPORTED_FEATURES])
@@ -1251,10 +1340,10 @@ class Directory:
         parent_dn = old_parent if request.new_superior is None else request.new_superior
         new_dn = f"{request.new_rdn},{parent_dn}" if parent_dn else request.new_rdn
         new_ndn = normalize_or_fail(self.schema, new_dn)
+        if self.backend_for(new_ndn) is not backend:  # checked first, as slapd's frontend does
+            raise LDAPError(ResultCode.affectsMultipleDSAs, "cannot rename between DSAs")
         if ndn == backend.suffix_ndn:
             raise LDAPError(ResultCode.unwillingToPerform, "cannot rename the suffix entry")
-        if self.backend_for(new_ndn) is not backend:
-            raise LDAPError(ResultCode.affectsMultipleDSAs, "cannot move entry to another database")
         if new_ndn == ndn or is_descendant(new_ndn, ndn):
             if new_ndn != ndn:
                 raise LDAPError(ResultCode.unwillingToPerform, "cannot move an entry below itself")
