@@ -126,6 +126,9 @@ class ConfigBackend:
         self.overlays = OverlayStack()
         self.consumers: dict[int, SyncConsumer] = {}
         self.self_syncrepl = 0
+        # cn=config is never glued (server/glue.py asks every database)
+        self.superior: Any = None
+        self.subordinates: list[Any] = []
 
     @property
     def provider(self) -> Any:
