@@ -264,13 +264,14 @@ def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
         words = text.strip().split(None, 1)  # the keyword may be followed by a tab (Debian's schema files)
         keyword, body = words[0], words[1] if len(words) > 1 else ""
         kind = keyword.lower()
-        group = groups.setdefault(
-            name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
-        )
+        group = groups.setdefault(name, {"olcObjectIdentifier": [], "olcAttributeTypes": [],
+                                         "olcObjectClasses": [], "olcDitContentRules": []})  # fmt: skip
         if kind.startswith("attributetype"):
             group["olcAttributeTypes"].append(body.strip())
         elif kind.startswith("objectclass"):
             group["olcObjectClasses"].append(body.strip())
+        elif kind.startswith("ditcontentrule"):
+            group["olcDitContentRules"].append(body.strip())
         elif kind == "objectidentifier":
             group["olcObjectIdentifier"].append(body.strip())
     entries = []
@@ -728,12 +729,12 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     tls.protocol_min = first(root, "olcTLSProtocolMin")
     tls.cipher_suite = first(root, "olcTLSCipherSuite")
     for entry in by_parent.get(SCHEMA_DN, []):
-        check_supported(
-            entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses"}
-        )
+        check_supported(entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses",
+                                "olcditcontentrules"})  # fmt: skip
         source = strip_order(first(entry, "cn"))
         for name, keyword in (("olcObjectIdentifier", "objectidentifier"), ("olcAttributeTypes", "attributetype"),
-                              ("olcLdapSyntaxes", "ldapsyntax"), ("olcObjectClasses", "objectclass")):  # fmt: skip
+                              ("olcLdapSyntaxes", "ldapsyntax"), ("olcObjectClasses", "objectclass"),
+                              ("olcDitContentRules", "ditcontentrule")):  # fmt: skip
             for text in ordered_texts(entry, name):
                 config.schema_definitions.append((f"{source}.schema", f"{keyword} {text}"))
     for module in by_parent.get(CONFIG_DN, []):

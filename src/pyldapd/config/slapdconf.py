@@ -82,7 +82,7 @@ DEFAULT_ONLY = {
     "reverse-lookup": "off", "schemadn": "cn=subschema",
     "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
-    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on",
+    "hidden": "off", "lastmod": "on", "monitoring": "on",
     "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": "15",
     "maxentrysize": "0", "mode": "0600", "limits": None,
 }  # fmt: skip
@@ -96,7 +96,7 @@ ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"l
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
                "rootdse", "add_content_acl",
-               "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
+               "ldapsyntax", "ditcontentrule", "defaultsearchbase", "readonly"}  # fmt: skip
 
 OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
 # slapo-accesslog(5)'s directives (no "accesslog-" prefix)
@@ -472,7 +472,14 @@ class SlapdConfParser:
             if not os.path.exists(target):
                 raise d.error(f"include: cannot open {target!r}")
             self.parse_file(target)
-        elif name in ("attributetype", "attributetypes", "objectclass", "objectclasses", "objectidentifier"):
+        elif name in (
+            "attributetype",
+            "attributetypes",
+            "objectclass",
+            "objectclasses",
+            "objectidentifier",
+            "ditcontentrule",
+        ):
             config.schema_definitions.append((f"{d.source}:{d.line}", d.raw))
         elif name == "modulepath":
             config.module_paths.append(one_arg(d))

@@ -564,6 +564,8 @@ class ConfigDatabase:
                     ":", ",", 1)  # fmt: skip
             return "Error: parse_syncrepl_line: " + text.removeprefix("syncrepl: ")
         if isinstance(exc, SchemaError):
+            if exc.slapd_text and "ditcontentrule" in text:
+                return f"olcDitContentRules: {exc.slapd_text}"
             duplicate = re.search(r"(attributetype|objectclass) \S+: name '([^']+)' is already used", text)
             if duplicate and duplicate.group(1) == "attributetype":
                 return f'olcAttributeTypes: Inconsistent duplicate attributeType: "{duplicate.group(2)}"'
