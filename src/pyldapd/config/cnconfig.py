@@ -44,7 +44,7 @@ CONFIG_DN = "cn=config"
 SCHEMA_DN = "cn=schema,cn=config"
 HEADER = "# AUTO-GENERATED FILE - DO NOT EDIT!! Use ldapmodify.\n# CRC32 {crc:08x}\n"
 ORDER_PREFIX = re.compile(r"^\{(-?\d+)\}")
-DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig"}
+DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig", "ldif": "olcLdifConfig"}
 # Names the seed how-to prints that slapd 2.5 does not know: accepted, stored under the real names.
 ALIASES = {
     "olcsyncprovcheckpoint": "olcSpCheckpoint",
@@ -392,8 +392,13 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
         ("olcUpdateRef", list(db.updateref)),
         ("olcMultiProvider", ["TRUE"] if db.multiprovider else []),
         ("olcReadOnly", ["TRUE"] if db.readonly else []),
-        ("olcDbIndex", [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]),
-        ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize else []),
+        (
+            "olcDbIndex",
+            [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]
+            if kind != "ldif"
+            else [],
+        ),
+        ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize and kind != "ldif" else []),
         ("olcRequires", list(db.requires)),
         ("olcRestrict", list(db.restrict)),
         ("olcSecurity", db.security.words()),
@@ -459,7 +464,8 @@ def needed_modules(config: ServerConfig) -> list[str]:
     have = {os.path.basename(m).split(".")[0].lower() for m in modules}
     wanted: list[str] = []
     for db in config.data_databases():
-        wanted.append("back_mdb")
+        if db.declared_type != "ldif":  # back-ldif is built into slapd (its cn=config is stored with it)
+            wanted.append("back_mdb")
         wanted += [o.name for o in db.overlays if o.name in OVERLAY_MODULES]
     for name in wanted:
         if name not in have:
@@ -637,7 +643,9 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()
     db.directory = first(entry, "olcDbDirectory")
-    if db.directory and not os.path.isdir(db.directory):  # slapd refuses it (it never creates one)
+    if (
+        db.directory and name != "ldif" and not os.path.isdir(db.directory)
+    ):  # slapd refuses it (never makes one)
         try:
             os.stat(db.directory)
             reason = "Not a directory"

@@ -102,8 +102,11 @@ OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
 # slapo-accesslog(5)'s directives (no "accesslog-" prefix)
 ACCESSLOG_DIRECTIVES = ("logdb", "logops", "logpurge", "logsuccess", "logold", "logoldattr", "logbase")
 
-DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
-                    "frontend": "frontend"}  # fmt: skip
+# ldif (slapd-ldif(5): one LDIF file per entry) is a data database as mdb is; its declared type picks its storage
+DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "ldif": "mdb", "config": "config",
+                    "monitor": "monitor", "frontend": "frontend"}  # fmt: skip
+# back-mdb's own directives, which slapd-ldif(5) does not have (its only one is `directory`)
+MDB_ONLY = {"index", "maxsize"} | TUNING_DATABASE
 
 INDEX_KINDS = {
     "eq",
@@ -528,7 +531,7 @@ class SlapdConfParser:
         kind = DATABASE_ALIASES.get(declared)
         if kind is None:
             raise d.error(
-                f"database: unknown database type {declared!r} (pyldapd has mdb, hdb, bdb, config, monitor)"
+                f"database: unknown database type {declared!r} (pyldapd has mdb, hdb, bdb, ldif, config, monitor)"
             )
         self.database = DatabaseConfig(type=kind, declared_type=declared, source=f"{d.source}:{d.line}")
         self.overlay = None
@@ -617,6 +620,8 @@ class SlapdConfParser:
             )
         if db.type == "monitor" and name not in ("rootdn", "rootpw", "access"):
             raise d.error(f"{d.words[0]}: not supported by pyldapd in database monitor")
+        if db.declared_type == "ldif" and name in MDB_ONLY:
+            raise d.error(f"unknown directive <{d.words[0]}> inside backend database definition.")
         if name == "suffix":
             suffix = one_arg(d)
             if db.type in ("config", "monitor"):
@@ -629,7 +634,7 @@ class SlapdConfParser:
             db.rootpw = one_arg(d).encode()
         elif name == "directory":
             db.directory = one_arg(d)
-            if db.type == "mdb":
+            if db.type == "mdb" and db.declared_type != "ldif":  # slapd-ldif opens without it (writes fail)
                 # slapd refuses a directory that is not there (it never creates one)
                 try:
                     if not os.path.isdir(db.directory):
