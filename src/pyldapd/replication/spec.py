@@ -66,6 +66,9 @@ class SyncreplSpec:
     timeout: int = 0
     network_timeout: int = 0
     syncdata: str = "default"
+    # suffixmassage=: entries of searchbase at the provider are kept under this DN here (slapd's rewrite of the
+    # DN and of DN-syntax values, "(.*)<searchbase>$" -> "%1<suffixmassage>")
+    suffixmassage: str = ""
     text: str = ""
 
     @property
@@ -206,7 +209,9 @@ def apply_keyword(spec: SyncreplSpec, key: str, value: str) -> None:
         if value.lower() != "default":  # refused rather than replicated as plain syncrepl
             raise ValueError(f"syncdata={value}: delta-syncrepl is not supported by pyldapd yet")
         spec.syncdata = value.lower()
-    elif key in ("suffixmassage", "strictrefresh"):
+    elif key == "suffixmassage":
+        spec.suffixmassage = value
+    elif key == "strictrefresh":
         raise ValueError(f"{key} is not supported by pyldapd")
     elif key == "managedsait" and value.lower() not in ("off", "no", "false", "0"):
         raise ValueError("manageDSAit=on is not supported by pyldapd")
