@@ -47,7 +47,10 @@ NOT_YET: dict[str, str] = {
     '"server 1 and server 2 configs differ".',
     "test053-syncprov-glue": "olcOverlay={0}glue (the glue overlay over cn=config): refused with 80, "
     '"<olcOverlay> handler exited with 1"; glue is not implemented.',
-    "test059-consumer-config": "olcDatabase={1}ldif (back-ldif) over cn=config: refused; pyldapd has back-mdb only.",
+    "test059-consumer-config": "olcOverlay=syncprov on olcDatabase={0}config (syncprov over cn=config, the cn=config "
+    "replication of test049/test050) is refused with 53. What it needs after that is there: olcDatabase={1}ldif "
+    "(tests/server/test_back_ldif.py) and syncrepl suffixmassage= (tests/replication/test_suffixmassage.py); then "
+    "olcSyncrepl on {0}config (a consumer's cn=config replaced from an ldif database, as test049).",
 }
 
 # fast scripts that validate the harness with Debian's slapd (the syncrepl ones take 10-50 s each with it)

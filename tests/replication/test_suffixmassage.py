@@ -5,6 +5,8 @@ persistent changes (test059-consumer-config relies on it to keep a consumer's cn
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -82,3 +84,24 @@ def test_suffixmassage_alike_with_slapd(tmp_path: Path) -> None:
         for server in consumers:
             server.stop()
         provider.stop()
+
+
+def test_bases_outside_the_database_refused_at_their_line_as_slaptest_does(tmp_path: Path) -> None:
+    provider = "ldap://127.0.0.1:9/"
+    for extra, message in (('searchbase="dc=other"', 'Base DN "dc=other" is not within the database naming context'),
+                           (f'searchbase="{SUFFIX}" suffixmassage="dc=elsewhere"',
+                            'Massage DN "dc=elsewhere" is not within the database naming context')):  # fmt: skip
+        stanza = f"syncrepl rid=001 provider={provider} {extra}"
+        conf = tmp_path / "consumer.conf"
+        conf.write_text(slapd_conf(tmp_path / "db", modules=True, extra_db=stanza))
+        line = conf.read_text().splitlines().index(stanza) + 1
+        theirs = subprocess.run(["/usr/sbin/slaptest", "-u", "-f", str(conf)], capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        ours = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-u", "-f", str(conf)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert theirs.returncode != 0 and message in theirs.stderr and f"line {line}" in theirs.stderr, (
+            theirs.stderr
+        )
+        assert ours.returncode != 0 and f"{conf}: line {line}: {message}" in ours.stderr + ours.stdout, (
+            ours.stderr
+        )

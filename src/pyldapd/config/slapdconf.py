@@ -608,6 +608,26 @@ class SlapdConfParser:
         else:
             raise d.error(f"unknown directive <{d.words[0]}> outside backend info and database definitions")
 
+    def check_syncrepl_base(self, d: Directive, db: DatabaseConfig) -> None:
+        """slapd refuses, at its line, a stanza whose searchbase (or massage DN) is outside the database."""
+        from pyldapd.model.dn import normalize_dn
+        from pyldapd.model.schema import Schema
+        from pyldapd.replication.spec import SyncreplError, check_naming_context, parse_syncrepl
+
+        schema = self.schema_so_far() or Schema.default()
+
+        def normalize(dn: str) -> str:
+            return normalize_dn(dn, schema)
+
+        try:
+            spec = parse_syncrepl(db.syncrepl[-1])
+            check_naming_context(spec, [normalize(s) for s in db.suffixes], normalize)
+        except SyncreplError as exc:
+            if "naming context" in str(exc):
+                raise d.error(str(exc)) from None
+        except ValueError:
+            pass  # an unparsable DN or stanza: refused where the stanza is read for use
+
     def apply_database(self, d: Directive, db: DatabaseConfig) -> None:
         name = d.name
         # pyldapd serves cn=config only from a slapd.d (-F), and cn=Monitor with a fixed read rule that names
@@ -671,6 +691,7 @@ class SlapdConfParser:
             if db.updatedn:  # slapd: updatedn and syncrepl each make the database a shadow, only one may
                 raise d.error("syncrepl: database already shadowed.")
             db.syncrepl.append(d.raw.split(None, 1)[1] if d.args else "")  # keep the quoting
+            self.check_syncrepl_base(d, db)
         elif name == "updateref":
             db.updateref.append(one_arg(d))
         elif name == "updatedn":

@@ -5,6 +5,7 @@ Keywords match case-insensitively, values may be quoted; defaults are slapd's (a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyldapd.config.slapdconf import tokenize
@@ -217,3 +218,21 @@ def apply_keyword(spec: SyncreplSpec, key: str, value: str) -> None:
         raise ValueError("manageDSAit=on is not supported by pyldapd")
     elif key == "version" and value != "3":
         raise ValueError("only version 3 is supported")
+
+
+def check_naming_context(spec: SyncreplSpec, suffix_ndns: list[str], normalize: Callable[[str], str]) -> None:
+    """slapd's checks once a stanza is read: its searchbase (or, with suffixmassage, the massage DN) lies within
+    the database's naming context."""
+
+    def within(ndn: str) -> bool:
+        return any(ndn == suffix or ndn.endswith("," + suffix) for suffix in suffix_ndns)
+
+    if spec.suffixmassage:
+        if not within(normalize(spec.suffixmassage)):
+            raise SyncreplError(
+                f'Massage DN "{spec.suffixmassage}" is not within the database naming context'
+            )
+    elif not within(normalize(spec.searchbase)):
+        raise SyncreplError(
+            f'Base DN "{normalize(spec.searchbase)}" is not within the database naming context'
+        )

@@ -607,9 +607,14 @@ def tree_order(entries: dict[str, Entry]) -> dict[str, Entry]:
 def validate_config(config: ServerConfig) -> None:
     """What a running slapd would refuse in a configuration change (used before anything is applied)."""
     from pyldapd.overlays.accesslog import check_accesslog
-    from pyldapd.replication.spec import parse_syncrepl
+    from pyldapd.replication.spec import check_naming_context, parse_syncrepl
 
     check_accesslog(config)
+    schema = config_schema()  # DNs of naming contexts and search bases compare in their normalized form
+
+    def normalize(dn: str) -> str:
+        return normalize_dn(dn, schema)
+
     for db in config.data_databases():
         for text in db.syncrepl:
-            parse_syncrepl(text)
+            check_naming_context(parse_syncrepl(text), [normalize(s) for s in db.suffixes], normalize)
