@@ -199,3 +199,20 @@ def test_content_rules_over_cn_config_alike_with_slapd(tmp_path: Path) -> None:
     finally:
         slapd.stop()
         node.stop()
+
+
+def test_rules_of_a_slaptest_converted_config_alike_with_slapd(tmp_path: Path) -> None:
+    """slaptest writes slapd.conf's own ditcontentrule lines as olcDitContentRules of cn=config, which slapd reads
+    before the schema entries below it: a rule for a class they define stops slapd and pyldapd alike."""
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(slapd_conf(tmp_path / "db", modules=True, extra_global=RULES))
+    (tmp_path / "slapd.d").mkdir()
+    subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")], capture_output=True,
+                   timeout=60)  # fmt: skip
+    assert "olcDitContentRules" in (tmp_path / "slapd.d" / "cn=config.ldif").read_text()
+    theirs = subprocess.run(["/usr/sbin/slaptest", "-u", "-F", str(tmp_path / "slapd.d")], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    ours = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-u", "-F", str(tmp_path / "slapd.d")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert theirs.returncode != 0 and 'olcDitContentRules: ObjectClass not found: "2.5.6.5"' in theirs.stderr
+    assert ours.returncode != 0 and "2.5.6.5" in ours.stderr + ours.stdout, ours.stderr

@@ -104,6 +104,7 @@ DEFAULT_OLC = {
 }  # fmt: skip
 INFORMATIONAL_OLC = {"olcconfigfile", "olcconfigdir"}  # where slapd read its config: no effect
 GLOBAL_READ = {
+    "olcditcontentrules",  # slaptest puts slapd.conf's own ditcontentrule lines here
     "olcargsfile", "olcpidfile", "olcloglevel", "olcidletimeout", "olctoolthreads", "olcserverid",
     "olctlscertificatefile", "olctlscertificatekeyfile", "olctlscacertificatefile", "olctlscacertificatepath",
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
@@ -736,6 +737,10 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     tls.verify_client = first(root, "olcTLSVerifyClient", "never").lower()
     tls.protocol_min = first(root, "olcTLSProtocolMin")
     tls.cipher_suite = first(root, "olcTLSCipherSuite")
+    # slaptest writes slapd.conf's own ditcontentrule lines here; slapd reads them before cn=schema's children
+    # (so a rule for a class those define stops slapd: "ObjectClass not found"), and so does pyldapd
+    for text in ordered_texts(root, "olcDitContentRules"):
+        config.schema_definitions.append(("cn=config", f"ditcontentrule {text}"))
     for entry in by_parent.get(SCHEMA_DN, []):
         check_supported(entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses",
                                 "olcditcontentrules"})  # fmt: skip
