@@ -546,7 +546,7 @@ REFUSED_SAMPLES = {
     "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on",
     "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
     "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
-    "ditcontentrule": "( 2.5.6.6 NAME 'person' )", "limits": "users size=3", "hidden": "on", "lastmod": "off",
+    "limits": "users size=3", "hidden": "on", "lastmod": "off",
     "monitoring": "off", "sync_use_subentry": "on", "extra_attrs": "memberOf",
     "maxderefdepth": "5", "maxentrysize": "1000", "mode": "0644",
     "authid-rewriteengine": "on",
@@ -568,6 +568,7 @@ BEHAVIOUR = {
     "readonly": "test_global_readonly", "rootdse": "test_rootdse_file_adds_attributes",
     "add_content_acl": "test_add_content_acl_checks_each_attribute",
     "subordinate": "test_subordinate_glues_under_its_superior",
+    "ditcontentrule": "test_ditcontentrule_directive_is_a_schema_definition",
 }  # fmt: skip
 DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs",
                  "maxderefdepth", "maxentrysize", "mode"}  # fmt: skip
@@ -711,6 +712,21 @@ def test_ldapsyntax_directive_defines_a_syntax(tmp_path):
         tmp_path, "ldapsyntax ( 1.3.6.1.4.1.99999.9 DESC 'my syntax' )", in_database=False
     )
     assert any("1.3.6.1.4.1.99999.9" in text for _, text in config.schema_definitions)
+
+
+def test_ditcontentrule_directive_is_a_schema_definition(tmp_path):
+    """Read as slapd reads it (its effect, side by side with slapd: tests/server/test_content_rules.py)."""
+    from pyldapd.config.slapdconf import load_slapd_conf
+    from pyldapd.server.app import build_schema
+
+    path = tmp_path / "slapd.conf"
+    path.write_text(
+        "include /etc/ldap/schema/core.schema\nditcontentrule ( 2.5.6.6 NAME 'person' MAY mail )\n"
+    )
+    config = load_slapd_conf(str(path))
+    schema = build_schema(config)
+    rule = schema.content_rule(schema.object_class("person"))
+    assert rule is not None and [at.name for at in rule.may] == ["mail"]
 
 
 def test_refused_directive_stops_the_server(tmp_path):

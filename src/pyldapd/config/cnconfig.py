@@ -44,7 +44,7 @@ CONFIG_DN = "cn=config"
 SCHEMA_DN = "cn=schema,cn=config"
 HEADER = "# AUTO-GENERATED FILE - DO NOT EDIT!! Use ldapmodify.\n# CRC32 {crc:08x}\n"
 ORDER_PREFIX = re.compile(r"^\{(-?\d+)\}")
-DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig"}
+DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig", "ldif": "olcLdifConfig"}
 # Names the seed how-to prints that slapd 2.5 does not know: accepted, stored under the real names.
 ALIASES = {
     "olcsyncprovcheckpoint": "olcSpCheckpoint",
@@ -104,6 +104,7 @@ DEFAULT_OLC = {
 }  # fmt: skip
 INFORMATIONAL_OLC = {"olcconfigfile", "olcconfigdir"}  # where slapd read its config: no effect
 GLOBAL_READ = {
+    "olcditcontentrules",  # slaptest puts slapd.conf's own ditcontentrule lines here
     "olcargsfile", "olcpidfile", "olcloglevel", "olcidletimeout", "olctoolthreads", "olcserverid",
     "olctlscertificatefile", "olctlscertificatekeyfile", "olctlscacertificatefile", "olctlscacertificatepath",
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
@@ -265,13 +266,14 @@ def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
         words = text.strip().split(None, 1)  # the keyword may be followed by a tab (Debian's schema files)
         keyword, body = words[0], words[1] if len(words) > 1 else ""
         kind = keyword.lower()
-        group = groups.setdefault(
-            name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
-        )
+        group = groups.setdefault(name, {"olcObjectIdentifier": [], "olcAttributeTypes": [],
+                                         "olcObjectClasses": [], "olcDitContentRules": []})  # fmt: skip
         if kind.startswith("attributetype"):
             group["olcAttributeTypes"].append(body.strip())
         elif kind.startswith("objectclass"):
             group["olcObjectClasses"].append(body.strip())
+        elif kind.startswith("ditcontentrule"):
+            group["olcDitContentRules"].append(body.strip())
         elif kind == "objectidentifier":
             group["olcObjectIdentifier"].append(body.strip())
     entries = []
@@ -393,8 +395,13 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
         ("olcUpdateRef", list(db.updateref)),
         ("olcMultiProvider", ["TRUE"] if db.multiprovider else []),
         ("olcReadOnly", ["TRUE"] if db.readonly else []),
-        ("olcDbIndex", [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]),
-        ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize else []),
+        (
+            "olcDbIndex",
+            [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]
+            if kind != "ldif"
+            else [],
+        ),
+        ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize and kind != "ldif" else []),
         ("olcRequires", list(db.requires)),
         ("olcRestrict", list(db.restrict)),
         ("olcSecurity", db.security.words()),
@@ -460,7 +467,8 @@ def needed_modules(config: ServerConfig) -> list[str]:
     have = {os.path.basename(m).split(".")[0].lower() for m in modules}
     wanted: list[str] = []
     for db in config.data_databases():
-        wanted.append("back_mdb")
+        if db.declared_type != "ldif":  # back-ldif is built into slapd (its cn=config is stored with it)
+            wanted.append("back_mdb")
         wanted += [o.name for o in db.overlays if o.name in OVERLAY_MODULES]
     for name in wanted:
         if name not in have:
@@ -638,7 +646,9 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()
     db.directory = first(entry, "olcDbDirectory")
-    if db.directory and not os.path.isdir(db.directory):  # slapd refuses it (it never creates one)
+    if (
+        db.directory and name != "ldif" and not os.path.isdir(db.directory)
+    ):  # slapd refuses it (never makes one)
         try:
             os.stat(db.directory)
             reason = "Not a directory"
@@ -767,13 +777,17 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     tls.verify_client = first(root, "olcTLSVerifyClient", "never").lower()
     tls.protocol_min = first(root, "olcTLSProtocolMin")
     tls.cipher_suite = first(root, "olcTLSCipherSuite")
+    # slaptest writes slapd.conf's own ditcontentrule lines here; slapd reads them before cn=schema's children
+    # (so a rule for a class those define stops slapd: "ObjectClass not found"), and so does pyldapd
+    for text in ordered_texts(root, "olcDitContentRules"):
+        config.schema_definitions.append(("cn=config", f"ditcontentrule {text}"))
     for entry in by_parent.get(SCHEMA_DN, []):
-        check_supported(
-            entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses"}
-        )
+        check_supported(entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses",
+                                "olcditcontentrules"})  # fmt: skip
         source = strip_order(first(entry, "cn"))
         for name, keyword in (("olcObjectIdentifier", "objectidentifier"), ("olcAttributeTypes", "attributetype"),
-                              ("olcLdapSyntaxes", "ldapsyntax"), ("olcObjectClasses", "objectclass")):  # fmt: skip
+                              ("olcLdapSyntaxes", "ldapsyntax"), ("olcObjectClasses", "objectclass"),
+                              ("olcDitContentRules", "ditcontentrule")):  # fmt: skip
             for text in ordered_texts(entry, name):
                 config.schema_definitions.append((f"{source}.schema", f"{keyword} {text}"))
     for module in by_parent.get(CONFIG_DN, []):

@@ -82,7 +82,7 @@ DEFAULT_ONLY = {
     "reverse-lookup": "off", "schemadn": "cn=subschema",
     "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
-    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on",
+    "hidden": "off", "lastmod": "on", "monitoring": "on",
     "sync_use_subentry": "off", "extra_attrs": None, "maxderefdepth": "15",
     "maxentrysize": "0", "mode": "0600", "limits": None,
 }  # fmt: skip
@@ -96,14 +96,17 @@ ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"l
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
                "rootdse", "add_content_acl",
-               "ldapsyntax", "defaultsearchbase", "readonly", "subordinate"}  # fmt: skip
+               "ldapsyntax", "ditcontentrule", "defaultsearchbase", "readonly", "subordinate"}  # fmt: skip
 
 OVERLAYS = ("syncprov", "accesslog", "glue")  # the overlays pyldapd implements
 # slapo-accesslog(5)'s directives (no "accesslog-" prefix)
 ACCESSLOG_DIRECTIVES = ("logdb", "logops", "logpurge", "logsuccess", "logold", "logoldattr", "logbase")
 
-DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
-                    "frontend": "frontend"}  # fmt: skip
+# ldif (slapd-ldif(5): one LDIF file per entry) is a data database as mdb is; its declared type picks its storage
+DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "ldif": "mdb", "config": "config",
+                    "monitor": "monitor", "frontend": "frontend"}  # fmt: skip
+# back-mdb's own directives, which slapd-ldif(5) does not have (its only one is `directory`)
+MDB_ONLY = {"index", "maxsize"} | TUNING_DATABASE
 
 INDEX_KINDS = {
     "eq",
@@ -489,7 +492,14 @@ class SlapdConfParser:
             if not os.path.exists(target):
                 raise d.error(f"include: cannot open {target!r}")
             self.parse_file(target)
-        elif name in ("attributetype", "attributetypes", "objectclass", "objectclasses", "objectidentifier"):
+        elif name in (
+            "attributetype",
+            "attributetypes",
+            "objectclass",
+            "objectclasses",
+            "objectidentifier",
+            "ditcontentrule",
+        ):
             config.schema_definitions.append((f"{d.source}:{d.line}", d.raw))
         elif name == "modulepath":
             config.module_paths.append(one_arg(d))
@@ -542,7 +552,7 @@ class SlapdConfParser:
         kind = DATABASE_ALIASES.get(declared)
         if kind is None:
             raise d.error(
-                f"database: unknown database type {declared!r} (pyldapd has mdb, hdb, bdb, config, monitor)"
+                f"database: unknown database type {declared!r} (pyldapd has mdb, hdb, bdb, ldif, config, monitor)"
             )
         self.database = DatabaseConfig(type=kind, declared_type=declared, source=f"{d.source}:{d.line}")
         self.overlay = None
@@ -619,6 +629,26 @@ class SlapdConfParser:
         else:
             raise d.error(f"unknown directive <{d.words[0]}> outside backend info and database definitions")
 
+    def check_syncrepl_base(self, d: Directive, db: DatabaseConfig) -> None:
+        """slapd refuses, at its line, a stanza whose searchbase (or massage DN) is outside the database."""
+        from pyldapd.model.dn import normalize_dn
+        from pyldapd.model.schema import Schema
+        from pyldapd.replication.spec import SyncreplError, check_naming_context, parse_syncrepl
+
+        schema = self.schema_so_far() or Schema.default()
+
+        def normalize(dn: str) -> str:
+            return normalize_dn(dn, schema)
+
+        try:
+            spec = parse_syncrepl(db.syncrepl[-1])
+            check_naming_context(spec, [normalize(s) for s in db.suffixes], normalize)
+        except SyncreplError as exc:
+            if "naming context" in str(exc):
+                raise d.error(str(exc)) from None
+        except ValueError:
+            pass  # an unparsable DN or stanza: refused where the stanza is read for use
+
     def apply_database(self, d: Directive, db: DatabaseConfig) -> None:
         name = d.name
         # pyldapd serves cn=config only from a slapd.d (-F), and cn=Monitor with a fixed read rule that names
@@ -631,6 +661,8 @@ class SlapdConfParser:
             )
         if db.type == "monitor" and name not in ("rootdn", "rootpw", "access"):
             raise d.error(f"{d.words[0]}: not supported by pyldapd in database monitor")
+        if db.declared_type == "ldif" and name in MDB_ONLY:
+            raise d.error(f"unknown directive <{d.words[0]}> inside backend database definition.")
         if name == "suffix":
             suffix = one_arg(d)
             if db.type in ("config", "monitor"):
@@ -643,7 +675,7 @@ class SlapdConfParser:
             db.rootpw = one_arg(d).encode()
         elif name == "directory":
             db.directory = one_arg(d)
-            if db.type == "mdb":
+            if db.type == "mdb" and db.declared_type != "ldif":  # slapd-ldif opens without it (writes fail)
                 # slapd refuses a directory that is not there (it never creates one)
                 try:
                     if not os.path.isdir(db.directory):
@@ -680,6 +712,7 @@ class SlapdConfParser:
             if db.updatedn:  # slapd: updatedn and syncrepl each make the database a shadow, only one may
                 raise d.error("syncrepl: database already shadowed.")
             db.syncrepl.append(d.raw.split(None, 1)[1] if d.args else "")  # keep the quoting
+            self.check_syncrepl_base(d, db)
         elif name == "updateref":
             db.updateref.append(one_arg(d))
         elif name == "updatedn":

@@ -9,6 +9,7 @@ Failures are retried on the `retry` schedule; the cookie makes every restart inc
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 # Attributes slapd computes on the fly: never stored from a provider's entry.
 DYNAMIC = {"hasSubordinates", "entryDN", "subschemaSubentry", "contextCSN", "numSubordinates"}
 DYNAMIC_KEYS = {name.lower() for name in DYNAMIC}
+DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
 FUTURE_SKEW_SECONDS = 60  # a peer CSN further ahead of our clock than this is worth a warning
 
 
@@ -66,6 +68,15 @@ class SyncConsumer:
         self.local_address = ""
         self.refreshed_once = False
         self.base_ndn = normalize_dn(spec.searchbase, directory.schema)
+        # suffixmassage: the provider's searchbase is this DN here (slapd's rewrite rule, on the DN as sent)
+        self.massage: tuple[re.Pattern[str], str] | None = None
+        if spec.suffixmassage:
+            massaged = normalize_dn(spec.suffixmassage, directory.schema)
+            self.massage = (
+                re.compile("(.*)" + re.escape(self.base_ndn) + "$", re.IGNORECASE | re.DOTALL),
+                massaged,
+            )
+            self.base_ndn = massaged  # where this consumer's entries are, here
         self.filter = parse_filter(spec.filter)
 
     @property
@@ -203,7 +214,28 @@ class SyncConsumer:
             self.delete_by_uuid(state.entry_uuid, cookie_csn or self.directory.csn.next(), cookie_csn)
             return
         self.present.add(state.entry_uuid)
-        self.apply_entry(op.dn, op.attributes, state.entry_uuid, cookie_csn)
+        attributes = op.attributes
+        if self.massage is not None:
+            attributes = [(name, self.massaged_values(name, values)) for name, values in attributes]
+        self.apply_entry(self.massaged(op.dn), attributes, state.entry_uuid, cookie_csn)
+
+    def massaged(self, dn: str) -> str:
+        """A DN from the provider as it is kept here (unchanged without suffixmassage or outside searchbase)."""
+        if self.massage is None:
+            return dn
+        pattern, suffix = self.massage
+        match = pattern.match(dn)
+        return dn if match is None else match.group(1) + suffix
+
+    def massaged_values(self, name: str, values: list[bytes]) -> list[bytes]:
+        """slapd rewrites the values of DN-syntax attributes too."""
+        at, _ = self.directory.schema.split_description(name)
+        if at is None or at.syntax is None or at.syntax.oid != DN_SYNTAX:
+            return values
+        return [
+            self.massaged(v.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+            for v in values
+        ]
 
     def on_info(self, info: ctl.SyncInfo) -> None:
         if isinstance(info, ctl.SyncInfoNewCookie):

@@ -5,6 +5,7 @@ Keywords match case-insensitively, values may be quoted; defaults are slapd's (a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyldapd.config.slapdconf import tokenize
@@ -66,6 +67,9 @@ class SyncreplSpec:
     timeout: int = 0
     network_timeout: int = 0
     syncdata: str = "default"
+    # suffixmassage=: entries of searchbase at the provider are kept under this DN here (slapd's rewrite of the
+    # DN and of DN-syntax values, "(.*)<searchbase>$" -> "%1<suffixmassage>")
+    suffixmassage: str = ""
     text: str = ""
 
     @property
@@ -206,9 +210,29 @@ def apply_keyword(spec: SyncreplSpec, key: str, value: str) -> None:
         if value.lower() != "default":  # refused rather than replicated as plain syncrepl
             raise ValueError(f"syncdata={value}: delta-syncrepl is not supported by pyldapd yet")
         spec.syncdata = value.lower()
-    elif key in ("suffixmassage", "strictrefresh"):
+    elif key == "suffixmassage":
+        spec.suffixmassage = value
+    elif key == "strictrefresh":
         raise ValueError(f"{key} is not supported by pyldapd")
     elif key == "managedsait" and value.lower() not in ("off", "no", "false", "0"):
         raise ValueError("manageDSAit=on is not supported by pyldapd")
     elif key == "version" and value != "3":
         raise ValueError("only version 3 is supported")
+
+
+def check_naming_context(spec: SyncreplSpec, suffix_ndns: list[str], normalize: Callable[[str], str]) -> None:
+    """slapd's checks once a stanza is read: its searchbase (or, with suffixmassage, the massage DN) lies within
+    the database's naming context."""
+
+    def within(ndn: str) -> bool:
+        return any(ndn == suffix or ndn.endswith("," + suffix) for suffix in suffix_ndns)
+
+    if spec.suffixmassage:
+        if not within(normalize(spec.suffixmassage)):
+            raise SyncreplError(
+                f'Massage DN "{spec.suffixmassage}" is not within the database naming context'
+            )
+    elif not within(normalize(spec.searchbase)):
+        raise SyncreplError(
+            f'Base DN "{normalize(spec.searchbase)}" is not within the database naming context'
+        )

@@ -52,7 +52,18 @@ def build_schema(config: ServerConfig) -> Schema:
             raise StartupError(str(exc)) from None
     if uses_accesslog(config) and schema.attribute_type("reqStart") is None:
         schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))  # built into slapd's accesslog module
+    add_config_schema(schema)
     return schema
+
+
+def add_config_schema(schema: Schema) -> None:
+    """slapd-config(5)'s olc* types and classes are part of slapd's one schema: cn=Subschema shows them, and a
+    data database may hold such entries (test059 keeps a consumer's cn=config in an ldif database)."""
+    if schema.object_class("olcGlobal") is not None or schema.attribute_type("cn") is None:
+        return  # there already, or the config includes no core schema (their classes name cn)
+    from importlib import resources
+
+    schema.load_text(resources.files("pyldapd.config").joinpath("olc.schema").read_text(), "olc.schema")
 
 
 def uses_accesslog(config: ServerConfig) -> bool:
@@ -251,6 +262,10 @@ class Server:
 
         folders = [os.path.realpath(db.directory) for db in config.data_databases() if db.directory]
         for db in added:  # slapd's checks when it opens a database added over cn=config
+            if db.declared_type == "ldif":  # back-ldif checks no path (its writes fail without the folder)
+                if not db.suffixes:
+                    raise ConfigValueError("<olcDbDirectory> failed startup")
+                continue
             if not os.path.isdir(db.directory):
                 raise ConfigValueError("olcDbDirectory: value #0: invalid path: No such file or directory")
             # slapd names the last olcMdbConfig setting it handled when the database does not start

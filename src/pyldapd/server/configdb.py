@@ -691,6 +691,8 @@ class ConfigDatabase:
                     ":", ",", 1)  # fmt: skip
             return "Error: parse_syncrepl_line: " + text.removeprefix("syncrepl: ")
         if isinstance(exc, SchemaError):
+            if exc.slapd_text and "ditcontentrule" in text:
+                return f"olcDitContentRules: {exc.slapd_text}"
             duplicate = re.search(r"(attributetype|objectclass) \S+: name '([^']+)' is already used", text)
             if duplicate and duplicate.group(1) == "attributetype":
                 return f'olcAttributeTypes: Inconsistent duplicate attributeType: "{duplicate.group(2)}"'
@@ -759,10 +761,16 @@ def tree_order(entries: dict[str, Entry]) -> dict[str, Entry]:
 def validate_config(config: ServerConfig) -> None:
     """What a running slapd would refuse in a configuration change (used before anything is applied)."""
     from pyldapd.overlays.accesslog import check_accesslog
-    from pyldapd.replication.spec import parse_syncrepl
+    from pyldapd.replication.spec import check_naming_context, parse_syncrepl
 
     check_accesslog(config)
-    replicated = config.data_databases() + ([config.config_database] if config.config_database else [])
-    for db in replicated:
+    schema = config_schema()  # DNs of naming contexts and search bases compare in their normalized form
+
+    def normalize(dn: str) -> str:
+        return normalize_dn(dn, schema)
+
+    for db in config.data_databases():
         for text in db.syncrepl:
-            parse_syncrepl(text)
+            check_naming_context(parse_syncrepl(text), [normalize(s) for s in db.suffixes], normalize)
+    for text in config.config_database.syncrepl if config.config_database else []:
+        parse_syncrepl(text)

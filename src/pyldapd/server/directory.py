@@ -263,7 +263,7 @@ def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
     except DatabaseFull:
         raise  # past maxsize: the connection answers as back-mdb answers MDB_MAP_FULL for the operation
     except StorageError as exc:
-        raise LDAPError(ResultCode.other, failed) from exc
+        raise LDAPError(ResultCode.other, getattr(exc, "result_text", "") or failed) from exc
 
 
 class Backend:
@@ -272,12 +272,20 @@ class Backend:
     def __init__(self, config: DatabaseConfig, schema: Schema, *, sync: bool = True) -> None:
         self.config = config
         self.schema = schema
-        os.makedirs(config.directory, exist_ok=True)
+        if config.declared_type != "ldif":  # back-ldif never makes its folder (slapd's writes then fail)
+            os.makedirs(config.directory, exist_ok=True)
         indexes = stored_indexes(config)
         # maxsize is slapd's hard limit on the map; without it the map grows as needed
         kwargs = {"maxsize": config.maxsize, "max_mapsize": config.maxsize} if config.maxsize else {}
         # sync=False: bulk loads (`pyldapd add -q`), which call db.sync() at the end
-        self.db = MdbDatabase(config.directory, schema, config.suffix, indexes=indexes, sync=sync, **kwargs)
+        if config.declared_type == "ldif":  # slapd-ldif(5): the entries are LDIF files
+            from pyldapd.backends.ldif import LdifDatabase
+
+            self.db = LdifDatabase(config.directory, schema, config.suffix, indexes=indexes)
+        else:
+            self.db = MdbDatabase(
+                config.directory, schema, config.suffix, indexes=indexes, sync=sync, **kwargs
+            )
         self.suffix_ndn = normalize_dn(config.suffix, schema)
         self.rootdn_ndn = normalize_dn(config.rootdn, schema) if config.rootdn else ""
         self.context = ContextState()
@@ -1688,6 +1696,8 @@ class AttributeSelection:
                 continue
             if special and name == "hasSubordinates":
                 continue  # slapd shows none for them
+            if name == "hasSubordinates" and not getattr(has_children, "answers_has_subordinates", True):
+                continue  # a database that does not compute it (slapd's back-ldif has no has_subordinates)
             if name == "entryDN":
                 value = entry.dn.encode()
             elif name == "subschemaSubentry":
