@@ -58,6 +58,7 @@ SYNCPROV_SETTINGS = {
     "olcspsessionlog": "syncprov-sessionlog",
     "olcspnopresent": "syncprov-nopresent",
     "olcspreloadhint": "syncprov-reloadhint",
+    "olcspsessionlogsource": "syncprov-sessionlog-source",
 }
 
 # slapo-accesslog(5): olcAccessLog* <-> the slapd.conf directive
@@ -664,7 +665,10 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
             setting = OVERLAY_SETTINGS.get(attribute.name.lower())
             if setting is not None:
                 for value in attribute.values:
-                    overlay.settings.append((setting, value.decode().split()))
+                    text = value.decode()
+                    # a DN is one argument, spaces and all (slapd's ARG_DN)
+                    args = [text] if setting == "syncprov-sessionlog-source" else text.split()
+                    overlay.settings.append((setting, args))
         db.overlays.append(overlay)
     return db
 

@@ -501,6 +501,13 @@ class SlapdConfParser:
             self.overlay = OverlayConfig(overlay)
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
+            if self.overlay.name == "syncprov":
+                from pyldapd.replication.provider import ProviderSettings
+
+                try:  # checked now, so that a wrong value (or an unknown syncprov-*) names its file and line
+                    ProviderSettings.from_overlay([(name, d.args)])
+                except ValueError as exc:
+                    raise d.error(str(exc)) from None
             self.overlay.settings.append((name, d.args))
         elif self.overlay is not None and self.overlay.name == "accesslog" and name in ACCESSLOG_DIRECTIVES:
             from pyldapd.overlays.accesslog import AccesslogSettings
@@ -813,6 +820,12 @@ def validate(config: ServerConfig, source: str) -> None:
             check_database(config, db)
         except ValueError as exc:
             raise ConfigError(where, int(line or 0), f"overlay accesslog: {exc}") from None
+    from pyldapd.replication.provider import check_syncprov
+
+    try:
+        check_syncprov(config)
+    except ValueError as exc:
+        raise ConfigError(source, 0, f"overlay syncprov: {exc}") from None
 
 
 def load_slapd_conf(path: str) -> ServerConfig:

@@ -1,0 +1,190 @@
+"""The persistent session log (issue 11): `syncprov-sessionlog-source cn=accesslog` makes syncprov answer a
+consumer's refresh from the accesslog database, so a consumer whose cookie predates a provider restart gets a
+delete phase (each deleted entry's UUID in a syncIdSet, refreshDeletes) instead of a present phase of every
+entry; when the log cannot cover the cookie (its minCSN is newer), the provider falls back to the present phase.
+Debian's slapd runs the same configurations beside pyldapd (OpenLDAP's test078-persistent-sessionlog is the
+model), and pyldapd and slapd consumers offline across the restart converge."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.replication.helpers import ADMIN, BASE, add, consumer_conf, modify, person, wait_converged
+from tests.servers import SUFFIX, free_port, ldap_tool, slapd_conf, start_pyldapd, start_slapd
+
+PEOPLE = f"ou=People,{SUFFIX}"
+ENTRIES = BASE + "\n" + "\n".join(person(f"u{i}") for i in range(8))
+# between the cookie and the restart: two deletes, a modify, a rename inside the base, an add
+CHANGES = [
+    ("delete", f"uid=u1,{PEOPLE}"),
+    ("modify", f"dn: uid=u2,{PEOPLE}\nchangetype: modify\nreplace: description\ndescription: changed\n"),
+    ("delete", f"uid=u3,{PEOPLE}"),
+    ("modify", f"dn: uid=u4,{PEOPLE}\nchangetype: modrdn\nnewrdn: uid=u4b\ndeleteoldrdn: 0\n"),
+    (
+        "modify",
+        f"dn: uid=u9,{PEOPLE}\nchangetype: add\nobjectClass: inetOrgPerson\ncn: U9\nsn: u9\nuid: u9\n",
+    ),
+]
+
+
+def provider_conf(workdir: Path, *, slapd: bool, accesslog: bool = True) -> str:
+    """A provider whose syncprov takes its session log from the accesslog database cn=accesslog (declared
+    first, with syncprov of its own as delta-syncrepl providers have it); `accesslog=False`: the same
+    database with neither the overlay nor the source (the log database stays)."""
+    (workdir / "log").mkdir(parents=True, exist_ok=True)
+    modules = "moduleload syncprov\nmoduleload accesslog\n"
+    log_db = (f"database mdb\nsuffix cn=accesslog\nrootdn cn=accesslog\ndirectory {workdir / 'log'}\n"
+              "index reqStart,entryCSN,reqDN,reqResult eq\noverlay syncprov\nsyncprov-nopresent TRUE\n"
+              "syncprov-reloadhint TRUE\n")  # fmt: skip
+    overlays = "overlay syncprov\n"
+    if accesslog:
+        overlays += ("syncprov-sessionlog-source cn=accesslog\noverlay accesslog\nlogdb cn=accesslog\n"
+                     "logops writes\nlogsuccess TRUE\n")  # fmt: skip
+    indexes = "index objectClass eq\nindex entryUUID,entryCSN eq\nindex uid eq"
+    return slapd_conf(workdir / "db", indexes=indexes, modules=True, extra_global=modules + log_db,
+                      extra_db=overlays)  # fmt: skip
+
+
+def start(kind: str, workdir: Path, conf: str, port: int | None = None):
+    return (start_slapd if kind == "slapd" else start_pyldapd)(workdir, conf, name=kind, port=port)
+
+
+def cookie_of(server) -> str:
+    result = ldap_tool("ldapsearch", "-H", server.url, *ADMIN, "-b", SUFFIX, "-E", "sync=ro", "(objectClass=*)",
+                       "1.1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    cookies = re.findall(r"cookie: (\S+)", result.stdout)
+    assert cookies, result.stdout
+    return cookies[-1]
+
+
+def refresh(server, cookie: str) -> dict:
+    """A refreshOnly sync search from `cookie`, as test078 reads it: syncIdSets with their refreshDeletes
+    flag, the entries sent, and the refreshDeletes of the SyncDone control."""
+    result = ldap_tool("ldapsearch", "-H", server.url, *ADMIN, "-b", SUFFIX, "-E", f"sync=ro/{cookie}",
+                       "(objectClass=*)", "1.1")  # fmt: skip
+    assert result.returncode == 0, result.stderr + server.log()[-3000:]
+    text = result.stdout
+    id_sets = [block for block in text.split("\n\n") if "SyncInfo Received: ID Set" in block]
+    return {
+        "deleted_uuids": sum(block.count("\n#\t") for block in id_sets if "no longer match" in block),
+        "present_sets": sum(1 for block in id_sets if "no longer match" not in block),
+        "entries": sorted(re.findall(r"^dn: (.*)$", text, re.M)),
+        "done_deletes": "SyncDone control refreshDeletes=1" in text,
+        "text": text,
+    }
+
+
+def uuid_of(server, dn: str) -> str:
+    result = ldap_tool("ldapsearch", "-H", server.url, *ADMIN, "-LLL", "-b", dn, "-s", "base", "(objectClass=*)",
+                       "entryUUID")  # fmt: skip
+    return re.search(r"entryUUID: (\S+)", result.stdout).group(1)  # type: ignore[union-attr]
+
+
+def apply_changes(server) -> None:
+    for kind, what in CHANGES:
+        if kind == "delete":
+            assert ldap_tool("ldapdelete", "-H", server.url, *ADMIN, what).returncode == 0
+        else:
+            modify(server, what + "\n")
+
+
+def restarted(kind: str, server, conf: str):
+    server.stop()
+    return start(kind, server.workdir, conf, port=server.port)
+
+
+def scenario(kind: str, workdir: Path) -> tuple[dict, set[str]]:
+    """Load, take a cookie, change, restart the provider; the refresh from the old cookie, and the UUIDs of
+    the deleted entries."""
+    conf = provider_conf(workdir, slapd=kind == "slapd")
+    server = start(kind, workdir, conf)
+    try:
+        add(server, ENTRIES)
+        cookie = cookie_of(server)
+        deleted = {uuid_of(server, dn) for op, dn in CHANGES if op == "delete"}
+        apply_changes(server)
+        server = restarted(kind, server, conf)
+        return refresh(server, cookie), deleted
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["slapd", "pyldapd"])
+def test_refresh_after_restart_is_a_delete_phase_from_the_accesslog(tmp_path, kind):
+    answer, deleted = scenario(kind, tmp_path / kind)
+    text = answer["text"]
+    # the two deleted entries, each in a syncIdSet of the delete phase; no present phase
+    assert answer["deleted_uuids"] == 2, text
+    assert answer["present_sets"] == 0, text
+    assert answer["done_deletes"], text
+    assert all(uuid in text for uuid in deleted), text
+    # the changed entries themselves (modified, renamed, added) follow as entries
+    assert answer["entries"] == sorted([f"uid=u2,{PEOPLE}", f"uid=u4b,{PEOPLE}", f"uid=u9,{PEOPLE}"]), text
+
+
+def test_pyldapd_answers_as_slapd(tmp_path):
+    slapd_answer, _ = scenario("slapd", tmp_path / "slapd")
+    pyldapd_answer, _ = scenario("pyldapd", tmp_path / "pyldapd")
+    keys = ("deleted_uuids", "present_sets", "entries", "done_deletes")
+    assert {k: pyldapd_answer[k] for k in keys} == {k: slapd_answer[k] for k in keys}
+
+
+@pytest.mark.parametrize("kind", ["slapd", "pyldapd"])
+def test_a_cookie_older_than_the_log_gets_the_present_phase(tmp_path, kind):
+    """The cookie was taken before the accesslog was configured: minCSN (the logged database's contextCSN when
+    the log database was made) is newer than the cookie, so the log cannot tell what was deleted before it."""
+    workdir = tmp_path / kind
+    server = start(kind, workdir, provider_conf(workdir, slapd=kind == "slapd", accesslog=False))
+    try:
+        add(server, ENTRIES)
+        cookie = cookie_of(server)
+        assert ldap_tool("ldapdelete", "-H", server.url, *ADMIN, f"uid=u1,{PEOPLE}").returncode == 0
+        conf = provider_conf(workdir, slapd=kind == "slapd")
+        server = restarted(kind, server, conf)
+        modify(server, f"dn: uid=u2,{PEOPLE}\nchangetype: modify\nreplace: description\ndescription: x\n\n")
+        answer = refresh(server, cookie)
+    finally:
+        server.stop()
+    text = answer["text"]
+    assert answer["deleted_uuids"] == 0, text
+    assert answer["present_sets"] >= 1, text  # the UUIDs of the entries still there
+    assert not answer["done_deletes"], text
+    assert answer["entries"] == [f"uid=u2,{PEOPLE}"], text
+
+
+@pytest.mark.parametrize("consumer_kind", ["pyldapd", "slapd"])
+def test_consumer_offline_across_a_provider_restart_converges(tmp_path, consumer_kind):
+    """A pyldapd provider; a consumer (pyldapd or Debian's slapd) stopped while the provider changes and
+    restarts. Back online it catches up from its cookie: the provider plays the delete phase from its
+    accesslog (its log says so), and both hold the same entries."""
+    conf = provider_conf(tmp_path / "provider", slapd=False)
+    provider = start_pyldapd(tmp_path / "provider", conf, name="provider")
+    consumer = None
+    try:
+        add(provider, ENTRIES)
+        consumer_dir = tmp_path / "consumer"
+        consumer_text = consumer_conf(consumer_dir / "db", provider.url, slapd=consumer_kind == "slapd",
+                                      updateref=False)  # fmt: skip
+        port = free_port()
+        consumer = start(consumer_kind, consumer_dir, consumer_text, port=port)
+        wait_converged([provider, consumer], timeout=30)
+        consumer.stop()
+        apply_changes(provider)
+        provider.stop()
+        before = len(provider.log())
+        provider = start_pyldapd(tmp_path / "provider", conf, name="provider", port=provider.port)
+        consumer = start(consumer_kind, consumer_dir, consumer_text, port=port)
+        common = wait_converged([provider, consumer], timeout=60)
+        dns = {dn.lower() for dn, _ in common}
+        assert f"dn: uid=u1,{PEOPLE}".lower() not in dns and f"dn: uid=u4b,{PEOPLE}".lower() in dns
+        log = provider.log()[before:]
+        assert "delete phase of 2 entries from the accesslog" in log, log[-3000:]
+        assert "present phase" not in log, log[-3000:]
+    finally:
+        provider.stop()
+        if consumer is not None:
+            consumer.stop()
