@@ -8,12 +8,24 @@ model), and pyldapd and slapd consumers offline across the restart converge."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.replication.helpers import ADMIN, BASE, add, consumer_conf, modify, person, wait_converged
-from tests.servers import SUFFIX, free_port, ldap_tool, slapd_conf, start_pyldapd, start_slapd
+from tests.servers import (
+    SCHEMA_DIR,
+    SLAPD,
+    SUFFIX,
+    free_port,
+    ldap_tool,
+    slapd_conf,
+    start_process,
+    start_pyldapd,
+    start_slapd,
+)
 
 PEOPLE = f"ou=People,{SUFFIX}"
 ENTRIES = BASE + "\n" + "\n".join(person(f"u{i}") for i in range(8))
@@ -188,3 +200,105 @@ def test_consumer_offline_across_a_provider_restart_converges(tmp_path, consumer
         provider.stop()
         if consumer is not None:
             consumer.stop()
+
+
+CONF_HEAD = f"""include {SCHEMA_DIR}/core.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload syncprov
+database mdb
+suffix "{SUFFIX}"
+rootdn "cn=admin,{SUFFIX}"
+directory {{db}}
+overlay syncprov
+"""
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "syncprov-foo 1",
+        "syncprov-sessionlog -1",
+        "syncprov-checkpoint 0 10",
+        "syncprov-nopresent maybe",
+        "syncprov-sessionlog-source notadn",
+        "syncprov-sessionlog-source cn=accesslog",
+    ],  # fmt: skip
+)
+def test_syncprov_lines_slapd_refuses_are_refused(tmp_path, line):
+    """Every syncprov-* line is read as slapd reads it or refused (an unknown one is not kept and ignored);
+    syncprov-sessionlog-source needs the accesslog schema, so its module loaded first, as in slapd."""
+    (tmp_path / "db").mkdir()
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(CONF_HEAD.format(db=tmp_path / "db") + line + "\n")
+    slapd = subprocess.run(["/usr/sbin/slaptest", "-u", "-f", str(conf)], capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert slapd.returncode != 0, slapd.stderr
+    ours = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-u", "-f", str(conf)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ours.returncode != 0, ours.stdout + ours.stderr
+    assert f"{conf}: line 10:" in ours.stdout + ours.stderr
+    assert "Traceback" not in ours.stderr
+
+
+def test_sessionlog_source_accepted_after_the_accesslog_module(tmp_path):
+    (tmp_path / "db").mkdir()
+    conf = tmp_path / "slapd.conf"
+    head = CONF_HEAD.replace("moduleload syncprov\n", "moduleload syncprov\nmoduleload accesslog\n")
+    conf.write_text(head.format(db=tmp_path / "db") + 'syncprov-sessionlog-source "cn=accesslog"\n')
+    slapd = subprocess.run(["/usr/sbin/slaptest", "-u", "-f", str(conf)], capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert slapd.returncode == 0, slapd.stderr
+    ours = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-u", "-f", str(conf)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+
+
+def test_sessionlog_source_over_cn_config_as_slapd(tmp_path):
+    """olcSpSessionlogSource on an olcOverlay=syncprov added at run time to slaptest's slapd.d: naming no
+    database is refused with slapd's result and text; naming the accesslog, a refresh from a cookie older than
+    a restart is answered with the delete phase, on slapd and pyldapd alike."""
+    root = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+    outcomes = {}
+    for name, argv in (("slapd", [SLAPD, "-d", "0"]),
+                       ("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "serve", "-d", "stats,sync"])):  # fmt: skip
+        workdir = tmp_path / name
+        (workdir / "log").mkdir(parents=True)
+        config_db = f'database config\naccess to * by dn.exact="{root}" manage by * break\n'
+        log_db = (f"database mdb\nsuffix cn=accesslog\nrootdn cn=accesslog\ndirectory {workdir / 'log'}\n"
+                  "index reqStart,entryCSN eq\n")  # fmt: skip
+        conf = workdir / "slapd.conf"
+        indexes = "index objectClass eq\nindex entryUUID,entryCSN eq\nindex uid eq"
+        conf.write_text(slapd_conf(workdir / "db", modules=True, indexes=indexes,
+                                   extra_global="moduleload syncprov\nmoduleload accesslog\n" + config_db + log_db,
+                                   extra_db="overlay accesslog\nlogdb cn=accesslog\nlogops writes\n"))  # fmt: skip
+        (workdir / "slapd.d").mkdir()
+        # slaptest writes the slapd.d, then cannot open the empty databases read-only: expected
+        subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(workdir / "slapd.d")], capture_output=True,
+                       timeout=60)  # fmt: skip
+        port, sock = free_port(), str(workdir / "s.sock")
+        urls = f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/"
+        command = [*argv, "-F", str(workdir / "slapd.d"), "-h", urls]
+        server = start_process(name, command, port, sock, workdir, conf)
+        ldapi = ["-Y", "EXTERNAL", "-H", "ldapi://" + sock.replace("/", "%2F")]
+        try:
+            overlay = ("dn: olcOverlay=syncprov,olcDatabase={2}mdb,cn=config\nobjectClass: olcOverlayConfig\n"
+                       "objectClass: olcSyncProvConfig\nolcOverlay: syncprov\n")  # fmt: skip
+            bad = ldap_tool("ldapadd", *ldapi, input=overlay + "olcSpSessionlogSource: cn=nothing\n\n")
+            good = ldap_tool("ldapadd", *ldapi, input=overlay + "olcSpSessionlogSource: cn=accesslog\n\n")
+            assert good.returncode == 0, good.stderr
+            add(server, ENTRIES)
+            cookie = cookie_of(server)
+            apply_changes(server)
+            server.stop()
+            server = start_process(name, command, port, sock, workdir, conf)
+            answer = refresh(server, cookie)
+            stored = ldap_tool("ldapsearch", *ldapi, "-LLL", "-o", "ldif-wrap=no", "-b",
+                               "olcOverlay={1}syncprov,olcDatabase={2}mdb,cn=config", "-s", "base").stdout  # fmt: skip
+            outcomes[name] = (bad.returncode, bad.stderr.splitlines()[-1],
+                              {k: answer[k] for k in ("deleted_uuids", "present_sets", "entries", "done_deletes")},
+                              sorted(line for line in stored.splitlines() if line.startswith("olc")))  # fmt: skip
+        finally:
+            server.stop()
+    assert outcomes["pyldapd"] == outcomes["slapd"]
+    assert outcomes["slapd"][2]["deleted_uuids"] == 2 and outcomes["slapd"][2]["present_sets"] == 0

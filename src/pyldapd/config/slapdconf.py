@@ -508,6 +508,11 @@ class SlapdConfParser:
                     ProviderSettings.from_overlay([(name, d.args)])
                 except ValueError as exc:
                     raise d.error(str(exc)) from None
+                loaded = {os.path.basename(m).split(".")[0].lower() for m in self.config.modules}
+                if name == "syncprov-sessionlog-source" and loaded and "accesslog" not in loaded:
+                    # a modular slapd (as Debian's) has the accesslog schema once its module is loaded
+                    raise d.error("syncprov-sessionlog-source: couldn't get definition for attribute reqType, "
+                                  "is accesslog configured? (moduleload accesslog)")  # fmt: skip
             self.overlay.settings.append((name, d.args))
         elif self.overlay is not None and self.overlay.name == "accesslog" and name in ACCESSLOG_DIRECTIVES:
             from pyldapd.overlays.accesslog import AccesslogSettings
