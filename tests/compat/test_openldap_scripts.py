@@ -31,6 +31,7 @@ PASSING = [
     "test019-syncreplication-cascade",
     "test054-syncreplication-parallel-load",
     "test061-syncreplication-initiation",
+    "test078-persistent-sessionlog",
 ]
 
 # The others, each with the first divergence it hits (where the next session should start).
