@@ -304,3 +304,45 @@ def test_sessionlog_source_over_cn_config_as_slapd(tmp_path):
             server.stop()
     assert outcomes["pyldapd"] == outcomes["slapd"]
     assert outcomes["slapd"][2]["deleted_uuids"] == 2 and outcomes["slapd"][2]["present_sets"] == 0
+
+
+def test_slapd_conf_converted_to_slapd_d_as_slaptest_writes_it(tmp_path):
+    """slaptest -f -F and pyldapd test -f -F write the syncprov overlay entry with the same olcSp* values,
+    olcSpSessionlogSource included (no quotes), in slapd's order."""
+    for name in ("db", "log", "slapd.d", "pyldapd.d"):
+        (tmp_path / name).mkdir()
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(f"""include {SCHEMA_DIR}/core.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload syncprov
+moduleload accesslog
+database mdb
+suffix cn=accesslog
+rootdn cn=accesslog
+directory {tmp_path / "log"}
+database mdb
+suffix "{SUFFIX}"
+rootdn "cn=admin,{SUFFIX}"
+directory {tmp_path / "db"}
+overlay syncprov
+syncprov-sessionlog-source "cn=accesslog"
+syncprov-sessionlog 100
+overlay accesslog
+logdb cn=accesslog
+""")
+    # both write the slapd.d before failing to open the empty databases read-only
+    subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")], capture_output=True,
+                   timeout=60)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-f", str(conf), "-F", str(tmp_path / "pyldapd.d")],
+                   capture_output=True, timeout=60)  # fmt: skip
+
+    def overlay_values(directory: Path) -> list[str]:
+        found = list(directory.rglob("olcOverlay={0}syncprov.ldif"))
+        assert len(found) == 1, list(directory.rglob("*.ldif"))
+        return [
+            line for line in found[0].read_text().splitlines() if line.startswith(("olcSp", "objectClass"))
+        ]
+
+    assert overlay_values(tmp_path / "pyldapd.d") == overlay_values(tmp_path / "slapd.d")
+    assert "olcSpSessionlogSource: cn=accesslog" in overlay_values(tmp_path / "pyldapd.d")

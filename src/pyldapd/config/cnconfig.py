@@ -429,10 +429,12 @@ def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
             if name in written:
                 attributes.append((schema.attribute_type(key).name, list(written[name])))
         return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
-    for name, args in overlay.settings:
-        key = reverse.get(name.lower())
-        if key is not None:
-            attributes.append((schema.attribute_type(key).name, [" ".join(args)]))
+    order = list(
+        OVERLAY_SETTINGS
+    )  # slapd writes them in its config table's order (syncprov: as listed above)
+    known = [(reverse[name.lower()], args) for name, args in overlay.settings if name.lower() in reverse]
+    for key, args in sorted(known, key=lambda item: order.index(item[0])):
+        attributes.append((schema.attribute_type(key).name, [" ".join(args).strip('"')]))
     return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
 
 
