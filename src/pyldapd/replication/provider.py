@@ -509,45 +509,46 @@ class SyncProvider(Overlay):
                                        f"csn={consumer[sid]}")  # fmt: skip
                     return None
             oldest = min(consumer[sid] for sid in behind)
-            records = []
-            for record in log_txn.csn_after(oldest):
-                csn = (record.first("entrycsn") or b"").decode()
-                if record.first("reqresult") != b"0" or not csn or csn > provider.get(sid_of(csn), csn):
-                    continue  # a failure, or newer than the state this refresh ends at
-                classes = {c.decode("utf-8", "replace").lower() for c in record.get("objectclass")}
-                if not classes & LOGGED_WRITES:
-                    continue
-                records.append(record)
-        deletes: list[tuple[str, bytes]] = []
-        seen: set[bytes] = set()
-        for record in records:
-            csn = (record.first("entrycsn") or b"").decode()
-            kind = (record.first("reqtype") or b"").decode().lower()
-            if kind == "add":
-                continue
-            gone = kind == "delete"
-            old_dn, new_dn = self.logged_dn(record, "reqdn"), self.logged_dn(record, "reqnewdn")
-            if not (under(old_dn, base_ndn) or under(new_dn, base_ndn)):
-                continue  # never in the consumer's content
-            if kind == "modrdn":
-                if not under(old_dn, base_ndn):
-                    continue  # renamed into the base: the changed-entries pass sends it
-                gone = not under(new_dn, base_ndn)
-            sid = sid_of(csn)
-            if sid in consumer and csn <= consumer[sid]:
-                continue  # the consumer has it
-            uuid = uuid_bytes(record.first("reqentryuuid"))
-            if uuid is None or uuid in seen:
-                continue
-            seen.add(uuid)
-            if not gone:
-                entry = txn.by_uuid(uuid)
-                gone = entry is None or not (
-                    in_scope(normalize_dn(entry.dn, self.schema), base_ndn, scope) and visible(entry)
-                )
-            if gone:
-                deletes.append((csn, uuid))
+            deletes: list[tuple[str, bytes]] = []
+            seen: set[bytes] = set()
+            for record in log_txn.csn_after(oldest):  # streamed: a week of log is not held in memory
+                picked = self.logged_delete(txn, record, consumer, provider, base_ndn, scope, visible, seen)
+                if picked is not None:
+                    deletes.append(picked)
         return deletes
+
+    def logged_delete(self, txn, record: Entry, consumer: dict[int, str], provider: dict[int, str], base_ndn: str,
+                      scope: Scope, visible, seen: set[bytes]) -> tuple[str, bytes] | None:  # fmt: skip
+        """One log entry as syncprov_accesslog_uuid_cb sees it: (CSN, entryUUID) when it names an entry the
+        consumer must delete, else None; `seen` holds the UUIDs already decided."""
+        csn = (record.first("entrycsn") or b"").decode()
+        if record.first("reqresult") != b"0" or not csn or csn > provider.get(sid_of(csn), csn):
+            return None  # a failure, or newer than the state this refresh ends at
+        classes = {c.decode("utf-8", "replace").lower() for c in record.get("objectclass")}
+        kind = (record.first("reqtype") or b"").decode().lower()
+        if not classes & LOGGED_WRITES or kind == "add":
+            return None
+        gone = kind == "delete"
+        old_dn, new_dn = self.logged_dn(record, "reqdn"), self.logged_dn(record, "reqnewdn")
+        if not (under(old_dn, base_ndn) or under(new_dn, base_ndn)):
+            return None  # never in the consumer's content
+        if kind == "modrdn":
+            if not under(old_dn, base_ndn):
+                return None  # renamed into the base: the changed-entries pass sends it
+            gone = not under(new_dn, base_ndn)
+        sid = sid_of(csn)
+        if sid in consumer and csn <= consumer[sid]:
+            return None  # the consumer has it
+        uuid = uuid_bytes(record.first("reqentryuuid"))
+        if uuid is None or uuid in seen:
+            return None
+        seen.add(uuid)
+        if not gone:  # modified or renamed inside the base: gone if no longer there or no longer matching
+            entry = txn.by_uuid(uuid)
+            gone = entry is None or not (
+                in_scope(normalize_dn(entry.dn, self.schema), base_ndn, scope) and visible(entry)
+            )
+        return (csn, uuid) if gone else None
 
     def logged_dn(self, record: Entry, name: str) -> str | None:
         value = record.first(name)
