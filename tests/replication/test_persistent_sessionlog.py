@@ -64,20 +64,19 @@ def start(kind: str, workdir: Path, conf: str, port: int | None = None):
     return (start_slapd if kind == "slapd" else start_pyldapd)(workdir, conf, name=kind, port=port)
 
 
-def cookie_of(server) -> str:
-    result = ldap_tool("ldapsearch", "-H", server.url, *ADMIN, "-b", SUFFIX, "-E", "sync=ro", "(objectClass=*)",
-                       "1.1")  # fmt: skip
+def cookie_of(server, base: str = SUFFIX, filter_: str = "(objectClass=*)") -> str:
+    result = ldap_tool("ldapsearch", "-H", server.url, *ADMIN, "-b", base, "-E", "sync=ro", filter_, "1.1")
     assert result.returncode == 0, result.stderr
     cookies = re.findall(r"cookie: (\S+)", result.stdout)
     assert cookies, result.stdout
     return cookies[-1]
 
 
-def refresh(server, cookie: str) -> dict:
+def refresh(server, cookie: str, base: str = SUFFIX, filter_: str = "(objectClass=*)") -> dict:
     """A refreshOnly sync search from `cookie`, as test078 reads it: syncIdSets with their refreshDeletes
     flag, the entries sent, and the refreshDeletes of the SyncDone control."""
-    result = ldap_tool("ldapsearch", "-H", server.url, *ADMIN, "-b", SUFFIX, "-E", f"sync=ro/{cookie}",
-                       "(objectClass=*)", "1.1")  # fmt: skip
+    result = ldap_tool("ldapsearch", "-H", server.url, *ADMIN, "-b", base, "-E", f"sync=ro/{cookie}", filter_,
+                       "1.1")  # fmt: skip
     assert result.returncode == 0, result.stderr + server.log()[-3000:]
     text = result.stdout
     id_sets = [block for block in text.split("\n\n") if "SyncInfo Received: ID Set" in block]
@@ -143,6 +142,35 @@ def test_pyldapd_answers_as_slapd(tmp_path):
     pyldapd_answer, _ = scenario("pyldapd", tmp_path / "pyldapd")
     keys = ("deleted_uuids", "present_sets", "entries", "done_deletes")
     assert {k: pyldapd_answer[k] for k in keys} == {k: slapd_answer[k] for k in keys}
+
+
+@pytest.mark.parametrize("kind", ["slapd", "pyldapd"])
+def test_entries_moved_out_of_the_base_or_out_of_the_filter_are_in_the_delete_phase(tmp_path, kind):
+    """A sync search of ou=People for the entries without `description: gone`: an entry moved to ou=Groups, one
+    modified to match no longer, one deleted, one renamed inside the base and one modified (still matching):
+    the first three are in the delete phase, the last two are sent as entries; slapd's answer, pyldapd's."""
+    workdir = tmp_path / kind
+    conf = provider_conf(workdir, slapd=kind == "slapd")
+    server = start(kind, workdir, conf)
+    search = (PEOPLE, "(!(description=gone))")
+    try:
+        add(server, ENTRIES)
+        cookie = cookie_of(server, *search)
+        gone = {uuid_of(server, f"uid=u{i},{PEOPLE}") for i in (5, 6, 7)}
+        modify(server, f"dn: uid=u5,{PEOPLE}\nchangetype: modrdn\nnewrdn: uid=u5\ndeleteoldrdn: 1\n"
+                       f"newsuperior: ou=Groups,{SUFFIX}\n\n"
+                       f"dn: uid=u6,{PEOPLE}\nchangetype: modify\nadd: description\ndescription: gone\n\n"
+                       f"dn: uid=u2,{PEOPLE}\nchangetype: modrdn\nnewrdn: uid=u2b\ndeleteoldrdn: 1\n\n"
+                       f"dn: uid=u3,{PEOPLE}\nchangetype: modify\nadd: description\ndescription: kept\n\n")  # fmt: skip
+        assert ldap_tool("ldapdelete", "-H", server.url, *ADMIN, f"uid=u7,{PEOPLE}").returncode == 0
+        server = restarted(kind, server, conf)
+        answer = refresh(server, cookie, *search)
+    finally:
+        server.stop()
+    text = answer["text"]
+    assert answer["deleted_uuids"] == 3 and answer["present_sets"] == 0 and answer["done_deletes"], text
+    assert all(uuid in text for uuid in gone), text
+    assert answer["entries"] == [f"uid=u2b,{PEOPLE}", f"uid=u3,{PEOPLE}"], text
 
 
 @pytest.mark.parametrize("kind", ["slapd", "pyldapd"])
