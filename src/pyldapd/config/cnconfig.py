@@ -671,6 +671,17 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
                     # a DN is one argument, spaces and all (slapd's ARG_DN)
                     args = [text] if setting == "syncprov-sessionlog-source" else text.split()
                     overlay.settings.append((setting, args))
+        if overlay.name == "syncprov":
+            from pyldapd.replication.provider import ProviderSettings, SyncprovConfigError
+
+            try:  # what slapd refuses when it reads its slapd.d, in its words
+                ProviderSettings.from_overlay(overlay.settings)
+            except SyncprovConfigError as exc:
+                key = {v: k for k, v in SYNCPROV_SETTINGS.items()}.get(exc.directive.lower(), exc.directive)
+                at = config_schema().attribute_type(key)
+                raise ConfigValueError(
+                    f"config error processing {child.dn}: {exc.text_for(at.name if at else key)}"
+                ) from None
         db.overlays.append(overlay)
     return db
 

@@ -49,47 +49,63 @@ class ProviderSettings:
     @classmethod
     def from_overlay(cls, settings: list[tuple[str, list[str]]]) -> ProviderSettings:
         """`syncprov-checkpoint 100 10`, `syncprov-sessionlog 100`, `syncprov-nopresent TRUE`, ...
-        Raises ValueError (naming the directive) for what slapd's syncprov refuses."""
+        Raises SyncprovConfigError (slapd's words) for what slapd's syncprov refuses."""
         result = cls()
         for name, args in settings:
             try:
                 result.apply(name.lower().removeprefix("syncprov-"), args)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
+            except SyncprovConfigError as exc:
+                exc.directive = name
+                raise
         return result
 
     def apply(self, key: str, args: list[str]) -> None:
         if key == "checkpoint":
             if len(args) != 2:
-                raise ValueError("expects <ops> <minutes>")
-            ops, minutes = integer(args[0]), integer(args[1])
-            if ops <= 0 or minutes <= 0:
-                raise ValueError(
-                    f'invalid checkpoint {"ops #" if ops <= 0 else "time"} "{args[0 if ops <= 0 else 1]}"'
-                )
+                raise SyncprovConfigError("<{name}> missing <ops> <minutes> argument")
+            ops, minutes = integer(args[0], "ops #"), integer(args[1], "time")
+            if ops <= 0:
+                raise SyncprovConfigError(f'{{name}} invalid checkpoint ops # "{ops}"')
+            if minutes <= 0:
+                raise SyncprovConfigError(f'{{name}} invalid checkpoint time "{minutes}"')
             self.checkpoint_ops, self.checkpoint_minutes = ops, minutes
         elif key == "sessionlog":
             if len(args) != 1:
-                raise ValueError("expects <ops>")
-            size = integer(args[0])
+                raise SyncprovConfigError("<{name}> missing <ops> argument")
+            size = integer(args[0], "size")
             if size < 0:
-                raise ValueError(f"size {size} is negative")
+                raise SyncprovConfigError(f"{{name}} size {size} is negative")
             self.sessionlog = size
         elif key in ("nopresent", "reloadhint"):
             if len(args) != 1:
-                raise ValueError("expects TRUE or FALSE")
+                raise SyncprovConfigError("<{name}> missing TRUE or FALSE")
             setattr(self, key, on_off(args[0]))
         elif key == "sessionlog-source":
-            if len(args) != 1 or not args[0].strip('"'):
-                raise ValueError("expects the DN of an accesslog database")
-            dn = args[0].strip('"')
+            dn = args[0].strip('"') if len(args) == 1 else ""
             try:
                 parse_dn(dn)
             except ValueError:
-                raise ValueError(f"invalid DN {dn!r}") from None
+                raise SyncprovConfigError("<{name}> invalid DN 21 (Invalid syntax)") from None
+            if not dn:
+                raise SyncprovConfigError("<{name}> invalid DN 21 (Invalid syntax)")
             self.sessionlog_source = dn
         else:
-            raise ValueError("unknown syncprov directive")
+            raise SyncprovConfigError("unknown directive <{name}> inside backend database definition.")
+
+
+class SyncprovConfigError(ValueError):
+    """A syncprov value slapd refuses; its message names the directive or the olcSp* attribute as slapd does."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__(template)
+        self.template = template
+        self.directive = ""
+
+    def text_for(self, name: str) -> str:
+        return self.template.format(name=name)
+
+    def __str__(self) -> str:
+        return self.text_for(self.directive or "syncprov")
 
 
 def check_syncprov(config: Any, *, online: bool = False) -> None:
@@ -97,6 +113,8 @@ def check_syncprov(config: Any, *, online: bool = False) -> None:
     syncprov-sessionlog-source without the accesslog schema (syncprov_setup_accesslog), or, added over
     cn=config (`online`), naming no database."""
     import os
+
+    from pyldapd.config.cnconfig import ConfigValueError
 
     loaded = {os.path.basename(m).split(".")[0].lower() for m in config.modules}
     has_accesslog = "accesslog" in loaded or any(
@@ -106,19 +124,16 @@ def check_syncprov(config: Any, *, online: bool = False) -> None:
         for overlay in db.overlays:
             if overlay.name != "syncprov":
                 continue
-            settings = ProviderSettings.from_overlay(overlay.settings)
-            source = settings.sessionlog_source
+            source = ProviderSettings.from_overlay(overlay.settings).sessionlog_source
             if not source:
                 continue
             if not has_accesslog:
-                raise ValueError("syncprov-sessionlog-source: couldn't get definition for attribute reqType, "
-                                 "is accesslog configured?")  # fmt: skip
+                raise ConfigValueError("<olcSpSessionlogSource> couldn't get definition for attribute reqType, "
+                                       "is accesslog configured?")  # fmt: skip
             wanted = plain_dn(source)
             if online and not any(
                 wanted == plain_dn(s) for other in config.data_databases() for s in other.suffixes
             ):
-                from pyldapd.config.cnconfig import ConfigValueError
-
                 raise ConfigValueError("<olcSpSessionlogSource> no matching backend found for suffix")
 
 
@@ -126,11 +141,11 @@ def plain_dn(dn: str) -> str:
     return ",".join(part.strip().lower() for part in dn.strip('"').split(","))
 
 
-def integer(text: str) -> int:
+def integer(text: str, what: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"unable to parse {text!r} as an integer") from None
+        raise SyncprovConfigError(f'{{name}} unable to parse {what} "{text}"') from None
 
 
 def on_off(text: str) -> bool:
@@ -139,7 +154,7 @@ def on_off(text: str) -> bool:
         return True
     if value in ("false", "off", "no"):
         return False
-    raise ValueError(f"invalid boolean {text!r}")
+    raise SyncprovConfigError("<{name}> invalid value")
 
 
 class SessionLog:

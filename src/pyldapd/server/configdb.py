@@ -610,18 +610,7 @@ def validate_config(config: ServerConfig) -> None:
     check_accesslog(config)
     from pyldapd.replication.provider import check_syncprov
 
-    try:
-        check_syncprov(config, online=True)
-    except ConfigValueError:
-        raise
-    except ValueError as exc:  # slapd's words: the attribute and what is wrong with the value
-        from pyldapd.config.cnconfig import SYNCPROV_SETTINGS
-
-        directive, _, text = str(exc).partition(": ")
-        olc = {v: k for k, v in SYNCPROV_SETTINGS.items()}.get(directive.lower(), directive)
-        at = config_schema().attribute_type(olc)
-        name = at.name if at is not None else olc
-        raise ConfigValueError(f"<{name}> {text}") from None
+    check_syncprov(config, online=True)  # values: read (and refused in slapd's words) by config_from_entries
     for db in config.data_databases():
         for text in db.syncrepl:
             parse_syncrepl(text)
