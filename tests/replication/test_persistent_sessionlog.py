@@ -380,3 +380,22 @@ logdb cn=accesslog
 
     assert overlay_values(tmp_path / "pyldapd.d") == overlay_values(tmp_path / "slapd.d")
     assert "olcSpSessionlogSource: cn=accesslog" in overlay_values(tmp_path / "pyldapd.d")
+
+
+def test_a_bad_value_in_a_slapd_d_stops_the_start_as_in_slapd(tmp_path):
+    """A slapd.d whose olcSpSessionlog is negative: slapd and pyldapd both refuse to start, pyldapd naming the
+    entry and slapd's words (not a traceback)."""
+    for name in ("db", "slapd.d"):
+        (tmp_path / name).mkdir()
+    conf = tmp_path / "slapd.conf"
+    conf.write_text(CONF_HEAD.format(db=tmp_path / "db") + "syncprov-sessionlog 100\n")
+    subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(tmp_path / "slapd.d")], capture_output=True,
+                   timeout=60)  # fmt: skip
+    (overlay,) = (tmp_path / "slapd.d").rglob("olcOverlay={0}syncprov.ldif")
+    overlay.write_text(overlay.read_text().replace("olcSpSessionlog: 100", "olcSpSessionlog: -1"))
+    url = f"ldap://127.0.0.1:{free_port()}/"
+    for argv in ([SLAPD, "-d", "0"], [sys.executable, "-m", "pyldapd.cli.main", "serve", "-d", "0"]):
+        started = subprocess.run([*argv, "-F", str(tmp_path / "slapd.d"), "-h", url], capture_output=True, text=True,
+                                 timeout=60)  # fmt: skip
+        assert started.returncode != 0, started.stderr
+    assert "olcSpSessionlog size -1 is negative" in started.stderr and "Traceback" not in started.stderr
