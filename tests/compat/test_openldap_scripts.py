@@ -37,6 +37,7 @@ PASSING = [
     "test053-syncprov-glue",
     "test054-syncreplication-parallel-load",
     "test061-syncreplication-initiation",
+    "test078-persistent-sessionlog",
 ]
 
 # The others, each with the first divergence it hits (where the next session should start).

@@ -58,6 +58,7 @@ SYNCPROV_SETTINGS = {
     "olcspsessionlog": "syncprov-sessionlog",
     "olcspnopresent": "syncprov-nopresent",
     "olcspreloadhint": "syncprov-reloadhint",
+    "olcspsessionlogsource": "syncprov-sessionlog-source",
 }
 
 # slapo-accesslog(5): olcAccessLog* <-> the slapd.conf directive
@@ -437,10 +438,12 @@ def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
             if name in written:
                 attributes.append((schema.attribute_type(key).name, list(written[name])))
         return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
-    for name, args in overlay.settings:
-        key = reverse.get(name.lower())
-        if key is not None:
-            attributes.append((schema.attribute_type(key).name, [" ".join(args)]))
+    order = list(
+        OVERLAY_SETTINGS
+    )  # slapd writes them in its config table's order (syncprov: as listed above)
+    known = [(reverse[name.lower()], args) for name, args in overlay.settings if name.lower() in reverse]
+    for key, args in sorted(known, key=lambda item: order.index(item[0])):
+        attributes.append((schema.attribute_type(key).name, [" ".join(args).strip('"')]))
     return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
 
 
@@ -682,11 +685,25 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
             setting = OVERLAY_SETTINGS.get(attribute.name.lower())
             if setting is not None:
                 for value in attribute.values:
-                    overlay.settings.append((setting, value.decode().split()))
+                    text = value.decode()
+                    # a DN is one argument, spaces and all (slapd's ARG_DN)
+                    args = [text] if setting == "syncprov-sessionlog-source" else text.split()
+                    overlay.settings.append((setting, args))
         if overlay.name == "glue" and db.subordinate:  # slapd's glue_db_init
             raise ConfigValueError(
                 f"glue: backend {db.suffix} is already subordinate, cannot have glue overlay!"
             )
+        if overlay.name == "syncprov":
+            from pyldapd.replication.provider import ProviderSettings, SyncprovConfigError
+
+            try:  # what slapd refuses when it reads its slapd.d, in its words
+                ProviderSettings.from_overlay(overlay.settings)
+            except SyncprovConfigError as exc:
+                key = {v: k for k, v in SYNCPROV_SETTINGS.items()}.get(exc.directive.lower(), exc.directive)
+                at = config_schema().attribute_type(key)
+                raise ConfigValueError(
+                    f"config error processing {child.dn}: {exc.text_for(at.name if at else key)}"
+                ) from None
         db.overlays.append(overlay)
     from pyldapd.server.glue import unsupported_above_glue
 

@@ -532,6 +532,18 @@ class SlapdConfParser:
             self.overlay = OverlayConfig(overlay)
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
+            if self.overlay.name == "syncprov":
+                from pyldapd.replication.provider import ProviderSettings
+
+                try:  # checked now, so that a wrong value (or an unknown syncprov-*) names its file and line
+                    ProviderSettings.from_overlay([(name, d.args)])
+                except ValueError as exc:
+                    raise d.error(str(exc)) from None
+                loaded = {os.path.basename(m).split(".")[0].lower() for m in self.config.modules}
+                if name == "syncprov-sessionlog-source" and loaded and "accesslog" not in loaded:
+                    # a modular slapd (as Debian's) has the accesslog schema once its module is loaded
+                    raise d.error("syncprov-sessionlog-source: couldn't get definition for attribute reqType, "
+                                  "is accesslog configured? (moduleload accesslog)")  # fmt: skip
             self.overlay.settings.append((name, d.args))
         elif self.overlay is not None and self.overlay.name == "accesslog" and name in ACCESSLOG_DIRECTIVES:
             from pyldapd.overlays.accesslog import AccesslogSettings
@@ -883,6 +895,13 @@ def validate(config: ServerConfig, source: str) -> None:
         if db.subordinate and superior_of(data, position) is None:  # slapd: "subordinate config error"
             where, _, line = db.source.rpartition(":")
             raise ConfigError(where, int(line or 0), f"glue: no superior found for sub {db.suffix}!")
+
+    from pyldapd.replication.provider import check_syncprov
+
+    try:
+        check_syncprov(config)
+    except ValueError as exc:
+        raise ConfigError(source, 0, f"overlay syncprov: {exc}") from None
 
 
 def load_slapd_conf(path: str) -> ServerConfig:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope, StorageError
+from pyldapd.model.csn import sid_of
 from pyldapd.model.dn import is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Entry
 from pyldapd.model.filter import parse_filter
@@ -211,6 +212,10 @@ class AccessLog(Overlay):
         self.flush()
 
     def start(self) -> None:
+        try:
+            self.open_log()
+        except StorageError as exc:
+            self.directory.log.error(f"accesslog: log database's suffix entry not made: {exc}")
         self.flush()  # records a crash left between the commit and the move
         self.tidy()
         self.schedule_purge()
@@ -377,6 +382,8 @@ class AccessLog(Overlay):
             return []
         if op_name == "delete":
             keys = list(before.attrs)
+        elif op_name == "modrdn" and not self.settings.old_attrs:
+            return []  # slapd keeps a renamed entry's old values only when logoldattr names some
         else:
             names = {self.key(n) for n in self.settings.old_attrs}
             names |= {n.lower() for n in STAMPS}
@@ -426,8 +433,10 @@ class AccessLog(Overlay):
                 entry = self.restarted(entry, existing.first("reqstart") or b"")
                 ndn = normalize_dn(entry.dn, schema)
             if not txn.exists(log.suffix_ndn):
-                added.append(self.container(log, csn))
+                added.append(self.container(log, [csn] if csn else []))
                 txn.add(added[-1])
+            elif csn:
+                self.note_min_csn(txn, log, csn)
             txn.add(entry)
             added.append(entry)
             if csn:
@@ -446,17 +455,63 @@ class AccessLog(Overlay):
         return moved
 
     @staticmethod
-    def container(log: Any, csn: str) -> Entry:
-        """The log database's suffix entry, made as slapd's accesslog makes it at its first write."""
+    def container(log: Any, csns: list[str]) -> Entry:
+        """The log database's suffix entry, as slapd's accesslog_db_root makes it: the logged database's
+        contextCSN as its entryCSN, contextCSN and minCSN (the oldest change the log can replay, per server
+        ID: syncprov's sessionlog-source and delta consumers read it)."""
         entry = Entry(log.config.suffix)
         entry.put("objectclass", "objectClass", [b"auditContainer"])
         rdn_attr, _, rdn_value = split_rdn(log.config.suffix)[0].partition("=")
         if rdn_attr.lower() == "cn":
             entry.put("cn", "cn", [rdn_value.encode()])
         entry.put("structuralobjectclass", "structuralObjectClass", [b"auditContainer"])
-        if csn:
-            entry.put("mincsn", "minCSN", [csn.encode()])
+        if csns:
+            values = [c.encode() for c in sorted(csns, key=sid_of)]
+            entry.put("entrycsn", "entryCSN", [values[0]])
+            entry.put("contextcsn", "contextCSN", values)
+            entry.put("mincsn", "minCSN", values)
         return entry
+
+    def note_min_csn(self, txn: Any, log: Any, csn: str) -> None:
+        """A change of a server ID minCSN has no value for: its CSN becomes that server ID's minCSN
+        (accesslog_response); the log holds every later change of it."""
+        root = txn.get(log.suffix_ndn)
+        if root is None:
+            return
+        values = root.get("mincsn")
+        sid = sid_of(csn)
+        if any(sid_of(v.decode()) == sid for v in values):
+            return
+        updated = root.copy()
+        updated.put("mincsn", "minCSN", sorted([*values, csn.encode()], key=lambda v: sid_of(v.decode())))
+        txn.modify(log.suffix_ndn, updated)
+
+    def open_log(self) -> None:
+        """At start, as slapd's accesslog_db_root: the log database's suffix entry is made if missing (with the
+        logged database's contextCSN as minCSN, so a consumer in step with it can be answered from the log);
+        one without minCSN takes its contextCSN as minCSN."""
+        log = self.log_backend
+        if log is None:
+            return
+        with log.db.read() as txn:
+            root = txn.get(log.suffix_ndn)
+            if root is not None and (root.get("mincsn") or not root.get("contextcsn")):
+                return  # nothing to do: no write
+        csns = list(self.backend.context.csns.as_dict().values())
+        added = None
+        with log.db.write() as txn:
+            root = txn.get(log.suffix_ndn)
+            if root is None:
+                added = self.container(log, csns)
+                txn.add(added)
+                if csns:
+                    log.context.advance(txn, added.first("entrycsn").decode())  # type: ignore[union-attr]
+            elif not root.get("mincsn") and root.get("contextcsn"):
+                updated = root.copy()
+                updated.put("mincsn", "minCSN", list(root.get("contextcsn")))
+                txn.modify(log.suffix_ndn, updated)
+        if added is not None:
+            log.publish(Change("add", None, added, (added.first("entrycsn") or b"").decode()))
 
     # -- logpurge --------------------------------------------------------------------------------------------
 
@@ -485,14 +540,38 @@ class AccessLog(Overlay):
         cutoff = microtime(now - self.settings.purge_age).encode()
         removed = []
         with log.db.write() as txn:
+            purged: dict[int, bytes] = {}  # per server ID, the newest CSN purged
             for child in list(txn.search(log.suffix_ndn, Scope.ONE)):
                 started = child.first("reqstart")
-                if started is not None and started < cutoff:
+                if started is not None and started <= cutoff:  # slapd's (reqStart<=now-age)
                     txn.delete(normalize_dn(child.dn, self.directory.schema))
                     removed.append(child)
+                    csn = child.first("entrycsn")
+                    if csn:
+                        sid = sid_of(csn.decode())
+                        purged[sid] = max(purged.get(sid, b""), csn)
+            if purged:
+                self.raise_min_csn(txn, log, purged)
         for child in removed:
             log.publish(Change("delete", child, None, (child.first("entrycsn") or b"").decode()))
         return len(removed)
+
+    def raise_min_csn(self, txn: Any, log: Any, purged: dict[int, bytes]) -> None:
+        """After a purge, minCSN says the log no longer holds what it removed (log_old_lookup): a server ID's
+        value becomes the newest CSN purged when that is newer; a server ID it lacked gains one."""
+        root = txn.get(log.suffix_ndn)
+        if root is None:
+            return
+        mins = {sid_of(v.decode()): v for v in root.get("mincsn")}
+        changed = False
+        for sid, csn in purged.items():
+            if mins.get(sid, b"") < csn:
+                mins[sid] = csn
+                changed = True
+        if changed:
+            updated = root.copy()
+            updated.put("mincsn", "minCSN", [mins[sid] for sid in sorted(mins)])
+            txn.modify(log.suffix_ndn, updated)
 
 
 def check_accesslog(config: Any) -> None:

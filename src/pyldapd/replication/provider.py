@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope, StorageError
 from pyldapd.model.csn import CSNGenerator, format_cookie, parse_cookie, sid_of
-from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn
+from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, parse_dn
 from pyldapd.model.entry import Entry
 from pyldapd.overlays.base import Overlay
 from pyldapd.protocol import controls as ctl
@@ -31,6 +31,8 @@ from pyldapd.server.log import SYNC
 if TYPE_CHECKING:
     from pyldapd.server.directory import Backend, Directory
 
+# what syncprov_play_accesslog's filter picks: (objectClass=auditWriteObject) (so its subclasses) or auditExtended
+LOGGED_WRITES = {"auditwriteobject", "auditadd", "auditdelete", "auditmodify", "auditmodrdn", "auditextended"}
 UUID_SET_SIZE = 256  # syncIdSet batch size, as OpenLDAP's SLAP_SYNCUUID_SET_SIZE
 
 
@@ -41,22 +43,118 @@ class ProviderSettings:
     sessionlog: int = 0
     nopresent: bool = False
     reloadhint: bool = False
+    # syncprov-sessionlog-source: the accesslog database whose entries answer a consumer's delete phase
+    sessionlog_source: str = ""
 
     @classmethod
     def from_overlay(cls, settings: list[tuple[str, list[str]]]) -> ProviderSettings:
-        """`syncprov-checkpoint 100 10`, `syncprov-sessionlog 100`, `syncprov-nopresent TRUE`, ..."""
+        """`syncprov-checkpoint 100 10`, `syncprov-sessionlog 100`, `syncprov-nopresent TRUE`, ...
+        Raises SyncprovConfigError (slapd's words) for what slapd's syncprov refuses."""
         result = cls()
         for name, args in settings:
-            key = name.lower().removeprefix("syncprov-")
-            if key == "checkpoint" and len(args) == 2:
-                result.checkpoint_ops, result.checkpoint_minutes = int(args[0]), int(args[1])
-            elif key == "sessionlog" and args:
-                result.sessionlog = int(args[0])
-            elif key == "nopresent" and args:
-                result.nopresent = args[0].lower() in ("true", "on", "yes")
-            elif key == "reloadhint" and args:
-                result.reloadhint = args[0].lower() in ("true", "on", "yes")
+            try:
+                result.apply(name.lower().removeprefix("syncprov-"), args)
+            except SyncprovConfigError as exc:
+                exc.directive = name
+                raise
         return result
+
+    def apply(self, key: str, args: list[str]) -> None:
+        if key == "checkpoint":
+            if len(args) != 2:
+                raise SyncprovConfigError("<{name}> missing <ops> <minutes> argument")
+            ops, minutes = integer(args[0], "ops #"), integer(args[1], "time")
+            if ops <= 0:
+                raise SyncprovConfigError(f'{{name}} invalid checkpoint ops # "{ops}"')
+            if minutes <= 0:
+                raise SyncprovConfigError(f'{{name}} invalid checkpoint time "{minutes}"')
+            self.checkpoint_ops, self.checkpoint_minutes = ops, minutes
+        elif key == "sessionlog":
+            if len(args) != 1:
+                raise SyncprovConfigError("<{name}> missing <ops> argument")
+            size = integer(args[0], "size")
+            if size < 0:
+                raise SyncprovConfigError(f"{{name}} size {size} is negative")
+            self.sessionlog = size
+        elif key in ("nopresent", "reloadhint"):
+            if len(args) != 1:
+                raise SyncprovConfigError("<{name}> missing TRUE or FALSE")
+            setattr(self, key, on_off(args[0]))
+        elif key == "sessionlog-source":
+            dn = args[0].strip('"') if len(args) == 1 else ""
+            try:
+                parse_dn(dn)
+            except ValueError:
+                raise SyncprovConfigError("<{name}> invalid DN 21 (Invalid syntax)") from None
+            if not dn:
+                raise SyncprovConfigError("<{name}> invalid DN 21 (Invalid syntax)")
+            self.sessionlog_source = dn
+        else:
+            raise SyncprovConfigError("unknown directive <{name}> inside backend database definition.")
+
+
+class SyncprovConfigError(ValueError):
+    """A syncprov value slapd refuses; its message names the directive or the olcSp* attribute as slapd does."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__(template)
+        self.template = template
+        self.directive = ""
+
+    def text_for(self, name: str) -> str:
+        return self.template.format(name=name)
+
+    def __str__(self) -> str:
+        return self.text_for(self.directive or "syncprov")
+
+
+def check_syncprov(config: Any, *, online: bool = False) -> None:
+    """What slapd refuses in a whole configuration's syncprov overlays (ValueError): bad values; a
+    syncprov-sessionlog-source without the accesslog schema (syncprov_setup_accesslog), or, added over
+    cn=config (`online`), naming no database."""
+    import os
+
+    from pyldapd.config.cnconfig import ConfigValueError
+
+    loaded = {os.path.basename(m).split(".")[0].lower() for m in config.modules}
+    has_accesslog = "accesslog" in loaded or any(
+        o.name == "accesslog" for db in config.databases for o in db.overlays
+    )
+    for db in config.data_databases():
+        for overlay in db.overlays:
+            if overlay.name != "syncprov":
+                continue
+            source = ProviderSettings.from_overlay(overlay.settings).sessionlog_source
+            if not source:
+                continue
+            if not has_accesslog:
+                raise ConfigValueError("<olcSpSessionlogSource> couldn't get definition for attribute reqType, "
+                                       "is accesslog configured?")  # fmt: skip
+            wanted = plain_dn(source)
+            if online and not any(
+                wanted == plain_dn(s) for other in config.data_databases() for s in other.suffixes
+            ):
+                raise ConfigValueError("<olcSpSessionlogSource> no matching backend found for suffix")
+
+
+def plain_dn(dn: str) -> str:
+    return ",".join(part.strip().lower() for part in dn.strip('"').split(","))
+
+
+def integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SyncprovConfigError(f'{{name}} unable to parse {what} "{text}"') from None
+
+
+def on_off(text: str) -> bool:
+    value = text.lower()
+    if value in ("true", "on", "yes"):
+        return True
+    if value in ("false", "off", "no"):
+        return False
+    raise SyncprovConfigError("<{name}> invalid value")
 
 
 class SessionLog:
@@ -308,18 +406,40 @@ class SyncProvider(Overlay):
                 if not behind and not self.backend.context.dirty:
                     refresh_deletes, end_cookie = True, None
                 else:
-                    if (self.settings.reloadhint and not sync.reload_hint and not self.session_log.covers(
-                            consumer_state) and not self.settings.nopresent):  # fmt: skip
+                    scope = Scope(request.scope)
+                    # syncprov-sessionlog-source: the delete phase comes from the accesslog (None: it cannot
+                    # cover the cookie, and a present phase follows), as syncprov_play_accesslog
+                    logged = (
+                        self.accesslog_deletes(txn, consumer_state, provider_state, base_ndn, scope, visible)
+                        if self.settings.sessionlog_source
+                        else None
+                    )
+                    covered = (
+                        logged is not None
+                        if self.settings.sessionlog_source
+                        else self.session_log.covers(consumer_state) or self.settings.nopresent
+                    )
+                    if self.settings.reloadhint and not sync.reload_hint and not covered:
                         raise LDAPError(ResultCode.syncRefreshRequired, "sync cookie is stale")
                     mincsn = min(
                         (consumer_state[sid] for sid in behind), default=max(consumer_state.values())
                     )
-                    if self.session_log.covers(consumer_state) or self.settings.nopresent:
+                    if logged is not None:
+                        refresh_deletes = True
+                        self.log.log(SYNC, f"syncprov: rid={rid:03d} delete phase of {len(logged)} entries from "
+                                           f"the accesslog {self.settings.sessionlog_source}")  # fmt: skip
+                        for csn, uuid in logged:
+                            cookie_text = format_cookie(rid, self.cookie_sid(), consumer_state, delcsn=csn)
+                            info = ctl.SyncInfoIdSet(cookie_text.encode(), True, [uuid])
+                            send(self.info_message(message_id, info))
+                    elif covered and not self.settings.sessionlog_source:
                         refresh_deletes = True
                         self.replay_deletes(txn, message_id, rid, consumer_state, provider_state, base_ndn,
                                             Scope(request.scope), visible, send)  # fmt: skip
                     else:
                         refresh_deletes = False
+                        self.log.log(SYNC, f"syncprov: rid={rid:03d} present phase (cookie not covered by the "
+                                           "session log)")  # fmt: skip
                         self.send_present(
                             txn, message_id, base_ndn, Scope(request.scope), request, visible, send
                         )
@@ -385,6 +505,84 @@ class SyncProvider(Overlay):
             cookie = format_cookie(rid, self.cookie_sid(), consumer, delcsn=csn).encode()
             send(self.info_message(message_id, ctl.SyncInfoIdSet(cookie, True, [uuid])))
 
+    def accesslog_deletes(self, txn, consumer: dict[int, str], provider: dict[int, str], base_ndn: str,
+                          scope: Scope, visible) -> list[tuple[str, bytes]] | None:  # fmt: skip
+        """The delete phase syncprov_play_accesslog builds from the log database named by
+        syncprov-sessionlog-source: each entry deleted, renamed out of the search base or no longer matching
+        since the consumer's cookie, as (its log entry's CSN, its entryUUID), in CSN order. None when the log
+        cannot answer: no such database, no minCSN on its suffix entry, or a minCSN (the oldest change the
+        log still holds, per server ID) newer than the cookie's CSN for a server ID the consumer is behind on."""
+        source = self.settings.sessionlog_source
+        try:
+            log_ndn = normalize_dn(source, self.schema)
+        except ValueError:
+            return None
+        log = next((b for b in self.directory.backends if b.suffix_ndn == log_ndn), None)
+        if log is None or log is self.backend:
+            self.log.log(SYNC, f"syncprov: no database configured to hold accesslog dn={source}")
+            return None
+        behind = [sid for sid in provider if consumer.get(sid, "") < provider[sid]]
+        if not behind:
+            return []
+        with log.db.read() as log_txn:
+            root = log_txn.get(log_ndn)
+            mins = {sid_of(v.decode()): v.decode() for v in (root.get("mincsn") if root is not None else [])}
+            for sid in behind:
+                if sid not in mins or consumer[sid] < mins[sid]:
+                    self.log.log(SYNC, "syncprov: accesslog information inadequate for log replay on "
+                                       f"csn={consumer[sid]}")  # fmt: skip
+                    return None
+            oldest = min(consumer[sid] for sid in behind)
+            deletes: list[tuple[str, bytes]] = []
+            seen: set[bytes] = set()
+            for record in log_txn.csn_after(oldest):  # streamed: a week of log is not held in memory
+                picked = self.logged_delete(txn, record, consumer, provider, base_ndn, scope, visible, seen)
+                if picked is not None:
+                    deletes.append(picked)
+        return deletes
+
+    def logged_delete(self, txn, record: Entry, consumer: dict[int, str], provider: dict[int, str], base_ndn: str,
+                      scope: Scope, visible, seen: set[bytes]) -> tuple[str, bytes] | None:  # fmt: skip
+        """One log entry as syncprov_accesslog_uuid_cb sees it: (CSN, entryUUID) when it names an entry the
+        consumer must delete, else None; `seen` holds the UUIDs already decided."""
+        csn = (record.first("entrycsn") or b"").decode()
+        if record.first("reqresult") != b"0" or not csn or csn > provider.get(sid_of(csn), csn):
+            return None  # a failure, or newer than the state this refresh ends at
+        classes = {c.decode("utf-8", "replace").lower() for c in record.get("objectclass")}
+        kind = (record.first("reqtype") or b"").decode().lower()
+        if not classes & LOGGED_WRITES or kind == "add":
+            return None
+        gone = kind == "delete"
+        old_dn, new_dn = self.logged_dn(record, "reqdn"), self.logged_dn(record, "reqnewdn")
+        if not (under(old_dn, base_ndn) or under(new_dn, base_ndn)):
+            return None  # never in the consumer's content
+        if kind == "modrdn":
+            if not under(old_dn, base_ndn):
+                return None  # renamed into the base: the changed-entries pass sends it
+            gone = not under(new_dn, base_ndn)
+        sid = sid_of(csn)
+        if sid in consumer and csn <= consumer[sid]:
+            return None  # the consumer has it
+        uuid = uuid_bytes(record.first("reqentryuuid"))
+        if uuid is None or uuid in seen:
+            return None
+        seen.add(uuid)
+        if not gone:  # modified or renamed inside the base: gone if no longer there or no longer matching
+            entry = txn.by_uuid(uuid)
+            gone = entry is None or not (
+                in_scope(normalize_dn(entry.dn, self.schema), base_ndn, scope) and visible(entry)
+            )
+        return (csn, uuid) if gone else None
+
+    def logged_dn(self, record: Entry, name: str) -> str | None:
+        value = record.first(name)
+        if value is None:
+            return None
+        try:
+            return normalize_dn(value.decode(), self.schema)
+        except ValueError:
+            return None
+
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     def stop_search(self, conn: Any, message_id: int, result: int | None) -> bool:
@@ -437,6 +635,21 @@ class SyncProvider(Overlay):
         self.psearches.clear()
         if self.ops_since_checkpoint:
             self.checkpoint()
+
+
+def under(ndn: str | None, base_ndn: str) -> bool:
+    return ndn is not None and (ndn == base_ndn or is_descendant(ndn, base_ndn))
+
+
+def uuid_bytes(value: bytes | None) -> bytes | None:
+    """A logged reqEntryUUID (its string form) as the 16 bytes a syncIdSet carries."""
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value.decode("ascii").replace("-", ""))
+    except ValueError:
+        return None
+    return raw if len(raw) == 16 else None
 
 
 def new_context_csn(server_id: int) -> str:

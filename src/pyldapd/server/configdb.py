@@ -764,6 +764,9 @@ def validate_config(config: ServerConfig) -> None:
     from pyldapd.replication.spec import check_naming_context, parse_syncrepl
 
     check_accesslog(config)
+    from pyldapd.replication.provider import check_syncprov
+
+    check_syncprov(config, online=True)  # values: read (and refused in slapd's words) by config_from_entries
     schema = config_schema()  # DNs of naming contexts and search bases compare in their normalized form
 
     def normalize(dn: str) -> str:
