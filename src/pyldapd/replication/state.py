@@ -81,12 +81,16 @@ class ContextState:
     def __init__(self) -> None:
         self.csns = CSNSet()
         self.dirty = False  # a write committed without advancing the vector (an older replicated CSN)
+        # the vector of the latest commit, set by the committing (writer) thread; `csns` follows on the event
+        # loop when that commit's effects run. The next transaction starts from this one, not from `csns`.
+        self._committed: CSNSet | None = None
 
     def load(self, stored: bytes | None, suffix_values: list[bytes]) -> None:
         values: list[bytes] = list(suffix_values)
         if stored:
             values += stored.split(b";")
         self.csns = CSNSet.from_values(values)
+        self._committed = None
 
     def encoded(self) -> bytes:
         return encode_csns(self.csns)
@@ -95,12 +99,26 @@ class ContextState:
         """This transaction's copy of the state, installed when (and only if) the transaction commits."""
         pending = txn.pending.get(self)
         if pending is None:
-            pending = txn.pending[self] = _Pending(self.csns.copy())
+            # a nested transaction (one operation of a group commit) starts from the group's copy
+            inherited = txn.inherited(self) if hasattr(txn, "inherited") else None
+            if inherited is not None:
+                base = inherited.csns
+            else:
+                committed = self._committed
+                base = committed if committed is not None else self.csns
+            pending = txn.pending[self] = _Pending(base.copy())
+            if hasattr(txn, "on_commit_here"):
+                txn.on_commit_here(lambda: self._committed_now(pending))
             txn.on_commit(lambda: self._install(pending))
         return pending
 
+    def _committed_now(self, pending: _Pending) -> None:
+        self._committed = pending.csns
+
     def _install(self, pending: _Pending) -> None:
         self.csns = pending.csns
+        if self._committed is pending.csns:
+            self._committed = None  # the loop has caught up with the writer
         if pending.dirty:
             self.dirty = True
 

@@ -29,7 +29,7 @@ from pyldapd.backends.base import (
     StorageError,
     TooManyCandidates,
 )
-from pyldapd.backends.mdb import MdbDatabase, WriteTxn
+from pyldapd.backends.mdb import CommitFailed, MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
@@ -223,6 +223,9 @@ def logs_failures(kind: str) -> Callable[[Callable[..., list[Control]]], Callabl
     return wrap
 
 
+FAILURE_KINDS = {"modify_dn": "rename"}  # Directory method -> the kind overlays record
+
+
 def who(session: Session) -> tuple[int, str]:
     """The connection and authorization identity an overlay records for an operation."""
     return session.conn_id, session.bind_dn
@@ -241,8 +244,15 @@ def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
     full; the map at its maximum size) nothing of it happened and the client gets result 80 with back-mdb's
     text; in-memory state (contextCSN, session log, persistent searches) has not moved either."""
     try:
-        with backend.db.write() as txn:
-            yield txn
+        nested = backend.db.current_write()
+        if nested is not None:
+            # on the database's writer thread (group commit): the operation's nested transaction, which the
+            # writer commits with its group; a failed group commit answers with this text (Directory.write)
+            nested.failed_text = failed
+            yield nested
+        else:
+            with backend.db.write() as txn:
+                yield txn
     except DatabaseFull:
         raise  # past maxsize: the connection answers as back-mdb answers MDB_MAP_FULL for the operation
     except StorageError as exc:
@@ -317,8 +327,13 @@ class Backend:
             txn.put_raw_metadata(CONTEXT_CSN_KEY, self.context.encoded())
 
     def publish(self, change: Change) -> None:
-        """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches)."""
-        self.overlays.after_commit(change)
+        """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches).
+        On the writer thread this waits for the group commit and runs on the event loop, in commit order."""
+        nested = self.db.current_write()
+        if nested is not None:
+            nested.on_commit(functools.partial(self.overlays.after_commit, change))
+        else:
+            self.overlays.after_commit(change)
 
     def close(self) -> None:
         self.overlays.close()
@@ -1418,6 +1433,54 @@ class Directory:
         backend.publish(Change("modify", current, entry, csn))
         generated = change.generated
         return ctl.encode_password_modify_response(generated) if generated is not None else None
+
+    # -- writes off the event loop (group commit, backends/writer.py) -----------------------------------------
+
+    def writer_for(self, dn: str) -> Any:
+        """The writer thread a client write to `dn` goes through, or None when it runs at once on the loop
+        (cn=config, a DN outside every database or that does not parse: answered without a data commit)."""
+        if self.configdb is not None and names_config(dn):
+            return None
+        try:
+            ndn = normalize_dn(dn, self.schema)
+        except DNError:
+            return None
+        backend = self.backend_for(ndn)
+        return backend.db.writer if backend is not None else None
+
+    async def write(
+        self, kind: str, session: Session, request: Any, controls: list[Control]
+    ) -> list[Control]:
+        """A client add/modify/delete/modify_dn (`kind` names the method): run on its database's writer thread
+        inside a group commit, answered once durable. Same results as calling the method directly."""
+        writer = self.writer_for(request.dn)
+        if writer is None:
+            return getattr(self, kind)(session, request, controls)
+        method = getattr(Directory, kind).__wrapped__  # without logs_failures: failures are reported here
+        try:
+            return await writer.submit(lambda _txn: method(self, session, request, controls))
+        except CommitFailed as exc:
+            error = LDAPError(ResultCode.other, exc.failed_text)
+            self.report_failure(kind, session, request, error)
+            raise error from None
+        except LDAPError as exc:
+            if exc.code != ResultCode.referral:
+                self.report_failure(kind, session, request, exc)
+            raise
+
+    def report_failure(self, kind: str, session: Session, request: Any, exc: LDAPError) -> None:
+        try:
+            self.write_failed(FAILURE_KINDS.get(kind, kind), session, request, exc)
+        except Exception as failure:  # noqa: BLE001 (the client gets its own error, not this one)
+            self.log.error(f"overlays: failed {kind} not recorded: {failure!r}")
+
+    async def password_modify_written(self, session: Session, change: PasswordChange) -> bytes | None:
+        """`finish_password_modify` on the target database's writer thread."""
+        writer = change.backend.db.writer
+        try:
+            return await writer.submit(lambda _txn: self.finish_password_modify(session, change))
+        except CommitFailed as exc:
+            raise LDAPError(ResultCode.other, exc.failed_text) from None
 
     def who_am_i(self, session: Session) -> bytes:
         return f"dn:{session.bind_dn}".encode() if session.bind_dn else b""
