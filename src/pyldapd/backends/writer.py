@@ -57,9 +57,11 @@ class GroupWriter:
         self._queue: deque[_Op] = deque()
         self._wake = threading.Condition()
         self._stopping = False
-        # figures (cn=Monitor, benchmarks): committed groups, the operations they held, the largest group
+        # figures (benchmarks, the log at stop): committed groups, the operations they stored, the operations
+        # that stored nothing (an LDAP error, a failed commit), the most operations taken in one group
         self.groups = 0
         self.operations = 0
+        self.refused = 0
         self.largest = 0
         self._thread = threading.Thread(target=self._run, name=f"pyldapd writer {db.suffix}", daemon=True)
         self._thread.start()
@@ -138,7 +140,8 @@ class GroupWriter:
         if committed:
             self.groups += 1
             self.operations += committed
-            self.largest = max(self.largest, committed)
+        self.refused += len(batch) - committed
+        self.largest = max(self.largest, len(batch))
         self._deliver(batch)
 
     @staticmethod

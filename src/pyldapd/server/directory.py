@@ -63,7 +63,7 @@ from pyldapd.server.entries import (
 )
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
-from pyldapd.server.log import Logger
+from pyldapd.server.log import STATS, Logger
 from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.searchlimits import (
     LimitSet,
@@ -368,7 +368,12 @@ class Directory:
 
     def close(self) -> None:
         for backend in self.backends:
-            backend.close()
+            writer = backend.db._group_writer
+            backend.close()  # commits what its writer has queued
+            if writer is not None and writer.groups:
+                self.log.log(STATS, f"group commit {backend.config.suffix}: {writer.operations} writes in "
+                                    f"{writer.groups} commits, {writer.refused} refused, largest group "
+                                    f"{writer.largest}")  # fmt: skip
 
     def configure_overlays(self, backend: Backend) -> None:
         """Build (or follow a config change of) a database's overlay stack; syncprov is set up with the
