@@ -84,6 +84,11 @@ class ContextState:
         # the vector of the latest commit, set by the committing (writer) thread; `csns` follows on the event
         # loop when that commit's effects run. The next transaction starts from this one, not from `csns`.
         self._committed: CSNSet | None = None
+        # commit order: a transaction's hook runs under the LMDB write lock, so its number says which commit
+        # came last; the loop installs a vector only if it is newer than the installed one (a write committed
+        # on the loop between a group commit and that group's effects is never undone by them)
+        self._commits = 0
+        self._installed = 0
 
     def load(self, stored: bytes | None, suffix_values: list[bytes]) -> None:
         values: list[bytes] = list(suffix_values)
@@ -113,14 +118,19 @@ class ContextState:
         return pending
 
     def _committed_now(self, pending: _Pending) -> None:
+        self._commits += 1
+        pending.seq = self._commits
         self._committed = pending.csns
 
     def _install(self, pending: _Pending) -> None:
+        if pending.dirty:
+            self.dirty = True
+        if pending.seq and pending.seq < self._installed:
+            return  # a later commit's vector (which holds this one's) is in place already
+        self._installed = pending.seq
         self.csns = pending.csns
         if self._committed is pending.csns:
             self._committed = None  # the loop has caught up with the writer
-        if pending.dirty:
-            self.dirty = True
 
     def advance(self, txn, csn: str) -> bool:
         """Record a change's CSN in the transaction; the vector moves when it commits. True if it will move."""
@@ -139,6 +149,12 @@ class ContextState:
             txn.put_raw_metadata(CONTEXT_CSN_KEY, encode_csns(pending.csns))
         return changed
 
+    def latest(self) -> CSNSet:
+        """The vector of the latest commit (ahead of `csns` while a group commit's effects are on their way to
+        the event loop)."""
+        committed = self._committed
+        return committed if committed is not None else self.csns
+
     def values(self) -> list[bytes]:
         return [v.encode() for v in self.csns.to_values()]
 
@@ -147,6 +163,7 @@ class ContextState:
 class _Pending:
     csns: CSNSet
     dirty: bool = False
+    seq: int = 0  # its place in commit order (0: committed by a transaction without commit hooks)
 
 
 def encode_csns(csns: CSNSet) -> bytes:

@@ -47,7 +47,14 @@ from pyldapd.overlays.base import Overlay, OverlayStack, WriteOp
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
-from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState, entry_uuid_bytes, write_tombstone
+from pyldapd.replication.state import (
+    CONTEXT_CSN_KEY,
+    Change,
+    ContextState,
+    encode_csns,
+    entry_uuid_bytes,
+    write_tombstone,
+)
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
     add_rdn_values,
@@ -63,7 +70,7 @@ from pyldapd.server.entries import (
 )
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
-from pyldapd.server.log import STATS, Logger
+from pyldapd.server.log import Logger
 from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.searchlimits import (
     LimitSet,
@@ -314,17 +321,20 @@ class Backend:
 
     def write_context_csn(self) -> None:
         """Copy the in-memory contextCSN vector onto the suffix entry, as syncprov's checkpoint does."""
-        values = self.context.values()
-        if not values:
+        if not self.context.values() and not self.context.latest():
             return
         with self.db.write() as txn:
+            # the vector of the latest commit, read under the write lock: a group commit whose effects have not
+            # reached the event loop yet is in it, and no commit can slip in between
+            latest = self.context.latest()
+            values = [v.encode() for v in latest.to_values()]
             suffix = txn.get(self.suffix_ndn)
-            if suffix is None or suffix.get("contextcsn") == values:
+            if not values or suffix is None or suffix.get("contextcsn") == values:
                 return
             entry = suffix.copy()
             entry.put("contextcsn", "contextCSN", values)
             txn.modify(self.suffix_ndn, entry)
-            txn.put_raw_metadata(CONTEXT_CSN_KEY, self.context.encoded())
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, encode_csns(latest))
 
     def publish(self, change: Change) -> None:
         """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches).
@@ -337,6 +347,8 @@ class Backend:
 
     def close(self) -> None:
         self.overlays.close()
+        if self.db._group_writer is not None:
+            self.db._group_writer.stop()  # what it has queued is committed first
         try:
             self.write_context_csn()
         except StorageError as exc:
@@ -371,9 +383,10 @@ class Directory:
             writer = backend.db._group_writer
             backend.close()  # commits what its writer has queued
             if writer is not None and writer.groups:
-                self.log.log(STATS, f"group commit {backend.config.suffix}: {writer.operations} writes in "
-                                    f"{writer.groups} commits, {writer.refused} refused, largest group "
-                                    f"{writer.largest}")  # fmt: skip
+                # one line at stop, whatever the level (as "slapd stopped."): how many writes each fsync carried
+                self.log.write(f"group commit {backend.config.suffix}: {writer.operations} writes in "
+                               f"{writer.groups} commits, {writer.refused} refused, largest group "
+                               f"{writer.largest}")  # fmt: skip
 
     def configure_overlays(self, backend: Backend) -> None:
         """Build (or follow a config change of) a database's overlay stack; syncprov is set up with the
