@@ -169,23 +169,23 @@ class GroupWriter:
         self.largest = max(self.largest, len(batch))
         self._deliver(batch)
 
-    @staticmethod
-    def _deliver(batch: list[_Op]) -> None:
+    def _deliver(self, batch: list[_Op]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
         for op in batch:
             by_loop.setdefault(op.loop, []).append(op)
         for loop, ops in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_answer, ops)
+                loop.call_soon_threadsafe(_answer, ops, self.db)
             except RuntimeError:  # the loop is closed (server stopping): nobody waits for the answers
                 pass
 
 
-def _answer(ops: list[_Op]) -> None:
-    """On the loop, in commit order: each operation's effects, then its answer."""
+def _answer(ops: list[_Op], db: MdbDatabase) -> None:
+    """On the loop, in commit order: each operation's effects, then its answer. Once the database is closed
+    (a stop with writes in flight) the effects are skipped: their state is in the database already."""
     for op in ops:
         if op.ok:
-            for effect in op.effects:
+            for effect in op.effects if not db._closed else ():
                 try:
                     effect()
                 except Exception:  # noqa: BLE001 (the write is durable: its client gets its answer)
