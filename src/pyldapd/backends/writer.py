@@ -35,15 +35,24 @@ MAX_GROUP = 512  # operations in one group: bounds how long the first of them wa
 LINGER_MAX = 0.002  # the longest a group waits for more operations (see GroupWriter._linger)
 
 
-class _Op:
-    __slots__ = ("work", "future", "loop", "ok", "value", "effects", "failed_text")
+class Chain:
+    """Operations that depend on each other (a syncrepl consumer's stream: a cookie stored after entries): once
+    one fails, or the commit of its group fails, the later ones fail without running, so nothing after a lost
+    change is stored."""
 
-    def __init__(
-        self, work: Callable[[WriteTxn], Any], future: asyncio.Future, loop: asyncio.AbstractEventLoop
-    ):
+    def __init__(self) -> None:
+        self.broken: BaseException | None = None
+
+
+class _Op:
+    __slots__ = ("work", "future", "loop", "ok", "value", "effects", "failed_text", "chain")
+
+    def __init__(self, work: Callable[[WriteTxn], Any], future: asyncio.Future, loop: asyncio.AbstractEventLoop,
+                 chain: Chain | None = None) -> None:  # fmt: skip
         self.work = work
         self.future = future
         self.loop = loop
+        self.chain = chain
         self.ok = False
         self.value: Any = None
         self.effects: list[Callable[[], None]] = []
@@ -70,7 +79,7 @@ class GroupWriter:
         self._thread = threading.Thread(target=self._run, name=f"pyldapd writer {db.suffix}", daemon=True)
         self._thread.start()
 
-    def submit(self, work: Callable[[WriteTxn], Any]) -> asyncio.Future:
+    def submit(self, work: Callable[[WriteTxn], Any], chain: Chain | None = None) -> asyncio.Future:
         """Queue work(txn) (called on the writer thread, inside its own nested transaction); the future, on the
         calling loop, gets work's return value once the group holding it is durable, or its exception."""
         loop = asyncio.get_running_loop()
@@ -78,7 +87,7 @@ class GroupWriter:
         with self._wake:
             if self._stopping:
                 raise StorageError("the database is closing")
-            self._queue.append(_Op(work, future, loop))
+            self._queue.append(_Op(work, future, loop, chain))
             self._wake.notify()
         return future
 
@@ -134,10 +143,18 @@ class GroupWriter:
         try:
             with db.write() as group:
                 for op in batch:
+                    if op.chain is not None and op.chain.broken is not None:
+                        op.ok, op.value = (
+                            False,
+                            StorageError(f"not applied after a failure: {op.chain.broken}"),
+                        )
+                        continue
                     try:
                         nested = group.child()
                     except BaseException as exc:  # noqa: BLE001
                         op.ok, op.value = False, exc
+                        if op.chain is not None:
+                            op.chain.broken = exc
                         continue
                     local.txn = nested
                     try:
@@ -149,6 +166,8 @@ class GroupWriter:
                     except BaseException as exc:  # noqa: BLE001 (an LDAP result or a failure of this op alone)
                         nested.abort_child()
                         op.ok, op.value = False, exc
+                        if op.chain is not None:
+                            op.chain.broken = exc
                     finally:
                         local.txn = None
                 started = time.monotonic()  # the commit (and its fsync) is the with block's exit
@@ -161,6 +180,8 @@ class GroupWriter:
                     if isinstance(exc, CommitFailed):  # answered 80 with the operation's own back-mdb text
                         failure = CommitFailed(str(exc), op.failed_text)
                     op.ok, op.value, op.effects = False, failure, []
+                if op.chain is not None and op.chain.broken is None:
+                    op.chain.broken = exc
             committed = 0
         if committed:
             self.groups += 1

@@ -155,6 +155,20 @@ class ContextState:
         committed = self._committed
         return committed if committed is not None else self.csns
 
+    def current(self, txn=None) -> CSNSet:
+        """The vector as a write transaction sees it (its working copy, or its group's), else `latest`."""
+        if txn is not None:
+            pending = txn.pending.get(self) or txn.inherited(self)
+            if pending is not None:
+                return pending.csns
+        return self.latest()
+
+    def reset(self) -> None:
+        """Forget the vector (a provider asked for a full reload); commits on their way to the loop keep out."""
+        self.csns = CSNSet()
+        self._committed = None
+        self._installed = self._commits + 1
+
     def values(self) -> list[bytes]:
         return [v.encode() for v in self.csns.to_values()]
 
