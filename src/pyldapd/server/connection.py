@@ -41,13 +41,13 @@ KNOWN_CONTROLS = {
     ctl.DONT_USE_COPY,  # every entry is the server's own: reading "the original" is the normal read
     ctl.VALUES_RETURN_FILTER,
 }
-# Operations whose controls may include Pre/Post-Read and Assertion.
 WRITE_METHODS = {  # request -> the Directory method a writer thread runs (Directory.write)
     ldap.AddRequest: "add",
     ldap.ModifyRequest: "modify",
     ldap.DelRequest: "delete",
     ldap.ModifyDNRequest: "modify_dn",
 }
+# Operations whose controls may include Pre/Post-Read and Assertion.
 EXTENDED_RESULT_NAME_TAG = 0x8A
 EXTENDED_RESULT_VALUE_TAG = 0x8B
 
