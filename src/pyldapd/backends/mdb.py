@@ -63,7 +63,10 @@ iterators are lazy generators bound to their transaction: consume them inside th
 while one is open, it raises StorageError rather than deadlocking). It commits when the block exits cleanly and
 aborts on an exception. Durability: with ``sync=True`` (the default) a commit is fsynced (data and meta pages)
 before ``__exit__`` returns, so it survives kill -9 and power loss; ``sync=False`` is for bulk loads, call
-`MdbDatabase.sync` (or `close`) at the end.
+`MdbDatabase.sync` (or `close`) at the end. ``WriteTxn.child()`` opens a nested transaction (one operation of
+a group commit, `pyldapd.backends.writer`): it folds into its parent (`commit_child`) or vanishes alone
+(`abort_child`); `MdbDatabase.writer` is the environment's writer thread and `current_write()`, on that thread,
+the running operation's nested transaction.
 
 Map size
 --------
@@ -602,9 +605,8 @@ class MdbDatabase:
         self._write_lock = threading.Lock()
         self._writer: int | None = None  # thread ident of the open write transaction
         self._group_writer: Any = None  # the GroupWriter thread (backends/writer.py), made on first use
-        self._local = (
-            threading.local()
-        )  # on the writer thread: the nested transaction of the running operation
+        # on the writer thread: the nested transaction of the running operation
+        self._local = threading.local()
         self._cache: OrderedDict[int, tuple[bytes, Entry]] = OrderedDict()
         self.codec = EntryCodec(schema)
         self._type = self.codec.attribute_type

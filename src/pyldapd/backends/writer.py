@@ -115,8 +115,9 @@ class GroupWriter:
             except BaseException as exc:  # noqa: BLE001 (the thread must live: every operation gets an answer)
                 log.exception("writer of %s: group failed", self.db.suffix)
                 for op in batch:
-                    if not op.future.done():
-                        op.ok, op.value, op.effects = False, exc, []
+                    op.ok, op.value, op.effects = False, exc, []
+                    if op.chain is not None and op.chain.broken is None:
+                        op.chain.broken = exc
                 self._deliver(batch)
 
     def _linger(self) -> None:
