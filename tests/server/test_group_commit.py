@@ -53,8 +53,8 @@ def entries(server) -> dict[str, dict[str, list[bytes]]]:
 
 
 def test_acknowledged_group_commits_survive_kill_9(tmp_path):
-    """8 clients add and modify at once; the server is killed at random moments (seeded): every acknowledged
-    write is there after the restart, and an unacknowledged one is there whole or not at all."""
+    """8 clients add, modify and delete at once; the server is killed at random moments (seeded): every
+    acknowledged write is there after the restart, and an unacknowledged one is there whole or not at all."""
     rng = random.Random(1313)
     workdir = tmp_path / "node"
     conf, server = start(workdir)
@@ -64,6 +64,8 @@ def test_acknowledged_group_commits_survive_kill_9(tmp_path):
     )
     acked_adds: set[str] = set()
     acked_mods: set[str] = set()
+    acked_deletes: set[str] = set()
+    doomed: set[str] = set()  # a delete was sent
     tried: set[str] = set()
     try:
         for round_no in range(4):
@@ -80,6 +82,10 @@ def test_acknowledged_group_commits_survive_kill_9(tmp_path):
                         conn.modify_s(dn, [(ldap.MOD_REPLACE, "description", [b"v2"]),
                                            (ldap.MOD_ADD, "telephoneNumber", [b"4"])])  # fmt: skip
                         acked_mods.add(dn.lower())
+                        if i % 3 == 2:  # some are deleted again
+                            doomed.add(dn.lower())
+                            conn.delete_s(dn)
+                            acked_deletes.add(dn.lower())
                 except ldap.LDAPError:
                     return  # the server died under this client
 
@@ -93,11 +99,16 @@ def test_acknowledged_group_commits_survive_kill_9(tmp_path):
                 assert not thread.is_alive()
             server = start_pyldapd(workdir, conf)
             stored = entries(server)
-            for dn in acked_adds:
+            for dn in acked_adds - doomed:
                 assert dn in stored, f"round {round_no}: acknowledged add of {dn} lost"
+            for dn in acked_deletes:
+                assert dn not in stored, f"round {round_no}: acknowledged delete of {dn} lost"
             for dn in acked_mods:
-                assert stored[dn]["description"] == [b"v2"], f"acknowledged modify of {dn} lost"
-                assert sorted(stored[dn]["telephonenumber"]) == [b"1", b"2", b"3", b"4"]
+                if dn in stored:  # (or deleted since, by a delete sent after the modify's answer)
+                    assert stored[dn]["description"] == [b"v2"], f"acknowledged modify of {dn} lost"
+                    assert sorted(stored[dn]["telephonenumber"]) == [b"1", b"2", b"3", b"4"]
+                else:
+                    assert dn in doomed, f"round {round_no}: {dn} is gone"
             for dn, attrs in stored.items():
                 assert dn in tried
                 # never half a modify: both of its changes or neither
@@ -107,7 +118,11 @@ def test_acknowledged_group_commits_survive_kill_9(tmp_path):
                     assert attrs["description"] == [b"v1"]
                     assert sorted(attrs["telephonenumber"]) == [b"1", b"2", b"3"]
         assert len(acked_mods) > 50, "too few writes were acknowledged to show anything"
-        print(f"{len(acked_adds)} adds and {len(acked_mods)} modifies acknowledged over 4 kill -9 rounds")
+        assert len(acked_deletes) > 10
+        print(
+            f"{len(acked_adds)} adds, {len(acked_mods)} modifies and {len(acked_deletes)} deletes acknowledged "
+            "over 4 kill -9 rounds"
+        )
     finally:
         server.stop()
     log = server.log()
