@@ -415,7 +415,8 @@ class LDAPConnection(asyncio.Protocol):
                     return
                 if not outcome.verify():
                     raise LDAPError(ResultCode.invalidCredentials)
-                outcome = directory.finish_bind(session, outcome)
+                self.finish_bind(mid, op, tag, outcome)
+                return
             self.bound(mid, op, tag, *outcome)
         elif type(op) in WRITE_METHODS:
             # on the database's writer thread, answered once durable (group commit, backends/writer.py)
@@ -444,9 +445,24 @@ class LDAPConnection(asyncio.Protocol):
         def then(valid: bool) -> None:
             if not valid:
                 raise LDAPError(ResultCode.invalidCredentials)
-            self.bound(mid, op, tag, *self.directory.finish_bind(self.session, check))
+            self.finish_bind(mid, op, tag, check)
 
         self.in_thread(mid, tag, check.verify, then)
+
+    def finish_bind(self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck) -> None:
+        """A verified simple bind; with `lastbind` its pwdLastSuccess write goes through the database's writer
+        thread, and the bind is answered once it is stored."""
+        backend = check.backend
+        if backend is None or not backend.config.lastbind:
+            self.bound(mid, op, tag, *self.directory.finish_bind(self.session, check))
+            return
+
+        async def written() -> tuple[str, str]:
+            return await backend.db.writer.submit(
+                lambda _txn: self.directory.finish_bind(self.session, check)
+            )
+
+        self.in_writer(mid, tag, written(), lambda identity: self.bound(mid, op, tag, *identity))
 
     def in_thread(self, mid: int, tag: int, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
         """Slow password work ({ARGON2}...) runs on a worker thread (the hash releases the GIL) while the loop

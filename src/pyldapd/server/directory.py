@@ -266,6 +266,17 @@ def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
         raise LDAPError(ResultCode.other, failed) from exc
 
 
+@contextmanager
+def writing(db: MdbDatabase) -> Iterator[WriteTxn]:
+    """A write transaction of db: on its writer thread, the running operation's nested one."""
+    nested = db.current_write()
+    if nested is not None:
+        yield nested
+    else:
+        with db.write() as txn:
+            yield txn
+
+
 class Backend:
     """One configured data database: its config, its storage and its normalized names."""
 
@@ -576,7 +587,7 @@ class Directory:
         """`lastbind on`: pwdLastSuccess, written as the rootdn with the usual modify bookkeeping (slapd's
         fe_op_lastbind), at most once a second; a read-only consumer stores it without replicating it."""
         now = generalized_time()
-        with backend.db.write() as txn:
+        with writing(backend.db) as txn:
             current = txn.get(ndn)
             if current is None or (current.first("pwdlastsuccess") or b"") >= now:
                 return
