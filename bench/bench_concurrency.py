@@ -17,6 +17,10 @@ Both commit durably: slapd's mdb syncs every commit by default, and so does pyld
    accepts) to a new entry, and a burst of `--burst` modifies pipelined on 4 connections. Each heavy request
    but the slow read is repeated for `--seconds`; its median time is printed too.
 
+`--only ldclt` runs the ldclt phases alone, `--only writes` the modifies and the heavy writes; pyldapd's line at
+stop gives the writes per fsync of its group commit. Before/after a change: run once with
+PYTHONPATH=<an older checkout>/src (the servers are started with this interpreter), once without.
+
 ldclt counts in samples of 10 seconds, so each ldclt phase lasts --seconds rounded up to a multiple of 10.
 Every figure is printed for both servers with the ratio pyldapd/slapd. Not a test: machines differ, ratios
 matter. ldclt: `apt-get install -y 389-ds-base` (Debian) provides /usr/bin/ldclt.
