@@ -29,7 +29,7 @@ from pyldapd.backends.base import (
     StorageError,
     TooManyCandidates,
 )
-from pyldapd.backends.mdb import MdbDatabase, WriteTxn
+from pyldapd.backends.mdb import CommitFailed, MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
@@ -47,7 +47,14 @@ from pyldapd.overlays.base import Overlay, OverlayStack, WriteOp
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
-from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState, entry_uuid_bytes, write_tombstone
+from pyldapd.replication.state import (
+    CONTEXT_CSN_KEY,
+    Change,
+    ContextState,
+    encode_csns,
+    entry_uuid_bytes,
+    write_tombstone,
+)
 from pyldapd.server import glue
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
@@ -240,6 +247,9 @@ def logs_failures(kind: str) -> Callable[[Callable[..., list[Control]]], Callabl
     return wrap
 
 
+FAILURE_KINDS = {"modify_dn": "rename"}  # Directory method -> the kind overlays record
+
+
 def who(session: Session) -> tuple[int, str]:
     """The connection and authorization identity an overlay records for an operation."""
     return session.conn_id, session.bind_dn
@@ -258,12 +268,30 @@ def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
     full; the map at its maximum size) nothing of it happened and the client gets result 80 with back-mdb's
     text; in-memory state (contextCSN, session log, persistent searches) has not moved either."""
     try:
-        with backend.db.write() as txn:
-            yield txn
+        nested = backend.db.current_write()
+        if nested is not None:
+            # on the database's writer thread (group commit): the operation's nested transaction, which the
+            # writer commits with its group; a failed group commit answers with this text (Directory.write)
+            nested.failed_text = failed
+            yield nested
+        else:
+            with backend.db.write() as txn:
+                yield txn
     except DatabaseFull:
         raise  # past maxsize: the connection answers as back-mdb answers MDB_MAP_FULL for the operation
     except StorageError as exc:
         raise LDAPError(ResultCode.other, getattr(exc, "result_text", "") or failed) from exc
+
+
+@contextmanager
+def writing(db: MdbDatabase) -> Iterator[WriteTxn]:
+    """A write transaction of db: on its writer thread, the running operation's nested one."""
+    nested = db.current_write()
+    if nested is not None:
+        yield nested
+    else:
+        with db.write() as txn:
+            yield txn
 
 
 class Backend:
@@ -332,26 +360,40 @@ class Backend:
 
     def write_context_csn(self) -> None:
         """Copy the in-memory contextCSN vector onto the suffix entry, as syncprov's checkpoint does."""
-        values = self.context.values()
-        if not values:
+        if not self.context.values() and not self.context.latest():
             return
         with self.db.write() as txn:
+            # the vector of the latest commit, read under the write lock: a group commit whose effects have not
+            # reached the event loop yet is in it, and no commit can slip in between
+            latest = self.context.latest()
+            values = [v.encode() for v in latest.to_values()]
             suffix = txn.get(self.suffix_ndn)
-            if suffix is None or suffix.get("contextcsn") == values:
+            if not values or suffix is None or suffix.get("contextcsn") == values:
                 return
             entry = suffix.copy()
             entry.put("contextcsn", "contextCSN", values)
             txn.modify(self.suffix_ndn, entry)
-            txn.put_raw_metadata(CONTEXT_CSN_KEY, self.context.encoded())
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, encode_csns(latest))
 
     def publish(self, change: Change) -> None:
-        """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches)."""
+        """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches), and
+        a glue superior's overlays above glue see a subordinate's. On the writer thread this waits for the group
+        commit and runs on the event loop, in commit order."""
+        nested = self.db.current_write()
+        if nested is not None:
+            nested.on_commit(functools.partial(self.published, change))
+        else:
+            self.published(change)
+
+    def published(self, change: Change) -> None:
         self.overlays.after_commit(change)
         if self.superior is not None:
             glue.publish_to_superior(self, change)
 
     def close(self) -> None:
         self.overlays.close()
+        if self.db._group_writer is not None:
+            self.db._group_writer.stop()  # what it has queued is committed first
         try:
             self.write_context_csn()
         except StorageError as exc:
@@ -395,7 +437,13 @@ class Directory:
 
     def close(self) -> None:
         for backend in self.backends:
-            backend.close()
+            writer = backend.db._group_writer
+            backend.close()  # commits what its writer has queued
+            if writer is not None and writer.groups:
+                # one line at stop, whatever the level (as "slapd stopped."): how many writes each fsync carried
+                self.log.write(f"group commit {backend.config.suffix}: {writer.operations} writes in "
+                               f"{writer.groups} commits, {writer.refused} refused, largest group "
+                               f"{writer.largest}")  # fmt: skip
 
     def configure_overlays(self, backend: Backend) -> None:
         """Build (or follow a config change of) a database's overlay stack; syncprov is set up with the
@@ -585,7 +633,7 @@ class Directory:
         """`lastbind on`: pwdLastSuccess, written as the rootdn with the usual modify bookkeeping (slapd's
         fe_op_lastbind), at most once a second; a read-only consumer stores it without replicating it."""
         now = generalized_time()
-        with backend.db.write() as txn:
+        with writing(backend.db) as txn:
             current = txn.get(ndn)
             if current is None or (current.first("pwdlastsuccess") or b"") >= now:
                 return
@@ -1523,6 +1571,54 @@ class Directory:
         backend.publish(Change("modify", current, entry, csn))
         generated = change.generated
         return ctl.encode_password_modify_response(generated) if generated is not None else None
+
+    # -- writes off the event loop (group commit, backends/writer.py) -----------------------------------------
+
+    def writer_for(self, dn: str) -> Any:
+        """The writer thread a client write to `dn` goes through, or None when it runs at once on the loop
+        (cn=config, a DN outside every database or that does not parse: answered without a data commit)."""
+        if self.configdb is not None and names_config(dn):
+            return None
+        try:
+            ndn = normalize_dn(dn, self.schema)
+        except DNError:
+            return None
+        backend = self.backend_for(ndn)
+        return backend.db.writer if backend is not None else None
+
+    async def write(
+        self, kind: str, session: Session, request: Any, controls: list[Control]
+    ) -> list[Control]:
+        """A client add/modify/delete/modify_dn (`kind` names the method): run on its database's writer thread
+        inside a group commit, answered once durable. Same results as calling the method directly."""
+        writer = self.writer_for(request.dn)
+        if writer is None:
+            return getattr(self, kind)(session, request, controls)
+        method = getattr(Directory, kind).__wrapped__  # without logs_failures: failures are reported here
+        try:
+            return await writer.submit(lambda _txn: method(self, session, request, controls))
+        except CommitFailed as exc:
+            error = LDAPError(ResultCode.other, exc.failed_text)
+            self.report_failure(kind, session, request, error)
+            raise error from None
+        except LDAPError as exc:
+            if exc.code != ResultCode.referral:
+                self.report_failure(kind, session, request, exc)
+            raise
+
+    def report_failure(self, kind: str, session: Session, request: Any, exc: LDAPError) -> None:
+        try:
+            self.write_failed(FAILURE_KINDS.get(kind, kind), session, request, exc)
+        except Exception as failure:  # noqa: BLE001 (the client gets its own error, not this one)
+            self.log.error(f"overlays: failed {kind} not recorded: {failure!r}")
+
+    async def password_modify_written(self, session: Session, change: PasswordChange) -> bytes | None:
+        """`finish_password_modify` on the target database's writer thread."""
+        writer = change.backend.db.writer
+        try:
+            return await writer.submit(lambda _txn: self.finish_password_modify(session, change))
+        except CommitFailed as exc:
+            raise LDAPError(ResultCode.other, exc.failed_text) from None
 
     def who_am_i(self, session: Session) -> bytes:
         return f"dn:{session.bind_dn}".encode() if session.bind_dn else b""
