@@ -17,11 +17,13 @@ from the provider and kept when it is newer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope
+from pyldapd.backends.writer import Chain
 from pyldapd.config.model import DatabaseConfig
 from pyldapd.model.csn import sid_of
 from pyldapd.model.dn import DNError, is_descendant, parent_dn
@@ -91,11 +93,34 @@ class ConfigTxn:
         return self.entries.get(ndn) if ndn is not None else None
 
 
+class InlineWriter:
+    """The consumer's writer for cn=config: each message applied at once on the loop (config changes are applied
+    there), with the Chain's rule that nothing after a failed message is stored."""
+
+    def submit(self, work: Callable[[Any], Any], chain: Chain | None = None) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        if chain is not None and chain.broken is not None:
+            future.set_exception(chain.broken)
+            return future
+        try:
+            future.set_result(work(None))
+        except Exception as exc:
+            if chain is not None:
+                chain.broken = exc
+            future.set_exception(exc)
+        return future
+
+
 class ConfigStore:
     """The `db` of ConfigBackend: read and write "transactions" over the in-memory entries."""
 
     def __init__(self, backend: ConfigBackend) -> None:
         self.backend = backend
+        self.writer = InlineWriter()
+
+    def current_write(self) -> None:
+        """No writer thread: cn=config changes are applied on the event loop (Server.apply_config)."""
+        return None
 
     @contextmanager
     def read(self) -> Iterator[ConfigTxn]:
