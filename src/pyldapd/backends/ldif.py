@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,16 @@ class LdifWriteTxn(WriteTxn):
     def put_raw_metadata(self, key: bytes, value: bytes) -> None:
         super().put_raw_metadata(key, value)
         self.metadata_changed = True
+
+    def commit_child(self) -> list[Callable[[], None]]:
+        # one operation of a group commit: its files are written when the group commits
+        parent = self._parent
+        effects = super().commit_child()
+        assert isinstance(parent, LdifWriteTxn)
+        parent.recorded.extend(self.recorded)
+        parent.metadata_changed |= self.metadata_changed
+        self.recorded = []
+        return effects
 
     def delete_raw_metadata(self, key: bytes) -> None:
         super().delete_raw_metadata(key)

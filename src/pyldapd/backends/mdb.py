@@ -1479,7 +1479,7 @@ class WriteTxn(ReadTxn):
         """A nested write transaction in this one: its writes are visible to this transaction's later
         children once it commits into it (`commit_child`), and vanish alone if it aborts (`abort_child`).
         Valid because the environment does not use MDB_WRITEMAP."""
-        nested = WriteTxn(self.db)
+        nested = type(self)(self.db)  # a database's own transaction kind (back-ldif records its files)
         nested._parent = self
         nested._t = self.db.env.begin(write=True, parent=self._t, buffers=False)
         nested._gen = self._gen

@@ -180,6 +180,8 @@ class GroupWriter:
                     failure: StorageError = exc
                     if isinstance(exc, CommitFailed):  # answered 80 with the operation's own back-mdb text
                         failure = CommitFailed(str(exc), op.failed_text)
+                    elif getattr(exc, "result_text", ""):  # a backend's own text (back-ldif's file errors)
+                        failure = CommitFailed(str(exc), exc.result_text)  # type: ignore[attr-defined]
                     op.ok, op.value, op.effects = False, failure, []
                 if op.chain is not None and op.chain.broken is None:
                     op.chain.broken = exc
