@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope, StorageError
+from pyldapd.model.csn import sid_of
 from pyldapd.model.dn import is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Entry
 from pyldapd.model.filter import parse_filter
@@ -324,6 +325,8 @@ class AccessLog(Overlay):
         ):  # a failed write: the stamps it would have had
             stamps = {"entrycsn": [op.csn.encode()], "modifiersname": [op.authz_dn.encode()],
                       "modifytimestamp": [(op.csn[:14] + "Z").encode()]}  # fmt: skip
+        if op.stamps is not None:  # a replayed change: its origin's stamps (an older one leaves the entry's)
+            stamps = {key: values for key, values in op.stamps.items()}
         if op_name == "add" and after is not None:
             entry.put(
                 "reqmod",
@@ -432,6 +435,7 @@ class AccessLog(Overlay):
             added.append(entry)
             if csn:
                 log.context.advance(txn, csn)
+                self.raise_min_csn(txn, log, [csn], first_only=True)
         for stored in added:  # the log database's own overlays (syncprov for delta-syncrepl consumers)
             log.publish(Change("add", None, stored, csn))
 
@@ -490,9 +494,32 @@ class AccessLog(Overlay):
                 if started is not None and started < cutoff:
                     txn.delete(normalize_dn(child.dn, self.directory.schema))
                     removed.append(child)
+            purged = [(child.first("entrycsn") or b"").decode() for child in removed]
+            self.raise_min_csn(txn, log, [csn for csn in purged if csn], first_only=False)
         for child in removed:
             log.publish(Change("delete", child, None, (child.first("entrycsn") or b"").decode()))
         return len(removed)
+
+    @staticmethod
+    def raise_min_csn(txn: Any, log: Any, csns: list[str], *, first_only: bool) -> None:
+        """minCSN on the log's suffix entry, one value per server ID: from where the log holds every change of
+        that server. A server ID's first logged change adds its value; a purge raises it to the newest purged
+        change (slapd's accesslog_response and log_old_lookup). syncprov on the log database compares a
+        delta-syncrepl consumer's cookie with it (replication/provider.py)."""
+        container = txn.get(log.suffix_ndn)
+        if container is None or not csns:
+            return
+        by_sid = {sid_of(v.decode()): v.decode() for v in container.get("mincsn")}
+        changed = False
+        for csn in csns:
+            sid = sid_of(csn)
+            if sid not in by_sid or (not first_only and csn > by_sid[sid]):
+                by_sid[sid] = csn
+                changed = True
+        if changed:
+            updated = container.copy()
+            updated.put("mincsn", "minCSN", [by_sid[sid].encode() for sid in sorted(by_sid)])
+            txn.modify(log.suffix_ndn, updated)
 
 
 def check_accesslog(config: Any) -> None:
