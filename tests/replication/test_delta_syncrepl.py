@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.replication.delta import delta_consumer_conf, delta_provider_conf
-from tests.replication.helpers import BASE, add, modify, person, wait_converged
+from tests.replication.delta import delta_consumer_conf, delta_provider_conf, log_entries
+from tests.replication.helpers import BASE, add, modify, person, wait_converged, wait_for
 from tests.servers import SUFFIX, start_pyldapd, start_slapd
 
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -65,6 +65,53 @@ def test_delta_refresh_and_persist(tmp_path, provider_kind, consumer_kind):
             log = consumer.log()
             assert log.count("delta-sync: full refresh of the content") == 1, log[-3000:]
             assert "delta-sync search of cn=accesslog" in log
+    finally:
+        provider.stop()
+        if consumer is not None:
+            consumer.stop()
+
+
+@pytest.mark.parametrize("provider_kind", ["pyldapd", "slapd"])
+@pytest.mark.parametrize("how", ["logpurge", "log cleared"])
+def test_fallback_to_full_refresh_when_the_log_cannot_cover_the_cookie(tmp_path, provider_kind, how):
+    """The changes a stopped consumer missed are no longer in the log (logpurge removed them, or the log
+    database was emptied): the provider answers e-syncRefreshRequired (minCSN of the log is past the cookie),
+    the consumer makes a full refresh of the content, deletes included, then goes back to the log."""
+    purge = "00:00:02 00:00:01" if how == "logpurge" else ""
+    conf = delta_provider_conf(tmp_path / "p" / "db", slapd=provider_kind == "slapd", purge=purge)
+    start_provider = STARTERS[provider_kind]
+    provider = start_provider(tmp_path / "p", conf, name="provider")
+    consumer = None
+    try:
+        add(provider, BASE + "\n" + people())
+        consumer_conf = delta_consumer_conf(tmp_path / "c" / "db", provider.url, slapd=False)
+        consumer = start_pyldapd(tmp_path / "c", consumer_conf, name="consumer")
+        wait_converged([provider, consumer])
+        consumer.stop()
+        modify(
+            provider,
+            f"dn: uid=alice,{PEOPLE}\nchangetype: modify\nreplace: description\ndescription: missed\n",
+        )
+        modify(provider, f"dn: uid=carol,{PEOPLE}\nchangetype: delete\n")
+        if how == "logpurge":
+            wait_for(lambda: log_entries(provider) == 0, 30, what="the purge of the log")
+        else:
+            provider.stop()
+            for path in (tmp_path / "p" / "log").iterdir():
+                path.unlink()
+            provider = start_provider(tmp_path / "p", conf, name="provider", port=provider.port)
+        add(provider, person("erin"))
+        consumer = start_pyldapd(tmp_path / "c", consumer_conf, name="consumer")
+        common = dict(wait_converged([provider, consumer]))
+        assert f"dn: uid=carol,{PEOPLE}" not in common and f"dn: uid=erin,{PEOPLE}" in common
+        log = consumer.log()
+        assert "switching to a full refresh" in log, log[-3000:]
+        searches = log.count("delta-sync search of cn=accesslog")
+        modify(provider, f"dn: uid=bob,{PEOPLE}\nchangetype: modify\nadd: description\ndescription: after\n")
+        wait_converged([provider, consumer])
+        assert (
+            consumer.log().count("delta-sync search of cn=accesslog") == searches
+        )  # the log again, same search
     finally:
         provider.stop()
         if consumer is not None:
