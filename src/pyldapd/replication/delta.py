@@ -294,6 +294,8 @@ class DeltaConsumer(SyncConsumer):
         for mod in record.mods:
             if mod.key in STAMP_KEYS:
                 stamps[mod.key] = list(mod.values)
+        if kind != "modify":
+            changes = []  # an add is logged from its entry, a modrdn from its request (the overlays' convention)
         op = WriteOp(kind, record.dn, before, after, record.csn, 0, self.authz_dn(), changes=changes,
                      replicated=True, stamps=stamps)  # fmt: skip
         op.new_rdn, op.delete_old_rdn, op.new_superior = (
