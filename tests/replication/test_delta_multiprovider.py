@@ -9,7 +9,7 @@ import time
 from tests.replication.delta import delta_mesh_conf
 from tests.replication.helpers import BASE, add, modify, person, wait_converged
 from tests.replication.proxy import LinkProxy
-from tests.servers import SUFFIX, free_port, start_pyldapd
+from tests.servers import SUFFIX, free_port, start_pyldapd, start_slapd
 
 ALICE = f"uid=alice,ou=People,{SUFFIX}"
 
@@ -71,6 +71,52 @@ def test_changes_to_different_attributes_during_a_partition_are_all_kept(tmp_pat
             )  # the older change's other attribute stays
         # the older changes were merged by the delta rules (each node's journal says which attributes lost)
         assert all("an older change merged" in node.log() for node in nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+        for proxy in links.values():
+            proxy.close()
+
+
+def test_mixed_mesh_with_slapd_keeps_both_changes(tmp_path):
+    """A delta multi-provider mesh of Debian's slapd and two pyldapd nodes: content written anywhere converges
+    everywhere (entryCSN and entryUUID included), and the partition case keeps both changes on all three, slapd
+    resolving the older change by the same rules."""
+    kinds = ["slapd", "pyldapd", "pyldapd"]
+    ports = [free_port() for _ in kinds]
+    links = {(i, j): LinkProxy(ports[j]) for i in range(3) for j in range(3) if i != j}
+    nodes = []
+    try:
+        for index, kind in enumerate(kinds):
+            urls = {j: links[(index, j)].url for j in range(3) if j != index}
+            conf = delta_mesh_conf(tmp_path / f"node{index + 1}" / "db", index, ports, urls)
+            start = start_slapd if kind == "slapd" else start_pyldapd
+            nodes.append(
+                start(tmp_path / f"node{index + 1}", conf, name=f"node{index + 1}", port=ports[index])
+            )
+        slapd_node, py_b, py_c = nodes
+        add(py_b, BASE + "\n" + person("alice", telephoneNumber="+1 555 0100"))
+        wait_converged(nodes, timeout=60)
+        add(slapd_node, person("bob"))
+        add(py_c, person("carol"))
+        modify(slapd_node, f"dn: uid=carol,ou=People,{SUFFIX}\nchangetype: modrdn\nnewrdn: uid=caroline\n"
+                           "deleteoldrdn: 1\n")  # fmt: skip
+        modify(py_b, f"dn: uid=bob,ou=People,{SUFFIX}\nchangetype: delete\n")
+        wait_converged(nodes, timeout=60)
+
+        for proxy in links.values():
+            proxy.cut()
+        modify(slapd_node, f"dn: {ALICE}\nchangetype: modify\nadd: description\ndescription: from slapd\n")
+        time.sleep(0.05)
+        modify(
+            py_b, f"dn: {ALICE}\nchangetype: modify\nreplace: telephoneNumber\ntelephoneNumber: +1 555 0200\n"
+        )
+        for proxy in links.values():
+            proxy.heal()
+        common = wait_converged(nodes, timeout=90)
+        alice = attributes(common, ALICE)
+        assert {"description: from slapd", "telephonenumber: +1 555 0200"} <= alice, alice
+        assert f"dn: uid=caroline,ou=People,{SUFFIX}" in dict(common)
     finally:
         for node in nodes:
             node.stop()

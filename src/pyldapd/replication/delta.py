@@ -32,7 +32,7 @@ from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.consumer import DYNAMIC_KEYS, ConsumerError, SyncConsumer
-from pyldapd.replication.state import Change, entry_uuid_bytes, write_tombstone
+from pyldapd.replication.state import Change, entry_uuid_bytes, read_tombstone, write_tombstone
 from pyldapd.server.entries import (
     add_rdn_values,
     apply_modifications,
@@ -184,7 +184,7 @@ class DeltaConsumer(SyncConsumer):
         if cookie is not None and cookie.sid is not None:
             self.provider_sid = cookie.sid
         record = self.parse_record(op)
-        if record is None or self.too_old(record.csn):
+        if record is None or (self.too_old(record.csn) and not self.missing_here(record)):
             return  # slapd's check_csn_age: a change this database has (through another provider, or before)
         try:
             self.replay(record)
@@ -196,6 +196,26 @@ class DeltaConsumer(SyncConsumer):
                            f"result {exc.code} {exc.message}")  # fmt: skip
         if cookie is not None and cookie.csns:
             self.save_cookie(state.cookie)
+
+    def missing_here(self, record: LogRecord) -> bool:
+        """A change older than the cookie that the entry does not reflect. A log is in CSN order per server ID
+        only as far as its writes were: a provider that got content by a full refresh logged those entries in
+        tree order, so a newer change can come before an older one. Such a change is applied all the same (slapd
+        would skip it); a change the entry does reflect (same or newer entryCSN, a tombstone) is not."""
+        schema = self.directory.schema
+        try:
+            ndn = normalize_dn(record.dn, schema)
+        except DNError:
+            return False
+        with self.backend.db.read() as txn:
+            if record.kind == "add":
+                uuid = next((m.values[0] for m in record.mods if m.key == "entryuuid" and m.values), None)
+                raw = uuid_bytes(uuid) if uuid else None
+                if raw is None or txn.by_uuid(raw) is not None or txn.exists(ndn):
+                    return False
+                return read_tombstone(txn, raw) is None
+            current = txn.get(ndn)
+        return current is not None and (current.first("entrycsn") or b"").decode() < record.csn
 
     def parse_record(self, op: ldap.SearchResultEntry) -> LogRecord | None:
         values = {name.lower(): vals for name, vals in op.attributes}
@@ -356,6 +376,8 @@ class DeltaConsumer(SyncConsumer):
                 mods = self.resolve_older(txn, record, ndn, current)
             else:
                 mods = [soften(m) for m in mods]
+        if not mods:
+            return None, None  # nothing this database keeps (a provider's contextCSN write)
         entry = current.copy()
         apply_mods(self.directory.schema, entry, mods)
         txn.modify(ndn, entry)
@@ -459,6 +481,14 @@ class DeltaConsumer(SyncConsumer):
                 continue
             out.append(self.parse_mods(entry.get("reqmod")))
         return out
+
+
+def uuid_bytes(value: bytes) -> bytes | None:
+    try:
+        raw = bytes.fromhex(value.decode("ascii").replace("-", ""))
+    except ValueError:
+        return None
+    return raw if len(raw) == 16 else None
 
 
 def soften(mod: Mod) -> Mod:
