@@ -70,7 +70,7 @@ _ALL_BUILD = (
 DEBIAN_BUILD = {name: "mod" for name in _ALL_BUILD} | {"BALANCER": "no", "WT": "no", "AUTOCA": "no"}
 # pyldapd: back-mdb and syncprov are built in (back-monitor and glue are core); no back-ldap (so no chain), no other
 # backend or overlay
-PYLDAPD_BUILD = {name: "no" for name in _ALL_BUILD} | {"MDB": "yes", "SYNCPROV": "yes"}
+PYLDAPD_BUILD = {name: "no" for name in _ALL_BUILD} | {"MDB": "yes", "SYNCPROV": "yes", "ACCESSLOG": "yes"}
 
 
 def cache_dir() -> Path:

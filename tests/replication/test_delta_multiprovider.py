@@ -99,6 +99,7 @@ def test_mixed_mesh_with_slapd_keeps_both_changes(tmp_path):
         wait_converged(nodes, timeout=60)
         add(slapd_node, person("bob"))
         add(py_c, person("carol"))
+        wait_converged(nodes, timeout=60)
         modify(slapd_node, f"dn: uid=carol,ou=People,{SUFFIX}\nchangetype: modrdn\nnewrdn: uid=caroline\n"
                            "deleteoldrdn: 1\n")  # fmt: skip
         modify(py_b, f"dn: uid=bob,ou=People,{SUFFIX}\nchangetype: delete\n")

@@ -67,6 +67,14 @@ MAX_FALLBACKS_PER_SESSION = (
 )
 
 
+class KnownEntry(Exception):
+    """A logged add of an entry this database holds already (under its DN or another)."""
+
+    def __init__(self, entry_uuid: bytes) -> None:
+        super().__init__()
+        self.entry_uuid = entry_uuid
+
+
 class RefreshRequired(Exception):
     """The log cannot bring this consumer up to date: a full refresh of the content is needed."""
 
@@ -284,6 +292,15 @@ class DeltaConsumer(SyncConsumer):
         if not backend.holds(ndn):
             self.note(f"{record.dn} is outside the database, ignored")
             return
+        try:
+            self.write(record, ndn)
+        except KnownEntry as known:
+            attributes = [(m.name, m.values) for m in record.mods if m.op in ("add", "replace") and m.values]
+            self.apply_entry(record.dn, attributes, known.entry_uuid, record.csn)
+
+    def write(self, record: LogRecord, ndn: str) -> None:
+        backend = self.backend
+        schema = self.directory.schema
         change: Change | None = None
         with backend.db.write() as txn:
             if record.kind == "add":
@@ -336,6 +353,18 @@ class DeltaConsumer(SyncConsumer):
                     existing.values.extend(mod.values)
         if entry.first("entrycsn") is None:
             entry.put("entrycsn", "entryCSN", [record.csn.encode()])
+        entry_uuid = entry_uuid_bytes(entry)
+        if entry_uuid is not None and txn.by_uuid(entry_uuid) is not None:
+            raise KnownEntry(
+                entry_uuid
+            )  # an entry copy (a log written by a refresh): the plain consumer's rules
+        tombstone = read_tombstone(txn, entry_uuid) if entry_uuid is not None else None
+        if tombstone is not None and tombstone >= record.csn:
+            # deleted here after this add was made (slapd would bring it back, and the mesh would diverge)
+            if self.is_news(record.csn):
+                self.conflict("delete", record.dn, tombstone, record.csn,
+                              "an add older than the entry's delete: stays deleted", txn=txn)  # fmt: skip
+            return None, None
         current = txn.get(ndn)
         if current is not None:
             # slapd: an add of an entry that is there is fine when the local one is as new or newer
