@@ -59,6 +59,8 @@ SCRIPTS = (
     "test054-syncreplication-parallel-load",
     "test059-consumer-config",
     "test061-syncreplication-initiation",
+    "test043-delta-syncrepl",
+    "test063-delta-multiprovider",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

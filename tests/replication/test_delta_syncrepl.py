@@ -15,6 +15,8 @@ PEOPLE = f"ou=People,{SUFFIX}"
 CHANGES = (
     f"dn: uid=alice,{PEOPLE}\nchangetype: modify\nreplace: description\ndescription: changed\n-\n"
     "add: mail\nmail: alice@example.com\n-\ndelete: telephoneNumber\n\n"
+    f"dn: uid=alice,{PEOPLE}\nchangetype: modify\nreplace: sn\nsn: other\n-\nreplace: sn\nsn: last\n-\n"
+    "add: description\ndescription: d1\n-\nadd: description\ndescription: d2\n\n"  # the log's ':' separator
     f"dn: uid=bob,{PEOPLE}\nchangetype: modrdn\nnewrdn: uid=robert\ndeleteoldrdn: 0\n\n"
     f"dn: uid=carol,{PEOPLE}\nchangetype: delete\n\n"
     f"dn: uid=robert,{PEOPLE}\nchangetype: modrdn\nnewrdn: uid=robert\ndeleteoldrdn: 1\n"

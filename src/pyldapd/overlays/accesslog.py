@@ -335,11 +335,15 @@ class AccessLog(Overlay):
             )
         elif op_name == "modify":
             mods = []
-            for change in op.changes:
+            for index, change in enumerate(op.changes):
                 sign = MOD_SIGN[change.operation]
                 mods += [f"{change.attr}:{sign} ".encode() + v for v in change.values] or [
                     f"{change.attr}:{sign}".encode()
                 ]
+                following = op.changes[index + 1] if index + 1 < len(op.changes) else None
+                if (following is not None and following.operation == change.operation
+                        and self.key(following.attr) == self.key(change.attr)):  # fmt: skip
+                    mods.append(b":")  # ITS#6545: one attribute changed twice in a row, as two modifications
             mods += [f"{n}:= ".encode() + v for n in STAMPS for v in stamps[n.lower()]]
             entry.put("reqmod", "reqMod", mods)
         elif op_name == "modrdn":
