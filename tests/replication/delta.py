@@ -30,9 +30,13 @@ def accesslog_overlay(purge: str = "") -> str:
     )
 
 
-def delta_provider_conf(directory: Path, *, slapd: bool, purge: str = "", server_id: int = 0) -> str:
+def delta_provider_conf(directory: Path, *, slapd: bool, purge: str = "", server_id: int = 0,
+                        consumer_of: str = "") -> str:  # fmt: skip
+    """A delta provider; with consumer_of (a provider URL) also a delta consumer: a cascading node."""
     glob = (f"serverID {server_id}\n" if server_id else "") + MODULES
     db = "overlay syncprov\nsyncprov-checkpoint 100 10\n" + accesslog_overlay(purge)
+    if consumer_of:
+        db = delta_stanza(1, consumer_of) + f"updateref {consumer_of}\n" + db
     return slapd_conf(directory, indexes=INDEXES, modules=True, extra_global=glob + log_database(directory),
                       extra_db=db)  # fmt: skip
 

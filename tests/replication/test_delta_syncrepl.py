@@ -118,3 +118,29 @@ def test_fallback_to_full_refresh_when_the_log_cannot_cover_the_cookie(tmp_path,
         provider.stop()
         if consumer is not None:
             consumer.stop()
+
+
+@pytest.mark.parametrize("type_", ["refreshAndPersist", "refreshOnly"])
+def test_cascade_through_a_delta_consumer_that_logs_what_it_applies(tmp_path, type_):
+    """provider -> B -> C, both delta consumers: B's own accesslog records each change it replays (with the
+    change's CSN, stamps and modifications), and C replays B's log. refreshOnly polls the log every interval."""
+    provider = start_pyldapd(
+        tmp_path / "p", delta_provider_conf(tmp_path / "p" / "db", slapd=False), name="provider"
+    )
+    servers = [provider]
+    try:
+        add(provider, BASE + "\n" + people())
+        middle_conf = delta_provider_conf(tmp_path / "b" / "db", slapd=False, consumer_of=provider.url)
+        middle = start_pyldapd(tmp_path / "b", middle_conf.replace("refreshAndPersist", type_), name="middle")
+        servers.append(middle)
+        last_conf = delta_consumer_conf(tmp_path / "c" / "db", middle.url, slapd=False, type_=type_)
+        servers.append(start_pyldapd(tmp_path / "c", last_conf, name="last"))
+        wait_converged(servers)
+        modify(provider, CHANGES)
+        add(provider, person("dave", description="new"))
+        wait_converged(servers)
+        assert log_entries(middle) >= 7  # its initial load, then every replayed change
+        assert 'SRCH base="cn=accesslog"' in middle.log()
+    finally:
+        for server in servers:
+            server.stop()
