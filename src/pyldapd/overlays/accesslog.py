@@ -263,7 +263,9 @@ class AccessLog(Overlay):
             if before is not None:  # entryAlreadyExists: slapd names the entry that is there
                 op.changes = [before]
         try:
-            self.store(self.log_entry(op, op_name, result, text))
+            # a failed write changed nothing: its log entry does not move the log's contextCSN, which a delta
+            # consumer takes as its own state (it would claim a CSN the logged database never had)
+            self.store(self.log_entry(op, op_name, result, text), advance=False)
         except StorageError as exc:
             self.directory.log.error(f"accesslog: log entry of a failed {op_name} not stored: {exc}")
 
@@ -415,7 +417,7 @@ class AccessLog(Overlay):
                 self.directory.log.error(f"accesslog: {key.decode()} left in the outbox: {exc}")
                 return
 
-    def store(self, entry: Entry) -> None:
+    def store(self, entry: Entry, *, advance: bool = True) -> None:
         """Add a log entry to the log database, once (its reqStart DN says whether it is there already)."""
         log = self.log_backend
         schema = self.directory.schema
@@ -437,11 +439,11 @@ class AccessLog(Overlay):
                 txn.add(added[-1])
             txn.add(entry)
             added.append(entry)
-            if csn:
+            if csn and advance:
                 log.context.advance(txn, csn)
                 self.raise_min_csn(txn, log, [csn], first_only=True)
         for stored in added:  # the log database's own overlays (syncprov for delta-syncrepl consumers)
-            log.publish(Change("add", None, stored, csn))
+            log.publish(Change("add", None, stored, csn, in_csn_order=advance))
 
     def restarted(self, entry: Entry, taken: bytes) -> Entry:
         text = taken.decode()
