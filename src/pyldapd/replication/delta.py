@@ -233,7 +233,12 @@ class DeltaConsumer(SyncConsumer):
             return got[0].decode("utf-8", "replace") if got else ""
 
         kind, dn, csn = one("reqType").lower(), one("reqDN"), one("entryCSN")
-        if kind not in ("add", "delete", "modify", "modrdn") or not dn or not csn:
+        if (
+            kind not in ("add", "delete", "modify", "modrdn")
+            or not dn
+            or not csn
+            or (kind == "modrdn" and not values.get("reqnewrdn"))
+        ):
             self.note(f"log entry {op.dn} is not a replayable write, skipped")
             return None
         record = LogRecord(kind, dn, csn, self.parse_mods(values.get("reqmod", [])))
