@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.replication.delta import delta_consumer_conf, delta_provider_conf, log_entries
+from tests.replication.delta import (
+    INDEXES,
+    delta_consumer_conf,
+    delta_provider_conf,
+    delta_stanza,
+    log_entries,
+)
 from tests.replication.helpers import BASE, add, modify, person, wait_converged, wait_for
-from tests.servers import SUFFIX, start_pyldapd, start_slapd
+from tests.servers import SUFFIX, ldap_tool, slapd_conf, start_pyldapd, start_slapd
 
 PEOPLE = f"ou=People,{SUFFIX}"
 CHANGES = (
@@ -144,3 +150,33 @@ def test_cascade_through_a_delta_consumer_that_logs_what_it_applies(tmp_path, ty
     finally:
         for server in servers:
             server.stop()
+
+
+def test_delta_stanza_added_over_cn_config(tmp_path):
+    """olcSyncrepl with syncdata=accesslog added at run time starts a delta consumer; one without logbase is
+    refused (80), as every syncrepl value pyldapd cannot act on."""
+    provider = start_pyldapd(
+        tmp_path / "p", delta_provider_conf(tmp_path / "p" / "db", slapd=False), name="provider"
+    )
+    conf = slapd_conf(
+        tmp_path / "c" / "db", indexes=INDEXES, extra_global="database config\nrootpw configpw\n"
+    )
+    consumer = start_pyldapd(tmp_path / "c", conf, name="consumer")
+    config = ["-H", consumer.url, "-x", "-D", "cn=config", "-w", "configpw"]
+    change = "dn: olcDatabase={{1}}mdb,cn=config\nchangetype: modify\nadd: olcSyncrepl\nolcSyncrepl: {}\n"
+    try:
+        add(provider, BASE + "\n" + people())
+        stanza = delta_stanza(1, provider.url).removeprefix("syncrepl ").strip()
+        refused = ldap_tool(
+            "ldapmodify", *config, input=change.format(stanza.replace('logbase="cn=accesslog" ', ""))
+        )
+        assert refused.returncode == 80 and "needs logbase" in refused.stderr, refused.stderr
+        done = ldap_tool("ldapmodify", *config, input=change.format(stanza))
+        assert done.returncode == 0, done.stderr
+        wait_converged([provider, consumer])
+        modify(provider, CHANGES)
+        wait_converged([provider, consumer])
+        assert 'SRCH base="cn=accesslog"' in provider.log()
+    finally:
+        provider.stop()
+        consumer.stop()
