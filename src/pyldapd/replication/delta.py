@@ -46,8 +46,9 @@ if TYPE_CHECKING:
     from pyldapd.replication.client import LDAPClient
 
 # What slapd's consumer asks of a log entry (ldap_sync_search's lattrs for syncdata=accesslog)
+# plus reqEntryUUID: a change made before a rename still finds its entry (slapd looks by reqDN only)
 LOG_ATTRS = ["reqDN", "reqType", "reqMod", "reqNewRDN", "reqDeleteOldRDN", "reqNewSuperior", "reqControls",
-             "entryCSN"]  # fmt: skip
+             "entryCSN", "reqEntryUUID"]  # fmt: skip
 # A replayed change failing with one of these means the consumer lost sync: full refresh (do_syncrep2's logerr)
 LOST_SYNC = {ResultCode.entryAlreadyExists, ResultCode.noSuchObject, ResultCode.noSuchAttribute,
              ResultCode.attributeOrValueExists, ResultCode.notAllowedOnNonLeaf}  # fmt: skip
@@ -104,6 +105,7 @@ class LogRecord:
     new_rdn: str = ""
     delete_old_rdn: bool = False
     new_superior: str | None = None
+    entry_uuid: bytes | None = None  # reqEntryUUID
 
 
 class DeltaConsumer(SyncConsumer):
@@ -222,7 +224,7 @@ class DeltaConsumer(SyncConsumer):
                 if raw is None or txn.by_uuid(raw) is not None or txn.exists(ndn):
                     return False
                 return read_tombstone(txn, raw) is None
-            current = txn.get(ndn)
+            current = self.target(txn, record, ndn)[0]
         return current is not None and (current.first("entrycsn") or b"").decode() < record.csn
 
     def parse_record(self, op: ldap.SearchResultEntry) -> LogRecord | None:
@@ -242,6 +244,7 @@ class DeltaConsumer(SyncConsumer):
             self.note(f"log entry {op.dn} is not a replayable write, skipped")
             return None
         record = LogRecord(kind, dn, csn, self.parse_mods(values.get("reqmod", [])))
+        record.entry_uuid = uuid_bytes(values["reqentryuuid"][0]) if values.get("reqentryuuid") else None
         if kind == "modrdn":
             record.new_rdn = one("reqNewRDN")
             record.delete_old_rdn = one("reqDeleteOldRDN").upper() == "TRUE"
@@ -384,8 +387,21 @@ class DeltaConsumer(SyncConsumer):
             raise LDAPError(ResultCode.noSuchObject, "parent missing") from None
         return Change("add", None, entry, record.csn), self.write_op(record, None, entry, "add")
 
-    def replay_delete(self, txn, record: LogRecord, ndn: str):
+    def target(self, txn, record: LogRecord, ndn: str) -> tuple[Entry | None, str]:
+        """The entry a change is for, and its DN here: by reqDN, or by reqEntryUUID when the entry has been
+        renamed since (a change made during a partition, before a rename made elsewhere)."""
         current = txn.get(ndn)
+        if record.entry_uuid is None or (
+            current is not None and entry_uuid_bytes(current) == record.entry_uuid
+        ):
+            return current, ndn
+        moved = txn.by_uuid(record.entry_uuid)
+        if moved is None:
+            return current, ndn
+        return moved, normalize_dn(moved.dn, self.directory.schema)
+
+    def replay_delete(self, txn, record: LogRecord, ndn: str):
+        current, ndn = self.target(txn, record, ndn)
         if current is None:
             return None, None  # slapd ignores the delete of an entry it does not have
         try:
@@ -398,7 +414,7 @@ class DeltaConsumer(SyncConsumer):
         return Change("delete", current, None, record.csn), self.write_op(record, current, None, "delete")
 
     def replay_modify(self, txn, record: LogRecord, ndn: str):
-        current = txn.get(ndn)
+        current, ndn = self.target(txn, record, ndn)
         if current is None:
             raise LDAPError(ResultCode.noSuchObject, "")
         mods = record.mods
@@ -419,7 +435,7 @@ class DeltaConsumer(SyncConsumer):
 
     def replay_modrdn(self, txn, record: LogRecord, ndn: str):
         schema = self.directory.schema
-        current = txn.get(ndn)
+        current, ndn = self.target(txn, record, ndn)
         if current is None:
             raise LDAPError(ResultCode.noSuchObject, "")
         old_rdn, old_parent = split_rdn(current.dn)
@@ -460,7 +476,7 @@ class DeltaConsumer(SyncConsumer):
                 mods.append(Mod("add", mod.name, mod.key, list(mod.values)))
             else:
                 mods.append(Mod(mod.op, mod.name, mod.key, list(mod.values)))
-        newer = self.newer_local_changes(txn, record.csn, ndn)
+        newer = self.newer_local_changes(txn, record.csn, ndn, entry_uuid_bytes(current))
         schema = self.directory.schema
         for newer_mods in newer:
             for new in newer_mods:
@@ -480,9 +496,10 @@ class DeltaConsumer(SyncConsumer):
                           "newer ones", txn=txn)  # fmt: skip
         return [soften(m) for m in mods]
 
-    def newer_local_changes(self, txn, csn: str, ndn: str) -> list[list[Mod]]:
+    def newer_local_changes(self, txn, csn: str, ndn: str, entry_uuid: bytes | None) -> list[list[Mod]]:
         """The reqMods of this node's log entries for the entry with a CSN at or above csn, matching logfilter
-        (slapd searches `(&(entryCSN>=csn)(reqDN=dn)logfilter)` under logbase): the log database, and the
+        (slapd searches `(&(entryCSN>=csn)(reqDN=dn)logfilter)` under logbase; pyldapd also takes those with the
+        entry's reqEntryUUID, made before a rename): the log database, and the
         records the accesslog overlay has not moved there yet (its outbox in this transaction)."""
         schema = self.directory.schema
         try:
@@ -509,7 +526,10 @@ class DeltaConsumer(SyncConsumer):
                 target = normalize_dn((entry.first("reqdn") or b"").decode(), schema)
             except DNError:
                 continue
-            if target != ndn or not matches(entry):
+            logged_uuid = entry.first("reqentryuuid")
+            same = target == ndn or (entry_uuid is not None and logged_uuid is not None
+                                     and uuid_bytes(logged_uuid) == entry_uuid)  # fmt: skip
+            if not same or not matches(entry):
                 continue
             if (entry.first("reqtype") or b"").decode().lower() != "modify":
                 continue
