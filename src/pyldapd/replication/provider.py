@@ -361,9 +361,22 @@ class SyncProvider(Overlay):
         for value in suffix.get("mincsn") if suffix is not None else []:
             oldest = value.decode()
             held = consumer.get(sid_of(oldest))
-            if held is None or oldest > held:
-                return True
+            if held is not None and oldest <= held:
+                continue
+            if held is None and self.holds_csn(txn, oldest):
+                # a server ID the consumer never heard of, whose first logged change is still there (no purge
+                # went past it): the log has all of it, and a full reload in a delta multi-provider mesh would
+                # lose what the logs merge (slapd reloads here)
+                continue
+            return True
         return False
+
+    def holds_csn(self, txn, csn: str) -> bool:
+        from pyldapd.model.filter import parse_filter
+
+        return any(
+            True for _ in txn.search(self.backend.suffix_ndn, Scope.SUB, parse_filter(f"(entryCSN={csn})"))
+        )
 
     def send_present(self, txn, message_id: int, base_ndn: str, scope: Scope, request, visible, send) -> None:
         batch: list[bytes] = []
