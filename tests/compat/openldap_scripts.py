@@ -61,6 +61,8 @@ SCRIPTS = (
     "test061-syncreplication-initiation",
     # issue 11
     "test078-persistent-sessionlog",
+    "test043-delta-syncrepl",
+    "test063-delta-multiprovider",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

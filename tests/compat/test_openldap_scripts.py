@@ -37,6 +37,8 @@ PASSING = [
     "test053-syncprov-glue",
     "test054-syncreplication-parallel-load",
     "test061-syncreplication-initiation",
+    "test043-delta-syncrepl",
+    "test063-delta-multiprovider",
     "test078-persistent-sessionlog",
 ]
 

@@ -267,7 +267,9 @@ class AccessLog(Overlay):
             if before is not None:  # entryAlreadyExists: slapd names the entry that is there
                 op.changes = [before]
         try:
-            self.store(self.log_entry(op, op_name, result, text))
+            # a failed write changed nothing: its log entry does not move the log's contextCSN, which a delta
+            # consumer takes as its own state (it would claim a CSN the logged database never had)
+            self.store(self.log_entry(op, op_name, result, text), advance=False)
         except StorageError as exc:
             self.directory.log.error(f"accesslog: log entry of a failed {op_name} not stored: {exc}")
 
@@ -329,6 +331,8 @@ class AccessLog(Overlay):
         ):  # a failed write: the stamps it would have had
             stamps = {"entrycsn": [op.csn.encode()], "modifiersname": [op.authz_dn.encode()],
                       "modifytimestamp": [(op.csn[:14] + "Z").encode()]}  # fmt: skip
+        if op.stamps is not None:  # a replayed change: its origin's stamps (an older one leaves the entry's)
+            stamps = {key: values for key, values in op.stamps.items()}
         if op_name == "add" and after is not None:
             entry.put(
                 "reqmod",
@@ -337,11 +341,15 @@ class AccessLog(Overlay):
             )
         elif op_name == "modify":
             mods = []
-            for change in op.changes:
+            for index, change in enumerate(op.changes):
                 sign = MOD_SIGN[change.operation]
                 mods += [f"{change.attr}:{sign} ".encode() + v for v in change.values] or [
                     f"{change.attr}:{sign}".encode()
                 ]
+                following = op.changes[index + 1] if index + 1 < len(op.changes) else None
+                if (following is not None and following.operation == change.operation
+                        and self.key(following.attr) == self.key(change.attr)):  # fmt: skip
+                    mods.append(b":")  # ITS#6545: one attribute changed twice in a row, as two modifications
             mods += [f"{n}:= ".encode() + v for n in STAMPS for v in stamps[n.lower()]]
             entry.put("reqmod", "reqMod", mods)
         elif op_name == "modrdn":
@@ -415,7 +423,7 @@ class AccessLog(Overlay):
                 self.directory.log.error(f"accesslog: {key.decode()} left in the outbox: {exc}")
                 return
 
-    def store(self, entry: Entry) -> None:
+    def store(self, entry: Entry, *, advance: bool = True) -> None:
         """Add a log entry to the log database, once (its reqStart DN says whether it is there already)."""
         log = self.log_backend
         schema = self.directory.schema
@@ -439,10 +447,10 @@ class AccessLog(Overlay):
                 self.note_min_csn(txn, log, csn)
             txn.add(entry)
             added.append(entry)
-            if csn:
+            if csn and advance:
                 log.context.advance(txn, csn)
         for stored in added:  # the log database's own overlays (syncprov for delta-syncrepl consumers)
-            log.publish(Change("add", None, stored, csn))
+            log.publish(Change("add", None, stored, csn, in_csn_order=advance))
 
     def restarted(self, entry: Entry, taken: bytes) -> Entry:
         text = taken.decode()
@@ -540,37 +548,36 @@ class AccessLog(Overlay):
         cutoff = microtime(now - self.settings.purge_age).encode()
         removed = []
         with log.db.write() as txn:
-            purged: dict[int, bytes] = {}  # per server ID, the newest CSN purged
             for child in list(txn.search(log.suffix_ndn, Scope.ONE)):
                 started = child.first("reqstart")
                 if started is not None and started <= cutoff:  # slapd's (reqStart<=now-age)
                     txn.delete(normalize_dn(child.dn, self.directory.schema))
                     removed.append(child)
-                    csn = child.first("entrycsn")
-                    if csn:
-                        sid = sid_of(csn.decode())
-                        purged[sid] = max(purged.get(sid, b""), csn)
-            if purged:
-                self.raise_min_csn(txn, log, purged)
+            purged = [(child.first("entrycsn") or b"").decode() for child in removed]
+            self.raise_min_csn(txn, log, [csn for csn in purged if csn], first_only=False)
         for child in removed:
             log.publish(Change("delete", child, None, (child.first("entrycsn") or b"").decode()))
         return len(removed)
 
-    def raise_min_csn(self, txn: Any, log: Any, purged: dict[int, bytes]) -> None:
-        """After a purge, minCSN says the log no longer holds what it removed (log_old_lookup): a server ID's
-        value becomes the newest CSN purged when that is newer; a server ID it lacked gains one."""
-        root = txn.get(log.suffix_ndn)
-        if root is None:
+    @staticmethod
+    def raise_min_csn(txn: Any, log: Any, csns: list[str], *, first_only: bool) -> None:
+        """minCSN on the log's suffix entry, one value per server ID: from where the log holds every change of
+        that server. A server ID's first logged change adds its value; a purge raises it to the newest purged
+        change (slapd's accesslog_response and log_old_lookup). syncprov on the log database compares a
+        delta-syncrepl consumer's cookie with it (replication/provider.py)."""
+        container = txn.get(log.suffix_ndn)
+        if container is None or not csns:
             return
-        mins = {sid_of(v.decode()): v for v in root.get("mincsn")}
+        by_sid = {sid_of(v.decode()): v.decode() for v in container.get("mincsn")}
         changed = False
-        for sid, csn in purged.items():
-            if mins.get(sid, b"") < csn:
-                mins[sid] = csn
+        for csn in csns:
+            sid = sid_of(csn)
+            if sid not in by_sid or (not first_only and csn > by_sid[sid]):
+                by_sid[sid] = csn
                 changed = True
         if changed:
-            updated = root.copy()
-            updated.put("mincsn", "minCSN", [mins[sid] for sid in sorted(mins)])
+            updated = container.copy()
+            updated.put("mincsn", "minCSN", [by_sid[sid].encode() for sid in sorted(by_sid)])
             txn.modify(log.suffix_ndn, updated)
 
 

@@ -170,6 +170,10 @@ class SyncConsumer:
         return format_cookie(self.rid, own_sid, self.backend.context.latest().as_dict()).encode()
 
     async def session(self) -> None:
+        await self.content_search(await self.open_client(), self.spec.persist)
+
+    async def open_client(self) -> LDAPClient:
+        """Connect to the provider and bind as the stanza says (replication/delta.py reuses it)."""
         spec = self.spec
         timeout = spec.network_timeout or None
         self.client = client = await LDAPClient.connect(spec.provider, timeout=timeout, tls=spec.tls,
@@ -177,8 +181,13 @@ class SyncConsumer:
         self.last_connect, self.local_address = time.time(), client.local_address()
         await client.bind(spec.bindmethod, spec.binddn, spec.credentials, spec.saslmech, spec.authzid,
                           timeout=spec.timeout or None)  # fmt: skip
+        return client
+
+    async def content_search(self, client: LDAPClient, persist: bool) -> None:
+        """The sync search of the replicated content (searchbase, filter, attrs), applied entry by entry."""
+        spec = self.spec
         cookie = self.last_cookie_sent = self.request_cookie()
-        mode = ctl.SYNC_MODE_REFRESH_AND_PERSIST if spec.persist else ctl.SYNC_MODE_REFRESH_ONLY
+        mode = ctl.SYNC_MODE_REFRESH_AND_PERSIST if persist else ctl.SYNC_MODE_REFRESH_ONLY
         controls = [
             Control(ctl.SYNC_REQUEST, False, ctl.encode_sync_request(ctl.SyncRequest(mode, cookie, True))),
             Control(ctl.MANAGE_DSA_IT, True, None),

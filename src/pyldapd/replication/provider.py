@@ -393,6 +393,8 @@ class SyncProvider(Overlay):
             elif base is None:
                 nearest = txn.nearest_ancestor(base_ndn)
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+            elif cookie and cookie.csns and self.log_cannot_cover(txn, cookie.csns, provider_state):
+                raise LDAPError(ResultCode.syncRefreshRequired, "sync cookie is stale")
             elif not cookie or not cookie.csns or set(consumer_state) != set(provider_state):
                 # initial content, or a state we cannot compare with ours: everything, as adds
                 initial = not cookie or not cookie.csns
@@ -474,6 +476,36 @@ class SyncProvider(Overlay):
         )
         conn.result(message_id, ldap.SEARCH_RESULT_DONE, ResultCode.success, controls=[done], nentries=sent)
         return False
+
+    def log_cannot_cover(self, txn, consumer: dict[int, str], provider: dict[int, str]) -> bool:
+        """syncprov on an accesslog database (nopresent and reloadhint, as a delta-syncrepl provider sets it): a
+        consumer behind whose cookie the log starts (minCSN on its suffix entry, raised by logpurge) must
+        reload the content; slapd answers e-syncRefreshRequired."""
+        if not (self.settings.nopresent and self.settings.reloadhint):
+            return False
+        behind = any(sid not in consumer or consumer[sid] < csn for sid, csn in provider.items())
+        if not behind and not self.backend.context.dirty:
+            return False
+        suffix = txn.get(self.backend.suffix_ndn)
+        for value in suffix.get("mincsn") if suffix is not None else []:
+            oldest = value.decode()
+            held = consumer.get(sid_of(oldest))
+            if held is not None and oldest <= held:
+                continue
+            if held is None and self.holds_csn(txn, oldest):
+                # a server ID the consumer never heard of, whose first logged change is still there (no purge
+                # went past it): the log has all of it, and a full reload in a delta multi-provider mesh would
+                # lose what the logs merge (slapd reloads here)
+                continue
+            return True
+        return False
+
+    def holds_csn(self, txn, csn: str) -> bool:
+        from pyldapd.model.filter import parse_filter
+
+        return any(
+            True for _ in txn.search(self.backend.suffix_ndn, Scope.SUB, parse_filter(f"(entryCSN={csn})"))
+        )
 
     def send_present(self, txn, message_id: int, base_ndn: str, scope: Scope, request, visible, send) -> None:
         batch: list[bytes] = []

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyldapd.config.slapdconf import tokenize
+from pyldapd.model.filter import parse_filter
 
 REFRESH_ONLY = "refreshOnly"
 REFRESH_AND_PERSIST = "refreshAndPersist"
@@ -70,7 +71,13 @@ class SyncreplSpec:
     # suffixmassage=: entries of searchbase at the provider are kept under this DN here (slapd's rewrite of the
     # DN and of DN-syntax values, "(.*)<searchbase>$" -> "%1<suffixmassage>")
     suffixmassage: str = ""
+    logbase: str = ""  # delta-syncrepl (syncdata=accesslog): the provider's log database and the log entries
+    logfilter: str = "(objectclass=*)"  # to replay (slapd's default search filter when logfilter= is absent)
     text: str = ""
+
+    @property
+    def delta(self) -> bool:
+        return self.syncdata == "accesslog"
 
     @property
     def persist(self) -> bool:
@@ -143,6 +150,10 @@ def parse_syncrepl(text: str) -> SyncreplSpec:
             apply_keyword(spec, key, value)
     except ValueError as exc:
         raise SyncreplError(f"syncrepl rid={rid:03d}: {exc}") from None
+    if spec.delta and not spec.logbase:
+        raise SyncreplError(
+            f"syncrepl rid={rid:03d}: syncdata=accesslog needs logbase=<the log database's suffix>"
+        )
     if spec.type == REFRESH_AND_PERSIST and "interval" not in values:
         spec.interval = 60
     return spec
@@ -207,11 +218,19 @@ def apply_keyword(spec: SyncreplSpec, key: str, value: str) -> None:
     elif key == "syncdata":
         if value.lower() not in ("default", "accesslog", "changelog"):
             raise ValueError(f"unknown syncdata {value!r}")
-        if value.lower() != "default":  # refused rather than replicated as plain syncrepl
-            raise ValueError(f"syncdata={value}: delta-syncrepl is not supported by pyldapd yet")
+        if value.lower() == "changelog":  # refused rather than replicated as plain syncrepl
+            raise ValueError("syncdata=changelog (a DSEE changelog provider) is not supported by pyldapd")
         spec.syncdata = value.lower()
     elif key == "suffixmassage":
         spec.suffixmassage = value
+    elif key == "logbase":
+        spec.logbase = value
+    elif key == "logfilter":
+        try:
+            parse_filter(value)
+        except ValueError as exc:
+            raise ValueError(f"invalid logfilter {value!r}: {exc}") from None
+        spec.logfilter = value
     elif key == "strictrefresh":
         raise ValueError(f"{key} is not supported by pyldapd")
     elif key == "managedsait" and value.lower() not in ("off", "no", "false", "0"):

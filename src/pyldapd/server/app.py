@@ -18,6 +18,7 @@ from pyldapd.config.slapdconf import ConfigError
 from pyldapd.model.dn import normalize_dn
 from pyldapd.model.schema import SCHEMA_DIR, Schema
 from pyldapd.replication.consumer import SyncConsumer
+from pyldapd.replication.delta import DeltaConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
 from pyldapd.server import limits
@@ -185,7 +186,8 @@ class Server:
                 asyncio.get_running_loop().create_task(consumer.stop())
         for rid, spec in wanted.items():
             if rid not in backend.consumers:
-                consumer = SyncConsumer(self.directory, backend, spec, self.cookies.pop(rid, None))
+                kind = DeltaConsumer if spec.delta else SyncConsumer
+                consumer = kind(self.directory, backend, spec, self.cookies.pop(rid, None))
                 backend.consumers[rid] = consumer
                 consumer.start()
 

@@ -77,7 +77,18 @@ class ConfigDatabase:
             e.dn.lower().startswith("olcdatabase=") and strip_order(first(e, "olcDatabase")).lower() == "monitor")]  # fmt: skip
         database = cls(server, None, entries)
         existing = database.data_databases(database.entries)
-        changed, removed = database.renumbered([e for _, e in existing], existing)
+        # file order: the monitor database where slapd.conf declares it (test043 edits {1}accesslog of the
+        # database after its log database, with `database monitor` last)
+        monitors = [e for _, e in existing if strip_order(first(e, "olcDatabase")).lower() == "monitor"]
+        others = [e for _, e in existing if strip_order(first(e, "olcDatabase")).lower() != "monitor"]
+        ordered = []
+        for db in config.databases:
+            if db.type == "monitor" and monitors:
+                ordered.append(monitors.pop(0))
+            elif db.type not in ("monitor", "config", "frontend") and others:
+                ordered.append(others.pop(0))
+        ordered += monitors + others
+        changed, removed = database.renumbered(ordered, existing)
         for ndn in removed:
             del database.entries[ndn]
         database.entries.update(changed)
