@@ -221,6 +221,10 @@ class ConfigConsumer(SyncConsumer):
         local_csn = (local.first("entrycsn") or b"").decode() if local is not None else ""
         changes: list[Change] = []
         if local is not None and local_csn >= incoming_csn:
+            if not same_entry:
+                # ours (made here, of the same DN) stays, known from now on by the provider's entryUUID, so
+                # that a later present phase, which names entries by entryUUID alone, does not delete it
+                configdb.adopt_uuid(local_ndn, incoming.first("entryuuid") or b"")
             if local_csn == incoming_csn:
                 self.note(f"entry {dn} unchanged")
             elif same_entry and self.is_news(incoming_csn):  # journaled as data consumers do (conflicts.py)

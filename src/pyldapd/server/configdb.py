@@ -632,6 +632,18 @@ class ConfigDatabase:
                 entry.put("contextcsn", "contextCSN", local.get("contextcsn"))  # this server's own state
         return self.commit(changed, removed, databases_may_change=True, replicated=True)
 
+    def adopt_uuid(self, ndn: str, entry_uuid: bytes) -> None:
+        """This server's entry of a DN its provider has under another entryUUID takes the provider's (its
+        content and entryCSN stay), in memory and in slapd.d."""
+        entry = self.entries.get(ndn)
+        if entry is None or not entry_uuid or entry.first("entryuuid") == entry_uuid:
+            return
+        entry = entry.copy()
+        entry.put("entryuuid", "entryUUID", [entry_uuid])
+        self.entries[ndn] = entry
+        if self.path is not None:
+            write_slapd_d(self.path, [entry])
+
     def delete_replicated(self, ndn: str) -> list[Change]:
         """An entry deleted at the provider: gone here too, with its children (a database's overlays)."""
         if rdn_type(ndn) == "olcdatabase" and strip_order(first(self.entries[ndn], "olcDatabase")).lower() in (
