@@ -363,7 +363,7 @@ def test_schema_and_access_changes_apply_at_once(nodes):
     assert result.returncode == 0, result.stderr
     before = node.server.log().count(" SRCH ")
     ldap_tool(*search)
-    wait_for(lambda: node.server.log().count(" SRCH ") == before + 1, 10, what="the search on stderr")
+    wait_for(lambda: node.server.log().count(" SRCH ") > before, 10, what="the search on stderr")
 
 
 REFUSED_ALIKE = [
