@@ -7,6 +7,7 @@ Each server runs from a slapd.d that slaptest made from one slapd.conf; changes 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,7 +147,7 @@ def test_config_consumers_journal_their_conflicts(tmp_path):
     """Two pyldapd nodes, each a provider and a consumer of the other's cn=config (olcMultiProvider). The same
     setting changed on each while the other is down: when they meet, the older change loses, and the node whose
     change was overridden records it in its journal, as the data consumers do (cn=Conflicts under cn=Database
-    0, which `pyldapd status --conflicts` lists)."""
+    0, listed by `pyldapd status --conflicts --base cn=config`)."""
     first, second = Node(tmp_path, "first", "pyldapd"), Node(tmp_path, "second", "pyldapd")
     nodes = (first, second)
     try:
@@ -188,6 +189,11 @@ def test_config_consumers_journal_their_conflicts(tmp_path):
         # the first node's change, overridden there by the newer one of the second
         wait_for(lambda: "pyldapdConflictDN: cn=config\npyldapdWinnerServerID: 2\npyldapdLoserServerID: 1"
                  in journal(), 30, what="the conflict in the journal")  # fmt: skip
+        listed = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "status", "--conflicts", "--base",
+                                 "cn=config", "-D", "cn=config", "-w", CONFIG_PW, first.url],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert re.search(r"conflicts: [1-9]\d* recorded since start", listed.stdout), listed.stdout
+        assert re.search(r"modify cn=config: winner \S+ \(sid 002\), loser \S+ \(sid 001\)", listed.stdout)
     finally:
         for node in nodes:
             node.stop()
