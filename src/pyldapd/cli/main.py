@@ -209,29 +209,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 1
     for warning in config.warnings:
         log.error(f"warning: {warning}")
-    log.level = config.loglevel
+    # slapd's two levels: -d is the debug level (stderr), loglevel (or -s) the syslog level; olcLogLevel
+    # changes at run time move the syslog level only (server/log.py)
+    log.syslog_level = config.loglevel
+    if config_entries is not None and not any(e.dn.strip().lower() == "cn=config" and e.get("olcloglevel")
+                                              for e in config_entries):  # fmt: skip
+        log.syslog_level = LOG_LEVELS["stats"]  # slapd's syslog level when the tree sets none (init.c)
     debug = 0
     try:
         if args.debug:
             debug = parse_log_level(args.debug)
         if args.syslog_level:
-            log.level = parse_log_level(args.syslog_level)
+            log.syslog_level = parse_log_level(args.syslog_level)
     except ValueError as exc:
         log.error(f"pyldapd: {'-d' if args.debug and not debug else '-d/-s'}: {exc}")
         return 1
-    if debug:
-        log.level = debug
     foreground = bool(debug) or (quickstart and not args.debug)
+    # the quick start (no -d) shows its loglevel on stderr in place of syslog
+    log.debug_level = debug or (config.loglevel if foreground else 0)
     try:
         logfile = open_logfile(config)
     except (OSError, ServiceError) as exc:
         log.error(f"pyldapd: {exc}")
         return 1
-    syslog = (
-        None
-        if foreground
-        else early_syslog or SyslogSink(args.service_name, SYSLOG_FACILITIES[args.facility.lower()])
-    )
+    facility = SYSLOG_FACILITIES[args.facility.lower()]
+    if not foreground:
+        syslog = early_syslog or SyslogSink(args.service_name, facility)
+    elif debug:  # slapd -d also sends its loglevel's lines to syslog, when there is one
+        sink = SyslogSink(args.service_name, facility, fallback=False)
+        syslog = sink if sink.sock is not None else None
+    else:
+        syslog = None
     log.configure(foreground=foreground, syslog=syslog, logfile=logfile, logfile_only=config.logfile_only)
     if notifier.problem:
         log.error(f"pyldapd: warning: {notifier.problem}")

@@ -29,6 +29,7 @@ from pyldapd.model.csn import sid_of
 from pyldapd.model.dn import DNError, is_descendant, parent_dn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.overlays.base import OverlayStack
+from pyldapd.replication.conflicts import csn_sid
 from pyldapd.replication.consumer import DYNAMIC_KEYS, ConsumerError, SyncConsumer
 from pyldapd.replication.provider import in_scope
 from pyldapd.replication.state import Change, ContextState, entry_uuid_bytes
@@ -236,24 +237,44 @@ class ConfigConsumer(SyncConsumer):
         if incoming.first("entrycsn") is None:
             incoming.put("entrycsn", "entryCSN", [incoming_csn.encode()])
         local_ndn = backend.ndn_of_uuid(entry_uuid)
+        # a conflict is two versions of one entry; entries of one DN made on each server (slapadd -n0) are not
+        same_entry = local_ndn is not None
+        inserted = False
         if local_ndn is None and ndn in configdb.entries:
-            local_ndn = ndn  # the same entry made on each server (slapadd -n0): another entryUUID
+            if another_database(configdb.entries[ndn], incoming):
+                inserted = True  # a database added at a place taken here: the one here moves up
+            else:
+                local_ndn = ndn  # the same entry made on each server (slapadd -n0): another entryUUID
         local = configdb.entries.get(local_ndn) if local_ndn is not None else None
         local_csn = (local.first("entrycsn") or b"").decode() if local is not None else ""
         changes: list[Change] = []
         if local is not None and local_csn >= incoming_csn:
-            self.note(f"entry {dn} unchanged" if local_csn == incoming_csn else
-                      f"entry {dn}: ours ({local_csn}) is newer than {incoming_csn}, kept")  # fmt: skip
+            if not same_entry:
+                # ours (made here, of the same DN) stays, known from now on by the provider's entryUUID, so
+                # that a later present phase, which names entries by entryUUID alone, does not delete it
+                configdb.adopt_uuid(local_ndn, incoming.first("entryuuid") or b"")
+            if local_csn == incoming_csn:
+                self.note(f"entry {dn} unchanged")
+            elif same_entry and self.is_news(incoming_csn):  # journaled as data consumers do (conflicts.py)
+                self.conflict("modify", dn, local_csn, incoming_csn,
+                              "the incoming change is older than the local entry: discarded")  # fmt: skip
         else:
             removed = [local_ndn] if local_ndn is not None and local_ndn != ndn else []
+            overridden = same_entry and self.concurrent(local_csn, incoming_csn)
             try:
-                changes = configdb.apply_replicated({ndn: incoming}, removed)
+                if inserted:
+                    changes = configdb.insert_replicated(ndn, incoming)
+                else:
+                    changes = configdb.apply_replicated({ndn: incoming}, removed)
             except LDAPError as exc:
                 # slapd logs a change its config refuses and goes on with the next one
                 self.log.error(f"syncrepl rid={self.rid:03d}: cn=config entry {dn} not applied: "
                                f"{exc.code} {exc.message}")  # fmt: skip
             else:
                 self.note(f"cn=config entry {dn} applied")
+                if overridden:
+                    self.conflict("modify", dn, incoming_csn, local_csn,
+                                  "a local change not yet replicated, overridden by a newer one")  # fmt: skip
         self.observe(incoming_csn)
         self.finish(changes, cookie_csn)
 
@@ -266,16 +287,26 @@ class ConfigConsumer(SyncConsumer):
             local = configdb.entries[ndn]
             local_csn = (local.first("entrycsn") or b"").decode()
             held = covered_by.get(sid_of(local_csn)) if covered_by is not None and local_csn else None
+            csn_known = csn_known or cookie_csn is not None
             if covered_by is not None and (held is None or local_csn > held):
-                self.note(f"{local.dn}: deleted there, changed here since: kept")
-            elif (csn_known or cookie_csn is not None) and local_csn > csn:
-                self.note(f"{local.dn}: a delete older than the entry: kept")
+                delete_csn = csn if csn_sid(csn) != self.directory.server_id else ""
+                self.conflict("delete", local.dn, local_csn, delete_csn,
+                              "deleted there, changed here since: the entry stays")  # fmt: skip
+            elif csn_known and local_csn > csn:
+                if self.is_news(csn):
+                    self.conflict("delete", local.dn, local_csn, csn,
+                                  "a delete older than the entry: the entry stays")  # fmt: skip
             else:
+                overridden = csn_known and self.concurrent(local_csn, csn)
                 try:
                     changes = configdb.delete_replicated(ndn)
                 except LDAPError as exc:
                     self.log.error(f"syncrepl rid={self.rid:03d}: cn=config entry {local.dn} not deleted: "
                                    f"{exc.code} {exc.message}")  # fmt: skip
+                else:
+                    if overridden:
+                        self.conflict("delete", local.dn, csn, local_csn,
+                                      "a local change not yet replicated, overridden by a newer delete")  # fmt: skip
         self.finish(changes, cookie_csn)
 
     def finish(self, changes: list[Change], cookie_csn: str | None) -> None:
@@ -318,6 +349,20 @@ class ConfigConsumer(SyncConsumer):
 
     def authz_dn(self) -> str:
         return self.configdb.rootdn_ndn() or CONFIG_NDN
+
+
+def another_database(local: Entry, incoming: Entry) -> bool:
+    """Two olcDatabase={n} entries (n > 0) of one name but different suffixes are different databases: the
+    provider inserted one at {n}. Of one suffix, they are one database made on each server."""
+    from pyldapd.config.cnconfig import order_of
+
+    def suffixes(entry: Entry) -> set[str]:
+        return {v.decode("utf-8", "replace").replace(" ", "").lower() for v in entry.get("olcsuffix")}
+
+    names = [(e.first("olcdatabase") or b"").decode("utf-8", "replace") for e in (local, incoming)]
+    if not all(names) or any((order_of(name) or 0) < 1 for name in names):
+        return False
+    return suffixes(local) != suffixes(incoming)
 
 
 def refresh(configdb: ConfigDatabase) -> None:

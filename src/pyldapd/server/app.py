@@ -16,7 +16,7 @@ from pyldapd.backends.mdb import FORMAT_VERSION
 from pyldapd.config.model import ServerConfig
 from pyldapd.config.slapdconf import ConfigError
 from pyldapd.model.dn import normalize_dn
-from pyldapd.model.schema import SCHEMA_DIR, Schema
+from pyldapd.model.schema import SCHEMA_DIR, Schema, SchemaError
 from pyldapd.replication.consumer import SyncConsumer
 from pyldapd.replication.delta import DeltaConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
@@ -291,10 +291,13 @@ class Server:
                     )
         running = [b for b, _ in kept]
         new = [d for _, d in kept]
-        schema = self.schema.copy()
-        for source, text in config.schema_definitions:
-            if not already_defined(schema, text):
-                schema.load_text(text, source)
+        # the schema the changed config builds when the server starts again, from the system schema (not the
+        # running one, which may hold pyldapd's default schemas): a definition that needs one the config lacks
+        # is refused now, as slapd refuses it, rather than accepted and then failing the next start
+        try:
+            build_schema(config)
+        except StartupError as exc:
+            raise SchemaError(str(exc)) from None
         old_access = (self.config.access, [b.config.access for b in running])
         try:
             self.config.access = config.access
@@ -319,8 +322,11 @@ class Server:
         kept, added, dropped = self.match_databases(config)
         opened = self.open_databases(added)  # first: a database that cannot open leaves everything as it was
         current = self.config
-        current.loglevel = config.loglevel
-        self.log.level = config.loglevel
+        if (
+            config.loglevel != current.loglevel
+        ):  # olcLogLevel: the syslog level; -d's debug level stays (slapd)
+            current.loglevel = config.loglevel
+            self.log.syslog_level = config.loglevel
         logging = ("logfile", "logfile_only", "logfile_rotate")
         if any(getattr(config, name) != getattr(current, name) for name in logging):
             for name in logging:  # olcLogFile* changed: lines go to the new file, rotated anew, from now on

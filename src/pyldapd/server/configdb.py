@@ -52,6 +52,13 @@ ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
 # the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
 OVERLAYS = ("syncprov", "accesslog", "glue")
 SYNTAX_OID = re.compile(r"\bSYNTAX\s+'?([0-9.]+)", re.IGNORECASE)
+# a definition naming one the schema lacks (model/schema.py's message) -> slapd's attribute and words
+SCHEMA_NOT_FOUND = [
+    (r"objectclass \S+: unknown superior object class '([^']+)'", "olcObjectClasses", "ObjectClass"),
+    (r"objectclass \S+: unknown attribute type '([^']+)'", "olcObjectClasses", "AttributeType"),
+    (r"attributetype \S+: unknown superior attribute type '([^']+)'", "olcAttributeTypes", "AttributeType"),
+    (r"attributetype \S+: unknown \w+ matching rule '([^']+)'", "olcAttributeTypes", "MatchingRule"),
+]
 
 
 def rdn_type(ndn: str) -> str:
@@ -435,8 +442,9 @@ class ConfigDatabase:
         ordered = [e for _, e in existing]
         ordered.insert(slot, entry)
         changed, removed = self.renumbered(ordered, existing)
+        moved = set(changed)
         changed[self.ndn(dn)] = entry
-        self.commit(changed, removed, databases_may_change=True, who=who)
+        self.commit(changed, removed, databases_may_change=True, who=who, renamed=moved - {self.ndn(dn)})
         return []
 
     def renumbered(
@@ -471,7 +479,7 @@ class ConfigDatabase:
         existing = self.data_databases(self.entries)
         ordered = [e for n, e in existing if n != ndn]
         changed, removed = self.renumbered(ordered, existing)
-        self.commit(changed, [ndn, *removed], databases_may_change=True, who=who)
+        self.commit(changed, [ndn, *removed], databases_may_change=True, who=who, renamed=set(changed))
 
     def delete(self, session: Any, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if session.anonymous:
@@ -498,20 +506,24 @@ class ConfigDatabase:
     # -- commit ---------------------------------------------------------------------------------------------
 
     def commit(self, changed: dict[str, Entry], removed: list[str], *, databases_may_change: bool = False,
-               who: str = CONFIG_DN, replicated: bool = False) -> list[Change]:  # fmt: skip
+               who: str = CONFIG_DN, replicated: bool = False, renamed: set[str] | None = None) -> list[Change]:  # fmt: skip
         """Validate the configuration the change leads to, apply it to the server, then persist it. A local
         change gets slapd's operational attributes (entryCSN...) and goes to cn=config's syncprov overlay; a
-        `replicated` one (replication/configsync.py) keeps the provider's. Returns the entries' changes."""
+        `replicated` one (replication/configsync.py) keeps the provider's. `renamed`: the new names of entries
+        only renumbered (databases after one added or deleted), which keep their entryCSN and are no change of
+        their own, as in slapd, where each server renumbers its own tree. Returns the entries' changes."""
+        renamed = renamed or set()
         before = {ndn: self.entries[ndn] for ndn in [*changed, *removed] if ndn in self.entries}
         # each entry changed is a change of its own with its own CSN (as each is an operation in slapd): a
         # consumer takes a change whose CSN its state already holds for one it has seen
         csns: dict[str, str] = {}
         if not replicated:
             for ndn, entry in changed.items():
+                if ndn in renamed:
+                    continue
                 csns[ndn] = self.server.directory.csn.next()
-                stamp_entry(
-                    entry, csns[ndn], who or CONFIG_DN, new=ndn not in self.entries, schema=self.schema
-                )
+                stamp_entry(entry, csns[ndn], who or CONFIG_DN, new=ndn not in self.entries or ndn in removed,
+                            schema=self.schema)  # fmt: skip
         candidate = dict(self.entries)
         for ndn in removed:
             del candidate[ndn]
@@ -547,14 +559,31 @@ class ConfigDatabase:
             write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
             for dn in removed_dns:
                 remove_entry_file(self.path, dn)
-        changes = [Change("delete", before[ndn], None, csns.get(ndn) or self.server.directory.csn.next())
-                   for ndn in removed if ndn not in changed]  # fmt: skip
-        changes += [Change("modify" if ndn in before else "add", before.get(ndn), entry,
-                           csns.get(ndn) or (entry.first("entrycsn") or b"").decode())
-                    for ndn, entry in changed.items()]  # fmt: skip
+        changes = self.changes_made(before, changed, removed, renamed, csns)
         self.refresh_replication()
         if not replicated:
             self.publish_local(changes)
+        return changes
+
+    def changes_made(self, before: dict[str, Entry], changed: dict[str, Entry], removed: list[str],
+                     renamed: set[str], csns: dict[str, str]) -> list[Change]:  # fmt: skip
+        """The changes a commit made, told apart by entryUUID (a renumbered entry is the same entry under a new
+        name: no change; a database deleted at {n} while another moves there is a delete)."""
+
+        def identity(ndn: str, entry: Entry) -> bytes | str:
+            return entry.first("entryuuid") or ndn
+
+        old = {identity(ndn, before[ndn]): ndn for ndn in [*removed, *changed] if ndn in before}
+        new = {identity(ndn, entry): ndn for ndn, entry in changed.items()}
+        changes = [Change("delete", before[ndn], None, self.server.directory.csn.next())
+                   for key, ndn in old.items() if key not in new]  # fmt: skip
+        for key, ndn in new.items():
+            if ndn in renamed and key in old:
+                continue
+            entry = changed[ndn]
+            previous = before.get(old[key]) if key in old else None
+            changes.append(Change("modify" if previous is not None else "add", previous, entry,
+                                  csns.get(ndn) or (entry.first("entrycsn") or b"").decode()))  # fmt: skip
         return changes
 
     # -- replication of cn=config itself (replication/configsync.py) ----------------------------------------
@@ -614,13 +643,48 @@ class ConfigDatabase:
                 entry.put("contextcsn", "contextCSN", local.get("contextcsn"))  # this server's own state
         return self.commit(changed, removed, databases_may_change=True, replicated=True)
 
+    def adopt_uuid(self, ndn: str, entry_uuid: bytes) -> None:
+        """This server's entry of a DN its provider has under another entryUUID takes the provider's (its
+        content and entryCSN stay), in memory and in slapd.d."""
+        entry = self.entries.get(ndn)
+        if entry is None or not entry_uuid or entry.first("entryuuid") == entry_uuid:
+            return
+        entry = entry.copy()
+        entry.put("entryuuid", "entryUUID", [entry_uuid])
+        self.entries[ndn] = entry
+        if self.path is not None:
+            write_slapd_d(self.path, [entry])
+
     def delete_replicated(self, ndn: str) -> list[Change]:
         """An entry deleted at the provider: gone here too, with its children (a database's overlays)."""
         if rdn_type(ndn) == "olcdatabase" and strip_order(first(self.entries[ndn], "olcDatabase")).lower() in (
                 "frontend", "config"):  # fmt: skip
             raise LDAPError(ResultCode.unwillingToPerform, "Cannot delete config or frontend database")
         doomed = [n for n in self.entries if n == ndn or is_descendant(n, ndn)]
-        return self.commit({}, doomed, databases_may_change=True, replicated=True)
+        changed: dict[str, Entry] = {}
+        moved: list[str] = []
+        if rdn_type(ndn) == "olcdatabase" and parent_dn(ndn) == CONFIG_DN:
+            # the databases after it move down one, as the provider's did: each server renumbers its own tree
+            # (slapd replicates the delete alone)
+            existing = self.data_databases(self.entries)
+            changed, moved = self.renumbered([e for n, e in existing if n != ndn], existing)
+        return self.commit(
+            changed, [*doomed, *moved], databases_may_change=True, replicated=True, renamed=set(changed)
+        )
+
+    def insert_replicated(self, ndn: str, entry: Entry) -> list[Change]:
+        """A database the provider added at {n} where this server has another one: inserted there, the others
+        moved up one (slapd's back-config add with an index in use)."""
+        existing = self.data_databases(self.entries)
+        slot = min((order_of(first(entry, "olcDatabase")) or len(existing) + 1) - 1, len(existing))
+        ordered = [e for _, e in existing]
+        ordered.insert(slot, entry)
+        changed, removed = self.renumbered(ordered, existing)
+        moved = set(changed)
+        changed[ndn] = entry
+        return self.commit(
+            changed, removed, databases_may_change=True, replicated=True, renamed=moved - {ndn}
+        )
 
     def sync_search(self, conn: Any, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync_control: Control, selection_factory: Callable) -> bool:  # fmt: skip
@@ -704,6 +768,11 @@ class ConfigDatabase:
         if isinstance(exc, SchemaError):
             if exc.slapd_text and "ditcontentrule" in text:
                 return f"olcDitContentRules: {exc.slapd_text}"
+            # slapd's words (schemaparse.c): "<attribute>: <what> not found: \"<name>\""
+            for pattern, attr, what in SCHEMA_NOT_FOUND:
+                missing = re.search(pattern, text)
+                if missing:
+                    return f'{attr}: {what} not found: "{missing.group(1)}"'
             duplicate = re.search(r"(attributetype|objectclass) \S+: name '([^']+)' is already used", text)
             if duplicate and duplicate.group(1) == "attributetype":
                 return f'olcAttributeTypes: Inconsistent duplicate attributeType: "{duplicate.group(2)}"'

@@ -43,12 +43,15 @@ class SyslogSink:
     once (before privileges are dropped); when it cannot be reached or its queue is full, lines go to stderr
     (the journal, under systemd) instead of being lost or stalling the server."""
 
-    def __init__(self, ident: str, facility: int, path: str | None = None) -> None:
+    def __init__(self, ident: str, facility: int, path: str | None = None, *, fallback: bool = True) -> None:
         self.ident = ident
         self.facility = facility
         self.path = path or os.environ.get(SYSLOG_SOCKET_ENV) or "/dev/log"
         self.sock: socket.socket | None = None
-        self.failed = False
+        # in the foreground debug mode stderr shows the -d level: syslog lines that cannot be sent are dropped
+        # there (as syslog(3) drops them), not written to stderr
+        self.fallback = fallback
+        self.failed = not fallback
         self.connect()
 
     def connect(self) -> None:
@@ -70,18 +73,22 @@ class SyslogSink:
             if self.sock is None:
                 self.connect()
             if self.sock is None:
-                sys.stderr.write(stamp_line(message))
+                self.lost(message)
                 return
             try:
                 self.sock.send(data)
                 return
             except BlockingIOError:  # its queue is full: this line goes to stderr rather than nowhere
-                sys.stderr.write(stamp_line(message))
+                self.lost(message)
                 return
             except OSError:
                 self.sock.close()
                 self.sock = None
-        sys.stderr.write(stamp_line(message))
+        self.lost(message)
+
+    def lost(self, message: str) -> None:
+        if self.fallback:
+            sys.stderr.write(stamp_line(message))
 
     def close(self) -> None:
         if self.sock is not None:
@@ -146,8 +153,14 @@ class LogFile:
 
 
 class Logger:
+    """Two levels, as slapd has them (servers/slapd/main.c, bconfig.c): the debug level of `-d` says which lines
+    go to stderr in the foreground, and only -d sets it; the syslog level (`loglevel` / olcLogLevel, else `-s`)
+    says which lines go to syslog, and a cn=config change of olcLogLevel sets that one alone. `level` is their
+    union: whether a line goes anywhere (slapd's LogTest)."""
+
     def __init__(self, level: int, stream: TextIO | None = None) -> None:
-        self.level = level
+        self.debug_level = level
+        self.syslog_level = level
         self.stream = stream
         self.to_stderr = True
         self.syslog: SyslogSink | None = None
@@ -156,12 +169,16 @@ class Logger:
         self.foreground = True
         self.starting = True  # set False once the listeners are up (server/app.py)
 
+    @property
+    def level(self) -> int:
+        return self.debug_level | self.syslog_level
+
     def configure(self, *, foreground: bool, syslog: SyslogSink | None = None, logfile: LogFile | None = None,
                   logfile_only: bool = False) -> None:  # fmt: skip
-        """Service mode (no -d): syslog; foreground debug mode: stderr; a logfile besides either, or instead
-        of stderr with `logfile-only`."""
+        """Service mode (no -d): syslog; foreground debug mode: stderr at the debug level and, as slapd, syslog
+        at the syslog level; a logfile besides either, or instead of stderr with `logfile-only`."""
         self.foreground = foreground
-        self.syslog = None if foreground else syslog
+        self.syslog = syslog
         self.logfile = logfile
         self.logfile_only = logfile_only
         self.to_stderr = foreground and not (logfile is not None and logfile_only)
@@ -171,15 +188,18 @@ class Logger:
 
     def log(self, bits: int, message: str) -> None:
         if self.level & bits:
-            self.write(message)
+            self.write(message, bits)
 
-    def write(self, message: str) -> None:
+    def write(self, message: str, bits: int = STATS) -> None:
+        """A line to each place whose level takes `bits` (0: an error, shown everywhere). The default is for
+        the stats lines that server/connection.py writes once `level & STATS` said some place takes them."""
         line = stamp_line(message)
-        if self.stream is not None:
-            self.stream.write(line)
-        elif self.to_stderr:
-            sys.stderr.write(line)
-        if self.syslog is not None:
+        if not bits or self.debug_level & bits:
+            if self.stream is not None:
+                self.stream.write(line)
+            elif self.to_stderr:
+                sys.stderr.write(line)
+        if self.syslog is not None and (not bits or self.syslog_level & bits):
             self.syslog.write(message)
         if self.logfile is not None:
             self.logfile.write(line)
@@ -187,7 +207,7 @@ class Logger:
     def error(self, message: str) -> None:
         """Errors are always shown, whatever the level (slapd prints them at level 0 on stderr). Until the server
         is up they also go to stderr in service mode, so a failed start is seen by who started it."""
-        self.write(message)
+        self.write(message, 0)
         syslog_on_stderr = self.syslog is not None and self.syslog.sock is None  # its fallback wrote it there
         if self.starting and not self.to_stderr and self.stream is None and not syslog_on_stderr:
             sys.stderr.write(stamp_line(message))

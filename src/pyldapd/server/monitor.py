@@ -447,6 +447,9 @@ class Monitor:
         tree.add(f"cn=Database 0,cn=Databases,{MONITOR_DN}", "monitoredObject", monitoredInfo="config",
                  monitorIsShadow=False, namingContexts="cn=config", readOnly=False,
                  seeAlso=f"cn=Backend {backend_number['config']},cn=Backends,{MONITOR_DN}")  # fmt: skip
+        if directory.configdb is not None:  # cn=config's own consumers keep a journal too (configsync.py)
+            conflict_monitor_entries(directory.configdb.backend, f"cn=Database 0,cn=Databases,{MONITOR_DN}",
+                                     lambda dn, cn, text: tree.add(dn, "monitorContainer", description=text))  # fmt: skip
         backends = {id(b.config): b for b in directory.backends}
         for db in numbered:
             number = db_number[id(db)]
