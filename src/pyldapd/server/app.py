@@ -297,7 +297,8 @@ class Server:
         try:
             build_schema(config)
         except StartupError as exc:
-            raise SchemaError(str(exc)) from None
+            cause = exc.__cause__ or exc.__context__
+            raise SchemaError(str(exc), getattr(cause, "slapd_text", "")) from None
         old_access = (self.config.access, [b.config.access for b in running])
         try:
             self.config.access = config.access
