@@ -73,6 +73,7 @@ from pyldapd.server.searchlimits import (
     request_limits,
     search_limits,
 )
+from pyldapd.server.steps import STEP_EVERY, Offload, Steps, large_filter, run_steps
 
 if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
@@ -780,6 +781,19 @@ class Directory:
         send: Callable[[bytes], None],
     ) -> tuple[int, list[Control], str]:
         """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
+        return run_steps(self.search_steps(session, message_id, request, controls, send))
+
+    def search_steps(
+        self,
+        session: Session,
+        message_id: int,
+        request: ldap.SearchRequest,
+        controls: list[Control],
+        send: Callable[[bytes], None],
+    ) -> Steps:
+        """The search as resumable steps (server/steps.py): yields every STEP_EVERY candidates, and an Offload to
+        compile and plan a large filter; returns (entries sent, response controls, diagnostic). A cheap search
+        runs to its end in the first step."""
         if self.configdb is not None and names_config(request.base):
             check_restrictions(self, session, None, "search")
             items = self.values_return_items(controls)
@@ -843,29 +857,50 @@ class Directory:
         size_limit, time_limit = request_limits(limits, request)
         deadline = time.monotonic() + time_limit if time_limit else None
         with backend.db.read() as txn:
-            guard = self.access.search_guard(session, backend, request.filter, txn)
-            base = txn.get(base_ndn)
-            if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
-                if guard is not None and base is None:
-                    raise self.access.not_found(session, backend, txn, base_ndn)
-                nearest = txn.nearest_ancestor(base_ndn) if base is None else None
-                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
-            # compiled once: by access control (with `search` checks) or plainly
-            matches = self.filters.compile(request.filter) if guard is None else guard.matches
-            if guard is not None:
-                denied = guard.base_denied(base, base_ndn)
-                if denied is not None:
-                    raise LDAPError(denied, "")
-            self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
+
+            def prepare() -> tuple[Any, Callable[[Entry], bool], Iterator[Entry] | None]:
+                guard = self.access.search_guard(session, backend, request.filter, txn)
+                base = txn.get(base_ndn)
+                if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
+                    if guard is not None and base is None:
+                        raise self.access.not_found(session, backend, txn, base_ndn)
+                    nearest = txn.nearest_ancestor(base_ndn) if base is None else None
+                    raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+                # compiled once: by access control (with `search` checks) or plainly
+                matches = self.filters.compile(request.filter) if guard is None else guard.matches
+                if guard is not None:
+                    denied = guard.base_denied(base, base_ndn)
+                    if denied is not None:
+                        raise LDAPError(denied, "")
+                self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
+                if paged is not None:
+                    return guard, matches, None
+                # the database plans the filter (index lookups) before it hands over the first candidate
+                return guard, matches, self.candidates(txn, base_ndn, scope, request, limits)
+
+            # a filter of thousands of terms costs a long time to compile and plan, in one piece: a thread
+            # does it while the loop serves others (server/steps.py)
+            if large_filter(request.filter):
+                guard, matches, found = yield Offload(prepare)
+            else:
+                guard, matches, found = prepare()
             has_children = txn.has_children if selection.wants_has_subordinates else None
-            if paged is not None:
-                return self.paged_search(session, message_id, request, paged, backend, txn, matches, selection,
-                                         manage_dsa_it, send, guard, limits, deadline, diagnostic)  # fmt: skip
+            if found is None:
+                return (yield from self.paged_search(session, message_id, request, paged, backend, txn, matches,
+                                                     selection, manage_dsa_it, send, guard, limits, deadline,
+                                                     diagnostic))  # fmt: skip
             sent = 0
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
             clock = time.monotonic
-            for entry in self.candidates(txn, base_ndn, scope, request, limits):
+            countdown = STEP_EVERY
+            for entry in found:
+                countdown -= 1
+                if (
+                    not countdown
+                ):  # the driver may stop here (its time slice is over, the client reads slowly)
+                    countdown = STEP_EVERY
+                    yield None
                 # before each candidate, as back-mdb does: the bound is on the work, not only on what is sent
                 if deadline is not None and clock() > deadline:
                     raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
@@ -919,7 +954,7 @@ class Directory:
         return itertools.chain((first,) if first is not None else (), found)
 
     def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send, guard=None, limits=None, deadline=None, diagnostic="") -> tuple[int, list[Control], str]:  # fmt: skip
+                     send, guard=None, limits=None, deadline=None, diagnostic="") -> Steps:  # fmt: skip
         """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
         each request may send what is left of them, and the search ends with sizeLimitExceeded there."""
         try:
@@ -946,7 +981,10 @@ class Directory:
             session.paged = None
             ids = array("Q")
             base_ndn = normalize_dn(request.base, self.schema)
-            for entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
+            found = self.candidates(txn, base_ndn, Scope(request.scope), request, limits)
+            for count, entry in enumerate(found, 1):
+                if not count % STEP_EVERY:
+                    yield None
                 if deadline is not None and time.monotonic() > deadline:
                     raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
                 if (manage_dsa_it or not is_glue(entry)) and matches(entry):
@@ -958,6 +996,8 @@ class Directory:
         sent = 0
         ids, position = state.ids, state.position
         while position < len(ids) and sent < page.size:
+            if position % STEP_EVERY == STEP_EVERY - 1:
+                yield None
             if size_limit >= 0 and sent >= size_limit:
                 raise SizeLimitExceeded(sent)
             entry = txn.get_by_id(ids[position])
@@ -985,12 +1025,17 @@ class Directory:
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync_control: Control) -> bool:  # fmt: skip
         """An RFC 4533 sync search; the syncprov overlay answers it. True when it stays open (persist)."""
+        return run_steps(self.sync_search_steps(conn, message_id, request, controls, sync_control))
+
+    def sync_search_steps(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
+                          sync_control: Control) -> Steps:  # fmt: skip
+        """sync_search as resumable steps (server/steps.py): a refresh of many entries leaves others their turn."""
         base_ndn = normalize_or_fail(self.schema, request.base)
         backend = self.backend_for(base_ndn)
         if backend is None or backend.provider is None:
             if sync_control.critical:
                 raise LDAPError(ResultCode.unavailableCriticalExtension, "critical extension is unavailable")
-            sent, response_controls, text = self.search(
+            sent, response_controls, text = yield from self.search_steps(
                 conn.session, message_id, request, controls, conn.send
             )
             conn.result(message_id, ldap.SEARCH_RESULT_DONE, ResultCode.success, text, nentries=sent)
@@ -1008,8 +1053,10 @@ class Directory:
         deadline = time.monotonic() + time_limit if time_limit else None
         if limits is not None and limits.unchecked > 0:  # the refresh's candidates, counted as for a search
             with backend.db.read() as txn:
-                for _entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
-                    pass
+                for count, _entry in enumerate(self.candidates(txn, base_ndn, Scope(request.scope), request,
+                                                               limits), 1):  # fmt: skip
+                    if not count % STEP_EVERY:
+                        yield None
         selection = AttributeSelection(self.schema, request.attributes, request.types_only,
                                        self.matched_values(controls)[0])  # fmt: skip
         matches = self.filters.compile(request.filter)
@@ -1021,8 +1068,8 @@ class Directory:
                 base = txn.get(base_ndn)
                 if base is not None:
                     self.check_assertion(controls, base, conn.session, backend, txn)
-        return backend.provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
-                                            base_ndn, size_limit, deadline)  # fmt: skip
+        return (yield from backend.provider.sync_search(conn, message_id, request, controls, sync, selection,
+                                                        matches, base_ndn, size_limit, deadline))  # fmt: skip
 
     def stop_sync_search(self, conn, message_id: int, result: int | None) -> bool:
         """Abandon (result None) or Cancel (result cancelled) of a persistent search."""

@@ -87,7 +87,7 @@ def at_capacity(server: Server) -> bool:
 def eviction_rank(conn: LDAPConnection) -> int | None:
     """How readily a connection gives its descriptor to a new one: 0 nothing complete received yet, 1 anonymous
     and idle, 2 bound and idle; None never (the rootdn, an operation or a write under way, StartTLS)."""
-    if conn.closing or conn.starting_tls or conn.busy or conn.held_pdus:
+    if conn.closing or conn.starting_tls or conn.busy or conn.held_pdus or conn.job is not None:
         return None
     transport = conn.transport
     if transport is None or transport.get_write_buffer_size():
