@@ -982,8 +982,8 @@ class Directory:
             ids = array("Q")
             base_ndn = normalize_dn(request.base, self.schema)
             found = self.candidates(txn, base_ndn, Scope(request.scope), request, limits)
-            for count, entry in enumerate(found, 1):
-                if not count % STEP_EVERY:
+            for examined, entry in enumerate(found, 1):
+                if not examined % STEP_EVERY:
                     yield None
                 if deadline is not None and time.monotonic() > deadline:
                     raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
