@@ -25,7 +25,6 @@ import argparse
 import math
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,16 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_concurrency import (  # noqa: E402
-    TIMEOUT,
     bound_client,
     heavy_slow_reader,
+    ldclt,
     ldclt_rate,
     make_ldif,
     median,
     percentile,
     uid,
     with_light_client,
-    ldclt,
 )
 
 from pyldapd.model.filter import Equality, Or, Present  # noqa: E402
