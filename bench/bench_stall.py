@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import random
 import shutil
 import subprocess
@@ -43,7 +44,6 @@ from bench_concurrency import (  # noqa: E402
     median,
     percentile,
     uid,
-    with_light_client,
 )
 
 from pyldapd.model.filter import Equality, Or, Present  # noqa: E402
@@ -66,6 +66,59 @@ def bound_client(port: int) -> Client:
     if reply.op.result_code != 0:
         raise RuntimeError(f"bind failed: {reply.op}")
     return client
+
+
+def light_loop(port: int, stop, out) -> None:
+    """The light client, in a process of its own (a thread beside the heavy client would share its GIL, and
+    building and decoding a big request there would show as server latency): root DSE base searches one after
+    another, 5 ms apart, until `stop` is set; (sent, answered) perf_counter pairs go to `out`."""
+    client = Client(port)
+    client.sock.settimeout(600)
+    dse = client.encode(ldap.SearchRequest("", 0, 0, 0, 0, False, Present("objectClass"), ["namingContexts"]))
+    samples = []
+    try:
+        for _ in range(1_000_000):
+            if stop.is_set():
+                break
+            sent = time.perf_counter()
+            client.request(dse)  # the same PDU each time: its message id is free once answered
+            samples.append((sent, time.perf_counter()))
+            time.sleep(0.005)
+    finally:
+        out.put(samples)
+        client.close()
+
+
+def with_light_client(port: int, heavy, repeat: float) -> tuple[list[float], str, list[float]]:
+    """Run `heavy` (again and again for `repeat` seconds, at least once) while the light client runs in another
+    process; the heavy request's times (s), its last outcome, and the latencies (ms) of the light searches in
+    flight at some moment while it ran. perf_counter is CLOCK_MONOTONIC: one clock for both processes."""
+    context = multiprocessing.get_context("fork")
+    stop, out = context.Event(), context.Queue()
+    prober = context.Process(target=light_loop, args=(port, stop, out), daemon=True)
+    prober.start()
+    time.sleep(0.3)
+    times: list[float] = []
+    outcome = ""
+    began = time.perf_counter()
+    for rnd in range(10_000):
+        try:
+            elapsed, outcome = heavy(rnd)
+        except (OSError, RuntimeError) as exc:
+            outcome = f"failed: {exc!r}"
+            break
+        times.append(elapsed)
+        if time.perf_counter() - began >= repeat:
+            break
+    ended = time.perf_counter()
+    time.sleep(0.05)
+    stop.set()
+    samples = out.get(timeout=600)
+    prober.join(60)
+    latencies = [
+        (answered - sent) * 1000 for sent, answered in samples if answered >= began and sent <= ended
+    ]
+    return times, outcome, latencies
 
 
 def heavy_or(terms: int):

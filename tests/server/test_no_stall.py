@@ -220,3 +220,50 @@ def test_consumer_full_refresh(server) -> None:
         client.send(2, request, [proto.Control(ctl.SYNC_REQUEST, True, sync)])
 
     heavy_while_light(server, send, lambda n: n == USERS + ITEM_COUNT + 3)
+
+
+def test_writes_during_a_persistent_search_refresh(server) -> None:
+    """A refreshAndPersist search of every entry: a modify from another client is answered while the refresh
+    runs, and reaches the searcher after the refresh's end, as a persist-stage change (nothing falls between the
+    refresh's snapshot and the persist stage)."""
+    client = RawClient(server.port)
+    client.bind_root()
+    sync = ctl.encode_sync_request(ctl.SyncRequest(ctl.SYNC_MODE_REFRESH_AND_PERSIST))
+    request = proto.SearchRequest(SUFFIX, 2, 0, 0, 0, False, Present("objectClass"), ["description"])
+    client.send(2, request, [proto.Control(ctl.SYNC_REQUEST, True, sync)])
+    time.sleep(0.5)  # the refresh has begun
+    writer = ldap.initialize(server.url)
+    writer.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
+    writer.simple_bind_s(ROOTDN, ROOTPW)
+    target = f"uid=user5,{PEOPLE}"
+    writer.modify_ext_s(target, [(ldap.MOD_REPLACE, "description", [b"changed during the refresh"])])
+    writer.unbind_s()
+    refreshed = 0
+    refresh_done = False
+    for _ in range(10_000_000):  # bounded: every round consumes one message or one chunk
+        if not client.pending:
+            data = client.sock.recv(1 << 20)
+            assert data, "server closed the connection"
+            client.pending.extend(client.framer.feed(data))
+            continue
+        message = proto.decode_message(client.pending.pop(0))
+        op = message.op
+        if isinstance(op, proto.IntermediateResponse):
+            info = ctl.decode_sync_info(op.value)
+            if getattr(info, "refresh_done", False):
+                refresh_done = True
+            continue
+        assert isinstance(op, proto.SearchResultEntry), op
+        if not refresh_done:
+            refreshed += 1
+            continue
+        # the first entry after the refresh: the change made while it ran
+        assert op.dn.lower() == target
+        values = {name.lower(): vals for name, vals in op.attributes}
+        assert values["description"] == [b"changed during the refresh"]
+        break
+    else:
+        raise AssertionError("no end of the refresh")
+    # nothing was read before the modify was answered: the refresh (about 10 MB) was paused under way
+    assert refreshed == USERS + ITEM_COUNT + 3
+    client.close()

@@ -24,7 +24,7 @@ from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
 from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.stats import RESPONSE_TAGS as STATS_RESPONSE_NAMES
-from pyldapd.server.steps import Steps
+from pyldapd.server.steps import COLLECTOR, Steps
 from pyldapd.server.tls import check_security, setup_session, start_tls
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class LDAPConnection(asyncio.Protocol):
         self.write_paused = False  # set by pause_writing (flow control, server/limits.py)
         self.held_pdus: list[bytes] = []
         self.job: SearchJob | None = None  # a search running in steps (server/steps.py): requests are held
+        self.large_holds = 0  # large requests of this connection alive (steps.Collector)
         self.tls_backlog = bytearray()
         self.stats = server.stats  # server/stats.py: counters for cn=Monitor and /metrics
         self.opened_at = self.active_at = time.time()  # cn=Monitor's monitorConnectionStart/ActivityTime
@@ -135,6 +136,7 @@ class LDAPConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.pop(self, None)
         self.stop_job()
+        self.release_large()
         self.directory.connection_closed(self)
         if self.session.paged is not None:  # an open paged search: its ids are freed with the session
             self.session.paged = None
@@ -263,8 +265,9 @@ class LDAPConnection(asyncio.Protocol):
             except RuntimeError:
                 pass
         depth = limits.filter_depth(self.server.config.max_filter_depth)
+        self.hold_large()
         future = asyncio.get_running_loop().run_in_executor(
-            self.server.password_pool, ldap.decode_message, pdu, depth
+            self.server.password_pool, COLLECTOR.build(lambda: ldap.decode_message(pdu, depth))
         )
         future.add_done_callback(self.decoded)
 
@@ -275,10 +278,22 @@ class LDAPConnection(asyncio.Protocol):
         try:
             message = done.result()
         except ldap.BERError as exc:
+            self.release_large()
             self.decode_failed(exc)
             return
         self.run_message(message)
+        del message
+        if self.job is None:  # answered (else the search's end lets go of it)
+            self.release_large()
         self.go_on()
+
+    def hold_large(self) -> None:
+        self.large_holds += 1
+        COLLECTOR.hold()
+
+    def release_large(self) -> None:
+        holds, self.large_holds = self.large_holds, 0
+        COLLECTOR.release(holds)
 
     def go_on(self) -> None:
         """The connection's current work is over: the requests held meanwhile run, then reading resumes (while a
@@ -327,7 +342,10 @@ class LDAPConnection(asyncio.Protocol):
                 if item is not None:
                     job.waiting = "thread"
                     job.resumed = True
-                    future = asyncio.get_running_loop().run_in_executor(self.server.password_pool, item.work)
+                    self.hold_large()
+                    future = asyncio.get_running_loop().run_in_executor(
+                        self.server.password_pool, COLLECTOR.build(item.work)
+                    )
                     future.add_done_callback(lambda done: self.offload_done(job, done))
                     return
                 if self.closing or self.job is not job:
@@ -351,6 +369,9 @@ class LDAPConnection(asyncio.Protocol):
             job.waiting = ""
             self.job = None
             self.answer(job, None, exc)
+        if self.large_holds:
+            job.steps = None  # type: ignore[assignment]  # its large objects go first
+            self.release_large()
         if job.resumed:  # it ran on after its request's turn: what waited for it runs now
             self.go_on()
 
@@ -392,6 +413,7 @@ class LDAPConnection(asyncio.Protocol):
         self.job = None
         if job.waiting != "thread":  # a worker thread still uses it: the generator is closed when collected
             job.steps.close()
+            self.release_large()
         return True
 
     def pause_writing(self) -> None:

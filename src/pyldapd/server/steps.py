@@ -10,6 +10,8 @@ the end in the caller's thread, for callers that want the answer now.
 
 from __future__ import annotations
 
+import gc
+import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -63,3 +65,49 @@ def large_filter(f: Any, limit: int = LARGE_FILTER) -> bool:
         elif isinstance(node, Not):
             stack.append(node.filter)
     return False
+
+
+class Collector:
+    """CPython's cycle collector and large requests: a filter of 100,000 terms is some 300,000 objects, and every
+    collection of the older generations walks all of them, holding the GIL (and so the event loop) for tens to
+    hundreds of milliseconds, again and again while they live. So a large request is built (decoded, compiled,
+    planned, on a worker thread) with the collector off, its objects are then frozen (gc.freeze: out of every
+    later collection; reference counting still frees them), and everything is thawed (gc.unfreeze) once no large
+    request is alive. Measured in bench/bench_stall.py (docs/architecture.md)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.building = 0  # large works running on threads
+        self.alive = 0  # large requests not yet answered
+
+    def hold(self) -> None:
+        with self.lock:
+            self.alive += 1
+
+    def release(self, count: int) -> None:
+        if count <= 0:
+            return
+        with self.lock:
+            self.alive -= count
+            if self.alive <= 0:
+                self.alive = 0
+                gc.unfreeze()
+
+    def build(self, work: Callable[[], Any]) -> Callable[[], Any]:
+        def quietly() -> Any:
+            with self.lock:
+                self.building += 1
+                gc.disable()
+            try:
+                return work()
+            finally:
+                with self.lock:
+                    self.building -= 1
+                    gc.freeze()
+                    if not self.building:
+                        gc.enable()
+
+        return quietly
+
+
+COLLECTOR = Collector()
