@@ -51,6 +51,8 @@ def run_steps(steps: Steps) -> Any:
 
 def large_filter(f: Any, limit: int = LARGE_FILTER) -> bool:
     """Whether a filter has at least `limit` nodes (counted only as far as the limit: cheap for any filter)."""
+    if not isinstance(f, (And, Or, Not)):
+        return False  # one term: the common search
     budget = limit
     stack = [f]
     while stack:
