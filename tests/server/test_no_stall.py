@@ -267,3 +267,38 @@ def test_writes_during_a_persistent_search_refresh(server) -> None:
     # nothing was read before the modify was answered: the refresh (about 10 MB) was paused under way
     assert refreshed == USERS + ITEM_COUNT + 3
     client.close()
+
+
+def test_abandon_stops_a_running_search(server) -> None:
+    """A refresh of every entry, abandoned: it stops (no final result, far fewer entries than the whole), and the
+    next request on the same connection is answered."""
+    client = RawClient(server.port)
+    client.bind_root()
+    sync = ctl.encode_sync_request(ctl.SyncRequest(ctl.SYNC_MODE_REFRESH_ONLY))
+    request = proto.SearchRequest(SUFFIX, 2, 0, 0, 0, False, Present("objectClass"), ["*", "+"])
+    client.send(2, request, [proto.Control(ctl.SYNC_REQUEST, True, sync)])
+    time.sleep(0.5)
+    client.send(3, proto.AbandonRequest(2))
+    client.send(4, proto.SearchRequest("", 0, 0, 0, 0, False, Present("objectClass"), ["namingContexts"]))
+    abandoned_entries = 0
+    for _ in range(10_000_000):  # bounded: every round consumes one message or one chunk
+        if not client.pending:
+            data = client.sock.recv(1 << 20)
+            assert data, "server closed the connection"
+            client.pending.extend(client.framer.feed(data))
+            continue
+        message = proto.decode_message(client.pending.pop(0))
+        if message.message_id == 2:
+            assert isinstance(message.op, (proto.SearchResultEntry, proto.IntermediateResponse)), message.op
+            abandoned_entries += 1
+            continue
+        assert message.message_id == 4
+        if isinstance(message.op, proto.SearchResultEntry):
+            assert message.op.attributes == [("namingContexts", [SUFFIX.encode()])]
+            continue
+        assert message.op.result_code == 0
+        break
+    else:
+        raise AssertionError("the root DSE search was not answered")
+    assert abandoned_entries < (USERS + ITEM_COUNT) // 2, abandoned_entries
+    client.close()

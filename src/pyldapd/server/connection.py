@@ -396,7 +396,9 @@ class LDAPConnection(asyncio.Protocol):
             self.result(mid, tag, ResultCode.other, "internal error", nentries=0)
 
     def offload_done(self, job: SearchJob, done: asyncio.Future) -> None:
-        if self.job is not job:
+        if self.job is not job:  # abandoned while the thread worked
+            if self.job is None:
+                self.release_large()
             return
         try:
             value = done.result()
