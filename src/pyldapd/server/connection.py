@@ -42,7 +42,6 @@ KNOWN_CONTROLS = {
     ctl.DONT_USE_COPY,  # every entry is the server's own: reading "the original" is the normal read
     ctl.VALUES_RETURN_FILTER,
 }
-# Operations whose controls may include Pre/Post-Read and Assertion.
 # A search that runs longer than this gives the loop back to the other connections, and goes on at its next turn
 # (server/steps.py): the time another client may wait for one running search (measured in bench/bench_stall.py).
 TIME_SLICE = 0.004
@@ -51,6 +50,7 @@ LARGE_PDU = 65536
 # Requests received while a search runs on the connection wait, in order; past this many, reading stops until
 # the search ends (an Abandon among the first ones is acted on at once)
 HELD_MAX = 64
+# Operations whose controls may include Pre/Post-Read and Assertion.
 EXTENDED_RESULT_NAME_TAG = 0x8A
 EXTENDED_RESULT_VALUE_TAG = 0x8B
 
@@ -319,7 +319,7 @@ class LDAPConnection(asyncio.Protocol):
         """Run a search's steps: at once, to its end if it is cheap (no thread, no loop turn); a longer one gives
         the loop back every TIME_SLICE, waits while its client does not read (pause_writing), and has its
         Offloads done on a worker thread."""
-        self.job = SearchJob(mid, tag, steps, finish)
+        self.job = SearchJob(mid, tag, steps, finish, self.current_op, self.op_started)
         self.step_job(self.job)
 
     def step_job(self, job: SearchJob, value: Any = None, error: BaseException | None = None) -> None:
@@ -378,6 +378,7 @@ class LDAPConnection(asyncio.Protocol):
     def answer(self, job: SearchJob, outcome: Any, error: Exception | None) -> None:
         """The search's outcome or error, as dispatch answers any operation."""
         mid, tag = job.mid, job.tag
+        self.current_op, self.op_started = job.op, job.started  # an Abandon may have come meanwhile
         try:
             if error is not None:
                 raise error
@@ -756,9 +757,11 @@ def ignore(_outcome: Any) -> None:
 class SearchJob:
     """A search running in steps on one connection (server/steps.py)."""
 
-    __slots__ = ("mid", "tag", "steps", "finish", "waiting", "resumed")
+    __slots__ = ("mid", "tag", "steps", "finish", "op", "started", "waiting", "resumed")
 
-    def __init__(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None]) -> None:
+    def __init__(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None], op: int,
+                 started: float) -> None:  # fmt: skip
         self.mid, self.tag, self.steps, self.finish = mid, tag, steps, finish
+        self.op, self.started = op, started  # for its result's log line and etime
         self.waiting = ""  # "turn" (its next time slice), "writable" (the client reads again), "thread"
         self.resumed = False  # it went on after the request's own turn: the held requests follow its end
