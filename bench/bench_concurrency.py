@@ -17,6 +17,10 @@ Both commit durably: slapd's mdb syncs every commit by default, and so does pyld
    accepts) to a new entry, and a burst of `--burst` modifies pipelined on 4 connections. Each heavy request
    but the slow read is repeated for `--seconds`; its median time is printed too.
 
+`--only ldclt` runs the ldclt phases alone, `--only writes` the modifies and the heavy writes; pyldapd's line at
+stop gives the writes per fsync of its group commit. Before/after a change: run once with
+PYTHONPATH=<an older checkout>/src (the servers are started with this interpreter), once without.
+
 ldclt counts in samples of 10 seconds, so each ldclt phase lasts --seconds rounded up to a multiple of 10.
 Every figure is printed for both servers with the ratio pyldapd/slapd. Not a test: machines differ, ratios
 matter. ldclt: `apt-get install -y 389-ds-base` (Debian) provides /usr/bin/ldclt.
@@ -113,12 +117,13 @@ def ldclt_phases(port: int, args, width: int) -> dict[str, float]:
     figures: dict[str, float] = {}
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(ldclt(port, args.users, width, 8, samples, False))
-        figures["search"] = ldclt_rate(procs[-1], samples, "searches alone")
-        procs.append(ldclt(port, args.users, width, 8, samples, False))
-        procs.append(ldclt(port, args.users, width, args.mod_threads, samples, True))
-        figures["search+mod"] = ldclt_rate(procs[-2], samples, "searches with modifies")
-        figures["mod+search"] = ldclt_rate(procs[-1], samples, "modifies with searches")
+        if args.only != "writes":
+            procs.append(ldclt(port, args.users, width, 8, samples, False))
+            figures["search"] = ldclt_rate(procs[-1], samples, "searches alone")
+            procs.append(ldclt(port, args.users, width, 8, samples, False))
+            procs.append(ldclt(port, args.users, width, args.mod_threads, samples, True))
+            figures["search+mod"] = ldclt_rate(procs[-2], samples, "searches with modifies")
+            figures["mod+search"] = ldclt_rate(procs[-1], samples, "modifies with searches")
         procs.append(ldclt(port, args.users, width, 4, samples, True))
         figures["modify"] = ldclt_rate(procs[-1], samples, "modifies alone")
     finally:
@@ -293,7 +298,23 @@ def heavy_cases(args) -> list[tuple[str, Callable[..., tuple[float, str]], bool]
             (f"modify adding {count:,} values", functools.partial(heavy_many_values, count=count), True)
         )
     cases.append((f"burst of {args.burst:,} pipelined modifies", heavy_burst, True))
+    if args.only == "ldclt":
+        return []
+    if args.only == "writes":
+        return [case for case in cases if "modif" in case[0]]
     return cases
+
+
+GROUP_LINE = re.compile(r"group commit .*: (\d+) writes in (\d+) commits, (\d+) refused, largest group (\d+)")
+
+
+def group_figures(log: str) -> tuple[int, int, int] | None:
+    """pyldapd's line at stop: (writes stored, commits, largest group), summed over its databases."""
+    found = GROUP_LINE.findall(log)
+    if not found:
+        return None
+    writes, commits, _refused, largest = (sum(int(f[i]) for f in found) for i in range(4))
+    return writes, commits, max(int(f[3]) for f in found)
 
 
 def with_light_client(
@@ -391,9 +412,7 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
     figures: dict = {}
     try:
         figures.update(ldclt_phases(server.port, args, width))
-        print(f"{name:8} searches {figures['search']:.0f}/s, with modifies {figures['search+mod']:.0f}/s "
-              f"(modifies {figures['mod+search']:.0f}/s), modifies alone {figures['modify']:.0f}/s",
-              file=sys.stderr)  # fmt: skip
+        print(f"{name:8} " + ", ".join(f"{k} {v:.0f}/s" for k, v in figures.items()), file=sys.stderr)
         for label, heavy, again in heavy_cases(args):
             times, outcome, latencies = with_light_client(
                 server.port,
@@ -408,6 +427,8 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
             raise RuntimeError(f"{name} died:\n{server.log()[-3000:]}")
     finally:
         server.stop()
+    if name == "pyldapd":
+        figures["group"] = group_figures(server.log())
     return figures
 
 
@@ -423,6 +444,8 @@ def main() -> None:
     parser.add_argument("--terms", type=int, default=10000)
     parser.add_argument("--values", type=int, default=100000)
     parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument("--only", choices=("all", "ldclt", "writes"), default="all",
+                        help="ldclt: the ldclt phases only; writes: modifies alone and the heavy writes")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("ldclt") is None:
         raise SystemExit(
@@ -450,12 +473,22 @@ def main() -> None:
         a, b = fmt.format(theirs) + extra[0], fmt.format(mine) + extra[1]
         print(f"{label:52} {a:>16} {b:>16} {mine / theirs if theirs else float('nan'):6.2f}")
 
-    row("uid= searches alone (ldclt, 8 threads)", slapd["search"], ours["search"])
-    share = (f" {slapd['search+mod'] / slapd['search']:.0%}", f" {ours['search+mod'] / ours['search']:.0%}")
-    row(f"the same while {args.mod_threads} threads modify (% of alone)", slapd["search+mod"],
-        ours["search+mod"], extra=share)  # fmt: skip
-    row("  those modifies", slapd["mod+search"], ours["mod+search"])
+    if "search" in ours:
+        row("uid= searches alone (ldclt, 8 threads)", slapd["search"], ours["search"])
+        share = (
+            f" {slapd['search+mod'] / slapd['search']:.0%}",
+            f" {ours['search+mod'] / ours['search']:.0%}",
+        )
+        row(f"the same while {args.mod_threads} threads modify (% of alone)", slapd["search+mod"],
+            ours["search+mod"], extra=share)  # fmt: skip
+        row("  those modifies", slapd["mod+search"], ours["mod+search"])
     row("modifies alone (ldclt attreplace, 4 threads)", slapd["modify"], ours["modify"])
+    if ours.get("group"):
+        writes, commits, largest = ours["group"]
+        print(
+            f"pyldapd group commit over the whole run: {writes} writes in {commits} commits, "
+            f"{writes / max(commits, 1):.2f} writes per fsync, largest group {largest}"
+        )
     for label, _heavy, _again in heavy_cases(args):
         theirs, mine = slapd[label], ours[label]
         row(f"{label}: its time, median", median(theirs[0]), median(mine[0]), "{:.3f} s",

@@ -59,6 +59,10 @@ SCRIPTS = (
     "test054-syncreplication-parallel-load",
     "test059-consumer-config",
     "test061-syncreplication-initiation",
+    # issue 11
+    "test078-persistent-sessionlog",
+    "test043-delta-syncrepl",
+    "test063-delta-multiprovider",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.
@@ -68,9 +72,9 @@ _ALL_BUILD = (
 ).split()
 # Debian's slapd 2.5.13: the modules in /usr/lib/ldap (no lloadd, no back-wt, no autoca).
 DEBIAN_BUILD = {name: "mod" for name in _ALL_BUILD} | {"BALANCER": "no", "WT": "no", "AUTOCA": "no"}
-# pyldapd: back-mdb and syncprov are built in (back-monitor and glue are core); no back-ldap (so no chain), no other
-# backend or overlay
-PYLDAPD_BUILD = {name: "no" for name in _ALL_BUILD} | {"MDB": "yes", "SYNCPROV": "yes"}
+# pyldapd: back-mdb, syncprov and accesslog are built in (back-monitor and glue are core); no back-ldap (so no
+# chain), no other backend or overlay
+PYLDAPD_BUILD = {name: "no" for name in _ALL_BUILD} | {"MDB": "yes", "SYNCPROV": "yes", "ACCESSLOG": "yes"}
 
 
 def cache_dir() -> Path:

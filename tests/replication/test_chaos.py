@@ -42,7 +42,12 @@ def ldapmodify(node, ldif: str) -> bool:
 
 
 def test_chaos_converges(tmp_path):
-    rng = random.Random(SEED)
+    run_chaos(tmp_path, node_conf, SEED)
+
+
+def run_chaos(tmp_path, conf_for, seed: int) -> None:
+    """The scenario: `conf_for(directory, index, ports, links)` is a node's slapd.conf (plain or delta MPR)."""
+    rng = random.Random(seed)
     ports = [free_port() for _ in range(NODES)]
     links = {(i, j): LinkProxy(ports[j]) for i in range(NODES) for j in range(NODES) if i != j}
     nodes: list = [None] * NODES
@@ -50,7 +55,7 @@ def test_chaos_converges(tmp_path):
     def start(index: int):
         directory = tmp_path / f"node{index + 1}" / "db"
         directory.mkdir(parents=True, exist_ok=True)
-        nodes[index] = start_pyldapd(tmp_path / f"node{index + 1}", node_conf(directory, index, ports, links),
+        nodes[index] = start_pyldapd(tmp_path / f"node{index + 1}", conf_for(directory, index, ports, links),
                                      name=f"node{index + 1}", port=ports[index], debug="sync")  # fmt: skip
 
     stats = {"adds": 0, "modifies": 0, "deletes": 0, "renames": 0, "failed": 0, "kills": 0, "partitions": 0}
@@ -133,7 +138,7 @@ def test_chaos_converges(tmp_path):
             divergences = len(describe_difference([dump(n) for n in nodes]).split("; "))
             raise
         finally:
-            print(f"\nchaos seed={SEED} nodes={NODES} operations={OPERATIONS} {stats} "
+            print(f"\nchaos seed={seed} nodes={NODES} operations={OPERATIONS} {stats} "
                   f"converged in {time.monotonic() - began:.1f}s divergences={locals().get('divergences', '?')}")  # fmt: skip
         present = {dn for dn, _ in common}
         lost = [uid for uid in untouched if f"dn: uid={uid},{PEOPLE}" not in present]

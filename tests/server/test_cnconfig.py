@@ -481,18 +481,20 @@ def test_refused_changes_alike_with_slapd(tmp_path, nodes):
         slapd.stop()
 
 
-def test_replication_of_cn_config_itself_is_refused_not_ignored(nodes):
-    """syncprov or syncrepl on olcDatabase={0}config (slapd replicates cn=config itself; pyldapd does not yet):
-    refused over LDAP and in a slapd.d, never stored and ignored."""
+def test_config_database_takes_syncprov_only_and_refuses_mirror_mode(nodes):
+    """cn=config replicates itself (tests/replication/test_config_replication.py): the syncprov overlay and
+    olcSyncrepl are taken on olcDatabase={0}config; another overlay there is refused, and so is olcMirrorMode
+    (olcMultiProvider) without a consumer, over LDAP and in a slapd.d, as by slapd."""
     node = nodes("a")
-    overlay = "dn: olcOverlay=syncprov,olcDatabase={0}config,cn=config\nobjectClass: olcOverlayConfig\n" \
-              "objectClass: olcSyncProvConfig\nolcOverlay: syncprov\n"  # fmt: skip
+    overlay = "dn: olcOverlay=accesslog,olcDatabase={0}config,cn=config\nobjectClass: olcOverlayConfig\n" \
+              "olcOverlay: accesslog\n"  # fmt: skip
     result = node.external("ldapadd", overlay)
     assert result.returncode == 53 and "not supported by pyldapd on the config database" in result.stderr
-    syncrepl = ("dn: olcDatabase={0}config,cn=config\nchangetype: modify\nadd: olcSyncrepl\nolcSyncrepl: rid=001 "
-                "provider=ldap://127.0.0.1:1/ searchbase=cn=config bindmethod=simple binddn=cn=config "
-                "credentials=x\n")  # fmt: skip
-    assert node.external("ldapmodify", syncrepl).returncode == 53
+    mirror = (
+        "dn: olcDatabase={0}config,cn=config\nchangetype: modify\nadd: olcMirrorMode\nolcMirrorMode: TRUE\n"
+    )
+    result = node.external("ldapmodify", mirror)  # slapd's alias of olcMultiProvider, which needs a consumer
+    assert result.returncode == 80 and "<olcMultiProvider> database is not a shadow" in result.stderr
     node.stop()
     path = node.dir / "slapd.d" / "cn=config" / "olcDatabase={0}config.ldif"
     text = path.read_text().replace(
@@ -500,6 +502,6 @@ def test_replication_of_cn_config_itself_is_refused_not_ignored(nodes):
     )
     path.write_text(text)  # a CRC mismatch is only warned about, as by slapd
     refused = pyldapd("test", "-u", "-F", str(node.dir / "slapd.d"))
-    assert refused.returncode != 0 and "olcMirrorMode> not supported by pyldapd on the config database" in (
+    assert refused.returncode != 0 and "<olcMultiProvider> database is not a shadow" in (
         refused.stderr + refused.stdout
     )

@@ -546,9 +546,9 @@ REFUSED_SAMPLES = {
     "pluginlog": "/tmp/plugin.log", "reverse-lookup": "on",
     "sasl-auxprops": "slapd", "sasl-host": "localhost", "sasl-realm": "EXAMPLE", "sasl-secprops": "none",
     "sasl-cbinding": "tls-unique", "schemadn": "cn=schema", "sortvals": "member",
-    "ditcontentrule": "( 2.5.6.6 NAME 'person' )", "limits": "users size=3", "hidden": "on", "lastmod": "off",
+    "limits": "users size=3", "hidden": "on", "lastmod": "off",
     "monitoring": "off", "sync_use_subentry": "on", "extra_attrs": "memberOf",
-    "subordinate": "advertise", "maxderefdepth": "5", "maxentrysize": "1000", "mode": "0644",
+    "maxderefdepth": "5", "maxentrysize": "1000", "mode": "0644",
     "authid-rewriteengine": "on",
 }  # fmt: skip
 TUNING = {
@@ -567,9 +567,52 @@ BEHAVIOUR = {
     "lastbind": "test_lastbind_records_pwdlastsuccess", "defaultsearchbase": "test_default_search_base",
     "readonly": "test_global_readonly", "rootdse": "test_rootdse_file_adds_attributes",
     "add_content_acl": "test_add_content_acl_checks_each_attribute",
+    "subordinate": "test_subordinate_glues_under_its_superior",
+    "ditcontentrule": "test_ditcontentrule_directive_is_a_schema_definition",
 }  # fmt: skip
 DATABASE_ONLY = {"hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs",
-                 "subordinate", "maxderefdepth", "maxentrysize", "mode"}  # fmt: skip
+                 "maxderefdepth", "maxentrysize", "mode"}  # fmt: skip
+
+
+def test_subordinate_glues_under_its_superior(tmp_path):
+    """`subordinate`: the glued database's entries come in a subtree search of its superior (the differential
+    tests are tests/server/test_glue.py); a subordinate with no superior after it, one after its superior, or a
+    bad value, is refused at its line as slapd refuses it."""
+    from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
+
+    people = f"ou=People,{SUFFIX}"
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "top").mkdir()
+    sub = f'database mdb\nsuffix "{people}"\nsubordinate\nrootdn "{ROOTDN}"\ndirectory {tmp_path / "sub"}\n'
+    top = (
+        f'database mdb\nsuffix "{SUFFIX}"\nrootdn "{ROOTDN}"\nrootpw {ROOTPW}\ndirectory {tmp_path / "top"}\n'
+    )
+    includes = "".join(f"include /etc/ldap/schema/{n}.schema\n" for n in ("core", "cosine"))
+    for text, error in ((includes + sub, "glue: no superior found for sub"),
+                        (includes + top + sub, "already served by a preceding mdb database"),
+                        (includes + sub.replace("subordinate", "subordinate maybe") + top, "subordinate must be")):  # fmt: skip
+        (tmp_path / "bad.conf").write_text(text)
+        with pytest.raises(ConfigError, match=error) as info:
+            load_slapd_conf(str(tmp_path / "bad.conf"))
+        assert ":" in str(info.value).split(error)[0]  # file and line
+    (tmp_path / "log").mkdir()
+    logdb = f"database mdb\nsuffix cn=accesslog\ndirectory {tmp_path / 'log'}\n"
+    (tmp_path / "bad.conf").write_text(
+        includes + logdb + top + "overlay glue\noverlay accesslog\nlogdb cn=accesslog\n"
+    )
+    with pytest.raises(ConfigError, match="overlay accesslog above overlay glue: not supported by pyldapd"):
+        load_slapd_conf(str(tmp_path / "bad.conf"))  # it would miss the subordinates' writes: refused
+    server = start_pyldapd(tmp_path / "run", includes + sub + top)
+    try:
+        ldif = (f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: E\n\n"
+                f"dn: {people}\nobjectClass: organizationalUnit\nou: People\n")  # fmt: skip
+        added = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=ldif)
+        assert added.returncode == 0, added.stderr
+        found = ldap_tool("ldapsearch", "-x", "-H", server.url, "-LLL", "-b", SUFFIX, "1.1")
+        assert found.returncode == 0
+        assert [line for line in found.stdout.splitlines() if line] == [f"dn: {SUFFIX}", f"dn: {people}"]
+    finally:
+        server.stop()
 
 
 def test_every_directive_has_a_verdict():
@@ -671,6 +714,21 @@ def test_ldapsyntax_directive_defines_a_syntax(tmp_path):
     assert any("1.3.6.1.4.1.99999.9" in text for _, text in config.schema_definitions)
 
 
+def test_ditcontentrule_directive_is_a_schema_definition(tmp_path):
+    """Read as slapd reads it (its effect, side by side with slapd: tests/server/test_content_rules.py)."""
+    from pyldapd.config.slapdconf import load_slapd_conf
+    from pyldapd.server.app import build_schema
+
+    path = tmp_path / "slapd.conf"
+    path.write_text(
+        "include /etc/ldap/schema/core.schema\nditcontentrule ( 2.5.6.6 NAME 'person' MAY mail )\n"
+    )
+    config = load_slapd_conf(str(path))
+    schema = build_schema(config)
+    rule = schema.content_rule(schema.object_class("person"))
+    assert rule is not None and [at.name for at in rule.may] == ["mail"]
+
+
 def test_refused_directive_stops_the_server(tmp_path):
     conf = tmp_path / "slapd.conf"
     conf.write_text(slapd_conf(tmp_path / "db", extra_db="hidden on"))
@@ -734,7 +792,7 @@ def test_every_olc_attribute_has_a_verdict():
             entry.put(key, at.name, [sorted(cnconfig.DEFAULT_OLC[key])[-1].upper().encode()])
             cnconfig.check_supported(entry, cnconfig.DATABASE_READ, database=True)
         refused.append(key)
-    assert {"olchidden", "olcsubordinate", "olcsaslhost", "olcplugin"} <= set(refused)
+    assert {"olchidden", "olcsaslhost", "olcplugin"} <= set(refused)
 
 
 def test_cn_config_access_changes_alike_with_slapd(tmp_path):

@@ -481,3 +481,32 @@ def test_add_dry_run_and_jump_like_slapadd(tmp_path):
     assert mine_dns == set(entries(run(SLAPCAT, "-f", str(theirs)).stdout))
     assert f"uid=user699,ou=people,{SUFFIX}" not in mine_dns and f"uid=user700,ou=people,{SUFFIX}" in mine_dns
     assert len(mine_dns) == 2 + 800 - 1  # user700..user1499 but user900
+
+
+def test_add_n0_reads_ldif_include_lines_like_slapadd(tmp_path):
+    """slapadd -n0 takes `include: file://...` where a record may start (OpenLDAP's test scripts load the schema
+    LDIFs into cn=config so): the same slapd.d entries from Debian's slapadd and pyldapd add."""
+    schema = "/etc/ldap/schema"
+    ldif = (f"dn: cn=config\nobjectClass: olcGlobal\ncn: config\n\ndn: cn=schema,cn=config\nobjectClass: "
+            f"olcSchemaConfig\ncn: schema\n\ninclude: file://{schema}/core.ldif\n\ninclude: file://{schema}/cosine.ldif\n\n"
+            "dn: olcDatabase={0}config,cn=config\nobjectClass: olcDatabaseConfig\nolcDatabase: {0}config\n")  # fmt: skip
+    made = {}
+    for name, command in (("slapadd", ["/usr/sbin/slapadd"]), ("pyldapd", [sys.executable, "-m", "pyldapd.cli.main",
+                                                                          "add"])):  # fmt: skip
+        directory = tmp_path / name
+        directory.mkdir()
+        added = run(*command, "-n", "0", "-F", str(directory), input=ldif)
+        assert added.returncode == 0, added.stderr
+        made[name] = sorted(str(p.relative_to(directory)) for p in directory.rglob("*.ldif"))
+    assert made["pyldapd"] == made["slapadd"]
+    assert "cn=config/cn=schema/cn={1}cosine.ldif" in made["pyldapd"]
+    for wrong in (
+        "nothing.ldif",
+        "core.ldif",
+    ):  # a missing file; a path that is not a URL (refused by slapadd)
+        text = ldif.replace("core.ldif", wrong) if wrong != "core.ldif" else ldif.replace("file://", "", 1)
+        for name, command in (("slapadd", ["/usr/sbin/slapadd"]),
+                              ("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "add"])):  # fmt: skip
+            (tmp_path / f"{name}-{wrong}").mkdir()
+            refused = run(*command, "-n", "0", "-F", str(tmp_path / f"{name}-{wrong}"), input=text)
+            assert refused.returncode != 0 and "include" in refused.stderr, (name, refused.stderr)

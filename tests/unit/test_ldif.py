@@ -275,3 +275,19 @@ def test_plain_reader_agrees_on_random_line_soups(lines: list[str]) -> None:
     assert _outcome(ldif._parse_plain(data, True, 1, True)) == _outcome(
         ldif._parse_lines(data, True, 1, True)
     )
+
+
+def test_include_lines_read_the_named_file(tmp_path):
+    """`include: file://...` between records (cn=config LDIF as OpenLDAP's test063 gives slapadd -n 0): the
+    named file's records, in place."""
+    from pyldapd.model.ldif import parse_ldif as parse
+
+    included = tmp_path / "core.ldif"
+    included.write_text("dn: cn=core,cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: core\n")
+    text = f"dn: cn=schema,cn=config\ncn: schema\n\ninclude: file://{included}\n\n# folded\ndn: cn=x\ncn: x\n"
+    assert [record.dn for record in parse(text)] == [
+        "cn=schema,cn=config",
+        "cn=core,cn=schema,cn=config",
+        "cn=x",
+    ]
+    assert [r.dn for r in parse(f"include: file://{included}\n")] == ["cn=core,cn=schema,cn=config"]

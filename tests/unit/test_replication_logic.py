@@ -314,9 +314,9 @@ def test_clock_safety_and_future_warning(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ("syncdata=accesslog logbase=cn=accesslog", "delta-syncrepl is not supported"),
-        ("syncdata=changelog", "delta-syncrepl is not supported"),
-        ("suffixmassage=dc=other", "suffixmassage is not supported"),
+        ("syncdata=accesslog", "syncdata=accesslog needs logbase"),
+        ("syncdata=accesslog logbase=cn=log logfilter=(&(a=b)", "invalid logfilter"),
+        ("syncdata=changelog", "syncdata=changelog .* is not supported"),
         ("strictrefresh", "strictrefresh is not supported"),
         ("manageDSAit=on", "manageDSAit=on is not supported"),
     ],
@@ -326,3 +326,14 @@ def test_syncrepl_keywords_without_effect_are_refused(extra, message):
     with pytest.raises(SyncreplError, match=message):
         parse_syncrepl(f"rid=001 provider=ldap://127.0.0.1:389/ searchbase=dc=example,dc=com {extra}")
     assert parse_syncrepl("rid=001 provider=ldap://x/ searchbase=dc=x syncdata=default managedsait=off")
+    delta = parse_syncrepl('rid=001 provider=ldap://x/ searchbase=dc=x syncdata=accesslog logbase="cn=log" '
+                           'logfilter="(&(objectClass=auditWriteObject)(reqResult=0))"')  # fmt: skip
+    assert delta.delta and delta.logbase == "cn=log" and delta.logfilter.startswith("(&(objectClass")
+
+
+def test_syncrepl_suffixmassage_is_kept():
+    """Its effect, side by side with slapd: tests/replication/test_suffixmassage.py."""
+    spec = parse_syncrepl(
+        'rid=001 provider=ldap://x/ searchbase="cn=config,cn=consumer" suffixmassage="cn=config"'
+    )
+    assert (spec.searchbase, spec.suffixmassage) == ("cn=config,cn=consumer", "cn=config")

@@ -63,7 +63,10 @@ iterators are lazy generators bound to their transaction: consume them inside th
 while one is open, it raises StorageError rather than deadlocking). It commits when the block exits cleanly and
 aborts on an exception. Durability: with ``sync=True`` (the default) a commit is fsynced (data and meta pages)
 before ``__exit__`` returns, so it survives kill -9 and power loss; ``sync=False`` is for bulk loads, call
-`MdbDatabase.sync` (or `close`) at the end.
+`MdbDatabase.sync` (or `close`) at the end. ``WriteTxn.child()`` opens a nested transaction (one operation of
+a group commit, `pyldapd.backends.writer`): it folds into its parent (`commit_child`) or vanishes alone
+(`abort_child`); `MdbDatabase.writer` is the environment's writer thread and `current_write()`, on that thread,
+the running operation's nested transaction.
 
 Map size
 --------
@@ -608,6 +611,9 @@ class MdbDatabase:
         self._gen = 0  # bumped whenever the map is resized (which invalidates open transactions)
         self._write_lock = threading.Lock()
         self._writer: int | None = None  # thread ident of the open write transaction
+        self._group_writer: Any = None  # the GroupWriter thread (backends/writer.py), made on first use
+        # on the writer thread: the nested transaction of the running operation
+        self._local = threading.local()
         self._cache: OrderedDict[int, tuple[bytes, Entry]] = OrderedDict()
         self.codec = EntryCodec(schema)
         self._type = self.codec.attribute_type
@@ -735,6 +741,19 @@ class MdbDatabase:
         """The write transaction; use as a context manager (commit on clean exit, abort on exception)."""
         return WriteTxn(self)
 
+    @property
+    def writer(self) -> Any:
+        """This environment's group-commit writer thread (`pyldapd.backends.writer.GroupWriter`)."""
+        if self._group_writer is None:
+            from pyldapd.backends.writer import GroupWriter
+
+            self._group_writer = GroupWriter(self)
+        return self._group_writer
+
+    def current_write(self) -> WriteTxn | None:
+        """On the writer thread, the nested transaction of the operation it runs; None anywhere else."""
+        return getattr(self._local, "txn", None)
+
     def _begin_read(self) -> Any:
         try:
             return self.env.begin(write=False, buffers=False)
@@ -763,6 +782,9 @@ class MdbDatabase:
         self._write_lock.release()
 
     def _resize(self, size: int) -> None:
+        # the generation moves first: a reader on another thread renews its snapshot rather than using the one
+        # set_mapsize is about to invalidate (py-lmdb drains in-flight calls and invalidates every open txn)
+        self._gen += 1
         self.env.set_mapsize(size)
         self._gen += 1
 
@@ -816,7 +838,10 @@ class MdbDatabase:
         """The entry of a record, through the entry cache; `keep` False: not added to it (a scan)."""
         cached = self._cache.get(eid)
         if cached is not None and cached[0] == rec:
-            self._cache.move_to_end(eid)
+            try:
+                self._cache.move_to_end(eid)
+            except KeyError:  # the writer thread dropped it meanwhile: the entry is still the right one
+                pass
             return cached[1]
         _v, _parent, ln, ld, lu = _HDR.unpack_from(rec)
         o = _HDR_SIZE + ln
@@ -841,7 +866,10 @@ class MdbDatabase:
             cache = self._cache
             cache[eid] = (rec, entry)
             if len(cache) > self.cache_size:
-                cache.popitem(last=False)
+                try:
+                    cache.popitem(last=False)
+                except KeyError:  # emptied by the other thread (the loop reads while the writer writes)
+                    pass
         return entry
 
     # --- misc -------------------------------------------------------------------------------------------------
@@ -857,6 +885,8 @@ class MdbDatabase:
     def close(self) -> None:
         if self._closed:
             return
+        if self._group_writer is not None:
+            self._group_writer.stop()  # queued operations are committed first
         self._closed = True
         if not self.sync_writes:
             self.env.sync(True)
@@ -1369,6 +1399,10 @@ def _batch_items(
 class CommitFailed(StorageError):
     """LMDB refused to commit a write transaction (I/O error, disk full...): nothing of it was stored."""
 
+    def __init__(self, message: str, failed_text: str = "commit failed") -> None:
+        super().__init__(message)
+        self.failed_text = failed_text  # what the client is told (back-mdb's text for the operation)
+
 
 class _CommitFault:
     """Test-only fault injection, off unless PYLDAPD_FAULT_COMMIT is set (read once, at import).
@@ -1399,6 +1433,17 @@ _FAULT_SPEC = os.environ.get("PYLDAPD_FAULT_COMMIT", "")
 _FAULT = _CommitFault(_FAULT_SPEC) if _FAULT_SPEC else None
 
 
+def _replay(t: Any, writes: list[tuple[int, Any, Any, bytes | None]]) -> None:
+    """Redo logged low-level writes in a fresh transaction (after the map grew)."""
+    for op, dbh, key, value in writes:
+        if op == 0:
+            t.put(key, value, db=dbh)
+        elif op == 2:
+            t.cursor(db=dbh).putmulti(key, dupdata=True)
+        else:
+            t.delete(key, value if value is not None else b"", db=dbh)
+
+
 def _run_holds(cur: Any, key: bytes, eid: int) -> bool:
     run = _find_run(cur, key, _pack_id(eid))
     return run is not None and eid in _run_ids(run)
@@ -1420,10 +1465,70 @@ class WriteTxn(ReadTxn):
         self._on_commit: list[Callable[[], None]] = []
         # per-transaction working copies of such state, keyed by their owner
         self.pending: dict[Any, Any] = {}
+        # run in the committing thread right after the commit, before the effects (which a group writer hands
+        # to the event loop): what the next transaction must start from (the committed contextCSN vector)
+        self._here: list[Callable[[], None]] = []
+        self._parent: WriteTxn | None = None  # set on a nested transaction (`child`)
+        self.failed_text = "commit failed"  # the text a client gets if this operation's commit fails
 
     def on_commit(self, effect: Callable[[], None]) -> None:
         """Run `effect` once this transaction has committed (never if it aborts or its commit fails)."""
         self._on_commit.append(effect)
+
+    def on_commit_here(self, hook: Callable[[], None]) -> None:
+        """Run `hook` in the committing thread as soon as the outermost transaction has committed."""
+        self._here.append(hook)
+
+    def inherited(self, owner: Any) -> Any:
+        """The working copy of owner's state held by an enclosing transaction, or None."""
+        parent = self._parent
+        while parent is not None:
+            found = parent.pending.get(owner)
+            if found is not None:
+                return found
+            parent = parent._parent
+        return None
+
+    # -- nested transactions (one operation of a group commit, backends/writer.py) --
+
+    def child(self) -> WriteTxn:
+        """A nested write transaction in this one: its writes are visible to this transaction's later
+        children once it commits into it (`commit_child`), and vanish alone if it aborts (`abort_child`).
+        Valid because the environment does not use MDB_WRITEMAP."""
+        nested = type(self)(self.db)  # a database's own transaction kind (back-ldif records its files)
+        nested._parent = self
+        nested._t = self.db.env.begin(write=True, parent=self._t, buffers=False)
+        nested._gen = self._gen
+        nested._entered = True
+        return nested
+
+    def commit_child(self) -> list[Callable[[], None]]:
+        """Fold this nested transaction into its parent; returns its on-commit effects, which the caller runs
+        once the outermost transaction has committed."""
+        parent = self._parent
+        assert parent is not None
+        while True:
+            try:
+                self._t.commit()
+                break
+            except lmdb.MapFullError:
+                self._regrow()
+        self._t = None
+        parent._log.extend(self._log)
+        parent._touched |= self._touched
+        parent.pending.update(self.pending)
+        parent._here.extend(self._here)
+        effects, self._on_commit = self._on_commit, []
+        return effects
+
+    def abort_child(self) -> None:
+        if self._t is not None:
+            self._t.abort()
+            self._t = None
+        self._on_commit = []
+        self._here = []
+        self.pending = {}
+        self._invalidate()
 
     def __enter__(self) -> WriteTxn:
         self.db._acquire_write()
@@ -1465,14 +1570,19 @@ class WriteTxn(ReadTxn):
         except lmdb.Error as exc:
             # mdb_txn_commit failed: LMDB has already freed the transaction and nothing of it is stored
             log.error("commit failed in %s: %s", self.db.directory, exc)
+            self._here = []
             raise CommitFailed(str(exc)) from exc
         finally:
             self._invalidate()
+        here, self._here = self._here, []
+        for hook in here:
+            hook()
         for effect in effects:
             effect()
 
     def _abort(self) -> None:
         self._on_commit = []
+        self._here = []
         self.pending = {}
         if self._t is not None:
             self._t.abort()
@@ -1497,19 +1607,29 @@ class WriteTxn(ReadTxn):
         """Map full: abort, grow the map, start over and replay the low-level writes done so far."""
         if not self._replayable:
             raise DatabaseFull("map full in a non-replayable transaction")
+        parent = self._parent
+        if parent is not None:
+            # a nested transaction: LMDB cannot resize under a live write transaction, so both go, the map
+            # grows, the parent replays the operations committed into it so far and this one its own writes
+            self._t.abort()
+            self._t = None
+            parent._t.abort()
+            parent._t = None
+            try:
+                self.db._grow()
+            finally:  # past maxsize, only this operation fails: the group goes on without it
+                parent._t = self.db.env.begin(write=True, buffers=False)
+                parent._gen = self._gen = self.db._gen
+                _replay(parent._t, parent._log)
+            self._t = self.db.env.begin(write=True, parent=parent._t, buffers=False)
+            _replay(self._t, self._log)
+            return
         self._t.abort()
         self._t = None
         self.db._grow()
         self._t = self.db.env.begin(write=True, buffers=False)
         self._gen = self.db._gen
-        t = self._t
-        for op, dbh, key, value in self._log:
-            if op == 0:
-                t.put(key, value, db=dbh)
-            elif op == 2:
-                t.cursor(db=dbh).putmulti(key, dupdata=True)
-            else:
-                t.delete(key, value if value is not None else b"", db=dbh)
+        _replay(self._t, self._log)
 
     def _op(self, fn: Any, *args: Any) -> Any:
         mark = len(self._log)

@@ -27,21 +27,17 @@ def tool_of(argv0: str, args: list[str]) -> tuple[str | None, list[str]]:
     if name.startswith("slap") and name != "slapd":
         return name[4:], args
     rest: list[str] = []
-    tool: str | None = None
     i = 0
     while i < len(args):
         arg = args[i]
+        # the first -T names the tool; what follows is the tool's own (slappasswd's `-T file`, as test043 runs it)
         if arg == "-T" and i + 1 < len(args):
-            tool = args[i + 1]
-            i += 2
-            continue
+            return resolve_tool(args[i + 1]), rest + args[i + 2 :]
         if arg.startswith("-T") and len(arg) > 2:
-            tool = arg[2:]
-            i += 1
-            continue
+            return resolve_tool(arg[2:]), rest + args[i + 1 :]
         rest.append(arg)
         i += 1
-    return resolve_tool(tool) if tool is not None else None, rest
+    return None, rest
 
 
 # slapd's table of tools, in its order: `-T` takes a tool's full name after "slap", else the first tool whose name

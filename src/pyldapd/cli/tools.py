@@ -13,12 +13,14 @@ then every `database` of the config in order (monitor included), from 1.
 from __future__ import annotations
 
 import argparse
+import base64
 import mmap
 import os
 import re
 import sys
 import time
 import urllib.parse
+from pathlib import Path
 
 from pyldapd.backends.base import StorageError
 from pyldapd.config.model import DatabaseConfig, ServerConfig
@@ -45,7 +47,10 @@ def add_common_flags(parser: argparse.ArgumentParser, *, database: bool = True) 
         parser.add_argument("-b", dest="suffix", help="the database holding this suffix")
         parser.add_argument("-n", dest="dbnum", type=int, help="the n-th database (slapd's numbering)")
         parser.add_argument(
-            "-g", dest="no_glue", action="store_true", help="no subordinate gluing (accepted)"
+            "-g",
+            dest="no_glue",
+            action="store_true",
+            help="no subordinate gluing: only the selected database, not its glued subordinates",
         )
         parser.add_argument("-c", dest="continue_", action="store_true", help="continue after errors")
 
@@ -119,9 +124,92 @@ def select_database(
             raise ToolError(f'slap_init no backend for "{args.suffix}"')
         return best
     for number, db in databases:
-        if db.type == "mdb":
+        # slapd's tools skip glued subordinates: their superior takes the whole tree (server/glue.py)
+        if db.type == "mdb" and not db.subordinate:
             return number, db
     raise ToolError("no data database is configured")
+
+
+def glued_tree(config: ServerConfig, number: int, dbconfig: DatabaseConfig,
+               args: argparse.Namespace) -> list[tuple[int, DatabaseConfig]]:  # fmt: skip
+    """The selected database, and when it is a glue superior (and -g is not given) its subordinates in config
+    order: slapadd routes each entry to the one holding it, slapcat lists them after the superior."""
+    from pyldapd.server.glue import superior_of
+
+    if getattr(args, "no_glue", False):
+        return [(number, dbconfig)]
+    databases = [(n, db) for n, db in numbered_databases(config) if db.type == "mdb"]
+    configs = [db for _, db in databases]
+    out = [(number, dbconfig)]
+    for position, (sub_number, db) in enumerate(databases):
+        if db.subordinate:
+            index = superior_of(configs, position)
+            if index is not None and configs[index] is dbconfig:
+                out.append((sub_number, db))
+    return out
+
+
+def split_ldif(
+    data: bytes, schema: Schema, tree: list[tuple[int, DatabaseConfig]]
+) -> list[tuple[int, bytes]]:
+    """The LDIF's records cut into runs that go to one database of a glued tree each, in input order: (index in
+    `tree`, LDIF). Each record goes to the database holding its DN (the most specific suffix); loading the runs
+    in order is slapadd's order, so an error stops the load where slapd's stops. Blank lines stand in for the
+    records before a run, so the line numbers of messages stay those of the input."""
+    from pyldapd.model.ldif import LDIFError, parse_ldif
+
+    suffixes = [normalize_dn(db.suffix, schema) for _, db in tree]
+    runs: list[tuple[int, list[bytes]]] = []
+
+    def record_dn(block: list[bytes]) -> str:
+        first = block[0]
+        if first[:3].lower() == b"dn:" and (len(block) == 1 or not block[1].startswith(b" ")):
+            value = first[3:].rstrip(b"\r")  # one unfolded dn line: no need to parse the record
+            raw = base64.b64decode(value[1:].strip()) if value.startswith(b":") else value.strip()
+            return raw.decode("utf-8")
+        records = list(parse_ldif(b"\n".join(block), allow_urls=True))
+        return records[0].dn if records else ""
+
+    def place(block: list[bytes], first_line: int) -> None:
+        target = 0
+        try:
+            dn = record_dn(block)
+            ndn = normalize_dn(dn, schema) if dn else ""
+        except (LDIFError, DNError, ValueError, IndexError, AttributeError):
+            ndn = ""  # left to the superior's load, which reports it at its line
+        best = -1
+        for index, suffix in enumerate(suffixes):
+            if ndn and (ndn == suffix or is_descendant(ndn, suffix)) and len(suffix) > best:
+                target, best = index, len(suffix)
+        if not runs or runs[-1][0] != target:
+            runs.append((target, [b"\n" * (first_line - 1)]))
+        runs[-1][1].append(b"\n".join(block) + b"\n\n")
+
+    block: list[bytes] = []
+    start = 1
+    first_content = _first_content(data)
+    for number, line in enumerate(bytes(data).split(b"\n"), 1):
+        if line.rstrip(b"\r") == b"":
+            if block:
+                place(block, start)
+                block = []
+            continue
+        if not block:
+            if line.startswith(b"#") or (number == first_content and line.lower().startswith(b"version:")):
+                continue  # comments between records and the version line go nowhere
+            start = number
+        block.append(line)
+    if block:
+        place(block, start)
+    return [(target, b"".join(parts)) for target, parts in runs]
+
+
+def _first_content(data: bytes) -> int:
+    """The line number of the first line that is neither blank nor a comment."""
+    for number, line in enumerate(bytes(data[:4096]).split(b"\n"), 1):
+        if line.strip() and not line.startswith(b"#"):
+            return number
+    return 0
 
 
 def tool_database(config: ServerConfig, args: argparse.Namespace) -> tuple[Schema, int, DatabaseConfig]:
@@ -136,14 +224,6 @@ def tool_database(config: ServerConfig, args: argparse.Namespace) -> tuple[Schem
     if not dbconfig.directory:
         raise ToolError(f"database #{number} ({dbconfig.suffix}) has no directory")
     return schema, number, dbconfig
-
-
-def open_backend(config: ServerConfig, args: argparse.Namespace, *, sync: bool = True):
-    """(schema, database number, Backend) for the selected database."""
-    from pyldapd.server.directory import Backend
-
-    schema, number, dbconfig = tool_database(config, args)
-    return schema, number, Backend(dbconfig, schema, sync=sync)
 
 
 def run_tool(name: str, body, args: argparse.Namespace) -> int:
@@ -178,16 +258,37 @@ def cmd_add(args: argparse.Namespace) -> int:
     """slapadd: parents may come after their children within one load (they wait); entries whose parent never
     comes are reported at the end ("Error, entries missing!") and not stored (slapadd stores them as orphans).
     The work is spread over `tool-threads` processes (`pyldapd.cli.bulkload`)."""
-    from pyldapd.backends.mdb import EntryCodec
-    from pyldapd.cli.bulkload import LoadError, LoadOptions, default_workers, load_ldif
-    from pyldapd.server.directory import Backend, stored_indexes
-
-    err = sys.stderr
     if names_config_database(args):
         return add_config(args)
     config = load_config(args)
     data = read_input(args.ldif)
     schema, number, dbconfig = tool_database(config, args)
+    tree = glued_tree(config, number, dbconfig, args)
+    if len(tree) > 1:  # a glue superior: each entry goes to the database holding it, as slapd's glue does
+        status = 0
+        try:
+            for target, part_data in split_ldif(data, schema, tree):
+                part_number, part = tree[target]
+                status = max(status, add_to_database(args, config, schema, part_number, part, part_data))
+                if status and not args.continue_:
+                    break
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()
+        return status
+    return add_to_database(args, config, schema, number, dbconfig, data)
+
+
+def add_to_database(args: argparse.Namespace, config: ServerConfig, schema: Schema, number: int,
+                    dbconfig: DatabaseConfig, data: bytes | mmap.mmap) -> int:  # fmt: skip
+    """slapadd into one database; the exit status."""
+    from pyldapd.backends.mdb import EntryCodec
+    from pyldapd.cli.bulkload import LoadError, LoadOptions, default_workers, load_ldif
+    from pyldapd.server.directory import Backend, stored_indexes
+
+    err = sys.stderr
+    if not dbconfig.directory:
+        raise ToolError(f"database #{number} ({dbconfig.suffix}) has no directory")
     codec = EntryCodec(schema)
     codec.index_config = codec.resolve_indexes(stored_indexes(dbconfig))
     options = LoadOptions(
@@ -250,6 +351,7 @@ def add_config(args: argparse.Namespace) -> int:
     if isinstance(data, mmap.mmap):
         data.close()
     try:
+        text = expand_includes(text)
         written = import_config_ldif(args.config_dir, text, dry_run=args.dry_run)
     except ConfigImportError as exc:
         raise ToolError(str(exc)) from None
@@ -257,6 +359,35 @@ def add_config(args: argparse.Namespace) -> int:
         for dn in written:
             print(f'added: "{dn}"', file=sys.stderr)
     return 0
+
+
+def expand_includes(text: str, depth: int = 0) -> str:
+    """OpenLDAP's LDIF reader takes an `include: <file URL>` line where a record may start as the
+    records of that file (OpenLDAP's test scripts load the schema LDIFs into cn=config that way)."""
+    from urllib.parse import unquote, urlparse
+
+    if depth > 16:
+        raise ToolError("include: nested too deeply")
+    out: list[str] = []
+    at_record_start = True
+    for line in text.splitlines(keepends=True):
+        if at_record_start and line.lower().startswith("include:"):
+            target = line.split(":", 1)[1].strip()
+            if not target.lower().startswith("file:"):  # slapd opens a URL (ldif_open_url), not a path
+                raise ToolError(f"ldif_read_record: include {target} failed")
+            path = unquote(urlparse(target).path)
+            try:
+                included = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+            except OSError as exc:
+                raise ToolError(f"include: {target}: {exc.strerror or exc}") from None
+            out.append("\n" + expand_includes(included, depth + 1).rstrip("\n") + "\n\n")
+            continue
+        if not line.strip():
+            at_record_start = True
+        elif not line.startswith("#"):
+            at_record_start = False
+        out.append(line)
+    return "".join(out)
 
 
 # --- pyldapd cat (slapcat) ------------------------------------------------------------------------------------
@@ -313,10 +444,9 @@ def parse_ldap_url(url: str) -> tuple[str, int | None, str]:
 
 def cmd_cat(args: argparse.Namespace) -> int:
     """slapcat: every entry of the database, parents before children, user and operational attributes as
-    stored; the suffix entry carries the database's current contextCSN vector."""
-    from pyldapd.backends.base import Scope
-    from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
-    from pyldapd.replication.state import CONTEXT_CSN_KEY, ContextState
+    stored; the suffix entry carries the database's current contextCSN vector. A glue superior is listed
+    with its subordinates (server/glue.py)."""
+    from pyldapd.server.directory import Backend
 
     if names_config_database(args):
         return cat_config(args)
@@ -326,48 +456,65 @@ def cmd_cat(args: argparse.Namespace) -> int:
     subtree = args.subtree or url_base
     if subtree and args.suffix is None and args.dbnum is None:
         args.suffix = subtree
-    schema, _number, backend = open_backend(config, args)
+    schema, number, dbconfig = tool_database(config, args)
+    tree = glued_tree(config, number, dbconfig, args)
+    out = open(args.ldif, "w", encoding="utf-8", errors="surrogateescape") if args.ldif else sys.stdout
     try:
-        base_ndn = backend.suffix_ndn
-        if subtree:
+        # a glue superior, then its subordinates in config order (slapd's glue_tool_entry_next)
+        for _part_number, part in tree:
+            backend = Backend(part, schema)
             try:
-                base_ndn = normalize_dn(subtree, schema)
-            except DNError:
-                raise ToolError(f'invalid DN "{subtree}"') from None
-        scope = Scope(url_scope) if url_scope is not None else Scope.SUB
-        matchers = []
-        evaluator = FilterEvaluator(schema)
-        for text in (args.filter, url_filter):
-            if text:
-                try:
-                    matchers.append(evaluator.compile(parse_filter(text)))
-                except FilterError as exc:
-                    raise ToolError(f'bad filter "{text}": {exc}') from None
-        out = open(args.ldif, "w", encoding="utf-8", errors="surrogateescape") if args.ldif else sys.stdout
-        try:
-            with backend.db.read() as txn:
-                suffix = txn.get(backend.suffix_ndn)
-                context = ContextState()
-                context.load(
-                    txn.get_raw_metadata(CONTEXT_CSN_KEY), suffix.get("contextcsn") if suffix else []
-                )
-                context_values = context.values()
-                for entry in txn.search(base_ndn, scope):
-                    if matchers and not all(match(entry) for match in matchers):
-                        continue
-                    attributes = [(a.name, a.values) for a in entry.attrs.values() if a.values]
-                    if suffix is not None and entry.id == suffix.id and context_values:
-                        attributes = [(n, v) for n, v in attributes if n.lower() != "contextcsn"]
-                        attributes.append(("contextCSN", context_values))
-                    out.write(format_entry(entry.dn, attributes, wrap))
-        finally:
-            if out is not sys.stdout:
-                out.close()
-            else:
-                out.flush()
+                cat_database(args, schema, backend, subtree, url_scope, url_filter, wrap, out)
+            finally:
+                backend.db.close()
     finally:
-        backend.db.close()
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
     return 0
+
+
+def cat_database(args: argparse.Namespace, schema: Schema, backend, subtree: str, url_scope: int | None,
+                 url_filter: str, wrap: int, out) -> None:  # fmt: skip
+    """One database's entries for slapcat (all, or those under -s / -H's base)."""
+    from pyldapd.backends.base import Scope
+    from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
+    from pyldapd.replication.state import CONTEXT_CSN_KEY, ContextState
+    from pyldapd.server.glue import within
+
+    base_ndn = backend.suffix_ndn
+    if subtree:
+        try:
+            base_ndn = normalize_dn(subtree, schema)
+        except DNError:
+            raise ToolError(f'invalid DN "{subtree}"') from None
+    scope = Scope(url_scope) if url_scope is not None else Scope.SUB
+    matchers = []
+    evaluator = FilterEvaluator(schema)
+    for text in (args.filter, url_filter):
+        if text:
+            try:
+                matchers.append(evaluator.compile(parse_filter(text)))
+            except FilterError as exc:
+                raise ToolError(f'bad filter "{text}": {exc}') from None
+    if not within(base_ndn, backend.suffix_ndn):
+        if not within(backend.suffix_ndn, base_ndn):
+            return  # a glued subordinate outside the subtree asked for
+        base_ndn = backend.suffix_ndn  # a glued subordinate inside it: all of it
+    with backend.db.read() as txn:
+        suffix = txn.get(backend.suffix_ndn)
+        context = ContextState()
+        context.load(txn.get_raw_metadata(CONTEXT_CSN_KEY), suffix.get("contextcsn") if suffix else [])
+        context_values = context.values()
+        for entry in txn.search(base_ndn, scope):
+            if matchers and not all(match(entry) for match in matchers):
+                continue
+            attributes = [(a.name, a.values) for a in entry.attrs.values() if a.values]
+            if suffix is not None and entry.id == suffix.id and context_values:
+                attributes = [(n, v) for n, v in attributes if n.lower() != "contextcsn"]
+                attributes.append(("contextCSN", context_values))
+            out.write(format_entry(entry.dn, attributes, wrap))
 
 
 def cat_config(args: argparse.Namespace) -> int:
@@ -410,23 +557,28 @@ def cat_config(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """slapindex: rebuild the indexes from the entries. Named attributes must be defined and indexed; every
-    index is rebuilt in any case (the result is the same, slapindex would only touch those)."""
+    index is rebuilt in any case (the result is the same, slapindex would only touch those). A glue superior is
+    reindexed with its subordinates (slapd's glue tool functions), each with its own index configuration."""
+    from pyldapd.server.directory import Backend
+
     config = load_config(args)
-    schema, _number, backend = open_backend(config, args, sync=True)
-    try:
-        indexed = {schema.attribute_key(name) for name in backend.config.indexes} | {"objectclass"}
-        for name in args.attributes:
-            at = schema.attribute_type(name)
-            if at is None:
-                raise ToolError(f"attribute type {name} undefined")
-            if at.key not in indexed:
-                raise ToolError(f"no index configured for {name}")
-        started = time.monotonic()
-        count = backend.db.reindex()
-        if args.verbose and not args.quiet:
-            print(f"indexed {count} entries in {time.monotonic() - started:.1f}s", file=sys.stderr)
-    finally:
-        backend.db.close()
+    schema, number, dbconfig = tool_database(config, args)
+    indexed = {schema.attribute_key(name) for name in dbconfig.indexes} | {"objectclass"}
+    for name in args.attributes:
+        at = schema.attribute_type(name)
+        if at is None:
+            raise ToolError(f"attribute type {name} undefined")
+        if at.key not in indexed:
+            raise ToolError(f"no index configured for {name}")
+    for _part_number, part in glued_tree(config, number, dbconfig, args):
+        backend = Backend(part, schema, sync=True)
+        try:
+            started = time.monotonic()
+            count = backend.db.reindex()
+            if args.verbose and not args.quiet:
+                print(f"indexed {count} entries in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        finally:
+            backend.db.close()
     return 0
 
 

@@ -44,7 +44,7 @@ CONFIG_DN = "cn=config"
 SCHEMA_DN = "cn=schema,cn=config"
 HEADER = "# AUTO-GENERATED FILE - DO NOT EDIT!! Use ldapmodify.\n# CRC32 {crc:08x}\n"
 ORDER_PREFIX = re.compile(r"^\{(-?\d+)\}")
-DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig"}
+DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig", "ldif": "olcLdifConfig"}
 # Names the seed how-to prints that slapd 2.5 does not know: accepted, stored under the real names.
 ALIASES = {
     "olcsyncprovcheckpoint": "olcSpCheckpoint",
@@ -58,6 +58,7 @@ SYNCPROV_SETTINGS = {
     "olcspsessionlog": "syncprov-sessionlog",
     "olcspnopresent": "syncprov-nopresent",
     "olcspreloadhint": "syncprov-reloadhint",
+    "olcspsessionlogsource": "syncprov-sessionlog-source",
 }
 
 # slapo-accesslog(5): olcAccessLog* <-> the slapd.conf directive
@@ -104,6 +105,7 @@ DEFAULT_OLC = {
 }  # fmt: skip
 INFORMATIONAL_OLC = {"olcconfigfile", "olcconfigdir"}  # where slapd read its config: no effect
 GLOBAL_READ = {
+    "olcditcontentrules",  # slaptest puts slapd.conf's own ditcontentrule lines here
     "olcargsfile", "olcpidfile", "olcloglevel", "olcidletimeout", "olctoolthreads", "olcserverid",
     "olctlscertificatefile", "olctlscertificatekeyfile", "olctlscacertificatefile", "olctlscacertificatepath",
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
@@ -117,6 +119,7 @@ DATABASE_READ = {
     "olcdatabase", "olcsuffix", "olcrootdn", "olcrootpw", "olcdbdirectory", "olcdbmaxsize", "olcdbindex",
     "olcaccess", "olclimits", "olcsyncrepl", "olcupdateref", "olcupdatedn", "olcmultiprovider", "olcreadonly",
     "olcsizelimit", "olctimelimit", "olcrequires", "olcrestrict", "olcsecurity", "olclastbind", "olcaddcontentacl",
+    "olcsubordinate",
 }  # fmt: skip
 OVERLAY_READ = {"olcoverlay", *OVERLAY_SETTINGS}
 MODULE_READ = {"olcmodulepath", "olcmoduleload"}
@@ -264,13 +267,14 @@ def schema_entries(definitions: list[tuple[str, str]]) -> list[Entry]:
         words = text.strip().split(None, 1)  # the keyword may be followed by a tab (Debian's schema files)
         keyword, body = words[0], words[1] if len(words) > 1 else ""
         kind = keyword.lower()
-        group = groups.setdefault(
-            name, {"olcObjectIdentifier": [], "olcAttributeTypes": [], "olcObjectClasses": []}
-        )
+        group = groups.setdefault(name, {"olcObjectIdentifier": [], "olcAttributeTypes": [],
+                                         "olcObjectClasses": [], "olcDitContentRules": []})  # fmt: skip
         if kind.startswith("attributetype"):
             group["olcAttributeTypes"].append(body.strip())
         elif kind.startswith("objectclass"):
             group["olcObjectClasses"].append(body.strip())
+        elif kind.startswith("ditcontentrule"):
+            group["olcDitContentRules"].append(body.strip())
         elif kind == "objectidentifier":
             group["olcObjectIdentifier"].append(body.strip())
     entries = []
@@ -383,6 +387,7 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
         ("olcDatabase", [f"{{{index}}}{kind}"]),
         ("olcDbDirectory", [db.directory]),
         ("olcSuffix", list(db.suffixes)),
+        ("olcSubordinate", [db.subordinate] if db.subordinate else []),
         ("olcAccess", [f"{{{i}}}{text}" for i, text in enumerate(db.access)]),
         ("olcLimits", [f"{{{i}}}{text}" for i, text in enumerate(db.limits)]),
         ("olcRootDN", [db.rootdn] if db.rootdn else []),
@@ -391,8 +396,13 @@ def database_entry(index: int, db: DatabaseConfig, config: ServerConfig | None =
         ("olcUpdateRef", list(db.updateref)),
         ("olcMultiProvider", ["TRUE"] if db.multiprovider else []),
         ("olcReadOnly", ["TRUE"] if db.readonly else []),
-        ("olcDbIndex", [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]),
-        ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize else []),
+        (
+            "olcDbIndex",
+            [f"{attr} {','.join(sorted(kinds))}" for attr, kinds in db.indexes.items()]
+            if kind != "ldif"
+            else [],
+        ),
+        ("olcDbMaxSize", [str(db.maxsize)] if db.maxsize and kind != "ldif" else []),
         ("olcRequires", list(db.requires)),
         ("olcRestrict", list(db.restrict)),
         ("olcSecurity", db.security.words()),
@@ -428,10 +438,12 @@ def overlay_entry(db_dn: str, index: int, overlay: OverlayConfig) -> Entry:
             if name in written:
                 attributes.append((schema.attribute_type(key).name, list(written[name])))
         return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
-    for name, args in overlay.settings:
-        key = reverse.get(name.lower())
-        if key is not None:
-            attributes.append((schema.attribute_type(key).name, [" ".join(args)]))
+    order = list(
+        OVERLAY_SETTINGS
+    )  # slapd writes them in its config table's order (syncprov: as listed above)
+    known = [(reverse[name.lower()], args) for name, args in overlay.settings if name.lower() in reverse]
+    for key, args in sorted(known, key=lambda item: order.index(item[0])):
+        attributes.append((schema.attribute_type(key).name, [" ".join(args).strip('"')]))
     return make_entry(f"olcOverlay={{{index}}}{overlay.name},{db_dn}", attributes)
 
 
@@ -458,7 +470,8 @@ def needed_modules(config: ServerConfig) -> list[str]:
     have = {os.path.basename(m).split(".")[0].lower() for m in modules}
     wanted: list[str] = []
     for db in config.data_databases():
-        wanted.append("back_mdb")
+        if db.declared_type != "ldif":  # back-ldif is built into slapd (its cn=config is stored with it)
+            wanted.append("back_mdb")
         wanted += [o.name for o in db.overlays if o.name in OVERLAY_MODULES]
     for name in wanted:
         if name not in have:
@@ -636,7 +649,9 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.rootdn = first(entry, "olcRootDN")
     db.rootpw = first(entry, "olcRootPW").encode()
     db.directory = first(entry, "olcDbDirectory")
-    if db.directory and not os.path.isdir(db.directory):  # slapd refuses it (it never creates one)
+    if (
+        db.directory and name != "ldif" and not os.path.isdir(db.directory)
+    ):  # slapd refuses it (never makes one)
         try:
             os.stat(db.directory)
             reason = "Not a directory"
@@ -656,6 +671,12 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     db.updateref = values(entry, "olcUpdateRef")
     db.multiprovider = truth(first(entry, "olcMultiProvider", "FALSE"))
     db.readonly = truth(first(entry, "olcReadOnly", "FALSE"))
+    subordinate = first(entry, "olcSubordinate").lower()
+    if subordinate not in ("", "false", "true", "advertise"):  # slapd's config_subordinate
+        raise ConfigValueError('<olcSubordinate> subordinate must be "TRUE", "FALSE" or "advertise"')
+    db.subordinate = {"true": "TRUE", "advertise": "advertise"}.get(subordinate, "")
+    if db.subordinate and not db.suffixes:
+        raise ConfigValueError("<olcSubordinate> subordinate configuration needs a suffix")
     read_limits(entry, db)
     for child in sorted(children, key=lambda e: order_of(first(e, "olcOverlay")) or 0):
         check_supported(child, OVERLAY_READ)
@@ -664,8 +685,54 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
             setting = OVERLAY_SETTINGS.get(attribute.name.lower())
             if setting is not None:
                 for value in attribute.values:
-                    overlay.settings.append((setting, value.decode().split()))
+                    text = value.decode()
+                    # a DN is one argument, spaces and all (slapd's ARG_DN)
+                    args = [text] if setting == "syncprov-sessionlog-source" else text.split()
+                    overlay.settings.append((setting, args))
+        if overlay.name == "glue" and db.subordinate:  # slapd's glue_db_init
+            raise ConfigValueError(
+                f"glue: backend {db.suffix} is already subordinate, cannot have glue overlay!"
+            )
+        if overlay.name == "syncprov":
+            from pyldapd.replication.provider import ProviderSettings, SyncprovConfigError
+
+            try:  # what slapd refuses when it reads its slapd.d, in its words
+                ProviderSettings.from_overlay(overlay.settings)
+            except SyncprovConfigError as exc:
+                key = {v: k for k, v in SYNCPROV_SETTINGS.items()}.get(exc.directive.lower(), exc.directive)
+                at = config_schema().attribute_type(key)
+                raise ConfigValueError(
+                    f"config error processing {child.dn}: {exc.text_for(at.name if at else key)}"
+                ) from None
         db.overlays.append(overlay)
+    from pyldapd.server.glue import unsupported_above_glue
+
+    refusal = unsupported_above_glue(db)
+    if refusal is not None:
+        raise ConfigValueError(refusal)
+    return db
+
+
+def config_database_settings(entry: Entry, children: list[Entry]) -> DatabaseConfig:
+    """olcDatabase={0}config's replication settings (replication/configsync.py): olcSyncrepl,
+    olcMultiProvider, olcUpdateRef, olcUpdateDN and its overlays, of which pyldapd runs syncprov there."""
+    for child in children:
+        if strip_order(first(child, "olcOverlay")).lower() != "syncprov":
+            raise ConfigValueError(
+                f"{child.dn}: only the syncprov overlay is supported on the config database"
+            )
+    db = database_from_entry(entry, children)
+    db.type = "config"
+    db.suffixes = ["cn=config"]
+    if not db.syncrepl and not db.updatedn:  # slapd's checks, also when it reads a slapd.d
+        if db.multiprovider:
+            raise ConfigValueError(
+                f"config error processing {entry.dn}: <olcMultiProvider> database is not a shadow"
+            )
+        if db.updateref:
+            raise ConfigValueError(
+                f"config error processing {entry.dn}: <olcUpdateRef> must appear after syncrepl or updatedn"
+            )
     return db
 
 
@@ -727,13 +794,17 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     tls.verify_client = first(root, "olcTLSVerifyClient", "never").lower()
     tls.protocol_min = first(root, "olcTLSProtocolMin")
     tls.cipher_suite = first(root, "olcTLSCipherSuite")
+    # slaptest writes slapd.conf's own ditcontentrule lines here; slapd reads them before cn=schema's children
+    # (so a rule for a class those define stops slapd: "ObjectClass not found"), and so does pyldapd
+    for text in ordered_texts(root, "olcDitContentRules"):
+        config.schema_definitions.append(("cn=config", f"ditcontentrule {text}"))
     for entry in by_parent.get(SCHEMA_DN, []):
-        check_supported(
-            entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses"}
-        )
+        check_supported(entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses",
+                                "olcditcontentrules"})  # fmt: skip
         source = strip_order(first(entry, "cn"))
         for name, keyword in (("olcObjectIdentifier", "objectidentifier"), ("olcAttributeTypes", "attributetype"),
-                              ("olcLdapSyntaxes", "ldapsyntax"), ("olcObjectClasses", "objectclass")):  # fmt: skip
+                              ("olcLdapSyntaxes", "ldapsyntax"), ("olcObjectClasses", "objectclass"),
+                              ("olcDitContentRules", "ditcontentrule")):  # fmt: skip
             for text in ordered_texts(entry, name):
                 config.schema_definitions.append((f"{source}.schema", f"{keyword} {text}"))
     for module in by_parent.get(CONFIG_DN, []):
@@ -770,16 +841,8 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
                     raise ConfigValueError("<olcPasswordHash> scheme not available")
         elif name in DATA_TYPES:
             config.databases.append(database_from_entry(entry, by_parent.get(entry.dn.lower(), [])))
-        elif name == "config":  # its rules are fixed; replication of cn=config itself is not implemented
-            for key in ("olcsyncrepl", "olcmirrormode", "olcmultiprovider", "olcupdateref", "olcupdatedn"):
-                if key in entry.attrs:
-                    raise ConfigValueError(
-                        f"<{entry.attrs[key].name}> not supported by pyldapd on the config database"
-                    )
-            for child in by_parent.get(entry.dn.lower(), []):
-                raise ConfigValueError(
-                    f"{child.dn}: overlays on the config database are not supported by pyldapd"
-                )
+        elif name == "config":  # its rules are fixed; its replication is replication/configsync.py's
+            config.config_database = config_database_settings(entry, by_parent.get(entry.dn.lower(), []))
         elif name == "monitor":  # its rootdn and access rules govern cn=Monitor (server/monitor.py)
             config.databases.append(database_from_entry(entry, []))
             config.databases[-1].type = "monitor"

@@ -205,6 +205,8 @@ class DatabaseConfig:
     add_content_acl: bool = (
         False  # `add_content_acl` (olcAddContentAcl): adds check write access per attribute
     )
+    # `subordinate [advertise]` (olcSubordinate): "" (not glued), "TRUE" or "advertise" (server/glue.py)
+    subordinate: str = ""
     extra: list[tuple[str, list[str]]] = field(default_factory=list)
     source: str = ""
 
@@ -252,6 +254,9 @@ class ServerConfig:
     access: list[str] = field(default_factory=list)  # frontend ACLs (before the first database)
     access_sources: list[str] = field(default_factory=list)  # "file:line" of each access line
     databases: list[DatabaseConfig] = field(default_factory=list)
+    # olcDatabase={0}config's replication (syncrepl of cn=config itself, replication/configsync.py): its
+    # syncrepl stanzas, multiprovider, updateref and syncprov overlay (None: no olcDatabase={0}config read)
+    config_database: DatabaseConfig | None = None
     tls: TLSConfig = field(default_factory=TLSConfig)
     security: SecurityFactors = field(default_factory=SecurityFactors)  # global (frontend) requirements
     local_ssf: int = 71  # slapd's localSSF: the strength of an ldapi:// connection

@@ -82,28 +82,31 @@ DEFAULT_ONLY = {
     "reverse-lookup": "off", "schemadn": "cn=subschema",
     "sortvals": None, "attributeoptions": "lang-", "pluginlog": None, "sasl-auxprops": None,
     "sasl-host": None, "sasl-realm": None, "sasl-secprops": "noplain,noanonymous", "sasl-cbinding": None,
-    "ditcontentrule": None, "hidden": "off", "lastmod": "on", "monitoring": "on",
-    "sync_use_subentry": "off", "extra_attrs": None, "subordinate": None, "maxderefdepth": "15",
+    "hidden": "off", "lastmod": "on", "monitoring": "on",
+    "sync_use_subentry": "off", "extra_attrs": None, "maxderefdepth": "15",
     "maxentrysize": "0", "mode": "0600", "limits": None,
 }  # fmt: skip
 UNSUPPORTED_PREFIXES = ("authid-rewrite", "authz-rewrite")
 # Everything pyldapd reads besides the directives it parses one by one (tests/server/test_directives.py goes
 # through these sets: each directive works, is tuning only, or is refused).
 ACCEPTED_GLOBAL = TUNING_GLOBAL | DELEGATED_GLOBAL | {k for k in DEFAULT_ONLY if k not in (
-    "hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs", "subordinate",
+    "hidden", "lastmod", "monitoring", "sync_use_subentry", "extra_attrs",
     "maxderefdepth", "maxentrysize", "mode", "limits")}  # fmt: skip
 ACCEPTED_DATABASE = TUNING_DATABASE | (set(DEFAULT_ONLY) - ACCEPTED_GLOBAL - {"limits"}) | {"schemadn"}
 # parsed one by one (apply_global / apply_database / apply_access_directive): tests/server/test_directives.py
 IMPLEMENTED = {"allow", "disallow", "require", "restrict", "authz-regexp", "authz-policy", "referral", "lastbind",
                "rootdse", "add_content_acl",
-               "ldapsyntax", "defaultsearchbase", "readonly"}  # fmt: skip
+               "ldapsyntax", "ditcontentrule", "defaultsearchbase", "readonly", "subordinate"}  # fmt: skip
 
-OVERLAYS = ("syncprov", "accesslog")  # the overlays pyldapd implements
+OVERLAYS = ("syncprov", "accesslog", "glue")  # the overlays pyldapd implements
 # slapo-accesslog(5)'s directives (no "accesslog-" prefix)
 ACCESSLOG_DIRECTIVES = ("logdb", "logops", "logpurge", "logsuccess", "logold", "logoldattr", "logbase")
 
-DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "config": "config", "monitor": "monitor",
-                    "frontend": "frontend"}  # fmt: skip
+# ldif (slapd-ldif(5): one LDIF file per entry) is a data database as mdb is; its declared type picks its storage
+DATABASE_ALIASES = {"mdb": "mdb", "hdb": "mdb", "bdb": "mdb", "ldif": "mdb", "config": "config",
+                    "monitor": "monitor", "frontend": "frontend"}  # fmt: skip
+# back-mdb's own directives, which slapd-ldif(5) does not have (its only one is `directory`)
+MDB_ONLY = {"index", "maxsize"} | TUNING_DATABASE
 
 INDEX_KINDS = {
     "eq",
@@ -381,6 +384,23 @@ def authz_regexp(d: Directive) -> tuple[str, str]:
     return d.args[0], d.args[1]
 
 
+def apply_subordinate(d: Directive, db: DatabaseConfig) -> None:
+    """`subordinate [advertise]`: glue this database under the next database holding its suffix's superior
+    (slapd's config_subordinate and glue_sub_add, their checks and texts)."""
+    if len(d.args) > 1:
+        raise d.error(f"{d.words[0]}: extra cruft after <[advertise]>")
+    if not db.suffixes:
+        raise d.error("subordinate configuration needs a suffix")
+    if any(o.name == "glue" for o in db.overlays):
+        raise d.error(f"glue: backend {db.suffix} already has glue overlay, cannot be a subordinate!")
+    word = d.args[0].lower() if d.args else "true"
+    if word == "false":
+        return
+    if word not in ("true", "advertise"):
+        raise d.error(f'suffix "{db.suffix}": subordinate must be "TRUE", "FALSE" or "advertise"')
+    db.subordinate = "advertise" if word == "advertise" else "TRUE"
+
+
 def refuse_unsupported(d: Directive) -> None:
     """A directive pyldapd does not implement: fine with slapd's default value, refused otherwise."""
     default = DEFAULT_ONLY.get(d.name)
@@ -472,7 +492,14 @@ class SlapdConfParser:
             if not os.path.exists(target):
                 raise d.error(f"include: cannot open {target!r}")
             self.parse_file(target)
-        elif name in ("attributetype", "attributetypes", "objectclass", "objectclasses", "objectidentifier"):
+        elif name in (
+            "attributetype",
+            "attributetypes",
+            "objectclass",
+            "objectclasses",
+            "objectidentifier",
+            "ditcontentrule",
+        ):
             config.schema_definitions.append((f"{d.source}:{d.line}", d.raw))
         elif name == "modulepath":
             config.module_paths.append(one_arg(d))
@@ -498,9 +525,25 @@ class SlapdConfParser:
                 if overlay in KNOWN_MODULES:
                     raise d.error(f'overlay "{overlay}" is not implemented by pyldapd')
                 raise d.error(f'overlay "{overlay}" not found')
+            if overlay == "glue" and self.database.subordinate:
+                raise d.error(
+                    f"glue: backend {self.database.suffix} is already subordinate, cannot have glue overlay!"
+                )
             self.overlay = OverlayConfig(overlay)
             self.database.overlays.append(self.overlay)
         elif self.overlay is not None and name.startswith(self.overlay.name + "-"):
+            if self.overlay.name == "syncprov":
+                from pyldapd.replication.provider import ProviderSettings
+
+                try:  # checked now, so that a wrong value (or an unknown syncprov-*) names its file and line
+                    ProviderSettings.from_overlay([(name, d.args)])
+                except ValueError as exc:
+                    raise d.error(str(exc)) from None
+                loaded = {os.path.basename(m).split(".")[0].lower() for m in self.config.modules}
+                if name == "syncprov-sessionlog-source" and loaded and "accesslog" not in loaded:
+                    # a modular slapd (as Debian's) has the accesslog schema once its module is loaded
+                    raise d.error("syncprov-sessionlog-source: couldn't get definition for attribute reqType, "
+                                  "is accesslog configured? (moduleload accesslog)")  # fmt: skip
             self.overlay.settings.append((name, d.args))
         elif self.overlay is not None and self.overlay.name == "accesslog" and name in ACCESSLOG_DIRECTIVES:
             from pyldapd.overlays.accesslog import AccesslogSettings
@@ -521,7 +564,7 @@ class SlapdConfParser:
         kind = DATABASE_ALIASES.get(declared)
         if kind is None:
             raise d.error(
-                f"database: unknown database type {declared!r} (pyldapd has mdb, hdb, bdb, config, monitor)"
+                f"database: unknown database type {declared!r} (pyldapd has mdb, hdb, bdb, ldif, config, monitor)"
             )
         self.database = DatabaseConfig(type=kind, declared_type=declared, source=f"{d.source}:{d.line}")
         self.overlay = None
@@ -598,6 +641,26 @@ class SlapdConfParser:
         else:
             raise d.error(f"unknown directive <{d.words[0]}> outside backend info and database definitions")
 
+    def check_syncrepl_base(self, d: Directive, db: DatabaseConfig) -> None:
+        """slapd refuses, at its line, a stanza whose searchbase (or massage DN) is outside the database."""
+        from pyldapd.model.dn import normalize_dn
+        from pyldapd.model.schema import Schema
+        from pyldapd.replication.spec import SyncreplError, check_naming_context, parse_syncrepl
+
+        schema = self.schema_so_far() or Schema.default()
+
+        def normalize(dn: str) -> str:
+            return normalize_dn(dn, schema)
+
+        try:
+            spec = parse_syncrepl(db.syncrepl[-1])
+            check_naming_context(spec, [normalize(s) for s in db.suffixes], normalize)
+        except SyncreplError as exc:
+            if "naming context" in str(exc):
+                raise d.error(str(exc)) from None
+        except ValueError:
+            pass  # an unparsable DN or stanza: refused where the stanza is read for use
+
     def apply_database(self, d: Directive, db: DatabaseConfig) -> None:
         name = d.name
         # pyldapd serves cn=config only from a slapd.d (-F), and cn=Monitor with a fixed read rule that names
@@ -610,6 +673,8 @@ class SlapdConfParser:
             )
         if db.type == "monitor" and name not in ("rootdn", "rootpw", "access"):
             raise d.error(f"{d.words[0]}: not supported by pyldapd in database monitor")
+        if db.declared_type == "ldif" and name in MDB_ONLY:
+            raise d.error(f"unknown directive <{d.words[0]}> inside backend database definition.")
         if name == "suffix":
             suffix = one_arg(d)
             if db.type in ("config", "monitor"):
@@ -622,7 +687,7 @@ class SlapdConfParser:
             db.rootpw = one_arg(d).encode()
         elif name == "directory":
             db.directory = one_arg(d)
-            if db.type == "mdb":
+            if db.type == "mdb" and db.declared_type != "ldif":  # slapd-ldif opens without it (writes fail)
                 # slapd refuses a directory that is not there (it never creates one)
                 try:
                     if not os.path.isdir(db.directory):
@@ -659,6 +724,7 @@ class SlapdConfParser:
             if db.updatedn:  # slapd: updatedn and syncrepl each make the database a shadow, only one may
                 raise d.error("syncrepl: database already shadowed.")
             db.syncrepl.append(d.raw.split(None, 1)[1] if d.args else "")  # keep the quoting
+            self.check_syncrepl_base(d, db)
         elif name == "updateref":
             db.updateref.append(one_arg(d))
         elif name == "updatedn":
@@ -679,6 +745,8 @@ class SlapdConfParser:
             if value not in ("on", "off", "true", "false", "yes", "no"):
                 raise d.error(f"add_content_acl: invalid value {d.args[0]!r} (on or off)")
             db.add_content_acl = value in ("on", "true", "yes")
+        elif name == "subordinate":
+            apply_subordinate(d, db)
         elif self.apply_access_directive(d, db):
             pass
         elif name in DEFAULT_ONLY or name.startswith(UNSUPPORTED_PREFIXES):
@@ -743,7 +811,8 @@ class SlapdConfParser:
         return True
 
     def check_suffix(self, d: Directive, db: DatabaseConfig, suffix: str) -> None:
-        """slapd refuses a suffix that is not a DN, or one a preceding database serves already."""
+        """slapd refuses a suffix that is not a DN, or one a preceding database serves already (the same suffix or
+        one above it)."""
         from pyldapd.model.dn import DNError, parse_dn
 
         def key(dn: str) -> tuple:
@@ -756,10 +825,12 @@ class SlapdConfParser:
         for other in self.config.databases:
             for served in other.suffixes:
                 try:
-                    same = key(served) == wanted
+                    held = key(served)
                 except DNError:
                     continue
-                if same:
+                # slapd's select_backend: a preceding database whose suffix is this one or above it (a glued
+                # subordinate must come before its superior)
+                if len(held) <= len(wanted) and wanted[len(wanted) - len(held) :] == held:
                     raise d.error(
                         f'<suffix> namingContext "{suffix}" already served by a preceding '
                         f'{other.declared_type} database serving namingContext "{served}"'
@@ -813,6 +884,24 @@ def validate(config: ServerConfig, source: str) -> None:
             check_database(config, db)
         except ValueError as exc:
             raise ConfigError(where, int(line or 0), f"overlay accesslog: {exc}") from None
+    from pyldapd.server.glue import superior_of, unsupported_above_glue
+
+    data = config.data_databases()
+    for position, db in enumerate(data):
+        refusal = unsupported_above_glue(db)
+        if refusal is not None:
+            where, _, line = db.source.rpartition(":")
+            raise ConfigError(where, int(line or 0), refusal)
+        if db.subordinate and superior_of(data, position) is None:  # slapd: "subordinate config error"
+            where, _, line = db.source.rpartition(":")
+            raise ConfigError(where, int(line or 0), f"glue: no superior found for sub {db.suffix}!")
+
+    from pyldapd.replication.provider import check_syncprov
+
+    try:
+        check_syncprov(config)
+    except ValueError as exc:
+        raise ConfigError(source, 0, f"overlay syncprov: {exc}") from None
 
 
 def load_slapd_conf(path: str) -> ServerConfig:

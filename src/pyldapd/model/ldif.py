@@ -202,7 +202,7 @@ def _parse_lines(data: bytes, allow_urls: bool, first_line: int, header: bool) -
     for number, line in _logical_lines(data, first_line):
         if line is None:
             if record:
-                yield _record(record, allow_urls)
+                yield from _records(record, allow_urls)
                 record = []
             continue
         if first and not record:
@@ -214,7 +214,18 @@ def _parse_lines(data: bytes, allow_urls: bool, first_line: int, header: bool) -
                 continue
         record.append((number, line))
     if record:
-        yield _record(record, allow_urls)
+        yield from _records(record, allow_urls)
+
+
+def _records(lines: list[tuple[int, bytes]], allow_urls: bool) -> Iterator[LDIFRecord]:
+    """One record, or the records of the LDIF file an `include: file://...` line names (slapd's LDIF reader
+    takes them, as in the cn=config LDIF of OpenLDAP's test063)."""
+    number, first = lines[0]
+    if first[:8].lower() == b"include:" and len(lines) == 1:
+        url = first[8:].strip().decode("utf-8", "replace")
+        yield from parse_ldif(_read_url(url, number, allow_urls), allow_urls=allow_urls)
+        return
+    yield _record(lines, allow_urls)
 
 
 _LINE_READER_MARKS = (b"\n ", b"\n#", b"\n\t", b"\n\v", b"\n\f", b"\r")
@@ -248,6 +259,9 @@ def _parse_plain(data: bytes, allow_urls: bool, line: int, header: bool) -> Iter
                 start += 1
                 if not lines:
                     continue
+        if lines[0][:8].lower() == b"include:" and len(lines) == 1:
+            yield from _records([(start, lines[0])], allow_urls)
+            continue
         yield _plain_record(lines, start, allow_urls)
 
 

@@ -22,6 +22,7 @@ from pyldapd.model.syntaxes import Syntax, builtin_syntaxes
 
 __all__ = [
     "AttributeType",
+    "ContentRule",
     "MatchingRule",
     "ObjectClass",
     "Schema",
@@ -38,7 +39,14 @@ KINDS = ("ABSTRACT", "STRUCTURAL", "AUXILIARY")
 
 
 class SchemaError(ValueError):
-    """A schema definition that cannot be parsed or does not fit the schema it is added to."""
+    """A schema definition that cannot be parsed or does not fit the schema it is added to.
+
+    slapd_text: slapd's words for it where pyldapd knows them (scherr2str and the element, as slapd's config
+    errors show them: `Content Rule not for STRUCTURAL object class: "2.5.6.0"`)."""
+
+    def __init__(self, message: str, slapd_text: str = "") -> None:
+        super().__init__(message)
+        self.slapd_text = slapd_text
 
 
 @dataclass(eq=False, slots=True)
@@ -136,6 +144,44 @@ class ObjectClass:
         return f"ObjectClass({self.name!r}, {self.oid!r})"
 
 
+@dataclass(eq=False, slots=True)
+class ContentRule:
+    """A DIT content rule (RFC 4512 4.1.6): for entries of one structural class, the auxiliary classes they may
+    have and the attribute types they must, may and may not have beyond their classes'."""
+
+    structural: ObjectClass  # the rule's OID is this class's
+    names: tuple[str, ...] = ()
+    desc: str = ""
+    obsolete: bool = False
+    aux: tuple[ObjectClass, ...] = ()
+    must: tuple[AttributeType, ...] = ()
+    may: tuple[AttributeType, ...] = ()
+    not_: tuple[AttributeType, ...] = ()
+    extensions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    definition: str = ""
+    source: str = ""
+
+    @property
+    def oid(self) -> str:
+        return self.structural.oid
+
+    @property
+    def name(self) -> str:
+        """How slapd names the rule in its messages (ldap_contentrule2name: first NAME, else the OID)."""
+        return self.names[0] if self.names else self.oid
+
+    def __repr__(self) -> str:
+        return f"ContentRule({self.name!r}, {self.oid!r})"
+
+
+# Classes slapd flags operational (schema_prep.c): a user content rule may not name them (but extensibleObject)
+OPERATIONAL_CLASS_OIDS = frozenset((
+    "1.3.6.1.4.1.1466.101.120.111", "2.5.6.1", "2.16.840.1.113730.3.2.6", "1.3.6.1.4.1.4203.1.4.1", "2.5.17.0",
+    "2.5.20.1", "2.5.17.2", "1.3.6.1.4.1.4203.666.3.4", "1.3.6.1.4.1.4203.666.3.5", "1.3.6.1.4.1.4203.666.3.6",
+))  # fmt: skip
+EXTENSIBLE_OBJECT_OID = "1.3.6.1.4.1.1466.101.120.111"
+
+
 # --- RFC 4512 description parsing -------------------------------------------------------------------------
 
 _TOKEN_RE = re.compile(r"\s*(?:(\()|(\))|'([^']*)'|(\$)|([^\s()'$]+))")
@@ -147,13 +193,14 @@ _STATEMENT_RE = re.compile(r"([A-Za-z]+)\s*(.*)\Z", re.S)
 
 _FLAGS = frozenset(("OBSOLETE", "SINGLE-VALUE", "COLLECTIVE", "NO-USER-MODIFICATION", *KINDS))
 _SINGLES = frozenset(("EQUALITY", "ORDERING", "SUBSTR", "SYNTAX", "USAGE"))
-_LISTS = frozenset(("SUP", "MUST", "MAY"))
+_LISTS = frozenset(("SUP", "MUST", "MAY", "AUX", "NOT"))
 _AT_KEYWORDS = frozenset(
     ("NAME", "DESC", "OBSOLETE", "SUP", "EQUALITY", "ORDERING", "SUBSTR", "SYNTAX", "SINGLE-VALUE")
     + ("COLLECTIVE", "NO-USER-MODIFICATION", "USAGE")
 )
 _OC_KEYWORDS = frozenset(("NAME", "DESC", "OBSOLETE", "SUP", "MUST", "MAY", *KINDS))
 _SYNTAX_KEYWORDS = frozenset(("DESC",))
+_CR_KEYWORDS = frozenset(("NAME", "DESC", "OBSOLETE", "AUX", "MUST", "MAY", "NOT"))
 
 
 class _Where:
@@ -164,11 +211,11 @@ class _Where:
     def __init__(self, source: str, line: int, text: str) -> None:
         self.source, self.line, self.text = source, line, text
 
-    def error(self, message: str, offset: int | None = None) -> SchemaError:
+    def error(self, message: str, offset: int | None = None, slapd_text: str = "") -> SchemaError:
         line = self.line
         if offset is not None:
             line += self.text.count("\n", 0, offset)
-        return SchemaError(f"{self.source}:{line}: {message}")
+        return SchemaError(f"{self.source}:{line}: {message}", slapd_text)
 
 
 def _unescape(text: str) -> str:
@@ -466,6 +513,8 @@ class Schema:
         self._ocs: list[ObjectClass] = []
         self._oc_by_key: dict[str, ObjectClass] = {}
         self._macros: dict[str, str] = {}
+        self._content_rules: dict[str, ContentRule] = {}  # by the structural class's OID
+        self._cr_by_name: dict[str, ContentRule] = {}
         self._oid_caches: list[dict[bytes, bytes | None]] = []
         self._subtypes_cache: dict[str, list[AttributeType]] = {}
         self._closure_cache: dict[bytes, tuple[bytes, ...]] = {}
@@ -530,6 +579,17 @@ class Schema:
                 may=tuple(ats[id(a)] for a in oc.may),
             )
             new._register_oc(copy_oc)
+        for cr in self._content_rules.values():
+            new._register_cr(
+                dataclasses.replace(
+                    cr,
+                    structural=ocs[id(cr.structural)],
+                    aux=tuple(ocs[id(o)] for o in cr.aux),
+                    must=tuple(ats[id(a)] for a in cr.must),
+                    may=tuple(ats[id(a)] for a in cr.may),
+                    not_=tuple(ats[id(a)] for a in cr.not_),
+                )
+            )
         return new
 
     def load_file(self, path: str) -> None:
@@ -576,6 +636,8 @@ class Schema:
             self._macros[name.lower()] = oid
         elif keyword in ("ldapsyntax", "ldapsyntaxes"):
             self._add_syntax(rest, inner)
+        elif keyword in ("ditcontentrule", "ditcontentrules"):
+            self._add_content_rule(rest, inner)
         else:
             raise where.error(f"unknown schema keyword {m[1]!r}")
 
@@ -592,6 +654,11 @@ class Schema:
         definition = _ORDER_PREFIX_RE.sub("", definition, 1)
         return self._add_object_class(definition, _Where("<objectClasses>", 1, definition))
 
+    def add_content_rule(self, definition: str) -> ContentRule:
+        """Add one RFC 4512 DITContentRuleDescription (`{n}` as above)."""
+        definition = _ORDER_PREFIX_RE.sub("", definition, 1)
+        return self._add_content_rule(definition, _Where("<dITContentRules>", 1, definition))
+
     # Lookups -----------------------------------------------------------------------------------------------
 
     def attribute_type(self, name_or_oid: str) -> AttributeType | None:
@@ -599,6 +666,13 @@ class Schema:
 
     def object_class(self, name_or_oid: str) -> ObjectClass | None:
         return self._oc_by_key.get(name_or_oid.lower())
+
+    def content_rule(self, structural: ObjectClass) -> ContentRule | None:
+        """The DIT content rule for entries of this structural class, if there is one."""
+        return self._content_rules.get(structural.oid)
+
+    def all_content_rules(self) -> list[ContentRule]:
+        return list(self._content_rules.values())
 
     def matching_rule(self, name_or_oid: str) -> MatchingRule | None:
         return self._rule_by_key.get(name_or_oid.lower())
@@ -701,13 +775,16 @@ class Schema:
             ]
             if applies:
                 rule_use.append(f"( {rule.oid}{_qdescrs(rule.names)} APPLIES {_oids(tuple(applies))} )")
-        return {
+        values = {
             "ldapSyntaxes": [s.definition.encode() for s in self._published_syntaxes],
             "matchingRules": [r.definition.encode() for r in self._rules],
             "matchingRuleUse": [u.encode() for u in rule_use],
             "attributeTypes": [at.definition.encode() for at in self._ats],
             "objectClasses": [oc.definition.encode() for oc in self._ocs],
         }
+        if self._content_rules:  # slapd shows the attribute only when there are rules
+            values["dITContentRules"] = [cr.definition.encode() for cr in self._content_rules.values()]
+        return values
 
     # Internals ---------------------------------------------------------------------------------------------
 
@@ -738,6 +815,12 @@ class Schema:
         self._oc_by_key[oc.oid] = oc
         for name in oc.names:
             self._oc_by_key[name.lower()] = oc
+        self._changed()
+
+    def _register_cr(self, cr: ContentRule) -> None:
+        self._content_rules[cr.oid] = cr
+        for name in cr.names:
+            self._cr_by_name[name.lower()] = cr
         self._changed()
 
     def _resolve_oid_token(self, token: str) -> str | None:
@@ -932,6 +1015,92 @@ class Schema:
         )
         self._register_oc(oc)
         return oc
+
+    def _add_content_rule(self, text: str, where: _Where) -> ContentRule:
+        """slapd's cr_add: the OID names a known STRUCTURAL class, AUX names AUXILIARY classes, MUST/MAY/NOT
+        name attribute types, none twice across the three lists, nothing operational (extensibleObject aside)."""
+        token, fields, extensions = _parse_description(text, where, _CR_KEYWORDS, "ditcontentrule")
+
+        def fail(message: str, scherr: str, element: str) -> SchemaError:
+            return where.error(f"ditcontentrule {token}: {message}", slapd_text=f'{scherr}: "{element}"')
+
+        names = tuple(fields.get("NAME", ()))  # type: ignore[arg-type]
+        for name in names:
+            if not _DESCR_RE.match(name):
+                raise where.error(f"ditcontentrule {token}: bad name {name!r}", slapd_text="Invalid NAME")
+        oid = self._resolve_oid_token(token)
+        if oid is None:
+            raise fail("OID is not numeric and not a known objectidentifier macro", "OID could not be expanded",
+                       token)  # fmt: skip
+        structural = self._oc_by_key.get(oid)
+        if structural is None:
+            raise fail("no object class has this OID", "ObjectClass not found", oid)
+        if structural.kind != "STRUCTURAL":
+            raise fail(
+                f"{structural.name} is not STRUCTURAL", "Content Rule not for STRUCTURAL object class", oid
+            )
+        operational = structural.oid in OPERATIONAL_CLASS_OIDS
+        aux: list[ObjectClass] = []
+        for name in fields.get("AUX", ()):  # type: ignore[attr-defined]
+            oc = self._oc_by_key.get(name.lower())
+            if oc is None:
+                raise fail(f"unknown object class {name!r} in AUX", "ObjectClass not found", name)
+            if oc.oid in OPERATIONAL_CLASS_OIDS and oc.oid != EXTENSIBLE_OBJECT_OID:
+                operational = True
+            if oc.kind != "AUXILIARY":
+                raise fail(f"{oc.name} in AUX is not AUXILIARY", "Content Rule AUX contains inappropriate "
+                           "object class", name)  # fmt: skip
+            aux.append(oc)
+        lists: dict[str, list[AttributeType]] = {"MUST": [], "MAY": [], "NOT": []}
+        seen: set[str] = set()
+        for keyword, found in lists.items():
+            for name in fields.get(keyword, ()):  # type: ignore[attr-defined]
+                at = self._at_by_key.get(name.lower())
+                if at is None:
+                    raise fail(
+                        f"unknown attribute type {name!r} in {keyword}", "AttributeType not found", name
+                    )
+                if at.oid in seen:
+                    raise fail(f"attribute type {name!r} listed twice", "Content Rule attribute type list "
+                               "contains duplicate", name)  # fmt: skip
+                seen.add(at.oid)
+                operational = operational or at.operational
+                found.append(at)
+        if operational:  # slapd's words for any operational element of a user rule
+            raise fail("names an operational class or attribute type", "Content Rule AUX contains "
+                       "inappropriate object class", oid)  # fmt: skip
+        definition = "( " + oid
+        if names:
+            definition += _qdescrs(names)
+        if "DESC" in fields:
+            definition += f" DESC '{_escape(str(fields['DESC']))}'"
+        if "OBSOLETE" in fields:
+            definition += " OBSOLETE"
+        for keyword in ("AUX", "MUST", "MAY", "NOT"):
+            if fields.get(keyword):
+                definition += f" {keyword} " + _oids(tuple(fields[keyword]))  # type: ignore[arg-type]
+        definition += _extensions_text(tuple(extensions)) + " )"
+        existing = self._content_rules.get(oid)
+        if existing is not None and existing.definition == definition:
+            return existing  # the same definition read again (a config applied anew), as for the other kinds
+        other = next((self._cr_by_name[n.lower()] for n in names if n.lower() in self._cr_by_name), None)
+        if existing is not None or (other is not None and other.oid != oid):
+            raise fail("a content rule for this class exists already", "Duplicate Content Rule", oid)
+        cr = ContentRule(
+            structural=structural,
+            names=names,
+            desc=str(fields.get("DESC", "")),
+            obsolete="OBSOLETE" in fields,
+            aux=tuple(aux),
+            must=tuple(lists["MUST"]),
+            may=tuple(lists["MAY"]),
+            not_=tuple(lists["NOT"]),
+            extensions=tuple(extensions),
+            definition=definition,
+            source=where.source,
+        )
+        self._register_cr(cr)
+        return cr
 
     def _add_syntax(self, text: str, where: _Where) -> Syntax:
         token, fields, extensions = _parse_description(text, where, _SYNTAX_KEYWORDS, "ldapsyntax")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope, StorageError
+from pyldapd.model.csn import sid_of
 from pyldapd.model.dn import is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Entry
 from pyldapd.model.filter import parse_filter
@@ -211,6 +212,10 @@ class AccessLog(Overlay):
         self.flush()
 
     def start(self) -> None:
+        try:
+            self.open_log()
+        except StorageError as exc:
+            self.directory.log.error(f"accesslog: log database's suffix entry not made: {exc}")
         self.flush()  # records a crash left between the commit and the move
         self.tidy()
         self.schedule_purge()
@@ -262,7 +267,9 @@ class AccessLog(Overlay):
             if before is not None:  # entryAlreadyExists: slapd names the entry that is there
                 op.changes = [before]
         try:
-            self.store(self.log_entry(op, op_name, result, text))
+            # a failed write changed nothing: its log entry does not move the log's contextCSN, which a delta
+            # consumer takes as its own state (it would claim a CSN the logged database never had)
+            self.store(self.log_entry(op, op_name, result, text), advance=False)
         except StorageError as exc:
             self.directory.log.error(f"accesslog: log entry of a failed {op_name} not stored: {exc}")
 
@@ -324,6 +331,8 @@ class AccessLog(Overlay):
         ):  # a failed write: the stamps it would have had
             stamps = {"entrycsn": [op.csn.encode()], "modifiersname": [op.authz_dn.encode()],
                       "modifytimestamp": [(op.csn[:14] + "Z").encode()]}  # fmt: skip
+        if op.stamps is not None:  # a replayed change: its origin's stamps (an older one leaves the entry's)
+            stamps = {key: values for key, values in op.stamps.items()}
         if op_name == "add" and after is not None:
             entry.put(
                 "reqmod",
@@ -332,11 +341,15 @@ class AccessLog(Overlay):
             )
         elif op_name == "modify":
             mods = []
-            for change in op.changes:
+            for index, change in enumerate(op.changes):
                 sign = MOD_SIGN[change.operation]
                 mods += [f"{change.attr}:{sign} ".encode() + v for v in change.values] or [
                     f"{change.attr}:{sign}".encode()
                 ]
+                following = op.changes[index + 1] if index + 1 < len(op.changes) else None
+                if (following is not None and following.operation == change.operation
+                        and self.key(following.attr) == self.key(change.attr)):  # fmt: skip
+                    mods.append(b":")  # ITS#6545: one attribute changed twice in a row, as two modifications
             mods += [f"{n}:= ".encode() + v for n in STAMPS for v in stamps[n.lower()]]
             entry.put("reqmod", "reqMod", mods)
         elif op_name == "modrdn":
@@ -377,6 +390,8 @@ class AccessLog(Overlay):
             return []
         if op_name == "delete":
             keys = list(before.attrs)
+        elif op_name == "modrdn" and not self.settings.old_attrs:
+            return []  # slapd keeps a renamed entry's old values only when logoldattr names some
         else:
             names = {self.key(n) for n in self.settings.old_attrs}
             names |= {n.lower() for n in STAMPS}
@@ -408,7 +423,7 @@ class AccessLog(Overlay):
                 self.directory.log.error(f"accesslog: {key.decode()} left in the outbox: {exc}")
                 return
 
-    def store(self, entry: Entry) -> None:
+    def store(self, entry: Entry, *, advance: bool = True) -> None:
         """Add a log entry to the log database, once (its reqStart DN says whether it is there already)."""
         log = self.log_backend
         schema = self.directory.schema
@@ -426,14 +441,16 @@ class AccessLog(Overlay):
                 entry = self.restarted(entry, existing.first("reqstart") or b"")
                 ndn = normalize_dn(entry.dn, schema)
             if not txn.exists(log.suffix_ndn):
-                added.append(self.container(log, csn))
+                added.append(self.container(log, [csn] if csn else []))
                 txn.add(added[-1])
+            elif csn:
+                self.note_min_csn(txn, log, csn)
             txn.add(entry)
             added.append(entry)
-            if csn:
+            if csn and advance:
                 log.context.advance(txn, csn)
         for stored in added:  # the log database's own overlays (syncprov for delta-syncrepl consumers)
-            log.publish(Change("add", None, stored, csn))
+            log.publish(Change("add", None, stored, csn, in_csn_order=advance))
 
     def restarted(self, entry: Entry, taken: bytes) -> Entry:
         text = taken.decode()
@@ -446,17 +463,63 @@ class AccessLog(Overlay):
         return moved
 
     @staticmethod
-    def container(log: Any, csn: str) -> Entry:
-        """The log database's suffix entry, made as slapd's accesslog makes it at its first write."""
+    def container(log: Any, csns: list[str]) -> Entry:
+        """The log database's suffix entry, as slapd's accesslog_db_root makes it: the logged database's
+        contextCSN as its entryCSN, contextCSN and minCSN (the oldest change the log can replay, per server
+        ID: syncprov's sessionlog-source and delta consumers read it)."""
         entry = Entry(log.config.suffix)
         entry.put("objectclass", "objectClass", [b"auditContainer"])
         rdn_attr, _, rdn_value = split_rdn(log.config.suffix)[0].partition("=")
         if rdn_attr.lower() == "cn":
             entry.put("cn", "cn", [rdn_value.encode()])
         entry.put("structuralobjectclass", "structuralObjectClass", [b"auditContainer"])
-        if csn:
-            entry.put("mincsn", "minCSN", [csn.encode()])
+        if csns:
+            values = [c.encode() for c in sorted(csns, key=sid_of)]
+            entry.put("entrycsn", "entryCSN", [values[0]])
+            entry.put("contextcsn", "contextCSN", values)
+            entry.put("mincsn", "minCSN", values)
         return entry
+
+    def note_min_csn(self, txn: Any, log: Any, csn: str) -> None:
+        """A change of a server ID minCSN has no value for: its CSN becomes that server ID's minCSN
+        (accesslog_response); the log holds every later change of it."""
+        root = txn.get(log.suffix_ndn)
+        if root is None:
+            return
+        values = root.get("mincsn")
+        sid = sid_of(csn)
+        if any(sid_of(v.decode()) == sid for v in values):
+            return
+        updated = root.copy()
+        updated.put("mincsn", "minCSN", sorted([*values, csn.encode()], key=lambda v: sid_of(v.decode())))
+        txn.modify(log.suffix_ndn, updated)
+
+    def open_log(self) -> None:
+        """At start, as slapd's accesslog_db_root: the log database's suffix entry is made if missing (with the
+        logged database's contextCSN as minCSN, so a consumer in step with it can be answered from the log);
+        one without minCSN takes its contextCSN as minCSN."""
+        log = self.log_backend
+        if log is None:
+            return
+        with log.db.read() as txn:
+            root = txn.get(log.suffix_ndn)
+            if root is not None and (root.get("mincsn") or not root.get("contextcsn")):
+                return  # nothing to do: no write
+        csns = list(self.backend.context.csns.as_dict().values())
+        added = None
+        with log.db.write() as txn:
+            root = txn.get(log.suffix_ndn)
+            if root is None:
+                added = self.container(log, csns)
+                txn.add(added)
+                if csns:
+                    log.context.advance(txn, added.first("entrycsn").decode())  # type: ignore[union-attr]
+            elif not root.get("mincsn") and root.get("contextcsn"):
+                updated = root.copy()
+                updated.put("mincsn", "minCSN", list(root.get("contextcsn")))
+                txn.modify(log.suffix_ndn, updated)
+        if added is not None:
+            log.publish(Change("add", None, added, (added.first("entrycsn") or b"").decode()))
 
     # -- logpurge --------------------------------------------------------------------------------------------
 
@@ -487,12 +550,35 @@ class AccessLog(Overlay):
         with log.db.write() as txn:
             for child in list(txn.search(log.suffix_ndn, Scope.ONE)):
                 started = child.first("reqstart")
-                if started is not None and started < cutoff:
+                if started is not None and started <= cutoff:  # slapd's (reqStart<=now-age)
                     txn.delete(normalize_dn(child.dn, self.directory.schema))
                     removed.append(child)
+            purged = [(child.first("entrycsn") or b"").decode() for child in removed]
+            self.raise_min_csn(txn, log, [csn for csn in purged if csn], first_only=False)
         for child in removed:
             log.publish(Change("delete", child, None, (child.first("entrycsn") or b"").decode()))
         return len(removed)
+
+    @staticmethod
+    def raise_min_csn(txn: Any, log: Any, csns: list[str], *, first_only: bool) -> None:
+        """minCSN on the log's suffix entry, one value per server ID: from where the log holds every change of
+        that server. A server ID's first logged change adds its value; a purge raises it to the newest purged
+        change (slapd's accesslog_response and log_old_lookup). syncprov on the log database compares a
+        delta-syncrepl consumer's cookie with it (replication/provider.py)."""
+        container = txn.get(log.suffix_ndn)
+        if container is None or not csns:
+            return
+        by_sid = {sid_of(v.decode()): v.decode() for v in container.get("mincsn")}
+        changed = False
+        for csn in csns:
+            sid = sid_of(csn)
+            if sid not in by_sid or (not first_only and csn > by_sid[sid]):
+                by_sid[sid] = csn
+                changed = True
+        if changed:
+            updated = container.copy()
+            updated.put("mincsn", "minCSN", [by_sid[sid].encode() for sid in sorted(by_sid)])
+            txn.modify(log.suffix_ndn, updated)
 
 
 def check_accesslog(config: Any) -> None:

@@ -39,6 +39,8 @@ class WriteOp:
     delete_old_rdn: bool = False
     new_superior: str | None = None
     replicated: bool = False  # applied by a syncrepl consumer
+    # a delta-syncrepl replay: the stamps (entryCSN, modifiersName, modifyTimestamp) its origin logged
+    stamps: dict[str, list[bytes]] | None = None
 
 
 class Overlay:

@@ -9,11 +9,17 @@ Failures are retried on the `retry` schedule; the cookie makes every restart inc
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import time
 import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLeaf, Scope, StorageError
+from pyldapd.backends.writer import Chain
 from pyldapd.model.csn import CSNSet, format_cookie, parse_cookie, parse_csn, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, split_rdn
 from pyldapd.model.entry import Attribute, Entry
@@ -37,6 +43,11 @@ if TYPE_CHECKING:
 # Attributes slapd computes on the fly: never stored from a provider's entry.
 DYNAMIC = {"hasSubordinates", "entryDN", "subschemaSubentry", "contextCSN", "numSubordinates"}
 DYNAMIC_KEYS = {name.lower() for name in DYNAMIC}
+DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
+# Messages handed to the writer thread before the next is read. 1: each message is its own commit, as
+# tests/replication/test_commit_failure.py counts them; more lets a refresh share commits (group commit), the
+# Chain keeping a failure from letting later messages (a cookie) be stored.
+APPLY_WINDOW = 1
 FUTURE_SKEW_SECONDS = 60  # a peer CSN further ahead of our clock than this is worth a warning
 
 
@@ -66,6 +77,15 @@ class SyncConsumer:
         self.local_address = ""
         self.refreshed_once = False
         self.base_ndn = normalize_dn(spec.searchbase, directory.schema)
+        # suffixmassage: the provider's searchbase is this DN here (slapd's rewrite rule, on the DN as sent)
+        self.massage: tuple[re.Pattern[str], str] | None = None
+        if spec.suffixmassage:
+            massaged = normalize_dn(spec.suffixmassage, directory.schema)
+            self.massage = (
+                re.compile("(.*)" + re.escape(self.base_ndn) + "$", re.IGNORECASE | re.DOTALL),
+                massaged,
+            )
+            self.base_ndn = massaged  # where this consumer's entries are, here
         self.filter = parse_filter(spec.filter)
 
     @property
@@ -147,9 +167,13 @@ class SyncConsumer:
             override = parse_cookie(self.cookie_override)
             self.cookie_override = None
             return format_cookie(self.rid, own_sid, override.csns).encode()
-        return format_cookie(self.rid, own_sid, self.backend.context.csns.as_dict()).encode()
+        return format_cookie(self.rid, own_sid, self.backend.context.latest().as_dict()).encode()
 
     async def session(self) -> None:
+        await self.content_search(await self.open_client(), self.spec.persist)
+
+    async def open_client(self) -> LDAPClient:
+        """Connect to the provider and bind as the stanza says (replication/delta.py reuses it)."""
         spec = self.spec
         timeout = spec.network_timeout or None
         self.client = client = await LDAPClient.connect(spec.provider, timeout=timeout, tls=spec.tls,
@@ -157,8 +181,13 @@ class SyncConsumer:
         self.last_connect, self.local_address = time.time(), client.local_address()
         await client.bind(spec.bindmethod, spec.binddn, spec.credentials, spec.saslmech, spec.authzid,
                           timeout=spec.timeout or None)  # fmt: skip
+        return client
+
+    async def content_search(self, client: LDAPClient, persist: bool) -> None:
+        """The sync search of the replicated content (searchbase, filter, attrs), applied entry by entry."""
+        spec = self.spec
         cookie = self.last_cookie_sent = self.request_cookie()
-        mode = ctl.SYNC_MODE_REFRESH_AND_PERSIST if spec.persist else ctl.SYNC_MODE_REFRESH_ONLY
+        mode = ctl.SYNC_MODE_REFRESH_AND_PERSIST if persist else ctl.SYNC_MODE_REFRESH_ONLY
         controls = [
             Control(ctl.SYNC_REQUEST, False, ctl.encode_sync_request(ctl.SyncRequest(mode, cookie, True))),
             Control(ctl.MANAGE_DSA_IT, True, None),
@@ -172,15 +201,58 @@ class SyncConsumer:
         self.refresh_done = False
         self.state = "refreshing"
         self.note(f"sync search with cookie {cookie.decode()}")
-        async for message in client.search(request, controls):
-            self.last_contact = time.time()
-            op = message.op
-            if isinstance(op, ldap.SearchResultEntry):
-                self.on_entry(op, message.controls)
-            elif isinstance(op, ldap.IntermediateResponse) and op.name == ctl.SYNC_INFO:
-                self.on_info(ctl.decode_sync_info(op.value))
-            elif isinstance(op, ldap.SearchResultDone):
-                self.on_done(op, message.controls)
+        # messages are applied on the database's writer thread, in order, many to a commit (group commit); a
+        # failure stops the ones after it (the chain), and the session ends when its future is awaited
+        writer, chain = self.backend.db.writer, Chain()
+        pending: deque[asyncio.Future] = deque()
+        try:
+            async for message in client.search(request, controls):
+                self.last_contact = time.time()
+                apply = self.applier(message)
+                if apply is None:
+                    continue
+                pending.append(writer.submit(lambda _txn, apply=apply: apply(), chain))
+                while pending and (len(pending) >= APPLY_WINDOW or pending[0].done()):
+                    await pending.popleft()
+            while pending:
+                await pending.popleft()
+        finally:
+            for future in pending:  # after a failure: their outcome is the chain's, retrieved here
+                future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def applier(self, message: ldap.LDAPMessage) -> Callable[[], None] | None:
+        op = message.op
+        if isinstance(op, ldap.SearchResultEntry):
+            return functools.partial(self.on_entry, op, message.controls)
+        if isinstance(op, ldap.IntermediateResponse) and op.name == ctl.SYNC_INFO:
+            return functools.partial(self.on_info, ctl.decode_sync_info(op.value))
+        if isinstance(op, ldap.SearchResultDone):
+            return functools.partial(self.on_done, op, message.controls)
+        return None
+
+    @contextmanager
+    def writing(self) -> Iterator[Any]:
+        """The write transaction: on the writer thread, the running message's nested one."""
+        nested = self.backend.db.current_write()
+        if nested is not None:
+            yield nested
+        else:
+            with self.backend.db.write() as txn:
+                yield txn
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """What the next write will see: on the writer thread, the running message's nested transaction."""
+        nested = self.backend.db.current_write()
+        if nested is not None:
+            yield nested
+        else:
+            with self.backend.db.read() as txn:
+                yield txn
+
+    def seen(self) -> CSNSet:
+        """The contextCSN vector as the messages applied so far left it (committed or not yet)."""
+        return self.backend.context.current(self.backend.db.current_write())
 
     # -- messages -------------------------------------------------------------------------------------------
 
@@ -203,7 +275,28 @@ class SyncConsumer:
             self.delete_by_uuid(state.entry_uuid, cookie_csn or self.directory.csn.next(), cookie_csn)
             return
         self.present.add(state.entry_uuid)
-        self.apply_entry(op.dn, op.attributes, state.entry_uuid, cookie_csn)
+        attributes = op.attributes
+        if self.massage is not None:
+            attributes = [(name, self.massaged_values(name, values)) for name, values in attributes]
+        self.apply_entry(self.massaged(op.dn), attributes, state.entry_uuid, cookie_csn)
+
+    def massaged(self, dn: str) -> str:
+        """A DN from the provider as it is kept here (unchanged without suffixmassage or outside searchbase)."""
+        if self.massage is None:
+            return dn
+        pattern, suffix = self.massage
+        match = pattern.match(dn)
+        return dn if match is None else match.group(1) + suffix
+
+    def massaged_values(self, name: str, values: list[bytes]) -> list[bytes]:
+        """slapd rewrites the values of DN-syntax attributes too."""
+        at, _ = self.directory.schema.split_description(name)
+        if at is None or at.syntax is None or at.syntax.oid != DN_SYNTAX:
+            return values
+        return [
+            self.massaged(v.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+            for v in values
+        ]
 
     def on_info(self, info: ctl.SyncInfo) -> None:
         if isinstance(info, ctl.SyncInfoNewCookie):
@@ -233,7 +326,7 @@ class SyncConsumer:
     def on_done(self, op: ldap.SearchResultDone, controls: list[Control]) -> None:
         if op.result_code == ResultCode.syncRefreshRequired:
             self.note("provider asks for a full reload")
-            self.backend.context.csns = CSNSet()
+            self.backend.context.reset()
             raise ConsumerError("e-syncRefreshRequired: reloading")
         if op.result_code != ResultCode.success:
             raise ConsumerError(f"sync search ended with {op.result_code} {op.message}")
@@ -249,7 +342,7 @@ class SyncConsumer:
     # -- state ----------------------------------------------------------------------------------------------
 
     def too_old(self, csn: str) -> bool:
-        held = self.backend.context.csns.as_dict().get(sid_of(csn))
+        held = self.seen().as_dict().get(sid_of(csn))
         return held is not None and csn <= held
 
     def save_cookie(self, raw: bytes | None) -> None:
@@ -261,7 +354,7 @@ class SyncConsumer:
             self.provider_sid = cookie.sid
         if not cookie.csns:
             return
-        with self.backend.db.write() as txn:
+        with self.writing() as txn:
             self.backend.context.merge(txn, cookie.csns)
         for csn in cookie.csns.values():
             self.observe(csn)
@@ -339,7 +432,7 @@ class SyncConsumer:
         if incoming.first("entrycsn") is None:
             incoming.put("entrycsn", "entryCSN", [incoming_csn.encode()])
         change: Change | None = None
-        with backend.db.write() as txn:
+        with self.writing() as txn:
             local = txn.by_uuid(entry_uuid)
             tombstone = read_tombstone(txn, entry_uuid) if local is None else None
             if local is None and tombstone is not None and tombstone >= incoming_csn:
@@ -466,7 +559,7 @@ class SyncConsumer:
         backend = self.backend
         csn_known = csn_known or cookie_csn is not None
         change = None
-        with backend.db.write() as txn:
+        with self.writing() as txn:
             local = txn.by_uuid(entry_uuid)
             if local is not None and covered_by is not None:
                 local_csn = (local.first("entrycsn") or b"").decode()
@@ -539,10 +632,10 @@ class SyncConsumer:
     def delete_nonpresent(self, raw_cookie: bytes | None) -> None:
         """End of a present phase: what the provider did not mention (and that its state covers) is gone."""
         cookie = parse_cookie(raw_cookie) if raw_cookie else None
-        covered = cookie.csns if cookie and cookie.csns else self.backend.context.csns.as_dict()
+        covered = cookie.csns if cookie and cookie.csns else self.seen().as_dict()
         matches = self.directory.filters.compile(self.filter)
         doomed: list[Entry] = []
-        with self.backend.db.read() as txn:
+        with self.reading() as txn:
             for entry in txn.search(self.base_ndn, Scope(self.spec.scope), self.filter):
                 entry_uuid = entry_uuid_bytes(entry)
                 if entry_uuid is None or entry_uuid in self.present or is_glue(entry) or not matches(entry):
@@ -581,7 +674,7 @@ class SyncConsumer:
         """An incoming change this node had not received before (the discarding side of a conflict): newer than
         what the contextCSN vector holds of its server ID. An older one is a copy of a change seen already (a
         full reload, a second path), whose conflict, if any, was recorded when it first came."""
-        held = self.backend.context.csns.as_dict().get(csn_sid(csn) or 0)
+        held = self.seen().as_dict().get(csn_sid(csn) or 0)
         return held is None or csn > held
 
     def concurrent(self, local_csn: str, incoming_csn: str) -> bool:

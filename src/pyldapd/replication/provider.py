@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope, StorageError
 from pyldapd.model.csn import CSNGenerator, format_cookie, parse_cookie, sid_of
-from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn
+from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, parse_dn
 from pyldapd.model.entry import Entry
 from pyldapd.overlays.base import Overlay
 from pyldapd.protocol import controls as ctl
@@ -32,6 +32,8 @@ from pyldapd.server.steps import STEP_EVERY, Steps
 if TYPE_CHECKING:
     from pyldapd.server.directory import Backend, Directory
 
+# what syncprov_play_accesslog's filter picks: (objectClass=auditWriteObject) (so its subclasses) or auditExtended
+LOGGED_WRITES = {"auditwriteobject", "auditadd", "auditdelete", "auditmodify", "auditmodrdn", "auditextended"}
 UUID_SET_SIZE = 256  # syncIdSet batch size, as OpenLDAP's SLAP_SYNCUUID_SET_SIZE
 
 
@@ -42,22 +44,118 @@ class ProviderSettings:
     sessionlog: int = 0
     nopresent: bool = False
     reloadhint: bool = False
+    # syncprov-sessionlog-source: the accesslog database whose entries answer a consumer's delete phase
+    sessionlog_source: str = ""
 
     @classmethod
     def from_overlay(cls, settings: list[tuple[str, list[str]]]) -> ProviderSettings:
-        """`syncprov-checkpoint 100 10`, `syncprov-sessionlog 100`, `syncprov-nopresent TRUE`, ..."""
+        """`syncprov-checkpoint 100 10`, `syncprov-sessionlog 100`, `syncprov-nopresent TRUE`, ...
+        Raises SyncprovConfigError (slapd's words) for what slapd's syncprov refuses."""
         result = cls()
         for name, args in settings:
-            key = name.lower().removeprefix("syncprov-")
-            if key == "checkpoint" and len(args) == 2:
-                result.checkpoint_ops, result.checkpoint_minutes = int(args[0]), int(args[1])
-            elif key == "sessionlog" and args:
-                result.sessionlog = int(args[0])
-            elif key == "nopresent" and args:
-                result.nopresent = args[0].lower() in ("true", "on", "yes")
-            elif key == "reloadhint" and args:
-                result.reloadhint = args[0].lower() in ("true", "on", "yes")
+            try:
+                result.apply(name.lower().removeprefix("syncprov-"), args)
+            except SyncprovConfigError as exc:
+                exc.directive = name
+                raise
         return result
+
+    def apply(self, key: str, args: list[str]) -> None:
+        if key == "checkpoint":
+            if len(args) != 2:
+                raise SyncprovConfigError("<{name}> missing <ops> <minutes> argument")
+            ops, minutes = integer(args[0], "ops #"), integer(args[1], "time")
+            if ops <= 0:
+                raise SyncprovConfigError(f'{{name}} invalid checkpoint ops # "{ops}"')
+            if minutes <= 0:
+                raise SyncprovConfigError(f'{{name}} invalid checkpoint time "{minutes}"')
+            self.checkpoint_ops, self.checkpoint_minutes = ops, minutes
+        elif key == "sessionlog":
+            if len(args) != 1:
+                raise SyncprovConfigError("<{name}> missing <ops> argument")
+            size = integer(args[0], "size")
+            if size < 0:
+                raise SyncprovConfigError(f"{{name}} size {size} is negative")
+            self.sessionlog = size
+        elif key in ("nopresent", "reloadhint"):
+            if len(args) != 1:
+                raise SyncprovConfigError("<{name}> missing TRUE or FALSE")
+            setattr(self, key, on_off(args[0]))
+        elif key == "sessionlog-source":
+            dn = args[0].strip('"') if len(args) == 1 else ""
+            try:
+                parse_dn(dn)
+            except ValueError:
+                raise SyncprovConfigError("<{name}> invalid DN 21 (Invalid syntax)") from None
+            if not dn:
+                raise SyncprovConfigError("<{name}> invalid DN 21 (Invalid syntax)")
+            self.sessionlog_source = dn
+        else:
+            raise SyncprovConfigError("unknown directive <{name}> inside backend database definition.")
+
+
+class SyncprovConfigError(ValueError):
+    """A syncprov value slapd refuses; its message names the directive or the olcSp* attribute as slapd does."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__(template)
+        self.template = template
+        self.directive = ""
+
+    def text_for(self, name: str) -> str:
+        return self.template.format(name=name)
+
+    def __str__(self) -> str:
+        return self.text_for(self.directive or "syncprov")
+
+
+def check_syncprov(config: Any, *, online: bool = False) -> None:
+    """What slapd refuses in a whole configuration's syncprov overlays (ValueError): bad values; a
+    syncprov-sessionlog-source without the accesslog schema (syncprov_setup_accesslog), or, added over
+    cn=config (`online`), naming no database."""
+    import os
+
+    from pyldapd.config.cnconfig import ConfigValueError
+
+    loaded = {os.path.basename(m).split(".")[0].lower() for m in config.modules}
+    has_accesslog = "accesslog" in loaded or any(
+        o.name == "accesslog" for db in config.databases for o in db.overlays
+    )
+    for db in config.data_databases():
+        for overlay in db.overlays:
+            if overlay.name != "syncprov":
+                continue
+            source = ProviderSettings.from_overlay(overlay.settings).sessionlog_source
+            if not source:
+                continue
+            if not has_accesslog:
+                raise ConfigValueError("<olcSpSessionlogSource> couldn't get definition for attribute reqType, "
+                                       "is accesslog configured?")  # fmt: skip
+            wanted = plain_dn(source)
+            if online and not any(
+                wanted == plain_dn(s) for other in config.data_databases() for s in other.suffixes
+            ):
+                raise ConfigValueError("<olcSpSessionlogSource> no matching backend found for suffix")
+
+
+def plain_dn(dn: str) -> str:
+    return ",".join(part.strip().lower() for part in dn.strip('"').split(","))
+
+
+def integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SyncprovConfigError(f'{{name}} unable to parse {what} "{text}"') from None
+
+
+def on_off(text: str) -> bool:
+    value = text.lower()
+    if value in ("true", "on", "yes"):
+        return True
+    if value in ("false", "off", "no"):
+        return False
+    raise SyncprovConfigError("<{name}> invalid value")
 
 
 class SessionLog:
@@ -237,8 +335,17 @@ class SyncProvider(Overlay):
         op = ldap.IntermediateResponse(ctl.SYNC_INFO, ctl.encode_sync_info(info))
         return ldap.encode_message(ldap.LDAPMessage(message_id, op, []))
 
+    def read(self) -> Any:
+        """A read transaction over what this provider serves: its database, or the glued tree when it sits above
+        an explicit glue overlay on the superior (server/glue.py)."""
+        from pyldapd.server import glue
+
+        if self.backend.subordinates and self in glue.above_glue(self.backend):
+            return glue.TreeRead(self.backend)
+        return self.backend.db.read()
+
     def has_children(self, ndn: str) -> bool:
-        with self.backend.db.read() as txn:
+        with self.read() as txn:
             return txn.has_children(ndn)
 
     # -- sync searches --------------------------------------------------------------------------------------
@@ -290,7 +397,7 @@ class SyncProvider(Overlay):
             return (manage or not is_glue(entry)) and matches(entry)
 
         ps: PersistentSearch | None = None
-        with self.backend.db.read() as txn:
+        with self.read() as txn:  # the database, or the glued tree (server/glue.py)
             if persist:
                 ps = PersistentSearch(conn, message_id, base_ndn, Scope(request.scope), matches, selection, rid,
                                       consumer_sid, manage)  # fmt: skip
@@ -365,6 +472,8 @@ class SyncProvider(Overlay):
         if base is None:
             nearest = txn.nearest_ancestor(base_ndn)
             raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+        if cookie and cookie.csns and self.log_cannot_cover(txn, cookie.csns, provider_state):
+            raise LDAPError(ResultCode.syncRefreshRequired, "sync cookie is stale")
         if not cookie or not cookie.csns or set(consumer_state) != set(provider_state):
             # initial content, or a state we cannot compare with ours: everything, as adds
             initial = not cookie or not cookie.csns
@@ -377,16 +486,39 @@ class SyncProvider(Overlay):
         behind = [sid for sid in provider_state if consumer_state[sid] < provider_state[sid]]
         if not behind and not self.backend.context.dirty:
             return True, None
-        if (self.settings.reloadhint and not sync.reload_hint and not self.session_log.covers(consumer_state)
-                and not self.settings.nopresent):  # fmt: skip
+        # syncprov-sessionlog-source: the delete phase comes from the accesslog (None: it cannot cover the
+        # cookie, and a present phase follows), as syncprov_play_accesslog
+        logged = (
+            (yield from self.accesslog_deletes(txn, consumer_state, provider_state, base_ndn, scope, visible))
+            if self.settings.sessionlog_source
+            else None
+        )
+        covered = (
+            logged is not None
+            if self.settings.sessionlog_source
+            else self.session_log.covers(consumer_state) or self.settings.nopresent
+        )
+        if self.settings.reloadhint and not sync.reload_hint and not covered:
             raise LDAPError(ResultCode.syncRefreshRequired, "sync cookie is stale")
         mincsn = min((consumer_state[sid] for sid in behind), default=max(consumer_state.values()))
-        if self.session_log.covers(consumer_state) or self.settings.nopresent:
+        if logged is not None:
+            refresh_deletes = True
+            self.log.log(SYNC, f"syncprov: rid={rid:03d} delete phase of {len(logged)} entries from the accesslog "
+                               f"{self.settings.sessionlog_source}")  # fmt: skip
+            for count, (csn, uuid) in enumerate(logged, 1):
+                if not count % STEP_EVERY:
+                    yield None
+                cookie_text = format_cookie(rid, self.cookie_sid(), consumer_state, delcsn=csn)
+                send(self.info_message(message_id, ctl.SyncInfoIdSet(cookie_text.encode(), True, [uuid])))
+        elif covered:
             refresh_deletes = True
             yield from self.replay_deletes(txn, message_id, rid, consumer_state, provider_state, base_ndn, scope,
                                            visible, send)  # fmt: skip
         else:
             refresh_deletes = False
+            self.log.log(
+                SYNC, f"syncprov: rid={rid:03d} present phase (cookie not covered by the session log)"
+            )
             yield from self.send_present(txn, message_id, base_ndn, scope, request, visible, send)
         for count, entry in enumerate(txn.csn_after(mincsn), 1):
             if not count % STEP_EVERY:
@@ -399,6 +531,36 @@ class SyncProvider(Overlay):
             if in_scope(ndn, base_ndn, scope) and visible(entry):
                 send_entry(entry)
         return refresh_deletes, snapshot_cookie
+
+    def log_cannot_cover(self, txn, consumer: dict[int, str], provider: dict[int, str]) -> bool:
+        """syncprov on an accesslog database (nopresent and reloadhint, as a delta-syncrepl provider sets it): a
+        consumer behind whose cookie the log starts (minCSN on its suffix entry, raised by logpurge) must
+        reload the content; slapd answers e-syncRefreshRequired."""
+        if not (self.settings.nopresent and self.settings.reloadhint):
+            return False
+        behind = any(sid not in consumer or consumer[sid] < csn for sid, csn in provider.items())
+        if not behind and not self.backend.context.dirty:
+            return False
+        suffix = txn.get(self.backend.suffix_ndn)
+        for value in suffix.get("mincsn") if suffix is not None else []:
+            oldest = value.decode()
+            held = consumer.get(sid_of(oldest))
+            if held is not None and oldest <= held:
+                continue
+            if held is None and self.holds_csn(txn, oldest):
+                # a server ID the consumer never heard of, whose first logged change is still there (no purge
+                # went past it): the log has all of it, and a full reload in a delta multi-provider mesh would
+                # lose what the logs merge (slapd reloads here)
+                continue
+            return True
+        return False
+
+    def holds_csn(self, txn, csn: str) -> bool:
+        from pyldapd.model.filter import parse_filter
+
+        return any(
+            True for _ in txn.search(self.backend.suffix_ndn, Scope.SUB, parse_filter(f"(entryCSN={csn})"))
+        )
 
     def send_present(
         self, txn, message_id: int, base_ndn: str, scope: Scope, request, visible, send
@@ -435,6 +597,87 @@ class SyncProvider(Overlay):
             seen.add(uuid)
             cookie = format_cookie(rid, self.cookie_sid(), consumer, delcsn=csn).encode()
             send(self.info_message(message_id, ctl.SyncInfoIdSet(cookie, True, [uuid])))
+
+    def accesslog_deletes(self, txn, consumer: dict[int, str], provider: dict[int, str], base_ndn: str,
+                          scope: Scope, visible) -> Steps:  # fmt: skip
+        """The delete phase syncprov_play_accesslog builds from the log database named by
+        syncprov-sessionlog-source: each entry deleted, renamed out of the search base or no longer matching
+        since the consumer's cookie, as (its log entry's CSN, its entryUUID), in CSN order. None when the log
+        cannot answer: no such database, no minCSN on its suffix entry, or a minCSN (the oldest change the
+        log still holds, per server ID) newer than the cookie's CSN for a server ID the consumer is behind on.
+        As steps (server/steps.py): the result is the generator's return value."""
+        source = self.settings.sessionlog_source
+        try:
+            log_ndn = normalize_dn(source, self.schema)
+        except ValueError:
+            return None
+        log = next((b for b in self.directory.backends if b.suffix_ndn == log_ndn), None)
+        if log is None or log is self.backend:
+            self.log.log(SYNC, f"syncprov: no database configured to hold accesslog dn={source}")
+            return None
+        behind = [sid for sid in provider if consumer.get(sid, "") < provider[sid]]
+        if not behind:
+            return []
+        with log.db.read() as log_txn:
+            root = log_txn.get(log_ndn)
+            mins = {sid_of(v.decode()): v.decode() for v in (root.get("mincsn") if root is not None else [])}
+            for sid in behind:
+                if sid not in mins or consumer[sid] < mins[sid]:
+                    self.log.log(SYNC, "syncprov: accesslog information inadequate for log replay on "
+                                       f"csn={consumer[sid]}")  # fmt: skip
+                    return None
+            oldest = min(consumer[sid] for sid in behind)
+            deletes: list[tuple[str, bytes]] = []
+            seen: set[bytes] = set()
+            for count, record in enumerate(log_txn.csn_after(oldest), 1):  # streamed: not held in memory
+                if not count % STEP_EVERY:
+                    yield None
+                picked = self.logged_delete(txn, record, consumer, provider, base_ndn, scope, visible, seen)
+                if picked is not None:
+                    deletes.append(picked)
+        return deletes
+
+    def logged_delete(self, txn, record: Entry, consumer: dict[int, str], provider: dict[int, str], base_ndn: str,
+                      scope: Scope, visible, seen: set[bytes]) -> tuple[str, bytes] | None:  # fmt: skip
+        """One log entry as syncprov_accesslog_uuid_cb sees it: (CSN, entryUUID) when it names an entry the
+        consumer must delete, else None; `seen` holds the UUIDs already decided."""
+        csn = (record.first("entrycsn") or b"").decode()
+        if record.first("reqresult") != b"0" or not csn or csn > provider.get(sid_of(csn), csn):
+            return None  # a failure, or newer than the state this refresh ends at
+        classes = {c.decode("utf-8", "replace").lower() for c in record.get("objectclass")}
+        kind = (record.first("reqtype") or b"").decode().lower()
+        if not classes & LOGGED_WRITES or kind == "add":
+            return None
+        gone = kind == "delete"
+        old_dn, new_dn = self.logged_dn(record, "reqdn"), self.logged_dn(record, "reqnewdn")
+        if not (under(old_dn, base_ndn) or under(new_dn, base_ndn)):
+            return None  # never in the consumer's content
+        if kind == "modrdn":
+            if not under(old_dn, base_ndn):
+                return None  # renamed into the base: the changed-entries pass sends it
+            gone = not under(new_dn, base_ndn)
+        sid = sid_of(csn)
+        if sid in consumer and csn <= consumer[sid]:
+            return None  # the consumer has it
+        uuid = uuid_bytes(record.first("reqentryuuid"))
+        if uuid is None or uuid in seen:
+            return None
+        seen.add(uuid)
+        if not gone:  # modified or renamed inside the base: gone if no longer there or no longer matching
+            entry = txn.by_uuid(uuid)
+            gone = entry is None or not (
+                in_scope(normalize_dn(entry.dn, self.schema), base_ndn, scope) and visible(entry)
+            )
+        return (csn, uuid) if gone else None
+
+    def logged_dn(self, record: Entry, name: str) -> str | None:
+        value = record.first(name)
+        if value is None:
+            return None
+        try:
+            return normalize_dn(value.decode(), self.schema)
+        except ValueError:
+            return None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -488,6 +731,21 @@ class SyncProvider(Overlay):
         self.psearches.clear()
         if self.ops_since_checkpoint:
             self.checkpoint()
+
+
+def under(ndn: str | None, base_ndn: str) -> bool:
+    return ndn is not None and (ndn == base_ndn or is_descendant(ndn, base_ndn))
+
+
+def uuid_bytes(value: bytes | None) -> bytes | None:
+    """A logged reqEntryUUID (its string form) as the 16 bytes a syncIdSet carries."""
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value.decode("ascii").replace("-", ""))
+    except ValueError:
+        return None
+    return raw if len(raw) == 16 else None
 
 
 def new_context_csn(server_id: int) -> str:

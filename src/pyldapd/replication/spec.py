@@ -5,9 +5,11 @@ Keywords match case-insensitively, values may be quoted; defaults are slapd's (a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyldapd.config.slapdconf import tokenize
+from pyldapd.model.filter import parse_filter
 
 REFRESH_ONLY = "refreshOnly"
 REFRESH_AND_PERSIST = "refreshAndPersist"
@@ -66,7 +68,16 @@ class SyncreplSpec:
     timeout: int = 0
     network_timeout: int = 0
     syncdata: str = "default"
+    # suffixmassage=: entries of searchbase at the provider are kept under this DN here (slapd's rewrite of the
+    # DN and of DN-syntax values, "(.*)<searchbase>$" -> "%1<suffixmassage>")
+    suffixmassage: str = ""
+    logbase: str = ""  # delta-syncrepl (syncdata=accesslog): the provider's log database and the log entries
+    logfilter: str = "(objectclass=*)"  # to replay (slapd's default search filter when logfilter= is absent)
     text: str = ""
+
+    @property
+    def delta(self) -> bool:
+        return self.syncdata == "accesslog"
 
     @property
     def persist(self) -> bool:
@@ -139,6 +150,10 @@ def parse_syncrepl(text: str) -> SyncreplSpec:
             apply_keyword(spec, key, value)
     except ValueError as exc:
         raise SyncreplError(f"syncrepl rid={rid:03d}: {exc}") from None
+    if spec.delta and not spec.logbase:
+        raise SyncreplError(
+            f"syncrepl rid={rid:03d}: syncdata=accesslog needs logbase=<the log database's suffix>"
+        )
     if spec.type == REFRESH_AND_PERSIST and "interval" not in values:
         spec.interval = 60
     return spec
@@ -203,12 +218,40 @@ def apply_keyword(spec: SyncreplSpec, key: str, value: str) -> None:
     elif key == "syncdata":
         if value.lower() not in ("default", "accesslog", "changelog"):
             raise ValueError(f"unknown syncdata {value!r}")
-        if value.lower() != "default":  # refused rather than replicated as plain syncrepl
-            raise ValueError(f"syncdata={value}: delta-syncrepl is not supported by pyldapd yet")
+        if value.lower() == "changelog":  # refused rather than replicated as plain syncrepl
+            raise ValueError("syncdata=changelog (a DSEE changelog provider) is not supported by pyldapd")
         spec.syncdata = value.lower()
-    elif key in ("suffixmassage", "strictrefresh"):
+    elif key == "suffixmassage":
+        spec.suffixmassage = value
+    elif key == "logbase":
+        spec.logbase = value
+    elif key == "logfilter":
+        try:
+            parse_filter(value)
+        except ValueError as exc:
+            raise ValueError(f"invalid logfilter {value!r}: {exc}") from None
+        spec.logfilter = value
+    elif key == "strictrefresh":
         raise ValueError(f"{key} is not supported by pyldapd")
     elif key == "managedsait" and value.lower() not in ("off", "no", "false", "0"):
         raise ValueError("manageDSAit=on is not supported by pyldapd")
     elif key == "version" and value != "3":
         raise ValueError("only version 3 is supported")
+
+
+def check_naming_context(spec: SyncreplSpec, suffix_ndns: list[str], normalize: Callable[[str], str]) -> None:
+    """slapd's checks once a stanza is read: its searchbase (or, with suffixmassage, the massage DN) lies within
+    the database's naming context."""
+
+    def within(ndn: str) -> bool:
+        return any(ndn == suffix or ndn.endswith("," + suffix) for suffix in suffix_ndns)
+
+    if spec.suffixmassage:
+        if not within(normalize(spec.suffixmassage)):
+            raise SyncreplError(
+                f'Massage DN "{spec.suffixmassage}" is not within the database naming context'
+            )
+    elif not within(normalize(spec.searchbase)):
+        raise SyncreplError(
+            f'Base DN "{normalize(spec.searchbase)}" is not within the database naming context'
+        )

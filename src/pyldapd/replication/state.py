@@ -81,12 +81,21 @@ class ContextState:
     def __init__(self) -> None:
         self.csns = CSNSet()
         self.dirty = False  # a write committed without advancing the vector (an older replicated CSN)
+        # the vector of the latest commit, set by the committing (writer) thread; `csns` follows on the event
+        # loop when that commit's effects run. The next transaction starts from this one, not from `csns`.
+        self._committed: CSNSet | None = None
+        # commit order: a transaction's hook runs under the LMDB write lock, so its number says which commit
+        # came last; the loop installs a vector only if it is newer than the installed one (a write committed
+        # on the loop between a group commit and that group's effects is never undone by them)
+        self._commits = 0
+        self._installed = 0
 
     def load(self, stored: bytes | None, suffix_values: list[bytes]) -> None:
         values: list[bytes] = list(suffix_values)
         if stored:
             values += stored.split(b";")
         self.csns = CSNSet.from_values(values)
+        self._committed = None
 
     def encoded(self) -> bytes:
         return encode_csns(self.csns)
@@ -95,14 +104,33 @@ class ContextState:
         """This transaction's copy of the state, installed when (and only if) the transaction commits."""
         pending = txn.pending.get(self)
         if pending is None:
-            pending = txn.pending[self] = _Pending(self.csns.copy())
+            # a nested transaction (one operation of a group commit) starts from the group's copy
+            inherited = txn.inherited(self) if hasattr(txn, "inherited") else None
+            if inherited is not None:
+                base = inherited.csns
+            else:
+                committed = self._committed
+                base = committed if committed is not None else self.csns
+            pending = txn.pending[self] = _Pending(base.copy())
+            if hasattr(txn, "on_commit_here"):
+                txn.on_commit_here(lambda: self._committed_now(pending))
             txn.on_commit(lambda: self._install(pending))
         return pending
 
+    def _committed_now(self, pending: _Pending) -> None:
+        self._commits += 1
+        pending.seq = self._commits
+        self._committed = pending.csns
+
     def _install(self, pending: _Pending) -> None:
-        self.csns = pending.csns
         if pending.dirty:
             self.dirty = True
+        if pending.seq and pending.seq < self._installed:
+            return  # a later commit's vector (which holds this one's) is in place already
+        self._installed = pending.seq
+        self.csns = pending.csns
+        if self._committed is pending.csns:
+            self._committed = None  # the loop has caught up with the writer
 
     def advance(self, txn, csn: str) -> bool:
         """Record a change's CSN in the transaction; the vector moves when it commits. True if it will move."""
@@ -121,6 +149,26 @@ class ContextState:
             txn.put_raw_metadata(CONTEXT_CSN_KEY, encode_csns(pending.csns))
         return changed
 
+    def latest(self) -> CSNSet:
+        """The vector of the latest commit (ahead of `csns` while a group commit's effects are on their way to
+        the event loop)."""
+        committed = self._committed
+        return committed if committed is not None else self.csns
+
+    def current(self, txn=None) -> CSNSet:
+        """The vector as a write transaction sees it (its working copy, or its group's), else `latest`."""
+        if txn is not None:
+            pending = txn.pending.get(self) or txn.inherited(self)
+            if pending is not None:
+                return pending.csns
+        return self.latest()
+
+    def reset(self) -> None:
+        """Forget the vector (a provider asked for a full reload); commits on their way to the loop keep out."""
+        self.csns = CSNSet()
+        self._committed = None
+        self._installed = self._commits + 1
+
     def values(self) -> list[bytes]:
         return [v.encode() for v in self.csns.to_values()]
 
@@ -129,6 +177,7 @@ class ContextState:
 class _Pending:
     csns: CSNSet
     dirty: bool = False
+    seq: int = 0  # its place in commit order (0: committed by a transaction without commit hooks)
 
 
 def encode_csns(csns: CSNSet) -> bytes:

@@ -18,6 +18,7 @@ from pyldapd.config.slapdconf import ConfigError
 from pyldapd.model.dn import normalize_dn
 from pyldapd.model.schema import SCHEMA_DIR, Schema
 from pyldapd.replication.consumer import SyncConsumer
+from pyldapd.replication.delta import DeltaConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
 from pyldapd.server import limits
@@ -52,7 +53,18 @@ def build_schema(config: ServerConfig) -> Schema:
             raise StartupError(str(exc)) from None
     if uses_accesslog(config) and schema.attribute_type("reqStart") is None:
         schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))  # built into slapd's accesslog module
+    add_config_schema(schema)
     return schema
+
+
+def add_config_schema(schema: Schema) -> None:
+    """slapd-config(5)'s olc* types and classes are part of slapd's one schema: cn=Subschema shows them, and a
+    data database may hold such entries (test059 keeps a consumer's cn=config in an ldif database)."""
+    if schema.object_class("olcGlobal") is not None or schema.attribute_type("cn") is None:
+        return  # there already, or the config includes no core schema (their classes name cn)
+    from importlib import resources
+
+    schema.load_text(resources.files("pyldapd.config").joinpath("olc.schema").read_text(), "olc.schema")
 
 
 def uses_accesslog(config: ServerConfig) -> bool:
@@ -174,7 +186,8 @@ class Server:
                 asyncio.get_running_loop().create_task(consumer.stop())
         for rid, spec in wanted.items():
             if rid not in backend.consumers:
-                consumer = SyncConsumer(self.directory, backend, spec, self.cookies.pop(rid, None))
+                kind = DeltaConsumer if spec.delta else SyncConsumer
+                consumer = kind(self.directory, backend, spec, self.cookies.pop(rid, None))
                 backend.consumers[rid] = consumer
                 consumer.start()
 
@@ -229,7 +242,6 @@ class Server:
         if any(b.config.suffix.lower() != d.suffix.lower() for b, d in kept) or (
                 (added or dropped) and not databases_may_change):  # fmt: skip
             raise ValueError("changing a database's suffix or directory needs a restart")
-        served = [b.suffix_ndn for b, _ in kept]
 
         def under(dn: str, suffix: str) -> bool:
             try:
@@ -238,8 +250,24 @@ class Server:
                 return False
             return ndn == base or ndn.endswith("," + base)
 
+        def preceding_suffixes(db) -> list[str]:
+            out = []
+            for other in config.data_databases():
+                if other is db:
+                    break
+                for suffix in other.suffixes:
+                    try:
+                        out.append(normalize_dn(suffix, self.schema))
+                    except ValueError:
+                        pass
+            return out
+
         folders = [os.path.realpath(db.directory) for db in config.data_databases() if db.directory]
         for db in added:  # slapd's checks when it opens a database added over cn=config
+            if db.declared_type == "ldif":  # back-ldif checks no path (its writes fail without the folder)
+                if not db.suffixes:
+                    raise ConfigValueError("<olcDbDirectory> failed startup")
+                continue
             if not os.path.isdir(db.directory):
                 raise ConfigValueError("olcDbDirectory: value #0: invalid path: No such file or directory")
             # slapd names the last olcMdbConfig setting it handled when the database does not start
@@ -255,11 +283,12 @@ class Server:
                     ndn = normalize_dn(suffix, self.schema)
                 except ValueError:
                     raise ConfigValueError(f'<olcSuffix> invalid DN "{suffix}"') from None
-                if any(ndn == other or ndn.endswith("," + other) for other in served):
+                # slapd refuses a suffix a database before this one serves (a glued subordinate is inserted
+                # before its superior, which then does not precede it)
+                if any(ndn == other or ndn.endswith("," + other) for other in preceding_suffixes(db)):
                     raise ConfigValueError(
                         f'<olcSuffix> namingContext "{suffix}" already served by a preceding {db.declared_type} database'
                     )
-                served.append(ndn)
         running = [b for b, _ in kept]
         new = [d for _, d in kept]
         schema = self.schema.copy()
@@ -331,7 +360,8 @@ class Server:
             target = backend.config
             for name in ("rootdn", "rootpw", "maxsize", "sizelimit", "timelimit", "sizelimit_words", "timelimit_words", "readonly", "access", "access_sources",
                          "limits", "limits_sources", "syncrepl", "updateref", "multiprovider", "overlays",
-                         "requires", "restrict", "security", "updatedn", "lastbind", "add_content_acl"):  # fmt: skip
+                         "requires", "restrict", "security", "updatedn", "lastbind", "add_content_acl",
+                         "subordinate"):  # fmt: skip
                 setattr(target, name, getattr(db, name))
             backend.rootdn_ndn = normalize_dn(target.rootdn, self.schema) if target.rootdn else ""
             if db.indexes != target.indexes:
@@ -352,6 +382,8 @@ class Server:
                                  for db in config.databases]  # fmt: skip
             backends = {id(backend.config): backend for backend in self.directory.backends + opened}
             self.directory.backends = [backends[id(db)] for db in current.data_databases()]
+        else:
+            self.directory.backends = self.directory.backends  # glue links follow olcSubordinate changes
         self.directory.access = AccessControl(self.directory)
         for backend in opened:  # syncprov and syncrepl of a new database (later overlays: refresh as above)
             self.refresh_replication(backend)
@@ -444,6 +476,8 @@ class Server:
         )
         for backend in self.directory.backends:
             self.refresh_replication(backend)
+        if self.directory.configdb is not None:  # syncprov and syncrepl of cn=config itself
+            self.directory.configdb.refresh_replication()
         self.log.starting = False
         if self.service is not None:
             self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
@@ -492,10 +526,12 @@ class Server:
             self.service.notify("STOPPING=1")
         for listener in self.listeners + self.http_listeners:
             listener.close()
-        for backend in self.directory.backends:
+        for backend in self.directory.replicated():
             for consumer in list(backend.consumers.values()):
                 await consumer.stop()
             backend.consumers.clear()
+        if self.directory.configdb is not None:
+            self.directory.configdb.backend.close()
         for connection in list(self.connections):
             connection.close()
         for listener in self.listeners + self.http_listeners:

@@ -9,8 +9,10 @@ default `olcAccess` on `olcDatabase={0}config` says.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable
+import uuid as uuidlib
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope
@@ -37,15 +39,18 @@ from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.filter import FilterEvaluator
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
+from pyldapd.replication.state import Change
 from pyldapd.server.entries import check_entry, validate_values
 from pyldapd.server.errors import LDAPError
 
 if TYPE_CHECKING:
     from pyldapd.server.app import Server
 
+# what the config database takes besides its root: its replication (replication/configsync.py)
+CONFIG_REPLICATION = ("olcsyncrepl", "olcmultiprovider", "olcupdateref")
 ROOT_PEERCRED = "gidnumber=0+uidnumber=0,cn=peercred,cn=external,cn=auth"
 # the overlays pyldapd implements; slapd refuses an olcOverlay it has no module for
-OVERLAYS = ("syncprov", "accesslog")
+OVERLAYS = ("syncprov", "accesslog", "glue")
 SYNTAX_OID = re.compile(r"\bSYNTAX\s+'?([0-9.]+)", re.IGNORECASE)
 
 
@@ -72,7 +77,18 @@ class ConfigDatabase:
             e.dn.lower().startswith("olcdatabase=") and strip_order(first(e, "olcDatabase")).lower() == "monitor")]  # fmt: skip
         database = cls(server, None, entries)
         existing = database.data_databases(database.entries)
-        changed, removed = database.renumbered([e for _, e in existing], existing)
+        # file order: the monitor database where slapd.conf declares it (test043 edits {1}accesslog of the
+        # database after its log database, with `database monitor` last)
+        monitors = [e for _, e in existing if strip_order(first(e, "olcDatabase")).lower() == "monitor"]
+        others = [e for _, e in existing if strip_order(first(e, "olcDatabase")).lower() != "monitor"]
+        ordered = []
+        for db in config.databases:
+            if db.type == "monitor" and monitors:
+                ordered.append(monitors.pop(0))
+            elif db.type not in ("monitor", "config", "frontend") and others:
+                ordered.append(others.pop(0))
+        ordered += monitors + others
+        changed, removed = database.renumbered(ordered, existing)
         for ndn in removed:
             del database.entries[ndn]
         database.entries.update(changed)
@@ -87,6 +103,10 @@ class ConfigDatabase:
         self.entries: dict[str, Entry] = {}
         for entry in entries:
             self.entries[self.ndn(entry.dn)] = entry
+        from pyldapd.replication.configsync import ConfigBackend
+
+        # cn=config as syncprov and syncrepl see a database (replication of cn=config itself)
+        self.backend = ConfigBackend(self)
 
     # -- names and rights -----------------------------------------------------------------------------------
 
@@ -113,11 +133,13 @@ class ConfigDatabase:
         ndn = session.bind_ndn
         return bool(ndn) and (ndn == ROOT_PEERCRED or ndn == self.rootdn_ndn())
 
-    def require_write(self, session: Any) -> None:
+    def require_write(self, session: Any, dn: str = "") -> None:
         if session.anonymous:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         if not self.allowed(session):
             raise LDAPError(ResultCode.insufficientAccessRights, "")
+        # a plain consumer of another server's cn=config refers writes to it, as slapd's single shadow does
+        self.server.directory.check_shadow(self.backend, dn, session)
 
     # -- search and compare ---------------------------------------------------------------------------------
 
@@ -181,7 +203,7 @@ class ConfigDatabase:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         ndn = self.ndn(request.dn)
         current = self.lookup(ndn)
-        self.require_write(session)
+        self.require_write(session, request.dn)
         self.check_fixed_database(ndn, current, request.changes)
         entry = current.copy()
         naming = self.schema.attribute_type(rdn_type(ndn))
@@ -196,7 +218,7 @@ class ConfigDatabase:
                 self.check_shadow(entry, canonical_name(self.schema, change.attr))
         check_entry(self.schema, entry, check_rdn=False)
         self.check_schema_values(ndn, entry)
-        self.commit({ndn: entry}, [])
+        self.commit({ndn: entry}, [], who=session.bind_ndn)
         return []
 
     def check_fixed_database(self, ndn: str, entry: Entry, changes: list[ldap.Change]) -> None:
@@ -211,8 +233,9 @@ class ConfigDatabase:
         for change in changes:
             name = canonical_name(self.schema, change.attr)
             allowed = (
-                {"olcrootdn", "olcrootpw"} if kind == "config" else {"olcrootdn", "olcrootpw", "olcaccess"}
-            )
+                {"olcrootdn", "olcrootpw", *CONFIG_REPLICATION} if kind == "config"
+                else {"olcrootdn", "olcrootpw", "olcaccess"}
+            )  # fmt: skip
             if name.lower() not in allowed:
                 raise LDAPError(ResultCode.unwillingToPerform,
                                 f"<{name}> not supported by pyldapd on the {kind} database")  # fmt: skip
@@ -317,7 +340,7 @@ class ConfigDatabase:
         parent_ndn = self.ndn(parent)
         if parent_ndn not in self.entries:
             self.lookup(parent_ndn)
-        self.require_write(session)
+        self.require_write(session, request.dn)
         for description, values in request.attributes:  # values first, as slapd checks them before the name
             at = self.schema.attribute_type(canonical_name(self.schema, description))
             if at is None:
@@ -331,10 +354,10 @@ class ConfigDatabase:
         position = order_of(value)
         if attr_name.lower() == "olcoverlay":
             parent_kind = strip_order(first(self.entries[parent_ndn], "olcDatabase")).lower()
-            if parent_kind in ("config", "monitor", "frontend"):  # syncprov over cn=config: not implemented
+            name = strip_order(value).lower()
+            if parent_kind in ("monitor", "frontend") or (parent_kind == "config" and name != "syncprov"):
                 raise LDAPError(ResultCode.unwillingToPerform,
                                 f"<olcOverlay> not supported by pyldapd on the {parent_kind} database")  # fmt: skip
-            name = strip_order(value).lower()
             if name not in OVERLAYS:
                 raise LDAPError(ResultCode.other, "<olcOverlay> handler exited with 1")
             if any(strip_order(first(e, "olcOverlay")).lower() == name for e in siblings):
@@ -345,7 +368,7 @@ class ConfigDatabase:
                 raise LDAPError(ResultCode.unwillingToPerform, "operation requires sibling renumbering")
             value = f"{{{len(siblings)}}}{strip_order(value)}"
         elif attr_name.lower() == "olcdatabase" and parent_ndn == CONFIG_DN:
-            return self.add_database(request, strip_order(value), position)
+            return self.add_database(request, strip_order(value), position, session.bind_ndn)
         dn = f"{attr_name}={value},{parent}"
         ndn = self.ndn(dn)
         if ndn in self.entries:
@@ -356,7 +379,7 @@ class ConfigDatabase:
                 self.check_shadow(entry, name)
         check_entry(self.schema, entry, check_rdn=False)
         self.check_schema_values(ndn, entry)
-        self.commit({ndn: entry}, [])
+        self.commit({ndn: entry}, [], who=session.bind_ndn)
         return []
 
     def new_entry(self, dn: str, attr_name: str, value: str, request: ldap.AddRequest) -> Entry:
@@ -393,7 +416,9 @@ class ConfigDatabase:
                  rdn_type(ndn) == "olcdatabase" and (order_of(first(e, "olcDatabase")) or 0) > 0]  # fmt: skip
         return sorted(found, key=lambda item: order_of(first(item[1], "olcDatabase")) or 0)
 
-    def add_database(self, request: ldap.AddRequest, kind: str, position: int | None) -> list[Control]:
+    def add_database(
+        self, request: ldap.AddRequest, kind: str, position: int | None, who: str
+    ) -> list[Control]:
         kind = kind.lower()
         if kind in ("frontend", "config", "monitor"):
             raise LDAPError(ResultCode.unwillingToPerform,
@@ -411,7 +436,7 @@ class ConfigDatabase:
         ordered.insert(slot, entry)
         changed, removed = self.renumbered(ordered, existing)
         changed[self.ndn(dn)] = entry
-        self.commit(changed, removed, databases_may_change=True)
+        self.commit(changed, removed, databases_may_change=True, who=who)
         return []
 
     def renumbered(
@@ -442,18 +467,18 @@ class ConfigDatabase:
                     removed.append(child_ndn)
         return changed, removed
 
-    def delete_database(self, ndn: str) -> None:
+    def delete_database(self, ndn: str, who: str) -> None:
         existing = self.data_databases(self.entries)
         ordered = [e for n, e in existing if n != ndn]
         changed, removed = self.renumbered(ordered, existing)
-        self.commit(changed, [ndn, *removed], databases_may_change=True)
+        self.commit(changed, [ndn, *removed], databases_may_change=True, who=who)
 
     def delete(self, session: Any, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
         if session.anonymous:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         ndn = self.ndn(request.dn)
         self.lookup(ndn)
-        self.require_write(session)
+        self.require_write(session, request.dn)
         if self.has_children(ndn):
             raise LDAPError(ResultCode.notAllowedOnNonLeaf, "")
         if rdn_type(ndn) == "olcdatabase":
@@ -463,19 +488,30 @@ class ConfigDatabase:
             if kind == "monitor":
                 raise LDAPError(ResultCode.unwillingToPerform,
                                 "pyldapd: the monitor database cannot be deleted at run time")  # fmt: skip
-            self.delete_database(ndn)  # slapd 2.5 closes it and renumbers the ones after it
+            self.delete_database(ndn, session.bind_ndn)  # slapd 2.5 closes it and renumbers the ones after it
             return []
         if rdn_type(ndn) != "olcoverlay":
             raise LDAPError(ResultCode.unwillingToPerform, "")
-        self.commit({}, [ndn])
+        self.commit({}, [ndn], who=session.bind_ndn)
         return []
 
     # -- commit ---------------------------------------------------------------------------------------------
 
-    def commit(
-        self, changed: dict[str, Entry], removed: list[str], *, databases_may_change: bool = False
-    ) -> None:
-        """Validate the configuration the change leads to, apply it to the server, then persist it."""
+    def commit(self, changed: dict[str, Entry], removed: list[str], *, databases_may_change: bool = False,
+               who: str = CONFIG_DN, replicated: bool = False) -> list[Change]:  # fmt: skip
+        """Validate the configuration the change leads to, apply it to the server, then persist it. A local
+        change gets slapd's operational attributes (entryCSN...) and goes to cn=config's syncprov overlay; a
+        `replicated` one (replication/configsync.py) keeps the provider's. Returns the entries' changes."""
+        before = {ndn: self.entries[ndn] for ndn in [*changed, *removed] if ndn in self.entries}
+        # each entry changed is a change of its own with its own CSN (as each is an operation in slapd): a
+        # consumer takes a change whose CSN its state already holds for one it has seen
+        csns: dict[str, str] = {}
+        if not replicated:
+            for ndn, entry in changed.items():
+                csns[ndn] = self.server.directory.csn.next()
+                stamp_entry(
+                    entry, csns[ndn], who or CONFIG_DN, new=ndn not in self.entries, schema=self.schema
+                )
         candidate = dict(self.entries)
         for ndn in removed:
             del candidate[ndn]
@@ -493,22 +529,126 @@ class ConfigDatabase:
             self.server.apply_config(new_config)
         except ConfigValueError as exc:  # a database added that could not be opened: nothing was applied
             raise LDAPError(ResultCode.other, str(exc)) from None
-        # the modules Debian's slapd needs for what the tree now holds, so that it still loads the tree
+        self.server.config.config_database = new_config.config_database
+        # the modules Debian's slapd needs for what the tree now holds, so that it still loads the tree (a
+        # replicated tree brings its provider's module entries)
         module_ndn = self.ndn(f"cn=module{{0}},{CONFIG_DN}")
-        module = module_entry_for(new_config, candidate.get(module_ndn))
+        module = None if replicated else module_entry_for(new_config, candidate.get(module_ndn))
         if module is not None:
+            csns[module_ndn] = self.server.directory.csn.next()
+            stamp_entry(module, csns[module_ndn], who or CONFIG_DN, new=module_ndn not in self.entries,
+                        schema=self.schema)  # fmt: skip
             candidate[module_ndn] = changed[module_ndn] = module
         # a renamed entry's old file goes (deepest first, so that emptied folders go too), unless reused
         removed_dns = sorted((self.entries[ndn].dn for ndn in removed if ndn not in changed),
                              key=lambda dn: -len(split_dn(dn)))  # fmt: skip
-        self.entries = {ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)}
-        if removed and changed:
-            self.entries = tree_order(self.entries)
-        if self.path is None:  # served from a slapd.conf: nothing is written, as slapd without -F
+        self.entries = tree_order({ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)})
+        if self.path is not None:  # served from a slapd.conf: nothing is written, as slapd without -F
+            write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
+            for dn in removed_dns:
+                remove_entry_file(self.path, dn)
+        changes = [Change("delete", before[ndn], None, csns.get(ndn) or self.server.directory.csn.next())
+                   for ndn in removed if ndn not in changed]  # fmt: skip
+        changes += [Change("modify" if ndn in before else "add", before.get(ndn), entry,
+                           csns.get(ndn) or (entry.first("entrycsn") or b"").decode())
+                    for ndn, entry in changed.items()]  # fmt: skip
+        self.refresh_replication()
+        if not replicated:
+            self.publish_local(changes)
+        return changes
+
+    # -- replication of cn=config itself (replication/configsync.py) ----------------------------------------
+
+    def refresh_replication(self) -> None:
+        """syncprov and syncrepl of cn=config follow olcDatabase={0}config (at start and after each change)."""
+        from pyldapd.replication import configsync
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving (yet): Server.start calls this again
+        settings = self.server.config.config_database
+        if settings is not None and (settings.syncrepl or settings.overlays):
+            self.ensure_identities()
+        configsync.refresh(self)
+
+    def ensure_identities(self) -> None:
+        """Replication tells entries apart by entryUUID: entries written without one (`pyldapd init` trees,
+        older slapd.d) get theirs, with entryCSN and the rest, as slapd's slapd.d entries all have them."""
+        missing = [(ndn, e) for ndn, e in self.entries.items() if not e.get("entryuuid")]
+        for ndn, entry in missing:
+            stamped = entry.copy()
+            stamp_entry(stamped, self.server.directory.csn.next(), CONFIG_DN, new=True, schema=self.schema)
+            self.entries[ndn] = stamped
+        if missing and self.path is not None:
+            write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
+
+    def publish_local(self, changes: list[Change]) -> None:
+        """Changes made here: with syncprov on cn=config, their CSNs join the contextCSN and they go out."""
+        backend = self.backend
+        if backend.provider is None:
+            return  # as in slapd, where the syncprov overlay keeps cn=config's contextCSN
+        with backend.db.write() as txn:
+            for change in changes:
+                backend.context.advance(txn, change.csn)
+        for change in changes:
+            backend.publish(change)
+
+    def store_context_csn(self, values: list[bytes]) -> None:
+        """cn=config's contextCSN vector on the cn=config entry (and its file), as slapd keeps it."""
+        entry = self.entries.get(CONFIG_DN)
+        if entry is None or entry.get("contextcsn") == values:
             return
-        write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
-        for dn in removed_dns:
-            remove_entry_file(self.path, dn)
+        entry = entry.copy()
+        entry.put("contextcsn", "contextCSN", values)
+        self.entries[CONFIG_DN] = entry
+        if self.path is not None:
+            write_slapd_d(self.path, [entry])
+
+    def apply_replicated(self, changed: dict[str, Entry], removed: list[str]) -> list[Change]:
+        """Entries from a provider of cn=config, applied as a cn=config change (validated, made effective,
+        written): each as the provider has it, with its operational attributes."""
+        for ndn, entry in changed.items():
+            local = self.entries.get(ndn)
+            if local is not None and local.get("contextcsn") and ndn == CONFIG_DN:
+                entry.put("contextcsn", "contextCSN", local.get("contextcsn"))  # this server's own state
+        return self.commit(changed, removed, databases_may_change=True, replicated=True)
+
+    def delete_replicated(self, ndn: str) -> list[Change]:
+        """An entry deleted at the provider: gone here too, with its children (a database's overlays)."""
+        if rdn_type(ndn) == "olcdatabase" and strip_order(first(self.entries[ndn], "olcDatabase")).lower() in (
+                "frontend", "config"):  # fmt: skip
+            raise LDAPError(ResultCode.unwillingToPerform, "Cannot delete config or frontend database")
+        doomed = [n for n in self.entries if n == ndn or is_descendant(n, ndn)]
+        return self.commit({}, doomed, databases_may_change=True, replicated=True)
+
+    def sync_search(self, conn: Any, message_id: int, request: ldap.SearchRequest, controls: list[Control],
+                    sync_control: Control, selection_factory: Callable) -> Generator[Any, Any, bool]:  # fmt: skip
+        """An RFC 4533 sync search of cn=config, answered by its syncprov overlay, as resumable steps
+        (server/steps.py; True: it stays open)."""
+        from pyldapd.protocol import controls as ctl
+
+        base = self.ndn(request.base)
+        provider = self.backend.provider
+        if provider is None:
+            if sync_control.critical:
+                raise LDAPError(ResultCode.unavailableCriticalExtension, "critical extension is unavailable")
+            sent = self.search(conn.session, message_id, request, selection_factory, conn.send)
+            conn.result(message_id, ldap.SEARCH_RESULT_DONE, ResultCode.success, nentries=sent)
+            return False
+        self.lookup(base)
+        if not self.allowed(conn.session):
+            raise LDAPError(ResultCode.noSuchObject, "")
+        try:
+            sync = ctl.decode_sync_request(sync_control.value)
+        except Exception as exc:
+            raise LDAPError(ResultCode.protocolError, "Sync Request control value is malformed") from exc
+        if request.scope not in (0, 1, 2, 3):
+            raise LDAPError(ResultCode.protocolError, "invalid scope")
+        selection = selection_factory(self.schema, request.attributes, request.types_only)
+        matches = self.filters.compile(request.filter)
+        return (yield from provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
+                                                base, 0))  # fmt: skip
 
     def check_schema_values(self, ndn: str, entry: Entry) -> None:
         """New attribute types name syntaxes slapd knows (pyldapd's Schema accepts unknown ones)."""
@@ -564,6 +704,8 @@ class ConfigDatabase:
                     ":", ",", 1)  # fmt: skip
             return "Error: parse_syncrepl_line: " + text.removeprefix("syncrepl: ")
         if isinstance(exc, SchemaError):
+            if exc.slapd_text and "ditcontentrule" in text:
+                return f"olcDitContentRules: {exc.slapd_text}"
             duplicate = re.search(r"(attributetype|objectclass) \S+: name '([^']+)' is already used", text)
             if duplicate and duplicate.group(1) == "attributetype":
                 return f'olcAttributeTypes: Inconsistent duplicate attributeType: "{duplicate.group(2)}"'
@@ -582,6 +724,33 @@ class ConfigDatabase:
             if key not in keys:
                 keys.append(key)
         return [k for k in keys if k in entries]
+
+
+def stamp_entry(entry: Entry, csn: str, who: str, *, new: bool, schema) -> None:
+    """slapd's operational attributes on a cn=config entry a client (or the server) adds or changes."""
+    now = (csn[:14] + "Z").encode()
+    if new:
+        for name, value in (("entryUUID", str(uuidlib.uuid1()).encode()), ("creatorsName", who.encode()),
+                            ("createTimestamp", now)):  # fmt: skip
+            if not entry.get(name.lower()):
+                entry.put(name.lower(), name, [value])
+        if not entry.get("structuralobjectclass"):
+            structural = structural_class_of(schema, entry)
+            if structural:
+                entry.put("structuralobjectclass", "structuralObjectClass", [structural.encode()])
+    entry.put("entrycsn", "entryCSN", [csn.encode()])
+    entry.put("modifiersname", "modifiersName", [who.encode()])
+    entry.put("modifytimestamp", "modifyTimestamp", [now])
+
+
+def structural_class_of(schema, entry: Entry) -> str:
+    """The most derived STRUCTURAL class among the entry's (olcMdbConfig over olcDatabaseConfig)."""
+    from pyldapd.config.slapdd import ConfigImportError, _structural_class
+
+    try:
+        return _structural_class(schema, entry, entry.dn)
+    except ConfigImportError:
+        return ""
 
 
 def tree_order(entries: dict[str, Entry]) -> dict[str, Entry]:
@@ -605,9 +774,19 @@ def tree_order(entries: dict[str, Entry]) -> dict[str, Entry]:
 def validate_config(config: ServerConfig) -> None:
     """What a running slapd would refuse in a configuration change (used before anything is applied)."""
     from pyldapd.overlays.accesslog import check_accesslog
-    from pyldapd.replication.spec import parse_syncrepl
+    from pyldapd.replication.spec import check_naming_context, parse_syncrepl
 
     check_accesslog(config)
+    from pyldapd.replication.provider import check_syncprov
+
+    check_syncprov(config, online=True)  # values: read (and refused in slapd's words) by config_from_entries
+    schema = config_schema()  # DNs of naming contexts and search bases compare in their normalized form
+
+    def normalize(dn: str) -> str:
+        return normalize_dn(dn, schema)
+
     for db in config.data_databases():
         for text in db.syncrepl:
-            parse_syncrepl(text)
+            check_naming_context(parse_syncrepl(text), [normalize(s) for s in db.suffixes], normalize)
+    for text in config.config_database.syncrepl if config.config_database else []:
+        parse_syncrepl(text)

@@ -50,6 +50,12 @@ LARGE_PDU = 65536
 # Requests received while a search runs on the connection wait, in order; past this many, reading stops until
 # the search ends (an Abandon among the first ones is acted on at once)
 HELD_MAX = 64
+WRITE_METHODS = {  # request -> the Directory method a writer thread runs (Directory.write)
+    ldap.AddRequest: "add",
+    ldap.ModifyRequest: "modify",
+    ldap.DelRequest: "delete",
+    ldap.ModifyDNRequest: "modify_dn",
+}
 # Operations whose controls may include Pre/Post-Read and Assertion.
 EXTENDED_RESULT_NAME_TAG = 0x8A
 EXTENDED_RESULT_VALUE_TAG = 0x8B
@@ -619,16 +625,15 @@ class LDAPConnection(asyncio.Protocol):
                     return
                 if not outcome.verify():
                     raise LDAPError(ResultCode.invalidCredentials)
-                outcome = directory.finish_bind(session, outcome)
+                self.finish_bind(mid, op, tag, outcome)
+                return
             self.bound(mid, op, tag, *outcome)
-        elif isinstance(op, ldap.AddRequest):
-            self.result(mid, tag, ResultCode.success, controls=directory.add(session, op, controls))
-        elif isinstance(op, ldap.ModifyRequest):
-            self.result(mid, tag, ResultCode.success, controls=directory.modify(session, op, controls))
-        elif isinstance(op, ldap.DelRequest):
-            self.result(mid, tag, ResultCode.success, controls=directory.delete(session, op, controls))
-        elif isinstance(op, ldap.ModifyDNRequest):
-            self.result(mid, tag, ResultCode.success, controls=directory.modify_dn(session, op, controls))
+        elif type(op) in WRITE_METHODS:
+            # on the database's writer thread, answered once durable (group commit, backends/writer.py)
+            def answer(response_controls: list[Control]) -> None:
+                self.result(mid, tag, ResultCode.success, controls=response_controls)
+
+            self.in_writer(mid, tag, directory.write(WRITE_METHODS[type(op)], session, op, controls), answer)
         elif isinstance(op, ldap.CompareRequest):
             self.result(mid, tag, directory.compare(session, op, controls))
         elif isinstance(op, ldap.ExtendedRequest):
@@ -650,9 +655,24 @@ class LDAPConnection(asyncio.Protocol):
         def then(valid: bool) -> None:
             if not valid:
                 raise LDAPError(ResultCode.invalidCredentials)
-            self.bound(mid, op, tag, *self.directory.finish_bind(self.session, check))
+            self.finish_bind(mid, op, tag, check)
 
         self.in_thread(mid, tag, check.verify, then)
+
+    def finish_bind(self, mid: int, op: ldap.BindRequest, tag: int, check: PasswordCheck) -> None:
+        """A verified simple bind; with `lastbind` its pwdLastSuccess write goes through the database's writer
+        thread, and the bind is answered once it is stored."""
+        backend = check.backend
+        if backend is None or not backend.config.lastbind:
+            self.bound(mid, op, tag, *self.directory.finish_bind(self.session, check))
+            return
+
+        async def written() -> tuple[str, str]:
+            return await backend.db.writer.submit(
+                lambda _txn: self.directory.finish_bind(self.session, check)
+            )
+
+        self.in_writer(mid, tag, written(), lambda identity: self.bound(mid, op, tag, *identity))
 
     def in_thread(self, mid: int, tag: int, work: Callable[[], Any], then: Callable[[Any], None]) -> None:
         """Slow password work ({ARGON2}...) runs on a worker thread (the hash releases the GIL) while the loop
@@ -667,25 +687,34 @@ class LDAPConnection(asyncio.Protocol):
         future = asyncio.get_running_loop().run_in_executor(self.server.password_pool, work)
         future.add_done_callback(lambda done: self.thread_done(mid, tag, done, then))
 
+    def in_writer(self, mid: int, tag: int, write: Any, then: Callable[[Any], None]) -> None:
+        """A write runs on its database's writer thread; the loop serves other connections meanwhile, and this
+        connection's next requests wait, in order, as for `in_thread`."""
+        self.busy = True
+        if self.transport is not None:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+        future = asyncio.ensure_future(write)
+        future.add_done_callback(lambda done: self.thread_done(mid, tag, done, then))
+
     def thread_done(self, mid: int, tag: int, done: asyncio.Future, then: Callable[[Any], None]) -> None:
         self.busy = False
         if self.closing or self.transport is None or self.transport.is_closing():
+            if not done.cancelled():
+                done.exception()  # retrieved: the client is gone, its write's outcome stays unreported
             return
         try:
             then(done.result())
         except LDAPError as exc:
             self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
+        except DatabaseFull:  # past maxsize: back-mdb's answer to MDB_MAP_FULL for this operation
+            self.result(mid, tag, ResultCode.other, MAP_FULL_TEXT.get(tag, "internal error"), nentries=0)
         except Exception as exc:  # a broken stored value fails this operation, never the server
-            self.log.error(f"conn={self.session.conn_id} password work failed: {exc!r}")
+            self.log.error(f"conn={self.session.conn_id} operation failed: {exc!r}")
             self.result(mid, tag, ResultCode.other, "internal error", nentries=0)
-        held, self.held_pdus = self.held_pdus, []
-        if held:
-            self.process_pdus(held)
-        if not (self.busy or self.write_paused or self.closing):
-            try:
-                self.transport.resume_reading()
-            except RuntimeError:
-                pass
+        self.go_on()  # the requests held meanwhile, then reading
 
     def extended(self, mid: int, op: ldap.ExtendedRequest, tag: int, session=None) -> None:
         session = session if session is not None else self.session
@@ -698,10 +727,12 @@ class LDAPConnection(asyncio.Protocol):
         elif op.name == ctl.PASSWORD_MODIFY:
             change = self.directory.prepare_password_modify(session, op.value)
 
-            def then(_: None) -> None:
-                value = self.directory.finish_password_modify(session, change)
+            def answer(value: bytes | None) -> None:
                 extra = tlv(EXTENDED_RESULT_VALUE_TAG, value) if value is not None else b""
                 self.result(mid, tag, ResultCode.success, extra=extra)
+
+            def then(_: None) -> None:  # the write, on the database's writer thread
+                self.in_writer(mid, tag, self.directory.password_modify_written(session, change), answer)
 
             if change.slow:  # {ARGON2} and the like: hashed and checked on a worker thread
                 self.in_thread(mid, tag, change.compute, then)

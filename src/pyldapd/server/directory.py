@@ -16,7 +16,7 @@ import time
 import uuid
 from array import array
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from pyldapd.backends.base import (
     StorageError,
     TooManyCandidates,
 )
-from pyldapd.backends.mdb import MdbDatabase, WriteTxn
+from pyldapd.backends.mdb import CommitFailed, MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
@@ -47,7 +47,15 @@ from pyldapd.overlays.base import Overlay, OverlayStack, WriteOp
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
-from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, ContextState, entry_uuid_bytes, write_tombstone
+from pyldapd.replication.state import (
+    CONTEXT_CSN_KEY,
+    Change,
+    ContextState,
+    encode_csns,
+    entry_uuid_bytes,
+    write_tombstone,
+)
+from pyldapd.server import glue
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
     add_rdn_values,
@@ -191,6 +199,22 @@ class PasswordChange:
             self.old_valid = any(verify_password(self.old_password, value) for value in self.stored)
 
 
+SOURCE_SHIFT = 56  # a paged search's ids: the source (glued database) number above the entry id
+SOURCE_ID_MASK = (1 << SOURCE_SHIFT) - 1
+
+
+@dataclass
+class PagedSource:
+    """One database's part of a paged search: its read transaction, access guard, filter, base and scope."""
+
+    txn: Any
+    guard: Any
+    matches: Callable[[Entry], bool]
+    base_ndn: str
+    scope: Scope
+    present: bool = True  # False: a glued subordinate whose suffix entry is not there
+
+
 @dataclass
 class PagedSearch:
     """A paged search between pages: the request it answers, the ids of the matching entries (8 bytes each, one
@@ -224,6 +248,9 @@ def logs_failures(kind: str) -> Callable[[Callable[..., list[Control]]], Callabl
     return wrap
 
 
+FAILURE_KINDS = {"modify_dn": "rename"}  # Directory method -> the kind overlays record
+
+
 def who(session: Session) -> tuple[int, str]:
     """The connection and authorization identity an overlay records for an operation."""
     return session.conn_id, session.bind_dn
@@ -242,12 +269,30 @@ def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
     full; the map at its maximum size) nothing of it happened and the client gets result 80 with back-mdb's
     text; in-memory state (contextCSN, session log, persistent searches) has not moved either."""
     try:
-        with backend.db.write() as txn:
-            yield txn
+        nested = backend.db.current_write()
+        if nested is not None:
+            # on the database's writer thread (group commit): the operation's nested transaction, which the
+            # writer commits with its group; a failed group commit answers with this text (Directory.write)
+            nested.failed_text = failed
+            yield nested
+        else:
+            with backend.db.write() as txn:
+                yield txn
     except DatabaseFull:
         raise  # past maxsize: the connection answers as back-mdb answers MDB_MAP_FULL for the operation
     except StorageError as exc:
-        raise LDAPError(ResultCode.other, failed) from exc
+        raise LDAPError(ResultCode.other, getattr(exc, "result_text", "") or failed) from exc
+
+
+@contextmanager
+def writing(db: MdbDatabase) -> Iterator[WriteTxn]:
+    """A write transaction of db: on its writer thread, the running operation's nested one."""
+    nested = db.current_write()
+    if nested is not None:
+        yield nested
+    else:
+        with db.write() as txn:
+            yield txn
 
 
 class Backend:
@@ -256,12 +301,20 @@ class Backend:
     def __init__(self, config: DatabaseConfig, schema: Schema, *, sync: bool = True) -> None:
         self.config = config
         self.schema = schema
-        os.makedirs(config.directory, exist_ok=True)
+        if config.declared_type != "ldif":  # back-ldif never makes its folder (slapd's writes then fail)
+            os.makedirs(config.directory, exist_ok=True)
         indexes = stored_indexes(config)
         # maxsize is slapd's hard limit on the map; without it the map grows as needed
         kwargs = {"maxsize": config.maxsize, "max_mapsize": config.maxsize} if config.maxsize else {}
         # sync=False: bulk loads (`pyldapd add -q`), which call db.sync() at the end
-        self.db = MdbDatabase(config.directory, schema, config.suffix, indexes=indexes, sync=sync, **kwargs)
+        if config.declared_type == "ldif":  # slapd-ldif(5): the entries are LDIF files
+            from pyldapd.backends.ldif import LdifDatabase
+
+            self.db = LdifDatabase(config.directory, schema, config.suffix, indexes=indexes)
+        else:
+            self.db = MdbDatabase(
+                config.directory, schema, config.suffix, indexes=indexes, sync=sync, **kwargs
+            )
         self.suffix_ndn = normalize_dn(config.suffix, schema)
         self.rootdn_ndn = normalize_dn(config.rootdn, schema) if config.rootdn else ""
         self.context = ContextState()
@@ -269,6 +322,9 @@ class Backend:
         self.consumers: dict[int, Any] = {}  # rid -> SyncConsumer
         # syncrepl stanzas naming this server itself as provider: slapd ignores them, so they make no shadow
         self.self_syncrepl = 0
+        # glue (server/glue.py): the database this subordinate is glued under, and a superior's subordinates
+        self.superior: Backend | None = None
+        self.subordinates: list[Backend] = []
 
     @property
     def provider(self) -> SyncProvider | None:
@@ -305,24 +361,40 @@ class Backend:
 
     def write_context_csn(self) -> None:
         """Copy the in-memory contextCSN vector onto the suffix entry, as syncprov's checkpoint does."""
-        values = self.context.values()
-        if not values:
+        if not self.context.values() and not self.context.latest():
             return
         with self.db.write() as txn:
+            # the vector of the latest commit, read under the write lock: a group commit whose effects have not
+            # reached the event loop yet is in it, and no commit can slip in between
+            latest = self.context.latest()
+            values = [v.encode() for v in latest.to_values()]
             suffix = txn.get(self.suffix_ndn)
-            if suffix is None or suffix.get("contextcsn") == values:
+            if not values or suffix is None or suffix.get("contextcsn") == values:
                 return
             entry = suffix.copy()
             entry.put("contextcsn", "contextCSN", values)
             txn.modify(self.suffix_ndn, entry)
-            txn.put_raw_metadata(CONTEXT_CSN_KEY, self.context.encoded())
+            txn.put_raw_metadata(CONTEXT_CSN_KEY, encode_csns(latest))
 
     def publish(self, change: Change) -> None:
-        """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches)."""
+        """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches), and
+        a glue superior's overlays above glue see a subordinate's. On the writer thread this waits for the group
+        commit and runs on the event loop, in commit order."""
+        nested = self.db.current_write()
+        if nested is not None:
+            nested.on_commit(functools.partial(self.published, change))
+        else:
+            self.published(change)
+
+    def published(self, change: Change) -> None:
         self.overlays.after_commit(change)
+        if self.superior is not None:
+            glue.publish_to_superior(self, change)
 
     def close(self) -> None:
         self.overlays.close()
+        if self.db._group_writer is not None:
+            self.db._group_writer.stop()  # what it has queued is committed first
         try:
             self.write_context_csn()
         except StorageError as exc:
@@ -341,10 +413,11 @@ class Directory:
         self.log = Logger(0)
         self.configdb: ConfigDatabase | None = None  # cn=config, when the server runs from a slapd.d
         self.backends = [Backend(db, schema) for db in config.data_databases()]
-        for backend in self.backends:
+        for backend in self._backends:
             backend.restore_context(server_id)
             for csn in backend.context.csns.values():
                 self.csn.observe(csn)
+        glue.merge_contexts(self.backends)
         self.subschema_ndn = normalize_dn(SUBSCHEMA_DN, schema)
         self.started = generalized_time()
         from pyldapd.server.monitor import Monitor
@@ -352,9 +425,26 @@ class Directory:
         self.monitor = Monitor(self)  # the read-only cn=Monitor tree (server/monitor.py)
         self.access = AccessControl(self)  # access control (server/acl.py, server/guard.py)
 
+    @property
+    def backends(self) -> list[Backend]:
+        return self._backends
+
+    @backends.setter
+    def backends(self, backends: list[Backend]) -> None:
+        """The data databases in config order; setting them (at start, after a cn=config change) glues
+        subordinates to their superiors (server/glue.py)."""
+        self._backends = backends
+        glue.link(backends, self.schema)
+
     def close(self) -> None:
         for backend in self.backends:
-            backend.close()
+            writer = backend.db._group_writer
+            backend.close()  # commits what its writer has queued
+            if writer is not None and writer.groups:
+                # one line at stop, whatever the level (as "slapd stopped."): how many writes each fsync carried
+                self.log.write(f"group commit {backend.config.suffix}: {writer.operations} writes in "
+                               f"{writer.groups} commits, {writer.refused} refused, largest group "
+                               f"{writer.largest}")  # fmt: skip
 
     def configure_overlays(self, backend: Backend) -> None:
         """Build (or follow a config change of) a database's overlay stack; syncprov is set up with the
@@ -544,7 +634,7 @@ class Directory:
         """`lastbind on`: pwdLastSuccess, written as the rootdn with the usual modify bookkeeping (slapd's
         fe_op_lastbind), at most once a second; a read-only consumer stores it without replicating it."""
         now = generalized_time()
-        with backend.db.write() as txn:
+        with writing(backend.db) as txn:
             current = txn.get(ndn)
             if current is None or (current.first("pwdlastsuccess") or b"") >= now:
                 return
@@ -856,25 +946,54 @@ class Directory:
         check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
         size_limit, time_limit = request_limits(limits, request)
         deadline = time.monotonic() + time_limit if time_limit else None
+        # one part, unless the base lies in a glue superior: then its subordinates' below the base too (server/glue.py)
+        parts = glue.search_parts(backend, base_ndn, scope)
+        if paged is not None:
+            return (yield from self.paged_search_parts(session, message_id, request, paged, parts, manage_dsa_it,
+                                                       selection, send, limits, deadline, diagnostic,
+                                                       controls))  # fmt: skip
+        sent = 0
+        for part, part_base, part_scope, missing_ok in parts:  # one result stream, one count for the limits
+            sent = yield from self.search_database(session, message_id, request, controls, send, part, part_base,
+                                                   part_scope, selection, manage_dsa_it, limits, size_limit,
+                                                   deadline, sent, missing_ok)  # fmt: skip
+        return sent, [], diagnostic
+
+    def search_base(self, session: Session, controls: list[Control], backend: Backend, txn, guard,
+                    base_ndn: str, scope: Scope, manage_dsa_it: bool) -> Entry:  # fmt: skip
+        """The search's base entry, or the error a missing (or hidden) one gives; the Assertion control is
+        tested on it."""
+        base = txn.get(base_ndn)
+        if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
+            if guard is not None and base is None:
+                raise self.access.not_found(session, backend, txn, base_ndn)
+            nearest = txn.nearest_ancestor(base_ndn) if base is None else None
+            raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+        if guard is not None:
+            denied = guard.base_denied(base, base_ndn)
+            if denied is not None:
+                raise LDAPError(denied, "")
+        self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
+        return base
+
+    def search_database(self, session: Session, message_id: int, request: ldap.SearchRequest,
+                        controls: list[Control], send: Callable[[bytes], None], backend: Backend, base_ndn: str,
+                        scope: Scope, selection: AttributeSelection, manage_dsa_it: bool, limits: LimitSet | None,
+                        size_limit: int, deadline: float | None, sent: int, missing_ok: bool) -> Steps:  # fmt: skip
+        """One database's part of a search (the whole search, unless glued), as steps: returns the entries sent
+        so far + its own.
+        `missing_ok`: a glued subordinate's suffix that is not there adds nothing (slapd drops its 32)."""
         with backend.db.read() as txn:
 
-            def prepare() -> tuple[Any, Callable[[Entry], bool], Iterator[Entry] | None]:
+            def prepare() -> tuple[Any, Callable[[Entry], bool] | None, Iterator[Entry] | None]:
                 guard = self.access.search_guard(session, backend, request.filter, txn)
-                base = txn.get(base_ndn)
-                if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
-                    if guard is not None and base is None:
-                        raise self.access.not_found(session, backend, txn, base_ndn)
-                    nearest = txn.nearest_ancestor(base_ndn) if base is None else None
-                    raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+                if missing_ok:
+                    if txn.get(base_ndn) is None:
+                        return guard, None, None
+                else:
+                    self.search_base(session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it)
                 # compiled once: by access control (with `search` checks) or plainly
                 matches = self.filters.compile(request.filter) if guard is None else guard.matches
-                if guard is not None:
-                    denied = guard.base_denied(base, base_ndn)
-                    if denied is not None:
-                        raise LDAPError(denied, "")
-                self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
-                if paged is not None:
-                    return guard, matches, None
                 # the database plans the filter (index lookups) before it hands over the first candidate
                 return guard, matches, self.candidates(txn, base_ndn, scope, request, limits)
 
@@ -884,12 +1003,9 @@ class Directory:
                 guard, matches, found = yield Offload(prepare)
             else:
                 guard, matches, found = prepare()
-            has_children = txn.has_children if selection.wants_has_subordinates else None
             if found is None:
-                return (yield from self.paged_search(session, message_id, request, paged, backend, txn, matches,
-                                                     selection, manage_dsa_it, send, guard, limits, deadline,
-                                                     diagnostic))  # fmt: skip
-            sent = 0
+                return sent
+            has_children = txn.has_children if selection.wants_has_subordinates else None
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
             clock = time.monotonic
@@ -920,7 +1036,7 @@ class Directory:
                     blob = selection.encode(entry, has_children)
                 send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
                 sent += 1
-        return sent, [], diagnostic
+        return sent
 
     def matched_values(self, controls: list[Control]) -> tuple[ValuesFilter | None, str]:
         """The matchedValues control's filter (RFC 3876), applied to the values each entry returns, and the text
@@ -953,10 +1069,40 @@ class Directory:
             raise LDAPError(ResultCode.adminLimitExceeded, "") from None
         return itertools.chain((first,) if first is not None else (), found)
 
-    def paged_search(self, session, message_id, request, paged, backend, txn, matches, selection, manage_dsa_it,
-                     send, guard=None, limits=None, deadline=None, diagnostic="") -> Steps:  # fmt: skip
+    def paged_search_parts(self, session, message_id, request, paged, parts, manage_dsa_it, selection, send,
+                           limits, deadline, diagnostic, controls) -> Steps:  # fmt: skip
+        """A paged search over the parts of a search (one database, or a glue superior's tree): each part's
+        read transaction, access rules and filter; returns (entries sent, response controls, diagnostic)."""
+        with ExitStack() as stack:
+            sources: list[PagedSource] = []
+            for part, part_base, part_scope, missing_ok in parts:
+                txn = stack.enter_context(part.db.read())
+
+                def prepare(part=part, txn=txn, part_base=part_base, part_scope=part_scope,
+                            missing_ok=missing_ok) -> PagedSource:  # fmt: skip
+                    guard = self.access.search_guard(session, part, request.filter, txn)
+                    present = True
+                    if (
+                        missing_ok
+                    ):  # kept in the list even when absent: the ids of later pages number the sources
+                        present = txn.get(part_base) is not None
+                    else:
+                        self.search_base(
+                            session, controls, part, txn, guard, part_base, part_scope, manage_dsa_it
+                        )
+                    matches = self.filters.compile(request.filter) if guard is None else guard.matches
+                    return PagedSource(txn, guard, matches, part_base, part_scope, present)
+
+                # a large filter is compiled on a thread (server/steps.py), as for a search that is not paged
+                sources.append((yield Offload(prepare)) if large_filter(request.filter) else prepare())
+            return (yield from self.paged_search(session, message_id, request, paged, sources, selection,
+                                                 manage_dsa_it, send, limits, deadline, diagnostic))  # fmt: skip
+
+    def paged_search(self, session, message_id, request, paged, sources: list[PagedSource], selection,
+                     manage_dsa_it, send, limits=None, deadline=None, diagnostic="") -> Steps:  # fmt: skip
         """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
-        each request may send what is left of them, and the search ends with sizeLimitExceeded there."""
+        each request may send what is left of them, and the search ends with sizeLimitExceeded there. Over a
+        glued tree an id carries its source's number in its top byte."""
         try:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
@@ -980,19 +1126,21 @@ class Directory:
         if not page.cookie:  # a new paged search: the connection's previous one (if any) is abandoned
             session.paged = None
             ids = array("Q")
-            base_ndn = normalize_dn(request.base, self.schema)
-            found = self.candidates(txn, base_ndn, Scope(request.scope), request, limits)
-            for examined, entry in enumerate(found, 1):
-                if not examined % STEP_EVERY:
-                    yield None
-                if deadline is not None and time.monotonic() > deadline:
-                    raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
-                if (manage_dsa_it or not is_glue(entry)) and matches(entry):
-                    ids.append(entry.id)
+            examined = 0
+            for number, source in enumerate(sources):
+                if not source.present:
+                    continue
+                for entry in self.candidates(source.txn, source.base_ndn, source.scope, request, limits):
+                    examined += 1
+                    if not examined % STEP_EVERY:
+                        yield None
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
+                    if (manage_dsa_it or not is_glue(entry)) and source.matches(entry):
+                        ids.append(number << SOURCE_SHIFT | entry.id)
             state = PagedSearch(key, ids)
         if page.size == 0:
             return 0, [paged_control(0, b"")], diagnostic
-        has_children = txn.has_children if selection.wants_has_subordinates else None
         sent = 0
         ids, position = state.ids, state.position
         while position < len(ids) and sent < page.size:
@@ -1000,12 +1148,19 @@ class Directory:
                 yield None
             if size_limit >= 0 and sent >= size_limit:
                 raise SizeLimitExceeded(sent)
-            entry = txn.get_by_id(ids[position])
+            source = (
+                sources[ids[position] >> SOURCE_SHIFT]
+                if ids[position] >> SOURCE_SHIFT < len(sources)
+                else None
+            )
+            entry = source.txn.get_by_id(ids[position] & SOURCE_ID_MASK) if source is not None else None
             position += 1
-            if entry is None:
+            if entry is None or source is None:
                 continue
-            if page.cookie and not matches(entry):
+            if page.cookie and not source.matches(entry):
                 continue  # later pages test the filter as the session is now (slapd: a cursor over candidates)
+            has_children = source.txn.has_children if selection.wants_has_subordinates else None
+            guard = source.guard
             blob = selection.encode(entry, has_children) if guard is None else guard.encode(entry, selection,
                                                                                             has_children)  # fmt: skip
             if blob is None:
@@ -1030,6 +1185,10 @@ class Directory:
     def sync_search_steps(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                           sync_control: Control) -> Steps:  # fmt: skip
         """sync_search as resumable steps (server/steps.py): a refresh of many entries leaves others their turn."""
+        if self.configdb is not None and names_config(request.base):  # replication of cn=config itself
+            return (yield from self.configdb.sync_search(conn, message_id, request, controls, sync_control,
+                                                         lambda schema, attrs, types_only: AttributeSelection(
+                                                             schema, attrs, types_only)))  # fmt: skip
         base_ndn = normalize_or_fail(self.schema, request.base)
         backend = self.backend_for(base_ndn)
         if backend is None or backend.provider is None:
@@ -1073,10 +1232,14 @@ class Directory:
 
     def stop_sync_search(self, conn, message_id: int, result: int | None) -> bool:
         """Abandon (result None) or Cancel (result cancelled) of a persistent search."""
-        return any(b.provider.stop_search(conn, message_id, result) for b in self.backends if b.provider)
+        return any(b.provider.stop_search(conn, message_id, result) for b in self.replicated() if b.provider)
+
+    def replicated(self) -> list:
+        """The data databases, and cn=config (which has syncprov and syncrepl of its own)."""
+        return self.backends + ([self.configdb.backend] if self.configdb is not None else [])
 
     def connection_closed(self, conn) -> None:
-        for backend in self.backends:
+        for backend in self.replicated():
             if backend.provider is not None:
                 backend.provider.connection_closed(conn)
 
@@ -1088,7 +1251,8 @@ class Directory:
         # slapd always has its config database (slapd.conf or not) and names the monitor database only where
         # one is configured; it shows no vendor attributes
         put("configcontext", "configContext", [b"cn=config"])
-        put("namingcontexts", "namingContexts", [b.config.suffix.encode() for b in self.backends])
+        put("namingcontexts", "namingContexts", [b.config.suffix.encode() for b in self.backends
+                                                 if b.config.subordinate in ("", "advertise")])  # fmt: skip
         put("supportedcontrol", "supportedControl", [oid.encode() for oid in sorted(SUPPORTED_CONTROLS)])
         put("supportedextension", "supportedExtension", [oid.encode() for oid in SUPPORTED_EXTENSIONS])
         put("supportedfeatures", "supportedFeatures", [oid.encode() for oid in SUPPORTED_FEATURES])
@@ -1290,10 +1454,10 @@ class Directory:
         parent_dn = old_parent if request.new_superior is None else request.new_superior
         new_dn = f"{request.new_rdn},{parent_dn}" if parent_dn else request.new_rdn
         new_ndn = normalize_or_fail(self.schema, new_dn)
+        if self.backend_for(new_ndn) is not backend:  # checked first, as slapd's frontend does
+            raise LDAPError(ResultCode.affectsMultipleDSAs, "cannot rename between DSAs")
         if ndn == backend.suffix_ndn:
             raise LDAPError(ResultCode.unwillingToPerform, "cannot rename the suffix entry")
-        if self.backend_for(new_ndn) is not backend:
-            raise LDAPError(ResultCode.affectsMultipleDSAs, "cannot move entry to another database")
         if new_ndn == ndn or is_descendant(new_ndn, ndn):
             if new_ndn != ndn:
                 raise LDAPError(ResultCode.unwillingToPerform, "cannot move an entry below itself")
@@ -1465,6 +1629,54 @@ class Directory:
         backend.publish(Change("modify", current, entry, csn))
         generated = change.generated
         return ctl.encode_password_modify_response(generated) if generated is not None else None
+
+    # -- writes off the event loop (group commit, backends/writer.py) -----------------------------------------
+
+    def writer_for(self, dn: str) -> Any:
+        """The writer thread a client write to `dn` goes through, or None when it runs at once on the loop
+        (cn=config, a DN outside every database or that does not parse: answered without a data commit)."""
+        if self.configdb is not None and names_config(dn):
+            return None
+        try:
+            ndn = normalize_dn(dn, self.schema)
+        except DNError:
+            return None
+        backend = self.backend_for(ndn)
+        return backend.db.writer if backend is not None else None
+
+    async def write(
+        self, kind: str, session: Session, request: Any, controls: list[Control]
+    ) -> list[Control]:
+        """A client add/modify/delete/modify_dn (`kind` names the method): run on its database's writer thread
+        inside a group commit, answered once durable. Same results as calling the method directly."""
+        writer = self.writer_for(request.dn)
+        if writer is None:
+            return getattr(self, kind)(session, request, controls)
+        method = getattr(Directory, kind).__wrapped__  # without logs_failures: failures are reported here
+        try:
+            return await writer.submit(lambda _txn: method(self, session, request, controls))
+        except CommitFailed as exc:
+            error = LDAPError(ResultCode.other, exc.failed_text)
+            self.report_failure(kind, session, request, error)
+            raise error from None
+        except LDAPError as exc:
+            if exc.code != ResultCode.referral:
+                self.report_failure(kind, session, request, exc)
+            raise
+
+    def report_failure(self, kind: str, session: Session, request: Any, exc: LDAPError) -> None:
+        try:
+            self.write_failed(FAILURE_KINDS.get(kind, kind), session, request, exc)
+        except Exception as failure:  # noqa: BLE001 (the client gets its own error, not this one)
+            self.log.error(f"overlays: failed {kind} not recorded: {failure!r}")
+
+    async def password_modify_written(self, session: Session, change: PasswordChange) -> bytes | None:
+        """`finish_password_modify` on the target database's writer thread."""
+        writer = change.backend.db.writer
+        try:
+            return await writer.submit(lambda _txn: self.finish_password_modify(session, change))
+        except CommitFailed as exc:
+            raise LDAPError(ResultCode.other, exc.failed_text) from None
 
     def who_am_i(self, session: Session) -> bytes:
         return f"dn:{session.bind_dn}".encode() if session.bind_dn else b""
@@ -1638,6 +1850,8 @@ class AttributeSelection:
                 continue
             if special and name == "hasSubordinates":
                 continue  # slapd shows none for them
+            if name == "hasSubordinates" and not getattr(has_children, "answers_has_subordinates", True):
+                continue  # a database that does not compute it (slapd's back-ldif has no has_subordinates)
             if name == "entryDN":
                 value = entry.dn.encode()
             elif name == "subschemaSubentry":

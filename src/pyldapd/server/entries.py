@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from pyldapd.model.dn import DNError, normalize_dn, pretty_dn, rdn_attributes, split_rdn
 from pyldapd.model.entry import Attribute, Entry
-from pyldapd.model.schema import AttributeType, ObjectClass, Schema
+from pyldapd.model.schema import AttributeType, ContentRule, ObjectClass, Schema
 from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server.errors import LDAPError
 
@@ -186,19 +186,29 @@ def structural_class(classes: list[ObjectClass]) -> ObjectClass | None:
 
 
 class _ClassRules:
-    """What a set of object classes demands and allows, worked out once per schema and set of values."""
+    """What a set of object classes (and the DIT content rule of their structural class) demands and allows,
+    worked out once per schema and set of values."""
 
-    __slots__ = ("structural", "must", "allowed", "extensible", "verdicts")
+    __slots__ = ("structural", "content_rule", "checks", "allowed", "extensible", "verdicts")
 
-    def __init__(self, classes: list[ObjectClass], structural: ObjectClass) -> None:
+    def __init__(
+        self, classes: list[ObjectClass], structural: ObjectClass, content_rule: ContentRule | None
+    ) -> None:
         self.structural = structural
-        self.must: list[tuple[ObjectClass, AttributeType]] = []
+        self.content_rule = content_rule
+        # per class, in the order of the objectClass values (slapd's): an auxiliary class the content rule does
+        # not list is refused before the next class's required attributes are looked at
+        self.checks: list[tuple[ObjectClass, str | None, tuple[AttributeType, ...]]] = []
         allowed: set[str] = set()
         for oc in classes:
-            for at in oc.all_must():
-                allowed.add(at.key)
-                self.must.append((oc, at))
+            refused = None
+            if oc.kind == "AUXILIARY" and content_rule is not None and oc not in content_rule.aux:
+                refused = f"class '{oc.name}' not allowed by content rule '{content_rule.name}'"
+            self.checks.append((oc, refused, oc.all_must()))
+            allowed.update(at.key for at in oc.all_must())
             allowed.update(at.key for at in oc.all_may())
+        if content_rule is not None:
+            allowed.update(at.key for at in content_rule.must + content_rule.may)
         self.allowed = allowed
         self.extensible = any(oc.name.lower() == "extensibleobject" for oc in classes)
         self.verdicts: dict[str, bool] = {}  # attribute type key -> allowed by these classes
@@ -215,7 +225,7 @@ def _class_rules(schema: Schema, entry: Entry, values: list[bytes]) -> _ClassRul
         structural = structural_class(classes)
         if structural is None:
             raise LDAPError(ResultCode.objectClassViolation, "no structural object class provided")
-        rules = _ClassRules(classes, structural)
+        rules = _ClassRules(classes, structural, schema.content_rule(structural))
         if len(cache) > 10_000:
             cache.clear()
         cache[key] = rules
@@ -225,8 +235,8 @@ def _class_rules(schema: Schema, entry: Entry, values: list[bytes]) -> _ClassRul
 def check_entry(
     schema: Schema, entry: Entry, *, check_rdn: bool = True, old_structural: bytes | None = None
 ) -> ObjectClass:
-    """Schema checks slapd makes on every add, modify and rename, in its order; returns the structural object
-    class. old_structural: the entry's structural class before a modify (it may not change)."""
+    """Schema checks slapd makes on every add, modify and rename, in its order (entry_schema_check); returns the
+    structural object class. old_structural: the entry's structural class before a modify (it may not change)."""
     typed: list[tuple[Attribute, AttributeType]] = []
     for attribute in entry.attrs.values():
         at, _ = schema.split_description(attribute.name)
@@ -249,9 +259,27 @@ def check_entry(
         )
     if check_rdn:
         check_rdn_values(schema, entry)
-    if rules.must:
-        present = {key.partition(";")[0] for key in entry.attrs}
-        for oc, at in rules.must:
+    present = {key.partition(";")[0] for key in entry.attrs}
+    cr = rules.content_rule
+    if cr is not None:
+        if cr.obsolete:
+            raise LDAPError(ResultCode.objectClassViolation, f"content rule '{cr.name}' is obsolete")
+        for at in cr.must:
+            if at.key not in present:
+                raise LDAPError(
+                    ResultCode.objectClassViolation,
+                    f"content rule '{cr.name}' requires attribute '{at.name}'",
+                )
+        for at in cr.not_:
+            if at.key in present:
+                raise LDAPError(
+                    ResultCode.objectClassViolation,
+                    f"content rule '{cr.name}' precluded attribute '{at.name}'",
+                )
+    for oc, refused, must in rules.checks:
+        if refused is not None:
+            raise LDAPError(ResultCode.objectClassViolation, refused)
+        for at in must:
             if at.key not in present:
                 raise LDAPError(
                     ResultCode.objectClassViolation,

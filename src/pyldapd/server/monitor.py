@@ -98,6 +98,7 @@ MONITOR_SCHEMA = [
     (f"{_OLM}.17", "monitorConnectionOpsPending", f"DESC 'monitor pending operations' {_COUNTER}"),
     (f"{_OLM}.18", "monitorConnectionOpsCompleted", f"DESC 'monitor operations completed' {_COUNTER}"),
     (f"{_OLM}.23", "monitorConnectionListener", f"DESC 'monitor connection listener' {_INFO}"),
+    (f"{_OLM}.30", "monitorSuperiorDN", f"DESC 'monitor superior DN' {_DN} {_OP}"),
     (f"{_OLM}.24", "monitorConnectionPeerDomain", f"DESC 'monitor connection peer domain' {_INFO}"),
     (f"{_OLM}.25", "monitorConnectionStartTime", f"DESC 'monitor connection start time' {_STAMP}"),
     (f"{_OLM}.26", "monitorConnectionActivityTime", f"DESC 'monitor connection activity time' {_STAMP}"),
@@ -461,8 +462,10 @@ class Monitor:
             entry = tree.add(dn, "monitoredObject", monitoredInfo=db.declared_type or db.type,
                              monitorIsShadow=backend.shadow, namingContexts=list(db.suffixes),
                              readOnly=bool(db.readonly), seeAlso=see_also,
-                             monitorOverlay=[o.name for o in db.overlays])  # fmt: skip
+                             monitorOverlay=overlay_names(backend))  # fmt: skip
             entry.attrs["objectclass"].values.append(b"olmMDBDatabase")
+            if backend.superior is not None:  # a glued subordinate names its superior, as back-monitor does
+                put(entry, "monitorSuperiorDN", backend.superior.config.suffix)
             if backend.shadow and db.updateref:
                 put(entry, "monitorUpdateRef", db.updateref[0])
             self.mdb_figures(entry, backend)
@@ -554,7 +557,7 @@ class Monitor:
     def syncrepl(self, tree: Tree) -> None:
         """pyldapd's own consumer entries (read by `pyldapd status`)."""
         tree.add(f"cn=Syncrepl,{MONITOR_DN}", "monitorContainer", description="the syncrepl consumers")
-        for backend in self.directory.backends:
+        for backend in self.directory.replicated():  # cn=config's own consumers too
             for rid in sorted(backend.consumers):
                 consumer = backend.consumers[rid]
                 status = consumer.status()
@@ -648,3 +651,12 @@ def in_scope(ndn: str, base: str, scope: Scope, parent: str) -> bool:
     if scope == Scope.SUB:
         return ndn == base or is_descendant(ndn, base)
     return is_descendant(ndn, base)  # children
+
+
+def overlay_names(backend) -> list[str]:
+    """A database's overlays as monitorOverlay lists them; a glue superior without an explicit glue overlay has
+    the one slapd adds for it first in its chain."""
+    names = [o.name for o in backend.config.overlays]
+    if backend.subordinates and "glue" not in names:
+        names.insert(0, "glue")
+    return names

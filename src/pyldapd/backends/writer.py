@@ -1,0 +1,220 @@
+"""Group commit: one writer thread per LMDB environment, so that commits never block the event loop and writes
+that arrive together share one fsync.
+
+The event loop submits a write operation (a function of a `WriteTxn`) and awaits a future. The writer thread
+takes every operation queued so far, runs each in a nested transaction of one group transaction (a failing
+operation aborts only itself; later operations see the earlier ones, so order and results are those of running
+them one by one), commits the group once (one fsync), and only then hands each operation's result, with its
+on-commit effects, back to the loop in submission order. The effects (contextCSN vector, session log, persistent
+searches, counters) therefore run on the loop only, in commit order, and only after the data is durable. When
+the group commit fails, every operation of the group gets the error and no effect runs.
+
+The loop never waits for this thread, and this thread never waits for the loop, so neither can deadlock the
+other. A database's other writers (checkpoints, tools) take the same LMDB write lock and simply wait their turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pyldapd.backends.base import StorageError
+from pyldapd.backends.mdb import CommitFailed
+
+if TYPE_CHECKING:
+    from pyldapd.backends.mdb import MdbDatabase, WriteTxn
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 512  # operations in one group: bounds how long the first of them waits for its answer
+LINGER_MAX = 0.002  # the longest a group waits for more operations (see GroupWriter._linger)
+
+
+class Chain:
+    """Operations that depend on each other (a syncrepl consumer's stream: a cookie stored after entries): once
+    one fails, or the commit of its group fails, the later ones fail without running, so nothing after a lost
+    change is stored."""
+
+    def __init__(self) -> None:
+        self.broken: BaseException | None = None
+
+
+class _Op:
+    __slots__ = ("work", "future", "loop", "ok", "value", "effects", "failed_text", "chain")
+
+    def __init__(self, work: Callable[[WriteTxn], Any], future: asyncio.Future, loop: asyncio.AbstractEventLoop,
+                 chain: Chain | None = None) -> None:  # fmt: skip
+        self.work = work
+        self.future = future
+        self.loop = loop
+        self.chain = chain
+        self.ok = False
+        self.value: Any = None
+        self.effects: list[Callable[[], None]] = []
+        self.failed_text = "commit failed"
+
+
+class GroupWriter:
+    """The writer thread of one `MdbDatabase`."""
+
+    def __init__(self, db: MdbDatabase, max_group: int = MAX_GROUP) -> None:
+        self.db = db
+        self.max_group = max_group
+        self._queue: deque[_Op] = deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+        # figures (benchmarks, the log at stop): committed groups, the operations they stored, the operations
+        # that stored nothing (an LDAP error, a failed commit), the most operations taken in one group
+        self.groups = 0
+        self.operations = 0
+        self.refused = 0
+        self.largest = 0
+        self._recent: deque[int] = deque(maxlen=16)  # sizes of the last groups taken
+        self._commit_seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"pyldapd writer {db.suffix}", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Callable[[WriteTxn], Any], chain: Chain | None = None) -> asyncio.Future:
+        """Queue work(txn) (called on the writer thread, inside its own nested transaction); the future, on the
+        calling loop, gets work's return value once the group holding it is durable, or its exception."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._wake:
+            if self._stopping:
+                raise StorageError("the database is closing")
+            self._queue.append(_Op(work, future, loop, chain))
+            self._wake.notify()
+        return future
+
+    def stop(self) -> None:
+        """Commit what is queued, then end the thread (database close)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    # -- the writer thread --
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._stopping:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                self._linger()
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
+            try:
+                self._commit_group(batch)
+            except BaseException as exc:  # noqa: BLE001 (the thread must live: every operation gets an answer)
+                log.exception("writer of %s: group failed", self.db.suffix)
+                for op in batch:
+                    op.ok, op.value, op.effects = False, exc, []
+                    if op.chain is not None and op.chain.broken is None:
+                        op.chain.broken = exc
+                self._deliver(batch)
+
+    def _linger(self) -> None:
+        """Wait a little for more operations when recent groups were larger than what is queued (called with
+        the lock held). With N clients writing one operation at a time, groups otherwise settle at about N/2:
+        half the clients wait for their answer while the other half's group commits. Waiting at most half a
+        commit's time (and never more than LINGER_MAX) for the group to reach the recent size lets each fsync
+        carry about N writes; a lone client (recent groups of 1) never waits."""
+        target = max(self._recent, default=1)
+        if len(self._queue) >= target or self._stopping:
+            return
+        deadline = time.monotonic() + min(self._commit_seconds / 2, LINGER_MAX)
+        while len(self._queue) < target and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
+
+    def _commit_group(self, batch: list[_Op]) -> None:
+        db = self.db
+        local = db._local
+        committed = 0
+        self._recent.append(len(batch))
+        try:
+            with db.write() as group:
+                for op in batch:
+                    if op.chain is not None and op.chain.broken is not None:
+                        op.ok, op.value = (
+                            False,
+                            StorageError(f"not applied after a failure: {op.chain.broken}"),
+                        )
+                        continue
+                    try:
+                        nested = group.child()
+                    except BaseException as exc:  # noqa: BLE001
+                        op.ok, op.value = False, exc
+                        if op.chain is not None:
+                            op.chain.broken = exc
+                        continue
+                    local.txn = nested
+                    try:
+                        op.value = op.work(nested)
+                        op.failed_text = nested.failed_text
+                        op.effects = nested.commit_child()
+                        op.ok = True
+                        committed += 1
+                    except BaseException as exc:  # noqa: BLE001 (an LDAP result or a failure of this op alone)
+                        nested.abort_child()
+                        op.ok, op.value = False, exc
+                        if op.chain is not None:
+                            op.chain.broken = exc
+                    finally:
+                        local.txn = None
+                started = time.monotonic()  # the commit (and its fsync) is the with block's exit
+            # an exponential average of the commit's (fsync's) time: how long lingering may last
+            self._commit_seconds += (time.monotonic() - started - self._commit_seconds) / 8
+        except StorageError as exc:  # the group commit failed: nothing of it is stored, nobody's effects run
+            for op in batch:
+                if op.ok:
+                    failure: StorageError = exc
+                    if isinstance(exc, CommitFailed):  # answered 80 with the operation's own back-mdb text
+                        failure = CommitFailed(str(exc), op.failed_text)
+                    elif getattr(exc, "result_text", ""):  # a backend's own text (back-ldif's file errors)
+                        failure = CommitFailed(str(exc), exc.result_text)  # type: ignore[attr-defined]
+                    op.ok, op.value, op.effects = False, failure, []
+                if op.chain is not None and op.chain.broken is None:
+                    op.chain.broken = exc
+            committed = 0
+        if committed:
+            self.groups += 1
+            self.operations += committed
+        self.refused += len(batch) - committed
+        self.largest = max(self.largest, len(batch))
+        self._deliver(batch)
+
+    def _deliver(self, batch: list[_Op]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
+        for op in batch:
+            by_loop.setdefault(op.loop, []).append(op)
+        for loop, ops in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_answer, ops, self.db)
+            except RuntimeError:  # the loop is closed (server stopping): nobody waits for the answers
+                pass
+
+
+def _answer(ops: list[_Op], db: MdbDatabase) -> None:
+    """On the loop, in commit order: each operation's effects, then its answer. Once the database is closed
+    (a stop with writes in flight) the effects are skipped: their state is in the database already."""
+    for op in ops:
+        if op.ok:
+            for effect in op.effects if not db._closed else ():
+                try:
+                    effect()
+                except Exception:  # noqa: BLE001 (the write is durable: its client gets its answer)
+                    log.exception("after-commit effect failed")
+            if not op.future.done():
+                op.future.set_result(op.value)
+        elif not op.future.done():
+            op.future.set_exception(op.value)

@@ -1,0 +1,181 @@
+"""slapd-ldif(5) (`database ldif`, olcDatabase=ldif over cn=config) side by side with Debian's slapd: the same
+writes give the same tree of LDIF files (names, folders, content but for the values each server makes up), each
+server serves the files the other wrote, and the same configuration errors and write failures."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.data import BASE_LDIF
+from tests.server.test_cnconfig import Node, start_slapd_with_cn_config
+from tests.servers import ROOTDN, ROOTPW, SCHEMA_DIR, SUFFIX, ldap_tool, start_pyldapd, start_slapd
+
+# values each server makes up, and the CRC of a text that holds them (contextCSN: pyldapd keeps it in the suffix
+# entry with or without syncprov, slapd with syncprov only; not a matter of back-ldif)
+VOLATILE = re.compile(r"^(# CRC32 |entryUUID: |entryCSN: |createTimestamp: |modifyTimestamp: |contextCSN: )")
+
+WRITES = f"""dn: uid=jdoe,ou=People,{SUFFIX}
+changetype: modify
+replace: mail
+mail: jdoe@example.org
+
+dn: ou=Groups,{SUFFIX}
+changetype: modrdn
+newrdn: ou=Teams
+deleteoldrdn: 1
+
+dn: uid=bwong,ou=People,{SUFFIX}
+changetype: modrdn
+newrdn: uid=bwong
+deleteoldrdn: 0
+newsuperior: ou=Teams,{SUFFIX}
+
+dn: cn=Dr. Who: a/b,ou=People,{SUFFIX}
+changetype: add
+objectClass: person
+cn: Dr. Who: a/b
+sn: Who
+
+dn: cn=staff,ou=Teams,{SUFFIX}
+changetype: delete
+"""
+
+
+def ldif_conf(directory: Path, extra_db: str = "") -> str:
+    includes = "".join(
+        f"include {SCHEMA_DIR}/{name}.schema\n" for name in ("core", "cosine", "inetorgperson", "nis")
+    )
+    return (f'{includes}database ldif\nsuffix "{SUFFIX}"\nrootdn "{ROOTDN}"\nrootpw {ROOTPW}\n'
+            f"directory {directory}\n{extra_db}")  # fmt: skip
+
+
+def files(root: Path) -> dict[str, list[str]]:
+    """Every .ldif file under root (slapd reads those only): its lines but the volatile ones, sorted (where a
+    replaced value lands among the attributes is not a matter of back-ldif), and how it ends."""
+    return {
+        str(path.relative_to(root)): sorted(
+            line for line in path.read_text().splitlines() if not VOLATILE.match(line)
+        )
+        + [repr(path.read_text()[-2:])]
+        for path in sorted(root.rglob("*.ldif"))
+    }
+
+
+def everything(url: str) -> list[list[str]]:
+    found = ldap_tool("ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", url, "-b", SUFFIX, "-D", ROOTDN,
+                      "-w", ROOTPW, "*", "+")  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    blocks = [sorted(line for line in b.splitlines() if not line.startswith("contextCSN:"))
+              for b in found.stdout.strip().split("\n\n")]  # fmt: skip
+    return sorted(blocks)
+
+
+def run_pair(tmp_path: Path, folders: dict[str, Path]) -> list:
+    servers = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            servers.append(start(tmp_path / f"run-{name}-{len(list(tmp_path.iterdir()))}", ldif_conf(folders[name]),
+                                 name=name))  # fmt: skip
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
+def test_same_writes_same_files_and_each_reads_the_others(tmp_path: Path) -> None:
+    folders = {"slapd": tmp_path / "slapd-db", "pyldapd": tmp_path / "pyldapd-db"}
+    for folder in folders.values():
+        folder.mkdir()
+    servers = run_pair(tmp_path, folders)
+    try:
+        for server in servers:
+            for ldif, tool in ((BASE_LDIF, "ldapadd"), (WRITES, "ldapmodify")):
+                done = ldap_tool(tool, "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=ldif)
+                assert done.returncode == 0, (server.name, done.stderr)
+        theirs, ours = files(folders["slapd"]), files(folders["pyldapd"])
+        assert list(ours) == list(theirs)
+        assert "dc=example,dc=com/ou=people/cn=dr\\2E who\\3A a\\2Fb.ldif" in ours
+        assert "dc=example,dc=com/ou=teams/uid=bwong.ldif" in ours
+        assert ours == theirs
+        served = [everything(server.url) for server in servers]
+    finally:
+        for server in servers:
+            server.stop()
+    # each server on the other's files: the same entries, operational attributes and all
+    swapped = run_pair(tmp_path, {"slapd": folders["pyldapd"], "pyldapd": folders["slapd"]})
+    try:
+        assert everything(swapped[0].url) == served[1]
+        assert everything(swapped[1].url) == served[0]
+    finally:
+        for server in swapped:
+            server.stop()
+
+
+def test_mdb_directives_refused_and_a_missing_folder_fails_writes_as_slapd(tmp_path: Path) -> None:
+    conf = tmp_path / "index.conf"
+    conf.write_text(ldif_conf(tmp_path, "index cn eq\n"))
+    line = conf.read_text().splitlines().index("index cn eq") + 1
+    theirs = subprocess.run(
+        ["/usr/sbin/slaptest", "-u", "-f", str(conf)], capture_output=True, text=True, timeout=60
+    )
+    ours = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-u", "-f", str(conf)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    expected = f"{conf}: line {line}: unknown directive <index> inside backend database definition."
+    assert theirs.returncode != 0 and expected in theirs.stderr, theirs.stderr
+    assert ours.returncode != 0 and expected in ours.stderr + ours.stdout, ours.stderr
+    # a folder that is not there: both start, and each write fails with slapd's 80
+    missing = {"slapd": tmp_path / "no-such-folder", "pyldapd": tmp_path / "no-such-folder"}
+    servers = run_pair(tmp_path, missing)
+    try:
+        outcomes = []
+        for server in servers:
+            done = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW,
+                             input=BASE_LDIF.split("\n\n")[0] + "\n")  # fmt: skip
+            outcomes.append((done.returncode, done.stderr))
+        assert outcomes[0][0] == 80 and "cannot stat parent dir" in outcomes[0][1], outcomes[0]
+        assert outcomes[1] == outcomes[0]
+    finally:
+        for server in servers:
+            server.stop()
+    assert not missing["slapd"].exists()
+
+
+def test_ldif_database_added_over_cn_config_alike_with_slapd(tmp_path: Path) -> None:
+    """test059's step: olcDatabase={n}ldif added over cn=config at run time, then written to at once."""
+    node = Node(tmp_path, "py", "mdb")
+    node.start()
+    slapd, slapd_ldapi, slapd_url = start_slapd_with_cn_config(tmp_path)
+    folders = {"slapd": tmp_path / "slapd-ldif", "pyldapd": tmp_path / "pyldapd-ldif"}
+    suffix = "cn=config,cn=consumer"
+    try:
+        for name, tool_url, url in (("slapd", slapd_ldapi, slapd_url), ("pyldapd", node.ldapi, node.url)):
+            folders[name].mkdir()
+            database = (f"dn: olcDatabase=ldif,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcLdifConfig\n"
+                        f"olcDatabase: ldif\nolcDbDirectory: {folders[name]}\nolcSuffix: {suffix}\n"
+                        f"olcRootDN: {suffix}\nolcRootPW: repsecret\n")  # fmt: skip
+            added = ldap_tool("ldapadd", "-Y", "EXTERNAL", "-Q", "-H", tool_url, input=database)
+            assert added.returncode == 0, (name, added.stderr)
+            entries = (f"dn: {suffix}\nobjectClass: olcGlobal\ncn: consumerconfig\n\n"
+                       f"dn: olcDatabase={{0}}config,{suffix}\nobjectClass: olcDatabaseConfig\n"
+                       "olcDatabase: {0}config\nolcRootPW: topsecret\n")  # fmt: skip
+            added = ldap_tool("ldapadd", "-x", "-H", url, "-D", suffix, "-w", "repsecret", input=entries)
+            assert added.returncode == 0, (name, added.stderr)
+        theirs, ours = files(folders["slapd"]), files(folders["pyldapd"])
+        assert set(ours) == {"cn=config,cn=consumer.ldif", "cn=config,cn=consumer/olcDatabase={0}config.ldif"}
+        assert ours == theirs
+        # an olcMdbConfig setting does not belong to an ldif database: refused alike
+        bad = "dn: olcDatabase={db},cn=config\nchangetype: modify\nadd: olcDbIndex\nolcDbIndex: cn eq\n"
+        outcomes = []
+        for tool_url, number in ((slapd_ldapi, "{2}ldif"), (node.ldapi, "{3}ldif")):
+            done = ldap_tool(
+                "ldapmodify", "-Y", "EXTERNAL", "-Q", "-H", tool_url, input=bad.replace("{db}", number)
+            )
+            outcomes.append((done.returncode, done.stderr.replace(number, "N")))
+        assert outcomes[0][0] != 0 and outcomes[1] == outcomes[0], outcomes
+    finally:
+        slapd.stop()
+        node.stop()
