@@ -156,6 +156,13 @@ _SMALL_SET = 16  # candidate sets this small are not narrowed further
 _PROBE_RATIO = 4  # an And part this many times larger than the current set is probed, not read
 
 
+# A search adds its first candidates to the entry cache, not the rest: a scan of 100,000 entries would replace
+# the cache's hot entries by cold ones, and the cycle collector walks every cached entry (some 30 objects each)
+# at each older-generation collection while the scan churns it: 2/3 of an unindexed search's time, in pauses of
+# 30 to 100 ms (issue 13, bench/bench_stall.py).
+SCAN_CACHED = 64
+
+
 def _unpack_id(b: bytes) -> int:
     return int.from_bytes(b, "big")
 
@@ -827,7 +834,8 @@ class MdbDatabase:
 
     # --- encoding ---------------------------------------------------------------------------------------------
 
-    def _decode(self, eid: int, rec: bytes) -> Entry:
+    def _decode(self, eid: int, rec: bytes, keep: bool = True) -> Entry:
+        """The entry of a record, through the entry cache; `keep` False: not added to it (a scan)."""
         cached = self._cache.get(eid)
         if cached is not None and cached[0] == rec:
             try:
@@ -854,7 +862,7 @@ class MdbDatabase:
                 else:
                     prev.values.extend(values)
         entry = Entry(dn, attrs, eid, ublob, oblob)
-        if self.cache_size > 0:
+        if keep and self.cache_size > 0:
             cache = self._cache
             cache[eid] = (rec, entry)
             if len(cache) > self.cache_size:
@@ -932,11 +940,11 @@ class ReadTxn:
     def _id_of(self, ndn: str) -> bytes | None:
         return self._check().get(ndn.encode("utf-8", "surrogateescape"), db=self.db._dn2id)
 
-    def _entry(self, idb: bytes) -> Entry | None:
+    def _entry(self, idb: bytes, keep: bool = True) -> Entry | None:
         rec = self._check().get(idb, db=self.db._id2entry)
         if rec is None:
             return None
-        return self.db._decode(_unpack_id(idb), rec)
+        return self.db._decode(_unpack_id(idb), rec, keep)
 
     def _child_ids(self, idb: bytes) -> list[bytes]:
         cur = self._check().cursor(self.db._children)
@@ -1082,6 +1090,7 @@ class ReadTxn:
         base_b = base_ndn.encode("utf-8", "surrogateescape")
         base_pid = _unpack_id(base_id)
         id2entry = db._id2entry
+        keep = SCAN_CACHED
         for i in ids:
             idb = _pack_id(i)
             rec = self._check().get(idb, db=id2entry)
@@ -1099,7 +1108,9 @@ class ReadTxn:
                             continue
                     elif not is_descendant(ndn_b.decode("utf-8", "surrogateescape"), base_ndn):
                         continue
-            yield db._decode(i, rec)
+            if keep:
+                keep -= 1
+            yield db._decode(i, rec, keep > 0)
 
     def _scope_size(self, base_ndn: str, base_id: bytes, scope: Scope, stop: int) -> int:
         """Entries in scope, as back-mdb counts them for `size.unchecked` (a subtree counts its base), or any
@@ -1117,9 +1128,12 @@ class ReadTxn:
         return size
 
     def _scan_scope(self, base_id: bytes, scope: Scope) -> Iterator[Entry]:
+        keep = SCAN_CACHED
         if scope == Scope.ONE:
             for cid in self._child_ids(base_id):
-                entry = self._entry(cid)
+                if keep:
+                    keep -= 1
+                entry = self._entry(cid, keep > 0)
                 if entry is not None:
                     yield entry
             return
@@ -1129,7 +1143,9 @@ class ReadTxn:
         while stack:
             idb = stack.pop()
             if not (first and scope == Scope.CHILDREN):
-                entry = self._entry(idb)
+                if keep:
+                    keep -= 1
+                entry = self._entry(idb, keep > 0)
                 if entry is not None:
                     yield entry
             first = False

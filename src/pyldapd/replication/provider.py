@@ -27,6 +27,7 @@ from pyldapd.replication.state import Change, entry_uuid_bytes
 from pyldapd.server.directory import is_glue
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import SYNC
+from pyldapd.server.steps import STEP_EVERY, Steps
 
 if TYPE_CHECKING:
     from pyldapd.server.directory import Backend, Directory
@@ -207,6 +208,21 @@ class PersistentSearch:
         self.manage_dsa_it = manage_dsa_it
         # from here on every change is pushed to it: replication/consumer.py tells concurrent writes by it
         self.registered_at = time.time()
+        # while its refresh runs (in steps, others served between them), the changes committed meanwhile wait
+        # here and follow the refresh's end, as syncprov queues them for a search still refreshing
+        self.queued: list[bytes] | None = None
+
+    def send(self, message: bytes) -> None:
+        if self.queued is not None:
+            self.queued.append(message)
+        else:
+            self.conn.send(message)
+
+    def go_live(self) -> None:
+        """The refresh is over: what was queued meanwhile goes out, then every change as it comes."""
+        queued, self.queued = self.queued, None
+        for message in queued or ():
+            self.conn.send(message)
 
 
 def in_scope(ndn: str, base_ndn: str, scope: Scope) -> bool:
@@ -287,13 +303,13 @@ class SyncProvider(Overlay):
         if after:
             state = ctl.SYNC_STATE_MODIFY if before else ctl.SYNC_STATE_ADD
             assert change.after is not None
-            ps.conn.send(self.entry_message(ps.message_id, change.after, state, cookie, ps.selection))
+            ps.send(self.entry_message(ps.message_id, change.after, state, cookie, ps.selection))
         elif before:
             assert change.before is not None
-            ps.conn.send(self.delete_message(ps.message_id, change.before, cookie))
+            ps.send(self.delete_message(ps.message_id, change.before, cookie))
         else:
             info = ctl.SyncInfoNewCookie(self.full_cookie(ps.rid).encode())
-            ps.conn.send(self.info_message(ps.message_id, info))
+            ps.send(self.info_message(ps.message_id, info))
 
     def full_cookie(self, rid: int) -> str:
         return format_cookie(rid, self.cookie_sid(), self.backend.context.csns.as_dict())
@@ -336,9 +352,15 @@ class SyncProvider(Overlay):
 
     def sync_search(self, conn: Any, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync: ctl.SyncRequest, selection: Any, matches: Callable[[Entry], bool], base_ndn: str,
-                    size_limit: int, deadline: float | None = None) -> bool:  # fmt: skip
+                    size_limit: int, deadline: float | None = None) -> Steps:  # fmt: skip
         """Run the refresh stage; True when the search stays open for the persist stage. Past `deadline`
-        (time.monotonic()) the refresh ends with timeLimitExceeded, as back-mdb checks it for each candidate."""
+        (time.monotonic()) the refresh ends with timeLimitExceeded, as back-mdb checks it for each candidate.
+
+        Resumable steps (server/steps.py): a refresh of 100,000 entries yields every STEP_EVERY of them, and
+        other clients (writers included) are served between steps. The refresh reads one snapshot; a persistent
+        search is registered with that snapshot (in the same step, so no commit falls between them) and queues
+        the changes committed while the refresh runs, sent after its refreshDone; the refresh's cookie is the
+        snapshot's state."""
         manage = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
         cookie = None
         if sync.cookie:
@@ -374,99 +396,45 @@ class SyncProvider(Overlay):
                 raise LDAPError(ResultCode.timeLimitExceeded, "")
             return (manage or not is_glue(entry)) and matches(entry)
 
-        with self.read() as txn:
-            base = txn.get(base_ndn)
-            if not provider_state and base is None and persist:
-                # An empty database: slapd 2.5 ends a refreshAndPersist search with noSuchObject (a refreshOnly
-                # one gets refresh-done with no cookie, as below); nothing stays registered for later entries.
-                nearest = txn.nearest_ancestor(base_ndn)
-                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
-            if not provider_state:
-                # A provider with no state yet (a new, empty node of a cluster): slapd refuses a consumer that has
-                # state (53, and the consumer waits for its retry); pyldapd sends what it holds, as an initial
-                # load, so a new mesh converges without waiting for retries.
-                if base is not None:
-                    for entry in txn.search(base_ndn, Scope(request.scope), request.filter):
-                        if visible(entry):
-                            send_entry(entry)
-                refresh_deletes, end_cookie = True, None
-            elif base is None:
-                nearest = txn.nearest_ancestor(base_ndn)
-                raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
-            elif cookie and cookie.csns and self.log_cannot_cover(txn, cookie.csns, provider_state):
-                raise LDAPError(ResultCode.syncRefreshRequired, "sync cookie is stale")
-            elif not cookie or not cookie.csns or set(consumer_state) != set(provider_state):
-                # initial content, or a state we cannot compare with ours: everything, as adds
-                initial = not cookie or not cookie.csns
-                for entry in txn.search(base_ndn, Scope(request.scope), request.filter):
-                    if visible(entry):
-                        send_entry(entry)
-                refresh_deletes = initial or self.settings.nopresent
-                end_cookie = self.full_cookie(rid)
-            else:
-                behind = [sid for sid in provider_state if consumer_state[sid] < provider_state[sid]]
-                if not behind and not self.backend.context.dirty:
-                    refresh_deletes, end_cookie = True, None
-                else:
-                    scope = Scope(request.scope)
-                    # syncprov-sessionlog-source: the delete phase comes from the accesslog (None: it cannot
-                    # cover the cookie, and a present phase follows), as syncprov_play_accesslog
-                    logged = (
-                        self.accesslog_deletes(txn, consumer_state, provider_state, base_ndn, scope, visible)
-                        if self.settings.sessionlog_source
-                        else None
-                    )
-                    covered = (
-                        logged is not None
-                        if self.settings.sessionlog_source
-                        else self.session_log.covers(consumer_state) or self.settings.nopresent
-                    )
-                    if self.settings.reloadhint and not sync.reload_hint and not covered:
-                        raise LDAPError(ResultCode.syncRefreshRequired, "sync cookie is stale")
-                    mincsn = min(
-                        (consumer_state[sid] for sid in behind), default=max(consumer_state.values())
-                    )
-                    if logged is not None:
-                        refresh_deletes = True
-                        self.log.log(SYNC, f"syncprov: rid={rid:03d} delete phase of {len(logged)} entries from "
-                                           f"the accesslog {self.settings.sessionlog_source}")  # fmt: skip
-                        for csn, uuid in logged:
-                            cookie_text = format_cookie(rid, self.cookie_sid(), consumer_state, delcsn=csn)
-                            info = ctl.SyncInfoIdSet(cookie_text.encode(), True, [uuid])
-                            send(self.info_message(message_id, info))
-                    elif covered and not self.settings.sessionlog_source:
-                        refresh_deletes = True
-                        self.replay_deletes(txn, message_id, rid, consumer_state, provider_state, base_ndn,
-                                            Scope(request.scope), visible, send)  # fmt: skip
-                    else:
-                        refresh_deletes = False
-                        self.log.log(SYNC, f"syncprov: rid={rid:03d} present phase (cookie not covered by the "
-                                           "session log)")  # fmt: skip
-                        self.send_present(
-                            txn, message_id, base_ndn, Scope(request.scope), request, visible, send
-                        )
-                    for entry in txn.csn_after(mincsn):
-                        csn = (entry.first("entrycsn") or b"").decode()
-                        sid = sid_of(csn) if csn else -1
-                        if sid in consumer_state and csn <= consumer_state[sid]:
-                            continue  # the consumer has it already
-                        ndn = normalize_dn(entry.dn, self.schema)
-                        if in_scope(ndn, base_ndn, Scope(request.scope)) and visible(entry):
-                            send_entry(entry)
-                    end_cookie = self.full_cookie(rid)
+        ps: PersistentSearch | None = None
+        with self.read() as txn:  # the database, or the glued tree (server/glue.py)
+            if persist:
+                ps = PersistentSearch(conn, message_id, base_ndn, Scope(request.scope), matches, selection, rid,
+                                      consumer_sid, manage)  # fmt: skip
+                ps.queued = []
+                self.psearches.append(ps)
+            try:
+                refresh_deletes, end_cookie = yield from self.refresh(
+                    txn,
+                    conn,
+                    message_id,
+                    base_ndn,
+                    request,
+                    sync,
+                    cookie,
+                    rid,
+                    provider_state,
+                    consumer_state,
+                    persist,
+                    send_entry,
+                    visible,
+                )
+            except BaseException:  # an error, a time or size limit, an abandon: nothing stays registered
+                if ps is not None:
+                    self.remove(ps)
+                raise
         encoded_cookie = end_cookie.encode() if end_cookie is not None else None
         if consumer_sid is not None:
             self.served.setdefault(consumer_sid, deque(maxlen=16)).append(
                 (time.time(), provider_state.get(own, ""))
             )
-        if persist:
+        if ps is not None:
             if refresh_deletes:
                 info: ctl.SyncInfo = ctl.SyncInfoRefreshDelete(encoded_cookie, True)
             else:
                 info = ctl.SyncInfoRefreshPresent(encoded_cookie, True)
             send(self.info_message(message_id, info))
-            self.psearches.append(PersistentSearch(conn, message_id, base_ndn, Scope(request.scope), matches,
-                                                   selection, rid, consumer_sid, manage))  # fmt: skip
+            ps.go_live()
             self.log.log(
                 SYNC, f"syncprov: persistent search rid={rid:03d} registered (conn={conn.session.conn_id})"
             )
@@ -476,6 +444,93 @@ class SyncProvider(Overlay):
         )
         conn.result(message_id, ldap.SEARCH_RESULT_DONE, ResultCode.success, controls=[done], nentries=sent)
         return False
+
+    def refresh(self, txn, conn: Any, message_id: int, base_ndn: str, request: ldap.SearchRequest,
+                sync: ctl.SyncRequest, cookie: Any, rid: int, provider_state: dict[int, str], consumer_state: dict[int, str],
+                persist: bool, send_entry: Callable[[Entry], None], visible: Callable[[Entry], bool]) -> Steps:  # fmt: skip
+        """The refresh stage's content from one snapshot; returns (refreshDeletes, the cookie to end with)."""
+        send = conn.send
+        scope = Scope(request.scope)
+        snapshot_cookie = format_cookie(rid, self.cookie_sid(), provider_state)
+        base = txn.get(base_ndn)
+        if not provider_state and base is None and persist:
+            # An empty database: slapd 2.5 ends a refreshAndPersist search with noSuchObject (a refreshOnly one
+            # gets refresh-done with no cookie, as below); nothing stays registered for later entries.
+            nearest = txn.nearest_ancestor(base_ndn)
+            raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+        if not provider_state:
+            # A provider with no state yet (a new, empty node of a cluster): slapd refuses a consumer that has
+            # state (53, and the consumer waits for its retry); pyldapd sends what it holds, as an initial load,
+            # so a new mesh converges without waiting for retries.
+            if base is not None:
+                for count, entry in enumerate(txn.search(base_ndn, scope, request.filter), 1):
+                    if not count % STEP_EVERY:
+                        yield None
+                    if visible(entry):
+                        send_entry(entry)
+            return True, None
+        if base is None:
+            nearest = txn.nearest_ancestor(base_ndn)
+            raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
+        if cookie and cookie.csns and self.log_cannot_cover(txn, cookie.csns, provider_state):
+            raise LDAPError(ResultCode.syncRefreshRequired, "sync cookie is stale")
+        if not cookie or not cookie.csns or set(consumer_state) != set(provider_state):
+            # initial content, or a state we cannot compare with ours: everything, as adds
+            initial = not cookie or not cookie.csns
+            for count, entry in enumerate(txn.search(base_ndn, scope, request.filter), 1):
+                if not count % STEP_EVERY:
+                    yield None
+                if visible(entry):
+                    send_entry(entry)
+            return initial or self.settings.nopresent, snapshot_cookie
+        behind = [sid for sid in provider_state if consumer_state[sid] < provider_state[sid]]
+        if not behind and not self.backend.context.dirty:
+            return True, None
+        # syncprov-sessionlog-source: the delete phase comes from the accesslog (None: it cannot cover the
+        # cookie, and a present phase follows), as syncprov_play_accesslog
+        logged = (
+            (yield from self.accesslog_deletes(txn, consumer_state, provider_state, base_ndn, scope, visible))
+            if self.settings.sessionlog_source
+            else None
+        )
+        covered = (
+            logged is not None
+            if self.settings.sessionlog_source
+            else self.session_log.covers(consumer_state) or self.settings.nopresent
+        )
+        if self.settings.reloadhint and not sync.reload_hint and not covered:
+            raise LDAPError(ResultCode.syncRefreshRequired, "sync cookie is stale")
+        mincsn = min((consumer_state[sid] for sid in behind), default=max(consumer_state.values()))
+        if logged is not None:
+            refresh_deletes = True
+            self.log.log(SYNC, f"syncprov: rid={rid:03d} delete phase of {len(logged)} entries from the accesslog "
+                               f"{self.settings.sessionlog_source}")  # fmt: skip
+            for count, (csn, uuid) in enumerate(logged, 1):
+                if not count % STEP_EVERY:
+                    yield None
+                cookie_text = format_cookie(rid, self.cookie_sid(), consumer_state, delcsn=csn)
+                send(self.info_message(message_id, ctl.SyncInfoIdSet(cookie_text.encode(), True, [uuid])))
+        elif covered:
+            refresh_deletes = True
+            yield from self.replay_deletes(txn, message_id, rid, consumer_state, provider_state, base_ndn, scope,
+                                           visible, send)  # fmt: skip
+        else:
+            refresh_deletes = False
+            self.log.log(
+                SYNC, f"syncprov: rid={rid:03d} present phase (cookie not covered by the session log)"
+            )
+            yield from self.send_present(txn, message_id, base_ndn, scope, request, visible, send)
+        for count, entry in enumerate(txn.csn_after(mincsn), 1):
+            if not count % STEP_EVERY:
+                yield None
+            csn = (entry.first("entrycsn") or b"").decode()
+            sid = sid_of(csn) if csn else -1
+            if sid in consumer_state and csn <= consumer_state[sid]:
+                continue  # the consumer has it already
+            ndn = normalize_dn(entry.dn, self.schema)
+            if in_scope(ndn, base_ndn, scope) and visible(entry):
+                send_entry(entry)
+        return refresh_deletes, snapshot_cookie
 
     def log_cannot_cover(self, txn, consumer: dict[int, str], provider: dict[int, str]) -> bool:
         """syncprov on an accesslog database (nopresent and reloadhint, as a delta-syncrepl provider sets it): a
@@ -507,9 +562,13 @@ class SyncProvider(Overlay):
             True for _ in txn.search(self.backend.suffix_ndn, Scope.SUB, parse_filter(f"(entryCSN={csn})"))
         )
 
-    def send_present(self, txn, message_id: int, base_ndn: str, scope: Scope, request, visible, send) -> None:
+    def send_present(
+        self, txn, message_id: int, base_ndn: str, scope: Scope, request, visible, send
+    ) -> Steps:
         batch: list[bytes] = []
-        for entry in txn.search(base_ndn, scope, request.filter):
+        for count, entry in enumerate(txn.search(base_ndn, scope, request.filter), 1):
+            if not count % STEP_EVERY:
+                yield None
             if not visible(entry):
                 continue
             uuid = entry_uuid_bytes(entry)
@@ -522,10 +581,12 @@ class SyncProvider(Overlay):
             send(self.info_message(message_id, ctl.SyncInfoIdSet(None, False, batch)))
 
     def replay_deletes(self, txn, message_id: int, rid: int, consumer: dict[int, str], provider: dict[int, str],
-                       base_ndn: str, scope: Scope, visible, send) -> None:  # fmt: skip
+                       base_ndn: str, scope: Scope, visible, send) -> Steps:  # fmt: skip
         """Delete phase from the session log: each gone (or moved-out) entry as its own syncIdSet, CSN order."""
         seen: set[bytes] = set()
-        for csn, uuid, kind in self.session_log.since(consumer, provider):
+        for count, (csn, uuid, kind) in enumerate(self.session_log.since(consumer, provider), 1):
+            if not count % STEP_EVERY:
+                yield None
             if uuid in seen and kind != "delete":
                 continue
             if kind != "delete":
@@ -538,12 +599,13 @@ class SyncProvider(Overlay):
             send(self.info_message(message_id, ctl.SyncInfoIdSet(cookie, True, [uuid])))
 
     def accesslog_deletes(self, txn, consumer: dict[int, str], provider: dict[int, str], base_ndn: str,
-                          scope: Scope, visible) -> list[tuple[str, bytes]] | None:  # fmt: skip
+                          scope: Scope, visible) -> Steps:  # fmt: skip
         """The delete phase syncprov_play_accesslog builds from the log database named by
         syncprov-sessionlog-source: each entry deleted, renamed out of the search base or no longer matching
         since the consumer's cookie, as (its log entry's CSN, its entryUUID), in CSN order. None when the log
         cannot answer: no such database, no minCSN on its suffix entry, or a minCSN (the oldest change the
-        log still holds, per server ID) newer than the cookie's CSN for a server ID the consumer is behind on."""
+        log still holds, per server ID) newer than the cookie's CSN for a server ID the consumer is behind on.
+        As steps (server/steps.py): the result is the generator's return value."""
         source = self.settings.sessionlog_source
         try:
             log_ndn = normalize_dn(source, self.schema)
@@ -567,7 +629,9 @@ class SyncProvider(Overlay):
             oldest = min(consumer[sid] for sid in behind)
             deletes: list[tuple[str, bytes]] = []
             seen: set[bytes] = set()
-            for record in log_txn.csn_after(oldest):  # streamed: a week of log is not held in memory
+            for count, record in enumerate(log_txn.csn_after(oldest), 1):  # streamed: not held in memory
+                if not count % STEP_EVERY:
+                    yield None
                 picked = self.logged_delete(txn, record, consumer, provider, base_ndn, scope, visible, seen)
                 if picked is not None:
                     deletes.append(picked)

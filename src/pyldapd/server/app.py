@@ -626,6 +626,9 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
         await server.run()
 
     limits.raise_descriptor_limit()  # the descriptors are the real bound on connections
+    # While a worker thread decodes or plans a large request, the event loop gets the GIL back within this; at
+    # CPython's default of 5 ms, each of the several hand-overs a request needs may cost that much (issue 13)
+    sys.setswitchinterval(0.001)
     write_pid_files(config, sys.argv)
     try:
         runner(main())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope
@@ -687,8 +687,9 @@ class ConfigDatabase:
         )
 
     def sync_search(self, conn: Any, message_id: int, request: ldap.SearchRequest, controls: list[Control],
-                    sync_control: Control, selection_factory: Callable) -> bool:  # fmt: skip
-        """An RFC 4533 sync search of cn=config, answered by its syncprov overlay (True: it stays open)."""
+                    sync_control: Control, selection_factory: Callable) -> Generator[Any, Any, bool]:  # fmt: skip
+        """An RFC 4533 sync search of cn=config, answered by its syncprov overlay, as resumable steps
+        (server/steps.py; True: it stays open)."""
         from pyldapd.protocol import controls as ctl
 
         base = self.ndn(request.base)
@@ -710,7 +711,8 @@ class ConfigDatabase:
             raise LDAPError(ResultCode.protocolError, "invalid scope")
         selection = selection_factory(self.schema, request.attributes, request.types_only)
         matches = self.filters.compile(request.filter)
-        return provider.sync_search(conn, message_id, request, controls, sync, selection, matches, base, 0)
+        return (yield from provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
+                                                base, 0))  # fmt: skip
 
     def check_schema_values(self, ndn: str, entry: Entry) -> None:
         """New attribute types name syntaxes slapd knows (pyldapd's Schema accepts unknown ones)."""

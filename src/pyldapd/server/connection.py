@@ -24,6 +24,7 @@ from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
 from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.stats import RESPONSE_TAGS as STATS_RESPONSE_NAMES
+from pyldapd.server.steps import COLLECTOR, Steps
 from pyldapd.server.tls import check_security, setup_session, start_tls
 
 if TYPE_CHECKING:
@@ -41,6 +42,14 @@ KNOWN_CONTROLS = {
     ctl.DONT_USE_COPY,  # every entry is the server's own: reading "the original" is the normal read
     ctl.VALUES_RETURN_FILTER,
 }
+# A search that runs longer than this gives the loop back to the other connections, and goes on at its next turn
+# (server/steps.py): the time another client may wait for one running search (measured in bench/bench_stall.py).
+TIME_SLICE = 0.004
+# A request this large takes milliseconds to decode (100,000 filter terms: 1.8 MB, 150 ms): a worker thread does it
+LARGE_PDU = 65536
+# Requests received while a search runs on the connection wait, in order; past this many, reading stops until
+# the search ends (an Abandon among the first ones is acted on at once)
+HELD_MAX = 64
 WRITE_METHODS = {  # request -> the Directory method a writer thread runs (Directory.write)
     ldap.AddRequest: "add",
     ldap.ModifyRequest: "modify",
@@ -89,6 +98,8 @@ class LDAPConnection(asyncio.Protocol):
         self.starting_tls = False  # StartTLS answered, handshake pending: nothing more is read in the clear
         self.write_paused = False  # set by pause_writing (flow control, server/limits.py)
         self.held_pdus: list[bytes] = []
+        self.job: SearchJob | None = None  # a search running in steps (server/steps.py): requests are held
+        self.large_holds = 0  # large requests of this connection alive (steps.Collector)
         self.tls_backlog = bytearray()
         self.stats = server.stats  # server/stats.py: counters for cn=Monitor and /metrics
         self.opened_at = self.active_at = time.time()  # cn=Monitor's monitorConnectionStart/ActivityTime
@@ -130,6 +141,8 @@ class LDAPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.pop(self, None)
+        self.stop_job()
+        self.release_large()
         self.directory.connection_closed(self)
         if self.session.paged is not None:  # an open paged search: its ids are freed with the session
             self.session.paged = None
@@ -178,7 +191,8 @@ class LDAPConnection(asyncio.Protocol):
         self.pdu_handle = None
         if self.closing or not self.framer.buffered:  # e.g. StartTLS dropped the half-framed request
             return
-        if self.write_paused or self.busy or self.starting_tls:  # the server stopped reading, not the client
+        if self.write_paused or self.busy or self.starting_tls or self.job is not None:  # the server stopped
+            # reading, not the client
             self.pdu_handle = asyncio.get_running_loop().call_later(timeout, self.pdu_timed_out, timeout)
             return
         self.log.log(STATS, f"conn={self.session.conn_id} closing: request incomplete after {timeout}s")
@@ -188,29 +202,228 @@ class LDAPConnection(asyncio.Protocol):
         for index, pdu in enumerate(pdus):
             if self.closing or self.starting_tls:
                 return
-            if self.write_paused or self.busy:  # responses unread (server/limits.py) or a password check
-                # under way on a worker thread: the rest is held, in order
-                self.held_pdus = pdus[index:] + self.held_pdus
+            if self.write_paused or self.busy or self.job is not None:  # responses unread (server/limits.py),
+                # a password check or a decode on a worker thread, a search running in steps: held, in order
+                self.hold(pdus[index:])
+                return
+            if len(pdu) >= LARGE_PDU:
+                self.decode_in_thread(pdu, pdus[index + 1 :])
                 return
             try:
                 message = ldap.decode_message(pdu, limits.filter_depth(self.server.config.max_filter_depth))
             except ldap.BERError as exc:
-                self.log.log(STATS, f"conn={self.session.conn_id} op={self.op_count} BER error: {exc}")
-                deep = isinstance(exc, ldap.FilterDepthError)  # slapd names this one
-                self.disconnect(ResultCode.protocolError, str(exc) if deep else "decoding error")
+                self.decode_failed(exc)
                 return
-            try:
-                self.dispatch(message)
-            except Exception as exc:  # a bug must cost one operation, never the server
-                self.log.error(f"conn={self.session.conn_id} internal error: {exc!r}")
-                import traceback
+            self.run_message(message)
 
-                traceback.print_exc()
-                tag = RESPONSE_TAGS.get(type(message.op))
-                if tag is not None:
-                    self.send(
-                        ldap.encode_result(message.message_id, tag, ResultCode.other, "", "internal error")
+    def decode_failed(self, exc: ldap.BERError) -> None:
+        self.log.log(STATS, f"conn={self.session.conn_id} op={self.op_count} BER error: {exc}")
+        deep = isinstance(exc, ldap.FilterDepthError)  # slapd names this one
+        self.disconnect(ResultCode.protocolError, str(exc) if deep else "decoding error")
+
+    def run_message(self, message: ldap.LDAPMessage) -> None:
+        try:
+            self.dispatch(message)
+        except Exception as exc:  # a bug must cost one operation, never the server
+            self.log.error(f"conn={self.session.conn_id} internal error: {exc!r}")
+            import traceback
+
+            traceback.print_exc()
+            tag = RESPONSE_TAGS.get(type(message.op))
+            if tag is not None:
+                self.send(ldap.encode_result(message.message_id, tag, ResultCode.other, "", "internal error"))
+
+    def hold(self, pdus: list[bytes]) -> None:
+        """Requests that wait for the connection's current work. While a search runs in steps, an Abandon is
+        acted on at once (it may name that search), and reading stops once HELD_MAX requests wait."""
+        if self.job is not None and not (self.write_paused or self.busy):
+            kept = []
+            for pdu in pdus:
+                if len(pdu) <= 16 and self.job is not None:  # an Abandon is 8 to 16 octets
+                    try:
+                        message = ldap.decode_message(pdu)
+                    except ldap.BERError:
+                        message = None
+                    if message is not None and isinstance(message.op, ldap.AbandonRequest):
+                        self.run_message(message)
+                        continue
+                kept.append(pdu)
+            self.held_pdus = kept + self.held_pdus
+            if self.job is None:  # the Abandon ended the search: what waited runs now
+                self.go_on()
+                return
+        else:
+            self.held_pdus = pdus + self.held_pdus
+        if len(self.held_pdus) >= HELD_MAX and self.transport is not None:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+
+    def decode_in_thread(self, pdu: bytes, rest: list[bytes]) -> None:
+        """A large request (a filter of tens of thousands of terms) is decoded on a worker thread; the requests
+        after it wait, in order."""
+        self.busy = True
+        self.held_pdus = rest + self.held_pdus
+        if self.transport is not None:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+        depth = limits.filter_depth(self.server.config.max_filter_depth)
+        self.hold_large()
+        future = asyncio.get_running_loop().run_in_executor(
+            self.server.password_pool, COLLECTOR.build(lambda: ldap.decode_message(pdu, depth))
+        )
+        future.add_done_callback(self.decoded)
+
+    def decoded(self, done: asyncio.Future) -> None:
+        self.busy = False
+        if self.closing or self.transport is None or self.transport.is_closing():
+            return
+        try:
+            message = done.result()
+        except ldap.BERError as exc:
+            self.release_large()
+            self.decode_failed(exc)
+            return
+        self.run_message(message)
+        del message
+        if self.job is None:  # answered (else the search's end lets go of it)
+            self.release_large()
+        self.go_on()
+
+    def hold_large(self) -> None:
+        self.large_holds += 1
+        COLLECTOR.hold()
+
+    def release_large(self) -> None:
+        holds, self.large_holds = self.large_holds, 0
+        COLLECTOR.release(holds)
+
+    def go_on(self) -> None:
+        """The connection's current work is over: the requests held meanwhile run, then reading resumes (while a
+        search runs, too: an Abandon may come)."""
+        if self.closing or self.transport is None:
+            return
+        if not (self.busy or self.write_paused or self.job is not None):
+            held, self.held_pdus = self.held_pdus, []
+            if held:
+                self.process_pdus(held)
+        if self.closing or self.busy or self.write_paused:
+            return
+        if self.job is not None and len(self.held_pdus) >= HELD_MAX:
+            return
+        try:
+            self.transport.resume_reading()
+        except RuntimeError:
+            pass
+
+    # -- searches in steps (server/steps.py) --------------------------------------------------------------------
+
+    def run_job(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None]) -> None:
+        """Run a search's steps: at once, to its end if it is cheap (no thread, no loop turn); a longer one gives
+        the loop back every TIME_SLICE, waits while its client does not read (pause_writing), and has its
+        Offloads done on a worker thread."""
+        self.job = SearchJob(mid, tag, steps, finish, self.current_op, self.op_started)
+        self.step_job(self.job)
+
+    def step_job(self, job: SearchJob, value: Any = None, error: BaseException | None = None) -> None:
+        if self.job is not job or job.waiting == "running":
+            return  # abandoned, or the connection is gone; or called back while it runs
+        if self.closing:
+            self.stop_job()
+            return
+        if self.write_paused:
+            job.waiting = "writable"  # resume_writing steps it again
+            return
+        job.waiting = "running"
+        clock = time.monotonic
+        end = clock() + TIME_SLICE
+        steps = job.steps
+        try:
+            while True:
+                item = steps.throw(error) if error is not None else steps.send(value)
+                value = error = None
+                if item is not None:
+                    job.waiting = "thread"
+                    job.resumed = True
+                    self.hold_large()
+                    future = asyncio.get_running_loop().run_in_executor(
+                        self.server.password_pool, COLLECTOR.build(item.work)
                     )
+                    future.add_done_callback(lambda done: self.offload_done(job, done))
+                    return
+                if self.closing or self.job is not job:
+                    job.waiting = ""
+                    steps.close()
+                    return
+                if self.write_paused:
+                    job.waiting = "writable"
+                    job.resumed = True
+                    return
+                if clock() >= end:
+                    job.waiting = "turn"
+                    job.resumed = True
+                    asyncio.get_running_loop().call_soon(self.step_job, job)
+                    return
+        except StopIteration as stop:
+            job.waiting = ""
+            self.job = None
+            self.answer(job, stop.value, None)
+        except Exception as exc:
+            job.waiting = ""
+            self.job = None
+            self.answer(job, None, exc)
+        if self.large_holds:
+            job.steps = None  # type: ignore[assignment]  # its large objects go first
+            self.release_large()
+        if job.resumed:  # it ran on after its request's turn: what waited for it runs now
+            self.go_on()
+
+    def answer(self, job: SearchJob, outcome: Any, error: Exception | None) -> None:
+        """The search's outcome or error, as dispatch answers any operation."""
+        mid, tag = job.mid, job.tag
+        self.current_op, self.op_started = job.op, job.started  # an Abandon may have come meanwhile
+        try:
+            if error is not None:
+                raise error
+            job.finish(outcome)
+        except SizeLimitExceeded as exc:
+            self.result(mid, tag, ResultCode.sizeLimitExceeded, "", nentries=exc.sent)
+        except LDAPError as exc:
+            self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
+        except DatabaseFull:
+            self.result(mid, tag, ResultCode.other, MAP_FULL_TEXT.get(tag, "internal error"), nentries=0)
+        except Exception as exc:  # a bug must cost one operation, never the server
+            self.log.error(f"conn={self.session.conn_id} internal error: {exc!r}")
+            import traceback
+
+            traceback.print_exception(exc)
+            self.result(mid, tag, ResultCode.other, "internal error", nentries=0)
+
+    def offload_done(self, job: SearchJob, done: asyncio.Future) -> None:
+        if self.job is not job:  # abandoned while the thread worked
+            if self.job is None:
+                self.release_large()
+            return
+        try:
+            value = done.result()
+        except Exception as exc:
+            self.step_job(job, error=exc)
+            return
+        self.step_job(job, value)
+
+    def stop_job(self, message_id: int | None = None) -> bool:
+        """End the running search (Abandon names it, or the connection closes); its read snapshot is freed."""
+        job = self.job
+        if job is None or (message_id is not None and job.mid != message_id):
+            return False
+        self.job = None
+        if job.waiting != "thread":  # a worker thread still uses it: the generator is closed when collected
+            job.steps.close()
+            self.release_large()
+        return True
 
     def pause_writing(self) -> None:
         """Responses pile up unread: stop reading requests until the client catches up (flow control)."""
@@ -239,14 +452,10 @@ class LDAPConnection(asyncio.Protocol):
             self.write_handle = None
         if self.transport is None or self.closing or self.busy:
             return
-        held, self.held_pdus = self.held_pdus, []
-        if held:
-            self.process_pdus(held)
-        if not self.write_paused and not self.closing:
-            try:
-                self.transport.resume_reading()
-            except RuntimeError:
-                pass
+        job = self.job
+        if job is not None and job.waiting == "writable":  # the client reads again: the search goes on
+            self.step_job(job)
+        self.go_on()
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -265,7 +474,7 @@ class LDAPConnection(asyncio.Protocol):
 
     def idle_timeout(self) -> None:
         # slapd leaves a connection alone while it has operations under way (persistent searches included)
-        busy = self.busy or self.write_paused or limits.outstanding(self)
+        busy = self.busy or self.write_paused or self.job is not None or limits.outstanding(self)
         if busy and not self.closing:
             self.reset_idle()
             return
@@ -323,7 +532,8 @@ class LDAPConnection(asyncio.Protocol):
             self.log.log(
                 STATS, f"conn={self.session.conn_id} op={self.current_op} ABANDON msg={op.message_id}"
             )
-            self.directory.stop_sync_search(self, op.message_id, None)
+            if not self.stop_job(op.message_id):
+                self.directory.stop_sync_search(self, op.message_id, None)
             self.stats.finish("Abandon")
             self.ops_completed += 1
             return
@@ -398,14 +608,14 @@ class LDAPConnection(asyncio.Protocol):
         if isinstance(op, ldap.SearchRequest):
             sync = ctl.find_control(controls, ctl.SYNC_REQUEST)
             if sync is not None:
-                directory.sync_search(self, mid, op, controls, sync)
+                self.run_job(mid, tag, directory.sync_search_steps(self, mid, op, controls, sync), ignore)
                 return
-            try:
-                sent, response_controls, text = directory.search(session, mid, op, controls, self.send)
-            except SizeLimitExceeded as exc:
-                self.result(mid, tag, ResultCode.sizeLimitExceeded, "", nentries=exc.sent)
-                return
-            self.result(mid, tag, ResultCode.success, text, controls=response_controls, nentries=sent)
+
+            def finish(outcome: tuple[int, list[Control], str]) -> None:
+                sent, response_controls, text = outcome
+                self.result(mid, tag, ResultCode.success, text, controls=response_controls, nentries=sent)
+
+            self.run_job(mid, tag, directory.search_steps(session, mid, op, controls, self.send), finish)
         elif isinstance(op, ldap.BindRequest):
             session.bind_dn, session.bind_ndn = "", ""
             outcome = directory.prepare_bind(session, op)
@@ -504,14 +714,7 @@ class LDAPConnection(asyncio.Protocol):
         except Exception as exc:  # a broken stored value fails this operation, never the server
             self.log.error(f"conn={self.session.conn_id} operation failed: {exc!r}")
             self.result(mid, tag, ResultCode.other, "internal error", nentries=0)
-        held, self.held_pdus = self.held_pdus, []
-        if held:
-            self.process_pdus(held)
-        if not (self.busy or self.write_paused or self.closing):
-            try:
-                self.transport.resume_reading()
-            except RuntimeError:
-                pass
+        self.go_on()  # the requests held meanwhile, then reading
 
     def extended(self, mid: int, op: ldap.ExtendedRequest, tag: int, session=None) -> None:
         session = session if session is not None else self.session
@@ -576,3 +779,20 @@ class LDAPConnection(asyncio.Protocol):
             self.log.write(f'{prefix} CMP dn="{op.dn}" attr="{op.attr}"')
         elif isinstance(op, ldap.ExtendedRequest):
             self.log.write(f"{prefix} EXT oid={op.name}")
+
+
+def ignore(_outcome: Any) -> None:
+    """A sync search answers for itself (replication/provider.py)."""
+
+
+class SearchJob:
+    """A search running in steps on one connection (server/steps.py)."""
+
+    __slots__ = ("mid", "tag", "steps", "finish", "op", "started", "waiting", "resumed")
+
+    def __init__(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None], op: int,
+                 started: float) -> None:  # fmt: skip
+        self.mid, self.tag, self.steps, self.finish = mid, tag, steps, finish
+        self.op, self.started = op, started  # for its result's log line and etime
+        self.waiting = ""  # "turn" (its next time slice), "writable" (the client reads again), "thread"
+        self.resumed = False  # it went on after the request's own turn: the held requests follow its end

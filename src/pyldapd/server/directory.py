@@ -81,6 +81,7 @@ from pyldapd.server.searchlimits import (
     request_limits,
     search_limits,
 )
+from pyldapd.server.steps import STEP_EVERY, Offload, Steps, large_filter, run_steps
 
 if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
@@ -870,6 +871,19 @@ class Directory:
         send: Callable[[bytes], None],
     ) -> tuple[int, list[Control], str]:
         """Stream matching entries through `send`; returns (entries sent, response controls, diagnostic)."""
+        return run_steps(self.search_steps(session, message_id, request, controls, send))
+
+    def search_steps(
+        self,
+        session: Session,
+        message_id: int,
+        request: ldap.SearchRequest,
+        controls: list[Control],
+        send: Callable[[bytes], None],
+    ) -> Steps:
+        """The search as resumable steps (server/steps.py): yields every STEP_EVERY candidates, and an Offload to
+        compile and plan a large filter; returns (entries sent, response controls, diagnostic). A cheap search
+        runs to its end in the first step."""
         if self.configdb is not None and names_config(request.base):
             check_restrictions(self, session, None, "search")
             items = self.values_return_items(controls)
@@ -935,12 +949,14 @@ class Directory:
         # one part, unless the base lies in a glue superior: then its subordinates' below the base too (server/glue.py)
         parts = glue.search_parts(backend, base_ndn, scope)
         if paged is not None:
-            return self.paged_search_parts(session, message_id, request, paged, parts, manage_dsa_it, selection,
-                                           send, limits, deadline, diagnostic, controls)  # fmt: skip
+            return (yield from self.paged_search_parts(session, message_id, request, paged, parts, manage_dsa_it,
+                                                       selection, send, limits, deadline, diagnostic,
+                                                       controls))  # fmt: skip
         sent = 0
         for part, part_base, part_scope, missing_ok in parts:  # one result stream, one count for the limits
-            sent = self.search_database(session, message_id, request, controls, send, part, part_base, part_scope,
-                                        selection, manage_dsa_it, limits, size_limit, deadline, sent, missing_ok)  # fmt: skip
+            sent = yield from self.search_database(session, message_id, request, controls, send, part, part_base,
+                                                   part_scope, selection, manage_dsa_it, limits, size_limit,
+                                                   deadline, sent, missing_ok)  # fmt: skip
         return sent, [], diagnostic
 
     def search_base(self, session: Session, controls: list[Control], backend: Backend, txn, guard,
@@ -963,23 +979,44 @@ class Directory:
     def search_database(self, session: Session, message_id: int, request: ldap.SearchRequest,
                         controls: list[Control], send: Callable[[bytes], None], backend: Backend, base_ndn: str,
                         scope: Scope, selection: AttributeSelection, manage_dsa_it: bool, limits: LimitSet | None,
-                        size_limit: int, deadline: float | None, sent: int, missing_ok: bool) -> int:  # fmt: skip
-        """One database's part of a search (the whole search, unless glued): entries sent so far + its own.
+                        size_limit: int, deadline: float | None, sent: int, missing_ok: bool) -> Steps:  # fmt: skip
+        """One database's part of a search (the whole search, unless glued), as steps: returns the entries sent
+        so far + its own.
         `missing_ok`: a glued subordinate's suffix that is not there adds nothing (slapd drops its 32)."""
         with backend.db.read() as txn:
-            guard = self.access.search_guard(session, backend, request.filter, txn)
-            if missing_ok:
-                if txn.get(base_ndn) is None:
-                    return sent
+
+            def prepare() -> tuple[Any, Callable[[Entry], bool] | None, Iterator[Entry] | None]:
+                guard = self.access.search_guard(session, backend, request.filter, txn)
+                if missing_ok:
+                    if txn.get(base_ndn) is None:
+                        return guard, None, None
+                else:
+                    self.search_base(session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it)
+                # compiled once: by access control (with `search` checks) or plainly
+                matches = self.filters.compile(request.filter) if guard is None else guard.matches
+                # the database plans the filter (index lookups) before it hands over the first candidate
+                return guard, matches, self.candidates(txn, base_ndn, scope, request, limits)
+
+            # a filter of thousands of terms costs a long time to compile and plan, in one piece: a thread
+            # does it while the loop serves others (server/steps.py)
+            if large_filter(request.filter):
+                guard, matches, found = yield Offload(prepare)
             else:
-                self.search_base(session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it)
-            # compiled once: by access control (with `search` checks) or plainly
-            matches = self.filters.compile(request.filter) if guard is None else guard.matches
+                guard, matches, found = prepare()
+            if found is None:
+                return sent
             has_children = txn.has_children if selection.wants_has_subordinates else None
             suffix_id = txn.id_of(backend.suffix_ndn)
             live_context = backend.context.values()
             clock = time.monotonic
-            for entry in self.candidates(txn, base_ndn, scope, request, limits):
+            countdown = STEP_EVERY
+            for entry in found:
+                countdown -= 1
+                if (
+                    not countdown
+                ):  # the driver may stop here (its time slice is over, the client reads slowly)
+                    countdown = STEP_EVERY
+                    yield None
                 # before each candidate, as back-mdb does: the bound is on the work, not only on what is sent
                 if deadline is not None and clock() > deadline:
                     raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
@@ -1033,28 +1070,36 @@ class Directory:
         return itertools.chain((first,) if first is not None else (), found)
 
     def paged_search_parts(self, session, message_id, request, paged, parts, manage_dsa_it, selection, send,
-                           limits, deadline, diagnostic, controls) -> tuple[int, list[Control], str]:  # fmt: skip
+                           limits, deadline, diagnostic, controls) -> Steps:  # fmt: skip
         """A paged search over the parts of a search (one database, or a glue superior's tree): each part's
-        read transaction, access rules and filter."""
+        read transaction, access rules and filter; returns (entries sent, response controls, diagnostic)."""
         with ExitStack() as stack:
             sources: list[PagedSource] = []
             for part, part_base, part_scope, missing_ok in parts:
                 txn = stack.enter_context(part.db.read())
-                guard = self.access.search_guard(session, part, request.filter, txn)
-                present = True
-                if missing_ok:  # kept in the list even when absent: the ids of later pages number the sources
-                    present = txn.get(part_base) is not None
-                else:
-                    self.search_base(
-                        session, controls, part, txn, guard, part_base, part_scope, manage_dsa_it
-                    )
-                matches = self.filters.compile(request.filter) if guard is None else guard.matches
-                sources.append(PagedSource(txn, guard, matches, part_base, part_scope, present))
-            return self.paged_search(session, message_id, request, paged, sources, selection, manage_dsa_it, send,
-                                     limits, deadline, diagnostic)  # fmt: skip
+
+                def prepare(part=part, txn=txn, part_base=part_base, part_scope=part_scope,
+                            missing_ok=missing_ok) -> PagedSource:  # fmt: skip
+                    guard = self.access.search_guard(session, part, request.filter, txn)
+                    present = True
+                    if (
+                        missing_ok
+                    ):  # kept in the list even when absent: the ids of later pages number the sources
+                        present = txn.get(part_base) is not None
+                    else:
+                        self.search_base(
+                            session, controls, part, txn, guard, part_base, part_scope, manage_dsa_it
+                        )
+                    matches = self.filters.compile(request.filter) if guard is None else guard.matches
+                    return PagedSource(txn, guard, matches, part_base, part_scope, present)
+
+                # a large filter is compiled on a thread (server/steps.py), as for a search that is not paged
+                sources.append((yield Offload(prepare)) if large_filter(request.filter) else prepare())
+            return (yield from self.paged_search(session, message_id, request, paged, sources, selection,
+                                                 manage_dsa_it, send, limits, deadline, diagnostic))  # fmt: skip
 
     def paged_search(self, session, message_id, request, paged, sources: list[PagedSource], selection,
-                     manage_dsa_it, send, limits=None, deadline=None, diagnostic="") -> tuple[int, list[Control], str]:  # fmt: skip
+                     manage_dsa_it, send, limits=None, deadline=None, diagnostic="") -> Steps:  # fmt: skip
         """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
         each request may send what is left of them, and the search ends with sizeLimitExceeded there. Over a
         glued tree an id carries its source's number in its top byte."""
@@ -1081,10 +1126,14 @@ class Directory:
         if not page.cookie:  # a new paged search: the connection's previous one (if any) is abandoned
             session.paged = None
             ids = array("Q")
+            examined = 0
             for number, source in enumerate(sources):
                 if not source.present:
                     continue
                 for entry in self.candidates(source.txn, source.base_ndn, source.scope, request, limits):
+                    examined += 1
+                    if not examined % STEP_EVERY:
+                        yield None
                     if deadline is not None and time.monotonic() > deadline:
                         raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
                     if (manage_dsa_it or not is_glue(entry)) and source.matches(entry):
@@ -1095,6 +1144,8 @@ class Directory:
         sent = 0
         ids, position = state.ids, state.position
         while position < len(ids) and sent < page.size:
+            if position % STEP_EVERY == STEP_EVERY - 1:
+                yield None
             if size_limit >= 0 and sent >= size_limit:
                 raise SizeLimitExceeded(sent)
             source = (
@@ -1129,16 +1180,21 @@ class Directory:
     def sync_search(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
                     sync_control: Control) -> bool:  # fmt: skip
         """An RFC 4533 sync search; the syncprov overlay answers it. True when it stays open (persist)."""
+        return run_steps(self.sync_search_steps(conn, message_id, request, controls, sync_control))
+
+    def sync_search_steps(self, conn, message_id: int, request: ldap.SearchRequest, controls: list[Control],
+                          sync_control: Control) -> Steps:  # fmt: skip
+        """sync_search as resumable steps (server/steps.py): a refresh of many entries leaves others their turn."""
         if self.configdb is not None and names_config(request.base):  # replication of cn=config itself
-            return self.configdb.sync_search(conn, message_id, request, controls, sync_control,
-                                             lambda schema, attrs, types_only: AttributeSelection(
-                                                 schema, attrs, types_only))  # fmt: skip
+            return (yield from self.configdb.sync_search(conn, message_id, request, controls, sync_control,
+                                                         lambda schema, attrs, types_only: AttributeSelection(
+                                                             schema, attrs, types_only)))  # fmt: skip
         base_ndn = normalize_or_fail(self.schema, request.base)
         backend = self.backend_for(base_ndn)
         if backend is None or backend.provider is None:
             if sync_control.critical:
                 raise LDAPError(ResultCode.unavailableCriticalExtension, "critical extension is unavailable")
-            sent, response_controls, text = self.search(
+            sent, response_controls, text = yield from self.search_steps(
                 conn.session, message_id, request, controls, conn.send
             )
             conn.result(message_id, ldap.SEARCH_RESULT_DONE, ResultCode.success, text, nentries=sent)
@@ -1156,8 +1212,10 @@ class Directory:
         deadline = time.monotonic() + time_limit if time_limit else None
         if limits is not None and limits.unchecked > 0:  # the refresh's candidates, counted as for a search
             with backend.db.read() as txn:
-                for _entry in self.candidates(txn, base_ndn, Scope(request.scope), request, limits):
-                    pass
+                for count, _entry in enumerate(self.candidates(txn, base_ndn, Scope(request.scope), request,
+                                                               limits), 1):  # fmt: skip
+                    if not count % STEP_EVERY:
+                        yield None
         selection = AttributeSelection(self.schema, request.attributes, request.types_only,
                                        self.matched_values(controls)[0])  # fmt: skip
         matches = self.filters.compile(request.filter)
@@ -1169,8 +1227,8 @@ class Directory:
                 base = txn.get(base_ndn)
                 if base is not None:
                     self.check_assertion(controls, base, conn.session, backend, txn)
-        return backend.provider.sync_search(conn, message_id, request, controls, sync, selection, matches,
-                                            base_ndn, size_limit, deadline)  # fmt: skip
+        return (yield from backend.provider.sync_search(conn, message_id, request, controls, sync, selection,
+                                                        matches, base_ndn, size_limit, deadline))  # fmt: skip
 
     def stop_sync_search(self, conn, message_id: int, result: int | None) -> bool:
         """Abandon (result None) or Cancel (result cancelled) of a persistent search."""

@@ -15,10 +15,12 @@
   way (a persistent search, a password check, a blocked write), as slapd. `writetimeout` (slapd's): a
   connection whose writes stay blocked (the transport's buffer over its high-water mark) that long is closed.
 - outstanding operations per connection: slapd's `conn_max_pending` (100 anonymous) and `conn_max_pending_auth`
-  (1000 bound). A pyldapd connection runs one operation at a time, to its end, before reading the next, so the
+  (1000 bound). A pyldapd connection runs one operation at a time, to its end, before running the next, so the
   operations outstanding on it are the one being run plus its persistent (refreshAndPersist) searches; a request
-  beyond the limit gets busy (51). Pipelined requests wait in the socket, and when a client does not read its
-  responses the connection stops reading requests (transport flow control) until it does.
+  beyond the limit gets busy (51). While a search runs in steps (server/steps.py) the connection reads on (an
+  Abandon is acted on at once) and holds up to 64 requests, in order, then stops reading; pipelined requests
+  beyond wait in the socket, and when a client does not read its responses the connection stops reading
+  requests (transport flow control) and its search pauses until it does.
 - filter nesting: `maxfilterdepth` (slapd's default 1000: 1000 nested and/or/not sets are answered), at most
   `FILTER_DEPTH_CAP`; deeper is a protocol error, "filter nested too deeply", the connection closed (slapd's
   answer). Filters are walked recursively, so the interpreter's recursion limit is raised to match at start.
@@ -87,7 +89,7 @@ def at_capacity(server: Server) -> bool:
 def eviction_rank(conn: LDAPConnection) -> int | None:
     """How readily a connection gives its descriptor to a new one: 0 nothing complete received yet, 1 anonymous
     and idle, 2 bound and idle; None never (the rootdn, an operation or a write under way, StartTLS)."""
-    if conn.closing or conn.starting_tls or conn.busy or conn.held_pdus:
+    if conn.closing or conn.starting_tls or conn.busy or conn.held_pdus or conn.job is not None:
         return None
     transport = conn.transport
     if transport is None or transport.get_write_buffer_size():
