@@ -250,6 +250,7 @@ overlay syncprov
         "syncprov-foo 1",
         "syncprov-sessionlog -1",
         "syncprov-checkpoint 0 10",
+        "syncprov-checkpoint 5 0",
         "syncprov-nopresent maybe",
         "syncprov-sessionlog-source notadn",
         "syncprov-sessionlog-source cn=accesslog",

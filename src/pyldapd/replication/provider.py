@@ -67,8 +67,8 @@ class ProviderSettings:
             ops, minutes = integer(args[0], "ops #"), integer(args[1], "time")
             if ops <= 0:
                 raise SyncprovConfigError(f'{{name}} invalid checkpoint ops # "{ops}"')
-            if minutes <= 0:
-                raise SyncprovConfigError(f'{{name}} invalid checkpoint time "{minutes}"')
+            if minutes <= 0:  # slapd's text shows the ops count here (syncprov.c), kept for identical errors
+                raise SyncprovConfigError(f'{{name}} invalid checkpoint time "{ops}"')
             self.checkpoint_ops, self.checkpoint_minutes = ops, minutes
         elif key == "sessionlog":
             if len(args) != 1:
