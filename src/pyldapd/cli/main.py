@@ -220,7 +220,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.error(f"pyldapd: {'-d' if args.debug and not debug else '-d/-s'}: {exc}")
         return 1
     if debug:
-        log.level = debug
+        log.level = log.debug_level = debug
     foreground = bool(debug) or (quickstart and not args.debug)
     try:
         logfile = open_logfile(config)

@@ -318,7 +318,7 @@ class Server:
         opened = self.open_databases(added)  # first: a database that cannot open leaves everything as it was
         current = self.config
         current.loglevel = config.loglevel
-        self.log.level = config.loglevel
+        self.log.level = self.log.debug_level or config.loglevel
         logging = ("logfile", "logfile_only", "logfile_rotate")
         if any(getattr(config, name) != getattr(current, name) for name in logging):
             for name in logging:  # olcLogFile* changed: lines go to the new file, rotated anew, from now on

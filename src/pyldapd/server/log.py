@@ -154,6 +154,8 @@ class Logger:
         self.logfile: LogFile | None = None
         self.logfile_only = False
         self.foreground = True
+        # slapd's -d level (slap_debug) is its own: olcLogLevel changes only the syslog level (ldap_syslog)
+        self.debug_level = 0
         self.starting = True  # set False once the listeners are up (server/app.py)
 
     def configure(self, *, foreground: bool, syslog: SyslogSink | None = None, logfile: LogFile | None = None,
