@@ -187,9 +187,15 @@ objectclass ( 2.25.23394782990751888070443023800080686380.100.2 NAME 'olcBdbConf
 
 
 @functools.cache
+def olc_schema_text() -> str:
+    """olc.schema's text, read once (a chrooted server reads it before entering its sandbox: service.py)."""
+    return resources.files("pyldapd.config").joinpath("olc.schema").read_text()
+
+
+@functools.cache
 def _config_schema() -> Schema:
     schema = Schema.default()
-    schema.load_text(resources.files("pyldapd.config").joinpath("olc.schema").read_text(), "olc.schema")
+    schema.load_text(olc_schema_text(), "olc.schema")
     schema.load_text(EXTRA_DEFINITIONS, "pyldapd")
     return schema
 

@@ -61,9 +61,9 @@ def add_config_schema(schema: Schema) -> None:
     data database may hold such entries (test059 keeps a consumer's cn=config in an ldif database)."""
     if schema.object_class("olcGlobal") is not None or schema.attribute_type("cn") is None:
         return  # there already, or the config includes no core schema (their classes name cn)
-    from importlib import resources
+    from pyldapd.config.cnconfig import olc_schema_text
 
-    schema.load_text(resources.files("pyldapd.config").joinpath("olc.schema").read_text(), "olc.schema")
+    schema.load_text(olc_schema_text(), "olc.schema")
 
 
 def uses_accesslog(config: ServerConfig) -> bool:
