@@ -95,3 +95,45 @@ def test_config_add_orders_values_as_slapd(tmp_path: Path) -> None:
     assert [code for code, _, _ in outcomes["slapd"]] == [0, 21, 0, 0], outcomes["slapd"]
     assert "olcAccess: {0}to * by * write\nolcAccess: {1}to * by * read" in outcomes["slapd"][0][2]
     assert outcomes["pyldapd"] == outcomes["slapd"]
+
+
+FILTERS = [
+    "(olcAccess=to * by * read)",
+    "(olcAccess={1})",
+    "(olcAccess={1}to * by * read)",
+    "(olcAccess={0}to * by * read)",
+    "(|(olcAccess={1}TO * BY * READ)(olcAccess=nothing))",
+    "(olcDatabase=config)",
+    "(olcDatabase={0}config)",
+    "(olcDatabase={1}config)",
+]
+
+
+def test_filters_on_numbered_values_as_slapd(tmp_path: Path) -> None:
+    """Equality on X-ORDERED values (slapd's ordered_value_match): the number counts only when both the value and
+    the assertion carry one; `{n}` alone asserts the n-th value. In a data database and in cn=config alike."""
+    outcomes = {}
+    for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+        folder = tmp_path / name / "ldif"
+        folder.mkdir(parents=True)
+        conf = (f"include {SCHEMA_DIR}/core.schema\ndatabase config\nrootpw configpw\n"
+                f"database ldif\nsuffix \"{SUFFIX}\"\n"
+                f"rootdn \"cn=admin,{SUFFIX}\"\nrootpw secret\ndirectory {folder}\n")  # fmt: skip
+        server = start(tmp_path / name, conf, name=name)
+        try:
+            for step in DATA_STEPS[:3]:
+                done = ldap_tool("ldapmodify", "-H", server.url, *ROOT, input=step)
+                assert done.returncode == 0, done.stderr
+            found = []
+            for base, auth in ((SUFFIX, ROOT), ("cn=config", ["-x", "-D", "cn=config", "-w", "configpw"])):
+                for filter_ in FILTERS:
+                    done = ldap_tool(
+                        "ldapsearch", "-LLL", "-H", server.url, *auth, "-b", base, filter_, "1.1"
+                    )
+                    found.append((base, filter_, done.returncode, sorted(done.stdout.split())))
+            outcomes[name] = found
+        finally:
+            server.stop()
+    assert any(dns for *_, dns in outcomes["slapd"])
+    differing = [(g, e) for g, e in zip(outcomes["pyldapd"], outcomes["slapd"], strict=True) if g != e]
+    assert not differing
