@@ -36,6 +36,7 @@ PASSING = [
     "test050-syncrepl-multiprovider",
     "test053-syncprov-glue",
     "test054-syncreplication-parallel-load",
+    "test059-consumer-config",
     "test061-syncreplication-initiation",
     "test043-delta-syncrepl",
     "test063-delta-multiprovider",
@@ -43,12 +44,7 @@ PASSING = [
 ]
 
 # The others, each with the first divergence it hits (where the next session should start).
-NOT_YET: dict[str, str] = {
-    "test059-consumer-config": "olcOverlay=syncprov on olcDatabase={0}config (syncprov over cn=config, the cn=config "
-    "replication of test049/test050) is refused with 53. What it needs after that is there: olcDatabase={1}ldif "
-    "(tests/server/test_back_ldif.py) and syncrepl suffixmassage= (tests/replication/test_suffixmassage.py); then "
-    "olcSyncrepl on {0}config (a consumer's cn=config replaced from an ldif database, as test049).",
-}
+NOT_YET: dict[str, str] = {}
 
 # fast scripts that validate the harness with Debian's slapd (the syncrepl ones take 10-50 s each with it)
 SLAPD_CHECK = ["test000-rootdse", "test001-slapadd", "test003-search", "test004-modify", "test005-modrdn"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.replication.helpers import BASE, add, modify, person, provider_conf
 from tests.server.test_differential import canonical
-from tests.servers import ROOTDN, ROOTPW, SUFFIX, ldap_tool, slapd_conf, start_pyldapd, start_slapd
+from tests.servers import ROOTDN, ROOTPW, SUFFIX, free_port, ldap_tool, slapd_conf, start_pyldapd, start_slapd
 
 MIRROR = "dc=example,dc=org"
 GROUP = f"""dn: cn=admins,ou=Groups,{SUFFIX}
@@ -105,3 +105,48 @@ def test_bases_outside_the_database_refused_at_their_line_as_slaptest_does(tmp_p
         assert ours.returncode != 0 and f"{conf}: line {line}: {message}" in ours.stderr + ours.stdout, (
             ours.stderr
         )
+
+
+def mirrored(server, wanted_entries: int, timeout: float = 30.0) -> list:
+    """Wait until the server's mirror holds its own dc=example,dc=com, renamed (bounded); returns the mirror."""
+    deadline = time.monotonic() + timeout
+    source: list = []
+    mirror: list = []
+    while time.monotonic() < deadline:
+        found = ldap_tool("ldapsearch", "-x", "-LLL", "-H", server.url, "-b", SUFFIX, "(objectClass=*)", "*",
+                          "entryUUID", "entryCSN")  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        source = canonical(found.stdout.replace(SUFFIX, MIRROR))
+        mirror = [(dn, tuple(a for a in attrs if not a.startswith(("creatorsname", "modifiersname"))))
+                  for dn, attrs in held(server)]  # fmt: skip
+        if len(source) == wanted_entries and mirror == source:
+            return mirror
+        time.sleep(0.3)
+    raise AssertionError(f"{server.name}: mirror {mirror} != {source}\n{server.log()[-3000:]}")
+
+
+def test_database_consuming_from_its_own_server_gets_local_writes_as_slapd(tmp_path: Path) -> None:
+    """test059's layout: one server (serverID 1) whose second database replicates the first through the server's
+    own listener, multiprovider (so its cookie says sid=001). A client's write carries no origin for syncprov (slapd learns a change's server ID only from a
+    replicated write's CSN), so it reaches that consumer although its sid is the write's own."""
+    servers = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            folder = tmp_path / name
+            port = free_port()
+            url = f"ldap://127.0.0.1:{port}/"
+            # multiprovider, as test059's ldif database: its cookie then names this server's ID
+            mirror = consumer_conf(folder / "mirror", url).split("database mdb", 1)[1] + "multiprovider on\n"
+            conf = provider_conf(folder / "db", server_id=1, slapd=name == "slapd") + "database mdb" + mirror
+            servers.append(start(folder, conf, name=name, port=port))
+        for server in servers:
+            add(server, BASE + "\n" + person("jdoe"))
+            mirrored(server, 4)  # the refresh
+            # and persist: writes made after the consumer's refresh
+            add(server, person("asmith"))
+            modify(server, f"dn: uid=jdoe,ou=People,{SUFFIX}\nchangetype: modify\nreplace: sn\nsn: changed\n")
+            last = dict(mirrored(server, 5))
+            assert "sn: changed" in last[f"dn: uid=jdoe,ou=People,{MIRROR}"], last
+    finally:
+        for server in servers:
+            server.stop()

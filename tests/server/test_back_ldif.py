@@ -179,3 +179,66 @@ def test_ldif_database_added_over_cn_config_alike_with_slapd(tmp_path: Path) -> 
     finally:
         slapd.stop()
         node.stop()
+
+
+READER = f"uid=reader,{SUFFIX}"
+READER_LDIF = f"""dn: {SUFFIX}
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Example
+
+dn: {READER}
+objectClass: account
+objectClass: simpleSecurityObject
+uid: reader
+userPassword: readerpw
+
+dn: ou=People,{SUFFIX}
+objectClass: organizationalUnit
+ou: People
+"""
+# (tool, LDIF) run in turn as uid=reader, who may only read: back-ldif checks no access on add, delete and
+# modrdn (test059 adds the suffix entry of its ldif database as cn=config, not that database's rootdn), only the
+# values a modify or a modrdn's new RDN changes (acl_check_modlist)
+AS_READER = [
+    ("ldapadd", f"dn: ou=Groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: Groups\n"),
+    ("ldapadd", f"dn: ou=Staff,ou=Groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: Staff\n"),
+    ("ldapmodify", f"dn: ou=People,{SUFFIX}\nchangetype: modify\nadd: description\ndescription: x\n"),
+    (
+        "ldapmodify",
+        f"dn: ou=Staff,ou=Groups,{SUFFIX}\nchangetype: modrdn\nnewrdn: ou=Team\ndeleteoldrdn: 1\n",
+    ),
+    ("ldapdelete", f"ou=Staff,ou=Groups,{SUFFIX}\n"),
+    ("ldapdelete", f"{SUFFIX}\n"),
+    ("ldapadd", f"dn: ou=Orphan,ou=Nowhere,{SUFFIX}\nobjectClass: organizationalUnit\nou: Orphan\n"),
+]
+
+
+def test_entry_writes_check_no_access_as_in_slapd(tmp_path: Path) -> None:
+    """slapd's back-ldif checks no access rights on add, delete and modrdn (back-mdb checks the parent's
+    `children` and the entry's `entry`): a reader adds and deletes there, and still may not modify values."""
+    access = "access to attrs=userPassword by anonymous auth by * none\naccess to * by * read\n"
+    outcomes: dict[str, list] = {}
+    for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+        folder = tmp_path / f"{name}-db"
+        folder.mkdir()
+        server = start(tmp_path / f"run-{name}", ldif_conf(folder, access), name=name)
+        try:
+            loaded = ldap_tool(
+                "ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=READER_LDIF
+            )
+            assert loaded.returncode == 0, loaded.stderr
+            steps = []
+            for tool, ldif in AS_READER:
+                done = ldap_tool(tool, "-x", "-H", server.url, "-D", READER, "-w", "readerpw", input=ldif)
+                steps.append((tool, done.returncode, done.stderr.strip()))
+            served = [
+                [line for line in block if not VOLATILE.match(line)] for block in everything(server.url)
+            ]
+            outcomes[name] = [steps, served, sorted(files(folder))]
+        finally:
+            server.stop()
+    assert [code for _, code, _ in outcomes["slapd"][0]] == [0, 0, 50, 50, 0, 66, 32], outcomes["slapd"][0]
+    for got, expected in zip(outcomes["pyldapd"], outcomes["slapd"], strict=True):
+        assert got == expected

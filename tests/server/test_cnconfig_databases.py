@@ -104,14 +104,16 @@ def database_ldif(node: Node, suffix: str, folder: str, rdn: str = "olcDatabase=
 
 
 def test_conversion_writes_config_rootdn_and_rootpw(tmp_path):
-    """slapd.conf's `database config` takes rootpw (rootdn defaults to cn=config, as slaptest writes it)."""
+    """slapd.conf's `database config` takes rootpw (rootdn defaults to cn=config, as slaptest writes it; the
+    password base64-encoded, as slapd always writes olcRootPW)."""
     conf = tmp_path / "slapd.conf"
     (tmp_path / "db").mkdir(exist_ok=True)
     conf.write_text(slapd_conf(tmp_path / "db", extra_global="database config\nrootpw configpw\n"))
     result = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-f", str(conf), "-F",
                              str(tmp_path / "slapd.d")], capture_output=True, text=True, timeout=60)  # fmt: skip
     text = (tmp_path / "slapd.d/cn=config/olcDatabase={0}config.ldif").read_text()
-    assert "olcRootDN: cn=config\n" in text and "olcRootPW: configpw\n" in text, result.stderr
+    assert "olcRootDN: cn=config\n" in text and "olcRootPW:: Y29uZmlncHc=\n" in text, result.stderr
+    assert not text.endswith("\n\n"), text  # slaptest's files end after their last line
     conf.write_text(slapd_conf(tmp_path / "db", extra_global="database config\nrootdn cn=boss,cn=config\n"
                                "rootpw configpw\nsuffix cn=x\n"))  # fmt: skip
     result = subprocess.run([sys.executable, "-m", "pyldapd.cli.main", "test", "-f", str(conf)],

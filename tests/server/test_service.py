@@ -857,3 +857,32 @@ def test_chroot_serves_tls_from_inside(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0, server.log()
     assert "Traceback" not in server.log()
+
+
+def test_debug_level_outlives_cn_config_changes_as_in_slapd(tmp_path: Path) -> None:
+    """`-d stats` is slapd's debug level (slap_debug); olcLogLevel sets its syslog level only (bconfig.c
+    config_loglevel), so a cn=config change, olcLogLevel included, leaves the -d lines coming (OpenLDAP's test
+    scripts read them: test059 changes cn=config at once)."""
+    outcomes = {}
+    for name in ("slapd", "pyldapd"):
+        folder = tmp_path / name
+        folder.mkdir()
+        conf = folder / "slapd.conf"
+        conf.write_text(slapd_conf(folder / "db", modules=True, extra_global="loglevel none")
+                        + "database config\nrootpw configpw\n")  # fmt: skip
+        port = free_port()
+        program = [SLAPD] if name == "slapd" else [*PYLDAPD, "serve"]
+        argv = [*program, "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/", "-d", "stats"]
+        server = start_process(name, argv, port, str(folder / "unused"), folder, conf)
+        url = f"ldap://127.0.0.1:{port}/"
+        try:
+            changed = ldap_tool("ldapmodify", "-x", "-H", url, "-D", "cn=config", "-w", "configpw",
+                                input="dn: cn=config\nchangetype: modify\nreplace: olcLogLevel\nolcLogLevel: none\n"
+                                "-\nreplace: olcSizeLimit\nolcSizeLimit: 400\n")  # fmt: skip
+            assert changed.returncode == 0, changed.stderr
+            ldap_tool("ldapsearch", "-x", "-H", url, "-b", SUFFIX, "(uid=after-the-change)")
+            wait_for(lambda: "(uid=after-the-change)" in server.log(), 10, what=f"{name}'s stats line")  # noqa: B023
+            outcomes[name] = 'filter="(uid=after-the-change)"' in server.log()
+        finally:
+            server.stop()
+    assert outcomes == {"slapd": True, "pyldapd": True}

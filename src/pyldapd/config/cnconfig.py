@@ -9,6 +9,7 @@ atomically (temporary file, fsync, rename, fsync of the folder), so a crash leav
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -34,7 +35,7 @@ from pyldapd.config.model import (
     parse_logfile_rotate,
 )
 from pyldapd.model.entry import Attribute, Entry
-from pyldapd.model.ldif import LDIFContent, format_entry, parse_ldif
+from pyldapd.model.ldif import LDIFContent, _fold, format_line, parse_ldif
 from pyldapd.model.schema import Schema
 
 if TYPE_CHECKING:
@@ -885,9 +886,23 @@ def split_dn(dn: str) -> list[str]:
     return parts
 
 
+# libldap's ldif_must_b64_encode list as slapd sets it: userPassword, and olcRootPW (bconfig.c), always base64
+ALWAYS_BASE64 = {"userpassword", "2.5.4.35", "olcrootpw"}
+
+
 def entry_ldif(entry: Entry) -> str:
+    """A slapd.d file as slapd writes it (back-ldif's format): the header with the CRC32 of the rest, the entry
+    under its RDN, passwords base64-encoded, one newline at the end."""
     rdn = split_dn(entry.dn)[0]
-    body = format_entry(rdn, [(a.name, a.values) for a in entry.attrs.values()], wrap=78)
+    lines = [format_line("dn", rdn.encode("utf-8"), 78)]
+    for attribute in entry.attrs.values():
+        secret = attribute.name.split(";")[0].lower() in ALWAYS_BASE64
+        for value in attribute.values:
+            if secret:
+                lines.append(_fold(f"{attribute.name}:: {base64.b64encode(value).decode('ascii')}", 78))
+            else:
+                lines.append(format_line(attribute.name, value, 78))
+    body = "\n".join(lines) + "\n"
     return HEADER.format(crc=zlib.crc32(body.encode())) + body
 
 

@@ -82,6 +82,8 @@ from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from pyldapd.model.matching import APPROX_RULES, approx_match  # noqa: E402
+from pyldapd.model.ordered import assertion_matches, ordered_kind  # noqa: E402
+from pyldapd.model.ordered import body as ordered_body  # noqa: E402
 
 if TYPE_CHECKING:
     from pyldapd.model.entry import Entry
@@ -587,7 +589,7 @@ class FilterEvaluator:
         rule = at.equality
         if rule is None:
             return _undefined
-        if at.key == "objectclass" or getattr(rule, "_word", False):
+        if at.key == "objectclass" or getattr(rule, "_word", False) or ordered_kind(at) is not None:
             return self._or([self._equality(description, a, approx=False) for a in assertions])
         # the assertions normalised by each rule met (subtypes may have their own): (set, some were invalid)
         by_rule: dict[int, tuple[frozenset[bytes], bool]] = {}
@@ -706,6 +708,8 @@ class FilterEvaluator:
             return _undefined
         if at.key == "objectclass":
             return self._object_class_equality(wanted)
+        if ordered_kind(at) is not None and not approx:
+            return self._ordered_equality(at, values, assertion)
         # the assertion, normalised by each rule met (subtypes may have their own)
         by_rule: dict[int, bytes | None] = {id(rule): wanted}
 
@@ -744,6 +748,30 @@ class FilterEvaluator:
                         if norm(v) == a:
                             return True
             return result
+
+        return equality
+
+    @staticmethod
+    def _ordered_equality(at: Any, values: Any, assertion: bytes) -> Matcher:
+        """X-ORDERED types as slapd's filters see them: for 'VALUES' the `{n}` counts only when both the value and
+        the assertion carry one (a bare `{n}` is no valid assertion: Undefined); 'SIBLINGS' (olcDatabase...)
+        compare without it."""
+        rule = at.equality
+        siblings = ordered_kind(at) == "SIBLINGS"
+        if not ordered_body(assertion):
+            return _undefined
+
+        def same(a: bytes, b: bytes) -> bool:
+            na, nb = rule.normalize(a), rule.normalize(b)
+            return na is not None and na == nb
+
+        def equality(entry: Entry) -> Tri:
+            for _, vals in values(entry):
+                for v in vals:
+                    if same(ordered_body(v), ordered_body(assertion)) if siblings else assertion_matches(
+                            v, assertion, same):  # fmt: skip
+                        return True
+            return False
 
         return equality
 

@@ -271,7 +271,10 @@ class SyncProvider(Overlay):
         self.session_log.add(change)
         self.ops_since_checkpoint += 1
         for ps in list(self.psearches):
-            if ps.consumer_sid is not None and ps.consumer_sid in (change.origin_sid, change.relay_sid):
+            # slapd knows a change's origin only for a replicated write (its CSN is set before syncprov sees it):
+            # a local write goes to every consumer, even one of this server's own databases (test059)
+            origin = change.origin_sid if change.replicated else None
+            if ps.consumer_sid is not None and ps.consumer_sid in (origin, change.relay_sid):
                 self.log.log(SYNC, f"syncprov: skipping sid {ps.consumer_sid:03x} for rid={ps.rid:03d}")
                 continue
             try:

@@ -398,8 +398,6 @@ class ConfigDatabase:
             if at is None:
                 raise LDAPError(ResultCode.undefinedAttributeType, f"{description}: attribute type undefined")
             texts = [v.decode("utf-8", "replace") for v in values]
-            if is_ordered(self.schema, name):
-                texts = [f"{{{i}}}{strip_order(t)}" for i, t in enumerate(texts)]
             if at.key == attr_name.lower():
                 texts = [value]
             existing = entry.attrs.get(at.key)
@@ -410,6 +408,7 @@ class ConfigDatabase:
         naming = self.schema.attribute_type(attr_name)
         if naming is not None and naming.key not in entry.attrs:
             entry.attrs[naming.key] = Attribute(naming.name, [value.encode()])
+        order_values(self.schema, entry)
         for oc in entry.get("objectclass"):
             if self.schema.object_class(oc.decode()) is None:
                 raise LDAPError(ResultCode.invalidAttributeSyntax, "objectClass: value #0 invalid per syntax")
@@ -638,6 +637,10 @@ class ConfigDatabase:
         """Entries from a provider of cn=config, applied as a cn=config change (validated, made effective,
         written): each as the provider has it, with its operational attributes."""
         for ndn, entry in changed.items():
+            try:
+                order_values(self.schema, entry)  # as slapd's config_add_internal orders what a consumer adds
+            except LDAPError:
+                pass  # values slapd could not order either: kept as the provider has them
             local = self.entries.get(ndn)
             if local is not None and local.get("contextcsn") and ndn == CONFIG_DN:
                 entry.put("contextcsn", "contextCSN", local.get("contextcsn"))  # this server's own state
@@ -793,6 +796,23 @@ class ConfigDatabase:
             if key not in keys:
                 keys.append(key)
         return [k for k in keys if k in entries]
+
+
+def order_values(schema, entry: Entry) -> None:
+    """X-ORDERED 'VALUES' of an entry added to cn=config put in order and numbered from 0, as slapd's check_vals
+    does (ordered_value_sort): given numbers order the values, unnumbered ones are numbered as written, and a mix
+    of the two is refused."""
+    from pyldapd.model import ordered
+
+    for attribute in entry.attrs.values():
+        if not is_ordered(schema, attribute.name):
+            continue
+        try:
+            attribute.values = ordered.sort_values(attribute.values, renumbered=True)
+        except ordered.OrderError:
+            raise LDAPError(
+                ResultCode.invalidAttributeSyntax, f"ordered_value_sort failed on attr {attribute.name}\n"
+            ) from None
 
 
 def stamp_entry(entry: Entry, csn: str, who: str, *, new: bool, schema) -> None:

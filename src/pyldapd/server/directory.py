@@ -1357,6 +1357,8 @@ class Directory:
             if ndn != backend.suffix_ndn:
                 parent = txn.get(parent_ndn)
                 if parent is None:
+                    if backend.config.declared_type == "ldif":  # back-ldif finds no parent folder, names none
+                        raise LDAPError(ResultCode.noSuchObject, "parent does not exist")
                     nearest = txn.nearest_ancestor(ndn)
                     raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             self.require_write(session, backend, "parent" if parent is not None else "entry")
@@ -1417,8 +1419,10 @@ class Directory:
             try:
                 txn.delete(ndn)
             except NotAllowedOnNonLeaf:
+                ldif = backend.config.declared_type == "ldif"  # back-ldif's rmdir failing says nothing more
                 raise LDAPError(
-                    ResultCode.notAllowedOnNonLeaf, "subordinate objects must be deleted first"
+                    ResultCode.notAllowedOnNonLeaf,
+                    "" if ldif else "subordinate objects must be deleted first",
                 ) from None
             csn = self.csn.next()  # a delete is a change too: it moves the contextCSN
             entry_uuid = entry_uuid_bytes(current)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from pyldapd.model import ordered
 from pyldapd.model.dn import DNError, normalize_dn, pretty_dn, rdn_attributes, split_rdn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.schema import AttributeType, ContentRule, ObjectClass, Schema
@@ -89,6 +90,16 @@ def check_request_values(at: AttributeType, description: str, values: Sequence[b
     if len(values) > 1:
         if at.single_value:
             raise LDAPError(ResultCode.constraintViolation, f"{description}: multiple values provided")
+        if ordered.ordered_kind(at) is not None:  # `{1}x` and `{3}x` differ, `{1}x` and `x` do not
+            for index, value in enumerate(values):
+                for first in range(index):
+                    if ordered.assertion_matches(values[first], value, lambda a, b: equality_key(
+                            at, a) == equality_key(at, b)):  # fmt: skip
+                        raise LDAPError(
+                            ResultCode.attributeOrValueExists,
+                            f"{description}: value #{first} provided more than once",
+                        )
+            return
         first_of: dict[bytes, int] = {}
         for index, value in enumerate(values):
             first = first_of.setdefault(equality_key(at, value), index)
@@ -386,6 +397,9 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
         key = schema.attribute_key(description)
         attribute = entry.attrs.get(key)
         op = change.operation
+        if op in (MOD_ADD, MOD_DELETE, MOD_REPLACE) and ordered.ordered_kind(at) == "VALUES":
+            apply_ordered_change(entry, at, key, description, op, change.values)
+            continue
         if op == MOD_ADD:
             if not change.values:
                 raise LDAPError(ResultCode.protocolError, f"modify/add: {description}: no values given")
@@ -447,3 +461,61 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
                 ) from None
         else:
             raise LDAPError(ResultCode.protocolError, f"unrecognized modify operation {op}")
+
+
+def apply_ordered_change(entry: Entry, at: AttributeType, key: str, description: str, op: int,
+                         values: Sequence[bytes]) -> None:  # fmt: skip
+    """A modify of an X-ORDERED 'VALUES' attribute, as slapd's mods.c does it in any database: added values
+    inserted at their `{n}` and everything renumbered, values to delete matched with their number (or by it
+    alone), the rest renumbered after a delete."""
+
+    def same(a: bytes, b: bytes) -> bool:
+        return equality_key(at, a) == equality_key(at, b)
+
+    attribute = entry.attrs.get(key)
+    if op == MOD_DELETE:
+        if attribute is None:
+            raise LDAPError(ResultCode.noSuchAttribute, f"modify/delete: {description}: no such attribute")
+        if not values:
+            del entry.attrs[key]
+            return
+        remaining = list(attribute.values)
+        for value in values:
+            found = next(
+                (i for i, v in enumerate(remaining) if ordered.assertion_matches(v, value, same)), None
+            )
+            if found is None:
+                raise LDAPError(ResultCode.noSuchAttribute, f"modify/delete: {description}: no such value")
+            del remaining[found]
+        if not remaining:
+            del entry.attrs[key]
+            return
+        try:
+            attribute.values = ordered.sort_values(remaining, renumbered=True)
+        except ordered.OrderError:
+            attribute.values = remaining  # slapd leaves values it cannot order as they are
+        return
+    verb = "add" if op == MOD_ADD else "replace"
+    if op == MOD_ADD and not values:
+        raise LDAPError(ResultCode.protocolError, f"modify/add: {description}: no values given")
+    if op == MOD_REPLACE:
+        entry.attrs.pop(key, None)  # slapd's replace deletes the attribute and adds it anew, at the end
+        attribute = None
+        if not values:
+            return
+    change_values = list(values)  # X-ORDERED types are strings here (no DN or class names to prettify)
+    existing = list(attribute.values) if attribute is not None else []
+    for index, value in enumerate(change_values):
+        if any(ordered.assertion_matches(v, value, same) for v in existing):
+            raise LDAPError(
+                ResultCode.attributeOrValueExists,
+                f"modify/{verb}: {description}: value #{index} already exists",
+            )
+    try:
+        merged = ordered.add_values(existing, change_values)
+    except ordered.OrderError:
+        raise LDAPError(ResultCode.other, f"modify/{verb}: {description}: merge error (-1)") from None
+    if attribute is None:
+        entry.attrs[key] = Attribute(stored_description(at, description), merged)
+    else:
+        attribute.values = merged

@@ -193,9 +193,16 @@ class AccessControl:
     def deny(self, text: str) -> LDAPError:
         return LDAPError(ResultCode.insufficientAccessRights, text)
 
+    @staticmethod
+    def unchecked_entry_writes(backend: Backend) -> bool:
+        """slapd's back-ldif checks no access on add, delete and modrdn (only the modlist of a modify or of a
+        modrdn's naming values, through acl_check_modlist): who may create or remove its entries is whoever the
+        database's `restrict`/`readonly` and the frontend let through."""
+        return backend.config.declared_type == "ldif"
+
     def check_add(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str,
                   parent: Entry | None, parent_ndn: str) -> None:  # fmt: skip
-        if self.directory.is_root(session, backend):
+        if self.directory.is_root(session, backend) or self.unchecked_entry_writes(backend):
             return
         ctx = self.context(txn, backend)
         if parent is None:
@@ -212,7 +219,7 @@ class AccessControl:
                 raise self.deny("no write access to attribute")
 
     def check_delete(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str) -> None:
-        if self.directory.is_root(session, backend):
+        if self.directory.is_root(session, backend) or self.unchecked_entry_writes(backend):
             return
         ctx = self.context(txn, backend)
         parent_ndn = split_rdn(ndn)[1]
@@ -234,7 +241,7 @@ class AccessControl:
     ) -> None:
         """back-mdb's first modrdn check (before the assertion): write (wdel when moved) on the old parent's
         children."""
-        if self.directory.is_root(session, backend):
+        if self.directory.is_root(session, backend) or self.unchecked_entry_writes(backend):
             return
         parent_ndn = split_rdn(ndn)[1]
         parent = txn.get(parent_ndn)
@@ -250,9 +257,10 @@ class AccessControl:
         if self.directory.is_root(session, backend):
             return
         ctx = self.context(txn, backend)
-        if not self.allowed(session, backend, entry, ndn, ENTRY, acl.WRITE, txn, ctx=ctx):
+        unchecked = self.unchecked_entry_writes(backend)
+        if not unchecked and not self.allowed(session, backend, entry, ndn, ENTRY, acl.WRITE, txn, ctx=ctx):
             raise self.deny("no write access to old entry")
-        if moved:
+        if moved and not unchecked:
             new_parent = txn.get(new_parent_ndn)
             if new_parent is not None and not self.allowed(session, backend, new_parent, new_parent_ndn,
                                                            CHILDREN, acl.ADD, txn, ctx=ctx):  # fmt: skip
