@@ -63,6 +63,9 @@ SCRIPTS = (
     "test078-persistent-sessionlog",
     "test043-delta-syncrepl",
     "test063-delta-multiprovider",
+    "test069-delta-multiprovider-starttls",
+    "test070-delta-multiprovider-ldaps",
+    "test086-delta-consumer-config",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.
