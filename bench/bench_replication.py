@@ -141,6 +141,8 @@ def start_node(kind: str, root: Path, name: str, conf_fn, port: int | None = Non
     directory = root / name / "db"
     directory.mkdir(parents=True, exist_ok=True)
     conf = "loglevel none\n" + conf_fn(directory, slapd=(kind == "slapd"), **kw)
+    # the tests' 100 MB map holds about 50,000 people in pyldapd: room for --entries 100000 and more, both servers
+    conf = conf.replace("maxsize 104857600", f"maxsize {4 << 30}")
     extra = {"debug": "none"} if kind == "pyldapd" else {}
     return STARTERS[kind](root / name, conf, name=name, port=port, **extra)
 

@@ -6,7 +6,7 @@ client whose write could not be committed gets result 80 with nothing changed (a
 
 Failures are real (a consumer's database on a small tmpfs that fills up) or injected through pyldapd's test-only
 hook PYLDAPD_FAULT_COMMIT (backends/mdb.py): a path fails every write commit while that file exists, `N-M` fails
-the Nth to the Mth write commit of the process.
+the Nth to the Mth write commit of the process, `meta=contextCSN` every commit that would store the vector.
 """
 
 from __future__ import annotations
@@ -259,19 +259,72 @@ def test_consumer_persist_change_with_failed_commit_is_fetched_again(tmp_path, m
         provider.stop()
 
 
+def held(server) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """(identities, contextCSN) of a replica that may hold nothing yet (no suffix entry: result 32)."""
+    probe = ldap_tool("ldapsearch", "-H", server.url, *ADMIN, "-LLL", "-s", "base", "-b", SUFFIX, "1.1")
+    if probe.returncode == 32:
+        return {}, []
+    assert probe.returncode == 0, f"{probe.stderr}\n{server.log()[-3000:]}"
+    return identities(server), context_csn(server)
+
+
+def requests_from_empty_state(server) -> list[str]:
+    """The consumer's sync requests so far; each must carry no CSN (it stored none)."""
+    requests = [line for line in server.log().splitlines() if "sync search with cookie" in line]
+    assert requests and all("csn=" not in line for line in requests), requests
+    return requests
+
+
+def refreshonly_conf(tmp_path: Path, provider) -> str:
+    return consumer_conf(
+        db_dir(tmp_path, "cons"), provider.url, type_="refreshOnly", extra="interval=00:00:00:01"
+    )
+
+
+def test_consumer_refresh_whose_commits_fail_stores_nothing_and_moves_nothing(tmp_path, monkeypatch):
+    """The refresh's entries and its cookie are applied many to a commit: when those commits fail, nothing of
+    the refresh is stored, the vector stays empty and every retry asks from the empty state; once commits work
+    again, the consumer converges and its stored vector is the provider's."""
+    flag = tmp_path / "fail-commits"
+    flag.touch()  # from the start: every commit of the consumer fails
+    provider = start_pyldapd(tmp_path / "prov", provider_conf(db_dir(tmp_path, "prov")), name="prov")
+    consumer = None
+    try:
+        add(provider, BASE + "\n" + "\n".join(person(f"u{i}") for i in range(1, 41)))
+        conf = refreshonly_conf(tmp_path, provider)
+        consumer = start_with_fault(monkeypatch, str(flag), tmp_path / "cons", conf, name="cons")
+        wait_for(lambda: failures(consumer) >= 1, 30, "the consumer's commits to fail")
+        wait_for(
+            lambda: consumer.log().count("sync search with cookie") >= 2, 30, "the consumer to ask again"
+        )
+        assert held(consumer) == ({}, [])  # neither an entry nor the cookie
+        requests_from_empty_state(consumer)  # it asked again from the state it stored: none
+        assert held(consumer) == ({}, [])
+        flag.unlink()
+        wait_for(lambda: held(consumer)[0], 30, "the consumer to store the refresh")
+        wait_same([provider, consumer])
+        wait_for(lambda: context_csn(consumer) == context_csn(provider), 20, "the consumer's contextCSN")
+        # what is stored agrees: after a restart the same entries and vector
+        consumer.stop()
+        consumer = start_pyldapd(tmp_path / "cons", conf, name="cons", port=consumer.port)
+        assert context_csn(consumer) == context_csn(provider)
+        wait_same([provider, consumer])
+    finally:
+        if consumer is not None:
+            consumer.stop()
+        provider.stop()
+
+
 def test_consumer_refresh_cookie_with_failed_commit_does_not_move_state(tmp_path, monkeypatch):
     provider = start_pyldapd(tmp_path / "prov", provider_conf(db_dir(tmp_path, "prov")), name="prov")
     consumer = None
     try:
         add(provider, BASE + "\n" + "\n".join(person(f"u{i}") for i in range(1, 6)))
         expected = identities(provider)
-        conf = consumer_conf(
-            db_dir(tmp_path, "cons"), provider.url, type_="refreshOnly", extra="interval=00:00:00:01"
-        )
-        # The refresh stores each of the entries in a transaction of its own, then the final cookie; that last
-        # commit and every later one fail.
-        fault = f"{len(expected) + 1}-1000000"
-        consumer = start_with_fault(monkeypatch, fault, tmp_path / "cons", conf, name="cons")
+        conf = refreshonly_conf(tmp_path, provider)
+        # The refresh's entries are stored first (commits that move no vector), then its final cookie in a
+        # commit of its own, which fails: every commit that would store a contextCSN fails.
+        consumer = start_with_fault(monkeypatch, "meta=contextCSN", tmp_path / "cons", conf, name="cons")
         wait_for(lambda: failures(consumer) >= 1, 30, "the consumer to fail storing its cookie")
         assert identities(consumer) == expected  # the entries were stored; only the cookie was not
         # The vector must not claim the provider's state it could not store (before: it showed it and asked
@@ -281,8 +334,7 @@ def test_consumer_refresh_cookie_with_failed_commit_does_not_move_state(tmp_path
         wait_for(
             lambda: consumer.log().count("sync search with cookie") > asked, 30, "the consumer to ask again"
         )
-        requests = [line for line in consumer.log().splitlines() if "sync search with cookie" in line]
-        assert "csn=" not in requests[-1], requests  # from the state it stored, not from the one it failed to
+        requests_from_empty_state(consumer)  # from the state it stored, not from the one it failed to
         assert context_csn(consumer) == []
         consumer.stop()
         consumer = start_pyldapd(tmp_path / "cons", conf, name="cons", port=consumer.port)

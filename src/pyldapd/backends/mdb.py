@@ -90,6 +90,7 @@ import struct
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -1408,23 +1409,31 @@ class _CommitFault:
     """Test-only fault injection, off unless PYLDAPD_FAULT_COMMIT is set (read once, at import).
 
     ``N`` fails the Nth write commit of the process, ``N-M`` the Nth to the Mth; a path (``/...``) fails every
-    write commit while that file exists. A failed commit is aborted and raises as a real I/O error would.
+    write commit while that file exists; ``meta=KEY`` fails every write commit that stores the metadata KEY
+    (``meta=contextCSN``: every commit that would move the contextCSN vector, whatever the group it is in). A
+    failed commit is aborted and raises as a real I/O error would.
     """
 
     def __init__(self, spec: str) -> None:
         self.path: str | None = None
+        self.meta: bytes | None = None
         self.first = self.last = 0
         self.count = 0
         if spec.startswith("/"):
             self.path = spec
+        elif spec.startswith("meta="):
+            self.meta = spec[5:].encode()
         elif spec:
             first, _, last = spec.partition("-")
             self.first = int(first)
             self.last = int(last) if last else self.first
 
-    def hit(self) -> bool:
+    def hit(self, txn: WriteTxn) -> bool:
         if self.path is not None:
             return os.path.exists(self.path)
+        if self.meta is not None:
+            aux = txn.db.dbs["aux"]
+            return any(dbh is aux and key == self.meta for _, dbh, key, _ in txn._log)
         self.count += 1
         return self.first <= self.count <= self.last
 
@@ -1521,6 +1530,24 @@ class WriteTxn(ReadTxn):
         effects, self._on_commit = self._on_commit, []
         return effects
 
+    @contextmanager
+    def savepoint(self) -> Iterator[WriteTxn]:
+        """A nested transaction in this one (on the writer thread, the current one while it runs): folded in on
+        a clean exit, rolled back alone on an exception (a replicated change that fails and is skipped)."""
+        inner = self.child()
+        local = self.db._local
+        outer = getattr(local, "txn", None)
+        local.txn = inner
+        try:
+            yield inner
+            for effect in inner.commit_child():
+                self.on_commit(effect)
+        except BaseException:
+            inner.abort_child()
+            raise
+        finally:
+            local.txn = outer
+
     def abort_child(self) -> None:
         if self._t is not None:
             self._t.abort()
@@ -1560,7 +1587,7 @@ class WriteTxn(ReadTxn):
         try:
             while True:
                 try:
-                    if _FAULT is not None and _FAULT.hit():
+                    if _FAULT is not None and _FAULT.hit(self):
                         self._t.abort()
                         raise lmdb.Error("mdb_txn_commit: Input/output error (PYLDAPD_FAULT_COMMIT)")
                     self._t.commit()

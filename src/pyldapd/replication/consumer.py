@@ -14,7 +14,7 @@ import re
 import time
 import uuid as uuidlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -44,15 +44,26 @@ if TYPE_CHECKING:
 DYNAMIC = {"hasSubordinates", "entryDN", "subschemaSubentry", "contextCSN", "numSubordinates"}
 DYNAMIC_KEYS = {name.lower() for name in DYNAMIC}
 DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
-# Messages handed to the writer thread before the next is read. 1: each message is its own commit, as
-# tests/replication/test_commit_failure.py counts them; more lets a refresh share commits (group commit), the
-# Chain keeping a failure from letting later messages (a cookie) be stored.
-APPLY_WINDOW = 1
+# Messages handed to the writer thread before the consumer waits for the oldest to be stored: a refresh shares
+# commits (group commit: a 100,000-entry refresh makes a few hundred commits, not 100,000) while the memory held
+# by messages in flight stays bounded. The Chain keeps a failure from letting later messages (a cookie) be stored.
+APPLY_WINDOW = 256
 FUTURE_SKEW_SECONDS = 60  # a peer CSN further ahead of our clock than this is worth a warning
 
 
 class ConsumerError(Exception):
     pass
+
+
+def ends_refresh(message: ldap.LDAPMessage) -> bool:
+    """The message that closes a refresh stage (refreshDone, or the end of a refreshOnly search)."""
+    op = message.op
+    if isinstance(op, ldap.SearchResultDone):
+        return True
+    if isinstance(op, ldap.IntermediateResponse) and op.name == ctl.SYNC_INFO:
+        info = ctl.decode_sync_info(op.value)
+        return isinstance(info, ctl.SyncInfoRefreshPresent | ctl.SyncInfoRefreshDelete) and info.refresh_done
+    return False
 
 
 class SyncConsumer:
@@ -68,7 +79,11 @@ class SyncConsumer:
         self.conflicts = 0
         self.task: asyncio.Task | None = None
         self.client: LDAPClient | None = None
+        # the stream's state, touched only by the writer thread while a session's messages are applied (and
+        # reset on the loop between sessions, once none is left with the writer)
         self.present: set[bytes] = set()
+        self.refresh_ended = False  # a refreshDone came in this session (the protocol check)
+        # what cn=Monitor shows, set on the loop once the message that changed it is stored
         self.refresh_done = False
         self.provider_sid: int | None = None
         # cn=Monitor's olmSR* attributes and /readyz (server/monitor.py, server/metrics.py)
@@ -198,27 +213,69 @@ class SyncConsumer:
         request = ldap.SearchRequest(spec.searchbase, spec.scope, 0, spec.sizelimit, spec.timelimit,
                                      spec.attrsonly, self.filter, attrs)  # fmt: skip
         self.present = set()
-        self.refresh_done = False
+        self.refresh_done = self.refresh_ended = False
         self.state = "refreshing"
         self.note(f"sync search with cookie {cookie.decode()}")
-        # messages are applied on the database's writer thread, in order, many to a commit (group commit); a
-        # failure stops the ones after it (the chain), and the session ends when its future is awaited
+        await self.apply_stream(client.search(request, controls), self.applier, self.reload_required)
+
+    async def apply_stream(self, messages: AsyncIterator[ldap.LDAPMessage],
+                           applier: Callable[[ldap.LDAPMessage], Callable[[], None] | None],
+                           refresh_required: Callable[[ldap.SearchResultDone], None]) -> None:  # fmt: skip
+        """Apply a sync search's messages on the database's writer thread, in order, many to a commit (group
+        commit): up to APPLY_WINDOW are in flight while the next ones are read. A failure (of a message, or of
+        the commit of its group) stops the ones after it (the Chain) and is raised here. Whatever ends the
+        stream, it returns only once no message of it is left with the writer, so the next session's state
+        (present set, refresh flags) is never touched by this one's messages."""
         writer, chain = self.backend.db.writer, Chain()
         pending: deque[asyncio.Future] = deque()
         try:
-            async for message in client.search(request, controls):
+            async for message in messages:
                 self.last_contact = time.time()
-                apply = self.applier(message)
+                op = message.op
+                if isinstance(op, ldap.SearchResultDone) and op.result_code == ResultCode.syncRefreshRequired:
+                    while pending:  # what came before is stored first; then the reload, on the loop
+                        await pending.popleft()
+                    refresh_required(op)
+                    return
+                apply = applier(message)
                 if apply is None:
                     continue
+                if ends_refresh(message):
+                    # the refresh's last cookie gets a commit of its own once its entries are stored (slapd
+                    # stores it apart too): the cost of one commit per refresh makes what a failure leaves
+                    # behind always the same (entries stored, vector unmoved)
+                    while pending:
+                        await pending.popleft()
                 pending.append(writer.submit(lambda _txn, apply=apply: apply(), chain))
                 while pending and (len(pending) >= APPLY_WINDOW or pending[0].done()):
                     await pending.popleft()
             while pending:
                 await pending.popleft()
         finally:
-            for future in pending:  # after a failure: their outcome is the chain's, retrieved here
-                future.add_done_callback(lambda done: done.cancelled() or done.exception())
+            if pending:
+                # the session ends early (connection lost, a failure, a stop): the messages not yet applied are
+                # dropped (the next session asks again from the committed cookie); wait for the writer to be
+                # done with them, and retrieve their outcome (the chain's failure)
+                if chain.broken is None:
+                    chain.broken = ConsumerError("the sync session ended")
+                await asyncio.wait(pending)
+                for future in pending:
+                    future.cancelled() or future.exception()
+
+    def reload_required(self, op: ldap.SearchResultDone) -> None:
+        """e-syncRefreshRequired (on the loop, every earlier message stored): forget the vector, ask again."""
+        self.note("provider asks for a full reload")
+        self.backend.context.reset()
+        raise ConsumerError("e-syncRefreshRequired: reloading")
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        """Run effect (the consumer's visible state: cn=Monitor, /readyz) on the loop once the running message
+        is stored; dropped if its commit fails, so that state always says what is committed."""
+        nested = self.backend.db.current_write()
+        if nested is not None:
+            nested.on_commit(effect)
+        else:
+            effect()
 
     def applier(self, message: ldap.LDAPMessage) -> Callable[[], None] | None:
         op = message.op
@@ -311,23 +368,30 @@ class SyncConsumer:
             else:
                 self.present.update(info.uuids)
         elif isinstance(info, ctl.SyncInfoRefreshPresent | ctl.SyncInfoRefreshDelete):
-            if self.refresh_done:
+            if self.refresh_ended:
                 raise ConsumerError("server sent multiple refreshDone messages")
             if isinstance(info, ctl.SyncInfoRefreshPresent):
                 self.delete_nonpresent(info.cookie)
             self.save_cookie(info.cookie)
             self.present = set()
             if info.refresh_done:
-                self.refresh_done = self.refreshed_once = True
-                self.last_error = ""
-                self.state = "persisting"
-                self.note("refresh done, persisting")
+                self.refresh_ended = True  # the stream's own check, on the writer thread
+                self.after_commit(functools.partial(self.persisting, "refresh done, persisting"))
+
+    def persisting(self, message: str) -> None:
+        """The refresh is stored: the consumer follows the provider's changes now (on the loop)."""
+        self.refresh_done = self.refreshed_once = True
+        self.last_error = ""
+        self.state = "persisting"
+        self.note(message)
+
+    def completed(self, message: str) -> None:
+        """A refreshOnly search is stored to its end (on the loop)."""
+        self.last_error = ""
+        self.refreshed_once = True
+        self.note(message)
 
     def on_done(self, op: ldap.SearchResultDone, controls: list[Control]) -> None:
-        if op.result_code == ResultCode.syncRefreshRequired:
-            self.note("provider asks for a full reload")
-            self.backend.context.reset()
-            raise ConsumerError("e-syncRefreshRequired: reloading")
         if op.result_code != ResultCode.success:
             raise ConsumerError(f"sync search ended with {op.result_code} {op.message}")
         control = ctl.find_control(controls, ctl.SYNC_DONE)
@@ -335,9 +399,7 @@ class SyncConsumer:
         if not done.refresh_deletes:
             self.delete_nonpresent(done.cookie)
         self.save_cookie(done.cookie)
-        self.last_error = ""
-        self.refreshed_once = True
-        self.note("refresh complete")
+        self.after_commit(functools.partial(self.completed, "refresh complete"))
 
     # -- state ----------------------------------------------------------------------------------------------
 
@@ -348,7 +410,7 @@ class SyncConsumer:
     def save_cookie(self, raw: bytes | None) -> None:
         if not raw:
             return
-        self.last_cookie_rcvd = raw
+        self.after_commit(functools.partial(setattr, self, "last_cookie_rcvd", raw))
         cookie = parse_cookie(raw)
         if cookie.sid is not None:
             self.provider_sid = cookie.sid

@@ -18,7 +18,9 @@ entry during a partition thus both keep both changes; for one attribute the newe
 
 from __future__ import annotations
 
-import time
+import functools
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -148,26 +150,33 @@ class DeltaConsumer(SyncConsumer):
         ]
         request = ldap.SearchRequest(spec.logbase, Scope.SUB, 0, spec.sizelimit, spec.timelimit, False,
                                      self.log_filter, LOG_ATTRS)  # fmt: skip
-        self.refresh_done = False
+        self.refresh_done = self.refresh_ended = False
         self.state = "refreshing"
         self.note(f"delta-sync search of {spec.logbase} with cookie {cookie.decode()}")
-        async for message in client.search(request, controls):
-            self.last_contact = time.time()
-            op = message.op
-            if isinstance(op, ldap.SearchResultEntry):
-                self.on_log_entry(op, message.controls)
-            elif isinstance(op, ldap.IntermediateResponse) and op.name == ctl.SYNC_INFO:
-                self.on_log_info(ctl.decode_sync_info(op.value))
-            elif isinstance(op, ldap.SearchResultDone):
-                if op.result_code == ResultCode.syncRefreshRequired:
-                    raise RefreshRequired(f"provider: {op.message or 'refresh required'}")
-                if op.result_code != ResultCode.success:
-                    raise ConsumerError(f"log search ended with {op.result_code} {op.message}")
-                control = ctl.find_control(message.controls, ctl.SYNC_DONE)
-                if control is not None:
-                    self.save_cookie(ctl.decode_sync_done(control.value).cookie)
-                self.last_error = ""
-                self.note("delta-sync refresh complete")
+        # the log records are applied on the writer thread, many to a commit, as the plain consumer's messages
+        await self.apply_stream(client.search(request, controls), self.log_applier, self.log_lost)
+
+    def log_applier(self, message: ldap.LDAPMessage) -> Callable[[], None] | None:
+        op = message.op
+        if isinstance(op, ldap.SearchResultEntry):
+            return functools.partial(self.on_log_entry, op, message.controls)
+        if isinstance(op, ldap.IntermediateResponse) and op.name == ctl.SYNC_INFO:
+            return functools.partial(self.on_log_info, ctl.decode_sync_info(op.value))
+        if isinstance(op, ldap.SearchResultDone):
+            return functools.partial(self.on_log_done, op, message.controls)
+        return None
+
+    def log_lost(self, op: ldap.SearchResultDone) -> None:
+        """e-syncRefreshRequired on the log search: the log was purged past the cookie (full refresh)."""
+        raise RefreshRequired(f"provider: {op.message or 'refresh required'}")
+
+    def on_log_done(self, op: ldap.SearchResultDone, controls: list[Control]) -> None:
+        if op.result_code != ResultCode.success:
+            raise ConsumerError(f"log search ended with {op.result_code} {op.message}")
+        control = ctl.find_control(controls, ctl.SYNC_DONE)
+        if control is not None:
+            self.save_cookie(ctl.decode_sync_done(control.value).cookie)
+        self.after_commit(functools.partial(self.completed, "delta-sync refresh complete"))
 
     def on_log_info(self, info: ctl.SyncInfo) -> None:
         """The log's own present/delete phases say nothing about the content: only cookies count."""
@@ -176,10 +185,8 @@ class DeltaConsumer(SyncConsumer):
         elif isinstance(info, ctl.SyncInfoRefreshPresent | ctl.SyncInfoRefreshDelete):
             self.save_cookie(info.cookie)
             if info.refresh_done:
-                self.refresh_done = self.refreshed_once = True
-                self.last_error = ""
-                self.state = "persisting"
-                self.note("delta-sync refresh done, persisting")
+                self.refresh_ended = True
+                self.after_commit(functools.partial(self.persisting, "delta-sync refresh done, persisting"))
 
     # -- one log entry --------------------------------------------------------------------------------------
 
@@ -217,7 +224,7 @@ class DeltaConsumer(SyncConsumer):
             ndn = normalize_dn(record.dn, schema)
         except DNError:
             return False
-        with self.backend.db.read() as txn:
+        with self.reading() as txn:  # on the writer thread: what the messages before this one left
             if record.kind == "add":
                 uuid = next((m.values[0] for m in record.mods if m.key == "entryuuid" and m.values), None)
                 raw = uuid_bytes(uuid) if uuid else None
@@ -310,7 +317,9 @@ class DeltaConsumer(SyncConsumer):
         backend = self.backend
         schema = self.directory.schema
         change: Change | None = None
-        with backend.db.write() as txn:
+        # on the writer thread, a savepoint in the message's transaction: a change that fails (an LDAP error the
+        # consumer logs and skips) leaves nothing behind, as its own transaction did
+        with self.writing() as outer, self.savepoint(outer) as txn:
             if record.kind == "add":
                 change, op = self.replay_add(txn, record, ndn)
             elif record.kind == "delete":
@@ -329,6 +338,9 @@ class DeltaConsumer(SyncConsumer):
             change.relay_sid = self.provider_sid
             change.replicated = True
             backend.publish(change)
+
+    def savepoint(self, txn):
+        return txn.savepoint() if self.backend.db.current_write() is txn else nullcontext(txn)
 
     def write_op(self, record: LogRecord, before: Entry | None, after: Entry | None, kind: str) -> WriteOp:
         """The operation as the local overlays see it: the log entry's own modifications and stamps, so a local
