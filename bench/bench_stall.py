@@ -26,7 +26,6 @@ import math
 import multiprocessing
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,16 +39,18 @@ from bench_concurrency import (  # noqa: E402
     heavy_slow_reader,
     ldclt,
     ldclt_rate,
+    load_and_start,
     make_ldif,
     median,
     percentile,
+    print_heavy,
     uid,
 )
 
 from pyldapd.model.filter import Equality, Or, Present  # noqa: E402
 from pyldapd.protocol import controls as ctl  # noqa: E402
 from pyldapd.protocol import ldap  # noqa: E402
-from tests.servers import ROOTDN, ROOTPW, SLAPD, slapd_conf, start_pyldapd, start_slapd  # noqa: E402
+from tests.servers import ROOTDN, ROOTPW, slapd_conf  # noqa: E402
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -194,27 +195,7 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
     conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global="moduleload syncprov\nloglevel none\n"
                       "sizelimit unlimited", extra_db="overlay syncprov")  # fmt: skip
     conf = conf.replace("maxsize 104857600", "maxsize 2147483648")
-    conf_path = root / name / "load.conf"
-    conf_path.write_text(conf)
-    if name == "slapd":
-        load = [SLAPD[: -len("slapd")] + "slapadd", "-q", "-f", str(conf_path), "-l", str(ldif_path)]
-    else:
-        load = [
-            sys.executable,
-            "-m",
-            "pyldapd.cli.main",
-            "add",
-            "-q",
-            "-f",
-            str(conf_path),
-            "-l",
-            str(ldif_path),
-        ]
-    subprocess.run(load, check=True, capture_output=True, timeout=1800)
-    if name == "slapd":
-        server = start_slapd(root / name, conf, name=name)
-    else:
-        server = start_pyldapd(root / name, conf, name=name, debug="none")
+    server = load_and_start(name, root, conf, ldif_path, timeout=1800)
     figures: dict = {}
     try:
         for label, heavy in cases(args):
@@ -223,9 +204,7 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
                 server.port, lambda rnd, h=heavy: h(server.port, args, width, rnd), repeat
             )
             figures[label] = (times, outcome, latencies)
-            print(f"{name:8} {label}: median {median(times):.3f} s of {len(times)} ({outcome}); root DSE "
-                  f"p50 {percentile(latencies, 0.5):.1f} p99 {percentile(latencies, 0.99):.1f} "
-                  f"max {max(latencies, default=0):.1f} ms of {len(latencies)}", file=sys.stderr)  # fmt: skip
+            print_heavy(name, label, times, outcome, latencies)
         figures["rss"] = peak_rss_kb(server.process.pid)
         if not args.no_ldclt:
             samples = max(1, math.ceil(args.seconds / 10))
