@@ -368,7 +368,6 @@ def refresh(configdb: ConfigDatabase) -> None:
     """Bring cn=config's own replication in line with olcDatabase={0}config: the syncprov overlay on or off,
     one consumer per olcSyncrepl value (new rids started, changed or removed ones stopped), as
     Server.refresh_replication does for a data database."""
-
     from pyldapd.replication.provider import ProviderSettings, SyncProvider
 
     server = configdb.server
