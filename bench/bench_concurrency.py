@@ -137,9 +137,10 @@ def ldclt_phases(port: int, args, width: int) -> dict[str, float]:
 # -- a light client while a heavy one runs ---------------------------------------------------------------------
 
 
-def bound_client(port: int) -> Client:
+def bound_client(port: int, timeout: float = TIMEOUT) -> Client:
+    """A connection bound as the rootdn whose reads give up after `timeout` seconds."""
     client = Client(port)
-    client.sock.settimeout(TIMEOUT)
+    client.sock.settimeout(timeout)
     reply, _ = client.request(ldap.BindRequest(3, ROOTDN, ROOTPW.encode(), None, None))
     if reply.op.result_code != 0:
         raise RuntimeError(f"bind failed: {reply.op}")

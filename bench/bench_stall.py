@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_big_filter import Client  # noqa: E402
 from bench_concurrency import (  # noqa: E402
+    bound_client,
     heavy_slow_reader,
     ldclt,
     ldclt_rate,
@@ -50,7 +51,7 @@ from bench_concurrency import (  # noqa: E402
 from pyldapd.model.filter import Equality, Or, Present  # noqa: E402
 from pyldapd.protocol import controls as ctl  # noqa: E402
 from pyldapd.protocol import ldap  # noqa: E402
-from tests.servers import ROOTDN, ROOTPW, slapd_conf  # noqa: E402
+from tests.servers import slapd_conf  # noqa: E402
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -58,15 +59,6 @@ INDEXES = "index objectClass eq\nindex uid eq\nindex entryCSN,entryUUID eq"
 
 
 HEAVY_TIMEOUT = [120.0]  # --heavy-timeout: a heavy request not answered by then is reported as such
-
-
-def bound_client(port: int) -> Client:
-    client = Client(port)
-    client.sock.settimeout(HEAVY_TIMEOUT[0])
-    reply, _ = client.request(ldap.BindRequest(3, ROOTDN, ROOTPW.encode(), None, None))
-    if reply.op.result_code != 0:
-        raise RuntimeError(f"bind failed: {reply.op}")
-    return client
 
 
 def light_loop(port: int, stop, out) -> None:
@@ -128,7 +120,7 @@ def heavy_or(terms: int):
         flt = Or(
             tuple(Equality("uid", uid(rng.randrange(args.users * 2), width).encode()) for _ in range(terms))
         )
-        client = bound_client(port)
+        client = bound_client(port, HEAVY_TIMEOUT[0])
         pdu = client.encode(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
         began = time.perf_counter()
         reply, entries = client.request(pdu)
@@ -140,7 +132,7 @@ def heavy_or(terms: int):
 
 
 def heavy_unindexed(port: int, args, width: int, rnd: int) -> tuple[float, str]:
-    client = bound_client(port)
+    client = bound_client(port, HEAVY_TIMEOUT[0])
     flt = Equality("employeeNumber", str(args.users // 2).encode())
     pdu = client.encode(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
     began = time.perf_counter()
@@ -152,7 +144,7 @@ def heavy_unindexed(port: int, args, width: int, rnd: int) -> tuple[float, str]:
 
 def heavy_refresh(port: int, args, width: int, rnd: int) -> tuple[float, str]:
     """A consumer's initial refresh: a refreshOnly sync search of the whole suffix, every entry."""
-    client = bound_client(port)
+    client = bound_client(port, HEAVY_TIMEOUT[0])
     control = ldap.Control(
         ctl.SYNC_REQUEST, True, ctl.encode_sync_request(ctl.SyncRequest(ctl.SYNC_MODE_REFRESH_ONLY))
     )
