@@ -137,9 +137,10 @@ def ldclt_phases(port: int, args, width: int) -> dict[str, float]:
 # -- a light client while a heavy one runs ---------------------------------------------------------------------
 
 
-def bound_client(port: int) -> Client:
+def bound_client(port: int, timeout: float = TIMEOUT) -> Client:
+    """A connection bound as the rootdn whose reads give up after `timeout` seconds."""
     client = Client(port)
-    client.sock.settimeout(TIMEOUT)
+    client.sock.settimeout(timeout)
     reply, _ = client.request(ldap.BindRequest(3, ROOTDN, ROOTPW.encode(), None, None))
     if reply.op.result_code != 0:
         raise RuntimeError(f"bind failed: {reply.op}")
@@ -383,11 +384,9 @@ def percentile(values: list[float], p: float) -> float:
 # -- the run ----------------------------------------------------------------------------------------------------
 
 
-def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
-    db = root / name / "db"
-    db.mkdir(parents=True)
-    extra_global = "loglevel none" + (f"\nthreads {args.workers}" if args.workers else "")
-    conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global=extra_global)
+def load_and_start(name: str, root: Path, conf: str, ldif_path: Path, timeout: float):
+    """Load the LDIF offline (slapd's slapadd or pyldapd add, -q) into the database `conf` names, then start
+    that server (logging off) on it."""
     conf_path = root / name / "load.conf"
     conf_path.write_text(conf)
     if name == "slapd":
@@ -404,11 +403,25 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
             "-l",
             str(ldif_path),
         ]
-    subprocess.run(load, check=True, capture_output=True, timeout=1200)
+    subprocess.run(load, check=True, capture_output=True, timeout=timeout)
     if name == "slapd":
-        server = start_slapd(root / name, conf, name=name)
-    else:
-        server = start_pyldapd(root / name, conf, name=name, debug="none")
+        return start_slapd(root / name, conf, name=name)
+    return start_pyldapd(root / name, conf, name=name, debug="none")
+
+
+def print_heavy(name: str, label: str, times: list[float], outcome: str, latencies: list[float]) -> None:
+    """One heavy case's line: its own times, and the light client's root DSE latencies meanwhile."""
+    print(f"{name:8} {label}: median {median(times):.3f} s of {len(times)} ({outcome}); root DSE "
+          f"p50 {percentile(latencies, 0.5):.1f} p99 {percentile(latencies, 0.99):.1f} "
+          f"max {max(latencies, default=0):.1f} ms of {len(latencies)}", file=sys.stderr)  # fmt: skip
+
+
+def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
+    db = root / name / "db"
+    db.mkdir(parents=True)
+    extra_global = "loglevel none" + (f"\nthreads {args.workers}" if args.workers else "")
+    conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global=extra_global)
+    server = load_and_start(name, root, conf, ldif_path, timeout=1200)
     figures: dict = {}
     try:
         figures.update(ldclt_phases(server.port, args, width))
@@ -420,9 +433,7 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
                 args.seconds if again else 0,
             )
             figures[label] = (times, outcome, latencies)
-            print(f"{name:8} {label}: median {median(times):.3f} s of {len(times)} ({outcome}); root DSE "
-                  f"p50 {percentile(latencies, 0.5):.1f} p99 {percentile(latencies, 0.99):.1f} "
-                  f"max {max(latencies, default=0):.1f} ms of {len(latencies)}", file=sys.stderr)  # fmt: skip
+            print_heavy(name, label, times, outcome, latencies)
         if server.process.poll() is not None:
             raise RuntimeError(f"{name} died:\n{server.log()[-3000:]}")
     finally:

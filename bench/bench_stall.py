@@ -26,7 +26,6 @@ import math
 import multiprocessing
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,19 +36,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_big_filter import Client  # noqa: E402
 from bench_concurrency import (  # noqa: E402
+    bound_client,
     heavy_slow_reader,
     ldclt,
     ldclt_rate,
+    load_and_start,
     make_ldif,
     median,
     percentile,
+    print_heavy,
     uid,
 )
 
 from pyldapd.model.filter import Equality, Or, Present  # noqa: E402
 from pyldapd.protocol import controls as ctl  # noqa: E402
 from pyldapd.protocol import ldap  # noqa: E402
-from tests.servers import ROOTDN, ROOTPW, SLAPD, slapd_conf, start_pyldapd, start_slapd  # noqa: E402
+from tests.servers import slapd_conf  # noqa: E402
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -57,15 +59,6 @@ INDEXES = "index objectClass eq\nindex uid eq\nindex entryCSN,entryUUID eq"
 
 
 HEAVY_TIMEOUT = [120.0]  # --heavy-timeout: a heavy request not answered by then is reported as such
-
-
-def bound_client(port: int) -> Client:
-    client = Client(port)
-    client.sock.settimeout(HEAVY_TIMEOUT[0])
-    reply, _ = client.request(ldap.BindRequest(3, ROOTDN, ROOTPW.encode(), None, None))
-    if reply.op.result_code != 0:
-        raise RuntimeError(f"bind failed: {reply.op}")
-    return client
 
 
 def light_loop(port: int, stop, out) -> None:
@@ -127,7 +120,7 @@ def heavy_or(terms: int):
         flt = Or(
             tuple(Equality("uid", uid(rng.randrange(args.users * 2), width).encode()) for _ in range(terms))
         )
-        client = bound_client(port)
+        client = bound_client(port, HEAVY_TIMEOUT[0])
         pdu = client.encode(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
         began = time.perf_counter()
         reply, entries = client.request(pdu)
@@ -139,7 +132,7 @@ def heavy_or(terms: int):
 
 
 def heavy_unindexed(port: int, args, width: int, rnd: int) -> tuple[float, str]:
-    client = bound_client(port)
+    client = bound_client(port, HEAVY_TIMEOUT[0])
     flt = Equality("employeeNumber", str(args.users // 2).encode())
     pdu = client.encode(ldap.SearchRequest(SUFFIX, 2, 0, 0, 0, False, flt, ["1.1"]))
     began = time.perf_counter()
@@ -151,7 +144,7 @@ def heavy_unindexed(port: int, args, width: int, rnd: int) -> tuple[float, str]:
 
 def heavy_refresh(port: int, args, width: int, rnd: int) -> tuple[float, str]:
     """A consumer's initial refresh: a refreshOnly sync search of the whole suffix, every entry."""
-    client = bound_client(port)
+    client = bound_client(port, HEAVY_TIMEOUT[0])
     control = ldap.Control(
         ctl.SYNC_REQUEST, True, ctl.encode_sync_request(ctl.SyncRequest(ctl.SYNC_MODE_REFRESH_ONLY))
     )
@@ -194,27 +187,7 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
     conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global="moduleload syncprov\nloglevel none\n"
                       "sizelimit unlimited", extra_db="overlay syncprov")  # fmt: skip
     conf = conf.replace("maxsize 104857600", "maxsize 2147483648")
-    conf_path = root / name / "load.conf"
-    conf_path.write_text(conf)
-    if name == "slapd":
-        load = [SLAPD[: -len("slapd")] + "slapadd", "-q", "-f", str(conf_path), "-l", str(ldif_path)]
-    else:
-        load = [
-            sys.executable,
-            "-m",
-            "pyldapd.cli.main",
-            "add",
-            "-q",
-            "-f",
-            str(conf_path),
-            "-l",
-            str(ldif_path),
-        ]
-    subprocess.run(load, check=True, capture_output=True, timeout=1800)
-    if name == "slapd":
-        server = start_slapd(root / name, conf, name=name)
-    else:
-        server = start_pyldapd(root / name, conf, name=name, debug="none")
+    server = load_and_start(name, root, conf, ldif_path, timeout=1800)
     figures: dict = {}
     try:
         for label, heavy in cases(args):
@@ -223,9 +196,7 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
                 server.port, lambda rnd, h=heavy: h(server.port, args, width, rnd), repeat
             )
             figures[label] = (times, outcome, latencies)
-            print(f"{name:8} {label}: median {median(times):.3f} s of {len(times)} ({outcome}); root DSE "
-                  f"p50 {percentile(latencies, 0.5):.1f} p99 {percentile(latencies, 0.99):.1f} "
-                  f"max {max(latencies, default=0):.1f} ms of {len(latencies)}", file=sys.stderr)  # fmt: skip
+            print_heavy(name, label, times, outcome, latencies)
         figures["rss"] = peak_rss_kb(server.process.pid)
         if not args.no_ldclt:
             samples = max(1, math.ceil(args.seconds / 10))

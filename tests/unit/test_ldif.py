@@ -291,3 +291,21 @@ def test_include_lines_read_the_named_file(tmp_path):
         "cn=x",
     ]
     assert [r.dn for r in parse(f"include: file://{included}\n")] == ["cn=core,cn=schema,cn=config"]
+
+
+def test_include_refusals(tmp_path):
+    """What slapd's LDIF reader refuses in an `include:` line is an LDIF error naming the include: a bare path
+    (slapd opens URLs only), a missing file, and a file that includes itself (never a RecursionError)."""
+    looping = tmp_path / "loop.ldif"
+    looping.write_text(f"dn: cn=a\ncn: a\n\ninclude: file://{looping}\n")
+    for text, words in (
+        (
+            "include: /etc/ldap/schema/core.ldif\n",
+            "ldif_read_record: include /etc/ldap/schema/core.ldif failed",
+        ),
+        (f"include: file://{tmp_path}/missing.ldif\n", "include: cannot read"),
+        (f"include: file://{looping}\n", "nested too deeply"),
+    ):
+        with pytest.raises(LDIFError) as refused:
+            list(parse_ldif(text))
+        assert words in str(refused.value), str(refused.value)

@@ -73,7 +73,9 @@ def entry_text(entry: Entry) -> str:
     return HEADER.format(crc=zlib.crc32(body.encode())) + body
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_file_atomically(path: Path, text: str) -> None:
+    """Old text or new, never half: a temporary file fsynced, renamed over, then the folder fsynced (slapd.d
+    and back-ldif files alike)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
@@ -86,10 +88,10 @@ def _write_atomically(path: Path, text: str) -> None:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
-    _sync_folder(path.parent)
+    sync_folder(path.parent)
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -291,12 +293,12 @@ class LdifWriteTxn(WriteTxn):
             if step[0] == "put":
                 entry = self.get(step[1])
                 if entry is not None:
-                    _write_atomically(db.path_of(step[1]), entry_text(entry))
+                    write_file_atomically(db.path_of(step[1]), entry_text(entry))
             elif step[0] == "delete":
                 path = db.path_of(step[1])
                 if path.exists():
                     path.unlink()
-                    _sync_folder(path.parent)
+                    sync_folder(path.parent)
                 folder = path.with_suffix("")
                 if folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()
@@ -307,14 +309,14 @@ class LdifWriteTxn(WriteTxn):
                     os.replace(old.with_suffix(""), new.with_suffix(""))
                 if old.exists() and old != new:
                     os.replace(old, new)
-                _sync_folder(new.parent)
+                sync_folder(new.parent)
                 if old.parent != new.parent:
-                    _sync_folder(old.parent)
+                    sync_folder(old.parent)
                     folder = Path(old.parent)
                     if folder != db.root and folder.is_dir() and not any(folder.iterdir()):
                         folder.rmdir()
         if self.metadata_changed and db.root.is_dir():
             items = {base64.b64encode(k).decode(): base64.b64encode(v).decode()
                      for k, v in self.raw_metadata_items(b"")}  # fmt: skip
-            _write_atomically(db.root / STATE_FILE, json.dumps(items, sort_keys=True))
+            write_file_atomically(db.root / STATE_FILE, json.dumps(items, sort_keys=True))
             self.metadata_changed = False

@@ -20,7 +20,6 @@ import re
 import sys
 import time
 import urllib.parse
-from pathlib import Path
 
 from pyldapd.backends.base import StorageError
 from pyldapd.config.model import DatabaseConfig, ServerConfig
@@ -351,7 +350,6 @@ def add_config(args: argparse.Namespace) -> int:
     if isinstance(data, mmap.mmap):
         data.close()
     try:
-        text = expand_includes(text)
         written = import_config_ldif(args.config_dir, text, dry_run=args.dry_run)
     except ConfigImportError as exc:
         raise ToolError(str(exc)) from None
@@ -359,35 +357,6 @@ def add_config(args: argparse.Namespace) -> int:
         for dn in written:
             print(f'added: "{dn}"', file=sys.stderr)
     return 0
-
-
-def expand_includes(text: str, depth: int = 0) -> str:
-    """OpenLDAP's LDIF reader takes an `include: <file URL>` line where a record may start as the
-    records of that file (OpenLDAP's test scripts load the schema LDIFs into cn=config that way)."""
-    from urllib.parse import unquote, urlparse
-
-    if depth > 16:
-        raise ToolError("include: nested too deeply")
-    out: list[str] = []
-    at_record_start = True
-    for line in text.splitlines(keepends=True):
-        if at_record_start and line.lower().startswith("include:"):
-            target = line.split(":", 1)[1].strip()
-            if not target.lower().startswith("file:"):  # slapd opens a URL (ldif_open_url), not a path
-                raise ToolError(f"ldif_read_record: include {target} failed")
-            path = unquote(urlparse(target).path)
-            try:
-                included = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-            except OSError as exc:
-                raise ToolError(f"include: {target}: {exc.strerror or exc}") from None
-            out.append("\n" + expand_includes(included, depth + 1).rstrip("\n") + "\n\n")
-            continue
-        if not line.strip():
-            at_record_start = True
-        elif not line.startswith("#"):
-            at_record_start = False
-        out.append(line)
-    return "".join(out)
 
 
 # --- pyldapd cat (slapcat) ------------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ import base64
 import functools
 import os
 import re
-import tempfile
 import zlib
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyldapd.backends.ldif import HEADER, write_file_atomically
 from pyldapd.config.model import (
     ALLOW_WORDS,
     AUTHZ_POLICIES,
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 CONFIG_DN = "cn=config"
 SCHEMA_DN = "cn=schema,cn=config"
-HEADER = "# AUTO-GENERATED FILE - DO NOT EDIT!! Use ldapmodify.\n# CRC32 {crc:08x}\n"
 ORDER_PREFIX = re.compile(r"^\{(-?\d+)\}")
 DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig", "ldif": "olcLdifConfig"}
 # Names the seed how-to prints that slapd 2.5 does not know: accepted, stored under the real names.
@@ -904,26 +903,6 @@ def entry_ldif(entry: Entry) -> str:
                 lines.append(format_line(attribute.name, value, 78))
     body = "\n".join(lines) + "\n"
     return HEADER.format(crc=zlib.crc32(body.encode())) + body
-
-
-def write_file_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def write_slapd_d(directory: str | Path, entries: list[Entry]) -> None:

@@ -223,7 +223,16 @@ def _records(lines: list[tuple[int, bytes]], allow_urls: bool) -> Iterator[LDIFR
     number, first = lines[0]
     if first[:8].lower() == b"include:" and len(lines) == 1:
         url = first[8:].strip().decode("utf-8", "replace")
-        yield from parse_ldif(_read_url(url, number, allow_urls), allow_urls=allow_urls)
+        if not url.lower().startswith("file:"):  # slapd opens a URL (ldif_open_url), never a bare path
+            raise LDIFError(f"ldif_read_record: include {url} failed", number)
+        try:
+            included = _read_url(url, number, allow_urls)
+        except LDIFError as exc:
+            raise LDIFError(f"include: {str(exc).removeprefix(f'line {number}: ')}", number) from None
+        try:
+            yield from parse_ldif(included, allow_urls=allow_urls)
+        except RecursionError:  # a file that includes itself, directly or not
+            raise LDIFError(f"include {url}: nested too deeply", number) from None
         return
     yield _record(lines, allow_urls)
 

@@ -326,6 +326,18 @@ def _parse_description(
     return oid, fields, extensions
 
 
+def _definition_head(oid: str, names: tuple[str, ...], fields: dict) -> str:
+    """The start every element's canonical definition shares (RFC 4512 order): `( oid NAME .. DESC .. OBSOLETE`."""
+    head = "( " + oid
+    if names:
+        head += _qdescrs(names)
+    if "DESC" in fields:
+        head += f" DESC '{_escape(str(fields['DESC']))}'"
+    if "OBSOLETE" in fields:
+        head += " OBSOLETE"
+    return head
+
+
 def _qdescrs(names: tuple[str, ...]) -> str:
     if len(names) == 1:
         return f" NAME '{names[0]}'"
@@ -905,13 +917,7 @@ class Schema:
             if found is None:
                 raise where.error(f"attributetype {oid}: unknown USAGE {fields['USAGE']!r}")
             usage = found
-        definition = "( " + oid
-        if names:
-            definition += _qdescrs(names)
-        if "DESC" in fields:
-            definition += f" DESC '{_escape(str(fields['DESC']))}'"
-        if "OBSOLETE" in fields:
-            definition += " OBSOLETE"
+        definition = _definition_head(oid, names, fields)
         # references as written, as slapd publishes them (MUST domainComponent, not dc)
         if sup is not None:
             definition += f" SUP {sups[0]}"  # type: ignore[index]
@@ -980,13 +986,7 @@ class Schema:
                 if at is None:
                     raise where.error(f"objectclass {oid}: unknown attribute type {name!r} in {keyword}")
                 found.append(at)
-        definition = "( " + oid
-        if names:
-            definition += _qdescrs(names)
-        if "DESC" in fields:
-            definition += f" DESC '{_escape(str(fields['DESC']))}'"
-        if "OBSOLETE" in fields:
-            definition += " OBSOLETE"
+        definition = _definition_head(oid, names, fields)
         if sup:
             definition += " SUP " + _oids(tuple(fields["SUP"]))  # type: ignore[arg-type]
         definition += " " + kind
@@ -1069,13 +1069,7 @@ class Schema:
         if operational:  # slapd's words for any operational element of a user rule
             raise fail("names an operational class or attribute type", "Content Rule AUX contains "
                        "inappropriate object class", oid)  # fmt: skip
-        definition = "( " + oid
-        if names:
-            definition += _qdescrs(names)
-        if "DESC" in fields:
-            definition += f" DESC '{_escape(str(fields['DESC']))}'"
-        if "OBSOLETE" in fields:
-            definition += " OBSOLETE"
+        definition = _definition_head(oid, names, fields)
         for keyword in ("AUX", "MUST", "MAY", "NOT"):
             if fields.get(keyword):
                 definition += f" {keyword} " + _oids(tuple(fields[keyword]))  # type: ignore[arg-type]

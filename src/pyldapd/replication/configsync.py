@@ -34,7 +34,6 @@ from pyldapd.replication.consumer import DYNAMIC_KEYS, ConsumerError, SyncConsum
 from pyldapd.replication.provider import in_scope
 from pyldapd.replication.state import Change, ContextState, entry_uuid_bytes
 from pyldapd.server.errors import LDAPError
-from pyldapd.server.log import SYNC
 
 if TYPE_CHECKING:
     from pyldapd.server.configdb import ConfigDatabase
@@ -369,10 +368,7 @@ def refresh(configdb: ConfigDatabase) -> None:
     """Bring cn=config's own replication in line with olcDatabase={0}config: the syncprov overlay on or off,
     one consumer per olcSyncrepl value (new rids started, changed or removed ones stopped), as
     Server.refresh_replication does for a data database."""
-    import asyncio
-
     from pyldapd.replication.provider import ProviderSettings, SyncProvider
-    from pyldapd.replication.spec import parse_syncrepl
 
     server = configdb.server
     backend = configdb.backend
@@ -392,24 +388,12 @@ def refresh(configdb: ConfigDatabase) -> None:
             backend.provider = provider
         else:
             backend.provider.settings = provider_settings
-    wanted = {}
-    backend.self_syncrepl = 0
-    for text in settings.syncrepl:
-        spec = parse_syncrepl(text)
-        if points_at_self(server, spec):
-            server.log.log(SYNC, f"syncrepl rid={spec.rid:03d}: provider is this server, ignored")
-            backend.self_syncrepl += 1
-            continue
-        wanted[spec.rid] = spec
-    for rid, consumer in list(backend.consumers.items()):
-        if rid not in wanted or wanted[rid].text != consumer.spec.text:
-            del backend.consumers[rid]
-            asyncio.get_running_loop().create_task(consumer.stop())
-    for rid, spec in wanted.items():
-        if rid not in backend.consumers:
-            consumer = ConfigConsumer(configdb, backend, spec, server.cookies.pop(rid, None))
-            backend.consumers[rid] = consumer
-            consumer.start()
+    server.reconcile_consumers(
+        backend,
+        settings.syncrepl,
+        lambda spec: points_at_self(server, spec),
+        lambda spec, cookie: ConfigConsumer(configdb, backend, spec, cookie),
+    )
 
 
 def points_at_self(server, spec) -> bool:

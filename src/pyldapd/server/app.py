@@ -9,7 +9,9 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from pyldapd.backends.base import StorageError
 from pyldapd.backends.mdb import FORMAT_VERSION
@@ -171,11 +173,30 @@ class Server:
                 backend.provider = SyncProvider(self.directory, backend, settings)
             else:
                 backend.provider.settings = settings
+
+        def make_consumer(spec: SyncreplSpec, cookie):
+            kind = DeltaConsumer if spec.delta else SyncConsumer
+            return kind(self.directory, backend, spec, cookie)
+
+        self.reconcile_consumers(
+            backend, backend.config.syncrepl, lambda spec: self.points_at_self(backend, spec), make_consumer
+        )
+
+    def reconcile_consumers(
+        self,
+        backend,
+        stanzas: list[str],
+        points_at_self: Callable[[SyncreplSpec], bool],
+        make_consumer: Callable[[SyncreplSpec, Any], Any],
+    ) -> None:
+        """One running consumer per `syncrepl` stanza (a data database's or cn=config's): stanzas naming this
+        server are counted and skipped, changed or removed rids stopped, new ones started with the cookie kept
+        from the last run."""
         wanted: dict[int, SyncreplSpec] = {}
         backend.self_syncrepl = 0
-        for text in backend.config.syncrepl:
+        for text in stanzas:
             spec = parse_syncrepl(text)
-            if self.points_at_self(backend, spec):
+            if points_at_self(spec):
                 self.log.log(SYNC, f"syncrepl rid={spec.rid:03d}: provider is this server, ignored")
                 backend.self_syncrepl += 1
                 continue
@@ -186,8 +207,7 @@ class Server:
                 asyncio.get_running_loop().create_task(consumer.stop())
         for rid, spec in wanted.items():
             if rid not in backend.consumers:
-                kind = DeltaConsumer if spec.delta else SyncConsumer
-                consumer = kind(self.directory, backend, spec, self.cookies.pop(rid, None))
+                consumer = make_consumer(spec, self.cookies.pop(rid, None))
                 backend.consumers[rid] = consumer
                 consumer.start()
 

@@ -263,13 +263,8 @@ class LDAPConnection(asyncio.Protocol):
     def decode_in_thread(self, pdu: bytes, rest: list[bytes]) -> None:
         """A large request (a filter of tens of thousands of terms) is decoded on a worker thread; the requests
         after it wait, in order."""
-        self.busy = True
         self.held_pdus = rest + self.held_pdus
-        if self.transport is not None:
-            try:
-                self.transport.pause_reading()
-            except RuntimeError:
-                pass
+        self.hold_reading()
         depth = limits.filter_depth(self.server.config.max_filter_depth)
         self.hold_large()
         future = asyncio.get_running_loop().run_in_executor(
@@ -678,24 +673,23 @@ class LDAPConnection(asyncio.Protocol):
         """Slow password work ({ARGON2}...) runs on a worker thread (the hash releases the GIL) while the loop
         serves other connections; `then` answers on the loop. This connection's next requests wait, in order,
         as behind any slapd bind."""
+        self.hold_reading()
+        future = asyncio.get_running_loop().run_in_executor(self.server.password_pool, work)
+        future.add_done_callback(lambda done: self.thread_done(mid, tag, done, then))
+
+    def hold_reading(self) -> None:
+        """Requests after this one wait (reading paused, `busy` set) until it answers."""
         self.busy = True
         if self.transport is not None:
             try:
                 self.transport.pause_reading()
             except RuntimeError:
                 pass
-        future = asyncio.get_running_loop().run_in_executor(self.server.password_pool, work)
-        future.add_done_callback(lambda done: self.thread_done(mid, tag, done, then))
 
     def in_writer(self, mid: int, tag: int, write: Any, then: Callable[[Any], None]) -> None:
         """A write runs on its database's writer thread; the loop serves other connections meanwhile, and this
         connection's next requests wait, in order, as for `in_thread`."""
-        self.busy = True
-        if self.transport is not None:
-            try:
-                self.transport.pause_reading()
-            except RuntimeError:
-                pass
+        self.hold_reading()
         future = asyncio.ensure_future(write)
         future.add_done_callback(lambda done: self.thread_done(mid, tag, done, then))
 
