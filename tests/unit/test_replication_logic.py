@@ -296,7 +296,7 @@ def test_consumer_present_phase_deletes_what_the_provider_lacks(tmp_path):
     consumer.on_info(ctl.SyncInfoRefreshDelete(f"rid=001,csn={CSN1}".encode(), True))
     assert consumer.state == "persisting"
     # a later present phase mentions the suffix and a only: b is gone at the provider
-    consumer.refresh_done = False
+    consumer.refresh_done = consumer.refresh_ended = False  # a new session
     consumer.on_info(ctl.SyncInfoIdSet(None, False, [uuids[0], uuids[1]]))
     consumer.on_info(ctl.SyncInfoRefreshPresent(f"rid=001,csn={CSN2}".encode(), True))
     assert set(local_dump(consumer)) == {SUFFIX, f"uid=a,{SUFFIX}"}
