@@ -450,3 +450,42 @@ def test_syncprov_on_the_log_database_pushes_new_log_entries(tmp_path, start):
             search.wait(10)
     finally:
         server.stop()
+
+
+def test_accesslog_module_loaded_over_cn_config_brings_its_schema_as_slapd(tmp_path):
+    """Debian's slapd knows the accesslog schema once its module is loaded: an olcDbIndex naming reqStart is
+    refused (80) before an olcModuleLoad of accesslog added over cn=config, accepted right after it, on slapd
+    and pyldapd alike (test086 indexes its log databases so before any accesslog overlay exists)."""
+    root = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+    outcomes = {}
+    for name, argv in (("slapd", [SLAPD, "-d", "0"]),
+                       ("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "serve", "-d", "stats"])):  # fmt: skip
+        workdir = tmp_path / name
+        config_db = f'database config\naccess to * by dn.exact="{root}" manage by * break\n'
+        conf = workdir / "slapd.conf"
+        conf.write_text(slapd_conf(workdir / "db", modules=True, extra_global=config_db))
+        (workdir / "slapd.d").mkdir()
+        (workdir / "log").mkdir()
+        subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(workdir / "slapd.d")], capture_output=True,
+                       timeout=60)  # fmt: skip
+        port, sock = free_port(), str(workdir / "s.sock")
+        urls = f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/"
+        server = start_process(
+            name, [*argv, "-F", str(workdir / "slapd.d"), "-h", urls], port, sock, workdir, conf
+        )
+        ldapi = ["-Y", "EXTERNAL", "-H", "ldapi://" + sock.replace("/", "%2F")]
+        log_db = ("dn: olcDatabase={2}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n"
+                  f"olcDatabase: {{2}}mdb\nolcSuffix: cn=accesslog\nolcDbDirectory: {workdir / 'log'}\n"
+                  "olcDbIndex: default eq\nolcDbIndex: entryCSN,objectClass,reqEnd,reqResult,reqStart,reqDN\n\n")  # fmt: skip
+        module = ("dn: cn=module,cn=config\nobjectClass: olcModuleList\ncn: module\n"
+                  "olcModulePath: /usr/lib/ldap\nolcModuleLoad: accesslog.la\n\n")  # fmt: skip
+        try:
+            before = ldap_tool("ldapadd", *ldapi, input=log_db)
+            loaded = ldap_tool("ldapadd", *ldapi, input=module)
+            after = ldap_tool("ldapadd", *ldapi, input=log_db)
+            outcomes[name] = (before.returncode, before.stderr.splitlines()[-1], loaded.returncode,
+                              after.returncode)  # fmt: skip
+        finally:
+            server.stop()
+    assert outcomes["pyldapd"] == outcomes["slapd"]
+    assert outcomes["slapd"][0] == 80 and outcomes["slapd"][2:] == (0, 0)

@@ -729,7 +729,7 @@ class ConfigDatabase:
     def check_indexes(self, config: ServerConfig) -> None:
         """olcDbIndex names attribute types of the data schema (with this change's schema additions)."""
         from pyldapd.config.slapdconf import index_problem
-        from pyldapd.server.app import already_defined
+        from pyldapd.server.app import SCHEMA_DIR, already_defined, uses_accesslog
 
         schema = None
         for db in config.data_databases():
@@ -742,6 +742,8 @@ class ConfigDatabase:
                     for source, text in config.schema_definitions:
                         if not already_defined(schema, text):
                             schema.load_text(text, source)
+                    if uses_accesslog(config) and schema.attribute_type("reqStart") is None:
+                        schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))  # this change loads the module
                 # slapd's checks and words (disallowed index types, duplicates by alias)
                 problem = index_problem(attr, set(kinds), schema or self.server.schema, seen)
                 if problem is not None:
