@@ -43,15 +43,11 @@ PASSING = [
     "test078-persistent-sessionlog",
     "test069-delta-multiprovider-starttls",
     "test070-delta-multiprovider-ldaps",
+    "test086-delta-consumer-config",
 ]
 
 # The others, each with the first divergence it hits (where the next session should start).
-NOT_YET: dict[str, str] = {
-    "test086-delta-consumer-config": "olcOverlay=accesslog on olcDatabase={0}config is refused with 53 '<olcOverlay> "
-    "not supported by pyldapd on the config database' (pyldapd runs only syncprov over cn=config); the rest "
-    "(accesslog over the back-ldif database {1}ldif, a delta consumer of cn=config with suffixmassage=) passes "
-    "with pyldapd when that one add is taken out of the script.",
-}
+NOT_YET: dict[str, str] = {}
 
 # fast scripts that validate the harness with Debian's slapd (the syncrepl ones take 10-50 s each with it)
 SLAPD_CHECK = ["test000-rootdse", "test001-slapadd", "test003-search", "test004-modify", "test005-modrdn"]
