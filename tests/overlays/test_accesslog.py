@@ -450,3 +450,91 @@ def test_syncprov_on_the_log_database_pushes_new_log_entries(tmp_path, start):
             search.wait(10)
     finally:
         server.stop()
+
+
+def test_accesslog_module_loaded_over_cn_config_brings_its_schema_as_slapd(tmp_path):
+    """Debian's slapd knows the accesslog schema once its module is loaded: an olcDbIndex naming reqStart is
+    refused (80) before an olcModuleLoad of accesslog added over cn=config, accepted right after it, on slapd
+    and pyldapd alike (test086 indexes its log databases so before any accesslog overlay exists)."""
+    root = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+    outcomes = {}
+    for name, argv in (("slapd", [SLAPD, "-d", "0"]),
+                       ("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "serve", "-d", "stats"])):  # fmt: skip
+        workdir = tmp_path / name
+        config_db = f'database config\naccess to * by dn.exact="{root}" manage by * break\n'
+        conf = workdir / "slapd.conf"
+        conf.write_text(slapd_conf(workdir / "db", modules=True, extra_global=config_db))
+        (workdir / "slapd.d").mkdir()
+        (workdir / "log").mkdir()
+        subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(workdir / "slapd.d")], capture_output=True,
+                       timeout=60)  # fmt: skip
+        port, sock = free_port(), str(workdir / "s.sock")
+        urls = f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/"
+        server = start_process(
+            name, [*argv, "-F", str(workdir / "slapd.d"), "-h", urls], port, sock, workdir, conf
+        )
+        ldapi = ["-Y", "EXTERNAL", "-H", "ldapi://" + sock.replace("/", "%2F")]
+        log_db = ("dn: olcDatabase={2}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n"
+                  f"olcDatabase: {{2}}mdb\nolcSuffix: cn=accesslog\nolcDbDirectory: {workdir / 'log'}\n"
+                  "olcDbIndex: default eq\nolcDbIndex: entryCSN,objectClass,reqEnd,reqResult,reqStart,reqDN\n\n")  # fmt: skip
+        module = ("dn: cn=module,cn=config\nobjectClass: olcModuleList\ncn: module\n"
+                  "olcModulePath: /usr/lib/ldap\nolcModuleLoad: accesslog.la\n\n")  # fmt: skip
+        try:
+            before = ldap_tool("ldapadd", *ldapi, input=log_db)
+            loaded = ldap_tool("ldapadd", *ldapi, input=module)
+            after = ldap_tool("ldapadd", *ldapi, input=log_db)
+            outcomes[name] = (before.returncode, before.stderr.splitlines()[-1], loaded.returncode,
+                              after.returncode)  # fmt: skip
+        finally:
+            server.stop()
+    assert outcomes["pyldapd"] == outcomes["slapd"]
+    assert outcomes["slapd"][0] == 80 and outcomes["slapd"][2:] == (0, 0)
+
+
+def test_accesslog_over_cn_config_logs_config_changes_as_slapd(tmp_path):
+    """olcOverlay=accesslog on olcDatabase={0}config (as test086 sets it up): each change to cn=config gets its
+    log entry in the log database, the same on slapd and pyldapd; logging failures there is refused by
+    pyldapd (a refused cn=config change is not logged by it), slapd accepts it."""
+    root = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+    outcomes = {}
+    for name, argv in (("slapd", [SLAPD, "-d", "0"]),
+                       ("pyldapd", [sys.executable, "-m", "pyldapd.cli.main", "serve", "-d", "stats"])):  # fmt: skip
+        workdir = tmp_path / name
+        config_db = (f'database config\nrootdn cn=config\nrootpw {ROOTPW}\n'
+                     f'access to * by dn.exact="{root}" manage by * break\n')  # fmt: skip
+        conf = workdir / "slapd.conf"
+        conf.write_text(slapd_conf(workdir / "db", modules=True,
+                                   extra_global="moduleload accesslog\n" + config_db + log_database(workdir)))  # fmt: skip
+        (workdir / "slapd.d").mkdir()
+        subprocess.run(["/usr/sbin/slaptest", "-f", str(conf), "-F", str(workdir / "slapd.d")], capture_output=True,
+                       timeout=60)  # fmt: skip
+        port, sock = free_port(), str(workdir / "s.sock")
+        urls = f"ldap://127.0.0.1:{port}/ ldapi://{sock.replace('/', '%2F')}/"
+        server = start_process(
+            name, [*argv, "-F", str(workdir / "slapd.d"), "-h", urls], port, sock, workdir, conf
+        )
+        ldapi = ["-Y", "EXTERNAL", "-H", "ldapi://" + sock.replace("/", "%2F")]
+        overlay = ("dn: olcOverlay=accesslog,olcDatabase={0}config,cn=config\nobjectClass: olcOverlayConfig\n"
+                   "objectClass: olcAccessLogConfig\nolcOverlay: accesslog\nolcAccessLogDB: cn=accesslog\n"
+                   "olcAccessLogOps: writes\nolcAccessLogSuccess: TRUE\n\n")  # fmt: skip
+        change = ("dn: olcDatabase={2}mdb,cn=config\nchangetype: modify\nreplace: olcSizeLimit\nolcSizeLimit: 77\n"
+                  "-\nadd: olcDbIndex\nolcDbIndex: description eq\n\n"
+                  "dn: cn=test,cn=schema,cn=config\nchangetype: add\nobjectClass: olcSchemaConfig\ncn: test\n"
+                  "olcAttributeTypes: ( 1.3.6.1.4.1.4203.666.11.90 NAME 'pyldapdTestAttr' SUP name )\n\n")  # fmt: skip
+        try:
+            if name == "pyldapd":  # logsuccess FALSE (the default): slapd would log refused changes too
+                refused = ldap_tool(
+                    "ldapadd", *ldapi, input=overlay.replace("olcAccessLogSuccess: TRUE\n", "")
+                )
+                assert refused.returncode == 80 and "olcAccessLogSuccess" in refused.stderr, refused.stderr
+            added = ldap_tool("ldapadd", *ldapi, input=overlay)
+            assert added.returncode == 0, added.stderr
+            changed = ldap_tool("ldapmodify", "-x", "-D", "cn=config", "-w", ROOTPW, "-H", server.url,
+                                input=change)  # fmt: skip
+            assert changed.returncode == 0, changed.stderr
+            entries = [e for e in read_log(server) if "reqtype" in e]
+            outcomes[name] = comparable(entries)
+        finally:
+            server.stop()
+    assert outcomes["pyldapd"] == outcomes["slapd"]
+    assert [e["reqtype"] for e in outcomes["slapd"]] == [["modify"], ["add"]]

@@ -481,13 +481,14 @@ def test_refused_changes_alike_with_slapd(tmp_path, nodes):
         slapd.stop()
 
 
-def test_config_database_takes_syncprov_only_and_refuses_mirror_mode(nodes):
+def test_config_database_takes_syncprov_and_accesslog_only_and_refuses_mirror_mode(nodes):
     """cn=config replicates itself (tests/replication/test_config_replication.py): the syncprov overlay and
-    olcSyncrepl are taken on olcDatabase={0}config; another overlay there is refused, and so is olcMirrorMode
-    (olcMultiProvider) without a consumer, over LDAP and in a slapd.d, as by slapd."""
+    olcSyncrepl are taken on olcDatabase={0}config, and accesslog (tests/overlays/test_accesslog.py); another
+    overlay there is refused, and so is olcMirrorMode (olcMultiProvider) without a consumer, over LDAP and in a
+    slapd.d, as by slapd."""
     node = nodes("a")
-    overlay = "dn: olcOverlay=accesslog,olcDatabase={0}config,cn=config\nobjectClass: olcOverlayConfig\n" \
-              "olcOverlay: accesslog\n"  # fmt: skip
+    overlay = "dn: olcOverlay=glue,olcDatabase={0}config,cn=config\nobjectClass: olcOverlayConfig\n" \
+              "olcOverlay: glue\n"  # fmt: skip
     result = node.external("ldapadd", overlay)
     assert result.returncode == 53 and "not supported by pyldapd on the config database" in result.stderr
     mirror = (

@@ -721,11 +721,12 @@ def database_from_entry(entry: Entry, children: list[Entry]) -> DatabaseConfig:
 
 def config_database_settings(entry: Entry, children: list[Entry]) -> DatabaseConfig:
     """olcDatabase={0}config's replication settings (replication/configsync.py): olcSyncrepl,
-    olcMultiProvider, olcUpdateRef, olcUpdateDN and its overlays, of which pyldapd runs syncprov there."""
+    olcMultiProvider, olcUpdateRef, olcUpdateDN and its overlays, of which pyldapd runs syncprov and accesslog
+    there."""
     for child in children:
-        if strip_order(first(child, "olcOverlay")).lower() != "syncprov":
+        if strip_order(first(child, "olcOverlay")).lower() not in ("syncprov", "accesslog"):
             raise ConfigValueError(
-                f"{child.dn}: only the syncprov overlay is supported on the config database"
+                f"{child.dn}: only the syncprov and accesslog overlays are supported on the config database"
             )
     db = database_from_entry(entry, children)
     db.type = "config"

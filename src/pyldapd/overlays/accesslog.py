@@ -586,6 +586,15 @@ def check_accesslog(config: Any) -> None:
 
     for db in config.data_databases():
         check_database(config, db)
+    if getattr(config, "config_database", None) is not None:
+        check_database(config, config.config_database)
+        for overlay in config.config_database.overlays:
+            if overlay.name == "accesslog" and not AccesslogSettings.parse(overlay.settings).success:
+                # a refused cn=config change is not written anywhere pyldapd could log it from
+                from pyldapd.config.cnconfig import ConfigValueError
+
+                raise ConfigValueError("<olcAccessLogSuccess> FALSE (logging failed writes) on the config "
+                                       "database is not supported by pyldapd")  # fmt: skip
 
 
 def check_database(config: Any, db: Any) -> None:
@@ -644,3 +653,37 @@ def olc_values(settings: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
     if parsed.bases:
         values["logbase"] = [f'{"|".join(verbs(ops))} "{base}"' for ops, base in parsed.bases]
     return values
+
+
+class ConfigAccessLog(AccessLog):
+    """slapo-accesslog over cn=config (olcOverlay=accesslog under olcDatabase={0}config): each change the
+    config database commits is logged to the log database after it is written, as slapd's accesslog logs a
+    back-config write once it succeeded. cn=config has no transaction to carry an outbox: the log entry is
+    stored directly (a crash in between loses that log entry, not the change)."""
+
+    def in_txn(self, op: WriteOp, txn: WriteTxn) -> None:  # cn=config calls log_change instead
+        return
+
+    def after_commit(self, change: Change) -> None:
+        return
+
+    def start(self) -> None:
+        try:
+            self.open_log()
+        except StorageError as exc:
+            self.directory.log.error(f"accesslog: log database's suffix entry not made: {exc}")
+        self.schedule_purge()
+
+    def close(self) -> None:
+        if self.purge_handle is not None:
+            self.purge_handle.cancel()
+            self.purge_handle = None
+
+    def log_change(self, op: WriteOp) -> None:
+        op_name = KIND_OP[op.kind]
+        if self.log_backend is None or not self.wants(op_name, normalize_dn(op.dn, self.directory.schema)):
+            return
+        try:
+            self.store(self.log_entry(op, op_name, 0, ""))
+        except StorageError as exc:
+            self.directory.log.error(f"accesslog: cn=config change not logged: {exc}")

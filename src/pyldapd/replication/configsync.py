@@ -162,7 +162,8 @@ class ConfigBackend:
     @provider.setter
     def provider(self, provider: Any) -> None:
         self.overlays.set("syncprov", provider)
-        self.overlays.order = ["syncprov"] if provider is not None else []
+        others = [n for n in self.overlays.order if n != "syncprov"]
+        self.overlays.order = (["syncprov"] if provider is not None else []) + others
 
     @property
     def shadow(self) -> bool:
@@ -388,12 +389,35 @@ def refresh(configdb: ConfigDatabase) -> None:
             backend.provider = provider
         else:
             backend.provider.settings = provider_settings
+    refresh_accesslog(configdb, settings)
     server.reconcile_consumers(
         backend,
         settings.syncrepl,
         lambda spec: points_at_self(server, spec),
         lambda spec, cookie: ConfigConsumer(configdb, backend, spec, cookie),
     )
+
+
+def refresh_accesslog(configdb: ConfigDatabase, settings: DatabaseConfig) -> None:
+    """olcOverlay=accesslog on olcDatabase={0}config: started, reconfigured or stopped with the tree."""
+    from pyldapd.overlays.accesslog import AccesslogSettings, ConfigAccessLog
+
+    backend = configdb.backend
+    overlay = next((o for o in settings.overlays if o.name == "accesslog"), None)
+    running = backend.overlays.get("accesslog")
+    if overlay is None:
+        if running is not None:
+            running.close()
+            backend.overlays.set("accesslog", None)
+            backend.overlays.order.remove("accesslog")
+        return
+    parsed = AccesslogSettings.parse(overlay.settings)
+    if isinstance(running, ConfigAccessLog):
+        running.configure(parsed)
+        return
+    accesslog = ConfigAccessLog(configdb.server.directory, backend, parsed)
+    backend.overlays.set("accesslog", accesslog)
+    accesslog.start()
 
 
 def points_at_self(server, spec) -> bool:

@@ -373,6 +373,10 @@ class Server:
             if not already_defined(self.schema, text):
                 self.schema.load_text(text, source)
         current.schema_definitions = config.schema_definitions
+        if uses_accesslog(config) and self.schema.attribute_type("reqStart") is None:
+            # olcModuleLoad: accesslog added over cn=config: slapd knows the accesslog schema from then on
+            self.schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))
+        current.modules = list(config.modules)
         self.directory.filters = FilterEvaluator(self.schema)
         if config.server_ids != current.server_ids:
             current.server_ids = config.server_ids

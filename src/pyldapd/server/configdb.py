@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid as uuidlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope
@@ -114,6 +115,9 @@ class ConfigDatabase:
 
         # cn=config as syncprov and syncrepl see a database (replication of cn=config itself)
         self.backend = ConfigBackend(self)
+        # the client write being committed (connection, DN as requested, a modify's changes): what accesslog
+        # on cn=config logs of it
+        self.request: tuple[int, str, list[ldap.Change]] | None = None
 
     # -- names and rights -----------------------------------------------------------------------------------
 
@@ -206,6 +210,10 @@ class ConfigDatabase:
     # -- updates --------------------------------------------------------------------------------------------
 
     def modify(self, session: Any, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
+        with self.client_write(session, request.dn, request.changes):
+            return self.modify_entry(session, request)
+
+    def modify_entry(self, session: Any, request: ldap.ModifyRequest) -> list[Control]:
         if session.anonymous:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         ndn = self.ndn(request.dn)
@@ -340,7 +348,19 @@ class ConfigDatabase:
             return a == b
         return at.equality.normalize(a.encode()) == at.equality.normalize(b.encode())
 
+    @contextmanager
+    def client_write(self, session: Any, dn: str, changes: list[ldap.Change]) -> Iterator[None]:
+        self.request = (session.conn_id, dn, list(changes))
+        try:
+            yield
+        finally:
+            self.request = None
+
     def add(self, session: Any, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
+        with self.client_write(session, request.dn, []):
+            return self.add_entry(session, request)
+
+    def add_entry(self, session: Any, request: ldap.AddRequest) -> list[Control]:
         if session.anonymous:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         rdn, _, parent = request.dn.partition(",")
@@ -362,7 +382,9 @@ class ConfigDatabase:
         if attr_name.lower() == "olcoverlay":
             parent_kind = strip_order(first(self.entries[parent_ndn], "olcDatabase")).lower()
             name = strip_order(value).lower()
-            if parent_kind in ("monitor", "frontend") or (parent_kind == "config" and name != "syncprov"):
+            if parent_kind in ("monitor", "frontend") or (
+                parent_kind == "config" and name not in ("syncprov", "accesslog")
+            ):
                 raise LDAPError(ResultCode.unwillingToPerform,
                                 f"<olcOverlay> not supported by pyldapd on the {parent_kind} database")  # fmt: skip
             if name not in OVERLAYS:
@@ -481,6 +503,10 @@ class ConfigDatabase:
         self.commit(changed, [ndn, *removed], databases_may_change=True, who=who, renamed=set(changed))
 
     def delete(self, session: Any, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
+        with self.client_write(session, request.dn, []):
+            return self.delete_entry(session, request)
+
+    def delete_entry(self, session: Any, request: ldap.DelRequest) -> list[Control]:
         if session.anonymous:
             raise LDAPError(ResultCode.strongerAuthRequired, "modifications require authentication")
         ndn = self.ndn(request.dn)
@@ -512,6 +538,7 @@ class ConfigDatabase:
         only renumbered (databases after one added or deleted), which keep their entryCSN and are no change of
         their own, as in slapd, where each server renumbers its own tree. Returns the entries' changes."""
         renamed = renamed or set()
+        accesslog = self.backend.overlays.get("accesslog")  # the one running before this change
         before = {ndn: self.entries[ndn] for ndn in [*changed, *removed] if ndn in self.entries}
         # each entry changed is a change of its own with its own CSN (as each is an operation in slapd): a
         # consumer takes a change whose CSN its state already holds for one it has seen
@@ -561,7 +588,7 @@ class ConfigDatabase:
         changes = self.changes_made(before, changed, removed, renamed, csns)
         self.refresh_replication()
         if not replicated:
-            self.publish_local(changes)
+            self.publish_local(changes, who, accesslog)
         return changes
 
     def changes_made(self, before: dict[str, Entry], changed: dict[str, Entry], removed: list[str],
@@ -611,9 +638,11 @@ class ConfigDatabase:
         if missing and self.path is not None:
             write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
 
-    def publish_local(self, changes: list[Change]) -> None:
-        """Changes made here: with syncprov on cn=config, their CSNs join the contextCSN and they go out."""
+    def publish_local(self, changes: list[Change], who: str = CONFIG_DN, accesslog: Any = None) -> None:
+        """Changes made here: with syncprov on cn=config, their CSNs join the contextCSN and they go out; with
+        accesslog there (before the change: the overlay's own add is not logged, as in slapd), each is logged."""
         backend = self.backend
+        self.log_changes(changes, who, accesslog)
         if backend.provider is None:
             return  # as in slapd, where the syncprov overlay keeps cn=config's contextCSN
         with backend.db.write() as txn:
@@ -621,6 +650,29 @@ class ConfigDatabase:
                 backend.context.advance(txn, change.csn)
         for change in changes:
             backend.publish(change)
+
+    def log_changes(self, changes: list[Change], who: str, accesslog: Any) -> None:
+        """olcOverlay=accesslog on cn=config: a log entry per entry changed (a modify with the client's
+        modifications, as slapd logs its request; the others as the entries show them)."""
+        from pyldapd.overlays.accesslog import ConfigAccessLog
+        from pyldapd.overlays.base import replicated_op
+
+        if not isinstance(accesslog, ConfigAccessLog):
+            return
+        for change in changes:
+            op = replicated_op(change, who)
+            op.replicated = False
+            if self.request is not None:
+                # slapd logs the request, not what back-config does besides (siblings renumbered, pyldapd's
+                # cn=module{0} for Debian's slapd): only the entry it names, under the DN it was given
+                conn_id, dn, mods = self.request
+                if without_order(self.ndn(op.dn)) != without_order(self.ndn(dn)):
+                    continue
+                op.dn, op.conn_id = dn, conn_id
+                if change.kind == "modify":
+                    op.changes = list(mods)
+            if op.dn:
+                accesslog.log_change(op)
 
     def store_context_csn(self, values: list[bytes]) -> None:
         """cn=config's contextCSN vector on the cn=config entry (and its file), as slapd keeps it."""
@@ -729,7 +781,7 @@ class ConfigDatabase:
     def check_indexes(self, config: ServerConfig) -> None:
         """olcDbIndex names attribute types of the data schema (with this change's schema additions)."""
         from pyldapd.config.slapdconf import index_problem
-        from pyldapd.server.app import already_defined
+        from pyldapd.server.app import SCHEMA_DIR, already_defined, uses_accesslog
 
         schema = None
         for db in config.data_databases():
@@ -742,6 +794,8 @@ class ConfigDatabase:
                     for source, text in config.schema_definitions:
                         if not already_defined(schema, text):
                             schema.load_text(text, source)
+                    if uses_accesslog(config) and schema.attribute_type("reqStart") is None:
+                        schema.load_file(str(SCHEMA_DIR / "accesslog.schema"))  # this change loads the module
                 # slapd's checks and words (disallowed index types, duplicates by alias)
                 problem = index_problem(attr, set(kinds), schema or self.server.schema, seen)
                 if problem is not None:
@@ -879,3 +933,8 @@ def validate_config(config: ServerConfig) -> None:
             check_naming_context(parse_syncrepl(text), [normalize(s) for s in db.suffixes], normalize)
     for text in config.config_database.syncrepl if config.config_database else []:
         parse_syncrepl(text)
+
+
+def without_order(ndn: str) -> str:
+    """A cn=config DN without its {n} ordering prefixes (the DN a client added under, and the one stored)."""
+    return re.sub(r"=\{-?\d+\}", "=", ndn)
