@@ -31,6 +31,7 @@ from pyldapd.server.log import SYNC, Logger
 from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.stats import Stats
 from pyldapd.server.tls import TLSSetupError, build_context
+from pyldapd.server.workers import SoloBus, WorkerBus
 
 LISTEN_BACKLOG = (
     1024  # slapd's SLAPD_LISTEN_BACKLOG (asyncio's default is 100): a burst of connects is queued
@@ -150,6 +151,7 @@ class Server:
         self.listeners: list[asyncio.AbstractServer] = []
         self.conn_ids = itertools.count(1000)
         self.stats = Stats()  # counters of cn=Monitor and /metrics (server/stats.py)
+        self.bus: WorkerBus = SoloBus()  # the other worker processes (server/workers.py)
         self.http_listeners: list[asyncio.AbstractServer] = []  # http:// in -h (server/metrics.py)
         self.stopping = asyncio.Event()
         self.service: Service | None = None  # -u/-g, sd_notify (server/service.py)
