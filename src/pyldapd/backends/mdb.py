@@ -19,6 +19,9 @@ One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with th
 ``csn``        dupsort: normalized entryCSN -> id runs (always maintained; ordered: `csn_after` is a range scan)
 ``meta``       internal: format version (2), next id, which indexes are built
 ``aux``        `put_raw_metadata` / `get_raw_metadata` side table for the server (contextCSN cache, ...)
+``journal``    8-byte big-endian sequence -> one committed change, as the server encodes it (server/journal.py):
+               written only when several worker processes share the environment, in the transaction of the
+               change, so that every worker publishes every change in commit order; trimmed to a bound
 
 An index value is a *run*: 1 to 63 sorted 8-byte ids (dupsort values are keys of an LMDB sub-database, so at most
 511 bytes). The runs of one key are disjoint id ranges, so the run that holds or would hold an id is found with
@@ -605,6 +608,7 @@ class MdbDatabase:
             "csn": self.env.open_db(b"csn", dupsort=True),
             "meta": meta,
             "aux": self.env.open_db(b"aux"),
+            "journal": self.env.open_db(b"journal"),
         }
         self._id2entry = self.dbs["id2entry"]
         self._dn2id = self.dbs["dn2id"]
@@ -625,6 +629,9 @@ class MdbDatabase:
         self._built: set[tuple[str, str]] = set()  # (type key, kind) usable by searches
         self._closed = False
         self._built_new: set[tuple[str, str]] = set()
+        # called with each outermost write transaction right after it began, under LMDB's write lock: what
+        # another process committed since is visible there (server/journal.py: CSNs across worker processes)
+        self.on_begin: list[Callable[[WriteTxn], None]] = []
         self.set_indexes(indexes or {})
 
     def set_schema(self, schema: Any) -> None:
@@ -1040,6 +1047,23 @@ class ReadTxn:
                         break
                     items.append((bytes(key), bytes(value)))
         return items
+
+    def journal_after(self, seq: int, limit: int = 10_000) -> list[tuple[int, bytes]]:
+        """The journal's records after `seq`, oldest first (at most `limit`)."""
+        cur = self._check().cursor(db=self.db.dbs["journal"])
+        out: list[tuple[int, bytes]] = []
+        if not cur.set_range(_pack_id(seq + 1)):
+            return out
+        for key, value in cur:
+            out.append((_unpack_id(key), value))
+            if len(out) >= limit:
+                break
+        return out
+
+    def journal_last(self) -> int:
+        """The sequence number of the journal's latest record (0: empty)."""
+        cur = self._check().cursor(db=self.db.dbs["journal"])
+        return _unpack_id(cur.key()) if cur.last() else 0
 
     def next_id(self) -> int:
         """The id the next added entry gets."""
@@ -1566,6 +1590,15 @@ class WriteTxn(ReadTxn):
             self.db._release_write()
             raise
         self._entered = True
+        try:
+            for hook in self.db.on_begin:
+                hook(self)
+        except BaseException:
+            self._abort()
+            self._t = None
+            self._entered = False
+            self.db._release_write()
+            raise
         return self
 
     def __exit__(
@@ -1739,6 +1772,19 @@ class WriteTxn(ReadTxn):
 
     def put_raw_metadata(self, key: bytes, value: bytes) -> None:
         self._op(self._put, key, value, self.db.dbs["aux"])
+
+    def journal_append(self, record: bytes, keep: int) -> int:
+        """Append a record to the journal (its sequence: the last one + 1, under the write lock) and trim the
+        journal to its last `keep` records; returns the record's sequence number."""
+        seq = self.journal_last() + 1
+        dbh = self.db.dbs["journal"]
+        self._op(self._put, _pack_id(seq), record, dbh)
+        cur = self._check().cursor(db=dbh)
+        if cur.first():
+            first = _unpack_id(cur.key())
+            for old in range(first, min(seq - keep + 1, first + 64)):  # a few per append: bounded work
+                self._op(self._del, _pack_id(old), None, dbh)
+        return seq
 
     def delete_raw_metadata(self, key: bytes) -> None:
         if self._check().get(key, db=self.db.dbs["aux"]) is not None:

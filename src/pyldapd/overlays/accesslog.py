@@ -449,8 +449,8 @@ class AccessLog(Overlay):
             added.append(entry)
             if csn and advance:
                 log.context.advance(txn, csn)
-        for stored in added:  # the log database's own overlays (syncprov for delta-syncrepl consumers)
-            log.publish(Change("add", None, stored, csn, in_csn_order=advance))
+            for stored in added:  # the log database's own overlays (syncprov for delta-syncrepl consumers)
+                log.publish(Change("add", None, stored, csn, in_csn_order=advance), txn)
 
     def restarted(self, entry: Entry, taken: bytes) -> Entry:
         text = taken.decode()
@@ -518,13 +518,16 @@ class AccessLog(Overlay):
                 updated = root.copy()
                 updated.put("mincsn", "minCSN", list(root.get("contextcsn")))
                 txn.modify(log.suffix_ndn, updated)
-        if added is not None:
-            log.publish(Change("add", None, added, (added.first("entrycsn") or b"").decode()))
+            if added is not None:
+                log.publish(Change("add", None, added, (added.first("entrycsn") or b"").decode()), txn)
 
     # -- logpurge --------------------------------------------------------------------------------------------
 
     def schedule_purge(self) -> None:
         if not self.settings.purge_period or self.purge_handle is not None:
+            return
+        bus = self.directory.bus
+        if bus is not None and not bus.primary:  # one worker purges for all (issue 13)
             return
         try:
             loop = asyncio.get_running_loop()
@@ -555,8 +558,8 @@ class AccessLog(Overlay):
                     removed.append(child)
             purged = [(child.first("entrycsn") or b"").decode() for child in removed]
             self.raise_min_csn(txn, log, [csn for csn in purged if csn], first_only=False)
-        for child in removed:
-            log.publish(Change("delete", child, None, (child.first("entrycsn") or b"").decode()))
+            for child in removed:
+                log.publish(Change("delete", child, None, (child.first("entrycsn") or b"").decode()), txn)
         return len(removed)
 
     @staticmethod

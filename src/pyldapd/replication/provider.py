@@ -24,6 +24,7 @@ from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.state import Change, entry_uuid_bytes
+from pyldapd.server import journal
 from pyldapd.server.directory import is_glue
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import SYNC
@@ -428,9 +429,9 @@ class SyncProvider(Overlay):
                 raise
         encoded_cookie = end_cookie.encode() if end_cookie is not None else None
         if consumer_sid is not None:
-            self.served.setdefault(consumer_sid, deque(maxlen=16)).append(
-                (time.time(), provider_state.get(own, ""))
-            )
+            sent_at, covered = time.time(), provider_state.get(own, "")
+            self.note_served(consumer_sid, sent_at, covered)
+            journal.tell_served(self.directory, self.backend, consumer_sid, sent_at, covered)
         if ps is not None:
             if refresh_deletes:
                 info: ctl.SyncInfo = ctl.SyncInfoRefreshDelete(encoded_cookie, True)
@@ -702,7 +703,28 @@ class SyncProvider(Overlay):
         if ps in self.psearches:
             self.psearches.remove(ps)
 
+    def note_served(self, consumer_sid: int, sent_at: float, covered: str) -> None:
+        """A refresh served to a consumer, by this worker or another (server/journal.py)."""
+        self.served.setdefault(consumer_sid, deque(maxlen=16)).append((sent_at, covered))
+
+    def changes_lost(self) -> None:
+        """Changes were committed that this worker can no longer publish (server/journal.py): no persistent
+        search can go on without them, so each ends with e-syncRefreshRequired (its consumer refreshes, RFC 4533
+        3.4), and the session log starts again from the vector it no longer covers."""
+        for ps in list(self.psearches):
+            self.remove(ps)
+            try:
+                ps.conn.result(
+                    ps.message_id, ldap.SEARCH_RESULT_DONE, ResultCode.syncRefreshRequired, nentries=0
+                )
+            except Exception as exc:  # noqa: BLE001 (a closed connection: nothing to tell)
+                self.log.error(f"syncprov: rid={ps.rid:03d} not told to refresh: {exc!r}")
+        self.session_log = SessionLog(self.settings.sessionlog, self.backend.context.latest().as_dict())
+
     def maybe_checkpoint(self) -> None:
+        bus = self.directory.bus
+        if bus is not None and not bus.primary:  # every worker sees every change: one of them checkpoints
+            return
         settings = self.settings
         due = settings.checkpoint_ops and self.ops_since_checkpoint >= settings.checkpoint_ops
         if (

@@ -8,6 +8,7 @@ contextCSN attribute at checkpoints and clean shutdown, where slapcat and OpenLD
 
 from __future__ import annotations
 
+import marshal
 from dataclasses import dataclass
 
 from pyldapd.model.csn import CSNSet, sid_of
@@ -38,6 +39,44 @@ class Change:
     def entry_uuid(self) -> bytes | None:
         entry = self.after or self.before
         return None if entry is None else entry_uuid_bytes(entry)
+
+
+def encode_change(change: Change, worker: int) -> bytes:
+    """A change as the journal stores it (server/journal.py): plain values only, for `decode_change`."""
+    return marshal.dumps(
+        (
+            1,
+            change.kind,
+            _plain(change.before),
+            _plain(change.after),
+            change.csn,
+            change.relay_sid,
+            change.replicated,
+            change.in_csn_order,
+            worker,
+        )  # fmt: skip
+    )
+
+
+def decode_change(record: bytes) -> tuple[Change, int]:
+    """The change of a journal record and the worker that wrote it."""
+    _version, kind, before, after, csn, relay_sid, replicated, in_order, worker = marshal.loads(record)
+    return Change(kind, _entry(before), _entry(after), csn, relay_sid, replicated, in_order), worker
+
+
+def _plain(entry: Entry | None) -> tuple | None:
+    if entry is None:
+        return None
+    return entry.dn, entry.id, [(key, a.name, a.values) for key, a in entry.attrs.items()]
+
+
+def _entry(plain: tuple | None) -> Entry | None:
+    if plain is None:
+        return None
+    from pyldapd.model.entry import Attribute
+
+    dn, entry_id, attrs = plain
+    return Entry(dn, {key: Attribute(name, list(values)) for key, name, values in attrs}, entry_id)
 
 
 def entry_uuid_bytes(entry: Entry) -> bytes | None:
@@ -89,6 +128,9 @@ class ContextState:
         # on the loop between a group commit and that group's effects is never undone by them)
         self._commits = 0
         self._installed = 0
+        # several worker processes write this database (server/journal.py): a transaction starts from the
+        # vector stored in it (other workers' commits included), and the loop adopts the stored vector
+        self.shared = False
 
     def load(self, stored: bytes | None, suffix_values: list[bytes]) -> None:
         values: list[bytes] = list(suffix_values)
@@ -111,6 +153,11 @@ class ContextState:
             else:
                 committed = self._committed
                 base = committed if committed is not None else self.csns
+                if self.shared:  # what other workers committed, read under the write lock
+                    stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
+                    if stored:
+                        base = base.copy()
+                        base.merge(CSNSet.from_values(stored.split(b";")))
             pending = txn.pending[self] = _Pending(base.copy())
             if hasattr(txn, "on_commit_here"):
                 txn.on_commit_here(lambda: self._committed_now(pending))
@@ -128,9 +175,30 @@ class ContextState:
         if pending.seq and pending.seq < self._installed:
             return  # a later commit's vector (which holds this one's) is in place already
         self._installed = pending.seq
+        if self.shared:  # a vector another worker's later commit moved is in place already: only forward
+            merged = self.csns.copy()
+            merged.merge(pending.csns)
+            self.csns = merged
+            return
         self.csns = pending.csns
         if self._committed is pending.csns:
             self._committed = None  # the loop has caught up with the writer
+
+    def published(self, csn: str) -> None:
+        """A change read from the journal is about to be published: the vector holds its CSN first."""
+        if csn and csn > self.csns.get(sid_of(csn), ""):
+            merged = self.csns.copy()
+            merged.update_csn(csn)
+            self.csns = merged
+
+    def adopt(self, stored: bytes | None) -> None:
+        """The vector stored in the database (a snapshot that holds every change published so far, other
+        workers' included) joins the in-memory one, which only ever moves forward this way."""
+        if not stored:
+            return
+        merged = self.csns.copy()
+        if merged.merge(CSNSet.from_values(stored.split(b";"))):
+            self.csns = merged
 
     def advance(self, txn, csn: str) -> bool:
         """Record a change's CSN in the transaction; the vector moves when it commits. True if it will move."""

@@ -23,7 +23,7 @@ from pyldapd.replication.consumer import SyncConsumer
 from pyldapd.replication.delta import DeltaConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
-from pyldapd.server import limits
+from pyldapd.server import journal, limits
 from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
@@ -433,6 +433,7 @@ class Server:
                 backend.restore_context(self.server_id)
                 for csn in backend.context.csns.values():
                     self.directory.csn.observe(csn)
+                journal.attach(self.directory, backend)
         except StorageError as exc:
             for backend in opened:
                 backend.db.close()
@@ -507,6 +508,8 @@ class Server:
         self.log.error(
             f"pyldapd starting (serverID {self.server_id}) on {' '.join(u.text for u in self.urls)}"
         )
+        if self.bus.count > 1:  # other workers write the same databases: changes go through the journal
+            journal.share(self.directory, self.bus)
         for backend in self.directory.backends:
             self.refresh_replication(backend)
         if self.directory.configdb is not None:  # syncprov and syncrepl of cn=config itself

@@ -31,7 +31,7 @@ from pyldapd.backends.base import (
 )
 from pyldapd.backends.mdb import CommitFailed, MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
-from pyldapd.model.csn import CSNGenerator, sid_of
+from pyldapd.model.csn import CSNGenerator, CSNSet, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
 from pyldapd.model.entry import Entry
 from pyldapd.model.filter import (
@@ -85,6 +85,8 @@ from pyldapd.server.steps import STEP_EVERY, Offload, Steps, large_filter, run_s
 
 if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
+    from pyldapd.server.journal import Journal
+    from pyldapd.server.workers import WorkerBus
 
 SUBSCHEMA_DN = "cn=Subschema"
 PROXIED_AUTHORIZATION_DENIED = 123  # RFC 4370
@@ -325,6 +327,8 @@ class Backend:
         # glue (server/glue.py): the database this subordinate is glued under, and a superior's subordinates
         self.superior: Backend | None = None
         self.subordinates: list[Backend] = []
+        # several worker processes: changes are published from the journal (server/journal.py)
+        self.journal: Journal | None = None
 
     @property
     def provider(self) -> SyncProvider | None:
@@ -367,6 +371,11 @@ class Backend:
             # the vector of the latest commit, read under the write lock: a group commit whose effects have not
             # reached the event loop yet is in it, and no commit can slip in between
             latest = self.context.latest()
+            if self.context.shared:  # other workers' commits are in the stored vector
+                stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
+                if stored:
+                    latest = latest.copy()
+                    latest.merge(CSNSet.from_values(stored.split(b";")))
             values = [v.encode() for v in latest.to_values()]
             suffix = txn.get(self.suffix_ndn)
             if not values or suffix is None or suffix.get("contextcsn") == values:
@@ -376,11 +385,16 @@ class Backend:
             txn.modify(self.suffix_ndn, entry)
             txn.put_raw_metadata(CONTEXT_CSN_KEY, encode_csns(latest))
 
-    def publish(self, change: Change) -> None:
+    def publish(self, change: Change, txn: WriteTxn | None = None) -> None:
         """After a commit: the overlays see the committed change (syncprov pushes it to persistent searches), and
         a glue superior's overlays above glue see a subordinate's. On the writer thread this waits for the group
-        commit and runs on the event loop, in commit order."""
-        nested = self.db.current_write()
+        commit and runs on the event loop, in commit order. `txn`: the (still open) transaction that makes the
+        change, when it is not the writer thread's. With several workers the change goes to the journal, in that
+        transaction, and is published from there by every worker (server/journal.py)."""
+        nested = txn if txn is not None else self.db.current_write()
+        if self.journal is not None:
+            self.journal.append(change, nested)
+            return
         if nested is not None:
             nested.on_commit(functools.partial(self.published, change))
         else:
@@ -393,6 +407,8 @@ class Backend:
 
     def close(self) -> None:
         self.overlays.close()
+        if self.journal is not None:
+            self.journal.close()
         if self.db._group_writer is not None:
             self.db._group_writer.stop()  # what it has queued is committed first
         try:
@@ -412,6 +428,7 @@ class Directory:
         self.filters = FilterEvaluator(schema)
         self.log = Logger(0)
         self.configdb: ConfigDatabase | None = None  # cn=config, when the server runs from a slapd.d
+        self.bus: WorkerBus | None = None  # set when several worker processes serve it (server/journal.py)
         self.backends = [Backend(db, schema) for db in config.data_databases()]
         for backend in self._backends:
             backend.restore_context(server_id)
@@ -649,7 +666,7 @@ class Directory:
             backend.overlays.in_txn(WriteOp("modify", entry.dn, current, entry, csn, 0, backend.config.rootdn,
                                             changes=changes), txn)  # fmt: skip
             backend.context.advance(txn, csn)
-        backend.publish(Change("modify", current, entry, csn))
+            backend.publish(Change("modify", current, entry, csn), txn)
 
     def authz_map(self, ndn: str) -> str:
         """authz-regexp (olcAuthzRegexp): the first rule whose regular expression matches the SASL identity
@@ -1372,7 +1389,7 @@ class Directory:
             backend.overlays.in_txn(WriteOp("add", request.dn, None, entry, csn, *who(session)), txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, None, entry, session, backend, txn)
-        backend.publish(Change("add", None, entry, csn))
+            backend.publish(Change("add", None, entry, csn), txn)
         return response
 
     @logs_failures("modify")
@@ -1399,7 +1416,7 @@ class Directory:
             backend.overlays.in_txn(op, txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, entry, session, backend, txn)
-        backend.publish(Change("modify", current, entry, csn))
+            backend.publish(Change("modify", current, entry, csn), txn)
         return response
 
     @logs_failures("delete")
@@ -1431,7 +1448,7 @@ class Directory:
             backend.overlays.in_txn(WriteOp("delete", request.dn, current, None, csn, *who(session)), txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, None, session, backend, txn)
-        backend.publish(Change("delete", current, None, csn))
+            backend.publish(Change("delete", current, None, csn), txn)
         return response
 
     @logs_failures("rename")
@@ -1508,7 +1525,7 @@ class Directory:
             backend.overlays.in_txn(op, txn)
             backend.context.advance(txn, csn)
             response = self.read_controls(controls, current, entry, session, backend, txn)
-        backend.publish(Change("rename", current, entry, csn))
+            backend.publish(Change("rename", current, entry, csn), txn)
         return response
 
     def compare(self, session: Session, request: ldap.CompareRequest, controls: list[Control]) -> int:
@@ -1630,7 +1647,7 @@ class Directory:
             backend.overlays.in_txn(WriteOp("modify", entry.dn, current, entry, csn, *who(session),
                                             changes=changes), txn)  # fmt: skip
             backend.context.advance(txn, csn)
-        backend.publish(Change("modify", current, entry, csn))
+            backend.publish(Change("modify", current, entry, csn), txn)
         generated = change.generated
         return ctl.encode_password_modify_response(generated) if generated is not None else None
 

@@ -1,0 +1,193 @@
+"""What follows a write when several worker processes share a database (issue 13, docs/architecture.md).
+
+Every worker serves persistent sync searches, keeps a session log and a contextCSN vector in memory, and runs
+overlays after each commit (syncprov, glue, accesslog's move). With one process these follow the commits
+directly. With several, each worker must also see what the others committed, in the order they committed it:
+
+- **CSNs**: each write transaction starts (under LMDB's write lock) by reading the contextCSN vector stored in
+  the database, and this server's CSN generator observes this server's CSN in it; the transaction's working
+  vector starts from the stored one too. So CSNs are unique and increasing in commit order across workers.
+- **The journal**: each change is appended, in its own transaction, to the environment's `journal`
+  sub-database (backends/mdb.py) under the next sequence number; the commit is announced on the bus
+  (`("journal", suffix + seq)`). Every worker, the writing one included, publishes changes only by reading
+  the journal in sequence order (`Journal.catch_up`), then adopts the stored vector of that same snapshot.
+  A persistent search in any worker thus sees every commit in commit order. The journal keeps its last `keep`
+  records; a worker that finds records it has not published trimmed away ends its persistent searches with
+  e-syncRefreshRequired (the consumers refresh) and starts a new session log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from pyldapd.model.csn import CSNSet
+from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, decode_change, encode_change
+
+if TYPE_CHECKING:
+    from pyldapd.backends.mdb import WriteTxn
+    from pyldapd.server.directory import Backend, Directory
+    from pyldapd.server.workers import WorkerBus
+
+log = logging.getLogger(__name__)
+
+JOURNAL_KEEP = 20_000  # records kept: how far behind the others a busy worker may fall before it resyncs
+JOURNAL_KIND = "journal"
+SERVED_KIND = "served"
+
+
+class Journal:
+    """The change journal of one database, in one worker."""
+
+    def __init__(
+        self, directory: Directory, backend: Backend, bus: WorkerBus, keep: int = JOURNAL_KEEP
+    ) -> None:
+        self.directory = directory
+        self.backend = backend
+        self.bus = bus
+        self.keep = keep
+        self.key = backend.suffix_ndn.encode()
+        with backend.db.read() as txn:
+            self.published_up_to = txn.journal_last()  # what is older is in the data already
+        self.announced = 0
+        self.catching_up = False
+        self.again = False
+        self.lost = 0  # times records were trimmed before this worker read them
+        backend.context.shared = True
+        backend.db.on_begin.append(self.write_begins)
+
+    def close(self) -> None:
+        try:
+            self.backend.db.on_begin.remove(self.write_begins)
+        except ValueError:
+            pass
+
+    # -- in the write transaction (writer thread) ---------------------------------------------------------
+
+    def write_begins(self, txn: WriteTxn) -> None:
+        """A write transaction began: no CSN it issues may be at or below one another worker committed."""
+        stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
+        if stored:
+            own = CSNSet.from_values(stored.split(b";")).as_dict().get(self.directory.server_id)
+            if own is not None:
+                self.directory.csn.observe(own)
+
+    def append(self, change: Change, txn: WriteTxn | None) -> None:
+        """Record a change in the journal, in the transaction that makes it (when the change is committed
+        already, as a few in-loop writes publish theirs after the commit, in a transaction of its own)."""
+        record = encode_change(change, self.bus.index)
+        if txn is None:
+            with self.backend.db.write() as own:
+                self.append(change, own)
+            return
+        seq = txn.journal_append(record, self.keep)
+        txn.on_commit(lambda: self.committed(seq))
+
+    # -- on the event loop --------------------------------------------------------------------------------
+
+    def committed(self, seq: int) -> None:
+        """This worker's commit of record `seq`: tell the others (one message for a whole group), publish."""
+        if seq > self.announced:
+            self.announced = seq
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on a loop (tests): at once
+                self.announce()
+            else:  # once the group's other effects have run: one message for the group
+                loop.call_soon(self.announce)
+        self.catch_up()
+
+    def announce(self) -> None:
+        self.bus.broadcast(JOURNAL_KIND, self.key + b"\0" + str(self.announced).encode())
+
+    def catch_up(self) -> None:
+        """Publish every journal record not published yet, in sequence order, then adopt the stored vector
+        of the snapshot they were read from."""
+        if self.catching_up:  # a change published below wrote again (a checkpoint): the loop goes on
+            self.again = True
+            return
+        self.catching_up = True
+        try:
+            while True:
+                self.again = False
+                with self.backend.db.read() as txn:
+                    records = txn.journal_after(self.published_up_to)
+                    stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
+                if records and records[0][0] != self.published_up_to + 1:
+                    self.gap(records[0][0] - self.published_up_to - 1)
+                for seq, record in records:
+                    self.published_up_to = seq
+                    change, _worker = decode_change(record)
+                    if change.in_csn_order:
+                        self.backend.context.published(change.csn)
+                    try:
+                        self.backend.published(change)
+                    except Exception:  # noqa: BLE001 (the change is durable: publish the next ones)
+                        log.exception("publishing journal record %d of %s", seq, self.backend.config.suffix)
+                self.backend.context.adopt(stored)
+                if len(records) < 10_000 and not self.again:
+                    return
+        finally:
+            self.catching_up = False
+
+    def gap(self, missing: int) -> None:
+        """Records this worker never published were trimmed: its persistent searches cannot go on."""
+        self.lost += 1
+        self.directory.log.error(
+            f"journal of {self.backend.config.suffix}: {missing} changes trimmed before this worker read them; "
+            "its persistent searches end with e-syncRefreshRequired"
+        )
+        provider = self.backend.provider
+        if provider is not None:
+            provider.changes_lost()
+
+
+def share(directory: Directory, bus: WorkerBus) -> None:
+    """Several workers serve this directory: journal every database's changes and follow the others'."""
+    if directory.bus is bus:
+        return
+    directory.bus = bus
+    for backend in directory.backends:
+        attach(directory, backend)
+    bus.subscribe(JOURNAL_KIND, lambda sender, payload: heard(directory, payload))
+    bus.subscribe(SERVED_KIND, lambda sender, payload: served_elsewhere(directory, payload))
+
+
+def attach(directory: Directory, backend: Backend) -> None:
+    from pyldapd.backends.mdb import MdbDatabase
+
+    if directory.bus is None or directory.bus.count < 2 or backend.journal is not None:
+        return
+    if isinstance(backend.db, MdbDatabase):  # back-ldif's files have no journal (one worker writes them)
+        backend.journal = Journal(directory, backend, directory.bus)
+
+
+def heard(directory: Directory, payload: bytes) -> None:
+    """Another worker committed into a database: publish what it journaled."""
+    key, _, _seq = payload.partition(b"\0")
+    for backend in directory.backends:
+        if backend.journal is not None and backend.journal.key == key:
+            backend.journal.catch_up()
+
+
+def tell_served(
+    directory: Directory, backend: Backend, consumer_sid: int, sent_at: float, covered: str
+) -> None:
+    """syncprov served a refresh to a consumer: worker 0's consumer must know it (replication/consumer.py)."""
+    bus = directory.bus
+    if bus is not None and bus.count > 1:
+        fields = (backend.suffix_ndn, str(consumer_sid), repr(sent_at), covered)
+        bus.broadcast(SERVED_KIND, "\0".join(fields).encode())
+
+
+def served_elsewhere(directory: Directory, payload: bytes) -> None:
+    try:
+        suffix, sid, sent_at, covered = payload.decode().split("\0")
+        consumer_sid, when = int(sid), float(sent_at)
+    except ValueError:
+        log.error("served: bad message %r", payload[:100])
+        return
+    for backend in directory.backends:
+        if backend.suffix_ndn == suffix and backend.provider is not None:
+            backend.provider.note_served(consumer_sid, when, covered)

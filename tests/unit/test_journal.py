@@ -1,0 +1,181 @@
+"""Issue 13, what follows a write when several worker processes share a database (server/journal.py), at the
+engine level: two `Directory` objects on one LMDB environment, one in this process and one in a child process
+(LMDB's write lock is the real one between them), each with a bus that records what it would tell the others.
+
+The multi-process server itself is tested in tests/replication/test_workers_replication.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+from pyldapd.model.csn import parse_cookie
+from pyldapd.protocol import controls as ctl
+from pyldapd.protocol import ldap
+from pyldapd.replication.state import CONTEXT_CSN_KEY, decode_change
+from pyldapd.server import journal
+from pyldapd.server.workers import WorkerBus
+from tests.unit.test_replication_logic import (
+    SUFFIX,
+    FakeConnection,
+    add,
+    make_directory,
+    populate,
+    states,
+    sync_search,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class RecordingBus(WorkerBus):
+    """The bus of worker `index` of two: what it would send, kept; handlers called by the test."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.count = 2
+        self.sent: list[tuple[str, bytes]] = []
+        self.handlers: dict[str, list[Callable[[int, bytes], None]]] = {}
+
+    def broadcast(self, kind: str, payload: bytes = b"") -> None:
+        self.sent.append((kind, payload))
+
+    def subscribe(self, kind: str, handler: Callable[[int, bytes], None]) -> None:
+        self.handlers.setdefault(kind, []).append(handler)
+
+
+def other_worker(tmp_path: Path, count: int, keep: int = journal.JOURNAL_KEEP) -> subprocess.Popen:
+    """Worker 1 in a child process: `count` adds to the same database, then a clean close."""
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from pyldapd.server import journal
+        from tests.unit.test_journal import RecordingBus
+        from tests.unit.test_replication_logic import SUFFIX, add, make_directory
+
+        directory = make_directory(Path({str(tmp_path)!r}), "p", 1)
+        journal.share(directory, RecordingBus(1))
+        directory.backends[0].journal.keep = {keep}
+        for i in range({count}):
+            add(directory, f"uid=w1-{{i}},ou=People,{{SUFFIX}}", ("objectClass", [b"account"]),
+                ("uid", [f"w1-{{i}}".encode()]))
+        directory.close()
+    """)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env)
+
+
+def journal_records(directory) -> list:
+    with directory.backends[0].db.read() as txn:
+        return [(seq, *decode_change(record)) for seq, record in txn.journal_after(0)]
+
+
+def test_journal_appends_in_sequence_and_trims_to_its_bound(tmp_path: Path) -> None:
+    directory = make_directory(tmp_path, "p", 1)
+    db = directory.backends[0].db
+    with db.write() as txn:
+        assert txn.journal_last() == 0
+        assert [txn.journal_append(f"r{i}".encode(), keep=3) for i in range(5)] == [1, 2, 3, 4, 5]
+    with db.read() as txn:
+        assert txn.journal_after(0) == [(3, b"r2"), (4, b"r3"), (5, b"r4")]
+        assert txn.journal_after(4) == [(5, b"r4")]
+        assert txn.journal_last() == 5
+    directory.close()
+
+
+def test_csns_unique_and_increasing_across_processes_and_every_change_published_once(tmp_path: Path) -> None:
+    """Both workers write at once, their CSN generators on the same (fake) clock: without reading the stored
+    vector at each transaction's start their CSNs would collide. A persistent search in this worker sees every
+    change of both, once, in commit order, with cookies that never go backwards."""
+    directory = make_directory(tmp_path, "p", 1)
+    populate(directory)
+    bus = RecordingBus(0)
+    journal.share(directory, bus)
+    backend = directory.backends[0]
+    conn = FakeConnection()
+    assert sync_search(directory, conn, ctl.SYNC_MODE_REFRESH_AND_PERSIST, "rid=002") is True
+    conn.take()
+    child = other_worker(tmp_path, 150)
+    written = 0
+    for i in range(3000):  # bounded: until the other worker is done
+        add(
+            directory,
+            f"uid=w0-{i},ou=People,{SUFFIX}",
+            ("objectClass", [b"account"]),
+            ("uid", [f"w0-{i}".encode()]),
+        )
+        written += 1
+        if child.poll() is not None:
+            break
+    assert child.wait(timeout=120) == 0
+    backend.journal.catch_up()  # the other worker's announcement
+
+    records = journal_records(directory)
+    assert len(records) == written + 150
+    writers = [worker for _, _, worker in records]
+    assert writers.count(1) == 150 and writers.count(0) == written
+    switches = sum(1 for a, b in zip(writers, writers[1:], strict=False) if a != b)
+    assert switches >= 2, "the two workers' writes did not interleave"
+    csns = [change.csn for _, change, _ in records]
+    assert len(set(csns)) == len(csns) and csns == sorted(csns)  # unique, increasing in commit order
+    with backend.db.read() as txn:  # what each entry carries
+        stored = {e.dn: e.first("entrycsn").decode() for e in txn.children(f"ou=people,{SUFFIX}".lower())}
+        vector = txn.get_raw_metadata(CONTEXT_CSN_KEY)
+    assert [stored[change.after.dn] for _, change, _ in records] == csns
+
+    pushed = conn.take()
+    assert states(pushed) == [(change.after.dn, ctl.SYNC_STATE_ADD) for _, change, _ in records]
+    cookies = [
+        parse_cookie(ctl.decode_sync_state(ctl.find_control(m.controls, ctl.SYNC_STATE).value).cookie)
+        for m in pushed
+    ]
+    assert [c.csns[1] for c in cookies] == csns
+    assert backend.context.csns.as_dict() == {1: csns[-1]} and vector == csns[-1].encode()
+    assert backend.journal.published_up_to == records[-1][0]
+    assert [kind for kind, _ in bus.sent].count("journal") == written  # one announcement per own commit
+    directory.close()
+
+
+def test_a_worker_that_lost_journal_records_ends_its_persistent_searches(tmp_path: Path) -> None:
+    directory = make_directory(tmp_path, "p", 1)
+    populate(directory)
+    journal.share(directory, RecordingBus(0))
+    backend = directory.backends[0]
+    conn = FakeConnection()
+    assert sync_search(directory, conn, ctl.SYNC_MODE_REFRESH_AND_PERSIST, "rid=002") is True
+    conn.take()
+    child = other_worker(tmp_path, 30, keep=5)  # this worker reads nothing meanwhile: 25 are trimmed
+    assert child.wait(timeout=120) == 0
+    backend.journal.catch_up()
+    done = conn.take()[-1]
+    assert isinstance(done.op, ldap.SearchResultDone)
+    assert done.op.result_code == ldap.ResultCode.syncRefreshRequired
+    assert backend.provider.psearches == [] and backend.journal.lost == 1
+    # the vector is the stored one all the same, and the session log covers no older cookie
+    with backend.db.read() as txn:
+        assert backend.context.encoded() == txn.get_raw_metadata(CONTEXT_CSN_KEY)
+    assert not backend.provider.session_log.covers({1: "20000101000000.000000Z#000000#001#000000"})
+    directory.close()
+
+
+def test_served_refreshes_reach_the_other_workers(tmp_path: Path) -> None:
+    """A refresh served by worker 1 is known to worker 0, whose consumer tells concurrent writes by it."""
+    serving, primary = make_directory(tmp_path, "a", 1), make_directory(tmp_path, "b", 1)
+    populate(serving)
+    serving_bus, primary_bus = RecordingBus(1), RecordingBus(0)
+    journal.share(serving, serving_bus)
+    journal.share(primary, primary_bus)
+    assert sync_search(serving, FakeConnection(), ctl.SYNC_MODE_REFRESH_ONLY, "rid=002,sid=003") is False
+    sent = [payload for kind, payload in serving_bus.sent if kind == journal.SERVED_KIND]
+    assert len(sent) == 1
+    for handler in primary_bus.handlers[journal.SERVED_KIND]:
+        handler(1, sent[0])
+    ((when, covered),) = primary.backends[0].provider.served[3]
+    assert (when, covered) == serving.backends[0].provider.served[3][0]
+    assert covered == serving.backends[0].context.csns[1]
+    serving.close()
+    primary.close()
