@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 JOURNAL_KEEP = 20_000  # records kept: how far behind the others a busy worker may fall before it resyncs
 JOURNAL_KIND = "journal"
 SERVED_KIND = "served"
+RESYNC_KIND = "resync"
+CATCH_UP_EVERY = 1.0  # seconds
 
 
 class Journal:
@@ -104,6 +106,8 @@ class Journal:
     def catch_up(self) -> None:
         """Publish every journal record not published yet, in sequence order, then adopt the stored vector
         of the snapshot they were read from."""
+        if getattr(self.backend.db, "_closed", False):
+            return
         if self.catching_up:  # a change published below wrote again (a checkpoint): the loop goes on
             self.again = True
             return
@@ -152,6 +156,29 @@ def share(directory: Directory, bus: WorkerBus) -> None:
         attach(directory, backend)
     bus.subscribe(JOURNAL_KIND, lambda sender, payload: heard(directory, payload))
     bus.subscribe(SERVED_KIND, lambda sender, payload: served_elsewhere(directory, payload))
+    # messages to this worker were dropped (it did not read them in time): the journal has what they said
+    bus.subscribe(RESYNC_KIND, lambda sender, payload: catch_up_all(directory))
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+
+    # the bus is the fast path; a look at the journals every second bounds what a lost message can delay
+    def tick() -> None:
+        if directory.bus is bus:
+            catch_up_all(directory)
+            loop.call_later(CATCH_UP_EVERY, tick)
+
+    loop.call_later(CATCH_UP_EVERY, tick)
+
+
+def catch_up_all(directory: Directory) -> None:
+    for backend in directory.backends:
+        if backend.journal is not None:
+            try:
+                backend.journal.catch_up()
+            except Exception:  # noqa: BLE001 (a database closing: the next look tries again)
+                log.exception("journal of %s", backend.config.suffix)
 
 
 def attach(directory: Directory, backend: Backend) -> None:
