@@ -179,3 +179,38 @@ def test_served_refreshes_reach_the_other_workers(tmp_path: Path) -> None:
     assert covered == serving.backends[0].context.csns[1]
     serving.close()
     primary.close()
+
+
+def test_persistent_searches_of_consumers_are_known_to_the_other_workers(tmp_path: Path) -> None:
+    """worker 0's consumer tells a concurrent write by the sender's persistent search on this node, whichever
+    worker serves it; a worker that starts again says none of its searches is left."""
+    serving, primary = make_directory(tmp_path, "a", 1), make_directory(tmp_path, "b", 1)
+    populate(serving)
+    serving_bus, primary_bus = RecordingBus(1), RecordingBus(0)
+    journal.share(serving, serving_bus)
+    journal.share(primary, primary_bus)
+
+    def deliver() -> None:
+        for kind, payload in serving_bus.sent:
+            for handler in primary_bus.handlers.get(kind, []):
+                handler(1, payload)
+        serving_bus.sent.clear()
+
+    deliver()
+    conn = FakeConnection()
+    assert sync_search(serving, conn, ctl.SYNC_MODE_REFRESH_AND_PERSIST, "rid=002,sid=003") is True
+    deliver()
+    (ps,) = serving.backends[0].provider.psearches
+    assert primary.backends[0].provider.remote_psearches == {(1, 3, ps.registered_at)}
+    serving.stop_sync_search(conn, 7, ldap.ResultCode.cancelled)
+    deliver()
+    assert primary.backends[0].provider.remote_psearches == set()
+    assert (
+        sync_search(serving, FakeConnection(), ctl.SYNC_MODE_REFRESH_AND_PERSIST, "rid=002,sid=003") is True
+    )
+    deliver()
+    assert len(primary.backends[0].provider.remote_psearches) == 1
+    journal.psearch_elsewhere(primary, 1, b"")  # what a restarted worker 1 says first
+    assert primary.backends[0].provider.remote_psearches == set()
+    serving.close()
+    primary.close()

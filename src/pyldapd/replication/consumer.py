@@ -31,7 +31,14 @@ from pyldapd.protocol.ldap import Control, ResultCode
 from pyldapd.replication.client import ClientError, LDAPClient
 from pyldapd.replication.conflicts import csn_sid, journal_of
 from pyldapd.replication.spec import SyncreplSpec
-from pyldapd.replication.state import Change, entry_uuid_bytes, read_tombstone, uuid_string, write_tombstone
+from pyldapd.replication.state import (
+    CONTEXT_CSN_KEY,
+    Change,
+    entry_uuid_bytes,
+    read_tombstone,
+    uuid_string,
+    write_tombstone,
+)
 from pyldapd.server.directory import is_glue
 from pyldapd.server.entries import check_entry
 from pyldapd.server.errors import LDAPError
@@ -266,6 +273,14 @@ class SyncConsumer:
         """e-syncRefreshRequired (on the loop, every earlier message stored): forget the vector, ask again."""
         self.note("provider asks for a full reload")
         self.backend.context.reset()
+        if self.backend.context.shared:
+            # other worker processes (server/journal.py): each adopts the stored vector, which would bring the
+            # forgotten one back; it goes too, as the single process's next commit would overwrite it
+            try:
+                with self.backend.db.write() as txn:
+                    txn.delete_raw_metadata(CONTEXT_CSN_KEY)
+            except StorageError as exc:
+                self.note(f"stored contextCSN not cleared: {exc}")
         raise ConsumerError("e-syncRefreshRequired: reloading")
 
     def after_commit(self, effect: Callable[[], None]) -> None:
@@ -769,6 +784,9 @@ class SyncConsumer:
             return True
         for ps in provider.psearches:
             if ps.consumer_sid in senders and getattr(ps, "registered_at", made + 1) <= made:
+                return False
+        for _worker, sid, registered_at in getattr(provider, "remote_psearches", ()):  # in other workers
+            if sid in senders and registered_at <= made:
                 return False
         # a refresh (refreshOnly polls too) that carried the local version to the sender before it wrote
         for sid in senders:

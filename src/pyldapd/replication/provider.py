@@ -251,6 +251,9 @@ class SyncProvider(Overlay):
         # per consumer server ID, its last refreshes: (when sent, this server's own CSN they covered); the
         # consumer engine reads them to tell a concurrent write from a later one (replication/consumer.py)
         self.served: dict[int, deque[tuple[float, str]]] = {}
+        # the persistent searches of consumers that other worker processes serve: (worker, consumer sid, when
+        # registered) (server/journal.py), read by the consumer engine as `psearches`
+        self.remote_psearches: set[tuple[int, int, float]] = set()
         self.session_log = SessionLog(settings.sessionlog, backend.context.csns.as_dict())
         self.ops_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
@@ -407,6 +410,8 @@ class SyncProvider(Overlay):
                                       consumer_sid, manage)  # fmt: skip
                 ps.queued = []
                 self.psearches.append(ps)
+                if consumer_sid is not None:
+                    journal.tell_psearch(self.directory, self.backend, consumer_sid, ps.registered_at, True)
             try:
                 refresh_deletes, end_cookie = yield from self.refresh(
                     txn,
@@ -702,6 +707,8 @@ class SyncProvider(Overlay):
     def remove(self, ps: PersistentSearch) -> None:
         if ps in self.psearches:
             self.psearches.remove(ps)
+            if ps.consumer_sid is not None:
+                journal.tell_psearch(self.directory, self.backend, ps.consumer_sid, ps.registered_at, False)
 
     def note_served(self, consumer_sid: int, sent_at: float, covered: str) -> None:
         """A refresh served to a consumer, by this worker or another (server/journal.py)."""

@@ -36,6 +36,7 @@ JOURNAL_KEEP = 20_000  # records kept: how far behind the others a busy worker m
 JOURNAL_KIND = "journal"
 SERVED_KIND = "served"
 RESYNC_KIND = "resync"
+PSEARCH_KIND = "psearch"
 CATCH_UP_EVERY = 1.0  # seconds
 
 
@@ -98,7 +99,8 @@ class Journal:
                 self.announce()
             else:  # once the group's other effects have run: one message for the group
                 loop.call_soon(self.announce)
-        self.catch_up()
+        if seq > self.published_up_to:  # else published already (with an earlier operation of its group)
+            self.catch_up()
 
     def announce(self) -> None:
         self.bus.broadcast(JOURNAL_KIND, self.key + b"\0" + str(self.announced).encode())
@@ -156,6 +158,8 @@ def share(directory: Directory, bus: WorkerBus) -> None:
         attach(directory, backend)
     bus.subscribe(JOURNAL_KIND, lambda sender, payload: heard(directory, payload))
     bus.subscribe(SERVED_KIND, lambda sender, payload: served_elsewhere(directory, payload))
+    bus.subscribe(PSEARCH_KIND, lambda sender, payload: psearch_elsewhere(directory, sender, payload))
+    bus.broadcast(PSEARCH_KIND, b"")  # (re)started: whatever an earlier life of this worker served is gone
     # messages to this worker were dropped (it did not read them in time): the journal has what they said
     bus.subscribe(RESYNC_KIND, lambda sender, payload: catch_up_all(directory))
     try:
@@ -218,3 +222,35 @@ def served_elsewhere(directory: Directory, payload: bytes) -> None:
     for backend in directory.backends:
         if backend.suffix_ndn == suffix and backend.provider is not None:
             backend.provider.note_served(consumer_sid, when, covered)
+
+
+def tell_psearch(
+    directory: Directory, backend: Backend, consumer_sid: int, registered_at: float, live: bool
+) -> None:
+    """A consumer's persistent search began or ended here: worker 0's consumer reads them all (consumer.py)."""
+    bus = directory.bus
+    if bus is not None and bus.count > 1:
+        fields = (backend.suffix_ndn, str(consumer_sid), repr(registered_at), "1" if live else "0")
+        bus.broadcast(PSEARCH_KIND, "\0".join(fields).encode())
+
+
+def psearch_elsewhere(directory: Directory, sender: int, payload: bytes) -> None:
+    if not payload:  # the sender started again: none of its searches is left
+        for backend in directory.backends:
+            if backend.provider is not None:
+                backend.provider.remote_psearches = {
+                    k for k in backend.provider.remote_psearches if k[0] != sender
+                }
+        return
+    try:
+        suffix, sid, registered_at, live = payload.decode().split("\0")
+        key = (sender, int(sid), float(registered_at))
+    except ValueError:
+        log.error("psearch: bad message %r", payload[:100])
+        return
+    for backend in directory.backends:
+        if backend.suffix_ndn == suffix and backend.provider is not None:
+            if live == "1":
+                backend.provider.remote_psearches.add(key)
+            else:
+                backend.provider.remote_psearches.discard(key)
