@@ -28,6 +28,7 @@ from tests.replication.helpers import (
     wait_converged,
     wait_for,
 )
+from tests.replication.test_persistent_sessionlog import provider_conf as logged_provider_conf
 from tests.servers import (
     ROOTDN,
     ROOTPW,
@@ -346,6 +347,53 @@ def test_deletes_made_on_both_workers_are_replayed_from_the_session_log(tmp_path
     finally:
         for server in [provider, *consumers]:
             server.stop()
+
+
+def test_deletes_on_both_workers_replayed_after_a_provider_restart(tmp_path):
+    """syncprov-sessionlog-source cn=accesslog: deletes made on both workers, then the 2-worker provider
+    restarts; a refresh from a cookie older than the deletes, on either worker, is a delete phase from the
+    log (each delete logged once, whichever worker made it), and a consumer restarted then converges."""
+    conf = "threads 2\n" + logged_provider_conf(tmp_path / "provider", slapd=False)
+    provider = start_pyldapd(tmp_path / "provider", conf, name="provider")
+    consumer = None
+    try:
+        wait_workers(provider, 2)
+        add(provider, BASE + "".join("\n" + person(f"d{i}") for i in range(8)))
+        consumer = start_consumer(tmp_path, "slapd", "slapd", provider.url)
+        wait_converged([provider, consumer])
+        consumer_port = consumer.port
+        consumer.stop()
+        probe = sync_client_on_worker(provider, 1)
+        probe.syncrepl_search(SUFFIX, ldap.SCOPE_SUBTREE, mode="refreshOnly")
+        poll_until(probe, lambda: probe.refresh_deletes is not None)
+        cookie = probe.cookies[-1]
+        uuids = {dn: uuid for uuid, dn in probe.entries.items()}
+        probe.unbind_s()
+        workers = on_workers(provider)
+        for i in range(6):
+            workers[i % 2].delete_s(f"uid=d{i},{PEOPLE}")
+        for conn in workers:
+            conn.unbind_s()
+        provider.stop()
+        provider = start_pyldapd(tmp_path / "provider", conf, name="provider", port=provider.port)
+        wait_workers(provider, 2)
+        for index in range(2):
+            client = sync_client_on_worker(provider, index)
+            client.cookies.append(cookie)
+            client.syncrepl_search(SUFFIX, ldap.SCOPE_SUBTREE, mode="refreshOnly", cookie=cookie)
+            poll_until(client, lambda c=client: c.refresh_deletes is not None)
+            assert client.refresh_deletes is True, f"worker {index}: no delete phase after the restart"
+            assert set(client.deleted) == {uuids[f"uid=d{i},{PEOPLE}"] for i in range(6)}
+            client.unbind_s()
+        consumer = start_consumer(tmp_path, "slapd", "slapd", provider.url, port=consumer_port)
+        common = wait_converged([provider, consumer], timeout=60)
+        assert [dn for dn, _ in common if "uid=d" in dn] == [f"dn: uid=d{i},{PEOPLE}" for i in (6, 7)]
+        deletes = [e for e in read_log(provider) if e.get("reqtype") == ["delete"]]
+        assert sorted(e["reqdn"][0] for e in deletes) == sorted(f"uid=d{i},{PEOPLE}" for i in range(6))
+    finally:
+        for server in (provider, consumer):
+            if server is not None:
+                server.stop()
 
 
 def test_accesslog_with_two_workers_logs_every_change_once_in_order(tmp_path):
