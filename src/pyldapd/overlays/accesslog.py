@@ -416,12 +416,25 @@ class AccessLog(Overlay):
         for key, data in records:
             if key in self.moved:
                 continue
+            entry = decode_entry(data)
+            if self.stored_already(entry):  # another worker process moved it (it leaves the outbox later)
+                self.moved.append(key)
+                continue
             try:
-                self.store(decode_entry(data))
+                self.store(entry)
                 self.moved.append(key)
             except StorageError as exc:  # stays in the outbox: moved at the next write or the next start
                 self.directory.log.error(f"accesslog: {key.decode()} left in the outbox: {exc}")
                 return
+
+    def stored_already(self, entry: Entry) -> bool:
+        """Is this log entry in the log database (read only: no write lock taken for a record moved already)?"""
+        log = self.log_backend
+        if log is None:
+            return False
+        with log.db.read() as txn:
+            existing = txn.get(normalize_dn(entry.dn, self.directory.schema))
+        return existing is not None and existing.first("entrycsn") == entry.first("entrycsn")
 
     def store(self, entry: Entry, *, advance: bool = True) -> None:
         """Add a log entry to the log database, once (its reqStart DN says whether it is there already)."""

@@ -495,6 +495,8 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.bus.count > 1:  # other workers write the same databases: changes go through the journal
+            journal.share(self.directory, self.bus)
         for url in self.urls:
             if url.scheme == "http":  # metrics and health checks (server/metrics.py), not an LDAP listener
                 from pyldapd.server.metrics import start_http
@@ -541,8 +543,6 @@ class Server:
         self.log.error(
             f"pyldapd starting (serverID {self.server_id}) on {' '.join(u.text for u in self.urls)}"
         )
-        if self.bus.count > 1:  # other workers write the same databases: changes go through the journal
-            journal.share(self.directory, self.bus)
         for backend in self.directory.backends:
             self.refresh_replication(backend)
         if self.directory.configdb is not None:  # syncprov and syncrepl of cn=config itself

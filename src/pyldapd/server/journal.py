@@ -38,6 +38,7 @@ SERVED_KIND = "served"
 RESYNC_KIND = "resync"
 PSEARCH_KIND = "psearch"
 CATCH_UP_EVERY = 1.0  # seconds
+CATCH_UP_BATCH = 256  # journal records published in one go on the loop (the rest right after others' turn)
 
 
 class Journal:
@@ -118,7 +119,7 @@ class Journal:
             while True:
                 self.again = False
                 with self.backend.db.read() as txn:
-                    records = txn.journal_after(self.published_up_to)
+                    records = txn.journal_after(self.published_up_to, CATCH_UP_BATCH)
                     stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
                 if records and records[0][0] != self.published_up_to + 1:
                     self.gap(records[0][0] - self.published_up_to - 1)
@@ -132,7 +133,13 @@ class Journal:
                     except Exception:  # noqa: BLE001 (the change is durable: publish the next ones)
                         log.exception("publishing journal record %d of %s", seq, self.backend.config.suffix)
                 self.backend.context.adopt(stored)
-                if len(records) < 10_000 and not self.again:
+                if len(records) == CATCH_UP_BATCH:  # more: after what else waits on the loop
+                    try:
+                        asyncio.get_running_loop().call_soon(self.catch_up)
+                    except RuntimeError:
+                        continue  # not on a loop (tests): at once
+                    return
+                if not self.again:
                     return
         finally:
             self.catching_up = False
