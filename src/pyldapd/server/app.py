@@ -24,6 +24,7 @@ from pyldapd.replication.delta import DeltaConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
 from pyldapd.server import limits
+from pyldapd.server.configshare import ConfigShare
 from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
@@ -466,6 +467,10 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.directory.configdb is not None and self.directory.configdb.share is not None:
+            # a worker forked from the configuration the supervisor read: the cn=config changes made since, by
+            # any worker, applied in order before the first client (server/configshare.py)
+            self.directory.configdb.catch_up()
         for url in self.urls:
             if url.scheme == "http":  # metrics and health checks (server/metrics.py), not an LDAP listener
                 from pyldapd.server.metrics import start_http
@@ -624,6 +629,7 @@ def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
 def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None, *,
                config_dir: str | None = None, config_entries: list | None = None,
                service: Service | None = None, prebound: dict[str, list[socket.socket]] | None = None,
+               config_share: ConfigShare | None = None, bus: WorkerBus | None = None,
                ) -> int:  # fmt: skip
     try:
         urls = parse_listener_urls(urls_text)
@@ -649,6 +655,10 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
             from pyldapd.server.configdb import ConfigDatabase
 
             server.directory.configdb = ConfigDatabase.in_memory(server, config)
+        if bus is not None:
+            server.bus = bus
+        if config_share is not None and server.directory.configdb is not None:  # one of several workers
+            server.directory.configdb.attach_share(config_share)
         await server.run()
 
     limits.raise_descriptor_limit()  # the descriptors are the real bound on connections
