@@ -136,11 +136,13 @@ class LDAPConnection(asyncio.Protocol):
             self.log.log(STATS, f"conn={victim.session.conn_id} evicted for conn={conn}")
             victim.disconnect(ResultCode.unavailable, "too many connections")
         self.server.connections[self] = None
+        self.stats.current_connections = len(self.server.connections)  # summed over the workers (stats.py)
         setup_session(self, transport)  # strength factors; ldaps:// is already encrypted here
         self.reset_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.pop(self, None)
+        self.stats.current_connections = len(self.server.connections)
         self.stop_job()
         self.release_large()
         self.directory.connection_closed(self)

@@ -46,7 +46,7 @@ from pyldapd.model.entry import Entry
 from pyldapd.protocol import ldap
 from pyldapd.replication.conflicts import conflict_monitor_entries, install_conflict_schema
 from pyldapd.server.errors import LDAPError
-from pyldapd.server.stats import OPERATIONS, Stats
+from pyldapd.server.stats import OPERATIONS, Stats, Totals
 
 if TYPE_CHECKING:
     from pyldapd.server.directory import Directory, Session
@@ -353,7 +353,7 @@ class Monitor:
         server = getattr(directory, "server", None)
         from pyldapd.backends.mdb import FORMAT_VERSION
 
-        stats: Stats = getattr(server, "stats", None) or Stats()
+        stats = (getattr(server, "stats", None) or Stats()).totals()  # every worker's, summed
         now = time.time()
         monitor_db = self.database()
         tree = Tree(directory.started, monitor_db.rootdn if monitor_db is not None else "")
@@ -411,7 +411,7 @@ class Monitor:
         self.syncrepl(tree)
         return tree.entries
 
-    def connections(self, tree: Tree, server, stats: Stats) -> None:
+    def connections(self, tree: Tree, server, stats: Totals) -> None:
         connections = sorted(getattr(server, "connections", ()), key=lambda c: c.session.conn_id)
         tree.container("Connections")
         for conn in connections:
@@ -435,7 +435,7 @@ class Monitor:
         tree.add(f"cn=Total,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
                  monitorCounter=stats.connections_total)  # fmt: skip
         tree.add(f"cn=Current,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
-                 monitorCounter=len(connections))  # fmt: skip
+                 monitorCounter=max(stats.current_connections, len(connections)))  # fmt: skip  # all workers
 
     def databases(self, tree: Tree, numbered: list, db_number: dict, backend_number: dict) -> None:
         directory = self.directory
