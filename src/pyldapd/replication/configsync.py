@@ -224,6 +224,13 @@ class ConfigConsumer(SyncConsumer):
 
     def apply_entry(self, dn: str, attributes: list[tuple[str, list[bytes]]], entry_uuid: bytes,
                     cookie_csn: str | None) -> None:  # fmt: skip
+        # with several workers, decided and applied under cn=config's lock (server/configshare.py): the local
+        # entries compared are the current ones whichever worker changed them last
+        with self.configdb.serialized():
+            self.apply_entry_held(dn, attributes, entry_uuid, cookie_csn)
+
+    def apply_entry_held(self, dn: str, attributes: list[tuple[str, list[bytes]]], entry_uuid: bytes,
+                         cookie_csn: str | None) -> None:  # fmt: skip
         configdb, backend = self.configdb, self.backend
         try:
             ndn = configdb.ndn(dn)
@@ -280,6 +287,11 @@ class ConfigConsumer(SyncConsumer):
 
     def delete_by_uuid(self, entry_uuid: bytes, csn: str, cookie_csn: str | None,
                        covered_by: dict[int, str] | None = None, csn_known: bool = False) -> None:  # fmt: skip
+        with self.configdb.serialized():
+            self.delete_by_uuid_held(entry_uuid, csn, cookie_csn, covered_by, csn_known)
+
+    def delete_by_uuid_held(self, entry_uuid: bytes, csn: str, cookie_csn: str | None,
+                            covered_by: dict[int, str] | None = None, csn_known: bool = False) -> None:  # fmt: skip
         configdb, backend = self.configdb, self.backend
         ndn = backend.ndn_of_uuid(entry_uuid)
         changes: list[Change] = []
@@ -322,6 +334,10 @@ class ConfigConsumer(SyncConsumer):
     def delete_nonpresent(self, raw_cookie: bytes | None) -> None:
         """End of a present phase: entries the provider did not mention are gone there. The fixed entries
         (cn=config, the frontend and config databases, cn=schema) stay, whatever their entryUUID."""
+        with self.configdb.serialized():
+            self.delete_nonpresent_held(raw_cookie)
+
+    def delete_nonpresent_held(self, raw_cookie: bytes | None) -> None:
         from pyldapd.model.csn import parse_cookie
 
         cookie = parse_cookie(raw_cookie) if raw_cookie else None

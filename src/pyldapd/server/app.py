@@ -495,6 +495,10 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.directory.configdb is not None and self.directory.configdb.share is not None:
+            # a worker forked from the configuration the supervisor read: the cn=config changes made since, by
+            # any worker, applied in order before the first client (server/configshare.py)
+            self.directory.configdb.catch_up()
         if self.bus.count > 1:  # other workers write the same databases: changes go through the journal
             journal.share(self.directory, self.bus)
         for url in self.urls:
@@ -718,6 +722,8 @@ def serve(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookies: l
             from pyldapd.server.configdb import ConfigDatabase
 
             server.directory.configdb = ConfigDatabase.in_memory(server, config)
+        if worker is not None and server.directory.configdb is not None:  # one cn=config in every worker
+            server.directory.configdb.attach_share(worker.config_share)
         await server.run()
 
     try:

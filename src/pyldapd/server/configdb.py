@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid as uuidlib
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope
@@ -46,6 +46,7 @@ from pyldapd.server.errors import LDAPError
 
 if TYPE_CHECKING:
     from pyldapd.server.app import Server
+    from pyldapd.server.configshare import ConfigShare
 
 # what the config database takes besides its root: its replication (replication/configsync.py)
 CONFIG_REPLICATION = ("olcsyncrepl", "olcmultiprovider", "olcupdateref")
@@ -118,6 +119,115 @@ class ConfigDatabase:
         # the client write being committed (connection, DN as requested, a modify's changes): what accesslog
         # on cn=config logs of it
         self.request: tuple[int, str, list[ldap.Change]] | None = None
+        # with several worker processes: the shared lock and log of cn=config operations (server/configshare.py),
+        # the last record this worker has applied (sequence, offset after it), and whether one is being applied
+        self.share: ConfigShare | None = None
+        self.applied = (0, 0)
+        self.replaying = False
+
+    # -- one cn=config in every worker process (server/configshare.py) -------------------------------------
+
+    def attach_share(self, share: ConfigShare) -> None:
+        """Serve cn=config from a worker of several: changes serialized by the shared lock, logged, and the
+        other workers' logged changes applied here (when told over the bus, and before each write)."""
+        self.share = share
+        self.server.bus.subscribe("config", lambda _sender, _payload: self.catch_up())
+        # the supervisor dropped messages meant for this worker: the log itself says what is left to apply
+        self.server.bus.subscribe("resync", lambda _sender, _payload: self.catch_up())
+
+    def mark_applied(self) -> None:
+        """This worker read cn=config from slapd.d under the lock: everything logged so far is in it."""
+        if self.share is not None:
+            for seq, end, _ in self.share.read_after(*self.applied):
+                self.applied = (seq, end)
+
+    @contextmanager
+    def serialized(self) -> Iterator[None]:
+        """Hold the cn=config lock of all workers (nested holds are free): what other workers logged is applied
+        first, so that a change is validated against the current configuration."""
+        share = self.share
+        if share is None or self.replaying:
+            yield
+            return
+        first_hold = not share.held
+        share.lock(self.server.log)
+        try:
+            if first_hold:
+                self.catch_up()
+            yield
+        finally:
+            self.release()
+
+    @asynccontextmanager
+    async def serialized_async(self) -> AsyncIterator[None]:
+        """`serialized` for a client write on the event loop: waiting for another worker's write (they take
+        milliseconds) sleeps instead of blocking the loop."""
+        share = self.share
+        if share is None:
+            yield
+            return
+        delay = 0.0005
+        while not share.try_lock():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        try:
+            if share.depth == 1:
+                self.catch_up()
+            yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        assert self.share is not None
+        if self.share.unlock():  # something logged: the others apply it now
+            self.server.bus.broadcast("config", str(self.applied[0]).encode())
+
+    def log_operation(self, record: dict[str, Any]) -> None:
+        """Append an operation this worker made (the lock held) to the shared log; it is applied here already."""
+        if self.share is None or self.replaying:
+            return
+        self.applied = self.share.append(record)
+
+    def catch_up(self) -> None:
+        """Apply, in order, every logged operation of other workers not applied here yet."""
+        if self.share is None or self.replaying:
+            return
+        for seq, end, record in self.share.read_after(*self.applied):
+            self.applied = (seq, end)  # first: a record that fails here is reported once, not retried forever
+            self.replay(seq, record)
+
+    def replay(self, seq: int, record: dict[str, Any]) -> None:
+        """One operation another worker made: through the same path as there, without writing slapd.d."""
+        from pyldapd.server.configshare import decode_entry
+
+        self.replaying = True
+        try:
+            entries = [(ndn, decode_entry(data)) for ndn, data in record.get("entries", [])]
+            for _, entry in entries:  # this worker's CSNs from now on sort after the other worker's
+                csn = entry.first("entrycsn")
+                if csn:
+                    self.server.directory.csn.observe(csn)
+            if record["op"] == "commit":
+                self.commit(dict(entries), record["removed"], databases_may_change=record["databases"],
+                            replicated=record["replicated"], renamed=set(record["renamed"]),
+                            csns=record["csns"], replay=True)  # fmt: skip
+            else:  # "put": entries stored as they are (contextCSN, identities), nothing to make effective
+                for ndn, entry in entries:
+                    self.entries[ndn] = entry
+                if CONFIG_DN in dict(entries):  # the other worker's consumer or provider moved the vector
+                    self.backend.context.load(None, self.entries[CONFIG_DN].get("contextcsn"))
+        except Exception as exc:  # noqa: BLE001 (validated where it was made: failing here is a bug)
+            self.server.log.error(f"pyldapd: BUG: cn=config operation {seq} of another worker not applied in "
+                                  f"worker {self.server.bus.index}: {exc!r}; this worker's cn=config differs")  # fmt: skip
+        finally:
+            self.replaying = False
+
+    def log_put(self, entries: list[Entry]) -> None:
+        """Entries changed outside a commit (contextCSN, entryUUIDs): stored alike in the other workers."""
+        from pyldapd.server.configshare import encode_entry
+
+        if self.share is not None and not self.replaying:
+            self.log_operation({"op": "put", "entries": [[self.ndn(e.dn), encode_entry(e)] for e in entries]})
 
     # -- names and rights -----------------------------------------------------------------------------------
 
@@ -210,7 +320,7 @@ class ConfigDatabase:
     # -- updates --------------------------------------------------------------------------------------------
 
     def modify(self, session: Any, request: ldap.ModifyRequest, controls: list[Control]) -> list[Control]:
-        with self.client_write(session, request.dn, request.changes):
+        with self.serialized(), self.client_write(session, request.dn, request.changes):
             return self.modify_entry(session, request)
 
     def modify_entry(self, session: Any, request: ldap.ModifyRequest) -> list[Control]:
@@ -357,7 +467,7 @@ class ConfigDatabase:
             self.request = None
 
     def add(self, session: Any, request: ldap.AddRequest, controls: list[Control]) -> list[Control]:
-        with self.client_write(session, request.dn, []):
+        with self.serialized(), self.client_write(session, request.dn, []):
             return self.add_entry(session, request)
 
     def add_entry(self, session: Any, request: ldap.AddRequest) -> list[Control]:
@@ -503,7 +613,7 @@ class ConfigDatabase:
         self.commit(changed, [ndn, *removed], databases_may_change=True, who=who, renamed=set(changed))
 
     def delete(self, session: Any, request: ldap.DelRequest, controls: list[Control]) -> list[Control]:
-        with self.client_write(session, request.dn, []):
+        with self.serialized(), self.client_write(session, request.dn, []):
             return self.delete_entry(session, request)
 
     def delete_entry(self, session: Any, request: ldap.DelRequest) -> list[Control]:
@@ -531,19 +641,28 @@ class ConfigDatabase:
     # -- commit ---------------------------------------------------------------------------------------------
 
     def commit(self, changed: dict[str, Entry], removed: list[str], *, databases_may_change: bool = False,
-               who: str = CONFIG_DN, replicated: bool = False, renamed: set[str] | None = None) -> list[Change]:  # fmt: skip
+               who: str = CONFIG_DN, replicated: bool = False, renamed: set[str] | None = None,
+               csns: dict[str, str] | None = None, replay: bool = False) -> list[Change]:  # fmt: skip
         """Validate the configuration the change leads to, apply it to the server, then persist it. A local
         change gets slapd's operational attributes (entryCSN...) and goes to cn=config's syncprov overlay; a
         `replicated` one (replication/configsync.py) keeps the provider's. `renamed`: the new names of entries
         only renumbered (databases after one added or deleted), which keep their entryCSN and are no change of
-        their own, as in slapd, where each server renumbers its own tree. Returns the entries' changes."""
-        renamed = renamed or set()
+        their own, as in slapd, where each server renumbers its own tree. Returns the entries' changes.
+        With several workers the commit is logged for the others, which `replay` it: the entries as stamped
+        here (`csns` their new CSNs), made effective there without writing slapd.d again."""
+        with self.serialized():
+            return self.commit_held(changed, removed, databases_may_change, who, replicated, renamed or set(),
+                                    csns, replay)  # fmt: skip
+
+    def commit_held(self, changed: dict[str, Entry], removed: list[str], databases_may_change: bool, who: str,
+                    replicated: bool, renamed: set[str], logged_csns: dict[str, str] | None,
+                    replay: bool) -> list[Change]:  # fmt: skip
         accesslog = self.backend.overlays.get("accesslog")  # the one running before this change
         before = {ndn: self.entries[ndn] for ndn in [*changed, *removed] if ndn in self.entries}
         # each entry changed is a change of its own with its own CSN (as each is an operation in slapd): a
         # consumer takes a change whose CSN its state already holds for one it has seen
-        csns: dict[str, str] = {}
-        if not replicated:
+        csns: dict[str, str] = dict(logged_csns or {})
+        if not replicated and not replay:
             for ndn, entry in changed.items():
                 if ndn in renamed:
                     continue
@@ -562,6 +681,8 @@ class ConfigDatabase:
         except LDAPError:
             raise
         except Exception as exc:
+            if replay:
+                raise
             raise LDAPError(ResultCode.other, self.slapd_message(exc)) from None
         try:
             self.server.apply_config(new_config)
@@ -571,7 +692,7 @@ class ConfigDatabase:
         # the modules Debian's slapd needs for what the tree now holds, so that it still loads the tree (a
         # replicated tree brings its provider's module entries)
         module_ndn = self.ndn(f"cn=module{{0}},{CONFIG_DN}")
-        module = None if replicated else module_entry_for(new_config, candidate.get(module_ndn))
+        module = None if replicated or replay else module_entry_for(new_config, candidate.get(module_ndn))
         if module is not None:
             csns[module_ndn] = self.server.directory.csn.next()
             stamp_entry(module, csns[module_ndn], who or CONFIG_DN, new=module_ndn not in self.entries,
@@ -581,13 +702,22 @@ class ConfigDatabase:
         removed_dns = sorted((self.entries[ndn].dn for ndn in removed if ndn not in changed),
                              key=lambda dn: -len(split_dn(dn)))  # fmt: skip
         self.entries = tree_order({ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)})
-        if self.path is not None:  # served from a slapd.conf: nothing is written, as slapd without -F
+        # served from a slapd.conf: nothing is written, as slapd without -F; another worker's change: written there
+        if self.path is not None and not replay:
             write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
             for dn in removed_dns:
                 remove_entry_file(self.path, dn)
+        if not replay:
+            from pyldapd.server.configshare import encode_entry
+
+            self.log_operation({"op": "commit", "entries": [[n, encode_entry(e)] for n, e in changed.items()],
+                                "removed": removed, "databases": databases_may_change, "replicated": replicated,
+                                "renamed": sorted(renamed), "csns": csns})  # fmt: skip
         changes = self.changes_made(before, changed, removed, renamed, csns)
         self.refresh_replication()
-        if not replicated:
+        if replay:
+            self.publish_replayed(changes, replicated)
+        elif not replicated:
             self.publish_local(changes, who, accesslog)
         return changes
 
@@ -630,13 +760,31 @@ class ConfigDatabase:
     def ensure_identities(self) -> None:
         """Replication tells entries apart by entryUUID: entries written without one (`pyldapd init` trees,
         older slapd.d) get theirs, with entryCSN and the rest, as slapd's slapd.d entries all have them."""
-        missing = [(ndn, e) for ndn, e in self.entries.items() if not e.get("entryuuid")]
-        for ndn, entry in missing:
-            stamped = entry.copy()
-            stamp_entry(stamped, self.server.directory.csn.next(), CONFIG_DN, new=True, schema=self.schema)
-            self.entries[ndn] = stamped
-        if missing and self.path is not None:
-            write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
+        with self.serialized():  # once for all workers: the first stamps them, the others take its entries
+            missing = [(ndn, e) for ndn, e in self.entries.items() if not e.get("entryuuid")]
+            for ndn, entry in missing:
+                stamped = entry.copy()
+                stamp_entry(
+                    stamped, self.server.directory.csn.next(), CONFIG_DN, new=True, schema=self.schema
+                )
+                self.entries[ndn] = stamped
+            if missing and self.path is not None:
+                write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
+            if missing:
+                self.log_put([self.entries[ndn] for ndn, _ in missing])
+
+    def publish_replayed(self, changes: list[Change], replicated: bool) -> None:
+        """Another worker's change, applied here: this worker's persistent searches of cn=config (syncprov) see
+        it too. accesslog logged it once, in the worker that made it."""
+        backend = self.backend
+        if backend.provider is None:
+            return
+        with backend.db.write() as txn:
+            for change in changes:
+                backend.context.advance(txn, change.csn)
+        for change in changes:
+            change.replicated = replicated
+            backend.publish(change)
 
     def publish_local(self, changes: list[Change], who: str = CONFIG_DN, accesslog: Any = None) -> None:
         """Changes made here: with syncprov on cn=config, their CSNs join the contextCSN and they go out; with
@@ -676,14 +824,16 @@ class ConfigDatabase:
 
     def store_context_csn(self, values: list[bytes]) -> None:
         """cn=config's contextCSN vector on the cn=config entry (and its file), as slapd keeps it."""
-        entry = self.entries.get(CONFIG_DN)
-        if entry is None or entry.get("contextcsn") == values:
-            return
-        entry = entry.copy()
-        entry.put("contextcsn", "contextCSN", values)
-        self.entries[CONFIG_DN] = entry
-        if self.path is not None:
-            write_slapd_d(self.path, [entry])
+        with self.serialized():
+            entry = self.entries.get(CONFIG_DN)
+            if entry is None or entry.get("contextcsn") == values:
+                return
+            entry = entry.copy()
+            entry.put("contextcsn", "contextCSN", values)
+            self.entries[CONFIG_DN] = entry
+            if self.path is not None and not self.replaying:
+                write_slapd_d(self.path, [entry])
+            self.log_put([entry])
 
     def apply_replicated(self, changed: dict[str, Entry], removed: list[str]) -> list[Change]:
         """Entries from a provider of cn=config, applied as a cn=config change (validated, made effective,
@@ -701,14 +851,16 @@ class ConfigDatabase:
     def adopt_uuid(self, ndn: str, entry_uuid: bytes) -> None:
         """This server's entry of a DN its provider has under another entryUUID takes the provider's (its
         content and entryCSN stay), in memory and in slapd.d."""
-        entry = self.entries.get(ndn)
-        if entry is None or not entry_uuid or entry.first("entryuuid") == entry_uuid:
-            return
-        entry = entry.copy()
-        entry.put("entryuuid", "entryUUID", [entry_uuid])
-        self.entries[ndn] = entry
-        if self.path is not None:
-            write_slapd_d(self.path, [entry])
+        with self.serialized():
+            entry = self.entries.get(ndn)
+            if entry is None or not entry_uuid or entry.first("entryuuid") == entry_uuid:
+                return
+            entry = entry.copy()
+            entry.put("entryuuid", "entryUUID", [entry_uuid])
+            self.entries[ndn] = entry
+            if self.path is not None:
+                write_slapd_d(self.path, [entry])
+            self.log_put([entry])
 
     def delete_replicated(self, ndn: str) -> list[Change]:
         """An entry deleted at the provider: gone here too, with its children (a database's overlays)."""

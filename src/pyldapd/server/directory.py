@@ -1671,6 +1671,11 @@ class Directory:
         """A client add/modify/delete/modify_dn (`kind` names the method): run on its database's writer thread
         inside a group commit, answered once durable. Same results as calling the method directly."""
         writer = self.writer_for(request.dn)
+        if writer is None and self.configdb is not None and self.configdb.share is not None and names_config(
+                request.dn):  # fmt: skip
+            # several workers: cn=config's lock (server/configshare.py) is awaited, not waited for on the loop
+            async with self.configdb.serialized_async():
+                return getattr(self, kind)(session, request, controls)
         if writer is None:
             return getattr(self, kind)(session, request, controls)
         method = getattr(Directory, kind).__wrapped__  # without logs_failures: failures are reported here

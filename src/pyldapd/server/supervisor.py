@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pyldapd.server.configshare import ConfigShare
 from pyldapd.server.log import Logger
 from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.stats import SLOT_SIZE, clear_connections
@@ -37,13 +38,15 @@ STABLE_AFTER = 30.0  # seconds up after which a worker's next death restarts it 
 
 @dataclass
 class WorkerContext:
-    """What a forked worker gets: its index, the count, its bus socket, the shared counters."""
+    """What a forked worker gets: its index, the count, its bus socket, the shared counters, the cn=config
+    lock and operation log (server/configshare.py)."""
 
     index: int
     count: int
     sock: socket.socket
     counters: mmap.mmap
     capacity: int
+    config_share: ConfigShare
 
 
 @dataclass
@@ -78,6 +81,9 @@ class Supervisor:
         self.run_worker = run_worker
         self.cleanup = cleanup  # the supervisor's exit: pid files and ldapi sockets removed
         self.counters = mmap.mmap(-1, SLOT_SIZE * self.capacity)  # MAP_SHARED|MAP_ANONYMOUS: kept across fork
+        # one for the server's life: the log holds every cn=config change since the config read before the first
+        # fork, which a worker started later replays
+        self.config_share = ConfigShare.create()
         self.workers: dict[int, Worker] = {}
         self.stopping: signal.Signals | None = None
         self.pending_signals: deque[signal.Signals] = deque()
@@ -108,7 +114,9 @@ class Supervisor:
                     signal.signal(sig, signal.SIG_DFL)
                 if os.getppid() == 1:  # the supervisor died before the death signal was set
                     os._exit(1)
-                code = self.run_worker(WorkerContext(index, self.count, theirs, self.counters, self.capacity))
+                code = self.run_worker(
+                    WorkerContext(index, self.count, theirs, self.counters, self.capacity, self.config_share)
+                )
             except BaseException as exc:  # noqa: BLE001 (whatever happens, the child must not return)
                 try:
                     self.log.error(f"pyldapd: worker {index}: {exc!r}")
