@@ -294,6 +294,7 @@ class SyncProvider(Overlay):
         self.session_log = SessionLog(settings.sessionlog, backend.context.csns.as_dict())
         self.ops_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self.checkpointing = False  # a checkpoint is on the writer thread
 
     @property
     def server_id(self) -> int:
@@ -782,12 +783,40 @@ class SyncProvider(Overlay):
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Copy the contextCSN vector onto the suffix entry (no timestamps touched, not replicated)."""
+        """Copy the contextCSN vector onto the suffix entry (no timestamps touched, not replicated): a write of the
+        database's writer thread (group commit), never of the event loop, which would wait there for the LMDB
+        write lock behind a running group. One at a time; the changes counted meanwhile stay due."""
+        if self.checkpointing:
+            return
+        taken = self.ops_since_checkpoint
+        backend = self.backend
+        try:
+            # alone: in a transaction of its own, as before, so that its failed commit costs no client write
+            future = backend.db.writer.submit(lambda _txn: backend.write_context_csn(), alone=True)
+        except RuntimeError:  # no event loop (a tool, a test): in a transaction of its own
+            self.write_checkpoint_now()
+            return
+        except StorageError as exc:  # the database is closing: its close writes the vector
+            self.log.error(f"syncprov: checkpoint of contextCSN failed: {exc}")
+            return
+        self.checkpointing = True
+        future.add_done_callback(lambda done: self.checkpointed(done, taken))
+
+    def checkpointed(self, done: Any, taken: int) -> None:
+        self.checkpointing = False
+        failure = None if done.cancelled() else done.exception()
+        if done.cancelled() or failure is not None:
+            # The vector stays safe in the database's metadata; the bookkeeping stays due, so the next change
+            # (or the shutdown) tries again.
+            self.log.error(f"syncprov: checkpoint of contextCSN failed: {failure}")
+            return
+        self.ops_since_checkpoint = max(0, self.ops_since_checkpoint - taken)
+        self.last_checkpoint = time.monotonic()
+
+    def write_checkpoint_now(self) -> None:
         try:
             self.backend.write_context_csn()
         except StorageError as exc:
-            # The vector stays safe in the database's metadata; the bookkeeping stays due, so the next change
-            # (or the shutdown) tries again.
             self.log.error(f"syncprov: checkpoint of contextCSN failed: {exc}")
             return
         self.ops_since_checkpoint = 0
@@ -801,7 +830,8 @@ class SyncProvider(Overlay):
                 pass
         self.psearches.clear()
         if self.ops_since_checkpoint:
-            self.checkpoint()
+            # the stop: at once (a data database's close writes the vector again once its writer has stopped)
+            self.write_checkpoint_now()
 
 
 def under(ndn: str | None, base_ndn: str) -> bool:
