@@ -89,9 +89,9 @@ def root_dse(server) -> list:
 
 @pytest.fixture
 def provider(tmp_path):
-    server = start_pyldapd(
-        tmp_path / "provider", provider_conf(tmp_path / "provider" / "db"), name="provider"
-    )
+    # 1 GB of map: a refresh paused by its reader keeps its snapshot's pages from reuse during the burst
+    conf = provider_conf(tmp_path / "provider" / "db").replace("maxsize 104857600", "maxsize 1073741824")
+    server = start_pyldapd(tmp_path / "provider", conf, name="provider")
     try:
         add(server, BASE + "\n" + people())
         yield server
@@ -193,3 +193,52 @@ def test_frozen_consumer_converges_after_refresh_required(tmp_path, provider, ki
             assert "full reload" not in consumer.log()
     finally:
         consumer.stop()
+
+
+def test_overflow_during_the_refresh_ends_after_refresh_done(provider) -> None:
+    """The searcher stops reading during its refresh (about 6 MB) while the burst runs: the changes queued for
+    after the refresh pass the bound and are dropped; once the client reads, the refresh arrives whole with
+    its refreshDone and snapshot cookie, then 4096 with that same state, and no persist-stage change."""
+    bulk = f"ou=Bulk,{SUFFIX}"
+    ldif = f"dn: {bulk}\nobjectClass: organizationalUnit\nou: Bulk\n\n" + "\n".join(
+        f"dn: cn=b{i},{bulk}\nobjectClass: device\ncn: b{i}\ndescription: {i} {FILLER}\n" for i in range(3000)
+    )
+    add(provider, ldif)
+    root_dse(provider)
+    before = anon_kb(provider.process.pid)
+    client = RawClient(provider.port, rcvbuf=16384)
+    client.bind_root()
+    sync = ctl.encode_sync_request(ctl.SyncRequest(ctl.SYNC_MODE_REFRESH_AND_PERSIST))
+    request = proto.SearchRequest(SUFFIX, 2, 0, 0, 0, False, Present("objectClass"), ["*", "+"])
+    client.send(2, request, [proto.Control(ctl.SYNC_REQUEST, True, sync)])
+    time.sleep(1)  # the refresh has begun, and waits for the client
+    burst(provider)
+    grown = anon_kb(provider.process.pid) - before
+    assert grown < 25_000, f"the server grew by {grown} KB while its refreshing searcher read nothing"
+    refreshed, refresh_cookie = 0, None
+    for _ in range(1_000_000):  # bounded: each round consumes one message or one chunk
+        if not client.pending:
+            data = client.sock.recv(1 << 20)
+            assert data, "server closed the connection"
+            client.pending.extend(client.framer.feed(data))
+            continue
+        message = proto.decode_message(client.pending.pop(0))
+        if isinstance(message.op, proto.SearchResultDone):
+            break
+        if isinstance(message.op, proto.IntermediateResponse):
+            info = ctl.decode_sync_info(message.op.value)
+            assert getattr(info, "refresh_done", False), info
+            refresh_cookie = info.cookie
+            continue
+        assert refresh_cookie is None, "a persist-stage change after the overflow"
+        assert isinstance(message.op, proto.SearchResultEntry), message.op
+        refreshed += 1
+    else:
+        raise AssertionError("no end of the persistent search")
+    assert refreshed == TARGETS + 3 + 3001
+    assert message.op.result_code == proto.ResultCode.syncRefreshRequired, message.op
+    done = ctl.decode_sync_done(ctl.find_control(message.controls, ctl.SYNC_DONE).value)
+    assert refresh_cookie is not None
+    assert parse_cookie(done.cookie).csns == parse_cookie(refresh_cookie).csns
+    assert "e-syncRefreshRequired: more than" in provider.log()
+    client.close()

@@ -313,6 +313,8 @@ class SyncProvider(Overlay):
         self.session_log.add(change)
         self.ops_since_checkpoint += 1
         for ps in list(self.psearches):
+            if ps.overflowed:
+                continue  # refreshing still, then ending with e-syncRefreshRequired: nothing more is queued
             # slapd knows a change's origin only for a replicated write (its CSN is set before syncprov sees it):
             # a local write goes to every consumer, even one of this server's own databases (test059)
             origin = change.origin_sid if change.replicated else None
