@@ -10,7 +10,9 @@ searches, counters) therefore run on the loop only, in commit order, and only af
 the group commit fails, every operation of the group gets the error and no effect runs.
 
 The loop never waits for this thread, and this thread never waits for the loop, so neither can deadlock the
-other. A database's other writers (checkpoints, tools) take the same LMDB write lock and simply wait their turn.
+other. Work that must not share a group (a syncprov checkpoint, whose failed commit must cost no client write; an
+index rebuild, which opens transactions of its own) is submitted `alone`: the thread runs it between two groups,
+in submission order. Other processes' writers (the tools) take the same LMDB write lock and wait their turn.
 """
 
 from __future__ import annotations

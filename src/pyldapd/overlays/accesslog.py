@@ -262,9 +262,8 @@ class AccessLog(Overlay):
             return None
         try:
             future = log.db.writer.submit(work)
-        except (
-            StorageError
-        ) as exc:  # the log database is closing: what is in the outbox waits for the next start
+        except StorageError as exc:
+            # the log database is closing: what is in the outbox waits for the next start
             self.directory.log.error(f"accesslog: {failed}: {exc}")
             return None
         self.pending.add(future)
