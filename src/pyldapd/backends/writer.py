@@ -10,7 +10,9 @@ searches, counters) therefore run on the loop only, in commit order, and only af
 the group commit fails, every operation of the group gets the error and no effect runs.
 
 The loop never waits for this thread, and this thread never waits for the loop, so neither can deadlock the
-other. A database's other writers (checkpoints, tools) take the same LMDB write lock and simply wait their turn.
+other. Work that must not share a group (a syncprov checkpoint, whose failed commit must cost no client write; an
+index rebuild, which opens transactions of its own) is submitted `alone`: the thread runs it between two groups,
+in submission order. Other processes' writers (the tools) take the same LMDB write lock and wait their turn.
 """
 
 from __future__ import annotations
@@ -45,14 +47,15 @@ class Chain:
 
 
 class _Op:
-    __slots__ = ("work", "future", "loop", "ok", "value", "effects", "failed_text", "chain")
+    __slots__ = ("work", "future", "loop", "ok", "value", "effects", "failed_text", "chain", "alone")
 
     def __init__(self, work: Callable[[WriteTxn], Any], future: asyncio.Future, loop: asyncio.AbstractEventLoop,
-                 chain: Chain | None = None) -> None:  # fmt: skip
+                 chain: Chain | None = None, alone: bool = False) -> None:  # fmt: skip
         self.work = work
         self.future = future
         self.loop = loop
         self.chain = chain
+        self.alone = alone
         self.ok = False
         self.value: Any = None
         self.effects: list[Callable[[], None]] = []
@@ -79,15 +82,20 @@ class GroupWriter:
         self._thread = threading.Thread(target=self._run, name=f"pyldapd writer {db.suffix}", daemon=True)
         self._thread.start()
 
-    def submit(self, work: Callable[[WriteTxn], Any], chain: Chain | None = None) -> asyncio.Future:
+    def submit(self, work: Callable[[WriteTxn], Any], chain: Chain | None = None, *,
+               alone: bool = False) -> asyncio.Future:  # fmt: skip
         """Queue work(txn) (called on the writer thread, inside its own nested transaction); the future, on the
-        calling loop, gets work's return value once the group holding it is durable, or its exception."""
+        calling loop, gets work's return value once the group holding it is durable, or its exception.
+
+        `alone`: work(None) runs on the writer thread between two groups, in submission order, outside any
+        transaction: it writes in transactions of its own (a syncprov checkpoint, whose failed commit must cost
+        no client write; maintenance such as a reindex) and publishes nothing."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._wake:
             if self._stopping:
                 raise StorageError("the database is closing")
-            self._queue.append(_Op(work, future, loop, chain))
+            self._queue.append(_Op(work, future, loop, chain, alone))
             self._wake.notify()
         return future
 
@@ -108,9 +116,17 @@ class GroupWriter:
                     self._wake.wait()
                 if not self._queue:
                     return
-                self._linger()
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
+                if self._queue[0].alone:
+                    batch = [self._queue.popleft()]
+                else:
+                    self._linger()
+                    batch = []
+                    while self._queue and len(batch) < self.max_group and not self._queue[0].alone:
+                        batch.append(self._queue.popleft())
             try:
+                if batch[0].alone:
+                    self._run_alone(batch[0])
+                    continue
                 self._commit_group(batch)
             except BaseException as exc:  # noqa: BLE001 (the thread must live: every operation gets an answer)
                 log.exception("writer of %s: group failed", self.db.suffix)
@@ -119,6 +135,13 @@ class GroupWriter:
                     if op.chain is not None and op.chain.broken is None:
                         op.chain.broken = exc
                 self._deliver(batch)
+
+    def _run_alone(self, op: _Op) -> None:
+        try:
+            op.value, op.ok = op.work(None), True
+        except BaseException as exc:  # noqa: BLE001 (its caller gets the failure)
+            op.value, op.ok = exc, False
+        self._deliver([op])
 
     def _linger(self) -> None:
         """Wait a little for more operations when recent groups were larger than what is queued (called with

@@ -19,6 +19,8 @@ import json
 import re
 import time
 import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,20 @@ if TYPE_CHECKING:
     from pyldapd.backends.mdb import WriteTxn
 
 OUTBOX = b"accesslog/"
+
+
+@contextmanager
+def writing(db: Any) -> Iterator[Any]:
+    """A write transaction of db: on its writer thread the running operation's nested one (committed with its
+    group), elsewhere one of its own."""
+    nested = db.current_write()
+    if nested is not None:
+        yield nested
+    else:
+        with db.write() as txn:
+            yield txn
+
+
 WRITES = ("add", "delete", "modify", "modrdn")
 # slapo-accesslog(5)'s operation names; pyldapd logs the write operations (reads and session ones are refused)
 OP_NAMES = {"writes": WRITES, "reads": ("compare", "search"), "session": ("abandon", "bind", "unbind"),
@@ -170,6 +186,10 @@ class AccessLog(Overlay):
         # outbox records already in the log database: removed by the next write transaction of the main
         # database (one commit per write saved), or at close; a replay of one is skipped (same DN)
         self.moved: list[bytes] = []
+        self.moving: set[bytes] = set()  # records on their way to the log database (its writer thread)
+        # writes handed to the log database's writer thread and not yet durable: a client's answer waits for
+        # them (Directory.logs_settled), so its log entry is there when it is answered, as before
+        self.pending: set[asyncio.Future] = set()
 
     def configure(self, settings: AccesslogSettings) -> None:
         """New settings (cn=config); a changed purge period takes effect at the next run."""
@@ -212,13 +232,59 @@ class AccessLog(Overlay):
         self.flush()
 
     def start(self) -> None:
-        try:
-            self.open_log()
-        except StorageError as exc:
-            self.directory.log.error(f"accesslog: log database's suffix entry not made: {exc}")
+        if self.log_root_wanted():
+            self.on_log_writer(lambda _txn: self.open_log(), "log database's suffix entry not made")
         self.flush()  # records a crash left between the commit and the move
         self.tidy()
         self.schedule_purge()
+
+    # -- the log database's writes: on its writer thread ----------------------------------------------------
+
+    def on_log_writer(self, work: Callable[[Any], Any], failed: str,
+                      then: Callable[[Any], None] | None = None) -> asyncio.Future | None:  # fmt: skip
+        """Run work(txn) on the log database's writer thread (group commit, in submission order), never on the
+        event loop, where it would wait for the LMDB write lock behind a running group; `then` gets its result
+        on the loop once durable (the future, None when done at once or refused). Where no event loop runs (a
+        start before serving, a tool) at once."""
+        log = self.log_backend
+        if log is None:
+            return None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                value = work(None)
+            except StorageError as exc:
+                self.directory.log.error(f"accesslog: {failed}: {exc}")
+                return None
+            if then is not None:
+                then(value)
+            return None
+        try:
+            future = log.db.writer.submit(work)
+        except StorageError as exc:
+            # the log database is closing: what is in the outbox waits for the next start
+            self.directory.log.error(f"accesslog: {failed}: {exc}")
+            return None
+        self.pending.add(future)
+
+        def done(future: asyncio.Future) -> None:
+            self.pending.discard(future)
+            if future.cancelled():
+                return
+            exc = future.exception()
+            if exc is not None:
+                self.directory.log.error(f"accesslog: {failed}: {exc}")
+            elif then is not None:
+                then(future.result())
+
+        future.add_done_callback(done)
+        return future
+
+    async def settled(self) -> None:
+        """Once every log write handed to the writer so far is durable (or failed)."""
+        if self.pending:
+            await asyncio.wait(list(self.pending))
 
     def close(self) -> None:
         if self.purge_handle is not None:
@@ -233,11 +299,12 @@ class AccessLog(Overlay):
         """Remove the moved records from the outbox now (at start and close: no write to carry it)."""
         if not self.moved:
             return
+        done = list(self.moved)
         try:
             with self.backend.db.write() as txn:
-                for key in self.moved:
+                for key in done:
                     txn.delete_raw_metadata(key)
-            self.moved = []
+            self.forget(done)
         except StorageError as exc:  # a later start skips them: their DNs are in the log database
             self.directory.log.error(f"accesslog: outbox not tidied: {exc}")
 
@@ -266,12 +333,11 @@ class AccessLog(Overlay):
             op.before = None
             if before is not None:  # entryAlreadyExists: slapd names the entry that is there
                 op.changes = [before]
-        try:
-            # a failed write changed nothing: its log entry does not move the log's contextCSN, which a delta
-            # consumer takes as its own state (it would claim a CSN the logged database never had)
-            self.store(self.log_entry(op, op_name, result, text), advance=False)
-        except StorageError as exc:
-            self.directory.log.error(f"accesslog: log entry of a failed {op_name} not stored: {exc}")
+        # a failed write changed nothing: its log entry does not move the log's contextCSN, which a delta
+        # consumer takes as its own state (it would claim a CSN the logged database never had)
+        entry = self.log_entry(op, op_name, result, text)
+        self.on_log_writer(lambda _txn: self.store(entry, advance=False),
+                           f"log entry of a failed {op_name} not stored")  # fmt: skip
 
     def attempted_entry(self, request: Any, csn: str, authz_dn: str) -> Entry:
         """The entry a failed add would have stored: the client's attributes and the operational ones slapd's
@@ -411,30 +477,30 @@ class AccessLog(Overlay):
     # -- moving the outbox into the log database -------------------------------------------------------------
 
     def flush(self) -> None:
+        """Move the outbox's records into the log database, in reqStart order, on the log database's writer
+        thread (one operation of its group commit). A failure leaves them all in the outbox: moved after the
+        next write or at the next start (a record stored already is skipped)."""
         with self.backend.db.read() as txn:
             records = txn.raw_metadata_items(OUTBOX)
-        for key, data in records:
-            if key in self.moved:
-                continue
-            entry = decode_entry(data)
-            if self.stored_already(entry):  # another worker process moved it (it leaves the outbox later)
-                self.moved.append(key)
-                continue
-            try:
-                self.store(entry)
-                self.moved.append(key)
-            except StorageError as exc:  # stays in the outbox: moved at the next write or the next start
-                self.directory.log.error(f"accesslog: {key.decode()} left in the outbox: {exc}")
-                return
+        todo = [(key, data) for key, data in records if key not in self.moved and key not in self.moving]
+        if not todo:
+            return
+        keys = [key for key, _ in todo]
+        self.moving.update(keys)
 
-    def stored_already(self, entry: Entry) -> bool:
-        """Is this log entry in the log database (read only: no write lock taken for a record moved already)?"""
-        log = self.log_backend
-        if log is None:
-            return False
-        with log.db.read() as txn:
-            existing = txn.get(normalize_dn(entry.dn, self.directory.schema))
-        return existing is not None and existing.first("entrycsn") == entry.first("entrycsn")
+        def move(_txn: Any) -> list[bytes]:
+            for _key, data in todo:
+                self.store(decode_entry(data))
+            return keys
+
+        def moved(done: list[bytes]) -> None:
+            self.moved.extend(k for k in done if k not in self.moved)
+
+        future = self.on_log_writer(move, f"{keys[0].decode()} and later left in the outbox", moved)
+        if future is None:  # done at once, or refused
+            self.moving.difference_update(keys)
+        else:  # after `moved`: a record is always in one of the two
+            future.add_done_callback(lambda _f: self.moving.difference_update(keys))
 
     def store(self, entry: Entry, *, advance: bool = True) -> None:
         """Add a log entry to the log database, once (its reqStart DN says whether it is there already)."""
@@ -443,7 +509,7 @@ class AccessLog(Overlay):
         ndn = normalize_dn(entry.dn, schema)
         csn = (entry.first("entrycsn") or b"").decode()
         added = []
-        with log.db.write() as txn:
+        with writing(log.db) as txn:
             for _ in range(1000):
                 existing = txn.get(ndn)
                 if existing is None:
@@ -507,20 +573,25 @@ class AccessLog(Overlay):
         updated.put("mincsn", "minCSN", sorted([*values, csn.encode()], key=lambda v: sid_of(v.decode())))
         txn.modify(log.suffix_ndn, updated)
 
+    def log_root_wanted(self) -> bool:
+        """The log database's suffix entry is missing, or lacks minCSN (open_log has something to write)."""
+        log = self.log_backend
+        if log is None:
+            return False
+        with log.db.read() as txn:
+            root = txn.get(log.suffix_ndn)
+            return root is None or bool(not root.get("mincsn") and root.get("contextcsn"))
+
     def open_log(self) -> None:
         """At start, as slapd's accesslog_db_root: the log database's suffix entry is made if missing (with the
         logged database's contextCSN as minCSN, so a consumer in step with it can be answered from the log);
         one without minCSN takes its contextCSN as minCSN."""
         log = self.log_backend
-        if log is None:
-            return
-        with log.db.read() as txn:
-            root = txn.get(log.suffix_ndn)
-            if root is not None and (root.get("mincsn") or not root.get("contextcsn")):
-                return  # nothing to do: no write
+        if log is None or not self.log_root_wanted():
+            return  # nothing to do: no write
         csns = list(self.backend.context.csns.as_dict().values())
         added = None
-        with log.db.write() as txn:
+        with writing(log.db) as txn:
             root = txn.get(log.suffix_ndn)
             if root is None:
                 added = self.container(log, csns)
@@ -552,10 +623,8 @@ class AccessLog(Overlay):
 
     def purge_tick(self) -> None:
         self.purge_handle = None
-        try:
-            self.purge(time.time())
-        except StorageError as exc:
-            self.directory.log.error(f"accesslog: purge failed: {exc}")
+        now = time.time()
+        self.on_log_writer(lambda _txn: self.purge(now), "purge failed")
         self.schedule_purge()
 
     def purge(self, now: float) -> int:
@@ -565,7 +634,7 @@ class AccessLog(Overlay):
             return 0
         cutoff = microtime(now - self.settings.purge_age).encode()
         removed = []
-        with log.db.write() as txn:
+        with writing(log.db) as txn:
             for child in list(txn.search(log.suffix_ndn, Scope.ONE)):
                 started = child.first("reqstart")
                 if started is not None and started <= cutoff:  # slapd's (reqStart<=now-age)
@@ -686,10 +755,8 @@ class ConfigAccessLog(AccessLog):
         return
 
     def start(self) -> None:
-        try:
-            self.open_log()
-        except StorageError as exc:
-            self.directory.log.error(f"accesslog: log database's suffix entry not made: {exc}")
+        if self.log_root_wanted():
+            self.on_log_writer(lambda _txn: self.open_log(), "log database's suffix entry not made")
         self.schedule_purge()
 
     def close(self) -> None:
@@ -701,7 +768,5 @@ class ConfigAccessLog(AccessLog):
         op_name = KIND_OP[op.kind]
         if self.log_backend is None or not self.wants(op_name, normalize_dn(op.dn, self.directory.schema)):
             return
-        try:
-            self.store(self.log_entry(op, op_name, 0, ""))
-        except StorageError as exc:
-            self.directory.log.error(f"accesslog: cn=config change not logged: {exc}")
+        entry = self.log_entry(op, op_name, 0, "")
+        self.on_log_writer(lambda _txn: self.store(entry), "cn=config change not logged")

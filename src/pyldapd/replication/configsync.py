@@ -97,7 +97,9 @@ class InlineWriter:
     """The consumer's writer for cn=config: each message applied at once on the loop (config changes are applied
     there), with the Chain's rule that nothing after a failed message is stored."""
 
-    def submit(self, work: Callable[[Any], Any], chain: Chain | None = None) -> asyncio.Future:
+    def submit(
+        self, work: Callable[[Any], Any], chain: Chain | None = None, *, alone: bool = False
+    ) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         if chain is not None and chain.broken is not None:
             future.set_exception(chain.broken)

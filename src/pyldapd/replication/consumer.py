@@ -62,6 +62,12 @@ class ConsumerError(Exception):
     pass
 
 
+class RefreshFromCookie(ConsumerError):
+    """e-syncRefreshRequired in the persist stage (a provider ending a search its consumer read too slowly):
+    everything before it is stored, so a new session starts at once from the cookie (slapd's consumer retries
+    immediately, SYNC_PAUSED, keeping its cookie)."""
+
+
 def ends_refresh(message: ldap.LDAPMessage) -> bool:
     """The message that closes a refresh stage (refreshDone, or the end of a refreshOnly search)."""
     op = message.op
@@ -152,6 +158,10 @@ class SyncConsumer:
                 continue
             except asyncio.CancelledError:
                 raise
+            except RefreshFromCookie as exc:
+                self.last_error = str(exc)
+                self.note(f"{exc}; refreshing from the cookie")
+                continue  # (the finally below closes the session's connection)
             except (TimeoutError, OSError, ClientError, ConsumerError, LDAPError, ldap.BERError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
             except StorageError as exc:
@@ -270,7 +280,11 @@ class SyncConsumer:
                     future.cancelled() or future.exception()
 
     def reload_required(self, op: ldap.SearchResultDone) -> None:
-        """e-syncRefreshRequired (on the loop, every earlier message stored): forget the vector, ask again."""
+        """e-syncRefreshRequired (on the loop, every earlier message stored). In the persist stage (the provider
+        gave up on a consumer that read too slowly) the state is sound: a refresh from the cookie, at once. In
+        the refresh stage (the provider cannot serve the cookie): forget the vector, ask again."""
+        if self.refresh_done:
+            raise RefreshFromCookie(f"e-syncRefreshRequired in the persist stage: {op.message}")
         self.note("provider asks for a full reload")
         self.backend.context.reset()
         if self.backend.context.shared:

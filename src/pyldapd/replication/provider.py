@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 # what syncprov_play_accesslog's filter picks: (objectClass=auditWriteObject) (so its subclasses) or auditExtended
 LOGGED_WRITES = {"auditwriteobject", "auditadd", "auditdelete", "auditmodify", "auditmodrdn", "auditextended"}
 UUID_SET_SIZE = 256  # syncIdSet batch size, as OpenLDAP's SLAP_SYNCUUID_SET_SIZE
+# A persistent search whose connection holds this many octets the client has not read (the transport's buffer,
+# plus the changes queued while its refresh runs) ends with e-syncRefreshRequired: a consumer that stopped
+# reading costs at most this much memory, and redoes a refresh from its cookie when it reads again. slapd queues
+# without a bound (syncprov_qresp) and only writetimeout ends such a connection. 4 MiB: about 4,000 changes of
+# 1 KB entries, several seconds of a write burst, before a consumer is asked to refresh.
+PERSIST_UNSENT_MAX = 4 << 20
 
 
 @dataclass
@@ -210,20 +216,55 @@ class PersistentSearch:
         # from here on every change is pushed to it: replication/consumer.py tells concurrent writes by it
         self.registered_at = time.time()
         # while its refresh runs (in steps, others served between them), the changes committed meanwhile wait
-        # here and follow the refresh's end, as syncprov queues them for a search still refreshing
-        self.queued: list[bytes] | None = None
+        # here and follow the refresh's end, as syncprov queues them for a search still refreshing; each with
+        # the CSNs its cookie gives the consumer
+        self.queued: list[tuple[bytes, dict[int, str] | None]] | None = None
+        self.queued_bytes = 0
+        # past PERSIST_UNSENT_MAX unsent octets: what was queued is dropped, and the search ends with
+        # e-syncRefreshRequired once its refresh is over (at once when it is over already)
+        self.overflowed = False
+        # the state the consumer holds once it has read what went to the connection (the cookie of the
+        # e-syncRefreshRequired result: RFC 4533 3.3.2, "for use in subsequent Sync Operations")
+        self.sent_state: dict[int, str] = {}
 
-    def send(self, message: bytes) -> None:
+    def unsent(self) -> int:
+        """Octets of this search's connection not yet taken by the client, plus those queued here."""
+        transport = getattr(self.conn, "transport", None)
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return buffered + self.queued_bytes
+
+    def send(self, message: bytes, state: dict[int, str] | None = None) -> bool:
+        """Send (or queue, while refreshing) one message; False when the connection's unsent octets would
+        pass PERSIST_UNSENT_MAX: the search has overflowed and its queue is freed."""
+        if self.overflowed:
+            return False
+        pending = self.unsent()
+        if pending and pending + len(message) > PERSIST_UNSENT_MAX:  # (one larger entry alone goes out)
+            self.overflowed = True
+            if self.queued is not None:
+                self.queued, self.queued_bytes = [], 0
+            return False
         if self.queued is not None:
-            self.queued.append(message)
+            self.queued.append((message, state))
+            self.queued_bytes += len(message)
         else:
             self.conn.send(message)
+            self.sent(state)
+        return True
 
-    def go_live(self) -> None:
-        """The refresh is over: what was queued meanwhile goes out, then every change as it comes."""
-        queued, self.queued = self.queued, None
-        for message in queued or ():
+    def sent(self, state: dict[int, str] | None) -> None:
+        for sid, csn in (state or {}).items():
+            if csn > self.sent_state.get(sid, ""):
+                self.sent_state[sid] = csn
+
+    def go_live(self, state: dict[int, str]) -> None:
+        """The refresh is over (the consumer holds `state`): what was queued meanwhile goes out, then every
+        change as it comes."""
+        self.sent(state)
+        queued, self.queued, self.queued_bytes = self.queued, None, 0
+        for message, changed in queued or ():
             self.conn.send(message)
+            self.sent(changed)
 
 
 def in_scope(ndn: str, base_ndn: str, scope: Scope) -> bool:
@@ -257,6 +298,7 @@ class SyncProvider(Overlay):
         self.session_log = SessionLog(settings.sessionlog, backend.context.csns.as_dict())
         self.ops_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self.checkpointing = False  # a checkpoint is on the writer thread
 
     @property
     def server_id(self) -> int:
@@ -275,6 +317,8 @@ class SyncProvider(Overlay):
         self.session_log.add(change)
         self.ops_since_checkpoint += 1
         for ps in list(self.psearches):
+            if ps.overflowed:
+                continue  # refreshing still, then ending with e-syncRefreshRequired: nothing more is queued
             # slapd knows a change's origin only for a replicated write (its CSN is set before syncprov sees it):
             # a local write goes to every consumer, even one of this server's own databases (test059)
             origin = change.origin_sid if change.replicated else None
@@ -307,16 +351,37 @@ class SyncProvider(Overlay):
         cookie = (
             format_cookie(ps.rid, self.cookie_sid(), [change.csn]).encode() if change.in_csn_order else None
         )
+        state = {sid_of(change.csn): change.csn} if cookie is not None else None
         if after:
-            state = ctl.SYNC_STATE_MODIFY if before else ctl.SYNC_STATE_ADD
+            state_kind = ctl.SYNC_STATE_MODIFY if before else ctl.SYNC_STATE_ADD
             assert change.after is not None
-            ps.send(self.entry_message(ps.message_id, change.after, state, cookie, ps.selection))
+            message = self.entry_message(ps.message_id, change.after, state_kind, cookie, ps.selection)
         elif before:
             assert change.before is not None
-            ps.send(self.delete_message(ps.message_id, change.before, cookie))
+            message = self.delete_message(ps.message_id, change.before, cookie)
         else:
-            info = ctl.SyncInfoNewCookie(self.full_cookie(ps.rid).encode())
-            ps.send(self.info_message(ps.message_id, info))
+            vector = self.backend.context.csns.as_dict()
+            info = ctl.SyncInfoNewCookie(format_cookie(ps.rid, self.cookie_sid(), vector).encode())
+            message, state = self.info_message(ps.message_id, info), vector
+        if not ps.send(message, state) and ps.queued is None:
+            self.refresh_required(ps)
+
+    def refresh_required(self, ps: PersistentSearch) -> None:
+        """A persistent search whose client left too much unread (PERSIST_UNSENT_MAX): it ends with
+        e-syncRefreshRequired (4096) and the state its client will hold once it has read what was sent, so the
+        consumer goes on from its cookie with a refresh; what was queued for it is freed."""
+        self.remove(ps)
+        ps.queued, ps.queued_bytes = None, 0
+        conn_id = getattr(getattr(ps.conn, "session", None), "conn_id", "?")
+        self.log.log(SYNC, f"syncprov: rid={ps.rid:03d} conn={conn_id} persistent search ended, "
+                           f"e-syncRefreshRequired: more than {PERSIST_UNSENT_MAX} octets unread")  # fmt: skip
+        cookie = format_cookie(ps.rid, self.cookie_sid(), ps.sent_state).encode() if ps.sent_state else None
+        done = Control(ctl.SYNC_DONE, False, ctl.encode_sync_done(ctl.SyncDone(cookie, False)))
+        try:
+            ps.conn.result(ps.message_id, ldap.SEARCH_RESULT_DONE, ResultCode.syncRefreshRequired,
+                           "consumer too slow: refresh required", controls=[done], nentries=0)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 (the connection is going away: nothing more to tell it)
+            self.log.error(f"syncprov: rid={ps.rid:03d}: e-syncRefreshRequired not sent: {exc!r}")
 
     def full_cookie(self, rid: int) -> str:
         return format_cookie(rid, self.cookie_sid(), self.backend.context.csns.as_dict())
@@ -443,7 +508,13 @@ class SyncProvider(Overlay):
             else:
                 info = ctl.SyncInfoRefreshPresent(encoded_cookie, True)
             send(self.info_message(message_id, info))
-            ps.go_live()
+            held = dict(consumer_state)
+            for sid, csn in provider_state.items():
+                held[sid] = max(csn, held.get(sid, ""))
+            ps.go_live(held)
+            if ps.overflowed:  # changes committed during the refresh overflowed: it ends here
+                self.refresh_required(ps)
+                return False
             self.log.log(
                 SYNC, f"syncprov: persistent search rid={rid:03d} registered (conn={conn.session.conn_id})"
             )
@@ -743,12 +814,40 @@ class SyncProvider(Overlay):
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Copy the contextCSN vector onto the suffix entry (no timestamps touched, not replicated)."""
+        """Copy the contextCSN vector onto the suffix entry (no timestamps touched, not replicated): a write of the
+        database's writer thread (group commit), never of the event loop, which would wait there for the LMDB
+        write lock behind a running group. One at a time; the changes counted meanwhile stay due."""
+        if self.checkpointing:
+            return
+        taken = self.ops_since_checkpoint
+        backend = self.backend
+        try:
+            # alone: in a transaction of its own, as before, so that its failed commit costs no client write
+            future = backend.db.writer.submit(lambda _txn: backend.write_context_csn(), alone=True)
+        except RuntimeError:  # no event loop (a tool, a test): in a transaction of its own
+            self.write_checkpoint_now()
+            return
+        except StorageError as exc:  # the database is closing: its close writes the vector
+            self.log.error(f"syncprov: checkpoint of contextCSN failed: {exc}")
+            return
+        self.checkpointing = True
+        future.add_done_callback(lambda done: self.checkpointed(done, taken))
+
+    def checkpointed(self, done: Any, taken: int) -> None:
+        self.checkpointing = False
+        failure = None if done.cancelled() else done.exception()
+        if done.cancelled() or failure is not None:
+            # The vector stays safe in the database's metadata; the bookkeeping stays due, so the next change
+            # (or the shutdown) tries again.
+            self.log.error(f"syncprov: checkpoint of contextCSN failed: {failure}")
+            return
+        self.ops_since_checkpoint = max(0, self.ops_since_checkpoint - taken)
+        self.last_checkpoint = time.monotonic()
+
+    def write_checkpoint_now(self) -> None:
         try:
             self.backend.write_context_csn()
         except StorageError as exc:
-            # The vector stays safe in the database's metadata; the bookkeeping stays due, so the next change
-            # (or the shutdown) tries again.
             self.log.error(f"syncprov: checkpoint of contextCSN failed: {exc}")
             return
         self.ops_since_checkpoint = 0
@@ -762,7 +861,8 @@ class SyncProvider(Overlay):
                 pass
         self.psearches.clear()
         if self.ops_since_checkpoint:
-            self.checkpoint()
+            # the stop: at once (a data database's close writes the vector again once its writer has stopped)
+            self.write_checkpoint_now()
 
 
 def under(ndn: str | None, base_ndn: str) -> bool:

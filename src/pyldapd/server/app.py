@@ -427,8 +427,7 @@ class Server:
                 target.indexes = db.indexes
                 indexes = dict(db.indexes)
                 indexes.setdefault("objectClass", set()).add("eq")
-                backend.db.set_indexes(indexes)
-                backend.db.reindex()
+                self.rebuild_indexes(backend, indexes)
             self.refresh_replication(backend)
         for target, db in zip(current.databases, config.databases, strict=False):
             if target.type == db.type == "monitor":  # its rules and root, read by server/monitor.py
@@ -470,6 +469,28 @@ class Server:
         for backend in opened:
             self.log.error(f"database {backend.config.suffix} ({backend.config.directory}) opened")
         return opened
+
+    def rebuild_indexes(self, backend: Any, indexes: dict[str, set[str]]) -> None:
+        """A database's new olcDbIndex: set and rebuilt on its writer thread, between two groups, not on the event
+        loop (a reindex of a large database takes long). As slapd's back-mdb indexes online in a task, the
+        change is answered at once; searches use a new index once it is built (results are the same)."""
+
+        def rebuild(_txn: Any) -> None:
+            backend.db.set_indexes(indexes)
+            backend.db.reindex()
+
+        try:
+            future = backend.db.writer.submit(rebuild, alone=True)
+        except RuntimeError:  # not serving: at once
+            rebuild(None)
+            return
+
+        def done(future: asyncio.Future) -> None:
+            failure = None if future.cancelled() else future.exception()
+            if failure is not None:
+                self.log.error(f"indexes of {backend.config.suffix} not rebuilt: {failure}")
+
+        future.add_done_callback(done)
 
     def drop_databases(self, dropped: list) -> None:
         """Databases deleted over cn=config: no longer served; closed once their consumers have stopped."""

@@ -6,6 +6,7 @@ LDAPError. Searches stream their entries through a `send` callback so large resu
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import os
@@ -364,13 +365,16 @@ class Backend:
                     self.context.csns.update_csn(csn)
 
     def write_context_csn(self) -> None:
-        """Copy the in-memory contextCSN vector onto the suffix entry, as syncprov's checkpoint does."""
+        """Copy the in-memory contextCSN vector onto the suffix entry, as syncprov's checkpoint does. On the
+        database's writer thread (SyncProvider.checkpoint submits it there) in the running operation's nested
+        transaction; elsewhere (the stop, the tools) in a transaction of its own."""
         if not self.context.values() and not self.context.latest():
             return
-        with self.db.write() as txn:
+        with writing(self.db) as txn:
             # the vector of the latest commit, read under the write lock: a group commit whose effects have not
-            # reached the event loop yet is in it, and no commit can slip in between
-            latest = self.context.latest()
+            # reached the event loop yet is in it, the group's own earlier operations too (its working copy),
+            # and no commit can slip in between
+            latest = self.context.current(txn)
             if self.context.shared:  # other workers' commits are in the stored vector
                 stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
                 if stored:
@@ -1677,18 +1681,39 @@ class Directory:
             async with self.configdb.serialized_async():
                 return getattr(self, kind)(session, request, controls)
         if writer is None:
-            return getattr(self, kind)(session, request, controls)
+            try:
+                return getattr(self, kind)(session, request, controls)
+            finally:
+                await self.logs_settled()
         method = getattr(Directory, kind).__wrapped__  # without logs_failures: failures are reported here
         try:
-            return await writer.submit(lambda _txn: method(self, session, request, controls))
+            written = await writer.submit(lambda _txn: method(self, session, request, controls))
         except CommitFailed as exc:
             error = LDAPError(ResultCode.other, exc.failed_text)
             self.report_failure(kind, session, request, error)
+            await self.logs_settled()
             raise error from None
         except LDAPError as exc:
             if exc.code != ResultCode.referral:
                 self.report_failure(kind, session, request, exc)
+                await self.logs_settled()
             raise
+        await self.logs_settled()
+        return written
+
+    async def logs_settled(self) -> None:
+        """Wait until what accesslog overlays handed to their log database's writer thread is durable (a logged
+        write's move out of the outbox, a failure's or a cn=config change's log entry), so that a client is
+        answered once its log entry is stored, as when those writes ran on the event loop."""
+        pending = [
+            future
+            for backend in self.replicated()
+            for overlay in [backend.overlays.get("accesslog")]
+            if overlay is not None
+            for future in getattr(overlay, "pending", ())
+        ]
+        if pending:
+            await asyncio.wait(pending)
 
     def report_failure(self, kind: str, session: Session, request: Any, exc: LDAPError) -> None:
         try:
@@ -1700,9 +1725,11 @@ class Directory:
         """`finish_password_modify` on the target database's writer thread."""
         writer = change.backend.db.writer
         try:
-            return await writer.submit(lambda _txn: self.finish_password_modify(session, change))
+            written = await writer.submit(lambda _txn: self.finish_password_modify(session, change))
         except CommitFailed as exc:
             raise LDAPError(ResultCode.other, exc.failed_text) from None
+        await self.logs_settled()
+        return written
 
     def who_am_i(self, session: Session) -> bytes:
         return f"dn:{session.bind_dn}".encode() if session.bind_dn else b""
