@@ -382,6 +382,12 @@ class Server:
                 setattr(current, name, getattr(config, name))
             if self.service is not None:
                 self.service.reopen_logfile(current)
+        if config.threads != current.threads:  # olcThreads: the supervisor starts or stops workers
+            current.threads = config.threads
+            if isinstance(self.bus, ProcessBus):
+                self.bus.tell_supervisor("_threads", str(worker_count(config)).encode())
+            elif worker_count(config) > 1:
+                self.log.error("olcThreads: more than one worker process from the next start")
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.sizelimit_words, current.timelimit_words = config.sizelimit_words, config.timelimit_words
         current.idletimeout = config.idletimeout
@@ -498,7 +504,12 @@ class Server:
             if url.scheme == "http":  # metrics and health checks (server/metrics.py), not an LDAP listener
                 from pyldapd.server.metrics import start_http
 
-                for sock in self.prebound.pop(url.text, None) or [None]:  # workers share the supervisor's
+                socks = self.prebound.pop(url.text, None) or [None]  # workers: the supervisor's
+                if (
+                    not self.bus.primary
+                ):  # served by worker 0, where the consumers are (readyz, their figures)
+                    continue
+                for sock in socks:
                     self.http_listeners.append(await start_http(self, url.host, url.port, sock=sock))
                 continue
             if url.scheme == "ldaps" and self.tls_context is None:

@@ -492,9 +492,10 @@ class LDAPConnection(asyncio.Protocol):
 
     def result(self, message_id: int, tag: int, code: int, text: str = "", matched: str = "", *,
                controls: list[Control] | None = None, extra: bytes = b"", referrals=None, nentries=None) -> None:  # fmt: skip
+        # counted before it is sent: a client that asks cn=Monitor next, maybe of another worker, sees it
+        self.stats.complete(STATS_RESPONSE_NAMES.get(tag, "Extended"), code, self.elapsed())
         self.send(ldap.encode_result(message_id, tag, code, matched, text, referrals=referrals, extra=extra,
                                      controls=controls or None))  # fmt: skip
-        self.stats.complete(STATS_RESPONSE_NAMES.get(tag, "Extended"), code, self.elapsed())
         self.ops_completed += 1
         if self.log.level & STATS:
             op = self.current_op

@@ -397,7 +397,7 @@ class Monitor:
         for name, count in (("Bytes", stats.bytes_sent), ("PDU", stats.pdus_sent),
                             ("Entries", stats.entries_sent), ("Referrals", stats.references_sent)):  # fmt: skip
             tree.add(f"cn={name},cn=Statistics,{MONITOR_DN}", "monitorCounterObject", monitorCounter=count)
-        self.threads(tree)
+        self.threads(tree, server.bus.count if server is not None else 1)
         tree.container("Time")
         tree.add(f"cn=Start,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(stats.started))
         tree.add(f"cn=Current,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(now))
@@ -539,17 +539,18 @@ class Monitor:
                      monitorConnectionLocalAddress=local or [], labeledURI=url.text)  # fmt: skip
 
     @staticmethod
-    def threads(tree: Tree) -> None:
-        """One event loop does all the work: slapd's thread pool figures for a pool of one, always running."""
+    def threads(tree: Tree, workers: int = 1) -> None:
+        """slapd's thread pool figures for pyldapd's pool: `threads` / olcThreads worker processes, each one
+        event loop always running (server/supervisor.py)."""
         tree.container("Threads")
         for name, info, description in (
-            ("Max", 1, "Maximum number of threads as configured"),
+            ("Max", workers, "Maximum number of threads as configured"),
             ("Max Pending", 0, "Maximum number of pending threads"),
-            ("Open", 1, "Number of open threads"),
+            ("Open", workers, "Number of open threads"),
             ("Starting", 0, "Number of threads being started"),
-            ("Active", 1, "Number of active threads"),
+            ("Active", workers, "Number of active threads"),
             ("Pending", 0, "Number of pending threads"),
-            ("Backload", 1, "Number of active plus pending threads"),
+            ("Backload", workers, "Number of active plus pending threads"),
             ("State", "running", "Thread pool state"),
             ("Runqueue", None, "Queue of running threads - besides those handling operations"),
             ("Tasklist", None, "List of running plus standby threads - besides those handling operations"),
