@@ -125,13 +125,15 @@ class Server:
         urls: list[ListenerURL],
         log: Logger,
         cookies: dict[int, str] | None = None,
+        tls_context: Any = None,
     ) -> None:
         self.config = config
         self.urls = urls
         self.log = log
         limits.allow_filter_recursion(config.max_filter_depth)
         try:  # TLS* directives -> the context for ldaps:// and StartTLS (None: TLS not configured)
-            self.tls_context = build_context(config.tls, log.error)
+            # (a worker process gets the one its supervisor read before dropping privileges)
+            self.tls_context = tls_context or build_context(config.tls, log.error)
         except TLSSetupError as exc:
             raise StartupError(str(exc)) from None
         self.tls_tasks: set[asyncio.Task] = set()  # StartTLS handshakes under way
@@ -558,6 +560,7 @@ class Server:
         self.log.starting = False
         if isinstance(self.bus, ProcessBus):  # the supervisor relays, and says READY=1 once all listen
             self.bus.attach(loop)
+            self.directory.monitor.start_peers(self)  # every worker's connections in any worker's cn=Monitor
             self.bus.tell_supervisor("_ready")
         elif self.service is not None:
             self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
@@ -703,7 +706,8 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
 
 def serve(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookies: list[str] | None, *,
           config_dir: str | None, config_entries: list | None, service: Service | None,
-          prebound: dict[str, list[socket.socket]] | None, worker: WorkerContext | None = None) -> int:  # fmt: skip
+          prebound: dict[str, list[socket.socket]] | None, worker: WorkerContext | None = None,
+          tls_context: Any = None) -> int:  # fmt: skip
     """One server process's event loop: the whole server, or one worker of several."""
     try:
         import uvloop  # type: ignore[import-not-found]
@@ -713,7 +717,7 @@ def serve(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookies: l
         runner = asyncio.run
 
     async def main() -> None:
-        server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
+        server = Server(config, urls, log, parse_cookie_overrides(cookies or []), tls_context=tls_context)
         server.service = service
         server.prebound = dict(prebound or {})
         if worker is not None:
@@ -740,7 +744,13 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
               *, config_dir: str | None, config_entries: list | None, service: Service | None,
               prebound: dict[str, list[socket.socket]] | None) -> int:  # fmt: skip
     """`count` worker processes (server/supervisor.py): every listener bound here first, then shared by all."""
-    from pyldapd.server.service import Identity, Notifier, ServiceError, bind_sandbox_listeners
+    from pyldapd.server.service import (
+        Identity,
+        Notifier,
+        ServiceError,
+        bind_sandbox_listeners,
+        preload_for_sandbox,
+    )
     from pyldapd.server.supervisor import Supervisor
 
     bound = dict(prebound or {})
@@ -751,9 +761,12 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
         return 1
     sockets = [sock for socks in bound.values() for sock in socks]
 
-    def cleanup() -> None:
+    def close_listeners() -> None:
         for sock in sockets:
             sock.close()
+
+    def cleanup() -> None:
+        close_listeners()
         for url in urls:
             if url.scheme == "ldapi" and url.text not in (prebound or {}):  # -r: outside the sandbox, kept
                 try:
@@ -770,7 +783,14 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
             service.close()
 
     write_pid_files(config, sys.argv)
+    tls_context = None
+    try:  # read now, as root if started so (as the single process reads it before it drops privileges)
+        tls_context = build_context(config.tls, log.error)
+    except TLSSetupError:
+        pass  # each worker reports it (and the server stops)
     if service is not None:
+        if service.identity.changes:  # what the workers would load later, loaded while files can be read
+            preload_for_sandbox()
         try:
             service.become_user(config, urls)
         except StartupError as exc:
@@ -783,6 +803,6 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
             service.notifier = Notifier("")
             service.identity = Identity()
         return serve(config, urls, log, cookies, config_dir=config_dir, config_entries=config_entries,
-                     service=service, prebound=bound, worker=context)  # fmt: skip
+                     service=service, prebound=bound, worker=context, tls_context=tls_context)  # fmt: skip
 
-    return Supervisor(count, log, service, run_worker, cleanup).run()
+    return Supervisor(count, log, service, run_worker, cleanup, close_listeners).run()

@@ -613,7 +613,14 @@ class LDAPConnection(asyncio.Protocol):
                 sent, response_controls, text = outcome
                 self.result(mid, tag, ResultCode.success, text, controls=response_controls, nentries=sent)
 
-            self.run_job(mid, tag, directory.search_steps(session, mid, op, controls, self.send), finish)
+            def search(_peers: Any = None) -> None:
+                self.run_job(mid, tag, directory.search_steps(session, mid, op, controls, self.send), finish)
+
+            if self.server.bus.count > 1 and directory.monitor.under(op.base):
+                # cn=Monitor with worker processes: the other workers' connections and consumers first
+                self.in_writer(mid, tag, directory.monitor.gather_peers(self.server), search)
+                return
+            search()
         elif isinstance(op, ldap.BindRequest):
             session.bind_dn, session.bind_ndn = "", ""
             outcome = directory.prepare_bind(session, op)
