@@ -83,6 +83,7 @@ class Supervisor:
         self.close_listeners = close_listeners
         self.counters = mmap.mmap(-1, SLOT_SIZE * self.capacity)  # MAP_SHARED|MAP_ANONYMOUS: kept across fork
         self.workers: dict[int, Worker] = {}
+        self.retiring: dict[int, Worker] = {}  # pid -> a worker stopped by a smaller olcThreads, not yet gone
         self.stopping: signal.Signals | None = None
         self.pending_signals: deque[signal.Signals] = deque()
         self.announced = False  # READY=1 sent
@@ -141,6 +142,9 @@ class Supervisor:
                 return
             worker = next((w for w in self.workers.values() if w.pid == pid), None)
             if worker is None:
+                leaving = self.retiring.pop(pid, None)
+                if leaving is not None and leaving.sock is not None:
+                    leaving.sock.close()
                 continue
             self.exited(worker, status)
 
@@ -179,7 +183,7 @@ class Supervisor:
                 self.service.notify("STOPPING=1")
             self.close_listeners()
         self.stopping = sig
-        for worker in self.workers.values():
+        for worker in [*self.workers.values(), *self.retiring.values()]:
             if worker.pid:
                 try:
                     os.kill(worker.pid, sig)
@@ -200,6 +204,9 @@ class Supervisor:
             elif worker is not None:
                 del self.workers[index]
         for index in range(old, count):
+            leaving = self.workers.pop(index, None)
+            if leaving is not None and leaving.pid:  # still stopping from a smaller count: let it end apart
+                self.retiring[leaving.pid] = leaving
             self.spawn(index)
         for worker in self.workers.values():
             self.queue(worker, SUPERVISOR, encode("_count", str(count).encode()))
@@ -296,7 +303,11 @@ class Supervisor:
                     if sig != signal.SIGCHLD:
                         self.stop(sig)
                 self.reap()
-                if self.stopping is not None and not any(w.pid for w in self.workers.values()):
+                if (
+                    self.stopping is not None
+                    and not any(w.pid for w in self.workers.values())
+                    and not self.retiring
+                ):
                     break
                 now = time.monotonic()
                 for worker in list(self.workers.values()):
@@ -322,7 +333,10 @@ class Supervisor:
                     if worker.sock is not None and worker.outbox and worker.sock in writable:
                         self.flush(worker)
         finally:
-            for worker in self.workers.values():  # an unexpected error here: no worker is left behind
+            for worker in [
+                *self.workers.values(),
+                *self.retiring.values(),
+            ]:  # (an unexpected error): none left
                 if worker.pid:
                     try:
                         os.kill(worker.pid, signal.SIGKILL)
