@@ -97,13 +97,14 @@ class Supervisor:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 set_death_signal()
                 mine.close()
-                for other in self.workers.values():
+                for other in [*self.workers.values(), *self.retiring.values()]:
                     if other.sock is not None:
                         other.sock.close()
                 signal.set_wakeup_fd(-1)
@@ -111,7 +112,7 @@ class Supervisor:
                 self.wake_write.close()
                 for sig in (*STOP_SIGNALS, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
-                if os.getppid() == 1:  # the supervisor died before the death signal was set
+                if os.getppid() != parent:  # the supervisor died before the death signal was set
                     os._exit(1)
                 code = self.run_worker(WorkerContext(index, self.count, theirs, self.counters, self.capacity))
             except BaseException as exc:  # noqa: BLE001 (whatever happens, the child must not return)
