@@ -295,3 +295,21 @@ def test_workers_run_as_the_u_g_user(tmp_path):
             assert server.stop() == 0, server.log()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_cn_monitor_shows_the_connections_of_every_worker(tmp_path):
+    """Each worker holds its own connections; a cn=Monitor search asks the others over the bus, so either worker
+    lists both (cn=Connection N, with its conn=N)."""
+    server = start_workers(tmp_path)
+    try:
+        placed = [connection_on_worker(server, index, 2) for index in range(2)]
+        wanted = {conn_id for _, conn_id in placed}
+        for conn, _ in placed:
+            found = conn.search_s("cn=Connections,cn=Monitor", ldap.SCOPE_ONELEVEL, "(objectClass=monitorConnection)",
+                                  ["monitorConnectionNumber"])  # fmt: skip
+            numbers = {int(attrs["monitorConnectionNumber"][0]) for _, attrs in found}
+            assert wanted <= numbers, (wanted, numbers)
+        for conn, _ in placed:
+            conn.unbind_s()
+    finally:
+        assert server.stop() == 0
