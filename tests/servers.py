@@ -97,13 +97,23 @@ class RunningServer:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Stop by pid; with worker processes (the default), wait for them to be gone too (a `kill -9` of the
+        supervisor takes them along, PR_SET_PDEATHSIG), so the ports are free again."""
         if self.process.poll() is None:
+            workers = child_pids(self.process.pid)
             os.kill(self.process.pid, sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+            deadline = time.monotonic() + timeout
+            while workers and time.monotonic() < deadline:
+                workers = [pid for pid in workers if process_alive(pid)]
+                time.sleep(0.02)
+            for pid in workers:  # should never happen: ended by pid all the same
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         return self.process.returncode
 
     def kill(self) -> None:
@@ -218,6 +228,15 @@ def child_pids(pid: int) -> list[int]:
     return sorted(children)
 
 
+def process_alive(pid: int) -> bool:
+    """pid is a running process (not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def worker_pids(server: RunningServer) -> list[int]:
     return child_pids(server.process.pid)
 
@@ -274,3 +293,16 @@ def connection_on_worker(server: RunningServer, index: int, count: int, *, who: 
             return conn, conn_id
         conn.unbind_s()
     raise RuntimeError(f"no connection landed on worker {index} of {count} in {attempts} attempts")
+
+
+def server_rss_kb(server: RunningServer) -> int:
+    """The resident memory of the server: its process and its worker processes (pages they share counted in
+    each: compare growth, not totals)."""
+    total = 0
+    for pid in [server.process.pid, *child_pids(server.process.pid)]:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue  # gone meanwhile
+    return total

@@ -70,15 +70,20 @@ def set_death_signal() -> None:
 
 class Supervisor:
     def __init__(self, count: int, log: Logger, service: Service | None,
-                 run_worker: Callable[[WorkerContext], int], cleanup: Callable[[], None]) -> None:  # fmt: skip
+                 run_worker: Callable[[WorkerContext], int], cleanup: Callable[[], None],
+                 close_listeners: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         self.count = min(count, MAX_WORKERS)
         self.capacity = MAX_WORKERS
         self.log = log
         self.service = service
         self.run_worker = run_worker
         self.cleanup = cleanup  # the supervisor's exit: pid files and ldapi sockets removed
+        # at a stop signal: its copies of the listening sockets closed, so that once the workers have closed
+        # theirs (at once, or at gentlehup's pace) nobody listens any more
+        self.close_listeners = close_listeners
         self.counters = mmap.mmap(-1, SLOT_SIZE * self.capacity)  # MAP_SHARED|MAP_ANONYMOUS: kept across fork
         self.workers: dict[int, Worker] = {}
+        self.retiring: dict[int, Worker] = {}  # pid -> a worker stopped by a smaller olcThreads, not yet gone
         self.stopping: signal.Signals | None = None
         self.pending_signals: deque[signal.Signals] = deque()
         self.announced = False  # READY=1 sent
@@ -92,13 +97,14 @@ class Supervisor:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 set_death_signal()
                 mine.close()
-                for other in self.workers.values():
+                for other in [*self.workers.values(), *self.retiring.values()]:
                     if other.sock is not None:
                         other.sock.close()
                 signal.set_wakeup_fd(-1)
@@ -106,7 +112,7 @@ class Supervisor:
                 self.wake_write.close()
                 for sig in (*STOP_SIGNALS, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
-                if os.getppid() == 1:  # the supervisor died before the death signal was set
+                if os.getppid() != parent:  # the supervisor died before the death signal was set
                     os._exit(1)
                 code = self.run_worker(WorkerContext(index, self.count, theirs, self.counters, self.capacity))
             except BaseException as exc:  # noqa: BLE001 (whatever happens, the child must not return)
@@ -137,6 +143,9 @@ class Supervisor:
                 return
             worker = next((w for w in self.workers.values() if w.pid == pid), None)
             if worker is None:
+                leaving = self.retiring.pop(pid, None)
+                if leaving is not None and leaving.sock is not None:
+                    leaving.sock.close()
                 continue
             self.exited(worker, status)
 
@@ -173,8 +182,9 @@ class Supervisor:
             self.log.error(f"daemon: shutdown requested and initiated ({sig.name}).")
             if self.service is not None:
                 self.service.notify("STOPPING=1")
+            self.close_listeners()
         self.stopping = sig
-        for worker in self.workers.values():
+        for worker in [*self.workers.values(), *self.retiring.values()]:
             if worker.pid:
                 try:
                     os.kill(worker.pid, sig)
@@ -195,6 +205,9 @@ class Supervisor:
             elif worker is not None:
                 del self.workers[index]
         for index in range(old, count):
+            leaving = self.workers.pop(index, None)
+            if leaving is not None and leaving.pid:  # still stopping from a smaller count: let it end apart
+                self.retiring[leaving.pid] = leaving
             self.spawn(index)
         for worker in self.workers.values():
             self.queue(worker, SUPERVISOR, encode("_count", str(count).encode()))
@@ -256,8 +269,13 @@ class Supervisor:
             if not self.announced and all(w.ready for w in self.workers.values()):
                 self.announced = True
                 self.log.error(f"pyldapd: {self.count} worker processes listening")
+                self.log.starting = False  # from now on errors go where the config says only
                 if self.service is not None:
                     self.service.notify("READY=1", f"STATUS={self.count} worker processes listening")
+        elif kind == "_to":  # for one worker only
+            target = self.workers.get(int.from_bytes(payload[:2], "big"))
+            if target is not None and target is not worker:
+                self.queue(target, worker.index, payload[2:])
         elif kind == "_threads":
             try:
                 wanted = int(payload)
@@ -286,7 +304,11 @@ class Supervisor:
                     if sig != signal.SIGCHLD:
                         self.stop(sig)
                 self.reap()
-                if self.stopping is not None and not any(w.pid for w in self.workers.values()):
+                if (
+                    self.stopping is not None
+                    and not any(w.pid for w in self.workers.values())
+                    and not self.retiring
+                ):
                     break
                 now = time.monotonic()
                 for worker in list(self.workers.values()):
@@ -312,13 +334,16 @@ class Supervisor:
                     if worker.sock is not None and worker.outbox and worker.sock in writable:
                         self.flush(worker)
         finally:
-            for worker in self.workers.values():  # an unexpected error here: no worker is left behind
+            for worker in [
+                *self.workers.values(),
+                *self.retiring.values(),
+            ]:  # (an unexpected error): none left
                 if worker.pid:
                     try:
                         os.kill(worker.pid, signal.SIGKILL)
                         os.waitpid(worker.pid, 0)
                     except (ProcessLookupError, ChildProcessError):
                         pass
+            self.log.error("slapd stopped.")
             self.cleanup()
-        self.log.error("slapd stopped.")
         return 1 if self.failed else 0
