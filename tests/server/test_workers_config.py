@@ -360,3 +360,96 @@ def test_in_memory_cn_config_of_a_slapd_conf_in_every_worker(in_memory_server):
         reader.unbind_s()
     assert not (server.workdir / "slapd.d").exists()  # nothing written, as slapd -f
     restarted_worker_has_current_config(server, slapd_d=False)
+
+
+# -- replication of cn=config with workers: worker 0's consumer, every worker's syncprov -----------------------
+
+
+@pytest.fixture
+def config_nodes(tmp_path):
+    from tests.replication.test_config_replication import Node
+
+    nodes: list = []
+
+    def make(name: str):
+        node = Node(tmp_path, name, "pyldapd")
+        nodes.append(node)
+        node.start()
+        wait_workers(node.server, WORKERS)  # no `threads`: one worker per CPU, 2 on the test machine
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+def test_a_cn_config_consumer_in_worker_0_changes_every_worker(config_nodes):
+    from tests.replication.test_config_replication import CONFIG_PW, config_syncrepl, syncprov_on
+
+    if len(os.sched_getaffinity(0)) != WORKERS:
+        pytest.fail("this test expects the default worker count (one per CPU) to be 2")
+    provider, consumer = config_nodes("provider"), config_nodes("consumer")
+    provider.config("ldapadd", syncprov_on("olcDatabase={0}config,cn=config"))
+    consumer.config("ldapmodify", config_syncrepl("001", provider))
+    provider.config(
+        "ldapmodify", "dn: cn=config\nchangetype: modify\nreplace: olcIdleTimeout\nolcIdleTimeout: 77\n"
+    )
+    provider.config("ldapadd", "dn: cn=cfgbus,cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: cfgbus\n"
+                               "olcAttributeTypes: ( 1.3.6.1.4.1.99999.1.3 NAME 'cfgbusHue' "
+                               "SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )\n")  # fmt: skip
+    root = ("cn=config", CONFIG_PW)
+
+    def arrived(index: int) -> bool:
+        conn = on_worker(consumer.server, index, root)
+        try:
+            tree = config_tree(conn)
+        finally:
+            conn.unbind_s()
+        return tree.get("cn=config", {}).get("olcidletimeout") == [b"77"] and any(
+            dn.startswith("cn={") and dn.endswith("cfgbus,cn=schema,cn=config") for dn in tree
+        )
+
+    for index in range(WORKERS):
+        eventually(lambda index=index: arrived(index), f"the provider's changes in consumer worker {index}")
+    trees = []
+    for index in range(WORKERS):
+        conn = on_worker(consumer.server, index, root)
+        try:
+            trees.append(config_tree(conn))
+        finally:
+            conn.unbind_s()
+    assert trees[0] == trees[1]
+    written = [p.name for p in (consumer.dir / "slapd.d" / "cn=config" / "cn=schema").iterdir()]
+    assert sum("cfgbus" in name for name in written) == 1
+
+
+def test_a_persistent_search_of_cn_config_on_one_worker_sees_changes_made_on_the_other(config_nodes):
+    from ldap.syncrepl import SyncRequestControl
+
+    from tests.replication.test_config_replication import CONFIG_PW, syncprov_on
+
+    provider = config_nodes("provider")
+    provider.config("ldapadd", syncprov_on("olcDatabase={0}config,cn=config"))
+    root = ("cn=config", CONFIG_PW)
+    watcher = on_worker(provider.server, 1, root)
+    writer = on_worker(provider.server, 0, root)
+    try:
+        control = SyncRequestControl(criticality=True, mode="refreshAndPersist")
+        msgid = watcher.search_ext("cn=config", ldap.SCOPE_SUBTREE, "(objectClass=*)", ["olcIdleTimeout"],
+                                   serverctrls=[control])  # fmt: skip
+        writer.modify_s("cn=config", [(ldap.MOD_REPLACE, "olcIdleTimeout", [b"91"])])
+        deadline = time.monotonic() + 30
+        seen = False
+        while not seen and time.monotonic() < deadline:
+            try:
+                data = watcher.result4(msgid, all=0, timeout=5, add_intermediates=1)[1]
+            except ldap.TIMEOUT:
+                continue
+            for item in data or []:
+                if isinstance(item, tuple) and len(item) >= 2 and isinstance(item[1], dict):
+                    seen = seen or item[1].get("olcIdleTimeout") == [b"91"]
+        assert seen, "the change made on worker 0 never came through worker 1's persistent search"
+        watcher.abandon(msgid)
+    finally:
+        watcher.unbind_s()
+        writer.unbind_s()
