@@ -97,13 +97,23 @@ class RunningServer:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Stop by pid; with worker processes (the default), wait for them to be gone too (a `kill -9` of the
+        supervisor takes them along, PR_SET_PDEATHSIG), so the ports are free again."""
         if self.process.poll() is None:
+            workers = child_pids(self.process.pid)
             os.kill(self.process.pid, sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+            deadline = time.monotonic() + timeout
+            while workers and time.monotonic() < deadline:
+                workers = [pid for pid in workers if process_alive(pid)]
+                time.sleep(0.02)
+            for pid in workers:  # should never happen: ended by pid all the same
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         return self.process.returncode
 
     def kill(self) -> None:
@@ -216,6 +226,15 @@ def child_pids(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             children.append(int(entry))
     return sorted(children)
+
+
+def process_alive(pid: int) -> bool:
+    """pid is a running process (not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def worker_pids(server: RunningServer) -> list[int]:

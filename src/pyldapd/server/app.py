@@ -125,13 +125,15 @@ class Server:
         urls: list[ListenerURL],
         log: Logger,
         cookies: dict[int, str] | None = None,
+        tls_context: Any = None,
     ) -> None:
         self.config = config
         self.urls = urls
         self.log = log
         limits.allow_filter_recursion(config.max_filter_depth)
         try:  # TLS* directives -> the context for ldaps:// and StartTLS (None: TLS not configured)
-            self.tls_context = build_context(config.tls, log.error)
+            # (a worker process gets the one its supervisor read before dropping privileges)
+            self.tls_context = tls_context or build_context(config.tls, log.error)
         except TLSSetupError as exc:
             raise StartupError(str(exc)) from None
         self.tls_tasks: set[asyncio.Task] = set()  # StartTLS handshakes under way
@@ -382,6 +384,12 @@ class Server:
                 setattr(current, name, getattr(config, name))
             if self.service is not None:
                 self.service.reopen_logfile(current)
+        if config.threads != current.threads:  # olcThreads: the supervisor starts or stops workers
+            current.threads = config.threads
+            if isinstance(self.bus, ProcessBus):
+                self.bus.tell_supervisor("_threads", str(worker_count(config)).encode())
+            elif worker_count(config) > 1:
+                self.log.error("olcThreads: more than one worker process from the next start")
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.sizelimit_words, current.timelimit_words = config.sizelimit_words, config.timelimit_words
         current.idletimeout = config.idletimeout
@@ -502,7 +510,12 @@ class Server:
             if url.scheme == "http":  # metrics and health checks (server/metrics.py), not an LDAP listener
                 from pyldapd.server.metrics import start_http
 
-                for sock in self.prebound.pop(url.text, None) or [None]:  # workers share the supervisor's
+                socks = self.prebound.pop(url.text, None) or [None]  # workers: the supervisor's
+                if (
+                    not self.bus.primary
+                ):  # served by worker 0, where the consumers are (readyz, their figures)
+                    continue
+                for sock in socks:
                     self.http_listeners.append(await start_http(self, url.host, url.port, sock=sock))
                 continue
             if url.scheme == "ldaps" and self.tls_context is None:
@@ -551,6 +564,7 @@ class Server:
         self.log.starting = False
         if isinstance(self.bus, ProcessBus):  # the supervisor relays, and says READY=1 once all listen
             self.bus.attach(loop)
+            self.directory.monitor.start_peers(self)  # every worker's connections in any worker's cn=Monitor
             self.bus.tell_supervisor("_ready")
         elif self.service is not None:
             self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
@@ -696,7 +710,8 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
 
 def serve(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookies: list[str] | None, *,
           config_dir: str | None, config_entries: list | None, service: Service | None,
-          prebound: dict[str, list[socket.socket]] | None, worker: WorkerContext | None = None) -> int:  # fmt: skip
+          prebound: dict[str, list[socket.socket]] | None, worker: WorkerContext | None = None,
+          tls_context: Any = None) -> int:  # fmt: skip
     """One server process's event loop: the whole server, or one worker of several."""
     try:
         import uvloop  # type: ignore[import-not-found]
@@ -706,7 +721,7 @@ def serve(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookies: l
         runner = asyncio.run
 
     async def main() -> None:
-        server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
+        server = Server(config, urls, log, parse_cookie_overrides(cookies or []), tls_context=tls_context)
         server.service = service
         server.prebound = dict(prebound or {})
         if worker is not None:
@@ -735,7 +750,13 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
               *, config_dir: str | None, config_entries: list | None, service: Service | None,
               prebound: dict[str, list[socket.socket]] | None) -> int:  # fmt: skip
     """`count` worker processes (server/supervisor.py): every listener bound here first, then shared by all."""
-    from pyldapd.server.service import Identity, Notifier, ServiceError, bind_sandbox_listeners
+    from pyldapd.server.service import (
+        Identity,
+        Notifier,
+        ServiceError,
+        bind_sandbox_listeners,
+        preload_for_sandbox,
+    )
     from pyldapd.server.supervisor import Supervisor
 
     bound = dict(prebound or {})
@@ -746,9 +767,12 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
         return 1
     sockets = [sock for socks in bound.values() for sock in socks]
 
-    def cleanup() -> None:
+    def close_listeners() -> None:
         for sock in sockets:
             sock.close()
+
+    def cleanup() -> None:
+        close_listeners()
         for url in urls:
             if url.scheme == "ldapi" and url.text not in (prebound or {}):  # -r: outside the sandbox, kept
                 try:
@@ -765,7 +789,14 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
             service.close()
 
     write_pid_files(config, sys.argv)
+    tls_context = None
+    try:  # read now, as root if started so (as the single process reads it before it drops privileges)
+        tls_context = build_context(config.tls, log.error)
+    except TLSSetupError:
+        pass  # each worker reports it (and the server stops)
     if service is not None:
+        if service.identity.changes:  # what the workers would load later, loaded while files can be read
+            preload_for_sandbox()
         try:
             service.become_user(config, urls)
         except StartupError as exc:
@@ -778,6 +809,6 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
             service.notifier = Notifier("")
             service.identity = Identity()
         return serve(config, urls, log, cookies, config_dir=config_dir, config_entries=config_entries,
-                     service=service, prebound=bound, worker=context)  # fmt: skip
+                     service=service, prebound=bound, worker=context, tls_context=tls_context)  # fmt: skip
 
-    return Supervisor(count, log, service, run_worker, cleanup).run()
+    return Supervisor(count, log, service, run_worker, cleanup, close_listeners).run()

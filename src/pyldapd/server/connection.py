@@ -492,9 +492,10 @@ class LDAPConnection(asyncio.Protocol):
 
     def result(self, message_id: int, tag: int, code: int, text: str = "", matched: str = "", *,
                controls: list[Control] | None = None, extra: bytes = b"", referrals=None, nentries=None) -> None:  # fmt: skip
+        # counted before it is sent: a client that asks cn=Monitor next, maybe of another worker, sees it
+        self.stats.complete(STATS_RESPONSE_NAMES.get(tag, "Extended"), code, self.elapsed())
         self.send(ldap.encode_result(message_id, tag, code, matched, text, referrals=referrals, extra=extra,
                                      controls=controls or None))  # fmt: skip
-        self.stats.complete(STATS_RESPONSE_NAMES.get(tag, "Extended"), code, self.elapsed())
         self.ops_completed += 1
         if self.log.level & STATS:
             op = self.current_op
@@ -612,7 +613,14 @@ class LDAPConnection(asyncio.Protocol):
                 sent, response_controls, text = outcome
                 self.result(mid, tag, ResultCode.success, text, controls=response_controls, nentries=sent)
 
-            self.run_job(mid, tag, directory.search_steps(session, mid, op, controls, self.send), finish)
+            def search(_peers: Any = None) -> None:
+                self.run_job(mid, tag, directory.search_steps(session, mid, op, controls, self.send), finish)
+
+            if self.server.bus.count > 1 and directory.monitor.under(op.base):
+                # cn=Monitor with worker processes: the other workers' connections and consumers first
+                self.in_writer(mid, tag, directory.monitor.gather_peers(self.server), search)
+                return
+            search()
         elif isinstance(op, ldap.BindRequest):
             session.bind_dn, session.bind_ndn = "", ""
             outcome = directory.prepare_bind(session, op)

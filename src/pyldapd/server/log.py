@@ -11,6 +11,7 @@ config being read), everything goes to stderr, so start-up errors are seen where
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import sys
@@ -114,7 +115,22 @@ class LogFile:
         self.handle = open(fd, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 (kept open)
         st = os.fstat(fd)
         self.size = st.st_size
+        self.inode = st.st_ino
         self.opened = st.st_ctime  # slapd's measure of the file's age ("not strictly true but close enough")
+
+    def follow(self) -> None:
+        """Worker processes (server/supervisor.py) share the file: one of them may have rotated it, and the
+        others write to the same file, so the size is the file's, not this process's count."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is None or st.st_ino != self.inode:
+            assert self.handle is not None
+            self.handle.close()
+            self.open()
+        else:
+            self.size = st.st_size
 
     def due(self, extra: int) -> bool:
         if not self.keep:
@@ -125,6 +141,15 @@ class LogFile:
 
     def rotate(self) -> None:
         assert self.handle is not None
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)  # one process rotates; the others follow
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is None or st.st_ino != self.inode:  # rotated by another process meanwhile
+            self.handle.close()
+            self.open()
+            return
         self.handle.close()
         for n in range(self.keep, 0, -1):
             older = f"{self.path}.{n:02d}"
@@ -138,6 +163,8 @@ class LogFile:
             return
         data = line.encode("utf-8", "replace")
         try:
+            if self.keep:
+                self.follow()
             if self.due(len(data)):
                 self.rotate()
             self.handle.write(line)

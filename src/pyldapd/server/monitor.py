@@ -34,10 +34,15 @@ configuration has no `access` line anywhere. Who may not read gets noSuchObject,
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import itertools
+import json
 import os
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import Scope
@@ -47,6 +52,7 @@ from pyldapd.protocol import ldap
 from pyldapd.replication.conflicts import conflict_monitor_entries, install_conflict_schema
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.stats import OPERATIONS, Stats, Totals
+from pyldapd.server.workers import MAX_MESSAGE
 
 if TYPE_CHECKING:
     from pyldapd.server.directory import Directory, Session
@@ -55,6 +61,9 @@ MONITOR_DN = "cn=Monitor"
 PEERCRED_SUFFIX = "cn=peercred,cn=external,cn=auth"
 # pyldapd's own OID arc: 2.25 followed by a UUID as a decimal integer (X.667), minted once for this project.
 ARC = "2.25.23394782990751888070443023800080686380"
+PEER_ASK = "monitor.ask"  # a cn=Monitor search asks the other workers for what they hold (gather_peers)
+PEER_REPLY = "monitor.reply"
+PEER_TIMEOUT = 2.0  # seconds a search waits for the other workers' answers
 ZERO_TIME = b"00000101000000Z"  # slapd's value of an olmSR* time that has not happened
 
 _OLM = "1.3.6.1.4.1.4203.666.1.55"  # olmAttributes
@@ -259,15 +268,55 @@ def put(entry: Entry, name: str, values: Any) -> None:
         entry.put(name.lower(), name, [value(v) for v in items])
 
 
+@dataclass
+class PeerView:
+    """What the other worker processes told for the last cn=Monitor search."""
+
+    connections: list[Entry] = field(default_factory=list)
+    consumers: list[Entry] = field(default_factory=list)
+    waiting_read: int = 0
+    waiting_write: int = 0
+
+
+@dataclass
+class PeerRequest:
+    number: int
+    waiting: set[int]  # the workers that have not answered in full yet
+    parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def entry_to_json(entry: Entry) -> list:
+    return [
+        entry.dn,
+        [[k, a.name, [base64.b64encode(v).decode() for v in a.values]] for k, a in entry.attrs.items()],
+    ]
+
+
+def entry_from_json(data: list) -> Entry:
+    entry = Entry(data[0])
+    for key, name, values in data[1]:
+        entry.put(key, name, [base64.b64decode(v) for v in values])
+    return entry
+
+
 class Monitor:
     def __init__(self, directory: Directory) -> None:
         self.directory = directory
+        self.peers = PeerView()  # the other workers' connections and consumers (start_peers)
         install_schema(directory.schema)
         self.ndn = normalize_dn(MONITOR_DN, directory.schema)
         self._policy: tuple[Any, Any] | None = None  # (AccessControl it was built for, Policy)
 
     def handles(self, ndn: str) -> bool:
         return ndn == self.ndn or is_descendant(ndn, self.ndn)
+
+    def under(self, dn: str) -> bool:
+        """A DN as a client wrote it is in cn=Monitor."""
+        try:
+            return self.handles(normalize_dn(dn, self.directory.schema))
+        except DNError:
+            return False
 
     # -- access ----------------------------------------------------------------------------------------------
 
@@ -344,6 +393,92 @@ class Monitor:
                  f"gidnumber={os.getgid()}+uidnumber={os.getuid()},{PEERCRED_SUFFIX}"}  # fmt: skip
         return ndn in local
 
+    # -- worker processes: what the other workers hold ----------------------------------------------------------
+
+    def start_peers(self, server) -> None:
+        """With worker processes (server/supervisor.py) each worker holds its own connections, and worker 0 the
+        syncrepl consumers. A search of cn=Monitor first asks the other workers for theirs over the bus
+        (`gather_peers`, awaited by the connection before it runs the search), so every worker shows them all."""
+        self.peers = PeerView()
+        self.peer_requests: dict[int, PeerRequest] = {}
+        self.peer_ids = itertools.count(1)
+        server.bus.subscribe(PEER_ASK, lambda sender, payload: self.answer_peer(server, sender, payload))
+        server.bus.subscribe(PEER_REPLY, self.peer_replied)
+
+    async def gather_peers(self, server) -> None:
+        bus = server.bus
+        request = PeerRequest(next(self.peer_ids), {i for i in range(bus.count) if i != bus.index})
+        self.peer_requests[request.number] = request
+        try:
+            bus.broadcast(PEER_ASK, request.number.to_bytes(8, "big"))
+            if request.waiting:
+                await asyncio.wait_for(request.done.wait(), PEER_TIMEOUT)
+        except TimeoutError:  # a worker busy or being restarted: shown without its part
+            self.directory.log.error(
+                f"monitor: no answer from worker(s) {sorted(request.waiting)} in {PEER_TIMEOUT}s"
+            )
+        finally:
+            del self.peer_requests[request.number]
+        view = PeerView()
+        for sender in sorted(request.parts):
+            chunks = request.parts[sender]
+            told = json.loads(b"".join(chunks[i] for i in sorted(chunks)))
+            view.connections += [entry_from_json(e) for e in told["connections"]]
+            view.consumers += [entry_from_json(e) for e in told["consumers"]]
+            view.waiting_read += told["waiting"][0]
+            view.waiting_write += told["waiting"][1]
+        self.peers = view
+
+    def answer_peer(self, server, sender: int, payload: bytes) -> None:
+        """Another worker asks: this worker's connection entries (and worker 0's consumers), in parts that fit
+        a bus message."""
+        tree = Tree(self.directory.started, self.creator())
+        self.connection_entries(tree, server)
+        consumers = self.consumer_entries() if server.bus.primary else []
+        connections = list(getattr(server, "connections", ()))
+        data = json.dumps({"connections": [entry_to_json(e) for e in tree.entries],
+                           "consumers": [entry_to_json(e) for e in consumers],
+                           "waiting": [len(connections), sum(1 for c in connections
+                                                             if getattr(c, "write_paused", False))]}).encode()  # fmt: skip
+        size = MAX_MESSAGE - 64
+        chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+        for index, chunk in enumerate(chunks):
+            server.bus.send_to(sender, PEER_REPLY, payload[:8] + index.to_bytes(4, "big")
+                               + len(chunks).to_bytes(4, "big") + chunk)  # fmt: skip
+
+    def peer_replied(self, sender: int, payload: bytes) -> None:
+        request = self.peer_requests.get(int.from_bytes(payload[:8], "big"))
+        if request is None:
+            return  # answered too late
+        part, total = int.from_bytes(payload[8:12], "big"), int.from_bytes(payload[12:16], "big")
+        chunks = request.parts.setdefault(sender, {})
+        chunks[part] = payload[16:]
+        if len(chunks) == total:
+            request.waiting.discard(sender)
+            if not request.waiting:
+                request.done.set()
+
+    def consumer_entries(self) -> list[Entry]:
+        """This worker's syncrepl consumers' entries (under their database, and under cn=Syncrepl)."""
+        directory = self.directory
+        tree = Tree(directory.started, self.creator())
+        numbered = [db for db in directory.config.databases if db.type not in ("frontend", "config")]
+        backends = {id(b.config): b for b in directory.backends}
+        for number, db in enumerate(numbered, 1):
+            backend = backends.get(id(db))
+            if backend is not None:
+                for rid in sorted(backend.consumers):
+                    self.consumer_entry(tree, f"cn=Database {number},cn=Databases,{MONITOR_DN}",
+                                        backend.consumers[rid])  # fmt: skip
+        self.syncrepl(tree)
+        return [
+            e for e in tree.entries if e.dn != f"cn=Syncrepl,{MONITOR_DN}"
+        ]  # the container: every worker's
+
+    def creator(self) -> str:
+        monitor_db = self.database()
+        return monitor_db.rootdn if monitor_db is not None else ""
+
     # -- the tree ---------------------------------------------------------------------------------------------
 
     def entries(self) -> list[Entry]:
@@ -397,7 +532,7 @@ class Monitor:
         for name, count in (("Bytes", stats.bytes_sent), ("PDU", stats.pdus_sent),
                             ("Entries", stats.entries_sent), ("Referrals", stats.references_sent)):  # fmt: skip
             tree.add(f"cn={name},cn=Statistics,{MONITOR_DN}", "monitorCounterObject", monitorCounter=count)
-        self.threads(tree)
+        self.threads(tree, server.bus.count if server is not None else 1)
         tree.container("Time")
         tree.add(f"cn=Start,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(stats.started))
         tree.add(f"cn=Current,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(now))
@@ -405,15 +540,36 @@ class Monitor:
         tree.container("TLS")
         tree.container("Waiters")
         connections = list(getattr(server, "connections", ()))
-        tree.add(f"cn=Read,cn=Waiters,{MONITOR_DN}", "monitorCounterObject", monitorCounter=len(connections))
+        tree.add(f"cn=Read,cn=Waiters,{MONITOR_DN}", "monitorCounterObject",
+                 monitorCounter=len(connections) + self.peers.waiting_read)  # fmt: skip
         tree.add(f"cn=Write,cn=Waiters,{MONITOR_DN}", "monitorCounterObject",
-                 monitorCounter=sum(1 for c in connections if getattr(c, "write_paused", False)))  # fmt: skip
+                 monitorCounter=sum(1 for c in connections if getattr(c, "write_paused", False))
+                 + self.peers.waiting_write)  # fmt: skip
         self.syncrepl(tree)
+        tree.entries.extend(self.peers.consumers)  # worker 0's, seen from another worker
         return tree.entries
 
     def connections(self, tree: Tree, server, stats: Totals) -> None:
-        connections = sorted(getattr(server, "connections", ()), key=lambda c: c.session.conn_id)
         tree.container("Connections")
+        mine = Tree(tree.stamp, "")
+        mine.creator = tree.creator
+        self.connection_entries(mine, server)
+        # the other workers' too (gather_peers), all in conn=N order
+        tree.entries.extend(sorted(mine.entries + self.peers.connections,
+                                   key=lambda e: int(e.first("monitorconnectionnumber") or 0)))  # fmt: skip
+        connections = list(getattr(server, "connections", ()))
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        tree.add(f"cn=Max File Descriptors,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
+                 monitorCounter=limit if limit != resource.RLIM_INFINITY else 0)  # fmt: skip
+        tree.add(f"cn=Total,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
+                 monitorCounter=stats.connections_total)  # fmt: skip
+        tree.add(f"cn=Current,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
+                 monitorCounter=max(stats.current_connections, len(connections)))  # fmt: skip  # all workers
+
+    @staticmethod
+    def connection_entries(tree: Tree, server) -> None:
+        """cn=Connection N of this worker's connections."""
+        connections = sorted(getattr(server, "connections", ()), key=lambda c: c.session.conn_id)
         for conn in connections:
             session = conn.session
             transport = getattr(conn, "transport", None)
@@ -429,13 +585,6 @@ class Monitor:
                      monitorConnectionPeerAddress=session.peer, monitorConnectionLocalAddress=local or [],
                      monitorConnectionStartTime=gentime(getattr(conn, "opened_at", 0)),
                      monitorConnectionActivityTime=gentime(getattr(conn, "active_at", 0)))  # fmt: skip
-        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        tree.add(f"cn=Max File Descriptors,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
-                 monitorCounter=limit if limit != resource.RLIM_INFINITY else 0)  # fmt: skip
-        tree.add(f"cn=Total,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
-                 monitorCounter=stats.connections_total)  # fmt: skip
-        tree.add(f"cn=Current,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
-                 monitorCounter=max(stats.current_connections, len(connections)))  # fmt: skip  # all workers
 
     def databases(self, tree: Tree, numbered: list, db_number: dict, backend_number: dict) -> None:
         directory = self.directory
@@ -539,17 +688,18 @@ class Monitor:
                      monitorConnectionLocalAddress=local or [], labeledURI=url.text)  # fmt: skip
 
     @staticmethod
-    def threads(tree: Tree) -> None:
-        """One event loop does all the work: slapd's thread pool figures for a pool of one, always running."""
+    def threads(tree: Tree, workers: int = 1) -> None:
+        """slapd's thread pool figures for pyldapd's pool: `threads` / olcThreads worker processes, each one
+        event loop always running (server/supervisor.py)."""
         tree.container("Threads")
         for name, info, description in (
-            ("Max", 1, "Maximum number of threads as configured"),
+            ("Max", workers, "Maximum number of threads as configured"),
             ("Max Pending", 0, "Maximum number of pending threads"),
-            ("Open", 1, "Number of open threads"),
+            ("Open", workers, "Number of open threads"),
             ("Starting", 0, "Number of threads being started"),
-            ("Active", 1, "Number of active threads"),
+            ("Active", workers, "Number of active threads"),
             ("Pending", 0, "Number of pending threads"),
-            ("Backload", 1, "Number of active plus pending threads"),
+            ("Backload", workers, "Number of active plus pending threads"),
             ("State", "running", "Thread pool state"),
             ("Runqueue", None, "Queue of running threads - besides those handling operations"),
             ("Tasklist", None, "List of running plus standby threads - besides those handling operations"),

@@ -215,7 +215,7 @@ def chown_tree(path: str, uid: int, gid: int, recursive: bool) -> None:
 
 # Loaded inside functions (by pyldapd or by the stdlib on first use): imported before a chroot, each package
 # with all its submodules (lmdb, for one, imports a helper module when the first environment opens).
-LAZY_MODULES = ("crypt", "getpass", "ssl", "traceback")
+LAZY_MODULES = ("crypt", "getpass", "ssl", "traceback", "importlib.readers", "importlib.resources")
 LAZY_PACKAGES = ("argon2", "asyncio", "concurrent", "encodings", "lmdb", "pyldapd", "uvloop")
 NOT_PRELOADED = ("lmdb.cffi",)  # py-lmdb's other binding (unused: the C extension is): importing it compiles
 
@@ -287,7 +287,11 @@ def bind_sandbox_listeners(urls: list[ListenerURL], *, http: bool = False) -> di
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:  # as asyncio's create_server: one socket per family
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
+                try:
+                    sock.bind(address)
+                except OSError as exc:  # told as asyncio's create_server tells it (one process)
+                    raise OSError(exc.errno, f"error while attempting to bind on address {address!r}: "
+                                  f"{(exc.strerror or str(exc)).lower()}") from None  # fmt: skip
     except OSError as exc:
         for socks in bound.values():
             for sock in socks:

@@ -73,13 +73,17 @@ def set_death_signal() -> None:
 
 class Supervisor:
     def __init__(self, count: int, log: Logger, service: Service | None,
-                 run_worker: Callable[[WorkerContext], int], cleanup: Callable[[], None]) -> None:  # fmt: skip
+                 run_worker: Callable[[WorkerContext], int], cleanup: Callable[[], None],
+                 close_listeners: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         self.count = min(count, MAX_WORKERS)
         self.capacity = MAX_WORKERS
         self.log = log
         self.service = service
         self.run_worker = run_worker
         self.cleanup = cleanup  # the supervisor's exit: pid files and ldapi sockets removed
+        # at a stop signal: its copies of the listening sockets closed, so that once the workers have closed
+        # theirs (at once, or at gentlehup's pace) nobody listens any more
+        self.close_listeners = close_listeners
         self.counters = mmap.mmap(-1, SLOT_SIZE * self.capacity)  # MAP_SHARED|MAP_ANONYMOUS: kept across fork
         # one for the server's life: the log holds every cn=config change since the config read before the first
         # fork, which a worker started later replays
@@ -181,6 +185,7 @@ class Supervisor:
             self.log.error(f"daemon: shutdown requested and initiated ({sig.name}).")
             if self.service is not None:
                 self.service.notify("STOPPING=1")
+            self.close_listeners()
         self.stopping = sig
         for worker in self.workers.values():
             if worker.pid:
@@ -264,8 +269,13 @@ class Supervisor:
             if not self.announced and all(w.ready for w in self.workers.values()):
                 self.announced = True
                 self.log.error(f"pyldapd: {self.count} worker processes listening")
+                self.log.starting = False  # from now on errors go where the config says only
                 if self.service is not None:
                     self.service.notify("READY=1", f"STATUS={self.count} worker processes listening")
+        elif kind == "_to":  # for one worker only
+            target = self.workers.get(int.from_bytes(payload[:2], "big"))
+            if target is not None and target is not worker:
+                self.queue(target, worker.index, payload[2:])
         elif kind == "_threads":
             try:
                 wanted = int(payload)
@@ -327,6 +337,6 @@ class Supervisor:
                         os.waitpid(worker.pid, 0)
                     except (ProcessLookupError, ChildProcessError):
                         pass
+            self.log.error("slapd stopped.")
             self.cleanup()
-        self.log.error("slapd stopped.")
         return 1 if self.failed else 0

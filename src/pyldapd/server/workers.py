@@ -33,6 +33,10 @@ class WorkerBus:
         """Call handler(sender index, payload) on this worker's loop for each message of `kind` from another worker."""
         raise NotImplementedError
 
+    def send_to(self, index: int, kind: str, payload: bytes = b"") -> None:
+        """Send (kind, payload) to worker `index` only (dropped if it is not running)."""
+        raise NotImplementedError
+
     @property
     def primary(self) -> bool:
         return self.index == 0
@@ -47,6 +51,9 @@ class SoloBus(WorkerBus):
     def broadcast(self, kind: str, payload: bytes = b"") -> None:
         return None
 
+    def send_to(self, index: int, kind: str, payload: bytes = b"") -> None:
+        return None
+
     def subscribe(self, kind: str, handler: Callable[[int, bytes], None]) -> None:
         self.handlers.setdefault(kind, []).append(handler)
 
@@ -56,7 +63,8 @@ class SoloBus(WorkerBus):
 # Wire format. Worker -> supervisor: kind length (1 byte), kind (ASCII), payload. Supervisor -> worker: sender
 # index (2 bytes, big-endian; SUPERVISOR for the supervisor's own messages), then the same. Kinds that start with
 # "_" are between a worker and the supervisor only (never relayed): "_ready" (this worker listens), "_threads"
-# (olcThreads changed: the wanted count), "_count" (the supervisor's: the number of workers is now N).
+# (olcThreads changed: the wanted count), "_count" (the supervisor's: the number of workers is now N), "_to"
+# (target index, 2 bytes, then a message for that worker only: `send_to`).
 # "resync" (from SUPERVISOR) tells a worker that messages meant for it were dropped (see Supervisor.QUEUE_LIMIT):
 # whoever keeps state from bus messages catches up from storage when it comes.
 
@@ -130,6 +138,11 @@ class ProcessBus(WorkerBus):
         if kind.startswith("_"):
             raise ValueError(f"bus message kind {kind!r}: names starting with '_' are the supervisor's")
         self.send(encode(kind, payload))
+
+    def send_to(self, index: int, kind: str, payload: bytes = b"") -> None:
+        if kind.startswith("_"):
+            raise ValueError(f"bus message kind {kind!r}: names starting with '_' are the supervisor's")
+        self.send(encode("_to", index.to_bytes(2, "big") + encode(kind, payload)))
 
     def tell_supervisor(self, kind: str, payload: bytes = b"") -> None:
         self.send(encode(kind, payload))
