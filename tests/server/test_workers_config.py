@@ -143,7 +143,12 @@ def test_a_change_on_one_worker_is_in_effect_on_the_other(slapd_d_server):
     try:
         assert people_seen(reader) == (PEOPLE, False)
         # a size limit on the database (olcSizeLimit), made on worker 0, bounds anonymous searches on worker 1
+        config_reader = on_worker(server, 1)
         writer.modify_s(DB, [(ldap.MOD_REPLACE, "olcSizeLimit", [b"3"])])
+        # cn=config read on worker 1 right after the answer: the change is there (read-your-writes)
+        assert config_reader.search_s(DB, ldap.SCOPE_BASE, "(objectClass=*)", ["olcSizeLimit"])[0][1] == {
+            "olcSizeLimit": [b"3"]}  # fmt: skip
+        config_reader.unbind_s()
         eventually(lambda: people_seen(reader) == (3, True), "the size limit on worker 1")
         # olcLimits: the rootdn of the database unbounded, on worker 1 too
         writer.modify_s(DB, [(ldap.MOD_ADD, "olcLimits", [f'dn.exact="{ROOTDN}" size=unlimited'.encode()])])

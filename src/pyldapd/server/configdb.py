@@ -266,6 +266,7 @@ class ConfigDatabase:
 
     def search(self, session: Any, message_id: int, request: ldap.SearchRequest, selection_factory: Callable,
                send: Callable[[bytes], None]) -> int:  # fmt: skip
+        self.catch_up()  # a change another worker acknowledged is read here too (one pread when there is none)
         base = self.ndn(request.base)
         self.lookup(base)
         if not self.allowed(session):
@@ -301,6 +302,7 @@ class ConfigDatabase:
         return any(is_descendant(other, ndn) for other in self.entries)
 
     def compare(self, session: Any, request: ldap.CompareRequest) -> int:
+        self.catch_up()
         ndn = self.ndn(request.dn)
         self.lookup(ndn)
         if not self.allowed(session):
