@@ -91,13 +91,13 @@ def in_memory_server(tmp_path):
     server.stop()
 
 
-def on_worker(server: RunningServer, index: int, who: tuple[str, str] = CONFIG_ROOT):
-    """A connection bound as `who`, served by worker `index`. Between attempts a pause: the worker that just
-    served the previous attempt is not always the first awake for the next accept (on this shared 2-CPU
-    machine it could win every race)."""
+def on_worker(server: RunningServer, index: int, who: tuple[str, str] = CONFIG_ROOT, count: int = WORKERS):
+    """A connection bound as `who`, served by worker `index` of `count`. Between attempts a pause: the worker
+    that just served the previous attempt is not always the first awake for the next accept (on this shared
+    2-CPU machine it could win every race)."""
     for _ in range(50):
         try:
-            return connection_on_worker(server, index, WORKERS, who=who[0], password=who[1], attempts=4)[0]
+            return connection_on_worker(server, index, count, who=who[0], password=who[1], attempts=4)[0]
         except RuntimeError:
             time.sleep(0.1)
     raise RuntimeError(f"no connection landed on worker {index}")
@@ -458,3 +458,31 @@ def test_a_persistent_search_of_cn_config_on_one_worker_sees_changes_made_on_the
     finally:
         watcher.unbind_s()
         writer.unbind_s()
+
+
+def test_a_worker_added_by_olcthreads_has_the_current_config(slapd_d_server):
+    server = slapd_d_server
+    writer = on_worker(server, 1)
+    try:
+        writer.modify_s(DB, [(ldap.MOD_REPLACE, "olcSizeLimit", [b"4"])])
+        writer.modify_s("cn=config", [(ldap.MOD_REPLACE, "olcThreads", [b"3"])])
+    finally:
+        writer.unbind_s()
+    wait_for(lambda: len(worker_pids(server)) == 3, 30, what="a third worker")
+    wait_for(
+        lambda: "pyldapd: 3 worker processes (were 2)" in server.log(), 30, what="the third one listening"
+    )
+    reader = on_worker(server, 2, ("", ""), count=3)
+    try:
+        assert people_seen(reader) == (4, True)
+    finally:
+        reader.unbind_s()
+    trees = []
+    for index in range(3):
+        conn = on_worker(server, index, count=3)
+        try:
+            trees.append(config_tree(conn))
+        finally:
+            conn.unbind_s()
+    assert trees[0] == trees[1] == trees[2]
+    assert trees[2]["cn=config"]["olcthreads"] == [b"3"]
