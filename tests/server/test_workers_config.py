@@ -486,3 +486,37 @@ def test_a_worker_added_by_olcthreads_has_the_current_config(slapd_d_server):
             conn.unbind_s()
     assert trees[0] == trees[1] == trees[2]
     assert trees[2]["cn=config"]["olcthreads"] == [b"3"]
+
+
+def test_a_write_waiting_for_the_lock_leaves_its_worker_serving(slapd_d_server):
+    """While another holder has cn=config's lock (here the test, through the memfd a worker inherited), a
+    cn=config write waits for it without blocking its worker: other clients of that worker are answered; once
+    the lock is free the write completes, and reaches the other worker."""
+    import fcntl
+
+    server = slapd_d_server
+    pid = worker_pid_of(server, 0)
+    memfd = next(f"/proc/{pid}/fd/{name}" for name in os.listdir(f"/proc/{pid}/fd")
+                 if "pyldapd-cn-config" in os.readlink(f"/proc/{pid}/fd/{name}"))  # fmt: skip
+    fd = os.open(memfd, os.O_RDWR)
+    writer = on_worker(server, 0)
+    other = anonymous_on(server, 0)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+        msgid = writer.modify(DB, [(ldap.MOD_REPLACE, "olcSizeLimit", [b"6"])])
+        for _ in range(3):  # the same worker answers others while its write waits
+            assert other.search_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["namingContexts"])
+            assert people_seen(other) == (PEOPLE, False)
+        with pytest.raises(ldap.TIMEOUT):
+            writer.result(msgid, timeout=2)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
+        assert writer.result(msgid, timeout=30)[0] == ldap.RES_MODIFY
+    finally:
+        os.close(fd)
+        writer.unbind_s()
+        other.unbind_s()
+    reader = anonymous_on(server, 1)
+    try:
+        eventually(lambda: people_seen(reader) == (6, True), "the change on worker 1")
+    finally:
+        reader.unbind_s()

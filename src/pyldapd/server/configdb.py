@@ -166,8 +166,15 @@ class ConfigDatabase:
         if share is None:
             yield
             return
+        from pyldapd.server.configshare import LOCK_PATIENCE
+
         delay = 0.0005
+        deadline = asyncio.get_running_loop().time() + LOCK_PATIENCE
         while not share.try_lock():
+            if asyncio.get_running_loop().time() > deadline:  # a live worker stuck under the lock: a bug
+                self.server.log.error("pyldapd: cn=config write refused: another worker has held the "
+                                      f"configuration lock for {LOCK_PATIENCE:.0f} s")  # fmt: skip
+                raise LDAPError(ResultCode.busy, "cn=config is being changed by another worker")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
         try:
