@@ -316,6 +316,14 @@ def restarted_worker_has_current_config(server: RunningServer, slapd_d: bool) ->
             "objectClass": [b"olcSchemaConfig"], "cn": [b"shade"],
             "olcAttributeTypes": [b"( 1.3.6.1.4.1.99999.1.2 NAME 'cfgbusShade' "
                                   b"SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )"]}))  # fmt: skip
+        # two databases added, the first deleted again: the second is renumbered {2}
+        for name in ("gone", "kept"):
+            (server.workdir / name).mkdir()
+            writer.add_s("olcDatabase=mdb,cn=config", ldap.modlist.addModlist({
+                "objectClass": [b"olcDatabaseConfig", b"olcMdbConfig"], "olcDatabase": [b"mdb"],
+                "olcSuffix": [f"dc={name},dc=com".encode()],
+                "olcDbDirectory": [str(server.workdir / name).encode()]}))  # fmt: skip
+        writer.delete_s("olcDatabase={2}mdb,cn=config")
     finally:
         writer.unbind_s()
     expected = config_on(server, 0, DB)
@@ -323,6 +331,13 @@ def restarted_worker_has_current_config(server: RunningServer, slapd_d: bool) ->
     kill_worker(server, 1)
     # the new worker 1: its cn=config is the current one, and in effect
     assert config_on(server, 1, DB) == expected
+    assert config_on(server, 1, "olcDatabase={2}mdb,cn=config")["olcSuffix"] == [b"dc=kept,dc=com"]
+    root_dse = anonymous_on(server, 1)
+    try:
+        contexts = root_dse.search_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["namingContexts"])[0][1]
+        assert contexts["namingContexts"] == [SUFFIX.encode(), b"dc=kept,dc=com"]
+    finally:
+        root_dse.unbind_s()
     reader = anonymous_on(server, 1)
     admin = on_worker(server, 1, (ROOTDN, ROOTPW))
     try:

@@ -504,8 +504,8 @@ class Server:
         loop = asyncio.get_running_loop()
         if self.directory.configdb is not None and self.directory.configdb.share is not None:
             # a worker forked from the configuration the supervisor read: the cn=config changes made since, by
-            # any worker, applied in order before the first client (server/configshare.py)
-            self.directory.configdb.catch_up()
+            # any worker, made effective before the first client (server/configshare.py)
+            self.directory.configdb.catch_up_at_start()
         for url in self.urls:
             if url.scheme == "http":  # metrics and health checks (server/metrics.py), not an LDAP listener
                 from pyldapd.server.metrics import start_http

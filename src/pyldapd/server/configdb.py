@@ -203,6 +203,39 @@ class ConfigDatabase:
             self.applied = (seq, end)  # first: a record that fails here is reported once, not retried forever
             self.replay(seq, record)
 
+    def catch_up_at_start(self) -> None:
+        """A worker forked after cn=config changed (a restart, one more olcThreads): the logged operations folded
+        into the configuration they lead to, made effective once before the first client (the log holds every
+        change since the server started: one validation and one Server.apply_config, not one each)."""
+        from pyldapd.server.configshare import decode_entry
+
+        if self.share is None:
+            return
+        records = list(self.share.read_after(*self.applied))
+        if not records:
+            return
+        entries = dict(self.entries)
+        for _, _, record in records:
+            for ndn in record.get("removed", []):  # as commit does: the removed first, then the changed
+                entries.pop(ndn, None)
+            for ndn, data in record.get("entries", []):
+                entries[ndn] = entry = decode_entry(data)
+                if entry.first("entrycsn"):
+                    self.server.directory.csn.observe(entry.first("entrycsn") or b"")
+        self.applied = records[-1][:2]
+        changed = {ndn: e for ndn, e in entries.items() if self.entries.get(ndn) is not e}
+        removed = [ndn for ndn in self.entries if ndn not in entries]
+        self.replaying = True
+        try:
+            self.commit(changed, removed, databases_may_change=True, replicated=True, renamed=set(changed),
+                        replay=True, publish=False)  # fmt: skip
+            self.backend.context.load(None, self.entries.get(CONFIG_DN, Entry(CONFIG_DN)).get("contextcsn"))
+        except Exception as exc:  # noqa: BLE001 (each was validated where it was made: failing here is a bug)
+            self.server.log.error(f"pyldapd: BUG: cn=config operations 1-{records[-1][0]} of other workers not "
+                                  f"applied in worker {self.server.bus.index}: {exc!r}; its cn=config differs")  # fmt: skip
+        finally:
+            self.replaying = False
+
     def replay(self, seq: int, record: dict[str, Any]) -> None:
         """One operation another worker made: through the same path as there, without writing slapd.d."""
         from pyldapd.server.configshare import decode_entry
@@ -651,21 +684,22 @@ class ConfigDatabase:
 
     def commit(self, changed: dict[str, Entry], removed: list[str], *, databases_may_change: bool = False,
                who: str = CONFIG_DN, replicated: bool = False, renamed: set[str] | None = None,
-               csns: dict[str, str] | None = None, replay: bool = False) -> list[Change]:  # fmt: skip
+               csns: dict[str, str] | None = None, replay: bool = False, publish: bool = True) -> list[Change]:  # fmt: skip
         """Validate the configuration the change leads to, apply it to the server, then persist it. A local
         change gets slapd's operational attributes (entryCSN...) and goes to cn=config's syncprov overlay; a
         `replicated` one (replication/configsync.py) keeps the provider's. `renamed`: the new names of entries
         only renumbered (databases after one added or deleted), which keep their entryCSN and are no change of
         their own, as in slapd, where each server renumbers its own tree. Returns the entries' changes.
         With several workers the commit is logged for the others, which `replay` it: the entries as stamped
-        here (`csns` their new CSNs), made effective there without writing slapd.d again."""
+        here (`csns` their new CSNs), made effective there without writing slapd.d again (`publish`: to
+        cn=config's syncprov there, not when a worker starts)."""
         with self.serialized():
             return self.commit_held(changed, removed, databases_may_change, who, replicated, renamed or set(),
-                                    csns, replay)  # fmt: skip
+                                    csns, replay, publish)  # fmt: skip
 
     def commit_held(self, changed: dict[str, Entry], removed: list[str], databases_may_change: bool, who: str,
                     replicated: bool, renamed: set[str], logged_csns: dict[str, str] | None,
-                    replay: bool) -> list[Change]:  # fmt: skip
+                    replay: bool, publish: bool) -> list[Change]:  # fmt: skip
         accesslog = self.backend.overlays.get("accesslog")  # the one running before this change
         before = {ndn: self.entries[ndn] for ndn in [*changed, *removed] if ndn in self.entries}
         # each entry changed is a change of its own with its own CSN (as each is an operation in slapd): a
@@ -725,7 +759,8 @@ class ConfigDatabase:
         changes = self.changes_made(before, changed, removed, renamed, csns)
         self.refresh_replication()
         if replay:
-            self.publish_replayed(changes, replicated)
+            if publish:
+                self.publish_replayed(changes, replicated)
         elif not replicated:
             self.publish_local(changes, who, accesslog)
         return changes
