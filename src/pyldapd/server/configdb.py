@@ -306,7 +306,6 @@ class ConfigDatabase:
 
     def search(self, session: Any, message_id: int, request: ldap.SearchRequest, selection_factory: Callable,
                send: Callable[[bytes], None]) -> int:  # fmt: skip
-        self.catch_up()  # a change another worker acknowledged is read here too (one pread when there is none)
         base = self.ndn(request.base)
         self.lookup(base)
         if not self.allowed(session):
@@ -342,7 +341,6 @@ class ConfigDatabase:
         return any(is_descendant(other, ndn) for other in self.entries)
 
     def compare(self, session: Any, request: ldap.CompareRequest) -> int:
-        self.catch_up()
         ndn = self.ndn(request.dn)
         self.lookup(ndn)
         if not self.allowed(session):
@@ -745,17 +743,18 @@ class ConfigDatabase:
         removed_dns = sorted((self.entries[ndn].dn for ndn in removed if ndn not in changed),
                              key=lambda dn: -len(split_dn(dn)))  # fmt: skip
         self.entries = tree_order({ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)})
-        # served from a slapd.conf: nothing is written, as slapd without -F; another worker's change: written there
-        if self.path is not None and not replay:
-            write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
-            for dn in removed_dns:
-                remove_entry_file(self.path, dn)
-        if not replay:
+        if not replay:  # logged for the other workers as soon as it is in effect here, so that every live
+            # worker has what this one has, even if writing slapd.d fails or this worker dies before it is done
             from pyldapd.server.configshare import encode_entry
 
             self.log_operation({"op": "commit", "entries": [[n, encode_entry(e)] for n, e in changed.items()],
                                 "removed": removed, "databases": databases_may_change, "replicated": replicated,
                                 "renamed": sorted(renamed), "csns": csns})  # fmt: skip
+        # served from a slapd.conf: nothing is written, as slapd without -F; another worker's change: written there
+        if self.path is not None and not replay:
+            write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
+            for dn in removed_dns:
+                remove_entry_file(self.path, dn)
         changes = self.changes_made(before, changed, removed, renamed, csns)
         self.refresh_replication()
         if replay:
@@ -812,10 +811,10 @@ class ConfigDatabase:
                     stamped, self.server.directory.csn.next(), CONFIG_DN, new=True, schema=self.schema
                 )
                 self.entries[ndn] = stamped
-            if missing and self.path is not None:
-                write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
             if missing:
                 self.log_put([self.entries[ndn] for ndn, _ in missing])
+            if missing and self.path is not None:
+                write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
 
     def publish_replayed(self, changes: list[Change], replicated: bool) -> None:
         """Another worker's change, applied here: this worker's persistent searches of cn=config (syncprov) see
@@ -875,9 +874,9 @@ class ConfigDatabase:
             entry = entry.copy()
             entry.put("contextcsn", "contextCSN", values)
             self.entries[CONFIG_DN] = entry
+            self.log_put([entry])  # first, as commit logs before writing slapd.d
             if self.path is not None and not self.replaying:
                 write_slapd_d(self.path, [entry])
-            self.log_put([entry])
 
     def apply_replicated(self, changed: dict[str, Entry], removed: list[str]) -> list[Change]:
         """Entries from a provider of cn=config, applied as a cn=config change (validated, made effective,
@@ -902,9 +901,9 @@ class ConfigDatabase:
             entry = entry.copy()
             entry.put("entryuuid", "entryUUID", [entry_uuid])
             self.entries[ndn] = entry
+            self.log_put([entry])
             if self.path is not None:
                 write_slapd_d(self.path, [entry])
-            self.log_put([entry])
 
     def delete_replicated(self, ndn: str) -> list[Change]:
         """An entry deleted at the provider: gone here too, with its children (a database's overlays)."""
