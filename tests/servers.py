@@ -293,3 +293,16 @@ def connection_on_worker(server: RunningServer, index: int, count: int, *, who: 
             return conn, conn_id
         conn.unbind_s()
     raise RuntimeError(f"no connection landed on worker {index} of {count} in {attempts} attempts")
+
+
+def server_rss_kb(server: RunningServer) -> int:
+    """The resident memory of the server: its process and its worker processes (pages they share counted in
+    each: compare growth, not totals)."""
+    total = 0
+    for pid in [server.process.pid, *child_pids(server.process.pid)]:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue  # gone meanwhile
+    return total

@@ -553,7 +553,7 @@ REFUSED_SAMPLES = {
 }  # fmt: skip
 TUNING = {
     "concurrency", "index_hash64", "index_intlen", "index_substr_if_maxlen", "index_substr_if_minlen",
-    "index_substr_any_len", "index_substr_any_step", "listener-threads", "tcp-buffer", "threads", "threadqueues",
+    "index_substr_any_len", "index_substr_any_step", "listener-threads", "tcp-buffer", "threadqueues",
     "checkpoint", "dbnosync", "envflags", "idlexp", "maxreaders", "multival", "rtxnsize", "searchstack",
     "cachesize", "idlcachesize", "dncachesize", "dbconfig", "dbpagesize", "shm_key", "linearindex", "lockdetect",
     "cachefree", "checksum", "dbnolocking",
@@ -650,11 +650,25 @@ def test_unsupported_directive_refused_with_file_and_line(tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(TUNING))
 def test_tuning_directive_kept(tmp_path, name):
-    global_section = name in {"concurrency", "listener-threads", "tcp-buffer", "threads", "threadqueues"} or \
+    global_section = name in {"concurrency", "listener-threads", "tcp-buffer", "threadqueues"} or \
         name.startswith("index_")  # fmt: skip
     config, _, _ = parse_with(tmp_path, f"{name} 4", in_database=not global_section)
     kept = config.extra if global_section else config.databases[0].extra
     assert (name, ["4"]) in kept
+
+
+def test_threads_is_the_number_of_worker_processes(tmp_path):
+    """`threads N` sets the worker processes (server/workers.py); 0 is refused with file and line (slapd refuses
+    fewer than 2 threads; one process is meaningful here)."""
+    from pyldapd.config.slapdconf import ConfigError
+
+    config, _, _ = parse_with(tmp_path, "threads 3", in_database=False)
+    assert config.threads == 3
+    config, _, _ = parse_with(tmp_path, "threads 1", in_database=False)
+    assert config.threads == 1
+    with pytest.raises(ConfigError) as info:
+        parse_with(tmp_path, "threads 0", in_database=False)
+    assert "threads=0 smaller than minimum value 1" in str(info.value) and ": line " in str(info.value)
 
 
 @pytest.mark.parametrize("directive", ["lastmod on", "hidden off", "mode 0600", "maxderefdepth 15",

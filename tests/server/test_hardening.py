@@ -147,11 +147,12 @@ def test_default_filter_depth_is_slapds_and_safe(pyldapd):
 
 
 def test_connection_limit_evicts_the_oldest_silent_connections(tmp_path):
-    """At the descriptor limit a new connection is served and the oldest that never sent a request makes room."""
+    """At the descriptor limit a new connection is served and the oldest that never sent a request makes room.
+    (The limit is a process's: one worker process here, each worker has its own.)"""
     workdir = tmp_path / "s"
     workdir.mkdir()
     conf = workdir / "pyldapd.conf"
-    conf.write_text(slapd_conf(workdir / "db"))
+    conf.write_text(slapd_conf(workdir / "db", extra_global="threads 1"))
     port = free_port()
     sock_path = str(workdir / "pyldapd.sock")
     urls = f"ldap://127.0.0.1:{port}/"

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import ldap
 import pytest
@@ -24,7 +23,7 @@ import pytest
 from pyldapd.model.filter import Equality, Or, Present
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap as proto
-from tests.servers import ROOTDN, ROOTPW, slapd_conf, start_pyldapd
+from tests.servers import ROOTDN, ROOTPW, server_rss_kb, slapd_conf, start_pyldapd
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -167,26 +166,19 @@ def heavy_while_light(server, send_heavy, expect_entries) -> None:
     assert time.monotonic() - began < 300
 
 
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_slow_reader_holds_a_bounded_buffer(server) -> None:
     """A client asks for 20,000 entries (40 MB) and reads nothing: others are answered meanwhile, the server's
     memory does not grow by the result, and once the client reads, every entry arrives. (First in the module:
     the server's heap is not yet grown by the other tests.)"""
     root_dse(server)
-    before = rss_kb(server.process.pid)
+    before = server_rss_kb(server)  # its worker processes' too
     client = RawClient(server.port, rcvbuf=16384)
     client.bind_root()
     client.send(2, proto.SearchRequest(ITEMS, 1, 0, 0, 0, False, Present("objectClass"), ["*"]))
     for _ in range(10):  # 5 s in all, the result unread
         time.sleep(0.5)
         assert root_dse(server)[0][1]["namingContexts"] == [SUFFIX.encode()]
-    grown = rss_kb(server.process.pid) - before
+    grown = server_rss_kb(server) - before
     assert grown < 10_000, f"the server grew by {grown} KB while a 40 MB result stayed unread"
     code, entries = client.read_to_end()
     client.close()

@@ -25,6 +25,7 @@ from tests.servers import (
     SUFFIX,
     free_port,
     ldap_tool,
+    server_rss_kb,
     slapd_conf,
     start_process,
     start_pyldapd,
@@ -466,11 +467,7 @@ def test_paged_cookies_checked_as_slapd(pair):
 
 
 def server_rss_mb(server) -> float:
-    with open(f"/proc/{server.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return server_rss_kb(server) / 1024  # the worker processes' too
 
 
 def test_paged_searches_hold_bounded_memory(tmp_path):

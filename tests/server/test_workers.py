@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import os
+import pwd
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import ldap
 
@@ -259,5 +263,53 @@ def test_olcthreads_over_ldapi_changes_the_number_of_workers(tmp_path):
         wait_for(lambda: len(worker_pids(server)) == 1, 30, what="one worker left")
         result = ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", "", "-s", "base", "namingContexts")
         assert "namingContexts: dc=example,dc=com" in result.stdout, result.stderr
+    finally:
+        assert server.stop() == 0
+
+
+def test_workers_run_as_the_u_g_user(tmp_path):
+    """-u/-g with worker processes: the supervisor drops privileges before it forks, so every worker runs as the
+    service user and writes the database as that user."""
+    from tests.server.test_service import SERVICE_USER, proc_ids
+
+    user = pwd.getpwnam(SERVICE_USER)
+    workdir = Path(tempfile.mkdtemp(prefix="pyldapd-workers-"))  # reachable by that user (tmp_path is not)
+    workdir.chmod(0o755)
+    try:
+        conf = slapd_conf(workdir / "db", extra_global="threads 2")
+        server = start_pyldapd(workdir, conf, extra_args=["-u", SERVICE_USER, "-g", SERVICE_USER])
+        try:
+            workers = wait_workers(server, 2)
+            for pid in [server.process.pid, *workers]:
+                uids, gids, _groups = proc_ids(pid)
+                assert uids == [user.pw_uid] * 4 and gids == [user.pw_gid] * 4, server.log()
+            for index in range(2):  # each worker writes as that user
+                conn, _ = connection_on_worker(server, index, 2)
+                if index == 0:
+                    conn.add_s(SUFFIX, SUFFIX_ENTRY)
+                else:
+                    conn.modify_s(SUFFIX, [(ldap.MOD_REPLACE, "o", [b"changed"])])
+                conn.unbind_s()
+            assert os.stat(workdir / "db" / "data.mdb").st_uid == user.pw_uid
+        finally:
+            assert server.stop() == 0, server.log()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_cn_monitor_shows_the_connections_of_every_worker(tmp_path):
+    """Each worker holds its own connections; a cn=Monitor search asks the others over the bus, so either worker
+    lists both (cn=Connection N, with its conn=N)."""
+    server = start_workers(tmp_path)
+    try:
+        placed = [connection_on_worker(server, index, 2) for index in range(2)]
+        wanted = {conn_id for _, conn_id in placed}
+        for conn, _ in placed:
+            found = conn.search_s("cn=Connections,cn=Monitor", ldap.SCOPE_ONELEVEL, "(objectClass=monitorConnection)",
+                                  ["monitorConnectionNumber"])  # fmt: skip
+            numbers = {int(attrs["monitorConnectionNumber"][0]) for _, attrs in found}
+            assert wanted <= numbers, (wanted, numbers)
+        for conn, _ in placed:
+            conn.unbind_s()
     finally:
         assert server.stop() == 0

@@ -83,7 +83,12 @@ def connection_limit(configured: int) -> int:
 
 
 def at_capacity(server: Server) -> bool:
-    return len(server.connections) >= connection_limit(server.config.max_connections)
+    """This process's descriptors all in use, or the configured maximum of connections reached, counted over
+    every worker process (server/stats.py: their shared counters)."""
+    if len(server.connections) >= connection_limit(0):
+        return True
+    configured = server.config.max_connections
+    return bool(configured) and max(server.stats.open_connections(), len(server.connections)) >= configured
 
 
 def eviction_rank(conn: LDAPConnection) -> int | None:

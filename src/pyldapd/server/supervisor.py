@@ -89,6 +89,7 @@ class Supervisor:
         # fork, which a worker started later replays
         self.config_share = ConfigShare.create()
         self.workers: dict[int, Worker] = {}
+        self.retiring: dict[int, Worker] = {}  # pid -> a worker stopped by a smaller olcThreads, not yet gone
         self.stopping: signal.Signals | None = None
         self.pending_signals: deque[signal.Signals] = deque()
         self.announced = False  # READY=1 sent
@@ -102,13 +103,14 @@ class Supervisor:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 set_death_signal()
                 mine.close()
-                for other in self.workers.values():
+                for other in [*self.workers.values(), *self.retiring.values()]:
                     if other.sock is not None:
                         other.sock.close()
                 signal.set_wakeup_fd(-1)
@@ -116,7 +118,7 @@ class Supervisor:
                 self.wake_write.close()
                 for sig in (*STOP_SIGNALS, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
-                if os.getppid() == 1:  # the supervisor died before the death signal was set
+                if os.getppid() != parent:  # the supervisor died before the death signal was set
                     os._exit(1)
                 code = self.run_worker(
                     WorkerContext(index, self.count, theirs, self.counters, self.capacity, self.config_share)
@@ -149,6 +151,9 @@ class Supervisor:
                 return
             worker = next((w for w in self.workers.values() if w.pid == pid), None)
             if worker is None:
+                leaving = self.retiring.pop(pid, None)
+                if leaving is not None and leaving.sock is not None:
+                    leaving.sock.close()
                 continue
             self.exited(worker, status)
 
@@ -187,7 +192,7 @@ class Supervisor:
                 self.service.notify("STOPPING=1")
             self.close_listeners()
         self.stopping = sig
-        for worker in self.workers.values():
+        for worker in [*self.workers.values(), *self.retiring.values()]:
             if worker.pid:
                 try:
                     os.kill(worker.pid, sig)
@@ -208,6 +213,9 @@ class Supervisor:
             elif worker is not None:
                 del self.workers[index]
         for index in range(old, count):
+            leaving = self.workers.pop(index, None)
+            if leaving is not None and leaving.pid:  # still stopping from a smaller count: let it end apart
+                self.retiring[leaving.pid] = leaving
             self.spawn(index)
         for worker in self.workers.values():
             self.queue(worker, SUPERVISOR, encode("_count", str(count).encode()))
@@ -304,7 +312,11 @@ class Supervisor:
                     if sig != signal.SIGCHLD:
                         self.stop(sig)
                 self.reap()
-                if self.stopping is not None and not any(w.pid for w in self.workers.values()):
+                if (
+                    self.stopping is not None
+                    and not any(w.pid for w in self.workers.values())
+                    and not self.retiring
+                ):
                     break
                 now = time.monotonic()
                 for worker in list(self.workers.values()):
@@ -330,7 +342,10 @@ class Supervisor:
                     if worker.sock is not None and worker.outbox and worker.sock in writable:
                         self.flush(worker)
         finally:
-            for worker in self.workers.values():  # an unexpected error here: no worker is left behind
+            for worker in [
+                *self.workers.values(),
+                *self.retiring.values(),
+            ]:  # (an unexpected error): none left
                 if worker.pid:
                     try:
                         os.kill(worker.pid, signal.SIGKILL)
