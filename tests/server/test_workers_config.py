@@ -91,13 +91,13 @@ def in_memory_server(tmp_path):
     server.stop()
 
 
-def on_worker(server: RunningServer, index: int, who: tuple[str, str] = CONFIG_ROOT):
-    """A connection bound as `who`, served by worker `index`. Between attempts a pause: the worker that just
-    served the previous attempt is not always the first awake for the next accept (on this shared 2-CPU
-    machine it could win every race)."""
+def on_worker(server: RunningServer, index: int, who: tuple[str, str] = CONFIG_ROOT, count: int = WORKERS):
+    """A connection bound as `who`, served by worker `index` of `count`. Between attempts a pause: the worker
+    that just served the previous attempt is not always the first awake for the next accept (on this shared
+    2-CPU machine it could win every race)."""
     for _ in range(50):
         try:
-            return connection_on_worker(server, index, WORKERS, who=who[0], password=who[1], attempts=4)[0]
+            return connection_on_worker(server, index, count, who=who[0], password=who[1], attempts=4)[0]
         except RuntimeError:
             time.sleep(0.1)
     raise RuntimeError(f"no connection landed on worker {index}")
@@ -132,7 +132,7 @@ def people_seen(conn) -> tuple[int, bool]:
 
 
 def eventually(check, what: str) -> None:
-    """Another worker applies a change when the bus tells it: soon after the writer answered, not before."""
+    """What only the bus brings (a persistent search's news, a consumer's change): soon, not at once."""
     wait_for(check, 15, what=what)
 
 
@@ -143,15 +143,20 @@ def test_a_change_on_one_worker_is_in_effect_on_the_other(slapd_d_server):
     try:
         assert people_seen(reader) == (PEOPLE, False)
         # a size limit on the database (olcSizeLimit), made on worker 0, bounds anonymous searches on worker 1
+        config_reader = on_worker(server, 1)
         writer.modify_s(DB, [(ldap.MOD_REPLACE, "olcSizeLimit", [b"3"])])
-        eventually(lambda: people_seen(reader) == (3, True), "the size limit on worker 1")
+        # cn=config read on worker 1 right after the answer: the change is there (read-your-writes)
+        assert config_reader.search_s(DB, ldap.SCOPE_BASE, "(objectClass=*)", ["olcSizeLimit"])[0][1] == {
+            "olcSizeLimit": [b"3"]}  # fmt: skip
+        config_reader.unbind_s()
+        assert people_seen(reader) == (3, True), "the size limit on worker 1"
         # olcLimits: the rootdn of the database unbounded, on worker 1 too
         writer.modify_s(DB, [(ldap.MOD_ADD, "olcLimits", [f'dn.exact="{ROOTDN}" size=unlimited'.encode()])])
         admin = on_worker(server, 1, (ROOTDN, ROOTPW))
-        eventually(lambda: people_seen(admin) == (PEOPLE, False), "olcLimits on worker 1")
+        assert people_seen(admin) == (PEOPLE, False), "olcLimits on worker 1"
         # olcAccess: anonymous reads refused
         writer.modify_s(DB, [(ldap.MOD_ADD, "olcAccess", [b"{0}to * by anonymous none by * read"])])
-        eventually(lambda: people_seen(reader) == (0, False), "olcAccess on worker 1")
+        assert people_seen(reader) == (0, False), "olcAccess on worker 1"
         # a new schema element: an entry using it can be added on worker 1
         writer.add_s("cn=cfgbus,cn=schema,cn=config", ldap.modlist.addModlist({
             "objectClass": [b"olcSchemaConfig"], "cn": [b"cfgbus"],
@@ -159,8 +164,8 @@ def test_a_change_on_one_worker_is_in_effect_on_the_other(slapd_d_server):
                                   b"SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )"],
             "olcObjectClasses": [b"( 1.3.6.1.4.1.99999.2.1 NAME 'cfgbusThing' SUP top AUXILIARY "
                                  b"MAY cfgbusColor )"]}))  # fmt: skip
-        eventually(lambda: try_modify(admin, f"uid=u0,{SUFFIX}", [(ldap.MOD_ADD, "objectClass", [b"cfgbusThing"]),
-                   (ldap.MOD_ADD, "cfgbusColor", [b"blue"])]), "the new schema on worker 1")  # fmt: skip
+        assert try_modify(admin, f"uid=u0,{SUFFIX}", [(ldap.MOD_ADD, "objectClass", [b"cfgbusThing"]),
+                   (ldap.MOD_ADD, "cfgbusColor", [b"blue"])]), "the new schema on worker 1"  # fmt: skip
         # a database added on worker 0 serves on worker 1
         new_dir = server.workdir / "db2"
         new_dir.mkdir()
@@ -169,13 +174,13 @@ def test_a_change_on_one_worker_is_in_effect_on_the_other(slapd_d_server):
             "olcSuffix": [b"dc=other,dc=com"], "olcDbDirectory": [str(new_dir).encode()],
             "olcRootDN": [b"cn=admin,dc=other,dc=com"], "olcRootPW": [b"other"]}))  # fmt: skip
         other = on_worker(server, 1, ("cn=admin,dc=other,dc=com", "other"))
-        eventually(lambda: try_add(other, "dc=other,dc=com", {"objectClass": [b"dcObject", b"organization"],
-                   "dc": [b"other"], "o": [b"other"]}), "the new database on worker 1")  # fmt: skip
+        assert try_add(other, "dc=other,dc=com", {"objectClass": [b"dcObject", b"organization"],
+                   "dc": [b"other"], "o": [b"other"]}), "the new database on worker 1"  # fmt: skip
         # an overlay: syncprov on the first database answers a critical Sync Request on worker 1
         assert not sync_request_served(admin)
         writer.add_s(f"olcOverlay=syncprov,{DB}", ldap.modlist.addModlist({
             "objectClass": [b"olcOverlayConfig", b"olcSyncProvConfig"], "olcOverlay": [b"syncprov"]}))  # fmt: skip
-        eventually(lambda: sync_request_served(admin), "syncprov on worker 1")
+        assert sync_request_served(admin), "syncprov on worker 1"
         for conn in (admin, other):
             conn.unbind_s()
         # the same cn=config everywhere, and in slapd.d
@@ -311,6 +316,14 @@ def restarted_worker_has_current_config(server: RunningServer, slapd_d: bool) ->
             "objectClass": [b"olcSchemaConfig"], "cn": [b"shade"],
             "olcAttributeTypes": [b"( 1.3.6.1.4.1.99999.1.2 NAME 'cfgbusShade' "
                                   b"SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )"]}))  # fmt: skip
+        # two databases added, the first deleted again: the second is renumbered {2}
+        for name in ("gone", "kept"):
+            (server.workdir / name).mkdir()
+            writer.add_s("olcDatabase=mdb,cn=config", ldap.modlist.addModlist({
+                "objectClass": [b"olcDatabaseConfig", b"olcMdbConfig"], "olcDatabase": [b"mdb"],
+                "olcSuffix": [f"dc={name},dc=com".encode()],
+                "olcDbDirectory": [str(server.workdir / name).encode()]}))  # fmt: skip
+        writer.delete_s("olcDatabase={2}mdb,cn=config")
     finally:
         writer.unbind_s()
     expected = config_on(server, 0, DB)
@@ -318,6 +331,13 @@ def restarted_worker_has_current_config(server: RunningServer, slapd_d: bool) ->
     kill_worker(server, 1)
     # the new worker 1: its cn=config is the current one, and in effect
     assert config_on(server, 1, DB) == expected
+    assert config_on(server, 1, "olcDatabase={2}mdb,cn=config")["olcSuffix"] == [b"dc=kept,dc=com"]
+    root_dse = anonymous_on(server, 1)
+    try:
+        contexts = root_dse.search_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["namingContexts"])[0][1]
+        assert contexts["namingContexts"] == [SUFFIX.encode(), b"dc=kept,dc=com"]
+    finally:
+        root_dse.unbind_s()
     reader = anonymous_on(server, 1)
     admin = on_worker(server, 1, (ROOTDN, ROOTPW))
     try:
@@ -360,3 +380,158 @@ def test_in_memory_cn_config_of_a_slapd_conf_in_every_worker(in_memory_server):
         reader.unbind_s()
     assert not (server.workdir / "slapd.d").exists()  # nothing written, as slapd -f
     restarted_worker_has_current_config(server, slapd_d=False)
+
+
+# -- replication of cn=config with workers: worker 0's consumer, every worker's syncprov -----------------------
+
+
+@pytest.fixture
+def config_nodes(tmp_path):
+    from tests.replication.test_config_replication import Node
+
+    nodes: list = []
+
+    def make(name: str):
+        node = Node(tmp_path, name, "pyldapd")
+        nodes.append(node)
+        node.start()
+        wait_workers(node.server, WORKERS)  # no `threads`: one worker per CPU, 2 on the test machine
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+def test_a_cn_config_consumer_in_worker_0_changes_every_worker(config_nodes):
+    from tests.replication.test_config_replication import CONFIG_PW, config_syncrepl, syncprov_on
+
+    if len(os.sched_getaffinity(0)) != WORKERS:
+        pytest.fail("this test expects the default worker count (one per CPU) to be 2")
+    provider, consumer = config_nodes("provider"), config_nodes("consumer")
+    provider.config("ldapadd", syncprov_on("olcDatabase={0}config,cn=config"))
+    consumer.config("ldapmodify", config_syncrepl("001", provider))
+    provider.config(
+        "ldapmodify", "dn: cn=config\nchangetype: modify\nreplace: olcIdleTimeout\nolcIdleTimeout: 77\n"
+    )
+    provider.config("ldapadd", "dn: cn=cfgbus,cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: cfgbus\n"
+                               "olcAttributeTypes: ( 1.3.6.1.4.1.99999.1.3 NAME 'cfgbusHue' "
+                               "SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )\n")  # fmt: skip
+    root = ("cn=config", CONFIG_PW)
+
+    def arrived(index: int) -> bool:
+        conn = on_worker(consumer.server, index, root)
+        try:
+            tree = config_tree(conn)
+        finally:
+            conn.unbind_s()
+        return tree.get("cn=config", {}).get("olcidletimeout") == [b"77"] and any(
+            dn.startswith("cn={") and dn.endswith("cfgbus,cn=schema,cn=config") for dn in tree
+        )
+
+    for index in range(WORKERS):
+        eventually(lambda index=index: arrived(index), f"the provider's changes in consumer worker {index}")
+    trees = []
+    for index in range(WORKERS):
+        conn = on_worker(consumer.server, index, root)
+        try:
+            trees.append(config_tree(conn))
+        finally:
+            conn.unbind_s()
+    assert trees[0] == trees[1]
+    written = [p.name for p in (consumer.dir / "slapd.d" / "cn=config" / "cn=schema").iterdir()]
+    assert sum("cfgbus" in name for name in written) == 1
+
+
+def test_a_persistent_search_of_cn_config_on_one_worker_sees_changes_made_on_the_other(config_nodes):
+    from ldap.syncrepl import SyncRequestControl
+
+    from tests.replication.test_config_replication import CONFIG_PW, syncprov_on
+
+    provider = config_nodes("provider")
+    provider.config("ldapadd", syncprov_on("olcDatabase={0}config,cn=config"))
+    root = ("cn=config", CONFIG_PW)
+    watcher = on_worker(provider.server, 1, root)
+    writer = on_worker(provider.server, 0, root)
+    try:
+        control = SyncRequestControl(criticality=True, mode="refreshAndPersist")
+        msgid = watcher.search_ext("cn=config", ldap.SCOPE_SUBTREE, "(objectClass=*)", ["olcIdleTimeout"],
+                                   serverctrls=[control])  # fmt: skip
+        writer.modify_s("cn=config", [(ldap.MOD_REPLACE, "olcIdleTimeout", [b"91"])])
+        deadline = time.monotonic() + 30
+        seen = False
+        while not seen and time.monotonic() < deadline:
+            try:
+                data = watcher.result4(msgid, all=0, timeout=5, add_intermediates=1)[1]
+            except ldap.TIMEOUT:
+                continue
+            for item in data or []:
+                if isinstance(item, tuple) and len(item) >= 2 and isinstance(item[1], dict):
+                    seen = seen or item[1].get("olcIdleTimeout") == [b"91"]
+        assert seen, "the change made on worker 0 never came through worker 1's persistent search"
+        watcher.abandon(msgid)
+    finally:
+        watcher.unbind_s()
+        writer.unbind_s()
+
+
+def test_a_worker_added_by_olcthreads_has_the_current_config(slapd_d_server):
+    server = slapd_d_server
+    writer = on_worker(server, 1)
+    try:
+        writer.modify_s(DB, [(ldap.MOD_REPLACE, "olcSizeLimit", [b"4"])])
+        writer.modify_s("cn=config", [(ldap.MOD_REPLACE, "olcThreads", [b"3"])])
+    finally:
+        writer.unbind_s()
+    wait_for(lambda: len(worker_pids(server)) == 3, 30, what="a third worker")
+    wait_for(
+        lambda: "pyldapd: 3 worker processes (were 2)" in server.log(), 30, what="the third one listening"
+    )
+    reader = on_worker(server, 2, ("", ""), count=3)
+    try:
+        assert people_seen(reader) == (4, True)
+    finally:
+        reader.unbind_s()
+    trees = []
+    for index in range(3):
+        conn = on_worker(server, index, count=3)
+        try:
+            trees.append(config_tree(conn))
+        finally:
+            conn.unbind_s()
+    assert trees[0] == trees[1] == trees[2]
+    assert trees[2]["cn=config"]["olcthreads"] == [b"3"]
+
+
+def test_a_write_waiting_for_the_lock_leaves_its_worker_serving(slapd_d_server):
+    """While another holder has cn=config's lock (here the test, through the memfd a worker inherited), a
+    cn=config write waits for it without blocking its worker: other clients of that worker are answered; once
+    the lock is free the write completes, and reaches the other worker."""
+    import fcntl
+
+    server = slapd_d_server
+    pid = worker_pid_of(server, 0)
+    memfd = next(f"/proc/{pid}/fd/{name}" for name in os.listdir(f"/proc/{pid}/fd")
+                 if "pyldapd-cn-config" in os.readlink(f"/proc/{pid}/fd/{name}"))  # fmt: skip
+    fd = os.open(memfd, os.O_RDWR)
+    writer = on_worker(server, 0)
+    other = anonymous_on(server, 0)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+        msgid = writer.modify(DB, [(ldap.MOD_REPLACE, "olcSizeLimit", [b"6"])])
+        for _ in range(3):  # the same worker answers others while its write waits
+            assert other.search_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["namingContexts"])
+            assert people_seen(other) == (PEOPLE, False)
+        with pytest.raises(ldap.TIMEOUT):
+            writer.result(msgid, timeout=2)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
+        assert writer.result(msgid, timeout=30)[0] == ldap.RES_MODIFY
+    finally:
+        os.close(fd)
+        writer.unbind_s()
+        other.unbind_s()
+    reader = anonymous_on(server, 1)
+    try:
+        eventually(lambda: people_seen(reader) == (6, True), "the change on worker 1")
+    finally:
+        reader.unbind_s()

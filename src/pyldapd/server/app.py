@@ -526,8 +526,8 @@ class Server:
         loop = asyncio.get_running_loop()
         if self.directory.configdb is not None and self.directory.configdb.share is not None:
             # a worker forked from the configuration the supervisor read: the cn=config changes made since, by
-            # any worker, applied in order before the first client (server/configshare.py)
-            self.directory.configdb.catch_up()
+            # any worker, made effective before the first client (server/configshare.py)
+            self.directory.configdb.catch_up_at_start()
         if self.bus.count > 1:  # other workers write the same databases: changes go through the journal
             journal.share(self.directory, self.bus)
         for url in self.urls:

@@ -166,8 +166,15 @@ class ConfigDatabase:
         if share is None:
             yield
             return
+        from pyldapd.server.configshare import LOCK_PATIENCE
+
         delay = 0.0005
+        deadline = asyncio.get_running_loop().time() + LOCK_PATIENCE
         while not share.try_lock():
+            if asyncio.get_running_loop().time() > deadline:  # a live worker stuck under the lock: a bug
+                self.server.log.error("pyldapd: cn=config write refused: another worker has held the "
+                                      f"configuration lock for {LOCK_PATIENCE:.0f} s")  # fmt: skip
+                raise LDAPError(ResultCode.busy, "cn=config is being changed by another worker")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
         try:
@@ -195,6 +202,39 @@ class ConfigDatabase:
         for seq, end, record in self.share.read_after(*self.applied):
             self.applied = (seq, end)  # first: a record that fails here is reported once, not retried forever
             self.replay(seq, record)
+
+    def catch_up_at_start(self) -> None:
+        """A worker forked after cn=config changed (a restart, one more olcThreads): the logged operations folded
+        into the configuration they lead to, made effective once before the first client (the log holds every
+        change since the server started: one validation and one Server.apply_config, not one each)."""
+        from pyldapd.server.configshare import decode_entry
+
+        if self.share is None:
+            return
+        records = list(self.share.read_after(*self.applied))
+        if not records:
+            return
+        entries = dict(self.entries)
+        for _, _, record in records:
+            for ndn in record.get("removed", []):  # as commit does: the removed first, then the changed
+                entries.pop(ndn, None)
+            for ndn, data in record.get("entries", []):
+                entries[ndn] = entry = decode_entry(data)
+                if entry.first("entrycsn"):
+                    self.server.directory.csn.observe(entry.first("entrycsn") or b"")
+        self.applied = records[-1][:2]
+        changed = {ndn: e for ndn, e in entries.items() if self.entries.get(ndn) is not e}
+        removed = [ndn for ndn in self.entries if ndn not in entries]
+        self.replaying = True
+        try:
+            self.commit(changed, removed, databases_may_change=True, replicated=True, renamed=set(changed),
+                        replay=True, publish=False)  # fmt: skip
+            self.backend.context.load(None, self.entries.get(CONFIG_DN, Entry(CONFIG_DN)).get("contextcsn"))
+        except Exception as exc:  # noqa: BLE001 (each was validated where it was made: failing here is a bug)
+            self.server.log.error(f"pyldapd: BUG: cn=config operations 1-{records[-1][0]} of other workers not "
+                                  f"applied in worker {self.server.bus.index}: {exc!r}; its cn=config differs")  # fmt: skip
+        finally:
+            self.replaying = False
 
     def replay(self, seq: int, record: dict[str, Any]) -> None:
         """One operation another worker made: through the same path as there, without writing slapd.d."""
@@ -642,21 +682,22 @@ class ConfigDatabase:
 
     def commit(self, changed: dict[str, Entry], removed: list[str], *, databases_may_change: bool = False,
                who: str = CONFIG_DN, replicated: bool = False, renamed: set[str] | None = None,
-               csns: dict[str, str] | None = None, replay: bool = False) -> list[Change]:  # fmt: skip
+               csns: dict[str, str] | None = None, replay: bool = False, publish: bool = True) -> list[Change]:  # fmt: skip
         """Validate the configuration the change leads to, apply it to the server, then persist it. A local
         change gets slapd's operational attributes (entryCSN...) and goes to cn=config's syncprov overlay; a
         `replicated` one (replication/configsync.py) keeps the provider's. `renamed`: the new names of entries
         only renumbered (databases after one added or deleted), which keep their entryCSN and are no change of
         their own, as in slapd, where each server renumbers its own tree. Returns the entries' changes.
         With several workers the commit is logged for the others, which `replay` it: the entries as stamped
-        here (`csns` their new CSNs), made effective there without writing slapd.d again."""
+        here (`csns` their new CSNs), made effective there without writing slapd.d again (`publish`: to
+        cn=config's syncprov there, not when a worker starts)."""
         with self.serialized():
             return self.commit_held(changed, removed, databases_may_change, who, replicated, renamed or set(),
-                                    csns, replay)  # fmt: skip
+                                    csns, replay, publish)  # fmt: skip
 
     def commit_held(self, changed: dict[str, Entry], removed: list[str], databases_may_change: bool, who: str,
                     replicated: bool, renamed: set[str], logged_csns: dict[str, str] | None,
-                    replay: bool) -> list[Change]:  # fmt: skip
+                    replay: bool, publish: bool) -> list[Change]:  # fmt: skip
         accesslog = self.backend.overlays.get("accesslog")  # the one running before this change
         before = {ndn: self.entries[ndn] for ndn in [*changed, *removed] if ndn in self.entries}
         # each entry changed is a change of its own with its own CSN (as each is an operation in slapd): a
@@ -702,21 +743,23 @@ class ConfigDatabase:
         removed_dns = sorted((self.entries[ndn].dn for ndn in removed if ndn not in changed),
                              key=lambda dn: -len(split_dn(dn)))  # fmt: skip
         self.entries = tree_order({ndn: candidate[ndn] for ndn in self.sorted_keys(candidate)})
-        # served from a slapd.conf: nothing is written, as slapd without -F; another worker's change: written there
-        if self.path is not None and not replay:
-            write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
-            for dn in removed_dns:
-                remove_entry_file(self.path, dn)
-        if not replay:
+        if not replay:  # logged for the other workers as soon as it is in effect here, so that every live
+            # worker has what this one has, even if writing slapd.d fails or this worker dies before it is done
             from pyldapd.server.configshare import encode_entry
 
             self.log_operation({"op": "commit", "entries": [[n, encode_entry(e)] for n, e in changed.items()],
                                 "removed": removed, "databases": databases_may_change, "replicated": replicated,
                                 "renamed": sorted(renamed), "csns": csns})  # fmt: skip
+        # served from a slapd.conf: nothing is written, as slapd without -F; another worker's change: written there
+        if self.path is not None and not replay:
+            write_slapd_d(self.path, sorted(changed.values(), key=lambda e: len(split_dn(e.dn))))
+            for dn in removed_dns:
+                remove_entry_file(self.path, dn)
         changes = self.changes_made(before, changed, removed, renamed, csns)
         self.refresh_replication()
         if replay:
-            self.publish_replayed(changes, replicated)
+            if publish:
+                self.publish_replayed(changes, replicated)
         elif not replicated:
             self.publish_local(changes, who, accesslog)
         return changes
@@ -768,10 +811,10 @@ class ConfigDatabase:
                     stamped, self.server.directory.csn.next(), CONFIG_DN, new=True, schema=self.schema
                 )
                 self.entries[ndn] = stamped
-            if missing and self.path is not None:
-                write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
             if missing:
                 self.log_put([self.entries[ndn] for ndn, _ in missing])
+            if missing and self.path is not None:
+                write_slapd_d(self.path, [self.entries[ndn] for ndn, _ in missing])
 
     def publish_replayed(self, changes: list[Change], replicated: bool) -> None:
         """Another worker's change, applied here: this worker's persistent searches of cn=config (syncprov) see
@@ -831,9 +874,9 @@ class ConfigDatabase:
             entry = entry.copy()
             entry.put("contextcsn", "contextCSN", values)
             self.entries[CONFIG_DN] = entry
+            self.log_put([entry])  # first, as commit logs before writing slapd.d
             if self.path is not None and not self.replaying:
                 write_slapd_d(self.path, [entry])
-            self.log_put([entry])
 
     def apply_replicated(self, changed: dict[str, Entry], removed: list[str]) -> list[Change]:
         """Entries from a provider of cn=config, applied as a cn=config change (validated, made effective,
@@ -858,9 +901,9 @@ class ConfigDatabase:
             entry = entry.copy()
             entry.put("entryuuid", "entryUUID", [entry_uuid])
             self.entries[ndn] = entry
+            self.log_put([entry])
             if self.path is not None:
                 write_slapd_d(self.path, [entry])
-            self.log_put([entry])
 
     def delete_replicated(self, ndn: str) -> list[Change]:
         """An entry deleted at the provider: gone here too, with its children (a database's overlays)."""

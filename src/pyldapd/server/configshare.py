@@ -8,14 +8,15 @@ forks the workers: an anonymous memory file (memfd) that every worker inherits, 
 - the lock: a POSIX record lock (fcntl) on its first byte. POSIX locks belong to a process, so a worker that
   dies holding it (kill -9) frees it; the workers of one server are the only processes that hold the
   descriptor. A cn=config write takes it, first applies what other workers logged and it has not applied yet,
-  then validates and applies its own change (writing slapd.d), appends it to the log and lets go;
+  then validates and applies its own change, appends it to the log, writes slapd.d and lets go;
 - the log: a header (magic, record count, end offset) and length-prefixed records written and read with
   pwrite/pread at explicit offsets (no shared file position). A record is written before the header counts it,
   so a reader that trusts the count (without the lock) never reads half a record.
 
 The other workers hear ("config", count) on the bus (server/workers.py) and apply the records they have not
 applied, through the same code path as the writer, without writing slapd.d. A worker forked later starts from
-the configuration the supervisor read before the first fork and replays the whole log.
+the configuration the supervisor read before the first fork and applies the whole log (folded into one
+change: server/configdb.py `catch_up_at_start`).
 """
 
 from __future__ import annotations

@@ -535,6 +535,11 @@ class LDAPConnection(asyncio.Protocol):
             self.stats.finish("Abandon")
             self.ops_completed += 1
             return
+        configdb = self.directory.configdb
+        if configdb is not None and configdb.share is not None:
+            # with several workers: a cn=config change another worker (or worker 0's consumer) made is in effect
+            # here before this operation, not only once the bus says so (one pread of the log's header)
+            configdb.catch_up()
         tag = RESPONSE_TAGS.get(type(op))
         if tag is None:
             self.disconnect(ResultCode.protocolError, "unknown operation")
