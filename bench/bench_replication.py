@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -54,6 +55,7 @@ from tests.servers import (  # noqa: E402
 )
 
 PEOPLE = f"ou=People,{SUFFIX}"
+ERRORS = re.compile(r"(?i)error|MDB_MAP_FULL|failed|err=[1-9]")
 STARTERS = {"pyldapd": start_pyldapd, "slapd": start_slapd}
 
 
@@ -239,8 +241,11 @@ def run(kind: str, root: Path, args) -> dict[str, float]:
         try:
             wait_until(refreshed, args.timeout, 0.02, "the initial refresh")
         except TimeoutError:
-            tail = "\n".join(consumer.log().splitlines()[-args.log_lines :])
+            lines = consumer.log().splitlines()
+            errors = [line for line in lines if ERRORS.search(line)]
+            tail = "\n".join(lines[-args.log_lines :])
             say(f"refresh unfinished: {c.count()} entries on the consumer; its log ends:\n{tail}")
+            say(f"{len(errors)} error lines in its log, the first:\n" + "\n".join(errors[: args.log_lines]))
             if args.keep:
                 say(f"kept: {root}; consumer pid {consumer.process.pid}, provider pid {provider.process.pid}")
                 time.sleep(args.keep)
