@@ -97,13 +97,23 @@ class RunningServer:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Stop by pid; with worker processes (the default), wait for them to be gone too (a `kill -9` of the
+        supervisor takes them along, PR_SET_PDEATHSIG), so the ports are free again."""
         if self.process.poll() is None:
+            workers = child_pids(self.process.pid)
             os.kill(self.process.pid, sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
+            deadline = time.monotonic() + timeout
+            while workers and time.monotonic() < deadline:
+                workers = [pid for pid in workers if process_alive(pid)]
+                time.sleep(0.02)
+            for pid in workers:  # should never happen: ended by pid all the same
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         return self.process.returncode
 
     def kill(self) -> None:
@@ -197,3 +207,89 @@ def slapd_and_pyldapd(root: Path, *, extra_global: str, extra_db: str, loads: li
 def on_both(pair, tool: str, *args: str, input: str | None = None) -> list[subprocess.CompletedProcess]:
     """The same ldap-utils command against each server of a pair."""
     return [ldap_tool(tool, "-H", server.url, *args, input=input) for server in pair]
+
+
+# -- worker processes (issue 13: `threads N` in the config, server/supervisor.py) -------------------------------
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of pid (a supervisor's workers), from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(entry))
+    return sorted(children)
+
+
+def process_alive(pid: int) -> bool:
+    """pid is a running process (not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def worker_pids(server: RunningServer) -> list[int]:
+    return child_pids(server.process.pid)
+
+
+def wait_workers(server: RunningServer, count: int, timeout: float = 30.0) -> list[int]:
+    """Wait until the supervisor has `count` workers and all of them listened once ("N worker processes
+    listening" in the log, written when the last one is ready); returns their pids."""
+    wait_for(lambda: f"pyldapd: {count} worker processes listening" in server.log()
+             and len(worker_pids(server)) == count, timeout, what=f"{count} workers")  # fmt: skip
+    return worker_pids(server)
+
+
+def conn_id_of(server: RunningServer, local_port: int, timeout: float = 10.0) -> int:
+    """The conn=N the server logged for the TCP connection from 127.0.0.1:local_port (needs -d stats, the
+    default of start_pyldapd)."""
+    import re
+
+    pattern = re.compile(rf"conn=(\d+) fd=\d+ ACCEPT from IP=127\.0\.0\.1:{local_port} ")
+    found: list[int] = []
+
+    def logged() -> bool:
+        matches = pattern.findall(server.log())
+        if matches:
+            found.append(int(matches[-1]))
+        return bool(matches)
+
+    wait_for(logged, timeout, what=f"the ACCEPT of port {local_port} in the log")
+    return found[0]
+
+
+def connection_on_worker(server: RunningServer, index: int, count: int, *, who: str = ROOTDN,
+                         password: str = ROOTPW, attempts: int = 200):  # fmt: skip
+    """A bound python-ldap connection (ldap://) served by worker `index` of `count`: connections are opened
+    (at most `attempts`) until the kernel gives one to that worker, told by its conn=N (N % count == index: the
+    workers' conn ids are strided, server/app.py Server.use_worker). The others are closed. Returns
+    (connection, conn id)."""
+    import ldap
+
+    for _ in range(attempts):
+        conn = ldap.initialize(server.url)
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
+        conn.set_option(ldap.OPT_TIMEOUT, 30)
+        if who:
+            conn.simple_bind_s(who, password)
+        else:
+            conn.simple_bind_s("", "")
+        sock = socket.socket(fileno=os.dup(conn.get_option(ldap.OPT_DESC)))
+        try:
+            local_port = sock.getsockname()[1]
+        finally:
+            sock.close()
+        conn_id = conn_id_of(server, local_port)
+        if conn_id % count == index:
+            return conn, conn_id
+        conn.unbind_s()
+    raise RuntimeError(f"no connection landed on worker {index} of {count} in {attempts} attempts")

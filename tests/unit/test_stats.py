@@ -1,5 +1,5 @@
 """server/stats.py: the sent-PDU walk counts every message of a write by its kind, whatever its lengths; worker
-counters merge by addition."""
+counters, one slot each in a shared table, are summed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyldapd.protocol import ldap
-from pyldapd.server.stats import OPERATIONS, Stats
+from pyldapd.server.stats import OPERATIONS, SLOT_SIZE, Stats
 
 messages = st.one_of(
     st.tuples(st.just("entry"), st.integers(0, 2**31 - 1), st.binary(max_size=70000)),
@@ -38,15 +38,23 @@ def test_truncated_data_counts_bytes_only():
     assert (stats.bytes_sent, stats.pdus_sent) == (3, 0)
 
 
-def test_merge_adds_workers():
-    one, two = Stats(), Stats()
+def test_totals_add_the_workers_slots():
+    table = bytearray(SLOT_SIZE * 4)  # as the supervisor's shared table (an mmap there)
+    one, two = Stats(table, 0, 4), Stats(table, 2, 4)
     for stats, count in ((one, 2), (two, 3)):
         for _ in range(count):
             stats.initiate(ldap.SearchRequest.TAG)
             stats.complete("Search", 0, 0.002)
         stats.sent(encode("entry", 1, b"x"))
-    one.merge(two)
-    assert one.initiated["Search"] == one.completed["Search"] == 5
-    assert one.results[("Search", 0)] == 5 and one.entries_sent == 2
-    assert sum(one.latency["Search"].counts) == 5 and abs(one.latency["Search"].total - 0.01) < 1e-9
-    assert set(one.initiated) == set(OPERATIONS)
+    two.complete("Search", 32, 0.5)
+    for stats in (one, two):
+        totals = stats.totals()
+        assert totals.initiated["Search"] == 5 and totals.completed["Search"] == 6
+        assert totals.results[("Search", 0)] == 5 and totals.results[("Search", 32)] == 1
+        assert totals.entries_sent == 2
+        assert sum(totals.latency["Search"].counts) == 6 and abs(totals.latency["Search"].total - 0.51) < 1e-9
+        assert set(totals.initiated) == set(OPERATIONS)
+    assert one.mine().initiated["Search"] == 2
+    again = Stats(table, 2, 4)  # a restarted worker goes on in its slot
+    again.complete("Search", 32, 0.1)
+    assert again.totals().results[("Search", 32)] == 2

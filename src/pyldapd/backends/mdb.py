@@ -574,6 +574,9 @@ class MdbDatabase:
                 exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).rpartition(": ")[2]
             )
             raise StorageError(f'database "{suffix}" cannot be opened: {directory}: {reason}') from None
+        # reader slots of processes that died (a worker killed, server/supervisor.py) are freed, not left to
+        # pin old pages
+        self.env.reader_check()
         self._psize = self.env.stat()["psize"]
         self.upgraded_from: int | None = None  # the format this database had before being upgraded at open
         meta = self.env.open_db(b"meta")

@@ -84,7 +84,7 @@ class ConfigValueError(ValueError):
 # test_directives.py goes through olc.schema: every attribute is read, tuning only, delegated, or refused.
 TUNING_OLC = {
     "olcconcurrency", "olcindexsubstrifmaxlen", "olcindexsubstrifminlen", "olcindexsubstranylen",
-    "olcindexsubstranystep", "olcindexhash64", "olcindexintlen", "olclistenerthreads", "olcthreads",
+    "olcindexsubstranystep", "olcindexhash64", "olcindexintlen", "olclistenerthreads",
     "olcthreadqueues", "olctcpbuffer", "olcdbcheckpoint", "olcdbnosync", "olcdbenvflags", "olcbkmdbidlexp",
     "olcdbmaxreaders", "olcdbmultival", "olcdbrtxnsize", "olcdbsearchstack",
 }  # fmt: skip
@@ -106,7 +106,7 @@ DEFAULT_OLC = {
 INFORMATIONAL_OLC = {"olcconfigfile", "olcconfigdir"}  # where slapd read its config: no effect
 GLOBAL_READ = {
     "olcditcontentrules",  # slaptest puts slapd.conf's own ditcontentrule lines here
-    "olcargsfile", "olcpidfile", "olcloglevel", "olcidletimeout", "olctoolthreads", "olcserverid",
+    "olcargsfile", "olcpidfile", "olcloglevel", "olcidletimeout", "olcthreads", "olctoolthreads", "olcserverid",
     "olctlscertificatefile", "olctlscertificatekeyfile", "olctlscacertificatefile", "olctlscacertificatepath",
     "olctlsverifyclient", "olctlsprotocolmin", "olctlsciphersuite", "olcallows", "olcdisallows", "olcrequires",
     "olcrestrict", "olcauthzregexp", "olcreferral", "olcsecurity", "olclocalssf", "olcsockbufmaxincoming",
@@ -526,6 +526,7 @@ def entries_from_config(config: ServerConfig, *, include_shipped_schema: bool = 
             "olcConnMaxPendingAuth",
             [str(config.conn_max_pending_auth)] if config.conn_max_pending_auth != 1000 else [],
         ),  # fmt: skip
+        ("olcThreads", [str(config.threads)] if config.threads else []),
         ("olcToolThreads", [str(config.tool_threads)] if config.tool_threads else []),
         ("olcGentleHUP", [gentlehup_value(config)] if gentlehup_value(config) else []),
         ("olcServerID", [f"{sid} {url}".strip() for sid, url in config.server_ids]),
@@ -790,6 +791,9 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.conn_max_pending = int(first(root, "olcConnMaxPending", "100") or 100)
     config.conn_max_pending_auth = int(first(root, "olcConnMaxPendingAuth", "1000") or 1000)
     config.tool_threads = int(first(root, "olcToolThreads", "0") or 0)
+    config.threads = int(first(root, "olcThreads", "0") or 0)  # worker processes (server/workers.py)
+    if config.threads < 0 or (first(root, "olcThreads") and config.threads < 1):
+        raise ConfigValueError(f"<olcThreads> threads={config.threads} smaller than minimum value 1")
     if first(root, "olcGentleHUP"):  # kept as slapd.conf's `gentlehup` is, where the server reads it
         config.extra.append(("gentlehup", ["on" if truth(first(root, "olcGentleHUP")) else "off"]))
     config.server_ids = [parse_server_id(v) for v in values(root, "olcServerID")]

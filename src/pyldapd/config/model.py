@@ -238,6 +238,7 @@ class ServerConfig:
     timelimit_words: list[str] = field(default_factory=list)
     idletimeout: int = 0
     writetimeout: int = 0  # seconds a blocked write may wait before the connection is closed (0: never)
+    threads: int = 0  # slapd's `threads` / olcThreads: worker processes (server/workers.py); 0: one per CPU
     tool_threads: int = 0  # slapd's tool-threads; 0 (not set): `pyldapd add` uses one process per CPU
     max_pdu: int = DEFAULT_MAX_PDU
     max_pdu_auth: int = DEFAULT_MAX_PDU_AUTH

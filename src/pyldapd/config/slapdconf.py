@@ -67,7 +67,7 @@ KNOWN_MODULES = {
 # pyldapd gives: every write is committed with sync anyway.
 TUNING_GLOBAL = {
     "concurrency", "index_hash64", "index_intlen", "index_substr_if_maxlen", "index_substr_if_minlen",
-    "index_substr_any_len", "index_substr_any_step", "listener-threads", "tcp-buffer", "threads", "threadqueues",
+    "index_substr_any_len", "index_substr_any_step", "listener-threads", "tcp-buffer", "threadqueues",
 }  # fmt: skip
 TUNING_DATABASE = {
     "checkpoint", "dbnosync", "envflags", "idlexp", "maxreaders", "multival", "rtxnsize", "searchstack",
@@ -401,6 +401,14 @@ def apply_subordinate(d: Directive, db: DatabaseConfig) -> None:
     db.subordinate = "advertise" if word == "advertise" else "TRUE"
 
 
+def parse_threads(d: Directive, value: int) -> int:
+    """`threads N`: slapd's thread pool size is pyldapd's number of worker processes (server/workers.py). slapd
+    refuses fewer than 2 threads; here 1 is meaningful (one process, no supervisor) and accepted, 0 refused."""
+    if value < 1:
+        raise d.error(f"threads={value} smaller than minimum value 1")
+    return value
+
+
 def refuse_unsupported(d: Directive) -> None:
     """A directive pyldapd does not implement: fine with slapd's default value, refused otherwise."""
     default = DEFAULT_ONLY.get(d.name)
@@ -599,6 +607,8 @@ class SlapdConfParser:
             config.idletimeout = self.int_arg(d)
         elif name == "tool-threads":
             config.tool_threads = self.int_arg(d)
+        elif name == "threads":  # the number of worker processes (server/workers.py)
+            config.threads = parse_threads(d, self.int_arg(d))
         elif name == "sockbuf_max_incoming":
             config.max_pdu = self.int_arg(d)
         elif name == "sockbuf_max_incoming_auth":

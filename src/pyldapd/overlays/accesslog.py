@@ -526,6 +526,11 @@ class AccessLog(Overlay):
     def schedule_purge(self) -> None:
         if not self.settings.purge_period or self.purge_handle is not None:
             return
+        server = getattr(self.directory, "server", None)
+        if (
+            server is not None and not server.bus.primary
+        ):  # one purge per server: worker 0's (server/workers.py)
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -30,12 +30,16 @@ from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
 from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.stats import Stats
+from pyldapd.server.supervisor import WorkerContext
 from pyldapd.server.tls import TLSSetupError, build_context
-from pyldapd.server.workers import SoloBus, WorkerBus
+from pyldapd.server.workers import ProcessBus, SoloBus, WorkerBus, worker_count
 
 LISTEN_BACKLOG = (
     1024  # slapd's SLAPD_LISTEN_BACKLOG (asyncio's default is 100): a burst of connects is queued
 )
+
+
+FIRST_CONN_ID = 1000  # slapd's first conn=
 
 
 class StartupError(Exception):
@@ -149,7 +153,7 @@ class Server:
             max_workers=os.cpu_count() or 2, thread_name_prefix="password"
         )
         self.listeners: list[asyncio.AbstractServer] = []
-        self.conn_ids = itertools.count(1000)
+        self.conn_ids = itertools.count(FIRST_CONN_ID)  # worker processes: unique across them (use_worker)
         self.stats = Stats()  # counters of cn=Monitor and /metrics (server/stats.py)
         self.bus: WorkerBus = SoloBus()  # the other worker processes (server/workers.py)
         self.http_listeners: list[asyncio.AbstractServer] = []  # http:// in -h (server/metrics.py)
@@ -159,6 +163,26 @@ class Server:
         self.gentle = False
         self.gentle_task: asyncio.Task | None = None
         self.prebound: dict[str, list[socket.socket]] = {}  # -r: listeners bound before the chroot
+        self.worker: WorkerContext | None = None  # one of several worker processes (server/supervisor.py)
+
+    def use_worker(self, worker: WorkerContext) -> None:
+        """This server is worker `index` of `count` processes (server/supervisor.py): its bus, its slot of the
+        shared counters, conn=N ids that no other worker gives (N % count == index)."""
+        self.worker = worker
+        bus = ProcessBus(worker.index, worker.count, worker.sock, self.log)
+        self.bus = bus
+        self.stats = Stats(worker.counters, worker.index, worker.capacity)
+        self.conn_ids = self.stride_conn_ids(max(FIRST_CONN_ID, self.stats.last_conn_id + 1))
+        bus.on_count.append(self.workers_changed)
+
+    def stride_conn_ids(self, start: int):
+        count, index = self.bus.count, self.bus.index
+        first = start + (index - start) % count
+        return itertools.count(first, count)
+
+    def workers_changed(self, count: int) -> None:
+        """The number of workers changed (olcThreads): new ids past every one given so far, in any worker."""
+        self.conn_ids = self.stride_conn_ids(self.stats.highest_conn_id() + 1 + 100 * count)
 
     def refresh_replication(self, backend) -> None:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
@@ -207,6 +231,8 @@ class Server:
             if rid not in wanted or wanted[rid].text != consumer.spec.text:
                 del backend.consumers[rid]
                 asyncio.get_running_loop().create_task(consumer.stop())
+        if not self.bus.primary:  # consumers run in worker 0 only (server/workers.py)
+            wanted.clear()
         for rid, spec in wanted.items():
             if rid not in backend.consumers:
                 consumer = make_consumer(spec, self.cookies.pop(rid, None))
@@ -356,6 +382,12 @@ class Server:
                 setattr(current, name, getattr(config, name))
             if self.service is not None:
                 self.service.reopen_logfile(current)
+        if config.threads != current.threads:  # olcThreads: the supervisor starts or stops workers
+            current.threads = config.threads
+            if isinstance(self.bus, ProcessBus):
+                self.bus.tell_supervisor("_threads", str(worker_count(config)).encode())
+            elif worker_count(config) > 1:
+                self.log.error("olcThreads: more than one worker process from the next start")
         current.sizelimit, current.timelimit = config.sizelimit, config.timelimit
         current.sizelimit_words, current.timelimit_words = config.sizelimit_words, config.timelimit_words
         current.idletimeout = config.idletimeout
@@ -462,7 +494,9 @@ class Server:
             asyncio.get_running_loop().create_task(close())
 
     def new_session(self, local: bool) -> Session:
-        return Session(conn_id=next(self.conn_ids), local=local)
+        conn_id = next(self.conn_ids)
+        self.stats.last_conn_id = conn_id
+        return Session(conn_id=conn_id, local=local)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -470,17 +504,25 @@ class Server:
             if url.scheme == "http":  # metrics and health checks (server/metrics.py), not an LDAP listener
                 from pyldapd.server.metrics import start_http
 
-                self.http_listeners.append(await start_http(self, url.host, url.port))
+                socks = self.prebound.pop(url.text, None) or [None]  # workers: the supervisor's
+                if (
+                    not self.bus.primary
+                ):  # served by worker 0, where the consumers are (readyz, their figures)
+                    continue
+                for sock in socks:
+                    self.http_listeners.append(await start_http(self, url.host, url.port, sock=sock))
                 continue
             if url.scheme == "ldaps" and self.tls_context is None:
                 raise StartupError(f"{url.text}: ldaps:// needs TLSCertificateFile and TLSCertificateKeyFile")
             if url.text in self.prebound:
                 for sock in self.prebound.pop(url.text):
                     self.listeners.append(await (
-                        loop.create_unix_server(lambda u=url: LDAPConnection(self, u.text, True), sock=sock)
+                        loop.create_unix_server(lambda u=url: LDAPConnection(self, u.text, True), sock=sock,
+                                                backlog=LISTEN_BACKLOG)
                         if url.scheme == "ldapi" else loop.create_server(
-                            lambda u=url: LDAPConnection(self, u.text, False), sock=sock,
-                            ssl=self.tls_context if url.scheme == "ldaps" else None)))  # fmt: skip
+                            lambda u=url: LDAPConnection(self, u.text, False), sock=sock, backlog=LISTEN_BACKLOG,
+                            ssl=self.tls_context if url.scheme == "ldaps" else None,
+                            ssl_handshake_timeout=limits.PDU_ARRIVAL_TIMEOUT if url.scheme == "ldaps" else None)))  # fmt: skip
                 continue
             if url.scheme == "ldapi":
                 if os.path.exists(url.path):
@@ -502,8 +544,10 @@ class Server:
                     ssl_handshake_timeout=limits.PDU_ARRIVAL_TIMEOUT if url.scheme == "ldaps" else None,
                 )
             self.listeners.append(server)
-        if self.service is not None:  # listeners bound, databases open: now the user the service runs as
-            self.service.after_bind(self)
+        if self.service is not None and self.worker is None:  # listeners bound, databases open: now the user
+            self.service.after_bind(
+                self
+            )  # the service runs as (workers: the supervisor did it before forking)
         self.log.error(
             f"pyldapd starting (serverID {self.server_id}) on {' '.join(u.text for u in self.urls)}"
         )
@@ -512,7 +556,10 @@ class Server:
         if self.directory.configdb is not None:  # syncprov and syncrepl of cn=config itself
             self.directory.configdb.refresh_replication()
         self.log.starting = False
-        if self.service is not None:
+        if isinstance(self.bus, ProcessBus):  # the supervisor relays, and says READY=1 once all listen
+            self.bus.attach(loop)
+            self.bus.tell_supervisor("_ready")
+        elif self.service is not None:
             self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
 
     def stop_signal(self, sig: signal.Signals) -> None:
@@ -555,7 +602,7 @@ class Server:
 
     async def shutdown(self) -> None:
         self.log.error("pyldapd shutting down")
-        if self.service is not None:
+        if self.service is not None and self.worker is None:
             self.service.notify("STOPPING=1")
         for listener in self.listeners + self.http_listeners:
             listener.close()
@@ -569,7 +616,7 @@ class Server:
             connection.close()
         for listener in self.listeners + self.http_listeners:
             await listener.wait_closed()
-        for url in self.urls:
+        for url in self.urls if self.worker is None else ():  # workers: the supervisor owns the sockets
             if url.scheme == "ldapi":
                 try:
                     os.unlink(url.path)
@@ -579,7 +626,9 @@ class Server:
                     self.log.error(f"pyldapd: cannot remove {url.path}: {exc.strerror}")
         self.password_pool.shutdown(wait=True, cancel_futures=True)
         self.directory.close()
-        self.log.error("slapd stopped.")
+        if isinstance(self.bus, ProcessBus):
+            self.bus.close()
+        self.log.error("slapd stopped." if self.worker is None else f"worker {self.worker.index} stopped.")
 
 
 def gentlehup(config: ServerConfig) -> bool:
@@ -624,12 +673,38 @@ def parse_cookie_overrides(values: list[str]) -> dict[int, str]:
 def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[str] | None = None, *,
                config_dir: str | None = None, config_entries: list | None = None,
                service: Service | None = None, prebound: dict[str, list[socket.socket]] | None = None,
-               ) -> int:  # fmt: skip
+               workers: int | None = None) -> int:  # fmt: skip
+    """Serve until a stop signal: one process, or (`threads` > 1) a supervisor and its worker processes."""
     try:
         urls = parse_listener_urls(urls_text)
     except ValueError as exc:
         log.error(str(exc))
         return 1
+    limits.raise_descriptor_limit()  # the descriptors are the real bound on connections
+    # While a worker thread decodes or plans a large request, the event loop gets the GIL back within this; at
+    # CPython's default of 5 ms, each of the several hand-overs a request needs may cost that much (issue 13)
+    sys.setswitchinterval(0.001)
+    count = workers or worker_count(config)
+    if count > 1:
+        return supervise(config, urls, log, cookies, count, config_dir=config_dir, config_entries=config_entries,
+                         service=service, prebound=prebound)  # fmt: skip
+    write_pid_files(config, sys.argv)
+    try:
+        return serve(config, urls, log, cookies, config_dir=config_dir, config_entries=config_entries,
+                     service=service, prebound=prebound)  # fmt: skip
+    finally:
+        try:
+            remove_pid_files(config)
+        except OSError as exc:  # after -u, the pid file's folder must be writable by that user (as for slapd)
+            log.error(f"pyldapd: {exc}")
+        if service is not None:
+            service.close()
+
+
+def serve(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookies: list[str] | None, *,
+          config_dir: str | None, config_entries: list | None, service: Service | None,
+          prebound: dict[str, list[socket.socket]] | None, worker: WorkerContext | None = None) -> int:  # fmt: skip
+    """One server process's event loop: the whole server, or one worker of several."""
     try:
         import uvloop  # type: ignore[import-not-found]
 
@@ -641,6 +716,8 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
         server = Server(config, urls, log, parse_cookie_overrides(cookies or []))
         server.service = service
         server.prebound = dict(prebound or {})
+        if worker is not None:
+            server.use_worker(worker)
         if config_dir is not None:
             from pyldapd.server.configdb import ConfigDatabase
 
@@ -651,21 +728,61 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
             server.directory.configdb = ConfigDatabase.in_memory(server, config)
         await server.run()
 
-    limits.raise_descriptor_limit()  # the descriptors are the real bound on connections
-    # While a worker thread decodes or plans a large request, the event loop gets the GIL back within this; at
-    # CPython's default of 5 ms, each of the several hand-overs a request needs may cost that much (issue 13)
-    sys.setswitchinterval(0.001)
-    write_pid_files(config, sys.argv)
     try:
         runner(main())
     except (StartupError, OSError, ConfigError, StorageError) as exc:  # ConfigError: access/limits, on start
         log.error(f"pyldapd: {exc}")
         return 1
-    finally:
+    return 0
+
+
+def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookies: list[str] | None, count: int,
+              *, config_dir: str | None, config_entries: list | None, service: Service | None,
+              prebound: dict[str, list[socket.socket]] | None) -> int:  # fmt: skip
+    """`count` worker processes (server/supervisor.py): every listener bound here first, then shared by all."""
+    from pyldapd.server.service import Identity, Notifier, ServiceError, bind_sandbox_listeners
+    from pyldapd.server.supervisor import Supervisor
+
+    bound = dict(prebound or {})
+    try:
+        bound.update(bind_sandbox_listeners([u for u in urls if u.text not in bound], http=True))
+    except ServiceError as exc:
+        log.error(f"pyldapd: {exc}")
+        return 1
+    sockets = [sock for socks in bound.values() for sock in socks]
+
+    def cleanup() -> None:
+        for sock in sockets:
+            sock.close()
+        for url in urls:
+            if url.scheme == "ldapi" and url.text not in (prebound or {}):  # -r: outside the sandbox, kept
+                try:
+                    os.unlink(url.path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.error(f"pyldapd: cannot remove {url.path}: {exc.strerror}")
         try:
             remove_pid_files(config)
-        except OSError as exc:  # after -u, the pid file's folder must be writable by that user (as for slapd)
+        except OSError as exc:
             log.error(f"pyldapd: {exc}")
         if service is not None:
             service.close()
-    return 0
+
+    write_pid_files(config, sys.argv)
+    if service is not None:
+        try:
+            service.become_user(config, urls)
+        except StartupError as exc:
+            log.error(f"pyldapd: {exc}")
+            cleanup()
+            return 1
+
+    def run_worker(context: WorkerContext) -> int:
+        if service is not None:  # the supervisor speaks to systemd, and did -u/-g already
+            service.notifier = Notifier("")
+            service.identity = Identity()
+        return serve(config, urls, log, cookies, config_dir=config_dir, config_entries=config_entries,
+                     service=service, prebound=bound, worker=context)  # fmt: skip
+
+    return Supervisor(count, log, service, run_worker, cleanup).run()

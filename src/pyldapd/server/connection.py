@@ -136,11 +136,13 @@ class LDAPConnection(asyncio.Protocol):
             self.log.log(STATS, f"conn={victim.session.conn_id} evicted for conn={conn}")
             victim.disconnect(ResultCode.unavailable, "too many connections")
         self.server.connections[self] = None
+        self.stats.current_connections = len(self.server.connections)  # summed over the workers (stats.py)
         setup_session(self, transport)  # strength factors; ldaps:// is already encrypted here
         self.reset_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.pop(self, None)
+        self.stats.current_connections = len(self.server.connections)
         self.stop_job()
         self.release_large()
         self.directory.connection_closed(self)
@@ -490,9 +492,10 @@ class LDAPConnection(asyncio.Protocol):
 
     def result(self, message_id: int, tag: int, code: int, text: str = "", matched: str = "", *,
                controls: list[Control] | None = None, extra: bytes = b"", referrals=None, nentries=None) -> None:  # fmt: skip
+        # counted before it is sent: a client that asks cn=Monitor next, maybe of another worker, sees it
+        self.stats.complete(STATS_RESPONSE_NAMES.get(tag, "Extended"), code, self.elapsed())
         self.send(ldap.encode_result(message_id, tag, code, matched, text, referrals=referrals, extra=extra,
                                      controls=controls or None))  # fmt: skip
-        self.stats.complete(STATS_RESPONSE_NAMES.get(tag, "Extended"), code, self.elapsed())
         self.ops_completed += 1
         if self.log.level & STATS:
             op = self.current_op

@@ -54,7 +54,7 @@ class ServerCollector:
 
     def collect(self) -> Iterator[Metric]:
         server = self.server
-        stats = server.stats
+        stats = server.stats.totals()  # every worker's, summed
         now = time.time()
 
         started = GaugeMetricFamily("pyldapd_start_time_seconds", "Start time of the server, Unix seconds")
@@ -88,7 +88,7 @@ class ServerCollector:
         yield latency
 
         connections = GaugeMetricFamily("pyldapd_connections", "Client connections open now")
-        connections.add_metric([], len(server.connections))
+        connections.add_metric([], stats.current_connections)
         yield connections
         for metric, help_text, figure in (
             ("pyldapd_connections_accepted", "Client connections accepted", stats.connections_total),
@@ -243,7 +243,10 @@ class MetricsEndpoint:
         await writer.drain()
 
 
-async def start_http(server: Server, host: str, port: int) -> asyncio.AbstractServer:
+async def start_http(server: Server, host: str, port: int, sock=None) -> asyncio.AbstractServer:
+    """The http:// listener; `sock`: bound already (worker processes share the supervisor's)."""
     endpoint = MetricsEndpoint(server)
+    if sock is not None:
+        return await asyncio.start_server(endpoint.handle, sock=sock, limit=MAX_REQUEST)
     return await asyncio.start_server(endpoint.handle, host=host or None, port=port, reuse_address=True,
                                       limit=MAX_REQUEST)  # fmt: skip

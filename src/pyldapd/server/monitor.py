@@ -46,7 +46,7 @@ from pyldapd.model.entry import Entry
 from pyldapd.protocol import ldap
 from pyldapd.replication.conflicts import conflict_monitor_entries, install_conflict_schema
 from pyldapd.server.errors import LDAPError
-from pyldapd.server.stats import OPERATIONS, Stats
+from pyldapd.server.stats import OPERATIONS, Stats, Totals
 
 if TYPE_CHECKING:
     from pyldapd.server.directory import Directory, Session
@@ -353,7 +353,7 @@ class Monitor:
         server = getattr(directory, "server", None)
         from pyldapd.backends.mdb import FORMAT_VERSION
 
-        stats: Stats = getattr(server, "stats", None) or Stats()
+        stats = (getattr(server, "stats", None) or Stats()).totals()  # every worker's, summed
         now = time.time()
         monitor_db = self.database()
         tree = Tree(directory.started, monitor_db.rootdn if monitor_db is not None else "")
@@ -397,7 +397,7 @@ class Monitor:
         for name, count in (("Bytes", stats.bytes_sent), ("PDU", stats.pdus_sent),
                             ("Entries", stats.entries_sent), ("Referrals", stats.references_sent)):  # fmt: skip
             tree.add(f"cn={name},cn=Statistics,{MONITOR_DN}", "monitorCounterObject", monitorCounter=count)
-        self.threads(tree)
+        self.threads(tree, server.bus.count if server is not None else 1)
         tree.container("Time")
         tree.add(f"cn=Start,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(stats.started))
         tree.add(f"cn=Current,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(now))
@@ -411,7 +411,7 @@ class Monitor:
         self.syncrepl(tree)
         return tree.entries
 
-    def connections(self, tree: Tree, server, stats: Stats) -> None:
+    def connections(self, tree: Tree, server, stats: Totals) -> None:
         connections = sorted(getattr(server, "connections", ()), key=lambda c: c.session.conn_id)
         tree.container("Connections")
         for conn in connections:
@@ -435,7 +435,7 @@ class Monitor:
         tree.add(f"cn=Total,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
                  monitorCounter=stats.connections_total)  # fmt: skip
         tree.add(f"cn=Current,cn=Connections,{MONITOR_DN}", "monitorCounterObject",
-                 monitorCounter=len(connections))  # fmt: skip
+                 monitorCounter=max(stats.current_connections, len(connections)))  # fmt: skip  # all workers
 
     def databases(self, tree: Tree, numbered: list, db_number: dict, backend_number: dict) -> None:
         directory = self.directory
@@ -539,17 +539,18 @@ class Monitor:
                      monitorConnectionLocalAddress=local or [], labeledURI=url.text)  # fmt: skip
 
     @staticmethod
-    def threads(tree: Tree) -> None:
-        """One event loop does all the work: slapd's thread pool figures for a pool of one, always running."""
+    def threads(tree: Tree, workers: int = 1) -> None:
+        """slapd's thread pool figures for pyldapd's pool: `threads` / olcThreads worker processes, each one
+        event loop always running (server/supervisor.py)."""
         tree.container("Threads")
         for name, info, description in (
-            ("Max", 1, "Maximum number of threads as configured"),
+            ("Max", workers, "Maximum number of threads as configured"),
             ("Max Pending", 0, "Maximum number of pending threads"),
-            ("Open", 1, "Number of open threads"),
+            ("Open", workers, "Number of open threads"),
             ("Starting", 0, "Number of threads being started"),
-            ("Active", 1, "Number of active threads"),
+            ("Active", workers, "Number of active threads"),
             ("Pending", 0, "Number of pending threads"),
-            ("Backload", 1, "Number of active plus pending threads"),
+            ("Backload", workers, "Number of active plus pending threads"),
             ("State", "running", "Thread pool state"),
             ("Runqueue", None, "Queue of running threads - besides those handling operations"),
             ("Tasklist", None, "List of running plus standby threads - besides those handling operations"),

@@ -133,25 +133,34 @@ class Service:
     def notify(self, *fields: str) -> None:
         self.notifier.send(*fields, f"MAINPID={os.getpid()}")
 
-    def owned_paths(self, server: Server) -> list[tuple[str, bool]]:
+    def owned_paths(self, directories: list[str], urls: list[ListenerURL]) -> list[tuple[str, bool]]:
         """(path, recursive) of what the service user must be able to write after the drop."""
-        paths: list[tuple[str, bool]] = [(b.config.directory, True) for b in server.directory.backends]
+        paths: list[tuple[str, bool]] = [(directory, True) for directory in directories if directory]
         if self.config_dir:
             paths.append((self.config_dir, True))
         for path in (self.config.pidfile, self.config.argsfile, self.config.logfile):
             if path:
                 paths.append((path, False))
-        paths += [(u.path, False) for u in server.urls if u.scheme == "ldapi"]
+        paths += [(u.path, False) for u in urls if u.scheme == "ldapi"]
         return paths
 
     def after_bind(self, server: Server) -> None:
+        """One process: the databases are open, the listeners bound; now the service user."""
+        self.change_identity([b.config.directory for b in server.directory.backends], server.urls)
+
+    def become_user(self, config: ServerConfig, urls: list[ListenerURL]) -> None:
+        """The supervisor of worker processes, before it forks them: the listeners are bound, the databases
+        are opened later by the workers (as that user), so their folders are handed over as they are."""
+        self.change_identity([db.directory for db in config.data_databases()], urls)
+
+    def change_identity(self, directories: list[str], urls: list[ListenerURL]) -> None:
         identity = self.identity
         if not identity.changes:
             return
         uid = -1 if identity.uid is None else identity.uid
         gid = -1 if identity.gid is None else identity.gid
         if os.geteuid() == 0:
-            for path, recursive in self.owned_paths(server):
+            for path, recursive in self.owned_paths(directories, urls):
                 chown_tree(path, uid, gid, recursive)
         try:
             if identity.gid is not None and identity.gid != os.getegid():
@@ -251,13 +260,14 @@ def preload_for_sandbox() -> None:
     time.localtime()  # the time zone read once: glibc keeps it (log times stay local, not UTC)
 
 
-def bind_sandbox_listeners(urls: list[ListenerURL]) -> dict[str, list[socket.socket]]:
+def bind_sandbox_listeners(urls: list[ListenerURL], *, http: bool = False) -> dict[str, list[socket.socket]]:
     """The LDAP listeners bound before a chroot, as slapd binds them (ldapi paths outside the sandbox; host
-    names resolved outside it). The server takes them over when it starts (Server.start)."""
+    names resolved outside it), or before worker processes are forked (`http`: the metrics listener too, which
+    they share as well). The server takes them over when it starts (Server.start)."""
     bound: dict[str, list[socket.socket]] = {}
     try:
         for url in urls:
-            if url.scheme == "http":  # the metrics listener is bound at start, a TCP port needs no file
+            if url.scheme == "http" and not http:  # bound at start: a TCP port needs no file
                 continue
             socks: list[socket.socket] = []
             bound[url.text] = socks

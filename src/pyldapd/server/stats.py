@@ -55,7 +55,39 @@ class Latency:
         self.total += seconds
 
 
-class Stats:
+# One worker's slot of the shared table: int64 fields (the floats share the memory as doubles), written only by
+# that worker, read by every worker for the sums. Fixed offsets, in 8-byte fields:
+SCALARS = ("bytes_sent", "pdus_sent", "entries_sent", "references_sent", "bytes_received", "pdus_received",
+           "connections_total", "current_connections", "last_conn_id")  # fmt: skip
+STARTED = 15  # a double: when the slot was first used (0: never)
+INITIATED = 16  # one per operation
+COMPLETED = 32
+LATENCY = 48  # len(OPERATIONS) * (len(LATENCY_BUCKETS) + 1) counts
+LATENCY_TOTAL = 224  # doubles, one per operation
+RESULT_KEYS = 256  # (operation index << 32 | result code) + 1, 0 for a free entry
+RESULT_COUNTS = 512
+RESULT_ENTRIES = 256
+FIELDS = 768
+SLOT_SIZE = FIELDS * 8
+BUCKETS = len(LATENCY_BUCKETS) + 1
+OPERATION_INDEX = {name: index for index, name in enumerate(OPERATIONS)}
+assert LATENCY + len(OPERATIONS) * BUCKETS <= LATENCY_TOTAL
+
+
+def slot_views(table, index: int) -> tuple[memoryview, memoryview]:
+    raw = memoryview(table)[index * SLOT_SIZE : (index + 1) * SLOT_SIZE]
+    return raw.cast("q"), raw.cast("d")
+
+
+def clear_connections(table, index: int) -> None:
+    """A worker died: its open connections are gone with it."""
+    ints, _ = slot_views(table, index)
+    ints[SCALARS.index("current_connections")] = 0
+
+
+class Totals:
+    """The counters as read: one worker's, or the sum over all of them (what cn=Monitor and /metrics show)."""
+
     def __init__(self) -> None:
         self.started = time.time()
         self.bytes_sent = 0
@@ -65,19 +97,103 @@ class Stats:
         self.bytes_received = 0
         self.pdus_received = 0
         self.connections_total = 0
+        self.current_connections = 0
+        self.last_conn_id = 0
         self.initiated = dict.fromkeys(OPERATIONS, 0)
         self.completed = dict.fromkeys(OPERATIONS, 0)
         self.results: dict[tuple[str, int], int] = {}  # (operation, result code) -> count
         self.latency = {name: Latency() for name in OPERATIONS}
+
+    @classmethod
+    def read(cls, table, index: int) -> Totals:
+        ints, floats = slot_views(table, index)
+        totals = cls()
+        totals.started = floats[STARTED] or totals.started
+        for offset, name in enumerate(SCALARS):
+            setattr(totals, name, ints[offset])
+        for op, name in enumerate(OPERATIONS):
+            totals.initiated[name] = ints[INITIATED + op]
+            totals.completed[name] = ints[COMPLETED + op]
+            latency = totals.latency[name]
+            latency.counts = list(ints[LATENCY + op * BUCKETS : LATENCY + (op + 1) * BUCKETS])
+            latency.total = floats[LATENCY_TOTAL + op]
+        for entry in range(RESULT_ENTRIES):
+            key = ints[RESULT_KEYS + entry]
+            if key:
+                key -= 1
+                totals.results[(OPERATIONS[key >> 32], key & 0xFFFFFFFF)] = ints[RESULT_COUNTS + entry]
+        return totals
+
+    def merge(self, other: Totals) -> None:
+        """Add another worker's counters to these."""
+        for name in ("bytes_sent", "pdus_sent", "entries_sent", "references_sent", "bytes_received",
+                     "pdus_received", "connections_total", "current_connections"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.last_conn_id = max(self.last_conn_id, other.last_conn_id)
+        for name in OPERATIONS:
+            self.initiated[name] += other.initiated[name]
+            self.completed[name] += other.completed[name]
+            mine, theirs = self.latency[name], other.latency[name]
+            mine.counts = [a + b for a, b in zip(mine.counts, theirs.counts, strict=True)]
+            mine.total += theirs.total
+        for key, count in other.results.items():
+            self.results[key] = self.results.get(key, 0) + count
+        self.started = min(self.started, other.started)
+
+
+def scalar(offset: int) -> property:
+    def get(self: Stats) -> int:
+        return self.ints[offset]
+
+    def put(self: Stats, value: int) -> None:
+        self.ints[offset] = value
+
+    return property(get, put)
+
+
+class Stats:
+    """This process's counters, kept in its slot of a table that, with worker processes, the supervisor shares
+    with every worker (an anonymous shared mmap made before the first fork, server/supervisor.py); alone, a
+    private table of one slot. Each worker writes only its own slot, so no lock is needed; `totals()` sums
+    them all."""
+
+    def __init__(self, table=None, index: int = 0, capacity: int = 1) -> None:
+        self.table = table if table is not None else bytearray(SLOT_SIZE * capacity)
+        self.index = index
+        self.capacity = capacity
+        self.ints, self.floats = slot_views(self.table, index)
+        self.slots = [slot_views(self.table, i) for i in range(capacity)]  # every worker's, for the sums
+        if not self.floats[STARTED]:  # a restarted worker goes on counting in its slot
+            self.floats[STARTED] = time.time()
+        self.result_entries: dict[tuple[int, int], int] = {}
+        for entry in range(RESULT_ENTRIES):
+            key = self.ints[RESULT_KEYS + entry]
+            if key:
+                self.result_entries[((key - 1) >> 32, (key - 1) & 0xFFFFFFFF)] = entry
+
+    bytes_sent = scalar(0)
+    pdus_sent = scalar(1)
+    entries_sent = scalar(2)
+    references_sent = scalar(3)
+    bytes_received = scalar(4)
+    pdus_received = scalar(5)
+    connections_total = scalar(6)
+    current_connections = scalar(7)  # this worker's; cn=Monitor shows the sum
+    last_conn_id = scalar(8)
+
+    @property
+    def started(self) -> float:
+        return self.floats[STARTED]
 
     # -- hooks (one call each from server/connection.py) ----------------------------------------------------
 
     def sent(self, data: bytes) -> None:
         """Bytes written to a client: count them, and each PDU in them by its kind. A header walk inlined for
         speed (this runs once per search entry): SEQUENCE length, messageID (always a short length), op tag."""
+        ints = self.ints
         end = len(data)
-        self.bytes_sent += end
-        offset = 0
+        ints[0] += end
+        offset = pdus = entries = references = 0
         try:
             while offset < end:
                 first = data[offset + 1]
@@ -88,47 +204,76 @@ class Stats:
                     length = int.from_bytes(data[offset + 2 : body], "big")
                 tag = data[body + 2 + data[body + 1]]
                 offset = body + length
-                self.pdus_sent += 1
+                pdus += 1
                 if tag == SEARCH_ENTRY_TAG:
-                    self.entries_sent += 1
+                    entries += 1
                 elif tag == SEARCH_REFERENCE_TAG:
-                    self.references_sent += 1
+                    references += 1
         except IndexError:  # not LDAP messages (never sent by this server): bytes counted, nothing else
-            return
+            pass
+        ints[1] += pdus
+        ints[2] += entries
+        ints[3] += references
 
     def received(self, data: bytes) -> None:
-        self.bytes_received += len(data)
+        self.ints[4] += len(data)
 
     def initiate(self, request_tag: int) -> None:
         """A request decoded (its protocolOp tag); an unknown operation counts as a PDU only."""
-        self.pdus_received += 1
+        self.ints[5] += 1
         name = REQUEST_TAGS.get(request_tag)
         if name is not None:
-            self.initiated[name] += 1
+            self.ints[INITIATED + OPERATION_INDEX[name]] += 1
 
     def finish(self, operation: str) -> None:
         """An operation that has no response (Unbind, Abandon) is complete once handled."""
-        self.completed[operation] += 1
+        self.ints[COMPLETED + OPERATION_INDEX[operation]] += 1
 
     def complete(self, operation: str, code: int, seconds: float) -> None:
-        self.completed[operation] += 1
-        key = (operation, code)
-        self.results[key] = self.results.get(key, 0) + 1
-        self.latency[operation].observe(seconds)
+        op = OPERATION_INDEX[operation]
+        ints = self.ints
+        ints[COMPLETED + op] += 1
+        code &= 0xFFFFFFFF
+        entry = self.result_entries.get((op, code))
+        if entry is None:
+            entry = self.result_entry(op, code)
+        if entry is not None:
+            ints[RESULT_COUNTS + entry] += 1
+        ints[LATENCY + op * BUCKETS + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.floats[LATENCY_TOTAL + op] += seconds
+
+    def result_entry(self, op: int, code: int) -> int | None:
+        """A new (operation, result code) pair: the next free entry (the count first, then the key, so a reader
+        never sees a key with another pair's count)."""
+        if len(self.result_entries) >= RESULT_ENTRIES:
+            return None  # 256 distinct pairs: more are not told apart (never seen in practice)
+        entry = len(self.result_entries)
+        self.ints[RESULT_COUNTS + entry] = 0
+        self.ints[RESULT_KEYS + entry] = (op << 32 | code) + 1
+        self.result_entries[(op, code)] = entry
+        return entry
 
     # -- reading ----------------------------------------------------------------------------------------------
 
-    def merge(self, other: Stats) -> None:
-        """Add another worker's counters to these."""
-        for name in ("bytes_sent", "pdus_sent", "entries_sent", "references_sent", "bytes_received",
-                     "pdus_received", "connections_total"):  # fmt: skip
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in OPERATIONS:
-            self.initiated[name] += other.initiated[name]
-            self.completed[name] += other.completed[name]
-            mine, theirs = self.latency[name], other.latency[name]
-            mine.counts = [a + b for a, b in zip(mine.counts, theirs.counts, strict=True)]
-            mine.total += theirs.total
-        for key, count in other.results.items():
-            self.results[key] = self.results.get(key, 0) + count
-        self.started = min(self.started, other.started)
+    def mine(self) -> Totals:
+        return Totals.read(self.table, self.index)
+
+    def totals(self) -> Totals:
+        """Every worker's counters summed (one process: its own)."""
+        totals: Totals | None = None
+        for index, (_, floats) in enumerate(self.slots):
+            if not floats[STARTED]:
+                continue
+            slot = Totals.read(self.table, index)
+            if totals is None:
+                totals = slot
+            else:
+                totals.merge(slot)
+        return totals or self.mine()
+
+    def open_connections(self) -> int:
+        """Client connections open now in all the workers (limits, cn=Monitor's Current)."""
+        return sum(ints[7] for ints, _ in self.slots)
+
+    def highest_conn_id(self) -> int:
+        return max(ints[8] for ints, _ in self.slots)

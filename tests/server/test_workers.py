@@ -1,0 +1,263 @@
+"""Worker processes (issue 13): `threads N` runs a supervisor and N workers sharing the listeners
+(server/supervisor.py), real processes over real sockets."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import ldap
+
+from tests.certs import make_pki, tls_conf
+from tests.servers import (
+    ROOTDN,
+    ROOTPW,
+    SUFFIX,
+    connection_on_worker,
+    free_port,
+    ldap_tool,
+    port_open,
+    process_alive,
+    slapd_conf,
+    start_process,
+    start_pyldapd,
+    wait_for,
+    wait_workers,
+    worker_pids,
+)
+
+
+def start_workers(
+    tmp_path, count: int = 2, *, extra_global: str = "", name: str = "pyldapd", extra_urls: str = ""
+):
+    workdir = tmp_path / name
+    conf = slapd_conf(workdir / "db", extra_global=f"threads {count}\n{extra_global}")
+    if extra_urls:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config_path = workdir / f"{name}.conf"
+        config_path.write_text(conf)
+        port, ldapi_path = free_port(), str(workdir / f"{name}.sock")
+        urls = f"ldap://127.0.0.1:{port}/ ldapi://{ldapi_path.replace('/', '%2F')}/ {extra_urls}"
+        argv = [
+            sys.executable,
+            "-m",
+            "pyldapd.cli.main",
+            "serve",
+            "-f",
+            str(config_path),
+            "-h",
+            urls,
+            "-d",
+            "stats",
+        ]
+        server = start_process(name, argv, port, ldapi_path, workdir, config_path)
+    else:
+        server = start_pyldapd(workdir, conf, name=name)
+    try:
+        wait_workers(server, count)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def test_two_workers_serve_ldap_ldapi_and_ldaps_and_both_get_connections(tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    ldaps_port = free_port()
+    server = start_workers(tmp_path, extra_global=tls_conf(pki),
+                           extra_urls=f"ldaps://127.0.0.1:{ldaps_port}/")  # fmt: skip
+    try:
+        assert len(worker_pids(server)) == 2
+        tls_env = dict(os.environ, LDAPCONF=os.devnull, LDAPRC=os.devnull, LDAPTLS_CACERT=str(pki.ca_cert),
+                       LDAPTLS_REQCERT="demand")  # fmt: skip
+        for url in (server.url, server.ldapi_url, f"ldaps://127.0.0.1:{ldaps_port}"):
+            for _ in range(4):  # connections spread over the workers: each one serves every listener
+                result = subprocess.run(["ldapsearch", "-o", "nettimeout=10", "-x", "-H", url, "-b", "", "-s",
+                                         "base", "namingContexts"], capture_output=True, text=True, timeout=30,
+                                        env=tls_env)  # fmt: skip
+                assert "namingContexts: dc=example,dc=com" in result.stdout, result.stderr
+        assert "TLS established" in server.log()
+        connections = []
+        for index in range(2):
+            conn, conn_id = connection_on_worker(server, index, 2)
+            assert conn_id % 2 == index
+            connections.append(conn)
+        connections[0].add_s("dc=example,dc=com", [("objectClass", [b"dcObject", b"organization"]),
+                                                     ("dc", [b"example"]), ("o", [b"example"])])  # fmt: skip
+        found = connections[1].search_s("dc=example,dc=com", ldap.SCOPE_BASE, "(objectClass=*)", ["o"])
+        assert found[0][1]["o"] == [b"example"]  # written by worker 0, read by worker 1: one database
+        for conn in connections:
+            conn.unbind_s()
+    finally:
+        assert server.stop() == 0
+
+
+SUFFIX_ENTRY = [("objectClass", [b"dcObject", b"organization"]), ("dc", [b"example"]), ("o", [b"example"])]
+WRITERS = 8
+
+
+def connect(server, url: str | None = None):
+    conn = ldap.initialize(url or server.url)
+    conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
+    conn.set_option(ldap.OPT_TIMEOUT, 30)
+    conn.simple_bind_s(ROOTDN, ROOTPW)
+    return conn
+
+
+def stored_cns(server) -> set[str]:
+    conn = connect(server)
+    try:
+        found = conn.search_s(SUFFIX, ldap.SCOPE_ONELEVEL, "(objectClass=person)", ["cn"])
+    finally:
+        conn.unbind_s()
+    return {attrs["cn"][0].decode() for _, attrs in found}
+
+
+def test_a_killed_worker_is_restarted_and_no_acknowledged_write_is_lost(tmp_path):
+    """8 writers add entries while workers are killed (-9) at seeded random moments: each dead worker is
+    started again with its index, the writers reconnect, every acknowledged add is there."""
+    rng = random.Random(1313)
+    server = start_workers(tmp_path)
+    acknowledged: set[str] = set()
+    stop = threading.Event()
+    problems: list[BaseException] = []
+    try:
+        connect(server).add_s(SUFFIX, SUFFIX_ENTRY)
+
+        def write(writer: int) -> None:
+            conn = None
+            for attempt in range(5000):  # bounded; the stop event ends it much earlier
+                if stop.is_set():
+                    break
+                cn = f"w{writer}-{attempt}"
+                try:
+                    if conn is None:
+                        conn = connect(server)
+                    conn.add_s(f"cn={cn},{SUFFIX}", [("objectClass", [b"person"]), ("cn", [cn.encode()]),
+                                                       ("sn", [b"S"])])  # fmt: skip
+                    acknowledged.add(cn)
+                except (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.UNAVAILABLE, ldap.TIMEOUT, ldap.BUSY):
+                    conn = None  # its worker died under it: a new connection (maybe to the other worker)
+                    time.sleep(0.05)
+                except ldap.LDAPError as exc:
+                    problems.append(exc)
+                    return
+            if conn is not None:
+                conn.unbind_s()
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+        for thread in threads:
+            thread.start()
+        restarted = 0
+        for _round in range(3):
+            time.sleep(rng.uniform(0.5, 2.0))
+            before = worker_pids(server)
+            victim = rng.choice(before)
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda victim=victim, before=before: len(worker_pids(server)) == 2
+                     and victim not in worker_pids(server), 30, what="the killed worker restarted")  # fmt: skip
+            restarted += 1
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+            assert not thread.is_alive()
+        assert not problems, problems
+        assert restarted == 3 and server.log().count("restarting it in") == 3
+        stored = stored_cns(server)
+        assert acknowledged - stored == set(), "acknowledged adds lost"
+        assert len(acknowledged) > 50, "too few writes were acknowledged to show anything"
+        # both workers serve again after the kills
+        for index in range(2):
+            connection_on_worker(server, index, 2)[0].unbind_s()
+    finally:
+        stop.set()
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+
+def test_kill_9_of_the_supervisor_takes_the_workers_along(tmp_path):
+    server = start_workers(tmp_path)
+    workers = worker_pids(server)
+    assert len(workers) == 2
+    server.process.kill()
+    server.process.wait(10)
+    wait_for(lambda: not any(process_alive(pid) for pid in workers), 10, what="the workers to die")
+    assert not port_open(server.port)
+
+
+def test_sigterm_stops_every_worker_and_removes_the_pid_file(tmp_path):
+    pidfile = tmp_path / "pyldapd" / "pyldapd.pid"
+    server = start_workers(tmp_path, extra_global=f"pidfile {pidfile}")
+    workers = worker_pids(server)
+    assert pidfile.read_text().strip() == str(server.process.pid)  # the supervisor's
+    os.kill(server.process.pid, signal.SIGTERM)
+    assert server.process.wait(20) == 0
+    assert not any(process_alive(pid) for pid in workers)
+    assert not pidfile.exists()
+    assert not os.path.exists(server.ldapi_path)
+    assert server.log().count("shutdown requested and initiated (SIGTERM)") >= 1
+    assert "worker 0 stopped." in server.log() and "worker 1 stopped." in server.log()
+
+
+def test_cn_monitor_counts_the_operations_of_every_worker(tmp_path):
+    server = start_workers(tmp_path, extra_global="", name="pyldapd")
+    try:
+        connect(server).add_s(SUFFIX, SUFFIX_ENTRY)
+        conns = [connection_on_worker(server, index, 2)[0] for index in range(2)]
+        for conn in conns:
+            for _ in range(5):
+                conn.compare_s(SUFFIX, "o", b"example")
+
+        def compares(conn) -> int:
+            found = conn.search_s("cn=Compare,cn=Operations,cn=Monitor", ldap.SCOPE_BASE, "(objectClass=*)",
+                                  ["monitorOpCompleted"])  # fmt: skip
+            return int(found[0][1]["monitorOpCompleted"][0])
+
+        for conn in conns:  # each worker shows the sum: 10 compares, 5 in each
+            assert compares(conn) == 10
+        current = conns[0].search_s("cn=Current,cn=Connections,cn=Monitor", ldap.SCOPE_BASE, "(objectClass=*)",
+                                    ["monitorCounter"])[0][1]["monitorCounter"][0]  # fmt: skip
+        assert int(current) >= 2  # both connections, one in each worker
+        threads = conns[1].search_s("cn=Max,cn=Threads,cn=Monitor", ldap.SCOPE_BASE, "(objectClass=*)",
+                                    ["monitoredInfo"])[0][1]["monitoredInfo"][0]  # fmt: skip
+        assert threads == b"2"
+        for conn in conns:
+            conn.unbind_s()
+    finally:
+        server.stop()
+
+
+def test_olcthreads_over_ldapi_changes_the_number_of_workers(tmp_path):
+    conf = (
+        slapd_conf(tmp_path / "pyldapd" / "db", extra_global="threads 2")
+        + "database config\nrootpw configpw\n"
+    )
+    server = start_pyldapd(tmp_path / "pyldapd", conf)
+    try:
+        wait_workers(server, 2)
+
+        def threads(count: int) -> None:
+            change = f"dn: cn=config\nchangetype: modify\nreplace: olcThreads\nolcThreads: {count}\n"
+            result = ldap_tool("ldapmodify", "-x", "-D", "cn=config", "-w", "configpw", "-H", server.ldapi_url,
+                               input=change)  # fmt: skip
+            assert result.returncode == 0, result.stderr
+
+        threads(3)
+        wait_for(lambda: len(worker_pids(server)) == 3, 30, what="a third worker")
+        wait_for(lambda: "pyldapd: 3 worker processes (were 2)" in server.log(), 10, what="the log line")
+        for url in (server.url, server.ldapi_url):  # every one serves
+            for _ in range(6):
+                result = ldap_tool("ldapsearch", "-x", "-H", url, "-b", "", "-s", "base", "namingContexts")
+                assert "namingContexts: dc=example,dc=com" in result.stdout, result.stderr
+        threads(1)
+        wait_for(lambda: len(worker_pids(server)) == 1, 30, what="one worker left")
+        result = ldap_tool("ldapsearch", "-x", "-H", server.url, "-b", "", "-s", "base", "namingContexts")
+        assert "namingContexts: dc=example,dc=com" in result.stdout, result.stderr
+    finally:
+        assert server.stop() == 0
