@@ -1,15 +1,19 @@
 """LDAP Sync replication, pyldapd->pyldapd against slapd->slapd, side by side, in one run (issue 4).
 
     .venv/bin/python bench/bench_replication.py [--entries 10000] [--writes 300] [--offline-writes 1000]
+                                                [--load offline|ldapadd] [--workers N]
 
 For each implementation one provider (syncprov, `syncprov-sessionlog 2000`) and one refreshAndPersist
-consumer, both from the configs tests/replication/helpers.py writes (the same shape for both servers), with
-`loglevel none` (and `-d none` for pyldapd). Both commit every write, replicated ones included, with sync.
+consumer, both from the configs tests/replication/helpers.py writes (the same shape for both servers: eq indexes
+on objectClass, entryUUID, entryCSN and uid, a 4 GB maxsize), with `loglevel none` (and `-d none` for pyldapd).
+Both commit every write, replicated ones included, with sync (no dbnosync): durable on both sides.
 
-  (b) initial refresh: --entries people (plus the suffix and ou=People) are loaded into the provider with
-      ldapadd, then the consumer starts empty; seconds from launching the consumer process until its
-      contextCSN equals the provider's and it holds all entries, and the rate in entries/s (consumer start-up included;
-      the time until it listens is printed as well).
+  (b) initial refresh: --entries people (plus the suffix and ou=People) are loaded into the provider (by
+      default offline before it starts, `slapadd -q -w` / `pyldapd add -q -w`, which generate entryCSN,
+      entryUUID and the contextCSN; `--load ldapadd` adds them over LDAP instead), then the consumer starts
+      empty; seconds from launching the consumer process until its contextCSN equals the provider's and it holds
+      all entries, and the rate in entries/s (consumer start-up included; the time until it listens is printed
+      as well).
   (a) one write: --writes sequential modifies on the provider, each timed from the modify response until a
       base search on the consumer (a persistent connection, polled every --poll-ms) returns the new value;
       p50/p99/max in ms.
@@ -20,6 +24,12 @@ consumer, both from the configs tests/replication/helpers.py writes (the same sh
 (b) runs before (a) so that one provider serves all three. Every figure is printed for both implementations
 with the ratio pyldapd/slapd (for times a ratio above 1 means pyldapd is slower; for rates, below 1). Not a
 test: machines differ, ratios matter. Client and servers share the machine's CPUs.
+
+To see why a refresh does not end: `--consumer-log "stats sync"` (slapd gets it as -d, its syslog levels
+otherwise go nowhere here), `--progress 20` (the consumer's count and contextCSN every 20 s); on a timeout the
+consumer log's end and its error lines are printed. That is how a 100 MB map (the tests' maxsize) showed up as
+slapd's consumer stalling at 86,000 entries: `mdb_add: txn_commit failed : MDB_MAP_FULL`, then the refresh retried
+every second (`retry="1 +"`) from the start, each entry "unchanged, ignored", a core busy, for ever.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from tests.servers import (  # noqa: E402
 
 PEOPLE = f"ou=People,{SUFFIX}"
 ERRORS = re.compile(r"(?i)error|MDB_MAP_FULL|failed|err=[1-9]")
+WORKERS = [0]  # --workers: `threads N` in every config (pyldapd: N worker processes; 0: no such line)
 STARTERS = {"pyldapd": start_pyldapd, "slapd": start_slapd}
 
 
@@ -154,6 +165,8 @@ def node_conf(kind: str, root: Path, name: str, conf_fn, loglevel: str = "none",
     directory = root / name / "db"
     directory.mkdir(parents=True, exist_ok=True)
     conf = f"loglevel {loglevel}\n" + conf_fn(directory, slapd=(kind == "slapd"), **kw)
+    if WORKERS[0] and (kind == "pyldapd" or WORKERS[0] >= 2):  # slapd refuses threads below 2
+        conf = f"threads {WORKERS[0]}\n" + conf
     # the tests' 100 MB map holds about 50,000 people in pyldapd: room for --entries 100000 and more, both servers
     return conf.replace("maxsize 104857600", f"maxsize {4 << 30}")
 
@@ -332,6 +345,9 @@ def main() -> None:
     parser.add_argument("--write-timeout", type=float, default=10.0, help="give up on one write after S")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound on refresh and catch-up")
     parser.add_argument("--only", choices=sorted(STARTERS), help="run one implementation only")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="`threads N` in every config: N worker processes for pyldapd (default: no line, one "
+                        "worker per CPU; slapd gets the line only for N >= 2, its minimum)")  # fmt: skip
     parser.add_argument("--load", choices=("offline", "ldapadd"), default="offline",
                         help="fill the provider with slapadd/pyldapd add -q -w before it starts (default), "
                         "or with ldapadd once it runs")  # fmt: skip
@@ -340,6 +356,7 @@ def main() -> None:
     parser.add_argument("--progress", type=float, default=0, help="count the consumer's entries every S s")
     parser.add_argument("--keep", type=float, default=0, help="on a refresh timeout, keep the servers S s")
     args = parser.parse_args()
+    WORKERS[0] = args.workers
     kinds = [args.only] if args.only else ["slapd", "pyldapd"]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="pyldapd-bench-repl-") as tmp:
@@ -347,7 +364,7 @@ def main() -> None:
             results[kind] = run(kind, Path(tmp) / kind, args)
     print(f"\nprovider -> refreshAndPersist consumer; {args.entries + 2} entries, {args.writes} timed writes "
           f"(poll every {args.poll_ms} ms), {min(args.offline_writes, args.entries)} offline modifies, "
-          f"sessionlog {args.sessionlog}; {os.cpu_count()} CPUs")  # fmt: skip
+          f"sessionlog {args.sessionlog}; threads {args.workers or 'not set'}; {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'figure':22} {'slapd':>10} {'pyldapd':>10} {'ratio':>8}")
     for figure in results[kinds[0]]:
         row = [results.get(k, {}).get(figure) for k in ("slapd", "pyldapd")]
