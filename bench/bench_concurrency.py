@@ -477,6 +477,7 @@ def print_growth(args, slapd: dict, ours: dict[int, dict]) -> None:
           f"with `threads N` = N worker processes; {len(os.sched_getaffinity(0))} CPUs")  # fmt: skip
     heads = "".join(f"{f'pyldapd {n}w':>14}" for n in counts)
     print(f"{'figure':50} {'slapd':>12}{heads} {f'{counts[-1]}w/{counts[0]}w':>8} {'/slapd':>7}")
+    print("(rates: above 1 is growth; times and latencies: below 1 is faster)")
 
     def row(label: str, pick: Callable[[dict], float], fmt: str) -> None:
         values = [pick(ours[n]) for n in counts]
