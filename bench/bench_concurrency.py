@@ -442,6 +442,8 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int, workers: int =
     tag = tag or name
     db = root / tag / "db"
     db.mkdir(parents=True)
+    if name == "slapd" and workers < 2:  # slapd refuses fewer than 2 threads: its default then
+        workers = 0
     extra_global = "loglevel none" + (f"\nthreads {workers}" if workers else "")
     conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global=extra_global)
     server = load_and_start(name, root, conf, ldif_path, timeout=1200, tag=tag)

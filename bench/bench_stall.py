@@ -186,15 +186,18 @@ def cases(args) -> list[tuple[str, object]]:
     return out
 
 
-def threads_line(args) -> str:
-    """`threads N` in both servers' slapd.conf when --workers is given (pyldapd: N worker processes)."""
-    return f"\nthreads {args.workers}" if args.workers else ""
+def threads_line(args, name: str) -> str:
+    """`threads N` in the slapd.conf when --workers is given (pyldapd: N worker processes; slapd refuses fewer
+    than 2 threads, so it gets none then)."""
+    if not args.workers or (name == "slapd" and args.workers < 2):
+        return ""
+    return f"\nthreads {args.workers}"
 
 
 def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
     db = root / name / "db"
     conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global="moduleload syncprov\nloglevel none\n"
-                      "sizelimit unlimited" + threads_line(args), extra_db="overlay syncprov")  # fmt: skip
+                      "sizelimit unlimited" + threads_line(args, name), extra_db="overlay syncprov")  # fmt: skip
     conf = conf.replace("maxsize 104857600", "maxsize 2147483648")
     server = load_and_start(name, root, conf, ldif_path, timeout=1800)
     figures: dict = {}
@@ -232,7 +235,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--no-ldclt", action="store_true")
     parser.add_argument("--workers", type=int, default=0,
-                        help="`threads N` in both configs: N worker processes for pyldapd (default: none)")  # fmt: skip
+                        help="`threads N` in both configs: N worker processes for pyldapd (default: none; slapd only "
+                        "for N >= 2, its minimum)")  # fmt: skip
     parser.add_argument("--heavy-timeout", type=float, default=120, help="seconds a heavy request may take")
     args = parser.parse_args()
     HEAVY_TIMEOUT[0] = args.heavy_timeout
