@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import re
 import shutil
 import socket
@@ -51,14 +52,21 @@ from bench_big_filter import Client  # noqa: E402
 from pyldapd.model.filter import Equality, Or, Present  # noqa: E402
 from pyldapd.protocol import ldap  # noqa: E402
 from pyldapd.protocol.ldap import Change  # noqa: E402
-from tests.servers import ROOTDN, ROOTPW, SLAPD, slapd_conf, start_pyldapd, start_slapd  # noqa: E402
+from tests.servers import (  # noqa: E402
+    ROOTDN,
+    ROOTPW,
+    SLAPD,
+    slapd_conf,
+    start_pyldapd,
+    start_slapd,
+    wait_for,
+)
 
 SUFFIX = "dc=example,dc=com"
 PEOPLE = f"ou=People,{SUFFIX}"
 ITEMS = f"ou=Items,{SUFFIX}"
 INDEXES = "index objectClass eq\nindex uid,cn,sn,mail eq,pres,sub"
 RATE = re.compile(r"Global average rate:\s*[\d.]+/thr\s*\(\s*([\d.]+)/sec\)")
-NOTE = "note: pyldapd accepts `threads {}` as tuning only and does not use it yet: one event loop serves all"
 TIMEOUT = 600.0  # the bound on any one heavy request
 
 
@@ -384,10 +392,11 @@ def percentile(values: list[float], p: float) -> float:
 # -- the run ----------------------------------------------------------------------------------------------------
 
 
-def load_and_start(name: str, root: Path, conf: str, ldif_path: Path, timeout: float):
+def load_and_start(name: str, root: Path, conf: str, ldif_path: Path, timeout: float, tag: str = ""):
     """Load the LDIF offline (slapd's slapadd or pyldapd add, -q) into the database `conf` names, then start
-    that server (logging off) on it."""
-    conf_path = root / name / "load.conf"
+    that server (logging off) on it, in root/tag (tag: the name by default)."""
+    tag = tag or name
+    conf_path = root / tag / "load.conf"
     conf_path.write_text(conf)
     if name == "slapd":
         load = [SLAPD[: -len("slapd")] + "slapadd", "-q", "-f", str(conf_path), "-l", str(ldif_path)]
@@ -405,8 +414,19 @@ def load_and_start(name: str, root: Path, conf: str, ldif_path: Path, timeout: f
         ]
     subprocess.run(load, check=True, capture_output=True, timeout=timeout)
     if name == "slapd":
-        return start_slapd(root / name, conf, name=name)
-    return start_pyldapd(root / name, conf, name=name, debug="none")
+        return start_slapd(root / tag, conf, name=name)
+    server = start_pyldapd(root / tag, conf, name=name, debug="none")
+    workers = re.search(r"^threads (\d+)$", conf, re.M)
+    count = int(workers.group(1)) if workers else len(os.sched_getaffinity(0))
+    if (
+        count > 1
+    ):  # the port accepts once the first worker listens: wait for them all (the supervisor says so)
+        try:
+            wait_for(lambda: f"{count} worker processes listening" in server.log(), 60, what="the workers")
+        except TimeoutError:
+            server.stop()
+            raise
+    return server
 
 
 def print_heavy(name: str, label: str, times: list[float], outcome: str, latencies: list[float]) -> None:
@@ -416,12 +436,18 @@ def print_heavy(name: str, label: str, times: list[float], outcome: str, latenci
           f"max {max(latencies, default=0):.1f} ms of {len(latencies)}", file=sys.stderr)  # fmt: skip
 
 
-def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
-    db = root / name / "db"
+def run(name: str, root: Path, ldif_path: Path, args, width: int, workers: int = 0, tag: str = "") -> dict:
+    """Load, start and measure one server; `workers` puts `threads N` in its slapd.conf (none when 0: slapd's
+    default of 16 threads, pyldapd's default of one worker per CPU)."""
+    tag = tag or name
+    db = root / tag / "db"
     db.mkdir(parents=True)
-    extra_global = "loglevel none" + (f"\nthreads {args.workers}" if args.workers else "")
+    if name == "slapd" and workers < 2:  # slapd refuses fewer than 2 threads: its default then
+        workers = 0
+    extra_global = "loglevel none" + (f"\nthreads {workers}" if workers else "")
     conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global=extra_global)
-    server = load_and_start(name, root, conf, ldif_path, timeout=1200)
+    server = load_and_start(name, root, conf, ldif_path, timeout=1200, tag=tag)
+    name = tag
     figures: dict = {}
     try:
         figures.update(ldclt_phases(server.port, args, width))
@@ -438,9 +464,47 @@ def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
             raise RuntimeError(f"{name} died:\n{server.log()[-3000:]}")
     finally:
         server.stop()
-    if name == "pyldapd":
+    if name.startswith("pyldapd"):
         figures["group"] = group_figures(server.log())
     return figures
+
+
+def print_growth(args, slapd: dict, ours: dict[int, dict]) -> None:
+    """One row per figure: slapd's, pyldapd's for each worker count, the growth from the first count to the last
+    and the last one's ratio to slapd."""
+    counts = sorted(ours)
+    first, last = ours[counts[0]], ours[counts[-1]]
+    slapd_threads = f"threads {args.workers}" if args.workers >= 2 else "threads not set: 16"
+    print(f"\n{args.users} users + {args.items} items, both durable; slapd ({slapd_threads}) beside pyldapd "
+          f"with `threads N` = N worker processes; {len(os.sched_getaffinity(0))} CPUs")  # fmt: skip
+    heads = "".join(f"{f'pyldapd {n}w':>14}" for n in counts)
+    print(f"{'figure':50} {'slapd':>12}{heads} {f'{counts[-1]}w/{counts[0]}w':>8} {'/slapd':>7}")
+    print("(rates: above 1 is growth; times and latencies: below 1 is faster)")
+
+    def row(label: str, pick: Callable[[dict], float], fmt: str) -> None:
+        values = [pick(ours[n]) for n in counts]
+        theirs = pick(slapd)
+        cells = "".join(f"{fmt.format(v):>14}" for v in values)
+        growth = values[-1] / values[0] if values[0] else float("nan")
+        ratio = values[-1] / theirs if theirs else float("nan")
+        print(f"{label:50} {fmt.format(theirs):>12}{cells} {growth:8.2f} {ratio:7.2f}")
+
+    if "search" in first:
+        row("uid= searches alone (ldclt, 8 threads) /s", lambda f: f["search"], "{:.0f}")
+        row(f"the same while {args.mod_threads} threads modify /s", lambda f: f["search+mod"], "{:.0f}")
+        row("  % of alone", lambda f: 100 * f["search+mod"] / f["search"], "{:.0f}%")
+        row("  those modifies /s", lambda f: f["mod+search"], "{:.0f}")
+    row("modifies alone (ldclt attreplace, 4 threads) /s", lambda f: f["modify"], "{:.0f}")
+    for label, _heavy, _again in heavy_cases(args):
+        row(f"{label}: time, median s", lambda f, k=label: median(f[k][0]), "{:.3f}")
+        row("  root DSE meanwhile, p99 ms", lambda f, k=label: percentile(f[k][2], 0.99), "{:.1f}")
+    for n in counts:
+        if ours[n].get("group"):
+            writes, commits, largest = ours[n]["group"]
+            print(f"pyldapd {n}w group commit: {writes} writes in {commits} commits "
+                  f"({writes / max(commits, 1):.2f} per fsync), largest group {largest}")  # fmt: skip
+    if last is first:
+        print("(one worker count only)")
 
 
 def main() -> None:
@@ -450,7 +514,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10000)
     parser.add_argument("--items", type=int, default=20000, help="entries of the large result")
     parser.add_argument("--seconds", type=float, default=10, help="per ldclt phase (10 s samples); slow read")
-    parser.add_argument("--workers", type=int, default=0, help="`threads N` in slapd.conf (default: none)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="`threads N` in slapd.conf: N worker processes for pyldapd (default: none, one per "
+                        "CPU); with --growth, slapd's threads only (N >= 2; slapd refuses fewer)")  # fmt: skip
+    parser.add_argument("--growth", type=lambda s: [int(x) for x in s.split(",")], metavar="N,M,...",
+                        help="run pyldapd once per worker count (`threads N`), e.g. 1,2, and slapd once; print "
+                        "how each figure grows")  # fmt: skip
     parser.add_argument("--mod-threads", type=int, default=2, help="ldclt modify threads beside the searches")
     parser.add_argument("--terms", type=int, default=10000)
     parser.add_argument("--values", type=int, default=100000)
@@ -463,21 +532,23 @@ def main() -> None:
             "ldclt not found: it comes with 389-ds-base (Debian: apt-get install -y 389-ds-base)"
         )
     width = max(5, len(str(args.users - 1)))
-    if args.workers > 1:
-        print(NOTE.format(args.workers), file=sys.stderr)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="pyldapd-bench-") as tmp:
         root = Path(tmp)
         ldif_path = root / "data.ldif"
         ldif_path.write_text(make_ldif(args.users, args.items, width))
+        if args.growth:
+            slapd_threads = args.workers if args.workers >= 2 else 0
+            theirs = run("slapd", root, ldif_path, args, width, slapd_threads)
+            ours = {n: run("pyldapd", root, ldif_path, args, width, n, f"pyldapd{n}w") for n in args.growth}
+            print_growth(args, theirs, ours)
+            return
         for name in ("slapd", "pyldapd"):
-            results[name] = run(name, root, ldif_path, args, width)
+            results[name] = run(name, root, ldif_path, args, width, args.workers)
     slapd, ours = results["slapd"], results["pyldapd"]
     seconds = max(1, math.ceil(args.seconds / 10)) * 10
     print(f"\n{args.users} users + {args.items} items, ldclt phases of {seconds} s, both durable, "
-          f"threads {args.workers or 'not set (slapd: 16)'}")  # fmt: skip
-    if args.workers > 1:
-        print(NOTE.format(args.workers))
+          f"threads {args.workers or 'not set (slapd: 16, pyldapd: one worker per CPU)'}")  # fmt: skip
     print(f"{'figure':52} {'slapd':>16} {'pyldapd':>16} {'ratio':>6}")
 
     def row(label: str, theirs: float, mine: float, fmt: str = "{:.0f}/s", extra=("", "")) -> None:

@@ -1,12 +1,13 @@
 """No reader stalls another (issue 13): a light client's latency while one heavy read runs, pyldapd beside slapd.
 
     .venv/bin/python bench/bench_stall.py [--users 100000] [--items 20000] [--terms 10000,100000] [--seconds 10]
-                                          [--no-ldclt]
+                                          [--no-ldclt] [--workers N]
 
 Both servers start from one slapd.conf (uid indexed eq, the syncprov overlay) and are loaded offline (`slapadd
 -q`, `pyldapd add -q`) with the same LDIF: `--users` inetOrgPerson entries under ou=People and `--items` small
-entries under ou=Items. Then, on each, a light client sends root DSE base searches one after another (5 ms apart,
-its own connection) while one heavy read runs on another connection, again and again for `--seconds`:
+entries under ou=Items; `--workers N` puts `threads N` in it (pyldapd: N worker processes). Then, on each, a
+light client sends root DSE base searches one after another (5 ms apart, its own connection) while one heavy
+read runs on another connection, again and again for `--seconds`:
 
 - as the rootdn, a search whose filter is an OR of N uid= terms (random uids, about half of them existing), for
   each N of `--terms`;
@@ -165,13 +166,16 @@ def seconds(figure) -> str:
 
 
 def peak_rss_kb(pid: int) -> int:
+    """The peak RSS of the process and of its children (pyldapd's workers under a supervisor), summed."""
+    total = 0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+                total += int(line.split()[1])
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        pass
-    return 0
+        return total
+    return total + sum(peak_rss_kb(int(child)) for child in children)
 
 
 def cases(args) -> list[tuple[str, object]]:
@@ -182,10 +186,18 @@ def cases(args) -> list[tuple[str, object]]:
     return out
 
 
+def threads_line(args, name: str) -> str:
+    """`threads N` in the slapd.conf when --workers is given (pyldapd: N worker processes; slapd refuses fewer
+    than 2 threads, so it gets none then)."""
+    if not args.workers or (name == "slapd" and args.workers < 2):
+        return ""
+    return f"\nthreads {args.workers}"
+
+
 def run(name: str, root: Path, ldif_path: Path, args, width: int) -> dict:
     db = root / name / "db"
     conf = slapd_conf(db, indexes=INDEXES, modules=True, extra_global="moduleload syncprov\nloglevel none\n"
-                      "sizelimit unlimited", extra_db="overlay syncprov")  # fmt: skip
+                      "sizelimit unlimited" + threads_line(args, name), extra_db="overlay syncprov")  # fmt: skip
     conf = conf.replace("maxsize 104857600", "maxsize 2147483648")
     server = load_and_start(name, root, conf, ldif_path, timeout=1800)
     figures: dict = {}
@@ -222,6 +234,9 @@ def main() -> None:
     parser.add_argument("--terms", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--no-ldclt", action="store_true")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="`threads N` in both configs: N worker processes for pyldapd (default: none; slapd only "
+                        "for N >= 2, its minimum)")  # fmt: skip
     parser.add_argument("--heavy-timeout", type=float, default=120, help="seconds a heavy request may take")
     args = parser.parse_args()
     HEAVY_TIMEOUT[0] = args.heavy_timeout
@@ -236,7 +251,9 @@ def main() -> None:
         for name in ("slapd", "pyldapd"):
             results[name] = run(name, root, ldif_path, args, width)
     slapd, ours = results["slapd"], results["pyldapd"]
-    print(f"\n{args.users:,} users + {args.items:,} items; root DSE latency (ms) while each heavy read runs")
+    threads = f"threads {args.workers}" if args.workers else "threads not set"
+    print(f"\n{args.users:,} users + {args.items:,} items, {threads}; root DSE latency (ms) while each heavy "
+          "read runs")  # fmt: skip
     print(f"{'heavy read':44} {'time slapd':>10} {'pyldapd':>8} {'p50 slapd':>10} {'pyldapd':>8} "
           f"{'p99 slapd':>10} {'pyldapd':>8} {'max slapd':>10} {'pyldapd':>8}")  # fmt: skip
     for label, _heavy in cases(args):
