@@ -146,7 +146,8 @@ def test_local_write_with_failed_commit_changes_nothing(tmp_path, monkeypatch):
 def test_failed_checkpoint_costs_no_client_result_and_no_consumer_change(tmp_path, monkeypatch):
     """A checkpoint (contextCSN copied onto the suffix entry) is a write of its own after a committed change: its
     failure must neither turn the client's committed write into an error nor keep the change from consumers."""
-    conf = provider_conf(db_dir(tmp_path, "prov")).replace(
+    # one process: the fault counts one process's commits (with workers, the checkpoint is worker 0's only)
+    conf = "threads 1\n" + provider_conf(db_dir(tmp_path, "prov")).replace(
         "syncprov-checkpoint 100 10", "syncprov-checkpoint 1 1"
     )
     # The suffix entry is loaded offline: a refreshAndPersist search of an empty database gets 32 (slapd 2.5),

@@ -443,3 +443,30 @@ def test_accesslog_with_two_workers_logs_every_change_once_in_order(tmp_path):
             conn.unbind_s()
     finally:
         server.stop()
+
+
+def test_a_move_into_the_log_that_failed_in_one_worker_is_done_by_the_other(tmp_path, monkeypatch):
+    """PYLDAPD_FAULT_COMMIT=2 fails each worker's second write commit: the worker that commits a change (its
+    first commit) fails to move the log entry (its second), and the other worker, publishing the same change
+    from the journal, moves it (its first commit). The change is logged once, without a restart."""
+    conf = "threads 2\n" + conf_for(tmp_path, "logops writes\n")
+    server = start_pyldapd(tmp_path, conf)
+    try:
+        wait_workers(server, 2)
+        add(server, TOP + PERSON)  # before the faults: a server started without them
+    finally:
+        server.stop()
+    monkeypatch.setenv("PYLDAPD_FAULT_COMMIT", "2")
+    server = start_pyldapd(tmp_path, conf, name="faulty")
+    monkeypatch.delenv("PYLDAPD_FAULT_COMMIT")
+    try:
+        wait_workers(server, 2)
+        modify(server, f"dn: cn=x,{SUFFIX}\nchangetype: modify\nreplace: description\ndescription: moved\n")
+
+        def logged() -> list:
+            return [e for e in read_log(server) if "description:= moved" in e.get("reqmod", [])]
+
+        wait_for(lambda: len(logged()) >= 1, 20, "the log entry of the modify")
+        assert [e["reqresult"] for e in logged()] == [["0"]]
+    finally:
+        server.stop()

@@ -1004,6 +1004,10 @@ class Directory:
         """One database's part of a search (the whole search, unless glued), as steps: returns the entries sent
         so far + its own.
         `missing_ok`: a glued subordinate's suffix that is not there adds nothing (slapd drops its 32)."""
+        if backend.journal is not None and base_ndn == backend.suffix_ndn:
+            # the suffix entry shows the live contextCSN: first what other workers committed (server/journal.py),
+            # so that the vector shown is as new as the entries read after it
+            backend.journal.catch_up()
         with backend.db.read() as txn:
 
             def prepare() -> tuple[Any, Callable[[Entry], bool] | None, Iterator[Entry] | None]:
