@@ -336,7 +336,17 @@ class EntryCodec:
             return key
 
     def expand_types(self, at: Any) -> list[Any]:
-        """at and all its subtypes (transitively)."""
+        """at and all its subtypes (transitively); kept until the schema changes (every indexed search asks)."""
+        derived = self.schema.derived
+        cache = derived.get("mdb.expand_types")
+        if cache is None:
+            cache = derived["mdb.expand_types"] = {}
+        found = cache.get(at.oid)
+        if found is None or found[0] is not at:
+            found = cache[at.oid] = (at, self._expand_types_afresh(at))
+        return found[1]
+
+    def _expand_types_afresh(self, at: Any) -> list[Any]:
         out = [at]
         seen = {at.key}
         i = 0

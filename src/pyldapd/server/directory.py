@@ -1007,7 +1007,9 @@ class Directory:
                 return sent
             has_children = txn.has_children if selection.wants_has_subordinates else None
             suffix_id = txn.id_of(backend.suffix_ndn)
-            live_context = backend.context.values()
+            live_csns = (
+                backend.context.csns
+            )  # the vector as the search began (replaced, never changed, by commits)
             clock = time.monotonic
             countdown = STEP_EVERY
             for entry in found:
@@ -1020,8 +1022,10 @@ class Directory:
                 # before each candidate, as back-mdb does: the bound is on the work, not only on what is sent
                 if deadline is not None and clock() > deadline:
                     raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
-                if entry.id == suffix_id and live_context:
-                    entry = with_context_csn(entry, live_context)
+                if entry.id == suffix_id:
+                    live_context = [v.encode() for v in live_csns.to_values()]
+                    if live_context:
+                        entry = with_context_csn(entry, live_context)
                 if not manage_dsa_it and is_glue(entry):
                     continue
                 if not matches(entry):
@@ -1771,7 +1775,12 @@ class SizeLimitExceeded(Exception):
 
 def is_glue(entry: Entry) -> bool:
     attribute = entry.attrs.get("objectclass")
-    return attribute is not None and any(v.lower() == b"glue" for v in attribute.values)
+    if attribute is None:
+        return False
+    for value in attribute.values:  # a loop, not any(<generator>): this runs for every candidate of a search
+        if len(value) == 4 and value.lower() == b"glue":
+            return True
+    return False
 
 
 class AttributeSelection:
