@@ -399,10 +399,14 @@ class EntryCodec:
         head = _HDR.pack(_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
         return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
 
-    def index_keys(self, entry: Entry) -> _IndexKeys:
+    def index_keys(self, entry: Entry, bases: set[str] | None = None) -> _IndexKeys:
+        """The entry's index keys; with `bases`, only those of the attributes of these types (a key comes from
+        one attribute type: it starts with that type's name, so the keys of other types never mix in)."""
         out = _IndexKeys()
         plans = self._plans
         for key, attr in entry.attrs.items():
+            if bases is not None and key.partition(";")[0] not in bases:
+                continue
             plan = plans.get(key)
             if plan is None:
                 plan = plans[key] = self._index_plan(key)
@@ -1849,7 +1853,15 @@ class WriteTxn(ReadTxn):
             raise StorageError(f"modify cannot change the DN ({old.dn!r} -> {entry.dn!r}); use rename")
         pid = rec[1:9]
         new_rec, ublob, oblob = db._encode(entry, ndn, pid)
-        self._apply_index(idb, db._index_keys(old), db._index_keys(entry))
+        # only the keys of the attribute types whose values changed (a description's modify need not recompute
+        # the substring keys of uid, cn, sn and mail): the others' keys are the same before and after
+        old_attrs, new_attrs = old.attrs, entry.attrs
+        changed = {
+            key.partition(";")[0]
+            for key in old_attrs.keys() | new_attrs.keys()
+            if key not in old_attrs or key not in new_attrs or old_attrs[key].values != new_attrs[key].values
+        }
+        self._apply_index(idb, db._index_keys(old, changed), db._index_keys(entry, changed))
         self._put(idb, new_rec, db._id2entry)
         eid = _unpack_id(idb)
         db._cache.pop(eid, None)
