@@ -283,6 +283,7 @@ class _IndexKeys:
 # ("or", [plans]); ("empty",). None stands for "not indexed" (every entry in scope is a candidate).
 _Plan = tuple[Any, ...]
 _EMPTY: _Plan = ("empty",)
+_GENERAL = ("general",)  # an equality planned by the general path (ReadTxn._equality_shape)
 
 
 class EntryCodec:
@@ -637,6 +638,7 @@ class MdbDatabase:
         self._encode = self.codec.encode
         self._index_keys = self.codec.index_keys
         self._built: set[tuple[str, str]] = set()  # (type key, kind) usable by searches
+        self._equality_shapes: dict[str, Any] = {}  # ReadTxn._equality_shape per description, with its inputs
         self._closed = False
         self._built_new: set[tuple[str, str]] = set()
         self.set_indexes(indexes or {})
@@ -1173,6 +1175,26 @@ class ReadTxn:
 
     def _plan(self, f: Filter) -> _Plan | None:
         db = self.db
+        if type(f) is Equality:  # the most common search: its attribute's index keys, worked out once
+            shape = db._equality_shapes.get(f.attr)
+            if shape is None or shape[0] is not db._built or shape[1] is not db.schema.derived:
+                if len(db._equality_shapes) > 1024:
+                    db._equality_shapes.clear()
+                shape = db._equality_shapes[f.attr] = (
+                    db._built,
+                    db.schema.derived,
+                    self._equality_shape(f.attr),
+                )
+            steps = shape[2]
+            if steps is None:
+                return None
+            if steps is not _GENERAL:
+                keys = []
+                for prefix, normalize in steps:
+                    n = normalize(f.value)
+                    if n is not None:  # else Undefined for every value of this type: no key
+                        keys.append(_ikey(prefix, n))
+                return ("keys", "eq", keys) if keys else _EMPTY
         if isinstance(f, And):
             parts = [p for p in (self._plan(x) for x in f.filters) if p is not None]
             if not parts:
@@ -1232,6 +1254,25 @@ class ReadTxn:
                 return ("keys", plans[0][1], [k for p in plans for k in p[2]])
             return ("or", plans)
         return None  # Not, ordering, extensible: unindexed
+
+    def _equality_shape(self, desc: str) -> Any:
+        """How `desc=value` is planned, whatever the value: None (not indexed: the evaluator decides), _GENERAL
+        (entryUUID: `_plan`'s general path), else (key prefix, normalize) for each type the description covers,
+        as `_plan_type` would make them."""
+        db = self.db
+        base = desc.partition(";")[0]
+        at = db._type(base.lower()) or db.schema.attribute_type(base)
+        if at is None:
+            return None
+        if at.key == "entryuuid":
+            return _GENERAL
+        steps = []
+        for t in db._expand_types(at):
+            rule = t.equality
+            if (t.key, "eq") not in db._built or rule is None or getattr(rule, "_word", False):
+                return None
+            steps.append((t.key.encode() + b"\x00", rule.normalize))
+        return steps
 
     def _plan_equalities(self, desc: str, values: list[bytes]) -> _Plan | None:
         """The plan of an OR of `desc=value` terms: the attribute resolved once, one key per value and type."""

@@ -1006,7 +1006,12 @@ class Directory:
             if found is None:
                 return sent
             has_children = txn.has_children if selection.wants_has_subordinates else None
-            suffix_id = txn.id_of(backend.suffix_ndn)
+            # the suffix entry (shown with the live contextCSN) is in scope only from itself, base or subtree
+            suffix_id = (
+                txn.id_of(backend.suffix_ndn)
+                if base_ndn == backend.suffix_ndn and scope in (Scope.BASE, Scope.SUB)
+                else None
+            )
             live_csns = (
                 backend.context.csns
             )  # the vector as the search began (replaced, never changed, by commits)
