@@ -108,9 +108,8 @@ class LDAPConnection(asyncio.Protocol):
         self.stats = server.stats  # server/stats.py: counters for cn=Monitor and /metrics
         self.opened_at = self.active_at = time.time()  # cn=Monitor's monitorConnectionStart/ActivityTime
         self.ops_completed = 0
-        self.out: list[bytes] | None = (
-            None  # responses gathered for one write (FLUSH_AT), None: write at once
-        )
+        # the responses gathered for one write (FLUSH_AT); None: each is written at once
+        self.out: list[bytes] | None = None
         self.out_size = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
@@ -482,8 +481,8 @@ class LDAPConnection(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         out = self.out
         if out is not None:
-            if self.closing and (self.transport is None or self.transport.is_closing()):
-                return
+            if self.transport is None or self.transport.is_closing():
+                return  # as below: nothing written, nothing counted
             self.stats.sent(data)
             out.append(data)
             self.out_size += len(data)
