@@ -889,3 +889,40 @@ def test_version_1_database_upgraded_in_place(tmp_path: Path, schema: Any) -> No
     again = MdbDatabase(path, schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)
     assert again.upgraded_from is None  # upgraded once
     again.close()
+
+
+def test_modify_reindexes_only_changed_types_and_keeps_shared_keys(tree: MdbDatabase, schema: Any) -> None:
+    """A modify recomputes the index keys of the attribute types it changed only; a key that an unchanged
+    description of the same type also gives (cn and cn;lang-en of one value) stays indexed."""
+    ndn = n(schema, "uid=jdoe,ou=People,dc=Example,dc=com")
+    check = _evaluator(schema)
+    filters = [Equality("cn", b"john doe"), Substrings("cn", b"joh", (), None), Equality("uid", b"jdoe"),
+               Present("description"), Equality("cn;lang-en", b"john doe"), Equality("mail", b"jdoe@example.com")]  # fmt: skip
+
+    def change(**attrs: list[str]) -> None:
+        with tree.read() as r:
+            entry = r.get(ndn).copy()
+        for name, values in attrs.items():
+            entry.put(schema.attribute_key(name), name, [v.encode() for v in values])
+        with tree.write() as w:
+            w.modify(ndn, entry)
+
+    def indexed_as_stored() -> None:
+        with tree.read() as r:
+            stored = r.get(ndn)
+            for f in filters:
+                found = {e.id for e in r.search(n(schema, SUFFIX), Scope.SUB, f)}
+                assert (stored.id in found) >= check(stored, f), f
+
+    change(**{"cn;lang-en": ["John Doe"]})
+    indexed_as_stored()
+    change(**{"cn;lang-en": []})  # cn keeps "john doe": its keys stay
+    indexed_as_stored()
+    change(description=["only this changes"])
+    indexed_as_stored()
+    change(cn=["Johnny Doe"], mail=[])
+    indexed_as_stored()
+    with tree.read() as r:
+        assert ndn not in {
+            n(schema, e.dn) for e in r.search(n(schema, SUFFIX), Scope.SUB, Equality("cn", b"john doe"))
+        }

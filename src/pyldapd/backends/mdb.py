@@ -286,6 +286,7 @@ class _IndexKeys:
 # ("or", [plans]); ("empty",). None stands for "not indexed" (every entry in scope is a candidate).
 _Plan = tuple[Any, ...]
 _EMPTY: _Plan = ("empty",)
+_GENERAL = ("general",)  # an equality planned by the general path (ReadTxn._equality_shape)
 
 
 class EntryCodec:
@@ -339,7 +340,17 @@ class EntryCodec:
             return key
 
     def expand_types(self, at: Any) -> list[Any]:
-        """at and all its subtypes (transitively)."""
+        """at and all its subtypes (transitively); kept until the schema changes (every indexed search asks)."""
+        derived = self.schema.derived
+        cache = derived.get("mdb.expand_types")
+        if cache is None:
+            cache = derived["mdb.expand_types"] = {}
+        found = cache.get(at.oid)
+        if found is None or found[0] is not at:
+            found = cache[at.oid] = (at, self._expand_types_afresh(at))
+        return found[1]
+
+    def _expand_types_afresh(self, at: Any) -> list[Any]:
         out = [at]
         seen = {at.key}
         i = 0
@@ -392,10 +403,14 @@ class EntryCodec:
         head = _HDR.pack(_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
         return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
 
-    def index_keys(self, entry: Entry) -> _IndexKeys:
+    def index_keys(self, entry: Entry, bases: set[str] | None = None) -> _IndexKeys:
+        """The entry's index keys; with `bases`, only those of the attributes of these types (a key comes from
+        one attribute type: it starts with that type's name, so the keys of other types never mix in)."""
         out = _IndexKeys()
         plans = self._plans
         for key, attr in entry.attrs.items():
+            if bases is not None and key.partition(";")[0] not in bases:
+                continue
             plan = plans.get(key)
             if plan is None:
                 plan = plans[key] = self._index_plan(key)
@@ -630,6 +645,7 @@ class MdbDatabase:
         self._encode = self.codec.encode
         self._index_keys = self.codec.index_keys
         self._built: set[tuple[str, str]] = set()  # (type key, kind) usable by searches
+        self._equality_shapes: dict[str, Any] = {}  # ReadTxn._equality_shape per description, with its inputs
         self._closed = False
         self._built_new: set[tuple[str, str]] = set()
         # called with each outermost write transaction right after it began, under LMDB's write lock: what
@@ -1186,6 +1202,26 @@ class ReadTxn:
 
     def _plan(self, f: Filter) -> _Plan | None:
         db = self.db
+        if type(f) is Equality:  # the most common search: its attribute's index keys, worked out once
+            shape = db._equality_shapes.get(f.attr)
+            if shape is None or shape[0] is not db._built or shape[1] is not db.schema.derived:
+                if len(db._equality_shapes) > 1024:
+                    db._equality_shapes.clear()
+                shape = db._equality_shapes[f.attr] = (
+                    db._built,
+                    db.schema.derived,
+                    self._equality_shape(f.attr),
+                )
+            steps = shape[2]
+            if steps is None:
+                return None
+            if steps is not _GENERAL:
+                keys = []
+                for prefix, normalize in steps:
+                    n = normalize(f.value)
+                    if n is not None:  # else Undefined for every value of this type: no key
+                        keys.append(_ikey(prefix, n))
+                return ("keys", "eq", keys) if keys else _EMPTY
         if isinstance(f, And):
             parts = [p for p in (self._plan(x) for x in f.filters) if p is not None]
             if not parts:
@@ -1245,6 +1281,25 @@ class ReadTxn:
                 return ("keys", plans[0][1], [k for p in plans for k in p[2]])
             return ("or", plans)
         return None  # Not, ordering, extensible: unindexed
+
+    def _equality_shape(self, desc: str) -> Any:
+        """How `desc=value` is planned, whatever the value: None (not indexed: the evaluator decides), _GENERAL
+        (entryUUID: `_plan`'s general path), else (key prefix, normalize) for each type the description covers,
+        as `_plan_type` would make them."""
+        db = self.db
+        base = desc.partition(";")[0]
+        at = db._type(base.lower()) or db.schema.attribute_type(base)
+        if at is None:
+            return None
+        if at.key == "entryuuid":
+            return _GENERAL
+        steps = []
+        for t in db._expand_types(at):
+            rule = t.equality
+            if (t.key, "eq") not in db._built or rule is None or getattr(rule, "_word", False):
+                return None
+            steps.append((t.key.encode() + b"\x00", rule.normalize))
+        return steps
 
     def _plan_equalities(self, desc: str, values: list[bytes]) -> _Plan | None:
         """The plan of an OR of `desc=value` terms: the attribute resolved once, one key per value and type."""
@@ -1888,7 +1943,15 @@ class WriteTxn(ReadTxn):
             raise StorageError(f"modify cannot change the DN ({old.dn!r} -> {entry.dn!r}); use rename")
         pid = rec[1:9]
         new_rec, ublob, oblob = db._encode(entry, ndn, pid)
-        self._apply_index(idb, db._index_keys(old), db._index_keys(entry))
+        # only the keys of the attribute types whose values changed (a description's modify need not recompute
+        # the substring keys of uid, cn, sn and mail): the others' keys are the same before and after
+        old_attrs, new_attrs = old.attrs, entry.attrs
+        changed = {
+            key.partition(";")[0]
+            for key in old_attrs.keys() | new_attrs.keys()
+            if key not in old_attrs or key not in new_attrs or old_attrs[key].values != new_attrs[key].values
+        }
+        self._apply_index(idb, db._index_keys(old, changed), db._index_keys(entry, changed))
         self._put(idb, new_rec, db._id2entry)
         eid = _unpack_id(idb)
         db._cache.pop(eid, None)

@@ -10,6 +10,7 @@ atomically (temporary file, fsync, rename, fsync of the folder), so a crash leav
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import os
 import re
@@ -328,7 +329,7 @@ def limits_of(config: ServerConfig, db: DatabaseConfig | None) -> LimitSet:
     from pyldapd.server.searchlimits import database_defaults
 
     backend = SimpleNamespace(config=db) if db is not None else None
-    return database_defaults(SimpleNamespace(config=config), backend)
+    return dataclasses.replace(database_defaults(SimpleNamespace(config=config), backend))  # shared: a copy
 
 
 def limit_text(kind: str, lim: LimitSet, frontend: LimitSet | None) -> list[str]:

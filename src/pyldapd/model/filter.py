@@ -424,6 +424,9 @@ def _int_or_none(value: bytes) -> int | None:
         return None
 
 
+_UNRESOLVED = object()
+
+
 class FilterEvaluator:
     """Test entries against filters with a schema's matching rules.
 
@@ -640,7 +643,23 @@ class FilterEvaluator:
     def _resolve(
         self, description: str
     ) -> tuple[Any, Callable[[Entry], list[tuple[Any, list[bytes]]]]] | None:
-        """The attribute type of a description and a function giving an entry's matching (type, values)."""
+        """The attribute type of a description and a function giving an entry's matching (type, values).
+        Kept per description until the schema changes (every search's filter resolves its attributes)."""
+        derived = self.schema.derived
+        cache = derived.get("filter.resolve")
+        if cache is None:
+            cache = derived["filter.resolve"] = {}
+        found = cache.get(description, _UNRESOLVED)
+        if found is _UNRESOLVED:
+            found = self._resolve_afresh(description)
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[description] = found
+        return found
+
+    def _resolve_afresh(
+        self, description: str
+    ) -> tuple[Any, Callable[[Entry], list[tuple[Any, list[bytes]]]]] | None:
         at, options = self.schema.split_description(description)
         if at is None:
             return None

@@ -30,6 +30,7 @@ from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
 from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.stats import Stats
+from pyldapd.server.steps import LONG_LIVED
 from pyldapd.server.supervisor import WorkerContext
 from pyldapd.server.tls import TLSSetupError, build_context
 from pyldapd.server.workers import ProcessBus, SoloBus, WorkerBus, worker_count
@@ -715,6 +716,7 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
     # While a worker thread decodes or plans a large request, the event loop gets the GIL back within this; at
     # CPython's default of 5 ms, each of the several hand-overs a request needs may cost that much (issue 13)
     sys.setswitchinterval(0.001)
+    LONG_LIVED.install()  # full collections walk only what is new (server/steps.py); workers inherit it
     count = workers or worker_count(config)
     if count > 1:
         return supervise(config, urls, log, cookies, count, config_dir=config_dir, config_entries=config_entries,

@@ -50,6 +50,10 @@ LARGE_PDU = 65536
 # Requests received while a search runs on the connection wait, in order; past this many, reading stops until
 # the search ends (an Abandon among the first ones is acted on at once)
 HELD_MAX = 64
+# Responses made while the connection handles what it received (or runs a search's time slice) are gathered and
+# written at its end in one transport write (one send() syscall, one wake-up of the client) rather than one each;
+# past this many octets they are written at once, so flow control (pause_writing) still acts on time.
+FLUSH_AT = 16384
 WRITE_METHODS = {  # request -> the Directory method a writer thread runs (Directory.write)
     ldap.AddRequest: "add",
     ldap.ModifyRequest: "modify",
@@ -104,6 +108,9 @@ class LDAPConnection(asyncio.Protocol):
         self.stats = server.stats  # server/stats.py: counters for cn=Monitor and /metrics
         self.opened_at = self.active_at = time.time()  # cn=Monitor's monitorConnectionStart/ActivityTime
         self.ops_completed = 0
+        # the responses gathered for one write (FLUSH_AT); None: each is written at once
+        self.out: list[bytes] | None = None
+        self.out_size = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
 
@@ -173,7 +180,14 @@ class LDAPConnection(asyncio.Protocol):
         if pdus:
             self.last_active = asyncio.get_running_loop().time()
         self.watch_partial_pdu(bool(pdus))
-        self.process_pdus(pdus)
+        if self.out is not None:  # within a gathering already (a test's direct call)
+            self.process_pdus(pdus)
+            return
+        self.out = []
+        try:
+            self.process_pdus(pdus)
+        finally:
+            self.flush(None)
 
     def watch_partial_pdu(self, completed: bool) -> None:
         """A request that began arriving must be complete within limits.pdu_timeout: more octets do not extend
@@ -335,6 +349,16 @@ class LDAPConnection(asyncio.Protocol):
             job.waiting = "writable"  # resume_writing steps it again
             return
         job.waiting = "running"
+        if self.out is None:  # its entries go out in one write per slice (or per FLUSH_AT octets)
+            self.out = []
+            try:
+                self.run_slice(job, value, error)
+            finally:
+                self.flush(None)
+        else:
+            self.run_slice(job, value, error)
+
+    def run_slice(self, job: SearchJob, value: Any, error: BaseException | None) -> None:
         clock = time.monotonic
         end = clock() + TIME_SLICE
         steps = job.steps
@@ -457,9 +481,29 @@ class LDAPConnection(asyncio.Protocol):
     # -- plumbing ---------------------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
+        out = self.out
+        if out is not None:
+            if self.transport is None or self.transport.is_closing():
+                return  # as below: nothing written, nothing counted
+            self.stats.sent(data)
+            out.append(data)
+            self.out_size += len(data)
+            if self.out_size >= FLUSH_AT:
+                self.flush([])
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.stats.sent(data)
             self.transport.write(data)
+
+    def flush(self, then: list[bytes] | None = None) -> None:
+        """Write the responses gathered so far in one write; `then` is what gathers next ([]: go on gathering,
+        None: write at once from now on)."""
+        out, self.out, self.out_size = self.out, then, 0
+        if not out:
+            return
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def reset_idle(self) -> None:
         timeout = self.server.config.idletimeout
@@ -486,6 +530,8 @@ class LDAPConnection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        if self.out:  # what was answered before the close goes first (a Notice of Disconnection, a result)
+            self.flush([])
         self.closing = True
         if self.transport is not None:
             self.transport.close()
@@ -714,6 +760,16 @@ class LDAPConnection(asyncio.Protocol):
             if not done.cancelled():
                 done.exception()  # retrieved: the client is gone, its write's outcome stays unreported
             return
+        if self.out is not None:
+            self.answer_done(mid, tag, done, then)
+            return
+        self.out = []  # the answer and those of the requests held meanwhile: one write
+        try:
+            self.answer_done(mid, tag, done, then)
+        finally:
+            self.flush(None)
+
+    def answer_done(self, mid: int, tag: int, done: asyncio.Future, then: Callable[[Any], None]) -> None:
         try:
             then(done.result())
         except LDAPError as exc:

@@ -921,7 +921,7 @@ class Directory:
         if not request.base and request.scope != 0 and self.config.default_search_base:
             request = replace(request, base=self.config.default_search_base)  # slapd's defaultsearchbase
         base_ndn = normalize_or_fail(self.schema, request.base)
-        scope = Scope(request.scope) if request.scope in (0, 1, 2, 3) else None
+        scope = SCOPES[request.scope] if request.scope in (0, 1, 2, 3) else None
         if scope is None:
             raise LDAPError(ResultCode.protocolError, "invalid scope")
         manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
@@ -1031,8 +1031,15 @@ class Directory:
             if found is None:
                 return sent
             has_children = txn.has_children if selection.wants_has_subordinates else None
-            suffix_id = txn.id_of(backend.suffix_ndn)
-            live_context = backend.context.values()
+            # the suffix entry (shown with the live contextCSN) is in scope only from itself, base or subtree
+            suffix_id = (
+                txn.id_of(backend.suffix_ndn)
+                if base_ndn == backend.suffix_ndn and scope in (Scope.BASE, Scope.SUB)
+                else None
+            )
+            live_csns = (
+                backend.context.csns
+            )  # the vector as the search began (replaced, never changed, by commits)
             clock = time.monotonic
             countdown = STEP_EVERY
             for entry in found:
@@ -1045,8 +1052,10 @@ class Directory:
                 # before each candidate, as back-mdb does: the bound is on the work, not only on what is sent
                 if deadline is not None and clock() > deadline:
                     raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
-                if entry.id == suffix_id and live_context:
-                    entry = with_context_csn(entry, live_context)
+                if entry.id == suffix_id:
+                    live_context = [v.encode() for v in live_csns.to_values()]
+                    if live_context:
+                        entry = with_context_csn(entry, live_context)
                 if not manage_dsa_it and is_glue(entry):
                     continue
                 if not matches(entry):
@@ -1822,9 +1831,17 @@ class SizeLimitExceeded(Exception):
         self.sent = sent
 
 
+SCOPES = tuple(Scope)  # by value, without an Enum call per search
+
+
 def is_glue(entry: Entry) -> bool:
     attribute = entry.attrs.get("objectclass")
-    return attribute is not None and any(v.lower() == b"glue" for v in attribute.values)
+    if attribute is None:
+        return False
+    for value in attribute.values:  # a loop, not any(<generator>): this runs for every candidate of a search
+        if len(value) == 4 and value.lower() == b"glue":
+            return True
+    return False
 
 
 class AttributeSelection:

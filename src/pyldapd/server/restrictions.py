@@ -45,6 +45,13 @@ def check_restrictions(directory: Any, session: Any, backend: Any, op: str, exop
     """Raise LDAPError when `restrict`/`require`/anonymous updates forbid `op` (bind, search, compare, add,
     delete, modify, rename, extended) on `backend` (None: the frontend) for this session."""
     config = directory.config
+    if (
+        op == "search"
+        and not config.restrict
+        and not config.requires
+        and (backend is None or not (backend.config.restrict or backend.config.requires))
+    ):
+        return  # nothing restricted or required (the common case): a search passes
     restrict = list(config.restrict)
     requires = list(config.requires)
     if backend is not None:

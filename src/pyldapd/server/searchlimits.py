@@ -257,8 +257,30 @@ def effective(requested: int, soft: int, hard: int) -> int:
     return requested
 
 
+_DEFAULTS: dict[tuple, LimitSet] = {}  # the directives' values -> their LimitSet (every search asks)
+
+
 def database_defaults(directory: Any, backend: Any) -> LimitSet:
-    """The limits without any `limits` line: the database's sizelimit/timelimit, else the global ones."""
+    """The limits without any `limits` line: the database's sizelimit/timelimit, else the global ones.
+    Shared between searches: read it, or copy it (LimitsRule.limits does) before changing it."""
+    config = directory.config
+    db = backend.config if backend is not None else None
+    key = (
+        config.sizelimit, config.timelimit, tuple(getattr(config, "sizelimit_words", ())),
+        tuple(getattr(config, "timelimit_words", ())),
+        None if db is None else (db.sizelimit, db.timelimit, tuple(getattr(db, "sizelimit_words", ())),
+                                 tuple(getattr(db, "timelimit_words", ()))),
+    )  # fmt: skip
+    found = _DEFAULTS.get(key)
+    if found is None:
+        found = _defaults_afresh(directory, backend)
+        if len(_DEFAULTS) > 256:
+            _DEFAULTS.clear()
+        _DEFAULTS[key] = found
+    return found
+
+
+def _defaults_afresh(directory: Any, backend: Any) -> LimitSet:
     config = directory.config
     size = config.sizelimit
     seconds = config.timelimit

@@ -177,6 +177,14 @@ def check_factors(factors: SecurityFactors, session: Session, *, update: bool, b
         raise confidentiality(session.ssf, "", False)
 
 
+def demands(factors: SecurityFactors) -> bool:
+    """Whether `security` asks for anything (every factor 0: no operation can be refused)."""
+    return bool(
+        factors.ssf or factors.transport or factors.tls or factors.sasl or factors.update_ssf
+        or factors.update_transport or factors.update_tls or factors.update_sasl or factors.simple_bind
+    )  # fmt: skip
+
+
 UPDATES = (ldap.AddRequest, ldap.ModifyRequest, ldap.DelRequest, ldap.ModifyDNRequest)
 
 
@@ -185,6 +193,8 @@ def check_security(conn: LDAPConnection, op) -> None:
     database's) demands for this operation. StartTLS is never refused here: it is how a client gets stronger."""
     session = conn.session
     config = conn.server.config
+    if not demands(config.security) and not any(demands(b.config.security) for b in conn.directory.backends):
+        return  # no `security` anywhere (the common case): nothing to check, no DN to normalize
     target = None
     bind = ""
     update = isinstance(op, UPDATES)
@@ -258,6 +268,8 @@ def start_tls(conn: LDAPConnection, message_id: int, op: ldap.ExtendedRequest, t
     if transport is None or transport.is_closing():
         return
     conn.result(message_id, tag, ResultCode.success, extra=name)
+    if conn.out:  # the response goes out in the clear now, before the handshake (connection.py gathers them)
+        conn.flush([])
     # Nothing more is read in the clear: the client's next bytes are its TLS ClientHello. Whatever else is
     # in this batch or half-framed is dropped (a client must wait for this response, RFC 4513 3.1.1).
     conn.starting_tls = True
