@@ -26,7 +26,7 @@ from pyldapd.protocol import ldap as proto
 from pyldapd.replication.provider import PERSIST_UNSENT_MAX
 from tests.replication.helpers import BASE, add, consumer_conf, provider_conf, wait_converged
 from tests.server.test_no_stall import RawClient
-from tests.servers import ROOTDN, ROOTPW, SUFFIX, start_pyldapd, start_slapd
+from tests.servers import ROOTDN, ROOTPW, SUFFIX, child_pids, start_pyldapd, start_slapd
 
 PEOPLE = f"ou=People,{SUFFIX}"
 TARGETS = 50  # entries the burst modifies, round robin
@@ -71,11 +71,22 @@ def burst(server, changes: int = CHANGES) -> None:
 
 
 def anon_kb(pid: int) -> int:
-    """Anonymous resident memory (the heap: buffers and queues), not LMDB's file-backed map pages."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1])
-    raise AssertionError("no RssAnon")
+    """Anonymous resident memory (the heap: buffers and queues), not LMDB's file-backed map pages, of the server
+    and its worker processes (the one holding the search is not known in advance)."""
+    total = 0
+    for each in [pid, *child_pids(pid)]:
+        try:
+            lines = Path(f"/proc/{each}/status").read_text().splitlines()
+        except OSError:
+            continue  # gone meanwhile
+        total += next(int(line.split()[1]) for line in lines if line.startswith("RssAnon:"))
+    return total
+
+
+def signal_all(pid: int, sig: signal.Signals) -> None:
+    """A signal to a server and its worker processes (SIGSTOP stops one process, not its children)."""
+    for each in [pid, *child_pids(pid)]:
+        os.kill(each, sig)
 
 
 def root_dse(server) -> list:
@@ -181,11 +192,11 @@ def test_frozen_consumer_converges_after_refresh_required(tmp_path, provider, ki
     try:
         wait_converged([provider, consumer], timeout=60)
         time.sleep(1)  # its persistent search is registered on the provider
-        os.kill(consumer.process.pid, signal.SIGSTOP)
+        signal_all(consumer.process.pid, signal.SIGSTOP)
         try:
             burst(provider)
         finally:
-            os.kill(consumer.process.pid, signal.SIGCONT)
+            signal_all(consumer.process.pid, signal.SIGCONT)
         assert "e-syncRefreshRequired: more than" in provider.log()
         wait_converged([provider, consumer], timeout=180)
         if kind == "pyldapd":  # a refresh from its cookie, not a reload from nothing

@@ -65,7 +65,8 @@ def other_worker(tmp_path: Path, count: int, keep: int = journal.JOURNAL_KEEP) -
                 ("uid", [f"w1-{{i}}".encode()]))
         directory.close()
     """)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # the sources under test first (a checkout run with PYTHONPATH=<it>/src), then the tests package
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
     return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env)
 
 
