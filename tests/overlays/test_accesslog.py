@@ -246,7 +246,8 @@ def test_failed_commit_logs_nothing_and_an_interrupted_move_completes_at_start(t
     (empty outbox), so a write's commit is 1, its log entry's 2; the next write's commit (3) also removes the
     moved record from the outbox."""
     fault = tmp_path / "fail-commits"
-    conf = conf_for(tmp_path, "logops writes")
+    # one worker process: the fault counts the commits of one process, and each write must be that process's
+    conf = "threads 1\n" + conf_for(tmp_path, "logops writes")
     monkeypatch.setenv("PYLDAPD_FAULT_COMMIT", str(fault))
     server = start_pyldapd(tmp_path, conf)
     monkeypatch.delenv("PYLDAPD_FAULT_COMMIT")
