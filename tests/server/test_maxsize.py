@@ -74,3 +74,20 @@ def test_maxsize_is_a_hard_limit_like_slapd(tmp_path):
         assert len(stored(server)) == 121
     finally:
         server.stop()
+
+
+def test_a_dn_past_lmdb_key_size_fails_like_slapd(tmp_path):
+    """A modrdn to an RDN longer than LMDB's key size (511 bytes) fails with back-mdb's answer, map full or not
+    (MDB_BAD_VALSIZE), and the entry stays where it was."""
+    answers = {}
+    for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+        server = start(tmp_path / name, conf(tmp_path / name / "db", None), name=name)
+        try:
+            added, failures = add_all(server, 3)
+            assert failures == [] and len(added) == 4
+            rename = ldap_tool("ldapmodrdn", "-H", server.url, *ADMIN, f"cn=e1,{SUFFIX}", "cn=" + "q" * 3000)
+            answers[name] = (rename.returncode, (rename.stdout + rename.stderr).strip().splitlines()[-1])
+            assert f"cn=e1,{SUFFIX}" in stored(server)
+        finally:
+            server.stop()
+    assert answers["pyldapd"] == answers["slapd"] == (80, "Additional info: DN index add failed")

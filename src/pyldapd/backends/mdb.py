@@ -102,6 +102,7 @@ import lmdb
 from pyldapd.backends.base import (
     AlreadyExists,
     DatabaseFull,
+    KeyTooLong,
     NoSuchEntry,
     NotAllowedOnNonLeaf,
     Scope,
@@ -1702,6 +1703,9 @@ class WriteTxn(ReadTxn):
             except lmdb.MapFullError:
                 del self._log[mark:]
                 self._regrow()
+            except lmdb.BadValsizeError as exc:  # LMDB checked the size before writing: nothing of it stored
+                del self._log[mark:]
+                raise KeyTooLong(str(exc)) from None
 
     # low-level writes, logged for replay
     def _put(self, key: bytes, value: bytes, dbh: Any) -> None:
