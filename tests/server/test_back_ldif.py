@@ -11,17 +11,7 @@ from pathlib import Path
 
 from tests.data import BASE_LDIF
 from tests.server.test_cnconfig import Node, start_slapd_with_cn_config
-from tests.servers import (
-    ROOTDN,
-    ROOTPW,
-    SCHEMA_DIR,
-    SUFFIX,
-    ldap_tool,
-    start_pyldapd,
-    start_slapd,
-    wait_for,
-    worker_pids,
-)
+from tests.servers import ROOTDN, ROOTPW, SCHEMA_DIR, SUFFIX, ldap_tool, start_pyldapd, start_slapd
 
 # values each server makes up, and the CRC of a text that holds them (contextCSN: pyldapd keeps it in the suffix
 # entry with or without syncprov, slapd with syncprov only; not a matter of back-ldif)
@@ -167,10 +157,6 @@ def test_ldif_database_added_over_cn_config_alike_with_slapd(tmp_path: Path) -> 
             database = (f"dn: olcDatabase=ldif,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcLdifConfig\n"
                         f"olcDatabase: ldif\nolcDbDirectory: {folders[name]}\nolcSuffix: {suffix}\n"
                         f"olcRootDN: {suffix}\nolcRootPW: repsecret\n")  # fmt: skip
-            if (
-                name == "pyldapd"
-            ):  # a back-ldif database is served by one worker process (docs/architecture.md)
-                one_worker(node, database)
             added = ldap_tool("ldapadd", "-Y", "EXTERNAL", "-Q", "-H", tool_url, input=database)
             assert added.returncode == 0, (name, added.stderr)
             entries = (f"dn: {suffix}\nobjectClass: olcGlobal\ncn: consumerconfig\n\n"
@@ -193,61 +179,6 @@ def test_ldif_database_added_over_cn_config_alike_with_slapd(tmp_path: Path) -> 
     finally:
         slapd.stop()
         node.stop()
-
-
-def one_worker(node: Node, database: str) -> None:
-    """pyldapd's two worker processes (one per CPU) refuse a back-ldif database, each would keep its own copy
-    of the entries; olcThreads: 1 first, then the supervisor stops the second worker."""
-    refused = node.external("ldapadd", database)
-    assert refused.returncode == 53 and "needs a single worker process" in refused.stderr, refused.stderr
-    assert node.external("ldapmodify", THREADS.format(n=1)).returncode == 0
-    wait_for(lambda: len(worker_pids(node.server)) == 1, 30, what="one worker")
-
-
-THREADS = "dn: cn=config\nchangetype: modify\nreplace: olcThreads\nolcThreads: {n}\n"
-
-
-def test_more_workers_refused_with_a_back_ldif_database(tmp_path: Path) -> None:
-    """A server whose config has a back-ldif database runs one worker process whatever `threads` says (it says
-    why in its log, cn=Monitor's cn=Threads counts one); raising olcThreads is refused, not ignored."""
-    node = Node(tmp_path, "py", "mdb")
-    node.start()
-    try:
-        folder = tmp_path / "ldif"
-        folder.mkdir()
-        database = (f"dn: olcDatabase=ldif,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcLdifConfig\n"
-                    f"olcDatabase: ldif\nolcDbDirectory: {folder}\nolcSuffix: o=files\nolcRootDN: cn=admin,o=files\n"
-                    "olcRootPW: secret\n")  # fmt: skip
-        one_worker(node, database)
-        assert node.external("ldapadd", database).returncode == 0
-        raised = node.external("ldapmodify", THREADS.format(n=2))
-        assert raised.returncode == 53 and 'back-ldif database "o=files"' in raised.stderr, raised.stderr
-        assert len(worker_pids(node.server)) == 1
-        node.stop()
-        node.start()  # olcThreads: 1 and the ldif database from slapd.d: one process, as before
-        assert worker_pids(node.server) == []  # no supervisor: the single process serves
-        threads = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-Q", "-H", node.ldapi, "-LLL", "-b",
-                            "cn=Max,cn=Threads,cn=Monitor", "-s", "base", "monitoredInfo")  # fmt: skip
-        assert threads.returncode == 0, threads.stderr
-        assert "monitoredInfo: 1\n" in threads.stdout, threads.stdout
-    finally:
-        node.stop()
-
-
-def test_threads_kept_at_one_with_a_back_ldif_database(tmp_path: Path) -> None:
-    """slapd.conf asking for 2 threads (slapd's minimum) with a back-ldif database: one worker process, and the
-    log says why."""
-    folder = tmp_path / "db"
-    folder.mkdir()
-    server = start_pyldapd(tmp_path / "run", "threads 2\n" + ldif_conf(folder))
-    try:
-        wait_for(lambda: "one worker process instead of 2" in server.log(), 15, what="the reason logged")
-        assert 'back-ldif database "dc=example,dc=com"' in server.log()
-        assert worker_pids(server) == []  # no supervisor: the single process serves
-        done = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=BASE_LDIF)
-        assert done.returncode == 0, done.stderr
-    finally:
-        server.stop()
 
 
 READER = f"uid=reader,{SUFFIX}"
@@ -311,3 +242,47 @@ def test_entry_writes_check_no_access_as_in_slapd(tmp_path: Path) -> None:
     assert [code for _, code, _ in outcomes["slapd"][0]] == [0, 0, 50, 50, 0, 66, 32], outcomes["slapd"][0]
     for got, expected in zip(outcomes["pyldapd"], outcomes["slapd"], strict=True):
         assert got == expected
+
+
+def test_two_workers_share_one_copy_of_the_files(tmp_path: Path) -> None:
+    """With two worker processes the ldif database's LMDB copy is one for both (backends/ldif.py SHARED_COPIES):
+    a write through either is read through the other at once, both write the same files, and a worker killed
+    and restarted opens the copy as it is (it does not rebuild it, nor miss a write)."""
+    import os
+    import signal
+
+    import ldap
+
+    from tests.servers import connection_on_worker, wait_for, wait_workers, worker_pids
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    server = start_pyldapd(tmp_path / "run", "threads 2\n" + ldif_conf(folder))
+    try:
+        wait_workers(server, 2)
+        done = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=BASE_LDIF)
+        assert done.returncode == 0, done.stderr
+        conns = [connection_on_worker(server, index, 2)[0] for index in (0, 1)]
+        for index, conn in enumerate(conns):
+            conn.add_s(f"cn=w{index},{SUFFIX}", [("objectClass", [b"person"]), ("cn", [f"w{index}".encode()]),
+                                                 ("sn", [b"s"])])  # fmt: skip
+            conn.modify_s(f"cn=w{index},{SUFFIX}", [(ldap.MOD_REPLACE, "sn", [f"by {index}".encode()])])
+        for index, conn in enumerate(conns):
+            other = 1 - index
+            found = conn.search_s(f"cn=w{other},{SUFFIX}", ldap.SCOPE_BASE, "(objectClass=*)", ["sn"])
+            assert found[0][1]["sn"] == [f"by {other}".encode()]
+        assert (folder / "dc=example,dc=com" / "cn=w0.ldif").exists()
+        assert "sn: by 1" in (folder / "dc=example,dc=com" / "cn=w1.ldif").read_text()
+        conns[0].delete_s(f"cn=w1,{SUFFIX}")
+        for conn in conns:
+            conn.unbind_s()
+        pids = worker_pids(server)
+        os.kill(pids[1], signal.SIGKILL)
+        wait_for(lambda: len(worker_pids(server)) == 2 and pids[1] not in worker_pids(server), 30,
+                 what="the worker restarted")  # fmt: skip
+        restarted, _ = connection_on_worker(server, 1, 2)
+        names = {dn for dn, _ in restarted.search_s(SUFFIX, ldap.SCOPE_ONELEVEL, "(cn=w*)", ["1.1"])}
+        assert names == {f"cn=w0,{SUFFIX}"}
+        restarted.unbind_s()
+    finally:
+        server.stop()

@@ -84,13 +84,7 @@ def config_steps(folder: Path) -> list[str]:
 def test_config_add_orders_values_as_slapd(tmp_path: Path) -> None:
     outcomes = {}
     for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
-        # the steps add back-ldif databases over cn=config, which pyldapd refuses while several worker processes
-        # run (each would keep its own copy of the entries): one for pyldapd (slapd refuses fewer than 2 threads)
-        one_worker = "threads 1" if name == "pyldapd" else ""
-        conf = (
-            slapd_conf(tmp_path / name / "db", modules=True, extra_global=one_worker)
-            + "database config\nrootpw configpw\n"
-        )
+        conf = slapd_conf(tmp_path / name / "db", modules=True) + "database config\nrootpw configpw\n"
         server = start(tmp_path / name, conf, name=name)
         try:
             steps = config_steps(tmp_path / name / "ldif")

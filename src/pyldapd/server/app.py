@@ -32,15 +32,7 @@ from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.stats import Stats
 from pyldapd.server.supervisor import WorkerContext
 from pyldapd.server.tls import TLSSetupError, build_context
-from pyldapd.server.workers import (
-    ProcessBus,
-    SoloBus,
-    WorkerBus,
-    configured_workers,
-    ldif_suffixes,
-    single_worker_reason,
-    worker_count,
-)
+from pyldapd.server.workers import ProcessBus, SoloBus, WorkerBus, worker_count
 
 LISTEN_BACKLOG = (
     1024  # slapd's SLAPD_LISTEN_BACKLOG (asyncio's default is 100): a burst of connects is queued
@@ -275,34 +267,6 @@ class Server:
             else:
                 kept.append((backend, db))
         return kept, added, list(running.values())
-
-    def check_workers(self, config: ServerConfig) -> None:
-        """Refuse (unwillingToPerform) a cn=config change that would have a back-ldif database served by more
-        than one worker process (workers.ldif_suffixes: each would keep its own copy and they would diverge):
-        adding one while several workers run, or raising olcThreads above 1 while one is configured. Checked
-        where the change is made, not where other workers replay it."""
-        from pyldapd.protocol.ldap import ResultCode
-        from pyldapd.server.errors import LDAPError
-
-        suffixes = ldif_suffixes(config)
-        if not suffixes:
-            return
-        running_ldif = {
-            b.config.suffix.lower() for b in self.directory.backends if b.config.declared_type == "ldif"
-        }
-        added = [s for s in suffixes if s.lower() not in running_ldif]
-        # the workers serving now: the bus's count, or fewer once this worker applied an olcThreads lowering
-        # the supervisor is still carrying out
-        running = min(self.bus.count, configured_workers(self.config))
-        if added and running > 1:
-            raise LDAPError(ResultCode.unwillingToPerform,
-                            f'back-ldif database "{added[0]}" needs a single worker process ({running} are '
-                            "running: each would keep its own copy of the entries); set olcThreads: 1 first")  # fmt: skip
-        wanted = configured_workers(config)
-        if config.threads != self.config.threads and wanted > 1:
-            raise LDAPError(ResultCode.unwillingToPerform,
-                            f'olcThreads: {wanted} worker processes refused: back-ldif database "{suffixes[0]}" '
-                            "is served by a single worker process")  # fmt: skip
 
     def check_config(self, config: ServerConfig, *, databases_may_change: bool = False) -> None:
         """Refuse a cn=config change the running server could not take (nothing is applied yet).
@@ -752,10 +716,6 @@ def run_server(config: ServerConfig, urls_text: str, log: Logger, cookies: list[
     # CPython's default of 5 ms, each of the several hand-overs a request needs may cost that much (issue 13)
     sys.setswitchinterval(0.001)
     count = workers or worker_count(config)
-    reason = single_worker_reason(config)
-    if reason is not None:  # said once, at start (cn=Monitor's cn=Threads shows the one process)
-        log.error(f"pyldapd: {reason}")
-        count = 1
     if count > 1:
         return supervise(config, urls, log, cookies, count, config_dir=config_dir, config_entries=config_entries,
                          service=service, prebound=prebound)  # fmt: skip

@@ -718,8 +718,6 @@ class ConfigDatabase:
         try:
             new_config = config_from_entries([e for _, e in ordered])
             self.check_indexes(new_config)
-            if not replay:
-                self.server.check_workers(new_config)
             self.server.check_config(new_config, databases_may_change=databases_may_change)
         except LDAPError:
             raise

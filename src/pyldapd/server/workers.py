@@ -81,32 +81,9 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def configured_workers(config) -> int:
+def worker_count(config) -> int:
     """`threads` (slapd.conf) / `olcThreads` (cn=config), else default_workers()."""
     return config.threads or default_workers()
-
-
-def ldif_suffixes(config) -> list[str]:
-    """The suffixes of the config's back-ldif data databases. An LdifDatabase answers from a private LMDB copy
-    of its files built when it opens (backends/ldif.py): two processes would each keep their own copy and
-    diverge at the first write, so a server with one runs a single worker process."""
-    return [db.suffix for db in config.data_databases() if db.declared_type == "ldif"]
-
-
-def worker_count(config) -> int:
-    """The number of worker processes the config gets: configured_workers(), but one with a back-ldif data
-    database (see ldif_suffixes; `single_worker_reason` says it in words)."""
-    return 1 if ldif_suffixes(config) else configured_workers(config)
-
-
-def single_worker_reason(config) -> str | None:
-    """Why the server runs one worker process where the config asks for more (None: it does not)."""
-    suffixes = ldif_suffixes(config)
-    wanted = configured_workers(config)
-    if not suffixes or wanted <= 1:
-        return None
-    return (f'one worker process instead of {wanted}: back-ldif database "{suffixes[0]}" keeps a private copy '
-            "of its entries in the process that serves it, so it is served by one process")  # fmt: skip
 
 
 def encode(kind: str, payload: bytes) -> bytes:
