@@ -242,3 +242,47 @@ def test_entry_writes_check_no_access_as_in_slapd(tmp_path: Path) -> None:
     assert [code for _, code, _ in outcomes["slapd"][0]] == [0, 0, 50, 50, 0, 66, 32], outcomes["slapd"][0]
     for got, expected in zip(outcomes["pyldapd"], outcomes["slapd"], strict=True):
         assert got == expected
+
+
+def test_two_workers_share_one_copy_of_the_files(tmp_path: Path) -> None:
+    """With two worker processes the ldif database's LMDB copy is one for both (backends/ldif.py SHARED_COPIES):
+    a write through either is read through the other at once, both write the same files, and a worker killed
+    and restarted opens the copy as it is (it does not rebuild it, nor miss a write)."""
+    import os
+    import signal
+
+    import ldap
+
+    from tests.servers import connection_on_worker, wait_for, wait_workers, worker_pids
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    server = start_pyldapd(tmp_path / "run", "threads 2\n" + ldif_conf(folder))
+    try:
+        wait_workers(server, 2)
+        done = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=BASE_LDIF)
+        assert done.returncode == 0, done.stderr
+        conns = [connection_on_worker(server, index, 2)[0] for index in (0, 1)]
+        for index, conn in enumerate(conns):
+            conn.add_s(f"cn=w{index},{SUFFIX}", [("objectClass", [b"person"]), ("cn", [f"w{index}".encode()]),
+                                                 ("sn", [b"s"])])  # fmt: skip
+            conn.modify_s(f"cn=w{index},{SUFFIX}", [(ldap.MOD_REPLACE, "sn", [f"by {index}".encode()])])
+        for index, conn in enumerate(conns):
+            other = 1 - index
+            found = conn.search_s(f"cn=w{other},{SUFFIX}", ldap.SCOPE_BASE, "(objectClass=*)", ["sn"])
+            assert found[0][1]["sn"] == [f"by {other}".encode()]
+        assert (folder / "dc=example,dc=com" / "cn=w0.ldif").exists()
+        assert "sn: by 1" in (folder / "dc=example,dc=com" / "cn=w1.ldif").read_text()
+        conns[0].delete_s(f"cn=w1,{SUFFIX}")
+        for conn in conns:
+            conn.unbind_s()
+        pids = worker_pids(server)
+        os.kill(pids[1], signal.SIGKILL)
+        wait_for(lambda: len(worker_pids(server)) == 2 and pids[1] not in worker_pids(server), 30,
+                 what="the worker restarted")  # fmt: skip
+        restarted, _ = connection_on_worker(server, 1, 2)
+        names = {dn for dn, _ in restarted.search_s(SUFFIX, ldap.SCOPE_ONELEVEL, "(cn=w*)", ["1.1"])}
+        assert names == {f"cn=w0,{SUFFIX}"}
+        restarted.unbind_s()
+    finally:
+        server.stop()

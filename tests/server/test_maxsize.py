@@ -74,3 +74,82 @@ def test_maxsize_is_a_hard_limit_like_slapd(tmp_path):
         assert len(stored(server)) == 121
     finally:
         server.stop()
+
+
+def test_a_dn_past_lmdb_key_size_fails_like_slapd(tmp_path):
+    """A modrdn to an RDN longer than LMDB's key size (511 bytes) fails with back-mdb's answer, map full or not
+    (MDB_BAD_VALSIZE), and the entry stays where it was."""
+    answers = {}
+    for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+        server = start(tmp_path / name, conf(tmp_path / name / "db", None), name=name)
+        try:
+            added, failures = add_all(server, 3)
+            assert failures == [] and len(added) == 4
+            rename = ldap_tool("ldapmodrdn", "-H", server.url, *ADMIN, f"cn=e1,{SUFFIX}", "cn=" + "q" * 3000)
+            answers[name] = (rename.returncode, (rename.stdout + rename.stderr).strip().splitlines()[-1])
+            assert f"cn=e1,{SUFFIX}" in stored(server)
+        finally:
+            server.stop()
+    assert answers["pyldapd"] == answers["slapd"] == (80, "Additional info: DN index add failed")
+
+
+INITIAL_MAP = 256 * 1024
+
+
+def test_the_map_grows_across_worker_processes(tmp_path, monkeypatch):
+    """Two worker processes write at once into a map that starts small (PYLDAPD_INITIAL_MAPSIZE, test-only):
+    whichever grows it, the other adopts the new size at its next transaction (LMDB's MDB_MAP_RESIZED), so the
+    map grows several times and no client sees an error; every acknowledged entry is there, seen from both."""
+    import threading
+
+    import ldap
+
+    from tests.servers import connection_on_worker, wait_workers
+
+    db = tmp_path / "db"
+    monkeypatch.setenv("PYLDAPD_INITIAL_MAPSIZE", str(INITIAL_MAP))
+    server = start_pyldapd(tmp_path / "run", "threads 2\n" + conf(db, None))
+    monkeypatch.delenv("PYLDAPD_INITIAL_MAPSIZE")
+    try:
+        wait_workers(server, 2)
+        top = ldap_tool("ldapadd", "-H", server.url, *ADMIN, input=ldif(0))
+        assert top.returncode == 0, top.stderr
+        conns = [connection_on_worker(server, index, 2)[0] for index in (0, 1)]
+        acknowledged: list[list[str]] = [[], []]
+        errors: list[str] = []
+
+        def write(index: int) -> None:
+            for i in range(150):  # 4 KB each: about 1.3 MB from both, past 256 KiB doubled three times
+                dn = f"cn=w{index}-{i},{SUFFIX}"
+                entry = [("objectClass", [b"person"]), ("cn", [f"w{index}-{i}".encode()]), ("sn", [b"s"]),
+                         ("description", [b"y" * 4000])]  # fmt: skip
+                try:
+                    conns[index].add_s(dn, entry)
+                except ldap.LDAPError as exc:
+                    errors.append(f"{dn}: {exc!r}")
+                    return
+                acknowledged[index].append(dn)
+
+        writers = [threading.Thread(target=write, args=(index,)) for index in (0, 1)]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join(120)
+        assert not any(thread.is_alive() for thread in writers)
+        assert errors == []
+        assert len(acknowledged[0]) == len(acknowledged[1]) == 150
+        expected = {SUFFIX, *acknowledged[0], *acknowledged[1]}
+        for conn in conns:  # each worker reads what both wrote
+            found = {dn for dn, _ in conn.search_s(SUFFIX, ldap.SCOPE_SUBTREE, "(objectClass=*)", ["1.1"])}
+            assert found == expected
+            conn.unbind_s()
+        assert "internal error" not in server.log()
+    finally:
+        server.stop()
+    # the data alone is past the initial map 4 times over: the map grew at least twice
+    assert os.path.getsize(db / "data.mdb") > 4 * INITIAL_MAP
+    restarted = start_pyldapd(tmp_path / "again", "threads 2\n" + conf(db, None))
+    try:
+        assert len(stored(restarted)) == 301
+    finally:
+        restarted.stop()

@@ -26,6 +26,11 @@ class DatabaseFull(StorageError):
     """The write does not fit in the database's maxsize (LMDB's MDB_MAP_FULL); nothing of it is stored."""
 
 
+class KeyTooLong(DatabaseFull):
+    """A key (a DN's index key, an index value) past LMDB's key size (MDB_BAD_VALSIZE): back-mdb fails the
+    write with the same result and text as when the map is full ("DN index add failed" for a modrdn)."""
+
+
 class NoSuchEntry(StorageError):
     def __init__(self, ndn: str, matched_dn: str = "") -> None:
         super().__init__(ndn)

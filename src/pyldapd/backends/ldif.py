@@ -16,6 +16,9 @@ fsync) before that copy commits, so what a client is told is stored is in the fi
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -99,6 +102,14 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+# With several worker processes (server/supervisor.py sets it before forking, and removes it at exit): the folder
+# of the LMDB copies every worker shares. The copy is an LMDB environment like any back-mdb database's, so the
+# workers see one another's writes at once (and the files are written under LMDB's writer lock, one writer at a
+# time across processes); a copy per process would diverge at the first write. Built once per server run, from
+# the files, by the first worker that opens the database; a worker (re)started later opens it as it is.
+SHARED_COPIES: str | None = None
+
+
 class LdifWriteFailed(StorageError):
     """A file could not be written; `result_text` is slapd's text for the client."""
 
@@ -113,15 +124,42 @@ class LdifDatabase(MdbDatabase):
     def __init__(self, directory: str, schema: Any, suffix: str, **kwargs: Any) -> None:
         kwargs.pop("maxsize", None)
         kwargs.pop("max_mapsize", None)
-        kwargs["sync"] = False  # the copy is rebuilt from the files at every open
-        self.cache_directory = tempfile.mkdtemp(prefix="pyldapd-ldif-")
+        kwargs["sync"] = False  # the copy is rebuilt from the files at every start of the server
+        self.shared = SHARED_COPIES is not None
+        if SHARED_COPIES is None:  # one process: a copy of its own, dropped at close
+            self.cache_directory = tempfile.mkdtemp(prefix="pyldapd-ldif-")
+            self._open_copy(directory, schema, suffix, kwargs, build=True)
+            return
+        # worker processes: one copy for all of them (see SHARED_COPIES), built by the first that opens the
+        # database, under an fcntl lock (freed if that worker dies mid-build: the next one starts it over)
+        key = hashlib.sha256(f"{os.path.realpath(directory)}\0{suffix.lower()}".encode()).hexdigest()[:32]
+        self.cache_directory = os.path.join(SHARED_COPIES, key)
+        os.makedirs(self.cache_directory, exist_ok=True)
+        lock_fd = os.open(os.path.join(self.cache_directory, "build.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.lockf(lock_fd, fcntl.LOCK_EX)
+            built = os.path.join(self.cache_directory, "built")
+            if not os.path.exists(built):  # never built, or its builder died: from scratch
+                for name in ("data.mdb", "lock.mdb"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.cache_directory, name))
+            self._open_copy(directory, schema, suffix, kwargs, build=not os.path.exists(built))
+            if not os.path.exists(built):
+                Path(built).touch()
+        finally:
+            os.close(lock_fd)  # also frees the lock
+
+    def _open_copy(self, directory: str, schema: Any, suffix: str, kwargs: dict, *, build: bool) -> None:
         try:
             super().__init__(self.cache_directory, schema, suffix, **kwargs)
         except BaseException:
-            shutil.rmtree(self.cache_directory, ignore_errors=True)
+            if not self.shared:
+                shutil.rmtree(self.cache_directory, ignore_errors=True)
             raise
         self.directory = directory
         self.root = Path(directory)
+        if not build:
+            return
         try:
             self._load_files()
         except BaseException:
@@ -196,7 +234,8 @@ class LdifDatabase(MdbDatabase):
         try:
             super().close()
         finally:
-            shutil.rmtree(self.cache_directory, ignore_errors=True)
+            if not self.shared:  # the shared copies go with the supervisor (other workers may use them)
+                shutil.rmtree(self.cache_directory, ignore_errors=True)
 
 
 def _has_children(txn: ReadTxn, ndn: str) -> bool:

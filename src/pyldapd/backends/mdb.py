@@ -102,6 +102,7 @@ import lmdb
 from pyldapd.backends.base import (
     AlreadyExists,
     DatabaseFull,
+    KeyTooLong,
     NoSuchEntry,
     NotAllowedOnNonLeaf,
     Scope,
@@ -571,6 +572,8 @@ class MdbDatabase:
         self.max_mapsize = max_mapsize
         self.cache_size = cache_size
         mapsize = max(int(maxsize), 64 * 1024)
+        if _INITIAL_MAPSIZE and max_mapsize is None:  # test-only (see below): a small map that must grow
+            mapsize = _INITIAL_MAPSIZE
         if max_mapsize is not None:
             mapsize = min(mapsize, max_mapsize)
         try:
@@ -782,20 +785,33 @@ class MdbDatabase:
         return getattr(self._local, "txn", None)
 
     def _begin_read(self) -> Any:
-        try:
-            return self.env.begin(write=False, buffers=False)
-        except lmdb.MapResizedError:
-            # another process grew the map; adopt its size
-            self._resize(0)
-            return self.env.begin(write=False, buffers=False)
+        return self._begin(write=False)
 
     def _begin_write(self) -> Any:
         self._maybe_grow()
-        try:
-            return self.env.begin(write=True, buffers=False)
-        except lmdb.MapResizedError:
+        return self._begin(write=True)
+
+    def _begin(self, *, write: bool) -> Any:
+        """A top-level transaction. Another process (worker) that grew the map past this process's size makes
+        LMDB refuse it (MDB_MAP_RESIZED): adopt the size it wrote and begin again (bounded: it may grow again
+        meanwhile, each time at least doubling)."""
+        for _ in range(16):
+            try:
+                return self.env.begin(write=write, buffers=False)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+        return self.env.begin(write=write, buffers=False)
+
+    def _adopt_map_size(self) -> None:
+        """set_mapsize(0): the map size the last commit stored. py-lmdb invalidates every transaction of the
+        environment open in this process, so a reader thread waits for this process's write transaction to end
+        first (the writer thread, which holds the lock, adopts at once: no write of another process can then
+        be past its map)."""
+        if self._writer == threading.get_ident():
             self._resize(0)
-            return self.env.begin(write=True, buffers=False)
+            return
+        with self._write_lock:
+            self._resize(0)
 
     def _acquire_write(self) -> None:
         me = threading.get_ident()
@@ -1520,6 +1536,9 @@ class _CommitFault:
         return self.first <= self.count <= self.last
 
 
+# Test-only, off unless set: PYLDAPD_INITIAL_MAPSIZE=N opens a database without maxsize with an N-byte map
+# (instead of 10 GiB), so that a test sees it grow by writes (across worker processes too) in seconds
+_INITIAL_MAPSIZE = int(os.environ.get("PYLDAPD_INITIAL_MAPSIZE", "0") or 0)
 _FAULT_SPEC = os.environ.get("PYLDAPD_FAULT_COMMIT", "")
 _FAULT = _CommitFault(_FAULT_SPEC) if _FAULT_SPEC else None
 
@@ -1736,7 +1755,7 @@ class WriteTxn(ReadTxn):
             try:
                 self.db._grow()
             finally:  # past maxsize, only this operation fails: the group goes on without it
-                parent._t = self.db.env.begin(write=True, buffers=False)
+                parent._t = self.db._begin(write=True)
                 parent._gen = self._gen = self.db._gen
                 _replay(parent._t, parent._log)
             self._t = self.db.env.begin(write=True, parent=parent._t, buffers=False)
@@ -1745,7 +1764,7 @@ class WriteTxn(ReadTxn):
         self._t.abort()
         self._t = None
         self.db._grow()
-        self._t = self.db.env.begin(write=True, buffers=False)
+        self._t = self.db._begin(write=True)
         self._gen = self.db._gen
         _replay(self._t, self._log)
 
@@ -1757,6 +1776,9 @@ class WriteTxn(ReadTxn):
             except lmdb.MapFullError:
                 del self._log[mark:]
                 self._regrow()
+            except lmdb.BadValsizeError as exc:  # LMDB checked the size before writing: nothing of it stored
+                del self._log[mark:]
+                raise KeyTooLong(str(exc)) from None
 
     # low-level writes, logged for replay
     def _put(self, key: bytes, value: bytes, dbh: Any) -> None:

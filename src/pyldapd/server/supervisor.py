@@ -15,14 +15,17 @@ import ctypes
 import mmap
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pyldapd.backends import ldif
 from pyldapd.server.configshare import ConfigShare
 from pyldapd.server.log import Logger
 from pyldapd.server.service import STOP_SIGNALS, Service
@@ -303,6 +306,8 @@ class Supervisor:
         for sig in (*STOP_SIGNALS, signal.SIGCHLD):
             signal.signal(sig, self.on_signal)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # slapd's "wake": nothing to do here
+        # back-ldif databases' LMDB copies, one per database shared by every worker (backends/ldif.py)
+        ldif.SHARED_COPIES = tempfile.mkdtemp(prefix="pyldapd-ldif-")
         try:
             for index in range(self.count):
                 self.spawn(index)
@@ -353,5 +358,6 @@ class Supervisor:
                     except (ProcessLookupError, ChildProcessError):
                         pass
             self.log.error("slapd stopped.")
+            shutil.rmtree(ldif.SHARED_COPIES, ignore_errors=True)
             self.cleanup()
         return 1 if self.failed else 0
