@@ -471,9 +471,29 @@ class Monitor:
                     self.consumer_entry(tree, f"cn=Database {number},cn=Databases,{MONITOR_DN}",
                                         backend.consumers[rid])  # fmt: skip
         self.syncrepl(tree)
+        # the conflict journals live with the consumers that record them (replication/conflicts.py)
+        self.conflict_entries(tree)
         return [
             e for e in tree.entries if e.dn != f"cn=Syncrepl,{MONITOR_DN}"
         ]  # the container: every worker's
+
+    def conflict_entries(self, tree: Tree) -> None:
+        """`cn=Conflicts` under each database (cn=config's too): its journal of replication conflicts."""
+        directory = self.directory
+
+        def add(dn: str, cn: str, text: str) -> Entry:
+            return tree.add(dn, "monitorContainer", description=text)
+
+        if directory.configdb is not None:  # cn=config's own consumers keep a journal too (configsync.py)
+            conflict_monitor_entries(
+                directory.configdb.backend, f"cn=Database 0,cn=Databases,{MONITOR_DN}", add
+            )
+        numbered = [db for db in directory.config.databases if db.type not in ("frontend", "config")]
+        backends = {id(b.config): b for b in directory.backends}
+        for number, db in enumerate(numbered, 1):
+            backend = backends.get(id(db))
+            if backend is not None and db.type != "monitor":
+                conflict_monitor_entries(backend, f"cn=Database {number},cn=Databases,{MONITOR_DN}", add)
 
     def creator(self) -> str:
         monitor_db = self.database()
@@ -515,7 +535,9 @@ class Monitor:
                      seeAlso=[f"cn=Database {n},cn=Databases,{MONITOR_DN}" for n in users])  # fmt: skip
 
         self.connections(tree, server, stats)
-        self.databases(tree, numbered, db_number, backend_number)
+        # with worker processes, the conflicts are worker 0's (its consumers record them): told by gather_peers
+        own_conflicts = server is None or server.bus.primary
+        self.databases(tree, numbered, db_number, backend_number, own_conflicts)
         self.listeners(tree, server)
         tree.container("Log")
         tree.container("Operations", monitorOpInitiated=sum(stats.initiated.values()),
@@ -586,7 +608,8 @@ class Monitor:
                      monitorConnectionStartTime=gentime(getattr(conn, "opened_at", 0)),
                      monitorConnectionActivityTime=gentime(getattr(conn, "active_at", 0)))  # fmt: skip
 
-    def databases(self, tree: Tree, numbered: list, db_number: dict, backend_number: dict) -> None:
+    def databases(self, tree: Tree, numbered: list, db_number: dict, backend_number: dict,
+                  own_conflicts: bool = True) -> None:  # fmt: skip
         directory = self.directory
         suffixes = [s for db in numbered if db.type == "mdb" for s in db.suffixes]
         tree.container("Databases", readOnly=False, namingContexts=[b"", b"cn=config", *map(str.encode, suffixes)],
@@ -596,9 +619,6 @@ class Monitor:
         tree.add(f"cn=Database 0,cn=Databases,{MONITOR_DN}", "monitoredObject", monitoredInfo="config",
                  monitorIsShadow=False, namingContexts="cn=config", readOnly=False,
                  seeAlso=f"cn=Backend {backend_number['config']},cn=Backends,{MONITOR_DN}")  # fmt: skip
-        if directory.configdb is not None:  # cn=config's own consumers keep a journal too (configsync.py)
-            conflict_monitor_entries(directory.configdb.backend, f"cn=Database 0,cn=Databases,{MONITOR_DN}",
-                                     lambda dn, cn, text: tree.add(dn, "monitorContainer", description=text))  # fmt: skip
         backends = {id(b.config): b for b in directory.backends}
         for db in numbered:
             number = db_number[id(db)]
@@ -635,9 +655,8 @@ class Monitor:
             put(entry, "description", ", ".join(roles or ["standalone"]))
             for rid in sorted(backend.consumers):
                 self.consumer_entry(tree, dn, backend.consumers[rid])
-            conflict_monitor_entries(
-                backend, dn, lambda dn, cn, text: tree.add(dn, "monitorContainer", description=text)
-            )
+        if own_conflicts:
+            self.conflict_entries(tree)
 
     @staticmethod
     def mdb_figures(entry: Entry, backend) -> None:
