@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ldap
 import pytest
-from ldap.controls import RequestControl
+from ldap.controls import RequestControl, ResponseControl
 
 from pyldapd.model.ldif import LDIFContent, parse_ldif
 from tests.servers import (
@@ -243,6 +243,13 @@ SYNC_REQUEST = "1.3.6.1.4.1.4203.1.9.1.1"
 SYNC_DONE = "1.3.6.1.4.1.4203.1.9.1.3"
 
 
+class RawResponse(ResponseControl):
+    """A response control kept as it came (its encoded value)."""
+
+    def decodeControlValue(self, encodedControlValue: bytes) -> None:  # noqa: N802, N803 (python-ldap's names)
+        self.encodedControlValue = encodedControlValue
+
+
 def sync_search(url: str, mode: int, wait: float = 10) -> tuple[str, list[tuple[str, bytes]]]:
     """A sync search as the rootdn; (outcome, response controls). mode 1 refreshOnly, 3 refreshAndPersist."""
     conn = ldap.initialize(url)
@@ -251,7 +258,10 @@ def sync_search(url: str, mode: int, wait: float = 10) -> tuple[str, list[tuple[
     try:
         msgid = conn.search_ext(SUFFIX, ldap.SCOPE_SUBTREE, "(objectClass=*)", serverctrls=[request])
         try:
-            _type, _data, _msgid, controls = conn.result3(msgid, all=1, timeout=wait)
+            # raw controls whatever python-ldap knows: importing ldap.syncrepl elsewhere in the same pytest run
+            # registers a decoder for syncDone, which then has no encodedControlValue
+            _type, _data, _msgid, controls = conn.result3(msgid, all=1, timeout=wait,
+                                                          resp_ctrl_classes={SYNC_DONE: RawResponse})  # fmt: skip
         except ldap.NO_SUCH_OBJECT:
             return "noSuchObject", []
         except ldap.TIMEOUT:
