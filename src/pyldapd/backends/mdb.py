@@ -784,6 +784,17 @@ class MdbDatabase:
         """On the writer thread, the nested transaction of the operation it runs; None anywhere else."""
         return getattr(self._local, "txn", None)
 
+    @contextmanager
+    def writing(self) -> Iterator[WriteTxn]:
+        """A write transaction: on the writer thread the running operation's nested one (committed with its
+        group), elsewhere one of its own."""
+        nested = self.current_write()
+        if nested is not None:
+            yield nested
+        else:
+            with self.write() as txn:
+                yield txn
+
     def _begin_read(self) -> Any:
         return self._begin(write=False)
 

@@ -19,8 +19,7 @@ import json
 import re
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,18 +36,6 @@ if TYPE_CHECKING:
     from pyldapd.backends.mdb import WriteTxn
 
 OUTBOX = b"accesslog/"
-
-
-@contextmanager
-def writing(db: Any) -> Iterator[Any]:
-    """A write transaction of db: on its writer thread the running operation's nested one (committed with its
-    group), elsewhere one of its own."""
-    nested = db.current_write()
-    if nested is not None:
-        yield nested
-    else:
-        with db.write() as txn:
-            yield txn
 
 
 WRITES = ("add", "delete", "modify", "modrdn")
@@ -509,7 +496,7 @@ class AccessLog(Overlay):
         ndn = normalize_dn(entry.dn, schema)
         csn = (entry.first("entrycsn") or b"").decode()
         added = []
-        with writing(log.db) as txn:
+        with log.db.writing() as txn:
             for _ in range(1000):
                 existing = txn.get(ndn)
                 if existing is None:
@@ -591,7 +578,7 @@ class AccessLog(Overlay):
             return  # nothing to do: no write
         csns = list(self.backend.context.csns.as_dict().values())
         added = None
-        with writing(log.db) as txn:
+        with log.db.writing() as txn:
             root = txn.get(log.suffix_ndn)
             if root is None:
                 added = self.container(log, csns)
@@ -634,7 +621,7 @@ class AccessLog(Overlay):
             return 0
         cutoff = microtime(now - self.settings.purge_age).encode()
         removed = []
-        with writing(log.db) as txn:
+        with log.db.writing() as txn:
             for child in list(txn.search(log.suffix_ndn, Scope.ONE)):
                 started = child.first("reqstart")
                 if started is not None and started <= cutoff:  # slapd's (reqStart<=now-age)

@@ -287,17 +287,6 @@ def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
         raise LDAPError(ResultCode.other, getattr(exc, "result_text", "") or failed) from exc
 
 
-@contextmanager
-def writing(db: MdbDatabase) -> Iterator[WriteTxn]:
-    """A write transaction of db: on its writer thread, the running operation's nested one."""
-    nested = db.current_write()
-    if nested is not None:
-        yield nested
-    else:
-        with db.write() as txn:
-            yield txn
-
-
 class Backend:
     """One configured data database: its config, its storage and its normalized names."""
 
@@ -370,7 +359,7 @@ class Backend:
         transaction; elsewhere (the stop, the tools) in a transaction of its own."""
         if not self.context.values() and not self.context.latest():
             return
-        with writing(self.db) as txn:
+        with self.db.writing() as txn:
             # the vector of the latest commit, read under the write lock: a group commit whose effects have not
             # reached the event loop yet is in it, the group's own earlier operations too (its working copy),
             # and no commit can slip in between
@@ -655,7 +644,7 @@ class Directory:
         """`lastbind on`: pwdLastSuccess, written as the rootdn with the usual modify bookkeeping (slapd's
         fe_op_lastbind), at most once a second; a read-only consumer stores it without replicating it."""
         now = generalized_time()
-        with writing(backend.db) as txn:
+        with backend.db.writing() as txn:
             current = txn.get(ndn)
             if current is None or (current.first("pwdlastsuccess") or b"") >= now:
                 return
