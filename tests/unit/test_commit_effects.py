@@ -128,3 +128,22 @@ def test_failed_commit_moves_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "failed: mdb_txn_commit: Input/output error" in result.stdout
     assert result.stdout.rstrip().endswith("ok")
+
+
+def test_shared_context_latest_holds_other_workers_commits(tmp_path: Path, schema: Any) -> None:
+    """Two workers' vectors of one database (server/journal.py): once a worker's own commit is installed, what
+    another worker committed later and this one adopted is in `latest` (the consumer's cookie and its "is this
+    change news" test read it: a stale vector made node 1 take its own delete, echoed back, for a conflict)."""
+    mine, other = ContextState(), ContextState()
+    mine.shared = other.shared = True
+    csns = CSNGenerator(1)
+    first, second = csns.next(), csns.next()
+    with MdbDatabase(str(tmp_path / "db"), schema, SUFFIX) as db:
+        with db.write() as w:
+            mine.advance(w, first)
+        assert mine.latest().as_dict() == {1: first}
+        with db.write() as w:  # the other worker's commit, journaled and adopted by this one
+            other.advance(w, second)
+        mine.adopt(stored(db))
+        assert mine.csns.as_dict() == {1: second}
+        assert mine.latest().as_dict() == {1: second}

@@ -179,6 +179,8 @@ class ContextState:
             merged = self.csns.copy()
             merged.merge(pending.csns)
             self.csns = merged
+            if self._committed is pending.csns:
+                self._committed = None  # caught up: else `latest` would go on returning this commit's vector
             return
         self.csns = pending.csns
         if self._committed is pending.csns:
@@ -219,9 +221,16 @@ class ContextState:
 
     def latest(self) -> CSNSet:
         """The vector of the latest commit (ahead of `csns` while a group commit's effects are on their way to
-        the event loop)."""
+        the event loop). Shared by workers, `csns` also moves with the other workers' commits (`published`,
+        `adopt`) while this worker's own commit is on its way: then both, merged."""
         committed = self._committed
-        return committed if committed is not None else self.csns
+        if committed is None:
+            return self.csns
+        if not self.shared:
+            return committed
+        merged = committed.copy()
+        merged.merge(self.csns)
+        return merged
 
     def current(self, txn=None) -> CSNSet:
         """The vector as a write transaction sees it (its working copy, or its group's), else `latest`."""
