@@ -470,3 +470,48 @@ def test_a_move_into_the_log_that_failed_in_one_worker_is_done_by_the_other(tmp_
         assert [e["reqresult"] for e in logged()] == [["0"]]
     finally:
         server.stop()
+
+
+def monitor_context_csn(conn: SimpleLDAPObject) -> list[bytes]:
+    found = conn.search_s("cn=Database 1,cn=Databases,cn=Monitor", ldap.SCOPE_BASE, "(objectClass=*)",
+                          ["contextCSN", "namingContexts"])  # fmt: skip
+    assert found[0][1]["namingContexts"] == [SUFFIX.encode()], found
+    return sorted(found[0][1].get("contextCSN", []))
+
+
+def test_both_consumer_workers_show_the_vector_a_refresh_stored(tmp_path):
+    """A 2-worker consumer started behind its provider: worker 0's consumer refreshes, and merges the provider's
+    cookie at the end (a commit of the vector alone: no journal record, no bus message). As soon as worker 0
+    shows that vector, cn=Monitor and the suffix entry show it on worker 1 too (`pyldapd status` reads either)."""
+    servers = []
+    try:
+        provider = start_provider(tmp_path)
+        servers.append(provider)
+        add(provider, BASE + "\n" + person("before"))
+        directory = tmp_path / "consumer" / "db"
+        directory.mkdir(parents=True)
+        conf = "threads 2\n" + consumer_conf(directory, provider.url) + "\ndatabase monitor\n"
+        for round_ in range(3):
+            add(provider, person(f"r{round_}"))
+            expected = server_context_csn(provider)
+            consumer = start_pyldapd(tmp_path / "consumer", conf, name="consumer")
+            servers.append(consumer)
+            wait_workers(consumer, 2)
+            workers = on_workers(consumer)
+            wait_for(
+                lambda w=workers[0], e=expected: context_csn(w) == e, 30, what="worker 0 to hold the vector"
+            )
+            # at once, no waiting: worker 1 must not show an older vector than worker 0
+            shown = [
+                monitor_context_csn(workers[1]),
+                context_csn(workers[1]),
+                monitor_context_csn(workers[0]),
+            ]
+            assert shown == [expected] * 3, (round_, shown, expected)
+            for conn in workers:
+                conn.unbind_s()
+            consumer.stop()
+            servers.remove(consumer)
+    finally:
+        for server in servers:
+            server.stop()

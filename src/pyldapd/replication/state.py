@@ -9,6 +9,7 @@ contextCSN attribute at checkpoints and clean shutdown, where slapcat and OpenLD
 from __future__ import annotations
 
 import marshal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyldapd.model.csn import CSNSet, sid_of
@@ -131,6 +132,8 @@ class ContextState:
         # several worker processes write this database (server/journal.py): a transaction starts from the
         # vector stored in it (other workers' commits included), and the loop adopts the stored vector
         self.shared = False
+        # called on the loop when a commit's vector is installed (server/journal.py tells the other workers)
+        self.on_install: Callable[[], None] | None = None
 
     def load(self, stored: bytes | None, suffix_values: list[bytes]) -> None:
         values: list[bytes] = list(suffix_values)
@@ -181,6 +184,8 @@ class ContextState:
             self.csns = merged
             if self._committed is pending.csns:
                 self._committed = None  # caught up: else `latest` would go on returning this commit's vector
+            if self.on_install is not None:
+                self.on_install()
             return
         self.csns = pending.csns
         if self._committed is pending.csns:

@@ -55,10 +55,13 @@ class Journal:
         with backend.db.read() as txn:
             self.published_up_to = txn.journal_last()  # what is older is in the data already
         self.announced = 0
+        self.told = 0  # the sequence number last broadcast
+        self.vector_told_pending = False
         self.catching_up = False
         self.again = False
         self.lost = 0  # times records were trimmed before this worker read them
         backend.context.shared = True
+        backend.context.on_install = self.vector_moved
         backend.db.on_begin.append(self.write_begins)
 
     def close(self) -> None:
@@ -103,7 +106,29 @@ class Journal:
         if seq > self.published_up_to:  # else published already (with an earlier operation of its group)
             self.catch_up()
 
+    def vector_moved(self) -> None:
+        """A commit of this worker moved the contextCSN vector (its effects on the loop). Most such commits
+        carry journal records, announced by `committed`; one that moved the vector alone (a consumer merging
+        its provider's cookie, or keeping the cookie of an older change it skipped) is announced too, so that
+        the other workers adopt the stored vector at once (their cn=Monitor, cookies, syncrepl state) rather
+        than at their next look at the journal."""
+        if self.vector_told_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (tools, unit tests): the next announcement tells it
+            return
+        self.vector_told_pending = True
+        # after the commit's other effects: a journal record of the same commit is announced by then
+        loop.call_soon(self.tell_vector)
+
+    def tell_vector(self) -> None:
+        self.vector_told_pending = False
+        if self.announced == self.told:  # no journal record of this worker on its way: say it alone
+            self.announce()
+
     def announce(self) -> None:
+        self.told = self.announced
         self.bus.broadcast(JOURNAL_KIND, self.key + b"\0" + str(self.announced).encode())
 
     def catch_up(self) -> None:

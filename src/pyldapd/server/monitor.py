@@ -641,7 +641,11 @@ class Monitor:
             if backend.shadow and db.updateref:
                 put(entry, "monitorUpdateRef", db.updateref[0])
             self.mdb_figures(entry, backend)
-            # pyldapd's own: the live contextCSN vector, the entry count and the database's role
+            # pyldapd's own: the live contextCSN vector, the entry count and the database's role. With several
+            # workers, first what the others committed (server/journal.py), as a read of the suffix entry does:
+            # a commit that moved only the vector (a consumer's cookie) sends no bus message
+            if backend.journal is not None:
+                backend.journal.catch_up()
             values = backend.context.values()
             if values:
                 entry.put("contextcsn", "contextCSN", values)
