@@ -245,7 +245,7 @@ def test_entry_writes_check_no_access_as_in_slapd(tmp_path: Path) -> None:
 
 
 def test_two_workers_share_one_copy_of_the_files(tmp_path: Path) -> None:
-    """With two worker processes the ldif database's LMDB copy is one for both (backends/ldif.py SHARED_COPIES):
+    """With two worker processes the ldif database's LMDB copy is one for both (backends/ldif.py SHARED_COPIES_OWNER):
     a write through either is read through the other at once, both write the same files, and a worker killed
     and restarted opens the copy as it is (it does not rebuild it, nor miss a write)."""
     import os

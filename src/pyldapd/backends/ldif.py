@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zlib
 from collections.abc import Callable
@@ -102,12 +103,31 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-# With several worker processes (server/supervisor.py sets it before forking, and removes it at exit): the folder
-# of the LMDB copies every worker shares. The copy is an LMDB environment like any back-mdb database's, so the
+# With several worker processes (server/supervisor.py sets it to its pid before forking): every worker opens the
+# same LMDB copy of each ldif database, in a folder named after the supervisor (made by the first worker that opens
+# an ldif database, removed by the supervisor at exit; nothing is made when no ldif database is served, so a chroot
+# without /tmp serves everything else). The copy is an LMDB environment like any back-mdb database's, so the
 # workers see one another's writes at once (and the files are written under LMDB's writer lock, one writer at a
 # time across processes); a copy per process would diverge at the first write. Built once per server run, from
 # the files, by the first worker that opens the database; a worker (re)started later opens it as it is.
-SHARED_COPIES: str | None = None
+SHARED_COPIES_OWNER: int | None = None
+
+
+def shared_copies_path(owner: int) -> str:
+    return os.path.join(tempfile.gettempdir(), f"pyldapd-ldif-{owner}")
+
+
+def shared_copies_folder(owner: int) -> str:
+    """The folder of the copies the workers of supervisor `owner` share: made private on first use; a name taken
+    by anything else (another user's folder, a symbolic link) is refused."""
+    folder = shared_copies_path(owner)
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise StorageError(f"{folder}: exists and is not this server's folder") from None
+    return folder
 
 
 class LdifWriteFailed(StorageError):
@@ -125,15 +145,15 @@ class LdifDatabase(MdbDatabase):
         kwargs.pop("maxsize", None)
         kwargs.pop("max_mapsize", None)
         kwargs["sync"] = False  # the copy is rebuilt from the files at every start of the server
-        self.shared = SHARED_COPIES is not None
-        if SHARED_COPIES is None:  # one process: a copy of its own, dropped at close
+        self.shared = SHARED_COPIES_OWNER is not None
+        if SHARED_COPIES_OWNER is None:  # one process: a copy of its own, dropped at close
             self.cache_directory = tempfile.mkdtemp(prefix="pyldapd-ldif-")
             self._open_copy(directory, schema, suffix, kwargs, build=True)
             return
-        # worker processes: one copy for all of them (see SHARED_COPIES), built by the first that opens the
+        # worker processes: one copy for all of them (see SHARED_COPIES_OWNER), built by the first that opens the
         # database, under an fcntl lock (freed if that worker dies mid-build: the next one starts it over)
         key = hashlib.sha256(f"{os.path.realpath(directory)}\0{suffix.lower()}".encode()).hexdigest()[:32]
-        self.cache_directory = os.path.join(SHARED_COPIES, key)
+        self.cache_directory = os.path.join(shared_copies_folder(SHARED_COPIES_OWNER), key)
         os.makedirs(self.cache_directory, exist_ok=True)
         lock_fd = os.open(os.path.join(self.cache_directory, "build.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -11,6 +11,7 @@ olcThreads changes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import os
@@ -19,7 +20,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -306,8 +306,9 @@ class Supervisor:
         for sig in (*STOP_SIGNALS, signal.SIGCHLD):
             signal.signal(sig, self.on_signal)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # slapd's "wake": nothing to do here
-        # back-ldif databases' LMDB copies, one per database shared by every worker (backends/ldif.py)
-        ldif.SHARED_COPIES = tempfile.mkdtemp(prefix="pyldapd-ldif-")
+        # back-ldif databases' LMDB copies, one per database shared by every worker (backends/ldif.py), in a
+        # folder named after this process, made only if a worker opens an ldif database
+        ldif.SHARED_COPIES_OWNER = os.getpid()
         try:
             for index in range(self.count):
                 self.spawn(index)
@@ -358,6 +359,9 @@ class Supervisor:
                     except (ProcessLookupError, ChildProcessError):
                         pass
             self.log.error("slapd stopped.")
-            shutil.rmtree(ldif.SHARED_COPIES, ignore_errors=True)
+            with contextlib.suppress(
+                OSError
+            ):  # none made (no ldif database), or no temporary folder (a chroot)
+                shutil.rmtree(ldif.shared_copies_path(os.getpid()))
             self.cleanup()
         return 1 if self.failed else 0
