@@ -268,14 +268,20 @@ def conn_id_of(server: RunningServer, local_port: int, timeout: float = 10.0) ->
 
 
 def connection_on_worker(server: RunningServer, index: int, count: int, *, who: str = ROOTDN,
-                         password: str = ROOTPW, attempts: int = 200):  # fmt: skip
+                         password: str = ROOTPW, attempts: int = 2000, timeout: float = 60.0):  # fmt: skip
     """A bound python-ldap connection (ldap://) served by worker `index` of `count`: connections are opened
-    (at most `attempts`) until the kernel gives one to that worker, told by its conn=N (N % count == index: the
-    workers' conn ids are strided, server/app.py Server.use_worker). The others are closed. Returns
-    (connection, conn id)."""
+    (at most `attempts`, for at most `timeout` seconds) until the kernel gives one to that worker, told by its
+    conn=N (N % count == index: the workers' conn ids are strided, server/app.py Server.use_worker). The others
+    are closed. A worker just restarted accepts only once it has opened its databases: until then every
+    connection goes to the others, hence the pause after the first misses. Returns (connection, conn id)."""
     import ldap
 
-    for _ in range(attempts):
+    deadline = time.monotonic() + timeout
+    for attempt in range(attempts):
+        if time.monotonic() > deadline:
+            break
+        if attempt >= 20:
+            time.sleep(0.05)
         conn = ldap.initialize(server.url)
         conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
         conn.set_option(ldap.OPT_TIMEOUT, 30)
@@ -292,17 +298,18 @@ def connection_on_worker(server: RunningServer, index: int, count: int, *, who: 
         if conn_id % count == index:
             return conn, conn_id
         conn.unbind_s()
-    raise RuntimeError(f"no connection landed on worker {index} of {count} in {attempts} attempts")
+    raise RuntimeError(f"no connection landed on worker {index} of {count} in {attempt + 1} attempts")
 
 
 def server_rss_kb(server: RunningServer) -> int:
-    """The resident memory of the server: its process and its worker processes (pages they share counted in
-    each: compare growth, not totals)."""
+    """The resident anonymous memory (heap, buffers) of the server: its process and its worker processes (pages
+    they share counted in each: compare growth, not totals). LMDB's pages are file-backed and left out: which
+    of them a worker has touched says nothing about what the server holds."""
     total = 0
     for pid in [server.process.pid, *child_pids(server.process.pid)]:
         try:
             with open(f"/proc/{pid}/status") as status:
-                total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+                total += next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
         except (OSError, StopIteration):
             continue  # gone meanwhile
     return total
