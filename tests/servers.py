@@ -137,7 +137,8 @@ def start_process(name: str, argv: list[str], port: int, ldapi_path: str, workdi
 
 
 def start_pyldapd(workdir: Path, conf_text: str, *, name: str = "pyldapd", port: int | None = None,
-                  debug: str = "stats,sync", extra_args: list[str] | None = None) -> RunningServer:  # fmt: skip
+                  debug: str = "stats,sync", extra_args: list[str] | None = None,
+                  env: dict | None = None) -> RunningServer:  # fmt: skip
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"{name}.conf"
     config_path.write_text(conf_text)
@@ -157,7 +158,7 @@ def start_pyldapd(workdir: Path, conf_text: str, *, name: str = "pyldapd", port:
         debug,
     ]
     argv += extra_args or []
-    return start_process(name, argv, port, ldapi_path, workdir, config_path)
+    return start_process(name, argv, port, ldapi_path, workdir, config_path, env=env)
 
 
 def start_slapd(

@@ -7,7 +7,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.data import BASE_LDIF
 from tests.server.test_cnconfig import Node, start_slapd_with_cn_config
@@ -286,3 +289,59 @@ def test_two_workers_share_one_copy_of_the_files(tmp_path: Path) -> None:
         restarted.unbind_s()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_copies_left_by_a_killed_server_are_swept(tmp_path: Path, workers: int) -> None:
+    """The LMDB copies of a server killed with kill -9 stay in the temporary folder; the next server that makes
+    its own removes them, unless some process still holds them (the IN_USE lock, backends/ldif.py): pids say
+    nothing across pid namespaces sharing /tmp."""
+    import fcntl
+    import os
+    import signal
+
+    from tests.servers import child_pids, wait_for, wait_workers
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "TMPDIR": str(temporary)}
+    folder = tmp_path / "db"
+    folder.mkdir()
+    conf = f"threads {workers}\n" + ldif_conf(folder)
+
+    def copies() -> set[str]:
+        return {p.name for p in temporary.iterdir() if p.name.startswith("pyldapd-ldif-")}
+
+    first = start_pyldapd(tmp_path / "run1", conf, env=env)
+    try:
+        if workers > 1:
+            wait_workers(first, workers)
+        done = ldap_tool("ldapadd", "-x", "-H", first.url, "-D", ROOTDN, "-w", ROOTPW, input=BASE_LDIF)
+        assert done.returncode == 0, done.stderr
+        left = copies()
+        assert len(left) == 1, left
+    finally:
+        first.process.send_signal(signal.SIGKILL)  # the supervisor, or the one process; workers follow
+        first.process.wait(30)
+    wait_for(lambda: not child_pids(first.process.pid), 30, what="the workers gone")
+    assert copies() == left  # killed: nothing removed them
+    # a folder a live process holds (as a server in another pid namespace would) is never taken for abandoned
+    held = temporary / "pyldapd-ldif-1-feedc0ffee00"
+    held.mkdir(mode=0o700)
+    held_fd = os.open(held / "in-use", os.O_RDONLY | os.O_CREAT, 0o600)
+    fcntl.flock(held_fd, fcntl.LOCK_SH)
+    past = time.time() - 3600
+    for name in [*left, held.name]:
+        os.utime(temporary / name, (past, past))
+    second = start_pyldapd(tmp_path / "run2", conf, env=env)
+    try:
+        if workers > 1:
+            wait_workers(second, workers)
+        found = ldap_tool("ldapsearch", "-x", "-LLL", "-H", second.url, "-b", SUFFIX, "-s", "base", "dc")
+        assert found.returncode == 0 and "dc: example" in found.stdout, found.stderr  # served from the files
+        now = copies()
+        assert not (left & now), (left, now)
+        assert held.name in now and len(now) == 2, now
+    finally:
+        os.close(held_fd)
+        second.stop()

@@ -24,6 +24,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -103,30 +104,91 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-# With several worker processes (server/supervisor.py sets it to its pid before forking): every worker opens the
-# same LMDB copy of each ldif database, in a folder named after the supervisor (made by the first worker that opens
-# an ldif database, removed by the supervisor at exit; nothing is made when no ldif database is served, so a chroot
+# With several worker processes (server/supervisor.py sets it before forking, to its pid and a random token, so
+# that a later run with the same pid never takes an old copy for its own): every worker opens the same LMDB copy
+# of each ldif database, in a folder named after the supervisor (made by the first worker that opens an ldif
+# database, removed by the supervisor at exit; nothing is made when no ldif database is served, so a chroot
 # without /tmp serves everything else). The copy is an LMDB environment like any back-mdb database's, so the
 # workers see one another's writes at once (and the files are written under LMDB's writer lock, one writer at a
 # time across processes); a copy per process would diverge at the first write. Built once per server run, from
 # the files, by the first worker that opens the database; a worker (re)started later opens it as it is.
-SHARED_COPIES_OWNER: int | None = None
+SHARED_COPIES_OWNER: str | None = None
+COPIES_PREFIX = "pyldapd-ldif-"
+# Every process that uses a copies folder holds a shared flock on its IN_USE file for as long as it may use it;
+# a folder nobody holds (its server was killed with kill -9) is removed by the next server that makes one. The
+# lock, not a pid, tells: pids are reused and differ between pid namespaces sharing one /tmp.
+IN_USE = "in-use"
+SWEEP_AFTER = 60.0  # seconds: a folder younger than this may be one whose maker has not locked it yet
+_held: dict[str, int] = {}  # folder -> the descriptor holding its IN_USE lock
 
 
-def shared_copies_path(owner: int) -> str:
-    return os.path.join(tempfile.gettempdir(), f"pyldapd-ldif-{owner}")
+def shared_copies_path(owner: str) -> str:
+    return os.path.join(tempfile.gettempdir(), COPIES_PREFIX + owner)
 
 
-def shared_copies_folder(owner: int) -> str:
+def hold_folder(folder: str) -> None:
+    """Mark `folder` as in use by this process until `release_folder` or the process's end."""
+    if folder in _held:
+        return
+    fd = os.open(os.path.join(folder, IN_USE), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _held[folder] = fd
+
+
+def release_folder(folder: str) -> None:
+    fd = _held.pop(folder, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def sweep_abandoned_copies(keep: str) -> list[str]:
+    """Remove this user's copies folders that no process holds (left by a server killed with kill -9), but
+    `keep`; returns the folders removed."""
+    removed = []
+    root = tempfile.gettempdir()
+    try:
+        names = [name for name in os.listdir(root) if name.startswith(COPIES_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        folder = os.path.join(root, name)
+        if folder == keep:
+            continue
+        try:
+            info = os.lstat(folder)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+                continue
+            if time.time() - info.st_mtime < SWEEP_AFTER:
+                continue
+            fd = os.open(os.path.join(folder, IN_USE), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue  # not ours, gone meanwhile, or of an older kind without the lock: left as it is
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live server's
+        finally:
+            os.close(fd)  # a lock taken is dropped with it: the folder is removed right after
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def shared_copies_folder(owner: str) -> str:
     """The folder of the copies the workers of supervisor `owner` share: made private on first use; a name taken
-    by anything else (another user's folder, a symbolic link) is refused."""
+    by anything else (another user's folder, a symbolic link) is refused. Held by this process from then on."""
     folder = shared_copies_path(owner)
     try:
         os.mkdir(folder, 0o700)
+        made = True
     except FileExistsError:
         info = os.lstat(folder)
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
             raise StorageError(f"{folder}: exists and is not this server's folder") from None
+        made = False
+    hold_folder(folder)
+    if made:
+        sweep_abandoned_copies(keep=folder)
     return folder
 
 
@@ -147,7 +209,9 @@ class LdifDatabase(MdbDatabase):
         kwargs["sync"] = False  # the copy is rebuilt from the files at every start of the server
         self.shared = SHARED_COPIES_OWNER is not None
         if SHARED_COPIES_OWNER is None:  # one process: a copy of its own, dropped at close
-            self.cache_directory = tempfile.mkdtemp(prefix="pyldapd-ldif-")
+            self.cache_directory = tempfile.mkdtemp(prefix=COPIES_PREFIX)
+            hold_folder(self.cache_directory)
+            sweep_abandoned_copies(keep=self.cache_directory)
             self._open_copy(directory, schema, suffix, kwargs, build=True)
             return
         # worker processes: one copy for all of them (see SHARED_COPIES_OWNER), built by the first that opens the
@@ -255,6 +319,7 @@ class LdifDatabase(MdbDatabase):
             super().close()
         finally:
             if not self.shared:  # the shared copies go with the supervisor (other workers may use them)
+                release_folder(self.cache_directory)
                 shutil.rmtree(self.cache_directory, ignore_errors=True)
 
 

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import mmap
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -307,8 +308,8 @@ class Supervisor:
             signal.signal(sig, self.on_signal)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # slapd's "wake": nothing to do here
         # back-ldif databases' LMDB copies, one per database shared by every worker (backends/ldif.py), in a
-        # folder named after this process, made only if a worker opens an ldif database
-        ldif.SHARED_COPIES_OWNER = os.getpid()
+        # folder named after this process and this run, made only if a worker opens an ldif database
+        ldif.SHARED_COPIES_OWNER = f"{os.getpid()}-{secrets.token_hex(6)}"
         try:
             for index in range(self.count):
                 self.spawn(index)
@@ -362,6 +363,6 @@ class Supervisor:
             with contextlib.suppress(
                 OSError
             ):  # none made (no ldif database), or no temporary folder (a chroot)
-                shutil.rmtree(ldif.shared_copies_path(os.getpid()))
+                shutil.rmtree(ldif.shared_copies_path(ldif.SHARED_COPIES_OWNER))
             self.cleanup()
         return 1 if self.failed else 0
