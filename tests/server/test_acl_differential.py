@@ -233,3 +233,41 @@ def test_password_modify_follows_acls(acl_pair):
     for dn, password in ((ASMITH, "newpw2"), (CJONES, "newpw3")):
         slapd, ours = on_both(acl_pair, "ldapwhoami", "-x", "-D", dn, "-w", password)
         assert (ours.returncode, ours.stdout) == (slapd.returncode, slapd.stdout) == (0, f"dn:{dn}\n")
+
+
+PEERCRED_ROOT = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth"
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        # Debian's default rule for root over ldapi, then a rule that reads userPassword for anyone else
+        f"access to * by dn.exact={PEERCRED_ROOT} manage by * break\n"
+        "access to attrs=userPassword by * none\naccess to * by * read",
+        # a rule that keeps root over ldapi from userPassword: matching it is what keeps the values hidden
+        f"access to attrs=userPassword by dn.exact={PEERCRED_ROOT} none by * read\naccess to * by * read",
+        f'access to * by dn.exact="{PEERCRED_ROOT.lower()}" write by * read',
+    ],
+)
+def test_ldapi_external_identity_in_acls_as_slapd(tmp_path, access):
+    """The ldapi EXTERNAL identity (gidNumber=0+uidNumber=0,cn=peercred,...) is a normalized DN like any other:
+    `by dn.exact=` with the nis schema's spelling (Debian's default cn=config rule) or in lowercase matches it,
+    as in slapd; before, pyldapd kept it lowercased and the schema-cased rule never matched."""
+    from tests.servers import ldap_tool, slapd_conf, start_pyldapd, start_slapd
+
+    outcomes = {}
+    for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+        conf = slapd_conf(tmp_path / f"{name}-db", extra_db=access, modules=True)
+        server = start(tmp_path / name, conf, name=name)
+        try:
+            loaded = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=BASE_LDIF)
+            assert loaded.returncode == 0, loaded.stderr
+            ldapi = ["-H", server.ldapi_url, "-Y", "EXTERNAL", "-Q"]
+            read = ldap_tool("ldapsearch", "-LLL", *ldapi, "-b", SUFFIX, "(uid=jdoe)", "userPassword", "cn")
+            write = ldap_tool("ldapmodify", *ldapi, input=f"dn: {JDOE}\nchangetype: modify\nreplace: "
+                              "description\ndescription: by root over ldapi\n")  # fmt: skip
+            outcomes[name] = (read.returncode, "userPassword:" in read.stdout, "cn:" in read.stdout,
+                              write.returncode)  # fmt: skip
+        finally:
+            server.stop()
+    assert outcomes["pyldapd"] == outcomes["slapd"], outcomes

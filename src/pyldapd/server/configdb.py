@@ -292,7 +292,7 @@ class ConfigDatabase:
 
     def allowed(self, session: Any) -> bool:
         ndn = session.bind_ndn
-        return bool(ndn) and (ndn == ROOT_PEERCRED or ndn == self.rootdn_ndn())
+        return bool(ndn) and (ndn.lower() == ROOT_PEERCRED or ndn == self.rootdn_ndn())
 
     def require_write(self, session: Any, dn: str = "") -> None:
         if session.anonymous:

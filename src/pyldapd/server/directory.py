@@ -858,17 +858,23 @@ class Directory:
         if not session.local or session.peer_uid is None:
             raise LDAPError(ResultCode.inappropriateAuthentication, "SASL(-4): no mechanism available: ")
         dn = f"gidNumber={session.peer_gid}+uidNumber={session.peer_uid},{PEERCRED_SUFFIX}"
+        # normalized as any DN (types by their schema names, as slapd's dnNormalize): ACLs' `dn.exact=` and
+        # rootdn compare with that form; without the nis schema's types, the lowercased DN
+        try:
+            ndn = normalize_dn(dn, self.schema)
+        except (DNError, ValueError):
+            ndn = dn.lower()
         requested = (request.sasl_credentials or b"").decode("utf-8", "replace")
         if requested and requested not in ("dn:" + dn, "u:"):
             # another identity: allowed by authz-policy (authzTo/authzFrom) or a rootdn, as slapd decides
-            authc = self.authz_map(dn.lower()) or dn.lower()
+            authc = self.authz_map(ndn) or ndn
             target = self.authzid_to_dn(requested)
             if target is None or not self.authorized(authc, target):
                 raise LDAPError(
                     ResultCode.insufficientAccessRights, "SASL(-14): authorization failure: not authorized"
                 )
             return target, target, True
-        return dn, dn.lower(), False
+        return dn, ndn, False
 
     # -- search ----------------------------------------------------------------------------------------------
 

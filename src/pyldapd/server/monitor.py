@@ -391,7 +391,7 @@ class Monitor:
             return True
         local = {f"gidnumber=0+uidnumber=0,{PEERCRED_SUFFIX}",
                  f"gidnumber={os.getgid()}+uidnumber={os.getuid()},{PEERCRED_SUFFIX}"}  # fmt: skip
-        return ndn in local
+        return ndn.lower() in local  # the peercred DN in whatever case the schema normalizes it to
 
     # -- worker processes: what the other workers hold ----------------------------------------------------------
 
