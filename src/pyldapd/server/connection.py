@@ -591,18 +591,20 @@ class LDAPConnection(asyncio.Protocol):
             self.disconnect(ResultCode.protocolError, "unknown operation")
             return
         self.log_request(op)
-        for control in message.controls:
-            if control.critical and control.oid not in KNOWN_CONTROLS:
-                self.result(mid, tag, ResultCode.unavailableCriticalExtension, "critical extension is unavailable",
-                            nentries=0)  # fmt: skip
+        controls = message.controls
+        if controls:  # (most requests carry none: nothing to look for)
+            for control in controls:
+                if control.critical and control.oid not in KNOWN_CONTROLS:
+                    self.result(mid, tag, ResultCode.unavailableCriticalExtension,
+                                "critical extension is unavailable", nentries=0)  # fmt: skip
+                    return
+            if not self.check_values_return_filter(mid, op, tag, controls):
                 return
-        if not self.check_values_return_filter(mid, op, tag, message.controls):
-            return
         try:
             limits.check_request(self, op)  # outstanding operations, values per request
             check_security(self, op)
-            session = self.request_session(op, message.controls)
-            self.handle(mid, op, message.controls, tag, session)
+            session = self.request_session(op, controls) if controls else self.session
+            self.handle(mid, op, controls, tag, session)
         except LDAPError as exc:
             self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
         except DatabaseFull:  # past maxsize: back-mdb's answer to MDB_MAP_FULL for this operation

@@ -913,12 +913,15 @@ class Directory:
         scope = SCOPES[request.scope] if request.scope in (0, 1, 2, 3) else None
         if scope is None:
             raise LDAPError(ResultCode.protocolError, "invalid scope")
-        manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
-        paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
-        if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
-            paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
-        values_filter, diagnostic = self.matched_values(controls)
-        selection = AttributeSelection(self.schema, request.attributes, request.types_only, values_filter)
+        if controls:
+            manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
+            paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
+            if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
+                paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
+            values_filter, diagnostic = self.matched_values(controls)
+        else:  # the common search: no control to look for
+            manage_dsa_it, paged, values_filter, diagnostic = False, None, None, ""
+        selection = self.selection(request.attributes, request.types_only, values_filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
             check_restrictions(self, session, None, "search")
             matches = self.filters.compile(request.filter)
@@ -1060,6 +1063,26 @@ class Directory:
                 send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
                 sent += 1
         return sent
+
+    def selection(self, attributes: list[str], types_only: bool,
+                  values_filter: ValuesFilter | None) -> AttributeSelection:  # fmt: skip
+        """The AttributeSelection of a search's attribute list. Without a matchedValues filter it depends only on
+        the list and the schema: made once and shared (it is never changed after it is made; access control copies
+        it before narrowing it), kept in the schema's derived facts so that any schema change drops it."""
+        if values_filter is not None:
+            return AttributeSelection(self.schema, attributes, types_only, values_filter)
+        derived = self.schema.derived
+        cache = derived.get("search_selections")
+        if cache is None:
+            cache = derived["search_selections"] = {}
+        key = (tuple(attributes), types_only)
+        found = cache.get(key)
+        if found is None:
+            found = AttributeSelection(self.schema, attributes, types_only, None)
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = found
+        return found
 
     def matched_values(self, controls: list[Control]) -> tuple[ValuesFilter | None, str]:
         """The matchedValues control's filter (RFC 3876), applied to the values each entry returns, and the text
