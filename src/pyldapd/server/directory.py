@@ -977,7 +977,7 @@ class Directory:
         """The search's base entry, or the error a missing (or hidden) one gives; the Assertion control is
         tested on it."""
         base = txn.get(base_ndn)
-        if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
+        if base is None or (scope == Scope.BASE and not manage_dsa_it and is_glue(base)):
             if guard is not None and base is None:
                 raise self.access.not_found(session, backend, txn, base_ndn)
             nearest = txn.nearest_ancestor(base_ndn) if base is None else None
