@@ -443,6 +443,9 @@ class FilterEvaluator:
 
     def compile(self, f: Filter) -> Callable[[Entry], bool]:
         """A function entry -> bool (Undefined counts as False)."""
+        if type(f) is Equality and self._plain_equality_type(f.attr) is not None:
+            fn = self._equality(f.attr, f.value, approx=False)
+            return _false if fn is _undefined else fn  # (a plain equality is True or False, never Undefined)
         fn = self.compile3(f)
 
         def match(entry: Entry) -> bool:

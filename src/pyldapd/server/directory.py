@@ -1005,14 +1005,17 @@ class Directory:
             def prepare() -> tuple[Any, Callable[[Entry], bool] | None, Iterator[Entry] | None]:
                 guard = self.access.search_guard(session, backend, request.filter, txn)
                 if missing_ok:
-                    if txn.get(base_ndn) is None:
+                    base = txn.get(base_ndn)
+                    if base is None:
                         return guard, None, None
                 else:
-                    self.search_base(session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it)
+                    base = self.search_base(
+                        session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it
+                    )
                 # compiled once: by access control (with `search` checks) or plainly
                 matches = self.filters.compile(request.filter) if guard is None else guard.matches
                 # the database plans the filter (index lookups) before it hands over the first candidate
-                return guard, matches, self.candidates(txn, base_ndn, scope, request, limits)
+                return guard, matches, self.candidates(txn, base_ndn, scope, request, limits, base.id or None)
 
             # a filter of thousands of terms costs a long time to compile and plan, in one piece: a thread
             # does it while the loop serves others (server/steps.py)
@@ -1104,11 +1107,12 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, str(exc)) from None
 
     @staticmethod
-    def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
+    def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None,
+                   base_entry_id: int | None = None):  # fmt: skip
         """The entries the database hands over for the filter; `size.unchecked=N` refuses a search with more
         than N of them before anything is sent (adminLimitExceeded), as back-mdb counts its candidates."""
         unchecked = limits.unchecked if limits is not None and limits.unchecked > 0 else -1
-        found = txn.search(base_ndn, scope, request.filter, unchecked=unchecked)
+        found = txn.search(base_ndn, scope, request.filter, unchecked=unchecked, base_entry_id=base_entry_id)
         try:
             first = next(found, None)  # the database counts its candidates before it hands over any entry
         except TooManyCandidates:
