@@ -443,9 +443,11 @@ class FilterEvaluator:
 
     def compile(self, f: Filter) -> Callable[[Entry], bool]:
         """A function entry -> bool (Undefined counts as False)."""
-        if type(f) is Equality and self._plain_equality_type(f.attr) is not None:
-            fn = self._equality(f.attr, f.value, approx=False)
-            return _false if fn is _undefined else fn  # (a plain equality is True or False, never Undefined)
+        if type(f) is Equality:
+            plain = self._plain_equality_type(f.attr)
+            if plain is not None:  # True or False, never Undefined: no wrapper needed
+                fn = self._plain_equality(plain, f.value)
+                return _false if fn is _undefined else fn
         fn = self.compile3(f)
 
         def match(entry: Entry) -> bool:
@@ -747,32 +749,36 @@ class FilterEvaluator:
             cache[description] = found
         return found
 
-    def _equality(self, description: str, assertion: bytes, approx: bool) -> Matcher:
-        plain = None if approx else self._plain_equality_type(description)
-        if (
-            plain is not None
-        ):  # the same test as below, without its general cases (this runs for most searches)
-            key = plain.key
-            norm = plain.equality.normalize
-            wanted_value = norm(assertion)
-            if wanted_value is None:
-                return _undefined
+    @staticmethod
+    def _plain_equality(plain: Any, assertion: bytes) -> Matcher:
+        """_equality for a type of _plain_equality_type: True or False (Undefined when the assertion is not a
+        valid value)."""
+        key = plain.key
+        norm = plain.equality.normalize
+        wanted_value = norm(assertion)
+        if wanted_value is None:
+            return _undefined
 
-            def plain_equality(entry: Entry) -> Tri:
-                attrs = entry.attrs
-                attribute = attrs.get(key)
-                if attribute is not None:
-                    for v in attribute.values:
+        def plain_equality(entry: Entry) -> Tri:
+            attrs = entry.attrs
+            attribute = attrs.get(key)
+            if attribute is not None:
+                for v in attribute.values:
+                    if norm(v) == wanted_value:
+                        return True
+            for name in attrs:  # the type with options (uid;x-tag) holds values of the type too
+                if ";" in name and name.partition(";")[0] == key:
+                    for v in attrs[name].values:
                         if norm(v) == wanted_value:
                             return True
-                for name in attrs:  # the type with options (uid;x-tag) holds values of the type too
-                    if ";" in name and name.partition(";")[0] == key:
-                        for v in attrs[name].values:
-                            if norm(v) == wanted_value:
-                                return True
-                return False
+            return False
 
-            return plain_equality
+        return plain_equality
+
+    def _equality(self, description: str, assertion: bytes, approx: bool) -> Matcher:
+        plain = None if approx else self._plain_equality_type(description)
+        if plain is not None:  # the test below without its general cases (this runs for most searches)
+            return self._plain_equality(plain, assertion)
         resolved = self._resolve(description)
         if resolved is None:
             return _undefined
