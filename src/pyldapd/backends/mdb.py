@@ -960,7 +960,10 @@ class ReadTxn:
     def __init__(self, db: MdbDatabase) -> None:
         self.db = db
         self._gen = db._gen
-        self._t: Any = db._begin_read()
+        try:  # (one per search: _begin's retries only when another process grew the map)
+            self._t: Any = db.env.begin(write=False, buffers=False)
+        except lmdb.MapResizedError:
+            self._t = db._begin_read()
 
     # -- plumbing --
 
