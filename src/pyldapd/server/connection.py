@@ -182,7 +182,8 @@ class LDAPConnection(asyncio.Protocol):
             return
         if pdus:
             self.last_active = self.loop.time()
-        self.watch_partial_pdu(bool(pdus))
+        if self.pdu_handle is not None or self.framer.buffered:  # (else there is nothing to watch or cancel)
+            self.watch_partial_pdu(bool(pdus))
         if self.out is not None:  # within a gathering already (a test's direct call)
             self.process_pdus(pdus)
             return
