@@ -267,6 +267,23 @@ def test_evaluate(ev: FilterEvaluator, john: Entry, text: str, expected: bool) -
     assert ev.compile(f)(john) is expected
 
 
+def test_plain_equality_same_as_general(ev: FilterEvaluator, schema: Schema) -> None:
+    """A one-term equality filter on a type without subtypes takes a shorter path (FilterEvaluator.compile3):
+    the same answers as the general path of _equality, options and Undefined included."""
+    general = FilterEvaluator(schema)
+    general._plain_equality_type = lambda description: None  # type: ignore[method-assign]
+    e = make_entry(schema, "uid=a,dc=x", objectClass="inetOrgPerson", uid="JSmith", uid__x_old="JDoe", cn="a",
+                   sn="b", mail="A@Example.COM", employeeNumber="7")  # fmt: skip
+    for text in ("(uid=jsmith)", "(UID=jdoe)", "(uid=nobody)", "(uid;x-old=jdoe)", "(uid;x-old=jsmith)",
+                 "(mail=a@example.com)", "(mail=A@EXAMPLE.COM)", "(employeeNumber=7)", "(employeeNumber=8)",
+                 "(uidNumber=abc)", "(givenName=x)", "(cn=A)", "(name=a)", "(objectClass=person)",
+                 "(unknownAttr=x)"):  # fmt: skip
+        f = parse_filter(text)
+        assert ev.evaluate(f, e) is general.evaluate(f, e), text
+    assert ev.evaluate(parse_filter("(uid=jdoe)"), e) is True  # a value of uid;x-old is a value of uid
+    assert ev.evaluate(parse_filter("(uidNumber=abc)"), e) is None
+
+
 def test_integer_ordering(ev: FilterEvaluator, schema: Schema) -> None:
     e = make_entry(schema, "cn=x,dc=example,dc=com", objectClass="posixAccount", cn="x", uidNumber="1000")
     assert ev.matches(parse_filter("(uidNumber>=999)"), e)

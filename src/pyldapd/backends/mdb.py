@@ -960,7 +960,10 @@ class ReadTxn:
     def __init__(self, db: MdbDatabase) -> None:
         self.db = db
         self._gen = db._gen
-        self._t: Any = db._begin_read()
+        try:  # (one per search: _begin's retries only when another process grew the map)
+            self._t: Any = db.env.begin(write=False, buffers=False)
+        except lmdb.MapResizedError:
+            self._t = db._begin_read()
 
     # -- plumbing --
 
@@ -1118,7 +1121,13 @@ class ReadTxn:
     # -- search --
 
     def search(
-        self, base_ndn: str, scope: Scope, filter: Filter | None = None, *, unchecked: int = -1
+        self,
+        base_ndn: str,
+        scope: Scope,
+        filter: Filter | None = None,
+        *,
+        unchecked: int = -1,
+        base_entry_id: int | None = None,
     ) -> Iterator[Entry]:
         """Entries in scope that may match `filter` (a superset: the caller evaluates the filter).
 
@@ -1128,9 +1137,10 @@ class ReadTxn:
         `unchecked` >= 0 is slapd's `size.unchecked`: TooManyCandidates is raised (before any entry) when both
         the candidates (the index's answer, or every entry of the database when the filter is not indexed)
         and the entries in scope are more than that, as back-mdb decides.
+        `base_entry_id`: the base's id when the caller read it in this transaction already.
         """
         db = self.db
-        base_id = self._id_of(base_ndn)
+        base_id = self._id_of(base_ndn) if base_entry_id is None else _pack_id(base_entry_id)
         if base_id is None:
             return
         if scope == Scope.BASE:

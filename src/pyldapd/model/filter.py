@@ -443,6 +443,11 @@ class FilterEvaluator:
 
     def compile(self, f: Filter) -> Callable[[Entry], bool]:
         """A function entry -> bool (Undefined counts as False)."""
+        if type(f) is Equality:
+            plain = self._plain_equality_type(f.attr)
+            if plain is not None:  # True or False, never Undefined: no wrapper needed
+                fn = self._plain_equality(plain, f.value)
+                return _false if fn is _undefined else fn
         fn = self.compile3(f)
 
         def match(entry: Entry) -> bool:
@@ -452,6 +457,9 @@ class FilterEvaluator:
 
     def compile3(self, f: Filter) -> Matcher:
         """A function entry -> True / False / None (Undefined)."""
+        if type(f) is Equality:  # the most common filter: compiled from its attribute's facts, kept per
+            # description (hashing the filter and keeping it would cost more: its values vary from search to search)
+            return self._equality(f.attr, f.value, approx=False)
         if not _small(f):  # hashing it costs as much as compiling it, and keeping it costs memory
             return self._compile(f, 0)
         fn = self._compiled.get(f)
@@ -714,7 +722,63 @@ class FilterEvaluator:
 
         return present
 
+    def _plain_equality_type(self, description: str) -> Any:
+        """The attribute type of a description whose equality needs none of _equality's special cases (no
+        options, no subtypes, an equality rule that normalizes: neither objectClass, nor X-ORDERED, nor word
+        matching), else None. Kept per description until the schema changes."""
+        derived = self.schema.derived
+        cache = derived.get("filter.plain_equality")
+        if cache is None:
+            cache = derived["filter.plain_equality"] = {}
+        found = cache.get(description, _UNRESOLVED)
+        if found is _UNRESOLVED:
+            found = None
+            at, options = self.schema.split_description(description)
+            if (
+                at is not None
+                and not options
+                and at.equality is not None
+                and at.key != "objectclass"
+                and ordered_kind(at) is None
+                and not getattr(at.equality, "_word", False)
+                and all(sub is at for sub in self.schema.subtypes(at))
+            ):
+                found = at
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[description] = found
+        return found
+
+    @staticmethod
+    def _plain_equality(plain: Any, assertion: bytes) -> Matcher:
+        """_equality for a type of _plain_equality_type: True or False (Undefined when the assertion is not a
+        valid value)."""
+        key = plain.key
+        norm = plain.equality.normalize
+        wanted_value = norm(assertion)
+        if wanted_value is None:
+            return _undefined
+
+        def plain_equality(entry: Entry) -> Tri:
+            attrs = entry.attrs
+            attribute = attrs.get(key)
+            if attribute is not None:
+                for v in attribute.values:
+                    if norm(v) == wanted_value:
+                        return True
+            for name in attrs:  # the type with options (uid;x-tag) holds values of the type too
+                if ";" in name and name.partition(";")[0] == key:
+                    for v in attrs[name].values:
+                        if norm(v) == wanted_value:
+                            return True
+            return False
+
+        return plain_equality
+
     def _equality(self, description: str, assertion: bytes, approx: bool) -> Matcher:
+        plain = None if approx else self._plain_equality_type(description)
+        if plain is not None:  # the test below without its general cases (this runs for most searches)
+            return self._plain_equality(plain, assertion)
         resolved = self._resolve(description)
         if resolved is None:
             return _undefined

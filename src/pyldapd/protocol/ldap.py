@@ -1053,8 +1053,27 @@ def encode_result(
 ) -> bytes:
     """A response PDU made of an LDAPResult (plus ``extra``: encoded trailing components, e.g. serverSaslCreds
     or responseName/responseValue) under ``op_tag``, e.g. ``SEARCH_RESULT_DONE``."""
-    op = tlv(op_tag, _ldap_result(result_code, matched_dn, message, referrals) + extra)
-    return _wrap(message_id, op, controls)
+    if referrals or extra:
+        op = tlv(op_tag, _ldap_result(result_code, matched_dn, message, referrals) + extra)
+    else:  # most results are one of a few (success, empty texts): their protocolOp is encoded once
+        key = (op_tag, result_code, matched_dn, message)
+        op = _RESULT_OPS.get(key)
+        if op is None:
+            op = tlv(op_tag, _ldap_result(result_code, matched_dn, message, None))
+            if len(_RESULT_OPS) >= 1024:
+                _RESULT_OPS.clear()
+            if len(matched_dn) + len(message) <= 256:
+                _RESULT_OPS[key] = op
+    if controls:
+        return _wrap(message_id, op, controls)
+    mid = encode_integer(message_id)
+    n = len(mid) + len(op)
+    if n < 0x80:
+        return bytes((0x30, n)) + mid + op
+    return b"\x30" + encode_length(n) + mid + op
+
+
+_RESULT_OPS: dict[tuple[int, int, str, str], bytes] = {}  # (op tag, code, matchedDN, text) -> protocolOp
 
 
 def _encode_bind_request(op: BindRequest) -> bytes:

@@ -90,6 +90,9 @@ class LDAPConnection(asyncio.Protocol):
         self.listener_url = listener_url
         self.local = local
         self.transport: asyncio.Transport | None = None
+        # the loop, kept: asyncio.get_running_loop() makes a getpid() system call each time (its fork check),
+        # one more syscall per request beside the read and the write
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
         self.session = server.new_session(local)
         self.framer = ldap.MessageFramer(server.config.max_pdu)
         self.closing = False
@@ -133,7 +136,7 @@ class LDAPConnection(asyncio.Protocol):
             self.session.peer = f"IP={peer[0]}:{peer[1]}" if peer else "IP=?"
         fd = sock.fileno() if sock is not None else -1
         self.log.log(STATS, f"conn={conn} fd={fd} ACCEPT from {self.session.peer} ({self.listener_url})")
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = self.loop.time()
         if limits.at_capacity(self.server):  # descriptors all in use: an idle connection makes room
             victim = limits.eviction_victim(self.server)
             if victim is None:  # nothing to evict: accepted, told why, closed
@@ -178,8 +181,9 @@ class LDAPConnection(asyncio.Protocol):
             self.disconnect(ResultCode.protocolError, f"{exc}")
             return
         if pdus:
-            self.last_active = asyncio.get_running_loop().time()
-        self.watch_partial_pdu(bool(pdus))
+            self.last_active = self.loop.time()
+        if self.pdu_handle is not None or self.framer.buffered:  # (else there is nothing to watch or cancel)
+            self.watch_partial_pdu(bool(pdus))
         if self.out is not None:  # within a gathering already (a test's direct call)
             self.process_pdus(pdus)
             return
@@ -201,7 +205,7 @@ class LDAPConnection(asyncio.Protocol):
             if self.pdu_handle is not None:
                 self.pdu_handle.cancel()
             timeout = limits.pdu_timeout(self.server.config.idletimeout)
-            self.pdu_handle = asyncio.get_running_loop().call_later(timeout, self.pdu_timed_out, timeout)
+            self.pdu_handle = self.loop.call_later(timeout, self.pdu_timed_out, timeout)
 
     def pdu_timed_out(self, timeout: int) -> None:
         self.pdu_handle = None
@@ -209,7 +213,7 @@ class LDAPConnection(asyncio.Protocol):
             return
         if self.write_paused or self.busy or self.starting_tls or self.job is not None:  # the server stopped
             # reading, not the client
-            self.pdu_handle = asyncio.get_running_loop().call_later(timeout, self.pdu_timed_out, timeout)
+            self.pdu_handle = self.loop.call_later(timeout, self.pdu_timed_out, timeout)
             return
         self.log.log(STATS, f"conn={self.session.conn_id} closing: request incomplete after {timeout}s")
         self.close()
@@ -386,7 +390,7 @@ class LDAPConnection(asyncio.Protocol):
                 if clock() >= end:
                     job.waiting = "turn"
                     job.resumed = True
-                    asyncio.get_running_loop().call_soon(self.step_job, job)
+                    self.loop.call_soon(self.step_job, job)
                     return
         except StopIteration as stop:
             job.waiting = ""
@@ -451,7 +455,7 @@ class LDAPConnection(asyncio.Protocol):
         self.write_paused = True
         timeout = self.server.config.writetimeout
         if timeout and self.write_handle is None:
-            self.write_handle = asyncio.get_running_loop().call_later(timeout, self.write_timed_out)
+            self.write_handle = self.loop.call_later(timeout, self.write_timed_out)
         if self.transport is not None and not self.closing:
             try:
                 self.transport.pause_reading()
@@ -511,7 +515,7 @@ class LDAPConnection(asyncio.Protocol):
             return
         if self.idle_handle is not None:
             self.idle_handle.cancel()
-        self.idle_handle = asyncio.get_running_loop().call_later(timeout, self.idle_timeout)
+        self.idle_handle = self.loop.call_later(timeout, self.idle_timeout)
 
     def idle_timeout(self) -> None:
         # slapd leaves a connection alone while it has operations under way (persistent searches included)
@@ -591,18 +595,20 @@ class LDAPConnection(asyncio.Protocol):
             self.disconnect(ResultCode.protocolError, "unknown operation")
             return
         self.log_request(op)
-        for control in message.controls:
-            if control.critical and control.oid not in KNOWN_CONTROLS:
-                self.result(mid, tag, ResultCode.unavailableCriticalExtension, "critical extension is unavailable",
-                            nentries=0)  # fmt: skip
+        controls = message.controls
+        if controls:  # (most requests carry none: nothing to look for)
+            for control in controls:
+                if control.critical and control.oid not in KNOWN_CONTROLS:
+                    self.result(mid, tag, ResultCode.unavailableCriticalExtension,
+                                "critical extension is unavailable", nentries=0)  # fmt: skip
+                    return
+            if not self.check_values_return_filter(mid, op, tag, controls):
                 return
-        if not self.check_values_return_filter(mid, op, tag, message.controls):
-            return
         try:
             limits.check_request(self, op)  # outstanding operations, values per request
             check_security(self, op)
-            session = self.request_session(op, message.controls)
-            self.handle(mid, op, message.controls, tag, session)
+            session = self.request_session(op, controls) if controls else self.session
+            self.handle(mid, op, controls, tag, session)
         except LDAPError as exc:
             self.result(mid, tag, exc.code, exc.message, exc.matched_dn, referrals=exc.referrals, nentries=0)
         except DatabaseFull:  # past maxsize: back-mdb's answer to MDB_MAP_FULL for this operation

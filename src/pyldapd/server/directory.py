@@ -919,12 +919,15 @@ class Directory:
         scope = SCOPES[request.scope] if request.scope in (0, 1, 2, 3) else None
         if scope is None:
             raise LDAPError(ResultCode.protocolError, "invalid scope")
-        manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
-        paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
-        if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
-            paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
-        values_filter, diagnostic = self.matched_values(controls)
-        selection = AttributeSelection(self.schema, request.attributes, request.types_only, values_filter)
+        if controls:
+            manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
+            paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
+            if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
+                paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
+            values_filter, diagnostic = self.matched_values(controls)
+        else:  # the common search: no control to look for
+            manage_dsa_it, paged, values_filter, diagnostic = False, None, None, ""
+        selection = self.selection(request.attributes, request.types_only, values_filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
             check_restrictions(self, session, None, "search")
             matches = self.filters.compile(request.filter)
@@ -980,7 +983,7 @@ class Directory:
         """The search's base entry, or the error a missing (or hidden) one gives; the Assertion control is
         tested on it."""
         base = txn.get(base_ndn)
-        if base is None or (is_glue(base) and not manage_dsa_it and scope == Scope.BASE):
+        if base is None or (scope == Scope.BASE and not manage_dsa_it and is_glue(base)):
             if guard is not None and base is None:
                 raise self.access.not_found(session, backend, txn, base_ndn)
             nearest = txn.nearest_ancestor(base_ndn) if base is None else None
@@ -1008,14 +1011,17 @@ class Directory:
             def prepare() -> tuple[Any, Callable[[Entry], bool] | None, Iterator[Entry] | None]:
                 guard = self.access.search_guard(session, backend, request.filter, txn)
                 if missing_ok:
-                    if txn.get(base_ndn) is None:
+                    base = txn.get(base_ndn)
+                    if base is None:
                         return guard, None, None
                 else:
-                    self.search_base(session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it)
+                    base = self.search_base(
+                        session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it
+                    )
                 # compiled once: by access control (with `search` checks) or plainly
                 matches = self.filters.compile(request.filter) if guard is None else guard.matches
                 # the database plans the filter (index lookups) before it hands over the first candidate
-                return guard, matches, self.candidates(txn, base_ndn, scope, request, limits)
+                return guard, matches, self.candidates(txn, base_ndn, scope, request, limits, base.id or None)
 
             # a filter of thousands of terms costs a long time to compile and plan, in one piece: a thread
             # does it while the loop serves others (server/steps.py)
@@ -1067,6 +1073,26 @@ class Directory:
                 sent += 1
         return sent
 
+    def selection(self, attributes: list[str], types_only: bool,
+                  values_filter: ValuesFilter | None) -> AttributeSelection:  # fmt: skip
+        """The AttributeSelection of a search's attribute list. Without a matchedValues filter it depends only on
+        the list and the schema: made once and shared (it is never changed after it is made; access control copies
+        it before narrowing it), kept in the schema's derived facts so that any schema change drops it."""
+        if values_filter is not None:
+            return AttributeSelection(self.schema, attributes, types_only, values_filter)
+        derived = self.schema.derived
+        cache = derived.get("search_selections")
+        if cache is None:
+            cache = derived["search_selections"] = {}
+        key = (tuple(attributes), types_only)
+        found = cache.get(key)
+        if found is None:
+            found = AttributeSelection(self.schema, attributes, types_only, None)
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = found
+        return found
+
     def matched_values(self, controls: list[Control]) -> tuple[ValuesFilter | None, str]:
         """The matchedValues control's filter (RFC 3876), applied to the values each entry returns, and the text
         its parsing leaves for the result; access control is checked on every value before the filter
@@ -1087,11 +1113,12 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, str(exc)) from None
 
     @staticmethod
-    def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None):
+    def candidates(txn, base_ndn: str, scope: Scope, request: ldap.SearchRequest, limits: LimitSet | None,
+                   base_entry_id: int | None = None):  # fmt: skip
         """The entries the database hands over for the filter; `size.unchecked=N` refuses a search with more
         than N of them before anything is sent (adminLimitExceeded), as back-mdb counts its candidates."""
         unchecked = limits.unchecked if limits is not None and limits.unchecked > 0 else -1
-        found = txn.search(base_ndn, scope, request.filter, unchecked=unchecked)
+        found = txn.search(base_ndn, scope, request.filter, unchecked=unchecked, base_entry_id=base_entry_id)
         try:
             first = next(found, None)  # the database counts its candidates before it hands over any entry
         except TooManyCandidates:

@@ -168,7 +168,7 @@ def outstanding(conn: LDAPConnection) -> int:
     count = 0
     for backend in conn.directory.backends:
         provider = getattr(backend, "provider", None)
-        if provider is not None:
+        if provider is not None and provider.psearches:
             count += sum(1 for ps in provider.psearches if ps.conn is conn)
     return count
 

@@ -326,7 +326,8 @@ def limit_set(directory: Any, session: Any, backend: Any, base_ndn: str = "") ->
     if backend is not None and directory.is_root(session, backend):
         return None
     limits = database_defaults(directory, backend)
-    compiled = compiled_limits(directory, backend)
+    # no `limits` line (the common case): no rule to compile or select
+    compiled = compiled_limits(directory, backend) if backend is not None and backend.config.limits else None
     if compiled is not None and compiled.rules:
         ctx = directory.access.context()
         rule = compiled.select(session.bind_ndn, base_ndn, ctx.in_group)

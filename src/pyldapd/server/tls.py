@@ -193,8 +193,12 @@ def check_security(conn: LDAPConnection, op) -> None:
     database's) demands for this operation. StartTLS is never refused here: it is how a client gets stronger."""
     session = conn.session
     config = conn.server.config
-    if not demands(config.security) and not any(demands(b.config.security) for b in conn.directory.backends):
-        return  # no `security` anywhere (the common case): nothing to check, no DN to normalize
+    if not demands(config.security):
+        for backend in conn.directory.backends:
+            if demands(backend.config.security):
+                break
+        else:
+            return  # no `security` anywhere (the common case): nothing to check, no DN to normalize
     target = None
     bind = ""
     update = isinstance(op, UPDATES)
