@@ -5,6 +5,7 @@ The cluster runs as a subprocess (the command a user types) and is stopped by it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,12 +42,18 @@ def stop_pid(pid: int, timeout: float = 25.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
+        try:  # a child of this test: reaped here (else it stays a zombie, alive to kill(pid, 0))
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:  # not ours (a node the cluster command started)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 @pytest.fixture
