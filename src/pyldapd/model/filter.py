@@ -653,10 +653,7 @@ class FilterEvaluator:
     ) -> tuple[Any, Callable[[Entry], list[tuple[Any, list[bytes]]]]] | None:
         """The attribute type of a description and a function giving an entry's matching (type, values).
         Kept per description until the schema changes (every search's filter resolves its attributes)."""
-        derived = self.schema.derived
-        cache = derived.get("filter.resolve")
-        if cache is None:
-            cache = derived["filter.resolve"] = {}
+        cache = self.schema.derived.setdefault("filter.resolve", {})
         found = cache.get(description, _UNRESOLVED)
         if found is _UNRESOLVED:
             found = self._resolve_afresh(description)
@@ -726,10 +723,7 @@ class FilterEvaluator:
         """The attribute type of a description whose equality needs none of _equality's special cases (no
         options, no subtypes, an equality rule that normalizes: neither objectClass, nor X-ORDERED, nor word
         matching), else None. Kept per description until the schema changes."""
-        derived = self.schema.derived
-        cache = derived.get("filter.plain_equality")
-        if cache is None:
-            cache = derived["filter.plain_equality"] = {}
+        cache = self.schema.derived.setdefault("filter.plain_equality", {})
         found = cache.get(description, _UNRESOLVED)
         if found is _UNRESOLVED:
             found = None

@@ -1064,13 +1064,7 @@ def encode_result(
                 _RESULT_OPS.clear()
             if len(matched_dn) + len(message) <= 256:
                 _RESULT_OPS[key] = op
-    if controls:
-        return _wrap(message_id, op, controls)
-    mid = encode_integer(message_id)
-    n = len(mid) + len(op)
-    if n < 0x80:
-        return bytes((0x30, n)) + mid + op
-    return b"\x30" + encode_length(n) + mid + op
+    return _wrap(message_id, op, controls)
 
 
 _RESULT_OPS: dict[tuple[int, int, str, str], bytes] = {}  # (op tag, code, matchedDN, text) -> protocolOp

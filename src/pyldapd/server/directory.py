@@ -1080,10 +1080,7 @@ class Directory:
         it before narrowing it), kept in the schema's derived facts so that any schema change drops it."""
         if values_filter is not None:
             return AttributeSelection(self.schema, attributes, types_only, values_filter)
-        derived = self.schema.derived
-        cache = derived.get("search_selections")
-        if cache is None:
-            cache = derived["search_selections"] = {}
+        cache = self.schema.derived.setdefault("search_selections", {})
         key = (tuple(attributes), types_only)
         found = cache.get(key)
         if found is None:
