@@ -85,6 +85,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for tag, src, threads in variants:
                 server = start(root, tag, src, threads, confs[tag])
+                logged = server.log().count("group commit ")  # the log file goes on from round to round
                 try:
                     modify = args.load == "modify"
                     proc = bc.ldclt(server.port, USERS, WIDTH, 4 if modify else 8, 1, modify)
@@ -92,7 +93,10 @@ def main() -> None:
                 finally:
                     server.stop()
                 rates[tag].append(rate)
-                print(f"round {round_ + 1} {tag}: {rate:.0f}/s", flush=True)
+                # pyldapd's stop line: how many writes each commit and each sync carried
+                grouping = [line.split("group commit ", 1)[1] for line in server.log().splitlines()
+                            if "group commit " in line][logged:] if src and modify else []  # fmt: skip
+                print(f"round {round_ + 1} {tag}: {rate:.0f}/s", *grouping, sep="  ", flush=True)
     first = rates[variants[0][0]]
     what = "modifies" if args.load == "modify" else "searches"
     print(f"\n{what} per second, and ratio to {variants[0][0]} in the same round")

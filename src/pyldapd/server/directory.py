@@ -454,7 +454,7 @@ class Directory:
                 # one line at stop, whatever the level (as "slapd stopped."): how many writes each fsync carried
                 self.log.write(f"group commit {backend.config.suffix}: {writer.operations} writes in "
                                f"{writer.groups} commits, {writer.refused} refused, largest group "
-                               f"{writer.largest}")  # fmt: skip
+                               f"{writer.largest}", 0)  # fmt: skip
 
     def configure_overlays(self, backend: Backend) -> None:
         """Build (or follow a config change of) a database's overlay stack; syncprov is set up with the
