@@ -124,13 +124,13 @@ class SyncClient(SyncreplConsumer, SimpleLDAPObject):
             self.refresh_deletes = refreshDeletes
 
 
-def sync_client_on_worker(server, index: int, count: int = 2, attempts: int = 200) -> SyncClient:
+def sync_client_on_worker(server, index: int, count: int = 2, attempts: int = 200, kind: type = SyncClient):
     """A bound SyncClient whose connection worker `index` accepted (as tests.servers.connection_on_worker)."""
     import os
     import socket
 
     for _ in range(attempts):
-        client = SyncClient(server.url)
+        client = kind(server.url)
         client.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
         client.simple_bind_s(ROOTDN, ROOTPW)
         sock = socket.socket(fileno=os.dup(client.get_option(ldap.OPT_DESC)))
@@ -347,6 +347,80 @@ def test_deletes_made_on_both_workers_are_replayed_from_the_session_log(tmp_path
     finally:
         for server in [provider, *consumers]:
             server.stop()
+
+
+class PresentRecordingClient(SyncClient):
+    """A SyncClient that also keeps the entryUUIDs of a present phase."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.present: list[bytes] = []
+
+    def syncrepl_present(self, uuids, refreshDeletes=False) -> None:  # noqa: N803 (python-ldap's name)
+        if uuids is not None:
+            self.present += uuids
+        super().syncrepl_present(uuids, refreshDeletes)
+
+
+def test_a_delete_made_while_a_worker_restarts_is_not_lost_to_its_session_log(tmp_path):
+    """Worker 1 is killed; while its restart has opened the database but not yet followed the journal, worker
+    0 deletes an entry. A refresh from a cookie older than the delete, then served by the restarted worker,
+    must tell the delete (in a delete phase from its session log, or by leaving the entry out of a present
+    phase): the restarted worker's session log starts from the vector of the journal position it publishes
+    from, never from the older one it read at open. PYLDAPD_TEST_JOURNAL_GATE holds a worker before it
+    follows the journal until the gate file exists."""
+    import os
+    import re
+    import signal
+
+    gate = tmp_path / "gate"
+    gate.touch()
+    (tmp_path / "provider" / "db").mkdir(parents=True)
+    conf = "threads 2\n" + provider_conf(tmp_path / "provider" / "db", sessionlog=100)
+    provider = start_pyldapd(tmp_path / "provider", conf, name="provider",
+                             env={**os.environ, "PYLDAPD_TEST_JOURNAL_GATE": str(gate)})  # fmt: skip
+    try:
+        wait_workers(provider, 2)
+        add(provider, BASE + "".join("\n" + person(f"r{i}") for i in range(3)))
+        probe = sync_client_on_worker(provider, 1)
+        probe.syncrepl_search(SUFFIX, ldap.SCOPE_SUBTREE, mode="refreshOnly")
+        poll_until(probe, lambda: probe.refresh_deletes is not None)
+        cookie = probe.cookies[-1]
+        victim_uuid = {dn: uuid for uuid, dn in probe.entries.items()}[f"uid=r0,{PEOPLE}"]
+        probe.unbind_s()
+        gate.unlink()
+        pid = int(re.findall(r"pyldapd: worker 1 started \(pid (\d+)\)", provider.log())[-1])
+        os.kill(pid, signal.SIGKILL)
+        waiting = tmp_path / "gate.waiting"
+        wait_for(waiting.exists, 30, what="the restarted worker at the gate")
+        writer = connection_on_worker(provider, 0, 2)[0]
+        writer.delete_s(f"uid=r0,{PEOPLE}")
+        writer.unbind_s()
+        gate.touch()
+        wait_for(lambda: provider.log().count("pyldapd: worker 1 started") >= 2 and not waiting.exists(), 30,
+                 what="the restarted worker past the gate")  # fmt: skip
+        # a change the restarted worker publishes: its session log is not empty (an empty one covers nothing)
+        writer = connection_on_worker(provider, 0, 2)[0]
+        writer.modify_s(f"uid=r1,{PEOPLE}", [(ldap.MOD_REPLACE, "description", [b"after the restart"])])
+        writer.unbind_s()
+        reader = connection_on_worker(provider, 1, 2)[0]
+        reader.search_s(
+            SUFFIX, ldap.SCOPE_BASE
+        )  # the suffix entry: read after the journal (server/journal.py)
+        reader.unbind_s()
+        client = sync_client_on_worker(provider, 1, kind=PresentRecordingClient)
+        client.cookies.append(cookie)
+        client.syncrepl_search(SUFFIX, ldap.SCOPE_SUBTREE, mode="refreshOnly", cookie=cookie)
+        poll_until(client, lambda: client.refresh_deletes is not None)
+        if client.refresh_deletes:
+            assert victim_uuid in client.deleted, (
+                "the delete phase left out the delete made during the restart"
+            )
+        else:
+            assert client.present and victim_uuid not in client.present
+        client.unbind_s()
+    finally:
+        provider.stop()
 
 
 def test_deletes_on_both_workers_replayed_after_a_provider_restart(tmp_path):

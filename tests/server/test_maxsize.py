@@ -153,3 +153,33 @@ def test_the_map_grows_across_worker_processes(tmp_path, monkeypatch):
         assert len(stored(restarted)) == 301
     finally:
         restarted.stop()
+
+
+def test_two_workers_keep_writing_large_changes_in_a_bounded_database(tmp_path):
+    """With two workers every change is journaled (server/journal.py) with the entry before and after it. A
+    journal bounded only by its count (20,000 records) of changes to a 9,999-value entry would hold gigabytes:
+    here, in a database of 12 MB, adding such an entry, modifying it and deleting it again over and over
+    (about 0.3 MB of journal per round, 30 MB in all) must go on succeeding, as with one worker, because the
+    journal is bounded by its size too."""
+    import ldap
+
+    from tests.servers import wait_workers
+
+    db = tmp_path / "db"
+    server = start_pyldapd(tmp_path / "run", "threads 2\n" + conf(db, 12 * 2**20))
+    try:
+        wait_workers(server, 2)
+        top = ldap_tool("ldapadd", "-H", server.url, *ADMIN, input=ldif(0))
+        assert top.returncode == 0, top.stderr
+        conn = ldap.initialize(server.url)
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        values = [f"value {i:07d}".encode() for i in range(9_999)]
+        for i in range(100):
+            dn = f"cn=many{i},{SUFFIX}"
+            conn.add_s(dn, [("objectClass", [b"person"]), ("cn", [f"many{i}".encode()]), ("sn", [b"s"])])
+            conn.modify_s(dn, [(ldap.MOD_ADD, "description", values)])
+            conn.delete_s(dn)  # an error here (80, "entry delete failed": the map is full) fails the test
+        assert os.path.getsize(db / "data.mdb") <= 12 * 2**20
+        conn.unbind_s()
+    finally:
+        server.stop()

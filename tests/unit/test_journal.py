@@ -26,6 +26,7 @@ from tests.unit.test_replication_logic import (
     add,
     make_directory,
     populate,
+    root,
     states,
     sync_search,
 )
@@ -85,6 +86,32 @@ def test_journal_appends_in_sequence_and_trims_to_its_bound(tmp_path: Path) -> N
         assert txn.journal_after(0) == [(3, b"r2"), (4, b"r3"), (5, b"r4")]
         assert txn.journal_after(4) == [(5, b"r4")]
         assert txn.journal_last() == 5
+    directory.close()
+
+
+def test_journal_trims_to_its_size_bound_too(tmp_path: Path) -> None:
+    """Records of large changes (a group of 10,000 members, before and after) are bounded by their size, not
+    only their count: 20,000 of them would fill any database. The record just appended always stays; a
+    journal written before the size was counted is counted once from its records."""
+    directory = make_directory(tmp_path, "p", 1)
+    db = directory.backends[0].db
+    record = b"x" * 1000
+    with db.write() as txn:
+        for _ in range(20):
+            txn.journal_append(record, keep=1000, keep_bytes=5000)
+    with db.read() as txn:
+        kept = txn.journal_after(0)
+        assert [seq for seq, _ in kept] == [16, 17, 18, 19, 20]
+        assert txn.journal_bytes() == 5000
+    with db.write() as txn:  # one record larger than the bound: alone, it stays
+        txn.journal_append(b"y" * 9000, keep=1000, keep_bytes=5000)
+    with db.read() as txn:
+        assert [seq for seq, _ in txn.journal_after(0)] == [21] and txn.journal_bytes() == 9000
+    with db.write() as txn:  # as a database written before the count: counted from the records
+        txn._op(txn._del, b"journal-bytes", None, db.dbs["meta"])
+        assert txn.journal_bytes() == 9000
+        txn.journal_append(record, keep=1000, keep_bytes=5000)
+        assert [seq for seq, _ in txn.journal_after(0)] == [22] and txn.journal_bytes() == 1000
     directory.close()
 
 
@@ -149,6 +176,7 @@ def test_a_worker_that_lost_journal_records_ends_its_persistent_searches(tmp_pat
     conn = FakeConnection()
     assert sync_search(directory, conn, ctl.SYNC_MODE_REFRESH_AND_PERSIST, "rid=002") is True
     conn.take()
+    before = backend.context.csns.as_dict()
     child = other_worker(tmp_path, 30, keep=5)  # this worker reads nothing meanwhile: 25 are trimmed
     assert child.wait(timeout=120) == 0
     backend.journal.catch_up()
@@ -160,6 +188,12 @@ def test_a_worker_that_lost_journal_records_ends_its_persistent_searches(tmp_pat
     with backend.db.read() as txn:
         assert backend.context.encoded() == txn.get_raw_metadata(CONTEXT_CSN_KEY)
     assert not backend.provider.session_log.covers({1: "20000101000000.000000Z#000000#001#000000"})
+    # nor, once it holds a delete made after the gap, a cookie from before the lost changes: it starts from
+    # the vector that holds them
+    directory.delete(root(directory), ldap.DelRequest(f"uid=a,ou=People,{SUFFIX}"), [])
+    backend.journal.catch_up()
+    assert backend.provider.session_log.records
+    assert not backend.provider.session_log.covers(before)
     directory.close()
 
 

@@ -149,6 +149,7 @@ _M_NEXT_ID = b"next_id"
 _M_VERSION = b"version"
 _M_BUILT = b"built_indexes"
 _M_APPROX_KEYS = b"approx-keys"  # which phonetic keys the approx index holds
+_M_JOURNAL_BYTES = b"journal-bytes"  # the size of the journal's records, together (trimming by size)
 
 _INDEX_DBS = ("eq", "pres", "sub", "approx")
 _ALL_INDEX_DBS = (*_INDEX_DBS, "uuid", "csn")
@@ -1114,6 +1115,16 @@ class ReadTxn:
         cur = self._check().cursor(db=self.db.dbs["journal"])
         return _unpack_id(cur.key()) if cur.last() else 0
 
+    def journal_bytes(self) -> int:
+        """The size of the journal's records together (counted once, from the records, where a database
+        written before this count has none)."""
+        t = self._check()
+        stored = t.get(_M_JOURNAL_BYTES, db=self.db.dbs["meta"])
+        if stored is not None:
+            return _unpack_id(stored)
+        cur = t.cursor(db=self.db.dbs["journal"])
+        return sum(len(value) for value in cur.iternext(keys=False, values=True))
+
     def next_id(self) -> int:
         """The id the next added entry gets."""
         return _unpack_id(self._check().get(_M_NEXT_ID, db=self.db.dbs["meta"]))
@@ -1874,17 +1885,26 @@ class WriteTxn(ReadTxn):
     def put_raw_metadata(self, key: bytes, value: bytes) -> None:
         self._op(self._put, key, value, self.db.dbs["aux"])
 
-    def journal_append(self, record: bytes, keep: int) -> int:
+    def journal_append(self, record: bytes, keep: int, keep_bytes: int = 0) -> int:
         """Append a record to the journal (its sequence: the last one + 1, under the write lock) and trim the
-        journal to its last `keep` records; returns the record's sequence number."""
+        journal to its last `keep` records and, when `keep_bytes`, to about that many octets (the record just
+        appended always stays); returns the record's sequence number. A few records go per append (bounded
+        work): a journal past its bounds shrinks over the next appends."""
         seq = self.journal_last() + 1
         dbh = self.db.dbs["journal"]
+        meta = self.db.dbs["meta"]
+        total = self.journal_bytes() + len(record)
         self._op(self._put, _pack_id(seq), record, dbh)
         cur = self._check().cursor(db=dbh)
-        if cur.first():
-            first = _unpack_id(cur.key())
-            for old in range(first, min(seq - keep + 1, first + 64)):  # a few per append: bounded work
-                self._op(self._del, _pack_id(old), None, dbh)
+        for _ in range(64):
+            if not cur.first():
+                break
+            oldest = _unpack_id(cur.key())
+            if oldest >= seq or (seq - oldest < keep and not (keep_bytes and total > keep_bytes)):
+                break
+            total -= len(cur.value())
+            self._op(self._del, cur.key(), None, dbh)
+        self._op(self._put, _M_JOURNAL_BYTES, _pack_id(max(total, 0)), meta)
         return seq
 
     def delete_raw_metadata(self, key: bytes) -> None:

@@ -12,14 +12,17 @@ directly. With several, each worker must also see what the others committed, in 
   (`("journal", suffix + seq)`). Every worker, the writing one included, publishes changes only by reading
   the journal in sequence order (`Journal.catch_up`), then adopts the stored vector of that same snapshot.
   A persistent search in any worker thus sees every commit in commit order. The journal keeps its last `keep`
-  records; a worker that finds records it has not published trimmed away ends its persistent searches with
-  e-syncRefreshRequired (the consumers refresh) and starts a new session log.
+  records, and no more than `keep_bytes` of them; a worker that finds records it has not published trimmed
+  away ends its persistent searches with e-syncRefreshRequired (the consumers refresh) and starts a new
+  session log, from the vector that holds the lost changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from typing import TYPE_CHECKING
 
 from pyldapd.model.csn import CSNSet
@@ -33,12 +36,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOURNAL_KEEP = 20_000  # records kept: how far behind the others a busy worker may fall before it resyncs
+# ... and octets: a change record holds the entry before and after, so 20,000 changes of a large group would
+# fill the database; the journal keeps at most this much (an eighth of a set `maxsize`, if less)
+JOURNAL_KEEP_BYTES = 64 * 2**20
 JOURNAL_KIND = "journal"
 SERVED_KIND = "served"
 RESYNC_KIND = "resync"
 PSEARCH_KIND = "psearch"
 CATCH_UP_EVERY = 1.0  # seconds
 CATCH_UP_BATCH = 256  # journal records published in one go on the loop (the rest right after others' turn)
+
+
+# test-only: a worker waits here, before it follows the journal, until this file exists (tests of what other
+# workers commit meanwhile); read once, at import
+_TEST_GATE = os.environ.get("PYLDAPD_TEST_JOURNAL_GATE", "")
+
+
+def _wait_at_gate(path: str, timeout: float = 60.0) -> None:
+    if os.path.exists(path):
+        return
+    waiting = path + ".waiting"
+    open(waiting, "w").close()
+    deadline = time.monotonic() + timeout
+    try:
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.unlink(waiting)
 
 
 class Journal:
@@ -51,9 +75,17 @@ class Journal:
         self.backend = backend
         self.bus = bus
         self.keep = keep
+        most = backend.db.max_mapsize if isinstance(getattr(backend.db, "max_mapsize", None), int) else None
+        self.keep_bytes = min(JOURNAL_KEEP_BYTES, most // 8) if most else JOURNAL_KEEP_BYTES
         self.key = backend.suffix_ndn.encode()
         with backend.db.read() as txn:
             self.published_up_to = txn.journal_last()  # what is older is in the data already
+            stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
+        # ... and in the vector, from the same snapshot: the vector read when the database opened may predate
+        # changes other workers committed since (a worker restarting while they write), which this worker will
+        # never publish; a session log begun from that older vector would claim to cover them
+        # (at start, syncprov's session log is made after this, from this vector: server/app.py Server.start)
+        backend.context.adopt(stored)
         self.announced = 0
         self.told = 0  # the sequence number last broadcast
         self.vector_told_pending = False
@@ -88,7 +120,7 @@ class Journal:
             with self.backend.db.write() as own:
                 self.append(change, own)
             return
-        seq = txn.journal_append(record, self.keep)
+        seq = txn.journal_append(record, self.keep, self.keep_bytes)
         txn.on_commit(lambda: self.committed(seq))
 
     # -- on the event loop --------------------------------------------------------------------------------
@@ -147,6 +179,9 @@ class Journal:
                     records = txn.journal_after(self.published_up_to, CATCH_UP_BATCH)
                     stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
                 if records and records[0][0] != self.published_up_to + 1:
+                    # the vector first: it holds the lost changes, so the session log begun anew does not
+                    # claim to cover a cookie from before them
+                    self.backend.context.adopt(stored)
                     self.gap(records[0][0] - self.published_up_to - 1)
                 for seq, record in records:
                     self.published_up_to = seq
@@ -185,6 +220,8 @@ def share(directory: Directory, bus: WorkerBus) -> None:
     """Several workers serve this directory: journal every database's changes and follow the others'."""
     if directory.bus is bus:
         return
+    if _TEST_GATE:
+        _wait_at_gate(_TEST_GATE)
     directory.bus = bus
     for backend in directory.backends:
         attach(directory, backend)
