@@ -174,13 +174,11 @@ def test_concurrent_writers_share_commits(tmp_path):
     assert commits < writes, lines
 
 
-MOST_VALUES = (
-    9_999  # the most one request may carry (server/limits.py: max_request_values, 10,000 with the type)
-)
+MOST_VALUES = 9_999  # values per modify: a long run of large writes, each on a growing entry
 
 
 def heavy_modify(server, dn: str, values: int, done: dict) -> None:
-    """Add `values` values to dn, MOST_VALUES per modify (the largest requests allowed), one after the other."""
+    """Add `values` values to dn, MOST_VALUES per modify, one after the other."""
     conn = connect(server)
     try:
         done["start"] = time.monotonic()
@@ -252,7 +250,7 @@ def test_conflicting_writes_in_one_group_keep_their_results(tmp_path):
 
 
 def test_heavy_modify_does_not_stall_other_clients(tmp_path):
-    """Modifies growing an entry to 100,000 values (the largest requests allowed, each on an entry of up to
+    """Modifies growing an entry to 100,000 values (each of 9,999 values, on an entry of up to
     100,000 values) run on the writer thread: another connection's root DSE searches keep being answered (each
     within seconds) while they run."""
     conf, server = start(tmp_path / "node")

@@ -157,10 +157,11 @@ def test_the_map_grows_across_worker_processes(tmp_path, monkeypatch):
 
 def test_two_workers_keep_writing_large_changes_in_a_bounded_database(tmp_path):
     """With two workers every change is journaled (server/journal.py) with the entry before and after it. A
-    journal bounded only by its count (20,000 records) of changes to a 9,999-value entry would hold gigabytes:
+    journal bounded only by its count (20,000 records) of changes to a large entry would hold gigabytes:
     here, in a database of 12 MB, adding such an entry, modifying it and deleting it again over and over
-    (about 0.3 MB of journal per round, 30 MB in all) must go on succeeding, as with one worker, because the
-    journal is bounded by its size too."""
+    (about 1.5 MB of journal per round, 45 MB in all) must go on succeeding, as with one worker, because the
+    journal is bounded by its size too. Small changes come first, so that each large record (of a 50,000-value
+    entry, 0.7 MB) must push out hundreds of small ones."""
     import ldap
 
     from tests.servers import wait_workers
@@ -173,8 +174,11 @@ def test_two_workers_keep_writing_large_changes_in_a_bounded_database(tmp_path):
         assert top.returncode == 0, top.stderr
         conn = ldap.initialize(server.url)
         conn.simple_bind_s(ROOTDN, ROOTPW)
-        values = [f"value {i:07d}".encode() for i in range(9_999)]
-        for i in range(100):
+        conn.add_s(f"cn=small,{SUFFIX}", [("objectClass", [b"person"]), ("cn", [b"small"]), ("sn", [b"s"])])
+        for i in range(3_000):  # about 0.5 KB of journal each: past the journal's 1.5 MB (an eighth of 12 MB)
+            conn.modify_s(f"cn=small,{SUFFIX}", [(ldap.MOD_REPLACE, "description", [f"v{i}".encode()])])
+        values = [f"value {i:07d}".encode() for i in range(50_000)]
+        for i in range(30):
             dn = f"cn=many{i},{SUFFIX}"
             conn.add_s(dn, [("objectClass", [b"person"]), ("cn", [f"many{i}".encode()]), ("sn", [b"s"])])
             conn.modify_s(dn, [(ldap.MOD_ADD, "description", values)])

@@ -103,15 +103,20 @@ def test_journal_trims_to_its_size_bound_too(tmp_path: Path) -> None:
         kept = txn.journal_after(0)
         assert [seq for seq, _ in kept] == [16, 17, 18, 19, 20]
         assert txn.journal_bytes() == 5000
+    with db.write() as txn:  # many small records, then a large one: as many small ones go as it takes
+        for _ in range(100):
+            txn.journal_append(b"s" * 40, keep=1000, keep_bytes=5000)
+        txn.journal_append(b"L" * 4000, keep=1000, keep_bytes=5000)
+        assert txn.journal_bytes() <= 5000 and len(txn.journal_after(0)) == 1 + (5000 - 4000) // 40
     with db.write() as txn:  # one record larger than the bound: alone, it stays
         txn.journal_append(b"y" * 9000, keep=1000, keep_bytes=5000)
     with db.read() as txn:
-        assert [seq for seq, _ in txn.journal_after(0)] == [21] and txn.journal_bytes() == 9000
+        assert [seq for seq, _ in txn.journal_after(0)] == [122] and txn.journal_bytes() == 9000
     with db.write() as txn:  # as a database written before the count: counted from the records
         txn._op(txn._del, b"journal-bytes", None, db.dbs["meta"])
         assert txn.journal_bytes() == 9000
         txn.journal_append(record, keep=1000, keep_bytes=5000)
-        assert [seq for seq, _ in txn.journal_after(0)] == [22] and txn.journal_bytes() == 1000
+        assert [seq for seq, _ in txn.journal_after(0)] == [123] and txn.journal_bytes() == 1000
     directory.close()
 
 

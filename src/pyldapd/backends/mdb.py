@@ -1887,23 +1887,26 @@ class WriteTxn(ReadTxn):
 
     def journal_append(self, record: bytes, keep: int, keep_bytes: int = 0) -> int:
         """Append a record to the journal (its sequence: the last one + 1, under the write lock) and trim the
-        journal to its last `keep` records and, when `keep_bytes`, to about that many octets (the record just
-        appended always stays); returns the record's sequence number. A few records go per append (bounded
-        work): a journal past its bounds shrinks over the next appends."""
+        journal to its last `keep` records and, when `keep_bytes`, to that many octets (the record just
+        appended always stays); returns the record's sequence number. Past the count, a few records go per
+        append (a journal whose bound was lowered shrinks over the next appends); past the size, as many as it
+        takes: what goes is about what came in, and a large record must not pile up over small ones."""
         seq = self.journal_last() + 1
         dbh = self.db.dbs["journal"]
         meta = self.db.dbs["meta"]
         total = self.journal_bytes() + len(record)
         self._op(self._put, _pack_id(seq), record, dbh)
         cur = self._check().cursor(db=dbh)
-        for _ in range(64):
-            if not cur.first():
-                break
+        trimmed = 0
+        while cur.first():
             oldest = _unpack_id(cur.key())
-            if oldest >= seq or (seq - oldest < keep and not (keep_bytes and total > keep_bytes)):
+            if oldest >= seq:
+                break
+            if not (keep_bytes and total > keep_bytes) and (seq - oldest < keep or trimmed >= 64):
                 break
             total -= len(cur.value())
             self._op(self._del, cur.key(), None, dbh)
+            trimmed += 1
         self._op(self._put, _M_JOURNAL_BYTES, _pack_id(max(total, 0)), meta)
         return seq
 

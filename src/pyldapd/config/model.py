@@ -248,7 +248,6 @@ class ServerConfig:
     max_connections: int = 0
     conn_max_pending: int = 100
     conn_max_pending_auth: int = 1000
-    max_request_values: int = 10_000
     password_hash: list[str] = field(default_factory=lambda: ["{SSHA}"])
     password_crypt_salt_format: str = ""  # for {CRYPT}; "" = slapd's default "%s"
     server_ids: list[tuple[int, str]] = field(default_factory=list)

@@ -605,7 +605,7 @@ class LDAPConnection(asyncio.Protocol):
             if not self.check_values_return_filter(mid, op, tag, controls):
                 return
         try:
-            limits.check_request(self, op)  # outstanding operations, values per request
+            limits.check_request(self, op)  # outstanding operations
             check_security(self, op)
             session = self.request_session(op, controls) if controls else self.session
             self.handle(mid, op, controls, tag, session)

@@ -412,6 +412,10 @@ class Backend:
         self.db.close()
 
 
+# attribute lists longer than this are not kept for reuse: 256 of the longest a PDU holds would hold gigabytes
+SHARED_SELECTION_MOST = 64
+
+
 class Directory:
     def __init__(self, config: ServerConfig, schema: Schema, server_id: int = 0) -> None:
         self.config = config
@@ -1078,7 +1082,7 @@ class Directory:
         """The AttributeSelection of a search's attribute list. Without a matchedValues filter it depends only on
         the list and the schema: made once and shared (it is never changed after it is made; access control copies
         it before narrowing it), kept in the schema's derived facts so that any schema change drops it."""
-        if values_filter is not None:
+        if values_filter is not None or len(attributes) > SHARED_SELECTION_MOST:
             return AttributeSelection(self.schema, attributes, types_only, values_filter)
         cache = self.schema.derived.setdefault("search_selections", {})
         key = (tuple(attributes), types_only)

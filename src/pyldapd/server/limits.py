@@ -26,9 +26,9 @@
   answer). Filters are walked recursively, so the interpreter's recursion limit is raised to match at start.
 - DNs: longer than 8192 octets (slapd's SLAP_LDAPDN_MAXLEN) is invalidDNSyntax (model/dn.py).
 - paged results: one open paged search per connection (server/directory.py), as slapd.
-- values per request: at most `ServerConfig.max_request_values` attribute values (add, modify) or attribute
-  descriptions (search attribute list, add/modify attributes) in one request (default 10,000):
-  adminLimitExceeded (11). slapd has no such limit (only the PDU size, `sockbuf_max_incoming[_auth]`).
+- values per request: none beyond the PDU size (`sockbuf_max_incoming[_auth]`), as slapd: an add of a group of
+  100,000 members is answered as slapd answers it. A large request is decoded on a worker thread and written
+  on the writer thread (connection.py, backends/writer.py), so other clients go on being answered.
 - PDU size (`sockbuf_max_incoming[_auth]`), `sizelimit`/`timelimit` are enforced where they always were
   (connection.py, directory.py).
 """
@@ -42,7 +42,6 @@ import sys
 from typing import TYPE_CHECKING
 
 from pyldapd.model.filter import MAX_MATCH_DEPTH
-from pyldapd.protocol import ldap
 from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server.errors import LDAPError
 
@@ -173,23 +172,9 @@ def outstanding(conn: LDAPConnection) -> int:
     return count
 
 
-def request_size(op) -> int:
-    """Values and attribute descriptions a request carries."""
-    if isinstance(op, ldap.AddRequest):
-        return sum(1 + len(values) for _name, values in op.attributes)
-    if isinstance(op, ldap.ModifyRequest):
-        return sum(1 + len(change.values) for change in op.changes)
-    if isinstance(op, ldap.SearchRequest):
-        return len(op.attributes)
-    return 0
-
-
 def check_request(conn: LDAPConnection, op) -> None:
     """Raise LDAPError when the request goes beyond a limit (see the module docstring)."""
     config = conn.server.config
     limit = config.conn_max_pending_auth if conn.session.bind_ndn else config.conn_max_pending
     if limit and outstanding(conn) + 1 > limit:
         raise LDAPError(ResultCode.busy, "too many pending operations")
-    maximum = config.max_request_values
-    if maximum and request_size(op) > maximum:
-        raise LDAPError(ResultCode.adminLimitExceeded, f"too many values in the request (limit {maximum})")
