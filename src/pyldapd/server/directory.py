@@ -82,7 +82,7 @@ from pyldapd.server.searchlimits import (
     request_limits,
     search_limits,
 )
-from pyldapd.server.steps import STEP_EVERY, Offload, Steps, large_filter, run_steps
+from pyldapd.server.steps import LARGE_ATTRIBUTE_LIST, STEP_EVERY, Offload, Steps, large_filter, run_steps
 
 if TYPE_CHECKING:
     from pyldapd.replication.provider import SyncProvider
@@ -931,7 +931,12 @@ class Directory:
             values_filter, diagnostic = self.matched_values(controls)
         else:  # the common search: no control to look for
             manage_dsa_it, paged, values_filter, diagnostic = False, None, None, ""
-        selection = self.selection(request.attributes, request.types_only, values_filter)
+        if len(request.attributes) >= LARGE_ATTRIBUTE_LIST:  # made on a thread while the loop serves others
+            selection = yield Offload(
+                functools.partial(self.selection, request.attributes, request.types_only, values_filter)
+            )
+        else:
+            selection = self.selection(request.attributes, request.types_only, values_filter)
         if self.monitor.handles(base_ndn):  # cn=Monitor: its own read rule (server/monitor.py)
             check_restrictions(self, session, None, "search")
             matches = self.filters.compile(request.filter)
