@@ -116,6 +116,68 @@ def test_sigterm_stops_cleanly(tmp_path):
     assert not (tmp_path / "n" / "pyldapd.sock").exists()
 
 
+def test_clients_hammering_a_stopping_server_get_no_internal_error(tmp_path):
+    """After python-ldap's test107_reconnect_restore: threads search (reconnecting every millisecond) or bind
+    on new connections in a loop while the server (two workers) stops and starts again; every client goes on
+    without an error. In one CI run that test got "internal error" (80) to a bind that a worker served after
+    it had closed its databases; a client does not retry an 80. A worker that stops now closes, unanswered,
+    any connection it is handed and any request that reaches it after its shutdown began (the client
+    reconnects). This test did not reproduce that race in six runs without the fix: it guards the behaviour
+    around a stop, python-ldap's own test the race."""
+    import threading
+    import time
+
+    import ldap
+    from ldap.ldapobject import ReconnectLDAPObject
+
+    from tests.servers import wait_workers
+
+    workdir = tmp_path / "node"
+    conf = "threads 2\n" + slapd_conf(workdir / "db")
+    server = start_pyldapd(workdir, conf)
+    wait_workers(server, 2)
+    assert ldap_tool("ldapadd", "-H", server.url, *ADMIN, input=SUFFIX_LDIF).returncode == 0
+    errors: list[str] = []
+    stop_at = [time.monotonic() + 60]
+    ready = threading.Barrier(9)
+
+    def hammer(index: int) -> None:
+        conn = ReconnectLDAPObject(server.url, retry_max=100_000, retry_delay=0.001)
+        try:
+            conn.simple_bind_s(ROOTDN, ROOTPW)
+            ready.wait(30)
+            while time.monotonic() < stop_at[0]:
+                if index % 2:  # a new connection each time: binds land on a worker as it stops
+                    fresh = ldap.initialize(server.url)
+                    try:
+                        fresh.simple_bind_s(ROOTDN, ROOTPW)
+                        fresh.unbind_s()
+                    except (ldap.SERVER_DOWN, ldap.CONNECT_ERROR):
+                        time.sleep(0.001)
+                else:
+                    conn.search_ext_s("dc=example,dc=com", ldap.SCOPE_BASE, attrlist=["dc"])
+        except Exception as exc:  # reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer, args=(index,), daemon=True) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    ready.wait(30)
+    time.sleep(0.3)
+    server.stop(signal.SIGTERM)
+    server = start_pyldapd(workdir, conf, port=server.port)
+    try:
+        wait_workers(server, 2)
+        time.sleep(0.5)  # the clients find the new server
+        stop_at[0] = time.monotonic()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+    finally:
+        server.stop()
+
+
 def test_config_error_names_file_and_line(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text("database mdb\nsuffix dc=example,dc=com\nfrobnicate yes\n")

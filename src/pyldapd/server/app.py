@@ -161,6 +161,7 @@ class Server:
         self.bus: WorkerBus = SoloBus()  # the other worker processes (server/workers.py)
         self.http_listeners: list[asyncio.AbstractServer] = []  # http:// in -h (server/metrics.py)
         self.stopping = asyncio.Event()
+        self.shutting_down = False
         self.service: Service | None = None  # -u/-g, sd_notify (server/service.py)
         # a `gentlehup` SIGHUP came: no new clients, no writes, stop when the last one goes
         self.gentle = False
@@ -634,6 +635,7 @@ class Server:
 
     async def shutdown(self) -> None:
         self.log.error("pyldapd shutting down")
+        self.shutting_down = True  # a connection accepted from here on is closed unanswered (connection.py)
         if self.service is not None and self.worker is None:
             self.service.notify("STOPPING=1")
         for listener in self.listeners + self.http_listeners:
