@@ -75,7 +75,7 @@ class Journal:
         self.backend = backend
         self.bus = bus
         self.keep = keep
-        most = backend.db.max_mapsize if isinstance(getattr(backend.db, "max_mapsize", None), int) else None
+        most = backend.db.max_mapsize  # a set `maxsize` (attach: only LMDB databases have a journal)
         self.keep_bytes = min(JOURNAL_KEEP_BYTES, most // 8) if most else JOURNAL_KEEP_BYTES
         self.key = backend.suffix_ndn.encode()
         with backend.db.read() as txn:
