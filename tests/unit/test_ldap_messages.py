@@ -394,6 +394,12 @@ def _substrings_filter(*parts: bytes) -> bytes:
         tlv(0xA3, b"\x04\x02cn"),  # AVA without value
         tlv(0x87, b"\xc3"),  # bad UTF-8
         b"\x87\x02cn\x00",  # trailing
+        # equality terms in an OR (read inline there, ldap._read_filter): each refused as alone
+        tlv(0xA1, tlv(0xA3, b"\x04\x01\xc3\x04\x01x")),  # bad UTF-8 in the attribute
+        tlv(0xA1, tlv(0xA3, b"\x04\x02cn\x04\x01x\x00")),  # trailing octet in the AVA
+        tlv(0xA1, tlv(0xA3, b"\x04\x02cn")),  # AVA without value
+        tlv(0xA1, tlv(0xA3, b"\x05\x02cn\x04\x01x")),  # attribute not an OCTET STRING
+        tlv(0xA1, b"\xa3\x09\x04\x02cn\x04\x01x"),  # term longer than the OR
     ],
 )
 def test_malformed_filters(data: bytes) -> None:

@@ -569,7 +569,26 @@ def _read_filter(buf: bytes, pos: int, end: int, depth: int) -> tuple[Filter, in
     if tag == FILTER_AND or tag == FILTER_OR:
         parts = []
         p = start
+        names: dict[bytes, str] = {}  # the attribute names of its equality terms, decoded once
         while p < stop:
+            # an equality term with short lengths, the bulk of a large OR (10,000 uid= terms), read inline: the
+            # same checks as _read_ava, without its calls (about half the decoding time of such a filter)
+            if buf[p] == FILTER_EQUALITY and p + 2 <= stop and buf[p + 1] < 0x80:
+                e = p + 2 + buf[p + 1]
+                s = p + 2
+                if e <= stop and s + 2 <= e and buf[s] == 0x04 and buf[s + 1] < 0x80:
+                    a = s + 2 + buf[s + 1]
+                    if a + 2 <= e and buf[a] == 0x04 and buf[a + 1] < 0x80 and a + 2 + buf[a + 1] == e:
+                        raw = buf[s + 2 : a]
+                        name = names.get(raw)
+                        if name is None:
+                            try:
+                                name = names[raw] = str(raw, "utf-8")
+                            except UnicodeDecodeError:
+                                raise ProtocolError("invalid UTF-8 in an LDAPString") from None
+                        parts.append(Equality(name, buf[a + 2 : e]))
+                        p = e
+                        continue
             f, p = _read_filter(buf, p, stop, depth - 1)
             parts.append(f)
         return (And if tag == FILTER_AND else Or)(tuple(parts)), stop
