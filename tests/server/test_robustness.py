@@ -121,8 +121,7 @@ def test_clients_hammering_a_stopping_server_get_no_internal_error(tmp_path):
     on new connections in a loop while the server (two workers) stops and starts again; every client goes on
     without an error. In one CI run that test got "internal error" (80) to a bind that a worker served after
     it had closed its databases; a client does not retry an 80. A worker that stops now closes, unanswered,
-    any connection it is handed and any request that reaches it after its shutdown began (the client
-    reconnects). This test did not reproduce that race in six runs without the fix: it guards the behaviour
+    any connection a request reaches it on after its shutdown began (the client reconnects). This test did not reproduce that race in six runs without the fix: it guards the behaviour
     around a stop, python-ldap's own test the race."""
     import threading
     import time

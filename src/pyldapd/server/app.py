@@ -635,7 +635,7 @@ class Server:
 
     async def shutdown(self) -> None:
         self.log.error("pyldapd shutting down")
-        self.shutting_down = True  # a connection accepted from here on is closed unanswered (connection.py)
+        self.shutting_down = True  # what a connection reads from here on is not served (connection.py)
         if self.service is not None and self.worker is None:
             self.service.notify("STOPPING=1")
         for listener in self.listeners + self.http_listeners:

@@ -119,12 +119,6 @@ class LDAPConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if self.server.shutting_down:
-            # accepted while the server stops (its databases about to close or closed): closed unanswered, as
-            # by a slapd whose listener is gone; a client's retry goes to the server that comes next
-            self.closing = True
-            transport.close()
-            return
         self.stats.connections_total += 1
         sock = transport.get_extra_info("socket")
         conn = self.session.conn_id
@@ -175,7 +169,9 @@ class LDAPConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        if self.server.shutting_down:  # however it got here, nothing is served on databases being closed
+        if self.server.shutting_down:
+            # a connection the shutdown did not close (made after it began): closed unanswered, nothing served on
+            # databases being closed, as by a slapd whose listener is gone; the client's retry finds the next one
             self.close()
             return
         if self.starting_tls:  # StartTLS handshake under way (server/tls.py): held until it is complete
