@@ -400,11 +400,29 @@ def _substrings_filter(*parts: bytes) -> bytes:
         tlv(0xA1, tlv(0xA3, b"\x04\x02cn")),  # AVA without value
         tlv(0xA1, tlv(0xA3, b"\x05\x02cn\x04\x01x")),  # attribute not an OCTET STRING
         tlv(0xA1, b"\xa3\x09\x04\x02cn\x04\x01x"),  # term longer than the OR
+        # a second term naming the first one's attribute (read by comparing the bytes up to its value's length)
+        tlv(0xA1, tlv(0xA3, b"\x04\x02cn\x04\x01x") + tlv(0xA3, b"\x04\x02cn\x04\x02x")),  # value too long
+        tlv(0xA1, tlv(0xA3, b"\x04\x02cn\x04\x01x") + tlv(0xA3, b"\x04\x02cn\x04\x00x")),  # value too short
+        tlv(0xA1, tlv(0xA3, b"\x04\x02cn\x04\x01x") + tlv(0xA3, b"\x04\x02cn\x04")),  # no value length
+        tlv(0xA1, tlv(0xA3, b"\x04\x02cn\x04\x01x") + b"\xa3\x08\x04\x02cn\x04\x01x"),  # longer than the OR
     ],
 )
 def test_malformed_filters(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode_filter(data)
+
+
+def test_or_terms_naming_one_attribute_decode_as_alone() -> None:
+    """An OR's equality terms after the first on its attribute are read by comparing bytes: the same AST."""
+    terms = [Equality("uid", b"a"), Equality("uid", b""), Equality("UID", b"b"), Equality("uid", b"c" * 100),
+             Equality("uid;x", b"d"), Equality("uid", b"e"), Present("uid"), Equality("uid", b"f")]  # fmt: skip
+    for f in (Or(tuple(terms)), And(tuple(terms)), Or((And(tuple(terms)), *terms))):
+        assert decode_filter(encode_filter(f)) == f
+    decoded = decode_filter(encode_filter(Or(tuple(terms))))
+    assert [type(t) for t in decoded.filters] == [type(t) for t in terms]  # type: ignore[union-attr]
+    assert hash(decoded) == hash(Or(tuple(terms)))
+    long_form = tlv(0xA1, tlv(0xA3, b"\x04\x02cn\x04\x01x") + tlv(0xA3, b"\x04\x02cn\x04\x81\x01x"))
+    assert decode_filter(long_form) == Or((Equality("cn", b"x"), Equality("cn", b"x")))
 
 
 def test_filter_depth_limit() -> None:

@@ -269,6 +269,19 @@ def test_case_ignore(schema: Schema) -> None:
     assert exact(b"  John  Smith ") == b"John Smith" and exact(b"John") != exact(b"john")
 
 
+def test_normalize_all_keeps_a_large_batch_and_never_mixes_two(schema: Schema) -> None:
+    r = rule(schema, "caseIgnoreMatch")
+    small = [b" A ", b"\xff"]
+    assert r.normalize_all(small) == (b"a", None)
+    big = [f"User{i}".encode() for i in range(300)] + [b"\xff\xfe"]
+    first = r.normalize_all(big)
+    assert first == tuple(r.normalize(v) for v in big) and first[-1] is None
+    assert r.normalize_all(list(big)) is first  # the same values again (a search's second pass): kept
+    other = [*big[:-1], b"USER1"]  # as many values, one different: normalized afresh
+    assert r.normalize_all(other) == (*first[:-1], b"user1")
+    assert rule(schema, "caseExactMatch").normalize_all(other)[-1] == b"USER1"  # kept per rule
+
+
 def test_ia5_rules(schema: Schema) -> None:
     ignore = rule(schema, "caseIgnoreIA5Match").normalize
     assert ignore(b" Foo@Example.COM ") == b"foo@example.com"

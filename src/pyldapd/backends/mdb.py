@@ -1368,12 +1368,12 @@ class ReadTxn:
             if (t.key, "eq") not in db._built or rule is None or getattr(rule, "_word", False):
                 return None
             prefix = t.key.encode() + b"\x00"
-            normalize = rule.normalize
-            for v in values:
-                n = normalize(v)
-                if n is not None:  # else Undefined for every value of this type: no key
-                    k = prefix + n
-                    keys.append(k if len(k) <= _MAX_KEY else _ikey(prefix, n))
+            # a value Undefined for this type (None) has no key
+            keys += [
+                k if len(k := prefix + n) <= _MAX_KEY else _ikey(prefix, n)
+                for n in rule.normalize_all(values)
+                if n is not None
+            ]
         return ("keys", "eq", list(dict.fromkeys(keys))) if keys else _EMPTY
 
     def _plan_type(self, f: Filter, at: Any) -> _Plan | None:

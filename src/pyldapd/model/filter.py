@@ -609,7 +609,7 @@ class FilterEvaluator:
             key = id(r)
             found = by_rule.get(key)
             if found is None:
-                normalised = [r.normalize(a) for a in assertions]
+                normalised = r.normalize_all(assertions)
                 found = frozenset(n for n in normalised if n is not None), None in normalised
                 by_rule[key] = found
             return found

@@ -304,6 +304,9 @@ def _first_component(value: bytes) -> bytes:
 # --- the rule ---------------------------------------------------------------------------------------------
 
 
+_BATCH_KEPT = 256  # values in a batch worth keeping (MatchingRule.normalize_all)
+
+
 class MatchingRule:
     """A matching rule: oid, names, the syntax of its assertion values, its kind, and its functions."""
 
@@ -322,6 +325,7 @@ class MatchingRule:
         "_piece",
         "_factory",
         "_word",
+        "_last_batch",
     )
 
     normalize: Callable[[bytes], bytes | None]
@@ -352,6 +356,7 @@ class MatchingRule:
         self.normalize = _octet
         self.ordering_key = _no_ordering
         self.normalize_substring = _no_substring
+        self._last_batch: tuple[tuple[bytes, ...], tuple[bytes | None, ...]] | None = None
         factory(self)
 
     def bind(self, schema: Schema | None) -> MatchingRule:
@@ -359,6 +364,22 @@ class MatchingRule:
         return MatchingRule(
             self.oid, self.names, self.syntax_oid, self.kind, self._factory, self.desc, schema
         )
+
+    def normalize_all(self, values: Sequence[bytes]) -> tuple[bytes | None, ...]:
+        """`normalize` of each value, in order. A large batch's answer is kept until the next one: a search
+        normalizes a large OR's assertions twice, to plan its index lookups and to compile its test (10,000 uid=
+        terms cost 1.5 ms a time), and the second time compares the values instead."""
+        if len(values) < _BATCH_KEPT:
+            normalize = self.normalize
+            return tuple([normalize(v) for v in values])
+        batch = tuple(values)
+        last = self._last_batch  # one read: another thread may replace it meanwhile
+        if last is not None and last[0] == batch:
+            return last[1]
+        normalize = self.normalize
+        out = tuple([normalize(v) for v in batch])
+        self._last_batch = (batch, out)
+        return out
 
     # Substring rules -------------------------------------------------------------------------------------
 
