@@ -444,3 +444,34 @@ def test_values_return_filter(ev: FilterEvaluator, schema: Schema) -> None:
     )
     assert values_return_diagnostic(ev, [parse_filter("(cn:1.2.3:=x)")]) == "matching rule not recognized"
     assert values_return_diagnostic(ev, [parse_filter("(cn=x)")]) == ""
+
+
+def test_equality_on_many_values_is_a_set_lookup_kept_until_the_values_change(
+    schema: Schema, ev: FilterEvaluator
+) -> None:
+    """(member=...) on a group of more than MANY_VALUES members tests its normalized set, made once per values
+    list: another list, or more values, is normalized afresh."""
+    from pyldapd.model.entry import MANY_VALUES, Attribute
+
+    members = [f"UID=User{i}, ou=People,dc=example,dc=com".encode() for i in range(MANY_VALUES * 3)]
+    group = Entry("cn=g,dc=example,dc=com")
+    group.put("member", "member", members)
+    group.put("objectclass", "objectClass", [b"groupOfNames"])
+    wanted = Equality("member", b"uid=user40,ou=people,dc=example,dc=com")
+    assert ev.evaluate(wanted, group) is True
+    attribute = group.attrs["member"]
+    forms, invalid = attribute.normalized(schema.attribute_type("member").equality.normalize)
+    assert b"uid=user40,ou=people,dc=example,dc=com" in forms and not invalid
+    assert attribute.normalized(schema.attribute_type("member").equality.normalize)[0] is forms  # kept
+    late = Equality("member", b"uid=late,dc=example,dc=com")
+    assert ev.evaluate(late, group) is False
+    attribute.values.append(b"uid=LATE,dc=example,dc=com")  # more values: normalized afresh
+    assert ev.evaluate(late, group) is True
+    attribute.values = [v for v in attribute.values if b"User40," not in v]  # another list
+    assert ev.evaluate(wanted, group) is False
+    attribute.values.append(b"not a DN")  # an invalid value: no form, and said so
+    assert attribute.normalized(schema.attribute_type("member").equality.normalize)[1] is True
+    assert ev.evaluate(late, group) is True
+    copy = group.copy()  # a copy's attributes keep nothing of the original's
+    assert copy.attrs["member"] == attribute and copy.attrs["member"]._normalized is None
+    assert Attribute("member", [b"x"]) == Attribute("member", [b"x"])

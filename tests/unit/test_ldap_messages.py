@@ -54,11 +54,14 @@ from pyldapd.protocol.ldap import (
     decode_filter,
     decode_message,
     decode_partial_attribute_list,
+    decode_values,
     encode_filter,
     encode_message,
+    encode_partial_attribute,
     encode_partial_attribute_list,
     encode_result,
     encode_search_result_entry,
+    encode_values,
     index_partial_attribute_list,
 )
 
@@ -194,9 +197,13 @@ def test_partial_attribute_blobs_concatenate(a: list, b: list) -> None:
 def test_index_partial_attribute_list(attrs: list) -> None:
     blob = encode_partial_attribute_list(attrs)
     index = index_partial_attribute_list(blob)
-    assert [name for name, _, _ in index] == [name for name, _ in attrs]
-    odd = b"".join(blob[start:stop] for _, start, stop in index[1::2])
+    assert [name for name, _, _, _ in index] == [name for name, _ in attrs]
+    odd = b"".join(blob[start:stop] for _, start, _, stop in index[1::2])
     assert decode_partial_attribute_list(odd) == attrs[1::2]
+    for (name, values), (_, start, values_start, stop) in zip(attrs, index, strict=True):
+        assert decode_values(blob, values_start, stop) == values
+        assert encode_partial_attribute(name, blob[values_start:stop]) == blob[start:stop]
+        assert blob[values_start:stop] == encode_values(values)
 
 
 @pytest.mark.parametrize("blob", [b"\x30", b"\x30\x02\x04\x00", b"\x04\x00", b"\x30\x04\x04\x00\x31\x01"])

@@ -926,3 +926,72 @@ def test_modify_reindexes_only_changed_types_and_keeps_shared_keys(tree: MdbData
         assert ndn not in {
             n(schema, e.dn) for e in r.search(n(schema, SUFFIX), Scope.SUB, Equality("cn", b"john doe"))
         }
+
+
+def test_large_attribute_modifies_index_encode_and_decode_as_from_scratch(
+    tree: MdbDatabase, schema: Any
+) -> None:
+    """A modify of an attribute of many values keys only the values it took away or added (uid: eq only), reuses
+    the stored encoding of the values it kept (EntryCodec.encode), and the next read reuses the cached older
+    version's decoded values (MdbDatabase._decode): each gives exactly what the work from scratch gives."""
+    ndn = n(schema, "uid=jdoe,ou=People,dc=Example,dc=com")
+    base = n(schema, SUFFIX)
+    uids = [f"u{i}" for i in range(1500)]  # with the mails, a record past _REUSE_RECORD
+    mails = [f"m{i}@example.com" for i in range(1500)]
+    gone: set[bytes] = set()
+
+    def change(edit: Any) -> None:
+        with tree.read() as r:
+            stored = r.get(ndn)
+            entry = stored.copy()
+        edit(entry)
+        parent = bytes(8)
+        assert tree.codec.encode(entry, ndn, parent, stored) == tree.codec.encode(entry, ndn, parent)
+        with tree.write() as w:
+            w.modify(ndn, entry)
+
+    def as_from_scratch() -> None:
+        with tree.read() as r:
+            reused = r.get(ndn)
+        tree._cache.clear()
+        with tree.read() as r:
+            fresh = r.get(ndn)
+            assert reused.attrs == fresh.attrs and reused.dn == fresh.dn
+            assert reused.encoded_user == fresh.encoded_user
+            for key in ("uid", "mail"):
+                for value in [*fresh.get(key), *gone]:
+                    found = {e.id for e in r.search(base, Scope.SUB, Equality(key, value))}
+                    assert (fresh.id in found) == (value not in gone), (key, value)
+            with_option = fresh.get("uid;x-tag")
+            for value in with_option:
+                assert fresh.id in {e.id for e in r.search(base, Scope.SUB, Equality("uid", value))}
+
+    def put(key: str, name: str, values: list[str]) -> Any:
+        return lambda e: e.put(key, name, [v.encode() for v in values])
+
+    change(lambda e: (put("uid", "uid", uids)(e), put("mail", "mail", mails)(e)))
+    as_from_scratch()
+    change(lambda e: e.attrs["uid"].values.append(b"u1500"))  # added at the end: the stored encoding and more
+    as_from_scratch()
+    gone.add(b"u50")
+    change(lambda e: e.attrs["uid"].values.remove(b"u50"))  # one taken away
+    as_from_scratch()
+    change(lambda e: e.put("uid", "uid", [b"U10 " if v == b"u10" else v for v in e.get("uid")]))  # same key
+    as_from_scratch()
+    change(put("uid;x-tag", "uid;x-tag", ["tagged", "u11"]))  # two descriptions of uid: keyed afresh
+    as_from_scratch()
+    gone.update((b"tagged", b"u12"))
+    change(lambda e: (e.attrs.pop("uid;x-tag"), e.attrs["uid"].values.remove(b"u12")))
+    as_from_scratch()
+    gone.add(b"m7@example.com")
+    change(lambda e: e.attrs["mail"].values.remove(b"m7@example.com"))  # mail has sub: keyed afresh
+    as_from_scratch()
+    with tree.read() as r:
+        older = r.get(ndn)
+    change(lambda e: e.put("description", "description", [b"only this changes"]))  # uid and mail kept
+    with tree.read() as r:
+        newer = r.get(ndn)
+    assert newer is not older and newer.attrs["uid"] is older.attrs["uid"]  # decoded once, shared
+    as_from_scratch()
+    with tree.read() as r:
+        assert len(r.get(ndn).get("uid")) == 1499

@@ -110,11 +110,17 @@ from pyldapd.backends.base import (
     TooManyCandidates,
 )
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
-from pyldapd.model.entry import Attribute, Entry
+from pyldapd.model.entry import MANY_VALUES, Attribute, Entry
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
 from pyldapd.model.matching import APPROX_RULES as _APPROX_RULES
 from pyldapd.model.matching import approx_filter_keys, approx_keys
-from pyldapd.protocol.ldap import decode_partial_attribute_list, encode_partial_attribute_list
+from pyldapd.protocol.ldap import (
+    decode_partial_attribute_list,
+    decode_values,
+    encode_partial_attribute,
+    encode_values,
+    index_partial_attribute_list,
+)
 
 __all__ = ["CommitFailed", "MdbDatabase", "ReadTxn", "WriteTxn", "open_database", "INDEX_KINDS"]
 
@@ -291,6 +297,55 @@ _EMPTY: _Plan = ("empty",)
 _GENERAL = ("general",)  # an equality planned by the general path (ReadTxn._equality_shape)
 
 
+def _kept_encoding(
+    attr: Attribute, stored: Attribute | None, span: tuple[bytes, int, int, int] | None
+) -> bytes | None:
+    """The PartialAttribute TLV of `attr` from the stored one's (`span` of its encoding) when its values are the
+    stored values, or those and more at the end; else None."""
+    if stored is None or span is None or stored.name != attr.name:
+        return None
+    blob, start, values_start, stop = span
+    values, kept = attr.values, stored.values
+    n = len(kept)
+    if values is kept or (len(values) == n and values == kept):
+        return blob[start:stop]
+    if len(values) > n and values[:n] == kept:
+        return encode_partial_attribute(attr.name, blob[values_start:stop] + encode_values(values[n:]))
+    return None
+
+
+_REUSE_RECORD = 16384  # a record this long is decoded reusing its cached older version (MdbDatabase._decode)
+
+
+def _decode_reusing(
+    blob: bytes,
+    older: Entry,
+    spans: dict[str, tuple[bytes, int, int, int] | None],
+    key_of: Callable[[str], str],
+) -> list[tuple[str, Any]]:
+    """decode_partial_attribute_list of `blob`, where an attribute whose encoding is the older version's (of the
+    same entry) is that version's Attribute, shared (stored entries are never changed in place), and one whose
+    encoding starts with the older one's is its values and the rest decoded."""
+    out: list[tuple[str, Any]] = []
+    for name, _start, values_start, stop in index_partial_attribute_list(blob):
+        key = key_of(name)
+        old = older.attrs.get(key)
+        span = spans.get(key)
+        if old is not None and span is not None and old.name == name:
+            old_blob, _s, old_values_start, old_stop = span
+            size = old_stop - old_values_start
+            if stop - values_start >= size and blob.startswith(
+                memoryview(old_blob)[old_values_start:old_stop], values_start
+            ):
+                if stop - values_start == size:
+                    out.append((name, old))
+                else:
+                    out.append((name, old.values + decode_values(blob, values_start + size, stop)))
+                continue
+        out.append((name, decode_values(blob, values_start, stop)))
+    return out
+
+
 class EntryCodec:
     """What an entry becomes in the database: its id2entry record and its index keys.
 
@@ -304,6 +359,7 @@ class EntryCodec:
         self._key_cache: dict[str, str] = {}
         self._index_config: dict[str, frozenset[str]] = {}
         self._plans: dict[str, Any] = {}  # attribute description key -> `_index_plan`
+        self._value_steps: dict[str, Any] = {}  # type key -> `_value_step`
         self._operational: dict[str, bool] = {}  # attribute description key -> stored as operational
 
     @property
@@ -315,12 +371,14 @@ class EntryCodec:
     def index_config(self, config: dict[str, frozenset[str]]) -> None:
         self._index_config = config
         self._plans = {}
+        self._value_steps = {}
 
     def set_schema(self, schema: Any) -> None:
         self.schema = schema
         self._type_cache.clear()
         self._key_cache.clear()
         self._plans = {}
+        self._value_steps = {}
         self._operational = {}
 
     def attribute_type(self, base: str) -> Any:
@@ -385,25 +443,50 @@ class EntryCodec:
                 config.setdefault(t.key, set()).update(wanted)
         return {k: frozenset(v) for k, v in config.items() if v}
 
-    def encode(self, entry: Entry, ndn: str, parent: bytes) -> tuple[bytes, bytes, bytes]:
-        """(record, user blob, operational blob)"""
-        user: list[tuple[str, list[bytes]]] = []
-        oper: list[tuple[str, list[bytes]]] = []
+    def encode(
+        self, entry: Entry, ndn: str, parent: bytes, previous: Entry | None = None
+    ) -> tuple[bytes, bytes, bytes]:
+        """(record, user blob, operational blob). `previous`: the stored entry this one replaces (decoded from its
+        record): the encoding of a large attribute whose values it kept, or added to at the end, is taken from
+        there (a modify of a group of 100,000 members encodes what changed, not every member again)."""
+        user: list[bytes] = []
+        oper: list[bytes] = []
         operational = self._operational
+        spans: dict[str, tuple[bytes, int, int, int] | None] | None = None
         for key, attr in entry.attrs.items():
-            if not attr.values:
+            values = attr.values
+            if not values:
                 continue
             kind = operational.get(key)
             if kind is None:
                 at = self.attribute_type(key.partition(";")[0])
                 kind = operational[key] = at is not None and at.operational
-            (oper if kind else user).append((attr.name, attr.values))
-        ublob = encode_partial_attribute_list(user)
-        oblob = encode_partial_attribute_list(oper)
+            piece = None
+            if previous is not None and len(values) > MANY_VALUES:
+                if spans is None:
+                    spans = self._spans(previous)
+                piece = _kept_encoding(attr, previous.attrs.get(key), spans.get(key))
+            if piece is None:
+                piece = encode_partial_attribute(attr.name, encode_values(values))
+            (oper if kind else user).append(piece)
+        ublob = b"".join(user)
+        oblob = b"".join(oper)
         bndn = ndn.encode("utf-8", "surrogateescape")
         bdn = entry.dn.encode("utf-8", "surrogateescape")
         head = _HDR.pack(_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
         return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
+
+    def _spans(self, entry: Entry) -> dict[str, tuple[bytes, int, int, int] | None]:
+        """Where each attribute of a stored entry is in its encoded lists: key -> (blob, start, values start,
+        stop); None for a key met twice (its values are not one TLV's)."""
+        out: dict[str, tuple[bytes, int, int, int] | None] = {}
+        for blob in (entry.encoded_user, entry.encoded_operational):
+            if not blob:
+                continue
+            for name, start, values_start, stop in index_partial_attribute_list(blob):
+                key = self.attribute_key(name)
+                out[key] = None if key in out else (blob, start, values_start, stop)
+        return out
 
     def index_keys(self, entry: Entry, bases: set[str] | None = None) -> _IndexKeys:
         """The entry's index keys; with `bases`, only those of the attributes of these types (a key comes from
@@ -419,6 +502,73 @@ class EntryCodec:
             if plan is not _NO_INDEX:
                 plan(attr.values, out)
         return out
+
+    def modify_keys(self, old: Entry, new: Entry) -> tuple[_IndexKeys, _IndexKeys]:
+        """The index keys a modify takes away and puts, as (old side, new side) for `WriteTxn._apply_index`.
+
+        Only the keys of the attribute types whose values changed (a description's modify need not recompute the
+        substring keys of uid, cn, sn and mail). Of an attribute under one description before and after whose
+        indexes key each value on its own (eq, pres), only the keys of the values taken away and added, as slapd
+        indexes a modify: adding one member to a group of 100,000 normalizes one value, not 100,000. (The values
+        of one description are distinct under its equality rule, so no other value shares their key.)
+        """
+        old_attrs, new_attrs = old.attrs, new.attrs
+        descriptions: dict[str, list[str]] = {}  # base type -> descriptions on either side
+        changed: set[str] = set()
+        for key in old_attrs.keys() | new_attrs.keys():
+            base = key.partition(";")[0]
+            descriptions.setdefault(base, []).append(key)
+            o, n = old_attrs.get(key), new_attrs.get(key)
+            if o is None or n is None or o.values != n.values:
+                changed.add(base)
+        whole: set[str] = set()
+        taken: list[tuple[Any, list[bytes]]] = []
+        put: list[tuple[Any, list[bytes]]] = []
+        for base in changed:
+            step = self._value_step(base)
+            keys = descriptions[base]
+            if step is None or len(keys) != 1 or keys[0] not in old_attrs or keys[0] not in new_attrs:
+                whole.add(base)
+                continue
+            if step is _NO_INDEX:
+                continue
+            before, after = old_attrs[keys[0]].values, new_attrs[keys[0]].values
+            if len(after) >= len(before) and after[: len(before)] == before:  # values added at the end
+                put.append((step, after[len(before) :]))
+                continue
+            kept, now = set(after), set(before)
+            taken.append((step, [v for v in before if v not in kept]))
+            put.append((step, [v for v in after if v not in now]))
+        old_keys = self.index_keys(old, whole) if whole else _IndexKeys()
+        new_keys = self.index_keys(new, whole) if whole else _IndexKeys()
+        for step, values in taken:
+            step(values, old_keys)
+        for step, values in put:
+            step(values, new_keys)
+        return old_keys, new_keys
+
+    def _value_step(self, base: str) -> Any:
+        """For an attribute type whose index keys are each one value's own (an eq index, perhaps pres, and no
+        other), the step that puts the eq keys of some values; _NO_INDEX when the type is not indexed by value
+        at all (no index, or pres alone); None when its keys are not per value (sub, approx, objectClass's
+        superclasses, entryUUID and entryCSN)."""
+        cache = self._value_steps
+        if base in cache:
+            return cache[base]
+        kinds = self.index_config.get(base) or frozenset()
+        at = self.attribute_type(base)
+        step: Any = None
+        if base in ("entryuuid", "entrycsn", "objectclass") or at is None or not kinds <= {"eq", "pres"}:
+            step = None
+        elif "eq" not in kinds:
+            step = _NO_INDEX
+        elif at.equality is not None and not getattr(at.equality, "_word", False):
+            prefix = base.encode() + b"\x00"
+            step = _value_keys(at.equality.normalize, lambda n, p=prefix: _ikey(p, n), "eq")
+        else:
+            step = _NO_INDEX  # an eq index without an equality rule keys nothing (as _index_plan)
+        cache[base] = step
+        return step
 
     def _index_plan(self, key: str) -> Any:
         """What indexing the values of one attribute description means: a function (values, out), or _NO_INDEX."""
@@ -906,16 +1056,26 @@ class MdbDatabase:
         oblob = rec[o + lu :]
         attrs: dict[str, Attribute] = {}
         key_of = self._attr_key
+        # the version this record replaces, when still cached: a large attribute whose encoding it kept (or added
+        # to) keeps its decoded values, and what they were found to hold (Attribute.normalized)
+        older = cached[1] if cached is not None and len(rec) > _REUSE_RECORD else None
+        spans = self.codec._spans(older) if older is not None else None
         for blob in (ublob, oblob):
             if not blob:
                 continue
-            for name, values in decode_partial_attribute_list(blob):
+            items = (
+                decode_partial_attribute_list(blob)
+                if spans is None
+                else _decode_reusing(blob, older, spans, key_of)  # type: ignore[arg-type]
+            )
+            for name, values in items:
                 key = key_of(name)
                 prev = attrs.get(key)
                 if prev is None:
-                    attrs[key] = Attribute(name, values)
-                else:
-                    prev.values.extend(values)
+                    attrs[key] = values if type(values) is Attribute else Attribute(name, values)
+                else:  # a new Attribute: `prev` may be the older version's
+                    more = values.values if type(values) is Attribute else values
+                    attrs[key] = Attribute(prev.name, prev.values + more)
         entry = Entry(dn, attrs, eid, ublob, oblob)
         if keep and self.cache_size > 0:
             cache = self._cache
@@ -2008,20 +2168,12 @@ class WriteTxn(ReadTxn):
         if entry.dn != old.dn and normalize_dn(entry.dn, db.schema) != ndn:
             raise StorageError(f"modify cannot change the DN ({old.dn!r} -> {entry.dn!r}); use rename")
         pid = rec[1:9]
-        new_rec, ublob, oblob = db._encode(entry, ndn, pid)
-        # only the keys of the attribute types whose values changed (a description's modify need not recompute
-        # the substring keys of uid, cn, sn and mail): the others' keys are the same before and after
-        old_attrs, new_attrs = old.attrs, entry.attrs
-        changed = {
-            key.partition(";")[0]
-            for key in old_attrs.keys() | new_attrs.keys()
-            if key not in old_attrs or key not in new_attrs or old_attrs[key].values != new_attrs[key].values
-        }
-        self._apply_index(idb, db._index_keys(old, changed), db._index_keys(entry, changed))
+        new_rec, ublob, oblob = db._encode(entry, ndn, pid, old)
+        self._apply_index(idb, *db.codec.modify_keys(old, entry))
         self._put(idb, new_rec, db._id2entry)
         eid = _unpack_id(idb)
-        db._cache.pop(eid, None)
-        self._touched.add(eid)
+        # the cached old version stays (not `_touched`): a reader compares records, so it is never taken for the
+        # new one, and the new one is decoded reusing it (MdbDatabase._decode)
         entry.id = eid
         entry.encoded_user = ublob
         entry.encoded_operational = oblob

@@ -81,6 +81,7 @@ import string  # noqa: E402
 from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
+from pyldapd.model.entry import MANY_VALUES  # noqa: E402
 from pyldapd.model.matching import APPROX_RULES, approx_match  # noqa: E402
 from pyldapd.model.ordered import assertion_matches, ordered_kind  # noqa: E402
 from pyldapd.model.ordered import body as ordered_body  # noqa: E402
@@ -757,9 +758,14 @@ class FilterEvaluator:
             attrs = entry.attrs
             attribute = attrs.get(key)
             if attribute is not None:
-                for v in attribute.values:
-                    if norm(v) == wanted_value:
+                values = attribute.values
+                if len(values) > MANY_VALUES:  # (member=...) on a large group: a set lookup
+                    if wanted_value in attribute.normalized(norm)[0]:
                         return True
+                else:
+                    for v in values:
+                        if norm(v) == wanted_value:
+                            return True
             for name in attrs:  # the type with options (uid;x-tag) holds values of the type too
                 if ";" in name and name.partition(";")[0] == key:
                     for v in attrs[name].values:

@@ -983,19 +983,29 @@ def encode_partial_attribute_list(attrs: Iterable[tuple[str, Sequence[bytes]]]) 
 
     Two such blobs concatenate into a valid list; ``encode_search_result_entry`` wraps one.
     """
-    out = []
-    octets, sets, seqs = _OCTETS_SHORT, _SET_SHORT, _SEQ_SHORT
-    for name, values in attrs:
-        vals = [octets[len(v)] + v if len(v) < 0x80 else b"\x04" + encode_length(len(v)) + v for v in values]
-        val_set = b"".join(vals)
-        type_ = name.encode("utf-8")
-        n = len(type_)
-        head = octets[n] + type_ if n < 0x80 else b"\x04" + encode_length(n) + type_
-        n = len(val_set)
-        body = head + (sets[n] + val_set if n < 0x80 else b"\x31" + encode_length(n) + val_set)
-        n = len(body)
-        out.append(seqs[n] + body if n < 0x80 else b"\x30" + encode_length(n) + body)
-    return b"".join(out)
+    return b"".join([encode_partial_attribute(name, encode_values(values)) for name, values in attrs])
+
+
+def encode_values(values: Iterable[bytes]) -> bytes:
+    """The content of a SET OF AttributeValue: the values' OCTET STRING TLVs, concatenated (two such contents
+    concatenate into the content of both sets' values)."""
+    octets = _OCTETS_SHORT
+    return b"".join(
+        [octets[len(v)] + v if len(v) < 0x80 else b"\x04" + encode_length(len(v)) + v for v in values]
+    )
+
+
+def encode_partial_attribute(name: str, values_content: bytes) -> bytes:
+    """One PartialAttribute TLV of a description and the content of its SET of values (``encode_values``)."""
+    type_ = name.encode("utf-8")
+    n = len(type_)
+    head = _OCTETS_SHORT[n] + type_ if n < 0x80 else b"\x04" + encode_length(n) + type_
+    n = len(values_content)
+    body = head + (
+        _SET_SHORT[n] + values_content if n < 0x80 else b"\x31" + encode_length(n) + values_content
+    )
+    n = len(body)
+    return _SEQ_SHORT[n] + body if n < 0x80 else b"\x30" + encode_length(n) + body
 
 
 # tag + short length headers of OCTET STRING, SET and SEQUENCE TLVs
@@ -1015,11 +1025,13 @@ def decode_partial_attribute_list(blob: bytes) -> list[tuple[str, list[bytes]]]:
         raise ProtocolError(str(exc)) from None
 
 
-def index_partial_attribute_list(blob: bytes) -> list[tuple[str, int, int]]:
-    """``(attribute description, start, stop)`` of each PartialAttribute TLV in ``blob``, values not decoded.
+def index_partial_attribute_list(blob: bytes) -> list[tuple[str, int, int, int]]:
+    """``(attribute description, start, values start, stop)`` of each PartialAttribute TLV in ``blob``, values not
+    decoded: ``blob[values start:stop]`` is the content of its SET of values.
 
     ``blob[start:stop]`` slices concatenate into a new blob, so a search that asks for some attributes of a
-    stored entry can answer without re-encoding anything.
+    stored entry can answer without re-encoding anything, and a write can keep the encoding of the values it
+    did not change.
     """
     buf = bytes(blob)
     try:
@@ -1031,9 +1043,19 @@ def index_partial_attribute_list(blob: bytes) -> list[tuple[str, int, int]]:
             name, p = _read_string(buf, s, stop)
             vs, ve = _expect(buf, p, stop, 0x31)
             _at_end(ve, stop)
-            out.append((name, pos, stop))
+            out.append((name, pos, vs, stop))
             pos = stop
         return out
+    except ProtocolError:
+        raise
+    except BERError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def decode_values(blob: bytes, start: int, stop: int) -> list[bytes]:
+    """The values of the SET OF AttributeValue content ``blob[start:stop]`` (see ``index_partial_attribute_list``)."""
+    try:
+        return _read_values(blob, start, stop)
     except ProtocolError:
         raise
     except BERError as exc:

@@ -34,7 +34,7 @@ from pyldapd.backends.mdb import CommitFailed, MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, CSNSet, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
-from pyldapd.model.entry import Entry
+from pyldapd.model.entry import MANY_VALUES, Entry
 from pyldapd.model.filter import (
     FilterEvaluator,
     ValuesFilter,
@@ -1629,6 +1629,12 @@ class Directory:
             found = True
             if key != at.key and may_compare is not None and not may_compare(key):
                 raise LDAPError(ResultCode.insufficientAccessRights, "")
+            if len(attribute.values) > MANY_VALUES:
+                forms, invalid = attribute.normalized(at.equality.normalize)
+                if wanted in forms:
+                    return ResultCode.compareTrue
+                if not invalid:  # else an invalid value compares as it is, below
+                    continue
             for value in attribute.values:
                 if equality_key(at, value) == wanted:
                     return ResultCode.compareTrue
