@@ -14,6 +14,8 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from pyldapd.model.csn import parse_cookie
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
@@ -120,10 +122,20 @@ def test_journal_trims_to_its_size_bound_too(tmp_path: Path) -> None:
     directory.close()
 
 
-def test_csns_unique_and_increasing_across_processes_and_every_change_published_once(tmp_path: Path) -> None:
+def test_csns_unique_and_increasing_across_processes_and_every_change_published_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Both workers write at once, their CSN generators on the same (fake) clock: without reading the stored
     vector at each transaction's start their CSNs would collide. A persistent search in this worker sees every
-    change of both, once, in commit order, with cookies that never go backwards."""
+    change of both, once, in commit order, with cookies that never go backwards. Only the other worker's
+    records are decoded: this worker publishes its own changes as they were."""
+    decoded: list[bytes] = []
+
+    def counting_decode(record: bytes):
+        decoded.append(record)
+        return decode_change(record)
+
+    monkeypatch.setattr(journal, "decode_change", counting_decode)
     directory = make_directory(tmp_path, "p", 1)
     populate(directory)
     bus = RecordingBus(0)
@@ -170,6 +182,7 @@ def test_csns_unique_and_increasing_across_processes_and_every_change_published_
     assert backend.context.csns.as_dict() == {1: csns[-1]} and vector == csns[-1].encode()
     assert backend.journal.published_up_to == records[-1][0]
     assert [kind for kind, _ in bus.sent].count("journal") == written  # one announcement per own commit
+    assert len(decoded) == 150 and backend.journal.own == {}
     directory.close()
 
 
@@ -188,7 +201,7 @@ def test_a_worker_that_lost_journal_records_ends_its_persistent_searches(tmp_pat
     done = conn.take()[-1]
     assert isinstance(done.op, ldap.SearchResultDone)
     assert done.op.result_code == ldap.ResultCode.syncRefreshRequired
-    assert backend.provider.psearches == [] and backend.journal.lost == 1
+    assert backend.provider.psearches == [] and backend.journal.lost == 1 and backend.journal.own == {}
     # the vector is the stored one all the same, and the session log covers no older cookie
     with backend.db.read() as txn:
         assert backend.context.encoded() == txn.get_raw_metadata(CONTEXT_CSN_KEY)

@@ -92,6 +92,8 @@ class Journal:
         self.catching_up = False
         self.again = False
         self.lost = 0  # times records were trimmed before this worker read them
+        # this worker's own committed changes not published yet, by record: as they were, not decoded again
+        self.own: dict[int, Change] = {}
         backend.context.shared = True
         backend.context.on_install = self.vector_moved
         backend.db.on_begin.append(self.write_begins)
@@ -121,12 +123,15 @@ class Journal:
                 self.append(change, own)
             return
         seq = txn.journal_append(record, self.keep, self.keep_bytes)
-        txn.on_commit(lambda: self.committed(seq))
+        txn.on_commit(lambda: self.committed(seq, change))
 
     # -- on the event loop --------------------------------------------------------------------------------
 
-    def committed(self, seq: int) -> None:
-        """This worker's commit of record `seq`: tell the others (one message for a whole group), publish."""
+    def committed(self, seq: int, change: Change | None = None) -> None:
+        """This worker's commit of record `seq` (of `change`): tell the others (one message for a whole group),
+        publish."""
+        if change is not None and seq > self.published_up_to:  # published from here, not decoded back
+            self.own[seq] = change
         if seq > self.announced:
             self.announced = seq
             try:
@@ -183,9 +188,12 @@ class Journal:
                     # claim to cover a cookie from before them
                     self.backend.context.adopt(stored)
                     self.gap(records[0][0] - self.published_up_to - 1)
+                own = self.own
                 for seq, record in records:
                     self.published_up_to = seq
-                    change, _worker = decode_change(record)
+                    change = own.pop(seq, None) if own else None
+                    if change is None:
+                        change, _worker = decode_change(record)
                     if change.in_csn_order:
                         self.backend.context.published(change.csn)
                     try:
@@ -193,6 +201,9 @@ class Journal:
                     except Exception:  # noqa: BLE001 (the change is durable: publish the next ones)
                         log.exception("publishing journal record %d of %s", seq, self.backend.config.suffix)
                 self.backend.context.adopt(stored)
+                if own:  # those trimmed before they were read (a gap) are never published from here
+                    for seq in [seq for seq in own if seq <= self.published_up_to]:
+                        del own[seq]
                 if len(records) == CATCH_UP_BATCH:  # more: after what else waits on the loop
                     try:
                         asyncio.get_running_loop().call_soon(self.catch_up)
