@@ -7,7 +7,6 @@ The schema decides the key (`Schema.attribute_key`); this class only stores.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,14 +17,15 @@ MANY_VALUES = 32  # an attribute with more values is tested through `Attribute.n
 class Attribute:
     name: str
     values: list[bytes]
-    # the values normalized by a rule, kept for the next test of the same values: (normalize, values, their
+    # the values normalized by a rule, kept for the next test of the same values: (the rule, values, their
     # count, the normalized set, whether a value had no normalized form); see `normalized`
     _normalized: tuple[Any, list[bytes], int, frozenset[bytes], bool] | None = field(
         default=None, init=False, compare=False, repr=False
     )
 
-    def normalized(self, normalize: Callable[[bytes], bytes | None]) -> tuple[frozenset[bytes], bool]:
-        """The set of the values' normalized forms and whether some value has none (is invalid for the rule).
+    def normalized(self, rule: Any) -> tuple[frozenset[bytes], bool]:
+        """The set of the values' normalized forms under a matching rule (`MatchingRule.normalize_each`) and
+        whether some value has none (is invalid for the rule).
 
         Kept until the values change (another list, or more or fewer values; nothing changes a value in place),
         so that a group of 100,000 members is normalized once, not at each (member=...) search or compare: the
@@ -33,12 +33,12 @@ class Attribute:
         """
         values = self.values
         memo = self._normalized
-        if memo is not None and memo[0] is normalize and memo[1] is values and memo[2] == len(values):
+        if memo is not None and memo[0] is rule and memo[1] is values and memo[2] == len(values):
             return memo[3], memo[4]
-        forms = list(map(normalize, values))
+        forms = rule.normalize_each(values)
         invalid = None in forms
         found = frozenset(forms if not invalid else [n for n in forms if n is not None])
-        self._normalized = (normalize, values, len(values), found, invalid)
+        self._normalized = (rule, values, len(values), found, invalid)
         return found, invalid
 
 

@@ -749,7 +749,8 @@ class FilterEvaluator:
         """_equality for a type of _plain_equality_type: True or False (Undefined when the assertion is not a
         valid value)."""
         key = plain.key
-        norm = plain.equality.normalize
+        rule = plain.equality
+        norm = rule.normalize
         wanted_value = norm(assertion)
         if wanted_value is None:
             return _undefined
@@ -760,7 +761,7 @@ class FilterEvaluator:
             if attribute is not None:
                 values = attribute.values
                 if len(values) > MANY_VALUES:  # (member=...) on a large group: a set lookup
-                    if wanted_value in attribute.normalized(norm)[0]:
+                    if wanted_value in attribute.normalized(rule)[0]:
                         return True
                 else:
                     for v in values:

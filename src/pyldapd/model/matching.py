@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -326,6 +326,7 @@ class MatchingRule:
         "_factory",
         "_word",
         "_last_batch",
+        "_kept",
     )
 
     normalize: Callable[[bytes], bytes | None]
@@ -357,6 +358,7 @@ class MatchingRule:
         self.ordering_key = _no_ordering
         self.normalize_substring = _no_substring
         self._last_batch: tuple[tuple[bytes, ...], tuple[bytes | None, ...]] | None = None
+        self._kept: dict[bytes, bytes | None] | None = None  # a rule that keeps values normalized: by value
         factory(self)
 
     def bind(self, schema: Schema | None) -> MatchingRule:
@@ -370,16 +372,26 @@ class MatchingRule:
         normalizes a large OR's assertions twice, to plan its index lookups and to compile its test (10,000 uid=
         terms cost 1.5 ms a time), and the second time compares the values instead."""
         if len(values) < _BATCH_KEPT:
-            normalize = self.normalize
-            return tuple([normalize(v) for v in values])
+            return tuple(self.normalize_each(values))
         batch = tuple(values)
         last = self._last_batch  # one read: another thread may replace it meanwhile
         if last is not None and last[0] == batch:
             return last[1]
-        normalize = self.normalize
-        out = tuple([normalize(v) for v in batch])
+        out = tuple(self.normalize_each(batch))
         self._last_batch = (batch, out)
         return out
+
+    def normalize_each(self, values: Iterable[bytes]) -> list[bytes | None]:
+        """`normalize` of each value, in order; for a rule that keeps its values normalized (DNs) and knows them
+        all, one lookup each without a Python call (a group of 50,000 members: 1.5 ms instead of 7)."""
+        kept = self._kept
+        if kept is not None:
+            values = values if isinstance(values, (list, tuple)) else list(values)
+            try:
+                return list(map(kept.__getitem__, values))
+            except KeyError:
+                pass
+        return list(map(self.normalize, values))
 
     # Substring rules -------------------------------------------------------------------------------------
 
@@ -573,6 +585,7 @@ def _f_dn(rule: MatchingRule) -> None:
         return result
 
     rule.normalize = normalize
+    rule._kept = cache
     if rule.schema is not None:
         rule.schema._oid_caches.append(cache)
 

@@ -1630,7 +1630,7 @@ class Directory:
             if key != at.key and may_compare is not None and not may_compare(key):
                 raise LDAPError(ResultCode.insufficientAccessRights, "")
             if len(attribute.values) > MANY_VALUES:
-                forms, invalid = attribute.normalized(at.equality.normalize)
+                forms, invalid = attribute.normalized(at.equality)
                 if wanted in forms:
                     return ResultCode.compareTrue
                 if not invalid:  # else an invalid value compares as it is, below
