@@ -267,3 +267,57 @@ def test_persistent_searches_of_consumers_are_known_to_the_other_workers(tmp_pat
     assert primary.backends[0].provider.remote_psearches == set()
     serving.close()
     primary.close()
+
+
+def test_journal_records_write_the_entry_before_as_what_differs_from_the_entry_after() -> None:
+    """encode_change/decode_change round trips: the attributes the change kept, the values it added at the end,
+    the values it changed otherwise, an attribute renamed or gone, an add and a delete; a record of the first
+    format (both entries whole) still reads."""
+    import marshal
+
+    from pyldapd.model.entry import Attribute, Entry
+    from pyldapd.replication.state import Change, encode_change
+
+    members = [f"uid=u{i},dc=example,dc=com".encode() for i in range(5000)]
+    before = Entry(
+        f"cn=g,{SUFFIX}",
+        {
+            "objectclass": Attribute("objectClass", [b"groupOfNames"]),
+            "member": Attribute("member", members),
+            "description": Attribute("description", [b"old"]),
+            "cn": Attribute("cn", [b"g"]),
+            "seealso": Attribute("seeAlso", [b"cn=x"]),
+            "owner": Attribute("owner", [b"cn=a", b"cn=b"]),
+        },
+        7,
+    )
+    after = before.copy()
+    after.attrs["member"].values.append(b"uid=new,dc=example,dc=com")
+    after.attrs["description"].values = [b"new"]
+    after.attrs["cn"] = Attribute("CN", [b"g"])  # another spelling of the name
+    del after.attrs["seealso"]
+    after.attrs["owner"].values = [b"cn=a"]  # fewer values: not a prefix case
+    after.attrs["mail"] = Attribute("mail", [b"g@example.com"])
+    changes = [
+        Change("modify", before, after, "20261126000000.000000Z#000000#001#000000", 2, True, False),
+        Change("add", None, after, "20261126000000.000001Z#000000#001#000000"),
+        Change("delete", before, None, "20261126000000.000002Z#000000#001#000000"),
+        Change("modify", before, before.copy(), "20261126000000.000003Z#000000#001#000000"),
+    ]
+    for change in changes:
+        record = encode_change(change, 1)
+        decoded, worker = decode_change(record)
+        assert (decoded, worker) == (change, 1)
+        for got, want in ((decoded.before, change.before), (decoded.after, change.after)):
+            if want is not None:
+                assert list(got.attrs) == list(want.attrs) and got.id == want.id
+                assert [a.name for a in got.attrs.values()] == [a.name for a in want.attrs.values()]
+        if decoded.before is not None and decoded.after is not None:  # no list shared between the two
+            shared = {id(a.values) for a in decoded.before.attrs.values()}
+            assert not shared & {id(a.values) for a in decoded.after.attrs.values()}
+    whole = len(marshal.dumps(tuple(members) * 2, 2))
+    assert len(encode_change(changes[0], 1)) < whole * 0.6  # the members once
+    first_format = marshal.dumps((1, "modify", ("cn=g", 7, [("cn", "cn", [b"g"])]),
+                                  ("cn=g", 7, [("cn", "cn", [b"h"])]), "csn", None, False, True, 0))  # fmt: skip
+    old, worker = decode_change(first_format)
+    assert old.before.attrs["cn"].values == [b"g"] and old.after.attrs["cn"].values == [b"h"] and worker == 0

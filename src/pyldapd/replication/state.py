@@ -43,32 +43,69 @@ class Change:
 
 
 def encode_change(change: Change, worker: int) -> bytes:
-    """A change as the journal stores it (server/journal.py): plain values only, for `decode_change`."""
+    """A change as the journal stores it (server/journal.py): plain values only, for `decode_change`.
+
+    The entry before is written as what differs from the entry after: a modify of one attribute of a group of
+    50,000 members writes the members once, not twice. Marshal's format 2 (no back-references): the values are
+    shared with the entries, and format 4 would keep a reference table entry for each of them.
+    """
+    after = change.after
     return marshal.dumps(
         (
-            1,
+            2,
             change.kind,
-            _plain(change.before),
-            _plain(change.after),
+            _plain(change.before) if after is None else _plain_against(change.before, after),
+            _plain(after),
             change.csn,
             change.relay_sid,
             change.replicated,
             change.in_csn_order,
             worker,
-        )  # fmt: skip
+        ),  # fmt: skip
+        2,
     )
 
 
 def decode_change(record: bytes) -> tuple[Change, int]:
     """The change of a journal record and the worker that wrote it."""
-    _version, kind, before, after, csn, relay_sid, replicated, in_order, worker = marshal.loads(record)
-    return Change(kind, _entry(before), _entry(after), csn, relay_sid, replicated, in_order), worker
+    version, kind, before, after, csn, relay_sid, replicated, in_order, worker = marshal.loads(record)
+    after_entry = _entry(after)
+    if version >= 2 and after_entry is not None:
+        before_entry = _entry_against(before, after_entry)
+    else:
+        before_entry = _entry(before)
+    return Change(kind, before_entry, after_entry, csn, relay_sid, replicated, in_order), worker
 
 
 def _plain(entry: Entry | None) -> tuple | None:
     if entry is None:
         return None
     return entry.dn, entry.id, [(key, a.name, a.values) for key, a in entry.attrs.items()]
+
+
+_SAME = 0  # an attribute of the entry before, as the entry after has it
+_FIRST = 1  # ... the first N of the entry after's values (values were added at the end)
+_VALUES = 2  # ... its own values
+
+
+def _plain_against(entry: Entry | None, after: Entry) -> tuple | None:
+    """`entry` (the version before a change) as what differs from `after`, for `_entry_against`."""
+    if entry is None:
+        return None
+    attrs = []
+    theirs = after.attrs
+    for key, a in entry.attrs.items():
+        other = theirs.get(key)
+        values = a.values
+        if other is None or other.name != a.name:
+            attrs.append((key, a.name, _VALUES, values))
+        elif other.values is values or other.values == values:
+            attrs.append((key, a.name, _SAME, None))
+        elif len(other.values) > len(values) and other.values[: len(values)] == values:
+            attrs.append((key, a.name, _FIRST, len(values)))
+        else:
+            attrs.append((key, a.name, _VALUES, values))
+    return entry.dn, entry.id, attrs
 
 
 def _entry(plain: tuple | None) -> Entry | None:
@@ -78,6 +115,23 @@ def _entry(plain: tuple | None) -> Entry | None:
 
     dn, entry_id, attrs = plain
     return Entry(dn, {key: Attribute(name, list(values)) for key, name, values in attrs}, entry_id)
+
+
+def _entry_against(plain: tuple | None, after: Entry) -> Entry | None:
+    if plain is None:
+        return None
+    from pyldapd.model.entry import Attribute
+
+    dn, entry_id, attrs = plain
+    out: dict[str, Attribute] = {}
+    for key, name, how, payload in attrs:
+        if how == _SAME:
+            out[key] = Attribute(name, list(after.attrs[key].values))
+        elif how == _FIRST:
+            out[key] = Attribute(name, after.attrs[key].values[:payload])
+        else:
+            out[key] = Attribute(name, list(payload))
+    return Entry(dn, out, entry_id)
 
 
 def entry_uuid_bytes(entry: Entry) -> bytes | None:
