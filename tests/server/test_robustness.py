@@ -177,6 +177,45 @@ def test_clients_hammering_a_stopping_server_get_no_internal_error(tmp_path):
         server.stop()
 
 
+def test_a_stopping_server_stops_accepting_in_every_worker_at_once(tmp_path):
+    """At a stop signal the supervisor shuts the shared listening sockets down, so no worker takes a new
+    connection from then on, even one that has not handled the signal yet: here worker 1 is frozen (SIGSTOP)
+    while worker 0 stops. Before, the still-listening socket of worker 1 completed the connection (and a worker
+    in that state answered the binds of the clients the first one had dropped, then dropped them in turn:
+    python-ldap's test107_reconnect_restore, once in a CI run)."""
+    import os
+    import time
+
+    from tests.servers import process_alive, wait_for, wait_workers
+
+    workdir = tmp_path / "node"
+    server = start_pyldapd(workdir, "threads 2\n" + slapd_conf(workdir / "db"))
+    frozen = None
+    try:
+        first, frozen = wait_workers(server, 2)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10):
+            pass  # listening
+        os.kill(frozen, signal.SIGSTOP)
+        os.kill(server.process.pid, signal.SIGTERM)
+        wait_for(lambda: not process_alive(first), 30, what="worker 0 to stop")
+        time.sleep(0.2)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=10).close()
+        with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+            unix = socket.socket(socket.AF_UNIX)
+            try:
+                unix.connect(server.ldapi_path)
+            finally:
+                unix.close()
+        os.kill(frozen, signal.SIGCONT)  # it handles the stop signal it was sent, and the server ends
+        frozen = None
+        assert server.process.wait(30) == 0
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        server.stop()
+
+
 def test_config_error_names_file_and_line(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text("database mdb\nsuffix dc=example,dc=com\nfrobnicate yes\n")

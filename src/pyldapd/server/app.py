@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import re
@@ -797,6 +798,11 @@ def supervise(config: ServerConfig, urls: list[ListenerURL], log: Logger, cookie
 
     def close_listeners() -> None:
         for sock in sockets:
+            # the listening socket itself stops, in every worker at once (they share it): otherwise a worker
+            # still running would take the clients another one just dropped on its way out, answer their bind,
+            # and drop them in turn when its own stop comes (python-ldap's test107_reconnect_restore saw it)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
             sock.close()
 
     def cleanup() -> None:
