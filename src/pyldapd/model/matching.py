@@ -518,7 +518,9 @@ def _f_first_component(normalize: Normalizer) -> Callable[[MatchingRule], None]:
     return factory
 
 
-def _f_oid(rule: MatchingRule) -> None:
+def _keep_by_value(rule: MatchingRule, compute: Callable[[bytes], bytes | None], most: int) -> None:
+    """`rule.normalize` as `compute`, each value's answer kept (at most `most` values; cleared when the schema
+    changes, as the answers depend on it), and the kept answers known to `normalize_each`."""
     cache: dict[bytes, bytes | None] = {}
 
     def normalize(value: bytes) -> bytes | None:
@@ -526,23 +528,30 @@ def _f_oid(rule: MatchingRule) -> None:
             return cache[value]
         except KeyError:
             pass
-        schema = rule.schema
-        text = value.strip()
-        if not syn.is_oid(text):
-            result = None
-        elif text[:1].isdigit():
-            result = text
-        else:
-            oid = schema.resolve_oid(text.decode("ascii")) if schema is not None else None
-            result = oid.encode("ascii") if oid is not None else text.lower()
-        if len(cache) > _CACHE:
+        result = compute(value)
+        if len(cache) >= most:
             cache.clear()
         cache[value] = result
         return result
 
     rule.normalize = normalize
+    rule._kept = cache
     if rule.schema is not None:
         rule.schema._oid_caches.append(cache)
+
+
+def _f_oid(rule: MatchingRule) -> None:
+    def by_oid(value: bytes) -> bytes | None:
+        schema = rule.schema
+        text = value.strip()
+        if not syn.is_oid(text):
+            return None
+        if text[:1].isdigit():
+            return text
+        oid = schema.resolve_oid(text.decode("ascii")) if schema is not None else None
+        return oid.encode("ascii") if oid is not None else text.lower()
+
+    _keep_by_value(rule, by_oid, _CACHE)
 
 
 def _f_oid_first_component(rule: MatchingRule) -> None:
@@ -569,25 +578,8 @@ _DN_CACHE = 1 << 18  # DN values kept normalized per rule: a group of 100,000 me
 
 def _f_dn(rule: MatchingRule) -> None:
     # A group's members are normalized on every test of its member attribute and every change to it (duplicate
-    # checks, index keys): kept here by value, a lookup instead of decode, parse and encode (about 1.5 us each).
-    # Cleared when the schema changes, as the OID caches.
-    cache: dict[bytes, bytes | None] = {}
-
-    def normalize(value: bytes) -> bytes | None:
-        try:
-            return cache[value]
-        except KeyError:
-            pass
-        result = _normalize_dn(rule, value)
-        if len(cache) >= _DN_CACHE:
-            cache.clear()
-        cache[value] = result
-        return result
-
-    rule.normalize = normalize
-    rule._kept = cache
-    if rule.schema is not None:
-        rule.schema._oid_caches.append(cache)
+    # checks, index keys): kept by value, a lookup instead of decode, parse and encode (about 1.5 us each).
+    _keep_by_value(rule, lambda value: _normalize_dn(rule, value), _DN_CACHE)
 
 
 def _f_unique_member(rule: MatchingRule) -> None:
