@@ -110,7 +110,7 @@ from pyldapd.backends.base import (
     TooManyCandidates,
 )
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
-from pyldapd.model.entry import MANY_VALUES, Attribute, Entry
+from pyldapd.model.entry import MANY_VALUES, Attribute, Entry, added_at_end
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
 from pyldapd.model.matching import APPROX_RULES as _APPROX_RULES
 from pyldapd.model.matching import approx_filter_keys, approx_keys
@@ -305,13 +305,12 @@ def _kept_encoding(
     if stored is None or span is None or stored.name != attr.name:
         return None
     blob, start, values_start, stop = span
-    values, kept = attr.values, stored.values
-    n = len(kept)
-    if values is kept or (len(values) == n and values == kept):
+    added = added_at_end(stored.values, attr.values)
+    if added is None:
+        return None
+    if not added:
         return blob[start:stop]
-    if len(values) > n and values[:n] == kept:
-        return encode_partial_attribute(attr.name, blob[values_start:stop] + encode_values(values[n:]))
-    return None
+    return encode_partial_attribute(attr.name, blob[values_start:stop] + encode_values(attr.values[-added:]))
 
 
 _REUSE_RECORD = 16384  # a record this long is decoded reusing its cached older version (MdbDatabase._decode)
@@ -322,11 +321,11 @@ def _decode_reusing(
     older: Entry,
     spans: dict[str, tuple[bytes, int, int, int] | None],
     key_of: Callable[[str], str],
-) -> list[tuple[str, Any]]:
-    """decode_partial_attribute_list of `blob`, where an attribute whose encoding is the older version's (of the
-    same entry) is that version's Attribute, shared (stored entries are never changed in place), and one whose
-    encoding starts with the older one's is its values and the rest decoded."""
-    out: list[tuple[str, Any]] = []
+) -> list[Attribute]:
+    """The attributes of `blob`, where one whose encoding is the older version's (of the same entry) is that
+    version's Attribute, shared (stored entries are never changed in place), and one whose encoding starts with
+    the older one's is its values and the rest decoded."""
+    out: list[Attribute] = []
     for name, _start, values_start, stop in index_partial_attribute_list(blob):
         key = key_of(name)
         old = older.attrs.get(key)
@@ -338,11 +337,11 @@ def _decode_reusing(
                 memoryview(old_blob)[old_values_start:old_stop], values_start
             ):
                 if stop - values_start == size:
-                    out.append((name, old))
+                    out.append(old)
                 else:
-                    out.append((name, old.values + decode_values(blob, values_start + size, stop)))
+                    out.append(Attribute(name, old.values + decode_values(blob, values_start + size, stop)))
                 continue
-        out.append((name, decode_values(blob, values_start, stop)))
+        out.append(Attribute(name, decode_values(blob, values_start, stop)))
     return out
 
 
@@ -464,7 +463,7 @@ class EntryCodec:
             piece = None
             if previous is not None and len(values) > MANY_VALUES:
                 if spans is None:
-                    spans = self._spans(previous)
+                    spans = self.attribute_spans(previous)
                 piece = _kept_encoding(attr, previous.attrs.get(key), spans.get(key))
             if piece is None:
                 piece = encode_partial_attribute(attr.name, encode_values(values))
@@ -476,7 +475,7 @@ class EntryCodec:
         head = _HDR.pack(_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
         return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
 
-    def _spans(self, entry: Entry) -> dict[str, tuple[bytes, int, int, int] | None]:
+    def attribute_spans(self, entry: Entry) -> dict[str, tuple[bytes, int, int, int] | None]:
         """Where each attribute of a stored entry is in its encoded lists: key -> (blob, start, values start,
         stop); None for a key met twice (its values are not one TLV's)."""
         out: dict[str, tuple[bytes, int, int, int] | None] = {}
@@ -533,7 +532,7 @@ class EntryCodec:
             if step is _NO_INDEX:
                 continue
             before, after = old_attrs[keys[0]].values, new_attrs[keys[0]].values
-            if len(after) >= len(before) and after[: len(before)] == before:  # values added at the end
+            if added_at_end(before, after) is not None:  # values added at the end
                 put.append((step, after[len(before) :]))
                 continue
             kept, now = set(after), set(before)
@@ -1059,23 +1058,21 @@ class MdbDatabase:
         # the version this record replaces, when still cached: a large attribute whose encoding it kept (or added
         # to) keeps its decoded values, and what they were found to hold (Attribute.normalized)
         older = cached[1] if cached is not None and len(rec) > _REUSE_RECORD else None
-        spans = self.codec._spans(older) if older is not None else None
+        spans = self.codec.attribute_spans(older) if older is not None else None
         for blob in (ublob, oblob):
             if not blob:
                 continue
-            items = (
-                decode_partial_attribute_list(blob)
-                if spans is None
-                else _decode_reusing(blob, older, spans, key_of)  # type: ignore[arg-type]
-            )
-            for name, values in items:
-                key = key_of(name)
+            if spans is None:
+                items = [Attribute(name, values) for name, values in decode_partial_attribute_list(blob)]
+            else:
+                items = _decode_reusing(blob, older, spans, key_of)  # type: ignore[arg-type]
+            for attribute in items:
+                key = key_of(attribute.name)
                 prev = attrs.get(key)
-                if prev is None:
-                    attrs[key] = values if type(values) is Attribute else Attribute(name, values)
-                else:  # a new Attribute: `prev` may be the older version's
-                    more = values.values if type(values) is Attribute else values
-                    attrs[key] = Attribute(prev.name, prev.values + more)
+                # met twice: a new Attribute (`prev` may be the older version's)
+                attrs[key] = (
+                    attribute if prev is None else Attribute(prev.name, prev.values + attribute.values)
+                )
         entry = Entry(dn, attrs, eid, ublob, oblob)
         if keep and self.cache_size > 0:
             cache = self._cache

@@ -13,6 +13,17 @@ from typing import Any
 MANY_VALUES = 32  # an attribute with more values is tested through `Attribute.normalized`, not one by one
 
 
+def added_at_end(before: list[bytes], after: list[bytes]) -> int | None:
+    """How many values `after` adds at the end of `before` (0: the same values), or None when it changed them
+    otherwise. The same value objects compare by identity, so a modify's copy of a large list compares fast."""
+    n = len(before)
+    if after is before or (len(after) == n and after == before):
+        return 0
+    if len(after) > n and after[:n] == before:
+        return len(after) - n
+    return None
+
+
 @dataclass(slots=True)
 class Attribute:
     name: str

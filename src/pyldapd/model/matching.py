@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -381,12 +381,11 @@ class MatchingRule:
         self._last_batch = (batch, out)
         return out
 
-    def normalize_each(self, values: Iterable[bytes]) -> list[bytes | None]:
+    def normalize_each(self, values: Sequence[bytes]) -> list[bytes | None]:
         """`normalize` of each value, in order; for a rule that keeps its values normalized (DNs) and knows them
         all, one lookup each without a Python call (a group of 50,000 members: 1.5 ms instead of 7)."""
         kept = self._kept
         if kept is not None:
-            values = values if isinstance(values, (list, tuple)) else list(values)
             try:
                 return list(map(kept.__getitem__, values))
             except KeyError:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyldapd.model.csn import CSNSet, sid_of
-from pyldapd.model.entry import Entry
+from pyldapd.model.entry import Entry, added_at_end
 
 CONTEXT_CSN_KEY = b"contextCSN"
 
@@ -96,15 +96,13 @@ def _plain_against(entry: Entry | None, after: Entry) -> tuple | None:
     theirs = after.attrs
     for key, a in entry.attrs.items():
         other = theirs.get(key)
-        values = a.values
-        if other is None or other.name != a.name:
-            attrs.append((key, a.name, _VALUES, values))
-        elif other.values is values or other.values == values:
-            attrs.append((key, a.name, _SAME, None))
-        elif len(other.values) > len(values) and other.values[: len(values)] == values:
-            attrs.append((key, a.name, _FIRST, len(values)))
+        added = added_at_end(a.values, other.values) if other is not None and other.name == a.name else None
+        if added is None:
+            attrs.append((key, a.name, _VALUES, a.values))
+        elif added:
+            attrs.append((key, a.name, _FIRST, len(a.values)))
         else:
-            attrs.append((key, a.name, _VALUES, values))
+            attrs.append((key, a.name, _SAME, None))
     return entry.dn, entry.id, attrs
 
 

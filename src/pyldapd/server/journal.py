@@ -127,10 +127,10 @@ class Journal:
 
     # -- on the event loop --------------------------------------------------------------------------------
 
-    def committed(self, seq: int, change: Change | None = None) -> None:
+    def committed(self, seq: int, change: Change) -> None:
         """This worker's commit of record `seq` (of `change`): tell the others (one message for a whole group),
         publish."""
-        if change is not None and seq > self.published_up_to:  # published from here, not decoded back
+        if seq > self.published_up_to:  # published from here, not decoded back
             self.own[seq] = change
         if seq > self.announced:
             self.announced = seq
