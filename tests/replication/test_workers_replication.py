@@ -95,6 +95,18 @@ def entry_csns(conn: SimpleLDAPObject) -> dict[str, bytes]:
     return {dn: attrs["entryCSN"][0] for dn, attrs in found}
 
 
+def wait_same_csn(dn: str, *conns: SimpleLDAPObject, timeout: float = 30.0) -> None:
+    """Poll until every connection's server holds the entry with one entryCSN (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        csns = {conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["entryCSN"])[0][1]["entryCSN"][0]
+                for conn in conns}  # fmt: skip
+        if len(csns) == 1:
+            return
+        assert time.monotonic() < deadline, f"{dn}: entryCSNs still differ after {timeout}s: {csns}"
+        time.sleep(0.05)
+
+
 class SyncClient(SyncreplConsumer, SimpleLDAPObject):
     """A refreshAndPersist client (python-ldap's syncrepl): the cookies it got, in order, and what it holds."""
 
@@ -257,7 +269,14 @@ def test_csns_unique_and_increasing_across_workers_with_concurrent_writers(tmp_p
 
 def test_two_worker_provider_in_a_multiprovider_pair_with_slapd_converges(tmp_path):
     """A 2-worker pyldapd node and a slapd node, each a provider of the other: the same entry changed on
-    both pyldapd workers and on slapd at nearly the same time, adds on all three; one version everywhere."""
+    slapd and at once on both pyldapd workers (while slapd's change reaches pyldapd), adds on all three; one
+    version everywhere.
+
+    slapd's change is made before the workers' and not beside them: slapd's consumer checks an incoming entry's
+    entryCSN against a read of the entry (syncrepl.c dn_callback) and writes its diff later, without a lock
+    against local writes. A local modify committed in between is overwritten by the older replicated version,
+    and nothing ever sends the newer one back (its sync log shows it: be_search, the local write's CSN, then
+    be_modify of the older CSN). pyldapd is not the one being tested there."""
     ports = [free_port(), free_port()]
     nodes = []
     try:
@@ -272,6 +291,8 @@ def test_two_worker_provider_in_a_multiprovider_pair_with_slapd_converges(tmp_pa
         add(nodes[0], BASE + "\n" + person("shared", description="first"))
         wait_converged(nodes, timeout=60)
         workers = on_workers(nodes[0])
+        on_slapd = ldap.initialize(nodes[1].url)
+        on_slapd.simple_bind_s(ROOTDN, ROOTPW)
         target = f"uid=shared,{PEOPLE}"
         done: list[BaseException] = []
         for round_ in range(5):
@@ -284,12 +305,13 @@ def test_two_worker_provider_in_a_multiprovider_pair_with_slapd_converges(tmp_pa
 
             threads = [threading.Thread(target=change, args=(w, f"worker {i} round {round_}"))
                        for i, w in enumerate(workers)]  # fmt: skip
-            for thread in threads:
-                thread.start()
+            wait_same_csn(target, workers[0], on_slapd)  # nothing of pyldapd's still on its way to slapd
             modify(
                 nodes[1],
                 f"dn: {target}\nchangetype: modify\nreplace: description\ndescription: slapd {round_}\n",
             )
+            for thread in threads:
+                thread.start()
             for thread in threads:
                 thread.join(60)
             assert not done, done
@@ -298,7 +320,7 @@ def test_two_worker_provider_in_a_multiprovider_pair_with_slapd_converges(tmp_pa
         common = wait_converged(nodes, timeout=90)
         dns = [dn for dn, _ in common]
         assert all(f"dn: uid=m{i},{PEOPLE}" in dns and f"dn: uid=s{i},{PEOPLE}" in dns for i in range(5))
-        for conn in workers:
+        for conn in [*workers, on_slapd]:
             conn.unbind_s()
     finally:
         for node in nodes:
