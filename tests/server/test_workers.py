@@ -8,6 +8,7 @@ import pwd
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from tests.servers import (
     ROOTDN,
     ROOTPW,
     SUFFIX,
+    conn_id_of,
     connection_on_worker,
     free_port,
     ldap_tool,
@@ -312,4 +314,67 @@ def test_cn_monitor_shows_the_connections_of_every_worker(tmp_path):
         for conn, _ in placed:
             conn.unbind_s()
     finally:
+        assert server.stop() == 0
+
+
+# a base search of the root DSE, (objectClass=*), messageID 1 (RFC 4511), as raw bytes
+ROOT_DSE_SEARCH = bytes.fromhex("3025020101632004000a01000a0100020100020100010100870b6f626a656374436c6173733000")
+
+
+def workers_of(server, socks, count: int = 2) -> list[int]:
+    """How many of these TCP connections each worker holds (told by their conn=N in the log, N % count)."""
+    held = [0] * count
+    for sock in socks:
+        held[conn_id_of(server, sock.getsockname()[1]) % count] += 1
+    return held
+
+
+def test_a_burst_of_connections_is_shared_by_the_workers(tmp_path):
+    """Long-lived clients opened all at once (a load tool's threads, a connection pool) are split about evenly
+    over the workers, not left to whichever worker woke first (server/sharedlisten.py); closing some lets the
+    emptier worker take the next ones."""
+    server = start_workers(tmp_path)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            socks.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+        held = workers_of(server, socks)
+        assert sum(held) == 16 and max(held) - min(held) <= 2, held
+        busier = [s for s in socks if conn_id_of(server, s.getsockname()[1]) % 2 == 0][:6]
+        for sock in busier:  # worker 0 down to about 2 clients, worker 1 keeps about 8
+            socks.remove(sock)
+            sock.close()
+        wait_for(lambda: "closed" in server.log(), 10, what="closes logged")
+        time.sleep(0.5)
+        fresh = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(6)]
+        socks.extend(fresh)
+        assert workers_of(server, fresh)[0] >= 5, workers_of(server, fresh)
+        for sock in socks:  # every one of them is served
+            sock.sendall(ROOT_DSE_SEARCH)
+            assert sock.recv(65536)[:1] == b"\x30"
+    finally:
+        for sock in socks:
+            sock.close()
+        assert server.stop() == 0
+
+
+def test_a_stopped_worker_does_not_keep_new_clients_waiting(tmp_path):
+    """A worker that holds fewer clients but does not accept (here frozen by SIGSTOP; in life, busy) only
+    delays the others' accepting by a few ms: every new client is served."""
+    server = start_workers(tmp_path)
+    frozen: int | None = None
+    socks: list[socket.socket] = []
+    try:
+        socks.append(connection_on_worker(server, 0, 2)[0])
+        frozen = sorted(worker_pids(server))[1]  # worker 1 (forked second), now holding fewer clients
+        os.kill(frozen, signal.SIGSTOP)
+        for _ in range(4):
+            conn = connect(server)
+            assert conn.search_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["namingContexts"])
+            socks.append(conn)
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        for conn in socks:
+            conn.unbind_s()
         assert server.stop() == 0

@@ -30,6 +30,7 @@ from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
 from pyldapd.server.log import SYNC, Logger
 from pyldapd.server.service import STOP_SIGNALS, Service
+from pyldapd.server.sharedlisten import SharedListener
 from pyldapd.server.stats import Stats
 from pyldapd.server.steps import LONG_LIVED
 from pyldapd.server.supervisor import WorkerContext
@@ -156,7 +157,7 @@ class Server:
         self.password_pool = ThreadPoolExecutor(
             max_workers=os.cpu_count() or 2, thread_name_prefix="password"
         )
-        self.listeners: list[asyncio.AbstractServer] = []
+        self.listeners: list[asyncio.AbstractServer | SharedListener] = []
         self.conn_ids = itertools.count(FIRST_CONN_ID)  # worker processes: unique across them (use_worker)
         self.stats = Stats()  # counters of cn=Monitor and /metrics (server/stats.py)
         self.bus: WorkerBus = SoloBus()  # the other worker processes (server/workers.py)
@@ -547,6 +548,14 @@ class Server:
                 continue
             if url.scheme == "ldaps" and self.tls_context is None:
                 raise StartupError(f"{url.text}: ldaps:// needs TLSCertificateFile and TLSCertificateKeyFile")
+            if url.text in self.prebound and self.bus.count > 1:  # workers share the supervisor's sockets
+                for sock in self.prebound.pop(url.text):
+                    self.listeners.append(SharedListener(
+                        sock, lambda u=url: LDAPConnection(self, u.text, u.scheme == "ldapi"), self.stats,
+                        backlog=LISTEN_BACKLOG,
+                        tls=self.tls_context if url.scheme == "ldaps" else None,
+                        handshake_timeout=limits.PDU_ARRIVAL_TIMEOUT if url.scheme == "ldaps" else None))  # fmt: skip
+                continue
             if url.text in self.prebound:
                 for sock in self.prebound.pop(url.text):
                     self.listeners.append(await (
@@ -592,6 +601,7 @@ class Server:
         if isinstance(self.bus, ProcessBus):  # the supervisor relays, and says READY=1 once all listen
             self.bus.attach(loop)
             self.directory.monitor.start_peers(self)  # every worker's connections in any worker's cn=Monitor
+            self.stats.accepting(True)  # its share of new connections (server/sharedlisten.py)
             self.bus.tell_supervisor("_ready")
         elif self.service is not None:
             self.service.notify("READY=1", f"STATUS=listening on {' '.join(u.text for u in self.urls)}")
@@ -610,6 +620,7 @@ class Server:
         gone. Another stop signal (or a second SIGHUP) stops it at once."""
         self.gentle = True
         self.log.error("slapd gentle shutdown")
+        self.stats.accepting(False)
         for listener in self.listeners:
             listener.close()
         for backend in self.directory.backends:
@@ -637,6 +648,7 @@ class Server:
     async def shutdown(self) -> None:
         self.log.error("pyldapd shutting down")
         self.shutting_down = True  # what a connection reads from here on is not served (connection.py)
+        self.stats.accepting(False)
         if self.service is not None and self.worker is None:
             self.service.notify("STOPPING=1")
         for listener in self.listeners + self.http_listeners:

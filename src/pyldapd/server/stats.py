@@ -59,6 +59,8 @@ class Latency:
 # that worker, read by every worker for the sums. Fixed offsets, in 8-byte fields:
 SCALARS = ("bytes_sent", "pdus_sent", "entries_sent", "references_sent", "bytes_received", "pdus_received",
            "connections_total", "current_connections", "last_conn_id")  # fmt: skip
+HANDSHAKES = 13  # connections accepted, not yet open (server/sharedlisten.py)
+ACCEPTING = 14  # 1 while the worker accepts connections (server/sharedlisten.py)
 STARTED = 15  # a double: when the slot was first used (0: never)
 INITIATED = 16  # one per operation
 COMPLETED = 32
@@ -80,9 +82,10 @@ def slot_views(table, index: int) -> tuple[memoryview, memoryview]:
 
 
 def clear_connections(table, index: int) -> None:
-    """A worker died: its open connections are gone with it."""
+    """A worker died: its open connections are gone with it, and it accepts no more."""
     ints, _ = slot_views(table, index)
     ints[SCALARS.index("current_connections")] = 0
+    ints[ACCEPTING] = ints[HANDSHAKES] = 0
 
 
 class Totals:
@@ -163,6 +166,7 @@ class Stats:
         self.capacity = capacity
         self.ints, self.floats = slot_views(self.table, index)
         self.slots = [slot_views(self.table, i) for i in range(capacity)]  # every worker's, for the sums
+        self.others = [ints for i, (ints, _) in enumerate(self.slots) if i != index]
         if not self.floats[STARTED]:  # a restarted worker goes on counting in its slot
             self.floats[STARTED] = time.time()
         self.result_entries: dict[tuple[int, int], int] = {}
@@ -274,6 +278,19 @@ class Stats:
     def open_connections(self) -> int:
         """Client connections open now in all the workers (limits, cn=Monitor's Current)."""
         return sum(ints[7] for ints, _ in self.slots)
+
+    def accepting(self, flag: bool) -> None:
+        self.ints[ACCEPTING] = int(flag)
+
+    def handshake(self, step: int) -> None:
+        """One more (1) or one less (-1) connection accepted and not yet open (connection_made counts it)."""
+        self.ints[HANDSHAKES] += step
+
+    def fewer_connections_elsewhere(self) -> bool:
+        """Whether another worker that accepts connections holds fewer clients than this one (counting those
+        accepted and still on their way to connection_made, so a burst is not judged on stale counts)."""
+        mine = self.ints[7] + self.ints[HANDSHAKES]
+        return any(ints[ACCEPTING] and ints[7] + ints[HANDSHAKES] < mine for ints in self.others)
 
     def highest_conn_id(self) -> int:
         return max(ints[8] for ints, _ in self.slots)

@@ -1,0 +1,139 @@
+"""Accepting on a listening socket that every worker shares, so that the workers hold about as many clients each.
+
+LDAP connections live long (an nslcd or sssd pool, a load tool's threads), so whichever worker happens to be in
+accept() when a burst of connects arrives keeps that share for good: ldclt's ten connections were measured split
+7/4, 4/7, 5/6 and 3/8 over two workers, and the busier worker's clients then wait on its one core. uvloop's
+listener (libuv) accepts until the backlog is empty, which makes a burst land in one worker.
+
+Here a worker accepts one connection per wake-up, and only when no other accepting worker holds fewer clients
+(the counts are the shared counter table's, server/stats.py). A worker that holds more defers for `DEFER`
+seconds; a connection still waiting after that is taken anyway, so a busy or dead peer never makes a client wait
+longer than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import select
+import socket
+import ssl
+from collections.abc import Callable
+
+from pyldapd.server.stats import Stats
+
+DEFER = 0.002  # how long a worker with more clients leaves a waiting connection to the others
+RETRY_AFTER_EMFILE = 1.0  # out of descriptors: asyncio's accept_retry_delay
+GONE = {errno.EBADF, errno.EINVAL, errno.ENOTSOCK}  # the listener was shut down or closed (stop, gentle stop)
+
+
+class SharedListener:
+    """One worker's accept loop on a listening socket inherited from the supervisor (asyncio.Server's close and
+    wait_closed, which is what the Server uses)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        stats: Stats,
+        *,
+        backlog: int,
+        tls: ssl.SSLContext | None = None,
+        handshake_timeout: float | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.protocol_factory = protocol_factory
+        self.stats = stats
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
+        self.handshakes: set[asyncio.Task] = set()
+        self.watching = False
+        self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
+        sock.setblocking(False)
+        sock.listen(backlog)  # bound by the supervisor; listen() again only sets the backlog
+        self.watch()
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """As asyncio.Server's: the listening socket while open (cn=Monitor's listener addresses)."""
+        return () if self.closed else (self.sock,)
+
+    def watch(self) -> None:
+        if not self.closed and not self.watching:
+            self.loop.add_reader(self.fd, self.readable)
+            self.watching = True
+
+    def unwatch(self) -> None:
+        if self.watching:
+            self.loop.remove_reader(self.fd)
+            self.watching = False
+
+    def readable(self) -> None:
+        if self.stats.fewer_connections_elsewhere():
+            self.unwatch()
+            self.timer = self.loop.call_later(DEFER, self.after_deferring)
+            return
+        self.accept()
+
+    def after_deferring(self) -> None:
+        self.timer = None
+        if self.closed:
+            return
+        try:
+            waiting = bool(select.select([self.fd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return
+        if waiting:  # nobody took it: take it, whoever holds fewer
+            self.accept()
+        self.watch()
+
+    def accept(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another worker took it, or the client gave up
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                self.unwatch()  # as asyncio does: pause rather than spin on a connection that cannot be taken
+                self.timer = self.loop.call_later(RETRY_AFTER_EMFILE, self.after_deferring)
+            elif exc.errno in GONE:
+                self.unwatch()
+            return
+        conn.setblocking(False)
+        if conn.family != socket.AF_UNIX:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports do
+        self.stats.handshake(1)
+        task = self.loop.create_task(self.connect(conn))
+        self.handshakes.add(task)
+        task.add_done_callback(self.opened)
+
+    def opened(self, task: asyncio.Task) -> None:
+        self.handshakes.discard(task)
+        self.stats.handshake(-1)
+
+    async def connect(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(
+                self.protocol_factory, conn, ssl=self.tls, ssl_handshake_timeout=self.handshake_timeout
+            )
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError):
+            conn.close()  # a failed TLS handshake or a client already gone: nothing was served
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.unwatch()
+        self.sock.close()  # this worker's descriptor: the supervisor keeps its own
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for task in self.handshakes:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        if self.handshakes:
+            await asyncio.gather(*self.handshakes, return_exceptions=True)
