@@ -318,7 +318,9 @@ def test_cn_monitor_shows_the_connections_of_every_worker(tmp_path):
 
 
 # a base search of the root DSE, (objectClass=*), messageID 1 (RFC 4511), as raw bytes
-ROOT_DSE_SEARCH = bytes.fromhex("3025020101632004000a01000a0100020100020100010100870b6f626a656374436c6173733000")
+ROOT_DSE_SEARCH = bytes.fromhex(
+    "3025020101632004000a01000a0100020100020100010100870b6f626a656374436c6173733000"
+)
 
 
 def workers_of(server, socks, count: int = 2) -> list[int]:
