@@ -257,6 +257,14 @@ SCHEMA_CHECKS = [
     # extensibleObject admits any defined type, never undefined ones
     f"dn: cn=e1,{P}\nchangetype: add\nobjectClass: person\nobjectClass: extensibleObject\ncn: e1\nsn: e1\n"
     "x-undefined: 1\n",
+    # DN values: not a DN, or naming a type the schema does not know (slapd's dnPretty refuses it)
+    f"dn: uid=d1,{P}\nchangetype: add\nobjectClass: account\nuid: d1\nseeAlso: foo=bar,dc=example,dc=com\n",
+    f"dn: uid=d2,{P}\nchangetype: add\nobjectClass: account\nuid: d2\nseeAlso: uid=a,dc=example,dc=com\n"
+    "seeAlso: cn=x+nosuch=y,dc=example,dc=com\n",
+    f"dn: uid=d3,{P}\nchangetype: add\nobjectClass: account\nuid: d3\nseeAlso: not a DN\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: seeAlso\nseeAlso: cn=ok,dc=example,dc=com\n"
+    "seeAlso: nosuch=x,dc=example,dc=com\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nreplace: seeAlso\nseeAlso: nosuch=x\n",
     # matching
     f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: cn\ncn: not a value\n",
     f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: cn\ncn: Johnny\ncn: JOHN doe\n",

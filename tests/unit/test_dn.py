@@ -219,6 +219,33 @@ def test_pretty_like_slapd(schema: Schema, dn: str, expected: str) -> None:
     assert pretty_dn(dn, schema) == expected
 
 
+# plain DNs (one AVA per RDN, nothing escaped) take pretty_dn's fast path: each must come out as the full
+# parser makes it (the same DN with one escaped space at its end forces the full parser)
+PLAIN = ["uid=user1,ou=People,dc=example,dc=com", " CN = Foo  Bar , DC=Example,dc=COM ", "2.5.4.3=x,dc=y",
+         "commonName=a=b,o=Ünïcode", "cn=a,,dc=x", "cn=a,dc=x,", "cn=,dc=x", "foo=bar,dc=x", "=x", "cn",
+         "telephoneNumber=555,dc=x", "cn=a b,1.2=x", "c=FRA", "c=FR,o=x"]  # fmt: skip
+
+
+@pytest.mark.parametrize("dn", PLAIN)
+def test_pretty_of_a_plain_dn_is_what_the_full_parser_makes(schema: Schema, dn: str) -> None:
+    from pyldapd.model import dn as dn_module
+
+    def slow(text: str) -> str | Exception:
+        try:
+            return ",".join(dn_module._join_rdn([(dn_module._check_ava(t, v, b, schema)[0].name,
+                                                  dn_module._escape(v)) for t, v, b in rdn])
+                            for rdn in dn_module._parse(text))  # fmt: skip
+        except DNError as exc:
+            return exc
+
+    expected = slow(dn)
+    if isinstance(expected, Exception):
+        with pytest.raises(DNError):
+            pretty_dn(dn, schema)
+    else:
+        assert pretty_dn(dn, schema) == expected
+
+
 @pytest.mark.parametrize("dn", INVALID)
 def test_normalize_rejects_like_slapd(schema: Schema, dn: str) -> None:
     with pytest.raises(DNError):

@@ -475,3 +475,36 @@ def test_equality_on_many_values_is_a_set_lookup_kept_until_the_values_change(
     copy = group.copy()  # a copy's attributes keep nothing of the original's
     assert copy.attrs["member"] == attribute and copy.attrs["member"]._normalized is None
     assert Attribute("member", [b"x"]) == Attribute("member", [b"x"])
+
+
+def test_values_added_at_the_end_keep_the_normalized_set_of_the_first_ones(
+    schema: Schema, ev: FilterEvaluator
+) -> None:
+    """Attribute.extended (a record that appends members, decoded from the cached older version): the new
+    Attribute knows the normalized set at once, normalizing only the added values, and it equals the set made
+    from scratch, invalid values included; the older version keeps its own set."""
+    from pyldapd.model.entry import MANY_VALUES, Attribute
+
+    equality = schema.attribute_type("member").equality
+    calls: list[int] = []
+
+    class Counting:  # the member rule, counting the values it is asked to normalize
+        def normalize_each(self, values):
+            calls.append(len(values))
+            return equality.normalize_each(values)
+
+    rule = Counting()
+    members = [f"UID=User{i}, ou=People,dc=example,dc=com".encode() for i in range(MANY_VALUES * 3)]
+    older = Attribute("member", members)
+    before, _ = older.normalized(rule)
+    added = [b"uid=NEW, dc=example,dc=com", b"not a DN"]
+    grown = older.extended(added)
+    forms, invalid = grown.normalized(rule)
+    assert calls == [len(members), 2]  # then only the added values
+    assert forms == Attribute("member", members + added).normalized(rule)[0] and invalid is True
+    assert b"uid=new,dc=example,dc=com" in forms and b"uid=new,dc=example,dc=com" not in before
+    assert older.normalized(rule)[0] is before and grown.values == members + added
+    group = Entry("cn=g,dc=example,dc=com", {"member": grown})
+    assert ev.evaluate(Equality("member", b"uid=new,dc=example,dc=com"), group) is True
+    fresh = Attribute("member", members).extended(added)  # nothing known: nothing carried
+    assert fresh._normalized is None

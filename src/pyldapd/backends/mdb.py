@@ -339,7 +339,7 @@ def _decode_reusing(
                 if stop - values_start == size:
                     out.append(old)
                 else:
-                    out.append(Attribute(name, old.values + decode_values(blob, values_start + size, stop)))
+                    out.append(old.extended(decode_values(blob, values_start + size, stop)))
                 continue
         out.append(Attribute(name, decode_values(blob, values_start, stop)))
     return out

@@ -424,6 +424,10 @@ def pretty_dn(dn: str, schema: Any = None) -> str:
     canonical names, multi-valued RDNs are sorted, and unknown types, repeated types in an RDN, BER values and
     values invalid for their syntax raise DNError.
     """
+    if schema is not None and not _SLOW_CHARS.intersection(dn):
+        fast = _parse_fast(dn)  # one AVA per RDN, nothing escaped: a group's members, mostly
+        if fast is not None:
+            return ",".join(f"{_check_ava(t, v, False, schema)[0].name}={_escape(v)}" for ((t, v),) in fast)
     out: list[str] = []
     for rdn in _parse(dn):
         if schema is None:

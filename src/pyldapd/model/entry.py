@@ -52,6 +52,20 @@ class Attribute:
         self._normalized = (rule, values, len(values), found, invalid)
         return found, invalid
 
+    def extended(self, added: list[bytes]) -> Attribute:
+        """A new Attribute: these values, then `added`. What `normalized` knew of these values carries over, so
+        the first (member=...) test after a member is added normalizes that member, not the whole group."""
+        values = self.values
+        grown = Attribute(self.name, values + added)
+        memo = self._normalized
+        if memo is not None and memo[1] is values and memo[2] == len(values):
+            rule, _, _, found, invalid = memo
+            forms = rule.normalize_each(added)
+            more = None in forms
+            found = found.union(forms if not more else [n for n in forms if n is not None])
+            grown._normalized = (rule, grown.values, len(grown.values), found, invalid or more)
+        return grown
+
 
 @dataclass(slots=True)
 class Entry:

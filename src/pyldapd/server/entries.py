@@ -19,7 +19,7 @@ OBJECT_CLASS = "objectclass"
 DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
 
 
-def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes]) -> list[bytes]:
+def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes], description: str) -> list[bytes]:
     """Store DN-valued attributes in slapd's pretty form (`UID=X, OU=People` becomes `uid=X,ou=People`), and
     objectClass values under the class's primary name (slapd's objectClassPretty: `groupofnames` -> `groupOfNames`)."""
     if at.oid == OBJECT_CLASS_OID:
@@ -28,7 +28,34 @@ def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes]) -> list
         return [_pretty_name_and_uid(schema, v) for v in values]
     if at.syntax.oid != DN_SYNTAX:
         return list(values)
-    return [pretty_dn(v.decode(), schema).encode() for v in values]
+    return pretty_dns(schema, values, description)
+
+
+PRETTY_KEPT = 1 << 18  # DN values kept in pretty form per schema: a group of 100,000 members fits
+
+
+def pretty_dns(schema: Schema, values: Sequence[bytes], description: str) -> list[bytes]:
+    """DN values in pretty form, each kept by value until the schema changes (the members of a group are the
+    DNs of other groups' members). A value that is no DN, or names a type the schema does not know, is invalid
+    per syntax, as slapd's dnPretty makes it."""
+    kept = schema.derived.get("pretty dn")
+    if kept is None:
+        kept = schema.derived["pretty dn"] = {}
+    out = []
+    for index, value in enumerate(values):
+        pretty = kept.get(value)
+        if pretty is None:
+            try:
+                pretty = pretty_dn(value.decode("utf-8"), schema).encode()
+            except (DNError, UnicodeDecodeError):
+                raise LDAPError(
+                    ResultCode.invalidAttributeSyntax, f"{description}: value #{index} invalid per syntax"
+                ) from None
+            if len(kept) >= PRETTY_KEPT:
+                kept.clear()
+            kept[value] = pretty
+        out.append(pretty)
+    return out
 
 
 NAME_AND_UID_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.34"
@@ -93,10 +120,16 @@ def validate_values(at: AttributeType, description: str, values: Sequence[bytes]
             )
 
 
-def check_request_values(at: AttributeType, description: str, values: Sequence[bytes]) -> None:
+def check_request_values(
+    at: AttributeType, description: str, values: Sequence[bytes], schema: Schema | None = None
+) -> None:
     """The values of one attribute of an add or one change of a modify, as slapd's slap_mods_check: syntax,
-    one value for a single-valued type, no value twice."""
-    validate_values(at, description, values)
+    one value for a single-valued type, no value twice. With the schema, DN values are checked by making their
+    pretty form (kept for `prettify`), so that each is parsed once."""
+    if schema is not None and at.syntax.oid == DN_SYNTAX:
+        pretty_dns(schema, values, description)
+    else:
+        validate_values(at, description, values)
     if len(values) > 1:
         if at.single_value:
             raise LDAPError(ResultCode.constraintViolation, f"{description}: multiple values provided")
@@ -130,8 +163,8 @@ def entry_from_attributes(
         at = resolve_type(schema, description)
         if not values:
             raise LDAPError(ResultCode.protocolError, f"{description}: no values for attribute type")
-        check_request_values(at, description, values)
-        values = prettify(schema, at, values)
+        check_request_values(at, description, values, schema)
+        values = prettify(schema, at, values, description)
         key = schema.attribute_key(description)
         keys = seen.setdefault(key, set())
         attribute = entry.attrs.get(key)
@@ -392,7 +425,7 @@ def check_changes(schema: Schema, changes: Sequence) -> None:
     for change in changes:
         at = resolve_type(schema, change.attr)
         if change.operation in (MOD_ADD, MOD_REPLACE):
-            check_request_values(at, change.attr, change.values)
+            check_request_values(at, change.attr, change.values, schema)
             if at.key == OBJECT_CLASS:
                 known_classes(schema, change.values, change.attr)
     check_no_user_modification(schema, (c.attr for c in changes))
@@ -413,7 +446,7 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
         if op == MOD_ADD:
             if not change.values:
                 raise LDAPError(ResultCode.protocolError, f"modify/add: {description}: no values given")
-            change_values = prettify(schema, at, change.values)
+            change_values = prettify(schema, at, change.values, description)
             if attribute is None:
                 attribute = entry.attrs[key] = Attribute(stored_description(at, description), [])
             present = set(equality_keys(at, attribute.values))
@@ -449,7 +482,7 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
             else:
                 del entry.attrs[key]
         elif op == MOD_REPLACE:
-            change_values = prettify(schema, at, change.values)
+            change_values = prettify(schema, at, change.values, description)
             # slapd's replace deletes the attribute and adds it anew: it moves to the end of the entry
             entry.attrs.pop(key, None)
             entry.put(key, stored_description(at, description), change_values)
