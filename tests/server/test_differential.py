@@ -265,6 +265,14 @@ SCHEMA_CHECKS = [
     f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: seeAlso\nseeAlso: cn=ok,dc=example,dc=com\n"
     "seeAlso: nosuch=x,dc=example,dc=com\n",
     f"dn: uid=jdoe,{P}\nchangetype: modify\nreplace: seeAlso\nseeAlso: nosuch=x\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: seeAlso\nseeAlso: nosuch=x\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: seeAlso\nseeAlso: not a DN\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: seeAlso\nseeAlso: cn=absent,dc=example,dc=com\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: uidNumber\nuidNumber: abc\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: objectClass\nobjectClass: no such class\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: telephoneNumber\ntelephoneNumber: +1 555 9999\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modrdn\nnewrdn: uid=x\ndeleteoldrdn: 1\nnewsuperior: nosuch=x,dc=example,dc=com\n",
+    f"dn: cn=u1,{P}\nchangetype: add\nobjectClass: groupOfUniqueNames\ncn: u1\nuniqueMember: nosuch=x#'0101'B\n",
     # matching
     f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: cn\ncn: not a value\n",
     f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: cn\ncn: Johnny\ncn: JOHN doe\n",

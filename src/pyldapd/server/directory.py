@@ -1516,6 +1516,11 @@ class Directory:
             normalize_dn(request.new_rdn, self.schema)
         except DNError:
             raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN") from None
+        if request.new_superior is not None:
+            try:
+                normalize_dn(request.new_superior, self.schema)
+            except DNError:
+                raise LDAPError(ResultCode.invalidDNSyntax, "invalid newSuperior") from None
         old_rdn, old_parent = split_rdn(request.dn)
         parent_dn = old_parent if request.new_superior is None else request.new_superior
         new_dn = f"{request.new_rdn},{parent_dn}" if parent_dn else request.new_rdn

@@ -25,7 +25,7 @@ def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes], descrip
     if at.oid == OBJECT_CLASS_OID:
         return [_class_name(schema, v) for v in values]
     if at.syntax.oid == NAME_AND_UID_SYNTAX:
-        return [_pretty_name_and_uid(schema, v) for v in values]
+        return [_pretty_name_and_uid(schema, v, description, index) for index, v in enumerate(values)]
     if at.syntax.oid != DN_SYNTAX:
         return list(values)
     return pretty_dns(schema, values, description)
@@ -61,14 +61,17 @@ def pretty_dns(schema: Schema, values: Sequence[bytes], description: str) -> lis
 NAME_AND_UID_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.34"
 
 
-def _pretty_name_and_uid(schema: Schema, value: bytes) -> bytes:
-    """slapd's nameUIDPretty: the DN part in pretty form, the optional `#'0101'B` kept as it is."""
+def _pretty_name_and_uid(schema: Schema, value: bytes, description: str, index: int) -> bytes:
+    """slapd's nameUIDPretty: the DN part in pretty form, the optional `#'0101'B` kept as it is; a DN part
+    naming a type the schema does not know is invalid per syntax."""
     text = value.decode(errors="replace")
     name, sep, uid = text.rpartition("#'") if text.endswith("'B") and "#'" in text else (text, "", "")
     try:
         return (pretty_dn(name, schema) + sep + uid).encode()
     except (DNError, ValueError):
-        return value  # validation refuses it, with slapd's words
+        raise LDAPError(
+            ResultCode.invalidAttributeSyntax, f"{description}: value #{index} invalid per syntax"
+        ) from None
 
 
 OBJECT_CLASS_OID = "2.5.4.0"
@@ -112,8 +115,8 @@ def resolve_type(schema: Schema, description: str) -> AttributeType:
     return at
 
 
-def validate_values(at: AttributeType, description: str, values: Sequence[bytes]) -> None:
-    for index, value in enumerate(values):
+def validate_values(at: AttributeType, description: str, values: Sequence[bytes], first: int = 0) -> None:
+    for index, value in enumerate(values, first):
         if not at.syntax.validate(value):
             raise LDAPError(
                 ResultCode.invalidAttributeSyntax, f"{description}: value #{index} invalid per syntax"
@@ -126,8 +129,8 @@ def check_request_values(
     """The values of one attribute of an add or one change of a modify, as slapd's slap_mods_check: syntax,
     one value for a single-valued type, no value twice. With the schema, DN values are checked by making their
     pretty form (kept for `prettify`), so that each is parsed once."""
-    if schema is not None and at.syntax.oid == DN_SYNTAX:
-        pretty_dns(schema, values, description)
+    if schema is not None:
+        check_syntax(schema, at, description, values)
     else:
         validate_values(at, description, values)
     if len(values) > 1:
@@ -428,7 +431,25 @@ def check_changes(schema: Schema, changes: Sequence) -> None:
             check_request_values(at, change.attr, change.values, schema)
             if at.key == OBJECT_CLASS:
                 known_classes(schema, change.values, change.attr)
+        elif change.operation == MOD_DELETE and change.values and ordered.ordered_kind(at) is None:
+            # slapd's slap_mods_check checks the values to take away as those to add: one not of the syntax
+            # is invalid per syntax, not "no such value" (an ordered type's `{n}` alone names a value by index)
+            check_syntax(schema, at, change.attr, change.values)
     check_no_user_modification(schema, (c.attr for c in changes))
+
+
+def check_syntax(schema: Schema, at: AttributeType, description: str, values: Sequence[bytes]) -> None:
+    """Each value valid per the attribute's syntax; DN values (and nameAndUID's DN part) by making their pretty
+    form, as slapd's dnPretty does: it must name types the schema knows. The DN values' pretty forms are kept
+    for `prettify`, so that each is parsed once."""
+    if at.syntax.oid == DN_SYNTAX:
+        pretty_dns(schema, values, description)
+    elif at.syntax.oid == NAME_AND_UID_SYNTAX:
+        for index, value in enumerate(values):
+            validate_values(at, description, [value], index)
+            _pretty_name_and_uid(schema, value, description, index)
+    else:
+        validate_values(at, description, values)
 
 
 def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None:
