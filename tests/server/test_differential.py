@@ -330,3 +330,67 @@ def test_subschema_publishes_included_definitions_as_slapd(pair):
     slapd, ours = ({d for d in defs if d.split()[1] in wanted} for defs in published)
     assert len(slapd) == len(wanted)
     assert ours == slapd
+
+
+def python_ldap_outcome(server, call) -> tuple[str, str | None, bool]:
+    """(result, diagnostic text, whether the connection still answers) of one request on a new connection."""
+    import ldap
+
+    conn = ldap.initialize(server.url)
+    conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
+    conn.set_option(ldap.OPT_TIMEOUT, 30)
+    conn.simple_bind_s(ROOTDN, ROOTPW)
+    try:
+        call(conn)
+        outcome, text = "success", None
+    except ldap.LDAPError as exc:
+        info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        outcome, text = type(exc).__name__, info.get("info") or None
+    try:
+        conn.whoami_s()
+        alive = True
+    except ldap.LDAPError:
+        alive = False
+    conn.unbind_s()
+    return outcome, text, alive
+
+
+def _requests():
+    import ldap
+    from ldap.controls import RequestControl
+
+    person = "uid=jdoe,ou=People,dc=example,dc=com"
+
+    def with_control(oid: str, value: bytes | None):
+        return lambda c: c.search_ext_s("dc=example,dc=com", ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"],
+                                        serverctrls=[RequestControl(oid, True, value)])  # fmt: skip
+
+    def modify(*changes):
+        return lambda c: c.modify_s(person, list(changes))
+
+    return {
+        "unknown critical control": with_control("1.2.3.4.5", None),
+        "sort control (not offered)": with_control("1.2.840.113556.1.4.473", b"0\x080\x06\x04\x04name"),
+        "paged results value not BER": with_control("1.2.840.113556.1.4.319", b"\x01\x02"),
+        "manageDSAit with a value": with_control("2.16.840.1.113730.3.4.2", b"x"),
+        "sync request, no syncprov": with_control("1.3.6.1.4.1.4203.1.9.1.1", b"0\x03\n\x01\x01"),
+        "proxied authorization of nobody": with_control("2.16.840.1.113730.3.4.18", b"x:nobody"),
+        "compare of an undefined type": lambda c: c.compare_s(person, "nosuchAttr", b"x"),
+        "increment of a string": modify((ldap.MOD_INCREMENT, "cn", [b"1"])),
+        "increment by no number": modify((ldap.MOD_INCREMENT, "uidNumber", [b"x"])),
+        "increment by two values": modify((ldap.MOD_INCREMENT, "uidNumber", [b"1", b"2"])),
+        "increment by no value": modify((ldap.MOD_INCREMENT, "uidNumber", [])),
+        "binary option on a string": modify((ldap.MOD_ADD, "description;binary", [b"x"])),
+        "option with a space": modify((ldap.MOD_ADD, "description;x y", [b"x"])),
+        "option with an underscore": modify((ldap.MOD_ADD, "description;lang_en", [b"x"])),
+    }
+
+
+@pytest.mark.parametrize("name", list(_requests()))
+def test_refused_requests_answer_as_slapd(pair, name):
+    """Controls, compares and modifies slapd refuses: the same result code and text from pyldapd, and the
+    connection goes on as on slapd's."""
+    call = _requests()[name]
+    slapd, ours = (python_ldap_outcome(server, call) for server in pair)
+    assert slapd[0] != "success", "the corpus holds only refused requests"
+    assert ours == slapd, (slapd, ours)

@@ -107,15 +107,24 @@ replace: title
 title: Director
 -
 delete: mail
--
-increment: employeeNumber
-employeeNumber: 5
 """
     result = ldap_tool("ldapmodify", "-H", loaded.url, *ADMIN, input=ldif)
     assert result.returncode == 0, result.stderr
     code, out = search(loaded, "-b", "uid=bwong,ou=People,dc=example,dc=com", "-s", "base")
     assert "title: Director" in out and "telephoneNumber: +1 555 0199" in out
-    assert "mail:" not in out and "employeeNumber: 12" in out
+    assert "mail:" not in out
+    # increment: integers only (employeeNumber is a directoryString: slapd refuses it too)
+    increment = "dn: {dn}\nchangetype: modify\nincrement: {attr}\n{attr}: {by}\n"
+    cjones = "uid=cjones,ou=People,dc=example,dc=com"
+    result = ldap_tool("ldapmodify", "-H", loaded.url, *ADMIN,
+                       input=increment.format(dn="uid=bwong,ou=People,dc=example,dc=com", attr="employeeNumber", by=5))  # fmt: skip
+    assert result.returncode == 19 and "attribute syntax inappropriate for increment" in result.stderr
+    for by, expected in ((5, "gidNumber: 205"), (-5, "gidNumber: 200")):
+        result = ldap_tool(
+            "ldapmodify", "-H", loaded.url, *ADMIN, input=increment.format(dn=cjones, attr="gidNumber", by=by)
+        )
+        assert result.returncode == 0, result.stderr
+        assert expected in search(loaded, "-b", cjones, "-s", "base", "gidNumber")[1]
     code, out = search(loaded, "-b", "uid=bwong,ou=People,dc=example,dc=com", "-s", "base", "+")
     assert "modifiersName: cn=admin,dc=example,dc=com" in out
     assert re.search(r"entryCSN: \d{14}\.\d{6}Z#000000#000#000000", out), out

@@ -605,7 +605,7 @@ class LDAPConnection(asyncio.Protocol):
             for control in controls:
                 if control.critical and control.oid not in KNOWN_CONTROLS:
                     self.result(mid, tag, ResultCode.unavailableCriticalExtension,
-                                "critical extension is unavailable", nentries=0)  # fmt: skip
+                                "critical extension is not recognized", nentries=0)  # fmt: skip
                     return
             if not self.check_values_return_filter(mid, op, tag, controls):
                 return
@@ -648,6 +648,12 @@ class LDAPConnection(asyncio.Protocol):
 
     def request_session(self, op, controls: list[Control]):
         """The identity this operation runs as (Proxied Authorization), after slapd's control checks."""
+        manage = [c for c in controls if c.oid == ctl.MANAGE_DSA_IT]
+        if manage:  # slapd's parseManageDSAit
+            if len(manage) > 1:
+                raise LDAPError(ResultCode.protocolError, "manageDSAit control specified multiple times")
+            if manage[0].value is not None:
+                raise LDAPError(ResultCode.protocolError, "manageDSAit control value not absent")
         copies = [c for c in controls if c.oid == ctl.DONT_USE_COPY]
         if copies:
             if len(copies) > 1:

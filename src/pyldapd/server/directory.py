@@ -1168,7 +1168,7 @@ class Directory:
         try:
             page = ctl.decode_paged_results(paged.value or b"")
         except Exception as exc:
-            raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
+            raise LDAPError(ResultCode.protocolError, "paged results control could not be decoded") from exc
         key = (request.base.lower(), request.scope, request.filter, tuple(request.attributes))
         # One paged search per connection, cookies numbered per connection, checked as slapd's
         # parsePagedResults does: a cookie never issued is a protocol error, an earlier one is refused.
@@ -1254,8 +1254,10 @@ class Directory:
         base_ndn = normalize_or_fail(self.schema, request.base)
         backend = self.backend_for(base_ndn)
         if backend is None or backend.provider is None:
-            if sync_control.critical:
-                raise LDAPError(ResultCode.unavailableCriticalExtension, "critical extension is unavailable")
+            if sync_control.critical:  # slapd's words when the database has no syncprov
+                raise LDAPError(
+                    ResultCode.unavailableCriticalExtension, "critical extension is not recognized"
+                )
             sent, response_controls, text = yield from self.search_steps(
                 conn.session, message_id, request, controls, conn.send
             )
@@ -1583,6 +1585,8 @@ class Directory:
             check_restrictions(self, session, None, "compare")
             return self.configdb.compare(session, request)
         ndn = normalize_or_fail(self.schema, request.dn)
+        if self.schema.split_description(request.attr)[0] is None:  # slapd's do_compare says no more
+            raise LDAPError(ResultCode.undefinedAttributeType, "")
         at = resolve_type(self.schema, request.attr)
         backend = None
         if ndn == "":
@@ -1989,7 +1993,7 @@ def paged_page_size(control: Control) -> int:
     try:
         return ctl.decode_paged_results(control.value or b"").size
     except Exception as exc:
-        raise LDAPError(ResultCode.protocolError, "paged results control value is malformed") from exc
+        raise LDAPError(ResultCode.protocolError, "paged results control could not be decoded") from exc
 
 
 def paged_control(size: int, cookie: bytes) -> Control:

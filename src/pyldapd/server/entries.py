@@ -108,10 +108,23 @@ def equality_keys(at: AttributeType, values: Sequence[bytes]) -> list[bytes]:
     return forms  # type: ignore[return-value]
 
 
+_OPTION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
 def resolve_type(schema: Schema, description: str) -> AttributeType:
-    at, _ = schema.split_description(description)
+    """The type of an attribute description of an add, a modify or a compare; its options as slapd's
+    ad_str2desc takes them: letters, digits and hyphens, and `binary` only with a syntax that requires it."""
+    at, options = schema.split_description(description)
     if at is None:
         raise LDAPError(ResultCode.undefinedAttributeType, f"{description}: attribute type undefined")
+    if options:
+        for option in description.split(";")[1:]:
+            if not _OPTION_CHARS.issuperset(option):
+                raise LDAPError(ResultCode.undefinedAttributeType,
+                                f"{description}: AttributeDescription contains inappropriate characters")  # fmt: skip
+            if option.lower() == "binary" and not at.syntax.binary:
+                raise LDAPError(ResultCode.undefinedAttributeType,
+                                f'{description}: option "binary" not supported with type')  # fmt: skip
     return at
 
 
@@ -422,12 +435,27 @@ def normalize_or_fail(schema: Schema, dn: str) -> str:
 MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3
 
 
+INTEGER_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.27"
+
+
 def check_changes(schema: Schema, changes: Sequence) -> None:
-    """A ModifyRequest's changes on their own, as slapd's slap_mods_check and then its NO-USER-MODIFICATION
-    check: types defined, added and replacing values valid (`check_request_values`), known object classes."""
+    """A ModifyRequest's changes on their own, as slapd's get_modlist (an increment's one value), slap_mods_check
+    and then its NO-USER-MODIFICATION check: types defined, added and replacing values valid
+    (`check_request_values`), known object classes, increments of integers only."""
+    for change in changes:
+        if change.operation == MOD_INCREMENT and len(change.values) != 1:
+            raise LDAPError(ResultCode.protocolError, "modify/increment operation requires value"
+                            if not change.values else "modify/increment operation requires single value")  # fmt: skip
     for change in changes:
         at = resolve_type(schema, change.attr)
-        if change.operation in (MOD_ADD, MOD_REPLACE):
+        if change.operation == MOD_INCREMENT:
+            if at.syntax.oid != INTEGER_SYNTAX:
+                raise LDAPError(
+                    ResultCode.constraintViolation,
+                    f"{change.attr}: attribute syntax inappropriate for increment",
+                )
+            validate_values(at, change.attr, change.values)
+        elif change.operation in (MOD_ADD, MOD_REPLACE):
             check_request_values(at, change.attr, change.values, schema)
             if at.key == OBJECT_CLASS:
                 known_classes(schema, change.values, change.attr)
