@@ -271,34 +271,43 @@ def conn_id_of(server: RunningServer, local_port: int, timeout: float = 10.0) ->
 def connection_on_worker(server: RunningServer, index: int, count: int, *, who: str = ROOTDN,
                          password: str = ROOTPW, attempts: int = 2000, timeout: float = 60.0):  # fmt: skip
     """A bound python-ldap connection (ldap://) served by worker `index` of `count`: connections are opened
-    (at most `attempts`, for at most `timeout` seconds) until the kernel gives one to that worker, told by its
-    conn=N (N % count == index: the workers' conn ids are strided, server/app.py Server.use_worker). The others
-    are closed. A worker just restarted accepts only once it has opened its databases: until then every
-    connection goes to the others, hence the pause after the first misses. Returns (connection, conn id)."""
+    (at most `attempts`, for at most `timeout` seconds) until one lands on that worker, told by its conn=N
+    (N % count == index: the workers' conn ids are strided, server/app.py Server.use_worker). The workers share
+    new connections evenly (server/sharedlisten.py: the one holding fewest takes the next), so those landing
+    elsewhere are kept open until then, and closed after: a test may hold several connections on one worker. A
+    worker just restarted accepts only once it has opened its databases: until then every connection goes to
+    the others, hence the pause after the first misses. Returns (connection, conn id)."""
     import ldap
 
     deadline = time.monotonic() + timeout
-    for attempt in range(attempts):
-        if time.monotonic() > deadline:
-            break
-        if attempt >= 20:
-            time.sleep(0.05)
-        conn = ldap.initialize(server.url)
-        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
-        conn.set_option(ldap.OPT_TIMEOUT, 30)
-        if who:
-            conn.simple_bind_s(who, password)
-        else:
-            conn.simple_bind_s("", "")
-        sock = socket.socket(fileno=os.dup(conn.get_option(ldap.OPT_DESC)))
-        try:
-            local_port = sock.getsockname()[1]
-        finally:
-            sock.close()
-        conn_id = conn_id_of(server, local_port)
-        if conn_id % count == index:
-            return conn, conn_id
-        conn.unbind_s()
+    elsewhere = []
+    try:
+        for attempt in range(attempts):
+            if time.monotonic() > deadline:
+                break
+            if attempt >= 20:
+                time.sleep(0.05)
+            conn = ldap.initialize(server.url)
+            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
+            conn.set_option(ldap.OPT_TIMEOUT, 30)
+            if who:
+                conn.simple_bind_s(who, password)
+            else:
+                conn.simple_bind_s("", "")
+            sock = socket.socket(fileno=os.dup(conn.get_option(ldap.OPT_DESC)))
+            try:
+                local_port = sock.getsockname()[1]
+            finally:
+                sock.close()
+            conn_id = conn_id_of(server, local_port)
+            if conn_id % count == index:
+                return conn, conn_id
+            elsewhere.append(conn)
+            if len(elsewhere) > 200:  # a worker that never accepts: do not hold descriptors without end
+                elsewhere.pop(0).unbind_s()
+    finally:
+        for conn in elsewhere:
+            conn.unbind_s()
     raise RuntimeError(f"no connection landed on worker {index} of {count} in {attempt + 1} attempts")
 
 

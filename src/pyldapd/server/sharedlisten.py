@@ -61,6 +61,10 @@ class SharedListener:
         """As asyncio.Server's: the listening socket while open (cn=Monitor's listener addresses)."""
         return () if self.closed else (self.sock,)
 
+    def is_serving(self) -> bool:
+        """As asyncio.Server's: open and watching the socket (or about to again, after deferring)."""
+        return not self.closed
+
     def watch(self) -> None:
         if not self.closed and not self.watching:
             self.loop.add_reader(self.fd, self.readable)
