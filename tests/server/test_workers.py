@@ -374,6 +374,16 @@ def test_a_stopped_worker_does_not_keep_new_clients_waiting(tmp_path):
             conn = connect(server)
             assert conn.search_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["namingContexts"])
             socks.append(conn)
+        burst = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(20)]
+        try:  # a burst meanwhile: taken at once by the worker that accepts (each one answered)
+            for sock in burst:
+                sock.sendall(ROOT_DSE_SEARCH)
+            for sock in burst:
+                assert sock.recv(65536)[:1] == b"\x30"
+            assert workers_of(server, burst) == [20, 0]
+        finally:
+            for sock in burst:
+                sock.close()
     finally:
         if frozen is not None:
             os.kill(frozen, signal.SIGCONT)

@@ -7,8 +7,8 @@ listener (libuv) accepts until the backlog is empty, which makes a burst land in
 
 Here a worker accepts one connection per wake-up, and only when no other accepting worker holds fewer clients
 (the counts are the shared counter table's, server/stats.py). A worker that holds more defers for `DEFER`
-seconds; a connection still waiting after that is taken anyway, so a busy or dead peer never makes a client wait
-longer than that.
+seconds; what is still waiting after that is taken anyway (up to `BURST` connections), so a busy, frozen or dying
+peer never makes a client wait longer than that.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pyldapd.server.stats import Stats
 
 DEFER = 0.002  # how long a worker with more clients leaves a waiting connection to the others
+BURST = 64  # connections taken at once when the others left them waiting for DEFER
 RETRY_AFTER_EMFILE = 1.0  # out of descriptors: asyncio's accept_retry_delay
 GONE = {errno.EBADF, errno.EINVAL, errno.ENOTSOCK}  # the listener was shut down or closed (stop, gentle stop)
 
@@ -52,6 +53,7 @@ class SharedListener:
         self.watching = False
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
+        self.seen_elsewhere = 0  # stats.accepted_elsewhere() when this worker began to defer
         sock.setblocking(False)
         sock.listen(backlog)  # bound by the supervisor; listen() again only sets the backlog
         self.watch()
@@ -78,34 +80,40 @@ class SharedListener:
     def readable(self) -> None:
         if self.stats.fewer_connections_elsewhere():
             self.unwatch()
+            self.seen_elsewhere = self.stats.accepted_elsewhere()
             self.timer = self.loop.call_later(DEFER, self.after_deferring)
             return
         self.accept()
 
     def after_deferring(self) -> None:
+        """What waits after DEFER is taken: one connection when the others accepted meanwhile (they are slow, not
+        stopped: the next ones are shared again), everything waiting (up to BURST) when none of them did (busy,
+        frozen or dying): a burst then waits DEFER once, not once per connection."""
         self.timer = None
         if self.closed:
             return
-        try:
-            waiting = bool(select.select([self.fd], [], [], 0)[0])
-        except (OSError, ValueError):
-            return
-        if waiting:  # nobody took it: take it, whoever holds fewer
-            self.accept()
-        self.watch()
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        stalled = self.stats.accepted_elsewhere() == self.seen_elsewhere
+        for _ in range(BURST if stalled else 1):
+            if not poller.poll(0) or not self.accept() or self.timer is not None:
+                break
+        if self.timer is None:  # (accept may have paused for descriptors: its timer watches again)
+            self.watch()
 
-    def accept(self) -> None:
+    def accept(self) -> bool:
+        """Take one waiting connection; False when there was none to take (or it could not be taken)."""
         try:
             conn, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # another worker took it, or the client gave up
+            return False  # another worker took it, or the client gave up
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 self.unwatch()  # as asyncio does: pause rather than spin on a connection that cannot be taken
                 self.timer = self.loop.call_later(RETRY_AFTER_EMFILE, self.after_deferring)
             elif exc.errno in GONE:
                 self.unwatch()
-            return
+            return False
         conn.setblocking(False)
         if conn.family != socket.AF_UNIX:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports do
@@ -113,6 +121,7 @@ class SharedListener:
         task = self.loop.create_task(self.connect(conn))
         self.handshakes.add(task)
         task.add_done_callback(self.opened)
+        return True
 
     def opened(self, task: asyncio.Task) -> None:
         self.handshakes.discard(task)

@@ -292,5 +292,10 @@ class Stats:
         mine = self.ints[7] + self.ints[HANDSHAKES]
         return any(ints[ACCEPTING] and ints[7] + ints[HANDSHAKES] < mine for ints in self.others)
 
+    def accepted_elsewhere(self) -> int:
+        """A figure that changes whenever another worker accepts a connection (those it opened, plus those it
+        accepted and has not opened yet)."""
+        return sum(ints[6] + ints[HANDSHAKES] for ints in self.others)
+
     def highest_conn_id(self) -> int:
         return max(ints[8] for ints, _ in self.slots)
