@@ -332,8 +332,9 @@ def test_subschema_publishes_included_definitions_as_slapd(pair):
     assert ours == slapd
 
 
-def python_ldap_outcome(server, call) -> tuple[str, str | None, bool]:
-    """(result, diagnostic text, whether the connection still answers) of one request on a new connection."""
+def python_ldap_outcome(server, call) -> tuple[str, object, bool]:
+    """(result, diagnostic text, whether the connection still answers) of one request on a new connection; a
+    request that succeeds gives what it returned (a compare's truth, a search's number of entries)."""
     import ldap
 
     conn = ldap.initialize(server.url)
@@ -341,8 +342,11 @@ def python_ldap_outcome(server, call) -> tuple[str, str | None, bool]:
     conn.set_option(ldap.OPT_TIMEOUT, 30)
     conn.simple_bind_s(ROOTDN, ROOTPW)
     try:
-        call(conn)
-        outcome, text = "success", None
+        returned = call(conn)
+        outcome, text = (
+            "success",
+            returned if isinstance(returned, bool) else getattr(returned, "__len__", None) and len(returned),
+        )
     except ldap.LDAPError as exc:
         info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
         outcome, text = type(exc).__name__, info.get("info") or None
@@ -357,6 +361,7 @@ def python_ldap_outcome(server, call) -> tuple[str, str | None, bool]:
 
 def _requests():
     import ldap
+    import ldap.extop
     from ldap.controls import RequestControl
 
     person = "uid=jdoe,ou=People,dc=example,dc=com"
@@ -383,7 +388,84 @@ def _requests():
         "binary option on a string": modify((ldap.MOD_ADD, "description;binary", [b"x"])),
         "option with a space": modify((ldap.MOD_ADD, "description;x y", [b"x"])),
         "option with an underscore": modify((ldap.MOD_ADD, "description;lang_en", [b"x"])),
+        "attribute given twice in an add": lambda c: c.add_s(
+            "uid=twice,ou=People,dc=example,dc=com",
+            [
+                ("objectClass", [b"account"]),
+                ("uid", [b"twice"]),
+                ("description", [b"a"]),
+                ("description", [b"b"]),
+            ],
+        ),
+        "attribute given twice, by another name": lambda c: c.add_s(
+            "cn=twice,dc=example,dc=com",
+            [("objectClass", [b"person"]), ("cn", [b"twice"]), ("sn", [b"a"]), ("surname", [b"b"])],
+        ),
+        "options given twice, in other case": lambda c: c.add_s(
+            "uid=twice,ou=People,dc=example,dc=com",
+            [
+                ("objectClass", [b"account"]),
+                ("uid", [b"twice"]),
+                ("description;lang-en", [b"a"]),
+                ("description;LANG-EN", [b"b"]),
+            ],
+        ),
+        "add of the root DSE": lambda c: c.add_s("", [("objectClass", [b"top"])]),
+        "add of the subschema subentry": lambda c: c.add_s("cn=Subschema", [("objectClass", [b"subentry"])]),
+        "modify of the root DSE": lambda c: c.modify_s("", [(ldap.MOD_ADD, "description", [b"x"])]),
+        "modify of the subschema subentry": lambda c: c.modify_s(
+            "cn=Subschema", [(ldap.MOD_ADD, "description", [b"x"])]
+        ),
+        "delete of the root DSE": lambda c: c.delete_s(""),
+        "delete of the subschema subentry": lambda c: c.delete_s("cn=Subschema"),
+        "rename of the root DSE": lambda c: c.rename_s("", "cn=x"),
+        "rename of the subschema subentry": lambda c: c.rename_s("cn=Subschema", "cn=x"),
+        "compare of entryDN": lambda c: c.compare_s(person, "entryDN", person.encode()),
+        "compare of subschemaSubentry": lambda c: c.compare_s(person, "subschemaSubentry", b"cn=Subschema"),
+        "search of scope 5": lambda c: c.search_s("dc=example,dc=com", 5, "(objectClass=*)", ["1.1"]),
+        "search of derefAliases 7": lambda c: (
+            c.search_ext_s("dc=example,dc=com", 0, "(objectClass=*)", ["1.1"])
+            if c.set_option(ldap.OPT_DEREF, 7) is None
+            else None
+        ),
+        "StartTLS without TLS configured": lambda c: c.start_tls_s(),
+        "Who am I? with a value": lambda c: c.extop_s(
+            ldap.extop.ExtendedRequest("1.3.6.1.4.1.4203.1.11.3", b"x")
+        ),
+        "Cancel of no operation": lambda c: c.extop_s(
+            ldap.extop.ExtendedRequest("1.3.6.1.1.8", b"\x30\x03\x02\x01\x63")
+        ),
+        "Password Modify not BER": lambda c: c.extop_s(
+            ldap.extop.ExtendedRequest("1.3.6.1.4.1.4203.1.11.1", b"\x01")
+        ),
+        "Password Modify of nobody": lambda c: c.passwd_s("cn=nobody,dc=example,dc=com", None, "x"),
     }
+
+
+def _answers():
+    import ldap
+
+    person = "uid=jdoe,ou=People,dc=example,dc=com"
+    return {
+        "compare of hasSubordinates (a leaf)": lambda c: c.compare_s(person, "hasSubordinates", b"FALSE"),
+        "compare of hasSubordinates (a parent)": lambda c: c.compare_s(
+            "ou=People,dc=example,dc=com", "hasSubordinates", b"TRUE"
+        ),  # fmt: skip
+        "compare of objectClass with a superclass": lambda c: c.compare_s(person, "objectClass", b"top"),
+        "compare of objectClass with another class": lambda c: c.compare_s(person, "objectClass", b"device"),
+        "compare of objectClass by OID": lambda c: c.compare_s(person, "objectClass", b"2.5.6.6"),
+        "search of (objectClass=top)": lambda c: c.search_s(
+            person, ldap.SCOPE_BASE, "(objectClass=top)", ["1.1"]
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_answers()))
+def test_compares_answer_as_slapd(pair, name):
+    """Compares of computed and object class values: slapd's answer."""
+    call = _answers()[name]
+    slapd, ours = (python_ldap_outcome(server, call) for server in pair)
+    assert ours == slapd, (slapd, ours)
 
 
 @pytest.mark.parametrize("name", list(_requests()))

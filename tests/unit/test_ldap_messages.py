@@ -346,11 +346,6 @@ def _msg(op: bytes, mid: int = 7, extra: bytes = b"") -> bytes:
         _msg(b"\x42\x00", extra=b"\xa0\x03\x04\x01a"),  # control not a SEQUENCE
         _msg(b"\x42\x00", extra=b"\xa0\x05\x30\x03\x02\x01\x01"),  # controlType not an OCTET STRING
         _msg(
-            tlv(
-                0x63, b"\x04\x00\x0a\x01\x07\x0a\x01\x00\x02\x01\x00\x02\x01\x00\x01\x01\x00\x87\x01a\x30\x00"
-            )
-        ),
-        _msg(
             tlv(0x63, b"\x04\x00\x0a\x01\x00\x0a\x01\x00\x02\x01\x00\x02\x01\x00\x01\x01\x00\xaa\x00\x30\x00")
         ),
         _msg(tlv(0x73, b"")),  # empty reference
@@ -360,6 +355,19 @@ def test_malformed_ops_carry_message_id(pdu: bytes) -> None:
     with pytest.raises(ProtocolError) as info:
         decode_message(pdu)
     assert info.value.message_id == 7
+
+
+def test_search_scope_and_deref_out_of_range_decode_for_the_engine_to_answer() -> None:
+    """A scope or derefAliases value past the enumeration is well-formed BER: the search is answered
+    protocolError "invalid scope" / "invalid deref" and the connection goes on, as slapd's do_search does."""
+    search = decode_message(
+        _msg(
+            tlv(
+                0x63, b"\x04\x00\x0a\x01\x07\x0a\x01\x09\x02\x01\x00\x02\x01\x00\x01\x01\x00\x87\x01a\x30\x00"
+            )
+        )
+    ).op
+    assert (search.scope, search.deref) == (7, 9)
 
 
 @pytest.mark.parametrize(

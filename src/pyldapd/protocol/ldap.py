@@ -730,8 +730,6 @@ def _decode_search_request(buf: bytes, start: int, stop: int, depth: int) -> Sea
     size_limit, pos = _read_uint(buf, pos, stop)
     time_limit, pos = _read_uint(buf, pos, stop)
     types_only, pos = _read_bool(buf, pos, stop)
-    if scope > 3 or deref > 3:
-        raise ProtocolError("scope or derefAliases out of range")
     flt, pos = _read_filter(buf, pos, stop, depth)
     s, e = _expect(buf, pos, stop, 0x30)
     _at_end(e, stop)

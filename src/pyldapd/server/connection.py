@@ -803,6 +803,9 @@ class LDAPConnection(asyncio.Protocol):
         if op.name in (ctl.WHO_AM_I, ctl.CANCEL, ctl.START_TLS):  # Password Modify: at its target's database
             check_restrictions(self.directory, session, None, "extended", op.name)
         if op.name == ctl.WHO_AM_I:
+            if op.value is not None:
+                self.result(mid, tag, ResultCode.protocolError, "no request data expected")
+                return
             value = self.directory.who_am_i(session)
             extra = tlv(EXTENDED_RESULT_VALUE_TAG, value)
             self.result(mid, tag, ResultCode.success, extra=extra)
@@ -830,7 +833,7 @@ class LDAPConnection(asyncio.Protocol):
             if self.directory.stop_sync_search(self, target, ResultCode.cancelled):
                 self.result(mid, tag, ResultCode.success)
             else:
-                self.result(mid, tag, ResultCode.noSuchOperation)
+                self.result(mid, tag, ResultCode.noSuchOperation, "message ID not found")
         elif op.name == ctl.START_TLS:
             start_tls(self, mid, op, tag)  # server/tls.py; unavailable when TLS is not configured
         else:

@@ -34,7 +34,7 @@ from pyldapd.backends.mdb import CommitFailed, MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, CSNSet, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
-from pyldapd.model.entry import MANY_VALUES, Entry
+from pyldapd.model.entry import MANY_VALUES, Attribute, Entry
 from pyldapd.model.filter import (
     FilterEvaluator,
     ValuesFilter,
@@ -59,6 +59,7 @@ from pyldapd.replication.state import (
 from pyldapd.server import glue
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
+    OBJECT_CLASS,
     add_rdn_values,
     apply_modifications,
     check_changes,
@@ -904,6 +905,10 @@ class Directory:
         """The search as resumable steps (server/steps.py): yields every STEP_EVERY candidates, and an Offload to
         compile and plan a large filter; returns (entries sent, response controls, diagnostic). A cheap search
         runs to its end in the first step."""
+        if request.scope not in (0, 1, 2, 3):  # answered as slapd's do_search does; the connection goes on
+            raise LDAPError(ResultCode.protocolError, "invalid scope")
+        if request.deref not in (0, 1, 2, 3):
+            raise LDAPError(ResultCode.protocolError, "invalid deref")
         if self.configdb is not None and names_config(request.base):
             check_restrictions(self, session, None, "search")
             items = self.values_return_items(controls)
@@ -920,9 +925,7 @@ class Directory:
         if not request.base and request.scope != 0 and self.config.default_search_base:
             request = replace(request, base=self.config.default_search_base)  # slapd's defaultsearchbase
         base_ndn = normalize_or_fail(self.schema, request.base)
-        scope = SCOPES[request.scope] if request.scope in (0, 1, 2, 3) else None
-        if scope is None:
-            raise LDAPError(ResultCode.protocolError, "invalid scope")
+        scope = SCOPES[request.scope]
         if controls:
             manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
             paged = next((c for c in controls if c.oid == ctl.PAGED_RESULTS), None)
@@ -1269,6 +1272,8 @@ class Directory:
             raise LDAPError(ResultCode.protocolError, "Sync Request control value is malformed") from exc
         if request.scope not in (0, 1, 2, 3):
             raise LDAPError(ResultCode.protocolError, "invalid scope")
+        if request.deref not in (0, 1, 2, 3):
+            raise LDAPError(ResultCode.protocolError, "invalid deref")
         limits = limit_set(self, conn.session, backend, base_ndn)
         check_search_allowed(limits)
         size_limit, time_limit = request_limits(limits, request)
@@ -1400,8 +1405,10 @@ class Directory:
             check_restrictions(self, session, None, "add")
             return self.configdb.add(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
-        if not request.dn:
-            raise LDAPError(ResultCode.unwillingToPerform, "root DSE already exists")
+        if not ndn:  # slapd's do_add
+            raise LDAPError(ResultCode.entryAlreadyExists, "root DSE already exists")
+        if ndn == self.subschema_ndn:
+            raise LDAPError(ResultCode.entryAlreadyExists, "subschema subentry already exists")
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "add")
         self.check_shadow(backend, request.dn, session)
@@ -1445,6 +1452,11 @@ class Directory:
             check_restrictions(self, session, None, "modify")
             return self.configdb.modify(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
+        if not ndn:  # slapd's do_modify
+            raise LDAPError(ResultCode.unwillingToPerform, "modify upon the root DSE not supported")
+        if ndn == self.subschema_ndn:  # its values checked first, as slapd does
+            check_changes(self.schema, request.changes)
+            raise LDAPError(ResultCode.unwillingToPerform, "modification of subschema subentry not supported")
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "modify")
         self.check_shadow(backend, request.dn, session)
@@ -1472,6 +1484,8 @@ class Directory:
             check_restrictions(self, session, None, "delete")
             return self.configdb.delete(session, request, controls)
         ndn = normalize_or_fail(self.schema, request.dn)
+        if not ndn or ndn == self.subschema_ndn:  # slapd's do_delete says this of both
+            raise LDAPError(ResultCode.unwillingToPerform, "cannot delete the root DSE")
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "delete")
         self.check_shadow(backend, request.dn, session)
@@ -1505,6 +1519,10 @@ class Directory:
         if self.configdb is not None and names_config(request.dn):
             raise LDAPError(ResultCode.unwillingToPerform, "renaming is not supported in cn=config")
         ndn = normalize_or_fail(self.schema, request.dn)
+        if not ndn:  # slapd's do_modrdn
+            raise LDAPError(ResultCode.unwillingToPerform, "cannot rename the root DSE")
+        if ndn == self.subschema_ndn:
+            raise LDAPError(ResultCode.unwillingToPerform, "cannot rename subschema subentry")
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "rename")
         self.check_shadow(backend, request.dn, session)
@@ -1600,10 +1618,18 @@ class Directory:
         else:
             backend = self.require_backend(ndn, dn=request.dn)
             check_restrictions(self, session, backend, "compare")
+            if at.key in ("entrydn", "subschemasubentry"):  # slapd's fe_op_compare
+                raise LDAPError(ResultCode.unwillingToPerform, f"{at.name} compare not supported")
             with backend.db.read() as txn:
                 if txn.get(ndn) is None and self.access.configured:
                     raise self.access.not_found(session, backend, txn, ndn)
                 entry = self.existing(txn, ndn)
+                if at.key == "hassubordinates" and getattr(
+                    txn.has_children, "answers_has_subordinates", True
+                ):
+                    # computed, as slapd's fe_op_compare asks the database (a copy: stored entries stay as stored)
+                    entry = Entry(entry.dn, {**entry.attrs, "hassubordinates": Attribute(
+                        "hasSubordinates", [b"TRUE" if txn.has_children(ndn) else b"FALSE"])}, entry.id)  # fmt: skip
         may_compare, disclose = compare_allowed(
             self.access, session, backend, entry, ndn, at.key, request.value
         )
@@ -1630,6 +1656,13 @@ class Directory:
         wanted = at.equality.normalize(request.value)
         if wanted is None:
             raise LDAPError(ResultCode.invalidAttributeSyntax, "value does not conform to assertion syntax")
+        if at.key == OBJECT_CLASS:  # objectSubClassMatch, as in a filter: `top` matches a person
+            values = entry.get(OBJECT_CLASS)
+            if not values:
+                raise LDAPError(ResultCode.noSuchAttribute, "")
+            if any(wanted in self.schema.object_class_closure(value) for value in values):
+                return ResultCode.compareTrue
+            return ResultCode.compareFalse
         keys = {subtype.key for subtype in self.schema.subtypes(at)}
         found = False
         for key, attribute in entry.attrs.items():
@@ -1658,7 +1691,7 @@ class Directory:
         try:
             request = ctl.decode_password_modify_request(value or b"")
         except Exception as exc:
-            raise LDAPError(ResultCode.protocolError, "password modify request is malformed") from exc
+            raise LDAPError(ResultCode.protocolError, "") from exc  # slapd's answer has no text
         if session.anonymous:  # slapd's passwd.c: before the identity is even looked at
             raise LDAPError(ResultCode.strongerAuthRequired, "only authenticated users may change passwords")
         target_dn = request.user_identity.decode() if request.user_identity is not None else session.bind_dn
@@ -1677,7 +1710,10 @@ class Directory:
             new_password = generated = secrets.token_urlsafe(9).encode()
         schemes = self.config.password_hash or ["{SSHA}"]
         with backend.db.read() as txn:
-            stored = list(self.existing(txn, ndn).get("userpassword"))
+            found = txn.get(ndn)
+        if found is None:  # slapd's passwd.c: no matched DN
+            raise LDAPError(ResultCode.noSuchObject, "")
+        stored = list(found.get("userpassword"))
         return PasswordChange(ndn, backend, new_password, generated, schemes, self.config.password_crypt_salt_format,
                               request.old_password, stored)  # fmt: skip
 

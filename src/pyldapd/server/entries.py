@@ -174,27 +174,21 @@ def entry_from_attributes(
 ) -> Entry:
     """Build an entry from an AddRequest's attribute list, refusing what slapd refuses."""
     entry = Entry(dn)
-    seen: dict[str, set[bytes]] = {}
-    for description, values in attributes:
+    checked = []
+    for description, values in attributes:  # every attribute's values first, as slapd's slap_mods_check
         at = resolve_type(schema, description)
         if not values:
             raise LDAPError(ResultCode.protocolError, f"{description}: no values for attribute type")
         check_request_values(at, description, values, schema)
-        values = prettify(schema, at, values, description)
+        checked.append((at, description, prettify(schema, at, values, description)))
+    for at, description, values in checked:  # then one attribute per description (slap_mods2entry)
         key = schema.attribute_key(description)
-        keys = seen.setdefault(key, set())
-        attribute = entry.attrs.get(key)
-        if attribute is None:
-            attribute = entry.attrs[key] = Attribute(stored_description(at, description), [])
-        for index, value in enumerate(values):
-            normalized = equality_key(at, value)
-            if normalized in keys:
-                raise LDAPError(
-                    ResultCode.attributeOrValueExists,
-                    f"{description}: value #{index} provided more than once",
-                )
-            keys.add(normalized)
-            attribute.values.append(value)
+        if key in entry.attrs:
+            options = "".join(";" + option.lower() for option in description.split(";")[1:])
+            raise LDAPError(
+                ResultCode.attributeOrValueExists, f"attribute '{at.name}{options}' provided more than once"
+            )
+        entry.attrs[key] = Attribute(stored_description(at, description), values)
     return entry
 
 

@@ -248,6 +248,9 @@ def start_tls(conn: LDAPConnection, message_id: int, op: ldap.ExtendedRequest, t
     """The StartTLS extended operation (RFC 4513 3): answer, then handshake on the same connection."""
     name = tlv(EXTENDED_RESULT_NAME_TAG, op.name.encode())
     context = conn.server.tls_context
+    if context is None:  # as slapd without TLS configured: StartTLS is not among its extended operations
+        conn.result(message_id, tag, ResultCode.protocolError, "unsupported extended operation")
+        return
     if op.value is not None:
         conn.result(message_id, tag, ResultCode.protocolError, "no request data expected", extra=name)
         return
@@ -264,9 +267,6 @@ def start_tls(conn: LDAPConnection, message_id: int, op: ldap.ExtendedRequest, t
     if "tls_authc" in disallows and conn.session.bind_ndn:
         conn.result(message_id, tag, ResultCode.operationsError, "cannot start TLS after authentication",
                     extra=name)  # fmt: skip
-        return
-    if context is None:
-        conn.result(message_id, tag, ResultCode.unavailable, "Could not initialize TLS", extra=name)
         return
     transport = conn.transport
     if transport is None or transport.is_closing():
