@@ -343,10 +343,7 @@ def python_ldap_outcome(server, call) -> tuple[str, object, bool]:
     conn.simple_bind_s(ROOTDN, ROOTPW)
     try:
         returned = call(conn)
-        outcome, text = (
-            "success",
-            returned if isinstance(returned, bool) else getattr(returned, "__len__", None) and len(returned),
-        )
+        outcome, text = "success", returned if isinstance(returned, (bool, str)) else len(returned or ())
     except ldap.LDAPError as exc:
         info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
         outcome, text = type(exc).__name__, info.get("info") or None
@@ -457,6 +454,14 @@ def _answers():
         "search of (objectClass=top)": lambda c: c.search_s(
             person, ldap.SCOPE_BASE, "(objectClass=top)", ["1.1"]
         ),
+        "Who am I? as the rootdn, spelled otherwise": lambda c: (
+            c.simple_bind_s("CN=admin , DC=EXAMPLE,dc=com", ROOTPW),
+            c.whoami_s(),
+        )[1],  # fmt: skip
+        "Who am I? as a user, spelled otherwise": lambda c: (
+            c.simple_bind_s("UID=JDOE, OU=people,dc=example,dc=com", "secret1"),
+            c.whoami_s(),
+        )[1],  # fmt: skip
     }
 
 

@@ -627,16 +627,17 @@ class Directory:
         config_pw = self.configdb.root_password(ndn) if backend is None and self.configdb is not None else b""
         if config_pw:  # the config database's rootdn (olcRootPW on olcDatabase={0}config): any transport
             check_restrictions(self, session, None, "bind")
-            return PasswordCheck(request.name, ndn, password, [config_pw])
+            return PasswordCheck(pretty_dn(request.name, self.schema), ndn, password, [config_pw])
         if backend is None:
             dn_ndn = self.monitor.bind_root(
-                request.name, ndn, password
+                pretty_dn(request.name, self.schema), ndn, password
             )  # the monitor database's rootdn/rootpw
             session.auth_method = "simple"
             return dn_ndn
         check_restrictions(self, session, backend, "bind")
-        if ndn == backend.rootdn_ndn and backend.config.rootpw:
-            return PasswordCheck(request.name, ndn, password, [backend.config.rootpw], backend)
+        if ndn == backend.rootdn_ndn and backend.config.rootpw:  # the identity in pretty form, as slapd's
+            return PasswordCheck(pretty_dn(request.name, self.schema), ndn, password, [backend.config.rootpw],
+                                 backend)  # fmt: skip
         with backend.db.read() as txn:
             entry = txn.get(ndn)
         if entry is None:
