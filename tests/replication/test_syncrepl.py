@@ -169,6 +169,28 @@ def test_filtered_replication_creates_glue(tmp_path, provider_kind):
         consumer.stop()
 
 
+@pytest.mark.parametrize("consumer_kind", ["pyldapd", "slapd"])
+def test_a_subtree_filter_on_entrydn_replicates_that_subtree(tmp_path, consumer_kind):
+    """A consumer's filter of slapd's DN relation rule on the computed entryDN (a common way to replicate one
+    subtree of a suffix) selects that subtree on a pyldapd provider, changes included."""
+    provider = start("pyldapd", tmp_path, "provider", provider_conf)
+    consumer = start(consumer_kind, tmp_path, "consumer", consumer_conf, provider_url=provider.url,
+                     extra=f'filter="(entryDN:dnSubtreeMatch:=ou=People,{SUFFIX})"')  # fmt: skip
+    try:
+        populate(provider)
+        add(provider, person("g1", parent=f"ou=Groups,{SUFFIX}"))
+        people = [f"dn: ou=People,{SUFFIX}"] + [f"dn: uid=u{i},ou=People,{SUFFIX}" for i in range(1, 6)]
+        wait_for(lambda: sorted(dn for dn, _ in dump(consumer)) == sorted(people), what="the People subtree")
+        modify(provider, f"dn: uid=u1,ou=People,{SUFFIX}\nchangetype: modify\nreplace: sn\nsn: changed\n\n"
+                         f"dn: uid=g1,ou=Groups,{SUFFIX}\nchangetype: modify\nreplace: sn\nsn: changed\n")  # fmt: skip
+        wait_for(lambda: [e for e in dump(consumer) if "uid=u1," in e[0]]
+                 == [e for e in dump(provider) if "uid=u1," in e[0]], what="the change of u1")  # fmt: skip
+        assert sorted(dn for dn, _ in dump(consumer)) == sorted(people)  # nothing of ou=Groups
+    finally:
+        provider.stop()
+        consumer.stop()
+
+
 def test_cookie_override_forces_reload(tmp_path):
     provider = start("pyldapd", tmp_path, "provider", provider_conf)
     consumer = start("pyldapd", tmp_path, "consumer", consumer_conf, provider_url=provider.url)

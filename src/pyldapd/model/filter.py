@@ -669,6 +669,8 @@ class FilterEvaluator:
         at, options = self.schema.split_description(description)
         if at is None:
             return None
+        if at.key == "entrydn":  # computed: the entry's own DN, as slapd's
+            return (at, lambda entry: [(at, [entry.dn.encode("utf-8")])]) if not options else None
         by_key: dict[str, Any] = {sub.key: sub for sub in self.schema.subtypes(at)}
         if at.key not in by_key:
             by_key[at.key] = at
@@ -733,7 +735,7 @@ class FilterEvaluator:
                 at is not None
                 and not options
                 and at.equality is not None
-                and at.key != "objectclass"
+                and at.key not in ("objectclass", "entrydn")  # (entryDN is computed: `_resolve`)
                 and ordered_kind(at) is None
                 and not getattr(at.equality, "_word", False)
                 and all(sub is at for sub in self.schema.subtypes(at))
@@ -946,16 +948,92 @@ class FilterEvaluator:
             return bits
         if getattr(rule, "_word", False):
             return lambda value: rule.matches(value, assertion)
+        if rule.kind == "ordering":  # RFC 4517 (and slapd): an ordering rule holds when the value sorts first
+            bound = rule.ordering_key(assertion)
+            if bound is None:
+                return None
+            key_of = rule.ordering_key
+
+            def less(value: bytes) -> Tri:
+                k = key_of(value)
+                if k is None:
+                    return None
+                try:
+                    return k < bound
+                except TypeError:
+                    return None
+
+            return less
         wanted = rule.normalize(assertion)
         if wanted is None:
             return None
         norm = rule.normalize
         return lambda value: norm(value) == wanted
 
+    def _dn_relation(self, f: Extensible, relation: str) -> Matcher:
+        """slapd's dnSubtreeMatch, dnOneLevelMatch, dnSubordinateMatch and dnSuperiorMatch: how a DN value of
+        the attribute (entryDN, member...) stands to the asserted DN; with no attribute, every stored attribute
+        of DN syntax. Not published in the subschema, as slapd does not publish them; an attribute of another
+        syntax, or an asserted value that is no DN, is Undefined."""
+        from pyldapd.model.dn import DNError, normalize_dn
+
+        schema = self.schema
+        if f.attr is None:  # every stored attribute of DN syntax (slapd: not entryDN)
+            dn_keys: dict[str, bool] = {}
+
+            def is_dn(key: str) -> bool:
+                found = dn_keys.get(key)
+                if found is None:
+                    at = schema.attribute_type(key.partition(";")[0])
+                    found = dn_keys[key] = at is not None and at.syntax.oid == _DN_SYNTAX
+                return found
+
+            def values(entry: Entry) -> list[tuple[Any, list[bytes]]]:
+                return [(None, a.values) for key, a in entry.attrs.items() if is_dn(key)]
+        else:
+            resolved = self._resolve(f.attr)
+            if resolved is None or resolved[0].syntax.oid != _DN_SYNTAX:
+                return _undefined
+            values = resolved[1]
+        try:
+            asserted = normalize_dn(f.value.decode("utf-8"), schema)
+        except (DNError, UnicodeDecodeError):
+            return _undefined
+        below = "," + asserted if asserted else ""
+
+        def holds(value: bytes) -> Tri:
+            try:
+                dn = normalize_dn(value.decode("utf-8"), schema)
+            except (DNError, UnicodeDecodeError):
+                return None
+            if relation == "subtree":
+                return dn == asserted or not asserted or dn.endswith(below)
+            if relation == "subordinate":
+                return dn != asserted and (not asserted or dn.endswith(below))
+            if relation == "onelevel":  # (a normalized DN's commas are all separators: values escape theirs)
+                return bool(dn) and dn.partition(",")[2] == asserted
+            return asserted != dn and (not dn or asserted.endswith("," + dn))  # superior
+
+        def matcher(entry: Entry) -> Tri:
+            result: Tri = False
+            for _sub, vals in values(entry):
+                for v in vals:
+                    r = holds(v)
+                    if r:
+                        return True
+                    if r is None:
+                        result = None
+            return result
+
+        return matcher
+
     def _extensible(self, f: Extensible) -> Matcher:
         schema = self.schema
         rule: Any = None
         if f.rule is not None:
+            relation = _DN_RELATIONS.get(f.rule.lower())
+            if relation is not None:
+                return self._dn_relation(f, relation)
             rule = schema.matching_rule(f.rule)
             if rule is None:
                 return _undefined
@@ -1048,6 +1126,16 @@ class FilterEvaluator:
             return result
 
         return extensible
+
+
+_DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
+# slapd's DN relation rules (schema_init.c), by name and OID
+_DN_RELATIONS = {
+    "dnsubtreematch": "subtree", "1.3.6.1.4.1.4203.666.4.9": "subtree",
+    "dnonelevelmatch": "onelevel", "1.3.6.1.4.1.4203.666.4.8": "onelevel",
+    "dnsubordinatematch": "subordinate", "1.3.6.1.4.1.4203.666.4.10": "subordinate",
+    "dnsuperiormatch": "superior", "1.3.6.1.4.1.4203.666.4.11": "superior",
+}  # fmt: skip
 
 
 # values-return filter (matchedValues control, RFC 3876) ------------------------------------------------------------
