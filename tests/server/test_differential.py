@@ -490,3 +490,40 @@ def test_refused_requests_answer_as_slapd(pair, name):
     slapd, ours = (python_ldap_outcome(server, call) for server in pair)
     assert slapd[0] != "success", "the corpus holds only refused requests"
     assert ours == slapd, (slapd, ours)
+
+
+RENAMES = {  # (new RDN, deleteoldrdn): the entry is added as uid=<name> with cn <name>, then renamed
+    "to another spelling of the same value": ("UID={NAME}", 1),
+    "to a new value, keeping the old": ("uid={name}x", 0),
+    "to another type, keeping the old": ("cn=Z{name}", 0),
+    "to another type, deleting the old (refused: uid is a MUST)": ("cn=Z{name}", 1),
+    "to a multi-valued RDN": ("uid={name}+sn=S{name}", 1),
+    "to a type the entry may not hold": ("gidNumber=5", 1),
+}
+
+
+@pytest.mark.parametrize("case", list(RENAMES))
+def test_renames_leave_entries_as_slapd(pair, case):
+    """A modify DN's RDN values: added under the type's own name, the old ones taken away or kept as slapd does
+    it; the entry read back is the same on both servers."""
+    import ldap
+
+    new_rdn, delete_old = RENAMES[case]
+    name = f"r{list(RENAMES).index(case)}"
+    outcomes = []
+    for server in pair:
+        conn = ldap.initialize(server.url)
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        dn = f"uid={name},ou=People,dc=example,dc=com"
+        conn.add_s(dn, [("objectClass", [b"account"]), ("uid", [name.encode()])])
+        rdn = new_rdn.format(name=name, NAME=name.upper())
+        try:
+            conn.rename_s(dn, rdn, delold=delete_old)
+            dn = f"{rdn},ou=People,dc=example,dc=com"
+            outcome: object = conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["*"])
+        except ldap.LDAPError as exc:
+            outcome = (type(exc).__name__, exc.args[0].get("info"))
+        outcomes.append(outcome)
+        conn.delete_s(dn)
+        conn.unbind_s()
+    assert outcomes[1] == outcomes[0], outcomes

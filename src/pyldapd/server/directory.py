@@ -1552,7 +1552,7 @@ class Directory:
             raise LDAPError(ResultCode.unwillingToPerform, "cannot rename the suffix entry")
         if new_ndn == ndn or is_descendant(new_ndn, ndn):
             if new_ndn != ndn:
-                raise LDAPError(ResultCode.unwillingToPerform, "cannot move an entry below itself")
+                raise LDAPError(ResultCode.unwillingToPerform, "cannot place an entry below itself")
         with storing(backend, "txn_commit failed") as txn:
             self.require_write(session, backend, "entry")
             # back-mdb's order: the parent (missing: noSuchObject naming nothing), write on its children, and
@@ -1580,8 +1580,8 @@ class Directory:
             stored_parent = pretty_dn(stored_parent, self.schema) if stored_parent else ""
             rdn_pretty = pretty_dn(request.new_rdn, self.schema)
             entry.dn = f"{rdn_pretty},{stored_parent}" if stored_parent else rdn_pretty
-            if request.delete_old_rdn:
-                remove_rdn_values(self.schema, entry, old_rdn, request.new_rdn)
+            if request.delete_old_rdn:  # the RDN as stored, not as the request spells it
+                remove_rdn_values(self.schema, entry, split_rdn(current.dn)[0], request.new_rdn)
             add_rdn_values(self.schema, entry, request.new_rdn)
             check_entry(self.schema, entry)
             csn = self.stamp(entry, session, created=False)

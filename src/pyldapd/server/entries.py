@@ -396,8 +396,8 @@ def add_rdn_values(schema: Schema, entry: Entry, rdn: str) -> None:
             raise LDAPError(ResultCode.invalidDNSyntax, f"invalid new RDN: undefined attribute type {attr}")
         raw = value.encode()
         attribute = entry.attrs.get(at.key)
-        if attribute is None:
-            entry.attrs[at.key] = Attribute(attr, [raw])
+        if attribute is None:  # under the type's own name, as slapd stores it (`UID=x` gives `uid: x`)
+            entry.attrs[at.key] = Attribute(at.name, [raw])
             continue
         wanted = equality_key(at, raw)
         if not any(equality_key(at, v) == wanted for v in attribute.values):
@@ -405,10 +405,17 @@ def add_rdn_values(schema: Schema, entry: Entry, rdn: str) -> None:
 
 
 def remove_rdn_values(schema: Schema, entry: Entry, old_rdn: str, new_rdn: str) -> None:
-    keep = {(a.lower(), v) for a, v in rdn_attributes(new_rdn)}
+    """deleteoldrdn: the old RDN's values leave the entry, but for those the new RDN names again as they are
+    written (slapd: renaming `uid=CJONES` to `uid=cjones` takes `CJONES` away and puts `cjones` in)."""
+
+    def key(attr: str) -> str:
+        at = schema.attribute_type(attr)
+        return at.key if at is not None else attr.lower()
+
+    keep = {(key(a), v) for a, v in rdn_attributes(new_rdn)}
     for attr, value in rdn_attributes(old_rdn):
         at = schema.attribute_type(attr)
-        if at is None or (attr.lower(), value) in keep:
+        if at is None or (at.key, value) in keep:
             continue
         attribute = entry.attrs.get(at.key)
         if attribute is None:
