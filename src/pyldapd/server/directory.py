@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from pyldapd.backends.base import (
     AlreadyExists,
@@ -992,10 +993,14 @@ class Directory:
         return sent, [], diagnostic
 
     def search_base(self, session: Session, controls: list[Control], backend: Backend, txn, guard,
-                    base_ndn: str, scope: Scope, manage_dsa_it: bool) -> Entry:  # fmt: skip
+                    base_ndn: str, scope: Scope, manage_dsa_it: bool, base_dn: str = "") -> Entry:  # fmt: skip
         """The search's base entry, or the error a missing (or hidden) one gives; the Assertion control is
-        tested on it."""
+        tested on it. A base that is a referral entry, or below one, is answered with the referral."""
         base = txn.get(base_ndn)
+        if not manage_dsa_it:
+            if not base_dn or normalize_or_fail(self.schema, base_dn) != base_ndn:
+                base_dn = base_ndn  # a glued database's part: its own suffix
+            refer(base, txn, base_ndn, base_dn, int(scope))
         if base is None or (scope == Scope.BASE and not manage_dsa_it and is_glue(base)):
             if guard is not None and base is None:
                 raise self.access.not_found(session, backend, txn, base_ndn)
@@ -1029,7 +1034,7 @@ class Directory:
                         return guard, None, None
                 else:
                     base = self.search_base(
-                        session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it
+                        session, controls, backend, txn, guard, base_ndn, scope, manage_dsa_it, request.base
                     )
                 # compiled once: by access control (with `search` checks) or plainly
                 matches = self.filters.compile(request.filter) if guard is None else guard.matches
@@ -1071,6 +1076,9 @@ class Directory:
                     if live_context:
                         entry = with_context_csn(entry, live_context)
                 if not manage_dsa_it and is_glue(entry):
+                    continue
+                if not manage_dsa_it and is_referral(entry):  # before the filter, as back-mdb: a reference
+                    send(search_reference(message_id, entry, scope))
                     continue
                 if not matches(entry):
                     continue
@@ -1154,7 +1162,15 @@ class Directory:
                         present = txn.get(part_base) is not None
                     else:
                         self.search_base(
-                            session, controls, part, txn, guard, part_base, part_scope, manage_dsa_it
+                            session,
+                            controls,
+                            part,
+                            txn,
+                            guard,
+                            part_base,
+                            part_scope,
+                            manage_dsa_it,
+                            request.base,
                         )
                     matches = self.filters.compile(request.filter) if guard is None else guard.matches
                     return PagedSource(txn, guard, matches, part_base, part_scope, present)
@@ -1202,8 +1218,9 @@ class Directory:
                         yield None
                     if deadline is not None and time.monotonic() > deadline:
                         raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
-                    if (manage_dsa_it or not is_glue(entry)) and source.matches(entry):
-                        ids.append(number << SOURCE_SHIFT | entry.id)
+                    if manage_dsa_it or not is_glue(entry):
+                        if source.matches(entry) or (not manage_dsa_it and is_referral(entry)):
+                            ids.append(number << SOURCE_SHIFT | entry.id)
             state = PagedSearch(key, ids)
         if page.size == 0:
             return 0, [paged_control(0, b"")], diagnostic
@@ -1222,6 +1239,9 @@ class Directory:
             entry = source.txn.get_by_id(ids[position] & SOURCE_ID_MASK) if source is not None else None
             position += 1
             if entry is None or source is None:
+                continue
+            if not manage_dsa_it and is_referral(entry):  # (kept in the ids whatever the filter: below)
+                send(search_reference(message_id, entry, Scope(request.scope)))
                 continue
             if page.cookie and not source.matches(entry):
                 continue  # later pages test the filter as the session is now (slapd: a cursor over candidates)
@@ -1428,6 +1448,8 @@ class Directory:
             parent_ndn = split_rdn(ndn)[1]
             if ndn != backend.suffix_ndn:
                 parent = txn.get(parent_ndn)
+                if not manages_dsa_it(controls):  # below a referral entry: the referral (RFC 3296)
+                    refer(parent, txn, parent_ndn, request.dn)
                 if parent is None:
                     if backend.config.declared_type == "ldif":  # back-ldif finds no parent folder, names none
                         raise LDAPError(ResultCode.noSuchObject, "parent does not exist")
@@ -1463,6 +1485,8 @@ class Directory:
         self.check_shadow(backend, request.dn, session)
         check_changes(self.schema, request.changes)
         with storing(backend, "commit failed") as txn:
+            if not manages_dsa_it(controls):  # a referral entry, or below one: the referral (RFC 3296)
+                refer(txn.get(ndn), txn, ndn, request.dn)
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.check_assertion(controls, current, session, backend, txn)
@@ -1491,6 +1515,8 @@ class Directory:
         check_restrictions(self, session, backend, "delete")
         self.check_shadow(backend, request.dn, session)
         with storing(backend, "commit failed") as txn:
+            if not manages_dsa_it(controls):
+                refer(txn.get(ndn), txn, ndn, request.dn)
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.access.check_delete(session, backend, txn, current, ndn)
@@ -1554,6 +1580,8 @@ class Directory:
             if new_ndn != ndn:
                 raise LDAPError(ResultCode.unwillingToPerform, "cannot place an entry below itself")
         with storing(backend, "txn_commit failed") as txn:
+            if not manages_dsa_it(controls):
+                refer(txn.get(ndn), txn, ndn, request.dn)
             self.require_write(session, backend, "entry")
             # back-mdb's order: the parent (missing: noSuchObject naming nothing), write on its children, and
             # only then the entry (missing: the parent is the matched DN)
@@ -1622,6 +1650,8 @@ class Directory:
             if at.key in ("entrydn", "subschemasubentry"):  # slapd's fe_op_compare
                 raise LDAPError(ResultCode.unwillingToPerform, f"{at.name} compare not supported")
             with backend.db.read() as txn:
+                if not manages_dsa_it(controls):
+                    refer(txn.get(ndn), txn, ndn, request.dn)
                 if txn.get(ndn) is None and self.access.configured:
                     raise self.access.not_found(session, backend, txn, ndn)
                 entry = self.existing(txn, ndn)
@@ -1922,6 +1952,63 @@ def is_glue(entry: Entry) -> bool:
         if len(value) == 4 and value.lower() == b"glue":
             return True
     return False
+
+
+def is_referral(entry: Entry) -> bool:
+    """An entry of objectClass referral (RFC 3296): a named subordinate reference to another server."""
+    attribute = entry.attrs.get("objectclass")
+    if attribute is None:
+        return False
+    for value in attribute.values:
+        if len(value) == 8 and value.lower() == b"referral":
+            return True
+    return False
+
+
+def referral_urls(entry: Entry, target_dn: str, scope: int | None) -> list[str]:
+    """slapd's referral_rewrite of a referral entry's `ref` URLs for a request on target_dn (the entry or one
+    below it): a URL's DN gets the target's RDNs below the entry put in front (a URL without a DN gets the
+    target's DN), and a search's scope is added."""
+    try:
+        depth = len(parse_dn(target_dn)) - len(parse_dn(entry.dn))
+    except DNError:
+        depth = 0
+    relative = []
+    rest = target_dn
+    for _ in range(max(depth, 0)):
+        rdn, rest = split_rdn(rest)
+        relative.append(rdn)
+    urls = []
+    for ref in entry.get("ref"):
+        url = ref.decode("utf-8", "replace").split("?", 1)[0]
+        head, _, url_dn = url.partition("://")[2].partition("/")
+        scheme = url.partition("://")[0]
+        dn = ",".join([*relative, url_dn]) if url_dn else target_dn
+        urls.append(referral_url(f"{scheme}://{head}/", unquote(dn), scope))
+    return urls
+
+
+def search_reference(message_id: int, entry: Entry, scope: Scope) -> bytes:
+    """The SearchResultReference for a referral entry met within a search's scope (RFC 4511 4.5.3): a one-level
+    search goes on with a base search there, the others with a subtree search."""
+    urls = referral_urls(entry, entry.dn, Scope.BASE if scope == Scope.ONE else Scope.SUB)
+    return ldap.encode_message(ldap.LDAPMessage(message_id, ldap.SearchResultReference(urls)))
+
+
+def manages_dsa_it(controls: list[Control]) -> bool:
+    """The ManageDsaIT control (RFC 3296): referral entries are entries, not referrals."""
+    return any(c.oid == ctl.MANAGE_DSA_IT for c in controls) if controls else False
+
+
+def refer(entry: Entry | None, txn: Any, ndn: str, dn: str, scope: int | None = None) -> None:
+    """RFC 3296 (slapd's back-mdb without manageDsaIT): a request on a referral entry, or below one, is
+    answered with a referral to where the entry points, matched DN the referral entry's."""
+    if entry is None:
+        entry = txn.nearest_ancestor(ndn)
+    if entry is not None and is_referral(entry):
+        raise LDAPError(
+            ResultCode.referral, "", matched_dn=entry.dn, referrals=referral_urls(entry, dn, scope)
+        )
 
 
 class AttributeSelection:
