@@ -1,6 +1,11 @@
-"""Referral entries (RFC 3296 named subordinate references, slapd's back-mdb): the same requests to Debian's
-slapd and to pyldapd, holding the same referral entries, get the same answers: referrals for requests on or below
-them, search continuation references for those within a search's scope, and plain entries with ManageDsaIT."""
+"""Entries that point elsewhere, as slapd's back-mdb treats them: the same requests to Debian's slapd and to
+pyldapd, holding the same entries, get the same answers.
+
+- Referral entries (RFC 3296 named subordinate references): referrals for requests on or below them, search
+  continuation references for those within a search's scope, plain entries with ManageDsaIT.
+- Alias entries (RFC 4512 2.6): a search's derefAliases followed as slapd follows it (finding the base, in
+  searching, both), an alias to nothing or a loop of aliases answered aliasProblem.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +44,38 @@ objectClass: referral
 objectClass: extensibleObject
 ou: nodn
 ref: ldap://c.example/
+
+dn: uid=u1,ou=People,{SUFFIX}
+objectClass: account
+uid: u1
+
+dn: ou=Elsewhere,{SUFFIX}
+objectClass: organizationalUnit
+ou: Elsewhere
+
+dn: cn=al,ou=Elsewhere,{SUFFIX}
+objectClass: alias
+objectClass: extensibleObject
+cn: al
+aliasedObjectName: ou=People,{SUFFIX}
+
+dn: cn=bad,{SUFFIX}
+objectClass: alias
+objectClass: extensibleObject
+cn: bad
+aliasedObjectName: cn=missing,{SUFFIX}
+
+dn: cn=loop1,{SUFFIX}
+objectClass: alias
+objectClass: extensibleObject
+cn: loop1
+aliasedObjectName: cn=loop2,{SUFFIX}
+
+dn: cn=loop2,{SUFFIX}
+objectClass: alias
+objectClass: extensibleObject
+cn: loop2
+aliasedObjectName: cn=loop1,{SUFFIX}
 """
 
 
@@ -81,10 +118,12 @@ def outcome(server, call):
         conn.unbind_s()
 
 
-def search(base: str, scope: int, manage: bool = False, page: int = 0):
+def search(base: str, scope: int, manage: bool = False, page: int = 0, deref: int = 0):
+    import ldap
     from ldap.controls import RequestControl, SimplePagedResultsControl
 
     def run(conn):
+        conn.set_option(ldap.OPT_DEREF, deref)
         controls = [RequestControl(MANAGE_DSA_IT, True, None)] if manage else []
         if page:
             controls.append(SimplePagedResultsControl(True, size=page, cookie=b""))
@@ -98,8 +137,8 @@ def search(base: str, scope: int, manage: bool = False, page: int = 0):
                 )
             cookie = next((c.cookie for c in response if c.controlType == SimplePagedResultsControl.controlType),
                           b"")  # fmt: skip
-            if not page or not cookie:
-                return sorted(found, key=str)
+            if not page or not cookie:  # (paged: slapd may send a reference again on a later page)
+                return sorted(set(found) if page else found, key=str)
             controls[-1] = SimplePagedResultsControl(True, size=page, cookie=cookie)
 
     return run
@@ -133,6 +172,25 @@ def requests():
         "delete of a referral": lambda c: c.delete_s(REF),
         "delete below a referral": lambda c: c.delete_s(below),
         "rename of a referral": lambda c: c.rename_s(REF, "ou=moved"),
+        "search of an alias, never dereferenced": search(f"cn=al,ou=Elsewhere,{SUFFIX}", ldap.SCOPE_BASE),
+        "search of an alias, finding the base": search(
+            f"cn=al,ou=Elsewhere,{SUFFIX}", ldap.SCOPE_SUBTREE, deref=ldap.DEREF_FINDING
+        ),  # fmt: skip
+        "search of an alias to nothing": search(f"cn=bad,{SUFFIX}", ldap.SCOPE_BASE, deref=ldap.DEREF_ALWAYS),
+        "search of a loop of aliases": search(f"cn=loop1,{SUFFIX}", ldap.SCOPE_BASE, deref=ldap.DEREF_ALWAYS),
+        "subtree search, in searching": search(
+            f"ou=Elsewhere,{SUFFIX}", ldap.SCOPE_SUBTREE, deref=ldap.DEREF_SEARCHING
+        ),  # fmt: skip
+        "subtree search of the suffix, always": search(SUFFIX, ldap.SCOPE_SUBTREE, deref=ldap.DEREF_ALWAYS),
+        "one-level search, in searching": search(
+            f"ou=Elsewhere,{SUFFIX}", ldap.SCOPE_ONELEVEL, deref=ldap.DEREF_SEARCHING
+        ),  # fmt: skip
+        "one-level search of the suffix, always": search(
+            SUFFIX, ldap.SCOPE_ONELEVEL, deref=ldap.DEREF_ALWAYS
+        ),
+        "subtree search, in searching, paged by 2": search(
+            f"ou=Elsewhere,{SUFFIX}", ldap.SCOPE_SUBTREE, page=2, deref=ldap.DEREF_SEARCHING
+        ),  # fmt: skip
         "modify of a referral with ManageDsaIT": lambda c: (
             c.modify_ext_s(REF, [(ldap.MOD_REPLACE, "description", [b"x"])], serverctrls=manage),
             c.modify_ext_s(REF, [(ldap.MOD_DELETE, "description", None)], serverctrls=manage),

@@ -927,6 +927,11 @@ class Directory:
         if not request.base and request.scope != 0 and self.config.default_search_base:
             request = replace(request, base=self.config.default_search_base)  # slapd's defaultsearchbase
         base_ndn = normalize_or_fail(self.schema, request.base)
+        if request.deref & 2:  # derefFindingBaseObj, derefAlways: an alias base names the search's base
+            target = self.dereference_base(base_ndn)
+            if target is not None:
+                request = replace(request, base=target[0])
+                base_ndn = target[1]
         scope = SCOPES[request.scope]
         if controls:
             manage_dsa_it = any(c.oid == ctl.MANAGE_DSA_IT for c in controls)
@@ -992,6 +997,78 @@ class Directory:
                                                    deadline, sent, missing_ok)  # fmt: skip
         return sent, [], diagnostic
 
+    def dereference_base(self, base_ndn: str) -> tuple[str, str] | None:
+        """The (DN, normalized DN) an alias search base leads to, following aliases (slapd's deref_base), or None
+        when the base is no alias. A missing target or a loop is aliasProblem, matched DN the alias."""
+        seen: set[str] = set()
+        ndn, found, alias_dn = base_ndn, None, ""
+        while True:
+            backend = self.backend_for(ndn)
+            if backend is None:
+                return found
+            with backend.db.read() as txn:
+                entry = txn.get(ndn)
+            if entry is None or not is_alias(entry):
+                if entry is None and found is not None:
+                    raise LDAPError(ResultCode.aliasProblem, "aliasedObject not found", matched_dn=alias_dn)
+                return found
+            if ndn in seen:
+                raise LDAPError(ResultCode.aliasProblem, "circular alias", matched_dn=entry.dn)
+            seen.add(ndn)
+            alias_dn = entry.dn
+            target = entry.first("aliasedobjectname") or b""
+            try:
+                ndn = normalize_dn(target.decode("utf-8"), self.schema)
+            except (DNError, UnicodeDecodeError):
+                raise LDAPError(
+                    ResultCode.aliasProblem, "aliasedObject not found", matched_dn=alias_dn
+                ) from None
+            found = (target.decode("utf-8"), ndn)
+
+    def dereferenced(self, txn, found: Iterator[Entry], base_ndn: str, scope: Scope,
+                     search_filter) -> Iterator[Entry]:  # fmt: skip
+        """A search's candidates with aliases dereferenced in searching (slapd's back-mdb), still streamed: an
+        alias is not returned; in a one-level search its target is (even when also a child of the base, as slapd
+        does), in a subtree search the target's subtree where it lies outside the search's. Targets that are
+        missing, in another database, or met before are left out (no loop)."""
+        seen_targets: set[str] = set()
+        extra_ids: set[int] = set()
+        for entry in found:
+            if not is_alias(entry):
+                yield entry
+                continue
+            aliases = [entry]
+            while aliases:
+                alias = aliases.pop()
+                target = alias.first("aliasedobjectname") or b""
+                try:
+                    target_ndn = normalize_dn(target.decode("utf-8"), self.schema)
+                except (DNError, UnicodeDecodeError):
+                    continue
+                if target_ndn in seen_targets:
+                    continue
+                seen_targets.add(target_ndn)
+                if scope == Scope.ONE:
+                    resolved = txn.get(target_ndn)
+                    if resolved is not None and not is_alias(resolved):
+                        yield resolved
+                    continue
+                if target_ndn == base_ndn or is_descendant(target_ndn, base_ndn):
+                    continue  # within the search's own subtree: met there
+                for more in txn.search(target_ndn, Scope.SUB, search_filter):
+                    if more.id in extra_ids:
+                        continue
+                    extra_ids.add(more.id)
+                    try:
+                        if is_descendant(normalize_dn(more.dn, self.schema), base_ndn):
+                            continue  # (a target above the base: its subtree holds the search's own)
+                    except DNError:
+                        continue
+                    if is_alias(more):
+                        aliases.append(more)
+                    else:
+                        yield more
+
     def search_base(self, session: Session, controls: list[Control], backend: Backend, txn, guard,
                     base_ndn: str, scope: Scope, manage_dsa_it: bool, base_dn: str = "") -> Entry:  # fmt: skip
         """The search's base entry, or the error a missing (or hidden) one gives; the Assertion control is
@@ -1049,6 +1126,8 @@ class Directory:
                 guard, matches, found = prepare()
             if found is None:
                 return sent
+            if request.deref & 1 and scope != Scope.BASE:  # derefInSearching, derefAlways
+                found = self.dereferenced(txn, found, base_ndn, scope, request.filter)
             has_children = txn.has_children if selection.wants_has_subordinates else None
             # the suffix entry (shown with the live contextCSN) is in scope only from itself, base or subtree
             suffix_id = (
@@ -1212,7 +1291,12 @@ class Directory:
             for number, source in enumerate(sources):
                 if not source.present:
                     continue
-                for entry in self.candidates(source.txn, source.base_ndn, source.scope, request, limits):
+                found = self.candidates(source.txn, source.base_ndn, source.scope, request, limits)
+                if request.deref & 1 and source.scope != Scope.BASE:
+                    found = self.dereferenced(
+                        source.txn, found, source.base_ndn, source.scope, request.filter
+                    )
+                for entry in found:
                     examined += 1
                     if not examined % STEP_EVERY:
                         yield None
@@ -1950,6 +2034,17 @@ def is_glue(entry: Entry) -> bool:
         return False
     for value in attribute.values:  # a loop, not any(<generator>): this runs for every candidate of a search
         if len(value) == 4 and value.lower() == b"glue":
+            return True
+    return False
+
+
+def is_alias(entry: Entry) -> bool:
+    """An entry of objectClass alias, whose aliasedObjectName names another entry."""
+    attribute = entry.attrs.get("objectclass")
+    if attribute is None:
+        return False
+    for value in attribute.values:
+        if len(value) == 5 and value.lower() == b"alias":
             return True
     return False
 
