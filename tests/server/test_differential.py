@@ -394,6 +394,7 @@ def _requests():
         "binary option on a string": modify((ldap.MOD_ADD, "description;binary", [b"x"])),
         "option with a space": modify((ldap.MOD_ADD, "description;x y", [b"x"])),
         "option with an underscore": modify((ldap.MOD_ADD, "description;lang_en", [b"x"])),
+        "option that is no language tag": modify((ldap.MOD_ADD, "description;x-foo", [b"x"])),
         "attribute given twice in an add": lambda c: c.add_s(
             "uid=twice,ou=People,dc=example,dc=com",
             [
@@ -527,3 +528,34 @@ def test_renames_leave_entries_as_slapd(pair, case):
         conn.delete_s(dn)
         conn.unbind_s()
     assert outcomes[1] == outcomes[0], outcomes
+
+
+OPTION_LISTS = [["cn;lang-en"], ["cn;LANG-EN"], ["name;lang-en"], ["cn"], ["description;lang-en;lang-fr"],
+                ["description;lang-fr"], ["*", "cn;lang-en"], ["1.1", "sn;lang-de"], ["+", "cn;lang-en"]]  # fmt: skip
+
+
+def test_attribute_lists_with_options_select_as_slapd(pair):
+    """A requested description with options returns only the attributes holding those options (RFC 4512
+    2.5.2), under the type and its subtypes; the plain type returns them all."""
+    import ldap
+
+    dn = "uid=tagged,ou=People,dc=example,dc=com"
+    answers = []
+    for server in pair:
+        conn = ldap.initialize(server.url)
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        conn.add_s(dn, [("objectClass", [b"inetOrgPerson"]), ("uid", [b"tagged"]), ("cn", [b"Tagged"]),
+                        ("cn;lang-en", [b"Tagged EN"]), ("sn", [b"T"]), ("sn;lang-de", [b"T DE"]),
+                        ("description", [b"plain"]), ("description;lang-en;lang-fr", [b"both"])])  # fmt: skip
+        try:
+            got = []
+            for attrs in OPTION_LISTS:
+                found = conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", attrs)[0][1]
+                got.append(sorted((k, sorted(v)) for k, v in found.items()
+                                  if k.split(";")[0].lower() in ("cn", "sn", "description", "uid")))  # fmt: skip
+            answers.append(got)
+        finally:
+            conn.delete_s(dn)
+            conn.unbind_s()
+    assert answers[1] == answers[0]
+    assert answers[1][0] == [("cn;lang-en", [b"Tagged EN"])]

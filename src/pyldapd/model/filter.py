@@ -669,8 +669,18 @@ class FilterEvaluator:
         at, options = self.schema.split_description(description)
         if at is None:
             return None
-        if at.key == "entrydn":  # computed: the entry's own DN, as slapd's
-            return (at, lambda entry: [(at, [entry.dn.encode("utf-8")])]) if not options else None
+        if at.key == "entrydn":  # computed: the entry's own DN, as slapd's (an entry may carry its own: the
+            # root DSE, the subschema subentry, a matchedValues test's one-value view)
+            if options:
+                return None
+
+            def entry_dn(entry: Entry) -> list[tuple[Any, list[bytes]]]:
+                own = entry.attrs.get("entrydn")
+                if own is not None:
+                    return [(at, own.values)]
+                return [(at, [entry.dn.encode("utf-8")])] if entry.dn else []
+
+            return at, entry_dn
         by_key: dict[str, Any] = {sub.key: sub for sub in self.schema.subtypes(at)}
         if at.key not in by_key:
             by_key[at.key] = at

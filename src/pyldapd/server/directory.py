@@ -2118,6 +2118,8 @@ class AttributeSelection:
         self.all_user = not requested
         self.all_operational = False
         self.keys: set[str] = set()
+        # types asked for with options (`cn;lang-en`): only attributes holding those options (RFC 4512 2.5.2)
+        self.with_options: dict[str, list[frozenset[str]]] = {}
         self.only_none = False
         for name in requested:
             if name == "*":
@@ -2132,8 +2134,15 @@ class AttributeSelection:
                     self.keys.update(at.key for at in oc.all_must())
                     self.keys.update(at.key for at in oc.all_may())
             else:
-                at = schema.attribute_type(name.split(";", 1)[0])
-                if at is not None:
+                type_name, _, options = name.partition(";")
+                at = schema.attribute_type(type_name)
+                if at is None:
+                    continue
+                if options:
+                    wanted = frozenset(o.lower() for o in options.split(";") if o)
+                    for sub in schema.subtypes(at):
+                        self.with_options.setdefault(sub.key, []).append(wanted)
+                else:
                     self.keys.update(sub.key for sub in schema.subtypes(at))
         if self.only_none:
             self.all_user = False
@@ -2141,8 +2150,9 @@ class AttributeSelection:
         self.computed = [c for c in COMPUTED if self.all_operational or c.lower() in self.keys]
         self.wants_has_subordinates = "hasSubordinates" in self.computed
         self.fast_user_only = (
-            self.all_user and not self.keys and not self.types_only and not self.all_operational
-        ) and self.values_filter is None
+            self.all_user and not self.keys and not self.with_options and not self.types_only
+            and not self.all_operational
+        ) and self.values_filter is None  # fmt: skip
         self.fast_all = (
             self.all_user and self.all_operational and not self.types_only and self.values_filter is None
         )
@@ -2156,17 +2166,24 @@ class AttributeSelection:
         if self.fast_all and entry.encoded_user is not None and entry.encoded_operational is not None:
             return entry.encoded_user + entry.encoded_operational + self.encode_computed(entry, has_children)
         chosen: list[tuple[str, list[bytes]]] = []
+        with_options = self.with_options
         for key, attribute in entry.attrs.items():
-            base = key.split(";", 1)[0]
+            base, _, options = key.partition(";")
             at = self.schema.attribute_type(base)
             operational = at is not None and at.operational
-            if base in self.keys or (self.all_operational if operational else self.all_user):
-                values = [] if self.types_only else attribute.values
-                if self.values_filter is not None:
-                    values = self.values_filter(key, attribute.name, values)
-                    if not values:
-                        continue  # slapd's send_search_entry leaves out a stored attribute with no value kept
-                chosen.append((attribute.name, values))
+            if not (base in self.keys or (self.all_operational if operational else self.all_user)):
+                wanted = with_options.get(base) if with_options else None
+                if wanted is None:
+                    continue
+                held = frozenset(options.split(";")) if options else frozenset()
+                if not any(w <= held for w in wanted):
+                    continue
+            values = [] if self.types_only else attribute.values
+            if self.values_filter is not None:
+                values = self.values_filter(key, attribute.name, values)
+                if not values:
+                    continue  # slapd's send_search_entry leaves out a stored attribute with no value kept
+            chosen.append((attribute.name, values))
         blob = ldap.encode_partial_attribute_list(chosen)
         return blob + self.encode_computed(entry, has_children)
 

@@ -113,7 +113,8 @@ _OPTION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 
 def resolve_type(schema: Schema, description: str) -> AttributeType:
     """The type of an attribute description of an add, a modify or a compare; its options as slapd's
-    ad_str2desc takes them: letters, digits and hyphens, and `binary` only with a syntax that requires it."""
+    ad_str2desc takes them: letters, digits and hyphens; language tags (`lang-`, the only `attributeoptions`
+    prefix pyldapd accepts, slapd's default), and `binary` only with a syntax that requires it."""
     at, options = schema.split_description(description)
     if at is None:
         raise LDAPError(ResultCode.undefinedAttributeType, f"{description}: attribute type undefined")
@@ -122,9 +123,12 @@ def resolve_type(schema: Schema, description: str) -> AttributeType:
             if not _OPTION_CHARS.issuperset(option):
                 raise LDAPError(ResultCode.undefinedAttributeType,
                                 f"{description}: AttributeDescription contains inappropriate characters")  # fmt: skip
-            if option.lower() == "binary" and not at.syntax.binary:
-                raise LDAPError(ResultCode.undefinedAttributeType,
-                                f'{description}: option "binary" not supported with type')  # fmt: skip
+            if option.lower() == "binary":
+                if not at.syntax.binary:
+                    raise LDAPError(ResultCode.undefinedAttributeType,
+                                    f'{description}: option "binary" not supported with type')  # fmt: skip
+            elif not option.lower().startswith("lang-"):  # slapd's tagging options: `attributeoptions lang-`
+                raise LDAPError(ResultCode.undefinedAttributeType, f"{description}: unrecognized option")
     return at
 
 
