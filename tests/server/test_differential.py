@@ -395,6 +395,7 @@ def _requests():
         "option with a space": modify((ldap.MOD_ADD, "description;x y", [b"x"])),
         "option with an underscore": modify((ldap.MOD_ADD, "description;lang_en", [b"x"])),
         "option that is no language tag": modify((ldap.MOD_ADD, "description;x-foo", [b"x"])),
+        "add of no values": modify((ldap.MOD_ADD, "title", [])),
         "attribute given twice in an add": lambda c: c.add_s(
             "uid=twice,ou=People,dc=example,dc=com",
             [

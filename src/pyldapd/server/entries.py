@@ -447,7 +447,11 @@ def check_changes(schema: Schema, changes: Sequence) -> None:
     """A ModifyRequest's changes on their own, as slapd's get_modlist (an increment's one value), slap_mods_check
     and then its NO-USER-MODIFICATION check: types defined, added and replacing values valid
     (`check_request_values`), known object classes, increments of integers only."""
-    for change in changes:
+    for change in changes:  # slapd's get_modlist, as the request is read
+        if change.operation not in (MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT):
+            raise LDAPError(ResultCode.protocolError, "unrecognized modify operation")
+        if change.operation == MOD_ADD and not change.values:
+            raise LDAPError(ResultCode.protocolError, "modify/add operation requires values")
         if change.operation == MOD_INCREMENT and len(change.values) != 1:
             raise LDAPError(ResultCode.protocolError, "modify/increment operation requires value"
                             if not change.values else "modify/increment operation requires single value")  # fmt: skip
