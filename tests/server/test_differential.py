@@ -396,6 +396,10 @@ def _requests():
         "option with an underscore": modify((ldap.MOD_ADD, "description;lang_en", [b"x"])),
         "option that is no language tag": modify((ldap.MOD_ADD, "description;x-foo", [b"x"])),
         "add of no values": modify((ldap.MOD_ADD, "title", [])),
+        "one-level search of the subschema subentry": lambda c: c.search_s(
+            "cn=Subschema", ldap.SCOPE_ONELEVEL
+        ),
+        "subtree search of the subschema subentry": lambda c: c.search_s("cn=Subschema", ldap.SCOPE_SUBTREE),
         "attribute given twice in an add": lambda c: c.add_s(
             "uid=twice,ou=People,dc=example,dc=com",
             [

@@ -957,8 +957,8 @@ class Directory:
         if base_ndn == "" and scope == Scope.BASE:
             special = self.root_dse()
         elif base_ndn == self.subschema_ndn:
-            if scope != Scope.BASE:
-                return 0, [], diagnostic
+            if scope != Scope.BASE:  # slapd's frontend answers only a base search there; no database holds it
+                raise LDAPError(ResultCode.noSuchObject, "")
             special = self.subschema_entry()
         if special is not None:  # entries no database holds: the frontend's (global) access rules
             check_restrictions(self, session, None, "search")
