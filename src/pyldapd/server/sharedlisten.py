@@ -133,7 +133,9 @@ class SharedListener:
                 self.protocol_factory, conn, ssl=self.tls, ssl_handshake_timeout=self.handshake_timeout
             )
         except (TimeoutError, OSError, ssl.SSLError, ConnectionError):
-            conn.close()  # a failed TLS handshake or a client already gone: nothing was served
+            # a failed TLS handshake or a client already gone: nothing was served; the transport the loop made
+            # of the socket owns it and has closed it (closing it here too could close a descriptor reused since)
+            pass
 
     def close(self) -> None:
         if self.closed:
