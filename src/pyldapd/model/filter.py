@@ -1027,12 +1027,11 @@ class FilterEvaluator:
         def matcher(entry: Entry) -> Tri:
             result: Tri = False
             for _sub, vals in values(entry):
-                for v in vals:
-                    r = holds(v)
-                    if r:
-                        return True
-                    if r is None:
-                        result = None
+                r = _any_value(holds, vals)
+                if r:
+                    return True
+                if r is None:
+                    result = None
             return result
 
         return matcher
@@ -1075,14 +1074,7 @@ class FilterEvaluator:
             return ok
 
         def test_values(vals: Iterable[bytes]) -> Tri:
-            result: Tri = False
-            for v in vals:
-                r = test(v)
-                if r:
-                    return True
-                if r is None:
-                    result = None
-            return result
+            return _any_value(test, vals)
 
         subkeys: frozenset[str] = frozenset()
         if at is not None:
@@ -1136,6 +1128,18 @@ class FilterEvaluator:
             return result
 
         return extensible
+
+
+def _any_value(test: Callable[[bytes], Tri], values: Iterable[bytes]) -> Tri:
+    """True when the test holds for a value, else Undefined when it was for one, else False (RFC 4511 4.5.1.7)."""
+    result: Tri = False
+    for value in values:
+        r = test(value)
+        if r:
+            return True
+        if r is None:
+            result = None
+    return result
 
 
 _DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"

@@ -2028,36 +2028,30 @@ class SizeLimitExceeded(Exception):
 SCOPES = tuple(Scope)  # by value, without an Enum call per search
 
 
-def is_glue(entry: Entry) -> bool:
+def has_object_class(entry: Entry, name: bytes) -> bool:
+    """Whether the entry's objectClass values name the class `name` (lowercase), as written."""
     attribute = entry.attrs.get("objectclass")
     if attribute is None:
         return False
+    size = len(name)
     for value in attribute.values:  # a loop, not any(<generator>): this runs for every candidate of a search
-        if len(value) == 4 and value.lower() == b"glue":
+        if len(value) == size and value.lower() == name:
             return True
     return False
+
+
+def is_glue(entry: Entry) -> bool:
+    return has_object_class(entry, b"glue")
 
 
 def is_alias(entry: Entry) -> bool:
     """An entry of objectClass alias, whose aliasedObjectName names another entry."""
-    attribute = entry.attrs.get("objectclass")
-    if attribute is None:
-        return False
-    for value in attribute.values:
-        if len(value) == 5 and value.lower() == b"alias":
-            return True
-    return False
+    return has_object_class(entry, b"alias")
 
 
 def is_referral(entry: Entry) -> bool:
     """An entry of objectClass referral (RFC 3296): a named subordinate reference to another server."""
-    attribute = entry.attrs.get("objectclass")
-    if attribute is None:
-        return False
-    for value in attribute.values:
-        if len(value) == 8 and value.lower() == b"referral":
-            return True
-    return False
+    return has_object_class(entry, b"referral")
 
 
 def referral_urls(entry: Entry, target_dn: str, scope: int | None) -> list[str]:
