@@ -78,6 +78,12 @@ SEARCHES = [
     ("dc=example,dc=com", "sub", "(|(uid=bwong)(gidNumber=200))", ["uid"]),
     ("dc=example,dc=com", "sub", "(name=jones)", ["sn"]),
     ("dc=example,dc=com", "sub", "(ou:dn:=people)", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(hasSubordinates=TRUE)", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(hasSubordinates=false)", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(hasSubordinates=*)", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(!(hasSubordinates=TRUE))", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(&(objectClass=organizationalUnit)(hasSubordinates=TRUE))", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(hasSubordinates>=TRUE)", ["1.1"]),
     # entryDN (computed) and slapd's DN relation rules, by name and by OID
     ("dc=example,dc=com", "sub", "(entryDN=UID=JDOE, ou=People,dc=example,dc=com)", ["1.1"]),
     ("dc=example,dc=com", "sub", "(entryDN:dnSubtreeMatch:=ou=People,dc=example,dc=com)", ["1.1"]),

@@ -146,8 +146,8 @@ def _integer_key(value: bytes) -> int | None:
 
 
 def _boolean(value: bytes) -> bytes | None:
-    upper = value.strip().upper()
-    return upper if upper in (b"TRUE", b"FALSE") else None
+    # as slapd's booleanValidate: exactly TRUE or FALSE ("false" in a filter is Undefined, matching nothing)
+    return value if value in (b"TRUE", b"FALSE") else None
 
 
 def prep_numeric(value: bytes) -> str | None:

@@ -37,8 +37,10 @@ from pyldapd.model.csn import CSNGenerator, CSNSet, sid_of
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
 from pyldapd.model.entry import MANY_VALUES, Attribute, Entry
 from pyldapd.model.filter import (
+    Equality,
     FilterEvaluator,
     ValuesFilter,
+    filter_attributes,
     parse_filter,
     values_return_diagnostic,
     values_return_filter,
@@ -1115,6 +1117,10 @@ class Directory:
                     )
                 # compiled once: by access control (with `search` checks) or plainly
                 matches = self.filters.compile(request.filter) if guard is None else guard.matches
+                if self.names_has_subordinates(request.filter) and getattr(
+                    txn.has_children, "answers_has_subordinates", True
+                ):
+                    matches = with_subordinates_test(matches, txn.has_children, self.schema)
                 # the database plans the filter (index lookups) before it hands over the first candidate
                 return guard, matches, self.candidates(txn, base_ndn, scope, request, limits, base.id or None)
 
@@ -1742,9 +1748,8 @@ class Directory:
                 if at.key == "hassubordinates" and getattr(
                     txn.has_children, "answers_has_subordinates", True
                 ):
-                    # computed, as slapd's fe_op_compare asks the database (a copy: stored entries stay as stored)
-                    entry = Entry(entry.dn, {**entry.attrs, "hassubordinates": Attribute(
-                        "hasSubordinates", [b"TRUE" if txn.has_children(ndn) else b"FALSE"])}, entry.id)  # fmt: skip
+                    # computed, as slapd's fe_op_compare asks the database
+                    entry = with_has_subordinates(entry, txn.has_children(ndn))
         may_compare, disclose = compare_allowed(
             self.access, session, backend, entry, ndn, at.key, request.value
         )
@@ -1951,6 +1956,15 @@ class Directory:
             raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
         return entry
 
+    def names_has_subordinates(self, f: Any) -> bool:
+        """Does the filter name hasSubordinates? (Only then is it computed for each candidate.)"""
+        names = (f.attr,) if type(f) is Equality else filter_attributes(f)  # the common search: one look
+        for name in names:
+            at = self.schema.attribute_type(name.partition(";")[0])
+            if at is not None and at.key == "hassubordinates":
+                return True
+        return False
+
     def check_assertion(self, controls: list[Control], entry: Entry, session: Session | None = None,
                         backend: Backend | None = None, txn: Any = None) -> None:  # fmt: skip
         """The Assertion control (RFC 4528), with the requester's `search` access on each attribute it tests."""
@@ -2026,6 +2040,24 @@ class SizeLimitExceeded(Exception):
 
 
 SCOPES = tuple(Scope)  # by value, without an Enum call per search
+
+
+def with_has_subordinates(entry: Entry, children: bool) -> Entry:
+    """A copy of `entry` showing the computed hasSubordinates (stored entries stay as stored)."""
+    shown = Attribute("hasSubordinates", [b"TRUE" if children else b"FALSE"])
+    return Entry(entry.dn, {**entry.attrs, "hassubordinates": shown}, entry.id)
+
+
+def with_subordinates_test(
+    matches: Callable[[Entry], bool], has_children: Callable[[str], bool], schema: Schema
+) -> Callable[[Entry], bool]:
+    """A filter test that sees each candidate's computed hasSubordinates, as slapd's filter code asks the
+    database for it (`(hasSubordinates=TRUE)` finds the entries that have children)."""
+
+    def test(entry: Entry) -> bool:
+        return matches(with_has_subordinates(entry, has_children(normalize_dn(entry.dn, schema))))
+
+    return test
 
 
 def has_object_class(entry: Entry, name: bytes) -> bool:
