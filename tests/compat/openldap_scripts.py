@@ -66,6 +66,8 @@ SCRIPTS = (
     "test069-delta-multiprovider-starttls",
     "test070-delta-multiprovider-ldaps",
     "test086-delta-consumer-config",
+    # more of OpenLDAP's suite
+    "test014-whoami",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

@@ -44,6 +44,7 @@ PASSING = [
     "test069-delta-multiprovider-starttls",
     "test070-delta-multiprovider-ldaps",
     "test086-delta-consumer-config",
+    "test014-whoami",
 ]
 
 # The others, each with the first divergence it hits (where the next session should start).

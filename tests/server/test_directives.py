@@ -295,6 +295,19 @@ def test_proxied_authorization_alike(proxying, who, password, authzid, expect):
         assert_same(proxying, bound(who, password, as_proxy(authzid, then)), expect=expect)
 
 
+def test_authz_policy_both_is_any(tmp_path):
+    """slapd takes `authz-policy both` for `any` (OpenLDAP's test014-whoami uses it): authzTo rules apply."""
+    pair = start_pair(
+        tmp_path, PROXY_GLOBAL.replace("authz-policy to", "authz-policy both"), "", ldif=PROXY_LDIF
+    )
+    try:
+        assert_same(pair, bound(JDOE, "secret1", as_proxy(f"dn:{ASMITH}", "whoami")), expect=0)
+        assert_same(pair, bound(ASMITH, "secret2", as_proxy(f"dn:{JDOE}", "whoami")), expect=123)
+    finally:
+        for server in pair:
+            server.stop()
+
+
 def test_proxied_identity_writes(proxying):
     """The proxied identity is who writes: with no access rules only a rootdn may, so jdoe acting as asmith
     gets 50 like jdoe would, and the rootdn acting as jdoe is refused as jdoe."""

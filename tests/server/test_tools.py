@@ -99,6 +99,25 @@ def test_add_generates_what_slapadd_generates(tmp_path):
         assert csn.endswith("#000#000000") and mine[dn]["createtimestamp"][0].decode() == csn[:14] + "Z"
 
 
+def test_add_takes_a_value_given_twice_like_slapadd(tmp_path):
+    """slapadd stores an entry whose LDIF gives one value twice (OpenLDAP's test-whoami.ldif has one); pyldapd
+    add keeps the value once, checked (-q too), where an LDAP add refuses it (20)."""
+    ldif = BASE_LDIF + (
+        f"\ndn: cn=twice,{SUFFIX}\nobjectClass: person\ncn: twice\nuserPassword: jaj\nsn: Twice\nsn: twice\n"
+        "description: d\nuserPassword: jaj\n\n"
+    )
+    for quick in ((), ("-q",)):
+        conf = make_conf(tmp_path, f"twice{len(quick)}")
+        added = pyldapd("add", *quick, "-f", str(conf), input=ldif)
+        assert added.returncode == 0, added.stderr
+        stored = entries(pyldapd("cat", "-f", str(conf)).stdout)[f"cn=twice,{SUFFIX}"]
+        assert stored["userpassword"] == [b"jaj"]
+        # with -q nothing normalizes: the two spellings differ as bytes
+        assert stored["sn"] == ([b"Twice"] if not quick else [b"Twice", b"twice"])
+    theirs = make_conf(tmp_path, "theirs", slapd=True)
+    assert run(SLAPADD, "-f", str(theirs), input=ldif).returncode == 0
+
+
 def test_add_w_writes_the_greatest_csn_per_server_id_like_slapadd(tmp_path):
     records = BASE_LDIF.strip().split("\n\n")
     csns = ["20240101000000.000001Z#000000#001#000000", "20240101000000.000009Z#000000#002#000000",

@@ -38,15 +38,16 @@ from typing import Any, NamedTuple, TextIO
 
 from pyldapd.backends.base import AlreadyExists, NoSuchEntry
 from pyldapd.backends.mdb import EntryCodec, IndexBatch
+from pyldapd.model import ordered
 from pyldapd.model.csn import CSNGenerator, CSNSet, parse_csn
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parent_dn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.ldif import LDIFChange, LDIFError, parse_ldif
 from pyldapd.model.schema import Schema
-from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server.entries import (
     check_entry,
     entry_from_attributes,
+    equality_keys,
     object_classes,
     resolve_type,
     structural_class,
@@ -218,9 +219,10 @@ class EntryPreparer:
         return Prepared(line, record.dn, ndn, eid, record_bytes, csn_kept), entry
 
     def build(self, dn: str, attributes: Any) -> Entry:
-        """The entry as given: types must be defined, values unique; syntax checked unless -q."""
+        """The entry as given: types must be defined; syntax checked unless -q. A value given twice is kept once:
+        slapd's slapadd takes it (OpenLDAP's own test LDIF has such entries) where an LDAP add refuses it."""
         if self.options.value_check:
-            return entry_from_attributes(self.schema, dn, attributes)
+            return entry_from_attributes(self.schema, dn, self.distinct(attributes))
         entry = Entry(dn)
         attrs = entry.attrs
         keys = self._keys
@@ -235,10 +237,24 @@ class EntryPreparer:
             else:
                 attribute.values.extend(values)
             if len(attribute.values) > 1 and len(set(attribute.values)) != len(attribute.values):
-                raise LDAPError(
-                    ResultCode.attributeOrValueExists, f"{description}: value provided more than once"
-                )
+                attribute.values = list(dict.fromkeys(attribute.values))
         return entry
+
+    def distinct(self, attributes: Any) -> list[tuple[str, list[bytes]]]:
+        """Each attribute's values without those equal (by its equality rule) to an earlier one."""
+        out = []
+        for description, values in attributes:
+            at = resolve_type(self.schema, description) if len(values) > 1 else None
+            if at is not None and ordered.ordered_kind(at) is None:  # (`{0}x` and `{1}x` are two values)
+                seen: set[bytes] = set()
+                kept = []
+                for value, key in zip(values, equality_keys(at, values), strict=True):
+                    if key not in seen:
+                        seen.add(key)
+                        kept.append(value)
+                values = kept
+            out.append((description, values))
+        return out
 
     def stamp(self, entry: Entry, structural: Any) -> bytes:
         """Add the operational attributes slapadd generates when the LDIF does not carry them; the entryCSN."""

@@ -23,6 +23,7 @@ from pyldapd.backends.ldif import HEADER, write_file_atomically
 from pyldapd.config.model import (
     ALLOW_WORDS,
     AUTHZ_POLICIES,
+    AUTHZ_POLICY_ALIASES,
     DISALLOW_WORDS,
     LOG_LEVELS,
     REQUIRE_WORDS,
@@ -763,7 +764,8 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     config.default_search_base = first(root, "olcDefaultSearchBase")
     config.rootdse_files = values(root, "olcRootDSE")
     config.readonly = truth(first(root, "olcReadOnly", "FALSE"))
-    config.authz_policy = first(root, "olcAuthzPolicy", "none").lower()
+    policy = first(root, "olcAuthzPolicy", "none").lower()
+    config.authz_policy = AUTHZ_POLICY_ALIASES.get(policy, policy)
     if config.authz_policy not in AUTHZ_POLICIES:
         raise ConfigValueError("<olcAuthzPolicy> unknown policy")
     config.security = security_of(root)

@@ -91,6 +91,8 @@ REQUIRE_WORDS = ("bind", "ldapv3", "authc", "sasl", "strong", "none")
 RESTRICT_WORDS = ("read", "write", "add", "delete", "rename", "modify", "modrdn", "compare", "search", "bind",
                   "extended", "all")  # fmt: skip
 AUTHZ_POLICIES = ("none", "from", "to", "any", "all")
+# slapd takes "both" for "any" (saslauthz.c) and shows it as "any"
+AUTHZ_POLICY_ALIASES = {"both": "any"}
 # `restrict extended=<OID>`: the extended operations slapd can restrict one by one
 RESTRICTABLE_EXOPS = ("1.3.6.1.4.1.1466.20037", "1.3.6.1.4.1.4203.1.11.1", "1.3.6.1.4.1.4203.1.11.3",
                       "1.3.6.1.1.8")  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 from pyldapd.config.model import (
     ALLOW_WORDS,
     AUTHZ_POLICIES,
+    AUTHZ_POLICY_ALIASES,
     DISALLOW_WORDS,
     REQUIRE_WORDS,
     RESTRICT_WORDS,
@@ -783,8 +784,11 @@ class SlapdConfParser:
             config.authz_regexp.append(authz_regexp(d))
         elif name in ("authz-policy", "sasl-authz-policy"):
             policy = one_arg(d).lower()
+            policy = AUTHZ_POLICY_ALIASES.get(policy, policy)
             if policy not in AUTHZ_POLICIES:
-                raise d.error(f"{d.words[0]}: unknown policy {d.args[0]!r} (none, from, to, any, all)")
+                raise d.error(
+                    f"{d.words[0]}: unknown policy {d.args[0]!r} (none, from, to, any or both, all)"
+                )
             config.authz_policy = policy
         elif name == "defaultsearchbase":
             config.default_search_base = one_arg(d)
