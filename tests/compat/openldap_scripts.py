@@ -68,6 +68,7 @@ SCRIPTS = (
     "test086-delta-consumer-config",
     # more of OpenLDAP's suite
     "test014-whoami",
+    "test051-config-undo",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

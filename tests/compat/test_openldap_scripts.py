@@ -45,6 +45,7 @@ PASSING = [
     "test070-delta-multiprovider-ldaps",
     "test086-delta-consumer-config",
     "test014-whoami",
+    "test051-config-undo",
 ]
 
 # The others, each with the first divergence it hits (where the next session should start).

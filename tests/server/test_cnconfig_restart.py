@@ -240,3 +240,32 @@ def test_debug_level_stays_when_olcloglevel_changes_alike_with_slapd(tmp_path):
         for node in nodes:
             node.stop()
         sink.close()
+
+
+def test_f_and_f_convert_into_an_empty_slapd_d_alike_with_slapd(tmp_path):
+    """slapd -f FILE -F DIR (OpenLDAP's test051 starts slapd so): FILE's configuration is converted into DIR and
+    served from it (a change over cn=config lands in DIR); a DIR that is not empty, or not there, is refused."""
+    conf = f"include {SCHEMA}/core.schema\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n"
+    conf += f"database config\nrootpw {CONFIGPW}\n"
+    for name in ("slapd", "pyldapd"):
+        folder = tmp_path / name
+        (folder / "slapd.d").mkdir(parents=True)
+        (folder / "slapd.conf").write_text(conf)
+        port = free_port()
+        url = f"ldap://127.0.0.1:{port}/"
+        program = [SLAPD] if name == "slapd" else [sys.executable, "-m", "pyldapd.cli.main", "serve"]
+        argv = [*program, "-f", "slapd.conf", "-F", "slapd.d", "-h", url, "-d", "stats"]
+        server = start_process(name, argv, port, "", folder, folder / "slapd.d")
+        try:
+            assert (folder / "slapd.d" / "cn=config.ldif").exists()
+            changed = ldap_tool("ldapmodify", *CONFIG_ADMIN, "-H", url,
+                                input="dn: cn=config\nchangetype: modify\nreplace: olcSizeLimit\nolcSizeLimit: 42\n")  # fmt: skip
+            assert changed.returncode == 0, changed.stderr
+        finally:
+            server.stop()
+        assert "olcSizeLimit: 42" in (folder / "slapd.d" / "cn=config.ldif").read_text()
+        for directory in ("slapd.d", "nowhere"):  # not empty now; not there
+            again = [*program, "-f", "slapd.conf", "-F", directory, "-h", url, "-d", "stats"]
+            refused = subprocess.run(again, cwd=folder, capture_output=True, text=True, timeout=60)
+            assert refused.returncode != 0, (name, directory, refused.stdout + refused.stderr)
+        assert not (folder / "nowhere").exists()

@@ -195,10 +195,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from pyldapd.config.cnconfig import config_from_entries, read_slapd_d
 
         try:
+            if args.config_file:
+                convert_into_empty_slapd_d(args.config_file, args.config_dir)
             config_entries = read_slapd_d(args.config_dir)
             config = config_from_entries(config_entries)
         except (OSError, ValueError) as exc:
             log.error(f"pyldapd: -F {args.config_dir}: {exc}")
+            return 1
+        except ConfigError as exc:
+            log.error(f"pyldapd: {exc}")
             return 1
     else:
         path = quickstart_config(args.data_dir) if quickstart else args.config_file
@@ -258,6 +263,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         service=service,
         prebound=prebound,
     )
+
+
+def convert_into_empty_slapd_d(config_file: str, config_dir: str) -> None:
+    """As slapd given both -f and -F (OpenLDAP's test051 starts slapd so): the file's configuration converted
+    into the directory, which must exist and be empty, then served from it."""
+    from pyldapd.config.slapdd import convert_slapd_conf
+
+    if not os.path.isdir(config_dir):
+        raise ValueError(f"invalid config directory {config_dir}")
+    if os.listdir(config_dir):
+        raise ValueError(f"expected directory {config_dir} to be empty (slapd -f FILE -F DIR converts FILE)")
+    convert_slapd_conf(config_file, config_dir)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
