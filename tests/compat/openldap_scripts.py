@@ -69,6 +69,7 @@ SCRIPTS = (
     # more of OpenLDAP's suite
     "test014-whoami",
     "test051-config-undo",
+    "test055-valregex",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

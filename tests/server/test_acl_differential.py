@@ -271,3 +271,36 @@ def test_ldapi_external_identity_in_acls_as_slapd(tmp_path, access):
         finally:
             server.stop()
     assert outcomes["pyldapd"] == outcomes["slapd"], outcomes
+
+
+VALUE_RULES = f"""
+access to attrs=userPassword
+    by anonymous auth
+    by * none
+access to attrs=description val.regex="^(.*)-([a-z]+)$"
+    by dn.exact,expand="uid=${{v2}},{PEOPLE}" write
+    by * read stop
+access to attrs=description
+    by users write
+access to *
+    by * read
+"""
+
+
+@pytest.mark.parametrize("change, expect", [
+    ("add: description\ndescription: note-jdoe\n", 0),  # ${v2} names jdoe: jdoe may add it
+    ("add: description\ndescription: note-asmith\n", 50),  # names asmith, not jdoe
+    ("add: description\ndescription: plain\n", 0),  # no match: the next rule
+    ("replace: description\ndescription: memo-jdoe\n", 0),  # the attribute's delete has no value: next rule
+    ("replace: description\ndescription: memo-bwong\n", 50),
+])  # fmt: skip
+def test_value_regex_submatches_expand_in_who(tmp_path, change, expect):
+    """`val.regex` submatches expand as ${vn} in a `by ... expand` clause (slapd's acl_string_expand; OpenLDAP's
+    test055-valregex): whose DN a value names decides who may write it."""
+    with slapd_and_pyldapd(
+        tmp_path, extra_global="", extra_db=VALUE_RULES, loads=[(BASE_LDIF, "ldapadd")]
+    ) as pair:
+        results = on_both(
+            pair, "ldapmodify", *IDENTITIES["jdoe"], input=f"dn: {ASMITH}\nchangetype: modify\n{change}"
+        )
+        assert [r.returncode for r in results] == [expect, expect], [r.stderr for r in results]

@@ -80,8 +80,17 @@ class Accessor:
     sasl_ssf: int = 0
 
 
+class Submatches(list):
+    """A rule's DN regex submatches ($n, ${n}) and, when its `val.regex` matched, the value's (${vn})."""
+
+    def __init__(self, dn_groups: list[str], value_groups: list[str]) -> None:
+        super().__init__(dn_groups)
+        self.value_groups = value_groups
+
+
 def expand(template: str, groups: list[str]) -> str:
-    """Substitute `$n` / `${n}` with regex submatches; `$$` is a dollar."""
+    """Substitute `$n` / `${n}` with the DN's regex submatches, `${vn}` with the value's (slapd's
+    acl_string_expand); `$$` is a dollar."""
     out = []
     i = 0
     while i < len(template):
@@ -100,11 +109,15 @@ def expand(template: str, groups: list[str]) -> str:
             if nxt == "{":
                 end = template.find("}", i)
                 body = template[i + 2 : end] if end > 0 else ""
+                source = groups
                 if body.startswith("d"):
                     body = body[1:]
+                elif body.startswith("v"):
+                    body = body[1:]
+                    source = getattr(groups, "value_groups", [])
                 if body.isdigit():
                     n = int(body)
-                    out.append(groups[n] if n < len(groups) and groups[n] is not None else "")
+                    out.append(source[n] if n < len(source) and source[n] is not None else "")
                     i = end + 1
                     continue
         out.append(ch)
@@ -581,8 +594,13 @@ class Policy:
             if not rule.match_attr(target, self.schema):
                 continue
             if rule.val is not None:
-                if target.value is None or not ctx.value_matches(rule, target):
+                if target.value is None:
                     continue
+                found = ctx.value_matches(rule, target)
+                if not found:
+                    continue
+                if isinstance(found, re.Match):  # val.regex: its submatches expand as ${vn}
+                    groups = Submatches(groups, [found.group(0), *found.groups()])
             if rule.matcher is not None:
                 if target.entry is None or not rule.matcher(target.entry):
                     continue
@@ -795,11 +813,12 @@ class AccessContext:
         self.groups[cache_key] = result
         return result
 
-    def value_matches(self, rule: Rule, target: Target) -> bool:
+    def value_matches(self, rule: Rule, target: Target) -> bool | re.Match[str] | None:
+        """Does the value match the rule's `val` (for `val.regex`, the match, whose submatches expand)?"""
         assert rule.val is not None and target.value is not None
         style, pattern = rule.val
         if style == "regex":
-            return bool(pattern.search(target.value.decode("utf-8", "replace")))
+            return pattern.search(target.value.decode("utf-8", "replace"))
         at = rule.val_key
         if style == "base" and not is_dn_syntax(at):
             if at is not None and at.equality is not None:
