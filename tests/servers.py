@@ -268,11 +268,50 @@ def conn_id_of(server: RunningServer, local_port: int, timeout: float = 10.0) ->
     return found[0]
 
 
+def worker_of(server: RunningServer, local_port: int, timeout: float = 10.0) -> int:
+    """The index of the worker process holding the server's end of the TCP connection from
+    127.0.0.1:local_port: that socket's inode (in /proc/net/tcp) among the worker's descriptors, and the
+    worker's index from the supervisor's "worker N started (pid P)" log lines. Waits (bounded) for the accept."""
+    import re
+
+    def inodes() -> set[str]:
+        found = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as lines:
+                    next(lines)
+                    for line in lines:
+                        fields = line.split()
+                        local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+                        if int(local, 16) == server.port and int(remote, 16) == local_port:
+                            found.add(fields[9])
+            except OSError:
+                continue
+        return found
+
+    def holder() -> int | None:
+        wanted = {f"socket:[{inode}]" for inode in inodes()}
+        indexes = {int(pid): int(index) for index, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)",
+                                                                     server.log())}  # fmt: skip
+        for pid in worker_pids(server):
+            try:
+                links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            except OSError:
+                continue  # gone meanwhile
+            if links & wanted and pid in indexes:
+                return indexes[pid]
+        return None
+
+    found: list[int] = []
+    wait_for(lambda: (index := holder()) is not None and not found.append(index), timeout,
+             what=f"the worker holding the connection from port {local_port}")  # fmt: skip
+    return found[0]
+
+
 def connection_on_worker(server: RunningServer, index: int, count: int, *, who: str = ROOTDN,
                          password: str = ROOTPW, attempts: int = 2000, timeout: float = 60.0):  # fmt: skip
     """A bound python-ldap connection (ldap://) served by worker `index` of `count`: connections are opened
-    (at most `attempts`, for at most `timeout` seconds) until one lands on that worker, told by its conn=N
-    (N % count == index: the workers' conn ids are strided, server/app.py Server.use_worker). The workers share
+    (at most `attempts`, for at most `timeout` seconds) until one lands on that worker (`worker_of`). The workers share
     new connections evenly (server/sharedlisten.py: the one holding fewest takes the next), so those landing
     elsewhere are kept open until then, and closed after: a test may hold several connections on one worker. A
     worker just restarted accepts only once it has opened its databases: until then every connection goes to
@@ -299,9 +338,8 @@ def connection_on_worker(server: RunningServer, index: int, count: int, *, who: 
                 local_port = sock.getsockname()[1]
             finally:
                 sock.close()
-            conn_id = conn_id_of(server, local_port)
-            if conn_id % count == index:
-                return conn, conn_id
+            if worker_of(server, local_port) == index:
+                return conn, conn_id_of(server, local_port)
             elsewhere.append(conn)
             if len(elsewhere) > 200:  # a worker that never accepts: do not hold descriptors without end
                 elsewhere.pop(0).unbind_s()

@@ -70,6 +70,7 @@ SCRIPTS = (
     "test014-whoami",
     "test051-config-undo",
     "test055-valregex",
+    "test056-monitor",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

@@ -47,6 +47,7 @@ PASSING = [
     "test014-whoami",
     "test051-config-undo",
     "test055-valregex",
+    "test056-monitor",
 ]
 
 # The others, each with the first divergence it hits (where the next session should start).

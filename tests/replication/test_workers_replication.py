@@ -33,12 +33,12 @@ from tests.servers import (
     ROOTDN,
     ROOTPW,
     SUFFIX,
-    conn_id_of,
     connection_on_worker,
     free_port,
     start_pyldapd,
     start_slapd,
     wait_workers,
+    worker_of,
 )
 
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -150,7 +150,7 @@ def sync_client_on_worker(server, index: int, count: int = 2, attempts: int = 20
             local_port = sock.getsockname()[1]
         finally:
             sock.close()
-        if conn_id_of(server, local_port) % count == index:
+        if worker_of(server, local_port) == index:
             return client
         client.unbind_s()
     raise RuntimeError(f"no connection landed on worker {index}")

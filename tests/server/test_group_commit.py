@@ -207,12 +207,13 @@ def test_conflicting_writes_in_one_group_keep_their_results(tmp_path):
         conn = connect(server)
         conn.add_s(f"cn=big,{SUFFIX}", person("big", "v1"))
         conn.add_s(f"cn=target,{SUFFIX}", person("target", "v1"))
+        # a group is one worker process's: the conflicting writes all go to worker 0 (connected first: finding
+        # connections on one worker takes longer than the heavy modify lasts)
+        clients = [connection_on_worker(server, 0, 2)[0] for _ in range(WRITERS + 2)]
         done: dict = {}
         heavy = threading.Thread(target=heavy_modify, args=(server, f"cn=big,{SUFFIX}", 100_000, done))
         heavy.start()
         time.sleep(0.3)  # the heavy modify holds a writer (or LMDB's write lock, from either worker)
-        # a group is one worker process's: the conflicting writes all go to worker 0
-        clients = [connection_on_worker(server, 0, 2)[0] for _ in range(WRITERS + 2)]
         add_ids = [c.add(f"cn=twin,{SUFFIX}", person("twin", "v1")) for c in clients[:WRITERS]]
         modify_id = clients[WRITERS].modify(
             f"cn=target,{SUFFIX}", [(ldap.MOD_REPLACE, "description", [b"v9"])]

@@ -158,7 +158,9 @@ class Server:
             max_workers=os.cpu_count() or 2, thread_name_prefix="password"
         )
         self.listeners: list[asyncio.AbstractServer | SharedListener] = []
-        self.conn_ids = itertools.count(FIRST_CONN_ID)  # worker processes: unique across them (use_worker)
+        self.conn_ids = itertools.count(
+            FIRST_CONN_ID
+        )  # alone; worker processes share one numbering (new_session)
         self.stats = Stats()  # counters of cn=Monitor and /metrics (server/stats.py)
         self.bus: WorkerBus = SoloBus()  # the other worker processes (server/workers.py)
         self.http_listeners: list[asyncio.AbstractServer] = []  # http:// in -h (server/metrics.py)
@@ -173,22 +175,10 @@ class Server:
 
     def use_worker(self, worker: WorkerContext) -> None:
         """This server is worker `index` of `count` processes (server/supervisor.py): its bus, its slot of the
-        shared counters, conn=N ids that no other worker gives (N % count == index)."""
+        shared counters."""
         self.worker = worker
-        bus = ProcessBus(worker.index, worker.count, worker.sock, self.log)
-        self.bus = bus
+        self.bus = ProcessBus(worker.index, worker.count, worker.sock, self.log)
         self.stats = Stats(worker.counters, worker.index, worker.capacity)
-        self.conn_ids = self.stride_conn_ids(max(FIRST_CONN_ID, self.stats.last_conn_id + 1))
-        bus.on_count.append(self.workers_changed)
-
-    def stride_conn_ids(self, start: int):
-        count, index = self.bus.count, self.bus.index
-        first = start + (index - start) % count
-        return itertools.count(first, count)
-
-    def workers_changed(self, count: int) -> None:
-        """The number of workers changed (olcThreads): new ids past every one given so far, in any worker."""
-        self.conn_ids = self.stride_conn_ids(self.stats.highest_conn_id() + 1 + 100 * count)
 
     def refresh_replication(self, backend) -> None:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
@@ -522,7 +512,12 @@ class Server:
             asyncio.get_running_loop().create_task(close())
 
     def new_session(self, local: bool) -> Session:
-        conn_id = next(self.conn_ids)
+        if self.worker is None:
+            conn_id = next(self.conn_ids)
+        else:  # one after the highest any worker gave (each keeps its last in its slot of the shared counters)
+            with self.worker.config_share.numbering():
+                conn_id = max(FIRST_CONN_ID - 1, self.stats.highest_conn_id()) + 1
+                self.stats.last_conn_id = conn_id
         self.stats.last_conn_id = conn_id
         return Session(conn_id=conn_id, local=local)
 

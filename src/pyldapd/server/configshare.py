@@ -22,6 +22,7 @@ change: server/configdb.py `catch_up_at_start`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -58,6 +59,19 @@ class ConfigShare:
 
     def close(self) -> None:
         os.close(self.fd)
+
+    # -- the numbering lock ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def numbering(self) -> Iterator[None]:
+        """Held while a worker takes the next conn=N, so that the workers number connections one after another
+        as slapd does: a byte of its own (the configuration lock's is byte 0), held for microseconds, and let go
+        by the kernel if the worker dies holding it."""
+        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, 1)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, 1)
 
     # -- the lock -------------------------------------------------------------------------------------------
 

@@ -111,6 +111,8 @@ class LDAPConnection(asyncio.Protocol):
         self.stats = server.stats  # server/stats.py: counters for cn=Monitor and /metrics
         self.opened_at = self.active_at = time.time()  # cn=Monitor's monitorConnectionStart/ActivityTime
         self.ops_completed = 0
+        self.reads = 0  # reads from the client (cn=Monitor's monitorConnectionRead)
+        self.write_waits = 0  # times its responses waited for it to read (monitorConnectionWrite)
         # the responses gathered for one write (FLUSH_AT); None: each is written at once
         self.out: list[bytes] | None = None
         self.out_size = 0
@@ -177,6 +179,7 @@ class LDAPConnection(asyncio.Protocol):
         if self.starting_tls:  # StartTLS handshake under way (server/tls.py): held until it is complete
             self.tls_backlog += data
             return
+        self.reads += 1
         self.reset_idle()
         self.stats.received(data)
         self.active_at = time.time()
@@ -458,6 +461,7 @@ class LDAPConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """Responses pile up unread: stop reading requests until the client catches up (flow control)."""
         self.write_paused = True
+        self.write_waits += 1
         timeout = self.server.config.writetimeout
         if timeout and self.write_handle is None:
             self.write_handle = self.loop.call_later(timeout, self.write_timed_out)

@@ -106,6 +106,22 @@ MONITOR_SCHEMA = [
     (f"{_OLM}.16", "monitorConnectionOpsExecuting", f"DESC 'monitor operations in execution' {_COUNTER}"),
     (f"{_OLM}.17", "monitorConnectionOpsPending", f"DESC 'monitor pending operations' {_COUNTER}"),
     (f"{_OLM}.18", "monitorConnectionOpsCompleted", f"DESC 'monitor operations completed' {_COUNTER}"),
+    (
+        f"{_OLM}.19",
+        "monitorConnectionGet",
+        f"DESC 'number of times connection_get() was called so far' {_COUNTER}",
+    ),
+    (
+        f"{_OLM}.20",
+        "monitorConnectionRead",
+        f"DESC 'number of times connection_read() was called so far' {_COUNTER}",
+    ),
+    (
+        f"{_OLM}.21",
+        "monitorConnectionWrite",
+        f"DESC 'number of times connection_write() was called so far' {_COUNTER}",
+    ),
+    (f"{_OLM}.22", "monitorConnectionMask", f"DESC 'monitor connection mask' {_INFO}"),
     (f"{_OLM}.23", "monitorConnectionListener", f"DESC 'monitor connection listener' {_INFO}"),
     (f"{_OLM}.30", "monitorSuperiorDN", f"DESC 'monitor superior DN' {_DN} {_OP}"),
     (f"{_OLM}.24", "monitorConnectionPeerDomain", f"DESC 'monitor connection peer domain' {_INFO}"),
@@ -231,6 +247,23 @@ def address(name: Any) -> str:
         host = f"[{name[0]}]" if ":" in str(name[0]) else name[0]
         return f"IP={host}:{name[1]}"
     return f"PATH={name}" if name else ""
+
+
+def mask(conn: Any, executing: int) -> str:
+    """slapd's monitorConnectionMask: r reading, w waiting to write (the client does not read), x operations
+    executing, p operations pending, C closing."""
+    paused = getattr(conn, "write_paused", False)
+    return "".join(
+        flag
+        for flag, on in (
+            ("r", not paused and not getattr(conn, "closing", False)),
+            ("w", paused),
+            ("x", executing > 0),
+            ("p", bool(getattr(conn, "held_pdus", ()))),
+            ("C", getattr(conn, "closing", False)),
+        )
+        if on
+    )
 
 
 class Tree:
@@ -478,21 +511,27 @@ class Monitor:
         ]  # the container: every worker's
 
     def conflict_entries(self, tree: Tree) -> None:
-        """`cn=Conflicts` under each database (cn=config's too): its journal of replication conflicts."""
+        """`cn=Conflicts` under each database that replicates from others (cn=config's too): its journal of
+        replication conflicts. A database without syncrepl has none to show, and shows none: its monitor
+        entries are slapd's only (OpenLDAP's test056-monitor compares them)."""
         directory = self.directory
 
         def add(dn: str, cn: str, text: str) -> Entry:
             return tree.add(dn, "monitorContainer", description=text)
 
-        if directory.configdb is not None:  # cn=config's own consumers keep a journal too (configsync.py)
-            conflict_monitor_entries(
-                directory.configdb.backend, f"cn=Database 0,cn=Databases,{MONITOR_DN}", add
-            )
+        def journaled(backend: Any, config: Any) -> bool:  # consumers configured, or conflicts recorded
+            journal = getattr(backend, "conflict_journal", None)
+            return bool(config is not None and config.syncrepl) or (journal is not None and journal.total > 0)
+
+        configdb = directory.configdb
+        own = directory.config.config_database  # cn=config's own consumers (configsync.py)
+        if configdb is not None and journaled(configdb.backend, own):
+            conflict_monitor_entries(configdb.backend, f"cn=Database 0,cn=Databases,{MONITOR_DN}", add)
         numbered = [db for db in directory.config.databases if db.type not in ("frontend", "config")]
         backends = {id(b.config): b for b in directory.backends}
         for number, db in enumerate(numbered, 1):
             backend = backends.get(id(db))
-            if backend is not None and db.type != "monitor":
+            if backend is not None and db.type != "monitor" and journaled(backend, db):
                 conflict_monitor_entries(backend, f"cn=Database {number},cn=Databases,{MONITOR_DN}", add)
 
     def creator(self) -> str:
@@ -602,7 +641,9 @@ class Monitor:
                      monitorConnectionOpsReceived=conn.op_count, monitorConnectionOpsExecuting=executing,
                      monitorConnectionOpsPending=len(getattr(conn, "held_pdus", ())),
                      monitorConnectionOpsCompleted=getattr(conn, "ops_completed", 0),
-                     monitorConnectionOpsAsync=0, monitorConnectionAuthzDN=session.bind_dn.encode(),
+                     monitorConnectionGet=getattr(conn, "reads", 0), monitorConnectionRead=getattr(conn, "reads", 0),
+                     monitorConnectionWrite=getattr(conn, "write_waits", 0), monitorConnectionMask=mask(conn, executing),
+                     monitorConnectionOpsAsync=0, monitorConnectionAuthzDN=session.bind_dn.encode() or [],
                      monitorConnectionListener=conn.listener_url, monitorConnectionPeerDomain="unknown",
                      monitorConnectionPeerAddress=session.peer, monitorConnectionLocalAddress=local or [],
                      monitorConnectionStartTime=gentime(getattr(conn, "opened_at", 0)),
@@ -775,9 +816,12 @@ class Monitor:
         parents = {ndn: ndn.split(",", 1)[1] if "," in ndn else "" for ndn in by_ndn}
         with_children = set(parents.values())
         sent = 0
+        live = self.live_statistics()
         for ndn, entry in by_ndn.items():
             if not in_scope(ndn, base_ndn, scope, parents[ndn]):
                 continue
+            if ndn in live:  # as slapd's, counted as it is sent: what this search sent before it included
+                entry.put("monitorcounter", "monitorCounter", [str(live[ndn]()).encode()])
             if not matches(entry):
                 continue
             if guard is not None:
@@ -789,6 +833,24 @@ class Monitor:
             send(ldap.encode_search_result_entry(message_id, entry.dn, blob))
             sent += 1
         return sent
+
+    def live_statistics(self) -> dict[str, Callable[[], int]]:
+        """cn=Statistics' counters by normalized DN, each read from every worker's counters when called."""
+        server = getattr(self.directory, "server", None)
+        stats = getattr(server, "stats", None)
+        if stats is None:
+            return {}
+        fields = {
+            "bytes": "bytes_sent",
+            "pdu": "pdus_sent",
+            "entries": "entries_sent",
+            "referrals": "references_sent",
+        }
+        suffix = normalize_dn(f"cn=Statistics,{MONITOR_DN}", self.directory.schema)
+        return {
+            f"cn={name},{suffix}": (lambda field=field: getattr(stats.totals(), field))
+            for name, field in fields.items()
+        }
 
     def compare(self, session: Session, ndn: str, at, request, controls) -> int:
         """A compare on a cn=Monitor entry, under the same rules as a search (slapd answers both)."""

@@ -7,8 +7,10 @@ listener (libuv) accepts until the backlog is empty, which makes a burst land in
 
 Here a worker accepts one connection per wake-up, and only when no other accepting worker holds fewer clients
 (the counts are the shared counter table's, server/stats.py). A worker that holds more defers for `DEFER`
-seconds; what is still waiting after that is taken anyway (up to `BURST` connections), so a busy, frozen or dying
-peer never makes a client wait longer than that.
+seconds, then takes one connection of those still waiting; while the others accept nothing it goes on so, one
+per `DEFER`, for `STALLED` rounds (a peer without CPU for a few ms, on a loaded machine, gets its share when it
+wakes), and after that takes everything waiting (up to `BURST`), so a frozen or dying peer never makes a client
+wait longer than STALLED x DEFER.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from collections.abc import Callable
 from pyldapd.server.stats import Stats
 
 DEFER = 0.002  # how long a worker with more clients leaves a waiting connection to the others
-BURST = 64  # connections taken at once when the others left them waiting for DEFER
+BURST = 64  # connections taken at once when the others left them waiting for STALLED rounds
+STALLED = 10  # rounds of DEFER without an accept elsewhere before a worker takes everything waiting
 RETRY_AFTER_EMFILE = 1.0  # out of descriptors: asyncio's accept_retry_delay
 GONE = {errno.EBADF, errno.EINVAL, errno.ENOTSOCK}  # the listener was shut down or closed (stop, gentle stop)
 
@@ -54,6 +57,7 @@ class SharedListener:
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
         self.seen_elsewhere = 0  # stats.accepted_elsewhere() when this worker began to defer
+        self.stalled_rounds = 0  # rounds of deferring in a row during which no other worker accepted
         sock.setblocking(False)
         sock.listen(backlog)  # bound by the supervisor; listen() again only sets the backlog
         self.watch()
@@ -83,18 +87,25 @@ class SharedListener:
             self.seen_elsewhere = self.stats.accepted_elsewhere()
             self.timer = self.loop.call_later(DEFER, self.after_deferring)
             return
+        self.stalled_rounds = 0
         self.accept()
 
     def after_deferring(self) -> None:
-        """What waits after DEFER is taken: one connection when the others accepted meanwhile (they are slow, not
-        stopped: the next ones are shared again), everything waiting (up to BURST) when none of them did (busy,
-        frozen or dying): a burst then waits DEFER once, not once per connection."""
+        """What waits after DEFER: one connection is taken (the next ones are shared again), or everything
+        waiting (up to BURST) once the others have accepted nothing for STALLED rounds in a row (frozen or
+        dying: a burst then waits STALLED x DEFER once, not that long per connection)."""
         self.timer = None
         if self.closed:
             return
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
-        stalled = self.stats.accepted_elsewhere() == self.seen_elsewhere
+        if self.stats.accepted_elsewhere() == self.seen_elsewhere:
+            self.stalled_rounds += 1
+        else:
+            self.stalled_rounds = 0
+        stalled = self.stalled_rounds >= STALLED
+        if stalled:
+            self.stalled_rounds = 0
         for _ in range(BURST if stalled else 1):
             if not poller.poll(0) or not self.accept() or self.timer is not None:
                 break

@@ -59,6 +59,7 @@ class Latency:
 # that worker, read by every worker for the sums. Fixed offsets, in 8-byte fields:
 SCALARS = ("bytes_sent", "pdus_sent", "entries_sent", "references_sent", "bytes_received", "pdus_received",
            "connections_total", "current_connections", "last_conn_id")  # fmt: skip
+ACCEPTED = 12  # connections accepted so far: only grows (server/sharedlisten.py)
 HANDSHAKES = 13  # connections accepted, not yet open (server/sharedlisten.py)
 ACCEPTING = 14  # 1 while the worker accepts connections (server/sharedlisten.py)
 STARTED = 15  # a double: when the slot was first used (0: never)
@@ -283,8 +284,11 @@ class Stats:
         self.ints[ACCEPTING] = int(flag)
 
     def handshake(self, step: int) -> None:
-        """One more (1) or one less (-1) connection accepted and not yet open (connection_made counts it)."""
+        """One more (1: just accepted) or one less (-1) connection accepted and not yet open (connection_made
+        counts it)."""
         self.ints[HANDSHAKES] += step
+        if step > 0:
+            self.ints[ACCEPTED] += step
 
     def fewer_connections_elsewhere(self) -> bool:
         """Whether another worker that accepts connections holds fewer clients than this one (counting those
@@ -293,9 +297,9 @@ class Stats:
         return any(ints[ACCEPTING] and ints[7] + ints[HANDSHAKES] < mine for ints in self.others)
 
     def accepted_elsewhere(self) -> int:
-        """A figure that changes whenever another worker accepts a connection (those it opened, plus those it
-        accepted and has not opened yet)."""
-        return sum(ints[6] + ints[HANDSHAKES] for ints in self.others)
+        """How many connections the other workers have accepted: it grows whenever one does (a sum of counts
+        that also fall, open ones or handshakes, could come back to a value seen before and hide an accept)."""
+        return sum(ints[ACCEPTED] for ints in self.others)
 
     def highest_conn_id(self) -> int:
         return max(ints[8] for ints, _ in self.slots)
