@@ -570,3 +570,42 @@ def test_attribute_lists_with_options_select_as_slapd(pair):
             conn.unbind_s()
     assert answers[1] == answers[0]
     assert answers[1][0] == [("cn;lang-en", [b"Tagged EN"])]
+
+
+TAGGED_SEARCHES = [
+    ("(objectClass=*)", []),
+    ("(objectClass=*)", ["name"]),
+    ("(objectClass=*)", ["name;lang-en-US"]),
+    ("(objectClass=*)", ["name;lang-en-"]),
+    ("(objectClass=*)", ["sn;lang-"]),
+    ("(objectClass=*)", ["sn;LANG-EN-GB;lang-en-us"]),
+    ("(objectClass=*)", ["description;lang-e-"]),
+    ("(name;lang-en-=Billy Ray)", ["1.1"]),
+    ("(sn;lang-en-gb=*)", ["1.1"]),
+    ("(cn;lang-en-=Billy Bob)", ["1.1"]),
+    ("(description;lang-=*)", ["description"]),
+]
+
+
+def test_language_tags_stored_and_selected_as_slapd(pair):
+    """Tags are kept lowercased, once each and sorted (slapd's ad_cname: `SN;lang-en-US;lang-en-GB` reads back
+    as `sn;lang-en-gb;lang-en-us`); a language range (`name;lang-en-`, RFC 3866) in an attribute list or a
+    filter selects the tags it covers."""
+    dn = "cn=Billy Ray,ou=People,dc=example,dc=com"
+    ldif = (
+        f"dn: {dn}\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: extensibleObject\nCN: Billy Ray\nSN: Ray\n"
+        "CN;lang-en-US: Billy Ray\nSN;lang-en-US;lang-en-GB: Billy Ray\nname;lang-en-US: Billy Bob\n"
+        "description;lang-EN;lang-en: tagged twice\ndescription;lang-zz;lang-y;lang-x: many tags\n"
+    )
+    slapd, ours = run_both(pair, "ldapmodify", *ADMIN, input=ldif)
+    assert (ours.returncode, slapd.returncode) == (0, 0), (slapd.stderr, ours.stderr)
+    try:
+        for filter_, attrs in TAGGED_SEARCHES:
+            slapd, ours = run_both(
+                pair, "ldapsearch", *ADMIN, "-LLL", "-b", dn, "-s", "base", filter_, *attrs
+            )
+            assert ours.returncode == slapd.returncode, (filter_, attrs, slapd.stderr, ours.stderr)
+            # attribute names compared as sent, case included
+            assert sorted(ours.stdout.splitlines()) == sorted(slapd.stdout.splitlines()), (filter_, attrs)
+    finally:
+        run_both(pair, "ldapdelete", *ADMIN, dn)

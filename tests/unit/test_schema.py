@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyldapd.model.matching import approx_filter_keys, approx_keys, approx_match, metaphone
-from pyldapd.model.schema import SCHEMA_DIR, Schema, SchemaError
+from pyldapd.model.schema import SCHEMA_DIR, Schema, SchemaError, canonical_options, options_test
 
 DEBIAN = Path("/etc/ldap/schema")
 FILES = ("core", "cosine", "nis", "inetorgperson")
@@ -127,6 +127,40 @@ def test_split_description_and_attribute_key(schema: Schema) -> None:
     assert schema.attribute_key("cn;binary;lang-en") == "cn;binary;lang-en"
     assert schema.attribute_key("unKnown;X") == "unknown;x"
     assert schema.split_description("unknown") == (None, ())
+    # a tag given twice is one tag, as slapd's slap_bv2ad drops the duplicate
+    assert schema.attribute_key("cn;lang-en;LANG-EN") == "cn;lang-en"
+
+
+def test_canonical_options_as_slapd_keeps_them() -> None:
+    """slapd's ad_cname: tags lowercased, once each, sorted (`binary` sorts before every `lang-` tag)."""
+    assert canonical_options(["lang-zz", "lang-y", "lang-yy", "lang-xx", "lang-x", "lang-z"]) == (
+        "lang-x", "lang-xx", "lang-y", "lang-yy", "lang-z", "lang-zz")  # fmt: skip
+    assert canonical_options(["lang-en-US", "lang-en-GB", "LANG-EN-us"]) == ("lang-en-gb", "lang-en-us")
+    assert canonical_options(["lang-de", "Binary"]) == ("binary", "lang-de")
+
+
+@pytest.mark.parametrize(
+    ("wanted", "held", "expected"),
+    [
+        (["lang-en"], "lang-en", True),
+        (["LANG-EN"], "lang-de;lang-en", True),
+        (["lang-en"], "lang-en-us", False),
+        (["lang-en-"], "lang-en-us", True),
+        (["lang-en-"], "lang-en", True),  # a range holds the tag it names
+        (["lang-en-"], "lang-enx", False),
+        (["lang-en-"], "", False),
+        (["lang-"], "lang-fr", True),
+        (["lang-en-", "lang-de"], "lang-de;lang-en-gb", True),
+        (["lang-en-", "lang-de"], "lang-en-gb", False),
+        (["binary"], "binary;lang-en", True),
+        (["binary"], "lang-en", False),
+        ([], "lang-en", True),
+        ([], "", True),
+    ],
+)
+def test_options_test_as_slapd_is_ad_subtype(wanted: list[str], held: str, expected: bool) -> None:
+    assert options_test(wanted)(held) is expected
+    assert options_test(iter(wanted))(held) is expected  # a generator is read once
 
 
 def test_default_returns_independent_copies() -> None:

@@ -85,6 +85,7 @@ from pyldapd.model.entry import MANY_VALUES  # noqa: E402
 from pyldapd.model.matching import APPROX_RULES, approx_match  # noqa: E402
 from pyldapd.model.ordered import assertion_matches, ordered_kind  # noqa: E402
 from pyldapd.model.ordered import body as ordered_body  # noqa: E402
+from pyldapd.model.schema import options_test  # noqa: E402
 
 if TYPE_CHECKING:
     from pyldapd.model.entry import Entry
@@ -684,7 +685,8 @@ class FilterEvaluator:
         by_key: dict[str, Any] = {sub.key: sub for sub in self.schema.subtypes(at)}
         if at.key not in by_key:
             by_key[at.key] = at
-        wanted = frozenset(o.lower() for o in options)
+        wanted = bool(options)
+        holds = options_test(options)
         single = [(at.key, at)] if len(by_key) == 1 else list(by_key.items())
 
         def values(entry: Entry) -> list[tuple[Any, list[bytes]]]:
@@ -699,7 +701,7 @@ class FilterEvaluator:
                 if ";" in key:
                     base, _, opts = key.partition(";")
                     sub = by_key.get(base)
-                    if sub is not None and wanted.issubset(opts.split(";")):
+                    if sub is not None and holds(opts):
                         a = attrs[key]
                         if a.values:
                             out.append((sub, a.values))

@@ -46,7 +46,7 @@ from pyldapd.model.filter import (
     values_return_filter,
 )
 from pyldapd.model.passwords import hash_password, verify_password
-from pyldapd.model.schema import SCHEMA_DIR, Schema
+from pyldapd.model.schema import SCHEMA_DIR, Schema, options_test
 from pyldapd.overlays.base import Overlay, OverlayStack, WriteOp
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
@@ -2144,8 +2144,9 @@ class AttributeSelection:
         self.all_user = not requested
         self.all_operational = False
         self.keys: set[str] = set()
-        # types asked for with options (`cn;lang-en`): only attributes holding those options (RFC 4512 2.5.2)
-        self.with_options: dict[str, list[frozenset[str]]] = {}
+        # types asked for with options (`cn;lang-en`, `name;lang-en-`): only attributes holding those options
+        # (RFC 4512 2.5.2), a test of the attribute's options per request
+        self.with_options: dict[str, list[Callable[[str], bool]]] = {}
         self.only_none = False
         for name in requested:
             if name == "*":
@@ -2165,7 +2166,7 @@ class AttributeSelection:
                 if at is None:
                     continue
                 if options:
-                    wanted = frozenset(o.lower() for o in options.split(";") if o)
+                    wanted = options_test(o for o in options.split(";") if o)
                     for sub in schema.subtypes(at):
                         self.with_options.setdefault(sub.key, []).append(wanted)
                 else:
@@ -2201,8 +2202,7 @@ class AttributeSelection:
                 wanted = with_options.get(base) if with_options else None
                 if wanted is None:
                     continue
-                held = frozenset(options.split(";")) if options else frozenset()
-                if not any(w <= held for w in wanted):
+                if not any(holds(options) for holds in wanted):
                     continue
             values = [] if self.types_only else attribute.values
             if self.values_filter is not None:

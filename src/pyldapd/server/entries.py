@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pyldapd.model import ordered
 from pyldapd.model.dn import DNError, normalize_dn, pretty_dn, rdn_attributes, split_rdn
 from pyldapd.model.entry import Attribute, Entry
-from pyldapd.model.schema import AttributeType, ContentRule, ObjectClass, Schema
+from pyldapd.model.schema import AttributeType, ContentRule, ObjectClass, Schema, canonical_options
 from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server.errors import LDAPError
 
@@ -83,10 +83,13 @@ def _class_name(schema: Schema, value: bytes) -> bytes:
 
 
 def stored_description(at: AttributeType, description: str) -> str:
-    """The name an attribute is kept under: slapd keeps its type's primary name (`objectclass` and `2.5.4.0` are
-    stored and returned as `objectClass`), options as given."""
-    _, sep, options = description.partition(";")
-    return at.name + sep + options
+    """The name an attribute is kept under, as slapd's: its type's primary name (`objectclass` and `2.5.4.0` are
+    stored and returned as `objectClass`), its options lowercased, once each and sorted (`CN;lang-en-US`
+    becomes `cn;lang-en-us`)."""
+    if ";" not in description:
+        return at.name
+    options = canonical_options(option for option in description.split(";")[1:] if option)
+    return at.name + "".join(";" + option for option in options)
 
 
 def equality_key(at: AttributeType | None, value: bytes) -> bytes:
@@ -187,12 +190,10 @@ def entry_from_attributes(
         checked.append((at, description, prettify(schema, at, values, description)))
     for at, description, values in checked:  # then one attribute per description (slap_mods2entry)
         key = schema.attribute_key(description)
+        name = stored_description(at, description)
         if key in entry.attrs:
-            options = "".join(";" + option.lower() for option in description.split(";")[1:])
-            raise LDAPError(
-                ResultCode.attributeOrValueExists, f"attribute '{at.name}{options}' provided more than once"
-            )
-        entry.attrs[key] = Attribute(stored_description(at, description), values)
+            raise LDAPError(ResultCode.attributeOrValueExists, f"attribute '{name}' provided more than once")
+        entry.attrs[key] = Attribute(name, values)
     return entry
 
 
