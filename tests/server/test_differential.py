@@ -96,6 +96,10 @@ SEARCHES = [
     ("dc=example,dc=com", "sub", "(cn:caseExactMatch:=Bob Wong)", ["cn"]),
     ("dc=example,dc=com", "sub", "(cn:2.5.13.5:=bob wong)", ["cn"]),
     ("dc=example,dc=com", "sub", "(:caseIgnoreMatch:=staff)", ["1.1"]),
+    # substrings rules: their Substring Assertion syntax is one slapd cannot check (Undefined)
+    ("dc=example,dc=com", "sub", "(:dn:caseIgnoreSubstringsMatch:=people)", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(cn:caseExactSubstringsMatch:=Bob Wong)", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(!(cn:2.5.13.4:=bob wong))", ["1.1"]),
     ("dc=example,dc=com", "sub", "(member=uid=bwong,ou=people,dc=example,dc=com)", ["member"]),
     ("dc=example,dc=com", "sub", "(memberUid=JDOE)", ["memberUid"]),
     ("dc=example,dc=com", "sub", "(description=*\\2a star)", ["description"]),

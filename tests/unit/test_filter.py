@@ -260,6 +260,10 @@ def test_filter_attributes() -> None:
         ("(ou:=People)", False),
         ("(dc:dn:=example)", True),
         ("(:dn:caseIgnoreMatch:=people)", True),
+        # a substrings rule's assertion (Substring Assertion syntax) is one slapd cannot check: Undefined
+        ("(:dn:caseIgnoreSubstringsMatch:=people)", False),
+        ("(cn:caseIgnoreSubstringsMatch:=john smith)", False),
+        ("(!(cn:caseIgnoreSubstringsMatch:=john smith))", False),
         ("(:dn:caseExactMatch:=people)", False),
         ("(:dn:caseExactMatch:=People)", True),
         ("(:caseExactMatch:=Smith)", True),

@@ -86,6 +86,7 @@ from pyldapd.model.matching import APPROX_RULES, approx_match  # noqa: E402
 from pyldapd.model.ordered import assertion_matches, ordered_kind  # noqa: E402
 from pyldapd.model.ordered import body as ordered_body  # noqa: E402
 from pyldapd.model.schema import options_test  # noqa: E402
+from pyldapd.model.syntaxes import UNCHECKED_ASSERTION_SYNTAXES  # noqa: E402
 
 if TYPE_CHECKING:
     from pyldapd.model.entry import Entry
@@ -944,7 +945,11 @@ class FilterEvaluator:
         return eq is not None and eq.syntax_oid == rule.syntax_oid
 
     def _value_test(self, rule: Any, assertion: bytes) -> Callable[[bytes], Tri] | None:
-        """A test of one value against the assertion under `rule`; None if the assertion is invalid."""
+        """A test of one value against the assertion under `rule`; None if the assertion is invalid, or is of a
+        syntax slapd cannot check (a substrings rule's Substring Assertion: slapd's matching rule assertion
+        is then inappropriate matching, and its filter Undefined)."""
+        if rule.syntax_oid in UNCHECKED_ASSERTION_SYNTAXES:
+            return None
         if rule.oid in (_BIT_AND, _BIT_OR):
             mask = _int_or_none(assertion)
             if mask is None:

@@ -267,6 +267,20 @@ def _substring_assertion(value: bytes) -> bool:
     return len(value) > 0 and _utf8(value)
 
 
+# Syntaxes slapd has neither a validator nor a pretty function for (schema_init.c syntax_defs): an assertion of
+# such a syntax is "inappropriate matching" to slapd (value.c, asserted_value_validate_normalize), so a matching
+# rule assertion under a rule of that syntax (caseIgnoreSubstringsMatch's Substring Assertion,
+# presentationAddressMatch...) is Undefined.
+UNCHECKED_ASSERTION_SYNTAXES = frozenset(
+    [LDAP_SYNTAX + n for n in ("1", "2", "3", "13", "16", "17", "19", "20", "21", "23", "25", "29", "30")]
+    + [
+        LDAP_SYNTAX + n
+        for n in ("31", "32", "33", "35", "37", "42", "43", "51", "54", "55", "56", "57", "58")
+    ]
+    + ["1.3.6.1.1.15.2", "1.3.6.1.1.15.3", "1.3.6.1.1.15.4", "1.3.6.1.1.15.6", "1.3.6.1.1.15.7"]
+)
+
+
 # --- the table --------------------------------------------------------------------------------------------
 
 _S = LDAP_SYNTAX
