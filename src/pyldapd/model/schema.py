@@ -1144,6 +1144,7 @@ class Schema:
             oid,
             desc,
             base._validator if base is not None else None,
+            pretty=base.pretty if base is not None else None,
             binary=flags.get("X-BINARY-TRANSFER-REQUIRED") == ("TRUE",),
             not_human_readable=flags.get("X-NOT-HUMAN-READABLE") == ("TRUE",),
         )

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 
 Validator = Callable[[bytes], bool]
+Prettifier = Callable[[bytes], "bytes | None"]
 
 # The common arc of the RFC 4517 syntaxes.
 LDAP_SYNTAX = "1.3.6.1.4.1.1466.115.121.1."
@@ -31,7 +32,7 @@ AUTHZ_SYNTAX = "1.3.6.1.4.1.4203.666.2.7"
 class Syntax:
     """One LDAP syntax: its OID, a description, and a validator."""
 
-    __slots__ = ("oid", "desc", "_validator", "binary", "not_human_readable")
+    __slots__ = ("oid", "desc", "_validator", "pretty", "binary", "not_human_readable")
 
     def __init__(
         self,
@@ -39,12 +40,16 @@ class Syntax:
         desc: str = "",
         validator: Validator | None = None,
         *,
+        pretty: Prettifier | None = None,
         binary: bool = False,
         not_human_readable: bool = False,
     ) -> None:
         self.oid = oid
         self.desc = desc
         self._validator = validator
+        # slapd's ssyn_pretty where it changes a valid value (UUIDs lowercased): values are stored, and DN values
+        # of the syntax written, in that form; None for a value the syntax refuses
+        self.pretty = pretty
         # X-BINARY-TRANSFER-REQUIRED (certificates and friends) and X-NOT-HUMAN-READABLE, as slapd publishes.
         self.binary = binary
         self.not_human_readable = not_human_readable or binary
@@ -218,6 +223,11 @@ def _uuid(value: bytes) -> bool:
     return _UUID_RE.match(value) is not None
 
 
+def _uuid_pretty(value: bytes) -> bytes | None:
+    """slapd's UUIDPretty: the hex digits lowercased."""
+    return value.lower() if _UUID_RE.match(value) else None
+
+
 def _csn(value: bytes) -> bool:
     if _CSN_RE.match(value) is None:
         return False
@@ -352,9 +362,19 @@ _SYNTAX_TABLE: tuple[tuple[str, str, Validator | None, str], ...] = (
 )
 
 
+_PRETTY: dict[str, Prettifier] = {UUID_SYNTAX: _uuid_pretty}
+
+
 def builtin_syntaxes() -> list[Syntax]:
     """Fresh Syntax objects for every syntax known in code, in publication order."""
     return [
-        Syntax(oid, desc, validator, binary="b" in flags, not_human_readable="n" in flags)
+        Syntax(
+            oid,
+            desc,
+            validator,
+            pretty=_PRETTY.get(oid),
+            binary="b" in flags,
+            not_human_readable="n" in flags,
+        )
         for oid, desc, validator, flags in _SYNTAX_TABLE
     ]

@@ -6,7 +6,7 @@ see the same thing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pyldapd.model import ordered
 from pyldapd.model.dn import DNError, normalize_dn, pretty_dn, rdn_attributes, split_rdn
@@ -20,15 +20,29 @@ DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
 
 
 def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes], description: str) -> list[bytes]:
-    """Store DN-valued attributes in slapd's pretty form (`UID=X, OU=People` becomes `uid=X,ou=People`), and
-    objectClass values under the class's primary name (slapd's objectClassPretty: `groupofnames` -> `groupOfNames`)."""
+    """Store DN-valued attributes in slapd's pretty form (`UID=X, OU=People` becomes `uid=X,ou=People`),
+    objectClass values under the class's primary name (slapd's objectClassPretty: `groupofnames` -> `groupOfNames`),
+    and values of a syntax with a pretty form in it (slapd's UUIDPretty lowercases)."""
     if at.oid == OBJECT_CLASS_OID:
         return [_class_name(schema, v) for v in values]
     if at.syntax.oid == NAME_AND_UID_SYNTAX:
         return [_pretty_name_and_uid(schema, v, description, index) for index, v in enumerate(values)]
+    if at.syntax.pretty is not None:
+        return [_pretty_value(at.syntax.pretty, v, description, index) for index, v in enumerate(values)]
     if at.syntax.oid != DN_SYNTAX:
         return list(values)
     return pretty_dns(schema, values, description)
+
+
+def _pretty_value(
+    pretty: Callable[[bytes], bytes | None], value: bytes, description: str, index: int
+) -> bytes:
+    prettier = pretty(value)
+    if prettier is None:
+        raise LDAPError(
+            ResultCode.invalidAttributeSyntax, f"{description}: value #{index} invalid per syntax"
+        )
+    return prettier
 
 
 PRETTY_KEPT = 1 << 18  # DN values kept in pretty form per schema: a group of 100,000 members fits
