@@ -613,3 +613,43 @@ def test_language_tags_stored_and_selected_as_slapd(pair):
             assert sorted(ours.stdout.splitlines()) == sorted(slapd.stdout.splitlines()), (filter_, attrs)
     finally:
         run_both(pair, "ldapdelete", *ADMIN, dn)
+
+
+NAME_AND_UID_SEARCHES = [
+    "(uniqueMember~=)",
+    "(uniqueMember~=dc=example,dc=com)",
+    "(uniqueMember~=DC=Example,DC=Com#'1000'B)",
+    "(uniqueMember~=dc=example,dc=com#'1'B)",
+    "(uniqueMember~=#'0110'B)",
+    "(uniqueMember=dc=example,dc=com)",
+    "(uniqueMember=dc=example,dc=com#'001000'B)",
+    "(uniqueMember=dc=example,dc=com#'1000'B)",
+    "(uniqueMember=#'1'B)",
+    "(seeAlso=entryUUID=597ae2f6-16a6-1027-98f4-ABCDEFabcdef,dc=example,dc=com)",
+]
+
+
+def test_name_and_uid_and_uuid_values_as_slapd(pair):
+    """uniqueMember's optional UID (`dn#'0101'B`): `~=` compares UIDs only when both sides carry one (slapd's
+    uniqueMemberMatch); a UUID-valued RDN in a DN value is written lowercased (slapd's UUIDPretty)."""
+    dn = "cn=Name and Optional UID,ou=People,dc=example,dc=com"
+    ldif = (
+        f"dn: {dn}\nchangetype: add\nobjectClass: groupOfUniqueNames\nobjectClass: extensibleObject\n"
+        f"cn: Name and Optional UID\nuniqueMember: {dn}\nuniqueMember: #'1'B\nuniqueMember: #'0010'B\n"
+        "uniqueMember: dc=example,dc=com#'1000'B\nuniqueMember: dc=example,dc=com#''B\n"
+        "seeAlso: entryUUID=597ae2f6-16a6-1027-98f4-ABCDEFabcdef,DC=example,DC=com\n"
+    )
+    slapd, ours = run_both(pair, "ldapmodify", *ADMIN, input=ldif)
+    assert (ours.returncode, slapd.returncode) == (0, 0), (slapd.stderr, ours.stderr)
+    try:
+        slapd, ours = run_both(pair, "ldapsearch", *ADMIN, "-LLL", "-b", dn, "-s", "base")
+        assert ours.stdout == slapd.stdout
+        assert "98f4-abcdefabcdef,dc=example,dc=com" in ours.stdout
+        for filter_ in NAME_AND_UID_SEARCHES:
+            slapd, ours = run_both(
+                pair, "ldapsearch", *ADMIN, "-LLL", "-b", "dc=example,dc=com", filter_, "1.1"
+            )
+            assert ours.returncode == slapd.returncode, (filter_, slapd.stderr, ours.stderr)
+            assert canonical(ours.stdout) == canonical(slapd.stdout), filter_
+    finally:
+        run_both(pair, "ldapdelete", *ADMIN, dn)

@@ -296,6 +296,27 @@ def test_plain_equality_same_as_general(ev: FilterEvaluator, schema: Schema) -> 
     assert ev.evaluate(parse_filter("(uidNumber=abc)"), e) is None
 
 
+def test_unique_member_approx_as_slapd(ev: FilterEvaluator, schema: Schema) -> None:
+    """slapd's uniqueMemberMatch: `=` compares the optional UIDs too (one side without one: no match); `~=`
+    compares them only when both sides carry one."""
+    group = make_entry(schema, "cn=g,dc=x", objectClass="groupOfUniqueNames", cn="g",
+                       uniqueMember=["#'1'B", "dc=example,dc=com#'1000'B", "cn=a,dc=x"])  # fmt: skip
+    for text, expected in [
+        ("(uniqueMember~=)", True),
+        ("(uniqueMember~=#'1'B)", True),
+        ("(uniqueMember~=#'0'B)", False),
+        ("(uniqueMember~=DC=Example,dc=com)", True),
+        ("(uniqueMember~=dc=example,dc=com#'1000'B)", True),
+        ("(uniqueMember~=dc=example,dc=com#'001000'B)", False),
+        ("(uniqueMember~=cn=a,dc=x#'11'B)", True),
+        ("(uniqueMember=)", False),
+        ("(uniqueMember=dc=example,dc=com)", False),
+        ("(uniqueMember=dc=example,dc=com#'1000'B)", True),
+        ("(uniqueMember=cn=a,dc=x#'11'B)", False),
+    ]:
+        assert ev.evaluate(parse_filter(text), group) is expected, text
+
+
 def test_integer_ordering(ev: FilterEvaluator, schema: Schema) -> None:
     e = make_entry(schema, "cn=x,dc=example,dc=com", objectClass="posixAccount", cn="x", uidNumber="1000")
     assert ev.matches(parse_filter("(uidNumber>=999)"), e)

@@ -113,7 +113,7 @@ from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
 from pyldapd.model.entry import MANY_VALUES, Attribute, Entry, added_at_end
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
 from pyldapd.model.matching import APPROX_RULES as _APPROX_RULES
-from pyldapd.model.matching import approx_filter_keys, approx_keys
+from pyldapd.model.matching import UNIQUE_MEMBER_MATCH, approx_filter_keys, approx_keys
 from pyldapd.protocol.ldap import (
     decode_partial_attribute_list,
     decode_values,
@@ -1554,8 +1554,8 @@ class ReadTxn:
             # tested on each); a word without letters has an empty key, under which slapd finds nothing; rules
             # without an approximate form are keyed by the normalized value
             rule = at.equality
-            if (key, "approx") not in built or rule is None:
-                return None
+            if (key, "approx") not in built or rule is None or rule.oid == UNIQUE_MEMBER_MATCH:
+                return None  # (uniqueMember's `~=` ignores a UID its key holds: the evaluator decides)
             n = rule.normalize(f.value)
             if n is None:
                 return _EMPTY

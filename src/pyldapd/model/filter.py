@@ -82,7 +82,12 @@ from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from pyldapd.model.entry import MANY_VALUES  # noqa: E402
-from pyldapd.model.matching import APPROX_RULES, approx_match  # noqa: E402
+from pyldapd.model.matching import (  # noqa: E402
+    APPROX_RULES,
+    UNIQUE_MEMBER_MATCH,
+    approx_match,
+    unique_member_approx,
+)
 from pyldapd.model.ordered import assertion_matches, ordered_kind  # noqa: E402
 from pyldapd.model.ordered import body as ordered_body  # noqa: E402
 from pyldapd.model.schema import options_test  # noqa: E402
@@ -841,6 +846,11 @@ class FilterEvaluator:
                     for v in vals:
                         nv = norm(v)
                         if nv is not None and approx_match(nv, a):
+                            return True
+                elif approx and r.oid == UNIQUE_MEMBER_MATCH:
+                    for v in vals:
+                        nv = norm(v)
+                        if nv is not None and unique_member_approx(nv, a):
                             return True
                 else:
                     for v in vals:

@@ -592,6 +592,19 @@ def _f_unique_member(rule: MatchingRule) -> None:
     rule.normalize = normalize
 
 
+UNIQUE_MEMBER_MATCH = "2.5.13.23"
+
+
+def unique_member_approx(value: bytes, assertion: bytes) -> bool:
+    """slapd's uniqueMemberMatch for `~=`, on normalized forms: the optional UIDs count only when both sides
+    carry one, else the names alone decide (`(uniqueMember~=)` finds `#'1'B`, the empty name with a UID)."""
+    value_name, value_uid = syn.split_optional_uid(value)
+    asserted_name, asserted_uid = syn.split_optional_uid(assertion)
+    if value_uid is not None and asserted_uid is not None and value_uid != asserted_uid:
+        return False
+    return value_name == asserted_name
+
+
 def _prep_list(value: bytes) -> str | None:
     lines = [prep_ignore(line) for line in value.split(b"$")]
     if any(line is None for line in lines):
@@ -634,7 +647,7 @@ _RULE_TABLE: tuple[tuple[str, str, str, str, Callable[[MatchingRule], None]], ..
     ("2.5.13.20", "telephoneNumberMatch", _S + "50", _EQ, _f_equality(_encode(prep_telephone))),
     ("2.5.13.21", "telephoneNumberSubstringsMatch", _S + "58", _SUB, _f_substrings(prep_telephone, False)),
     ("2.5.13.22", "presentationAddressMatch", _S + "43", _EQ, _f_equality(_lenient_ignore)),
-    ("2.5.13.23", "uniqueMemberMatch", _S + "34", _EQ, _f_unique_member),
+    (UNIQUE_MEMBER_MATCH, "uniqueMemberMatch", _S + "34", _EQ, _f_unique_member),
     ("2.5.13.24", "protocolInformationMatch", _S + "42", _EQ, _f_equality(_lenient_ignore)),
     ("2.5.13.25", "uTCTimeMatch", _S + "53", _EQ, _f_equality(_utc_time)),
     ("2.5.13.27", "generalizedTimeMatch", _S + "24", _EQ, _f_equality(_generalized_time)),
