@@ -617,7 +617,7 @@ class FilterEvaluator:
             key = id(r)
             found = by_rule.get(key)
             if found is None:
-                normalised = r.normalize_all(assertions)
+                normalised = r.normalize_assertions(assertions)
                 found = frozenset(n for n in normalised if n is not None), None in normalised
                 by_rule[key] = found
             return found
@@ -642,7 +642,7 @@ class FilterEvaluator:
                     if some_invalid:
                         result = None
                 if getattr(r, "_word", False):
-                    originals = [a for a in assertions if r.normalize(a) is not None]
+                    originals = [a for a in assertions if r.normalize_assertion(a) is not None]
                     if any(r.matches(v, a) for a in originals for v in vals):
                         return True
                     continue
@@ -771,7 +771,7 @@ class FilterEvaluator:
         key = plain.key
         rule = plain.equality
         norm = rule.normalize
-        wanted_value = norm(assertion)
+        wanted_value = rule.normalize_assertion(assertion)
         if wanted_value is None:
             return _undefined
 
@@ -807,7 +807,7 @@ class FilterEvaluator:
         rule = at.equality
         if rule is None:
             return _undefined
-        wanted = rule.normalize(assertion)
+        wanted = rule.normalize_assertion(assertion)
         if wanted is None:
             return _undefined
         if at.key == "objectclass":
@@ -820,7 +820,7 @@ class FilterEvaluator:
         def assertion_for(r: Any) -> bytes | None:
             key = id(r)
             if key not in by_rule:
-                by_rule[key] = r.normalize(assertion)
+                by_rule[key] = r.normalize_assertion(assertion)
             return by_rule[key]
 
         word = bool(getattr(rule, "_word", False))
@@ -991,7 +991,7 @@ class FilterEvaluator:
                     return None
 
             return less
-        wanted = rule.normalize(assertion)
+        wanted = rule.normalize_assertion(assertion)
         if wanted is None:
             return None
         norm = rule.normalize

@@ -273,6 +273,12 @@ def _description(value: bytes) -> bool:
     return stripped.startswith(b"(") and stripped.endswith(b")")
 
 
+def _certificate(value: bytes) -> bool:
+    from pyldapd.model.x509 import certificate_valid  # (x509 reads DNs: the dn module, imported late)
+
+    return certificate_valid(value)
+
+
 def _substring_assertion(value: bytes) -> bool:
     return len(value) > 0 and _utf8(value)
 
@@ -303,7 +309,7 @@ _SYNTAX_TABLE: tuple[tuple[str, str, Validator | None, str], ...] = (
     (_S + "5", "Binary", None, "n"),
     (_S + "6", "Bit String", _bit_string, ""),
     (_S + "7", "Boolean", _boolean, ""),
-    (_S + "8", "Certificate", None, "b"),
+    (_S + "8", "Certificate", _certificate, "b"),
     (_S + "9", "Certificate List", None, "b"),
     (_S + "10", "Certificate Pair", None, "b"),
     (_S + "11", "Country String", _country, ""),

@@ -1773,7 +1773,7 @@ class Directory:
         entry's order; a subtype the requester may not compare ends the compare with insufficientAccessRights."""
         if at.equality is None:
             raise LDAPError(ResultCode.inappropriateMatching, f"{request.attr}: no equality matching rule")
-        wanted = at.equality.normalize(request.value)
+        wanted = at.equality.normalize_assertion(request.value)
         if wanted is None:
             raise LDAPError(ResultCode.invalidAttributeSyntax, "value does not conform to assertion syntax")
         if at.key == OBJECT_CLASS:  # objectSubClassMatch, as in a filter: `top` matches a person
