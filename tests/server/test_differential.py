@@ -611,6 +611,11 @@ def test_language_tags_stored_and_selected_as_slapd(pair):
             assert ours.returncode == slapd.returncode, (filter_, attrs, slapd.stderr, ours.stderr)
             # attribute names compared as sent, case included
             assert sorted(ours.stdout.splitlines()) == sorted(slapd.stdout.splitlines()), (filter_, attrs)
+        # a compare reaches the values of the type's tagged attributes too, and a tag asks for them only
+        for assertion in ("sn:Billy Ray", "sn;lang-en-gb:Billy Ray", "sn;lang-de:Billy Ray", "name:Billy Bob",
+                          "cn;lang-en-:Billy Ray", "description;lang-en:tagged twice", "sn;lang-en-us:Ray"):  # fmt: skip
+            slapd, ours = run_both(pair, "ldapcompare", *ADMIN, dn, assertion)
+            assert ours.returncode == slapd.returncode, (assertion, slapd.stdout, ours.stdout)
     finally:
         run_both(pair, "ldapdelete", *ADMIN, dn)
 
@@ -653,3 +658,67 @@ def test_name_and_uid_and_uuid_values_as_slapd(pair):
             assert canonical(ours.stdout) == canonical(slapd.stdout), filter_
     finally:
         run_both(pair, "ldapdelete", *ADMIN, dn)
+
+
+def test_certificates_match_as_slapd(pair):
+    """userCertificate;binary values (slapd checks their DER shape) and certificateExactMatch assertions, in
+    RFC 4523's GSER and the older `serial$issuer` form, by equality, extensible match and compare."""
+    import ldap
+    from cryptography.x509.oid import NameOID
+
+    from tests.certs import der_certificate
+
+    issuer = [(NameOID.COUNTRY_NAME, "US"), (NameOID.ORGANIZATION_NAME, "OpenLDAP Example, Ltd."),
+              (NameOID.COMMON_NAME, "Example CA"), (NameOID.EMAIL_ADDRESS, "ca@example.com")]  # fmt: skip
+    certificates = [der_certificate(2, issuer), der_certificate(128, issuer)]
+    ca = "EMAIL=ca@example.com,CN=Example CA,O=Openldap Example\\5C, Ltd.,C=US"
+    dn = "uid=certified,ou=People,dc=example,dc=com"
+    filters = [
+        "(userCertificate;binary=*)",
+        "(userCertificate=*)",
+        f"(userCertificate=2${ca})",
+        f"(userCertificate=3${ca})",
+        f'(userCertificate={{ serialNumber 128, issuer "{ca}" }})',
+        f'(userCertificate={{ issuer rdnSequence:"{ca}", serialNumber 0x80 }})',
+        f"(userCertificate:certificateExactMatch:=2${ca})",
+        f'(userCertificate:2.5.13.34:={{ issuer "{ca}", serialNumber 2 }})',
+        "(userCertificate=2$not a DN)",
+        '(!(userCertificate={ serialNumber 02, issuer "cn=x" }))',
+    ]
+    outcomes = []
+    for server in pair:
+        conn = ldap.initialize(server.url)
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        try:
+            refused = []
+            for junk in (b"2$cn=Example CA", certificates[0][:-1]):
+                try:
+                    conn.add_s(dn, [("objectClass", [b"inetOrgPerson"]), ("cn", [b"c"]), ("sn", [b"c"]),
+                                    ("userCertificate;binary", [junk])])  # fmt: skip
+                    conn.delete_s(dn)
+                    refused.append("accepted")
+                except ldap.LDAPError as exc:
+                    refused.append(type(exc).__name__)
+            conn.add_s(dn, [("objectClass", [b"inetOrgPerson"]), ("cn", [b"c"]), ("sn", [b"c"]),
+                            ("userCertificate;binary", certificates)])  # fmt: skip
+            found = [
+                sorted(d for d, _ in conn.search_s("dc=example,dc=com", ldap.SCOPE_SUBTREE, f, ["1.1"]))
+                for f in filters
+            ]
+            compared = []
+            for value in (f"2${ca}", f"3${ca}"):
+                try:
+                    compared.append(
+                        conn.compare_s(dn, "userCertificate", value.replace("\\5C", "\\").encode())
+                    )
+                except ldap.LDAPError as exc:
+                    compared.append(type(exc).__name__)
+            outcomes.append((refused, found, compared))
+        finally:
+            try:
+                conn.delete_s(dn)
+            except ldap.NO_SUCH_OBJECT:
+                pass
+            conn.unbind_s()
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[1][1][2] == [dn]

@@ -1784,12 +1784,16 @@ class Directory:
                 return ResultCode.compareTrue
             return ResultCode.compareFalse
         keys = {subtype.key for subtype in self.schema.subtypes(at)}
+        # with its options (userCertificate;binary, cn;lang-en) an attribute is one of the asserted type too, as
+        # slapd's attrs_find finds it; options in the assertion must be held (`cn;lang-en` compares only those)
+        holds = options_test(self.schema.split_description(request.attr)[1])
         found = False
         for key, attribute in entry.attrs.items():
-            if key not in keys or not attribute.values:
+            base, _, options = key.partition(";")
+            if base not in keys or not attribute.values or not holds(options):
                 continue
             found = True
-            if key != at.key and may_compare is not None and not may_compare(key):
+            if base != at.key and may_compare is not None and not may_compare(base):
                 raise LDAPError(ResultCode.insufficientAccessRights, "")
             if len(attribute.values) > MANY_VALUES:
                 forms, invalid = attribute.normalized(at.equality)
