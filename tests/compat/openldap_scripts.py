@@ -66,6 +66,11 @@ SCRIPTS = (
     "test069-delta-multiprovider-starttls",
     "test070-delta-multiprovider-ldaps",
     "test086-delta-consumer-config",
+    # search semantics: language tags, extensible matching, certificates, DN forms
+    "test013-language",
+    "test015-xsearch",
+    "test021-certificate",
+    "test026-dn",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.
