@@ -156,3 +156,20 @@ def tls_conf(pki: TestPKI, verify_client: str = "never") -> str:
         f"TLSCertificateKeyFile {pki.server_key}\n"
         f"TLSVerifyClient {verify_client}\n"
     )
+
+
+def der_certificate(serial: int, issuer: list[tuple[x509.ObjectIdentifier, str]]) -> bytes:
+    """A DER certificate of this serial number and issuer (signed by a throwaway key: only its fields matter)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name((NameOID.COMMON_NAME, "holder")))
+        .issuer_name(_name(*issuer))
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)

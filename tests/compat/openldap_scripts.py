@@ -71,6 +71,11 @@ SCRIPTS = (
     "test051-config-undo",
     "test055-valregex",
     "test056-monitor",
+    # search semantics: language tags, extensible matching, certificates, DN forms
+    "test013-language",
+    "test015-xsearch",
+    "test021-certificate",
+    "test026-dn",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

@@ -96,6 +96,10 @@ SEARCHES = [
     ("dc=example,dc=com", "sub", "(cn:caseExactMatch:=Bob Wong)", ["cn"]),
     ("dc=example,dc=com", "sub", "(cn:2.5.13.5:=bob wong)", ["cn"]),
     ("dc=example,dc=com", "sub", "(:caseIgnoreMatch:=staff)", ["1.1"]),
+    # substrings rules: their Substring Assertion syntax is one slapd cannot check (Undefined)
+    ("dc=example,dc=com", "sub", "(:dn:caseIgnoreSubstringsMatch:=people)", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(cn:caseExactSubstringsMatch:=Bob Wong)", ["1.1"]),
+    ("dc=example,dc=com", "sub", "(!(cn:2.5.13.4:=bob wong))", ["1.1"]),
     ("dc=example,dc=com", "sub", "(member=uid=bwong,ou=people,dc=example,dc=com)", ["member"]),
     ("dc=example,dc=com", "sub", "(memberUid=JDOE)", ["memberUid"]),
     ("dc=example,dc=com", "sub", "(description=*\\2a star)", ["description"]),
@@ -570,3 +574,151 @@ def test_attribute_lists_with_options_select_as_slapd(pair):
             conn.unbind_s()
     assert answers[1] == answers[0]
     assert answers[1][0] == [("cn;lang-en", [b"Tagged EN"])]
+
+
+TAGGED_SEARCHES = [
+    ("(objectClass=*)", []),
+    ("(objectClass=*)", ["name"]),
+    ("(objectClass=*)", ["name;lang-en-US"]),
+    ("(objectClass=*)", ["name;lang-en-"]),
+    ("(objectClass=*)", ["sn;lang-"]),
+    ("(objectClass=*)", ["sn;LANG-EN-GB;lang-en-us"]),
+    ("(objectClass=*)", ["description;lang-e-"]),
+    ("(name;lang-en-=Billy Ray)", ["1.1"]),
+    ("(sn;lang-en-gb=*)", ["1.1"]),
+    ("(cn;lang-en-=Billy Bob)", ["1.1"]),
+    ("(description;lang-=*)", ["description"]),
+]
+
+
+def test_language_tags_stored_and_selected_as_slapd(pair):
+    """Tags are kept lowercased, once each and sorted (slapd's ad_cname: `SN;lang-en-US;lang-en-GB` reads back
+    as `sn;lang-en-gb;lang-en-us`); a language range (`name;lang-en-`, RFC 3866) in an attribute list or a
+    filter selects the tags it covers."""
+    dn = "cn=Billy Ray,ou=People,dc=example,dc=com"
+    ldif = (
+        f"dn: {dn}\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: extensibleObject\nCN: Billy Ray\nSN: Ray\n"
+        "CN;lang-en-US: Billy Ray\nSN;lang-en-US;lang-en-GB: Billy Ray\nname;lang-en-US: Billy Bob\n"
+        "description;lang-EN;lang-en: tagged twice\ndescription;lang-zz;lang-y;lang-x: many tags\n"
+    )
+    slapd, ours = run_both(pair, "ldapmodify", *ADMIN, input=ldif)
+    assert (ours.returncode, slapd.returncode) == (0, 0), (slapd.stderr, ours.stderr)
+    try:
+        for filter_, attrs in TAGGED_SEARCHES:
+            slapd, ours = run_both(
+                pair, "ldapsearch", *ADMIN, "-LLL", "-b", dn, "-s", "base", filter_, *attrs
+            )
+            assert ours.returncode == slapd.returncode, (filter_, attrs, slapd.stderr, ours.stderr)
+            # attribute names compared as sent, case included
+            assert sorted(ours.stdout.splitlines()) == sorted(slapd.stdout.splitlines()), (filter_, attrs)
+        # a compare reaches the values of the type's tagged attributes too, and a tag asks for them only
+        for assertion in ("sn:Billy Ray", "sn;lang-en-gb:Billy Ray", "sn;lang-de:Billy Ray", "name:Billy Bob",
+                          "cn;lang-en-:Billy Ray", "description;lang-en:tagged twice", "sn;lang-en-us:Ray"):  # fmt: skip
+            slapd, ours = run_both(pair, "ldapcompare", *ADMIN, dn, assertion)
+            assert ours.returncode == slapd.returncode, (assertion, slapd.stdout, ours.stdout)
+    finally:
+        run_both(pair, "ldapdelete", *ADMIN, dn)
+
+
+NAME_AND_UID_SEARCHES = [
+    "(uniqueMember~=)",
+    "(uniqueMember~=dc=example,dc=com)",
+    "(uniqueMember~=DC=Example,DC=Com#'1000'B)",
+    "(uniqueMember~=dc=example,dc=com#'1'B)",
+    "(uniqueMember~=#'0110'B)",
+    "(uniqueMember=dc=example,dc=com)",
+    "(uniqueMember=dc=example,dc=com#'001000'B)",
+    "(uniqueMember=dc=example,dc=com#'1000'B)",
+    "(uniqueMember=#'1'B)",
+    "(seeAlso=entryUUID=597ae2f6-16a6-1027-98f4-ABCDEFabcdef,dc=example,dc=com)",
+]
+
+
+def test_name_and_uid_and_uuid_values_as_slapd(pair):
+    """uniqueMember's optional UID (`dn#'0101'B`): `~=` compares UIDs only when both sides carry one (slapd's
+    uniqueMemberMatch); a UUID-valued RDN in a DN value is written lowercased (slapd's UUIDPretty)."""
+    dn = "cn=Name and Optional UID,ou=People,dc=example,dc=com"
+    ldif = (
+        f"dn: {dn}\nchangetype: add\nobjectClass: groupOfUniqueNames\nobjectClass: extensibleObject\n"
+        f"cn: Name and Optional UID\nuniqueMember: {dn}\nuniqueMember: #'1'B\nuniqueMember: #'0010'B\n"
+        "uniqueMember: dc=example,dc=com#'1000'B\nuniqueMember: dc=example,dc=com#''B\n"
+        "seeAlso: entryUUID=597ae2f6-16a6-1027-98f4-ABCDEFabcdef,DC=example,DC=com\n"
+    )
+    slapd, ours = run_both(pair, "ldapmodify", *ADMIN, input=ldif)
+    assert (ours.returncode, slapd.returncode) == (0, 0), (slapd.stderr, ours.stderr)
+    try:
+        slapd, ours = run_both(pair, "ldapsearch", *ADMIN, "-LLL", "-b", dn, "-s", "base")
+        assert ours.stdout == slapd.stdout
+        assert "98f4-abcdefabcdef,dc=example,dc=com" in ours.stdout
+        for filter_ in NAME_AND_UID_SEARCHES:
+            slapd, ours = run_both(
+                pair, "ldapsearch", *ADMIN, "-LLL", "-b", "dc=example,dc=com", filter_, "1.1"
+            )
+            assert ours.returncode == slapd.returncode, (filter_, slapd.stderr, ours.stderr)
+            assert canonical(ours.stdout) == canonical(slapd.stdout), filter_
+    finally:
+        run_both(pair, "ldapdelete", *ADMIN, dn)
+
+
+def test_certificates_match_as_slapd(pair):
+    """userCertificate;binary values (slapd checks their DER shape) and certificateExactMatch assertions, in
+    RFC 4523's GSER and the older `serial$issuer` form, by equality, extensible match and compare."""
+    import ldap
+    from cryptography.x509.oid import NameOID
+
+    from tests.certs import der_certificate
+
+    issuer = [(NameOID.COUNTRY_NAME, "US"), (NameOID.ORGANIZATION_NAME, "OpenLDAP Example, Ltd."),
+              (NameOID.COMMON_NAME, "Example CA"), (NameOID.EMAIL_ADDRESS, "ca@example.com")]  # fmt: skip
+    certificates = [der_certificate(2, issuer), der_certificate(128, issuer)]
+    ca = "EMAIL=ca@example.com,CN=Example CA,O=Openldap Example\\5C, Ltd.,C=US"
+    dn = "uid=certified,ou=People,dc=example,dc=com"
+    filters = [
+        "(userCertificate;binary=*)",
+        "(userCertificate=*)",
+        f"(userCertificate=2${ca})",
+        f"(userCertificate=3${ca})",
+        f'(userCertificate={{ serialNumber 128, issuer "{ca}" }})',
+        f'(userCertificate={{ issuer rdnSequence:"{ca}", serialNumber 0x80 }})',
+        f"(userCertificate:certificateExactMatch:=2${ca})",
+        f'(userCertificate:2.5.13.34:={{ issuer "{ca}", serialNumber 2 }})',
+        "(userCertificate=2$not a DN)",
+        '(!(userCertificate={ serialNumber 02, issuer "cn=x" }))',
+    ]
+    outcomes = []
+    for server in pair:
+        conn = ldap.initialize(server.url)
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        try:
+            refused = []
+            for junk in (b"2$cn=Example CA", certificates[0][:-1]):
+                try:
+                    conn.add_s(dn, [("objectClass", [b"inetOrgPerson"]), ("cn", [b"c"]), ("sn", [b"c"]),
+                                    ("userCertificate;binary", [junk])])  # fmt: skip
+                    conn.delete_s(dn)
+                    refused.append("accepted")
+                except ldap.LDAPError as exc:
+                    refused.append(type(exc).__name__)
+            conn.add_s(dn, [("objectClass", [b"inetOrgPerson"]), ("cn", [b"c"]), ("sn", [b"c"]),
+                            ("userCertificate;binary", certificates)])  # fmt: skip
+            found = [
+                sorted(d for d, _ in conn.search_s("dc=example,dc=com", ldap.SCOPE_SUBTREE, f, ["1.1"]))
+                for f in filters
+            ]
+            compared = []
+            for value in (f"2${ca}", f"3${ca}"):
+                try:
+                    compared.append(
+                        conn.compare_s(dn, "userCertificate", value.replace("\\5C", "\\").encode())
+                    )
+                except ldap.LDAPError as exc:
+                    compared.append(type(exc).__name__)
+            outcomes.append((refused, found, compared))
+        finally:
+            try:
+                conn.delete_s(dn)
+            except ldap.NO_SUCH_OBJECT:
+                pass
+            conn.unbind_s()
+    assert outcomes[1] == outcomes[0]
+    assert outcomes[1][1][2] == [dn]

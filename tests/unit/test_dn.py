@@ -203,6 +203,15 @@ PRETTY = [
     ("commonName=X", "cn=X"),
     ("cn=a\\ \\ ", "cn=a \\20"),
     ("DC=x+DISPLAYNAME=y", "dc=x+displayName=y"),
+    # a value of a syntax with a pretty form takes it, as slapd's LDAPRDN_rewrite (UUIDPretty lowercases)
+    (
+        "entryUUID=597AE2F6-16A6-1027-98F4-ABCDEFabcdef,dc=x",
+        "entryUUID=597ae2f6-16a6-1027-98f4-abcdefabcdef,dc=x",
+    ),
+    (
+        "entryUUID=597AE2F6-16A6-1027-98F4-ABCDEFabcdef+CN=X",
+        "cn=X+entryUUID=597ae2f6-16a6-1027-98f4-abcdefabcdef",
+    ),
 ]
 
 INVALID = ["cn=#04024869", "foo=bar", "cn=", "dc=", "telephoneNumber=+1 555 0100", "cn=b+cn=a", "cn=x+cn=X"]
@@ -223,7 +232,8 @@ def test_pretty_like_slapd(schema: Schema, dn: str, expected: str) -> None:
 # parser makes it (the same DN with one escaped space at its end forces the full parser)
 PLAIN = ["uid=user1,ou=People,dc=example,dc=com", " CN = Foo  Bar , DC=Example,dc=COM ", "2.5.4.3=x,dc=y",
          "commonName=a=b,o=Ünïcode", "cn=a,,dc=x", "cn=a,dc=x,", "cn=,dc=x", "foo=bar,dc=x", "=x", "cn",
-         "telephoneNumber=555,dc=x", "cn=a b,1.2=x", "c=FRA", "c=FR,o=x"]  # fmt: skip
+         "telephoneNumber=555,dc=x", "cn=a b,1.2=x", "c=FRA", "c=FR,o=x",
+         "entryUUID=597AE2F6-16A6-1027-98F4-ABCDEFabcdef,dc=x", "entryUUID=597AE2F6,dc=x"]  # fmt: skip
 
 
 @pytest.mark.parametrize("dn", PLAIN)
@@ -232,9 +242,14 @@ def test_pretty_of_a_plain_dn_is_what_the_full_parser_makes(schema: Schema, dn: 
 
     def slow(text: str) -> str | Exception:
         try:
-            return ",".join(dn_module._join_rdn([(dn_module._check_ava(t, v, b, schema)[0].name,
-                                                  dn_module._escape(v)) for t, v, b in rdn])
-                            for rdn in dn_module._parse(text))  # fmt: skip
+
+            def ava(t: str, v: str, b: bool) -> tuple[str, str]:
+                at, encoded = dn_module._check_ava(t, v, b, schema)
+                return at.name, dn_module._escape(dn_module._pretty_value(at, v, encoded))
+
+            return ",".join(
+                dn_module._join_rdn([ava(t, v, b) for t, v, b in rdn]) for rdn in dn_module._parse(text)
+            )
         except DNError as exc:
             return exc
 

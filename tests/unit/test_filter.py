@@ -228,6 +228,14 @@ def test_filter_attributes() -> None:
         ("(cn=*)", True),
         ("(cn;lang-en=*)", True),
         ("(cn;lang-de=*)", False),
+        # language tags in any case; ranges (RFC 3866): `lang-en-` holds `lang-en` and `lang-en-*`, as slapd's
+        ("(cn;LANG-EN=johnny)", True),
+        ("(cn;lang-=johnny)", True),
+        ("(name;lang-en-=johnny)", True),
+        ("(cn;lang-e-=johnny)", False),
+        ("(cn;lang-en-us=johnny)", False),
+        ("(cn;lang-=john smith)", False),
+        ("(cn;lang-en-=*)", True),
         ("(name=*)", True),
         ("(objectClass=*)", True),
         ("(objectClass=person)", True),
@@ -252,6 +260,10 @@ def test_filter_attributes() -> None:
         ("(ou:=People)", False),
         ("(dc:dn:=example)", True),
         ("(:dn:caseIgnoreMatch:=people)", True),
+        # a substrings rule's assertion (Substring Assertion syntax) is one slapd cannot check: Undefined
+        ("(:dn:caseIgnoreSubstringsMatch:=people)", False),
+        ("(cn:caseIgnoreSubstringsMatch:=john smith)", False),
+        ("(!(cn:caseIgnoreSubstringsMatch:=john smith))", False),
         ("(:dn:caseExactMatch:=people)", False),
         ("(:dn:caseExactMatch:=People)", True),
         ("(:caseExactMatch:=Smith)", True),
@@ -282,6 +294,27 @@ def test_plain_equality_same_as_general(ev: FilterEvaluator, schema: Schema) -> 
         assert ev.evaluate(f, e) is general.evaluate(f, e), text
     assert ev.evaluate(parse_filter("(uid=jdoe)"), e) is True  # a value of uid;x-old is a value of uid
     assert ev.evaluate(parse_filter("(uidNumber=abc)"), e) is None
+
+
+def test_unique_member_approx_as_slapd(ev: FilterEvaluator, schema: Schema) -> None:
+    """slapd's uniqueMemberMatch: `=` compares the optional UIDs too (one side without one: no match); `~=`
+    compares them only when both sides carry one."""
+    group = make_entry(schema, "cn=g,dc=x", objectClass="groupOfUniqueNames", cn="g",
+                       uniqueMember=["#'1'B", "dc=example,dc=com#'1000'B", "cn=a,dc=x"])  # fmt: skip
+    for text, expected in [
+        ("(uniqueMember~=)", True),
+        ("(uniqueMember~=#'1'B)", True),
+        ("(uniqueMember~=#'0'B)", False),
+        ("(uniqueMember~=DC=Example,dc=com)", True),
+        ("(uniqueMember~=dc=example,dc=com#'1000'B)", True),
+        ("(uniqueMember~=dc=example,dc=com#'001000'B)", False),
+        ("(uniqueMember~=cn=a,dc=x#'11'B)", True),
+        ("(uniqueMember=)", False),
+        ("(uniqueMember=dc=example,dc=com)", False),
+        ("(uniqueMember=dc=example,dc=com#'1000'B)", True),
+        ("(uniqueMember=cn=a,dc=x#'11'B)", False),
+    ]:
+        assert ev.evaluate(parse_filter(text), group) is expected, text
 
 
 def test_integer_ordering(ev: FilterEvaluator, schema: Schema) -> None:

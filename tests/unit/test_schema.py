@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyldapd.model.matching import approx_filter_keys, approx_keys, approx_match, metaphone
-from pyldapd.model.schema import SCHEMA_DIR, Schema, SchemaError
+from pyldapd.model.schema import SCHEMA_DIR, Schema, SchemaError, canonical_options, options_test
 
 DEBIAN = Path("/etc/ldap/schema")
 FILES = ("core", "cosine", "nis", "inetorgperson")
@@ -127,6 +127,40 @@ def test_split_description_and_attribute_key(schema: Schema) -> None:
     assert schema.attribute_key("cn;binary;lang-en") == "cn;binary;lang-en"
     assert schema.attribute_key("unKnown;X") == "unknown;x"
     assert schema.split_description("unknown") == (None, ())
+    # a tag given twice is one tag, as slapd's slap_bv2ad drops the duplicate
+    assert schema.attribute_key("cn;lang-en;LANG-EN") == "cn;lang-en"
+
+
+def test_canonical_options_as_slapd_keeps_them() -> None:
+    """slapd's ad_cname: tags lowercased, once each, sorted (`binary` sorts before every `lang-` tag)."""
+    assert canonical_options(["lang-zz", "lang-y", "lang-yy", "lang-xx", "lang-x", "lang-z"]) == (
+        "lang-x", "lang-xx", "lang-y", "lang-yy", "lang-z", "lang-zz")  # fmt: skip
+    assert canonical_options(["lang-en-US", "lang-en-GB", "LANG-EN-us"]) == ("lang-en-gb", "lang-en-us")
+    assert canonical_options(["lang-de", "Binary"]) == ("binary", "lang-de")
+
+
+@pytest.mark.parametrize(
+    ("wanted", "held", "expected"),
+    [
+        (["lang-en"], "lang-en", True),
+        (["LANG-EN"], "lang-de;lang-en", True),
+        (["lang-en"], "lang-en-us", False),
+        (["lang-en-"], "lang-en-us", True),
+        (["lang-en-"], "lang-en", True),  # a range holds the tag it names
+        (["lang-en-"], "lang-enx", False),
+        (["lang-en-"], "", False),
+        (["lang-"], "lang-fr", True),
+        (["lang-en-", "lang-de"], "lang-de;lang-en-gb", True),
+        (["lang-en-", "lang-de"], "lang-en-gb", False),
+        (["binary"], "binary;lang-en", True),
+        (["binary"], "lang-en", False),
+        ([], "lang-en", True),
+        ([], "", True),
+    ],
+)
+def test_options_test_as_slapd_is_ad_subtype(wanted: list[str], held: str, expected: bool) -> None:
+    assert options_test(wanted)(held) is expected
+    assert options_test(iter(wanted))(held) is expected  # a generator is read once
 
 
 def test_default_returns_independent_copies() -> None:
@@ -633,3 +667,102 @@ def test_string_normalization_is_idempotent(text: str) -> None:
 
 
 _HYPO_SCHEMA = Schema.default()
+
+
+# --- certificates (RFC 4523, slapd's certificateExactMatch) ---------------------------------------------------
+
+
+def _issuer() -> list:
+    from cryptography.x509.oid import NameOID
+
+    return [(NameOID.COUNTRY_NAME, "US"), (NameOID.ORGANIZATION_NAME, "OpenLDAP Example, Ltd."),
+            (NameOID.COMMON_NAME, "Example CA"), (NameOID.EMAIL_ADDRESS, "ca@example.com")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("serial", "assertion", "expected"),
+    [
+        (2, "2$EMAIL=ca@example.com,CN=Example CA,O=Openldap Example\\, Ltd.,C=US", True),
+        (2, "0002$email=CA@EXAMPLE.COM,cn=example ca,o=openldap example\\2c ltd.,c=us", True),
+        (
+            2,
+            '{ serialNumber 2, issuer "EMAIL=ca@example.com,CN=Example CA,O=Openldap Example\\, Ltd.,C=US" }',
+            True,
+        ),
+        (
+            2,
+            '{issuer rdnSequence:"email=ca@example.com,cn=Example CA,o=OpenLDAP Example\\2C Ltd.,c=US",serialNumber 2}',
+            True,
+        ),
+        (3, "2$EMAIL=ca@example.com,CN=Example CA,O=Openldap Example\\, Ltd.,C=US", False),
+        (2, "2$CN=Example CA,O=Openldap Example\\, Ltd.,C=US", False),
+        # 128 is the DER INTEGER 00 80: '80'H, however it is written
+        (
+            128,
+            '{ serialNumber 128, issuer "EMAIL=ca@example.com,CN=Example CA,O=OpenLDAP Example\\, Ltd.,C=US" }',
+            True,
+        ),
+        (
+            128,
+            '{ serialNumber 0x80, issuer "EMAIL=ca@example.com,CN=Example CA,O=OpenLDAP Example\\, Ltd.,C=US" }',
+            True,
+        ),
+        (
+            128,
+            "{ serialNumber '80'H, issuer \"EMAIL=ca@example.com,CN=Example CA,O=OpenLDAP Example\\, Ltd.,C=US\" }",
+            True,
+        ),
+        (2**70 + 5, f"{2**70 + 5}$EMAIL=ca@example.com,CN=Example CA,O=OpenLDAP Example\\, Ltd.,C=US", True),
+    ],
+)
+def test_certificate_exact_match(schema: Schema, serial: int, assertion: str, expected: bool) -> None:
+    from tests.certs import der_certificate
+
+    rule = schema.matching_rule("certificateExactMatch")
+    assert rule is not None
+    certificate = der_certificate(serial, _issuer())
+    form = rule.normalize(certificate)
+    assert form is not None
+    wanted = rule.normalize_assertion(assertion.encode())
+    assert wanted is not None
+    assert (form == wanted) is expected
+    assert rule.matches(certificate, assertion.encode()) is expected
+
+
+@pytest.mark.parametrize(
+    "assertion",
+    [
+        "x$cn=a",  # old form: decimal serial numbers only
+        "2cn=a",
+        "2$nosuchattr=a",  # the issuer must be a DN of known types
+        '{ serialNumber 02, issuer "cn=a" }',  # GSER: no leading zeros
+        '{ serialNumber 0x0F, issuer "cn=a" }',
+        '{ serialNumber  2, issuer "cn=a" }X',
+        "{ serialNumber 2 }",
+        '{ serialNumber 2, issuer "cn=a", serialNumber 2 }',
+        "{ serialNumber 2, issuer cn=a }",
+        '{ serialNumber 2,issuer"cn=a" }',
+    ],
+)
+def test_certificate_exact_match_refuses_what_slapd_refuses(schema: Schema, assertion: str) -> None:
+    rule = schema.matching_rule("certificateExactMatch")
+    assert rule is not None
+    assert rule.normalize_assertion(assertion.encode()) is None
+
+
+def test_certificate_syntax_and_assertions_are_told_apart(schema: Schema) -> None:
+    """A certificate is a value, never an assertion (slapd's normalizer is told which it has): the DER of a
+    certificate given as an assertion is Undefined, a serialNumberAndIssuer stored as a value is refused."""
+    from tests.certs import der_certificate
+
+    certificate = der_certificate(7, _issuer())
+    syntax = schema.syntax("1.3.6.1.4.1.1466.115.121.1.8")
+    rule = schema.matching_rule("certificateExactMatch")
+    assert syntax is not None and rule is not None
+    assert syntax.validate(certificate)
+    assert not syntax.validate(certificate[:-1])
+    assert not syntax.validate(certificate + b"\x00")
+    assert not syntax.validate(b"7$cn=Example CA")
+    assert rule.normalize_assertion(certificate) is None
+    assert rule.normalize(b"7$cn=Example CA") is None
+    assert rule.matches(certificate, certificate) is None

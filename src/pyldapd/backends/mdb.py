@@ -113,7 +113,7 @@ from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
 from pyldapd.model.entry import MANY_VALUES, Attribute, Entry, added_at_end
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
 from pyldapd.model.matching import APPROX_RULES as _APPROX_RULES
-from pyldapd.model.matching import approx_filter_keys, approx_keys
+from pyldapd.model.matching import UNIQUE_MEMBER_MATCH, approx_filter_keys, approx_keys
 from pyldapd.protocol.ldap import (
     decode_partial_attribute_list,
     decode_values,
@@ -1468,7 +1468,7 @@ class ReadTxn:
             if isinstance(f, Present) and at.key == "objectclass":
                 return None  # every entry has one
             if isinstance(f, Equality) and at.key == "entryuuid" and at.equality is not None:
-                n = at.equality.normalize(f.value)
+                n = at.equality.normalize_assertion(f.value)
                 if n is not None and len(n) == 16:
                     return ("keys", "uuid", [n])
             plans: list[_Plan] = []
@@ -1503,7 +1503,7 @@ class ReadTxn:
             rule = t.equality
             if (t.key, "eq") not in db._built or rule is None or getattr(rule, "_word", False):
                 return None
-            steps.append((t.key.encode() + b"\x00", rule.normalize))
+            steps.append((t.key.encode() + b"\x00", rule.normalize_assertion))
         return steps
 
     def _plan_equalities(self, desc: str, values: list[bytes]) -> _Plan | None:
@@ -1528,7 +1528,7 @@ class ReadTxn:
             # a value Undefined for this type (None) has no key
             keys += [
                 k if len(k := prefix + n) <= _MAX_KEY else _ikey(prefix, n)
-                for n in rule.normalize_all(values)
+                for n in rule.normalize_assertions(values)
                 if n is not None
             ]
         return ("keys", "eq", list(dict.fromkeys(keys))) if keys else _EMPTY
@@ -1541,7 +1541,7 @@ class ReadTxn:
             rule = at.equality
             if (key, "eq") not in built or rule is None or getattr(rule, "_word", False):
                 return None
-            n = rule.normalize(f.value)
+            n = rule.normalize_assertion(f.value)
             if n is None:
                 return _EMPTY  # Undefined for every value of this type
             return ("keys", "eq", [_ikey(prefix, n)])
@@ -1554,9 +1554,9 @@ class ReadTxn:
             # tested on each); a word without letters has an empty key, under which slapd finds nothing; rules
             # without an approximate form are keyed by the normalized value
             rule = at.equality
-            if (key, "approx") not in built or rule is None:
-                return None
-            n = rule.normalize(f.value)
+            if (key, "approx") not in built or rule is None or rule.oid == UNIQUE_MEMBER_MATCH:
+                return None  # (uniqueMember's `~=` ignores a UID its key holds: the evaluator decides)
+            n = rule.normalize_assertion(f.value)
             if n is None:
                 return _EMPTY
             if rule.oid not in _APPROX_RULES:

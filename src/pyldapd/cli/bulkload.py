@@ -50,6 +50,7 @@ from pyldapd.server.entries import (
     equality_keys,
     object_classes,
     resolve_type,
+    stored_description,
     structural_class,
 )
 from pyldapd.server.errors import LDAPError
@@ -152,7 +153,8 @@ class EntryPreparer:
         self.who = options.rootdn.encode()
         self.csn = CSNGenerator(options.server_id, lane=lane, lanes=lanes)
         self.uuids = TimeUUIDs(options.clock_seq + lane)
-        self._keys: dict[str, str] = {}  # attribute description -> Entry.attrs key, for defined types
+        # attribute description -> (Entry.attrs key, the name it is stored under), for defined types
+        self._keys: dict[str, tuple[str, str]] = {}
 
     def prepare_chunk(self, data: LDIFData, chunk: Chunk) -> ChunkResult:
         options = self.options
@@ -227,13 +229,17 @@ class EntryPreparer:
         attrs = entry.attrs
         keys = self._keys
         for description, values in attributes:
-            key = keys.get(description)
-            if key is None:
-                resolve_type(self.schema, description)  # LDAPError for an undefined type
-                key = keys[description] = self.schema.attribute_key(description)
+            known = keys.get(description)
+            if known is None:
+                at = resolve_type(self.schema, description)  # LDAPError for an undefined type
+                known = keys[description] = (
+                    self.schema.attribute_key(description),
+                    stored_description(at, description),
+                )
+            key, name = known
             attribute = attrs.get(key)
             if attribute is None:
-                attribute = attrs[key] = Attribute(description, list(values))
+                attribute = attrs[key] = Attribute(name, list(values))
             else:
                 attribute.values.extend(values)
             if len(attribute.values) > 1 and len(set(attribute.values)) != len(attribute.values):

@@ -427,7 +427,13 @@ def pretty_dn(dn: str, schema: Any = None) -> str:
     if schema is not None and not _SLOW_CHARS.intersection(dn):
         fast = _parse_fast(dn)  # one AVA per RDN, nothing escaped: a group's members, mostly
         if fast is not None:
-            return ",".join(f"{_check_ava(t, v, False, schema)[0].name}={_escape(v)}" for ((t, v),) in fast)
+            parts = []
+            for ((t, v),) in fast:
+                at, encoded = _check_ava(t, v, False, schema)
+                if at.syntax is not None and at.syntax.pretty is not None:
+                    v = _pretty_value(at, v, encoded)
+                parts.append(f"{at.name}={_escape(v)}")
+            return ",".join(parts)
     out: list[str] = []
     for rdn in _parse(dn):
         if schema is None:
@@ -435,10 +441,21 @@ def pretty_dn(dn: str, schema: Any = None) -> str:
             continue
         avas: list[tuple[str, str]] = []
         for atype, value, binary in rdn:
-            at, _ = _check_ava(atype, value, binary, schema)
-            avas.append((at.name, _escape(value)))
+            at, encoded = _check_ava(atype, value, binary, schema)
+            avas.append((at.name, _escape(_pretty_value(at, value, encoded))))
         out.append(_join_rdn(avas))
     return ",".join(out)
+
+
+def _pretty_value(at: Any, value: str, encoded: bytes) -> str:
+    """The value in its syntax's pretty form, as slapd's LDAPRDN_rewrite (a UUID lowercased)."""
+    pretty = getattr(getattr(at, "syntax", None), "pretty", None)
+    if pretty is None:
+        return value
+    prettier = pretty(encoded)
+    if prettier is None:
+        raise DNError(f"invalid DN: invalid value for attribute {at.name}")
+    return prettier.decode("utf-8", "surrogateescape")
 
 
 # --- string helpers for pretty or normalized DNs ----------------------------------------------------------------

@@ -82,9 +82,16 @@ from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from pyldapd.model.entry import MANY_VALUES  # noqa: E402
-from pyldapd.model.matching import APPROX_RULES, approx_match  # noqa: E402
+from pyldapd.model.matching import (  # noqa: E402
+    APPROX_RULES,
+    UNIQUE_MEMBER_MATCH,
+    approx_match,
+    unique_member_approx,
+)
 from pyldapd.model.ordered import assertion_matches, ordered_kind  # noqa: E402
 from pyldapd.model.ordered import body as ordered_body  # noqa: E402
+from pyldapd.model.schema import options_test  # noqa: E402
+from pyldapd.model.syntaxes import UNCHECKED_ASSERTION_SYNTAXES  # noqa: E402
 
 if TYPE_CHECKING:
     from pyldapd.model.entry import Entry
@@ -610,7 +617,7 @@ class FilterEvaluator:
             key = id(r)
             found = by_rule.get(key)
             if found is None:
-                normalised = r.normalize_all(assertions)
+                normalised = r.normalize_assertions(assertions)
                 found = frozenset(n for n in normalised if n is not None), None in normalised
                 by_rule[key] = found
             return found
@@ -635,7 +642,7 @@ class FilterEvaluator:
                     if some_invalid:
                         result = None
                 if getattr(r, "_word", False):
-                    originals = [a for a in assertions if r.normalize(a) is not None]
+                    originals = [a for a in assertions if r.normalize_assertion(a) is not None]
                     if any(r.matches(v, a) for a in originals for v in vals):
                         return True
                     continue
@@ -684,7 +691,8 @@ class FilterEvaluator:
         by_key: dict[str, Any] = {sub.key: sub for sub in self.schema.subtypes(at)}
         if at.key not in by_key:
             by_key[at.key] = at
-        wanted = frozenset(o.lower() for o in options)
+        wanted = bool(options)
+        holds = options_test(options)
         single = [(at.key, at)] if len(by_key) == 1 else list(by_key.items())
 
         def values(entry: Entry) -> list[tuple[Any, list[bytes]]]:
@@ -699,7 +707,7 @@ class FilterEvaluator:
                 if ";" in key:
                     base, _, opts = key.partition(";")
                     sub = by_key.get(base)
-                    if sub is not None and wanted.issubset(opts.split(";")):
+                    if sub is not None and holds(opts):
                         a = attrs[key]
                         if a.values:
                             out.append((sub, a.values))
@@ -763,7 +771,7 @@ class FilterEvaluator:
         key = plain.key
         rule = plain.equality
         norm = rule.normalize
-        wanted_value = norm(assertion)
+        wanted_value = rule.normalize_assertion(assertion)
         if wanted_value is None:
             return _undefined
 
@@ -799,7 +807,7 @@ class FilterEvaluator:
         rule = at.equality
         if rule is None:
             return _undefined
-        wanted = rule.normalize(assertion)
+        wanted = rule.normalize_assertion(assertion)
         if wanted is None:
             return _undefined
         if at.key == "objectclass":
@@ -812,7 +820,7 @@ class FilterEvaluator:
         def assertion_for(r: Any) -> bytes | None:
             key = id(r)
             if key not in by_rule:
-                by_rule[key] = r.normalize(assertion)
+                by_rule[key] = r.normalize_assertion(assertion)
             return by_rule[key]
 
         word = bool(getattr(rule, "_word", False))
@@ -838,6 +846,11 @@ class FilterEvaluator:
                     for v in vals:
                         nv = norm(v)
                         if nv is not None and approx_match(nv, a):
+                            return True
+                elif approx and r.oid == UNIQUE_MEMBER_MATCH:
+                    for v in vals:
+                        nv = norm(v)
+                        if nv is not None and unique_member_approx(nv, a):
                             return True
                 else:
                     for v in vals:
@@ -942,7 +955,11 @@ class FilterEvaluator:
         return eq is not None and eq.syntax_oid == rule.syntax_oid
 
     def _value_test(self, rule: Any, assertion: bytes) -> Callable[[bytes], Tri] | None:
-        """A test of one value against the assertion under `rule`; None if the assertion is invalid."""
+        """A test of one value against the assertion under `rule`; None if the assertion is invalid, or is of a
+        syntax slapd cannot check (a substrings rule's Substring Assertion: slapd's matching rule assertion
+        is then inappropriate matching, and its filter Undefined)."""
+        if rule.syntax_oid in UNCHECKED_ASSERTION_SYNTAXES:
+            return None
         if rule.oid in (_BIT_AND, _BIT_OR):
             mask = _int_or_none(assertion)
             if mask is None:
@@ -974,7 +991,7 @@ class FilterEvaluator:
                     return None
 
             return less
-        wanted = rule.normalize(assertion)
+        wanted = rule.normalize_assertion(assertion)
         if wanted is None:
             return None
         norm = rule.normalize

@@ -320,6 +320,7 @@ class MatchingRule:
         "kind",
         "schema",
         "normalize",
+        "normalize_assertion",
         "ordering_key",
         "normalize_substring",
         "_piece",
@@ -330,6 +331,9 @@ class MatchingRule:
     )
 
     normalize: Callable[[bytes], bytes | None]
+    # an assertion value's form, where it differs from an attribute value's (slapd's normalizers are told which
+    # they get: certificateExactMatch compares a certificate with a serialNumberAndIssuer)
+    normalize_assertion: Callable[[bytes], bytes | None]
     ordering_key: Callable[[bytes], Any]
     normalize_substring: Callable[[bytes], str | None]
 
@@ -355,11 +359,14 @@ class MatchingRule:
         self._word = False
         self._piece: Callable[[bytes], str | None] | None = None
         self.normalize = _octet
+        self.normalize_assertion = _octet
         self.ordering_key = _no_ordering
         self.normalize_substring = _no_substring
         self._last_batch: tuple[tuple[bytes, ...], tuple[bytes | None, ...]] | None = None
         self._kept: dict[bytes, bytes | None] | None = None  # a rule that keeps values normalized: by value
         factory(self)
+        if self.normalize_assertion is _octet:  # the factory left it: assertions are values' syntax
+            self.normalize_assertion = self.normalize
 
     def bind(self, schema: Schema | None) -> MatchingRule:
         """A copy of this rule that belongs to `schema`."""
@@ -380,6 +387,12 @@ class MatchingRule:
         out = tuple(self.normalize_each(batch))
         self._last_batch = (batch, out)
         return out
+
+    def normalize_assertions(self, assertions: Sequence[bytes]) -> tuple[bytes | None, ...]:
+        """`normalize_assertion` of each assertion value, in order (`normalize_all` when they are the same)."""
+        if self.normalize_assertion is self.normalize:
+            return self.normalize_all(assertions)
+        return tuple(map(self.normalize_assertion, assertions))
 
     def normalize_each(self, values: Sequence[bytes]) -> list[bytes | None]:
         """`normalize` of each value, in order; for a rule that keeps its values normalized (DNs) and knows them
@@ -438,7 +451,7 @@ class MatchingRule:
         Filter evaluation should call this rather than compare normalised bytes, so that the few rules which
         are not plain equality (word containment) behave right. None means Undefined.
         """
-        a = self.normalize(assertion)
+        a = self.normalize_assertion(assertion)
         v = self.normalize(value)
         if a is None or v is None:
             return None
@@ -592,6 +605,31 @@ def _f_unique_member(rule: MatchingRule) -> None:
     rule.normalize = normalize
 
 
+def _f_certificate_exact(rule: MatchingRule) -> None:
+    """certificateExactMatch (RFC 4523): a certificate and a serialNumberAndIssuer assertion compare by serial
+    number and issuer, each in slapd's canonical form (pyldapd.model.x509)."""
+    from pyldapd.model import x509  # it imports the dn module, which needs a schema: import late
+
+    _keep_by_value(rule, lambda value: x509.certificate_exact_form(value, rule.schema), _CERTIFICATES_KEPT)
+    rule.normalize_assertion = lambda assertion: x509.serial_and_issuer_form(assertion, rule.schema)
+
+
+_CERTIFICATES_KEPT = 4096  # certificates kept with their canonical form, per rule (about 1 KB each)
+
+
+UNIQUE_MEMBER_MATCH = "2.5.13.23"
+
+
+def unique_member_approx(value: bytes, assertion: bytes) -> bool:
+    """slapd's uniqueMemberMatch for `~=`, on normalized forms: the optional UIDs count only when both sides
+    carry one, else the names alone decide (`(uniqueMember~=)` finds `#'1'B`, the empty name with a UID)."""
+    value_name, value_uid = syn.split_optional_uid(value)
+    asserted_name, asserted_uid = syn.split_optional_uid(assertion)
+    if value_uid is not None and asserted_uid is not None and value_uid != asserted_uid:
+        return False
+    return value_name == asserted_name
+
+
 def _prep_list(value: bytes) -> str | None:
     lines = [prep_ignore(line) for line in value.split(b"$")]
     if any(line is None for line in lines):
@@ -634,7 +672,7 @@ _RULE_TABLE: tuple[tuple[str, str, str, str, Callable[[MatchingRule], None]], ..
     ("2.5.13.20", "telephoneNumberMatch", _S + "50", _EQ, _f_equality(_encode(prep_telephone))),
     ("2.5.13.21", "telephoneNumberSubstringsMatch", _S + "58", _SUB, _f_substrings(prep_telephone, False)),
     ("2.5.13.22", "presentationAddressMatch", _S + "43", _EQ, _f_equality(_lenient_ignore)),
-    ("2.5.13.23", "uniqueMemberMatch", _S + "34", _EQ, _f_unique_member),
+    (UNIQUE_MEMBER_MATCH, "uniqueMemberMatch", _S + "34", _EQ, _f_unique_member),
     ("2.5.13.24", "protocolInformationMatch", _S + "42", _EQ, _f_equality(_lenient_ignore)),
     ("2.5.13.25", "uTCTimeMatch", _S + "53", _EQ, _f_equality(_utc_time)),
     ("2.5.13.27", "generalizedTimeMatch", _S + "24", _EQ, _f_equality(_generalized_time)),
@@ -656,7 +694,7 @@ _RULE_TABLE: tuple[tuple[str, str, str, str, Callable[[MatchingRule], None]], ..
     ),
     ("2.5.13.32", "wordMatch", _S + "15", _EQ, _f_word),
     ("2.5.13.33", "keywordMatch", _S + "15", _EQ, _f_word),
-    ("2.5.13.34", "certificateExactMatch", "1.3.6.1.1.15.1", _EQ, _f_equality(_octet)),
+    ("2.5.13.34", "certificateExactMatch", "1.3.6.1.1.15.1", _EQ, _f_certificate_exact),
     ("2.5.13.35", "certificateMatch", "1.3.6.1.1.15.2", _EQ, _f_equality(_octet)),
     ("2.5.13.36", "certificatePairExactMatch", "1.3.6.1.1.15.3", _EQ, _f_equality(_octet)),
     ("2.5.13.38", "certificateListExactMatch", "1.3.6.1.1.15.5", _EQ, _f_equality(_octet)),

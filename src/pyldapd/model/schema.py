@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ __all__ = [
     "Schema",
     "SchemaError",
     "Syntax",
+    "canonical_options",
+    "options_test",
 ]
 
 SCHEMA_DIR = Path(__file__).parent / "schema_files"
@@ -180,6 +183,36 @@ OPERATIONAL_CLASS_OIDS = frozenset((
     "2.5.20.1", "2.5.17.2", "1.3.6.1.4.1.4203.666.3.4", "1.3.6.1.4.1.4203.666.3.5", "1.3.6.1.4.1.4203.666.3.6",
 ))  # fmt: skip
 EXTENSIBLE_OBJECT_OID = "1.3.6.1.4.1.1466.101.120.111"
+
+
+# --- attribute description options ---------------------------------------------------------------------
+
+
+def canonical_options(options: Iterable[str]) -> tuple[str, ...]:
+    """An attribute description's options as slapd keeps them (ad.c, slap_bv2ad): lowercased, each once, sorted;
+    `SN;lang-en-US;lang-en-GB` is stored and returned as `sn;lang-en-gb;lang-en-us`."""
+    return tuple(sorted({option.lower() for option in options}))
+
+
+def options_test(wanted: Iterable[str]) -> Callable[[str], bool]:
+    """Whether an attribute's options (lowercased, `;`-separated, as in its `Entry.attrs` key) hold those of
+    a requested description, as slapd's is_ad_subtype: every wanted option is held, and a wanted language
+    range (`lang-en-`, RFC 3866) is held as a tag that starts with it or as the tag it names (`lang-en`)."""
+    options = [option.lower() for option in wanted]
+    exact = frozenset(option for option in options if not option.endswith("-"))
+    ranges = tuple(option for option in options if option.endswith("-"))
+    if not ranges:
+        return lambda held: exact.issubset(held.split(";")) if held else not exact
+
+    def test(held: str) -> bool:
+        if not held:
+            return False
+        tags = held.split(";")
+        if not exact.issubset(tags):
+            return False
+        return all(any(tag.startswith(r) or tag == r[:-1] for tag in tags) for r in ranges)
+
+    return test
 
 
 # --- RFC 4512 description parsing -------------------------------------------------------------------------
@@ -738,7 +771,7 @@ class Schema:
         if at is None:
             key = description.lower()
         elif options:
-            key = at.key + ";" + ";".join(sorted(options))
+            key = at.key + ";" + ";".join(canonical_options(options))
         else:
             key = at.key
         if len(self._key_cache) > 50_000:
@@ -1111,6 +1144,7 @@ class Schema:
             oid,
             desc,
             base._validator if base is not None else None,
+            pretty=base.pretty if base is not None else None,
             binary=flags.get("X-BINARY-TRANSFER-REQUIRED") == ("TRUE",),
             not_human_readable=flags.get("X-NOT-HUMAN-READABLE") == ("TRUE",),
         )

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 
 Validator = Callable[[bytes], bool]
+Prettifier = Callable[[bytes], "bytes | None"]
 
 # The common arc of the RFC 4517 syntaxes.
 LDAP_SYNTAX = "1.3.6.1.4.1.1466.115.121.1."
@@ -31,7 +32,7 @@ AUTHZ_SYNTAX = "1.3.6.1.4.1.4203.666.2.7"
 class Syntax:
     """One LDAP syntax: its OID, a description, and a validator."""
 
-    __slots__ = ("oid", "desc", "_validator", "binary", "not_human_readable")
+    __slots__ = ("oid", "desc", "_validator", "pretty", "binary", "not_human_readable")
 
     def __init__(
         self,
@@ -39,12 +40,16 @@ class Syntax:
         desc: str = "",
         validator: Validator | None = None,
         *,
+        pretty: Prettifier | None = None,
         binary: bool = False,
         not_human_readable: bool = False,
     ) -> None:
         self.oid = oid
         self.desc = desc
         self._validator = validator
+        # slapd's ssyn_pretty where it changes a valid value (UUIDs lowercased): values are stored, and DN values
+        # of the syntax written, in that form; None for a value the syntax refuses
+        self.pretty = pretty
         # X-BINARY-TRANSFER-REQUIRED (certificates and friends) and X-NOT-HUMAN-READABLE, as slapd publishes.
         self.binary = binary
         self.not_human_readable = not_human_readable or binary
@@ -218,6 +223,11 @@ def _uuid(value: bytes) -> bool:
     return _UUID_RE.match(value) is not None
 
 
+def _uuid_pretty(value: bytes) -> bytes | None:
+    """slapd's UUIDPretty: the hex digits lowercased."""
+    return value.lower() if _UUID_RE.match(value) else None
+
+
 def _csn(value: bytes) -> bool:
     if _CSN_RE.match(value) is None:
         return False
@@ -263,8 +273,28 @@ def _description(value: bytes) -> bool:
     return stripped.startswith(b"(") and stripped.endswith(b")")
 
 
+def _certificate(value: bytes) -> bool:
+    from pyldapd.model.x509 import certificate_valid  # (x509 reads DNs: the dn module, imported late)
+
+    return certificate_valid(value)
+
+
 def _substring_assertion(value: bytes) -> bool:
     return len(value) > 0 and _utf8(value)
+
+
+# Syntaxes slapd has neither a validator nor a pretty function for (schema_init.c syntax_defs): an assertion of
+# such a syntax is "inappropriate matching" to slapd (value.c, asserted_value_validate_normalize), so a matching
+# rule assertion under a rule of that syntax (caseIgnoreSubstringsMatch's Substring Assertion,
+# presentationAddressMatch...) is Undefined.
+UNCHECKED_ASSERTION_SYNTAXES = frozenset(
+    [LDAP_SYNTAX + n for n in ("1", "2", "3", "13", "16", "17", "19", "20", "21", "23", "25", "29", "30")]
+    + [
+        LDAP_SYNTAX + n
+        for n in ("31", "32", "33", "35", "37", "42", "43", "51", "54", "55", "56", "57", "58")
+    ]
+    + ["1.3.6.1.1.15.2", "1.3.6.1.1.15.3", "1.3.6.1.1.15.4", "1.3.6.1.1.15.6", "1.3.6.1.1.15.7"]
+)
 
 
 # --- the table --------------------------------------------------------------------------------------------
@@ -279,7 +309,7 @@ _SYNTAX_TABLE: tuple[tuple[str, str, Validator | None, str], ...] = (
     (_S + "5", "Binary", None, "n"),
     (_S + "6", "Bit String", _bit_string, ""),
     (_S + "7", "Boolean", _boolean, ""),
-    (_S + "8", "Certificate", None, "b"),
+    (_S + "8", "Certificate", _certificate, "b"),
     (_S + "9", "Certificate List", None, "b"),
     (_S + "10", "Certificate Pair", None, "b"),
     (_S + "11", "Country String", _country, ""),
@@ -338,9 +368,19 @@ _SYNTAX_TABLE: tuple[tuple[str, str, Validator | None, str], ...] = (
 )
 
 
+_PRETTY: dict[str, Prettifier] = {UUID_SYNTAX: _uuid_pretty}
+
+
 def builtin_syntaxes() -> list[Syntax]:
     """Fresh Syntax objects for every syntax known in code, in publication order."""
     return [
-        Syntax(oid, desc, validator, binary="b" in flags, not_human_readable="n" in flags)
+        Syntax(
+            oid,
+            desc,
+            validator,
+            pretty=_PRETTY.get(oid),
+            binary="b" in flags,
+            not_human_readable="n" in flags,
+        )
         for oid, desc, validator, flags in _SYNTAX_TABLE
     ]

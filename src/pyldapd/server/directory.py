@@ -46,7 +46,7 @@ from pyldapd.model.filter import (
     values_return_filter,
 )
 from pyldapd.model.passwords import hash_password, verify_password
-from pyldapd.model.schema import SCHEMA_DIR, Schema
+from pyldapd.model.schema import SCHEMA_DIR, Schema, options_test
 from pyldapd.overlays.base import Overlay, OverlayStack, WriteOp
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
@@ -1773,7 +1773,7 @@ class Directory:
         entry's order; a subtype the requester may not compare ends the compare with insufficientAccessRights."""
         if at.equality is None:
             raise LDAPError(ResultCode.inappropriateMatching, f"{request.attr}: no equality matching rule")
-        wanted = at.equality.normalize(request.value)
+        wanted = at.equality.normalize_assertion(request.value)
         if wanted is None:
             raise LDAPError(ResultCode.invalidAttributeSyntax, "value does not conform to assertion syntax")
         if at.key == OBJECT_CLASS:  # objectSubClassMatch, as in a filter: `top` matches a person
@@ -1784,12 +1784,16 @@ class Directory:
                 return ResultCode.compareTrue
             return ResultCode.compareFalse
         keys = {subtype.key for subtype in self.schema.subtypes(at)}
+        # with its options (userCertificate;binary, cn;lang-en) an attribute is one of the asserted type too, as
+        # slapd's attrs_find finds it; options in the assertion must be held (`cn;lang-en` compares only those)
+        holds = options_test(self.schema.split_description(request.attr)[1])
         found = False
         for key, attribute in entry.attrs.items():
-            if key not in keys or not attribute.values:
+            base, _, options = key.partition(";")
+            if base not in keys or not attribute.values or not holds(options):
                 continue
             found = True
-            if key != at.key and may_compare is not None and not may_compare(key):
+            if base != at.key and may_compare is not None and not may_compare(base):
                 raise LDAPError(ResultCode.insufficientAccessRights, "")
             if len(attribute.values) > MANY_VALUES:
                 forms, invalid = attribute.normalized(at.equality)
@@ -2144,8 +2148,9 @@ class AttributeSelection:
         self.all_user = not requested
         self.all_operational = False
         self.keys: set[str] = set()
-        # types asked for with options (`cn;lang-en`): only attributes holding those options (RFC 4512 2.5.2)
-        self.with_options: dict[str, list[frozenset[str]]] = {}
+        # types asked for with options (`cn;lang-en`, `name;lang-en-`): only attributes holding those options
+        # (RFC 4512 2.5.2), a test of the attribute's options per request
+        self.with_options: dict[str, list[Callable[[str], bool]]] = {}
         self.only_none = False
         for name in requested:
             if name == "*":
@@ -2165,7 +2170,7 @@ class AttributeSelection:
                 if at is None:
                     continue
                 if options:
-                    wanted = frozenset(o.lower() for o in options.split(";") if o)
+                    wanted = options_test(o for o in options.split(";") if o)
                     for sub in schema.subtypes(at):
                         self.with_options.setdefault(sub.key, []).append(wanted)
                 else:
@@ -2201,8 +2206,7 @@ class AttributeSelection:
                 wanted = with_options.get(base) if with_options else None
                 if wanted is None:
                     continue
-                held = frozenset(options.split(";")) if options else frozenset()
-                if not any(w <= held for w in wanted):
+                if not any(holds(options) for holds in wanted):
                     continue
             values = [] if self.types_only else attribute.values
             if self.values_filter is not None:

@@ -6,12 +6,12 @@ see the same thing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pyldapd.model import ordered
 from pyldapd.model.dn import DNError, normalize_dn, pretty_dn, rdn_attributes, split_rdn
 from pyldapd.model.entry import Attribute, Entry
-from pyldapd.model.schema import AttributeType, ContentRule, ObjectClass, Schema
+from pyldapd.model.schema import AttributeType, ContentRule, ObjectClass, Schema, canonical_options
 from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server.errors import LDAPError
 
@@ -20,15 +20,29 @@ DN_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.12"
 
 
 def prettify(schema: Schema, at: AttributeType, values: Sequence[bytes], description: str) -> list[bytes]:
-    """Store DN-valued attributes in slapd's pretty form (`UID=X, OU=People` becomes `uid=X,ou=People`), and
-    objectClass values under the class's primary name (slapd's objectClassPretty: `groupofnames` -> `groupOfNames`)."""
+    """Store DN-valued attributes in slapd's pretty form (`UID=X, OU=People` becomes `uid=X,ou=People`),
+    objectClass values under the class's primary name (slapd's objectClassPretty: `groupofnames` -> `groupOfNames`),
+    and values of a syntax with a pretty form in it (slapd's UUIDPretty lowercases)."""
     if at.oid == OBJECT_CLASS_OID:
         return [_class_name(schema, v) for v in values]
     if at.syntax.oid == NAME_AND_UID_SYNTAX:
         return [_pretty_name_and_uid(schema, v, description, index) for index, v in enumerate(values)]
+    if at.syntax.pretty is not None:
+        return [_pretty_value(at.syntax.pretty, v, description, index) for index, v in enumerate(values)]
     if at.syntax.oid != DN_SYNTAX:
         return list(values)
     return pretty_dns(schema, values, description)
+
+
+def _pretty_value(
+    pretty: Callable[[bytes], bytes | None], value: bytes, description: str, index: int
+) -> bytes:
+    prettier = pretty(value)
+    if prettier is None:
+        raise LDAPError(
+            ResultCode.invalidAttributeSyntax, f"{description}: value #{index} invalid per syntax"
+        )
+    return prettier
 
 
 PRETTY_KEPT = 1 << 18  # DN values kept in pretty form per schema: a group of 100,000 members fits
@@ -83,10 +97,13 @@ def _class_name(schema: Schema, value: bytes) -> bytes:
 
 
 def stored_description(at: AttributeType, description: str) -> str:
-    """The name an attribute is kept under: slapd keeps its type's primary name (`objectclass` and `2.5.4.0` are
-    stored and returned as `objectClass`), options as given."""
-    _, sep, options = description.partition(";")
-    return at.name + sep + options
+    """The name an attribute is kept under, as slapd's: its type's primary name (`objectclass` and `2.5.4.0` are
+    stored and returned as `objectClass`), its options lowercased, once each and sorted (`CN;lang-en-US`
+    becomes `cn;lang-en-us`)."""
+    if ";" not in description:
+        return at.name
+    options = canonical_options(option for option in description.split(";")[1:] if option)
+    return at.name + "".join(";" + option for option in options)
 
 
 def equality_key(at: AttributeType | None, value: bytes) -> bytes:
@@ -187,12 +204,10 @@ def entry_from_attributes(
         checked.append((at, description, prettify(schema, at, values, description)))
     for at, description, values in checked:  # then one attribute per description (slap_mods2entry)
         key = schema.attribute_key(description)
+        name = stored_description(at, description)
         if key in entry.attrs:
-            options = "".join(";" + option.lower() for option in description.split(";")[1:])
-            raise LDAPError(
-                ResultCode.attributeOrValueExists, f"attribute '{at.name}{options}' provided more than once"
-            )
-        entry.attrs[key] = Attribute(stored_description(at, description), values)
+            raise LDAPError(ResultCode.attributeOrValueExists, f"attribute '{name}' provided more than once")
+        entry.attrs[key] = Attribute(name, values)
     return entry
 
 
