@@ -66,6 +66,9 @@ SCRIPTS = (
     "test069-delta-multiprovider-starttls",
     "test070-delta-multiprovider-ldaps",
     "test086-delta-consumer-config",
+    # referrals, controls and extended operations
+    "test009-referral",
+    "test010-passwd",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

@@ -339,6 +339,12 @@ class Backend:
         """A consumer database that does not take client writes (syncrepl without multiprovider)."""
         return len(self.config.syncrepl) > self.self_syncrepl and not self.config.multiprovider
 
+    @property
+    def copy(self) -> bool:
+        """A database holding a copy of another server's entries (slapd's SLAP_SHADOW: syncrepl or updatedn,
+        multiprovider or not): the dontUseCopy control (RFC 6171) does not read it."""
+        return len(self.config.syncrepl) > self.self_syncrepl or bool(self.config.updatedn)
+
     def holds(self, ndn: str) -> bool:
         return ndn == self.suffix_ndn or is_descendant(ndn, self.suffix_ndn)
 
@@ -982,6 +988,15 @@ class Directory:
             return 1, [], diagnostic
         backend = self.require_backend(base_ndn, search_scope=request.scope, dn=request.base)
         check_restrictions(self, session, backend, "search")
+        if controls and backend.copy and ctl.find_control(controls, ctl.DONT_USE_COPY) is not None:
+            # slapd's do_search: the original is elsewhere, where updateref (or the default referral) points
+            urls = backend.config.updateref or ([self.config.referral] if self.config.referral else [])
+            if not urls:
+                raise LDAPError(
+                    ResultCode.unwillingToPerform, "copy not used; no referral information available"
+                )
+            raise LDAPError(ResultCode.referral, "",
+                            referrals=[referral_url(url, request.base, request.scope) for url in urls])  # fmt: skip
         limits = limit_set(self, session, backend, base_ndn)
         check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
         size_limit, time_limit = request_limits(limits, request)
@@ -1076,13 +1091,19 @@ class Directory:
         """The search's base entry, or the error a missing (or hidden) one gives; the Assertion control is
         tested on it. A base that is a referral entry, or below one, is answered with the referral."""
         base = txn.get(base_ndn)
+        if not base_dn or normalize_or_fail(self.schema, base_dn) != base_ndn:
+            base_dn = base_ndn  # a glued database's part: its own suffix
         if not manage_dsa_it:
-            if not base_dn or normalize_or_fail(self.schema, base_dn) != base_ndn:
-                base_dn = base_ndn  # a glued database's part: its own suffix
             refer(base, txn, base_ndn, base_dn, int(scope))
         if base is None or (scope == Scope.BASE and not manage_dsa_it and is_glue(base)):
+            # a missing base below a referral entry: the referral, ManageDsaIT or not (back-mdb's search), when
+            # the referral entry may be disclosed
             if guard is not None and base is None:
-                raise self.access.not_found(session, backend, txn, base_ndn)
+                raise self.access.not_found(
+                    session, backend, txn, base_ndn, referred=base_dn, scope=int(scope)
+                )
+            if base is None:
+                refer(None, txn, base_ndn, base_dn, int(scope))
             nearest = txn.nearest_ancestor(base_ndn) if base is None else None
             raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
         if guard is not None:
@@ -1414,6 +1435,11 @@ class Directory:
         """Abandon (result None) or Cancel (result cancelled) of a persistent search."""
         return any(b.provider.stop_search(conn, message_id, result) for b in self.replicated() if b.provider)
 
+    def offers_sync(self) -> bool:
+        """Is the Sync Request control known? slapd's syncprov overlay registers it: without one anywhere a
+        critical Sync Request is not recognized."""
+        return any(backend.provider is not None for backend in self.replicated())
+
     def replicated(self) -> list:
         """The data databases, and cn=config (which has syncprov and syncrepl of its own)."""
         return self.backends + ([self.configdb.backend] if self.configdb is not None else [])
@@ -1575,8 +1601,11 @@ class Directory:
         self.check_shadow(backend, request.dn, session)
         check_changes(self.schema, request.changes)
         with storing(backend, "commit failed") as txn:
-            if not manages_dsa_it(controls):  # a referral entry, or below one: the referral (RFC 3296)
-                refer(txn.get(ndn), txn, ndn, request.dn)
+            current = txn.get(ndn)
+            if current is None or not manages_dsa_it(controls):
+                # a referral entry, or below one: the referral (RFC 3296); below one, back-mdb refers with
+                # ManageDsaIT too (the entry asked for is not there to manage)
+                refer(current, txn, ndn, request.dn)
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.check_assertion(controls, current, session, backend, txn)
@@ -1605,8 +1634,9 @@ class Directory:
         check_restrictions(self, session, backend, "delete")
         self.check_shadow(backend, request.dn, session)
         with storing(backend, "commit failed") as txn:
-            if not manages_dsa_it(controls):
-                refer(txn.get(ndn), txn, ndn, request.dn)
+            current = txn.get(ndn)
+            if current is None or not manages_dsa_it(controls):  # (as in modify)
+                refer(current, txn, ndn, request.dn)
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.access.check_delete(session, backend, txn, current, ndn)
@@ -1681,6 +1711,7 @@ class Directory:
             self.access.check_rename_parent(session, backend, txn, ndn, request.new_superior is not None)
             current = txn.get(ndn)
             if current is None:
+                refer(parent, txn, ndn, request.dn)  # below a referral entry: referred, ManageDsaIT or not
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=parent.dn)
             self.check_assertion(controls, current, session, backend, txn)
             new_parent_ndn = split_rdn(new_ndn)[1]
@@ -1737,13 +1768,17 @@ class Directory:
         else:
             backend = self.require_backend(ndn, dn=request.dn)
             check_restrictions(self, session, backend, "compare")
+            if backend.copy and ctl.find_control(controls, ctl.DONT_USE_COPY) is not None:
+                raise LDAPError(ResultCode.unwillingToPerform, "copy not used")  # slapd's fe_op_compare
             if at.key in ("entrydn", "subschemasubentry"):  # slapd's fe_op_compare
                 raise LDAPError(ResultCode.unwillingToPerform, f"{at.name} compare not supported")
             with backend.db.read() as txn:
                 if not manages_dsa_it(controls):
                     refer(txn.get(ndn), txn, ndn, request.dn)
-                if txn.get(ndn) is None and self.access.configured:
-                    raise self.access.not_found(session, backend, txn, ndn)
+                if txn.get(ndn) is None:  # below a referral entry: referred, ManageDsaIT or not (back-mdb)
+                    if self.access.configured:
+                        raise self.access.not_found(session, backend, txn, ndn, referred=request.dn)
+                    refer(None, txn, ndn, request.dn)
                 entry = self.existing(txn, ndn)
                 if at.key == "hassubordinates" and getattr(
                     txn.has_children, "answers_has_subordinates", True
@@ -1808,12 +1843,19 @@ class Directory:
 
     def prepare_password_modify(self, session: Session, value: bytes | None) -> PasswordChange:
         """Password Modify up to its hashing and old-password check (see `password_modify`)."""
-        try:
-            request = ctl.decode_password_modify_request(value or b"")
-        except Exception as exc:
-            raise LDAPError(ResultCode.protocolError, "") from exc  # slapd's answer has no text
-        if session.anonymous:  # slapd's passwd.c: before the identity is even looked at
+        if session.anonymous:  # slapd's passwd.c: before the request value is even read
             raise LDAPError(ResultCode.strongerAuthRequired, "only authenticated users may change passwords")
+        try:
+            request = ctl.decode_password_modify_request(value)  # no value: every field absent (RFC 3062)
+        except ctl.ControlValueError as exc:
+            raise LDAPError(ResultCode.protocolError, str(exc)) from exc
+        except Exception as exc:
+            raise LDAPError(ResultCode.protocolError, "") from exc  # not a SEQUENCE: slapd gives no text
+        # slapd's slap_passwd_parse: a field given empty is refused, not taken as absent
+        if request.old_password is not None and not request.old_password:
+            raise LDAPError(ResultCode.unwillingToPerform, "old password value is empty")
+        if request.new_password is not None and not request.new_password:
+            raise LDAPError(ResultCode.unwillingToPerform, "new password value is empty")
         target_dn = request.user_identity.decode() if request.user_identity is not None else session.bind_dn
         if target_dn.startswith("dn:"):
             target_dn = target_dn[3:]
@@ -1827,7 +1869,7 @@ class Directory:
         generated = None
         new_password = request.new_password
         if new_password is None:
-            new_password = generated = secrets.token_urlsafe(9).encode()
+            new_password = generated = generate_password()
         schemes = self.config.password_hash or ["{SSHA}"]
         with backend.db.read() as txn:
             found = txn.get(ndn)
@@ -2013,6 +2055,16 @@ class Directory:
         return response
 
 
+# lutil_passwd_generate's alphabet: crypt(3)'s 64 characters
+CRYPT64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def generate_password() -> bytes:
+    """A Password Modify without a new password gets one made up, as slapd makes it: 8 characters (some
+    getpass(3) truncate there) of the crypt64 alphabet."""
+    return "".join(secrets.choice(CRYPT64) for _ in range(8)).encode()
+
+
 def referral_url(url: str, dn: str, scope: int | None) -> str:
     """slapd's referral_rewrite: the default referral's URL with the request's DN (and a search's scope)."""
     from urllib.parse import quote
@@ -2101,7 +2153,9 @@ def referral_urls(entry: Entry, target_dn: str, scope: int | None) -> list[str]:
         relative.append(rdn)
     urls = []
     for ref in entry.get("ref"):
-        url = ref.decode("utf-8", "replace").split("?", 1)[0]
+        # a `ref` value is a labeledURI (RFC 3296): the URL, then maybe a space and a label, which slapd cuts off
+        url = ref.decode("utf-8", "replace").split(None, 1)[0] if ref.strip() else ""
+        url = url.split("?", 1)[0]
         head, _, url_dn = url.partition("://")[2].partition("/")
         scheme = url.partition("://")[0]
         dn = ",".join([*relative, url_dn]) if url_dn else target_dn

@@ -281,13 +281,20 @@ class AccessControl:
         if not self.check_modlist(session, backend, entry, ndn, [change], txn):
             raise self.deny("")
 
-    def not_found(self, session: Session, backend: Backend | None, txn: Any, ndn: str) -> LDAPError:
-        """noSuchObject, naming the nearest existing ancestor only when it may be disclosed."""
+    def not_found(self, session: Session, backend: Backend | None, txn: Any, ndn: str,
+                  referred: str | None = None, scope: int | None = None) -> LDAPError:  # fmt: skip
+        """noSuchObject, naming the nearest existing ancestor only when it may be disclosed. `referred`: the
+        request's DN, when a nearest ancestor that is a referral entry refers the request there (back-mdb's
+        search and compare, ManageDsaIT or not)."""
         nearest = txn.nearest_ancestor(ndn) if txn is not None else None
         matched = ""
         if nearest is not None:
             nearest_ndn = normalize_dn(nearest.dn, self.schema)
             if self.allowed(session, backend, nearest, nearest_ndn, ENTRY, DISCLOSE, txn):
+                if referred is not None:
+                    from pyldapd.server.directory import refer
+
+                    refer(nearest, txn, nearest_ndn, referred, scope)
                 matched = nearest.dn
         return LDAPError(ResultCode.noSuchObject, "", matched_dn=matched)
 
