@@ -687,6 +687,12 @@ class LDAPConnection(asyncio.Protocol):
                 raise LDAPError(ResultCode.protocolError, "manageDSAit control specified multiple times")
             if manage[0].value is not None:
                 raise LDAPError(ResultCode.protocolError, "manageDSAit control value not absent")
+        relax = [c for c in controls if c.oid == ctl.RELAX]
+        if relax:  # slapd's parseRelax
+            if len(relax) > 1:
+                raise LDAPError(ResultCode.protocolError, "relax control specified multiple times")
+            if relax[0].value is not None:
+                raise LDAPError(ResultCode.protocolError, "relax control value not absent")
         copies = [c for c in controls if c.oid == ctl.DONT_USE_COPY]
         if copies:
             if len(copies) > 1:

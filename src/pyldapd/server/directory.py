@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -62,12 +62,16 @@ from pyldapd.replication.state import (
 from pyldapd.server import glue
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
+    MANAGEABLE,
+    MOD_ADD,
+    MOD_REPLACE,
     OBJECT_CLASS,
     add_rdn_values,
     apply_modifications,
     check_changes,
     check_entry,
     check_no_user_modification,
+    check_obsolete_attributes,
     entry_from_attributes,
     equality_key,
     normalize_or_fail,
@@ -1519,17 +1523,26 @@ class Directory:
         if backend.config.readonly:
             raise LDAPError(ResultCode.unwillingToPerform, "operation restricted")
 
-    def stamp(self, entry: Entry, session: Session, *, created: bool) -> str:
+    def stamp(self, entry: Entry, session: Session, *, created: bool, given: Iterable[str] = ()) -> str:
+        """The operational attributes of a write. `given`: the keys of those the client wrote itself (with the
+        Relax Rules control), which stay as written, as slapd's slap_add_opattrs and slap_mods_opattrs keep
+        them."""
         csn = self.csn.next()
         now = (csn[:14] + "Z").encode()  # slapd derives the timestamps from the CSN, so the two agree
         who = (session.bind_dn or "").encode()
+        kept = set(given)
+
+        def put(key: str, name: str, value: bytes) -> None:
+            if key not in kept:
+                entry.put(key, name, [value])
+
         if created:
-            entry.put("entryuuid", "entryUUID", [str(uuid.uuid1()).encode()])
-            entry.put("creatorsname", "creatorsName", [who])
-            entry.put("createtimestamp", "createTimestamp", [now])
+            put("entryuuid", "entryUUID", str(uuid.uuid1()).encode())
+            put("creatorsname", "creatorsName", who)
+            put("createtimestamp", "createTimestamp", now)
         entry.put("entrycsn", "entryCSN", [csn.encode()])
-        entry.put("modifiersname", "modifiersName", [who])
-        entry.put("modifytimestamp", "modifyTimestamp", [now])
+        put("modifiersname", "modifiersName", who)
+        put("modifytimestamp", "modifyTimestamp", now)
         return csn
 
     @logs_failures("add")
@@ -1549,14 +1562,18 @@ class Directory:
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "add")
         self.check_shadow(backend, request.dn, session)
-        check_no_user_modification(self.schema, (name for name, _ in request.attributes))
+        relax = relaxes(controls)
+        check_obsolete_attributes(self.schema, ((name, MOD_ADD, values) for name, values in request.attributes),
+                                  relax=relax)  # fmt: skip
+        check_no_user_modification(self.schema, (name for name, _ in request.attributes), relax=relax)
         entry = entry_from_attributes(self.schema, request.dn, request.attributes)
         add_rdn_values(self.schema, entry, split_rdn(request.dn)[0])  # slapd adds missing naming values
-        structural = check_entry(self.schema, entry)
+        structural = check_entry(self.schema, entry, relax=relax)
         entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
+        given = [key for key in entry.attrs if key in MANAGEABLE]  # (only with relax: checked above)
         with storing(backend, "txn_commit failed") as txn:
             # back-mdb tests the assertion on the new entry, its operational attributes added, before anything
-            csn = self.stamp(entry, session, created=True)
+            csn = self.stamp(entry, session, created=True, given=given)
             self.check_assertion(controls, entry, session, backend, txn)
             if txn.exists(ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
@@ -1572,7 +1589,7 @@ class Directory:
                     nearest = txn.nearest_ancestor(ndn)
                     raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             self.require_write(session, backend, "parent" if parent is not None else "entry")
-            self.access.check_add(session, backend, txn, entry, ndn, parent, parent_ndn)
+            self.access.check_add(session, backend, txn, entry, ndn, parent, parent_ndn, relax=relax)
             try:
                 txn.add(entry)
             except AlreadyExists:
@@ -1599,7 +1616,8 @@ class Directory:
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "modify")
         self.check_shadow(backend, request.dn, session)
-        check_changes(self.schema, request.changes)
+        relax = relaxes(controls)
+        check_changes(self.schema, request.changes, relax=relax)
         with storing(backend, "commit failed") as txn:
             current = txn.get(ndn)
             if current is None or not manages_dsa_it(controls):
@@ -1609,11 +1627,17 @@ class Directory:
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.check_assertion(controls, current, session, backend, txn)
-            self.access.check_modify(session, backend, txn, current, ndn, request.changes)
+            self.access.check_modify(session, backend, txn, current, ndn, request.changes, relax=relax)
             entry = current.copy()
             apply_modifications(self.schema, entry, request.changes)
-            check_entry(self.schema, entry, old_structural=current.first("structuralobjectclass"))
-            csn = self.stamp(entry, session, created=False)
+            old_structural = current.first("structuralobjectclass")
+            structural = check_entry(self.schema, entry, old_structural=old_structural, relax=relax)
+            if old_structural is not None and structural.name.lower() != old_structural.decode().lower():
+                # only with relax (check_entry refuses it otherwise): the entry's class follows its objectClass
+                entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
+            given = [self.schema.attribute_key(c.attr) for c in request.changes
+                     if c.operation in (MOD_ADD, MOD_REPLACE)]  # fmt: skip
+            csn = self.stamp(entry, session, created=False, given=given)
             txn.modify(ndn, entry)
             op = WriteOp("modify", request.dn, current, entry, csn, *who(session), changes=request.changes)
             backend.overlays.in_txn(op, txn)
@@ -1639,7 +1663,7 @@ class Directory:
                 refer(current, txn, ndn, request.dn)
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
-            self.access.check_delete(session, backend, txn, current, ndn)
+            self.access.check_delete(session, backend, txn, current, ndn, relax=relaxes(controls))
             self.check_assertion(controls, current, session, backend, txn)
             try:
                 txn.delete(ndn)
@@ -1719,7 +1743,7 @@ class Directory:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found")
             self.access.check_rename(session, backend, txn, current, ndn, new_parent_ndn,
                                      request.new_superior is not None, old_rdn, request.new_rdn,
-                                     request.delete_old_rdn)  # fmt: skip
+                                     request.delete_old_rdn, relax=relaxes(controls))  # fmt: skip
             if new_ndn != ndn and txn.exists(new_ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             entry = current.copy()
@@ -1732,7 +1756,7 @@ class Directory:
             if request.delete_old_rdn:  # the RDN as stored, not as the request spells it
                 remove_rdn_values(self.schema, entry, split_rdn(current.dn)[0], request.new_rdn)
             add_rdn_values(self.schema, entry, request.new_rdn)
-            check_entry(self.schema, entry)
+            check_entry(self.schema, entry, relax=relaxes(controls))
             csn = self.stamp(entry, session, created=False)
             try:
                 txn.rename(ndn, entry)
@@ -2168,6 +2192,12 @@ def search_reference(message_id: int, entry: Entry, scope: Scope) -> bytes:
     search goes on with a base search there, the others with a subtree search."""
     urls = referral_urls(entry, entry.dn, Scope.BASE if scope == Scope.ONE else Scope.SUB)
     return ldap.encode_message(ldap.LDAPMessage(message_id, ldap.SearchResultReference(urls)))
+
+
+def relaxes(controls: list[Control]) -> bool:
+    """The Relax Rules control (draft-zeilenga-ldap-relax): a write may break some schema rules slapd relaxes
+    (OBSOLETE elements, a structural class change, MANAGEABLE operational types), with `manage` access."""
+    return any(c.oid == ctl.RELAX for c in controls) if controls else False
 
 
 def manages_dsa_it(controls: list[Control]) -> bool:
