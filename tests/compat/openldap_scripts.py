@@ -69,6 +69,8 @@ SCRIPTS = (
     # referrals, controls and extended operations
     "test009-referral",
     "test010-passwd",
+    "test016-subref",
+    "test037-manage",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.
