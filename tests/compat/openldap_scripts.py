@@ -76,6 +76,11 @@ SCRIPTS = (
     "test015-xsearch",
     "test021-certificate",
     "test026-dn",
+    # referrals, controls and extended operations
+    "test009-referral",
+    "test010-passwd",
+    "test016-subref",
+    "test037-manage",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.

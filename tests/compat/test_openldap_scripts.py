@@ -52,10 +52,19 @@ PASSING = [
     "test015-xsearch",
     "test021-certificate",
     "test026-dn",
+    "test009-referral",
+    "test010-passwd",
 ]
 
 # The others, each with the first divergence it hits (where the next session should start).
-NOT_YET: dict[str, str] = {}
+NOT_YET: dict[str, str] = {
+    # Both give slapd's results; what differs is the order of attributes in the entries read back: slapd keeps an
+    # entry's attributes in the order they were written (LDIF order, a replaced one moved to the end), pyldapd's
+    # records hold the user attributes before the operational ones (backends/mdb.py), so a `ref` written before
+    # objectClass, or a creatorsName stored before a later-added user attribute, come out elsewhere.
+    "test016-subref": "Comparison failed: referral entries read back with objectClass before ref (slapd: LDIF order)",
+    "test037-manage": "comparison failed: creatorsName/modifiersName placed among the user attributes by slapd",
+}
 
 # fast scripts that validate the harness with Debian's slapd (the syncrepl ones take 10-50 s each with it)
 SLAPD_CHECK = ["test000-rootdse", "test001-slapadd", "test003-search", "test004-modify", "test005-modrdn"]

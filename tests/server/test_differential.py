@@ -461,6 +461,52 @@ def _requests():
             ldap.extop.ExtendedRequest("1.3.6.1.4.1.4203.1.11.1", b"\x01")
         ),
         "Password Modify of nobody": lambda c: c.passwd_s("cn=nobody,dc=example,dc=com", None, "x"),
+        # RFC 3062 as slapd's slap_passwd_parse reads it: fields given empty are refused, not taken as absent
+        "Password Modify with an empty old password": lambda c: c.passwd_s(person, "", "x"),
+        "Password Modify with an empty new password": lambda c: c.passwd_s(person, None, ""),
+        "Password Modify with an empty request value": lambda c: c.extop_s(
+            ldap.extop.ExtendedRequest("1.3.6.1.4.1.4203.1.11.1", b"")
+        ),
+        "Password Modify with a field out of order": lambda c: c.extop_s(
+            ldap.extop.ExtendedRequest("1.3.6.1.4.1.4203.1.11.1", b"\x30\x06\x82\x01n\x81\x01o")
+        ),
+        # controls on requests they do not go with (slapd's control table): critical ones are unavailable
+        "dontUseCopy on a bind": lambda c: c.simple_bind_s(
+            ROOTDN, ROOTPW, serverctrls=[RequestControl("1.3.6.1.1.22", True, None)]
+        ),
+        "paged results on a modify": lambda c: c.modify_ext_s(
+            person,
+            [(ldap.MOD_REPLACE, "description", [b"x"])],
+            serverctrls=[RequestControl("1.2.840.113556.1.4.319", True, b"0\x05\x02\x01\x05\x04\x00")],
+        ),
+        "pre-read on an add": lambda c: c.add_ext_s(
+            "cn=pre,dc=example,dc=com",
+            [("objectClass", [b"device"]), ("cn", [b"pre"])],
+            serverctrls=[RequestControl("1.3.6.1.1.13.1", True, b"0\x00")],
+        ),
+        "relax on a search": with_control("1.3.6.1.4.1.4203.666.5.12", None),
+        "relax with a value": lambda c: c.modify_ext_s(
+            person,
+            [(ldap.MOD_REPLACE, "description", [b"x"])],
+            serverctrls=[RequestControl("1.3.6.1.4.1.4203.666.5.12", True, b"x")],
+        ),
+        "relax given twice": lambda c: c.modify_ext_s(
+            person,
+            [(ldap.MOD_REPLACE, "description", [b"x"])],
+            serverctrls=[RequestControl("1.3.6.1.4.1.4203.666.5.12", True, None)] * 2,
+        ),
+        "relax on a replace of entryCSN (not manageable)": lambda c: c.modify_ext_s(
+            person,
+            [(ldap.MOD_REPLACE, "entryCSN", [b"20200101000000.000000Z#000000#000#000000"])],
+            serverctrls=[RequestControl("1.3.6.1.4.1.4203.666.5.12", True, None)],
+        ),
+        "replace of modifyTimestamp without relax": modify(
+            (ldap.MOD_REPLACE, "modifyTimestamp", [b"19700101000000Z"])
+        ),
+        "Who am I? with a critical manageDSAit": lambda c: c.extop_s(
+            ldap.extop.ExtendedRequest("1.3.6.1.4.1.4203.1.11.3", None),
+            serverctrls=[RequestControl("2.16.840.1.113730.3.4.2", True, None)],
+        ),
     }
 
 
@@ -722,3 +768,258 @@ def test_certificates_match_as_slapd(pair):
             conn.unbind_s()
     assert outcomes[1] == outcomes[0]
     assert outcomes[1][1][2] == [dn]
+
+
+RELAX = "1.3.6.1.4.1.4203.666.5.12"
+RELAX_SCHEMA = """\
+attributetype ( 1.3.6.1.4.1.99999.77.1 NAME 'relaxTestObsolete' OBSOLETE
+    EQUALITY booleanMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.7 SINGLE-VALUE )
+objectclass ( 1.3.6.1.4.1.99999.77.2 NAME 'relaxTestObsoleteAux' OBSOLETE AUXILIARY MAY relaxTestObsolete )
+objectclass ( 1.3.6.1.4.1.99999.77.3 NAME 'relaxTestPerson' SUP inetOrgPerson STRUCTURAL )
+"""
+WRITER = ("uid=jdoe,ou=People,dc=example,dc=com", "secret1")  # write access everywhere
+MANAGER = ("uid=asmith,ou=People,dc=example,dc=com", "secret2")  # and manage on modifyTimestamp and ou=Groups
+RELAX_ACCESS = f"""\
+access to attrs=userPassword by anonymous auth by * none
+access to attrs=modifyTimestamp by dn.exact="{MANAGER[0]}" manage by * write
+access to dn.subtree="ou=Groups,dc=example,dc=com" attrs=entry by dn.exact="{MANAGER[0]}" manage by * write
+access to * by * write
+"""
+
+
+@pytest.fixture(scope="module")
+def relax_pair(tmp_path_factory):
+    """slapd and pyldapd with OBSOLETE schema elements and access rules that give `manage` to one user."""
+    root = tmp_path_factory.mktemp("relax")
+    schema = root / "relax.schema"
+    schema.write_text(RELAX_SCHEMA)
+    servers = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            conf = slapd_conf(root / name / "db", modules=True, extra_global=f"include {schema}",
+                              extra_db=RELAX_ACCESS)  # fmt: skip
+            server = start(root / name, conf, name=name)
+            servers.append(server)
+            result = ldap_tool("ldapadd", "-H", server.url, *ADMIN, input=BASE_LDIF)
+            assert result.returncode == 0, f"{name}: {result.stderr}\n{server.log()}"
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _relax_steps():
+    """(who, what) in order: writes with and without the Relax Rules control; each outcome is compared."""
+    import ldap
+    from ldap.controls import RequestControl
+
+    person = WRITER[0]
+    relax = [RequestControl(RELAX, True, None)]
+
+    def modify(dn, changes, controls=()):
+        return lambda c: c.modify_ext_s(dn, changes, serverctrls=list(controls))
+
+    created = "cn=restored,dc=example,dc=com"
+    return [
+        (
+            "writer",
+            "obsolete class",
+            modify(person, [(ldap.MOD_ADD, "objectClass", [b"relaxTestObsoleteAux"])]),
+        ),
+        ("writer", "obsolete type", modify(person, [(ldap.MOD_ADD, "relaxTestObsolete", [b"TRUE"])])),
+        (
+            "writer",
+            "structural class change",
+            modify(person, [(ldap.MOD_ADD, "objectClass", [b"relaxTestPerson"])]),
+        ),
+        (
+            "writer",
+            "obsolete type replaced by nothing",
+            modify(person, [(ldap.MOD_REPLACE, "relaxTestObsolete", [])]),
+        ),  # fmt: skip
+        (
+            "writer",
+            "obsolete class and type, relaxed",
+            modify(
+                person,
+                [
+                    (ldap.MOD_ADD, "objectClass", [b"relaxTestObsoleteAux"]),
+                    (ldap.MOD_ADD, "relaxTestObsolete", [b"TRUE"]),
+                ],
+                relax,
+            ),
+        ),  # fmt: skip
+        (
+            "writer",
+            "an entry of an obsolete class, unrelaxed",
+            modify(person, [(ldap.MOD_ADD, "description", [b"x"])]),
+        ),  # fmt: skip
+        (
+            "writer",
+            "structural class change, relaxed",
+            modify(person, [(ldap.MOD_ADD, "objectClass", [b"relaxTestPerson"])], relax),
+        ),
+        (
+            "writer",
+            "modifyTimestamp, relaxed, without manage",
+            modify(person, [(ldap.MOD_REPLACE, "modifyTimestamp", [b"19700101000000Z"])], relax),
+        ),
+        (
+            "manager",
+            "modifyTimestamp, relaxed, with manage",
+            modify(person, [(ldap.MOD_REPLACE, "modifyTimestamp", [b"19700101000000Z"])], relax),
+        ),
+        (
+            "writer",
+            "creatorsName, relaxed, with write only",
+            modify(person, [(ldap.MOD_REPLACE, "creatorsName", [b"cn=someone"])], relax),
+        ),
+        (
+            "writer",
+            "delete, relaxed, without manage on the entry",
+            lambda c: c.delete_ext_s("cn=staff,ou=Groups,dc=example,dc=com", serverctrls=relax),
+        ),
+        (
+            "manager",
+            "delete, relaxed, with manage on the entry",
+            lambda c: c.delete_ext_s("cn=staff,ou=Groups,dc=example,dc=com", serverctrls=relax),
+        ),
+        (
+            "root",
+            "add with the operational attributes of another server, relaxed",
+            lambda c: c.add_ext_s(
+                created,
+                [
+                    ("objectClass", [b"device"]),
+                    ("cn", [b"restored"]),
+                    ("creatorsName", [b"cn=Someone"]),
+                    ("createTimestamp", [b"19700101000000Z"]),
+                    ("modifiersName", [b"cn=Someone Else"]),
+                    ("modifyTimestamp", [b"19700102000000Z"]),
+                    ("entryUUID", [b"badbadef-dbad-1029-92f7-badbadbadbad"]),
+                ],
+                serverctrls=relax,
+            ),
+        ),  # fmt: skip
+        (
+            "root",
+            "modifiersName kept by the modify that sets it, relaxed",
+            modify(
+                created,
+                [
+                    (ldap.MOD_REPLACE, "modifiersName", [b"cn=Third"]),
+                    (ldap.MOD_REPLACE, "description", [b"d"]),
+                ],
+                relax,
+            ),
+        ),  # fmt: skip
+        (
+            "root",
+            "search with a non-critical relax (not looked at)",
+            lambda c: c.search_ext_s(
+                created,
+                ldap.SCOPE_BASE,
+                "(objectClass=*)",
+                ["cn"],
+                serverctrls=[RequestControl(RELAX, False, None)],
+            ),
+        ),  # fmt: skip
+    ]
+
+
+def test_relax_rules_as_slapd(relax_pair):
+    """The Relax Rules control (slapd's relax): OBSOLETE schema elements, a structural class change and the
+    manageable operational types, each gated by `manage` as slapd gates it; the entries written read back the
+    same from both servers."""
+    import ldap
+
+    identities = {"writer": WRITER, "manager": MANAGER, "root": (ROOTDN, ROOTPW)}
+    outcomes: list[list] = []
+    for server in relax_pair:
+        got = []
+        for who, what, call in _relax_steps():
+            conn = ldap.initialize(server.url)
+            conn.simple_bind_s(*identities[who])
+            try:
+                result = call(conn)
+                got.append((what, "success", len(result) if isinstance(result, list) else None))
+            except ldap.LDAPError as exc:
+                got.append((what, type(exc).__name__, exc.args[0].get("info")))
+            finally:
+                conn.unbind_s()
+        conn = ldap.initialize(server.url)
+        conn.simple_bind_s(ROOTDN, ROOTPW)
+        attrs = ["*", "structuralObjectClass", "modifyTimestamp", "creatorsName", "modifiersName"]
+        person = conn.search_s(WRITER[0], ldap.SCOPE_BASE, "(objectClass=*)", attrs)[0][1]
+        restored = conn.search_s("cn=restored,dc=example,dc=com", ldap.SCOPE_BASE, "(objectClass=*)",
+                                 [*attrs, "createTimestamp", "entryUUID"])[0][1]  # fmt: skip
+        conn.unbind_s()
+        got.append(("person", sorted((k.lower(), sorted(v)) for k, v in person.items())))
+        got.append(
+            (
+                "restored",
+                sorted((k.lower(), sorted(v)) for k, v in restored.items() if k != "modifyTimestamp"),
+            )
+        )
+        outcomes.append(got)
+    slapd, ours = outcomes
+    for slapd_step, our_step in zip(slapd, ours, strict=True):
+        assert our_step == slapd_step
+    assert ("structuralobjectclass", [b"relaxTestPerson"]) in ours[-2][1]
+
+
+COPY_ACCESS = """\
+updatedn "cn=replicator,dc=example,dc=com"
+updateref ldap://provider.example/
+"""
+
+
+@pytest.fixture(scope="module")
+def copy_pair(tmp_path_factory):
+    """slapd and pyldapd each holding a copy (a shadow: `updatedn`, empty) that refers updates to a provider."""
+    root = tmp_path_factory.mktemp("copy")
+    servers = []
+    try:
+        for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+            conf = slapd_conf(root / name / "db", modules=True, extra_db=COPY_ACCESS)
+            servers.append(start(root / name, conf, name=name))
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_dont_use_copy_on_a_copy_as_slapd(copy_pair):
+    """RFC 6171: on a database holding a copy, a search with dontUseCopy is referred to the original (updateref,
+    with the request's DN and scope), a compare is refused; without the control the copy answers."""
+    import ldap
+    from ldap.controls import RequestControl
+
+    copy = [RequestControl("1.3.6.1.1.22", True, None)]
+    calls = {
+        "search": lambda c: c.search_ext_s(
+            "ou=People,dc=example,dc=com", ldap.SCOPE_ONELEVEL, "(objectClass=*)", ["1.1"], serverctrls=copy
+        ),  # fmt: skip
+        "compare": lambda c: c.compare_ext_s(
+            "ou=People,dc=example,dc=com", "ou", b"People", serverctrls=copy
+        ),
+        "search without the control": lambda c: c.search_s("dc=example,dc=com", ldap.SCOPE_BASE),
+    }
+    seen = []
+    for name, call in calls.items():
+        answers = []
+        for server in copy_pair:
+            conn = ldap.initialize(server.url)
+            conn.set_option(ldap.OPT_REFERRALS, 0)  # the provider named is not there: not chased
+            try:
+                call(conn)
+                answers.append("success")
+            except ldap.LDAPError as exc:
+                info = exc.args[0]
+                answers.append((type(exc).__name__, info.get("info"), info.get("matched")))
+            finally:
+                conn.unbind_s()
+        assert answers[1] == answers[0], (name, answers)
+        seen.append(answers[1])
+    assert "ldap://provider.example/ou=People,dc=example,dc=com??one" in str(seen[0])
+    assert seen[1] == ("UNWILLING_TO_PERFORM", "copy not used", None)

@@ -45,6 +45,12 @@ objectClass: extensibleObject
 ou: nodn
 ref: ldap://c.example/
 
+dn: ou=labeled,{SUFFIX}
+objectClass: referral
+objectClass: extensibleObject
+ou: labeled
+ref: ldap://d.example/ou=d,dc=other Host D
+
 dn: uid=u1,ou=People,{SUFFIX}
 objectClass: account
 uid: u1
@@ -191,6 +197,23 @@ def requests():
         "subtree search, in searching, paged by 2": search(
             f"ou=Elsewhere,{SUFFIX}", ldap.SCOPE_SUBTREE, page=2, deref=ldap.DEREF_SEARCHING
         ),  # fmt: skip
+        # what is not there is not managed: below a referral entry, back-mdb refers with ManageDsaIT too
+        "base search below a referral with ManageDsaIT": search(below, ldap.SCOPE_BASE, manage=True),
+        "subtree search two below a referral with ManageDsaIT": search(
+            f"cn=y,{below}", ldap.SCOPE_SUBTREE, manage=True
+        ),
+        "compare below a referral with ManageDsaIT": lambda c: c.compare_ext_s(
+            below, "cn", b"x", serverctrls=manage
+        ),
+        "modify below a referral with ManageDsaIT": lambda c: c.modify_ext_s(
+            below, [(ldap.MOD_REPLACE, "description", [b"x"])], serverctrls=manage
+        ),
+        "delete below a referral with ManageDsaIT": lambda c: c.delete_ext_s(below, serverctrls=manage),
+        "rename below a referral with ManageDsaIT": lambda c: c.rename_s(below, "cn=z", serverctrls=manage),
+        "search below a referral with a labeled URI": search(f"cn=q,ou=labeled,{SUFFIX}", ldap.SCOPE_SUBTREE),
+        "search below a labeled referral with ManageDsaIT": search(
+            f"cn=q,ou=labeled,{SUFFIX}", ldap.SCOPE_ONELEVEL, manage=True
+        ),
         "modify of a referral with ManageDsaIT": lambda c: (
             c.modify_ext_s(REF, [(ldap.MOD_REPLACE, "description", [b"x"])], serverctrls=manage),
             c.modify_ext_s(REF, [(ldap.MOD_DELETE, "description", None)], serverctrls=manage),

@@ -128,6 +128,24 @@ def test_password_modify_without_value() -> None:
     assert c.encode_password_modify_response(None) is None
 
 
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (b"", "empty request data field"),  # present but empty: not "every field absent"
+        (b"\x30\x06\x82\x01n\x81\x01o", "data decoding error"),  # newPasswd before oldPasswd
+        (b"\x30\x03\x83\x01x", "data decoding error"),  # a field RFC 3062 does not have
+    ],
+)
+def test_password_modify_malformed_as_slapd(value: bytes, text: str) -> None:
+    """slapd's slap_passwd_parse words; the server answers protocolError with them."""
+    with pytest.raises(c.ControlValueError, match=text):
+        c.decode_password_modify_request(value)
+
+
+def test_relax_oid() -> None:
+    assert c.RELAX == "1.3.6.1.4.1.4203.666.5.12"
+
+
 def test_who_am_i() -> None:
     assert c.encode_who_am_i_response("dn:cn=a") == b"dn:cn=a"
     assert c.decode_who_am_i_response(b"u:bob") == "u:bob"

@@ -52,6 +52,7 @@ SYNC_INFO = "1.3.6.1.4.1.4203.1.9.1.4"
 CANCEL = "1.3.6.1.1.8"
 PROXIED_AUTHZ = "2.16.840.1.113730.3.4.18"  # RFC 4370
 DONT_USE_COPY = "1.3.6.1.1.22"  # RFC 6171
+RELAX = "1.3.6.1.4.1.4203.666.5.12"  # draft-zeilenga-ldap-relax (OpenLDAP's experimental OID)
 WHO_AM_I = "1.3.6.1.4.1.4203.1.11.3"
 PASSWORD_MODIFY = "1.3.6.1.4.1.4203.1.11.1"
 START_TLS = "1.3.6.1.4.1.1466.20037"
@@ -498,14 +499,19 @@ def encode_password_modify_request(v: PasswordModifyRequest) -> bytes:
 
 @_guard
 def decode_password_modify_request(value: bytes | None) -> PasswordModifyRequest:
-    """An absent request value means all three fields absent (RFC 3062)."""
+    """An absent request value means all three fields absent (RFC 3062); an empty one is malformed."""
     if value is None:
         return PasswordModifyRequest()
+    if not value:
+        raise ControlValueError("empty request data field")  # slapd's words
     r = _outer(value)
-    user_identity = r.read_optional(0x80)
-    old_password = r.read_optional(0x81)
-    new_password = r.read_optional(0x82)
-    r.done()
+    try:
+        user_identity = r.read_optional(0x80)
+        old_password = r.read_optional(0x81)
+        new_password = r.read_optional(0x82)
+        r.done()
+    except (ProtocolError, BERError, ValueError, IndexError) as exc:  # inside the SEQUENCE: slapd says this
+        raise ControlValueError("data decoding error") from exc
     return PasswordModifyRequest(user_identity, old_password, new_password)
 
 

@@ -10,6 +10,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyldapd.backends.base import DatabaseFull
@@ -30,17 +31,33 @@ from pyldapd.server.tls import check_security, setup_session, start_tls
 if TYPE_CHECKING:
     from pyldapd.server.app import Server
 
-# Controls the server understands; any other control marked critical fails the operation (RFC 4511 4.1.11).
-KNOWN_CONTROLS = {
-    ctl.MANAGE_DSA_IT,
-    ctl.PAGED_RESULTS,
-    ctl.ASSERTION,
-    ctl.PRE_READ,
-    ctl.POST_READ,
-    ctl.SYNC_REQUEST,
-    ctl.PROXIED_AUTHZ,
-    ctl.DONT_USE_COPY,  # every entry is the server's own: reading "the original" is the normal read
-    ctl.VALUES_RETURN_FILTER,
+# The requests each control the server understands applies to, as slapd's control table (controls.c) says:
+# a critical control on any other request fails with unavailableCriticalExtension, a non-critical one is not
+# looked at; a critical control not in this table fails as "not recognized" (RFC 4511 4.1.11).
+_INTERROGATIONS = frozenset({ldap.SearchRequest, ldap.CompareRequest})
+_UPDATES = frozenset({ldap.AddRequest, ldap.DelRequest, ldap.ModifyRequest, ldap.ModifyDNRequest})
+_ACCESSES = _INTERROGATIONS | _UPDATES
+
+
+@dataclass(frozen=True, slots=True)
+class ControlScope:
+    requests: frozenset[type]
+    extended: frozenset[str] = frozenset()  # the extended operations it goes with
+
+
+CONTROL_SCOPES: dict[str, ControlScope] = {
+    ctl.ASSERTION: ControlScope(_ACCESSES),
+    ctl.PRE_READ: ControlScope(frozenset({ldap.DelRequest, ldap.ModifyRequest, ldap.ModifyDNRequest})),
+    ctl.POST_READ: ControlScope(frozenset({ldap.AddRequest, ldap.ModifyRequest, ldap.ModifyDNRequest})),
+    ctl.VALUES_RETURN_FILTER: ControlScope(frozenset({ldap.SearchRequest})),
+    ctl.PAGED_RESULTS: ControlScope(frozenset({ldap.SearchRequest})),
+    ctl.DONT_USE_COPY: ControlScope(_INTERROGATIONS),
+    ctl.RELAX: ControlScope(_UPDATES),
+    ctl.MANAGE_DSA_IT: ControlScope(
+        _ACCESSES
+    ),  # (and the DDS Refresh operation, which pyldapd does not offer)
+    ctl.PROXIED_AUTHZ: ControlScope(_ACCESSES, frozenset({ctl.PASSWORD_MODIFY, ctl.WHO_AM_I})),
+    ctl.SYNC_REQUEST: ControlScope(frozenset({ldap.SearchRequest})),  # registered by syncprov
 }
 # A search that runs longer than this gives the loop back to the other connections, and goes on at its next turn
 # (server/steps.py): the time another client may wait for one running search (measured in bench/bench_stall.py).
@@ -606,11 +623,11 @@ class LDAPConnection(asyncio.Protocol):
         self.log_request(op)
         controls = message.controls
         if controls:  # (most requests carry none: nothing to look for)
-            for control in controls:
-                if control.critical and control.oid not in KNOWN_CONTROLS:
-                    self.result(mid, tag, ResultCode.unavailableCriticalExtension,
-                                "critical extension is not recognized", nentries=0)  # fmt: skip
-                    return
+            try:
+                controls = self.applicable_controls(op, controls)
+            except LDAPError as exc:
+                self.result(mid, tag, exc.code, exc.message, nentries=0)
+                return
             if not self.check_values_return_filter(mid, op, tag, controls):
                 return
         try:
@@ -623,18 +640,34 @@ class LDAPConnection(asyncio.Protocol):
         except DatabaseFull:  # past maxsize: back-mdb's answer to MDB_MAP_FULL for this operation
             self.result(mid, tag, ResultCode.other, MAP_FULL_TEXT.get(tag, "internal error"), nentries=0)
 
+    def applicable_controls(self, op, controls: list[Control]) -> list[Control]:
+        """The controls this request takes, in slapd's order of checks (slap_parse_ctrl): an unknown critical
+        control is not recognized, a known critical one the request does not take is unavailable, a
+        non-critical one either way is left out, unread."""
+        kept = []
+        for control in controls:
+            scope = CONTROL_SCOPES.get(control.oid)
+            if scope is None or (control.oid == ctl.SYNC_REQUEST and not self.directory.offers_sync()):
+                if control.critical:
+                    raise LDAPError(
+                        ResultCode.unavailableCriticalExtension, "critical extension is not recognized"
+                    )
+                continue
+            if isinstance(op, ldap.ExtendedRequest):
+                applies = op.name in scope.extended
+            else:
+                applies = type(op) in scope.requests
+            if applies:
+                kept.append(control)
+            elif control.critical:
+                raise LDAPError(ResultCode.unavailableCriticalExtension, "critical extension is unavailable")
+        return kept
+
     def check_values_return_filter(self, mid: int, op, tag: int, controls: list[Control]) -> bool:
         """The matchedValues control as slapd's get_ctrls parses it: search only (critical elsewhere: 12), once,
         with a value; a value that does not decode ends the connection. False when the operation is answered."""
         found = [c for c in controls if c.oid == ctl.VALUES_RETURN_FILTER]
         if not found:
-            return True
-        if not isinstance(op, ldap.SearchRequest):
-            if any(c.critical for c in found):
-                self.result(
-                    mid, tag, ResultCode.unavailableCriticalExtension, "critical extension is unavailable"
-                )
-                return False
             return True
         if len(found) > 1:
             self.result(mid, tag, ResultCode.protocolError, "valuesReturnFilter control specified multiple times",
@@ -658,6 +691,12 @@ class LDAPConnection(asyncio.Protocol):
                 raise LDAPError(ResultCode.protocolError, "manageDSAit control specified multiple times")
             if manage[0].value is not None:
                 raise LDAPError(ResultCode.protocolError, "manageDSAit control value not absent")
+        relax = [c for c in controls if c.oid == ctl.RELAX]
+        if relax:  # slapd's parseRelax
+            if len(relax) > 1:
+                raise LDAPError(ResultCode.protocolError, "relax control specified multiple times")
+            if relax[0].value is not None:
+                raise LDAPError(ResultCode.protocolError, "relax control value not absent")
         copies = [c for c in controls if c.oid == ctl.DONT_USE_COPY]
         if copies:
             if len(copies) > 1:

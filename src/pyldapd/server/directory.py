@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -62,12 +62,16 @@ from pyldapd.replication.state import (
 from pyldapd.server import glue
 from pyldapd.server.configdb import ConfigDatabase, names_config
 from pyldapd.server.entries import (
+    MANAGEABLE,
+    MOD_ADD,
+    MOD_REPLACE,
     OBJECT_CLASS,
     add_rdn_values,
     apply_modifications,
     check_changes,
     check_entry,
     check_no_user_modification,
+    check_obsolete_attributes,
     entry_from_attributes,
     equality_key,
     normalize_or_fail,
@@ -338,6 +342,12 @@ class Backend:
     def shadow(self) -> bool:
         """A consumer database that does not take client writes (syncrepl without multiprovider)."""
         return len(self.config.syncrepl) > self.self_syncrepl and not self.config.multiprovider
+
+    @property
+    def copy(self) -> bool:
+        """A database holding a copy of another server's entries (slapd's SLAP_SHADOW: syncrepl or updatedn,
+        multiprovider or not): the dontUseCopy control (RFC 6171) does not read it."""
+        return len(self.config.syncrepl) > self.self_syncrepl or bool(self.config.updatedn)
 
     def holds(self, ndn: str) -> bool:
         return ndn == self.suffix_ndn or is_descendant(ndn, self.suffix_ndn)
@@ -982,6 +992,15 @@ class Directory:
             return 1, [], diagnostic
         backend = self.require_backend(base_ndn, search_scope=request.scope, dn=request.base)
         check_restrictions(self, session, backend, "search")
+        if controls and backend.copy and ctl.find_control(controls, ctl.DONT_USE_COPY) is not None:
+            # slapd's do_search: the original is elsewhere, where updateref (or the default referral) points
+            urls = backend.config.updateref or ([self.config.referral] if self.config.referral else [])
+            if not urls:
+                raise LDAPError(
+                    ResultCode.unwillingToPerform, "copy not used; no referral information available"
+                )
+            raise LDAPError(ResultCode.referral, "",
+                            referrals=[referral_url(url, request.base, request.scope) for url in urls])  # fmt: skip
         limits = limit_set(self, session, backend, base_ndn)
         check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
         size_limit, time_limit = request_limits(limits, request)
@@ -1076,13 +1095,19 @@ class Directory:
         """The search's base entry, or the error a missing (or hidden) one gives; the Assertion control is
         tested on it. A base that is a referral entry, or below one, is answered with the referral."""
         base = txn.get(base_ndn)
+        if not base_dn or normalize_or_fail(self.schema, base_dn) != base_ndn:
+            base_dn = base_ndn  # a glued database's part: its own suffix
         if not manage_dsa_it:
-            if not base_dn or normalize_or_fail(self.schema, base_dn) != base_ndn:
-                base_dn = base_ndn  # a glued database's part: its own suffix
             refer(base, txn, base_ndn, base_dn, int(scope))
         if base is None or (scope == Scope.BASE and not manage_dsa_it and is_glue(base)):
+            # a missing base below a referral entry: the referral, ManageDsaIT or not (back-mdb's search), when
+            # the referral entry may be disclosed
             if guard is not None and base is None:
-                raise self.access.not_found(session, backend, txn, base_ndn)
+                raise self.access.not_found(
+                    session, backend, txn, base_ndn, referred=base_dn, scope=int(scope)
+                )
+            if base is None:
+                refer(None, txn, base_ndn, base_dn, int(scope))
             nearest = txn.nearest_ancestor(base_ndn) if base is None else None
             raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
         if guard is not None:
@@ -1414,6 +1439,11 @@ class Directory:
         """Abandon (result None) or Cancel (result cancelled) of a persistent search."""
         return any(b.provider.stop_search(conn, message_id, result) for b in self.replicated() if b.provider)
 
+    def offers_sync(self) -> bool:
+        """Is the Sync Request control known? slapd's syncprov overlay registers it: without one anywhere a
+        critical Sync Request is not recognized."""
+        return any(backend.provider is not None for backend in self.replicated())
+
     def replicated(self) -> list:
         """The data databases, and cn=config (which has syncprov and syncrepl of its own)."""
         return self.backends + ([self.configdb.backend] if self.configdb is not None else [])
@@ -1493,17 +1523,26 @@ class Directory:
         if backend.config.readonly:
             raise LDAPError(ResultCode.unwillingToPerform, "operation restricted")
 
-    def stamp(self, entry: Entry, session: Session, *, created: bool) -> str:
+    def stamp(self, entry: Entry, session: Session, *, created: bool, given: Iterable[str] = ()) -> str:
+        """The operational attributes of a write. `given`: the keys of those the client wrote itself (with the
+        Relax Rules control), which stay as written, as slapd's slap_add_opattrs and slap_mods_opattrs keep
+        them."""
         csn = self.csn.next()
         now = (csn[:14] + "Z").encode()  # slapd derives the timestamps from the CSN, so the two agree
         who = (session.bind_dn or "").encode()
+        kept = set(given)
+
+        def put(key: str, name: str, value: bytes) -> None:
+            if key not in kept:
+                entry.put(key, name, [value])
+
         if created:
-            entry.put("entryuuid", "entryUUID", [str(uuid.uuid1()).encode()])
-            entry.put("creatorsname", "creatorsName", [who])
-            entry.put("createtimestamp", "createTimestamp", [now])
+            put("entryuuid", "entryUUID", str(uuid.uuid1()).encode())
+            put("creatorsname", "creatorsName", who)
+            put("createtimestamp", "createTimestamp", now)
         entry.put("entrycsn", "entryCSN", [csn.encode()])
-        entry.put("modifiersname", "modifiersName", [who])
-        entry.put("modifytimestamp", "modifyTimestamp", [now])
+        put("modifiersname", "modifiersName", who)
+        put("modifytimestamp", "modifyTimestamp", now)
         return csn
 
     @logs_failures("add")
@@ -1523,14 +1562,18 @@ class Directory:
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "add")
         self.check_shadow(backend, request.dn, session)
-        check_no_user_modification(self.schema, (name for name, _ in request.attributes))
+        relax = relaxes(controls)
+        check_obsolete_attributes(self.schema, ((name, MOD_ADD, values) for name, values in request.attributes),
+                                  relax=relax)  # fmt: skip
+        check_no_user_modification(self.schema, (name for name, _ in request.attributes), relax=relax)
         entry = entry_from_attributes(self.schema, request.dn, request.attributes)
         add_rdn_values(self.schema, entry, split_rdn(request.dn)[0])  # slapd adds missing naming values
-        structural = check_entry(self.schema, entry)
+        structural = check_entry(self.schema, entry, relax=relax)
         entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
+        given = [key for key in entry.attrs if key in MANAGEABLE]  # (only with relax: checked above)
         with storing(backend, "txn_commit failed") as txn:
             # back-mdb tests the assertion on the new entry, its operational attributes added, before anything
-            csn = self.stamp(entry, session, created=True)
+            csn = self.stamp(entry, session, created=True, given=given)
             self.check_assertion(controls, entry, session, backend, txn)
             if txn.exists(ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
@@ -1546,7 +1589,7 @@ class Directory:
                     nearest = txn.nearest_ancestor(ndn)
                     raise LDAPError(ResultCode.noSuchObject, "", matched_dn=nearest.dn if nearest else "")
             self.require_write(session, backend, "parent" if parent is not None else "entry")
-            self.access.check_add(session, backend, txn, entry, ndn, parent, parent_ndn)
+            self.access.check_add(session, backend, txn, entry, ndn, parent, parent_ndn, relax=relax)
             try:
                 txn.add(entry)
             except AlreadyExists:
@@ -1573,18 +1616,28 @@ class Directory:
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "modify")
         self.check_shadow(backend, request.dn, session)
-        check_changes(self.schema, request.changes)
+        relax = relaxes(controls)
+        check_changes(self.schema, request.changes, relax=relax)
         with storing(backend, "commit failed") as txn:
-            if not manages_dsa_it(controls):  # a referral entry, or below one: the referral (RFC 3296)
-                refer(txn.get(ndn), txn, ndn, request.dn)
+            current = txn.get(ndn)
+            if current is None or not manages_dsa_it(controls):
+                # a referral entry, or below one: the referral (RFC 3296); below one, back-mdb refers with
+                # ManageDsaIT too (the entry asked for is not there to manage)
+                refer(current, txn, ndn, request.dn)
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
             self.check_assertion(controls, current, session, backend, txn)
-            self.access.check_modify(session, backend, txn, current, ndn, request.changes)
+            self.access.check_modify(session, backend, txn, current, ndn, request.changes, relax=relax)
             entry = current.copy()
             apply_modifications(self.schema, entry, request.changes)
-            check_entry(self.schema, entry, old_structural=current.first("structuralobjectclass"))
-            csn = self.stamp(entry, session, created=False)
+            old_structural = current.first("structuralobjectclass")
+            structural = check_entry(self.schema, entry, old_structural=old_structural, relax=relax)
+            if old_structural is not None and structural.name.lower() != old_structural.decode().lower():
+                # only with relax (check_entry refuses it otherwise): the entry's class follows its objectClass
+                entry.put("structuralobjectclass", "structuralObjectClass", [structural.name.encode()])
+            given = [self.schema.attribute_key(c.attr) for c in request.changes
+                     if c.operation in (MOD_ADD, MOD_REPLACE)]  # fmt: skip
+            csn = self.stamp(entry, session, created=False, given=given)
             txn.modify(ndn, entry)
             op = WriteOp("modify", request.dn, current, entry, csn, *who(session), changes=request.changes)
             backend.overlays.in_txn(op, txn)
@@ -1605,11 +1658,12 @@ class Directory:
         check_restrictions(self, session, backend, "delete")
         self.check_shadow(backend, request.dn, session)
         with storing(backend, "commit failed") as txn:
-            if not manages_dsa_it(controls):
-                refer(txn.get(ndn), txn, ndn, request.dn)
+            current = txn.get(ndn)
+            if current is None or not manages_dsa_it(controls):  # (as in modify)
+                refer(current, txn, ndn, request.dn)
             current = self.existing(txn, ndn)
             self.require_write(session, backend, "entry")
-            self.access.check_delete(session, backend, txn, current, ndn)
+            self.access.check_delete(session, backend, txn, current, ndn, relax=relaxes(controls))
             self.check_assertion(controls, current, session, backend, txn)
             try:
                 txn.delete(ndn)
@@ -1681,6 +1735,7 @@ class Directory:
             self.access.check_rename_parent(session, backend, txn, ndn, request.new_superior is not None)
             current = txn.get(ndn)
             if current is None:
+                refer(parent, txn, ndn, request.dn)  # below a referral entry: referred, ManageDsaIT or not
                 raise LDAPError(ResultCode.noSuchObject, "", matched_dn=parent.dn)
             self.check_assertion(controls, current, session, backend, txn)
             new_parent_ndn = split_rdn(new_ndn)[1]
@@ -1688,7 +1743,7 @@ class Directory:
                 raise LDAPError(ResultCode.noSuchObject, "new superior not found")
             self.access.check_rename(session, backend, txn, current, ndn, new_parent_ndn,
                                      request.new_superior is not None, old_rdn, request.new_rdn,
-                                     request.delete_old_rdn)  # fmt: skip
+                                     request.delete_old_rdn, relax=relaxes(controls))  # fmt: skip
             if new_ndn != ndn and txn.exists(new_ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
             entry = current.copy()
@@ -1701,7 +1756,7 @@ class Directory:
             if request.delete_old_rdn:  # the RDN as stored, not as the request spells it
                 remove_rdn_values(self.schema, entry, split_rdn(current.dn)[0], request.new_rdn)
             add_rdn_values(self.schema, entry, request.new_rdn)
-            check_entry(self.schema, entry)
+            check_entry(self.schema, entry, relax=relaxes(controls))
             csn = self.stamp(entry, session, created=False)
             try:
                 txn.rename(ndn, entry)
@@ -1737,13 +1792,17 @@ class Directory:
         else:
             backend = self.require_backend(ndn, dn=request.dn)
             check_restrictions(self, session, backend, "compare")
+            if backend.copy and ctl.find_control(controls, ctl.DONT_USE_COPY) is not None:
+                raise LDAPError(ResultCode.unwillingToPerform, "copy not used")  # slapd's fe_op_compare
             if at.key in ("entrydn", "subschemasubentry"):  # slapd's fe_op_compare
                 raise LDAPError(ResultCode.unwillingToPerform, f"{at.name} compare not supported")
             with backend.db.read() as txn:
                 if not manages_dsa_it(controls):
                     refer(txn.get(ndn), txn, ndn, request.dn)
-                if txn.get(ndn) is None and self.access.configured:
-                    raise self.access.not_found(session, backend, txn, ndn)
+                if txn.get(ndn) is None:  # below a referral entry: referred, ManageDsaIT or not (back-mdb)
+                    if self.access.configured:
+                        raise self.access.not_found(session, backend, txn, ndn, referred=request.dn)
+                    refer(None, txn, ndn, request.dn)
                 entry = self.existing(txn, ndn)
                 if at.key == "hassubordinates" and getattr(
                     txn.has_children, "answers_has_subordinates", True
@@ -1812,12 +1871,19 @@ class Directory:
 
     def prepare_password_modify(self, session: Session, value: bytes | None) -> PasswordChange:
         """Password Modify up to its hashing and old-password check (see `password_modify`)."""
-        try:
-            request = ctl.decode_password_modify_request(value or b"")
-        except Exception as exc:
-            raise LDAPError(ResultCode.protocolError, "") from exc  # slapd's answer has no text
-        if session.anonymous:  # slapd's passwd.c: before the identity is even looked at
+        if session.anonymous:  # slapd's passwd.c: before the request value is even read
             raise LDAPError(ResultCode.strongerAuthRequired, "only authenticated users may change passwords")
+        try:
+            request = ctl.decode_password_modify_request(value)  # no value: every field absent (RFC 3062)
+        except ctl.ControlValueError as exc:
+            raise LDAPError(ResultCode.protocolError, str(exc)) from exc
+        except Exception as exc:
+            raise LDAPError(ResultCode.protocolError, "") from exc  # not a SEQUENCE: slapd gives no text
+        # slapd's slap_passwd_parse: a field given empty is refused, not taken as absent
+        if request.old_password is not None and not request.old_password:
+            raise LDAPError(ResultCode.unwillingToPerform, "old password value is empty")
+        if request.new_password is not None and not request.new_password:
+            raise LDAPError(ResultCode.unwillingToPerform, "new password value is empty")
         target_dn = request.user_identity.decode() if request.user_identity is not None else session.bind_dn
         if target_dn.startswith("dn:"):
             target_dn = target_dn[3:]
@@ -1831,7 +1897,7 @@ class Directory:
         generated = None
         new_password = request.new_password
         if new_password is None:
-            new_password = generated = secrets.token_urlsafe(9).encode()
+            new_password = generated = generate_password()
         schemes = self.config.password_hash or ["{SSHA}"]
         with backend.db.read() as txn:
             found = txn.get(ndn)
@@ -2017,6 +2083,16 @@ class Directory:
         return response
 
 
+# lutil_passwd_generate's alphabet: crypt(3)'s 64 characters
+CRYPT64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def generate_password() -> bytes:
+    """A Password Modify without a new password gets one made up, as slapd makes it: 8 characters (some
+    getpass(3) truncate there) of the crypt64 alphabet."""
+    return "".join(secrets.choice(CRYPT64) for _ in range(8)).encode()
+
+
 def referral_url(url: str, dn: str, scope: int | None) -> str:
     """slapd's referral_rewrite: the default referral's URL with the request's DN (and a search's scope)."""
     from urllib.parse import quote
@@ -2105,7 +2181,9 @@ def referral_urls(entry: Entry, target_dn: str, scope: int | None) -> list[str]:
         relative.append(rdn)
     urls = []
     for ref in entry.get("ref"):
-        url = ref.decode("utf-8", "replace").split("?", 1)[0]
+        # a `ref` value is a labeledURI (RFC 3296): the URL, then maybe a space and a label, which slapd cuts off
+        url = ref.decode("utf-8", "replace").split(None, 1)[0] if ref.strip() else ""
+        url = url.split("?", 1)[0]
         head, _, url_dn = url.partition("://")[2].partition("/")
         scheme = url.partition("://")[0]
         dn = ",".join([*relative, url_dn]) if url_dn else target_dn
@@ -2118,6 +2196,12 @@ def search_reference(message_id: int, entry: Entry, scope: Scope) -> bytes:
     search goes on with a base search there, the others with a subtree search."""
     urls = referral_urls(entry, entry.dn, Scope.BASE if scope == Scope.ONE else Scope.SUB)
     return ldap.encode_message(ldap.LDAPMessage(message_id, ldap.SearchResultReference(urls)))
+
+
+def relaxes(controls: list[Control]) -> bool:
+    """The Relax Rules control (draft-zeilenga-ldap-relax): a write may break some schema rules slapd relaxes
+    (OBSOLETE elements, a structural class change, MANAGEABLE operational types), with `manage` access."""
+    return any(c.oid == ctl.RELAX for c in controls) if controls else False
 
 
 def manages_dsa_it(controls: list[Control]) -> bool:

@@ -211,14 +211,37 @@ def entry_from_attributes(
     return entry
 
 
-def check_no_user_modification(schema: Schema, descriptions: Iterable[str], verb: str = "") -> None:
+# NO-USER-MODIFICATION types the Relax Rules control lets a client write (slapd's SLAP_AT_MANAGEABLE), with
+# `manage` access to them: what a copied or restored entry carries over from where it was made
+MANAGEABLE = frozenset({"createtimestamp", "modifytimestamp", "creatorsname", "modifiersname", "entryuuid"})
+
+
+def check_no_user_modification(
+    schema: Schema, descriptions: Iterable[str], verb: str = "", *, relax: bool = False
+) -> None:
+    """slapd's slap_mods_no_user_mod_check; with the Relax Rules control the MANAGEABLE types pass."""
     prefix = f"{verb}: " if verb else ""
     for description in descriptions:
         at, _ = schema.split_description(description)
-        if at is not None and at.no_user_modification:
-            raise LDAPError(
-                ResultCode.constraintViolation, f"{prefix}{description}: no user modification allowed"
-            )
+        if at is None or not at.no_user_modification:
+            continue
+        if relax and at.key in MANAGEABLE:
+            continue
+        why = "no-user-modification attribute not manageable" if relax else "no user modification allowed"
+        raise LDAPError(ResultCode.constraintViolation, f"{prefix}{description}: {why}")
+
+
+def check_obsolete_attributes(
+    schema: Schema, changes: Iterable[tuple[str, int, Sequence[bytes]]], *, relax: bool = False
+) -> None:
+    """slapd's slap_mods_obsolete_check over (description, operation, values): an OBSOLETE type may only be
+    taken away whole (a replace or delete with no values), unless the Relax Rules control is given."""
+    if relax:
+        return
+    for description, operation, values in changes:
+        at, _ = schema.split_description(description)
+        if at is not None and at.obsolete and (operation not in (MOD_REPLACE, MOD_DELETE) or values):
+            raise LDAPError(ResultCode.constraintViolation, f"{description}: attribute is obsolete")
 
 
 def object_classes(schema: Schema, entry: Entry) -> list[ObjectClass]:
@@ -316,10 +339,17 @@ def _class_rules(schema: Schema, entry: Entry, values: list[bytes]) -> _ClassRul
 
 
 def check_entry(
-    schema: Schema, entry: Entry, *, check_rdn: bool = True, old_structural: bytes | None = None
+    schema: Schema,
+    entry: Entry,
+    *,
+    check_rdn: bool = True,
+    old_structural: bytes | None = None,
+    relax: bool = False,
 ) -> ObjectClass:
     """Schema checks slapd makes on every add, modify and rename, in its order (entry_schema_check); returns the
-    structural object class. old_structural: the entry's structural class before a modify (it may not change)."""
+    structural object class. old_structural: the entry's structural class before a modify (it may not change).
+    relax: the Relax Rules control (slapd's `manage`): OBSOLETE classes, content rules and naming types are
+    allowed, and the structural class may change (the caller stores the new one)."""
     typed: list[tuple[Attribute, AttributeType]] = []
     for attribute in entry.attrs.values():
         at, _ = schema.split_description(attribute.name)
@@ -334,18 +364,30 @@ def check_entry(
     if not values:
         raise LDAPError(ResultCode.objectClassViolation, "no objectClass attribute")
     rules = _class_rules(schema, entry, values)
-    if old_structural is not None and rules.structural.name.lower() != old_structural.decode().lower():
+    if not relax:
+        # the class the entry was made with (slapd reads its structuralObjectClass), else the one found
+        current = schema.object_class(old_structural.decode()) if old_structural is not None else None
+        if current is None:
+            current = rules.structural
+        if current.obsolete:
+            name = old_structural.decode() if old_structural is not None else current.name
+            raise LDAPError(ResultCode.objectClassViolation, f"structuralObjectClass '{name}' is OBSOLETE")
+    if (
+        not relax
+        and old_structural is not None
+        and rules.structural.name.lower() != old_structural.decode().lower()
+    ):
         raise LDAPError(
             ResultCode.objectClassModsProhibited,
             f"structural object class modification from '{old_structural.decode()}' to "
             f"'{rules.structural.name}' not allowed",
         )
     if check_rdn:
-        check_rdn_values(schema, entry)
+        check_rdn_values(schema, entry, relax=relax)
     present = {key.partition(";")[0] for key in entry.attrs}
     cr = rules.content_rule
     if cr is not None:
-        if cr.obsolete:
+        if cr.obsolete and not relax:
             raise LDAPError(ResultCode.objectClassViolation, f"content rule '{cr.name}' is obsolete")
         for at in cr.must:
             if at.key not in present:
@@ -359,7 +401,11 @@ def check_entry(
                     ResultCode.objectClassViolation,
                     f"content rule '{cr.name}' precluded attribute '{at.name}'",
                 )
-    for oc, refused, must in rules.checks:
+    for index, (oc, refused, must) in enumerate(rules.checks):
+        if oc.obsolete and not relax:  # named as the objectClass value spells it
+            raise LDAPError(
+                ResultCode.objectClassViolation, f"objectClass '{values[index].decode()}' is OBSOLETE"
+            )
         if refused is not None:
             raise LDAPError(ResultCode.objectClassViolation, refused)
         for at in must:
@@ -391,12 +437,14 @@ def allowed_by(at: AttributeType, allowed: set[str]) -> bool:
     return False
 
 
-def check_rdn_values(schema: Schema, entry: Entry) -> None:
+def check_rdn_values(schema: Schema, entry: Entry, *, relax: bool = False) -> None:
     rdn, _ = split_rdn(entry.dn)
     for attr, value in rdn_attributes(rdn):
         at = schema.attribute_type(attr)
         if at is None:
             raise LDAPError(ResultCode.namingViolation, f"naming attribute '{attr}' is not defined")
+        if at.obsolete and not relax:
+            raise LDAPError(ResultCode.namingViolation, f"naming attribute '{attr}' is obsolete")
         present = entry.get(at.key)
         if not present:
             raise LDAPError(ResultCode.namingViolation, f"naming attribute '{attr}' is not present in entry")
@@ -458,7 +506,7 @@ MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3
 INTEGER_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.27"
 
 
-def check_changes(schema: Schema, changes: Sequence) -> None:
+def check_changes(schema: Schema, changes: Sequence, *, relax: bool = False) -> None:
     """A ModifyRequest's changes on their own, as slapd's get_modlist (an increment's one value), slap_mods_check
     and then its NO-USER-MODIFICATION check: types defined, added and replacing values valid
     (`check_request_values`), known object classes, increments of integers only."""
@@ -487,7 +535,8 @@ def check_changes(schema: Schema, changes: Sequence) -> None:
             # slapd's slap_mods_check checks the values to take away as those to add: one not of the syntax
             # is invalid per syntax, not "no such value" (an ordered type's `{n}` alone names a value by index)
             check_syntax(schema, at, change.attr, change.values)
-    check_no_user_modification(schema, (c.attr for c in changes))
+    check_obsolete_attributes(schema, ((c.attr, c.operation, c.values) for c in changes), relax=relax)
+    check_no_user_modification(schema, (c.attr for c in changes), relax=relax)
 
 
 def check_syntax(schema: Schema, at: AttributeType, description: str, values: Sequence[bytes]) -> None:

@@ -36,6 +36,7 @@ from pyldapd.server.acl import (
     Policy,
     Target,
 )
+from pyldapd.server.entries import MANAGEABLE
 from pyldapd.server.errors import LDAPError
 
 if TYPE_CHECKING:
@@ -151,8 +152,10 @@ class AccessControl:
         return at.key if at is not None else description.split(";", 1)[0].lower()
 
     def check_modlist(self, session: Session, backend: Backend, entry: Entry, ndn: str, changes: list,
-                      txn: Any) -> bool:  # fmt: skip
-        """slapd's acl_check_modlist: delete rights to remove values, add rights to add them."""
+                      txn: Any, *, relax: bool = False) -> bool:  # fmt: skip
+        """slapd's acl_check_modlist: delete rights to remove values, add rights to add them. NO-USER-MODIFICATION
+        types are the server's to write and are not checked, but those a client writes with the Relax Rules
+        control (MANAGEABLE), which take `manage` for every right."""
         if self.directory.is_root(session, backend):
             return True
         policy = self.policy(backend)
@@ -166,25 +169,30 @@ class AccessControl:
 
         for change in changes:
             at, _ = self.schema.split_description(change.attr)
+            managing = False
             if at is not None and at.no_user_modification:
-                continue
+                if not (relax and at.key in MANAGEABLE):
+                    continue
+                managing = True
+            add_right = acl.MANAGE if managing else acl.ADD
+            delete_right = acl.MANAGE if managing else acl.DELETE
             key = at.key if at is not None else change.attr.lower()
             op = change.operation
             values = list(change.values or [])
             if op in (2, 3):  # replace, increment
-                if not can(key, acl.DELETE, None):
+                if not can(key, delete_right, None):
                     return False
                 if not values:
                     continue
                 op = 0
             if op == 0:
-                if not all(can(key, acl.ADD, v) for v in values):
+                if not all(can(key, add_right, v) for v in values):
                     return False
             elif op == 1:
                 if not values:
-                    if not can(key, acl.DELETE, None):
+                    if not can(key, delete_right, None):
                         return False
-                elif not all(can(key, acl.DELETE, v) for v in values):
+                elif not all(can(key, delete_right, v) for v in values):
                     return False
         return True
 
@@ -200,8 +208,13 @@ class AccessControl:
         database's `restrict`/`readonly` and the frontend let through."""
         return backend.config.declared_type == "ldif"
 
+    @staticmethod
+    def entry_right(need: int, relax: bool) -> int:
+        """The right a write needs on `entry`: with the Relax Rules control, `manage` (slapd's access_allowed)."""
+        return acl.MANAGE if relax else need
+
     def check_add(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str,
-                  parent: Entry | None, parent_ndn: str) -> None:  # fmt: skip
+                  parent: Entry | None, parent_ndn: str, *, relax: bool = False) -> None:  # fmt: skip
         if self.directory.is_root(session, backend) or self.unchecked_entry_writes(backend):
             return
         ctx = self.context(txn, backend)
@@ -211,14 +224,17 @@ class AccessControl:
                 raise self.deny("no write access to parent")
         elif not self.allowed(session, backend, parent, parent_ndn, CHILDREN, acl.ADD, txn, ctx=ctx):
             raise self.deny("no write access to parent")
-        if not self.allowed(session, backend, entry, ndn, ENTRY, acl.ADD, txn, ctx=ctx):
+        if not self.allowed(
+            session, backend, entry, ndn, ENTRY, self.entry_right(acl.ADD, relax), txn, ctx=ctx
+        ):
             raise self.deny("no write access to entry")
         if backend.config.add_content_acl:  # slapd's acl_check_modlist on adds: `add` to every value added
             content = [SimpleChange(0, a.name, list(a.values)) for a in entry.attrs.values()]
-            if not self.check_modlist(session, backend, entry, ndn, content, txn):
+            if not self.check_modlist(session, backend, entry, ndn, content, txn, relax=relax):
                 raise self.deny("no write access to attribute")
 
-    def check_delete(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str) -> None:
+    def check_delete(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str, *,
+                     relax: bool = False) -> None:  # fmt: skip
         if self.directory.is_root(session, backend) or self.unchecked_entry_writes(backend):
             return
         ctx = self.context(txn, backend)
@@ -228,12 +244,13 @@ class AccessControl:
             raise self.deny("")  # only the rootdn deletes the suffix entry
         if not self.allowed(session, backend, parent, parent_ndn, CHILDREN, acl.DELETE, txn, ctx=ctx):
             raise self.deny("no write access to parent")
-        if not self.allowed(session, backend, entry, ndn, ENTRY, acl.DELETE, txn, ctx=ctx):
+        if not self.allowed(session, backend, entry, ndn, ENTRY, self.entry_right(acl.DELETE, relax), txn,
+                            ctx=ctx):  # fmt: skip
             raise self.deny("no write access to entry")
 
     def check_modify(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str,
-                     changes: list) -> None:  # fmt: skip
-        if not self.check_modlist(session, backend, entry, ndn, changes, txn):
+                     changes: list, *, relax: bool = False) -> None:  # fmt: skip
+        if not self.check_modlist(session, backend, entry, ndn, changes, txn, relax=relax):
             raise self.deny("")
 
     def check_rename_parent(
@@ -253,12 +270,13 @@ class AccessControl:
 
     def check_rename(self, session: Session, backend: Backend, txn: Any, entry: Entry, ndn: str,
                      new_parent_ndn: str, moved: bool, old_rdn: str, new_rdn: str,
-                     delete_old_rdn: bool) -> None:  # fmt: skip
+                     delete_old_rdn: bool, *, relax: bool = False) -> None:  # fmt: skip
         if self.directory.is_root(session, backend):
             return
         ctx = self.context(txn, backend)
         unchecked = self.unchecked_entry_writes(backend)
-        if not unchecked and not self.allowed(session, backend, entry, ndn, ENTRY, acl.WRITE, txn, ctx=ctx):
+        if not unchecked and not self.allowed(session, backend, entry, ndn, ENTRY, self.entry_right(acl.WRITE, relax),
+                                              txn, ctx=ctx):  # fmt: skip
             raise self.deny("no write access to old entry")
         if moved and not unchecked:
             new_parent = txn.get(new_parent_ndn)
@@ -268,7 +286,7 @@ class AccessControl:
         changes = [SimpleChange(0, attr, [value.encode()]) for attr, value in rdn_attributes(new_rdn)]
         if delete_old_rdn:
             changes += [SimpleChange(1, attr, [value.encode()]) for attr, value in rdn_attributes(old_rdn)]
-        if not self.check_modlist(session, backend, entry, ndn, changes, txn):
+        if not self.check_modlist(session, backend, entry, ndn, changes, txn, relax=relax):
             raise self.deny("")
 
     def check_bind(self, session: Session, backend: Backend, entry: Entry, ndn: str) -> bool:
@@ -281,13 +299,20 @@ class AccessControl:
         if not self.check_modlist(session, backend, entry, ndn, [change], txn):
             raise self.deny("")
 
-    def not_found(self, session: Session, backend: Backend | None, txn: Any, ndn: str) -> LDAPError:
-        """noSuchObject, naming the nearest existing ancestor only when it may be disclosed."""
+    def not_found(self, session: Session, backend: Backend | None, txn: Any, ndn: str,
+                  referred: str | None = None, scope: int | None = None) -> LDAPError:  # fmt: skip
+        """noSuchObject, naming the nearest existing ancestor only when it may be disclosed. `referred`: the
+        request's DN, when a nearest ancestor that is a referral entry refers the request there (back-mdb's
+        search and compare, ManageDsaIT or not)."""
         nearest = txn.nearest_ancestor(ndn) if txn is not None else None
         matched = ""
         if nearest is not None:
             nearest_ndn = normalize_dn(nearest.dn, self.schema)
             if self.allowed(session, backend, nearest, nearest_ndn, ENTRY, DISCLOSE, txn):
+                if referred is not None:
+                    from pyldapd.server.directory import refer
+
+                    refer(nearest, txn, nearest_ndn, referred, scope)
                 matched = nearest.dn
         return LDAPError(ResultCode.noSuchObject, "", matched_dn=matched)
 
