@@ -49,6 +49,7 @@ SCRIPTS = (
     "test004-modify",
     "test005-modrdn",
     "test006-acls",
+    "test007-slapmodify",
     "test017-syncreplication-refresh",
     "test018-syncreplication-persist",
     "test019-syncreplication-cascade",

@@ -28,6 +28,7 @@ PASSING = [
     "test004-modify",
     "test005-modrdn",
     "test006-acls",
+    "test007-slapmodify",
     "test017-syncreplication-refresh",
     "test018-syncreplication-persist",
     "test019-syncreplication-cascade",

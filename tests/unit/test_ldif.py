@@ -309,3 +309,26 @@ def test_include_refusals(tmp_path):
         with pytest.raises(LDIFError) as refused:
             list(parse_ldif(text))
         assert words in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize("folded", [False, True])
+def test_implicit_modify_reads_records_without_changetype_as_ldapmodify(folded: bool) -> None:
+    """implicit_modify: a record starting with a modify operation is a modify (both readers), other records
+    without a changetype stay entries; without the flag nothing changes."""
+    text = (
+        "dn: cn=a,dc=x\nreplace: title\ntitle: A\n-\nadd: sn\nsn: B\n\n"
+        "dn: cn=b,dc=x\nobjectClass: top\ncn: b\n\n"
+        "dn: cn=c,dc=x\ndelete: description\n"
+    )
+    if folded:  # the line reader (a comment) instead of the plain one
+        text = "# changes\n" + text
+    first, second, third = parse_ldif(text, implicit_modify=True)
+    assert isinstance(first, LDIFChange) and first.changetype == "modify"
+    assert first.modifications == [("replace", "title", [b"A"]), ("add", "sn", [b"B"])]
+    assert isinstance(second, LDIFContent) and second.attributes == [
+        ("objectClass", [b"top"]),
+        ("cn", [b"b"]),
+    ]
+    assert isinstance(third, LDIFChange) and third.modifications == [("delete", "description", [])]
+    with pytest.raises(LDIFError):  # a content record cannot hold the "-" separator
+        list(parse_ldif(text))

@@ -427,26 +427,34 @@ class Writer:
 
     def write_context_csn(self) -> None:
         """-w: the suffix entry's contextCSN becomes the greatest entryCSN per server ID (merged with its own)."""
-        from pyldapd.replication.state import CONTEXT_CSN_KEY
-
         if not self.max_csns:
             return
-        with self.db.write() as txn:
-            suffix = txn.get(self.suffix_ndn)
-            if suffix is None:
-                print("pyldapd add: -w: the suffix entry is not in the database; contextCSN not written",
-                      file=self.err)  # fmt: skip
-                return
-            csns = CSNSet.from_values(suffix.get("contextcsn"))
-            stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
-            if stored:
-                csns.merge(CSNSet.from_values(stored.split(b";")))
-            csns.merge(self.max_csns)
-            values = [v.encode() for v in csns.to_values()]
-            entry = suffix.copy()
-            entry.put("contextcsn", "contextCSN", values)
-            txn.modify(self.suffix_ndn, entry)
-            txn.put_raw_metadata(CONTEXT_CSN_KEY, b";".join(values))
+        if store_context_csns(self.db, self.suffix_ndn, self.max_csns) is None:
+            print("pyldapd add: -w: the suffix entry is not in the database; contextCSN not written",
+                  file=self.err)  # fmt: skip
+
+
+def store_context_csns(db: Any, suffix_ndn: str, csns: CSNSet) -> Entry | None:
+    """The suffix entry's contextCSN and the stored vector merged with `csns` (the greatest CSN per server ID
+    wins), as slapadd -w and slapmodify -w leave them. The suffix entry as written; None when it is missing
+    (nothing written)."""
+    from pyldapd.replication.state import CONTEXT_CSN_KEY
+
+    with db.write() as txn:
+        suffix = txn.get(suffix_ndn)
+        if suffix is None:
+            return None
+        merged = CSNSet.from_values(suffix.get("contextcsn"))
+        stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
+        if stored:
+            merged.merge(CSNSet.from_values(stored.split(b";")))
+        merged.merge(csns)
+        values = [v.encode() for v in merged.to_values()]
+        entry = suffix.copy()
+        entry.put("contextcsn", "contextCSN", values)
+        txn.modify(suffix_ndn, entry)
+        txn.put_raw_metadata(CONTEXT_CSN_KEY, b";".join(values))
+    return entry
 
 
 # --- worker processes -----------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A `slapd`-compatible entry point: one program that acts by its name or its `-T` flag, as OpenLDAP's slapd does.
 
-OpenLDAP ships slapadd, slapcat, slapindex, slaptest and slappasswd as links to slapd, which looks at the name it
-was run under (`argv[0]`) and at `-T add|cat|index|test|passwd` to pick the tool. Test suites written for slapd
+OpenLDAP ships slapadd, slapcat, slapindex, slapmodify, slaptest and slappasswd as links to slapd, which looks at
+the name it was run under (`argv[0]`) and at `-T add|cat|index|modify|test|passwd` to pick the tool. Test suites written for slapd
 (python-ldap's slapdtest among them) run `slapd -Ttest`, `slapadd -n0 -F DIR` and `slapd -F DIR -h URLS -d 0`.
 This module gives pyldapd the same shape: installed as `pyldapd-slapd` (a name that cannot clash with Debian's
 binaries), and under slapd's own names through links made by `pyldapd compat-links DIR`.
@@ -14,10 +14,10 @@ import shutil
 import sys
 
 # slapd's tool names (slapd's own table: the name after "slap" is the -T value)
-TOOLS = {"add": "add", "cat": "cat", "index": "index", "test": "test", "passwd": "passwd"}
+TOOLS = {"add": "add", "cat": "cat", "index": "index", "modify": "modify", "test": "test", "passwd": "passwd"}
 # slapd's other tools, which pyldapd does not have: refused by name rather than run as a server
-MISSING_TOOLS = ("acl", "auth", "dn", "schema", "modify")
-LINK_NAMES = ("slapd", "slapadd", "slapcat", "slapindex", "slaptest", "slappasswd")
+MISSING_TOOLS = ("acl", "auth", "dn", "schema")
+LINK_NAMES = ("slapd", "slapadd", "slapcat", "slapindex", "slapmodify", "slaptest", "slappasswd")
 DISPATCHER = "pyldapd-slapd"
 
 

@@ -651,8 +651,18 @@ def register(commands) -> dict:
     test.add_argument("-u", dest="dry", action="store_true", help="dry run: databases need not exist")
     test.add_argument("-Q", dest="quiet", action="count", default=0, help="quiet (-QQ: quieter)")
 
+    from pyldapd.cli.modify import add_arguments as add_modify_arguments
+    from pyldapd.cli.modify import cmd_modify
+
+    modify = commands.add_parser(
+        "modify", help="apply LDIF changes to a stopped server's database (slapmodify)"
+    )
+    add_common_flags(modify)
+    add_modify_arguments(modify)  # cli/modify.py: slapmodify's own flags
+
     return {
         "add": lambda a: run_tool("add", cmd_add, a),
+        "modify": lambda a: run_tool("modify", cmd_modify, a),
         "cat": lambda a: run_tool("cat", cmd_cat, a),
         "index": lambda a: run_tool("index", cmd_index, a),
         "test": lambda a: run_tool("test", cmd_test, a),

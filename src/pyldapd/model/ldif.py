@@ -68,6 +68,7 @@ class LDIFChange:
 LDIFRecord = LDIFContent | LDIFChange
 
 _MOD_OPS = ("add", "delete", "replace", "increment")
+_MOD_OPS_BYTES = tuple(op.encode() for op in _MOD_OPS)
 
 
 def _logical_lines(data: bytes, first_line: int = 1) -> Iterator[tuple[int, bytes | None]]:
@@ -183,26 +184,35 @@ def _parse_control(value: bytes, number: int) -> LDIFControl:
 
 
 def parse_ldif(
-    text: str | bytes, *, allow_urls: bool = True, first_line: int = 1, header: bool = True
+    text: str | bytes,
+    *,
+    allow_urls: bool = True,
+    first_line: int = 1,
+    header: bool = True,
+    implicit_modify: bool = False,
 ) -> Iterator[LDIFRecord]:
     """Read LDIF content or change records. Raises LDIFError (with its line number) on malformed input.
 
     A part of a longer LDIF cut at a blank line reads the same with the number of its first line and
     header=False (only the start of a file may hold the "version:" line).
+    implicit_modify: a record without a changetype whose first line is a modify operation (`add:`, `delete:`,
+    `replace:`, `increment:`) is a modify record, as ldapmodify and slapmodify read one; other records without a
+    changetype stay content records.
     """
     data = text.encode("utf-8") if isinstance(text, str) else text
     if _needs_line_reader(data):
-        return _parse_lines(data, allow_urls, first_line, header)
-    return _parse_plain(data, allow_urls, first_line, header)
+        return _parse_lines(data, allow_urls, first_line, header, implicit_modify)
+    return _parse_plain(data, allow_urls, first_line, header, implicit_modify)
 
 
-def _parse_lines(data: bytes, allow_urls: bool, first_line: int, header: bool) -> Iterator[LDIFRecord]:
+def _parse_lines(data: bytes, allow_urls: bool, first_line: int, header: bool,
+                 implicit_modify: bool = False) -> Iterator[LDIFRecord]:  # fmt: skip
     record: list[tuple[int, bytes]] = []
     first = header
     for number, line in _logical_lines(data, first_line):
         if line is None:
             if record:
-                yield from _records(record, allow_urls)
+                yield from _records(record, allow_urls, implicit_modify)
                 record = []
             continue
         if first and not record:
@@ -214,10 +224,12 @@ def _parse_lines(data: bytes, allow_urls: bool, first_line: int, header: bool) -
                 continue
         record.append((number, line))
     if record:
-        yield from _records(record, allow_urls)
+        yield from _records(record, allow_urls, implicit_modify)
 
 
-def _records(lines: list[tuple[int, bytes]], allow_urls: bool) -> Iterator[LDIFRecord]:
+def _records(
+    lines: list[tuple[int, bytes]], allow_urls: bool, implicit_modify: bool = False
+) -> Iterator[LDIFRecord]:
     """One record, or the records of the LDIF file an `include: file://...` line names (slapd's LDIF reader
     takes them, as in the cn=config LDIF of OpenLDAP's test063)."""
     number, first = lines[0]
@@ -230,11 +242,11 @@ def _records(lines: list[tuple[int, bytes]], allow_urls: bool) -> Iterator[LDIFR
         except LDIFError as exc:
             raise LDIFError(f"include: {str(exc).removeprefix(f'line {number}: ')}", number) from None
         try:
-            yield from parse_ldif(included, allow_urls=allow_urls)
+            yield from parse_ldif(included, allow_urls=allow_urls, implicit_modify=implicit_modify)
         except RecursionError:  # a file that includes itself, directly or not
             raise LDIFError(f"include {url}: nested too deeply", number) from None
         return
-    yield _record(lines, allow_urls)
+    yield _record(lines, allow_urls, implicit_modify)
 
 
 _LINE_READER_MARKS = (b"\n ", b"\n#", b"\n\t", b"\n\v", b"\n\f", b"\r")
@@ -246,7 +258,8 @@ def _needs_line_reader(data: bytes) -> bool:
     return data[:1] in (b" ", b"#", b"\t", b"\v", b"\f") or any(mark in data for mark in _LINE_READER_MARKS)
 
 
-def _parse_plain(data: bytes, allow_urls: bool, line: int, header: bool) -> Iterator[LDIFRecord]:
+def _parse_plain(data: bytes, allow_urls: bool, line: int, header: bool,
+                 implicit_modify: bool = False) -> Iterator[LDIFRecord]:  # fmt: skip
     """parse_ldif for LDIF without folded lines, comments or CRs (what slapcat and most tools write): records
     are the text between blank lines, lines are split once. Anything unusual goes to `_record`."""
     for block in data.split(b"\n\n"):
@@ -269,7 +282,14 @@ def _parse_plain(data: bytes, allow_urls: bool, line: int, header: bool) -> Iter
                 if not lines:
                     continue
         if lines[0][:8].lower() == b"include:" and len(lines) == 1:
-            yield from _records([(start, lines[0])], allow_urls)
+            yield from _records([(start, lines[0])], allow_urls, implicit_modify)
+            continue
+        if (
+            implicit_modify
+            and len(lines) > 1
+            and lines[1].partition(b":")[0].strip().lower() in _MOD_OPS_BYTES
+        ):
+            yield _record(list(enumerate(lines, start)), allow_urls, implicit_modify)
             continue
         yield _plain_record(lines, start, allow_urls)
 
@@ -301,7 +321,7 @@ def _plain_record(lines: list[bytes], start: int, allow_urls: bool) -> LDIFRecor
     return _record(list(enumerate(lines, start)), allow_urls)
 
 
-def _record(lines: list[tuple[int, bytes]], allow_urls: bool) -> LDIFRecord:
+def _record(lines: list[tuple[int, bytes]], allow_urls: bool, implicit_modify: bool = False) -> LDIFRecord:
     number, first = lines[0]
     name, value = _split_line(first, number, allow_urls)
     if name.lower() != "dn":
@@ -323,6 +343,9 @@ def _record(lines: list[tuple[int, bytes]], allow_urls: bool) -> LDIFRecord:
             changetype = _text(ct, "changetype", number).strip().lower()
             pos += 1
         break
+    if changetype is None and implicit_modify and pos < len(lines):
+        if lines[pos][1].partition(b":")[0].strip().lower() in _MOD_OPS_BYTES:
+            changetype = "modify"
     if changetype is None:
         if controls:
             raise LDIFError("control lines are only allowed in change records", lines[1][0])

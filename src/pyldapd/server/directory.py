@@ -75,7 +75,8 @@ from pyldapd.server.entries import (
     entry_from_attributes,
     equality_key,
     normalize_or_fail,
-    remove_rdn_values,
+    rename_target,
+    renamed_entry,
     resolve_type,
 )
 from pyldapd.server.errors import LDAPError
@@ -1697,25 +1698,8 @@ class Directory:
         backend = self.require_backend(ndn, update=True, dn=request.dn)
         check_restrictions(self, session, backend, "rename")
         self.check_shadow(backend, request.dn, session)
-        try:
-            new_rdn_parts = parse_dn(request.new_rdn)
-        except DNError:
-            raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN") from None
-        if len(new_rdn_parts) != 1:
-            raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN")
-        try:
-            normalize_dn(request.new_rdn, self.schema)
-        except DNError:
-            raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN") from None
-        if request.new_superior is not None:
-            try:
-                normalize_dn(request.new_superior, self.schema)
-            except DNError:
-                raise LDAPError(ResultCode.invalidDNSyntax, "invalid newSuperior") from None
-        old_rdn, old_parent = split_rdn(request.dn)
-        parent_dn = old_parent if request.new_superior is None else request.new_superior
-        new_dn = f"{request.new_rdn},{parent_dn}" if parent_dn else request.new_rdn
-        new_ndn = normalize_or_fail(self.schema, new_dn)
+        new_ndn = rename_target(self.schema, request.dn, request.new_rdn, request.new_superior)[1]
+        old_rdn = split_rdn(request.dn)[0]
         if self.backend_for(new_ndn) is not backend:  # checked first, as slapd's frontend does
             raise LDAPError(ResultCode.affectsMultipleDSAs, "cannot rename between DSAs")
         if ndn == backend.suffix_ndn:
@@ -1746,16 +1730,8 @@ class Directory:
                                      request.delete_old_rdn, relax=relaxes(controls))  # fmt: skip
             if new_ndn != ndn and txn.exists(new_ndn):
                 raise LDAPError(ResultCode.entryAlreadyExists, "")
-            entry = current.copy()
-            # slapd names the entry with the pretty new RDN under the entry's own stored parent (or the pretty new
-            # superior), not the request's spelling (`ou=Alumni Association, ou=People` loses its spaces)
-            stored_parent = split_rdn(current.dn)[1] if request.new_superior is None else parent_dn
-            stored_parent = pretty_dn(stored_parent, self.schema) if stored_parent else ""
-            rdn_pretty = pretty_dn(request.new_rdn, self.schema)
-            entry.dn = f"{rdn_pretty},{stored_parent}" if stored_parent else rdn_pretty
-            if request.delete_old_rdn:  # the RDN as stored, not as the request spells it
-                remove_rdn_values(self.schema, entry, split_rdn(current.dn)[0], request.new_rdn)
-            add_rdn_values(self.schema, entry, request.new_rdn)
+            entry = renamed_entry(self.schema, current, request.new_rdn, request.new_superior,
+                                  request.delete_old_rdn)  # fmt: skip
             check_entry(self.schema, entry, relax=relaxes(controls))
             csn = self.stamp(entry, session, created=False)
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from pyldapd.model import ordered
-from pyldapd.model.dn import DNError, normalize_dn, pretty_dn, rdn_attributes, split_rdn
+from pyldapd.model.dn import DNError, normalize_dn, parse_dn, pretty_dn, rdn_attributes, split_rdn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.schema import AttributeType, ContentRule, ObjectClass, Schema, canonical_options
 from pyldapd.protocol.ldap import ResultCode
@@ -500,16 +500,55 @@ def normalize_or_fail(schema: Schema, dn: str) -> str:
         raise LDAPError(ResultCode.invalidDNSyntax, "invalid DN") from exc
 
 
+def rename_target(schema: Schema, dn: str, new_rdn: str, new_superior: str | None) -> tuple[str, str]:
+    """(DN, normalized DN) a modify DN gives the entry `dn`; a new RDN or superior that slapd's do_modrdn refuses
+    is refused with its words."""
+    try:
+        parts = parse_dn(new_rdn)
+        normalize_dn(new_rdn, schema)
+    except DNError:
+        raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN") from None
+    if len(parts) != 1:
+        raise LDAPError(ResultCode.invalidDNSyntax, "invalid new RDN")
+    if new_superior is not None:
+        try:
+            normalize_dn(new_superior, schema)
+        except DNError:
+            raise LDAPError(ResultCode.invalidDNSyntax, "invalid newSuperior") from None
+    parent = split_rdn(dn)[1] if new_superior is None else new_superior
+    new_dn = f"{new_rdn},{parent}" if parent else new_rdn
+    return new_dn, normalize_or_fail(schema, new_dn)
+
+
+def renamed_entry(schema: Schema, current: Entry, new_rdn: str, new_superior: str | None,
+                  delete_old_rdn: bool) -> Entry:  # fmt: skip
+    """A copy of `current` under its new name, with the RDN values a modify DN leaves (schema not checked).
+    slapd names the entry with the pretty new RDN under the entry's own stored parent (or the pretty new
+    superior), not the request's spelling (`ou=Alumni Association, ou=People` loses its spaces)."""
+    entry = current.copy()
+    parent = split_rdn(current.dn)[1] if new_superior is None else new_superior
+    parent = pretty_dn(parent, schema) if parent else ""
+    rdn = pretty_dn(new_rdn, schema)
+    entry.dn = f"{rdn},{parent}" if parent else rdn
+    if delete_old_rdn:  # the RDN as stored, not as the request spells it
+        remove_rdn_values(schema, entry, split_rdn(current.dn)[0], new_rdn)
+    add_rdn_values(schema, entry, new_rdn)
+    return entry
+
+
 MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3
 
 
 INTEGER_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.27"
 
 
-def check_changes(schema: Schema, changes: Sequence, *, relax: bool = False) -> None:
+def check_changes(
+    schema: Schema, changes: Sequence, *, relax: bool = False, user_modification: bool = True
+) -> None:
     """A ModifyRequest's changes on their own, as slapd's get_modlist (an increment's one value), slap_mods_check
     and then its NO-USER-MODIFICATION check: types defined, added and replacing values valid
-    (`check_request_values`), known object classes, increments of integers only."""
+    (`check_request_values`), known object classes, increments of integers only. user_modification=False: the
+    changes of an offline tool (slapmodify), which may change NO-USER-MODIFICATION types as well."""
     for change in changes:  # slapd's get_modlist, as the request is read
         if change.operation not in (MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT):
             raise LDAPError(ResultCode.protocolError, "unrecognized modify operation")
@@ -536,7 +575,8 @@ def check_changes(schema: Schema, changes: Sequence, *, relax: bool = False) -> 
             # is invalid per syntax, not "no such value" (an ordered type's `{n}` alone names a value by index)
             check_syntax(schema, at, change.attr, change.values)
     check_obsolete_attributes(schema, ((c.attr, c.operation, c.values) for c in changes), relax=relax)
-    check_no_user_modification(schema, (c.attr for c in changes), relax=relax)
+    if user_modification:
+        check_no_user_modification(schema, (c.attr for c in changes), relax=relax)
 
 
 def check_syntax(schema: Schema, at: AttributeType, description: str, values: Sequence[bytes]) -> None:
