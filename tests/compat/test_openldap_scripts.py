@@ -53,6 +53,11 @@ PASSING = [
     "test015-xsearch",
     "test021-certificate",
     "test026-dn",
+    "test025-limits",
+    "test040-subtree-rename",
+    "test062-config-delete",
+    "test067-tls",
+    "test068-sasl-tls-external",
     "test009-referral",
     "test010-passwd",
 ]
