@@ -99,6 +99,18 @@ RESPONSE_TAGS = {
 }
 
 
+def valueless_control(controls: list[Control], oid: str, name: str) -> Control | None:
+    """The one control of a kind that takes no value, as slapd's parsers check it (protocolError otherwise)."""
+    found = [c for c in controls if c.oid == oid]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise LDAPError(ResultCode.protocolError, f"{name} control specified multiple times")
+    if found[0].value is not None:
+        raise LDAPError(ResultCode.protocolError, f"{name} control value not absent")
+    return found[0]
+
+
 class LDAPConnection(asyncio.Protocol):
     def __init__(self, server: Server, listener_url: str, local: bool) -> None:
         self.server = server
@@ -685,25 +697,15 @@ class LDAPConnection(asyncio.Protocol):
 
     def request_session(self, op, controls: list[Control]):
         """The identity this operation runs as (Proxied Authorization), after slapd's control checks."""
-        manage = [c for c in controls if c.oid == ctl.MANAGE_DSA_IT]
-        if manage:  # slapd's parseManageDSAit
-            if len(manage) > 1:
-                raise LDAPError(ResultCode.protocolError, "manageDSAit control specified multiple times")
-            if manage[0].value is not None:
-                raise LDAPError(ResultCode.protocolError, "manageDSAit control value not absent")
-        relax = [c for c in controls if c.oid == ctl.RELAX]
-        if relax:  # slapd's parseRelax
-            if len(relax) > 1:
-                raise LDAPError(ResultCode.protocolError, "relax control specified multiple times")
-            if relax[0].value is not None:
-                raise LDAPError(ResultCode.protocolError, "relax control value not absent")
-        copies = [c for c in controls if c.oid == ctl.DONT_USE_COPY]
-        if copies:
-            if len(copies) > 1:
-                raise LDAPError(ResultCode.protocolError, "dontUseCopy control specified multiple times")
-            if copies[0].value is not None:
-                raise LDAPError(ResultCode.protocolError, "dontUseCopy control value not absent")
-            if "dontusecopy_non_critical" in self.server.config.disallows and not copies[0].critical:
+        if controls:  # slapd's parseManageDSAit, parseRelax, parseDontUseCopy
+            valueless_control(controls, ctl.MANAGE_DSA_IT, "manageDSAit")
+            valueless_control(controls, ctl.RELAX, "relax")
+            copy = valueless_control(controls, ctl.DONT_USE_COPY, "dontUseCopy")
+            if (
+                copy is not None
+                and not copy.critical
+                and "dontusecopy_non_critical" in self.server.config.disallows
+            ):
                 raise LDAPError(ResultCode.protocolError, "dontUseCopy criticality of FALSE not allowed")
         if isinstance(op, ldap.BindRequest):
             return self.session
