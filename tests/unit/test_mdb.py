@@ -369,6 +369,43 @@ def test_search_is_lazy(tree: MdbDatabase, schema: Any) -> None:
         it.close()
 
 
+def test_search_of_the_whole_database_in_id_order(tree: MdbDatabase, schema: Any) -> None:
+    """back-mdb answers a search over its whole tree in entry id order (its candidates: every id), not by walking
+    the tree: a child of the suffix added after deeper entries comes after them, an entry moved under a newer
+    parent before it (slapd's test011, test012). Below the suffix the tree is walked, parents first."""
+    people_asmith = n(schema, "uid=asmith,ou=People,dc=Example,dc=com")
+    with tree.write() as w:
+        w.add(make_entry(schema, "cn=Manager,dc=Example,dc=com", objectClass=["device"], cn="Manager"))
+        w.add(ou(schema, "ou=New,dc=Example,dc=com", "New"))
+        moved = w.get(people_asmith).copy()
+        moved.dn = "uid=asmith,ou=New,dc=Example,dc=com"
+        w.rename(people_asmith, moved)
+    by_id = [
+        SUFFIX,
+        "ou=People,dc=Example,dc=com",
+        "ou=Groups,dc=Example,dc=com",
+        "ou=Staff,ou=People,dc=Example,dc=com",
+        "uid=jdoe,ou=People,dc=Example,dc=com",
+        "uid=asmith,ou=New,dc=Example,dc=com",
+        "uid=bob,ou=Staff,ou=People,dc=Example,dc=com",
+        "cn=Manager,dc=Example,dc=com",
+        "ou=New,dc=Example,dc=com",
+    ]
+    suffix = n(schema, SUFFIX)
+    with tree.read() as r:
+        assert dns(r.search(suffix, Scope.SUB, None)) == by_id
+        assert dns(r.search(suffix, Scope.CHILDREN, None)) == by_id[1:]
+        assert dns(r.search(suffix, Scope.SUB, Equality("objectclass", b"organizationalunit"))) == [
+            dn for dn in by_id if dn.startswith("ou=")
+        ]
+        assert dns(r.search(n(schema, "ou=People,dc=Example,dc=com"), Scope.SUB, None)) == [
+            "ou=People,dc=Example,dc=com",
+            "ou=Staff,ou=People,dc=Example,dc=com",
+            "uid=bob,ou=Staff,ou=People,dc=Example,dc=com",
+            "uid=jdoe,ou=People,dc=Example,dc=com",
+        ]
+
+
 # --- indexes -----------------------------------------------------------------------------------------------------
 
 

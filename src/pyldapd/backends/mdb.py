@@ -7,10 +7,12 @@ One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with th
 ``id2entry``   8-byte big-endian entry id -> entry record (below).
 ``dn2id``      normalized DN (UTF-8) -> 8-byte id.
 ``children``   the DN tree: dupsort, 8-byte parent id -> 8-byte child ids (the suffix entry's parent is id 0).
-               One-level scope is one duplicate run; subtree scope walks it depth first from the base, so it costs
-               one lookup per entry in the subtree and never scans the rest of the database; entries come out
-               parents first. (A reversed-DN key range would make subtrees one range scan but makes one-level
-               scope scan the whole subtree; slapd's back-mdb also keeps a parent -> children tree.)
+               One-level scope is one duplicate run; subtree scope below the suffix walks it depth first from the
+               base, so it costs one lookup per entry in the subtree and never scans the rest of the database;
+               entries come out parents first. The suffix's subtree is the whole database: read in id order, as
+               back-mdb lists it (`ReadTxn._scan_ids`). (A reversed-DN key range would make subtrees one range scan
+               but makes one-level scope scan the whole subtree; slapd's back-mdb also keeps a parent -> children
+               tree.)
 ``eq``         dupsort: ``type key + 0x00 + normalized value`` -> id runs   (equality index)
 ``pres``       dupsort: ``type key`` -> id runs                              (presence index)
 ``sub``        dupsort: ``type key + 0x00 + marker + gram`` -> id runs      (substring index, see `_grams`)
@@ -701,6 +703,9 @@ class IndexBatch:
 class MdbDatabase:
     """One naming context stored in LMDB. See the module docstring for the layout and the rules."""
 
+    # an unindexed search over the whole database reads it in id order, as back-mdb (`ReadTxn._scan_ids`)
+    scan_by_id = True
+
     def __init__(
         self,
         directory: str,
@@ -1300,7 +1305,8 @@ class ReadTxn:
         """Entries in scope that may match `filter` (a superset: the caller evaluates the filter).
 
         Indexed filters yield ids ascending; unindexed one-level scans yield children by id, unindexed subtree
-        scans yield depth first, parents before children. Lazy: stop iterating whenever you like.
+        scans of the suffix yield every entry by id (back-mdb's order), those below it depth first, parents before
+        children. Lazy: stop iterating whenever you like.
         A missing base yields nothing: check `exists`/`nearest_ancestor` first for noSuchObject and matchedDN.
         `unchecked` >= 0 is slapd's `size.unchecked`: TooManyCandidates is raised (before any entry) when both
         the candidates (the index's answer, or every entry of the database when the filter is not indexed)
@@ -1330,12 +1336,15 @@ class ReadTxn:
             del cur
             if nchildren <= (len(ids) if ids is not None else self._estimate(plan)):
                 plan = None
+        whole_db = scope == Scope.SUB and base_ndn == db.suffix_ndn
         if plan is None:
-            yield from self._scan_scope(base_id, scope)
+            if scope != Scope.ONE and base_ndn == db.suffix_ndn and db.scan_by_id:  # the whole database
+                yield from self._scan_ids(skip=base_id if scope == Scope.CHILDREN else None)
+            else:
+                yield from self._scan_scope(base_id, scope)
             return
         if ids is None:
             ids = sorted(self._ids(plan))
-        whole_db = scope == Scope.SUB and base_ndn == db.suffix_ndn
         base_b = base_ndn.encode("utf-8", "surrogateescape")
         base_pid = _unpack_id(base_id)
         id2entry = db._id2entry
@@ -1375,6 +1384,38 @@ class ReadTxn:
             size += 1
             stack.extend(self._child_ids(stack.pop()))
         return size
+
+    def _scan_ids(self, skip: bytes | None) -> Iterator[Entry]:
+        """Every entry of the database (but `skip`) in id order: back-mdb's order for a search over its whole tree
+        (the candidates, all ids, not a walk of the tree: its suffix's subtree is not smaller), so a child added
+        before a sibling's descendants comes out before them, and one moved under a newer parent before it."""
+        db = self.db
+        keep = SCAN_CACHED
+        after: bytes | None = None
+        while True:
+            # a map resize (the writer thread) renews this snapshot (`_check`) and ends the cursor: reopened after
+            # the last id read
+            t = self._check()
+            gen = db._gen
+            cur = t.cursor(db._id2entry)
+            if after is None:
+                more = cur.first()
+            else:
+                more = cur.set_range(after)
+                if more and cur.key() == after:
+                    more = cur.next()
+            while more:
+                idb = cur.key()
+                after = idb
+                if idb != skip:
+                    if keep:
+                        keep -= 1
+                    yield db._decode(_unpack_id(idb), cur.value(), keep > 0)
+                    if db._gen != gen:
+                        break
+                more = cur.next()
+            else:
+                return
 
     def _scan_scope(self, base_id: bytes, scope: Scope) -> Iterator[Entry]:
         keep = SCAN_CACHED
