@@ -1,6 +1,6 @@
 """Side by side with Debian's slapd: the order of a search over a whole database (back-mdb lists it by entry id,
-glue the superior's part then each subordinate's: slapd's test011 and test012), each server loaded by its own
-slapadd."""
+glue the superior's part then each subordinate's: slapd's test011 and test012), and a database whose suffix is
+the empty DN holding top-level entries (slapd's test027), each server loaded by its own slapadd."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ SUFFIX = "dc=example,dc=com"
 ROOTDN = f"cn=Manager,{SUFFIX}"
 PEOPLE = f"ou=People,{SUFFIX}"
 GROUPS = f"ou=Groups,{SUFFIX}"
+EMPTY_ROOTDN = "cn=Manager,c=US"  # the empty-DN database's (test027's)
 
 
 def header() -> list[str]:
@@ -35,6 +36,12 @@ def glue_conf(root: Path) -> str:
     return "\n".join([*header(), *database(root / "people", PEOPLE, ROOTDN, "subordinate"),
                       *database(root / "groups", GROUPS, ROOTDN, "subordinate"),
                       *database(root / "top", SUFFIX, ROOTDN)]) + "\n"  # fmt: skip
+
+
+def empty_dn_conf(root: Path) -> str:
+    """test027's layout: a database for dc=example,dc=com and one whose suffix is ""."""
+    return "\n".join([*header(), *database(root / "example", SUFFIX, ROOTDN),
+                      *database(root / "empty", "", EMPTY_ROOTDN), "access to * by * read"]) + "\n"  # fmt: skip
 
 
 def record(dn: str, *lines: str) -> str:
@@ -64,6 +71,15 @@ GLUED_LDIF = "\n".join([
     role(ROOTDN),
     role(f"cn=o2,ou=Other,{SUFFIX}"),
     role(f"cn=p2,{PEOPLE}"),
+])  # fmt: skip
+
+# top-level entries of the empty-DN database, one before its parent
+EMPTY_DN_LDIF = "\n".join([
+    record("c=US", "objectClass: country", "c: US"),
+    record("o=Example,c=US", "objectClass: organization", "o: Example"),
+    record("o=Beispiel,c=DE", "objectClass: organization", "o: Beispiel"),
+    record("c=IT", "objectClass: country", "c: IT"),
+    record("c=DE", "objectClass: country", "c: DE"),
 ])  # fmt: skip
 
 
@@ -96,6 +112,11 @@ def started(root: Path, make_conf, loads: list[tuple[str, tuple[str, ...]]]):
 @pytest.fixture(scope="module")
 def glued(tmp_path_factory: pytest.TempPathFactory):
     yield from started(tmp_path_factory.mktemp("order-glue"), glue_conf, [(GLUED_LDIF, ())])
+
+
+@pytest.fixture(scope="module")
+def empty_dn(tmp_path_factory: pytest.TempPathFactory):
+    yield from started(tmp_path_factory.mktemp("order-emptydn"), empty_dn_conf, [(EMPTY_DN_LDIF, ("-b", ""))])
 
 
 def search(
@@ -139,3 +160,57 @@ def test_glued_tree_after_ldap_writes_lists_in_slapds_order(glued):
     slapd, pyldapd = (search(server, SUFFIX, "sub") for server in glued)
     assert pyldapd == slapd
     assert pyldapd[1].index(f"cn=o1,ou=Late,{SUFFIX}") < pyldapd[1].index(f"ou=Late,{SUFFIX}")
+
+
+@pytest.mark.parametrize(
+    "base, scope",
+    [("", "sub"), ("", "one"), ("", "children"), ("", "base"), ("c=DE", "sub"), ("c=FR", "sub"),
+     ("o=Nowhere,c=US", "base")],
+)  # fmt: skip
+def test_empty_dn_database_searches_as_slapd(empty_dn, base, scope):
+    """A subtree search from "" is the empty-DN database's alone (not the dc=example,dc=com one's), by id; a base
+    search of "" is the root DSE; a missing top-level entry is noSuchObject."""
+    slapd, pyldapd = (search(server, base, scope) for server in empty_dn)
+    assert pyldapd == slapd
+
+
+def test_empty_dn_database_takes_writes_as_slapd(empty_dn):
+    """Top-level entries added, renamed and deleted over LDAP by the database's rootdn; refused without a parent
+    or as another database's rootdn (test027's second part). Until the first delete the listing is by id, as
+    slapd's; after it slapd walks its tree instead (the ids in use no longer fill their range: back-mdb's
+    candidates outnumber the subtree), so only the entries are compared."""
+    steps = [
+        (EMPTY_ROOTDN, "ldapadd", record("c=FR", "objectClass: country", "c: FR")),
+        (EMPTY_ROOTDN, "ldapadd", record("o=Exemple,c=FR", "objectClass: organization", "o: Exemple")),
+        (EMPTY_ROOTDN, "ldapadd", record("o=Nowhere,c=XX", "objectClass: organization", "o: Nowhere")),
+        (EMPTY_ROOTDN, "ldapmodify", "dn: c=IT\nchangetype: modrdn\nnewrdn: c=ES\ndeleteoldrdn: 1\n"),
+        (ROOTDN, "ldapmodify", "dn: c=US\nchangetype: delete\n"),
+        (EMPTY_ROOTDN, "ldapadd", record("c=US", "objectClass: country", "c: US")),
+    ]
+    for who, tool, ldif in steps:
+        codes = [write(server, who, tool, ldif) for server in empty_dn]
+        assert codes[1] == codes[0], (who, tool, ldif)
+    slapd, pyldapd = (search(server, "", "sub") for server in empty_dn)
+    assert pyldapd == slapd and "c=FR" in pyldapd[1] and "c=ES" in pyldapd[1]
+    for server in empty_dn:
+        deleted = "dn: o=Beispiel,c=DE\nchangetype: delete\n\ndn: c=DE\nchangetype: delete\n"
+        assert write(server, EMPTY_ROOTDN, "ldapmodify", deleted) == 0
+    slapd, pyldapd = (search(server, "", "sub") for server in empty_dn)
+    assert sorted(pyldapd[1]) == sorted(slapd[1]) and "c=DE" not in pyldapd[1]
+
+
+def test_empty_dn_database_keeps_its_context_csn_without_a_suffix_entry(tmp_path):
+    """The contextCSN vector of a database whose suffix is "" has no suffix entry to be copied onto (its root is
+    the root DSE): slapadd -w and the stop keep it in the metadata, and say nothing of a missing entry. (A dry run
+    finds the top-level entries' parent too.)"""
+    conf_text = empty_dn_conf(tmp_path / "db")
+    conf = tmp_path / "pyldapd.conf"
+    conf.write_text(conf_text)
+    slapadd("pyldapd", conf, EMPTY_DN_LDIF, "-b", "", "-u")
+    slapadd("pyldapd", conf, EMPTY_DN_LDIF, "-b", "", "-w")
+    server = start_pyldapd(tmp_path, conf_text)
+    try:
+        assert write(server, EMPTY_ROOTDN, "ldapadd", record("c=FR", "objectClass: country", "c: FR")) == 0
+    finally:
+        assert server.stop() == 0
+    assert "contextCSN not copied" not in server.log(), server.log()

@@ -5,8 +5,10 @@ Storage layout
 One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with these named sub-databases:
 
 ``id2entry``   8-byte big-endian entry id -> entry record (below).
-``dn2id``      normalized DN (UTF-8) -> 8-byte id.
-``children``   the DN tree: dupsort, 8-byte parent id -> 8-byte child ids (the suffix entry's parent is id 0).
+``dn2id``      normalized DN (UTF-8) -> 8-byte id. The empty DN is never a key (LMDB has none of length 0): in a
+               database whose suffix is "" it is the root, id 0, as in back-mdb; elsewhere it names nothing.
+``children``   the DN tree: dupsort, 8-byte parent id -> 8-byte child ids (the suffix entry's parent is id 0, and
+               so are the top-level entries' of a database whose suffix is "").
                One-level scope is one duplicate run; subtree scope below the suffix walks it depth first from the
                base, so it costs one lookup per entry in the subtree and never scans the rest of the database;
                entries come out parents first. The suffix's subtree is the whole database: read in id order, as
@@ -1158,6 +1160,10 @@ class ReadTxn:
         return t
 
     def _id_of(self, ndn: str) -> bytes | None:
+        if not ndn:
+            # LMDB refuses an empty key. The empty DN is never stored: over a database whose suffix is "" it is
+            # the root every top-level entry hangs from (back-mdb's id 0), elsewhere it is outside the database
+            return _ROOT_PARENT if not self.db.suffix_ndn else None
         return self._check().get(ndn.encode("utf-8", "surrogateescape"), db=self.db._dn2id)
 
     def _entry(self, idb: bytes, keep: bool = True) -> Entry | None:
@@ -1175,6 +1181,10 @@ class ReadTxn:
     # -- lookups --
 
     def get(self, ndn: str) -> Entry | None:
+        if not ndn:
+            # back-mdb's root entry: over a database whose suffix is "", the empty DN reads as an entry without
+            # attributes (its top-level entries' parent, a search's base); never stored, never a candidate
+            return Entry("") if not self.db.suffix_ndn else None
         idb = self._id_of(ndn)
         return None if idb is None else self._entry(idb)
 
@@ -1201,8 +1211,8 @@ class ReadTxn:
         p = ndn
         while p and p != suffix:
             p = parent_dn(p)
-            if p != suffix and not is_descendant(p, suffix):
-                return None
+            if not p or (p != suffix and not is_descendant(p, suffix)):
+                return None  # (the root above a database whose suffix is "" is no entry)
             entry = self.get(p)
             if entry is not None:
                 return entry
@@ -2119,16 +2129,15 @@ class WriteTxn(ReadTxn):
     def _place(self, ndn: str, dn: str) -> tuple[bytes, bytes]:
         """(DN key, parent id) for a new entry; AlreadyExists, StorageError (outside the suffix), NoSuchEntry."""
         db = self.db
-        t = self._check()
-        bndn = ndn.encode("utf-8", "surrogateescape")
-        if t.get(bndn, db=db._dn2id) is not None:
+        if self._id_of(ndn) is not None:
             raise AlreadyExists(ndn)
+        bndn = ndn.encode("utf-8", "surrogateescape")
         if ndn == db.suffix_ndn:
             return bndn, _ROOT_PARENT
         if not is_descendant(ndn, db.suffix_ndn):
             raise StorageError(f"{dn!r} is not within the naming context {db.suffix!r}")
         pndn = parent_dn(ndn)
-        pid = t.get(pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
+        pid = self._id_of(pndn)
         if pid is None:
             raise NoSuchEntry(pndn, matched_dn=self._matched(pndn) if pndn != db.suffix_ndn else "")
         return bndn, pid
@@ -2241,7 +2250,6 @@ class WriteTxn(ReadTxn):
 
     def _rename(self, ndn: str, entry: Entry) -> None:
         db = self.db
-        t = self._check()
         idb, rec, old = self._load(ndn)
         new_ndn = normalize_dn(entry.dn, db.schema)
         old_pid = rec[1:9]
@@ -2251,12 +2259,12 @@ class WriteTxn(ReadTxn):
                 raise StorageError("the suffix entry cannot be renamed")
             if not is_descendant(new_ndn, db.suffix_ndn):
                 raise StorageError(f"{entry.dn!r} is not within the naming context {db.suffix!r}")
-            if t.get(new_ndn.encode("utf-8", "surrogateescape"), db=db._dn2id) is not None:
+            if self._id_of(new_ndn) is not None:
                 raise AlreadyExists(new_ndn)
             new_pndn = parent_dn(new_ndn)
             if new_pndn == ndn or is_descendant(new_pndn, ndn):
                 raise StorageError("an entry cannot be moved below itself")
-            pid = t.get(new_pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
+            pid = self._id_of(new_pndn)
             if pid is None:
                 raise NoSuchEntry(new_pndn, matched_dn=self._matched(new_pndn))
             new_pid = pid

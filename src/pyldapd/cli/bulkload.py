@@ -316,7 +316,7 @@ class Writer:
         self.waiting_ndns: set[str] = set()  # the records waiting for their parent
         self.holes: dict[str, int] = {}  # missing ancestor -> the id it gets when it comes (module docstring)
         self.records = 0  # LDIF records read so far
-        self.dry_added: set[str] = set()
+        self.dry_added: set[str] = set() if self.suffix_ndn else {""}  # (the root above a suffix "" is there)
         self.max_csns = CSNSet()
 
     def error(self, text: str) -> None:
@@ -445,20 +445,22 @@ class Writer:
         if not self.max_csns:
             return
         with self.db.write() as txn:
-            suffix = txn.get(self.suffix_ndn)
-            if suffix is None:
+            # a database whose suffix is "" has no suffix entry (the root above it is none): the metadata only
+            suffix = txn.get(self.suffix_ndn) if self.suffix_ndn else None
+            if suffix is None and self.suffix_ndn:
                 print("pyldapd add: -w: the suffix entry is not in the database; contextCSN not written",
                       file=self.err)  # fmt: skip
                 return
-            csns = CSNSet.from_values(suffix.get("contextcsn"))
+            csns = CSNSet.from_values(suffix.get("contextcsn") if suffix is not None else [])
             stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
             if stored:
                 csns.merge(CSNSet.from_values(stored.split(b";")))
             csns.merge(self.max_csns)
             values = [v.encode() for v in csns.to_values()]
-            entry = suffix.copy()
-            entry.put("contextcsn", "contextCSN", values)
-            txn.modify(self.suffix_ndn, entry)
+            if suffix is not None:
+                entry = suffix.copy()
+                entry.put("contextcsn", "contextCSN", values)
+                txn.modify(self.suffix_ndn, entry)
             txn.put_raw_metadata(CONTEXT_CSN_KEY, b";".join(values))
 
 
