@@ -211,6 +211,44 @@ def test_add_waits_for_parents_and_reports_missing_ones(tmp_path):
     assert set(entries(pyldapd("cat", "-f", str(fresh)).stdout)) == {SUFFIX, f"cn=after,{SUFFIX}"}
 
 
+def test_add_gives_late_parents_the_ids_slapadd_gives_them(tmp_path):
+    """slapadd (back-mdb) gives the missing ancestors of an entry the ids just below its own ("holes", topmost
+    first), and an ancestor that comes later takes its hole: so a parent listed after its children comes before
+    them in slapcat and in a search of the whole database, which list entries by id (slapd's test001 with
+    test-unordered.ldif). The same LDIF loaded by each lists in the same order."""
+
+    def unit(dn: str) -> str:
+        return f"dn: {dn}\nobjectClass: organizationalUnit\nou: {dn.split(',')[0][3:]}\n"
+
+    def role(dn: str) -> str:
+        return f"dn: {dn}\nobjectClass: organizationalRole\ncn: {dn.split(',')[0][3:]}\n"
+
+    records = [
+        BASE_LDIF.split("\n\n")[0] + "\n",
+        role(f"cn=a,ou=People,{SUFFIX}"),  # its parent missing: a hole
+        unit(f"ou=Groups,{SUFFIX}"),
+        role(f"cn=deep,ou=Inner,ou=Outer,{SUFFIX}"),  # two missing: two holes
+        role(f"cn=b,ou=People,{SUFFIX}"),  # its parent has a hole already
+        unit(f"ou=People,{SUFFIX}"),
+        unit(f"ou=Inner,ou=Outer,{SUFFIX}"),  # in its hole, still waiting for its parent
+        unit(f"ou=Outer,{SUFFIX}"),
+        role(f"cn=last,{SUFFIX}"),
+    ]
+    (tmp_path / "unordered.ldif").write_text("\n".join(records))
+    ours, theirs = make_conf(tmp_path, "ours"), make_conf(tmp_path, "theirs", slapd=True)
+    for argv in ((sys.executable, "-m", "pyldapd.cli.main", "add"), (SLAPADD,)):
+        conf = ours if argv[0] != SLAPADD else theirs
+        loaded = run(*argv, "-f", str(conf), "-l", str(tmp_path / "unordered.ldif"))
+        assert loaded.returncode == 0, loaded.stderr
+    listed = dns_in_order(pyldapd("cat", "-f", str(ours)).stdout)
+    assert listed == dns_in_order(run(SLAPCAT, "-f", str(theirs)).stdout)
+    assert listed == [dn.lower() for dn in (
+        SUFFIX, f"ou=People,{SUFFIX}", f"cn=a,ou=People,{SUFFIX}", f"ou=Groups,{SUFFIX}", f"ou=Outer,{SUFFIX}",
+        f"ou=Inner,ou=Outer,{SUFFIX}", f"cn=deep,ou=Inner,ou=Outer,{SUFFIX}", f"cn=b,ou=People,{SUFFIX}",
+        f"cn=last,{SUFFIX}",
+    )]  # fmt: skip
+
+
 def test_database_selection_b_and_n(tmp_path):
     other_db = tmp_path / "other-db"
     other_db.mkdir()

@@ -369,6 +369,97 @@ def test_search_is_lazy(tree: MdbDatabase, schema: Any) -> None:
         it.close()
 
 
+def test_search_of_the_whole_database_in_id_order(tree: MdbDatabase, schema: Any) -> None:
+    """back-mdb answers a search over its whole tree in entry id order (its candidates: every id), not by walking
+    the tree: a child of the suffix added after deeper entries comes after them, an entry moved under a newer
+    parent before it (slapd's test011, test012). Below the suffix the tree is walked, parents first."""
+    people_asmith = n(schema, "uid=asmith,ou=People,dc=Example,dc=com")
+    with tree.write() as w:
+        w.add(make_entry(schema, "cn=Manager,dc=Example,dc=com", objectClass=["device"], cn="Manager"))
+        w.add(ou(schema, "ou=New,dc=Example,dc=com", "New"))
+        moved = w.get(people_asmith).copy()
+        moved.dn = "uid=asmith,ou=New,dc=Example,dc=com"
+        w.rename(people_asmith, moved)
+    by_id = [
+        SUFFIX,
+        "ou=People,dc=Example,dc=com",
+        "ou=Groups,dc=Example,dc=com",
+        "ou=Staff,ou=People,dc=Example,dc=com",
+        "uid=jdoe,ou=People,dc=Example,dc=com",
+        "uid=asmith,ou=New,dc=Example,dc=com",
+        "uid=bob,ou=Staff,ou=People,dc=Example,dc=com",
+        "cn=Manager,dc=Example,dc=com",
+        "ou=New,dc=Example,dc=com",
+    ]
+    suffix = n(schema, SUFFIX)
+    with tree.read() as r:
+        assert dns(r.search(suffix, Scope.SUB, None)) == by_id
+        assert dns(r.search(suffix, Scope.CHILDREN, None)) == by_id[1:]
+        assert dns(r.search(suffix, Scope.SUB, Equality("objectclass", b"organizationalunit"))) == [
+            dn for dn in by_id if dn.startswith("ou=")
+        ]
+        assert dns(r.search(n(schema, "ou=People,dc=Example,dc=com"), Scope.SUB, None)) == [
+            "ou=People,dc=Example,dc=com",
+            "ou=Staff,ou=People,dc=Example,dc=com",
+            "uid=bob,ou=Staff,ou=People,dc=Example,dc=com",
+            "uid=jdoe,ou=People,dc=Example,dc=com",
+        ]
+
+
+def test_database_with_the_empty_suffix(tmp_path: Path, schema: Any) -> None:
+    """A database whose suffix is "" (slapd's test027): its top-level entries hang from the root, which is never
+    stored (LMDB has no zero-length key: looking it up was MDB_BAD_VALSIZE) and reads as back-mdb's root entry,
+    an entry without attributes: the parent top-level entries are added under, the base of a search."""
+    path = str(tmp_path / "db")
+    with MdbDatabase(path, schema, "", indexes=INDEXES, maxsize=64 * 2**20) as db:
+        with db.write() as w:
+            w.add(ou(schema, "ou=A", "A"))
+            w.add(ou(schema, "ou=B", "B"))
+            w.add(person(schema, "uid=x,ou=A", "x", "X Ray"))
+            with pytest.raises(AlreadyExists):  # the root DSE
+                w.add(make_entry(schema, "", objectClass=["top"]))
+            with pytest.raises(NoSuchEntry) as missing:
+                w.add(person(schema, "uid=y,ou=Missing", "y", "Y"))
+            assert missing.value.matched_dn == ""
+        with db.read() as r:
+            root = r.get("")
+            assert root is not None and root.dn == "" and not root.attrs
+            assert r.exists("") and r.has_children("")
+            assert r.get("ou=a").dn == "ou=A"
+            assert r.nearest_ancestor("uid=q,ou=a").dn == "ou=A"
+            assert r.nearest_ancestor("uid=q,ou=zz") is None
+            assert dns(r.search("", Scope.SUB, None)) == ["ou=A", "ou=B", "uid=x,ou=A"]
+            assert dns(r.search("", Scope.CHILDREN, None)) == ["ou=A", "ou=B", "uid=x,ou=A"]
+            assert dns(r.search("", Scope.ONE, None)) == ["ou=A", "ou=B"]
+            assert dns(r.search("", Scope.ONE, Equality("objectclass", b"organizationalunit"))) == [
+                "ou=A",
+                "ou=B",
+            ]
+            assert dns(r.search("", Scope.SUB, Equality("uid", b"x"))) == ["uid=x,ou=A"]
+            assert dns(r.children("")) == ["ou=A", "ou=B"]
+            assert list(r.search("", Scope.BASE, None)) == []  # the root DSE is the frontend's
+        with db.write() as w:
+            renamed = w.get("ou=b").copy()
+            renamed.dn = "ou=C"
+            w.rename("ou=b", renamed)
+            moved = w.get("uid=x,ou=a").copy()
+            moved.dn = "uid=x,ou=C"
+            w.rename("uid=x,ou=a", moved)
+            w.delete("ou=a")
+            with pytest.raises(NoSuchEntry):
+                w.delete("")
+    with MdbDatabase(path, schema, "", indexes=INDEXES, maxsize=64 * 2**20) as db, db.read() as r:
+        assert dns(r.search("", Scope.SUB, None)) == ["ou=C", "uid=x,ou=C"]
+
+
+def test_empty_dn_outside_a_database(tree: MdbDatabase, schema: Any) -> None:
+    """The empty DN names nothing in a database with a suffix (and is looked up without an LMDB error)."""
+    with tree.read() as r:
+        assert r.get("") is None and not r.exists("") and r.id_of("") is None
+        assert list(r.search("", Scope.SUB, None)) == []
+        assert list(r.children("")) == []
+
+
 # --- indexes -----------------------------------------------------------------------------------------------------
 
 

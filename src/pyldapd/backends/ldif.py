@@ -203,6 +203,9 @@ class LdifWriteFailed(StorageError):
 class LdifDatabase(MdbDatabase):
     """One naming context kept in LDIF files (see the module docstring)."""
 
+    # back-ldif walks its folders, each entry before its children, whatever the copy's ids
+    scan_by_id = False
+
     def __init__(self, directory: str, schema: Any, suffix: str, **kwargs: Any) -> None:
         kwargs.pop("maxsize", None)
         kwargs.pop("max_mapsize", None)

@@ -5,12 +5,16 @@ Storage layout
 One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with these named sub-databases:
 
 ``id2entry``   8-byte big-endian entry id -> entry record (below).
-``dn2id``      normalized DN (UTF-8) -> 8-byte id.
-``children``   the DN tree: dupsort, 8-byte parent id -> 8-byte child ids (the suffix entry's parent is id 0).
-               One-level scope is one duplicate run; subtree scope walks it depth first from the base, so it costs
-               one lookup per entry in the subtree and never scans the rest of the database; entries come out
-               parents first. (A reversed-DN key range would make subtrees one range scan but makes one-level
-               scope scan the whole subtree; slapd's back-mdb also keeps a parent -> children tree.)
+``dn2id``      normalized DN (UTF-8) -> 8-byte id. The empty DN is never a key (LMDB has none of length 0): in a
+               database whose suffix is "" it is the root, id 0, as in back-mdb; elsewhere it names nothing.
+``children``   the DN tree: dupsort, 8-byte parent id -> 8-byte child ids (the suffix entry's parent is id 0, and
+               so are the top-level entries' of a database whose suffix is "").
+               One-level scope is one duplicate run; subtree scope below the suffix walks it depth first from the
+               base, so it costs one lookup per entry in the subtree and never scans the rest of the database;
+               entries come out parents first. The suffix's subtree is the whole database: read in id order, as
+               back-mdb lists it (`ReadTxn._scan_ids`). (A reversed-DN key range would make subtrees one range scan
+               but makes one-level scope scan the whole subtree; slapd's back-mdb also keeps a parent -> children
+               tree.)
 ``eq``         dupsort: ``type key + 0x00 + normalized value`` -> id runs   (equality index)
 ``pres``       dupsort: ``type key`` -> id runs                              (presence index)
 ``sub``        dupsort: ``type key + 0x00 + marker + gram`` -> id runs      (substring index, see `_grams`)
@@ -701,6 +705,9 @@ class IndexBatch:
 class MdbDatabase:
     """One naming context stored in LMDB. See the module docstring for the layout and the rules."""
 
+    # an unindexed search over the whole database reads it in id order, as back-mdb (`ReadTxn._scan_ids`)
+    scan_by_id = True
+
     def __init__(
         self,
         directory: str,
@@ -1153,6 +1160,10 @@ class ReadTxn:
         return t
 
     def _id_of(self, ndn: str) -> bytes | None:
+        if not ndn:
+            # LMDB refuses an empty key. The empty DN is never stored: over a database whose suffix is "" it is
+            # the root every top-level entry hangs from (back-mdb's id 0), elsewhere it is outside the database
+            return _ROOT_PARENT if not self.db.suffix_ndn else None
         return self._check().get(ndn.encode("utf-8", "surrogateescape"), db=self.db._dn2id)
 
     def _entry(self, idb: bytes, keep: bool = True) -> Entry | None:
@@ -1170,6 +1181,10 @@ class ReadTxn:
     # -- lookups --
 
     def get(self, ndn: str) -> Entry | None:
+        if not ndn:
+            # back-mdb's root entry: over a database whose suffix is "", the empty DN reads as an entry without
+            # attributes (its top-level entries' parent, a search's base); never stored, never a candidate
+            return Entry("") if not self.db.suffix_ndn else None
         idb = self._id_of(ndn)
         return None if idb is None else self._entry(idb)
 
@@ -1196,8 +1211,8 @@ class ReadTxn:
         p = ndn
         while p and p != suffix:
             p = parent_dn(p)
-            if p != suffix and not is_descendant(p, suffix):
-                return None
+            if not p or (p != suffix and not is_descendant(p, suffix)):
+                return None  # (the root above a database whose suffix is "" is no entry)
             entry = self.get(p)
             if entry is not None:
                 return entry
@@ -1300,7 +1315,8 @@ class ReadTxn:
         """Entries in scope that may match `filter` (a superset: the caller evaluates the filter).
 
         Indexed filters yield ids ascending; unindexed one-level scans yield children by id, unindexed subtree
-        scans yield depth first, parents before children. Lazy: stop iterating whenever you like.
+        scans of the suffix yield every entry by id (back-mdb's order), those below it depth first, parents before
+        children. Lazy: stop iterating whenever you like.
         A missing base yields nothing: check `exists`/`nearest_ancestor` first for noSuchObject and matchedDN.
         `unchecked` >= 0 is slapd's `size.unchecked`: TooManyCandidates is raised (before any entry) when both
         the candidates (the index's answer, or every entry of the database when the filter is not indexed)
@@ -1330,12 +1346,15 @@ class ReadTxn:
             del cur
             if nchildren <= (len(ids) if ids is not None else self._estimate(plan)):
                 plan = None
+        whole_db = scope == Scope.SUB and base_ndn == db.suffix_ndn
         if plan is None:
-            yield from self._scan_scope(base_id, scope)
+            if scope != Scope.ONE and base_ndn == db.suffix_ndn and db.scan_by_id:  # the whole database
+                yield from self._scan_ids(skip=base_id if scope == Scope.CHILDREN else None)
+            else:
+                yield from self._scan_scope(base_id, scope)
             return
         if ids is None:
             ids = sorted(self._ids(plan))
-        whole_db = scope == Scope.SUB and base_ndn == db.suffix_ndn
         base_b = base_ndn.encode("utf-8", "surrogateescape")
         base_pid = _unpack_id(base_id)
         id2entry = db._id2entry
@@ -1375,6 +1394,38 @@ class ReadTxn:
             size += 1
             stack.extend(self._child_ids(stack.pop()))
         return size
+
+    def _scan_ids(self, skip: bytes | None) -> Iterator[Entry]:
+        """Every entry of the database (but `skip`) in id order: back-mdb's order for a search over its whole tree
+        (the candidates, all ids, not a walk of the tree: its suffix's subtree is not smaller), so a child added
+        before a sibling's descendants comes out before them, and one moved under a newer parent before it."""
+        db = self.db
+        keep = SCAN_CACHED
+        after: bytes | None = None
+        while True:
+            # a map resize (the writer thread) renews this snapshot (`_check`) and ends the cursor: reopened after
+            # the last id read
+            t = self._check()
+            gen = db._gen
+            cur = t.cursor(db._id2entry)
+            if after is None:
+                more = cur.first()
+            else:
+                more = cur.set_range(after)
+                if more and cur.key() == after:
+                    more = cur.next()
+            while more:
+                idb = cur.key()
+                after = idb
+                if idb != skip:
+                    if keep:
+                        keep -= 1
+                    yield db._decode(_unpack_id(idb), cur.value(), keep > 0)
+                    if db._gen != gen:
+                        break
+                more = cur.next()
+            else:
+                return
 
     def _scan_scope(self, base_id: bytes, scope: Scope) -> Iterator[Entry]:
         keep = SCAN_CACHED
@@ -2078,16 +2129,15 @@ class WriteTxn(ReadTxn):
     def _place(self, ndn: str, dn: str) -> tuple[bytes, bytes]:
         """(DN key, parent id) for a new entry; AlreadyExists, StorageError (outside the suffix), NoSuchEntry."""
         db = self.db
-        t = self._check()
-        bndn = ndn.encode("utf-8", "surrogateescape")
-        if t.get(bndn, db=db._dn2id) is not None:
+        if self._id_of(ndn) is not None:
             raise AlreadyExists(ndn)
+        bndn = ndn.encode("utf-8", "surrogateescape")
         if ndn == db.suffix_ndn:
             return bndn, _ROOT_PARENT
         if not is_descendant(ndn, db.suffix_ndn):
             raise StorageError(f"{dn!r} is not within the naming context {db.suffix!r}")
         pndn = parent_dn(ndn)
-        pid = t.get(pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
+        pid = self._id_of(pndn)
         if pid is None:
             raise NoSuchEntry(pndn, matched_dn=self._matched(pndn) if pndn != db.suffix_ndn else "")
         return bndn, pid
@@ -2200,7 +2250,6 @@ class WriteTxn(ReadTxn):
 
     def _rename(self, ndn: str, entry: Entry) -> None:
         db = self.db
-        t = self._check()
         idb, rec, old = self._load(ndn)
         new_ndn = normalize_dn(entry.dn, db.schema)
         old_pid = rec[1:9]
@@ -2210,12 +2259,12 @@ class WriteTxn(ReadTxn):
                 raise StorageError("the suffix entry cannot be renamed")
             if not is_descendant(new_ndn, db.suffix_ndn):
                 raise StorageError(f"{entry.dn!r} is not within the naming context {db.suffix!r}")
-            if t.get(new_ndn.encode("utf-8", "surrogateescape"), db=db._dn2id) is not None:
+            if self._id_of(new_ndn) is not None:
                 raise AlreadyExists(new_ndn)
             new_pndn = parent_dn(new_ndn)
             if new_pndn == ndn or is_descendant(new_pndn, ndn):
                 raise StorageError("an entry cannot be moved below itself")
-            pid = t.get(new_pndn.encode("utf-8", "surrogateescape"), db=db._dn2id)
+            pid = self._id_of(new_pndn)
             if pid is None:
                 raise NoSuchEntry(new_pndn, matched_dn=self._matched(new_pndn))
             new_pid = pid

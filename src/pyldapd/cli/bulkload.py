@@ -16,6 +16,13 @@ load stops at the first one and what came before it is stored; a child may come 
 it, and its index keys are computed when it is stored); entries whose parent never comes are reported at the end.
 Ids of records that were not stored (errors, comments) are gaps, which nothing depends on.
 
+A search over a whole database returns its entries in id order (as back-mdb), so ids keep slapadd's: each record
+gets `HOLE_ROOM` ids, its own the last of them. When a record's parent is missing, back-mdb's slapadd gives the
+missing ancestors the next ids (its "holes", topmost first) and the record the one after; the ancestor, when it
+comes, is stored under its hole. Here the missing ancestors take the ids just below the record's own, and one
+that comes later is stored under that id (its index keys computed then, not in its chunk), so it comes before
+the record that named it, as with slapd.
+
 Workers are forked before the database is opened (an LMDB environment must not cross a fork) and inherit the
 LDIF (a mapped file, or the bytes read from standard input), so only offsets go to them; at most two chunks per worker are in flight, which bounds memory. Each
 worker stamps CSNs in its own lane of the counter field (`CSNGenerator` lanes), so no two entries share one.
@@ -56,6 +63,8 @@ from pyldapd.server.entries import (
 from pyldapd.server.errors import LDAPError
 
 CHUNK_BYTES = 256 * 1024  # LDIF bytes per chunk: about 800 of the benchmark's entries
+# ids per record: its own, and below it room for 15 missing ancestors (see the module docstring)
+HOLE_ROOM = 16
 IN_FLIGHT_PER_WORKER = 2
 
 __all__ = ["LoadOptions", "load_ldif", "Progress", "split_chunks"]
@@ -132,7 +141,7 @@ def split_chunks(data: LDIFData, first_id: int, size: int = CHUNK_BYTES) -> list
         cut = crlf if crlf >= 0 else lf
         end = cut + 1 if cut >= 0 else len(data)
         text = data[start:end]
-        ids = text.count(b"\n\n") + text.count(b"\n\r\n") + 1
+        ids = (text.count(b"\n\n") + text.count(b"\n\r\n") + 1) * HOLE_ROOM
         chunks.append(Chunk(start, end, line, next_id, ids))
         line += text.count(b"\n")
         next_id += ids
@@ -160,7 +169,7 @@ class EntryPreparer:
         options = self.options
         outcomes: list[Prepared | Refused] = []
         index = IndexBatch(self.codec)
-        eid = chunk.first_id
+        eid = chunk.first_id + HOLE_ROOM - 1  # the ids below a record's are for its missing ancestors
         text = data[chunk.start : chunk.end]
         records = parse_ldif(text, first_line=chunk.first_line, header=chunk.start == 0)
         try:
@@ -173,7 +182,7 @@ class EntryPreparer:
                     index.add(entry, eid.to_bytes(8, "big"))
                 elif not options.continue_:
                     break  # the writer stops here: preparing more is wasted
-                eid += 1
+                eid += HOLE_ROOM
         except LDIFError as exc:
             outcomes.append(Refused(exc.line or 0, (), f"could not parse entry ({exc})", True))
         last_line = chunk.first_line + text.count(b"\n")
@@ -326,8 +335,10 @@ class Writer:
         self.failed = False  # stopped: an error without -c, or unreadable LDIF
         self.put_failed = False  # an entry the database refused (exists): slapadd exits 1 for it even with -c
         self.waiting: dict[str, list[tuple[int, Prepared]]] = {}  # missing parent -> (record number, child)
+        self.waiting_ndns: set[str] = set()  # the records waiting for their parent
+        self.holes: dict[str, int] = {}  # missing ancestor -> the id it gets when it comes (module docstring)
         self.records = 0  # LDIF records read so far
-        self.dry_added: set[str] = set()
+        self.dry_added: set[str] = set() if self.suffix_ndn else {""}  # (the root above a suffix "" is there)
         self.max_csns = CSNSet()
 
     def error(self, text: str) -> None:
@@ -367,22 +378,46 @@ class Writer:
         txn.add_index_batch(result.index, unstored)
 
     def store(self, txn: Any, prepared: Prepared) -> bool:
-        """Store one record with the index keys of its chunk (True), or report it or make it wait (False)."""
-        state = self._store_one(txn, prepared, index=False)
+        """Store one record with the index keys of its chunk (True), or store it under its hole with keys of its
+        own, report it or make it wait (False)."""
+        hole = self.holes.pop(prepared.ndn, None)
+        if hole is not None:
+            prepared = prepared._replace(eid=hole)
+        state = self._store_one(txn, prepared, index=hole is not None)
         if state == "exists":
             self.refuse_existing(prepared)
             return False
         if state == "no parent":
+            if hole is None:  # (a hole's ancestors were given theirs with it, as far as there was room)
+                self.make_holes(txn, prepared)
             self.waiting.setdefault(parent_dn(prepared.ndn), []).append((self.records, prepared))
+            self.waiting_ndns.add(prepared.ndn)
             return False
         stack = [child for _, child in reversed(self.waiting.pop(prepared.ndn, ()))]
         while stack:  # children that came first, stored now with index keys of their own
             child = stack.pop()
+            self.waiting_ndns.discard(child.ndn)
             if self._store_one(txn, child, index=True) == "exists":
                 self.refuse_existing(child)
                 continue
             stack.extend(grandchild for _, grandchild in reversed(self.waiting.pop(child.ndn, ())))
-        return True
+        return hole is None
+
+    def make_holes(self, txn: Any, prepared: Prepared) -> None:
+        """The ancestors of a record that are neither stored, nor waiting, nor given an id already take the ids
+        just below the record's own, the parent the nearest (slapadd's holes)."""
+        ancestor = parent_dn(prepared.ndn)
+        for below in range(1, HOLE_ROOM):
+            if ancestor in self.holes or ancestor in self.waiting_ndns or self.known(txn, ancestor):
+                return
+            self.holes[ancestor] = prepared.eid - below
+            if ancestor == self.suffix_ndn:
+                return
+            ancestor = parent_dn(ancestor)
+
+    def known(self, txn: Any, ndn: str) -> bool:
+        """The entry is stored (or, with -u, would be)."""
+        return ndn in self.dry_added if txn is None else txn.exists(ndn)
 
     def refuse_existing(self, prepared: Prepared) -> None:
         self.put_failed = True
@@ -437,23 +472,26 @@ class Writer:
 def store_context_csns(db: Any, suffix_ndn: str, csns: CSNSet) -> Entry | None:
     """The suffix entry's contextCSN and the stored vector merged with `csns` (the greatest CSN per server ID
     wins), as slapadd -w and slapmodify -w leave them. The suffix entry as written; None when it is missing
-    (nothing written)."""
+    (nothing written). A database whose suffix is "" has no suffix entry (the root above it is none): the stored
+    vector only, and its root (an entry without attributes) is returned."""
     from pyldapd.replication.state import CONTEXT_CSN_KEY
 
     with db.write() as txn:
-        suffix = txn.get(suffix_ndn)
-        if suffix is None:
+        suffix = txn.get(suffix_ndn) if suffix_ndn else None
+        if suffix is None and suffix_ndn:
             return None
-        merged = CSNSet.from_values(suffix.get("contextcsn"))
+        merged = CSNSet.from_values(suffix.get("contextcsn") if suffix is not None else [])
         stored = txn.get_raw_metadata(CONTEXT_CSN_KEY)
         if stored:
             merged.merge(CSNSet.from_values(stored.split(b";")))
         merged.merge(csns)
         values = [v.encode() for v in merged.to_values()]
+        txn.put_raw_metadata(CONTEXT_CSN_KEY, b";".join(values))
+        if suffix is None:
+            return Entry("", {}, 0)
         entry = suffix.copy()
         entry.put("contextcsn", "contextCSN", values)
         txn.modify(suffix_ndn, entry)
-        txn.put_raw_metadata(CONTEXT_CSN_KEY, b";".join(values))
     return entry
 
 

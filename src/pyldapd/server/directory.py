@@ -385,7 +385,8 @@ class Backend:
                     latest = latest.copy()
                     latest.merge(CSNSet.from_values(stored.split(b";")))
             values = [v.encode() for v in latest.to_values()]
-            suffix = txn.get(self.suffix_ndn)
+            # (a database whose suffix is "" has no suffix entry, only the root above it: the metadata holds it)
+            suffix = txn.get(self.suffix_ndn) if self.suffix_ndn else None
             if not values or suffix is None or suffix.get("contextcsn") == values:
                 return
             entry = suffix.copy()
