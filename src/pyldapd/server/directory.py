@@ -2006,9 +2006,15 @@ class Directory:
     def names_has_subordinates(self, f: Any) -> bool:
         """Does the filter name hasSubordinates? (Only then is it computed for each candidate.)"""
         names = (f.attr,) if type(f) is Equality else filter_attributes(f)  # the common search: one look
+        known = self.schema.derived.setdefault("names hasSubordinates", {})  # by description, per schema
         for name in names:
-            at = self.schema.attribute_type(name.partition(";")[0])
-            if at is not None and at.key == "hassubordinates":
+            found = known.get(name)
+            if found is None:
+                at = self.schema.attribute_type(name.partition(";")[0])
+                found = at is not None and at.key == "hassubordinates"
+                if len(known) < 10_000:
+                    known[name] = found
+            if found:
                 return True
         return False
 
