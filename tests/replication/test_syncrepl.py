@@ -281,3 +281,36 @@ def test_consumer_over_starttls(tmp_path, provider_kind):
         consumer.stop()
         if bad is not None:
             bad.stop()
+
+
+@pytest.mark.parametrize("consumer_kind", ["pyldapd", "slapd"])
+def test_full_refresh_after_a_move_under_a_newer_parent(tmp_path, consumer_kind):
+    """A whole-database search lists entries by id, as back-mdb (so a refresh does too): an entry moved under a
+    parent made after it comes before that parent. A new consumer still ends with the provider's tree, no glue
+    left (it holds the early child under glue until the parent comes, as slapd's consumer does)."""
+    provider = start("pyldapd", tmp_path, "provider", provider_conf)
+    consumer = None
+    try:
+        populate(provider)  # uid=u1..u5 under ou=People
+        add(provider, f"dn: ou=Later,{SUFFIX}\nobjectClass: organizationalUnit\nou: Later\n")
+        add(provider, f"dn: ou=Deeper,ou=Later,{SUFFIX}\nobjectClass: organizationalUnit\nou: Deeper\n")
+        modify(provider, f"dn: uid=u2,ou=People,{SUFFIX}\nchangetype: modrdn\nnewrdn: uid=u2\n"
+                         f"deleteoldrdn: 1\nnewsuperior: ou=Deeper,ou=Later,{SUFFIX}\n")  # fmt: skip
+        listed = ldap_tool(
+            "ldapsearch", "-x", "-H", provider.url, "-LLL", "-b", SUFFIX, "(objectClass=*)", "1.1"
+        )
+        order = [line for line in listed.stdout.splitlines() if line.startswith("dn: ")]
+        moved = f"dn: uid=u2,ou=Deeper,ou=Later,{SUFFIX}"
+        assert order.index(moved) < order.index(f"dn: ou=Later,{SUFFIX}"), (
+            order
+        )  # the case this test is about
+        consumer = start(consumer_kind, tmp_path, "consumer", consumer_conf, provider_url=provider.url)
+        common = wait_converged([provider, consumer])
+        assert moved in [dn for dn, _ in common]
+        glue = ldap_tool("ldapsearch", "-x", "-H", consumer.url, "-D", "cn=admin,dc=example,dc=com", "-w", "secret",
+                         "-LLL", "-M", "-b", SUFFIX, "(objectClass=glue)", "1.1")  # fmt: skip
+        assert glue.returncode == 0 and "dn:" not in glue.stdout, glue.stdout
+    finally:
+        provider.stop()
+        if consumer is not None:
+            consumer.stop()
