@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in slapd ldap-utils libldap2-dev libsasl2-dev dpkg-dev gcc; do
+for pkg in slapd ldap-utils libldap2-dev libsasl2-dev dpkg-dev gcc make; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

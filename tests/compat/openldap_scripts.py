@@ -86,6 +86,8 @@ SCRIPTS = (
     "test062-config-delete",
     "test067-tls",
     "test068-sasl-tls-external",
+    # OpenLDAP's load programs, concurrent clients adding, modifying, renaming, binding and searching
+    "test008-concurrency",
     # referrals, controls and extended operations
     "test009-referral",
     "test010-passwd",
@@ -209,6 +211,43 @@ def build_ldif_filter(source: Path) -> Path:
     return binary
 
 
+# OpenLDAP's load programs (tests/progs/slapd-*), which test008-concurrency and test060-mt-hot drive
+LOAD_PROGRAMS = ("slapd-tester", "slapd-search", "slapd-read", "slapd-addel", "slapd-modify", "slapd-modrdn",
+                 "slapd-bind", "slapd-mtread", "slapd-watcher")  # fmt: skip
+
+
+def build_load_programs(source: Path) -> Path:
+    """tests/progs/slapd-* as OpenLDAP's build makes them: they link against its internal libraries (liblutil,
+    the static libldap), so a copy of the source is configured without the servers and its libraries and
+    tests/progs built (about 20 s, once: kept in the cache with ldif-filter)."""
+    out = cache_dir() / "progs"
+    if all((out / name).is_file() for name in LOAD_PROGRAMS):
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    build = out / f"build-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    try:
+        shutil.copytree(source, build, symlinks=True)
+        steps = [
+            ["./configure", "--disable-slapd", "--disable-lloadd", "--without-cyrus-sasl", "--with-tls=no",
+             "--disable-shared"],
+            ["make", "depend"],
+            ["make", "-C", "libraries", f"-j{os.cpu_count() or 2}"],
+            ["make", "-C", "tests/progs", f"-j{os.cpu_count() or 2}"],
+        ]  # fmt: skip
+        for step in steps:
+            done = subprocess.run(step, cwd=build, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"building OpenLDAP's tests/progs: {' '.join(step)} failed:\n{done.stderr[-2000:]}"
+                )
+        for name in LOAD_PROGRAMS:
+            shutil.copy2(build / "tests" / "progs" / name, out / name)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return out
+
+
 def pyldapd_dispatcher() -> str:
     """pyldapd's slapd-compatible program (the target of `pyldapd compat-links`)."""
     for folder in (Path(sys.executable).parent, Path(sys.argv[0]).resolve().parent):
@@ -233,6 +272,7 @@ def make_tree(root: Path, server: str) -> Path:
     returns ROOT/tests."""
     source = fetch_source()
     ldif_filter = build_ldif_filter(source)
+    programs = build_load_programs(source)
     if server == "slapd":
         program, build = DEBIAN_SLAPD, DEBIAN_BUILD
     elif server == "pyldapd":
@@ -265,6 +305,8 @@ def make_tree(root: Path, server: str) -> Path:
     _symlink(source / "tests" / "data", tests / "data")
     (tests / "progs").mkdir()
     shutil.copy2(ldif_filter, tests / "progs" / "ldif-filter")
+    for name in LOAD_PROGRAMS:
+        shutil.copy2(programs / name, tests / "progs" / name)
     modular = "yes" if server == "slapd" else "no"
     values = {
         "srcdir": ".",

@@ -61,6 +61,7 @@ PASSING = [
     "test062-config-delete",
     "test067-tls",
     "test068-sasl-tls-external",
+    "test008-concurrency",
     "test009-referral",
     "test010-passwd",
 ]

@@ -729,7 +729,11 @@ class LDAPConnection(asyncio.Protocol):
             def search(_peers: Any = None) -> None:
                 self.run_job(mid, tag, directory.search_steps(session, mid, op, controls, self.send), finish)
 
-            if self.server.bus.count > 1 and directory.monitor.under(op.base):
+            if (
+                self.server.bus.count > 1
+                and directory.monitor.under(op.base)
+                and directory.monitor.needs_peers(op.base, op.scope)
+            ):
                 # cn=Monitor with worker processes: the other workers' connections and consumers first
                 self.in_writer(mid, tag, directory.monitor.gather_peers(self.server), search)
                 return

@@ -62,6 +62,8 @@ PEERCRED_SUFFIX = "cn=peercred,cn=external,cn=auth"
 # pyldapd's own OID arc: 2.25 followed by a UUID as a decimal integer (X.667), minted once for this project.
 ARC = "2.25.23394782990751888070443023800080686380"
 PEER_ASK = "monitor.ask"  # a cn=Monitor search asks the other workers for what they hold (gather_peers)
+# the subsystems showing what other workers hold: their connections, waiters, consumers and conflict journals
+PEER_SUBSYSTEMS = ("connections", "waiters", "syncrepl", "databases")
 PEER_REPLY = "monitor.reply"
 PEER_TIMEOUT = 2.0  # seconds a search waits for the other workers' answers
 ZERO_TIME = b"00000101000000Z"  # slapd's value of an olmSR* time that has not happened
@@ -351,6 +353,24 @@ class Monitor:
         except DNError:
             return False
 
+    def needs_peers(self, dn: str, scope: int) -> bool:
+        """Whether a search of cn=Monitor may show what other workers hold (their connections, consumers,
+        conflicts, waiters): not one within another subsystem, as the reads monitoring tools poll are (OpenLDAP's
+        test060-mt-hot reads cn=Monitor's entries tens of thousands of times)."""
+        try:
+            part = self.subsystem(normalize_dn(dn, self.directory.schema), scope)
+        except DNError:
+            return True
+        return part is None or part in PEER_SUBSYSTEMS
+
+    def subsystem(self, base_ndn: str, scope: int) -> str | None:
+        """The one subsystem (`connections`, `time`...: the RDN value under cn=Monitor) a search's scope stays
+        within; "" for cn=Monitor alone, None for more than one."""
+        if base_ndn == self.ndn:
+            return "" if scope == Scope.BASE else None
+        below = base_ndn[: -len(self.ndn) - 1].rsplit(",", 1)[-1]  # the RDN right under cn=Monitor
+        return below.partition("=")[2]
+
     # -- access ----------------------------------------------------------------------------------------------
 
     def database(self):
@@ -540,18 +560,13 @@ class Monitor:
 
     # -- the tree ---------------------------------------------------------------------------------------------
 
-    def entries(self) -> list[Entry]:
-        from pyldapd.server.directory import SUPPORTED_CONTROLS, VENDOR_VERSION
+    def top_entry(self, tree: Tree) -> Entry:
+        """cn=Monitor itself."""
+        from pyldapd.backends.mdb import FORMAT_VERSION
+        from pyldapd.server.directory import VENDOR_VERSION
 
         directory = self.directory
         server = getattr(directory, "server", None)
-        from pyldapd.backends.mdb import FORMAT_VERSION
-
-        stats = (getattr(server, "stats", None) or Stats()).totals()  # every worker's, summed
-        now = time.time()
-        monitor_db = self.database()
-        tree = Tree(directory.started, monitor_db.rootdn if monitor_db is not None else "")
-
         top = tree.add(MONITOR_DN, "monitorServer", monitoredInfo=[VENDOR_VERSION, f"database format {FORMAT_VERSION}"], description=[
             "This subtree contains monitoring/managing objects.",
             "This object contains information about this server.",
@@ -559,55 +574,96 @@ class Monitor:
         put(top, "pyldapdServerID", directory.server_id)
         if server is not None and server.urls:
             put(top, "labeledURI", [u.text for u in server.urls if u.scheme != "http"])
+        return top
+
+    def entries(self, part: str | None = None) -> list[Entry]:
+        """The tree's entries, in slapd's order: cn=Monitor and, for `part`, only that subsystem's (`subsystem`:
+        "" for none, None for all). Built for each search (counters move), so a read of one entry builds little."""
+        from pyldapd.server.directory import SUPPORTED_CONTROLS
+
+        directory = self.directory
+        server = getattr(directory, "server", None)
+
+        def want(name: str) -> bool:
+            return part is None or part == name
+
+        stats = (getattr(server, "stats", None) or Stats()).totals()  # every worker's, summed
+        now = time.time()
+        monitor_db = self.database()
+        tree = Tree(directory.started, monitor_db.rootdn if monitor_db is not None else "")
+
+        self.top_entry(tree)
+        if part == "":
+            return tree.entries
 
         # databases as slapd numbers them: 0 is cn=config, then the configuration's order
         numbered = [db for db in directory.config.databases if db.type not in ("frontend", "config")]
         db_number = {id(db): index for index, db in enumerate(numbered, 1)}
         backend_number = {name: index for index, name in enumerate(BACKEND_TYPES)}
 
-        controls = list(SUPPORTED_CONTROLS)
-        tree.container("Backends", monitoredInfo=list(BACKEND_TYPES))
-        for name, index in backend_number.items():
-            users = [0] if name == "config" else [db_number[id(d)] for d in numbered if d.type == name]
-            tree.add(f"cn=Backend {index},cn=Backends,{MONITOR_DN}", "monitoredObject", monitoredInfo=name,
-                     monitorRuntimeConfig=True, supportedControl=controls,
-                     seeAlso=[f"cn=Database {n},cn=Databases,{MONITOR_DN}" for n in users])  # fmt: skip
-
-        self.connections(tree, server, stats)
-        # with worker processes, the conflicts are worker 0's (its consumers record them): told by gather_peers
-        own_conflicts = server is None or server.bus.primary
-        self.databases(tree, numbered, db_number, backend_number, own_conflicts)
-        self.listeners(tree, server)
-        tree.container("Log")
-        tree.container("Operations", monitorOpInitiated=sum(stats.initiated.values()),
-                       monitorOpCompleted=sum(stats.completed.values()))  # fmt: skip
-        for name in OPERATIONS:
-            tree.add(f"cn={name},cn=Operations,{MONITOR_DN}", "monitorOperation",
-                     monitorOpInitiated=stats.initiated[name], monitorOpCompleted=stats.completed[name])  # fmt: skip
-        tree.container("Overlays", monitoredInfo=list(OVERLAY_TYPES))
-        for index, name in enumerate(OVERLAY_TYPES):
-            tree.add(f"cn=Overlay {index},cn=Overlays,{MONITOR_DN}", "monitoredObject", monitoredInfo=name,
-                     monitorRuntimeConfig=True)  # fmt: skip
-        tree.container("SASL")
-        tree.container("Statistics")
-        for name, count in (("Bytes", stats.bytes_sent), ("PDU", stats.pdus_sent),
-                            ("Entries", stats.entries_sent), ("Referrals", stats.references_sent)):  # fmt: skip
-            tree.add(f"cn={name},cn=Statistics,{MONITOR_DN}", "monitorCounterObject", monitorCounter=count)
-        self.threads(tree, server.bus.count if server is not None else 1)
-        tree.container("Time")
-        tree.add(f"cn=Start,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(stats.started))
-        tree.add(f"cn=Current,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(now))
-        tree.add(f"cn=Uptime,cn=Time,{MONITOR_DN}", "monitoredObject", monitoredInfo=int(now - stats.started))
-        tree.container("TLS")
-        tree.container("Waiters")
-        connections = list(getattr(server, "connections", ()))
-        tree.add(f"cn=Read,cn=Waiters,{MONITOR_DN}", "monitorCounterObject",
-                 monitorCounter=len(connections) + self.peers.waiting_read)  # fmt: skip
-        tree.add(f"cn=Write,cn=Waiters,{MONITOR_DN}", "monitorCounterObject",
-                 monitorCounter=sum(1 for c in connections if getattr(c, "write_paused", False))
-                 + self.peers.waiting_write)  # fmt: skip
-        self.syncrepl(tree)
-        tree.entries.extend(self.peers.consumers)  # worker 0's, seen from another worker
+        if want("backends"):
+            controls = list(SUPPORTED_CONTROLS)
+            tree.container("Backends", monitoredInfo=list(BACKEND_TYPES))
+            for name, index in backend_number.items():
+                users = [0] if name == "config" else [db_number[id(d)] for d in numbered if d.type == name]
+                tree.add(f"cn=Backend {index},cn=Backends,{MONITOR_DN}", "monitoredObject", monitoredInfo=name,
+                         monitorRuntimeConfig=True, supportedControl=controls,
+                         seeAlso=[f"cn=Database {n},cn=Databases,{MONITOR_DN}" for n in users])  # fmt: skip
+        if want("connections"):
+            self.connections(tree, server, stats)
+        if want("databases"):
+            # with worker processes, the conflicts are worker 0's (its consumers record them): told by gather_peers
+            own_conflicts = server is None or server.bus.primary
+            self.databases(tree, numbered, db_number, backend_number, own_conflicts)
+        if want("listeners"):
+            self.listeners(tree, server)
+        if want("log"):
+            tree.container("Log")
+        if want("operations"):
+            tree.container("Operations", monitorOpInitiated=sum(stats.initiated.values()),
+                           monitorOpCompleted=sum(stats.completed.values()))  # fmt: skip
+            for name in OPERATIONS:
+                tree.add(f"cn={name},cn=Operations,{MONITOR_DN}", "monitorOperation",
+                         monitorOpInitiated=stats.initiated[name], monitorOpCompleted=stats.completed[name])  # fmt: skip
+        if want("overlays"):
+            tree.container("Overlays", monitoredInfo=list(OVERLAY_TYPES))
+            for index, name in enumerate(OVERLAY_TYPES):
+                tree.add(f"cn=Overlay {index},cn=Overlays,{MONITOR_DN}", "monitoredObject", monitoredInfo=name,
+                         monitorRuntimeConfig=True)  # fmt: skip
+        if want("sasl"):
+            tree.container("SASL")
+        if want("statistics"):
+            tree.container("Statistics")
+            for name, count in (("Bytes", stats.bytes_sent), ("PDU", stats.pdus_sent),
+                                ("Entries", stats.entries_sent), ("Referrals", stats.references_sent)):  # fmt: skip
+                tree.add(
+                    f"cn={name},cn=Statistics,{MONITOR_DN}", "monitorCounterObject", monitorCounter=count
+                )
+        if want("threads"):
+            self.threads(tree, server.bus.count if server is not None else 1)
+        if want("time"):
+            tree.container("Time")
+            tree.add(
+                f"cn=Start,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(stats.started)
+            )
+            tree.add(f"cn=Current,cn=Time,{MONITOR_DN}", "monitoredObject", monitorTimestamp=gentime(now))
+            tree.add(
+                f"cn=Uptime,cn=Time,{MONITOR_DN}", "monitoredObject", monitoredInfo=int(now - stats.started)
+            )
+        if want("tls"):
+            tree.container("TLS")
+        if want("waiters"):
+            tree.container("Waiters")
+            connections = list(getattr(server, "connections", ()))
+            tree.add(f"cn=Read,cn=Waiters,{MONITOR_DN}", "monitorCounterObject",
+                     monitorCounter=len(connections) + self.peers.waiting_read)  # fmt: skip
+            tree.add(f"cn=Write,cn=Waiters,{MONITOR_DN}", "monitorCounterObject",
+                     monitorCounter=sum(1 for c in connections if getattr(c, "write_paused", False))
+                     + self.peers.waiting_write)  # fmt: skip
+        if want("syncrepl"):
+            self.syncrepl(tree)
+        if part is None or part in ("syncrepl", "databases"):
+            tree.entries.extend(self.peers.consumers)  # worker 0's, seen from another worker
         return tree.entries
 
     def connections(self, tree: Tree, server, stats: Totals) -> None:
@@ -798,7 +854,8 @@ class Monitor:
         reader = self.reader(session, request_filter)
         if reader is None:
             raise LDAPError(ldap.ResultCode.noSuchObject, "")
-        entries = self.entries()
+        part = self.subsystem(base_ndn, scope)  # (one subsystem's entries only: reads are polled often)
+        entries = self.entries(part)
         schema = self.directory.schema
         by_ndn = {normalize_dn(e.dn, schema): e for e in entries}
         guard = None if reader == "all" else reader
@@ -814,7 +871,7 @@ class Monitor:
                 raise LDAPError(denied, "")
             matches = guard.matches
         parents = {ndn: ndn.split(",", 1)[1] if "," in ndn else "" for ndn in by_ndn}
-        with_children = set(parents.values())
+        with_children = set(parents.values()) | {self.ndn}
         sent = 0
         live = self.live_statistics()
         for ndn, entry in by_ndn.items():
