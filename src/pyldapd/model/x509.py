@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from pyldapd.model.dn import DNError, escape_value, normalize_dn
+from pyldapd.protocol.ber import BERError, read_tlv
 
 _SEQUENCE, _SET, _INTEGER, _BIT_STRING, _OID = 0x30, 0x31, 0x02, 0x03, 0x06
 _VERSION, _ISSUER_UID, _SUBJECT_UID, _EXTENSIONS = (
@@ -44,23 +45,12 @@ class _DERError(ValueError):
 
 
 def _element(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, start of contents, end of contents) of the DER element at data[pos:end]."""
-    if pos + 2 > end:
-        raise _DERError("truncated")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise _DERError("multi-octet tag")
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > end:
-            raise _DERError("bad length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    if pos + length > end:
-        raise _DERError("truncated")
-    return tag, pos, pos + length
+    """(tag, start of contents, end of contents) of the DER element at data[pos:end] (the BER codec's reader:
+    short tags, definite lengths of at most 4 octets)."""
+    try:
+        return read_tlv(data, pos, end)
+    except BERError as exc:
+        raise _DERError(str(exc)) from None
 
 
 def _certificate_parts(value: bytes) -> tuple[bytes, bytes]:
