@@ -113,7 +113,8 @@ def certificate_valid(value: bytes) -> bool:
     return True
 
 
-def _oid_text(octets: bytes) -> str:
+def oid_text(octets: bytes) -> str:
+    """An OBJECT IDENTIFIER's contents as dotted decimal (ValueError if malformed)."""
     if not octets or octets[-1] & 0x80:
         raise _DERError("bad OID")
     arcs: list[int] = []
@@ -157,7 +158,7 @@ def x509_name_to_dn(name: bytes) -> str:
                 raise _DERError("no attribute type")
             value_tag, value_start, value_end = _element(name, oid_end, ava_end)
             text = _name_value(value_tag, name[value_start:value_end])
-            avas.append(f"{_oid_text(name[oid_start:oid_end])}={escape_value(text)}")
+            avas.append(f"{oid_text(name[oid_start:oid_end])}={escape_value(text)}")
             at = ava_end
         rdns.append("+".join(avas))
         pos = rdn_end

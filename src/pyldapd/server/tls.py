@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pyldapd.config.model import SecurityFactors, TLSConfig
 from pyldapd.model.dn import DNError, normalize_dn
+from pyldapd.model.x509 import oid_text
 from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ber import BERError, read_children, read_tlv, tlv
@@ -331,21 +332,6 @@ STRING_TAGS = {0x0C: "utf-8", 0x13: "latin-1", 0x16: "latin-1", 0x14: "latin-1",
                0x1E: "utf-16-be", 0x1C: "utf-32-be"}  # fmt: skip
 
 
-def decode_oid(content: bytes) -> str:
-    if not content:
-        raise ValueError("empty OID")
-    parts: list[int] = []
-    value = 0
-    for byte in content:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            parts.append(value)
-            value = 0
-    first = parts[0]
-    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-    return ".".join(str(n) for n in head + parts[1:])
-
-
 def escape_value(value: str) -> str:
     """RFC 4514 2.4 escaping of an attribute value."""
     out = []
@@ -374,7 +360,7 @@ def certificate_subject(der: bytes) -> str:
             (_, oid_start, oid_stop), (value_tag, value_start, value_stop) = read_children(
                 der, ava_start, ava_stop
             )[:2]
-            oid = decode_oid(der[oid_start:oid_stop])
+            oid = oid_text(der[oid_start:oid_stop])
             raw = der[value_start:value_stop]
             encoding = STRING_TAGS.get(value_tag)
             if oid in SUBJECT_NAMES and encoding is not None:
