@@ -294,7 +294,8 @@ def test_flags_slapmodify_refuses_or_pyldapd_does_not_implement_are_refused(tmp_
     before = dump(ours)
     change = f"dn: {JDOE}\nchangetype: modify\nreplace: title\ntitle: x\n"
     for args, words in (
-        (["-o", "syslog=stats"], "unknown option"),
+        (["-o", "syslog=stats"], "never to syslog"),
+        (["-o", "frob=1"], "unknown option"),
         (["-o", "schema-check=maybe"], 'unable to parse schema-check="maybe"'),
         (["-s", "-o", "schema-check=yes"], "contradict"),
         (["-S", "4096"], "a server ID is 0 to 4095"),

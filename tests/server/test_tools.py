@@ -567,3 +567,53 @@ def test_add_n0_reads_ldif_include_lines_like_slapadd(tmp_path):
             (tmp_path / f"{name}-{wrong}").mkdir()
             refused = run(*command, "-n", "0", "-F", str(tmp_path / f"{name}-{wrong}"), input=text)
             assert refused.returncode != 0 and "include" in refused.stderr, (name, refused.stderr)
+
+
+def test_o_and_d_flags_are_used_or_refused_like_slapds_tools(tmp_path):
+    """-o and -d as slapd's tools read them: an unknown -o name or -d level is refused by both (exit 1); a -o
+    name another tool uses is warned about; -o values are used (schema-check=no, value-check, ldif_wrap); -d
+    and -v trace what is done. Nothing is accepted and dropped."""
+    ours, theirs = make_conf(tmp_path, "ours"), make_conf(tmp_path, "theirs", slapd=True)
+    for tool, slapd_tool in (("add", SLAPADD), ("cat", SLAPCAT), ("index", "/usr/sbin/slapindex"),
+                             ("test", SLAPTEST), ("modify", "/usr/sbin/slapmodify")):  # fmt: skip
+        for flags in (
+            ["-o", "frob=1"],
+            ["-d", "frob"],
+            ["-o", "ldif_wrap=x"] if tool == "cat" else ["-d", "x"],
+        ):
+            mine = pyldapd(tool, *flags, "-f", str(ours), input="")
+            slapd = run(slapd_tool, *flags, "-f", str(theirs), input="")
+            assert mine.returncode == slapd.returncode == 1, (tool, flags, mine.stderr, slapd.stderr)
+            assert mine.stderr.strip(), (tool, flags)
+        # a name slapd's tools know, meaningless for this one: both say so and go on
+        meaningless = ["-o", "ldif_wrap=10"] if tool != "cat" else ["-o", "value-check=yes"]
+        mine = pyldapd(tool, *meaningless, "-u" if tool in ("add", "modify", "test") else "-v", "-f", str(ours),
+                       input="")  # fmt: skip
+        slapd = run(slapd_tool, *meaningless, "-u" if tool in ("add", "modify", "test") else "-v", "-f",
+                    str(theirs), input="")  # fmt: skip
+        name = meaningless[1].split("=")[0].replace("ldif_wrap", "ldif")
+        assert name in slapd.stderr and "meaningless" in slapd.stderr, slapd.stderr
+        assert "meaningless" in mine.stderr and mine.returncode == 0, (tool, mine.stderr)
+        # syslog and slapacl's options: slapd's tools take them; pyldapd has no such thing, and says so
+        for option in ("syslog=stats", "sockurl=ldap://x/", "ssf=128"):
+            refused = pyldapd(tool, "-o", option, "-f", str(ours), input="")
+            assert refused.returncode == 1 and option.split("=")[0] in refused.stderr, refused.stderr
+    # the values are used: schema-check=no lets an entry without its required attribute in, as slapadd
+    sloppy = BASE_LDIF.split("\n\n")[0] + f"\n\ndn: cn=nosn,{SUFFIX}\nobjectClass: person\ncn: nosn\n"
+    assert pyldapd("add", "-f", str(ours), input=sloppy).returncode == 1
+    assert run(SLAPADD, "-f", str(theirs), input=sloppy).returncode == 1
+    for conf in (ours, theirs):  # (the failed loads left the suffix entry: start again)
+        for stale in (tmp_path / f"{conf.stem}-db").iterdir():
+            stale.unlink()
+    added = pyldapd("add", "-o", "schema-check=no", "-v", "-d", "1", "-f", str(ours), input=sloppy)
+    assert added.returncode == 0, added.stderr
+    assert run(SLAPADD, "-o", "schema-check=no", "-f", str(theirs), input=sloppy).returncode == 0
+    # -v: slapadd's line per entry; -d: a trace line per entry stored
+    assert f'added: "cn=nosn,{SUFFIX}"' in added.stderr and f'"cn=nosn,{SUFFIX}" )' in added.stderr
+    # value-check=yes in quick mode is dropped, with slapadd's words
+    quick = pyldapd("add", "-q", "-u", "-o", "value-check=yes", "-f", str(ours), input="")
+    assert quick.returncode == 0 and "value-check incompatible with quick mode; disabled." in quick.stderr
+    traced = pyldapd("cat", "-d", "stats", "-f", str(ours))
+    assert traced.returncode == 0 and f'"cn=nosn,{SUFFIX}" )' in traced.stderr
+    assert "=> index(" in pyldapd("index", "-d", "any", "-q", "-f", str(ours)).stderr
+    assert "=> test(" in pyldapd("test", "-d", "1", "-f", str(ours)).stderr

@@ -85,6 +85,8 @@ class LoadOptions:
     skip_to: int = 0  # -j: records before this line are skipped
     server_id: int = 0  # -S
     workers: int = 1
+    verbose: bool = False  # -v: each entry added, as slapadd prints it
+    trace: bool = False  # -d: each entry as it is stored
     clock_seq: int = field(default_factory=lambda: random.getrandbits(14))  # of entryUUIDs, + the lane
 
 
@@ -429,6 +431,8 @@ class Writer:
     def _store_one(self, txn: Any, prepared: Prepared, *, index: bool) -> str:
         """ "stored", or why not: "exists", "no parent" (txn None, -u: against what this load stored)."""
         ndn = prepared.ndn
+        if self.options.trace:
+            print(f'=> add( {prepared.eid}, "{ndn}" )', file=self.err)
         if txn is None:
             if ndn in self.dry_added:
                 return "exists"
@@ -443,6 +447,10 @@ class Writer:
             except NoSuchEntry:
                 return "no parent"
         self.added += 1
+        if self.options.verbose:
+            print(
+                f'added: "{prepared.dn}"' + ("" if txn is None else f" ({prepared.eid:08x})"), file=self.err
+            )
         if prepared.csn is not None:
             try:
                 parse_csn(prepared.csn)

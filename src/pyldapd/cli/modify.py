@@ -34,6 +34,8 @@ from pyldapd.backends.base import AlreadyExists, NoSuchEntry, NotAllowedOnNonLea
 from pyldapd.backends.mdb import WriteTxn
 from pyldapd.cli.tools import (
     ToolError,
+    check_modes,
+    debug_level,
     glued_tree,
     load_config,
     names_config_database,
@@ -41,7 +43,7 @@ from pyldapd.cli.tools import (
     read_input,
     tool_database,
 )
-from pyldapd.config.model import DatabaseConfig, ServerConfig, parse_log_level
+from pyldapd.config.model import DatabaseConfig, ServerConfig
 from pyldapd.model.csn import CSNGenerator, CSNSet
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parent_dn
 from pyldapd.model.entry import Entry
@@ -503,38 +505,16 @@ def modify_options(args: argparse.Namespace) -> ModifyOptions:
         raise ToolError(
             "-f and -F together: convert the slapd.conf with `pyldapd test -f FILE -F DIR`, then give one of them"
         )
-    schema_check: bool | None = None
-    value_check = False
-    for option in args.options:
-        name, _, value = option.partition("=")
-        key, answer = name.strip().lower(), value.strip().lower()
-        if key not in ("schema-check", "value-check"):
-            raise ToolError(
-                f"-o {option}: unknown option (pyldapd modify takes schema-check and value-check)"
-            )
-        if answer not in ("yes", "no"):
-            raise ToolError(f'-o {option}: unable to parse {key}="{value}" (yes or no)')
-        if key == "schema-check":
-            schema_check = answer == "yes"
-        else:
-            value_check = answer == "yes"
-    if args.no_schema_check and schema_check:
-        raise ToolError("-s and -o schema-check=yes contradict each other")
-    if value_check and args.quick:
-        print("pyldapd modify: value-check incompatible with quick mode; disabled.", file=sys.stderr)
-        value_check = False
+    schema_check, value_check = check_modes("modify", args, value_default=False)
     if not 0 <= args.sid <= MAX_SERVER_ID:
         raise ToolError(f"-S {args.sid}: a server ID is 0 to {MAX_SERVER_ID}")
     if args.jump < 0:
         raise ToolError(f"-j {args.jump}: a line number is 0 or more")
-    try:
-        level = parse_log_level(args.debug) if args.debug else 0
-    except ValueError as exc:
-        raise ToolError(f"-d: {exc}") from None
+    level = debug_level(args)
     return ModifyOptions(
         continue_=args.continue_,
         dry_run=args.dry_run,
-        schema_check=not args.no_schema_check and schema_check is not False,
+        schema_check=schema_check,
         value_check=value_check,
         skip_to=args.jump,
         server_id=args.sid,

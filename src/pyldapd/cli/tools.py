@@ -22,7 +22,7 @@ import time
 import urllib.parse
 
 from pyldapd.backends.base import StorageError
-from pyldapd.config.model import DatabaseConfig, ServerConfig
+from pyldapd.config.model import DatabaseConfig, ServerConfig, parse_log_level
 from pyldapd.config.slapdconf import ConfigError, load_slapd_conf
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn
 from pyldapd.model.ldif import DEFAULT_WRAP, format_entry
@@ -39,8 +39,8 @@ class ToolError(Exception):
 def add_common_flags(parser: argparse.ArgumentParser, *, database: bool = True) -> None:
     parser.add_argument("-f", dest="config_file", help="slapd.conf file")
     parser.add_argument("-F", dest="config_dir", help="slapd.d configuration directory")
-    parser.add_argument("-d", dest="debug", action="append", help="debug level (accepted)")
-    parser.add_argument("-o", dest="options", action="append", default=[], help="option[=value]")
+    parser.add_argument("-d", dest="debug", action="append", help="debug level: a trace on standard error")
+    parser.add_argument("-o", dest="options", action="append", default=[], help="name=value (slapd's -o)")
     parser.add_argument("-v", dest="verbose", action="store_true", help="verbose")
     if database:
         parser.add_argument("-b", dest="suffix", help="the database holding this suffix")
@@ -52,6 +52,90 @@ def add_common_flags(parser: argparse.ArgumentParser, *, database: bool = True) 
             help="no subordinate gluing: only the selected database, not its glued subordinates",
         )
         parser.add_argument("-c", dest="continue_", action="store_true", help="continue after errors")
+
+
+# slapd's tools' -o names (slapcommon.c) and the tools that use each; others say it is meaningless for them
+OPTION_TOOLS = {
+    "schema-check": ("add", "modify"),
+    "value-check": ("add", "modify"),
+    "ldif_wrap": ("cat",),
+}
+OPTION_ALIASES = {"ldif-wrap": "ldif_wrap"}  # slapd's code takes both spellings
+# known to slapd's tools, refused here: what they set does not exist in pyldapd's tools
+REFUSED_OPTIONS = {
+    **dict.fromkeys(
+        (
+            "sockurl",
+            "domain",
+            "peername",
+            "sockname",
+            "ssf",
+            "transport_ssf",
+            "tls_ssf",
+            "sasl_ssf",
+            "authzdn",
+        ),
+        "only slapacl and slapauth use it, and pyldapd has neither",
+    ),
+    **dict.fromkeys(
+        ("syslog", "syslog-level", "syslog-user"),
+        "pyldapd's tools log to standard error only, never to syslog",
+    ),
+}
+
+
+def tool_options(tool: str, args: argparse.Namespace) -> dict[str, str]:
+    """The -o options as slapd's tools read them: name=value, the name case-insensitive; unknown names are
+    refused (slapd prints its usage and exits 1); a known one this tool has no use for is warned about and
+    skipped, as slapd does ("value-check meaningless for tool."). Returns {name: value}, the later one winning."""
+    chosen: dict[str, str] = {}
+    for option in args.options:
+        name, equals, value = option.partition("=")
+        key = name.strip().lower()
+        key = OPTION_ALIASES.get(key, key)
+        if key in REFUSED_OPTIONS:
+            raise ToolError(f"-o {option}: {REFUSED_OPTIONS[key]}")
+        if key not in OPTION_TOOLS:
+            known = ", ".join(name for name, tools in OPTION_TOOLS.items() if tool in tools)
+            raise ToolError(
+                f"-o {option}: unknown option" + (f" (pyldapd {tool} takes {known})" if known else "")
+            )
+        if tool not in OPTION_TOOLS[key]:
+            print(f"pyldapd {tool}: {key} meaningless for tool.", file=sys.stderr)
+            continue
+        if not equals:
+            raise ToolError(f"-o {option}: a value is required ({key}=...)")
+        if key in ("schema-check", "value-check") and value.strip().lower() not in ("yes", "no"):
+            raise ToolError(f'-o {option}: unable to parse {key}="{value}" (yes or no)')
+        chosen[key] = value.strip().lower()
+    return chosen
+
+
+def debug_level(args: argparse.Namespace) -> int:
+    """-d as slapd's tools take it (names or numbers, repeatable); an unknown level is refused."""
+    if not args.debug:
+        return 0
+    try:
+        return parse_log_level(args.debug)
+    except ValueError as exc:
+        raise ToolError(f"-d: {exc}") from None
+
+
+def check_modes(tool: str, args: argparse.Namespace, *, value_default: bool) -> tuple[bool, bool]:
+    """(schema check, value check) for slapadd and slapmodify from -s, -q and -o schema-check / value-check: a
+    value check in quick mode is dropped with slapd's warning; -s with schema-check=yes is a contradiction."""
+    chosen = tool_options(tool, args)
+    schema_check = not args.no_schema_check
+    if "schema-check" in chosen:
+        if args.no_schema_check and chosen["schema-check"] == "yes":
+            raise ToolError("-s and -o schema-check=yes contradict each other")
+        schema_check = chosen["schema-check"] == "yes"
+    value_check = chosen["value-check"] == "yes" if "value-check" in chosen else value_default
+    if value_check and args.quick:
+        if "value-check" in chosen:
+            print(f"pyldapd {tool}: value-check incompatible with quick mode; disabled.", file=sys.stderr)
+        value_check = False
+    return schema_check, value_check
 
 
 def load_config(args: argparse.Namespace) -> ServerConfig:
@@ -257,6 +341,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     """slapadd: parents may come after their children within one load (they wait); entries whose parent never
     comes are reported at the end ("Error, entries missing!") and not stored (slapadd stores them as orphans).
     The work is spread over `tool-threads` processes (`pyldapd.cli.bulkload`)."""
+    checks = check_modes("add", args, value_default=not args.quick)
+    trace = debug_level(args) != 0
     if names_config_database(args):
         return add_config(args)
     config = load_config(args)
@@ -268,19 +354,22 @@ def cmd_add(args: argparse.Namespace) -> int:
         try:
             for target, part_data in split_ldif(data, schema, tree):
                 part_number, part = tree[target]
-                status = max(status, add_to_database(args, config, schema, part_number, part, part_data))
+                status = max(
+                    status, add_to_database(args, config, schema, part_number, part, part_data, checks, trace)
+                )
                 if status and not args.continue_:
                     break
         finally:
             if isinstance(data, mmap.mmap):
                 data.close()
         return status
-    return add_to_database(args, config, schema, number, dbconfig, data)
+    return add_to_database(args, config, schema, number, dbconfig, data, checks, trace)
 
 
 def add_to_database(args: argparse.Namespace, config: ServerConfig, schema: Schema, number: int,
-                    dbconfig: DatabaseConfig, data: bytes | mmap.mmap) -> int:  # fmt: skip
-    """slapadd into one database; the exit status."""
+                    dbconfig: DatabaseConfig, data: bytes | mmap.mmap, checks: tuple[bool, bool],
+                    trace: bool) -> int:  # fmt: skip
+    """slapadd into one database; the exit status. `checks`: (schema check, value check)."""
     from pyldapd.backends.mdb import EntryCodec
     from pyldapd.cli.bulkload import LoadError, LoadOptions, default_workers, load_ldif
     from pyldapd.server.directory import Backend, stored_indexes
@@ -294,14 +383,16 @@ def add_to_database(args: argparse.Namespace, config: ServerConfig, schema: Sche
         number=number,
         suffix=dbconfig.suffix,
         rootdn=dbconfig.rootdn or "",
-        schema_check=not args.no_schema_check and "schema-check=no" not in args.options,
-        value_check=not args.quick or "value-check=yes" in args.options,
+        schema_check=checks[0],
+        value_check=checks[1],
         write_context=args.write_context,
         continue_=args.continue_,
         dry_run=args.dry_run,
         skip_to=args.jump or 0,
         server_id=args.sid,
         workers=default_workers(config.tool_threads),
+        verbose=args.verbose,
+        trace=trace,
     )
     try:
         writer, db = load_ldif(
@@ -362,27 +453,22 @@ def add_config(args: argparse.Namespace) -> int:
 # --- pyldapd cat (slapcat) ------------------------------------------------------------------------------------
 
 
-def parse_wrap(options: list[str]) -> int:
-    wrap = DEFAULT_WRAP
-    for option in options:
-        name, _, value = option.partition("=")
-        if name.strip().lower() != "ldif_wrap":
-            continue
-        value = value.strip().lower()
-        if value == "no":
-            wrap = 0
-        else:
-            try:
-                number = int(value)
-            except ValueError:
-                raise ToolError(f"-o ldif_wrap={value}: a number or 'no' is required") from None
-            if number == 0:
-                wrap = DEFAULT_WRAP
-            elif number < 2:
-                raise ToolError(f"-o ldif_wrap={value}: the minimum is 2")
-            else:
-                wrap = number
-    return wrap
+def parse_wrap(args: argparse.Namespace) -> int:
+    """-o ldif_wrap=N|no: the line width of slapcat's LDIF (at least 2; 0 is the default width)."""
+    value = tool_options("cat", args).get("ldif_wrap")
+    if value is None:
+        return DEFAULT_WRAP
+    if value == "no":
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        raise ToolError(f"-o ldif_wrap={value}: a number or 'no' is required") from None
+    if number == 0:
+        return DEFAULT_WRAP
+    if number < 2:
+        raise ToolError(f"-o ldif_wrap={value}: the minimum is 2")
+    return number
 
 
 SCOPES = {
@@ -417,10 +503,11 @@ def cmd_cat(args: argparse.Namespace) -> int:
     with its subordinates (server/glue.py)."""
     from pyldapd.server.directory import Backend
 
+    wrap = parse_wrap(args)
+    trace = debug_level(args) != 0
     if names_config_database(args):
-        return cat_config(args)
+        return cat_config(args, wrap)
     config = load_config(args)
-    wrap = parse_wrap(args.options)
     url_base, url_scope, url_filter = parse_ldap_url(args.url) if args.url else ("", None, "")
     subtree = args.subtree or url_base
     if subtree and args.suffix is None and args.dbnum is None:
@@ -433,7 +520,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
         for _part_number, part in tree:
             backend = Backend(part, schema)
             try:
-                cat_database(args, schema, backend, subtree, url_scope, url_filter, wrap, out)
+                cat_database(args, schema, backend, subtree, url_scope, url_filter, wrap, out, trace)
             finally:
                 backend.db.close()
     finally:
@@ -445,7 +532,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 
 def cat_database(args: argparse.Namespace, schema: Schema, backend, subtree: str, url_scope: int | None,
-                 url_filter: str, wrap: int, out) -> None:  # fmt: skip
+                 url_filter: str, wrap: int, out, trace: bool = False) -> None:  # fmt: skip
     """One database's entries for slapcat (all, or those under -s / -H's base)."""
     from pyldapd.backends.base import Scope
     from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
@@ -477,6 +564,8 @@ def cat_database(args: argparse.Namespace, schema: Schema, backend, subtree: str
         context.load(txn.get_raw_metadata(CONTEXT_CSN_KEY), suffix.get("contextcsn") if suffix else [])
         context_values = context.values()
         for entry in txn.search(base_ndn, scope):
+            if trace:
+                print(f'=> cat( {entry.id}, "{entry.dn}" )', file=sys.stderr)
             if matchers and not all(match(entry) for match in matchers):
                 continue
             attributes = [(a.name, a.values) for a in entry.attrs.values() if a.values]
@@ -486,7 +575,7 @@ def cat_database(args: argparse.Namespace, schema: Schema, backend, subtree: str
             out.write(format_entry(entry.dn, attributes, wrap))
 
 
-def cat_config(args: argparse.Namespace) -> int:
+def cat_config(args: argparse.Namespace, wrap: int) -> int:
     """slapcat -n0 -F DIR: the cn=config entries of a slapd.d, parents first, as stored."""
     from pyldapd.config.cnconfig import config_schema, read_slapd_d
     from pyldapd.model.filter import FilterError, FilterEvaluator, parse_filter
@@ -506,7 +595,6 @@ def cat_config(args: argparse.Namespace) -> int:
             except FilterError as exc:
                 raise ToolError(f'bad filter "{text}": {exc}') from None
     base = normalize_dn(args.subtree, schema) if args.subtree else ""
-    wrap = parse_wrap(args.options)
     out = open(args.ldif, "w", encoding="utf-8") if args.ldif else sys.stdout
     try:
         for entry in found:
@@ -530,6 +618,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     reindexed with its subordinates (slapd's glue tool functions), each with its own index configuration."""
     from pyldapd.server.directory import Backend
 
+    tool_options("index", args)
+    trace = debug_level(args) != 0
     config = load_config(args)
     schema, number, dbconfig = tool_database(config, args)
     indexed = {schema.attribute_key(name) for name in dbconfig.indexes} | {"objectclass"}
@@ -540,11 +630,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         if at.key not in indexed:
             raise ToolError(f"no index configured for {name}")
     for _part_number, part in glued_tree(config, number, dbconfig, args):
-        backend = Backend(part, schema, sync=True)
+        backend = Backend(part, schema, sync=not args.quick)
         try:
+            if trace:
+                print(f'=> index( "{part.suffix}" )', file=sys.stderr)
             started = time.monotonic()
             count = backend.db.reindex()
-            if args.verbose and not args.quiet:
+            if args.quick:
+                backend.db.sync()
+            if args.verbose:
                 print(f"indexed {count} entries in {time.monotonic() - started:.1f}s", file=sys.stderr)
         finally:
             backend.db.close()
@@ -560,6 +654,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     from pyldapd.server.app import StartupError, build_schema
 
     quiet = args.quiet
+    tool_options("test", args)
+    trace = debug_level(args) != 0 and not quiet  # -Q silences the debug output too, as slaptest's
     if args.config_file and args.config_dir:
         try:
             from pyldapd.config import slapdd  # type: ignore[attr-defined]
@@ -586,6 +682,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         for number, db in numbered_databases(config):
             if args.dbnum is not None and args.dbnum != number:
                 continue
+            if trace:
+                print(f'=> test( {number}, "{db.suffix}" ) {db.type}', file=sys.stderr)
             if db.type == "mdb" and not db.directory:
                 problems.append(f"{db.source}: database #{number} ({db.suffix}): no directory configured")
             elif db.type == "mdb" and not os.path.isdir(db.directory):
@@ -641,8 +739,10 @@ def register(commands) -> dict:
 
     index = commands.add_parser("index", help="rebuild a database's indexes (slapindex)")
     add_common_flags(index)
-    index.add_argument("-q", dest="quiet", action="store_true", help="quick mode")
-    index.add_argument("-t", dest="truncate", action="store_true", help="truncate mode (accepted)")
+    index.add_argument("-q", dest="quick", action="store_true", help="quick mode: one sync at the end")
+    index.add_argument(
+        "-t", dest="truncate", action="store_true", help="truncate mode: what pyldapd index always does"
+    )
     index.add_argument("attributes", nargs="*", help="only these attributes' indexes")
 
     test = commands.add_parser("test", help="check a configuration (slaptest)")
