@@ -302,6 +302,19 @@ SCHEMA_CHECKS = [
     "description: A\n",
     f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: facsimileTelephoneNumber\nfacsimileTelephoneNumber: +1 555\n"
     "facsimileTelephoneNumber: +1 555\n",
+    # syntaxes slapd has no validator for: no client write stores a value of them (slap_mods_check)
+    f"dn: cn=app,{P}\nchangetype: add\nobjectClass: applicationEntity\ncn: app\n"
+    "presentationAddress: TELEX+00726322+RFC-1006+02+130.59.2.1\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\nadd: objectClass\nobjectClass: extensibleObject\n-\n"
+    "add: enhancedSearchGuide\nenhancedSearchGuide: x\n",
+    f"dn: uid=jdoe,{P}\nchangetype: modify\ndelete: searchGuide\nsearchGuide: x\n",
+    # the subschema's own descriptions: refused per syntax before the subschema's unwillingness
+    "dn: cn=Subschema\nchangetype: modify\nadd: attributeTypes\nattributeTypes: ( 1.2.3.4 NAME 'x' SYNTAX "
+    "1.3.6.1.4.1.1466.115.121.1.15 )\n",
+    "dn: cn=Subschema\nchangetype: modify\nadd: objectClasses\nobjectClasses: 1.2.3.4\n",
+    "dn: cn=Subschema\nchangetype: modify\nadd: ldapSyntaxes\nldapSyntaxes: ( 1.2.3.4 DESC 'x' )\n",
+    "dn: cn=Subschema\nchangetype: modify\nadd: nameForms\nnameForms: ( 1.2.3.4 NAME 'x' OC person MUST cn )\n",
+    "dn: cn=Subschema\nchangetype: modify\nadd: description\ndescription: x\n",
 ]
 
 

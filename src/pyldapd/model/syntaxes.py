@@ -296,6 +296,13 @@ UNCHECKED_ASSERTION_SYNTAXES = frozenset(
     + ["1.3.6.1.1.15.2", "1.3.6.1.1.15.3", "1.3.6.1.1.15.4", "1.3.6.1.1.15.6", "1.3.6.1.1.15.7"]
 )
 
+# Of those, the syntaxes whose values slapd stores from no client write at all (slap_mods_check: "no validator
+# for syntax"; presentationAddress, searchGuide, ldapSyntaxes...), and the subschema descriptions it checks
+# against an OID alone, which then fails to normalize: no value of attributeTypes & co. is ever written.
+NO_VALIDATOR_SYNTAXES = UNCHECKED_ASSERTION_SYNTAXES - {
+    LDAP_SYNTAX + n for n in ("3", "16", "30", "31", "37", "58")
+}
+FIRST_COMPONENT_ONLY_SYNTAXES = frozenset(LDAP_SYNTAX + n for n in ("3", "16", "30", "31", "37"))
 
 # --- the table --------------------------------------------------------------------------------------------
 

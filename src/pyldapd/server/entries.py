@@ -12,6 +12,7 @@ from pyldapd.model import ordered
 from pyldapd.model.dn import DNError, normalize_dn, parse_dn, pretty_dn, rdn_attributes, split_rdn
 from pyldapd.model.entry import Attribute, Entry
 from pyldapd.model.schema import AttributeType, ContentRule, ObjectClass, Schema, canonical_options
+from pyldapd.model.syntaxes import FIRST_COMPONENT_ONLY_SYNTAXES, NO_VALIDATOR_SYNTAXES, is_oid
 from pyldapd.protocol.ldap import ResultCode
 from pyldapd.server.errors import LDAPError
 
@@ -150,6 +151,12 @@ def resolve_type(schema: Schema, description: str) -> AttributeType:
 
 
 def validate_values(at: AttributeType, description: str, values: Sequence[bytes], first: int = 0) -> None:
+    oid = at.syntax.oid
+    if oid in NO_VALIDATOR_SYNTAXES and values:
+        raise LDAPError(ResultCode.invalidAttributeSyntax, f"{description}: no validator for syntax {oid}")
+    if oid in FIRST_COMPONENT_ONLY_SYNTAXES and values:
+        problem = "normalization failed" if is_oid(values[0]) else "invalid per syntax"
+        raise LDAPError(ResultCode.invalidAttributeSyntax, f"{description}: value #{first} {problem}")
     for index, value in enumerate(values, first):
         if not at.syntax.validate(value):
             raise LDAPError(
