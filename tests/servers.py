@@ -309,13 +309,16 @@ def worker_of(server: RunningServer, local_port: int, timeout: float = 10.0) -> 
 
 
 def connection_on_worker(server: RunningServer, index: int, count: int, *, who: str = ROOTDN,
-                         password: str = ROOTPW, attempts: int = 2000, timeout: float = 60.0):  # fmt: skip
+                         password: str = ROOTPW, attempts: int = 2000, timeout: float = 60.0,
+                         tls_ca: Path | None = None):  # fmt: skip
     """A bound python-ldap connection (ldap://) served by worker `index` of `count`: connections are opened
     (at most `attempts`, for at most `timeout` seconds) until one lands on that worker (`worker_of`). The workers share
     new connections evenly (server/sharedlisten.py: the one holding fewest takes the next), so those landing
     elsewhere are kept open until then, and closed after: a test may hold several connections on one worker. A
     worker just restarted accepts only once it has opened its databases: until then every connection goes to
-    the others, hence the pause after the first misses. Returns (connection, conn id)."""
+    the others, hence the pause after the first misses. `tls_ca`: StartTLS first (trusting this CA), which keeps
+    the connection on its worker when it writes (server/handoff.py moves a plain one that writes to worker 0).
+    Returns (connection, conn id)."""
     import ldap
 
     deadline = time.monotonic() + timeout
@@ -329,6 +332,11 @@ def connection_on_worker(server: RunningServer, index: int, count: int, *, who: 
             conn = ldap.initialize(server.url)
             conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
             conn.set_option(ldap.OPT_TIMEOUT, 30)
+            if tls_ca is not None:
+                conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(tls_ca))
+                conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
+                conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+                conn.start_tls_s()
             if who:
                 conn.simple_bind_s(who, password)
             else:

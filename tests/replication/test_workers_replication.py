@@ -1,5 +1,6 @@
 """Replication with worker processes (issue 13): a pyldapd provider with `threads 2` whose writes land on both
-workers (connections chosen by the worker that accepted them), its persistent sync searches and its consumers
+workers (StartTLS connections chosen by the worker that accepted them: a plain connection that writes moves to
+worker 0, server/handoff.py, a TLS one writes where it is), its persistent sync searches and its consumers
 (pyldapd and Debian's slapd), a multi-provider pair with slapd, the session log across workers, accesslog.
 
 What makes it work is server/journal.py: CSNs from the stored vector at each write's start, and every change
@@ -12,10 +13,12 @@ import threading
 import time
 
 import ldap
+import pytest
 from ldap.ldapobject import SimpleLDAPObject
 from ldap.syncrepl import SyncreplConsumer
 
 from pyldapd.model.csn import parse_cookie
+from tests.certs import TestPKI, make_pki, tls_conf
 from tests.overlays.test_accesslog import PERSON, TOP, conf_for, read_log
 from tests.replication.helpers import (
     BASE,
@@ -47,7 +50,7 @@ PEOPLE = f"ou=People,{SUFFIX}"
 def start_provider(root, name: str = "provider", *, sessionlog: int = 1000, threads: int = 2):
     directory = root / name / "db"
     directory.mkdir(parents=True, exist_ok=True)
-    conf = f"threads {threads}\n" + provider_conf(directory, sessionlog=sessionlog)
+    conf = workers_global(threads) + provider_conf(directory, sessionlog=sessionlog)
     server = start_pyldapd(root / name, conf, name=name)
     try:
         wait_workers(server, threads)
@@ -63,11 +66,31 @@ def start_consumer(root, name: str, kind: str, provider_url: str, port: int | No
     conf = consumer_conf(directory, provider_url, slapd=(kind == "slapd"))
     if kind == "slapd":
         return start_slapd(root / name, conf, name=name, port=port)
-    return start_pyldapd(root / name, "threads 2\n" + conf, name=name, port=port)
+    return start_pyldapd(root / name, workers_global() + conf, name=name, port=port)
+
+
+PKI: TestPKI | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pki(tmp_path_factory):
+    global PKI
+    PKI = make_pki(tmp_path_factory.mktemp("workers-pki"))
+    yield PKI
+    PKI = None
+
+
+def workers_global(count: int = 2) -> str:
+    """`threads count`, and TLS for the StartTLS writers of `on_workers`."""
+    assert PKI is not None
+    return f"threads {count}\n" + tls_conf(PKI)
 
 
 def on_workers(server, count: int = 2) -> list[SimpleLDAPObject]:
-    return [connection_on_worker(server, index, count)[0] for index in range(count)]
+    """A connection on each worker, each writing where it is: StartTLS keeps a connection on its worker when it
+    writes (a plain one moves to worker 0, server/handoff.py), so that every worker commits."""
+    assert PKI is not None
+    return [connection_on_worker(server, index, count, tls_ca=PKI.ca_cert)[0] for index in range(count)]
 
 
 def entry_attrs(uid: str, description: str) -> list[tuple[str, list[bytes]]]:
@@ -283,7 +306,7 @@ def test_two_worker_provider_in_a_multiprovider_pair_with_slapd_converges(tmp_pa
         ours_dir, theirs_dir = tmp_path / "node1" / "db", tmp_path / "node2" / "db"
         ours_dir.mkdir(parents=True)
         theirs_dir.mkdir(parents=True)
-        nodes.append(start_pyldapd(tmp_path / "node1", mesh_conf(ours_dir, ports, slapd=False, extra_global="threads 2\n"),
+        nodes.append(start_pyldapd(tmp_path / "node1", mesh_conf(ours_dir, ports, slapd=False, extra_global=workers_global()),
                                    name="node1", port=ports[0]))  # fmt: skip
         wait_workers(nodes[0], 2)
         nodes.append(start_slapd(tmp_path / "node2", mesh_conf(theirs_dir, ports, slapd=True), name="node2",
@@ -398,7 +421,7 @@ def test_a_delete_made_while_a_worker_restarts_is_not_lost_to_its_session_log(tm
     gate = tmp_path / "gate"
     gate.touch()
     (tmp_path / "provider" / "db").mkdir(parents=True)
-    conf = "threads 2\n" + provider_conf(tmp_path / "provider" / "db", sessionlog=100)
+    conf = workers_global() + provider_conf(tmp_path / "provider" / "db", sessionlog=100)
     provider = start_pyldapd(tmp_path / "provider", conf, name="provider",
                              env={**os.environ, "PYLDAPD_TEST_JOURNAL_GATE": str(gate)})  # fmt: skip
     try:
@@ -449,7 +472,7 @@ def test_deletes_on_both_workers_replayed_after_a_provider_restart(tmp_path):
     """syncprov-sessionlog-source cn=accesslog: deletes made on both workers, then the 2-worker provider
     restarts; a refresh from a cookie older than the deletes, on either worker, is a delete phase from the
     log (each delete logged once, whichever worker made it), and a consumer restarted then converges."""
-    conf = "threads 2\n" + logged_provider_conf(tmp_path / "provider", slapd=False)
+    conf = workers_global() + logged_provider_conf(tmp_path / "provider", slapd=False)
     provider = start_pyldapd(tmp_path / "provider", conf, name="provider")
     consumer = None
     try:
@@ -493,7 +516,7 @@ def test_deletes_on_both_workers_replayed_after_a_provider_restart(tmp_path):
 
 
 def test_accesslog_with_two_workers_logs_every_change_once_in_order(tmp_path):
-    conf = "threads 2\n" + conf_for(tmp_path, "logops writes\n")
+    conf = workers_global() + conf_for(tmp_path, "logops writes\n")
     server = start_pyldapd(tmp_path, conf)
     try:
         wait_workers(server, 2)
@@ -545,7 +568,7 @@ def test_a_move_into_the_log_that_failed_in_one_worker_is_done_by_the_other(tmp_
     """PYLDAPD_FAULT_COMMIT=2 fails each worker's second write commit: the worker that commits a change (its
     first commit) fails to move the log entry (its second), and the other worker, publishing the same change
     from the journal, moves it (its first commit). The change is logged once, without a restart."""
-    conf = "threads 2\n" + conf_for(tmp_path, "logops writes\n")
+    conf = workers_global() + conf_for(tmp_path, "logops writes\n")
     server = start_pyldapd(tmp_path, conf)
     try:
         wait_workers(server, 2)
@@ -586,7 +609,7 @@ def test_both_consumer_workers_show_the_vector_a_refresh_stored(tmp_path):
         add(provider, BASE + "\n" + person("before"))
         directory = tmp_path / "consumer" / "db"
         directory.mkdir(parents=True)
-        conf = "threads 2\n" + consumer_conf(directory, provider.url) + "\ndatabase monitor\n"
+        conf = workers_global() + consumer_conf(directory, provider.url) + "\ndatabase monitor\n"
         for round_ in range(3):
             add(provider, person(f"r{round_}"))
             expected = server_context_csn(provider)

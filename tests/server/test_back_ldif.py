@@ -256,16 +256,18 @@ def test_two_workers_share_one_copy_of_the_files(tmp_path: Path) -> None:
 
     import ldap
 
+    from tests.certs import make_pki, tls_conf
     from tests.servers import connection_on_worker, wait_for, wait_workers, worker_pids
 
     folder = tmp_path / "db"
     folder.mkdir()
-    server = start_pyldapd(tmp_path / "run", "threads 2\n" + ldif_conf(folder))
+    pki = make_pki(tmp_path / "pki")  # StartTLS writers write where they are (a plain one moves to worker 0)
+    server = start_pyldapd(tmp_path / "run", "threads 2\n" + tls_conf(pki) + ldif_conf(folder))
     try:
         wait_workers(server, 2)
         done = ldap_tool("ldapadd", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW, input=BASE_LDIF)
         assert done.returncode == 0, done.stderr
-        conns = [connection_on_worker(server, index, 2)[0] for index in (0, 1)]
+        conns = [connection_on_worker(server, index, 2, tls_ca=pki.ca_cert)[0] for index in (0, 1)]
         for index, conn in enumerate(conns):
             conn.add_s(f"cn=w{index},{SUFFIX}", [("objectClass", [b"person"]), ("cn", [f"w{index}".encode()]),
                                                  ("sn", [b"s"])])  # fmt: skip

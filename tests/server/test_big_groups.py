@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ldap as pyldap
 
+from tests.certs import make_pki, tls_conf
 from tests.servers import ROOTDN, ROOTPW, SUFFIX, connection_on_worker, slapd_conf, start_pyldapd, start_slapd
 
 GROUP = f"cn=big,{SUFFIX}"
@@ -68,15 +69,17 @@ def group_story(conns: list) -> list[str]:
 
 
 def test_a_big_group_answers_as_with_slapd(tmp_path):
+    pki = make_pki(tmp_path / "pki")
     stories: dict[str, list[str]] = {}
     for name, start in (("slapd", start_slapd), ("pyldapd", start_pyldapd)):
+        # pyldapd's StartTLS writers write where they are (a plain one moves to worker 0, server/handoff.py)
         conf = slapd_conf(tmp_path / name / "db", indexes="index objectClass eq\nindex member eq", modules=True,
-                          extra_global="threads 2")  # fmt: skip
+                          extra_global="threads 2\n" + tls_conf(pki))  # fmt: skip
         server = start(tmp_path / name, conf, name=name)
         conns = []
         try:
             if name == "pyldapd":
-                conns = [connection_on_worker(server, i, 2)[0] for i in (0, 1)]
+                conns = [connection_on_worker(server, i, 2, tls_ca=pki.ca_cert)[0] for i in (0, 1)]
             else:
                 conns = [pyldap.initialize(server.url)]
                 conns[0].simple_bind_s(ROOTDN, ROOTPW)

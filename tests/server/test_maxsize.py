@@ -104,17 +104,19 @@ def test_the_map_grows_across_worker_processes(tmp_path, monkeypatch):
 
     import ldap
 
+    from tests.certs import make_pki, tls_conf
     from tests.servers import connection_on_worker, wait_workers
 
     db = tmp_path / "db"
+    pki = make_pki(tmp_path / "pki")  # StartTLS writers write where they are (a plain one moves to worker 0)
     monkeypatch.setenv("PYLDAPD_INITIAL_MAPSIZE", str(INITIAL_MAP))
-    server = start_pyldapd(tmp_path / "run", "threads 2\n" + conf(db, None))
+    server = start_pyldapd(tmp_path / "run", "threads 2\n" + tls_conf(pki) + conf(db, None))
     monkeypatch.delenv("PYLDAPD_INITIAL_MAPSIZE")
     try:
         wait_workers(server, 2)
         top = ldap_tool("ldapadd", "-H", server.url, *ADMIN, input=ldif(0))
         assert top.returncode == 0, top.stderr
-        conns = [connection_on_worker(server, index, 2)[0] for index in (0, 1)]
+        conns = [connection_on_worker(server, index, 2, tls_ca=pki.ca_cert)[0] for index in (0, 1)]
         acknowledged: list[list[str]] = [[], []]
         errors: list[str] = []
 

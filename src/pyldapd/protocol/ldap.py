@@ -1298,6 +1298,13 @@ class MessageFramer:
         """Octets received but not yet returned as a PDU."""
         return len(self._buf)
 
+    def peek(self) -> bytes:
+        """The octets of a request not yet complete (a connection handed to another worker takes them along)."""
+        return bytes(self._buf)
+
+    def clear(self) -> None:
+        self._buf.clear()
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add received octets; return the PDUs now complete (possibly none)."""
         buf = self._buf

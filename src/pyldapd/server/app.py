@@ -24,7 +24,7 @@ from pyldapd.replication.consumer import SyncConsumer
 from pyldapd.replication.delta import DeltaConsumer
 from pyldapd.replication.provider import ProviderSettings, SyncProvider
 from pyldapd.replication.spec import SyncreplSpec, parse_syncrepl
-from pyldapd.server import journal, limits
+from pyldapd.server import handoff, journal, limits
 from pyldapd.server.connection import LDAPConnection
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.listeners import ListenerURL, parse_listener_urls
@@ -172,6 +172,9 @@ class Server:
         self.gentle_task: asyncio.Task | None = None
         self.prebound: dict[str, list[socket.socket]] = {}  # -r: listeners bound before the chroot
         self.worker: WorkerContext | None = None  # one of several worker processes (server/supervisor.py)
+        # connections that write move to worker 0 (server/handoff.py): worker 0 receives, the others send
+        self.handoff_sender: handoff.Sender | None = None
+        self.handoff_receiver: handoff.Receiver | None = None
 
     def use_worker(self, worker: WorkerContext) -> None:
         """This server is worker `index` of `count` processes (server/supervisor.py): its bus, its slot of the
@@ -179,6 +182,11 @@ class Server:
         self.worker = worker
         self.bus = ProcessBus(worker.index, worker.count, worker.sock, self.log)
         self.stats = Stats(worker.counters, worker.index, worker.capacity)
+        if worker.handoff is not None:
+            if worker.index == 0:
+                self.handoff_receiver = handoff.Receiver(worker.handoff, self)
+            else:
+                self.handoff_sender = handoff.Sender(worker.handoff, worker.index)
 
     def refresh_replication(self, backend) -> None:
         """Bring a database's replication in line with its config: the syncprov overlay on or off, one syncrepl
@@ -595,6 +603,8 @@ class Server:
         self.log.starting = False
         if isinstance(self.bus, ProcessBus):  # the supervisor relays, and says READY=1 once all listen
             self.bus.attach(loop)
+            if self.handoff_receiver is not None:
+                self.handoff_receiver.attach(loop)
             self.directory.monitor.start_peers(self)  # every worker's connections in any worker's cn=Monitor
             self.stats.accepting(True)  # its share of new connections (server/sharedlisten.py)
             self.bus.tell_supervisor("_ready")
@@ -644,6 +654,9 @@ class Server:
         self.log.error("pyldapd shutting down")
         self.shutting_down = True  # what a connection reads from here on is not served (connection.py)
         self.stats.accepting(False)
+        self.handoff_sender = None  # a connection closing now closes here
+        if self.handoff_receiver is not None:
+            self.handoff_receiver.close()
         if self.service is not None and self.worker is None:
             self.service.notify("STOPPING=1")
         for listener in self.listeners + self.http_listeners:

@@ -19,8 +19,8 @@ from pyldapd.protocol import controls as ctl
 from pyldapd.protocol import ldap
 from pyldapd.protocol.ber import tlv
 from pyldapd.protocol.ldap import Control, ResultCode
-from pyldapd.server import limits
-from pyldapd.server.directory import PasswordCheck, SizeLimitExceeded
+from pyldapd.server import handoff, limits
+from pyldapd.server.directory import PasswordCheck, Session, SizeLimitExceeded
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
 from pyldapd.server.restrictions import check_restrictions
@@ -77,6 +77,9 @@ WRITE_METHODS = {  # request -> the Directory method a writer thread runs (Direc
     ldap.DelRequest: "delete",
     ldap.ModifyDNRequest: "modify_dn",
 }
+# Requests on which a connection of worker k > 0 moves to worker 0, where every worker's writes then group
+# (server/handoff.py); a Password Modify stays where it is (rare, and it may bind-check slowly first)
+MOVING_REQUESTS = frozenset(WRITE_METHODS)
 # Operations whose controls may include Pre/Post-Read and Assertion.
 EXTENDED_RESULT_NAME_TAG = 0x8A
 EXTENDED_RESULT_VALUE_TAG = 0x8B
@@ -112,7 +115,9 @@ def valueless_control(controls: list[Control], oid: str, name: str) -> Control |
 
 
 class LDAPConnection(asyncio.Protocol):
-    def __init__(self, server: Server, listener_url: str, local: bool) -> None:
+    def __init__(self, server: Server, listener_url: str, local: bool, *, session: Session | None = None,
+                 moved: dict | None = None) -> None:  # fmt: skip
+        """`session` and `moved`: a connection another worker handed over (server/handoff.py), its state."""
         self.server = server
         self.directory = server.directory
         self.log = server.log
@@ -122,8 +127,10 @@ class LDAPConnection(asyncio.Protocol):
         # the loop, kept: asyncio.get_running_loop() makes a getpid() system call each time (its fork check),
         # one more syscall per request beside the read and the write
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
-        self.session = server.new_session(local)
+        self.session = session if session is not None else server.new_session(local)
         self.framer = ldap.MessageFramer(server.config.max_pdu)
+        self.moved_from: int | None = None  # the worker that handed this connection over
+        self.moved_away = False  # handed over to worker 0: its socket is not this worker's any more
         self.closing = False
         self.op_count = 0
         self.idle_handle: asyncio.TimerHandle | None = None
@@ -145,11 +152,20 @@ class LDAPConnection(asyncio.Protocol):
         # the responses gathered for one write (FLUSH_AT); None: each is written at once
         self.out: list[bytes] | None = None
         self.out_size = 0
+        if moved is not None:
+            self.moved_from = moved["sender"]
+            self.framer.max_pdu_size = moved["max_pdu"]
+            self.opened_at = moved["opened_at"]
+            self.op_count, self.ops_completed = moved["op_count"], moved["ops_completed"]
+            self.reads, self.write_waits = moved["reads"], moved["write_waits"]
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.moved_from is not None:
+            self.moved_in()
+            return
         self.stats.connections_total += 1
         sock = transport.get_extra_info("socket")
         conn = self.session.conn_id
@@ -181,6 +197,56 @@ class LDAPConnection(asyncio.Protocol):
         setup_session(self, transport)  # strength factors; ldaps:// is already encrypted here
         self.reset_idle()
 
+    def moved_in(self) -> None:
+        """Taken over from another worker (server/handoff.py): counted and logged as there, not accepted again."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        fd = sock.fileno() if sock is not None else -1
+        self.log.log(STATS, f"conn={self.session.conn_id} fd={fd} moved in from worker {self.moved_from}")
+        self.last_active = self.loop.time()
+        self.server.connections[self] = None
+        self.stats.current_connections = len(self.server.connections)
+        self.reset_idle()
+
+    def resume(self, pending: bytes) -> None:
+        """A connection moved in: the requests it sent from its first write on, as if just read."""
+        if not pending:
+            return
+        try:
+            pdus = self.framer.feed(pending)
+        except ldap.ProtocolError as exc:
+            self.disconnect(ResultCode.protocolError, f"{exc}")
+            return
+        if self.framer.buffered:
+            self.watch_partial_pdu(bool(pdus))
+        self.out = []
+        try:
+            self.process_pdus(pdus)
+        finally:
+            self.flush(None)
+
+    def move_to_writer(self, pending: list[bytes]) -> bool:
+        """Hand this connection to worker 0 from its write request on (server/handoff.py); False when it cannot
+        move now and stays."""
+        sender = self.server.handoff_sender
+        if sender is None or not handoff.movable(self):
+            return False
+        if self.out:  # answers to what came before the write go out first, from here
+            self.flush([])
+        if self.transport is None or self.transport.get_write_buffer_size():
+            return False
+        if not sender.send(self, b"".join(pending) + self.framer.peek()):
+            return False
+        self.framer.clear()
+        self.moved_away = True
+        self.closing = True
+        for handle in (self.idle_handle, self.pdu_handle, self.write_handle):
+            if handle is not None:
+                handle.cancel()
+        self.idle_handle = self.pdu_handle = self.write_handle = None
+        # closes this worker's descriptor only: the socket lives on in the message to worker 0, then there
+        self.transport.close()
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.pop(self, None)
         self.stats.current_connections = len(self.server.connections)
@@ -193,6 +259,9 @@ class LDAPConnection(asyncio.Protocol):
         for handle in (self.idle_handle, self.pdu_handle, self.write_handle):
             if handle is not None:
                 handle.cancel()
+        if self.moved_away:
+            self.log.log(STATS, f"conn={self.session.conn_id} moved to worker 0 (it writes)")
+            return
         self.log.log(
             STATS, f"conn={self.session.conn_id} fd=-1 closed" + (" (connection lost)" if exc else "")
         )
@@ -271,6 +340,9 @@ class LDAPConnection(asyncio.Protocol):
             except ldap.BERError as exc:
                 self.decode_failed(exc)
                 return
+            if type(message.op) in MOVING_REQUESTS and self.server.handoff_sender is not None:
+                if self.move_to_writer(pdus[index:]):
+                    return
             self.run_message(message)
 
     def decode_failed(self, exc: ldap.BERError) -> None:

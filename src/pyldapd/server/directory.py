@@ -409,6 +409,10 @@ class Backend:
         else:
             self.published(change)
 
+    def listens(self) -> bool:
+        """Something takes this database's committed changes (`published`): an overlay, or a glue superior."""
+        return bool(self.overlays.instances) or self.superior is not None
+
     def published(self, change: Change) -> None:
         self.overlays.after_commit(change)
         if self.superior is not None:

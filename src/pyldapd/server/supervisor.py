@@ -51,6 +51,9 @@ class WorkerContext:
     counters: mmap.mmap
     capacity: int
     config_share: ConfigShare
+    # connections handed to worker 0 (server/handoff.py): its receiving end for worker 0, the sending end for
+    # the others; None with one worker
+    handoff: socket.socket | None = None
 
 
 @dataclass
@@ -99,6 +102,9 @@ class Supervisor:
         self.announced = False  # READY=1 sent
         self.failed = False  # a worker could not start: the server stops with status 1
         self.wake_read, self.wake_write = socket.socketpair()
+        # one datagram pair for the server's life: only processes forked from here hold an end, so nothing else
+        # can hand a worker a connection; a worker 0 started again finds what was sent while none ran
+        self.handoff_in, self.handoff_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 
     # -- processes ------------------------------------------------------------------------------------------
 
@@ -120,12 +126,18 @@ class Supervisor:
                 signal.set_wakeup_fd(-1)
                 self.wake_read.close()
                 self.wake_write.close()
+                handoff, other_end = (
+                    (self.handoff_in, self.handoff_out) if index == 0 else (self.handoff_out, self.handoff_in)
+                )
+                other_end.close()
                 for sig in (*STOP_SIGNALS, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
                 if os.getppid() != parent:  # the supervisor died before the death signal was set
                     os._exit(1)
                 code = self.run_worker(
-                    WorkerContext(index, self.count, theirs, self.counters, self.capacity, self.config_share)
+                    WorkerContext(
+                        index, self.count, theirs, self.counters, self.capacity, self.config_share, handoff
+                    )  # fmt: skip
                 )
             except BaseException as exc:  # noqa: BLE001 (whatever happens, the child must not return)
                 try:
