@@ -1036,3 +1036,66 @@ def test_dont_use_copy_on_a_copy_as_slapd(copy_pair):
         seen.append(answers[1])
     assert "ldap://provider.example/ou=People,dc=example,dc=com??one" in str(seen[0])
     assert seen[1] == ("UNWILLING_TO_PERFORM", "copy not used", None)
+
+
+SUBENTRY_SEARCHES = [  # (base, scope, extra ldapsearch flags)
+    ("dc=example,dc=com", "sub", []),
+    ("dc=example,dc=com", "sub", ["-E", "subentries=true"]),
+    ("dc=example,dc=com", "sub", ["-E", "!subentries=false"]),
+    ("dc=example,dc=com", "one", []),
+    ("dc=example,dc=com", "one", ["-E", "subentries=true"]),
+    ("cn=sub,dc=example,dc=com", "base", []),
+    ("cn=sub,dc=example,dc=com", "base", ["-E", "subentries=false"]),
+    ("cn=sub,dc=example,dc=com", "base", ["-E", "subentries=true"]),
+    ("dc=example,dc=com", "base", ["-E", "subentries=true"]),
+    ("dc=example,dc=com", "base", ["-E", "subentries=false"]),
+    ("dc=example,dc=com", "sub", ["-E", "pr=2/noprompt", "-E", "subentries=true"]),
+    ("dc=example,dc=com", "sub", ["-E", "pr=3/noprompt"]),
+]
+
+
+def test_subentries_are_seen_as_slapd_shows_them(pair):
+    """RFC 3672 subentries (back-mdb): hidden from one-level and subtree searches unless the Subentries control
+    says TRUE, which then shows them alone; a base search sees one unless the control says FALSE. The control's
+    checks (search only, once, a BOOLEAN) answer as slapd's."""
+    subentry = "dn: cn=sub,dc=example,dc=com\nobjectClass: top\nobjectClass: subentry\ncn: sub\nsubtreeSpecification: {}\n"
+    slapd, ours = run_both(pair, "ldapadd", *ADMIN, input=subentry)
+    assert slapd.returncode == ours.returncode == 0, (slapd.stderr, ours.stderr)
+    try:
+        for base, scope, flags in SUBENTRY_SEARCHES:
+            slapd, ours = run_both(pair, "ldapsearch", "-x", "-LLL", "-b", base, "-s", scope, *flags,
+                                   "(objectClass=*)", "1.1")  # fmt: skip
+            assert ours.returncode == slapd.returncode, (base, scope, flags, slapd.stderr, ours.stderr)
+            assert canonical(ours.stdout) == canonical(slapd.stdout), (base, scope, flags)
+        import ldap
+        from ldap.controls import LDAPControl
+        from ldap.controls.simple import BooleanControl
+
+        twice = [BooleanControl("1.3.6.1.4.1.4203.1.10.1", True, True)] * 2
+        bogus = [LDAPControl("1.3.6.1.4.1.4203.1.10.1", True, b"\x04\x01\xff")]
+        answers = []
+        for server in pair:
+            conn = ldap.initialize(server.url)
+            conn.simple_bind_s(ROOTDN, ROOTPW)
+            seen = []
+            for controls in (twice, bogus):
+                try:
+                    conn.search_ext_s("dc=example,dc=com", ldap.SCOPE_SUBTREE, "(cn=sub)", ["1.1"],
+                                      serverctrls=controls)  # fmt: skip
+                    seen.append("found")
+                except ldap.LDAPError as exc:
+                    seen.append((type(exc).__name__, exc.args[0].get("info")))
+            try:  # search only: critical elsewhere, unavailable
+                conn.compare_ext_s("cn=sub,dc=example,dc=com", "cn", b"sub", serverctrls=twice[:1])
+                seen.append("compared")
+            except ldap.LDAPError as exc:
+                seen.append((type(exc).__name__, exc.args[0].get("info")))
+            conn.unbind_s()
+            answers.append(seen)
+        assert answers[0] == answers[1], answers
+        assert answers[0][0] == ("PROTOCOL_ERROR", "subentries control specified multiple times")
+        found = run_both(pair, "ldapsearch", "-x", "-LLL", "-b", "", "-s", "base", "supportedControl")
+        assert all("1.3.6.1.4.1.4203.1.10.1" in result.stdout for result in found)
+    finally:
+        slapd, ours = run_both(pair, "ldapdelete", *ADMIN, "cn=sub,dc=example,dc=com")
+        assert slapd.returncode == ours.returncode == 0

@@ -53,6 +53,7 @@ CANCEL = "1.3.6.1.1.8"
 PROXIED_AUTHZ = "2.16.840.1.113730.3.4.18"  # RFC 4370
 DONT_USE_COPY = "1.3.6.1.1.22"  # RFC 6171
 RELAX = "1.3.6.1.4.1.4203.666.5.12"  # draft-zeilenga-ldap-relax (OpenLDAP's experimental OID)
+SUBENTRIES = "1.3.6.1.4.1.4203.1.10.1"  # RFC 3672: visibility of subentries in a search
 WHO_AM_I = "1.3.6.1.4.1.4203.1.11.3"
 PASSWORD_MODIFY = "1.3.6.1.4.1.4203.1.11.1"
 START_TLS = "1.3.6.1.4.1.1466.20037"
@@ -66,6 +67,15 @@ SYNC_STATE_PRESENT = 0
 SYNC_STATE_ADD = 1
 SYNC_STATE_MODIFY = 2
 SYNC_STATE_DELETE = 3
+
+
+def subentries_visibility(controls: Iterable[Control]) -> bool | None:
+    """The Subentries control's visibility (RFC 3672): True, False, or None without the control. Its value is
+    checked when the request is read (`check_subentries`)."""
+    control = find_control(controls, SUBENTRIES)
+    if control is None:
+        return None
+    return bool(control.value and control.value[2])
 
 
 def find_control(controls: Iterable[Control], oid: str) -> Control | None:

@@ -58,6 +58,7 @@ CONTROL_SCOPES: dict[str, ControlScope] = {
     ),  # (and the DDS Refresh operation, which pyldapd does not offer)
     ctl.PROXIED_AUTHZ: ControlScope(_ACCESSES, frozenset({ctl.PASSWORD_MODIFY, ctl.WHO_AM_I})),
     ctl.SYNC_REQUEST: ControlScope(frozenset({ldap.SearchRequest})),  # registered by syncprov
+    ctl.SUBENTRIES: ControlScope(frozenset({ldap.SearchRequest})),
 }
 # A search that runs longer than this gives the loop back to the other connections, and goes on at its next turn
 # (server/steps.py): the time another client may wait for one running search (measured in bench/bench_stall.py).
@@ -100,6 +101,20 @@ RESPONSE_TAGS = {
     ldap.CompareRequest: ldap.COMPARE_RESPONSE,
     ldap.ExtendedRequest: ldap.EXTENDED_RESPONSE,
 }
+
+
+def check_subentries(controls: list[Control]) -> None:
+    """The Subentries control as slapd's parseSubentries reads it: once, its value a BER BOOLEAN (3 octets)."""
+    seen = False
+    for control in controls:  # in order: the first one's value is read before the second is refused
+        if control.oid != ctl.SUBENTRIES:
+            continue
+        if seen:
+            raise LDAPError(ResultCode.protocolError, "subentries control specified multiple times")
+        seen = True
+        value = control.value
+        if value is None or len(value) != 3 or value[0] != 0x01 or value[1] != 0x01:
+            raise LDAPError(ResultCode.protocolError, "subentries control value encoding is bogus")
 
 
 def valueless_control(controls: list[Control], oid: str, name: str) -> Control | None:
@@ -773,6 +788,7 @@ class LDAPConnection(asyncio.Protocol):
             valueless_control(controls, ctl.MANAGE_DSA_IT, "manageDSAit")
             valueless_control(controls, ctl.RELAX, "relax")
             copy = valueless_control(controls, ctl.DONT_USE_COPY, "dontUseCopy")
+            check_subentries(controls)
             if (
                 copy is not None
                 and not copy.critical

@@ -114,6 +114,7 @@ SUPPORTED_CONTROLS = [
     ctl.PRE_READ,
     ctl.POST_READ,
     ctl.VALUES_RETURN_FILTER,
+    ctl.SUBENTRIES,
 ]
 SUPPORTED_EXTENSIONS = [ctl.WHO_AM_I, ctl.PASSWORD_MODIFY, ctl.CANCEL]
 SUPPORTED_FEATURES = [
@@ -957,8 +958,10 @@ class Directory:
             if paged is not None and request.size_limit > 0 and paged_page_size(paged) >= request.size_limit:
                 paged = None  # RFC 2696 3: one page holds the whole answer, the control is ignored (as slapd)
             values_filter, diagnostic = self.matched_values(controls)
+            visible = subentry_visibility(scope, ctl.subentries_visibility(controls))
         else:  # the common search: no control to look for
             manage_dsa_it, paged, values_filter, diagnostic = False, None, None, ""
+            visible = subentry_visibility(scope, None)
         if len(request.attributes) >= LARGE_ATTRIBUTE_LIST:  # made on a thread while the loop serves others
             selection = yield Offload(
                 functools.partial(self.selection, request.attributes, request.types_only, values_filter)
@@ -1016,12 +1019,12 @@ class Directory:
         if paged is not None:
             return (yield from self.paged_search_parts(session, message_id, request, paged, parts, manage_dsa_it,
                                                        selection, send, limits, deadline, diagnostic,
-                                                       controls))  # fmt: skip
+                                                       controls, visible))  # fmt: skip
         sent = 0
         for part, part_base, part_scope, missing_ok in parts:  # one result stream, one count for the limits
             sent = yield from self.search_database(session, message_id, request, controls, send, part, part_base,
                                                    part_scope, selection, manage_dsa_it, limits, size_limit,
-                                                   deadline, sent, missing_ok)  # fmt: skip
+                                                   deadline, sent, missing_ok, visible)  # fmt: skip
         return sent, [], diagnostic
 
     def dereference_base(self, base_ndn: str) -> tuple[str, str] | None:
@@ -1126,10 +1129,12 @@ class Directory:
     def search_database(self, session: Session, message_id: int, request: ldap.SearchRequest,
                         controls: list[Control], send: Callable[[bytes], None], backend: Backend, base_ndn: str,
                         scope: Scope, selection: AttributeSelection, manage_dsa_it: bool, limits: LimitSet | None,
-                        size_limit: int, deadline: float | None, sent: int, missing_ok: bool) -> Steps:  # fmt: skip
+                        size_limit: int, deadline: float | None, sent: int, missing_ok: bool,
+                        visible: Callable[[Entry], bool] | None = None) -> Steps:  # fmt: skip
         """One database's part of a search (the whole search, unless glued), as steps: returns the entries sent
         so far + its own.
-        `missing_ok`: a glued subordinate's suffix that is not there adds nothing (slapd drops its 32)."""
+        `missing_ok`: a glued subordinate's suffix that is not there adds nothing (slapd drops its 32).
+        `visible`: which entries the search may see at all (`subentry_visibility`), None: all."""
         if backend.journal is not None and base_ndn == backend.suffix_ndn:
             # the suffix entry shows the live contextCSN: first what other workers committed (server/journal.py),
             # so that the vector shown is as new as the entries read after it
@@ -1191,6 +1196,8 @@ class Directory:
                     live_context = [v.encode() for v in live_csns.to_values()]
                     if live_context:
                         entry = with_context_csn(entry, live_context)
+                if visible is not None and not visible(entry):
+                    continue
                 if not manage_dsa_it and is_glue(entry):
                     continue
                 if not manage_dsa_it and is_referral(entry):  # before the filter, as back-mdb: a reference
@@ -1260,7 +1267,7 @@ class Directory:
         return itertools.chain((first,) if first is not None else (), found)
 
     def paged_search_parts(self, session, message_id, request, paged, parts, manage_dsa_it, selection, send,
-                           limits, deadline, diagnostic, controls) -> Steps:  # fmt: skip
+                           limits, deadline, diagnostic, controls, visible=None) -> Steps:  # fmt: skip
         """A paged search over the parts of a search (one database, or a glue superior's tree): each part's
         read transaction, access rules and filter; returns (entries sent, response controls, diagnostic)."""
         with ExitStack() as stack:
@@ -1294,10 +1301,11 @@ class Directory:
                 # a large filter is compiled on a thread (server/steps.py), as for a search that is not paged
                 sources.append((yield Offload(prepare)) if large_filter(request.filter) else prepare())
             return (yield from self.paged_search(session, message_id, request, paged, sources, selection,
-                                                 manage_dsa_it, send, limits, deadline, diagnostic))  # fmt: skip
+                                                 manage_dsa_it, send, limits, deadline, diagnostic,
+                                                 visible))  # fmt: skip
 
     def paged_search(self, session, message_id, request, paged, sources: list[PagedSource], selection,
-                     manage_dsa_it, send, limits=None, deadline=None, diagnostic="") -> Steps:  # fmt: skip
+                     manage_dsa_it, send, limits=None, deadline=None, diagnostic="", visible=None) -> Steps:  # fmt: skip
         """RFC 2696 paged results. The size limits bound the whole search, not a page (slapd's limits_check):
         each request may send what is left of them, and the search ends with sizeLimitExceeded there. Over a
         glued tree an id carries its source's number in its top byte."""
@@ -1339,6 +1347,8 @@ class Directory:
                         yield None
                     if deadline is not None and time.monotonic() > deadline:
                         raise LDAPError(ResultCode.timeLimitExceeded, "", matched_dn="")
+                    if visible is not None and not visible(entry):
+                        continue
                     if manage_dsa_it or not is_glue(entry):
                         if source.matches(entry) or (not manage_dsa_it and is_referral(entry)):
                             ids.append(number << SOURCE_SHIFT | entry.id)
@@ -2141,6 +2151,26 @@ def has_object_class(entry: Entry, name: bytes) -> bool:
 
 def is_glue(entry: Entry) -> bool:
     return has_object_class(entry, b"glue")
+
+
+def is_subentry(entry: Entry) -> bool:
+    """An entry of objectClass subentry (RFC 3672), by name or OID."""
+    return has_object_class(entry, b"subentry") or has_object_class(entry, b"2.5.17.0")
+
+
+def is_plain(entry: Entry) -> bool:
+    return not is_subentry(entry)
+
+
+def subentry_visibility(scope: Scope, subentries: bool | None) -> Callable[[Entry], bool] | None:
+    """Which entries a search sees (RFC 3672, back-mdb's search): without the Subentries control, subentries only
+    as the base of a base search; with it TRUE only subentries, with it FALSE only other entries. None: all
+    (a base search without the control). Sync searches do not ask this: replication copies subentries too."""
+    if subentries is True:
+        return is_subentry
+    if subentries is None and scope == Scope.BASE:
+        return None
+    return is_plain
 
 
 def is_alias(entry: Entry) -> bool:
