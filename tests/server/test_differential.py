@@ -1099,3 +1099,23 @@ def test_subentries_are_seen_as_slapd_shows_them(pair):
     finally:
         slapd, ours = run_both(pair, "ldapdelete", *ADMIN, "cn=sub,dc=example,dc=com")
         assert slapd.returncode == ours.returncode == 0
+
+
+def test_operational_attributes_come_in_slapds_order(pair):
+    """The attributes slapd computes come last, in its order (entryDN, subschemaSubentry, hasSubordinates), on
+    entries, the root DSE and cn=Subschema alike. (pyldapd shows the suffix's contextCSN without syncprov too.)"""
+
+    def names(result) -> list[str]:
+        lines = [line for line in result.stdout.splitlines() if line and not line.startswith(" ")]
+        order = [line.split(":", 1)[0] for line in lines]
+        return [
+            name for index, name in enumerate(order) if name != "contextCSN" and name not in order[:index]
+        ]
+
+    for base, attrs in (("", ["+"]), ("", ["*", "+"]), ("dc=example,dc=com", ["+"]),
+                        (f"uid=jdoe,{P}", ["+"]), (f"uid=jdoe,{P}", ["hasSubordinates", "subschemaSubentry", "entryDN"]),
+                        ("cn=Subschema", ["+"]), ("cn=Subschema", ["entryDN", "subschemaSubentry"])):  # fmt: skip
+        slapd, ours = run_both(pair, "ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-b", base, "-s", "base",
+                               "(objectClass=*)", *attrs)  # fmt: skip
+        assert slapd.returncode == ours.returncode == 0, (base, attrs)
+        assert names(ours) == names(slapd), (base, attrs)

@@ -126,7 +126,7 @@ SUPPORTED_FEATURES = [
     "1.3.6.1.4.1.4203.1.5.5",  # language range options
 ]
 # Operational attributes slapd computes on the fly instead of storing.
-COMPUTED = ("hasSubordinates", "entryDN", "subschemaSubentry")
+COMPUTED = ("entryDN", "subschemaSubentry", "hasSubordinates")  # in the order slapd adds them
 
 
 def generalized_time(now: float | None = None) -> bytes:
@@ -1484,14 +1484,14 @@ class Directory:
         put("supportedfeatures", "supportedFeatures", [oid.encode() for oid in SUPPORTED_FEATURES])
         put("supportedldapversion", "supportedLDAPVersion", [b"3"])
         put("supportedsaslmechanisms", "supportedSASLMechanisms", [b"EXTERNAL"])
-        put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
         if self.has_monitor_database():
             put("monitorcontext", "monitorContext", [b"cn=Monitor"])
         for name, values in self.rootdse_attributes():  # `rootdse` files: added to what slapd produces
             key = self.schema.attribute_key(name)
             current = entry.attrs.get(key)
             put(key, current.name if current else name, [*(current.values if current else []), *values])
-        put("entrydn", "entryDN", [b""])
+        put("entrydn", "entryDN", [b""])  # then subschemaSubentry: slapd's operational attributes, in its order
+        put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
         return entry
 
     def rootdse_attributes(self) -> list[tuple[str, list[bytes]]]:
@@ -1526,10 +1526,11 @@ class Directory:
         entry.put("structuralobjectclass", "structuralObjectClass", [b"subentry"])
         entry.put("createtimestamp", "createTimestamp", [self.started])
         entry.put("modifytimestamp", "modifyTimestamp", [self.started])
-        entry.put("entrydn", "entryDN", [SUBSCHEMA_DN.encode()])
-        entry.put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
         for name, values in self.schema.subschema_values().items():
             entry.put(name.lower(), name, values)
+        # slapd's operational attributes, last and in its order
+        entry.put("entrydn", "entryDN", [SUBSCHEMA_DN.encode()])
+        entry.put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
         return entry
 
     # -- writes ----------------------------------------------------------------------------------------------
