@@ -164,5 +164,7 @@ class Receiver:
             assert self.loop is not None
             await self.loop.connect_accepted_socket(lambda: conn, sock)
         except (OSError, ConnectionError):  # the client went meanwhile
+            if conn.transport is None:  # no transport owns the socket: close it here
+                sock.close()
             return
         conn.resume(pending)
