@@ -39,6 +39,7 @@ from tests.servers import (
     start_pyldapd,
     start_slapd,
     wait_for,
+    worker_pids,
 )
 
 PYLDAPD = [sys.executable, "-m", "pyldapd.cli.main"]
@@ -102,8 +103,18 @@ def gentle_hup_outcome(server, ldif: str = SUFFIX_LDIF + "\n" + ENTRY) -> list:
     add_as_root(server.url, ldif)
     conn = ldap.initialize(server.url)
     conn.simple_bind_s(ROOTDN, ROOTPW)
+    workers = len(worker_pids(server)) or 1
+    logged = len(server.log())
     server.process.send_signal(signal.SIGHUP)
     wait_for(lambda: not port_open(server.port), 15, what="the listener to close")
+    # pyldapd's supervisor stops the shared listener at once and relays the signal: each worker takes it
+    # a moment later (the write below must find every worker in its gentle shutdown, as slapd's one process)
+    if server.name != "slapd":
+        try:
+            wait_for(lambda: server.log()[logged:].count("slapd gentle shutdown") >= workers, 5,
+                     what="every worker gentle")  # fmt: skip
+        except TimeoutError:
+            raise AssertionError(server.log()) from None
     seen: list = [server.process.poll()]
     seen.append(conn.search_s(f"uid=svc,{SUFFIX}", ldap.SCOPE_BASE, "(objectClass=*)", ["uid"]))
     try:

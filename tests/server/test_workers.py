@@ -211,6 +211,31 @@ def test_sigterm_stops_every_worker_and_removes_the_pid_file(tmp_path):
     assert "worker 0 stopped." in server.log() and "worker 1 stopped." in server.log()
 
 
+def test_a_stop_signal_relayed_to_a_starting_worker_waits_for_its_loop(tmp_path):
+    """A gentle SIGHUP that reaches a worker before its event loop handles signals (the supervisor relays it as
+    soon as the worker is forked) is not its death: the worker takes it once it runs, gently, as the others."""
+    workdir = tmp_path / "pyldapd"
+    workdir.mkdir()
+    conf = workdir / "slapd.conf"
+    conf.write_text(slapd_conf(workdir / "db", extra_global="threads 2\ngentlehup on"))
+    log = workdir / "pyldapd.log"
+    port = free_port()
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "pyldapd.cli.main", "serve", "-f", str(conf), "-h",
+                                    f"ldap://127.0.0.1:{port}/", "-d", "stats"], stdout=out,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_for(lambda: "worker 1 started" in log.read_text(), 30, what="the workers forked")
+        process.send_signal(signal.SIGHUP)  # the workers are still importing, opening the database
+        assert process.wait(30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    text = log.read_text()
+    assert "killed by signal" not in text and text.count("slapd gentle shutdown") == 2, text
+
+
 def test_cn_monitor_counts_the_operations_of_every_worker(tmp_path):
     server = start_workers(tmp_path, extra_global="", name="pyldapd")
     try:

@@ -644,6 +644,7 @@ class Server:
         for sig in STOP_SIGNALS:  # slapd's: each one a clean shutdown (checkpoint, pid file removed)
             loop.add_signal_handler(sig, self.stop_signal, sig)
         loop.add_signal_handler(signal.SIGUSR1, lambda: None)  # slapd's "wake": not the default (death)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a worker's, blocked since its fork
         await self.start()
         try:
             await self.stopping.wait()

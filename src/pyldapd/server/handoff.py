@@ -59,6 +59,9 @@ def movable(conn: LDAPConnection) -> bool:
         and not conn.held_pdus
         and not conn.closing
         and limits.outstanding(conn) == 0
+        # worker 0 takes connections: not starting again, stopping, nor in a gentle shutdown (then it may stop
+        # while this worker still serves; a connection handed to it would wait for the whole server's stop)
+        and conn.server.stats.accepting_at(0)
     )
 
 
@@ -124,9 +127,18 @@ class Receiver:
         loop.add_reader(self.sock.fileno(), self.readable)
 
     def close(self) -> None:
+        """This worker stops: no more adoptions. Those already sent (a worker that checked just before this
+        one stopped accepting) are closed, as any connection at a stop, rather than left waiting."""
         if self.loop is not None and not self.loop.is_closed():
             self.loop.remove_reader(self.sock.fileno())
             self.loop = None
+        for _ in range(256):
+            try:
+                _message, fds, _flags, _address = socket.recv_fds(self.sock, MOST_MESSAGE, 4)
+            except OSError:  # (BlockingIOError: none left)
+                return
+            for fd in fds:
+                socket.close(fd)
 
     def readable(self) -> None:
         for _ in range(64):  # a bounded batch: the loop's other work goes on between batches

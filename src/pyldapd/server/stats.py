@@ -283,6 +283,10 @@ class Stats:
     def accepting(self, flag: bool) -> None:
         self.ints[ACCEPTING] = int(flag)
 
+    def accepting_at(self, index: int) -> bool:
+        """Whether worker `index` takes connections (listening, not stopping nor in a gentle shutdown)."""
+        return 0 <= index < len(self.slots) and bool(self.slots[index][0][ACCEPTING])
+
     def handshake(self, step: int) -> None:
         """One more (1: just accepted) or one less (-1) connection accepted and not yet open (connection_made
         counts it)."""

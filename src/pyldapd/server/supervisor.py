@@ -114,7 +114,14 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
-        pid = os.fork()
+        # a stop signal relayed to a worker still starting waits until its loop handles it (Server.run unblocks
+        # them): by default it would kill it, and a gentle SIGHUP would not be gentle
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         if pid == 0:  # the worker
             code = 1
             try:
