@@ -1490,9 +1490,8 @@ class Directory:
             key = self.schema.attribute_key(name)
             current = entry.attrs.get(key)
             put(key, current.name if current else name, [*(current.values if current else []), *values])
-        put(
-            "entrydn", "entryDN", [b""]
-        )  # then subschemaSubentry: slapd's operational attributes, in its order
+        # then subschemaSubentry: slapd's operational attributes, in its order
+        put("entrydn", "entryDN", [b""])
         put("subschemasubentry", "subschemaSubentry", [SUBSCHEMA_DN.encode()])
         return entry
 
