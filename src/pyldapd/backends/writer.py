@@ -37,6 +37,19 @@ MAX_GROUP = 512  # operations in one group: bounds how long the first of them wa
 LINGER_MAX = 0.002  # the longest a group waits for more operations (see GroupWriter._linger)
 
 
+RUNNING: set[GroupWriter] = set()  # this process's writer threads
+
+
+def writing() -> bool:
+    """Whether a writer thread of this process holds a group it has not handed back: the event loop then lets go
+    of the GIL between the requests it serves (server/connection.py), so that the writer, which needs it a few
+    times per group, takes it at once rather than after the interpreter's switch interval each time."""
+    for writer in RUNNING:
+        if writer.in_hand:
+            return True
+    return False
+
+
 class Chain:
     """Operations that depend on each other (a syncrepl consumer's stream: a cookie stored after entries): once
     one fails, or the commit of its group fails, the later ones fail without running, so nothing after a lost
@@ -79,6 +92,8 @@ class GroupWriter:
         self.largest = 0
         self._recent: deque[int] = deque(maxlen=16)  # sizes of the last groups taken
         self._commit_seconds = 0.0
+        self.in_hand = False  # a group taken and not yet handed back (`writing`)
+        RUNNING.add(self)
         self._thread = threading.Thread(target=self._run, name=f"pyldapd writer {db.suffix}", daemon=True)
         self._thread.start()
 
@@ -101,6 +116,7 @@ class GroupWriter:
 
     def stop(self) -> None:
         """Commit what is queued, then end the thread (database close)."""
+        RUNNING.discard(self)
         with self._wake:
             self._stopping = True
             self._wake.notify()
@@ -123,6 +139,7 @@ class GroupWriter:
                     batch = []
                     while self._queue and len(batch) < self.max_group and not self._queue[0].alone:
                         batch.append(self._queue.popleft())
+            self.in_hand = True
             try:
                 if batch[0].alone:
                     self._run_alone(batch[0])
@@ -135,6 +152,8 @@ class GroupWriter:
                     if op.chain is not None and op.chain.broken is None:
                         op.chain.broken = exc
                 self._deliver(batch)
+            finally:
+                self.in_hand = False
 
     def _run_alone(self, op: _Op) -> None:
         try:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pyldapd.backends import writer
 from pyldapd.backends.base import DatabaseFull
 from pyldapd.model.filter import filter_to_string
 from pyldapd.protocol import controls as ctl
@@ -313,6 +314,8 @@ class LDAPConnection(asyncio.Protocol):
             self.process_pdus(pdus)
         finally:
             self.flush(None)
+        if writer.writing():
+            time.sleep(0)  # the GIL to a writer thread waiting for it (backends/writer.py `writing`)
 
     def watch_partial_pdu(self, completed: bool) -> None:
         """A request that began arriving must be complete within limits.pdu_timeout: more octets do not extend
