@@ -314,7 +314,7 @@ class LDAPConnection(asyncio.Protocol):
             self.process_pdus(pdus)
         finally:
             self.flush(None)
-        if writer.writing():
+        if not self.busy and writer.writing():  # (busy: it waits for the writer, its own write: no need)
             time.sleep(0)  # the GIL to a writer thread waiting for it (backends/writer.py `writing`)
 
     def watch_partial_pdu(self, completed: bool) -> None:
