@@ -33,7 +33,7 @@ from pyldapd.server.service import STOP_SIGNALS, Service
 from pyldapd.server.sharedlisten import SharedListener
 from pyldapd.server.stats import Stats
 from pyldapd.server.steps import LONG_LIVED
-from pyldapd.server.supervisor import WorkerContext
+from pyldapd.server.supervisor import WorkerContext, early_signals
 from pyldapd.server.tls import TLSSetupError, build_context
 from pyldapd.server.workers import ProcessBus, SoloBus, WorkerBus, worker_count
 
@@ -644,7 +644,8 @@ class Server:
         for sig in STOP_SIGNALS:  # slapd's: each one a clean shutdown (checkpoint, pid file removed)
             loop.add_signal_handler(sig, self.stop_signal, sig)
         loop.add_signal_handler(signal.SIGUSR1, lambda: None)  # slapd's "wake": not the default (death)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a worker's, blocked since its fork
+        for sig in early_signals():  # a worker's, that came while it started (server/supervisor.py)
+            self.stop_signal(sig)
         await self.start()
         try:
             await self.stopping.wait()

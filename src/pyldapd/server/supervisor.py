@@ -69,6 +69,20 @@ class Worker:
     restart_at: float = 0.0  # when a dead worker is started again (0: not waiting)
 
 
+EARLY_SIGNALS: list[int] = []  # stop signals a worker got before its loop handled them
+
+
+def note_early_signal(signum: int, _frame) -> None:
+    EARLY_SIGNALS.append(signum)
+
+
+def early_signals() -> list[signal.Signals]:
+    """The stop signals this worker got while it started, in order (once: the list is emptied)."""
+    taken = [signal.Signals(signum) for signum in EARLY_SIGNALS]
+    EARLY_SIGNALS.clear()
+    return taken
+
+
 def set_death_signal() -> None:
     """The kernel kills this process when its parent (the supervisor) dies, whatever the way (kill -9)."""
     try:
@@ -114,8 +128,8 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
-        # a stop signal relayed to a worker still starting waits until its loop handles it (Server.run unblocks
-        # them): by default it would kill it, and a gentle SIGHUP would not be gentle
+        # a stop signal relayed to a worker still starting must not kill it (a gentle SIGHUP would not be gentle):
+        # blocked over the fork, then noted until its loop handles them (`early_signals`, Server.run)
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             pid = os.fork()
@@ -137,8 +151,10 @@ class Supervisor:
                     (self.handoff_in, self.handoff_out) if index == 0 else (self.handoff_out, self.handoff_in)
                 )
                 other_end.close()
-                for sig in (*STOP_SIGNALS, signal.SIGCHLD):
-                    signal.signal(sig, signal.SIG_DFL)
+                for sig in STOP_SIGNALS:
+                    signal.signal(sig, note_early_signal)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 if os.getppid() != parent:  # the supervisor died before the death signal was set
                     os._exit(1)
                 code = self.run_worker(
