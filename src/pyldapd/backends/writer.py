@@ -44,9 +44,12 @@ def writing() -> bool:
     """Whether a writer thread of this process holds a group it has not handed back: the event loop then lets go
     of the GIL between the requests it serves (server/connection.py), so that the writer, which needs it a few
     times per group, takes it at once rather than after the interpreter's switch interval each time."""
-    for writer in RUNNING:
-        if writer.in_hand:
-            return True
+    try:
+        for writer in RUNNING:
+            if writer.in_hand:
+                return True
+    except RuntimeError:  # a database opened or closed meanwhile by another thread (cn=config): ask again later
+        return False
     return False
 
 
