@@ -48,7 +48,7 @@ def writing() -> bool:
         for writer in RUNNING:
             if writer.in_hand:
                 return True
-    except RuntimeError:  # a database opened or closed meanwhile by another thread (cn=config): ask again later
+    except RuntimeError:  # a database opened or closed by another thread meanwhile: ask again later
         return False
     return False
 
