@@ -79,9 +79,6 @@ WRITE_METHODS = {  # request -> the Directory method a writer thread runs (Direc
     ldap.DelRequest: "delete",
     ldap.ModifyDNRequest: "modify_dn",
 }
-# Requests on which a connection of worker k > 0 moves to worker 0, where every worker's writes then group
-# (server/handoff.py); a Password Modify stays where it is (rare, and it may bind-check slowly first)
-MOVING_REQUESTS = frozenset(WRITE_METHODS)
 # Operations whose controls may include Pre/Post-Read and Assertion.
 EXTENDED_RESULT_NAME_TAG = 0x8A
 EXTENDED_RESULT_VALUE_TAG = 0x8B
@@ -358,7 +355,9 @@ class LDAPConnection(asyncio.Protocol):
             except ldap.BERError as exc:
                 self.decode_failed(exc)
                 return
-            if type(message.op) in MOVING_REQUESTS and self.server.handoff_sender is not None:
+            # on worker k > 0 a write moves the connection to worker 0, where every worker's writes then group
+            # (server/handoff.py); a Password Modify (not among them) stays: rare, and it may check slowly first
+            if type(message.op) in WRITE_METHODS and self.server.handoff_sender is not None:
                 if self.move_to_writer(pdus[index:]):
                     return
             self.run_message(message)

@@ -2155,18 +2155,9 @@ def is_glue(entry: Entry) -> bool:
     return has_object_class(entry, b"glue")
 
 
-_SUBENTRY = (b"subentry", b"2.5.17.0")  # (both 8 octets)
-
-
 def is_subentry(entry: Entry) -> bool:
-    """An entry of objectClass subentry (RFC 3672), by name or OID (one pass: every search candidate asks)."""
-    attribute = entry.attrs.get("objectclass")
-    if attribute is None:
-        return False
-    for value in attribute.values:
-        if len(value) == 8 and value.lower() in _SUBENTRY:
-            return True
-    return False
+    """An entry of objectClass subentry (RFC 3672), by name or OID."""
+    return has_object_class(entry, b"subentry") or has_object_class(entry, b"2.5.17.0")
 
 
 def is_plain(entry: Entry) -> bool:

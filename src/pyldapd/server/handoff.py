@@ -28,6 +28,7 @@ import socket
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
+from pyldapd.server import limits
 from pyldapd.server.directory import Session
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ _SESSION_FIELDS = tuple(f.name for f in fields(Session) if f.name != "paged")
 
 def movable(conn: LDAPConnection) -> bool:
     """The connection has nothing in flight or kept here (see the module docstring)."""
-    from pyldapd.server import limits
-
     session = conn.session
     transport = conn.transport
     return (
@@ -159,7 +158,7 @@ class Receiver:
                 continue
             try:
                 state, pending = decode(message)
-            except (ValueError, KeyError):
+            except ValueError:  # (never sent so either)
                 sock.close()
                 continue
             task = self.loop.create_task(self.adopt(sock, state, pending))
