@@ -18,7 +18,7 @@ from pyldapd.protocol.ldap import Control
 from pyldapd.replication.consumer import SyncConsumer
 from pyldapd.replication.provider import ProviderSettings, SessionLog, SyncProvider
 from pyldapd.replication.spec import SyncreplError, parse_retry, parse_syncrepl
-from pyldapd.replication.state import Change, entry_uuid_bytes
+from pyldapd.replication.state import CONTEXT_CSN_KEY, Change, entry_uuid_bytes
 from pyldapd.server.directory import Directory, Session
 from pyldapd.server.errors import LDAPError
 
@@ -184,6 +184,33 @@ def test_initial_load_nothing_changed_and_stale_state(tmp_path):
     newer = format_cookie(5, None, ["29991231000000.000000Z#000000#001#000000"])
     with pytest.raises(LDAPError, match="newer than provider"):
         sync_search(provider, conn, ctl.SYNC_MODE_REFRESH_ONLY, newer)
+
+
+def test_a_start_without_the_vector_takes_its_own_newest_csn_from_the_index_alone(tmp_path, monkeypatch):
+    """A start on a database without its contextCSN vector: the vector is raised to this server's newest
+    entryCSN, found walking back the csn index over newer CSNs of other servers, not by reading every entry."""
+    provider = make_directory(tmp_path, "p", 2, syncprov=False)
+    populate(provider)
+    newest = provider.backends[0].context.csns.as_dict()[2]
+    provider.csn = CSNGenerator(5, clock=FakeClock(1_900_000_000.0))  # another server's, later, changes
+    for uid in ("d", "e"):
+        add(provider, f"uid={uid},ou=People,{SUFFIX}", ("objectClass", [b"account"]), ("uid", [uid.encode()]))
+    db = provider.backends[0].db
+    with db.write() as txn:  # a database whose vector is lost (made by a tool, a format upgrade)
+        txn.delete_raw_metadata(CONTEXT_CSN_KEY)
+    db.close()
+
+    from pyldapd.backends.mdb import MdbDatabase
+
+    decoded = []
+    real_decode = MdbDatabase._decode
+    monkeypatch.setattr(
+        MdbDatabase, "_decode", lambda db, *a, **k: decoded.append(a[0]) or real_decode(db, *a, **k)
+    )
+    again = make_directory(tmp_path, "p", 2, syncprov=False)
+    assert again.backends[0].context.csns.as_dict() == {2: newest}  # its own server's CSNs only
+    assert len(decoded) <= 1  # the suffix entry (its contextCSN), nothing else
+    again.close()
 
 
 def test_delete_phase_from_session_log_and_present_phase_without(tmp_path):

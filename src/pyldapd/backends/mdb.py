@@ -113,6 +113,7 @@ from pyldapd.backends.base import (
     StorageError,
     TooManyCandidates,
 )
+from pyldapd.model.csn import sid_of
 from pyldapd.model.dn import is_descendant, normalize_dn, parent_dn, split_rdn
 from pyldapd.model.entry import MANY_VALUES, Attribute, Entry, added_at_end
 from pyldapd.model.filter import And, Approx, Equality, Filter, Or, Present, Substrings
@@ -1255,6 +1256,29 @@ class ReadTxn:
             entry = self._entry(idb)
             if entry is not None:
                 yield entry
+
+    def newest_csn(self, sid: int, after: str = "") -> str | None:
+        """The greatest entryCSN of server `sid` above `after`, from the csn index's keys alone: walked back from
+        the newest, no entry read (a start over a million entries of other servers' CSNs reads no entry)."""
+        floor = after.encode()
+        at = self.db._type("entrycsn")
+        if floor and at is not None and at.equality is not None:
+            floor = at.equality.normalize(floor) or floor
+        cur = self._check().cursor(self.db.dbs["csn"])
+        try:
+            if not cur.last():
+                return None
+            for key in cur.iterprev_nodup(keys=True, values=False):
+                if key <= floor:
+                    return None
+                try:
+                    if sid_of(key) == sid:
+                        return key.decode("ascii", "replace")
+                except ValueError:  # not a CSN (never written by this server): not anyone's
+                    continue
+            return None
+        finally:
+            cur.close()
 
     def get_raw_metadata(self, key: bytes) -> bytes | None:
         return self._check().get(key, db=self.db.dbs["aux"])

@@ -33,7 +33,7 @@ from pyldapd.backends.base import (
 )
 from pyldapd.backends.mdb import CommitFailed, MdbDatabase, WriteTxn
 from pyldapd.config.model import DatabaseConfig, ServerConfig
-from pyldapd.model.csn import CSNGenerator, CSNSet, sid_of
+from pyldapd.model.csn import CSNGenerator, CSNSet
 from pyldapd.model.dn import DNError, is_descendant, normalize_dn, parse_dn, pretty_dn, split_rdn
 from pyldapd.model.entry import MANY_VALUES, Attribute, Entry
 from pyldapd.model.filter import (
@@ -364,10 +364,9 @@ class Backend:
             own = self.context.csns.as_dict().get(server_id)
             if own is None and self.shadow:
                 return  # a pure consumer learns its state from its provider only
-            for entry in txn.csn_after(own or ""):
-                csn = (entry.first("entrycsn") or b"").decode()
-                if csn and sid_of(csn) == server_id:
-                    self.context.csns.update_csn(csn)
+            newest = txn.newest_csn(server_id, own or "")
+            if newest is not None:
+                self.context.csns.update_csn(newest)
 
     def write_context_csn(self) -> None:
         """Copy the in-memory contextCSN vector onto the suffix entry, as syncprov's checkpoint does. On the
