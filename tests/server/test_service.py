@@ -98,6 +98,31 @@ def test_each_slapd_stop_signal_stops_cleanly(tmp_path: Path, signame: str) -> N
     assert len(suffix_context_csn(server.config_path)) == 1
 
 
+def test_a_database_without_syncprov_shows_no_context_csn(tmp_path: Path) -> None:
+    """As slapd: contextCSN is syncprov's (or a consumer's); a plain database shows none on its suffix, live or
+    after a stop. Its vector is still kept (in the database's metadata): a write after a restart is newer."""
+    conf = slapd_conf(tmp_path / "db")
+    server = start_pyldapd(tmp_path, conf)
+    try:
+        add_as_root(server.url, SUFFIX_LDIF + "\n" + ENTRY)
+        found = ldap_tool("ldapsearch", "-x", "-LLL", "-H", server.url, "-b", SUFFIX, "-s", "base", "+")
+        assert found.returncode == 0 and "entryCSN:" in found.stdout and "contextCSN" not in found.stdout
+        before = re.search(r"^entryCSN: (.+)$", found.stdout, re.MULTILINE)[1]
+    finally:
+        assert server.stop() == 0, server.log()
+    assert suffix_context_csn(server.config_path) == []
+    server = start_pyldapd(tmp_path, conf)
+    try:
+        changed = ldap_tool("ldapmodify", "-x", "-H", server.url, "-D", ROOTDN, "-w", ROOTPW,
+                            input=f"dn: {SUFFIX}\nchangetype: modify\nreplace: description\ndescription: x\n")  # fmt: skip
+        assert changed.returncode == 0, changed.stderr
+        found = ldap_tool("ldapsearch", "-x", "-LLL", "-H", server.url, "-b", SUFFIX, "-s", "base", "+")
+        assert "contextCSN" not in found.stdout
+        assert re.search(r"^entryCSN: (.+)$", found.stdout, re.MULTILINE)[1] > before
+    finally:
+        assert server.stop() == 0, server.log()
+
+
 def gentle_hup_outcome(server, ldif: str = SUFFIX_LDIF + "\n" + ENTRY) -> list:
     """What a bound client sees across a SIGHUP under `gentlehup on`, and how the server ends."""
     add_as_root(server.url, ldif)

@@ -562,7 +562,7 @@ def cat_database(args: argparse.Namespace, schema: Schema, backend, subtree: str
         suffix = txn.get(backend.suffix_ndn)
         context = ContextState()
         context.load(txn.get_raw_metadata(CONTEXT_CSN_KEY), suffix.get("contextcsn") if suffix else [])
-        context_values = context.values()
+        context_values = context.values() if backend.keeps_context else []
         for entry in txn.search(base_ndn, scope):
             if trace:
                 print(f'=> cat( {entry.id}, "{entry.dn}" )', file=sys.stderr)

@@ -351,6 +351,15 @@ class Backend:
         multiprovider or not): the dontUseCopy control (RFC 6171) does not read it."""
         return len(self.config.syncrepl) > self.self_syncrepl or bool(self.config.updatedn)
 
+    @property
+    def keeps_context(self) -> bool:
+        """Whether the suffix entry shows contextCSN, as in slapd: where syncprov keeps it (its checkpoints) or a
+        syncrepl consumer stores it (its cookie); a database with neither has none to show. (The vector is kept
+        in the database's metadata with every change either way: CSNs stay monotonic over a restart.) From the
+        configuration: the tools ask too (slapcat's suffix)."""
+        syncprov = any(overlay.name == "syncprov" for overlay in self.config.overlays)
+        return syncprov or len(self.config.syncrepl) > self.self_syncrepl
+
     def holds(self, ndn: str) -> bool:
         return ndn == self.suffix_ndn or is_descendant(ndn, self.suffix_ndn)
 
@@ -373,6 +382,8 @@ class Backend:
         database's writer thread (SyncProvider.checkpoint submits it there) in the running operation's nested
         transaction; elsewhere (the stop, the tools) in a transaction of its own."""
         if not self.context.values() and not self.context.latest():
+            return
+        if not self.keeps_context:
             return
         with self.db.writing() as txn:
             # the vector of the latest commit, read under the write lock: a group commit whose effects have not
@@ -1173,7 +1184,9 @@ class Directory:
             # the suffix entry (shown with the live contextCSN) is in scope only from itself, base or subtree
             suffix_id = (
                 txn.id_of(backend.suffix_ndn)
-                if base_ndn == backend.suffix_ndn and scope in (Scope.BASE, Scope.SUB)
+                if base_ndn == backend.suffix_ndn
+                and scope in (Scope.BASE, Scope.SUB)
+                and backend.keeps_context
                 else None
             )
             live_csns = (
