@@ -793,7 +793,7 @@ def test_chroot_alike_slapd(tmp_path: Path) -> None:
     slapd runs in the same layout once its back_mdb module is copied in (it loads it while reading the config,
     after the chroot); pyldapd needs nothing of Python inside: it loaded every module before."""
     assert os.geteuid() == 0, "chroot(2) needs root, as slapd's -r does"
-    conf = slapd_conf(Path("/db"), extra_global="pidfile /run.pid")
+    conf = slapd_conf(Path("/db"), extra_global="pidfile /run.pid", extra_db="overlay syncprov\n")
     ours_root = sandbox(tmp_path / "ours", conf)
     ours = start_in_sandbox("pyldapd", [*PYLDAPD, "serve", "-d", "stats"], ours_root, tmp_path)
     try:
@@ -804,7 +804,7 @@ def test_chroot_alike_slapd(tmp_path: Path) -> None:
         assert ours.stop() == 0, ours.log()
     assert "slapd stopped." in ours.log() and "Traceback" not in ours.log()
     assert not (ours_root / "run.pid").exists()
-    assert len(suffix_context_csn_in(ours_root)) == 1  # checkpointed at stop, in the sandbox's database
+    assert len(suffix_context_csn_in(ours_root)) == 1  # syncprov's checkpoint at stop, in the sandbox's database
 
     theirs_root = sandbox(tmp_path / "slapd", slapd_conf(Path("/db"), extra_global="pidfile /run.pid",
                                                           modules=True))  # fmt: skip
