@@ -1208,12 +1208,15 @@ class Directory:
                     live_context = [v.encode() for v in live_csns.to_values()]
                     if live_context:
                         entry = with_context_csn(entry, live_context)
-                if visible is not None and not visible(entry):
-                    continue
-                if not manage_dsa_it and is_glue(entry):
-                    continue
-                if not manage_dsa_it and is_referral(entry):  # before the filter, as back-mdb: a reference
-                    send(search_reference(message_id, entry, scope))
+                if names_special_class(entry):  # (most entries are neither: one look at their classes)
+                    if visible is not None and not visible(entry):
+                        continue
+                    if not manage_dsa_it and is_glue(entry):
+                        continue
+                    if not manage_dsa_it and is_referral(entry):  # before the filter, as back-mdb: a reference
+                        send(search_reference(message_id, entry, scope))
+                        continue
+                elif visible is is_subentry:  # the Subentries control TRUE: subentries only
                     continue
                 if not matches(entry):
                     continue
@@ -2159,6 +2162,23 @@ def has_object_class(entry: Entry, name: bytes) -> bool:
     size = len(name)
     for value in attribute.values:  # a loop, not any(<generator>): this runs for every candidate of a search
         if len(value) == size and value.lower() == name:
+            return True
+    return False
+
+
+# the classes a search treats apart (glue, referral, subentry by name or OID), lowercase
+SPECIAL_CLASSES = frozenset({b"glue", b"referral", b"subentry", b"2.5.17.0"})
+SPECIAL_CLASS_LONGEST = max(len(name) for name in SPECIAL_CLASSES)
+
+
+def names_special_class(entry: Entry) -> bool:
+    """Whether the entry's objectClass values name glue, referral or subentry: one pass, before a search asks
+    which (is_glue, is_referral, is_subentry), which for most entries it then need not."""
+    attribute = entry.attrs.get("objectclass")
+    if attribute is None:
+        return False
+    for value in attribute.values:
+        if len(value) <= SPECIAL_CLASS_LONGEST and value.lower() in SPECIAL_CLASSES:
             return True
     return False
 
