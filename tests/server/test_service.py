@@ -804,7 +804,8 @@ def test_chroot_alike_slapd(tmp_path: Path) -> None:
         assert ours.stop() == 0, ours.log()
     assert "slapd stopped." in ours.log() and "Traceback" not in ours.log()
     assert not (ours_root / "run.pid").exists()
-    assert len(suffix_context_csn_in(ours_root)) == 1  # syncprov's checkpoint at stop, in the sandbox's database
+    # syncprov's checkpoint at stop, in the sandbox's database
+    assert len(suffix_context_csn_in(ours_root)) == 1
 
     theirs_root = sandbox(tmp_path / "slapd", slapd_conf(Path("/db"), extra_global="pidfile /run.pid",
                                                           modules=True))  # fmt: skip

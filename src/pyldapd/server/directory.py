@@ -1213,7 +1213,8 @@ class Directory:
                         continue
                     if not manage_dsa_it and is_glue(entry):
                         continue
-                    if not manage_dsa_it and is_referral(entry):  # before the filter, as back-mdb: a reference
+                    # before the filter, as back-mdb: a reference
+                    if not manage_dsa_it and is_referral(entry):
                         send(search_reference(message_id, entry, scope))
                         continue
                 elif visible is is_subentry:  # the Subentries control TRUE: subentries only
