@@ -19,15 +19,8 @@ import pytest
 from tests.compat import openldap_scripts as ols
 from tests.servers import free_port, ldap_tool, start_process
 
-# The others, each with the first divergence it hits (where the next session should start).
-NOT_YET: dict[str, str] = {
-    # Both give slapd's results; what differs is the order of attributes in the entries read back: slapd keeps an
-    # entry's attributes in the order they were written (LDIF order, a replaced one moved to the end), pyldapd's
-    # records hold the user attributes before the operational ones (backends/mdb.py), so a `ref` written before
-    # objectClass, or a creatorsName stored before a later-added user attribute, come out elsewhere.
-    "test016-subref": "Comparison failed: referral entries read back with objectClass before ref (slapd: LDIF order)",
-    "test037-manage": "comparison failed: creatorsName/modifiersName placed among the user attributes by slapd",
-}
+# Scripts of the list that do not pass yet, each with the first divergence it hits (none now).
+NOT_YET: dict[str, str] = {}
 
 # Scripts that pass with pyldapd: every one of the harness's list but those above.
 PASSING = [script for script in ols.SCRIPTS if script not in NOT_YET]

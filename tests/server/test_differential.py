@@ -1101,6 +1101,43 @@ def test_subentries_are_seen_as_slapd_shows_them(pair):
         assert slapd.returncode == ours.returncode == 0
 
 
+def test_attributes_keep_slapds_order_across_writes(pair):
+    """slapd keeps an entry's attributes in the order written: one added or replaced goes to the end, after the
+    operational ones the add stamped, and each write moves its entryCSN, modifiersName and modifyTimestamp to the
+    end again. Read back with * and + (and with * and two of them), pyldapd's come in the same order."""
+    dn = f"uid=order,{P}"
+    add = f"dn: {dn}\nobjectClass: inetOrgPerson\nuid: order\ncn: Order\nsn: Order\n"
+    writes = [
+        add,
+        f"dn: {dn}\nchangetype: modify\nadd: description\ndescription: added later\n",
+        f"dn: {dn}\nchangetype: modify\nreplace: cn\ncn: Order Again\n-\nadd: mail\nmail: o@example.com\n",
+        f"dn: {dn}\nchangetype: modify\nreplace: description\ndescription: replaced\n",
+    ]
+
+    def names(result) -> list[str]:
+        return [
+            line.split(":", 1)[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")
+        ]
+
+    try:
+        for ldif in writes:
+            slapd, ours = run_both(pair, "ldapmodify", *ADMIN, "-a", input=ldif)
+            assert slapd.returncode == ours.returncode == 0, (ldif, slapd.stderr, ours.stderr)
+            for attrs in (["*", "+"], ["*", "creatorsName", "modifiersName"]):
+                slapd, ours = run_both(pair, "ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-b", dn, "-s",
+                                       "base", "(objectClass=*)", *attrs)  # fmt: skip
+                assert names(ours) == names(slapd), (ldif, attrs)
+        read = names(ours)  # (the last read: * creatorsName modifiersName)
+        assert (
+            read.index("creatorsName")
+            < read.index("mail")
+            < read.index("description")
+            < read.index("modifiersName")
+        )
+    finally:
+        run_both(pair, "ldapdelete", *ADMIN, dn)
+
+
 def test_operational_attributes_come_in_slapds_order(pair):
     """The attributes slapd computes come last, in its order (entryDN, subschemaSubentry, hasSubordinates), on
     entries, the root DSE and cn=Subschema alike; a suffix without syncprov shows no contextCSN, in either."""

@@ -587,6 +587,7 @@ def test_serve_upgrades_format_1_database(tmp_path: Path) -> None:
     """A database written in format 1 (one id per index value) is upgraded in place by `pyldapd serve`, which
     says so, answers searches through the upgraded indexes exactly as slapd answers on the same data, and shows
     the format in cn=Monitor."""
+    from pyldapd.backends.mdb import FORMAT_VERSION
     from tests.format1 import rewrite_as_format_1
 
     people = "".join(
@@ -615,7 +616,7 @@ def test_serve_upgrades_format_1_database(tmp_path: Path) -> None:
     slapd = start_process("slapd", [SLAPD, "-f", str(slapd_conf_path), "-h", f"ldap://127.0.0.1:{port}/", "-d",
                           "0"], port, "", slapd_dir, slapd_conf_path)  # fmt: skip
     try:
-        assert "database upgraded in place from format 1 to 2" in server.log()
+        assert f"database upgraded in place from format 1 to {FORMAT_VERSION}" in server.log()
         for query in [
             "(uid=user42)",
             "(sn=number3)",
@@ -637,7 +638,7 @@ def test_serve_upgrades_format_1_database(tmp_path: Path) -> None:
         add_as_root(server.url, ENTRY.replace("uid=svc,", "uid=after,").replace("uid: svc", "uid: after"))
         monitor = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-H", server.ldapi_url, "-b", "cn=Monitor", "-s",
                             "base", "monitoredInfo")  # fmt: skip
-        assert "monitoredInfo: database format 2" in monitor.stdout, monitor.stdout + monitor.stderr
+        assert f"monitoredInfo: database format {FORMAT_VERSION}" in monitor.stdout, monitor.stdout + monitor.stderr
     finally:
         assert server.stop() == 0
         slapd.stop()
@@ -706,15 +707,17 @@ def test_serve_refuses_a_newer_database_format_cleanly(tmp_path: Path) -> None:
     """A database from a newer pyldapd is not touched: a clear message and exit 1, no traceback."""
     import lmdb
 
+    from pyldapd.backends.mdb import FORMAT_VERSION
+
     conf = tmp_path / "slapd.conf"
     conf.write_text(slapd_conf(tmp_path / "db"))
     env = lmdb.open(str(tmp_path / "db"), max_dbs=16)
     with env.begin(write=True) as txn:
-        txn.put(b"version", b"3", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"version", str(FORMAT_VERSION + 1).encode(), db=env.open_db(b"meta", txn=txn))
     env.close()
     result = run("serve", "-f", str(conf), "-h", f"ldap://127.0.0.1:{free_port()}/", "-d", "stats")
     assert result.returncode == 1
-    assert "database format 3 was written by a newer pyldapd" in result.stderr
+    assert f"database format {FORMAT_VERSION + 1} was written by a newer pyldapd" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -79,8 +79,8 @@ def person(schema: Any, dn: str, uid: str, cn: str, **more: Any) -> Entry:
         uid=uid,
         cn=cn,
         sn=cn.split()[-1],
-        entryUUID=str(uuid.uuid4()),
         **more,
+        entryUUID=str(uuid.uuid4()),  # operational: last, as a server adds it
     )
 
 
@@ -917,14 +917,80 @@ def test_index_runs_stay_exact_through_bulk_and_online_writes(tmp_path: Path, sc
 def test_newer_database_format_refused(tmp_path: Path, schema: Any) -> None:
     import lmdb
 
+    from pyldapd.backends.mdb import FORMAT_VERSION
     from pyldapd.backends.mdb import MdbDatabase as Mdb
 
     env = lmdb.open(str(tmp_path / "new"), max_dbs=16)
     with env.begin(write=True) as txn:
-        txn.put(b"version", b"3", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"version", str(FORMAT_VERSION + 1).encode(), db=env.open_db(b"meta", txn=txn))
     env.close()
-    with pytest.raises(StorageError, match="format 3"):
+    with pytest.raises(StorageError, match=f"format {FORMAT_VERSION + 1}"):
         Mdb(str(tmp_path / "new"), schema, SUFFIX)
+
+
+def test_attributes_keep_their_order_across_user_and_operational(tmp_path: Path, schema: Any) -> None:
+    """An entry's attributes come back in the order written, user and operational ones interleaved as slapd
+    keeps them (an attribute added after the operational ones stays after them): such a record is version 2,
+    with no operational blob to send as is; the others stay version 1. A format-2 database (version 1 records
+    only) opens as format 3 with nothing to convert."""
+    import lmdb
+
+    from pyldapd.backends.mdb import FORMAT_VERSION
+
+    path = str(tmp_path / "db")
+    db = MdbDatabase(path, schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)
+    base_tree(db, schema)
+    plain = person(schema, "uid=plain,ou=People,dc=Example,dc=com", "plain", "Plain Smith")
+    mixed = person(schema, "uid=mixed,ou=People,dc=Example,dc=com", "mixed", "Mixed Smith")
+    mixed.put("creatorsname", "creatorsName", [b"cn=admin"])
+    mixed.put("description", "description", [b"after the operational one"])
+    mixed.put("modifiersname", "modifiersName", [b"cn=admin"])
+    order = list(mixed.attrs)
+    assert order.index("creatorsname") < order.index("description") < order.index("modifiersname")
+    with db.write() as w:
+        w.add(plain)
+        w.add(mixed)
+    db.close()
+    db = MdbDatabase(path, schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)  # nothing cached
+    try:
+        with db.read() as r:
+            back = r.get(n(schema, "uid=mixed,ou=People,dc=Example,dc=com"))
+            assert list(back.attrs) == order
+            assert back.get("description") == [b"after the operational one"]
+            assert back.encoded_user is not None and back.encoded_operational is None
+            assert r.get(n(schema, "uid=plain,ou=People,dc=Example,dc=com")).encoded_operational is not None
+            versions = {
+                rec[0] for rec in r._check().cursor(db.dbs["id2entry"]).iternext(keys=False, values=True)
+            }
+        assert versions == {1, 2}
+        with db.write() as w:  # its parent renamed: the record keeps its order under the new DN
+            people = w.get(n(schema, "ou=People,dc=Example,dc=com")).copy()
+            people.dn = "ou=Persons,dc=Example,dc=com"
+            w.rename(n(schema, "ou=People,dc=Example,dc=com"), people)
+        with db.read() as r:
+            assert list(r.get(n(schema, "uid=mixed,ou=Persons,dc=Example,dc=com")).attrs) == order
+    finally:
+        db.close()
+
+    plain_path = str(tmp_path / "format2")
+    old = MdbDatabase(plain_path, schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)
+    base_tree(old, schema)
+    old.close()
+    env = lmdb.open(plain_path, max_dbs=16)
+    with env.begin(write=True) as txn:
+        txn.put(b"version", b"2", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    again = MdbDatabase(plain_path, schema, SUFFIX, indexes=INDEXES, maxsize=64 * 2**20)
+    try:
+        assert again.upgraded_from == 2
+        with again.read() as r:
+            assert r.get(n(schema, SUFFIX)) is not None
+    finally:
+        again.close()
+    env = lmdb.open(plain_path, max_dbs=16)
+    with env.begin() as txn:
+        assert txn.get(b"version", db=env.open_db(b"meta", txn=txn)) == str(FORMAT_VERSION).encode()
+    env.close()
 
 
 def test_version_1_database_upgraded_in_place(tmp_path: Path, schema: Any) -> None:

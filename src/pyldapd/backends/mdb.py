@@ -21,7 +21,7 @@ One LMDB environment (a directory holding ``data.mdb`` and ``lock.mdb``) with th
 ``approx``     dupsort: ``type key + 0x00 + phonetic key of a word`` -> id runs  (approximate index)
 ``uuid``       dupsort: entryUUID as 16 raw bytes -> id run (always maintained)
 ``csn``        dupsort: normalized entryCSN -> id runs (always maintained; ordered: `csn_after` is a range scan)
-``meta``       internal: format version (2), next id, which indexes are built
+``meta``       internal: format version (3), next id, which indexes are built
 ``aux``        `put_raw_metadata` / `get_raw_metadata` side table for the server (contextCSN cache, ...)
 ``journal``    8-byte big-endian sequence -> one committed change, as the server encodes it (server/journal.py):
                written only when several worker processes share the environment, in the transaction of the
@@ -48,11 +48,16 @@ is unindexed.
 
 Entry record (``id2entry`` value)::
 
-    struct ">BQIII": format version (1), parent id, len(ndn), len(dn), len(user blob)
+    struct ">BQIII": record version (1 or 2), parent id, len(ndn), len(dn), len(user blob)
     ndn (UTF-8) | dn as given (UTF-8) | user attributes | operational attributes
+    version 2 only: | order (one byte per attribute, 0 user, 1 operational) | struct ">I": len(order)
 
 The two attribute blobs are ``encode_partial_attribute_list`` outputs (PartialAttribute TLVs, ready to send);
-operational means the schema says so, unknown types count as user attributes.
+operational means the schema says so, unknown types count as user attributes. An entry keeps its attributes in
+the order they were written, as slapd's do (an added or replaced one goes to the end, after the operational
+ones a write stamps): when that order is not every user attribute before every operational one, the record is
+version 2 and its order says how the two lists interleave (databases of format 3 on: older ones hold version 1
+records only). A `*` search still sends the user blob as stored.
 
 Entries returned and the cache
 ------------------------------
@@ -131,8 +136,10 @@ __all__ = ["CommitFailed", "MdbDatabase", "ReadTxn", "WriteTxn", "open_database"
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # of the database layout; 1 had one id per index value
-_RECORD_VERSION = 1
+FORMAT_VERSION = 3  # of the database layout; 1 had one id per index value, 2 no version 2 records
+_RECORD_VERSION = 1  # a record whose attributes are all user ones first, then the operational ones
+_INTERLEAVED_RECORD_VERSION = 2  # a record with its attributes' order (`EntryCodec.encode`)
+_ORDER_SIZE = struct.Struct(">I")
 INDEX_KINDS = frozenset({"eq", "pres", "sub", "approx"})
 _KIND_ALIASES = {
     "eq": "eq",
@@ -449,12 +456,13 @@ class EntryCodec:
 
     def encode(
         self, entry: Entry, ndn: str, parent: bytes, previous: Entry | None = None
-    ) -> tuple[bytes, bytes, bytes]:
-        """(record, user blob, operational blob). `previous`: the stored entry this one replaces (decoded from its
+    ) -> tuple[bytes, bytes, bytes | None]:
+        """(record, user blob, operational blob: None when the attributes of both kinds interleave). `previous`: the stored entry this one replaces (decoded from its
         record): the encoding of a large attribute whose values it kept, or added to at the end, is taken from
         there (a modify of a group of 100,000 members encodes what changed, not every member again)."""
         user: list[bytes] = []
         oper: list[bytes] = []
+        order = bytearray()  # 0: the next user attribute, 1: the next operational one
         operational = self._operational
         spans: dict[str, tuple[bytes, int, int, int] | None] | None = None
         for key, attr in entry.attrs.items():
@@ -473,12 +481,21 @@ class EntryCodec:
             if piece is None:
                 piece = encode_partial_attribute(attr.name, encode_values(values))
             (oper if kind else user).append(piece)
+            order.append(kind)
         ublob = b"".join(user)
         oblob = b"".join(oper)
         bndn = ndn.encode("utf-8", "surrogateescape")
         bdn = entry.dn.encode("utf-8", "surrogateescape")
-        head = _HDR.pack(_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
-        return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
+        if b"\x01\x00" not in order:  # every user attribute first: the common record, blobs as they are
+            head = _HDR.pack(_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
+            return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
+        head = _HDR.pack(_INTERLEAVED_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
+        record = b"".join((head, bndn, bdn, ublob, oblob, order, _ORDER_SIZE.pack(len(order))))
+        return (
+            record,
+            ublob,
+            None,
+        )  # (no operational blob to send as is: its attributes go between the others)
 
     def attribute_spans(self, entry: Entry) -> dict[str, tuple[bytes, int, int, int] | None]:
         """Where each attribute of a stored entry is in its encoded lists: key -> (blob, start, values start,
@@ -767,6 +784,9 @@ class MdbDatabase:
             elif int(version) == 1:
                 _upgrade_from_1(self.env, txn, meta)  # in this transaction: all or nothing
                 self.upgraded_from = 1
+            elif int(version) == 2:  # format 3 adds version 2 records (interleaved attributes): nothing to convert
+                txn.put(_M_VERSION, str(FORMAT_VERSION).encode(), db=meta)
+                self.upgraded_from = 2
             elif int(version) != FORMAT_VERSION:
                 self.env.close()
                 raise StorageError(
@@ -1055,33 +1075,38 @@ class MdbDatabase:
             except KeyError:  # the writer thread dropped it meanwhile: the entry is still the right one
                 pass
             return cached[1]
-        _v, _parent, ln, ld, lu = _HDR.unpack_from(rec)
+        version, _parent, ln, ld, lu = _HDR.unpack_from(rec)
         o = _HDR_SIZE + ln
         dn = rec[o : o + ld].decode("utf-8", "surrogateescape")
         o += ld
         ublob = rec[o : o + lu]
-        oblob = rec[o + lu :]
+        order = None
+        if version == _RECORD_VERSION:
+            oblob = rec[o + lu :]
+        else:  # the attributes' order after the two lists
+            end = len(rec) - _ORDER_SIZE.size
+            start = end - _ORDER_SIZE.unpack_from(rec, end)[0]
+            oblob = rec[o + lu : start]
+            order = rec[start:end]
         attrs: dict[str, Attribute] = {}
         key_of = self._attr_key
         # the version this record replaces, when still cached: a large attribute whose encoding it kept (or added
         # to) keeps its decoded values, and what they were found to hold (Attribute.normalized)
         older = cached[1] if cached is not None and len(rec) > _REUSE_RECORD else None
         spans = self.codec.attribute_spans(older) if older is not None else None
-        for blob in (ublob, oblob):
-            if not blob:
-                continue
-            if spans is None:
-                items = [Attribute(name, values) for name, values in decode_partial_attribute_list(blob)]
-            else:
-                items = _decode_reusing(blob, older, spans, key_of)  # type: ignore[arg-type]
-            for attribute in items:
-                key = key_of(attribute.name)
-                prev = attrs.get(key)
-                # met twice: a new Attribute (`prev` may be the older version's)
-                attrs[key] = (
-                    attribute if prev is None else Attribute(prev.name, prev.values + attribute.values)
-                )
-        entry = Entry(dn, attrs, eid, ublob, oblob)
+        user = self._attributes(ublob, older, spans)
+        oper = self._attributes(oblob, older, spans)
+        if order is None:
+            items = user + oper
+        else:  # interleaved as written
+            kinds = (iter(user), iter(oper))
+            items = [next(kinds[kind]) for kind in order]
+        for attribute in items:
+            key = key_of(attribute.name)
+            prev = attrs.get(key)
+            # met twice: a new Attribute (`prev` may be the older version's)
+            attrs[key] = attribute if prev is None else Attribute(prev.name, prev.values + attribute.values)
+        entry = Entry(dn, attrs, eid, ublob, oblob if order is None else None)
         if keep and self.cache_size > 0:
             cache = self._cache
             cache[eid] = (rec, entry)
@@ -1091,6 +1116,14 @@ class MdbDatabase:
                 except KeyError:  # emptied by the other thread (the loop reads while the writer writes)
                     pass
         return entry
+
+    def _attributes(self, blob: bytes, older: Entry | None, spans: dict | None) -> list[Attribute]:
+        """The attributes of one of a record's lists (reusing the older version's where `spans` says so)."""
+        if not blob:
+            return []
+        if spans is None:
+            return [Attribute(name, values) for name, values in decode_partial_attribute_list(blob)]
+        return _decode_reusing(blob, older, spans, self._attr_key)  # type: ignore[arg-type]
 
     # --- misc -------------------------------------------------------------------------------------------------
 
@@ -2329,7 +2362,7 @@ class WriteTxn(ReadTxn):
                 c_new_dn = f"{split_rdn(c_old_dn)[0]},{p_new_dn}"
                 bn = c_new_ndn.encode("utf-8", "surrogateescape")
                 bd = c_new_dn.encode("utf-8", "surrogateescape")
-                new_rec = _HDR.pack(_RECORD_VERSION, parent, len(bn), len(bd), lu) + bn + bd + body
+                new_rec = _HDR.pack(_v, parent, len(bn), len(bd), lu) + bn + bd + body  # (the rest as it was)
                 self._put(cid, new_rec, db._id2entry)
                 if c_new_ndn != c_old_ndn:
                     self._del(c_old_ndn.encode("utf-8", "surrogateescape"), None, db._dn2id)

@@ -1568,12 +1568,14 @@ class Directory:
 
         def put(key: str, name: str, value: bytes) -> None:
             if key not in kept:
+                entry.attrs.pop(key, None)  # replaced: moved to the end, as slapd's replace moves an attribute
                 entry.put(key, name, [value])
 
         if created:
             put("entryuuid", "entryUUID", str(uuid.uuid1()).encode())
             put("creatorsname", "creatorsName", who)
             put("createtimestamp", "createTimestamp", now)
+        entry.attrs.pop("entrycsn", None)
         entry.put("entrycsn", "entryCSN", [csn.encode()])
         put("modifiersname", "modifiersName", who)
         put("modifytimestamp", "modifyTimestamp", now)
