@@ -638,7 +638,8 @@ def test_serve_upgrades_format_1_database(tmp_path: Path) -> None:
         add_as_root(server.url, ENTRY.replace("uid=svc,", "uid=after,").replace("uid: svc", "uid: after"))
         monitor = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-H", server.ldapi_url, "-b", "cn=Monitor", "-s",
                             "base", "monitoredInfo")  # fmt: skip
-        assert f"monitoredInfo: database format {FORMAT_VERSION}" in monitor.stdout, monitor.stdout + monitor.stderr
+        shown = monitor.stdout + monitor.stderr
+        assert f"monitoredInfo: database format {FORMAT_VERSION}" in monitor.stdout, shown
     finally:
         assert server.stop() == 0
         slapd.stop()

@@ -457,9 +457,10 @@ class EntryCodec:
     def encode(
         self, entry: Entry, ndn: str, parent: bytes, previous: Entry | None = None
     ) -> tuple[bytes, bytes, bytes | None]:
-        """(record, user blob, operational blob: None when the attributes of both kinds interleave). `previous`: the stored entry this one replaces (decoded from its
-        record): the encoding of a large attribute whose values it kept, or added to at the end, is taken from
-        there (a modify of a group of 100,000 members encodes what changed, not every member again)."""
+        """(record, user blob, operational blob: None when the attributes of both kinds interleave). `previous`:
+        the stored entry this one replaces (decoded from its record): the encoding of a large attribute whose
+        values it kept, or added to at the end, is taken from there (a modify of a group of 100,000 members
+        encodes what changed, not every member again)."""
         user: list[bytes] = []
         oper: list[bytes] = []
         order = bytearray()  # 0: the next user attribute, 1: the next operational one
@@ -491,11 +492,8 @@ class EntryCodec:
             return b"".join((head, bndn, bdn, ublob, oblob)), ublob, oblob
         head = _HDR.pack(_INTERLEAVED_RECORD_VERSION, _unpack_id(parent), len(bndn), len(bdn), len(ublob))
         record = b"".join((head, bndn, bdn, ublob, oblob, order, _ORDER_SIZE.pack(len(order))))
-        return (
-            record,
-            ublob,
-            None,
-        )  # (no operational blob to send as is: its attributes go between the others)
+        # no operational blob to send as is: its attributes go between the others
+        return record, ublob, None
 
     def attribute_spans(self, entry: Entry) -> dict[str, tuple[bytes, int, int, int] | None]:
         """Where each attribute of a stored entry is in its encoded lists: key -> (blob, start, values start,
@@ -784,7 +782,7 @@ class MdbDatabase:
             elif int(version) == 1:
                 _upgrade_from_1(self.env, txn, meta)  # in this transaction: all or nothing
                 self.upgraded_from = 1
-            elif int(version) == 2:  # format 3 adds version 2 records (interleaved attributes): nothing to convert
+            elif int(version) == 2:  # format 3 adds version 2 records (attributes interleaved): no change
                 txn.put(_M_VERSION, str(FORMAT_VERSION).encode(), db=meta)
                 self.upgraded_from = 2
             elif int(version) != FORMAT_VERSION:

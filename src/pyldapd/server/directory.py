@@ -1568,7 +1568,7 @@ class Directory:
 
         def put(key: str, name: str, value: bytes) -> None:
             if key not in kept:
-                entry.attrs.pop(key, None)  # replaced: moved to the end, as slapd's replace moves an attribute
+                entry.attrs.pop(key, None)  # replaced: to the end, as slapd's replace moves an attribute
                 entry.put(key, name, [value])
 
         if created:
