@@ -1127,6 +1127,15 @@ def test_attributes_keep_slapds_order_across_writes(pair):
                 slapd, ours = run_both(pair, "ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-b", dn, "-s",
                                        "base", "(objectClass=*)", *attrs)  # fmt: skip
                 assert names(ours) == names(slapd), (ldif, attrs)
+        moved = f"cn=Order Moved,{P}"  # a modrdn adds the new RDN's value to cn, and stamps like a modify
+        slapd, ours = run_both(pair, "ldapmodify", *ADMIN,
+                               input=f"dn: {dn}\nchangetype: modrdn\nnewrdn: cn=Order Moved\ndeleteoldrdn: 0\n")  # fmt: skip
+        assert slapd.returncode == ours.returncode == 0, (slapd.stderr, ours.stderr)
+        dn = moved
+        for attrs in (["*", "+"], ["*", "creatorsName", "modifiersName"]):
+            slapd, ours = run_both(pair, "ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-b", dn, "-s", "base",
+                                   "(objectClass=*)", *attrs)  # fmt: skip
+            assert names(ours) == names(slapd), ("modrdn", attrs, ours.stdout, slapd.stdout)
         read = names(ours)  # (the last read: * creatorsName modifiersName)
         assert (
             read.index("creatorsName")
