@@ -93,6 +93,8 @@ SCRIPTS = (
     "test010-passwd",
     "test016-subref",
     "test037-manage",
+    # a cn=config built with slapadd -n0 from LDIF with include: lines; {ARGON2} passwords
+    "test083-argon2",
 )
 
 # configure's module flags (run.in's @BUILD_*@): "mod" = a loadable module, "yes" = built in, "no" = absent.
@@ -101,12 +103,16 @@ _ALL_BUILD = (
     "HOMEDIR MEMBEROF OTP PROXYCACHE PPOLICY REFINT REMOTEAUTH RETCODE TRANSLUCENT UNIQUE RWM SYNCPROV VALSORT"
 ).split()
 # Debian's slapd 2.5.13: the modules in /usr/lib/ldap (no lloadd, no back-wt, no autoca).
-DEBIAN_BUILD = {name: "mod" for name in _ALL_BUILD} | {"BALANCER": "no", "WT": "no", "AUTOCA": "no"}
-# pyldapd: back-mdb and syncprov are built in (back-monitor and glue are core); accesslog is a "module": pyldapd,
+# (password modules are "yes" or "no": test083 loads argon2.la when it is "yes")
+DEBIAN_BUILD = {name: "mod" for name in _ALL_BUILD} | {"BALANCER": "no", "WT": "no", "AUTOCA": "no",
+                                                     "PW_ARGON2": "yes"}  # fmt: skip
+# pyldapd: back-mdb and syncprov are built in (back-monitor and glue are core), {ARGON2} too (moduleload argon2 is
+# known and changes nothing); accesslog is a "module": pyldapd,
 # like Debian's modular slapd, knows the accesslog schema once `moduleload accesslog` (or an olcModuleLoad over
 # cn=config) or an accesslog overlay asks for it, where a static slapd registers it at start (test086 names req*
 # attributes in an olcDbIndex before any accesslog overlay); no back-ldap (so no chain), no other backend or overlay
-PYLDAPD_BUILD = {name: "no" for name in _ALL_BUILD} | {"MDB": "yes", "SYNCPROV": "yes", "ACCESSLOG": "mod"}
+PYLDAPD_BUILD = {name: "no" for name in _ALL_BUILD} | {"MDB": "yes", "SYNCPROV": "yes", "ACCESSLOG": "mod",
+                                                      "PW_ARGON2": "yes"}  # fmt: skip
 
 
 def cache_dir() -> Path:
@@ -296,6 +302,7 @@ def make_tree(root: Path, server: str) -> Path:
             "back-null",
             "back-perl",
             "overlays",
+            "pwmods",
         ):
             _symlink(DEBIAN_MODULES, slapd_dir / folder)
     _symlink("/usr/bin", root / "clients" / "tools")
@@ -323,8 +330,8 @@ def make_tree(root: Path, server: str) -> Path:
         "BUILD_LIBS_DYNAMIC": "dynamic" if modular == "yes" else "static",
     } | {f"BUILD_{name}": flag for name, flag in build.items()}
     text = (source / "tests" / "run.in").read_text()
-    text = re.sub(r"@([A-Za-z_]+)@", lambda m: values.get(m.group(1), m.group(0)), text)
-    leftover = re.findall(r"@[A-Za-z_]+@", text)
+    text = re.sub(r"@([A-Za-z0-9_]+)@", lambda m: values.get(m.group(1), m.group(0)), text)
+    leftover = re.findall(r"@[A-Za-z0-9_]+@", text)
     if leftover:
         raise RuntimeError(f"run.in: no value for {sorted(set(leftover))}")
     (tests / "run").write_text(text)

@@ -291,6 +291,13 @@ def test_include_lines_read_the_named_file(tmp_path):
         "cn=x",
     ]
     assert [r.dn for r in parse(f"include: file://{included}\n")] == ["cn=core,cn=schema,cn=config"]
+    # several in a row, and a record right after them (test083's config LDIF), in both readers
+    cosine = tmp_path / "cosine.ldif"
+    cosine.write_text("dn: cn=cosine,cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: cosine\n")
+    for comment in ("", "# a comment sends it to the line reader\n"):
+        text = f"{comment}include: file://{included}\ninclude: file://{cosine}\ndn: cn=y\ncn: y\n"
+        assert [r.dn for r in parse(text)] == ["cn=core,cn=schema,cn=config", "cn=cosine,cn=schema,cn=config",
+                                               "cn=y"]  # fmt: skip
 
 
 def test_include_refusals(tmp_path):

@@ -61,6 +61,7 @@ class Directive:
 KNOWN_MODULES = {
     "back_mdb", "back_hdb", "back_bdb", "back_monitor", "back_ldif", "syncprov", "accesslog", "ppolicy",
     "memberof", "refint", "unique", "back_null", "dynlist", "constraint", "auditlog",
+    "argon2",  # pw-argon2: pyldapd's {ARGON2} scheme is built in
 }  # fmt: skip
 
 # Directives of slapd.conf(5) that only tune slapd's own threads, caches and storage layout: pyldapd accepts and

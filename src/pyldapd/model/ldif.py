@@ -230,10 +230,11 @@ def _parse_lines(data: bytes, allow_urls: bool, first_line: int, header: bool,
 def _records(
     lines: list[tuple[int, bytes]], allow_urls: bool, implicit_modify: bool = False
 ) -> Iterator[LDIFRecord]:
-    """One record, or the records of the LDIF file an `include: file://...` line names (slapd's LDIF reader
-    takes them, as in the cn=config LDIF of OpenLDAP's test063)."""
-    number, first = lines[0]
-    if first[:8].lower() == b"include:" and len(lines) == 1:
+    """One record, after the records of the LDIF files its leading `include: file://...` lines name: slapd's LDIF
+    reader takes those in place before a record starts (ldif_read_record), one line or several in a row, as in
+    the cn=config LDIF of OpenLDAP's test063 and test083."""
+    while lines and lines[0][1][:8].lower() == b"include:":
+        number, first = lines.pop(0)
         url = first[8:].strip().decode("utf-8", "replace")
         if not url.lower().startswith("file:"):  # slapd opens a URL (ldif_open_url), never a bare path
             raise LDIFError(f"ldif_read_record: include {url} failed", number)
@@ -245,8 +246,8 @@ def _records(
             yield from parse_ldif(included, allow_urls=allow_urls, implicit_modify=implicit_modify)
         except RecursionError:  # a file that includes itself, directly or not
             raise LDIFError(f"include {url}: nested too deeply", number) from None
-        return
-    yield _record(lines, allow_urls, implicit_modify)
+    if lines:
+        yield _record(lines, allow_urls, implicit_modify)
 
 
 _LINE_READER_MARKS = (b"\n ", b"\n#", b"\n\t", b"\n\v", b"\n\f", b"\r")
@@ -281,8 +282,8 @@ def _parse_plain(data: bytes, allow_urls: bool, line: int, header: bool,
                 start += 1
                 if not lines:
                     continue
-        if lines[0][:8].lower() == b"include:" and len(lines) == 1:
-            yield from _records([(start, lines[0])], allow_urls, implicit_modify)
+        if lines[0][:8].lower() == b"include:":
+            yield from _records(list(enumerate(lines, start)), allow_urls, implicit_modify)
             continue
         if (
             implicit_modify
