@@ -2351,7 +2351,7 @@ class WriteTxn(ReadTxn):
                 rec = t.get(cid, db=db._id2entry)
                 if rec is None:
                     continue
-                _v, parent, ln, ld, lu = _HDR.unpack_from(rec)
+                version, parent, ln, ld, lu = _HDR.unpack_from(rec)
                 c_old_ndn = rec[_HDR_SIZE : _HDR_SIZE + ln].decode("utf-8", "surrogateescape")
                 c_old_dn = rec[_HDR_SIZE + ln : _HDR_SIZE + ln + ld].decode("utf-8", "surrogateescape")
                 body = rec[_HDR_SIZE + ln + ld :]
@@ -2360,7 +2360,7 @@ class WriteTxn(ReadTxn):
                 c_new_dn = f"{split_rdn(c_old_dn)[0]},{p_new_dn}"
                 bn = c_new_ndn.encode("utf-8", "surrogateescape")
                 bd = c_new_dn.encode("utf-8", "surrogateescape")
-                new_rec = _HDR.pack(_v, parent, len(bn), len(bd), lu) + bn + bd + body  # (the rest as it was)
+                new_rec = _HDR.pack(version, parent, len(bn), len(bd), lu) + bn + bd + body  # (the rest as is)
                 self._put(cid, new_rec, db._id2entry)
                 if c_new_ndn != c_old_ndn:
                     self._del(c_old_ndn.encode("utf-8", "surrogateescape"), None, db._dn2id)
