@@ -2360,7 +2360,7 @@ class WriteTxn(ReadTxn):
                 c_new_dn = f"{split_rdn(c_old_dn)[0]},{p_new_dn}"
                 bn = c_new_ndn.encode("utf-8", "surrogateescape")
                 bd = c_new_dn.encode("utf-8", "surrogateescape")
-                new_rec = _HDR.pack(version, parent, len(bn), len(bd), lu) + bn + bd + body  # (the rest as is)
+                new_rec = _HDR.pack(version, parent, len(bn), len(bd), lu) + bn + bd + body
                 self._put(cid, new_rec, db._id2entry)
                 if c_new_ndn != c_old_ndn:
                     self._del(c_old_ndn.encode("utf-8", "surrogateescape"), None, db._dn2id)
