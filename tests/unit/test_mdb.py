@@ -958,6 +958,14 @@ def test_attributes_keep_their_order_across_user_and_operational(tmp_path: Path,
             assert list(back.attrs) == order
             assert back.get("description") == [b"after the operational one"]
             assert back.encoded_user is not None and back.encoded_operational is None
+            # a search for * and + sends them in that order too (then what the server computes)
+            from pyldapd.protocol.ldap import decode_partial_attribute_list
+            from pyldapd.server.directory import AttributeSelection
+
+            sent = AttributeSelection(schema, ["*", "+"], False).encode(back, None)
+            names = [name.lower() for name, _values in decode_partial_attribute_list(sent)]
+            assert names[: len(order)] == order and names[len(order) :] == ["entrydn", "subschemasubentry",
+                                                                             "hassubordinates"]  # fmt: skip
             assert r.get(n(schema, "uid=plain,ou=People,dc=Example,dc=com")).encoded_operational is not None
             versions = {
                 rec[0] for rec in r._check().cursor(db.dbs["id2entry"]).iternext(keys=False, values=True)

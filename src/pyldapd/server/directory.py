@@ -2332,8 +2332,13 @@ class AttributeSelection:
             return b""
         if self.fast_user_only and entry.encoded_user is not None:
             return entry.encoded_user
-        if self.fast_all and entry.encoded_user is not None and entry.encoded_operational is not None:
-            return entry.encoded_user + entry.encoded_operational + self.encode_computed(entry, has_children)
+        if self.fast_all and entry.encoded_user is not None:  # a stored entry, every attribute
+            computed = self.encode_computed(entry, has_children)
+            if entry.encoded_operational is not None:
+                return entry.encoded_user + entry.encoded_operational + computed
+            # its attributes of both kinds interleave (backends/mdb.py): each in its order, as stored
+            stored = [(attribute.name, attribute.values) for attribute in entry.attrs.values()]
+            return ldap.encode_partial_attribute_list(stored) + computed
         chosen: list[tuple[str, list[bytes]]] = []
         with_options = self.with_options
         for key, attribute in entry.attrs.items():
