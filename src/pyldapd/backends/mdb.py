@@ -1424,7 +1424,7 @@ class ReadTxn:
                 if scope == Scope.ONE:
                     if parent != base_pid:
                         continue
-                else:
+                elif parent != base_pid:  # (a child of the base is in subtree or children scope)
                     ndn_b = rec[_HDR_SIZE : _HDR_SIZE + ln]
                     if ndn_b == base_b:
                         if scope == Scope.CHILDREN:
