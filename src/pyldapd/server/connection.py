@@ -616,8 +616,7 @@ class LDAPConnection(asyncio.Protocol):
         if out is not None:
             if self.transport is None or self.transport.is_closing():
                 return  # as below: nothing written, nothing counted
-            self.stats.sent(data)
-            out.append(data)
+            out.append(data)  # (counted when written: `flush`)
             self.out_size += len(data)
             if self.out_size >= FLUSH_AT:
                 self.flush([])
@@ -634,7 +633,9 @@ class LDAPConnection(asyncio.Protocol):
             return
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.stats.sent(data)  # (one walk of the PDU headers for all of them)
+            transport.write(data)
 
     def reset_idle(self) -> None:
         timeout = self.server.config.idletimeout
