@@ -616,7 +616,8 @@ class LDAPConnection(asyncio.Protocol):
         if out is not None:
             if self.transport is None or self.transport.is_closing():
                 return  # as below: nothing written, nothing counted
-            out.append(data)  # (counted when written: `flush`)
+            self.stats.sent(data)
+            out.append(data)
             self.out_size += len(data)
             if self.out_size >= FLUSH_AT:
                 self.flush([])
@@ -633,9 +634,7 @@ class LDAPConnection(asyncio.Protocol):
             return
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            data = out[0] if len(out) == 1 else b"".join(out)
-            self.stats.sent(data)  # (one walk of the PDU headers for all of them)
-            transport.write(data)
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def reset_idle(self) -> None:
         timeout = self.server.config.idletimeout
