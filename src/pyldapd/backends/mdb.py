@@ -1272,10 +1272,7 @@ class ReadTxn:
 
     def csn_after(self, csn: str | bytes) -> Iterator[Entry]:
         """Entries whose entryCSN is greater than csn, in ascending entryCSN order."""
-        raw = csn.encode() if isinstance(csn, str) else bytes(csn)
-        at = self.db._type("entrycsn")
-        if at is not None and at.equality is not None:
-            raw = at.equality.normalize(raw) or raw
+        raw = self._csn_key(csn.encode() if isinstance(csn, str) else bytes(csn))
         cur = self._check().cursor(self.db.dbs["csn"])
         ids: list[bytes] = []
         if cur.set_range(raw):
@@ -1288,13 +1285,17 @@ class ReadTxn:
             if entry is not None:
                 yield entry
 
+    def _csn_key(self, csn: bytes) -> bytes:
+        """A CSN as the csn index keys it (normalized by entryCSN's equality rule; as given if it is none)."""
+        at = self.db._type("entrycsn")
+        if at is not None and at.equality is not None:
+            return at.equality.normalize(csn) or csn
+        return csn
+
     def newest_csn(self, sid: int, after: str = "") -> str | None:
         """The greatest entryCSN of server `sid` above `after`, from the csn index's keys alone: walked back from
         the newest, no entry read (a start over a million entries of other servers' CSNs reads no entry)."""
-        floor = after.encode()
-        at = self.db._type("entrycsn")
-        if floor and at is not None and at.equality is not None:
-            floor = at.equality.normalize(floor) or floor
+        floor = self._csn_key(after.encode()) if after else b""
         cur = self._check().cursor(self.db.dbs["csn"])
         try:
             if not cur.last():

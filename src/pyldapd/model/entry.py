@@ -91,5 +91,10 @@ class Entry:
         else:
             self.attrs.pop(key, None)
 
+    def replace(self, key: str, name: str, values: list[bytes]) -> None:
+        """`put` as slapd's replace does it: the attribute is deleted and added anew, so it moves to the end."""
+        self.attrs.pop(key, None)
+        self.put(key, name, values)
+
     def copy(self) -> Entry:
         return Entry(self.dn, {k: Attribute(a.name, list(a.values)) for k, a in self.attrs.items()}, self.id)

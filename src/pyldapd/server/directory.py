@@ -381,9 +381,7 @@ class Backend:
         """Copy the in-memory contextCSN vector onto the suffix entry, as syncprov's checkpoint does. On the
         database's writer thread (SyncProvider.checkpoint submits it there) in the running operation's nested
         transaction; elsewhere (the stop, the tools) in a transaction of its own."""
-        if not self.context.values() and not self.context.latest():
-            return
-        if not self.keeps_context:
+        if not self.keeps_context or (not self.context.values() and not self.context.latest()):
             return
         with self.db.writing() as txn:
             # the vector of the latest commit, read under the write lock: a group commit whose effects have not
@@ -1568,15 +1566,13 @@ class Directory:
 
         def put(key: str, name: str, value: bytes) -> None:
             if key not in kept:
-                entry.attrs.pop(key, None)  # replaced: to the end, as slapd's replace moves an attribute
-                entry.put(key, name, [value])
+                entry.replace(key, name, [value])
 
         if created:
             put("entryuuid", "entryUUID", str(uuid.uuid1()).encode())
             put("creatorsname", "creatorsName", who)
             put("createtimestamp", "createTimestamp", now)
-        entry.attrs.pop("entrycsn", None)
-        entry.put("entrycsn", "entryCSN", [csn.encode()])
+        entry.replace("entrycsn", "entryCSN", [csn.encode()])
         put("modifiersname", "modifiersName", who)
         put("modifytimestamp", "modifyTimestamp", now)
         return csn

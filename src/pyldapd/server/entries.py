@@ -652,9 +652,7 @@ def apply_modifications(schema: Schema, entry: Entry, changes: Sequence) -> None
                 del entry.attrs[key]
         elif op == MOD_REPLACE:
             change_values = prettify(schema, at, change.values, description)
-            # slapd's replace deletes the attribute and adds it anew: it moves to the end of the entry
-            entry.attrs.pop(key, None)
-            entry.put(key, stored_description(at, description), change_values)
+            entry.replace(key, stored_description(at, description), change_values)
         elif op == MOD_INCREMENT:
             if attribute is None:
                 raise LDAPError(
