@@ -1,0 +1,186 @@
+"""CPU of one uid= search, layer by layer, in one process: which part of pyldapd's request path costs what.
+
+    .venv/bin/python bench/bench_search_layers.py [--searches 20000] [--repeat 5]
+
+Loads bench_concurrency's data (10,000 users, 2,000 items) into a pyldapd database, then times, in this process
+and without sockets, the same uid= exact searches (as ldclt's `-e esearch,random` sends them: subtree under
+ou=People, no attribute list, no control, anonymous) through four cumulative layers:
+
+1. `decode`: the request PDU decoded (protocol/ldap.py);
+2. `bare`: decoded, base normalized, candidates planned and read (MdbDatabase.search), the compiled filter tested,
+   the stored encoding and the result encoded: pyldapd's codec and storage, nothing else (bench_floor's `bare`);
+3. `directory`: decoded, then Directory.search_steps run to its end and the result encoded: the directory
+   engine's search (access control, limits, referrals, glue, subentries, selection);
+4. `connection`: the PDU handed to LDAPConnection.data_received of a connection whose transport only counts its
+   writes: the whole request path of the server (framing, dispatch, counters, checks, time slices, answer).
+
+Prints microseconds per search for each (the best and the median of --repeat passes). The differences are what
+each layer adds; bench_floor.py shows what they cost in searches per second against slapd. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_concurrency as bc  # noqa: E402
+
+from tests.servers import slapd_conf  # noqa: E402
+
+USERS, ITEMS, WIDTH = 10_000, 2_000, 5
+SEARCH_DONE = 0x65
+
+
+def search_pdu(message_id: int, uid: str) -> bytes:
+    """A SearchRequest as ldclt sends it: (uid=...) under ou=People, subtree, no attributes."""
+    from pyldapd.protocol.ber import encode_integer, tlv
+
+    equality = tlv(0xA3, tlv(0x04, b"uid") + tlv(0x04, uid.encode()))
+    # scope subtree, derefAliases never, sizeLimit 0, timeLimit 0, typesOnly FALSE, the filter, no attributes
+    body = tlv(0x04, bc.PEOPLE.encode()) + b"\x0a\x01\x02\x0a\x01\x00\x02\x01\x00\x02\x01\x00\x01\x01\x00"
+    return tlv(0x30, encode_integer(message_id) + tlv(0x63, body + equality + b"\x30\x00"))
+
+
+class CountingTransport(asyncio.Transport):
+    """A transport that keeps nothing: the connection's writes are counted, not sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.closed = False
+
+    def write(self, data) -> None:
+        self.writes += 1
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def measure(conf_path: Path, pdus: list[bytes], repeat: int) -> dict[str, list[float]]:
+    from pyldapd.config.slapdconf import load_slapd_conf
+    from pyldapd.model.dn import normalize_dn
+    from pyldapd.protocol import ldap
+    from pyldapd.server.app import Server
+    from pyldapd.server.connection import LDAPConnection
+    from pyldapd.server.directory import Session
+    from pyldapd.server.log import Logger
+    from pyldapd.server.steps import LONG_LIVED, run_steps
+
+    server = Server(load_slapd_conf(str(conf_path)), [], Logger(0))
+    LONG_LIVED.install()
+    directory = server.directory
+    schema, filters, db = directory.schema, directory.filters, directory.backends[0].db
+    session = Session(conn_id=1)
+    sink: list[bytes] = []
+    conn = LDAPConnection(server, "ldap://127.0.0.1:389/", False)
+    transport = CountingTransport()
+    conn.connection_made(transport)
+
+    def decode() -> None:
+        for pdu in pdus:
+            ldap.decode_message(pdu, 64)
+
+    def bare() -> None:
+        for pdu in pdus:
+            message = ldap.decode_message(pdu, 64)
+            op = message.op
+            matches = filters.compile(op.filter)
+            with db.read() as txn:
+                for entry in txn.search(normalize_dn(op.base, schema), op.scope, op.filter):
+                    if matches(entry):
+                        sink.append(
+                            ldap.encode_search_result_entry(message.message_id, entry.dn, entry.encoded_user)
+                        )
+            sink.append(ldap.encode_result(message.message_id, SEARCH_DONE, 0))
+
+    def engine() -> None:
+        for pdu in pdus:
+            message = ldap.decode_message(pdu, 64)
+            run_steps(directory.search_steps(session, message.message_id, message.op, [], sink.append))
+            sink.append(ldap.encode_result(message.message_id, SEARCH_DONE, 0))
+
+    def connection() -> None:
+        for pdu in pdus:
+            conn.data_received(pdu)
+
+    layers = {"decode": decode, "bare": bare, "directory": engine, "connection": connection}
+    for run in layers.values():  # warm: the entry cache, the DN and filter caches
+        run()
+        sink.clear()
+    writes = transport.writes
+    times: dict[str, list[float]] = {name: [] for name in layers}
+    for _ in range(repeat):
+        for name, run in layers.items():
+            started = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - started) / len(pdus) * 1e6)
+            sink.clear()
+    if transport.writes - writes != repeat * len(pdus):
+        raise SystemExit(
+            f"the connection wrote {transport.writes - writes} times for {repeat * len(pdus)} searches"
+        )
+    conn.connection_lost(None)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--searches", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="pyldapd-layers-"))
+    try:
+        ldif = root / "data.ldif"
+        ldif.write_text(bc.make_ldif(USERS, ITEMS, WIDTH))
+        db = root / "db"
+        db.mkdir()
+        conf_path = root / "slapd.conf"
+        conf_path.write_text(slapd_conf(db, indexes=bc.INDEXES, modules=True,
+                                        extra_global="loglevel none\nthreads 1"))  # fmt: skip
+        load = [sys.executable, "-m", "pyldapd.cli.main", "add", "-q", "-f", str(conf_path), "-l", str(ldif)]
+        subprocess.run(load, check=True, capture_output=True, timeout=600)
+        rng = random.Random(1)
+        pdus = [
+            search_pdu(n % 100_000 + 1, f"user{rng.randrange(USERS):0{WIDTH}d}") for n in range(args.searches)
+        ]
+        import uvloop
+
+        times = uvloop.run(measure(conf_path, pdus, args.repeat))
+        print(f"{args.searches} uid= searches x {args.repeat}, in one process; microseconds per search")
+        print(f"{'layer':12s} {'best':>7s} {'median':>7s}   {'adds (best)':>11s}")
+        previous = 0.0
+        for name, figures in times.items():
+            best = min(figures)
+            print(f"{name:12s} {best:7.1f} {statistics.median(figures):7.1f}   {best - previous:+11.1f}")
+            previous = best
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
