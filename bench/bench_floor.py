@@ -68,10 +68,49 @@ def serve_forever(sock: socket.socket, workers: int, protocol_factory) -> None:
     uvloop.run(main())
 
 
+class Responder(asyncio.Protocol):
+    """Frames the requests of one connection and writes the answers of each read in one write."""
+
+    def connection_made(self, transport) -> None:
+        from pyldapd.protocol.ldap import MessageFramer
+
+        self.transport = transport
+        self.framer = MessageFramer()
+
+    def data_received(self, data: bytes) -> None:
+        out: list[bytes] = []
+        for pdu in self.framer.feed(data):
+            if not self.answer(pdu, out):
+                self.transport.close()
+                return
+        if out:
+            self.transport.write(b"".join(out))
+
+    def answer(self, pdu: bytes, out: list[bytes]) -> bool:
+        """Append the responses to one request; False: an Unbind, the connection ends."""
+        raise NotImplementedError
+
+
+def bare_search(pdu: bytes, schema, filters, db, out: list[bytes]):
+    """pyldapd's codec and storage alone on one request: a search answered into `out`; returns the message."""
+    from pyldapd.model.dn import normalize_dn
+    from pyldapd.protocol import ldap
+
+    message = ldap.decode_message(pdu, 64)
+    op, mid = message.op, message.message_id
+    if isinstance(op, ldap.SearchRequest):
+        matches = filters.compile(op.filter)
+        with db.read() as txn:
+            for entry in txn.search(normalize_dn(op.base, schema), op.scope, op.filter):
+                if matches(entry):
+                    out.append(ldap.encode_search_result_entry(mid, entry.dn, entry.encoded_user))
+        out.append(ldap.encode_result(mid, SEARCH_DONE, 0))
+    return message
+
+
 def bare_protocol(conf_path: str):
     """pyldapd's codec and storage, nothing else (see the module docstring)."""
     from pyldapd.config.slapdconf import load_slapd_conf
-    from pyldapd.model.dn import normalize_dn
     from pyldapd.protocol import ldap
     from pyldapd.server.app import build_schema
     from pyldapd.server.directory import Directory
@@ -80,30 +119,12 @@ def bare_protocol(conf_path: str):
     directory = Directory(config, build_schema(config), 0)
     schema, filters, db = directory.schema, directory.filters, directory.backends[0].db
 
-    class Bare(asyncio.Protocol):
-        def connection_made(self, transport) -> None:
-            self.transport = transport
-            self.framer = ldap.MessageFramer()
-
-        def data_received(self, data: bytes) -> None:
-            out: list[bytes] = []
-            for pdu in self.framer.feed(data):
-                message = ldap.decode_message(pdu, 64)
-                op, mid = message.op, message.message_id
-                if isinstance(op, ldap.SearchRequest):
-                    matches = filters.compile(op.filter)
-                    with db.read() as txn:
-                        for entry in txn.search(normalize_dn(op.base, schema), op.scope, op.filter):
-                            if matches(entry):
-                                out.append(ldap.encode_search_result_entry(mid, entry.dn, entry.encoded_user))
-                    out.append(ldap.encode_result(mid, SEARCH_DONE, 0))
-                elif isinstance(op, ldap.BindRequest):
-                    out.append(ldap.encode_result(mid, ldap.BIND_RESPONSE, 0))
-                elif isinstance(op, ldap.UnbindRequest):
-                    self.transport.close()
-                    return
-            if out:
-                self.transport.write(b"".join(out))
+    class Bare(Responder):
+        def answer(self, pdu: bytes, out: list[bytes]) -> bool:
+            message = bare_search(pdu, schema, filters, db, out)
+            if isinstance(message.op, ldap.BindRequest):
+                out.append(ldap.encode_result(message.message_id, ldap.BIND_RESPONSE, 0))
+            return not isinstance(message.op, ldap.UnbindRequest)
 
     return Bare
 
@@ -123,32 +144,22 @@ def canned_protocol(_conf_path: str):
     done = b"\x0a\x01\x00\x04\x00\x04\x00"
     uid_marker = b"\x04\x03uid\x04"
 
-    class Canned(asyncio.Protocol):
-        def connection_made(self, transport) -> None:
-            self.transport = transport
-            self.framer = ldap.MessageFramer()
-
-        def data_received(self, data: bytes) -> None:
-            out: list[bytes] = []
-            for pdu in self.framer.feed(data):
-                at = 2 if pdu[1] < 0x80 else 2 + (pdu[1] & 0x7F)
-                mid_len = pdu[at + 1]
-                mid = encode_integer(int.from_bytes(pdu[at + 2 : at + 2 + mid_len], "big"))
-                op = pdu[at + 2 + mid_len]
-                if op == ldap.SEARCH_REQUEST:
-                    start = pdu.find(uid_marker) + len(uid_marker)
-                    uid = pdu[start + 1 : start + 1 + pdu[start]]
-                    dn = b"uid=" + uid + b"," + bc.PEOPLE.encode()
-                    entry = tlv(0x64, tlv(0x04, dn) + tlv(0x30, blob))
-                    out.append(tlv(0x30, mid + entry))
-                    out.append(tlv(0x30, mid + tlv(SEARCH_DONE, done)))
-                elif op == ldap.BIND_REQUEST:
-                    out.append(tlv(0x30, mid + tlv(ldap.BIND_RESPONSE, done)))
-                elif op == ldap.UNBIND_REQUEST:
-                    self.transport.close()
-                    return
-            if out:
-                self.transport.write(b"".join(out))
+    class Canned(Responder):
+        def answer(self, pdu: bytes, out: list[bytes]) -> bool:
+            at = 2 if pdu[1] < 0x80 else 2 + (pdu[1] & 0x7F)
+            mid_len = pdu[at + 1]
+            mid = encode_integer(int.from_bytes(pdu[at + 2 : at + 2 + mid_len], "big"))
+            op = pdu[at + 2 + mid_len]
+            if op == ldap.SEARCH_REQUEST:
+                start = pdu.find(uid_marker) + len(uid_marker)
+                uid = pdu[start + 1 : start + 1 + pdu[start]]
+                dn = b"uid=" + uid + b"," + bc.PEOPLE.encode()
+                entry = tlv(0x64, tlv(0x04, dn) + tlv(0x30, blob))
+                out.append(tlv(0x30, mid + entry))
+                out.append(tlv(0x30, mid + tlv(SEARCH_DONE, done)))
+            elif op == ldap.BIND_REQUEST:
+                out.append(tlv(0x30, mid + tlv(ldap.BIND_RESPONSE, done)))
+            return op != ldap.UNBIND_REQUEST
 
     return Canned
 

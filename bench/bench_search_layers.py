@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_concurrency as bc  # noqa: E402
+from bench_floor import bare_search  # noqa: E402
 
 from tests.servers import slapd_conf  # noqa: E402
 
@@ -81,7 +82,6 @@ class CountingTransport(asyncio.Transport):
 
 async def measure(conf_path: Path, pdus: list[bytes], repeat: int) -> dict[str, list[float]]:
     from pyldapd.config.slapdconf import load_slapd_conf
-    from pyldapd.model.dn import normalize_dn
     from pyldapd.protocol import ldap
     from pyldapd.server.app import Server
     from pyldapd.server.connection import LDAPConnection
@@ -105,16 +105,7 @@ async def measure(conf_path: Path, pdus: list[bytes], repeat: int) -> dict[str, 
 
     def bare() -> None:
         for pdu in pdus:
-            message = ldap.decode_message(pdu, 64)
-            op = message.op
-            matches = filters.compile(op.filter)
-            with db.read() as txn:
-                for entry in txn.search(normalize_dn(op.base, schema), op.scope, op.filter):
-                    if matches(entry):
-                        sink.append(
-                            ldap.encode_search_result_entry(message.message_id, entry.dn, entry.encoded_user)
-                        )
-            sink.append(ldap.encode_result(message.message_id, SEARCH_DONE, 0))
+            bare_search(pdu, schema, filters, db, sink)
 
     def engine() -> None:
         for pdu in pdus:
