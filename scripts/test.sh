@@ -4,8 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The interpreter: Debian's python3 where it is 3.11 or newer (built with PGO and LTO, it spends 13 to 15% less
+# CPU on a request than a plain source build such as pyenv's: bench/bench_search_layers.py), else python3.
+PYTHON=python3
+debian_python=()
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  PYTHON=/usr/bin/python3
+  debian_python=(python3-venv python3-dev)  # its venv module and the headers python-ldap builds against
+fi
+
 need_apt=()
-for pkg in slapd ldap-utils libldap2-dev libsasl2-dev dpkg-dev gcc make; do
+for pkg in slapd ldap-utils libldap2-dev libsasl2-dev dpkg-dev gcc make "${debian_python[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -19,7 +28,7 @@ fi
 if command -v service >/dev/null 2>&1; then service slapd stop >/dev/null 2>&1 || true; fi
 
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  "$PYTHON" -m venv .venv
 fi
 echo "== installing Python packages"
 .venv/bin/python -m pip install -q --upgrade pip > /dev/null
