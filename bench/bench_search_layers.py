@@ -1,6 +1,6 @@
 """CPU of one uid= search, layer by layer, in one process: which part of pyldapd's request path costs what.
 
-    .venv/bin/python bench/bench_search_layers.py [--searches 20000] [--repeat 5]
+    .venv/bin/python bench/bench_search_layers.py [--searches 20000] [--repeat 5] [--instructions]
 
 Loads bench_concurrency's data (10,000 users, 2,000 items) into a pyldapd database, then times, in this process
 and without sockets, the same uid= exact searches (as ldclt's `-e esearch,random` sends them: subtree under
@@ -15,14 +15,18 @@ ou=People, no attribute list, no control, anonymous) through four cumulative lay
    writes: the whole request path of the server (framing, dispatch, counters, checks, time slices, answer).
 
 Prints microseconds per search for each (the best and the median of --repeat passes). The differences are what
-each layer adds; bench_floor.py shows what they cost in searches per second against slapd. Not a test.
+each layer adds; bench_floor.py shows what they cost in searches per second against slapd. With --instructions,
+each layer runs under valgrind's callgrind instead, and the instructions per search are printed: the same
+figure on every run, where timings on a shared VM move by 10% (several minutes; valgrind from apt). Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -80,7 +84,9 @@ class CountingTransport(asyncio.Transport):
         pass
 
 
-async def measure(conf_path: Path, pdus: list[bytes], repeat: int) -> dict[str, list[float]]:
+async def build_layers(conf_path: Path, pdus: list[bytes]):
+    """The four layers as functions that run `pdus` through them (the caches warmed by one pass of each), the
+    connection's transport, and the list the others answer into."""
     from pyldapd.config.slapdconf import load_slapd_conf
     from pyldapd.protocol import ldap
     from pyldapd.server.app import Server
@@ -121,6 +127,11 @@ async def measure(conf_path: Path, pdus: list[bytes], repeat: int) -> dict[str, 
     for run in layers.values():  # warm: the entry cache, the DN and filter caches
         run()
         sink.clear()
+    return layers, transport, sink, conn
+
+
+async def measure(conf_path: Path, pdus: list[bytes], repeat: int) -> dict[str, list[float]]:
+    layers, transport, sink, conn = await build_layers(conf_path, pdus)
     writes = transport.writes
     times: dict[str, list[float]] = {name: [] for name in layers}
     for _ in range(repeat):
@@ -137,13 +148,71 @@ async def measure(conf_path: Path, pdus: list[bytes], repeat: int) -> dict[str, 
     return times
 
 
+def make_pdus(count: int) -> list[bytes]:
+    rng = random.Random(1)
+    return [search_pdu(n % 100_000 + 1, f"user{rng.randrange(USERS):0{WIDTH}d}") for n in range(count)]
+
+
+def run_child(conf_path: Path, layer: str, passes: int, searches: int) -> None:
+    """Under callgrind: build the layers (warmed), then `passes` more passes of one layer."""
+    import uvloop
+
+    async def run() -> None:
+        layers, _transport, sink, _conn = await build_layers(conf_path, make_pdus(searches))
+        for _ in range(passes):
+            layers[layer]()
+            sink.clear()
+
+    uvloop.run(run())
+
+
+def count_instructions(conf_path: Path, searches: int) -> None:
+    """Instructions per search of each layer: a run with two passes less a run with one, so that the start,
+    the loading and the warming cancel out. Deterministic (PYTHONHASHSEED fixed), whatever else the machine
+    does: for comparing two versions of the code where timings drown in the machine's noise."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+
+    def collected(layer: str, passes: int) -> subprocess.Popen:
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+                "--searches", str(searches), "--child", str(conf_path), layer, str(passes)]  # fmt: skip
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    def total(proc: subprocess.Popen) -> int:
+        out, _ = proc.communicate(timeout=3600)
+        found = re.search(r"Collected : (\d+)", out)
+        if proc.returncode != 0 or found is None:
+            raise SystemExit(f"callgrind run failed:\n{out[-2000:]}")
+        return int(found.group(1))
+
+    print(f"{searches} uid= searches under callgrind; instructions per search")
+    previous = 0.0
+    for layer in ("decode", "bare", "directory", "connection"):
+        one, two = collected(layer, 1), collected(layer, 2)  # the two side by side (2 CPUs)
+        per_search = (total(two) - total(one)) / searches
+        print(f"{layer:12s} {per_search:10.0f}   {per_search - previous:+10.0f}", flush=True)
+        previous = per_search
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--searches", type=int, default=20_000)
+    parser.add_argument("--searches", type=int, help="20,000 (2,000 with --instructions)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions under valgrind's callgrind instead of timing (--searches 2000)",
+    )
+    parser.add_argument("--child", nargs=3, metavar=("CONF", "LAYER", "PASSES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.searches is None:
+        args.searches = 2_000 if args.instructions else 20_000
+    if args.child:
+        run_child(Path(args.child[0]), args.child[1], int(args.child[2]), args.searches)
+        return
     root = Path(tempfile.mkdtemp(prefix="pyldapd-layers-"))
     try:
         ldif = root / "data.ldif"
@@ -155,10 +224,10 @@ def main() -> None:
                                         extra_global="loglevel none\nthreads 1"))  # fmt: skip
         load = [sys.executable, "-m", "pyldapd.cli.main", "add", "-q", "-f", str(conf_path), "-l", str(ldif)]
         subprocess.run(load, check=True, capture_output=True, timeout=600)
-        rng = random.Random(1)
-        pdus = [
-            search_pdu(n % 100_000 + 1, f"user{rng.randrange(USERS):0{WIDTH}d}") for n in range(args.searches)
-        ]
+        pdus = make_pdus(args.searches)
+        if args.instructions:
+            count_instructions(conf_path, args.searches)
+            return
         import uvloop
 
         times = uvloop.run(measure(conf_path, pdus, args.repeat))
