@@ -291,7 +291,8 @@ class LDAPConnection(asyncio.Protocol):
             self.tls_backlog += data
             return
         self.reads += 1
-        self.reset_idle()
+        if self.server.config.idletimeout:  # (most servers have none: no call per read for nothing)
+            self.reset_idle()
         self.stats.received(data)
         self.active_at = time.time()
         try:
@@ -721,7 +722,8 @@ class LDAPConnection(asyncio.Protocol):
         if tag is None:
             self.disconnect(ResultCode.protocolError, "unknown operation")
             return
-        self.log_request(op)
+        if self.log.level & STATS:
+            self.log_request(op)
         controls = message.controls
         if controls:  # (most requests carry none: nothing to look for)
             try:

@@ -217,8 +217,10 @@ class Stats:
         except IndexError:  # not LDAP messages (never sent by this server): bytes counted, nothing else
             pass
         ints[1] += pdus
-        ints[2] += entries
-        ints[3] += references
+        if entries:  # (a shared 8-byte field is read and written back: not for nothing)
+            ints[2] += entries
+        if references:
+            ints[3] += references
 
     def received(self, data: bytes) -> None:
         self.ints[4] += len(data)
