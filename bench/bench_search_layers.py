@@ -39,12 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_concurrency as bc  # noqa: E402
-from bench_floor import bare_search  # noqa: E402
+from bench_floor import SEARCH_DONE, bare_search  # noqa: E402
 
 from tests.servers import slapd_conf  # noqa: E402
 
 USERS, ITEMS, WIDTH = 10_000, 2_000, 5
-SEARCH_DONE = 0x65
 
 
 def search_pdu(message_id: int, uid: str) -> bytes:
@@ -85,8 +84,8 @@ class CountingTransport(asyncio.Transport):
 
 
 async def build_layers(conf_path: Path, pdus: list[bytes]):
-    """The four layers as functions that run `pdus` through them (the caches warmed by one pass of each), the
-    connection's transport, and the list the others answer into."""
+    """The four layers as functions that run `pdus` through them (the caches warmed by one pass of each), with
+    the connection's transport, the list the other layers answer into, and the connection."""
     from pyldapd.config.slapdconf import load_slapd_conf
     from pyldapd.protocol import ldap
     from pyldapd.server.app import Server

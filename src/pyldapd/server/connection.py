@@ -981,8 +981,7 @@ class LDAPConnection(asyncio.Protocol):
             self.result(mid, tag, ResultCode.protocolError, "unsupported extended operation")
 
     def log_request(self, op) -> None:
-        if not self.log.level & STATS:
-            return
+        """The request's stats line (the caller asks only at the stats level)."""
         prefix = f"conn={self.session.conn_id} op={self.current_op}"
         if isinstance(op, ldap.SearchRequest):
             self.log.write(f'{prefix} SRCH base="{op.base}" scope={op.scope} deref={op.deref} '
