@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +20,7 @@ from pyldapd.model.filter import (
     Present,
     Substrings,
 )
+from pyldapd.protocol import ldap
 from pyldapd.protocol.ber import BERError, tlv
 from pyldapd.protocol.ldap import (
     BIND_RESPONSE,
@@ -722,3 +725,64 @@ def test_fuzz_mutated_pdus(data: bytes) -> None:
 
 def test_ber_error_is_the_base() -> None:
     assert issubclass(ProtocolError, BERError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The common search, read inline (_read_common_search): the general reading's answer, for any octets
+
+common_searches = st.builds(
+    SearchRequest,
+    texts,
+    st.integers(0, 127),
+    st.integers(0, 127),
+    st.integers(0, 127),
+    st.integers(0, 127),
+    st.booleans(),
+    st.builds(Equality, attr_names, values),
+    st.just([]),
+)
+
+
+def _decoded_or_error(pdu: bytes) -> object:
+    try:
+        return decode_message(pdu)
+    except ProtocolError as exc:
+        return ("error", str(exc), exc.message_id)
+
+
+def _decoded_in_general(pdu: bytes) -> object:
+    with mock.patch.object(ldap, "_read_common_search", lambda buf, start, stop: None):
+        return _decoded_or_error(pdu)
+
+
+@given(message_ids, common_searches, st.data())
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_common_search_read_inline_as_in_general(
+    mid: int, search: SearchRequest, data: st.DataObject
+) -> None:
+    pdu = encode_message(LDAPMessage(mid, search, []))
+    assert decode_message(pdu) == LDAPMessage(mid, search, [])
+    header = 2 if pdu[1] < 0x80 else 2 + (pdu[1] & 0x7F)
+    op_start = header + 2 + pdu[header + 1]  # the SearchRequest's tag, after the message ID
+    content = op_start + (2 if pdu[op_start + 1] < 0x80 else 2 + (pdu[op_start + 1] & 0x7F))
+    if len(pdu) - op_start < 120:  # short lengths throughout: the inline reading is the one that answers
+        assert ldap._read_common_search(pdu, content, len(pdu)) == search
+    # any octet changed, added or dropped: the same request or the same error as the general reading
+    at = data.draw(st.integers(0, len(pdu) - 1))
+    octet = data.draw(st.integers(0, 255))
+    for changed in (pdu[:at] + bytes([octet]) + pdu[at + 1 :], pdu[:at] + bytes([octet]) + pdu[at:],
+                    pdu[:at] + pdu[at + 1 :]):  # fmt: skip
+        assert _decoded_or_error(changed) == _decoded_in_general(changed)
+
+
+def test_common_search_shapes_left_to_the_general_reading() -> None:
+    """Limits above 127, an attribute list, a filter other than one equality: not the inline reading's."""
+    for search in (
+        SearchRequest("o=x", 2, 0, 500, 0, False, Equality("uid", b"a"), []),
+        SearchRequest("o=x", 2, 0, 0, 0, False, Equality("uid", b"a"), ["cn"]),
+        SearchRequest("o=x", 2, 0, 0, 0, False, Present("uid"), []),
+        SearchRequest("o=x" * 50, 2, 0, 0, 0, False, Equality("uid", b"a"), []),
+    ):
+        pdu = encode_message(LDAPMessage(7, search, []))
+        assert decode_message(pdu).op == search
+        assert ldap._read_common_search(pdu, 4 if len(pdu) < 128 else 6, len(pdu)) is None

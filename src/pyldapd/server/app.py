@@ -453,6 +453,7 @@ class Server:
         else:
             self.directory.backends = self.directory.backends  # glue links follow olcSubordinate changes
         self.directory.access = AccessControl(self.directory)
+        self.directory.configuration_changed()
         for backend in opened:  # syncprov and syncrepl of a new database (later overlays: refresh as above)
             self.refresh_replication(backend)
 

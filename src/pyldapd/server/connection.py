@@ -26,7 +26,7 @@ from pyldapd.server.errors import LDAPError
 from pyldapd.server.log import STATS
 from pyldapd.server.restrictions import check_restrictions
 from pyldapd.server.stats import RESPONSE_TAGS as STATS_RESPONSE_NAMES
-from pyldapd.server.steps import COLLECTOR, Steps
+from pyldapd.server.steps import COLLECTOR, Offload, Steps
 from pyldapd.server.tls import check_security, setup_session, start_tls
 
 if TYPE_CHECKING:
@@ -464,11 +464,26 @@ class LDAPConnection(asyncio.Protocol):
     # -- searches in steps (server/steps.py) --------------------------------------------------------------------
 
     def run_job(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None]) -> None:
-        """Run a search's steps: at once, to its end if it is cheap (no thread, no loop turn); a longer one gives
-        the loop back every TIME_SLICE, waits while its client does not read (pause_writing), and has its
-        Offloads done on a worker thread."""
-        self.job = SearchJob(mid, tag, steps, finish, self.current_op, self.op_started)
-        self.step_job(self.job)
+        """Run a search's steps. The first runs here and now, within the request's turn: most searches end in it,
+        and are answered without a job. A longer one goes on as a job: it gives the loop back every TIME_SLICE,
+        waits while its client does not read (pause_writing), and has its Offloads done on a worker thread."""
+        if self.out is None or self.write_paused or self.closing:  # outside a turn of reading (a callback)
+            self.job = SearchJob(mid, tag, steps, finish, self.current_op, self.op_started)
+            self.step_job(self.job)
+            return
+        try:
+            item = steps.send(None)
+        except StopIteration as stop:
+            self.conclude(mid, tag, finish, stop.value, None)
+            return
+        except Exception as exc:
+            self.conclude(mid, tag, finish, None, exc)
+            return
+        job = self.job = SearchJob(mid, tag, steps, finish, self.current_op, self.op_started)
+        if item is not None:
+            self.offload(job, item)
+        else:
+            self.step_job(job)
 
     def step_job(self, job: SearchJob, value: Any = None, error: BaseException | None = None) -> None:
         if self.job is not job or job.waiting == "running":
@@ -498,13 +513,7 @@ class LDAPConnection(asyncio.Protocol):
                 item = steps.throw(error) if error is not None else steps.send(value)
                 value = error = None
                 if item is not None:
-                    job.waiting = "thread"
-                    job.resumed = True
-                    self.hold_large()
-                    future = asyncio.get_running_loop().run_in_executor(
-                        self.server.password_pool, COLLECTOR.build(item.work)
-                    )
-                    future.add_done_callback(lambda done: self.offload_done(job, done))
+                    self.offload(job, item)
                     return
                 if self.closing or self.job is not job:
                     job.waiting = ""
@@ -533,14 +542,25 @@ class LDAPConnection(asyncio.Protocol):
         if job.resumed:  # it ran on after its request's turn: what waited for it runs now
             self.go_on()
 
+    def offload(self, job: SearchJob, item: Offload) -> None:
+        """The search's work that cannot be cut, on a worker thread; the search waits for it."""
+        job.waiting = "thread"
+        job.resumed = True
+        self.hold_large()
+        future = self.loop.run_in_executor(self.server.password_pool, COLLECTOR.build(item.work))
+        future.add_done_callback(lambda done: self.offload_done(job, done))
+
     def answer(self, job: SearchJob, outcome: Any, error: Exception | None) -> None:
-        """The search's outcome or error, as dispatch answers any operation."""
-        mid, tag = job.mid, job.tag
         self.current_op, self.op_started = job.op, job.started  # an Abandon may have come meanwhile
+        self.conclude(job.mid, job.tag, job.finish, outcome, error)
+
+    def conclude(self, mid: int, tag: int, finish: Callable[[Any], None], outcome: Any,
+                 error: Exception | None) -> None:  # fmt: skip
+        """The search's outcome or error, as dispatch answers any operation."""
         try:
             if error is not None:
                 raise error
-            job.finish(outcome)
+            finish(outcome)
         except SizeLimitExceeded as exc:
             self.result(mid, tag, ResultCode.sizeLimitExceeded, "", nentries=exc.sent)
         except LDAPError as exc:
@@ -614,10 +634,7 @@ class LDAPConnection(asyncio.Protocol):
 
     def send(self, data: bytes) -> None:
         out = self.out
-        if out is not None:
-            if self.transport is None or self.transport.is_closing():
-                return  # as below: nothing written, nothing counted
-            self.stats.sent(data)
+        if out is not None:  # gathered: counted and written together (flush), dropped if the client is gone
             out.append(data)
             self.out_size += len(data)
             if self.out_size >= FLUSH_AT:
@@ -635,7 +652,9 @@ class LDAPConnection(asyncio.Protocol):
             return
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.stats.sent(data)  # counted before it is written: cn=Monitor, asked next, has it
+            transport.write(data)
 
     def reset_idle(self) -> None:
         timeout = self.server.config.idletimeout
@@ -809,7 +828,7 @@ class LDAPConnection(asyncio.Protocol):
         directory = self.directory
         session = session if session is not None else self.session
         if isinstance(op, ldap.SearchRequest):
-            sync = ctl.find_control(controls, ctl.SYNC_REQUEST)
+            sync = ctl.find_control(controls, ctl.SYNC_REQUEST) if controls else None
             if sync is not None:
                 self.run_job(mid, tag, directory.sync_search_steps(self, mid, op, controls, sync), ignore)
                 return

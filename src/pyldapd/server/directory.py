@@ -82,11 +82,12 @@ from pyldapd.server.entries import (
 from pyldapd.server.errors import LDAPError
 from pyldapd.server.guard import AccessControl, compare_allowed
 from pyldapd.server.log import Logger
-from pyldapd.server.restrictions import check_restrictions
+from pyldapd.server.restrictions import check_restrictions, unrestricted_search
 from pyldapd.server.searchlimits import (
     LimitSet,
     check_search_allowed,
     limit_set,
+    limits_read_entries,
     paged_size_limit,
     request_limits,
     search_limits,
@@ -297,6 +298,25 @@ def storing(backend: Backend, failed: str) -> Iterator[WriteTxn]:
         raise LDAPError(ResultCode.other, getattr(exc, "result_text", "") or failed) from exc
 
 
+@dataclass(slots=True)
+class SearchPlan:
+    """What the configuration and the client's identity decide about a search before any database is read. For
+    a search without controls it is made once per request shape, identity and configuration
+    (Directory.search_plans): the next search alike goes straight to the database."""
+
+    base_ndn: str
+    scope: Scope
+    selection: AttributeSelection
+    visible: Callable[[Entry], bool] | None  # which entries the search may see at all (subentry_visibility)
+    parts: list  # (database, base, scope, missing_ok): one, unless the base lies in a glue superior
+    limits: LimitSet | None
+    size_limit: int
+    time_limit: int
+
+
+SEARCH_PLANS_MOST = 1024  # plans kept (each a few hundred octets): past this, they are made afresh
+
+
 class Backend:
     """One configured data database: its config, its storage and its normalized names."""
 
@@ -468,6 +488,11 @@ class Directory:
         self.monitor = Monitor(self)  # the read-only cn=Monitor tree (server/monitor.py)
         self.access = AccessControl(self)  # access control (server/acl.py, server/guard.py)
 
+    def configuration_changed(self) -> None:
+        """The configuration (databases, limits, restrictions, access, schema) changed: what was decided from it
+        is decided afresh (Server.apply_config calls this after every cn=config change)."""
+        self.search_plans: dict[tuple, SearchPlan] = {}
+
     @property
     def backends(self) -> list[Backend]:
         return self._backends
@@ -478,6 +503,7 @@ class Directory:
         subordinates to their superiors (server/glue.py)."""
         self._backends = backends
         glue.link(backends, self.schema)
+        self.configuration_changed()
 
     def close(self) -> None:
         for backend in self.backends:
@@ -934,6 +960,12 @@ class Directory:
         """The search as resumable steps (server/steps.py): yields every STEP_EVERY candidates, and an Offload to
         compile and plan a large filter; returns (entries sent, response controls, diagnostic). A cheap search
         runs to its end in the first step."""
+        if not controls:  # planned before for this shape and identity: straight to the database
+            plan = self.search_plans.get((session.bind_ndn, request.base, request.scope, request.deref,
+                                          request.size_limit, request.time_limit, request.types_only,
+                                          *request.attributes))  # fmt: skip
+            if plan is not None:
+                return (yield from self.run_search_plan(session, message_id, request, controls, send, plan))
         if request.scope not in (0, 1, 2, 3):  # answered as slapd's do_search does; the connection goes on
             raise LDAPError(ResultCode.protocolError, "invalid scope")
         if request.deref not in (0, 1, 2, 3):
@@ -951,6 +983,7 @@ class Directory:
 
             sent = self.configdb.search(session, message_id, request, selection_factory, send)
             return sent, [], values_return_diagnostic(self.filters, items) if items else ""
+        asked = request
         if not request.base and request.scope != 0 and self.config.default_search_base:
             request = replace(request, base=self.config.default_search_base)  # slapd's defaultsearchbase
         base_ndn = normalize_or_fail(self.schema, request.base)
@@ -1021,18 +1054,39 @@ class Directory:
         limits = limit_set(self, session, backend, base_ndn)
         check_search_allowed(limits)  # slapd's limits_check runs before the database looks at the base
         size_limit, time_limit = request_limits(limits, request)
-        deadline = time.monotonic() + time_limit if time_limit else None
         # one part, unless the base lies in a glue superior: then its subordinates' below the base too (server/glue.py)
         parts = glue.search_parts(backend, base_ndn, scope)
         if paged is not None:
+            deadline = time.monotonic() + time_limit if time_limit else None
             return (yield from self.paged_search_parts(session, message_id, request, paged, parts, manage_dsa_it,
                                                        selection, send, limits, deadline, diagnostic,
                                                        controls, visible))  # fmt: skip
+        plan = SearchPlan(base_ndn, scope, selection, visible, parts, limits, size_limit, time_limit)
+        if (
+            not controls
+            and request is asked  # neither a default base nor an alias took the base's place
+            and len(request.attributes) < LARGE_ATTRIBUTE_LIST
+            and unrestricted_search(self, backend)  # else the decision is each session's
+            and not limits_read_entries(self, backend)  # a `limits group/...` line: the group may change
+        ):
+            if len(self.search_plans) >= SEARCH_PLANS_MOST:
+                self.search_plans.clear()
+            self.search_plans[(session.bind_ndn, request.base, request.scope, request.deref, request.size_limit,
+                               request.time_limit, request.types_only, *request.attributes)] = plan  # fmt: skip
+        return (yield from self.run_search_plan(session, message_id, request, controls, send, plan, manage_dsa_it,
+                                                diagnostic))  # fmt: skip
+
+    def run_search_plan(self, session: Session, message_id: int, request: ldap.SearchRequest,
+                        controls: list[Control], send: Callable[[bytes], None], plan: SearchPlan,
+                        manage_dsa_it: bool = False, diagnostic: str = "") -> Steps:  # fmt: skip
+        """The search's databases read as `plan` says: returns (entries sent, response controls, diagnostic)."""
+        deadline = time.monotonic() + plan.time_limit if plan.time_limit else None
         sent = 0
-        for part, part_base, part_scope, missing_ok in parts:  # one result stream, one count for the limits
+        for part, part_base, part_scope, missing_ok in plan.parts:  # one result stream, one count of limits
             sent = yield from self.search_database(session, message_id, request, controls, send, part, part_base,
-                                                   part_scope, selection, manage_dsa_it, limits, size_limit,
-                                                   deadline, sent, missing_ok, visible)  # fmt: skip
+                                                   part_scope, plan.selection, manage_dsa_it, plan.limits,
+                                                   plan.size_limit, deadline, sent, missing_ok,
+                                                   plan.visible)  # fmt: skip
         return sent, [], diagnostic
 
     def dereference_base(self, base_ndn: str) -> tuple[str, str] | None:

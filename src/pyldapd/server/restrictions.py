@@ -41,16 +41,21 @@ def restricted_ops(words: list[str]) -> set[str]:
     return ops
 
 
+def unrestricted_search(directory: Any, backend: Any) -> bool:
+    """No `restrict` nor `require`, global or of `backend` (None: the frontend): any session may search."""
+    config = directory.config
+    return (
+        not config.restrict
+        and not config.requires
+        and (backend is None or not (backend.config.restrict or backend.config.requires))
+    )
+
+
 def check_restrictions(directory: Any, session: Any, backend: Any, op: str, exop: str | None = None) -> None:
     """Raise LDAPError when `restrict`/`require`/anonymous updates forbid `op` (bind, search, compare, add,
     delete, modify, rename, extended) on `backend` (None: the frontend) for this session."""
     config = directory.config
-    if (
-        op == "search"
-        and not config.restrict
-        and not config.requires
-        and (backend is None or not (backend.config.restrict or backend.config.requires))
-    ):
+    if op == "search" and unrestricted_search(directory, backend):
         return  # nothing restricted or required (the common case): a search passes
     restrict = list(config.restrict)
     requires = list(config.requires)

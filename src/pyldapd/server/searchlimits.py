@@ -336,6 +336,12 @@ def limit_set(directory: Any, session: Any, backend: Any, base_ndn: str = "") ->
     return limits
 
 
+def limits_read_entries(directory: Any, backend: Any) -> bool:
+    """Whether choosing `backend`'s limits reads the directory (a `limits group/...` line: membership)."""
+    compiled = compiled_limits(directory, backend) if backend is not None and backend.config.limits else None
+    return compiled is not None and any(rule.kind == "group" for rule in compiled.rules)
+
+
 def search_limits(
     directory: Any, session: Any, backend: Any, request: Any, base_ndn: str = ""
 ) -> tuple[int, int]:
