@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from unittest import mock
 
 import pytest
@@ -751,7 +752,10 @@ def _decoded_or_error(pdu: bytes) -> object:
 
 
 def _decoded_in_general(pdu: bytes) -> object:
-    with mock.patch.object(ldap, "_read_common_search", lambda buf, start, stop: None):
+    with (
+        mock.patch.object(ldap, "_read_common_search", lambda buf, start, stop: None),
+        mock.patch.object(ldap, "_short_envelope", lambda buf, end: 0),
+    ):
         return _decoded_or_error(pdu)
 
 
@@ -786,3 +790,33 @@ def test_common_search_shapes_left_to_the_general_reading() -> None:
         pdu = encode_message(LDAPMessage(7, search, []))
         assert decode_message(pdu).op == search
         assert ldap._read_common_search(pdu, 4 if len(pdu) < 128 else 6, len(pdu)) is None
+
+
+@given(messages, st.data())
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_short_envelopes_read_inline_as_in_general(msg: LDAPMessage, data: st.DataObject) -> None:
+    """Any message, short or not, and any octet changed, added or dropped in it: the same message or the same
+    error with the envelope read inline (_short_envelope) as with the general reading."""
+    pdu = encode_message(msg)
+    assert _decoded_or_error(pdu) == _decoded_in_general(pdu)
+    at = data.draw(st.integers(0, len(pdu) - 1))
+    octet = data.draw(st.integers(0, 255))
+    for changed in (pdu[:at] + bytes([octet]) + pdu[at + 1 :], pdu[:at] + bytes([octet]) + pdu[at:],
+                    pdu[:at] + pdu[at + 1 :], pdu[:at]):  # fmt: skip
+        assert _decoded_or_error(changed) == _decoded_in_general(changed)
+
+
+@given(st.lists(messages, min_size=1, max_size=4), st.lists(st.integers(0, 400), max_size=6))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_framer_returns_each_pdu_however_the_octets_arrive(msgs: list[LDAPMessage], cuts: list[int]) -> None:
+    """Whole short requests in one read (returned as they came) or any split: the same PDUs, in order."""
+    pdus = [encode_message(m) for m in msgs]
+    stream = b"".join(pdus)
+    points = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+    framer = MessageFramer(1 << 20)
+    out: list[bytes] = []
+    for a, b in itertools.pairwise(points):
+        out += framer.feed(stream[a:b])
+    assert out == pdus and framer.buffered == 0
+    one_by_one = MessageFramer(1 << 20)
+    assert [p for pdu in pdus for p in one_by_one.feed(pdu)] == pdus

@@ -95,8 +95,8 @@ _SMALL_ENUMERATED = {n: bytes((ENUMERATED, 1, n)) for n in range(0x80)}
 
 def encode_integer(n: int, tag: int = INTEGER) -> bytes:
     """INTEGER (or an implicitly tagged one), in the minimal two's complement form."""
-    if tag == INTEGER and 0 <= n < 0x80:
-        return _SMALL_INTEGERS[n]
+    if tag == INTEGER and 0 <= n < 0x8000:  # message IDs: one or two content octets, made here
+        return _SMALL_INTEGERS[n] if n < 0x80 else bytes((INTEGER, 2, n >> 8, n & 0xFF))
     return tlv(tag, _integer_content(n))
 
 

@@ -10,6 +10,7 @@ PDUs from pre-encoded parts without going through the dataclasses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -741,6 +742,14 @@ def _decode_search_request(buf: bytes, start: int, stop: int, depth: int) -> Sea
     )
 
 
+# what follows a common search's base: scope, deref, sizeLimit (0 to 127), timeLimit (0 to 127), typesOnly, each
+# in one content octet; an equality filter with a short length, its attribute description's short length
+_COMMON_SEARCH_REST = re.compile(
+    rb"\x0a\x01[\x00-\x7f]\x0a\x01[\x00-\x7f]\x02\x01[\x00-\x7f]\x02\x01[\x00-\x7f]\x01\x01.\xa3[\x00-\x7f]\x04[\x00-\x7f]",
+    re.DOTALL,
+)
+
+
 def _read_common_search(buf: bytes, start: int, stop: int) -> SearchRequest | None:
     """The search most clients send, read inline: a base with a short length; scope, deref, both limits (0 to
     127) and typesOnly in one content octet each; one equality filter with short lengths; no attribute list.
@@ -749,23 +758,16 @@ def _read_common_search(buf: bytes, start: int, stop: int) -> SearchRequest | No
     if stop - start < 23 or buf[start] != 0x04 or buf[start + 1] >= 0x80:
         return None
     q = start + 2 + buf[start + 1]  # scope ... typesOnly: 0a 01 s 0a 01 d 02 01 n 02 01 t 01 01 b
-    r = q + 15  # the filter
-    if not (
-        r + 8 <= stop and buf[q] == 0x0A and buf[q + 1] == 1 and buf[q + 2] < 0x80 and buf[q + 3] == 0x0A
-        and buf[q + 4] == 1 and buf[q + 5] < 0x80 and buf[q + 6] == 0x02 and buf[q + 7] == 1
-        and buf[q + 8] < 0x80 and buf[q + 9] == 0x02 and buf[q + 10] == 1 and buf[q + 11] < 0x80
-        and buf[q + 12] == 0x01 and buf[q + 13] == 1 and buf[r] == FILTER_EQUALITY and buf[r + 1] < 0x80
-    ):  # fmt: skip
+    r = q + 15  # the filter: a3 <length> 04 <length> <description> 04 <length> <value>
+    if _COMMON_SEARCH_REST.match(buf, q, stop) is None:
         return None
     e = r + 2 + buf[r + 1]  # the filter's end: then an empty attribute list, 30 00, ends the request
     a = r + 4 + buf[r + 3]  # the attribute description's end, the value's start
-    if not (
-        e + 2 == stop and buf[e] == 0x30 and buf[e + 1] == 0 and buf[r + 2] == 0x04 and buf[r + 3] < 0x80
-        and a + 2 <= e and buf[a] == 0x04 and buf[a + 1] == e - a - 2
-    ):  # fmt: skip
+    if not (e + 2 == stop and buf[e] == 0x30 and buf[e + 1] == 0 and a + 2 <= e and buf[a] == 0x04
+            and buf[a + 1] == e - a - 2):  # fmt: skip
         return None
     try:
-        base, attr = str(buf[start + 2 : q], "utf-8"), str(buf[r + 4 : a], "utf-8")
+        base, attr = buf[start + 2 : q].decode("utf-8"), buf[r + 4 : a].decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("invalid UTF-8 in an LDAPString") from None
     equality = _new(Equality)  # as Equality(...) without its frozen __init__'s setattr calls
@@ -950,6 +952,17 @@ def _decode_controls(buf: bytes, start: int, stop: int) -> list[Control]:
     return controls
 
 
+def _short_envelope(buf: bytes, end: int) -> int:
+    """Where the protocolOp of a message of under 128 octets without controls begins, its envelope read inline
+    (30 <length> 02 <1 to 4> <messageID, 0 to maxInt> <protocolOp, a short length to the end>); 0 for any other
+    message, which the general reading then decodes (or refuses)."""
+    if not (7 <= end < 0x82 and buf[0] == 0x30 and buf[1] == end - 2 and buf[2] == 0x02 and 0 < buf[3] <= 4
+            and buf[4] < 0x80):  # fmt: skip
+        return 0
+    pos = 4 + buf[3]
+    return pos if pos + 2 <= end and buf[pos + 1] == end - pos - 2 else 0
+
+
 def decode_message(pdu: bytes, max_filter_depth: int = DEFAULT_MAX_FILTER_DEPTH) -> LDAPMessage:
     """Decode one complete LDAPMessage PDU (as returned by ``MessageFramer.feed``).
 
@@ -959,6 +972,11 @@ def decode_message(pdu: bytes, max_filter_depth: int = DEFAULT_MAX_FILTER_DEPTH)
     message_id = None
     try:
         end = len(buf)
+        pos = _short_envelope(buf, end)  # a short request: its envelope read inline, when it can be
+        decoder = _OP_DECODERS.get(buf[pos]) if pos else None
+        if decoder is not None:
+            message_id = int.from_bytes(buf[4:pos], "big")
+            return LDAPMessage(message_id, decoder(buf, pos + 2, end, max_filter_depth), [])
         start, stop = _expect(buf, 0, end, 0x30)
         _at_end(stop, end)
         ms, pos = _expect(buf, start, stop, 0x02)
@@ -1346,6 +1364,17 @@ class MessageFramer:
     def feed(self, data: bytes) -> list[bytes]:
         """Add received octets; return the PDUs now complete (possibly none)."""
         buf = self._buf
+        # one whole request of under 130 octets, nothing before it (most reads): itself, not a copy of it
+        if (
+            not buf
+            and 2 <= len(data) < 0x82
+            and data[0] == 0x30
+            and data[1] == len(data) - 2
+            and type(data) is bytes
+        ):
+            if len(data) > self.max_pdu_size:
+                raise ProtocolError(f"PDU of {len(data)} octets exceeds the limit of {self.max_pdu_size}")
+            return [data]
         buf += data
         out: list[bytes] = []
         pos = 0

@@ -463,7 +463,7 @@ class LDAPConnection(asyncio.Protocol):
 
     # -- searches in steps (server/steps.py) --------------------------------------------------------------------
 
-    def run_job(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None]) -> None:
+    def run_job(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None] | None) -> None:
         """Run a search's steps. The first runs here and now, within the request's turn: most searches end in it,
         and are answered without a job. A longer one goes on as a job: it gives the loop back every TIME_SLICE,
         waits while its client does not read (pause_writing), and has its Offloads done on a worker thread."""
@@ -554,13 +554,18 @@ class LDAPConnection(asyncio.Protocol):
         self.current_op, self.op_started = job.op, job.started  # an Abandon may have come meanwhile
         self.conclude(job.mid, job.tag, job.finish, outcome, error)
 
-    def conclude(self, mid: int, tag: int, finish: Callable[[Any], None], outcome: Any,
+    def conclude(self, mid: int, tag: int, finish: Callable[[Any], None] | None, outcome: Any,
                  error: Exception | None) -> None:  # fmt: skip
-        """The search's outcome or error, as dispatch answers any operation."""
+        """The search's outcome or error, as dispatch answers any operation. `finish` None: the outcome is a
+        search's (entries sent, response controls, diagnostic), answered with success."""
         try:
             if error is not None:
                 raise error
-            finish(outcome)
+            if finish is None:
+                sent, response_controls, text = outcome
+                self.result(mid, tag, ResultCode.success, text, controls=response_controls, nentries=sent)
+            else:
+                finish(outcome)
         except SizeLimitExceeded as exc:
             self.result(mid, tag, ResultCode.sizeLimitExceeded, "", nentries=exc.sent)
         except LDAPError as exc:
@@ -833,22 +838,20 @@ class LDAPConnection(asyncio.Protocol):
                 self.run_job(mid, tag, directory.sync_search_steps(self, mid, op, controls, sync), ignore)
                 return
 
-            def finish(outcome: tuple[int, list[Control], str]) -> None:
-                sent, response_controls, text = outcome
-                self.result(mid, tag, ResultCode.success, text, controls=response_controls, nentries=sent)
-
-            def search(_peers: Any = None) -> None:
-                self.run_job(mid, tag, directory.search_steps(session, mid, op, controls, self.send), finish)
-
             if (
                 self.server.bus.count > 1
                 and directory.monitor.under(op.base)
                 and directory.monitor.needs_peers(op.base, op.scope)
             ):
                 # cn=Monitor with worker processes: the other workers' connections and consumers first
+                def search(_peers: Any) -> None:
+                    self.run_job(
+                        mid, tag, directory.search_steps(session, mid, op, controls, self.send), None
+                    )
+
                 self.in_writer(mid, tag, directory.monitor.gather_peers(self.server), search)
                 return
-            search()
+            self.run_job(mid, tag, directory.search_steps(session, mid, op, controls, self.send), None)
         elif isinstance(op, ldap.BindRequest):
             session.bind_dn, session.bind_ndn = "", ""
             outcome = directory.prepare_bind(session, op)
@@ -1034,7 +1037,7 @@ class SearchJob:
 
     __slots__ = ("mid", "tag", "steps", "finish", "op", "started", "waiting", "resumed")
 
-    def __init__(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None], op: int,
+    def __init__(self, mid: int, tag: int, steps: Steps, finish: Callable[[Any], None] | None, op: int,
                  started: float) -> None:  # fmt: skip
         self.mid, self.tag, self.steps, self.finish = mid, tag, steps, finish
         self.op, self.started = op, started  # for its result's log line and etime

@@ -492,6 +492,9 @@ class Directory:
         """The configuration (databases, limits, restrictions, access, schema) changed: what was decided from it
         is decided afresh (Server.apply_config calls this after every cn=config change)."""
         self.search_plans: dict[tuple, SearchPlan] = {}
+        self.decided: dict[
+            str, Any
+        ] = {}  # facts of the configuration asked for every request (server/tls.py)
 
     @property
     def backends(self) -> list[Backend]:
@@ -965,7 +968,12 @@ class Directory:
                                           request.size_limit, request.time_limit, request.types_only,
                                           *request.attributes))  # fmt: skip
             if plan is not None:
-                return (yield from self.run_search_plan(session, message_id, request, controls, send, plan))
+                return self.run_search_plan(session, message_id, request, controls, send, plan)
+        return self.plan_then_search(session, message_id, request, controls, send)
+
+    def plan_then_search(self, session: Session, message_id: int, request: ldap.SearchRequest,
+                             controls: list[Control], send: Callable[[bytes], None]) -> Steps:  # fmt: skip
+        """search_steps, its plan made first (and kept when it may serve again)."""
         if request.scope not in (0, 1, 2, 3):  # answered as slapd's do_search does; the connection goes on
             raise LDAPError(ResultCode.protocolError, "invalid scope")
         if request.deref not in (0, 1, 2, 3):
@@ -1185,7 +1193,8 @@ class Directory:
             denied = guard.base_denied(base, base_ndn)
             if denied is not None:
                 raise LDAPError(denied, "")
-        self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
+        if controls:
+            self.check_assertion(controls, base, session, backend, txn)  # on the base entry, as slapd
         return base
 
     def search_database(self, session: Session, message_id: int, request: ldap.SearchRequest,

@@ -186,8 +186,8 @@ class Logger:
     union: whether a line goes anywhere (slapd's LogTest)."""
 
     def __init__(self, level: int, stream: TextIO | None = None) -> None:
-        self.debug_level = level
-        self.syslog_level = level
+        self._debug_level = self._syslog_level = level
+        self.level = level  # the union, kept as one attribute: read for every operation
         self.stream = stream
         self.to_stderr = True
         self.syslog: SyslogSink | None = None
@@ -197,8 +197,22 @@ class Logger:
         self.starting = True  # set False once the listeners are up (server/app.py)
 
     @property
-    def level(self) -> int:
-        return self.debug_level | self.syslog_level
+    def debug_level(self) -> int:
+        return self._debug_level
+
+    @debug_level.setter
+    def debug_level(self, value: int) -> None:
+        self._debug_level = value
+        self.level = value | self._syslog_level
+
+    @property
+    def syslog_level(self) -> int:
+        return self._syslog_level
+
+    @syslog_level.setter
+    def syslog_level(self, value: int) -> None:
+        self._syslog_level = value
+        self.level = self._debug_level | value
 
     def configure(self, *, foreground: bool, syslog: SyslogSink | None = None, logfile: LogFile | None = None,
                   logfile_only: bool = False) -> None:  # fmt: skip

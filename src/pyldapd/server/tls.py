@@ -192,14 +192,16 @@ UPDATES = (ldap.AddRequest, ldap.ModifyRequest, ldap.DelRequest, ldap.ModifyDNRe
 def check_security(conn: LDAPConnection, op) -> None:
     """Raise confidentialityRequired when the connection is weaker than `security` (global, then the target
     database's) demands for this operation. StartTLS is never refused here: it is how a client gets stronger."""
+    decided = conn.directory.decided
+    demanded = decided.get("security")
+    if demanded is None:  # once per configuration
+        demanded = decided["security"] = demands(conn.server.config.security) or any(
+            demands(backend.config.security) for backend in conn.directory.backends
+        )
+    if not demanded:
+        return  # no `security` anywhere (the common case): nothing to check, no DN to normalize
     session = conn.session
     config = conn.server.config
-    if not demands(config.security):
-        for backend in conn.directory.backends:
-            if demands(backend.config.security):
-                break
-        else:
-            return  # no `security` anywhere (the common case): nothing to check, no DN to normalize
     target = None
     bind = ""
     update = isinstance(op, UPDATES)
