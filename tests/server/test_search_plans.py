@@ -51,6 +51,8 @@ def repeated(client) -> tuple[str, int]:
         return "sizeLimitExceeded", entries
     except ldap.UNWILLING_TO_PERFORM:
         return "unwillingToPerform", entries
+    except ldap.CONFIDENTIALITY_REQUIRED:
+        return "confidentialityRequired", entries
 
 
 def test_repeated_search_follows_every_configuration_change(node):
@@ -82,6 +84,45 @@ def test_repeated_search_follows_every_configuration_change(node):
 
         change(node, f"dn: {DATABASE}\nchangetype: modify\ndelete: olcLimits\n-\ndelete: olcSizeLimit\n")
         assert repeated(client) == ("success", PEOPLE)
+    finally:
+        client.unbind_s()
+
+
+def test_a_security_setting_made_at_run_time_holds_at_once(node):
+    """Whether any `security` factor is set is decided once per configuration (server/tls.py): olcSecurity set
+    over ldapi (whose local SSF, 71, passes ssf=64), globally or on the database, refuses the next search of a
+    plain connection (SSF 0) with confidentialityRequired; removed, the search is answered again."""
+    client = ldap.initialize(node.url)
+    client.set_option(ldap.OPT_NETWORK_TIMEOUT, 30)
+    client.simple_bind_s("", "")
+    try:
+        assert repeated(client) == ("success", PEOPLE)
+        for dn in ("cn=config", DATABASE):
+            change(node, f"dn: {dn}\nchangetype: modify\nreplace: olcSecurity\nolcSecurity: ssf=64\n")
+            assert repeated(client) == ("confidentialityRequired", 0), dn
+            change(node, f"dn: {dn}\nchangetype: modify\ndelete: olcSecurity\n")
+            assert repeated(client) == ("success", PEOPLE), dn
+    finally:
+        client.unbind_s()
+
+
+def test_an_alias_made_after_a_search_of_its_base_is_followed(node):
+    """Whether a search's base is an alias is data: a search that dereferences in finding its base is planned
+    afresh each time, so the alias that replaced an entry is followed by the next search alike."""
+    client = ldap.initialize(node.url)
+    client.set_option(ldap.OPT_NETWORK_TIMEOUT, 30)
+    client.set_option(ldap.OPT_DEREF, ldap.DEREF_ALWAYS)
+    client.simple_bind_s(ADMIN[2], ADMIN[4])
+    base, target = f"cn=p1,{SUFFIX}", f"cn=p2,{SUFFIX}"
+    try:
+        for _ in range(2):
+            assert [dn for dn, _ in client.search_s(base, ldap.SCOPE_BASE, "(objectClass=*)", ["cn"])] == [
+                base
+            ]
+        client.delete_s(base)
+        client.add_s(base, [("objectClass", [b"alias", b"extensibleObject"]), ("cn", [b"p1"]),
+                            ("aliasedObjectName", [target.encode()])])  # fmt: skip
+        assert [dn for dn, _ in client.search_s(base, ldap.SCOPE_BASE, "(objectClass=*)", ["cn"])] == [target]
     finally:
         client.unbind_s()
 

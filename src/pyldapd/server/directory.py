@@ -492,9 +492,8 @@ class Directory:
         """The configuration (databases, limits, restrictions, access, schema) changed: what was decided from it
         is decided afresh (Server.apply_config calls this after every cn=config change)."""
         self.search_plans: dict[tuple, SearchPlan] = {}
-        self.decided: dict[
-            str, Any
-        ] = {}  # facts of the configuration asked for every request (server/tls.py)
+        # facts of the configuration asked for every request (server/tls.py)
+        self.decided: dict[str, Any] = {}
 
     @property
     def backends(self) -> list[Backend]:
@@ -1072,7 +1071,8 @@ class Directory:
         plan = SearchPlan(base_ndn, scope, selection, visible, parts, limits, size_limit, time_limit)
         if (
             not controls
-            and request is asked  # neither a default base nor an alias took the base's place
+            and request is asked  # no default base took the base's place
+            and not request.deref & 2  # whether the base is an alias is data, which writes change
             and len(request.attributes) < LARGE_ATTRIBUTE_LIST
             and unrestricted_search(self, backend)  # else the decision is each session's
             and not limits_read_entries(self, backend)  # a `limits group/...` line: the group may change
