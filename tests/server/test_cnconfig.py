@@ -322,6 +322,23 @@ def test_slaptest_style_conversion_runs(tmp_path):
     assert config.data_databases()[0].overlays[0].settings == [("syncprov-checkpoint", ["10", "1"])]
 
 
+def test_schema_elements_on_cn_schema_itself_are_refused_not_ignored(nodes):
+    """pyldapd reads schema from the entries below cn=schema,cn=config; slapd also takes elements added to that
+    entry itself. pyldapd refuses such a change (unwillingToPerform) rather than store what it would not load."""
+    node = nodes("a")
+    change = ("dn: cn=schema,cn=config\nchangetype: modify\nadd: olcAttributeTypes\n"
+              "olcAttributeTypes: ( 1.3.6.1.4.1.99999.7.2 NAME 'onSchemaRoot' SUP description )\n")  # fmt: skip
+    result = node.external("ldapmodify", change)
+    assert result.returncode == 53, result.stderr
+    assert "add them in an entry below it" in result.stderr
+    shown = ldap_tool("ldapsearch", "-Y", "EXTERNAL", "-Q", "-H", node.ldapi, "-LLL", "-b", "cn=schema,cn=config",
+                      "-s", "base", "olcAttributeTypes")  # fmt: skip
+    assert shown.returncode == 0 and "onSchemaRoot" not in shown.stdout
+    subschema = ldap_tool("ldapsearch", "-x", "-H", node.url, "-LLL", "-b", "cn=Subschema", "-s", "base",
+                          "attributeTypes")  # fmt: skip
+    assert subschema.returncode == 0 and "onSchemaRoot" not in subschema.stdout
+
+
 def test_schema_and_access_changes_apply_at_once(nodes):
     node = nodes("a")
     schema = (

@@ -63,6 +63,11 @@ SCHEMA_NOT_FOUND = [
 ]
 
 
+# the schema elements an olcSchemaConfig entry holds
+SCHEMA_ELEMENTS = ("olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses",
+                   "olcditcontentrules")  # fmt: skip
+
+
 def rdn_type(ndn: str) -> str:
     return ndn.split("=", 1)[0].strip().lower()
 
@@ -370,6 +375,7 @@ class ConfigDatabase:
         current = self.lookup(ndn)
         self.require_write(session, request.dn)
         self.check_fixed_database(ndn, current, request.changes)
+        self.check_schema_root(ndn, request.changes)
         entry = current.copy()
         naming = self.schema.attribute_type(rdn_type(ndn))
         for change in request.changes:
@@ -385,6 +391,17 @@ class ConfigDatabase:
         self.check_schema_values(ndn, entry)
         self.commit({ndn: entry}, [], who=session.bind_ndn)
         return []
+
+    def check_schema_root(self, ndn: str, changes: list[ldap.Change]) -> None:
+        """Schema elements are read from the entries below cn=schema,cn=config (cn={N}name), not from that entry
+        itself, where slapd shows its built-in schema: a change of its elements is refused, not stored unread."""
+        if ndn != self.ndn(SCHEMA_DN):
+            return
+        for change in changes:
+            name = canonical_name(self.schema, change.attr)
+            if name.lower() in SCHEMA_ELEMENTS:
+                raise LDAPError(ResultCode.unwillingToPerform, f"<{name}> of cn=schema,cn=config not supported "
+                                "by pyldapd: add them in an entry below it (cn=name,cn=schema,cn=config)")  # fmt: skip
 
     def check_fixed_database(self, ndn: str, entry: Entry, changes: list[ldap.Change]) -> None:
         """The config database has fixed rules in pyldapd (root over ldapi and the config rootdn): only its

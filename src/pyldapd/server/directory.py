@@ -315,6 +315,7 @@ class SearchPlan:
 
 
 SEARCH_PLANS_MOST = 1024  # plans kept (each a few hundred octets): past this, they are made afresh
+PLAN_KEY_MOST = 2048  # characters of the base and the attribute list of a search whose plan is kept
 
 
 class Backend:
@@ -1073,7 +1074,10 @@ class Directory:
             not controls
             and request is asked  # no default base took the base's place
             and not request.deref & 2  # whether the base is an alias is data, which writes change
-            and len(request.attributes) < LARGE_ATTRIBUTE_LIST
+            # a plan's key holds the base and the attribute list: kept only when they are small, so that the
+            # plans of any client's requests hold no more than SEARCH_PLANS_MOST x PLAN_KEY_MOST characters
+            and len(request.attributes) <= SHARED_SELECTION_MOST
+            and len(request.base) + sum(map(len, request.attributes)) <= PLAN_KEY_MOST
             and unrestricted_search(self, backend)  # else the decision is each session's
             and not limits_read_entries(self, backend)  # a `limits group/...` line: the group may change
         ):
