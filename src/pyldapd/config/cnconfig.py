@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 CONFIG_DN = "cn=config"
 SCHEMA_DN = "cn=schema,cn=config"
+# the schema elements an olcSchemaConfig entry holds (lowercase)
+SCHEMA_ELEMENTS = ("olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses",
+                   "olcditcontentrules")  # fmt: skip
 ORDER_PREFIX = re.compile(r"^\{(-?\d+)\}")
 DATA_TYPES = {"mdb": "olcMdbConfig", "hdb": "olcHdbConfig", "bdb": "olcBdbConfig", "ldif": "olcLdifConfig"}
 # Names the seed how-to prints that slapd 2.5 does not know: accepted, stored under the real names.
@@ -813,8 +816,7 @@ def config_from_entries(entries: list[Entry]) -> ServerConfig:
     for text in ordered_texts(root, "olcDitContentRules"):
         config.schema_definitions.append(("cn=config", f"ditcontentrule {text}"))
     for entry in by_parent.get(SCHEMA_DN, []):
-        check_supported(entry, {"olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses",
-                                "olcditcontentrules"})  # fmt: skip
+        check_supported(entry, set(SCHEMA_ELEMENTS))
         source = strip_order(first(entry, "cn"))
         for name, keyword in (("olcObjectIdentifier", "objectidentifier"), ("olcAttributeTypes", "attributetype"),
                               ("olcLdapSyntaxes", "ldapsyntax"), ("olcObjectClasses", "objectclass"),

@@ -21,6 +21,7 @@ from pyldapd.config.cnconfig import (
     CONFIG_DN,
     DATA_TYPES,
     SCHEMA_DN,
+    SCHEMA_ELEMENTS,
     ConfigValueError,
     canonical_name,
     config_from_entries,
@@ -61,11 +62,6 @@ SCHEMA_NOT_FOUND = [
     (r"attributetype \S+: unknown superior attribute type '([^']+)'", "olcAttributeTypes", "AttributeType"),
     (r"attributetype \S+: unknown \w+ matching rule '([^']+)'", "olcAttributeTypes", "MatchingRule"),
 ]
-
-
-# the schema elements an olcSchemaConfig entry holds
-SCHEMA_ELEMENTS = ("olcobjectidentifier", "olcattributetypes", "olcldapsyntaxes", "olcobjectclasses",
-                   "olcditcontentrules")  # fmt: skip
 
 
 def rdn_type(ndn: str) -> str:
