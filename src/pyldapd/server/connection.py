@@ -639,7 +639,11 @@ class LDAPConnection(asyncio.Protocol):
 
     def send(self, data: bytes) -> None:
         out = self.out
-        if out is not None:  # gathered: counted and written together (flush), dropped if the client is gone
+        if out is not None:
+            if self.transport is None or self.transport.is_closing():
+                return  # as below: nothing written, nothing counted
+            # counted as it is made, not at its write: a search of cn=Monitor's statistics shows what it sent so far
+            self.stats.sent(data)
             out.append(data)
             self.out_size += len(data)
             if self.out_size >= FLUSH_AT:
@@ -657,9 +661,7 @@ class LDAPConnection(asyncio.Protocol):
             return
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            data = out[0] if len(out) == 1 else b"".join(out)
-            self.stats.sent(data)  # counted before it is written: cn=Monitor, asked next, has it
-            transport.write(data)
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def reset_idle(self) -> None:
         timeout = self.server.config.idletimeout
