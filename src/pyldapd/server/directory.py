@@ -314,6 +314,12 @@ class SearchPlan:
     time_limit: int
 
 
+def plan_key(session: Session, request: ldap.SearchRequest) -> tuple:
+    """What a search's plan depends on besides the configuration: the identity and the request's shape."""
+    return (session.bind_ndn, request.base, request.scope, request.deref, request.size_limit, request.time_limit,
+            request.types_only, *request.attributes)  # fmt: skip
+
+
 SEARCH_PLANS_MOST = 1024  # plans kept (each a few hundred octets): past this, they are made afresh
 PLAN_KEY_MOST = 2048  # characters of the base and the attribute list of a search whose plan is kept
 
@@ -964,15 +970,13 @@ class Directory:
         compile and plan a large filter; returns (entries sent, response controls, diagnostic). A cheap search
         runs to its end in the first step."""
         if not controls:  # planned before for this shape and identity: straight to the database
-            plan = self.search_plans.get((session.bind_ndn, request.base, request.scope, request.deref,
-                                          request.size_limit, request.time_limit, request.types_only,
-                                          *request.attributes))  # fmt: skip
+            plan = self.search_plans.get(plan_key(session, request))
             if plan is not None:
                 return self.run_search_plan(session, message_id, request, controls, send, plan)
         return self.plan_then_search(session, message_id, request, controls, send)
 
     def plan_then_search(self, session: Session, message_id: int, request: ldap.SearchRequest,
-                             controls: list[Control], send: Callable[[bytes], None]) -> Steps:  # fmt: skip
+                         controls: list[Control], send: Callable[[bytes], None]) -> Steps:  # fmt: skip
         """search_steps, its plan made first (and kept when it may serve again)."""
         if request.scope not in (0, 1, 2, 3):  # answered as slapd's do_search does; the connection goes on
             raise LDAPError(ResultCode.protocolError, "invalid scope")
@@ -1083,8 +1087,7 @@ class Directory:
         ):
             if len(self.search_plans) >= SEARCH_PLANS_MOST:
                 self.search_plans.clear()
-            self.search_plans[(session.bind_ndn, request.base, request.scope, request.deref, request.size_limit,
-                               request.time_limit, request.types_only, *request.attributes)] = plan  # fmt: skip
+            self.search_plans[plan_key(session, request)] = plan
         return (yield from self.run_search_plan(session, message_id, request, controls, send, plan, manage_dsa_it,
                                                 diagnostic))  # fmt: skip
 
