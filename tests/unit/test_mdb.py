@@ -1160,3 +1160,67 @@ def test_large_attribute_modifies_index_encode_and_decode_as_from_scratch(
     as_from_scratch()
     with tree.read() as r:
         assert len(r.get(ndn).get("uid")) == 1499
+
+
+def _decoded_fresh(db: MdbDatabase, ndn: str) -> Entry:
+    """The entry as its stored record decodes, the entry cache bypassed."""
+    with db.read() as r:
+        idb = r._id_of(ndn)
+        rec = r._check().get(idb, db=db._id2entry)
+        saved, db.cache_size = db.cache_size, 0
+        cached = db._cache.pop(int.from_bytes(idb, "big"), None)
+        try:
+            return db._decode(int.from_bytes(idb, "big"), bytes(rec), keep=False)
+        finally:
+            db.cache_size = saved
+            if cached is not None:
+                db._cache[int.from_bytes(idb, "big")] = cached
+
+
+def _shape(entry: Entry) -> tuple:
+    return (entry.dn, entry.id, [(k, a.name, list(a.values)) for k, a in entry.attrs.items()],
+            entry.encoded_user, entry.encoded_operational)  # fmt: skip
+
+
+def test_a_modify_caches_the_stored_version_as_it_decodes(tree: MdbDatabase, schema: Any) -> None:
+    """The entry cache takes a modified entry as stored (the next read of it decodes nothing): the same
+    attributes in the same order, blobs and id as a fresh decode of its record, for a plain record and for one
+    whose user and operational attributes interleave; a copy, so that what the writer does with its own entry
+    afterwards changes nothing read; and a transaction that does not commit leaves readers the stored one."""
+    ndn = n(schema, "uid=jdoe,ou=People,dc=Example,dc=com")
+    with tree.read() as r:
+        current = r.get(ndn)
+    for extra in ("description", "modifiersname"):  # the second puts a user attribute after an operational one
+        changed = current.copy()
+        changed.put("description", "description", [b"first"])
+        if extra == "modifiersname":
+            changed.put("modifiersname", "modifiersName", [b"cn=admin"])
+            changed.put("title", "title", [b"after the operational ones"])
+        with tree.write() as w:
+            w.modify(ndn, changed)
+        eid = changed.id
+        rec, cached = tree._cache[eid]
+        assert cached is not changed
+        assert _shape(cached) == _shape(_decoded_fresh(tree, ndn)) == _shape(changed)
+        changed.put("description", "description", [b"changed by the caller afterwards"])
+        with tree.read() as r:
+            assert r.get(ndn) is cached and r.get(ndn).get("description") == [b"first"]
+        current = cached
+    kept = current
+    with pytest.raises(RuntimeError):
+        with tree.write() as w:
+            undone = kept.copy()
+            undone.put("description", "description", [b"never committed"])
+            w.modify(ndn, undone)
+            raise RuntimeError("abort")
+    with tree.read() as r:
+        assert r.get(ndn).get("description") == [b"first"]
+    with tree.write() as w:  # a nested transaction undone, its parent committed
+        child = w.child()
+        undone = kept.copy()
+        undone.put("description", "description", [b"undone with its nested transaction"])
+        child.modify(ndn, undone)
+        child.abort_child()
+    with tree.read() as r:
+        assert r.get(ndn).get("description") == [b"first"]
+        assert _shape(r.get(ndn)) == _shape(_decoded_fresh(tree, ndn))

@@ -1105,7 +1105,13 @@ class MdbDatabase:
             # met twice: a new Attribute (`prev` may be the older version's)
             attrs[key] = attribute if prev is None else Attribute(prev.name, prev.values + attribute.values)
         entry = Entry(dn, attrs, eid, ublob, oblob if order is None else None)
-        if keep and self.cache_size > 0:
+        if keep:
+            self._keep(eid, rec, entry)
+        return entry
+
+    def _keep(self, eid: int, rec: bytes, entry: Entry) -> None:
+        """Put an entry in the entry cache under its record."""
+        if self.cache_size > 0:
             cache = self._cache
             cache[eid] = (rec, entry)
             if len(cache) > self.cache_size:
@@ -1113,7 +1119,6 @@ class MdbDatabase:
                     cache.popitem(last=False)
                 except KeyError:  # emptied by the other thread (the loop reads while the writer writes)
                     pass
-        return entry
 
     def _attributes(self, blob: bytes, older: Entry | None, spans: dict | None) -> list[Attribute]:
         """The attributes of one of a record's lists (reusing the older version's where `spans` says so)."""
@@ -2275,11 +2280,17 @@ class WriteTxn(ReadTxn):
         self._apply_index(idb, *db.codec.modify_keys(old, entry))
         self._put(idb, new_rec, db._id2entry)
         eid = _unpack_id(idb)
-        # the cached old version stays (not `_touched`): a reader compares records, so it is never taken for the
-        # new one, and the new one is decoded reusing it (MdbDatabase._decode)
         entry.id = eid
         entry.encoded_user = ublob
         entry.encoded_operational = oblob
+        if len(new_rec) <= _REUSE_RECORD:
+            # the new version is cached as stored, so that the next read of the entry (the next modify of it, a
+            # search) need not decode it. A reader compares records: one whose snapshot still holds the old record
+            # (or the old one, should this transaction not commit) decodes its own. A copy, as the caller keeps
+            # the entry it gave. A long record instead stays to be decoded reusing the cached older version's
+            # large attributes and what was found of them (MdbDatabase._decode).
+            attrs = {key: Attribute(a.name, list(a.values)) for key, a in entry.attrs.items() if a.values}
+            db._keep(eid, new_rec, Entry(entry.dn, attrs, eid, ublob, oblob))
 
     def delete(self, ndn: str) -> Entry:
         """Remove a leaf entry; returns it."""

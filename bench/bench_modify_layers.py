@@ -1,0 +1,257 @@
+"""CPU of one modify, layer by layer, in one process: which part of pyldapd's write path costs what.
+
+    .venv/bin/python bench/bench_modify_layers.py [--modifies 4000] [--repeat 5] [--instructions] [--layers a,b]
+
+Loads bench_concurrency's data (10,000 users, 2,000 items) into a pyldapd database, then runs, in this process
+and without sockets, the modifies ldclt's `-e attreplace=description:XXXXXXXXXX,random` sends as the rootdn
+(replace description on a random user) through three cumulative layers, in groups of four as four ldclt
+threads keep pyldapd's group commit filled:
+
+1. `decode`: the request PDU decoded (protocol/ldap.py);
+2. `directory`: decoded, then Directory.modify run as the writer thread runs a group: each modify in its own
+   nested transaction of one write transaction per group, the group committed, the after-commit effects run;
+3. `connection`: the PDUs handed to LDAPConnection.data_received of four bound connections whose transports
+   only count their writes, the loop run until each is answered: the whole path (framing, dispatch, counters,
+   checks, the hand-over to the writer thread and back, the group commit, the answer).
+
+Prints microseconds per modify for each (the best and the median of --repeat passes); the timings include the
+commits' fsyncs. With --instructions each layer runs under valgrind's callgrind instead and the instructions per
+modify are printed (fsyncs are the kernel's and count for nothing there): the same figure on every run, for
+comparing two versions of the code. bench_paired.py --load modify shows what they make of the rate under ldclt
+against slapd. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_concurrency as bc  # noqa: E402
+from bench_search_layers import CountingTransport  # noqa: E402
+
+from tests.servers import ROOTDN, ROOTPW, slapd_conf  # noqa: E402
+
+USERS, ITEMS, WIDTH = 10_000, 2_000, 5
+LAYERS = ("decode", "directory", "connection")
+GROUP = 4  # ldclt's modifying threads in bench_concurrency: the size of each group commit
+
+
+def modify_pdu(message_id: int, user: int, value: bytes) -> bytes:
+    """A ModifyRequest as ldclt's attreplace sends it: replace description of uid=userNNNNN."""
+    from pyldapd.protocol.ber import encode_integer, tlv
+
+    dn = f"uid=user{user:0{WIDTH}d},{bc.PEOPLE}".encode()
+    change = tlv(0x30, b"\x0a\x01\x02" + tlv(0x30, tlv(0x04, b"description") + tlv(0x31, tlv(0x04, value))))
+    return tlv(0x30, encode_integer(message_id) + tlv(0x66, tlv(0x04, dn) + tlv(0x30, change)))
+
+
+def bind_pdu(message_id: int) -> bytes:
+    from pyldapd.protocol.ber import encode_integer, tlv
+
+    body = b"\x02\x01\x03" + tlv(0x04, ROOTDN.encode()) + tlv(0x80, ROOTPW.encode())
+    return tlv(0x30, encode_integer(message_id) + tlv(0x60, body))
+
+
+class AnsweredTransport(CountingTransport):
+    """Counts its writes and wakes whoever waits for the next one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiter: asyncio.Future | None = None
+
+    def write(self, data) -> None:
+        self.writes += 1
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+async def build_layers(conf_path: Path, pdus: list[bytes]):
+    """The three layers as coroutine functions that run `pdus` through them (the caches warmed by one pass of
+    each), and the server."""
+    from pyldapd.config.slapdconf import load_slapd_conf
+    from pyldapd.protocol import ldap
+    from pyldapd.server.app import Server
+    from pyldapd.server.connection import LDAPConnection
+    from pyldapd.server.directory import Directory, Session
+    from pyldapd.server.log import Logger
+    from pyldapd.server.steps import LONG_LIVED
+
+    server = Server(load_slapd_conf(str(conf_path)), [], Logger(0))
+    LONG_LIVED.install()
+    directory = server.directory
+    backend = directory.backends[0]
+    session = Session(conn_id=1, bind_dn=backend.config.rootdn, bind_ndn=backend.rootdn_ndn)
+    modify = Directory.modify.__wrapped__  # as Directory.write hands it to the writer thread
+    db = backend.db
+    local = db._local
+    connections = []
+    for n in range(GROUP):
+        conn = LDAPConnection(server, "ldap://127.0.0.1:389/", False)
+        transport = AnsweredTransport()
+        conn.connection_made(transport)
+        connections.append((conn, transport))
+    for conn, transport in connections:  # bound as the rootdn, as ldclt's modifying threads are
+        transport.waiter = asyncio.get_running_loop().create_future()
+        conn.data_received(bind_pdu(1))
+        await transport.waiter
+
+    async def decode() -> None:
+        for pdu in pdus:
+            ldap.decode_message(pdu, 64)
+
+    async def engine() -> None:
+        for start in range(0, len(pdus), GROUP):
+            effects = []
+            with db.write() as group:
+                for pdu in pdus[start : start + GROUP]:
+                    message = ldap.decode_message(pdu, 64)
+                    nested = group.child()
+                    local.txn = nested
+                    try:
+                        modify(directory, session, message.op, [])
+                        effects += nested.commit_child()
+                    finally:
+                        local.txn = None
+            for effect in effects:
+                effect()
+
+    async def connection() -> None:
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(pdus), GROUP):
+            waiters = []
+            for (conn, transport), pdu in zip(connections, pdus[start : start + GROUP], strict=False):
+                transport.waiter = loop.create_future()
+                waiters.append(transport.waiter)
+                conn.data_received(pdu)
+            await asyncio.gather(*waiters)
+
+    layers = {"decode": decode, "directory": engine, "connection": connection}
+    for run in layers.values():  # warm: the caches, the writer thread
+        await run()
+    return layers, server, connections
+
+
+async def measure(conf_path: Path, pdus: list[bytes], repeat: int, names: list[str]) -> dict[str, list[float]]:
+    every, server, connections = await build_layers(conf_path, pdus)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeat):
+        for name in names:
+            started = time.perf_counter()
+            await every[name]()
+            times[name].append((time.perf_counter() - started) / len(pdus) * 1e6)
+    close(server, connections)
+    return times
+
+
+def close(server, connections) -> None:
+    for conn, _transport in connections:
+        conn.connection_lost(None)
+    for backend in server.directory.backends:
+        backend.close()
+
+
+def make_pdus(count: int) -> list[bytes]:
+    rng = random.Random(1)
+    return [
+        modify_pdu(n % 100_000 + 2, rng.randrange(USERS), b"%010d" % rng.randrange(10**10)) for n in range(count)
+    ]
+
+
+def run_child(conf_path: Path, layer: str, passes: int, modifies: int) -> None:
+    """Under callgrind: build the layers (warmed), then `passes` more passes of one layer."""
+    import uvloop
+
+    async def run() -> None:
+        layers, server, connections = await build_layers(conf_path, make_pdus(modifies))
+        for _ in range(passes):
+            await layers[layer]()
+        close(server, connections)
+
+    uvloop.run(run())
+
+
+def count_instructions(conf_path: Path, modifies: int, layers: list[str]) -> None:
+    """Instructions per modify of each layer: a run with two passes less a run with one, so that the start, the
+    loading and the warming cancel out (PYTHONHASHSEED fixed)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+
+    def collected(layer: str, passes: int) -> subprocess.Popen:
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+                "--modifies", str(modifies), "--child", str(conf_path), layer, str(passes)]  # fmt: skip
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    def total(proc: subprocess.Popen) -> int:
+        out, _ = proc.communicate(timeout=3600)
+        found = re.search(r"Collected : (\d+)", out)
+        if proc.returncode != 0 or found is None:
+            raise SystemExit(f"callgrind run failed:\n{out[-2000:]}")
+        return int(found.group(1))
+
+    print(f"{modifies} modifies under callgrind, in groups of {GROUP}; instructions per modify")
+    previous = 0.0
+    for layer in layers:
+        one, two = collected(layer, 1), collected(layer, 2)  # the two side by side (2 CPUs)
+        per_modify = (total(two) - total(one)) / modifies
+        print(f"{layer:12s} {per_modify:10.0f}   {per_modify - previous:+10.0f}", flush=True)
+        previous = per_modify
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modifies", type=int, help="4,000 (1,000 with --instructions)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind")
+    parser.add_argument("--layers", default=",".join(LAYERS), help="which layers, in order (default: all three)")
+    parser.add_argument("--child", nargs=3, metavar=("CONF", "LAYER", "PASSES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.modifies is None:
+        args.modifies = 1_000 if args.instructions else 4_000
+    args.modifies -= args.modifies % GROUP
+    if args.child:
+        run_child(Path(args.child[0]), args.child[1], int(args.child[2]), args.modifies)
+        return
+    root = Path(tempfile.mkdtemp(prefix="pyldapd-modify-layers-"))
+    try:
+        ldif = root / "data.ldif"
+        ldif.write_text(bc.make_ldif(USERS, ITEMS, WIDTH))
+        db = root / "db"
+        db.mkdir()
+        conf_path = root / "slapd.conf"
+        conf_path.write_text(slapd_conf(db, indexes=bc.INDEXES, modules=True,
+                                        extra_global="loglevel none\nthreads 1"))  # fmt: skip
+        load = [sys.executable, "-m", "pyldapd.cli.main", "add", "-q", "-f", str(conf_path), "-l", str(ldif)]
+        subprocess.run(load, check=True, capture_output=True, timeout=600)
+        if args.instructions:
+            count_instructions(conf_path, args.modifies, args.layers.split(","))
+            return
+        import uvloop
+
+        pdus = make_pdus(args.modifies)
+        times = uvloop.run(measure(conf_path, pdus, args.repeat, args.layers.split(",")))
+        print(f"{args.modifies} modifies x {args.repeat}, in one process, groups of {GROUP}; microseconds per modify")
+        previous = 0.0
+        for name, values in times.items():
+            best = min(values)
+            print(f"{name:12s} best {best:8.1f}  median {statistics.median(values):8.1f}   {best - previous:+8.1f}")
+            previous = best
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
