@@ -98,7 +98,7 @@ async def build_layers(conf_path: Path, pdus: list[bytes]):
     db = backend.db
     local = db._local
     connections = []
-    for n in range(GROUP):
+    for _ in range(GROUP):
         conn = LDAPConnection(server, "ldap://127.0.0.1:389/", False)
         transport = AnsweredTransport()
         conn.connection_made(transport)
@@ -144,7 +144,9 @@ async def build_layers(conf_path: Path, pdus: list[bytes]):
     return layers, server, connections
 
 
-async def measure(conf_path: Path, pdus: list[bytes], repeat: int, names: list[str]) -> dict[str, list[float]]:
+async def measure(
+    conf_path: Path, pdus: list[bytes], repeat: int, names: list[str]
+) -> dict[str, list[float]]:
     every, server, connections = await build_layers(conf_path, pdus)
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(repeat):
@@ -166,7 +168,8 @@ def close(server, connections) -> None:
 def make_pdus(count: int) -> list[bytes]:
     rng = random.Random(1)
     return [
-        modify_pdu(n % 100_000 + 2, rng.randrange(USERS), b"%010d" % rng.randrange(10**10)) for n in range(count)
+        modify_pdu(n % 100_000 + 2, rng.randrange(USERS), b"%010d" % rng.randrange(10**10))
+        for n in range(count)
     ]
 
 
@@ -212,11 +215,15 @@ def count_instructions(conf_path: Path, modifies: int, layers: list[str]) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--modifies", type=int, help="4,000 (1,000 with --instructions)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind")
-    parser.add_argument("--layers", default=",".join(LAYERS), help="which layers, in order (default: all three)")
+    parser.add_argument(
+        "--layers", default=",".join(LAYERS), help="which layers, in order (default: all three)"
+    )
     parser.add_argument("--child", nargs=3, metavar=("CONF", "LAYER", "PASSES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.modifies is None:
@@ -243,11 +250,15 @@ def main() -> None:
 
         pdus = make_pdus(args.modifies)
         times = uvloop.run(measure(conf_path, pdus, args.repeat, args.layers.split(",")))
-        print(f"{args.modifies} modifies x {args.repeat}, in one process, groups of {GROUP}; microseconds per modify")
+        print(
+            f"{args.modifies} modifies x {args.repeat}, in one process, groups of {GROUP}; microseconds per modify"
+        )
         previous = 0.0
         for name, values in times.items():
             best = min(values)
-            print(f"{name:12s} best {best:8.1f}  median {statistics.median(values):8.1f}   {best - previous:+8.1f}")
+            print(
+                f"{name:12s} best {best:8.1f}  median {statistics.median(values):8.1f}   {best - previous:+8.1f}"
+            )
             previous = best
     finally:
         shutil.rmtree(root, ignore_errors=True)

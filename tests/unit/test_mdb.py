@@ -1190,7 +1190,10 @@ def test_a_modify_caches_the_stored_version_as_it_decodes(tree: MdbDatabase, sch
     ndn = n(schema, "uid=jdoe,ou=People,dc=Example,dc=com")
     with tree.read() as r:
         current = r.get(ndn)
-    for extra in ("description", "modifiersname"):  # the second puts a user attribute after an operational one
+    for extra in (
+        "description",
+        "modifiersname",
+    ):  # the second puts a user attribute after an operational one
         changed = current.copy()
         changed.put("description", "description", [b"first"])
         if extra == "modifiersname":
