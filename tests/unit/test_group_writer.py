@@ -169,3 +169,66 @@ def test_past_maxsize_only_the_operation_that_does_not_fit_fails(tmp_path: Path,
             assert txn.get(ndn("huge")) is None
     finally:
         db.close()
+
+
+def test_an_operation_arriving_while_a_group_is_applied_joins_it(tmp_path: Path, schema: Any) -> None:
+    """A group is open until what came while its operations ran is in it too: the second write, queued while
+    the first one runs, shares its commit (one fsync); and a write queued behind an `alone` one does not
+    join the group before it: the three run in submission order, in two groups and the alone one."""
+    db = MdbDatabase(str(tmp_path / "db"), schema, SUFFIX, maxsize=64 * 2**20)
+    try:
+        entries = top(schema)
+        asyncio.run(submit_all(db, [lambda txn, e=e: txn.add(e.copy()) for e in entries]))
+        groups = db.writer.groups
+        running, queued = threading.Event(), threading.Event()
+        order: list[str] = []
+
+        def first(txn):
+            running.set()
+            assert queued.wait(10), "the second write was never queued"
+            order.append("first")
+            return txn.add(person(schema, dn("first"), "first", "First One"))
+
+        def second(txn):
+            order.append("second")
+            return txn.add(person(schema, dn("second"), "second", "Second One"))
+
+        async def scenario() -> list:
+            one = db.writer.submit(first)
+            for _ in range(1000):  # bounded: the writer thread takes it at once
+                if running.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            two = db.writer.submit(second)
+            queued.set()
+            return await asyncio.gather(one, two)
+
+        assert all(isinstance(result, int) for result in asyncio.run(scenario()))
+        assert order == ["first", "second"]
+        assert db.writer.groups == groups + 1, "the second write did not join the open group"
+
+        running.clear()
+        queued.clear()
+        order.clear()
+
+        def alone(txn):
+            assert txn is None
+            order.append("alone")
+
+        async def with_alone() -> None:
+            one = db.writer.submit(lambda txn: (running.set(), queued.wait(10), order.append("third"))[-1])
+            for _ in range(1000):
+                if running.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            between = db.writer.submit(alone, alone=True)
+            after = db.writer.submit(lambda txn: order.append("fourth"))
+            queued.set()
+            await asyncio.gather(one, between, after)
+
+        groups = db.writer.groups
+        asyncio.run(with_alone())
+        assert order == ["third", "alone", "fourth"]
+        assert db.writer.groups == groups + 2
+    finally:
+        db.close()

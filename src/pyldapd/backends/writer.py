@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 512  # operations in one group: bounds how long the first of them waits for its answer
-LINGER_MAX = 0.002  # the longest a group waits for more operations (see GroupWriter._linger)
+LINGER_MAX = 0.002  # the longest a group waits for more operations (see GroupWriter._more)
 
 
 RUNNING: set[GroupWriter] = set()  # this process's writer threads
@@ -138,10 +138,7 @@ class GroupWriter:
                 if self._queue[0].alone:
                     batch = [self._queue.popleft()]
                 else:
-                    self._linger()
-                    batch = []
-                    while self._queue and len(batch) < self.max_group and not self._queue[0].alone:
-                        batch.append(self._queue.popleft())
+                    batch = self._take([])
             self.in_hand = True
             try:
                 if batch[0].alone:
@@ -165,30 +162,50 @@ class GroupWriter:
             op.value, op.ok = exc, False
         self._deliver([op])
 
-    def _linger(self) -> None:
-        """Wait a little for more operations when recent groups were larger than what is queued (called with
-        the lock held). With N clients writing one operation at a time, groups otherwise settle at about N/2:
-        half the clients wait for their answer while the other half's group commits. Waiting at most half a
-        commit's time (and never more than LINGER_MAX) for the group to reach the recent size lets each fsync
-        carry about N writes; a lone client (recent groups of 1) never waits."""
+    def _take(self, batch: list[_Op]) -> list[_Op]:
+        """Move what is queued into `batch`, up to the group's bound and short of an `alone` operation (called
+        with the lock held)."""
+        queue = self._queue
+        while queue and len(batch) < self.max_group and not queue[0].alone:
+            batch.append(queue.popleft())
+        return batch
+
+    def _more(self, batch: list[_Op], budget: list[float]) -> int:
+        """Operations added to the open group `batch` (0: commit it now).
+
+        With N clients writing one operation at a time, groups otherwise settle at about N/2: half the clients
+        wait for their answer while the other half's group commits. So a group is held open until it reaches the
+        size of the recent ones, waiting in all at most half a commit's time (never more than LINGER_MAX, and
+        not at all for a lone client, whose recent groups are of 1), so that each fsync carries about N writes.
+        The operations that came first are applied meanwhile, while their clients' neighbours are still being
+        answered and sending their next requests, so the wait costs the group little. `budget`: [seconds of
+        waiting left]."""
         target = max(self._recent, default=1)
-        if len(self._queue) >= target or self._stopping:
-            return
-        deadline = time.monotonic() + min(self._commit_seconds / 2, LINGER_MAX)
-        while len(self._queue) < target and not self._stopping:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._wake.wait(left)
+        with self._wake:
+            while True:
+                if self._stopping or len(batch) >= self.max_group or (self._queue and self._queue[0].alone):
+                    return 0
+                before = len(batch)
+                if self._queue:
+                    self._take(batch)
+                    return len(batch) - before
+                if len(batch) >= target or budget[0] <= 0:
+                    return 0
+                started = time.monotonic()
+                self._wake.wait(budget[0])
+                budget[0] -= time.monotonic() - started
 
     def _commit_group(self, batch: list[_Op]) -> None:
         db = self.db
         local = db._local
         committed = 0
-        self._recent.append(len(batch))
+        budget = [min(self._commit_seconds / 2, LINGER_MAX)]
         try:
             with db.write() as group:
-                for op in batch:
+                done = 0
+                while done < len(batch) or self._more(batch, budget):
+                    op = batch[done]
+                    done += 1
                     if op.chain is not None and op.chain.broken is not None:
                         op.ok, op.value = (
                             False,
@@ -216,6 +233,7 @@ class GroupWriter:
                             op.chain.broken = exc
                     finally:
                         local.txn = None
+                self._recent.append(len(batch))
                 started = time.monotonic()  # the commit (and its fsync) is the with block's exit
             # an exponential average of the commit's (fsync's) time: how long lingering may last
             self._commit_seconds += (time.monotonic() - started - self._commit_seconds) / 8
