@@ -192,7 +192,11 @@ class GroupWriter:
                 if len(batch) >= target or budget[0] <= 0:
                     return 0
                 started = time.monotonic()
-                self._wake.wait(budget[0])
+                self.in_hand = False  # waiting, it needs no GIL: the loop need not let go of it (`writing`)
+                try:
+                    self._wake.wait(budget[0])
+                finally:
+                    self.in_hand = True
                 budget[0] -= time.monotonic() - started
 
     def _commit_group(self, batch: list[_Op]) -> None:
