@@ -172,13 +172,15 @@ def test_past_maxsize_only_the_operation_that_does_not_fit_fails(tmp_path: Path,
 
 
 def test_an_operation_arriving_while_a_group_is_applied_joins_it(tmp_path: Path, schema: Any) -> None:
-    """A group is open until what came while its operations ran is in it too: the second write, queued while
-    the first one runs, shares its commit (one fsync); and a write queued behind an `alone` one does not
-    join the group before it: the three run in submission order, in two groups and the alone one."""
+    """A group is open until what came while its operations ran is in it too (up to the size of the recent
+    groups): the second write, queued while the first one runs, shares its commit (one fsync); and a write
+    queued behind an `alone` one does not join the group before it: the three run in submission order, in two
+    groups and the alone one."""
     db = MdbDatabase(str(tmp_path / "db"), schema, SUFFIX, maxsize=64 * 2**20)
     try:
         entries = top(schema)
         asyncio.run(submit_all(db, [lambda txn, e=e: txn.add(e.copy()) for e in entries]))
+        db.writer._recent.append(4)  # recent groups of four writers: a group of one waits for more
         groups = db.writer.groups
         running, queued = threading.Event(), threading.Event()
         order: list[str] = []

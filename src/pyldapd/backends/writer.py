@@ -178,18 +178,20 @@ class GroupWriter:
         size of the recent ones, waiting in all at most half a commit's time (never more than LINGER_MAX, and
         not at all for a lone client, whose recent groups are of 1), so that each fsync carries about N writes.
         The operations that came first are applied meanwhile, while their clients' neighbours are still being
-        answered and sending their next requests, so the wait costs the group little. `budget`: [seconds of
-        waiting left]."""
+        answered and sending their next requests, so the wait costs the group little. A group grows no larger
+        than the recent ones (or than what was queued when it began): a stream of writes does not keep one open,
+        and LMDB's write lock, which the open group holds, goes to another process's writer (a worker's) at
+        the usual pace. `budget`: [seconds of waiting left]."""
         target = max(self._recent, default=1)
         with self._wake:
             while True:
-                if self._stopping or len(batch) >= self.max_group or (self._queue and self._queue[0].alone):
+                if self._stopping or len(batch) >= target or (self._queue and self._queue[0].alone):
                     return 0
                 before = len(batch)
                 if self._queue:
                     self._take(batch)
                     return len(batch) - before
-                if len(batch) >= target or budget[0] <= 0:
+                if budget[0] <= 0:
                     return 0
                 started = time.monotonic()
                 self.in_hand = False  # waiting, it needs no GIL: the loop need not let go of it (`writing`)
