@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_concurrency as bc  # noqa: E402
-from bench_search_layers import CountingTransport  # noqa: E402
+from bench_search_layers import USERS, CountingTransport, instructions_per, loaded_database  # noqa: E402
 
-from tests.servers import ROOTDN, ROOTPW, slapd_conf  # noqa: E402
+from tests.servers import ROOTDN, ROOTPW  # noqa: E402
 
-USERS, ITEMS, WIDTH = 10_000, 2_000, 5
+WIDTH = 5
 LAYERS = ("decode", "directory", "connection")
 GROUP = 4  # ldclt's modifying threads in bench_concurrency: the size of each group commit
 
@@ -186,34 +183,6 @@ def run_child(conf_path: Path, layer: str, passes: int, modifies: int) -> None:
     uvloop.run(run())
 
 
-def count_instructions(conf_path: Path, modifies: int, layers: list[str]) -> None:
-    """Instructions per modify of each layer: a run with two passes less a run with one, so that the start, the
-    loading and the warming cancel out (PYTHONHASHSEED fixed)."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    env = dict(os.environ, PYTHONHASHSEED="0")
-
-    def collected(layer: str, passes: int) -> subprocess.Popen:
-        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-                "--modifies", str(modifies), "--child", str(conf_path), layer, str(passes)]  # fmt: skip
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-
-    def total(proc: subprocess.Popen) -> int:
-        out, _ = proc.communicate(timeout=3600)
-        found = re.search(r"Collected : (\d+)", out)
-        if proc.returncode != 0 or found is None:
-            raise SystemExit(f"callgrind run failed:\n{out[-2000:]}")
-        return int(found.group(1))
-
-    print(f"{modifies} modifies under callgrind, in groups of {GROUP}; instructions per modify")
-    previous = 0.0
-    for layer in layers:
-        one, two = collected(layer, 1), collected(layer, 2)  # the two side by side (2 CPUs)
-        per_modify = (total(two) - total(one)) / modifies
-        print(f"{layer:12s} {per_modify:10.0f}   {per_modify - previous:+10.0f}", flush=True)
-        previous = per_modify
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -234,17 +203,12 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="pyldapd-modify-layers-"))
     try:
-        ldif = root / "data.ldif"
-        ldif.write_text(bc.make_ldif(USERS, ITEMS, WIDTH))
-        db = root / "db"
-        db.mkdir()
-        conf_path = root / "slapd.conf"
-        conf_path.write_text(slapd_conf(db, indexes=bc.INDEXES, modules=True,
-                                        extra_global="loglevel none\nthreads 1"))  # fmt: skip
-        load = [sys.executable, "-m", "pyldapd.cli.main", "add", "-q", "-f", str(conf_path), "-l", str(ldif)]
-        subprocess.run(load, check=True, capture_output=True, timeout=600)
+        conf_path = loaded_database(root)
         if args.instructions:
-            count_instructions(conf_path, args.modifies, args.layers.split(","))
+            print(f"(in groups of {GROUP})")
+            instructions_per(
+                __file__, "modify", "--modifies", args.modifies, conf_path, args.layers.split(",")
+            )
             return
         import uvloop
 

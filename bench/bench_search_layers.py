@@ -169,17 +169,39 @@ def run_child(conf_path: Path, layer: str, passes: int, searches: int) -> None:
     uvloop.run(run())
 
 
+def loaded_database(root: Path) -> Path:
+    """bench_concurrency's data loaded offline into a one-worker pyldapd database under `root`: its slapd.conf."""
+    ldif = root / "data.ldif"
+    ldif.write_text(bc.make_ldif(USERS, ITEMS, WIDTH))
+    db = root / "db"
+    db.mkdir()
+    conf_path = root / "slapd.conf"
+    conf_path.write_text(
+        slapd_conf(db, indexes=bc.INDEXES, modules=True, extra_global="loglevel none\nthreads 1")
+    )
+    load = [sys.executable, "-m", "pyldapd.cli.main", "add", "-q", "-f", str(conf_path), "-l", str(ldif)]
+    subprocess.run(load, check=True, capture_output=True, timeout=600)
+    return conf_path
+
+
 def count_instructions(conf_path: Path, searches: int, layers: list[str]) -> None:
-    """Instructions per search of each layer: a run with two passes less a run with one, so that the start,
-    the loading and the warming cancel out. Deterministic (PYTHONHASHSEED fixed), whatever else the machine
-    does: for comparing two versions of the code where timings drown in the machine's noise."""
+    """Instructions per search of each layer (`instructions_per`)."""
+    instructions_per(__file__, "search", "--searches", searches, conf_path, layers)
+
+
+def instructions_per(
+    script: str, item: str, flag: str, count: int, conf_path: Path, layers: list[str]
+) -> None:
+    """Instructions per `item` of each layer of `script` (run as `script FLAG N --child CONF LAYER PASSES`): a
+    run with two passes less a run with one, so that the start, the loading and the warming cancel out. Deterministic (PYTHONHASHSEED fixed), whatever else the machine does: for comparing two versions of the
+    code where timings drown in the machine's noise."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     env = dict(os.environ, PYTHONHASHSEED="0")
 
     def collected(layer: str, passes: int) -> subprocess.Popen:
-        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-                "--searches", str(searches), "--child", str(conf_path), layer, str(passes)]  # fmt: skip
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script,
+                flag, str(count), "--child", str(conf_path), layer, str(passes)]  # fmt: skip
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
     def total(proc: subprocess.Popen) -> int:
@@ -189,13 +211,13 @@ def count_instructions(conf_path: Path, searches: int, layers: list[str]) -> Non
             raise SystemExit(f"callgrind run failed:\n{out[-2000:]}")
         return int(found.group(1))
 
-    print(f"{searches} uid= searches under callgrind; instructions per search")
+    print(f"{count} {item} requests under callgrind; instructions per {item}")
     previous = 0.0
     for layer in layers:
         one, two = collected(layer, 1), collected(layer, 2)  # the two side by side (2 CPUs)
-        per_search = (total(two) - total(one)) / searches
-        print(f"{layer:12s} {per_search:10.0f}   {per_search - previous:+10.0f}", flush=True)
-        previous = per_search
+        per_item = (total(two) - total(one)) / count
+        print(f"{layer:12s} {per_item:10.0f}   {per_item - previous:+10.0f}", flush=True)
+        previous = per_item
 
 
 def main() -> None:
@@ -221,15 +243,7 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="pyldapd-layers-"))
     try:
-        ldif = root / "data.ldif"
-        ldif.write_text(bc.make_ldif(USERS, ITEMS, WIDTH))
-        db = root / "db"
-        db.mkdir()
-        conf_path = root / "slapd.conf"
-        conf_path.write_text(slapd_conf(db, indexes=bc.INDEXES, modules=True,
-                                        extra_global="loglevel none\nthreads 1"))  # fmt: skip
-        load = [sys.executable, "-m", "pyldapd.cli.main", "add", "-q", "-f", str(conf_path), "-l", str(ldif)]
-        subprocess.run(load, check=True, capture_output=True, timeout=600)
+        conf_path = loaded_database(root)
         pdus = make_pdus(args.searches)
         if args.instructions:
             count_instructions(conf_path, args.searches, args.layers.split(","))
