@@ -193,8 +193,9 @@ def instructions_per(
     script: str, item: str, flag: str, count: int, conf_path: Path, layers: list[str]
 ) -> None:
     """Instructions per `item` of each layer of `script` (run as `script FLAG N --child CONF LAYER PASSES`): a
-    run with two passes less a run with one, so that the start, the loading and the warming cancel out. Deterministic (PYTHONHASHSEED fixed), whatever else the machine does: for comparing two versions of the
-    code where timings drown in the machine's noise."""
+    run with two passes less a run with one, so that the start, the loading and the warming cancel out.
+    Deterministic (PYTHONHASHSEED fixed), whatever else the machine does: for comparing two versions of the code
+    where timings drown in the machine's noise."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     env = dict(os.environ, PYTHONHASHSEED="0")
