@@ -56,17 +56,28 @@ def stop_pid(pid: int, timeout: float = 25.0) -> None:
         os.waitpid(pid, 0)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    root = tmp_path / "c"
+def start_cluster(tmp_path: Path, attempt: int) -> tuple[Path, int, Path, subprocess.Popen]:
+    root = tmp_path / f"c{attempt}" if attempt else tmp_path / "c"
     base = free_port_run(3)
     out = tmp_path / "cluster.out"
     with open(out, "w") as handle:
         process = subprocess.Popen([*PYLDAPD, "cluster", "--nodes", "3", "--dir", str(root), "--base-port",
                                     str(base)], stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+    wait_for(lambda: "ready" in out.read_text() or process.poll() is not None, 90, what="the cluster")
+    return root, base, out, process
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    # the ports are free when chosen, but until the last node listens another socket (a node's own outgoing
+    # connection to a peer not yet up takes a local port from the same range) may take one: then start again
+    # on other ports (bounded)
+    for attempt in range(3):
+        root, base, out, process = start_cluster(tmp_path, attempt)
+        if process.poll() is None or "address already in use" not in out.read_text():
+            break
     extra: list[int] = []
     try:
-        wait_for(lambda: "ready" in out.read_text() or process.poll() is not None, 90, what="the cluster")
         assert process.poll() is None, out.read_text()
         yield root, base, out, extra
     finally:
