@@ -63,7 +63,12 @@ def start_cluster(tmp_path: Path, attempt: int) -> tuple[Path, int, Path, subpro
     with open(out, "w") as handle:
         process = subprocess.Popen([*PYLDAPD, "cluster", "--nodes", "3", "--dir", str(root), "--base-port",
                                     str(base)], stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
-    wait_for(lambda: "ready" in out.read_text() or process.poll() is not None, 90, what="the cluster")
+    try:
+        wait_for(lambda: "ready" in out.read_text() or process.poll() is not None, 90, what="the cluster")
+    except BaseException:  # never left running: stopped by its pid
+        process.kill()
+        process.wait(10)
+        raise
     return root, base, out, process
 
 
