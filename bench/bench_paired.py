@@ -2,13 +2,14 @@
 drift (other jobs, the VM's neighbours) lands on every variant alike. Use it to compare two versions of pyldapd
 or two worker counts beside slapd when one-shot rates swing between runs.
 
-    .venv/bin/python bench/bench_paired.py [--rounds 3] [--load modify|search] VARIANT...
+    .venv/bin/python bench/bench_paired.py [--rounds 3] [--load modify|search] [--clients N] VARIANT...
 
 VARIANT is `slapd` or `NAME=SRC:THREADS`: pyldapd from the source tree SRC (its PYTHONPATH, e.g. a checkout's
 src/) with `threads THREADS`. Every variant gets bench_concurrency's data (10,000 users) loaded once, durable;
 each round starts each variant, runs ldclt for one 10 s sample (modify: attreplace of description on random
-users, 4 threads, as the rootdn; search: uid= exact searches on random users, 8 threads, anonymous), stops it.
-Prints each round's rates and each variant's ratio to the first variant of the same round. Not a test.
+users, 4 threads, as the rootdn; search: uid= exact searches on random users, 8 threads, anonymous; --clients
+sets the threads), stops it. Prints each round's rates and each variant's ratio to the first variant of the same
+round. Not a test.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--load", choices=("modify", "search"), default="modify")
+    parser.add_argument("--clients", type=int, help="ldclt threads (default: 4 modifying, 8 searching)")
     parser.add_argument("variants", nargs="+")
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variants]
@@ -88,7 +90,8 @@ def main() -> None:
                 logged = server.log().count("group commit ")  # the log file goes on from round to round
                 try:
                     modify = args.load == "modify"
-                    proc = bc.ldclt(server.port, USERS, WIDTH, 4 if modify else 8, 1, modify)
+                    clients = args.clients or (4 if modify else 8)
+                    proc = bc.ldclt(server.port, USERS, WIDTH, clients, 1, modify)
                     rate = bc.ldclt_rate(proc, 1, args.load)
                 finally:
                     server.stop()
