@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,8 +24,35 @@ ROOTDN = "cn=admin,dc=example,dc=com"
 ROOTPW = "secret"
 
 
+# Ports for the tests' servers come from below the kernel's ephemeral range (32768 up on Linux): the local ports
+# of outgoing connections (a node's to its peers, a client's) are drawn from that range, so none of them can take
+# a chosen port before its server binds it. Each pytest-xdist worker draws from its own slice.
+TEST_PORTS = range(20000, 32000)
+_port_choice = random.Random()
+
+
+def port_slice() -> range:
+    """This test process's slice of TEST_PORTS (all of it outside pytest-xdist)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    index = int(worker[2:]) % count if worker[2:].isdigit() else 0
+    width = len(TEST_PORTS) // count
+    first = TEST_PORTS.start + index * width
+    return range(first, first + width)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback TCP port nobody holds now, from this process's slice of TEST_PORTS."""
+    ports = port_slice()
+    for _ in range(200):
+        port = _port_choice.randrange(ports.start, ports.stop)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a slice all taken: whatever the kernel gives
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

@@ -23,6 +23,7 @@ Run by hand:  .venv/bin/python -m tests.compat.openldap_scripts [slapd|pyldapd] 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -32,8 +33,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.servers import port_slice
 
 VERSION = "2.5.13"
 DEB_VERSION = "2.5.13+dfsg-5"
@@ -117,6 +122,18 @@ PYLDAPD_BUILD = {name: "no" for name in _ALL_BUILD} | {"MDB": "yes", "SYNCPROV":
 
 def cache_dir() -> Path:
     return Path(os.environ.get("PYLDAPD_TEST_CACHE", Path.home() / ".cache" / "pyldapd-tests")) / "openldap"
+
+
+@contextmanager
+def cache_lock() -> Iterator[None]:
+    """The cache's lock, held while its source is fetched and its programs built."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def debian_mirror() -> str:
@@ -276,9 +293,10 @@ def _symlink(target: str | Path, link: Path) -> None:
 def make_tree(root: Path, server: str) -> Path:
     """Lay out ROOT as OpenLDAP's build tree for `make test` with `server` ("slapd" or "pyldapd") as slapd;
     returns ROOT/tests."""
-    source = fetch_source()
-    ldif_filter = build_ldif_filter(source)
-    programs = build_load_programs(source)
+    with cache_lock():  # one fetch and build at a time (test processes run side by side under pytest-xdist)
+        source = fetch_source()
+        ldif_filter = build_ldif_filter(source)
+        programs = build_load_programs(source)
     if server == "slapd":
         program, build = DEBIAN_SLAPD, DEBIAN_BUILD
     elif server == "pyldapd":
@@ -343,7 +361,8 @@ def free_base_port(count: int = 7, tries: int = 200) -> int:
     """A base port such that base+1..base+count are free on loopback (defines.sh uses BASEPORT+1..+6). Taken below
     the kernel's ephemeral range: the scripts stop and restart servers on the same port, and a port of that range
     can meanwhile become the source port of some outgoing connection (or another test's free port)."""
-    low, high = 20000, 32000
+    ports = port_slice()  # this test process's slice (pytest-xdist), as tests.servers.free_port draws
+    low, high = ports.start, ports.stop
     try:
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
         high = min(high, ephemeral_low) if ephemeral_low > low + 1000 else high

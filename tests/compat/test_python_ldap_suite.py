@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -71,12 +72,18 @@ def run_suite(sdist: Path, workdir: Path, env_extra: dict[str, str]) -> dict[str
     workdir.mkdir(parents=True, exist_ok=True)
     report = workdir / "report.xml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(TMP=str(workdir), **env_extra)  # slapdtest makes its run folders under $TMP
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-         f"--junitxml={report}", "Tests"],
-        cwd=sdist, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT,
-    )  # fmt: skip
+    # slapdtest makes its run folders under $TMP, its ldapi socket among them: a short folder of its own, as a
+    # socket's path holds at most 107 bytes (pytest's tmp_path under pytest-xdist is already some 80)
+    runs = Path(tempfile.mkdtemp(prefix="pyldap-"))
+    env.update(TMP=str(runs), **env_extra)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+             f"--junitxml={report}", "Tests"],
+            cwd=sdist, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
     (workdir / "output.txt").write_text(result.stdout + result.stderr)
     assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     outcomes: dict[str, str] = {}
