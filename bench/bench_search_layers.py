@@ -184,11 +184,6 @@ def loaded_database(root: Path) -> Path:
     return conf_path
 
 
-def count_instructions(conf_path: Path, searches: int, layers: list[str]) -> None:
-    """Instructions per search of each layer (`instructions_per`)."""
-    instructions_per(__file__, "search", "--searches", searches, conf_path, layers)
-
-
 def instructions_per(
     script: str, item: str, flag: str, count: int, conf_path: Path, layers: list[str]
 ) -> None:
@@ -247,7 +242,9 @@ def main() -> None:
         conf_path = loaded_database(root)
         pdus = make_pdus(args.searches)
         if args.instructions:
-            count_instructions(conf_path, args.searches, args.layers.split(","))
+            instructions_per(
+                __file__, "search", "--searches", args.searches, conf_path, args.layers.split(",")
+            )
             return
         import uvloop
 

@@ -56,8 +56,11 @@ def stop_pid(pid: int, timeout: float = 25.0) -> None:
         os.waitpid(pid, 0)
 
 
-def start_cluster(tmp_path: Path, attempt: int) -> tuple[Path, int, Path, subprocess.Popen]:
-    root = tmp_path / f"c{attempt}" if attempt else tmp_path / "c"
+@pytest.fixture
+def cluster(tmp_path):
+    # its ports come from below the ephemeral range (tests/servers.py), so no node's outgoing connection to a
+    # peer not yet up can take one before that peer listens
+    root = tmp_path / "c"
     base = free_port_run(3)
     out = tmp_path / "cluster.out"
     with open(out, "w") as handle:
@@ -69,18 +72,6 @@ def start_cluster(tmp_path: Path, attempt: int) -> tuple[Path, int, Path, subpro
         process.kill()
         process.wait(10)
         raise
-    return root, base, out, process
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    # the ports are free when chosen, but until the last node listens another socket (a node's own outgoing
-    # connection to a peer not yet up takes a local port from the same range) may take one: then start again
-    # on other ports (bounded)
-    for attempt in range(3):
-        root, base, out, process = start_cluster(tmp_path, attempt)
-        if process.poll() is None or "address already in use" not in out.read_text():
-            break
     extra: list[int] = []
     try:
         assert process.poll() is None, out.read_text()
